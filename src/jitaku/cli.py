@@ -1,0 +1,351 @@
+"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jitaku import config as config_module
+from jitaku import log, provision
+from jitaku.config import Config, ConfigError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="jitaku (自宅): a home server that keeps running.")
+user_app = typer.Typer(no_args_is_help=True, help="Mail users.")
+alias_app = typer.Typer(no_args_is_help=True, help="Addresses that forward to users or elsewhere.")
+mailbox_app = typer.Typer(no_args_is_help=True, help="Read what arrived.")
+queue_app = typer.Typer(no_args_is_help=True, help="The outbound queue.")
+dkim_app = typer.Typer(no_args_is_help=True, help="DKIM keys.")
+app.add_typer(user_app, name="user")
+app.add_typer(alias_app, name="alias")
+app.add_typer(mailbox_app, name="mailbox")
+app.add_typer(queue_app, name="queue")
+app.add_typer(dkim_app, name="dkim")
+
+DirOption = Annotated[
+    Path,
+    typer.Option("--dir", envvar="JITAKU_DIR", help="Data directory (default $JITAKU_DIR, else ./jitaku-data).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
+DEFAULT_DIR = Path("jitaku-data")
+
+console = Console()
+
+
+class CliError(Exception):
+    """A request the CLI cannot carry out; printed as one line."""
+
+
+def _config(data_dir: Path) -> Config:
+    return config_module.load(data_dir)
+
+
+def _database(config: Config) -> Any:
+    from jitaku.store import Database
+
+    return Database(config.database_url)
+
+
+def _print_json(rows: list[dict[str, Any]]) -> None:
+    sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+
+
+def _table(columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(*columns, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*(str(cell) if cell is not None else "" for cell in row))
+    console.print(table)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise CliError("no terminal to ask for a password; use --password-stdin")
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CliError("the passwords differ")
+    if len(password) < 8:
+        raise CliError("a password needs at least 8 characters")
+    return password
+
+
+def _address(text: str) -> str:
+    from jitaku.mail import address
+
+    parsed = address.parse(text)
+    if parsed is None:
+        raise CliError(f"not a plain mail address: {text!r}")
+    return address.normalize(str(parsed))
+
+
+def _local_address(config: Config, text: str) -> str:
+    normalized = _address(text)
+    domain = normalized.rpartition("@")[2]
+    if not config.settings.is_local_domain(domain):
+        raise CliError(f"{domain} is not one of this server's domains ({', '.join(config.settings.domains)})")
+    return normalized
+
+
+@app.command()
+def init(
+    data_dir: DirOption = DEFAULT_DIR,
+    domain: Annotated[str | None, typer.Option(help="The mail domain (needed only without a config).")] = None,
+    hostname: Annotated[str | None, typer.Option(help="This server's name (default mail.DOMAIN).")] = None,
+    public: Annotated[bool, typer.Option("--public", help="Listen on 0.0.0.0:25/587/465 instead of loopback.")] = False,
+) -> None:
+    """Create what the data directory lacks and print the DNS records to publish."""
+    path = data_dir / config_module.CONFIG_NAME
+    if not path.exists():
+        if not domain:
+            raise CliError(f"{path} does not exist yet; give --domain DOMAIN")
+        provision.write_config(data_dir, domain.lower(), hostname, public)
+        console.print(f"wrote {path}")
+    elif domain or hostname or public:
+        console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
+    config = _config(data_dir)
+    for made in provision.complete(config):
+        console.print(f"ready: {made}")
+    print("\nPublish these DNS records (zone-file form):")
+    for record in provision.dns_records(config):
+        print(record.zone_line())
+
+
+@app.command()
+def serve(data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Run every listener and the queue in one process until SIGTERM."""
+    from jitaku import app as daemon
+
+    config = _config(data_dir)
+    provision.complete(config)
+    log.setup()
+    asyncio.run(daemon.serve(config))
+
+
+@user_app.command("add")
+def user_add(
+    address: str,
+    data_dir: DirOption = DEFAULT_DIR,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Add a user with a mailbox."""
+    from jitaku.passwords import hash_password
+    from jitaku.store import accounts
+
+    config = _config(data_dir)
+    normalized = _local_address(config, address)
+    password_hash = hash_password(_read_password(password_stdin))
+    database = _database(config)
+    with database.transaction() as connection:
+        accounts.add_user(connection, normalized, password_hash)
+    console.print(f"added {normalized}")
+
+
+@user_app.command("list")
+def user_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """List users."""
+    from jitaku.store import accounts
+
+    users = _database(_config(data_dir)).read_now(accounts.list_users)
+    if as_json:
+        _print_json([{"address": u.address} for u in users])
+    else:
+        _table(["address"], [[u.address] for u in users])
+
+
+@user_app.command("remove")
+def user_remove(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Remove a user and their mail."""
+    from jitaku.store import accounts
+
+    config = _config(data_dir)
+    with _database(config).transaction() as connection:
+        accounts.remove_user(connection, _address(address))
+    console.print(f"removed {_address(address)}")
+
+
+@user_app.command("passwd")
+def user_passwd(
+    address: str,
+    data_dir: DirOption = DEFAULT_DIR,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Set a user's password."""
+    from jitaku.passwords import hash_password
+    from jitaku.store import accounts
+
+    config = _config(data_dir)
+    normalized = _address(address)
+    password_hash = hash_password(_read_password(password_stdin))
+    with _database(config).transaction() as connection:
+        accounts.set_password(connection, normalized, password_hash)
+    console.print(f"password set for {normalized}")
+
+
+@alias_app.command("add")
+def alias_add(alias: str, target: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Deliver mail for ALIAS to TARGET (a user here, or an address elsewhere)."""
+    from jitaku.store import accounts
+
+    config = _config(data_dir)
+    with _database(config).transaction() as connection:
+        accounts.add_alias(connection, _local_address(config, alias), _address(target))
+    console.print(f"{_address(alias)} -> {_address(target)}")
+
+
+@alias_app.command("list")
+def alias_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """List aliases."""
+    from jitaku.store import accounts
+
+    aliases = _database(_config(data_dir)).read_now(accounts.list_aliases)
+    if as_json:
+        _print_json([{"alias": a, "target": t} for a, t in aliases])
+    else:
+        _table(["alias", "target"], [[a, t] for a, t in aliases])
+
+
+@alias_app.command("remove")
+def alias_remove(alias: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Remove an alias."""
+    from jitaku.store import accounts
+
+    with _database(_config(data_dir)).transaction() as connection:
+        accounts.remove_alias(connection, _address(alias))
+    console.print(f"removed {_address(alias)}")
+
+
+@mailbox_app.command("list")
+def mailbox_list(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """One line per message: uid, date, from, subject, size."""
+    from jitaku.mail import mailbox
+    from jitaku.store import mailstore
+
+    normalized = _address(address)
+    try:
+        stored = _database(_config(data_dir)).read_now(lambda c: mailstore.list_messages(c, normalized))
+    except LookupError as error:
+        raise CliError(str(error)) from None
+    rows = [mailbox.summary(message) for message in stored]
+    if as_json:
+        _print_json([row.as_json() for row in rows])
+    else:
+        _table(["uid", "date", "from", "subject", "size"], [[r.uid, r.date, r.sender, r.subject, r.size] for r in rows])
+
+
+@mailbox_app.command("show")
+def mailbox_show(address: str, uid: int, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Write the stored message to standard output, byte for byte."""
+    from jitaku.store import mailstore
+
+    normalized = _address(address)
+    try:
+        message = _database(_config(data_dir)).read_now(lambda c: mailstore.get_message(c, normalized, uid))
+    except LookupError as error:
+        raise CliError(str(error)) from None
+    if message is None:
+        raise CliError(f"no message {uid} in {normalized}")
+    sys.stdout.buffer.write(message.body)
+    sys.stdout.buffer.flush()
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+@queue_app.command("list")
+def queue_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """Messages waiting for delivery."""
+    from jitaku.store import queue
+
+    messages = _database(_config(data_dir)).read_now(queue.list_queue)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "id": m.id,
+                    "sender": m.sender,
+                    "recipients": list(m.recipients),
+                    "attempts": m.attempts,
+                    "next_attempt": _when(m.next_attempt),
+                    "last_error": m.last_error,
+                }
+                for m in messages
+            ]
+        )
+    else:
+        _table(
+            ["id", "sender", "recipients", "attempts", "next_attempt", "last_error"],
+            [[m.id, f"<{m.sender}>", ", ".join(m.recipients), m.attempts, _when(m.next_attempt), m.last_error] for m in messages],
+        )
+
+
+@queue_app.command("flush")
+def queue_flush(data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Retry every queued message now (a running daemon notices within a second or two)."""
+    from jitaku.store import queue
+
+    with _database(_config(data_dir)).transaction() as connection:
+        count = queue.flush(connection, time.time())
+    console.print(f"{count} message(s) due now")
+
+
+@queue_app.command("delete")
+def queue_delete(queue_id: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Drop a message from the queue without a bounce."""
+    from jitaku.store import queue
+
+    with _database(_config(data_dir)).transaction() as connection:
+        if not queue.remove(connection, queue_id.upper()):
+            raise CliError(f"no queued message {queue_id}")
+    console.print(f"deleted {queue_id.upper()}")
+
+
+@dkim_app.command("show")
+def dkim_show(
+    domain: Annotated[str | None, typer.Argument(help="One domain (default: all).")] = None,
+    data_dir: DirOption = DEFAULT_DIR,
+    as_json: JsonOption = False,
+) -> None:
+    """The DKIM TXT records to publish."""
+    config = _config(data_dir)
+    if domain and not config.settings.is_local_domain(domain):
+        raise CliError(f"{domain} is not one of this server's domains")
+    records = provision.dkim_records(config, domain.lower() if domain else None)
+    if as_json:
+        _print_json([{"name": r.name, "value": r.value} for r in records])
+    else:
+        _table(["name", "type", "value"], [[r.name, r.type, r.value] for r in records])
+
+
+def main() -> None:
+    from jitaku.app import ServeError
+    from jitaku.store.accounts import AccountError
+
+    debug = os.environ.get("JITAKU_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except (ConfigError, ServeError, AccountError, CliError) as error:
+        if debug:
+            raise
+        sys.stderr.write(f"jitaku: {error}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,267 @@
+"""jitaku.toml -> validated, frozen settings.
+
+Every key has a default except `domains`, so a hand-written file with only what
+it needs works. A bad file is reported as one line naming the file, the line,
+the key and what was expected (principle 6: bad input changes nothing).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from jitaku.resolver import Nameserver, parse_nameserver
+
+CONFIG_NAME = "jitaku.toml"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message is meant for a person."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    """One "host:port" a listener binds to."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str) -> Listen:
+    """Parse "host:port" or "[v6]:port"."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
+    if not match:
+        raise ValueError(f'expected "host:port", got {value!r}')
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    return Listen(host, port)
+
+
+def _listen_list(value: Any) -> tuple[Listen, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError('expected a list of "host:port" strings')
+    result = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f'expected "host:port" strings, got {item!r}')
+        result.append(parse_listen(item))
+    return tuple(result)
+
+
+def _nameserver_list(value: Any) -> tuple[Nameserver, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError('expected a list of "ip" or "ip:port" strings')
+    return tuple(parse_nameserver(v) for v in value)
+
+
+ListenList = Annotated[tuple[Listen, ...], BeforeValidator(_listen_list)]
+NameserverList = Annotated[tuple[Nameserver, ...], BeforeValidator(_nameserver_list)]
+
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+def _domain(value: str) -> str:
+    value = value.strip().lower()
+    if not _DOMAIN.fullmatch(value):
+        raise ValueError(f"expected a domain name like example.org, got {value!r}")
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmtpSettings(_Section):
+    listen: ListenList = (Listen("127.0.0.1", 2525),)
+    max_message_size: int = Field(default=26_214_400, gt=0)
+    max_recipients: int = Field(default=100, ge=100, description="RFC 5321 §4.5.3.1.8: at least 100")
+    timeout: float = Field(default=300.0, gt=0, description="idle seconds before a session is closed")
+
+
+class SubmissionSettings(_Section):
+    listen: ListenList = (Listen("127.0.0.1", 2587),)
+
+
+class SubmissionsSettings(_Section):
+    """Implicit-TLS submission (port 465, RFC 8314)."""
+
+    listen: ListenList = ()
+
+
+class WebSettings(_Section):
+    listen: ListenList = (Listen("127.0.0.1", 8025),)
+
+
+class RelaySettings(_Section):
+    host: str
+    port: int = Field(default=587, gt=0, lt=65536)
+    username: str | None = None
+    password: str | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        value = value.strip().strip("[]")
+        if not value:
+            raise ValueError("expected a host name or address")
+        return value
+
+
+class DeliverySettings(_Section):
+    port: int = Field(default=25, gt=0, lt=65536)
+    timeout: float = Field(default=60.0, gt=0)
+    concurrency: int = Field(default=20, gt=0)
+
+
+class DnsSettings(_Section):
+    nameservers: NameserverList = ()
+
+
+class QueueSettings(_Section):
+    retry_min: float = Field(default=300.0, gt=0)
+    retry_max: float = Field(default=3600.0, gt=0)
+    max_age: float = Field(default=432_000.0, gt=0)
+
+
+class DkimSettings(_Section):
+    selector: str = "jitaku"
+    ed25519: bool = False
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", value):
+            raise ValueError(f"expected a DNS label like 'jitaku', got {value!r}")
+        return value
+
+
+class DatabaseSettings(_Section):
+    url: str = ""
+
+
+class Settings(_Section):
+    hostname: str = ""
+    domains: tuple[str, ...]
+    smtp: SmtpSettings = SmtpSettings()
+    submission: SubmissionSettings = SubmissionSettings()
+    submissions: SubmissionsSettings = SubmissionsSettings()
+    web: WebSettings = WebSettings()
+    relay: RelaySettings | None = None
+    delivery: DeliverySettings = DeliverySettings()
+    dns: DnsSettings = DnsSettings()
+    queue: QueueSettings = QueueSettings()
+    dkim: DkimSettings = DkimSettings()
+    database: DatabaseSettings = DatabaseSettings()
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise ValueError("expected a non-empty list of domain names")
+        return tuple(_domain(str(v)) for v in value)
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        return _domain(value) if value else value
+
+    @property
+    def mail_hostname(self) -> str:
+        """The name we greet with and put in Received: the configured one or mail.DOMAIN."""
+        return self.hostname or f"mail.{self.domains[0]}"
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower() in self.domains
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings plus where they came from: the data directory owns every path."""
+
+    settings: Settings
+    data_dir: Path
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database.url or f"sqlite:///{self.data_dir / 'jitaku.db'}"
+
+    @property
+    def dkim_dir(self) -> Path:
+        return self.data_dir / "dkim"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+
+def load(data_dir: Path) -> Config:
+    """Read DIR/jitaku.toml; raise ConfigError with file, line and key on any problem."""
+    path = data_dir / CONFIG_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no config here; run `jitaku init --domain DOMAIN --dir {data_dir}` first") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read: {error}") from None
+    return Config(parse(text, path), data_dir)
+
+
+def parse(text: str, path: Path) -> Settings:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        keys = [str(part) for part in first["loc"] if not isinstance(part, int)]
+        raise ConfigError(_describe(path, text, keys, first)) from None
+
+
+def _describe(path: Path, text: str, keys: list[str], error: Any) -> str:
+    if keys and keys[-1] in {"function-before", "function-after"}:
+        keys = keys[:-1]
+    section, key = (keys[:-1], keys[-1]) if keys else ([], "")
+    name = f"[{'.'.join(section)}] {key}" if section else key
+    line = _line_of(text, section, key)
+    where = f"{path}:{line}" if line else str(path)
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key {name}"
+    if error["type"] == "missing":
+        return f"{where}: missing key {name}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {name}: {message}"
+
+
+def _line_of(text: str, section: list[str], key: str) -> int | None:
+    """Best-effort line number of KEY in [SECTION]; tomllib does not keep positions."""
+    current: list[str] = []
+    header = re.compile(r"\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
+    assignment = re.compile(r"\s*([A-Za-z0-9_\-\"']+)\s*=")
+    for number, line in enumerate(text.splitlines(), start=1):
+        found = header.match(line)
+        if found:
+            current = [part.strip().strip("\"'") for part in found.group(1).split(".")]
+            if current == section + [key]:
+                return number
+            continue
+        found = assignment.match(line)
+        if found and current == section and found.group(1).strip("\"'") == key:
+            return number
+    return None
+

@@ -1,0 +1,48 @@
+"""Inbound verification: SPF, DKIM and DMARC results as an Authentication-Results header (RFC 8601)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import authheaders
+
+from jitaku import log
+
+_HEADER_START = re.compile(rb"(?im)^authentication-results:[ \t]*([^;\s]+)")
+
+
+def strip_forged(message: bytes, authserv_id: str) -> bytes:
+    """Drop Authentication-Results that claim to be ours (RFC 8601 §5): only we may write those."""
+    header_end = message.find(b"\r\n\r\n")
+    head, body = (message, b"") if header_end < 0 else (message[: header_end + 2], message[header_end + 2 :])
+    lines = head.split(b"\r\n")
+    kept: list[bytes] = []
+    dropping = False
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        match = _HEADER_START.match(line)
+        dropping = bool(match and match.group(1).decode("ascii", "replace").lower() == authserv_id.lower())
+        if not dropping:
+            kept.append(line)
+    return b"\r\n".join(kept) + body
+
+
+def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
+    try:
+        header = authheaders.authenticate_message(
+            message, authserv_id, spf=True, dkim=True, dmarc=True, arc=False,
+            ip=ip, mail_from=mail_from, helo=helo,
+        )
+    except Exception as error:  # a message authheaders cannot parse still gets a header, not a crash
+        log.event("authcheck_failed", error=repr(error))
+        header = f"Authentication-Results: {authserv_id}; none"
+    return header.encode("utf-8", "surrogateescape") + b"\r\n"
+
+
+async def authentication_results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
+    """The header line (with CRLF) to prepend; DNS lookups go through `[dns] nameservers`."""
+    return await asyncio.to_thread(_authenticate, message, authserv_id, ip, mail_from, helo)

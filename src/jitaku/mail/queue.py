@@ -1,0 +1,143 @@
+"""The durable outbound queue's worker: attempt due messages, back off on 4xx, bounce on 5xx or age.
+
+State lives only in the database (store/queue.py), so a restart, or a change
+of relay in the config, loses nothing: the next attempt simply uses the
+transport the daemon was started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from sqlalchemy.engine import Connection
+
+from jitaku import log
+from jitaku.config import QueueSettings
+from jitaku.mail import dsn
+from jitaku.mail.pipeline import Arrival, Pipeline
+from jitaku.mail.policy import Accepted, Policy
+from jitaku.mail.transport import Outcome, Transport
+from jitaku.store import Database
+from jitaku.store import queue as queue_rows
+from jitaku.store.queue import QueuedMessage
+
+POLL_SECONDS = 1.0  # how soon a `jitaku queue flush` from another process is noticed
+BATCH = 100
+
+
+def retry_delay(attempts: int, settings: QueueSettings) -> float:
+    """Exponential backoff: retry_min, twice that, ... capped at retry_max."""
+    return min(settings.retry_max, settings.retry_min * 2 ** min(attempts, 30))
+
+
+class Queue:
+    def __init__(
+        self,
+        settings: QueueSettings,
+        database: Database,
+        transport: Transport,
+        policy: Policy,
+        hostname: str,
+        postmaster: str,
+        concurrency: int,
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self._transport = transport
+        self._policy = policy
+        self._hostname = hostname
+        self._postmaster = postmaster
+        self._limit = asyncio.Semaphore(concurrency)
+        self._wakeup = asyncio.Event()
+        self._in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.pipeline: Pipeline | None = None  # set once the pipeline exists; they need each other
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wakeup.clear()
+                due = await self._database.read(
+                    lambda c: queue_rows.due(c, time.time(), self._in_flight, BATCH)
+                )
+                for message in due:
+                    self._in_flight.add(message.id)
+                    task = asyncio.create_task(self._attempt(message))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                try:
+                    await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            for task in self._tasks:
+                task.cancel()
+
+    async def _attempt(self, message: QueuedMessage) -> None:
+        try:
+            async with self._limit:
+                started = time.time()
+                try:
+                    outcomes = await self._transport.deliver(message.sender, message.recipients, message.body)
+                except Exception as error:  # a bug in delivery must not take the queue down: retry later
+                    log.event("delivery_crashed", queue_id=message.id, error=repr(error))
+                    outcomes = [Outcome(r, False, False, f"4.3.0 internal error: {error!r}") for r in message.recipients]
+                await self._record(message, outcomes, time.time() - started)
+        except Exception as error:
+            log.event("queue_error", queue_id=message.id, error=repr(error))
+        finally:
+            self._in_flight.discard(message.id)
+
+    async def _record(self, message: QueuedMessage, outcomes: list[Outcome], took: float) -> None:
+        now = time.time()
+        expired = now - message.created_at >= self._settings.max_age
+        delivered = [o for o in outcomes if o.delivered]
+        failed = [o for o in outcomes if not o.delivered and (o.permanent or expired)]
+        deferred = {o.recipient: o.reply for o in outcomes if not o.delivered and not (o.permanent or expired)}
+        done = [o.recipient for o in delivered + failed]
+        next_attempt = now + retry_delay(message.attempts, self._settings)
+
+        def record(connection: Connection) -> None:
+            queue_rows.record_attempt(connection, message.id, done, deferred, next_attempt)
+
+        if failed and message.sender:
+            await self._bounce(message, failed, record)
+        else:
+            await self._database.write(record)
+        delay = f"{now - message.created_at:.1f}"
+        for outcome in delivered:
+            log.event("delivered", queue_id=message.id, to=outcome.recipient, relay=outcome.host,
+                      dsn=dsn.status_of(outcome), delay=delay, took=f"{took:.2f}", reply=outcome.reply)
+        for outcome in failed:
+            log.event("bounced", queue_id=message.id, to=outcome.recipient, relay=outcome.host,
+                      dsn=dsn.status_of(outcome), delay=delay, expired=expired or None, reply=outcome.reply,
+                      notified=f"<{message.sender}>" if message.sender else "nobody (null sender)")
+        for outcome in outcomes:
+            if outcome.recipient in deferred:
+                log.event("deferred", queue_id=message.id, to=outcome.recipient, relay=outcome.host,
+                          dsn=dsn.status_of(outcome), delay=delay, attempts=message.attempts + 1,
+                          next_attempt=f"{next_attempt - now:.0f}s", reply=outcome.reply)
+
+    async def _bounce(self, message: QueuedMessage, failed: list[Outcome], record: Callable[[Connection], None]) -> None:
+        """Queue a DSN to the sender in the same transaction that forgets the failed recipients."""
+        decision = await self._policy.recipient(message.sender, authenticated=True)
+        if not isinstance(decision, Accepted):
+            log.event("bounce_dropped", queue_id=message.id, sender=f"<{message.sender}>", reason=decision.reply)
+            await self._database.write(record)
+            return
+        report = dsn.bounce(
+            reporting_host=self._hostname,
+            from_address=self._postmaster,
+            to=message.sender,
+            queue_id=message.id,
+            arrival_date=message.created_at,
+            failed=failed,
+            original=message.body,
+        )
+        assert self.pipeline is not None
+        await self.pipeline.accept(Arrival("", (decision,), report, session=None), also=record)

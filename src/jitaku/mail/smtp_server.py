@@ -1,0 +1,211 @@
+"""SMTP listeners on aiosmtpd: the MX (strangers, local recipients only) and submission (AUTH, any recipient).
+
+The protocol is aiosmtpd's; every decision is asked of `Policy` and every
+accepted message is handed to `Pipeline` (protocol apart from policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from jitaku import log
+from jitaku.mail import headers, trace
+from jitaku.mail.pipeline import Arrival, Pipeline
+from jitaku.mail.policy import Accepted, Policy
+from jitaku.passwords import verify_password
+from jitaku.ratelimit import FailureLimiter
+from jitaku.store import Database, accounts
+
+# RFC 5321 §2.3.8: lines end in CRLF; a bare CR or LF is how SMTP smuggling hides a second message.
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+# aiosmtpd's own fixed replies, given the enhanced status codes (RFC 3463) our other replies carry.
+_ENHANCED = {
+    "552 Error: Too much mail data": "552 5.3.4 Message size exceeds fixed maximum message size",
+    "552 Error: message size exceeds fixed maximum message size": "552 5.3.4 Message size exceeds fixed maximum message size",
+    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.6 Line too long (RFC 5321 §4.5.3.1.6)",
+    "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
+    "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
+    "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
+    "500 Error: bad syntax": "500 5.5.2 Error: bad syntax",
+    "502 Command not implemented": "502 5.5.1 Command not implemented",
+    "554 Command refused due to lack of security": "530 5.7.0 Must issue a STARTTLS command first",
+}
+
+
+@dataclass(frozen=True)
+class Listener:
+    """What kind of port this is."""
+
+    name: str  # "mx", "submission", "submissions"
+    authenticated: bool  # AUTH required, any recipient allowed after it
+    implicit_tls: bool = False
+
+
+def is_loopback(peer: Any) -> bool:
+    try:
+        return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
+    except (ValueError, TypeError, IndexError):
+        return False
+
+
+class JitakuSMTP(SMTP):
+    """aiosmtpd's SMTP with our AUTH handling: async password checks, failure limits, TLS unless loopback."""
+
+    def __init__(self, handler: "Handler", **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._handler_ref = handler
+        self._pending_login: LoginPassword | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # RFC 8314 / our rule: passwords only over TLS, except from this very machine.
+        if is_loopback(self.session.peer):
+            self._auth_require_tls = False
+
+    async def push(self, status: str) -> None:
+        await super().push(_ENHANCED.get(status, status))
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        # aiosmtpd calls this synchronously; keep the credentials and check them in smtp_AUTH,
+        # off the event loop (argon2 takes tens of milliseconds).
+        self._pending_login = auth_data
+        return AuthResult(success=False, handled=True)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        client = str(self.session.peer[0]) if self.session and self.session.peer else "?"
+        limiter = self._handler_ref.limiter
+        if limiter.blocked(client):
+            await self.push("454 4.7.0 Too many failed logins from your address; try again later")
+            return
+        self._pending_login = None
+        await super().smtp_AUTH(arg)
+        login, self._pending_login = self._pending_login, None
+        if login is None:
+            return
+        username = login.login.decode("utf-8", "replace").lower()
+        user = await self._handler_ref.check_password(username, login.password.decode("utf-8", "replace"))
+        if user is None:
+            limiter.failed(client)
+            log.event("auth_failed", client=client, user=username, listener=self._handler_ref.listener.name)
+            await self.push("535 5.7.8 Authentication credentials invalid")
+            return
+        limiter.succeeded(client)
+        self.session.authenticated = True
+        self.session.auth_data = user
+        log.event("auth_ok", client=client, user=user, listener=self._handler_ref.listener.name)
+        await self.push("235 2.7.0 Authentication successful")
+
+
+class Handler:
+    """aiosmtpd hooks for one listener."""
+
+    def __init__(
+        self,
+        listener: Listener,
+        policy: Policy,
+        pipeline: Pipeline,
+        database: Database,
+        limiter: FailureLimiter,
+        max_recipients: int,
+    ) -> None:
+        self.listener = listener
+        self.policy = policy
+        self.pipeline = pipeline
+        self.database = database
+        self.limiter = limiter
+        self.max_recipients = max_recipients
+
+    async def check_password(self, username: str, password: str) -> str | None:
+        user = await self.database.read(lambda c: accounts.find_user(c, username))
+        valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
+        return user.address if user and valid else None
+
+    def _user(self, session: Session) -> str | None:
+        return session.auth_data if self.listener.authenticated and session.authenticated else None
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+        user = self._user(session)
+        if self.listener.authenticated and not await self.policy.owns(user or "", address):
+            return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {user}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        envelope.routes = []  # type: ignore[attr-defined]
+        return "250 2.1.0 Ok"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return "452 4.5.3 Error: too many recipients"
+        decision = await self.policy.recipient(address, authenticated=self._user(session) is not None)
+        if not isinstance(decision, Accepted):
+            log.event("rcpt_rejected", client=session.peer[0], sender=f"<{envelope.mail_from}>", to=address, reply=decision.reply)
+            return decision.reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        envelope.routes.append(decision)  # type: ignore[attr-defined]
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data: bytes = envelope.original_content or b""
+        if _BARE_LINE_END.search(data):
+            return "554 5.6.0 Message contains a bare CR or LF; lines must end in CRLF (RFC 5321 §2.3.8)"
+        user = self._user(session)
+        if user is not None:
+            for author in headers.from_addresses(data):
+                if not await self.policy.owns(user, author):
+                    return f"553 5.7.1 From: <{author}> is not an address of user {user}"
+        arrival = Arrival(
+            sender=envelope.mail_from or "",
+            recipients=tuple(envelope.routes),  # type: ignore[attr-defined]
+            data=data,
+            session=trace.Session(
+                client_ip=str(session.peer[0]),
+                helo=session.host_name or "",
+                tls=session.ssl is not None,
+                authenticated_as=user,
+            ),
+        )
+        try:
+            queue_id = await self.pipeline.accept(arrival)
+        except Exception as error:  # nothing was committed: the client must try again
+            log.event("accept_failed", client=session.peer[0], sender=f"<{arrival.sender}>", error=repr(error))
+            return "451 4.3.0 Error: queue file write error, try again later"
+        log.event("accepted", queue_id=queue_id, client=session.peer[0], listener=self.listener.name,
+                  sender=f"<{arrival.sender}>", nrcpt=len(arrival.recipients), size=len(data), user=user)
+        return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+def protocol_factory(
+    handler: Handler,
+    hostname: str,
+    tls_context: ssl.SSLContext | None,
+    max_message_size: int,
+    timeout: float,
+) -> Any:
+    listener = handler.listener
+
+    def build() -> JitakuSMTP:
+        return JitakuSMTP(
+            handler,
+            hostname=hostname,
+            ident="ESMTP jitaku",
+            data_size_limit=max_message_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=None if listener.implicit_tls else tls_context,
+            require_starttls=False,
+            timeout=timeout,
+            auth_required=listener.authenticated,
+            auth_require_tls=True,
+            authenticator=lambda *args: AuthResult(success=False),
+            auth_exclude_mechanism=[] if listener.authenticated else ["PLAIN", "LOGIN"],
+        )
+
+    return build

@@ -1,0 +1,287 @@
+"""Delivery to other servers: straight to the recipient domain's MX, or through a relayhost.
+
+Every outcome says at the source whether a retry can help (`permanent`), so
+the queue never guesses from strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import aiosmtplib
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from jitaku.config import RelaySettings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    recipient: str
+    delivered: bool
+    permanent: bool
+    reply: str  # the remote server's words, e.g. "550 5.1.1 User unknown", or what went wrong
+    host: str | None = None  # the server that said it
+
+
+class Transport(Protocol):
+    async def deliver(self, sender: str, recipients: Sequence[str], message: bytes) -> list[Outcome]: ...
+
+
+class DeliveryError(Exception):
+    """Reaching a server failed before any recipient was answered."""
+
+    def __init__(self, reply: str, permanent: bool, host: str | None = None) -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.permanent = permanent
+        self.host = host
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str  # what we call it in logs and TLS (SNI, certificate check)
+    address: str
+
+
+async def _addresses(name: str) -> list[str]:
+    """A and AAAA of NAME through our resolver; an IP literal is itself."""
+    try:
+        ipaddress.ip_address(name)
+        return [name]
+    except ValueError:
+        pass
+    resolver = dns.asyncresolver.get_default_resolver()
+    found: list[str] = []
+    failures = 0
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = await resolver.resolve(name, rdtype)
+            found.extend(str(record) for record in answer)
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            pass
+        except dns.exception.DNSException:
+            failures += 1
+    if not found and failures:
+        raise DeliveryError(f"4.4.3 DNS lookup of {name} failed", permanent=False)
+    return found
+
+
+async def _connect(endpoint: Endpoint, port: int, timeout: float) -> socket.socket:
+    family = socket.AF_INET6 if ":" in endpoint.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (endpoint.address, port)), timeout)
+    except (OSError, asyncio.TimeoutError) as error:
+        sock.close()
+        raise DeliveryError(
+            f"4.4.1 connect to {endpoint.name}[{endpoint.address}]:{port}: {error or 'timed out'}",
+            permanent=False,
+            host=endpoint.name,
+        ) from None
+    return sock
+
+
+def _reply(error: aiosmtplib.SMTPResponseException) -> str:
+    return f"{error.code} {error.message}".strip()
+
+
+async def _transaction(
+    client: aiosmtplib.SMTP, host: str, sender: str, recipients: Sequence[str], message: bytes
+) -> list[Outcome]:
+    """MAIL, every RCPT, DATA on an open session; one answer per recipient."""
+    try:
+        await client.mail(sender)
+    except aiosmtplib.SMTPResponseException as error:
+        raise DeliveryError(_reply(error), permanent=error.code >= 500, host=host) from None
+    refused: dict[str, Outcome] = {}
+    accepted: list[str] = []
+    for recipient in recipients:
+        try:
+            await client.rcpt(recipient)
+            accepted.append(recipient)
+        except aiosmtplib.SMTPResponseException as error:
+            refused[recipient] = Outcome(recipient, False, error.code >= 500, _reply(error), host)
+    data_outcome: dict[str, Outcome] = {}
+    if accepted:
+        try:
+            response = await client.data(message)
+            for recipient in accepted:
+                data_outcome[recipient] = Outcome(recipient, True, False, f"{response.code} {response.message}", host)
+        except aiosmtplib.SMTPResponseException as error:
+            for recipient in accepted:
+                data_outcome[recipient] = Outcome(recipient, False, error.code >= 500, _reply(error), host)
+    else:
+        await client.rset()
+    return [refused.get(r) or data_outcome[r] for r in recipients]
+
+
+@dataclass(frozen=True)
+class _Hop:
+    """How to talk to one server: TLS and login policy."""
+
+    port: int
+    local_hostname: str
+    timeout: float
+    implicit_tls: bool = False
+    try_starttls: bool = True
+    require_tls: bool = False
+    verify: bool = False
+    credentials: tuple[str, str] | None = None
+
+
+async def _session(
+    endpoint: Endpoint, hop: _Hop, sender: str, recipients: Sequence[str], message: bytes
+) -> list[Outcome]:
+    sock = await _connect(endpoint, hop.port, hop.timeout)
+    client = aiosmtplib.SMTP(
+        hostname=endpoint.name,
+        sock=sock,
+        local_hostname=hop.local_hostname,
+        timeout=hop.timeout,
+        use_tls=hop.implicit_tls,
+        start_tls=False,
+        validate_certs=hop.verify,
+    )
+    try:
+        await client.connect()
+        await client.ehlo()
+        if not hop.implicit_tls and hop.try_starttls:
+            if client.supports_extension("starttls"):
+                try:
+                    await client.starttls(server_hostname=endpoint.name, validate_certs=hop.verify)
+                except (aiosmtplib.SMTPException, OSError) as error:
+                    if hop.require_tls:
+                        raise DeliveryError(
+                            f"4.7.5 STARTTLS with {endpoint.name} failed: {error}", False, endpoint.name
+                        ) from None
+                    # opportunistic TLS (RFC 7435): a broken STARTTLS means start again in the clear
+                    client.close()
+                    return await _session(endpoint, replace(hop, try_starttls=False), sender, recipients, message)
+            elif hop.require_tls:
+                raise DeliveryError(
+                    f"4.7.4 {endpoint.name} does not offer STARTTLS; credentials are never sent in the clear",
+                    permanent=False,
+                    host=endpoint.name,
+                )
+        if hop.credentials is not None:
+            try:
+                await client.login(*hop.credentials)
+            except aiosmtplib.SMTPResponseException as error:
+                raise DeliveryError(f"4.7.8 {endpoint.name} refused our login: {_reply(error)}", False, endpoint.name) from None
+            except aiosmtplib.SMTPException as error:
+                raise DeliveryError(f"4.7.8 login to {endpoint.name} failed: {error}", False, endpoint.name) from None
+        outcomes = await _transaction(client, endpoint.name, sender, recipients, message)
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            pass
+        return outcomes
+    except aiosmtplib.SMTPResponseException as error:
+        raise DeliveryError(_reply(error), permanent=error.code >= 500, host=endpoint.name) from None
+    except (aiosmtplib.SMTPException, OSError) as error:
+        raise DeliveryError(f"4.4.2 conversation with {endpoint.name} failed: {error}", False, endpoint.name) from None
+    finally:
+        client.close()
+
+
+def _failed(recipients: Sequence[str], error: DeliveryError) -> list[Outcome]:
+    return [Outcome(r, False, error.permanent, error.reply, error.host) for r in recipients]
+
+
+class RelayTransport:
+    """Everything through one smarthost, with SASL (PLAIN, LOGIN, CRAM-MD5) or IP-authenticated."""
+
+    def __init__(self, relay: RelaySettings, local_hostname: str, timeout: float) -> None:
+        credentials = (relay.username, relay.password or "") if relay.username else None
+        self._relay = relay
+        self._hop = _Hop(
+            port=relay.port,
+            local_hostname=local_hostname,
+            timeout=timeout,
+            implicit_tls=relay.port == 465,
+            require_tls=credentials is not None,
+            verify=credentials is not None,
+            credentials=credentials,
+        )
+
+    async def deliver(self, sender: str, recipients: Sequence[str], message: bytes) -> list[Outcome]:
+        try:
+            addresses = await _addresses(self._relay.host)
+            if not addresses:
+                raise DeliveryError(f"4.4.4 relayhost {self._relay.host} has no address", False, self._relay.host)
+            last: DeliveryError | None = None
+            for address in addresses:
+                try:
+                    return await _session(Endpoint(self._relay.host, address), self._hop, sender, recipients, message)
+                except DeliveryError as error:
+                    if error.permanent or not error.reply.startswith("4.4.1"):
+                        raise
+                    last = error
+            assert last is not None
+            raise last
+        except DeliveryError as error:
+            return _failed(recipients, error)
+
+
+class DirectTransport:
+    """Straight to each recipient domain's MX (RFC 5321 §5.1), one connection per domain."""
+
+    def __init__(self, port: int, local_hostname: str, timeout: float) -> None:
+        self._hop = _Hop(port=port, local_hostname=local_hostname, timeout=timeout)
+
+    async def deliver(self, sender: str, recipients: Sequence[str], message: bytes) -> list[Outcome]:
+        by_domain: dict[str, list[str]] = {}
+        for recipient in recipients:
+            by_domain.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
+        results = await asyncio.gather(
+            *(self._deliver_domain(domain, group, sender, message) for domain, group in by_domain.items())
+        )
+        outcomes = {outcome.recipient: outcome for group in results for outcome in group}
+        return [outcomes[r] for r in recipients]
+
+    async def _deliver_domain(self, domain: str, recipients: list[str], sender: str, message: bytes) -> list[Outcome]:
+        try:
+            hosts = await mx_hosts(domain)
+            last: DeliveryError | None = None
+            for host in hosts:
+                for address in await _addresses(host):
+                    try:
+                        return await _session(Endpoint(host, address), self._hop, sender, recipients, message)
+                    except DeliveryError as error:
+                        if error.permanent:
+                            raise
+                        last = error  # a server that cannot take it now: try the next one (§5.1)
+            raise last or DeliveryError(f"4.4.4 no address for any MX host of {domain}", False)
+        except DeliveryError as error:
+            return _failed(recipients, error)
+
+
+async def mx_hosts(domain: str) -> list[str]:
+    """MX targets by preference; the domain itself when there is no MX (implicit MX, RFC 5321 §5.1)."""
+    resolver = dns.asyncresolver.get_default_resolver()
+    try:
+        answer = await resolver.resolve(domain, "MX")
+    except dns.resolver.NXDOMAIN:
+        raise DeliveryError(f"5.1.2 domain {domain} does not exist", permanent=True) from None
+    except dns.resolver.NoAnswer:
+        return [domain]
+    except dns.exception.DNSException as error:
+        raise DeliveryError(f"4.4.3 MX lookup for {domain} failed: {error.__class__.__name__}", False) from None
+    records = sorted(answer, key=lambda record: record.preference)
+    if len(records) == 1 and str(records[0].exchange) == ".":
+        raise DeliveryError(f"5.1.10 {domain} accepts no mail (null MX, RFC 7505)", permanent=True)
+    return [str(record.exchange).rstrip(".") for record in records if str(record.exchange) != "."]
+
+
+def build(relay: RelaySettings | None, delivery_port: int, local_hostname: str, timeout: float) -> Transport:
+    if relay is None:
+        return DirectTransport(delivery_port, local_hostname, timeout)
+    return RelayTransport(relay, local_hostname, timeout)

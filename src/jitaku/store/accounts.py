@@ -1,0 +1,92 @@
+"""Users and aliases: who has a mailbox here, and which addresses point where."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from jitaku.store.schema import aliases, mailboxes, users
+
+
+class AccountError(Exception):
+    """A request about accounts that cannot be done; the message is for a person."""
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    address: str
+    password_hash: str | None
+
+
+def add_user(connection: Connection, address: str, password_hash: str | None) -> User:
+    address = address.lower()
+    if find_user(connection, address) is not None:
+        raise AccountError(f"user {address} exists already")
+    if find_alias(connection, address) is not None:
+        raise AccountError(f"{address} is an alias; remove the alias first")
+    user_id = connection.execute(
+        insert(users).values(address=address, password_hash=password_hash, created_at=time.time())
+    ).inserted_primary_key[0]
+    connection.execute(
+        insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1)
+    )
+    return User(user_id, address, password_hash)
+
+
+def remove_user(connection: Connection, address: str) -> None:
+    if connection.execute(delete(users).where(users.c.address == address.lower())).rowcount == 0:
+        raise AccountError(f"no user {address.lower()}")
+
+
+def set_password(connection: Connection, address: str, password_hash: str) -> None:
+    result = connection.execute(
+        update(users).where(users.c.address == address.lower()).values(password_hash=password_hash)
+    )
+    if result.rowcount == 0:
+        raise AccountError(f"no user {address.lower()}")
+
+
+def find_user(connection: Connection, address: str) -> User | None:
+    row = connection.execute(select(users).where(users.c.address == address.lower())).first()
+    return User(row.id, row.address, row.password_hash) if row else None
+
+
+def list_users(connection: Connection) -> list[User]:
+    rows = connection.execute(select(users).order_by(users.c.id))
+    return [User(row.id, row.address, row.password_hash) for row in rows]
+
+
+def first_user(connection: Connection) -> User | None:
+    row = connection.execute(select(users).order_by(users.c.id).limit(1)).first()
+    return User(row.id, row.address, row.password_hash) if row else None
+
+
+def count_users(connection: Connection) -> int:
+    return int(connection.execute(select(func.count()).select_from(users)).scalar_one())
+
+
+def add_alias(connection: Connection, alias: str, target: str) -> None:
+    alias, target = alias.lower(), target.lower()
+    if find_user(connection, alias) is not None:
+        raise AccountError(f"{alias} is a user; an alias cannot shadow it")
+    if find_alias(connection, alias) is not None:
+        raise AccountError(f"alias {alias} exists already")
+    connection.execute(insert(aliases).values(alias=alias, target=target))
+
+
+def remove_alias(connection: Connection, alias: str) -> None:
+    if connection.execute(delete(aliases).where(aliases.c.alias == alias.lower())).rowcount == 0:
+        raise AccountError(f"no alias {alias.lower()}")
+
+
+def find_alias(connection: Connection, alias: str) -> str | None:
+    return connection.execute(select(aliases.c.target).where(aliases.c.alias == alias.lower())).scalar()
+
+
+def list_aliases(connection: Connection) -> list[tuple[str, str]]:
+    rows = connection.execute(select(aliases.c.alias, aliases.c.target).order_by(aliases.c.alias))
+    return [(row.alias, row.target) for row in rows]

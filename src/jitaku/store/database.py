@@ -1,0 +1,46 @@
+"""The handle every part of jitaku holds: reads in worker threads, writes through the batched writer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy.engine import Connection
+
+from jitaku.store.engine import open_engine
+from jitaku.store.writer import Writer
+
+T = TypeVar("T")
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.engine = open_engine(url)
+        self._writer: Writer | None = None
+
+    async def read(self, query: Callable[[Connection], T]) -> T:
+        return await asyncio.to_thread(self.read_now, query)
+
+    def read_now(self, query: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as connection:
+            return query(connection)
+
+    async def write(self, change: Callable[[Connection], T]) -> T:
+        """Run CHANGE in a transaction; return once it is committed."""
+        if self._writer is None:
+            self._writer = Writer(self.engine)
+        return await self._writer.run(change)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A synchronous write transaction, for the CLI."""
+        with self.engine.connect().execution_options(immediate=True) as connection:
+            with connection.begin():
+                yield connection
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.engine.dispose()

@@ -1,0 +1,67 @@
+"""Messages in users' mailboxes: append with the next UID, list, fetch (shared by IMAP, POP3, CLI, web)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection
+
+from jitaku.store.schema import mailboxes, messages, users
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    uid: int
+    received_at: float
+    size: int
+    body: bytes
+
+
+def _mailbox(connection: Connection, address: str, name: str) -> tuple[int, int] | None:
+    row = connection.execute(
+        select(mailboxes.c.id, mailboxes.c.uidnext)
+        .join(users, users.c.id == mailboxes.c.user_id)
+        .where(users.c.address == address.lower(), mailboxes.c.name == name)
+    ).first()
+    return (row.id, row.uidnext) if row else None
+
+
+def append(connection: Connection, address: str, body: bytes, name: str = "INBOX") -> int:
+    """Store BODY as the next message of the user's mailbox; return its UID."""
+    found = _mailbox(connection, address, name)
+    if found is None:
+        raise LookupError(f"no mailbox {name} for {address}")
+    mailbox_id, uid = found
+    connection.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(uidnext=uid + 1))
+    connection.execute(
+        insert(messages).values(
+            mailbox_id=mailbox_id, uid=uid, flags="", received_at=time.time(), size=len(body), body=body
+        )
+    )
+    return uid
+
+
+def list_messages(connection: Connection, address: str, name: str = "INBOX") -> list[StoredMessage]:
+    found = _mailbox(connection, address, name)
+    if found is None:
+        raise LookupError(f"no user {address.lower()}")
+    rows = connection.execute(
+        select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body)
+        .where(messages.c.mailbox_id == found[0])
+        .order_by(messages.c.uid)
+    )
+    return [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in rows]
+
+
+def get_message(connection: Connection, address: str, uid: int, name: str = "INBOX") -> StoredMessage | None:
+    found = _mailbox(connection, address, name)
+    if found is None:
+        raise LookupError(f"no user {address.lower()}")
+    row = connection.execute(
+        select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body).where(
+            messages.c.mailbox_id == found[0], messages.c.uid == uid
+        )
+    ).first()
+    return StoredMessage(row.uid, row.received_at, row.size, row.body) if row else None

@@ -1,0 +1,128 @@
+"""The outbound queue's rows: a message, its pending recipients, and when to try next."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from jitaku.store.schema import queue, queue_recipients
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    id: str
+    sender: str
+    recipients: tuple[str, ...]
+    created_at: float
+    next_attempt: float
+    attempts: int
+    last_error: str | None
+    body: bytes = field(default=b"", repr=False)
+
+
+def enqueue(connection: Connection, queue_id: str, sender: str, recipients: Iterable[str], body: bytes, now: float) -> None:
+    connection.execute(
+        insert(queue).values(id=queue_id, sender=sender, created_at=now, next_attempt=now, attempts=0, body=body)
+    )
+    connection.execute(insert(queue_recipients), [{"queue_id": queue_id, "recipient": r} for r in recipients])
+
+
+def _recipients(connection: Connection, ids: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {queue_id: [] for queue_id in ids}
+    rows = connection.execute(
+        select(queue_recipients.c.queue_id, queue_recipients.c.recipient)
+        .where(queue_recipients.c.queue_id.in_(ids))
+        .order_by(queue_recipients.c.id)
+    )
+    for row in rows:
+        found[row.queue_id].append(row.recipient)
+    return found
+
+
+def _read(connection: Connection, where: object, with_body: bool, limit: int | None = None) -> list[QueuedMessage]:
+    columns = [queue.c.id, queue.c.sender, queue.c.created_at, queue.c.next_attempt, queue.c.attempts, queue.c.last_error]
+    if with_body:
+        columns.append(queue.c.body)
+    statement = select(*columns).order_by(queue.c.next_attempt, queue.c.created_at)
+    if where is not None:
+        statement = statement.where(where)  # type: ignore[arg-type]
+    if limit is not None:
+        statement = statement.limit(limit)
+    rows = connection.execute(statement).all()
+    recipients = _recipients(connection, [row.id for row in rows])
+    return [
+        QueuedMessage(
+            row.id,
+            row.sender,
+            tuple(recipients[row.id]),
+            row.created_at,
+            row.next_attempt,
+            row.attempts,
+            row.last_error,
+            row.body if with_body else b"",
+        )
+        for row in rows
+    ]
+
+
+def due(connection: Connection, now: float, skip: Iterable[str], limit: int) -> list[QueuedMessage]:
+    """Messages whose next attempt has come, bodies included, not counting those in SKIP."""
+    condition = queue.c.next_attempt <= now
+    skip = list(skip)
+    if skip:
+        condition = condition & queue.c.id.not_in(skip)
+    return _read(connection, condition, with_body=True, limit=limit)
+
+
+def list_queue(connection: Connection) -> list[QueuedMessage]:
+    return _read(connection, None, with_body=False)
+
+
+def record_attempt(
+    connection: Connection,
+    queue_id: str,
+    done: Iterable[str],
+    deferred: dict[str, str],
+    next_attempt: float,
+) -> bool:
+    """Forget recipients that are DONE (delivered or bounced); keep DEFERRED ones with their error.
+
+    Returns True when nothing remains and the message has left the queue.
+    """
+    done = list(done)
+    if done:
+        connection.execute(
+            delete(queue_recipients).where(
+                queue_recipients.c.queue_id == queue_id, queue_recipients.c.recipient.in_(done)
+            )
+        )
+    for recipient, error in deferred.items():
+        connection.execute(
+            update(queue_recipients)
+            .where(queue_recipients.c.queue_id == queue_id, queue_recipients.c.recipient == recipient)
+            .values(last_error=error)
+        )
+    remaining = connection.execute(
+        select(queue_recipients.c.id).where(queue_recipients.c.queue_id == queue_id).limit(1)
+    ).first()
+    if remaining is None:
+        connection.execute(delete(queue).where(queue.c.id == queue_id))
+        return True
+    last_error = next(iter(deferred.values()), None)
+    connection.execute(
+        update(queue)
+        .where(queue.c.id == queue_id)
+        .values(attempts=queue.c.attempts + 1, next_attempt=next_attempt, last_error=last_error)
+    )
+    return False
+
+
+def flush(connection: Connection, now: float) -> int:
+    return connection.execute(update(queue).values(next_attempt=now)).rowcount
+
+
+def remove(connection: Connection, queue_id: str) -> bool:
+    return connection.execute(delete(queue).where(queue.c.id == queue_id)).rowcount > 0

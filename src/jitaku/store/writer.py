@@ -1,0 +1,86 @@
+"""One thread that performs every write, committing whatever is waiting as one transaction.
+
+Group commit: with synchronous=FULL each commit costs an fsync, so twenty SMTP
+sessions finishing DATA together share one. Each job runs in its own SAVEPOINT,
+so a job that fails rolls back alone; every caller is answered only after the
+COMMIT returned (principle 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+
+T = TypeVar("T")
+Job = tuple[Callable[[Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+
+MAX_BATCH = 256
+
+
+class Writer:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="jitaku-writer", daemon=True)
+        self._thread.start()
+
+    async def run(self, job: Callable[[Connection], T]) -> T:
+        """Run JOB in a transaction; return once it is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((job, future, loop))
+        return await future
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _work(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)
+                    break
+                batch.append(more)
+            self._commit(batch)
+
+    def _commit(self, batch: list[Job]) -> None:
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with self._engine.connect().execution_options(immediate=True) as connection:
+                with connection.begin():
+                    for job, _future, _loop in batch:
+                        savepoint = connection.begin_nested()
+                        try:
+                            outcomes.append((job(connection), None))
+                            savepoint.commit()
+                        except Exception as error:  # the job's own failure, reported to its caller
+                            savepoint.rollback()
+                            outcomes.append((None, error))
+        except Exception as error:  # the COMMIT itself failed: nobody's work is durable
+            outcomes = [(None, error)] * len(batch)
+        for (_job, future, loop), (result, error) in zip(batch, outcomes):
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
