@@ -63,6 +63,7 @@ class JitakuSMTP(SMTP):
         super().__init__(handler, **kwargs)
         self._handler_ref = handler
         self._pending_login: LoginPassword | None = None
+        self._in_rcpt = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -71,7 +72,19 @@ class JitakuSMTP(SMTP):
             self._auth_require_tls = False
 
     async def push(self, status: str) -> None:
+        if status.rstrip() == "250-AUTH":
+            return  # aiosmtpd would advertise AUTH with no mechanisms on the MX
+        if self._in_rcpt and status.startswith("553 5.1.3") and not self.session.authenticated:
+            # A recipient aiosmtpd cannot even parse ("a@b@c", route lists) is a relay attempt to us.
+            status = "554 5.7.1 Relay access denied: malformed recipient address"
         await super().push(_ENHANCED.get(status, status))
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self._in_rcpt = True
+        try:
+            await super().smtp_RCPT(arg)
+        finally:
+            self._in_rcpt = False
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         # aiosmtpd calls this synchronously; keep the credentials and check them in smtp_AUTH,

@@ -1,0 +1,660 @@
+#!/usr/bin/env python3
+"""SMTP accept-and-deliver throughput: jitaku's MX against a throwaway Postfix, same run, same machine.
+
+Why: jitaku says "250" only after the message is committed, and local mail is
+delivered in that same transaction, so "messages per second accepted over SMTP
+and sitting in the mailbox" is the figure a home server lives by. Postfix is the
+well-known floor for that figure, so every run measures both (CONTRACTS.md,
+Benchmarks): Postfix's own `smtp-source` drives each server with the same load
+(default 20 parallel sessions, 5,000 messages of 4 KiB, one recipient, one new
+connection per message), rounds alternate between the two, and the best round of
+each is reported, because the machine is shared and noisy.
+
+What counts as done:
+  * jitaku: smtp-source has exited (each 250 means delivered); the mailbox count
+    from `jitaku mailbox list --json` is then checked, outside the timing.
+  * Postfix: smtp-source has exited AND the virtual(8) maildir holds all messages
+    (Postfix's 250 only means "queued"; the delivery that follows is timed too).
+
+Everything stays on loopback: jitaku and Postfix listen on 127.0.0.1 ports
+picked at random, and jitaku's SPF/DKIM/DMARC lookups go to a tiny dnslib server
+on 127.0.0.1 that answers NXDOMAIN (with an SOA, so negative answers may be
+cached, as from a real resolver) to everything.
+
+Also printed: the resident memory of `jitaku serve` when idle and after the load.
+With --profile, one more untimed jitaku round runs with py-spy attached and the
+functions where the time goes are listed.
+
+Needs root (Postfix runs as its own instance: `postfix -c DIR start`), Postfix's
+binaries (postfix, postconf, smtp-source), dnslib and psutil; py-spy for --profile.
+
+Usage: bench/smtp_accept [--rounds 3] [--messages 5000] [--sessions 20] [--size 4096]
+                         [--reuse-connections] [--profile] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from dnslib import QTYPE, RR, SOA, DNSLabel, DNSRecord
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+LOOPBACK = "127.0.0.1"
+DOMAIN = "bench.test"
+USER = f"user@{DOMAIN}"
+SENDER = "sender@remote.test"
+POSTFIX_SBIN = Path("/usr/sbin")
+VMAIL_UID = 65534  # nobody: virtual(8) delivers as this uid/gid
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_banner(port: int, timeout: float = 30.0) -> None:
+    """Wait until something on PORT sends an SMTP 220 greeting."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=2) as sock:
+                if sock.recv(512).startswith(b"220"):
+                    sock.sendall(b"QUIT\r\n")
+                    return
+        except OSError as error:
+            last = error
+        time.sleep(0.05)
+    raise TimeoutError(f"no SMTP greeting on {LOOPBACK}:{port} after {timeout:.0f}s ({last})")
+
+
+def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+    return result
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of PID in MiB."""
+    current = psutil.Process(pid).memory_info().rss / 2**20
+    peak = current
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return current, peak
+
+
+# ---------------------------------------------------------------- DNS
+
+
+class Nothing(BaseResolver):
+    """Every name does not exist; the SOA in the authority section lets resolvers cache that (RFC 2308)."""
+
+    def __init__(self) -> None:
+        self.queries: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._soa = RR(
+            DNSLabel("test."), QTYPE.SOA, ttl=300,
+            rdata=SOA("ns.test.", "hostmaster.test.", (1, 3600, 600, 86400, 300)),
+        )
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        with self._lock:
+            self.queries[f"{request.q.qname} {QTYPE[request.q.qtype]}"] += 1
+        reply = request.reply()
+        reply.header.rcode = 3  # NXDOMAIN
+        reply.add_auth(self._soa)
+        return reply
+
+
+class QuietLogger(DNSLogger):
+    def __init__(self) -> None:
+        super().__init__(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
+
+
+# ---------------------------------------------------------------- jitaku
+
+
+JITAKU_COMMAND: list[str] = []  # --jitaku-command, else the installed `jitaku`
+
+
+def jitaku_command() -> list[str]:
+    if JITAKU_COMMAND:
+        return JITAKU_COMMAND
+    script = Path(sys.executable).parent / "jitaku"
+    if script.exists():
+        return [sys.executable, str(script)]
+    found = shutil.which("jitaku")
+    if found is None:
+        raise RuntimeError("no `jitaku` command; pip install -e /work/main")
+    return [found]
+
+
+def set_toml_keys(text: str, changes: dict[str, dict[str, str]]) -> str:
+    """Set KEY = VALUE (VALUE as TOML text) inside [SECTION], adding the key or section if absent."""
+    lines = text.splitlines()
+    section = ""
+    done: set[tuple[str, str]] = set()
+    out: list[str] = []
+
+    def flush_missing(name: str) -> None:
+        for key, value in changes.get(name, {}).items():
+            if (name, key) not in done:
+                out.append(f"{key} = {value}")
+                done.add((name, key))
+
+    for line in lines:
+        header = re.match(r"\s*\[([^\[\]]+)\]", line)
+        if header:
+            flush_missing(section)
+            section = header.group(1).strip()
+        else:
+            assignment = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line)
+            if assignment and assignment.group(1) in changes.get(section, {}):
+                key = assignment.group(1)
+                out.append(f"{key} = {changes[section][key]}")
+                done.add((section, key))
+                continue
+        out.append(line)
+    flush_missing(section)
+    for name, values in changes.items():
+        if any((name, key) not in done for key in values):
+            out.append(f"\n[{name}]")
+            flush_missing(name)
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class Jitaku:
+    base: Path
+    dns_port: int
+    port: int = field(default_factory=free_port)
+    submission_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dir(self) -> Path:
+        return self.base / "jitaku"
+
+    def cli(self, *args: str, input: str | None = None) -> str:
+        return run([*jitaku_command(), *args, "--dir", str(self.dir)], input=input, timeout=600).stdout
+
+    def setup(self) -> None:
+        self.cli("init", "--domain", DOMAIN)
+        config = self.dir / "jitaku.toml"
+        config.write_text(set_toml_keys(config.read_text(), {
+            "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]'},
+            "submission": {"listen": f'["{LOOPBACK}:{self.submission_port}"]'},
+            "submissions": {"listen": "[]"},
+            "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
+        }))
+        self.cli("user", "add", USER, "--password-stdin", input="password123\n")
+
+    def start(self) -> None:
+        log = open(self.dir / "serve.log", "ab")
+        self.process = subprocess.Popen(
+            [*jitaku_command(), "serve", "--dir", str(self.dir)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        try:
+            wait_for_banner(self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError("jitaku serve did not start:\n" + (self.dir / "serve.log").read_text(errors="replace")[-3000:])
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def delivered(self) -> int:
+        return len(json.loads(self.cli("mailbox", "list", USER, "--json")))
+
+
+# ---------------------------------------------------------------- Postfix
+
+MAIN_CF = """\
+# A throwaway Postfix instance for bench/smtp_accept: loopback only, virtual(8) maildir delivery.
+compatibility_level = 3.6
+queue_directory = {base}/queue
+data_directory = {base}/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+shlib_directory = /usr/lib/postfix
+meta_directory = /etc/postfix
+sendmail_path = /usr/sbin/sendmail
+newaliases_path = /usr/bin/newaliases
+mailq_path = /usr/bin/mailq
+html_directory = no
+manpage_directory = /usr/share/man
+sample_directory = /etc/postfix
+readme_directory = no
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = {base}/maillog
+maillog_file_prefixes = {base}  # else `postfix check` fails, silently
+
+myhostname = postfix.{domain}
+mydomain = {domain}
+myorigin = $myhostname
+mydestination =
+inet_interfaces = {loopback}
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost =
+biff = no
+smtputf8_enable = no
+alias_maps =
+alias_database =
+local_recipient_maps =
+
+virtual_mailbox_domains = {domain}
+virtual_mailbox_maps = texthash:{base}/conf/vmailbox
+virtual_mailbox_base = {base}/mail
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{uid}
+virtual_mailbox_limit = 0
+
+# No DNS anywhere (jitaku's lookups go to a local stub); no reverse lookup of the client.
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_recipient_restrictions =
+smtpd_tls_security_level =
+smtpd_banner = $myhostname ESMTP
+"""
+
+MASTER_CF = """\
+# service type  private unpriv  chroot  wakeup  maxproc command
+{loopback}:{port} inet n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+@dataclass
+class Postfix:
+    base_parent: Path
+    port: int = field(default_factory=free_port)
+    running: bool = False
+
+    @property
+    def base(self) -> Path:
+        return self.base_parent / "postfix"
+
+    @property
+    def conf(self) -> Path:
+        return self.base / "conf"
+
+    @property
+    def maildir_new(self) -> Path:
+        return self.base / "mail" / DOMAIN / "user" / "new"
+
+    def postfix(self, *args: str) -> str:
+        try:
+            return run([str(POSTFIX_SBIN / "postfix"), "-c", str(self.conf), *args], timeout=120).stdout
+        except RuntimeError as error:
+            log = self.base / "maillog"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no maillog)"
+            raise RuntimeError(f"{error}\n{log}:\n{tail}") from None
+
+    def setup(self) -> None:
+        for sub in ("conf", "queue", "data", "mail"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        self.base.chmod(0o755)
+        values = {"base": self.base, "domain": DOMAIN, "loopback": LOOPBACK, "port": self.port, "uid": VMAIL_UID}
+        (self.conf / "main.cf").write_text(MAIN_CF.format(**values))
+        (self.conf / "master.cf").write_text(MASTER_CF.format(**values))
+        (self.conf / "vmailbox").write_text(f"{USER} {DOMAIN}/user/\n")
+        for path in ("data",):
+            shutil.chown(self.base / path, "postfix", "postfix")
+        mail = self.base / "mail"
+        for directory in (mail, mail / DOMAIN, mail / DOMAIN / "user", *(mail / DOMAIN / "user" / d for d in ("tmp", "new", "cur"))):
+            directory.mkdir(exist_ok=True)
+            os.chown(directory, VMAIL_UID, VMAIL_UID)
+            directory.chmod(0o700 if directory != mail else 0o755)
+        self.postfix("check")  # creates the queue's subdirectories with their owners and modes
+
+    def start(self) -> None:
+        self.postfix("start")
+        self.running = True
+        wait_for_banner(self.port)
+
+    def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        try:
+            self.postfix("stop")
+        except RuntimeError as error:
+            say(f"postfix stop failed ({error}); trying abort")
+            subprocess.run([str(POSTFIX_SBIN / "postfix"), "-c", str(self.conf), "abort"], capture_output=True)
+        pid_file = self.base / "queue" / "pid" / "master.pid"
+        deadline = time.monotonic() + 15
+        while pid_file.exists() and time.monotonic() < deadline:
+            try:
+                pid = int(pid_file.read_text().split()[0])
+                os.kill(pid, 0)
+            except (OSError, ValueError, IndexError):
+                break
+            time.sleep(0.1)
+
+    def delivered(self) -> int:
+        with os.scandir(self.maildir_new) as entries:
+            return sum(1 for _ in entries)
+
+    def empty_maildir(self) -> None:
+        with os.scandir(self.maildir_new) as entries:
+            for entry in entries:
+                os.unlink(entry.path)
+
+    def pids(self) -> list[int]:
+        """The master and its children (for RSS reporting)."""
+        pid_file = self.base / "queue" / "pid" / "master.pid"
+        try:
+            master = psutil.Process(int(pid_file.read_text().split()[0]))
+            return [master.pid] + [child.pid for child in master.children(recursive=True)]
+        except (OSError, ValueError, psutil.Error):
+            return []
+
+
+# ---------------------------------------------------------------- the load
+
+
+@dataclass(frozen=True)
+class Load:
+    messages: int
+    sessions: int
+    size: int
+    reuse_connections: bool
+
+    def smtp_source(self, port: int) -> list[str]:
+        command = [str(POSTFIX_SBIN / "smtp-source"), "-4", "-s", str(self.sessions), "-m", str(self.messages),
+                   "-l", str(self.size), "-f", SENDER, "-t", USER, "-M", DOMAIN, "-S", "bench"]
+        if self.reuse_connections:
+            command.append("-d")
+        return [*command, f"{LOOPBACK}:{port}"]
+
+
+def drive(load: Load, port: int) -> float:
+    """Run smtp-source against PORT; return the seconds it took (it aborts on any non-2xx reply)."""
+    started = time.perf_counter()
+    result = subprocess.run(load.smtp_source(port), capture_output=True, text=True, timeout=3600)
+    took = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"smtp-source against port {port} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+    return took
+
+
+def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> float:
+    took = drive(load, jitaku.port)
+    count = jitaku.delivered()
+    if count - before != load.messages:
+        raise RuntimeError(f"jitaku: {count - before} messages in the mailbox after smtp-source, expected {load.messages}")
+    return took
+
+
+def round_postfix(postfix: Postfix, load: Load) -> float:
+    postfix.empty_maildir()
+    started = time.perf_counter()
+    drive(load, postfix.port)
+    deadline = time.monotonic() + max(120.0, load.messages / 20)
+    while (count := postfix.delivered()) < load.messages:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"postfix: only {count} of {load.messages} delivered; see {postfix.base / 'maillog'}")
+        time.sleep(0.01)
+    took = time.perf_counter() - started
+    if count != load.messages:
+        raise RuntimeError(f"postfix: {count} messages delivered, expected {load.messages}")
+    return took
+
+
+# ---------------------------------------------------------------- profile
+
+
+def profile_round(jitaku: Jitaku, load: Load, out: Path, top: int) -> None:
+    """One more jitaku round with py-spy attached; print where the samples fall."""
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        say("\n--profile: py-spy not found (pip install py-spy); skipped")
+        return
+    assert jitaku.process is not None
+    raw = out / "jitaku-profile.txt"
+    spy = subprocess.Popen(
+        [py_spy, "record", "--pid", str(jitaku.process.pid), "--format", "raw", "--function", "--threads", "--gil",
+         "--rate", "250", "--output", str(raw)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    time.sleep(1.5)  # let py-spy attach
+    if spy.poll() is not None:
+        say(f"\n--profile: py-spy exited at once:\n{spy.stdout.read().decode(errors='replace') if spy.stdout else ''}")
+        return
+    try:
+        took = drive(load, jitaku.port)
+    finally:
+        spy.send_signal(signal.SIGINT)
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+    say(f"\nProfile round (py-spy --gil at 250 Hz: only the thread holding the GIL is sampled; not counted): {load.messages / took:,.0f} msgs/s; raw stacks in {raw}")
+    if not raw.exists():
+        say("py-spy wrote nothing:\n" + (spy.stdout.read().decode(errors="replace") if spy.stdout else ""))
+        return
+    print_profile(raw, top)
+
+
+def print_profile(raw: Path, top: int) -> None:
+    """Summarise py-spy's collapsed stacks: per thread, by own time, and by inclusive time."""
+    threads: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        thread, frames = frames[0], frames[1:]
+        total += count
+        threads[re.sub(r"\(0x[0-9a-f]+\)", "", thread).strip() or thread] += count
+        if frames:
+            own[short(frames[-1])] += count
+        for name in {short(frame) for frame in frames}:
+            inclusive[name] += count
+    if not total:
+        say("no samples")
+        return
+    say(f"{total} samples with the GIL held")
+    say("by thread:")
+    for name, count in threads.most_common(8):
+        say(f"  {100 * count / total:5.1f}%  {name}")
+    say(f"top {top} by own time:")
+    for name, count in own.most_common(top):
+        say(f"  {100 * count / total:5.1f}%  {name}")
+    say(f"top {top} by inclusive time (jitaku, aiosmtpd, sqlalchemy, authheaders, dkim, spf, dns, asyncio):")
+    interesting = re.compile(r"jitaku|aiosmtpd|sqlalchemy|authheaders|dkim|spf|dns/|asyncio|sqlite|email/")
+    shown = 0
+    for name, count in inclusive.most_common():
+        if interesting.search(name):
+            say(f"  {100 * count / total:5.1f}%  {name}")
+            shown += 1
+            if shown >= top:
+                break
+
+
+def short(frame: str) -> str:
+    """'func (/long/path/site-packages/pkg/mod.py:12)' -> 'func (pkg/mod.py:12)'."""
+    match = re.match(r"(.*) \((.*)\)$", frame)
+    if not match:
+        return frame
+    name, where = match.groups()
+    where = re.sub(r".*/(site-packages|src|lib/python3\.\d+)/", "", where)
+    return f"{name} ({where})"
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per server, alternating (default 3)")
+    parser.add_argument("--messages", type=int, default=5000, help="messages per round (default 5000)")
+    parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (default 20)")
+    parser.add_argument("--size", type=int, default=4096, help="payload bytes per message (default 4096)")
+    parser.add_argument("--reuse-connections", action="store_true", help="smtp-source -d: several messages per connection")
+    parser.add_argument("--profile", action="store_true", help="one more jitaku round under py-spy; print the top functions")
+    parser.add_argument("--top", type=int, default=25, help="lines per profile table (default 25)")
+    parser.add_argument("--jitaku-command", default="",
+                        help="command line that runs jitaku's CLI (default: the installed `jitaku`), to compare a patched build")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    args = parser.parse_args()
+
+    if os.geteuid() != 0:
+        say("bench/smtp_accept runs a Postfix instance and needs root")
+        return 2
+    for tool in ("postfix", "postconf", "smtp-source"):
+        if not (POSTFIX_SBIN / tool).exists():
+            say(f"missing {POSTFIX_SBIN / tool}: install Postfix")
+            return 2
+
+    if args.jitaku_command:
+        JITAKU_COMMAND[:] = shlex.split(args.jitaku_command)
+    load = Load(args.messages, args.sessions, args.size, args.reuse_connections)
+    base = Path(tempfile.mkdtemp(prefix="jitaku-bench-"))
+    base.chmod(0o755)  # Postfix daemons and virtual(8) (uid nobody) must reach their directories
+
+    resolver = Nothing()
+    dns_port = free_port(socket.SOCK_DGRAM)
+    dns_servers = [DNSServer(resolver, address=LOOPBACK, port=dns_port, logger=QuietLogger()),
+                   DNSServer(resolver, address=LOOPBACK, port=dns_port, tcp=True, logger=QuietLogger())]
+    jitaku = Jitaku(base, dns_port)
+    postfix = Postfix(base)
+
+    def cleanup() -> None:
+        jitaku.stop()
+        postfix.stop()
+        for server in dns_servers:
+            if server.isAlive():
+                server.stop()
+        if args.keep:
+            say(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+    atexit.register(cleanup)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda number, _frame: sys.exit(128 + number))
+
+    for server in dns_servers:
+        server.start_thread()
+    say(f"load: smtp-source -s {load.sessions} -m {load.messages} -l {load.size}"
+        f"{' -d' if load.reuse_connections else ''} (one {'session' if load.reuse_connections else 'connection'} per message"
+        f"{'s' if load.reuse_connections else ''}), best of {args.rounds} alternating rounds; {os.cpu_count()} CPUs")
+    say(f"work dir {base}")
+
+    jitaku.setup()
+    postfix.setup()
+    jitaku.start()
+    postfix.start()
+    assert jitaku.process is not None
+    time.sleep(1.0)
+    idle_rss, _ = rss_mb(jitaku.process.pid)
+    say(f"jitaku serve pid {jitaku.process.pid} on {LOOPBACK}:{jitaku.port}; idle RSS {idle_rss:.1f} MiB")
+    say(f"postfix (master pid {postfix.pids()[:1]}) on {LOOPBACK}:{postfix.port}; dns stub on {LOOPBACK}:{dns_port}")
+
+    times: dict[str, list[float]] = {"jitaku": [], "postfix": []}
+    jitaku_count = jitaku.delivered()
+    for number in range(args.rounds):
+        order = ("jitaku", "postfix") if number % 2 == 0 else ("postfix", "jitaku")
+        for name in order:
+            if name == "jitaku":
+                took = round_jitaku(jitaku, load, jitaku_count)
+                jitaku_count += load.messages
+            else:
+                took = round_postfix(postfix, load)
+            times[name].append(took)
+            say(f"  round {number + 1} {name:8s} {took:7.2f} s  {load.messages / took:8,.0f} msgs/s")
+
+    loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
+    best = {name: load.messages / min(values) for name, values in times.items()}
+    postfix_rss = sum(psutil.Process(pid).memory_info().rss for pid in postfix.pids() if psutil.pid_exists(pid)) / 2**20
+    queries = sum(resolver.queries.values())
+    say("")
+    say(f"jitaku  {best['jitaku']:8,.0f} msgs/s (best of {args.rounds}; all: "
+        f"{', '.join(f'{load.messages / t:,.0f}' for t in times['jitaku'])})")
+    say(f"postfix {best['postfix']:8,.0f} msgs/s (best of {args.rounds}; all: "
+        f"{', '.join(f'{load.messages / t:,.0f}' for t in times['postfix'])}; timed until the maildir held all)")
+    say(f"ratio jitaku/postfix {best['jitaku'] / best['postfix']:.2f}")
+    say(f"jitaku serve RSS: idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB"
+        f"  (postfix master+children now: {postfix_rss:.1f} MiB total)")
+    say(f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.2f} per jitaku message); most asked: "
+        + ", ".join(f"{name} x{count}" for name, count in resolver.queries.most_common(4)))
+
+    if args.profile:
+        profile_round(jitaku, load, base if args.keep else Path(tempfile.gettempdir()), args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

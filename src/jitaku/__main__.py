@@ -1,0 +1,5 @@
+"""`python -m jitaku` is the `jitaku` command."""
+
+from jitaku.cli import main
+
+main()

@@ -1,0 +1,229 @@
+"""Shared test machinery: free ports, a local DNS server (dnslib), and a real `jitaku serve` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dnslib import QTYPE, RR, DNSRecord
+from dnslib.server import BaseResolver, DNSServer
+
+JITAKU = [sys.executable, "-m", "jitaku"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
+def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(interval)
+
+
+class Zone(BaseResolver):
+    """A tiny authoritative DNS server: records in zone-file text, answered over UDP and TCP."""
+
+    def __init__(self) -> None:
+        self.records: list[RR] = []
+
+    def add(self, text: str) -> None:
+        self.records.extend(RR.fromZone(text))
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        reply = request.reply()
+        qname, qtype = request.q.qname, request.q.qtype
+        known = False
+        for record in self.records:
+            if record.rname == qname:
+                known = True
+                if record.rtype == qtype or qtype == QTYPE.ANY:
+                    reply.add_answer(record)
+        if not known:
+            reply.header.rcode = 3  # NXDOMAIN
+        return reply
+
+
+@pytest.fixture
+def dns_zone() -> Iterator[tuple[Zone, int]]:
+    zone = Zone()
+    port = free_port()
+    servers = [DNSServer(zone, address="127.0.0.1", port=port), DNSServer(zone, address="127.0.0.1", port=port, tcp=True)]
+    for server in servers:
+        server.start_thread()
+    yield zone, port
+    for server in servers:
+        server.stop()
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(path: Path, settings: dict[str, Any]) -> None:
+    lines = [f"{k} = {toml_value(v)}" for k, v in settings.items() if not isinstance(v, dict)]
+    for section, values in settings.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
+    path.write_text("\n".join(lines) + "\n")
+
+
+class Jitaku:
+    """One jitaku data directory and, while started, its `jitaku serve` process."""
+
+    def __init__(self, data_dir: Path, dns_port: int | None) -> None:
+        self.dir = data_dir
+        self.smtp_port = free_port()
+        self.submission_port = free_port()
+        self.settings: dict[str, Any] = {
+            "hostname": "mail.example.test",
+            "domains": ["example.test", "example.org"],
+            "smtp": {"listen": [f"127.0.0.1:{self.smtp_port}"]},
+            "submission": {"listen": [f"127.0.0.1:{self.submission_port}"]},
+            "queue": {"retry_min": 1, "retry_max": 2},
+        }
+        if dns_port:
+            self.settings["dns"] = {"nameservers": [f"127.0.0.1:{dns_port}"]}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "serve.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+
+    def write_config(self) -> None:
+        write_config(self.dir / "jitaku.toml", self.settings)
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*JITAKU, *args, "--dir", str(self.dir)], input=input, capture_output=True, text=True, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"jitaku {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def add_user(self, address: str, password: str = "secret-password") -> None:
+        self.cli("user", "add", address, "--password-stdin", input=password + "\n")
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([*JITAKU, "serve", "--dir", str(self.dir)], stdout=log, stderr=log)
+        try:
+            wait_for_port(self.smtp_port)
+            wait_for_port(self.submission_port)
+        except TimeoutError:
+            self.stop()
+            raise AssertionError("jitaku serve did not start:\n" + self.log())
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def mailbox(self, address: str) -> list[dict[str, Any]]:
+        return json.loads(self.cli("mailbox", "list", address, "--json").stdout)
+
+    def message(self, address: str, uid: int) -> bytes:
+        result = subprocess.run(
+            [*JITAKU, "mailbox", "show", address, str(uid), "--dir", str(self.dir)], capture_output=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def queue(self) -> list[dict[str, Any]]:
+        return json.loads(self.cli("queue", "list", "--json").stdout)
+
+
+@pytest.fixture
+def jitaku_factory(tmp_path: Path) -> Iterator[Any]:
+    made: list[Jitaku] = []
+
+    def make(dns_port: int | None = None, name: str = "jitaku") -> Jitaku:
+        instance = Jitaku(tmp_path / name, dns_port)
+        made.append(instance)
+        return instance
+
+    yield make
+    for instance in made:
+        instance.stop()
+
+
+@pytest.fixture
+def server(jitaku_factory: Any, dns_zone: tuple[Zone, int]) -> Jitaku:
+    """A running jitaku for example.test/example.org with users alice and bob, DNS pointed at `dns_zone`."""
+    instance: Jitaku = jitaku_factory(dns_zone[1])
+    instance.cli("init")
+    instance.add_user("alice@example.test")
+    instance.add_user("bob@example.org")
+    instance.start()
+    return instance
+
+
+def swaks(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run swaks; the transcript is in stdout, the exit code says whether the transaction succeeded."""
+    return subprocess.run(["swaks", "--suppress-data", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def rejection(transcript: str) -> str:
+    """The server line swaks marks as an unexpected reply ('<** ...')."""
+    for line in transcript.splitlines():
+        if line.startswith("<**"):
+            return line[3:].strip()
+    return ""
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    return tomllib.loads(path.read_text())

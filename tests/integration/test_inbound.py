@@ -1,0 +1,164 @@
+"""The MX port, driven by swaks and raw sockets: local delivery, refusals, limits, trace headers."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.conftest import Jitaku, rejection, swaks
+
+ISO2022_SUBJECT = "=?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?="  # こんにちは
+
+
+def mx(server: Jitaku, *args: str) -> str:
+    result = swaks("--server", f"127.0.0.1:{server.smtp_port}", *args)
+    return result.stdout + result.stderr
+
+
+def test_mail_for_a_user_lands_in_the_mailbox_with_trace_headers(server: Jitaku, dns_zone) -> None:
+    zone, _ = dns_zone
+    zone.add('remote.test. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
+    out = mx(server, "--to", "ALICE@Example.Test", "--from", "carol@remote.test", "--helo", "client.remote.test",
+             "--header", f"Subject: {ISO2022_SUBJECT}")
+    assert "250 2.0.0 Ok: queued as" in out
+    (entry,) = server.mailbox("alice@example.test")
+    assert entry["subject"] == "こんにちは"
+    assert entry["from"] == "carol@remote.test"
+    stored = server.message("alice@example.test", entry["uid"])
+    assert entry["size"] == len(stored)
+    head = stored.split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"Return-Path: <carol@remote.test>\r\n")
+    assert b"Received: from client.remote.test ([127.0.0.1])" in head
+    assert b"Authentication-Results: mail.example.test;" in head
+    assert b"spf=pass" in head
+    assert ISO2022_SUBJECT.encode() in head
+
+
+def test_unknown_local_user_is_refused_at_rcpt(server: Jitaku) -> None:
+    out = mx(server, "--to", "nobody@example.test", "--from", "carol@remote.test")
+    assert rejection(out).startswith("550 5.1.1")
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "victim@remote.test",
+        "victim@REMOTE.test",
+        "victim%remote.test@example.test",
+        "remote.test!victim@example.test",
+        "@example.test:victim@remote.test",
+        '"victim@remote.test"@example.test',
+        '"victim%remote.test"@example.test',
+        "victim@remote.test@example.test",
+        "alice@[127.0.0.1]",
+        "victim@[127.0.0.1]",
+        "alice@example.test.",
+        "victim@remote.test.",
+        "victim@example.test.remote.test",
+        "alice@example.test@remote.test",
+    ],
+)
+def test_relay_tricks_are_refused_with_5_7_1(server: Jitaku, recipient: str) -> None:
+    out = mx(server, "--to", recipient, "--from", "carol@remote.test")
+    assert rejection(out).split(" ")[:2] in (["554", "5.7.1"], ["550", "5.7.1"]), out
+    assert server.queue() == []
+
+
+def test_role_accounts_go_to_the_first_user_unless_aliased(server: Jitaku) -> None:
+    for role in ("postmaster@example.test", "abuse@example.org", "PostMaster@example.org"):
+        assert "250 2.0.0" in mx(server, "--to", role, "--from", "carol@remote.test")
+    assert len(server.mailbox("alice@example.test")) == 3
+    server.cli("alias", "add", "abuse@example.org", "bob@example.org")
+    assert "250 2.0.0" in mx(server, "--to", "abuse@example.org", "--from", "carol@remote.test")
+    assert len(server.mailbox("bob@example.org")) == 1
+
+
+def test_alias_to_a_local_user(server: Jitaku) -> None:
+    server.cli("alias", "add", "info@example.test", "alice@example.test")
+    assert "250 2.0.0" in mx(server, "--to", "info@example.test", "--from", "carol@remote.test")
+    assert len(server.mailbox("alice@example.test")) == 1
+    assert "info@example.test" in server.cli("alias", "list").stdout
+
+
+def test_size_is_advertised_and_enforced(server: Jitaku) -> None:
+    server.settings["smtp"]["max_message_size"] = 10_000
+    server.write_config()
+    server.restart()
+    ehlo = mx(server, "--quit-after", "EHLO")
+    assert "250-SIZE 10000" in ehlo or "250 SIZE 10000" in ehlo
+    big = mx(server, "--to", "alice@example.test", "--from", "carol@remote.test", "--body", ("y" * 70 + "\n") * 300)
+    assert rejection(big).startswith("552 5.3.4"), big
+    assert server.mailbox("alice@example.test") == []
+
+
+def test_too_many_recipients_get_452_4_5_3(server: Jitaku) -> None:
+    recipients = ",".join(["alice@example.test"] * 101)
+    out = mx(server, "--to", recipients, "--from", "carol@remote.test", "--header", "To: alice@example.test")
+    assert "452 4.5.3" in out
+    # the 100 accepted recipients still got the message (one copy: same mailbox)
+    assert "250 2.0.0" in out
+
+
+def _dialog(port: int, lines: list[bytes], timeout: float = 10) -> list[str]:
+    """Send each line, collect each reply (multi-line replies joined)."""
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        stream = sock.makefile("rb")
+        replies.append(stream.readline().decode())
+        for line in lines:
+            sock.sendall(line)
+            if line.endswith(b"\r\n") and not line.startswith(b"DATA-BODY"):
+                reply = stream.readline().decode()
+                while reply[3:4] == "-":
+                    reply = stream.readline().decode()
+                replies.append(reply)
+    return replies
+
+
+def test_bare_lf_in_data_is_refused(server: Jitaku) -> None:
+    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        assert stream.readline().startswith(b"220")
+        for command in (b"EHLO x\r\n", b"MAIL FROM:<carol@remote.test>\r\n", b"RCPT TO:<alice@example.test>\r\n", b"DATA\r\n"):
+            sock.sendall(command)
+            reply = stream.readline()
+            while reply[3:4] == b"-":
+                reply = stream.readline()
+        assert reply.startswith(b"354")
+        # the smuggling shape: a bare-LF "end of data" followed by a second message
+        sock.sendall(b"Subject: one\r\n\r\nhello\n.\nMAIL FROM:<x@remote.test>\nRCPT TO:<alice@example.test>\r\n.\r\n")
+        reply = stream.readline()
+        assert reply.startswith(b"554 5.6.0"), reply
+    assert server.mailbox("alice@example.test") == []
+
+
+def test_garbage_never_kills_the_server(server: Jitaku) -> None:
+    junk = [b"\x00\xff\xfe\r\n", b"MAIL FROM:<<<>>>\r\n", b"RCPT TO:\r\n", b"A" * 5000 + b"\r\n", b"DATA\r\n",
+            b"AUTH PLAIN\r\n", b"EHLO " + "日本".encode() + b"\r\n", b"RSET\r\n"]
+    replies = _dialog(server.smtp_port, junk)
+    assert all(reply[:1] in "2345" for reply in replies), replies
+    assert "250 2.0.0" in mx(server, "--to", "alice@example.test", "--from", "carol@remote.test")
+
+
+def test_idle_clients_are_disconnected(server: Jitaku) -> None:
+    server.settings["smtp"]["timeout"] = 1.5
+    server.write_config()
+    server.restart()
+    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as sock:
+        assert sock.recv(1024).startswith(b"220")
+        started = time.monotonic()
+        rest = b""
+        while chunk := sock.recv(1024):
+            rest += chunk
+        assert time.monotonic() - started < 8
+    assert "250 2.0.0" in mx(server, "--to", "alice@example.test", "--from", "carol@remote.test")
+
+
+def test_forged_authentication_results_are_removed(server: Jitaku) -> None:
+    out = mx(server, "--to", "alice@example.test", "--from", "carol@remote.test",
+             "--header", "Authentication-Results: mail.example.test; dkim=pass header.d=bank.test")
+    assert "250 2.0.0" in out
+    stored = server.message("alice@example.test", 1)
+    assert b"header.d=bank.test" not in stored
