@@ -183,6 +183,18 @@ class Jitaku:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
+    def stored_bodies(self, address: str) -> list[bytes]:
+        """Every stored message of ADDRESS's INBOX, read from the database file itself (fast, for bulk checks)."""
+        import sqlite3
+
+        with sqlite3.connect(f"file:{self.dir / 'jitaku.db'}?mode=ro", uri=True) as connection:
+            rows = connection.execute(
+                "SELECT m.body FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN users u ON u.id = b.user_id"
+                " WHERE u.address = ? AND b.name = 'INBOX' ORDER BY m.uid",
+                (address,),
+            ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
     def queue(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("queue", "list", "--json").stdout)
 

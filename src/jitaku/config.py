@@ -249,8 +249,9 @@ def _describe(path: Path, text: str, keys: list[str], error: Any) -> str:
 
 
 def _line_of(text: str, section: list[str], key: str) -> int | None:
-    """Best-effort line number of KEY in [SECTION]; tomllib does not keep positions."""
+    """Line of KEY in [SECTION], else of the [SECTION] header; tomllib does not keep positions."""
     current: list[str] = []
+    section_line: int | None = None
     header = re.compile(r"\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
     assignment = re.compile(r"\s*([A-Za-z0-9_\-\"']+)\s*=")
     for number, line in enumerate(text.splitlines(), start=1):
@@ -259,9 +260,10 @@ def _line_of(text: str, section: list[str], key: str) -> int | None:
             current = [part.strip().strip("\"'") for part in found.group(1).split(".")]
             if current == section + [key]:
                 return number
+            if section and current == section and section_line is None:
+                section_line = number
             continue
         found = assignment.match(line)
         if found and current == section and found.group(1).strip("\"'") == key:
             return number
-    return None
-
+    return section_line

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration's revision. Kept here so that a database already at it
+# is opened without importing Alembic (about 10 MB of the daemon's memory);
+# tests/test_store.py checks it against Alembic's own head.
+SCHEMA_REVISION = "0001"
 
 
 def open_engine(url: str) -> Engine:
@@ -42,17 +46,19 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def current_revision(connection: Connection) -> str | None:
+    if "alembic_version" not in inspect(connection).get_table_names():
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def _migrate(connection: Connection) -> None:
+    if current_revision(connection) == SCHEMA_REVISION:
+        return
     from alembic import command
     from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    if "alembic_version" in inspect(connection).get_table_names():
-        if MigrationContext.configure(connection).get_current_revision() == head:
-            return
     config.attributes["connection"] = connection
     command.upgrade(config, "head")

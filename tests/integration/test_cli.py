@@ -1,0 +1,124 @@
+"""The command line as a person uses it: init, serve's refusals, users, DKIM records, mailbox show."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import JITAKU, Jitaku, swaks
+
+
+def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*JITAKU, *args], input=input, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_init_writes_everything_and_prints_the_dns_records(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = run("init", "--dir", str(data), "--domain", "example.test")
+    assert result.returncode == 0, result.stderr
+    config = (data / "jitaku.toml").read_text()
+    assert 'listen = ["127.0.0.1:2525"]' in config and 'listen = ["127.0.0.1:2587"]' in config
+    assert 'listen = ["127.0.0.1:8025"]' in config
+    assert (data / "jitaku.db").exists()
+    key = data / "dkim" / "example.test.jitaku.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert (data / "jitaku.toml").stat().st_mode & 0o777 == 0o600
+    assert (data / "tls" / "cert.pem").exists()
+    out = result.stdout
+    assert "example.test.\tIN\tMX\t10 mail.example.test." in out
+    assert '"v=spf1 mx -all"' in out
+    assert 'jitaku._domainkey.example.test.\tIN\tTXT\t"v=DKIM1; k=rsa; p=' in out
+    assert "_dmarc.example.test.\tIN\tTXT" in out
+    assert "PTR" in out
+    # a second init changes nothing it finds
+    before = (data / "jitaku.toml").read_bytes(), key.read_bytes()
+    again = run("init", "--dir", str(data), "--domain", "other.test")
+    assert again.returncode == 0
+    assert ((data / "jitaku.toml").read_bytes(), key.read_bytes()) == before
+
+
+def test_init_public_and_jitaku_dir_env(tmp_path: Path) -> None:
+    data = tmp_path / "public"
+    result = run("init", "--domain", "example.test", "--public", env={"JITAKU_DIR": str(data)})
+    assert result.returncode == 0, result.stderr
+    config = (data / "jitaku.toml").read_text()
+    assert '"0.0.0.0:25"' in config and '"0.0.0.0:587"' in config and '"0.0.0.0:465"' in config
+
+
+def test_init_without_domain_or_config_says_what_is_missing(tmp_path: Path) -> None:
+    result = run("init", "--dir", str(tmp_path / "empty"))
+    assert result.returncode != 0
+    assert "--domain" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dkim_show_json(server: Jitaku) -> None:
+    records = json.loads(server.cli("dkim", "show", "--json").stdout)
+    assert {r["name"] for r in records} == {"jitaku._domainkey.example.test", "jitaku._domainkey.example.org"}
+    assert all(r["value"].startswith("v=DKIM1; k=rsa; p=MII") for r in records)
+    (one,) = json.loads(server.cli("dkim", "show", "example.org", "--json").stdout)
+    assert one["name"] == "jitaku._domainkey.example.org"
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
+    instance: Jitaku = jitaku_factory()
+    instance.cli("init")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", instance.smtp_port))
+        busy.listen()
+        result = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{instance.smtp_port}" in lines[0], result.stderr
+
+
+def test_serve_refuses_a_bad_config_naming_file_line_and_key(jitaku_factory) -> None:
+    instance: Jitaku = jitaku_factory()
+    path = instance.dir / "jitaku.toml"
+    path.write_text('domains = ["example.test"]\n\n[smtp]\nlisten = ["127.0.0.1:2525"]\nmax_message_size = "big"\n')
+    result = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"jitaku: {path}:5: [smtp] max_message_size: Input should be a valid integer, unable to parse string as an integer"
+    path.write_text('domains = ["example.test"]\n[queue]\nretry_minimum = 5\n')
+    result = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
+    assert result.stderr.strip() == f"jitaku: {path}:3: unknown key [queue] retry_minimum"
+
+
+def test_users_list_remove_and_passwd(server: Jitaku) -> None:
+    assert json.loads(server.cli("user", "list", "--json").stdout) == [
+        {"address": "alice@example.test"}, {"address": "bob@example.org"}]
+    server.cli("user", "passwd", "alice@example.test", "--password-stdin", input="new-password-1\n")
+    out = swaks("--server", f"127.0.0.1:{server.submission_port}", "--auth", "PLAIN", "--auth-user", "alice@example.test",
+                "--auth-password", "new-password-1", "--to", "bob@example.org", "--from", "alice@example.test").stdout
+    assert "235 2.7.0" in out
+    server.cli("user", "remove", "bob@example.org")
+    assert "bob@example.org" not in server.cli("user", "list").stdout
+    duplicate = server.cli("user", "add", "alice@example.test", "--password-stdin", input="another-pass\n", check=False)
+    assert duplicate.returncode != 0 and "exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
+    foreign = server.cli("user", "add", "x@elsewhere.test", "--password-stdin", input="another-pass\n", check=False)
+    assert foreign.returncode != 0 and "not one of this server's domains" in foreign.stderr
+
+
+def test_mailbox_show_writes_the_stored_bytes_exactly(server: Jitaku) -> None:
+    raw = ("From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nTo: alice@example.test\r\n"
+           "Subject: =?Shift_JIS?B?g2WDWINn?=\r\n\r\n\xe6\x97\xa5\xe6\x9c\xac\r\n").encode("latin-1")
+    with socket.create_connection(("127.0.0.1", server.smtp_port)) as sock:
+        stream = sock.makefile("rb")
+        stream.readline()
+        for command in (b"EHLO x\r\n", b"MAIL FROM:<yamada@remote.test>\r\n", b"RCPT TO:<alice@example.test>\r\n", b"DATA\r\n"):
+            sock.sendall(command)
+            line = stream.readline()
+            while line[3:4] == b"-":
+                line = stream.readline()
+        sock.sendall(raw + b".\r\n")
+        assert stream.readline().startswith(b"250")
+    (entry,) = server.mailbox("alice@example.test")
+    assert entry["from"] == "山田 <yamada@remote.test>"
+    assert entry["subject"] == "テスト"
+    assert server.message("alice@example.test", entry["uid"]).endswith(raw)
+    missing = server.cli("mailbox", "show", "alice@example.test", "99", check=False)
+    assert missing.returncode != 0 and "no message 99" in missing.stderr

@@ -1,0 +1,81 @@
+"""kill -9 while clients send: every message that got 250 is there exactly once, none is half there."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import smtplib
+import threading
+import time
+from email.parser import BytesHeaderParser
+
+from tests.conftest import Jitaku, wait_until
+
+CLIENTS = 8
+
+
+def body_for(test_id: str) -> bytes:
+    """A deterministic 20 KiB body, so a truncated or mixed-up message is recognisable."""
+    seed = hashlib.sha256(test_id.encode()).hexdigest()
+    return ("\r\n".join(f"{test_id} line {n} {seed}" for n in range(250)) + "\r\n").encode()
+
+
+def message_for(test_id: str) -> bytes:
+    return f"From: carol@remote.test\r\nTo: alice@example.test\r\nSubject: {test_id}\r\nX-Test-Id: {test_id}\r\n\r\n".encode() + body_for(test_id)
+
+
+def sender(port: int, client: int, acknowledged: list[str], stop: threading.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+                while not stop.is_set():
+                    test_id = f"c{client}-m{n}"
+                    n += 1
+                    smtp.sendmail("carol@remote.test", ["alice@example.test", "bob@example.org"], message_for(test_id))
+                    acknowledged.append(test_id)  # only after the 250
+        except (smtplib.SMTPException, OSError):
+            time.sleep(0.05)  # the server is gone; try again until told to stop
+
+
+def test_kill_9_loses_no_acknowledged_message(server: Jitaku) -> None:
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=sender, args=(server.smtp_port, c, acknowledged, stop)) for c in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(acknowledged) >= 20, timeout=30)
+    time.sleep(random.uniform(0.2, 1.5))
+    server.kill9()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    server.start()
+    parser = BytesHeaderParser()
+    for mailbox in ("alice@example.test", "bob@example.org"):
+        bodies = server.stored_bodies(mailbox)
+        assert len(server.mailbox(mailbox)) == len(bodies)
+        seen: dict[str, int] = {}
+        for raw in bodies:
+            test_id = parser.parsebytes(raw)["X-Test-Id"]
+            assert test_id, raw[:300]
+            seen[test_id] = seen.get(test_id, 0) + 1
+            assert raw.endswith(message_for(test_id)), f"{test_id} is not whole in {mailbox}"
+        missing = [i for i in acknowledged if i not in seen]
+        assert not missing, f"{len(missing)} acknowledged messages lost in {mailbox}: {missing[:5]}"
+        assert all(count == 1 for count in seen.values()), {k: v for k, v in seen.items() if v > 1}
+        assert len(seen) >= len(acknowledged)
+
+
+def test_queued_mail_survives_kill_9_and_goes_out_after_restart(server: Jitaku, dns_zone) -> None:
+    zone, _ = dns_zone
+    zone.add("remote.test. 300 IN MX 10 mx.remote.test.")
+    zone.add("mx.remote.test. 300 IN A 127.0.0.1")
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as smtp:
+        smtp.login("alice@example.test", "secret-password")
+        for n in range(5):
+            smtp.sendmail("alice@example.test", ["dave@remote.test"], message_for(f"q{n}").replace(b"carol@remote.test", b"alice@example.test"))
+    wait_until(lambda: len(server.queue()) == 5 and all(e["attempts"] >= 1 for e in server.queue()))
+    server.kill9()
+    server.start()
+    assert len(server.queue()) == 5

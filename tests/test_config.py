@@ -1,0 +1,78 @@
+"""config.py: minimal files work, bad ones are named by file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jitaku.config import ConfigError, Listen, parse
+from jitaku.resolver import Nameserver, parse_nameserver
+
+PATH = Path("/etc/jitaku/jitaku.toml")
+
+
+def test_only_domains_is_needed() -> None:
+    settings = parse('domains = ["Example.ORG"]\n', PATH)
+    assert settings.domains == ("example.org",)
+    assert settings.smtp.listen == (Listen("127.0.0.1", 2525),)
+    assert settings.relay is None
+    assert settings.queue.retry_min == 300 and settings.queue.retry_max == 3600 and settings.queue.max_age == 432000
+    assert settings.delivery.port == 25
+    assert settings.mail_hostname == "mail.example.org"
+
+
+def test_a_single_listen_string_is_a_one_item_list() -> None:
+    settings = parse('domains = ["example.org"]\n[submission]\nlisten = "[::1]:587"\n', PATH)
+    assert settings.submission.listen == (Listen("::1", 587),)
+
+
+def test_relay_section_and_nameservers() -> None:
+    settings = parse(
+        'domains = ["example.org"]\n[relay]\nhost = "[auth.gate-on.net]"\n[dns]\nnameservers = ["127.0.0.1:5353", "::1"]\n',
+        PATH,
+    )
+    assert settings.relay is not None and settings.relay.host == "auth.gate-on.net" and settings.relay.port == 587
+    assert settings.dns.nameservers == (Nameserver("127.0.0.1", 5353), Nameserver("::1", 53))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hostname = 'x.org'\n", f"{PATH}: missing key domains"),
+        ('domains = ["example.org"]\ncolour = 1\n', f"{PATH}:2: unknown key colour"),
+        ('domains = ["example.org"]\n[smtp]\nlisten = ["nowhere"]\n', f"{PATH}:3: [smtp] listen: expected \"host:port\", got 'nowhere'"),
+        ('domains = ["example.org"]\n[smtp]\nlisten = ["1.2.3.4:99999"]\n', f"{PATH}:3: [smtp] listen: port must be 1-65535, got 99999"),
+        ('domains = ["example.org"]\n\n[dns]\nnameservers = ["resolver.example"]\n', f"{PATH}:4: [dns] nameservers: expected \"ip\" or \"ip:port\", got 'resolver.example'"),
+        ('domains = ["example.org"]\n[relay]\nport = 587\n', f"{PATH}:2: missing key [relay] host"),
+        ('domains = ["not a domain"]\n', f"{PATH}:1: domains: expected a domain name like example.org, got 'not a domain'"),
+        ('domains = ["example.org"]\n[queue]\nretry_min = -1\n', f"{PATH}:3: [queue] retry_min: Input should be greater than 0"),
+    ],
+)
+def test_bad_values_name_file_line_and_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(text, PATH)
+    assert str(raised.value) == message
+
+
+def test_toml_syntax_errors_carry_the_position() -> None:
+    with pytest.raises(ConfigError, match=r"jitaku.toml: .*line 2"):
+        parse('domains = ["example.org"]\n[smtp\n', PATH)
+
+
+def test_nameserver_forms() -> None:
+    assert parse_nameserver("192.0.2.1") == Nameserver("192.0.2.1", 53)
+    assert parse_nameserver("[2001:db8::1]:5300") == Nameserver("2001:db8::1", 5300)
+    with pytest.raises(ValueError):
+        parse_nameserver("192.0.2.1:0")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_is_a_config_or_a_config_error(text: str) -> None:
+    try:
+        parse(text, PATH)
+    except ConfigError as error:
+        assert str(error).startswith(str(PATH))

@@ -1,0 +1,34 @@
+"""mail/headers.py and authcheck.strip_forged: Japanese encoded-words survive, forged results go."""
+
+from __future__ import annotations
+
+from jitaku.mail.authcheck import strip_forged
+from jitaku.mail.headers import decoded, from_addresses
+
+
+def test_encoded_words_in_japanese_charsets() -> None:
+    assert decoded("=?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?=") == "こんにちは"
+    assert decoded("=?Shift_JIS?B?g2WDWINn?=") == "テスト"
+    assert decoded("=?UTF-8?Q?=E6=97=A5=E6=9C=AC?=") == "日本"
+    folded = "=?ISO-2022-JP?B?GyRCJDMkcxsoQg==?=\r\n =?ISO-2022-JP?B?GyRCJEskQSRPGyhC?= world"
+    assert decoded(folded) == "こんにちは world"
+    assert decoded("plain") == "plain"
+    assert decoded("=?unknown-charset?B?YWJj?=") in {"=?unknown-charset?B?YWJj?=", "abc"}
+
+
+def test_from_addresses() -> None:
+    message = b"From: =?UTF-8?B?5bGx55Sw?= <Yamada@Example.TEST>, b@x.test\r\nTo: c@x.test\r\n\r\nhi"
+    assert from_addresses(message) == ["yamada@example.test", "b@x.test"]
+    assert from_addresses(b"Subject: none\r\n\r\n") == []
+
+
+def test_strip_forged_keeps_other_servers_results() -> None:
+    message = (
+        b"Authentication-Results: mail.example.test; dkim=pass\r\n\theader.d=bank.test\r\n"
+        b"Authentication-Results: mx.google.com; spf=pass\r\n"
+        b"Subject: hi\r\n\r\nAuthentication-Results: mail.example.test; in the body stays\r\n"
+    )
+    assert strip_forged(message, "mail.example.test") == (
+        b"Authentication-Results: mx.google.com; spf=pass\r\n"
+        b"Subject: hi\r\n\r\nAuthentication-Results: mail.example.test; in the body stays\r\n"
+    )
