@@ -406,6 +406,16 @@ class Postfix:
             for entry in entries:
                 os.unlink(entry.path)
 
+    def pss_mb(self) -> float:
+        """Proportional set size of the whole instance: shared pages counted once, unlike a sum of RSS."""
+        total = 0
+        for pid in self.pids():
+            try:
+                total += psutil.Process(pid).memory_full_info().pss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
     def pids(self) -> list[int]:
         """The master and its children (for RSS reporting)."""
         pid_file = self.base / "queue" / "pid" / "master.pid"
@@ -608,9 +618,9 @@ def main() -> int:
 
     for server in dns_servers:
         server.start_thread()
-    say(f"load: smtp-source -s {load.sessions} -m {load.messages} -l {load.size}"
-        f"{' -d' if load.reuse_connections else ''} (one {'session' if load.reuse_connections else 'connection'} per message"
-        f"{'s' if load.reuse_connections else ''}), best of {args.rounds} alternating rounds; {os.cpu_count()} CPUs")
+    connections = "connections reused (-d)" if load.reuse_connections else "a new connection per message"
+    say(f"load: smtp-source -s {load.sessions} -m {load.messages} -l {load.size}, {connections}; "
+        f"best of {args.rounds} alternating rounds; {os.cpu_count()} CPUs")
     say(f"work dir {base}")
 
     jitaku.setup()
@@ -638,7 +648,7 @@ def main() -> int:
 
     loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
     best = {name: load.messages / min(values) for name, values in times.items()}
-    postfix_rss = sum(psutil.Process(pid).memory_info().rss for pid in postfix.pids() if psutil.pid_exists(pid)) / 2**20
+    postfix_pss = postfix.pss_mb()
     queries = sum(resolver.queries.values())
     say("")
     say(f"jitaku  {best['jitaku']:8,.0f} msgs/s (best of {args.rounds}; all: "
@@ -647,7 +657,7 @@ def main() -> int:
         f"{', '.join(f'{load.messages / t:,.0f}' for t in times['postfix'])}; timed until the maildir held all)")
     say(f"ratio jitaku/postfix {best['jitaku'] / best['postfix']:.2f}")
     say(f"jitaku serve RSS: idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB"
-        f"  (postfix master+children now: {postfix_rss:.1f} MiB total)")
+        f"  (postfix master+children now: {postfix_pss:.1f} MiB PSS in all)")
     say(f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.2f} per jitaku message); most asked: "
         + ", ".join(f"{name} x{count}" for name, count in resolver.queries.most_common(4)))
 

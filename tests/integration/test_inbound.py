@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import smtplib
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +36,28 @@ def test_mail_for_a_user_lands_in_the_mailbox_with_trace_headers(server: Jitaku,
     assert head.startswith(b"Return-Path: <carol@remote.test>\r\n")
     assert b"Received: from client.remote.test ([127.0.0.1])" in head
     assert b"Authentication-Results: mail.example.test;" in head
-    assert b"spf=pass" in head
+    assert b"spf=pass" in head and b"dkim=none" in head
     assert ISO2022_SUBJECT.encode() in head
+
+
+def test_a_signature_made_by_mail_dkim_passes_and_aligns_for_dmarc(server: Jitaku, dns_zone, tmp_path) -> None:
+    zone, _ = dns_zone
+    key = tmp_path / "remote.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
+                            capture_output=True).stdout
+    value = "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
+    zone.add("s1._domainkey.remote.test. 300 IN TXT " + " ".join(f'"{value[i:i + 200]}"' for i in range(0, len(value), 200)))
+    zone.add('_dmarc.remote.test. 300 IN TXT "v=DMARC1; p=reject"')
+    message = (b"From: Carol <carol@remote.test>\r\nTo: alice@example.test\r\nSubject: signed\r\n"
+               b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nHello from a signed message.\r\n")
+    signed = subprocess.run(["perl", str(Path(__file__).with_name("dkim_sign.pl")), "remote.test", "s1", str(key)],
+                            input=message, check=True, capture_output=True).stdout
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
+        smtp.sendmail("carol@remote.test", ["alice@example.test"], signed)
+    head = server.message("alice@example.test", 1).split(b"\r\n\r\n")[0]
+    assert b"dkim=pass" in head and b"header.d=remote.test" in head, head
+    assert b"dmarc=pass" in head, head
 
 
 def test_unknown_local_user_is_refused_at_rcpt(server: Jitaku) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Jitaku, rejection, swaks
+from tests.conftest import Jitaku, rejection, swaks, wait_until
 
 ALICE = ("--auth-user", "alice@example.test", "--auth-password", "secret-password")
 
@@ -62,11 +62,11 @@ def test_failed_logins_are_rate_limited(server: Jitaku) -> None:
     assert "event=auth_failed" in server.log()
 
 
-def test_submitted_mail_for_elsewhere_is_queued_and_signed(server: Jitaku) -> None:
-    out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "dave@remote.test", "--from", "alice@example.test",
+def test_mail_to_a_domain_that_does_not_exist_bounces_at_once(server: Jitaku) -> None:
+    out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "dave@nowhere.test", "--from", "alice@example.test",
                  "--header", "From: Alice <alice@example.test>")
     assert "250 2.0.0" in out, out
-    (entry,) = server.queue()
-    assert entry["sender"] == "alice@example.test"
-    assert entry["recipients"] == ["dave@remote.test"]
-    assert "event=queued" in server.log()
+    bounce = wait_until(lambda: server.mailbox("alice@example.test"))
+    text = server.message("alice@example.test", bounce[0]["uid"]).decode()
+    assert "Final-Recipient: rfc822; dave@nowhere.test" in text and "Status: 5.1.2" in text
+    assert server.queue() == []
