@@ -647,6 +647,7 @@ def main() -> int:
             say(f"  round {number + 1} {name:8s} {took:7.2f} s  {load.messages / took:8,.0f} msgs/s")
 
     loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
+    loaded_pss = psutil.Process(jitaku.process.pid).memory_full_info().pss / 2**20
     best = {name: load.messages / min(values) for name, values in times.items()}
     postfix_pss = postfix.pss_mb()
     queries = sum(resolver.queries.values())
@@ -657,7 +658,7 @@ def main() -> int:
         f"{', '.join(f'{load.messages / t:,.0f}' for t in times['postfix'])}; timed until the maildir held all)")
     say(f"ratio jitaku/postfix {best['jitaku'] / best['postfix']:.2f}")
     say(f"jitaku serve RSS: idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB"
-        f"  (postfix master+children now: {postfix_pss:.1f} MiB PSS in all)")
+        f" (PSS {loaded_pss:.1f} MiB); Postfix master+children now: {postfix_pss:.1f} MiB PSS in all")
     say(f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.2f} per jitaku message); most asked: "
         + ", ".join(f"{name} x{count}" for name, count in resolver.queries.most_common(4)))
 

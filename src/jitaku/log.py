@@ -15,6 +15,8 @@ def setup(level: int = logging.INFO) -> None:
     _logger.handlers[:] = [handler]
     _logger.setLevel(level)
     _logger.propagate = False
+    # Libraries (aiosmtpd's "mail.log", asyncio) speak only when something is wrong.
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 def _value(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import select
 import smtplib
 import socket
 import subprocess
@@ -178,6 +179,36 @@ def test_idle_clients_are_disconnected(server: Jitaku) -> None:
             rest += chunk
         assert time.monotonic() - started < 8
     assert "250 2.0.0" in mx(server, "--to", "alice@example.test", "--from", "carol@remote.test")
+
+
+def test_slow_clients_that_dribble_data_are_disconnected(server: Jitaku) -> None:
+    server.settings["smtp"]["timeout"] = 2
+    server.write_config()
+    server.restart()
+    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        stream.readline()
+        for command in (b"EHLO x\r\n", b"MAIL FROM:<carol@remote.test>\r\n", b"RCPT TO:<alice@example.test>\r\n", b"DATA\r\n"):
+            sock.sendall(command)
+            reply = stream.readline()
+            while reply[3:4] == b"-":
+                reply = stream.readline()
+        assert reply.startswith(b"354")
+        started = time.monotonic()
+        closed = False
+        for _ in range(40):  # a byte every 0.25 s: never idle for long, never done
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                closed = True
+                break
+            readable, _, _ = select.select([sock], [], [], 0.25)
+            if readable and sock.recv(1024) == b"":
+                closed = True
+                break
+        assert closed, "the server kept a dribbling client for 10 seconds"
+        assert time.monotonic() - started < 6
+    assert server.mailbox("alice@example.test") == []
 
 
 def test_forged_authentication_results_are_removed(server: Jitaku) -> None:
