@@ -148,7 +148,7 @@ class Jitaku:
             wait_for_port(self.submission_port)
         except TimeoutError:
             self.stop()
-            raise AssertionError("jitaku serve did not start:\n" + self.log())
+            raise AssertionError("jitaku serve did not start:\n" + self.log()) from None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

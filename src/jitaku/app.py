@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
+from ssl import SSLContext
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
@@ -58,7 +60,7 @@ async def _run(config: Config, database: Database) -> None:
     limiter = FailureLimiter()
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
 
-    servers: list[asyncio.base_events.Server] = []
+    servers: list[asyncio.Server] = []
     loop = asyncio.get_running_loop()
     try:
         for listener, addresses in (
@@ -91,10 +93,14 @@ async def _run(config: Config, database: Database) -> None:
 
 
 async def _listen(
-    loop: asyncio.AbstractEventLoop, factory: object, address: Listen, name: str, ssl: object
-) -> asyncio.base_events.Server:
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.BaseProtocol],
+    address: Listen,
+    name: str,
+    ssl: SSLContext | None,
+) -> asyncio.Server:
     try:
-        return await loop.create_server(factory, address.host, address.port, ssl=ssl, reuse_address=True)  # type: ignore[arg-type]
+        return await loop.create_server(factory, address.host, address.port, ssl=ssl, reuse_address=True)
     except OSError as error:
         raise ServeError(f"cannot listen on {address} for {name}: {error.strerror or error}") from None
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 import dns.asyncresolver
 import dns.resolver
 
-R = TypeVar("R", bound=dns.resolver.Resolver)
+R = TypeVar("R", bound=dns.resolver.BaseResolver)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def parse_nameserver(value: str) -> Nameserver:
 def configure(nameservers: tuple[Nameserver, ...]) -> None:
     """Make every lookup in this process (ours, dkimpy's, pyspf's) ask these servers."""
     dns.resolver.default_resolver = _build(dns.resolver.Resolver, nameservers)
-    dns.asyncresolver.default_resolver = _build(dns.asyncresolver.Resolver, nameservers)
+    dns.asyncresolver.default_resolver = _build(dns.asyncresolver.Resolver, nameservers)  # type: ignore[assignment]
 
 
 def _build(kind: type[R], nameservers: tuple[Nameserver, ...]) -> R:

@@ -237,7 +237,6 @@ class RelayHandler:
         return "250 OK"
 
     async def auth_CRAM__MD5(self, server: Any, args: list[str]) -> AuthResult:
-        import base64
         import hmac
 
         challenge = b"<1896.697170952@relay.test>"

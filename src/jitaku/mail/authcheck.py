@@ -47,7 +47,7 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
     except Exception as error:  # a message authheaders cannot parse still gets a header, not a crash
         log.event("authcheck_failed", error=repr(error))
         header = f"Authentication-Results: {authserv_id}; none"
-    return header.encode("utf-8", "surrogateescape") + b"\r\n"
+    return str(header).encode("utf-8", "surrogateescape") + b"\r\n"
 
 
 async def authentication_results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:

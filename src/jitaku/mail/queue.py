@@ -29,7 +29,7 @@ BATCH = 100
 
 def retry_delay(attempts: int, settings: QueueSettings) -> float:
     """Exponential backoff: retry_min, twice that, ... capped at retry_max."""
-    return min(settings.retry_max, settings.retry_min * 2 ** min(attempts, 30))
+    return float(min(settings.retry_max, settings.retry_min * 2 ** min(attempts, 30)))
 
 
 class Queue:

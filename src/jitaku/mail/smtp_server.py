@@ -10,8 +10,9 @@ import asyncio
 import ipaddress
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -49,6 +50,19 @@ class Listener:
     implicit_tls: bool = False
 
 
+class RoutedEnvelope(Envelope):
+    """aiosmtpd's envelope plus the policy's decision for each accepted recipient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.routes: list[Accepted] = []
+
+
+def client_ip(session: Session) -> str:
+    peer: Any = session.peer
+    return str(peer[0]) if peer else "?"
+
+
 def is_loopback(peer: Any) -> bool:
     try:
         return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
@@ -65,19 +79,23 @@ class JitakuSMTP(SMTP):
         self._pending_login: LoginPassword | None = None
         self._in_rcpt = False
 
+    def _create_envelope(self) -> RoutedEnvelope:
+        return RoutedEnvelope()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         # RFC 8314 / our rule: passwords only over TLS, except from this very machine.
-        if is_loopback(self.session.peer):
+        if self.session is not None and is_loopback(self.session.peer):
             self._auth_require_tls = False
 
-    async def push(self, status: str) -> None:
-        if status.rstrip() == "250-AUTH":
+    async def push(self, status: AnyStr) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
+        if text.rstrip() == "250-AUTH":
             return  # aiosmtpd would advertise AUTH with no mechanisms on the MX
-        if self._in_rcpt and status.startswith("553 5.1.3") and not self.session.authenticated:
+        if self._in_rcpt and text.startswith("553 5.1.3") and not (self.session and self.session.authenticated):
             # A recipient aiosmtpd cannot even parse ("a@b@c", route lists) is a relay attempt to us.
-            status = "554 5.7.1 Relay access denied: malformed recipient address"
-        await super().push(_ENHANCED.get(status, status))
+            text = "554 5.7.1 Relay access denied: malformed recipient address"
+        await super().push(_ENHANCED.get(text, text))
 
     async def smtp_RCPT(self, arg: str) -> None:
         self._in_rcpt = True
@@ -93,7 +111,8 @@ class JitakuSMTP(SMTP):
         return AuthResult(success=False, handled=True)
 
     async def smtp_AUTH(self, arg: str) -> None:
-        client = str(self.session.peer[0]) if self.session and self.session.peer else "?"
+        assert self.session is not None
+        client = client_ip(self.session)
         limiter = self._handler_ref.limiter
         if limiter.blocked(client):
             await self.push("454 4.7.0 Too many failed logins from your address; try again later")
@@ -142,30 +161,35 @@ class Handler:
         return user.address if user and valid else None
 
     def _user(self, session: Session) -> str | None:
-        return session.auth_data if self.listener.authenticated and session.authenticated else None
+        if self.listener.authenticated and session.authenticated:
+            return str(session.auth_data)
+        return None
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: RoutedEnvelope, address: str, options: list[str]
+    ) -> str:
         user = self._user(session)
         if self.listener.authenticated and not await self.policy.owns(user or "", address):
             return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user {user}"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
-        envelope.routes = []  # type: ignore[attr-defined]
         return "250 2.1.0 Ok"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: RoutedEnvelope, address: str, options: list[str]
+    ) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Error: too many recipients"
         decision = await self.policy.recipient(address, authenticated=self._user(session) is not None)
         if not isinstance(decision, Accepted):
-            log.event("rcpt_rejected", client=session.peer[0], sender=f"<{envelope.mail_from}>", to=address, reply=decision.reply)
+            log.event("rcpt_rejected", client=client_ip(session), sender=f"<{envelope.mail_from}>", to=address, reply=decision.reply)
             return decision.reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
-        envelope.routes.append(decision)  # type: ignore[attr-defined]
+        envelope.routes.append(decision)
         return "250 2.1.5 Ok"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: RoutedEnvelope) -> str:
         data: bytes = envelope.original_content or b""
         if _BARE_LINE_END.search(data):
             return "554 5.6.0 Message contains a bare CR or LF; lines must end in CRLF (RFC 5321 §2.3.8)"
@@ -176,10 +200,10 @@ class Handler:
                     return f"553 5.7.1 From: <{author}> is not an address of user {user}"
         arrival = Arrival(
             sender=envelope.mail_from or "",
-            recipients=tuple(envelope.routes),  # type: ignore[attr-defined]
+            recipients=tuple(envelope.routes),
             data=data,
             session=trace.Session(
-                client_ip=str(session.peer[0]),
+                client_ip=client_ip(session),
                 helo=session.host_name or "",
                 tls=session.ssl is not None,
                 authenticated_as=user,
@@ -188,9 +212,9 @@ class Handler:
         try:
             queue_id = await self.pipeline.accept(arrival)
         except Exception as error:  # nothing was committed: the client must try again
-            log.event("accept_failed", client=session.peer[0], sender=f"<{arrival.sender}>", error=repr(error))
+            log.event("accept_failed", client=client_ip(session), sender=f"<{arrival.sender}>", error=repr(error))
             return "451 4.3.0 Error: queue file write error, try again later"
-        log.event("accepted", queue_id=queue_id, client=session.peer[0], listener=self.listener.name,
+        log.event("accepted", queue_id=queue_id, client=client_ip(session), listener=self.listener.name,
                   sender=f"<{arrival.sender}>", nrcpt=len(arrival.recipients), size=len(data), user=user)
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
@@ -201,7 +225,7 @@ def protocol_factory(
     tls_context: ssl.SSLContext | None,
     max_message_size: int,
     timeout: float,
-) -> Any:
+) -> Callable[[], JitakuSMTP]:
     listener = handler.listener
 
     def build() -> JitakuSMTP:

@@ -29,8 +29,8 @@ def add_user(connection: Connection, address: str, password_hash: str | None) ->
     if find_alias(connection, address) is not None:
         raise AccountError(f"{address} is an alias; remove the alias first")
     user_id = connection.execute(
-        insert(users).values(address=address, password_hash=password_hash, created_at=time.time())
-    ).inserted_primary_key[0]
+        insert(users).values(address=address, password_hash=password_hash, created_at=time.time()).returning(users.c.id)
+    ).scalar_one()
     connection.execute(
         insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1)
     )

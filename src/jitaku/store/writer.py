@@ -71,10 +71,10 @@ class Writer:
                         except Exception as error:  # the job's own failure, reported to its caller
                             savepoint.rollback()
                             outcomes.append((None, error))
-        except Exception as error:  # the COMMIT itself failed: nobody's work is durable
-            outcomes = [(None, error)] * len(batch)
-        for (_job, future, loop), (result, error) in zip(batch, outcomes):
-            loop.call_soon_threadsafe(_settle, future, result, error)
+        except Exception as failure:  # the COMMIT itself failed: nobody's work is durable
+            outcomes = [(None, failure)] * len(batch)
+        for (_job, future, loop), (result, problem) in zip(batch, outcomes, strict=True):
+            loop.call_soon_threadsafe(_settle, future, result, problem)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
