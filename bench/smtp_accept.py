@@ -454,16 +454,38 @@ def drive(load: Load, port: int) -> float:
     return took
 
 
-def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> float:
+def machine_cpu() -> float:
+    """CPU-seconds the whole machine has spent busy (every process, smtp-source included)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def process_cpu(pid: int) -> float:
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+@dataclass(frozen=True)
+class Round:
+    seconds: float
+    machine_cpu: float  # busy CPU-seconds of the machine during the timed part
+    server_cpu: float | None  # jitaku serve's own CPU-seconds; None for Postfix, whose processes come and go
+
+
+def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> Round:
+    assert jitaku.process is not None
+    machine, server = machine_cpu(), process_cpu(jitaku.process.pid)
     took = drive(load, jitaku.port)
+    measured = Round(took, machine_cpu() - machine, process_cpu(jitaku.process.pid) - server)
     count = jitaku.delivered()
     if count - before != load.messages:
         raise RuntimeError(f"jitaku: {count - before} messages in the mailbox after smtp-source, expected {load.messages}")
-    return took
+    return measured
 
 
-def round_postfix(postfix: Postfix, load: Load) -> float:
+def round_postfix(postfix: Postfix, load: Load) -> Round:
     postfix.empty_maildir()
+    machine = machine_cpu()
     started = time.perf_counter()
     drive(load, postfix.port)
     deadline = time.monotonic() + max(120.0, load.messages / 20)
@@ -474,7 +496,7 @@ def round_postfix(postfix: Postfix, load: Load) -> float:
     took = time.perf_counter() - started
     if count != load.messages:
         raise RuntimeError(f"postfix: {count} messages delivered, expected {load.messages}")
-    return took
+    return Round(took, machine_cpu() - machine, None)
 
 
 # ---------------------------------------------------------------- profile
@@ -633,33 +655,37 @@ def main() -> int:
     say(f"jitaku serve pid {jitaku.process.pid} on {LOOPBACK}:{jitaku.port}; idle RSS {idle_rss:.1f} MiB")
     say(f"postfix (master pid {postfix.pids()[:1]}) on {LOOPBACK}:{postfix.port}; dns stub on {LOOPBACK}:{dns_port}")
 
-    times: dict[str, list[float]] = {"jitaku": [], "postfix": []}
+    rounds: dict[str, list[Round]] = {"jitaku": [], "postfix": []}
     jitaku_count = jitaku.delivered()
     for number in range(args.rounds):
         order = ("jitaku", "postfix") if number % 2 == 0 else ("postfix", "jitaku")
         for name in order:
             if name == "jitaku":
-                took = round_jitaku(jitaku, load, jitaku_count)
+                measured = round_jitaku(jitaku, load, jitaku_count)
                 jitaku_count += load.messages
             else:
-                took = round_postfix(postfix, load)
-            times[name].append(took)
-            say(f"  round {number + 1} {name:8s} {took:7.2f} s  {load.messages / took:8,.0f} msgs/s")
+                measured = round_postfix(postfix, load)
+            rounds[name].append(measured)
+            server = "" if measured.server_cpu is None else \
+                f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg ({measured.server_cpu / measured.seconds:.0%} of a core)"
+            say(f"  round {number + 1} {name:8s} {measured.seconds:7.2f} s {load.messages / measured.seconds:8,.0f} msgs/s;"
+                f" machine {1000 * measured.machine_cpu / load.messages:.2f} ms CPU/msg{server}")
 
     loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
     loaded_pss = psutil.Process(jitaku.process.pid).memory_full_info().pss / 2**20
-    best = {name: load.messages / min(values) for name, values in times.items()}
+    best = {name: min(values, key=lambda r: r.seconds) for name, values in rounds.items()}
+    rate = {name: load.messages / r.seconds for name, r in best.items()}
     postfix_pss = postfix.pss_mb()
     queries = sum(resolver.queries.values())
     say("")
-    say(f"jitaku  {best['jitaku']:8,.0f} msgs/s (best of {args.rounds}; all: "
-        f"{', '.join(f'{load.messages / t:,.0f}' for t in times['jitaku'])})")
-    say(f"postfix {best['postfix']:8,.0f} msgs/s (best of {args.rounds}; all: "
-        f"{', '.join(f'{load.messages / t:,.0f}' for t in times['postfix'])}; timed until the maildir held all)")
-    say(f"ratio jitaku/postfix {best['jitaku'] / best['postfix']:.2f}")
+    for name, note in (("jitaku", ""), ("postfix", "; timed until the maildir held all")):
+        say(f"{name:7s} {rate[name]:8,.0f} msgs/s (best of {args.rounds}; all: "
+            f"{', '.join(f'{load.messages / r.seconds:,.0f}' for r in rounds[name])}{note}); "
+            f"machine CPU in the best round {1000 * best[name].machine_cpu / load.messages:.2f} ms/msg")
+    say(f"ratio jitaku/postfix {rate['jitaku'] / rate['postfix']:.2f}")
     say(f"jitaku serve RSS: idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB"
         f" (PSS {loaded_pss:.1f} MiB); Postfix master+children now: {postfix_pss:.1f} MiB PSS in all")
-    say(f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.2f} per jitaku message); most asked: "
+    say(f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.3f} per jitaku message); most asked: "
         + ", ".join(f"{name} x{count}" for name, count in resolver.queries.most_common(4)))
 
     if args.profile:

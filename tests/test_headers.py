@@ -32,3 +32,11 @@ def test_strip_forged_keeps_other_servers_results() -> None:
         b"Authentication-Results: mx.google.com; spf=pass\r\n"
         b"Subject: hi\r\n\r\nAuthentication-Results: mail.example.test; in the body stays\r\n"
     )
+
+
+def test_organizational_domain_from_the_public_suffix_list() -> None:
+    from jitaku.mail.orgdomain import organizational_domain
+
+    assert organizational_domain("mail.Example.co.jp") == "example.co.jp"
+    assert organizational_domain("a.b.example.org.") == "example.org"
+    assert organizational_domain("co.jp") == "co.jp"
