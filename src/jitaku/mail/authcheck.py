@@ -12,8 +12,10 @@ from jitaku import log
 from jitaku.mail.orgdomain import organizational_domain
 
 # authheaders re-reads and re-parses the whole Public Suffix List for every
-# DMARC lookup (tens of milliseconds a message); give it ours, parsed once.
+# DMARC lookup and alignment check (~50 ms each); give it ours, parsed once.
+# It holds two references: the module's own and the one its package imported.
 authheaders.dmarc_lookup.get_org_domain = organizational_domain
+authheaders.get_org_domain = organizational_domain
 
 _HEADER_START = re.compile(rb"(?im)^authentication-results:[ \t]*([^;\s]+)")
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
-from datetime import datetime
 
 _parser = BytesHeaderParser()
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -24,8 +25,14 @@ from jitaku.passwords import verify_password
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database, accounts
 
-# RFC 5321 §2.3.8: lines end in CRLF; a bare CR or LF is how SMTP smuggling hides a second message.
-_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+def has_bare_line_end(data: bytes) -> bool:
+    """RFC 5321 §2.3.8: lines end in CRLF; a bare CR or LF is how SMTP smuggling hides a second message.
+
+    Counting is ~10x faster than a regex on large messages, and it runs on the event loop.
+    """
+    crlf = data.count(b"\r\n")
+    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
 
 # aiosmtpd's own fixed replies, given the enhanced status codes (RFC 3463) our other replies carry.
 _ENHANCED = {
@@ -78,6 +85,24 @@ class JitakuSMTP(SMTP):
         self._handler_ref = handler
         self._pending_login: LoginPassword | None = None
         self._in_rcpt = False
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd 1.4.6's own version, less the typing.Protocol class it defines on
+        # every call (a third of the cost of each MAIL and RCPT).
+        if not arg:
+            return "", ""
+        address: Any
+        try:
+            if arg.lstrip().startswith("<"):
+                address, rest = get_angle_addr(arg)
+            else:
+                address, rest = get_addr_spec(arg)
+        except HeaderParseError:
+            return None, None
+        addr: str = address.addr_spec
+        if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     def _create_envelope(self) -> RoutedEnvelope:
         return RoutedEnvelope()
@@ -191,7 +216,7 @@ class Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: RoutedEnvelope) -> str:
         data: bytes = envelope.original_content or b""
-        if _BARE_LINE_END.search(data):
+        if has_bare_line_end(data):
             return "554 5.6.0 Message contains a bare CR or LF; lines must end in CRLF (RFC 5321 §2.3.8)"
         user = self._user(session)
         if user is not None:

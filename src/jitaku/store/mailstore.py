@@ -30,11 +30,17 @@ def _mailbox(connection: Connection, address: str, name: str) -> tuple[int, int]
 
 def append(connection: Connection, address: str, body: bytes, name: str = "INBOX") -> int:
     """Store BODY as the next message of the user's mailbox; return its UID."""
-    found = _mailbox(connection, address, name)
+    # One statement takes the UID and moves uidnext on (this runs for every delivery).
+    owner = select(users.c.id).where(users.c.address == address.lower()).scalar_subquery()
+    found = connection.execute(
+        update(mailboxes)
+        .where(mailboxes.c.user_id == owner, mailboxes.c.name == name)
+        .values(uidnext=mailboxes.c.uidnext + 1)
+        .returning(mailboxes.c.id, mailboxes.c.uidnext)
+    ).first()
     if found is None:
         raise LookupError(f"no mailbox {name} for {address}")
-    mailbox_id, uid = found
-    connection.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(uidnext=uid + 1))
+    mailbox_id, uid = int(found.id), int(found.uidnext) - 1
     connection.execute(
         insert(messages).values(
             mailbox_id=mailbox_id, uid=uid, flags="", received_at=time.time(), size=len(body), body=body
