@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import os
 import signal
-from collections.abc import Callable
-from ssl import SSLContext
+import socket
+from dataclasses import dataclass
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
@@ -18,6 +21,8 @@ from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database
 from jitaku.tls import server_context
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
 SUBMISSIONS = Listener("submissions", authenticated=True, implicit_tls=True)
@@ -27,17 +32,94 @@ class ServeError(Exception):
     """The daemon cannot start; the message is one line for a person."""
 
 
-async def serve(config: Config) -> None:
+@dataclass(frozen=True)
+class Bound:
+    """A listening socket, bound before any worker process is forked so that all of them accept on it."""
+
+    listener: Listener
+    address: Listen
+    sock: socket.socket
+
+
+def run(config: Config) -> None:
+    """Bind every listener, fork `[smtp] workers - 1` accept-only processes, and serve until SIGTERM.
+
+    Python runs one core's worth of SMTP per process; extra workers accept and
+    commit mail in parallel (the kernel spreads connections among them), while
+    the queue runs in this process alone.
+    """
+    bound = _bind(config)
+    children: list[int] = []
+    try:
+        parent = os.getpid()
+        for _ in range(config.settings.smtp.workers - 1):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(_worker(config, bound, parent))
+            children.append(pid)
+        asyncio.run(serve(config, bound, children))
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        for item in bound:
+            item.sock.close()
+
+
+def _worker(config: Config, bound: list[Bound], parent: int) -> int:
+    # Die with the main process, even by kill -9, rather than accept mail nobody will deliver.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        return 1
+    try:
+        asyncio.run(serve(config, bound, children=None))
+        return 0
+    except BaseException as error:  # noqa: BLE001 - a worker reports and exits; the main process notices
+        log.event("worker_failed", pid=os.getpid(), error=repr(error))
+        return 1
+
+
+def _listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
+    settings = config.settings
+    return [(MX, settings.smtp.listen), (SUBMISSION, settings.submission.listen), (SUBMISSIONS, settings.submissions.listen)]
+
+
+def _bind(config: Config) -> list[Bound]:
+    bound: list[Bound] = []
+    for listener, addresses in _listeners(config):
+        if listener.implicit_tls and addresses and not (config.tls_dir / "cert.pem").exists():
+            raise ServeError(f"{listener.name} needs a TLS certificate in {config.tls_dir}; run `jitaku init`")
+        for address in addresses:
+            sock = socket.socket(socket.AF_INET6 if ":" in address.host else socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((address.host, address.port))
+                sock.listen(1024)
+                sock.setblocking(False)
+            except OSError as error:
+                sock.close()
+                for item in bound:
+                    item.sock.close()
+                raise ServeError(f"cannot listen on {address} for {listener.name}: {error.strerror or error}") from None
+            bound.append(Bound(listener, address, sock))
+    return bound
+
+
+async def serve(config: Config, bound: list[Bound], children: list[int] | None) -> None:
+    """Serve on BOUND sockets. CHILDREN is None in a worker; the main process also runs the queue."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
     database = Database(config.database_url)
     try:
-        await _run(config, database)
+        await _run(config, database, bound, children)
     finally:
         database.close()
 
 
-async def _run(config: Config, database: Database) -> None:
+async def _run(config: Config, database: Database, bound: list[Bound], children: list[int] | None) -> None:
     settings = config.settings
     hostname = settings.mail_hostname
     keys = [
@@ -55,36 +137,41 @@ async def _run(config: Config, database: Database) -> None:
         postmaster=f"MAILER-DAEMON@{settings.domains[0]}",
         concurrency=settings.delivery.concurrency,
     )
-    pipeline = Pipeline(hostname, database, dkim.Signer(keys), queue.wake)
+    # A worker cannot wake the main process's queue; the queue polls every second anyway.
+    pipeline = Pipeline(hostname, database, dkim.Signer(keys), queue.wake if children is not None else _nothing)
     queue.pipeline = pipeline
     limiter = FailureLimiter()
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
-
+    handlers = {
+        listener.name: Handler(listener, policy, pipeline, database, limiter, settings.smtp.max_recipients)
+        for listener, _ in _listeners(config)
+    }
     servers: list[asyncio.Server] = []
     loop = asyncio.get_running_loop()
     try:
-        for listener, addresses in (
-            (MX, settings.smtp.listen),
-            (SUBMISSION, settings.submission.listen),
-            (SUBMISSIONS, settings.submissions.listen),
-        ):
-            if listener.implicit_tls and addresses and tls_context is None:
-                raise ServeError(f"{listener.name} needs a TLS certificate in {config.tls_dir}; run `jitaku init`")
-            handler = Handler(listener, policy, pipeline, database, limiter, settings.smtp.max_recipients)
-            factory = protocol_factory(handler, hostname, tls_context, settings.smtp.max_message_size, settings.smtp.timeout)
-            for address in addresses:
-                servers.append(await _listen(loop, factory, address, listener.name, tls_context if listener.implicit_tls else None))
+        for item in bound:
+            factory = protocol_factory(
+                handlers[item.listener.name], hostname, tls_context, settings.smtp.max_message_size, settings.smtp.timeout
+            )
+            ssl = tls_context if item.listener.implicit_tls else None
+            servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        log.event("started", hostname=hostname, data_dir=str(config.data_dir),
-                  listeners=",".join(str(s.sockets[0].getsockname()[1]) for s in servers),
+        log.event("started", pid=os.getpid(), role="main" if children is not None else "worker", hostname=hostname,
+                  data_dir=str(config.data_dir), listeners=",".join(str(item.address) for item in bound),
                   relay=settings.relay.host if settings.relay else "direct-mx")
         async with asyncio.TaskGroup() as tasks:
-            queue_task = tasks.create_task(queue.run())
+            background = []
+            if children is not None:
+                background.append(tasks.create_task(queue.run()))
+                background.append(tasks.create_task(_watch(children, stop)))
             await stop.wait()
-            queue_task.cancel()
-        log.event("stopped", hostname=hostname)
+            for task in background:
+                task.cancel()
+        log.event("stopped", pid=os.getpid(), hostname=hostname)
+        if children is not None and len(children) < settings.smtp.workers - 1:
+            raise ServeError("an SMTP worker process died; stopped everything (see the log)")
     finally:
         for server in servers:
             server.close()
@@ -92,15 +179,18 @@ async def _run(config: Config, database: Database) -> None:
             await server.wait_closed()
 
 
-async def _listen(
-    loop: asyncio.AbstractEventLoop,
-    factory: Callable[[], asyncio.BaseProtocol],
-    address: Listen,
-    name: str,
-    ssl: SSLContext | None,
-) -> asyncio.Server:
-    try:
-        return await loop.create_server(factory, address.host, address.port, ssl=ssl, reuse_address=True)
-    except OSError as error:
-        raise ServeError(f"cannot listen on {address} for {name}: {error.strerror or error}") from None
+async def _watch(children: list[int], stop: asyncio.Event) -> None:
+    """A worker that dies takes the daemon down loudly, for the supervisor to restart it whole."""
+    while children:
+        for pid in children:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                children.remove(pid)
+                log.event("worker_died", pid=pid, status=status)
+                stop.set()
+                return
+        await asyncio.sleep(1.0)
 
+
+def _nothing() -> None:
+    pass

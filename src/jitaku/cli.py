@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import json
 import os
@@ -131,7 +130,7 @@ def serve(data_dir: DirOption = DEFAULT_DIR) -> None:
     config = _config(data_dir)
     provision.complete(config)
     log.setup()
-    asyncio.run(daemon.serve(config))
+    daemon.run(config)
 
 
 @user_app.command("add")

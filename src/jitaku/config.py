@@ -95,6 +95,7 @@ class SmtpSettings(_Section):
     max_message_size: int = Field(default=26_214_400, gt=0)
     max_recipients: int = Field(default=100, ge=100, description="RFC 5321 §4.5.3.1.8: at least 100")
     timeout: float = Field(default=300.0, gt=0, description="idle seconds before a session is closed")
+    workers: int = Field(default=1, ge=1, le=64, description="processes accepting SMTP (MX and submission)")
 
 
 class SubmissionSettings(_Section):

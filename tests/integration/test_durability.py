@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import random
 import smtplib
+import subprocess
 import threading
 import time
 from email.parser import BytesHeaderParser
+
+import pytest
 
 from tests.conftest import Jitaku, wait_until
 
@@ -38,7 +41,13 @@ def sender(port: int, client: int, acknowledged: list[str], stop: threading.Even
             time.sleep(0.05)  # the server is gone; try again until told to stop
 
 
-def test_kill_9_loses_no_acknowledged_message(server: Jitaku) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_loses_no_acknowledged_message(server: Jitaku, workers: int) -> None:
+    if workers > 1:
+        server.settings["smtp"]["workers"] = workers
+        server.write_config()
+        server.restart()
+        wait_until(lambda: "role=worker" in server.log())
     acknowledged: list[str] = []
     stop = threading.Event()
     threads = [threading.Thread(target=sender, args=(server.smtp_port, c, acknowledged, stop)) for c in range(CLIENTS)]
@@ -50,6 +59,8 @@ def test_kill_9_loses_no_acknowledged_message(server: Jitaku) -> None:
     stop.set()
     for thread in threads:
         thread.join()
+    # workers die with the main process: nothing is left accepting mail
+    wait_until(lambda: subprocess.run(["fuser", f"{server.smtp_port}/tcp"], capture_output=True).returncode != 0, timeout=10)
     server.start()
     parser = BytesHeaderParser()
     for mailbox in ("alice@example.test", "bob@example.org"):
