@@ -40,7 +40,7 @@ Needs root (Postfix runs as its own instance: `postfix -c DIR start`), Postfix's
 binaries (postfix, postconf, smtp-source), dnslib and psutil; py-spy for --profile.
 
 Usage: bench/smtp_accept [--rounds 3] [--messages 5000] [--sessions 20] [--size 4096]
-                         [--reuse-connections] [--sender-records] [--profile] [--keep]
+                         [--workers N] [--reuse-connections] [--sender-records] [--profile] [--keep]
                          [--jitaku-command "python3 patched_cli.py"]
 """
 
@@ -228,6 +228,7 @@ def set_toml_keys(text: str, changes: dict[str, dict[str, str]]) -> str:
 class Jitaku:
     base: Path
     dns_port: int
+    workers: int = 1
     port: int = field(default_factory=free_port)
     submission_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -243,9 +244,9 @@ class Jitaku:
         self.cli("init", "--domain", DOMAIN)
         config = self.dir / "jitaku.toml"
         config.write_text(set_toml_keys(config.read_text(), {
-            "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]'},
             "submission": {"listen": f'["{LOOPBACK}:{self.submission_port}"]'},
             "submissions": {"listen": "[]"},
+            "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
             "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
         }))
         self.cli("user", "add", USER, "--password-stdin", input="password123\n")
@@ -491,8 +492,16 @@ def machine_cpu() -> float:
 
 
 def process_cpu(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    """CPU-seconds of PID and its worker processes (`[smtp] workers`)."""
+    main = psutil.Process(pid)
+    total = 0.0
+    for process in [main, *main.children()]:
+        try:
+            t = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
 
 
 @dataclass(frozen=True)
@@ -634,6 +643,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=5000, help="messages per round (default 5000)")
     parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (default 20)")
     parser.add_argument("--size", type=int, default=4096, help="payload bytes per message (default 4096)")
+    parser.add_argument("--workers", type=int, default=1, help="jitaku's [smtp] workers (default 1)")
     parser.add_argument("--reuse-connections", action="store_true", help="smtp-source -d: several messages per connection")
     parser.add_argument("--profile", action="store_true", help="one more jitaku round under py-spy; print the top functions")
     parser.add_argument("--top", type=int, default=25, help="lines per profile table (default 25)")
@@ -663,7 +673,7 @@ def main() -> int:
     dns_port = free_port(socket.SOCK_DGRAM)
     dns_servers = [DNSServer(resolver, address=LOOPBACK, port=dns_port, logger=QuietLogger()),
                    DNSServer(resolver, address=LOOPBACK, port=dns_port, tcp=True, logger=QuietLogger())]
-    jitaku = Jitaku(base, dns_port)
+    jitaku = Jitaku(base, dns_port, args.workers)
     postfix = Postfix(base)
 
     finished = False

@@ -5,9 +5,9 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.policy import default
 
+from jitaku.config import QueueSettings
 from jitaku.mail.dsn import bounce, status_of
 from jitaku.mail.queue import retry_delay
-from jitaku.config import QueueSettings
 from jitaku.mail.transport import Outcome
 
 

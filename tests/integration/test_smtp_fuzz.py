@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import socket
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Jitaku, swaks
@@ -38,6 +38,8 @@ def converse(port: int, commands: list[bytes]) -> None:
 def test_random_command_lines_get_replies_and_the_server_lives(server: Jitaku) -> None:
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(lines, max_size=12))
+    # kept: a recipient with bytes that are not UTF-8 once crashed the reply (UnicodeEncodeError)
+    @example([b"MAIL FROM:<carol@remote.test>", b"RCPT TO:4\x952C\xed\x8a."])
     def dialog(commands: list[bytes]) -> None:
         converse(server.smtp_port, [b"EHLO fuzz.test", *commands])
         converse(server.submission_port, [b"EHLO fuzz.test", *commands])

@@ -114,7 +114,9 @@ class JitakuSMTP(SMTP):
             self._auth_require_tls = False
 
     async def push(self, status: AnyStr) -> None:
+        # Replies may echo what the client sent; undecodable bytes come back as "?" (found by fuzzing).
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
+        text = text.encode("utf-8", "replace").decode("utf-8")
         if text.rstrip() == "250-AUTH":
             return  # aiosmtpd would advertise AUTH with no mechanisms on the MX
         if self._in_rcpt and text.startswith("553 5.1.3") and not (self.session and self.session.authenticated):

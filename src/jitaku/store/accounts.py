@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from jitaku.store.schema import aliases, mailboxes, users
+from jitaku.store.schema import aliases, directory_version, mailboxes, users
 
 
 class AccountError(Exception):
@@ -20,6 +20,34 @@ class User:
     id: int
     address: str
     password_hash: str | None
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Who is here, as of VERSION: what routing needs on every RCPT, without a query."""
+
+    version: int
+    users: frozenset[str]
+    aliases: dict[str, str]
+    first_user: str | None
+
+
+def current_version(connection: Connection) -> int:
+    return int(connection.execute(select(directory_version.c.version)).scalar_one())
+
+
+def load_directory(connection: Connection) -> Directory:
+    addresses = [row.address for row in connection.execute(select(users.c.address).order_by(users.c.id))]
+    return Directory(
+        version=current_version(connection),
+        users=frozenset(addresses),
+        aliases=dict(list_aliases(connection)),
+        first_user=addresses[0] if addresses else None,
+    )
+
+
+def _changed(connection: Connection) -> None:
+    connection.execute(update(directory_version).values(version=directory_version.c.version + 1))
 
 
 def add_user(connection: Connection, address: str, password_hash: str | None) -> User:
@@ -34,12 +62,14 @@ def add_user(connection: Connection, address: str, password_hash: str | None) ->
     connection.execute(
         insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1)
     )
+    _changed(connection)
     return User(user_id, address, password_hash)
 
 
 def remove_user(connection: Connection, address: str) -> None:
     if connection.execute(delete(users).where(users.c.address == address.lower())).rowcount == 0:
         raise AccountError(f"no user {address.lower()}")
+    _changed(connection)
 
 
 def set_password(connection: Connection, address: str, password_hash: str) -> None:
@@ -60,15 +90,6 @@ def list_users(connection: Connection) -> list[User]:
     return [User(row.id, row.address, row.password_hash) for row in rows]
 
 
-def first_user(connection: Connection) -> User | None:
-    row = connection.execute(select(users).order_by(users.c.id).limit(1)).first()
-    return User(row.id, row.address, row.password_hash) if row else None
-
-
-def count_users(connection: Connection) -> int:
-    return int(connection.execute(select(func.count()).select_from(users)).scalar_one())
-
-
 def add_alias(connection: Connection, alias: str, target: str) -> None:
     alias, target = alias.lower(), target.lower()
     if find_user(connection, alias) is not None:
@@ -76,11 +97,13 @@ def add_alias(connection: Connection, alias: str, target: str) -> None:
     if find_alias(connection, alias) is not None:
         raise AccountError(f"alias {alias} exists already")
     connection.execute(insert(aliases).values(alias=alias, target=target))
+    _changed(connection)
 
 
 def remove_alias(connection: Connection, alias: str) -> None:
     if connection.execute(delete(aliases).where(aliases.c.alias == alias.lower())).rowcount == 0:
         raise AccountError(f"no alias {alias.lower()}")
+    _changed(connection)
 
 
 def find_alias(connection: Connection, alias: str) -> str | None:

@@ -27,6 +27,14 @@ users = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# One row; bumped by every change to users or aliases (see accounts.Directory).
+directory_version = Table(
+    "directory_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
 aliases = Table(
     "aliases",
     metadata,
