@@ -224,6 +224,40 @@ def server(jitaku_factory: Any, dns_zone: tuple[Zone, int]) -> Jitaku:
     return instance
 
 
+class RawSession:
+    """A hand-driven SMTP conversation, for what swaks will not send (bare LF, dribbled bytes, raw 8-bit)."""
+
+    def __init__(self, port: int, timeout: float = 10) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.stream = self.sock.makefile("rb")
+        self.greeting = self.reply()
+
+    def __enter__(self) -> "RawSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stream.close()
+        self.sock.close()
+
+    def reply(self) -> bytes:
+        """The last line of the next (possibly multi-line) reply."""
+        line = self.stream.readline()
+        while line[3:4] == b"-":
+            line = self.stream.readline()
+        return line
+
+    def command(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def start_data(self, sender: str = "carol@remote.test", recipient: str = "alice@example.test") -> bytes:
+        """EHLO, MAIL, RCPT, DATA; the reply to DATA."""
+        self.command(b"EHLO client.test")
+        self.command(f"MAIL FROM:<{sender}>".encode())
+        self.command(f"RCPT TO:<{recipient}>".encode())
+        return self.command(b"DATA")
+
+
 def swaks(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run swaks; the transcript is in stdout, the exit code says whether the transaction succeeded."""
     return subprocess.run(["swaks", "--suppress-data", *args], capture_output=True, text=True, timeout=timeout)

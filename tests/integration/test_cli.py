@@ -8,7 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.conftest import JITAKU, Jitaku, swaks
+from tests.conftest import JITAKU, Jitaku, RawSession, swaks
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -105,16 +105,9 @@ def test_users_list_remove_and_passwd(server: Jitaku) -> None:
 def test_mailbox_show_writes_the_stored_bytes_exactly(server: Jitaku) -> None:
     raw = ("From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nTo: alice@example.test\r\n"
            "Subject: =?Shift_JIS?B?g2WDWINn?=\r\n\r\n\xe6\x97\xa5\xe6\x9c\xac\r\n").encode("latin-1")
-    with socket.create_connection(("127.0.0.1", server.smtp_port)) as sock:
-        stream = sock.makefile("rb")
-        stream.readline()
-        for command in (b"EHLO x\r\n", b"MAIL FROM:<yamada@remote.test>\r\n", b"RCPT TO:<alice@example.test>\r\n", b"DATA\r\n"):
-            sock.sendall(command)
-            line = stream.readline()
-            while line[3:4] == b"-":
-                line = stream.readline()
-        sock.sendall(raw + b".\r\n")
-        assert stream.readline().startswith(b"250")
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data(sender="yamada@remote.test").startswith(b"354")
+        assert session.command(raw + b".").startswith(b"250")
     (entry,) = server.mailbox("alice@example.test")
     assert entry["from"] == "山田 <yamada@remote.test>"
     assert entry["subject"] == "テスト"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Jitaku, rejection, swaks
+from tests.conftest import Jitaku, RawSession, rejection, swaks
 
 ISO2022_SUBJECT = "=?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?="  # こんにちは
 
@@ -127,44 +127,21 @@ def test_too_many_recipients_get_452_4_5_3(server: Jitaku) -> None:
     assert "250 2.0.0" in out
 
 
-def _dialog(port: int, lines: list[bytes], timeout: float = 10) -> list[str]:
-    """Send each line, collect each reply (multi-line replies joined)."""
-    replies = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        stream = sock.makefile("rb")
-        replies.append(stream.readline().decode())
-        for line in lines:
-            sock.sendall(line)
-            if line.endswith(b"\r\n") and not line.startswith(b"DATA-BODY"):
-                reply = stream.readline().decode()
-                while reply[3:4] == "-":
-                    reply = stream.readline().decode()
-                replies.append(reply)
-    return replies
-
-
 def test_bare_lf_in_data_is_refused(server: Jitaku) -> None:
-    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as sock:
-        stream = sock.makefile("rb")
-        assert stream.readline().startswith(b"220")
-        for command in (b"EHLO x\r\n", b"MAIL FROM:<carol@remote.test>\r\n", b"RCPT TO:<alice@example.test>\r\n", b"DATA\r\n"):
-            sock.sendall(command)
-            reply = stream.readline()
-            while reply[3:4] == b"-":
-                reply = stream.readline()
-        assert reply.startswith(b"354")
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data().startswith(b"354")
         # the smuggling shape: a bare-LF "end of data" followed by a second message
-        sock.sendall(b"Subject: one\r\n\r\nhello\n.\nMAIL FROM:<x@remote.test>\nRCPT TO:<alice@example.test>\r\n.\r\n")
-        reply = stream.readline()
+        reply = session.command(b"Subject: one\r\n\r\nhello\n.\nMAIL FROM:<x@remote.test>\nRCPT TO:<alice@example.test>\r\n.")
         assert reply.startswith(b"554 5.6.0"), reply
     assert server.mailbox("alice@example.test") == []
 
 
 def test_garbage_never_kills_the_server(server: Jitaku) -> None:
-    junk = [b"\x00\xff\xfe\r\n", b"MAIL FROM:<<<>>>\r\n", b"RCPT TO:\r\n", b"A" * 5000 + b"\r\n", b"DATA\r\n",
-            b"AUTH PLAIN\r\n", b"EHLO " + "日本".encode() + b"\r\n", b"RSET\r\n"]
-    replies = _dialog(server.smtp_port, junk)
-    assert all(reply[:1] in "2345" for reply in replies), replies
+    junk = [b"\x00\xff\xfe", b"MAIL FROM:<<<>>>", b"RCPT TO:", b"A" * 5000, b"DATA", b"AUTH PLAIN",
+            b"EHLO " + "日本".encode(), b"RSET"]
+    with RawSession(server.smtp_port) as session:
+        replies = [session.command(line) for line in junk]
+    assert all(reply[:1] in b"2345" for reply in replies), replies
     assert "250 2.0.0" in mx(server, "--to", "alice@example.test", "--from", "carol@remote.test")
 
 
@@ -186,15 +163,9 @@ def test_slow_clients_that_dribble_data_are_disconnected(server: Jitaku) -> None
     server.settings["smtp"]["timeout"] = 2
     server.write_config()
     server.restart()
-    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as sock:
-        stream = sock.makefile("rb")
-        stream.readline()
-        for command in (b"EHLO x\r\n", b"MAIL FROM:<carol@remote.test>\r\n", b"RCPT TO:<alice@example.test>\r\n", b"DATA\r\n"):
-            sock.sendall(command)
-            reply = stream.readline()
-            while reply[3:4] == b"-":
-                reply = stream.readline()
-        assert reply.startswith(b"354")
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data().startswith(b"354")
+        sock = session.sock
         started = time.monotonic()
         closed = False
         for _ in range(40):  # a byte every 0.25 s: never idle for long, never done
