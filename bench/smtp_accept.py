@@ -246,6 +246,7 @@ class Jitaku:
         config.write_text(set_toml_keys(config.read_text(), {
             "submission": {"listen": f'["{LOOPBACK}:{self.submission_port}"]'},
             "submissions": {"listen": "[]"},
+            "web": {"listen": "[]"},
             "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
             "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
         }))
@@ -261,7 +262,7 @@ class Jitaku:
             wait_for_banner(self.port)
         except TimeoutError:
             self.stop()
-            raise RuntimeError("jitaku serve did not start:\n" + (self.dir / "serve.log").read_text(errors="replace")[-3000:])
+            raise RuntimeError("jitaku serve did not start:\n" + (self.dir / "serve.log").read_text(errors="replace")[-3000:]) from None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

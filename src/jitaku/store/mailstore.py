@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.store.schema import mailboxes, messages, users
@@ -71,3 +71,15 @@ def get_message(connection: Connection, address: str, uid: int, name: str = "INB
         )
     ).first()
     return StoredMessage(row.uid, row.received_at, row.size, row.body) if row else None
+
+
+def message_counts(connection: Connection) -> list[tuple[str, int]]:
+    """Each user's address and how many messages their INBOX holds, in the order users were added."""
+    rows = connection.execute(
+        select(users.c.address, func.count(messages.c.id))
+        .select_from(users.join(mailboxes, mailboxes.c.user_id == users.c.id).outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
+        .where(mailboxes.c.name == "INBOX")
+        .group_by(users.c.id, users.c.address)
+        .order_by(users.c.id)
+    )
+    return [(row[0], int(row[1])) for row in rows]

@@ -1,0 +1,58 @@
+"""The status page at `[web] listen`: what this server is, who has mail, what waits in the queue."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from jitaku.config import Settings
+from jitaku.store import Database, mailstore
+from jitaku.store import queue as queue_rows
+
+_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def build(settings: Settings, database: Database) -> Starlette:
+    async def snapshot() -> dict[str, Any]:
+        mailboxes = await database.read(mailstore.message_counts)
+        queued = await database.read(queue_rows.list_queue)
+        return {
+            "hostname": settings.mail_hostname,
+            "domains": list(settings.domains),
+            "delivery": f"relayhost {settings.relay.host}:{settings.relay.port}" if settings.relay else "direct to MX",
+            "listeners": {
+                "smtp": [str(a) for a in settings.smtp.listen],
+                "submission": [str(a) for a in settings.submission.listen + settings.submissions.listen],
+            },
+            "mailboxes": [{"address": address, "messages": count} for address, count in mailboxes],
+            "queue": [
+                {
+                    "id": m.id,
+                    "sender": m.sender,
+                    "recipients": list(m.recipients),
+                    "attempts": m.attempts,
+                    "next_attempt": _when(m.next_attempt),
+                    "last_error": m.last_error,
+                }
+                for m in queued
+            ],
+        }
+
+    async def page(request: Request) -> Response:
+        return _templates.TemplateResponse(request, "status.html", await snapshot())
+
+    async def as_json(request: Request) -> Response:
+        return JSONResponse(await snapshot())
+
+    return Starlette(routes=[Route("/", page), Route("/status.json", as_json)])
