@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from jitaku import log, resolver
@@ -41,6 +42,23 @@ class Bound:
     sock: socket.socket
 
 
+def _bind_web(config: Config) -> list[socket.socket]:
+    return [_socket(address, "web") for address in config.settings.web.listen]
+
+
+def _socket(address: Listen, name: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in address.host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.host, address.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        raise ServeError(f"cannot listen on {address} for {name}: {error.strerror or error}") from None
+    return sock
+
+
 def run(config: Config) -> None:
     """Bind every listener, fork `[smtp] workers - 1` accept-only processes, and serve until SIGTERM.
 
@@ -49,6 +67,12 @@ def run(config: Config) -> None:
     the queue runs in this process alone.
     """
     bound = _bind(config)
+    try:
+        web = _bind_web(config)
+    except ServeError:
+        for item in bound:
+            item.sock.close()
+        raise
     children: list[int] = []
     try:
         parent = os.getpid()
@@ -57,7 +81,7 @@ def run(config: Config) -> None:
             if pid == 0:
                 os._exit(_worker(config, bound, parent))
             children.append(pid)
-        asyncio.run(serve(config, bound, children))
+        asyncio.run(serve(config, bound, children, web))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
@@ -65,8 +89,8 @@ def run(config: Config) -> None:
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        for item in bound:
-            item.sock.close()
+        for sock in [item.sock for item in bound] + web:
+            sock.close()
 
 
 def _worker(config: Config, bound: list[Bound], parent: int) -> int:
@@ -93,33 +117,32 @@ def _bind(config: Config) -> list[Bound]:
         if listener.implicit_tls and addresses and not (config.tls_dir / "cert.pem").exists():
             raise ServeError(f"{listener.name} needs a TLS certificate in {config.tls_dir}; run `jitaku init`")
         for address in addresses:
-            sock = socket.socket(socket.AF_INET6 if ":" in address.host else socket.AF_INET, socket.SOCK_STREAM)
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((address.host, address.port))
-                sock.listen(1024)
-                sock.setblocking(False)
-            except OSError as error:
-                sock.close()
+                sock = _socket(address, listener.name)
+            except ServeError:
                 for item in bound:
                     item.sock.close()
-                raise ServeError(f"cannot listen on {address} for {listener.name}: {error.strerror or error}") from None
+                raise
             bound.append(Bound(listener, address, sock))
     return bound
 
 
-async def serve(config: Config, bound: list[Bound], children: list[int] | None) -> None:
-    """Serve on BOUND sockets. CHILDREN is None in a worker; the main process also runs the queue."""
+async def serve(
+    config: Config, bound: list[Bound], children: list[int] | None, web: list[socket.socket] | None = None
+) -> None:
+    """Serve on BOUND sockets. CHILDREN is None in a worker; the main process also runs the queue and WEB."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
     database = Database(config.database_url)
     try:
-        await _run(config, database, bound, children)
+        await _run(config, database, bound, children, web or [])
     finally:
         database.close()
 
 
-async def _run(config: Config, database: Database, bound: list[Bound], children: list[int] | None) -> None:
+async def _run(
+    config: Config, database: Database, bound: list[Bound], children: list[int] | None, web: list[socket.socket]
+) -> None:
     settings = config.settings
     hostname = settings.mail_hostname
     keys = [
@@ -166,6 +189,8 @@ async def _run(config: Config, database: Database, bound: list[Bound], children:
             if children is not None:
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(_watch(children, stop)))
+            if web:
+                tasks.create_task(_web(config, database, web, stop))
             await stop.wait()
             for task in background:
                 task.cancel()
@@ -190,6 +215,28 @@ async def _watch(children: list[int], stop: asyncio.Event) -> None:
                 stop.set()
                 return
         await asyncio.sleep(1.0)
+
+
+async def _web(config: Config, database: Database, sockets: list[socket.socket], stop: asyncio.Event) -> None:
+    """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's."""
+    import uvicorn
+
+    from jitaku.web import status
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
+
+    server = Server(
+        uvicorn.Config(status.build(config.settings, database), log_level="warning", access_log=False, lifespan="off")
+    )
+    watcher = asyncio.create_task(stop.wait())
+    watcher.add_done_callback(lambda _: setattr(server, "should_exit", True))
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        watcher.cancel()
 
 
 def _nothing() -> None:

@@ -20,7 +20,7 @@ from jitaku import config as config_module
 from jitaku import log, provision
 from jitaku.config import Config, ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="jitaku (自宅): a home server that keeps running.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="jitaku (自宅): a home server that keeps running.")
 user_app = typer.Typer(no_args_is_help=True, help="Mail users.")
 alias_app = typer.Typer(no_args_is_help=True, help="Addresses that forward to users or elsewhere.")
 mailbox_app = typer.Typer(no_args_is_help=True, help="Read what arrived.")
@@ -348,3 +348,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as error:  # a bug: one line for the person, the traceback on request
+        if debug:
+            raise
+        sys.stderr.write(f"jitaku: internal error: {error!r} (JITAKU_DEBUG=1 shows the traceback)\n")
+        sys.exit(70)
