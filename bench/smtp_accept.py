@@ -148,7 +148,9 @@ class Zone(BaseResolver):
         self.queries: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._soa = RR(
-            DNSLabel("test."), QTYPE.SOA, ttl=300,
+            DNSLabel("test."),
+            QTYPE.SOA,
+            ttl=300,
             rdata=SOA("ns.test.", "hostmaster.test.", (1, 3600, 600, 86400, 300)),
         )
 
@@ -243,13 +245,18 @@ class Jitaku:
     def setup(self) -> None:
         self.cli("init", "--domain", DOMAIN)
         config = self.dir / "jitaku.toml"
-        config.write_text(set_toml_keys(config.read_text(), {
-            "submission": {"listen": f'["{LOOPBACK}:{self.submission_port}"]'},
-            "submissions": {"listen": "[]"},
-            "web": {"listen": "[]"},
-            "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
-            "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
-        }))
+        config.write_text(
+            set_toml_keys(
+                config.read_text(),
+                {
+                    "submission": {"listen": f'["{LOOPBACK}:{self.submission_port}"]'},
+                    "submissions": {"listen": "[]"},
+                    "web": {"listen": "[]"},
+                    "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
+                    "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
+                },
+            )
+        )
         self.cli("user", "add", USER, "--password-stdin", input="password123\n")
 
     def start(self) -> None:
@@ -262,7 +269,9 @@ class Jitaku:
             wait_for_banner(self.port)
         except TimeoutError:
             self.stop()
-            raise RuntimeError("jitaku serve did not start:\n" + (self.dir / "serve.log").read_text(errors="replace")[-3000:]) from None
+            raise RuntimeError(
+                "jitaku serve did not start:\n" + (self.dir / "serve.log").read_text(errors="replace")[-3000:]
+            ) from None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -399,7 +408,12 @@ class Postfix:
         (self.conf / "vmailbox").write_text(f"{USER} {DOMAIN}/user/\n")
         shutil.chown(self.base / "data", "postfix", "postfix")
         mail = self.base / "mail"
-        for directory in (mail, mail / DOMAIN, mail / DOMAIN / "user", *(mail / DOMAIN / "user" / d for d in ("tmp", "new", "cur"))):
+        for directory in (
+            mail,
+            mail / DOMAIN,
+            mail / DOMAIN / "user",
+            *(mail / DOMAIN / "user" / d for d in ("tmp", "new", "cur")),
+        ):
             directory.mkdir(exist_ok=True)
             os.chown(directory, VMAIL_UID, VMAIL_UID)
             directory.chmod(0o700 if directory != mail else 0o755)
@@ -469,8 +483,24 @@ class Load:
     reuse_connections: bool
 
     def smtp_source(self, port: int) -> list[str]:
-        command = [str(POSTFIX_SBIN / "smtp-source"), "-4", "-s", str(self.sessions), "-m", str(self.messages),
-                   "-l", str(self.size), "-f", SENDER, "-t", USER, "-M", DOMAIN, "-S", "bench"]
+        command = [
+            str(POSTFIX_SBIN / "smtp-source"),
+            "-4",
+            "-s",
+            str(self.sessions),
+            "-m",
+            str(self.messages),
+            "-l",
+            str(self.size),
+            "-f",
+            SENDER,
+            "-t",
+            USER,
+            "-M",
+            DOMAIN,
+            "-S",
+            "bench",
+        ]
         if self.reuse_connections:
             command.append("-d")
         return [*command, f"{LOOPBACK}:{port}"]
@@ -482,7 +512,9 @@ def drive(load: Load, port: int) -> float:
     result = subprocess.run(load.smtp_source(port), capture_output=True, text=True, timeout=3600)
     took = time.perf_counter() - started
     if result.returncode != 0:
-        raise RuntimeError(f"smtp-source against port {port} failed ({result.returncode}): {result.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"smtp-source against port {port} failed ({result.returncode}): {result.stderr.strip()[-2000:]}"
+        )
     return took
 
 
@@ -520,12 +552,16 @@ def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> Round:
     except RuntimeError as error:
         log = (jitaku.dir / "serve.log").read_text(errors="replace").splitlines()
         unusual = [line for line in log if "event=accepted" not in line and "event=delivered" not in line]
-        raise RuntimeError(f"{error}\nlast lines of {jitaku.dir / 'serve.log'} other than accepted/delivered:\n"
-                           + "\n".join(unusual[-15:])) from None
+        raise RuntimeError(
+            f"{error}\nlast lines of {jitaku.dir / 'serve.log'} other than accepted/delivered:\n"
+            + "\n".join(unusual[-15:])
+        ) from None
     measured = Round(took, machine_cpu() - machine, process_cpu(jitaku.process.pid) - server)
     count = jitaku.delivered()
     if count - before != load.messages:
-        raise RuntimeError(f"jitaku: {count - before} messages in the mailbox after smtp-source, expected {load.messages}")
+        raise RuntimeError(
+            f"jitaku: {count - before} messages in the mailbox after smtp-source, expected {load.messages}"
+        )
     return measured
 
 
@@ -557,9 +593,23 @@ def profile_round(jitaku: Jitaku, load: Load, out: Path, top: int) -> None:
     assert jitaku.process is not None
     raw = out / "jitaku-profile.txt"
     spy = subprocess.Popen(
-        [py_spy, "record", "--pid", str(jitaku.process.pid), "--format", "raw", "--function", "--threads", "--gil",
-         "--rate", "250", "--output", str(raw)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(jitaku.process.pid),
+            "--format",
+            "raw",
+            "--function",
+            "--threads",
+            "--gil",
+            "--rate",
+            "250",
+            "--output",
+            str(raw),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     time.sleep(1.5)  # let py-spy attach
     if spy.poll() is not None:
@@ -574,7 +624,9 @@ def profile_round(jitaku: Jitaku, load: Load, out: Path, top: int) -> None:
         except subprocess.TimeoutExpired:
             spy.kill()
             spy.wait()
-    say(f"\nProfile round (py-spy --gil at 250 Hz: only the thread holding the GIL is sampled; not counted): {load.messages / took:,.0f} msgs/s; raw stacks in {raw}")
+    say(
+        f"\nProfile round (py-spy --gil at 250 Hz: only the thread holding the GIL is sampled; not counted): {load.messages / took:,.0f} msgs/s; raw stacks in {raw}"
+    )
     if not raw.exists():
         say("py-spy wrote nothing:\n" + (spy.stdout.read().decode(errors="replace") if spy.stdout else ""))
         return
@@ -610,12 +662,16 @@ def print_profile(raw: Path, top: int) -> None:
     say(f"top {top} by own time:")
     for name, count in own.most_common(top):
         say(f"  {100 * count / total:5.1f}%  {name}")
-    say(f"top {top} by inclusive time (jitaku, aiosmtpd, sqlalchemy, authheaders, dkim, spf, dns, asyncio; "
-        f"event-loop plumbing left out):")
+    say(
+        f"top {top} by inclusive time (jitaku, aiosmtpd, sqlalchemy, authheaders, dkim, spf, dns, asyncio; "
+        f"event-loop plumbing left out):"
+    )
     interesting = re.compile(r"jitaku|aiosmtpd|sqlalchemy|authheaders|dkim|spf|dns/|asyncio|sqlite|email/")
     # frames every event-loop sample passes through: they say nothing about where the time goes
-    plumbing = re.compile(r"^(<module> |main \(jitaku/cli|serve \(jitaku/cli|run \(asyncio/|Runner\.run |"
-                          r"BaseEventLoop\.(run_until_complete|run_forever|_run_once) |Handle\._run )")
+    plumbing = re.compile(
+        r"^(<module> |main \(jitaku/cli|serve \(jitaku/cli|run \(asyncio/|Runner\.run |"
+        r"BaseEventLoop\.(run_until_complete|run_forever|_run_once) |Handle\._run )"
+    )
     shown = 0
     for name, count in inclusive.most_common():
         if interesting.search(name) and not plumbing.search(name):
@@ -645,14 +701,24 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (default 20)")
     parser.add_argument("--size", type=int, default=4096, help="payload bytes per message (default 4096)")
     parser.add_argument("--workers", type=int, default=1, help="jitaku's [smtp] workers (default 1)")
-    parser.add_argument("--reuse-connections", action="store_true", help="smtp-source -d: several messages per connection")
-    parser.add_argument("--profile", action="store_true", help="one more jitaku round under py-spy; print the top functions")
+    parser.add_argument(
+        "--reuse-connections", action="store_true", help="smtp-source -d: several messages per connection"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="one more jitaku round under py-spy; print the top functions"
+    )
     parser.add_argument("--top", type=int, default=25, help="lines per profile table (default 25)")
-    parser.add_argument("--sender-records", action="store_true",
-                        help="the DNS stub publishes SPF (pass) and DMARC records for the sender's domain, "
-                             "instead of NXDOMAIN for everything")
-    parser.add_argument("--jitaku-command", default="",
-                        help="command line that runs jitaku's CLI (default: the installed `jitaku`), to compare a patched build")
+    parser.add_argument(
+        "--sender-records",
+        action="store_true",
+        help="the DNS stub publishes SPF (pass) and DMARC records for the sender's domain, "
+        "instead of NXDOMAIN for everything",
+    )
+    parser.add_argument(
+        "--jitaku-command",
+        default="",
+        help="command line that runs jitaku's CLI (default: the installed `jitaku`), to compare a patched build",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     args = parser.parse_args()
 
@@ -672,8 +738,10 @@ def main() -> int:
 
     resolver = Zone(SENDER_RECORDS if args.sender_records else "")
     dns_port = free_port(socket.SOCK_DGRAM)
-    dns_servers = [DNSServer(resolver, address=LOOPBACK, port=dns_port, logger=QuietLogger()),
-                   DNSServer(resolver, address=LOOPBACK, port=dns_port, tcp=True, logger=QuietLogger())]
+    dns_servers = [
+        DNSServer(resolver, address=LOOPBACK, port=dns_port, logger=QuietLogger()),
+        DNSServer(resolver, address=LOOPBACK, port=dns_port, tcp=True, logger=QuietLogger()),
+    ]
     jitaku = Jitaku(base, dns_port, args.workers)
     postfix = Postfix(base)
 
@@ -686,7 +754,10 @@ def main() -> int:
             if server.isAlive():
                 server.stop()
         if args.keep or not finished:
-            say(f"kept {base}" + ("" if finished else " (the run did not finish: logs are in jitaku/serve.log, postfix/maillog)"))
+            say(
+                f"kept {base}"
+                + ("" if finished else " (the run did not finish: logs are in jitaku/serve.log, postfix/maillog)")
+            )
         else:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -697,10 +768,18 @@ def main() -> int:
     for server in dns_servers:
         server.start_thread()
     connections = "connections reused (-d)" if load.reuse_connections else "a new connection per message"
-    say(f"load: smtp-source -s {load.sessions} -m {load.messages} -l {load.size}, {connections}; "
-        f"best of {args.rounds} alternating rounds; {os.cpu_count()} CPUs")
-    say("DNS stub: " + ("SPF and DMARC records for remote.test, NXDOMAIN for the rest" if args.sender_records
-                        else "NXDOMAIN for everything"))
+    say(
+        f"load: smtp-source -s {load.sessions} -m {load.messages} -l {load.size}, {connections}; "
+        f"best of {args.rounds} alternating rounds; {os.cpu_count()} CPUs"
+    )
+    say(
+        "DNS stub: "
+        + (
+            "SPF and DMARC records for remote.test, NXDOMAIN for the rest"
+            if args.sender_records
+            else "NXDOMAIN for everything"
+        )
+    )
     say(f"work dir {base}")
 
     jitaku.setup()
@@ -724,10 +803,15 @@ def main() -> int:
             else:
                 measured = round_postfix(postfix, load)
             rounds[name].append(measured)
-            server = "" if measured.server_cpu is None else \
-                f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg ({measured.server_cpu / measured.seconds:.0%} of a core)"
-            say(f"  round {number + 1} {name:8s} {measured.seconds:7.2f} s {load.messages / measured.seconds:8,.0f} msgs/s;"
-                f" machine {1000 * measured.machine_cpu / load.messages:.2f} ms CPU/msg{server}")
+            server = (
+                ""
+                if measured.server_cpu is None
+                else f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg ({measured.server_cpu / measured.seconds:.0%} of a core)"
+            )
+            say(
+                f"  round {number + 1} {name:8s} {measured.seconds:7.2f} s {load.messages / measured.seconds:8,.0f} msgs/s;"
+                f" machine {1000 * measured.machine_cpu / load.messages:.2f} ms CPU/msg{server}"
+            )
 
     loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
     loaded_pss = psutil.Process(jitaku.process.pid).memory_full_info().pss / 2**20
@@ -737,14 +821,20 @@ def main() -> int:
     queries = sum(resolver.queries.values())
     say("")
     for name, note in (("jitaku", ""), ("postfix", "; timed until the maildir held all")):
-        say(f"{name:7s} {rate[name]:8,.0f} msgs/s (best of {args.rounds}; all: "
+        say(
+            f"{name:7s} {rate[name]:8,.0f} msgs/s (best of {args.rounds}; all: "
             f"{', '.join(f'{load.messages / r.seconds:,.0f}' for r in rounds[name])}{note}); "
-            f"machine CPU in the best round {1000 * best[name].machine_cpu / load.messages:.2f} ms/msg")
+            f"machine CPU in the best round {1000 * best[name].machine_cpu / load.messages:.2f} ms/msg"
+        )
     say(f"ratio jitaku/postfix {rate['jitaku'] / rate['postfix']:.2f}")
-    say(f"jitaku serve RSS: idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB"
-        f" (PSS {loaded_pss:.1f} MiB); Postfix master+children now: {postfix_pss:.1f} MiB PSS in all")
-    say(f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.3f} per jitaku message); most asked: "
-        + ", ".join(f"{name} x{count}" for name, count in resolver.queries.most_common(4)))
+    say(
+        f"jitaku serve RSS: idle {idle_rss:.1f} MiB, after load {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB"
+        f" (PSS {loaded_pss:.1f} MiB); Postfix master+children now: {postfix_pss:.1f} MiB PSS in all"
+    )
+    say(
+        f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.3f} per jitaku message); most asked: "
+        + ", ".join(f"{name} x{count}" for name, count in resolver.queries.most_common(4))
+    )
 
     if args.profile:
         profile_round(jitaku, load, base if args.keep else Path(tempfile.gettempdir()), args.top)

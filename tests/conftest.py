@@ -76,7 +76,10 @@ class Zone(BaseResolver):
 def dns_zone() -> Iterator[tuple[Zone, int]]:
     zone = Zone()
     port = free_port()
-    servers = [DNSServer(zone, address="127.0.0.1", port=port), DNSServer(zone, address="127.0.0.1", port=port, tcp=True)]
+    servers = [
+        DNSServer(zone, address="127.0.0.1", port=port),
+        DNSServer(zone, address="127.0.0.1", port=port, tcp=True),
+    ]
     for server in servers:
         server.start_thread()
     yield zone, port
@@ -234,7 +237,7 @@ class RawSession:
         self.stream = self.sock.makefile("rb")
         self.greeting = self.reply()
 
-    def __enter__(self) -> "RawSession":
+    def __enter__(self) -> RawSession:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -43,12 +43,27 @@ def test_relay_section_and_nameservers() -> None:
     [
         ("hostname = 'x.org'\n", f"{PATH}: missing key domains"),
         ('domains = ["example.org"]\ncolour = 1\n', f"{PATH}:2: unknown key colour"),
-        ('domains = ["example.org"]\n[smtp]\nlisten = ["nowhere"]\n', f"{PATH}:3: [smtp] listen: expected \"host:port\", got 'nowhere'"),
-        ('domains = ["example.org"]\n[smtp]\nlisten = ["1.2.3.4:99999"]\n', f"{PATH}:3: [smtp] listen: port must be 1-65535, got 99999"),
-        ('domains = ["example.org"]\n\n[dns]\nnameservers = ["resolver.example"]\n', f"{PATH}:4: [dns] nameservers: expected \"ip\" or \"ip:port\", got 'resolver.example'"),
+        (
+            'domains = ["example.org"]\n[smtp]\nlisten = ["nowhere"]\n',
+            f"{PATH}:3: [smtp] listen: expected \"host:port\", got 'nowhere'",
+        ),
+        (
+            'domains = ["example.org"]\n[smtp]\nlisten = ["1.2.3.4:99999"]\n',
+            f"{PATH}:3: [smtp] listen: port must be 1-65535, got 99999",
+        ),
+        (
+            'domains = ["example.org"]\n\n[dns]\nnameservers = ["resolver.example"]\n',
+            f'{PATH}:4: [dns] nameservers: expected "ip" or "ip:port", got \'resolver.example\'',
+        ),
         ('domains = ["example.org"]\n[relay]\nport = 587\n', f"{PATH}:2: missing key [relay] host"),
-        ('domains = ["not a domain"]\n', f"{PATH}:1: domains: expected a domain name like example.org, got 'not a domain'"),
-        ('domains = ["example.org"]\n[queue]\nretry_min = -1\n', f"{PATH}:3: [queue] retry_min: Input should be greater than 0"),
+        (
+            'domains = ["not a domain"]\n',
+            f"{PATH}:1: domains: expected a domain name like example.org, got 'not a domain'",
+        ),
+        (
+            'domains = ["example.org"]\n[queue]\nretry_min = -1\n',
+            f"{PATH}:3: [queue] retry_min: Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_values_name_file_line_and_key(text: str, message: str) -> None:

@@ -25,7 +25,9 @@ def test_bounce_is_a_multipart_report_naming_recipient_reply_and_host() -> None:
         to="alice@example.test",
         queue_id="ABC123",
         arrival_date=0,
-        failed=[Outcome("dave@remote.test", False, True, "550 5.1.1 <dave@remote.test>: User unknown", "mx.remote.test")],
+        failed=[
+            Outcome("dave@remote.test", False, True, "550 5.1.1 <dave@remote.test>: User unknown", "mx.remote.test")
+        ],
         original=original,
     )
     report = message_from_bytes(raw, policy=default)

@@ -35,8 +35,11 @@ def test_a_failing_job_rolls_back_alone(tmp_path: Path) -> None:
         raise RuntimeError("boom")
 
     async def go() -> list[object]:
-        jobs = [database.write(lambda c: mailstore.append(c, "alice@example.test", b"one")), database.write(bad),
-                database.write(lambda c: mailstore.append(c, "alice@example.test", b"two"))]
+        jobs = [
+            database.write(lambda c: mailstore.append(c, "alice@example.test", b"one")),
+            database.write(bad),
+            database.write(lambda c: mailstore.append(c, "alice@example.test", b"two")),
+        ]
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     results = asyncio.run(go())

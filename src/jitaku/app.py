@@ -108,7 +108,11 @@ def _worker(config: Config, bound: list[Bound], parent: int) -> int:
 
 def _listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
     settings = config.settings
-    return [(MX, settings.smtp.listen), (SUBMISSION, settings.submission.listen), (SUBMISSIONS, settings.submissions.listen)]
+    return [
+        (MX, settings.smtp.listen),
+        (SUBMISSION, settings.submission.listen),
+        (SUBMISSIONS, settings.submissions.listen),
+    ]
 
 
 def _bind(config: Config) -> list[Bound]:
@@ -174,16 +178,26 @@ async def _run(
     try:
         for item in bound:
             factory = protocol_factory(
-                handlers[item.listener.name], hostname, tls_context, settings.smtp.max_message_size, settings.smtp.timeout
+                handlers[item.listener.name],
+                hostname,
+                tls_context,
+                settings.smtp.max_message_size,
+                settings.smtp.timeout,
             )
             ssl = tls_context if item.listener.implicit_tls else None
             servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        log.event("started", pid=os.getpid(), role="main" if children is not None else "worker", hostname=hostname,
-                  data_dir=str(config.data_dir), listeners=",".join(str(item.address) for item in bound),
-                  relay=settings.relay.host if settings.relay else "direct-mx")
+        log.event(
+            "started",
+            pid=os.getpid(),
+            role="main" if children is not None else "worker",
+            hostname=hostname,
+            data_dir=str(config.data_dir),
+            listeners=",".join(str(item.address) for item in bound),
+            relay=settings.relay.host if settings.relay else "direct-mx",
+        )
         async with asyncio.TaskGroup() as tasks:
             background = []
             if children is not None:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +20,12 @@ from jitaku import config as config_module
 from jitaku import log, provision
 from jitaku.config import Config, ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="jitaku (自宅): a home server that keeps running.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="jitaku (自宅): a home server that keeps running.",
+)
 user_app = typer.Typer(no_args_is_help=True, help="Mail users.")
 alias_app = typer.Typer(no_args_is_help=True, help="Addresses that forward to users or elsewhere.")
 mailbox_app = typer.Typer(no_args_is_help=True, help="Read what arrived.")
@@ -34,7 +39,12 @@ app.add_typer(dkim_app, name="dkim")
 
 DirOption = Annotated[
     Path,
-    typer.Option("--dir", envvar="JITAKU_DIR", help="Data directory (default $JITAKU_DIR, else ./jitaku-data).", show_default=False),
+    typer.Option(
+        "--dir",
+        envvar="JITAKU_DIR",
+        help="Data directory (default $JITAKU_DIR, else ./jitaku-data).",
+        show_default=False,
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
 DEFAULT_DIR = Path("jitaku-data")
@@ -137,7 +147,9 @@ def serve(data_dir: DirOption = DEFAULT_DIR) -> None:
 def user_add(
     address: str,
     data_dir: DirOption = DEFAULT_DIR,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
 ) -> None:
     """Add a user with a mailbox."""
     from jitaku.passwords import hash_password
@@ -179,7 +191,9 @@ def user_remove(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
 def user_passwd(
     address: str,
     data_dir: DirOption = DEFAULT_DIR,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
 ) -> None:
     """Set a user's password."""
     from jitaku.passwords import hash_password
@@ -261,7 +275,7 @@ def mailbox_show(address: str, uid: int, data_dir: DirOption = DEFAULT_DIR) -> N
 
 
 def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 @queue_app.command("list")
@@ -287,7 +301,10 @@ def queue_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -
     else:
         _table(
             ["id", "sender", "recipients", "attempts", "next_attempt", "last_error"],
-            [[m.id, f"<{m.sender}>", ", ".join(m.recipients), m.attempts, _when(m.next_attempt), m.last_error] for m in messages],
+            [
+                [m.id, f"<{m.sender}>", ", ".join(m.recipients), m.attempts, _when(m.next_attempt), m.last_error]
+                for m in messages
+            ],
         )
 
 

@@ -66,7 +66,11 @@ class DnsRecord:
 
     def zone_line(self) -> str:
         value = f'"{self.value}"' if self.type == "TXT" else self.value
-        return f"{self.name}.\tIN\t{self.type}\t{value}" if not self.name.startswith("<") else f"{self.name}\t{self.type}\t{value}"
+        return (
+            f"{self.name}.\tIN\t{self.type}\t{value}"
+            if not self.name.startswith("<")
+            else f"{self.name}\t{self.type}\t{value}"
+        )
 
 
 def _listen(addresses: list[str]) -> str:

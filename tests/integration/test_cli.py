@@ -12,8 +12,9 @@ from tests.conftest import JITAKU, Jitaku, RawSession, swaks
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*JITAKU, *args], input=input, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*JITAKU, *args], input=input, capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
 
 
 def test_init_writes_everything_and_prints_the_dns_records(tmp_path: Path) -> None:
@@ -69,7 +70,9 @@ def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", instance.smtp_port))
         busy.listen()
-        result = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60
+        )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{instance.smtp_port}" in lines[0], result.stderr
@@ -81,7 +84,10 @@ def test_serve_refuses_a_bad_config_naming_file_line_and_key(jitaku_factory) -> 
     path.write_text('domains = ["example.test"]\n\n[smtp]\nlisten = ["127.0.0.1:2525"]\nmax_message_size = "big"\n')
     result = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
-    assert result.stderr.strip() == f"jitaku: {path}:5: [smtp] max_message_size: Input should be a valid integer, unable to parse string as an integer"
+    assert (
+        result.stderr.strip()
+        == f"jitaku: {path}:5: [smtp] max_message_size: Input should be a valid integer, unable to parse string as an integer"
+    )
     path.write_text('domains = ["example.test"]\n[queue]\nretry_minimum = 5\n')
     result = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
     assert result.stderr.strip() == f"jitaku: {path}:3: unknown key [queue] retry_minimum"
@@ -89,10 +95,24 @@ def test_serve_refuses_a_bad_config_naming_file_line_and_key(jitaku_factory) -> 
 
 def test_users_list_remove_and_passwd(server: Jitaku) -> None:
     assert json.loads(server.cli("user", "list", "--json").stdout) == [
-        {"address": "alice@example.test"}, {"address": "bob@example.org"}]
+        {"address": "alice@example.test"},
+        {"address": "bob@example.org"},
+    ]
     server.cli("user", "passwd", "alice@example.test", "--password-stdin", input="new-password-1\n")
-    out = swaks("--server", f"127.0.0.1:{server.submission_port}", "--auth", "PLAIN", "--auth-user", "alice@example.test",
-                "--auth-password", "new-password-1", "--to", "bob@example.org", "--from", "alice@example.test").stdout
+    out = swaks(
+        "--server",
+        f"127.0.0.1:{server.submission_port}",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@example.test",
+        "--auth-password",
+        "new-password-1",
+        "--to",
+        "bob@example.org",
+        "--from",
+        "alice@example.test",
+    ).stdout
     assert "235 2.7.0" in out
     server.cli("user", "remove", "bob@example.org")
     assert "bob@example.org" not in server.cli("user", "list").stdout
@@ -103,8 +123,10 @@ def test_users_list_remove_and_passwd(server: Jitaku) -> None:
 
 
 def test_mailbox_show_writes_the_stored_bytes_exactly(server: Jitaku) -> None:
-    raw = ("From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nTo: alice@example.test\r\n"
-           "Subject: =?Shift_JIS?B?g2WDWINn?=\r\n\r\n\xe6\x97\xa5\xe6\x9c\xac\r\n").encode("latin-1")
+    raw = (
+        "From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nTo: alice@example.test\r\n"
+        "Subject: =?Shift_JIS?B?g2WDWINn?=\r\n\r\n\xe6\x97\xa5\xe6\x9c\xac\r\n"
+    ).encode("latin-1")
     with RawSession(server.smtp_port) as session:
         assert session.start_data(sender="yamada@remote.test").startswith(b"354")
         assert session.command(raw + b".").startswith(b"250")

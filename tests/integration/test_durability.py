@@ -24,7 +24,10 @@ def body_for(test_id: str) -> bytes:
 
 
 def message_for(test_id: str) -> bytes:
-    return f"From: carol@remote.test\r\nTo: alice@example.test\r\nSubject: {test_id}\r\nX-Test-Id: {test_id}\r\n\r\n".encode() + body_for(test_id)
+    return (
+        f"From: carol@remote.test\r\nTo: alice@example.test\r\nSubject: {test_id}\r\nX-Test-Id: {test_id}\r\n\r\n".encode()
+        + body_for(test_id)
+    )
 
 
 def sender(port: int, client: int, acknowledged: list[str], stop: threading.Event) -> None:
@@ -60,7 +63,9 @@ def test_kill_9_loses_no_acknowledged_message(server: Jitaku, workers: int) -> N
     for thread in threads:
         thread.join()
     # workers die with the main process: nothing is left accepting mail
-    wait_until(lambda: subprocess.run(["fuser", f"{server.smtp_port}/tcp"], capture_output=True).returncode != 0, timeout=10)
+    wait_until(
+        lambda: subprocess.run(["fuser", f"{server.smtp_port}/tcp"], capture_output=True).returncode != 0, timeout=10
+    )
     server.start()
     parser = BytesHeaderParser()
     for mailbox in ("alice@example.test", "bob@example.org"):
@@ -85,7 +90,11 @@ def test_queued_mail_survives_kill_9_and_goes_out_after_restart(server: Jitaku, 
     with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as smtp:
         smtp.login("alice@example.test", "secret-password")
         for n in range(5):
-            smtp.sendmail("alice@example.test", ["dave@remote.test"], message_for(f"q{n}").replace(b"carol@remote.test", b"alice@example.test"))
+            smtp.sendmail(
+                "alice@example.test",
+                ["dave@remote.test"],
+                message_for(f"q{n}").replace(b"carol@remote.test", b"alice@example.test"),
+            )
     wait_until(lambda: len(server.queue()) == 5 and all(e["attempts"] >= 1 for e in server.queue()))
     server.kill9()
     server.start()

@@ -25,8 +25,17 @@ def mx(server: Jitaku, *args: str) -> str:
 def test_mail_for_a_user_lands_in_the_mailbox_with_trace_headers(server: Jitaku, dns_zone) -> None:
     zone, _ = dns_zone
     zone.add('remote.test. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
-    out = mx(server, "--to", "ALICE@Example.Test", "--from", "carol@remote.test", "--helo", "client.remote.test",
-             "--header", f"Subject: {ISO2022_SUBJECT}")
+    out = mx(
+        server,
+        "--to",
+        "ALICE@Example.Test",
+        "--from",
+        "carol@remote.test",
+        "--helo",
+        "client.remote.test",
+        "--header",
+        f"Subject: {ISO2022_SUBJECT}",
+    )
     assert "250 2.0.0 Ok: queued as" in out
     (entry,) = server.mailbox("alice@example.test")
     assert entry["subject"] == "こんにちは"
@@ -45,15 +54,25 @@ def test_a_signature_made_by_mail_dkim_passes_and_aligns_for_dmarc(server: Jitak
     zone, _ = dns_zone
     key = tmp_path / "remote.key"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
-                            capture_output=True).stdout
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
     value = "v=DKIM1; k=rsa; p=" + base64.b64encode(public).decode()
-    zone.add("s1._domainkey.remote.test. 300 IN TXT " + " ".join(f'"{value[i:i + 200]}"' for i in range(0, len(value), 200)))
+    zone.add(
+        "s1._domainkey.remote.test. 300 IN TXT "
+        + " ".join(f'"{value[i : i + 200]}"' for i in range(0, len(value), 200))
+    )
     zone.add('_dmarc.remote.test. 300 IN TXT "v=DMARC1; p=reject"')
-    message = (b"From: Carol <carol@remote.test>\r\nTo: alice@example.test\r\nSubject: signed\r\n"
-               b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nHello from a signed message.\r\n")
-    signed = subprocess.run(["perl", str(Path(__file__).with_name("dkim_sign.pl")), "remote.test", "s1", str(key)],
-                            input=message, check=True, capture_output=True).stdout
+    message = (
+        b"From: Carol <carol@remote.test>\r\nTo: alice@example.test\r\nSubject: signed\r\n"
+        b"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nHello from a signed message.\r\n"
+    )
+    signed = subprocess.run(
+        ["perl", str(Path(__file__).with_name("dkim_sign.pl")), "remote.test", "s1", str(key)],
+        input=message,
+        check=True,
+        capture_output=True,
+    ).stdout
     with smtplib.SMTP("127.0.0.1", server.smtp_port) as smtp:
         smtp.sendmail("carol@remote.test", ["alice@example.test"], signed)
     head = server.message("alice@example.test", 1).split(b"\r\n\r\n")[0]
@@ -131,14 +150,24 @@ def test_bare_lf_in_data_is_refused(server: Jitaku) -> None:
     with RawSession(server.smtp_port) as session:
         assert session.start_data().startswith(b"354")
         # the smuggling shape: a bare-LF "end of data" followed by a second message
-        reply = session.command(b"Subject: one\r\n\r\nhello\n.\nMAIL FROM:<x@remote.test>\nRCPT TO:<alice@example.test>\r\n.")
+        reply = session.command(
+            b"Subject: one\r\n\r\nhello\n.\nMAIL FROM:<x@remote.test>\nRCPT TO:<alice@example.test>\r\n."
+        )
         assert reply.startswith(b"554 5.6.0"), reply
     assert server.mailbox("alice@example.test") == []
 
 
 def test_garbage_never_kills_the_server(server: Jitaku) -> None:
-    junk = [b"\x00\xff\xfe", b"MAIL FROM:<<<>>>", b"RCPT TO:", b"A" * 5000, b"DATA", b"AUTH PLAIN",
-            b"EHLO " + "日本".encode(), b"RSET"]
+    junk = [
+        b"\x00\xff\xfe",
+        b"MAIL FROM:<<<>>>",
+        b"RCPT TO:",
+        b"A" * 5000,
+        b"DATA",
+        b"AUTH PLAIN",
+        b"EHLO " + "日本".encode(),
+        b"RSET",
+    ]
     with RawSession(server.smtp_port) as session:
         replies = [session.command(line) for line in junk]
     assert all(reply[:1] in b"2345" for reply in replies), replies
@@ -184,8 +213,15 @@ def test_slow_clients_that_dribble_data_are_disconnected(server: Jitaku) -> None
 
 
 def test_forged_authentication_results_are_removed(server: Jitaku) -> None:
-    out = mx(server, "--to", "alice@example.test", "--from", "carol@remote.test",
-             "--header", "Authentication-Results: mail.example.test; dkim=pass header.d=bank.test")
+    out = mx(
+        server,
+        "--to",
+        "alice@example.test",
+        "--from",
+        "carol@remote.test",
+        "--header",
+        "Authentication-Results: mail.example.test; dkim=pass header.d=bank.test",
+    )
     assert "250 2.0.0" in out
     stored = server.message("alice@example.test", 1)
     assert b"header.d=bank.test" not in stored

@@ -36,7 +36,8 @@ class Sink:
         self.dir = directory
         self.process = subprocess.Popen(
             ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"127.0.0.1:{self.port}", "50"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 
@@ -64,9 +65,20 @@ def sink_factory() -> Iterator[Any]:
 
 
 def submit(server: Jitaku, to: str, *extra: str) -> str:
-    result = swaks("--server", f"127.0.0.1:{server.submission_port}", *ALICE, "--to", to,
-                   "--from", "alice@example.test", "--header", "From: Alice <alice@example.test>",
-                   "--header", "Subject: =?UTF-8?B?5pel5pys6Kqe44Gu5Lu25ZCN?=", *extra)
+    result = swaks(
+        "--server",
+        f"127.0.0.1:{server.submission_port}",
+        *ALICE,
+        "--to",
+        to,
+        "--from",
+        "alice@example.test",
+        "--header",
+        "From: Alice <alice@example.test>",
+        "--header",
+        "Subject: =?UTF-8?B?5pel5pys6Kqe44Gu5Lu25ZCN?=",
+        *extra,
+    )
     assert "250 2.0.0" in result.stdout, result.stdout
     return result.stdout
 
@@ -80,7 +92,7 @@ def dkim_results(message: bytes, dns_port: int) -> str:
 def publish_dkim(server: Jitaku, zone: Any) -> None:
     for record in json.loads(server.cli("dkim", "show", "--json").stdout):
         value = record["value"]
-        chunks = " ".join(f'"{value[i:i + 200]}"' for i in range(0, len(value), 200))
+        chunks = " ".join(f'"{value[i : i + 200]}"' for i in range(0, len(value), 200))
         zone.add(f"{record['name']}. 300 IN TXT {chunks}")
 
 
@@ -249,9 +261,28 @@ class RelayHandler:
 
 def relay_tls(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     cert, key = tmp_path / "relay.pem", tmp_path / "relay.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context, cert
@@ -270,12 +301,25 @@ def test_relayhost_with_sasl_over_starttls(server: Jitaku, dns_zone, tmp_path: P
         return AuthResult(success=ok, auth_data=data)
 
     others = {"PLAIN", "LOGIN", "CRAM-MD5"} - {mechanism}
-    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
-                            auth_require_tls=True, authenticator=check, auth_exclude_mechanism=list(others),
-                            server_hostname="localhost")
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        auth_require_tls=True,
+        authenticator=check,
+        auth_exclude_mechanism=list(others),
+        server_hostname="localhost",
+    )
     controller.start()
     try:
-        server.settings["relay"] = {"host": "localhost", "port": port, "username": "relay-user", "password": "relay-password"}
+        server.settings["relay"] = {
+            "host": "localhost",
+            "port": port,
+            "username": "relay-user",
+            "password": "relay-password",
+        }
         server.write_config()
         server.stop()
         os.environ["SSL_CERT_FILE"] = str(cert)  # our relay's self-signed certificate is the trusted one

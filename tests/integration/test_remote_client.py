@@ -48,13 +48,30 @@ def test_auth_needs_starttls_from_a_remote_client(server: Jitaku, namespace: str
 
     def swaks_from_outside(*args: str) -> str:
         result = subprocess.run(
-            ["ip", "netns", "exec", namespace, "swaks", "--suppress-data", "--server", f"{HOST}:{port}",
-             "--to", "bob@example.org", "--from", "alice@example.test", *args],
-            capture_output=True, text=True, timeout=60,
+            [
+                "ip",
+                "netns",
+                "exec",
+                namespace,
+                "swaks",
+                "--suppress-data",
+                "--server",
+                f"{HOST}:{port}",
+                "--to",
+                "bob@example.org",
+                "--from",
+                "alice@example.test",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         return result.stdout + result.stderr
 
-    plain = swaks_from_outside("--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "secret-password")
+    plain = swaks_from_outside(
+        "--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "secret-password"
+    )
     assert "250-AUTH" not in plain and "250 AUTH" not in plain, plain
     assert "Host did not advertise authentication" in plain, plain
     # a client that tries anyway is told to encrypt first (RFC 4954 §4: 538)
@@ -63,12 +80,17 @@ def test_auth_needs_starttls_from_a_remote_client(server: Jitaku, namespace: str
         "s.sendall(b'EHLO x\\r\\n');l=f.readline()\nwhile l[3:4]==b'-':l=f.readline()\n"
         "s.sendall(b'AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQtcGFzc3dvcmQ=\\r\\n');print(f.readline().decode())"
     )
-    forced = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", dialog, HOST, str(port)],
-                            capture_output=True, text=True, timeout=30)
+    forced = subprocess.run(
+        ["ip", "netns", "exec", namespace, sys.executable, "-c", dialog, HOST, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert forced.stdout.startswith("538 5.7.11"), forced
     assert server.mailbox("bob@example.org") == []
-    tls = swaks_from_outside("-tls", "--auth", "PLAIN", "--auth-user", "alice@example.test",
-                             "--auth-password", "secret-password")
+    tls = swaks_from_outside(
+        "-tls", "--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "secret-password"
+    )
     assert "235 2.7.0" in tls and "250 2.0.0" in tls, tls
     assert len(server.mailbox("bob@example.org")) == 1
     assert f"client={CLIENT}" in server.log()

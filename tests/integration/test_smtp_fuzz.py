@@ -11,7 +11,21 @@ from hypothesis import strategies as st
 from tests.conftest import Jitaku, swaks
 
 REPLY = re.compile(rb"^[2-5]\d\d[ -]")
-VERBS = ["EHLO", "HELO", "MAIL FROM:", "RCPT TO:", "DATA", "RSET", "NOOP", "VRFY", "AUTH", "STARTTLS", "QUIT", "BDAT", "XCLIENT"]
+VERBS = [
+    "EHLO",
+    "HELO",
+    "MAIL FROM:",
+    "RCPT TO:",
+    "DATA",
+    "RSET",
+    "NOOP",
+    "VRFY",
+    "AUTH",
+    "STARTTLS",
+    "QUIT",
+    "BDAT",
+    "XCLIENT",
+]
 
 lines = st.builds(
     lambda verb, arg: verb.encode() + arg,
@@ -45,7 +59,9 @@ def test_random_command_lines_get_replies_and_the_server_lives(server: Jitaku) -
         converse(server.submission_port, [b"EHLO fuzz.test", *commands])
 
     dialog()
-    result = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", "alice@example.test", "--from", "carol@remote.test")
+    result = swaks(
+        "--server", f"127.0.0.1:{server.smtp_port}", "--to", "alice@example.test", "--from", "carol@remote.test"
+    )
     assert "250 2.0.0" in result.stdout
     assert "Traceback" not in server.log()
     assert server.queue() == []

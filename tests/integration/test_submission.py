@@ -39,23 +39,54 @@ def test_starttls_then_auth_login(server: Jitaku) -> None:
 def test_sender_must_belong_to_the_user(server: Jitaku) -> None:
     out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "bob@example.org", "--from", "bob@example.org")
     assert rejection(out).startswith("553 5.7.1"), out
-    out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "bob@example.org", "--from", "alice@example.test",
-                 "--header", "From: Bob <bob@example.org>")
+    out = submit(
+        server,
+        "--auth",
+        "PLAIN",
+        *ALICE,
+        "--to",
+        "bob@example.org",
+        "--from",
+        "alice@example.test",
+        "--header",
+        "From: Bob <bob@example.org>",
+    )
     assert rejection(out).startswith("553 5.7.1"), out
     assert server.mailbox("bob@example.org") == []
 
 
 def test_an_alias_of_the_user_may_be_the_sender(server: Jitaku) -> None:
     server.cli("alias", "add", "sales@example.test", "alice@example.test")
-    out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "bob@example.org", "--from", "sales@example.test",
-                 "--header", "From: Sales <sales@example.test>")
+    out = submit(
+        server,
+        "--auth",
+        "PLAIN",
+        *ALICE,
+        "--to",
+        "bob@example.org",
+        "--from",
+        "sales@example.test",
+        "--header",
+        "From: Sales <sales@example.test>",
+    )
     assert "250 2.0.0" in out, out
 
 
 def test_failed_logins_are_rate_limited(server: Jitaku) -> None:
     for _ in range(5):
-        out = submit(server, "--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "wrong",
-                     "--to", "bob@example.org", "--from", "alice@example.test")
+        out = submit(
+            server,
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@example.test",
+            "--auth-password",
+            "wrong",
+            "--to",
+            "bob@example.org",
+            "--from",
+            "alice@example.test",
+        )
         assert rejection(out).startswith("535 5.7.8"), out
     out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "bob@example.org", "--from", "alice@example.test")
     assert rejection(out).startswith("454 4.7.0"), out
@@ -63,8 +94,18 @@ def test_failed_logins_are_rate_limited(server: Jitaku) -> None:
 
 
 def test_mail_to_a_domain_that_does_not_exist_bounces_at_once(server: Jitaku) -> None:
-    out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "dave@nowhere.test", "--from", "alice@example.test",
-                 "--header", "From: Alice <alice@example.test>")
+    out = submit(
+        server,
+        "--auth",
+        "PLAIN",
+        *ALICE,
+        "--to",
+        "dave@nowhere.test",
+        "--from",
+        "alice@example.test",
+        "--header",
+        "From: Alice <alice@example.test>",
+    )
     assert "250 2.0.0" in out, out
     bounce = wait_until(lambda: server.mailbox("alice@example.test"))
     text = server.message("alice@example.test", bounce[0]["uid"]).decode()

@@ -46,8 +46,15 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
     signed = bool(_SIGNED.search(message.split(b"\r\n\r\n", 1)[0]))
     try:
         header = authheaders.authenticate_message(
-            message, authserv_id, spf=True, dkim=signed, dmarc=True, arc=False,
-            ip=ip, mail_from=mail_from, helo=helo,
+            message,
+            authserv_id,
+            spf=True,
+            dkim=signed,
+            dmarc=True,
+            arc=False,
+            ip=ip,
+            mail_from=mail_from,
+            helo=helo,
         )
         if not signed:
             # authheaders calls an unsigned message's DKIM "fail"; RFC 8601 §2.7.1 says "none"

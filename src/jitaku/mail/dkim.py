@@ -15,9 +15,22 @@ from jitaku.tls import write_secret
 # The headers DMARC receivers and people look at; From is signed twice so a
 # second From cannot be added after signing (RFC 6376 §8.15 "oversigning").
 SIGNED_HEADERS = [
-    b"from", b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to",
-    b"in-reply-to", b"references", b"mime-version", b"content-type",
-    b"content-transfer-encoding", b"list-id", b"list-unsubscribe", b"list-unsubscribe-post",
+    b"from",
+    b"from",
+    b"to",
+    b"cc",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
 ]
 
 
@@ -38,9 +51,7 @@ class DkimKey:
         if isinstance(key, ed25519.Ed25519PrivateKey):
             raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
             return f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"
-        der = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
 
@@ -66,7 +77,9 @@ def ensure_keys(dkim_dir: Path, domain: str, selector: str, with_ed25519: bool) 
         key = rsa.generate_private_key(65537, 2048) if kind == "rsa" else ed25519.Ed25519PrivateKey.generate()
         write_secret(
             path,
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
         )
         created.append(path)
     return created
@@ -114,5 +127,7 @@ def _dkimpy_key(key: DkimKey) -> bytes:
     if key.algorithm == "rsa":
         return key.private_pem
     private = serialization.load_pem_private_key(key.private_pem, password=None)
-    raw = private.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
     return base64.b64encode(raw)

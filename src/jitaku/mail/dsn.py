@@ -39,7 +39,7 @@ def bounce(
 ) -> bytes:
     boundary = f"{queue_id}.{secrets.token_hex(8)}/{reporting_host}"
     lines = [
-        "This is the mail system at host %s." % reporting_host,
+        f"This is the mail system at host {reporting_host}.",
         "",
         "I'm sorry to have to inform you that your message could not",
         "be delivered to one or more recipients. The details are below.",
@@ -57,9 +57,7 @@ def bounce(
     per_recipient = ""
     for outcome in failed:
         per_recipient += (
-            f"\r\nFinal-Recipient: rfc822; {outcome.recipient}\r\n"
-            f"Action: failed\r\n"
-            f"Status: {status_of(outcome)}\r\n"
+            f"\r\nFinal-Recipient: rfc822; {outcome.recipient}\r\nAction: failed\r\nStatus: {status_of(outcome)}\r\n"
         )
         if outcome.host:
             per_recipient += f"Remote-MTA: dns; {outcome.host}\r\n"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jitaku.mail import headers
@@ -24,7 +24,7 @@ class Summary:
 
 def summary(message: StoredMessage) -> Summary:
     parsed = headers.parse(message.body)
-    when = headers.date_of(parsed) or datetime.fromtimestamp(message.received_at, timezone.utc)
+    when = headers.date_of(parsed) or datetime.fromtimestamp(message.received_at, UTC)
     return Summary(
         uid=message.uid,
         date=when.isoformat(timespec="seconds"),

@@ -62,9 +62,7 @@ class Queue:
         try:
             while True:
                 self._wakeup.clear()
-                due = await self._database.read(
-                    lambda c: queue_rows.due(c, time.time(), self._in_flight, BATCH)
-                )
+                due = await self._database.read(lambda c: queue_rows.due(c, time.time(), self._in_flight, BATCH))
                 for message in due:
                     self._in_flight.add(message.id)
                     task = asyncio.create_task(self._attempt(message))
@@ -72,7 +70,7 @@ class Queue:
                     task.add_done_callback(self._tasks.discard)
                 try:
                     await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             for task in self._tasks:
@@ -86,7 +84,9 @@ class Queue:
                     outcomes = await self._transport.deliver(message.sender, message.recipients, message.body)
                 except Exception as error:  # a bug in delivery must not take the queue down: retry later
                     log.event("delivery_crashed", queue_id=message.id, error=repr(error))
-                    outcomes = [Outcome(r, False, False, f"4.3.0 internal error: {error!r}") for r in message.recipients]
+                    outcomes = [
+                        Outcome(r, False, False, f"4.3.0 internal error: {error!r}") for r in message.recipients
+                    ]
                 await self._record(message, outcomes, time.time() - started)
         except Exception as error:
             log.event("queue_error", queue_id=message.id, error=repr(error))
@@ -111,19 +111,45 @@ class Queue:
             await self._database.write(record)
         delay = f"{now - message.created_at:.1f}"
         for outcome in delivered:
-            log.event("delivered", queue_id=message.id, to=outcome.recipient, relay=outcome.host,
-                      dsn=dsn.status_of(outcome), delay=delay, took=f"{took:.2f}", reply=outcome.reply)
+            log.event(
+                "delivered",
+                queue_id=message.id,
+                to=outcome.recipient,
+                relay=outcome.host,
+                dsn=dsn.status_of(outcome),
+                delay=delay,
+                took=f"{took:.2f}",
+                reply=outcome.reply,
+            )
         for outcome in failed:
-            log.event("bounced", queue_id=message.id, to=outcome.recipient, relay=outcome.host,
-                      dsn=dsn.status_of(outcome), delay=delay, expired=expired or None, reply=outcome.reply,
-                      notified=f"<{message.sender}>" if message.sender else "nobody (null sender)")
+            log.event(
+                "bounced",
+                queue_id=message.id,
+                to=outcome.recipient,
+                relay=outcome.host,
+                dsn=dsn.status_of(outcome),
+                delay=delay,
+                expired=expired or None,
+                reply=outcome.reply,
+                notified=f"<{message.sender}>" if message.sender else "nobody (null sender)",
+            )
         for outcome in outcomes:
             if outcome.recipient in deferred:
-                log.event("deferred", queue_id=message.id, to=outcome.recipient, relay=outcome.host,
-                          dsn=dsn.status_of(outcome), delay=delay, attempts=message.attempts + 1,
-                          next_attempt=f"{next_attempt - now:.0f}s", reply=outcome.reply)
+                log.event(
+                    "deferred",
+                    queue_id=message.id,
+                    to=outcome.recipient,
+                    relay=outcome.host,
+                    dsn=dsn.status_of(outcome),
+                    delay=delay,
+                    attempts=message.attempts + 1,
+                    next_attempt=f"{next_attempt - now:.0f}s",
+                    reply=outcome.reply,
+                )
 
-    async def _bounce(self, message: QueuedMessage, failed: list[Outcome], record: Callable[[Connection], None]) -> None:
+    async def _bounce(
+        self, message: QueuedMessage, failed: list[Outcome], record: Callable[[Connection], None]
+    ) -> None:
         """Queue a DSN to the sender in the same transaction that forgets the failed recipients."""
         decision = await self._policy.recipient(message.sender, authenticated=True)
         if not isinstance(decision, Accepted):

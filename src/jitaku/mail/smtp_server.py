@@ -34,10 +34,13 @@ def has_bare_line_end(data: bytes) -> bool:
     crlf = data.count(b"\r\n")
     return data.count(b"\r") != crlf or data.count(b"\n") != crlf
 
+
 # aiosmtpd's own fixed replies, given the enhanced status codes (RFC 3463) our other replies carry.
 _ENHANCED = {
     "552 Error: Too much mail data": "552 5.3.4 Message size exceeds fixed maximum message size",
-    "552 Error: message size exceeds fixed maximum message size": "552 5.3.4 Message size exceeds fixed maximum message size",
+    "552 Error: message size exceeds fixed maximum message size": (
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    ),
     "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.6 Line too long (RFC 5321 §4.5.3.1.6)",
     "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
     "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
@@ -80,7 +83,7 @@ def is_loopback(peer: Any) -> bool:
 class JitakuSMTP(SMTP):
     """aiosmtpd's SMTP with our AUTH handling: async password checks, failure limits, TLS unless loopback."""
 
-    def __init__(self, handler: "Handler", **kwargs: Any) -> None:
+    def __init__(self, handler: Handler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._handler_ref = handler
         self._pending_login: LoginPassword | None = None
@@ -209,7 +212,13 @@ class Handler:
             return "452 4.5.3 Error: too many recipients"
         decision = await self.policy.recipient(address, authenticated=self._user(session) is not None)
         if not isinstance(decision, Accepted):
-            log.event("rcpt_rejected", client=client_ip(session), sender=f"<{envelope.mail_from}>", to=address, reply=decision.reply)
+            log.event(
+                "rcpt_rejected",
+                client=client_ip(session),
+                sender=f"<{envelope.mail_from}>",
+                to=address,
+                reply=decision.reply,
+            )
             return decision.reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
@@ -241,8 +250,16 @@ class Handler:
         except Exception as error:  # nothing was committed: the client must try again
             log.event("accept_failed", client=client_ip(session), sender=f"<{arrival.sender}>", error=repr(error))
             return "451 4.3.0 Error: queue file write error, try again later"
-        log.event("accepted", queue_id=queue_id, client=client_ip(session), listener=self.listener.name,
-                  sender=f"<{arrival.sender}>", nrcpt=len(arrival.recipients), size=len(data), user=user)
+        log.event(
+            "accepted",
+            queue_id=queue_id,
+            client=client_ip(session),
+            listener=self.listener.name,
+            sender=f"<{arrival.sender}>",
+            nrcpt=len(arrival.recipients),
+            size=len(data),
+            user=user,
+        )
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 

@@ -79,7 +79,7 @@ async def _connect(endpoint: Endpoint, port: int, timeout: float) -> socket.sock
     sock.setblocking(False)
     try:
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (endpoint.address, port)), timeout)
-    except (OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError) as error:
         sock.close()
         raise DeliveryError(
             f"4.4.1 connect to {endpoint.name}[{endpoint.address}]:{port}: {error or 'timed out'}",
@@ -175,7 +175,9 @@ async def _session(
             try:
                 await client.login(*hop.credentials)
             except aiosmtplib.SMTPResponseException as error:
-                raise DeliveryError(f"4.7.8 {endpoint.name} refused our login: {_reply(error)}", False, endpoint.name) from None
+                raise DeliveryError(
+                    f"4.7.8 {endpoint.name} refused our login: {_reply(error)}", False, endpoint.name
+                ) from None
             except aiosmtplib.SMTPException as error:
                 raise DeliveryError(f"4.7.8 login to {endpoint.name} failed: {error}", False, endpoint.name) from None
         outcomes = await _transaction(client, endpoint.name, sender, recipients, message)

@@ -59,9 +59,7 @@ def add_user(connection: Connection, address: str, password_hash: str | None) ->
     user_id = connection.execute(
         insert(users).values(address=address, password_hash=password_hash, created_at=time.time()).returning(users.c.id)
     ).scalar_one()
-    connection.execute(
-        insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1)
-    )
+    connection.execute(insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1))
     _changed(connection)
     return User(user_id, address, password_hash)
 

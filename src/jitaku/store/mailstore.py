@@ -77,7 +77,11 @@ def message_counts(connection: Connection) -> list[tuple[str, int]]:
     """Each user's address and how many messages their INBOX holds, in the order users were added."""
     rows = connection.execute(
         select(users.c.address, func.count(messages.c.id))
-        .select_from(users.join(mailboxes, mailboxes.c.user_id == users.c.id).outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
+        .select_from(
+            users.join(mailboxes, mailboxes.c.user_id == users.c.id).outerjoin(
+                messages, messages.c.mailbox_id == mailboxes.c.id
+            )
+        )
         .where(mailboxes.c.name == "INBOX")
         .group_by(users.c.id, users.c.address)
         .order_by(users.c.id)

@@ -23,7 +23,9 @@ class QueuedMessage:
     body: bytes = field(default=b"", repr=False)
 
 
-def enqueue(connection: Connection, queue_id: str, sender: str, recipients: Iterable[str], body: bytes, now: float) -> None:
+def enqueue(
+    connection: Connection, queue_id: str, sender: str, recipients: Iterable[str], body: bytes, now: float
+) -> None:
     connection.execute(
         insert(queue).values(id=queue_id, sender=sender, created_at=now, next_attempt=now, attempts=0, body=body)
     )
@@ -43,7 +45,14 @@ def _recipients(connection: Connection, ids: list[str]) -> dict[str, list[str]]:
 
 
 def _read(connection: Connection, where: object, with_body: bool, limit: int | None = None) -> list[QueuedMessage]:
-    columns = [queue.c.id, queue.c.sender, queue.c.created_at, queue.c.next_attempt, queue.c.attempts, queue.c.last_error]
+    columns = [
+        queue.c.id,
+        queue.c.sender,
+        queue.c.created_at,
+        queue.c.next_attempt,
+        queue.c.attempts,
+        queue.c.last_error,
+    ]
     if with_body:
         columns.append(queue.c.body)
     statement = select(*columns).order_by(queue.c.next_attempt, queue.c.created_at)
