@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -274,38 +273,17 @@ def mailbox_show(address: str, uid: int, data_dir: DirOption = DEFAULT_DIR) -> N
     sys.stdout.buffer.flush()
 
 
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
 @queue_app.command("list")
 def queue_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
     """Messages waiting for delivery."""
     from jitaku.store import queue
 
-    messages = _database(_config(data_dir)).read_now(queue.list_queue)
+    rows = [m.as_json() for m in _database(_config(data_dir)).read_now(queue.list_queue)]
     if as_json:
-        _print_json(
-            [
-                {
-                    "id": m.id,
-                    "sender": m.sender,
-                    "recipients": list(m.recipients),
-                    "attempts": m.attempts,
-                    "next_attempt": _when(m.next_attempt),
-                    "last_error": m.last_error,
-                }
-                for m in messages
-            ]
-        )
+        _print_json(rows)
     else:
-        _table(
-            ["id", "sender", "recipients", "attempts", "next_attempt", "last_error"],
-            [
-                [m.id, f"<{m.sender}>", ", ".join(m.recipients), m.attempts, _when(m.next_attempt), m.last_error]
-                for m in messages
-            ],
-        )
+        columns = ["id", "sender", "recipients", "attempts", "next_attempt", "last_error"]
+        _table(columns, [[", ".join(r[c]) if c == "recipients" else r[c] for c in columns] for r in rows])
 
 
 @queue_app.command("flush")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
@@ -21,6 +23,17 @@ class QueuedMessage:
     attempts: int
     last_error: str | None
     body: bytes = field(default=b"", repr=False)
+
+    def as_json(self) -> dict[str, Any]:
+        """The form `jitaku queue list --json` and the status page show."""
+        return {
+            "id": self.id,
+            "sender": self.sender,
+            "recipients": list(self.recipients),
+            "attempts": self.attempts,
+            "next_attempt": datetime.fromtimestamp(self.next_attempt, UTC).isoformat(timespec="seconds"),
+            "last_error": self.last_error,
+        }
 
 
 def enqueue(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,6 @@ from jitaku.store import queue as queue_rows
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
-
-
 def build(settings: Settings, database: Database) -> Starlette:
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.read(mailstore.message_counts)
@@ -36,17 +31,7 @@ def build(settings: Settings, database: Database) -> Starlette:
                 "submission": [str(a) for a in settings.submission.listen + settings.submissions.listen],
             },
             "mailboxes": [{"address": address, "messages": count} for address, count in mailboxes],
-            "queue": [
-                {
-                    "id": m.id,
-                    "sender": m.sender,
-                    "recipients": list(m.recipients),
-                    "attempts": m.attempts,
-                    "next_attempt": _when(m.next_attempt),
-                    "last_error": m.last_error,
-                }
-                for m in queued
-            ],
+            "queue": [m.as_json() for m in queued],
         }
 
     async def page(request: Request) -> Response:
