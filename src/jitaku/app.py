@@ -23,6 +23,7 @@ from jitaku.store import Database
 from jitaku.tls import server_context
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+HTTPS_PORT = 443
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -43,7 +44,15 @@ class Bound:
 
 
 def _bind_web(config: Config) -> list[socket.socket]:
-    return [_socket(address, "web") for address in config.settings.web.listen]
+    web: list[socket.socket] = []
+    try:
+        for address in config.settings.web.listen:
+            web.append(_socket(address, "web"))
+    except ServeError:
+        for sock in web:
+            sock.close()
+        raise
+    return web
 
 
 def _socket(address: Listen, name: str) -> socket.socket:
@@ -232,7 +241,10 @@ async def _watch(children: list[int], stop: asyncio.Event) -> None:
 
 
 async def _web(config: Config, database: Database, sockets: list[socket.socket], stop: asyncio.Event) -> None:
-    """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's."""
+    """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
+
+    Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP.
+    """
     import uvicorn
 
     from jitaku.web import status
@@ -242,13 +254,32 @@ async def _web(config: Config, database: Database, sockets: list[socket.socket],
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    server = Server(
-        uvicorn.Config(status.build(config.settings, database), log_level="warning", access_log=False, lifespan="off")
-    )
+    app = status.build(config.settings, database)
+    cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
+    servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
+    for group, tls in (
+        ([s for s in sockets if s.getsockname()[1] != HTTPS_PORT], False),
+        ([s for s in sockets if s.getsockname()[1] == HTTPS_PORT], True),
+    ):
+        if group:
+            settings = uvicorn.Config(
+                app,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                ssl_certfile=str(cert) if tls else None,
+                ssl_keyfile=str(key) if tls else None,
+            )
+            servers.append((Server(settings), group))
+
+    def shut_down(_: object) -> None:
+        for server, _group in servers:
+            server.should_exit = True
+
     watcher = asyncio.create_task(stop.wait())
-    watcher.add_done_callback(lambda _: setattr(server, "should_exit", True))
+    watcher.add_done_callback(shut_down)
     try:
-        await server.serve(sockets=sockets)
+        await asyncio.gather(*(server.serve(sockets=group) for server, group in servers))
     finally:
         watcher.cancel()
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+
+import pytest
 
 from tests.conftest import Jitaku, swaks
 
@@ -27,3 +30,25 @@ def test_status_page_shows_mailboxes_and_queue(server: Jitaku) -> None:
     assert status["queue"] == []
     code, _ = curl(f"http://127.0.0.1:{server.web_port}/nothing-here")
     assert code == 404
+
+
+def test_port_443_speaks_https_with_our_certificate(server: Jitaku) -> None:
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", 443))
+    except OSError:
+        pytest.skip("127.0.0.1:443 is taken or not ours to bind here")
+    finally:
+        probe.close()
+    server.settings["web"]["listen"].append("127.0.0.1:443")
+    server.write_config()
+    server.restart()
+    result = subprocess.run(
+        ["curl", "-sS", "--cacert", str(server.dir / "tls" / "cert.pem"), "--resolve", "mail.example.test:443:127.0.0.1",
+         "https://mail.example.test/status.json"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["hostname"] == "mail.example.test"
+    code, _ = curl(f"http://127.0.0.1:{server.web_port}/status.json")
+    assert code == 200
