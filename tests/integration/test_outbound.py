@@ -96,12 +96,17 @@ def publish_dkim(server: Jitaku, zone: Any) -> None:
         zone.add(f"{record['name']}. 300 IN TXT {chunks}")
 
 
+def deliver_to_port(server: Jitaku, port: int) -> None:
+    """Restart SERVER delivering to remote MX hosts on PORT (where the test's smtp-sink listens)."""
+    server.settings["delivery"] = {"port": port}
+    server.write_config()
+    server.restart()
+
+
 def direct_mx(server: Jitaku, zone: Any, sink: Sink, domain: str = "remote.test") -> None:
     zone.add(f"{domain}. 300 IN MX 10 mx.{domain}.")
     zone.add(f"mx.{domain}. 300 IN A 127.0.0.1")
-    server.settings["delivery"] = {"port": sink.port}
-    server.write_config()
-    server.restart()
+    deliver_to_port(server, sink.port)
 
 
 def test_direct_mx_delivery_is_dkim_signed_and_verifies(server: Jitaku, dns_zone, sink_factory) -> None:
@@ -132,9 +137,7 @@ def test_mx_preference_and_fallback_to_the_next_host(server: Jitaku, dns_zone, s
     zone.add("remote.test. 300 IN MX 20 mx.remote.test.")
     zone.add("dead.remote.test. 300 IN A 127.0.0.2")  # nothing listens there on the sink's port
     zone.add("mx.remote.test. 300 IN A 127.0.0.1")
-    server.settings["delivery"] = {"port": sink.port}
-    server.write_config()
-    server.restart()
+    deliver_to_port(server, sink.port)
     submit(server, "dave@remote.test")
     assert wait_until(sink.messages)
 
@@ -143,9 +146,7 @@ def test_domain_without_mx_gets_mail_at_its_address(server: Jitaku, dns_zone, si
     zone, _ = dns_zone
     sink = sink_factory()
     zone.add("plain.test. 300 IN A 127.0.0.1")
-    server.settings["delivery"] = {"port": sink.port}
-    server.write_config()
-    server.restart()
+    deliver_to_port(server, sink.port)
     submit(server, "dave@plain.test")
     assert wait_until(sink.messages)
 

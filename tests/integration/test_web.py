@@ -44,9 +44,18 @@ def test_port_443_speaks_https_with_our_certificate(server: Jitaku) -> None:
     server.write_config()
     server.restart()
     result = subprocess.run(
-        ["curl", "-sS", "--cacert", str(server.dir / "tls" / "cert.pem"), "--resolve", "mail.example.test:443:127.0.0.1",
-         "https://mail.example.test/status.json"],
-        capture_output=True, text=True, timeout=30,
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            str(server.dir / "tls" / "cert.pem"),
+            "--resolve",
+            "mail.example.test:443:127.0.0.1",
+            "https://mail.example.test/status.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["hostname"] == "mail.example.test"

@@ -37,11 +37,12 @@ class Transport(Protocol):
 class DeliveryError(Exception):
     """Reaching a server failed before any recipient was answered."""
 
-    def __init__(self, reply: str, permanent: bool, host: str | None = None) -> None:
+    def __init__(self, reply: str, permanent: bool, host: str | None = None, unreachable: bool = False) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
         self.host = host
+        self.unreachable = unreachable  # no TCP connection at all: another address may do
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ async def _connect(endpoint: Endpoint, port: int, timeout: float) -> socket.sock
             f"4.4.1 connect to {endpoint.name}[{endpoint.address}]:{port}: {error or 'timed out'}",
             permanent=False,
             host=endpoint.name,
+            unreachable=True,
         ) from None
     return sock
 
@@ -224,7 +226,7 @@ class RelayTransport:
                 try:
                     return await _session(Endpoint(self._relay.host, address), self._hop, sender, recipients, message)
                 except DeliveryError as error:
-                    if error.permanent or not error.reply.startswith("4.4.1"):
+                    if not error.unreachable:
                         raise
                     last = error
             assert last is not None
