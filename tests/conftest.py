@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
@@ -278,3 +280,42 @@ def rejection(transcript: str) -> str:
 
 def read_config(path: Path) -> dict[str, Any]:
     return tomllib.loads(path.read_text())
+
+
+class Sink:
+    """Postfix's smtp-sink: a real SMTP server that stores what it accepts (or refuses as told)."""
+
+    def __init__(self, *options: str) -> None:
+        self.port = free_port()
+        # smtp-sink writes as `nobody`, who cannot enter pytest's 0700 tmp_path
+        directory = Path(tempfile.mkdtemp(prefix="jitaku-sink-"))
+        directory.chmod(0o777)
+        self.dir = directory
+        self.process = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"127.0.0.1:{self.port}", "50"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def messages(self) -> list[bytes]:
+        return [path.read_bytes() for path in sorted(self.dir.iterdir())]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def sink_factory() -> Iterator[Any]:
+    sinks: list[Sink] = []
+
+    def make(*options: str) -> Sink:
+        sink = Sink(*options)
+        sinks.append(sink)
+        return sink
+
+    yield make
+    for sink in sinks:
+        sink.stop()

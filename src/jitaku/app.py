@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
+from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
@@ -173,9 +174,21 @@ async def _run(
         postmaster=f"MAILER-DAEMON@{settings.domains[0]}",
         concurrency=settings.delivery.concurrency,
     )
-    # A worker cannot wake the main process's queue; the queue polls every second anyway.
-    pipeline = Pipeline(hostname, database, dkim.Signer(keys), queue.wake if children is not None else _nothing)
+    signer = dkim.Signer(keys)
+    main = children is not None
+    lists: ListEngine | None = None
+    # A worker cannot wake the main process's queue or list engine; both poll every second anyway.
+    pipeline = Pipeline(
+        hostname,
+        database,
+        signer,
+        wake=queue.wake if main else _nothing,
+        wake_lists=lambda: lists.wake() if lists is not None else None,
+    )
     queue.pipeline = pipeline
+    if main:
+        lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, queue.wake)
+        queue.on_personal_delivered = on_personal_delivered
     limiter = FailureLimiter()
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
     handlers = {
@@ -209,8 +222,9 @@ async def _run(
         )
         async with asyncio.TaskGroup() as tasks:
             background = []
-            if children is not None:
+            if children is not None and lists is not None:
                 background.append(tasks.create_task(queue.run()))
+                background.append(tasks.create_task(lists.run()))
                 background.append(tasks.create_task(_watch(children, stop)))
             if web:
                 tasks.create_task(_web(config, database, web, stop))

@@ -1,4 +1,4 @@
-"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim."""
+"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from jitaku import config as config_module
@@ -72,7 +73,7 @@ def _print_json(rows: list[dict[str, Any]]) -> None:
 def _table(columns: list[str], rows: list[list[Any]]) -> None:
     table = Table(*columns, box=None, header_style="bold")
     for row in rows:
-        table.add_row(*(str(cell) if cell is not None else "" for cell in row))
+        table.add_row(*(escape(str(cell)) if cell is not None else "" for cell in row))
     console.print(table)
 
 
@@ -322,6 +323,15 @@ def dkim_show(
         _print_json([{"name": r.name, "value": r.value} for r in records])
     else:
         _table(["name", "type", "value"], [[r.name, r.type, r.value] for r in records])
+
+
+def _register_list_commands() -> None:
+    from jitaku.cli_lists import list_app  # it builds on this module's helpers
+
+    app.add_typer(list_app, name="list")
+
+
+_register_list_commands()
 
 
 def main() -> None:

@@ -110,6 +110,8 @@ class SubmissionsSettings(_Section):
 
 class WebSettings(_Section):
     listen: ListenList = (Listen("127.0.0.1", 8025),)
+    # How the world reaches our pages (list unsubscribe links); default https://HOSTNAME
+    url: str = ""
 
 
 class RelaySettings(_Section):
@@ -191,6 +193,10 @@ class Settings(_Section):
     def mail_hostname(self) -> str:
         """The name we greet with and put in Received: the configured one or mail.DOMAIN."""
         return self.hostname or f"mail.{self.domains[0]}"
+
+    @property
+    def web_url(self) -> str:
+        return self.web.url.rstrip("/") or f"https://{self.mail_hostname}"
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in self.domains

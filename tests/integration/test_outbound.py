@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import ssl
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -19,49 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import Jitaku, free_port, swaks, wait_for_port, wait_until
+from tests.conftest import Jitaku, Sink, free_port, swaks, wait_until
 
 VERIFIER = Path(__file__).with_name("dkim_verify.pl")
 ALICE = ("--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "secret-password")
-
-
-class Sink:
-    """Postfix's smtp-sink: a real SMTP server that stores what it accepts (or refuses as told)."""
-
-    def __init__(self, *options: str) -> None:
-        self.port = free_port()
-        # smtp-sink writes as `nobody`, who cannot enter pytest's 0700 tmp_path
-        directory = Path(tempfile.mkdtemp(prefix="jitaku-sink-"))
-        directory.chmod(0o777)
-        self.dir = directory
-        self.process = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"127.0.0.1:{self.port}", "50"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-
-    def messages(self) -> list[bytes]:
-        return [path.read_bytes() for path in sorted(self.dir.iterdir())]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def sink_factory() -> Iterator[Any]:
-    sinks: list[Sink] = []
-
-    def make(*options: str) -> Sink:
-        sink = Sink(*options)
-        sinks.append(sink)
-        return sink
-
-    yield make
-    for sink in sinks:
-        sink.stop()
 
 
 def submit(server: Jitaku, to: str, *extra: str) -> str:

@@ -40,10 +40,12 @@ def strip_forged(message: bytes, authserv_id: str) -> bytes:
 
 
 _SIGNED = re.compile(rb"(?im)^dkim-signature:")
+_SEALED = re.compile(rb"(?im)^arc-seal:")
 
 
 def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
-    signed = bool(_SIGNED.search(message.split(b"\r\n\r\n", 1)[0]))
+    head = message.split(b"\r\n\r\n", 1)[0]
+    signed = bool(_SIGNED.search(head))
     try:
         header = authheaders.authenticate_message(
             message,
@@ -51,7 +53,8 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
             spf=True,
             dkim=signed,
             dmarc=True,
-            arc=False,
+            # the result a list's own ARC set must carry on (RFC 8617 §5.1.2)
+            arc=bool(_SEALED.search(head)),
             ip=ip,
             mail_from=mail_from,
             helo=helo,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 from jitaku.tls import write_secret
 
@@ -32,6 +34,52 @@ SIGNED_HEADERS = [
     b"list-unsubscribe",
     b"list-unsubscribe-post",
 ]
+
+
+# The headers an ARC-Message-Signature covers for list mail. Unlike DKIM it leaves out the
+# per-member List-Unsubscribe lines, so one ARC set serves every member's copy.
+ARC_SIGNED_HEADERS = [
+    b"from",
+    b"to",
+    b"cc",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"list-id",
+    b"list-post",
+]
+
+
+@lru_cache(maxsize=16)
+def _openssl_key(modulus: int, public_exponent: int, private_exponent: int, p: int, q: int) -> rsa.RSAPrivateKey:
+    public = rsa.RSAPublicNumbers(public_exponent, modulus)
+    numbers = rsa.RSAPrivateNumbers(
+        p,
+        q,
+        private_exponent,
+        rsa.rsa_crt_dmp1(private_exponent, p),
+        rsa.rsa_crt_dmq1(private_exponent, q),
+        rsa.rsa_crt_iqmp(p, q),
+        public,
+    )
+    return numbers.private_key()
+
+
+def _rsa_sign(digest: Any, key: dict[str, int]) -> bytes:
+    """dkimpy's RSA step, done by OpenSSL: byte-for-byte the same PKCS#1 v1.5 signature, in 0.4 ms
+    rather than the 10 ms of dkimpy's pure-Python arithmetic (a list post needs one per member)."""
+    private = _openssl_key(key["modulus"], key["publicExponent"], key["privateExponent"], key["prime1"], key["prime2"])
+    algorithm = hashes.SHA256() if digest.name == "sha256" else hashes.SHA1()
+    return private.sign(digest.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm))
+
+
+dkim.RSASSA_PKCS1_v1_5_sign = _rsa_sign
 
 
 @dataclass(frozen=True)
@@ -120,6 +168,22 @@ class Signer:
                 signature_algorithm=b"ed25519-sha256" if key.algorithm == "ed25519" else b"rsa-sha256",
             )
         return headers + message
+
+    def seal(self, message: bytes, domain: str, authserv_id: str) -> bytes:
+        """The next ARC set (RFC 8617) for MESSAGE as we pass it on, recording our
+        Authentication-Results; empty when there are none of ours or the chain cannot continue."""
+        for key, private in self._keys.get(domain.lower(), []):
+            if key.algorithm == "rsa":
+                headers = dkim.arc_sign(
+                    message,
+                    key.selector.encode(),
+                    key.domain.encode(),
+                    private,
+                    authserv_id.encode(),
+                    include_headers=ARC_SIGNED_HEADERS,
+                )
+                return b"".join(headers)
+        return b""
 
 
 def _dkimpy_key(key: DkimKey) -> bytes:

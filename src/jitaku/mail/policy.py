@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 
 from jitaku.config import Settings
+from jitaku.lists.verp import role_of
 from jitaku.mail import address as addresses
 from jitaku.store import Database, accounts
 
@@ -18,7 +19,8 @@ DIRECTORY_CHECK_SECONDS = 1.0
 @dataclass(frozen=True)
 class Accepted:
     recipient: str
-    mailbox: str | None  # the local user it lands with; None: it leaves for another server
+    mailbox: str | None  # the local user it lands with; None: it leaves for another server (or goes to a list)
+    list_role: tuple[str, str] | None = None  # (list address, "post" | "request" | "owner" | "bounces")
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,15 @@ class Policy:
             if authenticated:
                 return Accepted(recipient, None)
             return Refused(f"554 5.7.1 <{text}>: Relay access denied")
-        target = self.resolve(await self._current(), recipient)
-        if target is None:
-            target = self.resolve(await self._current(fresh=True), recipient)
+        directory = await self._current()
+        to_list = list_role(directory, recipient)
+        target = None if to_list else self.resolve(directory, recipient)
+        if to_list is None and target is None:
+            directory = await self._current(fresh=True)
+            to_list = list_role(directory, recipient)
+            target = None if to_list else self.resolve(directory, recipient)
+        if to_list is not None:
+            return Accepted(recipient, None, to_list)
         if target is None:
             return Refused(f"550 5.1.1 <{text}>: Recipient address rejected: User unknown")
         if self._settings.is_local_domain(target.rpartition("@")[2]):
@@ -89,6 +97,18 @@ class Policy:
             return directory.first_user
         return None
 
+    async def local_mailboxes(self, addresses: list[str]) -> dict[str, str]:
+        """The local user each of ADDRESSES lands with, for those that land here (a list's local members)."""
+        directory = await self._current()
+        found: dict[str, str] = {}
+        for address in addresses:
+            if not self._settings.is_local_domain(address.rpartition("@")[2]):
+                continue
+            target = self.resolve(directory, address)
+            if target is not None and target in directory.users:
+                found[address] = target
+        return found
+
     async def owns(self, user: str, text: str) -> bool:
         """Whether the authenticated USER may use TEXT as envelope sender or From."""
         candidate = addresses.normalize(text)
@@ -99,3 +119,13 @@ class Policy:
         if self.resolve(await self._current(), candidate) == user:
             return True
         return self.resolve(await self._current(fresh=True), candidate) == user
+
+
+def list_role(directory: accounts.Directory, recipient: str) -> tuple[str, str] | None:
+    """(list, role) when RECIPIENT is a list or one of its -request, -owner, -bounces addresses."""
+    if recipient in directory.lists:
+        return recipient, "post"
+    role = role_of(recipient)
+    if role is not None and role[0] in directory.lists:
+        return role
+    return None

@@ -54,6 +54,9 @@ class Queue:
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.pipeline: Pipeline | None = None  # set once the pipeline exists; they need each other
+        # (VERP sender, recipient) of each personal copy delivered, in the transaction that records it:
+        # the list engine forgives a member's bounces on a later success
+        self.on_personal_delivered: Callable[[Connection, list[tuple[str, str]]], None] | None = None
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -81,7 +84,9 @@ class Queue:
             async with self._limit:
                 started = time.time()
                 try:
-                    outcomes = await self._transport.deliver(message.sender, message.recipients, message.body)
+                    outcomes = await self._transport.deliver(
+                        message.sender, message.recipients, message.body, message.personal
+                    )
                 except Exception as error:  # a bug in delivery must not take the queue down: retry later
                     log.event("delivery_crashed", queue_id=message.id, error=repr(error))
                     outcomes = [
@@ -102,11 +107,18 @@ class Queue:
         done = [o.recipient for o in delivered + failed]
         next_attempt = now + retry_delay(message.attempts, self._settings)
 
+        personal_delivered = [
+            (message.personal[o.recipient].sender, o.recipient) for o in delivered if o.recipient in message.personal
+        ]
+
         def record(connection: Connection) -> None:
             queue_rows.record_attempt(connection, message.id, done, deferred, next_attempt)
+            if personal_delivered and self.on_personal_delivered is not None:
+                self.on_personal_delivered(connection, personal_delivered)
 
-        if failed and message.sender:
-            await self._bounce(message, failed, record)
+        bounced = [o for o in failed if self._sender_of(message, o.recipient)]
+        if bounced:
+            await self._bounce(message, bounced, record)
         else:
             await self._database.write(record)
         delay = f"{now - message.created_at:.1f}"
@@ -131,7 +143,7 @@ class Queue:
                 delay=delay,
                 expired=expired or None,
                 reply=outcome.reply,
-                notified=f"<{message.sender}>" if message.sender else "nobody (null sender)",
+                notified=f"<{sender}>" if (sender := self._sender_of(message, outcome.recipient)) else "nobody",
             )
         for outcome in outcomes:
             if outcome.recipient in deferred:
@@ -147,23 +159,42 @@ class Queue:
                     reply=outcome.reply,
                 )
 
+    @staticmethod
+    def _sender_of(message: QueuedMessage, recipient: str) -> str:
+        own = message.personal.get(recipient)
+        return own.sender if own is not None else message.sender
+
     async def _bounce(
         self, message: QueuedMessage, failed: list[Outcome], record: Callable[[Connection], None]
     ) -> None:
-        """Queue a DSN to the sender in the same transaction that forgets the failed recipients."""
-        decision = await self._policy.recipient(message.sender, authenticated=True)
-        if not isinstance(decision, Accepted):
-            log.event("bounce_dropped", queue_id=message.id, sender=f"<{message.sender}>", reason=decision.reply)
+        """Queue a DSN to each sender in the same transaction that forgets the failed recipients.
+
+        A personal copy's bounce goes to its own (VERP) sender, so a list learns which member failed.
+        """
+        by_sender: dict[str, list[Outcome]] = {}
+        for outcome in failed:
+            by_sender.setdefault(self._sender_of(message, outcome.recipient), []).append(outcome)
+        arrivals = []
+        for sender, outcomes in by_sender.items():
+            decision = await self._policy.recipient(sender, authenticated=True)
+            if not isinstance(decision, Accepted):
+                log.event("bounce_dropped", queue_id=message.id, sender=f"<{sender}>", reason=decision.reply)
+                continue
+            report = dsn.bounce(
+                reporting_host=self._hostname,
+                from_address=self._postmaster,
+                to=sender,
+                queue_id=message.id,
+                arrival_date=message.created_at,
+                failed=outcomes,
+                original=message.body,
+            )
+            arrivals.append(Arrival("", (decision,), report, session=None))
+        assert self.pipeline is not None
+        if not arrivals:
             await self._database.write(record)
             return
-        report = dsn.bounce(
-            reporting_host=self._hostname,
-            from_address=self._postmaster,
-            to=message.sender,
-            queue_id=message.id,
-            arrival_date=message.created_at,
-            failed=failed,
-            original=message.body,
-        )
-        assert self.pipeline is not None
-        await self.pipeline.accept(Arrival("", (decision,), report, session=None), also=record)
+        # every bounce but the last is committed first: a crash between them repeats a bounce, never loses one
+        for arrival in arrivals[:-1]:
+            await self.pipeline.accept(arrival)
+        await self.pipeline.accept(arrivals[-1], also=record)

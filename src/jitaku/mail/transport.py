@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -19,6 +19,9 @@ import dns.exception
 import dns.resolver
 
 from jitaku.config import RelaySettings
+from jitaku.store.queue import Personal
+
+NOBODY: Mapping[str, Personal] = {}
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,11 @@ class Outcome:
 
 
 class Transport(Protocol):
-    async def deliver(self, sender: str, recipients: Sequence[str], message: bytes) -> list[Outcome]: ...
+    async def deliver(
+        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NOBODY
+    ) -> list[Outcome]:
+        """PERSONAL recipients each get their own transaction (own sender, own header lines) on the same session."""
+        ...
 
 
 class DeliveryError(Exception):
@@ -125,6 +132,33 @@ async def _transaction(
     return [refused.get(r) or data_outcome[r] for r in recipients]
 
 
+async def _transactions(
+    client: aiosmtplib.SMTP,
+    host: str,
+    sender: str,
+    recipients: Sequence[str],
+    message: bytes,
+    personal: Mapping[str, Personal],
+) -> list[Outcome]:
+    """One transaction for the recipients who share the copy, then one per personal copy."""
+    shared = [r for r in recipients if r not in personal]
+    outcomes = await _transaction(client, host, sender, shared, message) if shared else []
+    own_copies = [(r, personal[r]) for r in recipients if r in personal]
+    for index, (recipient, own) in enumerate(own_copies):
+        try:
+            outcomes += await _transaction(client, host, own.sender, [recipient], own.prefix + message)
+        except DeliveryError as error:  # MAIL refused for this copy: the session itself still works
+            outcomes.append(Outcome(recipient, False, error.permanent, error.reply, host))
+        except (aiosmtplib.SMTPException, OSError) as error:
+            if not outcomes:
+                raise
+            # the session broke after some copies went: keep their results, retry the rest later
+            reply = f"4.4.2 conversation with {host} failed: {error}"
+            outcomes += [Outcome(r, False, False, reply, host) for r, _ in own_copies[index:]]
+            break
+    return outcomes
+
+
 @dataclass(frozen=True)
 class _Hop:
     """How to talk to one server: TLS and login policy."""
@@ -140,7 +174,12 @@ class _Hop:
 
 
 async def _session(
-    endpoint: Endpoint, hop: _Hop, sender: str, recipients: Sequence[str], message: bytes
+    endpoint: Endpoint,
+    hop: _Hop,
+    sender: str,
+    recipients: Sequence[str],
+    message: bytes,
+    personal: Mapping[str, Personal],
 ) -> list[Outcome]:
     sock = await _connect(endpoint, hop.port, hop.timeout)
     client = aiosmtplib.SMTP(
@@ -166,7 +205,9 @@ async def _session(
                         ) from None
                     # opportunistic TLS (RFC 7435): a broken STARTTLS means start again in the clear
                     client.close()
-                    return await _session(endpoint, replace(hop, try_starttls=False), sender, recipients, message)
+                    return await _session(
+                        endpoint, replace(hop, try_starttls=False), sender, recipients, message, personal
+                    )
             elif hop.require_tls:
                 raise DeliveryError(
                     f"4.7.4 {endpoint.name} does not offer STARTTLS; credentials are never sent in the clear",
@@ -182,7 +223,7 @@ async def _session(
                 ) from None
             except aiosmtplib.SMTPException as error:
                 raise DeliveryError(f"4.7.8 login to {endpoint.name} failed: {error}", False, endpoint.name) from None
-        outcomes = await _transaction(client, endpoint.name, sender, recipients, message)
+        outcomes = await _transactions(client, endpoint.name, sender, recipients, message, personal)
         try:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError):
@@ -216,7 +257,9 @@ class RelayTransport:
             credentials=credentials,
         )
 
-    async def deliver(self, sender: str, recipients: Sequence[str], message: bytes) -> list[Outcome]:
+    async def deliver(
+        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NOBODY
+    ) -> list[Outcome]:
         try:
             addresses = await _addresses(self._relay.host)
             if not addresses:
@@ -224,7 +267,8 @@ class RelayTransport:
             last: DeliveryError | None = None
             for address in addresses:
                 try:
-                    return await _session(Endpoint(self._relay.host, address), self._hop, sender, recipients, message)
+                    endpoint = Endpoint(self._relay.host, address)
+                    return await _session(endpoint, self._hop, sender, recipients, message, personal)
                 except DeliveryError as error:
                     if not error.unreachable:
                         raise
@@ -241,24 +285,29 @@ class DirectTransport:
     def __init__(self, port: int, local_hostname: str, timeout: float) -> None:
         self._hop = _Hop(port=port, local_hostname=local_hostname, timeout=timeout)
 
-    async def deliver(self, sender: str, recipients: Sequence[str], message: bytes) -> list[Outcome]:
+    async def deliver(
+        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NOBODY
+    ) -> list[Outcome]:
         by_domain: dict[str, list[str]] = {}
         for recipient in recipients:
             by_domain.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
         results = await asyncio.gather(
-            *(self._deliver_domain(domain, group, sender, message) for domain, group in by_domain.items())
+            *(self._deliver_domain(domain, group, sender, message, personal) for domain, group in by_domain.items())
         )
         outcomes = {outcome.recipient: outcome for group in results for outcome in group}
         return [outcomes[r] for r in recipients]
 
-    async def _deliver_domain(self, domain: str, recipients: list[str], sender: str, message: bytes) -> list[Outcome]:
+    async def _deliver_domain(
+        self, domain: str, recipients: list[str], sender: str, message: bytes, personal: Mapping[str, Personal]
+    ) -> list[Outcome]:
         try:
             hosts = await mx_hosts(domain)
             last: DeliveryError | None = None
             for host in hosts:
                 for address in await _addresses(host):
                     try:
-                        return await _session(Endpoint(host, address), self._hop, sender, recipients, message)
+                        endpoint = Endpoint(host, address)
+                        return await _session(endpoint, self._hop, sender, recipients, message, personal)
                     except DeliveryError as error:
                         if error.permanent:
                             raise

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from jitaku.store.schema import aliases, directory_version, mailboxes, users
+from jitaku.store.schema import aliases, directory_version, lists, mailboxes, users
 
 
 class AccountError(Exception):
@@ -30,6 +30,7 @@ class Directory:
     users: frozenset[str]
     aliases: dict[str, str]
     first_user: str | None
+    lists: frozenset[str] = frozenset()
 
 
 def current_version(connection: Connection) -> int:
@@ -43,10 +44,11 @@ def load_directory(connection: Connection) -> Directory:
         users=frozenset(addresses),
         aliases=dict(list_aliases(connection)),
         first_user=addresses[0] if addresses else None,
+        lists=frozenset(row.address for row in connection.execute(select(lists.c.address))),
     )
 
 
-def _changed(connection: Connection) -> None:
+def changed(connection: Connection) -> None:
     connection.execute(update(directory_version).values(version=directory_version.c.version + 1))
 
 
@@ -56,18 +58,24 @@ def add_user(connection: Connection, address: str, password_hash: str | None) ->
         raise AccountError(f"user {address} exists already")
     if find_alias(connection, address) is not None:
         raise AccountError(f"{address} is an alias; remove the alias first")
+    _refuse_list(connection, address)
     user_id = connection.execute(
         insert(users).values(address=address, password_hash=password_hash, created_at=time.time()).returning(users.c.id)
     ).scalar_one()
     connection.execute(insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1))
-    _changed(connection)
+    changed(connection)
     return User(user_id, address, password_hash)
+
+
+def _refuse_list(connection: Connection, address: str) -> None:
+    if connection.execute(select(lists.c.id).where(lists.c.address == address)).first() is not None:
+        raise AccountError(f"{address} is a mailing list")
 
 
 def remove_user(connection: Connection, address: str) -> None:
     if connection.execute(delete(users).where(users.c.address == address.lower())).rowcount == 0:
         raise AccountError(f"no user {address.lower()}")
-    _changed(connection)
+    changed(connection)
 
 
 def set_password(connection: Connection, address: str, password_hash: str) -> None:
@@ -94,14 +102,15 @@ def add_alias(connection: Connection, alias: str, target: str) -> None:
         raise AccountError(f"{alias} is a user; an alias cannot shadow it")
     if find_alias(connection, alias) is not None:
         raise AccountError(f"alias {alias} exists already")
+    _refuse_list(connection, alias)
     connection.execute(insert(aliases).values(alias=alias, target=target))
-    _changed(connection)
+    changed(connection)
 
 
 def remove_alias(connection: Connection, alias: str) -> None:
     if connection.execute(delete(aliases).where(aliases.c.alias == alias.lower())).rowcount == 0:
         raise AccountError(f"no alias {alias.lower()}")
-    _changed(connection)
+    changed(connection)
 
 
 def find_alias(connection: Connection, alias: str) -> str | None:

@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.store.schema import queue, queue_recipients
+
+
+class Personal(NamedTuple):
+    """A recipient's own copy: its envelope sender (a list's VERP address) and the header lines
+    prepended for it alone (its one-click unsubscribe link and the DKIM signature covering it)."""
+
+    sender: str
+    prefix: bytes
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class QueuedMessage:
     attempts: int
     last_error: str | None
     body: bytes = field(default=b"", repr=False)
+    personal: dict[str, Personal] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """The form `jitaku queue list --json` and the status page show."""
@@ -37,23 +46,47 @@ class QueuedMessage:
 
 
 def enqueue(
-    connection: Connection, queue_id: str, sender: str, recipients: Iterable[str], body: bytes, now: float
+    connection: Connection,
+    queue_id: str,
+    sender: str,
+    recipients: Iterable[str],
+    body: bytes,
+    now: float,
+    personal: dict[str, Personal] | None = None,
 ) -> None:
+    personal = personal or {}
     connection.execute(
         insert(queue).values(id=queue_id, sender=sender, created_at=now, next_attempt=now, attempts=0, body=body)
     )
-    connection.execute(insert(queue_recipients), [{"queue_id": queue_id, "recipient": r} for r in recipients])
+    rows = []
+    for recipient in recipients:
+        own = personal.get(recipient)
+        rows.append(
+            {
+                "queue_id": queue_id,
+                "recipient": recipient,
+                "sender": own.sender if own else None,
+                "prefix": own.prefix if own else None,
+            }
+        )
+    connection.execute(insert(queue_recipients), rows)
 
 
-def _recipients(connection: Connection, ids: list[str]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {queue_id: [] for queue_id in ids}
+def _recipients(
+    connection: Connection, ids: list[str], with_personal: bool
+) -> dict[str, tuple[list[str], dict[str, Personal]]]:
+    found: dict[str, tuple[list[str], dict[str, Personal]]] = {queue_id: ([], {}) for queue_id in ids}
+    columns = [queue_recipients.c.queue_id, queue_recipients.c.recipient]
+    if with_personal:
+        columns += [queue_recipients.c.sender, queue_recipients.c.prefix]
     rows = connection.execute(
-        select(queue_recipients.c.queue_id, queue_recipients.c.recipient)
-        .where(queue_recipients.c.queue_id.in_(ids))
-        .order_by(queue_recipients.c.id)
+        select(*columns).where(queue_recipients.c.queue_id.in_(ids)).order_by(queue_recipients.c.id)
     )
     for row in rows:
-        found[row.queue_id].append(row.recipient)
+        recipients, personal = found[row.queue_id]
+        recipients.append(row.recipient)
+        if with_personal and row.sender is not None:
+            personal[row.recipient] = Personal(row.sender, row.prefix or b"")
     return found
 
 
@@ -74,17 +107,18 @@ def _read(connection: Connection, where: object, with_body: bool, limit: int | N
     if limit is not None:
         statement = statement.limit(limit)
     rows = connection.execute(statement).all()
-    recipients = _recipients(connection, [row.id for row in rows])
+    recipients = _recipients(connection, [row.id for row in rows], with_body)
     return [
         QueuedMessage(
             row.id,
             row.sender,
-            tuple(recipients[row.id]),
+            tuple(recipients[row.id][0]),
             row.created_at,
             row.next_attempt,
             row.attempts,
             row.last_error,
             row.body if with_body else b"",
+            recipients[row.id][1],
         )
         for row in rows
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -86,4 +87,89 @@ queue_recipients = Table(
     Column("queue_id", String(32), ForeignKey("queue.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("recipient", String(320), nullable=False),
     Column("last_error", Text, nullable=True),
+    # A list member's own copy: its VERP envelope sender and the header lines only it carries
+    Column("sender", String(320), nullable=True),
+    Column("prefix", LargeBinary, nullable=True),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("subject_tag", String(255), nullable=False),
+    Column("reply_to", String(16), nullable=False),
+    Column("dmarc", String(16), nullable=False),
+    Column("owners", Text, nullable=False, default=""),  # comma-separated; empty: postmaster
+    Column("last_number", Integer, nullable=False, default=0),
+    Column("bounce_threshold", Float, nullable=False, default=5.0),
+    Column("secret", String(64), nullable=False),  # keys the one-click unsubscribe tokens
+    Column("created_at", Float, nullable=False),
+)
+
+list_members = Table(
+    "list_members",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("self_copy", Boolean, nullable=False, default=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("bounce_score", Float, nullable=False, default=0.0),
+    Column("disabled_reason", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("list_id", "address"),
+)
+
+# Every post as it went out (before each member's own headers), for `list archive`, `# get N` and the web.
+list_posts = Table(
+    "list_posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("posted_at", Float, nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("author", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    UniqueConstraint("list_id", "number"),
+)
+
+list_held = Table(
+    "list_held",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("author", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+)
+
+# Mail for a list, committed with the SMTP transaction and handled by the list engine after the 250.
+list_inbox = Table(
+    "list_inbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=False),  # post, approved, rejected, request, owner, bounces
+    Column("recipient", String(320), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("note", Text, nullable=True),  # a moderator's reason for rejecting
+    Column("body", LargeBinary, nullable=False),
+)
+
+list_confirmations = Table(
+    "list_confirmations",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("action", String(16), nullable=False),  # subscribe, unsubscribe
+    Column("created_at", Float, nullable=False),
 )

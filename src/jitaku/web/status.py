@@ -14,6 +14,7 @@ from starlette.templating import Jinja2Templates
 from jitaku.config import Settings
 from jitaku.store import Database, mailstore
 from jitaku.store import queue as queue_rows
+from jitaku.web import lists
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -40,4 +41,4 @@ def build(settings: Settings, database: Database) -> Starlette:
     async def as_json(request: Request) -> Response:
         return JSONResponse(await snapshot())
 
-    return Starlette(routes=[Route("/", page), Route("/status.json", as_json)])
+    return Starlette(routes=[Route("/", page), Route("/status.json", as_json), *lists.routes(database)])

@@ -1,0 +1,286 @@
+"""`jitaku list ...`: create and run mailing lists, named by their full address everywhere."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from sqlalchemy.engine import Connection
+
+from jitaku.cli import (
+    DEFAULT_DIR,
+    CliError,
+    DirOption,
+    JsonOption,
+    _address,
+    _config,
+    _database,
+    _local_address,
+    console,
+)
+from jitaku.cli import _print_json as print_json
+from jitaku.cli import _table as table
+
+list_app = typer.Typer(no_args_is_help=True, help="Mailing lists.")
+
+IMPORT_BATCH = 500
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+@list_app.command("create")
+def create(
+    address: str,
+    data_dir: DirOption = DEFAULT_DIR,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the local part).")] = None,
+    subject_tag: Annotated[
+        str | None, typer.Option("--subject-tag", help="Subject tag, fml style (default [LOCAL:%05d]).")
+    ] = None,
+    reply_to: Annotated[str, typer.Option("--reply-to", help="list | sender | none")] = "list",
+    dmarc: Annotated[str, typer.Option(help="auto | munge | wrap | none")] = "auto",
+    owner: Annotated[list[str] | None, typer.Option(help="An owner's address (repeat for more).")] = None,
+) -> None:
+    """Create a list on one of this server's domains."""
+    from jitaku.store import lists
+
+    config = _config(data_dir)
+    normalized = _local_address(config, address)
+    local = normalized.partition("@")[0]
+    owners = ",".join(_address(o) for o in owner or [])
+    with _database(config).transaction() as connection:
+        lists.create_list(
+            connection, normalized, name or local, subject_tag or f"[{local}:%05d]", reply_to, dmarc, owners
+        )
+    console.print(f"created {normalized}")
+
+
+@list_app.command("delete")
+def delete(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Delete a list with its members, archive and held posts."""
+    from jitaku.store import lists
+
+    with _database(_config(data_dir)).transaction() as connection:
+        lists.delete_list(connection, _address(address))
+    console.print(f"deleted {_address(address)}")
+
+
+@list_app.command("show")
+def show(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """A list's settings and counts."""
+    from jitaku.store import lists
+
+    def query(connection: Connection) -> dict[str, object]:
+        found = lists.get_list(connection, _address(address))
+        shown: dict[str, object] = found.as_json()
+        members = lists.members(connection, found.id)
+        shown["members"] = len(members)
+        shown["disabled_members"] = sum(1 for m in members if not m.enabled)
+        shown["posts"] = lists.post_count(connection, found.id)
+        shown["held"] = len(lists.held(connection, found.id))
+        return shown
+
+    shown = _database(_config(data_dir)).read_now(query)
+    if as_json:
+        print_json([shown])
+    else:
+        table(["setting", "value"], [[key, value] for key, value in shown.items()])
+
+
+@list_app.command("set")
+def set_(address: str, key: str, value: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Change a setting: name, subject_tag, reply_to, dmarc, owners (comma-separated), bounce_threshold."""
+    from jitaku.store import lists
+
+    with _database(_config(data_dir)).transaction() as connection:
+        lists.set_setting(connection, _address(address), key.replace("-", "_"), value)
+    console.print(f"{_address(address)}: {key} = {value}")
+
+
+@list_app.command("add")
+def add(address: str, members: list[str], data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Add members (a disabled member is enabled again)."""
+    from jitaku.store import lists
+
+    wanted = [_address(m) for m in members]
+    with _database(_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, _address(address))
+        added, already = lists.add_members(connection, found.id, wanted)
+        for member in already:
+            lists.set_member(connection, found.id, member, enabled=True, bounce_score=0.0, disabled_reason=None)
+    for member in added:
+        console.print(f"added {member}")
+    for member in already:
+        console.print(f"{member} is a member already (delivery enabled)")
+
+
+@list_app.command("remove")
+def remove(address: str, members: list[str], data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Remove members."""
+    from jitaku.store import lists
+
+    with _database(_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, _address(address))
+        removed, missing = lists.remove_members(connection, found.id, [_address(m) for m in members])
+    for member in removed:
+        console.print(f"removed {member}")
+    if missing:
+        raise CliError(f"not members of {found.address}: {', '.join(missing)}")
+
+
+@list_app.command("member")
+def member(
+    address: str,
+    member: str,
+    data_dir: DirOption = DEFAULT_DIR,
+    self_copy: Annotated[bool | None, typer.Option("--self-copy/--no-self-copy", help="Get one's own posts.")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="Deliver to this member.")] = None,
+) -> None:
+    """Change one member's settings."""
+    from jitaku.store import lists
+
+    values: dict[str, object] = {}
+    if self_copy is not None:
+        values["self_copy"] = self_copy
+    if enabled is not None:
+        values.update(enabled=enabled, bounce_score=0.0, disabled_reason=None if enabled else "disabled by owner")
+    if not values:
+        raise CliError("nothing to change: give --self-copy/--no-self-copy or --enable/--disable")
+    with _database(_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, _address(address))
+        if not lists.set_member(connection, found.id, _address(member), **values):
+            raise CliError(f"{_address(member)} is not a member of {found.address}")
+    console.print(f"{_address(member)}: " + ", ".join(f"{k} = {v}" for k, v in values.items()))
+
+
+@list_app.command("members")
+def members(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """The members, with delivery state and bounce score."""
+    from jitaku.store import lists
+
+    def query(connection: Connection) -> list[lists.Member]:
+        return lists.members(connection, lists.get_list(connection, _address(address)).id)
+
+    found = _database(_config(data_dir)).read_now(query)
+    if as_json:
+        print_json([m.as_json() for m in found])
+    else:
+        table(
+            ["address", "delivery", "own posts", "bounces"],
+            [
+                [m.address, "on" if m.enabled else f"off ({m.disabled_reason})", m.self_copy, f"{m.bounce_score:g}"]
+                for m in found
+            ],
+        )
+
+
+@list_app.command("import")
+def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Add members from FILE: one address per line; blank lines and # comments are skipped."""
+    from jitaku.mail import address as addresses
+    from jitaku.store import lists
+
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CliError(f"cannot read {file}: {error}") from None
+    wanted: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        parsed = addresses.parse(text)
+        if parsed is None:
+            raise CliError(f"{file}:{number}: not a plain mail address: {text!r} (nothing imported)")
+        wanted.append(addresses.normalize(str(parsed)))
+    database = _database(_config(data_dir))
+    added = already = 0
+    with database.transaction() as connection:  # all or nothing
+        found = lists.get_list(connection, _address(address))
+        with Progress(console=console, transient=False) as progress:
+            task = progress.add_task(f"importing into {found.address}", total=len(wanted))
+            for start in range(0, len(wanted), IMPORT_BATCH):
+                batch = wanted[start : start + IMPORT_BATCH]
+                new, old = lists.add_members(connection, found.id, batch)
+                added, already = added + len(new), already + len(old)
+                progress.advance(task, len(batch))
+    console.print(f"imported {added} members into {found.address} ({already} were members already)")
+
+
+@list_app.command("held")
+def held(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """Posts waiting for a moderator."""
+    from jitaku.store import lists
+
+    def query(connection: Connection) -> list[lists.Held]:
+        return lists.held(connection, lists.get_list(connection, _address(address)).id)
+
+    found = _database(_config(data_dir)).read_now(query)
+    shown = [
+        {
+            "id": h.id,
+            "received": _iso(h.received_at),
+            "sender": h.sender,
+            "from": h.author,
+            "subject": h.subject,
+            "reason": h.reason,
+        }
+        for h in found
+    ]
+    if as_json:
+        print_json(shown)
+    else:
+        table(
+            ["id", "received", "from", "subject", "reason"],
+            [[h["id"], h["received"], h["from"], h["subject"], h["reason"]] for h in shown],
+        )
+
+
+@list_app.command("approve")
+def approve(address: str, held_id: int, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Send a held post to the list."""
+    _release(address, held_id, data_dir, "approved", None)
+    console.print(f"approved {held_id}: the running server sends it to the list")
+
+
+@list_app.command("reject")
+def reject(
+    address: str,
+    held_id: int,
+    data_dir: DirOption = DEFAULT_DIR,
+    reason: Annotated[str | None, typer.Option(help="Told to the sender.")] = None,
+) -> None:
+    """Discard a held post and tell its sender."""
+    _release(address, held_id, data_dir, "rejected", reason)
+    console.print(f"rejected {held_id}")
+
+
+def _release(address: str, held_id: int, data_dir: Path, role: str, note: str | None) -> None:
+    """Hand a held post back to the list engine, which posts it or tells its sender."""
+    from jitaku.store import lists
+
+    with _database(_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, _address(address))
+        sender, body = lists.take_held(connection, found.id, held_id)
+        lists.add_inbox(connection, found.address, role, found.address, sender, body, time.time(), note)
+
+
+@list_app.command("archive")
+def archive(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """Every post: number, date, from, subject."""
+    from jitaku.store import lists
+
+    def query(connection: Connection) -> list[lists.Post]:
+        return lists.posts(connection, lists.get_list(connection, _address(address)).id)
+
+    found = _database(_config(data_dir)).read_now(query)
+    shown = [{"number": p.number, "date": _iso(p.posted_at), "from": p.author, "subject": p.subject} for p in found]
+    if as_json:
+        print_json(shown)
+    else:
+        table(["number", "date", "from", "subject"], [list(s.values()) for s in shown])

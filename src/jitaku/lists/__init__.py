@@ -1,0 +1,1 @@
+"""Mailing lists: posting, numbering, rewriting, fan-out, bounces, commands."""

@@ -1,0 +1,234 @@
+"""A post as the list sends it: numbered subject, RFC 2369/2919 headers, a DMARC-safe From, wrapped if asked.
+
+Works on the raw header fields so that everything we do not change reaches
+members byte for byte (encoded-words, folding, the order of fields).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import formataddr, getaddresses
+
+from jitaku.lists.subject import strip_tag, tag_subject
+from jitaku.mail.headers import decoded
+from jitaku.mail.orgdomain import organizational_domain
+from jitaku.store.lists import MailingList
+
+# What a list sets itself; a post's own copies of these are dropped.
+LIST_FIELDS = frozenset(
+    {
+        "list-id",
+        "list-post",
+        "list-help",
+        "list-subscribe",
+        "list-unsubscribe",
+        "list-unsubscribe-post",
+        "list-archive",
+        "list-owner",
+        "precedence",
+        "x-ml-name",
+        "x-mail-count",
+        "x-loop",
+        "return-path",
+    }
+)
+# Fields whose change breaks an original DKIM signature that covers them.
+EDITED = LIST_FIELDS | {"subject", "reply-to", "cc", "from"}
+
+_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+@dataclass(frozen=True)
+class Edition:
+    message: bytes  # what every member gets, before the header lines of their own
+    author: str  # decoded, for the archive
+    subject: str  # decoded, without our tag
+
+
+def split(message: bytes) -> tuple[list[bytes], bytes]:
+    """Header fields (each with its folded lines and CRLF) and the body from the blank line on."""
+    end = message.find(b"\r\n\r\n")
+    head, body = (message, b"") if end < 0 else (message[: end + 2], message[end + 2 :])
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line + b"\r\n"
+        else:
+            fields.append(line + b"\r\n")
+    return fields, body
+
+
+def name_of(field: bytes) -> str:
+    match = _NAME.match(field)
+    return match.group(1).decode("ascii").lower() if match else ""
+
+
+def value_of(field: bytes) -> str:
+    """The raw value, unfolded, as text (8-bit bytes kept as surrogates)."""
+    value = field.split(b":", 1)[1] if b":" in field else b""
+    return value.decode("utf-8", "surrogateescape").replace("\r\n", "").strip()
+
+
+def first(fields: list[bytes], name: str) -> str | None:
+    for field in fields:
+        if name_of(field) == name:
+            return value_of(field)
+    return None
+
+
+def list_id(mailing_list: MailingList) -> str:
+    """RFC 2919: `local.domain` as the list's identifier."""
+    return f"{mailing_list.local_part}.{mailing_list.domain}"
+
+
+def list_fields(mailing_list: MailingList, number: int, web_url: str) -> bytes:
+    request = mailing_list.role_address("request")
+    lines = [
+        f"List-Id: {_phrase(mailing_list.name, 'List-Id')} <{list_id(mailing_list)}>",
+        f"List-Post: <mailto:{mailing_list.address}>",
+        f"List-Help: <mailto:{request}?subject=help>",
+        f"List-Subscribe: <mailto:{request}?subject=subscribe>,\r\n <{web_url}/lists/{mailing_list.address}/subscribe>",
+        f"List-Archive: <{web_url}/lists/{mailing_list.address}/archive>",
+        f"List-Owner: <mailto:{mailing_list.role_address('owner')}>",
+        "Precedence: list",
+        f"X-ML-Name: {_phrase(mailing_list.name, 'X-ML-Name')}",
+        f"X-Mail-Count: {number}",
+        f"X-Loop: {mailing_list.address}",
+    ]
+    return "".join(line + "\r\n" for line in lines).encode("ascii")
+
+
+def unsubscribe_fields(mailing_list: MailingList, token: str, web_url: str) -> bytes:
+    """One member's List-Unsubscribe (RFC 2369) with its one-click URL (RFC 8058)."""
+    return (
+        f"List-Unsubscribe: <mailto:{mailing_list.role_address('request')}?subject=unsubscribe>,\r\n"
+        f" <{web_url}/lists/{mailing_list.address}/unsubscribe/{token}>\r\n"
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+    ).encode("ascii")
+
+
+def compose(post: bytes, mailing_list: MailingList, number: int, rewrite: str, web_url: str) -> Edition:
+    """REWRITE is "none", "munge" (From becomes the list's) or "wrap" (the post travels as an attachment)."""
+    fields, body = split(post)
+    raw_from = first(fields, "from") or ""
+    author = decoded(raw_from)
+    subject = strip_tag(decoded(first(fields, "subject")), mailing_list.subject_tag).strip()
+    new_subject = f"Subject: {tag_subject(first(fields, 'subject'), mailing_list.subject_tag, number)}\r\n"
+    if rewrite == "wrap":
+        fields, body = _wrapper(fields, post)
+    kept = [f for f in fields if name_of(f) not in LIST_FIELDS]
+    kept = _replace(kept, "subject", new_subject.encode("ascii"))
+    if rewrite in ("munge", "wrap"):
+        kept = _replace(kept, "from", _munged_from(raw_from, mailing_list))
+    kept = _reply_fields(kept, raw_from, mailing_list, munged=rewrite != "none")
+    head = b"".join(kept) + list_fields(mailing_list, number, web_url)
+    return Edition(head + body, author, subject)
+
+
+def _replace(fields: list[bytes], name: str, field: bytes) -> list[bytes]:
+    """Put FIELD where the first NAME was (or at the end), dropping any other NAME."""
+    out: list[bytes] = []
+    placed = False
+    for existing in fields:
+        if name_of(existing) == name:
+            if not placed:
+                out.append(field)
+                placed = True
+            continue
+        out.append(existing)
+    return out if placed else out + [field]
+
+
+def _reply_fields(fields: list[bytes], raw_from: str, mailing_list: MailingList, munged: bool) -> list[bytes]:
+    """Where replies go. Once From is the list's, the author must still be reachable: in Reply-To,
+    or in Cc when Reply-To is the list's."""
+    has_reply_to = any(name_of(f) == "reply-to" for f in fields)
+    if mailing_list.reply_to == "list":
+        fields = _replace(fields, "reply-to", f"Reply-To: <{mailing_list.address}>\r\n".encode())
+        if munged and raw_from:
+            cc = first(fields, "cc")
+            value = f"{cc},\r\n {raw_from}" if cc else raw_from
+            fields = _replace(fields, "cc", f"Cc: {value}\r\n".encode("utf-8", "surrogateescape"))
+    elif munged and raw_from and not has_reply_to:
+        fields = _replace(fields, "reply-to", f"Reply-To: {raw_from}\r\n".encode("utf-8", "surrogateescape"))
+    return fields
+
+
+def _munged_from(raw_from: str, mailing_list: MailingList) -> bytes:
+    """`"Original Name via List Name" <list@domain>`, in the author's own charset where it was ISO-2022-JP."""
+    pairs = getaddresses([raw_from])
+    name, address = pairs[0] if pairs else ("", "")
+    display = f"{decoded(name) or address or 'someone'} via {mailing_list.name}"
+    if display.isascii():
+        return f"From: {formataddr((display, mailing_list.address))}\r\n".encode("ascii")
+    charset = "iso-2022-jp" if "iso-2022-jp" in raw_from.lower() and _encodes(display, "iso-2022-jp") else "utf-8"
+    encoded = Header(display, charset, header_name="From").encode(linesep="\r\n")
+    return f"From: {encoded}\r\n <{mailing_list.address}>\r\n".encode("ascii")
+
+
+def _phrase(text: str, header_name: str) -> str:
+    if text.isascii():
+        return formataddr((text, "x@x")).rpartition(" <")[0] if any(c in text for c in '()<>@,;:\\".[]') else text
+    return Header(text, "utf-8", header_name=header_name).encode(linesep="\r\n")
+
+
+def _encodes(text: str, charset: str) -> bool:
+    try:
+        text.encode(charset)
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+# Fields the wrapper keeps from the post: who it is to, threading, and our trace and verdict
+_WRAPPER_KEEPS = {
+    "received",
+    "authentication-results",
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "in-reply-to",
+    "references",
+    "reply-to",
+}
+
+
+def _wrapper(fields: list[bytes], post: bytes) -> tuple[list[bytes], bytes]:
+    """The post untouched inside a message/rfc822 part, so its DKIM signature still verifies there."""
+    boundary = f"jitaku-{secrets.token_hex(12)}"
+    kept = [f for f in fields if name_of(f) in _WRAPPER_KEEPS]
+    kept += [
+        b"MIME-Version: 1.0\r\n",
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n'.encode(),
+    ]
+    original = post.split(b"\r\n", 1)[1] if post.startswith(b"Return-Path:") else post
+    body = (
+        f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n".encode()
+        + original
+        + (b"" if original.endswith(b"\r\n") else b"\r\n")
+        + f"--{boundary}--\r\n".encode()
+    )
+    return kept, body
+
+
+def breaks_signature(post: bytes, from_domain: str) -> bool:
+    """Whether the post has a DKIM signature aligned with FROM_DOMAIN that our edits will break."""
+    fields, _body = split(post)
+    for field in fields:
+        if name_of(field) != "dkim-signature":
+            continue
+        tags = dict(
+            (key.strip().lower(), value.strip())
+            for key, _, value in (tag.partition("=") for tag in re.sub(r"\s+", "", value_of(field)).split(";"))
+        )
+        if organizational_domain(tags.get("d", "")) != organizational_domain(from_domain):
+            continue
+        if {h.lower() for h in tags.get("h", "").split(":")} & EDITED:
+            return True
+    return False

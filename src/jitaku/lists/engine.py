@@ -1,0 +1,479 @@
+"""The list engine: works through mail the MX committed for lists, one item at a time, after the 250.
+
+Each item ends in one transaction that also removes it from the inbox: a post
+takes its number, goes to the archive and into the queue (one queue entry per
+destination domain, one copy per member) together, so a crash before the
+commit leaves the item to be done again and a crash after it leaves nothing
+to redo: no gap, no repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy.engine import Connection
+
+from jitaku import log
+from jitaku.lists import bounces, commands, compose, dmarc, notices, verp
+from jitaku.mail import headers
+from jitaku.mail.dkim import Signer
+from jitaku.mail.pipeline import Arrival, Pipeline, new_queue_id
+from jitaku.mail.policy import Accepted, Policy
+from jitaku.store import Database, mailstore
+from jitaku.store import lists as rows
+from jitaku.store import queue as queue_rows
+from jitaku.store.lists import InboxItem, MailingList, Member
+from jitaku.store.queue import Personal
+
+POLL_SECONDS = 1.0
+BATCH = 20
+CONFIRMATION_SECONDS = 3 * 86400
+STRICT = ("quarantine", "reject")
+
+
+def one_click_token(mailing_list: MailingList, member: str) -> str:
+    """The unguessable part of a member's one-click unsubscribe URL (RFC 8058 §3.1)."""
+    return hmac.new(bytes.fromhex(mailing_list.secret), member.lower().encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def member_for_token(mailing_list: MailingList, members: list[Member], token: str) -> str | None:
+    for member in members:
+        if hmac.compare_digest(one_click_token(mailing_list, member.address), token):
+            return member.address
+    return None
+
+
+def owners_of(mailing_list: MailingList) -> list[str]:
+    return list(mailing_list.owners) or [f"postmaster@{mailing_list.domain}"]
+
+
+@dataclass(frozen=True)
+class Copies:
+    """A numbered post ready to commit: the archive copy, local deliveries and queue entries."""
+
+    edition: compose.Edition
+    local: list[tuple[str, bytes]]  # (mailbox, message)
+    remote: dict[str, tuple[list[str], dict[str, Personal]]]  # domain -> (members, their own copies)
+    shared: bytes  # the part of each copy all members share (ARC set + edition)
+
+
+class ListEngine:
+    def __init__(
+        self,
+        database: Database,
+        signer: Signer,
+        policy: Policy,
+        pipeline: Pipeline,
+        hostname: str,
+        web_url: str,
+        wake_queue: Callable[[], None],
+    ) -> None:
+        self._database = database
+        self._signer = signer
+        self._policy = policy
+        self._pipeline = pipeline
+        self._hostname = hostname
+        self._web_url = web_url
+        self._wake_queue = wake_queue
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            items = await self._database.read(lambda c: rows.next_inbox(c, BATCH))
+            for item in items:
+                await self._handle_safely(item)
+            if len(items) == BATCH:
+                continue
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
+            except TimeoutError:
+                pass
+
+    async def _handle_safely(self, item: InboxItem) -> None:
+        try:
+            await self._handle(item)
+        except Exception as error:  # one bad message must not stop the list: park it for the owner
+            log.event("list_error", item=item.id, role=item.role, sender=f"<{item.sender}>", error=repr(error))
+            await self._park(item, f"could not be processed: {error!r}")
+
+    async def _handle(self, item: InboxItem) -> None:
+        mailing_list = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
+        if item.role in ("post", "approved"):
+            await self._post(mailing_list, item)
+        elif item.role == "rejected":
+            await self._rejected(mailing_list, item)
+        elif item.role == "request":
+            await self._request(mailing_list, item)
+        elif item.role == "owner":
+            await self._to_owners(mailing_list, item)
+        else:
+            await self._bounce(mailing_list, item)
+
+    # posts
+
+    async def _post(self, mailing_list: MailingList, item: InboxItem) -> None:
+        fields, _body = compose.split(item.body)
+        if self._looped(mailing_list, fields):
+            await self._drop(item, "loop: the post already carries this list's List-Id or X-Loop")
+            return
+        if not item.sender or bounces.is_auto_reply(item.body):
+            await self._drop(item, "an automatic reply or a bounce, not a post")
+            return
+        members = await self._database.read(lambda c: rows.members(c, mailing_list.id))
+        mailboxes = await self._policy.local_mailboxes([m.address for m in members])
+        authors = set(headers.from_addresses(item.body)) | {item.sender.lower()}
+        if item.role != "approved" and not any(m.address in authors for m in members):
+            await self._hold(mailing_list, item, "the sender is not a member")
+            return
+        rewrite = await self._rewrite(mailing_list, item.body)
+        while True:
+            current = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
+            number = current.last_number + 1
+            copies = await asyncio.to_thread(
+                self._copies, current, number, rewrite, item.body, members, mailboxes, authors
+            )
+            if await self._commit_post(current, item, number, copies):
+                break
+        remote_count = sum(len(group) for group, _ in copies.remote.values())
+        log.event(
+            "list_posted",
+            list=mailing_list.address,
+            number=number,
+            sender=f"<{item.sender}>",
+            rewrite=rewrite,
+            local=len(copies.local),
+            remote=remote_count,
+            domains=len(copies.remote),
+        )
+        if copies.remote:
+            self._wake_queue()
+
+    def _looped(self, mailing_list: MailingList, fields: list[bytes]) -> bool:
+        ours = f"<{compose.list_id(mailing_list)}>"
+        for field in fields:
+            name = compose.name_of(field)
+            value = compose.value_of(field).lower()
+            if (name == "list-id" and ours in value) or (name == "x-loop" and mailing_list.address in value):
+                return True
+        return False
+
+    async def _rewrite(self, mailing_list: MailingList, post: bytes) -> str:
+        """How From must change for DMARC at the members' receivers ("none", "munge" or "wrap")."""
+        if mailing_list.dmarc != "auto":
+            return mailing_list.dmarc
+        authors = headers.from_addresses(post)
+        if not authors:
+            return "none"
+        domain = authors[0].rpartition("@")[2]
+        try:
+            policy = await dmarc.lookup(domain)
+        except dmarc.DmarcUnknown:
+            return "munge"  # cannot tell: the safe side is our own From
+        if policy is None:
+            return "none"
+        if policy.policy in STRICT or compose.breaks_signature(post, domain):
+            return "munge"
+        return "none"
+
+    def _copies(
+        self,
+        mailing_list: MailingList,
+        number: int,
+        rewrite: str,
+        post: bytes,
+        members: list[Member],
+        mailboxes: dict[str, str],
+        authors: set[str],
+    ) -> Copies:
+        """Compose, ARC-seal once, then give each member their own unsubscribe link and DKIM signature."""
+        edition = compose.compose(post, mailing_list, number, rewrite, self._web_url)
+        shared = self._signer.seal(edition.message, mailing_list.domain, self._hostname) + edition.message
+        local: list[tuple[str, bytes]] = []
+        remote: dict[str, tuple[list[str], dict[str, Personal]]] = {}
+        for member in members:
+            if not member.enabled or (member.address in authors and not member.self_copy):
+                continue
+            unsubscribe = compose.unsubscribe_fields(
+                mailing_list, one_click_token(mailing_list, member.address), self._web_url
+            )
+            signed = self._signer.sign(unsubscribe + shared, mailing_list.domain)
+            own = Personal(verp.bounce_address(mailing_list.address, member.address), signed[: -len(shared)])
+            mailbox = mailboxes.get(member.address)
+            if mailbox is not None:
+                local.append((mailbox, f"Return-Path: <{own.sender}>\r\n".encode() + own.prefix + shared))
+                continue
+            domain = member.address.rpartition("@")[2]
+            group, personal = remote.setdefault(domain, ([], {}))
+            group.append(member.address)
+            personal[member.address] = own
+        return Copies(edition, local, remote, shared)
+
+    async def _commit_post(self, mailing_list: MailingList, item: InboxItem, number: int, copies: Copies) -> bool:
+        bounce_to = mailing_list.role_address("bounces")
+
+        def commit(connection: Connection) -> bool:
+            if not rows.take_number(connection, mailing_list.id, number):
+                return False  # someone else numbered a post meanwhile: compose again
+            edition = copies.edition
+            rows.archive(
+                connection, mailing_list.id, number, item.sender, edition.author, edition.subject, edition.message
+            )
+            for mailbox, message in copies.local:
+                mailstore.append(connection, mailbox, message)
+            now = time.time()
+            for group, personal in copies.remote.values():
+                queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal)
+            rows.remove_inbox(connection, item.id)
+            return True
+
+        return await self._database.write(commit)
+
+    async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str) -> None:
+        held_id = await self._database.read(rows.next_held_id)
+        message = headers.parse(item.body)
+        author = headers.decoded(message["From"])
+        subject = headers.decoded(message["Subject"])
+        text = (
+            f"A post to {mailing_list.address} is held for your approval.\n\n"
+            f"  From:    {author}\n  Subject: {subject}\n  Reason:  {reason}\n\n"
+            f"  jitaku list approve {mailing_list.address} {held_id}\n"
+            f"  jitaku list reject {mailing_list.address} {held_id} --reason '...'\n"
+        )
+
+        def hold(connection: Connection) -> None:
+            rows.hold(connection, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
+            rows.remove_inbox(connection, item.id)
+
+        await self._send(
+            mailing_list,
+            "owner",
+            owners_of(mailing_list),
+            f"{mailing_list.address}: post {held_id} held for approval",
+            text,
+            also=hold,
+            attachment=item.body,
+        )
+        log.event("list_held", list=mailing_list.address, held=held_id, sender=f"<{item.sender}>", reason=reason)
+
+    async def _rejected(self, mailing_list: MailingList, item: InboxItem) -> None:
+        def forget(connection: Connection) -> None:
+            rows.remove_inbox(connection, item.id)
+
+        subject = headers.decoded(headers.parse(item.body)["Subject"])
+        if not item.sender or bounces.is_auto_reply(item.body):
+            await self._database.write(forget)
+            return
+        text = f"Your post to {mailing_list.address} ({subject}) was not accepted by the list's moderator."
+        if item.note:
+            text += f"\n\nReason: {item.note}"
+        subject = f"Your post to {mailing_list.address} was rejected"
+        await self._send(mailing_list, "owner", [item.sender], subject, text, forget)
+
+    # -request: commands and confirmations
+
+    async def _request(self, mailing_list: MailingList, item: InboxItem) -> None:
+        def forget(connection: Connection) -> None:
+            rows.remove_inbox(connection, item.id)
+
+        if not item.sender or bounces.is_auto_reply(item.body):
+            await self._database.write(forget)
+            return
+        requester = (headers.from_addresses(item.body) or [item.sender.lower()])[0]
+        changes: list[Callable[[Connection], None]] = [forget]
+        replies: list[str] = []
+        verbs: list[str] = []
+        subject = f"Re: your request to {mailing_list.role_address('request')}"
+        attachment: bytes | None = None
+        members = await self._database.read(lambda c: rows.members(c, mailing_list.id))
+        is_member = any(m.address == requester for m in members)
+        for command in commands.parse(item.body) or [commands.Command("help", None)]:
+            verbs.append(command.verb)
+            if command.verb in ("subscribe", "unsubscribe"):
+                if (command.verb == "subscribe") == is_member:
+                    replies.append(f"{command.verb}: {requester} is {'already' if is_member else 'not'} a member.")
+                    continue
+                token = secrets.token_hex(16)
+                changes.append(self._confirmation(token, mailing_list.id, requester, command.verb))
+                subject = f"confirm {token}"
+                replies.append(
+                    f"{command.verb}: to confirm that {requester} wants to {command.verb}, reply to this mail "
+                    f"keeping its subject, or open\n  {self._web_url}/lists/confirm/{token}"
+                )
+            elif command.verb == "confirm":
+                replies.append(await self._confirm(mailing_list, command.argument or "", changes))
+            elif command.verb == "members":
+                if requester in owners_of(mailing_list):
+                    replies.append("members:\n" + "\n".join(f"  {m.address}" for m in members))
+                else:
+                    replies.append("members: only the list's owners may ask for the member list.")
+            elif command.verb == "get":
+                number = int(command.argument or 0)
+                body = await self._database.read(partial(rows.post_body, list_id=mailing_list.id, number=number))
+                if body is None or not is_member:
+                    replies.append(f"get {number}: {'no such post' if is_member else 'members only'}.")
+                else:
+                    attachment = body
+                    replies.append(f"get {number}: attached.")
+            else:
+                replies.append(
+                    notices.HELP.format(list=mailing_list.address, request=mailing_list.role_address("request"))
+                )
+
+        def apply(connection: Connection) -> None:
+            for change in changes:
+                change(connection)
+
+        await self._send(mailing_list, "request", [requester], subject, "\n\n".join(replies) + "\n", apply, attachment)
+        log.event(
+            "list_request",
+            list=mailing_list.address,
+            requester=requester,
+            commands=",".join(verbs),
+        )
+
+    @staticmethod
+    def _confirmation(token: str, list_id: int, address: str, action: str) -> Callable[[Connection], None]:
+        return lambda connection: rows.add_confirmation(connection, token, list_id, address, action)
+
+    async def _confirm(self, mailing_list: MailingList, token: str, changes: list[Callable[[Connection], None]]) -> str:
+        found = await self._database.read(lambda c: rows.find_confirmation(c, token))
+        if found is None or found[0] != mailing_list.id:
+            return "confirm: unknown or used token."
+        _list_id, address, action = found
+
+        def apply(connection: Connection) -> None:
+            confirmed = rows.take_confirmation(connection, token, CONFIRMATION_SECONDS)
+            if confirmed is not None:
+                apply_confirmed(connection, mailing_list.id, address, action)
+
+        changes.append(apply)
+        return f"confirm: {address} is {'subscribed to' if action == 'subscribe' else 'unsubscribed from'} the list."
+
+    # -owner and -bounces
+
+    async def _to_owners(self, mailing_list: MailingList, item: InboxItem) -> None:
+        def forget(connection: Connection) -> None:
+            rows.remove_inbox(connection, item.id)
+
+        decisions = await self._decisions(owners_of(mailing_list))
+        if not decisions:
+            await self._database.write(forget)
+            return
+        await self._pipeline.accept(Arrival(item.sender, decisions, item.body, session=None), also=forget)
+
+    async def _bounce(self, mailing_list: MailingList, item: InboxItem) -> None:
+        parsed = verp.parse_bounce_address(item.recipient)
+        named = parsed[1].lower() if parsed and parsed[1] else None
+        permanent, temporary = bounces.failures(item.body)
+        members = {m.address: m for m in await self._database.read(lambda c: rows.members(c, mailing_list.id))}
+        if named is not None:
+            # VERP names the member; only a mere delay does not count against them
+            failed = [] if named in temporary and named not in permanent else [named]
+        else:
+            failed = sorted(permanent)
+        failed = [address for address in failed if address in members and members[address].enabled]
+
+        def record(connection: Connection) -> None:
+            rows.remove_inbox(connection, item.id)
+            for address in failed:
+                score = rows.add_bounce(connection, mailing_list.id, address, 1.0)
+                if score is not None and score >= mailing_list.bounce_threshold:
+                    rows.set_member(
+                        connection,
+                        mailing_list.id,
+                        address,
+                        enabled=False,
+                        disabled_reason=f"bounce score {score:g} reached {mailing_list.bounce_threshold:g}",
+                    )
+
+        threshold_reached = [a for a in failed if members[a].bounce_score + 1.0 >= mailing_list.bounce_threshold]
+        for address in failed:
+            log.event("list_bounce", list=mailing_list.address, member=address, score=members[address].bounce_score + 1)
+        if not threshold_reached:
+            await self._database.write(record)
+            return
+        text = "\n".join(
+            f"Delivery to {address} is now disabled: its mail bounced {mailing_list.bounce_threshold:g} times. "
+            f"`jitaku list add {mailing_list.address} {address}` enables it again."
+            for address in threshold_reached
+        )
+        await self._send(
+            mailing_list,
+            "owner",
+            owners_of(mailing_list),
+            f"{mailing_list.address}: delivery disabled for {', '.join(threshold_reached)}",
+            text + "\n",
+            record,
+            attachment=item.body,
+        )
+        log.event("list_member_disabled", list=mailing_list.address, members=",".join(threshold_reached))
+
+    # helpers
+
+    async def _decisions(self, addresses: list[str]) -> tuple[Accepted, ...]:
+        decided = [await self._policy.recipient(address, authenticated=True) for address in addresses]
+        return tuple(d for d in decided if isinstance(d, Accepted))
+
+    async def _send(
+        self,
+        mailing_list: MailingList,
+        role: str,
+        to: list[str],
+        subject: str,
+        text: str,
+        also: Callable[[Connection], None],
+        attachment: bytes | None = None,
+    ) -> None:
+        """Mail TO from the list's ROLE address (-owner or -request), committed with ALSO."""
+        decisions = await self._decisions(to)
+        if not decisions:
+            await self._database.write(also)
+            return
+        data = notices.message(mailing_list.role_address(role), to, subject, text, attachment)
+        arrival = Arrival(mailing_list.role_address("bounces"), decisions, data, session=None)
+        await self._pipeline.accept(arrival, also=also)
+
+    async def _drop(self, item: InboxItem, reason: str) -> None:
+        await self._database.write(lambda c: rows.remove_inbox(c, item.id))
+        log.event("list_dropped", item=item.id, sender=f"<{item.sender}>", reason=reason)
+
+    async def _park(self, item: InboxItem, reason: str) -> None:
+        held_id = await self._database.read(rows.next_held_id)
+
+        def park(connection: Connection) -> None:
+            message = headers.parse(item.body)
+            author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
+            rows.hold(connection, held_id, item.list_id, item.sender, author, subject, reason, item.body)
+            rows.remove_inbox(connection, item.id)
+
+        try:
+            await self._database.write(park)
+        except Exception as error:
+            log.event("list_error", item=item.id, error=repr(error), action="retry later")
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def apply_confirmed(connection: Connection, list_id: int, address: str, action: str) -> None:
+    if action == "subscribe":
+        rows.add_members(connection, list_id, [address])
+    else:
+        rows.remove_members(connection, list_id, [address])
+
+
+def on_personal_delivered(connection: Connection, delivered: list[tuple[str, str]]) -> None:
+    """Forgive a member's bounces once a copy reaches them (the queue calls this as it records)."""
+    for sender, recipient in delivered:
+        parsed = verp.parse_bounce_address(sender)
+        if parsed is not None:
+            rows.forgive_bounces(connection, parsed[0], recipient)

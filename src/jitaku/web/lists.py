@@ -1,0 +1,126 @@
+"""List pages: the RFC 8058 one-click unsubscribe endpoint and subscribe/unsubscribe confirmations.
+
+A GET never changes anything (mail scanners follow links); a POST does. The
+one-click POST needs no login: the token in its URL is the member's proof.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from jitaku import log
+from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed, member_for_token
+from jitaku.mail import address as addresses
+from jitaku.store import Database
+from jitaku.store import lists as rows
+
+_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _page(
+    request: Request, title: str, message: str, status: int = 200, form: dict[str, Any] | None = None
+) -> Response:
+    context = {"title": title, "message": message, "form": form}
+    return _templates.TemplateResponse(request, "list_page.html", context, status_code=status)
+
+
+def routes(database: Database) -> list[Route]:
+    async def unsubscribe(request: Request) -> Response:
+        list_address = request.path_params["list"].lower()
+        token = request.path_params["token"]
+        found = await database.read(lambda c: rows.find_list(c, list_address))
+        if found is None:
+            return _page(request, "No such list", f"There is no list {list_address} here.", 404)
+        members = await database.read(lambda c: rows.members(c, found.id))
+        member = member_for_token(found, members, token)
+        if member is None:
+            return _page(
+                request, "Link not valid", "This unsubscribe link is not valid, or you have left already.", 404
+            )
+        if request.method == "GET":
+            return _page(
+                request,
+                f"Leave {found.name}?",
+                f"{member} will get no more mail from {found.address}.",
+                form={"hidden": {"List-Unsubscribe": "One-Click"}, "button": "Unsubscribe"},
+            )
+        form = await request.form()
+        if form.get("List-Unsubscribe") != "One-Click":
+            return _page(request, "Bad request", "Expected List-Unsubscribe=One-Click (RFC 8058).", 400)
+        await database.write(lambda c: rows.remove_members(c, found.id, [member]))
+        log.event("list_unsubscribed", list=found.address, member=member, via="one-click")
+        return _page(request, "Unsubscribed", f"{member} has left {found.address}.")
+
+    async def subscribe(request: Request) -> Response:
+        list_address = request.path_params["list"].lower()
+        found = await database.read(lambda c: rows.find_list(c, list_address))
+        if found is None:
+            return _page(request, "No such list", f"There is no list {list_address} here.", 404)
+        if request.method == "GET":
+            return _page(
+                request,
+                f"Join {found.name}",
+                f"We will mail a confirmation link to the address you give; {found.address} mail starts after that.",
+                form={"hidden": {}, "ask_address": True, "button": "Subscribe"},
+            )
+        form = await request.form()
+        parsed = addresses.parse(str(form.get("address", "")).strip())
+        if parsed is None:
+            return _page(request, "Not an address", "Please give a plain mail address like name@example.com.", 400)
+        who = addresses.normalize(str(parsed))
+        request_mail = f"From: <{who}>\r\nTo: <{found.role_address('request')}>\r\nSubject: subscribe\r\n\r\n"
+
+        def ask(connection: Connection) -> None:
+            rows.add_inbox(
+                connection,
+                found.address,
+                "request",
+                found.role_address("request"),
+                who,
+                request_mail.encode(),
+                time.time(),
+            )
+
+        await database.write(ask)
+        return _page(request, "Check your mail", f"A confirmation has been mailed to {who}.")
+
+    async def confirm(request: Request) -> Response:
+        token = request.path_params["token"]
+        pending = await database.read(lambda c: rows.find_confirmation(c, token))
+        if pending is None:
+            return _page(request, "Link not valid", "This confirmation link is unknown or was used already.", 404)
+        list_id, who, action = pending
+        found = await database.read(lambda c: rows.list_by_id(c, list_id))
+        verb = "join" if action == "subscribe" else "leave"
+        if request.method == "GET":
+            return _page(
+                request,
+                f"Confirm: {verb} {found.name}",
+                f"{who} asked to {verb} {found.address}.",
+                form={"hidden": {}, "button": f"Yes, {verb}"},
+            )
+
+        def apply(connection: Connection) -> bool:
+            if rows.take_confirmation(connection, token, CONFIRMATION_SECONDS) is None:
+                return False
+            apply_confirmed(connection, list_id, who, action)
+            return True
+
+        if not await database.write(apply):
+            return _page(request, "Link expired", "This confirmation link has expired; please ask again.", 410)
+        log.event("list_confirmed", list=found.address, member=who, action=action, via="web")
+        return _page(request, "Done", f"{who} has {'joined' if action == 'subscribe' else 'left'} {found.address}.")
+
+    return [
+        Route("/lists/{list}/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/lists/{list}/subscribe", subscribe, methods=["GET", "POST"]),
+        Route("/lists/confirm/{token}", confirm, methods=["GET", "POST"]),
+    ]
