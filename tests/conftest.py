@@ -285,18 +285,18 @@ def read_config(path: Path) -> dict[str, Any]:
 class Sink:
     """Postfix's smtp-sink: a real SMTP server that stores what it accepts (or refuses as told)."""
 
-    def __init__(self, *options: str) -> None:
-        self.port = free_port()
+    def __init__(self, *options: str, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.port = port or free_port()
         # smtp-sink writes as `nobody`, who cannot enter pytest's 0700 tmp_path
         directory = Path(tempfile.mkdtemp(prefix="jitaku-sink-"))
         directory.chmod(0o777)
         self.dir = directory
         self.process = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"127.0.0.1:{self.port}", "50"],
+            ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"{host}:{self.port}", "50"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port)
+        wait_for_port(self.port, host=host)
 
     def messages(self) -> list[bytes]:
         return [path.read_bytes() for path in sorted(self.dir.iterdir())]
@@ -311,8 +311,8 @@ class Sink:
 def sink_factory() -> Iterator[Any]:
     sinks: list[Sink] = []
 
-    def make(*options: str) -> Sink:
-        sink = Sink(*options)
+    def make(*options: str, **where: Any) -> Sink:
+        sink = Sink(*options, **where)
         sinks.append(sink)
         return sink
 

@@ -153,6 +153,11 @@ def test_a_character_split_across_two_encoded_words_is_rejoined() -> None:
     check(tag_subject(parsed(field.encode()), FORMAT, 13), f"{TAG} 会議")
 
 
+def test_only_linear_whitespace_between_encoded_words_is_dropped() -> None:
+    field = f"{b_word('会', 'UTF-8')} \t {b_word('議', 'UTF-8')}\u3000{b_word('室', 'UTF-8')}"
+    check(tag_subject(field, FORMAT, 13), f"{TAG} 会議\u3000室")
+
+
 def test_iso_2022_jp_with_windows_characters_is_read_and_sent_on_as_utf8() -> None:
     # ① is NEC row 13 and ｱ half-width kana: Outlook sends both inside "ISO-2022-JP" (CP50220).
     octets = b"\x1b$B-!2q5D\x1b(I1\x1b(B"

@@ -31,8 +31,8 @@ _FIELD = "Subject: "
 _ENCODED_WORD = re.compile(r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<encoding>[bBqQ])\?(?P<text>[!->@-~]*)\?=")
 _LINE_BREAK = re.compile(r"[\r\n]+")
 _WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how compat32 keeps a byte that is not ASCII
-_TEXT = re.compile("([^\x00-\x7f\udc80-\udcff]+)")  # characters that are neither ASCII nor escaped bytes
+_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")  # how compat32 keeps a byte that is not ASCII
+_TEXT = re.compile(r"([^\x00-\x7f\udc80-\udcff]+)")  # characters that are neither ASCII nor escaped bytes
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")
 _CONVERSION = re.compile(r"%(?:%|(?P<zero>0)?(?P<width>\d*)d)")
 
@@ -157,8 +157,9 @@ def _decode(raw: str) -> tuple[str, bool]:
         if octets is None:
             continue  # not decodable: it stays as text, in the next gap
         gap = unfolded[position : match.start()]
-        # RFC 2047 6.2: whitespace between two encoded-words is not part of the text.
-        if gap and not (gap.isspace() and pieces and isinstance(pieces[-1], tuple)):
+        # RFC 2047 6.2: linear whitespace between two encoded-words is not part of the text.
+        between_words = bool(pieces) and isinstance(pieces[-1], tuple) and not gap.strip(" \t")
+        if gap and not between_words:
             pieces.append(gap)
         charset = match["charset"].lower()
         last = pieces[-1] if pieces else None

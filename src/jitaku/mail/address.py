@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# RFC 5322 atext without "%" and "!" (routing characters of old relays), and without "/" "|" "=" "`".
-_LOCAL = re.compile(r"[A-Za-z0-9#$&'*+\-?^_{}~]+(\.[A-Za-z0-9#$&'*+\-?^_{}~]+)*")
+# RFC 5322 atext without "%" and "!" (routing characters of old relays), and without "/" "|" "`".
+# "=" stays: VERP and SRS addresses (list-bounces+member=example.com@) are made of it.
+_LOCAL = re.compile(r"[A-Za-z0-9#$&'*+\-=?^_{}~]+(\.[A-Za-z0-9#$&'*+\-=?^_{}~]+)*")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}")
 

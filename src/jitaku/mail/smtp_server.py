@@ -166,6 +166,10 @@ class JitakuSMTP(SMTP):
         await self.push("235 2.7.0 Authentication successful")
 
 
+# How aiosmtpd holds the null sender (RFC 5321 §4.5.5): an empty mail_from would mean "no MAIL yet".
+NULL_SENDER = "<>"
+
+
 class Handler:
     """aiosmtpd hooks for one listener."""
 
@@ -235,7 +239,7 @@ class Handler:
                 if not await self.policy.owns(user, author):
                     return f"553 5.7.1 From: <{author}> is not an address of user {user}"
         arrival = Arrival(
-            sender=envelope.mail_from or "",
+            sender="" if envelope.mail_from == NULL_SENDER else envelope.mail_from or "",
             recipients=tuple(envelope.routes),
             data=data,
             session=trace.Session(
