@@ -338,6 +338,7 @@ def test_subscribe_by_mail_needs_the_confirmation_token(list_server) -> None:
     wait_until(lambda: "gina@other.test" in server.cli("list", "members", LIST).stdout)
     # unsubscribing is confirmed the same way, here through the web page the mail links to
     post(server, "gina@other.test", "unsubscribe", to="sota-request@example.test")
+
     def text(message: bytes) -> str:
         return str(message_from_bytes(message, policy=default_policy).get_body().get_content())
 
