@@ -132,7 +132,7 @@ class RelaySettings(_Section):
 class DeliverySettings(_Section):
     port: int = Field(default=25, gt=0, lt=65536)
     timeout: float = Field(default=60.0, gt=0)
-    concurrency: int = Field(default=20, gt=0)
+    concurrency: int = Field(default=50, gt=0)  # deliveries at once, each to one domain (Postfix runs up to 100)
 
 
 class DnsSettings(_Section):

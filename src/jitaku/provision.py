@@ -31,6 +31,7 @@ listen = [{submissions}]
 
 [web]
 listen = [{web}]
+url = ""                         # how the world reaches these pages (list unsubscribe links); empty: https://HOSTNAME
 
 # [relay]                        # absent: deliver straight to each domain's MX
 # host = "auth.gate-on.net"      # e.g. MyDNS's relay when your ISP blocks outbound port 25

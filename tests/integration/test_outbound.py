@@ -189,7 +189,7 @@ def test_no_bounce_to_the_null_sender(server: Jitaku, dns_zone, sink_factory) ->
     sink = sink_factory("-f", "rcpt")
     direct_mx(server, zone, sink)
     server.cli("alias", "add", "fwd@example.test", "dave@remote.test")
-    result = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", "fwd@example.test", "--from", "")
+    result = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", "fwd@example.test", "--from", "<>")
     assert "250 2.0.0" in result.stdout
     wait_until(lambda: "event=bounced" in server.log())
     assert "nobody (null sender)" in server.log()

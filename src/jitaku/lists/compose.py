@@ -35,6 +35,8 @@ LIST_FIELDS = frozenset(
         "return-path",
     }
 )
+# The fields each member's copy has of its own (its one-click link), signed per copy.
+PERSONAL_FIELDS = frozenset({b"list-unsubscribe", b"list-unsubscribe-post"})
 # Fields whose change breaks an original DKIM signature that covers them.
 EDITED = LIST_FIELDS | {"subject", "reply-to", "cc", "from"}
 
@@ -211,8 +213,7 @@ def _wrapper(fields: list[bytes], post: bytes) -> tuple[list[bytes], bytes]:
     body = (
         f"\r\n--{boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: inline\r\n\r\n".encode()
         + original
-        + (b"" if original.endswith(b"\r\n") else b"\r\n")
-        + f"--{boundary}--\r\n".encode()
+        + f"\r\n--{boundary}--\r\n".encode()  # that CRLF belongs to the delimiter (RFC 2046 §5.1.1)
     )
     return kept, body
 

@@ -15,23 +15,19 @@ on its own. Lines are kept to 76 characters (RFC 2047's limit for lines with enc
 
 from __future__ import annotations
 
-import base64
-import binascii
-import codecs
 import functools
 import itertools
 import re
 from email.charset import BASE64, Charset
-from email.header import Header, decode_header
+from email.header import Header
+
+from jitaku.mail import encoded_words
 
 _MAX_LINE = 76
 _MAX_WORD = 75
 _FIELD = "Subject: "
 
-_ENCODED_WORD = re.compile(r"=\?(?P<charset>[^?\s*]+)(?:\*[^?\s]*)?\?(?P<encoding>[bBqQ])\?(?P<text>[!->@-~]*)\?=")
-_LINE_BREAK = re.compile(r"[\r\n]+")
 _WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
-_ESCAPED_BYTE = re.compile(r"[\udc80-\udcff]")  # how compat32 keeps a byte that is not ASCII
 _TEXT = re.compile(r"([^\x00-\x7f\udc80-\udcff]+)")  # characters that are neither ASCII nor escaped bytes
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")
 _CONVERSION = re.compile(r"%(?:%|(?P<zero>0)?(?P<width>\d*)d)")
@@ -39,9 +35,6 @@ _CONVERSION = re.compile(r"%(?:%|(?P<zero>0)?(?P<width>\d*)d)")
 _REPLY = r"(?:re|ｒｅ|aw|ａｗ|sv|ｓｖ|antw|返信)(?:\^\d+|\[\d+\]|\(\d+\)|\d+)?"
 _FORWARD = r"(?:fwd?|ｆｗｄ?|転送)"
 _PREFIX = re.compile(rf"\s*(?:(?P<reply>{_REPLY})|(?P<forward>{_FORWARD}))[ \t]*[:：]", re.IGNORECASE)
-
-# Labels Japanese MUAs use that Python does not know.
-_ALIASES = {"x-sjis": "shift_jis", "windows-31j": "cp932"}
 
 
 def _base64_charset(name: str) -> Charset:
@@ -64,7 +57,7 @@ def tag_subject(raw: str | Header | None, tag_format: str, number: int) -> str:
     if number < 0:
         raise ValueError(f"post numbers are not negative: {number}")
     pattern = _tag_pattern(tag_format)
-    text, from_jis = _decode(_source(raw) if isinstance(raw, Header) else raw or "")
+    text, from_jis = encoded_words.decode(encoded_words.source(raw) if isinstance(raw, Header) else raw or "")
     reply, rest = _split(text, pattern)
     folder = _Folder()
     folder.add(tag_format % number)
@@ -135,111 +128,6 @@ def _split(text: str, pattern: re.Pattern[str]) -> tuple[bool, str]:
     return reply, _WHITESPACE.sub(" ", " ".join([*forwards, text[position:]])).strip()
 
 
-def _source(header: Header) -> str:
-    """compat32 wraps a field holding 8-bit bytes in a Header; its unknown-8bit chunks still hold those bytes."""
-    return "".join(
-        octets.decode("ascii", "surrogateescape") if charset == "unknown-8bit" else octets.decode(charset, "replace")
-        for octets, charset in decode_header(header)
-    )
-
-
-def _decode(raw: str) -> tuple[str, bool]:
-    """The text of a raw Subject, and whether its non-ASCII part came as ISO-2022-JP.
-
-    email.header.decode_header is no use here: next to an encoded-word it turns raw 8-bit bytes into literal
-    `\\udcXX` text, and it reads CP932 labelled Shift_JIS or ISO-2022-JP with Windows' extra characters as errors.
-    """
-    pieces: list[str | tuple[str, bytearray]] = []
-    unfolded = _LINE_BREAK.sub("", raw)
-    position = 0
-    for match in _ENCODED_WORD.finditer(unfolded):
-        octets = _octets(match)
-        if octets is None:
-            continue  # not decodable: it stays as text, in the next gap
-        gap = unfolded[position : match.start()]
-        # RFC 2047 6.2: linear whitespace between two encoded-words is not part of the text.
-        between_words = bool(pieces) and isinstance(pieces[-1], tuple) and not gap.strip(" \t")
-        if gap and not between_words:
-            pieces.append(gap)
-        charset = match["charset"].lower()
-        last = pieces[-1] if pieces else None
-        # MUAs do split a multibyte character across two encoded-words, so adjacent ones are decoded together.
-        if isinstance(last, tuple) and last[0] == charset:
-            last[1].extend(octets)
-        else:
-            pieces.append((charset, bytearray(octets)))
-        position = match.end()
-    if unfolded[position:]:
-        pieces.append(unfolded[position:])
-    texts: list[str] = []
-    from_jis = False
-    for piece in pieces:
-        text, jis = _decode_plain(piece) if isinstance(piece, str) else _decode_octets(bytes(piece[1]), piece[0])
-        texts.append(text)
-        from_jis = from_jis or (jis and not text.isascii())
-    return "".join(texts), from_jis
-
-
-def _octets(match: re.Match[str]) -> bytes | None:
-    encoded = match["text"]
-    if match["encoding"] in "qQ":
-        return binascii.a2b_qp(encoded, header=True)
-    try:
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4))
-    except binascii.Error:
-        return None
-
-
-def _decode_octets(octets: bytes, charset: str) -> tuple[str, bool]:
-    """The text of encoded-words in CHARSET, and whether that was ISO-2022-JP."""
-    try:
-        codec = codecs.lookup(_ALIASES.get(charset, charset)).name
-        if codec == "iso2022_jp":
-            return _decode_jis(octets), True
-        # Windows and many Japanese MUAs label CP932 text Shift_JIS; CP932 reads every Shift_JIS sequence too.
-        return octets.decode("cp932" if codec == "shift_jis" else codec, "replace"), False
-    except LookupError:  # unknown-8bit, a misspelt label, or a codec that is not a text encoding
-        return _decode_plain(octets.decode("ascii", "surrogateescape"))
-
-
-def _decode_plain(text: str) -> tuple[str, bool]:
-    """Text outside encoded-words: raw 8-bit bytes are read as UTF-8 when they are UTF-8, else kept as they are.
-
-    Old Japanese MUAs also put ISO-2022-JP there unencoded; it is 7-bit, so only its escapes give it away.
-    """
-    if _ESCAPED_BYTE.search(text):
-        try:
-            return text.encode("utf-8", "surrogateescape").decode("utf-8"), False
-        except UnicodeError:
-            return text, False
-    if "\x1b" in text and text.isascii():
-        return _decode_jis(text.encode("ascii")), True
-    return text, False
-
-
-def _decode_jis(octets: bytes) -> str:
-    """ISO-2022-JP, or failing that the CP50220 form Windows sends, with NEC and IBM characters such as ① and ㈱."""
-    try:
-        return octets.decode("iso2022_jp")
-    except UnicodeDecodeError:
-        pass
-    sjis = bytearray()
-    parts = re.split(rb"\x1b(\$[@B]|\([BJI])", octets)
-    for mode, chunk in zip([b"(B", *parts[1::2]], parts[0::2], strict=True):
-        if mode in (b"$@", b"$B"):
-            for first, second in zip(chunk[0::2], chunk[1::2], strict=False):
-                if not (0x21 <= first <= 0x7E and 0x21 <= second <= 0x7E):
-                    sjis.extend((first, second))  # not JIS: left for the decoder to replace
-                    continue
-                sjis.append((first + 1) // 2 + (0x70 if first <= 0x5E else 0xB0))
-                sjis.append(second + 0x7E if first % 2 == 0 else second + (0x1F if second <= 0x5F else 0x20))
-        elif mode == b"(I":
-            sjis.extend(byte | 0x80 for byte in chunk)
-        else:
-            sjis.extend(chunk)
-    return sjis.decode("cp932", "replace")
-
-
 def _emit(folder: _Folder, rest: str, from_jis: bool) -> None:
     if not rest:
         return
@@ -252,7 +140,7 @@ def _emit(folder: _Folder, rest: str, from_jis: bool) -> None:
     charset = _UTF8
     if from_jis:
         try:
-            _ESCAPED_BYTE.sub("", rest).encode("iso2022_jp")
+            encoded_words.ESCAPED_BYTE.sub("", rest).encode("iso2022_jp")
             charset = _JIS
         except UnicodeEncodeError:  # e.g. ① or half-width kana, which ISO-2022-JP proper has no place for
             pass
@@ -260,7 +148,7 @@ def _emit(folder: _Folder, rest: str, from_jis: bool) -> None:
     # next to them goes with them: their charset most likely shares ASCII, and Shift_JIS uses ASCII bytes in kanji.
     runs: list[tuple[Charset, list[str]]] = []
     for index, chunk in enumerate(_TEXT.split(rest)):
-        chunk_charset = _UNKNOWN_8BIT if index % 2 == 0 and _ESCAPED_BYTE.search(chunk) else charset
+        chunk_charset = _UNKNOWN_8BIT if index % 2 == 0 and encoded_words.ESCAPED_BYTE.search(chunk) else charset
         if runs and runs[-1][0] is chunk_charset:
             runs[-1][1].append(chunk)
         elif chunk:

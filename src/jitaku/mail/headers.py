@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from email.header import decode_header, make_header
+from email.header import Header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
+
+from jitaku.mail import encoded_words
 
 _parser = BytesHeaderParser()
 
@@ -21,14 +23,11 @@ def from_addresses(message: bytes) -> list[str]:
     return [address.lower() for _name, address in getaddresses([str(f) for f in fields]) if address]
 
 
-def decoded(value: str | None) -> str:
-    """Decode RFC 2047 encoded-words (ISO-2022-JP, UTF-8, B or Q, folded) into text."""
+def decoded(value: str | Header | None) -> str:
+    """Decode RFC 2047 encoded-words (ISO-2022-JP, Shift_JIS, UTF-8, B or Q, folded) into text."""
     if not value:
         return ""
-    try:
-        return str(make_header(decode_header(value))).replace("\r\n", "").replace("\n", "")
-    except (LookupError, UnicodeError, ValueError):
-        return value
+    return encoded_words.decode(encoded_words.source(value) if isinstance(value, Header) else value)[0]
 
 
 def date_of(message: Message) -> datetime | None:

@@ -25,6 +25,7 @@ from jitaku.store.queue import QueuedMessage
 
 POLL_SECONDS = 1.0  # how soon a `jitaku queue flush` from another process is noticed
 BATCH = 100
+NOBODY = "nobody (null sender)"
 
 
 def retry_delay(attempts: int, settings: QueueSettings) -> float:
@@ -143,7 +144,7 @@ class Queue:
                 delay=delay,
                 expired=expired or None,
                 reply=outcome.reply,
-                notified=f"<{sender}>" if (sender := self._sender_of(message, outcome.recipient)) else "nobody",
+                notified=f"<{sender}>" if (sender := self._sender_of(message, outcome.recipient)) else NOBODY,
             )
         for outcome in outcomes:
             if outcome.recipient in deferred:

@@ -296,14 +296,14 @@ def add_bounce(connection: Connection, list_id: int, address: str, score: float)
     return member.bounce_score if member else None
 
 
-def forgive_bounces(connection: Connection, list_address: str, address: str) -> None:
-    """A delivery to ADDRESS went through: its past bounces no longer count."""
+def forgive_bounces(connection: Connection, list_address: str, addresses: list[str]) -> None:
+    """Deliveries to ADDRESSES went through: their past bounces no longer count."""
     list_id = select(lists.c.id).where(lists.c.address == list_address.lower()).scalar_subquery()
     connection.execute(
         update(list_members)
         .where(
             list_members.c.list_id == list_id,
-            list_members.c.address == address.lower(),
+            list_members.c.address.in_([a.lower() for a in addresses]),
             list_members.c.bounce_score > 0,
         )
         .values(bounce_score=0.0)
