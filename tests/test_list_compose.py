@@ -41,6 +41,8 @@ LIST = MailingList(
     owners=("owner@example.jp",),
     last_number=12,
     bounce_threshold=5.0,
+    digest_last_number=0,
+    digest_sent_at=0.0,
     secret=SECRET,
 )
 
@@ -847,7 +849,7 @@ def test_a_field_named_like_a_signature_in_the_body_does_not_count() -> None:
 
 
 def _members(*addresses_: str) -> list[Member]:
-    return [Member(a, self_copy=True, enabled=True, bounce_score=0.0, disabled_reason=None) for a in addresses_]
+    return [Member(a, self_copy=True, enabled=True, digest=False, bounce_score=0.0, disabled_reason=None) for a in addresses_]
 
 
 def test_token_is_stable_and_32_hex() -> None:

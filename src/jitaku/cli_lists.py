@@ -140,6 +140,7 @@ def member(
     data_dir: DirOption = DEFAULT_DIR,
     self_copy: Annotated[bool | None, typer.Option("--self-copy/--no-self-copy", help="Get one's own posts.")] = None,
     enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="Deliver to this member.")] = None,
+    digest: Annotated[bool | None, typer.Option("--digest/--no-digest", help="One daily digest instead.")] = None,
 ) -> None:
     """Change one member's settings."""
     from jitaku.store import lists
@@ -147,10 +148,12 @@ def member(
     values: dict[str, object] = {}
     if self_copy is not None:
         values["self_copy"] = self_copy
+    if digest is not None:
+        values["digest"] = digest
     if enabled is not None:
         values.update(enabled=enabled, bounce_score=0.0, disabled_reason=None if enabled else "disabled by owner")
     if not values:
-        raise CliError("nothing to change: give --self-copy/--no-self-copy or --enable/--disable")
+        raise CliError("nothing to change: give --self-copy/--no-self-copy, --enable/--disable or --digest/--no-digest")
     with _database(_config(data_dir)).transaction() as connection:
         found = lists.get_list(connection, _address(address))
         if not lists.set_member(connection, found.id, _address(member), **values):
@@ -173,7 +176,12 @@ def members(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
         table(
             ["address", "delivery", "own posts", "bounces"],
             [
-                [m.address, "on" if m.enabled else f"off ({m.disabled_reason})", m.self_copy, f"{m.bounce_score:g}"]
+                [
+                    m.address,
+                    ("digest" if m.digest else "on") if m.enabled else f"off ({m.disabled_reason})",
+                    m.self_copy,
+                    f"{m.bounce_score:g}",
+                ]
                 for m in found
             ],
         )
@@ -210,6 +218,16 @@ def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None
                 added, already = added + len(new), already + len(old)
                 progress.advance(task, len(batch))
     console.print(f"imported {added} members into {found.address} ({already} were members already)")
+
+
+@list_app.command("digest")
+def digest_now(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Send the digest of posts since the last one now, rather than at its daily time."""
+    from jitaku.store import lists
+
+    with _database(_config(data_dir)).transaction() as connection:
+        lists.digest_now(connection, lists.get_list(connection, _address(address)).id)
+    console.print(f"{_address(address)}: the running server sends the digest within seconds")
 
 
 @list_app.command("held")

@@ -418,3 +418,27 @@ def test_kill_9_in_the_middle_of_a_fan_out(server: Jitaku, dns_zone, sink_factor
     assert [entry["number"] for entry in archive(server)] == [1, 2]
     numbers = {header(m, "X-Mail-Count") for _s, _r, m in members.copies()}
     assert numbers == {"1", "2"}
+
+
+def test_a_digest_member_gets_the_days_posts_in_one_mime_digest(list_server, dns_zone) -> None:
+    server, members = list_server
+    server.cli("list", "member", LIST, "dave@members.test", "--digest")
+    for subject in ("One", "Two"):
+        post(server, "carol@members.test", subject)
+    wait_until(lambda: len(members.copies_for("erin@other.test")) == 2, timeout=20)
+    assert members.copies_for("dave@members.test") == []  # no single posts for a digest reader
+    server.cli("list", "digest", LIST)
+    (digest,) = wait_until(lambda: members.copies_for("dave@members.test"), timeout=20)
+    parsed = message_from_bytes(digest, policy=default_policy)
+    assert header(digest, "Subject") == "SOTA Japan digest, posts 1-2"
+    assert header(digest, "List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
+    table, posts = parsed.iter_parts()
+    assert "One" in table.get_content() and "Two" in table.get_content()
+    assert posts.get_content_type() == "multipart/digest"
+    subjects = [str(part.get_content()["Subject"]) for part in posts.iter_parts()]
+    assert subjects == ["[sota:00001] One", "[sota:00002] Two"]
+    assert "example.test rsa-sha256 pass" in dkim_results(digest, dns_zone[1])
+    server.cli("list", "digest", LIST)  # nothing new since: no second digest
+    post(server, "carol@members.test", "Three")
+    wait_until(lambda: len(members.copies_for("erin@other.test")) == 3, timeout=20)
+    assert len(members.copies_for("dave@members.test")) == 1  # post 3 waits for tomorrow's digest

@@ -23,7 +23,7 @@ from functools import partial
 from sqlalchemy.engine import Connection
 
 from jitaku import log
-from jitaku.lists import bounces, commands, compose, dmarc, notices, verp
+from jitaku.lists import bounces, commands, compose, digest, dmarc, notices, verp
 from jitaku.mail import headers
 from jitaku.mail.dkim import Signer
 from jitaku.mail.pipeline import Arrival, Pipeline, new_queue_id
@@ -38,6 +38,8 @@ POLL_SECONDS = 1.0
 BATCH = 20
 CONFIRMATION_SECONDS = 3 * 86400
 STRICT = ("quarantine", "reject")
+DIGEST_SECONDS = 86400.0
+DIGEST_CHECK_SECONDS = 5.0
 SIGNING_THREADS = max(2, os.cpu_count() or 1)  # RSA runs outside the GIL
 
 
@@ -86,6 +88,7 @@ class ListEngine:
         self._web_url = web_url
         self._wake_queue = wake_queue
         self._wakeup = asyncio.Event()
+        self._digests_checked = 0.0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -96,6 +99,7 @@ class ListEngine:
             items = await self._database.read(lambda c: rows.next_inbox(c, BATCH))
             for item in items:
                 await self._handle_safely(item)
+            await self._digests()
             if len(items) == BATCH:
                 continue
             try:
@@ -202,7 +206,20 @@ class ListEngine:
         """Compose, ARC-seal once, then give each member their own unsubscribe link and DKIM signature."""
         edition = compose.compose(post, mailing_list, number, rewrite, self._web_url)
         shared = self._signer.seal(edition.message, mailing_list.domain, self._hostname) + edition.message
-        recipients = [m.address for m in members if m.enabled and (m.self_copy or m.address not in authors)]
+        recipients = [
+            m.address for m in members if m.enabled and not m.digest and (m.self_copy or m.address not in authors)
+        ]
+        return self._personalise(mailing_list, shared, recipients, mailboxes, edition)
+
+    def _personalise(
+        self,
+        mailing_list: MailingList,
+        shared: bytes,
+        recipients: list[str],
+        mailboxes: dict[str, str],
+        edition: compose.Edition,
+    ) -> Copies:
+        """Each recipient's copy: its own one-click link, DKIM signature and VERP sender; grouped by domain."""
         prefixes = [
             compose.unsubscribe_fields(mailing_list, one_click_token(mailing_list, address), self._web_url)
             for address in recipients
@@ -235,15 +252,54 @@ class ListEngine:
             rows.archive(
                 connection, mailing_list.id, number, item.sender, edition.author, edition.subject, edition.message
             )
-            for mailbox, message in copies.local:
-                mailstore.append(connection, mailbox, message)
-            now = time.time()
-            for group, personal in copies.remote.values():
-                queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal)
+            self._store_copies(connection, bounce_to, copies)
             rows.remove_inbox(connection, item.id)
             return True
 
         return await self._database.write(commit)
+
+    @staticmethod
+    def _store_copies(connection: Connection, bounce_to: str, copies: Copies) -> None:
+        for mailbox, message in copies.local:
+            mailstore.append(connection, mailbox, message)
+        now = time.time()
+        for group, personal in copies.remote.values():
+            queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal)
+
+    # digests
+
+    async def _digests(self) -> None:
+        """Send each list's digest once a day (at once after `jitaku list digest`), if it has new posts."""
+        now = time.time()
+        if now - self._digests_checked < DIGEST_CHECK_SECONDS:
+            return
+        self._digests_checked = now
+        for mailing_list in await self._database.read(lambda c: rows.digests_due(c, now - DIGEST_SECONDS)):
+            await self._digest(mailing_list)
+
+    async def _digest(self, mailing_list: MailingList) -> None:
+        members = await self._database.read(lambda c: rows.members(c, mailing_list.id))
+        readers = [m.address for m in members if m.enabled and m.digest]
+        posts = await self._database.read(
+            lambda c: rows.posts_after(c, mailing_list.id, mailing_list.digest_last_number)
+        )
+        previous, last = mailing_list.digest_last_number, posts[-1][0].number if posts else 0
+        copies = None
+        if readers and posts:
+            mailboxes = await self._policy.local_mailboxes(readers)
+            message = digest.compose_digest(mailing_list, posts, self._web_url)
+            edition = compose.Edition(message, mailing_list.name, f"digest {previous + 1}-{last}")
+            copies = await asyncio.to_thread(self._personalise, mailing_list, message, readers, mailboxes, edition)
+        bounce_to = mailing_list.role_address("bounces")
+
+        def commit(connection: Connection) -> None:
+            if rows.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
+                self._store_copies(connection, bounce_to, copies)
+
+        await self._database.write(commit)
+        log.event("list_digest", list=mailing_list.address, posts=f"{previous + 1}-{last}", readers=len(readers))
+        if copies is not None and copies.remote:
+            self._wake_queue()
 
     async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str) -> None:
         held_id = await self._database.read(rows.next_held_id)

@@ -31,6 +31,8 @@ class MailingList:
     owners: tuple[str, ...]
     last_number: int
     bounce_threshold: float
+    digest_last_number: int
+    digest_sent_at: float
     secret: str
 
     @property
@@ -62,6 +64,7 @@ class Member:
     address: str
     self_copy: bool
     enabled: bool
+    digest: bool
     bounce_score: float
     disabled_reason: str | None
 
@@ -70,6 +73,7 @@ class Member:
             "address": self.address,
             "self_copy": self.self_copy,
             "enabled": self.enabled,
+            "digest": self.digest,
             "bounce_score": self.bounce_score,
             "disabled_reason": self.disabled_reason,
         }
@@ -117,6 +121,8 @@ def _row_to_list(row: Any) -> MailingList:
         owners=tuple(o for o in row.owners.split(",") if o),
         last_number=row.last_number,
         bounce_threshold=row.bounce_threshold,
+        digest_last_number=row.digest_last_number,
+        digest_sent_at=row.digest_sent_at,
         secret=row.secret,
     )
 
@@ -175,6 +181,8 @@ def create_list(
             owners=check_setting("owners", owners),
             last_number=0,
             bounce_threshold=5.0,
+            digest_last_number=0,
+            digest_sent_at=time.time(),
             secret=secrets.token_hex(32),
             created_at=time.time(),
         )
@@ -221,6 +229,10 @@ def list_addresses(connection: Connection) -> list[str]:
 # members
 
 
+def _member(row: Any) -> Member:
+    return Member(row.address, row.self_copy, row.enabled, row.digest, row.bounce_score, row.disabled_reason)
+
+
 def add_members(connection: Connection, list_id: int, addresses: Iterable[str]) -> tuple[list[str], list[str]]:
     """Add each address once; return (added, already members)."""
     present = {m.address for m in members(connection, list_id)}
@@ -240,6 +252,7 @@ def add_members(connection: Connection, list_id: int, addresses: Iterable[str]) 
                     "address": a,
                     "self_copy": True,
                     "enabled": True,
+                    "digest": False,
                     "bounce_score": 0.0,
                     "created_at": now,
                 }
@@ -266,14 +279,14 @@ def members(connection: Connection, list_id: int) -> list[Member]:
     rows = connection.execute(
         select(list_members).where(list_members.c.list_id == list_id).order_by(list_members.c.address)
     )
-    return [Member(r.address, r.self_copy, r.enabled, r.bounce_score, r.disabled_reason) for r in rows]
+    return [_member(r) for r in rows]
 
 
 def find_member(connection: Connection, list_id: int, address: str) -> Member | None:
     row = connection.execute(
         select(list_members).where(list_members.c.list_id == list_id, list_members.c.address == address.lower())
     ).first()
-    return Member(row.address, row.self_copy, row.enabled, row.bounce_score, row.disabled_reason) if row else None
+    return _member(row) if row else None
 
 
 def set_member(connection: Connection, list_id: int, address: str, **values: Any) -> bool:
@@ -463,3 +476,37 @@ def take_confirmation(connection: Connection, token: str, max_age: float) -> tup
 def find_confirmation(connection: Connection, token: str) -> tuple[int, str, str] | None:
     row = connection.execute(select(list_confirmations).where(list_confirmations.c.token == token)).first()
     return (row.list_id, row.address, row.action) if row else None
+
+
+# digests
+
+
+def digests_due(connection: Connection, sent_before: float) -> list[MailingList]:
+    """Lists whose last digest went out before SENT_BEFORE and that have posts since."""
+    rows = connection.execute(
+        select(lists).where(lists.c.digest_sent_at <= sent_before, lists.c.last_number > lists.c.digest_last_number)
+    )
+    return [_row_to_list(row) for row in rows]
+
+
+def posts_after(connection: Connection, list_id: int, number: int) -> list[tuple[Post, bytes]]:
+    rows = connection.execute(
+        select(list_posts)
+        .where(list_posts.c.list_id == list_id, list_posts.c.number > number)
+        .order_by(list_posts.c.number)
+    )
+    return [(Post(r.number, r.posted_at, r.sender, r.author, r.subject), r.body) for r in rows]
+
+
+def digest_sent(connection: Connection, list_id: int, previous: int, last: int, now: float) -> bool:
+    """Record a digest of posts PREVIOUS+1..LAST (compare-and-set: never the same posts twice)."""
+    result = connection.execute(
+        update(lists)
+        .where(lists.c.id == list_id, lists.c.digest_last_number == previous)
+        .values(digest_last_number=last, digest_sent_at=now)
+    )
+    return bool(result.rowcount)
+
+
+def digest_now(connection: Connection, list_id: int) -> None:
+    connection.execute(update(lists).where(lists.c.id == list_id).values(digest_sent_at=0.0))

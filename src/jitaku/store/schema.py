@@ -104,6 +104,8 @@ lists = Table(
     Column("owners", Text, nullable=False, default=""),  # comma-separated; empty: postmaster
     Column("last_number", Integer, nullable=False, default=0),
     Column("bounce_threshold", Float, nullable=False, default=5.0),
+    Column("digest_last_number", Integer, nullable=False, default=0),  # the newest post sent in a digest
+    Column("digest_sent_at", Float, nullable=False, default=0.0),  # 0: a digest is due now
     Column("secret", String(64), nullable=False),  # keys the one-click unsubscribe tokens
     Column("created_at", Float, nullable=False),
 )
@@ -116,6 +118,7 @@ list_members = Table(
     Column("address", String(320), nullable=False),
     Column("self_copy", Boolean, nullable=False, default=True),
     Column("enabled", Boolean, nullable=False, default=True),
+    Column("digest", Boolean, nullable=False, default=False),  # posts come once a day, together
     Column("bounce_score", Float, nullable=False, default=0.0),
     Column("disabled_reason", Text, nullable=True),
     Column("created_at", Float, nullable=False),

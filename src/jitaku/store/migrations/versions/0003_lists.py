@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("owners", sa.Text, nullable=False),
         sa.Column("last_number", sa.Integer, nullable=False),
         sa.Column("bounce_threshold", sa.Float, nullable=False),
+        sa.Column("digest_last_number", sa.Integer, nullable=False),
+        sa.Column("digest_sent_at", sa.Float, nullable=False),
         sa.Column("secret", sa.String(64), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
     )
@@ -35,6 +37,7 @@ def upgrade() -> None:
         sa.Column("address", sa.String(320), nullable=False),
         sa.Column("self_copy", sa.Boolean, nullable=False),
         sa.Column("enabled", sa.Boolean, nullable=False),
+        sa.Column("digest", sa.Boolean, nullable=False),
         sa.Column("bounce_score", sa.Float, nullable=False),
         sa.Column("disabled_reason", sa.Text, nullable=True),
         sa.Column("created_at", sa.Float, nullable=False),
