@@ -849,7 +849,10 @@ def test_a_field_named_like_a_signature_in_the_body_does_not_count() -> None:
 
 
 def _members(*addresses_: str) -> list[Member]:
-    return [Member(a, self_copy=True, enabled=True, digest=False, bounce_score=0.0, disabled_reason=None) for a in addresses_]
+    return [
+        Member(a, self_copy=True, enabled=True, digest=False, bounce_score=0.0, disabled_reason=None)
+        for a in addresses_
+    ]
 
 
 def test_token_is_stable_and_32_hex() -> None:

@@ -136,3 +136,50 @@ def test_mailbox_show_writes_the_stored_bytes_exactly(server: Jitaku) -> None:
     assert server.message("alice@example.test", entry["uid"]).endswith(raw)
     missing = server.cli("mailbox", "show", "alice@example.test", "99", check=False)
     assert missing.returncode != 0 and "no message 99" in missing.stderr
+
+
+def test_list_commands_check_their_input_and_change_nothing_on_error(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run("init", "--dir", str(data), "--domain", "example.test")
+
+    def jitaku(*args: str) -> subprocess.CompletedProcess[str]:
+        return run(*args, "--dir", str(data))
+
+    assert jitaku("list", "create", "sota@example.test", "--name", "SOTA Japan").returncode == 0
+    members = tmp_path / "members.txt"
+    members.write_text("# exported from fml\nkenji@example.jp\n\nyuki@example.org   # chair\nKenji@Example.JP\n")
+    imported = jitaku("list", "import", "sota@example.test", str(members))
+    assert (
+        imported.returncode == 0
+        and "imported 2 members" in imported.stdout
+        and "1 were members already" in imported.stdout
+    )
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ok@example.jp\nnot an address\n")
+    refused = jitaku("list", "import", "sota@example.test", str(bad))
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        f"jitaku: {bad}:2: not a plain mail address: 'not an address' (nothing imported)"
+    )
+    listed = json.loads(jitaku("list", "members", "sota@example.test", "--json").stdout)
+    assert [m["address"] for m in listed] == ["kenji@example.jp", "yuki@example.org"]
+    for args, message in [
+        (
+            ("list", "set", "sota@example.test", "dmarc", "sometimes"),
+            "dmarc: 'sometimes' is not one of auto, munge, wrap, none",
+        ),
+        (("list", "set", "sota@example.test", "subject_tag", "[sota]"), "needs exactly one %d or %05d-style number"),
+        (("list", "set", "sota@example.test", "colour", "blue"), "unknown setting 'colour'"),
+        (("list", "create", "sota@example.test"), "list sota@example.test exists already"),
+        (("list", "create", "team@elsewhere.test"), "not one of this server's domains"),
+        (("list", "add", "nope@example.test", "a@b.example"), "no list nope@example.test"),
+        (("list", "remove", "sota@example.test", "stranger@example.jp"), "not members of sota@example.test"),
+    ]:
+        result = jitaku(*args)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+    shown = json.loads(jitaku("list", "show", "sota@example.test", "--json").stdout)[0]
+    assert shown["dmarc"] == "auto" and shown["subject_tag"] == "[sota:%05d]" and shown["members"] == 2
+    assert jitaku("list", "set", "sota@example.test", "reply-to", "sender").returncode == 0
+    assert json.loads(jitaku("list", "show", "sota@example.test", "--json").stdout)[0]["reply_to"] == "sender"
+    assert "[sota:%05d]" in jitaku("list", "show", "sota@example.test").stdout  # not eaten as markup
+    assert jitaku("list", "delete", "sota@example.test").returncode == 0
+    assert jitaku("list", "show", "sota@example.test").returncode == 1

@@ -17,7 +17,9 @@ def curl(url: str) -> tuple[int, str]:
     return int(code), body
 
 
-def test_status_page_shows_mailboxes_and_queue(server: Jitaku) -> None:
+def test_status_page_shows_mailboxes_queue_and_lists(server: Jitaku) -> None:
+    server.cli("list", "create", "sota@example.test", "--name", "SOTA Japan")
+    server.cli("list", "add", "sota@example.test", "alice@example.test")
     swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", "alice@example.test", "--from", "carol@remote.test")
     code, page = curl(f"http://127.0.0.1:{server.web_port}/")
     assert code == 200
@@ -28,6 +30,10 @@ def test_status_page_shows_mailboxes_and_queue(server: Jitaku) -> None:
     assert {"address": "alice@example.test", "messages": 1} in status["mailboxes"]
     assert {"address": "bob@example.org", "messages": 0} in status["mailboxes"]
     assert status["queue"] == []
+    assert status["lists"] == [
+        {"address": "sota@example.test", "name": "SOTA Japan", "members": 1, "posts": 0, "held": 0}
+    ]
+    assert "SOTA Japan" in page
     code, _ = curl(f"http://127.0.0.1:{server.web_port}/nothing-here")
     assert code == 404
 

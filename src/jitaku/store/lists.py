@@ -510,3 +510,21 @@ def digest_sent(connection: Connection, list_id: int, previous: int, last: int, 
 
 def digest_now(connection: Connection, list_id: int) -> None:
     connection.execute(update(lists).where(lists.c.id == list_id).values(digest_sent_at=0.0))
+
+
+def summaries(connection: Connection) -> list[dict[str, Any]]:
+    """One line per list for the status page: members, posts and posts waiting for a moderator."""
+
+    def count(table: Any, list_id: int) -> int:
+        return int(connection.execute(select(func.count()).where(table.c.list_id == list_id)).scalar_one())
+
+    return [
+        {
+            "address": found.address,
+            "name": found.name,
+            "members": count(list_members, found.id),
+            "posts": found.last_number,
+            "held": count(list_held, found.id),
+        }
+        for found in all_lists(connection)
+    ]

@@ -13,6 +13,7 @@ from starlette.templating import Jinja2Templates
 
 from jitaku.config import Settings
 from jitaku.store import Database, mailstore
+from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
 from jitaku.web import lists
 
@@ -23,6 +24,7 @@ def build(settings: Settings, database: Database) -> Starlette:
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.read(mailstore.message_counts)
         queued = await database.read(queue_rows.list_queue)
+        mailing_lists = await database.read(list_rows.summaries)
         return {
             "hostname": settings.mail_hostname,
             "domains": list(settings.domains),
@@ -33,6 +35,7 @@ def build(settings: Settings, database: Database) -> Starlette:
             },
             "mailboxes": [{"address": address, "messages": count} for address, count in mailboxes],
             "queue": [m.as_json() for m in queued],
+            "lists": mailing_lists,
         }
 
     async def page(request: Request) -> Response:
