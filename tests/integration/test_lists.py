@@ -113,6 +113,19 @@ def archive(server: Jitaku) -> list[dict[str, Any]]:
     return json.loads(server.cli("list", "archive", LIST, "--json").stdout)
 
 
+def publish_key(zone: Any, domain: str, directory: Path) -> Path:
+    """A new RSA key for DOMAIN, selector "sel", published in ZONE; returns the private key file."""
+    key = directory / f"{domain}.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    record = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
+    chunks = " ".join(f'"{record[i : i + 200]}"' for i in range(0, len(record), 200))
+    zone.add(f"sel._domainkey.{domain}. 300 IN TXT {chunks}")
+    return key
+
+
 def assert_aligned_dkim_pass(message: bytes, dns_port: int) -> None:
     """DMARC at a member's receiver: a DKIM pass whose d= is the From domain (checked by Mail::DKIM)."""
     from_domain = header(message, "From").rpartition("@")[2].rstrip(">").lower()
@@ -171,14 +184,7 @@ def test_from_is_rewritten_when_the_authors_dmarc_needs_it(list_server, dns_zone
         f"Message-ID: <dmarc-{domain}@{domain}>\r\n\r\nHello from {domain}.\r\n"
     ).encode()
     # the author's own domain signs, as Gmail would (Mail::DKIM as the signer)
-    key = tmp_path / "author.key"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    record = f"v=DKIM1; k=rsa; p={base64.b64encode(public).decode()}"
-    chunks = " ".join(f'"{record[i : i + 200]}"' for i in range(0, len(record), 200))
-    dns_zone[0].add(f"sel._domainkey.{domain}. 300 IN TXT {chunks}")
+    key = publish_key(dns_zone[0], domain, tmp_path)
     signed = subprocess.run(
         ["perl", str(SIGNER), domain, "sel", str(key)], input=message, check=True, capture_output=True
     ).stdout
@@ -442,3 +448,30 @@ def test_a_digest_member_gets_the_days_posts_in_one_mime_digest(list_server, dns
     post(server, "carol@members.test", "Three")
     wait_until(lambda: len(members.copies_for("erin@other.test")) == 3, timeout=20)
     assert len(members.copies_for("dave@members.test")) == 1  # post 3 waits for tomorrow's digest
+
+
+def test_a_post_that_was_already_sealed_gets_the_next_arc_instance(list_server, dns_zone, tmp_path) -> None:
+    """A forwarder (Mail::DKIM's ARC signer) sealed the post before it reached us: our set is i=2, cv=pass."""
+    server, members = list_server
+    key = publish_key(dns_zone[0], "forwarder.test", tmp_path)
+    post_bytes = (
+        b"Authentication-Results: mx.forwarder.test; spf=pass smtp.mailfrom=carol@members.test\r\n"
+        b"From: Carol <carol@members.test>\r\nTo: sota@example.test\r\nSubject: Forwarded\r\n"
+        b"Date: Wed, 25 Nov 2026 10:00:00 +0900\r\nMessage-ID: <fwd-1@members.test>\r\n\r\nvia a forwarder\r\n"
+    )
+    sealer = Path(__file__).with_name("arc_seal.pl")
+    sealed = subprocess.run(
+        ["perl", str(sealer), "forwarder.test", "sel", str(key), "mx.forwarder.test"],
+        input=post_bytes,
+        check=True,
+        capture_output=True,
+    ).stdout
+    assert arc_results(sealed, dns_zone[1])["result"] == "pass"
+    data = tmp_path / "sealed.eml"
+    data.write_bytes(sealed)
+    post(server, "carol@members.test", "", "--data", str(data))
+    copy = wait_until(lambda: members.copies_for("erin@other.test"), timeout=20)[0]
+    assert "arc=pass" in raw_header(copy, "ARC-Authentication-Results")
+    assert "i=2; cv=pass" in raw_header(copy, "ARC-Seal")
+    arc = arc_results(copy, dns_zone[1])
+    assert arc["result"] == "pass" and arc["instances"] == "2", arc
