@@ -7,6 +7,7 @@ import base64
 import json
 import smtplib
 import subprocess
+import time
 from email import message_from_bytes
 from email.header import Header, decode_header, make_header
 from email.policy import default as default_policy
@@ -67,8 +68,17 @@ class Members:
 
 
 @pytest.fixture
-def list_server(server: Jitaku, dns_zone, sink_factory) -> tuple[Jitaku, Members]:
-    zone, _port = dns_zone
+def list_server(jitaku_factory, dns_zone, sink_factory) -> tuple[Jitaku, Members]:
+    """A running jitaku (users alice@example.test, bob@example.org) with list sota@example.test owned by
+    alice, and the members' domains' MX pointing at one smtp-sink."""
+    zone, dns_port = dns_zone
+    sink = sink_factory()
+    server: Jitaku = jitaku_factory(dns_port)
+    server.settings["delivery"] = {"port": sink.port}
+    server.write_config()
+    server.cli("init")
+    server.add_user("alice@example.test")
+    server.add_user("bob@example.org")
     publish_dkim(server, zone)
     for domain, dmarc in MEMBER_DOMAINS.items():
         zone.add(f"{domain}. 300 IN MX 10 mx.{domain}.")
@@ -76,10 +86,9 @@ def list_server(server: Jitaku, dns_zone, sink_factory) -> tuple[Jitaku, Members
         zone.add(f'{domain}. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
         if dmarc:
             zone.add(f'_dmarc.{domain}. 300 IN TXT "{dmarc}"')
-    sink = sink_factory()
-    deliver_to_port(server, sink.port)
     server.cli("list", "create", LIST, "--name", "SOTA Japan", "--owner", "alice@example.test")
     server.cli("list", "add", LIST, *MEMBERS)
+    server.start()
     return server, Members(sink)
 
 
@@ -169,42 +178,39 @@ def test_a_post_reaches_every_member_numbered_signed_and_sealed(list_server, dns
     assert archive(server)[0]["number"] == 1 and archive(server)[0]["subject"] == "Hello"
 
 
-@pytest.mark.parametrize(
-    ("domain", "rewritten"),
-    [("reject.test", True), ("quarantine.test", True), ("none.test", True), ("other.test", False)],
-)
-def test_from_is_rewritten_when_the_authors_dmarc_needs_it(list_server, dns_zone, tmp_path, domain, rewritten) -> None:
+def test_from_is_rewritten_when_the_authors_dmarc_needs_it(list_server, dns_zone, tmp_path) -> None:
     """p=reject and p=quarantine always; p=none when the author's DKIM signature will not survive the
     subject tag; no DMARC record: From stays. Either way DMARC passes where the author's domain asks it to."""
     server, members = list_server
-    author = f"Kenji Sato <ken@{domain}>"
-    server.cli("list", "add", LIST, f"ken@{domain}")
-    message = (
-        f"From: {author}\r\nTo: {LIST}\r\nSubject: DMARC {domain}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0900\r\n"
-        f"Message-ID: <dmarc-{domain}@{domain}>\r\n\r\nHello from {domain}.\r\n"
-    ).encode()
-    # the author's own domain signs, as Gmail would (Mail::DKIM as the signer)
-    key = publish_key(dns_zone[0], domain, tmp_path)
-    signed = subprocess.run(
-        ["perl", str(SIGNER), domain, "sel", str(key)], input=message, check=True, capture_output=True
-    ).stdout
-    email_file = tmp_path / "post.eml"
-    email_file.write_bytes(signed)
-    post(server, f"ken@{domain}", "", "--data", str(email_file))
-    wait_until(lambda: members.copies_for("carol@members.test"), timeout=20)
-    copy = members.copies_for("carol@members.test")[0]
-    if rewritten:
-        assert parseaddr(header(copy, "From")) == ("Kenji Sato via SOTA Japan", LIST)
-        assert f"ken@{domain}" in header(copy, "Cc")  # the author stays reachable
-        assert header(copy, "Reply-To") == "sota@example.test"
-    else:
-        assert header(copy, "From") == author
-    # what the member's receiver checks: DKIM aligned with From for a rewritten post, and ARC
-    if rewritten:
-        assert_aligned_dkim_pass(copy, dns_zone[1])
-    assert arc_results(copy, dns_zone[1])["result"] == "pass"
-    # the list recorded the author's own verdict in its ARC set
-    assert "dkim=pass" in raw_header(copy, "ARC-Authentication-Results")
+    cases = {"reject.test": True, "quarantine.test": True, "none.test": True, "other.test": False}
+    for domain in cases:
+        server.cli("list", "add", LIST, f"ken@{domain}")
+        message = (
+            f"From: Kenji Sato <ken@{domain}>\r\nTo: {LIST}\r\nSubject: DMARC {domain}\r\n"
+            f"Date: Wed, 25 Nov 2026 10:00:00 +0900\r\nMessage-ID: <dmarc-{domain}@{domain}>\r\n\r\nHello.\r\n"
+        ).encode()
+        # the author's own domain signs, as Gmail would (Mail::DKIM as the signer)
+        key = publish_key(dns_zone[0], domain, tmp_path)
+        signed = subprocess.run(
+            ["perl", str(SIGNER), domain, "sel", str(key)], input=message, check=True, capture_output=True
+        ).stdout
+        email_file = tmp_path / f"{domain}.eml"
+        email_file.write_bytes(signed)
+        post(server, f"ken@{domain}", "", "--data", str(email_file))
+    wait_until(lambda: len(members.copies_for("carol@members.test")) == len(cases), timeout=30)
+    for copy in members.copies_for("carol@members.test"):
+        domain = header(copy, "Subject").rpartition(" ")[2]
+        if cases[domain]:
+            assert parseaddr(header(copy, "From")) == ("Kenji Sato via SOTA Japan", LIST)
+            assert f"ken@{domain}" in header(copy, "Cc")  # the author stays reachable
+            assert header(copy, "Reply-To") == "sota@example.test"
+            # what the member's receiver checks: DKIM aligned with the rewritten From
+            assert_aligned_dkim_pass(copy, dns_zone[1])
+        else:
+            assert header(copy, "From") == f"Kenji Sato <ken@{domain}>"
+        assert arc_results(copy, dns_zone[1])["result"] == "pass"
+        # the list recorded the author's own verdict in its ARC set
+        assert "dkim=pass" in raw_header(copy, "ARC-Authentication-Results")
 
 
 def test_wrap_sends_the_original_untouched_as_an_attachment(list_server, dns_zone) -> None:
@@ -412,13 +418,15 @@ def test_kill_9_in_the_middle_of_a_fan_out(server: Jitaku, dns_zone, sink_factor
     post(server, "m0@d0.test", "Before the crash")
     wait_until(lambda: len(members.copies()) >= 10, timeout=30)
     server.kill9()
-    in_flight = len(members.copies())
-    assert in_flight < len(addresses)
+    time.sleep(0.5)  # what was on the wire at the kill lands (or not) now
+    before = {r for _s, rs, _m in members.copies() for r in rs}
+    assert len(before) < len(addresses)
     server.start()
     wait_until(lambda: {r for _s, rs, _m in members.copies() for r in rs} >= set(addresses), timeout=60)
     per_member = {a: len(members.copies_for(a)) for a in addresses}
-    duplicates = sum(count - 1 for count in per_member.values())
-    assert duplicates <= 10  # at most the one copy per domain that was on the wire
+    # at least once: a copy may come twice only if it had gone out before the crash was recorded
+    assert {a for a, count in per_member.items() if count > 1} <= before
+    assert max(per_member.values()) <= 2
     post(server, "m0@d0.test", "After the crash")
     wait_until(lambda: len(members.copies_for("m59@d9.test")) == per_member["m59@d9.test"] + 1, timeout=60)
     assert [entry["number"] for entry in archive(server)] == [1, 2]
