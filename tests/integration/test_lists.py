@@ -483,3 +483,56 @@ def test_a_post_that_was_already_sealed_gets_the_next_arc_instance(list_server, 
     assert "i=2; cv=pass" in raw_header(copy, "ARC-Seal")
     arc = arc_results(copy, dns_zone[1])
     assert arc["result"] == "pass" and arc["instances"] == "2", arc
+
+
+def test_raw_8bit_headers_neither_jam_nor_break_the_list(list_server) -> None:
+    """Raw Shift_JIS bytes in a Subject (old Japanese mail programs send them): a stranger's post is held,
+    a member's goes out, and neither stops the posts behind them."""
+    server, members = list_server
+    subject = "日本語".encode("shift_jis")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as client:
+        for sender in ("stranger@other.test", "carol@members.test"):
+            client.sendmail(
+                sender, [LIST], b"From: " + sender.encode() + b"\r\nSubject: " + subject + b"\r\n\r\nraw\r\n"
+            )
+    post(server, "carol@members.test", "Behind them")
+    wait_until(lambda: len(members.copies_for("erin@other.test")) == 2, timeout=20)
+    held = json.loads(server.cli("list", "held", LIST, "--json").stdout)
+    assert [h["sender"] for h in held] == ["stranger@other.test"]
+    assert [entry["number"] for entry in archive(server)] == [1, 2]
+
+
+def test_list_addresses_are_protected_from_loops_forgery_and_takeover(list_server) -> None:
+    server, members = list_server
+    # an owner address that is the list's own -owner address must not loop
+    server.cli("list", "set", LIST, "owners", "sota-owner@example.test,alice@example.test")
+    post(server, "erin@other.test", "To the owners", to="sota-owner@example.test")
+    wait_until(lambda: server.mailbox("alice@example.test"))
+    time.sleep(2)
+    assert len(server.mailbox("alice@example.test")) == 1
+    assert server.log().count("relay=list") == 1
+    # mail with a sender to a member's bounce address is not a bounce and costs the member nothing
+    for _ in range(3):
+        post(server, "spoof@other.test", "not a bounce", to="sota-bounces+erin=other.test@example.test")
+    wait_until(lambda: server.log().count("not a bounce") == 3)
+    erin = [
+        m for m in json.loads(server.cli("list", "members", LIST, "--json").stdout) if m["address"] == "erin@other.test"
+    ]
+    assert erin[0]["bounce_score"] == 0 and erin[0]["enabled"]
+    # a mail loop elsewhere ends here: too many Received headers
+    hops = "".join(
+        f"Received: from hop{i}.test by hop{i + 1}.test; Wed, 25 Nov 2026 10:00:00 +0000\r\n" for i in range(51)
+    )
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("carol@members.test", [LIST], (hops + "Subject: loop\r\n\r\nx\r\n").encode())
+    assert refused.value.smtp_code == 554 and b"5.4.6" in refused.value.smtp_error
+    # the list's role addresses cannot be taken by a user; an alias of the list reaches it
+    taken = server.cli(
+        "user", "add", "sota-request@example.test", "--password-stdin", input="password-1\n", check=False
+    )
+    assert taken.returncode == 1 and "belongs to the mailing list sota@example.test" in taken.stderr
+    server.cli("alias", "add", "club@example.test", LIST)
+    post(server, "carol@members.test", "Through the alias", to="club@example.test")
+    wait_until(lambda: members.copies_for("erin@other.test"), timeout=20)
+    assert header(members.copies_for("erin@other.test")[0], "Subject") == "[sota:00001] Through the alias"

@@ -31,14 +31,13 @@ LIST_FIELDS = frozenset(
         "precedence",
         "x-ml-name",
         "x-mail-count",
-        "x-loop",
         "return-path",
     }
-)
+)  # X-Loop stays: another list's X-Loop is what stops two lists that are members of each other
 # The fields each member's copy has of its own (its one-click link), signed per copy.
 PERSONAL_FIELDS = frozenset({b"list-unsubscribe", b"list-unsubscribe-post"})
 # Fields whose change breaks an original DKIM signature that covers them.
-EDITED = LIST_FIELDS | {"subject", "reply-to", "cc", "from"}
+EDITED = LIST_FIELDS | {"subject", "reply-to", "cc", "from", "x-loop"}
 
 _NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 
@@ -115,6 +114,7 @@ def unsubscribe_fields(mailing_list: MailingList, token: str, web_url: str) -> b
 def compose(post: bytes, mailing_list: MailingList, number: int, rewrite: str, web_url: str) -> Edition:
     """REWRITE is "none", "munge" (From becomes the list's) or "wrap" (the post travels as an attachment)."""
     fields, body = split(post)
+    fields = [_well_formed(field) for field in fields if name_of(field)]
     raw_from = first(fields, "from") or ""
     author = decoded(raw_from)
     subject = strip_tag(decoded(first(fields, "subject")), mailing_list.subject_tag).strip()
@@ -128,6 +128,13 @@ def compose(post: bytes, mailing_list: MailingList, number: int, rewrite: str, w
     kept = _reply_fields(kept, raw_from, mailing_list, munged=rewrite != "none")
     head = b"".join(kept) + list_fields(mailing_list, number, web_url)
     return Edition(head + body, author, subject)
+
+
+def _well_formed(field: bytes) -> bytes:
+    """`Name : value` (RFC 5322's obsolete syntax) as `Name: value`, which DKIM signers can parse."""
+    name, _, rest = field.partition(b":")
+    stripped = name.rstrip(b" \t")
+    return field if stripped == name else stripped + b":" + rest
 
 
 def _replace(fields: list[bytes], name: str, field: bytes) -> list[bytes]:
@@ -198,6 +205,7 @@ _WRAPPER_KEEPS = {
     "in-reply-to",
     "references",
     "reply-to",
+    "x-loop",
 }
 
 

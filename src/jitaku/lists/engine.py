@@ -35,7 +35,8 @@ from jitaku.store.lists import InboxItem, MailingList, Member
 from jitaku.store.queue import Personal
 
 POLL_SECONDS = 1.0
-BATCH = 20
+MAX_ATTEMPTS = 5
+RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
 CONFIRMATION_SECONDS = 3 * 86400
 STRICT = ("quarantine", "reject")
 DIGEST_SECONDS = 86400.0
@@ -49,6 +50,8 @@ def one_click_token(mailing_list: MailingList, member: str) -> str:
 
 
 def member_for_token(mailing_list: MailingList, members: list[Member], token: str) -> str | None:
+    if not token.isascii():
+        return None
     for member in members:
         if hmac.compare_digest(one_click_token(mailing_list, member.address), token):
             return member.address
@@ -96,23 +99,42 @@ class ListEngine:
     async def run(self) -> None:
         while True:
             self._wakeup.clear()
-            items = await self._database.read(lambda c: rows.next_inbox(c, BATCH))
-            for item in items:
-                await self._handle_safely(item)
-            await self._digests()
-            if len(items) == BATCH:
-                continue
+            try:
+                item = await self._database.read(lambda c: rows.next_inbox(c, time.time()))
+                if item is not None:
+                    await self._handle_safely(item)
+                    continue
+                await self._digests()
+            except Exception as error:  # the store or a digest failing must not stop the daemon's mail
+                log.event("list_engine_error", error=repr(error))
             try:
                 await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
             except TimeoutError:
                 pass
 
     async def _handle_safely(self, item: InboxItem) -> None:
+        """Handle ITEM; on failure try again later, and in the end hold a post for the owners rather than
+        let one message stop the list (what else cannot be done is dropped, and logged)."""
         try:
             await self._handle(item)
-        except Exception as error:  # one bad message must not stop the list: park it for the owner
-            log.event("list_error", item=item.id, role=item.role, sender=f"<{item.sender}>", error=repr(error))
-            await self._park(item, f"could not be processed: {error!r}")
+        except Exception as error:
+            gave_up = item.attempts + 1 >= MAX_ATTEMPTS
+            log.event(
+                "list_error",
+                item=item.id,
+                role=item.role,
+                sender=f"<{item.sender}>",
+                attempts=item.attempts + 1,
+                error=repr(error),
+                action=("held" if item.role in ("post", "approved") else "dropped") if gave_up else "retry later",
+            )
+            if not gave_up:
+                retry = time.time() + RETRY_SECONDS * 2**item.attempts
+                await self._database.write(lambda c: rows.inbox_failed(c, item.id, retry))
+            elif item.role in ("post", "approved"):
+                await self._park(item, f"could not be processed: {error!r}")
+            else:
+                await self._database.write(lambda c: rows.remove_inbox(c, item.id))
 
     async def _handle(self, item: InboxItem) -> None:
         mailing_list = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
@@ -171,7 +193,9 @@ class ListEngine:
         for field in fields:
             name = compose.name_of(field)
             value = compose.value_of(field).lower()
-            if (name == "list-id" and ours in value) or (name == "x-loop" and mailing_list.address in value):
+            if name == "list-id" and ours in value:
+                return True
+            if name == "x-loop" and value.strip("<> ") == mailing_list.address:
                 return True
         return False
 
@@ -249,22 +273,24 @@ class ListEngine:
             if not rows.take_number(connection, mailing_list.id, number):
                 return False  # someone else numbered a post meanwhile: compose again
             edition = copies.edition
-            rows.archive(
-                connection, mailing_list.id, number, item.sender, edition.author, edition.subject, edition.message
+            post_id = rows.archive(
+                connection, mailing_list.id, number, item.sender, edition.author, edition.subject, copies.shared
             )
-            self._store_copies(connection, bounce_to, copies)
+            self._store_copies(connection, bounce_to, copies, post_id)
             rows.remove_inbox(connection, item.id)
             return True
 
         return await self._database.write(commit)
 
     @staticmethod
-    def _store_copies(connection: Connection, bounce_to: str, copies: Copies) -> None:
+    def _store_copies(connection: Connection, bounce_to: str, copies: Copies, post_id: int | None) -> None:
+        """Local members' copies into their mailboxes; one queue entry per domain, all sharing the
+        archived post (POST_ID) as their body when there is one."""
         for mailbox, message in copies.local:
             mailstore.append(connection, mailbox, message)
         now = time.time()
         for group, personal in copies.remote.values():
-            queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal)
+            queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal, post_id)
 
     # digests
 
@@ -283,7 +309,8 @@ class ListEngine:
         posts = await self._database.read(
             lambda c: rows.posts_after(c, mailing_list.id, mailing_list.digest_last_number)
         )
-        previous, last = mailing_list.digest_last_number, posts[-1][0].number if posts else 0
+        previous = mailing_list.digest_last_number
+        last = posts[-1][0].number if posts else previous
         copies = None
         if readers and posts:
             mailboxes = await self._policy.local_mailboxes(readers)
@@ -294,7 +321,7 @@ class ListEngine:
 
         def commit(connection: Connection) -> None:
             if rows.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
-                self._store_copies(connection, bounce_to, copies)
+                self._store_copies(connection, bounce_to, copies, None)
 
         await self._database.write(commit)
         log.event("list_digest", list=mailing_list.address, posts=f"{previous + 1}-{last}", readers=len(readers))
@@ -365,6 +392,10 @@ class ListEngine:
                 if (command.verb == "subscribe") == is_member:
                     replies.append(f"{command.verb}: {requester} is {'already' if is_member else 'not'} a member.")
                     continue
+                if await self._database.read(
+                    partial(rows.pending_confirmation, list_id=mailing_list.id, address=requester, action=command.verb)
+                ):
+                    continue  # asked within the hour already: no second mail, or a stranger could flood them
                 token = secrets.token_hex(16)
                 changes.append(self._confirmation(token, mailing_list.id, requester, command.verb))
                 subject = f"confirm {token}"
@@ -396,6 +427,9 @@ class ListEngine:
             for change in changes:
                 change(connection)
 
+        if not replies:
+            await self._database.write(apply)
+            return
         await self._send(mailing_list, "request", [requester], subject, "\n\n".join(replies) + "\n", apply, attachment)
         log.event(
             "list_request",
@@ -435,6 +469,9 @@ class ListEngine:
         await self._pipeline.accept(Arrival(item.sender, decisions, item.body, session=None), also=forget)
 
     async def _bounce(self, mailing_list: MailingList, item: InboxItem) -> None:
+        if item.sender:  # a bounce comes from the null sender; anything else here is not one
+            await self._drop(item, "mail to the bounce address with a sender: not a bounce")
+            return
         parsed = verp.parse_bounce_address(item.recipient)
         named = parsed[1].lower() if parsed and parsed[1] else None
         permanent, temporary = bounces.failures(item.body)
@@ -484,8 +521,9 @@ class ListEngine:
     # helpers
 
     async def _decisions(self, addresses: list[str]) -> tuple[Accepted, ...]:
+        """Where the list's own mail goes; never back into a list, which could loop for ever."""
         decided = [await self._policy.recipient(address, authenticated=True) for address in addresses]
-        return tuple(d for d in decided if isinstance(d, Accepted))
+        return tuple(d for d in decided if isinstance(d, Accepted) and d.list_role is None)
 
     async def _send(
         self,
@@ -512,18 +550,14 @@ class ListEngine:
 
     async def _park(self, item: InboxItem, reason: str) -> None:
         held_id = await self._database.read(rows.next_held_id)
+        message = headers.parse(item.body)
+        author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
 
         def park(connection: Connection) -> None:
-            message = headers.parse(item.body)
-            author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
             rows.hold(connection, held_id, item.list_id, item.sender, author, subject, reason, item.body)
             rows.remove_inbox(connection, item.id)
 
-        try:
-            await self._database.write(park)
-        except Exception as error:
-            log.event("list_error", item=item.id, error=repr(error), action="retry later")
-            await asyncio.sleep(POLL_SECONDS)
+        await self._database.write(park)
 
 
 def apply_confirmed(connection: Connection, list_id: int, address: str, action: str) -> None:

@@ -86,7 +86,8 @@ def _octets_text(octets: bytes, charset: str) -> tuple[str, bool]:
             return _decode_jis(octets), True
         # Windows and many Japanese MUAs label CP932 text Shift_JIS; CP932 reads every Shift_JIS sequence too.
         return octets.decode("cp932" if codec == "shift_jis" else codec, "replace"), False
-    except LookupError:  # unknown-8bit, a misspelt label, or a codec that is not a text encoding
+    # unknown-8bit, a misspelt or 8-bit label, or a codec that is not a text encoding
+    except (LookupError, ValueError, UnicodeError):
         return decode_plain(octets.decode("ascii", "surrogateescape"))
 
 

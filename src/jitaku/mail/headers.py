@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from email.header import Header
 from email.message import Message
@@ -23,11 +24,25 @@ def from_addresses(message: bytes) -> list[str]:
     return [address.lower() for _name, address in getaddresses([str(f) for f in fields]) if address]
 
 
+_RECEIVED = re.compile(rb"(?im)^received:")
+
+
+def hops(message: bytes) -> int:
+    """How many servers the message has passed: its Received headers (RFC 5321 §6.3)."""
+    end = message.find(b"\r\n\r\n")
+    return len(_RECEIVED.findall(message if end < 0 else message[:end]))
+
+
 def decoded(value: str | Header | None) -> str:
-    """Decode RFC 2047 encoded-words (ISO-2022-JP, Shift_JIS, UTF-8, B or Q, folded) into text."""
+    """Decode RFC 2047 encoded-words (ISO-2022-JP, Shift_JIS, UTF-8, B or Q, folded) into text.
+
+    Raw 8-bit bytes that are not UTF-8 become U+FFFD: the text is for people and for the database,
+    which takes no lone surrogates.
+    """
     if not value:
         return ""
-    return encoded_words.decode(encoded_words.source(value) if isinstance(value, Header) else value)[0]
+    text = encoded_words.decode(encoded_words.source(value) if isinstance(value, Header) else value)[0]
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def date_of(message: Message) -> datetime | None:

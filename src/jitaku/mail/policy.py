@@ -75,6 +75,8 @@ class Policy:
             target = None if to_list else self.resolve(directory, recipient)
         if to_list is not None:
             return Accepted(recipient, None, to_list)
+        if target is not None and target in directory.lists:  # an alias of a list
+            return Accepted(target, None, (target, "post"))
         if target is None:
             return Refused(f"550 5.1.1 <{text}>: Recipient address rejected: User unknown")
         if self._settings.is_local_domain(target.rpartition("@")[2]):
@@ -87,7 +89,7 @@ class Policy:
         for _ in range(MAX_ALIAS_DEPTH):
             if not self._settings.is_local_domain(current.rpartition("@")[2]):
                 return current
-            if current in directory.users:
+            if current in directory.users or current in directory.lists:
                 return current
             target = directory.aliases.get(current)
             if target is None:

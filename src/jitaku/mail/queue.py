@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from sqlalchemy.engine import Connection
 
@@ -83,6 +84,10 @@ class Queue:
     async def _attempt(self, message: QueuedMessage) -> None:
         try:
             async with self._limit:
+                body = await self._database.read(lambda c: queue_rows.body_of(c, message.id))
+                if body is None:  # deleted meanwhile (`jitaku queue delete`)
+                    return
+                message = replace(message, body=body)
                 started = time.time()
                 try:
                     outcomes = await self._transport.deliver(
@@ -118,9 +123,13 @@ class Queue:
                 self.on_personal_delivered(connection, personal_delivered)
 
         bounced = [o for o in failed if self._sender_of(message, o.recipient)]
-        if bounced:
-            await self._bounce(message, bounced, record)
-        else:
+        try:
+            if bounced:
+                await self._bounce(message, bounced, record)
+            else:
+                await self._database.write(record)
+        except Exception as error:  # the attempt itself must be recorded, or the same copies go out again
+            log.event("bounce_failed", queue_id=message.id, error=repr(error))
             await self._database.write(record)
         delay = f"{now - message.created_at:.1f}"
         for outcome in delivered:

@@ -166,6 +166,8 @@ class JitakuSMTP(SMTP):
         await self.push("235 2.7.0 Authentication successful")
 
 
+MAX_HOPS = 50  # Received headers, as Postfix's hopcount_limit
+
 # How aiosmtpd holds the null sender (RFC 5321 §4.5.5): an empty mail_from would mean "no MAIL yet".
 NULL_SENDER = "<>"
 
@@ -233,6 +235,8 @@ class Handler:
         data: bytes = envelope.original_content or b""
         if has_bare_line_end(data):
             return "554 5.6.0 Message contains a bare CR or LF; lines must end in CRLF (RFC 5321 §2.3.8)"
+        if headers.hops(data) > MAX_HOPS:
+            return f"554 5.4.6 Too many hops: more than {MAX_HOPS} Received headers, a mail loop (RFC 5321 §6.3)"
         user = self._user(session)
         if user is not None:
             for author in headers.from_addresses(data):

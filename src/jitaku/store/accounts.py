@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
+from jitaku.lists.verp import role_of
 from jitaku.store.schema import aliases, directory_version, lists, mailboxes, users
 
 
@@ -68,8 +69,11 @@ def add_user(connection: Connection, address: str, password_hash: str | None) ->
 
 
 def _refuse_list(connection: Connection, address: str) -> None:
-    if connection.execute(select(lists.c.id).where(lists.c.address == address)).first() is not None:
-        raise AccountError(f"{address} is a mailing list")
+    """A list owns its address and its -request, -owner and -bounces addresses."""
+    role = role_of(address)
+    for candidate in (address, role[0] if role else None):
+        if candidate and connection.execute(select(lists.c.id).where(lists.c.address == candidate)).first():
+            raise AccountError(f"{address} belongs to the mailing list {candidate}")
 
 
 def remove_user(connection: Connection, address: str) -> None:

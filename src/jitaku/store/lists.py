@@ -88,6 +88,7 @@ class InboxItem:
     sender: str
     received_at: float
     note: str | None
+    attempts: int
     body: bytes
 
 
@@ -169,8 +170,10 @@ def create_list(
     address = address.lower()
     if find_list(connection, address) is not None:
         raise AccountError(f"list {address} exists already")
-    if find_user(connection, address) is not None or find_alias(connection, address) is not None:
-        raise AccountError(f"{address} is a user or an alias already")
+    local, _, domain = address.partition("@")
+    for taken in [address] + [f"{local}-{role}@{domain}" for role in ("request", "owner", "bounces")]:
+        if find_user(connection, taken) is not None or find_alias(connection, taken) is not None:
+            raise AccountError(f"{taken} is a user or an alias already; the list needs it")
     connection.execute(
         insert(lists).values(
             address=address,
@@ -341,18 +344,43 @@ def add_inbox(
         raise AccountError(f"list {list_address} no longer exists")
     connection.execute(
         insert(list_inbox).values(
-            list_id=list_id, role=role, recipient=recipient, sender=sender, received_at=now, note=note, body=body
+            list_id=list_id,
+            role=role,
+            recipient=recipient,
+            sender=sender,
+            received_at=now,
+            note=note,
+            attempts=0,
+            next_try=0.0,
+            body=body,
         )
     )
 
 
-def next_inbox(connection: Connection, limit: int) -> list[InboxItem]:
-    rows = connection.execute(select(list_inbox).order_by(list_inbox.c.id).limit(limit))
-    return [InboxItem(r.id, r.list_id, r.role, r.recipient, r.sender, r.received_at, r.note, r.body) for r in rows]
+def next_inbox(connection: Connection, now: float) -> InboxItem | None:
+    """The oldest item whose turn it is (one at a time: a post may be 25 MB)."""
+    row = connection.execute(
+        select(list_inbox).where(list_inbox.c.next_try <= now).order_by(list_inbox.c.id).limit(1)
+    ).first()
+    if row is None:
+        return None
+    return InboxItem(
+        row.id, row.list_id, row.role, row.recipient, row.sender, row.received_at, row.note, row.attempts, row.body
+    )
+
+
+def inbox_failed(connection: Connection, item_id: int, next_try: float) -> None:
+    connection.execute(
+        update(list_inbox)
+        .where(list_inbox.c.id == item_id)
+        .values(attempts=list_inbox.c.attempts + 1, next_try=next_try)
+    )
 
 
 def remove_inbox(connection: Connection, item_id: int) -> None:
-    connection.execute(delete(list_inbox).where(list_inbox.c.id == item_id))
+    """Take the item out of the inbox; raising when it is gone rolls back whatever would have done it twice."""
+    if connection.execute(delete(list_inbox).where(list_inbox.c.id == item_id)).rowcount != 1:
+        raise AccountError(f"list inbox item {item_id} was handled already")
 
 
 def take_number(connection: Connection, list_id: int, number: int) -> bool:
@@ -416,17 +444,22 @@ def take_held(connection: Connection, list_id: int, held_id: int) -> tuple[str, 
 
 def archive(
     connection: Connection, list_id: int, number: int, sender: str, author: str, subject: str, body: bytes
-) -> None:
-    connection.execute(
-        insert(list_posts).values(
-            list_id=list_id,
-            number=number,
-            posted_at=time.time(),
-            sender=sender,
-            author=author,
-            subject=subject,
-            body=body,
-        )
+) -> int:
+    """Store post NUMBER as it went out; its row id, which the queued copies point to for their body."""
+    return int(
+        connection.execute(
+            insert(list_posts)
+            .values(
+                list_id=list_id,
+                number=number,
+                posted_at=time.time(),
+                sender=sender,
+                author=author,
+                subject=subject,
+                body=body,
+            )
+            .returning(list_posts.c.id)
+        ).scalar_one()
     )
 
 
@@ -460,6 +493,21 @@ def add_confirmation(connection: Connection, token: str, list_id: int, address: 
             token=token, list_id=list_id, address=address.lower(), action=action, created_at=time.time()
         )
     )
+
+
+def pending_confirmation(
+    connection: Connection, list_id: int, address: str, action: str, within: float = 3600.0
+) -> bool:
+    """Whether ADDRESS was sent a confirmation for ACTION in the last WITHIN seconds."""
+    row = connection.execute(
+        select(list_confirmations.c.token).where(
+            list_confirmations.c.list_id == list_id,
+            list_confirmations.c.address == address.lower(),
+            list_confirmations.c.action == action,
+            list_confirmations.c.created_at > time.time() - within,
+        )
+    ).first()
+    return row is not None
 
 
 def take_confirmation(connection: Connection, token: str, max_age: float) -> tuple[int, str, str] | None:

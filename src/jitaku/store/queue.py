@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from jitaku.store.schema import queue, queue_recipients
+from jitaku.store.schema import list_posts, queue, queue_recipients
 
 
 class Personal(NamedTuple):
@@ -53,10 +53,20 @@ def enqueue(
     body: bytes,
     now: float,
     personal: dict[str, Personal] | None = None,
+    post_id: int | None = None,
 ) -> None:
+    """Queue BODY for RECIPIENTS; with POST_ID the body is that archived list post's, stored once."""
     personal = personal or {}
     connection.execute(
-        insert(queue).values(id=queue_id, sender=sender, created_at=now, next_attempt=now, attempts=0, body=body)
+        insert(queue).values(
+            id=queue_id,
+            sender=sender,
+            created_at=now,
+            next_attempt=now,
+            attempts=0,
+            body=b"" if post_id is not None else body,
+            post_id=post_id,
+        )
     )
     rows = []
     for recipient in recipients:
@@ -90,7 +100,9 @@ def _recipients(
     return found
 
 
-def _read(connection: Connection, where: object, with_body: bool, limit: int | None = None) -> list[QueuedMessage]:
+def _read(
+    connection: Connection, where: object, with_personal: bool = False, limit: int | None = None
+) -> list[QueuedMessage]:
     columns = [
         queue.c.id,
         queue.c.sender,
@@ -99,15 +111,13 @@ def _read(connection: Connection, where: object, with_body: bool, limit: int | N
         queue.c.attempts,
         queue.c.last_error,
     ]
-    if with_body:
-        columns.append(queue.c.body)
     statement = select(*columns).order_by(queue.c.next_attempt, queue.c.created_at)
     if where is not None:
         statement = statement.where(where)  # type: ignore[arg-type]
     if limit is not None:
         statement = statement.limit(limit)
     rows = connection.execute(statement).all()
-    recipients = _recipients(connection, [row.id for row in rows], with_body)
+    recipients = _recipients(connection, [row.id for row in rows], with_personal)
     return [
         QueuedMessage(
             row.id,
@@ -117,24 +127,36 @@ def _read(connection: Connection, where: object, with_body: bool, limit: int | N
             row.next_attempt,
             row.attempts,
             row.last_error,
-            row.body if with_body else b"",
-            recipients[row.id][1],
+            personal=recipients[row.id][1],
         )
         for row in rows
     ]
 
 
 def due(connection: Connection, now: float, skip: Iterable[str], limit: int) -> list[QueuedMessage]:
-    """Messages whose next attempt has come, bodies included, not counting those in SKIP."""
+    """Messages whose next attempt has come, not counting those in SKIP; without their bodies, which
+    are read one by one as each attempt starts (`body_of`), so a batch of large ones never sits in memory."""
     condition = queue.c.next_attempt <= now
     skip = list(skip)
     if skip:
         condition = condition & queue.c.id.not_in(skip)
-    return _read(connection, condition, with_body=True, limit=limit)
+    return _read(connection, condition, with_personal=True, limit=limit)
+
+
+def body_of(connection: Connection, queue_id: str) -> bytes | None:
+    """A queued message's body (its list post's when it has one); None once it has left the queue."""
+    row = connection.execute(
+        select(queue.c.body, list_posts.c.body.label("post_body"))
+        .select_from(queue.outerjoin(list_posts, list_posts.c.id == queue.c.post_id))
+        .where(queue.c.id == queue_id)
+    ).first()
+    if row is None:
+        return None
+    return bytes(row.post_body if row.post_body is not None else row.body)
 
 
 def list_queue(connection: Connection) -> list[QueuedMessage]:
-    return _read(connection, None, with_body=False)
+    return _read(connection, None)
 
 
 def record_attempt(

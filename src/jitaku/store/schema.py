@@ -77,6 +77,8 @@ queue = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Column("body", LargeBinary, nullable=False),
+    # a list post's copies share the archived post's body rather than each holding one
+    Column("post_id", Integer, ForeignKey("list_posts.id", ondelete="CASCADE"), nullable=True),
 )
 Index("queue_next_attempt", queue.c.next_attempt)
 
@@ -164,6 +166,8 @@ list_inbox = Table(
     Column("sender", String(320), nullable=False),
     Column("received_at", Float, nullable=False),
     Column("note", Text, nullable=True),  # a moderator's reason for rejecting
+    Column("attempts", Integer, nullable=False, default=0),  # failed tries, each followed by a pause
+    Column("next_try", Float, nullable=False, default=0.0),
     Column("body", LargeBinary, nullable=False),
 )
 

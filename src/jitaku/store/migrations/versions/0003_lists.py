@@ -55,6 +55,9 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.UniqueConstraint("list_id", "number"),
     )
+    with op.batch_alter_table("queue") as batch:
+        batch.add_column(sa.Column("post_id", sa.Integer, nullable=True))
+        batch.create_foreign_key("queue_post_id", "list_posts", ["post_id"], ["id"], ondelete="CASCADE")
     op.create_table(
         "list_held",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -75,6 +78,8 @@ def upgrade() -> None:
         sa.Column("sender", sa.String(320), nullable=False),
         sa.Column("received_at", sa.Float, nullable=False),
         sa.Column("note", sa.Text, nullable=True),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_try", sa.Float, nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
     )
     op.create_table(
@@ -88,6 +93,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("queue") as batch:
+        batch.drop_constraint("queue_post_id", type_="foreignkey")
+        batch.drop_column("post_id")
     for table in ("list_confirmations", "list_inbox", "list_held", "list_posts", "list_members", "lists"):
         op.drop_table(table)
     op.drop_column("queue_recipients", "prefix")
