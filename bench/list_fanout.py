@@ -99,6 +99,7 @@ from dnslib.server import DNSServer
 from smtp_accept import (
     LOOPBACK,
     MASTER_CF,
+    POSTFIX_PATHS,
     POSTFIX_SBIN,
     VMAIL_UID,
     Jitaku,
@@ -461,27 +462,10 @@ def stamp_of(line: str) -> float | None:
 
 # ---------------------------------------------------------------- Postfix
 
-MAIN_CF = """\
-# A throwaway Postfix instance for bench/list_fanout: loopback only, a list as an :include: alias.
-compatibility_level = 3.6
-queue_directory = {base}/queue
-data_directory = {base}/data
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-shlib_directory = /usr/lib/postfix
-meta_directory = /etc/postfix
-sendmail_path = /usr/sbin/sendmail
-newaliases_path = /usr/bin/newaliases
-mailq_path = /usr/bin/mailq
-html_directory = no
-manpage_directory = /usr/share/man
-sample_directory = /etc/postfix
-readme_directory = no
-mail_owner = postfix
-setgid_group = postdrop
-maillog_file = {base}/maillog
-# Without this `postfix check` fails, silently: the log file must lie under an allowed prefix.
-maillog_file_prefixes = {base}
+MAIN_CF = (
+    "# A throwaway Postfix instance for bench/list_fanout: loopback only, a list as an :include: alias.\n"
+    + POSTFIX_PATHS
+    + """\
 
 myhostname = postfix.{domain}
 mydomain = {domain}
@@ -510,6 +494,7 @@ smtpd_recipient_restrictions =
 smtpd_tls_security_level =
 smtpd_banner = $myhostname ESMTP
 """
+)
 
 
 @dataclass

@@ -289,8 +289,8 @@ class Jitaku:
 
 # ---------------------------------------------------------------- Postfix
 
-MAIN_CF = """\
-# A throwaway Postfix instance for bench/smtp_accept: loopback only, virtual(8) maildir delivery.
+# What every throwaway Postfix instance needs: its own directories and log, the system's programs.
+POSTFIX_PATHS = """\
 compatibility_level = 3.6
 queue_directory = {base}/queue
 data_directory = {base}/data
@@ -310,6 +310,12 @@ setgid_group = postdrop
 maillog_file = {base}/maillog
 # Without this `postfix check` fails, silently: the log file must lie under an allowed prefix.
 maillog_file_prefixes = {base}
+"""
+
+MAIN_CF = (
+    "# A throwaway Postfix instance for bench/smtp_accept: loopback only, virtual(8) maildir delivery.\n"
+    + POSTFIX_PATHS
+    + """\
 
 myhostname = postfix.{domain}
 mydomain = {domain}
@@ -341,6 +347,7 @@ smtpd_recipient_restrictions =
 smtpd_tls_security_level =
 smtpd_banner = $myhostname ESMTP
 """
+)
 
 MASTER_CF = """\
 # service type  private unpriv  chroot  wakeup  maxproc command

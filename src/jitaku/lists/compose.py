@@ -34,8 +34,6 @@ LIST_FIELDS = frozenset(
         "return-path",
     }
 )  # X-Loop stays: another list's X-Loop is what stops two lists that are members of each other
-# The fields each member's copy has of its own (its one-click link), signed per copy.
-PERSONAL_FIELDS = frozenset({b"list-unsubscribe", b"list-unsubscribe-post"})
 # Fields whose change breaks an original DKIM signature that covers them.
 EDITED = LIST_FIELDS | {"subject", "reply-to", "cc", "from", "x-loop"}
 

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from jitaku import log
 from jitaku.lists import bounces, commands, compose, digest, dmarc, notices, verp
 from jitaku.mail import headers
-from jitaku.mail.dkim import Signer
+from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
 from jitaku.mail.pipeline import Arrival, Pipeline, new_queue_id
 from jitaku.mail.policy import Accepted, Policy
 from jitaku.store import Database, mailstore
@@ -248,7 +248,7 @@ class ListEngine:
             compose.unsubscribe_fields(mailing_list, one_click_token(mailing_list, address), self._web_url)
             for address in recipients
         ]
-        signer = self._signer.copy_signer(shared, mailing_list.domain, compose.PERSONAL_FIELDS)
+        signer = self._signer.copy_signer(shared, mailing_list.domain, PER_COPY_HEADERS)
         if signer is not None:
             with ThreadPoolExecutor(SIGNING_THREADS) as pool:
                 signatures = list(pool.map(signer.sign, prefixes, chunksize=64))

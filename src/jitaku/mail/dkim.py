@@ -34,29 +34,16 @@ SIGNED_HEADERS = [
     b"content-type",
     b"content-transfer-encoding",
     b"list-id",
+    b"list-post",
     b"list-unsubscribe",
     b"list-unsubscribe-post",
 ]
 
 
-# The headers an ARC-Message-Signature covers for list mail. Unlike DKIM it leaves out the
-# per-member List-Unsubscribe lines, so one ARC set serves every member's copy.
-ARC_SIGNED_HEADERS = [
-    b"from",
-    b"to",
-    b"cc",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"reply-to",
-    b"in-reply-to",
-    b"references",
-    b"mime-version",
-    b"content-type",
-    b"content-transfer-encoding",
-    b"list-id",
-    b"list-post",
-]
+# Each list member's own header lines (their one-click link): DKIM covers them, the shared ARC set does not.
+PER_COPY_HEADERS = frozenset({b"list-unsubscribe", b"list-unsubscribe-post"})
+# What an ARC-Message-Signature covers for list mail: one ARC set serves every member's copy.
+ARC_SIGNED_HEADERS = [name for name in dict.fromkeys(SIGNED_HEADERS) if name not in PER_COPY_HEADERS]
 
 
 @lru_cache(maxsize=16)
