@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from jitaku.store import Database, accounts, mailstore
+from jitaku.store import Database, accounts, lists, mailstore
 from jitaku.store.engine import MIGRATIONS, SCHEMA_REVISION, current_revision
 
 
@@ -53,4 +54,27 @@ def test_unknown_mailbox_is_a_lookup_error(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'j.db'}")
     with pytest.raises(LookupError):
         database.read_now(lambda c: mailstore.list_messages(c, "nobody@example.test"))
+    database.close()
+
+
+def test_list_confirmations_and_held_posts_expire_and_the_inbox_takes_each_item_once(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        found = lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
+        lists.add_confirmation(connection, "old", found.id, "a@example.org", "subscribe")
+        lists.add_confirmation(connection, "new", found.id, "b@example.org", "subscribe")
+        connection.execute(text("UPDATE list_confirmations SET created_at = 0 WHERE token = 'old'"))
+        lists.hold(connection, 1, found.id, "c@example.org", "c", "old post", "not a member", b"x")
+        lists.hold(connection, 2, found.id, "d@example.org", "d", "new post", "not a member", b"y")
+        connection.execute(text("UPDATE list_held SET received_at = 0 WHERE id = 1"))
+        assert lists.expire(connection, time.time() - 3 * 86400, time.time() - 30 * 86400) == (1, 1)
+        assert lists.find_confirmation(connection, "old") is None
+        assert lists.find_confirmation(connection, "new") == (found.id, "b@example.org", "subscribe")
+        assert [h.subject for h in lists.held(connection, found.id)] == ["new post"]
+        lists.add_inbox(connection, found.address, "post", found.address, "c@example.org", b"x", time.time())
+        item = lists.next_inbox(connection, time.time())
+        assert item is not None
+        lists.remove_inbox(connection, item.id)
+        with pytest.raises(accounts.AccountError, match="handled already"):
+            lists.remove_inbox(connection, item.id)
     database.close()

@@ -272,8 +272,16 @@ def reject(
     held_id: int,
     data_dir: DirOption = DEFAULT_DIR,
     reason: Annotated[str | None, typer.Option(help="Told to the sender.")] = None,
+    discard: Annotated[bool, typer.Option("--discard", help="Tell nobody (spam).")] = False,
 ) -> None:
-    """Discard a held post and tell its sender."""
+    """Refuse a held post and tell its sender, or with --discard just drop it."""
+    if discard:
+        from jitaku.store import lists
+
+        with _database(_config(data_dir)).transaction() as connection:
+            lists.take_held(connection, lists.get_list(connection, _address(address)).id, held_id)
+        console.print(f"discarded {held_id}")
+        return
     _release(address, held_id, data_dir, "rejected", reason)
     console.print(f"rejected {held_id}")
 

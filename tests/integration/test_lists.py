@@ -292,6 +292,13 @@ def test_a_non_members_post_is_held_until_the_owner_decides(list_server) -> None
     assert "rejected" in header(refusal, "Subject")
     assert b"off topic" in refusal
     assert [entry["number"] for entry in archive(server)] == [1]
+    # spam is dropped without a word to anyone
+    post(server, "frank@other.test", "Buy now", "--header", "From: Frank <frank@other.test>")
+    held = wait_until(lambda: json.loads(server.cli("list", "held", LIST, "--json").stdout))
+    server.cli("list", "reject", LIST, str(held[0]["id"]), "--discard")
+    assert json.loads(server.cli("list", "held", LIST, "--json").stdout) == []
+    time.sleep(2)
+    assert len(members.copies_for("frank@other.test")) == 1  # only the earlier refusal
     result = server.cli("list", "approve", LIST, "999", check=False)
     assert result.returncode == 1 and "no held post 999" in result.stderr
 
@@ -502,7 +509,7 @@ def test_raw_8bit_headers_neither_jam_nor_break_the_list(list_server) -> None:
     assert [entry["number"] for entry in archive(server)] == [1, 2]
 
 
-def test_list_addresses_are_protected_from_loops_forgery_and_takeover(list_server) -> None:
+def test_list_addresses_are_protected_from_loops_forgery_and_takeover(list_server, dns_zone) -> None:
     server, members = list_server
     # an owner address that is the list's own -owner address must not loop
     server.cli("list", "set", LIST, "owners", "sota-owner@example.test,alice@example.test")
@@ -519,6 +526,15 @@ def test_list_addresses_are_protected_from_loops_forgery_and_takeover(list_serve
         m for m in json.loads(server.cli("list", "members", LIST, "--json").stdout) if m["address"] == "erin@other.test"
     ]
     assert erin[0]["bounce_score"] == 0 and erin[0]["enabled"]
+    # a member's address forged by someone SPF and DMARC say is not them: held, and no reply to requests
+    dns_zone[0].add('forged.test. 300 IN TXT "v=spf1 -all"')
+    dns_zone[0].add('_dmarc.forged.test. 300 IN TXT "v=DMARC1; p=reject"')
+    server.cli("list", "add", LIST, "kenji@forged.test")
+    post(server, "kenji@forged.test", "Forged", "--header", "From: kenji@forged.test")
+    held = wait_until(lambda: json.loads(server.cli("list", "held", LIST, "--json").stdout))
+    assert held[0]["reason"] == "the post fails dmarc and spf for its sender"
+    post(server, "kenji@forged.test", "unsubscribe", to="sota-request@example.test")
+    wait_until(lambda: "fails SPF or DMARC: no reply" in server.log())
     # a mail loop elsewhere ends here: too many Received headers
     hops = "".join(
         f"Received: from hop{i}.test by hop{i + 1}.test; Wed, 25 Nov 2026 10:00:00 +0000\r\n" for i in range(51)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.lists import bounces, commands, compose, digest, dmarc, notices, verp
-from jitaku.mail import headers
+from jitaku.mail import authcheck, headers
 from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
 from jitaku.mail.pipeline import Arrival, Pipeline, new_queue_id
 from jitaku.mail.policy import Accepted, Policy
@@ -38,6 +38,8 @@ POLL_SECONDS = 1.0
 MAX_ATTEMPTS = 5
 RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
 CONFIRMATION_SECONDS = 3 * 86400
+HELD_SECONDS = 30 * 86400
+EXPIRY_CHECK_SECONDS = 3600.0
 STRICT = ("quarantine", "reject")
 DIGEST_SECONDS = 86400.0
 DIGEST_CHECK_SECONDS = 5.0
@@ -92,6 +94,7 @@ class ListEngine:
         self._wake_queue = wake_queue
         self._wakeup = asyncio.Event()
         self._digests_checked = 0.0
+        self._expired_at = 0.0
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -105,6 +108,7 @@ class ListEngine:
                     await self._handle_safely(item)
                     continue
                 await self._digests()
+                await self._expire()
             except Exception as error:  # the store or a digest failing must not stop the daemon's mail
                 log.event("list_engine_error", error=repr(error))
             try:
@@ -162,9 +166,14 @@ class ListEngine:
         members = await self._database.read(lambda c: rows.members(c, mailing_list.id))
         mailboxes = await self._policy.local_mailboxes([m.address for m in members])
         authors = set(headers.from_addresses(item.body)) | {item.sender.lower()}
-        if item.role != "approved" and not any(m.address in authors for m in members):
-            await self._hold(mailing_list, item, "the sender is not a member")
-            return
+        if item.role != "approved":
+            if not any(m.address in authors for m in members):
+                await self._hold(mailing_list, item, "the sender is not a member")
+                return
+            failed = authcheck.forged(item.body, self._hostname)
+            if failed:  # a member's address, but perhaps not the member
+                await self._hold(mailing_list, item, f"the post fails {' and '.join(sorted(failed))} for its sender")
+                return
         rewrite = await self._rewrite(mailing_list, item.body)
         while True:
             current = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
@@ -292,6 +301,18 @@ class ListEngine:
         for group, personal in copies.remote.values():
             queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal, post_id)
 
+    async def _expire(self) -> None:
+        """Hourly: drop confirmations nobody used and held posts no owner decided on within HELD_SECONDS."""
+        now = time.time()
+        if now - self._expired_at < EXPIRY_CHECK_SECONDS:
+            return
+        self._expired_at = now
+        confirmations, held = await self._database.write(
+            lambda c: rows.expire(c, now - CONFIRMATION_SECONDS, now - HELD_SECONDS)
+        )
+        if confirmations or held:
+            log.event("list_expired", confirmations=confirmations, held=held)
+
     # digests
 
     async def _digests(self) -> None:
@@ -377,6 +398,9 @@ class ListEngine:
 
         if not item.sender or bounces.is_auto_reply(item.body):
             await self._database.write(forget)
+            return
+        if authcheck.forged(item.body, self._hostname):  # answering would mail someone who never asked
+            await self._drop(item, "request from a sender that fails SPF or DMARC: no reply")
             return
         requester = (headers.from_addresses(item.body) or [item.sender.lower()])[0]
         changes: list[Callable[[Connection], None]] = [forget]

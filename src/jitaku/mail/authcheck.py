@@ -68,6 +68,21 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
     return str(header).encode("utf-8", "surrogateescape") + b"\r\n"
 
 
+_FAILED = re.compile(rb"\b(spf|dmarc)=(fail|softfail)\b", re.IGNORECASE)
+
+
+def forged(message: bytes, authserv_id: str) -> set[str]:
+    """The checks (spf, dmarc) that our own Authentication-Results say the sender failed: mail that
+    may well not come from whom it names, which a list must neither distribute nor answer."""
+    header_end = message.find(b"\r\n\r\n")
+    head = message if header_end < 0 else message[: header_end + 2]
+    failed: set[str] = set()
+    for field in re.findall(rb"(?ims)^authentication-results:(.*?)\r\n(?![ \t])", head):
+        if field.strip().split(b";", 1)[0].strip().decode("ascii", "replace").lower() == authserv_id.lower():
+            failed |= {method.decode().lower() for method, _result in _FAILED.findall(field)}
+    return failed
+
+
 async def authentication_results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
     """The header line (with CRLF) to prepend; DNS lookups go through `[dns] nameservers`."""
     return await asyncio.to_thread(_authenticate, message, authserv_id, ip, mail_from, helo)

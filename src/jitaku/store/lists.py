@@ -521,6 +521,15 @@ def take_confirmation(connection: Connection, token: str, max_age: float) -> tup
     return row.list_id, row.address, row.action
 
 
+def expire(connection: Connection, confirmations_before: float, held_before: float) -> tuple[int, int]:
+    """Forget unused confirmations and undecided held posts past their time; how many of each."""
+    confirmations = connection.execute(
+        delete(list_confirmations).where(list_confirmations.c.created_at < confirmations_before)
+    ).rowcount
+    held_posts = connection.execute(delete(list_held).where(list_held.c.received_at < held_before)).rowcount
+    return confirmations, held_posts
+
+
 def find_confirmation(connection: Connection, token: str) -> tuple[int, str, str] | None:
     row = connection.execute(select(list_confirmations).where(list_confirmations.c.token == token)).first()
     return (row.list_id, row.address, row.action) if row else None
