@@ -43,6 +43,9 @@ EXPIRY_CHECK_SECONDS = 3600.0
 STRICT = ("quarantine", "reject")
 DIGEST_SECONDS = 86400.0
 DIGEST_CHECK_SECONDS = 5.0
+# Members of one domain per queue entry: each entry is one SMTP session, recorded when it ends, so this
+# bounds what a crash sends twice, and a big domain gets several sessions at once (Postfix allows 20).
+COPIES_PER_ENTRY = 50
 SIGNING_THREADS = max(2, os.cpu_count() or 1)  # RSA runs outside the GIL
 
 
@@ -70,7 +73,7 @@ class Copies:
 
     edition: compose.Edition
     local: list[tuple[str, bytes]]  # (mailbox, message)
-    remote: dict[str, tuple[list[str], dict[str, Personal]]]  # domain -> (members, their own copies)
+    remote: list[tuple[list[str], dict[str, Personal]]]  # queue entries: (members of one domain, their copies)
     shared: bytes  # the part of each copy all members share (ARC set + edition)
 
 
@@ -183,7 +186,7 @@ class ListEngine:
             )
             if await self._commit_post(current, item, number, copies):
                 break
-        remote_count = sum(len(group) for group, _ in copies.remote.values())
+        remote_count = sum(len(group) for group, _ in copies.remote)
         log.event(
             "list_posted",
             list=mailing_list.address,
@@ -192,7 +195,7 @@ class ListEngine:
             rewrite=rewrite,
             local=len(copies.local),
             remote=remote_count,
-            domains=len(copies.remote),
+            queued=len(copies.remote),
         )
         if copies.remote:
             self._wake_queue()
@@ -263,17 +266,20 @@ class ListEngine:
                 signatures = list(pool.map(signer.sign, prefixes, chunksize=64))
             prefixes = [signature + prefix for signature, prefix in zip(signatures, prefixes, strict=True)]
         local: list[tuple[str, bytes]] = []
-        remote: dict[str, tuple[list[str], dict[str, Personal]]] = {}
+        by_domain: dict[str, list[tuple[list[str], dict[str, Personal]]]] = {}
         for address, prefix in zip(recipients, prefixes, strict=True):
             own = Personal(verp.bounce_address(mailing_list.address, address), prefix)
             mailbox = mailboxes.get(address)
             if mailbox is not None:
                 local.append((mailbox, f"Return-Path: <{own.sender}>\r\n".encode() + own.prefix + shared))
                 continue
-            group, personal = remote.setdefault(address.rpartition("@")[2], ([], {}))
+            entries = by_domain.setdefault(address.rpartition("@")[2], [])
+            if not entries or len(entries[-1][0]) >= COPIES_PER_ENTRY:
+                entries.append(([], {}))
+            group, personal = entries[-1]
             group.append(address)
             personal[address] = own
-        return Copies(edition, local, remote, shared)
+        return Copies(edition, local, [entry for entries in by_domain.values() for entry in entries], shared)
 
     async def _commit_post(self, mailing_list: MailingList, item: InboxItem, number: int, copies: Copies) -> bool:
         bounce_to = mailing_list.role_address("bounces")
@@ -298,7 +304,7 @@ class ListEngine:
         for mailbox, message in copies.local:
             mailstore.append(connection, mailbox, message)
         now = time.time()
-        for group, personal in copies.remote.values():
+        for group, personal in copies.remote:
             queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal, post_id)
 
     async def _expire(self) -> None:

@@ -1,0 +1,50 @@
+"""How the list engine groups members' copies into queue entries (no servers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jitaku.lists import compose
+from jitaku.lists.engine import COPIES_PER_ENTRY, ListEngine
+from jitaku.mail.dkim import Signer
+from jitaku.store.lists import MailingList
+
+LIST = MailingList(
+    id=1,
+    address="sota@example.test",
+    name="SOTA",
+    subject_tag="[sota:%05d]",
+    reply_to="list",
+    dmarc="auto",
+    owners=(),
+    last_number=0,
+    bounce_threshold=5.0,
+    digest_last_number=0,
+    digest_sent_at=0.0,
+    secret="00" * 32,
+)
+
+
+def test_copies_go_one_entry_per_domain_and_at_most_a_session_full_each() -> None:
+    nothing: Any = None
+    engine = ListEngine(nothing, Signer([]), nothing, nothing, "mail.example.test", "https://mail.example.test", print)
+    big = [f"m{i}@gmail.test" for i in range(COPIES_PER_ENTRY + 7)]
+    small = ["a@one.test", "b@one.test", "c@two.test"]
+    shared = b"Subject: x\r\n\r\nbody\r\n"
+    copies = engine._personalise(
+        LIST,
+        shared,
+        big + small + ["alice@example.test"],
+        {"alice@example.test": "alice@example.test"},
+        compose.Edition(shared, "", "x"),
+    )
+    assert sorted(len(group) for group, _personal in copies.remote) == [1, 2, 7, COPIES_PER_ENTRY]
+    for group, personal in copies.remote:
+        assert len({address.rpartition("@")[2] for address in group}) == 1
+        assert set(personal) == set(group)
+        for address in group:
+            assert personal[address].sender == f"sota-bounces+{address.replace('@', '=')}@example.test"
+            assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in personal[address].prefix
+    ((mailbox, message),) = copies.local
+    assert mailbox == "alice@example.test"
+    assert message.startswith(b"Return-Path: <sota-bounces+alice=example.test@example.test>\r\n")
