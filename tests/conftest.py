@@ -299,7 +299,10 @@ class Sink:
         wait_for_port(self.port, host=host)
 
     def messages(self) -> list[bytes]:
-        return [path.read_bytes() for path in sorted(self.dir.iterdir())]
+        """What the sink has stored; a file smtp-sink may still be writing (touched in the last
+        0.3 s) is left for the next look, so no test reads half a message."""
+        settled = time.time() - 0.3
+        return [path.read_bytes() for path in sorted(self.dir.iterdir()) if path.stat().st_mtime < settled]
 
     def stop(self) -> None:
         self.process.terminate()
