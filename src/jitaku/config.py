@@ -11,7 +11,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from jitaku.resolver import Nameserver, parse_nameserver
@@ -161,6 +162,45 @@ class DatabaseSettings(_Section):
     url: str = ""
 
 
+class DdnsRecord(_Section):
+    """One `[[ddns]]` table: a name kept pointing at our public address."""
+
+    provider: Literal["mydns", "dyndns2", "cloudflare"]
+    name: str
+    username: str = ""  # MyDNS master ID, DynDNS2 user; Cloudflare needs none
+    password: str = ""  # or the API token for Cloudflare
+    password_file: str = ""  # instead of password: a file of its own, 0600, relative to the data directory
+    zone: str = ""  # Cloudflare: the zone holding NAME (default: its organizational domain)
+    ipv4: bool = True
+    ipv6: bool = False
+    endpoint: str = ""  # the provider's URL, for self-hosted DynDNS2 servers and for tests
+    verify_nameservers: NameserverList = ()  # default: the zone's authoritative servers
+    keepalive: float | None = Field(default=None, gt=0)  # seconds; default: the provider's own
+
+    @field_validator("name", "zone")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _domain(value) if value else value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> DdnsRecord:
+        if self.password and self.password_file:
+            raise ValueError("give password or password_file, not both")
+        if not (self.password or self.password_file):
+            raise ValueError(f"{self.provider} needs password (or password_file)")
+        if self.provider in ("mydns", "dyndns2") and not self.username:
+            raise ValueError(f"{self.provider} needs username")
+        if not (self.ipv4 or self.ipv6):
+            raise ValueError("ipv4 and ipv6 are both false: nothing to update")
+        return self
+
+
+class PublicIpSettings(_Section):
+    # URLs that answer with the caller's address; the majority of those that answer wins
+    sources: tuple[str, ...] = ("https://api.ipify.org", "https://ifconfig.me/ip", "https://icanhazip.com")
+    interval: float = Field(default=60.0, gt=0)  # seconds between checks
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -174,6 +214,8 @@ class Settings(_Section):
     queue: QueueSettings = QueueSettings()
     dkim: DkimSettings = DkimSettings()
     database: DatabaseSettings = DatabaseSettings()
+    ddns: tuple[DdnsRecord, ...] = ()
+    public_ip: PublicIpSettings = PublicIpSettings()
 
     @field_validator("domains", mode="before")
     @classmethod
