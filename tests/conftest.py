@@ -10,11 +10,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from dnslib import QTYPE, RR, DNSRecord
@@ -322,3 +325,51 @@ def sink_factory() -> Iterator[Any]:
     yield make
     for sink in sinks:
         sink.stop()
+
+
+class StandIn:
+    """A provider's HTTP protocol on 127.0.0.1: HANDLE(method, path, query, headers, body) -> (status, body)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, str]]] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                query = parse_qs(url.query)
+                stand_in.requests.append((self.command, url.path, query, dict(self.headers)))
+                status, text = handle(self.command, url.path, query, self.headers, body)
+                data = text.encode() if isinstance(text, str) else json.dumps(text).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stand_in() -> Iterator[Any]:
+    made: list[StandIn] = []
+
+    def make(handle: Any) -> StandIn:
+        made.append(StandIn(handle))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
+from jitaku.ddns.updater import Updater
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.pipeline import Pipeline
@@ -226,6 +227,8 @@ async def _run(
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))
                 background.append(tasks.create_task(_watch(children, stop)))
+            if children is not None and settings.ddns:
+                background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
             if web:
                 tasks.create_task(_web(config, database, web, stop))
             await stop.wait()

@@ -1,4 +1,4 @@
-"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list."""
+"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns."""
 
 from __future__ import annotations
 
@@ -325,13 +325,15 @@ def dkim_show(
         _table(["name", "type", "value"], [[r.name, r.type, r.value] for r in records])
 
 
-def _register_list_commands() -> None:
-    from jitaku.cli_lists import list_app  # it builds on this module's helpers
+def _register_subcommands() -> None:
+    from jitaku.cli_ddns import ddns_app  # they build on this module's helpers
+    from jitaku.cli_lists import list_app
 
     app.add_typer(list_app, name="list")
+    app.add_typer(ddns_app, name="ddns")
 
 
-_register_list_commands()
+_register_subcommands()
 
 
 def main() -> None:

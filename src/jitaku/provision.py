@@ -56,6 +56,17 @@ ed25519 = false                  # also sign with Ed25519 (RFC 8463), selector S
 
 [database]
 url = ""                         # empty: jitaku.db in this directory; or postgresql://...
+
+# [public_ip]                    # where the dynamic DNS updater learns our address
+# sources = ["https://api.ipify.org", "https://ifconfig.me/ip", "https://icanhazip.com"]
+# interval = 60                  # seconds between checks
+
+# [[ddns]]                       # one table per name kept pointing at us
+# provider = "mydns"             # mydns | dyndns2 | cloudflare
+# name = "example.org"
+# username = "mydns123456"       # MyDNS master ID / DynDNS2 user
+# password_file = "mydns.secret" # a file of its own, 0600 (or password = "...")
+# ipv6 = false
 """
 
 

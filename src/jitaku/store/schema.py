@@ -180,3 +180,23 @@ list_confirmations = Table(
     Column("action", String(16), nullable=False),  # subscribe, unsubscribe
     Column("created_at", Float, nullable=False),
 )
+
+# What the DDNS updater knows of each record, so a restart (or `jitaku ddns status`) starts from it.
+ddns_state = Table(
+    "ddns_state",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("family", Integer, primary_key=True),  # 4 or 6
+    Column("provider", String(32), nullable=False),
+    Column("config_key", String(64), nullable=False),  # changes with the credentials: a refusal is then retried
+    Column("sent_address", Text, nullable=True),
+    Column("sent_at", Float, nullable=True),
+    Column("result", Text, nullable=True),  # the provider's last answer
+    Column("published", Text, nullable=True),  # what the authoritative servers answer, comma-separated
+    Column("published_at", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("fatal", Boolean, nullable=False, default=False),  # refused for good: no retry until config or --force
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("retry_at", Float, nullable=False, default=0.0),
+    Column("next_keepalive", Float, nullable=False, default=0.0),
+)
