@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -82,3 +83,26 @@ def test_the_zones_authoritative_servers_are_found_through_the_resolver(zone: tu
     servers = wait_until(lambda: asyncio.run(verify.authoritative_servers("home.example.org")), timeout=5)
     assert sorted(s.address for s in servers) == ["192.0.2.53", "198.51.100.53"]
     assert {s.port for s in servers} == {53}
+
+
+def test_our_ipv6_address_is_the_first_public_one_on_an_interface(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from jitaku.ddns import updater
+
+    def addresses(*found: tuple[int, str]) -> dict[str, list[SimpleNamespace]]:
+        return {"eth0": [SimpleNamespace(family=family, address=address) for family, address in found]}
+
+    monkeypatch.setattr(
+        updater.psutil,
+        "net_if_addrs",
+        lambda: addresses(
+            (socket.AF_INET, "192.168.1.5"),
+            (socket.AF_INET6, "fe80::1%eth0"),
+            (socket.AF_INET6, "fd00::5"),
+            (socket.AF_INET6, "2001:db8::5"),
+        ),
+    )
+    assert updater.global_ipv6() == ipaddress.ip_address("2001:db8::5")
+    monkeypatch.setattr(updater.psutil, "net_if_addrs", lambda: addresses((socket.AF_INET6, "fe80::1%eth0")))
+    assert updater.global_ipv6() is None

@@ -100,7 +100,7 @@ class JitakuSMTP(SMTP):
                 address, rest = get_angle_addr(arg)
             else:
                 address, rest = get_addr_spec(arg)
-        except HeaderParseError:
+        except (HeaderParseError, IndexError):  # the stdlib parser overruns on "x@" (an empty domain)
             return None, None
         addr: str = address.addr_spec
         if self.local_part_limit and len(addr.rpartition("@")[0]) > self.local_part_limit:
