@@ -34,6 +34,15 @@ def test_strip_forged_keeps_other_servers_results() -> None:
     )
 
 
+def test_strip_forged_knows_our_results_by_authserv_id_with_a_version_or_folded() -> None:
+    message = (
+        b"Authentication-Results: mail.example.test 1; spf=pass\r\n"  # RFC 8601 §2.2: a version may follow
+        b"Authentication-Results:\r\n mail.example.test; dkim=pass\r\n"
+        b"Subject: hi\r\n\r\nbody\r\n"
+    )
+    assert strip_forged(message, "mail.example.test") == b"Subject: hi\r\n\r\nbody\r\n"
+
+
 def test_organizational_domain_from_the_public_suffix_list() -> None:
     from jitaku.mail.orgdomain import organizational_domain
 

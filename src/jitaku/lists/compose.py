@@ -13,7 +13,7 @@ from email.header import Header
 from email.utils import formataddr, getaddresses
 
 from jitaku.lists.subject import strip_tag, tag_subject
-from jitaku.mail.headers import decoded
+from jitaku.mail.headers import decoded, field_name, field_value, split_fields
 from jitaku.mail.orgdomain import organizational_domain
 from jitaku.store.lists import MailingList
 
@@ -37,8 +37,6 @@ LIST_FIELDS = frozenset(
 # Fields whose change breaks an original DKIM signature that covers them.
 EDITED = LIST_FIELDS | {"subject", "reply-to", "cc", "from", "x-loop"}
 
-_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
-
 
 @dataclass(frozen=True)
 class Edition:
@@ -47,34 +45,10 @@ class Edition:
     subject: str  # decoded, without our tag
 
 
-def split(message: bytes) -> tuple[list[bytes], bytes]:
-    """Header fields (each with its folded lines and CRLF) and the body from the blank line on."""
-    end = message.find(b"\r\n\r\n")
-    head, body = (message, b"") if end < 0 else (message[: end + 2], message[end + 2 :])
-    fields: list[bytes] = []
-    for line in head.split(b"\r\n")[:-1] if head.endswith(b"\r\n") else head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line + b"\r\n"
-        else:
-            fields.append(line + b"\r\n")
-    return fields, body
-
-
-def name_of(field: bytes) -> str:
-    match = _NAME.match(field)
-    return match.group(1).decode("ascii").lower() if match else ""
-
-
-def value_of(field: bytes) -> str:
-    """The raw value, unfolded, as text (8-bit bytes kept as surrogates)."""
-    value = field.split(b":", 1)[1] if b":" in field else b""
-    return value.decode("utf-8", "surrogateescape").replace("\r\n", "").strip()
-
-
 def first(fields: list[bytes], name: str) -> str | None:
     for field in fields:
-        if name_of(field) == name:
-            return value_of(field)
+        if field_name(field) == name:
+            return field_value(field)
     return None
 
 
@@ -111,15 +85,15 @@ def unsubscribe_fields(mailing_list: MailingList, token: str, web_url: str) -> b
 
 def compose(post: bytes, mailing_list: MailingList, number: int, rewrite: str, web_url: str) -> Edition:
     """REWRITE is "none", "munge" (From becomes the list's) or "wrap" (the post travels as an attachment)."""
-    fields, body = split(post)
-    fields = [_well_formed(field) for field in fields if name_of(field)]
+    fields, body = split_fields(post)
+    fields = [_well_formed(field) for field in fields if field_name(field)]
     raw_from = first(fields, "from") or ""
     author = decoded(raw_from)
     subject = strip_tag(decoded(first(fields, "subject")), mailing_list.subject_tag).strip()
     new_subject = f"Subject: {tag_subject(first(fields, 'subject'), mailing_list.subject_tag, number)}\r\n"
     if rewrite == "wrap":
         fields, body = _wrapper(fields, post)
-    kept = [f for f in fields if name_of(f) not in LIST_FIELDS]
+    kept = [f for f in fields if field_name(f) not in LIST_FIELDS]
     kept = _replace(kept, "subject", new_subject.encode("ascii"))
     if rewrite in ("munge", "wrap"):
         kept = _replace(kept, "from", _munged_from(raw_from, mailing_list))
@@ -140,7 +114,7 @@ def _replace(fields: list[bytes], name: str, field: bytes) -> list[bytes]:
     out: list[bytes] = []
     placed = False
     for existing in fields:
-        if name_of(existing) == name:
+        if field_name(existing) == name:
             if not placed:
                 out.append(field)
                 placed = True
@@ -152,7 +126,7 @@ def _replace(fields: list[bytes], name: str, field: bytes) -> list[bytes]:
 def _reply_fields(fields: list[bytes], raw_from: str, mailing_list: MailingList, munged: bool) -> list[bytes]:
     """Where replies go. Once From is the list's, the author must still be reachable: in Reply-To,
     or in Cc when Reply-To is the list's."""
-    has_reply_to = any(name_of(f) == "reply-to" for f in fields)
+    has_reply_to = any(field_name(f) == "reply-to" for f in fields)
     if mailing_list.reply_to == "list":
         fields = _replace(fields, "reply-to", f"Reply-To: <{mailing_list.address}>\r\n".encode())
         if munged and raw_from:
@@ -210,7 +184,7 @@ _WRAPPER_KEEPS = {
 def _wrapper(fields: list[bytes], post: bytes) -> tuple[list[bytes], bytes]:
     """The post untouched inside a message/rfc822 part, so its DKIM signature still verifies there."""
     boundary = f"jitaku-{secrets.token_hex(12)}"
-    kept = [f for f in fields if name_of(f) in _WRAPPER_KEEPS]
+    kept = [f for f in fields if field_name(f) in _WRAPPER_KEEPS]
     kept += [
         b"MIME-Version: 1.0\r\n",
         f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n'.encode(),
@@ -226,13 +200,13 @@ def _wrapper(fields: list[bytes], post: bytes) -> tuple[list[bytes], bytes]:
 
 def breaks_signature(post: bytes, from_domain: str) -> bool:
     """Whether the post has a DKIM signature aligned with FROM_DOMAIN that our edits will break."""
-    fields, _body = split(post)
+    fields, _body = split_fields(post)
     for field in fields:
-        if name_of(field) != "dkim-signature":
+        if field_name(field) != "dkim-signature":
             continue
         tags = dict(
             (key.strip().lower(), value.strip())
-            for key, _, value in (tag.partition("=") for tag in re.sub(r"\s+", "", value_of(field)).split(";"))
+            for key, _, value in (tag.partition("=") for tag in re.sub(r"\s+", "", field_value(field)).split(";"))
         )
         if organizational_domain(tags.get("d", "")) != organizational_domain(from_domain):
             continue

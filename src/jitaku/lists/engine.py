@@ -159,7 +159,7 @@ class ListEngine:
     # posts
 
     async def _post(self, mailing_list: MailingList, item: InboxItem) -> None:
-        fields, _body = compose.split(item.body)
+        fields, _body = headers.split_fields(item.body)
         if self._looped(mailing_list, fields):
             await self._drop(item, "loop: the post already carries this list's List-Id or X-Loop")
             return
@@ -203,8 +203,8 @@ class ListEngine:
     def _looped(self, mailing_list: MailingList, fields: list[bytes]) -> bool:
         ours = f"<{compose.list_id(mailing_list)}>"
         for field in fields:
-            name = compose.name_of(field)
-            value = compose.value_of(field).lower()
+            name = headers.field_name(field)
+            value = headers.field_value(field).lower()
             if name == "list-id" and ours in value:
                 return True
             if name == "x-loop" and value.strip("<> ") == mailing_list.address:

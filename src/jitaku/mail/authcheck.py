@@ -9,6 +9,7 @@ import authheaders
 import authheaders.dmarc_lookup
 
 from jitaku import log
+from jitaku.mail import headers
 from jitaku.mail.orgdomain import organizational_domain
 
 # authheaders re-reads and re-parses the whole Public Suffix List for every
@@ -17,26 +18,19 @@ from jitaku.mail.orgdomain import organizational_domain
 authheaders.dmarc_lookup.get_org_domain = organizational_domain
 authheaders.get_org_domain = organizational_domain
 
-_HEADER_START = re.compile(rb"(?im)^authentication-results:[ \t]*([^;\s]+)")
+
+def _ours(field: bytes, authserv_id: str) -> bool:
+    """Whether FIELD is an Authentication-Results header naming AUTHSERV_ID (ours) as its author."""
+    if headers.field_name(field) != "authentication-results":
+        return False
+    words = headers.field_value(field).split(";", 1)[0].split()
+    return bool(words) and words[0].lower() == authserv_id.lower()
 
 
 def strip_forged(message: bytes, authserv_id: str) -> bytes:
     """Drop Authentication-Results that claim to be ours (RFC 8601 §5): only we may write those."""
-    header_end = message.find(b"\r\n\r\n")
-    head, body = (message, b"") if header_end < 0 else (message[: header_end + 2], message[header_end + 2 :])
-    lines = head.split(b"\r\n")
-    kept: list[bytes] = []
-    dropping = False
-    for line in lines:
-        if line[:1] in (b" ", b"\t"):
-            if not dropping:
-                kept.append(line)
-            continue
-        match = _HEADER_START.match(line)
-        dropping = bool(match and match.group(1).decode("ascii", "replace").lower() == authserv_id.lower())
-        if not dropping:
-            kept.append(line)
-    return b"\r\n".join(kept) + body
+    fields, body = headers.split_fields(message)
+    return b"".join(field for field in fields if not _ours(field, authserv_id)) + body
 
 
 _SIGNED = re.compile(rb"(?im)^dkim-signature:")
@@ -74,11 +68,9 @@ _FAILED = re.compile(rb"\b(spf|dmarc)=(fail|softfail)\b", re.IGNORECASE)
 def forged(message: bytes, authserv_id: str) -> set[str]:
     """The checks (spf, dmarc) that our own Authentication-Results say the sender failed: mail that
     may well not come from whom it names, which a list must neither distribute nor answer."""
-    header_end = message.find(b"\r\n\r\n")
-    head = message if header_end < 0 else message[: header_end + 2]
     failed: set[str] = set()
-    for field in re.findall(rb"(?ims)^authentication-results:(.*?)\r\n(?![ \t])", head):
-        if field.strip().split(b";", 1)[0].strip().decode("ascii", "replace").lower() == authserv_id.lower():
+    for field in headers.split_fields(message)[0]:
+        if _ours(field, authserv_id):
             failed |= {method.decode().lower() for method, _result in _FAILED.findall(field)}
     return failed
 

@@ -24,7 +24,38 @@ def from_addresses(message: bytes) -> list[str]:
     return [address.lower() for _name, address in getaddresses([str(f) for f in fields]) if address]
 
 
+_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_LINE = re.compile(rb"(?<=\r\n)")
 _RECEIVED = re.compile(rb"(?im)^received:")
+
+
+def split_fields(message: bytes) -> tuple[list[bytes], bytes]:
+    """Header fields as they are (each with its folded lines and CRLF) and the body from the blank line on."""
+    end = message.find(b"\r\n\r\n")
+    head, body = (message, b"") if end < 0 else (message[: end + 2], message[end + 2 :])
+    fields: list[bytes] = []
+    for line in _LINE.split(head):
+        if not line:
+            continue
+        if not line.endswith(b"\r\n"):
+            line += b"\r\n"
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields, body
+
+
+def field_name(field: bytes) -> str:
+    """The field's name, lower-cased; empty for a line that is no header field."""
+    match = _NAME.match(field)
+    return match.group(1).decode("ascii").lower() if match else ""
+
+
+def field_value(field: bytes) -> str:
+    """The raw value, unfolded, as text (8-bit bytes kept as surrogates)."""
+    value = field.split(b":", 1)[1] if b":" in field else b""
+    return value.decode("utf-8", "surrogateescape").replace("\r\n", "").strip()
 
 
 def hops(message: bytes) -> int:
