@@ -215,7 +215,7 @@ async def _run(
         log.event(
             "started",
             pid=os.getpid(),
-            role="main" if children is not None else "worker",
+            role="main" if main else "worker",
             hostname=hostname,
             data_dir=str(config.data_dir),
             listeners=",".join(str(item.address) for item in bound),
@@ -223,11 +223,11 @@ async def _run(
         )
         async with asyncio.TaskGroup() as tasks:
             background = []
-            if children is not None and lists is not None:
+            if children is not None and lists is not None:  # the main process
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))
                 background.append(tasks.create_task(_watch(children, stop)))
-            if children is not None and settings.ddns:
+            if main and settings.ddns:
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
             if web:
                 tasks.create_task(_web(config, database, web, stop))

@@ -162,28 +162,33 @@ class Signer:
             )
         return headers + message
 
+    def _rsa(self, domain: str) -> tuple[DkimKey, bytes] | None:
+        """DOMAIN's RSA key: the one ARC and list copies use (Ed25519 is not widely verified)."""
+        return next(
+            ((key, private) for key, private in self._keys.get(domain.lower(), []) if key.algorithm == "rsa"), None
+        )
+
     def copy_signer(self, shared: bytes, domain: str, personal: frozenset[bytes]) -> CopySigner | None:
         """A signer for many copies of SHARED under DOMAIN's RSA key (None: no key for DOMAIN)."""
-        for key, _private in self._keys.get(domain.lower(), []):
-            if key.algorithm == "rsa":
-                return CopySigner(key, shared, personal, int(time.time()))
-        return None
+        found = self._rsa(domain)
+        return CopySigner(found[0], shared, personal, int(time.time())) if found else None
 
     def seal(self, message: bytes, domain: str, authserv_id: str) -> bytes:
         """The next ARC set (RFC 8617) for MESSAGE as we pass it on, recording our
         Authentication-Results; empty when there are none of ours or the chain cannot continue."""
-        for key, private in self._keys.get(domain.lower(), []):
-            if key.algorithm == "rsa":
-                headers = dkim.arc_sign(
-                    message,
-                    key.selector.encode(),
-                    key.domain.encode(),
-                    private,
-                    authserv_id.encode(),
-                    include_headers=ARC_SIGNED_HEADERS,
-                )
-                return b"".join(headers)
-        return b""
+        found = self._rsa(domain)
+        if found is None:
+            return b""
+        key, private = found
+        headers = dkim.arc_sign(
+            message,
+            key.selector.encode(),
+            key.domain.encode(),
+            private,
+            authserv_id.encode(),
+            include_headers=ARC_SIGNED_HEADERS,
+        )
+        return b"".join(headers)
 
 
 def _dkimpy_key(key: DkimKey) -> bytes:

@@ -66,19 +66,21 @@ class Policy:
             if authenticated:
                 return Accepted(recipient, None)
             return Refused(f"554 5.7.1 <{text}>: Relay access denied")
-        directory = await self._current()
+        decision = self._route(await self._current(), recipient)
+        if decision is None:
+            decision = self._route(await self._current(fresh=True), recipient)
+        return decision or Refused(f"550 5.1.1 <{text}>: Recipient address rejected: User unknown")
+
+    def _route(self, directory: accounts.Directory, recipient: str) -> Accepted | None:
+        """Where a local RECIPIENT goes: a list (or one of its role addresses), a user, or elsewhere."""
         to_list = list_role(directory, recipient)
-        target = None if to_list else self.resolve(directory, recipient)
-        if to_list is None and target is None:
-            directory = await self._current(fresh=True)
-            to_list = list_role(directory, recipient)
-            target = None if to_list else self.resolve(directory, recipient)
         if to_list is not None:
             return Accepted(recipient, None, to_list)
-        if target is not None and target in directory.lists:  # an alias of a list
-            return Accepted(target, None, (target, "post"))
+        target = self.resolve(directory, recipient)
         if target is None:
-            return Refused(f"550 5.1.1 <{text}>: Recipient address rejected: User unknown")
+            return None
+        if target in directory.lists:  # an alias of a list
+            return Accepted(target, None, (target, "post"))
         if self._settings.is_local_domain(target.rpartition("@")[2]):
             return Accepted(recipient, target)
         return Accepted(target, None)

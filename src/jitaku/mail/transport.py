@@ -21,7 +21,7 @@ import dns.resolver
 from jitaku.config import RelaySettings
 from jitaku.store.queue import Personal
 
-NOBODY: Mapping[str, Personal] = {}
+NO_PERSONAL: Mapping[str, Personal] = {}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Outcome:
 
 class Transport(Protocol):
     async def deliver(
-        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NOBODY
+        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NO_PERSONAL
     ) -> list[Outcome]:
         """PERSONAL recipients each get their own transaction (own sender, own header lines) on the same session."""
         ...
@@ -258,7 +258,7 @@ class RelayTransport:
         )
 
     async def deliver(
-        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NOBODY
+        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NO_PERSONAL
     ) -> list[Outcome]:
         try:
             addresses = await _addresses(self._relay.host)
@@ -286,7 +286,7 @@ class DirectTransport:
         self._hop = _Hop(port=port, local_hostname=local_hostname, timeout=timeout)
 
     async def deliver(
-        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NOBODY
+        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NO_PERSONAL
     ) -> list[Outcome]:
         by_domain: dict[str, list[str]] = {}
         for recipient in recipients:

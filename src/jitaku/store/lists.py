@@ -225,10 +225,6 @@ def all_lists(connection: Connection) -> list[MailingList]:
     return [_row_to_list(row) for row in connection.execute(select(lists).order_by(lists.c.address))]
 
 
-def list_addresses(connection: Connection) -> list[str]:
-    return [row.address for row in connection.execute(select(lists.c.address))]
-
-
 # members
 
 
