@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from jitaku.lists import compose
 from jitaku.lists.engine import COPIES_PER_ENTRY, ListEngine
 from jitaku.mail.dkim import Signer
 from jitaku.store.lists import MailingList
@@ -36,7 +35,6 @@ def test_copies_go_one_entry_per_domain_and_at_most_a_session_full_each() -> Non
         shared,
         big + small + ["alice@example.test"],
         {"alice@example.test": "alice@example.test"},
-        compose.Edition(shared, "", "x"),
     )
     assert sorted(len(group) for group, _personal in copies.remote) == [1, 2, 7, COPIES_PER_ENTRY]
     for group, personal in copies.remote:

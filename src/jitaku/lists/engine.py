@@ -1,7 +1,7 @@
 """The list engine: works through mail the MX committed for lists, one item at a time, after the 250.
 
 Each item ends in one transaction that also removes it from the inbox: a post
-takes its number, goes to the archive and into the queue (one queue entry per
+takes its number, goes to the archive and into the queue (queue entries by
 destination domain, one copy per member) together, so a crash before the
 commit leaves the item to be done again and a crash after it leaves nothing
 to redo: no gap, no repeat.
@@ -69,9 +69,8 @@ def owners_of(mailing_list: MailingList) -> list[str]:
 
 @dataclass(frozen=True)
 class Copies:
-    """A numbered post ready to commit: the archive copy, local deliveries and queue entries."""
+    """Every member's copy of one message, ready to commit: local deliveries and queue entries."""
 
-    edition: compose.Edition
     local: list[tuple[str, bytes]]  # (mailbox, message)
     remote: list[tuple[list[str], dict[str, Personal]]]  # queue entries: (members of one domain, their copies)
     shared: bytes  # the part of each copy all members share (ARC set + edition)
@@ -141,7 +140,7 @@ class ListEngine:
             elif item.role in ("post", "approved"):
                 await self._park(item, f"could not be processed: {error!r}")
             else:
-                await self._database.write(lambda c: rows.remove_inbox(c, item.id))
+                await self._database.write(_forget(item))
 
     async def _handle(self, item: InboxItem) -> None:
         mailing_list = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
@@ -181,10 +180,10 @@ class ListEngine:
         while True:
             current = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
             number = current.last_number + 1
-            copies = await asyncio.to_thread(
+            edition, copies = await asyncio.to_thread(
                 self._copies, current, number, rewrite, item.body, members, mailboxes, authors
             )
-            if await self._commit_post(current, item, number, copies):
+            if await self._commit_post(current, item, number, edition, copies):
                 break
         remote_count = sum(len(group) for group, _ in copies.remote)
         log.event(
@@ -238,14 +237,14 @@ class ListEngine:
         members: list[Member],
         mailboxes: dict[str, str],
         authors: set[str],
-    ) -> Copies:
+    ) -> tuple[compose.Edition, Copies]:
         """Compose, ARC-seal once, then give each member their own unsubscribe link and DKIM signature."""
         edition = compose.compose(post, mailing_list, number, rewrite, self._web_url)
         shared = self._signer.seal(edition.message, mailing_list.domain, self._hostname) + edition.message
         recipients = [
             m.address for m in members if m.enabled and not m.digest and (m.self_copy or m.address not in authors)
         ]
-        return self._personalise(mailing_list, shared, recipients, mailboxes, edition)
+        return edition, self._personalise(mailing_list, shared, recipients, mailboxes)
 
     def _personalise(
         self,
@@ -253,7 +252,6 @@ class ListEngine:
         shared: bytes,
         recipients: list[str],
         mailboxes: dict[str, str],
-        edition: compose.Edition,
     ) -> Copies:
         """Each recipient's copy: its own one-click link, DKIM signature and VERP sender; grouped by domain."""
         prefixes = [
@@ -279,15 +277,16 @@ class ListEngine:
             group, personal = entries[-1]
             group.append(address)
             personal[address] = own
-        return Copies(edition, local, [entry for entries in by_domain.values() for entry in entries], shared)
+        return Copies(local, [entry for entries in by_domain.values() for entry in entries], shared)
 
-    async def _commit_post(self, mailing_list: MailingList, item: InboxItem, number: int, copies: Copies) -> bool:
+    async def _commit_post(
+        self, mailing_list: MailingList, item: InboxItem, number: int, edition: compose.Edition, copies: Copies
+    ) -> bool:
         bounce_to = mailing_list.role_address("bounces")
 
         def commit(connection: Connection) -> bool:
             if not rows.take_number(connection, mailing_list.id, number):
                 return False  # someone else numbered a post meanwhile: compose again
-            edition = copies.edition
             post_id = rows.archive(
                 connection, mailing_list.id, number, item.sender, edition.author, edition.subject, copies.shared
             )
@@ -299,8 +298,8 @@ class ListEngine:
 
     @staticmethod
     def _store_copies(connection: Connection, bounce_to: str, copies: Copies, post_id: int | None) -> None:
-        """Local members' copies into their mailboxes; one queue entry per domain, all sharing the
-        archived post (POST_ID) as their body when there is one."""
+        """Local members' copies into their mailboxes, the rest into the queue, sharing the archived
+        post (POST_ID) as their body when there is one."""
         for mailbox, message in copies.local:
             mailstore.append(connection, mailbox, message)
         now = time.time()
@@ -342,8 +341,7 @@ class ListEngine:
         if readers and posts:
             mailboxes = await self._policy.local_mailboxes(readers)
             message = digest.compose_digest(mailing_list, posts, self._web_url)
-            edition = compose.Edition(message, mailing_list.name, f"digest {previous + 1}-{last}")
-            copies = await asyncio.to_thread(self._personalise, mailing_list, message, readers, mailboxes, edition)
+            copies = await asyncio.to_thread(self._personalise, mailing_list, message, readers, mailboxes)
         bounce_to = mailing_list.role_address("bounces")
 
         def commit(connection: Connection) -> None:
@@ -383,9 +381,7 @@ class ListEngine:
         log.event("list_held", list=mailing_list.address, held=held_id, sender=f"<{item.sender}>", reason=reason)
 
     async def _rejected(self, mailing_list: MailingList, item: InboxItem) -> None:
-        def forget(connection: Connection) -> None:
-            rows.remove_inbox(connection, item.id)
-
+        forget = _forget(item)
         subject = headers.decoded(headers.parse(item.body)["Subject"])
         if not item.sender or bounces.is_auto_reply(item.body):
             await self._database.write(forget)
@@ -399,9 +395,7 @@ class ListEngine:
     # -request: commands and confirmations
 
     async def _request(self, mailing_list: MailingList, item: InboxItem) -> None:
-        def forget(connection: Connection) -> None:
-            rows.remove_inbox(connection, item.id)
-
+        forget = _forget(item)
         if not item.sender or bounces.is_auto_reply(item.body):
             await self._database.write(forget)
             return
@@ -489,9 +483,7 @@ class ListEngine:
     # -owner and -bounces
 
     async def _to_owners(self, mailing_list: MailingList, item: InboxItem) -> None:
-        def forget(connection: Connection) -> None:
-            rows.remove_inbox(connection, item.id)
-
+        forget = _forget(item)
         decisions = await self._decisions(owners_of(mailing_list))
         if not decisions:
             await self._database.write(forget)
@@ -575,7 +567,7 @@ class ListEngine:
         await self._pipeline.accept(arrival, also=also)
 
     async def _drop(self, item: InboxItem, reason: str) -> None:
-        await self._database.write(lambda c: rows.remove_inbox(c, item.id))
+        await self._database.write(_forget(item))
         log.event("list_dropped", item=item.id, sender=f"<{item.sender}>", reason=reason)
 
     async def _park(self, item: InboxItem, reason: str) -> None:
@@ -588,6 +580,11 @@ class ListEngine:
             rows.remove_inbox(connection, item.id)
 
         await self._database.write(park)
+
+
+def _forget(item: InboxItem) -> Callable[[Connection], None]:
+    """The change that takes ITEM out of the inbox, to commit with whatever handled it."""
+    return partial(rows.remove_inbox, item_id=item.id)
 
 
 def apply_confirmed(connection: Connection, list_id: int, address: str, action: str) -> None:
