@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
-from jitaku.ddns.updater import Updater
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.pipeline import Pipeline
@@ -228,6 +227,9 @@ async def _run(
                 background.append(tasks.create_task(lists.run()))
                 background.append(tasks.create_task(_watch(children, stop)))
             if main and settings.ddns:
+                # imported only when configured: httpx and psutil would cost every process ~6 MB
+                from jitaku.ddns.updater import Updater
+
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
             if web:
                 tasks.create_task(_web(config, database, web, stop))
