@@ -145,4 +145,4 @@ def test_a_password_file_must_be_the_owners_alone(tmp_path: Path) -> None:
         secret(record, tmp_path)
     token.chmod(0o600)
     assert secret(record, tmp_path) == "token-1"
-    assert isinstance(provider(record, tmp_path), Cloudflare)
+    assert isinstance(provider(record, secret(record, tmp_path)), Cloudflare)

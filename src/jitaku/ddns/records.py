@@ -27,8 +27,8 @@ def secret(record: DdnsRecord, data_dir: Path) -> str:
         raise ConfigError(f"{path}: cannot read the password of [[ddns]] {record.name}: {error}") from None
 
 
-def provider(record: DdnsRecord, data_dir: Path) -> Provider:
-    password = secret(record, data_dir)
+def provider(record: DdnsRecord, password: str) -> Provider:
+    """RECORD's provider, logging in with PASSWORD (from `secret`)."""
     if record.provider == "mydns":
         return MyDns(record.username, password, record.endpoint)
     if record.provider == "dyndns2":

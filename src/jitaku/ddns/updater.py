@@ -120,7 +120,7 @@ class Updater:
     async def _update(
         self, client: httpx.AsyncClient, record: DdnsRecord, family: int, address: Address, state: State, password: str
     ) -> None:
-        updater = provider(record, self._data_dir)
+        updater = provider(record, password)
         answer = await updater.update(client, address)
         now = time.time()
         state.sent_at, state.result = now, answer.message
