@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
@@ -41,6 +42,56 @@ def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
+class NetworkNamespace:
+    """A network namespace of our own (`ip netns`), which this test's main thread enters.
+
+    Every socket the test opens from then on, and every process it starts, lives in it: a loopback
+    that is up and an interface `home0` (one end of a veth pair inside it) whose addresses the test
+    sets, as an ISP would.
+    """
+
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self) -> None:
+        self.name = f"jitaku-test-{os.getpid()}-{time.monotonic_ns()}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        for command in (
+            ["link", "set", "lo", "up"],
+            ["link", "add", "home0", "type", "veth", "peer", "name", "home1"],
+            ["link", "set", "home0", "up"],
+        ):
+            subprocess.run(["ip", "-n", self.name, *command], check=True)
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        self._enter(f"/run/netns/{self.name}")
+
+    def _enter(self, path: str | int) -> None:
+        fd = os.open(path, os.O_RDONLY) if isinstance(path, str) else path
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, self.CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {path}")
+        finally:
+            if isinstance(path, str):
+                os.close(fd)
+
+    def ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True)
+
+    def close(self) -> None:
+        self._enter(self._home)
+        os.close(self._home)
+        subprocess.run(["ip", "netns", "delete", self.name], check=True)
+
+
+@pytest.fixture
+def network_namespace() -> Iterator[NetworkNamespace]:
+    """Ask for it first among a test's fixtures, so that theirs open their sockets inside it."""
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace needs root (CI runs as root)")
+    namespace = NetworkNamespace()
+    yield namespace
+    namespace.close()
 
 
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:

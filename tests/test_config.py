@@ -64,6 +64,17 @@ def test_relay_section_and_nameservers() -> None:
             'domains = ["example.org"]\n[queue]\nretry_min = -1\n',
             f"{PATH}:3: [queue] retry_min: Input should be greater than 0",
         ),
+        (
+            'domains = ["example.org"]\n[[ddns]]\nprovider = "mydns"\nname = "example.org"\nusername = "m1"\n'
+            'password = "p"\n\n[[ddns]]\nprovider = "dyndns2"\nname = "home.example.org"\nusername = "u"\n'
+            'password = "p"\nipv4 = "maybe"\n',
+            f"{PATH}:13: [ddns] ipv4: Input should be a valid boolean, unable to interpret input",
+        ),
+        (
+            'domains = ["example.org"]\n[[ddns]]\nprovider = "mydns"\nname = "example.org"\nusername = "m1"\n'
+            'password = "p"\n\n[[ddns]]\nprovider = "mydns"\nname = "home.example.org"\nusername = "m2"\n',
+            f"{PATH}:8: ddns: mydns needs password (or password_file)",
+        ),
     ],
 )
 def test_bad_values_name_file_line_and_key(text: str, message: str) -> None:

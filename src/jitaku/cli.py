@@ -326,11 +326,13 @@ def dkim_show(
 
 
 def _register_subcommands() -> None:
-    from jitaku.cli_ddns import ddns_app  # they build on this module's helpers
+    from jitaku.cli_check import check  # they build on this module's helpers
+    from jitaku.cli_ddns import ddns_app
     from jitaku.cli_lists import list_app
 
     app.add_typer(list_app, name="list")
     app.add_typer(ddns_app, name="ddns")
+    app.command("check")(check)
 
 
 _register_subcommands()
@@ -342,7 +344,7 @@ def main() -> None:
 
     debug = os.environ.get("JITAKU_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(N) comes back as N
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
@@ -360,3 +362,4 @@ def main() -> None:
             raise
         sys.stderr.write(f"jitaku: internal error: {error!r} (JITAKU_DEBUG=1 shows the traceback)\n")
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)

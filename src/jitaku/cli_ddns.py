@@ -25,6 +25,8 @@ def _shown(state: Any) -> dict[str, Any]:
         "name": state.name,
         "family": f"IPv{state.family}",
         "provider": state.provider,
+        "address": state.address,
+        "address_at": _when(state.address_at),
         "sent": state.sent_address,
         "sent_at": _when(state.sent_at),
         "result": state.result,
@@ -51,13 +53,8 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
     if as_json:
         print_json(rows)
     else:
-        table(
-            ["name", "family", "provider", "sent", "published", "at", "error"],
-            [
-                [r["name"], r["family"], r["provider"], r["sent"], r["published"], r["published_at"], r["error"]]
-                for r in rows
-            ],
-        )
+        columns = ["name", "family", "provider", "address", "sent", "published", "published_at", "error"]
+        table(columns, [[row[column] for column in columns] for row in rows])
 
 
 @ddns_app.command("update")

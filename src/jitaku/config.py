@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -286,15 +287,16 @@ def parse(text: str, path: Path) -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         keys = [str(part) for part in first["loc"] if not isinstance(part, int)]
-        raise ConfigError(_describe(path, text, keys, first)) from None
+        tables = [part for part in first["loc"] if isinstance(part, int)]
+        raise ConfigError(_describe(path, text, keys, first, tables[0] if tables else None)) from None
 
 
-def _describe(path: Path, text: str, keys: list[str], error: Any) -> str:
+def _describe(path: Path, text: str, keys: list[str], error: Any, table: int | None) -> str:
     if keys and keys[-1] in {"function-before", "function-after"}:
         keys = keys[:-1]
     section, key = (keys[:-1], keys[-1]) if keys else ([], "")
     name = f"[{'.'.join(section)}] {key}" if section else key
-    line = _line_of(text, section, key)
+    line = _line_of(text, section, key, table)
     where = f"{path}:{line}" if line else str(path)
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key {name}"
@@ -304,9 +306,11 @@ def _describe(path: Path, text: str, keys: list[str], error: Any) -> str:
     return f"{where}: {name}: {message}"
 
 
-def _line_of(text: str, section: list[str], key: str) -> int | None:
-    """Line of KEY in [SECTION], else of the [SECTION] header; tomllib does not keep positions."""
+def _line_of(text: str, section: list[str], key: str, table: int | None = None) -> int | None:
+    """Line of KEY in [SECTION] (in the TABLE-th [[SECTION]] of an array), else of that header;
+    tomllib does not keep positions."""
     current: list[str] = []
+    occurrences: Counter[tuple[str, ...]] = Counter()
     section_line: int | None = None
     header = re.compile(r"\s*\[+\s*([^\]]+?)\s*\]+\s*(#.*)?$")
     assignment = re.compile(r"\s*([A-Za-z0-9_\-\"']+)\s*=")
@@ -314,12 +318,18 @@ def _line_of(text: str, section: list[str], key: str) -> int | None:
         found = header.match(line)
         if found:
             current = [part.strip().strip("\"'") for part in found.group(1).split(".")]
-            if current == section + [key]:
+            occurrences[tuple(current)] += 1
+            if current == section + [key] and _is_table(occurrences, current, table):
                 return number
-            if section and current == section and section_line is None:
+            if section and current == section and section_line is None and _is_table(occurrences, current, table):
                 section_line = number
             continue
         found = assignment.match(line)
         if found and current == section and found.group(1).strip("\"'") == key:
-            return number
+            if _is_table(occurrences, current, table):
+                return number
     return section_line
+
+
+def _is_table(occurrences: Counter[tuple[str, ...]], current: list[str], table: int | None) -> bool:
+    return table is None or occurrences[tuple(current)] == table + 1

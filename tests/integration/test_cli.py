@@ -56,6 +56,20 @@ def test_init_without_domain_or_config_says_what_is_missing(tmp_path: Path) -> N
     assert "--domain" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_check_warns_when_the_relay_is_mydns_and_nothing_tells_mydns_our_address(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    quiet = run("check", "--json", "--dir", str(data))
+    assert (quiet.returncode, json.loads(quiet.stdout)) == (0, [])
+    with (data / "jitaku.toml").open("a") as config:
+        config.write('\n[relay]\nhost = "relay.mydns.jp"\nport = 587\n')
+    warned = run("check", "--dir", str(data))
+    assert warned.returncode == 1 and "relay" in warned.stdout and "warning" in warned.stdout
+    assert "takes mail only from the address MyDNS last heard from" in " ".join(warned.stdout.split())
+    (result,) = json.loads(run("check", "--json", "--dir", str(data)).stdout)
+    assert set(result) == {"check", "state", "sentence", "metrics"} and result["state"] == "warning"
+
+
 def test_dkim_show_json(server: Jitaku) -> None:
     records = json.loads(server.cli("dkim", "show", "--json").stdout)
     assert {r["name"] for r in records} == {"jitaku._domainkey.example.test", "jitaku._domainkey.example.org"}

@@ -1,4 +1,4 @@
-"""The DDNS updater inside `jitaku serve`: a DynDNS2 stand-in on loopback that changes a local authoritative
+"""The DDNS updater inside `jitaku serve`: DynDNS2, MyDNS and Cloudflare stand-ins on loopback that changes a local authoritative
 DNS server (dnslib), an address-echo server whose answer the test changes, and `jitaku ddns` commands."""
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ import time
 from typing import Any
 
 import pytest
+from dnslib import QTYPE
 
-from tests.conftest import Jitaku, Zone, wait_until
+from tests.conftest import Jitaku, NetworkNamespace, Zone, wait_until
 
 NAME = "home.example.org"
 
 
 class World:
-    """Our public address as the echo server tells it, and a DynDNS2 provider publishing into ZONE."""
+    """Our public address as the echo server tells it, and a provider publishing into ZONE: one stand-in
+    that speaks DynDNS2 (/nic/update), MyDNS (a login at the endpoint) and Cloudflare's API (/zones...)."""
 
     def __init__(self, zone: Zone, stand_in: Any) -> None:
         self.address = "203.0.113.7"
@@ -25,26 +27,43 @@ class World:
         self.delay = 0.0
         self.zone = zone
         self.zone.add(f"{NAME}. 1 IN A 192.0.2.1")  # what DNS said before the power cut
+        self.zone.add(f"{NAME}. 1 IN AAAA 2001:db8:1::1")
         self.echo = stand_in(lambda *request: (200, self.address + "\n"))
         self.provider = stand_in(self._update)
         self.updates = 0
         self._lock = threading.Lock()
 
-    def _update(self, method: str, path: str, query: Any, headers: Any, body: bytes) -> tuple[int, str]:
-        """DynDNS2's /nic/update names the address; MyDNS's /login.html takes the caller's (the echo's)."""
+    def _update(self, method: str, path: str, query: Any, headers: Any, body: bytes) -> tuple[int, Any]:
         time.sleep(self.delay)
         with self._lock:
             self.updates += 1
-        address = query["myip"][0] if path == "/nic/update" else self.address
-        if self.reply == "good" and self.publishes:
-            self.zone.records = [r for r in self.zone.records if str(r.rname) != f"{NAME}."]
-            self.zone.add(f"{NAME}. 1 IN A {address}")
+        if path.startswith("/zones"):
+            return self._cloudflare(method, path, query, body)
+        address = query["myip"][0] if path == "/nic/update" else self.address  # MyDNS takes the caller's
+        if self.reply == "good":
+            self._publish(address)
         if path == "/nic/update":
             return 200, f"{self.reply} {address}"
         return (200, "login ok") if self.reply == "good" else (401, "Unauthorized")
 
-    def published(self) -> list[str]:
-        return [str(r.rdata) for r in self.zone.records if str(r.rname) == f"{NAME}."]
+    def _cloudflare(self, method: str, path: str, query: Any, body: bytes) -> tuple[int, Any]:
+        if path == "/zones":
+            return 200, {"success": True, "result": [{"id": "zone1", "name": query["name"][0]}]}
+        if method == "GET":
+            kind = query["type"][0]
+            return 200, {"success": True, "result": [{"id": kind, "type": kind}] if self.published(kind) else []}
+        record = json.loads(body)
+        self._publish(record["content"])
+        return 200, {"success": True, "result": record}
+
+    def _publish(self, address: str) -> None:
+        if self.publishes:
+            kind = "AAAA" if ":" in address else "A"
+            self.zone.records = [r for r in self.zone.records if (str(r.rname), QTYPE[r.rtype]) != (f"{NAME}.", kind)]
+            self.zone.add(f"{NAME}. 1 IN {kind} {address}")
+
+    def published(self, kind: str = "A") -> list[str]:
+        return [str(r.rdata) for r in self.zone.records if (str(r.rname), QTYPE[r.rtype]) == (f"{NAME}.", kind)]
 
 
 @pytest.fixture
@@ -52,30 +71,54 @@ def world(dns_zone, stand_in) -> World:
     return World(dns_zone[0], stand_in)
 
 
-def ddns_server(jitaku_factory: Any, dns_zone: Any, world: World, provider: str = "dyndns2") -> Jitaku:
+LOGINS = {
+    "dyndns2": 'username = "home"\npassword = "s3cret-pw"\n',
+    "mydns": 'username = "mydns123456"\npassword = "s3cret-pw"\n',
+    "cloudflare": 'zone = "example.org"\npassword = "s3cret-pw"\n',
+}
+
+
+def ddns_server(jitaku_factory: Any, dns_zone: Any, world: World, provider: str = "dyndns2", more: str = "") -> Jitaku:
     server: Jitaku = jitaku_factory(dns_zone[1])
     server.cli("init")
     with (server.dir / "jitaku.toml").open("a") as config:
         config.write(
             f'\n[public_ip]\nsources = ["{world.echo.url}/ip"]\ninterval = 1\n'
-            f'\n[[ddns]]\nprovider = "{provider}"\nname = "{NAME}"\nusername = "home"\npassword = "s3cret-pw"\n'
+            f'\n[[ddns]]\nprovider = "{provider}"\nname = "{NAME}"\n{LOGINS[provider]}{more}'
             f'endpoint = "{world.provider.url}"\nverify_nameservers = ["127.0.0.1:{dns_zone[1]}"]\n'
         )
     return server
 
 
-def status(server: Jitaku) -> dict[str, Any]:
-    (entry,) = json.loads(server.cli("ddns", "status", "--json").stdout)
+def check(server: Jitaku) -> tuple[int, dict[str, Any]]:
+    """`jitaku check --json`: its exit code and what the ddns check says."""
+    ran = server.cli("check", "--json", check=False)
+    (result,) = [r for r in json.loads(ran.stdout) if r["check"] == "ddns"]
+    return ran.returncode, result
+
+
+def status(server: Jitaku, family: str = "IPv4") -> dict[str, Any]:
+    (entry,) = [e for e in json.loads(server.cli("ddns", "status", "--json").stdout) if e["family"] == family]
     return entry
 
 
-@pytest.mark.parametrize("provider", ["dyndns2", "mydns"])
+@pytest.mark.parametrize("provider", ["dyndns2", "mydns", "cloudflare"])
 def test_the_record_is_right_at_start_and_follows_an_address_change(jitaku_factory, dns_zone, world, provider) -> None:
     server = ddns_server(jitaku_factory, dns_zone, world, provider)
     server.start()
     wait_until(lambda: world.published() == ["203.0.113.7"], timeout=20)
     entry = wait_until(lambda: (e := status(server))["published"] == "203.0.113.7" and e)
     assert entry["sent"] == "203.0.113.7" and entry["error"] is None and entry["provider"] == provider
+    assert entry["address"] == "203.0.113.7"
+    assert check(server) == (
+        0,
+        {
+            "check": "ddns",
+            "state": "ok",
+            "sentence": f"{NAME} (IPv4) points at 203.0.113.7.",
+            "metrics": {"records": 1.0, "wrong": 0.0},
+        },
+    )
     world.address = "198.51.100.9"  # the ISP gave us a new one
     wait_until(lambda: world.published() == ["198.51.100.9"], timeout=20)
     wait_until(lambda: status(server)["sent"] == "198.51.100.9")
@@ -90,6 +133,11 @@ def test_a_provider_that_says_good_but_changes_nothing_is_caught(jitaku_factory,
     entry = wait_until(lambda: (e := status(server))["error"] and e, timeout=20)
     assert "the authoritative servers still answer 192.0.2.1" in entry["error"]
     assert "event=ddns_mismatch" in server.log()
+    code, result = check(server)
+    assert code == 2 and result["state"] == "critical"
+    assert result["sentence"].startswith(
+        f"DNS answers 192.0.2.1 for {NAME} (IPv4), but we are at 203.0.113.7 (dyndns2 answered"
+    )
 
 
 def test_a_refused_login_is_not_retried_until_forced(jitaku_factory, dns_zone, world) -> None:
@@ -115,3 +163,23 @@ def test_kill_9_in_the_middle_of_an_update_leaves_no_stale_lock(jitaku_factory, 
     world.address = "198.51.100.20"
     server.start()
     wait_until(lambda: world.published() == ["198.51.100.20"], timeout=20)
+
+
+def test_the_aaaa_record_follows_the_interfaces_global_ipv6_address(
+    network_namespace, jitaku_factory, dns_zone, world
+) -> None:
+    """IPv6 has no NAT: our address is the global one on an interface (here a veth in a namespace of our own)."""
+    namespace: NetworkNamespace = network_namespace
+    namespace.ip("addr", "add", "2001:db8:1::7/64", "dev", "home0", "nodad")
+    server = ddns_server(jitaku_factory, dns_zone, world, more="ipv6 = true\n")
+    server.start()
+    wait_until(
+        lambda: world.published("AAAA") == ["2001:db8:1::7"] and world.published("A") == ["203.0.113.7"], timeout=20
+    )
+    entry = wait_until(lambda: (e := status(server, "IPv6"))["published"] == "2001:db8:1::7" and e)
+    assert entry["sent"] == "2001:db8:1::7" and entry["error"] is None
+    namespace.ip("addr", "del", "2001:db8:1::7/64", "dev", "home0")  # the ISP hands out a new prefix
+    namespace.ip("addr", "add", "2001:db8:2::7/64", "dev", "home0", "nodad")
+    wait_until(lambda: world.published("AAAA") == ["2001:db8:2::7"], timeout=20)
+    wait_until(lambda: status(server, "IPv6")["published"] == "2001:db8:2::7")
+    assert world.published("A") == ["203.0.113.7"]

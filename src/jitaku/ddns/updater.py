@@ -98,11 +98,14 @@ class Updater:
         if address is None:
             state.error = "our public address is unknown: the sources gave no majority, or none answered"
         else:
+            state.address, state.address_at = str(address), now
             published = await self._published(record, family, state, now)
             wrong = published is not None and published.addresses != {address}
             due = state.sent_address != str(address) or now >= state.next_keepalive or wrong
             if force or (due and not state.fatal and now >= state.retry_at):
                 await self._update(client, record, family, address, state, password)
+            elif published is not None and not wrong and not state.fatal:
+                state.error = None  # the world sees us right, whatever went wrong before
         await self._database.write(lambda c: state_rows.save(c, state))
         return state
 

@@ -17,6 +17,8 @@ class State:
     family: int
     provider: str
     config_key: str
+    address: str | None = None
+    address_at: float | None = None
     sent_address: str | None = None
     sent_at: float | None = None
     result: str | None = None

@@ -1,0 +1,33 @@
+"""What every check returns: a state, one sentence a person understands, and numbers to graph."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import Any
+
+
+class State(IntEnum):
+    """Ordered by gravity; the value is also `jitaku check`'s exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    state: State
+    sentence: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "state": str(self.state)}
+
+
+def worst(results: list[Result]) -> State:
+    return max((result.state for result in results), default=State.OK)
