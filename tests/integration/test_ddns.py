@@ -1,5 +1,6 @@
-"""The DDNS updater inside `jitaku serve`: DynDNS2, MyDNS and Cloudflare stand-ins on loopback that changes a local authoritative
-DNS server (dnslib), an address-echo server whose answer the test changes, and `jitaku ddns` commands."""
+"""The DDNS updater inside `jitaku serve`: DynDNS2, MyDNS and Cloudflare stand-ins on loopback that change a
+local authoritative DNS server (dnslib), an address-echo server whose answer the test changes, `jitaku ddns`
+and `jitaku check`."""
 
 from __future__ import annotations
 
