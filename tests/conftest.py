@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
@@ -94,6 +96,17 @@ def network_namespace() -> Iterator[NetworkNamespace]:
     namespace.close()
 
 
+def serve(server: socketserver.BaseServer) -> None:
+    """Serve in a daemon thread that notices shutdown within 50 ms (socketserver's default is 500 ms,
+    paid at every test's teardown)."""
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+def stop_serving(server: socketserver.BaseServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -137,10 +150,10 @@ def dns_zone() -> Iterator[tuple[Zone, int]]:
         DNSServer(zone, address="127.0.0.1", port=port, tcp=True),
     ]
     for server in servers:
-        server.start_thread()
+        serve(server.server)
     yield zone, port
     for server in servers:
-        server.stop()
+        stop_serving(server.server)
 
 
 def toml_value(value: Any) -> str:
@@ -167,8 +180,9 @@ def write_config(path: Path, settings: dict[str, Any]) -> None:
 class Jitaku:
     """One jitaku data directory and, while started, its `jitaku serve` process."""
 
-    def __init__(self, data_dir: Path, dns_port: int | None) -> None:
+    def __init__(self, data_dir: Path, dns_port: int | None, prepared: Path | None = None) -> None:
         self.dir = data_dir
+        self.prepared = prepared
         self.smtp_port = free_port()
         self.submission_port = free_port()
         self.web_port = free_port()
@@ -197,6 +211,27 @@ class Jitaku:
         if check and result.returncode != 0:
             raise AssertionError(f"jitaku {' '.join(args)} failed: {result.stderr}")
         return result
+
+    def init(self, *users: str) -> None:
+        """`jitaku init` and `jitaku user add` for USERS. What they leave in the data dir (database, DKIM
+        keys, certificate) is kept for the session and copied into the next test's dir that asks for the
+        same domains and users: the same files, without seconds of key generation and hashing per test."""
+        if self.prepared is None:
+            self.cli("init")
+            for user in users:
+                self.add_user(user)
+            return
+        key = json.dumps([self.settings["hostname"], self.settings["domains"], self.settings.get("dkim"), users])
+        template = self.prepared / hashlib.sha256(key.encode()).hexdigest()[:16]
+        if not template.exists():
+            self.cli("init")
+            for user in users:
+                self.add_user(user)
+            staging = template.with_name(template.name + ".part")
+            shutil.copytree(self.dir, staging, ignore=shutil.ignore_patterns("jitaku.toml", "serve.log"))
+            staging.rename(template)
+        else:
+            shutil.copytree(template, self.dir, dirs_exist_ok=True)
 
     def add_user(self, address: str, password: str = "secret-password") -> None:
         self.cli("user", "add", address, "--password-stdin", input=password + "\n")
@@ -260,12 +295,17 @@ class Jitaku:
         return json.loads(self.cli("queue", "list", "--json").stdout)
 
 
+@pytest.fixture(scope="session")
+def prepared_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prepared")
+
+
 @pytest.fixture
-def jitaku_factory(tmp_path: Path) -> Iterator[Any]:
+def jitaku_factory(tmp_path: Path, prepared_dirs: Path) -> Iterator[Any]:
     made: list[Jitaku] = []
 
     def make(dns_port: int | None = None, name: str = "jitaku") -> Jitaku:
-        instance = Jitaku(tmp_path / name, dns_port)
+        instance = Jitaku(tmp_path / name, dns_port, prepared_dirs)
         made.append(instance)
         return instance
 
@@ -278,9 +318,7 @@ def jitaku_factory(tmp_path: Path) -> Iterator[Any]:
 def server(jitaku_factory: Any, dns_zone: tuple[Zone, int]) -> Jitaku:
     """A running jitaku for example.test/example.org with users alice and bob, DNS pointed at `dns_zone`."""
     instance: Jitaku = jitaku_factory(dns_zone[1])
-    instance.cli("init")
-    instance.add_user("alice@example.test")
-    instance.add_user("bob@example.org")
+    instance.init("alice@example.test", "bob@example.org")
     instance.start()
     return instance
 
@@ -406,11 +444,10 @@ class StandIn:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve(self.server)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_serving(self.server)
 
 
 @pytest.fixture

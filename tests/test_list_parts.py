@@ -18,7 +18,7 @@ from jitaku.lists import bounces, commands, dmarc, verp
 from jitaku.lists.commands import Command
 from jitaku.lists.dmarc import DmarcPolicy, DmarcUnknown
 from jitaku.resolver import Nameserver, configure
-from tests.conftest import Zone, free_port
+from tests.conftest import Zone, free_port, serve, stop_serving
 
 # --- verp -------------------------------------------------------------------------------------------------------------
 
@@ -526,12 +526,12 @@ class ServerFailure(BaseResolver):
 def failing_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     port = free_port()
     server = DNSServer(ServerFailure(), address="127.0.0.1", port=port)
-    server.start_thread()
+    serve(server.server)
     monkeypatch.setattr(dns.resolver, "default_resolver", None)
     monkeypatch.setattr(dns.asyncresolver, "default_resolver", None)
     configure((Nameserver("127.0.0.1", port),))
     yield
-    server.stop()
+    stop_serving(server.server)
 
 
 def test_servfail_is_unknown_not_no_record(failing_dns: None) -> None:

@@ -80,7 +80,7 @@ def test_dkim_show_json(server: Jitaku) -> None:
 
 def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
     instance: Jitaku = jitaku_factory()
-    instance.cli("init")
+    instance.init()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", instance.smtp_port))
         busy.listen()

@@ -81,7 +81,7 @@ LOGINS = {
 
 def ddns_server(jitaku_factory: Any, dns_zone: Any, world: World, provider: str = "dyndns2", more: str = "") -> Jitaku:
     server: Jitaku = jitaku_factory(dns_zone[1])
-    server.cli("init")
+    server.init()
     with (server.dir / "jitaku.toml").open("a") as config:
         config.write(
             f'\n[public_ip]\nsources = ["{world.echo.url}/ip"]\ninterval = 1\n'

@@ -76,9 +76,7 @@ def list_server(jitaku_factory, dns_zone, sink_factory) -> tuple[Jitaku, Members
     server: Jitaku = jitaku_factory(dns_port)
     server.settings["delivery"] = {"port": sink.port}
     server.write_config()
-    server.cli("init")
-    server.add_user("alice@example.test")
-    server.add_user("bob@example.org")
+    server.init("alice@example.test", "bob@example.org")
     publish_dkim(server, zone)
     for domain, dmarc in MEMBER_DOMAINS.items():
         zone.add(f"{domain}. 300 IN MX 10 mx.{domain}.")
