@@ -169,12 +169,17 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, settings: dict[str, Any]) -> None:
-    lines = [f"{k} = {toml_value(v)}" for k, v in settings.items() if not isinstance(v, dict)]
-    for section, values in settings.items():
-        if isinstance(values, dict):
-            lines.append(f"\n[{section}]")
-            lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items())
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(_toml_table(settings, [])) + "\n")
+
+
+def _toml_table(values: dict[str, Any], section: list[str]) -> list[str]:
+    """VALUES as TOML: its plain keys first, then each dict as a [section.sub] table of its own."""
+    lines = [f"\n[{'.'.join(section)}]"] if section else []
+    lines.extend(f"{k} = {toml_value(v)}" for k, v in values.items() if not isinstance(v, dict))
+    for key, table in values.items():
+        if isinstance(table, dict):
+            lines.extend(_toml_table(table, [*section, key]))
+    return lines
 
 
 class Jitaku:

@@ -231,6 +231,10 @@ async def _run(
                 from jitaku.ddns.updater import Updater
 
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
+            if main and settings.health.enabled:
+                from jitaku.health.monitor import Monitor
+
+                background.append(tasks.create_task(Monitor(config, database).run()))
             if web:
                 tasks.create_task(_web(config, database, web, stop))
             await stop.wait()

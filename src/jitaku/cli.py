@@ -326,12 +326,13 @@ def dkim_show(
 
 
 def _register_subcommands() -> None:
-    from jitaku.cli_check import check  # they build on this module's helpers
-    from jitaku.cli_ddns import ddns_app
+    from jitaku.cli_ddns import ddns_app  # they build on this module's helpers
+    from jitaku.cli_health import alerts_app, check
     from jitaku.cli_lists import list_app
 
     app.add_typer(list_app, name="list")
     app.add_typer(ddns_app, name="ddns")
+    app.add_typer(alerts_app, name="alerts")
     app.command("check")(check)
 
 

@@ -202,6 +202,80 @@ class PublicIpSettings(_Section):
     interval: float = Field(default=60.0, gt=0)  # seconds between checks
 
 
+class CheckSettings(_Section):
+    """What every `[health.NAME]` table takes; `interval` defaults to `[health] interval`."""
+
+    interval: float | None = Field(default=None, gt=0)
+
+
+class RaidCheckSettings(CheckSettings):
+    mdstat: str = "/proc/mdstat"
+    lsblk: str = "lsblk"  # names a failing member's physical disk (model, serial)
+
+
+class SmartCheckSettings(CheckSettings):
+    smartctl: str = "smartctl"
+    devices: tuple[str, ...] = ()  # default: what `smartctl --scan` finds
+
+
+class DiskAgeCheckSettings(CheckSettings):
+    service_life_hours: float = Field(default=2 * 365 * 24, gt=0)  # two years of 24x7
+    warn_days: float = Field(default=60, ge=0)  # how long before the end to say so
+
+
+class QueueCheckSettings(CheckSettings):
+    warning_size: int = Field(default=100, gt=0)
+    warning_age: float = Field(default=3600, gt=0)  # seconds the oldest message may wait
+    critical_age: float = Field(default=86400, gt=0)
+
+
+class CertsCheckSettings(CheckSettings):
+    warning_days: float = Field(default=21, ge=0)
+    critical_days: float = Field(default=7, ge=0)
+
+
+class HealthSettings(_Section):
+    enabled: bool = True
+    interval: float = Field(default=60, gt=0)
+    raid: RaidCheckSettings = RaidCheckSettings()
+    smart: SmartCheckSettings = SmartCheckSettings()
+    diskage: DiskAgeCheckSettings = DiskAgeCheckSettings()
+    queue: QueueCheckSettings = QueueCheckSettings()
+    certs: CertsCheckSettings = CertsCheckSettings()
+    services: CheckSettings = CheckSettings()
+    ddns: CheckSettings = CheckSettings()
+    relay: CheckSettings = CheckSettings()
+
+    def interval_of(self, check: str) -> float:
+        own = getattr(self, check, None)
+        return float(getattr(own, "interval", None) or self.interval)
+
+
+class AlertSettings(_Section):
+    urls: tuple[str, ...] = ()  # apprise URLs: ntfy://, tgram://, discord://, json://, mailtos:// ...
+    heartbeat_url: str = ""  # a healthchecks-style URL pinged while we live
+    heartbeat_interval: float = Field(default=300, gt=0)
+    language: Literal["en", "ja"] = "en"
+    remind: float = Field(default=3600, ge=0)  # seconds between reminders while critical; 0: none
+    daily_summary: bool = False
+
+    @field_validator("urls", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("urls")
+    @classmethod
+    def _known_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if value:
+            from jitaku.health.alerts import is_valid_url  # apprise is heavy; only configs with alerts pay
+
+            for url in value:
+                if not is_valid_url(url):
+                    raise ValueError(f"apprise does not understand {url.split('://', 1)[0]}:// URLs like this one")
+        return value
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -217,6 +291,8 @@ class Settings(_Section):
     database: DatabaseSettings = DatabaseSettings()
     ddns: tuple[DdnsRecord, ...] = ()
     public_ip: PublicIpSettings = PublicIpSettings()
+    health: HealthSettings = HealthSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("domains", mode="before")
     @classmethod

@@ -59,15 +59,28 @@ def test_init_without_domain_or_config_says_what_is_missing(tmp_path: Path) -> N
 def test_check_warns_when_the_relay_is_mydns_and_nothing_tells_mydns_our_address(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
-    quiet = run("check", "--json", "--dir", str(data))
-    assert (quiet.returncode, json.loads(quiet.stdout)) == (0, [])
+    quiet = run("check", "relay", "ddns", "--json", "--dir", str(data))
+    assert (quiet.returncode, json.loads(quiet.stdout)) == (0, [])  # neither applies
     with (data / "jitaku.toml").open("a") as config:
         config.write('\n[relay]\nhost = "relay.mydns.jp"\nport = 587\n')
-    warned = run("check", "--dir", str(data))
+    warned = run("check", "relay", "--dir", str(data))
     assert warned.returncode == 1 and "relay" in warned.stdout and "warning" in warned.stdout
     assert "takes mail only from the address MyDNS last heard from" in " ".join(warned.stdout.split())
-    (result,) = json.loads(run("check", "--json", "--dir", str(data)).stdout)
+    (result,) = json.loads(run("check", "relay", "--json", "--dir", str(data)).stdout)
     assert set(result) == {"check", "state", "sentence", "metrics"} and result["state"] == "warning"
+    unknown = run("check", "raid", "bogus", "--dir", str(data))
+    assert unknown.returncode == 1 and "no such check: bogus" in unknown.stderr
+
+
+def test_check_without_the_daemon_says_the_listeners_do_not_answer(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    ran = run("check", "--json", "--dir", str(data))
+    results = {r["check"]: r for r in json.loads(ran.stdout)}
+    assert ran.returncode == 2 and results["services"]["state"] == "critical"
+    assert results["services"]["sentence"].startswith("not answering: smtp on 127.0.0.1:2525: no connection")
+    assert results["queue"]["state"] == "ok" and results["certs"]["state"] == "ok"
+    assert results["certs"]["sentence"].startswith("the certificate for mail.example.test is valid until ")
 
 
 def test_dkim_show_json(server: Jitaku) -> None:

@@ -1,17 +1,104 @@
-"""Every check, run once (`jitaku check`)."""
+"""Every check by name, each fed what it needs: the daemon's monitor runs them on their intervals,
+`jitaku check` runs them once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
-from jitaku.config import Settings
-from jitaku.health import ddns, relay
-from jitaku.health.result import Result
+from jitaku import log
+from jitaku.config import Config
+from jitaku.health import certs, diskage, raid, relay, services, smart, smartctl
+from jitaku.health import ddns as ddns_check
+from jitaku.health import queue as queue_check
+from jitaku.health.result import Result, State
 from jitaku.store import Database
 from jitaku.store import ddns as ddns_rows
+from jitaku.store import queue as queue_rows
 
 
-async def run_all(settings: Settings, database: Database) -> list[Result]:
-    states = await database.read(ddns_rows.all_states)
-    results = [ddns.check(settings, states, time.time()), relay.check(settings, states)]
+@dataclass
+class Context:
+    config: Config
+    database: Database
+    previous: dict[str, Result] = field(default_factory=dict)  # each check's last result
+
+
+async def _raid(context: Context) -> Result | None:
+    return await asyncio.to_thread(raid.check, context.config.settings.health.raid)
+
+
+async def _drives(context: Context) -> list[smartctl.Drive]:
+    """One smartctl reading serves the smart and diskage checks of a round (smartctl wakes sleeping disks)."""
+    health = context.config.settings.health
+    max_age = min(health.interval_of("smart"), health.interval_of("diskage")) / 2
+    return await asyncio.to_thread(smartctl.drives, health.smart, max_age)
+
+
+async def _smart(context: Context) -> Result | None:
+    settings = context.config.settings.health.smart
+    try:
+        drives = await _drives(context)
+    except smartctl.SmartctlMissing as missing:
+        return Result("smart", State.WARNING, f"{missing}.") if settings.devices else None
+    previous = context.previous.get("smart")
+    return smart.check(settings, drives, previous.metrics if previous else {})
+
+
+async def _diskage(context: Context) -> Result | None:
+    try:
+        drives = await _drives(context)
+    except smartctl.SmartctlMissing:
+        return None
+    return diskage.check(context.config.settings.health.diskage, drives, time.time())
+
+
+async def _queue(context: Context) -> Result | None:
+    backlog = await context.database.read(queue_rows.backlog)
+    return queue_check.check(context.config.settings.health.queue, backlog, time.time())
+
+
+async def _certs(context: Context) -> Result | None:
+    return certs.check(context.config.settings.health.certs, context.config.tls_dir / "cert.pem", time.time())
+
+
+async def _services(context: Context) -> Result | None:
+    return await services.check(context.config.settings)
+
+
+async def _ddns(context: Context) -> Result | None:
+    states = await context.database.read(ddns_rows.all_states)
+    return ddns_check.check(context.config.settings, states, time.time())
+
+
+async def _relay(context: Context) -> Result | None:
+    states = await context.database.read(ddns_rows.all_states)
+    return relay.check(context.config.settings, states)
+
+
+CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
+    "raid": _raid,
+    "smart": _smart,
+    "diskage": _diskage,
+    "queue": _queue,
+    "certs": _certs,
+    "services": _services,
+    "ddns": _ddns,
+    "relay": _relay,
+}
+
+
+async def run(name: str, context: Context) -> Result | None:
+    """One check; a check that breaks is itself a warning, never the monitor's end."""
+    try:
+        return await CHECKS[name](context)
+    except Exception as error:
+        log.event("check_error", check=name, error=repr(error))
+        return Result(name, State.WARNING, f"the {name} check itself failed: {error!r}.")
+
+
+async def run_all(context: Context, names: list[str] | None = None) -> list[Result]:
+    results = await asyncio.gather(*(run(name, context) for name in names or CHECKS))
     return [result for result in results if result is not None]

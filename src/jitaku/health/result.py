@@ -24,9 +24,12 @@ class Result:
     state: State
     sentence: str
     metrics: dict[str, float] = field(default_factory=dict)
+    detail: str = ""  # what, beyond the state, is news when it changes (a counter that grew); not shown
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "state": str(self.state)}
+        shown = asdict(self)
+        del shown["detail"]
+        return {**shown, "state": str(self.state)}
 
 
 def worst(results: list[Result]) -> State:

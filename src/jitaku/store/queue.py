@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.store.schema import list_posts, queue, queue_recipients
@@ -157,6 +157,21 @@ def body_of(connection: Connection, queue_id: str) -> bytes | None:
 
 def list_queue(connection: Connection) -> list[QueuedMessage]:
     return _read(connection, None)
+
+
+class Backlog(NamedTuple):
+    size: int
+    oldest_at: float | None
+    oldest_error: str | None  # why the oldest message is still here
+
+
+def backlog(connection: Connection) -> Backlog:
+    """How much waits and for how long, without reading any body (the health check's question)."""
+    size = connection.execute(select(func.count()).select_from(queue)).scalar_one()
+    oldest = connection.execute(
+        select(queue.c.created_at, queue.c.last_error).order_by(queue.c.created_at).limit(1)
+    ).first()
+    return Backlog(int(size), oldest.created_at if oldest else None, oldest.last_error if oldest else None)
 
 
 def record_attempt(

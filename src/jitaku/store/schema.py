@@ -202,3 +202,43 @@ ddns_state = Table(
     Column("retry_at", Float, nullable=False, default=0.0),
     Column("next_keepalive", Float, nullable=False, default=0.0),
 )
+
+# Every health check's result, kept a while for the dashboard's graphs.
+health_results = Table(
+    "health_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("check_name", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("state", Integer, nullable=False),  # 0 ok, 1 warning, 2 critical
+    Column("sentence", Text, nullable=False),
+    Column("metrics", Text, nullable=False),  # JSON object name -> number
+    Column("detail", Text, nullable=False),
+)
+Index("health_results_check_at", health_results.c.check_name, health_results.c.at)
+
+# Per check, what was last alerted: a restart does not alert again for what the owner already knows.
+health_status = Table(
+    "health_status",
+    metadata,
+    Column("check_name", String(32), primary_key=True),
+    Column("state", Integer, nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("sentence", Text, nullable=False),
+    Column("since", Float, nullable=False),
+    Column("alerted_at", Float, nullable=False),
+)
+
+health_alerts = Table(
+    "health_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False),
+    Column("check_name", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # problem, reminder, recovery, summary, test
+    Column("state", Integer, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("delivered", Boolean, nullable=False),  # every target took it
+)
+Index("health_alerts_at", health_alerts.c.at)

@@ -1,0 +1,56 @@
+"""`jitaku check` (every health check once, as a table or JSON; the exit code is the worst state) and
+`jitaku alerts test`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from jitaku.cli import DEFAULT_DIR, CliError, DirOption, JsonOption, _config, _database, console
+from jitaku.cli import _print_json as print_json
+from jitaku.cli import _table as table
+
+
+def check(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these checks (default: all).")] = None,
+    data_dir: DirOption = DEFAULT_DIR,
+    as_json: JsonOption = False,
+) -> None:
+    """Run every check once: exit 0 when all are ok, 1 on a warning, 2 on a critical."""
+    from jitaku.health import checks
+    from jitaku.health.result import worst
+    from jitaku.store import health
+
+    unknown = sorted(set(names or []) - set(checks.CHECKS))
+    if unknown:
+        raise CliError(f"no such check: {', '.join(unknown)} (there are {', '.join(checks.CHECKS)})")
+    config = _config(data_dir)
+    database = _database(config)
+    previous = {name: result for name, (_at, result) in database.read_now(health.latest).items()}
+    results = asyncio.run(checks.run_all(checks.Context(config, database, previous), names))
+    if as_json:
+        print_json([result.as_json() for result in results])
+    else:
+        table(["check", "state", "sentence"], [[r.check, str(r.state), r.sentence] for r in results])
+    raise typer.Exit(int(worst(results)))
+
+
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts through apprise.")
+
+
+@alerts_app.command("test")
+def alerts_test(data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Send a test alert to every `[alerts] urls` target; exit 1 if any did not take it."""
+    from jitaku.health.alerts import Alerter
+
+    config = _config(data_dir)
+    alerter = Alerter(config.settings.alerts, config.settings.hostname)
+    if not alerter.configured:
+        raise CliError("no [alerts] urls in the config")
+    deliveries = asyncio.run(alerter.test())
+    for delivery in deliveries:
+        console.print(f"{'sent' if delivery.ok else 'FAILED'}  {delivery.target}", markup=False, soft_wrap=True)
+    if not all(delivery.ok for delivery in deliveries):
+        raise CliError("some targets did not take the test alert (see above)")

@@ -1,0 +1,99 @@
+"""Alerts through apprise (ntfy, Telegram, Discord, Slack, Matrix, Pushover, e-mail through an outside
+account, JSON webhooks ...): a channel that still works when our own mail does not."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import apprise
+
+from jitaku.config import AlertSettings
+from jitaku.health.result import State
+
+
+@dataclass(frozen=True)
+class Words:
+    states: dict[State, str]
+    problem: str
+    reminder: str
+    recovery: str
+    summary: str
+    test: str
+    test_body: str
+
+
+WORDS = {
+    "en": Words(
+        states={State.OK: "ok", State.WARNING: "warning", State.CRITICAL: "critical"},
+        problem="{state}: {check}",
+        reminder="still {state}: {check}",
+        recovery="recovered: {check}",
+        summary="daily summary",
+        test="test alert",
+        test_body="If you can read this, jitaku on {host} reaches you here.",
+    ),
+    "ja": Words(
+        states={State.OK: "正常", State.WARNING: "警告", State.CRITICAL: "重大"},
+        problem="{state}: {check}",
+        reminder="{state}が続いています: {check}",
+        recovery="復旧しました: {check}",
+        summary="日次のまとめ",
+        test="テスト通知",
+        test_body="これが読めれば、{host} の jitaku からここへ通知が届きます。",
+    ),
+}
+CHECK_NAMES_JA = {
+    "raid": "RAID",
+    "smart": "ディスクのSMART",
+    "diskage": "ディスクの寿命",
+    "queue": "送信キュー",
+    "certs": "証明書",
+    "services": "サービス",
+    "ddns": "ダイナミックDNS",
+    "relay": "リレーホスト",
+}
+NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.NotifyType.WARNING}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    target: str  # the URL with its secrets masked
+    ok: bool
+
+
+def is_valid_url(url: str) -> bool:
+    return apprise.Apprise.instantiate(url) is not None
+
+
+class Alerter:
+    def __init__(self, settings: AlertSettings, hostname: str) -> None:
+        self._settings = settings
+        self._hostname = hostname
+        self._words = WORDS[settings.language]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._settings.urls)
+
+    def title(self, kind: str, check: str, state: State) -> str:
+        name = CHECK_NAMES_JA.get(check, check) if self._settings.language == "ja" else check
+        template: str = getattr(self._words, kind)
+        return f"[{self._hostname}] " + template.format(state=self._words.states[state], check=name)
+
+    async def send(self, title: str, body: str, state: State) -> list[Delivery]:
+        """One delivery per target, so a dead one does not hide the others."""
+        return list(await asyncio.gather(*(self._one(url, title, body, state) for url in self._settings.urls)))
+
+    async def test(self) -> list[Delivery]:
+        body = self._words.test_body.format(host=self._hostname)
+        return await self.send(self.title("test", "jitaku", State.OK), body, State.OK)
+
+    async def _one(self, url: str, title: str, body: str, state: State) -> Delivery:
+        target = apprise.Apprise.instantiate(url)
+        if target is None:
+            return Delivery(url.split("://", 1)[0] + "://…", False)
+        shown = str(target.url(privacy=True)).split("?", 1)[0]  # type: ignore[no-untyped-call]
+        kind = NOTIFY_TYPE.get(state, apprise.NotifyType.FAILURE)
+        ok = await asyncio.to_thread(target.notify, body=body, title=title, notify_type=kind)
+        return Delivery(shown, bool(ok))

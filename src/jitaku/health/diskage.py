@@ -1,0 +1,37 @@
+"""Disks die of age: in the story they reliably went after about two years of 24x7. Warn before the end
+of the expected service life, with a date to replace the disk by."""
+
+from __future__ import annotations
+
+import time
+
+from jitaku.config import DiskAgeCheckSettings
+from jitaku.health.result import Result, State
+from jitaku.health.smartctl import Drive
+
+HOURS_PER_YEAR = 8766.0
+
+
+def check(settings: DiskAgeCheckSettings, drives: list[Drive], now: float) -> Result | None:
+    aged = [drive for drive in drives if drive.power_on_hours is not None]
+    if not aged:
+        return None
+    life = settings.service_life_hours
+    warnings, fine = [], []
+    for drive in aged:
+        hours = drive.power_on_hours or 0
+        left = life - hours
+        years = f"{hours / HOURS_PER_YEAR:.1f} years"
+        if left <= 0:
+            past = f"({hours:,} of {life:,.0f} hours)"
+            warnings.append(f"{drive} is past its expected service life {past}; replace it soon")
+        elif left <= settings.warn_days * 24:
+            by = time.strftime("%Y-%m-%d", time.gmtime(now + left * 3600))
+            warnings.append(f"{drive} has run {hours:,} hours ({years}) of an expected {life:,.0f}; replace it by {by}")
+        else:
+            fine.append(f"{drive.name} {years}")
+    metrics = {f"{drive.name}.hours": float(drive.power_on_hours or 0) for drive in aged}
+    if warnings:
+        return Result("diskage", State.WARNING, "; ".join(warnings) + ".", metrics)
+    expected = f"{life / HOURS_PER_YEAR:.1f} years"
+    return Result("diskage", State.OK, f"every disk is within its expected {expected}: {', '.join(fine)}.", metrics)

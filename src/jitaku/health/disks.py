@@ -1,0 +1,59 @@
+"""Which physical disk a block device lives on, with its model and serial: what a person needs to pull
+the right drive (`lsblk --json`; a partition's parent is its disk)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Disk:
+    name: str
+    model: str | None = None
+    serial: str | None = None
+
+    def __str__(self) -> str:
+        parts = [self.model or "", f"serial {self.serial}" if self.serial else ""]
+        described = " ".join(part for part in parts if part)
+        return f"disk {described}" if described else f"disk {self.name}"
+
+
+def parent_name(device: str) -> str:
+    """sdb3 -> sdb, nvme0n1p2 -> nvme0n1, mmcblk0p1 -> mmcblk0: the guess when lsblk cannot say."""
+    found = re.fullmatch(r"((?:nvme\d+n\d+|mmcblk\d+|loop\d+))p\d+|([a-z]+)\d+", device)
+    if not found:
+        return device
+    return found.group(1) or found.group(2)
+
+
+def read(lsblk: str) -> dict[str, Disk]:
+    """Every block device by name, mapped to the disk it is on; empty when lsblk is missing or fails."""
+    try:
+        ran = subprocess.run(
+            [lsblk, "--json", "--list", "-o", "NAME,PKNAME,TYPE,MODEL,SERIAL"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        devices = json.loads(ran.stdout)["blockdevices"] if ran.returncode == 0 else []
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+        return {}
+    by_name = {str(item.get("name")): item for item in devices if isinstance(item, dict)}
+    disks: dict[str, Disk] = {}
+    for name, item in by_name.items():
+        top = item
+        for _ in range(8):  # partitions of partitions, dm over disks: follow pkname to the disk
+            parent = by_name.get(str(top.get("pkname")))
+            if parent is None:
+                break
+            top = parent
+        model, serial = top.get("model"), top.get("serial")
+        disks[name] = Disk(str(top.get("name")), model.strip() if model else None, serial.strip() if serial else None)
+    return disks
+
+
+def disk_of(device: str, known: dict[str, Disk]) -> Disk:
+    return known.get(device) or known.get(parent_name(device)) or Disk(parent_name(device))

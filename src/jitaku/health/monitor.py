@@ -1,0 +1,130 @@
+"""The monitor inside `jitaku serve`: every check on its own interval, each result kept for the graphs,
+and an alert through apprise on every change of state (or news within one, like a counter that grew),
+a reminder while critical, and a notice on recovery. Plus the dead man's switch: a ping to an outside
+service, which raises the alarm when the pings stop, whether we lost power or only our network."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+from sqlalchemy.engine import Connection
+
+from jitaku import log
+from jitaku.config import Config
+from jitaku.health import checks
+from jitaku.health.alerts import Alerter
+from jitaku.health.result import Result, State
+from jitaku.store import Database
+from jitaku.store import health as rows
+from jitaku.store.health import Alert, Status
+
+PRUNE_EVERY = 3600.0
+SUMMARY_EVERY = 86400.0
+
+
+class Monitor:
+    def __init__(self, config: Config, database: Database) -> None:
+        self._config = config
+        self._settings = config.settings
+        self._database = database
+        self._alerter = Alerter(config.settings.alerts, config.settings.hostname)
+        self._context = checks.Context(config, database)
+        self._statuses: dict[str, Status] = {}
+        self._lock = asyncio.Lock()  # one alert decision at a time
+
+    async def run(self) -> None:
+        self._statuses = await self._database.read(rows.statuses)
+        latest = await self._database.read(rows.latest)
+        self._context.previous = {name: result for name, (_at, result) in latest.items()}
+        async with asyncio.TaskGroup() as tasks:
+            for name in checks.CHECKS:
+                tasks.create_task(
+                    self._every(self._settings.health.interval_of(name), functools.partial(self._check, name))
+                )
+            if self._settings.alerts.heartbeat_url:
+                tasks.create_task(self._every(self._settings.alerts.heartbeat_interval, self._heartbeat))
+            if self._settings.alerts.daily_summary:
+                tasks.create_task(self._every(SUMMARY_EVERY, self._summary, first=SUMMARY_EVERY))
+            tasks.create_task(self._every(PRUNE_EVERY, self._prune))
+
+    @staticmethod
+    async def _every(interval: float, job: Callable[[], Awaitable[None]], first: float = 0.0) -> None:
+        await asyncio.sleep(first)
+        while True:
+            started = time.monotonic()
+            try:
+                await job()
+            except Exception as error:  # the monitor must outlive any one of its jobs
+                log.event("monitor_error", error=repr(error))
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _check(self, name: str) -> None:
+        result = await checks.run(name, self._context)
+        if result is not None:
+            await self.judge(result, time.time())
+
+    async def judge(self, result: Result, now: float) -> None:
+        """Keep RESULT, and alert when it is news: a new state, new detail, or a reminder falls due."""
+        async with self._lock:
+            status = self._statuses.get(result.check)
+            kind = None
+            if status is None:
+                kind = "problem" if result.state != State.OK else None
+                status = Status(result.check, result.state, result.detail, result.sentence, now, 0.0)
+            elif (status.state, status.detail) != (result.state, result.detail):
+                kind = "recovery" if result.state == State.OK else "problem"
+                if status.state != result.state:
+                    status.since = now
+                status.state, status.detail = result.state, result.detail
+            elif result.state == State.CRITICAL and self._settings.alerts.remind:
+                if now - status.alerted_at >= self._settings.alerts.remind:
+                    kind = "reminder"
+            status.sentence = result.sentence
+            if kind is not None:
+                log.event("health_changed", check=result.check, state=str(result.state), alert=kind)
+            alert = await self._alert(kind, result, now) if kind else None
+            if alert is not None:
+                status.alerted_at = now
+            self._statuses[result.check] = status
+            self._context.previous[result.check] = result
+
+            def write(connection: Connection) -> None:
+                rows.record(connection, result, now)
+                rows.save_status(connection, status)
+                if alert is not None:
+                    rows.add_alert(connection, alert)
+
+            await self._database.write(write)
+
+    async def _alert(self, kind: str, result: Result, now: float) -> Alert | None:
+        title = self._alerter.title(kind, result.check, result.state)
+        if not self._alerter.configured:
+            return Alert(now, result.check, kind, result.state, title, result.sentence, False)
+        deliveries = await self._alerter.send(title, result.sentence, result.state)
+        for delivery in deliveries:
+            log.event("alert_sent" if delivery.ok else "alert_failed", check=result.check, target=delivery.target)
+        return Alert(now, result.check, kind, result.state, title, result.sentence, all(d.ok for d in deliveries))
+
+    async def _heartbeat(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as client:
+                response = await client.get(self._settings.alerts.heartbeat_url)
+            if response.status_code >= 400:
+                log.event("heartbeat_failed", status=response.status_code)
+        except httpx.HTTPError as error:
+            log.event("heartbeat_failed", error=error.__class__.__name__)
+
+    async def _summary(self) -> None:
+        lines = [f"{status.check}: {status.state} - {status.sentence}" for status in self._statuses.values()]
+        title = self._alerter.title("summary", "", State.OK)
+        worst = max((status.state for status in self._statuses.values()), default=State.OK)
+        deliveries = await self._alerter.send(title, "\n".join(lines), worst)
+        alert = Alert(time.time(), "", "summary", worst, title, "\n".join(lines), all(d.ok for d in deliveries))
+        await self._database.write(lambda connection: rows.add_alert(connection, alert))
+
+    async def _prune(self) -> None:
+        await self._database.write(lambda connection: rows.prune(connection, time.time()))

@@ -1,0 +1,28 @@
+"""The outbound queue: mail that waits long is mail a remote server refuses or cannot be reached, or a
+relayhost that stopped taking ours (the story's ISP closed port 25)."""
+
+from __future__ import annotations
+
+from jitaku.config import QueueCheckSettings
+from jitaku.health.result import Result, State
+from jitaku.store.queue import Backlog
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 7200:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds / 60:.0f} minutes"
+
+
+def check(settings: QueueCheckSettings, backlog: Backlog, now: float) -> Result:
+    age = now - backlog.oldest_at if backlog.oldest_at is not None else 0.0
+    metrics = {"size": float(backlog.size), "oldest_age": age}
+    if not backlog.size:
+        return Result("queue", State.OK, "the outbound queue is empty.", metrics)
+    waiting = f"{backlog.size} message{'s' if backlog.size != 1 else ''} queued, the oldest for {_duration(age)}"
+    why = f" ({backlog.oldest_error})" if backlog.oldest_error else ""
+    if age >= settings.critical_age:
+        return Result("queue", State.CRITICAL, f"{waiting}{why}.", metrics)
+    if age >= settings.warning_age or backlog.size >= settings.warning_size:
+        return Result("queue", State.WARNING, f"{waiting}{why}.", metrics)
+    return Result("queue", State.OK, f"{waiting}.", metrics)

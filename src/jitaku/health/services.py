@@ -1,0 +1,55 @@
+"""Does each of our listeners answer as it should? SMTP greets with 220 (implicit TLS after the
+handshake); the web listener takes a connection."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from jitaku.config import Listen, Settings
+from jitaku.health.result import Result, State
+
+TIMEOUT = 10.0
+WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+async def _answers(listen: Listen, greeting: bool, tls: bool) -> str | None:
+    """None when it answers; else what went wrong, in a few words."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # our own, self-signed until ACME
+    host = WILDCARDS.get(listen.host, listen.host)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, listen.port, ssl=context if tls else None), TIMEOUT
+        )
+    except (OSError, TimeoutError) as error:
+        return f"no connection ({error.__class__.__name__})"
+    try:
+        if greeting:
+            line = await asyncio.wait_for(reader.readline(), TIMEOUT)
+            if not line.startswith(b"220"):
+                return f"greets with {line[:40]!r}"
+        return None
+    except (OSError, TimeoutError) as error:
+        return f"no greeting ({error.__class__.__name__})"
+    finally:
+        writer.close()
+
+
+async def check(settings: Settings) -> Result:
+    listeners = [
+        *(("smtp", item, True, False) for item in settings.smtp.listen),
+        *(("submission", item, True, False) for item in settings.submission.listen),
+        *(("submissions", item, True, True) for item in settings.submissions.listen),
+        *(("web", item, False, False) for item in settings.web.listen),
+    ]
+    problems = await asyncio.gather(*(_answers(item, greeting, tls) for _name, item, greeting, tls in listeners))
+    broken = [
+        f"{name} on {item}: {problem}"
+        for (name, item, _g, _t), problem in zip(listeners, problems, strict=True)
+        if problem
+    ]
+    metrics = {"listeners": float(len(listeners)), "broken": float(len(broken))}
+    if broken:
+        return Result("services", State.CRITICAL, f"not answering: {'; '.join(broken)}.", metrics)
+    return Result("services", State.OK, f"all {len(listeners)} listeners answer.", metrics)

@@ -1,0 +1,123 @@
+"""Health rows: results for graphs, each check's alerting state, and the alerts sent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, desc, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from jitaku.health.result import Result, State
+from jitaku.store.schema import health_alerts, health_results, health_status
+
+KEEP_RESULTS = 8 * 86400.0  # a week of graphs, and a day to spare
+
+
+@dataclass
+class Status:
+    check: str
+    state: State
+    detail: str
+    sentence: str
+    since: float
+    alerted_at: float
+
+
+@dataclass(frozen=True)
+class Alert:
+    at: float
+    check: str
+    kind: str
+    state: State
+    title: str
+    body: str
+    delivered: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "state": str(self.state)}
+
+
+def record(connection: Connection, result: Result, now: float) -> None:
+    connection.execute(
+        insert(health_results).values(
+            check_name=result.check,
+            at=now,
+            state=int(result.state),
+            sentence=result.sentence,
+            metrics=json.dumps(result.metrics),
+            detail=result.detail,
+        )
+    )
+
+
+def prune(connection: Connection, now: float) -> None:
+    connection.execute(delete(health_results).where(health_results.c.at < now - KEEP_RESULTS))
+    connection.execute(delete(health_alerts).where(health_alerts.c.at < now - 10 * KEEP_RESULTS))
+
+
+def _result(row: Any) -> Result:
+    return Result(row.check_name, State(row.state), row.sentence, json.loads(row.metrics), row.detail)
+
+
+def latest(connection: Connection) -> dict[str, tuple[float, Result]]:
+    """Each check's newest result and when it came."""
+    newest = (
+        select(health_results.c.check_name, func.max(health_results.c.id).label("id"))
+        .group_by(health_results.c.check_name)
+        .subquery()
+    )
+    rows = connection.execute(select(health_results).join(newest, newest.c.id == health_results.c.id))
+    return {row.check_name: (row.at, _result(row)) for row in rows}
+
+
+def series(connection: Connection, check: str, since: float) -> list[tuple[float, Result]]:
+    rows = connection.execute(
+        select(health_results)
+        .where(health_results.c.check_name == check, health_results.c.at >= since)
+        .order_by(health_results.c.at)
+    )
+    return [(row.at, _result(row)) for row in rows]
+
+
+def statuses(connection: Connection) -> dict[str, Status]:
+    rows = connection.execute(select(health_status))
+    return {
+        row.check_name: Status(row.check_name, State(row.state), row.detail, row.sentence, row.since, row.alerted_at)
+        for row in rows
+    }
+
+
+def save_status(connection: Connection, status: Status) -> None:
+    values = {
+        "state": int(status.state),
+        "detail": status.detail,
+        "sentence": status.sentence,
+        "since": status.since,
+        "alerted_at": status.alerted_at,
+    }
+    found = connection.execute(update(health_status).where(health_status.c.check_name == status.check).values(**values))
+    if found.rowcount == 0:
+        connection.execute(insert(health_status).values(check_name=status.check, **values))
+
+
+def add_alert(connection: Connection, alert: Alert) -> None:
+    connection.execute(
+        insert(health_alerts).values(
+            at=alert.at,
+            check_name=alert.check,
+            kind=alert.kind,
+            state=int(alert.state),
+            title=alert.title,
+            body=alert.body,
+            delivered=alert.delivered,
+        )
+    )
+
+
+def recent_alerts(connection: Connection, limit: int = 50) -> list[Alert]:
+    rows = connection.execute(select(health_alerts).order_by(desc(health_alerts.c.at)).limit(limit))
+    return [
+        Alert(row.at, row.check_name, row.kind, State(row.state), row.title, row.body, row.delivered) for row in rows
+    ]

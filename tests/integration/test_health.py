@@ -1,0 +1,169 @@
+"""The health monitor inside `jitaku serve`: a degraded array and a disk reallocating sectors (fixtures
+behind /proc/mdstat's path and a fake smartctl) reach a local webhook through apprise's json:// target
+within two check intervals, in one sentence, and the recovery notice follows the fix."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Jitaku, free_port, wait_until
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+FAKE_SMARTCTL = FIXTURES / "smartctl" / "fake_smartctl.py"
+INTERVAL = 1.0
+
+
+class Hook:
+    """A webhook receiver: what apprise's json:// target posts, with when it came."""
+
+    def __init__(self, stand_in: Any) -> None:
+        self.received: list[tuple[float, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self.server = stand_in(self._receive)
+        self.url = "json://" + self.server.url.removeprefix("http://") + "/hook"
+
+    def _receive(self, method: str, path: str, query: Any, headers: Any, body: bytes) -> tuple[int, str]:
+        with self._lock:
+            self.received.append((time.monotonic(), json.loads(body) if body else {}))
+        return 200, "ok"
+
+    def titles(self) -> list[str]:
+        return [message.get("title", "") for _at, message in self.received]
+
+    def first(self, words: str, after: float = 0.0) -> tuple[float, dict[str, Any]] | None:
+        return next(((at, m) for at, m in self.received if at >= after and words in m.get("title", "")), None)
+
+
+class Machine:
+    """What the monitor looks at: an mdstat file and the disks behind a fake smartctl and lsblk."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.mdstat = directory / "mdstat"
+        self.devices = directory / "devices.json"
+        self.smartctl = directory / "smartctl"
+        self.smartctl.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE_SMARTCTL} {self.devices} "$@"\n')
+        self.smartctl.chmod(0o755)
+        self.lsblk = directory / "lsblk"
+        self.lsblk.write_text(f"#!/bin/sh\ncat {FIXTURES / 'lsblk.json'}\n")
+        self.lsblk.chmod(0o755)
+        self.array("healthy_raid1")
+        self.disks(sda="healthy", sdb="healthy")
+
+    def array(self, fixture: str) -> None:
+        shutil.copy(FIXTURES / "mdstat" / f"{fixture}.txt", self.mdstat.with_suffix(".new"))
+        self.mdstat.with_suffix(".new").replace(self.mdstat)
+
+    def disks(self, **devices: str) -> None:
+        self.devices.write_text(json.dumps({f"/dev/{name}": fixture for name, fixture in devices.items()}))
+
+
+@pytest.fixture
+def hook(stand_in) -> Hook:
+    return Hook(stand_in)
+
+
+def monitored(jitaku_factory: Any, machine: Machine, hook: Hook, **alerts: Any) -> Jitaku:
+    server: Jitaku = jitaku_factory()
+    server.settings["health"] = {
+        "interval": INTERVAL,
+        "raid": {"mdstat": str(machine.mdstat), "lsblk": str(machine.lsblk)},
+        "smart": {"smartctl": str(machine.smartctl)},
+    }
+    server.settings["alerts"] = {"urls": [hook.url], **alerts}
+    server.write_config()
+    server.init()
+    server.start()
+    return server
+
+
+def test_a_degraded_array_is_alerted_within_two_intervals_and_its_recovery_follows(
+    jitaku_factory, tmp_path, hook
+) -> None:
+    machine = Machine(tmp_path / "machine")
+    server = monitored(jitaku_factory, machine, hook)
+    time.sleep(3 * INTERVAL)
+    assert hook.received == []  # all is well: no news
+    failed_at = time.monotonic()
+    machine.array("failed_member")  # sdb3 fails
+    at, alert = wait_until(lambda: hook.first("critical: raid"), timeout=10)
+    assert at - failed_at <= 2 * INTERVAL + 0.5, f"{at - failed_at:.2f} s"
+    assert alert["title"] == "[mail.example.test] critical: raid"
+    assert alert["message"] == (
+        "md1 is degraded: sdb3 failed (disk WDC WD10EZEX-08WN4A0 serial WD-WCC6Y1KX0002). The array runs on sda alone."
+    )
+    server.restart()  # the owner knows already: a restart does not say it again
+    time.sleep(3 * INTERVAL)
+    assert hook.titles() == ["[mail.example.test] critical: raid"]
+    rebuilding_at = time.monotonic()
+    machine.array("recovering")  # a new disk went in
+    at, rebuilding = wait_until(lambda: hook.first("warning: raid", rebuilding_at), timeout=10)
+    assert rebuilding["message"].startswith("md1 (raid1) is rebuilding onto sdc3: 27.5% done")
+    fixed_at = time.monotonic()
+    machine.array("healthy_raid1")
+    at, recovered = wait_until(lambda: hook.first("recovered: raid", fixed_at), timeout=10)
+    assert at - fixed_at <= 2 * INTERVAL + 0.5
+    assert recovered["message"] == "md1 (raid1) is healthy on sda3 sdb3. md0 (raid1) is healthy on sda1 sdb1."
+    assert "event=health_changed check=raid state=critical alert=problem" in server.log()
+
+
+def test_reallocated_sectors_are_news_each_time_they_grow(jitaku_factory, tmp_path, hook) -> None:
+    machine = Machine(tmp_path / "machine")
+    monitored(jitaku_factory, machine, hook)
+    time.sleep(2 * INTERVAL)
+    grew_at = time.monotonic()
+    machine.disks(sda="healthy", sdb="reallocating")
+    at, alert = wait_until(lambda: hook.first("warning: smart"), timeout=15)
+    assert at - grew_at <= 2 * INTERVAL + 1.0  # smartctl readings are shared for a round, at most 1 s old here
+    assert alert["message"].startswith(
+        "sdb (WDC WD10EZEX-08WN4A0 serial WD-WCC6Y1KX0002) is wearing out: 8 reallocated"
+    )
+    machine.disks(sda="healthy", sdb="failing")
+    _at, failing = wait_until(lambda: hook.first("critical: smart"), timeout=15)
+    assert "fails its SMART self-assessment" in failing["message"]
+    machine.disks(sda="healthy", sdb="healthy")  # replaced
+    wait_until(lambda: hook.first("recovered: smart"), timeout=15)
+
+
+def test_the_heartbeat_pings_while_we_live_and_stops_when_we_die(jitaku_factory, tmp_path, hook, stand_in) -> None:
+    pings: list[float] = []
+    outside = stand_in(lambda *request: (pings.append(time.monotonic()), (200, "OK"))[1])
+    machine = Machine(tmp_path / "machine")
+    server = monitored(jitaku_factory, machine, hook, heartbeat_url=outside.url + "/ping/abc", heartbeat_interval=1)
+    wait_until(lambda: len(pings) >= 3, timeout=10)
+    server.kill9()  # the power cut, as the outside service sees it: silence
+    silent_from = len(pings)
+    time.sleep(2.5)
+    assert len(pings) == silent_from
+    assert {path for _m, path, _q, _h in outside.requests} == {"/ping/abc"}
+
+
+def test_alerts_test_reaches_every_target_and_names_the_one_that_failed(jitaku_factory, hook) -> None:
+    server: Jitaku = jitaku_factory()
+    dead = f"json://127.0.0.1:{free_port()}/nobody"
+    server.settings["alerts"] = {"urls": [hook.url, dead], "language": "ja"}
+    server.write_config()
+    server.init()
+    ran = server.cli("alerts", "test", check=False)
+    assert ran.returncode == 1 and "FAILED  json://127.0.0.1" in ran.stdout and ran.stdout.count("sent  ") == 1
+    ((_at, message),) = hook.received
+    assert message["title"] == "[mail.example.test] テスト通知"
+    assert "mail.example.test の jitaku" in message["message"]
+
+
+def test_a_config_with_an_alert_url_apprise_cannot_use_names_the_line(jitaku_factory) -> None:
+    server: Jitaku = jitaku_factory()
+    server.settings["alerts"] = {"urls": ["nosuchservice://secret-token@example"]}
+    server.write_config()
+    ran = server.cli("check", check=False)
+    assert ran.returncode == 1
+    assert "jitaku.toml:" in ran.stderr and "[alerts] urls: apprise does not understand nosuchservice://" in ran.stderr
+    assert "secret-token" not in ran.stderr

@@ -1,0 +1,112 @@
+"""The smart and diskage checks, reading smartctl JSON through a fake smartctl that serves fixtures."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from jitaku.config import DiskAgeCheckSettings, SmartCheckSettings
+from jitaku.health import diskage, smart, smartctl
+from jitaku.health.result import State
+
+FAKE = Path(__file__).parent / "fixtures" / "smartctl" / "fake_smartctl.py"
+NOW = 1_795_000_000.0  # 2026-11-18
+
+
+class Disks:
+    """A fake smartctl whose disks the test sets: device -> fixture name."""
+
+    def __init__(self, directory: Path) -> None:
+        self.map = directory / "devices.json"
+        self.path = directory / "smartctl"
+        self.path.write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} {self.map} "$@"\n')
+        self.path.chmod(0o755)
+
+    def set(self, **devices: str) -> None:
+        self.map.write_text(json.dumps({f"/dev/{name}": fixture for name, fixture in devices.items()}))
+
+    def read(self, *devices: str) -> list[smartctl.Drive]:
+        return smartctl.drives(SmartCheckSettings(smartctl=str(self.path), devices=devices))
+
+
+@pytest.fixture
+def disks(tmp_path: Path) -> Disks:
+    return Disks(tmp_path)
+
+
+def test_readings_from_smartctl_json(disks: Disks) -> None:
+    disks.set(sda="healthy", nvme0="nvme", sdc="failing")
+    sda, nvme0, sdc = disks.read()  # found by --scan
+    assert (sda.model, sda.serial, sda.reallocated, sda.pending, sda.temperature, sda.power_on_hours) == (
+        "WDC WD10EZEX-08WN4A0",
+        "WD-WCC6Y1KX0001",
+        0,
+        0,
+        34,
+        12034,
+    )
+    assert (nvme0.media_errors, nvme0.power_on_hours, nvme0.reallocated) == (0, 8123, None)
+    assert sdc.passed is False and sdc.reallocated == 1824 and str(sdc) == "sdc (ST1000DM010-2EP102 serial Z9A1B2C3)"
+    (missing,) = disks.read("/dev/sdz")
+    assert missing.error == "/dev/sdz: No such device"
+
+
+def test_healthy_disks_are_ok_with_their_temperatures(disks: Disks) -> None:
+    disks.set(sda="healthy", nvme0="nvme")
+    result = smart.check(SmartCheckSettings(), disks.read(), {})
+    assert result is not None and result.state == State.OK
+    assert result.sentence == "every disk passes SMART: sda at 34 °C, nvme0 at 38 °C."
+    assert result.metrics["sda.temperature"] == 34.0 and result.metrics["nvme0.media_errors"] == 0.0
+
+
+def test_reallocated_sectors_warn_at_once_and_again_when_they_grow(disks: Disks) -> None:
+    disks.set(sda="healthy", sdb="healthy")
+    first = smart.check(SmartCheckSettings(), disks.read(), {})
+    assert first is not None and first.state == State.OK
+    disks.set(sda="healthy", sdb="reallocating")
+    grown = smart.check(SmartCheckSettings(), disks.read(), first.metrics)
+    assert grown is not None and grown.state == State.WARNING
+    assert grown.sentence == (
+        "sdb (WDC WD10EZEX-08WN4A0 serial WD-WCC6Y1KX0002) is wearing out: 8 reallocated sectors (up from 0), "
+        "2 pending sectors (up from 0); plan to replace it."
+    )
+    steady = smart.check(SmartCheckSettings(), disks.read(), grown.metrics)
+    assert steady is not None and steady.detail == grown.detail  # the same news is not news again
+    assert "up from" not in steady.sentence
+
+
+def test_a_failed_self_assessment_is_critical(disks: Disks) -> None:
+    disks.set(sda="healthy", sdc="failing")
+    result = smart.check(SmartCheckSettings(), disks.read(), {})
+    assert result is not None and result.state == State.CRITICAL
+    assert result.sentence == (
+        "sdc (ST1000DM010-2EP102 serial Z9A1B2C3) fails its SMART self-assessment: "
+        "copy what matters off it and replace it now."
+    )
+
+
+def test_no_smartctl_or_no_disks_is_no_check(disks: Disks, tmp_path: Path) -> None:
+    disks.set()
+    assert smart.check(SmartCheckSettings(), disks.read(), {}) is None
+    with pytest.raises(smartctl.SmartctlMissing, match="apt install smartmontools"):
+        smartctl.drives(SmartCheckSettings(smartctl=str(tmp_path / "absent")))
+
+
+def test_disk_age_warns_before_the_end_of_service_life_with_a_date(disks: Disks) -> None:
+    disks.set(sda="healthy", sdb="reallocating", sdd="old", sdc="failing")
+    result = diskage.check(DiskAgeCheckSettings(), disks.read(), NOW)
+    assert result is not None and result.state == State.WARNING
+    assert result.sentence == (
+        "sdb (WDC WD10EZEX-08WN4A0 serial WD-WCC6Y1KX0002) has run 16,950 hours (1.9 years) of an expected 17,520; "
+        "replace it by 2026-12-12; "
+        "sdd (ST2000DM008-2FR102 serial ZFL0AB12) has run 17,100 hours (2.0 years) of an expected 17,520; "
+        "replace it by 2026-12-05; "
+        "sdc (ST1000DM010-2EP102 serial Z9A1B2C3) is past its expected service life (21,833 of 17,520 hours); "
+        "replace it soon."
+    )
+    young = diskage.check(DiskAgeCheckSettings(), disks.read("/dev/sda"), NOW)
+    assert young is not None and young.state == State.OK
+    assert young.sentence == "every disk is within its expected 2.0 years: sda 1.4 years."

@@ -1,0 +1,97 @@
+"""The raid check on /proc/mdstat in every documented state, naming disks through a fake lsblk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jitaku.config import RaidCheckSettings
+from jitaku.health import raid
+from jitaku.health.disks import parent_name
+from jitaku.health.result import State
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def lsblk(tmp_path: Path) -> str:
+    """An lsblk that answers with the fixture, whatever it is asked."""
+    script = tmp_path / "lsblk"
+    script.write_text(f"#!/bin/sh\ncat {FIXTURES / 'lsblk.json'}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def run(name: str, lsblk: str) -> raid.Result | None:
+    return raid.check(RaidCheckSettings(mdstat=str(FIXTURES / "mdstat" / f"{name}.txt"), lsblk=lsblk))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "state", "sentence"),
+    [
+        ("healthy_raid1", State.OK, "md1 (raid1) is healthy on sda3 sdb3. md0 (raid1) is healthy on sda1 sdb1."),
+        ("healthy_raid5", State.OK, "md2 (raid5) is healthy on sda1 sdb1 sdc1 sdd1."),
+        ("healthy_raid10", State.OK, "md3 (raid10) is healthy on sda2 sdb2 sdc2 sdd2."),
+        (
+            "failed_member",
+            State.CRITICAL,
+            "md1 is degraded: sdb3 failed (disk WDC WD10EZEX-08WN4A0 serial WD-WCC6Y1KX0002). The array runs on sda alone.",
+        ),
+        (
+            "degraded_removed",
+            State.CRITICAL,
+            "md1 is degraded: 1 of 2 members are missing. The array runs on sda alone.",
+        ),
+        (
+            "degraded_raid5",
+            State.CRITICAL,
+            "md2 is degraded: sdc1 failed (disk ST1000DM010-2EP102 serial Z9A1B2C3). The array runs on sda, sdb, sdd.",
+        ),
+        ("spare", State.OK, "md1 (raid1) is healthy on sda3 sdb3, spare sdc3."),
+        (
+            "recovering",
+            State.WARNING,
+            "md1 (raid1) is rebuilding onto sdc3: 27.5% done, about 83 minutes left at 138 MiB/s.",
+        ),
+        (
+            "resyncing",
+            State.WARNING,
+            "md0 (raid1) is resyncing: 12.3% done, less than a minute left at 13 MiB/s. "
+            "md1 (raid1) waits to resync (resync=DELAYED).",
+        ),
+        (
+            "checking",
+            State.OK,
+            "md1 (raid1) is healthy on sda3 sdb3; a check is running, 3.1% done, about 95 minutes left at 162 MiB/s.",
+        ),
+        ("inactive", State.CRITICAL, "md127 is inactive (members: sdb3)."),
+    ],
+)
+def test_each_mdstat_state(fixture: str, state: State, sentence: str, lsblk: str) -> None:
+    result = run(fixture, lsblk)
+    assert result is not None
+    assert (result.check, result.state, result.sentence) == ("raid", state, sentence)
+
+
+def test_metrics_count_working_members_and_progress(lsblk: str) -> None:
+    result = run("recovering", lsblk)
+    assert result is not None
+    assert result.metrics == {"md1.working": 1.0, "md1.wanted": 2.0, "md1.progress": 27.5}
+
+
+def test_no_raid_here_is_no_check(lsblk: str, tmp_path: Path) -> None:
+    assert run("no_arrays", lsblk) is None
+    assert raid.check(RaidCheckSettings(mdstat=str(tmp_path / "absent"), lsblk=lsblk)) is None
+
+
+def test_without_lsblk_the_disk_is_named_from_the_partition() -> None:
+    result = raid.check(RaidCheckSettings(mdstat=str(FIXTURES / "mdstat" / "failed_member.txt"), lsblk="/nonexistent"))
+    assert result is not None and "sdb3 failed (disk sdb)" in result.sentence
+    assert [parent_name(d) for d in ("sdb3", "nvme0n1p2", "mmcblk0p1", "vda", "sdaa12")] == [
+        "sdb",
+        "nvme0n1",
+        "mmcblk0",
+        "vda",
+        "sdaa",
+    ]
