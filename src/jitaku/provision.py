@@ -67,6 +67,22 @@ url = ""                         # empty: jitaku.db in this directory; or postgr
 # username = "mydns123456"       # MyDNS master ID / DynDNS2 user
 # password_file = "mydns.secret" # a file of its own, 0600 (or password = "...")
 # ipv6 = false
+
+[health]
+enabled = true
+interval = 60                    # seconds between check rounds; [health.NAME] interval for one check
+# [health.raid]
+# mdstat = "/proc/mdstat"
+# [health.smart]
+# smartctl = "smartctl"          # Debian: apt install smartmontools
+# devices = []                   # empty: what `smartctl --scan` finds
+# [health.diskage]
+# service_life_hours = 17520     # two years of 24x7
+
+[alerts]                         # a channel that works when our own mail does not
+urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram://TOKEN/CHAT", "json://host/path"
+# heartbeat_url = ""             # a healthchecks.io-style URL pinged every heartbeat_interval seconds
+# language = "en"                # or "ja"
 """
 
 
