@@ -138,6 +138,11 @@ class Zone(BaseResolver):
                     reply.add_answer(record)
         if not known:
             reply.header.rcode = 3  # NXDOMAIN
+        if not reply.rr:  # as an authoritative server does: the zone's SOA, whose minimum says how long "no" holds
+            for record in self.records:
+                if record.rtype == QTYPE.SOA and qname.matchSuffix(record.rname):
+                    reply.add_auth(record)
+                    break
         return reply
 
 

@@ -234,6 +234,11 @@ class CertsCheckSettings(CheckSettings):
     critical_days: float = Field(default=7, ge=0)
 
 
+class MailflowCheckSettings(CheckSettings):
+    to: str = ""  # a local mailbox for the probes; setting it turns the check on
+    deadline: float = Field(default=120, gt=0)  # seconds a probe may take
+
+
 class HealthSettings(_Section):
     enabled: bool = True
     interval: float = Field(default=60, gt=0)
@@ -243,6 +248,7 @@ class HealthSettings(_Section):
     queue: QueueCheckSettings = QueueCheckSettings()
     certs: CertsCheckSettings = CertsCheckSettings()
     services: CheckSettings = CheckSettings()
+    mailflow: MailflowCheckSettings = MailflowCheckSettings()
     ddns: CheckSettings = CheckSettings()
     relay: CheckSettings = CheckSettings()
 

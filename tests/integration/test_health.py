@@ -39,7 +39,11 @@ class Hook:
         return [message.get("title", "") for _at, message in self.received]
 
     def first(self, words: str, after: float = 0.0) -> tuple[float, dict[str, Any]] | None:
-        return next(((at, m) for at, m in self.received if at >= after and words in m.get("title", "")), None)
+        """The first alert since AFTER whose title or text has WORDS."""
+        return next(
+            ((at, m) for at, m in self.received if at >= after and words in m.get("title", "") + m.get("message", "")),
+            None,
+        )
 
 
 class Machine:
@@ -71,16 +75,19 @@ def hook(stand_in) -> Hook:
     return Hook(stand_in)
 
 
-def monitored(jitaku_factory: Any, machine: Machine, hook: Hook, **alerts: Any) -> Jitaku:
-    server: Jitaku = jitaku_factory()
+def monitored(jitaku_factory: Any, machine: Machine, hook: Hook, dns_port: int | None = None, **alerts: Any) -> Jitaku:
+    server: Jitaku = jitaku_factory(dns_port)
     server.settings["health"] = {
         "interval": INTERVAL,
         "raid": {"mdstat": str(machine.mdstat), "lsblk": str(machine.lsblk)},
         "smart": {"smartctl": str(machine.smartctl)},
     }
+    if dns_port:  # the probe goes through our MX as DNS tells it, on the port strangers use
+        server.settings["delivery"] = {"port": server.smtp_port}
+        server.settings["health"]["mailflow"] = {"to": "probe@example.test", "deadline": 2}
     server.settings["alerts"] = {"urls": [hook.url], **alerts}
     server.write_config()
-    server.init()
+    server.init("alice@example.test", "probe@example.test")
     server.start()
     return server
 
@@ -167,3 +174,59 @@ def test_a_config_with_an_alert_url_apprise_cannot_use_names_the_line(jitaku_fac
     assert ran.returncode == 1
     assert "jitaku.toml:" in ran.stderr and "[alerts] urls: apprise does not understand nosuchservice://" in ran.stderr
     assert "secret-token" not in ran.stderr
+
+
+def mx(zone: Any, address: str | None) -> None:
+    """Point example.test's MX at ADDRESS; None: no MX and no address (a zone that lost its records)."""
+    zone.records = [r for r in zone.records if not str(r.rname).endswith("example.test.")]
+    zone.add("example.test. 1 IN SOA ns.example.test. hostmaster.example.test. 1 60 60 60 1")
+    if address:
+        zone.add("example.test. 1 IN MX 10 mx.example.test.")
+        zone.add(f"mx.example.test. 1 IN A {address}")
+
+
+def test_the_mail_flow_probe_names_the_step_that_broke(jitaku_factory, tmp_path, hook, dns_zone, sink_factory) -> None:
+    zone, dns_port = dns_zone
+    mx(zone, "127.0.0.1")
+    server = monitored(jitaku_factory, Machine(tmp_path / "machine"), hook, dns_port)
+    checked = server.cli("check", "mailflow", "--json", check=False)
+    (result,) = json.loads(checked.stdout)
+    assert checked.returncode == 0 and result["sentence"].startswith(
+        "a probe to probe@example.test through mx.example.test"
+    )
+    time.sleep(3 * INTERVAL)
+    assert hook.received == []
+    assert json.loads(server.cli("mailbox", "list", "probe@example.test", "--json").stdout) == []  # probes removed
+
+    broken_at = time.monotonic()
+    mx(zone, None)  # the MX record is gone
+    at, alert = wait_until(lambda: hook.first("critical: mailflow"), timeout=10)
+    assert at - broken_at <= 2 * INTERVAL + 0.5, f"{at - broken_at:.2f} s"
+    assert (
+        alert["message"]
+        == "mail from outside cannot reach probe@example.test: dns: no address for the MX of example.test (example.test)."
+    )
+
+    mx(zone, "127.0.0.2")  # an old address, where nothing listens
+    _at, alert = wait_until(lambda: hook.first("critical: mailflow", at + 0.01), timeout=10)
+    assert alert["message"].startswith(
+        "mail from outside cannot reach probe@example.test: connect: cannot connect to mx.example.test[127.0.0.2]"
+    )
+
+    sink = sink_factory(host="127.0.0.3", port=server.smtp_port)  # a server that takes mail and loses it
+    mx(zone, "127.0.0.3")
+    _at, alert = wait_until(lambda: hook.first("took the probe"), timeout=15)
+    assert alert["message"] == (
+        "mail from outside cannot reach probe@example.test: delivery: mx.example.test took the probe but it did not "
+        "reach probe@example.test in 2 s."
+    )
+    assert sink.messages()
+
+    server.cli("user", "remove", "probe@example.test")
+    mx(zone, "127.0.0.1")
+    _at, alert = wait_until(lambda: hook.first(": smtp: "), timeout=10)
+    assert ": smtp: mx.example.test answered 550" in alert["message"]
+
+    server.add_user("probe@example.test")
+    _at, recovered = wait_until(lambda: hook.first("recovered: mailflow"), timeout=10)
+    assert recovered["message"].startswith("a probe to probe@example.test through mx.example.test arrived in ")

@@ -50,6 +50,7 @@ CHECK_NAMES_JA = {
     "queue": "送信キュー",
     "certs": "証明書",
     "services": "サービス",
+    "mailflow": "メールの受信経路",
     "ddns": "ダイナミックDNS",
     "relay": "リレーホスト",
 }

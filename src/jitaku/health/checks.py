@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.health import certs, diskage, raid, relay, services, smart, smartctl
+from jitaku.health import certs, diskage, mailflow, raid, relay, services, smart, smartctl
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State
@@ -68,6 +68,10 @@ async def _services(context: Context) -> Result | None:
     return await services.check(context.config.settings)
 
 
+async def _mailflow(context: Context) -> Result | None:
+    return await mailflow.check(context.config.settings, context.database)
+
+
 async def _ddns(context: Context) -> Result | None:
     states = await context.database.read(ddns_rows.all_states)
     return ddns_check.check(context.config.settings, states, time.time())
@@ -85,6 +89,7 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
     "queue": _queue,
     "certs": _certs,
     "services": _services,
+    "mailflow": _mailflow,
     "ddns": _ddns,
     "relay": _relay,
 }

@@ -58,7 +58,7 @@ class Endpoint:
     address: str
 
 
-async def _addresses(name: str) -> list[str]:
+async def addresses(name: str) -> list[str]:
     """A and AAAA of NAME through our resolver; an IP literal is itself."""
     try:
         ipaddress.ip_address(name)
@@ -261,11 +261,11 @@ class RelayTransport:
         self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NO_PERSONAL
     ) -> list[Outcome]:
         try:
-            addresses = await _addresses(self._relay.host)
-            if not addresses:
+            found = await addresses(self._relay.host)
+            if not found:
                 raise DeliveryError(f"4.4.4 relayhost {self._relay.host} has no address", False, self._relay.host)
             last: DeliveryError | None = None
-            for address in addresses:
+            for address in found:
                 try:
                     endpoint = Endpoint(self._relay.host, address)
                     return await _session(endpoint, self._hop, sender, recipients, message, personal)
@@ -304,7 +304,7 @@ class DirectTransport:
             hosts = await mx_hosts(domain)
             last: DeliveryError | None = None
             for host in hosts:
-                for address in await _addresses(host):
+                for address in await addresses(host):
                     try:
                         endpoint = Endpoint(host, address)
                         return await _session(endpoint, self._hop, sender, recipients, message, personal)

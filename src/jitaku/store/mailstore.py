@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.store.schema import mailboxes, messages, users
@@ -59,6 +59,15 @@ def list_messages(connection: Connection, address: str, name: str = "INBOX") -> 
         .order_by(messages.c.uid)
     )
     return [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in rows]
+
+
+def remove(connection: Connection, address: str, uids: list[int], name: str = "INBOX") -> int:
+    """Delete the messages UIDS from the user's mailbox; how many went."""
+    found = _mailbox(connection, address, name)
+    if found is None or not uids:
+        return 0
+    gone = connection.execute(delete(messages).where(messages.c.mailbox_id == found[0], messages.c.uid.in_(uids)))
+    return int(gone.rowcount)
 
 
 def get_message(connection: Connection, address: str, uid: int, name: str = "INBOX") -> StoredMessage | None:
