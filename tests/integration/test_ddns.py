@@ -127,9 +127,13 @@ def test_the_record_is_right_at_start_and_follows_an_address_change(jitaku_facto
     assert "s3cret-pw" not in shown and "czNjcmV0LXB3" not in shown  # not even base64-encoded
 
 
-def test_a_provider_that_says_good_but_changes_nothing_is_caught(jitaku_factory, dns_zone, world) -> None:
+def test_a_provider_that_says_good_but_changes_nothing_is_caught(jitaku_factory, dns_zone, world, stand_in) -> None:
+    alerts: list[dict[str, Any]] = []
+    hook = stand_in(lambda method, path, query, headers, body: (alerts.append(json.loads(body)), (200, "ok"))[1])
     world.publishes = False
     server = ddns_server(jitaku_factory, dns_zone, world)
+    with (server.dir / "jitaku.toml").open("a") as config:
+        config.write(f'\n[health]\ninterval = 1\n[alerts]\nurls = ["json://{hook.url.removeprefix("http://")}/hook"]\n')
     server.start()
     entry = wait_until(lambda: (e := status(server))["error"] and e, timeout=20)
     assert "the authoritative servers still answer 192.0.2.1" in entry["error"]
