@@ -239,6 +239,12 @@ class MailflowCheckSettings(CheckSettings):
     deadline: float = Field(default=120, gt=0)  # seconds a probe may take
 
 
+class TrafficCheckSettings(CheckSettings):
+    interface: str = ""  # default: every interface but loopback, summed
+    drop: float = Field(default=0.1, gt=0, lt=1)  # warn below this share of the usual rate for the hour
+    min_usual: float = Field(default=2048, ge=0)  # bytes/s: a usual rate this low says nothing when it drops
+
+
 class HealthSettings(_Section):
     enabled: bool = True
     interval: float = Field(default=60, gt=0)
@@ -249,6 +255,7 @@ class HealthSettings(_Section):
     certs: CertsCheckSettings = CertsCheckSettings()
     services: CheckSettings = CheckSettings()
     mailflow: MailflowCheckSettings = MailflowCheckSettings()
+    traffic: TrafficCheckSettings = TrafficCheckSettings()
     ddns: CheckSettings = CheckSettings()
     relay: CheckSettings = CheckSettings()
 

@@ -51,6 +51,7 @@ CHECK_NAMES_JA = {
     "certs": "証明書",
     "services": "サービス",
     "mailflow": "メールの受信経路",
+    "traffic": "通信量",
     "ddns": "ダイナミックDNS",
     "relay": "リレーホスト",
 }

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.health import certs, diskage, mailflow, raid, relay, services, smart, smartctl
+from jitaku.health import certs, diskage, mailflow, raid, relay, services, smart, smartctl, traffic
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State
 from jitaku.store import Database
 from jitaku.store import ddns as ddns_rows
+from jitaku.store import health as health_rows
 from jitaku.store import queue as queue_rows
 
 
@@ -72,6 +73,17 @@ async def _mailflow(context: Context) -> Result | None:
     return await mailflow.check(context.config.settings, context.database)
 
 
+async def _traffic(context: Context) -> Result | None:
+    settings = context.config.settings.health.traffic
+    now = time.time()
+    history = await context.database.read(lambda c: health_rows.series(c, "traffic", now - 8 * 86400))
+    try:
+        received, sent = await asyncio.to_thread(traffic.counters, settings.interface)
+    except LookupError as missing:
+        return Result("traffic", State.WARNING, f"{missing}; mend [health.traffic] interface.")
+    return traffic.check(settings, received, sent, now, context.previous.get("traffic"), history)
+
+
 async def _ddns(context: Context) -> Result | None:
     states = await context.database.read(ddns_rows.all_states)
     return ddns_check.check(context.config.settings, states, time.time())
@@ -90,6 +102,7 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
     "certs": _certs,
     "services": _services,
     "mailflow": _mailflow,
+    "traffic": _traffic,
     "ddns": _ddns,
     "relay": _relay,
 }

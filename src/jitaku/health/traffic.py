@@ -1,0 +1,73 @@
+"""Traffic against its usual level for the hour: in the story the server was unreachable from outside all
+night and the only sign was a flat graph, noticed next morning. This notices the flat graph for you.
+
+The usual level is the median of the same hour on earlier days (a week of results is kept), so a quiet
+night is not news but a quiet afternoon is."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+
+import psutil
+
+from jitaku.config import TrafficCheckSettings
+from jitaku.health.result import Result, State
+
+MIN_DAYS = 2  # earlier days of the same hour needed before judging
+SAME_DAY = 20 * 3600.0  # results younger than this are today's, not "usual"
+
+
+def counters(interface: str) -> tuple[int, int]:
+    """Bytes received and sent so far, by INTERFACE or by every interface but loopback."""
+    nics = psutil.net_io_counters(pernic=True)
+    if interface and interface not in nics:
+        raise LookupError(f"there is no interface {interface} (there are {', '.join(sorted(nics))})")
+    chosen = [nics[interface]] if interface else [c for name, c in nics.items() if name != "lo"]
+    return sum(c.bytes_recv for c in chosen), sum(c.bytes_sent for c in chosen)
+
+
+def _size(rate: float) -> str:
+    return f"{rate / 1024:.1f} KiB/s"
+
+
+def usual(history: Sequence[tuple[float, Result]], now: float) -> float | None:
+    """The median received rate at this hour on earlier days; None until MIN_DAYS of them are known."""
+    hour = time.localtime(now).tm_hour
+    same = [
+        (at, result.metrics["rx_rate"])
+        for at, result in history
+        if "rx_rate" in result.metrics and now - at > SAME_DAY and time.localtime(at).tm_hour == hour
+    ]
+    days = {time.localtime(at).tm_yday for at, _rate in same}
+    return statistics.median(rate for _at, rate in same) if len(days) >= MIN_DAYS else None
+
+
+def check(
+    settings: TrafficCheckSettings,
+    received: int,
+    sent: int,
+    now: float,
+    previous: Result | None,
+    history: Sequence[tuple[float, Result]],
+) -> Result:
+    where = settings.interface or "every interface"
+    metrics = {"rx_bytes": float(received), "tx_bytes": float(sent), "at": now}
+    before = previous.metrics if previous else {}
+    elapsed = now - before.get("at", now)
+    if elapsed <= 0 or received < before.get("rx_bytes", 0.0) or sent < before.get("tx_bytes", 0.0):
+        return Result("traffic", State.OK, f"counting the traffic on {where}.", metrics)  # first look, or a reboot
+    rx_rate = (received - before["rx_bytes"]) / elapsed
+    metrics |= {"rx_rate": rx_rate, "tx_rate": (sent - before["tx_bytes"]) / elapsed}
+    normal = usual(history, now)
+    hour = time.strftime("%H:00", time.localtime(now))
+    if normal is None:
+        return Result("traffic", State.OK, f"{_size(rx_rate)} in on {where}; still learning what is usual.", metrics)
+    if normal >= settings.min_usual and rx_rate < settings.drop * normal:
+        sentence = (
+            f"traffic in on {where} has fallen to {_size(rx_rate)}, far below the usual {_size(normal)} "
+            f"at {hour}: are we still reachable from outside?"
+        )
+        return Result("traffic", State.WARNING, sentence, metrics)
+    return Result("traffic", State.OK, f"{_size(rx_rate)} in on {where} (usual at {hour}: {_size(normal)}).", metrics)

@@ -1,0 +1,69 @@
+"""The traffic check: rates from interface counters, judged against the same hour on earlier days."""
+
+from __future__ import annotations
+
+import time
+
+from jitaku.config import TrafficCheckSettings
+from jitaku.health import traffic
+from jitaku.health.result import Result, State
+
+NOW = time.mktime((2026, 11, 25, 14, 30, 0, 0, 0, -1))  # 14:30 local time
+KIB = 1024.0
+
+
+def earlier(days: int, rate: float, hour_offset: float = 0.0) -> tuple[float, Result]:
+    at = NOW - days * 86400 + hour_offset * 3600
+    return at, Result("traffic", State.OK, "", {"rx_rate": rate})
+
+
+def last_round(received: float, sent: float = 0.0) -> Result:
+    return Result("traffic", State.OK, "", {"rx_bytes": received, "tx_bytes": sent, "at": NOW - 60})
+
+
+HISTORY = [earlier(1, 100 * KIB), earlier(2, 120 * KIB), earlier(3, 110 * KIB), earlier(1, 1 * KIB, hour_offset=-10)]
+
+
+def test_a_flat_graph_at_a_busy_hour_is_a_warning() -> None:
+    result = traffic.check(TrafficCheckSettings(), 1_000_000 + 60 * 512, 0, NOW, last_round(1_000_000), HISTORY)
+    assert result.state == State.WARNING
+    assert result.sentence == (
+        "traffic in on every interface has fallen to 0.5 KiB/s, far below the usual 110.0 KiB/s at 14:00: "
+        "are we still reachable from outside?"
+    )
+    assert result.metrics["rx_rate"] == 512.0
+
+
+def test_usual_traffic_is_ok_and_a_quiet_hour_is_judged_by_its_own_past() -> None:
+    busy = traffic.check(TrafficCheckSettings(), 60 * 105 * 1024, 0, NOW, last_round(0), HISTORY)
+    assert (
+        busy.state == State.OK and busy.sentence == "105.0 KiB/s in on every interface (usual at 14:00: 110.0 KiB/s)."
+    )
+    night = NOW - 10 * 3600  # 04:30, when the usual 1 KiB/s is below min_usual: a drop then says nothing
+    nights = [earlier(1, 1 * KIB, -10), earlier(2, 1 * KIB, -10)]
+    at_night = Result("traffic", State.OK, "", {"rx_bytes": 0.0, "tx_bytes": 0.0, "at": night - 60})
+    quiet = traffic.check(TrafficCheckSettings(), 6, 0, night, at_night, HISTORY + nights)
+    assert quiet.state == State.OK and quiet.sentence.endswith("(usual at 04:00: 1.0 KiB/s).")
+
+
+def test_it_learns_first_and_survives_a_counter_reset() -> None:
+    learning = traffic.check(TrafficCheckSettings(), 6000, 0, NOW, last_round(0), HISTORY[:1])
+    assert (
+        learning.state == State.OK
+        and learning.sentence == "0.1 KiB/s in on every interface; still learning what is usual."
+    )
+    first = traffic.check(TrafficCheckSettings(interface="eth0"), 10, 0, NOW, None, HISTORY)
+    assert first.sentence == "counting the traffic on eth0." and "rx_rate" not in first.metrics
+    rebooted = traffic.check(TrafficCheckSettings(), 10, 0, NOW, last_round(5_000_000), HISTORY)
+    assert rebooted.state == State.OK and "rx_rate" not in rebooted.metrics
+
+
+def test_counters_come_from_the_interfaces() -> None:
+    received, sent = traffic.counters("lo")
+    assert received >= 0 and sent >= 0
+    try:
+        traffic.counters("nosuch0")
+    except LookupError as missing:
+        assert "there is no interface nosuch0" in str(missing)
+    else:
+        raise AssertionError("an unknown interface must be named")
