@@ -75,6 +75,14 @@ def test_relay_section_and_nameservers() -> None:
             'password = "p"\n\n[[ddns]]\nprovider = "mydns"\nname = "home.example.org"\nusername = "m2"\n',
             f"{PATH}:8: ddns: mydns needs password (or password_file)",
         ),
+        (
+            'domains = ["example.org"]\n[alerts]\nurls = ["json://a/b", 5]\n',
+            f"{PATH}:3: [alerts] urls: Input should be a valid string",
+        ),
+        (
+            'domains = ["example.org"]\n[health.raid]\ninterval = 0\n',
+            f"{PATH}:3: [health.raid] interval: Input should be greater than 0",
+        ),
     ],
 )
 def test_bad_values_name_file_line_and_key(text: str, message: str) -> None:

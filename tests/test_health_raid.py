@@ -57,8 +57,7 @@ def run(name: str, lsblk: str) -> raid.Result | None:
         (
             "resyncing",
             State.WARNING,
-            "md0 (raid1) is resyncing: 12.3% done, less than a minute left at 13 MiB/s. "
-            "md1 (raid1) waits to resync (resync=DELAYED).",
+            "md0 (raid1) is resyncing: 12.3% done, less than a minute left at 13 MiB/s.",
         ),
         (
             "checking",
@@ -66,12 +65,26 @@ def run(name: str, lsblk: str) -> raid.Result | None:
             "md1 (raid1) is healthy on sda3 sdb3; a check is running, 3.1% done, about 95 minutes left at 162 MiB/s.",
         ),
         ("inactive", State.CRITICAL, "md127 is inactive (members: sdb3)."),
+        (
+            "failed_replaced_by_spare",
+            State.WARNING,
+            "md1 (raid1) runs on a spare: sdb3 (disk WDC WD10EZEX-08WN4A0 serial WD-WCC6Y1KX0002) failed; "
+            "remove it and add a new disk.",
+        ),
     ],
 )
 def test_each_mdstat_state(fixture: str, state: State, sentence: str, lsblk: str) -> None:
     result = run(fixture, lsblk)
     assert result is not None
     assert (result.check, result.state, result.sentence) == ("raid", state, sentence)
+
+
+def test_an_array_waiting_for_another_to_resync_is_not_news(lsblk: str, tmp_path: Path) -> None:
+    waiting = (FIXTURES / "mdstat" / "resyncing.txt").read_text().replace("resync = 12.3%", "check = 12.3%")
+    (tmp_path / "mdstat").write_text(waiting)
+    result = raid.check(RaidCheckSettings(mdstat=str(tmp_path / "mdstat"), lsblk=lsblk))
+    assert result is not None and result.state == State.OK
+    assert "md1 (raid1) is healthy on sda3 sdb3 (resync=DELAYED: it waits for another array)." in result.sentence
 
 
 def test_metrics_count_working_members_and_progress(lsblk: str) -> None:

@@ -21,7 +21,7 @@ def last_round(received: float, sent: float = 0.0) -> Result:
     return Result("traffic", State.OK, "", {"rx_bytes": received, "tx_bytes": sent, "at": NOW - 60})
 
 
-HISTORY = [earlier(1, 100 * KIB), earlier(2, 120 * KIB), earlier(3, 110 * KIB), earlier(1, 1 * KIB, hour_offset=-10)]
+HISTORY = [earlier(1, 100 * KIB), earlier(2, 120 * KIB), earlier(3, 110 * KIB)]  # 14:30 on the days before
 
 
 def test_a_flat_graph_at_a_busy_hour_is_a_warning() -> None:
@@ -42,8 +42,16 @@ def test_usual_traffic_is_ok_and_a_quiet_hour_is_judged_by_its_own_past() -> Non
     night = NOW - 10 * 3600  # 04:30, when the usual 1 KiB/s is below min_usual: a drop then says nothing
     nights = [earlier(1, 1 * KIB, -10), earlier(2, 1 * KIB, -10)]
     at_night = Result("traffic", State.OK, "", {"rx_bytes": 0.0, "tx_bytes": 0.0, "at": night - 60})
-    quiet = traffic.check(TrafficCheckSettings(), 6, 0, night, at_night, HISTORY + nights)
+    quiet = traffic.check(TrafficCheckSettings(), 6, 0, night, at_night, nights)
     assert quiet.state == State.OK and quiet.sentence.endswith("(usual at 04:00: 1.0 KiB/s).")
+
+
+def test_the_usual_is_this_hour_on_each_of_the_seven_days_before() -> None:
+    windows = traffic.same_hour(NOW)
+    assert len(windows) == 7 and all(end - start == 3600 for start, end in windows)
+    for days, (start, end) in enumerate(windows, 1):
+        assert start <= NOW - days * 86400 < end  # no DST change in the week before NOW
+        assert time.localtime(start).tm_hour == 14 and time.localtime(start).tm_min == 0
 
 
 def test_it_learns_first_and_survives_a_counter_reset() -> None:

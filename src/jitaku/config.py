@@ -376,8 +376,9 @@ def parse(text: str, path: Path) -> Settings:
     except ValidationError as error:
         first = error.errors()[0]
         keys = [str(part) for part in first["loc"] if not isinstance(part, int)]
-        tables = [part for part in first["loc"] if isinstance(part, int)]
-        raise ConfigError(_describe(path, text, keys, first, tables[0] if tables else None)) from None
+        loc = first["loc"]
+        table = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None  # the Nth [[ddns]]; not a list item
+        raise ConfigError(_describe(path, text, keys, first, table)) from None
 
 
 def _describe(path: Path, text: str, keys: list[str], error: Any, table: int | None) -> str:

@@ -104,8 +104,8 @@ class Updater:
             due = state.sent_address != str(address) or now >= state.next_keepalive or wrong
             if force or (due and not state.fatal and now >= state.retry_at):
                 await self._update(client, record, family, address, state, password)
-            elif published is not None and not wrong and not state.fatal:
-                state.error = None  # the world sees us right, whatever went wrong before
+            elif published is not None and not due and not state.fatal:
+                state.error = None  # the world sees us right and nothing waits: what went wrong before is past
         await self._database.write(lambda c: state_rows.save(c, state))
         return state
 

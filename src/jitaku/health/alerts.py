@@ -60,7 +60,7 @@ NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.Noti
 
 @dataclass(frozen=True)
 class Delivery:
-    target: str  # the URL with its secrets masked
+    target: str  # "#2 tgram://": which of [alerts] urls, never its secrets
     ok: bool
 
 
@@ -85,17 +85,25 @@ class Alerter:
 
     async def send(self, title: str, body: str, state: State) -> list[Delivery]:
         """One delivery per target, so a dead one does not hide the others."""
-        return list(await asyncio.gather(*(self._one(url, title, body, state) for url in self._settings.urls)))
+        return list(
+            await asyncio.gather(
+                *(self._one(number, url, title, body, state) for number, url in enumerate(self._settings.urls, 1))
+            )
+        )
 
     async def test(self) -> list[Delivery]:
         body = self._words.test_body.format(host=self._hostname)
         return await self.send(self.title("test", "jitaku", State.OK), body, State.OK)
 
-    async def _one(self, url: str, title: str, body: str, state: State) -> Delivery:
+    async def _one(self, number: int, url: str, title: str, body: str, state: State) -> Delivery:
+        # Named by position and scheme only: a Telegram token, an ntfy topic or a webhook path is the secret.
+        shown = f"#{number} {url.split('://', 1)[0]}://"
         target = apprise.Apprise.instantiate(url)
         if target is None:
-            return Delivery(url.split("://", 1)[0] + "://…", False)
-        shown = str(target.url(privacy=True)).split("?", 1)[0]  # type: ignore[no-untyped-call]
+            return Delivery(shown, False)
         kind = NOTIFY_TYPE.get(state, apprise.NotifyType.FAILURE)
-        ok = await asyncio.to_thread(target.notify, body=body, title=title, notify_type=kind)
+        try:
+            ok = await asyncio.to_thread(target.notify, body=body, title=title, notify_type=kind)
+        except Exception:  # a plugin's own bug must not cost the other targets or the monitor
+            ok = False
         return Delivery(shown, bool(ok))

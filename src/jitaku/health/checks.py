@@ -19,6 +19,8 @@ from jitaku.store import ddns as ddns_rows
 from jitaku.store import health as health_rows
 from jitaku.store import queue as queue_rows
 
+TIMEOUT = 120.0
+
 
 @dataclass
 class Context:
@@ -76,7 +78,8 @@ async def _mailflow(context: Context) -> Result | None:
 async def _traffic(context: Context) -> Result | None:
     settings = context.config.settings.health.traffic
     now = time.time()
-    history = await context.database.read(lambda c: health_rows.series(c, "traffic", now - 8 * 86400))
+    windows = traffic.same_hour(now)
+    history = await context.database.read(lambda c: health_rows.within(c, "traffic", windows))
     try:
         received, sent = await asyncio.to_thread(traffic.counters, settings.interface)
     except LookupError as missing:
@@ -108,10 +111,19 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
 }
 
 
+def timeout(name: str, context: Context) -> float:
+    """How long a check may take: a smartctl stuck on a dying disk must not silence the check for good."""
+    health = context.config.settings.health
+    return max(TIMEOUT, health.mailflow.deadline + TIMEOUT) if name == "mailflow" else TIMEOUT
+
+
 async def run(name: str, context: Context) -> Result | None:
-    """One check; a check that breaks is itself a warning, never the monitor's end."""
+    """One check; a check that breaks or hangs is itself a warning, never the monitor's end."""
     try:
-        return await CHECKS[name](context)
+        return await asyncio.wait_for(CHECKS[name](context), timeout(name, context))
+    except TimeoutError:
+        log.event("check_error", check=name, error="timeout")
+        return Result(name, State.WARNING, f"the {name} check did not finish in {timeout(name, context):.0f} s.")
     except Exception as error:
         log.event("check_error", check=name, error=repr(error))
         return Result(name, State.WARNING, f"the {name} check itself failed: {error!r}.")

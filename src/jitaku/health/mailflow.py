@@ -16,10 +16,10 @@ import aiosmtplib
 from jitaku.config import Settings
 from jitaku.health.result import Result, State
 from jitaku.mail import transport
-from jitaku.store import Database, mailstore
+from jitaku.store import Database, accounts, mailstore
 
 HEADER = b"X-Jitaku-Probe"
-POLL = 0.5
+POLL = 1.0
 
 
 class Failed(Exception):
@@ -77,30 +77,41 @@ async def _send(settings: Settings, message: bytes) -> str:
     return host
 
 
-def _probes(database: Database, to: str) -> list[tuple[int, bytes]]:
-    """Probe messages in the probe mailbox: (uid, token)."""
-    found: list[tuple[int, bytes]] = []
-    try:
-        stored = database.read_now(lambda connection: mailstore.list_messages(connection, to))
-    except LookupError:  # no such user: the probe's RCPT says so, as step smtp
-        return found
-    for message in stored:
+def _probes(database: Database, to: str) -> list[tuple[int, float, bytes]]:
+    """Probe messages in the probe mailbox: (uid, when it arrived, token)."""
+    found: list[tuple[int, float, bytes]] = []
+    for message in database.read_now(lambda connection: mailstore.list_messages(connection, to)):
         head = message.body.split(b"\r\n\r\n", 1)[0]
         token = re.search(rb"^" + HEADER + rb":\s*(\S+)", head, re.MULTILINE | re.IGNORECASE)
         if token:
-            found.append((message.uid, token.group(1)))
+            found.append((message.uid, message.received_at, token.group(1)))
     return found
+
+
+async def _clean(database: Database, to: str, token: bytes, deadline: float) -> None:
+    """Remove our probe, and any older than a deadline (a late one, or one whose checker died); not the
+    probe another checker (`jitaku check` beside the daemon) still waits for."""
+    stale = time.time() - deadline
+    probes = await asyncio.to_thread(_probes, database, to)
+    gone = [uid for uid, arrived, found in probes if found == token or arrived < stale]
+    if gone:
+        await database.write(lambda connection: mailstore.remove(connection, to, gone))
 
 
 async def check(settings: Settings, database: Database) -> Result | None:
     mailflow = settings.health.mailflow
     if not mailflow.to:
         return None
+    if await database.read(lambda connection: accounts.find_user(connection, mailflow.to)) is None:
+        sentence = f"[health.mailflow] to = {mailflow.to!r} is not a mailbox here; make it one with `jitaku user add`."
+        return Result("mailflow", State.WARNING, sentence)
     token = secrets.token_hex(8)
     started = time.monotonic()
     try:
         host = await _send(settings, _probe(settings, token))
-        while token.encode() not in (t for _uid, t in await asyncio.to_thread(_probes, database, mailflow.to)):
+        while token.encode() not in (
+            found for _uid, _at, found in await asyncio.to_thread(_probes, database, mailflow.to)
+        ):
             if time.monotonic() - started > mailflow.deadline:
                 raise Failed(
                     "delivery", f"{host} took the probe but it did not reach {mailflow.to} in {mailflow.deadline:.0f} s"
@@ -110,8 +121,7 @@ async def check(settings: Settings, database: Database) -> Result | None:
         sentence = f"mail from outside cannot reach {mailflow.to}: {failed.step}: {failed}."
         return Result("mailflow", State.CRITICAL, sentence, {"arrived": 0.0}, failed.step)
     finally:
-        seen = [uid for uid, _token in await asyncio.to_thread(_probes, database, mailflow.to)]
-        await database.write(lambda connection: mailstore.remove(connection, mailflow.to, seen))
+        await _clean(database, mailflow.to, token.encode(), mailflow.deadline)
     took = time.monotonic() - started
     sentence = f"a probe to {mailflow.to} through {host} arrived in {took:.1f} s."
     return Result("mailflow", State.OK, sentence, {"arrived": 1.0, "seconds": round(took, 3)})

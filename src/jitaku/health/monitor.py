@@ -34,6 +34,7 @@ class Monitor:
         self._alerter = Alerter(config.settings.alerts, config.settings.hostname)
         self._context = checks.Context(config, database)
         self._statuses: dict[str, Status] = {}
+        self._unsent: set[str] = set()  # checks whose last alert no target took
         self._lock = asyncio.Lock()  # one alert decision at a time
 
     async def run(self) -> None:
@@ -68,27 +69,31 @@ class Monitor:
             await self.judge(result, time.time())
 
     async def judge(self, result: Result, now: float) -> None:
-        """Keep RESULT, and alert when it is news: a new state, new detail, or a reminder falls due."""
+        """Keep RESULT, and alert when it is news: a new state, new detail, or a reminder falls due.
+        An alert no target took is tried again next round."""
         async with self._lock:
-            status = self._statuses.get(result.check)
+            known = self._statuses.get(result.check)
+            status = Status(result.check, result.state, result.detail, result.sentence, now, 0.0)
             kind = None
-            if status is None:
+            if known is None:
                 kind = "problem" if result.state != State.OK else None
-                status = Status(result.check, result.state, result.detail, result.sentence, now, 0.0)
-            elif (status.state, status.detail) != (result.state, result.detail):
+            elif (known.state, known.detail) != (result.state, result.detail) or result.check in self._unsent:
                 kind = "recovery" if result.state == State.OK else "problem"
-                if status.state != result.state:
-                    status.since = now
-                status.state, status.detail = result.state, result.detail
-            elif result.state == State.CRITICAL and self._settings.alerts.remind:
-                if now - status.alerted_at >= self._settings.alerts.remind:
+                status.since = now if known.state != result.state else known.since
+                status.alerted_at = known.alerted_at
+            else:
+                status.since, status.alerted_at = known.since, known.alerted_at
+                remind = self._settings.alerts.remind
+                if result.state == State.CRITICAL and remind and now - known.alerted_at >= remind:
                     kind = "reminder"
-            status.sentence = result.sentence
-            if kind is not None:
+            if kind is not None and result.check not in self._unsent:
                 log.event("health_changed", check=result.check, state=str(result.state), alert=kind)
             alert = await self._alert(kind, result, now) if kind else None
-            if alert is not None:
+            if alert is not None and alert.delivered:
                 status.alerted_at = now
+                self._unsent.discard(result.check)
+            elif alert is not None and self._alerter.configured:
+                self._unsent.add(result.check)
             self._statuses[result.check] = status
             self._context.previous[result.check] = result
 

@@ -142,12 +142,15 @@ def _judge(array: Array, known: dict[str, disks.Disk]) -> tuple[State, str]:
         target = [m.device for m in array.in_use if array.progress.action == "recovery"]
         onto = f" onto {target[-1]}" if target and array.degraded else ""
         return State.WARNING, f"{label} is {action}{onto}: {_eta(array.progress)}"
-    if array.pending:
-        return State.WARNING, f"{label} waits to resync ({array.pending})"
+    failed = [m for m in array.members if m.failed]
+    if failed:  # a spare took its place; the dead disk is still in the array, and there is no spare now
+        dead = ", ".join(f"{m.device} ({disk(m.device)})" for m in failed)
+        return State.WARNING, f"{label} runs on a spare: {dead} failed; remove it and add a new disk"
     spares = [m.device for m in array.members if m.spare]
     held = " ".join(m.device for m in array.in_use) + (f", spare {' '.join(spares)}" if spares else "")
     scrub = f"; a {array.progress.action} is running, {_eta(array.progress)}" if array.progress else ""
-    return State.OK, f"{label} is healthy on {held}{scrub}"
+    waits = f" ({array.pending}: it waits for another array)" if array.pending else ""
+    return State.OK, f"{label} is healthy on {held}{scrub}{waits}"
 
 
 def check(settings: RaidCheckSettings) -> Result | None:
@@ -161,7 +164,8 @@ def check(settings: RaidCheckSettings) -> Result | None:
     arrays = parse(text)
     if not arrays:
         return None
-    known = disks.read(settings.lsblk) if any(a.degraded or not a.active for a in arrays) else {}
+    troubled = any(a.degraded or not a.active or any(m.failed for m in a.members) for a in arrays)
+    known = disks.read(settings.lsblk) if troubled else {}
     judged = [(array, *_judge(array, known)) for array in arrays]
     state = max(state for _array, state, _sentence in judged)
     shown = [sentence for _array, s, sentence in judged if s == state or state == State.OK]

@@ -1,5 +1,6 @@
 """SMART: a disk that starts reallocating sectors is telling us it will die; say so at the first one,
-and again each time the count grows. A failed self-assessment is critical."""
+and again each time the count changes. A failed self-assessment is critical. CRC errors (199) are
+graphed, not alerted: they count cable trouble, which comes and goes."""
 
 from __future__ import annotations
 
@@ -30,10 +31,6 @@ def _judge(drive: Drive, previous: dict[str, float]) -> tuple[State, str, list[s
             grew = before is not None and before < value
             worn.append(f"{value} {words}" + (f" (up from {before:.0f})" if grew else ""))
             news.append(f"{drive.name}.{attribute}={value}")
-    crc_before = previous.get(f"{drive.name}.crc_errors")
-    if drive.crc_errors and crc_before is not None and drive.crc_errors > crc_before:
-        worn.append(f"CRC errors grew to {drive.crc_errors} (check the cable)")
-        news.append(f"{drive.name}.crc_errors={drive.crc_errors}")
     if worn:
         return State.WARNING, f"{drive} is wearing out: {', '.join(worn)}; plan to replace it", news
     if drive.temperature is not None and drive.temperature > TEMPERATURE_WARNING:

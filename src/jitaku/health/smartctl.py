@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from jitaku.config import SmartCheckSettings
 
 OPEN_FAILED = 0b11  # smartctl's exit bits 0 and 1: bad command line, device could not be opened
 _cache: dict[tuple[str, tuple[str, ...]], tuple[float, list[Drive]]] = {}
+_reading = threading.Lock()  # the smart and diskage checks start together: one reads, the other waits
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,10 @@ def read(smartctl: str, device: str) -> Drive:
 def drives(settings: SmartCheckSettings, max_age: float = 0.0) -> list[Drive]:
     """Every configured (or scanned) disk's reading; one taken less than MAX_AGE seconds ago is reused."""
     key = (settings.smartctl, settings.devices)
-    cached = _cache.get(key)
-    if cached and time.monotonic() - cached[0] < max_age:
-        return cached[1]
-    found = [read(settings.smartctl, device) for device in settings.devices or scan(settings.smartctl)]
-    _cache[key] = (time.monotonic(), found)
-    return found
+    with _reading:
+        cached = _cache.get(key)
+        if cached and time.monotonic() - cached[0] < max_age:
+            return cached[1]
+        found = [read(settings.smartctl, device) for device in settings.devices or scan(settings.smartctl)]
+        _cache[key] = (time.monotonic(), found)
+        return found

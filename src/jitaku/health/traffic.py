@@ -16,7 +16,7 @@ from jitaku.config import TrafficCheckSettings
 from jitaku.health.result import Result, State
 
 MIN_DAYS = 2  # earlier days of the same hour needed before judging
-SAME_DAY = 20 * 3600.0  # results younger than this are today's, not "usual"
+DAYS = 7  # how far back "usual" looks
 
 
 def counters(interface: str) -> tuple[int, int]:
@@ -32,16 +32,21 @@ def _size(rate: float) -> str:
     return f"{rate / 1024:.1f} KiB/s"
 
 
-def usual(history: Sequence[tuple[float, Result]], now: float) -> float | None:
-    """The median received rate at this hour on earlier days; None until MIN_DAYS of them are known."""
-    hour = time.localtime(now).tm_hour
-    same = [
-        (at, result.metrics["rx_rate"])
-        for at, result in history
-        if "rx_rate" in result.metrics and now - at > SAME_DAY and time.localtime(at).tm_hour == hour
-    ]
-    days = {time.localtime(at).tm_yday for at, _rate in same}
-    return statistics.median(rate for _at, rate in same) if len(days) >= MIN_DAYS else None
+def same_hour(now: float) -> list[tuple[float, float]]:
+    """This local hour on each of the DAYS before today, as (start, end) times."""
+    hour = time.localtime(now)
+    windows = []
+    for days in range(1, DAYS + 1):
+        start = time.mktime((hour.tm_year, hour.tm_mon, hour.tm_mday - days, hour.tm_hour, 0, 0, 0, 0, -1))
+        windows.append((start, start + 3600))
+    return windows
+
+
+def usual(history: Sequence[tuple[float, Result]]) -> float | None:
+    """The median received rate in HISTORY (this hour on earlier days); None until MIN_DAYS are known."""
+    rates = [(at, result.metrics["rx_rate"]) for at, result in history if "rx_rate" in result.metrics]
+    days = {time.localtime(at).tm_yday for at, _rate in rates}
+    return statistics.median(rate for _at, rate in rates) if len(days) >= MIN_DAYS else None
 
 
 def check(
@@ -52,6 +57,7 @@ def check(
     previous: Result | None,
     history: Sequence[tuple[float, Result]],
 ) -> Result:
+    """HISTORY: results from this hour on earlier days (`same_hour`)."""
     where = settings.interface or "every interface"
     metrics = {"rx_bytes": float(received), "tx_bytes": float(sent), "at": now}
     before = previous.metrics if previous else {}
@@ -60,7 +66,7 @@ def check(
         return Result("traffic", State.OK, f"counting the traffic on {where}.", metrics)  # first look, or a reboot
     rx_rate = (received - before["rx_bytes"]) / elapsed
     metrics |= {"rx_rate": rx_rate, "tx_rate": (sent - before["tx_bytes"]) / elapsed}
-    normal = usual(history, now)
+    normal = usual(history)
     hour = time.strftime("%H:00", time.localtime(now))
     if normal is None:
         return Result("traffic", State.OK, f"{_size(rx_rate)} in on {where}; still learning what is usual.", metrics)

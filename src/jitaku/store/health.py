@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, desc, func, insert, select, update
+from sqlalchemy import delete, desc, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.health.result import Result, State
@@ -72,11 +72,13 @@ def latest(connection: Connection) -> dict[str, tuple[float, Result]]:
     return {row.check_name: (row.at, _result(row)) for row in rows}
 
 
-def series(connection: Connection, check: str, since: float) -> list[tuple[float, Result]]:
+def within(connection: Connection, check: str, windows: list[tuple[float, float]]) -> list[tuple[float, Result]]:
+    """CHECK's results inside any of WINDOWS (start, end): the same hour on earlier days, say."""
+    if not windows:
+        return []
+    inside = or_(*(health_results.c.at.between(start, end) for start, end in windows))
     rows = connection.execute(
-        select(health_results)
-        .where(health_results.c.check_name == check, health_results.c.at >= since)
-        .order_by(health_results.c.at)
+        select(health_results).where(health_results.c.check_name == check, inside).order_by(health_results.c.at)
     )
     return [(row.at, _result(row)) for row in rows]
 
