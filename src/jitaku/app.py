@@ -277,7 +277,7 @@ async def _web(config: Config, database: Database, sockets: list[socket.socket],
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config.settings, database)
+    app = status.build(config, database)
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     for group, tls in (

@@ -150,6 +150,7 @@ def user_add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="May open the dashboard (the first user always may).")] = False,
 ) -> None:
     """Add a user with a mailbox."""
     from jitaku.passwords import hash_password
@@ -160,8 +161,8 @@ def user_add(
     password_hash = hash_password(_read_password(password_stdin))
     database = _database(config)
     with database.transaction() as connection:
-        accounts.add_user(connection, normalized, password_hash)
-    console.print(f"added {normalized}")
+        added = accounts.add_user(connection, normalized, password_hash, admin)
+    console.print(f"added {normalized}" + (" (admin)" if added.admin else ""))
 
 
 @user_app.command("list")
@@ -171,9 +172,23 @@ def user_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) ->
 
     users = _database(_config(data_dir)).read_now(accounts.list_users)
     if as_json:
-        _print_json([{"address": u.address} for u in users])
+        _print_json([{"address": u.address, "admin": u.admin} for u in users])
     else:
-        _table(["address"], [[u.address] for u in users])
+        _table(["address", "admin"], [[u.address, "yes" if u.admin else ""] for u in users])
+
+
+@user_app.command("admin")
+def user_admin(
+    address: str,
+    data_dir: DirOption = DEFAULT_DIR,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Take the right away instead.")] = False,
+) -> None:
+    """Let a user open the dashboard (or no longer, with --revoke)."""
+    from jitaku.store import accounts
+
+    with _database(_config(data_dir)).transaction() as connection:
+        accounts.set_admin(connection, address, not revoke)
+    console.print(f"{address.lower()} {'is no longer' if revoke else 'is now'} an admin")
 
 
 @user_app.command("remove")

@@ -114,6 +114,8 @@ class WebSettings(_Section):
     listen: ListenList = (Listen("127.0.0.1", 8025),)
     # How the world reaches our pages (list unsubscribe links); default https://HOSTNAME
     url: str = ""
+    # The status page and dashboard open without a login to clients on this machine's loopback
+    trust_loopback: bool = True
 
 
 class RelaySettings(_Section):

@@ -122,9 +122,13 @@ def test_serve_refuses_a_bad_config_naming_file_line_and_key(jitaku_factory) -> 
 
 def test_users_list_remove_and_passwd(server: Jitaku) -> None:
     assert json.loads(server.cli("user", "list", "--json").stdout) == [
-        {"address": "alice@example.test"},
-        {"address": "bob@example.org"},
+        {"address": "alice@example.test", "admin": True},  # the first user
+        {"address": "bob@example.org", "admin": False},
     ]
+    server.cli("user", "admin", "bob@example.org")
+    assert [u["admin"] for u in json.loads(server.cli("user", "list", "--json").stdout)] == [True, True]
+    server.cli("user", "admin", "bob@example.org", "--revoke")
+    assert [u["admin"] for u in json.loads(server.cli("user", "list", "--json").stdout)] == [True, False]
     server.cli("user", "passwd", "alice@example.test", "--password-stdin", input="new-password-1\n")
     out = swaks(
         "--server",

@@ -21,6 +21,7 @@ class User:
     id: int
     address: str
     password_hash: str | None
+    admin: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,19 +54,23 @@ def changed(connection: Connection) -> None:
     connection.execute(update(directory_version).values(version=directory_version.c.version + 1))
 
 
-def add_user(connection: Connection, address: str, password_hash: str | None) -> User:
+def add_user(connection: Connection, address: str, password_hash: str | None, admin: bool = False) -> User:
+    """The first user is an admin whatever ADMIN says: someone must be able to open the dashboard."""
     address = address.lower()
     if find_user(connection, address) is not None:
         raise AccountError(f"user {address} exists already")
     if find_alias(connection, address) is not None:
         raise AccountError(f"{address} is an alias; remove the alias first")
     _refuse_list(connection, address)
+    admin = admin or connection.execute(select(users.c.id).limit(1)).first() is None
     user_id = connection.execute(
-        insert(users).values(address=address, password_hash=password_hash, created_at=time.time()).returning(users.c.id)
+        insert(users)
+        .values(address=address, password_hash=password_hash, created_at=time.time(), admin=admin)
+        .returning(users.c.id)
     ).scalar_one()
     connection.execute(insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1))
     changed(connection)
-    return User(user_id, address, password_hash)
+    return User(user_id, address, password_hash, admin)
 
 
 def _refuse_list(connection: Connection, address: str) -> None:
@@ -92,12 +97,18 @@ def set_password(connection: Connection, address: str, password_hash: str) -> No
 
 def find_user(connection: Connection, address: str) -> User | None:
     row = connection.execute(select(users).where(users.c.address == address.lower())).first()
-    return User(row.id, row.address, row.password_hash) if row else None
+    return User(row.id, row.address, row.password_hash, row.admin) if row else None
 
 
 def list_users(connection: Connection) -> list[User]:
     rows = connection.execute(select(users).order_by(users.c.id))
-    return [User(row.id, row.address, row.password_hash) for row in rows]
+    return [User(row.id, row.address, row.password_hash, row.admin) for row in rows]
+
+
+def set_admin(connection: Connection, address: str, admin: bool) -> None:
+    result = connection.execute(update(users).where(users.c.address == address.lower()).values(admin=admin))
+    if result.rowcount == 0:
+        raise AccountError(f"no user {address.lower()}")
 
 
 def add_alias(connection: Connection, alias: str, target: str) -> None:

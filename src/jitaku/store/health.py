@@ -83,6 +83,16 @@ def within(connection: Connection, check: str, windows: list[tuple[float, float]
     return [(row.at, _result(row)) for row in rows]
 
 
+def series(connection: Connection, check: str, since: float) -> list[tuple[float, dict[str, float]]]:
+    """CHECK's metrics since SINCE, oldest first: the dashboard's graphs."""
+    rows = connection.execute(
+        select(health_results.c.at, health_results.c.metrics)
+        .where(health_results.c.check_name == check, health_results.c.at >= since)
+        .order_by(health_results.c.at)
+    )
+    return [(row.at, json.loads(row.metrics)) for row in rows]
+
+
 def statuses(connection: Connection) -> dict[str, Status]:
     rows = connection.execute(select(health_status))
     return {

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -26,6 +27,7 @@ users = Table(
     Column("address", String(320), nullable=False, unique=True),
     Column("password_hash", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+    Column("admin", Boolean, nullable=False, default=False, server_default=false()),  # may open the dashboard
 )
 
 # One row; bumped by every change to users or aliases (see accounts.Directory).

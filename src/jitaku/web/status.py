@@ -1,4 +1,5 @@
-"""The status page at `[web] listen`: what this server is, who has mail, what waits in the queue."""
+"""The web app at `[web] listen`: the status page (what this server is, who has mail, what waits in the
+queue), the health dashboard, and the public list pages."""
 
 from __future__ import annotations
 
@@ -6,21 +7,27 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from jitaku.config import Settings
+from jitaku.config import Config
 from jitaku.store import Database, mailstore
 from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
-from jitaku.web import lists
+from jitaku.web import auth, lists
+from jitaku.web.dashboard import Dashboard
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def build(settings: Settings, database: Database) -> Starlette:
+def build(config: Config, database: Database) -> Starlette:
+    settings = config.settings
+    gate = auth.Gate(database, settings.web.trust_loopback)
+
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.read(mailstore.message_counts)
         queued = await database.read(queue_rows.list_queue)
@@ -44,4 +51,20 @@ def build(settings: Settings, database: Database) -> Starlette:
     async def as_json(request: Request) -> Response:
         return JSONResponse(await snapshot())
 
-    return Starlette(routes=[Route("/", page), Route("/status.json", as_json), *lists.routes(database)])
+    session = Middleware(
+        SessionMiddleware,
+        secret_key=auth.session_secret(config.data_dir),
+        session_cookie="jitaku_session",
+        max_age=auth.SESSION_DAYS * 86400,
+        same_site="strict",
+    )
+    return Starlette(
+        routes=[
+            Route("/", gate.protect(page)),
+            Route("/status.json", gate.protect(as_json, api=True)),
+            *gate.routes(),
+            *Dashboard(settings, database, gate).routes(),
+            *lists.routes(database),
+        ],
+        middleware=[session],
+    )

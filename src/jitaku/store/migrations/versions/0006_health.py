@@ -1,4 +1,5 @@
-"""health: every check's results (for graphs), each check's alerting state, and the alerts sent"""
+"""health: every check's results (for graphs), each check's alerting state, the alerts sent, and which
+users may see the dashboard (users.admin; the first user is one)"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -8,6 +9,9 @@ down_revision = "0005"
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("users") as table:
+        table.add_column(sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.execute("UPDATE users SET admin = true WHERE id = (SELECT min(id) FROM users)")
     op.create_table(
         "health_results",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -43,6 +47,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as table:
+        table.drop_column("admin")
     op.drop_table("health_alerts")
     op.drop_table("health_status")
     op.drop_table("health_results")

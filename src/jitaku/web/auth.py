@@ -1,0 +1,106 @@
+"""Who may see the status page and the dashboard: admins (users flagged admin; the first user is one)
+after logging in with their mail password, and, unless `[web] trust_loopback = false`, anyone on this
+machine's loopback, where the embedded default listens. List pages stay public."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from jitaku import log
+from jitaku.passwords import verify_password
+from jitaku.ratelimit import FailureLimiter
+from jitaku.store import Database, accounts
+
+SECRET_FILE = "web.secret"
+SESSION_DAYS = 7
+Endpoint = Callable[[Request], Awaitable[Response]]
+_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def session_secret(data_dir: Path) -> str:
+    """The key that signs session cookies: made once, kept 0600 in the data dir."""
+    path = data_dir / SECRET_FILE
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as made:
+            made.write(secrets.token_hex(32))
+    except FileExistsError:
+        pass
+    return path.read_text().strip()
+
+
+def _loopback(request: Request) -> bool:
+    try:
+        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+
+
+def _local_path(target: str) -> str:
+    """Where to go after logging in: a path on this site, never another site (`//evil`)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/health"
+
+
+class Gate:
+    def __init__(self, database: Database, trust_loopback: bool) -> None:
+        self._database = database
+        self._trust_loopback = trust_loopback
+        self._limiter = FailureLimiter()
+
+    def allowed(self, request: Request) -> bool:
+        return (self._trust_loopback and _loopback(request)) or bool(request.session.get("admin"))
+
+    def protect(self, endpoint: Endpoint, api: bool = False) -> Endpoint:
+        async def guarded(request: Request) -> Response:
+            if self.allowed(request):
+                return await endpoint(request)
+            if api:
+                return JSONResponse({"error": "log in as an admin first"}, status_code=401)
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+        return guarded
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/login", self._form, methods=["GET"]),
+            Route("/login", self._login, methods=["POST"]),
+            Route("/logout", self._logout, methods=["POST"]),
+        ]
+
+    async def _form(self, request: Request) -> Response:
+        return self._page(request, _local_path(request.query_params.get("next", "/health")), "")
+
+    def _page(self, request: Request, target: str, error: str, status: int = 200) -> Response:
+        context = {"next": target, "error": error}
+        return _templates.TemplateResponse(request, "login.html", context, status_code=status)
+
+    async def _login(self, request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        form = await request.form()
+        address, password = str(form.get("address", "")).strip().lower(), str(form.get("password", ""))
+        target = _local_path(str(form.get("next", "/health")))
+        if self._limiter.blocked(client):
+            return self._page(request, target, "Too many failed logins; try again in 15 minutes.", 429)
+        user = await self._database.read(lambda connection: accounts.find_user(connection, address))
+        good = user is not None and await asyncio.to_thread(verify_password, user.password_hash, password)
+        if not good or user is None or not user.admin:
+            self._limiter.failed(client)
+            log.event("web_login_failed", client=client, user=address)
+            return self._page(request, target, "Wrong address or password, or not an admin.", 401)
+        self._limiter.succeeded(client)
+        request.session["admin"] = user.address
+        log.event("web_login", client=client, user=user.address)
+        return RedirectResponse(target, status_code=303)
+
+    async def _logout(self, request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)

@@ -1,0 +1,128 @@
+"""The dashboard: each check's state and sentence, graphs over 24 hours and 7 days, recent alerts, and the
+DNS records we expect beside what the world sees; the same data as JSON under /api/."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from jitaku.config import Settings
+from jitaku.store import Database, mailstore
+from jitaku.store import ddns as ddns_rows
+from jitaku.store import health as rows
+from jitaku.web import graphs
+from jitaku.web.auth import Gate
+
+_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+RANGES = {"24h": 86400.0, "7d": 7 * 86400.0}
+# (title, check, metric: a name, or ".suffix" for one line per disk, scale)
+GRAPHS = (
+    ("Traffic in, KiB/s", "traffic", "rx_rate", 1 / 1024),
+    ("Traffic out, KiB/s", "traffic", "tx_rate", 1 / 1024),
+    ("Queue, messages", "queue", "size", 1.0),
+    ("Mail-flow probe, seconds", "mailflow", "seconds", 1.0),
+    ("Disk temperature, °C", "smart", ".temperature", 1.0),
+    ("Reallocated sectors", "smart", ".reallocated", 1.0),
+    ("Pending sectors", "smart", ".pending", 1.0),
+)
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%m-%d %H:%M", time.localtime(timestamp))
+
+
+def _lines(samples: list[tuple[float, dict[str, float]]], metric: str, scale: float) -> dict[str, graphs.Points]:
+    lines: dict[str, graphs.Points] = {}
+    for at, metrics in samples:
+        for name, value in metrics.items():
+            if name == metric or (metric.startswith(".") and name.endswith(metric)):
+                lines.setdefault(name.removesuffix(metric) if metric.startswith(".") else metric, []).append(
+                    (at, value * scale)
+                )
+    return lines
+
+
+class Dashboard:
+    def __init__(self, settings: Settings, database: Database, gate: Gate) -> None:
+        self._settings = settings
+        self._database = database
+        self._gate = gate
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/health", self._gate.protect(self._page)),
+            Route("/api/health", self._gate.protect(self._health_json, api=True)),
+            Route("/api/graphs", self._gate.protect(self._graphs_json, api=True)),
+        ]
+
+    async def _health(self) -> dict[str, Any]:
+        latest = await self._database.read(rows.latest)
+        alerts = await self._database.read(lambda connection: rows.recent_alerts(connection, 20))
+        states = await self._database.read(ddns_rows.all_states)
+        checks = [
+            {**result.as_json(), "at": _when(at)}
+            for at, result in sorted(latest.values(), key=lambda item: (-int(item[1].state), item[1].check))
+        ]
+        dns = [
+            {
+                "name": state.name,
+                "type": "A" if state.family == 4 else "AAAA",
+                "expected": state.address,
+                "seen": state.published,
+                "right": bool(state.address and state.published and state.address in state.published.split(",")),
+            }
+            for state in states
+        ]
+        return {
+            "hostname": self._settings.mail_hostname,
+            "checks": checks,
+            "alerts": [{**alert.as_json(), "at": _when(alert.at)} for alert in alerts],
+            "dns": dns,
+        }
+
+    async def _series(self, span: str) -> tuple[float, float, list[tuple[str, dict[str, graphs.Points]]]]:
+        """Each graph's title and lines over SPAN, averaged into buckets that fit the width."""
+        end = time.time()
+        start = end - RANGES[span]
+        samples: dict[str, list[tuple[float, dict[str, float]]]] = {}
+        found = []
+        for title, check, metric, scale in GRAPHS:
+            if check not in samples:
+                samples[check] = await self._database.read(functools.partial(rows.series, check=check, since=start))
+            lines = _lines(samples[check], metric, scale)
+            found.append((title, {label: graphs.bucket(points, start, end) for label, points in lines.items()}))
+        arrivals = await self._database.read(functools.partial(mailstore.arrivals, since=start))
+        hours = Counter(int(at // 3600) * 3600.0 + 1800 for at in arrivals)
+        found.append(("Mail in, messages per hour", {"in": sorted(hours.items())}))
+        return start, end, found
+
+    async def _page(self, request: Request) -> Response:
+        span = request.query_params.get("range", "24h")
+        span = span if span in RANGES else "24h"
+        start, end, found = await self._series(span)
+        drawn = [graphs.draw(title, lines, start, end) for title, lines in found]
+        context = {**await self._health(), "graphs": drawn, "range": span, "ranges": list(RANGES)}
+        return _templates.TemplateResponse(request, "dashboard.html", context)
+
+    async def _health_json(self, request: Request) -> Response:
+        return JSONResponse(await self._health())
+
+    async def _graphs_json(self, request: Request) -> Response:
+        span = request.query_params.get("range", "24h")
+        if span not in RANGES:
+            return JSONResponse({"error": f"range must be one of {', '.join(RANGES)}"}, status_code=400)
+        _start, _end, found = await self._series(span)
+        return JSONResponse(
+            [
+                {"title": title, "lines": [{"label": label, "points": points} for label, points in lines.items()]}
+                for title, lines in found
+            ]
+        )

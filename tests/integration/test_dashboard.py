@@ -1,0 +1,96 @@
+"""The health dashboard and its JSON API: over HTTP (httpx), behind an admin login, and rendered by headless
+Chromium at a phone's size (screenshots in artifacts/screenshots/)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Jitaku, wait_until
+
+ARTIFACTS = Path(__file__).parent.parent.parent / "artifacts" / "screenshots"
+
+
+@pytest.fixture
+def watched(jitaku_factory) -> Jitaku:
+    """A running jitaku whose monitor checks every second, with admin alice and plain user bob."""
+    server: Jitaku = jitaku_factory()
+    server.settings["health"] = {"interval": 1}
+    server.write_config()
+    server.init("alice@example.test", "bob@example.org")
+    server.start()
+    return server
+
+
+def base(server: Jitaku) -> str:
+    return f"http://127.0.0.1:{server.web_port}"
+
+
+def test_the_dashboard_shows_each_checks_state_sentence_and_graphs(watched: Jitaku) -> None:
+    health = wait_until(lambda: (h := httpx.get(base(watched) + "/api/health").json())["checks"] and h, timeout=10)
+    by_name = {check["check"]: check for check in health["checks"]}
+    assert by_name["services"]["state"] == "ok" and by_name["services"]["sentence"] == "all 3 listeners answer."
+    assert by_name["queue"]["sentence"] == "the outbound queue is empty."
+    assert set(by_name["queue"]) == {"check", "state", "sentence", "metrics", "at"}
+    time.sleep(2.5)  # a few rounds of graphs
+    graphs = httpx.get(base(watched) + "/api/graphs?range=24h").json()
+    queue = next(g for g in graphs if g["title"] == "Queue, messages")
+    assert queue["lines"][0]["label"] == "size" and {value for _at, value in queue["lines"][0]["points"]} == {0.0}
+    assert httpx.get(base(watched) + "/api/graphs?range=1y").status_code == 400
+    page = httpx.get(base(watched) + "/health?range=7d")
+    assert page.status_code == 200
+    assert "all 3 listeners answer." in page.text and "<polyline" in page.text and "Traffic in, KiB/s" in page.text
+    assert "no [[ddns]] records configured" in page.text
+
+
+def test_off_loopback_trust_the_dashboard_needs_an_admins_login(jitaku_factory) -> None:
+    server: Jitaku = jitaku_factory()
+    server.settings["web"]["trust_loopback"] = False
+    server.write_config()
+    server.init("alice@example.test", "bob@example.org")
+    server.start()
+    with httpx.Client(base_url=base(server)) as client:
+        assert client.get("/api/health").status_code == 401
+        assert client.get("/status.json").status_code == 401
+        away = client.get("/health")
+        assert away.status_code == 303 and away.headers["location"] == "/login?next=/health"
+        assert "Log in with an admin" in client.get("/login").text
+        form = {"address": "alice@example.test", "password": "wrong", "next": "/health"}
+        assert client.post("/login", data=form).status_code == 401
+        not_admin = {"address": "bob@example.org", "password": "secret-password", "next": "/health"}
+        assert client.post("/login", data=not_admin).status_code == 401
+        good = {"address": "alice@example.test", "password": "secret-password", "next": "//evil.example/"}
+        in_ = client.post("/login", data=good)
+        assert in_.status_code == 303 and in_.headers["location"] == "/health"  # never off-site
+        assert "samesite=strict" in in_.headers["set-cookie"].lower() and "httponly" in in_.headers["set-cookie"]
+        assert client.get("/health").status_code == 200 and client.get("/api/health").status_code == 200
+        assert client.get("/").status_code == 200
+        client.post("/logout")
+        assert client.get("/api/health").status_code == 401
+        for _ in range(5):
+            client.post("/login", data=form)
+        assert client.post("/login", data=good).status_code == 429  # five failures: this client waits
+    assert "event=web_login user=alice@example.test" in server.log().replace("client=127.0.0.1 ", "")
+    assert (server.dir / "web.secret").stat().st_mode & 0o777 == 0o600
+    assert "secret-password" not in server.log()
+
+
+def test_headless_chromium_renders_the_dashboard_on_a_phone(watched: Jitaku) -> None:
+    wait_until(lambda: httpx.get(base(watched) + "/api/health").json()["checks"], timeout=10)
+    time.sleep(2)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "dashboard-phone.png"
+    shot.unlink(missing_ok=True)
+    chromium = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    url = base(watched) + "/health"
+    subprocess.run([*chromium, "--window-size=390,1600", f"--screenshot={shot}", url], capture_output=True, timeout=90)
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    dom = subprocess.run([*chromium, "--dump-dom", url], capture_output=True, text=True, timeout=90).stdout
+    assert "all 3 listeners answer." in dom and "<svg" in dom
+    wide = ARTIFACTS / "dashboard-desktop.png"
+    subprocess.run([*chromium, "--window-size=1280,1400", f"--screenshot={wide}", url], capture_output=True, timeout=90)
+    assert wide.stat().st_size > 10_000
