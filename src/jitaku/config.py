@@ -247,6 +247,12 @@ class TrafficCheckSettings(CheckSettings):
     min_usual: float = Field(default=2048, ge=0)  # bytes/s: a usual rate this low says nothing when it drops
 
 
+class DnsCheckSettings(CheckSettings):
+    """Our names as public resolvers answer them; off until `resolvers` is set (it reaches out)."""
+
+    resolvers: NameserverList = ()  # e.g. ["1.1.1.1", "8.8.8.8", "9.9.9.9"]
+
+
 class HealthSettings(_Section):
     enabled: bool = True
     interval: float = Field(default=60, gt=0)
@@ -258,6 +264,7 @@ class HealthSettings(_Section):
     services: CheckSettings = CheckSettings()
     mailflow: MailflowCheckSettings = MailflowCheckSettings()
     traffic: TrafficCheckSettings = TrafficCheckSettings()
+    dns: DnsCheckSettings = DnsCheckSettings()
     ddns: CheckSettings = CheckSettings()
     relay: CheckSettings = CheckSettings()
 

@@ -53,6 +53,7 @@ CHECK_NAMES_JA = {
     "mailflow": "メールの受信経路",
     "traffic": "通信量",
     "ddns": "ダイナミックDNS",
+    "dns": "DNS",
     "relay": "リレーホスト",
 }
 NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.NotifyType.WARNING}

@@ -8,9 +8,12 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import httpx
+
 from jitaku import log
 from jitaku.config import Config
-from jitaku.health import certs, diskage, mailflow, raid, relay, services, smart, smartctl, traffic
+from jitaku.ddns import public_address
+from jitaku.health import certs, diskage, dns, mailflow, raid, relay, services, smart, smartctl, traffic
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State
@@ -92,6 +95,18 @@ async def _ddns(context: Context) -> Result | None:
     return ddns_check.check(context.config.settings, states, time.time())
 
 
+async def _dns(context: Context) -> Result | None:
+    if not context.config.settings.health.dns.resolvers:
+        return None
+    states = await context.database.read(ddns_rows.all_states)
+    ours = dns.public_addresses([(state.family, state.address) for state in states])
+    if not ours:  # no DDNS updater keeps it: ask the echo services ourselves
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            found = await public_address.discover(client, list(context.config.settings.public_ip.sources))
+        ours = dns.public_addresses([(found.version, str(found))] if found else [])
+    return await dns.check(context.config.settings, ours)
+
+
 async def _relay(context: Context) -> Result | None:
     states = await context.database.read(ddns_rows.all_states)
     return relay.check(context.config.settings, states)
@@ -107,6 +122,7 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
     "mailflow": _mailflow,
     "traffic": _traffic,
     "ddns": _ddns,
+    "dns": _dns,
     "relay": _relay,
 }
 
