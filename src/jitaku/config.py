@@ -253,6 +253,33 @@ class DnsCheckSettings(CheckSettings):
     resolvers: NameserverList = ()  # e.g. ["1.1.1.1", "8.8.8.8", "9.9.9.9"]
 
 
+class BuddySettings(CheckSettings):
+    """A jitaku at a friend's place: each watches the other from outside and tells its owner.
+
+    `url` (the friend's web address) and `token` (the same secret on both sides) turn it on.
+    """
+
+    url: str = ""
+    token: str = ""
+    name: str = ""  # what alerts call the friend; default: the host in url
+    theirs: tuple[str, ...] = ()  # "host:port" of the friend's to check from here
+    ours: tuple[str, ...] = ()  # "host:port" of ours the friend checks for us
+    verify_tls: bool = True
+
+    @field_validator("theirs", "ours")
+    @classmethod
+    def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for target in value:
+            parse_listen(target)
+        return value
+
+    @model_validator(mode="after")
+    def _token(self) -> BuddySettings:
+        if self.url and not self.token:
+            raise ValueError("url needs token, the secret both buddies share")
+        return self
+
+
 class HealthSettings(_Section):
     enabled: bool = True
     interval: float = Field(default=60, gt=0)
@@ -265,6 +292,7 @@ class HealthSettings(_Section):
     mailflow: MailflowCheckSettings = MailflowCheckSettings()
     traffic: TrafficCheckSettings = TrafficCheckSettings()
     dns: DnsCheckSettings = DnsCheckSettings()
+    buddy: BuddySettings = BuddySettings()
     ddns: CheckSettings = CheckSettings()
     relay: CheckSettings = CheckSettings()
 

@@ -54,6 +54,8 @@ CHECK_NAMES_JA = {
     "traffic": "通信量",
     "ddns": "ダイナミックDNS",
     "dns": "DNS",
+    "buddy": "相棒のサーバー",
+    "reachability": "外からの到達性",
     "relay": "リレーホスト",
 }
 NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.NotifyType.WARNING}

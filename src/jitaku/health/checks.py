@@ -13,7 +13,7 @@ import httpx
 from jitaku import log
 from jitaku.config import Config
 from jitaku.ddns import public_address
-from jitaku.health import certs, diskage, dns, mailflow, raid, relay, services, smart, smartctl, traffic
+from jitaku.health import buddy, certs, diskage, dns, mailflow, raid, relay, services, smart, smartctl, traffic
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State
@@ -107,6 +107,14 @@ async def _dns(context: Context) -> Result | None:
     return await dns.check(context.config.settings, ours)
 
 
+async def _buddy(context: Context) -> Result | None:
+    return await buddy.watch(context.config.settings.health.buddy)
+
+
+async def _reachability(context: Context) -> Result | None:
+    return await buddy.seen_from_buddy(context.config.settings.health.buddy)
+
+
 async def _relay(context: Context) -> Result | None:
     states = await context.database.read(ddns_rows.all_states)
     return relay.check(context.config.settings, states)
@@ -123,6 +131,8 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
     "traffic": _traffic,
     "ddns": _ddns,
     "dns": _dns,
+    "buddy": _buddy,
+    "reachability": _reachability,
     "relay": _relay,
 }
 

@@ -6,21 +6,20 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from jitaku.config import Listen, Settings
+from jitaku.config import Settings
 from jitaku.health.result import Result, State
 
 TIMEOUT = 10.0
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-async def _answers(listen: Listen, greeting: bool, tls: bool) -> str | None:
-    """None when it answers; else what went wrong, in a few words."""
+async def answers(host: str, port: int, greeting: bool, tls: bool = False) -> str | None:
+    """None when HOST:PORT answers (with an SMTP 220 when GREETING); else what went wrong, in a few words."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # our own, self-signed until ACME
-    host = WILDCARDS.get(listen.host, listen.host)
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, listen.port, ssl=context if tls else None), TIMEOUT
+            asyncio.open_connection(host, port, ssl=context if tls else None), TIMEOUT
         )
     except (OSError, TimeoutError) as error:
         return f"no connection ({error.__class__.__name__})"
@@ -43,7 +42,12 @@ async def check(settings: Settings) -> Result:
         *(("submissions", item, True, True) for item in settings.submissions.listen),
         *(("web", item, False, False) for item in settings.web.listen),
     ]
-    problems = await asyncio.gather(*(_answers(item, greeting, tls) for _name, item, greeting, tls in listeners))
+    problems = await asyncio.gather(
+        *(
+            answers(WILDCARDS.get(item.host, item.host), item.port, greeting, tls)
+            for _name, item, greeting, tls in listeners
+        )
+    )
     broken = [
         f"{name} on {item}: {problem}"
         for (name, item, _g, _t), problem in zip(listeners, problems, strict=True)

@@ -18,7 +18,7 @@ from jitaku.config import Config
 from jitaku.store import Database, mailstore
 from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
-from jitaku.web import auth, lists
+from jitaku.web import auth, buddy, lists
 from jitaku.web.dashboard import Dashboard
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -64,6 +64,7 @@ def build(config: Config, database: Database) -> Starlette:
             Route("/status.json", gate.protect(as_json, api=True)),
             *gate.routes(),
             *Dashboard(settings, database, gate).routes(),
+            *buddy.routes(settings, database),
             *lists.routes(database),
         ],
         middleware=[session],

@@ -1,0 +1,103 @@
+"""Two jitakus at two homes watching each other from outside. A check from inside can be fooled by the
+router's hairpin NAT; the story's server was fine from the house and dead from outside all night.
+
+- `buddy`: from here, the friend's services (`theirs`) and its jitaku must answer; we alert for them.
+- `reachability`: the friend connects to ours (`ours`) from its side of the Internet and tells us.
+Both speak to the friend's `/api/buddy/...` endpoints with the token both sides share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+from jitaku.config import BuddySettings, parse_listen
+from jitaku.health.result import Result, State
+from jitaku.health.services import answers
+
+SMTP_PORTS = {25, 587}  # these must greet with 220, not merely accept a connection
+MAX_TARGETS = 16
+TIMEOUT = 15.0
+
+
+def name(settings: BuddySettings) -> str:
+    return settings.name or urlparse(settings.url).hostname or settings.url
+
+
+async def probe(targets: list[str]) -> list[dict[str, Any]]:
+    """Connect to each "host:port"; what a buddy asks of us, and what we do for its `theirs`."""
+
+    async def one(target: str) -> dict[str, Any]:
+        where = parse_listen(target)
+        why = await answers(where.host, where.port, greeting=where.port in SMTP_PORTS)
+        return {"target": target, "ok": why is None, "error": why}
+
+    return list(await asyncio.gather(*(one(target) for target in targets)))
+
+
+async def _call(settings: BuddySettings, method: str, path: str, **kwargs: Any) -> Any:
+    """The friend's endpoint; raises Unreachable with a few words on any failure."""
+    headers = {"Authorization": f"Bearer {settings.token}"}
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT, verify=settings.verify_tls) as client:
+            response = await client.request(method, settings.url.rstrip("/") + path, headers=headers, **kwargs)
+    except httpx.HTTPError as error:
+        raise Unreachable(error.__class__.__name__) from None
+    if response.status_code in (401, 403):
+        raise Unreachable(f"it refused our token (HTTP {response.status_code})")
+    if response.status_code != 200:
+        raise Unreachable(f"HTTP {response.status_code}")
+    try:
+        return response.json()
+    except ValueError:
+        raise Unreachable("it answered something other than JSON") from None
+
+
+class Unreachable(Exception):
+    pass
+
+
+async def watch(settings: BuddySettings) -> Result | None:
+    """The `buddy` check: the friend, seen from here."""
+    if not settings.url:
+        return None
+    friend = name(settings)
+    problems = [
+        f"{r['target']} does not answer ({r['error']})" for r in await probe(list(settings.theirs)) if not r["ok"]
+    ]
+    try:
+        hello = await _call(settings, "GET", "/api/buddy/hello")
+        theirs = f"its jitaku ({hello.get('hostname')}: {hello.get('state')})"
+    except Unreachable as error:
+        problems.append(f"its jitaku does not answer ({error})")
+        theirs = ""
+    metrics = {"problems": float(len(problems))}
+    if problems:
+        return Result(
+            "buddy", State.CRITICAL, f"our buddy {friend}: {'; '.join(problems)}.", metrics, "; ".join(problems)
+        )
+    answered = ", ".join([*settings.theirs, theirs])
+    return Result("buddy", State.OK, f"our buddy {friend} answers: {answered}.", metrics)
+
+
+async def seen_from_buddy(settings: BuddySettings) -> Result | None:
+    """The `reachability` check: ours, seen from the friend's side of the Internet."""
+    if not settings.url or not settings.ours:
+        return None
+    friend = name(settings)
+    try:
+        found = await _call(settings, "POST", "/api/buddy/probe", json={"targets": list(settings.ours)})
+        results = list(found["results"])
+    except (Unreachable, KeyError, TypeError) as error:
+        return Result("reachability", State.WARNING, f"cannot ask our buddy {friend} how we look: {error}.")
+    failed = [f"{r['target']} does not answer ({r['error']})" for r in results if not r.get("ok")]
+    metrics = {"unreachable": float(len(failed))}
+    if failed:
+        sentence = f"seen from our buddy {friend}: {'; '.join(failed)}."
+        return Result("reachability", State.CRITICAL, sentence, metrics, "; ".join(failed))
+    return Result(
+        "reachability", State.OK, f"seen from our buddy {friend}, {', '.join(settings.ours)} answer.", metrics
+    )
