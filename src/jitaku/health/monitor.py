@@ -37,10 +37,14 @@ class Monitor:
         self._unsent: set[str] = set()  # checks whose last alert no target took
         self._lock = asyncio.Lock()  # one alert decision at a time
 
-    async def run(self) -> None:
+    async def load(self) -> None:
+        """What was known and said before a restart, so it is not said again."""
         self._statuses = await self._database.read(rows.statuses)
         latest = await self._database.read(rows.latest)
         self._context.previous = {name: result for name, (_at, result) in latest.items()}
+
+    async def run(self) -> None:
+        await self.load()
         async with asyncio.TaskGroup() as tasks:
             for name in checks.CHECKS:
                 tasks.create_task(
@@ -49,7 +53,7 @@ class Monitor:
             if self._settings.alerts.heartbeat_url:
                 tasks.create_task(self._every(self._settings.alerts.heartbeat_interval, self._heartbeat))
             if self._settings.alerts.daily_summary:
-                tasks.create_task(self._every(SUMMARY_EVERY, self._summary, first=SUMMARY_EVERY))
+                tasks.create_task(self._every(SUMMARY_EVERY, self.summary, first=SUMMARY_EVERY))
             tasks.create_task(self._every(PRUNE_EVERY, self._prune))
 
     @staticmethod
@@ -123,7 +127,7 @@ class Monitor:
         except httpx.HTTPError as error:
             log.event("heartbeat_failed", error=error.__class__.__name__)
 
-    async def _summary(self) -> None:
+    async def summary(self) -> None:
         lines = [f"{status.check}: {status.state} - {status.sentence}" for status in self._statuses.values()]
         title = self._alerter.title("summary", "", State.OK)
         worst = max((status.state for status in self._statuses.values()), default=State.OK)

@@ -1,0 +1,72 @@
+"""The monitor's alert rules, with a real store and apprise posting to a local webhook: news on a new
+state or new detail, silence when nothing changed, reminders while critical, a recovery notice, a daily
+summary, and no repeat after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from jitaku.config import Config, parse
+from jitaku.health.monitor import Monitor
+from jitaku.health.result import Result, State
+from jitaku.store import Database
+from jitaku.store import health as rows
+
+NOW = 1_800_000_000.0
+
+
+def monitor(tmp_path: Path, hook_url: str, remind: int = 3600) -> Monitor:
+    text = (
+        'hostname = "mail.example.test"\ndomains = ["example.test"]\n'
+        f'[alerts]\nurls = ["{hook_url}"]\nremind = {remind}\nlanguage = "ja"\n'
+    )
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    return Monitor(config, Database(config.database_url))
+
+
+def titles(posts: list[dict[str, Any]]) -> list[str]:
+    return [post["title"].removeprefix("[mail.example.test] ") for post in posts]
+
+
+def test_alerts_come_with_news_only_and_survive_a_restart(tmp_path: Path, stand_in) -> None:
+    posts: list[dict[str, Any]] = []
+    hook = stand_in(lambda method, path, query, headers, body: (posts.append(json.loads(body)), (200, "ok"))[1])
+    url = "json://" + hook.url.removeprefix("http://") + "/hook"
+    watcher = monitor(tmp_path, url, remind=600)
+    degraded = Result("raid", State.CRITICAL, "md1 is degraded: sdb3 failed.", {"md1.working": 1.0})
+
+    async def rounds() -> None:
+        await watcher.judge(Result("raid", State.OK, "md1 is healthy."), NOW)  # first sight, all well: silence
+        await watcher.judge(degraded, NOW + 60)
+        await watcher.judge(degraded, NOW + 120)  # nothing new
+        await watcher.judge(degraded, NOW + 60 + 600)  # still critical after `remind` seconds
+        await watcher.judge(Result("smart", State.WARNING, "sdb: 8 reallocated.", {}, "sdb.reallocated=8"), NOW)
+        await watcher.judge(Result("smart", State.WARNING, "sdb: 9 reallocated.", {}, "sdb.reallocated=9"), NOW + 60)
+        await watcher.summary()
+
+    asyncio.run(rounds())
+    assert titles(posts) == [
+        "重大: RAID",
+        "重大が続いています: RAID",
+        "警告: ディスクのSMART",
+        "警告: ディスクのSMART",
+        "日次のまとめ",
+    ]
+    assert posts[0]["message"] == "md1 is degraded: sdb3 failed." and posts[0]["type"] == "failure"
+    assert "raid: critical - md1 is degraded: sdb3 failed." in posts[-1]["message"]
+
+    restarted = monitor(tmp_path, url, remind=600)  # a restart: what was said is not said again
+
+    async def after_restart() -> None:
+        await restarted.load()
+        await restarted.judge(degraded, NOW + 700)
+        await restarted.judge(Result("raid", State.OK, "md1 is healthy."), NOW + 800)
+
+    asyncio.run(after_restart())
+    assert titles(posts)[5:] == ["復旧しました: RAID"]
+    alerts = Database(f"sqlite:///{tmp_path / 'jitaku.db'}").read_now(rows.recent_alerts)
+    assert sorted(a.kind for a in alerts) == ["problem", "problem", "problem", "recovery", "reminder", "summary"]
+    assert all(a.delivered for a in alerts)
