@@ -25,7 +25,7 @@ HISTORY = [earlier(1, 100 * KIB), earlier(2, 120 * KIB), earlier(3, 110 * KIB)] 
 
 
 def test_a_flat_graph_at_a_busy_hour_is_a_warning() -> None:
-    result = traffic.check(TrafficCheckSettings(), 1_000_000 + 60 * 512, 0, NOW, last_round(1_000_000), HISTORY)
+    result = traffic.check(TrafficCheckSettings(), 1_000_000 + 60 * 512, 0, 5, NOW, last_round(1_000_000), HISTORY)
     assert result.state == State.WARNING
     assert result.sentence == (
         "traffic in on every interface has fallen to 0.5 KiB/s, far below the usual 110.0 KiB/s at 14:00: "
@@ -35,15 +35,26 @@ def test_a_flat_graph_at_a_busy_hour_is_a_warning() -> None:
 
 
 def test_usual_traffic_is_ok_and_a_quiet_hour_is_judged_by_its_own_past() -> None:
-    busy = traffic.check(TrafficCheckSettings(), 60 * 105 * 1024, 0, NOW, last_round(0), HISTORY)
+    busy = traffic.check(TrafficCheckSettings(), 60 * 105 * 1024, 0, 5, NOW, last_round(0), HISTORY)
     assert (
         busy.state == State.OK and busy.sentence == "105.0 KiB/s in on every interface (usual at 14:00: 110.0 KiB/s)."
     )
     night = NOW - 10 * 3600  # 04:30, when the usual 1 KiB/s is below min_usual: a drop then says nothing
     nights = [earlier(1, 1 * KIB, -10), earlier(2, 1 * KIB, -10)]
     at_night = Result("traffic", State.OK, "", {"rx_bytes": 0.0, "tx_bytes": 0.0, "at": night - 60})
-    quiet = traffic.check(TrafficCheckSettings(), 6, 0, night, at_night, nights)
+    quiet = traffic.check(TrafficCheckSettings(), 6, 0, 0, night, at_night, nights)
     assert quiet.state == State.OK and quiet.sentence.endswith("(usual at 04:00: 1.0 KiB/s).")
+
+
+def test_an_hour_without_mail_at_a_busy_hour_is_a_warning_even_with_traffic() -> None:
+    history = [(at, Result("traffic", State.OK, "", {**r.metrics, "mail_in": 12.0})) for at, r in HISTORY]
+    busy = 60 * 105 * 1024
+    quiet = traffic.check(TrafficCheckSettings(), busy, 0, 0, NOW, last_round(0), history)
+    assert quiet.state == State.WARNING and quiet.metrics["mail_in"] == 0.0
+    assert quiet.sentence == (
+        "no mail has come in for an hour, where 12 messages usually do at 14:00: are we still reachable from outside?"
+    )
+    assert traffic.check(TrafficCheckSettings(), busy, 0, 4, NOW, last_round(0), history).state == State.OK
 
 
 def test_the_usual_is_this_hour_on_each_of_the_seven_days_before() -> None:
@@ -55,14 +66,14 @@ def test_the_usual_is_this_hour_on_each_of_the_seven_days_before() -> None:
 
 
 def test_it_learns_first_and_survives_a_counter_reset() -> None:
-    learning = traffic.check(TrafficCheckSettings(), 6000, 0, NOW, last_round(0), HISTORY[:1])
+    learning = traffic.check(TrafficCheckSettings(), 6000, 0, 0, NOW, last_round(0), HISTORY[:1])
     assert (
         learning.state == State.OK
         and learning.sentence == "0.1 KiB/s in on every interface; still learning what is usual."
     )
-    first = traffic.check(TrafficCheckSettings(interface="eth0"), 10, 0, NOW, None, HISTORY)
+    first = traffic.check(TrafficCheckSettings(interface="eth0"), 10, 0, 0, NOW, None, HISTORY)
     assert first.sentence == "counting the traffic on eth0." and "rx_rate" not in first.metrics
-    rebooted = traffic.check(TrafficCheckSettings(), 10, 0, NOW, last_round(5_000_000), HISTORY)
+    rebooted = traffic.check(TrafficCheckSettings(), 10, 0, 0, NOW, last_round(5_000_000), HISTORY)
     assert rebooted.state == State.OK and "rx_rate" not in rebooted.metrics
 
 

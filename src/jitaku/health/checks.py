@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from jitaku.health import buddy, certs, diskage, dns, mailflow, raid, relay, ser
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State
-from jitaku.store import Database
+from jitaku.store import Database, mailstore
 from jitaku.store import ddns as ddns_rows
 from jitaku.store import health as health_rows
 from jitaku.store import queue as queue_rows
@@ -87,7 +88,8 @@ async def _traffic(context: Context) -> Result | None:
         received, sent = await asyncio.to_thread(traffic.counters, settings.interface)
     except LookupError as missing:
         return Result("traffic", State.WARNING, f"{missing}; mend [health.traffic] interface.")
-    return traffic.check(settings, received, sent, now, context.previous.get("traffic"), history)
+    arrived = await context.database.read(functools.partial(mailstore.arrivals, since=now - 3600))
+    return traffic.check(settings, received, sent, len(arrived), now, context.previous.get("traffic"), history)
 
 
 async def _ddns(context: Context) -> Result | None:
