@@ -78,3 +78,32 @@ def test_list_confirmations_and_held_posts_expire_and_the_inbox_takes_each_item_
         with pytest.raises(accounts.AccountError, match="handled already"):
             lists.remove_inbox(connection, item.id)
     database.close()
+
+
+def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_message(tmp_path: Path) -> None:
+    """Migrations that alter `users` must not rebuild it: its mailboxes would go with it (ON DELETE CASCADE)."""
+    from alembic import command
+    from sqlalchemy import create_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        connection.execute(text("PRAGMA foreign_keys=ON"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+        connection.execute(text("INSERT INTO users (address, password_hash, created_at) VALUES ('a@x.test', NULL, 1)"))
+        connection.execute(text("INSERT INTO users (address, password_hash, created_at) VALUES ('b@x.test', NULL, 2)"))
+        connection.execute(
+            text("INSERT INTO mailboxes (user_id, name, uidvalidity, uidnext) SELECT id, 'INBOX', 1, 2 FROM users")
+        )
+    engine.dispose()
+    database = Database(url)  # brings it to the newest revision, as `jitaku serve` does
+    assert database.read_now(current_revision) == SCHEMA_REVISION
+    assert [(u.address, u.admin) for u in database.read_now(accounts.list_users)] == [
+        ("a@x.test", True),
+        ("b@x.test", False),
+    ]
+    assert database.read_now(lambda c: c.execute(text("SELECT count(*) FROM mailboxes")).scalar()) == 2
+    database.close()

@@ -8,12 +8,10 @@ down_revision = "0004"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("ddns_state") as table:
-        table.add_column(sa.Column("address", sa.Text, nullable=True))
-        table.add_column(sa.Column("address_at", sa.Float, nullable=True))
+    op.add_column("ddns_state", sa.Column("address", sa.Text, nullable=True))
+    op.add_column("ddns_state", sa.Column("address_at", sa.Float, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("ddns_state") as table:
-        table.drop_column("address_at")
-        table.drop_column("address")
+    op.drop_column("ddns_state", "address_at")
+    op.drop_column("ddns_state", "address")

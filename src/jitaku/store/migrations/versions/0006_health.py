@@ -9,8 +9,8 @@ down_revision = "0005"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as table:
-        table.add_column(sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()))
+    # a plain ALTER TABLE ADD COLUMN: a batch rebuild of users would cascade-delete every mailbox
+    op.add_column("users", sa.Column("admin", sa.Boolean, nullable=False, server_default=sa.false()))
     op.execute("UPDATE users SET admin = true WHERE id = (SELECT min(id) FROM users)")
     op.create_table(
         "health_results",
@@ -47,8 +47,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as table:
-        table.drop_column("admin")
+    op.drop_column("users", "admin")  # SQLite 3.35+ drops a column in place
     op.drop_table("health_alerts")
     op.drop_table("health_status")
     op.drop_table("health_results")
