@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from jitaku.store import Database, accounts, lists, mailstore
+from jitaku.store import Database, accounts, lists, mailstore, queue
 from jitaku.store.engine import MIGRATIONS, SCHEMA_REVISION, current_revision
 
 
@@ -80,8 +80,9 @@ def test_list_confirmations_and_held_posts_expire_and_the_inbox_takes_each_item_
     database.close()
 
 
-def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_message(tmp_path: Path) -> None:
-    """Migrations that alter `users` must not rebuild it: its mailboxes would go with it (ON DELETE CASCADE)."""
+def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient(tmp_path: Path) -> None:
+    """Migrations that alter a table must not rebuild it on SQLite: the rows that reference it would go with it
+    (ON DELETE CASCADE): mailboxes of users, recipients of queued mail."""
     from alembic import command
     from sqlalchemy import create_engine
 
@@ -92,12 +93,18 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_message(tmp_path
     with engine.begin() as connection:
         connection.execute(text("PRAGMA foreign_keys=ON"))
         config.attributes["connection"] = connection
-        command.upgrade(config, "0005")
+        command.upgrade(config, "0002")  # the mail core, before lists
         connection.execute(text("INSERT INTO users (address, password_hash, created_at) VALUES ('a@x.test', NULL, 1)"))
         connection.execute(text("INSERT INTO users (address, password_hash, created_at) VALUES ('b@x.test', NULL, 2)"))
         connection.execute(
             text("INSERT INTO mailboxes (user_id, name, uidvalidity, uidnext) SELECT id, 'INBOX', 1, 2 FROM users")
         )
+        connection.execute(
+            text(
+                "INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body) VALUES ('Q', 'a@x.test', 1, 1, 0, x'00')"
+            )
+        )
+        connection.execute(text("INSERT INTO queue_recipients (queue_id, recipient) VALUES ('Q', 'r@y.test')"))
     engine.dispose()
     database = Database(url)  # brings it to the newest revision, as `jitaku serve` does
     assert database.read_now(current_revision) == SCHEMA_REVISION
@@ -106,4 +113,5 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_message(tmp_path
         ("b@x.test", False),
     ]
     assert database.read_now(lambda c: c.execute(text("SELECT count(*) FROM mailboxes")).scalar()) == 2
+    assert [m.recipients for m in database.read_now(queue.list_queue)] == [("r@y.test",)]
     database.close()

@@ -55,9 +55,12 @@ def upgrade() -> None:
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.UniqueConstraint("list_id", "number"),
     )
-    with op.batch_alter_table("queue") as batch:
-        batch.add_column(sa.Column("post_id", sa.Integer, nullable=True))
-        batch.create_foreign_key("queue_post_id", "list_posts", ["post_id"], ["id"], ondelete="CASCADE")
+    if op.get_bind().dialect.name == "sqlite":
+        # In place: a batch rebuild of queue would cascade-delete every queued recipient (queue_recipients)
+        op.execute("ALTER TABLE queue ADD COLUMN post_id INTEGER REFERENCES list_posts (id) ON DELETE CASCADE")
+    else:
+        op.add_column("queue", sa.Column("post_id", sa.Integer, nullable=True))
+        op.create_foreign_key("queue_post_id", "queue", "list_posts", ["post_id"], ["id"], ondelete="CASCADE")
     op.create_table(
         "list_held",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -93,9 +96,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("queue") as batch:
-        batch.drop_constraint("queue_post_id", type_="foreignkey")
-        batch.drop_column("post_id")
+    if op.get_bind().dialect.name == "sqlite":
+        with op.batch_alter_table("queue") as batch:  # a rebuild: run it on a queue that is empty
+            batch.drop_column("post_id")
+    else:
+        op.drop_constraint("queue_post_id", "queue", type_="foreignkey")
+        op.drop_column("queue", "post_id")
     for table in ("list_confirmations", "list_inbox", "list_held", "list_posts", "list_members", "lists"):
         op.drop_table(table)
     op.drop_column("queue_recipients", "prefix")
