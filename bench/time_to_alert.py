@@ -184,7 +184,7 @@ def main() -> None:
     )
     friend.write(
         common + f'[smtp]\nlisten = ["127.0.0.1:{friend.smtp}"]\n[web]\nlisten = ["127.0.0.1:{friend.web}"]\n'
-        '[health]\nenabled = false\n[health.buddy]\nurl = "http://127.0.0.1:1"\ntoken = "bench-token"\n'
+        '[health]\nenabled = false\n[health.buddy]\nurl = "http://127.0.0.1:1"\ntoken = "bench-token-0123456789"\n'
     )
     home.write(
         common + f'[smtp]\nlisten = ["127.0.0.1:{home.smtp}"]\n[web]\nlisten = ["127.0.0.1:{home.web}"]\n'
@@ -193,7 +193,7 @@ def main() -> None:
         f"[health.smart]\nsmartctl = {toml(str(smartctl))}\n"
         '[health.mailflow]\nto = "probe@example.test"\n'
         f'[health.dns]\nresolvers = ["127.0.0.1:{public_port}"]\n'
-        f'[health.buddy]\nurl = "http://127.0.0.1:{friend.web}"\ntoken = "bench-token"\n'
+        f'[health.buddy]\nurl = "http://127.0.0.1:{friend.web}"\ntoken = "bench-token-0123456789"\n'
         f'theirs = ["127.0.0.1:{friend.smtp}"]\n'
         f'[public_ip]\nsources = ["http://127.0.0.1:{echo("203.0.113.7")}/"]\n'
         f"[alerts]\nurls = [{toml(hook.url)}]\n"

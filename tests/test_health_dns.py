@@ -47,7 +47,10 @@ def test_an_mx_that_does_not_lead_to_us_is_critical(dns_zone) -> None:
     zone.add("mail.example.test. 60 IN A 203.0.113.7")
     result = run(port)
     assert result.state == State.CRITICAL
-    assert result.sentence == "127.0.0.1 answers MX example.test = mx.elsewhere.test, not mail.example.test."
+    assert result.sentence == "127.0.0.1 answers MX example.test = mx.elsewhere.test, which does not lead to us."
+    zone.add("mx.elsewhere.test. 60 IN A 203.0.113.7")  # another name for this server is fine
+    zone.add("mail.example.test. 60 IN A 198.51.100.1")  # and so is a second address beside ours
+    assert run(port).state == State.OK
 
 
 def test_silent_resolvers_and_an_unknown_address_are_warnings() -> None:

@@ -276,8 +276,8 @@ class BuddySettings(CheckSettings):
 
     @model_validator(mode="after")
     def _token(self) -> BuddySettings:
-        if self.url and not self.token:
-            raise ValueError("url needs token, the secret both buddies share")
+        if self.url and len(self.token) < 16:
+            raise ValueError("url needs token, the secret both buddies share, of 16 characters or more")
         return self
 
 

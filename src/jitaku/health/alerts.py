@@ -63,6 +63,7 @@ NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.Noti
 
 @dataclass(frozen=True)
 class Delivery:
+    number: int  # the target's place in [alerts] urls, from 1
     target: str  # "#2 tgram://": which of [alerts] urls, never its secrets
     ok: bool
 
@@ -86,13 +87,10 @@ class Alerter:
         template: str = getattr(self._words, kind)
         return f"[{self._hostname}] " + template.format(state=self._words.states[state], check=name)
 
-    async def send(self, title: str, body: str, state: State) -> list[Delivery]:
-        """One delivery per target, so a dead one does not hide the others."""
-        return list(
-            await asyncio.gather(
-                *(self._one(number, url, title, body, state) for number, url in enumerate(self._settings.urls, 1))
-            )
-        )
+    async def send(self, title: str, body: str, state: State, only: set[int] | None = None) -> list[Delivery]:
+        """One delivery per target (or per target numbered in ONLY), so a dead one does not hide the others."""
+        targets = [(n, url) for n, url in enumerate(self._settings.urls, 1) if only is None or n in only]
+        return list(await asyncio.gather(*(self._one(number, url, title, body, state) for number, url in targets)))
 
     async def test(self) -> list[Delivery]:
         body = self._words.test_body.format(host=self._hostname)
@@ -103,10 +101,10 @@ class Alerter:
         shown = f"#{number} {url.split('://', 1)[0]}://"
         target = apprise.Apprise.instantiate(url)
         if target is None:
-            return Delivery(shown, False)
+            return Delivery(number, shown, False)
         kind = NOTIFY_TYPE.get(state, apprise.NotifyType.FAILURE)
         try:
             ok = await asyncio.to_thread(target.notify, body=body, title=title, notify_type=kind)
         except Exception:  # a plugin's own bug must not cost the other targets or the monitor
             ok = False
-        return Delivery(shown, bool(ok))
+        return Delivery(number, shown, bool(ok))

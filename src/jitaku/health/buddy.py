@@ -94,10 +94,11 @@ async def seen_from_buddy(settings: BuddySettings) -> Result | None:
     except (Unreachable, KeyError, TypeError) as error:
         return Result("reachability", State.WARNING, f"cannot ask our buddy {friend} how we look: {error}.")
     failed = [f"{r['target']} does not answer ({r['error']})" for r in results if not r.get("ok")]
+    down = ",".join(str(r["target"]) for r in results if not r.get("ok"))
     metrics = {"unreachable": float(len(failed))}
     if failed:
         sentence = f"seen from our buddy {friend}: {'; '.join(failed)}."
-        return Result("reachability", State.CRITICAL, sentence, metrics, "; ".join(failed))
+        return Result("reachability", State.CRITICAL, sentence, metrics, down)
     return Result(
         "reachability", State.OK, f"seen from our buddy {friend}, {', '.join(settings.ours)} answer.", metrics
     )

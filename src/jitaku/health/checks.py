@@ -105,7 +105,8 @@ async def _dns(context: Context) -> Result | None:
     if not ours:  # no DDNS updater keeps it: ask the echo services ourselves
         async with httpx.AsyncClient(timeout=10.0) as client:
             found = await public_address.discover(client, list(context.config.settings.public_ip.sources))
-        ours = dns.public_addresses([(found.version, str(found))] if found else [])
+        # an echo service reached over IPv6 names our IPv6 address; only the IPv4 answer stands for the A record
+        ours = dns.public_addresses([(4, str(found))] if found and found.version == 4 else [])
     return await dns.check(context.config.settings, ours)
 
 
@@ -148,7 +149,8 @@ def timeout(name: str, context: Context) -> float:
 async def run(name: str, context: Context) -> Result | None:
     """One check; a check that breaks or hangs is itself a warning, never the monitor's end."""
     try:
-        return await asyncio.wait_for(CHECKS[name](context), timeout(name, context))
+        async with asyncio.timeout(timeout(name, context)):  # not wait_for: in 3.11 it can lose a cancellation
+            return await CHECKS[name](context)
     except TimeoutError:
         log.event("check_error", check=name, error="timeout")
         return Result(name, State.WARNING, f"the {name} check did not finish in {timeout(name, context):.0f} s.")

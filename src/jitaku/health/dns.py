@@ -44,13 +44,25 @@ async def _look(settings: Settings, server: Nameserver, ours: dict[str, str]) ->
     wrong = []
     for kind, address in ours.items():
         seen = await _answer(resolver, hostname, kind)
-        if seen != [address]:
+        if address not in seen:
             wrong.append(f"{server.address} answers {kind} {hostname} = {', '.join(seen) or 'nothing'}, not {address}")
     for domain in settings.domains:
         exchanges = [record.split()[-1] for record in await _answer(resolver, domain, "MX")]
-        if hostname not in exchanges:
-            wrong.append(f"{server.address} answers MX {domain} = {', '.join(exchanges) or 'nothing'}, not {hostname}")
+        if hostname in exchanges:
+            continue
+        reaching = [name for name in exchanges if await _leads_to_us(resolver, name, ours)]
+        if not reaching:
+            shown = ", ".join(exchanges) or "nothing"
+            wrong.append(f"{server.address} answers MX {domain} = {shown}, which does not lead to us")
     return wrong
+
+
+async def _leads_to_us(resolver: dns.asyncresolver.Resolver, name: str, ours: dict[str, str]) -> bool:
+    """An MX host of another name is fine when it has our address (a second name for this server)."""
+    for kind, address in ours.items():
+        if address in await _answer(resolver, name, kind):
+            return True
+    return False
 
 
 def public_addresses(states: list[tuple[int, str | None]]) -> dict[str, str]:

@@ -34,7 +34,7 @@ class Monitor:
         self._alerter = Alerter(config.settings.alerts, config.settings.hostname)
         self._context = checks.Context(config, database)
         self._statuses: dict[str, Status] = {}
-        self._unsent: set[str] = set()  # checks whose last alert no target took
+        self._unsent: dict[str, tuple[str, set[int]]] = {}  # check: its last alert's kind, targets that missed it
         self._lock = asyncio.Lock()  # one alert decision at a time
 
     async def load(self) -> None:
@@ -74,14 +74,14 @@ class Monitor:
 
     async def judge(self, result: Result, now: float) -> None:
         """Keep RESULT, and alert when it is news: a new state, new detail, or a reminder falls due.
-        An alert no target took is tried again next round."""
+        Targets that did not take an alert get it again next round (the others are not told twice)."""
         async with self._lock:
             known = self._statuses.get(result.check)
             status = Status(result.check, result.state, result.detail, result.sentence, now, 0.0)
-            kind = None
+            kind, only = None, None
             if known is None:
                 kind = "problem" if result.state != State.OK else None
-            elif (known.state, known.detail) != (result.state, result.detail) or result.check in self._unsent:
+            elif (known.state, known.detail) != (result.state, result.detail):
                 kind = "recovery" if result.state == State.OK else "problem"
                 status.since = now if known.state != result.state else known.since
                 status.alerted_at = known.alerted_at
@@ -90,14 +90,13 @@ class Monitor:
                 remind = self._settings.alerts.remind
                 if result.state == State.CRITICAL and remind and now - known.alerted_at >= remind:
                     kind = "reminder"
-            if kind is not None and result.check not in self._unsent:
+                elif result.check in self._unsent:
+                    kind, only = self._unsent[result.check]
+            if kind is not None and only is None:
                 log.event("health_changed", check=result.check, state=str(result.state), alert=kind)
-            alert = await self._alert(kind, result, now) if kind else None
-            if alert is not None and alert.delivered:
+            alert = await self._alert(kind, result, now, only) if kind else None
+            if alert is not None:
                 status.alerted_at = now
-                self._unsent.discard(result.check)
-            elif alert is not None and self._alerter.configured:
-                self._unsent.add(result.check)
             self._statuses[result.check] = status
             self._context.previous[result.check] = result
 
@@ -109,14 +108,19 @@ class Monitor:
 
             await self._database.write(write)
 
-    async def _alert(self, kind: str, result: Result, now: float) -> Alert | None:
+    async def _alert(self, kind: str, result: Result, now: float, only: set[int] | None) -> Alert:
         title = self._alerter.title(kind, result.check, result.state)
         if not self._alerter.configured:
             return Alert(now, result.check, kind, result.state, title, result.sentence, False)
-        deliveries = await self._alerter.send(title, result.sentence, result.state)
+        deliveries = await self._alerter.send(title, result.sentence, result.state, only)
         for delivery in deliveries:
             log.event("alert_sent" if delivery.ok else "alert_failed", check=result.check, target=delivery.target)
-        return Alert(now, result.check, kind, result.state, title, result.sentence, all(d.ok for d in deliveries))
+        failed = {delivery.number for delivery in deliveries if not delivery.ok}
+        if failed:
+            self._unsent[result.check] = (kind, failed)
+        else:
+            self._unsent.pop(result.check, None)
+        return Alert(now, result.check, kind, result.state, title, result.sentence, not failed)
 
     async def _heartbeat(self) -> None:
         try:

@@ -5,9 +5,11 @@ machine's loopback, where the embedded default listens. List pages stay public."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import os
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -28,26 +30,44 @@ _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 def session_secret(data_dir: Path) -> str:
-    """The key that signs session cookies: made once, kept 0600 in the data dir."""
+    """The key that signs session cookies: made once (written whole, then renamed), kept 0600 in the data dir."""
     path = data_dir / SECRET_FILE
-    try:
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as made:
+    if not path.exists():
+        partial = path.with_name(f"{SECRET_FILE}.{os.getpid()}")
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as made:
             made.write(secrets.token_hex(32))
-    except FileExistsError:
-        pass
-    return path.read_text().strip()
+            made.flush()
+            os.fsync(made.fileno())
+        os.replace(partial, path)
+    secret = path.read_text().strip()
+    if len(secret) < 32:
+        raise ValueError(f"{path} holds no usable key; delete it and jitaku makes a new one")
+    return secret
 
 
-def _loopback(request: Request) -> bool:
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+FORWARDING = ("x-forwarded-for", "forwarded", "x-real-ip")
+
+
+def _on_this_machine(request: Request) -> bool:
+    """A browser on this machine, asking for a local name: a proxy (which adds forwarding headers) or a
+    page that rebinds a DNS name to 127.0.0.1 (whose Host is that name) does not count."""
     try:
-        return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+        loopback = request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
     except ValueError:
         return False
+    host = request.headers.get("host", "").rsplit(":", 1)[0].lower()
+    return loopback and host in LOCAL_HOSTS and not any(name in request.headers for name in FORWARDING)
 
 
 def _local_path(target: str) -> str:
     """Where to go after logging in: a path on this site, never another site (`//evil`)."""
     return target if target.startswith("/") and not target.startswith("//") else "/health"
+
+
+def _key(password_hash: str | None) -> str:
+    """Binds a session to the password it was opened with, without putting the hash in the cookie."""
+    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
 
 
 class Gate:
@@ -56,12 +76,23 @@ class Gate:
         self._trust_loopback = trust_loopback
         self._limiter = FailureLimiter()
 
-    def allowed(self, request: Request) -> bool:
-        return (self._trust_loopback and _loopback(request)) or bool(request.session.get("admin"))
+    async def allowed(self, request: Request) -> bool:
+        if self._trust_loopback and _on_this_machine(request):
+            return True
+        session = request.session
+        address, login = session.get("admin"), session.get("key")
+        if not address or time.time() - float(session.get("since", 0)) > SESSION_DAYS * 86400:
+            return False
+        # still an admin, with the same password: a revoked admin or a changed password ends every session
+        user = await self._database.read(lambda connection: accounts.find_user(connection, address))
+        if user is None or not user.admin or login != _key(user.password_hash):
+            session.clear()
+            return False
+        return True
 
     def protect(self, endpoint: Endpoint, api: bool = False) -> Endpoint:
         async def guarded(request: Request) -> Response:
-            if self.allowed(request):
+            if await self.allowed(request):
                 return await endpoint(request)
             if api:
                 return JSONResponse({"error": "log in as an admin first"}, status_code=401)
@@ -97,7 +128,7 @@ class Gate:
             log.event("web_login_failed", client=client, user=address)
             return self._page(request, target, "Wrong address or password, or not an admin.", 401)
         self._limiter.succeeded(client)
-        request.session["admin"] = user.address
+        request.session.update({"admin": user.address, "key": _key(user.password_hash), "since": time.time()})
         log.event("web_login", client=client, user=user.address)
         return RedirectResponse(target, status_code=303)
 
