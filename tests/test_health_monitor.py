@@ -70,3 +70,16 @@ def test_alerts_come_with_news_only_and_survive_a_restart(tmp_path: Path, stand_
     alerts = Database(f"sqlite:///{tmp_path / 'jitaku.db'}").read_now(rows.recent_alerts)
     assert sorted(a.kind for a in alerts) == ["problem", "problem", "problem", "recovery", "reminder", "summary"]
     assert all(a.delivered for a in alerts)
+
+
+def test_loading_apprise_leaves_the_processs_utf8_mail_encoding_alone() -> None:
+    """apprise's e-mail plugin re-registers UTF-8 as quoted-printable for the whole process as it loads; the
+    daemon's list mail and DSNs, written in the same process, must keep base64 headers."""
+    import email.charset
+
+    import apprise
+
+    from jitaku.health import alerts  # noqa: F401 - importing it loads apprise's plugins and mends the registry
+
+    apprise.Apprise.instantiate("mailtos://user:password@example.com")
+    assert email.charset.CHARSETS["utf-8"] == (email.charset.SHORTEST, email.charset.BASE64, "utf-8")

@@ -4,7 +4,9 @@ account, JSON webhooks ...): a channel that still works when our own mail does n
 from __future__ import annotations
 
 import asyncio
+import email.charset
 from dataclasses import dataclass
+from typing import Any
 
 import apprise
 
@@ -58,6 +60,21 @@ CHECK_NAMES_JA = {
     "reachability": "外からの到達性",
     "relay": "リレーホスト",
 }
+
+
+def _load_plugins() -> None:
+    """Load apprise's plugins now, and undo what its e-mail plugin does to the whole process as it loads:
+    `email.charset.add_charset("utf-8", QP, QP)`. Left alone, every UTF-8 header and body this process writes
+    afterwards (list mail, DSNs) would come out quoted-printable, and a folded name would gain a space."""
+    registries: tuple[dict[str, Any], ...] = (email.charset.CHARSETS, email.charset.ALIASES, email.charset.CODEC_MAP)
+    saved = [dict(registry) for registry in registries]
+    apprise.Apprise.instantiate("json://localhost/")  # the first use loads every plugin module
+    for registry, before in zip(registries, saved, strict=True):
+        registry.clear()
+        registry.update(before)
+
+
+_load_plugins()
 NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.NotifyType.WARNING}
 
 
