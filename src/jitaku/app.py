@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
+from jitaku.errors import ServeError
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.pipeline import Pipeline
@@ -29,10 +30,6 @@ HTTPS_PORT = 443
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
 SUBMISSIONS = Listener("submissions", authenticated=True, implicit_tls=True)
-
-
-class ServeError(Exception):
-    """The daemon cannot start; the message is one line for a person."""
 
 
 @dataclass(frozen=True)

@@ -355,7 +355,7 @@ _register_subcommands()
 
 
 def main() -> None:
-    from jitaku.app import ServeError
+    from jitaku.errors import ServeError
     from jitaku.store.accounts import AccountError
 
     debug = os.environ.get("JITAKU_DEBUG") == "1"
