@@ -8,7 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.conftest import JITAKU, Jitaku, RawSession, swaks
+from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -75,10 +75,16 @@ def test_check_warns_when_the_relay_is_mydns_and_nothing_tells_mydns_our_address
 def test_check_without_the_daemon_says_the_listeners_do_not_answer(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    config = data / "jitaku.toml"
+    smtp = free_port()  # not the defaults: a jitaku of someone else's may be listening there
+    text = config.read_text().replace("127.0.0.1:2525", f"127.0.0.1:{smtp}")
+    config.write_text(
+        text.replace("127.0.0.1:2587", f"127.0.0.1:{free_port()}").replace("127.0.0.1:8025", f"127.0.0.1:{free_port()}")
+    )
     ran = run("check", "--json", "--dir", str(data))
     results = {r["check"]: r for r in json.loads(ran.stdout)}
     assert ran.returncode == 2 and results["services"]["state"] == "critical"
-    assert results["services"]["sentence"].startswith("not answering: smtp on 127.0.0.1:2525: no connection")
+    assert results["services"]["sentence"].startswith(f"not answering: smtp on 127.0.0.1:{smtp}: no connection")
     assert results["queue"]["state"] == "ok" and results["certs"]["state"] == "ok"
     assert results["certs"]["sentence"].startswith("the certificate for mail.example.test is valid until ")
 
