@@ -21,7 +21,7 @@ def _judge(label: str, state: RecordState | None, now: float, stale_after: float
     if state.fatal:
         mend = "mend [[ddns]] or run `jitaku ddns update --force`"
         return State.CRITICAL, f"{label} is no longer updated: {state.error}; {mend}"
-    if state.published is not None and state.address not in state.published.split(","):
+    if state.seen_right is False:
         answer = f"DNS answers {state.published or 'nothing'} for {label}, but we are at {state.address}"
         return State.CRITICAL, answer + (f" ({state.error})" if state.error else "")
     if state.error:

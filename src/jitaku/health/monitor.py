@@ -28,7 +28,6 @@ SUMMARY_EVERY = 86400.0
 
 class Monitor:
     def __init__(self, config: Config, database: Database) -> None:
-        self._config = config
         self._settings = config.settings
         self._database = database
         self._alerter = Alerter(config.settings.alerts, config.settings.hostname)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
@@ -30,8 +29,12 @@ class State:
     retry_at: float = 0.0
     next_keepalive: float = 0.0
 
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def seen_right(self) -> bool | None:
+        """Whether the authoritative servers answer our address; None while either is unknown."""
+        if self.address is None or self.published is None:
+            return None
+        return self.address in self.published.split(",")
 
 
 def get(connection: Connection, name: str, family: int) -> State | None:

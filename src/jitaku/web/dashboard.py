@@ -77,7 +77,7 @@ class Dashboard:
                 "type": "A" if state.family == 4 else "AAAA",
                 "expected": state.address,
                 "seen": state.published,
-                "right": bool(state.address and state.published and state.address in state.published.split(",")),
+                "right": bool(state.seen_right),
             }
             for state in states
         ]
