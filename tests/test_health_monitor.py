@@ -36,7 +36,9 @@ def test_alerts_come_with_news_only_and_survive_a_restart(tmp_path: Path, stand_
     hook = stand_in(lambda method, path, query, headers, body: (posts.append(json.loads(body)), (200, "ok"))[1])
     url = "json://" + hook.url.removeprefix("http://") + "/hook"
     watcher = monitor(tmp_path, url, remind=600)
-    degraded = Result("raid", State.CRITICAL, "md1 is degraded: sdb3 failed.", {"md1.working": 1.0})
+    degraded = Result(
+        "raid", State.CRITICAL, "md1 is degraded: sdb3 failed.", {"md1.working": 1.0}, ja="md1 が縮退しています。"
+    )
 
     async def rounds() -> None:
         await watcher.judge(Result("raid", State.OK, "md1 is healthy."), NOW)  # first sight, all well: silence
@@ -55,8 +57,9 @@ def test_alerts_come_with_news_only_and_survive_a_restart(tmp_path: Path, stand_
         "警告: ディスクのSMART",
         "日次のまとめ",
     ]
-    assert posts[0]["message"] == "md1 is degraded: sdb3 failed." and posts[0]["type"] == "failure"
-    assert "raid: critical - md1 is degraded: sdb3 failed." in posts[-1]["message"]
+    assert posts[0]["message"] == "md1 が縮退しています。" and posts[0]["type"] == "failure"
+    assert posts[2]["message"] == "sdb: 8 reallocated."  # a sentence nobody translated comes in English
+    assert "RAID: 重大 - md1 が縮退しています。" in posts[-1]["message"]
 
     restarted = monitor(tmp_path, url, remind=600)  # a restart: what was said is not said again
 
@@ -70,6 +73,46 @@ def test_alerts_come_with_news_only_and_survive_a_restart(tmp_path: Path, stand_
     alerts = Database(f"sqlite:///{tmp_path / 'jitaku.db'}").read_now(rows.recent_alerts)
     assert sorted(a.kind for a in alerts) == ["problem", "problem", "problem", "recovery", "reminder", "summary"]
     assert all(a.delivered for a in alerts)
+
+
+def test_a_target_that_missed_an_alert_gets_it_later_even_after_a_restart(tmp_path: Path, stand_in) -> None:
+    posts: dict[str, list[str]] = {"/up": [], "/down": []}
+    down = {"now": True}
+
+    def answer(method: str, path: str, query: Any, headers: Any, body: bytes) -> tuple[int, str]:
+        if path == "/down" and down["now"]:
+            return 500, "down"
+        posts[path].append(json.loads(body)["title"])
+        return 200, "ok"
+
+    hook = stand_in(answer)
+    host = hook.url.removeprefix("http://")
+    text = (
+        'hostname = "mail.example.test"\ndomains = ["example.test"]\n'
+        f'[alerts]\nurls = ["json://{host}/up", "json://{host}/down"]\n'
+    )
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    degraded = Result("raid", State.CRITICAL, "md1 is degraded: sdb3 failed.")
+
+    async def first_life() -> None:
+        watcher = Monitor(config, Database(config.database_url))
+        await watcher.judge(degraded, NOW)
+        await watcher.judge(degraded, NOW + 60)  # /down still refuses
+
+    asyncio.run(first_life())
+    assert posts == {"/up": ["[mail.example.test] critical: raid"], "/down": []}
+    down["now"] = False
+
+    async def second_life() -> None:
+        watcher = Monitor(config, Database(config.database_url))
+        await watcher.load()
+        await watcher.judge(degraded, NOW + 120)
+        await watcher.judge(degraded, NOW + 180)
+
+    asyncio.run(second_life())
+    assert posts == {"/up": ["[mail.example.test] critical: raid"], "/down": ["[mail.example.test] critical: raid"]}
+    alerts = Database(config.database_url).read_now(rows.recent_alerts)
+    assert [a.delivered for a in sorted(alerts, key=lambda a: a.at)] == [False, False, True]
 
 
 def test_loading_apprise_leaves_the_processs_utf8_mail_encoding_alone() -> None:

@@ -22,10 +22,12 @@ from jitaku.mail.queue import Queue
 from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database
+from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 HTTPS_PORT = 443
+TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -187,9 +189,10 @@ async def _run(
         lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, queue.wake)
         queue.on_personal_delivered = on_personal_delivered
     limiter = FailureLimiter()
+    tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
     handlers = {
-        listener.name: Handler(listener, policy, pipeline, database, limiter, settings.smtp.max_recipients)
+        listener.name: Handler(listener, policy, pipeline, database, limiter, settings.smtp.max_recipients, tally)
         for listener, _ in _listeners(config)
     }
     servers: list[asyncio.Server] = []
@@ -218,7 +221,7 @@ async def _run(
             relay=settings.relay.host if settings.relay else "direct-mx",
         )
         async with asyncio.TaskGroup() as tasks:
-            background = []
+            background = [tasks.create_task(tally.run())]
             if children is not None and lists is not None:  # the main process
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))
@@ -237,6 +240,7 @@ async def _run(
             await stop.wait()
             for task in background:
                 task.cancel()
+        await tally.flush()
         log.event("stopped", pid=os.getpid(), hostname=hostname)
         if children is not None and len(children) < settings.smtp.workers - 1:
             raise ServeError("an SMTP worker process died; stopped everything (see the log)")

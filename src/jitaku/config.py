@@ -245,7 +245,7 @@ class TrafficCheckSettings(CheckSettings):
     interface: str = ""  # default: every interface but loopback, summed
     drop: float = Field(default=0.1, gt=0, lt=1)  # warn below this share of the usual rate for the hour
     min_usual: float = Field(default=2048, ge=0)  # bytes/s: a usual rate this low says nothing when it drops
-    min_mail: float = Field(default=3, ge=0)  # messages an hour usually: below this, an hour without mail is normal
+    min_sessions: float = Field(default=3, ge=0)  # SMTP sessions an hour usually: below this, an hour without is normal
 
 
 class DnsCheckSettings(CheckSettings):

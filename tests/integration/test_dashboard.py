@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Jitaku, wait_until
+from tests.conftest import Jitaku, swaks, wait_until
 
 ARTIFACTS = Path(__file__).parent.parent.parent / "artifacts" / "screenshots"
 
@@ -39,10 +39,16 @@ def test_the_dashboard_shows_each_checks_state_sentence_and_graphs(watched: Jita
     assert by_name["services"]["state"] == "ok" and by_name["services"]["sentence"] == "all 3 listeners answer."
     assert by_name["queue"]["sentence"] == "the outbound queue is empty."
     assert set(by_name["queue"]) == {"check", "state", "sentence", "metrics", "at"}
-    time.sleep(2.5)  # a few rounds of graphs
+    for _ in range(2):  # two strangers' messages to the MX
+        sent = swaks("--server", f"127.0.0.1:{watched.smtp_port}", "--to", "alice@example.test", "--from", "a@x.test")
+        assert sent.returncode == 0, sent.stdout
+    time.sleep(2.5)  # a few rounds of graphs, and the tallies' flush (every interval here)
     graphs = httpx.get(base(watched) + "/api/graphs?range=24h").json()
     queue = next(g for g in graphs if g["title"] == "Queue, messages")
     assert queue["lines"][0]["label"] == "size" and {value for _at, value in queue["lines"][0]["points"]} == {0.0}
+    mail = next(g for g in graphs if g["title"].startswith("Mail per hour"))
+    today = {line["label"]: sum(value for _at, value in line["points"]) for line in mail["lines"]}
+    assert today == {"in": 2.0, "out": 0.0, "SMTP sessions": 2.0}  # wait_for_port's bare connects are no sessions
     assert httpx.get(base(watched) + "/api/graphs?range=1y").status_code == 400
     page = httpx.get(base(watched) + "/health?range=7d")
     assert page.status_code == 200
@@ -50,13 +56,17 @@ def test_the_dashboard_shows_each_checks_state_sentence_and_graphs(watched: Jita
     assert "no [[ddns]] records configured" in page.text
 
 
-def test_off_loopback_trust_the_dashboard_needs_an_admins_login(jitaku_factory) -> None:
+def test_from_another_address_the_dashboard_needs_an_admins_login(network_namespace, jitaku_factory) -> None:
+    """The web listener on the LAN address of a namespace of our own: the client comes from 192.0.2.10, not
+    from loopback, so the default trust of loopback does not apply."""
+    network_namespace.ip("addr", "add", "192.0.2.10/24", "dev", "home0")
     server: Jitaku = jitaku_factory()
-    server.settings["web"]["trust_loopback"] = False
+    server.settings["web"]["listen"] = [f"192.0.2.10:{server.web_port}", f"127.0.0.1:{server.web_port}"]
     server.write_config()
     server.init("alice@example.test", "bob@example.org")
     server.start()
-    with httpx.Client(base_url=base(server)) as client:
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{server.web_port}/api/health").status_code == 200, timeout=10)
+    with httpx.Client(base_url=f"http://192.0.2.10:{server.web_port}") as client:
         assert client.get("/api/health").status_code == 401
         assert client.get("/status.json").status_code == 401
         away = client.get("/health")
@@ -77,9 +87,19 @@ def test_off_loopback_trust_the_dashboard_needs_an_admins_login(jitaku_factory) 
         for _ in range(5):
             client.post("/login", data=form)
         assert client.post("/login", data=good).status_code == 429  # five failures: this client waits
-    assert "event=web_login user=alice@example.test" in server.log().replace("client=127.0.0.1 ", "")
+    assert "event=web_login client=192.0.2.10 user=alice@example.test" in server.log()
     assert (server.dir / "web.secret").stat().st_mode & 0o777 == 0o600
     assert "secret-password" not in server.log()
+
+
+def test_trust_loopback_false_asks_loopback_clients_to_log_in_too(jitaku_factory) -> None:
+    server: Jitaku = jitaku_factory()
+    server.settings["web"]["trust_loopback"] = False
+    server.write_config()
+    server.init("alice@example.test")
+    server.start()
+    assert httpx.get(base(server) + "/api/health").status_code == 401
+    assert httpx.get(base(server) + "/health").headers["location"] == "/login?next=/health"
 
 
 def test_headless_chromium_renders_the_dashboard_on_a_phone(watched: Jitaku) -> None:

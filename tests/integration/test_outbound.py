@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import ssl
 import subprocess
 from email import message_from_bytes
@@ -86,6 +87,13 @@ def test_direct_mx_delivery_is_dkim_signed_and_verifies(server: Jitaku, dns_zone
     assert b"a=ed25519-sha256" in stored and b"s=jitakue" in stored
     wait_until(lambda: server.queue() == [])
     assert "event=delivered" in server.log() and "relay=mx.remote.test" in server.log()
+    # mail out per hour, for the dashboard: counted in the transaction that records the delivery
+    assert tallied(server) == {"mail_out": 2}
+
+
+def tallied(server: Jitaku) -> dict[str, int]:
+    with sqlite3.connect(f"file:{server.dir / 'jitaku.db'}?mode=ro", uri=True) as connection:
+        return dict(connection.execute("SELECT kind, sum(count) FROM tallies GROUP BY kind").fetchall())
 
 
 def test_mx_preference_and_fallback_to_the_next_host(server: Jitaku, dns_zone, sink_factory) -> None:

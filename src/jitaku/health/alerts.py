@@ -99,10 +99,16 @@ class Alerter:
     def configured(self) -> bool:
         return bool(self._settings.urls)
 
+    def _name(self, check: str) -> str:
+        return CHECK_NAMES_JA.get(check, check) if self._settings.language == "ja" else check
+
     def title(self, kind: str, check: str, state: State) -> str:
-        name = CHECK_NAMES_JA.get(check, check) if self._settings.language == "ja" else check
         template: str = getattr(self._words, kind)
-        return f"[{self._hostname}] " + template.format(state=self._words.states[state], check=name)
+        return f"[{self._hostname}] " + template.format(state=self._words.states[state], check=self._name(check))
+
+    def line(self, check: str, state: State, sentence: str) -> str:
+        """One check in the daily summary."""
+        return f"{self._name(check)}: {self._words.states[state]} - {sentence}"
 
     async def send(self, title: str, body: str, state: State, only: set[int] | None = None) -> list[Delivery]:
         """One delivery per target (or per target numbered in ONLY), so a dead one does not hide the others."""

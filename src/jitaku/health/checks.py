@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
+from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.config import Config
@@ -18,7 +19,7 @@ from jitaku.health import buddy, certs, diskage, dns, mailflow, raid, relay, ser
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State
-from jitaku.store import Database, mailstore
+from jitaku.store import Database, tallies
 from jitaku.store import ddns as ddns_rows
 from jitaku.store import health as health_rows
 from jitaku.store import queue as queue_rows
@@ -49,7 +50,11 @@ async def _smart(context: Context) -> Result | None:
     try:
         drives = await _drives(context)
     except smartctl.SmartctlMissing as missing:
-        return Result("smart", State.WARNING, f"{missing}.") if settings.devices else None
+        if not settings.devices:
+            return None
+        program = settings.smartctl
+        ja = f"{program} がインストールされていません（Debian では apt install smartmontools）。"
+        return Result("smart", State.WARNING, f"{missing}.", ja=ja)
     previous = context.previous.get("smart")
     return smart.check(settings, drives, previous.metrics if previous else {})
 
@@ -87,9 +92,14 @@ async def _traffic(context: Context) -> Result | None:
     try:
         received, sent = await asyncio.to_thread(traffic.counters, settings.interface)
     except LookupError as missing:
-        return Result("traffic", State.WARNING, f"{missing}; mend [health.traffic] interface.")
-    arrived = await context.database.read(functools.partial(mailstore.arrivals, since=now - 3600))
-    return traffic.check(settings, received, sent, len(arrived), now, context.previous.get("traffic"), history)
+        ja = f"インターフェース {settings.interface} がありません。[health.traffic] interface を直してください。"
+        return Result("traffic", State.WARNING, f"{missing}; mend [health.traffic] interface.", ja=ja)
+    mail = await context.database.read(functools.partial(_mail_in_the_hour, since=now - 3600))
+    return traffic.check(settings, received, sent, mail, now, context.previous.get("traffic"), history)
+
+
+def _mail_in_the_hour(connection: Connection, since: float) -> traffic.Mail:
+    return traffic.Mail(*(tallies.total(connection, kind, since) for kind in tallies.KINDS))
 
 
 async def _ddns(context: Context) -> Result | None:
@@ -153,10 +163,13 @@ async def run(name: str, context: Context) -> Result | None:
             return await CHECKS[name](context)
     except TimeoutError:
         log.event("check_error", check=name, error="timeout")
-        return Result(name, State.WARNING, f"the {name} check did not finish in {timeout(name, context):.0f} s.")
+        seconds = timeout(name, context)
+        ja = f"{name} のチェックが {seconds:.0f} 秒たっても終わりませんでした。"
+        return Result(name, State.WARNING, f"the {name} check did not finish in {seconds:.0f} s.", ja=ja)
     except Exception as error:
         log.event("check_error", check=name, error=repr(error))
-        return Result(name, State.WARNING, f"the {name} check itself failed: {error!r}.")
+        ja = f"{name} のチェック自体が失敗しました: {error!r}。"
+        return Result(name, State.WARNING, f"the {name} check itself failed: {error!r}.", ja=ja)
 
 
 async def run_all(context: Context, names: list[str] | None = None) -> list[Result]:

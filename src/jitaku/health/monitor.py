@@ -18,7 +18,7 @@ from jitaku.config import Config
 from jitaku.health import checks
 from jitaku.health.alerts import Alerter
 from jitaku.health.result import Result, State
-from jitaku.store import Database
+from jitaku.store import Database, tallies
 from jitaku.store import health as rows
 from jitaku.store.health import Alert, Status
 
@@ -33,7 +33,6 @@ class Monitor:
         self._alerter = Alerter(config.settings.alerts, config.settings.hostname)
         self._context = checks.Context(config, database)
         self._statuses: dict[str, Status] = {}
-        self._unsent: dict[str, tuple[str, set[int]]] = {}  # check: its last alert's kind, targets that missed it
         self._lock = asyncio.Lock()  # one alert decision at a time
 
     async def load(self) -> None:
@@ -73,10 +72,12 @@ class Monitor:
 
     async def judge(self, result: Result, now: float) -> None:
         """Keep RESULT, and alert when it is news: a new state, new detail, or a reminder falls due.
-        Targets that did not take an alert get it again next round (the others are not told twice)."""
+        Targets that did not take an alert get it again next round, even after a restart (the others are
+        not told twice)."""
         async with self._lock:
             known = self._statuses.get(result.check)
-            status = Status(result.check, result.state, result.detail, result.sentence, now, 0.0)
+            sentence = result.said(self._settings.alerts.language)
+            status = Status(result.check, result.state, result.detail, sentence, now, 0.0)
             kind, only = None, None
             if known is None:
                 kind = "problem" if result.state != State.OK else None
@@ -89,13 +90,15 @@ class Monitor:
                 remind = self._settings.alerts.remind
                 if result.state == State.CRITICAL and remind and now - known.alerted_at >= remind:
                     kind = "reminder"
-                elif result.check in self._unsent:
-                    kind, only = self._unsent[result.check]
+                elif known.unsent:
+                    kind, only = known.unsent_kind, set(known.unsent)
             if kind is not None and only is None:
                 log.event("health_changed", check=result.check, state=str(result.state), alert=kind)
-            alert = await self._alert(kind, result, now, only) if kind else None
-            if alert is not None:
+            alert = None
+            if kind is not None:
+                alert, missed = await self._alert(kind, result, sentence, now, only)
                 status.alerted_at = now
+                status.unsent_kind, status.unsent = (kind, missed) if missed else ("", frozenset())
             self._statuses[result.check] = status
             self._context.previous[result.check] = result
 
@@ -107,19 +110,18 @@ class Monitor:
 
             await self._database.write(write)
 
-    async def _alert(self, kind: str, result: Result, now: float, only: set[int] | None) -> Alert:
+    async def _alert(
+        self, kind: str, result: Result, sentence: str, now: float, only: set[int] | None
+    ) -> tuple[Alert, frozenset[int]]:
+        """The alert as recorded, and the targets that did not take it."""
         title = self._alerter.title(kind, result.check, result.state)
         if not self._alerter.configured:
-            return Alert(now, result.check, kind, result.state, title, result.sentence, False)
-        deliveries = await self._alerter.send(title, result.sentence, result.state, only)
+            return Alert(now, result.check, kind, result.state, title, sentence, False), frozenset()
+        deliveries = await self._alerter.send(title, sentence, result.state, only)
         for delivery in deliveries:
             log.event("alert_sent" if delivery.ok else "alert_failed", check=result.check, target=delivery.target)
-        failed = {delivery.number for delivery in deliveries if not delivery.ok}
-        if failed:
-            self._unsent[result.check] = (kind, failed)
-        else:
-            self._unsent.pop(result.check, None)
-        return Alert(now, result.check, kind, result.state, title, result.sentence, not failed)
+        missed = frozenset(delivery.number for delivery in deliveries if not delivery.ok)
+        return Alert(now, result.check, kind, result.state, title, sentence, not missed), missed
 
     async def _heartbeat(self) -> None:
         try:
@@ -131,7 +133,7 @@ class Monitor:
             log.event("heartbeat_failed", error=error.__class__.__name__)
 
     async def summary(self) -> None:
-        lines = [f"{status.check}: {status.state} - {status.sentence}" for status in self._statuses.values()]
+        lines = [self._alerter.line(status.check, status.state, status.sentence) for status in self._statuses.values()]
         title = self._alerter.title("summary", "", State.OK)
         worst = max((status.state for status in self._statuses.values()), default=State.OK)
         deliveries = await self._alerter.send(title, "\n".join(lines), worst)
@@ -139,4 +141,9 @@ class Monitor:
         await self._database.write(lambda connection: rows.add_alert(connection, alert))
 
     async def _prune(self) -> None:
-        await self._database.write(lambda connection: rows.prune(connection, time.time()))
+        def prune(connection: Connection) -> None:
+            now = time.time()
+            rows.prune(connection, now)
+            tallies.prune(connection, now - rows.KEEP_RESULTS)
+
+        await self._database.write(prune)

@@ -25,10 +25,14 @@ class Result:
     sentence: str
     metrics: dict[str, float] = field(default_factory=dict)
     detail: str = ""  # what, beyond the state, is news when it changes (a counter that grew); not shown
+    ja: str = ""  # the sentence in Japanese, for `[alerts] language = "ja"`; empty: the English serves
+
+    def said(self, language: str) -> str:
+        return self.ja if language == "ja" and self.ja else self.sentence
 
     def as_json(self) -> dict[str, Any]:
         shown = asdict(self)
-        del shown["detail"]
+        del shown["detail"], shown["ja"]
         return {**shown, "state": str(self.state)}
 
 

@@ -2,6 +2,9 @@
 unreachable from outside all night and the only sign was a flat graph, noticed next morning. This
 notices the flat graph for you.
 
+Inbound SMTP sessions count too: a night without a single connection to the MX, at an hour that
+usually has a few, is the same news even when other traffic hides it.
+
 The usual level is the median of the same hour on earlier days (a week of results is kept), so a quiet
 night is not news but a quiet afternoon is."""
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import psutil
 
@@ -50,39 +54,84 @@ def usual(history: Sequence[tuple[float, Result]], metric: str = "rx_rate") -> f
     return statistics.median(value for _at, value in values) if len(days) >= MIN_DAYS else None
 
 
+@dataclass(frozen=True)
+class Mail:
+    """The last hour's SMTP sessions on the MX listener, messages accepted there, and recipients sent on."""
+
+    sessions: int
+    mail_in: int
+    mail_out: int
+
+
 def check(
     settings: TrafficCheckSettings,
     received: int,
     sent: int,
-    mail_in: int,
+    mail: Mail,
     now: float,
     previous: Result | None,
     history: Sequence[tuple[float, Result]],
 ) -> Result:
-    """MAIL_IN: messages that arrived in the last hour; HISTORY: results from this hour on earlier days."""
+    """HISTORY: results from this hour on earlier days."""
     where = settings.interface or "every interface"
-    metrics = {"rx_bytes": float(received), "tx_bytes": float(sent), "at": now, "mail_in": float(mail_in)}
+    where_ja = settings.interface or "すべてのインターフェース"
+    metrics = {"rx_bytes": float(received), "tx_bytes": float(sent), "at": now}
+    metrics |= {"smtp_sessions": float(mail.sessions), "mail_in": float(mail.mail_in), "mail_out": float(mail.mail_out)}
     hour = time.strftime("%H:00", time.localtime(now))
-    mail = usual(history, "mail_in")
-    quiet_mail = (
-        f"no mail has come in for an hour, where {mail:.0f} messages usually do at {hour}"
-        if mail is not None and mail >= settings.min_mail and mail_in == 0
-        else ""
-    )
+    hour_ja = f"{time.localtime(now).tm_hour}時台"
     before = previous.metrics if previous else {}
     elapsed = now - before.get("at", now)
-    if elapsed <= 0 or received < before.get("rx_bytes", 0.0) or sent < before.get("tx_bytes", 0.0):
-        return Result("traffic", State.OK, f"counting the traffic on {where}.", metrics)  # first look, or a reboot
-    rx_rate = (received - before["rx_bytes"]) / elapsed
-    metrics |= {"rx_rate": rx_rate, "tx_rate": (sent - before["tx_bytes"]) / elapsed}
+    rx_rate = None  # unknown on a first look, or after a reboot reset the counters
+    if elapsed > 0 and received >= before.get("rx_bytes", 0.0) and sent >= before.get("tx_bytes", 0.0):
+        rx_rate = (received - before["rx_bytes"]) / elapsed
+        metrics |= {"rx_rate": rx_rate, "tx_rate": (sent - before["tx_bytes"]) / elapsed}
     normal = usual(history)
-    flat = normal is not None and normal >= settings.min_usual and rx_rate < settings.drop * normal
-    if flat or quiet_mail:
-        fallen = (
-            f"traffic in on {where} has fallen to {_size(rx_rate)}, far below the usual {_size(normal or 0)} at {hour}"
+    sessions = usual(history, "smtp_sessions")
+    fallen: list[tuple[str, str]] = []
+    if rx_rate is not None and normal is not None and normal >= settings.min_usual and rx_rate < settings.drop * normal:
+        fallen.append(
+            (
+                f"traffic in on {where} has fallen to {_size(rx_rate)}, far below the usual {_size(normal)} at {hour}",
+                f"{where_ja} の受信が {_size(rx_rate)} に落ちています（{hour_ja}のいつもは {_size(normal)}）",
+            )
         )
-        said = "; ".join(part for part in (fallen if flat else "", quiet_mail) if part)
-        return Result("traffic", State.WARNING, f"{said}: are we still reachable from outside?", metrics)
+    if sessions is not None and sessions >= settings.min_sessions and mail.sessions == 0:
+        fallen.append(
+            (
+                f"no SMTP session has come in for an hour, where {sessions:.0f} usually do at {hour}",
+                f"この1時間、SMTP の接続が一つもありません（{hour_ja}のいつもは {sessions:.0f} 件）",
+            )
+        )
+    if fallen:
+        return Result(
+            "traffic",
+            State.WARNING,
+            f"{'; '.join(en for en, _ja in fallen)}: are we still reachable from outside?",
+            metrics,
+            ja=f"{'。'.join(ja for _en, ja in fallen)}。外から届かなくなっていませんか？",
+        )
+    sessions_said = f"; {mail.sessions} SMTP sessions in the last hour."
+    sessions_ja = f"この1時間の SMTP 接続は {mail.sessions} 件です。"
+    if rx_rate is None:
+        return Result(
+            "traffic",
+            State.OK,
+            f"counting the traffic on {where}{sessions_said}",
+            metrics,
+            ja=f"{where_ja} の通信量を数え始めました。{sessions_ja}",
+        )
     if normal is None:
-        return Result("traffic", State.OK, f"{_size(rx_rate)} in on {where}; still learning what is usual.", metrics)
-    return Result("traffic", State.OK, f"{_size(rx_rate)} in on {where} (usual at {hour}: {_size(normal)}).", metrics)
+        return Result(
+            "traffic",
+            State.OK,
+            f"{_size(rx_rate)} in on {where}, still learning what is usual{sessions_said}",
+            metrics,
+            ja=f"{where_ja} の受信は {_size(rx_rate)}、いつもの量はまだ学習中です。{sessions_ja}",
+        )
+    return Result(
+        "traffic",
+        State.OK,
+        f"{_size(rx_rate)} in on {where} (usual at {hour}: {_size(normal)}){sessions_said}",
+        metrics,
+        ja=f"{where_ja} の受信は {_size(rx_rate)}（{hour_ja}のいつもは {_size(normal)}）。{sessions_ja}",
+    )

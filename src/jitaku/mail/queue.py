@@ -20,7 +20,7 @@ from jitaku.mail import dsn
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
 from jitaku.mail.transport import Outcome, Transport
-from jitaku.store import Database
+from jitaku.store import Database, tallies
 from jitaku.store import queue as queue_rows
 from jitaku.store.queue import QueuedMessage
 
@@ -119,6 +119,7 @@ class Queue:
 
         def record(connection: Connection) -> None:
             queue_rows.record_attempt(connection, message.id, done, deferred, next_attempt)
+            tallies.add(connection, {(tallies.minute_of(now), tallies.MAIL_OUT): len(delivered)})
             if personal_delivered and self.on_personal_delivered is not None:
                 self.on_personal_delivered(connection, personal_delivered)
 

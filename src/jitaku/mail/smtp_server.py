@@ -23,7 +23,8 @@ from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
 from jitaku.passwords import verify_password
 from jitaku.ratelimit import FailureLimiter
-from jitaku.store import Database, accounts
+from jitaku.store import Database, accounts, tallies
+from jitaku.store.tallies import Tally
 
 
 def has_bare_line_end(data: bytes) -> bool:
@@ -88,6 +89,7 @@ class JitakuSMTP(SMTP):
         self._handler_ref = handler
         self._pending_login: LoginPassword | None = None
         self._in_rcpt = False
+        self._greeted = False
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd 1.4.6's own version, less the typing.Protocol class it defines on
@@ -126,6 +128,20 @@ class JitakuSMTP(SMTP):
             # A recipient aiosmtpd cannot even parse ("a@b@c", route lists) is a relay attempt to us.
             text = "554 5.7.1 Relay access denied: malformed recipient address"
         await super().push(_ENHANCED.get(text, text))
+
+    async def smtp_HELO(self, hostname: str) -> None:
+        self._count_session()
+        await super().smtp_HELO(hostname)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._count_session()
+        await super().smtp_EHLO(hostname)
+
+    def _count_session(self) -> None:
+        """A client that greets us is a session on the MX; a bare connect (a port check, a scanner) is not."""
+        if not self._greeted and not self._handler_ref.listener.authenticated:
+            self._handler_ref.tally.count(tallies.SMTP_SESSIONS)
+        self._greeted = True
 
     async def smtp_RCPT(self, arg: str) -> None:
         self._in_rcpt = True
@@ -183,6 +199,7 @@ class Handler:
         database: Database,
         limiter: FailureLimiter,
         max_recipients: int,
+        tally: Tally,
     ) -> None:
         self.listener = listener
         self.policy = policy
@@ -190,6 +207,7 @@ class Handler:
         self.database = database
         self.limiter = limiter
         self.max_recipients = max_recipients
+        self.tally = tally
 
     async def check_password(self, username: str, password: str) -> str | None:
         user = await self.database.read(lambda c: accounts.find_user(c, username))
@@ -258,6 +276,8 @@ class Handler:
         except Exception as error:  # nothing was committed: the client must try again
             log.event("accept_failed", client=client_ip(session), sender=f"<{arrival.sender}>", error=repr(error))
             return "451 4.3.0 Error: queue file write error, try again later"
+        if not self.listener.authenticated:
+            self.tally.count(tallies.MAIL_IN)
         log.event(
             "accepted",
             queue_id=queue_id,

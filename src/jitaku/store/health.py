@@ -23,6 +23,8 @@ class Status:
     sentence: str
     since: float
     alerted_at: float
+    unsent_kind: str = ""  # the last alert's kind, while some targets have not taken it
+    unsent: frozenset[int] = frozenset()  # those targets' numbers in [alerts] urls
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,16 @@ def series(connection: Connection, check: str, since: float) -> list[tuple[float
 def statuses(connection: Connection) -> dict[str, Status]:
     rows = connection.execute(select(health_status))
     return {
-        row.check_name: Status(row.check_name, State(row.state), row.detail, row.sentence, row.since, row.alerted_at)
+        row.check_name: Status(
+            row.check_name,
+            State(row.state),
+            row.detail,
+            row.sentence,
+            row.since,
+            row.alerted_at,
+            row.unsent_kind,
+            frozenset(int(number) for number in row.unsent.split(",") if number),
+        )
         for row in rows
     }
 
@@ -108,6 +119,8 @@ def save_status(connection: Connection, status: Status) -> None:
         "sentence": status.sentence,
         "since": status.since,
         "alerted_at": status.alerted_at,
+        "unsent_kind": status.unsent_kind,
+        "unsent": ",".join(str(number) for number in sorted(status.unsent)),
     }
     found = connection.execute(update(health_status).where(health_status.c.check_name == status.check).values(**values))
     if found.rowcount == 0:

@@ -82,12 +82,6 @@ def get_message(connection: Connection, address: str, uid: int, name: str = "INB
     return StoredMessage(row.uid, row.received_at, row.size, row.body) if row else None
 
 
-def arrivals(connection: Connection, since: float) -> list[float]:
-    """When each message still stored arrived, since SINCE: mail in, for the dashboard."""
-    rows = connection.execute(select(messages.c.received_at).where(messages.c.received_at >= since))
-    return [row.received_at for row in rows]
-
-
 def message_counts(connection: Connection) -> list[tuple[str, int]]:
     """Each user's address and how many messages their INBOX holds, in the order users were added."""
     rows = connection.execute(

@@ -229,6 +229,9 @@ health_status = Table(
     Column("sentence", Text, nullable=False),
     Column("since", Float, nullable=False),
     Column("alerted_at", Float, nullable=False),
+    # the last alert's kind and the [alerts] urls (numbers from 1, comma-separated) that did not take it yet
+    Column("unsent_kind", String(16), nullable=False, default="", server_default=""),
+    Column("unsent", Text, nullable=False, default="", server_default=""),
 )
 
 health_alerts = Table(
@@ -244,3 +247,11 @@ health_alerts = Table(
     Column("delivered", Boolean, nullable=False),  # every target took it
 )
 Index("health_alerts_at", health_alerts.c.at)
+
+tallies = Table(
+    "tallies",
+    metadata,
+    Column("minute", Integer, primary_key=True),  # the minute's start, in seconds since the epoch
+    Column("kind", String(32), primary_key=True),  # smtp_sessions, mail_in, mail_out
+    Column("count", Integer, nullable=False),
+)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from jitaku.config import Settings
-from jitaku.store import Database, mailstore
+from jitaku.store import Database, tallies
 from jitaku.store import ddns as ddns_rows
 from jitaku.store import health as rows
 from jitaku.web import graphs
@@ -33,6 +32,8 @@ GRAPHS = (
     ("Reallocated sectors", "smart", ".reallocated", 1.0),
     ("Pending sectors", "smart", ".pending", 1.0),
 )
+# the graph of tallies per hour: (label, kind)
+MAIL_LINES = (("in", tallies.MAIL_IN), ("out", tallies.MAIL_OUT), ("SMTP sessions", tallies.SMTP_SESSIONS))
 
 
 def _when(timestamp: float) -> str:
@@ -99,9 +100,15 @@ class Dashboard:
                 samples[check] = await self._database.read(functools.partial(rows.series, check=check, since=start))
             lines = _lines(samples[check], metric, scale)
             found.append((title, {label: graphs.bucket(points, start, end) for label, points in lines.items()}))
-        arrivals = await self._database.read(functools.partial(mailstore.arrivals, since=start))
-        hours = Counter(int(at // 3600) * 3600.0 + 1800 for at in arrivals)
-        found.append(("Mail in, messages per hour", {"in": sorted(hours.items())}))
+        mail: dict[str, graphs.Points] = {}
+        for label, kind in (
+            ("in", tallies.MAIL_IN),
+            ("out", tallies.MAIL_OUT),
+            ("SMTP sessions", tallies.SMTP_SESSIONS),
+        ):
+            hours = await self._database.read(functools.partial(tallies.per_hour, kind=kind, since=start))
+            mail[label] = [(hour + 1800, float(count)) for hour, count in sorted(hours.items())]
+        found.append(("Mail per hour: messages in, recipients out, SMTP sessions", mail))
         return start, end, found
 
     async def _page(self, request: Request) -> Response:

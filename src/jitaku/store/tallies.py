@@ -1,0 +1,86 @@
+"""Counts per minute of what happens too often for a row each: SMTP sessions, mail in and mail out.
+
+Each process counts in memory and adds its counts to the table every few seconds, so a session costs
+no write of its own; a kill -9 loses at most that many seconds of counts, which only a graph would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Mapping
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from jitaku import log
+from jitaku.store.database import Database
+from jitaku.store.schema import tallies
+
+SMTP_SESSIONS = "smtp_sessions"  # connections to the MX listener
+MAIL_IN = "mail_in"  # messages accepted on the MX listener
+MAIL_OUT = "mail_out"  # recipients a remote server (or the relay) took
+KINDS = (SMTP_SESSIONS, MAIL_IN, MAIL_OUT)
+
+
+def minute_of(at: float) -> int:
+    return int(at) // 60 * 60
+
+
+def add(connection: Connection, counts: Mapping[tuple[int, str], int]) -> None:
+    """Add COUNTS, {(minute, kind): count}, to what the table holds."""
+    for (minute, kind), count in counts.items():
+        if not count:
+            continue
+        where = (tallies.c.minute == minute) & (tallies.c.kind == kind)
+        found = connection.execute(update(tallies).where(where).values(count=tallies.c.count + count))
+        if found.rowcount == 0:
+            connection.execute(insert(tallies).values(minute=minute, kind=kind, count=count))
+
+
+def total(connection: Connection, kind: str, since: float) -> int:
+    rows = connection.execute(select(tallies.c.count).where(tallies.c.kind == kind, tallies.c.minute >= since))
+    return sum(count for (count,) in rows)
+
+
+def per_hour(connection: Connection, kind: str, since: float) -> dict[float, int]:
+    """KIND's counts by hour since SINCE: {the hour's start: count}."""
+    rows = connection.execute(
+        select(tallies.c.minute, tallies.c.count).where(tallies.c.kind == kind, tallies.c.minute >= since)
+    )
+    hours: Counter[float] = Counter()
+    for minute, count in rows:
+        hours[float(minute // 3600 * 3600)] += count
+    return dict(hours)
+
+
+def prune(connection: Connection, before: float) -> None:
+    connection.execute(delete(tallies).where(tallies.c.minute < before))
+
+
+class Tally:
+    """This process's counts since the last flush."""
+
+    def __init__(self, database: Database, every: float) -> None:
+        self._database = database
+        self._every = every
+        self._counts: Counter[tuple[int, str]] = Counter()
+
+    def count(self, kind: str, number: int = 1) -> None:
+        self._counts[(minute_of(time.time()), kind)] += number
+
+    async def flush(self) -> None:
+        counts, self._counts = self._counts, Counter()
+        if not counts:
+            return
+        try:
+            await self._database.write(lambda connection: add(connection, counts))
+        except Exception as error:  # kept for the next flush; counting must never cost a session
+            self._counts.update(counts)
+            log.event("tally_failed", error=repr(error))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._every)
+            await self.flush()
