@@ -59,6 +59,7 @@ def test_healthy_disks_are_ok_with_their_temperatures(disks: Disks) -> None:
     result = smart.check(SmartCheckSettings(), disks.read(), {})
     assert result is not None and result.state == State.OK
     assert result.sentence == "every disk passes SMART: sda at 34 °C, nvme0 at 38 °C."
+    assert result.ja == "すべてのディスクの SMART に異常はありません: sda（34 °C）、nvme0（38 °C）。"
     assert result.metrics["sda.temperature"] == 34.0 and result.metrics["nvme0.media_errors"] == 0.0
 
 
@@ -73,9 +74,14 @@ def test_reallocated_sectors_warn_at_once_and_again_when_they_grow(disks: Disks)
         "sdb (WDC WD10EZEX-08WN4A0 serial WD-WCC6Y1KX0002) is wearing out: 8 reallocated sectors (up from 0), "
         "2 pending sectors (up from 0); plan to replace it."
     )
+    assert grown.ja == (
+        "sdb (WDC WD10EZEX-08WN4A0 シリアル WD-WCC6Y1KX0002) が劣化しています: "
+        "代替処理済みのセクタが 8 個（前回の 0 から増加）、代替処理保留中のセクタが 2 個（前回の 0 から増加）。"
+        "交換の準備をしてください。"
+    )
     steady = smart.check(SmartCheckSettings(), disks.read(), grown.metrics)
     assert steady is not None and steady.detail == grown.detail  # the same news is not news again
-    assert "up from" not in steady.sentence
+    assert "up from" not in steady.sentence and "前回" not in steady.ja and "代替処理済みのセクタが 8 個" in steady.ja
 
 
 def test_a_failed_self_assessment_is_critical(disks: Disks) -> None:
@@ -86,6 +92,7 @@ def test_a_failed_self_assessment_is_critical(disks: Disks) -> None:
         "sdc (ST1000DM010-2EP102 serial Z9A1B2C3) fails its SMART self-assessment: "
         "copy what matters off it and replace it now."
     )
+    assert result.ja.startswith("sdc (ST1000DM010-2EP102 シリアル Z9A1B2C3) が SMART の自己診断で不合格です: ")
 
 
 def test_no_smartctl_or_no_disks_is_no_check(disks: Disks, tmp_path: Path) -> None:
@@ -107,6 +114,32 @@ def test_disk_age_warns_before_the_end_of_service_life_with_a_date(disks: Disks)
         "sdc (ST1000DM010-2EP102 serial Z9A1B2C3) is past its expected service life (21,833 of 17,520 hours); "
         "replace it soon."
     )
+    assert result.ja == (
+        "sdb (WDC WD10EZEX-08WN4A0 シリアル WD-WCC6Y1KX0002) は想定 17,520 時間のうち 16,950 時間（1.9 年）稼働しました。"
+        "2026-12-12 までに交換してください。"
+        "sdd (ST2000DM008-2FR102 シリアル ZFL0AB12) は想定 17,520 時間のうち 17,100 時間（2.0 年）稼働しました。"
+        "2026-12-05 までに交換してください。"
+        "sdc (ST1000DM010-2EP102 シリアル Z9A1B2C3) は想定寿命を過ぎています（稼働 21,833 時間、想定 17,520 時間）。"
+        "早めに交換してください。"
+    )
     young = diskage.check(DiskAgeCheckSettings(), disks.read("/dev/sda"), NOW)
     assert young is not None and young.state == State.OK
     assert young.sentence == "every disk is within its expected 2.0 years: sda 1.4 years."
+    assert young.ja == "すべてのディスクが想定寿命 2.0 年の範囲内です: sda 1.4 年。"
+
+
+@pytest.mark.parametrize("fixture", sorted(path.stem for path in FAKE.parent.glob("*.json")))
+def test_every_smartctl_reading_is_said_in_japanese_too(fixture: str, disks: Disks) -> None:
+    disks.set(sda=fixture)
+    for result in (
+        smart.check(SmartCheckSettings(), disks.read(), {}),
+        diskage.check(DiskAgeCheckSettings(), disks.read(), NOW),
+    ):
+        assert result is not None and result.ja.endswith("。") and result.ja != result.sentence
+
+
+def test_a_disk_smartctl_cannot_read_is_said_in_japanese_too(disks: Disks) -> None:
+    disks.set()
+    result = smart.check(SmartCheckSettings(), disks.read("/dev/sdz"), {})
+    assert result is not None and result.state == State.WARNING
+    assert result.ja == "sdz の SMART を読めません: /dev/sdz: No such device。"

@@ -85,6 +85,45 @@ def test_an_array_waiting_for_another_to_resync_is_not_news(lsblk: str, tmp_path
     result = raid.check(RaidCheckSettings(mdstat=str(tmp_path / "mdstat"), lsblk=lsblk))
     assert result is not None and result.state == State.OK
     assert "md1 (raid1) is healthy on sda3 sdb3 (resync=DELAYED: it waits for another array)." in result.sentence
+    assert (
+        "md1 (raid1) は sda3、sdb3 で正常に動いています（resync=DELAYED: 他のアレイの処理を待っています）。"
+        in result.ja
+    )
+    assert "整合性チェックを実行中です: 12.3% 完了、残り 1 分未満" in result.ja
+
+
+def test_the_japanese_sentence_names_the_same_arrays_disks_and_numbers(lsblk: str) -> None:
+    failed = run("failed_member", lsblk)
+    assert failed is not None and failed.said("ja") == failed.ja == (
+        "md1 が縮退しています: sdb3 が故障しました（ディスク WDC WD10EZEX-08WN4A0 シリアル WD-WCC6Y1KX0002）。"
+        "アレイは sda だけで動いています。"
+    )
+    raid5 = run("degraded_raid5", lsblk)
+    assert raid5 is not None and raid5.ja.endswith("アレイは sda、sdb、sdd で動いています。")
+    assert "sdc1 が故障しました（ディスク ST1000DM010-2EP102 シリアル Z9A1B2C3）" in raid5.ja
+    removed = run("degraded_removed", lsblk)
+    assert removed is not None and "メンバー 2 個のうち 1 個が欠けています" in removed.ja
+    recovering = run("recovering", lsblk)
+    assert recovering is not None and recovering.ja == (
+        "md1 (raid1) は sdc3 への再構築中です: 27.5% 完了、残り約 83 分、速度 138 MiB/s。"
+    )
+    spare = run("failed_replaced_by_spare", lsblk)
+    assert spare is not None and "スペアで動いています: sdb3 が故障しました（ディスク WDC" in spare.ja
+    inactive = run("inactive", lsblk)
+    assert inactive is not None and inactive.ja == "md127 は inactive のまま動いていません（メンバー: sdb3）。"
+
+
+@pytest.mark.parametrize("fixture", sorted(path.stem for path in (FIXTURES / "mdstat").glob("*.txt")))
+def test_every_mdstat_state_is_said_in_japanese_too(fixture: str, lsblk: str) -> None:
+    result = run(fixture, lsblk)
+    assert result is None or (result.ja.endswith("。") and result.ja != result.sentence)
+
+
+def test_an_unreadable_mdstat_is_a_warning_in_both_languages(lsblk: str, tmp_path: Path) -> None:
+    result = raid.check(RaidCheckSettings(mdstat=str(tmp_path), lsblk=lsblk))  # a directory: EISDIR
+    assert result is not None and result.state == State.WARNING
+    assert result.sentence == f"cannot read {tmp_path}: Is a directory"
+    assert result.ja == f"{tmp_path} を読めません: Is a directory。"
 
 
 def test_metrics_count_working_members_and_progress(lsblk: str) -> None:
@@ -101,6 +140,7 @@ def test_no_raid_here_is_no_check(lsblk: str, tmp_path: Path) -> None:
 def test_without_lsblk_the_disk_is_named_from_the_partition() -> None:
     result = raid.check(RaidCheckSettings(mdstat=str(FIXTURES / "mdstat" / "failed_member.txt"), lsblk="/nonexistent"))
     assert result is not None and "sdb3 failed (disk sdb)" in result.sentence
+    assert "sdb3 が故障しました（ディスク sdb）" in result.ja
     assert [parent_name(d) for d in ("sdb3", "nvme0n1p2", "mmcblk0p1", "vda", "sdaa12")] == [
         "sdb",
         "nvme0n1",

@@ -16,7 +16,7 @@ import httpx
 
 from jitaku.config import BuddySettings, parse_listen
 from jitaku.health.result import Result, State
-from jitaku.health.services import answers
+from jitaku.health.services import Silence, answers
 
 SMTP_PORTS = {25, 587}  # these must greet with 220, not merely accept a connection
 MAX_TARGETS = 16
@@ -27,15 +27,21 @@ def name(settings: BuddySettings) -> str:
     return settings.name or urlparse(settings.url).hostname or settings.url
 
 
-async def probe(targets: list[str]) -> list[dict[str, Any]]:
-    """Connect to each "host:port"; what a buddy asks of us, and what we do for its `theirs`."""
-
-    async def one(target: str) -> dict[str, Any]:
+async def _silences(targets: list[str]) -> list[tuple[str, Silence | None]]:
+    async def one(target: str) -> tuple[str, Silence | None]:
         where = parse_listen(target)
-        why = await answers(where.host, where.port, greeting=where.port in SMTP_PORTS)
-        return {"target": target, "ok": why is None, "error": why}
+        return target, await answers(where.host, where.port, greeting=where.port in SMTP_PORTS)
 
     return list(await asyncio.gather(*(one(target) for target in targets)))
+
+
+async def probe(targets: list[str]) -> list[dict[str, Any]]:
+    """Connect to each "host:port"; what a buddy asks of us. Its `error` stays English: what buddies say to
+    each other does not change with either one's alert language."""
+    return [
+        {"target": target, "ok": why is None, "error": why.en if why else None}
+        for target, why in await _silences(targets)
+    ]
 
 
 async def _call(settings: BuddySettings, method: str, path: str, **kwargs: Any) -> Any:
@@ -45,19 +51,22 @@ async def _call(settings: BuddySettings, method: str, path: str, **kwargs: Any) 
         async with httpx.AsyncClient(timeout=TIMEOUT, verify=settings.verify_tls) as client:
             response = await client.request(method, settings.url.rstrip("/") + path, headers=headers, **kwargs)
     except httpx.HTTPError as error:
-        raise Unreachable(error.__class__.__name__) from None
+        raise Unreachable(error.__class__.__name__, error.__class__.__name__) from None
     if response.status_code in (401, 403):
-        raise Unreachable(f"it refused our token (HTTP {response.status_code})")
+        code = response.status_code
+        raise Unreachable(f"it refused our token (HTTP {code})", f"トークンが拒否されました（HTTP {code}）")
     if response.status_code != 200:
-        raise Unreachable(f"HTTP {response.status_code}")
+        raise Unreachable(f"HTTP {response.status_code}", f"HTTP {response.status_code}")
     try:
         return response.json()
     except ValueError:
-        raise Unreachable("it answered something other than JSON") from None
+        raise Unreachable("it answered something other than JSON", "JSON 以外の応答が返りました") from None
 
 
 class Unreachable(Exception):
-    pass
+    def __init__(self, why: str, ja: str) -> None:
+        super().__init__(why)
+        self.ja = ja
 
 
 async def watch(settings: BuddySettings) -> Result | None:
@@ -65,26 +74,41 @@ async def watch(settings: BuddySettings) -> Result | None:
     if not settings.url:
         return None
     friend = name(settings)
-    problems = [
-        f"{r['target']} does not answer ({r['error']})" for r in await probe(list(settings.theirs)) if not r["ok"]
-    ]
+    silent = [(target, why) for target, why in await _silences(list(settings.theirs)) if why]
+    problems = [f"{target} does not answer ({why.en})" for target, why in silent]
+    problems_ja = [f"{target}: {why.ja}" for target, why in silent]
     try:
         hello = await _call(settings, "GET", "/api/buddy/hello")
         theirs = f"its jitaku ({hello.get('hostname')}: {hello.get('state')})"
+        theirs_ja = f"先方の jitaku（{hello.get('hostname')}: {hello.get('state')}）"
     except Unreachable as error:
         problems.append(f"its jitaku does not answer ({error})")
-        theirs = ""
+        problems_ja.append(f"先方の jitaku が応答しません（{error.ja}）")
+        theirs, theirs_ja = "", ""
     metrics = {"problems": float(len(problems))}
     if problems:
         return Result(
-            "buddy", State.CRITICAL, f"our buddy {friend}: {'; '.join(problems)}.", metrics, "; ".join(problems)
+            "buddy",
+            State.CRITICAL,
+            f"our buddy {friend}: {'; '.join(problems)}.",
+            metrics,
+            "; ".join(problems),
+            ja=f"相棒 {friend}: {'、'.join(problems_ja)}。",
         )
     answered = ", ".join([*settings.theirs, theirs])
-    return Result("buddy", State.OK, f"our buddy {friend} answers: {answered}.", metrics)
+    answered_ja = "、".join([*settings.theirs, theirs_ja])
+    return Result(
+        "buddy",
+        State.OK,
+        f"our buddy {friend} answers: {answered}.",
+        metrics,
+        ja=f"相棒 {friend} は応答しています: {answered_ja}。",
+    )
 
 
 async def seen_from_buddy(settings: BuddySettings) -> Result | None:
-    """The `reachability` check: ours, seen from the friend's side of the Internet."""
+    """The `reachability` check: ours, seen from the friend's side of the Internet. The friend says why a
+    target did not answer in English, and the Japanese sentence quotes it so."""
     if not settings.url or not settings.ours:
         return None
     friend = name(settings)
@@ -92,13 +116,30 @@ async def seen_from_buddy(settings: BuddySettings) -> Result | None:
         found = await _call(settings, "POST", "/api/buddy/probe", json={"targets": list(settings.ours)})
         results = list(found["results"])
     except (Unreachable, KeyError, TypeError) as error:
-        return Result("reachability", State.WARNING, f"cannot ask our buddy {friend} how we look: {error}.")
-    failed = [f"{r['target']} does not answer ({r['error']})" for r in results if not r.get("ok")]
-    down = ",".join(str(r["target"]) for r in results if not r.get("ok"))
+        return Result(
+            "reachability",
+            State.WARNING,
+            f"cannot ask our buddy {friend} how we look: {error}.",
+            ja=f"相棒 {friend} に、外からこのサーバーがどう見えるかを問い合わせられません: "
+            f"{error.ja if isinstance(error, Unreachable) else error}。",
+        )
+    down = [r for r in results if not r.get("ok")]
+    failed = [f"{r['target']} does not answer ({r['error']})" for r in down]
+    failed_ja = [f"{r['target']} が応答しません（{r['error']}）" for r in down]
     metrics = {"unreachable": float(len(failed))}
     if failed:
-        sentence = f"seen from our buddy {friend}: {'; '.join(failed)}."
-        return Result("reachability", State.CRITICAL, sentence, metrics, down)
+        return Result(
+            "reachability",
+            State.CRITICAL,
+            f"seen from our buddy {friend}: {'; '.join(failed)}.",
+            metrics,
+            ",".join(str(r["target"]) for r in down),
+            ja=f"相棒 {friend} から見ると、{'、'.join(failed_ja)}。",
+        )
     return Result(
-        "reachability", State.OK, f"seen from our buddy {friend}, {', '.join(settings.ours)} answer.", metrics
+        "reachability",
+        State.OK,
+        f"seen from our buddy {friend}, {', '.join(settings.ours)} answer.",
+        metrics,
+        ja=f"相棒 {friend} から見て、{'、'.join(settings.ours)} は応答しています。",
     )

@@ -16,9 +16,16 @@ class Disk:
     serial: str | None = None
 
     def __str__(self) -> str:
-        parts = [self.model or "", f"serial {self.serial}" if self.serial else ""]
+        return self._said("disk", "serial")
+
+    @property
+    def ja(self) -> str:
+        return self._said("ディスク", "シリアル")
+
+    def _said(self, disk: str, serial: str) -> str:
+        parts = [self.model or "", f"{serial} {self.serial}" if self.serial else ""]
         described = " ".join(part for part in parts if part)
-        return f"disk {described}" if described else f"disk {self.name}"
+        return f"{disk} {described or self.name}"
 
 
 def parent_name(device: str) -> str:

@@ -37,15 +37,21 @@ async def _answer(resolver: dns.asyncresolver.Resolver, name: str, kind: str) ->
         raise Unanswered(f"{kind} {name}: {error.__class__.__name__}") from None
 
 
-async def _look(settings: Settings, server: Nameserver, ours: dict[str, str]) -> list[str]:
-    """What is wrong as SERVER sees it; empty when all is right."""
+async def _look(settings: Settings, server: Nameserver, ours: dict[str, str]) -> list[tuple[str, str]]:
+    """What is wrong as SERVER sees it, in English and in Japanese; empty when all is right."""
     resolver = _resolver(server)
     hostname = settings.mail_hostname
     wrong = []
     for kind, address in ours.items():
         seen = await _answer(resolver, hostname, kind)
         if address not in seen:
-            wrong.append(f"{server.address} answers {kind} {hostname} = {', '.join(seen) or 'nothing'}, not {address}")
+            wrong.append(
+                (
+                    f"{server.address} answers {kind} {hostname} = {', '.join(seen) or 'nothing'}, not {address}",
+                    f"{server.address} の答えは {kind} {hostname} = {'、'.join(seen) or 'なし'} ですが、"
+                    f"正しくは {address} です",
+                )
+            )
     for domain in settings.domains:
         exchanges = [record.split()[-1] for record in await _answer(resolver, domain, "MX")]
         if hostname in exchanges:
@@ -53,7 +59,13 @@ async def _look(settings: Settings, server: Nameserver, ours: dict[str, str]) ->
         reaching = [name for name in exchanges if await _leads_to_us(resolver, name, ours)]
         if not reaching:
             shown = ", ".join(exchanges) or "nothing"
-            wrong.append(f"{server.address} answers MX {domain} = {shown}, which does not lead to us")
+            wrong.append(
+                (
+                    f"{server.address} answers MX {domain} = {shown}, which does not lead to us",
+                    f"{server.address} の答えは MX {domain} = {'、'.join(exchanges) or 'なし'} で、"
+                    "このサーバーにつながりません",
+                )
+            )
     return wrong
 
 
@@ -75,17 +87,46 @@ async def check(settings: Settings, ours: dict[str, str]) -> Result | None:
     if not resolvers:
         return None
     if not ours:
-        return Result("dns", State.WARNING, "our public address is not known yet (see `jitaku ddns status`).")
-    wrong, unanswered = [], []
+        return Result(
+            "dns",
+            State.WARNING,
+            "our public address is not known yet (see `jitaku ddns status`).",
+            ja="このサーバーのグローバルアドレスがまだ分かりません（`jitaku ddns status` を参照）。",
+        )
+    wrong: list[tuple[str, str]] = []
+    unanswered: list[tuple[str, str]] = []
     for server in resolvers:
         try:
             wrong.extend(await _look(settings, server, ours))
         except Unanswered as error:
-            unanswered.append(f"{server.address} did not answer {error}")
+            unanswered.append(
+                (f"{server.address} did not answer {error}", f"{server.address} が応答しません（{error}）")
+            )
     metrics = {"wrong": float(len(wrong)), "resolvers": float(len(resolvers))}
     if wrong:
-        return Result("dns", State.CRITICAL, "; ".join(wrong) + ".", metrics, detail="; ".join(sorted(wrong)))
+        sentences = [sentence for sentence, _ja in wrong]
+        return Result(
+            "dns",
+            State.CRITICAL,
+            "; ".join(sentences) + ".",
+            metrics,
+            detail="; ".join(sorted(sentences)),
+            ja="".join(f"{ja}。" for _sentence, ja in wrong),
+        )
     if len(unanswered) == len(resolvers):
-        return Result("dns", State.WARNING, "; ".join(unanswered) + ".", metrics)
+        return Result(
+            "dns",
+            State.WARNING,
+            "; ".join(sentence for sentence, _ja in unanswered) + ".",
+            metrics,
+            ja="".join(f"{ja}。" for _sentence, ja in unanswered),
+        )
     shown = ", ".join(f"{kind} {address}" for kind, address in sorted(ours.items()))
-    return Result("dns", State.OK, f"public resolvers lead {settings.mail_hostname} to us ({shown}).", metrics)
+    shown_ja = "、".join(f"{kind} {address}" for kind, address in sorted(ours.items()))
+    return Result(
+        "dns",
+        State.OK,
+        f"public resolvers lead {settings.mail_hostname} to us ({shown}).",
+        metrics,
+        ja=f"公開リゾルバで {settings.mail_hostname} はこのサーバー（{shown_ja}）を指しています。",
+    )

@@ -23,9 +23,10 @@ POLL = 1.0
 
 
 class Failed(Exception):
-    def __init__(self, step: str, why: str) -> None:
+    def __init__(self, step: str, why: str, ja: str) -> None:
         super().__init__(why)
         self.step = step  # dns, connect, smtp or delivery (CONTRACTS)
+        self.ja = ja
 
 
 def _probe(settings: Settings, token: str) -> bytes:
@@ -50,9 +51,14 @@ async def _send(settings: Settings, message: bytes) -> str:
         hosts = await transport.mx_hosts(domain)
         targets = [(host, address) for host in hosts for address in await transport.addresses(host)]
     except transport.DeliveryError as error:  # its text starts with an enhanced status code, for DSNs
-        raise Failed("dns", re.sub(r"^\d\.\d{1,3}\.\d{1,3} ", "", str(error))) from None
+        why = re.sub(r"^\d\.\d{1,3}\.\d{1,3} ", "", str(error))
+        raise Failed("dns", why, why) from None
     if not targets:
-        raise Failed("dns", f"no address for the MX of {domain} ({', '.join(hosts)})")
+        raise Failed(
+            "dns",
+            f"no address for the MX of {domain} ({', '.join(hosts)})",
+            f"{domain} の MX（{'、'.join(hosts)}）にアドレスがありません",
+        )
     port = settings.delivery.port
     host, address = targets[0]
     client = aiosmtplib.SMTP(hostname=address, port=port, local_hostname=settings.hostname, timeout=30, start_tls=False)
@@ -61,17 +67,25 @@ async def _send(settings: Settings, message: bytes) -> str:
     except (aiosmtplib.SMTPException, OSError) as error:
         cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
         why = getattr(cause, "strerror", None) or cause.__class__.__name__
-        raise Failed("connect", f"cannot connect to {host}[{address}]:{port}: {why}") from None
+        raise Failed(
+            "connect",
+            f"cannot connect to {host}[{address}]:{port}: {why}",
+            f"{host}[{address}]:{port} に接続できません: {why}",
+        ) from None
     try:
         await client.ehlo()  # no STARTTLS: a sender whose handshake fails falls back to plain text anyway
         await client.sendmail("", [to], message)
     except aiosmtplib.SMTPRecipientsRefused as refused:
         first = refused.recipients[0]
-        raise Failed("smtp", f"{host} answered {first.code} {first.message}") from None
+        raise Failed(
+            "smtp", f"{host} answered {first.code} {first.message}", f"{host} の応答: {first.code} {first.message}"
+        ) from None
     except aiosmtplib.SMTPResponseException as error:
-        raise Failed("smtp", f"{host} answered {error.code} {error.message}") from None
+        raise Failed(
+            "smtp", f"{host} answered {error.code} {error.message}", f"{host} の応答: {error.code} {error.message}"
+        ) from None
     except (aiosmtplib.SMTPException, OSError) as error:
-        raise Failed("smtp", f"{host} broke off: {error}") from None
+        raise Failed("smtp", f"{host} broke off: {error}", f"{host} との通信が途中で切れました: {error}") from None
     finally:
         client.close()
     return host
@@ -104,7 +118,11 @@ async def check(settings: Settings, database: Database) -> Result | None:
         return None
     if await database.read(lambda connection: accounts.find_user(connection, mailflow.to)) is None:
         sentence = f"[health.mailflow] to = {mailflow.to!r} is not a mailbox here; make it one with `jitaku user add`."
-        return Result("mailflow", State.WARNING, sentence)
+        ja = (
+            f"[health.mailflow] to = {mailflow.to!r} はこのサーバーのメールボックスではありません。"
+            "`jitaku user add` で作ってください。"
+        )
+        return Result("mailflow", State.WARNING, sentence, ja=ja)
     token = secrets.token_hex(8)
     started = time.monotonic()
     try:
@@ -114,14 +132,19 @@ async def check(settings: Settings, database: Database) -> Result | None:
         ):
             if time.monotonic() - started > mailflow.deadline:
                 raise Failed(
-                    "delivery", f"{host} took the probe but it did not reach {mailflow.to} in {mailflow.deadline:.0f} s"
+                    "delivery",
+                    f"{host} took the probe but it did not reach {mailflow.to} in {mailflow.deadline:.0f} s",
+                    f"{host} はテストメールを受け取りましたが、"
+                    f"{mailflow.deadline:.0f} 秒以内に {mailflow.to} に届きませんでした",
                 )
             await asyncio.sleep(POLL)
     except Failed as failed:
         sentence = f"mail from outside cannot reach {mailflow.to}: {failed.step}: {failed}."
-        return Result("mailflow", State.CRITICAL, sentence, {"arrived": 0.0}, failed.step)
+        ja = f"外部からのメールが {mailflow.to} に届きません: {failed.step}: {failed.ja}。"
+        return Result("mailflow", State.CRITICAL, sentence, {"arrived": 0.0}, failed.step, ja=ja)
     finally:
         await _clean(database, mailflow.to, token.encode(), mailflow.deadline)
     took = time.monotonic() - started
     sentence = f"a probe to {mailflow.to} through {host} arrived in {took:.1f} s."
-    return Result("mailflow", State.OK, sentence, {"arrived": 1.0, "seconds": round(took, 3)})
+    ja = f"{host} 経由の {mailflow.to} 宛てテストメールが {took:.1f} 秒で届きました。"
+    return Result("mailflow", State.OK, sentence, {"arrived": 1.0, "seconds": round(took, 3)}, ja=ja)

@@ -8,21 +8,23 @@ from jitaku.health.result import Result, State
 from jitaku.store.queue import Backlog
 
 
-def _duration(seconds: float) -> str:
+def _duration(seconds: float) -> tuple[str, str]:
     if seconds >= 7200:
-        return f"{seconds / 3600:.0f} hours"
-    return f"{seconds / 60:.0f} minutes"
+        return f"{seconds / 3600:.0f} hours", f"{seconds / 3600:.0f} 時間"
+    return f"{seconds / 60:.0f} minutes", f"{seconds / 60:.0f} 分"
 
 
 def check(settings: QueueCheckSettings, backlog: Backlog, now: float) -> Result:
     age = now - backlog.oldest_at if backlog.oldest_at is not None else 0.0
     metrics = {"size": float(backlog.size), "oldest_age": age}
     if not backlog.size:
-        return Result("queue", State.OK, "the outbound queue is empty.", metrics)
-    waiting = f"{backlog.size} message{'s' if backlog.size != 1 else ''} queued, the oldest for {_duration(age)}"
-    why = f" ({backlog.oldest_error})" if backlog.oldest_error else ""
+        return Result("queue", State.OK, "the outbound queue is empty.", metrics, ja="送信キューは空です。")
+    duration, duration_ja = _duration(age)
+    waiting = f"{backlog.size} message{'s' if backlog.size != 1 else ''} queued, the oldest for {duration}"
+    waiting_ja = f"送信待ちのメールが {backlog.size} 通あり、最も古いものは {duration_ja}待っています"
+    why, why_ja = (f" ({backlog.oldest_error})", f"（{backlog.oldest_error}）") if backlog.oldest_error else ("", "")
     if age >= settings.critical_age:
-        return Result("queue", State.CRITICAL, f"{waiting}{why}.", metrics)
+        return Result("queue", State.CRITICAL, f"{waiting}{why}.", metrics, ja=f"{waiting_ja}{why_ja}。")
     if age >= settings.warning_age or backlog.size >= settings.warning_size:
-        return Result("queue", State.WARNING, f"{waiting}{why}.", metrics)
-    return Result("queue", State.OK, f"{waiting}.", metrics)
+        return Result("queue", State.WARNING, f"{waiting}{why}.", metrics, ja=f"{waiting_ja}{why_ja}。")
+    return Result("queue", State.OK, f"{waiting}.", metrics, ja=f"{waiting_ja}。")

@@ -7,12 +7,28 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from jitaku.config import RaidCheckSettings
 from jitaku.health import disks
 from jitaku.health.result import Result, State
 
 REBUILDING = ("recovery", "resync", "reshape")
+ACTIONS_JA = {
+    "recovery": "再構築",
+    "resync": "再同期",
+    "reshape": "構成変更",
+    "check": "整合性チェック",
+    "repair": "修復",
+}
+
+
+class Verdict(NamedTuple):
+    """One array's state, said in English and in Japanese side by side so that both name the same facts."""
+
+    state: State
+    sentence: str
+    ja: str
 
 
 @dataclass(frozen=True)
@@ -109,48 +125,84 @@ def _array(lines: list[str]) -> Array:
     )
 
 
-def _eta(progress: Progress) -> str:
-    text = f"{progress.percent:g}% done"
+def _eta(progress: Progress) -> tuple[str, str]:
+    text, ja = f"{progress.percent:g}% done", f"{progress.percent:g}% 完了"
     if progress.finish_minutes is not None:
         minutes = progress.finish_minutes
         text += f", about {minutes:.0f} minutes left" if minutes >= 1 else ", less than a minute left"
+        ja += f"、残り約 {minutes:.0f} 分" if minutes >= 1 else "、残り 1 分未満"
     if progress.speed_kib is not None:
         text += f" at {progress.speed_kib / 1024:.0f} MiB/s"
-    return text
+        ja += f"、速度 {progress.speed_kib / 1024:.0f} MiB/s"
+    return text, ja
 
 
-def _judge(array: Array, known: dict[str, disks.Disk]) -> tuple[State, str]:
-    def disk(device: str) -> str:
-        return str(disks.disk_of(device, known))
+def _judge(array: Array, known: dict[str, disks.Disk]) -> Verdict:
+    def disk(device: str) -> disks.Disk:
+        return disks.disk_of(device, known)
 
     label = f"{array.name} ({array.level})" if array.level else array.name
     if not array.active:
-        return State.CRITICAL, f"{array.name} is inactive (members: {', '.join(m.device for m in array.members)})"
+        members = [m.device for m in array.members]
+        return Verdict(
+            State.CRITICAL,
+            f"{array.name} is inactive (members: {', '.join(members)})",
+            f"{array.name} は inactive のまま動いていません（メンバー: {'、'.join(members)}）",
+        )
     rebuilding = array.progress is not None and array.progress.action in REBUILDING
     if array.degraded and not rebuilding:
         failed = [m for m in array.members if m.failed]
-        why = (
-            ", ".join(f"{m.device} failed ({disk(m.device)})" for m in failed)
-            if failed
-            else f"{(array.wanted or 0) - (array.working or 0)} of {array.wanted} members are missing"
+        missing = (array.wanted or 0) - (array.working or 0)
+        if failed:
+            why = ", ".join(f"{m.device} failed ({disk(m.device)})" for m in failed)
+            why_ja = "、".join(f"{m.device} が故障しました（{disk(m.device).ja}）" for m in failed)
+        else:
+            why = f"{missing} of {array.wanted} members are missing"
+            why_ja = f"メンバー {array.wanted} 個のうち {missing} 個が欠けています"
+        survivors = sorted({disk(m.device).name for m in array.in_use})
+        alone = len(survivors) == 1
+        runs_on = ", ".join(survivors) + (" alone" if alone else "")
+        runs_on_ja = "、".join(survivors) + (" だけで" if alone else " で")
+        return Verdict(
+            State.CRITICAL,
+            f"{array.name} is degraded: {why}. The array runs on {runs_on}",
+            f"{array.name} が縮退しています: {why_ja}。アレイは {runs_on_ja}動いています",
         )
-        survivors = sorted({disks.disk_of(m.device, known).name for m in array.in_use})
-        runs_on = " alone" if len(survivors) == 1 else ""
-        return State.CRITICAL, f"{array.name} is degraded: {why}. The array runs on {', '.join(survivors)}{runs_on}"
     if rebuilding and array.progress is not None:
         action = {"recovery": "rebuilding", "resync": "resyncing", "reshape": "reshaping"}[array.progress.action]
         target = [m.device for m in array.in_use if array.progress.action == "recovery"]
-        onto = f" onto {target[-1]}" if target and array.degraded else ""
-        return State.WARNING, f"{label} is {action}{onto}: {_eta(array.progress)}"
+        onto, onto_ja = (f" onto {target[-1]}", f" {target[-1]} への") if target and array.degraded else ("", "")
+        eta, eta_ja = _eta(array.progress)
+        return Verdict(
+            State.WARNING,
+            f"{label} is {action}{onto}: {eta}",
+            f"{label} は{onto_ja}{ACTIONS_JA[array.progress.action]}中です: {eta_ja}",
+        )
     failed = [m for m in array.members if m.failed]
     if failed:  # a spare took its place; the dead disk is still in the array, and there is no spare now
         dead = ", ".join(f"{m.device} ({disk(m.device)})" for m in failed)
-        return State.WARNING, f"{label} runs on a spare: {dead} failed; remove it and add a new disk"
+        dead_ja = "、".join(f"{m.device} が故障しました（{disk(m.device).ja}）" for m in failed)
+        return Verdict(
+            State.WARNING,
+            f"{label} runs on a spare: {dead} failed; remove it and add a new disk",
+            f"{label} はスペアで動いています: {dead_ja}。故障したディスクを取り外し、新しいディスクを追加してください",
+        )
+    in_use = [m.device for m in array.in_use]
     spares = [m.device for m in array.members if m.spare]
-    held = " ".join(m.device for m in array.in_use) + (f", spare {' '.join(spares)}" if spares else "")
-    scrub = f"; a {array.progress.action} is running, {_eta(array.progress)}" if array.progress else ""
+    held = " ".join(in_use) + (f", spare {' '.join(spares)}" if spares else "")
+    spare_ja = f"（スペア {'、'.join(spares)}）" if spares else ""
+    scrub, scrub_ja = "", ""
+    if array.progress:
+        eta, eta_ja = _eta(array.progress)
+        scrub = f"; a {array.progress.action} is running, {eta}"
+        scrub_ja = f"。{ACTIONS_JA[array.progress.action]}を実行中です: {eta_ja}"
     waits = f" ({array.pending}: it waits for another array)" if array.pending else ""
-    return State.OK, f"{label} is healthy on {held}{scrub}{waits}"
+    waits_ja = f"（{array.pending}: 他のアレイの処理を待っています）" if array.pending else ""
+    return Verdict(
+        State.OK,
+        f"{label} is healthy on {held}{scrub}{waits}",
+        f"{label} は {'、'.join(in_use)} で正常に動いています{spare_ja}{scrub_ja}{waits_ja}",
+    )
 
 
 def check(settings: RaidCheckSettings) -> Result | None:
@@ -160,19 +212,25 @@ def check(settings: RaidCheckSettings) -> Result | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        return Result("raid", State.WARNING, f"cannot read {settings.mdstat}: {error.strerror}")
+        return Result(
+            "raid",
+            State.WARNING,
+            f"cannot read {settings.mdstat}: {error.strerror}",
+            ja=f"{settings.mdstat} を読めません: {error.strerror}。",
+        )
     arrays = parse(text)
     if not arrays:
         return None
     troubled = any(a.degraded or not a.active or any(m.failed for m in a.members) for a in arrays)
     known = disks.read(settings.lsblk) if troubled else {}
-    judged = [(array, *_judge(array, known)) for array in arrays]
-    state = max(state for _array, state, _sentence in judged)
-    shown = [sentence for _array, s, sentence in judged if s == state or state == State.OK]
+    verdicts = [_judge(array, known) for array in arrays]
+    state = max(verdict.state for verdict in verdicts)
+    shown = [verdict for verdict in verdicts if verdict.state == state or state == State.OK]
     metrics: dict[str, float] = {}
     for array in arrays:
         metrics[f"{array.name}.working"] = float(array.working or 0)
         metrics[f"{array.name}.wanted"] = float(array.wanted or 0)
         if array.progress:
             metrics[f"{array.name}.progress"] = array.progress.percent
-    return Result("raid", state, ". ".join(shown) + ".", metrics)
+    sentence = ". ".join(verdict.sentence for verdict in shown) + "."
+    return Result("raid", state, sentence, metrics, ja="".join(f"{verdict.ja}。" for verdict in shown))

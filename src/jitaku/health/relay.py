@@ -25,17 +25,32 @@ def check(settings: Settings, states: Sequence[RecordState]) -> Result | None:
         return None
     assert settings.relay is not None
     relay = f"the relayhost {settings.relay.host} takes mail only from the address MyDNS last heard from"
+    relay_ja = f"リレーホスト {settings.relay.host} は、MyDNS に最後に通知されたアドレスからのメールしか受け付けません"
     records = [record for record in settings.ddns if record.provider == "mydns" and record.ipv4]
     if not records:
-        return Result("relay", State.WARNING, f'{relay}, and no [[ddns]] record with provider = "mydns" tells it ours.')
+        return Result(
+            "relay",
+            State.WARNING,
+            f'{relay}, and no [[ddns]] record with provider = "mydns" tells it ours.',
+            ja=f'{relay_ja}。しかし provider = "mydns" の [[ddns]] レコードがなく、'
+            "このサーバーのアドレスを MyDNS に通知していません。",
+        )
     known = {state.name: state for state in states if state.family == 4}
     for record in records:
         state = known.get(record.name)
         if state is not None and state.address and state.sent_address == state.address and not state.fatal:
-            return Result("relay", State.OK, f"{relay}, and it has heard {state.address} from us for {record.name}.")
-    failing = "; ".join(
-        f"{record.name}: {(state.error if state else None) or 'not told our current address yet'}"
-        for record in records
-        for state in [known.get(record.name)]
+            return Result(
+                "relay",
+                State.OK,
+                f"{relay}, and it has heard {state.address} from us for {record.name}.",
+                ja=f"{relay_ja}。MyDNS には {record.name} として {state.address} を通知済みです。",
+            )
+    errors = [(record.name, known[record.name].error if record.name in known else None) for record in records]
+    why = "; ".join(f"{name}: {error or 'not told our current address yet'}" for name, error in errors)
+    why_ja = "、".join(f"{name}: {error or 'まだ現在のアドレスを通知していません'}" for name, error in errors)
+    return Result(
+        "relay",
+        State.WARNING,
+        f"{relay}, and the MyDNS updater is failing ({why}).",
+        ja=f"{relay_ja}。しかし MyDNS の更新が失敗しています（{why_ja}）。",
     )
-    return Result("relay", State.WARNING, f"{relay}, and the MyDNS updater is failing ({failing}).")

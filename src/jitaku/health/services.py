@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import NamedTuple
 
 from jitaku.config import Settings
 from jitaku.health.result import Result, State
@@ -13,7 +14,14 @@ TIMEOUT = 10.0
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-async def answers(host: str, port: int, greeting: bool, tls: bool = False) -> str | None:
+class Silence(NamedTuple):
+    """Why a listener did not answer: in English (also what a buddy is told), and in Japanese."""
+
+    en: str
+    ja: str
+
+
+async def answers(host: str, port: int, greeting: bool, tls: bool = False) -> Silence | None:
     """None when HOST:PORT answers (with an SMTP 220 when GREETING); else what went wrong, in a few words."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # our own, self-signed until ACME
@@ -22,15 +30,17 @@ async def answers(host: str, port: int, greeting: bool, tls: bool = False) -> st
             asyncio.open_connection(host, port, ssl=context if tls else None), TIMEOUT
         )
     except (OSError, TimeoutError) as error:
-        return f"no connection ({error.__class__.__name__})"
+        cause = error.__class__.__name__
+        return Silence(f"no connection ({cause})", f"接続できません（{cause}）")
     try:
         if greeting:
             line = await asyncio.wait_for(reader.readline(), TIMEOUT)
             if not line.startswith(b"220"):
-                return f"greets with {line[:40]!r}"
+                return Silence(f"greets with {line[:40]!r}", f"最初の応答が 220 ではなく {line[:40]!r} です")
         return None
     except (OSError, TimeoutError) as error:
-        return f"no greeting ({error.__class__.__name__})"
+        cause = error.__class__.__name__
+        return Silence(f"no greeting ({cause})", f"最初の応答がありません（{cause}）")
     finally:
         writer.close()
 
@@ -48,12 +58,24 @@ async def check(settings: Settings) -> Result:
             for _name, item, greeting, tls in listeners
         )
     )
-    broken = [
-        f"{name} on {item}: {problem}"
-        for (name, item, _g, _t), problem in zip(listeners, problems, strict=True)
-        if problem
+    silent = [
+        (name, item, problem) for (name, item, _g, _t), problem in zip(listeners, problems, strict=True) if problem
     ]
+    broken = [f"{name} on {item}: {problem.en}" for name, item, problem in silent]
+    broken_ja = [f"{item} の {name}: {problem.ja}" for name, item, problem in silent]
     metrics = {"listeners": float(len(listeners)), "broken": float(len(broken))}
     if broken:
-        return Result("services", State.CRITICAL, f"not answering: {'; '.join(broken)}.", metrics)
-    return Result("services", State.OK, f"all {len(listeners)} listeners answer.", metrics)
+        return Result(
+            "services",
+            State.CRITICAL,
+            f"not answering: {'; '.join(broken)}.",
+            metrics,
+            ja=f"応答しない待ち受けがあります: {'、'.join(broken_ja)}。",
+        )
+    return Result(
+        "services",
+        State.OK,
+        f"all {len(listeners)} listeners answer.",
+        metrics,
+        ja=f"待ち受け {len(listeners)} 個すべてが応答しています。",
+    )

@@ -4,50 +4,87 @@ graphed, not alerted: they count cable trouble, which comes and goes."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from jitaku.config import SmartCheckSettings
 from jitaku.health.result import Result, State
 from jitaku.health.smartctl import Drive
 
 TEMPERATURE_WARNING = 55.0  # °C; desktop disks are specified to 55-60
-WEAR = (  # (attribute, words): non-zero is a warning, growth is news
-    ("reallocated", "reallocated sectors"),
-    ("pending", "pending sectors"),
-    ("offline_uncorrectable", "offline uncorrectable sectors"),
-    ("media_errors", "media errors"),
+WEAR = (  # (attribute, words, Japanese words for the count): non-zero is a warning, growth is news
+    ("reallocated", "reallocated sectors", "代替処理済みのセクタが {} 個"),
+    ("pending", "pending sectors", "代替処理保留中のセクタが {} 個"),
+    ("offline_uncorrectable", "offline uncorrectable sectors", "オフラインで回復不能なセクタが {} 個"),
+    ("media_errors", "media errors", "メディアエラーが {} 件"),
 )
 
 
-def _judge(drive: Drive, previous: dict[str, float]) -> tuple[State, str, list[str]]:
+class Verdict(NamedTuple):
+    """One disk's state, said in English and in Japanese side by side, and what in it is news."""
+
+    state: State
+    sentence: str
+    ja: str
+    news: list[str]
+
+
+def _judge(drive: Drive, previous: dict[str, float]) -> Verdict:
     if drive.error:
-        return State.WARNING, f"cannot read SMART from {drive}: {drive.error}", []
+        return Verdict(
+            State.WARNING,
+            f"cannot read SMART from {drive}: {drive.error}",
+            f"{drive.ja} の SMART を読めません: {drive.error}",
+            [],
+        )
     if drive.passed is False:
         advice = "copy what matters off it and replace it now"
-        return State.CRITICAL, f"{drive} fails its SMART self-assessment: {advice}", []
-    worn, news = [], []
-    for attribute, words in WEAR:
+        advice_ja = "大事なデータを今すぐ別の場所へコピーし、ディスクを交換してください"
+        return Verdict(
+            State.CRITICAL,
+            f"{drive} fails its SMART self-assessment: {advice}",
+            f"{drive.ja} が SMART の自己診断で不合格です: {advice_ja}",
+            [],
+        )
+    worn, worn_ja, news = [], [], []
+    for attribute, words, words_ja in WEAR:
         value = getattr(drive, attribute)
         if value:
             before = previous.get(f"{drive.name}.{attribute}")
             grew = before is not None and before < value
             worn.append(f"{value} {words}" + (f" (up from {before:.0f})" if grew else ""))
+            worn_ja.append(words_ja.format(value) + (f"（前回の {before:.0f} から増加）" if grew else ""))
             news.append(f"{drive.name}.{attribute}={value}")
     if worn:
-        return State.WARNING, f"{drive} is wearing out: {', '.join(worn)}; plan to replace it", news
+        return Verdict(
+            State.WARNING,
+            f"{drive} is wearing out: {', '.join(worn)}; plan to replace it",
+            f"{drive.ja} が劣化しています: {'、'.join(worn_ja)}。交換の準備をしてください",
+            news,
+        )
     if drive.temperature is not None and drive.temperature > TEMPERATURE_WARNING:
-        return State.WARNING, f"{drive} runs hot at {drive.temperature:.0f} °C", [f"{drive.name}.hot"]
-    heat = f" at {drive.temperature:.0f} °C" if drive.temperature is not None else ""
-    return State.OK, f"{drive.name}{heat}", []
+        return Verdict(
+            State.WARNING,
+            f"{drive} runs hot at {drive.temperature:.0f} °C",
+            f"{drive.ja} の温度が {drive.temperature:.0f} °C と高くなっています",
+            [f"{drive.name}.hot"],
+        )
+    heat, heat_ja = "", ""
+    if drive.temperature is not None:
+        heat, heat_ja = f" at {drive.temperature:.0f} °C", f"（{drive.temperature:.0f} °C）"
+    return Verdict(State.OK, f"{drive.name}{heat}", f"{drive.name}{heat_ja}", [])
 
 
 def check(settings: SmartCheckSettings, drives: list[Drive], previous: dict[str, float]) -> Result | None:
     if not drives:
         return None
-    judged = [_judge(drive, previous) for drive in drives]
-    state = max(state for state, _sentence, _news in judged)
+    verdicts = [_judge(drive, previous) for drive in drives]
+    state = max(verdict.state for verdict in verdicts)
     if state == State.OK:
-        sentence = "every disk passes SMART: " + ", ".join(sentence for _s, sentence, _n in judged)
+        sentence = "every disk passes SMART: " + ", ".join(verdict.sentence for verdict in verdicts)
+        ja = "すべてのディスクの SMART に異常はありません: " + "、".join(verdict.ja for verdict in verdicts)
     else:
-        sentence = "; ".join(sentence for s, sentence, _n in judged if s != State.OK)
+        sentence = "; ".join(verdict.sentence for verdict in verdicts if verdict.state != State.OK)
+        ja = "。".join(verdict.ja for verdict in verdicts if verdict.state != State.OK)
     metrics: dict[str, float] = {}
     for drive in drives:
         for attribute in ("reallocated", "pending", "offline_uncorrectable", "crc_errors", "media_errors"):
@@ -56,5 +93,5 @@ def check(settings: SmartCheckSettings, drives: list[Drive], previous: dict[str,
                 metrics[f"{drive.name}.{attribute}"] = float(value)
         if drive.temperature is not None:
             metrics[f"{drive.name}.temperature"] = float(drive.temperature)
-    detail = ",".join(item for _s, _sentence, news in judged for item in news)
-    return Result("smart", state, sentence + ".", metrics, detail)
+    detail = ",".join(item for verdict in verdicts for item in verdict.news)
+    return Result("smart", state, sentence + ".", metrics, detail, ja=ja + "。")

@@ -40,7 +40,14 @@ class Drive:
         return self.device.removeprefix("/dev/")
 
     def __str__(self) -> str:
-        described = " ".join(part for part in (self.model, f"serial {self.serial}" if self.serial else None) if part)
+        return self._said("serial")
+
+    @property
+    def ja(self) -> str:
+        return self._said("シリアル")
+
+    def _said(self, serial: str) -> str:
+        described = " ".join(part for part in (self.model, f"{serial} {self.serial}" if self.serial else None) if part)
         return f"{self.name} ({described})" if described else self.name
 
 

@@ -1,0 +1,124 @@
+"""The queue, certs, services and buddy checks without a daemon: a backlog, a certificate written here,
+and listeners on loopback that greet wrongly or not at all. Each says what it finds in English and in
+Japanese, with the same numbers, names and addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from jitaku.config import BuddySettings, CertsCheckSettings, QueueCheckSettings, parse
+from jitaku.health import buddy, certs, queue, services
+from jitaku.health.result import State
+from jitaku.store.queue import Backlog
+from tests.conftest import free_port
+
+NOW = 1_800_000_000.0  # 2027-01-15
+
+
+def test_the_queue_says_how_much_waits_and_how_long() -> None:
+    empty = queue.check(QueueCheckSettings(), Backlog(0, None, None), NOW)
+    assert (empty.state, empty.ja) == (State.OK, "送信キューは空です。")
+    stuck = queue.check(QueueCheckSettings(), Backlog(3, NOW - 3 * 86400, "mx.example.net: 421 try later"), NOW)
+    assert stuck.state == State.CRITICAL
+    assert stuck.sentence == "3 messages queued, the oldest for 72 hours (mx.example.net: 421 try later)."
+    assert (
+        stuck.ja == "送信待ちのメールが 3 通あり、最も古いものは 72 時間待っています（mx.example.net: 421 try later）。"
+    )
+    young = queue.check(QueueCheckSettings(), Backlog(1, NOW - 300, None), NOW)
+    assert (young.state, young.ja) == (State.OK, "送信待ちのメールが 1 通あり、最も古いものは 5 分待っています。")
+
+
+def certificate(path: Path, ends: float) -> Path:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.example.test")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime.fromtimestamp(NOW - 86400 * 90, datetime.UTC))
+        .not_valid_after(datetime.datetime.fromtimestamp(ends, datetime.UTC))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mail.example.test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def test_the_certificate_says_when_it_ends(tmp_path: Path) -> None:
+    soon = certs.check(CertsCheckSettings(), certificate(tmp_path / "soon.pem", NOW + 10 * 86400), NOW)
+    assert soon is not None and soon.state == State.WARNING
+    assert soon.sentence == "the certificate for mail.example.test expires on 2027-01-25, in 10 days."
+    assert soon.ja == "mail.example.test の証明書は 2027-01-25 に期限が切れます（あと 10 日）。"
+    gone = certs.check(CertsCheckSettings(), certificate(tmp_path / "gone.pem", NOW - 86400), NOW)
+    assert gone is not None and gone.state == State.CRITICAL
+    assert gone.ja == "mail.example.test の証明書は 2027-01-14 に期限が切れました。"
+    fine = certs.check(CertsCheckSettings(), certificate(tmp_path / "fine.pem", NOW + 60 * 86400), NOW)
+    assert fine is not None and fine.ja == "mail.example.test の証明書は 2027-03-16 まで有効です。"
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    junk = certs.check(CertsCheckSettings(), tmp_path / "junk.pem", NOW)
+    assert junk is not None and junk.state == State.CRITICAL
+    assert junk.ja.startswith(f"証明書 {tmp_path / 'junk.pem'} を読めません: ")
+
+
+@asynccontextmanager
+async def listening(greeting: bytes) -> AsyncIterator[int]:
+    """A listener on loopback that says GREETING to whoever connects; its port."""
+
+    async def greet(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(greet, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def test_services_say_which_listener_does_not_answer_and_why() -> None:
+    async def look(smtp: int, submission: int, web: int) -> services.Result:
+        text = (
+            f'domains = ["example.test"]\n[smtp]\nlisten = ["127.0.0.1:{smtp}"]\n'
+            f'[submission]\nlisten = ["127.0.0.1:{submission}"]\n[web]\nlisten = ["127.0.0.1:{web}"]\n'
+        )
+        return await services.check(parse(text, Path("jitaku.toml")))
+
+    async def scene() -> tuple[services.Result, services.Result]:
+        async with listening(b"554 not now\r\n") as refusing, listening(b"220 hello\r\n") as greeting:
+            closed = free_port()
+            return await look(refusing, closed, greeting), await look(greeting, greeting, greeting)
+
+    broken, fine = asyncio.run(scene())
+    assert broken.state == State.CRITICAL and broken.metrics["broken"] == 2.0
+    assert broken.sentence.startswith("not answering: smtp on 127.0.0.1:")
+    assert broken.ja.startswith("応答しない待ち受けがあります: 127.0.0.1:")
+    assert "の smtp: 最初の応答が 220 ではなく b'554 not now\\r\\n' です、" in broken.ja
+    assert "の submission: 接続できません（ConnectionRefusedError）。" in broken.ja
+    assert (fine.state, fine.ja) == (State.OK, "待ち受け 3 個すべてが応答しています。")
+
+
+def test_a_buddy_that_does_not_answer_is_said_in_japanese_too() -> None:
+    theirs = f"127.0.0.1:{free_port()}"
+    settings = BuddySettings(url=f"http://127.0.0.1:{free_port()}", token="t" * 16, theirs=(theirs,), ours=(theirs,))
+    watched = asyncio.run(buddy.watch(settings))
+    assert watched is not None and watched.state == State.CRITICAL
+    assert watched.sentence == (
+        f"our buddy 127.0.0.1: {theirs} does not answer (no connection (ConnectionRefusedError)); "
+        "its jitaku does not answer (ConnectError)."
+    )
+    assert watched.ja == (
+        f"相棒 127.0.0.1: {theirs}: 接続できません（ConnectionRefusedError）、先方の jitaku が応答しません（ConnectError）。"
+    )
+    seen = asyncio.run(buddy.seen_from_buddy(settings))
+    assert seen is not None and seen.state == State.WARNING
+    assert seen.ja == "相棒 127.0.0.1 に、外からこのサーバーがどう見えるかを問い合わせられません: ConnectError。"
