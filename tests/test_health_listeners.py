@@ -37,8 +37,14 @@ def test_the_queue_says_how_much_waits_and_how_long() -> None:
     assert (young.state, young.ja) == (State.OK, "送信待ちのメールが 1 通あり、最も古いものは 5 分待っています。")
 
 
-def certificate(path: Path, ends: float) -> Path:
+def certificate(path: Path, ends: float, key_path: Path | None = None) -> Path:
+    """A self-signed certificate for mail.example.test until ENDS at PATH (and its key at KEY_PATH)."""
     key = ec.generate_private_key(ec.SECP256R1())
+    if key_path is not None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        key_path.write_bytes(pem)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.example.test")])
     cert = (
         x509.CertificateBuilder()
@@ -65,6 +71,17 @@ def test_the_certificate_says_when_it_ends(tmp_path: Path) -> None:
     assert gone.ja == "mail.example.test の証明書は 2027-01-14 に期限が切れました。"
     fine = certs.check(CertsCheckSettings(), certificate(tmp_path / "fine.pem", NOW + 60 * 86400), NOW)
     assert fine is not None and fine.ja == "mail.example.test の証明書は 2027-03-16 まで有効です。"
+    renewed = certificate(tmp_path / "renewed.pem", NOW + 90 * 86400)
+    serving = x509.load_pem_x509_certificate((tmp_path / "soon.pem").read_bytes())
+    stale = certs.check(CertsCheckSettings(), renewed, NOW, serving)  # renewed on disk, not yet loaded
+    assert stale is not None and stale.state == State.WARNING
+    assert stale.sentence == (
+        f"the certificate for mail.example.test expires on 2027-01-25, in 10 days, but it is not {renewed} "
+        "(valid until 2027-04-15): restart jitaku to serve the new one."
+    )
+    assert certs.check(CertsCheckSettings(), renewed, NOW, x509.load_pem_x509_certificate(renewed.read_bytes())) == (
+        certs.check(CertsCheckSettings(), renewed, NOW)
+    )
     (tmp_path / "junk.pem").write_text("not a certificate")
     junk = certs.check(CertsCheckSettings(), tmp_path / "junk.pem", NOW)
     assert junk is not None and junk.state == State.CRITICAL

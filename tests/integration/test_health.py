@@ -19,6 +19,7 @@ from jitaku.health.result import Result, State
 from jitaku.store import Database
 from jitaku.store import health as rows
 from tests.conftest import Jitaku, free_port, swaks, wait_until
+from tests.test_health_listeners import certificate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 FAKE_SMARTCTL = FIXTURES / "smartctl" / "fake_smartctl.py"
@@ -301,3 +302,26 @@ def test_the_mail_flow_probe_names_the_step_that_broke(jitaku_factory, tmp_path,
     mx(zone, "127.0.0.1")
     _at, recovered = wait_until(lambda: hook.first("recovered: mailflow"), timeout=10)
     assert recovered["message"].startswith("a probe to probe@example.test through mx.example.test arrived in ")
+
+
+def test_a_renewed_certificate_the_daemon_has_not_loaded_is_a_warning_until_a_restart(jitaku_factory) -> None:
+    """The certs check reads what the submission listener serves over STARTTLS, beside tls/cert.pem."""
+    server: Jitaku = jitaku_factory()
+    server.init("alice@example.test")
+    server.start()
+    fresh = json.loads(server.cli("check", "certs", "--json").stdout)
+    assert fresh == [
+        {"check": "certs", "state": "ok", "sentence": fresh[0]["sentence"], "metrics": fresh[0]["metrics"]}
+    ]
+    ends = time.time() + 200 * 86400
+    certificate(server.dir / "tls" / "cert.pem", ends, key_path=server.dir / "tls" / "key.pem")  # renewed
+    stale = server.cli("check", "certs", "--json", check=False)
+    assert stale.returncode == 1
+    (result,) = json.loads(stale.stdout)
+    until = time.strftime("%Y-%m-%d", time.gmtime(ends))
+    assert result["sentence"].endswith(
+        f"but it is not {server.dir / 'tls' / 'cert.pem'} (valid until {until}): restart jitaku to serve the new one."
+    )
+    server.restart()
+    (loaded,) = json.loads(server.cli("check", "certs", "--json").stdout)
+    assert loaded["sentence"] == f"the certificate for mail.example.test is valid until {until}."

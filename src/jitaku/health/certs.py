@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from pathlib import Path
 
+import aiosmtplib
 from cryptography import x509
 
-from jitaku.config import CertsCheckSettings
+from jitaku.config import CertsCheckSettings, Settings
 from jitaku.health.result import Result, State
+from jitaku.health.services import TIMEOUT, WILDCARDS
 
 
 def _names(cert: x509.Certificate) -> str:
@@ -18,7 +22,41 @@ def _names(cert: x509.Certificate) -> str:
     return ", ".join(alternative.get_values_for_type(x509.DNSName))
 
 
-def check(settings: CertsCheckSettings, certificate: Path, now: float) -> Result | None:
+async def served(settings: Settings) -> x509.Certificate | None:
+    """What a client sees: the certificate of the first submission listener (implicit TLS, else STARTTLS);
+    None without one, or when it does not answer (the services check says so). Not the MX: a greeting
+    there would count as a stranger's session in the traffic check."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # read it, whoever signed it
+    try:
+        for item in settings.submissions.listen[:1]:
+            host = WILDCARDS.get(item.host, item.host)
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, item.port, ssl=context), TIMEOUT)
+            try:
+                return _certificate(writer.get_extra_info("ssl_object"))
+            finally:
+                writer.close()
+        for item in settings.submission.listen[:1]:
+            host = WILDCARDS.get(item.host, item.host)
+            client = aiosmtplib.SMTP(hostname=host, port=item.port, start_tls=False, timeout=TIMEOUT)
+            async with client:
+                await client.starttls(tls_context=context)
+                return _certificate(client.get_transport_info("ssl_object"))
+    except (OSError, TimeoutError, aiosmtplib.SMTPException):
+        return None
+    return None
+
+
+def _certificate(connection: ssl.SSLObject | None) -> x509.Certificate | None:
+    der = connection.getpeercert(binary_form=True) if connection is not None else None
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def check(
+    settings: CertsCheckSettings, certificate: Path, now: float, serving: x509.Certificate | None = None
+) -> Result | None:
+    """CERTIFICATE is tls/cert.pem; SERVING, what the listeners serve, when one answered. They differ when
+    the file was renewed but the daemon still holds the certificate it loaded at start."""
     try:
         cert = x509.load_pem_x509_certificate(certificate.read_bytes())
     except FileNotFoundError:
@@ -30,6 +68,22 @@ def check(settings: CertsCheckSettings, certificate: Path, now: float) -> Result
             f"cannot read the certificate {certificate}: {error}.",
             ja=f"証明書 {certificate} を読めません: {error}。",
         )
+    if serving is None or serving == cert:
+        return _judge(settings, cert, now)
+    judged = _judge(settings, serving, now)
+    until = cert.not_valid_after_utc.strftime("%Y-%m-%d")
+    return Result(
+        "certs",
+        max(judged.state, State.WARNING),
+        f"{judged.sentence.removesuffix('.')}, but it is not {certificate} (valid until {until}): "
+        "restart jitaku to serve the new one.",
+        judged.metrics,
+        ja=f"{judged.ja.removesuffix('。')}。ただしこれは {certificate}（{until} まで有効）ではありません。"
+        "新しい証明書を使うには jitaku を再起動してください。",
+    )
+
+
+def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float) -> Result:
     ends = cert.not_valid_after_utc
     days = (ends.timestamp() - now) / 86400
     names = _names(cert)

@@ -73,7 +73,9 @@ async def _queue(context: Context) -> Result | None:
 
 
 async def _certs(context: Context) -> Result | None:
-    return certs.check(context.config.settings.health.certs, context.config.tls_dir / "cert.pem", time.time())
+    settings = context.config.settings
+    serving = await certs.served(settings)
+    return certs.check(settings.health.certs, context.config.tls_dir / "cert.pem", time.time(), serving)
 
 
 async def _services(context: Context) -> Result | None:
