@@ -11,11 +11,13 @@ a buddy jitaku. Each round breaks everything at a random moment of the check cyc
   mailflow  example.test's MX points at an address where nothing listens
   dns       the public resolver answers our old address
   buddy     the buddy jitaku is killed (-9)
+  traffic   the traffic coming in on an interface (a veth from a network namespace of the bench's own,
+            where a UDP sender plays the world) stops, at an hour whose earlier days had it
 
 and times each alert's arrival at a local webhook (apprise json://), then mends everything and times the
 recovery notices. There is no peer to compare with: the figures stand against the target (300 s).
 
-Usage: bench/time_to_alert [--rounds 2] [--interval 60]
+Usage: bench/time_to_alert [--rounds 2] [--interval 60]   (as root, for the namespace)
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from dnslib.server import BaseResolver, DNSLogger, DNSServer
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 JITAKU = [sys.executable, "-m", "jitaku"]
-CHECKS = ("raid", "smart", "mailflow", "dns", "buddy")
+CHECKS = ("raid", "smart", "mailflow", "dns", "buddy", "traffic")
+NAMESPACE, LINK = "jitaku-bench", "jtbench0"  # the world's end of the veth lives in the namespace
+USUAL_RATE = 256 * 1024.0  # bytes/s in at this hour on the days before, and what the sender sends
 TARGET = 300.0
 
 
@@ -146,6 +150,59 @@ class Server:
             self.process = None
 
 
+class World:
+    """Traffic in on LINK: a UDP sender in NAMESPACE, at about USUAL_RATE, until it is stopped."""
+
+    def __init__(self) -> None:
+        self.sender: subprocess.Popen[bytes] | None = None
+        subprocess.run(["ip", "netns", "delete", NAMESPACE], capture_output=True)  # left by an earlier run
+        subprocess.run(["ip", "link", "delete", LINK], capture_output=True)
+        for command in (
+            ["netns", "add", NAMESPACE],
+            ["link", "add", LINK, "type", "veth", "peer", "name", "world0", "netns", NAMESPACE],
+            ["addr", "add", "10.99.0.1/30", "dev", LINK],
+            ["link", "set", LINK, "up"],
+            ["-n", NAMESPACE, "addr", "add", "10.99.0.2/30", "dev", "world0"],
+            ["-n", NAMESPACE, "link", "set", "world0", "up"],
+        ):
+            subprocess.run(["ip", *command], check=True)
+
+    def send(self) -> None:
+        pump = (
+            "import socket, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "while True:\n"
+            f"    for _ in range({int(USUAL_RATE / 10 / 1024)}): s.sendto(bytes(1024), ('10.99.0.1', 9))\n"
+            "    time.sleep(0.1)\n"
+        )
+        self.sender = subprocess.Popen(["ip", "netns", "exec", NAMESPACE, sys.executable, "-c", pump])
+
+    def stop_sending(self) -> None:
+        if self.sender is not None:
+            self.sender.kill()
+            self.sender.wait()
+            self.sender = None
+
+    def close(self) -> None:
+        self.stop_sending()
+        subprocess.run(["ip", "netns", "delete", NAMESPACE], capture_output=True)
+
+
+def earlier_days(server: Server) -> None:
+    """This hour on the three days before had USUAL_RATE coming in: what the traffic check learns from."""
+    from jitaku.health.result import Result, State
+    from jitaku.store import Database
+    from jitaku.store import health as rows
+
+    database = Database(f"sqlite:///{server.dir / 'jitaku.db'}")
+    with database.transaction() as connection:
+        for days in (1, 2, 3):
+            rows.record(
+                connection, Result("traffic", State.OK, "", {"rx_rate": USUAL_RATE}), time.time() - days * 86400
+            )
+    database.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
@@ -163,12 +220,14 @@ def main() -> None:
     smartctl.write_text(f'#!/bin/sh\nexec {sys.executable} {fake} {devices} "$@"\n')
     smartctl.chmod(0o755)
     home, friend = Server(work, "home"), Server(work, "friend")
+    world = World()
 
     def healthy() -> None:
         shutil.copy(FIXTURES / "mdstat" / "healthy_raid1.txt", mdstat)
         devices.write_text(json.dumps({"/dev/sda": "healthy", "/dev/sdb": "healthy"}))
         local.set("127.0.0.1")
         public.set("203.0.113.7")
+        world.send()
 
     def broken() -> None:
         shutil.copy(FIXTURES / "mdstat" / "failed_member.txt", mdstat)
@@ -176,6 +235,7 @@ def main() -> None:
         local.set("127.0.0.2")  # the MX leads where nothing listens
         public.set("192.0.2.1")  # the world's resolvers still have the address from before the power cut
         friend.kill()
+        world.stop_sending()  # nobody outside reaches us any more
 
     healthy()
     common = (
@@ -196,8 +256,10 @@ def main() -> None:
         f'[health.buddy]\nurl = "http://127.0.0.1:{friend.web}"\ntoken = "bench-token-0123456789"\n'
         f'theirs = ["127.0.0.1:{friend.smtp}"]\n'
         f'[public_ip]\nsources = ["http://127.0.0.1:{echo("203.0.113.7")}/"]\n'
+        f"[health.traffic]\ninterface = {toml(LINK)}\n"
         f"[alerts]\nurls = [{toml(hook.url)}]\n"
     )
+    earlier_days(home)
     friend.start()
     home.start()
     print(f"jitaku with [health] interval = {args.interval:g} s; target {TARGET:g} s from failure to alert")
@@ -222,6 +284,7 @@ def main() -> None:
     finally:
         home.kill()
         friend.kill()
+        world.close()
     print(f"logs: {work}")
 
 
