@@ -55,9 +55,12 @@ def test_buddies_alert_for_each_other_and_tell_each_other_how_they_look(jitaku_f
 
     died_at = time.monotonic()
     home.kill9()  # the power cut at home: home cannot say anything, its friend must
-    at, alert = wait_until(lambda: friend_hook.first("critical: buddy"), timeout=15)
+    # A round caught in the middle of the kill may first see only the web request cut off; the port's
+    # silence is news of its own, so it comes in an alert of its own the next round at the latest.
+    silent = f"our buddy home: 127.0.0.1:{home.smtp_port} does not answer (no connection"
+    at, alert = wait_until(lambda: friend_hook.first(silent), timeout=15)
     assert at - died_at <= 2 + 1.5, f"{at - died_at:.2f} s"
-    assert alert["message"].startswith(f"our buddy home: 127.0.0.1:{home.smtp_port} does not answer (no connection")
+    assert alert["title"] == "[mail.example.test] critical: buddy"
     assert "its jitaku does not answer" in alert["message"]
 
     home.start()
