@@ -196,12 +196,14 @@ class Jitaku:
         self.smtp_port = free_port()
         self.submission_port = free_port()
         self.web_port = free_port()
+        self.pop3_port = free_port()
         self.settings: dict[str, Any] = {
             "hostname": "mail.example.test",
             "domains": ["example.test", "example.org"],
             "smtp": {"listen": [f"127.0.0.1:{self.smtp_port}"]},
             "submission": {"listen": [f"127.0.0.1:{self.submission_port}"]},
             "web": {"listen": [f"127.0.0.1:{self.web_port}"]},
+            "pop3": {"listen": [f"127.0.0.1:{self.pop3_port}"]},
             "queue": {"retry_min": 1, "retry_max": 2},
         }
         if dns_port:

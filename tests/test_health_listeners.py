@@ -103,25 +103,31 @@ async def listening(greeting: bytes) -> AsyncIterator[int]:
 
 
 def test_services_say_which_listener_does_not_answer_and_why() -> None:
-    async def look(smtp: int, submission: int, web: int) -> services.Result:
+    async def look(smtp: int, submission: int, pop3: int, web: int) -> services.Result:
         text = (
             f'domains = ["example.test"]\n[smtp]\nlisten = ["127.0.0.1:{smtp}"]\n'
-            f'[submission]\nlisten = ["127.0.0.1:{submission}"]\n[web]\nlisten = ["127.0.0.1:{web}"]\n'
+            f'[submission]\nlisten = ["127.0.0.1:{submission}"]\n[pop3]\nlisten = ["127.0.0.1:{pop3}"]\n'
+            f'[web]\nlisten = ["127.0.0.1:{web}"]\n'
         )
         return await services.check(parse(text, Path("jitaku.toml")))
 
     async def scene() -> tuple[services.Result, services.Result]:
-        async with listening(b"554 not now\r\n") as refusing, listening(b"220 hello\r\n") as greeting:
+        async with (
+            listening(b"554 not now\r\n") as refusing,
+            listening(b"220 hello\r\n") as greeting,
+            listening(b"+OK ready\r\n") as pop3,
+        ):
             closed = free_port()
-            return await look(refusing, closed, greeting), await look(greeting, greeting, greeting)
+            return await look(refusing, closed, greeting, greeting), await look(greeting, greeting, pop3, greeting)
 
     broken, fine = asyncio.run(scene())
-    assert broken.state == State.CRITICAL and broken.metrics["broken"] == 2.0
+    assert broken.state == State.CRITICAL and broken.metrics["broken"] == 3.0
     assert broken.sentence.startswith("not answering: smtp on 127.0.0.1:")
     assert broken.ja.startswith("応答しない待ち受けがあります: 127.0.0.1:")
     assert "の smtp: 最初の応答が 220 ではなく b'554 not now\\r\\n' です、" in broken.ja
-    assert "の submission: 接続できません（ConnectionRefusedError）。" in broken.ja
-    assert (fine.state, fine.ja) == (State.OK, "待ち受け 3 個すべてが応答しています。")
+    assert "の submission: 接続できません（ConnectionRefusedError）、" in broken.ja
+    assert "の pop3: 最初の応答が +OK ではなく b'220 hello\\r\\n' です。" in broken.ja
+    assert (fine.state, fine.ja) == (State.OK, "待ち受け 4 個すべてが応答しています。")
 
 
 def test_a_buddy_that_does_not_answer_is_said_in_japanese_too() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
+from jitaku.mail.pop3 import MAX_LINE, Pop3Server
 from jitaku.mail.queue import Queue
 from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
 from jitaku.ratelimit import FailureLimiter
@@ -32,6 +34,8 @@ TALLY_EVERY = 60.0  # seconds between flushes of each process's session and mess
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
 SUBMISSIONS = Listener("submissions", authenticated=True, implicit_tls=True)
+POP3 = Listener("pop3", authenticated=True)
+POP3S = Listener("pop3s", authenticated=True, implicit_tls=True)
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,17 @@ def run(config: Config) -> None:
     commit mail in parallel (the kernel spreads connections among them), while
     the queue runs in this process alone.
     """
-    bound = _bind(config)
+    bound = _bind(config, _listeners(config))
+    try:
+        access = _bind(config, _access_listeners(config))
+    except ServeError:
+        for item in bound:
+            item.sock.close()
+        raise
     try:
         web = _bind_web(config)
     except ServeError:
-        for item in bound:
+        for item in bound + access:
             item.sock.close()
         raise
     children: list[int] = []
@@ -90,7 +100,7 @@ def run(config: Config) -> None:
             if pid == 0:
                 os._exit(_worker(config, bound, parent))
             children.append(pid)
-        asyncio.run(serve(config, bound, children, web))
+        asyncio.run(serve(config, bound, children, web, access))
     finally:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
@@ -98,7 +108,7 @@ def run(config: Config) -> None:
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        for sock in [item.sock for item in bound] + web:
+        for sock in [item.sock for item in bound + access] + web:
             sock.close()
 
 
@@ -124,9 +134,15 @@ def _listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
     ]
 
 
-def _bind(config: Config) -> list[Bound]:
+def _access_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
+    """Where users read their mail: served by the main process alone (the SMTP workers only accept mail)."""
+    settings = config.settings
+    return [(POP3, settings.pop3.listen), (POP3S, settings.pop3s.listen)]
+
+
+def _bind(config: Config, listeners: list[tuple[Listener, tuple[Listen, ...]]]) -> list[Bound]:
     bound: list[Bound] = []
-    for listener, addresses in _listeners(config):
+    for listener, addresses in listeners:
         if listener.implicit_tls and addresses and not (config.tls_dir / "cert.pem").exists():
             raise ServeError(f"{listener.name} needs a TLS certificate in {config.tls_dir}; run `jitaku init`")
         for address in addresses:
@@ -141,20 +157,30 @@ def _bind(config: Config) -> list[Bound]:
 
 
 async def serve(
-    config: Config, bound: list[Bound], children: list[int] | None, web: list[socket.socket] | None = None
+    config: Config,
+    bound: list[Bound],
+    children: list[int] | None,
+    web: list[socket.socket] | None = None,
+    access: list[Bound] | None = None,
 ) -> None:
-    """Serve on BOUND sockets. CHILDREN is None in a worker; the main process also runs the queue and WEB."""
+    """Serve on BOUND sockets. CHILDREN is None in a worker; the main process also runs the queue, WEB,
+    and the ACCESS listeners (POP3)."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
     database = Database(config.database_url)
     try:
-        await _run(config, database, bound, children, web or [])
+        await _run(config, database, bound, children, web or [], access or [])
     finally:
         database.close()
 
 
 async def _run(
-    config: Config, database: Database, bound: list[Bound], children: list[int] | None, web: list[socket.socket]
+    config: Config,
+    database: Database,
+    bound: list[Bound],
+    children: list[int] | None,
+    web: list[socket.socket],
+    access: list[Bound],
 ) -> None:
     settings = config.settings
     hostname = settings.mail_hostname
@@ -208,6 +234,15 @@ async def _run(
             )
             ssl = tls_context if item.listener.implicit_tls else None
             servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
+        pop3 = Pop3Server(database, limiter, tls_context)
+        for item in access:
+            implicit = item.listener.implicit_tls
+            serve_pop3 = functools.partial(pop3.serve, implicit_tls=implicit)
+            servers.append(
+                await asyncio.start_server(
+                    serve_pop3, sock=item.sock, ssl=tls_context if implicit else None, limit=MAX_LINE
+                )
+            )
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
@@ -217,7 +252,7 @@ async def _run(
             role="main" if main else "worker",
             hostname=hostname,
             data_dir=str(config.data_dir),
-            listeners=",".join(str(item.address) for item in bound),
+            listeners=",".join(str(item.address) for item in bound + access),
             relay=settings.relay.host if settings.relay else "direct-mx",
         )
         async with asyncio.TaskGroup() as tasks:

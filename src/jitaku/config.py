@@ -110,6 +110,18 @@ class SubmissionsSettings(_Section):
     listen: ListenList = ()
 
 
+class Pop3Settings(_Section):
+    """POP3 with STLS (RFC 1939, 2595); passwords only over TLS, except from loopback."""
+
+    listen: ListenList = (Listen("127.0.0.1", 2110),)
+
+
+class Pop3sSettings(_Section):
+    """POP3 over implicit TLS (port 995, RFC 8314)."""
+
+    listen: ListenList = ()
+
+
 class WebSettings(_Section):
     listen: ListenList = (Listen("127.0.0.1", 8025),)
     # How the world reaches our pages (list unsubscribe links); default https://HOSTNAME
@@ -333,6 +345,8 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     submission: SubmissionSettings = SubmissionSettings()
     submissions: SubmissionsSettings = SubmissionsSettings()
+    pop3: Pop3Settings = Pop3Settings()
+    pop3s: Pop3sSettings = Pop3sSettings()
     web: WebSettings = WebSettings()
     relay: RelaySettings | None = None
     delivery: DeliverySettings = DeliverySettings()

@@ -16,9 +16,9 @@ import httpx
 
 from jitaku.config import BuddySettings, parse_listen
 from jitaku.health.result import Result, State
-from jitaku.health.services import Silence, answers
+from jitaku.health.services import POP3, SMTP, Silence, answers
 
-SMTP_PORTS = {25, 587}  # these must greet with 220, not merely accept a connection
+GREETINGS = {25: SMTP, 587: SMTP, 110: POP3}  # these must greet, not merely accept a connection
 MAX_TARGETS = 16
 TIMEOUT = 15.0
 
@@ -30,7 +30,7 @@ def name(settings: BuddySettings) -> str:
 async def _silences(targets: list[str]) -> list[tuple[str, Silence | None]]:
     async def one(target: str) -> tuple[str, Silence | None]:
         where = parse_listen(target)
-        return target, await answers(where.host, where.port, greeting=where.port in SMTP_PORTS)
+        return target, await answers(where.host, where.port, greeting=GREETINGS.get(where.port))
 
     return list(await asyncio.gather(*(one(target) for target in targets)))
 

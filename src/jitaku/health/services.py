@@ -21,8 +21,12 @@ class Silence(NamedTuple):
     ja: str
 
 
-async def answers(host: str, port: int, greeting: bool, tls: bool = False) -> Silence | None:
-    """None when HOST:PORT answers (with an SMTP 220 when GREETING); else what went wrong, in a few words."""
+SMTP, POP3 = b"220", b"+OK"  # how each protocol's greeting starts
+
+
+async def answers(host: str, port: int, greeting: bytes | None, tls: bool = False) -> Silence | None:
+    """None when HOST:PORT answers (with a line starting GREETING, if given); else what went wrong, in a few
+    words."""
     context = ssl.create_default_context()
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # our own, self-signed until ACME
     try:
@@ -35,8 +39,9 @@ async def answers(host: str, port: int, greeting: bool, tls: bool = False) -> Si
     try:
         if greeting:
             line = await asyncio.wait_for(reader.readline(), TIMEOUT)
-            if not line.startswith(b"220"):
-                return Silence(f"greets with {line[:40]!r}", f"最初の応答が 220 ではなく {line[:40]!r} です")
+            if not line.startswith(greeting):
+                expected = greeting.decode()
+                return Silence(f"greets with {line[:40]!r}", f"最初の応答が {expected} ではなく {line[:40]!r} です")
         return None
     except (OSError, TimeoutError) as error:
         cause = error.__class__.__name__
@@ -47,10 +52,12 @@ async def answers(host: str, port: int, greeting: bool, tls: bool = False) -> Si
 
 async def check(settings: Settings) -> Result:
     listeners = [
-        *(("smtp", item, True, False) for item in settings.smtp.listen),
-        *(("submission", item, True, False) for item in settings.submission.listen),
-        *(("submissions", item, True, True) for item in settings.submissions.listen),
-        *(("web", item, False, False) for item in settings.web.listen),
+        *(("smtp", item, SMTP, False) for item in settings.smtp.listen),
+        *(("submission", item, SMTP, False) for item in settings.submission.listen),
+        *(("submissions", item, SMTP, True) for item in settings.submissions.listen),
+        *(("pop3", item, POP3, False) for item in settings.pop3.listen),
+        *(("pop3s", item, POP3, True) for item in settings.pop3s.listen),
+        *(("web", item, None, False) for item in settings.web.listen),
     ]
     problems = await asyncio.gather(
         *(

@@ -7,7 +7,6 @@ accepted message is handed to `Pipeline` (protocol apart from policy).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +17,11 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from jitaku import log
-from jitaku.mail import headers, trace
+from jitaku.mail import headers, login, trace
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
-from jitaku.passwords import verify_password
 from jitaku.ratelimit import FailureLimiter
-from jitaku.store import Database, accounts, tallies
+from jitaku.store import Database, tallies
 from jitaku.store.tallies import Tally
 
 
@@ -76,8 +74,8 @@ def client_ip(session: Session) -> str:
 
 def is_loopback(peer: Any) -> bool:
     try:
-        return ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback
-    except (ValueError, TypeError, IndexError):
+        return login.is_loopback(str(peer[0]))
+    except (TypeError, IndexError):
         return False
 
 
@@ -210,9 +208,7 @@ class Handler:
         self.tally = tally
 
     async def check_password(self, username: str, password: str) -> str | None:
-        user = await self.database.read(lambda c: accounts.find_user(c, username))
-        valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
-        return user.address if user and valid else None
+        return await login.verify(self.database, username, password)
 
     def _user(self, session: Session) -> str | None:
         if self.listener.authenticated and session.authenticated:

@@ -49,6 +49,28 @@ def append(connection: Connection, address: str, body: bytes, name: str = "INBOX
     return uid
 
 
+@dataclass(frozen=True)
+class Maildrop:
+    """A mailbox as POP3 sees it at login: what identifies it for good, and each message's UID and size."""
+
+    uidvalidity: int
+    messages: list[tuple[int, int]]
+
+
+def maildrop(connection: Connection, address: str, name: str = "INBOX") -> Maildrop:
+    row = connection.execute(
+        select(mailboxes.c.id, mailboxes.c.uidvalidity)
+        .join(users, users.c.id == mailboxes.c.user_id)
+        .where(users.c.address == address.lower(), mailboxes.c.name == name)
+    ).first()
+    if row is None:
+        raise LookupError(f"no mailbox {name} for {address}")
+    sizes = connection.execute(
+        select(messages.c.uid, messages.c.size).where(messages.c.mailbox_id == row.id).order_by(messages.c.uid)
+    )
+    return Maildrop(int(row.uidvalidity), [(int(uid), int(size)) for uid, size in sizes])
+
+
 def list_messages(connection: Connection, address: str, name: str = "INBOX") -> list[StoredMessage]:
     found = _mailbox(connection, address, name)
     if found is None:

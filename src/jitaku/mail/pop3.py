@@ -1,0 +1,350 @@
+"""POP3 (RFC 1939) over each user's INBOX, with CAPA and response codes (RFC 2449, 3206), STLS (RFC 2595)
+and SASL PLAIN (RFC 5034, 4616).
+
+A session sees the maildrop as it was at login; DELE only marks, and the marked messages are removed in
+one transaction at QUIT. A connection that drops, or times out, removes nothing.
+
+RFC 1939 asks for an exclusive lock on the maildrop; like Dovecot's default, there is none. A connection
+that died without a FIN (a phone leaving the Wi-Fi) would otherwise lock its user out until the
+autologout timer, the stale-lock trouble this project exists to end. Two sessions at once stay safe:
+each deletes only what it marked, and a message the other removed answers "-ERR ... is gone".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from jitaku import log
+from jitaku.mail import login
+from jitaku.ratelimit import FailureLimiter
+from jitaku.store import Database, mailstore
+
+MAX_LINE = 1024  # RFC 2449 §4 allows 255 octets a command; a longer line is an error, not a reason to buffer
+IDLE_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
+MAX_BAD_COMMANDS = 20  # then the connection is closed: a client that speaks something else
+
+
+_Line = Callable[[int, int, int], str]  # one scan line of LIST or UIDL from (number, uid, size)
+
+
+class Closed(Exception):
+    """The session is over: the client quit, went away, or was told why and dropped."""
+
+
+@dataclass
+class Session:
+    client: str
+    tls: bool
+    user: str | None = None  # set by USER, until PASS succeeds or fails
+    address: str | None = None  # the logged-in user
+    drop: mailstore.Maildrop | None = None
+    deleted: set[int] = field(default_factory=set)  # message numbers marked by DELE
+    bad: int = 0
+
+    @property
+    def may_log_in(self) -> bool:
+        return self.tls or login.is_loopback(self.client)
+
+
+_Handler = Callable[["Pop3Server", "_Connection", Session, str], Awaitable[None]]
+
+
+class Pop3Server:
+    """The POP3 listeners' connection handler."""
+
+    def __init__(self, database: Database, limiter: FailureLimiter, tls: ssl.SSLContext | None) -> None:
+        self._database = database
+        self._limiter = limiter
+        self._tls = tls
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
+        peer = writer.get_extra_info("peername")
+        session = Session(client=str(peer[0]) if peer else "?", tls=implicit_tls)
+        connection = _Connection(reader, writer)
+        try:
+            await connection.send("+OK jitaku POP3 server ready")
+            while True:
+                line = await connection.line()
+                await self._command(connection, session, line)
+        except Closed:
+            pass
+        except Exception as error:  # a bug of ours must cost one session, never the daemon
+            log.event("pop3_crashed", client=session.client, user=session.address, error=repr(error))
+        finally:
+            writer.close()
+
+    async def _command(self, connection: _Connection, session: Session, line: str) -> None:
+        verb, _, argument = line.partition(" ")
+        verb = verb.upper()
+        handlers = self._TRANSACTION if session.address is not None else self._AUTHORIZATION
+        handler = handlers.get(verb)
+        if handler is None:
+            session.bad += 1
+            if session.bad > MAX_BAD_COMMANDS:
+                await connection.send("-ERR too many unknown commands; goodbye")
+                raise Closed
+            known = verb in self._AUTHORIZATION or verb in self._TRANSACTION
+            await connection.send(f"-ERR {verb[:20]} is not valid {'now' if known else 'here'}")
+            return
+        await handler(self, connection, session, argument.strip())
+
+    async def _capa(self, connection: _Connection, session: Session, _argument: str) -> None:
+        capabilities = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER"]
+        if session.address is None:
+            if session.may_log_in:
+                capabilities += ["USER", "SASL PLAIN"]
+            if not session.tls and self._tls is not None:
+                capabilities.append("STLS")
+        capabilities.append("IMPLEMENTATION jitaku")
+        await connection.send("+OK capability list follows", *capabilities, ".")
+
+    async def _stls(self, connection: _Connection, session: Session, _argument: str) -> None:
+        if session.tls or self._tls is None:
+            await connection.send("-ERR TLS is " + ("already on" if session.tls else "not available"))
+            return
+        await connection.send("+OK begin TLS negotiation")
+        try:
+            await connection.writer.start_tls(self._tls)
+        except (OSError, ssl.SSLError):
+            raise Closed from None
+        session.tls, session.user = True, None  # RFC 2595 §4: forget what was said in the clear
+
+    async def _user(self, connection: _Connection, session: Session, argument: str) -> None:
+        if not await self._may_try(connection, session):
+            return
+        session.user = argument
+        await connection.send("+OK send PASS")
+
+    async def _pass(self, connection: _Connection, session: Session, argument: str) -> None:
+        if session.user is None:
+            await connection.send("-ERR USER first")
+            return
+        user, session.user = session.user, None
+        if await self._may_try(connection, session):
+            await self._log_in(connection, session, user, argument)
+
+    async def _auth(self, connection: _Connection, session: Session, argument: str) -> None:
+        mechanism, _, initial = argument.partition(" ")
+        if not mechanism:  # the mechanism list, as clients probe for it (RFC 1734 style)
+            await connection.send("+OK", "PLAIN", ".")
+            return
+        if mechanism.upper() != "PLAIN":
+            await connection.send("-ERR [AUTH] only PLAIN is offered")
+            return
+        if not await self._may_try(connection, session):
+            return
+        if not initial:
+            await connection.send("+ ")
+            initial = await connection.line()
+        if initial == "*":
+            await connection.send("-ERR authentication cancelled")
+            return
+        try:
+            authzid, authcid, password = base64.b64decode(initial, validate=True).decode().split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            await connection.send("-ERR [AUTH] malformed PLAIN response")
+            return
+        if authzid and authzid.lower() != authcid.lower():
+            await connection.send("-ERR [AUTH] logging in as another user is not allowed")
+            return
+        await self._log_in(connection, session, authcid, password)
+
+    async def _may_try(self, connection: _Connection, session: Session) -> bool:
+        if not session.may_log_in:
+            await connection.send("-ERR [AUTH] passwords only over TLS: use STLS, or the POP3S port")
+            return False
+        if self._limiter.blocked(session.client):
+            await connection.send("-ERR [SYS/TEMP] too many failed logins from your address; try again later")
+            return False
+        return True
+
+    async def _log_in(self, connection: _Connection, session: Session, user: str, password: str) -> None:
+        address = await login.verify(self._database, user, password)
+        if address is None:
+            self._limiter.failed(session.client)
+            log.event("auth_failed", client=session.client, user=user.lower(), listener="pop3")
+            await connection.send("-ERR [AUTH] authentication failed")
+            return
+        self._limiter.succeeded(session.client)
+        session.address = address
+        session.drop = await self._database.read(lambda c: mailstore.maildrop(c, address))
+        log.event("pop3_login", client=session.client, user=address, messages=len(session.drop.messages))
+        count, size = _totals(session)
+        await connection.send(f"+OK {address} has {count} messages ({size} octets)")
+
+    async def _quit(self, connection: _Connection, session: Session, _argument: str) -> None:
+        if session.address is None or session.drop is None:
+            await connection.send("+OK bye")
+            raise Closed
+        address, drop = session.address, session.drop
+        uids = [drop.messages[number - 1][0] for number in sorted(session.deleted)]
+        try:
+            removed = await self._database.write(lambda c: mailstore.remove(c, address, uids))
+        except Exception as error:
+            log.event("pop3_update_failed", client=session.client, user=address, error=repr(error))
+            await connection.send("-ERR [SYS/TEMP] the marked messages could not be removed; they are still there")
+            raise Closed from None
+        log.event("pop3_logout", client=session.client, user=address, deleted=removed)
+        await connection.send(f"+OK bye ({removed} messages removed)")
+        raise Closed
+
+    async def _stat(self, connection: _Connection, session: Session, _argument: str) -> None:
+        count, size = _totals(session)
+        await connection.send(f"+OK {count} {size}")
+
+    async def _list(self, connection: _Connection, session: Session, argument: str) -> None:
+        await self._listing(connection, session, argument, lambda number, uid, size: f"{number} {size}")
+
+    async def _uidl(self, connection: _Connection, session: Session, argument: str) -> None:
+        assert session.drop is not None
+        validity = session.drop.uidvalidity
+        await self._listing(connection, session, argument, lambda number, uid, size: f"{number} {validity}.{uid}")
+
+    async def _listing(self, connection: _Connection, session: Session, argument: str, line: _Line) -> None:
+        assert session.drop is not None
+        if argument:
+            number = await _message(connection, session, argument)
+            if number is not None:
+                uid, size = session.drop.messages[number - 1]
+                await connection.send("+OK " + line(number, uid, size))
+            return
+        lines = [
+            line(number, uid, size)
+            for number, (uid, size) in enumerate(session.drop.messages, 1)
+            if number not in session.deleted
+        ]
+        count, size = _totals(session)
+        await connection.send(f"+OK {count} messages ({size} octets)", *lines, ".")
+
+    async def _retr(self, connection: _Connection, session: Session, argument: str) -> None:
+        await self._send_message(connection, session, argument, None)
+
+    async def _top(self, connection: _Connection, session: Session, argument: str) -> None:
+        which, _, lines = argument.partition(" ")
+        if not lines.strip().isdigit():
+            await connection.send("-ERR usage: TOP message lines")
+            return
+        await self._send_message(connection, session, which, int(lines))
+
+    async def _send_message(
+        self, connection: _Connection, session: Session, argument: str, body_lines: int | None
+    ) -> None:
+        number = await _message(connection, session, argument)
+        if number is None or session.drop is None or session.address is None:
+            return
+        address, (uid, size) = session.address, session.drop.messages[number - 1]
+        stored = await self._database.read(lambda c: mailstore.get_message(c, address, uid))
+        if stored is None:  # an IMAP client expunged it meanwhile
+            await connection.send(f"-ERR [SYS/PERM] message {number} is gone")
+            return
+        data = stored.body if body_lines is None else _top(stored.body, body_lines)
+        await connection.send_data(f"+OK {size} octets", data)
+
+    async def _dele(self, connection: _Connection, session: Session, argument: str) -> None:
+        number = await _message(connection, session, argument)
+        if number is not None:
+            session.deleted.add(number)
+            await connection.send(f"+OK message {number} deleted")
+
+    async def _rset(self, connection: _Connection, session: Session, _argument: str) -> None:
+        session.deleted.clear()
+        count, size = _totals(session)
+        await connection.send(f"+OK maildrop has {count} messages ({size} octets)")
+
+    async def _noop(self, connection: _Connection, session: Session, _argument: str) -> None:
+        await connection.send("+OK")
+
+    _AUTHORIZATION: dict[str, _Handler] = {
+        "CAPA": _capa,
+        "STLS": _stls,
+        "USER": _user,
+        "PASS": _pass,
+        "AUTH": _auth,
+        "QUIT": _quit,
+    }
+    _TRANSACTION: dict[str, _Handler] = {
+        "CAPA": _capa,
+        "STAT": _stat,
+        "LIST": _list,
+        "UIDL": _uidl,
+        "RETR": _retr,
+        "TOP": _top,
+        "DELE": _dele,
+        "RSET": _rset,
+        "NOOP": _noop,
+        "QUIT": _quit,
+    }
+
+
+def _totals(session: Session) -> tuple[int, int]:
+    assert session.drop is not None
+    kept = [size for number, (_uid, size) in enumerate(session.drop.messages, 1) if number not in session.deleted]
+    return len(kept), sum(kept)
+
+
+async def _message(connection: _Connection, session: Session, argument: str) -> int | None:
+    """The message number ARGUMENT names, if it names one that is there and not deleted."""
+    assert session.drop is not None
+    if not argument.isdigit() or not 1 <= int(argument) <= len(session.drop.messages):
+        await connection.send(f"-ERR no message {argument[:20]}")
+        return None
+    number = int(argument)
+    if number in session.deleted:
+        await connection.send(f"-ERR message {number} is already deleted")
+        return None
+    return number
+
+
+def _top(body: bytes, lines: int) -> bytes:
+    """The header, the blank line, and the first LINES lines of the body (RFC 1939 TOP)."""
+    head, separator, rest = body.partition(b"\r\n\r\n")
+    if not separator:
+        return body
+    kept = rest.split(b"\r\n")[:lines] if lines else []
+    return head + separator + b"\r\n".join(kept) + (b"\r\n" if kept else b"")
+
+
+class _Connection:
+    """Lines in, replies out, with the idle timer and dot-stuffing."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def line(self) -> str:
+        try:
+            raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), IDLE_TIMEOUT)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            raise Closed from None
+        except TimeoutError:
+            await self.send("-ERR autologout: idle too long")
+            raise Closed from None
+        except asyncio.LimitOverrunError:
+            await self.send("-ERR line too long")
+            raise Closed from None
+        return raw.rstrip(b"\r\n").decode("utf-8", "replace")
+
+    async def send(self, *lines: str) -> None:
+        self.writer.write("".join(line + "\r\n" for line in lines).encode())
+        await self._drain()
+
+    async def send_data(self, first: str, data: bytes) -> None:
+        """FIRST, then DATA dot-stuffed and ended with CRLF.CRLF (RFC 1939 §3)."""
+        stuffed = data.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        if not stuffed.endswith(b"\r\n"):
+            stuffed += b"\r\n"
+        self.writer.write(first.encode() + b"\r\n" + stuffed + b".\r\n")
+        await self._drain()
+
+    async def _drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            raise Closed from None
