@@ -1,0 +1,239 @@
+"""The IMAP command parser: what real clients send (Thunderbird, mbsync, mutt, iOS, imaplib), each part of
+RFC 3501's grammar the server will lean on, and a fuzz that anything else is a ParseError (BAD), never a
+crash."""
+
+from __future__ import annotations
+
+import calendar
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from jitaku.mail.imap import utf7
+from jitaku.mail.imap.parser import (
+    Append,
+    Authenticate,
+    BadCharset,
+    Copy,
+    Create,
+    Enable,
+    Fetch,
+    FetchItem,
+    Id,
+    ListMailboxes,
+    Login,
+    MailboxCommand,
+    ParseError,
+    Rename,
+    Search,
+    SearchKey,
+    Section,
+    Select,
+    SequenceSet,
+    Simple,
+    Status,
+    Store,
+    UidExpunge,
+    literal_announced,
+    parse,
+)
+
+
+def one(line: bytes) -> object:
+    _tag, command = parse(line + b"\r\n")
+    return command
+
+
+def test_simple_commands_login_and_authenticate() -> None:
+    assert parse(b"a001 capability\r\n") == ("a001", Simple("CAPABILITY"))
+    assert one(b"A2 IDLE") == Simple("IDLE")
+    assert one(b'A3 LOGIN "alice@example.test" "p\\"w\\\\d"') == Login("alice@example.test", 'p"w\\d')
+    assert one(b"A3 LOGIN alice {6+}\r\nsecret") == Login("alice", "secret")
+    assert one(b"A4 AUTHENTICATE PLAIN") == Authenticate("PLAIN", None)
+    assert one(b"A4 AUTHENTICATE plain AGFsaWNlAHNlY3JldA==") == Authenticate("PLAIN", "AGFsaWNlAHNlY3JldA==")
+
+
+def test_mailbox_commands_and_names() -> None:
+    assert one(b"A1 SELECT inbox") == Select("INBOX", read_only=False, condstore=False)
+    assert one(b"A1 EXAMINE Inbox/Sub (CONDSTORE)") == Select("INBOX/Sub", read_only=True, condstore=True)
+    assert one(b'A1 CREATE "&kAFP4W4IMH8-"') == Create("送信済み")
+    assert one("A1 CREATE 送信済み".encode()) == Create("送信済み")  # UTF8=ACCEPT clients send UTF-8
+    assert one(b"A1 CREATE Archive2 (USE (\\Archive))") == Create("Archive2", ("\\Archive",))
+    assert one(b"A1 RENAME old new") == Rename("old", "new")
+    assert one(b'A1 DELETE "a b"') == MailboxCommand("DELETE", "a b")
+    assert one(b"A1 STATUS INBOX (MESSAGES UIDNEXT unseen)") == Status("INBOX", ("MESSAGES", "UIDNEXT", "UNSEEN"))
+    assert utf7.decode(utf7.encode("Entwürfe & ドラフト")) == "Entwürfe & ドラフト"
+
+
+def test_list_in_its_forms() -> None:
+    assert one(b'A1 LIST "" *') == ListMailboxes("", ("*",), False, False)
+    assert one(b'A1 LSUB "" "%"') == ListMailboxes("", ("%",), True, False, lsub=True)
+    listed = one(b'A1 LIST (SPECIAL-USE) "" ("*" INBOX/%) RETURN (CHILDREN STATUS (MESSAGES UNSEEN))')
+    assert listed == ListMailboxes(
+        "", ("*", "INBOX/%"), False, True, return_options=("CHILDREN", "STATUS MESSAGES UNSEEN")
+    )
+
+
+def test_append_with_flags_date_and_a_synchronizing_literal() -> None:
+    message = b"Subject: hi\r\n\r\nbody\r\n"
+    appended = one(b'A1 APPEND Sent (\\Seen $Forwarded) "17-Jul-1996 02:44:25 -0700" {21}\r\n' + message)
+    assert appended == Append(
+        "Sent", ("\\Seen", "$Forwarded"), calendar.timegm((1996, 7, 17, 9, 44, 25, 0, 0, 0)), message
+    )
+    assert one(b"A1 APPEND INBOX {4}\r\nabcd") == Append("INBOX", (), None, b"abcd")
+    assert one(b'A1 APPEND INBOX " 7-Jul-1996 02:44:25 +0000" {1}\r\nx').internal_date == calendar.timegm(  # type: ignore[attr-defined]
+        (1996, 7, 7, 2, 44, 25, 0, 0, 0)
+    )
+    assert literal_announced(b"A1 APPEND INBOX {310}\r\n") == (310, True)
+    assert literal_announced(b"A1 APPEND INBOX {310+}\r\n") == (310, False)
+    assert literal_announced(b"A1 NOOP\r\n") is None
+
+
+def test_fetch_items_sections_partials_and_macros() -> None:
+    fetched = one(b"A1 UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)] BODY[1.2.MIME]<0.100>)")
+    assert fetched == Fetch(
+        SequenceSet(((1, None),)),
+        (
+            FetchItem("FLAGS"),
+            FetchItem("BODY", Section((), "HEADER.FIELDS", ("FROM", "SUBJECT")), peek=True),
+            FetchItem("BODY", Section((1, 2), "MIME"), partial=(0, 100)),
+            FetchItem("UID"),
+        ),
+        uid=True,
+    )
+    assert one(b"A1 FETCH 2,4:3 fast") == Fetch(
+        SequenceSet(((2, 2), (4, 3))),
+        (FetchItem("FLAGS"), FetchItem("INTERNALDATE"), FetchItem("RFC822.SIZE")),
+        uid=False,
+    )
+    assert one(b"A1 FETCH 1 BODY[]").items == (FetchItem("BODY", Section()),)  # type: ignore[attr-defined]
+    assert one(b"A1 FETCH 1 (UID MODSEQ) (CHANGEDSINCE 12345)").changed_since == 12345  # type: ignore[attr-defined]
+    assert SequenceSet(((4, 2), (7, None))).resolve(9) == [(2, 4), (7, 9)]
+    assert SequenceSet(((None, None),)).contains(9, 9) and not SequenceSet(((1, 3),)).contains(4, 9)
+
+
+def test_store_copy_move_expunge() -> None:
+    assert one(b"A1 STORE 1:3 +FLAGS.SILENT (\\deleted)") == Store(
+        SequenceSet(((1, 3),)), "add", True, ("\\Deleted",), uid=False
+    )
+    assert one(b"A1 UID STORE 5 (UNCHANGEDSINCE 7) FLAGS \\Seen $Label1") == Store(
+        SequenceSet(((5, 5),)), "replace", False, ("\\Seen", "$Label1"), uid=True, unchanged_since=7
+    )
+    assert one(b"A1 UID MOVE 1,5 Trash") == Copy(SequenceSet(((1, 1), (5, 5))), "Trash", uid=True, move=True)
+    assert one(b'A1 COPY 2 "Archive"') == Copy(SequenceSet(((2, 2),)), "Archive", uid=False, move=False)
+    assert one(b"A1 UID EXPUNGE 3:4") == UidExpunge(SequenceSet(((3, 4),)))
+
+
+def test_search_programs() -> None:
+    searched = one(b'A1 UID SEARCH CHARSET UTF-8 OR FROM alice (SUBJECT "\xe4\xbc\x9a\xe8\xad\xb0" SINCE 1-Feb-1994)')
+    assert searched == Search(
+        SearchKey(
+            "OR",
+            keys=(
+                SearchKey("FROM", text="alice"),
+                SearchKey("AND", keys=(SearchKey("SUBJECT", text="会議"), SearchKey("SINCE", text="1994-02-01"))),
+            ),
+        ),
+        uid=True,
+    )
+    assert one(b"A1 SEARCH 1:5 NOT DELETED UNSEEN") == Search(
+        SearchKey(
+            "AND",
+            keys=(
+                SearchKey("SEQ", sequence=SequenceSet(((1, 5),))),
+                SearchKey("NOT", keys=(SearchKey("DELETED"),)),
+                SearchKey("UNSEEN"),
+            ),
+        ),
+        uid=False,
+    )
+    assert one(b"A1 SEARCH RETURN (MIN COUNT) HEADER Message-ID <x@y>").return_options == ("MIN", "COUNT")  # type: ignore[attr-defined]
+    assert one(b"A1 SEARCH SUBJECT {6+}\r\n\xe4\xbc\x9a\xe8\xad\xb0").key == SearchKey("SUBJECT", text="会議")  # type: ignore[attr-defined]
+    with pytest.raises(BadCharset):
+        one(b"A1 SEARCH CHARSET KOI8-R TEXT x")
+
+
+def test_enable_and_id() -> None:
+    assert one(b"A1 ENABLE CONDSTORE utf8=accept") == Enable(("CONDSTORE", "UTF8=ACCEPT"))
+    assert one(b'A1 ID ("name" "Thunderbird" "version" NIL)') == Id((("name", "Thunderbird"), ("version", None)))
+    assert one(b"A1 ID NIL") == Id(None)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"2 uid fetch 1:* (FLAGS)",  # Thunderbird
+        b"3 UID fetch 5 (UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (From To Cc Bcc Subject Date Message-ID "
+        b"Priority X-Priority References Newsgroups In-Reply-To Content-Type Reply-To)])",
+        b'4 list (subscribed) "" "*" return (special-use)',
+        b"a0004 UID FETCH 1:4 (UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (DATE FROM SENDER SUBJECT "
+        b"TO CC MESSAGE-ID REFERENCES CONTENT-TYPE CONTENT-DESCRIPTION IN-REPLY-TO REPLY-TO LINES LIST-POST "
+        b"X-LABEL X-ORIGINAL-TO)])",  # mutt
+        b'a0005 STATUS "INBOX" (MESSAGES UNSEEN RECENT)',
+        b'5 APPEND "INBOX" (\\Seen) "17-Jul-1996 02:44:25 +0000" {3+}\r\nabc',  # mbsync
+        b'6 ID ("name" "iPhone Mail" "version" "21A329" "os" "iOS" "os-version" "17.0 (21A329)")',
+        b"7 UID STORE 3:5 +FLAGS.SILENT (\\Deleted \\Seen)",
+        b"8 UID SEARCH UID 1:* NOT DELETED",
+        b"9 FETCH 1 (BODYSTRUCTURE ENVELOPE RFC822.HEADER RFC822.TEXT BODY)",
+        b"10 SELECT INBOX (CONDSTORE)",
+    ],
+)
+def test_what_real_clients_send_parses(line: bytes) -> None:
+    tag, _command = parse(line + b"\r\n")
+    assert tag == line.split(b" ")[0].decode()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"A1",
+        b"A1 ",
+        b"A+ NOOP",
+        b"A1 FROB",
+        b"A1 LOGIN alice",
+        b'A1 LOGIN "unterminated',
+        b"A1 SELECT",
+        b"A1 FETCH 0 FLAGS",
+        b"A1 FETCH 1 (FLAGS",
+        b"A1 FETCH 1 BODY[HEADER.FIELDS ()]",
+        b"A1 FETCH 1 BODY[MIME]",
+        b"A1 FETCH 1 BODY[1.]",
+        b"A1 FETCH 1 BODY[]<5>",
+        b"A1 FETCH 1 NOSUCH",
+        b"A1 STORE 1 FLAGZ (\\Seen)",
+        b"A1 APPEND INBOX {10}\r\nshort",
+        b'A1 APPEND INBOX "32-Jan-2020 00:00:00 +0000" {1}\r\nx',
+        b"A1 SEARCH",
+        b"A1 SEARCH BEFORE yesterday",
+        b"A1 SEARCH ON 31-Feb-2024",
+        b"A1 SEARCH OR FROM a",
+        b"A1 STATUS INBOX (COLOUR)",
+        b"A1 UID FROB 1",
+        b"A1 NOOP extra",
+        b'A1 CREATE "bad&Zz-name"',
+    ],
+)
+def test_what_breaks_the_grammar_is_a_parse_error_with_the_tag(line: bytes) -> None:
+    with pytest.raises(ParseError) as raised:
+        parse(line + b"\r\n")
+    if line.startswith(b"A1 "):
+        assert raised.value.tag == "A1"
+
+
+WORDS = [b"A1", b" ", b"UID", b"FETCH", b"STORE", b"SEARCH", b"LIST", b"APPEND", b"(", b")", b"[", b"]", b"<", b">"]
+WORDS += [b"BODY", b".PEEK", b"HEADER.FIELDS", b"*", b":", b",", b"1", b'"', b"\\", b"{3}\r\n", b"{2+}\r\n", b"NIL"]
+WORDS += [b"OR", b"NOT", b"CHARSET", b"UTF-8", b"FLAGS", b"+FLAGS", b"\\Seen", b"INBOX", b"&", b"-", b"\xff"]
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(WORDS) | st.binary(max_size=6), max_size=25).map(b"".join))
+@example(b"A1 FETCH 1 BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25]")
+@example(b"A1 SEARCH " + b"(" * 200 + b"ALL" + b")" * 200)
+@example(b"A1 FETCH 99999999999999999999999 FLAGS")
+def test_anything_else_is_a_parse_error_or_a_command(line: bytes) -> None:
+    try:
+        parse(line + b"\r\n")
+    except (ParseError, BadCharset):
+        pass
