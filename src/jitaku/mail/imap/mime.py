@@ -1,0 +1,141 @@
+"""A stored message's MIME tree as IMAP addresses it (RFC 3501 §6.4.5): every part's exact bytes, so that
+BODY[1.2], BODY[1.2.MIME] and partial fetches return what the message holds, octet for octet.
+
+The standard library's email parser rebuilds what it parses (and may re-fold headers), so the tree here is
+cut from the raw bytes; only header values are parsed, with email.headerregistry's parameter parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from jitaku.mail.imap.parser import Section
+
+HEADER_END = re.compile(rb"\r?\n\r?\n")
+MAX_DEPTH = 40  # nested multiparts deeper than this are served as opaque bodies
+
+
+@dataclass
+class Part:
+    header: bytes  # the header block with the empty line that ends it ("" when the part has none)
+    body: bytes
+    headers: Message
+    children: list[Part] = field(default_factory=list)  # of a multipart
+    message: Part | None = None  # the message a message/rfc822 part holds
+
+    @property
+    def content_type(self) -> tuple[str, str]:
+        """(type, subtype), lower-case: the part's default (RFC 2045 §5.2, RFC 2046 §5.1.5) when it has none."""
+        kind, _, subtype = self.headers.get_content_type().partition("/")
+        return kind, subtype
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.content_type[0] == "multipart" and bool(self.children)
+
+    @property
+    def whole(self) -> bytes:
+        return self.header + self.body
+
+
+def parse(raw: bytes, default: str = "text/plain", depth: int = 0) -> Part:
+    """RAW as a tree; DEFAULT is the content type a part without one has (message/rfc822 in a digest)."""
+    found = HEADER_END.search(raw)
+    if raw.startswith((b"\r\n", b"\n")):
+        header, body = b"", raw
+        found = None
+    elif found:
+        header, body = raw[: found.end()], raw[found.end() :]
+    else:
+        header, body = raw, b""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(header)
+    headers.set_default_type(default)
+    part = Part(header, body, headers)
+    kind, subtype = part.content_type
+    if depth >= MAX_DEPTH:
+        return part
+    if kind == "multipart":
+        boundary = headers.get_param("boundary")
+        if isinstance(boundary, str) and boundary:
+            inner = "message/rfc822" if subtype == "digest" else "text/plain"
+            part.children = [parse(piece, inner, depth + 1) for piece in _split(body, boundary.encode())]
+    elif (kind, subtype) == ("message", "rfc822"):
+        part.message = parse(body, depth=depth + 1)
+    return part
+
+
+def _split(body: bytes, boundary: bytes) -> list[bytes]:
+    """The parts between "--BOUNDARY" lines, each without the line break that belongs to the delimiter
+    (RFC 2046 §5.1.1); the preamble and epilogue are not parts."""
+    delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|$)")
+    pieces: list[bytes] = []
+    start: int | None = None
+    for found in delimiter.finditer(body):
+        if start is not None:
+            pieces.append(body[start : found.start()])
+        if found.group(1):  # the close delimiter
+            return pieces
+        newline = body.find(b"\n", found.end())
+        start = len(body) if newline < 0 else newline + 1
+    if start is not None:
+        pieces.append(body[start:])
+    return pieces
+
+
+def locate(root: Part, path: tuple[int, ...]) -> Part | None:
+    """The part at PATH (RFC 3501 §6.4.5): a message's part 1 is its body when it is not multipart, and a
+    message/rfc822 part's numbers go on inside the message it holds."""
+    part = root
+    for number in path:
+        if part.message is not None:
+            part = part.message
+        if part.is_multipart:
+            if number > len(part.children):
+                return None
+            part = part.children[number - 1]
+        elif number != 1:
+            return None
+    return part
+
+
+def section(root: Part, wanted: Section) -> bytes | None:
+    """The bytes BODY[WANTED] names, or None when the message has no such part."""
+    part = locate(root, wanted.part)
+    if part is None:
+        return None
+    if not wanted.text:
+        return part.whole if not wanted.part else part.body
+    if wanted.text == "MIME":
+        return part.header
+    target = part if not wanted.part else part.message
+    if target is None:  # HEADER and TEXT of a part number apply to a message/rfc822 part only
+        return None
+    if wanted.text == "TEXT":
+        return target.body
+    if wanted.text == "HEADER":
+        return target.header
+    return header_fields(target.header, set(wanted.fields), keep=wanted.text == "HEADER.FIELDS")
+
+
+def header_fields(header: bytes, names: set[str], keep: bool) -> bytes:
+    """The header fields named in NAMES (upper-case), or all but those, each with its continuation lines,
+    and the empty line that ends a header."""
+    lines = re.split(rb"(?<=\n)", header)
+    kept: list[bytes] = []
+    taking = False
+    for line in lines:
+        if not line.strip():
+            continue
+        if line[:1] in (b" ", b"\t"):
+            if taking:
+                kept.append(line)
+            continue
+        name = line.split(b":", 1)[0].strip().decode("ascii", "replace").upper()
+        taking = (name in names) == keep
+        if taking:
+            kept.append(line)
+    return b"".join(kept) + b"\r\n"

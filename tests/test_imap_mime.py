@@ -1,0 +1,132 @@
+"""A message's MIME tree as IMAP addresses it: exact bytes for every section of a nested message, and
+ENVELOPE / BODYSTRUCTURE with Japanese encoded-words passed through untouched."""
+
+from __future__ import annotations
+
+from email.header import Header
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jitaku.mail.imap import mime, structure
+from jitaku.mail.imap.parser import Section
+
+SUBJECT = Header("会議の件", "iso-2022-jp").encode()
+NAME = Header("山田太郎", "iso-2022-jp").encode()
+JAPANESE_BODY = "明日の会議は十時からです。\r\n".encode("iso-2022-jp")
+
+SIMPLE = (
+    f"From: {NAME} <yamada@example.jp>\r\n"
+    'To: alice@example.test, "Bob, B." <bob@example.org>\r\n'
+    f"Subject: {SUBJECT}\r\n"
+    "Date: Wed, 25 Nov 2026 10:00:00 +0900\r\n"
+    "Message-ID: <m1@example.jp>\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: text/plain; charset=ISO-2022-JP\r\n"
+    "Content-Transfer-Encoding: 7bit\r\n"
+    "\r\n"
+).encode() + JAPANESE_BODY
+
+ATTACHED = (
+    b"From: carol@example.net\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n"
+    b"--in\r\nContent-Type: text/plain\r\n\r\ninner plain\r\n"
+    b"--in\r\nContent-Type: text/html\r\n\r\n<p>inner html</p>\r\n"
+    b"--in--\r\n"
+)
+NESTED = (
+    b"From: alice@example.test\r\nSubject: nested\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+    b"This is the preamble.\r\n"
+    b"--outer\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" + JAPANESE_BODY + b"\r\n"
+    b"--outer\r\nContent-Type: multipart/alternative; boundary=alt\r\n\r\n"
+    b"--alt\r\nContent-Type: text/plain\r\n\r\nplain\r\n"
+    b"--alt\r\nContent-Type: text/html\r\n\r\n<b>html</b>\r\n"
+    b"--alt--\r\n"
+    b"\r\n--outer\r\nContent-Type: message/rfc822\r\n\r\n" + ATTACHED + b"\r\n"
+    b"--outer\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+    b"Content-Disposition: attachment; filename*=UTF-8''%E8%A6%8B%E7%A9%8D.pdf\r\n\r\nJVBERi0=\r\n"
+    b"--outer--\r\nepilogue\r\n"
+)
+
+
+def test_every_section_of_a_nested_message_is_its_exact_bytes() -> None:
+    root = mime.parse(NESTED)
+    assert mime.section(root, Section()) == NESTED
+    assert mime.section(root, Section((1,))) == JAPANESE_BODY
+    assert mime.section(root, Section((1,), "MIME")) == b"Content-Type: text/plain; charset=ISO-2022-JP\r\n\r\n"
+    assert mime.section(root, Section((2, 1))) == b"plain"
+    assert mime.section(root, Section((2, 2))) == b"<b>html</b>"
+    assert mime.section(root, Section((3,))) == ATTACHED
+    assert mime.section(root, Section((3,), "HEADER")).startswith(b"From: carol@example.net\r\n")  # type: ignore[union-attr]
+    assert mime.section(root, Section((3, 1))) == b"inner plain"
+    assert mime.section(root, Section((3, 2))) == b"<p>inner html</p>"
+    assert mime.section(root, Section((4,))) == b"JVBERi0="
+    assert mime.section(root, Section((), "HEADER.FIELDS", ("SUBJECT",))) == b"Subject: nested\r\n\r\n"
+    assert mime.section(root, Section((), "TEXT")).startswith(b"This is the preamble.")  # type: ignore[union-attr]
+    assert mime.section(root, Section((5,))) is None
+    assert mime.section(root, Section((1,), "TEXT")) is None  # TEXT of a part that holds no message
+
+
+def test_a_single_part_message_is_its_own_part_1() -> None:
+    root = mime.parse(SIMPLE)
+    assert mime.section(root, Section((1,))) == JAPANESE_BODY
+    assert mime.section(root, Section((2,))) is None
+    fields = mime.section(root, Section((), "HEADER.FIELDS.NOT", ("TO", "DATE", "MESSAGE-ID", "MIME-VERSION")))
+    assert fields is not None and fields.startswith(b"From: =?iso-2022-jp?b?") and b"To:" not in fields
+
+
+def test_envelope_keeps_encoded_words_and_splits_addresses() -> None:
+    assert structure.envelope(mime.parse(SIMPLE)) == (
+        b'("Wed, 25 Nov 2026 10:00:00 +0900" "' + SUBJECT.encode() + b'" '
+        b'(("' + NAME.encode() + b'" NIL "yamada" "example.jp")) '
+        b'(("' + NAME.encode() + b'" NIL "yamada" "example.jp")) '
+        b'(("' + NAME.encode() + b'" NIL "yamada" "example.jp")) '
+        b'((NIL NIL "alice" "example.test") ("Bob, B." NIL "bob" "example.org")) '
+        b'NIL NIL NIL "<m1@example.jp>")'
+    )
+
+
+def test_bodystructure_of_a_simple_and_a_nested_message() -> None:
+    size, lines = len(JAPANESE_BODY), JAPANESE_BODY.count(b"\n")
+    assert structure.body_structure(mime.parse(SIMPLE)) == (
+        b'("TEXT" "PLAIN" ("charset" "ISO-2022-JP") NIL NIL "7BIT" %d %d NIL NIL NIL NIL)' % (size, lines)
+    )
+    nested = structure.body_structure(mime.parse(NESTED))
+    assert nested.startswith(b'(("TEXT" "PLAIN" ("charset" "ISO-2022-JP") NIL NIL "7BIT" ')
+    assert b'(("TEXT" "PLAIN" ("charset" "us-ascii") NIL NIL "7BIT" 5 0 NIL NIL NIL NIL)' in nested
+    assert b' "ALTERNATIVE" ("boundary" "alt") NIL NIL NIL)' in nested
+    assert b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" %d ' % len(ATTACHED) in nested
+    assert b'(NIL "inner" ((NIL NIL "carol" "example.net"))' in nested  # the attached message's envelope
+    assert b'("APPLICATION" "PDF" NIL NIL NIL "BASE64" 8 NIL ("attachment" ("filename" {10}\r\n' in nested
+    assert "見積.pdf".encode() in nested  # an RFC 2231 name, decoded, as a literal
+    assert nested.endswith(b' "MIXED" ("boundary" "outer") NIL NIL NIL)')
+    assert structure.body_structure(mime.parse(NESTED), extensible=False).endswith(b' "MIXED")')
+
+
+def test_strings_are_quoted_or_literal() -> None:
+    assert structure.string(None) == b"NIL"
+    assert structure.string('say "hi" \\') == b'"say \\"hi\\" \\\\"'
+    assert structure.string("日本") == b"{6}\r\n" + "日本".encode()
+    assert structure.string(b"a\r\nb") == b"{4}\r\na\r\nb"
+
+
+PIECES = [b"Content-Type: multipart/mixed; boundary=b\r\n", b"Content-Type: message/rfc822\r\n", b"\r\n", b"--b\r\n"]
+PIECES += [
+    b"--b--\r\n",
+    b"From: =?x?q?a?= <a@b>, ;\r\n",
+    b"Subject: \xff\r\n",
+    b"To: undisclosed:;\r\n",
+    b" folded\r\n",
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(PIECES) | st.binary(max_size=20), max_size=30).map(b"".join))
+def test_any_bytes_make_a_tree_that_every_fetch_can_walk(raw: bytes) -> None:
+    root = mime.parse(raw)
+    structure.body_structure(root)
+    structure.envelope(root)
+    for path in ((), (1,), (1, 1), (2, 1, 1)):
+        for text in ("", "HEADER", "TEXT"):
+            found = mime.section(root, Section(path, text))  # type: ignore[arg-type]
+            assert found is None or found in raw
