@@ -6,6 +6,7 @@ import ctypes
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -473,3 +474,55 @@ def stand_in() -> Iterator[Any]:
     yield make
     for item in made:
         item.close()
+
+
+class Dovecot:
+    """Debian's Dovecot IMAP server in a directory of its own on a loopback port: the reference the IMAP
+    tests compare jitaku with. One user, alice, password "secret-password", Maildir."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="jitaku-dovecot-"))
+        self.dir.chmod(0o755)
+        self.port = free_port()
+        mail = self.dir / "mail"
+        mail.mkdir()
+        nobody = pwd.getpwnam("nobody")
+        os.chown(mail, nobody.pw_uid, nobody.pw_gid)
+        (self.dir / "passwd").write_text("alice:{PLAIN}secret-password:::\n")
+        self.config = self.dir / "dovecot.conf"
+        self.config.write_text(
+            f"base_dir = {self.dir}/run\nstate_dir = {self.dir}/state\nlog_path = {self.dir}/dovecot.log\n"
+            "protocols = imap\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n"
+            f"auth_mechanisms = plain\nmail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n"
+            f"passdb {{\n  driver = passwd-file\n  args = {self.dir}/passwd\n}}\n"
+            f"userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={mail}/%u\n}}\n"
+            f"service imap-login {{\n  chroot =\n  inet_listener imap {{\n    port = {self.port}\n  }}\n"
+            "  inet_listener imaps {\n    port = 0\n  }\n}\nservice anvil {\n  chroot =\n}\n"
+        )
+        # the master forks and keeps its descriptors: no pipes, or run() would wait for them to close
+        subprocess.run(
+            ["dovecot", "-c", str(self.config)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        wait_for_port(self.port)
+
+    def close(self) -> None:
+        subprocess.run(
+            ["dovecot", "-c", str(self.config), "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    if os.geteuid() != 0:
+        pytest.skip("Dovecot runs its mail processes as nobody, which needs root (CI runs as root)")
+    server = Dovecot()
+    yield server
+    server.close()

@@ -35,7 +35,7 @@ class Part:
 
     @property
     def is_multipart(self) -> bool:
-        return self.content_type[0] == "multipart" and bool(self.children)
+        return bool(self.children)
 
     @property
     def whole(self) -> bytes:
@@ -45,9 +45,9 @@ class Part:
 def parse(raw: bytes, default: str = "text/plain", depth: int = 0) -> Part:
     """RAW as a tree; DEFAULT is the content type a part without one has (message/rfc822 in a digest)."""
     found = HEADER_END.search(raw)
-    if raw.startswith((b"\r\n", b"\n")):
-        header, body = b"", raw
-        found = None
+    if raw.startswith((b"\r\n", b"\n")):  # no header fields: the empty line alone ends the header
+        cut = raw.index(b"\n") + 1
+        header, body = raw[:cut], raw[cut:]
     elif found:
         header, body = raw[: found.end()], raw[found.end() :]
     else:
@@ -60,9 +60,10 @@ def parse(raw: bytes, default: str = "text/plain", depth: int = 0) -> Part:
         return part
     if kind == "multipart":
         boundary = headers.get_param("boundary")
-        if isinstance(boundary, str) and boundary:
-            inner = "message/rfc822" if subtype == "digest" else "text/plain"
-            part.children = [parse(piece, inner, depth + 1) for piece in _split(body, boundary.encode())]
+        inner = "message/rfc822" if subtype == "digest" else "text/plain"
+        pieces = _split(body, boundary.encode()) if isinstance(boundary, str) and boundary else []
+        # without parts (no boundary, or it never appears) there is one empty part, as Dovecot has it
+        part.children = [parse(piece, inner, depth + 1) for piece in pieces or [b""]]
     elif (kind, subtype) == ("message", "rfc822"):
         part.message = parse(body, depth=depth + 1)
     return part

@@ -1,13 +1,16 @@
 """ENVELOPE, BODY and BODYSTRUCTURE (RFC 3501 §7.4.2), written as IMAP data.
 
 Header values go out as the message has them, encoded-words included: a client decodes
-"=?ISO-2022-JP?B?...?=" itself, and re-encoding it here could only lose what the sender chose.
+"=?ISO-2022-JP?B?...?=" itself, and re-encoding it here could only lose what the sender chose. Where
+RFC 3501 leaves a choice (the case of "text/plain", RFC 2231 parameters, a multipart without a boundary),
+we write what Dovecot writes, so that clients see what they already know; the integration tests compare
+the two octet for octet.
 """
 
 from __future__ import annotations
 
 import re
-from email.utils import collapse_rfc2231_value, getaddresses
+from email.utils import getaddresses
 
 from jitaku.mail.imap.mime import Part
 
@@ -30,60 +33,115 @@ def listed(items: list[bytes]) -> bytes:
     return b"(" + b" ".join(items) + b")" if items else NIL
 
 
+def _raw(part: Part, name: str) -> str | None:
+    """A header's value as the message has it; raw 8-bit bytes (UTF-8 headers) come through as the parser's
+    surrogate escapes, which string() turns back into the same bytes."""
+    wanted = name.lower()
+    for field_name, raw in part.headers.raw_items():
+        if field_name.lower() == wanted:
+            return str(raw)
+    return None
+
+
 def _value(part: Part, name: str) -> str | None:
-    """A header's value as the message has it, unfolded (RFC 5322 §2.2.3)."""
-    raw = part.headers.get(name)
+    """The value unfolded (RFC 5322 §2.2.3)."""
+    raw = _raw(part, name)
+    return None if raw is None else FOLD.sub("", raw).strip()
+
+
+def _text(part: Part, name: str) -> bytes:
+    """An envelope's text field; one that was folded goes out as a literal, as Dovecot writes it."""
+    raw = _raw(part, name)
     if raw is None:
-        return None
-    return FOLD.sub("", str(raw)).strip()
+        return NIL
+    value = FOLD.sub("", raw).strip()
+    folded = value.encode("utf-8", "surrogateescape")
+    return b"{%d}\r\n" % len(folded) + folded if "\n" in raw.strip() else string(value)
+
+
+GROUP = re.compile(r'\s*((?:"(?:[^"\\]|\\.)*"|[^,:;"<>])+):([^;]*);\s*,?')
+
+
+def _address(display: str, address: str) -> bytes:
+    mailbox, at, host = address.rpartition("@")
+    if not at:
+        mailbox, host = address, ""
+    return listed([string(display or None), NIL, string(mailbox), string(host or None)])
 
 
 def _addresses(part: Part, name: str) -> bytes:
+    """An address list; a group "name: members;" is its start (NIL NIL "name" NIL), its members and an end
+    (NIL NIL NIL NIL), RFC 3501 §7.4.2. Addresses follow each other without spaces, as the grammar has it."""
     value = _value(part, name)
     if not value:
         return NIL
-    found = []
-    for display, address in getaddresses([value]):
-        if not address and not display:
-            continue
-        mailbox, at, host = address.rpartition("@")
-        if not at:
-            mailbox, host = address, ""
-        found.append(listed([string(display or None), NIL, string(mailbox), string(host or None)]))
-    return listed(found)
+    found: list[bytes] = []
+
+    def mailboxes(text: str) -> None:
+        found.extend(_address(display, address) for display, address in getaddresses([text]) if address or display)
+
+    last = 0
+    for group in GROUP.finditer(value):
+        mailboxes(value[last : group.start()])
+        found.append(listed([NIL, NIL, string(group.group(1).strip().strip('"')), NIL]))
+        mailboxes(group.group(2))
+        found.append(b"(NIL NIL NIL NIL)")
+        last = group.end()
+    mailboxes(value[last:])
+    return b"(" + b"".join(found) + b")" if found else NIL
 
 
 def envelope(part: Part) -> bytes:
     sender = "Sender" if part.headers.get("Sender") else "From"
     reply_to = "Reply-To" if part.headers.get("Reply-To") else "From"
     fields = [
-        string(_value(part, "Date")),
-        string(_value(part, "Subject")),
+        _text(part, "Date"),
+        _text(part, "Subject"),
         _addresses(part, "From"),
         _addresses(part, sender),
         _addresses(part, reply_to),
         _addresses(part, "To"),
         _addresses(part, "Cc"),
         _addresses(part, "Bcc"),
-        string(_value(part, "In-Reply-To")),
-        string(_value(part, "Message-ID")),
+        _text(part, "In-Reply-To"),
+        _text(part, "Message-ID"),
     ]
     return b"(" + b" ".join(fields) + b")"
 
 
+PARAMETER = re.compile(r'\s*([^=\s;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)\s*(?:;|$)')
+CONTINUATION = re.compile(r"(.+)\*(\d+)")
+
+
 def _parameters(part: Part, header: str, defaults: tuple[tuple[str, str], ...] = ()) -> bytes:
-    params = (part.headers.get_params(header=header) or [])[1:]  # the first is the value itself, text/plain
-    found = [
-        (name.lower(), collapse_rfc2231_value(value) if isinstance(value, tuple) else value) for name, value in params
-    ]
-    missing = [(name, value) for name, value in defaults if name not in dict(found)]
-    return listed([string(item) for pair in missing + found for item in pair])
+    """A header's parameters, names and values as written; "name*0", "name*1" ... joined into "name"
+    (after the others), RFC 2231's extended values passed on undecoded, as Dovecot does."""
+    value = _value(part, header) or ""
+    found: list[tuple[str, str]] = []
+    pieces: dict[str, list[tuple[int, str]]] = {}
+    for match in PARAMETER.finditer(value, value.find(";") + 1 if ";" in value else len(value)):
+        name, raw = match.group(1), match.group(2).strip()
+        text = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') and raw.endswith('"') else raw
+        continued = CONTINUATION.fullmatch(name)
+        if continued:
+            pieces.setdefault(continued.group(1), []).append((int(continued.group(2)), text))
+        else:
+            found.append((name, text))
+    found += [(name, "".join(text for _n, text in sorted(parts))) for name, parts in pieces.items()]
+    written = {name.lower() for name, _value in found}
+    found = [(name, text) for name, text in defaults if name not in written] + found
+    return listed([string(item) for pair in found for item in pair])
 
 
 def _type_parameters(part: Part) -> bytes:
-    """Content-Type's parameters; text without a charset is us-ascii (RFC 2045 §5.2), said as Dovecot says it."""
-    defaults = (("charset", "us-ascii"),) if part.content_type[0] == "text" else ()
+    """Content-Type's parameters; text without a charset is us-ascii (RFC 2045 §5.2)."""
+    defaults = (("charset", "us-ascii"),) if _is_text(part) else ()
     return _parameters(part, "Content-Type", defaults)
+
+
+def _is_text(part: Part) -> bool:
+    """Text as written (a Content-Type that cannot be parsed is not text here, unlike in the email module)."""
+    return _written_type(part)[0].lower() == "text"
 
 
 def _extension(part: Part, first: bytes) -> list[bytes]:
@@ -95,7 +153,7 @@ def _disposition(part: Part) -> bytes:
     value = _value(part, "Content-Disposition")
     if not value:
         return NIL
-    kind = value.split(";", 1)[0].strip().lower()
+    kind = value.split(";", 1)[0].strip()
     return b"(" + string(kind) + b" " + _parameters(part, "Content-Disposition") + b")"
 
 
@@ -107,26 +165,35 @@ def _language(part: Part) -> bytes:
     return tags[0] if len(tags) == 1 else listed(tags)
 
 
+def _written_type(part: Part) -> tuple[str, str]:
+    """Content-Type's type and subtype in the case the message wrote them; the default in lower case."""
+    value = _value(part, "Content-Type")
+    if value is None:
+        kind, subtype = part.content_type
+        return kind, subtype
+    kind, _, subtype = value.split(";", 1)[0].partition("/")
+    return kind.strip(), subtype.strip()
+
+
 def body_structure(part: Part, extensible: bool = True) -> bytes:
     """BODYSTRUCTURE (EXTENSIBLE) or BODY of PART."""
-    kind, subtype = part.content_type
+    kind, subtype = _written_type(part)
     if part.is_multipart:
         fields = [body_structure(child, extensible) for child in part.children]
-        inner = [b"".join(fields), string(subtype.upper())]
+        inner = [b"".join(fields), string(subtype)]
         if extensible:
             inner += _extension(part, _parameters(part, "Content-Type"))
         return b"(" + b" ".join(inner) + b")"
-    encoding = (_value(part, "Content-Transfer-Encoding") or "7BIT").upper()
     fields = [
-        string(kind.upper()),
-        string(subtype.upper()),
+        string(kind),
+        string(subtype),
         _type_parameters(part),
         string(_value(part, "Content-ID")),
         string(_value(part, "Content-Description")),
-        string(encoding),
+        string(_value(part, "Content-Transfer-Encoding") or "7bit"),
         str(len(part.body)).encode(),
     ]
-    if kind == "text":
+    if _is_text(part):
         fields.append(str(part.body.count(b"\n")).encode())
     elif part.message is not None:
         held = part.message
