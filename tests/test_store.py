@@ -97,7 +97,13 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient
         connection.execute(text("INSERT INTO users (address, password_hash, created_at) VALUES ('a@x.test', NULL, 1)"))
         connection.execute(text("INSERT INTO users (address, password_hash, created_at) VALUES ('b@x.test', NULL, 2)"))
         connection.execute(
-            text("INSERT INTO mailboxes (user_id, name, uidvalidity, uidnext) SELECT id, 'INBOX', 1, 2 FROM users")
+            text("INSERT INTO mailboxes (user_id, name, uidvalidity, uidnext) SELECT id, 'INBOX', 1, 3 FROM users")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO messages (mailbox_id, uid, flags, received_at, size, body)"
+                " SELECT id, uid, '', 1, 3, x'616263' FROM mailboxes, (SELECT 1 AS uid UNION SELECT 2)"
+            )
         )
         connection.execute(
             text(
@@ -112,6 +118,48 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient
         ("a@x.test", True),
         ("b@x.test", False),
     ]
-    assert database.read_now(lambda c: c.execute(text("SELECT count(*) FROM mailboxes")).scalar()) == 2
+    with database.engine.connect() as connection:
+        for address in ("a@x.test", "b@x.test"):
+            found = mailstore.mailboxes(connection, address)
+            assert [(m.name, m.special_use, m.messages, m.uidnext) for m in found] == [
+                ("INBOX", None, 2, 3),
+                ("Archive", "\\Archive", 0, 1),
+                ("Drafts", "\\Drafts", 0, 1),
+                ("Junk", "\\Junk", 0, 1),
+                ("Sent", "\\Sent", 0, 1),
+                ("Trash", "\\Trash", 0, 1),
+            ]
+            inbox = mailstore.select(connection, address, "INBOX")
+            assert inbox.messages == [(1, frozenset(), 1), (2, frozenset(), 1)] and inbox.highestmodseq == 1
+            assert [m.body for m in mailstore.list_messages(connection, address)] == [b"abc", b"abc"]
     assert [m.recipients for m in database.read_now(queue.list_queue)] == [("r@y.test",)]
+    database.close()
+
+
+def test_imap_revision_downgrades_keeping_mail_and_upgrades_again(tmp_path: Path) -> None:
+    """0008's downgrade drops the folders it made while they are empty; one with mail stays and gets its
+    special use back on the next upgrade."""
+    from alembic import command
+
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        accounts.add_user(connection, "a@x.test", None)
+        mailstore.append(connection, "a@x.test", b"in", "INBOX")
+        mailstore.append(connection, "a@x.test", b"sent", "Sent")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+        assert connection.execute(text("SELECT name FROM mailboxes ORDER BY name")).scalars().all() == ["INBOX", "Sent"]
+        command.upgrade(config, "head")
+    found = database.read_now(lambda c: mailstore.mailboxes(c, "a@x.test"))
+    assert [(m.name, m.special_use, m.messages) for m in found] == [
+        ("INBOX", None, 1),
+        ("Archive", "\\Archive", 0),
+        ("Drafts", "\\Drafts", 0),
+        ("Junk", "\\Junk", 0),
+        ("Sent", "\\Sent", 1),
+        ("Trash", "\\Trash", 0),
+    ]
     database.close()

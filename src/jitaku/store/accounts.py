@@ -9,6 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.lists.verp import role_of
+from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS
 from jitaku.store.schema import aliases, directory_version, lists, mailboxes, users
 
 
@@ -55,7 +56,8 @@ def changed(connection: Connection) -> None:
 
 
 def add_user(connection: Connection, address: str, password_hash: str | None, admin: bool = False) -> User:
-    """The first user is an admin whatever ADMIN says: someone must be able to open the dashboard."""
+    """The first user is an admin whatever ADMIN says: someone must be able to open the dashboard. The user
+    starts with INBOX and the special-use folders (Sent, Trash...) that IMAP clients look for."""
     address = address.lower()
     if find_user(connection, address) is not None:
         raise AccountError(f"user {address} exists already")
@@ -68,7 +70,14 @@ def add_user(connection: Connection, address: str, password_hash: str | None, ad
         .values(address=address, password_hash=password_hash, created_at=time.time(), admin=admin)
         .returning(users.c.id)
     ).scalar_one()
-    connection.execute(insert(mailboxes).values(user_id=user_id, name="INBOX", uidvalidity=int(time.time()), uidnext=1))
+    created = int(time.time())
+    connection.execute(
+        insert(mailboxes),
+        [
+            {"user_id": user_id, "name": name, "special_use": use, "uidvalidity": created, "uidnext": 1}
+            for name, use in [(INBOX, None), *SPECIAL_FOLDERS]
+        ],
+    )
     changed(connection)
     return User(user_id, address, password_hash, admin)
 

@@ -1,14 +1,99 @@
-"""Messages in users' mailboxes: append with the next UID, list, fetch (shared by IMAP, POP3, CLI, web)."""
+"""Users' mailboxes and the messages in them: folders, UIDs, flags and mod-sequences (shared by IMAP, POP3,
+CLI, web).
+
+What IMAP (RFC 3501, with UIDPLUS, MOVE, SPECIAL-USE and CONDSTORE) needs of its storage lives here, so the
+server holds sessions and parses commands but writes no SQL. Every function runs in the caller's
+transaction: a MOVE or a RENAME of INBOX is one commit or none.
+"""
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal, NamedTuple, assert_never, get_args
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Integer, bindparam, case, delete, func, insert, literal, not_, update
+from sqlalchemy import select as sql_select  # `select` is IMAP's SELECT here
 from sqlalchemy.engine import Connection
 
-from jitaku.store.schema import mailboxes, messages, users
+from jitaku.store.schema import mailboxes as mailbox_table
+from jitaku.store.schema import messages, users
+
+INBOX = "INBOX"
+DELIMITER = "/"  # the hierarchy delimiter IMAP's LIST announces
+
+SpecialUse = Literal["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"]
+# RFC 6154: the folders every user has from the start (the migration 0008 keeps its own copy of this list)
+SPECIAL_FOLDERS: tuple[tuple[str, SpecialUse], ...] = (
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+StoreMode = Literal["add", "remove", "replace"]  # STORE's +FLAGS, -FLAGS and FLAGS
+
+# RFC 3501 §2.3.2; \Recent is the server's to set, never stored
+SYSTEM_FLAGS = {flag.lower(): flag for flag in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")}
+# RFC 3501's atom: a keyword holds no space, which keeps messages.flags a space-separated list
+_KEYWORD = re.compile(r"[!#$&'+-\[^-z|}~]+")
+_NAME_LENGTH = 255  # the width of mailboxes.name
+# A query names at most this many UIDs: SQLite refuses statements with more than 32766 parameters
+_CHUNK = 500
+
+
+class MailboxError(Exception):
+    """A mailbox request that cannot be done; the message is fit for an IMAP NO."""
+
+
+class NoSuchMailbox(MailboxError, LookupError):
+    """The mailbox named does not exist: IMAP answers NO [TRYCREATE] to APPEND, COPY and MOVE."""
+
+
+class FlagState(NamedTuple):
+    """A message as IMAP's FETCH (FLAGS MODSEQ) sees it."""
+
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+
+
+@dataclass(frozen=True)
+class MailboxInfo:
+    """One mailbox for LIST (special use, subscription) and STATUS (the numbers)."""
+
+    name: str
+    special_use: str | None
+    subscribed: bool
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+    unseen: int
+
+
+@dataclass(frozen=True)
+class Selected:
+    """What SELECT reports, and the UID order that numbers a session's messages."""
+
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: list[FlagState]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """STORE's outcome. MESSAGES: those among the UIDs that exist and passed UNCHANGEDSINCE, with their
+    flags now; CHANGED: the UIDs whose flags changed (their FETCH carries the new MODSEQ even under .SILENT);
+    FAILED: the UIDs UNCHANGEDSINCE kept unchanged (RFC 7162's MODIFIED response code)."""
+
+    messages: list[FlagState]
+    changed: list[int]
+    failed: list[int]
 
 
 @dataclass(frozen=True)
@@ -19,34 +104,417 @@ class StoredMessage:
     body: bytes
 
 
+def _canonical(name: str) -> str:
+    """RFC 3501 §5.1: INBOX is case-insensitive; every other name, and INBOX's children, are not."""
+    return INBOX if name.lower() == "inbox" else name
+
+
+def _check_name(name: str) -> None:
+    if any(not level for level in name.split(DELIMITER)):
+        raise MailboxError(f"{name!r} is not a mailbox name: it is empty, or starts or ends with / or holds //")
+    if any(ord(character) < 0x20 or character == "\x7f" for character in name):
+        raise MailboxError(f"{name!r} is not a mailbox name: it holds a control character")
+    if len(name) > _NAME_LENGTH:
+        raise MailboxError(f"mailbox name {name[:40]!r}... is too long")
+
+
+def _user_id(connection: Connection, address: str) -> int:
+    found = connection.execute(sql_select(users.c.id).where(users.c.address == address.lower())).scalar()
+    if found is None:
+        raise NoSuchMailbox(f"no user {address.lower()}")
+    return int(found)
+
+
+class _Mailbox(NamedTuple):
+    id: int
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+
+
+class _Message(NamedTuple):
+    id: int
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+
+
+def _find(connection: Connection, address: str, name: str) -> _Mailbox:
+    """The user's mailbox NAME, or NoSuchMailbox."""
+    box = mailbox_table.c
+    row = connection.execute(
+        sql_select(box.id, box.uidvalidity, box.uidnext, box.highestmodseq)
+        .join(users, users.c.id == box.user_id)
+        .where(users.c.address == address.lower(), box.name == _canonical(name))
+    ).first()
+    if row is None:
+        raise NoSuchMailbox(f"no mailbox {_canonical(name)!r}")
+    return _Mailbox(*(int(value) for value in row))
+
+
 def _mailbox(connection: Connection, address: str, name: str) -> tuple[int, int] | None:
     row = connection.execute(
-        select(mailboxes.c.id, mailboxes.c.uidnext)
-        .join(users, users.c.id == mailboxes.c.user_id)
-        .where(users.c.address == address.lower(), mailboxes.c.name == name)
+        sql_select(mailbox_table.c.id, mailbox_table.c.uidnext)
+        .join(users, users.c.id == mailbox_table.c.user_id)
+        .where(users.c.address == address.lower(), mailbox_table.c.name == name)
     ).first()
     return (row.id, row.uidnext) if row else None
 
 
-def append(connection: Connection, address: str, body: bytes, name: str = "INBOX") -> int:
-    """Store BODY as the next message of the user's mailbox; return its UID."""
-    # One statement takes the UID and moves uidnext on (this runs for every delivery).
-    owner = select(users.c.id).where(users.c.address == address.lower()).scalar_subquery()
+def _next_modseq(connection: Connection, mailbox_id: int) -> int:
+    """RFC 7162: every change in a mailbox (flags, expunges) takes a mod-sequence above any before it."""
+    return int(
+        connection.execute(
+            update(mailbox_table)
+            .where(mailbox_table.c.id == mailbox_id)
+            .values(highestmodseq=mailbox_table.c.highestmodseq + 1)
+            .returning(mailbox_table.c.highestmodseq)
+        ).scalar_one()
+    )
+
+
+def _flag_set(flags: Iterable[str]) -> frozenset[str]:
+    """System flags in their RFC 3501 spelling (flags are case-insensitive there); keywords as given."""
+    found = set()
+    for flag in flags:
+        if flag.startswith("\\"):
+            if flag.lower() not in SYSTEM_FLAGS:
+                raise MailboxError(f"{flag!r} cannot be stored")
+            found.add(SYSTEM_FLAGS[flag.lower()])
+        elif _KEYWORD.fullmatch(flag):
+            found.add(flag)
+        else:
+            raise MailboxError(f"{flag!r} is not a keyword")
+    return frozenset(found)
+
+
+def _flags_text(flags: frozenset[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+def _rows(connection: Connection, mailbox_id: int, uids: Iterable[int] | None) -> list[_Message]:
+    """The mailbox's messages in UID order: all, or those among UIDS. UIDs that name no message are passed
+    over, as RFC 3501's UID commands do."""
+    query = (
+        sql_select(messages.c.id, messages.c.uid, messages.c.flags, messages.c.modseq)
+        .where(messages.c.mailbox_id == mailbox_id)
+        .order_by(messages.c.uid)
+    )
+    if uids is None:
+        queries = [query]
+    else:
+        wanted = sorted(set(uids))
+        queries = [
+            query.where(messages.c.uid.in_(wanted[start : start + _CHUNK])) for start in range(0, len(wanted), _CHUNK)
+        ]
+    return [
+        _Message(int(row.id), int(row.uid), frozenset(row.flags.split()), int(row.modseq))
+        for part in queries
+        for row in connection.execute(part)
+    ]
+
+
+def _delete(connection: Connection, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), _CHUNK):
+        connection.execute(delete(messages).where(messages.c.id.in_(ids[start : start + _CHUNK])))
+
+
+def _new_uidvalidity(connection: Connection, user_id: int) -> int:
+    """The creation time, as RFC 3501 §2.3.1.1 suggests, but above every UIDVALIDITY the user's mailboxes
+    have: a clock set back (a board without a battery-backed clock, before NTP) must not repeat one."""
+    highest = connection.execute(
+        sql_select(func.max(mailbox_table.c.uidvalidity)).where(mailbox_table.c.user_id == user_id)
+    ).scalar()
+    return max(int(time.time()), int(highest or 0) + 1)
+
+
+def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
+    """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report."""
+    unseen = not_((literal(" ") + messages.c.flags + " ").contains(" \\Seen ", autoescape=True))
+    rows = connection.execute(
+        sql_select(
+            mailbox_table.c.name,
+            mailbox_table.c.special_use,
+            mailbox_table.c.subscribed,
+            mailbox_table.c.uidvalidity,
+            mailbox_table.c.uidnext,
+            mailbox_table.c.highestmodseq,
+            func.count(messages.c.id).label("messages"),
+            func.count(messages.c.id).filter(unseen).label("unseen"),
+        )
+        .select_from(
+            mailbox_table.join(users, users.c.id == mailbox_table.c.user_id).outerjoin(
+                messages, messages.c.mailbox_id == mailbox_table.c.id
+            )
+        )
+        .where(users.c.address == address.lower())
+        .group_by(mailbox_table.c.id)
+        .order_by(case((mailbox_table.c.name == INBOX, 0), else_=1), mailbox_table.c.name)
+    )
+    return [
+        MailboxInfo(
+            name=row.name,
+            special_use=row.special_use,
+            subscribed=bool(row.subscribed),
+            uidvalidity=int(row.uidvalidity),
+            uidnext=int(row.uidnext),
+            highestmodseq=int(row.highestmodseq),
+            messages=int(row.messages),
+            unseen=int(row.unseen),
+        )
+        for row in rows
+    ]
+
+
+def create_mailbox(connection: Connection, address: str, name: str, special_use: SpecialUse | None = None) -> None:
+    """A new, empty mailbox. Its parents need not exist: clients create "a/b/c" at once, and LIST shows
+    the missing "a" and "a/b" as names without a mailbox."""
+    name = _canonical(name)
+    _check_name(name)
+    if special_use is not None and special_use not in get_args(SpecialUse):
+        raise MailboxError(f"{special_use!r} is not a special use this server knows")
+    user_id = _user_id(connection, address)
+    exists = connection.execute(
+        sql_select(mailbox_table.c.id).where(mailbox_table.c.user_id == user_id, mailbox_table.c.name == name)
+    ).first()
+    if exists is not None:
+        raise MailboxError(f"mailbox {name!r} exists already")
+    connection.execute(
+        insert(mailbox_table).values(
+            user_id=user_id,
+            name=name,
+            special_use=special_use,
+            uidvalidity=_new_uidvalidity(connection, user_id),
+            uidnext=1,
+        )
+    )
+
+
+def rename_mailbox(connection: Connection, address: str, old: str, new: str) -> None:
+    """RFC 3501 §6.3.5: OLD becomes NEW and its children "OLD/x" become "NEW/x", keeping their UIDs and
+    UIDVALIDITY. OLD may be a name that only has children (one LIST shows without a mailbox). Renaming
+    INBOX instead moves its messages to a new mailbox NEW and leaves INBOX, and its children, in place."""
+    old, new = _canonical(old), _canonical(new)
+    _check_name(new)
+    if old == INBOX:
+        create_mailbox(connection, address, new)
+        inbox = select(connection, address, INBOX)
+        move(connection, address, INBOX, [message.uid for message in inbox.messages], new)
+        return
+    user_id = _user_id(connection, address)
+    # A user has a few dozen mailboxes; matching the names here spares SQL's LIKE, case-insensitive in SQLite
+    names = {
+        row.name: row.id
+        for row in connection.execute(
+            sql_select(mailbox_table.c.name, mailbox_table.c.id).where(mailbox_table.c.user_id == user_id)
+        )
+    }
+    targets = {
+        mailbox_id: new + name[len(old) :]
+        for name, mailbox_id in names.items()
+        if name == old or name.startswith(old + DELIMITER)
+    }
+    if not targets:
+        raise NoSuchMailbox(f"no mailbox {old!r}")
+    for target in targets.values():
+        _check_name(target)
+        if target in names:
+            raise MailboxError(f"mailbox {target!r} exists already")
+    # No new name is taken, so no step of the renaming collides with a name not yet renamed
+    connection.execute(
+        update(mailbox_table).where(mailbox_table.c.id == bindparam("mailbox")).values(name=bindparam("target")),
+        [{"mailbox": mailbox_id, "target": target} for mailbox_id, target in targets.items()],
+    )
+
+
+def delete_mailbox(connection: Connection, address: str, name: str) -> None:
+    """The mailbox and its messages go; its children stay (RFC 3501 §6.3.4), and INBOX cannot go."""
+    name = _canonical(name)
+    if name == INBOX:
+        raise MailboxError("INBOX cannot be deleted")
+    mailbox_id = _find(connection, address, name).id
+    connection.execute(delete(messages).where(messages.c.mailbox_id == mailbox_id))
+    connection.execute(delete(mailbox_table).where(mailbox_table.c.id == mailbox_id))
+
+
+def set_subscribed(connection: Connection, address: str, name: str, subscribed: bool) -> None:
+    """SUBSCRIBE and UNSUBSCRIBE. Only existing mailboxes can be subscribed (RFC 3501 §6.3.6 allows
+    checking), and a subscription goes with its mailbox when that is deleted."""
+    mailbox_id = _find(connection, address, name).id
+    connection.execute(update(mailbox_table).where(mailbox_table.c.id == mailbox_id).values(subscribed=subscribed))
+
+
+def select(connection: Connection, address: str, name: str) -> Selected:
+    """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence."""
+    found = _find(connection, address, name)
+    return Selected(
+        uidvalidity=found.uidvalidity,
+        uidnext=found.uidnext,
+        highestmodseq=found.highestmodseq,
+        messages=[
+            FlagState(message.uid, message.flags, message.modseq) for message in _rows(connection, found.id, None)
+        ],
+    )
+
+
+def _apply(mode: StoreMode, current: frozenset[str], given: frozenset[str]) -> frozenset[str]:
+    if mode == "add":
+        return current | given
+    if mode == "remove":
+        return current - given
+    if mode == "replace":
+        return given
+    assert_never(mode)
+
+
+def store_flags(
+    connection: Connection,
+    address: str,
+    name: str,
+    uids: Collection[int],
+    flags: Iterable[str],
+    mode: StoreMode,
+    unchanged_since: int | None = None,
+) -> StoreResult:
+    """STORE: add, remove or replace FLAGS on the messages UIDS. Those whose flags change share one new
+    mod-sequence; with UNCHANGEDSINCE (RFC 7162 §3.1.3), a message changed after it is left alone."""
+    given = _flag_set(flags)
+    found = _find(connection, address, name)
+    failed: list[int] = []
+    after: list[tuple[_Message, frozenset[str]]] = []
+    for message in _rows(connection, found.id, uids):
+        if unchanged_since is not None and message.modseq > unchanged_since:
+            failed.append(message.uid)
+        else:
+            after.append((message, _apply(mode, message.flags, given)))
+    changed = [(message, wanted) for message, wanted in after if wanted != message.flags]
+    modseq = _next_modseq(connection, found.id) if changed else found.highestmodseq
+    if changed:
+        connection.execute(
+            update(messages)
+            .where(messages.c.id == bindparam("message"))
+            .values(flags=bindparam("text"), modseq=modseq),
+            [{"message": message.id, "text": _flags_text(wanted)} for message, wanted in changed],
+        )
+    return StoreResult(
+        messages=[
+            FlagState(message.uid, wanted, modseq if wanted != message.flags else message.modseq)
+            for message, wanted in after
+        ],
+        changed=[message.uid for message, _wanted in changed],
+        failed=failed,
+    )
+
+
+def append(
+    connection: Connection,
+    address: str,
+    body: bytes,
+    name: str = INBOX,
+    flags: Iterable[str] = frozenset(),
+    internal_date: float | None = None,
+) -> int:
+    """Store BODY as the next message of the user's mailbox, with FLAGS and IMAP's internal date (now, for a
+    delivery); return its UID."""
+    flags_text = _flags_text(_flag_set(flags))
+    name = _canonical(name)
+    # One statement takes the UID and the mod-sequence and moves both on (this runs for every delivery).
+    owner = sql_select(users.c.id).where(users.c.address == address.lower()).scalar_subquery()
     found = connection.execute(
-        update(mailboxes)
-        .where(mailboxes.c.user_id == owner, mailboxes.c.name == name)
-        .values(uidnext=mailboxes.c.uidnext + 1)
-        .returning(mailboxes.c.id, mailboxes.c.uidnext)
+        update(mailbox_table)
+        .where(mailbox_table.c.user_id == owner, mailbox_table.c.name == name)
+        .values(uidnext=mailbox_table.c.uidnext + 1, highestmodseq=mailbox_table.c.highestmodseq + 1)
+        .returning(mailbox_table.c.id, mailbox_table.c.uidnext, mailbox_table.c.highestmodseq)
     ).first()
     if found is None:
-        raise LookupError(f"no mailbox {name} for {address}")
+        raise NoSuchMailbox(f"no mailbox {name} for {address}")
     mailbox_id, uid = int(found.id), int(found.uidnext) - 1
     connection.execute(
         insert(messages).values(
-            mailbox_id=mailbox_id, uid=uid, flags="", received_at=time.time(), size=len(body), body=body
+            mailbox_id=mailbox_id,
+            uid=uid,
+            flags=flags_text,
+            modseq=int(found.highestmodseq),
+            received_at=time.time() if internal_date is None else internal_date,
+            size=len(body),
+            body=body,
         )
     )
     return uid
+
+
+def copy(
+    connection: Connection, address: str, source: str, uids: Collection[int], target: str
+) -> list[tuple[int, int]]:
+    """COPY: the messages UIDS of SOURCE, with their flags and internal dates (RFC 3501 §6.4.7), become new
+    messages of TARGET, numbered in the order of their UIDs. Returns (source UID, new UID) pairs in
+    ascending source UID order, for UIDPLUS's COPYUID (RFC 4315)."""
+    found = _rows(connection, _find(connection, address, source).id, uids)
+    return _copy(connection, found, _find(connection, address, target).id)
+
+
+def move(
+    connection: Connection, address: str, source: str, uids: Collection[int], target: str
+) -> list[tuple[int, int]]:
+    """MOVE (RFC 6851): COPY, then the originals are expunged from SOURCE, in the caller's one transaction."""
+    origin = _find(connection, address, source).id
+    found = _rows(connection, origin, uids)
+    moved = _copy(connection, found, _find(connection, address, target).id)
+    if found:
+        _delete(connection, [message.id for message in found])
+        _next_modseq(connection, origin)
+    return moved
+
+
+def _copy(connection: Connection, found: list[_Message], destination: int) -> list[tuple[int, int]]:
+    if not found:
+        return []
+    added = connection.execute(
+        update(mailbox_table)
+        .where(mailbox_table.c.id == destination)
+        .values(uidnext=mailbox_table.c.uidnext + len(found), highestmodseq=mailbox_table.c.highestmodseq + 1)
+        .returning(mailbox_table.c.uidnext, mailbox_table.c.highestmodseq)
+    ).one()
+    first = int(added.uidnext) - len(found)
+    # The bodies go from row to row inside the database, never through Python
+    connection.execute(
+        insert(messages).from_select(
+            ["mailbox_id", "uid", "flags", "modseq", "received_at", "size", "body"],
+            sql_select(
+                literal(destination),
+                bindparam("uid", type_=Integer),
+                messages.c.flags,
+                literal(int(added.highestmodseq)),
+                messages.c.received_at,
+                messages.c.size,
+                messages.c.body,
+            ).where(messages.c.id == bindparam("message")),
+        ),
+        [{"message": row.id, "uid": first + position} for position, row in enumerate(found)],
+    )
+    return [(int(row.uid), first + position) for position, row in enumerate(found)]
+
+
+def expunge(connection: Connection, address: str, name: str, uids: Collection[int] | None = None) -> list[int]:
+    """EXPUNGE: the messages flagged \\Deleted go, or only those among UIDS (UIDPLUS's UID EXPUNGE).
+    Returns their UIDs, ascending."""
+    found = _find(connection, address, name)
+    gone = [message for message in _rows(connection, found.id, uids) if "\\Deleted" in message.flags]
+    if gone:
+        _delete(connection, [message.id for message in gone])
+        _next_modseq(connection, found.id)
+    return [message.uid for message in gone]
+
+
+def changes_since(connection: Connection, address: str, name: str, modseq: int) -> list[FlagState]:
+    """The messages whose flags changed, or that arrived, after MODSEQ (CONDSTORE's FETCH CHANGEDSINCE)."""
+    found = _find(connection, address, name)
+    rows = connection.execute(
+        sql_select(messages.c.uid, messages.c.flags, messages.c.modseq)
+        .where(messages.c.mailbox_id == found.id, messages.c.modseq > modseq)
+        .order_by(messages.c.uid)
+    )
+    return [FlagState(int(row.uid), frozenset(row.flags.split()), int(row.modseq)) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -57,47 +525,51 @@ class Maildrop:
     messages: list[tuple[int, int]]
 
 
-def maildrop(connection: Connection, address: str, name: str = "INBOX") -> Maildrop:
+def maildrop(connection: Connection, address: str, name: str = INBOX) -> Maildrop:
     row = connection.execute(
-        select(mailboxes.c.id, mailboxes.c.uidvalidity)
-        .join(users, users.c.id == mailboxes.c.user_id)
-        .where(users.c.address == address.lower(), mailboxes.c.name == name)
+        sql_select(mailbox_table.c.id, mailbox_table.c.uidvalidity)
+        .join(users, users.c.id == mailbox_table.c.user_id)
+        .where(users.c.address == address.lower(), mailbox_table.c.name == name)
     ).first()
     if row is None:
         raise LookupError(f"no mailbox {name} for {address}")
     sizes = connection.execute(
-        select(messages.c.uid, messages.c.size).where(messages.c.mailbox_id == row.id).order_by(messages.c.uid)
+        sql_select(messages.c.uid, messages.c.size).where(messages.c.mailbox_id == row.id).order_by(messages.c.uid)
     )
     return Maildrop(int(row.uidvalidity), [(int(uid), int(size)) for uid, size in sizes])
 
 
-def list_messages(connection: Connection, address: str, name: str = "INBOX") -> list[StoredMessage]:
+def list_messages(connection: Connection, address: str, name: str = INBOX) -> list[StoredMessage]:
     found = _mailbox(connection, address, name)
     if found is None:
         raise LookupError(f"no user {address.lower()}")
     rows = connection.execute(
-        select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body)
+        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body)
         .where(messages.c.mailbox_id == found[0])
         .order_by(messages.c.uid)
     )
     return [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in rows]
 
 
-def remove(connection: Connection, address: str, uids: list[int], name: str = "INBOX") -> int:
-    """Delete the messages UIDS from the user's mailbox; how many went."""
+def remove(connection: Connection, address: str, uids: list[int], name: str = INBOX) -> int:
+    """Delete the messages UIDS from the user's mailbox (POP3's QUIT); how many went. An IMAP session
+    watching the mailbox learns of it from the new mod-sequence."""
     found = _mailbox(connection, address, name)
-    if found is None or not uids:
+    if found is None:
         return 0
-    gone = connection.execute(delete(messages).where(messages.c.mailbox_id == found[0], messages.c.uid.in_(uids)))
-    return int(gone.rowcount)
+    gone = [message.id for message in _rows(connection, found[0], uids)]
+    if gone:
+        _delete(connection, gone)
+        _next_modseq(connection, found[0])
+    return len(gone)
 
 
-def get_message(connection: Connection, address: str, uid: int, name: str = "INBOX") -> StoredMessage | None:
+def get_message(connection: Connection, address: str, uid: int, name: str = INBOX) -> StoredMessage | None:
     found = _mailbox(connection, address, name)
     if found is None:
         raise LookupError(f"no user {address.lower()}")
     row = connection.execute(
-        select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body).where(
+        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body).where(
             messages.c.mailbox_id == found[0], messages.c.uid == uid
         )
     ).first()
@@ -107,13 +579,13 @@ def get_message(connection: Connection, address: str, uid: int, name: str = "INB
 def message_counts(connection: Connection) -> list[tuple[str, int]]:
     """Each user's address and how many messages their INBOX holds, in the order users were added."""
     rows = connection.execute(
-        select(users.c.address, func.count(messages.c.id))
+        sql_select(users.c.address, func.count(messages.c.id))
         .select_from(
-            users.join(mailboxes, mailboxes.c.user_id == users.c.id).outerjoin(
-                messages, messages.c.mailbox_id == mailboxes.c.id
+            users.join(mailbox_table, mailbox_table.c.user_id == users.c.id).outerjoin(
+                messages, messages.c.mailbox_id == mailbox_table.c.id
             )
         )
-        .where(mailboxes.c.name == "INBOX")
+        .where(mailbox_table.c.name == INBOX)
         .group_by(users.c.id, users.c.address)
         .order_by(users.c.id)
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 
 metadata = MetaData()
@@ -53,6 +54,10 @@ mailboxes = Table(
     Column("name", String(255), nullable=False),
     Column("uidvalidity", Integer, nullable=False),
     Column("uidnext", Integer, nullable=False, default=1),
+    Column("special_use", String(16), nullable=True),  # RFC 6154: \Sent, \Drafts, \Trash, \Junk, \Archive
+    Column("subscribed", Boolean, nullable=False, default=True, server_default=true()),
+    # RFC 7162: at least every message's modseq; moves on with each change of flags, arrival and expunge
+    Column("highestmodseq", Integer, nullable=False, default=1, server_default="1"),
     UniqueConstraint("user_id", "name"),
 )
 
@@ -62,12 +67,16 @@ messages = Table(
     Column("id", Integer, primary_key=True),
     Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
     Column("uid", Integer, nullable=False),
-    Column("flags", Text, nullable=False, default=""),
+    Column("flags", Text, nullable=False, default=""),  # space-separated: \Seen $Junk
     Column("received_at", Float, nullable=False),
     Column("size", Integer, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("modseq", Integer, nullable=False, default=1, server_default="1"),  # RFC 7162: its flags' last change
     UniqueConstraint("mailbox_id", "uid"),
 )
+# What IMAP's SELECT, STORE and CHANGEDSINCE read, without the table: in SQLite a column after the body
+# (modseq) is reached through every overflow page of the body.
+Index("messages_state", messages.c.mailbox_id, messages.c.uid, messages.c.modseq, messages.c.flags)
 
 queue = Table(
     "queue",

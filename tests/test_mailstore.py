@@ -1,0 +1,316 @@
+"""store/mailstore.py as IMAP uses it: folders, flags and mod-sequences, COPY/MOVE UID maps, EXPUNGE."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Connection
+
+from jitaku.store import Database, accounts, mailstore
+from jitaku.store.mailstore import FlagState, MailboxError, NoSuchMailbox
+
+ALICE = "alice@example.test"
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        accounts.add_user(connection, ALICE, None)
+    yield database
+    database.close()
+
+
+def names(connection: Connection) -> list[str]:
+    return [mailbox.name for mailbox in mailstore.mailboxes(connection, ALICE)]
+
+
+def fill(database: Database, count: int, name: str = "INBOX") -> list[int]:
+    with database.transaction() as connection:
+        return [mailstore.append(connection, ALICE, f"message {n}".encode(), name) for n in range(count)]
+
+
+def test_a_new_user_has_inbox_and_the_special_use_folders(database: Database) -> None:
+    found = database.read_now(lambda c: mailstore.mailboxes(c, ALICE))
+    assert [(m.name, m.special_use) for m in found] == [
+        ("INBOX", None),
+        ("Archive", "\\Archive"),
+        ("Drafts", "\\Drafts"),
+        ("Junk", "\\Junk"),
+        ("Sent", "\\Sent"),
+        ("Trash", "\\Trash"),
+    ]
+    assert all(m.subscribed and m.uidnext == 1 and m.highestmodseq == 1 and m.messages == 0 for m in found)
+
+
+def test_mailboxes_count_messages_and_unseen_ones(database: Database) -> None:
+    fill(database, 3)
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [1, 3], ["\\Seen"], "add")
+        mailstore.store_flags(connection, ALICE, "INBOX", [2], ["$Seen", "\\Flagged"], "add")  # not \Seen
+    inbox = database.read_now(lambda c: mailstore.mailboxes(c, ALICE))[0]
+    assert (inbox.name, inbox.messages, inbox.unseen, inbox.uidnext) == ("INBOX", 3, 1, 4)
+
+
+def test_create_refuses_bad_and_taken_names_and_needs_no_parents(database: Database) -> None:
+    with database.transaction() as connection:
+        mailstore.create_mailbox(connection, ALICE, "a/b/c")
+        mailstore.create_mailbox(connection, ALICE, "Lists", "\\Archive")
+        mailstore.create_mailbox(connection, ALICE, "sent")  # only INBOX is case-insensitive
+        for bad in ("", "/a", "a/", "a//b", "a\x00b", "a\r\nb", "x" * 256):
+            with pytest.raises(MailboxError, match="not a mailbox name|too long"):
+                mailstore.create_mailbox(connection, ALICE, bad)
+        for taken in ("inbox", "Inbox", "Sent", "a/b/c"):
+            with pytest.raises(MailboxError, match="exists already"):
+                mailstore.create_mailbox(connection, ALICE, taken)
+        with pytest.raises(MailboxError, match="special use"):
+            mailstore.create_mailbox(connection, ALICE, "All", "\\All")  # type: ignore[arg-type]
+        found = {m.name: m for m in mailstore.mailboxes(connection, ALICE)}
+    assert "a" not in found and "a/b" not in found
+    assert found["Lists"].special_use == "\\Archive" and found["a/b/c"].subscribed
+    assert found["a/b/c"].uidvalidity > found["INBOX"].uidvalidity  # above every one the user has
+
+
+def test_rename_takes_the_children_along_and_keeps_uids(database: Database) -> None:
+    with database.transaction() as connection:
+        for name in ("Work", "Work/2024", "Work/2024/q1", "Workshop", "work/x"):
+            mailstore.create_mailbox(connection, ALICE, name)
+        mailstore.append(connection, ALICE, b"kept", "Work/2024")
+        before = mailstore.select(connection, ALICE, "Work/2024")
+        mailstore.rename_mailbox(connection, ALICE, "Work", "Job")
+        assert mailstore.select(connection, ALICE, "Job/2024") == before
+        assert sorted(names(connection)) == sorted(
+            [
+                "INBOX",
+                "Archive",
+                "Drafts",
+                "Junk",
+                "Sent",
+                "Trash",
+                "Job",
+                "Job/2024",
+                "Job/2024/q1",
+                "Workshop",
+                "work/x",
+            ]
+        )
+        with pytest.raises(NoSuchMailbox):
+            mailstore.rename_mailbox(connection, ALICE, "Work", "Other")
+        with pytest.raises(MailboxError, match="'Sent' exists already"):
+            mailstore.rename_mailbox(connection, ALICE, "Job", "Sent")
+        with pytest.raises(MailboxError, match="'INBOX' exists already"):
+            mailstore.rename_mailbox(connection, ALICE, "Job", "inbox")
+        mailstore.create_mailbox(connection, ALICE, "Old/x")
+        with pytest.raises(MailboxError, match="'Old/x' exists already"):  # a child would land on it
+            mailstore.rename_mailbox(connection, ALICE, "work", "Old")
+        mailstore.rename_mailbox(connection, ALICE, "Job", "Job/archived")  # under itself
+        mailstore.rename_mailbox(connection, ALICE, "Old", "New")  # a name with only children
+        renamed = {"Job/archived", "Job/archived/2024", "Job/archived/2024/q1", "New/x", "work/x"}
+        assert renamed <= set(names(connection))
+
+
+def test_renaming_inbox_moves_its_messages_to_a_new_mailbox(database: Database) -> None:
+    fill(database, 3)
+    with database.transaction() as connection:
+        mailstore.create_mailbox(connection, ALICE, "INBOX/kids")
+        mailstore.store_flags(connection, ALICE, "INBOX", [2], ["\\Seen"], "add")
+        inbox = mailstore.select(connection, ALICE, "INBOX")
+        mailstore.rename_mailbox(connection, ALICE, "inbox", "Old mail")
+        after = mailstore.select(connection, ALICE, "INBOX")
+        moved = mailstore.select(connection, ALICE, "Old mail")
+        assert "INBOX/kids" in names(connection)
+    assert after.messages == [] and (after.uidvalidity, after.uidnext) == (inbox.uidvalidity, 4)
+    assert after.highestmodseq > inbox.highestmodseq  # the expunges are changes
+    assert moved.uidvalidity > inbox.uidvalidity and moved.uidnext == 4
+    assert [(m.uid, m.flags) for m in moved.messages] == [(1, frozenset()), (2, {"\\Seen"}), (3, frozenset())]
+    bodies = [m.body for m in database.read_now(lambda c: mailstore.list_messages(c, ALICE, "Old mail"))]
+    assert bodies == [b"message 0", b"message 1", b"message 2"]
+    assert fill(database, 1) == [4]  # INBOX never hands out a UID twice
+
+
+def test_delete_takes_the_messages_but_not_the_children(database: Database) -> None:
+    with database.transaction() as connection:
+        mailstore.create_mailbox(connection, ALICE, "Trips")
+        mailstore.create_mailbox(connection, ALICE, "Trips/2023")
+        mailstore.append(connection, ALICE, b"gone", "Trips")
+        mailstore.delete_mailbox(connection, ALICE, "Trips")
+        assert "Trips" not in names(connection) and "Trips/2023" in names(connection)
+        with pytest.raises(NoSuchMailbox):
+            mailstore.delete_mailbox(connection, ALICE, "Trips")
+        with pytest.raises(MailboxError, match="INBOX cannot"):
+            mailstore.delete_mailbox(connection, ALICE, "Inbox")
+        mailstore.create_mailbox(connection, ALICE, "Trips")
+        assert mailstore.select(connection, ALICE, "Trips").messages == []
+
+
+def test_subscriptions(database: Database) -> None:
+    with database.transaction() as connection:
+        mailstore.set_subscribed(connection, ALICE, "Junk", False)
+        subscribed = {m.name: m.subscribed for m in mailstore.mailboxes(connection, ALICE)}
+        assert not subscribed["Junk"] and subscribed["Sent"]
+        mailstore.set_subscribed(connection, ALICE, "Junk", True)
+        assert all(m.subscribed for m in mailstore.mailboxes(connection, ALICE))
+        with pytest.raises(NoSuchMailbox):
+            mailstore.set_subscribed(connection, ALICE, "Nowhere", True)
+
+
+def test_flags_add_remove_replace_with_a_new_modseq_per_change(database: Database) -> None:
+    fill(database, 3)
+    with database.transaction() as connection:
+        start = mailstore.select(connection, ALICE, "INBOX").highestmodseq
+        added = mailstore.store_flags(connection, ALICE, "INBOX", [1, 2, 99], ["\\seen", "$Junk"], "add")
+        first = start + 1
+        assert added.messages == [FlagState(1, {"\\Seen", "$Junk"}, first), FlagState(2, {"\\Seen", "$Junk"}, first)]
+        assert (added.changed, added.failed) == ([1, 2], [])
+        again = mailstore.store_flags(connection, ALICE, "INBOX", [1, 3], ["\\Seen"], "add")
+        assert again.messages == [FlagState(1, {"\\Seen", "$Junk"}, first), FlagState(3, {"\\Seen"}, first + 1)]
+        assert again.changed == [3]
+        removed = mailstore.store_flags(connection, ALICE, "INBOX", [1, 2, 3], ["$Junk"], "remove")
+        assert [(m.uid, m.flags, m.modseq) for m in removed.messages] == [
+            (1, {"\\Seen"}, first + 2),
+            (2, {"\\Seen"}, first + 2),
+            (3, {"\\Seen"}, first + 1),
+        ]
+        replaced = mailstore.store_flags(connection, ALICE, "INBOX", [2], ["\\Flagged", "\\Answered"], "replace")
+        assert replaced.messages == [FlagState(2, {"\\Answered", "\\Flagged"}, first + 3)]
+        unchanged = mailstore.store_flags(connection, ALICE, "INBOX", [1, 2, 3], [], "add")
+        assert unchanged.changed == [] and mailstore.select(connection, ALICE, "INBOX").highestmodseq == first + 3
+        for bad in ("\\Recent", "\\Important", "two words", "a(b", ""):
+            with pytest.raises(MailboxError):
+                mailstore.store_flags(connection, ALICE, "INBOX", [1], [bad], "add")
+        with pytest.raises(NoSuchMailbox):
+            mailstore.store_flags(connection, ALICE, "Nowhere", [1], ["\\Seen"], "add")
+
+
+def test_unchanged_since_leaves_messages_changed_after_it(database: Database) -> None:
+    fill(database, 3)
+    with database.transaction() as connection:
+        seen = mailstore.select(connection, ALICE, "INBOX").highestmodseq
+        mailstore.store_flags(connection, ALICE, "INBOX", [2], ["\\Seen"], "add")  # another client, meanwhile
+        result = mailstore.store_flags(
+            connection, ALICE, "INBOX", [1, 2, 3], ["\\Deleted"], "add", unchanged_since=seen
+        )
+        assert result.failed == [2] and result.changed == [1, 3]
+        assert [m.uid for m in result.messages] == [1, 3]
+        flags = {m.uid: m.flags for m in mailstore.select(connection, ALICE, "INBOX").messages}
+        assert flags == {1: {"\\Deleted"}, 2: {"\\Seen"}, 3: {"\\Deleted"}}
+        # RFC 7162 §3.1.3: UNCHANGEDSINCE 0 fails for every message
+        assert mailstore.store_flags(connection, ALICE, "INBOX", [1], ["\\Seen"], "add", unchanged_since=0).failed == [
+            1
+        ]
+
+
+def test_append_with_flags_and_internal_date_takes_the_next_uid_and_modseq(database: Database) -> None:
+    with database.transaction() as connection:
+        uid = mailstore.append(connection, ALICE, b"draft", "Drafts", ["\\Draft", "\\seen"], 1_000_000_000.5)
+        assert uid == 1
+        assert mailstore.append(connection, ALICE, b"second", "Drafts") == 2
+        assert mailstore.append(connection, ALICE, b"delivered") == 1  # INBOX has its own UIDs
+        drafts = mailstore.select(connection, ALICE, "Drafts")
+        assert drafts.messages == [FlagState(1, {"\\Draft", "\\Seen"}, 2), FlagState(2, frozenset(), 3)]
+        assert (drafts.uidnext, drafts.highestmodseq) == (3, 3)
+        stored = mailstore.get_message(connection, ALICE, 1, "Drafts")
+        assert stored is not None and stored.received_at == 1_000_000_000.5 and stored.body == b"draft"
+        with pytest.raises(NoSuchMailbox):
+            mailstore.append(connection, ALICE, b"x", "Nowhere")
+        with pytest.raises(LookupError):  # what callers from before IMAP catch
+            mailstore.append(connection, "nobody@example.test", b"x")
+
+
+def test_copy_and_move_map_uids_in_source_order(database: Database) -> None:
+    fill(database, 5)
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [4], ["\\Flagged"], "add")
+        mailstore.append(connection, ALICE, b"already there", "Archive")
+        assert mailstore.copy(connection, ALICE, "INBOX", [4, 2, 77], "Archive") == [(2, 2), (4, 3)]
+        archive = mailstore.select(connection, ALICE, "Archive")
+        assert [(m.uid, m.flags) for m in archive.messages] == [(1, frozenset()), (2, frozenset()), (3, {"\\Flagged"})]
+        assert archive.uidnext == 4 and archive.messages[-1].modseq == archive.highestmodseq
+        assert [m.uid for m in mailstore.select(connection, ALICE, "INBOX").messages] == [1, 2, 3, 4, 5]
+        inbox_modseq = mailstore.select(connection, ALICE, "INBOX").highestmodseq
+        assert mailstore.move(connection, ALICE, "INBOX", [5, 1, 3], "Trash") == [(1, 1), (3, 2), (5, 3)]
+        inbox = mailstore.select(connection, ALICE, "INBOX")
+        assert [m.uid for m in inbox.messages] == [2, 4] and inbox.highestmodseq > inbox_modseq
+        trash = [m.body for m in mailstore.list_messages(connection, ALICE, "Trash")]
+        assert trash == [b"message 0", b"message 2", b"message 4"]
+        assert mailstore.copy(connection, ALICE, "INBOX", [1, 3], "Trash") == []  # gone already
+        assert mailstore.move(connection, ALICE, "INBOX", [2], "INBOX") == [(2, 6)]  # to itself: a new UID
+        with pytest.raises(NoSuchMailbox):
+            mailstore.copy(connection, ALICE, "INBOX", [4], "Nowhere")
+        with pytest.raises(NoSuchMailbox):
+            mailstore.move(connection, ALICE, "Nowhere", [4], "Trash")
+
+
+def test_a_copy_of_thousands_of_messages(database: Database) -> None:
+    """More UIDs than SQLite takes parameters in one statement."""
+    with database.transaction() as connection:
+        for _ in range(1200):
+            mailstore.append(connection, ALICE, b"x", "Junk")
+        uids = list(range(1, 40_000))
+        assert mailstore.move(connection, ALICE, "Junk", uids, "Trash")[-1] == (1200, 1200)
+        assert mailstore.store_flags(connection, ALICE, "Trash", uids, ["\\Deleted"], "add").changed == list(
+            range(1, 1201)
+        )
+        assert len(mailstore.expunge(connection, ALICE, "Trash", uids)) == 1200
+
+
+def test_expunge_takes_only_deleted_messages_and_uid_expunge_only_those_named(database: Database) -> None:
+    fill(database, 5)
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [1, 2, 4, 5], ["\\Deleted"], "add")
+        before = mailstore.select(connection, ALICE, "INBOX").highestmodseq
+        assert mailstore.expunge(connection, ALICE, "INBOX", [4, 3, 2]) == [2, 4]
+        after = mailstore.select(connection, ALICE, "INBOX")
+        assert [m.uid for m in after.messages] == [1, 3, 5] and after.highestmodseq == before + 1
+        assert mailstore.expunge(connection, ALICE, "INBOX") == [1, 5]
+        assert mailstore.expunge(connection, ALICE, "INBOX") == []
+        assert mailstore.select(connection, ALICE, "INBOX").highestmodseq == before + 2  # nothing gone, no change
+
+
+def test_changes_since(database: Database) -> None:
+    fill(database, 4)
+    with database.transaction() as connection:
+        seen = mailstore.select(connection, ALICE, "INBOX").highestmodseq
+        assert mailstore.changes_since(connection, ALICE, "INBOX", seen) == []
+        mailstore.store_flags(connection, ALICE, "INBOX", [3, 1], ["\\Answered"], "add")
+        uid = mailstore.append(connection, ALICE, b"new")
+        changes = mailstore.changes_since(connection, ALICE, "INBOX", seen)
+        assert changes == [
+            FlagState(1, {"\\Answered"}, seen + 1),
+            FlagState(3, {"\\Answered"}, seen + 1),
+            FlagState(uid, frozenset(), seen + 2),
+        ]
+        assert mailstore.changes_since(connection, ALICE, "INBOX", seen + 1) == changes[2:]
+
+
+def test_remove_as_pop3_does_moves_highestmodseq_on(database: Database) -> None:
+    fill(database, 3)
+    with database.transaction() as connection:
+        before = mailstore.select(connection, ALICE, "INBOX").highestmodseq
+        assert mailstore.remove(connection, ALICE, [1, 3, 9]) == 2
+        assert mailstore.remove(connection, ALICE, []) == 0
+        after = mailstore.select(connection, ALICE, "INBOX")
+        assert [m.uid for m in after.messages] == [2] and after.highestmodseq == before + 1
+        assert mailstore.maildrop(connection, ALICE).messages == [(2, len(b"message 1"))]
+        assert mailstore.message_counts(connection) == [(ALICE, 1)]
+
+
+def test_uidvalidity_and_uidnext_survive_reopening_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    database = Database(url)
+    with database.transaction() as connection:
+        accounts.add_user(connection, ALICE, None)
+        mailstore.create_mailbox(connection, ALICE, "Lists")
+        for _ in range(3):
+            mailstore.append(connection, ALICE, b"x", "Lists")
+        mailstore.store_flags(connection, ALICE, "Lists", [3], ["\\Deleted"], "add")
+        mailstore.expunge(connection, ALICE, "Lists")
+    before = database.read_now(lambda c: mailstore.mailboxes(c, ALICE))
+    database.close()
+    database = Database(url)
+    assert database.read_now(lambda c: mailstore.mailboxes(c, ALICE)) == before
+    with database.transaction() as connection:
+        assert mailstore.append(connection, ALICE, b"y", "Lists") == 4  # 3 was expunged, never given again
+    database.close()
