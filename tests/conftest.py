@@ -198,6 +198,7 @@ class Jitaku:
         self.submission_port = free_port()
         self.web_port = free_port()
         self.pop3_port = free_port()
+        self.imap_port = free_port()
         self.settings: dict[str, Any] = {
             "hostname": "mail.example.test",
             "domains": ["example.test", "example.org"],
@@ -205,6 +206,7 @@ class Jitaku:
             "submission": {"listen": [f"127.0.0.1:{self.submission_port}"]},
             "web": {"listen": [f"127.0.0.1:{self.web_port}"]},
             "pop3": {"listen": [f"127.0.0.1:{self.pop3_port}"]},
+            "imap": {"listen": [f"127.0.0.1:{self.imap_port}"]},
             "queue": {"retry_min": 1, "retry_max": 2},
         }
         if dns_port:

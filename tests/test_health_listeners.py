@@ -107,6 +107,7 @@ def test_services_say_which_listener_does_not_answer_and_why() -> None:
         text = (
             f'domains = ["example.test"]\n[smtp]\nlisten = ["127.0.0.1:{smtp}"]\n'
             f'[submission]\nlisten = ["127.0.0.1:{submission}"]\n[pop3]\nlisten = ["127.0.0.1:{pop3}"]\n'
+            "[imap]\nlisten = []\n"
             f'[web]\nlisten = ["127.0.0.1:{web}"]\n'
         )
         return await services.check(parse(text, Path("jitaku.toml")))

@@ -17,9 +17,12 @@ from jitaku.config import Config, Listen
 from jitaku.errors import ServeError
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
+from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
+from jitaku.mail.imap.server import ImapServer
 from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
-from jitaku.mail.pop3 import MAX_LINE, Pop3Server
+from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
+from jitaku.mail.pop3 import Pop3Server
 from jitaku.mail.queue import Queue
 from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
 from jitaku.ratelimit import FailureLimiter
@@ -34,6 +37,8 @@ TALLY_EVERY = 60.0  # seconds between flushes of each process's session and mess
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
 SUBMISSIONS = Listener("submissions", authenticated=True, implicit_tls=True)
+IMAP = Listener("imap", authenticated=True)
+IMAPS = Listener("imaps", authenticated=True, implicit_tls=True)
 POP3 = Listener("pop3", authenticated=True)
 POP3S = Listener("pop3s", authenticated=True, implicit_tls=True)
 
@@ -137,7 +142,12 @@ def _listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
 def _access_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
     """Where users read their mail: served by the main process alone (the SMTP workers only accept mail)."""
     settings = config.settings
-    return [(POP3, settings.pop3.listen), (POP3S, settings.pop3s.listen)]
+    return [
+        (IMAP, settings.imap.listen),
+        (IMAPS, settings.imaps.listen),
+        (POP3, settings.pop3.listen),
+        (POP3S, settings.pop3s.listen),
+    ]
 
 
 def _bind(config: Config, listeners: list[tuple[Listener, tuple[Listen, ...]]]) -> list[Bound]:
@@ -234,13 +244,19 @@ async def _run(
             )
             ssl = tls_context if item.listener.implicit_tls else None
             servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
-        pop3 = Pop3Server(database, limiter, tls_context)
+        protocols = {
+            "imap": (ImapServer(database, limiter, tls_context).serve, IMAP_MAX_LINE),
+            "pop3": (Pop3Server(database, limiter, tls_context).serve, POP3_MAX_LINE),
+        }
         for item in access:
             implicit = item.listener.implicit_tls
-            serve_pop3 = functools.partial(pop3.serve, implicit_tls=implicit)
+            handle, limit = protocols[item.listener.name.removesuffix("s")]
             servers.append(
                 await asyncio.start_server(
-                    serve_pop3, sock=item.sock, ssl=tls_context if implicit else None, limit=MAX_LINE
+                    functools.partial(handle, implicit_tls=implicit),
+                    sock=item.sock,
+                    ssl=tls_context if implicit else None,
+                    limit=limit,
                 )
             )
         stop = asyncio.Event()

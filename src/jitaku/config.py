@@ -110,6 +110,18 @@ class SubmissionsSettings(_Section):
     listen: ListenList = ()
 
 
+class ImapSettings(_Section):
+    """IMAP with STARTTLS (RFC 3501); passwords only over TLS, except from loopback."""
+
+    listen: ListenList = (Listen("127.0.0.1", 2143),)
+
+
+class ImapsSettings(_Section):
+    """IMAP over implicit TLS (port 993, RFC 8314)."""
+
+    listen: ListenList = ()
+
+
 class Pop3Settings(_Section):
     """POP3 with STLS (RFC 1939, 2595); passwords only over TLS, except from loopback."""
 
@@ -345,6 +357,8 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     submission: SubmissionSettings = SubmissionSettings()
     submissions: SubmissionsSettings = SubmissionsSettings()
+    imap: ImapSettings = ImapSettings()
+    imaps: ImapsSettings = ImapsSettings()
     pop3: Pop3Settings = Pop3Settings()
     pop3s: Pop3sSettings = Pop3sSettings()
     web: WebSettings = WebSettings()

@@ -29,6 +29,12 @@ listen = [{submission}]
 [submissions]                    # submission over implicit TLS (RFC 8314)
 listen = [{submissions}]
 
+[imap]                           # mail programs read mail here (STARTTLS; passwords only over TLS off loopback)
+listen = [{imap}]
+
+[imaps]                          # IMAP over implicit TLS
+listen = [{imaps}]
+
 [pop3]                           # mail programs fetch mail here (STLS; passwords only over TLS off loopback)
 listen = [{pop3}]
 
@@ -119,6 +125,8 @@ def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool
         smtp=_listen(["0.0.0.0:25"] if public else ["127.0.0.1:2525"]),
         submission=_listen(["0.0.0.0:587"] if public else ["127.0.0.1:2587"]),
         submissions=_listen(["0.0.0.0:465"] if public else []),
+        imap=_listen(["0.0.0.0:143"] if public else ["127.0.0.1:2143"]),
+        imaps=_listen(["0.0.0.0:993"] if public else []),
         pop3=_listen(["0.0.0.0:110"] if public else ["127.0.0.1:2110"]),
         pop3s=_listen(["0.0.0.0:995"] if public else []),
         web=_listen(["0.0.0.0:443", "0.0.0.0:80"] if public else ["127.0.0.1:8025"]),

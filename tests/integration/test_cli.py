@@ -49,6 +49,7 @@ def test_init_public_and_jitaku_dir_env(tmp_path: Path) -> None:
     config = (data / "jitaku.toml").read_text()
     assert '"0.0.0.0:25"' in config and '"0.0.0.0:587"' in config and '"0.0.0.0:465"' in config
     assert '"0.0.0.0:110"' in config and '"0.0.0.0:995"' in config  # POP3 and POP3S
+    assert '"0.0.0.0:143"' in config and '"0.0.0.0:993"' in config  # IMAP and IMAPS
 
 
 def test_init_without_domain_or_config_says_what_is_missing(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ def test_the_dashboard_shows_each_checks_state_sentence_and_graphs(watched: Jita
         return found if {"services", "queue"} <= set(found) else {}
 
     by_name = wait_until(checked, timeout=10)
-    assert by_name["services"]["state"] == "ok" and by_name["services"]["sentence"] == "all 4 listeners answer."
+    assert by_name["services"]["state"] == "ok" and by_name["services"]["sentence"] == "all 5 listeners answer."
     assert by_name["queue"]["sentence"] == "the outbound queue is empty."
     assert set(by_name["queue"]) == {"check", "state", "sentence", "metrics", "at"}
     for _ in range(2):  # two strangers' messages to the MX
@@ -52,7 +52,7 @@ def test_the_dashboard_shows_each_checks_state_sentence_and_graphs(watched: Jita
     assert httpx.get(base(watched) + "/api/graphs?range=1y").status_code == 400
     page = httpx.get(base(watched) + "/health?range=7d")
     assert page.status_code == 200
-    assert "all 4 listeners answer." in page.text and "<polyline" in page.text and "Traffic in, KiB/s" in page.text
+    assert "all 5 listeners answer." in page.text and "<polyline" in page.text and "Traffic in, KiB/s" in page.text
     assert "no [[ddns]] records configured" in page.text
 
 
@@ -113,7 +113,7 @@ def test_headless_chromium_renders_the_dashboard_on_a_phone(watched: Jitaku) -> 
     subprocess.run([*chromium, "--window-size=390,1600", f"--screenshot={shot}", url], capture_output=True, timeout=90)
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     dom = subprocess.run([*chromium, "--dump-dom", url], capture_output=True, text=True, timeout=90).stdout
-    assert "all 4 listeners answer." in dom and "<svg" in dom
+    assert "all 5 listeners answer." in dom and "<svg" in dom
     wide = ARTIFACTS / "dashboard-desktop.png"
     subprocess.run([*chromium, "--window-size=1280,1400", f"--screenshot={wide}", url], capture_output=True, timeout=90)
     assert wide.stat().st_size > 10_000

@@ -21,7 +21,7 @@ class Silence(NamedTuple):
     ja: str
 
 
-SMTP, POP3 = b"220", b"+OK"  # how each protocol's greeting starts
+SMTP, IMAP, POP3 = b"220", b"* OK", b"+OK"  # how each protocol's greeting starts
 
 
 async def answers(host: str, port: int, greeting: bytes | None, tls: bool = False) -> Silence | None:
@@ -55,6 +55,8 @@ async def check(settings: Settings) -> Result:
         *(("smtp", item, SMTP, False) for item in settings.smtp.listen),
         *(("submission", item, SMTP, False) for item in settings.submission.listen),
         *(("submissions", item, SMTP, True) for item in settings.submissions.listen),
+        *(("imap", item, IMAP, False) for item in settings.imap.listen),
+        *(("imaps", item, IMAP, True) for item in settings.imaps.listen),
         *(("pop3", item, POP3, False) for item in settings.pop3.listen),
         *(("pop3s", item, POP3, True) for item in settings.pop3s.listen),
         *(("web", item, None, False) for item in settings.web.listen),

@@ -37,6 +37,7 @@ SPECIAL_FOLDERS: tuple[tuple[str, SpecialUse], ...] = (
 StoreMode = Literal["add", "remove", "replace"]  # STORE's +FLAGS, -FLAGS and FLAGS
 
 # RFC 3501 §2.3.2; \Recent is the server's to set, never stored
+SPECIAL_USES: dict[str, SpecialUse] = {use: use for _name, use in SPECIAL_FOLDERS}
 SYSTEM_FLAGS = {flag.lower(): flag for flag in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")}
 # RFC 3501's atom: a keyword holds no space, which keeps messages.flags a space-separated list
 _KEYWORD = re.compile(r"[!#$&'+-\[^-z|}~]+")
@@ -549,6 +550,34 @@ def list_messages(connection: Connection, address: str, name: str = INBOX) -> li
         .order_by(messages.c.uid)
     )
     return [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in rows]
+
+
+def mailbox_state(connection: Connection, address: str, name: str) -> tuple[int, int]:
+    """(uidnext, highestmodseq): every append, flag change and expunge moves one of them, so a session that
+    polls this one row learns whether anything changed."""
+    found = _find(connection, address, name)
+    return found.uidnext, found.highestmodseq
+
+
+def uidvalidity(connection: Connection, address: str, name: str) -> int:
+    return _find(connection, address, name).uidvalidity
+
+
+def fetch_messages(
+    connection: Connection, address: str, name: str, uids: Collection[int], bodies: bool
+) -> list[StoredMessage]:
+    """The messages UIDS of a mailbox in UID order; without BODIES (FLAGS, sizes, dates) the bodies stay
+    on disk and come back empty."""
+    found = _find(connection, address, name)
+    columns = [messages.c.uid, messages.c.received_at, messages.c.size]
+    wanted = sorted(set(uids))
+    out: list[StoredMessage] = []
+    for start in range(0, len(wanted), _CHUNK):
+        query = sql_select(*columns, messages.c.body if bodies else literal(b"").label("body")).where(
+            messages.c.mailbox_id == found.id, messages.c.uid.in_(wanted[start : start + _CHUNK])
+        )
+        out += [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in connection.execute(query)]
+    return sorted(out, key=lambda message: message.uid)
 
 
 def remove(connection: Connection, address: str, uids: list[int], name: str = INBOX) -> int:

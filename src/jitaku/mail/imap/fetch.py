@@ -1,0 +1,91 @@
+"""One message's FETCH data items (RFC 3501 §7.4.2), from its stored bytes."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+from functools import cached_property
+
+from jitaku.mail.imap import mime, structure
+from jitaku.mail.imap.parser import FetchItem, Section
+
+# Items that need the message's bytes; the others come from the index (flags, size, date).
+NEEDS_BODY = {"ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY", "BODYSTRUCTURE"}
+
+
+def needs_body(items: tuple[FetchItem, ...]) -> bool:
+    return any(item.name in NEEDS_BODY for item in items)
+
+
+def sets_seen(items: tuple[FetchItem, ...]) -> bool:
+    """BODY[...] without PEEK, RFC822 and RFC822.TEXT mark the message \\Seen (RFC 3501 §6.4.5)."""
+    return any(
+        (item.name == "BODY" and item.section is not None and not item.peek) or item.name in ("RFC822", "RFC822.TEXT")
+        for item in items
+    )
+
+
+def internal_date(timestamp: float) -> str:
+    moment = time.gmtime(timestamp)
+    return f"{moment.tm_mday:2d}-{calendar.month_abbr[moment.tm_mon]}-{moment.tm_year} " + time.strftime(
+        "%H:%M:%S +0000", moment
+    )
+
+
+def section_name(section: Section) -> str:
+    """The section as the response names it: "1.2.MIME", "HEADER.FIELDS (FROM SUBJECT)"."""
+    spec = ".".join([*(str(number) for number in section.part), *([section.text] if section.text else [])])
+    if section.fields:
+        spec += " (" + " ".join(section.fields) + ")"
+    return spec
+
+
+@dataclass
+class Fetched:
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+    size: int
+    received_at: float
+    body: bytes  # empty when no item needed it
+
+    @cached_property
+    def tree(self) -> mime.Part:
+        return mime.parse(self.body)
+
+    def item(self, item: FetchItem) -> bytes:
+        name = item.name
+        if name == "UID":
+            return b"UID %d" % self.uid
+        if name == "FLAGS":
+            return b"FLAGS (" + " ".join(sorted(self.flags)).encode() + b")"
+        if name == "MODSEQ":
+            return b"MODSEQ (%d)" % self.modseq
+        if name == "RFC822.SIZE":
+            return b"RFC822.SIZE %d" % self.size
+        if name == "INTERNALDATE":
+            return b'INTERNALDATE "' + internal_date(self.received_at).encode() + b'"'
+        if name == "ENVELOPE":
+            return b"ENVELOPE " + structure.envelope(self.tree)
+        if name == "BODYSTRUCTURE":
+            return b"BODYSTRUCTURE " + structure.body_structure(self.tree)
+        if name == "RFC822":
+            return b"RFC822 " + _literal(self.body)
+        if name == "RFC822.HEADER":
+            return b"RFC822.HEADER " + _literal(self.tree.header)
+        if name == "RFC822.TEXT":
+            return b"RFC822.TEXT " + _literal(self.tree.body)
+        if item.section is None:  # BODY alone: the non-extensible structure
+            return b"BODY " + structure.body_structure(self.tree, extensible=False)
+        data = mime.section(self.tree, item.section)
+        label = b"BODY[" + section_name(item.section).encode() + b"]"
+        if data is not None and item.partial is not None:
+            first, count = item.partial
+            data = data[first : first + count]
+            label += b"<%d>" % first
+        return label + b" " + (structure.NIL if data is None else _literal(data))
+
+
+def _literal(data: bytes) -> bytes:
+    return b"{%d}\r\n" % len(data) + data

@@ -1,0 +1,649 @@
+"""The IMAP server: one session per connection, commands as the parser types them, mailboxes from the store.
+
+Each session keeps its view of the selected mailbox (UIDs in order, their flags) and brings it up to
+date from the store after each command, and every half second while IDLE: what other sessions and
+deliveries did reaches it as EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no
+EXPUNGE during FETCH, STORE or SEARCH). Polling one row of the mailbox table works the same whether
+the change came from this process, an SMTP worker or the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import bisect
+import functools
+import re
+import ssl
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from sqlalchemy.engine import Connection
+
+from jitaku import log
+from jitaku.mail import login
+from jitaku.mail.imap import fetch, search, structure, utf7
+from jitaku.mail.imap.parser import (
+    Append,
+    Authenticate,
+    BadCharset,
+    Command,
+    Copy,
+    Create,
+    Enable,
+    Fetch,
+    FetchItem,
+    Id,
+    ListMailboxes,
+    Login,
+    MailboxCommand,
+    ParseError,
+    Rename,
+    Search,
+    SequenceSet,
+    Simple,
+    Status,
+    Store,
+    literal_announced,
+    parse,
+)
+from jitaku.mail.imap.parser import Select as SelectCommand
+from jitaku.ratelimit import FailureLimiter
+from jitaku.store import Database, mailstore
+from jitaku.store.mailstore import MailboxError, NoSuchMailbox
+
+T = TypeVar("T")
+MAX_LINE = 64 * 1024
+MAX_LITERAL = 64 * 1024 * 1024
+IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
+AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
+CAPABILITIES = (
+    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE"
+)
+PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
+
+
+class Closed(Exception):
+    """The session is over."""
+
+
+class Refused(Exception):
+    """A command that cannot be done: answered NO (with a response code in the text)."""
+
+
+@dataclass
+class View:
+    """The selected mailbox as this session has told its client about it."""
+
+    name: str
+    read_only: bool
+    uidvalidity: int
+    uids: list[int]
+    flags: dict[int, frozenset[str]]
+    modseqs: dict[int, int]
+    state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
+
+    def number(self, uid: int) -> int:
+        """UID's message number: UIDs only grow, so the list is in order."""
+        return bisect.bisect_left(self.uids, uid) + 1
+
+    def resolve(self, sequence: SequenceSet, uid: bool) -> list[int]:
+        """The UIDs a sequence set names: message numbers, or UIDs (those that exist) for UID commands."""
+        if not self.uids:
+            return []
+        if uid:
+            return [u for u in self.uids if sequence.contains(u, self.uids[-1])]
+        found: set[int] = set()
+        for low, high in sequence.resolve(len(self.uids)):
+            if high > len(self.uids):
+                raise ParseError(f"there is no message {high}")
+            found.update(self.uids[low - 1 : high])
+        return sorted(found)
+
+
+@dataclass
+class Session:
+    client: str
+    tls: bool
+    user: str | None = None
+    view: View | None = None
+    condstore: bool = False
+    lines: list[bytes] = field(default_factory=list)  # untagged responses waiting to go out
+
+    @property
+    def may_log_in(self) -> bool:
+        return self.tls or login.is_loopback(self.client)
+
+    def say(self, line: str | bytes) -> None:
+        self.lines.append(line.encode() if isinstance(line, str) else line)
+
+
+class ImapServer:
+    def __init__(self, database: Database, limiter: FailureLimiter, tls: ssl.SSLContext | None) -> None:
+        self._database = database
+        self._limiter = limiter
+        self._tls = tls
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
+        peer = writer.get_extra_info("peername")
+        session = Session(client=str(peer[0]) if peer else "?", tls=implicit_tls)
+        wire = _Wire(reader, writer)
+        try:
+            await wire.send(b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready")
+            while True:
+                await self._one(wire, session)
+        except Closed:
+            pass
+        except Exception as error:  # a bug of ours costs one session, never the daemon
+            log.event("imap_crashed", client=session.client, user=session.user, error=repr(error))
+        finally:
+            writer.close()
+
+    def _capabilities(self, session: Session) -> str:
+        words = [CAPABILITIES]
+        if session.user is None:
+            if not session.tls and self._tls is not None:
+                words.append("STARTTLS")
+            words.append("AUTH=PLAIN" if session.may_log_in else "LOGINDISABLED")
+        return " ".join(words)
+
+    async def _one(self, wire: _Wire, session: Session) -> None:
+        data = await wire.command()
+        try:
+            tag, command = parse(data)
+        except ParseError as error:
+            await wire.send(f"{error.tag} BAD {error}".encode())
+            return
+        except BadCharset:
+            tag = data.split(b" ", 1)[0].decode("ascii", "replace")
+            await wire.send(f"{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unknown charset".encode())
+            return
+        try:
+            done = await self._command(wire, session, tag, command)
+        except Refused as refused:
+            done = f"NO {refused}"
+        except ParseError as error:
+            done = f"BAD {error}"
+        if session.view is not None and not isinstance(command, (Fetch, Store, Search)) or _is_uid(command):
+            await self._refresh(session, allow_expunge=True)
+        elif session.view is not None:
+            await self._refresh(session, allow_expunge=False)
+        await wire.send(*session.lines, f"{tag} {done}".encode())
+        session.lines.clear()
+
+    async def _command(self, wire: _Wire, session: Session, tag: str, command: Command) -> str:
+        if isinstance(command, Simple):
+            return await self._simple(wire, session, tag, command.name)
+        if isinstance(command, Id):
+            session.say('* ID ("name" "jitaku")')
+            return "OK ID completed"
+        if isinstance(command, Enable):
+            enabled = [name for name in command.capabilities if name == "CONDSTORE"]
+            session.condstore = session.condstore or bool(enabled)
+            session.say("* ENABLED " + " ".join(enabled))
+            return "OK ENABLE completed"
+        if isinstance(command, (Login, Authenticate)):
+            return await self._log_in(wire, session, command)
+        if session.user is None:
+            return "BAD log in first"
+        if isinstance(command, ListMailboxes):
+            return await self._list(session, command)
+        if isinstance(command, Status):
+            return await self._status(session, command)
+        if isinstance(command, SelectCommand):
+            return await self._select(session, command)
+        if isinstance(command, (Create, MailboxCommand, Rename)):
+            return await self._manage(session, command)
+        if isinstance(command, Append):
+            return await self._append(session, command)
+        if session.view is None:
+            return "BAD select a mailbox first"
+        if isinstance(command, Fetch):
+            return await self._fetch(session, session.view, command)
+        if isinstance(command, Store):
+            return await self._store(session, session.view, command)
+        if isinstance(command, Copy):
+            return await self._copy(session, session.view, command)
+        if isinstance(command, Search):
+            return await self._search(session, session.view, command)
+        return await self._expunge(session, session.view, session.view.resolve(command.sequence, uid=True))
+
+    async def _simple(self, wire: _Wire, session: Session, tag: str, name: str) -> str:
+        if name == "CAPABILITY":
+            session.say("* CAPABILITY " + self._capabilities(session))
+            return "OK CAPABILITY completed"
+        if name in ("NOOP", "CHECK"):
+            return f"OK {name} completed"
+        if name == "LOGOUT":
+            await wire.send(b"* BYE jitaku IMAP server logging out", f"{tag} OK LOGOUT completed".encode())
+            raise Closed
+        if name == "STARTTLS":
+            if session.tls or self._tls is None or session.user is not None:
+                return "BAD STARTTLS is not available now"
+            await wire.send(f"{tag} OK begin TLS negotiation now".encode())
+            try:
+                await wire.writer.start_tls(self._tls)
+            except (OSError, ssl.SSLError):
+                raise Closed from None
+            session.tls = True
+            return ""
+        if name == "NAMESPACE":
+            session.say('* NAMESPACE (("" "/")) NIL NIL')
+            return "OK NAMESPACE completed"
+        if session.user is None:
+            return "BAD log in first"
+        if name == "IDLE":
+            return await self._idle(wire, session, tag)
+        if session.view is None:
+            return "BAD select a mailbox first"
+        view = session.view
+        if name == "EXPUNGE":
+            return await self._expunge(session, view, None)
+        if name == "CLOSE" and not view.read_only:
+            await self._write(lambda c: mailstore.expunge(c, session.user or "", view.name))
+        session.view = None  # CLOSE and UNSELECT
+        return f"OK {name} completed"
+
+    async def _log_in(self, wire: _Wire, session: Session, command: Login | Authenticate) -> str:
+        if session.user is not None:
+            return "BAD already logged in"
+        if not session.may_log_in:
+            return "NO [PRIVACYREQUIRED] passwords only over TLS: use STARTTLS, or the IMAPS port"
+        if self._limiter.blocked(session.client):
+            return "NO [UNAVAILABLE] too many failed logins from your address; try again later"
+        if isinstance(command, Login):
+            user, password = command.user, command.password
+        else:
+            if command.mechanism != "PLAIN":
+                return "NO [CANNOT] only AUTHENTICATE PLAIN is offered"
+            response = command.initial
+            if response is None:
+                await wire.send(b"+ ")
+                response = (await wire.line()).decode("ascii", "replace").strip()
+            if response == "*":
+                return "BAD authentication cancelled"
+            try:
+                authzid, user, password = base64.b64decode(response, validate=True).decode().split("\0")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                return "BAD malformed PLAIN response"
+            if authzid and authzid.lower() != user.lower():
+                return "NO [AUTHORIZATIONFAILED] logging in as another user is not allowed"
+        address = await login.verify(self._database, user, password)
+        if address is None:
+            self._limiter.failed(session.client)
+            log.event("auth_failed", client=session.client, user=user.lower(), listener="imap")
+            return "NO [AUTHENTICATIONFAILED] authentication failed"
+        self._limiter.succeeded(session.client)
+        session.user = address
+        log.event("imap_login", client=session.client, user=address)
+        return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
+
+    async def _read(self, query: Callable[[Connection], T]) -> T:
+        try:
+            return await self._database.read(query)
+        except NoSuchMailbox as missing:
+            raise Refused(f"[NONEXISTENT] {missing}") from None
+
+    async def _write(self, change: Callable[[Connection], T]) -> T:
+        try:
+            return await self._database.write(change)
+        except NoSuchMailbox as missing:
+            raise Refused(f"[TRYCREATE] {missing}") from None
+        except MailboxError as error:
+            raise Refused(f"[CANNOT] {error}") from None
+
+    async def _list(self, session: Session, command: ListMailboxes) -> str:
+        address = session.user or ""
+        boxes = await self._database.read(lambda c: mailstore.mailboxes(c, address))
+        names = {box.name for box in boxes}
+        verb = "LSUB" if command.lsub else "LIST"
+        if command.patterns == ("",):  # the hierarchy delimiter (RFC 3501 §6.3.8)
+            session.say(f'* {verb} (\\Noselect) "/" ""')
+            return f"OK {verb} completed"
+        patterns = [_pattern(command.reference + pattern) for pattern in command.patterns]
+        for box in boxes:
+            if not any(pattern.fullmatch(box.name) for pattern in patterns):
+                continue
+            if (command.subscribed_only and not box.subscribed) or (command.special_use_only and not box.special_use):
+                continue
+            children = any(name.startswith(box.name + "/") for name in names)
+            attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
+            if box.special_use:
+                attributes.append(box.special_use)
+            if box.subscribed and (command.subscribed_only or "SUBSCRIBED" in command.return_options):
+                attributes.append("\\Subscribed")
+            name = structure.string(utf7.encode(box.name)).decode()
+            session.say(f'* {verb} ({" ".join(attributes)}) "/" {name}')
+            for option in command.return_options:
+                if option.startswith("STATUS "):
+                    await self._status(session, Status(box.name, tuple(option.split()[1:])))
+        return f"OK {verb} completed"
+
+    async def _status(self, session: Session, command: Status) -> str:
+        address = session.user or ""
+        boxes = {box.name: box for box in await self._database.read(lambda c: mailstore.mailboxes(c, address))}
+        box = boxes.get(command.mailbox)
+        if box is None:
+            raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
+        values = {
+            "MESSAGES": box.messages,
+            "RECENT": 0,
+            "UIDNEXT": box.uidnext,
+            "UIDVALIDITY": box.uidvalidity,
+            "UNSEEN": box.unseen,
+            "HIGHESTMODSEQ": box.highestmodseq,
+        }
+        items = " ".join(f"{item} {values[item]}" for item in command.items if item in values)
+        session.say(f"* STATUS {structure.string(utf7.encode(box.name)).decode()} ({items})")
+        return "OK STATUS completed"
+
+    async def _select(self, session: Session, command: SelectCommand) -> str:
+        session.view = None
+        address = session.user or ""
+        selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
+        session.condstore = session.condstore or command.condstore
+        view = View(
+            name=command.mailbox,
+            read_only=command.read_only,
+            uidvalidity=selected.uidvalidity,
+            uids=[message.uid for message in selected.messages],
+            flags={message.uid: message.flags for message in selected.messages},
+            modseqs={message.uid: message.modseq for message in selected.messages},
+            state=(selected.uidnext, selected.highestmodseq),
+        )
+        session.say("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
+        session.say(f"* OK [PERMANENTFLAGS ({'' if view.read_only else PERMANENT_FLAGS})] flags you can keep")
+        session.say(f"* {len(view.uids)} EXISTS")
+        session.say("* 0 RECENT")
+        unseen = next((number for number, uid in enumerate(view.uids, 1) if "\\Seen" not in view.flags[uid]), None)
+        if unseen is not None:
+            session.say(f"* OK [UNSEEN {unseen}] first unseen")
+        session.say(f"* OK [UIDVALIDITY {view.uidvalidity}] UIDs valid")
+        session.say(f"* OK [UIDNEXT {selected.uidnext}] predicted next UID")
+        session.say(f"* OK [HIGHESTMODSEQ {selected.highestmodseq}] highest")
+        session.view = view
+        return f"OK [{'READ-ONLY' if view.read_only else 'READ-WRITE'}] selected"
+
+    async def _manage(self, session: Session, command: Create | MailboxCommand | Rename) -> str:
+        address = session.user or ""
+        if isinstance(command, Create):
+            if command.mailbox == "INBOX" or any(b.name == command.mailbox for b in await self._boxes(address)):
+                return "NO [ALREADYEXISTS] that mailbox exists"
+            asked = command.special_use[0] if command.special_use else None
+            use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
+            if asked is not None and use is None:
+                return f"NO [USEATTR] {asked} is not a special use"
+            await self._write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use))
+            return "OK CREATE completed"
+        if isinstance(command, Rename):
+            await self._write(lambda c: mailstore.rename_mailbox(c, address, command.old, command.new))
+            return "OK RENAME completed"
+        if command.name == "DELETE":
+            if session.view is not None and session.view.name == command.mailbox:
+                session.view = None
+            await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox))
+        else:
+            subscribe = command.name == "SUBSCRIBE"
+            await self._write(lambda c: mailstore.set_subscribed(c, address, command.mailbox, subscribe))
+        return f"OK {command.name} completed"
+
+    async def _boxes(self, address: str) -> list[mailstore.MailboxInfo]:
+        return await self._database.read(lambda c: mailstore.mailboxes(c, address))
+
+    async def _append(self, session: Session, command: Append) -> str:
+        if not command.message:
+            return "NO an empty message cannot be appended"
+        address = session.user or ""
+
+        def append(connection: Connection) -> tuple[int, int]:
+            uid = mailstore.append(
+                connection, address, command.message, command.mailbox, command.flags, command.internal_date
+            )
+            return mailstore.uidvalidity(connection, address, command.mailbox), uid
+
+        validity, uid = await self._write(append)
+        return f"OK [APPENDUID {validity} {uid}] APPEND completed"
+
+    async def _fetch(self, session: Session, view: View, command: Fetch) -> str:
+        address = session.user or ""
+        uids = view.resolve(command.sequence, command.uid)
+        items = command.items
+        if command.changed_since is not None:
+            uids = [uid for uid in uids if view.modseqs.get(uid, 0) > command.changed_since]
+            items = (*items, FetchItem("MODSEQ")) if not any(i.name == "MODSEQ" for i in items) else items
+        if fetch.sets_seen(items) and not view.read_only:
+            unseen = [uid for uid in uids if "\\Seen" not in view.flags.get(uid, frozenset())]
+            if unseen:
+                stored = await self._write(
+                    lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
+                )
+                for state in stored.messages:
+                    view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
+                if not any(item.name == "FLAGS" for item in items):
+                    items = (*items, FetchItem("FLAGS"))
+        if session.condstore and any(item.name == "FLAGS" for item in items):
+            items = items if any(i.name == "MODSEQ" for i in items) else (*items, FetchItem("MODSEQ"))
+        async for message in self._messages(address, view, uids, fetch.needs_body(items)):
+            fetched = fetch.Fetched(
+                message.uid,
+                view.flags[message.uid],
+                view.modseqs[message.uid],
+                message.size,
+                message.received_at,
+                message.body,
+            )
+            data = b" ".join(fetched.item(item) for item in items)
+            session.say(b"* %d FETCH (" % view.number(message.uid) + data + b")")
+        return "OK FETCH completed"
+
+    async def _store(self, session: Session, view: View, command: Store) -> str:
+        if view.read_only:
+            return "NO [READ-ONLY] the mailbox is selected read-only"
+        address = session.user or ""
+        uids = view.resolve(command.sequence, command.uid)
+        result = await self._write(
+            lambda c: mailstore.store_flags(
+                c, address, view.name, uids, command.flags, command.mode, command.unchanged_since
+            )
+        )
+        for state in result.messages:
+            view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
+            if command.silent and not (session.condstore and state.uid in result.changed):
+                continue
+            parts = [f"FLAGS ({' '.join(sorted(state.flags))})"]
+            if command.uid:
+                parts.append(f"UID {state.uid}")
+            if session.condstore or command.unchanged_since is not None:
+                parts.append(f"MODSEQ ({state.modseq})")
+            session.say(f"* {view.number(state.uid)} FETCH ({' '.join(parts)})")
+        if result.failed:
+            return f"OK [MODIFIED {_set(result.failed)}] some messages were changed by another session"
+        return "OK STORE completed"
+
+    async def _copy(self, session: Session, view: View, command: Copy) -> str:
+        address = session.user or ""
+        uids = view.resolve(command.sequence, command.uid)
+        if not uids:
+            return f"OK {'MOVE' if command.move else 'COPY'} completed (nothing to do)"
+        operation = mailstore.move if command.move else mailstore.copy
+
+        def copy(connection: Connection) -> tuple[int, list[tuple[int, int]]]:
+            pairs = operation(connection, address, view.name, uids, command.mailbox)
+            return mailstore.uidvalidity(connection, address, command.mailbox), pairs
+
+        validity, pairs = await self._write(copy)
+        code = f"COPYUID {validity} {_set([old for old, _new in pairs])} {_set([new for _old, new in pairs])}"
+        if not command.move:
+            return f"OK [{code}] COPY completed"
+        session.say(f"* OK [{code}] moved")
+        self._forget(session, view, [old for old, _new in pairs])
+        view.state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
+        return "OK MOVE completed"
+
+    async def _search(self, session: Session, view: View, command: Search) -> str:
+        address = session.user or ""
+        found: list[int] = []
+        async for message in self._messages(address, view, list(view.uids), search.needs_body(command.key)):
+            candidate = search.Candidate(
+                number=view.number(message.uid),
+                uid=message.uid,
+                flags=view.flags[message.uid],
+                modseq=view.modseqs[message.uid],
+                size=message.size,
+                received_at=message.received_at,
+                body=message.body,
+                largest=len(view.uids),
+                largest_uid=view.uids[-1],
+            )
+            if search.matches(command.key, candidate):
+                found.append(message.uid if command.uid else candidate.number)
+        session.say("* SEARCH" + "".join(f" {number}" for number in found))
+        return "OK SEARCH completed"
+
+    async def _messages(
+        self, address: str, view: View, uids: list[int], bodies: bool
+    ) -> AsyncIterator[mailstore.StoredMessage]:
+        """The messages UIDS that the view still has, a couple of hundred per read (bodies can be large)."""
+        for start in range(0, len(uids), 200):
+            read = functools.partial(
+                mailstore.fetch_messages, address=address, name=view.name, uids=uids[start : start + 200], bodies=bodies
+            )
+            for message in await self._database.read(read):
+                if message.uid in view.flags:
+                    yield message
+
+    async def _expunge(self, session: Session, view: View, uids: list[int] | None) -> str:
+        if view.read_only:
+            return "NO [READ-ONLY] the mailbox is selected read-only"
+        address = session.user or ""
+        gone = await self._write(lambda c: mailstore.expunge(c, address, view.name, uids))
+        self._forget(session, view, gone)
+        view.state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
+        return "OK EXPUNGE completed"
+
+    @staticmethod
+    def _forget(session: Session, view: View, uids: list[int]) -> None:
+        """Tell the client UIDS are gone, highest message number first, so each number is still right."""
+        for uid in sorted((u for u in uids if u in view.flags), key=view.number, reverse=True):
+            session.say(f"* {view.number(uid)} EXPUNGE")
+            view.uids.remove(uid)
+            del view.flags[uid], view.modseqs[uid]
+
+    async def _refresh(self, session: Session, allow_expunge: bool) -> None:
+        """What changed in the selected mailbox since the session last looked, as untagged responses."""
+        view, address = session.view, session.user or ""
+        if view is None:
+            return
+        try:
+            state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
+        except NoSuchMailbox:
+            session.say("* BYE the selected mailbox was deleted")
+            raise Closed from None
+        if state == view.state:
+            return
+        selected = await self._database.read(lambda c: mailstore.select(c, address, view.name))
+        now = {message.uid: message for message in selected.messages}
+        gone = [uid for uid in view.uids if uid not in now]
+        if gone and not allow_expunge:
+            return
+        self._forget(session, view, gone)
+        for uid in view.uids:
+            if now[uid].flags != view.flags[uid]:
+                view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
+                extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
+                flags = " ".join(sorted(now[uid].flags))
+                session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
+        new = [uid for uid in now if uid not in view.flags]
+        if new:
+            for uid in sorted(new):
+                view.uids.append(uid)
+                view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
+            session.say(f"* {len(view.uids)} EXISTS")
+        view.state = state
+
+    async def _idle(self, wire: _Wire, session: Session, tag: str) -> str:
+        await wire.send(b"+ idling")
+        done = asyncio.ensure_future(wire.line(timeout=AUTOLOGOUT))
+        try:
+            while True:
+                finished, _ = await asyncio.wait({done}, timeout=IDLE_POLL)
+                if finished:
+                    line = done.result()
+                    if line.strip().upper() != b"DONE":
+                        return "BAD expected DONE"
+                    return "OK IDLE terminated"
+                await self._refresh(session, allow_expunge=True)
+                if session.lines:
+                    await wire.send(*session.lines)
+                    session.lines.clear()
+        finally:
+            done.cancel()
+
+
+def _is_uid(command: Command) -> bool:
+    return isinstance(command, (Fetch, Store, Search)) and command.uid
+
+
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """A LIST pattern as a regular expression: "*" matches anything, "%" anything but the delimiter."""
+    parts = (re.escape(char) if char not in "*%" else ".*" if char == "*" else "[^/]*" for char in pattern)
+    return re.compile("".join(parts))
+
+
+def _set(numbers: list[int]) -> str:
+    """NUMBERS as a compact sequence set ("1:3,7")."""
+    ranges: list[list[int]] = []
+    for number in sorted(numbers):
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return ",".join(f"{low}" if low == high else f"{low}:{high}" for low, high in ranges)
+
+
+class _Wire:
+    """Commands in, with their literals (saying "+" for each synchronizing one); responses out."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def line(self, timeout: float = AUTOLOGOUT) -> bytes:
+        try:
+            return await asyncio.wait_for(self.reader.readuntil(b"\n"), timeout)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            raise Closed from None
+        except TimeoutError:
+            await self.send(b"* BYE autologout: idle too long")
+            raise Closed from None
+        except asyncio.LimitOverrunError:
+            await self.send(b"* BYE line too long")
+            raise Closed from None
+
+    async def command(self) -> bytes:
+        data = bytearray()
+        while True:
+            line = await self.line()
+            data += line
+            announced = literal_announced(line)
+            if announced is None:
+                return bytes(data)
+            size, synchronizing = announced
+            if size > MAX_LITERAL:
+                await self.send(b"* BYE [TOOBIG] a literal that large is refused")
+                raise Closed
+            if synchronizing:
+                await self.send(b"+ go ahead")
+            try:
+                data += await self.reader.readexactly(size)
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                raise Closed from None
+
+    async def send(self, *lines: bytes) -> None:
+        self.writer.write(b"".join(line + b"\r\n" for line in lines if line))
+        try:
+            await self.writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            raise Closed from None

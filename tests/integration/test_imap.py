@@ -1,0 +1,162 @@
+"""IMAP against real clients: imaplib for protocol detail, mbsync syncing both ways to a Maildir, fetchmail
+over IMAP. Mail delivered over SMTP reaches an IDLEing client within a second; two clients on one mailbox
+see each other's flag changes and expunges."""
+
+from __future__ import annotations
+
+import datetime
+import imaplib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from email.header import Header
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Jitaku, swaks, wait_for_port
+
+PASSWORD = "secret-password"
+ALICE = "alice@example.test"
+
+
+def deliver(server: Jitaku, *bodies: str, subject: str = "hello") -> None:
+    for body in bodies:
+        sent = swaks(
+            "--server", f"127.0.0.1:{server.smtp_port}", "--to", ALICE, "--from", "x@x.test",
+            "--header", f"Subject: {subject}", "--body", body,
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stdout
+
+
+def client(server: Jitaku, mailbox: str = "INBOX") -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+    imap.login(ALICE, PASSWORD)
+    imap.select(mailbox)
+    return imap
+
+
+@pytest.fixture
+def served(jitaku_factory) -> Jitaku:
+    server: Jitaku = jitaku_factory()
+    server.init(ALICE, "bob@example.org")
+    server.start()
+    wait_for_port(server.imap_port)
+    return server
+
+
+def test_folders_append_fetch_store_move_and_search(served: Jitaku) -> None:
+    subject = Header("会議の件", "iso-2022-jp").encode()
+    deliver(served, "first", subject=subject)
+    imap = client(served)
+    _, listing = imap.list()
+    assert b'(\\HasNoChildren \\Sent) "/" "Sent"' in listing and len(listing) == 6
+    _, data = imap.fetch("1", "(UID FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert subject.encode() in data[0][0] and b"FLAGS ()" in data[0][0]  # type: ignore[index]
+    assert imap.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT", '"\u4f1a\u8b70"'.encode())[1] == [b"1"]
+    date = imaplib.Time2Internaldate(datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.UTC))
+    result, code = imap.append("Sent", "(\\Seen $Forwarded)", date, b"Subject: sent\r\n\r\nhello\r\n")
+    assert result == "OK" and code[0].startswith(b"[APPENDUID ")
+    imap.store("1", "+FLAGS", "(\\Flagged)")
+    assert imap.uid("MOVE", "1", "Archive")[0] == "OK"
+    assert imap.select("Archive")[1] == [b"1"]
+    assert b"\\Flagged" in imap.fetch("1", "(FLAGS)")[1][0]  # type: ignore[operator]
+    imap.select("Sent")
+    flags = imap.fetch("1", "(FLAGS INTERNALDATE)")[1][0]
+    assert b"$Forwarded" in flags and b"\\Seen" in flags and b'" 2-Jan-2020 03:04:05 +0000"' in flags  # type: ignore[operator]
+    assert imap.create("Projects/2026")[0] == "OK" and imap.rename("Projects/2026", "Projects/2027")[0] == "OK"
+    assert imap.list('""', "Projects/*")[1] == [b'(\\HasNoChildren) "/" "Projects/2027"']
+    assert imap.select("Nowhere")[0] == "NO"
+    assert imap.logout()[0] == "BYE"
+
+
+def test_two_clients_see_each_others_flags_and_expunges(served: Jitaku) -> None:
+    deliver(served, "one", "two", "three")
+    phone, laptop = client(served), client(served)
+    phone.store("2", "+FLAGS", "(\\Seen \\Deleted)")
+    laptop.noop()
+    assert laptop.response("FETCH")[1] == [b"2 (FLAGS (\\Deleted \\Seen) UID 2)"]
+    phone.expunge()
+    laptop.noop()
+    assert laptop.response("EXPUNGE")[1] == [b"2"]
+    assert laptop.uid("SEARCH", "ALL")[1] == [b"1 3"]
+
+
+def test_idle_sees_new_mail_within_a_second(served: Jitaku) -> None:
+    imap = client(served)
+    tag = imap._new_tag()  # imaplib has no IDLE: the command by hand
+    imap.send(tag + b" IDLE\r\n")
+    assert imap.readline().startswith(b"+ ")
+    sent_at = time.monotonic()
+    deliver(served, "while idling")
+    line = imap.readline()
+    took = time.monotonic() - sent_at
+    assert line == b"* 1 EXISTS\r\n", line
+    assert took < 1.0 + 0.5, f"{took:.2f} s (swaks included)"
+    imap.send(b"DONE\r\n")
+    assert imap.readline().startswith(tag + b" OK")
+
+
+def test_passwords_need_tls_off_loopback_and_bad_input_gets_bad(served: Jitaku) -> None:
+    with socket.create_connection(("127.0.0.1", served.imap_port), timeout=10) as raw:
+        stream = raw.makefile("rb")
+        assert stream.readline().startswith(b"* OK [CAPABILITY IMAP4rev1")
+        for line in (b"a1 FROB", b"a2 FETCH 1 FLAGS", b'a3 LOGIN "x', b"\xff\xfe"):
+            raw.sendall(line + b"\r\n")
+            assert b" BAD " in stream.readline()
+        raw.sendall(b"a4 LOGIN alice@example.test wrong\r\n")
+        assert stream.readline().startswith(b"a4 NO [AUTHENTICATIONFAILED]")
+    assert "imap_crashed" not in served.log()
+
+
+def test_mbsync_syncs_both_ways(served: Jitaku) -> None:
+    deliver(served, "for mbsync one", "for mbsync two")
+    home = Path(tempfile.mkdtemp(prefix="jitaku-mbsync-"))
+    try:
+        (home / "Maildir").mkdir()
+        rc = home / "mbsyncrc"
+        rc.write_text(
+            f"IMAPAccount jitaku\nHost 127.0.0.1\nPort {served.imap_port}\nUser {ALICE}\nPass {PASSWORD}\n"
+            "SSLType None\nAuthMechs PLAIN\n\n"
+            "IMAPStore remote\nAccount jitaku\n\n"
+            f"MaildirStore local\nPath {home}/Maildir/\nInbox {home}/Maildir/INBOX\nSubFolders Verbatim\n\n"
+            "Channel sync\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\n"
+        )
+        run = ["mbsync", "-c", str(rc), "-a"]
+        first = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert first.returncode == 0, first.stdout + first.stderr
+        inbox = home / "Maildir" / "INBOX"
+        assert len(list((inbox / "new").iterdir()) + list((inbox / "cur").iterdir())) == 2
+        assert (home / "Maildir" / "Sent").is_dir()
+        # a message written locally goes up, and a local deletion goes up as an expunge
+        (home / "Maildir" / "Archive" / "new" / "1.local").write_bytes(b"Subject: from the maildir\r\n\r\nup\r\n")
+        next(iter([*(inbox / "new").iterdir(), *(inbox / "cur").iterdir()])).unlink()  # deleted here
+        second = subprocess.run(run, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stdout + second.stderr
+        imap = client(served, "Archive")
+        assert imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1].startswith(b"Subject: from the")  # type: ignore[index]
+        assert len(client(served).search(None, "ALL")[1][0].split()) == 1
+    finally:
+        shutil.rmtree(home)
+
+
+def test_fetchmail_over_imap(served: Jitaku, tmp_path: Path) -> None:
+    deliver(served, "for fetchmail over imap")
+    rc = tmp_path / "fetchmailrc"
+    rc.write_text(
+        f"poll 127.0.0.1 port {served.imap_port} protocol IMAP auth password\n"
+        f'  user "{ALICE}" password "{PASSWORD}" is root here\n'
+        f'  nokeep fetchall sslproto "TLS1.2+" no sslcertck\n'
+        f"  mda \"/bin/sh -c 'cat > {tmp_path}/mail.$$'\"\n"
+    )
+    rc.chmod(0o600)
+    ran = subprocess.run(
+        ["fetchmail", "-f", str(rc), "--pidfile", str(tmp_path / "pid"), "-v", "--nodetach"],
+        capture_output=True, text=True, timeout=60, env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    (fetched,) = tmp_path.glob("mail.*")
+    assert b"for fetchmail over imap" in fetched.read_bytes()
+    assert client(served).search(None, "ALL")[1] == [b""]  # fetched, flagged \Deleted, expunged
