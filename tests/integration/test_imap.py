@@ -8,6 +8,7 @@ import datetime
 import imaplib
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -15,8 +16,10 @@ from email.header import Header
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.conftest import Jitaku, swaks, wait_for_port
+from tests.conftest import Jitaku, free_port, swaks, wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = "alice@example.test"
@@ -160,3 +163,68 @@ def test_fetchmail_over_imap(served: Jitaku, tmp_path: Path) -> None:
     (fetched,) = tmp_path.glob("mail.*")
     assert b"for fetchmail over imap" in fetched.read_bytes()
     assert client(served).search(None, "ALL")[1] == [b""]  # fetched, flagged \Deleted, expunged
+
+
+def tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # jitaku init's self-signed certificate
+    return context
+
+
+def test_starttls_and_implicit_tls_and_plain_text_refused_off_loopback(network_namespace, jitaku_factory) -> None:
+    """From the LAN address of a namespace of our own: LOGINDISABLED and [PRIVACYREQUIRED] in the clear,
+    a login after STARTTLS, and on the IMAPS port."""
+    network_namespace.ip("addr", "add", "192.0.2.10/24", "dev", "home0")
+    server: Jitaku = jitaku_factory()
+    imaps = free_port()
+    server.settings["imap"] = {"listen": [f"192.0.2.10:{server.imap_port}"]}
+    server.settings["imaps"] = {"listen": [f"192.0.2.10:{imaps}"]}
+    server.write_config()
+    server.init(ALICE)
+    server.start()
+    wait_for_port(server.imap_port, host="192.0.2.10")
+    clear = imaplib.IMAP4("192.0.2.10", server.imap_port, timeout=10)
+    assert "LOGINDISABLED" in clear.capabilities and "STARTTLS" in clear.capabilities
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        clear.login(ALICE, PASSWORD)
+    clear.starttls(tls_context())
+    assert "AUTH=PLAIN" in clear.capabilities and "STARTTLS" not in clear.capabilities
+    assert clear.login(ALICE, PASSWORD)[0] == "OK"
+    implicit = imaplib.IMAP4_SSL("192.0.2.10", imaps, ssl_context=tls_context(), timeout=10)
+    assert implicit.login(ALICE, PASSWORD)[0] == "OK"
+    assert "client=192.0.2.10" in server.log() and PASSWORD not in server.log()
+
+
+VERBS = ["FETCH 1", "UID FETCH 1:*", "STORE 1", "SEARCH", "LIST", "SELECT", "APPEND INBOX", "COPY 1", "STATUS"]
+VERBS += ["CREATE", "RENAME", "UID STORE 1", "UID SEARCH", "EXAMINE", "NOOP", "ID", "ENABLE", "UID MOVE 1"]
+fuzz_lines = st.builds(
+    lambda verb, argument: b"f " + verb.encode() + argument,
+    st.sampled_from(VERBS),
+    st.binary(max_size=60).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b"").replace(b"{", b"")),
+)
+
+
+def test_random_commands_get_a_tagged_reply_and_the_server_lives(served: Jitaku) -> None:
+    deliver(served, "something to look at")
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(fuzz_lines, max_size=8))
+    def dialog(commands: list[bytes]) -> None:
+        with socket.create_connection(("127.0.0.1", served.imap_port), timeout=10) as raw:
+            stream = raw.makefile("rb")
+            stream.readline()
+            raw.sendall(f"a LOGIN {ALICE} {PASSWORD}\r\nb SELECT INBOX\r\n".encode())
+            while not stream.readline().startswith(b"b "):
+                pass
+            for command in commands:
+                raw.sendall(command + b"\r\n")
+                while True:
+                    line = stream.readline()
+                    assert line, command
+                    if line.startswith(b"f "):
+                        assert line[2:].startswith((b"OK", b"NO", b"BAD")), (command, line)
+                        break
+
+    dialog()
+    assert "imap_crashed" not in served.log() and "Traceback" not in served.log()
+    assert client(served).fetch("1", "(UID)")[0] == "OK"

@@ -166,14 +166,14 @@ class ImapServer:
             done = f"NO {refused}"
         except ParseError as error:
             done = f"BAD {error}"
-        if session.view is not None and not isinstance(command, (Fetch, Store, Search)) or _is_uid(command):
-            await self._refresh(session, allow_expunge=True)
-        elif session.view is not None:
-            await self._refresh(session, allow_expunge=False)
+        if done is None:  # STARTTLS: answered before the handshake
+            return
+        await self._refresh(session, allow_expunge=_is_uid(command) or not isinstance(command, (Fetch, Store, Search)))
         await wire.send(*session.lines, f"{tag} {done}".encode())
         session.lines.clear()
 
-    async def _command(self, wire: _Wire, session: Session, tag: str, command: Command) -> str:
+    async def _command(self, wire: _Wire, session: Session, tag: str, command: Command) -> str | None:
+        """The tagged response's text, after the untagged ones in session.lines; None when it went out already."""
         if isinstance(command, Simple):
             return await self._simple(wire, session, tag, command.name)
         if isinstance(command, Id):
@@ -210,7 +210,7 @@ class ImapServer:
             return await self._search(session, session.view, command)
         return await self._expunge(session, session.view, session.view.resolve(command.sequence, uid=True))
 
-    async def _simple(self, wire: _Wire, session: Session, tag: str, name: str) -> str:
+    async def _simple(self, wire: _Wire, session: Session, tag: str, name: str) -> str | None:
         if name == "CAPABILITY":
             session.say("* CAPABILITY " + self._capabilities(session))
             return "OK CAPABILITY completed"
@@ -228,7 +228,7 @@ class ImapServer:
             except (OSError, ssl.SSLError):
                 raise Closed from None
             session.tls = True
-            return ""
+            return None
         if name == "NAMESPACE":
             session.say('* NAMESPACE (("" "/")) NIL NIL')
             return "OK NAMESPACE completed"
