@@ -73,12 +73,14 @@ class Fetched:
         if name == "RFC822":
             return b"RFC822 " + _literal(self.body)
         if name == "RFC822.HEADER":
-            return b"RFC822.HEADER " + _literal(self.tree.header)
+            return b"RFC822.HEADER " + _literal(mime.split(self.body)[0])
         if name == "RFC822.TEXT":
-            return b"RFC822.TEXT " + _literal(self.tree.body)
+            return b"RFC822.TEXT " + _literal(mime.split(self.body)[1])
         if item.section is None:  # BODY alone: the non-extensible structure
             return b"BODY " + structure.body_structure(self.tree, extensible=False)
-        data = mime.section(self.tree, item.section)
+        data = mime.top_section(self.body, item.section) if not item.section.part else None
+        if data is None:
+            data = mime.section(self.tree, item.section)
         label = b"BODY[" + section_name(item.section).encode() + b"]"
         if data is not None and item.partial is not None:
             first, count = item.partial

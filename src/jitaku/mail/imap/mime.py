@@ -42,16 +42,33 @@ class Part:
         return self.header + self.body
 
 
-def parse(raw: bytes, default: str = "text/plain", depth: int = 0) -> Part:
-    """RAW as a tree; DEFAULT is the content type a part without one has (message/rfc822 in a digest)."""
-    found = HEADER_END.search(raw)
+def split(raw: bytes) -> tuple[bytes, bytes]:
+    """The header block (with the empty line that ends it) and the body."""
     if raw.startswith((b"\r\n", b"\n")):  # no header fields: the empty line alone ends the header
         cut = raw.index(b"\n") + 1
-        header, body = raw[:cut], raw[cut:]
-    elif found:
-        header, body = raw[: found.end()], raw[found.end() :]
-    else:
-        header, body = raw, b""
+        return raw[:cut], raw[cut:]
+    found = HEADER_END.search(raw)
+    return (raw[: found.end()], raw[found.end() :]) if found else (raw, b"")
+
+
+def top_section(raw: bytes, wanted: Section) -> bytes | None:
+    """BODY[], [HEADER], [TEXT] and [HEADER.FIELDS ...] of a whole message, without parsing it: what a
+    client listing a mailbox asks for, thousands of times."""
+    if wanted.part or wanted.text == "MIME":
+        return None
+    header, body = split(raw)
+    if not wanted.text:
+        return raw
+    if wanted.text == "HEADER":
+        return header
+    if wanted.text == "TEXT":
+        return body
+    return header_fields(header, set(wanted.fields), keep=wanted.text == "HEADER.FIELDS")
+
+
+def parse(raw: bytes, default: str = "text/plain", depth: int = 0) -> Part:
+    """RAW as a tree; DEFAULT is the content type a part without one has (message/rfc822 in a digest)."""
+    header, body = split(raw)
     headers = BytesHeaderParser(policy=compat32).parsebytes(header)
     headers.set_default_type(default)
     part = Part(header, body, headers)

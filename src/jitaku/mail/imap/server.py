@@ -93,9 +93,11 @@ class View:
         """The UIDs a sequence set names: message numbers, or UIDs (those that exist) for UID commands."""
         if not self.uids:
             return []
-        if uid:
-            return [u for u in self.uids if sequence.contains(u, self.uids[-1])]
         found: set[int] = set()
+        if uid:  # by bisection: a client syncing message by message sends thousands of these
+            for low, high in sequence.resolve(self.uids[-1]):
+                found.update(self.uids[bisect.bisect_left(self.uids, low) : bisect.bisect_right(self.uids, high)])
+            return sorted(found)
         for low, high in sequence.resolve(len(self.uids)):
             if high > len(self.uids):
                 raise ParseError(f"there is no message {high}")

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""An initial mbsync of a 10,000-message mailbox, and a FETCH of every message's header, from jitaku and
+from Dovecot (Debian's dovecot-imapd in a directory of its own on a loopback port), in the same run.
+Prints both times, the ratio, and the jitaku server's peak memory. The goal is within 2x of Dovecot.
+
+Both servers get the same messages (about 4 KiB each, a fifth with Japanese subjects and bodies) before
+the clock starts; each is opened once first, so Dovecot's index is built and jitaku's pages are warm.
+
+Usage: bench/imap_sync [--messages 10000]   (as root: Dovecot's mail processes run as nobody)
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import os
+import pwd
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.header import Header
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jitaku.store import Database, mailstore  # noqa: E402
+from tests.conftest import Dovecot, free_port, wait_for_port  # noqa: E402
+
+JITAKU = [sys.executable, "-m", "jitaku"]
+USER, PASSWORD = "alice@example.test", "secret-password"
+WORDS = "the of and to in is you that it he was for on are as with his they at be this have from".split()
+
+
+def message(number: int) -> bytes:
+    rng = random.Random(number)
+    if number % 5 == 0:
+        subject = Header(f"会議の件 その{number}", "iso-2022-jp").encode()
+        body = ("明日の会議は十時からです。資料を確認してください。\r\n" * 40).encode("iso-2022-jp")
+        charset = "ISO-2022-JP"
+    else:
+        subject = " ".join(rng.choice(WORDS) for _ in range(6))
+        body = "\r\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(60)).encode() + b"\r\n"
+        charset = "us-ascii"
+    return (
+        f"From: Sender {number % 97} <sender{number % 97}@example.net>\r\nTo: {USER}\r\n"
+        f"Subject: {subject}\r\nDate: Wed, 25 Nov 2026 10:{number % 60:02d}:00 +0900\r\n"
+        f"Message-ID: <{number}@example.net>\r\nMIME-Version: 1.0\r\n"
+        f"Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+    ).encode() + body
+
+
+def jitaku_server(work: Path, messages: list[bytes]) -> tuple[subprocess.Popen[bytes], int]:
+    data = work / "jitaku"
+    port = free_port()
+    subprocess.run([*JITAKU, "init", "--domain", "example.test", "--dir", str(data)], check=True, capture_output=True)
+    subprocess.run(
+        [*JITAKU, "user", "add", USER, "--password-stdin", "--dir", str(data)],
+        input=PASSWORD.encode() + b"\n",
+        check=True,
+        capture_output=True,
+    )
+    config = data / "jitaku.toml"
+    text = config.read_text().replace('listen = ["127.0.0.1:2143"]', f'listen = ["127.0.0.1:{port}"]')
+    for default in ("2525", "2587", "2110", "8025"):
+        text = text.replace(f'"127.0.0.1:{default}"', f'"127.0.0.1:{free_port()}"')
+    config.write_text(re.sub(r"(?m)^\[health\]\nenabled = true", "[health]\nenabled = false", text))
+    database = Database(f"sqlite:///{data / 'jitaku.db'}")
+    with database.transaction() as connection:
+        for body in messages:
+            mailstore.append(connection, USER, body)
+    database.close()
+    process = subprocess.Popen(
+        [*JITAKU, "serve", "--dir", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_for_port(port)
+    return process, port
+
+
+def fill_dovecot(dovecot: Dovecot, messages: list[bytes]) -> None:
+    maildir = dovecot.dir / "mail" / "alice"
+    nobody = pwd.getpwnam("nobody")
+    for part in ("cur", "new", "tmp"):
+        (maildir / part).mkdir(parents=True, exist_ok=True)
+    for number, body in enumerate(messages, 1):
+        (maildir / "cur" / f"{1700000000 + number}.{number}.bench:2,").write_bytes(body)
+    for path in [maildir, *maildir.rglob("*")]:
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+
+
+def warm(port: int, user: str) -> None:
+    imap = imaplib.IMAP4("127.0.0.1", port)
+    imap.login(user, PASSWORD)
+    imap.select("INBOX")
+    imap.uid("FETCH", "1:*", "(FLAGS)")
+    imap.logout()
+
+
+def mbsync(port: int, user: str, work: Path) -> float:
+    local = Path(tempfile.mkdtemp(prefix="maildir-", dir=work))
+    rc = local / "mbsyncrc"
+    rc.write_text(
+        f"IMAPAccount a\nHost 127.0.0.1\nPort {port}\nUser {user}\nPass {PASSWORD}\nSSLType None\n"
+        "AuthMechs PLAIN\n\nIMAPStore remote\nAccount a\n\n"
+        f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\n\n"
+        "Channel sync\nFar :remote:\nNear :local:\nPatterns INBOX\nCreate Near\nSyncState *\n"
+    )
+    started = time.perf_counter()
+    subprocess.run(["mbsync", "-q", "-c", str(rc), "-a"], check=True, timeout=1800)
+    took = time.perf_counter() - started
+    synced = len(list((local / "INBOX" / "cur").iterdir())) + len(list((local / "INBOX" / "new").iterdir()))
+    shutil.rmtree(local)
+    if synced == 0:
+        raise SystemExit(f"mbsync from port {port} synced nothing")
+    return took
+
+
+def headers(port: int, user: str) -> float:
+    imap = imaplib.IMAP4("127.0.0.1", port)
+    imap.login(user, PASSWORD)
+    imap.select("INBOX", readonly=True)
+    started = time.perf_counter()
+    _ok, data = imap.uid("FETCH", "1:*", "(BODY.PEEK[HEADER])")
+    took = time.perf_counter() - started
+    imap.logout()
+    if len([item for item in data if isinstance(item, tuple)]) == 0:
+        raise SystemExit(f"no headers from port {port}")
+    return took
+
+
+class Peak:
+    """The highest resident memory of PID (and its children) while running, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            try:
+                rss = self.process.memory_info().rss + sum(c.memory_info().rss for c in self.process.children())
+            except psutil.Error:
+                return
+            self.peak = max(self.peak, rss)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="jitaku-imap-bench-"))
+    work.chmod(0o755)
+    messages = [message(number) for number in range(1, args.messages + 1)]
+    size = sum(len(body) for body in messages)
+    print(
+        f"{len(messages)} messages, {size / 2**20:.1f} MiB; mbsync {subprocess.run(['mbsync', '-v'], capture_output=True, text=True).stdout.strip() or 'isync'}"
+    )
+    dovecot = Dovecot()
+    process = None
+    try:
+        fill_dovecot(dovecot, messages)
+        process, port = jitaku_server(work, messages)
+        warm(dovecot.port, "alice")
+        warm(port, USER)
+        peak = Peak(process.pid)
+        jitaku_sync, dovecot_sync = mbsync(port, USER, work), mbsync(dovecot.port, "alice", work)
+        jitaku_headers, dovecot_headers = headers(port, USER), headers(dovecot.port, "alice")
+        memory = peak.stop()
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait()
+        dovecot.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"{'':28}{'jitaku':>10}{'Dovecot':>10}{'ratio':>8}")
+    for what, ours, theirs in (
+        ("initial mbsync, s", jitaku_sync, dovecot_sync),
+        ("FETCH 1:* BODY[HEADER], s", jitaku_headers, dovecot_headers),
+    ):
+        print(f"{what:28}{ours:10.2f}{theirs:10.2f}{ours / theirs:8.2f}")
+    print(f"jitaku serve peak memory (RSS, with workers): {memory / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
