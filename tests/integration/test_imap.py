@@ -228,3 +228,44 @@ def test_random_commands_get_a_tagged_reply_and_the_server_lives(served: Jitaku)
     dialog()
     assert "imap_crashed" not in served.log() and "Traceback" not in served.log()
     assert client(served).fetch("1", "(UID)")[0] == "OK"
+
+
+def test_offlineimap_mirrors_every_folder(served: Jitaku, tmp_path: Path) -> None:
+    deliver(served, "for offlineimap")
+    imap = client(served)
+    imap.append("Drafts", "(\\Draft)", None, b"Subject: a draft\r\n\r\nunfinished\r\n")
+    rc = tmp_path / "offlineimaprc"
+    rc.write_text(
+        "[general]\naccounts = jitaku\nmetadata = " + str(tmp_path / "meta") + "\n\n"
+        "[Account jitaku]\nlocalrepository = local\nremoterepository = remote\n\n"
+        f"[Repository local]\ntype = Maildir\nlocalfolders = {tmp_path / 'mail'}\n\n"
+        f"[Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {served.imap_port}\n"
+        f"remoteuser = {ALICE}\nremotepass = {PASSWORD}\nssl = no\nstarttls = no\n"
+    )
+    ran = subprocess.run(
+        ["offlineimap", "-c", str(rc), "-o", "-u", "basic"], capture_output=True, text=True, timeout=120
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    mirrored = {path.parent.parent.name: path.read_bytes() for path in (tmp_path / "mail").glob("*/*/*")}
+    assert set(mirrored) >= {"INBOX", "Drafts"}
+    assert b"for offlineimap" in mirrored["INBOX"] and b"unfinished" in mirrored["Drafts"]
+
+
+def test_uidvalidity_and_uids_survive_a_restart_and_condstore_tracks_changes(served: Jitaku) -> None:
+    deliver(served, "one", "two")
+    imap = imaplib.IMAP4("127.0.0.1", served.imap_port, timeout=10)
+    imap.login(ALICE, PASSWORD)
+    imap.enable("CONDSTORE")
+    imap.select("INBOX")
+    before = imap.response("UIDVALIDITY")[1]
+    _, changed = imap.uid("STORE", "2", "+FLAGS", "(\\Answered)")
+    modseq = int(changed[0].split(b"MODSEQ (")[1].split(b")")[0])  # type: ignore[union-attr]
+    _, since = imap.uid("FETCH", "1:*", f"(FLAGS) (CHANGEDSINCE {modseq - 1})")
+    assert since == [f"2 (FLAGS (\\Answered) UID 2 MODSEQ ({modseq}))".encode()]
+    imap.uid("STORE", "2", f"(UNCHANGEDSINCE {modseq - 1}) +FLAGS", "(\\Seen)")
+    assert imap.response("MODIFIED")[1] == [b"2"]  # changed since: not stored
+    served.restart()
+    wait_for_port(served.imap_port)
+    again = client(served)
+    assert again.response("UIDVALIDITY")[1] == before
+    assert again.uid("SEARCH", "ALL")[1] == [b"1 2"]
