@@ -1,12 +1,16 @@
-"""IMAP against real clients: imaplib for protocol detail, mbsync syncing both ways to a Maildir, fetchmail
-over IMAP. Mail delivered over SMTP reaches an IDLEing client within a second; two clients on one mailbox
+"""IMAP against real clients: imaplib for protocol detail, mbsync syncing both ways to a Maildir, offlineimap,
+fetchmail over IMAP, and mutt driven by a script on a pseudo-terminal. Mail delivered over SMTP reaches an IDLEing client within a second; two clients on one mailbox
 see each other's flag changes and expunges."""
 
 from __future__ import annotations
 
 import datetime
 import imaplib
+import os
+import pty
+import select
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -92,12 +96,12 @@ def test_idle_sees_new_mail_within_a_second(served: Jitaku) -> None:
     tag = imap._new_tag()  # imaplib has no IDLE: the command by hand
     imap.send(tag + b" IDLE\r\n")
     assert imap.readline().startswith(b"+ ")
-    sent_at = time.monotonic()
     deliver(served, "while idling")
+    committed_at = time.monotonic()  # swaks has its 250: the message is in the store
     line = imap.readline()
-    took = time.monotonic() - sent_at
+    took = time.monotonic() - committed_at
     assert line == b"* 1 EXISTS\r\n", line
-    assert took < 1.0 + 0.5, f"{took:.2f} s (swaks included)"
+    assert took < 1.0, f"{took:.2f} s"
     imap.send(b"DONE\r\n")
     assert imap.readline().startswith(tag + b" OK")
 
@@ -269,3 +273,47 @@ def test_uidvalidity_and_uids_survive_a_restart_and_condstore_tracks_changes(ser
     again = client(served)
     assert again.response("UIDVALIDITY")[1] == before
     assert again.uid("SEARCH", "ALL")[1] == [b"1 2"]
+
+
+def run_in_a_terminal(command: list[str], timeout: float = 30) -> int:
+    """COMMAND on a pseudo-terminal of its own (mutt draws a screen), its output drained; its exit status."""
+    pid, terminal = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "xterm"
+        os.execvp(command[0], command)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], 0.2)
+            try:
+                if ready and not os.read(terminal, 65536):
+                    break
+            except OSError:  # the child closed the terminal
+                break
+        else:
+            os.kill(pid, signal.SIGKILL)
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    finally:
+        os.close(terminal)
+
+
+def test_mutt_driven_by_a_script_flags_and_deletes(served: Jitaku, tmp_path: Path) -> None:
+    deliver(served, "keep me", subject="mutt target")
+    deliver(served, "delete me", subject="mutt junk")
+    rc = tmp_path / "muttrc"
+    rc.write_text(
+        f'set imap_user="{ALICE}"\nset imap_pass="{PASSWORD}"\nset ssl_starttls=no\nset ssl_force_tls=no\n'
+        f'set folder="imap://127.0.0.1:{served.imap_port}/"\nset spoolfile="+INBOX"\n'
+        "set quit=yes\nset move=no\nset delete=yes\nset header_cache=\n"
+    )
+    keys = (
+        "<tag-pattern>~s mutt.target<enter><tag-prefix><set-flag>!"
+        "<delete-pattern>~s mutt.junk<enter><sync-mailbox><quit>"
+    )
+    status = run_in_a_terminal(["mutt", "-n", "-F", str(rc), "-f", "+INBOX", "-e", f'push "{keys}"'])
+    assert status == 0
+    imap = client(served)
+    _, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    (flags, subject) = data[0]  # type: ignore[misc]
+    assert subject == b"Subject: mutt target\r\n\r\n" and b"\\Flagged" in flags
+    assert len([item for item in data if isinstance(item, tuple)]) == 1  # the junk was expunged
