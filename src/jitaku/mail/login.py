@@ -17,6 +17,16 @@ async def verify(database: Database, address: str, password: str) -> str | None:
     return user.address if user and valid else None
 
 
+def client_of(writer: asyncio.StreamWriter) -> str:
+    """The connecting client's address, for logs and the failed-login limit."""
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if peer else "?"
+
+
+def may_send_password(client: str, tls: bool) -> bool:
+    return tls or is_loopback(client)
+
+
 def is_loopback(host: str) -> bool:
     """Passwords travel in the clear only on this machine (RFC 8314 §3, our rule for every protocol)."""
     try:

@@ -48,7 +48,7 @@ class Session:
 
     @property
     def may_log_in(self) -> bool:
-        return self.tls or login.is_loopback(self.client)
+        return login.may_send_password(self.client, self.tls)
 
 
 _Handler = Callable[["Pop3Server", "_Connection", Session, str], Awaitable[None]]
@@ -63,8 +63,7 @@ class Pop3Server:
         self._tls = tls
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
-        peer = writer.get_extra_info("peername")
-        session = Session(client=str(peer[0]) if peer else "?", tls=implicit_tls)
+        session = Session(client=login.client_of(writer), tls=implicit_tls)
         connection = _Connection(reader, writer)
         try:
             await connection.send("+OK jitaku POP3 server ready")

@@ -116,7 +116,7 @@ class Session:
 
     @property
     def may_log_in(self) -> bool:
-        return self.tls or login.is_loopback(self.client)
+        return login.may_send_password(self.client, self.tls)
 
     def say(self, line: str | bytes) -> None:
         self.lines.append(line.encode() if isinstance(line, str) else line)
@@ -129,8 +129,7 @@ class ImapServer:
         self._tls = tls
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
-        peer = writer.get_extra_info("peername")
-        session = Session(client=str(peer[0]) if peer else "?", tls=implicit_tls)
+        session = Session(client=login.client_of(writer), tls=implicit_tls)
         wire = _Wire(reader, writer)
         try:
             await wire.send(b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready")
