@@ -317,3 +317,17 @@ def test_mutt_driven_by_a_script_flags_and_deletes(served: Jitaku, tmp_path: Pat
     (flags, subject) = data[0]  # type: ignore[misc]
     assert subject == b"Subject: mutt target\r\n\r\n" and b"\\Flagged" in flags
     assert len([item for item in data if isinstance(item, tuple)]) == 1  # the junk was expunged
+
+
+def test_esearch_and_a_search_by_modseq(served: Jitaku) -> None:
+    deliver(served, "one", "two", "three")
+    imap = client(served)
+    assert "ESEARCH" in imap.capabilities
+    imap.uid("SEARCH", "RETURN", "(MIN MAX COUNT ALL)", "NOT", "UID", "2")
+    tag = imap.tagpre + str(imap.tagnum - 1).encode()  # imaplib numbers its tags TAGPRE + n
+    assert imap.response("ESEARCH")[1] == [b'(TAG "' + tag + b'") UID MIN 1 MAX 3 COUNT 2 ALL 1,3']
+    imap.uid("SEARCH", "RETURN", "(COUNT)", "SUBJECT", "nothing-like-this")
+    assert imap.response("ESEARCH")[1][0].endswith(b") UID COUNT 0")  # type: ignore[index]
+    imap.store("3", "+FLAGS", "(\\Flagged)")
+    _, found = imap.search(None, "MODSEQ", "1")
+    assert found[0].startswith(b"1 2 3 (MODSEQ ")

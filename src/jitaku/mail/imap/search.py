@@ -18,6 +18,10 @@ FLAG_KEYS |= {"SEEN": "\\Seen"}
 TEXT_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "HEADER", "SENTBEFORE", "SENTON", "SENTSINCE"}
 
 
+def uses_modseq(key: SearchKey) -> bool:
+    return key.name == "MODSEQ" or any(uses_modseq(inner) for inner in key.keys)
+
+
 def needs_body(key: SearchKey) -> bool:
     return key.name in TEXT_KEYS or any(needs_body(inner) for inner in key.keys)
 

@@ -60,7 +60,7 @@ MAX_LITERAL = 64 * 1024 * 1024
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
 CAPABILITIES = (
-    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE"
+    "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
 )
 PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
 
@@ -208,7 +208,7 @@ class ImapServer:
         if isinstance(command, Copy):
             return await self._copy(session, session.view, command)
         if isinstance(command, Search):
-            return await self._search(session, session.view, command)
+            return await self._search(session, session.view, command, tag)
         return await self._expunge(session, session.view, session.view.resolve(command.sequence, uid=True))
 
     async def _simple(self, wire: _Wire, session: Session, tag: str, name: str) -> str | None:
@@ -483,9 +483,10 @@ class ImapServer:
         view.state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
         return "OK MOVE completed"
 
-    async def _search(self, session: Session, view: View, command: Search) -> str:
+    async def _search(self, session: Session, view: View, command: Search, tag: str) -> str:
         address = session.user or ""
         found: list[int] = []
+        highest = 0
         async for message in self._messages(address, view, list(view.uids), search.needs_body(command.key)):
             candidate = search.Candidate(
                 number=view.number(message.uid),
@@ -500,7 +501,13 @@ class ImapServer:
             )
             if search.matches(command.key, candidate):
                 found.append(message.uid if command.uid else candidate.number)
-        session.say("* SEARCH" + "".join(f" {number}" for number in found))
+                highest = max(highest, candidate.modseq)
+        # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
+        modseq = f" (MODSEQ {highest})" if found and search.uses_modseq(command.key) else ""
+        if command.return_options is None:
+            session.say("* SEARCH" + "".join(f" {number}" for number in found) + modseq)
+        else:
+            session.say(_esearch(tag, command, found))
         return "OK SEARCH completed"
 
     async def _messages(
@@ -585,6 +592,21 @@ class ImapServer:
 
 def _is_uid(command: Command) -> bool:
     return isinstance(command, (Fetch, Store, Search)) and command.uid
+
+
+def _esearch(tag: str, command: Search, found: list[int]) -> str:
+    """The ESEARCH response (RFC 4731) to SEARCH RETURN (MIN MAX COUNT ALL)."""
+    options = command.return_options or ("ALL",)
+    parts = [f'* ESEARCH (TAG "{tag}")'] + (["UID"] if command.uid else [])
+    if found and "MIN" in options:
+        parts.append(f"MIN {min(found)}")
+    if found and "MAX" in options:
+        parts.append(f"MAX {max(found)}")
+    if "COUNT" in options:
+        parts.append(f"COUNT {len(found)}")
+    if found and "ALL" in options:
+        parts.append(f"ALL {_set(found)}")
+    return " ".join(parts)
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:
