@@ -331,3 +331,12 @@ def test_esearch_and_a_search_by_modseq(served: Jitaku) -> None:
     imap.store("3", "+FLAGS", "(\\Flagged)")
     _, found = imap.search(None, "MODSEQ", "1")
     assert found[0].startswith(b"1 2 3 (MODSEQ ")
+
+
+def test_five_failed_logins_lock_the_address_out_as_on_submission(served: Jitaku) -> None:
+    for _ in range(5):
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            imaplib.IMAP4("127.0.0.1", served.imap_port, timeout=10).login(ALICE, "wrong")
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\] too many failed logins"):
+        imaplib.IMAP4("127.0.0.1", served.imap_port, timeout=10).login(ALICE, PASSWORD)
+    assert served.log().count("event=auth_failed client=127.0.0.1 user=alice@example.test listener=imap") == 5
