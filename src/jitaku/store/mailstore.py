@@ -50,6 +50,10 @@ class MailboxError(Exception):
     """A mailbox request that cannot be done; the message is fit for an IMAP NO."""
 
 
+class MailboxExists(MailboxError):
+    """The name is taken (IMAP's [ALREADYEXISTS], RFC 5530)."""
+
+
 class NoSuchMailbox(MailboxError, LookupError):
     """The mailbox named does not exist: IMAP answers NO [TRYCREATE] to APPEND, COPY and MOVE."""
 
@@ -279,7 +283,7 @@ def create_mailbox(connection: Connection, address: str, name: str, special_use:
         sql_select(mailbox_table.c.id).where(mailbox_table.c.user_id == user_id, mailbox_table.c.name == name)
     ).first()
     if exists is not None:
-        raise MailboxError(f"mailbox {name!r} exists already")
+        raise MailboxExists(f"mailbox {name!r} exists already")
     connection.execute(
         insert(mailbox_table).values(
             user_id=user_id,
@@ -320,7 +324,7 @@ def rename_mailbox(connection: Connection, address: str, old: str, new: str) -> 
     for target in targets.values():
         _check_name(target)
         if target in names:
-            raise MailboxError(f"mailbox {target!r} exists already")
+            raise MailboxExists(f"mailbox {target!r} exists already")
     # No new name is taken, so no step of the renaming collides with a name not yet renamed
     connection.execute(
         update(mailbox_table).where(mailbox_table.c.id == bindparam("mailbox")).values(name=bindparam("target")),

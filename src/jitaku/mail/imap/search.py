@@ -35,8 +35,8 @@ class Candidate:
     size: int
     received_at: float
     body: bytes
-    largest: int  # the mailbox's highest message number, or UID for UID sets: what "*" means
-    largest_uid: int
+    largest: int  # the mailbox's highest message number: what "*" means in a sequence set
+    largest_uid: int  # its highest UID: what "*" means in a UID set
 
     @cached_property
     def parsed(self) -> Message:

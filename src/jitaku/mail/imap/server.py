@@ -52,7 +52,7 @@ from jitaku.mail.imap.parser import (
 from jitaku.mail.imap.parser import Select as SelectCommand
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database, mailstore
-from jitaku.store.mailstore import MailboxError, NoSuchMailbox
+from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox
 
 T = TypeVar("T")
 MAX_LINE = 64 * 1024
@@ -292,12 +292,13 @@ class ImapServer:
             return await self._database.write(change)
         except NoSuchMailbox as missing:
             raise Refused(f"[TRYCREATE] {missing}") from None
+        except MailboxExists as taken:
+            raise Refused(f"[ALREADYEXISTS] {taken}") from None
         except MailboxError as error:
             raise Refused(f"[CANNOT] {error}") from None
 
     async def _list(self, session: Session, command: ListMailboxes) -> str:
-        address = session.user or ""
-        boxes = await self._database.read(lambda c: mailstore.mailboxes(c, address))
+        boxes = await self._boxes(session.user or "")
         names = {box.name for box in boxes}
         verb = "LSUB" if command.lsub else "LIST"
         if command.patterns == ("",):  # the hierarchy delimiter (RFC 3501 §6.3.8)
@@ -315,29 +316,17 @@ class ImapServer:
                 attributes.append(box.special_use)
             if box.subscribed and (command.subscribed_only or "SUBSCRIBED" in command.return_options):
                 attributes.append("\\Subscribed")
-            name = structure.string(utf7.encode(box.name)).decode()
-            session.say(f'* {verb} ({" ".join(attributes)}) "/" {name}')
+            session.say(f'* {verb} ({" ".join(attributes)}) "/" {_name(box.name)}')
             for option in command.return_options:
                 if option.startswith("STATUS "):
-                    await self._status(session, Status(box.name, tuple(option.split()[1:])))
+                    session.say(_status_line(box, tuple(option.split()[1:])))
         return f"OK {verb} completed"
 
     async def _status(self, session: Session, command: Status) -> str:
-        address = session.user or ""
-        boxes = {box.name: box for box in await self._database.read(lambda c: mailstore.mailboxes(c, address))}
-        box = boxes.get(command.mailbox)
+        box = next((box for box in await self._boxes(session.user or "") if box.name == command.mailbox), None)
         if box is None:
             raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
-        values = {
-            "MESSAGES": box.messages,
-            "RECENT": 0,
-            "UIDNEXT": box.uidnext,
-            "UIDVALIDITY": box.uidvalidity,
-            "UNSEEN": box.unseen,
-            "HIGHESTMODSEQ": box.highestmodseq,
-        }
-        items = " ".join(f"{item} {values[item]}" for item in command.items if item in values)
-        session.say(f"* STATUS {structure.string(utf7.encode(box.name)).decode()} ({items})")
+        session.say(_status_line(box, command.items))
         return "OK STATUS completed"
 
     async def _select(self, session: Session, command: SelectCommand) -> str:
@@ -370,8 +359,6 @@ class ImapServer:
     async def _manage(self, session: Session, command: Create | MailboxCommand | Rename) -> str:
         address = session.user or ""
         if isinstance(command, Create):
-            if command.mailbox == "INBOX" or any(b.name == command.mailbox for b in await self._boxes(address)):
-                return "NO [ALREADYEXISTS] that mailbox exists"
             asked = command.special_use[0] if command.special_use else None
             use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
             if asked is not None and use is None:
@@ -413,7 +400,7 @@ class ImapServer:
         items = command.items
         if command.changed_since is not None:
             uids = [uid for uid in uids if view.modseqs.get(uid, 0) > command.changed_since]
-            items = (*items, FetchItem("MODSEQ")) if not any(i.name == "MODSEQ" for i in items) else items
+            items = _with(items, "MODSEQ")
         if fetch.sets_seen(items) and not view.read_only:
             unseen = [uid for uid in uids if "\\Seen" not in view.flags.get(uid, frozenset())]
             if unseen:
@@ -422,10 +409,9 @@ class ImapServer:
                 )
                 for state in stored.messages:
                     view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
-                if not any(item.name == "FLAGS" for item in items):
-                    items = (*items, FetchItem("FLAGS"))
+                items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
         if session.condstore and any(item.name == "FLAGS" for item in items):
-            items = items if any(i.name == "MODSEQ" for i in items) else (*items, FetchItem("MODSEQ"))
+            items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
         async for message in self._messages(address, view, uids, fetch.needs_body(items)):
             fetched = fetch.Fetched(
                 message.uid,
@@ -480,7 +466,6 @@ class ImapServer:
             return f"OK [{code}] COPY completed"
         session.say(f"* OK [{code}] moved")
         self._forget(session, view, [old for old, _new in pairs])
-        view.state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
         return "OK MOVE completed"
 
     async def _search(self, session: Session, view: View, command: Search, tag: str) -> str:
@@ -528,7 +513,6 @@ class ImapServer:
         address = session.user or ""
         gone = await self._write(lambda c: mailstore.expunge(c, address, view.name, uids))
         self._forget(session, view, gone)
-        view.state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
         return "OK EXPUNGE completed"
 
     @staticmethod
@@ -607,6 +591,29 @@ def _esearch(tag: str, command: Search, found: list[int]) -> str:
     if found and "ALL" in options:
         parts.append(f"ALL {_set(found)}")
     return " ".join(parts)
+
+
+def _with(items: tuple[FetchItem, ...], name: str) -> tuple[FetchItem, ...]:
+    """ITEMS, with NAME added unless the client asked for it already."""
+    return items if any(item.name == name for item in items) else (*items, FetchItem(name))
+
+
+def _name(mailbox: str) -> str:
+    """A mailbox name as LIST and STATUS send it: modified UTF-7, quoted."""
+    return structure.string(utf7.encode(mailbox)).decode()
+
+
+def _status_line(box: mailstore.MailboxInfo, items: tuple[str, ...]) -> str:
+    values = {
+        "MESSAGES": box.messages,
+        "RECENT": 0,
+        "UIDNEXT": box.uidnext,
+        "UIDVALIDITY": box.uidvalidity,
+        "UNSEEN": box.unseen,
+        "HIGHESTMODSEQ": box.highestmodseq,
+    }
+    listed = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    return f"* STATUS {_name(box.name)} ({listed})"
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:
