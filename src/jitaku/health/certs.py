@@ -11,7 +11,7 @@ from cryptography import x509
 
 from jitaku.config import CertsCheckSettings, Settings
 from jitaku.health.result import Result, State
-from jitaku.health.services import TIMEOUT, WILDCARDS
+from jitaku.health.services import TIMEOUT, local, reading_context
 
 
 def _names(cert: x509.Certificate) -> str:
@@ -26,19 +26,17 @@ async def served(settings: Settings) -> x509.Certificate | None:
     """What a client sees: the certificate of the first submission listener (implicit TLS, else STARTTLS);
     None without one, or when it does not answer (the services check says so). Not the MX: a greeting
     there would count as a stranger's session in the traffic check."""
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # read it, whoever signed it
+    context = reading_context()
     try:
         for item in settings.submissions.listen[:1]:
-            host = WILDCARDS.get(item.host, item.host)
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, item.port, ssl=context), TIMEOUT)
+            opening = asyncio.open_connection(local(item), item.port, ssl=context)
+            _reader, writer = await asyncio.wait_for(opening, TIMEOUT)
             try:
                 return _certificate(writer.get_extra_info("ssl_object"))
             finally:
                 writer.close()
         for item in settings.submission.listen[:1]:
-            host = WILDCARDS.get(item.host, item.host)
-            client = aiosmtplib.SMTP(hostname=host, port=item.port, start_tls=False, timeout=TIMEOUT)
+            client = aiosmtplib.SMTP(hostname=local(item), port=item.port, start_tls=False, timeout=TIMEOUT)
             async with client:
                 await client.starttls(tls_context=context)
                 return _certificate(client.get_transport_info("ssl_object"))

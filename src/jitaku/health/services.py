@@ -7,7 +7,7 @@ import asyncio
 import ssl
 from typing import NamedTuple
 
-from jitaku.config import Settings
+from jitaku.config import Listen, Settings
 from jitaku.health.result import Result, State
 
 TIMEOUT = 10.0
@@ -24,14 +24,25 @@ class Silence(NamedTuple):
 SMTP, IMAP, POP3 = b"220", b"* OK", b"+OK"  # how each protocol's greeting starts
 
 
+def reading_context() -> ssl.SSLContext:
+    """A TLS client context that reads our own listeners' certificates, whoever signed them (self-signed
+    until ACME): we look at them, we do not trust them."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+def local(where: Listen) -> str:
+    """The address to reach a listener at: a wildcard bind is reached on loopback."""
+    return WILDCARDS.get(where.host, where.host)
+
+
 async def answers(host: str, port: int, greeting: bytes | None, tls: bool = False) -> Silence | None:
     """None when HOST:PORT answers (with a line starting GREETING, if given); else what went wrong, in a few
     words."""
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # our own, self-signed until ACME
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context if tls else None), TIMEOUT
+            asyncio.open_connection(host, port, ssl=reading_context() if tls else None), TIMEOUT
         )
     except (OSError, TimeoutError) as error:
         cause = error.__class__.__name__
@@ -62,10 +73,7 @@ async def check(settings: Settings) -> Result:
         *(("web", item, None, False) for item in settings.web.listen),
     ]
     problems = await asyncio.gather(
-        *(
-            answers(WILDCARDS.get(item.host, item.host), item.port, greeting, tls)
-            for _name, item, greeting, tls in listeners
-        )
+        *(answers(local(item), item.port, greeting, tls) for _name, item, greeting, tls in listeners)
     )
     silent = [
         (name, item, problem) for (name, item, _g, _t), problem in zip(listeners, problems, strict=True) if problem
