@@ -329,6 +329,30 @@ def jitaku_factory(tmp_path: Path, prepared_dirs: Path) -> Iterator[Any]:
         instance.stop()
 
 
+READER = "alice@example.test"  # the mailbox the IMAP and POP3 tests read, password "secret-password"
+
+
+@pytest.fixture
+def mailhost(jitaku_factory: Any) -> Jitaku:
+    """A running jitaku whose IMAP and POP3 listeners answer, with users alice and bob."""
+    instance: Jitaku = jitaku_factory()
+    instance.init(READER, "bob@example.org")
+    instance.start()
+    wait_for_port(instance.imap_port)
+    wait_for_port(instance.pop3_port)
+    return instance
+
+
+def deliver(server: Jitaku, *bodies: str, subject: str | None = None) -> None:
+    """Each of BODIES to alice through the MX, by swaks."""
+    header = ["--header", f"Subject: {subject}"] if subject is not None else []
+    for body in bodies:
+        sent = swaks(
+            "--server", f"127.0.0.1:{server.smtp_port}", "--to", READER, "--from", "x@x.test", *header, "--body", body
+        )
+        assert sent.returncode == 0, sent.stdout
+
+
 @pytest.fixture
 def server(jitaku_factory: Any, dns_zone: tuple[Zone, int]) -> Jitaku:
     """A running jitaku for example.test/example.org with users alice and bob, DNS pointed at `dns_zone`."""

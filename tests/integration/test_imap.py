@@ -12,7 +12,6 @@ import select
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -23,19 +22,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Jitaku, free_port, swaks, wait_for_port
+from jitaku.health.services import reading_context
+from tests.conftest import READER, Jitaku, deliver, free_port, wait_for_port
 
 PASSWORD = "secret-password"
-ALICE = "alice@example.test"
-
-
-def deliver(server: Jitaku, *bodies: str, subject: str = "hello") -> None:
-    for body in bodies:
-        sent = swaks(
-            "--server", f"127.0.0.1:{server.smtp_port}", "--to", ALICE, "--from", "x@x.test",
-            "--header", f"Subject: {subject}", "--body", body,
-        )  # fmt: skip
-        assert sent.returncode == 0, sent.stdout
+ALICE = READER
 
 
 def client(server: Jitaku, mailbox: str = "INBOX") -> imaplib.IMAP4:
@@ -45,19 +36,10 @@ def client(server: Jitaku, mailbox: str = "INBOX") -> imaplib.IMAP4:
     return imap
 
 
-@pytest.fixture
-def served(jitaku_factory) -> Jitaku:
-    server: Jitaku = jitaku_factory()
-    server.init(ALICE, "bob@example.org")
-    server.start()
-    wait_for_port(server.imap_port)
-    return server
-
-
-def test_folders_append_fetch_store_move_and_search(served: Jitaku) -> None:
+def test_folders_append_fetch_store_move_and_search(mailhost: Jitaku) -> None:
     subject = Header("会議の件", "iso-2022-jp").encode()
-    deliver(served, "first", subject=subject)
-    imap = client(served)
+    deliver(mailhost, "first", subject=subject)
+    imap = client(mailhost)
     _, listing = imap.list()
     assert b'(\\HasNoChildren \\Sent) "/" "Sent"' in listing and len(listing) == 6
     _, data = imap.fetch("1", "(UID FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
@@ -79,9 +61,9 @@ def test_folders_append_fetch_store_move_and_search(served: Jitaku) -> None:
     assert imap.logout()[0] == "BYE"
 
 
-def test_two_clients_see_each_others_flags_and_expunges(served: Jitaku) -> None:
-    deliver(served, "one", "two", "three")
-    phone, laptop = client(served), client(served)
+def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> None:
+    deliver(mailhost, "one", "two", "three")
+    phone, laptop = client(mailhost), client(mailhost)
     phone.store("2", "+FLAGS", "(\\Seen \\Deleted)")
     laptop.noop()
     assert laptop.response("FETCH")[1] == [b"2 (FLAGS (\\Deleted \\Seen) UID 2)"]
@@ -91,12 +73,12 @@ def test_two_clients_see_each_others_flags_and_expunges(served: Jitaku) -> None:
     assert laptop.uid("SEARCH", "ALL")[1] == [b"1 3"]
 
 
-def test_idle_sees_new_mail_within_a_second(served: Jitaku) -> None:
-    imap = client(served)
+def test_idle_sees_new_mail_within_a_second(mailhost: Jitaku) -> None:
+    imap = client(mailhost)
     tag = imap._new_tag()  # imaplib has no IDLE: the command by hand
     imap.send(tag + b" IDLE\r\n")
     assert imap.readline().startswith(b"+ ")
-    deliver(served, "while idling")
+    deliver(mailhost, "while idling")
     committed_at = time.monotonic()  # swaks has its 250: the message is in the store
     line = imap.readline()
     took = time.monotonic() - committed_at
@@ -106,8 +88,8 @@ def test_idle_sees_new_mail_within_a_second(served: Jitaku) -> None:
     assert imap.readline().startswith(tag + b" OK")
 
 
-def test_passwords_need_tls_off_loopback_and_bad_input_gets_bad(served: Jitaku) -> None:
-    with socket.create_connection(("127.0.0.1", served.imap_port), timeout=10) as raw:
+def test_passwords_need_tls_off_loopback_and_bad_input_gets_bad(mailhost: Jitaku) -> None:
+    with socket.create_connection(("127.0.0.1", mailhost.imap_port), timeout=10) as raw:
         stream = raw.makefile("rb")
         assert stream.readline().startswith(b"* OK [CAPABILITY IMAP4rev1")
         for line in (b"a1 FROB", b"a2 FETCH 1 FLAGS", b'a3 LOGIN "x', b"\xff\xfe"):
@@ -115,17 +97,17 @@ def test_passwords_need_tls_off_loopback_and_bad_input_gets_bad(served: Jitaku) 
             assert b" BAD " in stream.readline()
         raw.sendall(b"a4 LOGIN alice@example.test wrong\r\n")
         assert stream.readline().startswith(b"a4 NO [AUTHENTICATIONFAILED]")
-    assert "imap_crashed" not in served.log()
+    assert "imap_crashed" not in mailhost.log()
 
 
-def test_mbsync_syncs_both_ways(served: Jitaku) -> None:
-    deliver(served, "for mbsync one", "for mbsync two")
+def test_mbsync_syncs_both_ways(mailhost: Jitaku) -> None:
+    deliver(mailhost, "for mbsync one", "for mbsync two")
     home = Path(tempfile.mkdtemp(prefix="jitaku-mbsync-"))
     try:
         (home / "Maildir").mkdir()
         rc = home / "mbsyncrc"
         rc.write_text(
-            f"IMAPAccount jitaku\nHost 127.0.0.1\nPort {served.imap_port}\nUser {ALICE}\nPass {PASSWORD}\n"
+            f"IMAPAccount jitaku\nHost 127.0.0.1\nPort {mailhost.imap_port}\nUser {ALICE}\nPass {PASSWORD}\n"
             "SSLType None\nAuthMechs PLAIN\n\n"
             "IMAPStore remote\nAccount jitaku\n\n"
             f"MaildirStore local\nPath {home}/Maildir/\nInbox {home}/Maildir/INBOX\nSubFolders Verbatim\n\n"
@@ -142,18 +124,18 @@ def test_mbsync_syncs_both_ways(served: Jitaku) -> None:
         next(iter([*(inbox / "new").iterdir(), *(inbox / "cur").iterdir()])).unlink()  # deleted here
         second = subprocess.run(run, capture_output=True, text=True, timeout=60)
         assert second.returncode == 0, second.stdout + second.stderr
-        imap = client(served, "Archive")
+        imap = client(mailhost, "Archive")
         assert imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")[1][0][1].startswith(b"Subject: from the")  # type: ignore[index]
-        assert len(client(served).search(None, "ALL")[1][0].split()) == 1
+        assert len(client(mailhost).search(None, "ALL")[1][0].split()) == 1
     finally:
         shutil.rmtree(home)
 
 
-def test_fetchmail_over_imap(served: Jitaku, tmp_path: Path) -> None:
-    deliver(served, "for fetchmail over imap")
+def test_fetchmail_over_imap(mailhost: Jitaku, tmp_path: Path) -> None:
+    deliver(mailhost, "for fetchmail over imap")
     rc = tmp_path / "fetchmailrc"
     rc.write_text(
-        f"poll 127.0.0.1 port {served.imap_port} protocol IMAP auth password\n"
+        f"poll 127.0.0.1 port {mailhost.imap_port} protocol IMAP auth password\n"
         f'  user "{ALICE}" password "{PASSWORD}" is root here\n'
         f'  nokeep fetchall sslproto "TLS1.2+" no sslcertck\n'
         f"  mda \"/bin/sh -c 'cat > {tmp_path}/mail.$$'\"\n"
@@ -166,13 +148,7 @@ def test_fetchmail_over_imap(served: Jitaku, tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stdout + ran.stderr
     (fetched,) = tmp_path.glob("mail.*")
     assert b"for fetchmail over imap" in fetched.read_bytes()
-    assert client(served).search(None, "ALL")[1] == [b""]  # fetched, flagged \Deleted, expunged
-
-
-def tls_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # jitaku init's self-signed certificate
-    return context
+    assert client(mailhost).search(None, "ALL")[1] == [b""]  # fetched, flagged \Deleted, expunged
 
 
 def test_starttls_and_implicit_tls_and_plain_text_refused_off_loopback(network_namespace, jitaku_factory) -> None:
@@ -191,10 +167,10 @@ def test_starttls_and_implicit_tls_and_plain_text_refused_off_loopback(network_n
     assert "LOGINDISABLED" in clear.capabilities and "STARTTLS" in clear.capabilities
     with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
         clear.login(ALICE, PASSWORD)
-    clear.starttls(tls_context())
+    clear.starttls(reading_context())
     assert "AUTH=PLAIN" in clear.capabilities and "STARTTLS" not in clear.capabilities
     assert clear.login(ALICE, PASSWORD)[0] == "OK"
-    implicit = imaplib.IMAP4_SSL("192.0.2.10", imaps, ssl_context=tls_context(), timeout=10)
+    implicit = imaplib.IMAP4_SSL("192.0.2.10", imaps, ssl_context=reading_context(), timeout=10)
     assert implicit.login(ALICE, PASSWORD)[0] == "OK"
     assert "client=192.0.2.10" in server.log() and PASSWORD not in server.log()
 
@@ -208,13 +184,13 @@ fuzz_lines = st.builds(
 )
 
 
-def test_random_commands_get_a_tagged_reply_and_the_server_lives(served: Jitaku) -> None:
-    deliver(served, "something to look at")
+def test_random_commands_get_a_tagged_reply_and_the_server_lives(mailhost: Jitaku) -> None:
+    deliver(mailhost, "something to look at")
 
     @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(fuzz_lines, max_size=8))
     def dialog(commands: list[bytes]) -> None:
-        with socket.create_connection(("127.0.0.1", served.imap_port), timeout=10) as raw:
+        with socket.create_connection(("127.0.0.1", mailhost.imap_port), timeout=10) as raw:
             stream = raw.makefile("rb")
             stream.readline()
             raw.sendall(f"a LOGIN {ALICE} {PASSWORD}\r\nb SELECT INBOX\r\n".encode())
@@ -230,20 +206,20 @@ def test_random_commands_get_a_tagged_reply_and_the_server_lives(served: Jitaku)
                         break
 
     dialog()
-    assert "imap_crashed" not in served.log() and "Traceback" not in served.log()
-    assert client(served).fetch("1", "(UID)")[0] == "OK"
+    assert "imap_crashed" not in mailhost.log() and "Traceback" not in mailhost.log()
+    assert client(mailhost).fetch("1", "(UID)")[0] == "OK"
 
 
-def test_offlineimap_mirrors_every_folder(served: Jitaku, tmp_path: Path) -> None:
-    deliver(served, "for offlineimap")
-    imap = client(served)
+def test_offlineimap_mirrors_every_folder(mailhost: Jitaku, tmp_path: Path) -> None:
+    deliver(mailhost, "for offlineimap")
+    imap = client(mailhost)
     imap.append("Drafts", "(\\Draft)", None, b"Subject: a draft\r\n\r\nunfinished\r\n")
     rc = tmp_path / "offlineimaprc"
     rc.write_text(
         "[general]\naccounts = jitaku\nmetadata = " + str(tmp_path / "meta") + "\n\n"
         "[Account jitaku]\nlocalrepository = local\nremoterepository = remote\n\n"
         f"[Repository local]\ntype = Maildir\nlocalfolders = {tmp_path / 'mail'}\n\n"
-        f"[Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {served.imap_port}\n"
+        f"[Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {mailhost.imap_port}\n"
         f"remoteuser = {ALICE}\nremotepass = {PASSWORD}\nssl = no\nstarttls = no\n"
     )
     ran = subprocess.run(
@@ -255,9 +231,9 @@ def test_offlineimap_mirrors_every_folder(served: Jitaku, tmp_path: Path) -> Non
     assert b"for offlineimap" in mirrored["INBOX"] and b"unfinished" in mirrored["Drafts"]
 
 
-def test_uidvalidity_and_uids_survive_a_restart_and_condstore_tracks_changes(served: Jitaku) -> None:
-    deliver(served, "one", "two")
-    imap = imaplib.IMAP4("127.0.0.1", served.imap_port, timeout=10)
+def test_uidvalidity_and_uids_survive_a_restart_and_condstore_tracks_changes(mailhost: Jitaku) -> None:
+    deliver(mailhost, "one", "two")
+    imap = imaplib.IMAP4("127.0.0.1", mailhost.imap_port, timeout=10)
     imap.login(ALICE, PASSWORD)
     imap.enable("CONDSTORE")
     imap.select("INBOX")
@@ -268,9 +244,9 @@ def test_uidvalidity_and_uids_survive_a_restart_and_condstore_tracks_changes(ser
     assert since == [f"2 (FLAGS (\\Answered) UID 2 MODSEQ ({modseq}))".encode()]
     imap.uid("STORE", "2", f"(UNCHANGEDSINCE {modseq - 1}) +FLAGS", "(\\Seen)")
     assert imap.response("MODIFIED")[1] == [b"2"]  # changed since: not stored
-    served.restart()
-    wait_for_port(served.imap_port)
-    again = client(served)
+    mailhost.restart()
+    wait_for_port(mailhost.imap_port)
+    again = client(mailhost)
     assert again.response("UIDVALIDITY")[1] == before
     assert again.uid("SEARCH", "ALL")[1] == [b"1 2"]
 
@@ -297,13 +273,13 @@ def run_in_a_terminal(command: list[str], timeout: float = 30) -> int:
         os.close(terminal)
 
 
-def test_mutt_driven_by_a_script_flags_and_deletes(served: Jitaku, tmp_path: Path) -> None:
-    deliver(served, "keep me", subject="mutt target")
-    deliver(served, "delete me", subject="mutt junk")
+def test_mutt_driven_by_a_script_flags_and_deletes(mailhost: Jitaku, tmp_path: Path) -> None:
+    deliver(mailhost, "keep me", subject="mutt target")
+    deliver(mailhost, "delete me", subject="mutt junk")
     rc = tmp_path / "muttrc"
     rc.write_text(
         f'set imap_user="{ALICE}"\nset imap_pass="{PASSWORD}"\nset ssl_starttls=no\nset ssl_force_tls=no\n'
-        f'set folder="imap://127.0.0.1:{served.imap_port}/"\nset spoolfile="+INBOX"\n'
+        f'set folder="imap://127.0.0.1:{mailhost.imap_port}/"\nset spoolfile="+INBOX"\n'
         "set quit=yes\nset move=no\nset delete=yes\nset header_cache=\n"
     )
     keys = (
@@ -312,16 +288,16 @@ def test_mutt_driven_by_a_script_flags_and_deletes(served: Jitaku, tmp_path: Pat
     )
     status = run_in_a_terminal(["mutt", "-n", "-F", str(rc), "-f", "+INBOX", "-e", f'push "{keys}"'])
     assert status == 0
-    imap = client(served)
+    imap = client(mailhost)
     _, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     (flags, subject) = data[0]  # type: ignore[misc]
     assert subject == b"Subject: mutt target\r\n\r\n" and b"\\Flagged" in flags
     assert len([item for item in data if isinstance(item, tuple)]) == 1  # the junk was expunged
 
 
-def test_esearch_and_a_search_by_modseq(served: Jitaku) -> None:
-    deliver(served, "one", "two", "three")
-    imap = client(served)
+def test_esearch_and_a_search_by_modseq(mailhost: Jitaku) -> None:
+    deliver(mailhost, "one", "two", "three")
+    imap = client(mailhost)
     assert "ESEARCH" in imap.capabilities
     imap.uid("SEARCH", "RETURN", "(MIN MAX COUNT ALL)", "NOT", "UID", "2")
     tag = imap.tagpre + str(imap.tagnum - 1).encode()  # imaplib numbers its tags TAGPRE + n
@@ -333,10 +309,10 @@ def test_esearch_and_a_search_by_modseq(served: Jitaku) -> None:
     assert found[0].startswith(b"1 2 3 (MODSEQ ")
 
 
-def test_five_failed_logins_lock_the_address_out_as_on_submission(served: Jitaku) -> None:
+def test_five_failed_logins_lock_the_address_out_as_on_submission(mailhost: Jitaku) -> None:
     for _ in range(5):
         with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-            imaplib.IMAP4("127.0.0.1", served.imap_port, timeout=10).login(ALICE, "wrong")
+            imaplib.IMAP4("127.0.0.1", mailhost.imap_port, timeout=10).login(ALICE, "wrong")
     with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\] too many failed logins"):
-        imaplib.IMAP4("127.0.0.1", served.imap_port, timeout=10).login(ALICE, PASSWORD)
-    assert served.log().count("event=auth_failed client=127.0.0.1 user=alice@example.test listener=imap") == 5
+        imaplib.IMAP4("127.0.0.1", mailhost.imap_port, timeout=10).login(ALICE, PASSWORD)
+    assert mailhost.log().count("event=auth_failed client=127.0.0.1 user=alice@example.test listener=imap") == 5

@@ -10,7 +10,6 @@ import poplib
 import pwd
 import shutil
 import socket
-import ssl
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,22 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Jitaku, free_port, swaks, wait_for_port
+from jitaku.health.services import reading_context
+from tests.conftest import READER, Jitaku, deliver, free_port, wait_for_port
 
 PASSWORD = "secret-password"
-ALICE = "alice@example.test"
-
-
-def deliver(server: Jitaku, *bodies: str) -> None:
-    for body in bodies:
-        sent = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", ALICE, "--from", "x@x.test", "--body", body)
-        assert sent.returncode == 0, sent.stdout
-
-
-def tls_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # jitaku init's self-signed certificate
-    return context
+ALICE = READER
 
 
 def logged_in(server: Jitaku) -> poplib.POP3:
@@ -48,22 +36,13 @@ def unique_ids(client: poplib.POP3) -> list[bytes]:
     return [line.split()[1] for line in client.uidl()[1]]
 
 
-@pytest.fixture
-def popped(jitaku_factory) -> Jitaku:
-    server: Jitaku = jitaku_factory()
-    server.init(ALICE, "bob@example.org")
-    server.start()
-    wait_for_port(server.pop3_port)
-    return server
-
-
-def test_a_session_lists_reads_and_deletes_only_at_quit(popped: Jitaku) -> None:
-    deliver(popped, "first", ".a line with a leading dot\nand one more", "third")
-    client = logged_in(popped)
+def test_a_session_lists_reads_and_deletes_only_at_quit(mailhost: Jitaku) -> None:
+    deliver(mailhost, "first", ".a line with a leading dot\nand one more", "third")
+    client = logged_in(mailhost)
     assert client.stat()[0] == 3
     _, listing, _ = client.list()
     sizes = [int(line.split()[1]) for line in listing]
-    stored = popped.stored_bodies(ALICE)
+    stored = mailhost.stored_bodies(ALICE)
     assert sizes == [len(body) for body in stored]  # the exact octets RETR sends
     uids = unique_ids(client)
     _, lines, octets = client.retr(2)
@@ -78,21 +57,21 @@ def test_a_session_lists_reads_and_deletes_only_at_quit(popped: Jitaku) -> None:
     client.dele(1)
     client.dele(3)
     client.sock.close()  # the connection drops before QUIT: nothing is removed
-    assert len(popped.mailbox(ALICE)) == 3
+    assert len(mailhost.mailbox(ALICE)) == 3
 
-    client = logged_in(popped)
+    client = logged_in(mailhost)
     assert unique_ids(client) == uids  # the same ids in a new session
     client.dele(1)
     assert client.quit().startswith(b"+OK bye (1 messages removed)")
-    assert [m["uid"] for m in popped.mailbox(ALICE)] == [2, 3]
-    popped.restart()
-    wait_for_port(popped.pop3_port)
-    assert unique_ids(logged_in(popped)) == uids[1:]  # and across a restart, though the numbers moved
+    assert [m["uid"] for m in mailhost.mailbox(ALICE)] == [2, 3]
+    mailhost.restart()
+    wait_for_port(mailhost.pop3_port)
+    assert unique_ids(logged_in(mailhost)) == uids[1:]  # and across a restart, though the numbers moved
 
 
-def test_capabilities_errors_and_two_sessions_at_once(popped: Jitaku) -> None:
-    deliver(popped, "one", "two")
-    client = poplib.POP3("127.0.0.1", popped.pop3_port, timeout=10)
+def test_capabilities_errors_and_two_sessions_at_once(mailhost: Jitaku) -> None:
+    deliver(mailhost, "one", "two")
+    client = poplib.POP3("127.0.0.1", mailhost.pop3_port, timeout=10)
     assert client.getwelcome() == b"+OK jitaku POP3 server ready"
     capabilities = client.capa()
     assert {"TOP", "UIDL", "USER", "STLS", "RESP-CODES", "PIPELINING"} <= set(capabilities)
@@ -109,7 +88,7 @@ def test_capabilities_errors_and_two_sessions_at_once(popped: Jitaku) -> None:
     for bad in ("RETR 0", "RETR 99", "RETR x", "DELE -1", "TOP 1", "LIST 1 2"):
         with pytest.raises(poplib.error_proto, match="-ERR"):
             client._shortcmd(bad)
-    second = logged_in(popped)  # a phone and a laptop: no lock that a dead connection could leave behind
+    second = logged_in(mailhost)  # a phone and a laptop: no lock that a dead connection could leave behind
     client.dele(1)
     assert client.quit().startswith(b"+OK bye (1 messages removed)")
     with pytest.raises(poplib.error_proto, match=r"\[SYS/PERM\] message 1 is gone"):
@@ -117,8 +96,8 @@ def test_capabilities_errors_and_two_sessions_at_once(popped: Jitaku) -> None:
     assert second.retr(2)[0].startswith(b"+OK")
     second.dele(1)
     assert second.quit().startswith(b"+OK bye (0 messages removed)")
-    assert [m["uid"] for m in popped.mailbox(ALICE)] == [2]
-    assert PASSWORD not in popped.log()
+    assert [m["uid"] for m in mailhost.mailbox(ALICE)] == [2]
+    assert PASSWORD not in mailhost.log()
 
 
 def test_sasl_plain_stls_and_implicit_tls(jitaku_factory) -> None:
@@ -130,13 +109,13 @@ def test_sasl_plain_stls_and_implicit_tls(jitaku_factory) -> None:
     server.start()
     wait_for_port(pop3s)
     client = poplib.POP3("127.0.0.1", server.pop3_port, timeout=10)
-    client.stls(tls_context())
+    client.stls(reading_context())
     assert "STLS" not in client.capa()
     assert client._shortcmd("AUTH PLAIN").startswith(b"+ ")  # asks for the response on its own line
     plain = base64.b64encode(f"\0{ALICE}\0{PASSWORD}".encode()).decode()
     assert client._shortcmd(plain).startswith(b"+OK alice@example.test has 0 messages")
     client.quit()
-    implicit = poplib.POP3_SSL("127.0.0.1", pop3s, context=tls_context(), timeout=10)
+    implicit = poplib.POP3_SSL("127.0.0.1", pop3s, context=reading_context(), timeout=10)
     assert implicit._shortcmd(f"AUTH PLAIN {plain}").startswith(b"+OK")
     implicit.quit()
     other = base64.b64encode(f"bob@example.org\0{ALICE}\0{PASSWORD}".encode()).decode()
@@ -160,32 +139,32 @@ def test_passwords_only_over_tls_from_another_address_and_failures_are_limited(
     assert "USER" not in clear.capa() and "SASL" not in clear.capa()
     with pytest.raises(poplib.error_proto, match=r"\[AUTH\] passwords only over TLS"):
         clear.user(ALICE)
-    clear.stls(tls_context())
+    clear.stls(reading_context())
     clear.user(ALICE)
     assert clear.pass_(PASSWORD).startswith(b"+OK")
     clear.quit()
     for _ in range(5):
         client = poplib.POP3("192.0.2.10", server.pop3_port, timeout=10)
-        client.stls(tls_context())
+        client.stls(reading_context())
         client.user(ALICE)
         with pytest.raises(poplib.error_proto, match=r"\[AUTH\]"):
             client.pass_("wrong")
     client = poplib.POP3("192.0.2.10", server.pop3_port, timeout=10)
-    client.stls(tls_context())
+    client.stls(reading_context())
     with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\] too many failed logins"):
         client.user(ALICE)
     assert server.log().count("event=auth_failed client=192.0.2.10") == 5
 
 
-def test_a_line_too_long_or_garbage_gets_an_error_and_the_server_lives(popped: Jitaku) -> None:
-    with socket.create_connection(("127.0.0.1", popped.pop3_port), timeout=10) as raw:
+def test_a_line_too_long_or_garbage_gets_an_error_and_the_server_lives(mailhost: Jitaku) -> None:
+    with socket.create_connection(("127.0.0.1", mailhost.pop3_port), timeout=10) as raw:
         reader = raw.makefile("rb")
         reader.readline()
         raw.sendall(b"\xff\xfe\x00 nonsense\r\n")
         assert reader.readline().startswith(b"-ERR")
         raw.sendall(b"USER " + b"a" * 5000 + b"\r\n")
         assert reader.readline() == b"-ERR line too long\r\n"
-    assert logged_in(popped).stat() == (0, 0)
+    assert logged_in(mailhost).stat() == (0, 0)
 
 
 def run_fetchmail(server: Jitaku, home: Path, keep: bool) -> subprocess.CompletedProcess[str]:
@@ -207,24 +186,24 @@ def run_fetchmail(server: Jitaku, home: Path, keep: bool) -> subprocess.Complete
     )
 
 
-def test_fetchmail_fetches_over_stls_and_deletes_what_it_fetched(popped: Jitaku, tmp_path: Path) -> None:
-    deliver(popped, "one for fetchmail", "two for fetchmail")
-    kept = run_fetchmail(popped, tmp_path / "keep", keep=True)
+def test_fetchmail_fetches_over_stls_and_deletes_what_it_fetched(mailhost: Jitaku, tmp_path: Path) -> None:
+    deliver(mailhost, "one for fetchmail", "two for fetchmail")
+    kept = run_fetchmail(mailhost, tmp_path / "keep", keep=True)
     assert kept.returncode == 0, kept.stdout + kept.stderr
     said = kept.stdout + kept.stderr
     assert "POP3> STLS" in said and "2 messages for alice@example.test" in said, said
-    assert len(popped.mailbox(ALICE)) == 2
-    fetched = run_fetchmail(popped, tmp_path / "fetch", keep=False)
+    assert len(mailhost.mailbox(ALICE)) == 2
+    fetched = run_fetchmail(mailhost, tmp_path / "fetch", keep=False)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     got = sorted((tmp_path / "fetch").glob("mail.*"))
     assert len(got) == 2 and b"one for fetchmail" in b"".join(path.read_bytes() for path in got)
-    assert popped.mailbox(ALICE) == []
-    again = run_fetchmail(popped, tmp_path / "again", keep=False)
+    assert mailhost.mailbox(ALICE) == []
+    again = run_fetchmail(mailhost, tmp_path / "again", keep=False)
     assert again.returncode == 1  # fetchmail's "no mail"
 
 
-def test_getmail6_retrieves_into_a_maildir(popped: Jitaku) -> None:
-    deliver(popped, "for getmail, こんにちは")
+def test_getmail6_retrieves_into_a_maildir(mailhost: Jitaku) -> None:
+    deliver(mailhost, "for getmail, こんにちは")
     # getmail will not deliver as root: as root, it runs as nobody in a directory of nobody's
     home = Path(tempfile.mkdtemp(prefix="jitaku-getmail-"))
     maildir = home / "Maildir"
@@ -233,7 +212,7 @@ def test_getmail6_retrieves_into_a_maildir(popped: Jitaku) -> None:
     rc = home / "getmailrc"
     rc.write_text(
         "[retriever]\ntype = SimplePOP3Retriever\nserver = 127.0.0.1\n"
-        f"port = {popped.pop3_port}\nusername = {ALICE}\npassword = {PASSWORD}\n"
+        f"port = {mailhost.pop3_port}\nusername = {ALICE}\npassword = {PASSWORD}\n"
         f"[destination]\ntype = Maildir\npath = {maildir}/\n"
         "[options]\ndelete = true\nread_all = true\nverbose = 1\n"
     )
@@ -250,7 +229,7 @@ def test_getmail6_retrieves_into_a_maildir(popped: Jitaku) -> None:
         assert "for getmail" in delivered.read_bytes().decode("utf-8", "replace")
     finally:
         shutil.rmtree(home)
-    assert popped.mailbox(ALICE) == []  # delete = true: removed at its QUIT
+    assert mailhost.mailbox(ALICE) == []  # delete = true: removed at its QUIT
 
 
 VERBS = ["USER", "PASS", "AUTH", "AUTH PLAIN", "CAPA", "STAT", "LIST", "UIDL", "RETR", "TOP", "DELE", "RSET", "NOOP"]
@@ -268,11 +247,11 @@ def multiline(command: bytes) -> bool:
     return verb in ("CAPA", "RETR", "TOP") or (verb in ("LIST", "UIDL", "AUTH") and not argument)
 
 
-def test_random_command_lines_in_both_states_get_a_reply_and_the_server_lives(popped: Jitaku) -> None:
-    deliver(popped, "something to list")
+def test_random_command_lines_in_both_states_get_a_reply_and_the_server_lives(mailhost: Jitaku) -> None:
+    deliver(mailhost, "something to list")
 
     def converse(commands: list[bytes], log_in: bool) -> None:
-        with socket.create_connection(("127.0.0.1", popped.pop3_port), timeout=10) as raw:
+        with socket.create_connection(("127.0.0.1", mailhost.pop3_port), timeout=10) as raw:
             stream = raw.makefile("rb")
             assert stream.readline().startswith(b"+OK")
             if log_in:
@@ -295,5 +274,5 @@ def test_random_command_lines_in_both_states_get_a_reply_and_the_server_lives(po
         converse(commands, log_in)
 
     dialog()
-    assert logged_in(popped).stat()[0] == 1  # nothing was deleted: no fuzzed session said QUIT
-    assert "pop3_crashed" not in popped.log() and "Traceback" not in popped.log()
+    assert logged_in(mailhost).stat()[0] == 1  # nothing was deleted: no fuzzed session said QUIT
+    assert "pop3_crashed" not in mailhost.log() and "Traceback" not in mailhost.log()
