@@ -130,6 +130,37 @@ def test_renaming_inbox_moves_its_messages_to_a_new_mailbox(database: Database) 
     assert fill(database, 1) == [4]  # INBOX never hands out a UID twice
 
 
+def test_a_mailbox_made_again_never_repeats_a_uidvalidity(database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 3501 §2.3.1.1: a client that cached "Trips" by its UIDVALIDITY must see that the new "Trips" is
+    another mailbox, even when it was made again in the same second, or after the clock went back."""
+    with database.transaction() as connection:
+        mailstore.create_mailbox(connection, ALICE, "Trips")
+        first = mailstore.uidvalidity(connection, ALICE, "Trips")
+        mailstore.delete_mailbox(connection, ALICE, "Trips")
+        mailstore.create_mailbox(connection, ALICE, "Trips")
+        second = mailstore.uidvalidity(connection, ALICE, "Trips")
+        inbox = mailstore.uidvalidity(connection, ALICE, "INBOX")
+        accounts.remove_user(connection, ALICE)
+        monkeypatch.setattr(mailstore.time, "time", lambda: 1_000_000_000.0)  # 2001: a board without a clock
+        accounts.add_user(connection, ALICE, None)
+        again = mailstore.uidvalidity(connection, ALICE, "INBOX")
+    assert inbox <= first < second < again
+
+
+def test_recent_belongs_to_the_first_select_and_examine_leaves_it(database: Database) -> None:
+    fill(database, 2)
+    examined = database.read_now(lambda c: mailstore.select(c, ALICE, "INBOX"))
+    with database.transaction() as connection:
+        claimed = mailstore.select(connection, ALICE, "INBOX", claim_recent=True)
+    assert examined.recent_from == claimed.recent_from == 1  # both see UIDs 1 and 2 as recent
+    fill(database, 1)
+    with database.transaction() as connection:
+        later = mailstore.select(connection, ALICE, "INBOX", claim_recent=True)
+    assert later.recent_from == 3  # only the new message is recent to the next session
+    inbox = database.read_now(lambda c: mailstore.mailboxes(c, ALICE))[0]
+    assert (inbox.messages, inbox.recent) == (3, 0)
+
+
 def test_delete_takes_the_messages_but_not_the_children(database: Database) -> None:
     with database.transaction() as connection:
         mailstore.create_mailbox(connection, ALICE, "Trips")

@@ -29,10 +29,11 @@ PASSWORD = "secret-password"
 ALICE = READER
 
 
-def client(server: Jitaku, mailbox: str = "INBOX") -> imaplib.IMAP4:
+def client(server: Jitaku, mailbox: str | None = "INBOX") -> imaplib.IMAP4:
     imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
     imap.login(ALICE, PASSWORD)
-    imap.select(mailbox)
+    if mailbox is not None:
+        imap.select(mailbox)
     return imap
 
 
@@ -43,7 +44,7 @@ def test_folders_append_fetch_store_move_and_search(mailhost: Jitaku) -> None:
     _, listing = imap.list()
     assert b'(\\HasNoChildren \\Sent) "/" "Sent"' in listing and len(listing) == 6
     _, data = imap.fetch("1", "(UID FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert subject.encode() in data[0][0] and b"FLAGS ()" in data[0][0]  # type: ignore[index]
+    assert subject.encode() in data[0][0] and b"FLAGS (\\Recent)" in data[0][0]  # type: ignore[index]
     assert imap.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT", '"\u4f1a\u8b70"'.encode())[1] == [b"1"]
     date = imaplib.Time2Internaldate(datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.UTC))
     result, code = imap.append("Sent", "(\\Seen $Forwarded)", date, b"Subject: sent\r\n\r\nhello\r\n")
@@ -73,6 +74,27 @@ def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> Non
     assert laptop.uid("SEARCH", "ALL")[1] == [b"1 3"]
 
 
+def test_recent_mail_is_recent_to_the_first_session_that_selects(mailhost: Jitaku) -> None:
+    """RFC 3501 §2.3.2: STATUS RECENT, SELECT's RECENT and SEARCH NEW count what no session has seen yet."""
+    deliver(mailhost, "one")
+    peeking = client(mailhost, None)
+    assert peeking.status("INBOX", "(MESSAGES RECENT)")[1] == [b'"INBOX" (MESSAGES 1 RECENT 1)']
+    peeking.select("INBOX", readonly=True)  # EXAMINE sees it recent and leaves it so
+    assert peeking.response("RECENT")[1] == [b"1"]
+    first = client(mailhost)
+    assert first.response("RECENT")[1] == [b"1"] and first.search(None, "NEW")[1] == [b"1"]
+    second = client(mailhost)
+    assert second.response("RECENT")[1] == [b"0"] and second.search(None, "OLD")[1] == [b"1"]
+    deliver(mailhost, "two")
+    first.noop()
+    assert first.response("EXISTS")[1][-1] == b"2" and first.response("RECENT")[1] == [b"2"]
+    assert b"\\Recent" in first.fetch("2", "(FLAGS)")[1][0]  # type: ignore[operator]
+    second.noop()
+    assert second.response("EXISTS")[1][-1] == b"2" and second.response("RECENT")[1] == [b"0"]
+    assert second.fetch("2", "(FLAGS)")[1] == [b"2 (FLAGS ())"]
+    assert second.store("1", "+FLAGS", "(\\Recent)")[0] == "NO"  # the server's flag, not the client's
+
+
 def test_idle_sees_new_mail_within_a_second(mailhost: Jitaku) -> None:
     imap = client(mailhost)
     tag = imap._new_tag()  # imaplib has no IDLE: the command by hand
@@ -84,6 +106,7 @@ def test_idle_sees_new_mail_within_a_second(mailhost: Jitaku) -> None:
     took = time.monotonic() - committed_at
     assert line == b"* 1 EXISTS\r\n", line
     assert took < 1.0, f"{took:.2f} s"
+    assert imap.readline() == b"* 1 RECENT\r\n"
     imap.send(b"DONE\r\n")
     assert imap.readline().startswith(tag + b" OK")
 
@@ -241,7 +264,7 @@ def test_uidvalidity_and_uids_survive_a_restart_and_condstore_tracks_changes(mai
     _, changed = imap.uid("STORE", "2", "+FLAGS", "(\\Answered)")
     modseq = int(changed[0].split(b"MODSEQ (")[1].split(b")")[0])  # type: ignore[union-attr]
     _, since = imap.uid("FETCH", "1:*", f"(FLAGS) (CHANGEDSINCE {modseq - 1})")
-    assert since == [f"2 (FLAGS (\\Answered) UID 2 MODSEQ ({modseq}))".encode()]
+    assert since == [f"2 (FLAGS (\\Answered \\Recent) UID 2 MODSEQ ({modseq}))".encode()]
     imap.uid("STORE", "2", f"(UNCHANGEDSINCE {modseq - 1}) +FLAGS", "(\\Seen)")
     assert imap.response("MODIFIED")[1] == [b"2"]  # changed since: not stored
     mailhost.restart()

@@ -9,7 +9,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.lists.verp import role_of
-from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS
+from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
 from jitaku.store.schema import aliases, directory_version, lists, mailboxes, users
 
 
@@ -70,7 +70,7 @@ def add_user(connection: Connection, address: str, password_hash: str | None, ad
         .values(address=address, password_hash=password_hash, created_at=time.time(), admin=admin)
         .returning(users.c.id)
     ).scalar_one()
-    created = int(time.time())
+    created = new_uidvalidity(connection)
     connection.execute(
         insert(mailboxes),
         [

@@ -19,7 +19,7 @@ from sqlalchemy import select as sql_select  # `select` is IMAP's SELECT here
 from sqlalchemy.engine import Connection
 
 from jitaku.store.schema import mailboxes as mailbox_table
-from jitaku.store.schema import messages, users
+from jitaku.store.schema import messages, uidvalidity_clock, users
 
 INBOX = "INBOX"
 DELIMITER = "/"  # the hierarchy delimiter IMAP's LIST announces
@@ -78,6 +78,7 @@ class MailboxInfo:
     highestmodseq: int
     messages: int
     unseen: int
+    recent: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Selected:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
+    recent_from: int  # messages from this UID on are \Recent to the session that selected
     messages: list[FlagState]
 
 
@@ -135,6 +137,7 @@ class _Mailbox(NamedTuple):
     uidvalidity: int
     uidnext: int
     highestmodseq: int
+    recent_uid: int
 
 
 class _Message(NamedTuple):
@@ -148,7 +151,7 @@ def _find(connection: Connection, address: str, name: str) -> _Mailbox:
     """The user's mailbox NAME, or NoSuchMailbox."""
     box = mailbox_table.c
     row = connection.execute(
-        sql_select(box.id, box.uidvalidity, box.uidnext, box.highestmodseq)
+        sql_select(box.id, box.uidvalidity, box.uidnext, box.highestmodseq, box.recent_uid)
         .join(users, users.c.id == box.user_id)
         .where(users.c.address == address.lower(), box.name == _canonical(name))
     ).first()
@@ -224,13 +227,19 @@ def _delete(connection: Connection, ids: Sequence[int]) -> None:
         connection.execute(delete(messages).where(messages.c.id.in_(ids[start : start + _CHUNK])))
 
 
-def _new_uidvalidity(connection: Connection, user_id: int) -> int:
-    """The creation time, as RFC 3501 §2.3.1.1 suggests, but above every UIDVALIDITY the user's mailboxes
-    have: a clock set back (a board without a battery-backed clock, before NTP) must not repeat one."""
-    highest = connection.execute(
-        sql_select(func.max(mailbox_table.c.uidvalidity)).where(mailbox_table.c.user_id == user_id)
-    ).scalar()
-    return max(int(time.time()), int(highest or 0) + 1)
+def new_uidvalidity(connection: Connection) -> int:
+    """The creation time, as RFC 3501 §2.3.1.1 suggests, but above every UIDVALIDITY given before: a mailbox
+    deleted and made again within a second, or a clock set back (a board without a battery-backed clock,
+    before NTP), must not repeat one."""
+    clock = uidvalidity_clock.c
+    now = int(time.time())
+    return int(
+        connection.execute(
+            update(uidvalidity_clock)
+            .values(last=case((clock.last < now, now), else_=clock.last + 1))
+            .returning(clock.last)
+        ).scalar_one()
+    )
 
 
 def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
@@ -246,6 +255,7 @@ def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
             mailbox_table.c.highestmodseq,
             func.count(messages.c.id).label("messages"),
             func.count(messages.c.id).filter(unseen).label("unseen"),
+            func.count(messages.c.id).filter(messages.c.uid >= mailbox_table.c.recent_uid).label("recent"),
         )
         .select_from(
             mailbox_table.join(users, users.c.id == mailbox_table.c.user_id).outerjoin(
@@ -266,6 +276,7 @@ def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
             highestmodseq=int(row.highestmodseq),
             messages=int(row.messages),
             unseen=int(row.unseen),
+            recent=int(row.recent),
         )
         for row in rows
     ]
@@ -289,7 +300,7 @@ def create_mailbox(connection: Connection, address: str, name: str, special_use:
             user_id=user_id,
             name=name,
             special_use=special_use,
-            uidvalidity=_new_uidvalidity(connection, user_id),
+            uidvalidity=new_uidvalidity(connection),
             uidnext=1,
         )
     )
@@ -349,13 +360,19 @@ def set_subscribed(connection: Connection, address: str, name: str, subscribed: 
     connection.execute(update(mailbox_table).where(mailbox_table.c.id == mailbox_id).values(subscribed=subscribed))
 
 
-def select(connection: Connection, address: str, name: str) -> Selected:
-    """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence."""
+def select(connection: Connection, address: str, name: str, claim_recent: bool = False) -> Selected:
+    """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence.
+
+    With CLAIM_RECENT (SELECT, not EXAMINE: RFC 3501 §6.3.2), the messages still \\Recent are this session's
+    and no later session sees them so (§2.3.2); that writes, so it needs a write transaction."""
     found = _find(connection, address, name)
+    if claim_recent and found.recent_uid < found.uidnext:
+        connection.execute(update(mailbox_table).where(mailbox_table.c.id == found.id).values(recent_uid=found.uidnext))
     return Selected(
         uidvalidity=found.uidvalidity,
         uidnext=found.uidnext,
         highestmodseq=found.highestmodseq,
+        recent_from=found.recent_uid,
         messages=[
             FlagState(message.uid, message.flags, message.modseq) for message in _rows(connection, found.id, None)
         ],

@@ -58,7 +58,18 @@ mailboxes = Table(
     Column("subscribed", Boolean, nullable=False, default=True, server_default=true()),
     # RFC 7162: at least every message's modseq; moves on with each change of flags, arrival and expunge
     Column("highestmodseq", Integer, nullable=False, default=1, server_default="1"),
+    # RFC 3501 §2.3.2: messages from this UID on are \Recent; the next session to SELECT claims them
+    Column("recent_uid", Integer, nullable=False, default=1, server_default="1"),
     UniqueConstraint("user_id", "name"),
+)
+
+# One row: the last UIDVALIDITY given to any mailbox. A new one is the time, or one more than this when the
+# clock has not moved on (or went back), so a mailbox deleted and made again never repeats one.
+uidvalidity_clock = Table(
+    "uidvalidity_clock",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last", Integer, nullable=False),
 )
 
 messages = Table(

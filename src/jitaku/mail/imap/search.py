@@ -68,10 +68,13 @@ def matches(key: SearchKey, message: Candidate) -> bool:
         return matches(key.keys[0], message) or matches(key.keys[1], message)
     if name == "NOT":
         return not matches(key.keys[0], message)
-    if name in ("ALL", "OLD"):
+    if name == "ALL":
         return True
-    if name in ("NEW", "RECENT"):
-        return False  # \Recent is not kept: every session sees messages as old
+    recent = "\\Recent" in message.flags
+    if name in ("RECENT", "OLD"):
+        return recent == (name == "RECENT")
+    if name == "NEW":  # RFC 3501 §6.4.4: RECENT UNSEEN
+        return recent and "\\Seen" not in message.flags
     if name in FLAG_KEYS:
         return FLAG_KEYS[name] in message.flags
     if name.startswith("UN") and name[2:] in FLAG_KEYS:

@@ -83,7 +83,12 @@ class View:
     uids: list[int]
     flags: dict[int, frozenset[str]]
     modseqs: dict[int, int]
+    recent: set[int]  # the UIDs that are \Recent to this session (RFC 3501 §2.3.2)
     state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
+
+    def flags_of(self, uid: int) -> frozenset[str]:
+        """The message's flags as this session shows them: the stored ones, and \\Recent if it is."""
+        return self.flags[uid] | {"\\Recent"} if uid in self.recent else self.flags[uid]
 
     def number(self, uid: int) -> int:
         """UID's message number: UIDs only grow, so the list is in order."""
@@ -332,7 +337,15 @@ class ImapServer:
     async def _select(self, session: Session, command: SelectCommand) -> str:
         session.view = None
         address = session.user or ""
-        selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
+        claim = not command.read_only  # EXAMINE leaves \Recent to the next SELECT
+
+        def select(connection: Connection) -> mailstore.Selected:
+            return mailstore.select(connection, address, command.mailbox, claim_recent=claim)
+
+        try:
+            selected = await (self._database.write(select) if claim else self._database.read(select))
+        except NoSuchMailbox as missing:
+            raise Refused(f"[NONEXISTENT] {missing}") from None
         session.condstore = session.condstore or command.condstore
         view = View(
             name=command.mailbox,
@@ -341,12 +354,13 @@ class ImapServer:
             uids=[message.uid for message in selected.messages],
             flags={message.uid: message.flags for message in selected.messages},
             modseqs={message.uid: message.modseq for message in selected.messages},
+            recent={message.uid for message in selected.messages if message.uid >= selected.recent_from},
             state=(selected.uidnext, selected.highestmodseq),
         )
         session.say("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
         session.say(f"* OK [PERMANENTFLAGS ({'' if view.read_only else PERMANENT_FLAGS})] flags you can keep")
         session.say(f"* {len(view.uids)} EXISTS")
-        session.say("* 0 RECENT")
+        session.say(f"* {len(view.recent)} RECENT")
         unseen = next((number for number, uid in enumerate(view.uids, 1) if "\\Seen" not in view.flags[uid]), None)
         if unseen is not None:
             session.say(f"* OK [UNSEEN {unseen}] first unseen")
@@ -415,7 +429,7 @@ class ImapServer:
         async for message in self._messages(address, view, uids, fetch.needs_body(items)):
             fetched = fetch.Fetched(
                 message.uid,
-                view.flags[message.uid],
+                view.flags_of(message.uid),
                 view.modseqs[message.uid],
                 message.size,
                 message.received_at,
@@ -439,7 +453,7 @@ class ImapServer:
             view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
             if command.silent and not (session.condstore and state.uid in result.changed):
                 continue
-            parts = [f"FLAGS ({' '.join(sorted(state.flags))})"]
+            parts = [f"FLAGS ({' '.join(sorted(view.flags_of(state.uid)))})"]
             if command.uid:
                 parts.append(f"UID {state.uid}")
             if session.condstore or command.unchanged_since is not None:
@@ -476,7 +490,7 @@ class ImapServer:
             candidate = search.Candidate(
                 number=view.number(message.uid),
                 uid=message.uid,
-                flags=view.flags[message.uid],
+                flags=view.flags_of(message.uid),
                 modseq=view.modseqs[message.uid],
                 size=message.size,
                 received_at=message.received_at,
@@ -521,6 +535,7 @@ class ImapServer:
         for uid in sorted((u for u in uids if u in view.flags), key=view.number, reverse=True):
             session.say(f"* {view.number(uid)} EXPUNGE")
             view.uids.remove(uid)
+            view.recent.discard(uid)
             del view.flags[uid], view.modseqs[uid]
 
     async def _refresh(self, session: Session, allow_expunge: bool) -> None:
@@ -535,7 +550,13 @@ class ImapServer:
             raise Closed from None
         if state == view.state:
             return
-        selected = await self._database.read(lambda c: mailstore.select(c, address, view.name))
+        # Mail that arrived is \Recent to this session if no other SELECTed the mailbox since
+        claim = not view.read_only and state[0] != view.state[0]
+
+        def select(connection: Connection) -> mailstore.Selected:
+            return mailstore.select(connection, address, view.name, claim_recent=claim)
+
+        selected = await (self._database.write(select) if claim else self._database.read(select))
         now = {message.uid: message for message in selected.messages}
         gone = [uid for uid in view.uids if uid not in now]
         if gone and not allow_expunge:
@@ -545,14 +566,16 @@ class ImapServer:
             if now[uid].flags != view.flags[uid]:
                 view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
                 extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
-                flags = " ".join(sorted(now[uid].flags))
+                flags = " ".join(sorted(view.flags_of(uid)))
                 session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
         new = [uid for uid in now if uid not in view.flags]
         if new:
             for uid in sorted(new):
                 view.uids.append(uid)
                 view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
+            view.recent.update(uid for uid in new if uid >= selected.recent_from)
             session.say(f"* {len(view.uids)} EXISTS")
+            session.say(f"* {len(view.recent)} RECENT")
         view.state = state
 
     async def _idle(self, wire: _Wire, session: Session, tag: str) -> str:
@@ -606,7 +629,7 @@ def _name(mailbox: str) -> str:
 def _status_line(box: mailstore.MailboxInfo, items: tuple[str, ...]) -> str:
     values = {
         "MESSAGES": box.messages,
-        "RECENT": 0,
+        "RECENT": box.recent,
         "UIDNEXT": box.uidnext,
         "UIDVALIDITY": box.uidvalidity,
         "UNSEEN": box.unseen,
