@@ -19,6 +19,7 @@ from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
+from jitaku.mail.login import Sessions
 from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
 from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
@@ -245,8 +246,14 @@ async def _run(
             ssl = tls_context if item.listener.implicit_tls else None
             servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
         protocols = {
-            "imap": (ImapServer(database, limiter, tls_context).serve, IMAP_MAX_LINE),
-            "pop3": (Pop3Server(database, limiter, tls_context).serve, POP3_MAX_LINE),
+            "imap": (
+                ImapServer(database, limiter, Sessions(settings.imap.sessions_per_user_ip), tls_context).serve,
+                IMAP_MAX_LINE,
+            ),
+            "pop3": (
+                Pop3Server(database, limiter, Sessions(settings.pop3.sessions_per_user_ip), tls_context).serve,
+                POP3_MAX_LINE,
+            ),
         }
         for item in access:
             implicit = item.listener.implicit_tls

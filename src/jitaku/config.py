@@ -114,6 +114,9 @@ class ImapSettings(_Section):
     """IMAP with STARTTLS (RFC 3501); passwords only over TLS, except from loopback."""
 
     listen: ListenList = (Listen("127.0.0.1", 2143),)
+    sessions_per_user_ip: int = Field(
+        default=10, ge=1, description="IMAP and IMAPS sessions a user may have open from one address"
+    )
 
 
 class ImapsSettings(_Section):
@@ -126,6 +129,9 @@ class Pop3Settings(_Section):
     """POP3 with STLS (RFC 1939, 2595); passwords only over TLS, except from loopback."""
 
     listen: ListenList = (Listen("127.0.0.1", 2110),)
+    sessions_per_user_ip: int = Field(
+        default=10, ge=1, description="POP3 and POP3S sessions a user may have open from one address"
+    )
 
 
 class Pop3sSettings(_Section):

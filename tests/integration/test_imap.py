@@ -332,6 +332,24 @@ def test_esearch_and_a_search_by_modseq(mailhost: Jitaku) -> None:
     assert found[0].startswith(b"1 2 3 (MODSEQ ")
 
 
+def test_a_user_has_at_most_ten_sessions_from_one_address(mailhost: Jitaku) -> None:
+    sessions = [client(mailhost, None) for _ in range(10)]
+    eleventh = imaplib.IMAP4("127.0.0.1", mailhost.imap_port, timeout=10)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[LIMIT\] too many sessions"):
+        eleventh.login(ALICE, PASSWORD)
+    sessions.pop().logout()
+    deadline = time.monotonic() + 5  # the server's end of that session closes just after the BYE
+    while True:  # one closed: the same connection may try again
+        try:
+            eleventh.login(ALICE, PASSWORD)
+            break
+        except imaplib.IMAP4.error:
+            assert time.monotonic() < deadline, "the closed session still counts"
+            time.sleep(0.05)
+    for session in [*sessions, eleventh]:
+        session.logout()
+
+
 def test_five_failed_logins_lock_the_address_out_as_on_submission(mailhost: Jitaku) -> None:
     for _ in range(5):
         with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,26 @@ def test_capabilities_errors_and_two_sessions_at_once(mailhost: Jitaku) -> None:
     assert second.quit().startswith(b"+OK bye (0 messages removed)")
     assert [m["uid"] for m in mailhost.mailbox(ALICE)] == [2]
     assert PASSWORD not in mailhost.log()
+
+
+def test_a_user_has_at_most_ten_sessions_from_one_address(mailhost: Jitaku) -> None:
+    sessions = [logged_in(mailhost) for _ in range(10)]
+    eleventh = poplib.POP3("127.0.0.1", mailhost.pop3_port, timeout=10)
+    eleventh.user(ALICE)
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\] too many sessions"):
+        eleventh.pass_(PASSWORD)
+    sessions.pop().quit()
+    deadline = time.monotonic() + 5  # the server's end of that session closes just after its +OK
+    while True:  # one closed: the same connection may try again
+        eleventh.user(ALICE)
+        try:
+            eleventh.pass_(PASSWORD)
+            break
+        except poplib.error_proto:
+            assert time.monotonic() < deadline, "the closed session still counts"
+            time.sleep(0.05)
+    for session in [*sessions, eleventh]:
+        session.quit()
 
 
 def test_sasl_plain_stls_and_implicit_tls(jitaku_factory) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import Counter
 
 from jitaku.passwords import verify_password
 from jitaku.store import Database, accounts
@@ -15,6 +16,28 @@ async def verify(database: Database, address: str, password: str) -> str | None:
     user = await database.read(lambda connection: accounts.find_user(connection, address))
     valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     return user.address if user and valid else None
+
+
+class Sessions:
+    """How many sessions each user has open from each address. One address (a phone that reconnects without
+    closing, a script gone wrong) must not hold a user's sessions without end; Dovecot's
+    mail_max_userip_connections has the same rule and default."""
+
+    def __init__(self, limit: int = 10) -> None:
+        self._limit = limit
+        self._open: Counter[tuple[str, str]] = Counter()
+
+    def open(self, user: str, client: str) -> bool:
+        """Count one more session of USER from CLIENT, unless that would pass the limit."""
+        if self._open[user, client] >= self._limit:
+            return False
+        self._open[user, client] += 1
+        return True
+
+    def close(self, user: str, client: str) -> None:
+        self._open[user, client] -= 1
+        if self._open[user, client] <= 0:
+            del self._open[user, client]
 
 
 def client_of(writer: asyncio.StreamWriter) -> str:

@@ -57,9 +57,12 @@ _Handler = Callable[["Pop3Server", "_Connection", Session, str], Awaitable[None]
 class Pop3Server:
     """The POP3 listeners' connection handler."""
 
-    def __init__(self, database: Database, limiter: FailureLimiter, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, database: Database, limiter: FailureLimiter, sessions: login.Sessions, tls: ssl.SSLContext | None
+    ) -> None:
         self._database = database
         self._limiter = limiter
+        self._sessions = sessions
         self._tls = tls
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
@@ -75,6 +78,8 @@ class Pop3Server:
         except Exception as error:  # a bug of ours must cost one session, never the daemon
             log.event("pop3_crashed", client=session.client, user=session.address, error=repr(error))
         finally:
+            if session.address is not None:
+                self._sessions.close(session.address, session.client)
             writer.close()
 
     async def _command(self, connection: _Connection, session: Session, line: str) -> None:
@@ -170,6 +175,10 @@ class Pop3Server:
             await connection.send("-ERR [AUTH] authentication failed")
             return
         self._limiter.succeeded(session.client)
+        if not self._sessions.open(address, session.client):
+            log.event("pop3_too_many_sessions", client=session.client, user=address)
+            await connection.send("-ERR [IN-USE] too many sessions for this user from your address; close one first")
+            return
         session.address = address
         session.drop = await self._database.read(lambda c: mailstore.maildrop(c, address))
         log.event("pop3_login", client=session.client, user=address, messages=len(session.drop.messages))

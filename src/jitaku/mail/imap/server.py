@@ -128,9 +128,12 @@ class Session:
 
 
 class ImapServer:
-    def __init__(self, database: Database, limiter: FailureLimiter, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, database: Database, limiter: FailureLimiter, sessions: login.Sessions, tls: ssl.SSLContext | None
+    ) -> None:
         self._database = database
         self._limiter = limiter
+        self._sessions = sessions
         self._tls = tls
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
@@ -145,6 +148,8 @@ class ImapServer:
         except Exception as error:  # a bug of ours costs one session, never the daemon
             log.event("imap_crashed", client=session.client, user=session.user, error=repr(error))
         finally:
+            if session.user is not None:
+                self._sessions.close(session.user, session.client)
             writer.close()
 
     def _capabilities(self, session: Session) -> str:
@@ -282,6 +287,9 @@ class ImapServer:
             log.event("auth_failed", client=session.client, user=user.lower(), listener="imap")
             return "NO [AUTHENTICATIONFAILED] authentication failed"
         self._limiter.succeeded(session.client)
+        if not self._sessions.open(address, session.client):
+            log.event("imap_too_many_sessions", client=session.client, user=address)
+            return "NO [LIMIT] too many sessions for this user from your address; close one first"
         session.user = address
         log.event("imap_login", client=session.client, user=address)
         return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
