@@ -71,8 +71,16 @@ def test_list_in_its_forms() -> None:
     assert one(b'A1 LSUB "" "%"') == ListMailboxes("", ("%",), True, False, lsub=True)
     listed = one(b'A1 LIST (SPECIAL-USE) "" ("*" INBOX/%) RETURN (CHILDREN STATUS (MESSAGES UNSEEN))')
     assert listed == ListMailboxes(
-        "", ("*", "INBOX/%"), False, True, return_options=("CHILDREN", "STATUS MESSAGES UNSEEN")
+        "", ("*", "INBOX/%"), False, True, return_options=("CHILDREN", "STATUS MESSAGES UNSEEN"), extended=True
     )
+    recursive = one(b'A1 LIST (SUBSCRIBED RECURSIVEMATCH REMOTE) "" % RETURN (STATUS (SIZE DELETED))')
+    assert recursive == ListMailboxes(
+        "", ("%",), True, False, return_options=("STATUS SIZE DELETED",), recursive=True, extended=True
+    )
+    # RFC 5258 §3: unknown options are BAD, and RECURSIVEMATCH alone selects nothing
+    for bad in (b'(FOO) "" %', b'"" % RETURN (FOO)', b'(RECURSIVEMATCH) "" %', b'(RECURSIVEMATCH REMOTE) "" %'):
+        with pytest.raises(ParseError):
+            parse(b"A1 LIST " + bad)
 
 
 def test_append_with_flags_date_and_a_synchronizing_literal() -> None:

@@ -62,6 +62,57 @@ def test_folders_append_fetch_store_move_and_search(mailhost: Jitaku) -> None:
     assert imap.logout()[0] == "BYE"
 
 
+def exchange(imap: imaplib.IMAP4, command: str) -> tuple[list[bytes], bytes]:
+    """COMMAND as written, and the untagged lines and the tagged one it brought back (without CRLF)."""
+    tag = imap._new_tag()
+    imap.send(tag + b" " + command.encode() + b"\r\n")
+    lines = []
+    while not (line := imap.readline()).startswith(tag + b" "):
+        lines.append(line.rstrip(b"\r\n"))
+    return lines, line.rstrip(b"\r\n")[len(tag) + 1 :]
+
+
+def test_list_extended_shows_levels_without_a_mailbox_and_subscriptions_below(mailhost: Jitaku) -> None:
+    """The answers are Dovecot 2.3's to the same commands, with "/" for its "." (and our \\HasChildren
+    where Dovecot leaves them out unless RETURN (CHILDREN) asks: RFC 5258 §4 lets a server send them)."""
+    imap = client(mailhost, None)
+    for name in ("a/b/c", "x", "x/y", "Lists"):
+        imap.create(name)
+    for name in ("x", "Lists", "Sent", "Drafts", "Trash", "Junk", "Archive"):
+        imap.unsubscribe(name)
+    imap.append("x", "(\\Deleted)", None, b"Subject: one\r\n\r\nhello\r\n")
+    imap.append("x", None, None, b"Subject: two\r\n\r\nhello\r\n")
+    mine = '"INBOX" "a" "a/*" "x" "x/*"'  # leave the special-use folders out
+    assert exchange(imap, f'LIST "" ({mine.replace("*", "%")})')[0] == [
+        b'* LIST (\\HasNoChildren) "/" "INBOX"',
+        b'* LIST (\\Noselect \\HasChildren) "/" "a"',
+        b'* LIST (\\Noselect \\HasChildren) "/" "a/b"',
+        b'* LIST (\\HasChildren) "/" "x"',
+        b'* LIST (\\HasNoChildren) "/" "x/y"',
+    ]
+    assert exchange(imap, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" %')[0] == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"',
+        b'* LIST (\\NonExistent \\HasChildren) "/" "a" (CHILDINFO ("SUBSCRIBED"))',
+        b'* LIST (\\HasChildren) "/" "x" (CHILDINFO ("SUBSCRIBED"))',
+    ]
+    assert exchange(imap, 'LIST (SUBSCRIBED) "" %')[0] == [b'* LIST (\\HasNoChildren \\Subscribed) "/" "INBOX"']
+    assert exchange(imap, 'LSUB "" %')[0] == [
+        b'* LSUB () "/" "INBOX"',
+        b'* LSUB (\\Noselect) "/" "a"',
+        b'* LSUB (\\Noselect) "/" "x"',
+    ]
+    assert exchange(imap, 'LSUB "" *')[0] == [
+        b'* LSUB () "/" "INBOX"',
+        b'* LSUB () "/" "a/b/c"',
+        b'* LSUB () "/" "x/y"',
+    ]
+    listed, done = exchange(imap, 'LIST "" x RETURN (STATUS (MESSAGES SIZE DELETED))')
+    assert listed == [b'* LIST (\\HasChildren) "/" "x"', b'* STATUS "x" (MESSAGES 2 SIZE 46 DELETED 1)']
+    assert done.startswith(b"OK")
+    assert exchange(imap, 'LIST (RECURSIVEMATCH) "" %')[1].startswith(b"BAD")
+    assert exchange(imap, 'LIST "" % RETURN (FOO)')[1].startswith(b"BAD")
+
+
 def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> None:
     deliver(mailhost, "one", "two", "three")
     phone, laptop = client(mailhost), client(mailhost)

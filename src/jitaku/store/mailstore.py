@@ -79,6 +79,8 @@ class MailboxInfo:
     messages: int
     unseen: int
     recent: int
+    deleted: int  # messages flagged \\Deleted (IMAP4rev2's STATUS DELETED)
+    size: int  # octets of all its messages (STATUS=SIZE, RFC 8438)
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,8 @@ def new_uidvalidity(connection: Connection) -> int:
 
 def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
     """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report."""
-    unseen = not_((literal(" ") + messages.c.flags + " ").contains(" \\Seen ", autoescape=True))
+    flagged = (literal(" ") + messages.c.flags + " ").contains
+    unseen = not_(flagged(" \\Seen ", autoescape=True))
     rows = connection.execute(
         sql_select(
             mailbox_table.c.name,
@@ -256,6 +259,8 @@ def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
             func.count(messages.c.id).label("messages"),
             func.count(messages.c.id).filter(unseen).label("unseen"),
             func.count(messages.c.id).filter(messages.c.uid >= mailbox_table.c.recent_uid).label("recent"),
+            func.count(messages.c.id).filter(flagged(" \\Deleted ", autoescape=True)).label("deleted"),
+            func.coalesce(func.sum(messages.c.size), 0).label("size"),
         )
         .select_from(
             mailbox_table.join(users, users.c.id == mailbox_table.c.user_id).outerjoin(
@@ -277,6 +282,8 @@ def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
             messages=int(row.messages),
             unseen=int(row.unseen),
             recent=int(row.recent),
+            deleted=int(row.deleted),
+            size=int(row.size),
         )
         for row in rows
     ]

@@ -149,6 +149,8 @@ class ListMailboxes:
     special_use_only: bool  # LIST (SPECIAL-USE)
     return_options: tuple[str, ...] = ()  # SPECIAL-USE, CHILDREN, SUBSCRIBED, STATUS ...
     lsub: bool = False
+    recursive: bool = False  # LIST (... RECURSIVEMATCH): levels above what the selection found, with CHILDINFO
+    extended: bool = False  # RFC 5258 syntax (selection or return options): a missing level is \NonExistent
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,11 @@ PLAIN_ITEMS = {
     "UID",
     "MODSEQ",
 }
-STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE"}
+# RFC 3501, CONDSTORE's HIGHESTMODSEQ, STATUS=SIZE (RFC 8438) and IMAP4rev2's DELETED (RFC 9051 §6.3.11)
+STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"}
+# LIST-EXTENDED (RFC 5258) with SPECIAL-USE (RFC 6154); STATUS (items) is LIST-STATUS (RFC 5819)
+LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
+LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"}
 SYSTEM_FLAGS = {"\\ANSWERED", "\\FLAGGED", "\\DELETED", "\\SEEN", "\\DRAFT"}
 CHARSETS = {"UTF-8", "US-ASCII"}
 MONTHS = {name.upper(): number for number, name in enumerate(calendar.month_abbr) if name}
@@ -555,11 +561,7 @@ def _command(reader: _Reader, name: str) -> Command:
         reader.sp()
         mailbox = reader.mailbox()
         reader.sp()
-        items = tuple(item.upper() for item in reader.parenthesized(reader.atom))
-        unknown = set(items) - STATUS_ITEMS
-        if unknown or not items:
-            raise reader.fail(f"unknown STATUS items: {' '.join(sorted(unknown)) or 'none asked'}")
-        return Status(mailbox, items)
+        return Status(mailbox, _status_items(reader))
     if name == "APPEND":
         return _append(reader)
     if name == "ENABLE":
@@ -610,6 +612,11 @@ def _list(reader: _Reader, name: str) -> ListMailboxes:
     if reader.maybe_sp():
         reader.expect(b"RETURN ")
         returns = [option.upper() for option in reader.parenthesized(lambda: _return_option(reader))]
+    unknown = set(selection) - LIST_SELECTION
+    if unknown:
+        raise reader.fail(f"unknown LIST selection option {sorted(unknown)[0][:30]}")
+    if "RECURSIVEMATCH" in selection and not set(selection) - {"RECURSIVEMATCH", "REMOTE"}:
+        raise reader.fail("RECURSIVEMATCH needs another selection option (RFC 5258 §3)")
     return ListMailboxes(
         reference=reference,
         patterns=patterns,
@@ -617,7 +624,17 @@ def _list(reader: _Reader, name: str) -> ListMailboxes:
         special_use_only="SPECIAL-USE" in selection,
         return_options=tuple(returns),
         lsub=name == "LSUB",
+        recursive="RECURSIVEMATCH" in selection,
+        extended=bool(selection or returns),
     )
+
+
+def _status_items(reader: _Reader) -> tuple[str, ...]:
+    items = tuple(item.upper() for item in reader.parenthesized(reader.atom))
+    unknown = set(items) - STATUS_ITEMS
+    if unknown or not items:
+        raise reader.fail(f"unknown STATUS items: {' '.join(sorted(unknown)) or 'none asked'}")
+    return items
 
 
 def _return_option(reader: _Reader) -> str:
@@ -625,7 +642,9 @@ def _return_option(reader: _Reader) -> str:
     option = reader.atom().upper()
     if option == "STATUS":
         reader.sp()
-        return " ".join(["STATUS", *(item.upper() for item in reader.parenthesized(reader.atom))])
+        return " ".join(["STATUS", *_status_items(reader)])
+    if option not in LIST_RETURN:
+        raise reader.fail(f"unknown LIST return option {option[:30]}")
     return option
 
 

@@ -61,6 +61,7 @@ IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows u
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
+    " LIST-EXTENDED LIST-STATUS STATUS=SIZE"
 )
 PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
 
@@ -311,29 +312,60 @@ class ImapServer:
             raise Refused(f"[CANNOT] {error}") from None
 
     async def _list(self, session: Session, command: ListMailboxes) -> str:
-        boxes = await self._boxes(session.user or "")
-        names = {box.name for box in boxes}
+        boxes = {box.name: box for box in await self._boxes(session.user or "")}
         verb = "LSUB" if command.lsub else "LIST"
         if command.patterns == ("",):  # the hierarchy delimiter (RFC 3501 §6.3.8)
             session.say(f'* {verb} (\\Noselect) "/" ""')
             return f"OK {verb} completed"
         patterns = [_pattern(command.reference + pattern) for pattern in command.patterns]
-        for box in boxes:
-            if not any(pattern.fullmatch(box.name) for pattern in patterns):
+        subscribed = [name for name, box in boxes.items() if box.subscribed]
+        for name in _levels(boxes):
+            if not any(pattern.fullmatch(name) for pattern in patterns):
                 continue
-            if (command.subscribed_only and not box.subscribed) or (command.special_use_only and not box.special_use):
+            box = boxes.get(name)
+            below = [child for child in subscribed if child.startswith(name + "/")]
+            if command.subscribed_only and name not in subscribed:
+                # RFC 3501 §6.3.9 and RFC 5258 §3: a level above subscribed mailboxes the pattern does not reach
+                if not (command.lsub or command.recursive) or all(
+                    any(pattern.fullmatch(child) for pattern in patterns) for child in below
+                ):
+                    continue
+            if command.special_use_only and (box is None or not box.special_use):
                 continue
-            children = any(name.startswith(box.name + "/") for name in names)
-            attributes = ["\\HasChildren" if children else "\\HasNoChildren"]
-            if box.special_use:
-                attributes.append(box.special_use)
-            if box.subscribed and (command.subscribed_only or "SUBSCRIBED" in command.return_options):
-                attributes.append("\\Subscribed")
-            session.say(f'* {verb} ({" ".join(attributes)}) "/" {_name(box.name)}')
+            session.say(self._listed(command, verb, name, box, boxes, bool(below)))
             for option in command.return_options:
-                if option.startswith("STATUS "):
+                if option.startswith("STATUS ") and box is not None:
                     session.say(_status_line(box, tuple(option.split()[1:])))
         return f"OK {verb} completed"
+
+    @staticmethod
+    def _listed(
+        command: ListMailboxes,
+        verb: str,
+        name: str,
+        box: mailstore.MailboxInfo | None,
+        boxes: dict[str, mailstore.MailboxInfo],
+        subscribed_below: bool,
+    ) -> str:
+        """One LIST or LSUB response: the name's attributes, and CHILDINFO for RECURSIVEMATCH."""
+        attributes = []
+        if box is None:  # a level with no mailbox of its own
+            attributes.append("\\NonExistent" if command.extended else "\\Noselect")
+        elif command.lsub and not box.subscribed:
+            attributes.append("\\Noselect")  # LSUB's word for "not subscribed itself"
+        if not command.lsub:
+            children = any(other.startswith(name + "/") for other in boxes) or box is None
+            attributes.append("\\HasChildren" if children else "\\HasNoChildren")
+            if box is not None and box.special_use:
+                attributes.append(box.special_use)
+            if (
+                box is not None
+                and box.subscribed
+                and (command.subscribed_only or "SUBSCRIBED" in command.return_options)
+            ):
+                attributes.append("\\Subscribed")
+        extra = ' (CHILDINFO ("SUBSCRIBED"))' if command.recursive and subscribed_below else ""
+        return f'* {verb} ({" ".join(attributes)}) "/" {_name(name)}{extra}'
 
     async def _status(self, session: Session, command: Status) -> str:
         box = next((box for box in await self._boxes(session.user or "") if box.name == command.mailbox), None)
@@ -642,9 +674,21 @@ def _status_line(box: mailstore.MailboxInfo, items: tuple[str, ...]) -> str:
         "UIDVALIDITY": box.uidvalidity,
         "UNSEEN": box.unseen,
         "HIGHESTMODSEQ": box.highestmodseq,
+        "SIZE": box.size,
+        "DELETED": box.deleted,
     }
     listed = " ".join(f"{item} {values[item]}" for item in items if item in values)
     return f"* STATUS {_name(box.name)} ({listed})"
+
+
+def _levels(boxes: dict[str, mailstore.MailboxInfo]) -> list[str]:
+    """Every name LIST can show: the mailboxes (INBOX first), and each level above one ("a" and "a/b" above
+    "a/b/c") that is no mailbox of its own."""
+    names = dict.fromkeys(boxes)
+    for name in boxes:
+        levels = name.split("/")
+        names.update(dict.fromkeys("/".join(levels[:depth]) for depth in range(1, len(levels))))
+    return sorted(names, key=lambda name: (name != mailstore.INBOX, name))
 
 
 def _pattern(pattern: str) -> re.Pattern[str]:
