@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from email.header import Header
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -73,6 +74,30 @@ def test_a_single_part_message_is_its_own_part_1() -> None:
     assert mime.section(root, Section((2,))) is None
     fields = mime.section(root, Section((), "HEADER.FIELDS.NOT", ("TO", "DATE", "MESSAGE-ID", "MIME-VERSION")))
     assert fields is not None and fields.startswith(b"From: =?iso-2022-jp?b?") and b"To:" not in fields
+
+
+def test_a_one_part_message_has_no_part_1_1_but_a_part_of_a_multipart_is_its_own() -> None:
+    """As Dovecot has it: BODY[1.1] of a one-part message is empty; of a multipart's leaf, the leaf."""
+    assert mime.section(mime.parse(SIMPLE), Section((1, 1))) is None
+    nested = mime.parse(NESTED)
+    assert mime.section(nested, Section((1, 1))) == mime.section(nested, Section((1,)))
+    assert mime.section(nested, Section((1, 1, 1))) is None
+    assert mime.section(nested, Section((3, 1))) == b"inner plain"  # inside the attached message
+
+
+def test_binary_undoes_the_transfer_encoding_leniently_and_refuses_one_it_does_not_know() -> None:
+    message = (
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"bm8gcGFk\r\nZGluZw\r\n--b\r\nContent-Transfer-Encoding: Quoted-Printable\r\n\r\na=3Db=\r\nc\r\n"
+        b"--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n--b--\r\n"
+    )
+    root = mime.parse(message)
+    assert mime.decoded(root, (1,)) == b"no padding"
+    assert mime.decoded(root, (2,)) == b"a=bc"
+    assert mime.decoded(root, ()) == message  # the whole message as it is
+    assert mime.decoded(root, (4,)) is None
+    with pytest.raises(mime.UnknownEncoding, match="x-uuencode"):
+        mime.decoded(root, (3,))
 
 
 def test_envelope_keeps_encoded_words_and_splits_addresses() -> None:

@@ -117,6 +117,15 @@ def test_fetch_items_sections_partials_and_macros() -> None:
     )
     assert one(b"A1 FETCH 1 BODY[]").items == (FetchItem("BODY", Section()),)  # type: ignore[attr-defined]
     assert one(b"A1 FETCH 1 (UID MODSEQ) (CHANGEDSINCE 12345)").changed_since == 12345  # type: ignore[attr-defined]
+    binary = one(b"A1 FETCH 1 (BINARY.PEEK[1.2]<0.10> BINARY[] BINARY.SIZE[2])").items  # type: ignore[attr-defined]
+    assert binary == (
+        FetchItem("BINARY", Section((1, 2)), peek=True, partial=(0, 10)),
+        FetchItem("BINARY", Section()),
+        FetchItem("BINARY.SIZE", Section((2,))),
+    )
+    for bad in (b"BINARY[TEXT]", b"BINARY.PEEK[1.MIME]", b"BINARY.SIZE[1]<0.5>", b"BINARY"):
+        with pytest.raises(ParseError):
+            parse(b"A1 FETCH 1 " + bad + b"\r\n")
     assert SequenceSet(((4, 2), (7, None))).resolve(9) == [(2, 4), (7, 9)]
     assert SequenceSet(((None, None),)).contains(9, 9) and not SequenceSet(((1, 3),)).contains(4, 9)
 

@@ -4,6 +4,7 @@ see each other's flag changes and expunges."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import imaplib
 import os
@@ -62,10 +63,10 @@ def test_folders_append_fetch_store_move_and_search(mailhost: Jitaku) -> None:
     assert imap.logout()[0] == "BYE"
 
 
-def exchange(imap: imaplib.IMAP4, command: str) -> tuple[list[bytes], bytes]:
+def exchange(imap: imaplib.IMAP4, command: str | bytes) -> tuple[list[bytes], bytes]:
     """COMMAND as written, and the untagged lines and the tagged one it brought back (without CRLF)."""
     tag = imap._new_tag()
-    imap.send(tag + b" " + command.encode() + b"\r\n")
+    imap.send(tag + b" " + (command.encode() if isinstance(command, str) else command) + b"\r\n")
     lines = []
     while not (line := imap.readline()).startswith(tag + b" "):
         lines.append(line.rstrip(b"\r\n"))
@@ -111,6 +112,30 @@ def test_list_extended_shows_levels_without_a_mailbox_and_subscriptions_below(ma
     assert done.startswith(b"OK")
     assert exchange(imap, 'LIST (RECURSIVEMATCH) "" %')[1].startswith(b"BAD")
     assert exchange(imap, 'LIST "" % RETURN (FOO)')[1].startswith(b"BAD")
+
+
+def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jitaku) -> None:
+    imap = client(mailhost)
+    attachment = b"\x00\x01\x02 not text \xff"
+    message = (
+        b"Subject: binary\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nsee attached\r\n"
+        b"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(attachment).replace(b"\n", b"\r\n")
+        + b"--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n--b--\r\n"
+    )
+    assert imap.append("INBOX", None, None, message)[0] == "OK"
+    _, data = imap.fetch("1", "(BINARY.PEEK[2] BINARY.SIZE[2] FLAGS)")
+    assert data[0] == (b"1 (BINARY[2] ~{%d}" % len(attachment), attachment)  # a literal8: it holds NUL
+    assert data[1] == b" BINARY.SIZE[2] %d FLAGS (\\Recent))" % len(attachment)
+    refused, why = imap.fetch("1", "(BINARY.PEEK[3])")
+    assert refused == "NO" and why[0].startswith(b"[UNKNOWN-CTE]")  # type: ignore[union-attr]
+    _, data = imap.fetch("1", "(BINARY[1])")  # without PEEK it marks the message read, as BODY[] does
+    assert data[0][1] == b"see attached" and b"\\Seen" in data[1]  # type: ignore[index,operator]
+    raw = message.replace(b"Content-Transfer-Encoding: base64\r\n\r\n", b"Content-Transfer-Encoding: binary\r\n\r\n", 1)
+    raw = raw.replace(base64.encodebytes(attachment).replace(b"\n", b"\r\n"), attachment + b"\r\n")
+    assert exchange(imap, b"APPEND Drafts ~{%d+}\r\n" % len(raw) + raw)[1].startswith(b"OK [APPENDUID")
+    imap.select("Drafts")
+    assert imap.fetch("1", "(BINARY.PEEK[2])")[1][0] == (b"1 (BINARY[2] ~{%d}" % len(attachment), attachment)
 
 
 def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> None:

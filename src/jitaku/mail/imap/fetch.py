@@ -11,7 +11,7 @@ from jitaku.mail.imap import mime, structure
 from jitaku.mail.imap.parser import FetchItem, Section
 
 # Items that need the message's bytes; the others come from the index (flags, size, date).
-NEEDS_BODY = {"ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY", "BODYSTRUCTURE"}
+NEEDS_BODY = {"ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "BINARY", "BINARY.SIZE"}
 
 
 def needs_body(items: tuple[FetchItem, ...]) -> bool:
@@ -19,9 +19,10 @@ def needs_body(items: tuple[FetchItem, ...]) -> bool:
 
 
 def sets_seen(items: tuple[FetchItem, ...]) -> bool:
-    """BODY[...] without PEEK, RFC822 and RFC822.TEXT mark the message \\Seen (RFC 3501 §6.4.5)."""
+    """BODY[...] and BINARY[...] without PEEK, RFC822 and RFC822.TEXT mark the message \\Seen (RFC 3501 §6.4.5)."""
     return any(
-        (item.name == "BODY" and item.section is not None and not item.peek) or item.name in ("RFC822", "RFC822.TEXT")
+        (item.name in ("BODY", "BINARY") and item.section is not None and not item.peek)
+        or item.name in ("RFC822", "RFC822.TEXT")
         for item in items
     )
 
@@ -78,16 +79,23 @@ class Fetched:
             return b"RFC822.TEXT " + _literal(mime.split(self.body)[1])
         if item.section is None:  # BODY alone: the non-extensible structure
             return b"BODY " + structure.body_structure(self.tree, extensible=False)
-        data = mime.top_section(self.body, item.section) if not item.section.part else None
-        if data is None:
-            data = mime.section(self.tree, item.section)
-        label = b"BODY[" + section_name(item.section).encode() + b"]"
+        label = name.encode() + b"[" + section_name(item.section).encode() + b"]"
+        if name == "BINARY.SIZE":
+            data = mime.decoded(self.tree, item.section.part)
+            return label + b" " + (structure.NIL if data is None else b"%d" % len(data))
+        if name == "BINARY":
+            data = mime.decoded(self.tree, item.section.part)
+        else:
+            data = mime.top_section(self.body, item.section) if not item.section.part else None
+            if data is None:
+                data = mime.section(self.tree, item.section)
         if data is not None and item.partial is not None:
             first, count = item.partial
             data = data[first : first + count]
             label += b"<%d>" % first
-        return label + b" " + (structure.NIL if data is None else _literal(data))
+        return label + b" " + (structure.NIL if data is None else _literal(data, binary=name == "BINARY"))
 
 
-def _literal(data: bytes) -> bytes:
-    return b"{%d}\r\n" % len(data) + data
+def _literal(data: bytes, binary: bool = False) -> bytes:
+    """DATA as a literal; BINARY's as a literal8 (RFC 3516 §4.2) when it holds NUL, which a literal may not."""
+    return (b"~{%d}\r\n" if binary and b"\0" in data else b"{%d}\r\n") % len(data) + data

@@ -7,6 +7,8 @@ cut from the raw bytes; only header values are parsed, with email.headerregistry
 
 from __future__ import annotations
 
+import binascii
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -16,6 +18,7 @@ from email.policy import compat32
 from jitaku.mail.imap.parser import Section
 
 HEADER_END = re.compile(rb"\r?\n\r?\n")
+NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 MAX_DEPTH = 40  # nested multiparts deeper than this are served as opaque bodies
 
 
@@ -106,17 +109,20 @@ def _split(body: bytes, boundary: bytes) -> list[bytes]:
 
 def locate(root: Part, path: tuple[int, ...]) -> Part | None:
     """The part at PATH (RFC 3501 §6.4.5): a message's part 1 is its body when it is not multipart, and a
-    message/rfc822 part's numbers go on inside the message it holds."""
+    message/rfc822 part's numbers go on inside the message it holds. A part that is neither multipart nor
+    a message has only the number 1 below it, itself, and only when that is the last number (as Dovecot
+    reads the RFC: a one-part message has a part 1 but no part 1.1)."""
     part = root
-    for number in path:
-        if part.message is not None:
-            part = part.message
+    for index, number in enumerate(path):
+        more = index < len(path) - 1
         if part.is_multipart:
             if number > len(part.children):
                 return None
             part = part.children[number - 1]
-        elif number != 1:
+        elif number != 1 or (more and part.message is None):
             return None
+        if more and part.message is not None:
+            part = part.message
     return part
 
 
@@ -137,6 +143,30 @@ def section(root: Part, wanted: Section) -> bytes | None:
     if wanted.text == "HEADER":
         return target.header
     return header_fields(target.header, set(wanted.fields), keep=wanted.text == "HEADER.FIELDS")
+
+
+class UnknownEncoding(Exception):
+    """A Content-Transfer-Encoding BINARY cannot undo (IMAP's [UNKNOWN-CTE], RFC 3516 §4.3)."""
+
+
+def decoded(root: Part, path: tuple[int, ...]) -> bytes | None:
+    """BINARY[PATH] (RFC 3516): the part's content with its Content-Transfer-Encoding undone; the whole
+    message, as it is, for an empty path; None when there is no such part."""
+    if not path:
+        return root.whole
+    part = locate(root, path)
+    if part is None:
+        return None
+    encoding = str(part.headers.get("content-transfer-encoding", "7bit")).strip().lower()
+    if part.is_multipart or part.message is not None or encoding in ("7bit", "8bit", "binary"):
+        return part.body
+    if encoding == "base64":  # leniently, as mail readers do: stray characters and missing padding happen
+        letters = NOT_BASE64.sub(b"", part.body.partition(b"=")[0])
+        letters = letters[: len(letters) - (len(letters) % 4 == 1)]  # a lone last letter carries no octet
+        return binascii.a2b_base64(letters + b"=" * (-len(letters) % 4))
+    if encoding == "quoted-printable":
+        return quopri.decodestring(part.body)
+    raise UnknownEncoding(f"the part's Content-Transfer-Encoding {encoding[:40]!r} is not one BINARY knows")
 
 
 def header_fields(header: bytes, names: set[str], keep: bool) -> bytes:

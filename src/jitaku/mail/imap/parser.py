@@ -75,7 +75,8 @@ class Section:
 
 @dataclass(frozen=True)
 class FetchItem:
-    """One fetch attribute: a name such as FLAGS, or BODY with a section, PEEK and a partial range."""
+    """One fetch attribute: a name such as FLAGS, or BODY, BINARY (RFC 3516) or BINARY.SIZE with a section,
+    PEEK and a partial range."""
 
     name: str
     section: Section | None = None
@@ -714,17 +715,28 @@ def _fetch_item(reader: _Reader) -> FetchItem:
     name = reader.data[start : reader.at].decode("ascii", "replace").upper()
     if name in ("BODY", "BODY.PEEK") and reader.peek() == b"[":
         section = _section(reader)
-        partial = None
-        if reader.peek() == b"<":
-            reader.at += 1
-            first = reader.number()
-            reader.expect(b".")
-            partial = (first, reader.nz_number())
-            reader.expect(b">")
-        return FetchItem("BODY", section, peek=name == "BODY.PEEK", partial=partial)
+        return FetchItem("BODY", section, peek=name == "BODY.PEEK", partial=_partial(reader))
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE") and reader.peek() == b"[":
+        section = _section(reader)
+        if section.text:
+            raise reader.fail(f"{name} takes part numbers only (RFC 3516 §4.1)")
+        partial = _partial(reader) if name != "BINARY.SIZE" else None
+        return FetchItem(name.removesuffix(".PEEK"), section, peek=name == "BINARY.PEEK", partial=partial)
     if name not in PLAIN_ITEMS:
         raise reader.fail(f"unknown fetch item {name[:30] or reader.peek(10)!r}")
     return FetchItem(name)
+
+
+def _partial(reader: _Reader) -> tuple[int, int] | None:
+    """A partial range "<first.count>", if one follows."""
+    if reader.peek() != b"<":
+        return None
+    reader.at += 1
+    first = reader.number()
+    reader.expect(b".")
+    partial = (first, reader.nz_number())
+    reader.expect(b">")
+    return partial
 
 
 def _section(reader: _Reader) -> Section:

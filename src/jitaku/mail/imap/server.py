@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.mail import login
-from jitaku.mail.imap import fetch, search, structure, utf7
+from jitaku.mail.imap import fetch, mime, search, structure, utf7
 from jitaku.mail.imap.parser import (
     Append,
     Authenticate,
@@ -61,7 +61,7 @@ IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows u
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
-    " LIST-EXTENDED LIST-STATUS STATUS=SIZE"
+    " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY"
 )
 PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
 
@@ -475,7 +475,10 @@ class ImapServer:
                 message.received_at,
                 message.body,
             )
-            data = b" ".join(fetched.item(item) for item in items)
+            try:
+                data = b" ".join(fetched.item(item) for item in items)
+            except mime.UnknownEncoding as error:
+                raise Refused(f"[UNKNOWN-CTE] {error}") from None
             session.say(b"* %d FETCH (" % view.number(message.uid) + data + b")")
         return "OK FETCH completed"
 
