@@ -117,6 +117,10 @@ def test_fetch_items_sections_partials_and_macros() -> None:
     )
     assert one(b"A1 FETCH 1 BODY[]").items == (FetchItem("BODY", Section()),)  # type: ignore[attr-defined]
     assert one(b"A1 FETCH 1 (UID MODSEQ) (CHANGEDSINCE 12345)").changed_since == 12345  # type: ignore[attr-defined]
+    assert one(b"A1 UID FETCH $ FLAGS").sequence == SequenceSet((), saved=True)  # type: ignore[attr-defined]
+    assert one(b"A1 SEARCH RETURN (SAVE MIN) $").return_options == ("SAVE", "MIN")  # type: ignore[attr-defined]
+    with pytest.raises(ParseError):
+        parse(b"A1 SEARCH RETURN (PARTIAL 1:5) ALL\r\n")
     binary = one(b"A1 FETCH 1 (BINARY.PEEK[1.2]<0.10> BINARY[] BINARY.SIZE[2])").items  # type: ignore[attr-defined]
     assert binary == (
         FetchItem("BINARY", Section((1, 2)), peek=True, partial=(0, 10)),
@@ -242,6 +246,7 @@ def test_what_breaks_the_grammar_is_a_parse_error_with_the_tag(line: bytes) -> N
 WORDS = [b"A1", b" ", b"UID", b"FETCH", b"STORE", b"SEARCH", b"LIST", b"APPEND", b"(", b")", b"[", b"]", b"<", b">"]
 WORDS += [b"BODY", b".PEEK", b"HEADER.FIELDS", b"*", b":", b",", b"1", b'"', b"\\", b"{3}\r\n", b"{2+}\r\n", b"NIL"]
 WORDS += [b"OR", b"NOT", b"CHARSET", b"UTF-8", b"FLAGS", b"+FLAGS", b"\\Seen", b"INBOX", b"&", b"-", b"\xff"]
+WORDS += [b"BINARY", b".SIZE", b"$", b"RETURN", b"SAVE", b"RECURSIVEMATCH", b"SUBSCRIBED", b"~{2}\r\n", b"STATUS"]
 
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))

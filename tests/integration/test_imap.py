@@ -276,6 +276,8 @@ def test_starttls_and_implicit_tls_and_plain_text_refused_off_loopback(network_n
 
 VERBS = ["FETCH 1", "UID FETCH 1:*", "STORE 1", "SEARCH", "LIST", "SELECT", "APPEND INBOX", "COPY 1", "STATUS"]
 VERBS += ["CREATE", "RENAME", "UID STORE 1", "UID SEARCH", "EXAMINE", "NOOP", "ID", "ENABLE", "UID MOVE 1"]
+VERBS += ["FETCH $", "FETCH 1 (BINARY.PEEK[", "SEARCH RETURN (SAVE", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" ']
+VERBS += ["STATUS INBOX (SIZE DELETED", "UID STORE $ +FLAGS"]
 fuzz_lines = st.builds(
     lambda verb, argument: b"f " + verb.encode() + argument,
     st.sampled_from(VERBS),
@@ -424,6 +426,25 @@ def test_a_user_has_at_most_ten_sessions_from_one_address(mailhost: Jitaku) -> N
             time.sleep(0.05)
     for session in [*sessions, eleventh]:
         session.logout()
+
+
+def test_searchres_saves_a_result_for_later_commands(mailhost: Jitaku) -> None:
+    """RFC 5182: "$" is what the last SEARCH RETURN (SAVE) found, by UID, whatever was expunged since."""
+    deliver(mailhost, "one", "two", "three", subject="keep")
+    deliver(mailhost, "four", subject="other")
+    imap = client(mailhost)
+    assert "SEARCHRES" in imap.capabilities
+    assert exchange(imap, "SEARCH RETURN (SAVE) SUBJECT keep") == ([], b"OK SEARCH completed")
+    imap.store("1", "+FLAGS", "(\\Deleted)")
+    imap.expunge()
+    assert imap.fetch("$", "(UID)")[1] == [b"1 (UID 2)", b"2 (UID 3)"]  # message 1 went; 2 and 3 moved down
+    imap.uid("STORE", "$", "+FLAGS", "(\\Flagged)")
+    assert imap.uid("SEARCH", "FLAGGED")[1] == [b"2 3"]
+    imap.uid("SEARCH", "RETURN", "(SAVE MAX)", "NOT", "UID", "$")  # uses the result before it, then saves
+    assert imap.uid("SEARCH", "UID", "$")[1] == [b"4"]
+    imap.select("INBOX")
+    assert imap.response("CLOSED")[1] == [b""]  # RFC 7162 §3.2.11: the earlier mailbox is closed
+    assert imap.fetch("$", "(UID)")[1] == [None]  # a new SELECT forgets the saved result
 
 
 def test_five_failed_logins_lock_the_address_out_as_on_submission(mailhost: Jitaku) -> None:

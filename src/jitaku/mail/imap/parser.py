@@ -1,5 +1,6 @@
 """IMAP commands from the wire (RFC 3501 §9), with LITERAL+ (RFC 7888), CONDSTORE's modifiers (RFC 7162),
 MOVE (RFC 6851), UIDPLUS's UID EXPUNGE (RFC 4315), SPECIAL-USE's CREATE and LIST options (RFC 6154),
+LIST-EXTENDED and LIST-STATUS (RFC 5258, 5819), ESEARCH and SEARCHRES (RFC 4731, 5182), BINARY (RFC 3516),
 ENABLE (RFC 5161) and ID (RFC 2971).
 
 `parse` takes one command as it came, literals included (the reader has already sent "+" for each
@@ -41,6 +42,7 @@ Range: TypeAlias = tuple[int | None, int | None]
 @dataclass(frozen=True)
 class SequenceSet:
     ranges: tuple[Range, ...]
+    saved: bool = False  # "$": the messages the last SEARCH RETURN (SAVE) found (SEARCHRES, RFC 5182)
 
     def resolve(self, largest: int) -> list[tuple[int, int]]:
         """The ranges with "*" as LARGEST, each low to high (RFC 3501 §9: "4:2" is "2:4")."""
@@ -258,6 +260,8 @@ PLAIN_ITEMS = {
 # RFC 3501, CONDSTORE's HIGHESTMODSEQ, STATUS=SIZE (RFC 8438) and IMAP4rev2's DELETED (RFC 9051 §6.3.11)
 STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"}
 # LIST-EXTENDED (RFC 5258) with SPECIAL-USE (RFC 6154); STATUS (items) is LIST-STATUS (RFC 5819)
+# ESEARCH (RFC 4731) and SEARCHRES's SAVE (RFC 5182)
+SEARCH_RETURN = {"MIN", "MAX", "COUNT", "ALL", "SAVE"}
 LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"}
 SYSTEM_FLAGS = {"\\ANSWERED", "\\FLAGGED", "\\DELETED", "\\SEEN", "\\DRAFT"}
@@ -436,6 +440,9 @@ class _Reader:
         return tuple(found)
 
     def sequence_set(self) -> SequenceSet:
+        if self.peek() == b"$":
+            self.at += 1
+            return SequenceSet((), saved=True)
         ranges: list[Range] = []
         while True:
             start = self._sequence_number()
@@ -791,6 +798,9 @@ def _search(reader: _Reader, uid: bool) -> Search:
     if reader.peek(7).upper() == b"RETURN ":
         reader.at += 7
         return_options = tuple(option.upper() for option in reader.parenthesized(reader.atom)) or ("ALL",)
+        unknown = set(return_options) - SEARCH_RETURN
+        if unknown:
+            raise reader.fail(f"unknown SEARCH return option {sorted(unknown)[0][:30]}")
         reader.sp()
     charset = "UTF-8"
     if reader.peek(8).upper() == b"CHARSET ":
@@ -816,7 +826,7 @@ def _search_key(reader: _Reader, charset: str, depth: int = 0) -> SearchKey:
             keys.append(_search_key(reader, charset, depth + 1))
         reader.expect(b")")
         return SearchKey("AND", keys=tuple(keys))
-    if reader.peek().isdigit() or reader.peek() == b"*":
+    if reader.peek().isdigit() or reader.peek() in (b"*", b"$"):
         return SearchKey("SEQ", sequence=reader.sequence_set())
     name = reader.atom().upper()
     if name in SEARCH_FLAGS:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import email
+from collections.abc import Collection
 from dataclasses import dataclass
 from email.message import Message
 from functools import cached_property
@@ -37,6 +38,7 @@ class Candidate:
     body: bytes
     largest: int  # the mailbox's highest message number: what "*" means in a sequence set
     largest_uid: int  # its highest UID: what "*" means in a UID set
+    saved: Collection[int] = ()  # the UIDs "$" names (SEARCHRES)
 
     @cached_property
     def parsed(self) -> Message:
@@ -83,6 +85,8 @@ def matches(key: SearchKey, message: Candidate) -> bool:
         return key.text in message.flags
     if name == "UNKEYWORD":
         return key.text not in message.flags
+    if name in ("SEQ", "UID") and key.sequence is not None and key.sequence.saved:
+        return message.uid in message.saved
     if name == "SEQ" and key.sequence is not None:
         return key.sequence.contains(message.number, message.largest)
     if name == "UID" and key.sequence is not None:

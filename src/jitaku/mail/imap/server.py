@@ -61,7 +61,7 @@ IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows u
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
-    " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY"
+    " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES"
 )
 PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
 
@@ -86,6 +86,7 @@ class View:
     modseqs: dict[int, int]
     recent: set[int]  # the UIDs that are \Recent to this session (RFC 3501 §2.3.2)
     state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
+    saved: set[int] = field(default_factory=set)  # the UIDs SEARCH RETURN (SAVE) kept for "$" (RFC 5182)
 
     def flags_of(self, uid: int) -> frozenset[str]:
         """The message's flags as this session shows them: the stored ones, and \\Recent if it is."""
@@ -97,6 +98,8 @@ class View:
 
     def resolve(self, sequence: SequenceSet, uid: bool) -> list[int]:
         """The UIDs a sequence set names: message numbers, or UIDs (those that exist) for UID commands."""
+        if sequence.saved:  # "$" names the same messages in UID and number commands
+            return sorted(uid for uid in self.saved if uid in self.flags)
         if not self.uids:
             return []
         found: set[int] = set()
@@ -375,6 +378,8 @@ class ImapServer:
         return "OK STATUS completed"
 
     async def _select(self, session: Session, command: SelectCommand) -> str:
+        if session.view is not None:
+            session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
         session.view = None
         address = session.user or ""
         claim = not command.read_only  # EXAMINE leaves \Recent to the next SELECT
@@ -528,6 +533,7 @@ class ImapServer:
     async def _search(self, session: Session, view: View, command: Search, tag: str) -> str:
         address = session.user or ""
         found: list[int] = []
+        uids: list[int] = []
         highest = 0
         async for message in self._messages(address, view, list(view.uids), search.needs_body(command.key)):
             candidate = search.Candidate(
@@ -540,15 +546,22 @@ class ImapServer:
                 body=message.body,
                 largest=len(view.uids),
                 largest_uid=view.uids[-1],
+                saved=view.saved,
             )
             if search.matches(command.key, candidate):
                 found.append(message.uid if command.uid else candidate.number)
+                uids.append(message.uid)
                 highest = max(highest, candidate.modseq)
         # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
         modseq = f" (MODSEQ {highest})" if found and search.uses_modseq(command.key) else ""
-        if command.return_options is None:
+        options = command.return_options
+        if options is None:
             session.say("* SEARCH" + "".join(f" {number}" for number in found) + modseq)
-        else:
+            return "OK SEARCH completed"
+        if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
+            kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
+            view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
+        if options != ("SAVE",):  # SAVE alone answers nothing but OK
             session.say(_esearch(tag, command, found))
         return "OK SEARCH completed"
 
