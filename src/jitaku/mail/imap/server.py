@@ -59,6 +59,8 @@ MAX_LINE = 64 * 1024
 MAX_LITERAL = 64 * 1024 * 1024
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
+LOGIN_TIMEOUT = 60.0  # before login a connection holds nothing worth keeping (RFC 9051 §5.4 allows it shorter)
+MAX_BAD_COMMANDS = 20  # in a row, then the connection is closed: a client that speaks something else
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
     " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES"
@@ -121,6 +123,7 @@ class Session:
     user: str | None = None
     view: View | None = None
     condstore: bool = False
+    bad: int = 0  # BAD answers in a row
     lines: list[bytes] = field(default_factory=list)  # untagged responses waiting to go out
 
     @property
@@ -165,11 +168,11 @@ class ImapServer:
         return " ".join(words)
 
     async def _one(self, wire: _Wire, session: Session) -> None:
-        data = await wire.command()
+        data = await wire.command(AUTOLOGOUT if session.user is not None else LOGIN_TIMEOUT)
         try:
             tag, command = parse(data)
         except ParseError as error:
-            await wire.send(f"{error.tag} BAD {error}".encode())
+            await self._bad(wire, session, f"{error.tag} BAD {error}")
             return
         except BadCharset:
             tag = data.split(b" ", 1)[0].decode("ascii", "replace")
@@ -184,8 +187,22 @@ class ImapServer:
         if done is None:  # STARTTLS: answered before the handshake
             return
         await self._refresh(session, allow_expunge=_is_uid(command) or not isinstance(command, (Fetch, Store, Search)))
+        if done.startswith("BAD "):
+            await wire.send(*session.lines)
+            session.lines.clear()
+            await self._bad(wire, session, f"{tag} {done}")
+            return
+        session.bad = 0
         await wire.send(*session.lines, f"{tag} {done}".encode())
         session.lines.clear()
+
+    @staticmethod
+    async def _bad(wire: _Wire, session: Session, answer: str) -> None:
+        session.bad += 1
+        if session.bad > MAX_BAD_COMMANDS:
+            await wire.send(b"* BYE too many invalid commands")
+            raise Closed
+        await wire.send(answer.encode())
 
     async def _command(self, wire: _Wire, session: Session, tag: str, command: Command) -> str | None:
         """The tagged response's text, after the untagged ones in session.lines; None when it went out already."""
@@ -743,10 +760,10 @@ class _Wire:
             await self.send(b"* BYE line too long")
             raise Closed from None
 
-    async def command(self) -> bytes:
+    async def command(self, timeout: float) -> bytes:
         data = bytearray()
         while True:
-            line = await self.line()
+            line = await self.line(timeout)
             data += line
             announced = literal_announced(line)
             if announced is None:
