@@ -149,14 +149,23 @@ class _Message(NamedTuple):
     modseq: int
 
 
+# Built once: IMAP looks a mailbox up for every command, and building the statement cost more than running it
+_FIND = (
+    sql_select(
+        mailbox_table.c.id,
+        mailbox_table.c.uidvalidity,
+        mailbox_table.c.uidnext,
+        mailbox_table.c.highestmodseq,
+        mailbox_table.c.recent_uid,
+    )
+    .join(users, users.c.id == mailbox_table.c.user_id)
+    .where(users.c.address == bindparam("address"), mailbox_table.c.name == bindparam("name"))
+)
+
+
 def _find(connection: Connection, address: str, name: str) -> _Mailbox:
     """The user's mailbox NAME, or NoSuchMailbox."""
-    box = mailbox_table.c
-    row = connection.execute(
-        sql_select(box.id, box.uidvalidity, box.uidnext, box.highestmodseq, box.recent_uid)
-        .join(users, users.c.id == box.user_id)
-        .where(users.c.address == address.lower(), box.name == _canonical(name))
-    ).first()
+    row = connection.execute(_FIND, {"address": address.lower(), "name": _canonical(name)}).first()
     if row is None:
         raise NoSuchMailbox(f"no mailbox {_canonical(name)!r}")
     return _Mailbox(*(int(value) for value in row))
@@ -594,18 +603,30 @@ def uidvalidity(connection: Connection, address: str, name: str) -> int:
 def fetch_messages(
     connection: Connection, address: str, name: str, uids: Collection[int], bodies: bool
 ) -> list[StoredMessage]:
-    """The messages UIDS of a mailbox in UID order; without BODIES (FLAGS, sizes, dates) the bodies stay
-    on disk and come back empty."""
-    found = _find(connection, address, name)
-    columns = [messages.c.uid, messages.c.received_at, messages.c.size]
+    """The messages UIDS of a mailbox in UID order (none when the mailbox is gone); without BODIES (FLAGS,
+    sizes, dates) the bodies stay on disk and come back empty. One statement each: mbsync reads a mailbox
+    with one FETCH per message."""
+    body = messages.c.body if bodies else literal(b"").label("body")
+    query = (
+        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, body)
+        .join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id)
+        .join(users, users.c.id == mailbox_table.c.user_id)
+        .where(users.c.address == address.lower(), mailbox_table.c.name == _canonical(name))
+        .order_by(messages.c.uid)
+    )
     wanted = sorted(set(uids))
     out: list[StoredMessage] = []
     for start in range(0, len(wanted), _CHUNK):
-        query = sql_select(*columns, messages.c.body if bodies else literal(b"").label("body")).where(
-            messages.c.mailbox_id == found.id, messages.c.uid.in_(wanted[start : start + _CHUNK])
-        )
-        out += [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in connection.execute(query)]
-    return sorted(out, key=lambda message: message.uid)
+        chunk = wanted[start : start + _CHUNK]
+        # A run of UIDs with few gaps (1:*, a client's next page) is one range scan: several times faster
+        # than an IN list of hundreds of UIDs
+        if chunk[-1] - chunk[0] < 2 * len(chunk):
+            rows = connection.execute(query.where(messages.c.uid.between(chunk[0], chunk[-1])))
+        else:
+            rows = connection.execute(query.where(messages.c.uid.in_(chunk)))
+        keep = set(chunk)
+        out += [StoredMessage(*row) for row in rows if row.uid in keep]
+    return out
 
 
 def remove(connection: Connection, address: str, uids: list[int], name: str = INBOX) -> int:

@@ -16,6 +16,7 @@ import bisect
 import functools
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -57,9 +58,11 @@ from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox
 T = TypeVar("T")
 MAX_LINE = 64 * 1024
 MAX_LITERAL = 64 * 1024 * 1024
+REFRESH_EVERY = 0.1  # seconds: FETCH, STORE and SEARCH look for others' changes at most this often
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
 LOGIN_TIMEOUT = 60.0  # before login a connection holds nothing worth keeping (RFC 9051 §5.4 allows it shorter)
+FLUSH_EVERY = 64  # FETCH responses sent at once: a FETCH 1:* BODY[] of a large mailbox is never held whole
 MAX_BAD_COMMANDS = 20  # in a row, then the connection is closed: a client that speaks something else
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
@@ -124,6 +127,7 @@ class Session:
     view: View | None = None
     condstore: bool = False
     bad: int = 0  # BAD answers in a row
+    refreshed_at: float = 0.0  # when the selected mailbox was last compared with the store (monotonic)
     lines: list[bytes] = field(default_factory=list)  # untagged responses waiting to go out
 
     @property
@@ -186,7 +190,11 @@ class ImapServer:
             done = f"BAD {error}"
         if done is None:  # STARTTLS: answered before the handshake
             return
-        await self._refresh(session, allow_expunge=_is_uid(command) or not isinstance(command, (Fetch, Store, Search)))
+        busy = isinstance(command, (Fetch, Store, Search))
+        # A client fetching message by message (mbsync sends a FETCH per message) hears of others' changes
+        # at most every REFRESH_EVERY; any other command, NOOP and IDLE above all, looks at once
+        if not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY:
+            await self._refresh(session, allow_expunge=_is_uid(command) or not busy)
         if done.startswith("BAD "):
             await wire.send(*session.lines)
             session.lines.clear()
@@ -233,7 +241,7 @@ class ImapServer:
         if session.view is None:
             return "BAD select a mailbox first"
         if isinstance(command, Fetch):
-            return await self._fetch(session, session.view, command)
+            return await self._fetch(wire, session, session.view, command)
         if isinstance(command, Store):
             return await self._store(session, session.view, command)
         if isinstance(command, Copy):
@@ -470,7 +478,7 @@ class ImapServer:
         validity, uid = await self._write(append)
         return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
-    async def _fetch(self, session: Session, view: View, command: Fetch) -> str:
+    async def _fetch(self, wire: _Wire, session: Session, view: View, command: Fetch) -> str:
         address = session.user or ""
         uids = view.resolve(command.sequence, command.uid)
         items = command.items
@@ -502,6 +510,9 @@ class ImapServer:
             except mime.UnknownEncoding as error:
                 raise Refused(f"[UNKNOWN-CTE] {error}") from None
             session.say(b"* %d FETCH (" % view.number(message.uid) + data + b")")
+            if len(session.lines) >= FLUSH_EVERY:  # the client reads while we go on, and memory stays flat
+                await wire.send(*session.lines)
+                session.lines.clear()
         return "OK FETCH completed"
 
     async def _store(self, session: Session, view: View, command: Store) -> str:
@@ -616,6 +627,7 @@ class ImapServer:
         view, address = session.view, session.user or ""
         if view is None:
             return
+        session.refreshed_at = time.monotonic()
         try:
             state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
         except NoSuchMailbox:
