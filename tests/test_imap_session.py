@@ -35,6 +35,8 @@ def test_a_connection_that_does_not_log_in_is_closed_after_the_login_timeout(
     database = Database(f"sqlite:///{tmp_path / 'j.db'}")
     received = asyncio.run(talk(database, b"a1 NOOP"))
     assert received[1:] == [b"a1 OK NOOP completed", b"* BYE autologout: idle too long"]
+    received = asyncio.run(talk(database, b"a2 LOGIN {5}"))  # and the literal never comes
+    assert received[1:] == [b"+ go ahead", b"* BYE autologout: idle too long"]
     database.close()
 
 

@@ -147,18 +147,27 @@ def test_a_mailbox_made_again_never_repeats_a_uidvalidity(database: Database, mo
     assert inbox <= first < second < again
 
 
-def test_recent_belongs_to_the_first_select_and_examine_leaves_it(database: Database) -> None:
+def test_recent_mail_belongs_to_the_first_session_that_claims_it(database: Database) -> None:
     fill(database, 2)
     examined = database.read_now(lambda c: mailstore.select(c, ALICE, "INBOX"))
+    assert examined.recent_from == 1  # EXAMINE sees UIDs 1 and 2 as recent and claims nothing
     with database.transaction() as connection:
-        claimed = mailstore.select(connection, ALICE, "INBOX", claim_recent=True)
-    assert examined.recent_from == claimed.recent_from == 1  # both see UIDs 1 and 2 as recent
-    fill(database, 1)
-    with database.transaction() as connection:
-        later = mailstore.select(connection, ALICE, "INBOX", claim_recent=True)
-    assert later.recent_from == 3  # only the new message is recent to the next session
+        assert mailstore.claim_recent(connection, ALICE, "INBOX", before=3) == 1  # this session's: 1 and 2
+        assert mailstore.claim_recent(connection, ALICE, "INBOX", before=3) == 3  # the next one's: none
+    fill(database, 2)
+    with database.transaction() as connection:  # a session that saw UID 3 arrive, but not yet 4
+        assert mailstore.claim_recent(connection, ALICE, "INBOX", before=4) == 3
     inbox = database.read_now(lambda c: mailstore.mailboxes(c, ALICE))[0]
-    assert (inbox.messages, inbox.recent) == (3, 0)
+    assert (inbox.messages, inbox.recent) == (4, 1)  # UID 4 is still recent to whoever looks next
+
+
+def test_fetch_messages_returns_only_the_uids_asked_for(database: Database) -> None:
+    fill(database, 1200)
+    with database.engine.connect() as connection:
+        for asked in ([1, 3, 5], [2, 1000], list(range(1, 1201, 2)), list(range(100, 1101))):
+            found = mailstore.fetch_messages(connection, ALICE, "INBOX", asked, bodies=False)
+            assert [message.uid for message in found] == asked
+        assert mailstore.fetch_messages(connection, ALICE, "Nowhere", [1], bodies=True) == []
 
 
 def test_delete_takes_the_messages_but_not_the_children(database: Database) -> None:

@@ -90,7 +90,7 @@ class Selected:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
-    recent_from: int  # messages from this UID on are \Recent to the session that selected
+    recent_from: int  # messages from this UID on are \Recent: no session has claimed them (claim_recent)
     messages: list[FlagState]
 
 
@@ -376,14 +376,9 @@ def set_subscribed(connection: Connection, address: str, name: str, subscribed: 
     connection.execute(update(mailbox_table).where(mailbox_table.c.id == mailbox_id).values(subscribed=subscribed))
 
 
-def select(connection: Connection, address: str, name: str, claim_recent: bool = False) -> Selected:
-    """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence.
-
-    With CLAIM_RECENT (SELECT, not EXAMINE: RFC 3501 §6.3.2), the messages still \\Recent are this session's
-    and no later session sees them so (§2.3.2); that writes, so it needs a write transaction."""
+def select(connection: Connection, address: str, name: str) -> Selected:
+    """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence."""
     found = _find(connection, address, name)
-    if claim_recent and found.recent_uid < found.uidnext:
-        connection.execute(update(mailbox_table).where(mailbox_table.c.id == found.id).values(recent_uid=found.uidnext))
     return Selected(
         uidvalidity=found.uidvalidity,
         uidnext=found.uidnext,
@@ -393,6 +388,17 @@ def select(connection: Connection, address: str, name: str, claim_recent: bool =
             FlagState(message.uid, message.flags, message.modseq) for message in _rows(connection, found.id, None)
         ],
     )
+
+
+def claim_recent(connection: Connection, address: str, name: str, before: int) -> int:
+    """RFC 3501 §2.3.2: the messages below UID BEFORE that are still \\Recent become the calling session's,
+    and no later session sees them so. Returns the first of them: the session's are those from it to
+    BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail.
+    Only this one row is written: the messages are read outside the write transaction."""
+    found = _find(connection, address, name)
+    if found.recent_uid < before:
+        connection.execute(update(mailbox_table).where(mailbox_table.c.id == found.id).values(recent_uid=before))
+    return found.recent_uid
 
 
 def _apply(mode: StoreMode, current: frozenset[str], given: frozenset[str]) -> frozenset[str]:

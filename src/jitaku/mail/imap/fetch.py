@@ -82,7 +82,7 @@ class Fetched:
         label = name.encode() + b"[" + section_name(item.section).encode() + b"]"
         if name == "BINARY.SIZE":
             data = mime.decoded(self.tree, item.section.part)
-            return label + b" " + (structure.NIL if data is None else b"%d" % len(data))
+            return label + b" %d" % len(data or b"")  # RFC 3516's grammar has a number, never NIL
         if name == "BINARY":
             data = mime.decoded(self.tree, item.section.part)
         else:

@@ -32,7 +32,12 @@ class ParseError(Exception):
 
 
 class BadCharset(Exception):
-    """A SEARCH CHARSET we do not know (RFC 3501 §6.4.4: NO [BADCHARSET])."""
+    """A SEARCH CHARSET we do not know (RFC 3501 §6.4.4: NO [BADCHARSET]). SAVES: the search had RETURN (SAVE),
+    so its failure empties the saved result (RFC 5182 §2.1)."""
+
+    def __init__(self, charset: str, saves: bool) -> None:
+        super().__init__(charset)
+        self.saves = saves
 
 
 # A sequence set: ranges of message numbers or UIDs; None stands for "*", the largest in the mailbox.
@@ -259,9 +264,9 @@ PLAIN_ITEMS = {
 }
 # RFC 3501, CONDSTORE's HIGHESTMODSEQ, STATUS=SIZE (RFC 8438) and IMAP4rev2's DELETED (RFC 9051 §6.3.11)
 STATUS_ITEMS = {"MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ", "SIZE", "DELETED"}
-# LIST-EXTENDED (RFC 5258) with SPECIAL-USE (RFC 6154); STATUS (items) is LIST-STATUS (RFC 5819)
 # ESEARCH (RFC 4731) and SEARCHRES's SAVE (RFC 5182)
 SEARCH_RETURN = {"MIN", "MAX", "COUNT", "ALL", "SAVE"}
+# LIST-EXTENDED (RFC 5258) with SPECIAL-USE (RFC 6154); STATUS (items) is LIST-STATUS (RFC 5819)
 LIST_SELECTION = {"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"}
 LIST_RETURN = {"SUBSCRIBED", "CHILDREN", "SPECIAL-USE"}
 SYSTEM_FLAGS = {"\\ANSWERED", "\\FLAGGED", "\\DELETED", "\\SEEN", "\\DRAFT"}
@@ -807,7 +812,7 @@ def _search(reader: _Reader, uid: bool) -> Search:
         reader.at += 8
         charset = reader.text().upper()
         if charset not in CHARSETS:
-            raise BadCharset(charset)
+            raise BadCharset(charset, saves="SAVE" in (return_options or ()))
         reader.sp()
     keys = [_search_key(reader, charset)]
     while reader.maybe_sp():

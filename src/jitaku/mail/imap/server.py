@@ -1,10 +1,11 @@
 """The IMAP server: one session per connection, commands as the parser types them, mailboxes from the store.
 
 Each session keeps its view of the selected mailbox (UIDs in order, their flags) and brings it up to
-date from the store after each command, and every half second while IDLE: what other sessions and
-deliveries did reaches it as EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no
-EXPUNGE during FETCH, STORE or SEARCH). Polling one row of the mailbox table works the same whether
-the change came from this process, an SMTP worker or the CLI.
+date from the store after each command (at most every REFRESH_EVERY in a run of FETCH, STORE or
+SEARCH), and every half second while IDLE: what other sessions and deliveries did reaches it as
+EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no EXPUNGE during FETCH, STORE or
+SEARCH). Polling one row of the mailbox table works the same whether the change came from this
+process, an SMTP worker or the CLI.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import functools
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -134,6 +135,11 @@ class Session:
     def may_log_in(self) -> bool:
         return login.may_send_password(self.client, self.tls)
 
+    @property
+    def timeout(self) -> float:
+        """How long the client may keep us waiting for its next line."""
+        return AUTOLOGOUT if self.user is not None else LOGIN_TIMEOUT
+
     def say(self, line: str | bytes) -> None:
         self.lines.append(line.encode() if isinstance(line, str) else line)
 
@@ -172,13 +178,15 @@ class ImapServer:
         return " ".join(words)
 
     async def _one(self, wire: _Wire, session: Session) -> None:
-        data = await wire.command(AUTOLOGOUT if session.user is not None else LOGIN_TIMEOUT)
+        data = await wire.command(session.timeout)
         try:
             tag, command = parse(data)
         except ParseError as error:
             await self._bad(wire, session, f"{error.tag} BAD {error}")
             return
-        except BadCharset:
+        except BadCharset as error:
+            if error.saves and session.view is not None:
+                session.view.saved = set()
             tag = data.split(b" ", 1)[0].decode("ascii", "replace")
             await wire.send(f"{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unknown charset".encode())
             return
@@ -301,7 +309,7 @@ class ImapServer:
             response = command.initial
             if response is None:
                 await wire.send(b"+ ")
-                response = (await wire.line()).decode("ascii", "replace").strip()
+                response = (await wire.line(session.timeout)).decode("ascii", "replace").strip()
             if response == "*":
                 return "BAD authentication cancelled"
             try:
@@ -392,7 +400,8 @@ class ImapServer:
                 and (command.subscribed_only or "SUBSCRIBED" in command.return_options)
             ):
                 attributes.append("\\Subscribed")
-        extra = ' (CHILDINFO ("SUBSCRIBED"))' if command.recursive and subscribed_below else ""
+        childinfo = command.recursive and command.subscribed_only and subscribed_below
+        extra = ' (CHILDINFO ("SUBSCRIBED"))' if childinfo else ""
         return f'* {verb} ({" ".join(attributes)}) "/" {_name(name)}{extra}'
 
     async def _status(self, session: Session, command: Status) -> str:
@@ -407,15 +416,10 @@ class ImapServer:
             session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
         session.view = None
         address = session.user or ""
-        claim = not command.read_only  # EXAMINE leaves \Recent to the next SELECT
-
-        def select(connection: Connection) -> mailstore.Selected:
-            return mailstore.select(connection, address, command.mailbox, claim_recent=claim)
-
-        try:
-            selected = await (self._database.write(select) if claim else self._database.read(select))
-        except NoSuchMailbox as missing:
-            raise Refused(f"[NONEXISTENT] {missing}") from None
+        selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
+        recent_from = selected.recent_from
+        if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
+            recent_from = await self._claim_recent(address, command.mailbox, selected.uidnext)
         session.condstore = session.condstore or command.condstore
         view = View(
             name=command.mailbox,
@@ -424,7 +428,7 @@ class ImapServer:
             uids=[message.uid for message in selected.messages],
             flags={message.uid: message.flags for message in selected.messages},
             modseqs={message.uid: message.modseq for message in selected.messages},
-            recent={message.uid for message in selected.messages if message.uid >= selected.recent_from},
+            recent={message.uid for message in selected.messages if recent_from <= message.uid < selected.uidnext},
             state=(selected.uidnext, selected.highestmodseq),
         )
         session.say("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
@@ -488,6 +492,7 @@ class ImapServer:
         if fetch.sets_seen(items) and not view.read_only:
             unseen = [uid for uid in uids if "\\Seen" not in view.flags.get(uid, frozenset())]
             if unseen:
+                await self._check_decodable(address, view, unseen, items)
                 stored = await self._write(
                     lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
                 )
@@ -514,6 +519,19 @@ class ImapServer:
                 await wire.send(*session.lines)
                 session.lines.clear()
         return "OK FETCH completed"
+
+    async def _check_decodable(self, address: str, view: View, uids: list[int], items: tuple[FetchItem, ...]) -> None:
+        """A BINARY[part] that cannot be decoded is refused before the FETCH marks anything \\Seen."""
+        parts = [item.section.part for item in items if item.name == "BINARY" and item.section is not None]
+        if not parts:
+            return
+        async for message in self._messages(address, view, uids, bodies=True):
+            tree = mime.parse(message.body)
+            for part in parts:
+                try:
+                    mime.decoded(tree, part)
+                except mime.UnknownEncoding as error:
+                    raise Refused(f"[UNKNOWN-CTE] {error}") from None
 
     async def _store(self, session: Session, view: View, command: Store) -> str:
         if view.read_only:
@@ -635,13 +653,7 @@ class ImapServer:
             raise Closed from None
         if state == view.state:
             return
-        # Mail that arrived is \Recent to this session if no other SELECTed the mailbox since
-        claim = not view.read_only and state[0] != view.state[0]
-
-        def select(connection: Connection) -> mailstore.Selected:
-            return mailstore.select(connection, address, view.name, claim_recent=claim)
-
-        selected = await (self._database.write(select) if claim else self._database.read(select))
+        selected = await self._database.read(lambda c: mailstore.select(c, address, view.name))
         now = {message.uid: message for message in selected.messages}
         gone = [uid for uid in view.uids if uid not in now]
         if gone and not allow_expunge:
@@ -658,10 +670,21 @@ class ImapServer:
             for uid in sorted(new):
                 view.uids.append(uid)
                 view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
-            view.recent.update(uid for uid in new if uid >= selected.recent_from)
+            # new mail is \Recent to this session if no other has claimed it since
+            recent_from = selected.recent_from
+            if not view.read_only and any(uid >= recent_from for uid in new):
+                recent_from = await self._claim_recent(address, view.name, selected.uidnext)
+            view.recent.update(uid for uid in new if recent_from <= uid < selected.uidnext)
             session.say(f"* {len(view.uids)} EXISTS")
             session.say(f"* {len(view.recent)} RECENT")
         view.state = state
+
+    async def _claim_recent(self, address: str, name: str, before: int) -> int:
+        """The first UID of the messages below BEFORE that are \\Recent to this session (none: BEFORE)."""
+        try:
+            return await self._database.write(lambda c: mailstore.claim_recent(c, address, name, before))
+        except NoSuchMailbox:  # deleted meanwhile: the next look at the mailbox says so
+            return before
 
     async def _idle(self, wire: _Wire, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
@@ -722,7 +745,7 @@ def _status_line(box: mailstore.MailboxInfo, items: tuple[str, ...]) -> str:
         "SIZE": box.size,
         "DELETED": box.deleted,
     }
-    listed = " ".join(f"{item} {values[item]}" for item in items if item in values)
+    listed = " ".join(f"{item} {values[item]}" for item in items)
     return f"* STATUS {_name(box.name)} ({listed})"
 
 
@@ -760,9 +783,13 @@ class _Wire:
         self.reader = reader
         self.writer = writer
 
-    async def line(self, timeout: float = AUTOLOGOUT) -> bytes:
+    async def line(self, timeout: float) -> bytes:
+        return await self._within(self.reader.readuntil(b"\n"), timeout)
+
+    async def _within(self, reading: Awaitable[bytes], timeout: float) -> bytes:
+        """What READING gets; Closed when the client goes away, idles TIMEOUT seconds or overruns a line."""
         try:
-            return await asyncio.wait_for(self.reader.readuntil(b"\n"), timeout)
+            return await asyncio.wait_for(reading, timeout)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             raise Closed from None
         except TimeoutError:
@@ -786,10 +813,7 @@ class _Wire:
                 raise Closed
             if synchronizing:
                 await self.send(b"+ go ahead")
-            try:
-                data += await self.reader.readexactly(size)
-            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-                raise Closed from None
+            data += await self._within(self.reader.readexactly(size), timeout)
 
     async def send(self, *lines: bytes) -> None:
         self.writer.write(b"".join(line + b"\r\n" for line in lines if line))

@@ -9,8 +9,10 @@ down_revision = "0008"
 
 
 def upgrade() -> None:
-    # mail no IMAP session has selected yet is recent to the first that does
+    # a new mailbox's mail is recent to the first session that selects it; the mail already here is not new to
+    # the clients that read these mailboxes before the upgrade
     op.add_column("mailboxes", sa.Column("recent_uid", sa.Integer, nullable=False, server_default="1"))
+    op.execute("UPDATE mailboxes SET recent_uid = uidnext")
     op.create_table(
         "uidvalidity_clock",
         sa.Column("id", sa.Integer, primary_key=True),
