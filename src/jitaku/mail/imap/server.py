@@ -390,15 +390,12 @@ class ImapServer:
         elif command.lsub and not box.subscribed:
             attributes.append("\\Noselect")  # LSUB's word for "not subscribed itself"
         if not command.lsub:
-            children = any(other.startswith(name + "/") for other in boxes) or box is None
+            children = box is None or any(other.startswith(name + "/") for other in boxes)
             attributes.append("\\HasChildren" if children else "\\HasNoChildren")
-            if box is not None and box.special_use:
+        if box is not None and not command.lsub:
+            if box.special_use:
                 attributes.append(box.special_use)
-            if (
-                box is not None
-                and box.subscribed
-                and (command.subscribed_only or "SUBSCRIBED" in command.return_options)
-            ):
+            if box.subscribed and (command.subscribed_only or "SUBSCRIBED" in command.return_options):
                 attributes.append("\\Subscribed")
         childinfo = command.recursive and command.subscribed_only and subscribed_below
         extra = ' (CHILDINFO ("SUBSCRIBED"))' if childinfo else ""
