@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from jitaku.mail.imap import server
-from jitaku.mail.login import Sessions
+from jitaku.mail.login import Logins, Sessions
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database
 
 
 async def talk(database: Database, *lines: bytes) -> list[bytes]:
     """Connect, send LINES, and read until the server closes the connection."""
-    imap = server.ImapServer(database, FailureLimiter(), Sessions(), None)
+    imap = server.ImapServer(database, Logins(database, FailureLimiter(), Sessions()), None)
     listener = await asyncio.start_server(functools.partial(imap.serve, implicit_tls=False), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -19,7 +19,7 @@ from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
-from jitaku.mail.login import Sessions
+from jitaku.mail.login import Logins, Sessions
 from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
 from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
@@ -247,11 +247,15 @@ async def _run(
             servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
         protocols = {
             "imap": (
-                ImapServer(database, limiter, Sessions(settings.imap.sessions_per_user_ip), tls_context).serve,
+                ImapServer(
+                    database, Logins(database, limiter, Sessions(settings.imap.sessions_per_user_ip)), tls_context
+                ).serve,
                 IMAP_MAX_LINE,
             ),
             "pop3": (
-                Pop3Server(database, limiter, Sessions(settings.pop3.sessions_per_user_ip), tls_context).serve,
+                Pop3Server(
+                    database, Logins(database, limiter, Sessions(settings.pop3.sessions_per_user_ip)), tls_context
+                ).serve,
                 POP3_MAX_LINE,
             ),
         }

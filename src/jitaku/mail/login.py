@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import ipaddress
 from collections import Counter
 
+from jitaku import log
 from jitaku.passwords import verify_password
+from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database, accounts
 
 
@@ -38,6 +42,67 @@ class Sessions:
         self._open[user, client] -= 1
         if self._open[user, client] <= 0:
             del self._open[user, client]
+
+
+class Refused(Exception):
+    """A login that did not open a session; each protocol words its own answer."""
+
+
+class BadPassword(Refused):
+    pass
+
+
+class TooManySessions(Refused):
+    pass
+
+
+class Logins:
+    """How IMAP and POP3 let a user in: the password, the failed-login limit shared with submission, and
+    the sessions a user has open from one address."""
+
+    def __init__(self, database: Database, limiter: FailureLimiter, sessions: Sessions) -> None:
+        self._database = database
+        self._limiter = limiter
+        self._sessions = sessions
+
+    def blocked(self, client: str) -> bool:
+        return self._limiter.blocked(client)
+
+    async def open(self, client: str, user: str, password: str, listener: str) -> str:
+        """The user's address, with one more session of theirs counted (close() it when the session ends);
+        BadPassword or TooManySessions otherwise."""
+        address = await verify(self._database, user, password)
+        if address is None:
+            self._limiter.failed(client)
+            log.event("auth_failed", client=client, user=user.lower(), listener=listener)
+            raise BadPassword
+        self._limiter.succeeded(client)
+        if not self._sessions.open(address, client):
+            log.event("too_many_sessions", client=client, user=address, listener=listener)
+            raise TooManySessions
+        return address
+
+    def close(self, address: str, client: str) -> None:
+        self._sessions.close(address, client)
+
+
+class MalformedPlain(ValueError):
+    """A SASL PLAIN response that is not base64 of authzid NUL authcid NUL password."""
+
+
+class ForeignIdentity(ValueError):
+    """A SASL PLAIN response that asks to act as another user (an authzid other than the authcid)."""
+
+
+def plain(response: str) -> tuple[str, str]:
+    """The user and password in a SASL PLAIN response (RFC 4616); logging in as another user is refused."""
+    try:
+        authzid, user, password = base64.b64decode(response, validate=True).decode().split("\0")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise MalformedPlain(response[:40]) from None
+    if authzid and authzid.lower() != user.lower():
+        raise ForeignIdentity(authzid)
+    return user, password
 
 
 def client_of(writer: asyncio.StreamWriter) -> str:

@@ -13,15 +13,12 @@ each deletes only what it marked, and a message the other removed answers "-ERR 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from jitaku import log
 from jitaku.mail import login
-from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database, mailstore
 
 MAX_LINE = 1024  # RFC 2449 §4 allows 255 octets a command; a longer line is an error, not a reason to buffer
@@ -57,12 +54,9 @@ _Handler = Callable[["Pop3Server", "_Connection", Session, str], Awaitable[None]
 class Pop3Server:
     """The POP3 listeners' connection handler."""
 
-    def __init__(
-        self, database: Database, limiter: FailureLimiter, sessions: login.Sessions, tls: ssl.SSLContext | None
-    ) -> None:
+    def __init__(self, database: Database, logins: login.Logins, tls: ssl.SSLContext | None) -> None:
         self._database = database
-        self._limiter = limiter
-        self._sessions = sessions
+        self._logins = logins
         self._tls = tls
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
@@ -79,7 +73,7 @@ class Pop3Server:
             log.event("pop3_crashed", client=session.client, user=session.address, error=repr(error))
         finally:
             if session.address is not None:
-                self._sessions.close(session.address, session.client)
+                self._logins.close(session.address, session.client)
             writer.close()
 
     async def _command(self, connection: _Connection, session: Session, line: str) -> None:
@@ -149,34 +143,31 @@ class Pop3Server:
             await connection.send("-ERR authentication cancelled")
             return
         try:
-            authzid, authcid, password = base64.b64decode(initial, validate=True).decode().split("\0")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            user, password = login.plain(initial)
+        except login.MalformedPlain:
             await connection.send("-ERR [AUTH] malformed PLAIN response")
             return
-        if authzid and authzid.lower() != authcid.lower():
+        except login.ForeignIdentity:
             await connection.send("-ERR [AUTH] logging in as another user is not allowed")
             return
-        await self._log_in(connection, session, authcid, password)
+        await self._log_in(connection, session, user, password)
 
     async def _may_try(self, connection: _Connection, session: Session) -> bool:
         if not session.may_log_in:
             await connection.send("-ERR [AUTH] passwords only over TLS: use STLS, or the POP3S port")
             return False
-        if self._limiter.blocked(session.client):
+        if self._logins.blocked(session.client):
             await connection.send("-ERR [SYS/TEMP] too many failed logins from your address; try again later")
             return False
         return True
 
     async def _log_in(self, connection: _Connection, session: Session, user: str, password: str) -> None:
-        address = await login.verify(self._database, user, password)
-        if address is None:
-            self._limiter.failed(session.client)
-            log.event("auth_failed", client=session.client, user=user.lower(), listener="pop3")
+        try:
+            address = await self._logins.open(session.client, user, password, "pop3")
+        except login.BadPassword:
             await connection.send("-ERR [AUTH] authentication failed")
             return
-        self._limiter.succeeded(session.client)
-        if not self._sessions.open(address, session.client):
-            log.event("pop3_too_many_sessions", client=session.client, user=address)
+        except login.TooManySessions:
             await connection.send("-ERR [IN-USE] too many sessions for this user from your address; close one first")
             return
         session.address = address

@@ -11,8 +11,6 @@ process, an SMTP worker or the CLI.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import bisect
 import functools
 import re
@@ -52,7 +50,6 @@ from jitaku.mail.imap.parser import (
     parse,
 )
 from jitaku.mail.imap.parser import Select as SelectCommand
-from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database, mailstore
 from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox
 
@@ -145,12 +142,9 @@ class Session:
 
 
 class ImapServer:
-    def __init__(
-        self, database: Database, limiter: FailureLimiter, sessions: login.Sessions, tls: ssl.SSLContext | None
-    ) -> None:
+    def __init__(self, database: Database, logins: login.Logins, tls: ssl.SSLContext | None) -> None:
         self._database = database
-        self._limiter = limiter
-        self._sessions = sessions
+        self._logins = logins
         self._tls = tls
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
@@ -166,7 +160,7 @@ class ImapServer:
             log.event("imap_crashed", client=session.client, user=session.user, error=repr(error))
         finally:
             if session.user is not None:
-                self._sessions.close(session.user, session.client)
+                self._logins.close(session.user, session.client)
             writer.close()
 
     def _capabilities(self, session: Session) -> str:
@@ -299,7 +293,7 @@ class ImapServer:
             return "BAD already logged in"
         if not session.may_log_in:
             return "NO [PRIVACYREQUIRED] passwords only over TLS: use STARTTLS, or the IMAPS port"
-        if self._limiter.blocked(session.client):
+        if self._logins.blocked(session.client):
             return "NO [UNAVAILABLE] too many failed logins from your address; try again later"
         if isinstance(command, Login):
             user, password = command.user, command.password
@@ -313,19 +307,16 @@ class ImapServer:
             if response == "*":
                 return "BAD authentication cancelled"
             try:
-                authzid, user, password = base64.b64decode(response, validate=True).decode().split("\0")
-            except (binascii.Error, UnicodeDecodeError, ValueError):
+                user, password = login.plain(response)
+            except login.MalformedPlain:
                 return "BAD malformed PLAIN response"
-            if authzid and authzid.lower() != user.lower():
+            except login.ForeignIdentity:
                 return "NO [AUTHORIZATIONFAILED] logging in as another user is not allowed"
-        address = await login.verify(self._database, user, password)
-        if address is None:
-            self._limiter.failed(session.client)
-            log.event("auth_failed", client=session.client, user=user.lower(), listener="imap")
+        try:
+            address = await self._logins.open(session.client, user, password, "imap")
+        except login.BadPassword:
             return "NO [AUTHENTICATIONFAILED] authentication failed"
-        self._limiter.succeeded(session.client)
-        if not self._sessions.open(address, session.client):
-            log.event("imap_too_many_sessions", client=session.client, user=address)
+        except login.TooManySessions:
             return "NO [LIMIT] too many sessions for this user from your address; close one first"
         session.user = address
         log.event("imap_login", client=session.client, user=address)
