@@ -22,6 +22,7 @@ from jitaku import log
 from jitaku.passwords import verify_password
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database, accounts
+from jitaku.web.bodies import read_form
 
 SECRET_FILE = "web.secret"
 SESSION_DAYS = 7
@@ -116,7 +117,7 @@ class Gate:
 
     async def _login(self, request: Request) -> Response:
         client = request.client.host if request.client else "?"
-        form = await request.form()
+        form = await read_form(request)
         address, password = str(form.get("address", "")).strip().lower(), str(form.get("password", ""))
         target = _local_path(str(form.get("next", "/health")))
         if self._limiter.blocked(client):

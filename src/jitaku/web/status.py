@@ -1,5 +1,5 @@
 """The web app at `[web] listen`: the status page (what this server is, who has mail, what waits in the
-queue), the health dashboard, and the public list pages."""
+queue), the health dashboard, and the public list pages; every request's body bounded."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from jitaku.store import Database, mailstore
 from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
 from jitaku.web import auth, buddy, lists
+from jitaku.web.bodies import BodyLimit
 from jitaku.web.dashboard import Dashboard
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -67,5 +68,6 @@ def build(config: Config, database: Database) -> Starlette:
             *buddy.routes(settings, database),
             *lists.routes(database),
         ],
-        middleware=[session],
+        # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
+        middleware=[Middleware(BodyLimit, max_bytes=settings.web.max_body_size), session],
     )
