@@ -164,3 +164,31 @@ def test_imap_revision_downgrades_keeping_mail_and_upgrades_again(tmp_path: Path
         ("Trash", "\\Trash", 0),
     ]
     database.close()
+
+
+def test_log_out_a_new_password_and_a_revoked_right_each_move_the_session_generation_on(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+
+    def generation() -> int:
+        user = database.read_now(lambda c: accounts.find_user(c, "a@x.test"))
+        assert user is not None
+        return user.session_generation
+
+    with database.transaction() as connection:
+        accounts.add_user(connection, "a@x.test", None)
+    assert generation() == 0
+    for change in (
+        lambda c: accounts.end_sessions(c, "a@x.test"),
+        lambda c: accounts.set_password(c, "A@x.test", "hash"),
+        lambda c: accounts.set_admin(c, "a@x.test", False),
+    ):
+        before = generation()
+        with database.transaction() as connection:
+            change(connection)
+        assert generation() == before + 1
+    with database.transaction() as connection:
+        accounts.set_admin(connection, "a@x.test", True)  # granting ends nothing
+    assert generation() == 3
+    with pytest.raises(accounts.AccountError, match="no user"), database.transaction() as connection:
+        accounts.end_sessions(connection, "nobody@x.test")
+    database.close()

@@ -146,6 +146,8 @@ class WebSettings(_Section):
     url: str = ""
     # The status page and dashboard open without a login to clients on this machine's loopback
     trust_loopback: bool = True
+    # Bytes a request's body may have, on every route; more is answered 413 (none of our forms comes near)
+    max_body_size: int = Field(default=65536, gt=0)
 
 
 class RelaySettings(_Section):

@@ -44,6 +44,7 @@ listen = [{pop3s}]
 [web]
 listen = [{web}]
 url = ""                         # how the world reaches these pages (list unsubscribe links); empty: https://HOSTNAME
+max_body_size = 65536            # bytes a request body may have; more is answered 413
 
 # [relay]                        # absent: deliver straight to each domain's MX
 # host = "auth.gate-on.net"      # e.g. MyDNS's relay when your ISP blocks outbound port 25

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from jitaku.lists.verp import role_of
 from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
@@ -23,6 +24,7 @@ class User:
     address: str
     password_hash: str | None
     admin: bool = False
+    session_generation: int = 0  # a web session opened at another value has ended
 
 
 @dataclass(frozen=True)
@@ -96,26 +98,42 @@ def remove_user(connection: Connection, address: str) -> None:
     changed(connection)
 
 
+_NEXT_GENERATION = users.c.session_generation + 1
+
+
 def set_password(connection: Connection, address: str, password_hash: str) -> None:
-    result = connection.execute(
-        update(users).where(users.c.address == address.lower()).values(password_hash=password_hash)
-    )
-    if result.rowcount == 0:
-        raise AccountError(f"no user {address.lower()}")
+    """A new password ends every web session of the user: whoever knew the old one is logged out."""
+    _change_user(connection, address, password_hash=password_hash, session_generation=_NEXT_GENERATION)
 
 
 def find_user(connection: Connection, address: str) -> User | None:
     row = connection.execute(select(users).where(users.c.address == address.lower())).first()
-    return User(row.id, row.address, row.password_hash, row.admin) if row else None
+    return _user(row) if row else None
 
 
 def list_users(connection: Connection) -> list[User]:
-    rows = connection.execute(select(users).order_by(users.c.id))
-    return [User(row.id, row.address, row.password_hash, row.admin) for row in rows]
+    return [_user(row) for row in connection.execute(select(users).order_by(users.c.id))]
+
+
+def _user(row: Row[Any]) -> User:
+    return User(row.id, row.address, row.password_hash, row.admin, row.session_generation)
 
 
 def set_admin(connection: Connection, address: str, admin: bool) -> None:
-    result = connection.execute(update(users).where(users.c.address == address.lower()).values(admin=admin))
+    """Taking the right away ends the user's web sessions at once, not when their cookies expire."""
+    if admin:
+        _change_user(connection, address, admin=True)
+    else:
+        _change_user(connection, address, admin=False, session_generation=_NEXT_GENERATION)
+
+
+def end_sessions(connection: Connection, address: str) -> None:
+    """Every web session of the user ends, on every browser (log out)."""
+    _change_user(connection, address, session_generation=_NEXT_GENERATION)
+
+
+def _change_user(connection: Connection, address: str, **values: Any) -> None:
+    result = connection.execute(update(users).where(users.c.address == address.lower()).values(**values))
     if result.rowcount == 0:
         raise AccountError(f"no user {address.lower()}")
 

@@ -29,6 +29,8 @@ users = Table(
     Column("password_hash", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("admin", Boolean, nullable=False, default=False, server_default=false()),  # may open the dashboard
+    # a web session holds the value it was opened with; one more ends them all (log out, new password, revoke)
+    Column("session_generation", Integer, nullable=False, default=0, server_default="0"),
 )
 
 # One row; bumped by every change to users or aliases (see accounts.Directory).

@@ -5,7 +5,6 @@ machine's loopback, where the embedded default listens. List pages stay public."
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import os
 import secrets
@@ -13,17 +12,21 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jitaku import log
 from jitaku.passwords import verify_password
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database, accounts
+from jitaku.web.bodies import read_form
 
 SECRET_FILE = "web.secret"
+SESSION_COOKIE = "jitaku_session"
 SESSION_DAYS = 7
 Endpoint = Callable[[Request], Awaitable[Response]]
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -45,8 +48,36 @@ def session_secret(data_dir: Path) -> str:
     return secret
 
 
+class CookieSessions:
+    """Starlette's signed cookie sessions (SameSite=Strict, HttpOnly), with `Secure` on the cookie of a
+    request that came over HTTPS (port 443), so the browser never sends it over plain HTTP."""
+
+    def __init__(self, app: ASGIApp, data_dir: Path) -> None:
+        secret = session_secret(data_dir)
+        self._plain, self._secure = (
+            SessionMiddleware(
+                app,
+                secret_key=secret,
+                session_cookie=SESSION_COOKIE,
+                max_age=SESSION_DAYS * 86400,
+                same_site="strict",
+                https_only=secure,
+            )
+            for secure in (False, True)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chosen = self._secure if scope.get("scheme") == "https" else self._plain
+        await chosen(scope, receive, send)
+
+
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
-FORWARDING = ("x-forwarded-for", "forwarded", "x-real-ip")
+# What a proxy adds (RFC 7239 Forwarded, the X-Forwarded-* family, nginx's X-Real-IP, RFC 9110 Via)
+FORWARDING = ("forwarded", "x-real-ip", "via")
+
+
+def _forwarded(request: Request) -> bool:
+    return any(name in FORWARDING or name.startswith("x-forwarded-") for name in request.headers.keys())
 
 
 def _on_this_machine(request: Request) -> bool:
@@ -57,17 +88,12 @@ def _on_this_machine(request: Request) -> bool:
     except ValueError:
         return False
     host = request.headers.get("host", "").rsplit(":", 1)[0].lower()
-    return loopback and host in LOCAL_HOSTS and not any(name in request.headers for name in FORWARDING)
+    return loopback and host in LOCAL_HOSTS and not _forwarded(request)
 
 
 def _local_path(target: str) -> str:
     """Where to go after logging in: a path on this site, never another site (`//evil`)."""
     return target if target.startswith("/") and not target.startswith("//") else "/health"
-
-
-def _key(password_hash: str | None) -> str:
-    """Binds a session to the password it was opened with, without putting the hash in the cookie."""
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
 
 
 class Gate:
@@ -79,16 +105,25 @@ class Gate:
     async def allowed(self, request: Request) -> bool:
         if self._trust_loopback and _on_this_machine(request):
             return True
+        return await self._admin(request) is not None
+
+    async def _admin(self, request: Request) -> accounts.User | None:
+        """The admin whose session this request carries, while it lasts: the cookie is signed but stateless,
+        so a copy taken before log out, a new password or a revoked right is refused by the user's session
+        generation in the database, which each of those moves on."""
         session = request.session
-        address, login = session.get("admin"), session.get("key")
+        address = session.get("admin")
         if not address or time.time() - float(session.get("since", 0)) > SESSION_DAYS * 86400:
-            return False
-        # still an admin, with the same password: a revoked admin or a changed password ends every session
+            return None
         user = await self._database.read(lambda connection: accounts.find_user(connection, address))
-        if user is None or not user.admin or login != _key(user.password_hash):
+        if (
+            user is None
+            or not user.admin
+            or (user.id, user.session_generation) != (session.get("user"), session.get("generation"))
+        ):
             session.clear()
-            return False
-        return True
+            return None
+        return user
 
     def protect(self, endpoint: Endpoint, api: bool = False) -> Endpoint:
         async def guarded(request: Request) -> Response:
@@ -116,7 +151,7 @@ class Gate:
 
     async def _login(self, request: Request) -> Response:
         client = request.client.host if request.client else "?"
-        form = await request.form()
+        form = await read_form(request)
         address, password = str(form.get("address", "")).strip().lower(), str(form.get("password", ""))
         target = _local_path(str(form.get("next", "/health")))
         if self._limiter.blocked(client):
@@ -128,10 +163,17 @@ class Gate:
             log.event("web_login_failed", client=client, user=address)
             return self._page(request, target, "Wrong address or password, or not an admin.", 401)
         self._limiter.succeeded(client)
-        request.session.update({"admin": user.address, "key": _key(user.password_hash), "since": time.time()})
+        request.session.update(
+            {"admin": user.address, "user": user.id, "generation": user.session_generation, "since": time.time()}
+        )
         log.event("web_login", client=client, user=user.address)
         return RedirectResponse(target, status_code=303)
 
     async def _logout(self, request: Request) -> Response:
+        """Ends every session of the admin, not just this browser's: a copy of the cookie is worth nothing."""
+        user = await self._admin(request)
+        if user is not None:
+            await self._database.write(lambda connection: accounts.end_sessions(connection, user.address))
+            log.event("web_logout", user=user.address)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)

@@ -21,6 +21,7 @@ from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed, member_fo
 from jitaku.mail import address as addresses
 from jitaku.store import Database
 from jitaku.store import lists as rows
+from jitaku.web.bodies import read_form
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -52,7 +53,7 @@ def routes(database: Database) -> list[Route]:
                 f"{member} will get no more mail from {found.address}.",
                 form={"hidden": {"List-Unsubscribe": "One-Click"}, "button": "Unsubscribe"},
             )
-        form = await request.form()
+        form = await read_form(request)
         if form.get("List-Unsubscribe") != "One-Click":
             return _page(request, "Bad request", "Expected List-Unsubscribe=One-Click (RFC 8058).", 400)
         await database.write(lambda c: rows.remove_members(c, found.id, [member]))
@@ -71,7 +72,7 @@ def routes(database: Database) -> list[Route]:
                 f"We will mail a confirmation link to the address you give; {found.address} mail starts after that.",
                 form={"hidden": {}, "ask_address": True, "button": "Subscribe"},
             )
-        form = await request.form()
+        form = await read_form(request)
         parsed = addresses.parse(str(form.get("address", "")).strip())
         if parsed is None:
             return _page(request, "Not an address", "Please give a plain mail address like name@example.com.", 400)

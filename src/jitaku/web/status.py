@@ -1,5 +1,6 @@
 """The web app at `[web] listen`: the status page (what this server is, who has mail, what waits in the
-queue), the health dashboard, and the public list pages."""
+queue), the health dashboard, and the public list pages; every request's body bounded, every response with
+the security headers."""
 
 from __future__ import annotations
 
@@ -8,23 +9,25 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
+from starlette.types import ASGIApp
 
 from jitaku.config import Config
 from jitaku.store import Database, mailstore
 from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
 from jitaku.web import auth, buddy, lists
+from jitaku.web.bodies import BodyLimit
 from jitaku.web.dashboard import Dashboard
+from jitaku.web.headers import SecurityHeaders
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def build(config: Config, database: Database) -> Starlette:
+def build(config: Config, database: Database) -> ASGIApp:
     settings = config.settings
     gate = auth.Gate(database, settings.web.trust_loopback)
 
@@ -51,14 +54,7 @@ def build(config: Config, database: Database) -> Starlette:
     async def as_json(request: Request) -> Response:
         return JSONResponse(await snapshot())
 
-    session = Middleware(
-        SessionMiddleware,
-        secret_key=auth.session_secret(config.data_dir),
-        session_cookie="jitaku_session",
-        max_age=auth.SESSION_DAYS * 86400,
-        same_site="strict",
-    )
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", gate.protect(page)),
             Route("/status.json", gate.protect(as_json, api=True)),
@@ -67,5 +63,10 @@ def build(config: Config, database: Database) -> Starlette:
             *buddy.routes(settings, database),
             *lists.routes(database),
         ],
-        middleware=[session],
+        # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
+        middleware=[
+            Middleware(BodyLimit, max_bytes=settings.web.max_body_size),
+            Middleware(auth.CookieSessions, data_dir=config.data_dir),
+        ],
     )
+    return SecurityHeaders(app)  # outside Starlette's error handling, so that its 500 carries them too

@@ -1,0 +1,71 @@
+"""Request bodies are bounded before anything reads them (issue 15: strangers' multipart uploads to /login
+and the list pages were spooled to the temp dir without limit, 2 GB held): a body announced or grown past
+`[web] max_body_size` is answered 413, and our forms take a few short fields and no file."""
+
+from __future__ import annotations
+
+from starlette.datastructures import FormData, Headers
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Every form we serve (login, list subscribe and confirm, one-click unsubscribe) is a few text fields; the
+# admin's image upload, when it comes, reads its form with limits of its own.
+FORM_FIELDS = 16
+FORM_FIELD_BYTES = 16384
+
+
+class _TooLarge(Exception):
+    """The body has grown past the cap while the app was reading it."""
+
+
+class BodyLimit:
+    """ASGI middleware for every route: refuses a Content-Length over MAX_BYTES before the body is read, and
+    counts the bytes of any body (chunked ones have no length) as the app receives them. A route that needs
+    more (the admin's image upload, a later issue) is the one to name here with a cap of its own."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        announced = Headers(scope=scope).get("content-length", "0")
+        if not announced.isdigit() or int(announced) > self._max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        responding = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal responding
+            responding = responding or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, counted, watched)
+        except _TooLarge:
+            if responding:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # close the connection after the answer: the rest of the body is never read
+        text = f"request body over {self._max_bytes} bytes\n"
+        await PlainTextResponse(text, status_code=413, headers={"connection": "close"})(scope, receive, send)
+
+
+async def read_form(request: Request) -> FormData:
+    """The fields of one of our forms; a file, too many fields or a long one is answered 400."""
+    return await request.form(max_files=0, max_fields=FORM_FIELDS, max_part_size=FORM_FIELD_BYTES)
