@@ -4,7 +4,6 @@ machine's loopback, where the embedded default listens. List pages stay public."
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 import os
@@ -19,12 +18,12 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from jitaku import log
-from jitaku.passwords import verify_password
-from jitaku.ratelimit import FailureLimiter
+from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.store import Database, accounts
 
 SECRET_FILE = "web.secret"
 SESSION_DAYS = 7
+WRONG = "Wrong address or password, or not an admin."  # the same for both, so it tells nobody which
 Endpoint = Callable[[Request], Awaitable[Response]]
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -71,10 +70,10 @@ def _key(password_hash: str | None) -> str:
 
 
 class Gate:
-    def __init__(self, database: Database, trust_loopback: bool) -> None:
+    def __init__(self, database: Database, trust_loopback: bool, authenticator: Authenticator) -> None:
         self._database = database
         self._trust_loopback = trust_loopback
-        self._limiter = FailureLimiter()
+        self._authenticator = authenticator
 
     async def allowed(self, request: Request) -> bool:
         if self._trust_loopback and _on_this_machine(request):
@@ -119,15 +118,16 @@ class Gate:
         form = await request.form()
         address, password = str(form.get("address", "")).strip().lower(), str(form.get("password", ""))
         target = _local_path(str(form.get("next", "/health")))
-        if self._limiter.blocked(client):
-            return self._page(request, target, "Too many failed logins; try again in 15 minutes.", 429)
+        try:
+            await self._authenticator.check(client, address, password, "web")
+        except TryLater as refused:
+            return self._page(request, target, f"{str(refused).capitalize()}.", 429)
+        except BadPassword:
+            return self._page(request, target, WRONG, 401)
         user = await self._database.read(lambda connection: accounts.find_user(connection, address))
-        good = user is not None and await asyncio.to_thread(verify_password, user.password_hash, password)
-        if not good or user is None or not user.admin:
-            self._limiter.failed(client)
-            log.event("web_login_failed", client=client, user=address)
-            return self._page(request, target, "Wrong address or password, or not an admin.", 401)
-        self._limiter.succeeded(client)
+        if user is None or not user.admin:
+            log.event("web_login_refused", client=client, user=address, reason="not an admin")
+            return self._page(request, target, WRONG, 401)
         request.session.update({"admin": user.address, "key": _key(user.password_hash), "since": time.time()})
         log.event("web_login", client=client, user=user.address)
         return RedirectResponse(target, status_code=303)

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from jitaku.config import Config
+from jitaku.mail.login import Authenticator
 from jitaku.store import Database, mailstore
 from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
@@ -24,9 +25,9 @@ from jitaku.web.dashboard import Dashboard
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def build(config: Config, database: Database) -> Starlette:
+def build(config: Config, database: Database, authenticator: Authenticator) -> Starlette:
     settings = config.settings
-    gate = auth.Gate(database, settings.web.trust_loopback)
+    gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
 
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.read(mailstore.message_counts)
