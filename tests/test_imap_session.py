@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from jitaku.config import LoginSettings
 from jitaku.mail.imap import server
-from jitaku.mail.login import Logins, Sessions
-from jitaku.ratelimit import FailureLimiter
+from jitaku.mail.login import Authenticator, Logins, Sessions
+from jitaku.passwords import Checker
+from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database
 
 
 async def talk(database: Database, *lines: bytes) -> list[bytes]:
     """Connect, send LINES, and read until the server closes the connection."""
-    imap = server.ImapServer(database, Logins(database, FailureLimiter(), Sessions()), None)
+    authenticator = Authenticator(database, LoginLimiter(database, LoginSettings()), Checker(1, 0))
+    imap = server.ImapServer(database, Logins(authenticator, Sessions()), None)
     listener = await asyncio.start_server(functools.partial(imap.serve, implicit_tls=False), "127.0.0.1", 0)
     port = listener.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -19,14 +19,15 @@ from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
-from jitaku.mail.login import Logins, Sessions
+from jitaku.mail.login import Authenticator, Logins, Sessions
 from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
 from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
 from jitaku.mail.pop3 import Pop3Server
 from jitaku.mail.queue import Queue
 from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
-from jitaku.ratelimit import FailureLimiter
+from jitaku.passwords import Checker
+from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database
 from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
@@ -225,11 +226,12 @@ async def _run(
     if main:
         lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, queue.wake)
         queue.on_personal_delivered = on_personal_delivered
-    limiter = FailureLimiter()
+    checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
+    authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
     tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
     handlers = {
-        listener.name: Handler(listener, policy, pipeline, database, limiter, settings.smtp.max_recipients, tally)
+        listener.name: Handler(listener, policy, pipeline, authenticator, settings.smtp.max_recipients, tally)
         for listener, _ in _listeners(config)
     }
     servers: list[asyncio.Server] = []
@@ -248,13 +250,13 @@ async def _run(
         protocols = {
             "imap": (
                 ImapServer(
-                    database, Logins(database, limiter, Sessions(settings.imap.sessions_per_user_ip)), tls_context
+                    database, Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)), tls_context
                 ).serve,
                 IMAP_MAX_LINE,
             ),
             "pop3": (
                 Pop3Server(
-                    database, Logins(database, limiter, Sessions(settings.pop3.sessions_per_user_ip)), tls_context
+                    database, Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)), tls_context
                 ).serve,
                 POP3_MAX_LINE,
             ),
@@ -298,7 +300,7 @@ async def _run(
 
                 background.append(tasks.create_task(Monitor(config, database).run()))
             if web:
-                tasks.create_task(_web(config, database, web, stop))
+                tasks.create_task(_web(config, database, authenticator, web, stop))
             await stop.wait()
             for task in background:
                 task.cancel()
@@ -311,6 +313,7 @@ async def _run(
             server.close()
         for server in servers:
             await server.wait_closed()
+        checker.close()
 
 
 async def _watch(children: list[int], stop: asyncio.Event) -> None:
@@ -326,7 +329,9 @@ async def _watch(children: list[int], stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
-async def _web(config: Config, database: Database, sockets: list[socket.socket], stop: asyncio.Event) -> None:
+async def _web(
+    config: Config, database: Database, authenticator: Authenticator, sockets: list[socket.socket], stop: asyncio.Event
+) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP.
@@ -340,7 +345,7 @@ async def _web(config: Config, database: Database, sockets: list[socket.socket],
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database)
+    app = status.build(config, database, authenticator)
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     for group, tls in (

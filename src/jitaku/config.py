@@ -150,6 +150,22 @@ class WebSettings(_Section):
     max_body_size: int = Field(default=65536, gt=0)
 
 
+class LoginSettings(_Section):
+    """Passwords, for every protocol that takes one (submission, IMAP, POP3, the web login).
+
+    A try counts against the limits from the moment it starts, so parallel tries get no more than
+    sequential ones. Five per user and address is fail2ban's maxretry; ten per address lets two devices
+    with an old password (each stopped at five) share a household's address before it locks, and bounds
+    a spray of many users from one address to ten checks a window.
+    """
+
+    max_failures: int = Field(default=5, ge=1, description="failed logins of one user from one address")
+    max_failures_per_address: int = Field(default=10, ge=1, description="failed logins from one address, any user")
+    window: float = Field(default=900.0, gt=0, description="seconds a failed login counts against the limits")
+    hash_threads: int = Field(default=1, ge=1, le=8, description="threads that check passwords (argon2), per process")
+    hash_queue: int = Field(default=16, ge=0, description="tries that may wait for a thread; more are told to retry")
+
+
 class RelaySettings(_Section):
     host: str
     port: int = Field(default=587, gt=0, lt=65536)
@@ -370,6 +386,7 @@ class Settings(_Section):
     pop3: Pop3Settings = Pop3Settings()
     pop3s: Pop3sSettings = Pop3sSettings()
     web: WebSettings = WebSettings()
+    login: LoginSettings = LoginSettings()
     relay: RelaySettings | None = None
     delivery: DeliverySettings = DeliverySettings()
     dns: DnsSettings = DnsSettings()

@@ -46,6 +46,13 @@ listen = [{web}]
 url = ""                         # how the world reaches these pages (list unsubscribe links); empty: https://HOSTNAME
 max_body_size = 65536            # bytes a request body may have; more is answered 413
 
+[login]                          # passwords on submission, IMAP, POP3 and the web login
+max_failures = 5                 # failed logins of one user from one address within window; then that user waits
+max_failures_per_address = 10    # failed logins from one address, whatever the users; then the address waits
+window = 900                     # seconds a failed login counts
+hash_threads = 1                 # threads per process that check passwords (argon2)
+hash_queue = 16                  # tries that may wait for a thread; one more is told to come back later
+
 # [relay]                        # absent: deliver straight to each domain's MX
 # host = "auth.gate-on.net"      # e.g. MyDNS's relay when your ISP blocks outbound port 25
 # port = 587

@@ -1,4 +1,5 @@
-"""Passwords, checked the same way for every protocol that takes them (submission, POP3, IMAP)."""
+"""Passwords, checked the same way for every protocol that takes them (submission, POP3, IMAP, the web
+login): under the failed-login limit, on argon2's own threads, as slowly for an unknown user as for a known one."""
 
 from __future__ import annotations
 
@@ -9,17 +10,68 @@ import ipaddress
 from collections import Counter
 
 from jitaku import log
-from jitaku.passwords import verify_password
-from jitaku.ratelimit import FailureLimiter
+from jitaku.passwords import Busy, Checker
+from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database, accounts
 
 
-async def verify(database: Database, address: str, password: str) -> str | None:
-    """The user's address when PASSWORD is theirs; None otherwise. Hashing runs off the event loop
-    (argon2 takes tens of milliseconds), and an unknown user costs as long as a known one."""
-    user = await database.read(lambda connection: accounts.find_user(connection, address))
-    valid = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
-    return user.address if user and valid else None
+class Refused(Exception):
+    """A login that did not open a session; each protocol words its own answer."""
+
+
+class BadPassword(Refused):
+    pass
+
+
+class TryLater(Refused):
+    """A login refused whatever its password, for now: the protocol's temporary answer, worded by str()."""
+
+
+class TooManySessions(Refused):
+    pass
+
+
+LOCKED = "too many failed logins from your address; try again later"
+BUSY = "too many logins at once; try again in a moment"
+
+
+class Authenticator:
+    """Checks a user's password: refused while the failed-login limit holds or every password thread is
+    taken, counted against the limit from the moment it starts."""
+
+    def __init__(self, database: Database, limiter: LoginLimiter, checker: Checker) -> None:
+        self._database = database
+        self._limiter = limiter
+        self._checker = checker
+
+    async def allows(self, client: str, user: str) -> bool:
+        """Whether USER may try from CLIENT now, for protocols that learn the user before the password."""
+        return await self._limiter.allows(client, user)
+
+    async def check(self, client: str, user: str, password: str, listener: str) -> str:
+        """The user's address when PASSWORD is theirs; BadPassword or TryLater otherwise."""
+        if not await self._limiter.allows(client, user):
+            raise TryLater(LOCKED)
+        try:
+            self._checker.reserve()
+        except Busy:
+            raise TryLater(BUSY) from None
+        try:
+            attempt = await self._limiter.start(client, user)
+            found = await self._database.read(lambda connection: accounts.find_user(connection, user.strip()))
+        except BaseException:
+            self._checker.release()
+            raise
+        if attempt is None:
+            self._checker.release()
+            raise TryLater(LOCKED)
+        # an unknown user is checked against a hash of nobody's password: the same cost, so no enumeration
+        if await self._checker.verify(found.password_hash if found else None, password) and found is not None:
+            await self._limiter.succeeded(attempt)
+            return found.address
+        self._limiter.failed(attempt)
+        log.event("auth_failed", client=client, user=attempt.login, listener=listener)
+        raise BadPassword
 
 
 class Sessions:
@@ -44,39 +96,21 @@ class Sessions:
             del self._open[user, client]
 
 
-class Refused(Exception):
-    """A login that did not open a session; each protocol words its own answer."""
-
-
-class BadPassword(Refused):
-    pass
-
-
-class TooManySessions(Refused):
-    pass
-
-
 class Logins:
-    """How IMAP and POP3 let a user in: the password, the failed-login limit shared with submission, and
+    """How IMAP and POP3 let a user in: the password (Authenticator, shared with submission and the web) and
     the sessions a user has open from one address."""
 
-    def __init__(self, database: Database, limiter: FailureLimiter, sessions: Sessions) -> None:
-        self._database = database
-        self._limiter = limiter
+    def __init__(self, authenticator: Authenticator, sessions: Sessions) -> None:
+        self._authenticator = authenticator
         self._sessions = sessions
 
-    def blocked(self, client: str) -> bool:
-        return self._limiter.blocked(client)
+    async def allows(self, client: str, user: str) -> bool:
+        return await self._authenticator.allows(client, user)
 
     async def open(self, client: str, user: str, password: str, listener: str) -> str:
         """The user's address, with one more session of theirs counted (close() it when the session ends);
-        BadPassword or TooManySessions otherwise."""
-        address = await verify(self._database, user, password)
-        if address is None:
-            self._limiter.failed(client)
-            log.event("auth_failed", client=client, user=user.lower(), listener=listener)
-            raise BadPassword
-        self._limiter.succeeded(client)
+        BadPassword, TryLater or TooManySessions otherwise."""
+        address = await self._authenticator.check(client, user, password, listener)
         if not self._sessions.open(address, client):
             log.event("too_many_sessions", client=client, user=address, listener=listener)
             raise TooManySessions

@@ -115,6 +115,9 @@ class Pop3Server:
     async def _user(self, connection: _Connection, session: Session, argument: str) -> None:
         if not await self._may_try(connection, session):
             return
+        if not await self._logins.allows(session.client, argument):
+            await connection.send(f"-ERR [SYS/TEMP] {login.LOCKED}")
+            return
         session.user = argument
         await connection.send("+OK send PASS")
 
@@ -156,9 +159,6 @@ class Pop3Server:
         if not session.may_log_in:
             await connection.send("-ERR [AUTH] passwords only over TLS: use STLS, or the POP3S port")
             return False
-        if self._logins.blocked(session.client):
-            await connection.send("-ERR [SYS/TEMP] too many failed logins from your address; try again later")
-            return False
         return True
 
     async def _log_in(self, connection: _Connection, session: Session, user: str, password: str) -> None:
@@ -166,6 +166,9 @@ class Pop3Server:
             address = await self._logins.open(session.client, user, password, "pop3")
         except login.BadPassword:
             await connection.send("-ERR [AUTH] authentication failed")
+            return
+        except login.TryLater as refused:
+            await connection.send(f"-ERR [SYS/TEMP] {refused}")
             return
         except login.TooManySessions:
             await connection.send("-ERR [IN-USE] too many sessions for this user from your address; close one first")

@@ -18,10 +18,10 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from jitaku import log
 from jitaku.mail import headers, login, trace
+from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
-from jitaku.ratelimit import FailureLimiter
-from jitaku.store import Database, tallies
+from jitaku.store import tallies
 from jitaku.store.tallies import Tally
 
 
@@ -156,27 +156,26 @@ class JitakuSMTP(SMTP):
 
     async def smtp_AUTH(self, arg: str) -> None:
         assert self.session is not None
-        client = client_ip(self.session)
-        limiter = self._handler_ref.limiter
-        if limiter.blocked(client):
-            await self.push("454 4.7.0 Too many failed logins from your address; try again later")
-            return
         self._pending_login = None
         await super().smtp_AUTH(arg)
-        login, self._pending_login = self._pending_login, None
-        if login is None:
+        credentials, self._pending_login = self._pending_login, None
+        if credentials is None:
             return
-        username = login.login.decode("utf-8", "replace").lower()
-        user = await self._handler_ref.check_password(username, login.password.decode("utf-8", "replace"))
-        if user is None:
-            limiter.failed(client)
-            log.event("auth_failed", client=client, user=username, listener=self._handler_ref.listener.name)
+        client = client_ip(self.session)
+        listener = self._handler_ref.listener.name
+        username = credentials.login.decode("utf-8", "replace")
+        password = credentials.password.decode("utf-8", "replace")
+        try:
+            user = await self._handler_ref.authenticator.check(client, username, password, listener)
+        except TryLater as refused:
+            await self.push(f"454 4.7.0 {str(refused).capitalize()}")
+            return
+        except BadPassword:
             await self.push("535 5.7.8 Authentication credentials invalid")
             return
-        limiter.succeeded(client)
         self.session.authenticated = True
         self.session.auth_data = user
-        log.event("auth_ok", client=client, user=user, listener=self._handler_ref.listener.name)
+        log.event("auth_ok", client=client, user=user, listener=listener)
         await self.push("235 2.7.0 Authentication successful")
 
 
@@ -194,21 +193,16 @@ class Handler:
         listener: Listener,
         policy: Policy,
         pipeline: Pipeline,
-        database: Database,
-        limiter: FailureLimiter,
+        authenticator: Authenticator,
         max_recipients: int,
         tally: Tally,
     ) -> None:
         self.listener = listener
         self.policy = policy
         self.pipeline = pipeline
-        self.database = database
-        self.limiter = limiter
+        self.authenticator = authenticator
         self.max_recipients = max_recipients
         self.tally = tally
-
-    async def check_password(self, username: str, password: str) -> str | None:
-        return await login.verify(self.database, username, password)
 
     def _user(self, session: Session) -> str | None:
         if self.listener.authenticated and session.authenticated:

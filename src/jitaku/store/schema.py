@@ -277,3 +277,16 @@ tallies = Table(
     Column("kind", String(32), primary_key=True),  # smtp_sessions, mail_in, mail_out
     Column("count", Integer, nullable=False),
 )
+
+# Each password check: it counts against its limits from its start and stays as a failure unless it succeeds
+# (ratelimit.py), so parallel tries, SMTP worker processes and restarts all see the same count.
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("client", String(64), nullable=False),  # the address (an IPv6 client's /64)
+    Column("login", String(320), nullable=False),  # the user name as given, lowercased
+    Column("at", Float, nullable=False),
+)
+Index("login_attempts_client", login_attempts.c.client, login_attempts.c.login, login_attempts.c.at)
+Index("login_attempts_at", login_attempts.c.at)

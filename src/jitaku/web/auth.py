@@ -4,7 +4,6 @@ machine's loopback, where the embedded default listens. List pages stay public."
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import secrets
@@ -20,14 +19,14 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jitaku import log
-from jitaku.passwords import verify_password
-from jitaku.ratelimit import FailureLimiter
+from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.store import Database, accounts
 from jitaku.web.bodies import read_form
 
 SECRET_FILE = "web.secret"
 SESSION_COOKIE = "jitaku_session"
 SESSION_DAYS = 7
+WRONG = "Wrong address or password, or not an admin."  # the same for both, so it tells nobody which
 Endpoint = Callable[[Request], Awaitable[Response]]
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -97,10 +96,10 @@ def _local_path(target: str) -> str:
 
 
 class Gate:
-    def __init__(self, database: Database, trust_loopback: bool) -> None:
+    def __init__(self, database: Database, trust_loopback: bool, authenticator: Authenticator) -> None:
         self._database = database
         self._trust_loopback = trust_loopback
-        self._limiter = FailureLimiter()
+        self._authenticator = authenticator
 
     async def allowed(self, request: Request) -> bool:
         if self._trust_loopback and _on_this_machine(request):
@@ -154,15 +153,16 @@ class Gate:
         form = await read_form(request)
         address, password = str(form.get("address", "")).strip().lower(), str(form.get("password", ""))
         target = _local_path(str(form.get("next", "/health")))
-        if self._limiter.blocked(client):
-            return self._page(request, target, "Too many failed logins; try again in 15 minutes.", 429)
+        try:
+            await self._authenticator.check(client, address, password, "web")
+        except TryLater as refused:
+            return self._page(request, target, f"{str(refused).capitalize()}.", 429)
+        except BadPassword:
+            return self._page(request, target, WRONG, 401)
         user = await self._database.read(lambda connection: accounts.find_user(connection, address))
-        good = user is not None and await asyncio.to_thread(verify_password, user.password_hash, password)
-        if not good or user is None or not user.admin:
-            self._limiter.failed(client)
-            log.event("web_login_failed", client=client, user=address)
-            return self._page(request, target, "Wrong address or password, or not an admin.", 401)
-        self._limiter.succeeded(client)
+        if user is None or not user.admin:
+            log.event("web_login_refused", client=client, user=address, reason="not an admin")
+            return self._page(request, target, WRONG, 401)
         request.session.update(
             {"admin": user.address, "user": user.id, "generation": user.session_generation, "since": time.time()}
         )

@@ -16,6 +16,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
 from jitaku.config import Config
+from jitaku.mail.login import Authenticator
 from jitaku.store import Database, mailstore
 from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
@@ -27,9 +28,9 @@ from jitaku.web.headers import SecurityHeaders
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def build(config: Config, database: Database) -> ASGIApp:
+def build(config: Config, database: Database, authenticator: Authenticator) -> ASGIApp:
     settings = config.settings
-    gate = auth.Gate(database, settings.web.trust_loopback)
+    gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
 
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.read(mailstore.message_counts)

@@ -293,8 +293,6 @@ class ImapServer:
             return "BAD already logged in"
         if not session.may_log_in:
             return "NO [PRIVACYREQUIRED] passwords only over TLS: use STARTTLS, or the IMAPS port"
-        if self._logins.blocked(session.client):
-            return "NO [UNAVAILABLE] too many failed logins from your address; try again later"
         if isinstance(command, Login):
             user, password = command.user, command.password
         else:
@@ -316,6 +314,8 @@ class ImapServer:
             address = await self._logins.open(session.client, user, password, "imap")
         except login.BadPassword:
             return "NO [AUTHENTICATIONFAILED] authentication failed"
+        except login.TryLater as refused:
+            return f"NO [UNAVAILABLE] {refused}"
         except login.TooManySessions:
             return "NO [LIMIT] too many sessions for this user from your address; close one first"
         session.user = address
