@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from sqlalchemy.engine import Connection
 
@@ -211,7 +212,7 @@ def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None
     with database.transaction() as connection:  # all or nothing
         found = lists.get_list(connection, _address(address))
         with Progress(console=console, transient=False) as progress:
-            task = progress.add_task(f"importing into {found.address}", total=len(wanted))
+            task = progress.add_task(f"importing into {escape(found.address)}", total=len(wanted))  # markup here
             for start in range(0, len(wanted), IMPORT_BATCH):
                 batch = wanted[start : start + IMPORT_BATCH]
                 new, old = lists.add_members(connection, found.id, batch)
