@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks, wait_until
 
@@ -227,6 +229,14 @@ def test_list_commands_check_their_input_and_change_nothing_on_error(tmp_path: P
 STEERING = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e", "\r")
 
 
+def _read_or_end(reader: Any) -> bytes:
+    """What a pseudo-terminal holds; b"" once its other side is closed (Linux answers EIO)."""
+    try:
+        return bytes(reader.read1(65536))
+    except OSError:
+        return b""
+
+
 def test_a_strangers_subject_cannot_steer_the_owners_terminal(server: Jitaku) -> None:
     """Control characters in outside text print spelled out in every table, raw or from an encoded-word;
     Rich markup prints as itself, Japanese as itself; --json stays exact."""
@@ -252,6 +262,21 @@ def test_a_strangers_subject_cannot_steer_the_owners_terminal(server: Jitaku) ->
     assert "\\x1b]0;pwned\\x07\\x1b[2J raw [bold]x[/] [/]" in shown
     assert "\\x1b[31mred\\x07\\x9b" in shown and "\\u202eevil" in shown
     assert "山田" in shown and "日本語の件名" in shown
+    # `mailbox show` writes the stored bytes to a pipe, and spells the controls out to a terminal
+    assert server.message("alice@example.test", 1).endswith(planted[0] + b"To: alice@example.test\r\n\r\nbody\r\n")
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb") as reader:
+        subprocess.run(
+            [*JITAKU, "mailbox", "show", "alice@example.test", "1", "--dir", str(server.dir)],
+            stdout=terminal,
+            timeout=60,
+            check=True,
+        )
+        os.close(terminal)
+        seen = b""
+        while chunk := _read_or_end(reader):
+            seen += chunk
+    assert b"\x1b" not in seen and b"\x07" not in seen and b"\\x1b]0;pwned\\x07" in seen
     # a stranger's post to a list is held, and its From and subject shown to the owner
     cli("list", "create", "sota@example.test", "--owner", "alice@example.test")
     with RawSession(server.smtp_port) as session:
