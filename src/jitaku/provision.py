@@ -209,18 +209,25 @@ def tighten(config: Config) -> list[str]:
         wanted += [(key, 0o177, SECRET_MODE) for key in sorted(config.dkim_dir.glob("*.key"))]
     changes = []
     for path, forbidden, mode in wanted:
+        # Inside, a symbolic link is never followed: in a directory others could write to, one may point
+        # at /etc/shadow. The data directory itself is the one the owner named, link or not.
+        flags = os.O_RDONLY | os.O_NONBLOCK | (0 if path == data_dir else os.O_NOFOLLOW)
         try:
-            was = path.stat().st_mode & 0o777
+            descriptor = os.open(path, flags)
         except FileNotFoundError:
             continue
-        if not was & forbidden:
+        except OSError as error:  # ELOOP: a link where a file of ours should be
+            changes.append(f"could not check {path}: {error.strerror}")
             continue
         try:
-            path.chmod(mode)
+            was = os.fstat(descriptor).st_mode & 0o777
+            if was & forbidden:
+                os.fchmod(descriptor, mode)
+                changes.append(f"tightened {path} from {was:04o} to {mode:04o}")
         except OSError as error:
-            changes.append(f"could not tighten {path} from {was:04o} to {mode:04o}: {error.strerror}")
-            continue
-        changes.append(f"tightened {path} from {was:04o} to {mode:04o}")
+            changes.append(f"could not tighten {path} to {mode:04o}: {error.strerror}")
+        finally:
+            os.close(descriptor)
     return changes
 
 

@@ -307,9 +307,15 @@ def test_init_sets_private_modes_whatever_the_umask_and_tightens_an_open_data_di
     open_dir = tmp_path / "open"
     open_dir.mkdir()
     open_dir.chmod(0o777)
+    elsewhere = tmp_path / "not-ours"  # what a stranger's link in the open directory points at
+    elsewhere.write_text("x")
+    elsewhere.chmod(0o644)
+    (open_dir / "web.secret").symlink_to(elsewhere)
     result = init(open_dir)
     assert result.returncode == 0, result.stderr
     assert f"tightened {open_dir} from 0777 to 0700" in result.stdout
+    assert f"could not check {open_dir / 'web.secret'}" in result.stdout and mode(elsewhere) == 0o644
+    (open_dir / "web.secret").unlink()
     assert mode(open_dir) == 0o700
     assert mode(open_dir / "dkim") == mode(open_dir / "tls") == 0o700
     assert mode(open_dir / "dkim" / "example.test.jitaku.key") == mode(open_dir / "tls" / "key.pem") == 0o600
