@@ -48,3 +48,45 @@ def test_bounce_is_a_multipart_report_naming_recipient_reply_and_host() -> None:
 def test_retry_backoff_doubles_between_min_and_max() -> None:
     settings = QueueSettings(retry_min=300, retry_max=3600, max_age=432000)
     assert [retry_delay(n, settings) for n in range(6)] == [300, 600, 1200, 2400, 3600, 3600]
+
+
+def test_a_refusal_of_the_whole_session_is_told_apart_from_each_recipients() -> None:
+    from jitaku.lists.bounces import refused_whole_session
+    from jitaku.mail.transport import _whole_session
+
+    def refused(*replies: str) -> list[Outcome]:
+        return [Outcome(f"m{i}@x.test", False, True, reply, "mx.x.test") for i, reply in enumerate(replies)]
+
+    def wide(outcomes: list[Outcome]) -> list[bool]:
+        return [outcome.session_wide for outcome in _whole_session(outcomes)]
+
+    block = "550-5.7.1 [192.0.2.1] Our system has detected unsolicited mail from your IP"
+    assert wide(refused(block, block, block)) == [True, True, True]
+    assert wide(refused("554 5.7.1 blocked id=a1", "554 5.7.1 blocked id=b2")) == [True, True]  # ids differ
+    assert wide(refused("500 Error: command failed", "500 Error: command failed")) == [True, True]
+    assert wide(refused("550 5.1.1 User unknown", "550 5.1.1 User unknown")) == [False, False]  # the mailboxes
+    assert wide(refused("552 5.2.2 Mailbox full", "552 5.2.2 Mailbox full")) == [False, False]
+    assert wide(refused("554 5.7.1 no", "550 5.7.1 no")) == [False, False]  # not alike
+    assert wide(refused(block)) == [False]  # one recipient cannot tell
+    delivered = Outcome("ok@x.test", True, False, "250 ok", "mx.x.test")
+    assert wide([*refused(block, block), delivered]) == [False, False, False]
+    report = bounce(
+        reporting_host="mail.example.test",
+        from_address="MAILER-DAEMON@example.test",
+        to="sota-bounces+abcdefgh=m0=x.test@example.test",
+        queue_id="Q",
+        arrival_date=0,
+        failed=_whole_session(refused(block, block))[:1],
+        original=b"Subject: x\r\n\r\n",
+    )
+    assert refused_whole_session(report, "m0@x.test") and not refused_whole_session(report, "m1@x.test")
+    alone = bounce(
+        reporting_host="mail.example.test",
+        from_address="MAILER-DAEMON@example.test",
+        to="sota-bounces+abcdefgh=m0=x.test@example.test",
+        queue_id="Q",
+        arrival_date=0,
+        failed=refused("550 5.1.1 User unknown"),
+        original=b"Subject: x\r\n\r\n",
+    )
+    assert not refused_whole_session(alone, "m0@x.test") and not refused_whole_session(b"\xff junk", "m0@x.test")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jitaku.lists import verp
 from jitaku.lists.engine import COPIES_PER_ENTRY, ListEngine
 from jitaku.mail.dkim import Signer
 from jitaku.store.lists import MailingList
@@ -41,8 +42,10 @@ def test_copies_go_one_entry_per_domain_and_at_most_a_session_full_each() -> Non
         assert len({address.rpartition("@")[2] for address in group}) == 1
         assert set(personal) == set(group)
         for address in group:
-            assert personal[address].sender == f"sota-bounces+{address.replace('@', '=')}@example.test"
+            assert personal[address].sender == verp.bounce_address(LIST.address, address, LIST.key)
             assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in personal[address].prefix
     ((mailbox, message),) = copies.local
     assert mailbox == "alice@example.test"
-    assert message.startswith(b"Return-Path: <sota-bounces+alice=example.test@example.test>\r\n")
+    signed = verp.bounce_address(LIST.address, "alice@example.test", LIST.key)
+    assert signed.endswith("=alice=example.test@example.test")
+    assert message.startswith(f"Return-Path: <{signed}>\r\n".encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import quopri
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,8 @@ from tests.conftest import Zone, free_port, serve, stop_serving
 
 # --- verp -------------------------------------------------------------------------------------------------------------
 
+KEY = bytes.fromhex("42" * 32)
+
 
 @pytest.mark.parametrize(
     "member",
@@ -36,30 +39,33 @@ from tests.conftest import Zone, free_port, serve, stop_serving
     ],
 )
 def test_verp_round_trips_any_member_local_part(member: str) -> None:
-    address = verp.bounce_address("team@lists.example.test", member)
+    address = verp.bounce_address("team@lists.example.test", member, KEY)
     assert address.startswith("team-bounces+") and address.endswith("@lists.example.test")
-    assert verp.parse_bounce_address(address) == ("team@lists.example.test", member)
+    parsed = verp.parse_bounce_address(address)
+    assert parsed is not None and (parsed.list_address, parsed.member) == ("team@lists.example.test", member)
+    assert verp.signed_member(parsed, KEY, []) == member
     assert verp.role_of(address) == ("team@lists.example.test", "bounces")
 
 
-def test_verp_form_is_mailmans() -> None:
-    assert verp.bounce_address("team@example.test", "bob@example.com") == "team-bounces+bob=example.com@example.test"
+def test_verp_form_is_mailmans_with_a_tag() -> None:
+    address = verp.bounce_address("team@example.test", "bob@example.com", KEY)
+    assert re.fullmatch(r"team-bounces\+[a-z2-7]{8}=bob=example\.com@example\.test", address)
 
 
 def test_bounce_address_needs_two_addresses() -> None:
     with pytest.raises(ValueError):
-        verp.bounce_address("team", "bob@example.com")
+        verp.bounce_address("team", "bob@example.com", KEY)
     with pytest.raises(ValueError):
-        verp.bounce_address("team@example.test", "bob")
+        verp.bounce_address("team@example.test", "bob", KEY)
 
 
-def test_parse_bounce_address_without_or_with_unreadable_member() -> None:
-    assert verp.parse_bounce_address("team-bounces@example.test") == ("team@example.test", None)
-    assert verp.parse_bounce_address("team-bounces+garbage@example.test") == ("team@example.test", None)
-    assert verp.parse_bounce_address("team-bounces+@example.test") == ("team@example.test", None)
-    assert verp.parse_bounce_address("TEAM-BOUNCES+bob=example.com@example.test") == (
-        "TEAM@example.test",
-        "bob@example.com",
+def test_parse_bounce_address_without_or_with_unreadable_or_unsigned_member() -> None:
+    nobody = verp.BounceAddress("team@example.test", None, None)
+    assert verp.parse_bounce_address("team-bounces@example.test") == nobody
+    assert verp.parse_bounce_address("team-bounces+garbage@example.test") == nobody
+    assert verp.parse_bounce_address("team-bounces+@example.test") == nobody
+    assert verp.parse_bounce_address("TEAM-BOUNCES+bob=example.com@example.test") == verp.BounceAddress(
+        "TEAM@example.test", "bob@example.com", None
     )
 
 

@@ -192,3 +192,64 @@ def test_log_out_a_new_password_and_a_revoked_right_each_move_the_session_genera
     with pytest.raises(accounts.AccountError, match="no user"), database.transaction() as connection:
         accounts.end_sessions(connection, "nobody@x.test")
     database.close()
+
+
+def test_list_copies_queued_before_signing_go_out_signed_after_the_upgrade(tmp_path: Path) -> None:
+    """0012: a bounce to an unsigned VERP address no longer counts, so the copies still in the queue (a server
+    deferring them for days) get the signed sender verp.py would give them now; other mail is left alone."""
+    from alembic import command
+
+    from jitaku.lists import verp
+
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        found = lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
+        lists.add_members(connection, found.id, ["kenji@example.jp"])
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    long_member = "taro.yamada.the.third.of.his.name@mail.subdivision.example.co.jp"
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+        connection.execute(
+            text(
+                "INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body) VALUES ('Q', :s, 1, 1, 0, x'00')"
+            ),
+            {"s": "sota-bounces@example.test"},
+        )
+        for recipient, sender in [
+            ("kenji@example.jp", "sota-bounces+kenji=example.jp@example.test"),
+            (long_member, f"sota-bounces+{long_member.replace('@', '=')}@example.test"),
+            ("x@y.test", "gone-bounces+x=y.test@example.test"),  # a list that is no more
+            ("z@y.test", None),
+        ]:
+            connection.execute(
+                text("INSERT INTO queue_recipients (queue_id, recipient, sender) VALUES ('Q', :r, :s)"),
+                {"r": recipient, "s": sender},
+            )
+        command.upgrade(config, "head")
+        senders = dict(connection.execute(text("SELECT recipient, sender FROM queue_recipients")).all())
+    assert senders == {
+        "kenji@example.jp": verp.bounce_address("sota@example.test", "kenji@example.jp", found.key),
+        long_member: verp.bounce_address("sota@example.test", long_member, found.key),
+        "x@y.test": "gone-bounces+x=y.test@example.test",
+        "z@y.test": None,
+    }
+    (member,) = database.read_now(lambda c: lists.members(c, found.id))
+    assert member.bounce_at is None and database.read_now(lambda c: lists.refusals(c, found.id)) == []
+    database.close()
+
+
+def test_a_delivery_halves_the_bounce_scores_of_its_member_and_domain(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        found = lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
+        lists.add_members(connection, found.id, ["kenji@example.jp", "yuki@example.jp"])
+        lists.set_member(connection, found.id, "kenji@example.jp", bounce_score=3.0, bounce_at=1.0)
+        lists.set_member(connection, found.id, "yuki@example.jp", bounce_score=0.08, bounce_at=1.0)
+        lists.set_refusal(connection, found.id, "example.jp", 2.0, 1.0)
+        lists.halve_bounces(connection, "sota@example.test", ["kenji@example.jp", "yuki@example.jp"], 0.05)
+    scores = {m.address: m.bounce_score for m in database.read_now(lambda c: lists.members(c, found.id))}
+    assert scores == {"kenji@example.jp": 1.5, "yuki@example.jp": 0.0}
+    assert database.read_now(lambda c: lists.refusals(c, found.id)) == [lists.Refusal("example.jp", 1.0, 1.0)]
+    database.close()

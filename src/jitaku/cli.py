@@ -13,12 +13,12 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from jitaku import config as config_module
 from jitaku import log, provision
 from jitaku.config import Config, ConfigError
+from jitaku.terminal import visible
 
 app = typer.Typer(
     add_completion=False,
@@ -49,7 +49,9 @@ DirOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
 DEFAULT_DIR = Path("jitaku-data")
 
-console = Console()
+# No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise). No
+# highlighting, which colours parts of a line by guesswork, and no wrapping of plain lines (a path stays whole).
+console = Console(markup=False, highlight=False, soft_wrap=True)
 
 
 class CliError(Exception):
@@ -71,9 +73,10 @@ def _print_json(rows: list[dict[str, Any]]) -> None:
 
 
 def _table(columns: list[str], rows: list[list[Any]]) -> None:
+    """Rows for a person: each cell one line, with whatever would steer the terminal spelled out."""
     table = Table(*columns, box=None, header_style="bold")
     for row in rows:
-        table.add_row(*(escape(str(cell)) if cell is not None else "" for cell in row))
+        table.add_row(*(visible(str(cell)) if cell is not None else "" for cell in row))
     console.print(table)
 
 
@@ -125,6 +128,8 @@ def init(
     elif domain or hostname or public:
         console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
     config = _config(data_dir)
+    for change in provision.tighten(config):
+        console.print(change)
     for made in provision.complete(config):
         console.print(f"ready: {made}")
     print("\nPublish these DNS records (zone-file form):")
@@ -138,8 +143,11 @@ def serve(data_dir: DirOption = DEFAULT_DIR) -> None:
     from jitaku import app as daemon
 
     config = _config(data_dir)
+    changes = provision.tighten(config)
     provision.complete(config)
     log.setup()
+    for change in changes:
+        log.event("data_dir_mode", change=change)
     daemon.run(config)
 
 
@@ -275,7 +283,7 @@ def mailbox_list(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonO
 
 @mailbox_app.command("show")
 def mailbox_show(address: str, uid: int, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Write the stored message to standard output, byte for byte."""
+    """Write the stored message to standard output, byte for byte (on a terminal, its controls spelled out)."""
     from jitaku.store import mailstore
 
     normalized = _address(address)
@@ -285,6 +293,11 @@ def mailbox_show(address: str, uid: int, data_dir: DirOption = DEFAULT_DIR) -> N
         raise CliError(str(error)) from None
     if message is None:
         raise CliError(f"no message {uid} in {normalized}")
+    if sys.stdout.isatty():  # a person reads it: a stranger's bytes must not steer the terminal
+        text = message.body.decode("utf-8", "replace").replace("\r\n", "\n")
+        sys.stdout.write("\n".join("\t".join(map(visible, line.split("\t"))) for line in text.split("\n")))
+        sys.stdout.flush()
+        return
     sys.stdout.buffer.write(message.body)
     sys.stdout.buffer.flush()
 
@@ -369,13 +382,13 @@ def main() -> None:
     except (ConfigError, ServeError, AccountError, CliError) as error:
         if debug:
             raise
-        sys.stderr.write(f"jitaku: {error}\n")
+        sys.stderr.write(f"jitaku: {visible(str(error))}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as error:  # a bug: one line for the person, the traceback on request
         if debug:
             raise
-        sys.stderr.write(f"jitaku: internal error: {error!r} (JITAKU_DEBUG=1 shows the traceback)\n")
+        sys.stderr.write(f"jitaku: internal error: {visible(repr(error))} (JITAKU_DEBUG=1 shows the traceback)\n")
         sys.exit(70)
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,6 +11,7 @@ import typer
 from jitaku.cli import DEFAULT_DIR, CliError, DirOption, JsonOption, _config, _database, console
 from jitaku.cli import _print_json as print_json
 from jitaku.cli import _table as table
+from jitaku.terminal import visible
 
 ddns_app = typer.Typer(no_args_is_help=True, help="Dynamic DNS.")
 
@@ -76,10 +77,11 @@ def update(
     except Busy as error:
         raise CliError(str(error)) from None
     for state in states:
-        console.print(
-            f"{state.name} IPv{state.family}: sent {state.sent_address}, published {state.published}"
-            + (f", error: {state.error}" if state.error else ""),
-            markup=False,
+        console.print(  # the error may quote a provider's reply
+            visible(
+                f"{state.name} IPv{state.family}: sent {state.sent_address}, published {state.published}"
+                + (f", error: {state.error}" if state.error else "")
+            )
         )
     if any(state.error for state in states):
         raise CliError("some records are not right yet (see above)")

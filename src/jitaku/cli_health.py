@@ -11,6 +11,7 @@ import typer
 from jitaku.cli import DEFAULT_DIR, CliError, DirOption, JsonOption, _config, _database, console
 from jitaku.cli import _print_json as print_json
 from jitaku.cli import _table as table
+from jitaku.terminal import visible
 
 
 def check(
@@ -53,6 +54,6 @@ def alerts_test(data_dir: DirOption = DEFAULT_DIR) -> None:
         raise CliError("no [alerts] urls in the config")
     deliveries = asyncio.run(alerter.test())
     for delivery in deliveries:
-        console.print(f"{'sent' if delivery.ok else 'FAILED'}  {delivery.target}", markup=False, soft_wrap=True)
+        console.print(f"{'sent' if delivery.ok else 'FAILED'}  {visible(delivery.target)}")
     if not all(delivery.ok for delivery in deliveries):
         raise CliError("some targets did not take the test alert (see above)")

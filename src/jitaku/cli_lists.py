@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress
 from sqlalchemy.engine import Connection
 
@@ -83,6 +84,8 @@ def show(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = 
         shown["disabled_members"] = sum(1 for m in members if not m.enabled)
         shown["posts"] = lists.post_count(connection, found.id)
         shown["held"] = len(lists.held(connection, found.id))
+        # domains whose servers refused the list's mail as a whole, with their scores
+        shown["refused_by"] = {r.domain: round(r.score, 2) for r in lists.refusals(connection, found.id)}
         return shown
 
     shown = _database(_config(data_dir)).read_now(query)
@@ -112,7 +115,9 @@ def add(address: str, members: list[str], data_dir: DirOption = DEFAULT_DIR) -> 
         found = lists.get_list(connection, _address(address))
         added, already = lists.add_members(connection, found.id, wanted)
         for member in already:
-            lists.set_member(connection, found.id, member, enabled=True, bounce_score=0.0, disabled_reason=None)
+            lists.set_member(
+                connection, found.id, member, enabled=True, bounce_score=0.0, bounce_at=None, disabled_reason=None
+            )
     for member in added:
         console.print(f"added {member}")
     for member in already:
@@ -151,7 +156,8 @@ def member(
     if digest is not None:
         values["digest"] = digest
     if enabled is not None:
-        values.update(enabled=enabled, bounce_score=0.0, disabled_reason=None if enabled else "disabled by owner")
+        reason = None if enabled else "disabled by owner"
+        values.update(enabled=enabled, bounce_score=0.0, bounce_at=None, disabled_reason=reason)
     if not values:
         raise CliError("nothing to change: give --self-copy/--no-self-copy, --enable/--disable or --digest/--no-digest")
     with _database(_config(data_dir)).transaction() as connection:
@@ -180,7 +186,7 @@ def members(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
                     m.address,
                     ("digest" if m.digest else "on") if m.enabled else f"off ({m.disabled_reason})",
                     m.self_copy,
-                    f"{m.bounce_score:g}",
+                    f"{m.bounce_score:.3g}",
                 ]
                 for m in found
             ],
@@ -211,7 +217,7 @@ def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None
     with database.transaction() as connection:  # all or nothing
         found = lists.get_list(connection, _address(address))
         with Progress(console=console, transient=False) as progress:
-            task = progress.add_task(f"importing into {found.address}", total=len(wanted))
+            task = progress.add_task(f"importing into {escape(found.address)}", total=len(wanted))  # markup here
             for start in range(0, len(wanted), IMPORT_BATCH):
                 batch = wanted[start : start + IMPORT_BATCH]
                 new, old = lists.add_members(connection, found.id, batch)

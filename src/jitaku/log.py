@@ -6,6 +6,8 @@ import logging
 import sys
 from typing import Any
 
+from jitaku.terminal import visible
+
 _logger = logging.getLogger("jitaku")
 
 
@@ -20,10 +22,12 @@ def setup(level: int = logging.INFO) -> None:
 
 
 def _value(value: Any) -> str:
+    """One value, quoted when it must be; a remote server's reply or a stranger's text cannot steer the
+    terminal that `jitaku serve` or `journalctl` prints to."""
     text = str(value)
     if text == "" or any(ch in text for ch in ' "=\n\r\t'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
-    return text
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r") + '"'
+    return visible(text)
 
 
 def event(name: str, level: int = logging.INFO, **fields: Any) -> None:

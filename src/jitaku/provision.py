@@ -12,6 +12,13 @@ from jitaku.mail import dkim
 from jitaku.store import Database
 from jitaku.tls import ensure_self_signed
 
+# Modes set whatever the umask: the daemon's user alone reads the data directory and its secrets.
+DATA_DIR_MODE = 0o700
+PARENT_MODE = 0o755
+PRIVATE_DIR_MODE = 0o700
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+
 TEMPLATE = """\
 # jitaku configuration. Every key but `domains` has a default; delete what you do not need.
 # Reference: the README. Restart `jitaku serve` after editing.
@@ -140,7 +147,7 @@ def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool
         web=_listen(["0.0.0.0:443", "0.0.0.0:80"] if public else ["127.0.0.1:8025"]),
     )
     config_module.parse(text, path)  # the template must always be valid
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_data_dir(data_dir)
     # never overwrite; 0600 because a relay password may be added to it
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -148,21 +155,88 @@ def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool
     return path
 
 
+def make_data_dir(data_dir: Path) -> None:
+    """Create DATA_DIR (0700) and its missing parents (0755), whatever the umask.
+
+    `mkdir -p` leaves parents to the umask: under umask 000 a world-writable parent lets anyone put a
+    data directory of their own, with their own config, where ours was.
+    """
+    missing = []
+    path = data_dir
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)  # never more open than 0700, even for a moment
+        path.chmod(DATA_DIR_MODE if path == data_dir else PARENT_MODE)
+
+
+def _private_dir(path: Path) -> None:
+    if not path.exists():
+        path.mkdir(mode=0o700)
+        path.chmod(PRIVATE_DIR_MODE)  # mkdir's mode is cut by the umask: under 0277 we could not write in it
+
+
 def complete(config: Config) -> list[str]:
     """Create the database, DKIM keys and TLS certificate if missing; return what was made."""
     settings = config.settings
     made = []
-    Database(config.database_url).close()
     database_file = config.data_dir / "jitaku.db"
-    if not settings.database.url and database_file.exists():
-        database_file.chmod(0o600)  # it holds password hashes and everyone's mail
+    if not settings.database.url and not database_file.exists():
+        # SQLite would make it 0644 less the umask; it holds password hashes and everyone's mail,
+        # and its -wal and -shm files take the mode of this one
+        os.close(os.open(database_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE))
+        database_file.chmod(SECRET_MODE)
+    Database(config.database_url).close()
     made.append(f"database {config.database_url}")
+    _private_dir(config.dkim_dir)
     for domain in settings.domains:
         for path in dkim.ensure_keys(config.dkim_dir, domain, settings.dkim.selector, settings.dkim.ed25519):
             made.append(f"DKIM key {path}")
+    _private_dir(config.tls_dir)
     if ensure_self_signed(config.tls_dir, settings.mail_hostname):
         made.append(f"self-signed TLS certificate {config.tls_dir / 'cert.pem'}")
     return made
+
+
+def tighten(config: Config) -> list[str]:
+    """Take away what others may do with the data directory and the secrets in it, whoever loosened
+    them (a 0777 directory made beforehand, umask 000, a copy with `cp -r`); one sentence per change."""
+    data_dir = config.data_dir
+    wanted: list[tuple[Path, int, int]] = [  # (path, bits that must not be set, the mode then)
+        (data_dir, 0o027, DATA_DIR_MODE),  # 0750 is kept: a backup group may read it
+        (config.dkim_dir, 0o077, PRIVATE_DIR_MODE),
+        (config.tls_dir, 0o077, PRIVATE_DIR_MODE),
+        (config.tls_dir / "key.pem", 0o177, SECRET_MODE),
+        (config.tls_dir / "cert.pem", 0o133, PUBLIC_MODE),
+        (data_dir / config_module.CONFIG_NAME, 0o177, SECRET_MODE),  # a relay or DDNS password may be in it
+    ]
+    wanted += [(data_dir / name, 0o177, SECRET_MODE) for name in ("jitaku.db", "jitaku.db-wal", "jitaku.db-shm")]
+    wanted += [(data_dir / "web.secret", 0o177, SECRET_MODE)]
+    if config.dkim_dir.is_dir():
+        wanted += [(key, 0o177, SECRET_MODE) for key in sorted(config.dkim_dir.glob("*.key"))]
+    changes = []
+    for path, forbidden, mode in wanted:
+        # Inside, a symbolic link is never followed: in a directory others could write to, one may point
+        # at /etc/shadow. The data directory itself is the one the owner named, link or not.
+        flags = os.O_RDONLY | os.O_NONBLOCK | (0 if path == data_dir else os.O_NOFOLLOW)
+        try:
+            descriptor = os.open(path, flags)
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # ELOOP: a link where a file of ours should be
+            changes.append(f"could not check {path}: {error.strerror}")
+            continue
+        try:
+            was = os.fstat(descriptor).st_mode & 0o777
+            if was & forbidden:
+                os.fchmod(descriptor, mode)
+                changes.append(f"tightened {path} from {was:04o} to {mode:04o}")
+        except OSError as error:
+            changes.append(f"could not tighten {path} to {mode:04o}: {error.strerror}")
+        finally:
+            os.close(descriptor)
+    return changes
 
 
 def dkim_records(config: Config, domain: str | None = None) -> list[DnsRecord]:

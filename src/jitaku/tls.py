@@ -40,7 +40,10 @@ def ensure_self_signed(tls_dir: Path, hostname: str) -> bool:
         key_path,
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    descriptor = os.open(cert_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(certificate.public_bytes(serialization.Encoding.PEM))
+    os.chmod(cert_path, 0o644)  # public, but nobody else's to replace (umask 000 would leave it 0666)
     return True
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks
+from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks, wait_until
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -222,3 +224,111 @@ def test_list_commands_check_their_input_and_change_nothing_on_error(tmp_path: P
     assert "[sota:%05d]" in jitaku("list", "show", "sota@example.test").stdout  # not eaten as markup
     assert jitaku("list", "delete", "sota@example.test").returncode == 0
     assert jitaku("list", "show", "sota@example.test").returncode == 1
+
+
+STEERING = ("\x1b", "\x07", "\x9b", "\x7f", "\u202e", "\r")
+
+
+def _read_or_end(reader: Any) -> bytes:
+    """What a pseudo-terminal holds; b"" once its other side is closed (Linux answers EIO)."""
+    try:
+        return bytes(reader.read1(65536))
+    except OSError:
+        return b""
+
+
+def test_a_strangers_subject_cannot_steer_the_owners_terminal(server: Jitaku) -> None:
+    """Control characters in outside text print spelled out in every table, raw or from an encoded-word;
+    Rich markup prints as itself, Japanese as itself; --json stays exact."""
+    planted = [
+        b"From: Mallory <mallory@remote.test>\r\nSubject: \x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/]\r\n",
+        b"From: =?utf-8?b?4oCuZXZpbA==?= <eve@remote.test>\r\nSubject: =?utf-8?q?=1B[31mred=07=C2=9B?=\r\n",
+        b"From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nSubject: =?utf-8?b?5pel5pys6Kqe44Gu5Lu25ZCN?=\r\n",
+    ]
+    for head in planted:
+        with RawSession(server.smtp_port) as session:
+            assert session.start_data(sender="someone@remote.test").startswith(b"354")
+            assert session.command(head + b"To: alice@example.test\r\n\r\nbody\r\n.").startswith(b"250")
+
+    def cli(*args: str) -> str:
+        result = run(*args, "--dir", str(server.dir), env={"COLUMNS": "400"})
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+        return result.stdout
+
+    exact = [row["subject"] for row in json.loads(cli("mailbox", "list", "alice@example.test", "--json"))]
+    assert exact == ["\x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/]", "\x1b[31mred\x07\x9b", "日本語の件名"]
+    shown = cli("mailbox", "list", "alice@example.test")
+    assert not any(character in shown for character in STEERING), repr(shown)
+    assert "\\x1b]0;pwned\\x07\\x1b[2J raw [bold]x[/] [/]" in shown
+    assert "\\x1b[31mred\\x07\\x9b" in shown and "\\u202eevil" in shown
+    assert "山田" in shown and "日本語の件名" in shown
+    # `mailbox show` writes the stored bytes to a pipe, and spells the controls out to a terminal
+    assert server.message("alice@example.test", 1).endswith(planted[0] + b"To: alice@example.test\r\n\r\nbody\r\n")
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb") as reader:
+        subprocess.run(
+            [*JITAKU, "mailbox", "show", "alice@example.test", "1", "--dir", str(server.dir)],
+            stdout=terminal,
+            timeout=60,
+            check=True,
+        )
+        os.close(terminal)
+        seen = b""
+        while chunk := _read_or_end(reader):
+            seen += chunk
+    assert b"\x1b" not in seen and b"\x07" not in seen and b"\\x1b]0;pwned\\x07" in seen
+    # a stranger's post to a list is held, and its From and subject shown to the owner
+    cli("list", "create", "sota@example.test", "--owner", "alice@example.test")
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data(sender="mallory@remote.test", recipient="sota@example.test").startswith(b"354")
+        assert session.command(
+            b"From: \x1b[8mMallory <mallory@remote.test>\r\nSubject: held \x1b[5m\x07 [red]x\r\n\r\nbody\r\n."
+        ).startswith(b"250")
+    held = wait_until(lambda: json.loads(cli("list", "held", "sota@example.test", "--json")))
+    assert held[0]["subject"] == "held \x1b[5m\x07 [red]x"
+    shown = cli("list", "held", "sota@example.test")
+    assert not any(character in shown for character in STEERING), repr(shown)
+    assert "held \\x1b[5m\\x07 [red]x" in shown and "\\x1b[8mMallory" in shown
+
+
+def test_init_sets_private_modes_whatever_the_umask_and_tightens_an_open_data_dir(tmp_path: Path) -> None:
+    def mode(path: Path) -> int:
+        return path.stat().st_mode & 0o777
+
+    def init(data: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*JITAKU, "init", "--dir", str(data), "--domain", "example.test"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            umask=0,
+        )
+
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    elsewhere = tmp_path / "not-ours"  # what a stranger's link in the open directory points at
+    elsewhere.write_text("x")
+    elsewhere.chmod(0o644)
+    (open_dir / "web.secret").symlink_to(elsewhere)
+    result = init(open_dir)
+    assert result.returncode == 0, result.stderr
+    assert f"tightened {open_dir} from 0777 to 0700" in result.stdout
+    assert f"could not check {open_dir / 'web.secret'}" in result.stdout and mode(elsewhere) == 0o644
+    (open_dir / "web.secret").unlink()
+    assert mode(open_dir) == 0o700
+    assert mode(open_dir / "dkim") == mode(open_dir / "tls") == 0o700
+    assert mode(open_dir / "dkim" / "example.test.jitaku.key") == mode(open_dir / "tls" / "key.pem") == 0o600
+    assert mode(open_dir / "jitaku.toml") == mode(open_dir / "jitaku.db") == 0o600
+    assert mode(open_dir / "tls" / "cert.pem") == 0o644
+    # what another hand loosened later is tightened by the next init, and said
+    (open_dir / "dkim").chmod(0o777)
+    (open_dir / "dkim" / "example.test.jitaku.key").chmod(0o666)
+    again = init(open_dir)
+    assert mode(open_dir / "dkim") == 0o700 and mode(open_dir / "dkim" / "example.test.jitaku.key") == 0o600
+    assert f"tightened {open_dir / 'dkim'} from 0777 to 0700" in again.stdout
+    # a new directory and the parents made for it, under umask 000
+    nested = tmp_path / "made" / "for" / "jitaku"
+    assert init(nested).returncode == 0
+    assert mode(nested) == 0o700 and mode(nested.parent) == mode(nested.parent.parent) == 0o755
+    assert mode(nested / "dkim") == mode(nested / "tls") == 0o700

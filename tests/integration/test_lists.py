@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import smtplib
 import subprocess
 import time
@@ -150,10 +151,14 @@ def test_a_post_reaches_every_member_numbered_signed_and_sealed(list_server, dns
     tokens = set()
     for sender, recipients, message in copies + [("", ["bob@example.org"], local)]:
         (member,) = recipients
-        if sender:  # VERP: the bounce address names the member
-            assert sender == f"sota-bounces+{member.replace('@', '=')}@example.test"
+        if sender:  # VERP: the bounce address names the member, signed (eight base32 letters)
+            assert re.fullmatch(
+                rf"sota-bounces\+[a-z2-7]{{8}}={re.escape(member.replace('@', '='))}@example.test", sender
+            )
         else:
-            assert raw_header(local, "Return-Path") == "<sota-bounces+bob=example.org@example.test>"
+            assert re.fullmatch(
+                r"<sota-bounces\+[a-z2-7]{8}=bob=example.org@example.test>", raw_header(local, "Return-Path")
+            )
         assert header(message, "Subject") == "[sota:00001] Hello"
         assert header(message, "List-Id") == "SOTA Japan <sota.example.test>"
         assert header(message, "List-Post") == "<mailto:sota@example.test>"
@@ -370,7 +375,12 @@ def test_subscribe_by_mail_needs_the_confirmation_token(list_server) -> None:
     assert "gina@other.test" not in server.cli("list", "members", LIST).stdout
 
 
+def members_by_address(server: Jitaku) -> dict[str, dict[str, Any]]:
+    return {m["address"]: m for m in json.loads(server.cli("list", "members", LIST, "--json").stdout)}
+
+
 def test_a_member_whose_mail_bounces_is_disabled_and_the_owner_told(list_server, dns_zone, sink_factory) -> None:
+    """Our own DSN to the signed VERP address counts, once a day; past the threshold delivery stops."""
     server, members = list_server
     # bad.test's MX is another smtp-sink, on 127.0.0.2 and the same port, refusing every recipient
     sink_factory("-f", "rcpt", host="127.0.0.2", port=members.sink.port)
@@ -379,24 +389,101 @@ def test_a_member_whose_mail_bounces_is_disabled_and_the_owner_told(list_server,
     server.cli("list", "add", LIST, "gone@bad.test")
     server.cli("list", "set", LIST, "bounce_threshold", "2")
     post(server, "carol@members.test", "First")
-    wait_until(lambda: "event=list_bounce" in server.log(), timeout=30)
-    gone = [
-        m for m in json.loads(server.cli("list", "members", LIST, "--json").stdout) if m["address"] == "gone@bad.test"
-    ]
-    assert gone[0]["enabled"] and gone[0]["bounce_score"] == 1.0
-    post(server, "carol@members.test", "Second")
+    wait_until(lambda: "event=list_bounce " in server.log(), timeout=30)
+    gone = members_by_address(server)["gone@bad.test"]
+    assert gone["enabled"] and gone["bounce_score"] == 1.0
+    post(server, "carol@members.test", "Second")  # the same day: it does not count again
+    wait_until(lambda: 'counted="no (one a day)"' in server.log(), timeout=30)
+    gone = members_by_address(server)["gone@bad.test"]
+    assert gone["enabled"] and gone["bounce_score"] == 1.0
+    server.cli("list", "set", LIST, "bounce_threshold", "1")  # the owner is stricter: the next bounce disables
+    post(server, "carol@members.test", "Third")
     wait_until(lambda: "event=list_member_disabled" in server.log(), timeout=30)
-    gone = [
-        m for m in json.loads(server.cli("list", "members", LIST, "--json").stdout) if m["address"] == "gone@bad.test"
-    ]
-    assert not gone[0]["enabled"] and "bounce score 2" in gone[0]["disabled_reason"]
+    gone = members_by_address(server)["gone@bad.test"]
+    assert not gone["enabled"] and "bounce score 1 reached 1" in gone["disabled_reason"]
     notices = wait_until(
         lambda: [m for m in server.mailbox("alice@example.test") if "delivery disabled" in m["subject"]]
     )
     assert "gone@bad.test" in notices[0]["subject"]
-    post(server, "carol@members.test", "Third")
-    wait_until(lambda: len(members.copies_for("carol@members.test")) == 3, timeout=20)
-    assert "to=gone@bad.test" not in server.log().split("number=3")[1]
+    post(server, "carol@members.test", "Fourth")
+    wait_until(lambda: len(members.copies_for("carol@members.test")) == 4, timeout=20)
+    assert "to=gone@bad.test" not in server.log().split("number=4")[1]
+
+
+def forged_dsn(to: str, member: str) -> bytes:
+    """What anyone can send to a bounces address: a well-formed RFC 3464 DSN naming MEMBER as gone."""
+    return (
+        f"From: MAILER-DAEMON@other.test\r\nTo: <{to}>\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        f"--b\r\nContent-Type: text/plain\r\n\r\n<{member}>: host mx.other.test said: 550 5.1.1 User unknown\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.other.test\r\n\r\n"
+        f"Final-Recipient: rfc822; {member}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n--b--\r\n"
+    ).encode()
+
+
+def test_forged_bounces_to_an_unsigned_or_guessed_verp_address_disable_no_one(list_server) -> None:
+    """Five forged DSNs to each guessable bounces address count for nobody; one to the signed address
+    a member's copy came from counts."""
+    server, members = list_server
+    server.cli("list", "set", LIST, "bounce_threshold", "1")  # one bounce that counted would disable erin
+    addresses = [
+        "sota-bounces+erin=other.test@example.test",  # as every copy was addressed before signing
+        "sota-bounces+abcdefgh=erin=other.test@example.test",  # a guessed tag
+        "sota-bounces+abcdefghijklmnop@example.test",  # a guessed code
+        "sota-bounces@example.test",  # no VERP: only the DSN names her
+    ]
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as client:
+        for _ in range(5):
+            for to in addresses:
+                client.sendmail("", [to], forged_dsn(to, "erin@other.test"))
+    post(server, "carol@members.test", "After the forgeries")  # the engine takes it after them
+    wait_until(lambda: members.copies_for("carol@members.test"), timeout=30)
+    erin = members_by_address(server)["erin@other.test"]
+    assert erin["enabled"] and erin["bounce_score"] == 0
+    assert members.copies_for("erin@other.test")
+    log = server.log()
+    assert log.count("event=list_bounce_unverified") == 20 and "names=erin@other.test" in log
+    assert "event=list_member_disabled" not in log
+    # the same DSN from her server, to the address her copy really came from, counts
+    ((signed, _recipients, _message),) = [c for c in members.copies() if "erin@other.test" in c[1]]
+    with smtplib.SMTP("127.0.0.1", server.smtp_port) as client:
+        client.sendmail("", [signed], forged_dsn(signed, "erin@other.test"))
+    wait_until(lambda: "event=list_member_disabled" in server.log(), timeout=30)
+    erin = members_by_address(server)["erin@other.test"]
+    assert not erin["enabled"] and erin["bounce_score"] == 1.0
+
+
+def test_a_refusal_of_the_whole_session_counts_once_for_the_domain(list_server, dns_zone, sink_factory) -> None:
+    """A provider that refuses our server (at its greeting, or every recipient alike) is not each member's
+    failure: many members at one domain, one count for the domain, the owners told, nobody disabled."""
+    server, members = list_server
+    refusing = {"blocked.test": ("connect", "127.0.0.3"), "strict.test": ("rcpt", "127.0.0.4")}
+    for domain, (command, host) in refusing.items():
+        sink_factory("-f", command, host=host, port=members.sink.port)
+        dns_zone[0].add(f"{domain}. 300 IN MX 10 mx.{domain}.")
+        dns_zone[0].add(f"mx.{domain}. 300 IN A {host}")
+    many = [f"member{i}@{domain}" for domain in refusing for i in range(6)]
+    server.cli("list", "add", LIST, *many)
+    server.cli("list", "set", LIST, "bounce_threshold", "1")  # one count against a member would disable them
+    post(server, "carol@members.test", "To everyone")
+    wait_until(lambda: server.log().count("event=bounced ") == len(many), timeout=30)  # their DSNs are in
+    post(server, "carol@members.test", "Again")  # the engine takes it after the DSNs
+    wait_until(lambda: len(members.copies_for("carol@members.test")) == 2, timeout=30)
+    found = members_by_address(server)
+    assert all(found[address]["enabled"] and found[address]["bounce_score"] == 0 for address in many)
+    log = server.log()
+    assert log.count("event=list_refused list=sota@example.test domain=blocked.test member=") >= 6
+    assert log.count("event=list_refused list=sota@example.test domain=strict.test member=") >= 6
+    assert log.count("counted=yes") == 2  # once per domain
+    assert "event=list_bounce " not in log and "event=list_member_disabled" not in log
+    shown = json.loads(server.cli("list", "show", LIST, "--json").stdout)[0]
+    assert shown["refused_by"] == {"blocked.test": 1.0, "strict.test": 1.0}
+    notices = wait_until(
+        lambda: sorted(m["subject"] for m in server.mailbox("alice@example.test") if "refuses" in m["subject"])
+    )
+    assert notices == [f"{LIST}: blocked.test refuses the list's mail", f"{LIST}: strict.test refuses the list's mail"]
 
 
 class Whole(Members):

@@ -11,6 +11,7 @@ from email.utils import getaddresses
 
 from flufl.bounce import all_failures
 
+from jitaku.mail.dsn import SESSION_FIELD
 from jitaku.mail.headers import parse
 
 # Precedence values that mark machine-sent mail; "list" is absent on purpose: other lists' posts carry it.
@@ -30,6 +31,25 @@ def failures(message: bytes) -> tuple[set[str], set[str]]:
         # them must cost this one message's bounce score, never the intake.
         return set(), set()
     return _addresses(permanent), _addresses(temporary)
+
+
+def refused_whole_session(message: bytes, recipient: str) -> bool:
+    """Whether a DSN says that the server refused our whole session, not RECIPIENT (a block of our
+    address, every recipient refused alike): our queue's DSNs say so per recipient (dsn.SESSION_FIELD)."""
+    try:
+        parts = list(email.message_from_bytes(message).walk())
+    except Exception:  # whatever arrived at -bounces@; it then counts as an ordinary bounce
+        return False
+    for part in parts:
+        if part.get_content_type() != "message/delivery-status" or not isinstance(part.get_payload(), list):
+            continue
+        for block in part.get_payload():
+            if not isinstance(block, email.message.Message):
+                continue
+            named = str(block.get("Final-Recipient", "")).partition(";")[2].strip().lower()
+            if named == recipient and str(block.get(SESSION_FIELD, "")).strip().lower() == "session":
+                return True
+    return False
 
 
 def is_auto_reply(message: bytes) -> bool:

@@ -23,7 +23,7 @@ from functools import partial
 from sqlalchemy.engine import Connection
 
 from jitaku import log
-from jitaku.lists import bounces, commands, compose, digest, dmarc, notices, verp
+from jitaku.lists import bounces, commands, compose, digest, dmarc, notices, scores, verp
 from jitaku.mail import authcheck, headers
 from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
 from jitaku.mail.pipeline import Arrival, Pipeline, new_queue_id
@@ -266,7 +266,7 @@ class ListEngine:
         local: list[tuple[str, bytes]] = []
         by_domain: dict[str, list[tuple[list[str], dict[str, Personal]]]] = {}
         for address, prefix in zip(recipients, prefixes, strict=True):
-            own = Personal(verp.bounce_address(mailing_list.address, address), prefix)
+            own = Personal(verp.bounce_address(mailing_list.address, address, mailing_list.key), prefix)
             mailbox = mailboxes.get(address)
             if mailbox is not None:
                 local.append((mailbox, f"Return-Path: <{own.sender}>\r\n".encode() + own.prefix + shared))
@@ -494,51 +494,109 @@ class ListEngine:
         if item.sender:  # a bounce comes from the null sender; anything else here is not one
             await self._drop(item, "mail to the bounce address with a sender: not a bounce")
             return
-        parsed = verp.parse_bounce_address(item.recipient)
-        named = parsed[1].lower() if parsed and parsed[1] else None
-        permanent, temporary = bounces.failures(item.body)
         members = {m.address: m for m in await self._database.read(lambda c: rows.members(c, mailing_list.id))}
-        if named is not None:
-            # VERP names the member; only a mere delay does not count against them
-            failed = [] if named in temporary and named not in permanent else [named]
-        else:
-            failed = sorted(permanent)
-        failed = [address for address in failed if address in members and members[address].enabled]
+        address = verp.parse_bounce_address(item.recipient)
+        member = verp.signed_member(address, mailing_list.key, members) if address else None
+        permanent, temporary = bounces.failures(item.body)
+        if member is None:
+            # Anyone can send a DSN naming any member to -bounces@ or to an unsigned or guessed VERP
+            # address: it counts for nobody. Copies we sent carry signed addresses (verp.py).
+            log.event(
+                "list_bounce_unverified",
+                list=mailing_list.address,
+                to=item.recipient,
+                names=",".join(sorted(permanent)) or None,
+            )
+            await self._database.write(_forget(item))
+            return
+        if member not in members or not members[member].enabled:
+            await self._drop(item, f"a bounce for {member}, who is not an enabled member")
+            return
+        if member in temporary and member not in permanent:
+            await self._drop(item, f"a delay for {member}, not a failure")
+            return
+        if bounces.refused_whole_session(item.body, member):
+            await self._refused(mailing_list, item, member)
+            return
+        now = time.time()
+        found = members[member]
+        threshold = mailing_list.bounce_threshold
+        score, counted = scores.after_bounce(found.bounce_score, found.bounce_at, now)
+        values: dict[str, object] = {"bounce_score": score, "bounce_at": now} if counted else {}
+        if score >= threshold:
+            values.update(enabled=False, disabled_reason=f"bounce score {score:.3g} reached {threshold:g}")
 
         def record(connection: Connection) -> None:
             rows.remove_inbox(connection, item.id)
-            for address in failed:
-                score = rows.add_bounce(connection, mailing_list.id, address, 1.0)
-                if score is not None and score >= mailing_list.bounce_threshold:
-                    rows.set_member(
-                        connection,
-                        mailing_list.id,
-                        address,
-                        enabled=False,
-                        disabled_reason=f"bounce score {score:g} reached {mailing_list.bounce_threshold:g}",
-                    )
+            if values:
+                rows.set_member(connection, mailing_list.id, member, **values)
 
-        threshold_reached = [a for a in failed if members[a].bounce_score + 1.0 >= mailing_list.bounce_threshold]
-        for address in failed:
-            log.event("list_bounce", list=mailing_list.address, member=address, score=members[address].bounce_score + 1)
-        if not threshold_reached:
+        log.event(
+            "list_bounce",
+            list=mailing_list.address,
+            member=member,
+            score=f"{score:.3g}",
+            counted="yes" if counted else "no (one a day)",
+        )
+        if score < threshold:
             await self._database.write(record)
             return
-        text = "\n".join(
-            f"Delivery to {address} is now disabled: its mail bounced {mailing_list.bounce_threshold:g} times. "
-            f"`jitaku list add {mailing_list.address} {address}` enables it again."
-            for address in threshold_reached
-        )
         await self._send(
             mailing_list,
             "owner",
             owners_of(mailing_list),
-            f"{mailing_list.address}: delivery disabled for {', '.join(threshold_reached)}",
-            text + "\n",
+            f"{mailing_list.address}: delivery disabled for {member}",
+            f"Delivery to {member} is now disabled: its bounce score {score:.3g} reached {threshold:g} (a bounce"
+            f" counts once a day; a delivery halves the score). `jitaku list add {mailing_list.address} {member}`"
+            " enables it again.\n",
             record,
             attachment=item.body,
         )
-        log.event("list_member_disabled", list=mailing_list.address, members=",".join(threshold_reached))
+        log.event("list_member_disabled", list=mailing_list.address, members=member)
+
+    async def _refused(self, mailing_list: MailingList, item: InboxItem, member: str) -> None:
+        """A bounce for MEMBER that our queue says was a refusal of the whole session: their domain's
+        servers refused our mail (a blocklist, a rate limit, our reputation), not them. It counts once
+        for the domain, however many members there got one; the owners hear of it when the domain's
+        score reaches the threshold, and the members stay enabled."""
+        domain = member.rpartition("@")[2]
+        now = time.time()
+        found = await self._database.read(lambda c: rows.refusal(c, mailing_list.id, domain))
+        previous, since = (found.score, found.refused_at) if found else (0.0, None)
+        before = scores.decayed(previous, since, now)
+        score, counted = scores.after_bounce(previous, since, now)
+        threshold = mailing_list.bounce_threshold
+
+        def record(connection: Connection) -> None:
+            rows.remove_inbox(connection, item.id)
+            if counted:
+                rows.set_refusal(connection, mailing_list.id, domain, score, now)
+
+        log.event(
+            "list_refused",
+            list=mailing_list.address,
+            domain=domain,
+            member=member,
+            score=f"{score:.3g}",
+            counted="yes" if counted else "no (one a day)",
+        )
+        if not (counted and before < threshold <= score):
+            await self._database.write(record)
+            return
+        await self._send(
+            mailing_list,
+            "owner",
+            owners_of(mailing_list),
+            f"{mailing_list.address}: {domain} refuses the list's mail",
+            f"The servers of {domain} keep refusing this list's mail as a whole (score {score:.3g}, threshold"
+            f" {threshold:g}; one refusal a day counts, a delivery there halves it). They refuse our server, not"
+            f" one member, so the members at {domain} stay enabled. The bounce attached is the latest: look its"
+            f" words up on {domain}'s postmaster pages (a blocklist, a rate limit, our address's reputation)."
+            f" `jitaku list show {mailing_list.address}` lists the domains that refuse.\n",
+            record,
+            attachment=item.body,
+        )
+        log.event("list_domain_refusing", list=mailing_list.address, domain=domain)
 
     # helpers
 
@@ -595,11 +653,12 @@ def apply_confirmed(connection: Connection, list_id: int, address: str, action: 
 
 
 def on_personal_delivered(connection: Connection, delivered: list[tuple[str, str]]) -> None:
-    """Forgive a member's bounces once a copy reaches them (the queue calls this as it records)."""
+    """Halve a member's bounce score, and their domain's, once a copy reaches them (the queue calls
+    this as it records)."""
     by_list: dict[str, list[str]] = {}
     for sender, recipient in delivered:
         parsed = verp.parse_bounce_address(sender)
         if parsed is not None:
-            by_list.setdefault(parsed[0], []).append(recipient)
+            by_list.setdefault(parsed.list_address, []).append(recipient)
     for list_address, recipients in by_list.items():
-        rows.forgive_bounces(connection, list_address, recipients)
+        rows.halve_bounces(connection, list_address, recipients, scores.FORGOTTEN)

@@ -10,6 +10,8 @@ from email.utils import formatdate, make_msgid
 from jitaku.mail.transport import Outcome
 
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+# Says that the server refused the whole session, not this recipient (transport.Outcome.session_wide).
+SESSION_FIELD = "X-Jitaku-Refused"
 
 
 def status_of(outcome: Outcome) -> str:
@@ -59,6 +61,8 @@ def bounce(
         per_recipient += (
             f"\r\nFinal-Recipient: rfc822; {outcome.recipient}\r\nAction: failed\r\nStatus: {status_of(outcome)}\r\n"
         )
+        if outcome.session_wide:  # an extension field (RFC 3464 §2.4): the list engine reads it
+            per_recipient += f"{SESSION_FIELD}: session\r\n"
         if outcome.host:
             per_recipient += f"Remote-MTA: dns; {outcome.host}\r\n"
             per_recipient += f"Diagnostic-Code: smtp; {_one_line(outcome.reply)}\r\n"

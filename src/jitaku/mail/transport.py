@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -31,6 +32,10 @@ class Outcome:
     permanent: bool
     reply: str  # the remote server's words, e.g. "550 5.1.1 User unknown", or what went wrong
     host: str | None = None  # the server that said it
+    # The server refused the whole session, not this recipient: its greeting, EHLO or MAIL, or the same
+    # words for every recipient (a provider's 5.7.1 block of our address). A list counts it once for the
+    # domain instead of once against every member there.
+    session_wide: bool = False
 
 
 class Transport(Protocol):
@@ -102,6 +107,26 @@ def _reply(error: aiosmtplib.SMTPResponseException) -> str:
     return f"{error.code} {error.message}".strip()
 
 
+# RFC 3463's enhanced status code; X.1.Y is about the address, X.2.Y about the mailbox: such a reply is
+# about its recipient, even when every recipient of the session gets it ("5.1.1 User unknown").
+_ENHANCED = re.compile(r"\b[45]\.(\d{1,3})\.\d{1,3}\b")
+
+
+def _whole_session(outcomes: list[Outcome]) -> list[Outcome]:
+    """Mark refusals that were the session's, not each recipient's: two or more recipients, none
+    delivered, all with the same reply code and enhanced code (the text may carry a transaction's id),
+    or the same words when there is no enhanced code, and that code not about an address or mailbox."""
+    if len(outcomes) < 2 or any(outcome.delivered for outcome in outcomes):
+        return outcomes
+    kinds = set()
+    for outcome in outcomes:
+        enhanced = _ENHANCED.search(outcome.reply)
+        if enhanced is not None and enhanced.group(1) in ("1", "2"):
+            return outcomes
+        kinds.add(f"{outcome.reply[:3]} {enhanced.group()}" if enhanced else outcome.reply)
+    return [replace(outcome, session_wide=True) for outcome in outcomes] if len(kinds) == 1 else outcomes
+
+
 async def _transaction(
     client: aiosmtplib.SMTP, host: str, sender: str, recipients: Sequence[str], message: bytes
 ) -> list[Outcome]:
@@ -148,7 +173,8 @@ async def _transactions(
         try:
             outcomes += await _transaction(client, host, own.sender, [recipient], own.prefix + message)
         except DeliveryError as error:  # MAIL refused for this copy: the session itself still works
-            outcomes.append(Outcome(recipient, False, error.permanent, error.reply, host))
+            # a refusal of our sender, before any recipient: never about the member
+            outcomes.append(Outcome(recipient, False, error.permanent, error.reply, host, session_wide=True))
         except (aiosmtplib.SMTPException, OSError) as error:
             if not outcomes:
                 raise
@@ -223,7 +249,7 @@ async def _session(
                 ) from None
             except aiosmtplib.SMTPException as error:
                 raise DeliveryError(f"4.7.8 login to {endpoint.name} failed: {error}", False, endpoint.name) from None
-        outcomes = await _transactions(client, endpoint.name, sender, recipients, message, personal)
+        outcomes = _whole_session(await _transactions(client, endpoint.name, sender, recipients, message, personal))
         try:
             await client.quit()
         except (aiosmtplib.SMTPException, OSError):
@@ -238,7 +264,9 @@ async def _session(
 
 
 def _failed(recipients: Sequence[str], error: DeliveryError) -> list[Outcome]:
-    return [Outcome(r, False, error.permanent, error.reply, error.host) for r in recipients]
+    """Every recipient's outcome when the session failed as a whole; one with a server (error.host) is
+    session-wide, one without (no such domain, a null MX) is about the recipients' addresses."""
+    return [Outcome(r, False, error.permanent, error.reply, error.host, error.host is not None) for r in recipients]
 
 
 class RelayTransport:

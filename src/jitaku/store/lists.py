@@ -9,11 +9,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.store.accounts import AccountError, changed, find_alias, find_user
-from jitaku.store.schema import list_confirmations, list_held, list_inbox, list_members, list_posts, lists
+from jitaku.store.schema import (
+    list_confirmations,
+    list_held,
+    list_inbox,
+    list_members,
+    list_posts,
+    list_refusals,
+    lists,
+)
 
 REPLY_TO = ("list", "sender", "none")
 DMARC = ("auto", "munge", "wrap", "none")
@@ -33,7 +41,11 @@ class MailingList:
     bounce_threshold: float
     digest_last_number: int
     digest_sent_at: float
-    secret: str
+    secret: str  # keys the one-click unsubscribe tokens and the VERP tags
+
+    @property
+    def key(self) -> bytes:
+        return bytes.fromhex(self.secret)
 
     @property
     def local_part(self) -> str:
@@ -65,8 +77,9 @@ class Member:
     self_copy: bool
     enabled: bool
     digest: bool
-    bounce_score: float
+    bounce_score: float  # as of bounce_at, halved by each delivery since
     disabled_reason: str | None
+    bounce_at: float | None = None  # the last bounce that counted
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -75,8 +88,18 @@ class Member:
             "enabled": self.enabled,
             "digest": self.digest,
             "bounce_score": self.bounce_score,
+            "bounce_at": self.bounce_at,
             "disabled_reason": self.disabled_reason,
         }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A domain whose servers refused a list's mail as a whole."""
+
+    domain: str
+    score: float
+    refused_at: float | None
 
 
 @dataclass(frozen=True)
@@ -229,7 +252,9 @@ def all_lists(connection: Connection) -> list[MailingList]:
 
 
 def _member(row: Any) -> Member:
-    return Member(row.address, row.self_copy, row.enabled, row.digest, row.bounce_score, row.disabled_reason)
+    return Member(
+        row.address, row.self_copy, row.enabled, row.digest, row.bounce_score, row.disabled_reason, row.bounce_at
+    )
 
 
 def add_members(connection: Connection, list_id: int, addresses: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -297,29 +322,57 @@ def set_member(connection: Connection, list_id: int, address: str, **values: Any
     return bool(result.rowcount)
 
 
-def add_bounce(connection: Connection, list_id: int, address: str, score: float) -> float | None:
-    """Add SCORE to a member's bounce score; the new score, or None when not a member."""
-    connection.execute(
-        update(list_members)
-        .where(list_members.c.list_id == list_id, list_members.c.address == address.lower())
-        .values(bounce_score=list_members.c.bounce_score + score)
-    )
-    member = find_member(connection, list_id, address)
-    return member.bounce_score if member else None
-
-
-def forgive_bounces(connection: Connection, list_address: str, addresses: list[str]) -> None:
-    """Deliveries to ADDRESSES went through: their past bounces no longer count."""
+def halve_bounces(connection: Connection, list_address: str, addresses: list[str], forgotten: float) -> None:
+    """Deliveries to ADDRESSES went through: their scores halve, and so do their domains' refusals; a score
+    that falls below FORGOTTEN is 0."""
     list_id = select(lists.c.id).where(lists.c.address == list_address.lower()).scalar_subquery()
+    members_score = list_members.c.bounce_score
     connection.execute(
         update(list_members)
         .where(
             list_members.c.list_id == list_id,
-            list_members.c.address.in_([a.lower() for a in addresses]),
-            list_members.c.bounce_score > 0,
+            list_members.c.address.in_(sorted({a.lower() for a in addresses})),
+            members_score > 0,
         )
-        .values(bounce_score=0.0)
+        .values(bounce_score=case((members_score / 2 < forgotten, 0.0), else_=members_score / 2))
     )
+    domains_score = list_refusals.c.score
+    connection.execute(
+        update(list_refusals)
+        .where(
+            list_refusals.c.list_id == list_id,
+            list_refusals.c.domain.in_(sorted({a.rpartition("@")[2].lower() for a in addresses})),
+            domains_score > 0,
+        )
+        .values(score=case((domains_score / 2 < forgotten, 0.0), else_=domains_score / 2))
+    )
+
+
+def refusal(connection: Connection, list_id: int, domain: str) -> Refusal | None:
+    row = connection.execute(
+        select(list_refusals).where(list_refusals.c.list_id == list_id, list_refusals.c.domain == domain.lower())
+    ).first()
+    return Refusal(row.domain, row.score, row.refused_at) if row else None
+
+
+def refusals(connection: Connection, list_id: int) -> list[Refusal]:
+    rows = connection.execute(
+        select(list_refusals)
+        .where(list_refusals.c.list_id == list_id, list_refusals.c.score > 0)
+        .order_by(list_refusals.c.domain)
+    )
+    return [Refusal(row.domain, row.score, row.refused_at) for row in rows]
+
+
+def set_refusal(connection: Connection, list_id: int, domain: str, score: float, refused_at: float) -> None:
+    values = {"score": score, "refused_at": refused_at}
+    found = connection.execute(
+        update(list_refusals)
+        .where(list_refusals.c.list_id == list_id, list_refusals.c.domain == domain.lower())
+        .values(**values)
+    )
+    if not found.rowcount:
+        connection.execute(insert(list_refusals).values(list_id=list_id, domain=domain.lower(), **values))
 
 
 # the inbox: mail to a list, its -request, -owner and -bounces addresses, waiting for the engine

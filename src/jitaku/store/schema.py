@@ -146,9 +146,23 @@ list_members = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("digest", Boolean, nullable=False, default=False),  # posts come once a day, together
     Column("bounce_score", Float, nullable=False, default=0.0),
+    Column("bounce_at", Float, nullable=True),  # the last bounce that counted (lists/scores.py)
     Column("disabled_reason", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     UniqueConstraint("list_id", "address"),
+)
+
+# A receiving domain that refused a list's mail as a whole (its server's greeting, or every member
+# alike): scored once for the domain, not against each member there.
+list_refusals = Table(
+    "list_refusals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("refused_at", Float, nullable=True),  # the last refusal that counted
+    UniqueConstraint("list_id", "domain"),
 )
 
 # Every post as it went out (before each member's own headers), for `list archive`, `# get N` and the web.
