@@ -3,6 +3,7 @@ ENVELOPE / BODYSTRUCTURE with Japanese encoded-words passed through untouched.""
 
 from __future__ import annotations
 
+import re
 from email.header import Header
 
 import pytest
@@ -155,3 +156,16 @@ def test_any_bytes_make_a_tree_that_every_fetch_can_walk(raw: bytes) -> None:
         for text in ("", "HEADER", "TEXT"):
             found = mime.section(root, Section(path, text))  # type: ignore[arg-type]
             assert found is None or found in raw
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b": ", b"\r\n"]), max_size=12).map(b"".join))
+def test_the_header_ends_at_the_first_empty_line_as_the_grammar_says(raw: bytes) -> None:
+    """mime.split finds it with bytes.find, which stays fast on a header of megabytes; the regular
+    expression is what it stands for."""
+    found = re.search(rb"\r?\n\r?\n", raw)
+    expected = (raw, b"") if found is None else (raw[: found.end()], raw[found.end() :])
+    if raw.startswith((b"\r\n", b"\n")):
+        cut = raw.index(b"\n") + 1
+        expected = raw[:cut], raw[cut:]
+    assert mime.split(raw) == expected

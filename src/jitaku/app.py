@@ -248,7 +248,11 @@ async def _run(
         protocols = {
             "imap": (
                 ImapServer(
-                    database, Logins(database, limiter, Sessions(settings.imap.sessions_per_user_ip)), tls_context
+                    database,
+                    Logins(database, limiter, Sessions(settings.imap.sessions_per_user_ip)),
+                    tls_context,
+                    settings.imap,
+                    settings.smtp.max_message_size,
                 ).serve,
                 IMAP_MAX_LINE,
             ),

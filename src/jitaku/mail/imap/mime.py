@@ -17,7 +17,6 @@ from email.policy import compat32
 
 from jitaku.mail.imap.parser import Section
 
-HEADER_END = re.compile(rb"\r?\n\r?\n")
 NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 MAX_DEPTH = 40  # nested multiparts deeper than this are served as opaque bodies
 
@@ -50,8 +49,13 @@ def split(raw: bytes) -> tuple[bytes, bytes]:
     if raw.startswith((b"\r\n", b"\n")):  # no header fields: the empty line alone ends the header
         cut = raw.index(b"\n") + 1
         return raw[:cut], raw[cut:]
-    found = HEADER_END.search(raw)
-    return (raw[: found.end()], raw[found.end() :]) if found else (raw, b"")
+    # the first empty line (LF, CRLF, or one of each), found with bytes.find: a regular expression tried at
+    # each position of a header of megabytes holds the interpreter, and so the event loop, for long
+    ends = [at for at in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if at >= 0]
+    if not ends:
+        return raw, b""
+    cut = min(ends) + (2 if raw[min(ends) + 1] == 0x0A else 3)
+    return raw[:cut], raw[cut:]
 
 
 def top_section(raw: bytes, wanted: Section) -> bytes | None:
