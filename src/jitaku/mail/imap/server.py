@@ -633,7 +633,8 @@ class ImapServer:
         """The messages UIDS that the view still has, a batch at a time: never more than BATCH_BYTES of bodies
         at once (issue 15: 200 at once, of any size, held gigabytes), but for one larger message, which is
         read in a thread: reading tens of megabytes would hold the event loop. Other connections get their turn
-        between batches: reads and writes that need not wait would never hand the loop over."""
+        between batches and before each large message (parsing one for BODYSTRUCTURE takes a while): reads
+        and writes that need not wait would never hand the loop over."""
         for number, (batch, size) in enumerate(_batches(view, uids, bodies)):
             if number:
                 await asyncio.sleep(0)
@@ -646,6 +647,8 @@ class ImapServer:
                 stored = await self._database.read(read)
             for message in stored:
                 if message.uid in view.flags:
+                    if len(message.body) > FLUSH_BYTES:
+                        await asyncio.sleep(0)
                     yield message
 
     async def _expunge(self, session: Session, view: View, uids: list[int] | None) -> str:
