@@ -3,6 +3,7 @@ ENVELOPE / BODYSTRUCTURE with Japanese encoded-words passed through untouched.""
 
 from __future__ import annotations
 
+import re
 from email.header import Header
 
 import pytest
@@ -155,3 +156,26 @@ def test_any_bytes_make_a_tree_that_every_fetch_can_walk(raw: bytes) -> None:
         for text in ("", "HEADER", "TEXT"):
             found = mime.section(root, Section(path, text))  # type: ignore[arg-type]
             assert found is None or found in raw
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b": ", b"\r\n"]), max_size=12).map(b"".join))
+def test_the_header_ends_at_the_first_empty_line_as_the_grammar_says(raw: bytes) -> None:
+    """mime.split finds it with bytes.find, which stays fast on a header of megabytes; the regular
+    expression is what it stands for."""
+    found = re.search(rb"\r?\n\r?\n", raw)
+    expected = (raw, b"") if found is None else (raw[: found.end()], raw[found.end() :])
+    if raw.startswith((b"\r\n", b"\n")):
+        cut = raw.index(b"\n") + 1
+        expected = raw[:cut], raw[cut:]
+    assert mime.split(raw) == expected
+
+
+def test_a_message_of_a_hundred_thousand_parts_is_cut_into_ten_thousand() -> None:
+    """Cutting and parsing each of them took seconds for every FETCH BODYSTRUCTURE; Dovecot stops at 10,000."""
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(100_000))
+    root = mime.parse(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + b"--b--\r\n")
+    assert len(root.children) == mime.MAX_PARTS - 1  # and the message itself
+    assert structure.body_structure(root).count(b'("text" "plain"') == mime.MAX_PARTS - 1
+    nested = b"Content-Type: message/rfc822\r\n\r\n" * 5 + b"Subject: inner\r\n\r\nhello\r\n"
+    assert mime.locate(mime.parse(nested), (1, 1, 1, 1)) is not None

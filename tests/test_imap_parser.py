@@ -24,6 +24,7 @@ from jitaku.mail.imap.parser import (
     ListMailboxes,
     Login,
     MailboxCommand,
+    OverLimit,
     ParseError,
     Rename,
     Search,
@@ -259,3 +260,17 @@ def test_anything_else_is_a_parse_error_or_a_command(line: bytes) -> None:
         parse(line + b"\r\n")
     except (ParseError, BadCharset):
         pass
+
+
+def test_a_search_program_is_bounded_in_keys_and_depth() -> None:
+    """Literals let one SEARCH hold any number of keys (issue 15); each is parsed and tried on every message."""
+    keys = b" SUBJECT {1+}\r\nx" * 1001
+    with pytest.raises(OverLimit, match="too many search keys"):
+        parse(b"a SEARCH" + keys + b"\r\n")
+    assert isinstance(one(b"a SEARCH" + b" ALL" * 20), Search)
+    with pytest.raises(OverLimit, match="too many search keys"):
+        parse(b"a SEARCH" + b" ALL" * 21 + b"\r\n", max_search_keys=20)
+    with pytest.raises(OverLimit, match="nests at most"):
+        one(b"a SEARCH " + b"NOT " * 51 + b"ALL")
+    with pytest.raises(OverLimit, match="nests at most"):
+        one(b"a SEARCH " + b"(" * 60 + b"ALL" + b")" * 60)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, accounts, mailstore
-from jitaku.store.mailstore import FlagState, MailboxError, NoSuchMailbox
+from jitaku.store.mailstore import FlagState, Listed, MailboxError, NoSuchMailbox, TooManyMailboxes
 
 ALICE = "alice@example.test"
 
@@ -249,7 +249,7 @@ def test_append_with_flags_and_internal_date_takes_the_next_uid_and_modseq(datab
         assert mailstore.append(connection, ALICE, b"second", "Drafts") == 2
         assert mailstore.append(connection, ALICE, b"delivered") == 1  # INBOX has its own UIDs
         drafts = mailstore.select(connection, ALICE, "Drafts")
-        assert drafts.messages == [FlagState(1, {"\\Draft", "\\Seen"}, 2), FlagState(2, frozenset(), 3)]
+        assert drafts.messages == [Listed(1, {"\\Draft", "\\Seen"}, 2, 5), Listed(2, frozenset(), 3, 6)]
         assert (drafts.uidnext, drafts.highestmodseq) == (3, 3)
         stored = mailstore.get_message(connection, ALICE, 1, "Drafts")
         assert stored is not None and stored.received_at == 1_000_000_000.5 and stored.body == b"draft"
@@ -354,3 +354,24 @@ def test_uidvalidity_and_uidnext_survive_reopening_the_database(tmp_path: Path) 
     with database.transaction() as connection:
         assert mailstore.append(connection, ALICE, b"y", "Lists") == 4  # 3 was expunged, never given again
     database.close()
+
+
+def test_a_user_has_at_most_the_mailboxes_the_limit_allows(database: Database) -> None:
+    """Issue 15: mailboxes per user were uncapped, and 10,000 of them made LIST a long wait."""
+    with database.transaction() as connection:
+        for number in range(4):  # INBOX and the five special-use folders are six already
+            mailstore.create_mailbox(connection, ALICE, f"Trips/{number}", limit=10)
+        with pytest.raises(TooManyMailboxes):
+            mailstore.create_mailbox(connection, ALICE, "Trips/4", limit=10)
+        with pytest.raises(TooManyMailboxes):  # renaming INBOX makes a mailbox
+            mailstore.rename_mailbox(connection, ALICE, "INBOX", "Old mail", limit=10)
+        mailstore.rename_mailbox(connection, ALICE, "Trips", "Travel", limit=10)  # renaming others makes none
+        mailstore.create_mailbox(connection, ALICE, "Trips/4")  # without a limit: as the CLI and tests do
+        assert len(names(connection)) == 11
+
+
+def test_fetch_messages_reads_only_what_search_reads_of_each_body(database: Database) -> None:
+    with database.transaction() as connection:
+        mailstore.append(connection, ALICE, b"Subject: long\r\n\r\n" + b"x" * 1000)
+    read = database.read_now(lambda c: mailstore.fetch_messages(c, ALICE, "INBOX", [1], bodies=True, prefix=10))
+    assert [(message.body, message.size) for message in read] == [(b"Subject: l", 1017)]

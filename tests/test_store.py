@@ -131,7 +131,7 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient
             ]
             assert found[0].recent == 0  # mail that was here before the upgrade is not new (0009)
             inbox = mailstore.select(connection, address, "INBOX")
-            assert inbox.messages == [(1, frozenset(), 1), (2, frozenset(), 1)] and inbox.highestmodseq == 1
+            assert inbox.messages == [(1, frozenset(), 1, 3), (2, frozenset(), 1, 3)] and inbox.highestmodseq == 1
             assert [m.body for m in mailstore.list_messages(connection, address)] == [b"abc", b"abc"]
     assert [m.recipients for m in database.read_now(queue.list_queue)] == [("r@y.test",)]
     database.close()

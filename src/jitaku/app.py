@@ -250,7 +250,11 @@ async def _run(
         protocols = {
             "imap": (
                 ImapServer(
-                    database, Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)), tls_context
+                    database,
+                    Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)),
+                    tls_context,
+                    settings.imap,
+                    settings.smtp.max_message_size,
                 ).serve,
                 IMAP_MAX_LINE,
             ),

@@ -117,6 +117,17 @@ class ImapSettings(_Section):
     sessions_per_user_ip: int = Field(
         default=10, ge=1, description="IMAP and IMAPS sessions a user may have open from one address"
     )
+    max_mailboxes: int = Field(default=1000, ge=10, description="mailboxes one user may have (NO [LIMIT] past it)")
+    max_search_keys: int = Field(default=1000, ge=10, description="keys in one SEARCH program (NO [LIMIT] past it)")
+    max_search_bytes: int = Field(
+        default=1_048_576, ge=65_536, description="bytes of each message a SEARCH reads: text past them is not searched"
+    )
+    max_command_time: float = Field(
+        default=60.0, gt=0, description="seconds of work a SEARCH or LIST may take (NO [LIMIT] past them)"
+    )
+    write_timeout: float = Field(
+        default=300.0, gt=0, description="seconds a client may leave our responses unread before it is cut off"
+    )
 
 
 class ImapsSettings(_Section):

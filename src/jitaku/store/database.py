@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -13,6 +14,16 @@ from jitaku.store.engine import open_engine
 from jitaku.store.writer import Writer
 
 T = TypeVar("T")
+DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ERROR, raised by a read or write, says the disk (or the database) is full: a client is told
+    so, rather than of a fault of ours."""
+    cause = getattr(error, "orig", error)
+    if isinstance(cause, sqlite3.Error):
+        return cause.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL  # the primary code under an extended one
+    return getattr(cause, "sqlstate", None) == DISK_FULL or getattr(cause, "pgcode", None) == DISK_FULL
 
 
 class Database:

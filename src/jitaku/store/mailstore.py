@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple, assert_never, get_args
 from sqlalchemy import Integer, bindparam, case, delete, func, insert, literal, not_, update
 from sqlalchemy import select as sql_select  # `select` is IMAP's SELECT here
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from jitaku.store.schema import mailboxes as mailbox_table
 from jitaku.store.schema import messages, uidvalidity_clock, users
@@ -58,12 +59,25 @@ class NoSuchMailbox(MailboxError, LookupError):
     """The mailbox named does not exist: IMAP answers NO [TRYCREATE] to APPEND, COPY and MOVE."""
 
 
+class TooManyMailboxes(MailboxError):
+    """The user has as many mailboxes as they may (IMAP's [LIMIT], RFC 5530)."""
+
+
 class FlagState(NamedTuple):
     """A message as IMAP's FETCH (FLAGS MODSEQ) sees it."""
 
     uid: int
     flags: frozenset[str]
     modseq: int
+
+
+class Listed(NamedTuple):
+    """A message as a selected mailbox lists it: with its size, which says how much reading its body costs."""
+
+    uid: int
+    flags: frozenset[str]
+    modseq: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,7 @@ class Selected:
     uidnext: int
     highestmodseq: int
     recent_from: int  # messages from this UID on are \Recent: no session has claimed them (claim_recent)
-    messages: list[FlagState]
+    messages: list[Listed]
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,7 @@ class _Message(NamedTuple):
     uid: int
     flags: frozenset[str]
     modseq: int
+    size: int
 
 
 # Built once: IMAP looks a mailbox up for every command, and building the statement cost more than running it
@@ -215,7 +230,7 @@ def _rows(connection: Connection, mailbox_id: int, uids: Iterable[int] | None) -
     """The mailbox's messages in UID order: all, or those among UIDS. UIDs that name no message are passed
     over, as RFC 3501's UID commands do."""
     query = (
-        sql_select(messages.c.id, messages.c.uid, messages.c.flags, messages.c.modseq)
+        sql_select(messages.c.id, messages.c.uid, messages.c.flags, messages.c.modseq, messages.c.size)
         .where(messages.c.mailbox_id == mailbox_id)
         .order_by(messages.c.uid)
     )
@@ -227,7 +242,7 @@ def _rows(connection: Connection, mailbox_id: int, uids: Iterable[int] | None) -
             query.where(messages.c.uid.in_(wanted[start : start + _CHUNK])) for start in range(0, len(wanted), _CHUNK)
         ]
     return [
-        _Message(int(row.id), int(row.uid), frozenset(row.flags.split()), int(row.modseq))
+        _Message(int(row.id), int(row.uid), frozenset(row.flags.split()), int(row.modseq), int(row.size))
         for part in queries
         for row in connection.execute(part)
     ]
@@ -253,8 +268,9 @@ def new_uidvalidity(connection: Connection) -> int:
     )
 
 
-def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
-    """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report."""
+def mailboxes(connection: Connection, address: str, name: str | None = None) -> list[MailboxInfo]:
+    """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report; with NAME,
+    that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
     flagged = (literal(" ") + messages.c.flags + " ").contains
     unseen = not_(flagged(" \\Seen ", autoescape=True))
     rows = connection.execute(
@@ -276,7 +292,7 @@ def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
                 messages, messages.c.mailbox_id == mailbox_table.c.id
             )
         )
-        .where(users.c.address == address.lower())
+        .where(users.c.address == address.lower(), *([mailbox_table.c.name == _canonical(name)] if name else []))
         .group_by(mailbox_table.c.id)
         .order_by(case((mailbox_table.c.name == INBOX, 0), else_=1), mailbox_table.c.name)
     )
@@ -298,9 +314,16 @@ def mailboxes(connection: Connection, address: str) -> list[MailboxInfo]:
     ]
 
 
-def create_mailbox(connection: Connection, address: str, name: str, special_use: SpecialUse | None = None) -> None:
+def create_mailbox(
+    connection: Connection,
+    address: str,
+    name: str,
+    special_use: SpecialUse | None = None,
+    limit: int | None = None,
+) -> None:
     """A new, empty mailbox. Its parents need not exist: clients create "a/b/c" at once, and LIST shows
-    the missing "a" and "a/b" as names without a mailbox."""
+    the missing "a" and "a/b" as names without a mailbox. With LIMIT, the user may have that many mailboxes
+    at most (issue 15: 10,000 of them made every LIST a long wait)."""
     name = _canonical(name)
     _check_name(name)
     if special_use is not None and special_use not in get_args(SpecialUse):
@@ -311,6 +334,12 @@ def create_mailbox(connection: Connection, address: str, name: str, special_use:
     ).first()
     if exists is not None:
         raise MailboxExists(f"mailbox {name!r} exists already")
+    if limit is not None:
+        count = connection.execute(
+            sql_select(func.count()).select_from(mailbox_table).where(mailbox_table.c.user_id == user_id)
+        ).scalar_one()
+        if count >= limit:
+            raise TooManyMailboxes(f"you have {count} mailboxes, as many as you may; delete one first")
     connection.execute(
         insert(mailbox_table).values(
             user_id=user_id,
@@ -322,14 +351,15 @@ def create_mailbox(connection: Connection, address: str, name: str, special_use:
     )
 
 
-def rename_mailbox(connection: Connection, address: str, old: str, new: str) -> None:
+def rename_mailbox(connection: Connection, address: str, old: str, new: str, limit: int | None = None) -> None:
     """RFC 3501 §6.3.5: OLD becomes NEW and its children "OLD/x" become "NEW/x", keeping their UIDs and
     UIDVALIDITY. OLD may be a name that only has children (one LIST shows without a mailbox). Renaming
-    INBOX instead moves its messages to a new mailbox NEW and leaves INBOX, and its children, in place."""
+    INBOX instead moves its messages to a new mailbox NEW, which counts against LIMIT as CREATE's does,
+    and leaves INBOX, and its children, in place."""
     old, new = _canonical(old), _canonical(new)
     _check_name(new)
     if old == INBOX:
-        create_mailbox(connection, address, new)
+        create_mailbox(connection, address, new, limit=limit)
         inbox = select(connection, address, INBOX)
         move(connection, address, INBOX, [message.uid for message in inbox.messages], new)
         return
@@ -385,7 +415,8 @@ def select(connection: Connection, address: str, name: str) -> Selected:
         highestmodseq=found.highestmodseq,
         recent_from=found.recent_uid,
         messages=[
-            FlagState(message.uid, message.flags, message.modseq) for message in _rows(connection, found.id, None)
+            Listed(message.uid, message.flags, message.modseq, message.size)
+            for message in _rows(connection, found.id, None)
         ],
     )
 
@@ -607,12 +638,21 @@ def uidvalidity(connection: Connection, address: str, name: str) -> int:
 
 
 def fetch_messages(
-    connection: Connection, address: str, name: str, uids: Collection[int], bodies: bool
+    connection: Connection,
+    address: str,
+    name: str,
+    uids: Collection[int],
+    bodies: bool,
+    prefix: int | None = None,
 ) -> list[StoredMessage]:
     """The messages UIDS of a mailbox in UID order (none when the mailbox is gone); without BODIES (FLAGS,
-    sizes, dates) the bodies stay on disk and come back empty. One statement each: mbsync reads a mailbox
-    with one FETCH per message."""
-    body = messages.c.body if bodies else literal(b"").label("body")
+    sizes, dates) the bodies stay on disk and come back empty, and with PREFIX only their first PREFIX bytes
+    come (what SEARCH reads). One statement each: mbsync reads a mailbox with one FETCH per message."""
+    body: ColumnElement[bytes] = messages.c.body
+    if not bodies:
+        body = literal(b"").label("body")
+    elif prefix is not None:
+        body = func.substr(messages.c.body, 1, prefix, type_=messages.c.body.type).label("body")
     query = (
         sql_select(messages.c.uid, messages.c.received_at, messages.c.size, body)
         .join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id)

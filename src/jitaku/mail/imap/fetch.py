@@ -55,34 +55,36 @@ class Fetched:
     def tree(self) -> mime.Part:
         return mime.parse(self.body)
 
-    def item(self, item: FetchItem) -> bytes:
+    def item(self, item: FetchItem) -> tuple[bytes, ...]:
+        """The item as it goes in the FETCH response, in pieces: a literal's bytes are a piece of their own,
+        as they were read, never copied into a larger one (a message can be tens of megabytes)."""
         name = item.name
         if name == "UID":
-            return b"UID %d" % self.uid
+            return (b"UID %d" % self.uid,)
         if name == "FLAGS":
-            return b"FLAGS (" + " ".join(sorted(self.flags)).encode() + b")"
+            return (b"FLAGS (" + " ".join(sorted(self.flags)).encode() + b")",)
         if name == "MODSEQ":
-            return b"MODSEQ (%d)" % self.modseq
+            return (b"MODSEQ (%d)" % self.modseq,)
         if name == "RFC822.SIZE":
-            return b"RFC822.SIZE %d" % self.size
+            return (b"RFC822.SIZE %d" % self.size,)
         if name == "INTERNALDATE":
-            return b'INTERNALDATE "' + internal_date(self.received_at).encode() + b'"'
+            return (b'INTERNALDATE "' + internal_date(self.received_at).encode() + b'"',)
         if name == "ENVELOPE":
-            return b"ENVELOPE " + structure.envelope(self.tree)
+            return (b"ENVELOPE " + structure.envelope(self.tree),)
         if name == "BODYSTRUCTURE":
-            return b"BODYSTRUCTURE " + structure.body_structure(self.tree)
+            return (b"BODYSTRUCTURE " + structure.body_structure(self.tree),)
         if name == "RFC822":
-            return b"RFC822 " + _literal(self.body)
+            return _literal(b"RFC822 ", self.body)
         if name == "RFC822.HEADER":
-            return b"RFC822.HEADER " + _literal(mime.split(self.body)[0])
+            return _literal(b"RFC822.HEADER ", mime.split(self.body)[0])
         if name == "RFC822.TEXT":
-            return b"RFC822.TEXT " + _literal(mime.split(self.body)[1])
+            return _literal(b"RFC822.TEXT ", mime.split(self.body)[1])
         if item.section is None:  # BODY alone: the non-extensible structure
-            return b"BODY " + structure.body_structure(self.tree, extensible=False)
+            return (b"BODY " + structure.body_structure(self.tree, extensible=False),)
         label = name.encode() + b"[" + section_name(item.section).encode() + b"]"
         if name == "BINARY.SIZE":
             data = mime.decoded(self.tree, item.section.part)
-            return label + b" %d" % len(data or b"")  # RFC 3516's grammar has a number, never NIL
+            return (label + b" %d" % len(data or b""),)  # RFC 3516's grammar has a number, never NIL
         if name == "BINARY":
             data = mime.decoded(self.tree, item.section.part)
         else:
@@ -93,9 +95,12 @@ class Fetched:
             first, count = item.partial
             data = data[first : first + count]
             label += b"<%d>" % first
-        return label + b" " + (structure.NIL if data is None else _literal(data, binary=name == "BINARY"))
+        if data is None:
+            return (label + b" " + structure.NIL,)
+        return _literal(label + b" ", data, binary=name == "BINARY")
 
 
-def _literal(data: bytes, binary: bool = False) -> bytes:
-    """DATA as a literal; BINARY's as a literal8 (RFC 3516 §4.2) when it holds NUL, which a literal may not."""
-    return (b"~{%d}\r\n" if binary and b"\0" in data else b"{%d}\r\n") % len(data) + data
+def _literal(label: bytes, data: bytes, binary: bool = False) -> tuple[bytes, bytes]:
+    """LABEL and DATA as a literal; BINARY's as a literal8 (RFC 3516 §4.2) when it holds NUL, which a literal
+    may not."""
+    return label + (b"~{%d}\r\n" if binary and b"\0" in data else b"{%d}\r\n") % len(data), data

@@ -20,7 +20,8 @@ from typing import Literal, TypeAlias
 
 from jitaku.mail.imap import utf7
 
-MAX_LITERAL = 64 * 1024 * 1024  # an APPEND larger than this is refused before it is read
+MAX_SEARCH_KEYS = 1000  # keys in one SEARCH program: literals let a command hold any number of them
+MAX_DEPTH = 50  # parentheses, NOT and OR nested in a SEARCH program: the parser recurses
 
 
 class ParseError(Exception):
@@ -29,6 +30,10 @@ class ParseError(Exception):
     def __init__(self, message: str, tag: str = "*") -> None:
         super().__init__(message)
         self.tag = tag
+
+
+class OverLimit(ParseError):
+    """The command follows the grammar but passes one of our limits: answered NO [LIMIT] (RFC 5530)."""
 
 
 class BadCharset(Exception):
@@ -306,10 +311,11 @@ def literal_announced(line: bytes) -> tuple[int, bool] | None:
 class _Reader:
     """Recursive descent over one command's bytes, literals in place."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, max_search_keys: int = MAX_SEARCH_KEYS) -> None:
         self.data = data
         self.at = 0
         self.tag = "*"
+        self.keys_left = max_search_keys
 
     def fail(self, message: str) -> ParseError:
         return ParseError(message, self.tag)
@@ -513,9 +519,9 @@ def mailbox_name(raw: bytes, reader: _Reader, pattern: bool = False) -> str:
     return text
 
 
-def parse(data: bytes) -> tuple[str, Command]:
+def parse(data: bytes, max_search_keys: int = MAX_SEARCH_KEYS) -> tuple[str, Command]:
     """One command, CRLF and literals included; the tag and the command."""
-    reader = _Reader(data.removesuffix(b"\r\n"))
+    reader = _Reader(data.removesuffix(b"\r\n"), max_search_keys)
     tag = reader.atom(extra=b"")
     if "+" in tag:
         raise ParseError("a tag cannot contain '+'")
@@ -822,8 +828,11 @@ def _search(reader: _Reader, uid: bool) -> Search:
 
 
 def _search_key(reader: _Reader, charset: str, depth: int = 0) -> SearchKey:
-    if depth > 50:
-        raise reader.fail("search program nested too deep")
+    if depth > MAX_DEPTH:
+        raise OverLimit(f"a search program nests at most {MAX_DEPTH} deep", reader.tag)
+    reader.keys_left -= 1
+    if reader.keys_left < 0:
+        raise OverLimit("too many search keys in one command", reader.tag)
     if reader.peek() == b"(":
         reader.at += 1
         keys = [_search_key(reader, charset, depth + 1)]

@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
-import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from jitaku import log
+from jitaku.config import ImapSettings
 from jitaku.mail import login
-from jitaku.mail.imap import fetch, mime, search, structure, utf7
+from jitaku.mail.imap import fetch, listing, mime, search
+from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
 from jitaku.mail.imap.parser import (
     Append,
     Authenticate,
@@ -39,6 +41,7 @@ from jitaku.mail.imap.parser import (
     ListMailboxes,
     Login,
     MailboxCommand,
+    OverLimit,
     ParseError,
     Rename,
     Search,
@@ -46,31 +49,34 @@ from jitaku.mail.imap.parser import (
     Simple,
     Status,
     Store,
-    literal_announced,
     parse,
 )
 from jitaku.mail.imap.parser import Select as SelectCommand
+from jitaku.mail.imap.wire import Closed, LiteralRefused, Wire
 from jitaku.store import Database, mailstore
-from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox
+from jitaku.store.database import out_of_space
+from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
 
 T = TypeVar("T")
+Reader = Callable[[Connection], list[mailstore.StoredMessage]]
 MAX_LINE = 64 * 1024
-MAX_LITERAL = 64 * 1024 * 1024
+# Before login a command holds a LOGIN's user and password, which take a few hundred bytes (RFC 7888's
+# LITERAL- allows 4,096 per literal without asking): two of those
+MAX_COMMAND_BEFORE_LOGIN = 8 * 1024
+MAX_MESSAGE_SIZE = 26_214_400  # [smtp] max_message_size's default: the largest APPEND, as for mail received
+BATCH_BYTES = 1024 * 1024  # message bytes read from the store at a time
+BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed
+FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
 REFRESH_EVERY = 0.1  # seconds: FETCH, STORE and SEARCH look for others' changes at most this often
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
 LOGIN_TIMEOUT = 60.0  # before login a connection holds nothing worth keeping (RFC 9051 §5.4 allows it shorter)
-FLUSH_EVERY = 64  # FETCH responses sent at once: a FETCH 1:* BODY[] of a large mailbox is never held whole
 MAX_BAD_COMMANDS = 20  # in a row, then the connection is closed: a client that speaks something else
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
-    " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES"
+    " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES APPENDLIMIT={appendlimit}"
 )
 PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
-
-
-class Closed(Exception):
-    """The session is over."""
 
 
 class Refused(Exception):
@@ -87,6 +93,7 @@ class View:
     uids: list[int]
     flags: dict[int, frozenset[str]]
     modseqs: dict[int, int]
+    sizes: dict[int, int]  # what reading each message's body costs: FETCH and SEARCH read by bytes, not by count
     recent: set[int]  # the UIDs that are \Recent to this session (RFC 3501 §2.3.2)
     state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
     saved: set[int] = field(default_factory=set)  # the UIDs SEARCH RETURN (SAVE) kept for "$" (RFC 5182)
@@ -142,14 +149,24 @@ class Session:
 
 
 class ImapServer:
-    def __init__(self, database: Database, logins: login.Logins, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        logins: login.Logins,
+        tls: ssl.SSLContext | None,
+        settings: ImapSettings | None = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
+    ) -> None:
         self._database = database
         self._logins = logins
         self._tls = tls
+        self._settings = settings or ImapSettings()
+        self._max_message_size = max_message_size
+        self._workers = Workers()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
         session = Session(client=login.client_of(writer), tls=implicit_tls)
-        wire = _Wire(reader, writer)
+        wire = Wire(reader, writer, self._settings.write_timeout)
         try:
             await wire.send(b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready")
             while True:
@@ -164,17 +181,29 @@ class ImapServer:
             writer.close()
 
     def _capabilities(self, session: Session) -> str:
-        words = [CAPABILITIES]
+        words = [CAPABILITIES.format(appendlimit=self._max_message_size)]
         if session.user is None:
             if not session.tls and self._tls is not None:
                 words.append("STARTTLS")
             words.append("AUTH=PLAIN" if session.may_log_in else "LOGINDISABLED")
         return " ".join(words)
 
-    async def _one(self, wire: _Wire, session: Session) -> None:
-        data = await wire.command(session.timeout)
+    async def _one(self, wire: Wire, session: Session) -> None:
+        # after login a literal may hold the largest message (APPEND), and a command a line's worth more
+        if session.user is None:
+            limit = literal_limit = MAX_COMMAND_BEFORE_LOGIN
+        else:
+            limit, literal_limit = self._max_message_size + MAX_LINE, self._max_message_size
         try:
-            tag, command = parse(data)
+            data = await wire.command(session.timeout, limit, literal_limit)
+        except LiteralRefused as refused:
+            await wire.send(refused.answer.encode())
+            return
+        try:
+            tag, command = parse(data, self._settings.max_search_keys)
+        except OverLimit as error:
+            await wire.send(f"{error.tag} NO [LIMIT] {error}".encode())
+            return
         except ParseError as error:
             await self._bad(wire, session, f"{error.tag} BAD {error}")
             return
@@ -190,13 +219,19 @@ class ImapServer:
             done = f"NO {refused}"
         except ParseError as error:
             done = f"BAD {error}"
+        except SQLAlchemyError as error:  # the store failed (a full disk): the command did nothing, the session goes on
+            log.event("imap_store_failed", client=session.client, user=session.user, error=repr(error))
+            done = "NO " + _store_failure(error)
         if done is None:  # STARTTLS: answered before the handshake
             return
         busy = isinstance(command, (Fetch, Store, Search))
         # A client fetching message by message (mbsync sends a FETCH per message) hears of others' changes
         # at most every REFRESH_EVERY; any other command, NOOP and IDLE above all, looks at once
         if not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY:
-            await self._refresh(session, allow_expunge=_is_uid(command) or not busy)
+            try:
+                await self._refresh(session, allow_expunge=_is_uid(command) or not busy)
+            except SQLAlchemyError as error:  # the next command looks again
+                log.event("imap_store_failed", client=session.client, user=session.user, error=repr(error))
         if done.startswith("BAD "):
             await wire.send(*session.lines)
             session.lines.clear()
@@ -207,14 +242,14 @@ class ImapServer:
         session.lines.clear()
 
     @staticmethod
-    async def _bad(wire: _Wire, session: Session, answer: str) -> None:
+    async def _bad(wire: Wire, session: Session, answer: str) -> None:
         session.bad += 1
         if session.bad > MAX_BAD_COMMANDS:
             await wire.send(b"* BYE too many invalid commands")
             raise Closed
         await wire.send(answer.encode())
 
-    async def _command(self, wire: _Wire, session: Session, tag: str, command: Command) -> str | None:
+    async def _command(self, wire: Wire, session: Session, tag: str, command: Command) -> str | None:
         """The tagged response's text, after the untagged ones in session.lines; None when it went out already."""
         if isinstance(command, Simple):
             return await self._simple(wire, session, tag, command.name)
@@ -252,7 +287,7 @@ class ImapServer:
             return await self._search(session, session.view, command, tag)
         return await self._expunge(session, session.view, session.view.resolve(command.sequence, uid=True))
 
-    async def _simple(self, wire: _Wire, session: Session, tag: str, name: str) -> str | None:
+    async def _simple(self, wire: Wire, session: Session, tag: str, name: str) -> str | None:
         if name == "CAPABILITY":
             session.say("* CAPABILITY " + self._capabilities(session))
             return "OK CAPABILITY completed"
@@ -288,7 +323,7 @@ class ImapServer:
         session.view = None  # CLOSE and UNSELECT
         return f"OK {name} completed"
 
-    async def _log_in(self, wire: _Wire, session: Session, command: Login | Authenticate) -> str:
+    async def _log_in(self, wire: Wire, session: Session, command: Login | Authenticate) -> str:
         if session.user is not None:
             return "BAD already logged in"
         if not session.may_log_in:
@@ -335,68 +370,31 @@ class ImapServer:
             raise Refused(f"[TRYCREATE] {missing}") from None
         except MailboxExists as taken:
             raise Refused(f"[ALREADYEXISTS] {taken}") from None
+        except TooManyMailboxes as error:
+            raise Refused(f"[LIMIT] {error}") from None
         except MailboxError as error:
             raise Refused(f"[CANNOT] {error}") from None
 
     async def _list(self, session: Session, command: ListMailboxes) -> str:
-        boxes = {box.name: box for box in await self._boxes(session.user or "")}
-        verb = "LSUB" if command.lsub else "LIST"
-        if command.patterns == ("",):  # the hierarchy delimiter (RFC 3501 §6.3.8)
-            session.say(f'* {verb} (\\Noselect) "/" ""')
-            return f"OK {verb} completed"
-        patterns = [_pattern(command.reference + pattern) for pattern in command.patterns]
-        subscribed = [name for name, box in boxes.items() if box.subscribed]
-        for name in _levels(boxes):
-            if not any(pattern.fullmatch(name) for pattern in patterns):
-                continue
-            box = boxes.get(name)
-            below = [child for child in subscribed if child.startswith(name + "/")]
-            if command.subscribed_only and name not in subscribed:
-                # RFC 3501 §6.3.9 and RFC 5258 §3: a level above subscribed mailboxes the pattern does not reach
-                if not (command.lsub or command.recursive) or all(
-                    any(pattern.fullmatch(child) for pattern in patterns) for child in below
-                ):
-                    continue
-            if command.special_use_only and (box is None or not box.special_use):
-                continue
-            session.say(self._listed(command, verb, name, box, boxes, bool(below)))
-            for option in command.return_options:
-                if option.startswith("STATUS ") and box is not None:
-                    session.say(_status_line(box, tuple(option.split()[1:])))
-        return f"OK {verb} completed"
+        address = session.user or ""
+        budget = Budget(self._settings.max_command_time)
 
-    @staticmethod
-    def _listed(
-        command: ListMailboxes,
-        verb: str,
-        name: str,
-        box: mailstore.MailboxInfo | None,
-        boxes: dict[str, mailstore.MailboxInfo],
-        subscribed_below: bool,
-    ) -> str:
-        """One LIST or LSUB response: the name's attributes, and CHILDINFO for RECURSIVEMATCH."""
-        attributes = []
-        if box is None:  # a level with no mailbox of its own
-            attributes.append("\\NonExistent" if command.extended else "\\Noselect")
-        elif command.lsub and not box.subscribed:
-            attributes.append("\\Noselect")  # LSUB's word for "not subscribed itself"
-        if not command.lsub:
-            children = box is None or any(other.startswith(name + "/") for other in boxes)
-            attributes.append("\\HasChildren" if children else "\\HasNoChildren")
-        if box is not None and not command.lsub:
-            if box.special_use:
-                attributes.append(box.special_use)
-            if box.subscribed and (command.subscribed_only or "SUBSCRIBED" in command.return_options):
-                attributes.append("\\Subscribed")
-        childinfo = command.recursive and command.subscribed_only and subscribed_below
-        extra = ' (CHILDINFO ("SUBSCRIBED"))' if childinfo else ""
-        return f'* {verb} ({" ".join(attributes)}) "/" {_name(name)}{extra}'
+        def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
+            boxes = self._database.read_now(lambda c: mailstore.mailboxes(c, address))
+            return listing.responses(command, boxes, budget)
+
+        try:
+            session.lines.extend(line.encode() for line in await self._workers.run(budget, work))
+        except OutOfTime:
+            raise Refused("[LIMIT] listing took too long: ask for fewer mailboxes") from None
+        return f"OK {'LSUB' if command.lsub else 'LIST'} completed"
 
     async def _status(self, session: Session, command: Status) -> str:
-        box = next((box for box in await self._boxes(session.user or "") if box.name == command.mailbox), None)
-        if box is None:
+        address = session.user or ""
+        boxes = await self._database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
+        if not boxes:
             raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
-        session.say(_status_line(box, command.items))
+        session.say(listing.status_line(boxes[0], command.items))
         return "OK STATUS completed"
 
     async def _select(self, session: Session, command: SelectCommand) -> str:
@@ -416,6 +414,7 @@ class ImapServer:
             uids=[message.uid for message in selected.messages],
             flags={message.uid: message.flags for message in selected.messages},
             modseqs={message.uid: message.modseq for message in selected.messages},
+            sizes={message.uid: message.size for message in selected.messages},
             recent={message.uid for message in selected.messages if recent_from <= message.uid < selected.uidnext},
             state=(selected.uidnext, selected.highestmodseq),
         )
@@ -439,10 +438,12 @@ class ImapServer:
             use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
             if asked is not None and use is None:
                 return f"NO [USEATTR] {asked} is not a special use"
-            await self._write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use))
+            limit = self._settings.max_mailboxes
+            await self._write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use, limit))
             return "OK CREATE completed"
         if isinstance(command, Rename):
-            await self._write(lambda c: mailstore.rename_mailbox(c, address, command.old, command.new))
+            limit = self._settings.max_mailboxes
+            await self._write(lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit))
             return "OK RENAME completed"
         if command.name == "DELETE":
             if session.view is not None and session.view.name == command.mailbox:
@@ -453,12 +454,11 @@ class ImapServer:
             await self._write(lambda c: mailstore.set_subscribed(c, address, command.mailbox, subscribe))
         return f"OK {command.name} completed"
 
-    async def _boxes(self, address: str) -> list[mailstore.MailboxInfo]:
-        return await self._database.read(lambda c: mailstore.mailboxes(c, address))
-
     async def _append(self, session: Session, command: Append) -> str:
         if not command.message:
             return "NO an empty message cannot be appended"
+        if len(command.message) > self._max_message_size:  # RFC 7889 (APPENDLIMIT)
+            return f"NO [TOOBIG] a message may hold at most {self._max_message_size} bytes"
         address = session.user or ""
 
         def append(connection: Connection) -> tuple[int, int]:
@@ -470,7 +470,7 @@ class ImapServer:
         validity, uid = await self._write(append)
         return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
-    async def _fetch(self, wire: _Wire, session: Session, view: View, command: Fetch) -> str:
+    async def _fetch(self, wire: Wire, session: Session, view: View, command: Fetch) -> str:
         address = session.user or ""
         uids = view.resolve(command.sequence, command.uid)
         items = command.items
@@ -489,6 +489,7 @@ class ImapServer:
                 items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
         if session.condstore and any(item.name == "FLAGS" for item in items):
             items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
+        pending = 0  # bytes of responses in session.lines
         async for message in self._messages(address, view, uids, fetch.needs_body(items)):
             fetched = fetch.Fetched(
                 message.uid,
@@ -498,14 +499,26 @@ class ImapServer:
                 message.received_at,
                 message.body,
             )
+            response = [b"* %d FETCH (" % view.number(message.uid)]
             try:
-                data = b" ".join(fetched.item(item) for item in items)
+                for index, item in enumerate(items):
+                    response.extend((b" ", *fetched.item(item)) if index else fetched.item(item))
             except mime.UnknownEncoding as error:
                 raise Refused(f"[UNKNOWN-CTE] {error}") from None
-            session.say(b"* %d FETCH (" % view.number(message.uid) + data + b")")
-            if len(session.lines) >= FLUSH_EVERY:  # the client reads while we go on, and memory stays flat
+            response.append(b")")
+            size = sum(len(piece) for piece in response)
+            if size <= FLUSH_BYTES:  # gathered, to go out with others in one write (mbsync fetches one at a time)
+                session.say(b"".join(response))
+                pending += size
+            else:  # a large literal goes out in pieces as the client reads them, never copied whole
                 await wire.send(*session.lines)
                 session.lines.clear()
+                pending = 0
+                await wire.stream([*response, b"\r\n"])
+            if pending >= FLUSH_BYTES:  # the client reads while we go on, and memory stays flat
+                await wire.send(*session.lines)
+                session.lines.clear()
+                pending = 0
         return "OK FETCH completed"
 
     async def _check_decodable(self, address: str, view: View, uids: list[int], items: tuple[FetchItem, ...]) -> None:
@@ -566,26 +579,41 @@ class ImapServer:
 
     async def _search(self, session: Session, view: View, command: Search, tag: str) -> str:
         address = session.user or ""
+        budget = Budget(self._settings.max_command_time)
+        mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
+        program = search.Program(command.key, mailbox, budget)
+        bodies = search.needs_body(command.key)
+        prefix = self._settings.max_search_bytes
         found: list[int] = []
         uids: list[int] = []
         highest = 0
-        async for message in self._messages(address, view, list(view.uids), search.needs_body(command.key)):
-            candidate = search.Candidate(
-                number=view.number(message.uid),
-                uid=message.uid,
-                flags=view.flags_of(message.uid),
-                modseq=view.modseqs[message.uid],
-                size=message.size,
-                received_at=message.received_at,
-                body=message.body,
-                largest=len(view.uids),
-                largest_uid=view.uids[-1],
-                saved=view.saved,
+        for batch, _size in _batches(view, list(view.uids), bodies, prefix):
+            # what the view says of each message, taken here: the worker thread never looks at the view
+            known = [(uid, view.number(uid), view.flags_of(uid), view.modseqs[uid]) for uid in batch]
+            read = functools.partial(
+                mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies, prefix=prefix
             )
-            if search.matches(command.key, candidate):
-                found.append(message.uid if command.uid else candidate.number)
-                uids.append(message.uid)
-                highest = max(highest, candidate.modseq)
+
+            def work(known: list[tuple[int, int, frozenset[str], int]] = known, read: Reader = read) -> list[int]:
+                stored = {message.uid: message for message in self._database.read_now(read)}
+                return [
+                    uid
+                    for uid, number, flags, modseq in known
+                    if uid in stored
+                    and program.matches(
+                        search.Candidate(
+                            number, uid, flags, modseq, stored[uid].size, stored[uid].received_at, stored[uid].body
+                        )
+                    )
+                ]
+
+            try:
+                matched = await self._workers.run(budget, work)
+            except OutOfTime:
+                raise Refused("[LIMIT] the search took too long: narrow it, or search fewer messages") from None
+            found.extend(matched if command.uid else (view.number(uid) for uid in matched))
+            uids.extend(matched)
+            highest = max([highest, *(view.modseqs[uid] for uid in matched)])
         # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
         modseq = f" (MODSEQ {highest})" if found and search.uses_modseq(command.key) else ""
         options = command.return_options
@@ -602,13 +630,25 @@ class ImapServer:
     async def _messages(
         self, address: str, view: View, uids: list[int], bodies: bool
     ) -> AsyncIterator[mailstore.StoredMessage]:
-        """The messages UIDS that the view still has, a couple of hundred per read (bodies can be large)."""
-        for start in range(0, len(uids), 200):
-            read = functools.partial(
-                mailstore.fetch_messages, address=address, name=view.name, uids=uids[start : start + 200], bodies=bodies
+        """The messages UIDS that the view still has, a batch at a time: never more than BATCH_BYTES of bodies
+        at once (issue 15: 200 at once, of any size, held gigabytes), but for one larger message, which is
+        read in a thread: reading tens of megabytes would hold the event loop. Other connections get their turn
+        between batches and before each large message (parsing one for BODYSTRUCTURE takes a while): reads
+        and writes that need not wait would never hand the loop over."""
+        for number, (batch, size) in enumerate(_batches(view, uids, bodies)):
+            if number:
+                await asyncio.sleep(0)
+            read: Reader = functools.partial(
+                mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies
             )
-            for message in await self._database.read(read):
+            if size > BATCH_BYTES:
+                stored = await asyncio.to_thread(self._database.read_now, read)
+            else:
+                stored = await self._database.read(read)
+            for message in stored:
                 if message.uid in view.flags:
+                    if len(message.body) > FLUSH_BYTES:
+                        await asyncio.sleep(0)
                     yield message
 
     async def _expunge(self, session: Session, view: View, uids: list[int] | None) -> str:
@@ -626,7 +666,7 @@ class ImapServer:
             session.say(f"* {view.number(uid)} EXPUNGE")
             view.uids.remove(uid)
             view.recent.discard(uid)
-            del view.flags[uid], view.modseqs[uid]
+            del view.flags[uid], view.modseqs[uid], view.sizes[uid]
 
     async def _refresh(self, session: Session, allow_expunge: bool) -> None:
         """What changed in the selected mailbox since the session last looked, as untagged responses."""
@@ -657,11 +697,15 @@ class ImapServer:
         if new:
             for uid in sorted(new):
                 view.uids.append(uid)
-                view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
+                view.flags[uid], view.modseqs[uid], view.sizes[uid] = now[uid].flags, now[uid].modseq, now[uid].size
             # new mail is \Recent to this session if no other has claimed it since
             recent_from = selected.recent_from
             if not view.read_only and any(uid >= recent_from for uid in new):
-                recent_from = await self._claim_recent(address, view.name, selected.uidnext)
+                try:
+                    recent_from = await self._claim_recent(address, view.name, selected.uidnext)
+                except SQLAlchemyError as error:  # a full disk: the new mail is told, as \Recent to no one
+                    log.event("imap_store_failed", user=address, error=repr(error))
+                    recent_from = selected.uidnext
             view.recent.update(uid for uid in new if recent_from <= uid < selected.uidnext)
             session.say(f"* {len(view.uids)} EXISTS")
             session.say(f"* {len(view.recent)} RECENT")
@@ -674,7 +718,7 @@ class ImapServer:
         except NoSuchMailbox:  # deleted meanwhile: the next look at the mailbox says so
             return before
 
-    async def _idle(self, wire: _Wire, session: Session, tag: str) -> str:
+    async def _idle(self, wire: Wire, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
         done = asyncio.ensure_future(wire.line(timeout=AUTOLOGOUT))
         try:
@@ -691,6 +735,32 @@ class ImapServer:
                     session.lines.clear()
         finally:
             done.cancel()
+
+
+def _batches(view: View, uids: list[int], bodies: bool, prefix: int | None = None) -> Iterator[tuple[list[int], int]]:
+    """UIDS in runs to read together, each with the bytes of body it costs (at most PREFIX of each message):
+    up to BATCH_BYTES, and BATCH_MESSAGES, but at least one message."""
+    batch: list[int] = []
+    size = 0
+    for uid in uids:
+        cost = view.sizes.get(uid, 0) if bodies else 0
+        if prefix is not None:
+            cost = min(cost, prefix)
+        if batch and (size + cost > BATCH_BYTES or len(batch) >= BATCH_MESSAGES):
+            yield batch, size
+            batch, size = [], 0
+        batch.append(uid)
+        size += cost
+    if batch:
+        yield batch, size
+
+
+def _store_failure(error: SQLAlchemyError) -> str:
+    """The code and text of the NO for a command the store could not do (RFC 5530): [LIMIT] when the disk is
+    full, a bound of the machine's and no fault of ours, [SERVERBUG] for any other failure."""
+    if out_of_space(error):
+        return "[LIMIT] the server's disk is full; try again later"
+    return "[SERVERBUG] the server could not read or write its store; try again later"
 
 
 def _is_uid(command: Command) -> bool:
@@ -717,42 +787,6 @@ def _with(items: tuple[FetchItem, ...], name: str) -> tuple[FetchItem, ...]:
     return items if any(item.name == name for item in items) else (*items, FetchItem(name))
 
 
-def _name(mailbox: str) -> str:
-    """A mailbox name as LIST and STATUS send it: modified UTF-7, quoted."""
-    return structure.string(utf7.encode(mailbox)).decode()
-
-
-def _status_line(box: mailstore.MailboxInfo, items: tuple[str, ...]) -> str:
-    values = {
-        "MESSAGES": box.messages,
-        "RECENT": box.recent,
-        "UIDNEXT": box.uidnext,
-        "UIDVALIDITY": box.uidvalidity,
-        "UNSEEN": box.unseen,
-        "HIGHESTMODSEQ": box.highestmodseq,
-        "SIZE": box.size,
-        "DELETED": box.deleted,
-    }
-    listed = " ".join(f"{item} {values[item]}" for item in items)
-    return f"* STATUS {_name(box.name)} ({listed})"
-
-
-def _levels(boxes: dict[str, mailstore.MailboxInfo]) -> list[str]:
-    """Every name LIST can show: the mailboxes (INBOX first), and each level above one ("a" and "a/b" above
-    "a/b/c") that is no mailbox of its own."""
-    names = dict.fromkeys(boxes)
-    for name in boxes:
-        levels = name.split("/")
-        names.update(dict.fromkeys("/".join(levels[:depth]) for depth in range(1, len(levels))))
-    return sorted(names, key=lambda name: (name != mailstore.INBOX, name))
-
-
-def _pattern(pattern: str) -> re.Pattern[str]:
-    """A LIST pattern as a regular expression: "*" matches anything, "%" anything but the delimiter."""
-    parts = (re.escape(char) if char not in "*%" else ".*" if char == "*" else "[^/]*" for char in pattern)
-    return re.compile("".join(parts))
-
-
 def _set(numbers: list[int]) -> str:
     """NUMBERS as a compact sequence set ("1:3,7")."""
     ranges: list[list[int]] = []
@@ -762,50 +796,3 @@ def _set(numbers: list[int]) -> str:
         else:
             ranges.append([number, number])
     return ",".join(f"{low}" if low == high else f"{low}:{high}" for low, high in ranges)
-
-
-class _Wire:
-    """Commands in, with their literals (saying "+" for each synchronizing one); responses out."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def line(self, timeout: float) -> bytes:
-        return await self._within(self.reader.readuntil(b"\n"), timeout)
-
-    async def _within(self, reading: Awaitable[bytes], timeout: float) -> bytes:
-        """What READING gets; Closed when the client goes away, idles TIMEOUT seconds or overruns a line."""
-        try:
-            return await asyncio.wait_for(reading, timeout)
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            raise Closed from None
-        except TimeoutError:
-            await self.send(b"* BYE autologout: idle too long")
-            raise Closed from None
-        except asyncio.LimitOverrunError:
-            await self.send(b"* BYE line too long")
-            raise Closed from None
-
-    async def command(self, timeout: float) -> bytes:
-        data = bytearray()
-        while True:
-            line = await self.line(timeout)
-            data += line
-            announced = literal_announced(line)
-            if announced is None:
-                return bytes(data)
-            size, synchronizing = announced
-            if size > MAX_LITERAL:
-                await self.send(b"* BYE [TOOBIG] a literal that large is refused")
-                raise Closed
-            if synchronizing:
-                await self.send(b"+ go ahead")
-            data += await self._within(self.reader.readexactly(size), timeout)
-
-    async def send(self, *lines: bytes) -> None:
-        self.writer.write(b"".join(line + b"\r\n" for line in lines if line))
-        try:
-            await self.writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            raise Closed from None
