@@ -26,12 +26,15 @@ from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
 from jitaku.mail.pop3 import Pop3Server
 from jitaku.mail.queue import Queue
 from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
+from jitaku.mail.spool import Spooler
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database
 from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+LARGE_BLOCK = 1 << 20
 HTTPS_PORT = 443
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
 
@@ -85,6 +88,7 @@ def run(config: Config) -> None:
     commit mail in parallel (the kernel spreads connections among them), while
     the queue runs in this process alone.
     """
+    _unmap_large_blocks()
     bound = _bind(config, _listeners(config))
     try:
         access = _bind(config, _access_listeners(config))
@@ -116,6 +120,19 @@ def run(config: Config) -> None:
                 os.waitpid(pid, 0)
         for sock in [item.sock for item in bound + access] + web:
             sock.close()
+
+
+def _unmap_large_blocks() -> None:
+    """Give every block of LARGE_BLOCK bytes or more its own mapping, returned to the system when freed.
+
+    glibc's default adapts: once a large mapped block is freed, blocks that large come from the heap,
+    which seldom shrinks; ten 22 MB messages left the daemon holding hundreds of MB (issue 15). A fixed
+    threshold also stops the adapting of the trim threshold: keep it at twice, as glibc would.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc's; other C libraries go without
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
+        mallopt(M_TRIM_THRESHOLD, 2 * LARGE_BLOCK)
 
 
 def _worker(config: Config, bound: list[Bound], parent: int) -> int:
@@ -232,17 +249,12 @@ async def _run(
         listener.name: Handler(listener, policy, pipeline, database, limiter, settings.smtp.max_recipients, tally)
         for listener, _ in _listeners(config)
     }
+    spooler = Spooler(config.data_dir)
     servers: list[asyncio.Server] = []
     loop = asyncio.get_running_loop()
     try:
         for item in bound:
-            factory = protocol_factory(
-                handlers[item.listener.name],
-                hostname,
-                tls_context,
-                settings.smtp.max_message_size,
-                settings.smtp.timeout,
-            )
+            factory = protocol_factory(handlers[item.listener.name], hostname, tls_context, settings.smtp, spooler)
             ssl = tls_context if item.listener.implicit_tls else None
             servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
         protocols = {

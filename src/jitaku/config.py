@@ -95,6 +95,8 @@ class _Section(BaseModel):
 class SmtpSettings(_Section):
     listen: ListenList = (Listen("127.0.0.1", 2525),)
     max_message_size: int = Field(default=26_214_400, gt=0)
+    max_header_size: int = Field(default=262_144, ge=1024, description="bytes of a message's header section")
+    max_header_fields: int = Field(default=1000, ge=100, description="fields in a message's header section")
     max_recipients: int = Field(default=100, ge=100, description="RFC 5321 §4.5.3.1.8: at least 100")
     timeout: float = Field(default=300.0, gt=0, description="idle seconds before a session is closed")
     workers: int = Field(default=1, ge=1, le=64, description="processes accepting SMTP (MX and submission)")

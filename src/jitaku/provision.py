@@ -22,6 +22,8 @@ domains = ["{domain}"]
 [smtp]                           # the MX: strangers deliver mail for your domains here
 listen = [{smtp}]
 max_message_size = 26214400      # bytes (SIZE, RFC 1870)
+max_header_size = 262144         # bytes of a message's header section; a larger one is refused
+max_header_fields = 1000         # fields in a message's header section
 
 [submission]                     # your own mail programs send here (AUTH required; STARTTLS)
 listen = [{submission}]
