@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
+from jitaku.connections import AcceptErrors, ConnectionLimit, limited, open_files_limit, raise_open_files_limit
 from jitaku.errors import ServeError
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
@@ -36,6 +37,9 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
 LARGE_BLOCK = 1 << 20
 HTTPS_PORT = 443
+# Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
+# its listener's limits (asyncio's default is 60).
+TLS_HANDSHAKE_TIMEOUT = 20.0
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
 
 MX = Listener("mx", authenticated=False)
@@ -45,6 +49,12 @@ IMAP = Listener("imap", authenticated=True)
 IMAPS = Listener("imaps", authenticated=True, implicit_tls=True)
 POP3 = Listener("pop3", authenticated=True)
 POP3S = Listener("pop3s", authenticated=True, implicit_tls=True)
+
+# What each listener says to a connection over its limits, before closing it.
+REFUSALS = {
+    "imap": b"* BYE [UNAVAILABLE] Too many connections; try again later",  # RFC 5530
+    "pop3": b"-ERR [SYS/TEMP] Too many connections; try again later",  # RFC 3206
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ def run(config: Config) -> None:
     the queue runs in this process alone.
     """
     _unmap_large_blocks()
+    raise_open_files_limit()
     bound = _bind(config, _listeners(config))
     try:
         access = _bind(config, _access_listeners(config))
@@ -250,13 +261,22 @@ async def _run(
         for listener, _ in _listeners(config)
     }
     spooler = Spooler(config.data_dir)
+    limits = _limits(config)
     servers: list[asyncio.Server] = []
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrors())
     try:
         for item in bound:
-            factory = protocol_factory(handlers[item.listener.name], hostname, tls_context, settings.smtp, spooler)
-            ssl = tls_context if item.listener.implicit_tls else None
-            servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
+            name = item.listener.name
+            factory = protocol_factory(handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name])
+            if item.listener.implicit_tls:
+                servers.append(
+                    await loop.create_server(
+                        factory, sock=item.sock, ssl=tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+                    )
+                )
+            else:
+                servers.append(await loop.create_server(factory, sock=item.sock))
         protocols = {
             "imap": (
                 ImapServer(
@@ -273,12 +293,18 @@ async def _run(
         }
         for item in access:
             implicit = item.listener.implicit_tls
-            handle, limit = protocols[item.listener.name.removesuffix("s")]
+            protocol = item.listener.name.removesuffix("s")
+            handle, limit = protocols[protocol]
             servers.append(
                 await asyncio.start_server(
-                    functools.partial(handle, implicit_tls=implicit),
+                    limited(
+                        functools.partial(handle, implicit_tls=implicit),
+                        limits[item.listener.name],
+                        REFUSALS[protocol],
+                    ),
                     sock=item.sock,
                     ssl=tls_context if implicit else None,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
                     limit=limit,
                 )
             )
@@ -293,6 +319,7 @@ async def _run(
             data_dir=str(config.data_dir),
             listeners=",".join(str(item.address) for item in bound + access),
             relay=settings.relay.host if settings.relay else "direct-mx",
+            open_files_limit=open_files_limit(),
         )
         async with asyncio.TaskGroup() as tasks:
             background = [tasks.create_task(tally.run())]
@@ -310,7 +337,7 @@ async def _run(
 
                 background.append(tasks.create_task(Monitor(config, database).run()))
             if web:
-                tasks.create_task(_web(config, database, web, stop))
+                tasks.create_task(_web(config, database, web, stop, limits["web"]))
             await stop.wait()
             for task in background:
                 task.cancel()
@@ -323,6 +350,25 @@ async def _run(
             server.close()
         for server in servers:
             await server.wait_closed()
+
+
+def _limits(config: Config) -> dict[str, ConnectionLimit]:
+    """Each listener section's connection limits, counted in this process (see jitaku.connections)."""
+    settings = config.settings
+    sections = {
+        MX.name: settings.smtp,
+        SUBMISSION.name: settings.submission,
+        SUBMISSIONS.name: settings.submissions,
+        IMAP.name: settings.imap,
+        IMAPS.name: settings.imaps,
+        POP3.name: settings.pop3,
+        POP3S.name: settings.pop3s,
+        "web": settings.web,
+    }
+    return {
+        name: ConnectionLimit(name, section.max_connections_per_ip, section.max_connections)
+        for name, section in sections.items()
+    }
 
 
 async def _watch(children: list[int], stop: asyncio.Event) -> None:
@@ -338,14 +384,16 @@ async def _watch(children: list[int], stop: asyncio.Event) -> None:
         await asyncio.sleep(1.0)
 
 
-async def _web(config: Config, database: Database, sockets: list[socket.socket], stop: asyncio.Event) -> None:
+async def _web(
+    config: Config, database: Database, sockets: list[socket.socket], stop: asyncio.Event, limit: ConnectionLimit
+) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP.
     """
     import uvicorn
 
-    from jitaku.web import status
+    from jitaku.web import protocol, status
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -362,6 +410,7 @@ async def _web(config: Config, database: Database, sockets: list[socket.socket],
         if group:
             settings = uvicorn.Config(
                 app,
+                http=protocol.protocol(limit, config.settings.web.header_timeout, config.settings.web.idle_timeout),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",

@@ -24,6 +24,8 @@ listen = [{smtp}]
 max_message_size = 26214400      # bytes (SIZE, RFC 1870)
 max_header_size = 262144         # bytes of a message's header section; a larger one is refused
 max_header_fields = 1000         # fields in a message's header section
+max_connections_per_ip = 50      # open connections from one address; every listener section below takes
+max_connections = 1000           # these two (default 50 and 1,000), counted per process
 
 [submission]                     # your own mail programs send here (AUTH required; STARTTLS)
 listen = [{submission}]
@@ -46,6 +48,8 @@ listen = [{pop3s}]
 [web]
 listen = [{web}]
 url = ""                         # how the world reaches these pages (list unsubscribe links); empty: https://HOSTNAME
+header_timeout = 20              # seconds a client has to send a request's head
+idle_timeout = 60                # seconds a request's body may stall
 
 # [relay]                        # absent: deliver straight to each domain's MX
 # host = "auth.gate-on.net"      # e.g. MyDNS's relay when your ISP blocks outbound port 25

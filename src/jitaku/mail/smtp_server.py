@@ -18,6 +18,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from jitaku import log
 from jitaku.config import SmtpSettings
+from jitaku.connections import ConnectionLimit
 from jitaku.mail import headers, login, trace
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
@@ -86,12 +87,17 @@ def is_loopback(peer: Any) -> bool:
 class JitakuSMTP(SMTP):
     """aiosmtpd's SMTP with our AUTH handling: async password checks, failure limits, TLS unless loopback."""
 
-    def __init__(self, handler: Handler, spooler: Spooler, settings: SmtpSettings, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Handler, spooler: Spooler, settings: SmtpSettings, limit: ConnectionLimit, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self._handler_ref = handler
         self._spooler = spooler
         self._max_header_size = settings.max_header_size
         self._max_header_fields = settings.max_header_fields
+        self._limit = limit
+        self._counted: str | None = None  # the client address this connection is counted under
+        self._refused: str | None = None  # why the connection limit refused it
         self._pending_login: LoginPassword | None = None
         self._in_rcpt = False
         self._greeted = False
@@ -118,10 +124,33 @@ class JitakuSMTP(SMTP):
         return RoutedEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        starttls = self._original_transport is not None  # the same connection, now over TLS
         super().connection_made(transport)
+        assert self.session is not None
+        if not starttls:
+            ip = client_ip(self.session)
+            self._refused = self._limit.admit(ip)
+            if self._refused is None:
+                self._counted = ip
         # RFC 8314 / our rule: passwords only over TLS, except from this very machine.
-        if self.session is not None and is_loopback(self.session.peer):
+        if is_loopback(self.session.peer):
             self._auth_require_tls = False
+
+    async def _handle_client(self) -> None:
+        if self._refused is None:
+            await super()._handle_client()
+            return
+        # Postfix's words for its smtpd_client_connection_count_limit
+        who = "from your address" if self._refused == "address" else "now; try again later"
+        await self.push(f"421 4.7.0 {self.hostname} Error: too many connections {who}")
+        assert self.transport is not None
+        self.transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted is not None:
+            self._limit.release(self._counted)
+            self._counted = None
+        super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
         # Replies may echo what the client sent; undecodable bytes come back as "?" (found by fuzzing).
@@ -390,6 +419,7 @@ def protocol_factory(
     tls_context: ssl.SSLContext | None,
     settings: SmtpSettings,
     spooler: Spooler,
+    limit: ConnectionLimit,
 ) -> Callable[[], JitakuSMTP]:
     listener = handler.listener
 
@@ -398,6 +428,7 @@ def protocol_factory(
             handler,
             spooler,
             settings,
+            limit,
             hostname=hostname,
             ident="ESMTP jitaku",
             data_size_limit=settings.max_message_size,
