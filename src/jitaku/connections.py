@@ -107,7 +107,7 @@ class AcceptErrors:
         error = context.get("exception")
         if isinstance(error, OSError) and error.errno in self.RESOURCES and "accept" in context.get("message", ""):
             name = errno.errorcode.get(error.errno or 0, str(error.errno))
-            self._log.event(name, "accept_failed", error=name, open_files_limit=open_files_limit())
+            self._log.event(name, "accept_resource_error", error=name, open_files_limit=open_files_limit())
             return
         loop.default_exception_handler(context)
 

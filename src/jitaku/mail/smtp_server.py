@@ -369,8 +369,12 @@ class Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: RoutedEnvelope) -> str:
         assert envelope.spool is not None
-        async with envelope.spool.loaded() as data:
-            return await self._accept(session, envelope, data)
+        try:
+            async with envelope.spool.loaded() as data:
+                return await self._accept(session, envelope, data)
+        except OSError as error:  # the spool file could not be read back: nothing was committed
+            log.event("spool_failed", client=client_ip(session), error=repr(error))
+            return "451 4.3.0 Error: queue file read error, try again later"
 
     async def _accept(self, session: Session, envelope: RoutedEnvelope, data: bytes) -> str:
         if has_bare_line_end(data):
@@ -379,7 +383,8 @@ class Handler:
             return f"554 5.4.6 Too many hops: more than {MAX_HOPS} Received headers, a mail loop (RFC 5321 §6.3)"
         user = self._user(session)
         if user is not None:
-            for author in headers.from_addresses(data):
+            # a From field up to max_header_size takes a while to parse: off the loop
+            for author in await asyncio.to_thread(headers.from_addresses, data):
                 if not await self.policy.owns(user, author):
                     return f"553 5.7.1 From: <{author}> is not an address of user {user}"
         arrival = Arrival(
