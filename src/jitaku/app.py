@@ -269,14 +269,15 @@ async def _run(
         for item in bound:
             name = item.listener.name
             factory = protocol_factory(handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name])
-            if item.listener.implicit_tls:
-                servers.append(
-                    await loop.create_server(
-                        factory, sock=item.sock, ssl=tls_context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-                    )
+            implicit = item.listener.implicit_tls
+            servers.append(
+                await loop.create_server(
+                    factory,
+                    sock=item.sock,
+                    ssl=tls_context if implicit else None,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
                 )
-            else:
-                servers.append(await loop.create_server(factory, sock=item.sock))
+            )
         protocols = {
             "imap": (
                 ImapServer(

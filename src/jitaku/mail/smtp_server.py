@@ -85,7 +85,8 @@ def is_loopback(peer: Any) -> bool:
 
 
 class JitakuSMTP(SMTP):
-    """aiosmtpd's SMTP with our AUTH handling: async password checks, failure limits, TLS unless loopback."""
+    """aiosmtpd's SMTP with our AUTH handling (async password checks, failure limits, TLS unless loopback),
+    our DATA (into a spool, bounded) and the listener's connection limits."""
 
     def __init__(
         self, handler: Handler, spooler: Spooler, settings: SmtpSettings, limit: ConnectionLimit, **kwargs: Any
