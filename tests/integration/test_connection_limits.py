@@ -54,7 +54,6 @@ def limited_server(jitaku_factory: Any, **limits: int) -> Jitaku:
     server.start()
     for listener in LISTENERS:
         wait_for_port(port_of(server, listener))
-    time.sleep(0.5)  # for the daemon to see wait_for_port's connections closed
     return server
 
 
@@ -78,34 +77,56 @@ def open_files_limits(pid: int) -> tuple[int, int]:
     raise AssertionError("no Max open files in /proc/PID/limits")
 
 
+REFUSALS = {
+    "smtp": b"421 4.7.0 ",
+    "submission": b"421 4.7.0 ",
+    "imap": b"* BYE [UNAVAILABLE] ",
+    "pop3": b"-ERR [SYS/TEMP] ",
+    "web": b"HTTP/1.1 503 ",
+}
+
+
+def admitted(answer: bytes, listener: str) -> bool:
+    return answer[:1] in (b"2", b"*", b"+", b"H") and not answer.startswith(REFUSALS[listener])
+
+
+def admitted_connections(port: int, listener: str, count: int, source: str) -> list[socket.socket]:
+    """COUNT connections from SOURCE that the daemon admits. It counts a close when its event loop gets to
+    it, later on a loaded machine: until then earlier connections still count, and this tries again."""
+    deadline = time.monotonic() + 15
+    while True:
+        held = [connect(port, source) for _ in range(count)]
+        if listener == "web":
+            return held  # a web client is answered only once it asks
+        answers = [greeting(sock, listener) for sock in held]
+        if all(admitted(answer, listener) for answer in answers):
+            return held
+        for sock in held:
+            sock.close()
+        assert time.monotonic() < deadline, answers
+        time.sleep(0.5)
+
+
 def test_every_listener_bounds_connections_per_address_and_in_all(jitaku_factory: Any) -> None:
     server = limited_server(jitaku_factory, max_connections_per_ip=3, max_connections=5)
-    refusals = {
-        "smtp": b"421 4.7.0 ",
-        "submission": b"421 4.7.0 ",
-        "imap": b"* BYE [UNAVAILABLE] ",
-        "pop3": b"-ERR [SYS/TEMP] ",
-        "web": b"HTTP/1.1 503 ",
-    }
     for listener in LISTENERS:
         port = port_of(server, listener)
-        held = [connect(port) for _ in range(3)]
-        if listener != "web":  # a web client is answered only once it asks
-            answers = [greeting(sock, listener) for sock in held]
-            assert all(answer[:1] in (b"2", b"*", b"+") for answer in answers), answers
+        held = admitted_connections(port, listener, 3, "127.0.0.1")
         over = connect(port)
-        assert greeting(over, listener).startswith(refusals[listener]), listener
-        held += [connect(port, "127.0.0.2") for _ in range(2)]  # another address, up to the total of 5
-        if listener != "web":
-            assert all(greeting(sock, listener)[:1] in (b"2", b"*", b"+") for sock in held[3:]), listener
+        assert greeting(over, listener).startswith(REFUSALS[listener]), listener
+        held += admitted_connections(port, listener, 2, "127.0.0.2")  # another address, up to the total of 5
         beyond = connect(port, "127.0.0.3")
-        assert greeting(beyond, listener).startswith(refusals[listener]), listener
+        assert greeting(beyond, listener).startswith(REFUSALS[listener]), listener
         for sock in [*held, over, beyond]:
             sock.close()
-        time.sleep(0.3)
-        with connect(port, "127.0.0.3") as again:  # closed connections no longer count
-            answer = greeting(again, listener)
-        assert answer[:1] in (b"2", b"*", b"+", b"H") and not answer.startswith(refusals[listener]), listener
+        deadline = time.monotonic() + 15
+        while True:  # closed connections no longer count (once the daemon has seen them closed)
+            with connect(port, "127.0.0.3") as again:
+                answer = greeting(again, listener)
+            if admitted(answer, listener):
+                break
+            assert time.monotonic() < deadline, (listener, answer)
+            time.sleep(0.5)
     assert "event=connection_refused" in server.log()
 
 
@@ -125,7 +146,8 @@ def test_idle_sockets_past_the_common_soft_limit_leave_every_listener_up(jitaku_
             for _ in range(50):
                 idle.append(connect(server.smtp_port, f"127.0.0.{address}"))
         answers = [first_line(sock)[:3] for sock in idle]
-        assert answers.count(b"220") == 1000 and answers.count(b"421") == 100, set(answers)
+        # 1,000 in all (wait_for_port's probes may not have been seen closed yet), the rest refused
+        assert 990 <= answers.count(b"220") <= 1000 and answers.count(b"421") == 1100 - answers.count(b"220")
         for listener in ("submission", "imap", "pop3"):
             with connect(port_of(server, listener)) as sock:
                 assert greeting(sock, listener)[:1] in (b"2", b"*", b"+"), listener
