@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from jitaku import log, resolver
 from jitaku.config import Config, Listen
+from jitaku.connections import AcceptErrors, ConnectionLimit, limited, open_files_limit, raise_open_files_limit
 from jitaku.errors import ServeError
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
@@ -26,6 +27,7 @@ from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
 from jitaku.mail.pop3 import Pop3Server
 from jitaku.mail.queue import Queue
 from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
+from jitaku.mail.spool import Spooler
 from jitaku.passwords import Checker
 from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database
@@ -33,7 +35,12 @@ from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+LARGE_BLOCK = 1 << 20
 HTTPS_PORT = 443
+# Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
+# its listener's limits (asyncio's default is 60).
+TLS_HANDSHAKE_TIMEOUT = 20.0
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
 
 MX = Listener("mx", authenticated=False)
@@ -43,6 +50,12 @@ IMAP = Listener("imap", authenticated=True)
 IMAPS = Listener("imaps", authenticated=True, implicit_tls=True)
 POP3 = Listener("pop3", authenticated=True)
 POP3S = Listener("pop3s", authenticated=True, implicit_tls=True)
+
+# What each listener says to a connection over its limits, before closing it.
+REFUSALS = {
+    "imap": b"* BYE [UNAVAILABLE] Too many connections; try again later",  # RFC 5530
+    "pop3": b"-ERR [SYS/TEMP] Too many connections; try again later",  # RFC 3206
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,8 @@ def run(config: Config) -> None:
     commit mail in parallel (the kernel spreads connections among them), while
     the queue runs in this process alone.
     """
+    _unmap_large_blocks()
+    raise_open_files_limit()
     bound = _bind(config, _listeners(config))
     try:
         access = _bind(config, _access_listeners(config))
@@ -117,6 +132,19 @@ def run(config: Config) -> None:
                 os.waitpid(pid, 0)
         for sock in [item.sock for item in bound + access] + web:
             sock.close()
+
+
+def _unmap_large_blocks() -> None:
+    """Give every block of LARGE_BLOCK bytes or more its own mapping, returned to the system when freed.
+
+    glibc's default adapts: once a large mapped block is freed, blocks that large come from the heap,
+    which seldom shrinks; ten 22 MB messages left the daemon holding hundreds of MB (issue 15). A fixed
+    threshold also stops the adapting of the trim threshold: keep it at twice, as glibc would.
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc's; other C libraries go without
+    if mallopt is not None:
+        mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
+        mallopt(M_TRIM_THRESHOLD, 2 * LARGE_BLOCK)
 
 
 def _worker(config: Config, bound: list[Bound], parent: int) -> int:
@@ -234,19 +262,24 @@ async def _run(
         listener.name: Handler(listener, policy, pipeline, authenticator, settings.smtp.max_recipients, tally)
         for listener, _ in _listeners(config)
     }
+    spooler = Spooler(config.data_dir)
+    limits = _limits(config)
     servers: list[asyncio.Server] = []
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrors())
     try:
         for item in bound:
-            factory = protocol_factory(
-                handlers[item.listener.name],
-                hostname,
-                tls_context,
-                settings.smtp.max_message_size,
-                settings.smtp.timeout,
+            name = item.listener.name
+            factory = protocol_factory(handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name])
+            implicit = item.listener.implicit_tls
+            servers.append(
+                await loop.create_server(
+                    factory,
+                    sock=item.sock,
+                    ssl=tls_context if implicit else None,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+                )
             )
-            ssl = tls_context if item.listener.implicit_tls else None
-            servers.append(await loop.create_server(factory, sock=item.sock, ssl=ssl))
         protocols = {
             "imap": (
                 ImapServer(
@@ -267,12 +300,18 @@ async def _run(
         }
         for item in access:
             implicit = item.listener.implicit_tls
-            handle, limit = protocols[item.listener.name.removesuffix("s")]
+            protocol = item.listener.name.removesuffix("s")
+            handle, limit = protocols[protocol]
             servers.append(
                 await asyncio.start_server(
-                    functools.partial(handle, implicit_tls=implicit),
+                    limited(
+                        functools.partial(handle, implicit_tls=implicit),
+                        limits[item.listener.name],
+                        REFUSALS[protocol],
+                    ),
                     sock=item.sock,
                     ssl=tls_context if implicit else None,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
                     limit=limit,
                 )
             )
@@ -287,6 +326,7 @@ async def _run(
             data_dir=str(config.data_dir),
             listeners=",".join(str(item.address) for item in bound + access),
             relay=settings.relay.host if settings.relay else "direct-mx",
+            open_files_limit=open_files_limit(),
         )
         async with asyncio.TaskGroup() as tasks:
             background = [tasks.create_task(tally.run())]
@@ -304,7 +344,7 @@ async def _run(
 
                 background.append(tasks.create_task(Monitor(config, database).run()))
             if web:
-                tasks.create_task(_web(config, database, authenticator, web, stop))
+                tasks.create_task(_web(config, database, authenticator, web, stop, limits["web"]))
             await stop.wait()
             for task in background:
                 task.cancel()
@@ -318,6 +358,25 @@ async def _run(
         for server in servers:
             await server.wait_closed()
         checker.close()
+
+
+def _limits(config: Config) -> dict[str, ConnectionLimit]:
+    """Each listener section's connection limits, counted in this process (see jitaku.connections)."""
+    settings = config.settings
+    sections = {
+        MX.name: settings.smtp,
+        SUBMISSION.name: settings.submission,
+        SUBMISSIONS.name: settings.submissions,
+        IMAP.name: settings.imap,
+        IMAPS.name: settings.imaps,
+        POP3.name: settings.pop3,
+        POP3S.name: settings.pop3s,
+        "web": settings.web,
+    }
+    return {
+        name: ConnectionLimit(name, section.max_connections_per_ip, section.max_connections)
+        for name, section in sections.items()
+    }
 
 
 async def _watch(children: list[int], stop: asyncio.Event) -> None:
@@ -334,7 +393,12 @@ async def _watch(children: list[int], stop: asyncio.Event) -> None:
 
 
 async def _web(
-    config: Config, database: Database, authenticator: Authenticator, sockets: list[socket.socket], stop: asyncio.Event
+    config: Config,
+    database: Database,
+    authenticator: Authenticator,
+    sockets: list[socket.socket],
+    stop: asyncio.Event,
+    limit: ConnectionLimit,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
@@ -342,7 +406,7 @@ async def _web(
     """
     import uvicorn
 
-    from jitaku.web import status
+    from jitaku.web import protocol, status
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -359,6 +423,7 @@ async def _web(
         if group:
             settings = uvicorn.Config(
                 app,
+                http=protocol.protocol(limit, config.settings.web.header_timeout, config.settings.web.idle_timeout),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",

@@ -92,25 +92,34 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SmtpSettings(_Section):
+class _Listener(_Section):
+    """What every listener section takes: bounds on the connections it holds open (CONTRACTS.md)."""
+
+    max_connections_per_ip: int = Field(default=50, ge=1, description="open connections from one address")
+    max_connections: int = Field(default=1000, ge=1, description="open connections in all")
+
+
+class SmtpSettings(_Listener):
     listen: ListenList = (Listen("127.0.0.1", 2525),)
     max_message_size: int = Field(default=26_214_400, gt=0)
+    max_header_size: int = Field(default=262_144, ge=1024, description="bytes of a message's header section")
+    max_header_fields: int = Field(default=1000, ge=100, description="fields in a message's header section")
     max_recipients: int = Field(default=100, ge=100, description="RFC 5321 §4.5.3.1.8: at least 100")
     timeout: float = Field(default=300.0, gt=0, description="idle seconds before a session is closed")
     workers: int = Field(default=1, ge=1, le=64, description="processes accepting SMTP (MX and submission)")
 
 
-class SubmissionSettings(_Section):
+class SubmissionSettings(_Listener):
     listen: ListenList = (Listen("127.0.0.1", 2587),)
 
 
-class SubmissionsSettings(_Section):
+class SubmissionsSettings(_Listener):
     """Implicit-TLS submission (port 465, RFC 8314)."""
 
     listen: ListenList = ()
 
 
-class ImapSettings(_Section):
+class ImapSettings(_Listener):
     """IMAP with STARTTLS (RFC 3501); passwords only over TLS, except from loopback."""
 
     listen: ListenList = (Listen("127.0.0.1", 2143),)
@@ -130,13 +139,13 @@ class ImapSettings(_Section):
     )
 
 
-class ImapsSettings(_Section):
+class ImapsSettings(_Listener):
     """IMAP over implicit TLS (port 993, RFC 8314)."""
 
     listen: ListenList = ()
 
 
-class Pop3Settings(_Section):
+class Pop3Settings(_Listener):
     """POP3 with STLS (RFC 1939, 2595); passwords only over TLS, except from loopback."""
 
     listen: ListenList = (Listen("127.0.0.1", 2110),)
@@ -145,13 +154,13 @@ class Pop3Settings(_Section):
     )
 
 
-class Pop3sSettings(_Section):
+class Pop3sSettings(_Listener):
     """POP3 over implicit TLS (port 995, RFC 8314)."""
 
     listen: ListenList = ()
 
 
-class WebSettings(_Section):
+class WebSettings(_Listener):
     listen: ListenList = (Listen("127.0.0.1", 8025),)
     # How the world reaches our pages (list unsubscribe links); default https://HOSTNAME
     url: str = ""
@@ -159,6 +168,8 @@ class WebSettings(_Section):
     trust_loopback: bool = True
     # Bytes a request's body may have, on every route; more is answered 413 (none of our forms comes near)
     max_body_size: int = Field(default=65536, gt=0)
+    header_timeout: float = Field(default=20.0, gt=0, description="seconds a client has to send a request's head")
+    idle_timeout: float = Field(default=60.0, gt=0, description="seconds a request's body may stall")
 
 
 class LoginSettings(_Section):

@@ -29,6 +29,10 @@ domains = ["{domain}"]
 [smtp]                           # the MX: strangers deliver mail for your domains here
 listen = [{smtp}]
 max_message_size = 26214400      # bytes (SIZE, RFC 1870)
+max_header_size = 262144         # bytes of a message's header section; a larger one is refused
+max_header_fields = 1000         # fields in a message's header section
+max_connections_per_ip = 50      # open connections from one address; every listener section below takes
+max_connections = 1000           # these two (default 50 and 1,000), counted per process
 
 [submission]                     # your own mail programs send here (AUTH required; STARTTLS)
 listen = [{submission}]
@@ -56,6 +60,8 @@ listen = [{pop3s}]
 listen = [{web}]
 url = ""                         # how the world reaches these pages (list unsubscribe links); empty: https://HOSTNAME
 max_body_size = 65536            # bytes a request body may have; more is answered 413
+header_timeout = 20              # seconds a client has to send a request's head
+idle_timeout = 60                # seconds a request's body may stall
 
 [login]                          # passwords on submission, IMAP, POP3 and the web login
 max_failures = 5                 # failed logins of one user from one address within window; then that user waits

@@ -27,8 +27,16 @@ def _ours(field: bytes, authserv_id: str) -> bool:
     return bool(words) and words[0].lower() == authserv_id.lower()
 
 
+_RESULTS = re.compile(rb"(?im)^authentication-results[ \t]*:")
+
+
 def strip_forged(message: bytes, authserv_id: str) -> bytes:
-    """Drop Authentication-Results that claim to be ours (RFC 8601 §5): only we may write those."""
+    """Drop Authentication-Results that claim to be ours (RFC 8601 §5): only we may write those.
+
+    MESSAGE itself comes back, not a copy, when it has no Authentication-Results at all (most mail).
+    """
+    if not _RESULTS.search(headers.header_section(message)):
+        return message
     fields, body = headers.split_fields(message)
     return b"".join(field for field in fields if not _ours(field, authserv_id)) + body
 
@@ -38,17 +46,19 @@ _SEALED = re.compile(rb"(?im)^arc-seal:")
 
 
 def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
-    head = message.split(b"\r\n\r\n", 1)[0]
+    head = headers.header_section(message)
     signed = bool(_SIGNED.search(head))
+    sealed = bool(_SEALED.search(head))
     try:
         header = authheaders.authenticate_message(
-            message,
+            # SPF and DMARC read only the header; dkimpy splits the whole message into lines, twice
+            message if signed or sealed else head + b"\r\n",
             authserv_id,
             spf=True,
             dkim=signed,
             dmarc=True,
             # the result a list's own ARC set must carry on (RFC 8617 §5.1.2)
-            arc=bool(_SEALED.search(head)),
+            arc=sealed,
             ip=ip,
             mail_from=mail_from,
             helo=helo,

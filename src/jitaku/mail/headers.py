@@ -18,32 +18,39 @@ def parse(message: bytes) -> Message:
     return _parser.parsebytes(message)
 
 
+def header_section(message: bytes) -> bytes:
+    """The header fields, each with its CRLF, up to the blank line that starts the body (all of MESSAGE
+    when there is none)."""
+    end = message.find(b"\r\n\r\n")
+    return message if end < 0 else message[: end + 2]
+
+
 def from_addresses(message: bytes) -> list[str]:
-    """Every address in the From field(s), lower-cased; empty when there is none or it cannot be parsed."""
-    fields = parse(message).get_all("From") or []
+    """Every address in the From field(s), lower-cased; empty when there is none or it cannot be parsed.
+
+    Only the header section is parsed: the stdlib parser would copy a large body several times over.
+    """
+    fields = parse(header_section(message)).get_all("From") or []
     return [address.lower() for _name, address in getaddresses([str(f) for f in fields]) if address]
 
 
 _NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
-_LINE = re.compile(rb"(?<=\r\n)")
+# Where a field starts: after a CRLF, at a line that does not begin with WSP (RFC 5322 §2.2.3 folding).
+_FIELD_START = re.compile(rb"(?<=\r\n)(?![ \t])")
 _RECEIVED = re.compile(rb"(?im)^received:")
 
 
 def split_fields(message: bytes) -> tuple[list[bytes], bytes]:
-    """Header fields as they are (each with its folded lines and CRLF) and the body from the blank line on."""
-    end = message.find(b"\r\n\r\n")
-    head, body = (message, b"") if end < 0 else (message[: end + 2], message[end + 2 :])
-    fields: list[bytes] = []
-    for line in _LINE.split(head):
-        if not line:
-            continue
-        if not line.endswith(b"\r\n"):
-            line += b"\r\n"
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
-        else:
-            fields.append(line)
-    return fields, body
+    """Header fields as they are (each with its folded lines and CRLF) and the body from the blank line on.
+
+    One regex split, linear in the header's size: appending each folded line to its field was quadratic,
+    and one field folded over 20,000 lines held the MX's event loop for 28 s (issue 15).
+    """
+    head = header_section(message)
+    fields = [field for field in _FIELD_START.split(head) if field]
+    if fields and not fields[-1].endswith(b"\r\n"):
+        fields[-1] += b"\r\n"
+    return fields, message[len(head) :]
 
 
 def field_name(field: bytes) -> str:
@@ -60,8 +67,7 @@ def field_value(field: bytes) -> str:
 
 def hops(message: bytes) -> int:
     """How many servers the message has passed: its Received headers (RFC 5321 §6.3)."""
-    end = message.find(b"\r\n\r\n")
-    return len(_RECEIVED.findall(message if end < 0 else message[:end]))
+    return len(_RECEIVED.findall(header_section(message)))
 
 
 def decoded(value: str | Header | None) -> str:

@@ -17,10 +17,13 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from jitaku import log
+from jitaku.config import SmtpSettings
+from jitaku.connections import ConnectionLimit
 from jitaku.mail import headers, login, trace
 from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
+from jitaku.mail.spool import Spool, Spooler
 from jitaku.store import tallies
 from jitaku.store.tallies import Tally
 
@@ -28,19 +31,19 @@ from jitaku.store.tallies import Tally
 def has_bare_line_end(data: bytes) -> bool:
     """RFC 5321 §2.3.8: lines end in CRLF; a bare CR or LF is how SMTP smuggling hides a second message.
 
-    Counting is ~10x faster than a regex on large messages, and it runs on the event loop.
+    Counting is ~10x faster than a regex on large messages, and it runs on the event loop (a few ms for
+    the largest message `max_message_size` lets in).
     """
     crlf = data.count(b"\r\n")
     return data.count(b"\r") != crlf or data.count(b"\n") != crlf
 
 
+_LINE_TOO_LONG = "500 5.5.6 Line too long (RFC 5321 §4.5.3.1.6)"
+_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+
 # aiosmtpd's own fixed replies, given the enhanced status codes (RFC 3463) our other replies carry.
 _ENHANCED = {
-    "552 Error: Too much mail data": "552 5.3.4 Message size exceeds fixed maximum message size",
-    "552 Error: message size exceeds fixed maximum message size": (
-        "552 5.3.4 Message size exceeds fixed maximum message size"
-    ),
-    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.6 Line too long (RFC 5321 §4.5.3.1.6)",
+    "552 Error: message size exceeds fixed maximum message size": _TOO_BIG,
     "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
     "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
     "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
@@ -60,11 +63,13 @@ class Listener:
 
 
 class RoutedEnvelope(Envelope):
-    """aiosmtpd's envelope plus the policy's decision for each accepted recipient."""
+    """aiosmtpd's envelope plus the policy's decision for each accepted recipient, and the message
+    (in a spool, where aiosmtpd keeps it in memory as original_content)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.routes: list[Accepted] = []
+        self.spool: Spool | None = None
 
 
 def client_ip(session: Session) -> str:
@@ -80,11 +85,20 @@ def is_loopback(peer: Any) -> bool:
 
 
 class JitakuSMTP(SMTP):
-    """aiosmtpd's SMTP with our AUTH handling: async password checks, failure limits, TLS unless loopback."""
+    """aiosmtpd's SMTP with our AUTH handling (async password checks, failure limits, TLS unless loopback),
+    our DATA (into a spool, bounded) and the listener's connection limits."""
 
-    def __init__(self, handler: Handler, **kwargs: Any) -> None:
+    def __init__(
+        self, handler: Handler, spooler: Spooler, settings: SmtpSettings, limit: ConnectionLimit, **kwargs: Any
+    ) -> None:
         super().__init__(handler, **kwargs)
         self._handler_ref = handler
+        self._spooler = spooler
+        self._max_header_size = settings.max_header_size
+        self._max_header_fields = settings.max_header_fields
+        self._limit = limit
+        self._counted: str | None = None  # the client address this connection is counted under
+        self._refused: str | None = None  # why the connection limit refused it
         self._pending_login: LoginPassword | None = None
         self._in_rcpt = False
         self._greeted = False
@@ -111,10 +125,33 @@ class JitakuSMTP(SMTP):
         return RoutedEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        starttls = self._original_transport is not None  # the same connection, now over TLS
         super().connection_made(transport)
+        assert self.session is not None
+        if not starttls:
+            ip = client_ip(self.session)
+            self._refused = self._limit.admit(ip)
+            if self._refused is None:
+                self._counted = ip
         # RFC 8314 / our rule: passwords only over TLS, except from this very machine.
-        if self.session is not None and is_loopback(self.session.peer):
+        if is_loopback(self.session.peer):
             self._auth_require_tls = False
+
+    async def _handle_client(self) -> None:
+        if self._refused is None:
+            await super()._handle_client()
+            return
+        # Postfix's words for its smtpd_client_connection_count_limit
+        who = "from your address" if self._refused == "address" else "now; try again later"
+        await self.push(f"421 4.7.0 {self.hostname} Error: too many connections {who}")
+        assert self.transport is not None
+        self.transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted is not None:
+            self._limit.release(self._counted)
+            self._counted = None
+        super().connection_lost(error)
 
     async def push(self, status: AnyStr) -> None:
         # Replies may echo what the client sent; undecodable bytes come back as "?" (found by fuzzing).
@@ -147,6 +184,92 @@ class JitakuSMTP(SMTP):
             await super().smtp_RCPT(arg)
         finally:
             self._in_rcpt = False
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, reading into a Spool and keeping nothing past a limit.
+
+        aiosmtpd kept every fragment of a line it had already found too long: one 500 MB line without
+        CRLF cost 470 MB (issue 15). The reply to a refused message still waits for the end of the data,
+        as aiosmtpd's and Postfix's do (RFC 5321 §4.2.5).
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        envelope = self.envelope
+        assert isinstance(envelope, RoutedEnvelope)
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        spool = self._spooler.spool()
+        try:
+            status = await self._receive(spool)
+            if status is None:
+                envelope.spool = spool
+                status = await self._call_handler_hook("DATA")
+        finally:
+            spool.close()
+        self.envelope = self._create_envelope()  # what aiosmtpd's _set_post_data_state does
+        await self.push(status)
+
+    async def _receive(self, spool: Spool) -> str | None:
+        """Read the data up to the lone dot into SPOOL; the reply that refuses it, if it must be refused."""
+        session = self.session
+        assert session is not None
+        refusal: str | None = None
+        size = 0
+        in_header, header_size, fields = True, 0, 0
+        rest_of_long_line = False
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as overrun:
+                # RFC 5321 §4.5.3.1.6: a line is at most 1,000 octets; read past this one, keeping nothing
+                size += len(await self._reader.read(overrun.consumed))
+                refusal = refusal or _LINE_TOO_LONG
+                rest_of_long_line = True
+                continue
+            except asyncio.CancelledError:
+                self._writer.close()
+                raise
+            if rest_of_long_line:
+                rest_of_long_line = False
+                continue
+            if line == b".\r\n":
+                return refusal
+            size += len(line)
+            if refusal is not None:
+                continue
+            if self.data_size_limit and size > self.data_size_limit:
+                refusal = _TOO_BIG
+            elif len(line) > self.line_length_limit:
+                refusal = _LINE_TOO_LONG
+            elif in_header:
+                if line == b"\r\n":
+                    in_header = False
+                else:
+                    header_size += len(line)
+                    fields += line[:1] not in (b" ", b"\t")
+                    refusal = self._header_refusal(header_size, fields)
+            if refusal is None:
+                try:
+                    spool.add(line[1:] if line[:1] == b"." else line)  # RFC 5321 §4.5.2 dot-stuffing
+                except OSError as error:
+                    log.event("spool_failed", client=client_ip(session), error=repr(error))
+                    refusal = "452 4.3.1 Insufficient system storage"
+            if refusal is not None:
+                spool.discard()
+
+    def _header_refusal(self, size: int, fields: int) -> str | None:
+        """A bound on the header section, which every later step parses (issue 15): Postfix cuts a field
+        at header_size_limit (100 KiB) and goes on; we refuse rather than alter what we store or relay."""
+        if size > self._max_header_size:
+            return f"552 5.3.4 Message header too large: more than {self._max_header_size} bytes"
+        if fields > self._max_header_fields:
+            return f"552 5.3.4 Too many header fields: more than {self._max_header_fields}"
+        return None
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         # aiosmtpd calls this synchronously; keep the credentials and check them in smtp_AUTH,
@@ -240,14 +363,23 @@ class Handler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: RoutedEnvelope) -> str:
-        data: bytes = envelope.original_content or b""
+        assert envelope.spool is not None
+        try:
+            async with envelope.spool.loaded() as data:
+                return await self._accept(session, envelope, data)
+        except OSError as error:  # the spool file could not be read back: nothing was committed
+            log.event("spool_failed", client=client_ip(session), error=repr(error))
+            return "451 4.3.0 Error: queue file read error, try again later"
+
+    async def _accept(self, session: Session, envelope: RoutedEnvelope, data: bytes) -> str:
         if has_bare_line_end(data):
             return "554 5.6.0 Message contains a bare CR or LF; lines must end in CRLF (RFC 5321 §2.3.8)"
         if headers.hops(data) > MAX_HOPS:
             return f"554 5.4.6 Too many hops: more than {MAX_HOPS} Received headers, a mail loop (RFC 5321 §6.3)"
         user = self._user(session)
         if user is not None:
-            for author in headers.from_addresses(data):
+            # a From field up to max_header_size takes a while to parse: off the loop
+            for author in await asyncio.to_thread(headers.from_addresses, data):
                 if not await self.policy.owns(user, author):
                     return f"553 5.7.1 From: <{author}> is not an address of user {user}"
         arrival = Arrival(
@@ -285,22 +417,26 @@ def protocol_factory(
     handler: Handler,
     hostname: str,
     tls_context: ssl.SSLContext | None,
-    max_message_size: int,
-    timeout: float,
+    settings: SmtpSettings,
+    spooler: Spooler,
+    limit: ConnectionLimit,
 ) -> Callable[[], JitakuSMTP]:
     listener = handler.listener
 
     def build() -> JitakuSMTP:
         return JitakuSMTP(
             handler,
+            spooler,
+            settings,
+            limit,
             hostname=hostname,
             ident="ESMTP jitaku",
-            data_size_limit=max_message_size,
+            data_size_limit=settings.max_message_size,
             enable_SMTPUTF8=True,
             decode_data=False,
             tls_context=None if listener.implicit_tls else tls_context,
             require_starttls=False,
-            timeout=timeout,
+            timeout=settings.timeout,
             auth_required=listener.authenticated,
             auth_require_tls=True,
             authenticator=lambda *args: AuthResult(success=False),

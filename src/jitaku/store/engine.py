@@ -13,6 +13,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # is opened without importing Alembic (about 10 MB of the daemon's memory);
 # tests/test_store.py checks it against Alembic's own head.
 SCHEMA_REVISION = "0012"
+LARGE_VALUE = 1 << 20  # bytes: a bound value this large closes its SQLite connection once it is back in the pool
 
 
 def open_engine(url: str) -> Engine:
@@ -37,6 +38,21 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    # SQLite keeps the values last bound to each statement it has cached for as long as the connection
+    # lives: every pooled connection that stored a 22 MB message kept a copy of it (issue 15). Such a
+    # connection is closed when it returns to the pool, and opened afresh when next needed.
+    @event.listens_for(engine, "after_cursor_execute")
+    def _note_large_values(
+        connection: Connection, _cursor: Any, _statement: str, parameters: Any, _context: Any, executemany: bool
+    ) -> None:
+        if not executemany and any(isinstance(v, bytes | memoryview) and len(v) >= LARGE_VALUE for v in parameters):
+            connection.info["holds_large_value"] = True
+
+    @event.listens_for(engine, "checkin")
+    def _close_if_large(_dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop("holds_large_value", False):
+            record.invalidate()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:

@@ -391,18 +391,20 @@ def add_inbox(
     list_id = connection.execute(select(lists.c.id).where(lists.c.address == list_address)).scalar()
     if list_id is None:  # deleted since RCPT: the client must hear it was not taken
         raise AccountError(f"list {list_address} no longer exists")
+    # values with the execution: a statement's own values stay in SQLAlchemy's cache (see mailstore.append)
     connection.execute(
-        insert(list_inbox).values(
-            list_id=list_id,
-            role=role,
-            recipient=recipient,
-            sender=sender,
-            received_at=now,
-            note=note,
-            attempts=0,
-            next_try=0.0,
-            body=body,
-        )
+        insert(list_inbox),
+        {
+            "list_id": list_id,
+            "role": role,
+            "recipient": recipient,
+            "sender": sender,
+            "received_at": now,
+            "note": note,
+            "attempts": 0,
+            "next_try": 0.0,
+            "body": body,
+        },
     )
 
 

@@ -504,16 +504,19 @@ def append(
     if found is None:
         raise NoSuchMailbox(f"no mailbox {name} for {address}")
     mailbox_id, uid = int(found.id), int(found.uidnext) - 1
+    # The values go with the execution, not into the statement: SQLAlchemy's statement cache keeps the
+    # first statement it compiled, with its values, so the first body stored would be kept for good.
     connection.execute(
-        insert(messages).values(
-            mailbox_id=mailbox_id,
-            uid=uid,
-            flags=flags_text,
-            modseq=int(found.highestmodseq),
-            received_at=time.time() if internal_date is None else internal_date,
-            size=len(body),
-            body=body,
-        )
+        insert(messages),
+        {
+            "mailbox_id": mailbox_id,
+            "uid": uid,
+            "flags": flags_text,
+            "modseq": int(found.highestmodseq),
+            "received_at": time.time() if internal_date is None else internal_date,
+            "size": len(body),
+            "body": body,
+        },
     )
     return uid
 

@@ -57,16 +57,18 @@ def enqueue(
 ) -> None:
     """Queue BODY for RECIPIENTS; with POST_ID the body is that archived list post's, stored once."""
     personal = personal or {}
+    # values with the execution: a statement's own values stay in SQLAlchemy's cache (see mailstore.append)
     connection.execute(
-        insert(queue).values(
-            id=queue_id,
-            sender=sender,
-            created_at=now,
-            next_attempt=now,
-            attempts=0,
-            body=b"" if post_id is not None else body,
-            post_id=post_id,
-        )
+        insert(queue),
+        {
+            "id": queue_id,
+            "sender": sender,
+            "created_at": now,
+            "next_attempt": now,
+            "attempts": 0,
+            "body": b"" if post_id is not None else body,
+            "post_id": post_id,
+        },
     )
     rows = []
     for recipient in recipients:

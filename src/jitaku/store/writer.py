@@ -42,21 +42,27 @@ class Writer:
         self._thread.join()
 
     def _work(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._jobs.put(None)
-                    break
-                batch.append(more)
+        # The batch is a local of _next_batch and _commit alone: held here, the last batch's jobs (and the
+        # messages they store) would stay in memory until the next write.
+        while (batch := self._next_batch()) is not None:
             self._commit(batch)
+            del batch
+
+    def _next_batch(self) -> list[Job] | None:
+        first = self._jobs.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                more = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                self._jobs.put(None)
+                break
+            batch.append(more)
+        return batch
 
     def _commit(self, batch: list[Job]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []

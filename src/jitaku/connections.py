@@ -1,0 +1,128 @@
+"""Bounds on the connections a process holds: per listener, from one address and in all; the descriptor
+limit; and accept errors logged once a minute.
+
+At the common soft limit of 1,024 descriptors, 1,100 idle sockets took every listener down while the log
+grew 6 MB/s of `accept() out of system resource` tracebacks (issue 15). Each process counts its own
+connections: with `[smtp] workers = N` the SMTP listeners accept in N processes, so an address may hold
+up to N times `max_connections_per_ip` there; each process's `max_connections` bounds its own
+descriptors, which are what run out (RLIMIT_NOFILE is per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import resource
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jitaku import log
+
+LOG_EVERY = 60.0  # seconds between two log lines about the same refusals or errors
+
+Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class _Throttled:
+    """One log line per LOG_EVERY seconds for a kind of event, counting those it leaves out."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._left_out: collections.Counter[str] = collections.Counter()
+
+    def event(self, kind: str, name: str, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -LOG_EVERY) < LOG_EVERY:
+            self._left_out[kind] += 1
+            return
+        self._last[kind] = now
+        log.event(name, **fields, left_out=self._left_out.pop(kind, 0))
+
+
+class ConnectionLimit:
+    """The open connections of one listener section ([smtp], [imap], [web], ...) in this process."""
+
+    def __init__(self, listener: str, per_ip: int, total: int) -> None:
+        self.listener = listener
+        self.per_ip = per_ip
+        self.total = total
+        self._open: collections.Counter[str] = collections.Counter()
+        self._count = 0
+        self._log = _Throttled()
+
+    def admit(self, ip: str) -> str | None:
+        """Count a new connection from IP; None, or why it is refused ("address" or "total"): the caller
+        then answers in its protocol's words, closes, and does not call `release`."""
+        if self._count >= self.total:
+            reason = "total"
+        elif self._open[ip] >= self.per_ip:
+            reason = "address"
+        else:
+            self._open[ip] += 1
+            self._count += 1
+            return None
+        self._log.event(
+            reason, "connection_refused", listener=self.listener, reason=reason, client=ip, open=self._count
+        )
+        return reason
+
+    def release(self, ip: str) -> None:
+        self._count -= 1
+        self._open[ip] -= 1
+        if not self._open[ip]:
+            del self._open[ip]
+
+
+def limited(serve: Serve, limit: ConnectionLimit, refusal: bytes) -> Serve:
+    """SERVE (an asyncio.start_server callback) for connections LIMIT admits; others get the line
+    REFUSAL (with CRLF) and are closed."""
+
+    async def gate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        ip = str(peer[0]) if peer else "?"
+        if limit.admit(ip) is not None:
+            writer.write(refusal + b"\r\n")
+            writer.close()
+            return
+        try:
+            await serve(reader, writer)
+        finally:
+            limit.release(ip)
+
+    return gate
+
+
+class AcceptErrors:
+    """The event loop's exception handler: asyncio logs a traceback each time a listener cannot accept for
+    want of descriptors (and retries a second later, for every listener); this logs one line a minute."""
+
+    RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+    def __init__(self) -> None:
+        self._log = _Throttled()
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if isinstance(error, OSError) and error.errno in self.RESOURCES and "accept" in context.get("message", ""):
+            name = errno.errorcode.get(error.errno or 0, str(error.errno))
+            self._log.event(name, "accept_resource_error", error=name, open_files_limit=open_files_limit())
+            return
+        loop.default_exception_handler(context)
+
+
+def open_files_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit (the soft one is often 1,024); the limit
+    now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):  # an unlimited hard limit is more than the kernel's nr_open allows
+            pass
+    return open_files_limit()
