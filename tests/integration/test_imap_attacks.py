@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import READER, Jitaku, RawSession, wait_for_port
+from tests.conftest import READER, Jitaku, wait_for_port
 from tests.integration.pressure import MB, Pressure, still_serves
 
 PASSWORD = "secret-password"
@@ -96,13 +96,11 @@ def many_fields(count: int, subject: bytes = b"needle") -> bytes:
 
 
 def test_search_text_over_a_message_of_twenty_thousand_header_fields(jitaku_factory: Any) -> None:
-    """Issue 15 point 1: the MX takes such a message from anyone; SEARCH TEXT over it froze the daemon 18 s."""
+    """Issue 15 point 1: SEARCH TEXT over such a message froze the daemon 18 s. The MX now refuses a header of
+    more than [smtp] max_header_fields (1,000), but a mailbox may hold one from before, or APPENDed."""
     server = imap_server(jitaku_factory)
-    with RawSession(server.smtp_port, timeout=60) as mx:
-        assert mx.start_data(recipient=READER).startswith(b"354")
-        mx.sock.sendall(many_fields(20_000) + b".\r\n")
-        assert mx.reply().startswith(b"250")
     imap = Imap(server.imap_port).log_in()
+    assert imap.append(many_fields(20_000)).startswith(b"OK")
     with Pressure(server) as pressure:
         lines, done = imap.command(b"SEARCH TEXT needle")
         assert done.startswith(b"OK") and lines == [b"* SEARCH 1\r\n"]

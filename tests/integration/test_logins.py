@@ -34,8 +34,16 @@ T = TypeVar("T")
 
 def smtp_auth(server: Jitaku, user: str, password: str, source: str = "127.0.0.1", ready: Any = None) -> int:
     """AUTH PLAIN on submission from SOURCE; the reply's code. READY (a Barrier) holds the AUTH until every
-    client is connected, so the tries reach the daemon together."""
-    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60, source_address=(source, 0)) as client:
+    client is connected, so the tries reach the daemon together. A connection refused at once (421: the
+    daemon has not yet seen the close of an earlier one from the same address, such as the fixture's port
+    probe, and counts 50 open) gets no try."""
+    try:
+        client = smtplib.SMTP("127.0.0.1", server.submission_port, timeout=60, source_address=(source, 0))
+    except smtplib.SMTPConnectError as refused:  # over max_connections_per_ip: no try at all
+        if ready is not None:
+            ready.wait()
+        return refused.smtp_code
+    with client:
         client.ehlo("client.test")
         if ready is not None:
             ready.wait()
@@ -124,7 +132,7 @@ def test_fifty_wrong_passwords_at_once_get_five_checks_and_lock_out_only_that_us
     codes = Counter(in_parallel(50, lambda _i, ready: smtp_auth(server, ALICE, "wrong", ready=ready)))
     print(f"50 parallel wrong passwords on submission: {dict(codes)}, checked {checked(server, 'submission')}")
     assert checked(server, "submission") <= 5 and codes[535] == checked(server, "submission")
-    assert codes[454] >= 45 and set(codes) <= {454, 535}
+    assert codes[454] + codes[421] >= 45 and set(codes) <= {421, 454, 535} and codes[421] <= 2
     assert smtp_auth(server, ALICE, PASSWORD) == 454  # the phone with the old password keeps its user out
     assert smtp_auth(server, ALICE, PASSWORD, source="127.0.0.2") == 235  # from home, alice logs in
     assert smtp_auth(server, BOB, PASSWORD) == 235  # and the rest of the household, behind the same address
