@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import json
 import os
 import pwd
@@ -30,10 +31,25 @@ from dnslib.server import BaseResolver, DNSServer
 JITAKU = [sys.executable, "-m", "jitaku"]
 
 
+# Ports for our servers come from below the kernel's ephemeral range (32768-60999 by default), where no client
+# socket is ever given one: a port picked by binding port 0 could be taken by some test's outgoing connection
+# (the attack tests open a thousand) before the daemon binds it. Each xdist worker has a block of its own.
+PORT_BLOCK = 2000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 12000 + PORT_BLOCK * (int(worker) if worker.isdigit() else 0) % 20000
+    for _ in range(PORT_BLOCK):
+        port = base + next(_next_port) % PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + PORT_BLOCK - 1}")
 
 
 def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
