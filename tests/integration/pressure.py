@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import statistics
 import threading
 import time
 from typing import Any
@@ -129,8 +130,11 @@ class Pressure:
         return max(self.banners)
 
     def report(self, attack: str) -> str:
-        """One line for the test's output (pytest -s, or the failure message)."""
-        banner = f" worst_banner={self.worst_banner:.3f}s probes={len(self.banners)}" if self.banners else ""
+        """One line for the test's output (pytest -s, or the failure message); bench/attacks reads it."""
+        banner = ""
+        if self.banners:
+            median = statistics.median(self.banners)
+            banner = f" worst_banner={self.worst_banner:.3f}s median_banner={median:.3f}s probes={len(self.banners)}"
         return (
             f"attack={attack} idle_rss={self.idle_rss / MB:.0f}MB peak_rss={self.peak_rss / MB:.0f}MB"
             f" growth={self.rss_growth / MB:.0f}MB{banner}"
@@ -142,4 +146,3 @@ def still_serves(server: Any) -> None:
     assert server.process.poll() is None, "the daemon died:\n" + server.log()[-3000:]
     wait = banner_wait(server.smtp_port, timeout=10)
     assert wait < 5, f"no MX banner within 5 s after the attack ({wait:.1f} s)"
-
