@@ -40,10 +40,7 @@ def ensure_self_signed(tls_dir: Path, hostname: str) -> bool:
         key_path,
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
-    descriptor = os.open(cert_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(certificate.public_bytes(serialization.Encoding.PEM))
-    os.chmod(cert_path, 0o644)  # public, but nobody else's to replace (umask 000 would leave it 0666)
+    _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)  # public, ours to replace
     return True
 
 
@@ -55,7 +52,12 @@ def server_context(tls_dir: Path) -> ssl.SSLContext:
 
 def write_secret(path: Path, data: bytes) -> None:
     """Write a private key or password file readable by its owner only (0600 from the first byte)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _write(path, data, 0o600)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Write PATH with MODE, whatever the umask or the mode of a file that was there (O_TRUNC keeps it)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
-    os.chmod(path, 0o600)
+    os.chmod(path, mode)
