@@ -56,8 +56,13 @@ def write_secret(path: Path, data: bytes) -> None:
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write PATH with MODE, whatever the umask or the mode of a file that was there (O_TRUNC keeps it)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    """Write PATH whole (on disk before we return) with MODE, whatever the umask or the mode of a file that was
+    there (O_TRUNC keeps it), set before the first byte. A symbolic link where PATH should be is refused (ELOOP),
+    never written through: in a data directory others could once write to, one may point at /etc/shadow, which
+    `jitaku init` as root would otherwise overwrite with a key and make 0600 (provision.tighten reports it)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(descriptor, mode)
         file.write(data)
-    os.chmod(path, mode)
+        file.flush()
+        os.fsync(descriptor)

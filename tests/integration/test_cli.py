@@ -332,3 +332,19 @@ def test_init_sets_private_modes_whatever_the_umask_and_tightens_an_open_data_di
     assert init(nested).returncode == 0
     assert mode(nested) == 0o700 and mode(nested.parent) == mode(nested.parent.parent) == 0o755
     assert mode(nested / "dkim") == mode(nested / "tls") == 0o700
+
+
+def test_init_never_writes_through_a_link_planted_where_a_key_belongs(tmp_path: Path) -> None:
+    """A data directory others could write to may hold a link where init writes a key: as root, init
+    overwrote what it pointed at and made it 0600. Now it refuses, in one line, and the target is untouched."""
+    data = tmp_path / "open"
+    (data / "tls").mkdir(parents=True)
+    data.chmod(0o777)
+    elsewhere = tmp_path / "not-ours"
+    elsewhere.write_text("precious\n")
+    elsewhere.chmod(0o644)
+    (data / "tls" / "key.pem").symlink_to(elsewhere)
+    result = run("init", "--dir", str(data), "--domain", "example.test")
+    assert result.returncode != 0 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert f"could not check {data / 'tls' / 'key.pem'}" in result.stdout
+    assert elsewhere.read_text() == "precious\n" and elsewhere.stat().st_mode & 0o777 == 0o644
