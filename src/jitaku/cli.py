@@ -129,7 +129,7 @@ def init(
         console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
     config = _config(data_dir)
     for change in provision.tighten(config):
-        console.print(change)
+        console.print(visible(change))  # it names what it found in dkim/, which others may have written to
     for made in provision.complete(config):
         console.print(f"ready: {made}")
     print("\nPublish these DNS records (zone-file form):")

@@ -324,9 +324,15 @@ def test_init_sets_private_modes_whatever_the_umask_and_tightens_an_open_data_di
     # what another hand loosened later is tightened by the next init, and said
     (open_dir / "dkim").chmod(0o777)
     (open_dir / "dkim" / "example.test.jitaku.key").chmod(0o666)
+    planted = open_dir / "dkim" / "\x1b]0;pwned\x07.key"  # a stranger's name, said to the owner's terminal
+    planted.write_text("x")
+    planted.chmod(0o666)
     again = init(open_dir)
     assert mode(open_dir / "dkim") == 0o700 and mode(open_dir / "dkim" / "example.test.jitaku.key") == 0o600
     assert f"tightened {open_dir / 'dkim'} from 0777 to 0700" in again.stdout
+    assert f"tightened {open_dir / 'dkim'}/\\x1b]0;pwned\\x07.key from 0666 to 0600" in again.stdout
+    assert not any(character in again.stdout for character in STEERING), repr(again.stdout)
+    planted.unlink()
     # a new directory and the parents made for it, under umask 000
     nested = tmp_path / "made" / "for" / "jitaku"
     assert init(nested).returncode == 0
