@@ -51,7 +51,7 @@ SIGNING_THREADS = max(2, os.cpu_count() or 1)  # RSA runs outside the GIL
 
 def one_click_token(mailing_list: MailingList, member: str) -> str:
     """The unguessable part of a member's one-click unsubscribe URL (RFC 8058 §3.1)."""
-    return hmac.new(bytes.fromhex(mailing_list.secret), member.lower().encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(mailing_list.key, member.lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def member_for_token(mailing_list: MailingList, members: list[Member], token: str) -> str | None:
