@@ -49,9 +49,10 @@ DirOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
 DEFAULT_DIR = Path("jitaku-data")
 
-# No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise). No
+# No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise); no emoji
+# codes, which Rich replaces even without markup (a stranger's `:warning:` showed as a warning sign). No
 # highlighting, which colours parts of a line by guesswork, and no wrapping of plain lines (a path stays whole).
-console = Console(markup=False, highlight=False, soft_wrap=True)
+console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 class CliError(Exception):

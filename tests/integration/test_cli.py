@@ -239,9 +239,9 @@ def _read_or_end(reader: Any) -> bytes:
 
 def test_a_strangers_subject_cannot_steer_the_owners_terminal(server: Jitaku) -> None:
     """Control characters in outside text print spelled out in every table, raw or from an encoded-word;
-    Rich markup prints as itself, Japanese as itself; --json stays exact."""
+    Rich markup and emoji codes print as themselves, Japanese as itself; --json stays exact."""
     planted = [
-        b"From: Mallory <mallory@remote.test>\r\nSubject: \x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/]\r\n",
+        b"From: Mallory <mallory@remote.test>\r\nSubject: \x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/] :warning:\r\n",
         b"From: =?utf-8?b?4oCuZXZpbA==?= <eve@remote.test>\r\nSubject: =?utf-8?q?=1B[31mred=07=C2=9B?=\r\n",
         b"From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nSubject: =?utf-8?b?5pel5pys6Kqe44Gu5Lu25ZCN?=\r\n",
     ]
@@ -256,10 +256,10 @@ def test_a_strangers_subject_cannot_steer_the_owners_terminal(server: Jitaku) ->
         return result.stdout
 
     exact = [row["subject"] for row in json.loads(cli("mailbox", "list", "alice@example.test", "--json"))]
-    assert exact == ["\x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/]", "\x1b[31mred\x07\x9b", "日本語の件名"]
+    assert exact == ["\x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/] :warning:", "\x1b[31mred\x07\x9b", "日本語の件名"]
     shown = cli("mailbox", "list", "alice@example.test")
     assert not any(character in shown for character in STEERING), repr(shown)
-    assert "\\x1b]0;pwned\\x07\\x1b[2J raw [bold]x[/] [/]" in shown
+    assert "\\x1b]0;pwned\\x07\\x1b[2J raw [bold]x[/] [/] :warning:" in shown  # no markup, no emoji codes
     assert "\\x1b[31mred\\x07\\x9b" in shown and "\\u202eevil" in shown
     assert "山田" in shown and "日本語の件名" in shown
     # `mailbox show` writes the stored bytes to a pipe, and spells the controls out to a terminal
