@@ -212,7 +212,11 @@ def complete(config: Config) -> list[str]:
 
 def tighten(config: Config) -> list[str]:
     """Take away what others may do with the data directory and the secrets in it, whoever loosened
-    them (a 0777 directory made beforehand, umask 000, a copy with `cp -r`); one sentence per change."""
+    them (a 0777 directory made beforehand, umask 000, a copy with `cp -r`); one sentence per change.
+
+    Only before this process opens the database: it opens and closes jitaku.db, and closing any descriptor
+    of a file drops every POSIX lock the process holds on it, SQLite's included ("How To Corrupt An SQLite
+    Database File", §2.2). Its cost does not grow with the database: a stat and a chmod per file."""
     data_dir = config.data_dir
     wanted: list[tuple[Path, int, int]] = [  # (path, bits that must not be set, the mode then)
         (data_dir, 0o027, DATA_DIR_MODE),  # 0750 is kept: a backup group may read it
