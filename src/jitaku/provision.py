@@ -233,7 +233,11 @@ def tighten(config: Config) -> list[str]:
     changes = []
     for path, forbidden, mode in wanted:
         # Inside, a symbolic link is never followed: in a directory others could write to, one may point
-        # at /etc/shadow. The data directory itself is the one the owner named, link or not.
+        # at /etc/shadow. The data directory itself is the one the owner named, link or not. O_NOFOLLOW
+        # looks at the last name only, so nothing below a dkim/ or tls/ that is a link is touched (the link
+        # is reported); the data directory is tightened first, so nobody else can put one there in between.
+        if path.parent != data_dir and path.parent.is_symlink():
+            continue
         flags = os.O_RDONLY | os.O_NONBLOCK | (0 if path == data_dir else os.O_NOFOLLOW)
         try:
             descriptor = os.open(path, flags)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import ssl
 from pathlib import Path
@@ -59,7 +60,10 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     """Write PATH whole (on disk before we return) with MODE, whatever the umask or the mode of a file that was
     there (O_TRUNC keeps it), set before the first byte. A symbolic link where PATH should be is refused (ELOOP),
     never written through: in a data directory others could once write to, one may point at /etc/shadow, which
-    `jitaku init` as root would otherwise overwrite with a key and make 0600 (provision.tighten reports it)."""
+    `jitaku init` as root would otherwise overwrite with a key and make 0600 (provision.tighten reports it).
+    O_NOFOLLOW looks at the last name only, so a link in place of the directory (tls/, dkim/) is refused too."""
+    if path.parent.is_symlink():
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path.parent))
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(descriptor, "wb") as file:
         os.fchmod(descriptor, mode)

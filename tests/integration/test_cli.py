@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks, wait_until
 
 
@@ -340,17 +342,42 @@ def test_init_sets_private_modes_whatever_the_umask_and_tightens_an_open_data_di
     assert mode(nested / "dkim") == mode(nested / "tls") == 0o700
 
 
-def test_init_never_writes_through_a_link_planted_where_a_key_belongs(tmp_path: Path) -> None:
-    """A data directory others could write to may hold a link where init writes a key: as root, init
-    overwrote what it pointed at and made it 0600. Now it refuses, in one line, and the target is untouched."""
+@pytest.mark.parametrize("planted", ["tls/key.pem", "tls"])
+def test_init_never_writes_through_a_link_planted_where_a_key_belongs(tmp_path: Path, planted: str) -> None:
+    """A data directory others could write to may hold a link where init writes a key, or where its
+    directory is: as root, init overwrote what it pointed at and made it 0600. Now it refuses, in one line,
+    and leaves the target as it was."""
     data = tmp_path / "open"
-    (data / "tls").mkdir(parents=True)
+    data.mkdir()
     data.chmod(0o777)
     elsewhere = tmp_path / "not-ours"
-    elsewhere.write_text("precious\n")
-    elsewhere.chmod(0o644)
-    (data / "tls" / "key.pem").symlink_to(elsewhere)
+    elsewhere.mkdir()
+    (elsewhere / "key.pem").write_text("precious\n")
+    (elsewhere / "key.pem").chmod(0o644)
+    link = data / planted
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(elsewhere / "key.pem" if planted.endswith(".pem") else elsewhere)
     result = run("init", "--dir", str(data), "--domain", "example.test")
     assert result.returncode != 0 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-    assert f"could not check {data / 'tls' / 'key.pem'}" in result.stdout
-    assert elsewhere.read_text() == "precious\n" and elsewhere.stat().st_mode & 0o777 == 0o644
+    assert f"could not check {link}" in result.stdout
+    target = elsewhere / "key.pem"
+    assert target.read_text() == "precious\n" and target.stat().st_mode & 0o777 == 0o644
+    assert [path.name for path in elsewhere.iterdir()] == ["key.pem"]
+
+
+def test_a_data_directory_that_is_a_link_is_the_owners_and_followed(tmp_path: Path) -> None:
+    """Only links inside the data directory are refused: the directory the owner named may itself be one."""
+    from jitaku.web.auth import session_secret
+
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "jitaku-data").symlink_to(tmp_path / "disk")
+    result = run("init", "--dir", str(tmp_path / "jitaku-data"), "--domain", "example.test")
+    assert result.returncode == 0, result.stderr
+    assert len(session_secret(tmp_path / "jitaku-data")) == 64  # made on serve's first start
+    assert sorted(path.name for path in (tmp_path / "disk").iterdir()) == [
+        "dkim",
+        "jitaku.db",
+        "jitaku.toml",
+        "tls",
+        "web.secret",
+    ]

@@ -36,7 +36,8 @@ def session_secret(data_dir: Path) -> str:
     """The key that signs session cookies: made once (written whole, then renamed), kept 0600 in the data dir."""
     path = data_dir / SECRET_FILE
     if not path.exists():
-        partial = path.with_name(f"{SECRET_FILE}.{os.getpid()}")
+        # the data directory itself may be a link (the owner's), which the writer refuses as a file's parent
+        partial = data_dir.resolve() / f"{SECRET_FILE}.{os.getpid()}"
         write_secret(partial, secrets.token_hex(32).encode())
         os.replace(partial, path)
     secret = path.read_text().strip()
