@@ -232,21 +232,21 @@ Shall we?
 
 
 def test_postfix_dsn_names_the_permanent_failure() -> None:
-    assert bounces.failures(POSTFIX_DSN) == ({"bob@example.com"}, set())
+    assert bounces.failures(POSTFIX_DSN) == bounces.Failures({"bob@example.com"}, set(), set())
     assert bounces.is_auto_reply(POSTFIX_DSN)
 
 
 def test_delayed_dsn_is_a_temporary_failure() -> None:
-    assert bounces.failures(DELAYED_DSN) == (set(), {"carol@example.net"})
+    assert bounces.failures(DELAYED_DSN) == bounces.Failures(set(), {"carol@example.net"}, set())
     assert bounces.is_auto_reply(DELAYED_DSN)
 
 
 def test_qmail_bounce_without_any_standard_format() -> None:
-    assert bounces.failures(QMAIL_BOUNCE) == ({"bob@example.com"}, set())
+    assert bounces.failures(QMAIL_BOUNCE) == bounces.Failures({"bob@example.com"}, set(), set())
 
 
 def test_exim_bounce() -> None:
-    assert bounces.failures(EXIM_BOUNCE) == ({"dave@example.net"}, set())
+    assert bounces.failures(EXIM_BOUNCE) == bounces.Failures({"dave@example.net"}, set(), set())
     assert bounces.is_auto_reply(EXIM_BOUNCE.replace(b"Auto-Submitted: auto-replied\n", b""))
 
 
@@ -263,12 +263,12 @@ def test_exim_bounce() -> None:
     ],
 )
 def test_garbage_is_no_failure_and_never_raises(junk: bytes) -> None:
-    assert bounces.failures(junk) == (set(), set())
+    assert bounces.failures(junk) == bounces.Failures(set(), set(), set())
 
 
 def test_posts_and_auto_replies_are_no_failures() -> None:
-    assert bounces.failures(VACATION) == (set(), set())
-    assert bounces.failures(PLAIN_POST) == (set(), set())
+    assert bounces.failures(VACATION) == bounces.Failures(set(), set(), set())
+    assert bounces.failures(PLAIN_POST) == bounces.Failures(set(), set(), set())
 
 
 def test_auto_replies_are_recognised() -> None:

@@ -208,8 +208,23 @@ def test_list_copies_queued_before_signing_go_out_signed_after_the_upgrade(tmp_p
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     long_member = "taro.yamada.the.third.of.his.name@mail.subdivision.example.co.jp"
+    unsigned = {
+        "kenji@example.jp": "sota-bounces+kenji=example.jp@example.test",
+        long_member: f"sota-bounces+{long_member.replace('@', '=')}@example.test",
+        "x@y.test": "gone-bounces+x=y.test@example.test",  # a list that is no more
+        "z@y.test": None,
+    }
+    signed = {
+        **unsigned,
+        "kenji@example.jp": verp.bounce_address("sota@example.test", "kenji@example.jp", found.key),
+        long_member: verp.bounce_address("sota@example.test", long_member, found.key),
+    }
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
+
+        def senders() -> dict[str, str | None]:
+            return dict(connection.execute(text("SELECT recipient, sender FROM queue_recipients")).all())
+
         command.downgrade(config, "0009")
         connection.execute(
             text(
@@ -217,24 +232,18 @@ def test_list_copies_queued_before_signing_go_out_signed_after_the_upgrade(tmp_p
             ),
             {"s": "sota-bounces@example.test"},
         )
-        for recipient, sender in [
-            ("kenji@example.jp", "sota-bounces+kenji=example.jp@example.test"),
-            (long_member, f"sota-bounces+{long_member.replace('@', '=')}@example.test"),
-            ("x@y.test", "gone-bounces+x=y.test@example.test"),  # a list that is no more
-            ("z@y.test", None),
-        ]:
+        for recipient, sender in unsigned.items():
             connection.execute(
                 text("INSERT INTO queue_recipients (queue_id, recipient, sender) VALUES ('Q', :r, :s)"),
                 {"r": recipient, "s": sender},
             )
         command.upgrade(config, "head")
-        senders = dict(connection.execute(text("SELECT recipient, sender FROM queue_recipients")).all())
-    assert senders == {
-        "kenji@example.jp": verp.bounce_address("sota@example.test", "kenji@example.jp", found.key),
-        long_member: verp.bounce_address("sota@example.test", long_member, found.key),
-        "x@y.test": "gone-bounces+x=y.test@example.test",
-        "z@y.test": None,
-    }
+        assert senders() == signed
+        # and back: the revision before reads only unsigned senders, and signs each once on the way up again
+        command.downgrade(config, "0009")
+        assert senders() == unsigned
+        command.upgrade(config, "head")
+        assert senders() == signed
     (member,) = database.read_now(lambda c: lists.members(c, found.id))
     assert member.bounce_at is None and database.read_now(lambda c: lists.refusals(c, found.id)) == []
     database.close()

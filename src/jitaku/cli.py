@@ -49,9 +49,10 @@ DirOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
 DEFAULT_DIR = Path("jitaku-data")
 
-# No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise). No
+# No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise); no emoji
+# codes, which Rich replaces even without markup (a stranger's `:warning:` showed as a warning sign). No
 # highlighting, which colours parts of a line by guesswork, and no wrapping of plain lines (a path stays whole).
-console = Console(markup=False, highlight=False, soft_wrap=True)
+console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 class CliError(Exception):
@@ -129,7 +130,7 @@ def init(
         console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
     config = _config(data_dir)
     for change in provision.tighten(config):
-        console.print(change)
+        console.print(visible(change))  # it names what it found in dkim/, which others may have written to
     for made in provision.complete(config):
         console.print(f"ready: {made}")
     print("\nPublish these DNS records (zone-file form):")

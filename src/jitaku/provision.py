@@ -42,10 +42,11 @@ listen = [{submissions}]
 
 [imap]                           # mail programs read mail here (STARTTLS; passwords only over TLS off loopback)
 listen = [{imap}]
-# max_mailboxes = 1000           # mailboxes one user may have (CREATE past it: NO [LIMIT])
-# max_search_bytes = 1048576     # of each message, SEARCH reads this much
-# max_command_time = 60          # seconds a SEARCH or LIST may work (then NO [LIMIT])
-# write_timeout = 300            # seconds a client may leave our answers unread
+max_mailboxes = 1000             # mailboxes one user may have (CREATE past it: NO [LIMIT])
+max_search_keys = 1000           # keys in one SEARCH (more: NO [LIMIT])
+max_search_bytes = 1048576       # of each message, SEARCH reads this much
+max_command_time = 60            # seconds a SEARCH or LIST may work (then NO [LIMIT])
+write_timeout = 300              # seconds a client may leave our answers unread
 
 [imaps]                          # IMAP over implicit TLS
 listen = [{imaps}]
@@ -211,7 +212,11 @@ def complete(config: Config) -> list[str]:
 
 def tighten(config: Config) -> list[str]:
     """Take away what others may do with the data directory and the secrets in it, whoever loosened
-    them (a 0777 directory made beforehand, umask 000, a copy with `cp -r`); one sentence per change."""
+    them (a 0777 directory made beforehand, umask 000, a copy with `cp -r`); one sentence per change.
+
+    Only before this process opens the database: it opens and closes jitaku.db, and closing any descriptor
+    of a file drops every POSIX lock the process holds on it, SQLite's included ("How To Corrupt An SQLite
+    Database File", §2.2). Its cost does not grow with the database: a stat and a chmod per file."""
     data_dir = config.data_dir
     wanted: list[tuple[Path, int, int]] = [  # (path, bits that must not be set, the mode then)
         (data_dir, 0o027, DATA_DIR_MODE),  # 0750 is kept: a backup group may read it
@@ -228,7 +233,11 @@ def tighten(config: Config) -> list[str]:
     changes = []
     for path, forbidden, mode in wanted:
         # Inside, a symbolic link is never followed: in a directory others could write to, one may point
-        # at /etc/shadow. The data directory itself is the one the owner named, link or not.
+        # at /etc/shadow. The data directory itself is the one the owner named, link or not. O_NOFOLLOW
+        # looks at the last name only, so nothing below a dkim/ or tls/ that is a link is touched (the link
+        # is reported); the data directory is tightened first, so nobody else can put one there in between.
+        if path.parent != data_dir and path.parent.is_symlink():
+            continue
         flags = os.O_RDONLY | os.O_NONBLOCK | (0 if path == data_dir else os.O_NOFOLLOW)
         try:
             descriptor = os.open(path, flags)

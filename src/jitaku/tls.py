@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import ssl
 from pathlib import Path
@@ -40,10 +41,7 @@ def ensure_self_signed(tls_dir: Path, hostname: str) -> bool:
         key_path,
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )
-    descriptor = os.open(cert_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(certificate.public_bytes(serialization.Encoding.PEM))
-    os.chmod(cert_path, 0o644)  # public, but nobody else's to replace (umask 000 would leave it 0666)
+    _write(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)  # public, ours to replace
     return True
 
 
@@ -55,7 +53,20 @@ def server_context(tls_dir: Path) -> ssl.SSLContext:
 
 def write_secret(path: Path, data: bytes) -> None:
     """Write a private key or password file readable by its owner only (0600 from the first byte)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _write(path, data, 0o600)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    """Write PATH whole (on disk before we return) with MODE, whatever the umask or the mode of a file that was
+    there (O_TRUNC keeps it), set before the first byte. A symbolic link where PATH should be is refused (ELOOP),
+    never written through: in a data directory others could once write to, one may point at /etc/shadow, which
+    `jitaku init` as root would otherwise overwrite with a key and make 0600 (provision.tighten reports it).
+    O_NOFOLLOW looks at the last name only, so a link in place of the directory (tls/, dkim/) is refused too."""
+    if path.parent.is_symlink():
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path.parent))
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(descriptor, mode)
         file.write(data)
-    os.chmod(path, 0o600)
+        file.flush()
+        os.fsync(descriptor)

@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks, wait_until
 
 
@@ -239,9 +241,9 @@ def _read_or_end(reader: Any) -> bytes:
 
 def test_a_strangers_subject_cannot_steer_the_owners_terminal(server: Jitaku) -> None:
     """Control characters in outside text print spelled out in every table, raw or from an encoded-word;
-    Rich markup prints as itself, Japanese as itself; --json stays exact."""
+    Rich markup and emoji codes print as themselves, Japanese as itself; --json stays exact."""
     planted = [
-        b"From: Mallory <mallory@remote.test>\r\nSubject: \x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/]\r\n",
+        b"From: Mallory <mallory@remote.test>\r\nSubject: \x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/] :warning:\r\n",
         b"From: =?utf-8?b?4oCuZXZpbA==?= <eve@remote.test>\r\nSubject: =?utf-8?q?=1B[31mred=07=C2=9B?=\r\n",
         b"From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nSubject: =?utf-8?b?5pel5pys6Kqe44Gu5Lu25ZCN?=\r\n",
     ]
@@ -256,10 +258,10 @@ def test_a_strangers_subject_cannot_steer_the_owners_terminal(server: Jitaku) ->
         return result.stdout
 
     exact = [row["subject"] for row in json.loads(cli("mailbox", "list", "alice@example.test", "--json"))]
-    assert exact == ["\x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/]", "\x1b[31mred\x07\x9b", "日本語の件名"]
+    assert exact == ["\x1b]0;pwned\x07\x1b[2J raw [bold]x[/] [/] :warning:", "\x1b[31mred\x07\x9b", "日本語の件名"]
     shown = cli("mailbox", "list", "alice@example.test")
     assert not any(character in shown for character in STEERING), repr(shown)
-    assert "\\x1b]0;pwned\\x07\\x1b[2J raw [bold]x[/] [/]" in shown
+    assert "\\x1b]0;pwned\\x07\\x1b[2J raw [bold]x[/] [/] :warning:" in shown  # no markup, no emoji codes
     assert "\\x1b[31mred\\x07\\x9b" in shown and "\\u202eevil" in shown
     assert "山田" in shown and "日本語の件名" in shown
     # `mailbox show` writes the stored bytes to a pipe, and spells the controls out to a terminal
@@ -324,11 +326,58 @@ def test_init_sets_private_modes_whatever_the_umask_and_tightens_an_open_data_di
     # what another hand loosened later is tightened by the next init, and said
     (open_dir / "dkim").chmod(0o777)
     (open_dir / "dkim" / "example.test.jitaku.key").chmod(0o666)
+    planted = open_dir / "dkim" / "\x1b]0;pwned\x07.key"  # a stranger's name, said to the owner's terminal
+    planted.write_text("x")
+    planted.chmod(0o666)
     again = init(open_dir)
     assert mode(open_dir / "dkim") == 0o700 and mode(open_dir / "dkim" / "example.test.jitaku.key") == 0o600
     assert f"tightened {open_dir / 'dkim'} from 0777 to 0700" in again.stdout
+    assert f"tightened {open_dir / 'dkim'}/\\x1b]0;pwned\\x07.key from 0666 to 0600" in again.stdout
+    assert not any(character in again.stdout for character in STEERING), repr(again.stdout)
+    planted.unlink()
     # a new directory and the parents made for it, under umask 000
     nested = tmp_path / "made" / "for" / "jitaku"
     assert init(nested).returncode == 0
     assert mode(nested) == 0o700 and mode(nested.parent) == mode(nested.parent.parent) == 0o755
     assert mode(nested / "dkim") == mode(nested / "tls") == 0o700
+
+
+@pytest.mark.parametrize("planted", ["tls/key.pem", "tls"])
+def test_init_never_writes_through_a_link_planted_where_a_key_belongs(tmp_path: Path, planted: str) -> None:
+    """A data directory others could write to may hold a link where init writes a key, or where its
+    directory is: as root, init overwrote what it pointed at and made it 0600. Now it refuses, in one line,
+    and leaves the target as it was."""
+    data = tmp_path / "open"
+    data.mkdir()
+    data.chmod(0o777)
+    elsewhere = tmp_path / "not-ours"
+    elsewhere.mkdir()
+    (elsewhere / "key.pem").write_text("precious\n")
+    (elsewhere / "key.pem").chmod(0o644)
+    link = data / planted
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(elsewhere / "key.pem" if planted.endswith(".pem") else elsewhere)
+    result = run("init", "--dir", str(data), "--domain", "example.test")
+    assert result.returncode != 0 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert f"could not check {link}" in result.stdout
+    target = elsewhere / "key.pem"
+    assert target.read_text() == "precious\n" and target.stat().st_mode & 0o777 == 0o644
+    assert [path.name for path in elsewhere.iterdir()] == ["key.pem"]
+
+
+def test_a_data_directory_that_is_a_link_is_the_owners_and_followed(tmp_path: Path) -> None:
+    """Only links inside the data directory are refused: the directory the owner named may itself be one."""
+    from jitaku.web.auth import session_secret
+
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "jitaku-data").symlink_to(tmp_path / "disk")
+    result = run("init", "--dir", str(tmp_path / "jitaku-data"), "--domain", "example.test")
+    assert result.returncode == 0, result.stderr
+    assert len(session_secret(tmp_path / "jitaku-data")) == 64  # made on serve's first start
+    assert sorted(path.name for path in (tmp_path / "disk").iterdir()) == [
+        "dkim",
+        "jitaku.db",
+        "jitaku.toml",
+        "tls",
+        "web.secret",
+    ]

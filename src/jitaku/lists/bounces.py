@@ -7,6 +7,7 @@ flufl.bounce (Mailman's detectors) knows them, so we do not write our own.
 from __future__ import annotations
 
 import email
+from dataclasses import dataclass
 from email.utils import getaddresses
 
 from flufl.bounce import all_failures
@@ -19,37 +20,50 @@ _MACHINE_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply"})
 _AUTOREPLY_FIELDS = ("X-Autoreply", "X-Autorespond", "X-Failed-Recipients")
 
 
-def failures(message: bytes) -> tuple[set[str], set[str]]:
-    """(permanent, temporary) failed recipients, lower-cased; both empty for anything that is not a bounce.
+@dataclass(frozen=True)
+class Failures:
+    """Who a bounce says failed, lower-cased; all empty for anything that is not a bounce."""
+
+    permanent: set[str]
+    temporary: set[str]
+    # refused with our whole session, not each (a block of our address, every recipient refused alike): our
+    # queue's DSNs say so per recipient (dsn.SESSION_FIELD)
+    whole_session: set[str]
+
+
+def failures(message: bytes) -> Failures:
+    """Who MESSAGE says failed, from one parse of it (a bounce may carry a whole message of megabytes).
 
     Note that flufl.bounce itself returns them the other way round, (temporary, permanent).
     """
     try:
-        temporary, permanent = all_failures(email.message_from_bytes(message))
+        parsed = email.message_from_bytes(message)
+    except Exception:  # whatever arrived at -bounces@
+        return Failures(set(), set(), set())
+    try:
+        temporary, permanent = all_failures(parsed)
     except Exception:
         # The heuristic detectors run over whatever arrived at -bounces@; a crash in one of
         # them must cost this one message's bounce score, never the intake.
-        return set(), set()
-    return _addresses(permanent), _addresses(temporary)
+        temporary = permanent = frozenset()
+    return Failures(_addresses(permanent), _addresses(temporary), _refused_whole_session(parsed))
 
 
-def refused_whole_session(message: bytes, recipient: str) -> bool:
-    """Whether a DSN says that the server refused our whole session, not RECIPIENT (a block of our
-    address, every recipient refused alike): our queue's DSNs say so per recipient (dsn.SESSION_FIELD)."""
+def _refused_whole_session(message: email.message.Message) -> set[str]:
+    refused: set[str] = set()
     try:
-        parts = list(email.message_from_bytes(message).walk())
-    except Exception:  # whatever arrived at -bounces@; it then counts as an ordinary bounce
-        return False
+        parts = list(message.walk())
+    except Exception:  # then it counts as an ordinary bounce
+        return refused
     for part in parts:
         if part.get_content_type() != "message/delivery-status" or not isinstance(part.get_payload(), list):
             continue
         for block in part.get_payload():
             if not isinstance(block, email.message.Message):
                 continue
-            named = str(block.get("Final-Recipient", "")).partition(";")[2].strip().lower()
-            if named == recipient and str(block.get(SESSION_FIELD, "")).strip().lower() == "session":
-                return True
-    return False
+            if str(block.get(SESSION_FIELD, "")).strip().lower() == "session":
+                refused.add(str(block.get("Final-Recipient", "")).partition(";")[2].strip().lower())
+    return refused
 
 
 def is_auto_reply(message: bytes) -> bool:

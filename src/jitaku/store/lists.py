@@ -306,13 +306,6 @@ def members(connection: Connection, list_id: int) -> list[Member]:
     return [_member(r) for r in rows]
 
 
-def find_member(connection: Connection, list_id: int, address: str) -> Member | None:
-    row = connection.execute(
-        select(list_members).where(list_members.c.list_id == list_id, list_members.c.address == address.lower())
-    ).first()
-    return _member(row) if row else None
-
-
 def set_member(connection: Connection, list_id: int, address: str, **values: Any) -> bool:
     result = connection.execute(
         update(list_members)

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jitaku import log
 from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.store import Database, accounts
+from jitaku.tls import write_secret
 from jitaku.web.bodies import read_form
 
 SECRET_FILE = "web.secret"
@@ -35,11 +36,9 @@ def session_secret(data_dir: Path) -> str:
     """The key that signs session cookies: made once (written whole, then renamed), kept 0600 in the data dir."""
     path = data_dir / SECRET_FILE
     if not path.exists():
-        partial = path.with_name(f"{SECRET_FILE}.{os.getpid()}")
-        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as made:
-            made.write(secrets.token_hex(32))
-            made.flush()
-            os.fsync(made.fileno())
+        # the data directory itself may be a link (the owner's), which the writer refuses as a file's parent
+        partial = data_dir.resolve() / f"{SECRET_FILE}.{os.getpid()}"
+        write_secret(partial, secrets.token_hex(32).encode())
         os.replace(partial, path)
     secret = path.read_text().strip()
     if len(secret) < 32:

@@ -36,6 +36,31 @@ def _signed(sender: str, secrets: dict[str, str]) -> str | None:
     return f"{list_local}-bounces+{digest[:16]}@{domain}"
 
 
+def _unsigned(sender: str, member: str) -> str | None:
+    """The sender the revision before this one gave MEMBER's copy, if SENDER is a bounces address."""
+    local, _at, domain = sender.rpartition("@")
+    index = local.lower().find("-bounces+")
+    member_local, at, member_domain = member.rpartition("@")
+    if index <= 0 or not at:
+        return None
+    return f"{local[:index]}-bounces+{member_local}={member_domain}@{domain}"
+
+
+def _queued_copies(connection: sa.Connection) -> tuple[dict[str, str], list[sa.Row[tuple[int, str, str]]]]:
+    """(every list's secret by address, the queued recipients with a bounces address for a sender)."""
+    secrets = {row.address: row.secret for row in connection.execute(sa.text("SELECT address, secret FROM lists"))}
+    queued = connection.execute(
+        sa.text("SELECT id, recipient, sender FROM queue_recipients WHERE sender LIKE '%-bounces+%'")
+    ).fetchall()
+    return secrets, list(queued)
+
+
+def _readdress(connection: sa.Connection, row_id: int, sender: str) -> None:
+    connection.execute(
+        sa.text("UPDATE queue_recipients SET sender = :sender WHERE id = :id"), {"sender": sender, "id": row_id}
+    )
+
+
 def upgrade() -> None:
     op.add_column("list_members", sa.Column("bounce_at", sa.Float, nullable=True))
     op.create_table(
@@ -50,18 +75,21 @@ def upgrade() -> None:
     # A bounce to an unsigned VERP address no longer counts: copies still waiting in the queue (a member's
     # server deferring them for days, the bounces that matter most) go out signed instead.
     connection = op.get_bind()
-    secrets = {row.address: row.secret for row in connection.execute(sa.text("SELECT address, secret FROM lists"))}
-    queued = connection.execute(
-        sa.text("SELECT id, sender FROM queue_recipients WHERE sender LIKE '%-bounces+%'")
-    ).fetchall()
+    secrets, queued = _queued_copies(connection)
     for row in queued:
         signed = _signed(row.sender, secrets)
         if signed is not None:
-            connection.execute(
-                sa.text("UPDATE queue_recipients SET sender = :sender WHERE id = :id"), {"sender": signed, "id": row.id}
-            )
+            _readdress(connection, row.id, signed)
 
 
 def downgrade() -> None:
+    # What upgrade() and lists/verp.py signed goes back to the unsigned form: the revision before credits a
+    # bounce to a signed address to no member, and upgrading again would sign the signed address over its tag.
+    connection = op.get_bind()
+    secrets, queued = _queued_copies(connection)
+    for row in queued:
+        unsigned = _unsigned(row.sender, row.recipient)
+        if unsigned is not None and _signed(unsigned, secrets) == row.sender:
+            _readdress(connection, row.id, unsigned)
     op.drop_table("list_refusals")
     op.drop_column("list_members", "bounce_at")
