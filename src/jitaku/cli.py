@@ -131,8 +131,11 @@ def init(
     config = _config(data_dir)
     for change in provision.tighten(config):
         console.print(visible(change))  # it names what it found in dkim/, which others may have written to
-    for made in provision.complete(config):
-        console.print(f"ready: {made}")
+    try:
+        for made in provision.complete(config):
+            console.print(f"ready: {made}")
+    except OSError as error:  # a full disk, a read-only dir, a symbolic link planted where a key belongs
+        raise CliError(f"cannot write {error.filename or config.data_dir}: {error.strerror or error}") from None
     print("\nPublish these DNS records (zone-file form):")
     for record in provision.dns_records(config):
         print(record.zone_line())
