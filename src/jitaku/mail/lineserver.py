@@ -83,9 +83,15 @@ class Connection:
             await self._drain()
 
     async def _drain(self) -> None:
-        """Wait until the client has read what we sent, for at most the write timeout."""
+        """Wait until the client has read what we sent, for at most the write timeout.
+
+        Not wait_for, whose task hands the event loop over even when drain() has nothing to wait for: after
+        STARTTLS's reply, the loop read the client's TLS hello as plain text before start_tls() could take
+        the socket, and the handshake hung (one STARTTLS in twenty).
+        """
         try:
-            await asyncio.wait_for(self.writer.drain(), self.write_timeout)
+            async with asyncio.timeout(self.write_timeout):
+                await self.writer.drain()
         except (ConnectionError, ssl.SSLError):
             raise Closed from None
         except TimeoutError:
