@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import itertools
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -35,7 +37,7 @@ JITAKU = [sys.executable, "-m", "jitaku"]
 # socket is ever given one: a port picked by binding port 0 could be taken by some test's outgoing connection
 # (the attack tests open a thousand) before the daemon binds it. Each xdist worker has a block of its own.
 PORT_BLOCK = 2000
-_next_port = itertools.count()
+_next_port = itertools.count(random.randrange(PORT_BLOCK))  # two test runs at once start apart
 
 
 def free_port() -> int:
@@ -346,6 +348,42 @@ def jitaku_factory(tmp_path: Path, prepared_dirs: Path) -> Iterator[Any]:
 
 
 READER = "alice@example.test"  # the mailbox the IMAP and POP3 tests read, password "secret-password"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MB tmpfs, for a data dir that fills up for real."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode != 0:  # root in a container without CAP_SYS_ADMIN
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def on_disk(jitaku_factory: Any, disk: Path) -> Jitaku:
+    """A running jitaku with users alice and bob whose data directory is on DISK (small_disk)."""
+    server: Jitaku = jitaku_factory()
+    server.dir = disk / "jitaku"  # before anything is written there
+    server.log_path = server.dir / "serve.log"
+    server.dir.mkdir()
+    server.write_config()
+    server.init(READER, "bob@example.org")
+    server.start()
+    return server
+
+
+def fill(disk: Path) -> Path:
+    """A file that takes the room left on DISK; unlink it to make room again."""
+    filler = disk / "filler"
+    with open(filler, "wb") as writing, contextlib.suppress(OSError):
+        while True:
+            writing.write(b"\0" * (64 * 1024))
+            writing.flush()
+    return filler
 
 
 @pytest.fixture

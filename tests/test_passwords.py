@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from unittest import mock
 
@@ -61,4 +62,17 @@ def test_the_pool_refuses_beyond_its_places_and_takes_them_back_when_checks_end(
 
     asyncio.run(go())
     assert len(started) == 2  # the cancelled one that waited was never checked
+    checker.close()
+
+
+def test_refused_tries_are_logged_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    checker = Checker(threads=1, queue=0)
+    checker.reserve()
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        for _ in range(100):
+            with pytest.raises(Busy):
+                checker.reserve()
+    lines = [record.getMessage() for record in caplog.records if "login_busy" in record.getMessage()]
+    assert len(lines) == 1 and "places=1" in lines[0]
+    checker.release()
     checker.close()

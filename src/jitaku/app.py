@@ -293,7 +293,10 @@ async def _run(
             ),
             "pop3": (
                 Pop3Server(
-                    database, Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)), tls_context
+                    database,
+                    Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)),
+                    tls_context,
+                    settings.pop3,
                 ).serve,
                 POP3_MAX_LINE,
             ),

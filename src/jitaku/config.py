@@ -152,6 +152,9 @@ class Pop3Settings(_Listener):
     sessions_per_user_ip: int = Field(
         default=10, ge=1, description="POP3 and POP3S sessions a user may have open from one address"
     )
+    write_timeout: float = Field(
+        default=300.0, gt=0, description="seconds a client may leave our responses unread before it is cut off"
+    )
 
 
 class Pop3sSettings(_Listener):

@@ -14,31 +14,12 @@ import asyncio
 import collections
 import errno
 import resource
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jitaku import log
 
-LOG_EVERY = 60.0  # seconds between two log lines about the same refusals or errors
-
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class _Throttled:
-    """One log line per LOG_EVERY seconds for a kind of event, counting those it leaves out."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._left_out: collections.Counter[str] = collections.Counter()
-
-    def event(self, kind: str, name: str, **fields: Any) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -LOG_EVERY) < LOG_EVERY:
-            self._left_out[kind] += 1
-            return
-        self._last[kind] = now
-        log.event(name, **fields, left_out=self._left_out.pop(kind, 0))
 
 
 class ConnectionLimit:
@@ -50,7 +31,7 @@ class ConnectionLimit:
         self.total = total
         self._open: collections.Counter[str] = collections.Counter()
         self._count = 0
-        self._log = _Throttled()
+        self._log = log.Throttled()
 
     def admit(self, ip: str) -> str | None:
         """Count a new connection from IP; None, or why it is refused ("address" or "total"): the caller
@@ -101,7 +82,7 @@ class AcceptErrors:
     RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
     def __init__(self) -> None:
-        self._log = _Throttled()
+        self._log = log.Throttled()
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")

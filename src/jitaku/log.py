@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
+import time
 from typing import Any
 
 from jitaku.terminal import visible
 
 _logger = logging.getLogger("jitaku")
+EVERY = 60.0  # seconds between two lines of a Throttled kind of event
 
 
 def setup(level: int = logging.INFO) -> None:
@@ -36,3 +39,20 @@ def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
         return
     parts = [f"event={name}"] + [f"{key}={_value(value)}" for key, value in fields.items() if value is not None]
     _logger.log(level, " ".join(parts))
+
+
+class Throttled:
+    """One line per EVERY seconds for each kind of event, counting those it leaves out: for events a client
+    can cause by the thousand a second (refused connections, failed accepts, refused password checks)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._left_out: collections.Counter[str] = collections.Counter()
+
+    def event(self, kind: str, name: str, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -EVERY) < EVERY:
+            self._left_out[kind] += 1
+            return
+        self._last[kind] = now
+        event(name, **fields, left_out=self._left_out.pop(kind, 0))

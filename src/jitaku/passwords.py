@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from argon2 import PasswordHasher
@@ -19,8 +18,6 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # who does not exist, or has no password, is checked against it, so that a login costs the same whether the
 # user exists or not (issue 15: 1 ms against 40-80 ms told strangers which users exist).
 NOBODY = "$argon2id$v=19$m=19456,t=2,p=1$+Vl1cgj/vkTXcpPvM6sFBQ$WVJhyI+xo8kfFNIFptLux2BaZHcPs2J6HfszC5LrBOs"
-
-BUSY_LOG_EVERY = 60.0  # seconds between log lines about tries refused for want of a thread
 
 
 def hash_password(password: str) -> str:
@@ -53,8 +50,7 @@ class Checker:
         self._places = threads + queue
         self._taken = 0
         self._lock = threading.Lock()  # places are given back on the pool's threads
-        self._refused = 0
-        self._logged = 0.0
+        self._log = log.Throttled()
 
     def reserve(self) -> None:
         """Take a place for one check (`verify` uses it, `release` gives it back unused); Busy if none is left."""
@@ -62,12 +58,7 @@ class Checker:
             if self._taken < self._places:
                 self._taken += 1
                 return
-            self._refused += 1
-            refused = self._refused
-        now = time.monotonic()
-        if now - self._logged >= BUSY_LOG_EVERY:
-            self._logged, self._refused = now, 0
-            log.event("login_busy", refused=refused, threads=self._threads, places=self._places)
+        self._log.event("busy", "login_busy", threads=self._threads, places=self._places)
         raise Busy
 
     def release(self, _done: Future[bool] | None = None) -> None:

@@ -53,6 +53,7 @@ listen = [{imaps}]
 
 [pop3]                           # mail programs fetch mail here (STLS; passwords only over TLS off loopback)
 listen = [{pop3}]
+write_timeout = 300              # seconds a client may leave a message unread before it is cut off
 
 [pop3s]                          # POP3 over implicit TLS
 listen = [{pop3s}]

@@ -39,7 +39,6 @@ def login_key(user: str) -> str:
 class Attempt:
     """A password check under way, counted against the limits since it started."""
 
-    id: int
     client: str
     login: str
     last_for_login: bool  # it took this user's last try from this address
@@ -77,7 +76,7 @@ class LoginLimiter:
         """Count a try of USER from CLIENT, unless the limits are reached (None)."""
         client, login = address_key(client), login_key(user)
         now, settings = self._clock(), self._settings
-        started = await self._database.write(
+        counts = await self._database.write(
             lambda connection: rows.start(
                 connection,
                 client,
@@ -88,14 +87,13 @@ class LoginLimiter:
                 settings.max_failures_per_address,
             )
         )
-        if started is None:
+        if counts is None:
             return None
         return Attempt(
-            id=started.id,
             client=client,
             login=login,
-            last_for_login=started.counts.login >= settings.max_failures,
-            last_for_client=started.counts.client >= settings.max_failures_per_address,
+            last_for_login=counts.login >= settings.max_failures,
+            last_for_client=counts.client >= settings.max_failures_per_address,
         )
 
     def failed(self, attempt: Attempt) -> None:
@@ -106,10 +104,6 @@ class LoginLimiter:
 
     async def succeeded(self, attempt: Attempt) -> None:
         await self._database.write(lambda connection: rows.succeeded(connection, attempt.client, attempt.login))
-
-    async def forget(self, attempt: Attempt) -> None:
-        """The try was never checked: it counts no more."""
-        await self._database.write(lambda connection: rows.forget(connection, attempt.id))
 
 
 class FailureLimiter:
@@ -143,6 +137,3 @@ class FailureLimiter:
         if len(recent) >= self._max:
             self._blocked_until[client] = now + self._block
             del self._failures[client]
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)

@@ -293,6 +293,16 @@ def test_starttls_and_implicit_tls_and_plain_text_refused_off_loopback(network_n
     assert "client=192.0.2.10" in server.log() and PASSWORD not in server.log()
 
 
+def test_no_starttls_handshake_is_lost(mailhost: Jitaku) -> None:
+    """After STARTTLS's OK the client's TLS hello must go to the handshake: with a write timeout that handed the
+    event loop over after each reply, the loop read the hello as plain text and about one handshake in twenty
+    hung until the client gave up."""
+    for _ in range(60):
+        clear = imaplib.IMAP4("127.0.0.1", mailhost.imap_port, timeout=2)
+        clear.starttls(reading_context())  # a lost hello: TimeoutError
+        clear.logout()
+
+
 VERBS = ["FETCH 1", "UID FETCH 1:*", "STORE 1", "SEARCH", "LIST", "SELECT", "APPEND INBOX", "COPY 1", "STATUS"]
 VERBS += ["CREATE", "RENAME", "UID STORE 1", "UID SEARCH", "EXAMINE", "NOOP", "ID", "ENABLE", "UID MOVE 1"]
 VERBS += ["FETCH $", "FETCH 1 (BINARY.PEEK[", "SEARCH RETURN (SAVE", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" ']

@@ -7,20 +7,17 @@ Run with -s to see each attack's figures."""
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import READER, Jitaku, wait_for_port
+from tests.conftest import READER, Jitaku, fill, on_disk, wait_for_port
 from tests.integration.pressure import MB, Pressure, still_serves
 
 PASSWORD = "secret-password"
@@ -266,37 +263,13 @@ def test_clients_that_stop_reading_a_fetch_hold_little_and_are_cut_off(jitaku_fa
     still_serves(server)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MB tmpfs, for a data dir that fills up for real."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
-    if mounted.returncode != 0:  # root in a container without CAP_SYS_ADMIN
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_a_full_disk_answers_no_and_keeps_the_session(jitaku_factory: Any, small_disk: Path) -> None:
     """Issue 15 point 11: on a full disk SELECT (whose \\Recent claim is a write) dropped the connection."""
-    server: Jitaku = jitaku_factory()
-    server.dir = small_disk / "jitaku"  # before anything is written there
-    server.log_path = server.dir / "serve.log"
-    server.dir.mkdir()
-    server.write_config()
-    server.init(READER, "bob@example.org")
-    server.start()
+    server = on_disk(jitaku_factory, small_disk)
     wait_for_port(server.imap_port)
     imap = Imap(server.imap_port).log_in(None)
     assert imap.append(b"Subject: before\r\n\r\nhello\r\n").startswith(b"OK")
-    filler = small_disk / "filler"
-    with open(filler, "wb") as fill, contextlib.suppress(OSError):
-        while True:
-            fill.write(b"\0" * (64 * 1024))
-            fill.flush()
+    filler = fill(small_disk)
     lines, done = imap.command(b"SELECT INBOX")
     assert done.startswith(b"NO [LIMIT]"), done
     assert imap.command(b"NOOP")[1].startswith(b"OK")

@@ -19,11 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
-from tests.conftest import READER, Jitaku, swaks, wait_for_port
+from tests.conftest import READER, Jitaku, fill, on_disk, swaks, wait_for_port
 from tests.integration.pressure import Pressure, still_serves
 
 PASSWORD = "secret-password"
@@ -248,3 +250,25 @@ def test_four_hundred_tries_from_forty_addresses_leave_the_mx_prompt(server: Jit
     assert took[0] < 2.0  # 3.9 s here (8 s in the issue) when argon2 shared the default thread pool
     still_serves(server)
     assert smtp_auth(server, ALICE, PASSWORD, source="127.0.0.2") == 235
+
+
+def test_a_login_on_a_full_disk_is_refused_for_now_in_each_protocols_words(
+    jitaku_factory: Any, small_disk: Path
+) -> None:
+    """A try is counted in the store before its password is checked: when that write fails (a full disk), the
+    client hears a temporary refusal, not aiosmtpd's 500 with the database's error text, nor a dropped POP3
+    connection."""
+    server = on_disk(jitaku_factory, small_disk)
+    wait_for_port(server.pop3_port)
+    fill(small_disk)
+    assert smtp_auth(server, ALICE, PASSWORD) == 454
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+        imap.login(ALICE, PASSWORD)
+    pop3 = poplib.POP3("127.0.0.1", server.pop3_port, timeout=10)
+    pop3.user(ALICE)
+    with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\]"):
+        pop3.pass_(PASSWORD)
+    assert "USER" in pop3.capa()  # the session goes on
+    still_serves(server)
+    server.stop()

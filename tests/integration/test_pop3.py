@@ -5,6 +5,8 @@ limits as submission."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import imaplib
 import os
 import poplib
 import pwd
@@ -14,6 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +24,7 @@ from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
 from tests.conftest import READER, Jitaku, deliver, free_port, wait_for_port
+from tests.integration.pressure import Pressure, still_serves
 
 PASSWORD = "secret-password"
 ALICE = READER
@@ -186,6 +190,45 @@ def test_a_line_too_long_or_garbage_gets_an_error_and_the_server_lives(mailhost:
         raw.sendall(b"USER " + b"a" * 5000 + b"\r\n")
         assert reader.readline() == b"-ERR line too long\r\n"
     assert logged_in(mailhost).stat() == (0, 0)
+
+
+def test_a_client_that_stops_reading_a_retr_is_cut_off(jitaku_factory: Any) -> None:
+    """A RETR of a large message to a client that read nothing waited on it for ever, holding the message and
+    copies of it (POP3's writes had no timeout, where IMAP's are cut off after [imap] write_timeout)."""
+    server: Jitaku = jitaku_factory()
+    server.settings["pop3"]["write_timeout"] = 2.0
+    server.write_config()
+    server.init(ALICE)
+    server.start()
+    wait_for_port(server.imap_port)
+    wait_for_port(server.pop3_port)
+    body = b"Subject: large\r\n\r\n" + (b"z" * 998 + b"\r\n") * 16 * 1024  # 16 MB
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    imap.login(ALICE, PASSWORD)
+    assert imap.append("INBOX", None, None, body)[0] == "OK"
+    imap.logout()
+    readers = []
+    with Pressure(server, probe_banner=False) as pressure:
+        for _ in range(3):
+            reader = socket.socket()
+            reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            reader.settimeout(10)
+            reader.connect(("127.0.0.1", server.pop3_port))
+            reader.sendall(f"USER {ALICE}\r\nPASS {PASSWORD}\r\nRETR 1\r\n".encode())  # and read nothing
+            readers.append(reader)
+        time.sleep(1.0)
+    print(pressure.report("stalled_pop3_readers"))
+    time.sleep(3.0)  # past the write timeout: each reader is cut off before its RETR completes
+    for reader in readers:
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := reader.recv(1 << 20):
+                received += chunk
+        assert b"+OK 16" in received and not received.endswith(b"\r\n.\r\n") and len(received) < len(body)
+        reader.close()
+    assert server.log().count("event=pop3_write_timeout") == 3
+    assert logged_in(server).retr(1)[2] == len(body)  # a client that reads gets it all
+    still_serves(server)
 
 
 def run_fetchmail(server: Jitaku, home: Path, keep: bool) -> subprocess.CompletedProcess[str]:

@@ -3,10 +3,12 @@ event-loop latency (a new client's wait for its banner) and memory, printed with
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
-from tests.conftest import Jitaku, RawSession
+from tests.conftest import Jitaku, RawSession, wait_until
 from tests.integration.pressure import MB, Pressure, rss, still_serves
 
 LINE = b"A" * 76 + b"\r\n"
@@ -51,6 +53,30 @@ def test_a_data_line_without_crlf_is_not_kept(server: Jitaku) -> None:
     assert pressure.rss_growth < 150 * MB, pressure.report("400MB-line")
     still_serves(server)
     assert server.mailbox("alice@example.test") == []
+
+
+def spool_files(server: Jitaku) -> list[str]:
+    """The daemon's open spool files: files without a name in its data directory (mail/spool.py)."""
+    assert server.process is not None
+    links = [os.readlink(fd) for fd in Path(f"/proc/{server.process.pid}/fd").iterdir()]
+    return [target for target in links if target.startswith(str(server.dir)) and target.endswith("(deleted)")]
+
+
+def test_a_message_refused_for_a_line_too_long_keeps_nothing_while_its_data_goes_on(server: Jitaku) -> None:
+    # A message refused for its size is dropped at once; one refused for a line too long kept what it had
+    # spooled (a file of up to max_message_size) for as long as the client went on sending.
+    line = b"x" * 998 + b"\r\n"
+    with RawSession(server.smtp_port, timeout=30) as session:
+        assert session.start_data().startswith(b"354")
+        session.sock.sendall(b"Subject: long lines\r\n\r\n" + line * 3 * 1024)  # 3 MB: to a file
+        wait_until(lambda: spool_files(server))
+        session.sock.sendall(b"y" * 5000 + b"\r\n" + line)  # and the data goes on
+        time.sleep(1.0)
+        kept = spool_files(server)
+        session.sock.sendall(b".\r\n")
+        reply = session.reply()
+    assert reply.startswith(b"500 5.5.6"), reply
+    assert kept == []
 
 
 def test_ten_large_messages_at_once_are_accepted_within_a_memory_bound(server: Jitaku) -> None:

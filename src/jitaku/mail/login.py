@@ -9,6 +9,8 @@ import binascii
 import ipaddress
 from collections import Counter
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from jitaku import log
 from jitaku.passwords import Busy, Checker
 from jitaku.ratelimit import LoginLimiter
@@ -33,6 +35,7 @@ class TooManySessions(Refused):
 
 LOCKED = "too many failed logins from your address; try again later"
 BUSY = "too many logins at once; try again in a moment"
+UNAVAILABLE = "passwords cannot be checked now; try again later"
 
 
 class Authenticator:
@@ -50,6 +53,13 @@ class Authenticator:
 
     async def check(self, client: str, user: str, password: str, listener: str) -> str:
         """The user's address when PASSWORD is theirs; BadPassword or TryLater otherwise."""
+        try:
+            return await self._check(client, user, password, listener)
+        except SQLAlchemyError as error:  # no check without its count in the store (a full disk)
+            log.event("login_store_failed", client=client, listener=listener, error=repr(error))
+            raise TryLater(UNAVAILABLE) from None
+
+    async def _check(self, client: str, user: str, password: str, listener: str) -> str:
         if not await self._limiter.allows(client, user):
             raise TryLater(LOCKED)
         try:

@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from jitaku import log
-from jitaku.mail import login
+from jitaku.config import Pop3Settings
+from jitaku.mail import lineserver, login
+from jitaku.mail.lineserver import Closed
 from jitaku.store import Database, mailstore
 
 MAX_LINE = 1024  # RFC 2449 §4 allows 255 octets a command; a longer line is an error, not a reason to buffer
@@ -27,10 +29,6 @@ MAX_BAD_COMMANDS = 20  # then the connection is closed: a client that speaks som
 
 
 _Line = Callable[[int, int, int], str]  # one scan line of LIST or UIDL from (number, uid, size)
-
-
-class Closed(Exception):
-    """The session is over: the client quit, went away, or was told why and dropped."""
 
 
 @dataclass
@@ -54,14 +52,21 @@ _Handler = Callable[["Pop3Server", "_Connection", Session, str], Awaitable[None]
 class Pop3Server:
     """The POP3 listeners' connection handler."""
 
-    def __init__(self, database: Database, logins: login.Logins, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        logins: login.Logins,
+        tls: ssl.SSLContext | None,
+        settings: Pop3Settings | None = None,
+    ) -> None:
         self._database = database
         self._logins = logins
         self._tls = tls
+        self._settings = settings or Pop3Settings()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
         session = Session(client=login.client_of(writer), tls=implicit_tls)
-        connection = _Connection(reader, writer)
+        connection = _Connection(reader, writer, self._settings.write_timeout)
         try:
             await connection.send("+OK jitaku POP3 server ready")
             while True:
@@ -312,41 +317,24 @@ def _top(body: bytes, lines: int) -> bytes:
 
 
 class _Connection:
-    """Lines in, replies out, with the idle timer and dot-stuffing."""
+    """Lines in, replies out (jitaku.mail.lineserver: the idle timer, backpressure and the write timeout), and
+    dot-stuffing."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, write_timeout: float) -> None:
         self.writer = writer
+        self._lines = lineserver.Connection(reader, writer, write_timeout, "pop3", b"-ERR")
 
     async def line(self) -> str:
-        try:
-            raw = await asyncio.wait_for(self.reader.readuntil(b"\n"), IDLE_TIMEOUT)
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            raise Closed from None
-        except TimeoutError:
-            await self.send("-ERR autologout: idle too long")
-            raise Closed from None
-        except asyncio.LimitOverrunError:
-            await self.send("-ERR line too long")
-            raise Closed from None
+        raw = await self._lines.line(IDLE_TIMEOUT)
         return raw.rstrip(b"\r\n").decode("utf-8", "replace")
 
     async def send(self, *lines: str) -> None:
-        self.writer.write("".join(line + "\r\n" for line in lines).encode())
-        await self._drain()
+        await self._lines.send(*(line.encode() for line in lines))
 
     async def send_data(self, first: str, data: bytes) -> None:
-        """FIRST, then DATA dot-stuffed and ended with CRLF.CRLF (RFC 1939 §3)."""
+        """FIRST, then DATA dot-stuffed and ended with CRLF.CRLF (RFC 1939 §3), as fast as the client reads it."""
         stuffed = data.replace(b"\r\n.", b"\r\n..")
         if stuffed.startswith(b"."):
             stuffed = b"." + stuffed
-        if not stuffed.endswith(b"\r\n"):
-            stuffed += b"\r\n"
-        self.writer.write(first.encode() + b"\r\n" + stuffed + b".\r\n")
-        await self._drain()
-
-    async def _drain(self) -> None:
-        try:
-            await self.writer.drain()
-        except (ConnectionError, ssl.SSLError):
-            raise Closed from None
+        end = b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"
+        await self._lines.stream([first.encode() + b"\r\n", stuffed, end])

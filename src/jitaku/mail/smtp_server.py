@@ -226,10 +226,12 @@ class JitakuSMTP(SMTP):
             try:
                 line = await self._reader.readuntil(b"\r\n")
             except asyncio.LimitOverrunError as overrun:
-                # RFC 5321 §4.5.3.1.6: a line is at most 1,000 octets; read past this one, keeping nothing
+                # RFC 5321 §4.5.3.1.6: a line is at most 1,000 octets; read past this one, and keep nothing of
+                # the message, refused now, while its data goes on
                 size += len(await self._reader.read(overrun.consumed))
                 refusal = refusal or _LINE_TOO_LONG
                 rest_of_long_line = True
+                spool.discard()
                 continue
             except asyncio.CancelledError:
                 self._writer.close()

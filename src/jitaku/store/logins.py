@@ -22,14 +22,6 @@ class Counts:
     client: int
 
 
-@dataclass(frozen=True)
-class Started:
-    """An attempt now counted, with the counts that include it."""
-
-    id: int
-    counts: Counts
-
-
 def counts(connection: Connection, client: str, login: str, since: float) -> Counts:
     mine = func.coalesce(func.sum(case((login_attempts.c.login == login, 1), else_=0)), 0)
     found = connection.execute(
@@ -40,9 +32,9 @@ def counts(connection: Connection, client: str, login: str, since: float) -> Cou
 
 def start(
     connection: Connection, client: str, login: str, now: float, since: float, per_login: int, per_client: int
-) -> Started | None:
+) -> Counts | None:
     """Count one more attempt of LOGIN from CLIENT at NOW, unless the attempts since SINCE already reach
-    PER_LOGIN (this user from this address) or PER_CLIENT (this address); None then.
+    PER_LOGIN (this user from this address) or PER_CLIENT (this address); the counts with it, or None then.
 
     Attempts from before SINCE count no more and are deleted here, so the table holds at most the window's
     attempts, and those are bounded by the limits (per address) and by how fast passwords can be checked.
@@ -51,14 +43,8 @@ def start(
     before = counts(connection, client, login, since)
     if before.login >= per_login or before.client >= per_client:
         return None
-    attempt = connection.execute(insert(login_attempts).values(client=client, login=login, at=now)).inserted_primary_key
-    assert attempt is not None
-    return Started(id=int(attempt[0]), counts=Counts(login=before.login + 1, client=before.client + 1))
-
-
-def forget(connection: Connection, attempt: int) -> None:
-    """An attempt whose password was never checked (the daemon was too busy) counts no more."""
-    connection.execute(delete(login_attempts).where(login_attempts.c.id == attempt))
+    connection.execute(insert(login_attempts).values(client=client, login=login, at=now))
+    return Counts(login=before.login + 1, client=before.client + 1)
 
 
 def succeeded(connection: Connection, client: str, login: str) -> None:

@@ -41,7 +41,7 @@ class Budget:
 
 class Workers:
     """A few threads of IMAP's own for its long work, apart from the default executor that other services
-    (PostgreSQL reads, password hashing) share: a slow SEARCH never makes them wait."""
+    (PostgreSQL reads, the MX's SPF and DKIM checks) share: a slow SEARCH never makes them wait."""
 
     def __init__(self, threads: int = THREADS) -> None:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="jitaku-imap")

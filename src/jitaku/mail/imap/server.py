@@ -52,7 +52,8 @@ from jitaku.mail.imap.parser import (
     parse,
 )
 from jitaku.mail.imap.parser import Select as SelectCommand
-from jitaku.mail.imap.wire import Closed, LiteralRefused, Wire
+from jitaku.mail.imap.wire import LiteralRefused, Wire
+from jitaku.mail.lineserver import Closed
 from jitaku.store import Database, mailstore
 from jitaku.store.database import out_of_space
 from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes

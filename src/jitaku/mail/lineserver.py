@@ -1,0 +1,102 @@
+"""A client's connection to a line protocol (IMAP, POP3): lines in, each within an idle timeout; responses out,
+no faster than the client reads them and never waiting on it for longer than a write timeout.
+
+A large response (a message of tens of megabytes) goes to the transport in pieces, each once the client has
+read what was before it, so a session holds one piece of it in the transport at a time; a client that stops
+reading for the write timeout is cut off (issue 15: three IMAP sessions that stopped reading a FETCH 1:*
+BODY.PEEK[] held 5 GB, for ever, since drain() waited on them without a timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Iterable
+
+from jitaku import log
+from jitaku.mail import login
+
+PIECE = 64 * 1024  # bytes of a large response handed to the transport at a time
+HIGH_WATER = 256 * 1024  # bytes the transport may hold before we wait for the client to read
+
+
+class Closed(Exception):
+    """The session is over."""
+
+
+class Connection:
+    """Lines in, responses out, with the timers. PROTOCOL names the connection in logs; GOODBYE starts the
+    line that tells a client why it is dropped ("* BYE" in IMAP, "-ERR" in POP3)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        write_timeout: float,
+        protocol: str,
+        goodbye: bytes,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.write_timeout = write_timeout
+        self._protocol = protocol
+        self._goodbye = goodbye
+
+    async def line(self, timeout: float) -> bytes:
+        return await self._within(self.reader.readuntil(b"\n"), timeout)
+
+    async def _within(self, reading: Awaitable[bytes], timeout: float) -> bytes:
+        """What READING gets; Closed when the client goes away, idles TIMEOUT seconds or overruns a line."""
+        try:
+            return await asyncio.wait_for(reading, timeout)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            raise Closed from None
+        except TimeoutError:
+            await self.send(self._goodbye + b" autologout: idle too long")
+            raise Closed from None
+        except asyncio.LimitOverrunError:
+            await self.send(self._goodbye + b" line too long")
+            raise Closed from None
+
+    async def send(self, *lines: bytes) -> None:
+        """LINES, each ended with CRLF."""
+        self.writer.write(b"".join(line + b"\r\n" for line in lines if line))
+        await self._drain()
+
+    async def stream(self, pieces: Iterable[bytes]) -> None:
+        """PIECES, as they are (the caller ends the response with CRLF): a large one goes to the transport a
+        PIECE at a time, each after the client has read what was before it."""
+        small: list[bytes] = []  # written together: one system call, not one per piece
+        for piece in pieces:
+            if len(piece) <= PIECE:
+                small.append(piece)
+                continue
+            self.writer.write(b"".join(small))
+            small.clear()
+            view = memoryview(piece)
+            for start in range(0, len(view), PIECE):
+                self.writer.write(view[start : start + PIECE])
+                if self.writer.transport.get_write_buffer_size() > HIGH_WATER:
+                    await self._drain()
+        self.writer.write(b"".join(small))
+        if self.writer.transport.get_write_buffer_size() > HIGH_WATER:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until the client has read what we sent, for at most the write timeout.
+
+        Not wait_for, whose task hands the event loop over even when drain() has nothing to wait for: after
+        STARTTLS's reply, the loop read the client's TLS hello as plain text before start_tls() could take
+        the socket, and the handshake hung (one STARTTLS in twenty).
+        """
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await self.writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            raise Closed from None
+        except TimeoutError:
+            log.event(
+                f"{self._protocol}_write_timeout", client=login.client_of(self.writer), seconds=self.write_timeout
+            )
+            self.writer.transport.abort()
+            raise Closed from None
