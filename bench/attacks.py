@@ -138,9 +138,10 @@ def main() -> None:
         bound = f"banner < {BANNER_BOUND:g} s" if attack.bound == "banner" else f"RSS <= +{RSS_BOUND} MB"
         verdict = "yes" if held and worst.passed else "NO" + ("" if worst.passed else " (test failed)")
         failed = failed or verdict != "yes"
+        banner = f"{worst.worst:>8.3f} {worst.median:>8.3f}" if worst.probes else f"{'-':>8} {'-':>8}"
         print(
-            f"{attack.point:>5}  {attack.name:<26} {worst.idle:>7} {worst.growth:>7} {worst.worst:>8.3f}"
-            f" {worst.median:>8.3f} {worst.probes:>6}  {bound}: {verdict}",
+            f"{attack.point:>5}  {attack.name:<26} {worst.idle:>7} {worst.growth:>7} {banner} {worst.probes:>6}"
+            f"  {bound}: {verdict}",
             flush=True,
         )
     sys.exit(1 if failed else 0)
