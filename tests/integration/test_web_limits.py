@@ -138,3 +138,30 @@ def test_uploads_hold_neither_memory_nor_temporary_files(web: Jitaku, tmp_path: 
     assert pressure.rss_growth < 150 * MB, pressure.report("web_uploads")
     still_serves(web)
     assert httpx.get(f"http://127.0.0.1:{web.web_port}/login").status_code == 200
+
+
+def test_a_body_a_little_over_the_cap_gets_its_413_not_a_reset(web: Jitaku) -> None:
+    """A browser posting a form a little too large must hear why: closing with its body unread sends a TCP
+    reset, which throws away the 413 the client has not read yet ("connection reset by peer")."""
+    for size in (65_537, 300_000, 1_000_000):
+        with socket.create_connection(("127.0.0.1", web.web_port), timeout=30) as sock:
+            sock.sendall(_head("/login", f"Content-Length: {size}") + b"x" * 1000)
+            time.sleep(0.3)  # a slow uplink: the rest of the body is on its way after the daemon has answered
+            try:
+                sock.sendall(b"x" * (size - 1000))
+            except OSError as error:
+                pytest.fail(f"{size}: the body was cut off: {error!r}")
+            time.sleep(0.3)
+            try:
+                answer = sock.recv(4096)
+            except OSError as error:
+                pytest.fail(f"{size}: {error!r}")
+        assert answer.startswith(b"HTTP/1.1 413 "), (size, answer[:100])
+    # a body with no length is counted as the form parser reads it: 15 fields of 10 KB, each within what a
+    # form may hold, together past the cap
+    fields = [
+        b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\n%s\r\n' % (n, b"x" * 10_000) for n in range(15)
+    ]
+    form = {"content-type": "multipart/form-data; boundary=b"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{web.web_port}", timeout=30) as client:
+        assert client.post("/login", content=iter([*fields, b"--b--\r\n"]), headers=form).status_code == 413

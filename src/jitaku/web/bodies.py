@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # admin's image upload, when it comes, reads its form with limits of its own.
 FORM_FIELDS = 16
 FORM_FIELD_BYTES = 16384
+DROP_AT_MOST = 1 << 20  # bytes of a refused body read and dropped so that the client hears the 413
 
 
 class _TooLarge(Exception):
@@ -33,17 +34,22 @@ class BodyLimit:
             await self._app(scope, receive, send)
             return
         announced = Headers(scope=scope).get("content-length", "0")
-        if not announced.isdigit() or int(announced) > self._max_bytes:
-            await self._refuse(scope, receive, send)
+        if not announced.isdigit():
+            await self._refuse(scope, receive, send, drop=0)
+            return
+        if int(announced) > self._max_bytes:
+            await self._refuse(scope, receive, send, drop=int(announced))
             return
         received = 0
+        more = True
         responding = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, more
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                more = bool(message.get("more_body", False))
                 if received > self._max_bytes:
                     raise _TooLarge
             return message
@@ -58,10 +64,20 @@ class BodyLimit:
         except _TooLarge:
             if responding:
                 raise
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, send, drop=DROP_AT_MOST if more else 0)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # close the connection after the answer: the rest of the body is never read
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, drop: int) -> None:
+        """413, and the connection closed after it. A body of at most DROP_AT_MOST bytes still on its way is
+        read and dropped first: closing a socket with unread bytes sends a reset, which can reach the client
+        before our answer (a browser then shows "connection reset", not why). A larger one is never read."""
+        if drop <= DROP_AT_MOST:
+            while drop > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    break
+                drop -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
         text = f"request body over {self._max_bytes} bytes\n"
         await PlainTextResponse(text, status_code=413, headers={"connection": "close"})(scope, receive, send)
 
