@@ -45,7 +45,7 @@ def test_the_process_total_in_memory_sends_even_small_messages_to_disk(tmp_path:
     assert spooler.in_memory <= spool.MEMORY_TOTAL
     assert spools[-1]._file is not None
     for each in spools:
-        each.close()
+        each.discard()
     assert spooler.in_memory == 0
 
 

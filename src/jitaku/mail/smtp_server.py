@@ -210,7 +210,7 @@ class JitakuSMTP(SMTP):
                 envelope.spool = spool
                 status = await self._call_handler_hook("DATA")
         finally:
-            spool.close()
+            spool.discard()
         self.envelope = self._create_envelope()  # what aiosmtpd's _set_post_data_state does
         await self.push(status)
 

@@ -86,9 +86,6 @@ class Spool:
             self._file.close()
             self._file = None
 
-    def close(self) -> None:
-        self.discard()
-
     @property
     def total(self) -> int:
         return self.size + self._unsettled
