@@ -1,4 +1,4 @@
-"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns."""
+"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns, dns."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jitaku import config as config_module
-from jitaku import log, provision
+from jitaku import dns_records, log, provision
 from jitaku.config import Config, ConfigError
 from jitaku.terminal import visible
 
@@ -136,9 +136,11 @@ def init(
             console.print(f"ready: {made}")
     except OSError as error:  # a full disk, a read-only dir, a symbolic link planted where a key belongs
         raise CliError(f"cannot write {error.filename or config.data_dir}: {error.strerror or error}") from None
-    print("\nPublish these DNS records (zone-file form):")
-    for record in provision.dns_records(config):
-        print(record.zone_line())
+    from jitaku.cli_dns import expected  # it builds on this module's helpers
+
+    # whole lines, never through Rich: a record cut or wrapped at the terminal's width is another record
+    sys.stdout.write("\nPublish these DNS records (`jitaku dns records --check` compares them with DNS):\n")
+    sys.stdout.write(dns_records.zone_text(expected(config)))
 
 
 @app.command()
@@ -346,24 +348,26 @@ def dkim_show(
     data_dir: DirOption = DEFAULT_DIR,
     as_json: JsonOption = False,
 ) -> None:
-    """The DKIM TXT records to publish."""
+    """The DKIM TXT records to publish, as zone-file text."""
     config = _config(data_dir)
     if domain and not config.settings.is_local_domain(domain):
         raise CliError(f"{domain} is not one of this server's domains")
-    records = provision.dkim_records(config, domain.lower() if domain else None)
+    records = dns_records.dkim(config, domain.lower() if domain else None)
     if as_json:
         _print_json([{"name": r.name, "value": r.value} for r in records])
     else:
-        _table(["name", "type", "value"], [[r.name, r.type, r.value] for r in records])
+        sys.stdout.write(dns_records.zone_text(records))  # whole, as init prints them: a cut key is no key
 
 
 def _register_subcommands() -> None:
     from jitaku.cli_ddns import ddns_app  # they build on this module's helpers
+    from jitaku.cli_dns import dns_app
     from jitaku.cli_health import alerts_app, check
     from jitaku.cli_lists import list_app
 
     app.add_typer(list_app, name="list")
     app.add_typer(ddns_app, name="ddns")
+    app.add_typer(dns_app, name="dns")
     app.add_typer(alerts_app, name="alerts")
     app.command("check")(check)
 

@@ -1,9 +1,8 @@
-"""`jitaku init`: create what a data directory lacks and say which DNS records to publish."""
+"""`jitaku init`: create what a data directory lacks (the DNS records to publish are `dns_records`)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from jitaku import config as config_module
@@ -125,21 +124,6 @@ urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram
 """
 
 
-@dataclass(frozen=True)
-class DnsRecord:
-    name: str
-    type: str
-    value: str
-
-    def zone_line(self) -> str:
-        value = f'"{self.value}"' if self.type == "TXT" else self.value
-        return (
-            f"{self.name}.\tIN\t{self.type}\t{value}"
-            if not self.name.startswith("<")
-            else f"{self.name}\t{self.type}\t{value}"
-        )
-
-
 def _listen(addresses: list[str]) -> str:
     return ", ".join(f'"{a}"' for a in addresses)
 
@@ -257,26 +241,3 @@ def tighten(config: Config) -> list[str]:
         finally:
             os.close(descriptor)
     return changes
-
-
-def dkim_records(config: Config, domain: str | None = None) -> list[DnsRecord]:
-    settings = config.settings
-    records = []
-    for name in [domain] if domain else list(settings.domains):
-        for key in dkim.load_keys(config.dkim_dir, name, settings.dkim.selector, settings.dkim.ed25519):
-            records.append(DnsRecord(key.record_name, "TXT", key.record_value()))
-    return records
-
-
-def dns_records(config: Config) -> list[DnsRecord]:
-    """What to publish, Mail-in-a-Box style: MX, SPF, DKIM, DMARC per domain, and the host's A/PTR."""
-    settings = config.settings
-    host = settings.mail_hostname
-    records = [DnsRecord(host, "A", "<your public IPv4 address>")]
-    for domain in settings.domains:
-        records.append(DnsRecord(domain, "MX", f"10 {host}."))
-        records.append(DnsRecord(domain, "TXT", "v=spf1 mx -all"))
-        records.extend(dkim_records(config, domain))
-        records.append(DnsRecord(f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}"))
-    records.append(DnsRecord("<your public IPv4 address>", "PTR", f"{host}.  (ask your ISP to set this)"))
-    return records

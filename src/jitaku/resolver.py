@@ -6,6 +6,7 @@ code uses the async one. `configure` points both at the same servers.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -66,3 +67,11 @@ def _build(kind: type[R], nameservers: tuple[Nameserver, ...]) -> R:
 
 def async_resolver() -> dns.asyncresolver.Resolver:
     return dns.asyncresolver.get_default_resolver()
+
+
+def uncached_async_resolver() -> dns.asyncresolver.Resolver:
+    """The configured servers without our cache: a record the owner has just published shows at once, and
+    one just deleted no longer does."""
+    resolver = copy.copy(async_resolver())
+    resolver.cache = None
+    return resolver

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks, wait_until
+from tests.integration.test_outbound import direct_mx, dkim_results, submit
+from tests.test_dns_records import loaded
 
 
 def run(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -33,12 +35,16 @@ def test_init_writes_everything_and_prints_the_dns_records(tmp_path: Path) -> No
     assert key.stat().st_mode & 0o777 == 0o600
     assert (data / "jitaku.toml").stat().st_mode & 0o777 == 0o600
     assert (data / "tls" / "cert.pem").exists()
-    out = result.stdout
-    assert "example.test.\tIN\tMX\t10 mail.example.test." in out
-    assert '"v=spf1 mx -all"' in out
-    assert 'jitaku._domainkey.example.test.\tIN\tTXT\t"v=DKIM1; k=rsa; p=' in out
-    assert "_dmarc.example.test.\tIN\tTXT" in out
-    assert "PTR" in out
+    records = result.stdout.partition("Publish these DNS records")[2].partition("\n")[2]
+    zone = loaded(records)  # the DKIM key's 410 characters as two strings; the PTR hint a comment
+    assert {rdata.to_text() for rdata in zone["example.test", "MX"]} == {"10 mail.example.test."}
+    assert {rdata.to_text() for rdata in zone["example.test", "TXT"]} == {'"v=spf1 mx -all"'}
+    (dkim_txt,) = zone["jitaku._domainkey.example.test", "TXT"]
+    (published,) = json.loads(run("dkim", "show", "--json", "--dir", str(data)).stdout)
+    assert b"".join(dkim_txt.strings).decode() == published["value"] and max(map(len, dkim_txt.strings)) == 255
+    assert ("_dmarc.example.test", "TXT") in zone
+    assert "\tPTR\tmail.example.test.\t; ask your ISP" in records
+    assert records == run("dns", "records", "--dir", str(data)).stdout  # one function prints both
     # a second init changes nothing it finds
     before = (data / "jitaku.toml").read_bytes(), key.read_bytes()
     again = run("init", "--dir", str(data), "--domain", "other.test")
@@ -101,6 +107,73 @@ def test_dkim_show_json(server: Jitaku) -> None:
     assert all(r["value"].startswith("v=DKIM1; k=rsa; p=MII") for r in records)
     (one,) = json.loads(server.cli("dkim", "show", "example.org", "--json").stdout)
     assert one["name"] == "jitaku._domainkey.example.org"
+
+
+def test_dkim_show_prints_each_key_whole_at_any_width_and_on_no_terminal(server: Jitaku) -> None:
+    (wanted,) = json.loads(server.cli("dkim", "show", "example.org", "--json").stdout)
+    command = [*JITAKU, "dkim", "show", "example.org", "--dir", str(server.dir)]
+    narrow = {**os.environ, "COLUMNS": "40"}
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=60, env=narrow, check=True).stdout
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb") as reader:
+        subprocess.run(command, stdout=terminal, timeout=60, env=narrow, check=True)
+        os.close(terminal)
+        seen = b""
+        while chunk := _read_or_end(reader):
+            seen += chunk
+    for text in (piped, seen.decode().replace("\r\n", "\n")):
+        assert len(text.splitlines()) == 1, text
+        (key,) = loaded(text)["jitaku._domainkey.example.org", "TXT"]
+        assert b"".join(key.strings).decode() == wanted["value"]
+
+
+def test_the_printed_records_load_and_the_dkim_key_in_them_verifies_with_mail_dkim(
+    server: Jitaku, dns_zone, sink_factory
+) -> None:
+    zone, dns_port = dns_zone
+    text = server.cli("dns", "records").stdout
+    loaded(text)
+    zone.add(text)  # served as printed, by dnslib: the key reaches Mail::DKIM through a second parser
+    sink = sink_factory()
+    direct_mx(server, zone, sink)
+    submit(server, "dave@remote.test")
+    (stored,) = wait_until(sink.messages)
+    verdict = dkim_results(stored, dns_port)
+    assert "example.test rsa-sha256 pass" in verdict and "result=pass" in verdict, verdict
+    as_json = json.loads(server.cli("dns", "records", "--json").stdout)
+    assert [(r["name"], r["type"]) for r in as_json][:3] == [
+        ("mail.example.test", "A"),
+        ("example.test", "MX"),
+        ("example.test", "TXT"),
+    ]
+    assert set(as_json[0]) == {"name", "type", "value", "note"} and as_json[0]["value"] is None
+
+
+def test_dns_records_check_says_what_dns_serves_beside_each_record(server: Jitaku, dns_zone) -> None:
+    zone, _ = dns_zone
+    text = server.cli("dns", "records").stdout
+    zone.add("".join(line + "\n" for line in text.splitlines() if "example.org" not in line))
+    zone.records = [record for record in zone.records if str(record.rname) != "_dmarc.example.test."]
+    zone.add('_dmarc.example.test. 300 IN TXT "v=DMARC1; p=none"')
+    checked = server.cli("dns", "records", "--check", check=False)
+    assert checked.returncode == 1, checked.stderr
+    out = checked.stdout
+    assert "example.test.\t3600\tIN\tMX\t10 mail.example.test.\n;   ok: DNS serves this\n" in out
+    assert (
+        '"v=DMARC1; p=quarantine; rua=mailto:postmaster@example.test"\n;   wrong: DNS serves "v=DMARC1; p=none"\n'
+        in out
+    )
+    assert "example.org.\t3600\tIN\tMX\t10 mail.example.test.\n;   missing: DNS serves no MX for example.org\n" in out
+    assert loaded(out).keys() == loaded(text).keys()  # still zone-file text: what DNS serves is in comments
+    rows = json.loads(server.cli("dns", "records", "--check", "--json", check=False).stdout)
+    states = {(row["name"], row["type"]): (row["state"], row["served"]) for row in rows}
+    assert states["_dmarc.example.test", "TXT"] == ("wrong", ["v=DMARC1; p=none"])
+    assert states["example.org", "MX"] == ("missing", [])
+    assert states["mail.example.test", "A"] == ("unknown", [])  # our address is not known yet: nothing to judge
+    assert set(rows[0]) == {"name", "type", "value", "note", "served", "state", "error"}
+    zone.records = []
+    zone.add(text)  # every record as printed
+    assert server.cli("dns", "records", "--check").stdout.count(";   ok: DNS serves this\n") == 8
 
 
 def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
@@ -359,7 +432,9 @@ def test_init_never_writes_through_a_link_planted_where_a_key_belongs(tmp_path: 
     link.symlink_to(elsewhere / "key.pem" if planted.endswith(".pem") else elsewhere)
     result = run("init", "--dir", str(data), "--domain", "example.test")
     assert result.returncode == 1 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-    assert "cannot write" in result.stderr and "symbolic links" in result.stderr and "internal error" not in result.stderr
+    assert (
+        "cannot write" in result.stderr and "symbolic links" in result.stderr and "internal error" not in result.stderr
+    )
     assert f"could not check {link}" in result.stdout
     target = elsewhere / "key.pem"
     assert target.read_text() == "precious\n" and target.stat().st_mode & 0o777 == 0o644

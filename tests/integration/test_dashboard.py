@@ -16,9 +16,10 @@ ARTIFACTS = Path(__file__).parent.parent.parent / "artifacts" / "screenshots"
 
 
 @pytest.fixture
-def watched(jitaku_factory) -> Jitaku:
-    """A running jitaku whose monitor checks every second, with admin alice and plain user bob."""
-    server: Jitaku = jitaku_factory()
+def watched(jitaku_factory, dns_zone) -> Jitaku:
+    """A running jitaku whose monitor checks every second, with admin alice and plain user bob; its DNS is
+    `dns_zone`, empty until a test publishes."""
+    server: Jitaku = jitaku_factory(dns_zone[1])
     server.settings["health"] = {"interval": 1}
     server.write_config()
     server.init("alice@example.test", "bob@example.org")
@@ -53,7 +54,27 @@ def test_the_dashboard_shows_each_checks_state_sentence_and_graphs(watched: Jita
     page = httpx.get(base(watched) + "/health?range=7d")
     assert page.status_code == 200
     assert "all 5 listeners answer." in page.text and "<polyline" in page.text and "Traffic in, KiB/s" in page.text
-    assert "no [[ddns]] records configured" in page.text
+    assert "jitaku._domainkey.example.test" in page.text and "missing" in page.text  # every record we need
+
+
+def test_the_dashboard_shows_every_dns_record_we_need_beside_what_dns_serves(watched: Jitaku, dns_zone) -> None:
+    zone, _ = dns_zone
+    zone.add(watched.cli("dns", "records").stdout)  # as `jitaku dns records` prints them
+    zone.records = [record for record in zone.records if str(record.rname) != "_dmarc.example.org."]
+    zone.add('_dmarc.example.org. 300 IN TXT "v=DMARC1; p=none"')
+    shown = {(d["name"], d["type"]): d for d in httpx.get(base(watched) + "/api/health").json()["dns"]}
+    assert shown["jitaku._domainkey.example.test", "TXT"]["state"] == "ok"
+    assert (
+        shown["example.org", "MX"]["state"] == "ok" and shown["example.org", "MX"]["value"] == "10 mail.example.test."
+    )
+    assert (shown["_dmarc.example.org", "TXT"]["state"], shown["_dmarc.example.org", "TXT"]["served"]) == (
+        "wrong",
+        ["v=DMARC1; p=none"],
+    )
+    assert shown["mail.example.test", "A"]["state"] == "unknown" and shown[None, "PTR"]["value"] == "mail.example.test."
+    assert len(shown) == 10  # A, PTR, and MX, SPF, DKIM, DMARC for each domain
+    page = httpx.get(base(watched) + "/health").text
+    assert '<td class="data critical"><span class="state">wrong</span>: v=DMARC1; p=none</td>' in page
 
 
 def test_from_another_address_the_dashboard_needs_an_admins_login(network_namespace, jitaku_factory) -> None:

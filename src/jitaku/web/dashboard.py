@@ -1,5 +1,5 @@
-"""The dashboard: each check's state and sentence, graphs over 24 hours and 7 days, recent alerts, and the
-DNS records we expect beside what the world sees; the same data as JSON under /api/."""
+"""The dashboard: each check's state and sentence, graphs over 24 hours and 7 days, recent alerts, and
+every DNS record we need beside what DNS serves; the same data as JSON under /api/."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
+from jitaku import dns_records, resolver
 from jitaku.config import Settings
+from jitaku.health.dns import public_addresses
 from jitaku.store import Database, tallies
 from jitaku.store import ddns as ddns_rows
 from jitaku.store import health as rows
@@ -52,8 +54,9 @@ def _lines(samples: list[tuple[float, dict[str, float]]], metric: str, scale: fl
 
 
 class Dashboard:
-    def __init__(self, settings: Settings, database: Database, gate: Gate) -> None:
+    def __init__(self, settings: Settings, database: Database, gate: Gate, dkim: list[dns_records.Record]) -> None:
         self._settings = settings
+        self._dkim = dkim  # read from the key files once: a new key needs a restart to sign anyway
         self._database = database
         self._gate = gate
 
@@ -68,20 +71,13 @@ class Dashboard:
         latest = await self._database.read(rows.latest)
         alerts = await self._database.read(lambda connection: rows.recent_alerts(connection, 20))
         states = await self._database.read(ddns_rows.all_states)
+        ours = public_addresses([(state.family, state.address) for state in states])
+        wanted = dns_records.needed(self._settings, self._dkim, ours)
         checks = [
             {**result.as_json(), "at": _when(at)}
             for at, result in sorted(latest.values(), key=lambda item: (-int(item[1].state), item[1].check))
         ]
-        dns = [
-            {
-                "name": state.name,
-                "type": "A" if state.family == 4 else "AAAA",
-                "expected": state.address,
-                "seen": state.published,
-                "right": bool(state.seen_right),
-            }
-            for state in states
-        ]
+        dns = [one.as_json() for one in await dns_records.look_up(wanted, resolver.uncached_async_resolver())]
         return {
             "hostname": self._settings.mail_hostname,
             "checks": checks,

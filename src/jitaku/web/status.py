@@ -15,6 +15,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
+from jitaku import dns_records
 from jitaku.config import Config
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database, mailstore
@@ -60,7 +61,7 @@ def build(config: Config, database: Database, authenticator: Authenticator) -> A
             Route("/", gate.protect(page)),
             Route("/status.json", gate.protect(as_json, api=True)),
             *gate.routes(),
-            *Dashboard(settings, database, gate).routes(),
+            *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database),
         ],
