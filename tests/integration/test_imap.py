@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
-from tests.conftest import READER, Jitaku, deliver, free_port, wait_for_port
+from tests.conftest import READER, Dovecot, Jitaku, deliver, free_port, wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = READER
@@ -112,6 +112,52 @@ def test_list_extended_shows_levels_without_a_mailbox_and_subscriptions_below(ma
     assert done.startswith(b"OK")
     assert exchange(imap, 'LIST (RECURSIVEMATCH) "" %')[1].startswith(b"BAD")
     assert exchange(imap, 'LIST "" % RETURN (FOO)')[1].startswith(b"BAD")
+
+
+def dovecot_client(dovecot: Dovecot) -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10)
+    imap.login("alice", PASSWORD)
+    return imap
+
+
+def outcomes(imap: imaplib.IMAP4, commands: list[bytes]) -> list[tuple[int, bytes]]:
+    """How many untagged lines each command brought back, and its answer's first word (OK, NO or BAD)."""
+    return [(len(lines), done.split()[0]) for lines, done in map(lambda command: exchange(imap, command), commands)]
+
+
+# Names no mailbox can have, and the tilde that only starts a literal8 before "{" (imaptest's group atoms)
+STRANGE_NAMES = [
+    b"SELECT ~foo",
+    b'LIST "" ~foo',
+    b"SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}",
+    b'LIST "" !#$&\'+,-.0123456789:;<=>?@^_`|[}%*',
+    b"SELECT &Jjo",
+    b"EXAMINE &Jjo",
+    b"CREATE &Jjo",
+    b'CREATE "&AGE-"',
+    b'CREATE "&AOk-&AOk-"',
+    b'CREATE "a\xffb"',
+    b"DELETE &Jjo",
+    b"RENAME INBOX &Jjo",
+    b"SUBSCRIBE &Jjo",
+    b"UNSUBSCRIBE &Jjo",
+    b"STATUS &Jjo (MESSAGES)",
+    b"APPEND &Jjo {1+}\r\nx",
+    b'LIST "" &Jjo',
+    b'LIST "" ("&Jjo*" "a\xffb")',
+    b"LIST &Jjo *",
+    b'LSUB "" &Jjo',
+]
+
+
+def test_names_no_mailbox_can_have_are_refused_as_dovecot_refuses_them(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """They were BAD, which tells a client it spoke nonsense (imaptest counts it a failure, and closes); and
+    "~foo" was taken for a literal8 that did not come."""
+    imap = client(mailhost, None)
+    assert outcomes(imap, STRANGE_NAMES) == outcomes(dovecot_client(dovecot), STRANGE_NAMES)
+    assert exchange(imap, b"SELECT &Jjo")[1].startswith(b"NO [CANNOT] ")
+    assert exchange(imap, b"SELECT ~foo")[1].startswith(b"NO [NONEXISTENT] ")  # a name, of no mailbox yet
+    assert imap.create("~foo")[0] == "OK" and imap.select("~foo")[0] == "OK"
 
 
 def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jitaku) -> None:

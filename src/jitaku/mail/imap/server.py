@@ -31,6 +31,7 @@ from jitaku.mail.imap.parser import (
     Append,
     Authenticate,
     BadCharset,
+    BadName,
     Command,
     Copy,
     Create,
@@ -204,6 +205,9 @@ class ImapServer:
             tag, command = parse(data, self._settings.max_search_keys)
         except OverLimit as error:
             await wire.send(f"{error.tag} NO [LIMIT] {error}".encode())
+            return
+        except BadName as error:  # RFC 5530: no mailbox can ever have that name
+            await wire.send(f"{error.tag} NO [CANNOT] {error}".encode())
             return
         except ParseError as error:
             await self._bad(wire, session, f"{error.tag} BAD {error}")
