@@ -62,6 +62,8 @@ def test_mailbox_commands_and_names() -> None:
     assert one(b'A1 CREATE "&kAFP4W4IMH8-"') == Create("送信済み")
     assert one("A1 CREATE 送信済み".encode()) == Create("送信済み")  # UTF8=ACCEPT clients send UTF-8
     assert one(b"A1 CREATE Archive2 (USE (\\Archive))") == Create("Archive2", ("\\Archive",))
+    assert one(b"A1 CREATE Lists/") == Create("Lists")  # RFC 3501 §6.3.3: "I mean to make names below"
+    assert one(b"A1 CREATE inbox/") == Create("INBOX") and one(b"A1 CREATE a//") == Create("a/")
     assert one(b"A1 RENAME old new") == Rename("old", "new")
     assert one(b'A1 DELETE "a b"') == MailboxCommand("DELETE", "a b")
     assert one(b"A1 STATUS INBOX (MESSAGES UIDNEXT unseen)") == Status("INBOX", ("MESSAGES", "UIDNEXT", "UNSEEN"))

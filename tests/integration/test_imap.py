@@ -160,6 +160,18 @@ def test_names_no_mailbox_can_have_are_refused_as_dovecot_refuses_them(mailhost:
     assert imap.create("~foo")[0] == "OK" and imap.select("~foo")[0] == "OK"
 
 
+def test_create_ignores_a_trailing_delimiter_as_dovecot_does(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 3501 §6.3.3: "Lists/" declares that names will be made below "Lists", and makes "Lists"; it was
+    refused as a name (imaptest's groups list, listext and subscribe begin with one)."""
+    commands = ["CREATE Lists/", "CREATE Lists/a/", "CREATE Lists//", 'LIST "" Lists*']
+    imap = client(mailhost, None)
+    ours = outcomes(imap, [command.encode() for command in commands])
+    # Dovecot's delimiter (Maildir++) is "."
+    assert ours == outcomes(dovecot_client(dovecot), [command.replace("/", ".").encode() for command in commands])
+    assert ours == [(0, b"OK"), (0, b"OK"), (0, b"NO"), (2, b"OK")]
+    assert imap.select("Lists")[0] == "OK" and imap.select("Lists/a")[0] == "OK"
+
+
 def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jitaku) -> None:
     imap = client(mailhost)
     attachment = b"\x00\x01\x02 not text \xff"

@@ -143,7 +143,7 @@ class Select:
 
 @dataclass(frozen=True)
 class Create:
-    mailbox: str
+    mailbox: str  # without the trailing delimiter a client may send
     special_use: tuple[str, ...] = ()
 
 
@@ -571,7 +571,9 @@ def _command(reader: _Reader, name: str) -> Command:
         return Select(mailbox, name == "EXAMINE", condstore)
     if name == "CREATE":
         reader.sp()
-        mailbox = reader.mailbox()
+        # RFC 3501 §6.3.3: a trailing delimiter declares that names will be made below this one; a server that
+        # needs no such declaration (we do not) ignores it. "a//" keeps one, and is refused as a name.
+        mailbox = reader.mailbox().removesuffix("/")
         uses: list[str] = []
         if reader.maybe_sp():
             reader.expect(b"(USE ")
