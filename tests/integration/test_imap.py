@@ -79,7 +79,9 @@ def test_list_extended_shows_levels_without_a_mailbox_and_subscriptions_below(ma
     imap = client(mailhost, None)
     for name in ("a/b/c", "x", "x/y", "Lists"):
         imap.create(name)
-    for name in ("x", "Lists", "Sent", "Drafts", "Trash", "Junk", "Archive"):
+    for name in ("a/b/c", "x/y"):
+        imap.subscribe(name)
+    for name in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
         imap.unsubscribe(name)
     imap.append("x", "(\\Deleted)", None, b"Subject: one\r\n\r\nhello\r\n")
     imap.append("x", None, None, b"Subject: two\r\n\r\nhello\r\n")
@@ -170,6 +172,49 @@ def test_create_ignores_a_trailing_delimiter_as_dovecot_does(mailhost: Jitaku, d
     assert ours == outcomes(dovecot_client(dovecot), [command.replace("/", ".").encode() for command in commands])
     assert ours == [(0, b"OK"), (0, b"OK"), (0, b"NO"), (2, b"OK")]
     assert imap.select("Lists")[0] == "OK" and imap.select("Lists/a")[0] == "OK"
+
+
+def test_a_subscription_is_a_name_apart_from_its_mailbox_as_in_dovecot(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 3501 §6.3.6: a subscription outlives its mailbox, and LIST-EXTENDED shows it \\NonExistent; it was a
+    column of the mailbox, so CREATE subscribed and DELETE took it away (imaptest's groups listext, subscribe)."""
+    commands = [
+        "CREATE Subs/a",
+        "CREATE Subs/b",
+        "CREATE Subs/c",
+        'LSUB "" Subs*',  # CREATE does not subscribe
+        "SUBSCRIBE Subs/a",
+        "SUBSCRIBE Subs/b",
+        "SUBSCRIBE Subs/c",
+        "SUBSCRIBE Subs/ghost",  # only a mailbox, as Dovecot checks (RFC 3501 §6.3.6 allows it)
+        "DELETE Subs/a",
+        "DELETE Subs/c",
+        'LSUB "" Subs*',
+        'LSUB "" %',
+        'LIST (SUBSCRIBED) "" Subs*',
+        'LIST (SUBSCRIBED RECURSIVEMATCH) "" %',
+        'LIST "" Subs*',
+        'LIST "" Subs* RETURN (SUBSCRIBED)',
+        "UNSUBSCRIBE Subs/c",  # with no mailbox
+        'LSUB "" Subs*',
+    ]
+    imap = client(mailhost, None)
+    for name in ("Sent", "Drafts", "Trash", "Junk", "Archive", "INBOX"):  # Dovecot's alice subscribes to none
+        imap.unsubscribe(name)
+    ours = outcomes(imap, [command.encode() for command in commands])
+    assert ours == outcomes(dovecot_client(dovecot), [command.replace("/", ".").encode() for command in commands])
+    assert [done for _count, done in ours] == [b"OK"] * 7 + [b"NO"] + [b"OK"] * 10
+    assert exchange(imap, 'LIST (SUBSCRIBED) "" Subs*')[0] == [
+        b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "Subs/a"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Subs/b"',
+    ]
+    assert exchange(imap, 'LSUB "" Subs/*')[0] == [b'* LSUB () "/" "Subs/a"', b'* LSUB () "/" "Subs/b"']
+    assert exchange(imap, 'LIST "" Subs/* RETURN (SUBSCRIBED)')[0] == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Subs/b"'
+    ]
+    # RENAME takes the subscriptions along, those below too, a deleted mailbox's as well (Dovecot 2.3 leaves
+    # them under the old names)
+    assert imap.rename("Subs", "Moved")[0] == "OK"
+    assert exchange(imap, 'LSUB "" *')[0] == [b'* LSUB () "/" "Moved/a"', b'* LSUB () "/" "Moved/b"']
 
 
 def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jitaku) -> None:

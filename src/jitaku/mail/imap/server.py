@@ -385,8 +385,10 @@ class ImapServer:
         budget = Budget(self._settings.max_command_time)
 
         def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
-            boxes = self._database.read_now(lambda c: mailstore.mailboxes(c, address))
-            return listing.responses(command, boxes, budget)
+            boxes, subscribed = self._database.read_now(
+                lambda c: (mailstore.mailboxes(c, address), mailstore.subscriptions(c, address))
+            )
+            return listing.responses(command, boxes, set(subscribed), budget)
 
         try:
             session.lines.extend(line.encode() for line in await self._workers.run(budget, work))
@@ -454,9 +456,11 @@ class ImapServer:
             if session.view is not None and session.view.name == command.mailbox:
                 session.view = None
             await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox))
+        elif command.name == "SUBSCRIBE":
+            limit = self._settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
+            await self._write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit))
         else:
-            subscribe = command.name == "SUBSCRIBE"
-            await self._write(lambda c: mailstore.set_subscribed(c, address, command.mailbox, subscribe))
+            await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox))
         return f"OK {command.name} completed"
 
     async def _append(self, session: Session, command: Append) -> str:
