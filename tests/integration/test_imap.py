@@ -217,6 +217,24 @@ def test_a_subscription_is_a_name_apart_from_its_mailbox_as_in_dovecot(mailhost:
     assert exchange(imap, 'LSUB "" *')[0] == [b'* LSUB () "/" "Moved/a"', b'* LSUB () "/" "Moved/b"']
 
 
+def test_a_missing_mailbox_is_nonexistent_unless_creating_it_would_help(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 5530: [TRYCREATE] tells a client to CREATE the mailbox and try again, which helps APPEND, COPY and
+    MOVE to it; DELETE, RENAME and UNSUBSCRIBE of a name that is not there got it too."""
+    commands = [b"DELETE Nowhere", b"RENAME Nowhere Elsewhere", b"APPEND Nowhere {1+}\r\nx"]
+    imap = client(mailhost)
+
+    def codes(imap: imaplib.IMAP4, commands: list[bytes]) -> list[bytes]:
+        return [exchange(imap, command)[1].partition(b"]")[0] for command in commands]
+
+    assert codes(imap, commands) == codes(dovecot_client(dovecot), commands)
+    assert codes(imap, commands) == [b"NO [NONEXISTENT", b"NO [NONEXISTENT", b"NO [TRYCREATE"]
+    imap.append("INBOX", None, None, b"Subject: one\r\n\r\nhello\r\n")
+    imap.noop()
+    assert codes(imap, [b"COPY 1 Nowhere", b"MOVE 1 Nowhere"]) == [b"NO [TRYCREATE"] * 2
+    # Dovecot answers OK to UNSUBSCRIBE of any name, and plain NO to SUBSCRIBE of a mailbox that is not there
+    assert codes(imap, [b"UNSUBSCRIBE Nowhere", b"SUBSCRIBE Nowhere"]) == [b"NO [NONEXISTENT"] * 2
+
+
 def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jitaku) -> None:
     imap = client(mailhost)
     attachment = b"\x00\x01\x02 not text \xff"

@@ -57,7 +57,8 @@ class MailboxExists(MailboxError):
 
 
 class NoSuchMailbox(MailboxError, LookupError):
-    """The mailbox named does not exist: IMAP answers NO [TRYCREATE] to APPEND, COPY and MOVE."""
+    """The mailbox named does not exist: IMAP answers NO [TRYCREATE] to APPEND, COPY and MOVE, and
+    NO [NONEXISTENT] to the rest."""
 
 
 class TooManyMailboxes(MailboxError):

@@ -368,11 +368,13 @@ class ImapServer:
         except NoSuchMailbox as missing:
             raise Refused(f"[NONEXISTENT] {missing}") from None
 
-    async def _write(self, change: Callable[[Connection], T]) -> T:
+    async def _write(self, change: Callable[[Connection], T], missing_code: str = "TRYCREATE") -> T:
+        """CHANGE, with what it refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
+        help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530)."""
         try:
             return await self._database.write(change)
         except NoSuchMailbox as missing:
-            raise Refused(f"[TRYCREATE] {missing}") from None
+            raise Refused(f"[{missing_code}] {missing}") from None
         except MailboxExists as taken:
             raise Refused(f"[ALREADYEXISTS] {taken}") from None
         except TooManyMailboxes as error:
@@ -450,17 +452,19 @@ class ImapServer:
             return "OK CREATE completed"
         if isinstance(command, Rename):
             limit = self._settings.max_mailboxes
-            await self._write(lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit))
+            await self._write(
+                lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit), "NONEXISTENT"
+            )
             return "OK RENAME completed"
         if command.name == "DELETE":
             if session.view is not None and session.view.name == command.mailbox:
                 session.view = None
-            await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox))
+            await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox), "NONEXISTENT")
         elif command.name == "SUBSCRIBE":
             limit = self._settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
-            await self._write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit))
+            await self._write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit), "NONEXISTENT")
         else:
-            await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox))
+            await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
         return f"OK {command.name} completed"
 
     async def _append(self, session: Session, command: Append) -> str:
