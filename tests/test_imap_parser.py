@@ -15,6 +15,7 @@ from jitaku.mail.imap.parser import (
     Append,
     Authenticate,
     BadCharset,
+    BadName,
     Copy,
     Create,
     Enable,
@@ -61,10 +62,51 @@ def test_mailbox_commands_and_names() -> None:
     assert one(b'A1 CREATE "&kAFP4W4IMH8-"') == Create("送信済み")
     assert one("A1 CREATE 送信済み".encode()) == Create("送信済み")  # UTF8=ACCEPT clients send UTF-8
     assert one(b"A1 CREATE Archive2 (USE (\\Archive))") == Create("Archive2", ("\\Archive",))
+    assert one(b"A1 CREATE Lists/") == Create("Lists")  # RFC 3501 §6.3.3: "I mean to make names below"
+    assert one(b"A1 CREATE inbox/") == Create("INBOX") and one(b"A1 CREATE a//") == Create("a/")
     assert one(b"A1 RENAME old new") == Rename("old", "new")
     assert one(b'A1 DELETE "a b"') == MailboxCommand("DELETE", "a b")
     assert one(b"A1 STATUS INBOX (MESSAGES UIDNEXT unseen)") == Status("INBOX", ("MESSAGES", "UIDNEXT", "UNSEEN"))
     assert utf7.decode(utf7.encode("Entwürfe & ドラフト")) == "Entwürfe & ドラフト"
+
+
+def test_a_tilde_is_an_atom_character_unless_a_literal8_follows() -> None:
+    """imaptest's group atoms: "~foo" is a name (it got BAD "expected a literal"); only "~{" starts a literal8."""
+    assert one(b"A1 SELECT ~foo") == Select("~foo", read_only=False, condstore=False)
+    assert one(b"A1 CREATE ~{3+}\r\nabc") == Create("abc")
+    assert one(b'A1 LIST "" ~foo').patterns == ("~foo",)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"A1 SELECT &Jjo",
+        b"A1 SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}",  # imaptest's group atoms: every atom character
+        b'A1 CREATE "bad&Zz-name"',
+        b'A1 CREATE "&AGE-"',  # "a", spelled a second way
+        b'A1 DELETE "&AOk-&AOk-"',  # "\xe9\xe9", in two runs where one would do
+        b'A1 EXAMINE "x&AOl-"',  # bits to spare
+        b'A1 SUBSCRIBE "a\xffb"',  # neither UTF-8 nor modified UTF-7
+        b"A1 UNSUBSCRIBE {3+}\r\na\x00b",
+        b"A1 RENAME INBOX &",
+        b"A1 STATUS &Jjo (MESSAGES)",
+        b"A1 UID MOVE 1 &Jjo",
+        b"A1 APPEND &Jjo {1+}\r\nx",
+    ],
+)
+def test_a_name_no_mailbox_can_have_is_refused_not_a_parse_error(line: bytes) -> None:
+    """Dovecot answers these NO (the server says NO [CANNOT]); they were BAD, as if the client spoke nonsense."""
+    with pytest.raises(BadName) as raised:
+        parse(line + b"\r\n")
+    assert raised.value.tag == "A1"
+
+
+def test_a_pattern_no_name_can_match_lists_nothing() -> None:
+    """As Dovecot does: LIST answers OK, with the patterns that can match a name."""
+    assert one(b'A1 LIST "" (&Jjo % "a\xffb" {3+}\r\na\x00b)').patterns == ("%",)  # type: ignore[attr-defined]
+    assert one(b'A1 LIST "" !#$&\'+,-.0123456789:;<=>?@^_`|[}%*').patterns == ()  # type: ignore[attr-defined]
+    assert one(b"A1 LSUB &Jjo *").patterns == ()  # type: ignore[attr-defined]
+    assert one(b'A1 LIST "" "&ZeVnLIqe-/*"').patterns == ("日本語/*",)  # type: ignore[attr-defined]
 
 
 def test_list_in_its_forms() -> None:
@@ -234,7 +276,6 @@ def test_what_real_clients_send_parses(line: bytes) -> None:
         b"A1 STATUS INBOX (COLOUR)",
         b"A1 UID FROB 1",
         b"A1 NOOP extra",
-        b'A1 CREATE "bad&Zz-name"',
     ],
 )
 def test_what_breaks_the_grammar_is_a_parse_error_with_the_tag(line: bytes) -> None:

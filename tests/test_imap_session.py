@@ -82,3 +82,26 @@ def test_a_search_or_list_past_its_time_answers_no_limit_and_the_session_goes_on
     ]
     assert asyncio.run(run(ImapSettings()))[:3] == [b"* SEARCH 1 2 3", b"c OK SEARCH completed", b"d OK LIST completed"]
     database.close()
+
+
+def test_a_missing_mailbox_is_nonexistent_unless_creating_it_would_help(tmp_path: Path) -> None:
+    """RFC 5530: TRYCREATE is for APPEND, COPY and MOVE to a mailbox that CREATE would make; DELETE, RENAME
+    and UNSUBSCRIBE got it too. A name no mailbox can have is NO [CANNOT], and no BAD to count."""
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", passwords.hash_password("secret"))
+    commands = [b"DELETE Nowhere", b"RENAME Nowhere Elsewhere", b"SUBSCRIBE Nowhere", b"UNSUBSCRIBE Nowhere"]
+    commands += [b"APPEND Nowhere {1+}\r\nx", b"SELECT &Jjo", b"LOGOUT"]
+    received = asyncio.run(
+        talk(database, b"a LOGIN alice@example.test secret", *(b"t%d " % n + line for n, line in enumerate(commands)))
+    )
+    assert [line.partition(b"]")[0] for line in received if line.startswith(b"t")] == [
+        b"t0 NO [NONEXISTENT",
+        b"t1 NO [NONEXISTENT",
+        b"t2 NO [NONEXISTENT",
+        b"t3 NO [NONEXISTENT",
+        b"t4 NO [TRYCREATE",
+        b"t5 NO [CANNOT",
+        b"t6 OK LOGOUT completed",
+    ]
+    database.close()

@@ -12,6 +12,7 @@ from jitaku.store import Database, accounts, mailstore
 from jitaku.store.mailstore import FlagState, Listed, MailboxError, NoSuchMailbox, TooManyMailboxes
 
 ALICE = "alice@example.test"
+SPECIAL = [name for name, _use in mailstore.SPECIAL_FOLDERS]
 
 
 @pytest.fixture
@@ -42,7 +43,8 @@ def test_a_new_user_has_inbox_and_the_special_use_folders(database: Database) ->
         ("Sent", "\\Sent"),
         ("Trash", "\\Trash"),
     ]
-    assert all(m.subscribed and m.uidnext == 1 and m.highestmodseq == 1 and m.messages == 0 for m in found)
+    assert all(m.uidnext == 1 and m.highestmodseq == 1 and m.messages == 0 for m in found)
+    assert database.read_now(lambda c: mailstore.subscriptions(c, ALICE)) == sorted(m.name for m in found)
 
 
 def test_mailboxes_count_messages_and_unseen_ones(database: Database) -> None:
@@ -68,8 +70,10 @@ def test_create_refuses_bad_and_taken_names_and_needs_no_parents(database: Datab
         with pytest.raises(MailboxError, match="special use"):
             mailstore.create_mailbox(connection, ALICE, "All", "\\All")  # type: ignore[arg-type]
         found = {m.name: m for m in mailstore.mailboxes(connection, ALICE)}
+        subscribed = mailstore.subscriptions(connection, ALICE)
     assert "a" not in found and "a/b" not in found
-    assert found["Lists"].special_use == "\\Archive" and found["a/b/c"].subscribed
+    assert found["Lists"].special_use == "\\Archive"
+    assert "a/b/c" not in subscribed and "Lists" not in subscribed  # RFC 3501 §6.3.3: CREATE does not subscribe
     assert found["a/b/c"].uidvalidity > found["INBOX"].uidvalidity  # above every one the user has
 
 
@@ -109,6 +113,30 @@ def test_rename_takes_the_children_along_and_keeps_uids(database: Database) -> N
         mailstore.rename_mailbox(connection, ALICE, "Old", "New")  # a name with only children
         renamed = {"Job/archived", "Job/archived/2024", "Job/archived/2024/q1", "New/x", "work/x"}
         assert renamed <= set(names(connection))
+
+
+def test_rename_takes_the_subscriptions_along(database: Database) -> None:
+    """A folder renamed in one client stays subscribed in the others, as when the subscription was the
+    mailbox's own; those below it too, a deleted one's as well. INBOX keeps its own."""
+    with database.transaction() as connection:
+        for name in ("Work", "Work/2024", "Work/gone", "Workshop", "Job", "New", "New/x"):
+            mailstore.create_mailbox(connection, ALICE, name)
+            mailstore.subscribe(connection, ALICE, name)
+        mailstore.delete_mailbox(connection, ALICE, "Work/gone")
+        mailstore.delete_mailbox(connection, ALICE, "Job")  # its subscription stays, and is the one "Work" gets
+        mailstore.create_mailbox(connection, ALICE, "Work/unsubscribed")
+        mailstore.rename_mailbox(connection, ALICE, "Work", "Job")
+        mailstore.rename_mailbox(connection, ALICE, "New", "New/x/y")  # under itself
+        mailstore.rename_mailbox(connection, ALICE, "INBOX", "Old mail")
+        assert [name for name in mailstore.subscriptions(connection, ALICE) if name not in SPECIAL] == [
+            "INBOX",
+            "Job",
+            "Job/2024",
+            "Job/gone",
+            "New/x/y",
+            "New/x/y/x",
+            "Workshop",
+        ]
 
 
 def test_renaming_inbox_moves_its_messages_to_a_new_mailbox(database: Database) -> None:
@@ -185,15 +213,40 @@ def test_delete_takes_the_messages_but_not_the_children(database: Database) -> N
         assert mailstore.select(connection, ALICE, "Trips").messages == []
 
 
-def test_subscriptions(database: Database) -> None:
+def test_a_subscription_outlives_its_mailbox_until_the_user_unsubscribes(database: Database) -> None:
+    """RFC 3501 §6.3.6: a server must not take a name off the subscription list when its mailbox goes; the
+    subscription was a column of the mailbox, and went with it."""
     with database.transaction() as connection:
-        mailstore.set_subscribed(connection, ALICE, "Junk", False)
-        subscribed = {m.name: m.subscribed for m in mailstore.mailboxes(connection, ALICE)}
-        assert not subscribed["Junk"] and subscribed["Sent"]
-        mailstore.set_subscribed(connection, ALICE, "Junk", True)
-        assert all(m.subscribed for m in mailstore.mailboxes(connection, ALICE))
-        with pytest.raises(NoSuchMailbox):
-            mailstore.set_subscribed(connection, ALICE, "Nowhere", True)
+        mailstore.unsubscribe(connection, ALICE, "Junk")
+        mailstore.unsubscribe(connection, ALICE, "Junk")  # a mailbox that is not subscribed stays so
+        mailstore.create_mailbox(connection, ALICE, "Trips")
+        mailstore.subscribe(connection, ALICE, "Trips")
+        mailstore.subscribe(connection, ALICE, "Trips")  # once is enough
+        mailstore.subscribe(connection, ALICE, "inbox")  # subscribed already, as "INBOX"
+        mailstore.delete_mailbox(connection, ALICE, "Trips")
+        assert mailstore.subscriptions(connection, ALICE) == ["Archive", "Drafts", "INBOX", "Sent", "Trash", "Trips"]
+        with pytest.raises(NoSuchMailbox):  # only a mailbox can be subscribed, as in Dovecot
+            mailstore.subscribe(connection, ALICE, "Trips")
+        mailstore.unsubscribe(connection, ALICE, "Trips")
+        with pytest.raises(NoSuchMailbox):  # neither subscribed nor a mailbox
+            mailstore.unsubscribe(connection, ALICE, "Trips")
+        assert "Trips" not in mailstore.subscriptions(connection, ALICE)
+
+
+def test_a_user_subscribes_to_at_most_the_names_the_limit_allows(database: Database) -> None:
+    """Subscriptions outlive mailboxes, so the bound on mailboxes does not bound them: each LSUB reads them all."""
+    with database.transaction() as connection:
+        for number in range(5):
+            mailstore.create_mailbox(connection, ALICE, f"Trips/{number}")
+            if number < 4:  # the six folders a user starts with are subscribed already
+                mailstore.subscribe(connection, ALICE, f"Trips/{number}", limit=10)
+            mailstore.delete_mailbox(connection, ALICE, f"Trips/{number}")
+        mailstore.create_mailbox(connection, ALICE, "Trips/4")
+        with pytest.raises(TooManyMailboxes, match="unsubscribe"):
+            mailstore.subscribe(connection, ALICE, "Trips/4", limit=10)
+        mailstore.subscribe(connection, ALICE, "Sent", limit=10)  # subscribed already: nothing to add
+        mailstore.unsubscribe(connection, ALICE, "Trips/0")
+        mailstore.subscribe(connection, ALICE, "Trips/4", limit=10)
 
 
 def test_flags_add_remove_replace_with_a_new_modseq_per_change(database: Database) -> None:

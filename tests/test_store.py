@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, accounts, lists, mailstore, queue
 from jitaku.store.engine import MIGRATIONS, SCHEMA_REVISION, current_revision
@@ -130,6 +131,7 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient
                 ("Trash", "\\Trash", 0, 1),
             ]
             assert found[0].recent == 0  # mail that was here before the upgrade is not new (0009)
+            assert mailstore.subscriptions(connection, address) == sorted(m.name for m in found)  # 0008, 0013
             inbox = mailstore.select(connection, address, "INBOX")
             assert inbox.messages == [(1, frozenset(), 1, 3), (2, frozenset(), 1, 3)] and inbox.highestmodseq == 1
             assert [m.body for m in mailstore.list_messages(connection, address)] == [b"abc", b"abc"]
@@ -163,6 +165,48 @@ def test_imap_revision_downgrades_keeping_mail_and_upgrades_again(tmp_path: Path
         ("Sent", "\\Sent", 1),
         ("Trash", "\\Trash", 0),
     ]
+    database.close()
+
+
+def test_subscriptions_leave_the_mailboxes_table_and_come_back(tmp_path: Path) -> None:
+    """0013: a subscription was a column of its mailbox, so DELETE took it and CREATE set it; what was
+    subscribed stays so on the way up, and on the way down for names that still have a mailbox."""
+    from alembic import command
+
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        for address in ("a@x.test", "b@x.test"):
+            accounts.add_user(connection, address, None)
+        mailstore.create_mailbox(connection, "a@x.test", "Trips")
+        mailstore.append(connection, "a@x.test", b"kept", "Trips")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+
+    def subscribed_column(connection: Connection) -> list[tuple[str, str]]:
+        query = "SELECT address, name FROM mailboxes JOIN users ON users.id = user_id WHERE subscribed ORDER BY 1, 2"
+        return [(row.address, row.name) for row in connection.execute(text(query))]
+
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012")
+        assert ("a@x.test", "Trips") not in subscribed_column(connection) and len(subscribed_column(connection)) == 12
+        connection.execute(text("UPDATE mailboxes SET subscribed = (name = 'Trips') WHERE name IN ('Trips', 'Junk')"))
+        command.upgrade(config, "head")
+        assert "subscribed" not in {column["name"] for column in inspect(connection).get_columns("mailboxes")}
+    folders = ["Archive", "Drafts", "INBOX", "Sent", "Trash"]
+    assert database.read_now(lambda c: mailstore.subscriptions(c, "a@x.test")) == [*folders, "Trips"]
+    assert database.read_now(lambda c: mailstore.subscriptions(c, "b@x.test")) == folders
+    assert database.read_now(lambda c: mailstore.select(c, "a@x.test", "Trips")).messages[0].uid == 1
+    with database.transaction() as connection:
+        mailstore.delete_mailbox(connection, "a@x.test", "Trips")  # subscribed still, with no mailbox
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012")
+        assert subscribed_column(connection) == [("a@x.test", name) for name in folders] + [
+            ("b@x.test", name) for name in folders
+        ]
+        command.upgrade(config, "head")
+    assert database.read_now(lambda c: mailstore.subscriptions(c, "a@x.test")) == folders
     database.close()
 
 

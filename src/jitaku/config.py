@@ -126,7 +126,11 @@ class ImapSettings(_Listener):
     sessions_per_user_ip: int = Field(
         default=10, ge=1, description="IMAP and IMAPS sessions a user may have open from one address"
     )
-    max_mailboxes: int = Field(default=1000, ge=10, description="mailboxes one user may have (NO [LIMIT] past it)")
+    max_mailboxes: int = Field(
+        default=1000,
+        ge=10,
+        description="mailboxes one user may have, and names they may subscribe to (NO [LIMIT] past it)",
+    )
     max_search_keys: int = Field(default=1000, ge=10, description="keys in one SEARCH program (NO [LIMIT] past it)")
     max_search_bytes: int = Field(
         default=1_048_576, ge=65_536, description="bytes of each message a SEARCH reads: text past them is not searched"

@@ -41,7 +41,7 @@ listen = [{submissions}]
 
 [imap]                           # mail programs read mail here (STARTTLS; passwords only over TLS off loopback)
 listen = [{imap}]
-max_mailboxes = 1000             # mailboxes one user may have (CREATE past it: NO [LIMIT])
+max_mailboxes = 1000             # mailboxes one user may have, and subscribe to (past it: NO [LIMIT])
 max_search_keys = 1000           # keys in one SEARCH (more: NO [LIMIT])
 max_search_bytes = 1048576       # of each message, SEARCH reads this much
 max_command_time = 60            # seconds a SEARCH or LIST may work (then NO [LIMIT])

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
-from tests.conftest import READER, Jitaku, deliver, free_port, wait_for_port
+from tests.conftest import READER, Dovecot, Jitaku, deliver, free_port, wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = READER
@@ -79,7 +79,9 @@ def test_list_extended_shows_levels_without_a_mailbox_and_subscriptions_below(ma
     imap = client(mailhost, None)
     for name in ("a/b/c", "x", "x/y", "Lists"):
         imap.create(name)
-    for name in ("x", "Lists", "Sent", "Drafts", "Trash", "Junk", "Archive"):
+    for name in ("a/b/c", "x/y"):
+        imap.subscribe(name)
+    for name in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
         imap.unsubscribe(name)
     imap.append("x", "(\\Deleted)", None, b"Subject: one\r\n\r\nhello\r\n")
     imap.append("x", None, None, b"Subject: two\r\n\r\nhello\r\n")
@@ -112,6 +114,125 @@ def test_list_extended_shows_levels_without_a_mailbox_and_subscriptions_below(ma
     assert done.startswith(b"OK")
     assert exchange(imap, 'LIST (RECURSIVEMATCH) "" %')[1].startswith(b"BAD")
     assert exchange(imap, 'LIST "" % RETURN (FOO)')[1].startswith(b"BAD")
+
+
+def dovecot_client(dovecot: Dovecot) -> imaplib.IMAP4:
+    imap = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10)
+    imap.login("alice", PASSWORD)
+    return imap
+
+
+def outcomes(imap: imaplib.IMAP4, commands: list[bytes]) -> list[tuple[int, bytes]]:
+    """How many untagged lines each command brought back, and its answer's first word (OK, NO or BAD)."""
+    return [(len(lines), done.split()[0]) for lines, done in map(lambda command: exchange(imap, command), commands)]
+
+
+# Names no mailbox can have, and the tilde that only starts a literal8 before "{" (imaptest's group atoms)
+STRANGE_NAMES = [
+    b"SELECT ~foo",
+    b'LIST "" ~foo',
+    b"SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}",
+    b'LIST "" !#$&\'+,-.0123456789:;<=>?@^_`|[}%*',
+    b"SELECT &Jjo",
+    b"EXAMINE &Jjo",
+    b"CREATE &Jjo",
+    b'CREATE "&AGE-"',
+    b'CREATE "&AOk-&AOk-"',
+    b'CREATE "a\xffb"',
+    b"DELETE &Jjo",
+    b"RENAME INBOX &Jjo",
+    b"SUBSCRIBE &Jjo",
+    b"UNSUBSCRIBE &Jjo",
+    b"STATUS &Jjo (MESSAGES)",
+    b"APPEND &Jjo {1+}\r\nx",
+    b'LIST "" &Jjo',
+    b'LIST "" ("&Jjo*" "a\xffb")',
+    b"LIST &Jjo *",
+    b'LSUB "" &Jjo',
+]
+
+
+def test_names_no_mailbox_can_have_are_refused_as_dovecot_refuses_them(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """They were BAD, which tells a client it spoke nonsense (imaptest counts it a failure, and closes); and
+    "~foo" was taken for a literal8 that did not come."""
+    imap = client(mailhost, None)
+    assert outcomes(imap, STRANGE_NAMES) == outcomes(dovecot_client(dovecot), STRANGE_NAMES)
+    assert exchange(imap, b"SELECT &Jjo")[1].startswith(b"NO [CANNOT] ")
+    assert exchange(imap, b"SELECT ~foo")[1].startswith(b"NO [NONEXISTENT] ")  # a name, of no mailbox yet
+    assert imap.create("~foo")[0] == "OK" and imap.select("~foo")[0] == "OK"
+
+
+def test_create_ignores_a_trailing_delimiter_as_dovecot_does(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 3501 §6.3.3: "Lists/" declares that names will be made below "Lists", and makes "Lists"; it was
+    refused as a name (imaptest's groups list, listext and subscribe begin with one)."""
+    commands = ["CREATE Lists/", "CREATE Lists/a/", "CREATE Lists//", 'LIST "" Lists*']
+    imap = client(mailhost, None)
+    ours = outcomes(imap, [command.encode() for command in commands])
+    # Dovecot's delimiter (Maildir++) is "."
+    assert ours == outcomes(dovecot_client(dovecot), [command.replace("/", ".").encode() for command in commands])
+    assert ours == [(0, b"OK"), (0, b"OK"), (0, b"NO"), (2, b"OK")]
+    assert imap.select("Lists")[0] == "OK" and imap.select("Lists/a")[0] == "OK"
+
+
+def test_a_subscription_is_a_name_apart_from_its_mailbox_as_in_dovecot(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 3501 §6.3.6: a subscription outlives its mailbox, and LIST-EXTENDED shows it \\NonExistent; it was a
+    column of the mailbox, so CREATE subscribed and DELETE took it away (imaptest's groups listext, subscribe)."""
+    commands = [
+        "CREATE Subs/a",
+        "CREATE Subs/b",
+        "CREATE Subs/c",
+        'LSUB "" Subs*',  # CREATE does not subscribe
+        "SUBSCRIBE Subs/a",
+        "SUBSCRIBE Subs/b",
+        "SUBSCRIBE Subs/c",
+        "SUBSCRIBE Subs/ghost",  # only a mailbox, as Dovecot checks (RFC 3501 §6.3.6 allows it)
+        "DELETE Subs/a",
+        "DELETE Subs/c",
+        'LSUB "" Subs*',
+        'LSUB "" %',
+        'LIST (SUBSCRIBED) "" Subs*',
+        'LIST (SUBSCRIBED RECURSIVEMATCH) "" %',
+        'LIST "" Subs*',
+        'LIST "" Subs* RETURN (SUBSCRIBED)',
+        "UNSUBSCRIBE Subs/c",  # with no mailbox
+        'LSUB "" Subs*',
+    ]
+    imap = client(mailhost, None)
+    for name in ("Sent", "Drafts", "Trash", "Junk", "Archive", "INBOX"):  # Dovecot's alice subscribes to none
+        imap.unsubscribe(name)
+    ours = outcomes(imap, [command.encode() for command in commands])
+    assert ours == outcomes(dovecot_client(dovecot), [command.replace("/", ".").encode() for command in commands])
+    assert [done for _count, done in ours] == [b"OK"] * 7 + [b"NO"] + [b"OK"] * 10
+    assert exchange(imap, 'LIST (SUBSCRIBED) "" Subs*')[0] == [
+        b'* LIST (\\NonExistent \\HasNoChildren \\Subscribed) "/" "Subs/a"',
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Subs/b"',
+    ]
+    assert exchange(imap, 'LSUB "" Subs/*')[0] == [b'* LSUB () "/" "Subs/a"', b'* LSUB () "/" "Subs/b"']
+    assert exchange(imap, 'LIST "" Subs/* RETURN (SUBSCRIBED)')[0] == [
+        b'* LIST (\\HasNoChildren \\Subscribed) "/" "Subs/b"'
+    ]
+    # RENAME takes the subscriptions along, those below too, a deleted mailbox's as well (Dovecot 2.3 leaves
+    # them under the old names)
+    assert imap.rename("Subs", "Moved")[0] == "OK"
+    assert exchange(imap, 'LSUB "" *')[0] == [b'* LSUB () "/" "Moved/a"', b'* LSUB () "/" "Moved/b"']
+
+
+def test_a_missing_mailbox_is_nonexistent_unless_creating_it_would_help(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 5530: [TRYCREATE] tells a client to CREATE the mailbox and try again, which helps APPEND, COPY and
+    MOVE to it; DELETE, RENAME and UNSUBSCRIBE of a name that is not there got it too."""
+    commands = [b"DELETE Nowhere", b"RENAME Nowhere Elsewhere", b"APPEND Nowhere {1+}\r\nx"]
+    imap = client(mailhost)
+
+    def codes(imap: imaplib.IMAP4, commands: list[bytes]) -> list[bytes]:
+        return [exchange(imap, command)[1].partition(b"]")[0] for command in commands]
+
+    assert codes(imap, commands) == codes(dovecot_client(dovecot), commands)
+    assert codes(imap, commands) == [b"NO [NONEXISTENT", b"NO [NONEXISTENT", b"NO [TRYCREATE"]
+    imap.append("INBOX", None, None, b"Subject: one\r\n\r\nhello\r\n")
+    imap.noop()
+    assert codes(imap, [b"COPY 1 Nowhere", b"MOVE 1 Nowhere"]) == [b"NO [TRYCREATE"] * 2
+    # Dovecot answers OK to UNSUBSCRIBE of any name, and plain NO to SUBSCRIBE of a mailbox that is not there
+    assert codes(imap, [b"UNSUBSCRIBE Nowhere", b"SUBSCRIBE Nowhere"]) == [b"NO [NONEXISTENT"] * 2
 
 
 def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jitaku) -> None:

@@ -172,15 +172,17 @@ def test_a_search_of_thousands_of_keys_is_refused(jitaku_factory: Any) -> None:
 
 def test_listing_thousands_of_mailboxes_and_the_cap_on_them(jitaku_factory: Any) -> None:
     """Issue 15 point 3: LIST looked for each name's children among all names (quadratic), and a user could
-    create any number of mailboxes. The cap (max_mailboxes) is raised here to make the LIST long."""
+    create any number of mailboxes. The cap (max_mailboxes) is raised here to make the LIST long. It bounds
+    subscriptions too, which outlive their mailboxes (issue 16)."""
     cap = 4000
     server = imap_server(jitaku_factory, imap={"max_mailboxes": cap})
     sessions = [Imap(server.imap_port).log_in(None) for _ in range(8)]
     names = [b"Projects/%d" % number for number in range(cap - 6)]  # and INBOX and 5 special-use folders
 
     def create(session: Imap, part: list[bytes]) -> None:  # pipelined: one write, then the answers
-        tags = [session.tag() for _ in part]
-        session.send(b"".join(tag + b" CREATE " + name + b"\r\n" for tag, name in zip(tags, part, strict=True)))
+        commands = [verb + name for name in part for verb in (b" CREATE ", b" SUBSCRIBE ")]
+        tags = [session.tag() for _ in commands]
+        session.send(b"".join(tag + command + b"\r\n" for tag, command in zip(tags, commands, strict=True)))
         assert all(session.answer(tag)[1].startswith(b"OK") for tag in tags)
 
     threads = [threading.Thread(target=create, args=(s, names[i :: len(sessions)])) for i, s in enumerate(sessions)]
@@ -193,6 +195,7 @@ def test_listing_thousands_of_mailboxes_and_the_cap_on_them(jitaku_factory: Any)
         for _ in range(3):
             lines, done = imap.command(b'LIST "" "*"')
             assert done.startswith(b"OK") and len(lines) == cap + 1  # and the level "Projects"
+        assert len(imap.command(b'LSUB "" "*"')[0]) == cap
         lines, done = imap.command(b'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
     print(pressure.report(f"list_{cap}_mailboxes"))
     assert pressure.worst_banner < 1.0, pressure.report(f"list_{cap}_mailboxes")
@@ -201,6 +204,9 @@ def test_listing_thousands_of_mailboxes_and_the_cap_on_them(jitaku_factory: Any)
     assert imap.command(b"RENAME INBOX Old-mail")[1].startswith(b"NO [LIMIT]")  # renaming INBOX makes a mailbox
     assert imap.command(b"DELETE Projects/0")[1].startswith(b"OK")
     assert imap.command(b"CREATE one-more")[1].startswith(b"OK")
+    assert imap.command(b"SUBSCRIBE one-more")[1].startswith(b"NO [LIMIT]")  # Projects/0's is subscribed still
+    assert imap.command(b"UNSUBSCRIBE Projects/0")[1].startswith(b"OK")
+    assert imap.command(b"SUBSCRIBE one-more")[1].startswith(b"OK")
     for session in sessions:
         session.close()
     still_serves(server)

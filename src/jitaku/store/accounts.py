@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection, Row
 
 from jitaku.lists.verp import role_of
 from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
-from jitaku.store.schema import aliases, directory_version, lists, mailboxes, users
+from jitaku.store.schema import aliases, directory_version, lists, mailboxes, subscriptions, users
 
 
 class AccountError(Exception):
@@ -59,7 +59,8 @@ def changed(connection: Connection) -> None:
 
 def add_user(connection: Connection, address: str, password_hash: str | None, admin: bool = False) -> User:
     """The first user is an admin whatever ADMIN says: someone must be able to open the dashboard. The user
-    starts with INBOX and the special-use folders (Sent, Trash...) that IMAP clients look for."""
+    starts with INBOX and the special-use folders (Sent, Trash...) that IMAP clients look for, subscribed:
+    a client that shows only subscribed folders shows these."""
     address = address.lower()
     if find_user(connection, address) is not None:
         raise AccountError(f"user {address} exists already")
@@ -73,13 +74,15 @@ def add_user(connection: Connection, address: str, password_hash: str | None, ad
         .returning(users.c.id)
     ).scalar_one()
     created = new_uidvalidity(connection)
+    folders = [(INBOX, None), *SPECIAL_FOLDERS]
     connection.execute(
         insert(mailboxes),
         [
             {"user_id": user_id, "name": name, "special_use": use, "uidvalidity": created, "uidnext": 1}
-            for name, use in [(INBOX, None), *SPECIAL_FOLDERS]
+            for name, use in folders
         ],
     )
+    connection.execute(insert(subscriptions), [{"user_id": user_id, "name": name} for name, _use in folders])
     changed(connection)
     return User(user_id, address, password_hash, admin)
 

@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from jitaku.store.schema import mailboxes as mailbox_table
 from jitaku.store.schema import messages, uidvalidity_clock, users
+from jitaku.store.schema import subscriptions as subscription_table
 
 INBOX = "INBOX"
 DELIMITER = "/"  # the hierarchy delimiter IMAP's LIST announces
@@ -56,11 +57,12 @@ class MailboxExists(MailboxError):
 
 
 class NoSuchMailbox(MailboxError, LookupError):
-    """The mailbox named does not exist: IMAP answers NO [TRYCREATE] to APPEND, COPY and MOVE."""
+    """The mailbox named does not exist: IMAP answers NO [TRYCREATE] to APPEND, COPY and MOVE, and
+    NO [NONEXISTENT] to the rest."""
 
 
 class TooManyMailboxes(MailboxError):
-    """The user has as many mailboxes as they may (IMAP's [LIMIT], RFC 5530)."""
+    """The user has as many mailboxes, or subscriptions, as they may (IMAP's [LIMIT], RFC 5530)."""
 
 
 class FlagState(NamedTuple):
@@ -82,11 +84,10 @@ class Listed(NamedTuple):
 
 @dataclass(frozen=True)
 class MailboxInfo:
-    """One mailbox for LIST (special use, subscription) and STATUS (the numbers)."""
+    """One mailbox for LIST (special use) and STATUS (the numbers)."""
 
     name: str
     special_use: str | None
-    subscribed: bool
     uidvalidity: int
     uidnext: int
     highestmodseq: int
@@ -277,7 +278,6 @@ def mailboxes(connection: Connection, address: str, name: str | None = None) -> 
         sql_select(
             mailbox_table.c.name,
             mailbox_table.c.special_use,
-            mailbox_table.c.subscribed,
             mailbox_table.c.uidvalidity,
             mailbox_table.c.uidnext,
             mailbox_table.c.highestmodseq,
@@ -300,7 +300,6 @@ def mailboxes(connection: Connection, address: str, name: str | None = None) -> 
         MailboxInfo(
             name=row.name,
             special_use=row.special_use,
-            subscribed=bool(row.subscribed),
             uidvalidity=int(row.uidvalidity),
             uidnext=int(row.uidnext),
             highestmodseq=int(row.highestmodseq),
@@ -353,9 +352,10 @@ def create_mailbox(
 
 def rename_mailbox(connection: Connection, address: str, old: str, new: str, limit: int | None = None) -> None:
     """RFC 3501 §6.3.5: OLD becomes NEW and its children "OLD/x" become "NEW/x", keeping their UIDs and
-    UIDVALIDITY. OLD may be a name that only has children (one LIST shows without a mailbox). Renaming
-    INBOX instead moves its messages to a new mailbox NEW, which counts against LIMIT as CREATE's does,
-    and leaves INBOX, and its children, in place."""
+    UIDVALIDITY, and their subscriptions: a folder renamed in one client stays in the others' folder lists
+    (Dovecot 2.3 leaves them under the old names, which then list as \\NonExistent). OLD may be a name that
+    only has children (one LIST shows without a mailbox). Renaming INBOX instead moves its messages to a new
+    mailbox NEW, which counts against LIMIT as CREATE's does, and leaves INBOX, and its children, in place."""
     old, new = _canonical(old), _canonical(new)
     _check_name(new)
     if old == INBOX:
@@ -387,6 +387,32 @@ def rename_mailbox(connection: Connection, address: str, old: str, new: str, lim
         update(mailbox_table).where(mailbox_table.c.id == bindparam("mailbox")).values(name=bindparam("target")),
         [{"mailbox": mailbox_id, "target": target} for mailbox_id, target in targets.items()],
     )
+    _rename_subscriptions(connection, user_id, old, new)
+
+
+def _rename_subscriptions(connection: Connection, user_id: int, old: str, new: str) -> None:
+    """The subscriptions to OLD and the names below it, those without a mailbox too, move to NEW. One may be
+    taken already (a mailbox deleted while subscribed): the two are one subscription."""
+    subscribed = set(
+        connection.execute(
+            sql_select(subscription_table.c.name).where(subscription_table.c.user_id == user_id)
+        ).scalars()
+    )
+    moving = [name for name in subscribed if name == old or name.startswith(old + DELIMITER)]
+    if not moving:
+        return
+    targets = {new + name[len(old) :] for name in moving}
+    for target in targets:
+        _check_name(target)
+    for start in range(0, len(moving), _CHUNK):
+        connection.execute(
+            delete(subscription_table).where(
+                subscription_table.c.user_id == user_id, subscription_table.c.name.in_(moving[start : start + _CHUNK])
+            )
+        )
+    new_names = targets - subscribed.difference(moving)
+    if new_names:
+        connection.execute(insert(subscription_table), [{"user_id": user_id, "name": name} for name in new_names])
 
 
 def delete_mailbox(connection: Connection, address: str, name: str) -> None:
@@ -399,11 +425,46 @@ def delete_mailbox(connection: Connection, address: str, name: str) -> None:
     connection.execute(delete(mailbox_table).where(mailbox_table.c.id == mailbox_id))
 
 
-def set_subscribed(connection: Connection, address: str, name: str, subscribed: bool) -> None:
-    """SUBSCRIBE and UNSUBSCRIBE. Only existing mailboxes can be subscribed (RFC 3501 §6.3.6 allows
-    checking), and a subscription goes with its mailbox when that is deleted."""
-    mailbox_id = _find(connection, address, name).id
-    connection.execute(update(mailbox_table).where(mailbox_table.c.id == mailbox_id).values(subscribed=subscribed))
+def subscriptions(connection: Connection, address: str) -> list[str]:
+    """The names the user subscribed to, by name, whether a mailbox has them or not (LSUB, LIST (SUBSCRIBED))."""
+    return list(
+        connection.execute(
+            sql_select(subscription_table.c.name)
+            .join(users, users.c.id == subscription_table.c.user_id)
+            .where(users.c.address == address.lower())
+            .order_by(subscription_table.c.name)
+        ).scalars()
+    )
+
+
+def subscribe(connection: Connection, address: str, name: str, limit: int | None = None) -> None:
+    """SUBSCRIBE: only a mailbox that exists, as Dovecot does (RFC 3501 §6.3.6 allows the check); once
+    subscribed, it stays so when deleted (§6.3.6 forbids taking it away). With LIMIT, the user may subscribe
+    to that many names at most: deleted mailboxes' subscriptions would otherwise pile up without end, and
+    each LSUB reads them all."""
+    name = _canonical(name)
+    _find(connection, address, name)
+    user_id = _user_id(connection, address)
+    taken = subscription_table.c.user_id == user_id
+    if connection.execute(sql_select(subscription_table.c.id).where(taken, subscription_table.c.name == name)).first():
+        return
+    if limit is not None:
+        count = connection.execute(sql_select(func.count()).select_from(subscription_table).where(taken)).scalar_one()
+        if count >= limit:
+            raise TooManyMailboxes(f"you subscribe to {count} names, as many as you may; unsubscribe from one first")
+    connection.execute(insert(subscription_table).values(user_id=user_id, name=name))
+
+
+def unsubscribe(connection: Connection, address: str, name: str) -> None:
+    """UNSUBSCRIBE: the name is no longer subscribed, whether a mailbox has it or not. A name neither
+    subscribed nor a mailbox is NoSuchMailbox; a mailbox that was not subscribed is left so."""
+    name = _canonical(name)
+    user_id = _user_id(connection, address)
+    gone = connection.execute(
+        delete(subscription_table).where(subscription_table.c.user_id == user_id, subscription_table.c.name == name)
+    ).rowcount
+    if not gone:
+        _find(connection, address, name)
 
 
 def select(connection: Connection, address: str, name: str) -> Selected:

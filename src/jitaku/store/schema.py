@@ -16,7 +16,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    true,
 )
 
 metadata = MetaData()
@@ -57,11 +56,21 @@ mailboxes = Table(
     Column("uidvalidity", Integer, nullable=False),
     Column("uidnext", Integer, nullable=False, default=1),
     Column("special_use", String(16), nullable=True),  # RFC 6154: \Sent, \Drafts, \Trash, \Junk, \Archive
-    Column("subscribed", Boolean, nullable=False, default=True, server_default=true()),
     # RFC 7162: at least every message's modseq; moves on with each change of flags, arrival and expunge
     Column("highestmodseq", Integer, nullable=False, default=1, server_default="1"),
     # RFC 3501 §2.3.2: messages from this UID on are \Recent; the next session to SELECT claims them
     Column("recent_uid", Integer, nullable=False, default=1, server_default="1"),
+    UniqueConstraint("user_id", "name"),
+)
+
+# The names each user subscribed to (LSUB, LIST (SUBSCRIBED)), whether a mailbox has them or not: RFC 3501 §6.3.6
+# keeps a subscription when its mailbox is deleted, and a deleted mailbox is shown subscribed as \NonExistent
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
     UniqueConstraint("user_id", "name"),
 )
 

@@ -1,9 +1,12 @@
 """LIST and LSUB responses (RFC 3501 §6.3.8-9, LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819, SPECIAL-USE
-RFC 6154) for one user's mailboxes, and STATUS lines.
+RFC 6154) for one user's mailboxes and subscriptions, and STATUS lines.
 
-Time grows linearly with the mailboxes (and the levels of their names): what each name has below it is
-gathered in one pass over the names, not looked for again for each name listed (issue 15: 10,000 mailboxes
-made one LIST quadratic and froze the daemon). It runs in a worker thread and checks its budget as it goes.
+LIST lists mailboxes; LSUB and LIST (SUBSCRIBED) list subscribed names, a mailbox's or not (a subscription
+outlives its mailbox, RFC 3501 §6.3.6): LIST-EXTENDED calls such a name \\NonExistent. Time grows linearly
+with the mailboxes and subscriptions (and the levels of their names), both bounded by [imap] max_mailboxes:
+what each name has below it is gathered in one pass over the names, not looked for again for each name
+listed (issue 15: 10,000 mailboxes made one LIST quadratic and froze the daemon). It runs in a worker thread
+and checks its budget as it goes.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from jitaku.store.mailstore import INBOX, MailboxInfo
 NAMES_PER_CHECK = 256  # names looked at between two looks at the budget
 
 
-def responses(command: ListMailboxes, boxes: list[MailboxInfo], budget: Budget) -> list[str]:
-    """The untagged responses to COMMAND over BOXES."""
+def responses(command: ListMailboxes, boxes: list[MailboxInfo], subscribed: set[str], budget: Budget) -> list[str]:
+    """The untagged responses to COMMAND over BOXES and the SUBSCRIBED names."""
     verb = "LSUB" if command.lsub else "LIST"
     if command.patterns == ("",):  # the hierarchy delimiter (RFC 3501 §6.3.8)
         return [f'* {verb} (\\Noselect) "/" ""']
@@ -29,22 +32,23 @@ def responses(command: ListMailboxes, boxes: list[MailboxInfo], budget: Budget) 
 
     by_name = {box.name: box for box in boxes}
     with_children: set[str] = set()  # names with a mailbox below them
-    with_subscribed: set[str] = set()  # ... with a subscribed one below them
-    with_unreached: set[str] = set()  # ... with a subscribed one below them that no pattern matches
-    # RFC 3501 §6.3.9 and RFC 5258 §3: a level above subscribed mailboxes the patterns do not reach is listed
+    with_subscribed: set[str] = set()  # ... with a subscribed name below them
+    with_unreached: set[str] = set()  # ... with a subscribed name below them that no pattern matches
+    # RFC 3501 §6.3.9 and RFC 5258 §3: a level above subscribed names the patterns do not reach is listed
     reach_below = command.subscribed_only and (command.lsub or command.recursive)
-    names: dict[str, None] = {}
     for count, box in enumerate(boxes):
         if count % NAMES_PER_CHECK == 0:
             budget.check()
-        above = _levels_above(box.name)
-        names.update(dict.fromkeys(above))
-        names[box.name] = None
-        with_children.update(above)
-        if box.subscribed:
-            with_subscribed.update(above)
-            if reach_below and not wanted(box.name):
-                with_unreached.update(above)
+        with_children.update(_levels_above(box.name))
+    for count, name in enumerate(subscribed):
+        if count % NAMES_PER_CHECK == 0:
+            budget.check()
+        above = _levels_above(name)
+        with_subscribed.update(above)
+        if reach_below and not wanted(name):
+            with_unreached.update(above)
+    # the levels above what is listed are listed too, with no mailbox of their own if they have none
+    names = subscribed | with_unreached if command.subscribed_only else with_children.union(by_name)
     lines = []
     for count, name in enumerate(sorted(names, key=lambda name: (name != INBOX, name))):
         if count % NAMES_PER_CHECK == 0:
@@ -52,12 +56,11 @@ def responses(command: ListMailboxes, boxes: list[MailboxInfo], budget: Budget) 
         if not wanted(name):
             continue
         listed = by_name.get(name)
-        subscribed = listed is not None and listed.subscribed
-        if command.subscribed_only and not subscribed and name not in with_unreached:
-            continue
         if command.special_use_only and (listed is None or not listed.special_use):
             continue
-        lines.append(_listed(command, verb, name, listed, name in with_children, name in with_subscribed))
+        lines.append(
+            _listed(command, verb, name, listed, name in subscribed, name in with_children, name in with_subscribed)
+        )
         for option in command.return_options:
             if option.startswith("STATUS ") and listed is not None:
                 lines.append(status_line(listed, tuple(option.split()[1:])))
@@ -75,21 +78,22 @@ def _listed(
     verb: str,
     name: str,
     box: MailboxInfo | None,
+    subscribed: bool,
     children: bool,
     subscribed_below: bool,
 ) -> str:
     """One LIST or LSUB response: the name's attributes, and CHILDINFO for RECURSIVEMATCH."""
     attributes = []
-    if box is None:  # a level with no mailbox of its own
-        attributes.append("\\NonExistent" if command.extended else "\\Noselect")
-    elif command.lsub and not box.subscribed:
-        attributes.append("\\Noselect")  # LSUB's word for "not subscribed itself"
-    if not command.lsub:
+    if command.lsub:
+        if not subscribed:
+            attributes.append("\\Noselect")  # LSUB's word for "not subscribed itself"; a subscription needs no mailbox
+    else:
+        if box is None:  # a level, or a subscription, with no mailbox
+            attributes.append("\\NonExistent" if command.extended else "\\Noselect")
         attributes.append("\\HasChildren" if children else "\\HasNoChildren")
-    if box is not None and not command.lsub:
-        if box.special_use:
+        if box is not None and box.special_use:
             attributes.append(box.special_use)
-        if box.subscribed and (command.subscribed_only or "SUBSCRIBED" in command.return_options):
+        if subscribed and (command.subscribed_only or "SUBSCRIBED" in command.return_options):
             attributes.append("\\Subscribed")
     childinfo = command.recursive and command.subscribed_only and subscribed_below
     extra = ' (CHILDINFO ("SUBSCRIBED"))' if childinfo else ""

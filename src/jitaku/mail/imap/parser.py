@@ -6,7 +6,8 @@ ENABLE (RFC 5161) and ID (RFC 2971).
 `parse` takes one command as it came, literals included (the reader has already sent "+" for each
 synchronizing literal), and returns its tag and a typed command. Whatever does not follow the grammar
 raises ParseError, which the server answers with BAD; a CHARSET we cannot search in raises BadCharset,
-answered NO [BADCHARSET]. The parser never decides anything a mailbox must know.
+answered NO [BADCHARSET], and a mailbox name no mailbox can have raises BadName, answered NO. The parser never
+decides anything a mailbox must know.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import datetime
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, TypeVar
 
 from jitaku.mail.imap import utf7
 
+T = TypeVar("T")
 MAX_SEARCH_KEYS = 1000  # keys in one SEARCH program: literals let a command hold any number of them
 MAX_DEPTH = 50  # parentheses, NOT and OR nested in a SEARCH program: the parser recurses
 
@@ -34,6 +36,11 @@ class ParseError(Exception):
 
 class OverLimit(ParseError):
     """The command follows the grammar but passes one of our limits: answered NO [LIMIT] (RFC 5530)."""
+
+
+class BadName(ParseError):
+    """A mailbox name no mailbox can have (neither modified UTF-7, RFC 3501 §5.1.3, nor UTF-8, or with NUL, CR
+    or LF in it): the command is well formed, so it is answered NO, as Dovecot answers it, never BAD."""
 
 
 class BadCharset(Exception):
@@ -136,7 +143,7 @@ class Select:
 
 @dataclass(frozen=True)
 class Create:
-    mailbox: str
+    mailbox: str  # without the trailing delimiter a client may send
     special_use: tuple[str, ...] = ()
 
 
@@ -157,7 +164,7 @@ class Rename:
 @dataclass(frozen=True)
 class ListMailboxes:
     reference: str
-    patterns: tuple[str, ...]
+    patterns: tuple[str, ...]  # those some name can match: none when the reference is not a name
     subscribed_only: bool  # LSUB, or LIST (SUBSCRIBED)
     special_use_only: bool  # LIST (SPECIAL-USE)
     return_options: tuple[str, ...] = ()  # SPECIAL-USE, CHILDREN, SUBSCRIBED, STATUS ...
@@ -403,7 +410,7 @@ class _Reader:
         return self.quoted() if self.peek() == b'"' else self.literal()
 
     def astring(self) -> bytes:
-        if self.peek() in (b'"', b"{", b"~"):
+        if self.peek() in (b'"', b"{") or self.peek(2) == b"~{":  # "~" alone is an atom's (imaptest's "~foo")
             return self.string()
         return self.atom(extra=b"]").encode()
 
@@ -419,13 +426,18 @@ class _Reader:
     def mailbox(self) -> str:
         return mailbox_name(self.astring(), self)
 
-    def list_mailbox(self) -> str:
+    def list_mailbox(self) -> str | None:
+        """A LIST pattern, or None for one no mailbox name can match: LIST answers OK with nothing for it, as
+        Dovecot does, so a client that sends one has no error to show."""
         raw = self.string() if self.peek() in (b'"', b"{") else self.atom(extra=b"%*]").encode()
-        return mailbox_name(raw, self, pattern=True)
+        try:
+            return mailbox_name(raw, self, pattern=True)
+        except BadName:
+            return None
 
-    def parenthesized(self, item: Callable[[], str]) -> list[str]:
+    def parenthesized(self, item: Callable[[], T]) -> list[T]:
         self.expect(b"(")
-        items: list[str] = []
+        items: list[T] = []
         while self.peek() != b")":
             if items:
                 self.sp()
@@ -505,14 +517,14 @@ def mailbox_name(raw: bytes, reader: _Reader, pattern: bool = False) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise reader.fail("a mailbox name must be UTF-8 or modified UTF-7") from None
+        raise BadName("a mailbox name must be UTF-8 or modified UTF-7", reader.tag) from None
     if text.isascii() and "&" in text:
         try:
             text = utf7.decode(text)
         except ValueError as error:
-            raise reader.fail(str(error)) from None
+            raise BadName(str(error), reader.tag) from None
     if "\0" in text or (not pattern and ("\r" in text or "\n" in text)):
-        raise reader.fail("a mailbox name cannot hold NUL, CR or LF")
+        raise BadName("a mailbox name cannot hold NUL, CR or LF", reader.tag)
     head, slash, rest = text.partition("/")
     if head.upper() == "INBOX":
         text = "INBOX" + slash + rest
@@ -559,7 +571,9 @@ def _command(reader: _Reader, name: str) -> Command:
         return Select(mailbox, name == "EXAMINE", condstore)
     if name == "CREATE":
         reader.sp()
-        mailbox = reader.mailbox()
+        # RFC 3501 §6.3.3: a trailing delimiter declares that names will be made below this one; a server that
+        # needs no such declaration (we do not) ignores it. "a//" keeps one, and is refused as a name.
+        mailbox = reader.mailbox().removesuffix("/")
         uses: list[str] = []
         if reader.maybe_sp():
             reader.expect(b"(USE ")
@@ -621,12 +635,14 @@ def _list(reader: _Reader, name: str) -> ListMailboxes:
     if name == "LIST" and reader.peek() == b"(":
         selection = [option.upper() for option in reader.parenthesized(reader.atom)]
         reader.sp()
-    reference = reader.mailbox()
+    try:
+        reference: str | None = reader.mailbox()
+    except BadName:
+        reference = None
     reader.sp()
-    if reader.peek() == b"(":
-        patterns = tuple(reader.parenthesized(reader.list_mailbox))
-    else:
-        patterns = (reader.list_mailbox(),)
+    found = reader.parenthesized(reader.list_mailbox) if reader.peek() == b"(" else [reader.list_mailbox()]
+    # a pattern, or a reference, that no name can match lists nothing (Dovecot answers OK, and so do we)
+    patterns = tuple(pattern for pattern in found if pattern is not None and reference is not None)
     returns: list[str] = []
     if reader.maybe_sp():
         reader.expect(b"RETURN ")
@@ -637,7 +653,7 @@ def _list(reader: _Reader, name: str) -> ListMailboxes:
     if "RECURSIVEMATCH" in selection and not set(selection) - {"RECURSIVEMATCH", "REMOTE"}:
         raise reader.fail("RECURSIVEMATCH needs another selection option (RFC 5258 §3)")
     return ListMailboxes(
-        reference=reference,
+        reference=reference or "",
         patterns=patterns,
         subscribed_only=name == "LSUB" or "SUBSCRIBED" in selection,
         special_use_only="SPECIAL-USE" in selection,

@@ -31,6 +31,7 @@ from jitaku.mail.imap.parser import (
     Append,
     Authenticate,
     BadCharset,
+    BadName,
     Command,
     Copy,
     Create,
@@ -205,6 +206,9 @@ class ImapServer:
         except OverLimit as error:
             await wire.send(f"{error.tag} NO [LIMIT] {error}".encode())
             return
+        except BadName as error:  # RFC 5530: no mailbox can ever have that name
+            await wire.send(f"{error.tag} NO [CANNOT] {error}".encode())
+            return
         except ParseError as error:
             await self._bad(wire, session, f"{error.tag} BAD {error}")
             return
@@ -364,11 +368,13 @@ class ImapServer:
         except NoSuchMailbox as missing:
             raise Refused(f"[NONEXISTENT] {missing}") from None
 
-    async def _write(self, change: Callable[[Connection], T]) -> T:
+    async def _write(self, change: Callable[[Connection], T], missing_code: str = "TRYCREATE") -> T:
+        """CHANGE, with what it refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
+        help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530)."""
         try:
             return await self._database.write(change)
         except NoSuchMailbox as missing:
-            raise Refused(f"[TRYCREATE] {missing}") from None
+            raise Refused(f"[{missing_code}] {missing}") from None
         except MailboxExists as taken:
             raise Refused(f"[ALREADYEXISTS] {taken}") from None
         except TooManyMailboxes as error:
@@ -381,8 +387,10 @@ class ImapServer:
         budget = Budget(self._settings.max_command_time)
 
         def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
-            boxes = self._database.read_now(lambda c: mailstore.mailboxes(c, address))
-            return listing.responses(command, boxes, budget)
+            boxes, subscribed = self._database.read_now(
+                lambda c: (mailstore.mailboxes(c, address), mailstore.subscriptions(c, address))
+            )
+            return listing.responses(command, boxes, set(subscribed), budget)
 
         try:
             session.lines.extend(line.encode() for line in await self._workers.run(budget, work))
@@ -444,15 +452,19 @@ class ImapServer:
             return "OK CREATE completed"
         if isinstance(command, Rename):
             limit = self._settings.max_mailboxes
-            await self._write(lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit))
+            await self._write(
+                lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit), "NONEXISTENT"
+            )
             return "OK RENAME completed"
         if command.name == "DELETE":
             if session.view is not None and session.view.name == command.mailbox:
                 session.view = None
-            await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox))
+            await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox), "NONEXISTENT")
+        elif command.name == "SUBSCRIBE":
+            limit = self._settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
+            await self._write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit), "NONEXISTENT")
         else:
-            subscribe = command.name == "SUBSCRIBE"
-            await self._write(lambda c: mailstore.set_subscribed(c, address, command.mailbox, subscribe))
+            await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
         return f"OK {command.name} completed"
 
     async def _append(self, session: Session, command: Append) -> str:

@@ -28,7 +28,10 @@ def encode(name: str) -> str:
 
 
 def decode(name: str) -> str:
-    """NAME decoded; ValueError when it is not valid modified UTF-7."""
+    """NAME decoded; ValueError when it is not valid modified UTF-7. RFC 3501 §5.1.3 gives each name one
+    spelling (printable ASCII as itself, one run of base64 for each run of other characters, no bits to
+    spare), and so do we: "&AGE-" for "a", or "&AOk-&AOk-" for "éé", would give one mailbox a second name
+    that LIST never shows. Dovecot refuses those two as well."""
     out: list[str] = []
     position = 0
     while position < len(name):
@@ -52,4 +55,7 @@ def decode(name: str) -> str:
             except (binascii.Error, UnicodeDecodeError):
                 raise ValueError(f"&{encoded}- is not valid modified UTF-7") from None
         position = end + 1
-    return "".join(out)
+    decoded = "".join(out)
+    if encode(decoded) != name:
+        raise ValueError(f"{name[:100]} is not modified UTF-7 as RFC 3501 §5.1.3 spells it")
+    return decoded
