@@ -3,11 +3,15 @@ across restarts); for the buddy's token, in this process's memory."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import ipaddress
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.config import LoginSettings
@@ -16,6 +20,8 @@ from jitaku.store import logins as rows
 
 IPV6_PREFIX = 64  # one household's IPv6 network: its devices may take any address in it, and so may an attacker
 MAX_LOGIN = 320  # octets of a user name kept (RFC 5321's longest address); a longer one is cut
+WAIT_STEP = 0.1  # seconds between looks while tries being checked fill the limit
+MAX_WAIT = 30.0  # seconds a try waits for those at most; then it is refused as if they had failed
 
 
 def address_key(client: str) -> str:
@@ -39,28 +45,33 @@ def login_key(user: str) -> str:
 class Attempt:
     """A password check under way, counted against the limits since it started."""
 
+    id: int
     client: str
     login: str
-    last_for_login: bool  # it took this user's last try from this address
-    last_for_client: bool  # it took this address's last try
 
 
 class LoginLimiter:
     """A user may fail `max_failures` times from one address, and an address `max_failures_per_address`
     times across users, within `window` seconds. A try counts from the moment it starts, not when its
-    check has failed: 50 parallel tries were all checked when the limit looked only at finished ones.
+    check has failed: 50 parallel tries were all checked when the limit looked only at finished ones. A try
+    that only tries still being checked keep out waits for their outcome: a mail client opening six
+    connections at once with the right password got the sixth refused, and imaptest's ten clients half.
 
-    Refusing costs one read; only a try that will be checked is written (and its success), so a flood of
+    Refusing costs one read; only a try that will be checked is written (and its outcome), so a flood of
     tries costs the writer at most what the limits and the password threads let through.
     """
 
-    def __init__(self, database: Database, settings: LoginSettings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: LoginSettings,
+        clock: Callable[[], float] = time.time,
+        max_wait: float = MAX_WAIT,
+    ) -> None:
         self._database = database
         self._settings = settings
         self._clock = clock
-
-    def _since(self) -> float:
-        return self._clock() - self._settings.window
+        self._max_wait = max_wait
 
     def _within(self, counts: rows.Counts) -> bool:
         settings = self._settings
@@ -68,42 +79,51 @@ class LoginLimiter:
 
     async def allows(self, client: str, user: str) -> bool:
         """Whether USER may try from CLIENT now (a read: a locked-out flood writes nothing)."""
-        client, login, since = address_key(client), login_key(user), self._since()
-        counts = await self._database.read(lambda connection: rows.counts(connection, client, login, since))
+        client, login, now = address_key(client), login_key(user), self._clock()
+        since = now - self._settings.window
+        counts = await self._database.read(lambda connection: rows.counts(connection, client, login, since, now))
         return self._within(counts)
 
     async def start(self, client: str, user: str) -> Attempt | None:
-        """Count a try of USER from CLIENT, unless the limits are reached (None)."""
+        """Count a try of USER from CLIENT, unless the limits are reached (None); while only tries being
+        checked fill them, wait for those."""
         client, login = address_key(client), login_key(user)
-        now, settings = self._clock(), self._settings
-        counts = await self._database.write(
-            lambda connection: rows.start(
-                connection,
-                client,
-                login,
-                now,
-                now - settings.window,
-                settings.max_failures,
-                settings.max_failures_per_address,
-            )
-        )
-        if counts is None:
-            return None
-        return Attempt(
-            client=client,
-            login=login,
-            last_for_login=counts.login >= settings.max_failures,
-            last_for_client=counts.client >= settings.max_failures_per_address,
+        deadline = time.monotonic() + self._max_wait
+        while True:
+            try:
+                started = await self._database.write(functools.partial(self._start, client, login, self._clock()))
+            except rows.Wait:
+                if time.monotonic() >= deadline:
+                    return None
+                await asyncio.sleep(WAIT_STEP)
+                continue
+            return None if started is None else Attempt(started, client, login)
+
+    def _start(self, client: str, login: str, now: float, connection: Connection) -> int | None:
+        settings = self._settings
+        since = now - settings.window
+        return rows.start(
+            connection, client, login, now, since, settings.max_failures, settings.max_failures_per_address
         )
 
-    def failed(self, attempt: Attempt) -> None:
-        """The password was wrong: the try stays counted. Says so once when it locks an address or user out."""
-        if attempt.last_for_client or attempt.last_for_login:
-            scope = "address" if attempt.last_for_client else "user"
+    async def failed(self, attempt: Attempt) -> None:
+        """The password was wrong: the try counts as a failure. Says so once when it locks an address or user
+        out."""
+        now = self._clock()
+        since = now - self._settings.window
+        counts = await self._database.write(
+            lambda connection: rows.failed(connection, attempt.id, attempt.client, attempt.login, since, now)
+        )
+        settings = self._settings
+        if counts.client == settings.max_failures_per_address or counts.login == settings.max_failures:
+            scope = "address" if counts.client == settings.max_failures_per_address else "user"
             log.event("login_locked", client=attempt.client, user=attempt.login, scope=scope)
 
     async def succeeded(self, attempt: Attempt) -> None:
-        await self._database.write(lambda connection: rows.succeeded(connection, attempt.client, attempt.login))
+        now = self._clock()
+        await self._database.write(
+            lambda connection: rows.succeeded(connection, attempt.id, attempt.client, attempt.login, now)
+        )
 
 
 class FailureLimiter:

@@ -217,6 +217,16 @@ def test_imap_pop3_and_web_count_tries_in_flight_too(mailhost: Jitaku) -> None:
     assert web_login(mailhost, ALICE, PASSWORD, source="127.0.0.2") == 303
 
 
+def test_a_mail_client_opening_ten_connections_at_once_gets_every_one_in(mailhost: Jitaku) -> None:
+    """Thunderbird opens up to five IMAP connections at once, imaptest ten: each with the right password.
+    Tries being checked count against the limit from their start, so the sixth was refused with UNAVAILABLE
+    as if five had failed; it now waits for their outcome."""
+    results = Counter(in_parallel(10, lambda _i, ready: imap_login(mailhost, ALICE, PASSWORD, ready=ready)))
+    assert results == {"OK": 10}
+    replies = Counter(in_parallel(10, lambda _i, ready: pop3_login(mailhost, BOB, PASSWORD, ready=ready)))
+    assert replies == {"+OK": 10}
+
+
 def test_four_hundred_tries_from_forty_addresses_leave_the_mx_prompt(server: Jitaku) -> None:
     """argon2 has a small pool of its own: a try that would wait too long for it is told to come back
     (454), and the MX's banner and its delivery (SPF and DKIM checks on the default thread pool) do not wait

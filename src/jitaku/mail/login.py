@@ -79,7 +79,7 @@ class Authenticator:
         if await self._checker.verify(found.password_hash if found else None, password) and found is not None:
             await self._limiter.succeeded(attempt)
             return found.address
-        self._limiter.failed(attempt)
+        await self._limiter.failed(attempt)
         log.event("auth_failed", client=client, user=attempt.login, listener=listener)
         raise BadPassword
 

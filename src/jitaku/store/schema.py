@@ -310,6 +310,8 @@ login_attempts = Table(
     Column("client", String(64), nullable=False),  # the address (an IPv6 client's /64)
     Column("login", String(320), nullable=False),  # the user name as given, lowercased
     Column("at", Float, nullable=False),
+    # the password is still being checked: the try waits for its outcome before it counts as a failure
+    Column("pending", Boolean, nullable=False, default=False, server_default=false()),
 )
 Index("login_attempts_client", login_attempts.c.client, login_attempts.c.login, login_attempts.c.at)
 Index("login_attempts_at", login_attempts.c.at)
