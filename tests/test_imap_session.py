@@ -82,3 +82,64 @@ def test_a_search_or_list_past_its_time_answers_no_limit_and_the_session_goes_on
     ]
     assert asyncio.run(run(ImapSettings()))[:3] == [b"* SEARCH 1 2 3", b"c OK SEARCH completed", b"d OK LIST completed"]
     database.close()
+
+
+def mailbox_of(tmp_path: Path, count: int) -> Database:
+    """A store where alice (password "secret") has COUNT messages in INBOX, with mod-sequences 2 to COUNT + 1."""
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", passwords.hash_password("secret"))
+        for number in range(count):
+            mailstore.append(connection, "alice@example.test", b"Subject: %d\r\n\r\nhello\r\n" % number)
+    return database
+
+
+def answers(received: list[bytes], tag: bytes) -> list[bytes]:
+    """The untagged lines a command brought, and its tagged one: what follows the previous tagged line."""
+    end = next(index for index, line in enumerate(received) if line.startswith(tag + b" "))
+    start = max((index for index, line in enumerate(received[:end]) if not line.startswith((b"*", b"+"))), default=0)
+    return received[start + 1 : end + 1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        b"FETCH 1 (MODSEQ)",
+        b"FETCH 1:* (FLAGS) (CHANGEDSINCE 3)",
+        b"STORE 1 (UNCHANGEDSINCE 99) +FLAGS.SILENT (\\Seen)",
+        b"SEARCH MODSEQ 1",
+        b"STATUS INBOX (HIGHESTMODSEQ)",
+    ],
+)
+def test_a_condstore_enabling_command_says_highestmodseq_once_and_later_fetches_carry_modseq(
+    tmp_path: Path, command: bytes
+) -> None:
+    """RFC 7162 §3.1: these commands turn CONDSTORE on as ENABLE does; in a selected mailbox the first one says
+    where the mailbox's mod-sequences stand, before its own answers."""
+    database = mailbox_of(tmp_path, 3)
+    commands = [b"c " + command, b"d STORE 2 +FLAGS (\\Flagged)", b"e FETCH 3 (MODSEQ)", b"f LOGOUT"]
+    received = asyncio.run(talk(database, b"a LOGIN alice@example.test secret", b"b SELECT INBOX", *commands))
+    assert answers(received, b"c")[0] == b"* OK [HIGHESTMODSEQ 4] highest"
+    assert answers(received, b"d")[0].startswith(b"* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (")
+    assert answers(received, b"e") == [b"* 3 FETCH (MODSEQ (4))", b"e OK FETCH completed"]
+    said = [line for line in received if line.startswith(b"* OK [HIGHESTMODSEQ")]
+    assert len(said) == 2  # SELECT's, and c's: once
+    database.close()
+
+
+def test_esearch_by_modseq_says_the_modseq_of_what_it_reports(tmp_path: Path) -> None:
+    """RFC 7162 §3.1.5: MIN or MAX alone give their message's mod-sequence, ALL and COUNT the highest found."""
+    database = mailbox_of(tmp_path, 4)  # mod-sequences 2, 3, 4, 5: message 2 is made the highest
+    commands = [b"c STORE 2 +FLAGS (\\Seen)", b"d SEARCH RETURN (MIN) MODSEQ 3", b"e SEARCH RETURN (MAX) 1:3 MODSEQ 3"]
+    commands += [b"f SEARCH RETURN (MIN MAX) 3:4 MODSEQ 1", b"g UID SEARCH RETURN (COUNT) MODSEQ 1"]
+    commands += [b"h SEARCH RETURN () MODSEQ 99", b"i SEARCH MODSEQ 3", b"j LOGOUT"]
+    received = asyncio.run(talk(database, b"a LOGIN alice@example.test secret", b"b SELECT INBOX", *commands))
+    assert [line for line in received if line.startswith((b"* ESEARCH", b"* SEARCH"))] == [
+        b'* ESEARCH (TAG "d") MIN 2 MODSEQ 6',
+        b'* ESEARCH (TAG "e") MAX 3 MODSEQ 4',
+        b'* ESEARCH (TAG "f") MIN 3 MAX 4 MODSEQ 5',
+        b'* ESEARCH (TAG "g") UID COUNT 4 MODSEQ 6',
+        b'* ESEARCH (TAG "h")',
+        b"* SEARCH 2 3 4 (MODSEQ 6)",
+    ]
+    database.close()

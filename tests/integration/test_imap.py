@@ -9,6 +9,7 @@ import datetime
 import imaplib
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
-from tests.conftest import READER, Jitaku, deliver, free_port, wait_for_port
+from tests.conftest import READER, Dovecot, Jitaku, deliver, free_port, wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = READER
@@ -437,6 +438,53 @@ def test_esearch_and_a_search_by_modseq(mailhost: Jitaku) -> None:
     imap.store("3", "+FLAGS", "(\\Flagged)")
     _, found = imap.search(None, "MODSEQ", "1")
     assert found[0].startswith(b"1 2 3 (MODSEQ ")
+
+
+def by_the_commands_that_enable_condstore(imap: imaplib.IMAP4, mailbox: str) -> list[bytes]:
+    """imaptest's esearch-condstore on a new MAILBOX of four messages: CONDSTORE turned on by a FETCH of MODSEQ,
+    then ESEARCH by MODSEQ. What it heard, each mod-sequence named by the message whose STORE reported it."""
+    imap.create(mailbox)
+    for number in range(4):
+        imap.append(mailbox, None, None, b"Subject: %d\r\n\r\nbody\r\n" % number)
+    imap.select(mailbox)
+    heard, _ = exchange(imap, "FETCH 1 (MODSEQ)")
+    modseqs = {}
+    for number in (1, 3, 2, 4):
+        stored, _ = exchange(imap, f"STORE {number} +FLAGS (\\Seen)")
+        modseqs[stored[0].split(b"MODSEQ (")[1].split(b")")[0]] = b"m%d" % number
+    searches = ["(MIN) 1:3 MODSEQ 1", "(MAX) 1:3 MODSEQ 1", "() 1:3 MODSEQ 1", "(MIN MAX) 2:3 MODSEQ 1"]
+    searches += [f'(ALL) 2:3 MODSEQ "/flags/\\\\seen" all {modseq.decode()}' for modseq in modseqs]
+    for options in searches:
+        heard += exchange(imap, f"SEARCH RETURN {options}")[0]
+
+    def named(found: re.Match[bytes]) -> bytes:
+        return found[1] + modseqs.get(found[2], b"n")
+
+    heard = [re.sub(rb"(MODSEQ \(?)(\d+)", named, line) for line in heard]
+    return [re.sub(rb'^\* ESEARCH \(TAG "[^"]+"\) ?|\] .*', b"", line) for line in heard]
+
+
+def test_a_fetch_of_modseq_enables_condstore_and_esearch_says_the_modseq_as_dovecot_does(
+    mailhost: Jitaku, dovecot: Dovecot
+) -> None:
+    """RFC 7162 §3.1: a FETCH of MODSEQ turns CONDSTORE on as ENABLE does, says HIGHESTMODSEQ once, and the
+    STOREs after it report MODSEQ; ESEARCH by MODSEQ says that of the messages it reports (§3.1.5)."""
+    expected = [
+        b"* OK [HIGHESTMODSEQ n",
+        b"* 1 FETCH (MODSEQ (n))",
+        b"MIN 1 MODSEQ m1",
+        b"MAX 3 MODSEQ m3",
+        b"ALL 1:3 MODSEQ m2",
+        b"MIN 2 MAX 3 MODSEQ m2",
+        b"ALL 2:3 MODSEQ m2",  # changed since m1: all of them
+        b"ALL 2:3 MODSEQ m2",  # since m3: 2 and 3, as MODSEQ counts from the value given, inclusive
+        b"ALL 2 MODSEQ m2",
+        b"",  # since m4: nothing, and no MODSEQ
+    ]
+    assert by_the_commands_that_enable_condstore(client(mailhost, None), "condstore") == expected
+    reference = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10)
+    reference.login("alice", PASSWORD)
+    assert by_the_commands_that_enable_condstore(reference, f"condstore-{time.time_ns()}") == expected
 
 
 def test_a_user_has_at_most_ten_sessions_from_one_address(mailhost: Jitaku) -> None:

@@ -148,6 +148,15 @@ class Session:
     def say(self, line: str | bytes) -> None:
         self.lines.append(line.encode() if isinstance(line, str) else line)
 
+    def enable_condstore(self) -> None:
+        """RFC 7162 §3.1: after the first CONDSTORE enabling command every FETCH of flags carries MODSEQ, and
+        in a selected mailbox the client hears, once, the HIGHESTMODSEQ its view is up to date with."""
+        if self.condstore:
+            return
+        self.condstore = True
+        if self.view is not None:
+            self.say(f"* OK [HIGHESTMODSEQ {self.view.state[1]}] highest")
+
 
 class ImapServer:
     def __init__(
@@ -259,13 +268,16 @@ class ImapServer:
             return "OK ID completed"
         if isinstance(command, Enable):
             enabled = [name for name in command.capabilities if name == "CONDSTORE"]
-            session.condstore = session.condstore or bool(enabled)
+            if enabled:
+                session.enable_condstore()
             session.say("* ENABLED " + " ".join(enabled))
             return "OK ENABLE completed"
         if isinstance(command, (Login, Authenticate)):
             return await self._log_in(wire, session, command)
         if session.user is None:
             return "BAD log in first"
+        if _enables_condstore(command):
+            session.enable_condstore()
         if isinstance(command, ListMailboxes):
             return await self._list(session, command)
         if isinstance(command, Status):
@@ -552,7 +564,7 @@ class ImapServer:
             parts = [f"FLAGS ({' '.join(sorted(view.flags_of(state.uid)))})"]
             if command.uid:
                 parts.append(f"UID {state.uid}")
-            if session.condstore or command.unchanged_since is not None:
+            if session.condstore:
                 parts.append(f"MODSEQ ({state.modseq})")
             session.say(f"* {view.number(state.uid)} FETCH ({' '.join(parts)})")
         if result.failed:
@@ -585,9 +597,7 @@ class ImapServer:
         program = search.Program(command.key, mailbox, budget)
         bodies = search.needs_body(command.key)
         prefix = self._settings.max_search_bytes
-        found: list[int] = []
         uids: list[int] = []
-        highest = 0
         for batch, _size in _batches(view, list(view.uids), bodies, prefix):
             # what the view says of each message, taken here: the worker thread never looks at the view
             known = [(uid, view.number(uid), view.flags_of(uid), view.modseqs[uid]) for uid in batch]
@@ -612,20 +622,20 @@ class ImapServer:
                 matched = await self._workers.run(budget, work)
             except OutOfTime:
                 raise Refused("[LIMIT] the search took too long: narrow it, or search fewer messages") from None
-            found.extend(matched if command.uid else (view.number(uid) for uid in matched))
             uids.extend(matched)
-            highest = max([highest, *(view.modseqs[uid] for uid in matched)])
+        found = uids if command.uid else [view.number(uid) for uid in uids]
         # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
-        modseq = f" (MODSEQ {highest})" if found and search.uses_modseq(command.key) else ""
+        modseqs = [view.modseqs[uid] for uid in uids] if search.uses_modseq(command.key) else []
         options = command.return_options
         if options is None:
+            modseq = f" (MODSEQ {max(modseqs)})" if modseqs else ""
             session.say("* SEARCH" + "".join(f" {number}" for number in found) + modseq)
             return "OK SEARCH completed"
         if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
             kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
             view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
         if options != ("SAVE",):  # SAVE alone answers nothing but OK
-            session.say(_esearch(tag, command, found))
+            session.say(_esearch(tag, command, found, modseqs))
         return "OK SEARCH completed"
 
     async def _messages(
@@ -768,18 +778,34 @@ def _is_uid(command: Command) -> bool:
     return isinstance(command, (Fetch, Store, Search)) and command.uid
 
 
-def _esearch(tag: str, command: Search, found: list[int]) -> str:
-    """The ESEARCH response (RFC 4731) to SEARCH RETURN (MIN MAX COUNT ALL)."""
+def _enables_condstore(command: Command) -> bool:
+    """RFC 7162 §3.1's CONDSTORE enabling commands, but for ENABLE and SELECT (CONDSTORE), which say so."""
+    if isinstance(command, Fetch):
+        return command.changed_since is not None or any(item.name == "MODSEQ" for item in command.items)
+    if isinstance(command, Store):
+        return command.unchanged_since is not None
+    if isinstance(command, Search):
+        return search.uses_modseq(command.key)
+    return isinstance(command, Status) and "HIGHESTMODSEQ" in command.items
+
+
+def _esearch(tag: str, command: Search, found: list[int], modseqs: list[int]) -> str:
+    """The ESEARCH response (RFC 4731) to SEARCH RETURN (MIN MAX COUNT ALL). FOUND is in ascending order, and
+    MODSEQS, given for a search by MODSEQ, are those of the messages found, in the same order."""
     options = command.return_options or ("ALL",)
     parts = [f'* ESEARCH (TAG "{tag}")'] + (["UID"] if command.uid else [])
     if found and "MIN" in options:
-        parts.append(f"MIN {min(found)}")
+        parts.append(f"MIN {found[0]}")
     if found and "MAX" in options:
-        parts.append(f"MAX {max(found)}")
+        parts.append(f"MAX {found[-1]}")
     if "COUNT" in options:
         parts.append(f"COUNT {len(found)}")
     if found and "ALL" in options:
         parts.append(f"ALL {_set(found)}")
+    if modseqs:  # RFC 7162 §3.1.5: the highest of the messages reported, which MIN or MAX alone narrow
+        if not {"ALL", "COUNT"} & set(options):
+            modseqs = [modseqs[0]] * ("MIN" in options) + [modseqs[-1]] * ("MAX" in options)
+        parts.append(f"MODSEQ {max(modseqs)}")
     return " ".join(parts)
 
 
