@@ -143,3 +143,45 @@ def test_esearch_by_modseq_says_the_modseq_of_what_it_reports(tmp_path: Path) ->
         b"* SEARCH 2 3 4 (MODSEQ 6)",
     ]
     database.close()
+
+
+def test_flags_lists_the_keywords_and_a_new_one_is_listed_before_it_is_shown(tmp_path: Path) -> None:
+    """RFC 3501 §7.2.6: FLAGS lists every flag a FETCH may show, and PERMANENTFLAGS every keyword a client may
+    keep; a STORE or an APPEND that brings a new keyword says both again, before the FETCH or EXISTS."""
+    database = mailbox_of(tmp_path, 2)
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, "alice@example.test", "INBOX", [1], ["$Alpha"], "add")
+    system = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+    received = asyncio.run(
+        talk(
+            database,
+            b"a LOGIN alice@example.test secret",
+            b"b EXAMINE INBOX",
+            b"c SELECT INBOX",
+            b"d STORE 2 +FLAGS ($Beta)",
+            b"e STORE 1:2 -FLAGS ($Alpha $Beta)",
+            b"f APPEND INBOX ($Gamma) {20+}\r\nSubject: xyz\r\n\r\nhi\r\n",
+            b"g LOGOUT",
+        )
+    )
+    assert answers(received, b"b")[:2] == [
+        b"* FLAGS (" + system + b" $Alpha)",
+        b"* OK [PERMANENTFLAGS ()] flags you can keep",
+    ]
+    assert answers(received, b"c")[1:3] == [  # after [CLOSED]
+        b"* FLAGS (" + system + b" $Alpha)",
+        b"* OK [PERMANENTFLAGS (" + system + b" $Alpha \\*)] flags you can keep",
+    ]
+    assert answers(received, b"d") == [
+        b"* FLAGS (" + system + b" $Alpha $Beta)",
+        b"* OK [PERMANENTFLAGS (" + system + b" $Alpha $Beta \\*)] flags you can keep",
+        b"* 2 FETCH (FLAGS ($Beta \\Recent))",
+        b"d OK STORE completed",
+    ]
+    assert answers(received, b"e")[:2] == [b"* 1 FETCH (FLAGS (\\Recent))", b"* 2 FETCH (FLAGS (\\Recent))"]
+    assert answers(received, b"f")[:3] == [  # the keywords no message has now are still listed: never fewer
+        b"* FLAGS (" + system + b" $Alpha $Beta $Gamma)",
+        b"* OK [PERMANENTFLAGS (" + system + b" $Alpha $Beta $Gamma \\*)] flags you can keep",
+        b"* 3 EXISTS",
+    ]
+    database.close()

@@ -487,6 +487,70 @@ def test_a_fetch_of_modseq_enables_condstore_and_esearch_says_the_modseq_as_dove
     assert by_the_commands_that_enable_condstore(reference, f"condstore-{time.time_ns()}") == expected
 
 
+def keywords_heard(imap: imaplib.IMAP4, other: imaplib.IMAP4, mailbox: str) -> list[bytes]:
+    """What IMAP hears while it and OTHER bring keywords into MAILBOX: each FLAGS, PERMANENTFLAGS, FETCH and
+    EXISTS as its kind and the flags it lists, sorted (each server orders them its own way)."""
+    message = b"Subject: keywords\r\n\r\nhello\r\n"
+    other.create(mailbox)
+    other.append(mailbox, "($Alpha)", None, message)
+    other.append(mailbox, None, None, message)
+    heard, _ = exchange(imap, f"SELECT {mailbox}")
+    heard += exchange(imap, "STORE 2 +FLAGS ($Beta)")[0]
+    other.select(mailbox)
+    other.store("1", "+FLAGS", "($Gamma)")
+    heard += exchange(imap, "NOOP")[0]
+    other.append(mailbox, "($Delta)", None, message)
+    heard += exchange(imap, "NOOP")[0]
+    heard += exchange(imap, "STORE 1:* -FLAGS ($Alpha $Beta $Gamma $Delta)")[0]
+    kinds = []
+    for line in heard:
+        kind = re.match(rb"\* (?:\d+ )?(FLAGS|OK \[PERMANENTFLAGS|FETCH|EXISTS)", line)
+        if kind:
+            listed = re.search(rb"FLAGS \(([^)]*)\)", line)
+            kinds.append(b" ".join([kind[1], *sorted(listed[1].split() if listed else [])]))
+    return kinds
+
+
+def test_flags_lists_each_keyword_before_a_fetch_shows_it_as_dovecot_does(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 3501 §7.2.6: FLAGS and PERMANENTFLAGS list the mailbox's keywords at SELECT, and again, before the
+    FETCH or EXISTS, when this session or another brings in a new one; a keyword once listed stays listed.
+    imaptest's stress test counted hundreds of "Keyword used without being in FLAGS"."""
+    system = [b"\\Answered", b"\\Deleted", b"\\Draft", b"\\Flagged", b"\\Seen"]
+
+    def listed(*keywords: bytes) -> list[bytes]:
+        flags = sorted([*system, *keywords])
+        return [b" ".join([b"FLAGS", *flags]), b" ".join([b"OK [PERMANENTFLAGS", *sorted([*flags, b"\\*"])])]
+
+    expected = [
+        *listed(b"$Alpha"),
+        b"EXISTS",
+        *listed(b"$Alpha", b"$Beta"),
+        b"FETCH $Beta \\Recent",
+        *listed(b"$Alpha", b"$Beta", b"$Gamma"),  # another session's new keyword
+        b"FETCH $Alpha $Gamma \\Recent",
+        *listed(b"$Alpha", b"$Beta", b"$Delta", b"$Gamma"),  # a new message's
+        b"EXISTS",
+        b"FETCH \\Recent",  # no message has a keyword now, and FLAGS is not said again
+        b"FETCH \\Recent",
+        b"FETCH",
+    ]
+    assert keywords_heard(client(mailhost, None), client(mailhost, None), "keywords") == expected
+    reference, other = (imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10) for _ in range(2))
+    reference.login("alice", PASSWORD)
+    other.login("alice", PASSWORD)
+    assert keywords_heard(reference, other, f"keywords-{time.time_ns()}") == expected
+
+
+def test_a_keyword_another_session_set_is_listed_before_a_fetch_that_sets_seen_shows_it(mailhost: Jitaku) -> None:
+    """The \\Seen a FETCH sets brings back the message's flags as they are now, another session's keyword too."""
+    deliver(mailhost, "one")
+    phone, laptop = client(mailhost), client(mailhost)
+    laptop.store("1", "+FLAGS", "($Important)")
+    heard, _ = exchange(phone, "FETCH 1 (BODY[])")
+    assert heard[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)"
+    assert heard[2].startswith(b"* 1 FETCH (BODY[] {")
+
+
 def test_a_user_has_at_most_ten_sessions_from_one_address(mailhost: Jitaku) -> None:
     sessions = [client(mailhost, None) for _ in range(10)]
     eleventh = imaplib.IMAP4("127.0.0.1", mailhost.imap_port, timeout=10)

@@ -4,8 +4,9 @@ Each session keeps its view of the selected mailbox (UIDs in order, their flags)
 date from the store after each command (at most every REFRESH_EVERY in a run of FETCH, STORE or
 SEARCH), and every half second while IDLE: what other sessions and deliveries did reaches it as
 EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no EXPUNGE during FETCH, STORE or
-SEARCH). Polling one row of the mailbox table works the same whether the change came from this
-process, an SMTP worker or the CLI.
+SEARCH), after a new FLAGS when they bring a keyword the client has not been told of. Polling one row
+of the mailbox table works the same whether the change came from this process, an SMTP worker or the
+CLI.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import bisect
 import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -77,7 +78,7 @@ CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
     " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES APPENDLIMIT={appendlimit}"
 )
-PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
+SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 class Refused(Exception):
@@ -98,6 +99,14 @@ class View:
     recent: set[int]  # the UIDs that are \Recent to this session (RFC 3501 §2.3.2)
     state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
     saved: set[int] = field(default_factory=set)  # the UIDs SEARCH RETURN (SAVE) kept for "$" (RFC 5182)
+    keywords: set[str] = field(default_factory=set)  # those FLAGS has listed to the client, never fewer
+
+    def flag_lines(self) -> list[str]:
+        """FLAGS and PERMANENTFLAGS: the system flags, the keywords, and (read-write) that any keyword may be
+        made (RFC 3501 §7.2.6; \\* in §7.1)."""
+        keywords = "".join(f" {keyword}" for keyword in sorted(self.keywords))
+        permanent = "" if self.read_only else f"{SYSTEM_FLAGS}{keywords} \\*"
+        return [f"* FLAGS ({SYSTEM_FLAGS}{keywords})", f"* OK [PERMANENTFLAGS ({permanent})] flags you can keep"]
 
     def flags_of(self, uid: int) -> frozenset[str]:
         """The message's flags as this session shows them: the stored ones, and \\Recent if it is."""
@@ -147,6 +156,18 @@ class Session:
 
     def say(self, line: str | bytes) -> None:
         self.lines.append(line.encode() if isinstance(line, str) else line)
+
+    def list_keywords(self, flag_sets: Iterable[frozenset[str]]) -> None:
+        """A client may be shown only the keywords FLAGS has listed (RFC 3501 §7.2.6; imaptest counted hundreds of
+        "Keyword used without being in FLAGS"): before flags that bring a new one go out, FLAGS and
+        PERMANENTFLAGS are said again. Call it with each set of flags the view takes in."""
+        view = self.view
+        if view is None:
+            return
+        new = {flag for flags in flag_sets for flag in flags if not flag.startswith("\\")} - view.keywords
+        if new:
+            view.keywords |= new
+            self.lines.extend(line.encode() for line in view.flag_lines())
 
     def enable_condstore(self) -> None:
         """RFC 7162 §3.1: after the first CONDSTORE enabling command every FETCH of flags carries MODSEQ, and
@@ -430,9 +451,9 @@ class ImapServer:
             sizes={message.uid: message.size for message in selected.messages},
             recent={message.uid for message in selected.messages if recent_from <= message.uid < selected.uidnext},
             state=(selected.uidnext, selected.highestmodseq),
+            keywords={flag for message in selected.messages for flag in message.flags if not flag.startswith("\\")},
         )
-        session.say("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
-        session.say(f"* OK [PERMANENTFLAGS ({'' if view.read_only else PERMANENT_FLAGS})] flags you can keep")
+        session.lines.extend(line.encode() for line in view.flag_lines())
         session.say(f"* {len(view.uids)} EXISTS")
         session.say(f"* {len(view.recent)} RECENT")
         unseen = next((number for number, uid in enumerate(view.uids, 1) if "\\Seen" not in view.flags[uid]), None)
@@ -497,6 +518,7 @@ class ImapServer:
                 stored = await self._write(
                     lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
                 )
+                session.list_keywords(state.flags for state in stored.messages)  # others' keywords came along
                 for state in stored.messages:
                     view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
                 items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
@@ -557,6 +579,7 @@ class ImapServer:
                 c, address, view.name, uids, command.flags, command.mode, command.unchanged_since
             )
         )
+        session.list_keywords(state.flags for state in result.messages)
         for state in result.messages:
             view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
             if command.silent and not (session.condstore and state.uid in result.changed):
@@ -698,13 +721,14 @@ class ImapServer:
         if gone and not allow_expunge:
             return
         self._forget(session, view, gone)
-        for uid in view.uids:
-            if now[uid].flags != view.flags[uid]:
-                view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
-                extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
-                flags = " ".join(sorted(view.flags_of(uid)))
-                session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
+        changed = [uid for uid in view.uids if now[uid].flags != view.flags[uid]]
         new = [uid for uid in now if uid not in view.flags]
+        session.list_keywords(now[uid].flags for uid in changed + new)
+        for uid in changed:
+            view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
+            extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
+            flags = " ".join(sorted(view.flags_of(uid)))
+            session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
         if new:
             for uid in sorted(new):
                 view.uids.append(uid)
