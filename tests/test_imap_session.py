@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,26 @@ from jitaku.store import Database, accounts, mailstore
 
 def logins(database: Database) -> Logins:
     return Logins(Authenticator(database, LoginLimiter(database, LoginSettings()), Checker(1, 0)), Sessions())
+
+
+async def converse(database: Database, *steps: bytes | Callable[[], object]) -> list[bytes]:
+    """Connect and send each command, reading its answer before the next goes; a callable step runs between
+    two commands (a change another session makes, done in the store). What came back, CRLFs taken off."""
+    imap = server.ImapServer(database, logins(database), None)
+    listener = await asyncio.start_server(functools.partial(imap.serve, implicit_tls=False), "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+    received = [(await reader.readline()).rstrip(b"\r\n")]
+    for step in steps:
+        if not isinstance(step, bytes):
+            step()
+            continue
+        writer.write(step + b"\r\n")
+        tag = step.split(b" ", 1)[0] + b" "
+        while not received[-1].startswith(tag):
+            received.append((await asyncio.wait_for(reader.readline(), 10)).rstrip(b"\r\n"))
+    writer.close()
+    listener.close()
+    return received
 
 
 async def talk(database: Database, *lines: bytes) -> list[bytes]:
@@ -184,4 +205,49 @@ def test_flags_lists_the_keywords_and_a_new_one_is_listed_before_it_is_shown(tmp
         b"* OK [PERMANENTFLAGS (" + system + b" $Alpha $Beta $Gamma \\*)] flags you can keep",
         b"* 3 EXISTS",
     ]
+    database.close()
+
+
+def test_search_answers_from_the_view_for_a_message_another_session_expunged(tmp_path: Path) -> None:
+    """RFC 3501 §7.4.1: no EXPUNGE during SEARCH or FETCH, so the message is still the session's to search:
+    by flags, UID, number, size or mod-sequence it is found as before; by its text, which is gone, it cannot be,
+    and the answer says so with RFC 5530's EXPUNGEISSUED. FETCH says the same of the data it could not send."""
+    database = mailbox_of(tmp_path, 3)
+    alice = "alice@example.test"
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, alice, "INBOX", [2], ["\\Flagged"], "add")
+
+    def expunge_message_two() -> None:
+        with database.transaction() as connection:
+            mailstore.store_flags(connection, alice, "INBOX", [2], ["\\Deleted"], "add")
+            mailstore.expunge(connection, alice, "INBOX")
+
+    received = asyncio.run(
+        converse(
+            database,
+            b"a LOGIN alice@example.test secret",
+            b"b SELECT INBOX",
+            expunge_message_two,
+            b"c SEARCH FLAGGED",
+            b"d SEARCH 2 LARGER 1 UNDELETED",
+            b"e SEARCH SUBJECT 1",  # message 2's
+            b"f SEARCH RETURN (COUNT) TEXT hello",
+            b"g FETCH 1:3 (FLAGS)",
+            b"h NOOP",
+            b"i SEARCH SUBJECT 1",
+            b"j LOGOUT",
+        )
+    )
+    assert answers(received, b"c") == [b"* SEARCH 2", b"c OK SEARCH completed"]
+    assert answers(received, b"d") == [b"* SEARCH 2", b"d OK SEARCH completed"]  # as the view shows it
+    gone = b"OK [EXPUNGEISSUED] messages another session expunged could not be searched"
+    assert answers(received, b"e") == [b"* SEARCH", b"e " + gone]
+    assert answers(received, b"f") == [b'* ESEARCH (TAG "f") COUNT 2', b"f " + gone]
+    assert answers(received, b"g")[-1] == b"g OK [EXPUNGEISSUED] messages another session expunged could not be fetched"
+    assert [line for line in answers(received, b"g") if b"FETCH (" in line] == [
+        b"* 1 FETCH (FLAGS (\\Recent))",
+        b"* 3 FETCH (FLAGS (\\Recent))",
+    ]
+    assert answers(received, b"h") == [b"* 2 EXPUNGE", b"h OK NOOP completed"]
+    assert answers(received, b"i") == [b"* SEARCH", b"i OK SEARCH completed"]
     database.close()

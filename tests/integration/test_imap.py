@@ -152,6 +152,29 @@ def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> Non
     assert laptop.uid("SEARCH", "ALL")[1] == [b"1 3"]
 
 
+def test_a_message_another_session_expunged_is_searched_by_what_the_session_knows_until_it_is_told(
+    mailhost: Jitaku,
+) -> None:
+    """RFC 3501 §7.4.1: SEARCH sends no EXPUNGE, so a message expunged meanwhile keeps its number: it is found
+    by its flags (imaptest's stress test saw "SEARCH result missing" for it); a search of its text, which is
+    gone, says OK [EXPUNGEISSUED] (RFC 5530), as a FETCH of it does."""
+    deliver(mailhost, "one", "two", "three")
+    phone, laptop = client(mailhost), client(mailhost)
+    laptop.store("2", "+FLAGS", "(\\Flagged)")
+    phone.noop()
+    laptop.store("2", "+FLAGS", "(\\Deleted)")
+    laptop.expunge()
+    assert exchange(phone, "SEARCH FLAGGED") == ([b"* SEARCH 2"], b"OK SEARCH completed")
+    assert exchange(phone, "SEARCH BODY two") == (
+        [b"* SEARCH"],
+        b"OK [EXPUNGEISSUED] messages another session expunged could not be searched",
+    )
+    fetched, done = exchange(phone, "FETCH 2 (BODY.PEEK[TEXT])")
+    assert (fetched, done) == ([], b"OK [EXPUNGEISSUED] messages another session expunged could not be fetched")
+    assert exchange(phone, "NOOP")[0][0] == b"* 2 EXPUNGE"
+    assert exchange(phone, "SEARCH FLAGGED") == ([b"* SEARCH"], b"OK SEARCH completed")
+
+
 def test_recent_mail_is_recent_to_the_first_session_that_selects(mailhost: Jitaku) -> None:
     """RFC 3501 §2.3.2: STATUS RECENT, SELECT's RECENT and SEARCH NEW count what no session has seen yet."""
     deliver(mailhost, "one")

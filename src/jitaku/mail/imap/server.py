@@ -17,7 +17,7 @@ import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
@@ -525,7 +525,9 @@ class ImapServer:
         if session.condstore and any(item.name == "FLAGS" for item in items):
             items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
         pending = 0  # bytes of responses in session.lines
+        told = 0  # messages answered: the others were expunged by another session, which the view does not know yet
         async for message in self._messages(address, view, uids, fetch.needs_body(items)):
+            told += 1
             fetched = fetch.Fetched(
                 message.uid,
                 view.flags_of(message.uid),
@@ -554,6 +556,8 @@ class ImapServer:
                 await wire.send(*session.lines)
                 session.lines.clear()
                 pending = 0
+        if told < len(uids):  # RFC 2180 §4.1 lets the data of those go missing, and RFC 5530 says why
+            return "OK [EXPUNGEISSUED] messages another session expunged could not be fetched"
         return "OK FETCH completed"
 
     async def _check_decodable(self, address: str, view: View, uids: list[int], items: tuple[FetchItem, ...]) -> None:
@@ -618,34 +622,38 @@ class ImapServer:
         budget = Budget(self._settings.max_command_time)
         mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
         program = search.Program(command.key, mailbox, budget)
-        bodies = search.needs_body(command.key)
+        stored_needed, bodies = search.needs_stored(command.key), search.needs_body(command.key)
         prefix = self._settings.max_search_bytes
         uids: list[int] = []
+        unsearched = False  # a message the view has was expunged by another session, and its text is gone
         for batch, _size in _batches(view, list(view.uids), bodies, prefix):
             # what the view says of each message, taken here: the worker thread never looks at the view
-            known = [(uid, view.number(uid), view.flags_of(uid), view.modseqs[uid]) for uid in batch]
+            known = [
+                search.Candidate(view.number(uid), uid, view.flags_of(uid), view.modseqs[uid], view.sizes[uid], 0, b"")
+                for uid in batch
+            ]
             read = functools.partial(
                 mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies, prefix=prefix
             )
 
-            def work(known: list[tuple[int, int, frozenset[str], int]] = known, read: Reader = read) -> list[int]:
-                stored = {message.uid: message for message in self._database.read_now(read)}
-                return [
-                    uid
-                    for uid, number, flags, modseq in known
-                    if uid in stored
-                    and program.matches(
-                        search.Candidate(
-                            number, uid, flags, modseq, stored[uid].size, stored[uid].received_at, stored[uid].body
-                        )
-                    )
-                ]
+            def work(known: list[search.Candidate] = known, read: Reader = read) -> tuple[list[int], bool]:
+                """The UIDs that match, and whether a message had to be passed over: gone from the store."""
+                searchable = known  # flags, sizes, UIDs and the rest: what the view knows is enough
+                if stored_needed:
+                    stored = {message.uid: message for message in self._database.read_now(read)}
+                    searchable = [
+                        replace(message, received_at=stored[message.uid].received_at, body=stored[message.uid].body)
+                        for message in known
+                        if message.uid in stored
+                    ]
+                return [message.uid for message in searchable if program.matches(message)], len(searchable) < len(known)
 
             try:
-                matched = await self._workers.run(budget, work)
+                matched, gone = await self._workers.run(budget, work)
             except OutOfTime:
                 raise Refused("[LIMIT] the search took too long: narrow it, or search fewer messages") from None
             uids.extend(matched)
+            unsearched = unsearched or gone
         found = uids if command.uid else [view.number(uid) for uid in uids]
         # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
         modseqs = [view.modseqs[uid] for uid in uids] if search.uses_modseq(command.key) else []
@@ -653,12 +661,15 @@ class ImapServer:
         if options is None:
             modseq = f" (MODSEQ {max(modseqs)})" if modseqs else ""
             session.say("* SEARCH" + "".join(f" {number}" for number in found) + modseq)
-            return "OK SEARCH completed"
-        if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
-            kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
-            view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
-        if options != ("SAVE",):  # SAVE alone answers nothing but OK
-            session.say(_esearch(tag, command, found, modseqs))
+        else:
+            if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
+                kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
+                view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
+            if options != ("SAVE",):  # SAVE alone answers nothing but OK
+                session.say(_esearch(tag, command, found, modseqs))
+        # RFC 3501 §7.4.1 keeps an expunge untold during SEARCH; RFC 5530 lets a result miss what it took away
+        if unsearched:
+            return "OK [EXPUNGEISSUED] messages another session expunged could not be searched"
         return "OK SEARCH completed"
 
     async def _messages(
