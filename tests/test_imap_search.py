@@ -84,3 +84,22 @@ def test_a_uid_set_of_many_ranges_is_looked_up_not_walked() -> None:
     matched = [uid for uid in range(1, 10_001) if matcher.matches(candidate(b"", uid=uid))]
     assert matched == list(range(1, 10_001, 2))
     assert time.monotonic() - started < 5  # about 0.05 s; trying each range for each message was 10 s
+
+
+@pytest.mark.parametrize(
+    ("keys", "stored"),
+    [
+        ("FLAGGED", False),
+        ("UID 1:3 LARGER 10 NOT SEEN KEYWORD $Work", False),
+        ("1:* MODSEQ 5 SMALLER 100", False),
+        ("OR SEEN SUBJECT x", True),
+        ("SINCE 1-Feb-2026", True),  # the internal date is the store's
+        ("NOT TEXT x", True),
+    ],
+)
+def test_a_search_by_what_a_sessions_view_knows_needs_no_stored_message(keys: str, stored: bool) -> None:
+    """A message another session expunged, still in a session's view (RFC 3501 §7.4.1), is searched by its
+    flags, UID, number, size and mod-sequence; text and dates went with it."""
+    _tag, command = parse(b"a SEARCH " + keys.encode() + b"\r\n")
+    assert isinstance(command, Search)
+    assert search.needs_stored(command.key) is stored

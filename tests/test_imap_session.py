@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,26 @@ from jitaku.store import Database, accounts, mailstore
 
 def logins(database: Database) -> Logins:
     return Logins(Authenticator(database, LoginLimiter(database, LoginSettings()), Checker(1, 0)), Sessions())
+
+
+async def converse(database: Database, *steps: bytes | Callable[[], object]) -> list[bytes]:
+    """Connect and send each command, reading its answer before the next goes; a callable step runs between
+    two commands (a change another session makes, done in the store). What came back, CRLFs taken off."""
+    imap = server.ImapServer(database, logins(database), None)
+    listener = await asyncio.start_server(functools.partial(imap.serve, implicit_tls=False), "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+    received = [(await reader.readline()).rstrip(b"\r\n")]
+    for step in steps:
+        if not isinstance(step, bytes):
+            step()
+            continue
+        writer.write(step + b"\r\n")
+        tag = step.split(b" ", 1)[0] + b" "
+        while not received[-1].startswith(tag):
+            received.append((await asyncio.wait_for(reader.readline(), 10)).rstrip(b"\r\n"))
+    writer.close()
+    listener.close()
+    return received
 
 
 async def talk(database: Database, *lines: bytes) -> list[bytes]:
@@ -104,4 +125,152 @@ def test_a_missing_mailbox_is_nonexistent_unless_creating_it_would_help(tmp_path
         b"t5 NO [CANNOT",
         b"t6 OK LOGOUT completed",
     ]
+    database.close()
+
+
+def mailbox_of(tmp_path: Path, count: int) -> Database:
+    """A store where alice (password "secret") has COUNT messages in INBOX, with mod-sequences 2 to COUNT + 1."""
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", passwords.hash_password("secret"))
+        for number in range(count):
+            mailstore.append(connection, "alice@example.test", b"Subject: %d\r\n\r\nhello\r\n" % number)
+    return database
+
+
+def answers(received: list[bytes], tag: bytes) -> list[bytes]:
+    """The untagged lines a command brought, and its tagged one: what follows the previous tagged line."""
+    end = next(index for index, line in enumerate(received) if line.startswith(tag + b" "))
+    start = max((index for index, line in enumerate(received[:end]) if not line.startswith((b"*", b"+"))), default=0)
+    return received[start + 1 : end + 1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        b"FETCH 1 (MODSEQ)",
+        b"FETCH 1:* (FLAGS) (CHANGEDSINCE 3)",
+        b"STORE 1 (UNCHANGEDSINCE 99) +FLAGS.SILENT (\\Seen)",
+        b"SEARCH MODSEQ 1",
+        b"STATUS INBOX (HIGHESTMODSEQ)",
+    ],
+)
+def test_a_condstore_enabling_command_says_highestmodseq_once_and_later_fetches_carry_modseq(
+    tmp_path: Path, command: bytes
+) -> None:
+    """RFC 7162 §3.1: these commands turn CONDSTORE on as ENABLE does; in a selected mailbox the first one says
+    where the mailbox's mod-sequences stand, before its own answers."""
+    database = mailbox_of(tmp_path, 3)
+    commands = [b"c " + command, b"d STORE 2 +FLAGS (\\Flagged)", b"e FETCH 3 (MODSEQ)", b"f LOGOUT"]
+    received = asyncio.run(talk(database, b"a LOGIN alice@example.test secret", b"b SELECT INBOX", *commands))
+    assert answers(received, b"c")[0] == b"* OK [HIGHESTMODSEQ 4] highest"
+    assert answers(received, b"d")[0].startswith(b"* 2 FETCH (FLAGS (\\Flagged \\Recent) MODSEQ (")
+    assert answers(received, b"e") == [b"* 3 FETCH (MODSEQ (4))", b"e OK FETCH completed"]
+    said = [line for line in received if line.startswith(b"* OK [HIGHESTMODSEQ")]
+    assert len(said) == 2  # SELECT's, and c's: once
+    database.close()
+
+
+def test_esearch_by_modseq_says_the_modseq_of_what_it_reports(tmp_path: Path) -> None:
+    """RFC 7162 §3.1.5: MIN or MAX alone give their message's mod-sequence, ALL and COUNT the highest found."""
+    database = mailbox_of(tmp_path, 4)  # mod-sequences 2, 3, 4, 5: message 2 is made the highest
+    commands = [b"c STORE 2 +FLAGS (\\Seen)", b"d SEARCH RETURN (MIN) MODSEQ 3", b"e SEARCH RETURN (MAX) 1:3 MODSEQ 3"]
+    commands += [b"f SEARCH RETURN (MIN MAX) 3:4 MODSEQ 1", b"g UID SEARCH RETURN (COUNT) MODSEQ 1"]
+    commands += [b"h SEARCH RETURN () MODSEQ 99", b"i SEARCH MODSEQ 3", b"j LOGOUT"]
+    received = asyncio.run(talk(database, b"a LOGIN alice@example.test secret", b"b SELECT INBOX", *commands))
+    assert [line for line in received if line.startswith((b"* ESEARCH", b"* SEARCH"))] == [
+        b'* ESEARCH (TAG "d") MIN 2 MODSEQ 6',
+        b'* ESEARCH (TAG "e") MAX 3 MODSEQ 4',
+        b'* ESEARCH (TAG "f") MIN 3 MAX 4 MODSEQ 5',
+        b'* ESEARCH (TAG "g") UID COUNT 4 MODSEQ 6',
+        b'* ESEARCH (TAG "h")',
+        b"* SEARCH 2 3 4 (MODSEQ 6)",
+    ]
+    database.close()
+
+
+def test_flags_lists_the_keywords_and_a_new_one_is_listed_before_it_is_shown(tmp_path: Path) -> None:
+    """RFC 3501 §7.2.6: FLAGS lists every flag a FETCH may show, and PERMANENTFLAGS every keyword a client may
+    keep; a STORE or an APPEND that brings a new keyword says both again, before the FETCH or EXISTS."""
+    database = mailbox_of(tmp_path, 2)
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, "alice@example.test", "INBOX", [1], ["$Alpha"], "add")
+    system = b"\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+    received = asyncio.run(
+        talk(
+            database,
+            b"a LOGIN alice@example.test secret",
+            b"b EXAMINE INBOX",
+            b"c SELECT INBOX",
+            b"d STORE 2 +FLAGS ($Beta)",
+            b"e STORE 1:2 -FLAGS ($Alpha $Beta)",
+            b"f APPEND INBOX ($Gamma) {20+}\r\nSubject: xyz\r\n\r\nhi\r\n",
+            b"g LOGOUT",
+        )
+    )
+    assert answers(received, b"b")[:2] == [
+        b"* FLAGS (" + system + b" $Alpha)",
+        b"* OK [PERMANENTFLAGS ()] flags you can keep",
+    ]
+    assert answers(received, b"c")[1:3] == [  # after [CLOSED]
+        b"* FLAGS (" + system + b" $Alpha)",
+        b"* OK [PERMANENTFLAGS (" + system + b" $Alpha \\*)] flags you can keep",
+    ]
+    assert answers(received, b"d") == [
+        b"* FLAGS (" + system + b" $Alpha $Beta)",
+        b"* OK [PERMANENTFLAGS (" + system + b" $Alpha $Beta \\*)] flags you can keep",
+        b"* 2 FETCH (FLAGS ($Beta \\Recent))",
+        b"d OK STORE completed",
+    ]
+    assert answers(received, b"e")[:2] == [b"* 1 FETCH (FLAGS (\\Recent))", b"* 2 FETCH (FLAGS (\\Recent))"]
+    assert answers(received, b"f")[:3] == [  # the keywords no message has now are still listed: never fewer
+        b"* FLAGS (" + system + b" $Alpha $Beta $Gamma)",
+        b"* OK [PERMANENTFLAGS (" + system + b" $Alpha $Beta $Gamma \\*)] flags you can keep",
+        b"* 3 EXISTS",
+    ]
+    database.close()
+
+
+def test_search_answers_from_the_view_for_a_message_another_session_expunged(tmp_path: Path) -> None:
+    """RFC 3501 §7.4.1: no EXPUNGE during SEARCH or FETCH, so the message is still the session's to search:
+    by flags, UID, number, size or mod-sequence it is found as before; by its text, which is gone, it cannot be,
+    and the answer says so with RFC 5530's EXPUNGEISSUED. FETCH says the same of the data it could not send."""
+    database = mailbox_of(tmp_path, 3)
+    alice = "alice@example.test"
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, alice, "INBOX", [2], ["\\Flagged"], "add")
+
+    def expunge_message_two() -> None:
+        with database.transaction() as connection:
+            mailstore.store_flags(connection, alice, "INBOX", [2], ["\\Deleted"], "add")
+            mailstore.expunge(connection, alice, "INBOX")
+
+    received = asyncio.run(
+        converse(
+            database,
+            b"a LOGIN alice@example.test secret",
+            b"b SELECT INBOX",
+            expunge_message_two,
+            b"c SEARCH FLAGGED",
+            b"d SEARCH 2 LARGER 1 UNDELETED",
+            b"e SEARCH SUBJECT 1",  # message 2's
+            b"f SEARCH RETURN (COUNT) TEXT hello",
+            b"g FETCH 1:3 (FLAGS)",
+            b"h NOOP",
+            b"i SEARCH SUBJECT 1",
+            b"j LOGOUT",
+        )
+    )
+    assert answers(received, b"c") == [b"* SEARCH 2", b"c OK SEARCH completed"]
+    assert answers(received, b"d") == [b"* SEARCH 2", b"d OK SEARCH completed"]  # as the view shows it
+    gone = b"OK [EXPUNGEISSUED] messages another session expunged could not be searched"
+    assert answers(received, b"e") == [b"* SEARCH", b"e " + gone]
+    assert answers(received, b"f") == [b'* ESEARCH (TAG "f") COUNT 2', b"f " + gone]
+    assert answers(received, b"g")[-1] == b"g OK [EXPUNGEISSUED] messages another session expunged could not be fetched"
+    assert [line for line in answers(received, b"g") if b"FETCH (" in line] == [
+        b"* 1 FETCH (FLAGS (\\Recent))",
+        b"* 3 FETCH (FLAGS (\\Recent))",
+    ]
+    assert answers(received, b"h") == [b"* 2 EXPUNGE", b"h OK NOOP completed"]
+    assert answers(received, b"i") == [b"* SEARCH", b"i OK SEARCH completed"]
     database.close()

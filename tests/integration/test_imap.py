@@ -9,6 +9,7 @@ import datetime
 import imaplib
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -270,6 +271,29 @@ def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> Non
     laptop.noop()
     assert laptop.response("EXPUNGE")[1] == [b"2"]
     assert laptop.uid("SEARCH", "ALL")[1] == [b"1 3"]
+
+
+def test_a_message_another_session_expunged_is_searched_by_what_the_session_knows_until_it_is_told(
+    mailhost: Jitaku,
+) -> None:
+    """RFC 3501 §7.4.1: SEARCH sends no EXPUNGE, so a message expunged meanwhile keeps its number: it is found
+    by its flags (imaptest's stress test saw "SEARCH result missing" for it); a search of its text, which is
+    gone, says OK [EXPUNGEISSUED] (RFC 5530), as a FETCH of it does."""
+    deliver(mailhost, "one", "two", "three")
+    phone, laptop = client(mailhost), client(mailhost)
+    laptop.store("2", "+FLAGS", "(\\Flagged)")
+    phone.noop()
+    laptop.store("2", "+FLAGS", "(\\Deleted)")
+    laptop.expunge()
+    assert exchange(phone, "SEARCH FLAGGED") == ([b"* SEARCH 2"], b"OK SEARCH completed")
+    assert exchange(phone, "SEARCH BODY two") == (
+        [b"* SEARCH"],
+        b"OK [EXPUNGEISSUED] messages another session expunged could not be searched",
+    )
+    fetched, done = exchange(phone, "FETCH 2 (BODY.PEEK[TEXT])")
+    assert (fetched, done) == ([], b"OK [EXPUNGEISSUED] messages another session expunged could not be fetched")
+    assert exchange(phone, "NOOP")[0][0] == b"* 2 EXPUNGE"
+    assert exchange(phone, "SEARCH FLAGGED") == ([b"* SEARCH"], b"OK SEARCH completed")
 
 
 def test_recent_mail_is_recent_to_the_first_session_that_selects(mailhost: Jitaku) -> None:
@@ -558,6 +582,117 @@ def test_esearch_and_a_search_by_modseq(mailhost: Jitaku) -> None:
     imap.store("3", "+FLAGS", "(\\Flagged)")
     _, found = imap.search(None, "MODSEQ", "1")
     assert found[0].startswith(b"1 2 3 (MODSEQ ")
+
+
+def by_the_commands_that_enable_condstore(imap: imaplib.IMAP4, mailbox: str) -> list[bytes]:
+    """imaptest's esearch-condstore on a new MAILBOX of four messages: CONDSTORE turned on by a FETCH of MODSEQ,
+    then ESEARCH by MODSEQ. What it heard, each mod-sequence named by the message whose STORE reported it."""
+    imap.create(mailbox)
+    for number in range(4):
+        imap.append(mailbox, None, None, b"Subject: %d\r\n\r\nbody\r\n" % number)
+    imap.select(mailbox)
+    heard, _ = exchange(imap, "FETCH 1 (MODSEQ)")
+    modseqs = {}
+    for number in (1, 3, 2, 4):
+        stored, _ = exchange(imap, f"STORE {number} +FLAGS (\\Seen)")
+        modseqs[stored[0].split(b"MODSEQ (")[1].split(b")")[0]] = b"m%d" % number
+    searches = ["(MIN) 1:3 MODSEQ 1", "(MAX) 1:3 MODSEQ 1", "() 1:3 MODSEQ 1", "(MIN MAX) 2:3 MODSEQ 1"]
+    searches += [f'(ALL) 2:3 MODSEQ "/flags/\\\\seen" all {modseq.decode()}' for modseq in modseqs]
+    for options in searches:
+        heard += exchange(imap, f"SEARCH RETURN {options}")[0]
+
+    def named(found: re.Match[bytes]) -> bytes:
+        return found[1] + modseqs.get(found[2], b"n")
+
+    heard = [re.sub(rb"(MODSEQ \(?)(\d+)", named, line) for line in heard]
+    return [re.sub(rb'^\* ESEARCH \(TAG "[^"]+"\) ?|\] .*', b"", line) for line in heard]
+
+
+def test_a_fetch_of_modseq_enables_condstore_and_esearch_says_the_modseq_as_dovecot_does(
+    mailhost: Jitaku, dovecot: Dovecot
+) -> None:
+    """RFC 7162 §3.1: a FETCH of MODSEQ turns CONDSTORE on as ENABLE does, says HIGHESTMODSEQ once, and the
+    STOREs after it report MODSEQ; ESEARCH by MODSEQ says that of the messages it reports (§3.1.5)."""
+    expected = [
+        b"* OK [HIGHESTMODSEQ n",
+        b"* 1 FETCH (MODSEQ (n))",
+        b"MIN 1 MODSEQ m1",
+        b"MAX 3 MODSEQ m3",
+        b"ALL 1:3 MODSEQ m2",
+        b"MIN 2 MAX 3 MODSEQ m2",
+        b"ALL 2:3 MODSEQ m2",  # changed since m1: all of them
+        b"ALL 2:3 MODSEQ m2",  # since m3: 2 and 3, as MODSEQ counts from the value given, inclusive
+        b"ALL 2 MODSEQ m2",
+        b"",  # since m4: nothing, and no MODSEQ
+    ]
+    assert by_the_commands_that_enable_condstore(client(mailhost, None), "condstore") == expected
+    reference = imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10)
+    reference.login("alice", PASSWORD)
+    assert by_the_commands_that_enable_condstore(reference, f"condstore-{time.time_ns()}") == expected
+
+
+def keywords_heard(imap: imaplib.IMAP4, other: imaplib.IMAP4, mailbox: str) -> list[bytes]:
+    """What IMAP hears while it and OTHER bring keywords into MAILBOX: each FLAGS, PERMANENTFLAGS, FETCH and
+    EXISTS as its kind and the flags it lists, sorted (each server orders them its own way)."""
+    message = b"Subject: keywords\r\n\r\nhello\r\n"
+    other.create(mailbox)
+    other.append(mailbox, "($Alpha)", None, message)
+    other.append(mailbox, None, None, message)
+    heard, _ = exchange(imap, f"SELECT {mailbox}")
+    heard += exchange(imap, "STORE 2 +FLAGS ($Beta)")[0]
+    other.select(mailbox)
+    other.store("1", "+FLAGS", "($Gamma)")
+    heard += exchange(imap, "NOOP")[0]
+    other.append(mailbox, "($Delta)", None, message)
+    heard += exchange(imap, "NOOP")[0]
+    heard += exchange(imap, "STORE 1:* -FLAGS ($Alpha $Beta $Gamma $Delta)")[0]
+    kinds = []
+    for line in heard:
+        kind = re.match(rb"\* (?:\d+ )?(FLAGS|OK \[PERMANENTFLAGS|FETCH|EXISTS)", line)
+        if kind:
+            listed = re.search(rb"FLAGS \(([^)]*)\)", line)
+            kinds.append(b" ".join([kind[1], *sorted(listed[1].split() if listed else [])]))
+    return kinds
+
+
+def test_flags_lists_each_keyword_before_a_fetch_shows_it_as_dovecot_does(mailhost: Jitaku, dovecot: Dovecot) -> None:
+    """RFC 3501 §7.2.6: FLAGS and PERMANENTFLAGS list the mailbox's keywords at SELECT, and again, before the
+    FETCH or EXISTS, when this session or another brings in a new one; a keyword once listed stays listed.
+    imaptest's stress test counted hundreds of "Keyword used without being in FLAGS"."""
+    system = [b"\\Answered", b"\\Deleted", b"\\Draft", b"\\Flagged", b"\\Seen"]
+
+    def listed(*keywords: bytes) -> list[bytes]:
+        flags = sorted([*system, *keywords])
+        return [b" ".join([b"FLAGS", *flags]), b" ".join([b"OK [PERMANENTFLAGS", *sorted([*flags, b"\\*"])])]
+
+    expected = [
+        *listed(b"$Alpha"),
+        b"EXISTS",
+        *listed(b"$Alpha", b"$Beta"),
+        b"FETCH $Beta \\Recent",
+        *listed(b"$Alpha", b"$Beta", b"$Gamma"),  # another session's new keyword
+        b"FETCH $Alpha $Gamma \\Recent",
+        *listed(b"$Alpha", b"$Beta", b"$Delta", b"$Gamma"),  # a new message's
+        b"EXISTS",
+        b"FETCH \\Recent",  # no message has a keyword now, and FLAGS is not said again
+        b"FETCH \\Recent",
+        b"FETCH",
+    ]
+    assert keywords_heard(client(mailhost, None), client(mailhost, None), "keywords") == expected
+    reference, other = (imaplib.IMAP4("127.0.0.1", dovecot.port, timeout=10) for _ in range(2))
+    reference.login("alice", PASSWORD)
+    other.login("alice", PASSWORD)
+    assert keywords_heard(reference, other, f"keywords-{time.time_ns()}") == expected
+
+
+def test_a_keyword_another_session_set_is_listed_before_a_fetch_that_sets_seen_shows_it(mailhost: Jitaku) -> None:
+    """The \\Seen a FETCH sets brings back the message's flags as they are now, another session's keyword too."""
+    deliver(mailhost, "one")
+    phone, laptop = client(mailhost), client(mailhost)
+    laptop.store("1", "+FLAGS", "($Important)")
+    heard, _ = exchange(phone, "FETCH 1 (BODY[])")
+    assert heard[0] == b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)"
+    assert heard[2].startswith(b"* 1 FETCH (BODY[] {")
 
 
 def test_a_user_has_at_most_ten_sessions_from_one_address(mailhost: Jitaku) -> None:

@@ -27,6 +27,8 @@ FLAG_KEYS = {"ANSWERED": "\\Answered", "DELETED": "\\Deleted", "DRAFT": "\\Draft
 FLAG_KEYS |= {"SEEN": "\\Seen"}
 # keys that need the message's bytes; the others come from the index
 TEXT_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "HEADER", "SENTBEFORE", "SENTON", "SENTSINCE"}
+# keys that need the stored message, its bytes or its internal date; the others, what a session's view holds
+STORED_KEYS = TEXT_KEYS | {"BEFORE", "ON", "SINCE"}
 FIELD_KEYS = {"BCC", "CC", "FROM", "SUBJECT", "TO"}
 # One header field with its continuation lines (RFC 5322 §2.2): anchored at a line's start, so a long line
 # is read once, whatever it holds
@@ -45,6 +47,12 @@ def needs_body(key: SearchKey) -> bool:
     return key.name in TEXT_KEYS or any(needs_body(inner) for inner in key.keys)
 
 
+def needs_stored(key: SearchKey) -> bool:
+    """Whether KEY is answered from the stored message, not from flags, UIDs, numbers, sizes and mod-sequences
+    alone: a message another session expunged, that a session still shows, cannot be searched so."""
+    return key.name in STORED_KEYS or any(needs_stored(inner) for inner in key.keys)
+
+
 @dataclass(frozen=True)
 class Mailbox:
     """What sequence sets mean in the mailbox searched."""
@@ -56,6 +64,9 @@ class Mailbox:
 
 @dataclass
 class Candidate:
+    """A message as a search sees it. RECEIVED_AT and BODY come from the store, read only for a key that
+    needs_stored(); otherwise they are left empty (0, b"")."""
+
     number: int
     uid: int
     flags: frozenset[str]

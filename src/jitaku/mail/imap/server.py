@@ -4,8 +4,9 @@ Each session keeps its view of the selected mailbox (UIDs in order, their flags)
 date from the store after each command (at most every REFRESH_EVERY in a run of FETCH, STORE or
 SEARCH), and every half second while IDLE: what other sessions and deliveries did reaches it as
 EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no EXPUNGE during FETCH, STORE or
-SEARCH). Polling one row of the mailbox table works the same whether the change came from this
-process, an SMTP worker or the CLI.
+SEARCH), after a new FLAGS when they bring a keyword the client has not been told of. Polling one row
+of the mailbox table works the same whether the change came from this process, an SMTP worker or the
+CLI.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import bisect
 import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
@@ -78,7 +79,7 @@ CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
     " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES APPENDLIMIT={appendlimit}"
 )
-PERMANENT_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*"
+SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 class Refused(Exception):
@@ -99,6 +100,14 @@ class View:
     recent: set[int]  # the UIDs that are \Recent to this session (RFC 3501 §2.3.2)
     state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
     saved: set[int] = field(default_factory=set)  # the UIDs SEARCH RETURN (SAVE) kept for "$" (RFC 5182)
+    keywords: set[str] = field(default_factory=set)  # those FLAGS has listed to the client, never fewer
+
+    def flag_lines(self) -> list[str]:
+        """FLAGS and PERMANENTFLAGS: the system flags, the keywords, and (read-write) that any keyword may be
+        made (RFC 3501 §7.2.6; \\* in §7.1)."""
+        keywords = "".join(f" {keyword}" for keyword in sorted(self.keywords))
+        permanent = "" if self.read_only else f"{SYSTEM_FLAGS}{keywords} \\*"
+        return [f"* FLAGS ({SYSTEM_FLAGS}{keywords})", f"* OK [PERMANENTFLAGS ({permanent})] flags you can keep"]
 
     def flags_of(self, uid: int) -> frozenset[str]:
         """The message's flags as this session shows them: the stored ones, and \\Recent if it is."""
@@ -148,6 +157,27 @@ class Session:
 
     def say(self, line: str | bytes) -> None:
         self.lines.append(line.encode() if isinstance(line, str) else line)
+
+    def list_keywords(self, flag_sets: Iterable[frozenset[str]]) -> None:
+        """A client may be shown only the keywords FLAGS has listed (RFC 3501 §7.2.6; imaptest counted hundreds of
+        "Keyword used without being in FLAGS"): before flags that bring a new one go out, FLAGS and
+        PERMANENTFLAGS are said again. Call it with each set of flags the view takes in."""
+        view = self.view
+        if view is None:
+            return
+        new = {flag for flags in flag_sets for flag in flags if not flag.startswith("\\")} - view.keywords
+        if new:
+            view.keywords |= new
+            self.lines.extend(line.encode() for line in view.flag_lines())
+
+    def enable_condstore(self) -> None:
+        """RFC 7162 §3.1: after the first CONDSTORE enabling command every FETCH of flags carries MODSEQ, and
+        in a selected mailbox the client hears, once, the HIGHESTMODSEQ its view is up to date with."""
+        if self.condstore:
+            return
+        self.condstore = True
+        if self.view is not None:
+            self.say(f"* OK [HIGHESTMODSEQ {self.view.state[1]}] highest")
 
 
 class ImapServer:
@@ -263,13 +293,16 @@ class ImapServer:
             return "OK ID completed"
         if isinstance(command, Enable):
             enabled = [name for name in command.capabilities if name == "CONDSTORE"]
-            session.condstore = session.condstore or bool(enabled)
+            if enabled:
+                session.enable_condstore()
             session.say("* ENABLED " + " ".join(enabled))
             return "OK ENABLE completed"
         if isinstance(command, (Login, Authenticate)):
             return await self._log_in(wire, session, command)
         if session.user is None:
             return "BAD log in first"
+        if _enables_condstore(command):
+            session.enable_condstore()
         if isinstance(command, ListMailboxes):
             return await self._list(session, command)
         if isinstance(command, Status):
@@ -426,9 +459,9 @@ class ImapServer:
             sizes={message.uid: message.size for message in selected.messages},
             recent={message.uid for message in selected.messages if recent_from <= message.uid < selected.uidnext},
             state=(selected.uidnext, selected.highestmodseq),
+            keywords={flag for message in selected.messages for flag in message.flags if not flag.startswith("\\")},
         )
-        session.say("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)")
-        session.say(f"* OK [PERMANENTFLAGS ({'' if view.read_only else PERMANENT_FLAGS})] flags you can keep")
+        session.lines.extend(line.encode() for line in view.flag_lines())
         session.say(f"* {len(view.uids)} EXISTS")
         session.say(f"* {len(view.recent)} RECENT")
         unseen = next((number for number, uid in enumerate(view.uids, 1) if "\\Seen" not in view.flags[uid]), None)
@@ -497,13 +530,16 @@ class ImapServer:
                 stored = await self._write(
                     lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
                 )
+                session.list_keywords(state.flags for state in stored.messages)  # others' keywords came along
                 for state in stored.messages:
                     view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
                 items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
         if session.condstore and any(item.name == "FLAGS" for item in items):
             items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
         pending = 0  # bytes of responses in session.lines
+        told = 0  # messages answered: the others were expunged by another session, which the view does not know yet
         async for message in self._messages(address, view, uids, fetch.needs_body(items)):
+            told += 1
             fetched = fetch.Fetched(
                 message.uid,
                 view.flags_of(message.uid),
@@ -532,6 +568,8 @@ class ImapServer:
                 await wire.send(*session.lines)
                 session.lines.clear()
                 pending = 0
+        if told < len(uids):  # RFC 2180 §4.1 lets the data of those go missing, and RFC 5530 says why
+            return "OK [EXPUNGEISSUED] messages another session expunged could not be fetched"
         return "OK FETCH completed"
 
     async def _check_decodable(self, address: str, view: View, uids: list[int], items: tuple[FetchItem, ...]) -> None:
@@ -557,6 +595,7 @@ class ImapServer:
                 c, address, view.name, uids, command.flags, command.mode, command.unchanged_since
             )
         )
+        session.list_keywords(state.flags for state in result.messages)
         for state in result.messages:
             view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
             if command.silent and not (session.condstore and state.uid in result.changed):
@@ -564,7 +603,7 @@ class ImapServer:
             parts = [f"FLAGS ({' '.join(sorted(view.flags_of(state.uid)))})"]
             if command.uid:
                 parts.append(f"UID {state.uid}")
-            if session.condstore or command.unchanged_since is not None:
+            if session.condstore:
                 parts.append(f"MODSEQ ({state.modseq})")
             session.say(f"* {view.number(state.uid)} FETCH ({' '.join(parts)})")
         if result.failed:
@@ -595,49 +634,54 @@ class ImapServer:
         budget = Budget(self._settings.max_command_time)
         mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
         program = search.Program(command.key, mailbox, budget)
-        bodies = search.needs_body(command.key)
+        stored_needed, bodies = search.needs_stored(command.key), search.needs_body(command.key)
         prefix = self._settings.max_search_bytes
-        found: list[int] = []
         uids: list[int] = []
-        highest = 0
+        unsearched = False  # a message the view has was expunged by another session, and its text is gone
         for batch, _size in _batches(view, list(view.uids), bodies, prefix):
             # what the view says of each message, taken here: the worker thread never looks at the view
-            known = [(uid, view.number(uid), view.flags_of(uid), view.modseqs[uid]) for uid in batch]
+            known = [
+                search.Candidate(view.number(uid), uid, view.flags_of(uid), view.modseqs[uid], view.sizes[uid], 0, b"")
+                for uid in batch
+            ]
             read = functools.partial(
                 mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies, prefix=prefix
             )
 
-            def work(known: list[tuple[int, int, frozenset[str], int]] = known, read: Reader = read) -> list[int]:
-                stored = {message.uid: message for message in self._database.read_now(read)}
-                return [
-                    uid
-                    for uid, number, flags, modseq in known
-                    if uid in stored
-                    and program.matches(
-                        search.Candidate(
-                            number, uid, flags, modseq, stored[uid].size, stored[uid].received_at, stored[uid].body
-                        )
-                    )
-                ]
+            def work(known: list[search.Candidate] = known, read: Reader = read) -> tuple[list[int], bool]:
+                """The UIDs that match, and whether a message had to be passed over: gone from the store."""
+                searchable = known  # flags, sizes, UIDs and the rest: what the view knows is enough
+                if stored_needed:
+                    stored = {message.uid: message for message in self._database.read_now(read)}
+                    searchable = [
+                        replace(message, received_at=stored[message.uid].received_at, body=stored[message.uid].body)
+                        for message in known
+                        if message.uid in stored
+                    ]
+                return [message.uid for message in searchable if program.matches(message)], len(searchable) < len(known)
 
             try:
-                matched = await self._workers.run(budget, work)
+                matched, gone = await self._workers.run(budget, work)
             except OutOfTime:
                 raise Refused("[LIMIT] the search took too long: narrow it, or search fewer messages") from None
-            found.extend(matched if command.uid else (view.number(uid) for uid in matched))
             uids.extend(matched)
-            highest = max([highest, *(view.modseqs[uid] for uid in matched)])
+            unsearched = unsearched or gone
+        found = uids if command.uid else [view.number(uid) for uid in uids]
         # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
-        modseq = f" (MODSEQ {highest})" if found and search.uses_modseq(command.key) else ""
+        modseqs = [view.modseqs[uid] for uid in uids] if search.uses_modseq(command.key) else []
         options = command.return_options
         if options is None:
+            modseq = f" (MODSEQ {max(modseqs)})" if modseqs else ""
             session.say("* SEARCH" + "".join(f" {number}" for number in found) + modseq)
-            return "OK SEARCH completed"
-        if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
-            kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
-            view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
-        if options != ("SAVE",):  # SAVE alone answers nothing but OK
-            session.say(_esearch(tag, command, found))
+        else:
+            if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
+                kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
+                view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
+            if options != ("SAVE",):  # SAVE alone answers nothing but OK
+                session.say(_esearch(tag, command, found, modseqs))
+        # RFC 3501 §7.4.1 keeps an expunge untold during SEARCH; RFC 5530 lets a result miss what it took away
+        if unsearched:
+            return "OK [EXPUNGEISSUED] messages another session expunged could not be searched"
         return "OK SEARCH completed"
 
     async def _messages(
@@ -700,13 +744,14 @@ class ImapServer:
         if gone and not allow_expunge:
             return
         self._forget(session, view, gone)
-        for uid in view.uids:
-            if now[uid].flags != view.flags[uid]:
-                view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
-                extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
-                flags = " ".join(sorted(view.flags_of(uid)))
-                session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
+        changed = [uid for uid in view.uids if now[uid].flags != view.flags[uid]]
         new = [uid for uid in now if uid not in view.flags]
+        session.list_keywords(now[uid].flags for uid in changed + new)
+        for uid in changed:
+            view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
+            extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
+            flags = " ".join(sorted(view.flags_of(uid)))
+            session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
         if new:
             for uid in sorted(new):
                 view.uids.append(uid)
@@ -780,18 +825,34 @@ def _is_uid(command: Command) -> bool:
     return isinstance(command, (Fetch, Store, Search)) and command.uid
 
 
-def _esearch(tag: str, command: Search, found: list[int]) -> str:
-    """The ESEARCH response (RFC 4731) to SEARCH RETURN (MIN MAX COUNT ALL)."""
+def _enables_condstore(command: Command) -> bool:
+    """RFC 7162 §3.1's CONDSTORE enabling commands, but for ENABLE and SELECT (CONDSTORE), which say so."""
+    if isinstance(command, Fetch):
+        return command.changed_since is not None or any(item.name == "MODSEQ" for item in command.items)
+    if isinstance(command, Store):
+        return command.unchanged_since is not None
+    if isinstance(command, Search):
+        return search.uses_modseq(command.key)
+    return isinstance(command, Status) and "HIGHESTMODSEQ" in command.items
+
+
+def _esearch(tag: str, command: Search, found: list[int], modseqs: list[int]) -> str:
+    """The ESEARCH response (RFC 4731) to SEARCH RETURN (MIN MAX COUNT ALL). FOUND is in ascending order, and
+    MODSEQS, given for a search by MODSEQ, are those of the messages found, in the same order."""
     options = command.return_options or ("ALL",)
     parts = [f'* ESEARCH (TAG "{tag}")'] + (["UID"] if command.uid else [])
     if found and "MIN" in options:
-        parts.append(f"MIN {min(found)}")
+        parts.append(f"MIN {found[0]}")
     if found and "MAX" in options:
-        parts.append(f"MAX {max(found)}")
+        parts.append(f"MAX {found[-1]}")
     if "COUNT" in options:
         parts.append(f"COUNT {len(found)}")
     if found and "ALL" in options:
         parts.append(f"ALL {_set(found)}")
+    if modseqs:  # RFC 7162 §3.1.5: the highest of the messages reported, which MIN or MAX alone narrow
+        if not {"ALL", "COUNT"} & set(options):
+            modseqs = [modseqs[0]] * ("MIN" in options) + [modseqs[-1]] * ("MAX" in options)
+        parts.append(f"MODSEQ {max(modseqs)}")
     return " ".join(parts)
 
 
