@@ -3,16 +3,22 @@ client waits for its banner (the event loop's latency, as a stranger's server wo
 
     with Pressure(server) as pressure:
         ...the attack...
-    assert pressure.worst_banner < 1.0
+    assert pressure.prompt
     assert pressure.rss_growth < 150 * MB
 
 Memory is sampled every SAMPLE seconds and, as root, also read from the kernel's high-water mark
 (VmHWM, reset at the start through /proc/PID/clear_refs), so a peak between two samples is not missed.
+
+A banner is prompt within PROMPT seconds on a machine with a core for each runnable process; on a busier one
+(the suite's other workers, a build) every process gets its turn less often, and the bound grows with the
+load average per core seen during the attack. An attack that holds the event loop holds it for seconds of
+CPU, and its wait grows with the load the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import statistics
 import threading
@@ -21,6 +27,7 @@ from typing import Any
 
 MB = 1024 * 1024
 SAMPLE = 0.1  # seconds between memory samples and banner probes
+PROMPT = 1.0  # seconds: the longest banner wait on an idle machine
 
 
 def _status(pid: int, field: str) -> int:
@@ -82,6 +89,7 @@ class Pressure:
         self.idle_rss = 0
         self.peak_rss = 0
         self.banners: list[float] = []
+        self.busiest = 1.0  # the highest load average per core seen, at least 1
         self._hwm_reset = False
 
     def __enter__(self) -> Pressure:
@@ -113,6 +121,7 @@ class Pressure:
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE):
             self.peak_rss = max(self.peak_rss, rss(self._pid))
+            self.busiest = max(self.busiest, os.getloadavg()[0] / (os.cpu_count() or 1))
 
     def _probe(self) -> None:
         while not self._stop.is_set():
@@ -129,12 +138,25 @@ class Pressure:
         assert self.banners, "no banner was probed"
         return max(self.banners)
 
+    @property
+    def banner_bound(self) -> float:
+        """PROMPT on an idle machine, longer as the machine was busier (the module's docstring says why)."""
+        return PROMPT * self.busiest
+
+    @property
+    def prompt(self) -> bool:
+        """Whether every MX client got its banner within the bound: the attack never held the event loop."""
+        return self.worst_banner < self.banner_bound
+
     def report(self, attack: str) -> str:
         """One line for the test's output (pytest -s, or the failure message); bench/attacks reads it."""
         banner = ""
         if self.banners:
             median = statistics.median(self.banners)
-            banner = f" worst_banner={self.worst_banner:.3f}s median_banner={median:.3f}s probes={len(self.banners)}"
+            banner = (
+                f" worst_banner={self.worst_banner:.3f}s median_banner={median:.3f}s probes={len(self.banners)}"
+                f" bound={self.banner_bound:.1f}s"
+            )
         return (
             f"attack={attack} idle_rss={self.idle_rss / MB:.0f}MB peak_rss={self.peak_rss / MB:.0f}MB"
             f" growth={self.rss_growth / MB:.0f}MB{banner}"

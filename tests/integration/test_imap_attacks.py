@@ -104,7 +104,7 @@ def test_search_text_over_a_message_of_twenty_thousand_header_fields(jitaku_fact
         assert imap.command(b"SEARCH TEXT haystack")[0] == [b"* SEARCH\r\n"]
         assert imap.command(b"SEARCH HEADER X-Field-19999 19999")[0] == [b"* SEARCH 1\r\n"]
     print(pressure.report("search_text_20000_fields"))
-    assert pressure.worst_banner < 1.0, pressure.report("search_text_20000_fields")
+    assert pressure.prompt, pressure.report("search_text_20000_fields")
     still_serves(server)
 
 
@@ -123,7 +123,7 @@ def test_sigterm_stops_the_daemon_during_a_search_of_a_million_header_fields(jit
         imap.send(b"s1 SEARCH TEXT needle\r\n")
         time.sleep(2.0)  # well into the search: reading a million fields takes longer
     print(pressure.report("search_text_1000000_fields"))
-    assert pressure.worst_banner < 1.0, pressure.report("search_text_1000000_fields")
+    assert pressure.prompt, pressure.report("search_text_1000000_fields")
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     try:
@@ -146,7 +146,7 @@ def test_fetch_bodystructure_of_a_message_of_a_hundred_thousand_parts(jitaku_fac
             lines, done = imap.command(b"FETCH 1 BODYSTRUCTURE")
             assert done.startswith(b"OK") and lines[0].count(b'("text" "plain"') == 9_999
     print(pressure.report("bodystructure_100000_parts"))
-    assert pressure.worst_banner < 1.0, pressure.report("bodystructure_100000_parts")
+    assert pressure.prompt, pressure.report("bodystructure_100000_parts")
     still_serves(server)
 
 
@@ -164,7 +164,7 @@ def test_a_search_of_thousands_of_keys_is_refused(jitaku_factory: Any) -> None:
         lines, done = imap.answer(tag)
     print(pressure.report("search_30000_keys"))
     assert done.startswith(b"NO [LIMIT]"), done
-    assert pressure.worst_banner < 1.0, pressure.report("search_30000_keys")
+    assert pressure.prompt, pressure.report("search_30000_keys")
     numbers = b" ".join(b"%d" % number for number in range(1, 51))
     assert imap.command(b"SEARCH SUBJECT message")[0] == [b"* SEARCH " + numbers + b"\r\n"]
     still_serves(server)
@@ -198,7 +198,7 @@ def test_listing_thousands_of_mailboxes_and_the_cap_on_them(jitaku_factory: Any)
         assert len(imap.command(b'LSUB "" "*"')[0]) == cap
         lines, done = imap.command(b'LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
     print(pressure.report(f"list_{cap}_mailboxes"))
-    assert pressure.worst_banner < 1.0, pressure.report(f"list_{cap}_mailboxes")
+    assert pressure.prompt, pressure.report(f"list_{cap}_mailboxes")
     assert b'* LIST (\\NonExistent \\HasChildren) "/" "Projects" (CHILDINFO ("SUBSCRIBED"))\r\n' in lines
     assert imap.command(b"CREATE one-too-many")[1].startswith(b"NO [LIMIT]")
     assert imap.command(b"RENAME INBOX Old-mail")[1].startswith(b"NO [LIMIT]")  # renaming INBOX makes a mailbox

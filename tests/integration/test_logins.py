@@ -256,7 +256,7 @@ def test_four_hundred_tries_from_forty_addresses_leave_the_mx_prompt(server: Jit
         dict(codes),
     )
     assert set(codes) <= {454, 535} and codes[454] > 0
-    assert pressure.worst_banner < 1.0
+    assert pressure.prompt
     assert took[0] < 2.0  # 3.9 s here (8 s in the issue) when argon2 shared the default thread pool
     still_serves(server)
     assert smtp_auth(server, ALICE, PASSWORD, source="127.0.0.2") == 235
