@@ -101,6 +101,26 @@ def test_binary_undoes_the_transfer_encoding_leniently_and_refuses_one_it_does_n
         mime.decoded(root, (3,))
 
 
+FOLDED_BOUNDARY = (
+    b'From: x@y\r\nContent-Type: multipart/mixed; boundary="foo\r\n bar"\r\n\r\npreamble\r\n'
+    b"--foo bar\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"hello  \r\nsoft=\t\r\nbreak =\r\n=62\r\n"
+    b"--foo bar\r\nContent-Type: text/plain\r\n\r\nsecond\r\n--foo bar--\r\n"
+)
+
+
+def test_a_boundary_folded_inside_its_quotes_is_unfolded_with_its_space() -> None:
+    """RFC 5322 §2.2.3: unfolding takes the CRLF out and keeps the blank, so the boundary is "foo bar"."""
+    root = mime.parse(FOLDED_BOUNDARY)
+    assert mime.section(root, Section((2,))) == b"second"
+    assert structure.body_structure(root).endswith(b' "mixed" ("boundary" "foo bar") NIL NIL NIL)')
+
+
+def test_quoted_printable_drops_the_blanks_that_end_a_line() -> None:
+    """RFC 2045 §6.7 rule 3: transport may add them, so "hello  " is "hello" and "soft=<TAB>" a soft break."""
+    assert mime.decoded(mime.parse(FOLDED_BOUNDARY), (1,)) == b"hello\r\nsoftbreak b"
+
+
 def test_envelope_keeps_encoded_words_and_splits_addresses() -> None:
     assert structure.envelope(mime.parse(SIMPLE)) == (
         b'("Wed, 25 Nov 2026 10:00:00 +0900" "' + SUBJECT.encode() + b'" '

@@ -12,11 +12,10 @@ from __future__ import annotations
 import re
 from email.utils import getaddresses
 
-from jitaku.mail.imap.mime import Part
+from jitaku.mail.imap.mime import FOLD, Part
 
 NIL = b"NIL"
 QUOTABLE = re.compile(rb"[\x20-\x7e]*")
-FOLD = re.compile(r"\r?\n(?=[ \t])")
 
 
 def string(value: str | bytes | None) -> bytes:
