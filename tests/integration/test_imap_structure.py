@@ -15,6 +15,7 @@ import pytest
 
 from jitaku.mail.imap import mime, structure
 from tests.conftest import READER, Dovecot, Jitaku
+from tests.test_imap_binary import PREFIX, SUFFIX
 from tests.test_imap_mime import ATTACHED, FOLDED_BOUNDARY, NESTED, SIMPLE
 
 CORPUS = {
@@ -138,6 +139,15 @@ class Pair:
         for client in self.clients:
             assert client.append(self.mailbox, None, None, message)[0] == "OK"
 
+    def append8(self, message: bytes) -> None:
+        """APPEND MESSAGE as a literal8 (RFC 3516 §4.4), which imaplib cannot send."""
+        for client in self.clients:
+            tag = client._new_tag()  # type: ignore[attr-defined]
+            client.send(tag + b" APPEND %s ~{%d+}\r\n" % (self.mailbox.encode(), len(message)) + message + b"\r\n")
+            while not (line := client.readline()).startswith(tag + b" "):
+                pass
+            assert line.split()[1] == b"OK", line
+
     def fetch(self, item: str) -> tuple[bytes, bytes]:
         """ITEM of the last message, as jitaku and as Dovecot sent it. BINARY's literal is read as a literal: a
         server may send a literal8 for it either way (RFC 3516 §4.2), and Dovecot does whenever it decoded."""
@@ -162,5 +172,21 @@ def pair(mailhost: Jitaku, dovecot: Dovecot) -> Iterator[Pair]:
 def test_a_boundary_folded_in_its_quotes_cuts_the_parts_dovecot_cuts(pair: Pair) -> None:
     pair.append(FOLDED_BOUNDARY)
     for item in ("BODYSTRUCTURE", "BODY.PEEK[1]", "BODY.PEEK[2]", "BINARY.PEEK[1]", "BINARY.SIZE[1]"):
+        ours, theirs = pair.fetch(item)
+        assert ours == theirs, item
+
+
+def test_a_binary_part_appended_as_a_literal8_is_stored_base64_as_dovecot_stores_it(pair: Pair) -> None:
+    pair.append8(PREFIX + b"Content-Transfer-Encoding: binary\r\n\r\n" + bytes(range(256)) * 3 + SUFFIX)
+    items = ("RFC822.SIZE", "BODY.PEEK[]", "BODYSTRUCTURE", "BODY.PEEK[2]", "BINARY.PEEK[2]", "BINARY.SIZE[2]")
+    for item in items:
+        ours, theirs = pair.fetch(item)
+        assert ours == theirs, item
+    assert b"\0" not in pair.fetch("BODY.PEEK[]")[0]
+
+
+def test_a_nul_in_a_stored_message_goes_as_0x80_as_dovecot_sends_it(pair: Pair) -> None:
+    pair.append(b"Subject: a\0b\r\n\r\nbody \0 end\r\n")
+    for item in ("BODY.PEEK[]", "RFC822.HEADER", "BODY.PEEK[1]<3.4>", "BINARY.PEEK[1]"):
         ours, theirs = pair.fetch(item)
         assert ours == theirs, item
