@@ -58,7 +58,9 @@ def _text(part: Part, name: str) -> bytes:
     return b"{%d}\r\n" % len(folded) + folded if "\n" in raw.strip() else string(value)
 
 
-GROUP = re.compile(r'\s*((?:"(?:[^"\\]|\\.)*"|[^,:;"<>])+):([^;]*);\s*,?')
+# A group, "name: members;" (RFC 5322 §3.4), tried only where a list's element starts and only up to the last
+# ";", without backtracking: tried at every position, an address of 40,000 letters took a minute
+GROUP = re.compile(r'(?:^|(?<=[,;]))\s*+((?:"(?:[^"\\]|\\.)*+"|[^,:;"<>])++):([^;]*+);')
 
 
 def _address(display: str, address: str) -> bytes:
@@ -77,10 +79,14 @@ def _addresses(part: Part, name: str) -> bytes:
     found: list[bytes] = []
 
     def mailboxes(text: str) -> None:
-        found.extend(_address(display, address) for display, address in getaddresses([text]) if address or display)
+        try:
+            parsed = getaddresses([text])
+        except RecursionError:  # it recurses at each ":" that opens a group: "a:a:a:..." has no addresses here
+            return
+        found.extend(_address(display, address) for display, address in parsed if address or display)
 
     last = 0
-    for group in GROUP.finditer(value):
+    for group in GROUP.finditer(value, 0, value.rfind(";") + 1):
         mailboxes(value[last : group.start()])
         found.append(listed([NIL, NIL, string(group.group(1).strip().strip('"')), NIL]))
         mailboxes(group.group(2))
