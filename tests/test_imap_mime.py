@@ -133,6 +133,15 @@ def test_envelope_keeps_encoded_words_and_splits_addresses() -> None:
     )
 
 
+def test_envelope_gives_a_source_route_as_the_adl() -> None:
+    """RFC 3501 §7.4.2's adl: RFC 5322 §4.4's obsolete route, written as Dovecot writes it."""
+    routed = b'From: <@route:user@domain>\r\nTo: <@r1, @r2:a@b>, "Q, R" <@x:q@y> (c), c@d\r\n\r\n'
+    assert structure.envelope(mime.parse(routed)) == (
+        b'(NIL NIL ((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) ((NIL "@route" "user" "domain")) '
+        b'((NIL "@r1,@r2" "a" "b")("Q, R" "@x" "q" "y")(NIL NIL "c" "d")) NIL NIL NIL NIL)'
+    )
+
+
 def test_bodystructure_of_a_simple_and_a_nested_message() -> None:
     size, lines = len(JAPANESE_BODY), JAPANESE_BODY.count(b"\n")
     assert structure.body_structure(mime.parse(SIMPLE)) == (

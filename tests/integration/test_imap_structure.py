@@ -148,11 +148,15 @@ class Pair:
                 pass
             assert line.split()[1] == b"OK", line
 
-    def fetch(self, item: str) -> tuple[bytes, bytes]:
-        """ITEM of the last message, as jitaku and as Dovecot sent it. BINARY's literal is read as a literal: a
-        server may send a literal8 for it either way (RFC 3516 §4.2), and Dovecot does whenever it decoded."""
-        found = (wire(client.fetch("*", f"({item})")[1]) for client in self.clients)
+    def fetch(self, item: str, message: str = "*") -> tuple[bytes, bytes]:
+        """ITEM of MESSAGE, as jitaku and as Dovecot sent it. BINARY's literal is read as a literal: a server
+        may send a literal8 for it either way (RFC 3516 §4.2), and Dovecot does whenever it decoded."""
+        found = (wire(client.fetch(message, f"({item})")[1]) for client in self.clients)
         ours, theirs = (data.replace(b"] ~{", b"] {", 1) if item.startswith("BINARY") else data for data in found)
+        return ours, theirs
+
+    def search(self, criteria: str) -> tuple[bytes, bytes]:
+        ours, theirs = (client.search(None, criteria)[1][0] for client in self.clients)
         return ours, theirs
 
     def close(self) -> None:
@@ -190,3 +194,23 @@ def test_a_nul_in_a_stored_message_goes_as_0x80_as_dovecot_sends_it(pair: Pair) 
     for item in ("BODY.PEEK[]", "RFC822.HEADER", "BODY.PEEK[1]<3.4>", "BINARY.PEEK[1]"):
         ours, theirs = pair.fetch(item)
         assert ours == theirs, item
+
+
+def test_source_routes_and_address_searches_are_dovecots(pair: Pair) -> None:
+    """ENVELOPE's adl, and SEARCH FROM and the others, which look in the addresses written again."""
+    pair.append(b'From: <@route:user@domain>\r\nTo: <@r1, @r2:a@b>, "Q, R" <@x:q@y> (c)\r\n\r\nbody\r\n')
+    pair.append(b"From: <user-from (comment)@ (comment) domain.org>\r\n\r\nbody\r\n")
+    pair.append(b"From: user-from@domain.org (RealFrom)\r\nTo: group: a@b, <@r3:c@d>;\r\n\r\nbody\r\n")
+    for message in ("1", "3"):
+        ours, theirs = pair.fetch("ENVELOPE", message)
+        assert ours == theirs, message
+    for criteria in (
+        "FROM user-from@domain.org",
+        'FROM "realfrom <user-from@"',
+        'FROM "<@route:user@domain>"',
+        'TO "@r1,@r2:a@b"',
+        'TO "group: <a@b>, <@r3:c@d>;"',
+        'TO "\\"q, r\\" <@x:q@y>"',
+    ):
+        ours, theirs = pair.search(criteria)
+        assert ours == theirs, criteria
