@@ -133,6 +133,8 @@ def test_append_with_flags_date_and_a_synchronizing_literal() -> None:
         "Sent", ("\\Seen", "$Forwarded"), calendar.timegm((1996, 7, 17, 9, 44, 25, 0, 0, 0)), message
     )
     assert one(b"A1 APPEND INBOX {4}\r\nabcd") == Append("INBOX", (), None, b"abcd")
+    # a literal8 (RFC 3516 §4.4) says the message may hold binary parts, which are stored base64
+    assert one(b"A1 APPEND INBOX ~{4+}\r\na\0cd") == Append("INBOX", (), None, b"a\0cd", binary=True)
     assert one(b'A1 APPEND INBOX " 7-Jul-1996 02:44:25 +0000" {1}\r\nx').internal_date == calendar.timegm(  # type: ignore[attr-defined]
         (1996, 7, 7, 2, 44, 25, 0, 0, 0)
     )

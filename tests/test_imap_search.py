@@ -57,6 +57,30 @@ def test_keys_match_decoded_header_fields_and_text(keys: str, found: bool) -> No
     assert program(keys).matches(candidate(MESSAGE)) is found
 
 
+ADDRESSES = (
+    b"From: <user-from (comment)@ (comment) domain.org>\r\n"
+    b"To: user-to@domain.org (RealTo), <@route:routed@domain.org>\r\n"
+    b'Cc: "Q, R" <q@y>, group: a@b, ' + Header("山田", "utf-8").encode().encode() + b" <c@d>;\r\n\r\nbody\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("keys", "found"),
+    [
+        ("FROM user-from@domain.org", True),  # the address without its comments
+        ("FROM comment", True),  # and the field's text, as before
+        ("HEADER FROM user-from@domain.org", False),  # HEADER reads the text alone, as Dovecot's does
+        ('TO "realto <user-to@"', True),  # a comment after the address is its name
+        ('TO "<@route:routed@domain.org>"', True),
+        ('CC "\\"q, r\\" <q@y>, group: <a@b>, 山田 <c@d>;"', True),
+        ("CC nobody@domain.org", False),
+    ],
+)
+def test_address_keys_match_the_addresses_as_dovecot_writes_them(keys: str, found: bool) -> None:
+    """RFC 3501 §6.4.4: FROM and the others look in the envelope's address, which Dovecot writes again."""
+    assert program(f"CHARSET UTF-8 {keys}").matches(candidate(ADDRESSES)) is found
+
+
 def test_a_header_of_twenty_thousand_fields_is_read_once() -> None:
     """Issue 15: SEARCH TEXT looked each field name up again (get_all), quadratic: 18 s for these fields."""
     fields = b"".join(b"X-Field-%d: value %d\r\n" % (number, number) for number in range(20_000))

@@ -1,18 +1,22 @@
 """jitaku's ENVELOPE, BODYSTRUCTURE, BODY[section] and BINARY[section] against Dovecot's, octet for octet, over a corpus of
 messages that exercise the corners: Japanese encoded-words and raw UTF-8 headers, nested multiparts, an
 attached message, a digest, RFC 2231 parameters, groups, a multipart without a boundary, a broken type,
-quoted-printable and base64 parts."""
+quoted-printable and base64 parts. The corpus is compared with the functions in process; what a fix changes on
+the wire is also compared over real sockets, the same commands to a running jitaku and to Dovecot."""
 
 from __future__ import annotations
 
 import imaplib
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from jitaku.mail.imap import mime, structure
-from tests.conftest import Dovecot
-from tests.test_imap_mime import ATTACHED, NESTED, SIMPLE
+from tests.conftest import READER, Dovecot, Jitaku
+from tests.test_imap_binary import PREFIX, SUFFIX
+from tests.test_imap_mime import ATTACHED, FOLDED_BOUNDARY, NESTED, SIMPLE
 
 CORPUS = {
     "simple": SIMPLE,
@@ -36,6 +40,7 @@ CORPUS = {
     b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAFiaW5hcnn/\r\n--b\r\n"
     b"Content-Type: text/plain\r\nContent-Transfer-Encoding: BASE64\r\n\r\nbGluZSBv\r\nbmUNCmxp\r\nbmUgdHdv\r\nDQo=\r\n"
     b"--b--\r\n",
+    "folded boundary": FOLDED_BOUNDARY,
 }
 SECTIONS = [
     "1",
@@ -114,3 +119,98 @@ def test_binary_is_dovecots(reference: imaplib.IMAP4, number: int, name: str) ->
         part = mime.locate(root, tuple(int(number) for number in wanted.split(".")))
         if part is None or part.message is None:  # Dovecot's size of an attached message is not its BINARY's
             assert len(ours or b"") == size, f"{name} BINARY.SIZE[{wanted}]"
+
+
+class Pair:
+    """A running jitaku and Dovecot, each logged in with an empty mailbox of its own selected (the reference's
+    INBOX holds the corpus)."""
+
+    def __init__(self, mailhost: Jitaku, dovecot: Dovecot) -> None:
+        self.mailbox = "wire-" + uuid.uuid4().hex[:8]
+        self.clients = []
+        for port, user in ((mailhost.imap_port, READER), (dovecot.port, "alice")):
+            client = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+            client.login(user, "secret-password")
+            client.create(self.mailbox)
+            client.select(self.mailbox)
+            self.clients.append(client)
+
+    def append(self, message: bytes) -> None:
+        for client in self.clients:
+            assert client.append(self.mailbox, None, None, message)[0] == "OK"
+
+    def append8(self, message: bytes) -> None:
+        """APPEND MESSAGE as a literal8 (RFC 3516 §4.4), which imaplib cannot send."""
+        for client in self.clients:
+            tag = client._new_tag()  # type: ignore[attr-defined]
+            client.send(tag + b" APPEND %s ~{%d+}\r\n" % (self.mailbox.encode(), len(message)) + message + b"\r\n")
+            while not (line := client.readline()).startswith(tag + b" "):
+                pass
+            assert line.split()[1] == b"OK", line
+
+    def fetch(self, item: str, message: str = "*") -> tuple[bytes, bytes]:
+        """ITEM of MESSAGE, as jitaku and as Dovecot sent it. BINARY's literal is read as a literal: a server
+        may send a literal8 for it either way (RFC 3516 §4.2), and Dovecot does whenever it decoded."""
+        found = (wire(client.fetch(message, f"({item})")[1]) for client in self.clients)
+        ours, theirs = (data.replace(b"] ~{", b"] {", 1) if item.startswith("BINARY") else data for data in found)
+        return ours, theirs
+
+    def search(self, criteria: str) -> tuple[bytes, bytes]:
+        ours, theirs = (client.search(None, criteria)[1][0] for client in self.clients)
+        return ours, theirs
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+            client.delete(self.mailbox)
+            client.logout()
+
+
+@pytest.fixture
+def pair(mailhost: Jitaku, dovecot: Dovecot) -> Iterator[Pair]:
+    both = Pair(mailhost, dovecot)
+    yield both
+    both.close()
+
+
+def test_a_boundary_folded_in_its_quotes_cuts_the_parts_dovecot_cuts(pair: Pair) -> None:
+    pair.append(FOLDED_BOUNDARY)
+    for item in ("BODYSTRUCTURE", "BODY.PEEK[1]", "BODY.PEEK[2]", "BINARY.PEEK[1]", "BINARY.SIZE[1]"):
+        ours, theirs = pair.fetch(item)
+        assert ours == theirs, item
+
+
+def test_a_binary_part_appended_as_a_literal8_is_stored_base64_as_dovecot_stores_it(pair: Pair) -> None:
+    pair.append8(PREFIX + b"Content-Transfer-Encoding: binary\r\n\r\n" + bytes(range(256)) * 3 + SUFFIX)
+    items = ("RFC822.SIZE", "BODY.PEEK[]", "BODYSTRUCTURE", "BODY.PEEK[2]", "BINARY.PEEK[2]", "BINARY.SIZE[2]")
+    for item in items:
+        ours, theirs = pair.fetch(item)
+        assert ours == theirs, item
+    assert b"\0" not in pair.fetch("BODY.PEEK[]")[0]
+
+
+def test_a_nul_in_a_stored_message_goes_as_0x80_as_dovecot_sends_it(pair: Pair) -> None:
+    pair.append(b"Subject: a\0b\r\n\r\nbody \0 end\r\n")
+    for item in ("BODY.PEEK[]", "RFC822.HEADER", "BODY.PEEK[1]<3.4>", "BINARY.PEEK[1]"):
+        ours, theirs = pair.fetch(item)
+        assert ours == theirs, item
+
+
+def test_source_routes_and_address_searches_are_dovecots(pair: Pair) -> None:
+    """ENVELOPE's adl, and SEARCH FROM and the others, which look in the addresses written again."""
+    pair.append(b'From: <@route:user@domain>\r\nTo: <@r1, @r2:a@b>, "Q, R" <@x:q@y> (c)\r\n\r\nbody\r\n')
+    pair.append(b"From: <user-from (comment)@ (comment) domain.org>\r\n\r\nbody\r\n")
+    pair.append(b"From: user-from@domain.org (RealFrom)\r\nTo: group: a@b, <@r3:c@d>;\r\n\r\nbody\r\n")
+    for message in ("1", "3"):
+        ours, theirs = pair.fetch("ENVELOPE", message)
+        assert ours == theirs, message
+    for criteria in (
+        "FROM user-from@domain.org",
+        'FROM "realfrom <user-from@"',
+        'FROM "<@route:user@domain>"',
+        'TO "@r1,@r2:a@b"',
+        'TO "group: <a@b>, <@r3:c@d>;"',
+        'TO "\\"q, r\\" <@x:q@y>"',
+    ):
+        ours, theirs = pair.search(criteria)
+        assert ours == theirs, criteria

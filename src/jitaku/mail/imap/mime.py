@@ -8,7 +8,6 @@ cut from the raw bytes; only header values are parsed, with email.headerregistry
 from __future__ import annotations
 
 import binascii
-import quopri
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -18,6 +17,7 @@ from email.policy import compat32
 from jitaku.mail.imap.parser import Section
 
 NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
+FOLD = re.compile(r"\r?\n(?=[ \t])")  # a line break that folds a header field (RFC 5322 §2.2.3)
 MAX_DEPTH = 40  # nested multiparts deeper than this are served as opaque bodies
 # Parts of one message's tree: past them, the rest is not cut into parts (Dovecot's default limit). A
 # stranger's 25 MB message of 700,000 tiny parts took 20 s to parse, each FETCH BODYSTRUCTURE of it.
@@ -31,6 +31,7 @@ class Part:
     headers: Message
     children: list[Part] = field(default_factory=list)  # of a multipart
     message: Part | None = None  # the message a message/rfc822 part holds
+    at: int = 0  # where the part's header starts in the message parsed
 
     @property
     def content_type(self) -> tuple[str, str]:
@@ -78,47 +79,52 @@ def top_section(raw: bytes, wanted: Section) -> bytes | None:
 
 def parse(raw: bytes, default: str = "text/plain") -> Part:
     """RAW as a tree; DEFAULT is the content type a part without one has (message/rfc822 in a digest)."""
-    return _parse(raw, default, 0, [MAX_PARTS])
+    return _parse(raw, default, 0, [MAX_PARTS], 0)
 
 
-def _parse(raw: bytes, default: str, depth: int, parts_left: list[int]) -> Part:
+def _parse(raw: bytes, default: str, depth: int, parts_left: list[int], at: int) -> Part:
     parts_left[0] -= 1
     header, body = split(raw)
     headers = BytesHeaderParser(policy=compat32).parsebytes(header)
     headers.set_default_type(default)
-    part = Part(header, body, headers)
+    part = Part(header, body, headers, at=at)
+    body_at = at + len(header)
     kind, subtype = part.content_type
     if depth >= MAX_DEPTH or parts_left[0] <= 0:
         return part
     if kind == "multipart":
         boundary = headers.get_param("boundary")
+        if isinstance(boundary, str):  # folded inside its quotes: unfolding keeps the space (RFC 5322 §2.2.3)
+            boundary = FOLD.sub("", boundary)
         inner = "message/rfc822" if subtype == "digest" else "text/plain"
-        pieces = _split(body, boundary.encode(), parts_left[0]) if isinstance(boundary, str) and boundary else []
+        spans = _split(body, boundary.encode(), parts_left[0]) if isinstance(boundary, str) and boundary else []
         # without parts (no boundary, or it never appears) there is one empty part, as Dovecot has it
-        part.children = [_parse(piece, inner, depth + 1, parts_left) for piece in pieces or [b""]]
+        part.children = [
+            _parse(body[start:end], inner, depth + 1, parts_left, body_at + start) for start, end in spans or [(0, 0)]
+        ]
     elif (kind, subtype) == ("message", "rfc822"):
-        part.message = _parse(body, "text/plain", depth + 1, parts_left)
+        part.message = _parse(body, "text/plain", depth + 1, parts_left, body_at)
     return part
 
 
-def _split(body: bytes, boundary: bytes, most: int) -> list[bytes]:
-    """The parts between "--BOUNDARY" lines, each without the line break that belongs to the delimiter
-    (RFC 2046 §5.1.1), MOST of them at most; the preamble and epilogue are not parts."""
+def _split(body: bytes, boundary: bytes, most: int) -> list[tuple[int, int]]:
+    """Where the parts between "--BOUNDARY" lines start and end, each without the line break that belongs to
+    the delimiter (RFC 2046 §5.1.1), MOST of them at most; the preamble and epilogue are not parts."""
     delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?=\r?\n|$)")
-    pieces: list[bytes] = []
+    spans: list[tuple[int, int]] = []
     start: int | None = None
     for found in delimiter.finditer(body):
         if start is not None:
-            pieces.append(body[start : found.start()])
-            if len(pieces) >= most:
-                return pieces
+            spans.append((start, found.start()))
+            if len(spans) >= most:
+                return spans
         if found.group(1):  # the close delimiter
-            return pieces
+            return spans
         newline = body.find(b"\n", found.end())
         start = len(body) if newline < 0 else newline + 1
     if start is not None:
-        pieces.append(body[start:])
-    return pieces
+        spans.append((start, len(body)))
+    return spans
 
 
 def locate(root: Part, path: tuple[int, ...]) -> Part | None:
@@ -179,8 +185,17 @@ def decoded(root: Part, path: tuple[int, ...]) -> bytes | None:
         letters = letters[: len(letters) - (len(letters) % 4 == 1)]  # a lone last letter carries no octet
         return binascii.a2b_base64(letters + b"=" * (-len(letters) % 4))
     if encoding == "quoted-printable":
-        return quopri.decodestring(part.body)
+        return _unquoted(part.body)
     raise UnknownEncoding(f"the part's Content-Transfer-Encoding {encoding[:40]!r} is not one BINARY knows")
+
+
+def _unquoted(body: bytes) -> bytes:
+    """Quoted-printable undone. Whitespace that ends a line was added in transport and goes first (RFC 2045
+    §6.7 rule 3), which binascii keeps: so "a= " is a soft line break and "hello  " is "hello", as Dovecot has
+    them. The lines are stripped one by one, not by a regular expression, which is quadratic in a long run
+    of blanks."""
+    lines = (line.rstrip(b" \t\r") + (b"\r" if line.endswith(b"\r") else b"") for line in body.split(b"\n"))
+    return binascii.a2b_qp(b"\n".join(lines))
 
 
 def header_fields(header: bytes, names: set[str], keep: bool) -> bytes:

@@ -185,6 +185,7 @@ class Append:
     flags: tuple[str, ...]
     internal_date: float | None
     message: bytes
+    binary: bool = False  # the message came as a literal8 (RFC 3516 §4.4): its parts may be binary
 
 
 @dataclass(frozen=True)
@@ -695,8 +696,9 @@ def _append(reader: _Reader) -> Append:
     if reader.peek() == b'"':
         internal_date = reader.date_time()
         reader.sp()
+    binary = reader.peek() == b"~"
     message = reader.literal()
-    return Append(mailbox, flags, internal_date, message)
+    return Append(mailbox, flags, internal_date, message, binary)
 
 
 def _id_parameters(reader: _Reader) -> tuple[tuple[str, str | None], ...] | None:

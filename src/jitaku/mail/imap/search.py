@@ -1,5 +1,6 @@
 """SEARCH (RFC 3501 §6.4.4) over one mailbox's messages. Text keys match decoded text, case-insensitively:
-a Japanese subject in ISO-2022-JP encoded-words is found by the UTF-8 words the client sends.
+a Japanese subject in ISO-2022-JP encoded-words is found by the UTF-8 words the client sends. FROM, TO, CC
+and BCC also match the field's addresses as parsed and written again, as Dovecot's do.
 
 Messages come from strangers, so a search costs time linear in what it reads and reads a bounded part of
 each message: a Program learns once which header fields and text its keys need, reads each message's header
@@ -19,7 +20,7 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
 from jitaku.mail import headers
-from jitaku.mail.imap import mime
+from jitaku.mail.imap import mime, structure
 from jitaku.mail.imap.budget import Budget
 from jitaku.mail.imap.parser import SearchKey
 
@@ -30,10 +31,12 @@ TEXT_KEYS = {"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO", "HEADER", "SE
 # keys that need the stored message, its bytes or its internal date; the others, what a session's view holds
 STORED_KEYS = TEXT_KEYS | {"BEFORE", "ON", "SINCE"}
 FIELD_KEYS = {"BCC", "CC", "FROM", "SUBJECT", "TO"}
+ADDRESS_KEYS = {"BCC", "CC", "FROM", "TO"}
 # One header field with its continuation lines (RFC 5322 §2.2): anchored at a line's start, so a long line
 # is read once, whatever it holds
 FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE)
 FOLD = re.compile(rb"\r?\n(?=[ \t])")
+SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
 MIME_FIELDS = {"content-type", "content-transfer-encoding", "mime-version"}
 FIELDS_PER_CHECK = 1024  # header fields read between two looks at the budget
 BYTES_PER_CHECK = 64 * 1024  # bytes given to the MIME parser between two looks at the budget
@@ -82,6 +85,7 @@ class _Read:
 
     message: Candidate
     fields: dict[str, list[str]] | None = None  # the values of the fields the program names
+    addresses: dict[str, list[str]] = field(default_factory=dict)  # of the fields address keys name: written()
     header_hits: set[str] = field(default_factory=set)  # the TEXT strings some header field holds
     text: str | None = None  # the decoded text parts
 
@@ -95,6 +99,7 @@ class Program:
         self.mailbox = mailbox
         self.budget = budget
         self._fields: set[str] = set()  # header fields the keys name, lower-case
+        self._address_fields: set[str] = set()  # those FROM, TO, CC or BCC name
         self._texts: set[str] = set()  # TEXT strings, case-folded: looked for in every header field
         self._ranges: dict[int, tuple[list[int], list[int]]] = {}  # id(SEQ or UID key) -> starts, ends
         pending = [key]
@@ -103,6 +108,8 @@ class Program:
             pending.extend(node.keys)
             if node.name in FIELD_KEYS:
                 self._fields.add(node.name.lower())
+                if node.name in ADDRESS_KEYS:
+                    self._address_fields.add(node.name.lower())
             elif node.name == "HEADER":
                 self._fields.add(node.field.lower())
             elif node.name.startswith("SENT"):
@@ -160,8 +167,11 @@ class Program:
             return sent is not None and _compare(name.removeprefix("SENT"), sent.date(), key.text)
         wanted = key.text.casefold()
         if name in FIELD_KEYS or name == "HEADER":
-            values = self._header(read).get(key.field.lower() if name == "HEADER" else name.lower())
-            return values is not None and any(wanted in value for value in values)
+            field_name = key.field.lower() if name == "HEADER" else name.lower()
+            values = self._header(read).get(field_name, [])
+            if name in ADDRESS_KEYS:
+                values = values + read.addresses.get(field_name, [])
+            return any(wanted in value for value in values)
         if name == "BODY":
             return wanted in self._text(read)
         if name == "TEXT":
@@ -185,6 +195,8 @@ class Program:
             value = _decoded(found.group(2))
             if name in self._fields:
                 read.fields.setdefault(name, []).append(value)
+            if name in self._address_fields:
+                read.addresses.setdefault(name, []).append(_written(found.group(2)))
             read.header_hits.update(text for text in self._texts if text in value)
         return read.fields
 
@@ -222,6 +234,34 @@ class Program:
 def _decoded(raw: bytes) -> str:
     """A field's value unfolded (RFC 5322 §2.2.3), its encoded-words decoded, case-folded."""
     return headers.decoded(FOLD.sub(b"", raw).decode("utf-8", "surrogateescape").strip()).casefold()
+
+
+def _written(raw: bytes) -> str:
+    """An address field as FROM, TO, CC and BCC match it besides its text: RFC 3501 §6.4.4 looks in the
+    envelope's addresses, which Dovecot writes again, each "name <@route:mailbox@host>", a group "name: <a@b>,
+    <c@d>;", and decodes. So "<user (comment)@ (comment) host>" is found as "user@host", and "user@host
+    (Name)" as "name <user@host"."""
+    written: list[str] = []
+    separator = ""  # before the next address: none after a group's start
+    for name, route, mailbox, host in structure.addresses(FOLD.sub(b"", raw).decode("utf-8", "surrogateescape")):
+        if mailbox is None:  # a group's end
+            written.append(";")
+            separator = ", "
+        elif host is None:  # a group's start
+            written.append(f"{separator}{_phrase(mailbox)}: ")
+            separator = ""
+        else:
+            display = f"{_phrase(name)} " if name else ""
+            written.append(f"{separator}{display}<{route + ':' if route else ''}{mailbox}@{host}>")
+            separator = ", "
+    return headers.decoded("".join(written)).casefold()
+
+
+def _phrase(name: str) -> str:
+    """NAME as an address writes it: quoted when it holds a special (RFC 5322 §3.2.3)."""
+    if not SPECIALS.search(name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _date(values: list[str]) -> datetime.datetime | None:

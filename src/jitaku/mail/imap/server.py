@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from jitaku import log
 from jitaku.config import ImapSettings
 from jitaku.mail import login
-from jitaku.mail.imap import fetch, listing, mime, search
+from jitaku.mail.imap import binary, fetch, listing, mime, search
 from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
 from jitaku.mail.imap.parser import (
     Append,
@@ -506,11 +506,11 @@ class ImapServer:
         if len(command.message) > self._max_message_size:  # RFC 7889 (APPENDLIMIT)
             return f"NO [TOOBIG] a message may hold at most {self._max_message_size} bytes"
         address = session.user or ""
+        # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third
+        message = binary.encoded(command.message) if command.binary else command.message
 
         def append(connection: Connection) -> tuple[int, int]:
-            uid = mailstore.append(
-                connection, address, command.message, command.mailbox, command.flags, command.internal_date
-            )
+            uid = mailstore.append(connection, address, message, command.mailbox, command.flags, command.internal_date)
             return mailstore.uidvalidity(connection, address, command.mailbox), uid
 
         validity, uid = await self._write(append)
