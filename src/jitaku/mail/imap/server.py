@@ -506,8 +506,9 @@ class ImapServer:
         if len(command.message) > self._max_message_size:  # RFC 7889 (APPENDLIMIT)
             return f"NO [TOOBIG] a message may hold at most {self._max_message_size} bytes"
         address = session.user or ""
-        # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third
-        message = binary.encoded(command.message) if command.binary else command.message
+        # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third.
+        # Encoding parses the whole message (up to the limit's megabytes): a thread's work, not the event loop's
+        message = await asyncio.to_thread(binary.encoded, command.message) if command.binary else command.message
 
         def append(connection: Connection) -> tuple[int, int]:
             uid = mailstore.append(connection, address, message, command.mailbox, command.flags, command.internal_date)
