@@ -291,6 +291,7 @@ class RaidCheckSettings(CheckSettings):
 class SmartCheckSettings(CheckSettings):
     smartctl: str = "smartctl"
     devices: tuple[str, ...] = ()  # default: what `smartctl --scan` finds
+    lsblk: str = "lsblk"  # without smartctl, tells whether disks that keep SMART go unwatched
 
 
 class DiskAgeCheckSettings(CheckSettings):
