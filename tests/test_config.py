@@ -80,6 +80,11 @@ def test_relay_section_and_nameservers() -> None:
             f"{PATH}:3: [alerts] urls: Input should be a valid string",
         ),
         (
+            'domains = ["example.org"]\n[web]\nmetrics_token = "short"\n',
+            f"{PATH}:3: [web] metrics_token: expected 16 or more characters, printable ASCII without spaces "
+            "(it alone guards /metrics)",
+        ),
+        (
             'domains = ["example.org"]\n[health.raid]\ninterval = 0\n',
             f"{PATH}:3: [health.raid] interval: Input should be greater than 0",
         ),

@@ -10,6 +10,7 @@ import pytest
 
 from jitaku.config import DiskAgeCheckSettings, SmartCheckSettings
 from jitaku.health import diskage, smart, smartctl
+from jitaku.health.disks import Disk, with_smart
 from jitaku.health.result import State
 
 FAKE = Path(__file__).parent / "fixtures" / "smartctl" / "fake_smartctl.py"
@@ -95,11 +96,63 @@ def test_a_failed_self_assessment_is_critical(disks: Disks) -> None:
     assert result.ja.startswith("sdc (ST1000DM010-2EP102 シリアル Z9A1B2C3) が SMART の自己診断で不合格です: ")
 
 
-def test_no_smartctl_or_no_disks_is_no_check(disks: Disks, tmp_path: Path) -> None:
+def test_no_disks_is_ok_and_says_it_is_not_watching(disks: Disks) -> None:
     disks.set()
-    assert smart.check(SmartCheckSettings(), disks.read(), {}) is None
-    with pytest.raises(smartctl.SmartctlMissing, match="apt install smartmontools"):
-        smartctl.drives(SmartCheckSettings(smartctl=str(tmp_path / "absent")))
+    found = smart.check(SmartCheckSettings(smartctl="smartctl"), disks.read(), {})
+    assert (found.state, found.sentence, found.metrics) == (
+        State.OK,
+        "not watching: smartctl finds no disk.",
+        {"watching": False},
+    )
+    assert found.ja == "監視していません: smartctl がディスクを見つけられません。"
+    aged = diskage.check(DiskAgeCheckSettings(), [], NOW)
+    assert (aged.state, aged.sentence, aged.watching) == (
+        State.OK,
+        "not watching: no disk tells its power-on hours.",
+        False,
+    )
+
+
+def test_without_smartctl_disks_that_keep_smart_are_a_warning_and_none_a_note(tmp_path: Path) -> None:
+    absent = str(tmp_path / "absent")
+    with pytest.raises(smartctl.SmartctlMissing, match="apt install smartmontools") as missing:
+        smartctl.drives(SmartCheckSettings(smartctl=absent))
+    unwatched = smart.without_smartctl(missing.value, ["sda", "sdb"])
+    assert (unwatched.state, unwatched.metrics) == (State.WARNING, {"watching": False})
+    assert unwatched.sentence == (
+        f"{absent} is not installed (Debian: apt install smartmontools): the SMART of sda, sdb is not watched."
+    )
+    assert unwatched.ja == (
+        f"{absent} がインストールされていません（Debian では apt install smartmontools）。"
+        "sda、sdb の SMART を監視できていません。"
+    )
+    virtual = smart.without_smartctl(missing.value, [])
+    assert (virtual.state, virtual.metrics) == (State.OK, {"watching": False})
+    assert virtual.sentence == (
+        f"not watching: {absent} is not installed (Debian: apt install smartmontools), and no disk here keeps SMART."
+    )
+
+
+def test_the_disks_that_keep_smart_are_those_smartctl_scans_for() -> None:
+    known = {
+        name: Disk(name)
+        for name in ("sda", "sdab", "hdb", "nvme0n1", "vda", "xvda", "zram0", "loop3", "mmcblk0", "sr0")
+    }
+    known["sda3"] = known["md1"] = Disk("sda")  # a partition and an array on it are the disk's
+    assert with_smart(known) == ["hdb", "nvme0n1", "sda", "sdab"]
+
+
+def test_smartctl_is_found_in_sbin_beyond_a_users_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    (sbin / "smartctl").write_text(f'#!/bin/sh\nexec {sys.executable} {FAKE} {tmp_path / "devices.json"} "$@"\n')
+    (sbin / "smartctl").chmod(0o755)
+    (tmp_path / "devices.json").write_text(json.dumps({"/dev/sda": "healthy"}))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setattr(smartctl, "SBIN", str(sbin))
+    assert smartctl.locate("smartctl") == str(sbin / "smartctl")
+    (found,) = smartctl.drives(SmartCheckSettings(smartctl="smartctl"))
+    assert (found.device, found.error) == ("/dev/sda", None)
 
 
 def test_disk_age_warns_before_the_end_of_service_life_with_a_date(disks: Disks) -> None:

@@ -23,7 +23,7 @@ def lsblk(tmp_path: Path) -> str:
     return str(script)
 
 
-def run(name: str, lsblk: str) -> raid.Result | None:
+def run(name: str, lsblk: str) -> raid.Result:
     return raid.check(RaidCheckSettings(mdstat=str(FIXTURES / "mdstat" / f"{name}.txt"), lsblk=lsblk))
 
 
@@ -116,7 +116,7 @@ def test_the_japanese_sentence_names_the_same_arrays_disks_and_numbers(lsblk: st
 @pytest.mark.parametrize("fixture", sorted(path.stem for path in (FIXTURES / "mdstat").glob("*.txt")))
 def test_every_mdstat_state_is_said_in_japanese_too(fixture: str, lsblk: str) -> None:
     result = run(fixture, lsblk)
-    assert result is None or (result.ja.endswith("。") and result.ja != result.sentence)
+    assert result.ja.endswith("。") and result.ja != result.sentence
 
 
 def test_an_unreadable_mdstat_is_a_warning_in_both_languages(lsblk: str, tmp_path: Path) -> None:
@@ -132,9 +132,15 @@ def test_metrics_count_working_members_and_progress(lsblk: str) -> None:
     assert result.metrics == {"md1.working": 1.0, "md1.wanted": 2.0, "md1.progress": 27.5}
 
 
-def test_no_raid_here_is_no_check(lsblk: str, tmp_path: Path) -> None:
-    assert run("no_arrays", lsblk) is None
-    assert raid.check(RaidCheckSettings(mdstat=str(tmp_path / "absent"), lsblk=lsblk)) is None
+def test_no_raid_here_is_ok_and_says_it_is_not_watching_and_why(lsblk: str, tmp_path: Path) -> None:
+    empty = run("no_arrays", lsblk)
+    assert (empty.state, empty.metrics, empty.watching) == (State.OK, {"watching": False}, False)
+    assert empty.sentence == f"not watching: no md arrays in {FIXTURES / 'mdstat' / 'no_arrays.txt'}."
+    assert empty.ja == f"監視していません: {FIXTURES / 'mdstat' / 'no_arrays.txt'} に md アレイがありません。"
+    absent = raid.check(RaidCheckSettings(mdstat=str(tmp_path / "absent"), lsblk=lsblk))
+    assert (absent.state, absent.metrics) == (State.OK, {"watching": False})
+    assert absent.sentence == f"not watching: no md arrays ({tmp_path / 'absent'} does not exist)."
+    assert run("healthy_raid1", lsblk).watching
 
 
 def test_without_lsblk_the_disk_is_named_from_the_partition() -> None:

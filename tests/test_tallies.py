@@ -23,7 +23,22 @@ def test_counts_add_up_by_minute_and_by_hour_and_old_ones_are_pruned(tmp_path: P
     assert database.read_now(lambda c: tallies.per_hour(c, tallies.MAIL_OUT, HOUR)) == {}
     with database.transaction() as connection:
         tallies.prune(connection, before=HOUR + 3600)
-    assert database.read_now(lambda c: tallies.per_hour(c, tallies.MAIL_IN, 0)) == {HOUR + 3600: 4}
+    assert database.read_now(lambda c: tallies.per_hour(c, tallies.MAIL_IN, HOUR)) == {HOUR + 3600: 4}
+    assert database.read_now(lambda c: tallies.total(c, tallies.MAIL_IN, HOUR)) == 4
+
+
+def test_totals_since_the_start_only_grow_though_old_minutes_are_pruned(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        tallies.add(connection, {(HOUR, tallies.MAIL_IN): 2, (HOUR + 60, tallies.BOUNCED): 1})
+        tallies.add(connection, {(HOUR + 3600, tallies.MAIL_IN): 4, (HOUR + 7200, tallies.DEFERRED): 3})
+    assert database.read_now(tallies.totals) == {tallies.MAIL_IN: 6, tallies.BOUNCED: 1, tallies.DEFERRED: 3}
+    for before in (HOUR + 3600, HOUR + 7200, HOUR + 7200):  # a prune, then another, then one with nothing to do
+        with database.transaction() as connection:
+            tallies.prune(connection, before=before)
+        assert database.read_now(tallies.totals) == {tallies.MAIL_IN: 6, tallies.BOUNCED: 1, tallies.DEFERRED: 3}
+    assert database.read_now(lambda c: tallies.per_hour(c, tallies.DEFERRED, HOUR)) == {HOUR + 7200: 3}
+    assert database.read_now(lambda c: tallies.total(c, tallies.MAIL_IN, HOUR)) == 0
 
 
 def test_a_failed_flush_keeps_its_counts_for_the_next(tmp_path: Path) -> None:

@@ -137,6 +137,11 @@ def init(
     except OSError as error:  # a full disk, a read-only dir, a symbolic link planted where a key belongs
         raise CliError(f"cannot write {error.filename or config.data_dir}: {error.strerror or error}") from None
     from jitaku.cli_dns import expected  # it builds on this module's helpers
+    from jitaku.health import smartctl
+
+    program = config.settings.health.smart.smartctl
+    if smartctl.locate(program) is None:  # `pip install` cannot install it, and without it disks go unwatched
+        console.print(f"{program} is not installed, so no disk's SMART is watched ({smartctl.INSTALL})")
 
     # whole lines, never through Rich: a record cut or wrapped at the terminal's width is another record
     sys.stdout.write("\nPublish these DNS records (`jitaku dns records --check` compares them with DNS):\n")

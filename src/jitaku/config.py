@@ -78,6 +78,7 @@ def _nameserver_list(value: Any) -> tuple[Nameserver, ...]:
 ListenList = Annotated[tuple[Listen, ...], BeforeValidator(_listen_list)]
 NameserverList = Annotated[tuple[Nameserver, ...], BeforeValidator(_nameserver_list)]
 
+_TOKEN = re.compile(r"[\x21-\x7e]{16,}")  # what an HTTP header carries as is
 _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 
 
@@ -177,6 +178,17 @@ class WebSettings(_Listener):
     max_body_size: int = Field(default=65536, gt=0)
     header_timeout: float = Field(default=20.0, gt=0, description="seconds a client has to send a request's head")
     idle_timeout: float = Field(default=60.0, gt=0, description="seconds a request's body may stall")
+    # What Prometheus sends as `Authorization: Bearer TOKEN` to read /metrics (it cannot log in); empty: no /metrics
+    metrics_token: str = ""
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: str) -> str:
+        if value and not _TOKEN.fullmatch(value):
+            raise ValueError(
+                "expected 16 or more characters, printable ASCII without spaces (it alone guards /metrics)"
+            )
+        return value
 
 
 class LoginSettings(_Section):
@@ -295,6 +307,7 @@ class RaidCheckSettings(CheckSettings):
 class SmartCheckSettings(CheckSettings):
     smartctl: str = "smartctl"
     devices: tuple[str, ...] = ()  # default: what `smartctl --scan` finds
+    lsblk: str = "lsblk"  # without smartctl, tells whether disks that keep SMART go unwatched
 
 
 class DiskAgeCheckSettings(CheckSettings):

@@ -63,6 +63,7 @@ url = ""                         # how the world reaches these pages (list unsub
 max_body_size = 65536            # bytes a request body may have; more is answered 413
 header_timeout = 20              # seconds a client has to send a request's head
 idle_timeout = 60                # seconds a request's body may stall
+# metrics_token = ""             # 16+ characters Prometheus sends as "Authorization: Bearer ..." for /metrics
 
 [login]                          # passwords on submission, IMAP, POP3 and the web login
 max_failures = 5                 # failed logins of one user from one address within window; then that user waits

@@ -68,6 +68,22 @@ def test_init_without_domain_or_config_says_what_is_missing(tmp_path: Path) -> N
     assert "--domain" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_init_tells_the_owner_to_install_smartctl_when_it_is_missing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    absent = tmp_path / "bin" / "smartctl"
+    with (data / "jitaku.toml").open("a") as config:
+        config.write(f'\n[health.smart]\nsmartctl = "{absent}"\n')
+    told = run("init", "--dir", str(data))
+    assert told.returncode == 0, told.stderr
+    hint = f"{absent} is not installed, so no disk's SMART is watched (Debian: apt install smartmontools)"
+    assert hint in " ".join(told.stdout.partition("Publish these DNS records")[0].split())
+    absent.parent.mkdir()
+    absent.write_text("#!/bin/sh\n")
+    absent.chmod(0o755)
+    assert "smartmontools" not in run("init", "--dir", str(data)).stdout
+
+
 def test_check_warns_when_the_relay_is_mydns_and_nothing_tells_mydns_our_address(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from jitaku.health.result import Result, State
@@ -325,3 +326,55 @@ def test_a_renewed_certificate_the_daemon_has_not_loaded_is_a_warning_until_a_re
     server.restart()
     (loaded,) = json.loads(server.cli("check", "certs", "--json").stdout)
     assert loaded["sentence"] == f"the certificate for mail.example.test is valid until {until}."
+
+
+def lsblk_showing(path: Path, *disks: str) -> str:
+    """An lsblk that shows DISKS, each with no model or serial (a virtual machine's, say)."""
+    devices = [{"name": name, "pkname": None, "type": "disk", "model": None, "serial": None} for name in disks]
+    path.with_suffix(".json").write_text(json.dumps({"blockdevices": devices}))
+    path.write_text(f"#!/bin/sh\ncat {path.with_suffix('.json')}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_disk_and_raid_checks_say_when_they_are_not_watching_on_the_cli_and_the_dashboard(
+    jitaku_factory, tmp_path
+) -> None:
+    server: Jitaku = jitaku_factory()
+    lsblk = lsblk_showing(tmp_path / "lsblk", "vda", "zram0")
+    server.settings["health"] = {
+        "interval": INTERVAL,
+        "raid": {"mdstat": str(tmp_path / "no-mdstat")},
+        "smart": {"smartctl": str(tmp_path / "no-smartctl"), "lsblk": lsblk},
+    }
+    server.write_config()
+    server.init("alice@example.test")
+    quiet = server.cli("check", "smart", "raid", "diskage")
+    assert " ".join(quiet.stdout.split()).count("not watching:") == 3
+    said = {r["check"]: r for r in json.loads(server.cli("check", "smart", "raid", "diskage", "--json").stdout)}
+    assert {r["state"] for r in said.values()} == {"ok"} and all(
+        r["metrics"] == {"watching": False} for r in said.values()
+    )
+    assert said["raid"]["sentence"] == f"not watching: no md arrays ({tmp_path / 'no-mdstat'} does not exist)."
+    assert said["smart"]["sentence"] == (
+        f"not watching: {tmp_path / 'no-smartctl'} is not installed (Debian: apt install smartmontools), "
+        "and no disk here keeps SMART."
+    )
+    lsblk_showing(tmp_path / "lsblk", "sda", "sdb", "zram0")  # real disks, and nothing reads their SMART
+    warned = server.cli("check", "smart", "--json", check=False)
+    (smart,) = json.loads(warned.stdout)
+    assert (warned.returncode, smart["state"], smart["metrics"]) == (1, "warning", {"watching": False})
+    assert smart["sentence"].endswith(
+        "is not installed (Debian: apt install smartmontools): the SMART of sda, sdb is not watched."
+    )
+    server.start()
+
+    def dashboard() -> str | None:
+        text = httpx.get(f"http://127.0.0.1:{server.web_port}/health").text
+        return text if "no md arrays" in text and "<td>smart</td>" in text else None
+
+    page = wait_until(dashboard, timeout=10)
+    row = next(line for line in page.splitlines() if "<td>raid</td>" in line)
+    assert '<td class="state muted">ok</td>' in row and "not watching: no md arrays" in row
+    smart_row = next(line for line in page.splitlines() if "<td>smart</td>" in line)
+    assert '<td class="state warning">warning</td>' in smart_row

@@ -15,10 +15,10 @@ from sqlalchemy.engine import Connection
 from jitaku import log
 from jitaku.config import Config
 from jitaku.ddns import public_address
-from jitaku.health import buddy, certs, diskage, dns, mailflow, raid, relay, services, smart, smartctl, traffic
+from jitaku.health import buddy, certs, diskage, disks, dns, mailflow, raid, relay, services, smart, smartctl, traffic
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
-from jitaku.health.result import Result, State
+from jitaku.health.result import Result, State, not_watching
 from jitaku.store import Database, tallies
 from jitaku.store import ddns as ddns_rows
 from jitaku.store import health as health_rows
@@ -34,7 +34,7 @@ class Context:
     previous: dict[str, Result] = field(default_factory=dict)  # each check's last result
 
 
-async def _raid(context: Context) -> Result | None:
+async def _raid(context: Context) -> Result:
     return await asyncio.to_thread(raid.check, context.config.settings.health.raid)
 
 
@@ -45,25 +45,22 @@ async def _drives(context: Context) -> list[smartctl.Drive]:
     return await asyncio.to_thread(smartctl.drives, health.smart, max_age)
 
 
-async def _smart(context: Context) -> Result | None:
+async def _smart(context: Context) -> Result:
     settings = context.config.settings.health.smart
     try:
         drives = await _drives(context)
     except smartctl.SmartctlMissing as missing:
-        if not settings.devices:
-            return None
-        program = settings.smartctl
-        ja = f"{program} がインストールされていません（Debian では apt install smartmontools）。"
-        return Result("smart", State.WARNING, f"{missing}.", ja=ja)
+        present = list(settings.devices) or disks.with_smart(await asyncio.to_thread(disks.read, settings.lsblk))
+        return smart.without_smartctl(missing, present)
     previous = context.previous.get("smart")
     return smart.check(settings, drives, previous.metrics if previous else {})
 
 
-async def _diskage(context: Context) -> Result | None:
+async def _diskage(context: Context) -> Result:
     try:
         drives = await _drives(context)
-    except smartctl.SmartctlMissing:
-        return None
+    except smartctl.SmartctlMissing as missing:  # the smart check warns, when there are disks to read
+        return not_watching("diskage", str(missing), missing.ja)
     return diskage.check(context.config.settings.health.diskage, drives, time.time())
 
 

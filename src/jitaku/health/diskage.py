@@ -6,16 +6,16 @@ from __future__ import annotations
 import time
 
 from jitaku.config import DiskAgeCheckSettings
-from jitaku.health.result import Result, State
+from jitaku.health.result import Result, State, not_watching
 from jitaku.health.smartctl import Drive
 
 HOURS_PER_YEAR = 8766.0
 
 
-def check(settings: DiskAgeCheckSettings, drives: list[Drive], now: float) -> Result | None:
+def check(settings: DiskAgeCheckSettings, drives: list[Drive], now: float) -> Result:
     aged = [drive for drive in drives if drive.power_on_hours is not None]
     if not aged:
-        return None
+        return not_watching("diskage", "no disk tells its power-on hours", "稼働時間を報告するディスクがありません")
     life = settings.service_life_hours
     warnings, warnings_ja, fine, fine_ja = [], [], [], []
     for drive in aged:

@@ -8,6 +8,10 @@ import re
 import subprocess
 from dataclasses import dataclass
 
+# The disks `smartctl --scan` looks for on Linux: SCSI, SATA and USB (sd), IDE (hd), NVMe. A virtual
+# machine's disk (vda, xvda), zram or a loop device has no SMART to read.
+WITH_SMART = re.compile(r"sd[a-z]+|hd[a-z]+|nvme\d+n\d+")
+
 
 @dataclass(frozen=True)
 class Disk:
@@ -64,3 +68,8 @@ def read(lsblk: str) -> dict[str, Disk]:
 
 def disk_of(device: str, known: dict[str, Disk]) -> Disk:
     return known.get(device) or known.get(parent_name(device)) or Disk(parent_name(device))
+
+
+def with_smart(known: dict[str, Disk]) -> list[str]:
+    """The physical disks among KNOWN (from read) that keep SMART, which someone should be reading."""
+    return sorted({disk.name for disk in known.values() if WITH_SMART.fullmatch(disk.name)})

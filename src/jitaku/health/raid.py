@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 from jitaku.config import RaidCheckSettings
 from jitaku.health import disks
-from jitaku.health.result import Result, State
+from jitaku.health.result import Result, State, not_watching
 
 REBUILDING = ("recovery", "resync", "reshape")
 ACTIONS_JA = {
@@ -205,12 +205,13 @@ def _judge(array: Array, known: dict[str, disks.Disk]) -> Verdict:
     )
 
 
-def check(settings: RaidCheckSettings) -> Result | None:
-    """None where there is no software RAID (no mdstat, or no arrays in it)."""
+def check(settings: RaidCheckSettings) -> Result:
+    """Where there is no software RAID (no mdstat, or no arrays in it) the result says it is not watching."""
     try:
         text = Path(settings.mdstat).read_text(errors="replace")
-    except FileNotFoundError:
-        return None
+    except FileNotFoundError:  # the md driver is not loaded: no array was ever assembled
+        why = f"no md arrays ({settings.mdstat} does not exist)"
+        return not_watching("raid", why, f"md アレイがありません（{settings.mdstat} がありません）")
     except OSError as error:
         return Result(
             "raid",
@@ -220,7 +221,7 @@ def check(settings: RaidCheckSettings) -> Result | None:
         )
     arrays = parse(text)
     if not arrays:
-        return None
+        return not_watching("raid", f"no md arrays in {settings.mdstat}", f"{settings.mdstat} に md アレイがありません")
     troubled = any(a.degraded or not a.active or any(m.failed for m in a.members) for a in arrays)
     known = disks.read(settings.lsblk) if troubled else {}
     verdicts = [_judge(array, known) for array in arrays]

@@ -23,9 +23,14 @@ class Result:
     check: str
     state: State
     sentence: str
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # and "watching": false when nothing was here to watch
     detail: str = ""  # what, beyond the state, is news when it changes (a counter that grew); not shown
     ja: str = ""  # the sentence in Japanese, for `[alerts] language = "ja"`; empty: the English serves
+
+    @property
+    def watching(self) -> bool:
+        """False for a check that found nothing here to watch (no md arrays, no disks): ok, but not health."""
+        return bool(self.metrics.get("watching", True))
 
     def said(self, language: str) -> str:
         return self.ja if language == "ja" and self.ja else self.sentence
@@ -34,6 +39,12 @@ class Result:
         shown = asdict(self)
         del shown["detail"], shown["ja"]
         return {**shown, "state": str(self.state)}
+
+
+def not_watching(check: str, why: str, ja: str) -> Result:
+    """A check with nothing here to watch: ok, and saying so and why, so that silence is never taken for
+    health. (Something it should watch and cannot is a warning instead, from the check itself.)"""
+    return Result(check, State.OK, f"not watching: {why}.", {"watching": False}, ja=f"監視していません: {ja}。")
 
 
 def worst(results: list[Result]) -> State:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from jitaku.config import SmartCheckSettings
-from jitaku.health.result import Result, State
-from jitaku.health.smartctl import Drive
+from jitaku.health.result import Result, State, not_watching
+from jitaku.health.smartctl import Drive, SmartctlMissing
 
 TEMPERATURE_WARNING = 55.0  # °C; desktop disks are specified to 55-60
 WEAR = (  # (attribute, words, Japanese words for the count): non-zero is a warning, growth is news
@@ -74,9 +74,27 @@ def _judge(drive: Drive, previous: dict[str, float]) -> Verdict:
     return Verdict(State.OK, f"{drive.name}{heat}", f"{drive.name}{heat_ja}", [])
 
 
-def check(settings: SmartCheckSettings, drives: list[Drive], previous: dict[str, float]) -> Result | None:
+def without_smartctl(missing: SmartctlMissing, disks: list[str]) -> Result:
+    """smartctl is missing: a warning that names the DISKS (configured, or found by lsblk) that go unwatched;
+    with none, only a note."""
+    if not disks:
+        return not_watching(
+            "smart", f"{missing}, and no disk here keeps SMART", f"{missing.ja}。SMART を持つディスクもありません"
+        )
+    names, names_ja = ", ".join(disks), "、".join(disks)
+    return Result(
+        "smart",
+        State.WARNING,
+        f"{missing}: the SMART of {names} is not watched.",
+        {"watching": False},
+        ja=f"{missing.ja}。{names_ja} の SMART を監視できていません。",
+    )
+
+
+def check(settings: SmartCheckSettings, drives: list[Drive], previous: dict[str, float]) -> Result:
     if not drives:
-        return None
+        program = settings.smartctl
+        return not_watching("smart", f"{program} finds no disk", f"{program} がディスクを見つけられません")
     verdicts = [_judge(drive, previous) for drive in drives]
     state = max(verdict.state for verdict in verdicts)
     if state == State.OK:

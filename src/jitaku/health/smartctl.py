@@ -7,6 +7,7 @@ One reading serves the smart and diskage checks of a round; smartctl wakes sleep
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -15,6 +16,8 @@ from typing import Any
 
 from jitaku.config import SmartCheckSettings
 
+INSTALL = "Debian: apt install smartmontools"
+SBIN = "/usr/sbin:/sbin"  # where smartmontools puts smartctl; a Debian user's PATH lacks them
 OPEN_FAILED = 0b11  # smartctl's exit bits 0 and 1: bad command line, device could not be opened
 _cache: dict[tuple[str, tuple[str, ...]], tuple[float, list[Drive]]] = {}
 _reading = threading.Lock()  # the smart and diskage checks start together: one reads, the other waits
@@ -51,11 +54,18 @@ class Drive:
         return f"{self.name} ({described})" if described else self.name
 
 
+def locate(smartctl: str) -> str | None:
+    """The program to run, or None when smartmontools is not installed. Found in /usr/sbin too, so that a
+    user who installed it is not told to install it again when jitaku runs without root's PATH."""
+    return shutil.which(smartctl) or shutil.which(smartctl, path=SBIN)
+
+
 def _run(smartctl: str, *args: str) -> tuple[int, Any]:
+    program = locate(smartctl)
+    if program is None:
+        raise SmartctlMissing(smartctl)
     try:
-        ran = subprocess.run([smartctl, "--json", *args], capture_output=True, text=True, timeout=60)
-    except FileNotFoundError:
-        raise SmartctlMissing(f"{smartctl} is not installed (Debian: apt install smartmontools)") from None
+        ran = subprocess.run([program, "--json", *args], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
         return 1, {}
     try:
@@ -65,7 +75,11 @@ def _run(smartctl: str, *args: str) -> tuple[int, Any]:
 
 
 class SmartctlMissing(Exception):
-    pass
+    """smartctl is not installed: nothing can read a disk's SMART."""
+
+    def __init__(self, smartctl: str) -> None:
+        super().__init__(f"{smartctl} is not installed ({INSTALL})")
+        self.ja = f"{smartctl} がインストールされていません（Debian では apt install smartmontools）"
 
 
 def scan(smartctl: str) -> list[str]:

@@ -119,7 +119,9 @@ class Queue:
 
         def record(connection: Connection) -> None:
             queue_rows.record_attempt(connection, message.id, done, deferred, next_attempt)
-            tallies.add(connection, {(tallies.minute_of(now), tallies.MAIL_OUT): len(delivered)})
+            minute = tallies.minute_of(now)
+            counts = {tallies.MAIL_OUT: len(delivered), tallies.BOUNCED: len(failed), tallies.DEFERRED: len(deferred)}
+            tallies.add(connection, {(minute, kind): count for kind, count in counts.items()})
             if personal_delivered and self.on_personal_delivered is not None:
                 self.on_personal_delivered(connection, personal_delivered)
 

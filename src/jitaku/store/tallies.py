@@ -1,7 +1,10 @@
-"""Counts per minute of what happens too often for a row each: SMTP sessions, mail in and mail out.
+"""Counts per minute of what happens too often for a row each: SMTP sessions, mail in, and each outbound
+delivery attempt by its outcome.
 
 Each process counts in memory and adds its counts to the table every few seconds, so a session costs
 no write of its own; a kill -9 loses at most that many seconds of counts, which only a graph would show.
+Pruned minutes are added to one row of their own, so the totals since the start only grow (what a
+Prometheus counter must do).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku import log
@@ -22,6 +25,9 @@ SMTP_SESSIONS = "smtp_sessions"  # connections to the MX listener
 MAIL_IN = "mail_in"  # messages accepted on the MX listener
 MAIL_OUT = "mail_out"  # recipients a remote server (or the relay) took
 KINDS = (SMTP_SESSIONS, MAIL_IN, MAIL_OUT)
+BOUNCED = "bounced"  # recipients refused for good, or given up on: the sender gets a bounce
+DEFERRED = "deferred"  # delivery attempts to a recipient that will be tried again
+CARRIED = 0  # the minute that holds the counts of every pruned minute
 
 
 def minute_of(at: float) -> int:
@@ -55,8 +61,18 @@ def per_hour(connection: Connection, kind: str, since: float) -> dict[float, int
     return dict(hours)
 
 
+def totals(connection: Connection) -> dict[str, int]:
+    """Each kind's count since the database began."""
+    rows = connection.execute(select(tallies.c.kind, func.sum(tallies.c.count)).group_by(tallies.c.kind))
+    return {kind: int(count) for kind, count in rows}
+
+
 def prune(connection: Connection, before: float) -> None:
-    connection.execute(delete(tallies).where(tallies.c.minute < before))
+    """Forget the minutes before BEFORE, keeping their counts in the totals."""
+    old = (tallies.c.minute > CARRIED) & (tallies.c.minute < before)
+    pruned = connection.execute(select(tallies.c.kind, func.sum(tallies.c.count)).where(old).group_by(tallies.c.kind))
+    add(connection, {(CARRIED, kind): int(count) for kind, count in pruned.all()})
+    connection.execute(delete(tallies).where(old))
 
 
 class Tally:

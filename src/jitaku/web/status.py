@@ -1,6 +1,6 @@
 """The web app at `[web] listen`: the status page (what this server is, who has mail, what waits in the
-queue), the health dashboard, and the public list pages; every request's body bounded, every response with
-the security headers."""
+queue), the health dashboard, /metrics for Prometheus, and the public list pages; every request's body
+bounded, every response with the security headers."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from jitaku.mail.login import Authenticator
 from jitaku.store import Database, mailstore
 from jitaku.store import lists as list_rows
 from jitaku.store import queue as queue_rows
-from jitaku.web import auth, buddy, lists
+from jitaku.web import auth, buddy, lists, metrics
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
@@ -64,6 +64,7 @@ def build(config: Config, database: Database, authenticator: Authenticator) -> A
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database),
+            *metrics.routes(settings, database),
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
         middleware=[
