@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import socket
 import subprocess
 from pathlib import Path
@@ -60,6 +61,69 @@ def test_init_without_domain_or_config_says_what_is_missing(tmp_path: Path) -> N
     result = run("init", "--dir", str(tmp_path / "empty"))
     assert result.returncode != 0
     assert "--domain" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "usage"),
+    [
+        (("foo",), "No such command 'foo'.", "Usage: jitaku [OPTIONS] COMMAND [ARGS]..."),
+        (("alias", "add", "info@example.test"), "Missing argument 'target'.", "Usage: jitaku alias add [OPTIONS] "),
+        (
+            ("mailbox", "show", "alice@example.test", "one"),
+            "Invalid value for 'uid': Input should be a valid integer",
+            "Usage: jitaku mailbox show [OPTIONS] ",
+        ),
+        (("user", "list", "--colour"), "No such option: --colour", "Usage: jitaku user list [OPTIONS]"),
+        (
+            ("alias", "remove", "a@example.test", "b@example.test"),
+            "Got unexpected extra argument",
+            "Usage: jitaku alias",
+        ),
+    ],
+    ids=["unknown-command", "missing-argument", "bad-number", "unknown-option", "extra-argument"],
+)
+def test_a_usage_mistake_says_what_is_wrong_and_how_the_command_goes_with_exit_2(
+    tmp_path: Path, args: tuple[str, ...], said: str, usage: str
+) -> None:
+    """With typer 0.26+ (its own copy of click) every one of these was 'internal error ... exit 70'."""
+    result = run(*args, "--dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    what, how = result.stderr.splitlines()
+    assert what.startswith(f"jitaku: {said}") and how.startswith(usage) and "--help" in how, result.stderr
+
+
+def test_jitaku_alone_shows_the_commands_with_exit_2() -> None:
+    result = run()
+    assert result.returncode == 2 and result.stderr == ""
+    assert "Usage: jitaku [OPTIONS] COMMAND" in result.stdout and "alias" in result.stdout
+
+
+def test_ctrl_d_at_the_password_prompt_says_the_input_ended_and_adds_nobody(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb") as owner:
+        # a session of its own: getpass then prompts on the pseudo-terminal, never on the one pytest runs in
+        process = subprocess.Popen(
+            [*JITAKU, "user", "add", "alice@example.test", "--dir", str(data)],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            start_new_session=True,
+        )
+        os.close(terminal)
+        seen = b""
+        while b"Password: " not in seen:  # only then: getpass flushes what was typed before it asked
+            assert select.select([owner], [], [], 60)[0], seen
+            seen += _read_or_end(owner)
+        os.write(controller, b"\x04")  # Ctrl-D on an empty line: the end of input
+        while chunk := _read_or_end(owner):
+            seen += chunk
+        assert process.wait(timeout=60) == 2
+    said = seen.decode().replace("\r\n", "\n")
+    assert "jitaku: the input ended (Ctrl-D) before an answer; nothing changed" in said, said
+    assert "Traceback" not in said and "internal error" not in said
+    assert json.loads(run("user", "list", "--json", "--dir", str(data)).stdout) == []
 
 
 def test_check_warns_when_the_relay_is_mydns_and_nothing_tells_mydns_our_address(tmp_path: Path) -> None:
@@ -359,7 +423,9 @@ def test_init_never_writes_through_a_link_planted_where_a_key_belongs(tmp_path: 
     link.symlink_to(elsewhere / "key.pem" if planted.endswith(".pem") else elsewhere)
     result = run("init", "--dir", str(data), "--domain", "example.test")
     assert result.returncode == 1 and "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
-    assert "cannot write" in result.stderr and "symbolic links" in result.stderr and "internal error" not in result.stderr
+    assert (
+        "cannot write" in result.stderr and "symbolic links" in result.stderr and "internal error" not in result.stderr
+    )
     assert f"could not check {link}" in result.stdout
     target = elsewhere / "key.pem"
     assert target.read_text() == "precious\n" and target.stat().st_mode & 0o777 == 0o644
