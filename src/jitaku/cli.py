@@ -236,12 +236,12 @@ def user_passwd(
 
 @alias_app.command("add")
 def alias_add(alias: str, target: str, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Deliver mail for ALIAS to TARGET (a user here, or an address elsewhere)."""
+    """Deliver mail for ALIAS to TARGET: a user, a list or an alias here, or an address at another domain."""
     from jitaku.store import accounts
 
     config = _config(data_dir)
     with _database(config).transaction() as connection:
-        accounts.add_alias(connection, _local_address(config, alias), _address(target))
+        accounts.add_alias(connection, _local_address(config, alias), _address(target), config.settings.domains)
     console.print(f"{_address(alias)} -> {_address(target)}")
 
 

@@ -229,6 +229,26 @@ def test_users_list_remove_and_passwd(server: Jitaku) -> None:
     assert foreign.returncode != 0 and "not one of this server's domains" in foreign.stderr
 
 
+def test_an_alias_that_leads_nowhere_is_refused_in_one_line_and_postmaster_keeps_working(server: Jitaku) -> None:
+    """`alias add postmaster@ nobody@` was accepted, and postmaster@ refused mail from then on (issue 17)."""
+    for alias, target, said in [
+        (
+            "postmaster@example.test",
+            "nobody@example.test",
+            "nobody@example.test is not a user, a list or an alias here (an address at another domain is forwarded)",
+        ),
+        ("info@example.test", "info@example.test", "info@example.test -> info@example.test would be a loop"),
+    ]:
+        refused = server.cli("alias", "add", alias, target, check=False)
+        assert (refused.returncode, refused.stderr) == (1, f"jitaku: {said}\n")
+    assert json.loads(server.cli("alias", "list", "--json").stdout) == []
+    sent = swaks(
+        "--server", f"127.0.0.1:{server.smtp_port}", "--to", "postmaster@example.test", "--from", "x@remote.test"
+    )
+    assert "250 2.0.0" in sent.stdout and len(server.mailbox("alice@example.test")) == 1
+    assert server.cli("alias", "add", "postmaster@example.test", "bob@example.org").returncode == 0
+
+
 def test_mailbox_show_writes_the_stored_bytes_exactly(server: Jitaku) -> None:
     raw = (
         "From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nTo: alice@example.test\r\n"
