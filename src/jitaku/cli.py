@@ -143,16 +143,18 @@ def init(
 
 @app.command()
 def serve(data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Run every listener and the queue in one process until SIGTERM."""
+    """Run every listener and the queue in one process until SIGTERM; one per data directory."""
     from jitaku import app as daemon
+    from jitaku import serve_lock
 
     config = _config(data_dir)
-    changes = provision.tighten(config)
-    provision.complete(config)
-    log.setup()
-    for change in changes:
-        log.event("data_dir_mode", change=change)
-    daemon.run(config)
+    changes = provision.tighten(config)  # first: the lock file is made in a directory nobody else may write to
+    with serve_lock.held(config.data_dir):  # before complete() writes keys and before anything binds
+        provision.complete(config)
+        log.setup()
+        for change in changes:
+            log.event("data_dir_mode", change=change)
+        daemon.run(config)
 
 
 @user_app.command("add")

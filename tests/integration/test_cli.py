@@ -181,6 +181,37 @@ def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
     assert len(lines) == 1 and f"127.0.0.1:{instance.smtp_port}" in lines[0], result.stderr
 
 
+def test_a_second_serve_on_the_same_data_dir_says_which_pid_runs_it(jitaku_factory) -> None:
+    """Even on listeners of its own: it started, and two queues and DDNS updaters shared one database (issue 17)."""
+    instance: Jitaku = jitaku_factory()
+    instance.init()
+    instance.start()
+    assert instance.process is not None
+    lock = instance.dir / "serve.lock"
+    assert lock.read_text() == f"{instance.process.pid}\n" and lock.stat().st_mode & 0o777 == 0o600
+    for section in ("smtp", "submission", "web", "pop3", "imap"):  # nothing a second one could fail on
+        instance.settings[section]["listen"] = [f"127.0.0.1:{free_port()}"]
+    instance.write_config()
+    second = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
+    assert (second.returncode, second.stderr) == (
+        1,
+        f"jitaku: jitaku serve is already running on {instance.dir} (pid {instance.process.pid})\n",
+    )
+    assert instance.process.poll() is None and lock.read_text() == f"{instance.process.pid}\n"
+
+
+def test_serve_starts_after_a_kill_9_left_its_lock_file_behind(jitaku_factory) -> None:
+    """The power cut of the issue: a PID file kept the DDNS updater dead; the kernel's lock dies with its holder."""
+    instance: Jitaku = jitaku_factory()
+    instance.init()
+    instance.start()
+    instance.kill9()
+    assert (instance.dir / "serve.lock").exists()
+    instance.start()
+    assert instance.process is not None
+    assert (instance.dir / "serve.lock").read_text() == f"{instance.process.pid}\n"
+
+
 def test_serve_refuses_a_bad_config_naming_file_line_and_key(jitaku_factory) -> None:
     instance: Jitaku = jitaku_factory()
     path = instance.dir / "jitaku.toml"
