@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -48,6 +47,7 @@ DirOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
 DEFAULT_DIR = Path("jitaku-data")
+USAGE = 2  # the exit code of a usage mistake, as typer (and click before it) gives it
 
 # No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise); no emoji
 # codes, which Rich replaces even without markup (a stranger's `:warning:` showed as a warning sign). No
@@ -150,16 +150,18 @@ def init(
 
 @app.command()
 def serve(data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Run every listener and the queue in one process until SIGTERM."""
+    """Run every listener and the queue in one process until SIGTERM; one per data directory."""
     from jitaku import app as daemon
+    from jitaku import serve_lock
 
     config = _config(data_dir)
-    changes = provision.tighten(config)
-    provision.complete(config)
-    log.setup()
-    for change in changes:
-        log.event("data_dir_mode", change=change)
-    daemon.run(config)
+    changes = provision.tighten(config)  # first: the lock file is made in a directory nobody else may write to
+    with serve_lock.held(config.data_dir):  # before complete() writes keys and before anything binds
+        provision.complete(config)
+        log.setup()
+        for change in changes:
+            log.event("data_dir_mode", change=change)
+        daemon.run(config)
 
 
 @user_app.command("add")
@@ -243,12 +245,12 @@ def user_passwd(
 
 @alias_app.command("add")
 def alias_add(alias: str, target: str, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Deliver mail for ALIAS to TARGET (a user here, or an address elsewhere)."""
+    """Deliver mail for ALIAS to TARGET: a user, a list or an alias here, or an address at another domain."""
     from jitaku.store import accounts
 
     config = _config(data_dir)
     with _database(config).transaction() as connection:
-        accounts.add_alias(connection, _local_address(config, alias), _address(target))
+        accounts.add_alias(connection, _local_address(config, alias), _address(target), config.settings.domains)
     console.print(f"{_address(alias)} -> {_address(target)}")
 
 
@@ -381,17 +383,24 @@ _register_subcommands()
 
 
 def main() -> None:
+    """Every outcome is an exit code, and a failure says on stderr what is wrong; a traceback only with JITAKU_DEBUG=1.
+
+    0 done, 1 refused (the request was understood and cannot be carried out), 2 a usage mistake (the command line,
+    or input ended at a prompt), 70 a bug, 130 Ctrl-C; `jitaku check` adds its own 1 and 2 (CONTRACTS).
+    """
     from jitaku.errors import ServeError
     from jitaku.store.accounts import AccountError
 
     debug = os.environ.get("JITAKU_DEBUG") == "1"
     try:
-        code = app(standalone_mode=False)  # a command's typer.Exit(N) comes back as N
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(1)
+        # Not typer's standalone mode: that prints a usage mistake as a Rich panel and an end of input as
+        # "Aborted." with exit 1. prog_name: the usage line says `jitaku` under `python -m jitaku` too.
+        code = app(prog_name="jitaku", standalone_mode=False)  # a command's typer.Exit(N) comes back as N
+    except typer.TyperException as error:
+        sys.exit(_say_typer_error(error))
+    except typer.Abort:  # typer's word for EOFError: Ctrl-D at the password prompt
+        sys.stderr.write("jitaku: the input ended (Ctrl-D) before an answer; nothing changed\n")
+        sys.exit(USAGE)
     except (ConfigError, ServeError, AccountError, CliError) as error:
         if debug:
             raise
@@ -405,3 +414,21 @@ def main() -> None:
         sys.stderr.write(f"jitaku: internal error: {visible(repr(error))} (JITAKU_DEBUG=1 shows the traceback)\n")
         sys.exit(70)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _say_typer_error(error: typer.TyperException) -> int:
+    """Say what typer refused, and return its exit code (2 for a usage mistake).
+
+    Since 0.26 typer raises its own copy of click's exceptions, not click's: catching click's let every usage
+    mistake through as "internal error ... exit 70" (issue 17). TyperException is their public base; UsageError
+    and NoArgsIsHelpError are not re-exported, hence the private import, which pyproject's bound on typer and
+    test_cli's usage tests keep honest.
+    """
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    if isinstance(error, NoArgsIsHelpError):  # `jitaku` or `jitaku user` alone: Rich printed the help already
+        return error.exit_code
+    sys.stderr.write(f"jitaku: {visible(error.format_message())}\n")
+    if isinstance(error, UsageError) and error.ctx is not None:
+        sys.stderr.write(f"{error.ctx.get_usage()}  (see {error.ctx.command_path} --help)\n")
+    return error.exit_code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import socket
 import subprocess
 from pathlib import Path
@@ -82,6 +83,69 @@ def test_init_tells_the_owner_to_install_smartctl_when_it_is_missing(tmp_path: P
     absent.write_text("#!/bin/sh\n")
     absent.chmod(0o755)
     assert "smartmontools" not in run("init", "--dir", str(data)).stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "said", "usage"),
+    [
+        (("foo",), "No such command 'foo'.", "Usage: jitaku [OPTIONS] COMMAND [ARGS]..."),
+        (("alias", "add", "info@example.test"), "Missing argument 'target'.", "Usage: jitaku alias add [OPTIONS] "),
+        (
+            ("mailbox", "show", "alice@example.test", "one"),
+            "Invalid value for 'uid': Input should be a valid integer",
+            "Usage: jitaku mailbox show [OPTIONS] ",
+        ),
+        (("user", "list", "--colour"), "No such option: --colour", "Usage: jitaku user list [OPTIONS]"),
+        (
+            ("alias", "remove", "a@example.test", "b@example.test"),
+            "Got unexpected extra argument",
+            "Usage: jitaku alias",
+        ),
+    ],
+    ids=["unknown-command", "missing-argument", "bad-number", "unknown-option", "extra-argument"],
+)
+def test_a_usage_mistake_says_what_is_wrong_and_how_the_command_goes_with_exit_2(
+    tmp_path: Path, args: tuple[str, ...], said: str, usage: str
+) -> None:
+    """With typer 0.26+ (its own copy of click) every one of these was 'internal error ... exit 70'."""
+    result = run(*args, "--dir", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    what, how = result.stderr.splitlines()
+    assert what.startswith(f"jitaku: {said}") and how.startswith(usage) and "--help" in how, result.stderr
+
+
+def test_jitaku_alone_shows_the_commands_with_exit_2() -> None:
+    result = run()
+    assert result.returncode == 2 and result.stderr == ""
+    assert "Usage: jitaku [OPTIONS] COMMAND" in result.stdout and "alias" in result.stdout
+
+
+def test_ctrl_d_at_the_password_prompt_says_the_input_ended_and_adds_nobody(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    controller, terminal = pty.openpty()
+    with os.fdopen(controller, "rb") as owner:
+        # a session of its own: getpass then prompts on the pseudo-terminal, never on the one pytest runs in
+        process = subprocess.Popen(
+            [*JITAKU, "user", "add", "alice@example.test", "--dir", str(data)],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            start_new_session=True,
+        )
+        os.close(terminal)
+        seen = b""
+        while b"Password: " not in seen:  # only then: getpass flushes what was typed before it asked
+            assert select.select([owner], [], [], 60)[0], seen
+            seen += _read_or_end(owner)
+        os.write(controller, b"\x04")  # Ctrl-D on an empty line: the end of input
+        while chunk := _read_or_end(owner):
+            seen += chunk
+        assert process.wait(timeout=60) == 2
+    said = seen.decode().replace("\r\n", "\n")
+    assert "jitaku: the input ended (Ctrl-D) before an answer; nothing changed" in said, said
+    assert "Traceback" not in said and "internal error" not in said
+    assert json.loads(run("user", "list", "--json", "--dir", str(data)).stdout) == []
 
 
 def test_check_warns_when_the_relay_is_mydns_and_nothing_tells_mydns_our_address(tmp_path: Path) -> None:
@@ -206,6 +270,37 @@ def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
     assert len(lines) == 1 and f"127.0.0.1:{instance.smtp_port}" in lines[0], result.stderr
 
 
+def test_a_second_serve_on_the_same_data_dir_says_which_pid_runs_it(jitaku_factory) -> None:
+    """Even on listeners of its own: it started, and two queues and DDNS updaters shared one database (issue 17)."""
+    instance: Jitaku = jitaku_factory()
+    instance.init()
+    instance.start()
+    assert instance.process is not None
+    lock = instance.dir / "serve.lock"
+    assert lock.read_text() == f"{instance.process.pid}\n" and lock.stat().st_mode & 0o777 == 0o600
+    for section in ("smtp", "submission", "web", "pop3", "imap"):  # nothing a second one could fail on
+        instance.settings[section]["listen"] = [f"127.0.0.1:{free_port()}"]
+    instance.write_config()
+    second = subprocess.run([*JITAKU, "serve", "--dir", str(instance.dir)], capture_output=True, text=True, timeout=60)
+    assert (second.returncode, second.stderr) == (
+        1,
+        f"jitaku: jitaku serve is already running on {instance.dir} (pid {instance.process.pid})\n",
+    )
+    assert instance.process.poll() is None and lock.read_text() == f"{instance.process.pid}\n"
+
+
+def test_serve_starts_after_a_kill_9_left_its_lock_file_behind(jitaku_factory) -> None:
+    """The power cut of the issue: a PID file kept the DDNS updater dead; the kernel's lock dies with its holder."""
+    instance: Jitaku = jitaku_factory()
+    instance.init()
+    instance.start()
+    instance.kill9()
+    assert (instance.dir / "serve.lock").exists()
+    instance.start()
+    assert instance.process is not None
+    assert (instance.dir / "serve.lock").read_text() == f"{instance.process.pid}\n"
+
+
 def test_serve_refuses_a_bad_config_naming_file_line_and_key(jitaku_factory) -> None:
     instance: Jitaku = jitaku_factory()
     path = instance.dir / "jitaku.toml"
@@ -252,6 +347,26 @@ def test_users_list_remove_and_passwd(server: Jitaku) -> None:
     assert duplicate.returncode != 0 and "exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
     foreign = server.cli("user", "add", "x@elsewhere.test", "--password-stdin", input="another-pass\n", check=False)
     assert foreign.returncode != 0 and "not one of this server's domains" in foreign.stderr
+
+
+def test_an_alias_that_leads_nowhere_is_refused_in_one_line_and_postmaster_keeps_working(server: Jitaku) -> None:
+    """`alias add postmaster@ nobody@` was accepted, and postmaster@ refused mail from then on (issue 17)."""
+    for alias, target, said in [
+        (
+            "postmaster@example.test",
+            "nobody@example.test",
+            "nobody@example.test is not a user, a list or an alias here (an address at another domain is forwarded)",
+        ),
+        ("info@example.test", "info@example.test", "info@example.test -> info@example.test would be a loop"),
+    ]:
+        refused = server.cli("alias", "add", alias, target, check=False)
+        assert (refused.returncode, refused.stderr) == (1, f"jitaku: {said}\n")
+    assert json.loads(server.cli("alias", "list", "--json").stdout) == []
+    sent = swaks(
+        "--server", f"127.0.0.1:{server.smtp_port}", "--to", "postmaster@example.test", "--from", "x@remote.test"
+    )
+    assert "250 2.0.0" in sent.stdout and len(server.mailbox("alice@example.test")) == 1
+    assert server.cli("alias", "add", "postmaster@example.test", "bob@example.org").returncode == 0
 
 
 def test_mailbox_show_writes_the_stored_bytes_exactly(server: Jitaku) -> None:

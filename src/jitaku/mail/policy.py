@@ -12,7 +12,6 @@ from jitaku.store import Database, accounts
 
 # RFC 2142: these mailboxes exist at every domain we serve.
 ROLE_ACCOUNTS = ("postmaster", "abuse")
-MAX_ALIAS_DEPTH = 10
 DIRECTORY_CHECK_SECONDS = 1.0
 
 
@@ -86,18 +85,14 @@ class Policy:
         return Accepted(target, None)
 
     def resolve(self, directory: accounts.Directory, recipient: str) -> str | None:
-        """Follow aliases from a local RECIPIENT to a local user or a remote address."""
-        current = recipient
-        for _ in range(MAX_ALIAS_DEPTH):
-            if not self._settings.is_local_domain(current.rpartition("@")[2]):
-                return current
-            if current in directory.users or current in directory.lists:
-                return current
-            target = directory.aliases.get(current)
-            if target is None:
-                break
-            current = target
-        if current.partition("@")[0] in ROLE_ACCOUNTS and current == recipient:
+        """Follow aliases from a local RECIPIENT to a local user or a remote address.
+
+        A role account whose aliases lead nowhere (to a user since removed, or round a loop an older jitaku
+        accepted) still reaches the first user: postmaster@ must never refuse mail (RFC 5321 §4.5.1)."""
+        chain = directory.follow(recipient, self._settings.domains)
+        if chain.lands:
+            return chain.end
+        if recipient.partition("@")[0] in ROLE_ACCOUNTS:
             return directory.first_user
         return None
 

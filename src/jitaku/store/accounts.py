@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -12,6 +13,10 @@ from sqlalchemy.engine import Connection, Row
 from jitaku.lists.verp import role_of
 from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
 from jitaku.store.schema import aliases, directory_version, lists, mailboxes, subscriptions, users
+
+# How many addresses a chain of aliases may pass through, the first included. Routing follows no further, so a
+# loop in a database from before add_alias refused loops costs a few lookups, never a hang.
+MAX_ALIAS_DEPTH = 10
 
 
 class AccountError(Exception):
@@ -36,6 +41,38 @@ class Directory:
     aliases: dict[str, str]
     first_user: str | None
     lists: frozenset[str] = frozenset()
+
+    def follow(self, address: str, local_domains: Collection[str]) -> Chain:
+        """Where ADDRESS's aliases lead: routing and add_alias read the same chain, so an alias accepted is one
+        that delivers. It stops where mail lands (a user, a list, an address at another domain), at an address
+        here that is none of these, at the first address seen twice (a loop), or after MAX_ALIAS_DEPTH."""
+        passed = [address]
+        while not self._lands(passed[-1], local_domains) and len(passed) < MAX_ALIAS_DEPTH:
+            target = self.aliases.get(passed[-1])
+            if target is None:
+                break
+            passed.append(target)
+            if target in passed[:-1]:
+                break
+        return Chain(tuple(passed), self._lands(passed[-1], local_domains))
+
+    def _lands(self, address: str, local_domains: Collection[str]) -> bool:
+        return address.rpartition("@")[2] not in local_domains or address in self.users or address in self.lists
+
+
+@dataclass(frozen=True)
+class Chain:
+    """An address and the aliases it passes through; LANDS: the last one is where its mail goes."""
+
+    addresses: tuple[str, ...]
+    lands: bool
+
+    @property
+    def end(self) -> str:
+        return self.addresses[-1]
+
+    def __str__(self) -> str:
+        return " -> ".join(self.addresses)
 
 
 def current_version(connection: Connection) -> int:
@@ -141,15 +178,32 @@ def _change_user(connection: Connection, address: str, **values: Any) -> None:
         raise AccountError(f"no user {address.lower()}")
 
 
-def add_alias(connection: Connection, alias: str, target: str) -> None:
+def add_alias(connection: Connection, alias: str, target: str, local_domains: Collection[str]) -> None:
+    """Mail for ALIAS goes to TARGET, which must lead to a user, a list or an address at another domain (not one of
+    LOCAL_DOMAINS). `alias add postmaster@ nobody@` was accepted and left postmaster@ refusing mail; so were
+    loops and an alias of itself (issue 17)."""
     alias, target = alias.lower(), target.lower()
     if find_user(connection, alias) is not None:
         raise AccountError(f"{alias} is a user; an alias cannot shadow it")
     if find_alias(connection, alias) is not None:
         raise AccountError(f"alias {alias} exists already")
     _refuse_list(connection, alias)
+    directory = load_directory(connection)
+    chain = replace(directory, aliases={**directory.aliases, alias: target}).follow(alias, local_domains)
+    if not chain.lands:
+        raise AccountError(_leads_nowhere(chain, directory))
     connection.execute(insert(aliases).values(alias=alias, target=target))
     changed(connection)
+
+
+def _leads_nowhere(chain: Chain, directory: Directory) -> str:
+    if chain.end in chain.addresses[:-1]:
+        return f"{chain} would be a loop"
+    if chain.end in directory.aliases:
+        return f"{chain} -> ... passes through more than {MAX_ALIAS_DEPTH} addresses"
+    if len(chain.addresses) == 2:
+        return f"{chain.end} is not a user, a list or an alias here (an address at another domain is forwarded)"
+    return f"{chain}: {chain.end} is not a user, a list or an alias here"
 
 
 def remove_alias(connection: Connection, alias: str) -> None:

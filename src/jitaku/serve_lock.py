@@ -1,0 +1,50 @@
+"""One `jitaku serve` per data directory, by a lock the kernel drops when its holder dies.
+
+A second daemon on the same directory started, and failed only on its ports if at all: with other
+listeners in the config it ran a second queue and DDNS updater on the same database (issue 17). A PID file
+is no answer: after a power cut it names a dead process and blocks the restart (the outage this project
+was started over). flock(2) belongs to the open file, which the kernel closes however the process ends,
+kill -9 included; the pid written in the file only names the holder in the refusal.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from jitaku.errors import ServeError
+
+LOCK_NAME = "serve.lock"
+
+
+@contextmanager
+def held(data_dir: Path) -> Iterator[None]:
+    """Hold DATA_DIR's serve lock while the block runs, or raise ServeError naming the pid that holds it.
+
+    SMTP workers forked inside the block share the open file, so the lock lasts until the last process of
+    this daemon is gone: none of them still commits mail when the next daemon starts. They follow the main
+    process within moments of its death (PR_SET_PDEATHSIG, see app._worker).
+    """
+    path = data_dir / LOCK_NAME
+    try:  # a link planted where the lock belongs is refused (ELOOP), never followed
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise ServeError(f"cannot open {path}: {error.strerror or error}") from None
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ServeError(f"jitaku serve is already running on {data_dir} ({_holder(descriptor)})") from None
+        os.ftruncate(descriptor, 0)  # whatever an earlier holder wrote
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)  # the last process to close it releases the lock
+
+
+def _holder(descriptor: int) -> str:
+    written = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
+    return f"pid {written}" if written.isdigit() else "pid not written yet"

@@ -1,0 +1,27 @@
+"""The versions installed, the ones the suite runs on, are the ones pyproject.toml allows, and the command line's
+stack has an upper bound: a fresh `pip install .` picks the newest release allowed, and an unbounded typer
+turned every usage mistake into "internal error" (issue 17)."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+REQUIREMENTS = [Requirement(text) for text in tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]]
+
+
+@pytest.mark.parametrize("requirement", REQUIREMENTS, ids=[r.name for r in REQUIREMENTS])
+def test_the_installed_version_is_one_pyproject_allows(requirement: Requirement) -> None:
+    installed = version(requirement.name)
+    assert requirement.specifier.contains(installed, prereleases=True), f"{requirement.name} {installed}: {requirement}"
+
+
+@pytest.mark.parametrize("name", ["typer", "rich"])
+def test_the_command_lines_stack_stops_below_the_next_release_that_may_break_it(name: str) -> None:
+    (requirement,) = [r for r in REQUIREMENTS if r.name == name]
+    assert any(spec.operator == "<" for spec in requirement.specifier), f"{requirement} has no upper bound"
