@@ -16,6 +16,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Jitaku, Sink, swaks, wait_until
@@ -179,6 +180,28 @@ def test_a_post_reaches_every_member_numbered_signed_and_sealed(list_server, dns
     assert len(tokens) == 4  # each member's one-click link is their own
     assert "spf=pass" in raw_header(copies[0][2], "ARC-Authentication-Results")
     assert archive(server)[0]["number"] == 1 and archive(server)[0]["subject"] == "Hello"
+
+
+def test_list_headers_advertise_only_pages_that_answer(list_server) -> None:
+    """RFC 2369, 2919 and 8058 headers on a member's copy, and no List-Archive while there is no archive page
+    to point at; every web page the headers name answers 200."""
+    server, members = list_server
+    post(server, "carol@members.test", "Hello")
+    (copy,) = wait_until(lambda: members.copies_for("dave@members.test"), timeout=20)
+    named = {name for name in message_from_bytes(copy).keys() if name.lower().startswith("list-")}
+    assert named == {
+        "List-Id",
+        "List-Post",
+        "List-Help",
+        "List-Subscribe",
+        "List-Owner",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    }
+    urls = re.findall(r"<https://mail\.example\.test(/[^>]*)>", " ".join(header(copy, name) for name in named))
+    assert len(urls) == 2  # subscribe, and this member's one-click unsubscribe
+    for path in urls:
+        assert httpx.get(f"http://127.0.0.1:{server.web_port}{path}").status_code == 200, path
 
 
 def test_from_is_rewritten_when_the_authors_dmarc_needs_it(list_server, dns_zone, tmp_path) -> None:

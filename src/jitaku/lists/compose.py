@@ -26,7 +26,7 @@ LIST_FIELDS = frozenset(
         "list-subscribe",
         "list-unsubscribe",
         "list-unsubscribe-post",
-        "list-archive",
+        "list-archive",  # not set: there is no archive page yet, and another list's would point at theirs
         "list-owner",
         "precedence",
         "x-ml-name",
@@ -64,7 +64,6 @@ def list_fields(mailing_list: MailingList, number: int, web_url: str) -> bytes:
         f"List-Post: <mailto:{mailing_list.address}>",
         f"List-Help: <mailto:{request}?subject=help>",
         f"List-Subscribe: <mailto:{request}?subject=subscribe>,\r\n <{web_url}/lists/{mailing_list.address}/subscribe>",
-        f"List-Archive: <{web_url}/lists/{mailing_list.address}/archive>",
         f"List-Owner: <mailto:{mailing_list.role_address('owner')}>",
         "Precedence: list",
         f"X-ML-Name: {_phrase(mailing_list.name, 'X-ML-Name')}",

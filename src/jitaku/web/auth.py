@@ -105,6 +105,11 @@ class Gate:
             return True
         return await self._admin(request) is not None
 
+    async def signed_in(self, request: Request) -> bool:
+        """Whether REQUEST carries an admin's session: only then is there anything to log out of (a browser
+        let in for being on this machine has none)."""
+        return await self._admin(request) is not None
+
     async def _admin(self, request: Request) -> accounts.User | None:
         """The admin whose session this request carries, while it lasts: the cookie is signed but stateless,
         so a copy taken before log out, a new password or a revoked right is refused by the user's session

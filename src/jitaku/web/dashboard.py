@@ -97,11 +97,7 @@ class Dashboard:
             lines = _lines(samples[check], metric, scale)
             found.append((title, {label: graphs.bucket(points, start, end) for label, points in lines.items()}))
         mail: dict[str, graphs.Points] = {}
-        for label, kind in (
-            ("in", tallies.MAIL_IN),
-            ("out", tallies.MAIL_OUT),
-            ("SMTP sessions", tallies.SMTP_SESSIONS),
-        ):
+        for label, kind in MAIL_LINES:
             hours = await self._database.read(functools.partial(tallies.per_hour, kind=kind, since=start))
             mail[label] = [(hour + 1800, float(count)) for hour, count in sorted(hours.items())]
         found.append(("Mail per hour: messages in, recipients out, SMTP sessions", mail))
@@ -112,7 +108,14 @@ class Dashboard:
         span = span if span in RANGES else "24h"
         start, end, found = await self._series(span)
         drawn = [graphs.draw(title, lines, start, end) for title, lines in found]
-        context = {**await self._health(), "graphs": drawn, "range": span, "ranges": list(RANGES)}
+        context = {
+            **await self._health(),
+            "graphs": drawn,
+            "range": span,
+            "ranges": list(RANGES),
+            "signed_in": await self._gate.signed_in(request),
+            "dot": graphs.DOT,
+        }
         return _templates.TemplateResponse(request, "dashboard.html", context)
 
     async def _health_json(self, request: Request) -> Response:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 WIDTH, HEIGHT = 600.0, 140.0
+# Room inside the box for a line's stroke and its newest point's dot: without it a zero value is drawn on the
+# bottom edge, half cut off, and the newest point, at the right edge, loses half its dot.
+MARGIN = 8.0
+DOT = 6.0  # the newest point's radius
 COLOURS = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2")
 Points = list[tuple[float, float]]
 
@@ -14,6 +18,10 @@ class Line:
     label: str
     colour: str
     points: str  # SVG polyline points
+    # The newest point, where a dot is drawn: a line of one point is a dot, since a polyline of one point draws
+    # nothing. None while the line has no points.
+    newest: tuple[float, float] | None
+    value: float | None  # the newest point's value, for the legend
 
 
 @dataclass(frozen=True)
@@ -34,14 +42,25 @@ def bucket(points: Points, start: float, end: float, buckets: int = 120) -> Poin
     return [(start + (index + 0.5) * width, sum(values) / len(values)) for index, values in sorted(sums.items())]
 
 
-def draw(title: str, bucketed: dict[str, Points], start: float, end: float) -> Graph:
-    """BUCKETED lines (see `bucket`) scaled into the picture."""
-    top = max((value for points in bucketed.values() for _at, value in points), default=0.0) or 1.0
-    lines = []
-    for number, (label, points) in enumerate(sorted(bucketed.items())):
-        drawn = " ".join(
-            f"{(at - start) / (end - start) * WIDTH:.1f},{HEIGHT - value / top * (HEIGHT - 10):.1f}"
-            for at, value in points
+def draw(title: str, lines: dict[str, Points], start: float, end: float) -> Graph:
+    """LINES (oldest point first) scaled into the box. A point dated outside [START, END] (an hour's count
+    dated at the hour's middle, which may be later than now) is drawn at the box's edge, never past it."""
+    top = max((value for points in lines.values() for _at, value in points), default=0.0) or 1.0
+
+    def place(at: float, value: float) -> tuple[float, float]:
+        across = (min(max(at, start), end) - start) / (end - start)
+        return MARGIN + across * (WIDTH - 2 * MARGIN), HEIGHT - MARGIN - value / top * (HEIGHT - 2 * MARGIN)
+
+    drawn = []
+    for number, (label, points) in enumerate(sorted(lines.items())):
+        placed = [place(at, value) for at, value in points]
+        drawn.append(
+            Line(
+                label,
+                COLOURS[number % len(COLOURS)],
+                " ".join(f"{x:.1f},{y:.1f}" for x, y in placed),
+                placed[-1] if placed else None,
+                points[-1][1] if points else None,
+            )
         )
-        lines.append(Line(label, COLOURS[number % len(COLOURS)], drawn))
-    return Graph(title, top, lines, not any(bucketed.values()))
+    return Graph(title, top, drawn, not any(lines.values()))
