@@ -193,7 +193,10 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, settings: dict[str, Any]) -> None:
+    """SETTINGS as PATH, 0600 as `jitaku init` leaves a config (it may hold secrets): a more open one makes
+    `serve` tighten it and say so on stderr, which a test of serve's own words would read."""
     path.write_text("\n".join(_toml_table(settings, [])) + "\n")
+    path.chmod(0o600)
 
 
 def _toml_table(values: dict[str, Any], section: list[str]) -> list[str]:
