@@ -382,7 +382,8 @@ def on_disk(jitaku_factory: Any, disk: Path) -> Jitaku:
 def fill(disk: Path) -> Path:
     """A file that takes the room left on DISK; unlink it to make room again."""
     filler = disk / "filler"
-    with open(filler, "wb") as writing, contextlib.suppress(OSError):
+    # the close too may fail (ENOSPC on what the last flush left buffered): suppressed as well
+    with contextlib.suppress(OSError), open(filler, "wb") as writing:
         while True:
             writing.write(b"\0" * (64 * 1024))
             writing.flush()

@@ -93,7 +93,7 @@ def test_metrics_count_mail_deliveries_queue_checks_and_disks(jitaku_factory, dn
 
 def test_metrics_are_refused_without_the_token_and_absent_when_none_is_set(jitaku_factory, server: Jitaku) -> None:
     assert scrape(server).status_code == 404  # no [web] metrics_token: no /metrics
-    guarded: Jitaku = jitaku_factory()
+    guarded: Jitaku = jitaku_factory(name="guarded")  # a data directory of its own: one serve per directory
     guarded.settings["web"]["metrics_token"] = TOKEN
     guarded.write_config()
     guarded.init()
