@@ -18,6 +18,7 @@ from jitaku import config as config_module
 from jitaku import dns_records, log, provision
 from jitaku.config import Config, ConfigError
 from jitaku.terminal import visible
+from jitaku.words import counted
 
 app = typer.Typer(
     add_completion=False,
@@ -335,7 +336,7 @@ def queue_flush(data_dir: DirOption = DEFAULT_DIR) -> None:
 
     with _database(_config(data_dir)).transaction() as connection:
         count = queue.flush(connection, time.time())
-    console.print(f"{count} message(s) due now")
+    console.print(f"{counted(count, 'message')} due now")
 
 
 @queue_app.command("delete")

@@ -25,6 +25,7 @@ from jitaku.cli import (
 )
 from jitaku.cli import _print_json as print_json
 from jitaku.cli import _table as table
+from jitaku.words import counted
 
 list_app = typer.Typer(no_args_is_help=True, help="Mailing lists.")
 
@@ -223,7 +224,8 @@ def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None
                 new, old = lists.add_members(connection, found.id, batch)
                 added, already = added + len(new), already + len(old)
                 progress.advance(task, len(batch))
-    console.print(f"imported {added} members into {found.address} ({already} were members already)")
+    were = "was a member" if already == 1 else "were members"
+    console.print(f"imported {counted(added, 'member')} into {found.address} ({already} {were} already)")
 
 
 @list_app.command("digest")

@@ -399,7 +399,7 @@ def test_list_commands_check_their_input_and_change_nothing_on_error(tmp_path: P
     assert (
         imported.returncode == 0
         and "imported 2 members" in imported.stdout
-        and "1 were members already" in imported.stdout
+        and "(1 was a member already)" in imported.stdout
     )
     bad = tmp_path / "bad.txt"
     bad.write_text("ok@example.jp\nnot an address\n")
