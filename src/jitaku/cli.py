@@ -7,15 +7,15 @@ import json
 import os
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from jitaku import config as config_module
-from jitaku import dns_records, log, provision
+from jitaku import dns_records, log, provision, table
 from jitaku.config import Config, ConfigError
 from jitaku.terminal import visible
 from jitaku.words import counted
@@ -74,12 +74,11 @@ def _print_json(rows: list[dict[str, Any]]) -> None:
     sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
 
 
-def _table(columns: list[str], rows: list[list[Any]]) -> None:
-    """Rows for a person: each cell one line, with whatever would steer the terminal spelled out."""
-    table = Table(*columns, box=None, header_style="bold")
-    for row in rows:
-        table.add_row(*(visible(str(cell)) if cell is not None else "" for cell in row))
-    console.print(table)
+def _table(
+    columns: list[str], rows: list[list[Any]], *, empty: str, whole: Collection[str] = (), below: str | None = None
+) -> None:
+    """Rows for a person, nothing cut at any width (jitaku.table); EMPTY, a sentence, when there are none."""
+    table.show(console, columns, rows, empty=empty, whole=whole, below=below)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -196,7 +195,12 @@ def user_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) ->
     if as_json:
         _print_json([{"address": u.address, "admin": u.admin} for u in users])
     else:
-        _table(["address", "admin"], [[u.address, "yes" if u.admin else ""] for u in users])
+        _table(
+            ["address", "admin"],
+            [[u.address, u.admin] for u in users],
+            whole={"admin"},
+            empty="no users yet: jitaku user add ADDRESS",
+        )
 
 
 @user_app.command("admin")
@@ -264,7 +268,7 @@ def alias_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -
     if as_json:
         _print_json([{"alias": a, "target": t} for a, t in aliases])
     else:
-        _table(["alias", "target"], [[a, t] for a, t in aliases])
+        _table(["alias", "target"], [[a, t] for a, t in aliases], empty="no aliases yet: jitaku alias add ALIAS TARGET")
 
 
 @alias_app.command("remove")
@@ -292,7 +296,12 @@ def mailbox_list(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonO
     if as_json:
         _print_json([row.as_json() for row in rows])
     else:
-        _table(["uid", "date", "from", "subject", "size"], [[r.uid, r.date, r.sender, r.subject, r.size] for r in rows])
+        _table(
+            ["uid", "date", "from", "subject", "size"],
+            [[r.uid, r.date, r.sender, r.subject, r.size] for r in rows],
+            whole={"uid", "date", "size"},
+            empty=f"no mail in {normalized}'s INBOX",
+        )
 
 
 @mailbox_app.command("show")
@@ -325,8 +334,14 @@ def queue_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -
     if as_json:
         _print_json(rows)
     else:
-        columns = ["id", "sender", "recipients", "attempts", "next_attempt", "last_error"]
-        _table(columns, [[", ".join(r[c]) if c == "recipients" else r[c] for c in columns] for r in rows])
+        keys = ["id", "attempts", "next_attempt", "sender", "recipients", "last_error"]
+        _table(
+            [key.replace("_", " ") for key in keys],
+            [[row[key] for key in keys] for row in rows],
+            whole={"id", "attempts", "next attempt"},
+            below="last error",
+            empty="the queue is empty: nothing waits to be delivered",
+        )
 
 
 @queue_app.command("flush")

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
 
 from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks, wait_until
 from tests.integration.test_outbound import direct_mx, dkim_results, submit
+from tests.screen import on_terminal, through_pipe
 from tests.test_dns_records import loaded
 
 
@@ -587,4 +589,87 @@ def test_a_data_directory_that_is_a_link_is_the_owners_and_followed(tmp_path: Pa
         "jitaku.toml",
         "tls",
         "web.secret",
+    ]
+
+
+def test_mailbox_list_shows_whole_dates_and_every_word_at_80_and_40_columns_and_on_a_pipe(server: Jitaku) -> None:
+    """Rich cut the dates to `2025-03-04T09:15:42+…` at 80 columns, and on a pipe (issue 17)."""
+    head = (
+        b"From: =?UTF-8?B?5bGx55SwIOWkqumDjg==?= <yamada.taro@remote.example.jp>\r\nTo: alice@example.test\r\n"
+        b"Date: Tue, 04 Mar 2025 09:15:42 +0900\r\n"
+        b"Subject: Meeting notes for the spring operating session and the antenna party\r\n"
+    )
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data(sender="yamada.taro@remote.example.jp").startswith(b"354")
+        assert session.command(head + b"\r\nbody\r\n.").startswith(b"250")
+    (entry,) = server.mailbox("alice@example.test")
+    assert entry["date"] == "2025-03-04T09:15:42+09:00"
+    args = ("mailbox", "list", "alice@example.test", "--dir", str(server.dir))
+    for width in (80, 40):
+        for shown in (through_pipe(*args, width=width), on_terminal(*args, width=width)[1]):
+            assert all(cell_len(line) <= width for line in shown.splitlines()), shown
+            assert "…" not in shown and any(entry["date"] in line for line in shown.splitlines()), shown
+            words = shown.split()
+            assert set(entry["subject"].split()) <= set(words), shown
+            assert "山田" in words and "太郎" in words, shown
+    assert through_pipe(*args[:2], "bob@example.org", *args[3:], width=80) == "no mail in bob@example.org's INBOX\n"
+
+
+def test_every_listing_says_in_a_sentence_that_it_is_empty_and_json_is_an_empty_array(tmp_path: Path) -> None:
+    """A lone header row said nothing (issue 17)."""
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    assert run("list", "create", "sota@example.test", "--dir", str(data)).returncode == 0
+    for args, sentence in [
+        (("user", "list"), "no users yet: jitaku user add ADDRESS"),
+        (("alias", "list"), "no aliases yet: jitaku alias add ALIAS TARGET"),
+        (("queue", "list"), "the queue is empty: nothing waits to be delivered"),
+        (("list", "members", "sota@example.test"), "no members yet: jitaku list add sota@example.test ADDRESS..."),
+        (("list", "held", "sota@example.test"), "no posts to sota@example.test wait for a moderator"),
+        (("list", "archive", "sota@example.test"), "no posts to sota@example.test yet"),
+        (("ddns", "status"), "no [[ddns]] records in the config"),
+    ]:
+        said = run(*args, "--dir", str(data))
+        assert (said.returncode, said.stdout, said.stderr) == (0, sentence + "\n", ""), args
+        as_json = run(*args, "--json", "--dir", str(data))
+        assert (as_json.returncode, json.loads(as_json.stdout)) == (0, []), args
+    assert run("list", "delete", "sota@example.test", "--dir", str(data)).returncode == 0
+    assert run("list", "list", "--dir", str(data)).stdout == "no lists yet: jitaku list create LIST\n"
+    assert run("list", "list", "--json", "--dir", str(data)).stdout == "[]\n"
+    nothing = run("check", "relay", "--dir", str(data))
+    assert (nothing.returncode, nothing.stdout) == (0, "nothing to check: relay does not apply to this config\n")
+
+
+def test_list_show_and_members_print_addresses_one_a_line_and_every_setting_yes_or_no(tmp_path: Path) -> None:
+    """`list show` printed `['a@example.test']` and `{}`; `list members` said True where delivery said on
+    (issue 17)."""
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+
+    def jitaku(*args: str) -> str:
+        result = run(*args, "--dir", str(data), env={"COLUMNS": "80"})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    jitaku("list", "create", "sota@example.test", "--owner", "kenji@example.jp", "--owner", "yuki@example.org")
+    jitaku("list", "add", "sota@example.test", "kenji@example.jp", "yuki@example.org")
+    shown = jitaku("list", "show", "sota@example.test").splitlines()
+    assert "owners            kenji@example.jp" in shown and "                  yuki@example.org" in shown
+    assert "refused_by        none" in shown
+    assert "'" not in "".join(shown) and "{}" not in "".join(shown)
+    said = jitaku("list", "member", "sota@example.test", "yuki@example.org", "--no-self-copy", "--disable")
+    assert said == "yuki@example.org: self_copy = no, enabled = no\n"
+    assert jitaku("list", "members", "sota@example.test").splitlines() == [
+        "address           delivery                 own posts  bounces",
+        "kenji@example.jp  on                       yes        0",
+        "yuki@example.org  off (disabled by owner)  no         0",
+    ]
+    for user in ("alice@example.test", "bob@example.test"):
+        assert (
+            run("user", "add", user, "--password-stdin", "--dir", str(data), input="secret-password\n").returncode == 0
+        )
+    assert jitaku("user", "list").splitlines() == [
+        "address             admin",
+        "alice@example.test  yes",
+        "bob@example.test    no",
     ]
