@@ -218,14 +218,26 @@ def user_admin(
 
 
 @user_app.command("remove")
-def user_remove(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Remove a user and their mail."""
-    from jitaku.store import accounts
+def user_remove(
+    address: str,
+    data_dir: DirOption = DEFAULT_DIR,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete the user's mail without asking.")] = False,
+) -> None:
+    """Remove a user and their mail; with mail, only after a yes at the terminal, or with --yes."""
+    from jitaku.store import accounts, mailstore
 
-    config = _config(data_dir)
-    with _database(config).transaction() as connection:
-        accounts.remove_user(connection, _address(address))
-    console.print(f"removed {_address(address)}")
+    normalized = _address(address)
+    database = _database(_config(data_dir))
+    held = database.read_now(lambda connection: mailstore.messages_held(connection, normalized))
+    if held and not yes:  # it deleted years of mail at one mistyped address, without a word (issue 17)
+        has = f"{normalized} has {counted(held, 'message')}"
+        if not sys.stdin.isatty():
+            raise CliError(f"{has}; give --yes to remove the user and delete them (nothing changed)")
+        if not typer.confirm(f"{has}. Remove the user and delete them?", default=False, err=True):
+            raise CliError(f"nothing changed: {normalized} and its mail are kept")
+    with database.transaction() as connection:
+        accounts.remove_user(connection, normalized)
+    console.print(f"removed {normalized}" + (f" and {counted(held, 'message')}" if held else ""))
 
 
 @user_app.command("passwd")

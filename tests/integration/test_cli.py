@@ -343,7 +343,15 @@ def test_users_list_remove_and_passwd(server: Jitaku) -> None:
         "alice@example.test",
     ).stdout
     assert "235 2.7.0" in out
-    server.cli("user", "remove", "bob@example.org")
+    wait_until(lambda: server.mailbox("bob@example.org"))
+    kept = server.cli("user", "remove", "bob@example.org", input="", check=False)  # no terminal to ask at
+    assert (kept.returncode, kept.stderr) == (
+        1,
+        "jitaku: bob@example.org has 1 message; give --yes to remove the user and delete them (nothing changed)\n",
+    )
+    assert len(server.mailbox("bob@example.org")) == 1
+    removed = server.cli("user", "remove", "bob@example.org", "--yes", input="")
+    assert removed.stdout == "removed bob@example.org and 1 message\n"
     assert "bob@example.org" not in server.cli("user", "list").stdout
     duplicate = server.cli("user", "add", "alice@example.test", "--password-stdin", input="another-pass\n", check=False)
     assert duplicate.returncode != 0 and "exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
@@ -673,3 +681,25 @@ def test_list_show_and_members_print_addresses_one_a_line_and_every_setting_yes_
         "alice@example.test  yes",
         "bob@example.test    no",
     ]
+
+
+def test_user_remove_asks_at_the_terminal_before_it_deletes_mail(server: Jitaku) -> None:
+    """It deleted a user's mail without a word (issue 17)."""
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data(recipient="bob@example.org").startswith(b"354")
+        assert session.command(b"Subject: keep me\r\n\r\nbody\r\n.").startswith(b"250")
+    wait_until(lambda: server.mailbox("bob@example.org"))
+    args = ("user", "remove", "Bob@example.org", "--dir", str(server.dir))
+    question = b"bob@example.org has 1 message. Remove the user and delete them? [y/N]: "
+    code, shown = on_terminal(*args, answer=(question, b"n\r"))
+    assert code == 1 and shown.endswith("jitaku: nothing changed: bob@example.org and its mail are kept\n"), shown
+    assert [entry["subject"] for entry in server.mailbox("bob@example.org")] == ["keep me"]
+    code, shown = on_terminal(*args, answer=(question, b"\x04"))  # Ctrl-D: no answer is no
+    assert code == 2 and "nothing changed" in shown and len(server.mailbox("bob@example.org")) == 1, shown
+    code, shown = on_terminal(*args, answer=(question, b"y\r"))
+    assert (code, shown.splitlines()[-1]) == (0, "removed bob@example.org and 1 message"), shown
+    assert [user["address"] for user in json.loads(server.cli("user", "list", "--json").stdout)] == [
+        "alice@example.test"
+    ]
+    server.add_user("carol@example.test")  # no mail: nothing to lose, nothing to ask
+    assert server.cli("user", "remove", "carol@example.test", input="").stdout == "removed carol@example.test\n"
