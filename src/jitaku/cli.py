@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -273,14 +274,30 @@ def alias_add(alias: str, target: str, data_dir: DirOption = DEFAULT_DIR) -> Non
 
 @alias_app.command("list")
 def alias_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
-    """List aliases."""
+    """List aliases, with each domain's built-in postmaster@ and abuse@ where no alias of theirs leads."""
+    from jitaku.mail.policy import ROLE_ACCOUNTS, AliasRoute, alias_routes
     from jitaku.store import accounts
 
-    aliases = _database(_config(data_dir)).read_now(accounts.list_aliases)
+    config = _config(data_dir)
+    routes = alias_routes(_database(config).read_now(accounts.load_directory), config.settings.domains)
     if as_json:
-        _print_json([{"alias": a, "target": t} for a, t in aliases])
-    else:
-        _table(["alias", "target"], [[a, t] for a, t in aliases], empty="no aliases yet: jitaku alias add ALIAS TARGET")
+        _print_json([dataclasses.asdict(route) for route in routes])
+        return
+
+    def note(route: AliasRoute) -> str | None:
+        if route.built_in:
+            return "built-in"
+        if not route.leads_nowhere:
+            return None
+        if route.alias.partition("@")[0] in ROLE_ACCOUNTS:
+            return "leads nowhere: the built-in one takes its mail"
+        return "leads nowhere: its mail is refused"
+
+    _table(
+        ["alias", "target", "note"],
+        [[route.alias, route.target, note(route)] for route in routes],
+        empty="no aliases yet: jitaku alias add ALIAS TARGET",
+    )
 
 
 @alias_app.command("remove")

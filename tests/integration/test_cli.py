@@ -371,7 +371,7 @@ def test_an_alias_that_leads_nowhere_is_refused_in_one_line_and_postmaster_keeps
     ]:
         refused = server.cli("alias", "add", alias, target, check=False)
         assert (refused.returncode, refused.stderr) == (1, f"jitaku: {said}\n")
-    assert json.loads(server.cli("alias", "list", "--json").stdout) == []
+    assert not [row for row in json.loads(server.cli("alias", "list", "--json").stdout) if not row["built_in"]]
     sent = swaks(
         "--server", f"127.0.0.1:{server.smtp_port}", "--to", "postmaster@example.test", "--from", "x@remote.test"
     )
@@ -703,3 +703,48 @@ def test_user_remove_asks_at_the_terminal_before_it_deletes_mail(server: Jitaku)
     ]
     server.add_user("carol@example.test")  # no mail: nothing to lose, nothing to ask
     assert server.cli("user", "remove", "carol@example.test", input="").stdout == "removed carol@example.test\n"
+
+
+def test_alias_list_shows_the_built_in_postmaster_and_abuse_and_where_their_mail_goes(server: Jitaku) -> None:
+    """They exist at every domain (RFC 2142) and went to the first user, but `alias list` did not show them
+    (issue 17). What it shows is where mail to them really lands."""
+
+    def listed() -> list[tuple[str, str, str]]:
+        rows = json.loads(server.cli("alias", "list", "--json").stdout)
+        assert all(set(row) == {"alias", "target", "built_in", "leads_nowhere"} for row in rows)
+        return [
+            (row["alias"], row["target"], "built-in" if row["built_in"] else "nowhere" if row["leads_nowhere"] else "")
+            for row in rows
+        ]
+
+    def lands_with(address: str) -> str:
+        users = [user["address"] for user in json.loads(server.cli("user", "list", "--json").stdout)]
+        before = {user: len(server.mailbox(user)) for user in users}
+        sent = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", address, "--from", "x@remote.test")
+        assert "250 2.0.0" in sent.stdout, sent.stdout
+        return wait_until(lambda: [user for user, count in before.items() if len(server.mailbox(user)) > count])[0]
+
+    assert listed() == [
+        ("abuse@example.org", "alice@example.test", "built-in"),
+        ("abuse@example.test", "alice@example.test", "built-in"),
+        ("postmaster@example.org", "alice@example.test", "built-in"),
+        ("postmaster@example.test", "alice@example.test", "built-in"),
+    ]
+    assert lands_with("abuse@example.org") == "alice@example.test"
+    server.cli("alias", "add", "postmaster@example.test", "bob@example.org")
+    server.cli("alias", "add", "info@example.test", "bob@example.org")
+    assert ("postmaster@example.test", "bob@example.org", "") in listed()
+    assert ("postmaster@example.test", "alice@example.test", "built-in") not in listed()  # the alias overrides it
+    assert lands_with("postmaster@example.test") == "bob@example.org"
+    server.cli("user", "remove", "bob@example.org", "--yes")  # the aliases to bob now lead nowhere
+    assert lands_with("postmaster@example.test") == "alice@example.test"
+    assert server.cli("alias", "list").stdout.splitlines()[:7] == [
+        "alias                    target              note",
+        "abuse@example.org        alice@example.test  built-in",
+        "abuse@example.test       alice@example.test  built-in",
+        "info@example.test        bob@example.org     leads nowhere: its mail is refused",
+        "postmaster@example.org   alice@example.test  built-in",
+        "postmaster@example.test  bob@example.org     leads nowhere: the built-in one",
+        "                                             takes its mail",
+    ]
+    assert listed()[-1] == ("postmaster@example.test", "alice@example.test", "built-in")
