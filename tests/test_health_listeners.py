@@ -35,6 +35,8 @@ def test_the_queue_says_how_much_waits_and_how_long() -> None:
     )
     young = queue.check(QueueCheckSettings(), Backlog(1, NOW - 300, None), NOW)
     assert (young.state, young.ja) == (State.OK, "送信待ちのメールが 1 通あり、最も古いものは 5 分待っています。")
+    one = queue.check(QueueCheckSettings(), Backlog(1, NOW - 60, None), NOW)
+    assert one.sentence == "1 message queued, the oldest for 1 minute."  # not "1 minutes" (issue 17)
 
 
 def certificate(path: Path, ends: float, key_path: Path | None = None) -> Path:
@@ -66,6 +68,8 @@ def test_the_certificate_says_when_it_ends(tmp_path: Path) -> None:
     assert soon is not None and soon.state == State.WARNING
     assert soon.sentence == "the certificate for mail.example.test expires on 2027-01-25, in 10 days."
     assert soon.ja == "mail.example.test の証明書は 2027-01-25 に期限が切れます（あと 10 日）。"
+    tomorrow = certs.check(CertsCheckSettings(), certificate(tmp_path / "tomorrow.pem", NOW + 86400), NOW)
+    assert tomorrow is not None and tomorrow.sentence.endswith(", in 1 day.")
     gone = certs.check(CertsCheckSettings(), certificate(tmp_path / "gone.pem", NOW - 86400), NOW)
     assert gone is not None and gone.state == State.CRITICAL
     assert gone.ja == "mail.example.test の証明書は 2027-01-14 に期限が切れました。"

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
 import sys
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from jitaku import config as config_module
-from jitaku import dns_records, log, provision
+from jitaku import dns_records, log, provision, table
 from jitaku.config import Config, ConfigError
 from jitaku.terminal import visible
+from jitaku.words import counted
 
 app = typer.Typer(
     add_completion=False,
@@ -73,12 +75,11 @@ def _print_json(rows: list[dict[str, Any]]) -> None:
     sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
 
 
-def _table(columns: list[str], rows: list[list[Any]]) -> None:
-    """Rows for a person: each cell one line, with whatever would steer the terminal spelled out."""
-    table = Table(*columns, box=None, header_style="bold")
-    for row in rows:
-        table.add_row(*(visible(str(cell)) if cell is not None else "" for cell in row))
-    console.print(table)
+def _table(
+    columns: list[str], rows: list[list[Any]], *, empty: str, whole: Collection[str] = (), below: str | None = None
+) -> None:
+    """Rows for a person, nothing cut at any width (jitaku.table); EMPTY, a sentence, when there are none."""
+    table.show(console, columns, rows, empty=empty, whole=whole, below=below)
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -195,7 +196,12 @@ def user_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) ->
     if as_json:
         _print_json([{"address": u.address, "admin": u.admin} for u in users])
     else:
-        _table(["address", "admin"], [[u.address, "yes" if u.admin else ""] for u in users])
+        _table(
+            ["address", "admin"],
+            [[u.address, u.admin] for u in users],
+            whole={"admin"},
+            empty="no users yet: jitaku user add ADDRESS",
+        )
 
 
 @user_app.command("admin")
@@ -213,14 +219,26 @@ def user_admin(
 
 
 @user_app.command("remove")
-def user_remove(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Remove a user and their mail."""
-    from jitaku.store import accounts
+def user_remove(
+    address: str,
+    data_dir: DirOption = DEFAULT_DIR,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete the user's mail without asking.")] = False,
+) -> None:
+    """Remove a user and their mail; with mail, only after a yes at the terminal, or with --yes."""
+    from jitaku.store import accounts, mailstore
 
-    config = _config(data_dir)
-    with _database(config).transaction() as connection:
-        accounts.remove_user(connection, _address(address))
-    console.print(f"removed {_address(address)}")
+    normalized = _address(address)
+    database = _database(_config(data_dir))
+    held = database.read_now(lambda connection: mailstore.messages_held(connection, normalized))
+    if held and not yes:  # it deleted years of mail at one mistyped address, without a word (issue 17)
+        has = f"{normalized} has {counted(held, 'message')}"
+        if not sys.stdin.isatty():
+            raise CliError(f"{has}; give --yes to remove the user and delete them (nothing changed)")
+        if not typer.confirm(f"{has}. Remove the user and delete them?", default=False, err=True):
+            raise CliError(f"nothing changed: {normalized} and its mail are kept")
+    with database.transaction() as connection:
+        accounts.remove_user(connection, normalized)
+    console.print(f"removed {normalized}" + (f" and {counted(held, 'message')}" if held else ""))
 
 
 @user_app.command("passwd")
@@ -256,14 +274,30 @@ def alias_add(alias: str, target: str, data_dir: DirOption = DEFAULT_DIR) -> Non
 
 @alias_app.command("list")
 def alias_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
-    """List aliases."""
+    """List aliases, with each domain's built-in postmaster@ and abuse@ where no alias of theirs leads."""
+    from jitaku.mail.policy import ROLE_ACCOUNTS, AliasRoute, alias_routes
     from jitaku.store import accounts
 
-    aliases = _database(_config(data_dir)).read_now(accounts.list_aliases)
+    config = _config(data_dir)
+    routes = alias_routes(_database(config).read_now(accounts.load_directory), config.settings.domains)
     if as_json:
-        _print_json([{"alias": a, "target": t} for a, t in aliases])
-    else:
-        _table(["alias", "target"], [[a, t] for a, t in aliases])
+        _print_json([dataclasses.asdict(route) for route in routes])
+        return
+
+    def note(route: AliasRoute) -> str | None:
+        if route.built_in:
+            return "built-in"
+        if not route.leads_nowhere:
+            return None
+        if route.alias.partition("@")[0] in ROLE_ACCOUNTS:
+            return "leads nowhere: the built-in one takes its mail"
+        return "leads nowhere: its mail is refused"
+
+    _table(
+        ["alias", "target", "note"],
+        [[route.alias, route.target, note(route)] for route in routes],
+        empty="no aliases yet: jitaku alias add ALIAS TARGET",
+    )
 
 
 @alias_app.command("remove")
@@ -291,7 +325,12 @@ def mailbox_list(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonO
     if as_json:
         _print_json([row.as_json() for row in rows])
     else:
-        _table(["uid", "date", "from", "subject", "size"], [[r.uid, r.date, r.sender, r.subject, r.size] for r in rows])
+        _table(
+            ["uid", "date", "from", "subject", "size"],
+            [[r.uid, r.date, r.sender, r.subject, r.size] for r in rows],
+            whole={"uid", "date", "size"},
+            empty=f"no mail in {normalized}'s INBOX",
+        )
 
 
 @mailbox_app.command("show")
@@ -324,8 +363,14 @@ def queue_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -
     if as_json:
         _print_json(rows)
     else:
-        columns = ["id", "sender", "recipients", "attempts", "next_attempt", "last_error"]
-        _table(columns, [[", ".join(r[c]) if c == "recipients" else r[c] for c in columns] for r in rows])
+        keys = ["id", "attempts", "next_attempt", "sender", "recipients", "last_error"]
+        _table(
+            [key.replace("_", " ") for key in keys],
+            [[row[key] for key in keys] for row in rows],
+            whole={"id", "attempts", "next attempt"},
+            below="last error",
+            empty="the queue is empty: nothing waits to be delivered",
+        )
 
 
 @queue_app.command("flush")
@@ -335,7 +380,7 @@ def queue_flush(data_dir: DirOption = DEFAULT_DIR) -> None:
 
     with _database(_config(data_dir)).transaction() as connection:
         count = queue.flush(connection, time.time())
-    console.print(f"{count} message(s) due now")
+    console.print(f"{counted(count, 'message')} due now")
 
 
 @queue_app.command("delete")

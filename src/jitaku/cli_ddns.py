@@ -54,8 +54,14 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
     if as_json:
         print_json(rows)
     else:
-        columns = ["name", "family", "provider", "address", "sent", "published", "published_at", "error"]
-        table(columns, [[row[column] for column in columns] for row in rows])
+        keys = ["name", "family", "provider", "address", "sent", "published", "published_at", "error"]
+        table(
+            [key.replace("_", " ") for key in keys],
+            [[row[key] for key in keys] for row in rows],
+            whole={"family", "published at"},
+            below="error",
+            empty="no [[ddns]] records in the config",
+        )
 
 
 @ddns_app.command("update")

@@ -36,7 +36,13 @@ def check(
     if as_json:
         print_json([result.as_json() for result in results])
     else:
-        table(["check", "state", "sentence"], [[r.check, str(r.state), r.sentence] for r in results])
+        table(
+            ["check", "state", "sentence"],
+            [[r.check, str(r.state), r.sentence] for r in results],
+            whole={"check", "state"},
+            empty=f"nothing to check: {', '.join(names or [])} {'does' if len(names or []) == 1 else 'do'} not apply"
+            " to this config",
+        )
     raise typer.Exit(int(worst(results)))
 
 

@@ -25,6 +25,7 @@ from jitaku.cli import (
 )
 from jitaku.cli import _print_json as print_json
 from jitaku.cli import _table as table
+from jitaku.words import counted, yes_no
 
 list_app = typer.Typer(no_args_is_help=True, help="Mailing lists.")
 
@@ -71,6 +72,24 @@ def delete(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
     console.print(f"deleted {_address(address)}")
 
 
+@list_app.command("list")
+def list_(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """Every list: address, name, members, posts and posts waiting for a moderator."""
+    from jitaku.store import lists
+
+    found = _database(_config(data_dir)).read_now(lists.summaries)
+    if as_json:
+        print_json(found)
+    else:
+        keys = ["address", "name", "members", "posts", "held"]
+        table(
+            keys,
+            [[summary[key] for key in keys] for summary in found],
+            whole={"members", "posts", "held"},
+            empty="no lists yet: jitaku list create LIST",
+        )
+
+
 @list_app.command("show")
 def show(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
     """A list's settings and counts."""
@@ -92,7 +111,19 @@ def show(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = 
     if as_json:
         print_json([shown])
     else:
-        table(["setting", "value"], [[key, value] for key, value in shown.items()])
+        table(
+            ["setting", "value"], [[key, _setting(value)] for key, value in shown.items()], whole={"setting"}, empty=""
+        )
+
+
+def _setting(value: object) -> object:
+    """A setting as a person reads it: one owner or refusing domain a line, "none" for none (not `['a@b']` or
+    `{}`, issue 17)."""
+    if isinstance(value, dict):
+        value = [f"{key} (score {score})" for key, score in value.items()]
+    if isinstance(value, list):
+        return value or "none"
+    return value
 
 
 @list_app.command("set")
@@ -150,21 +181,19 @@ def member(
     """Change one member's settings."""
     from jitaku.store import lists
 
-    values: dict[str, object] = {}
-    if self_copy is not None:
-        values["self_copy"] = self_copy
-    if digest is not None:
-        values["digest"] = digest
+    asked = {"self_copy": self_copy, "digest": digest, "enabled": enabled}
+    values: dict[str, object] = {key: value for key, value in asked.items() if value is not None}
     if enabled is not None:
         reason = None if enabled else "disabled by owner"
-        values.update(enabled=enabled, bounce_score=0.0, bounce_at=None, disabled_reason=reason)
+        values.update(bounce_score=0.0, bounce_at=None, disabled_reason=reason)
     if not values:
         raise CliError("nothing to change: give --self-copy/--no-self-copy, --enable/--disable or --digest/--no-digest")
     with _database(_config(data_dir)).transaction() as connection:
         found = lists.get_list(connection, _address(address))
         if not lists.set_member(connection, found.id, _address(member), **values):
             raise CliError(f"{_address(member)} is not a member of {found.address}")
-    console.print(f"{_address(member)}: " + ", ".join(f"{k} = {v}" for k, v in values.items()))
+    said = ", ".join(f"{key} = {yes_no(value)}" for key, value in asked.items() if value is not None)
+    console.print(f"{_address(member)}: {said}")
 
 
 @list_app.command("members")
@@ -190,6 +219,8 @@ def members(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
                 ]
                 for m in found
             ],
+            whole={"own posts", "bounces"},
+            empty=f"no members yet: jitaku list add {_address(address)} ADDRESS...",
         )
 
 
@@ -223,7 +254,8 @@ def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None
                 new, old = lists.add_members(connection, found.id, batch)
                 added, already = added + len(new), already + len(old)
                 progress.advance(task, len(batch))
-    console.print(f"imported {added} members into {found.address} ({already} were members already)")
+    were = "was a member" if already == 1 else "were members"
+    console.print(f"imported {counted(added, 'member')} into {found.address} ({already} {were} already)")
 
 
 @list_app.command("digest")
@@ -262,6 +294,8 @@ def held(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = 
         table(
             ["id", "received", "from", "subject", "reason"],
             [[h["id"], h["received"], h["from"], h["subject"], h["reason"]] for h in shown],
+            whole={"id", "received"},
+            empty=f"no posts to {_address(address)} wait for a moderator",
         )
 
 
@@ -315,4 +349,9 @@ def archive(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
     if as_json:
         print_json(shown)
     else:
-        table(["number", "date", "from", "subject"], [list(s.values()) for s in shown])
+        table(
+            ["number", "date", "from", "subject"],
+            [list(s.values()) for s in shown],
+            whole={"number", "date"},
+            empty=f"no posts to {_address(address)} yet",
+        )

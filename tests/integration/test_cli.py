@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.cells import cell_len
 
 from tests.conftest import JITAKU, Jitaku, RawSession, free_port, swaks, wait_until
 from tests.integration.test_outbound import direct_mx, dkim_results, submit
+from tests.screen import on_terminal, through_pipe
 from tests.test_dns_records import loaded
 
 
@@ -341,7 +343,15 @@ def test_users_list_remove_and_passwd(server: Jitaku) -> None:
         "alice@example.test",
     ).stdout
     assert "235 2.7.0" in out
-    server.cli("user", "remove", "bob@example.org")
+    wait_until(lambda: server.mailbox("bob@example.org"))
+    kept = server.cli("user", "remove", "bob@example.org", input="", check=False)  # no terminal to ask at
+    assert (kept.returncode, kept.stderr) == (
+        1,
+        "jitaku: bob@example.org has 1 message; give --yes to remove the user and delete them (nothing changed)\n",
+    )
+    assert len(server.mailbox("bob@example.org")) == 1
+    removed = server.cli("user", "remove", "bob@example.org", "--yes", input="")
+    assert removed.stdout == "removed bob@example.org and 1 message\n"
     assert "bob@example.org" not in server.cli("user", "list").stdout
     duplicate = server.cli("user", "add", "alice@example.test", "--password-stdin", input="another-pass\n", check=False)
     assert duplicate.returncode != 0 and "exists" in duplicate.stderr and "Traceback" not in duplicate.stderr
@@ -361,7 +371,7 @@ def test_an_alias_that_leads_nowhere_is_refused_in_one_line_and_postmaster_keeps
     ]:
         refused = server.cli("alias", "add", alias, target, check=False)
         assert (refused.returncode, refused.stderr) == (1, f"jitaku: {said}\n")
-    assert json.loads(server.cli("alias", "list", "--json").stdout) == []
+    assert not [row for row in json.loads(server.cli("alias", "list", "--json").stdout) if not row["built_in"]]
     sent = swaks(
         "--server", f"127.0.0.1:{server.smtp_port}", "--to", "postmaster@example.test", "--from", "x@remote.test"
     )
@@ -399,7 +409,7 @@ def test_list_commands_check_their_input_and_change_nothing_on_error(tmp_path: P
     assert (
         imported.returncode == 0
         and "imported 2 members" in imported.stdout
-        and "1 were members already" in imported.stdout
+        and "(1 was a member already)" in imported.stdout
     )
     bad = tmp_path / "bad.txt"
     bad.write_text("ok@example.jp\nnot an address\n")
@@ -588,3 +598,153 @@ def test_a_data_directory_that_is_a_link_is_the_owners_and_followed(tmp_path: Pa
         "tls",
         "web.secret",
     ]
+
+
+def test_mailbox_list_shows_whole_dates_and_every_word_at_80_and_40_columns_and_on_a_pipe(server: Jitaku) -> None:
+    """Rich cut the dates to `2025-03-04T09:15:42+…` at 80 columns, and on a pipe (issue 17)."""
+    head = (
+        b"From: =?UTF-8?B?5bGx55SwIOWkqumDjg==?= <yamada.taro@remote.example.jp>\r\nTo: alice@example.test\r\n"
+        b"Date: Tue, 04 Mar 2025 09:15:42 +0900\r\n"
+        b"Subject: Meeting notes for the spring operating session and the antenna party\r\n"
+    )
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data(sender="yamada.taro@remote.example.jp").startswith(b"354")
+        assert session.command(head + b"\r\nbody\r\n.").startswith(b"250")
+    (entry,) = server.mailbox("alice@example.test")
+    assert entry["date"] == "2025-03-04T09:15:42+09:00"
+    args = ("mailbox", "list", "alice@example.test", "--dir", str(server.dir))
+    for width in (80, 40):
+        for shown in (through_pipe(*args, width=width), on_terminal(*args, width=width)[1]):
+            assert all(cell_len(line) <= width for line in shown.splitlines()), shown
+            assert "…" not in shown and any(entry["date"] in line for line in shown.splitlines()), shown
+            words = shown.split()
+            assert set(entry["subject"].split()) <= set(words), shown
+            assert "山田" in words and "太郎" in words, shown
+    assert through_pipe(*args[:2], "bob@example.org", *args[3:], width=80) == "no mail in bob@example.org's INBOX\n"
+
+
+def test_every_listing_says_in_a_sentence_that_it_is_empty_and_json_is_an_empty_array(tmp_path: Path) -> None:
+    """A lone header row said nothing (issue 17)."""
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    assert run("list", "create", "sota@example.test", "--dir", str(data)).returncode == 0
+    for args, sentence in [
+        (("user", "list"), "no users yet: jitaku user add ADDRESS"),
+        (("alias", "list"), "no aliases yet: jitaku alias add ALIAS TARGET"),
+        (("queue", "list"), "the queue is empty: nothing waits to be delivered"),
+        (("list", "members", "sota@example.test"), "no members yet: jitaku list add sota@example.test ADDRESS..."),
+        (("list", "held", "sota@example.test"), "no posts to sota@example.test wait for a moderator"),
+        (("list", "archive", "sota@example.test"), "no posts to sota@example.test yet"),
+        (("ddns", "status"), "no [[ddns]] records in the config"),
+    ]:
+        said = run(*args, "--dir", str(data))
+        assert (said.returncode, said.stdout, said.stderr) == (0, sentence + "\n", ""), args
+        as_json = run(*args, "--json", "--dir", str(data))
+        assert (as_json.returncode, json.loads(as_json.stdout)) == (0, []), args
+    assert run("list", "delete", "sota@example.test", "--dir", str(data)).returncode == 0
+    assert run("list", "list", "--dir", str(data)).stdout == "no lists yet: jitaku list create LIST\n"
+    assert run("list", "list", "--json", "--dir", str(data)).stdout == "[]\n"
+    nothing = run("check", "relay", "--dir", str(data))
+    assert (nothing.returncode, nothing.stdout) == (0, "nothing to check: relay does not apply to this config\n")
+
+
+def test_list_show_and_members_print_addresses_one_a_line_and_every_setting_yes_or_no(tmp_path: Path) -> None:
+    """`list show` printed `['a@example.test']` and `{}`; `list members` said True where delivery said on
+    (issue 17)."""
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+
+    def jitaku(*args: str) -> str:
+        result = run(*args, "--dir", str(data), env={"COLUMNS": "80"})
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    jitaku("list", "create", "sota@example.test", "--owner", "kenji@example.jp", "--owner", "yuki@example.org")
+    jitaku("list", "add", "sota@example.test", "kenji@example.jp", "yuki@example.org")
+    shown = jitaku("list", "show", "sota@example.test").splitlines()
+    assert "owners            kenji@example.jp" in shown and "                  yuki@example.org" in shown
+    assert "refused_by        none" in shown
+    assert "'" not in "".join(shown) and "{}" not in "".join(shown)
+    said = jitaku("list", "member", "sota@example.test", "yuki@example.org", "--no-self-copy", "--disable")
+    assert said == "yuki@example.org: self_copy = no, enabled = no\n"
+    assert jitaku("list", "members", "sota@example.test").splitlines() == [
+        "address           delivery                 own posts  bounces",
+        "kenji@example.jp  on                       yes        0",
+        "yuki@example.org  off (disabled by owner)  no         0",
+    ]
+    for user in ("alice@example.test", "bob@example.test"):
+        assert (
+            run("user", "add", user, "--password-stdin", "--dir", str(data), input="secret-password\n").returncode == 0
+        )
+    assert jitaku("user", "list").splitlines() == [
+        "address             admin",
+        "alice@example.test  yes",
+        "bob@example.test    no",
+    ]
+
+
+def test_user_remove_asks_at_the_terminal_before_it_deletes_mail(server: Jitaku) -> None:
+    """It deleted a user's mail without a word (issue 17)."""
+    with RawSession(server.smtp_port) as session:
+        assert session.start_data(recipient="bob@example.org").startswith(b"354")
+        assert session.command(b"Subject: keep me\r\n\r\nbody\r\n.").startswith(b"250")
+    wait_until(lambda: server.mailbox("bob@example.org"))
+    args = ("user", "remove", "Bob@example.org", "--dir", str(server.dir))
+    question = b"bob@example.org has 1 message. Remove the user and delete them? [y/N]: "
+    code, shown = on_terminal(*args, answer=(question, b"n\r"))
+    assert code == 1 and shown.endswith("jitaku: nothing changed: bob@example.org and its mail are kept\n"), shown
+    assert [entry["subject"] for entry in server.mailbox("bob@example.org")] == ["keep me"]
+    code, shown = on_terminal(*args, answer=(question, b"\x04"))  # Ctrl-D: no answer is no
+    assert code == 2 and "nothing changed" in shown and len(server.mailbox("bob@example.org")) == 1, shown
+    code, shown = on_terminal(*args, answer=(question, b"y\r"))
+    assert (code, shown.splitlines()[-1]) == (0, "removed bob@example.org and 1 message"), shown
+    assert [user["address"] for user in json.loads(server.cli("user", "list", "--json").stdout)] == [
+        "alice@example.test"
+    ]
+    server.add_user("carol@example.test")  # no mail: nothing to lose, nothing to ask
+    assert server.cli("user", "remove", "carol@example.test", input="").stdout == "removed carol@example.test\n"
+
+
+def test_alias_list_shows_the_built_in_postmaster_and_abuse_and_where_their_mail_goes(server: Jitaku) -> None:
+    """They exist at every domain (RFC 2142) and went to the first user, but `alias list` did not show them
+    (issue 17). What it shows is where mail to them really lands."""
+
+    def listed() -> list[tuple[str, str, str]]:
+        rows = json.loads(server.cli("alias", "list", "--json").stdout)
+        assert all(set(row) == {"alias", "target", "built_in", "leads_nowhere"} for row in rows)
+        return [
+            (row["alias"], row["target"], "built-in" if row["built_in"] else "nowhere" if row["leads_nowhere"] else "")
+            for row in rows
+        ]
+
+    def lands_with(address: str) -> str:
+        users = [user["address"] for user in json.loads(server.cli("user", "list", "--json").stdout)]
+        before = {user: len(server.mailbox(user)) for user in users}
+        sent = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", address, "--from", "x@remote.test")
+        assert "250 2.0.0" in sent.stdout, sent.stdout
+        return wait_until(lambda: [user for user, count in before.items() if len(server.mailbox(user)) > count])[0]
+
+    assert listed() == [
+        ("abuse@example.org", "alice@example.test", "built-in"),
+        ("abuse@example.test", "alice@example.test", "built-in"),
+        ("postmaster@example.org", "alice@example.test", "built-in"),
+        ("postmaster@example.test", "alice@example.test", "built-in"),
+    ]
+    assert lands_with("abuse@example.org") == "alice@example.test"
+    server.cli("alias", "add", "postmaster@example.test", "bob@example.org")
+    server.cli("alias", "add", "info@example.test", "bob@example.org")
+    assert ("postmaster@example.test", "bob@example.org", "") in listed()
+    assert ("postmaster@example.test", "alice@example.test", "built-in") not in listed()  # the alias overrides it
+    assert lands_with("postmaster@example.test") == "bob@example.org"
+    server.cli("user", "remove", "bob@example.org", "--yes")  # the aliases to bob now lead nowhere
+    assert lands_with("postmaster@example.test") == "alice@example.test"
+    assert server.cli("alias", "list").stdout.splitlines()[:7] == [
+        "alias                    target              note",
+        "abuse@example.org        alice@example.test  built-in",
+        "abuse@example.test       alice@example.test  built-in",
+        "info@example.test        bob@example.org     leads nowhere: its mail is refused",
+        "postmaster@example.org   alice@example.test  built-in",
+        "postmaster@example.test  bob@example.org     leads nowhere: the built-in one",
+        "                                             takes its mail",
+    ]
+    assert listed()[-1] == ("postmaster@example.test", "alice@example.test", "built-in")

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from dnslib import DNSError
 
 from tests.conftest import Jitaku, Sink, free_port, swaks, wait_until
+from tests.screen import on_terminal, through_pipe
 
 VERIFIER = Path(__file__).with_name("dkim_verify.pl")
 ALICE = ("--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "secret-password")
@@ -169,7 +171,7 @@ def test_queue_list_flush_and_delete(server: Jitaku, dns_zone, sink_factory) -> 
     submit(server, "dave@remote.test")
     entry = wait_until(lambda: [e for e in server.queue() if e["attempts"] == 1])[0]
     assert set(entry) == {"id", "sender", "recipients", "attempts", "next_attempt", "last_error"}
-    assert server.cli("queue", "flush").returncode == 0
+    assert server.cli("queue", "flush").stdout == "1 message due now\n"  # not "1 message(s)"
     wait_until(lambda: server.queue()[0]["attempts"] == 2, timeout=5)  # the daemon noticed within seconds
     assert entry["id"] in server.cli("queue", "list").stdout
     server.cli("queue", "delete", entry["id"])
@@ -313,3 +315,46 @@ def test_relayhost_credentials_are_never_sent_without_tls(server: Jitaku, dns_zo
     entry = wait_until(lambda: [e for e in server.queue() if e["attempts"] >= 1])[0]
     assert "STARTTLS" in entry["last_error"], entry
     assert sink.messages() == []
+
+
+def test_queue_list_says_why_in_words_whole_at_80_and_40_columns(
+    server: Jitaku, dns_zone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`queue list` showed `[Errno 111] Connect call failed ('127.0.0.1', 25)` and `LifetimeTimeout`, cut with
+    "…" at 80 columns (issue 17). Real peers: a closed port, a DNS server that never answers for one domain,
+    and one that has never heard of another."""
+    zone, _ = dns_zone
+    zone.add("refused.test. 300 IN MX 10 mx.refused.test.")
+    zone.add("mx.refused.test. 300 IN A 127.0.0.1")
+    answer = zone.resolve
+
+    def silent_for_slow_test(request: Any, handler: Any) -> Any:
+        if str(request.q.qname).endswith("slow.test."):
+            raise DNSError("no answer, as from a server that is down")
+        return answer(request, handler)
+
+    monkeypatch.setattr(zone, "resolve", silent_for_slow_test)
+    closed = free_port()
+    server.settings["delivery"] = {"port": closed}  # nothing listens: connection refused
+    server.settings["queue"] = {"retry_min": 3600, "retry_max": 7200}  # one attempt each, then a steady queue
+    server.write_config()
+    server.restart()
+    for to in ("dave@refused.test", "erin@slow.test", "frank@nowhere.test"):
+        submit(server, to)
+    queued = wait_until(lambda: [e for e in server.queue() if e["attempts"]][1:] and server.queue(), timeout=40)
+    errors = {entry["recipients"][0]: entry["last_error"] for entry in queued}
+    assert errors == {
+        "dave@refused.test": f"4.4.1 connection refused by mx.refused.test (127.0.0.1, port {closed})",
+        "erin@slow.test": "4.4.3 DNS did not answer in time for slow.test MX",
+    }
+    args = ("queue", "list", "--dir", str(server.dir))
+    for shown in (through_pipe(*args, width=80), through_pipe(*args, width=40), on_terminal(*args, width=80)[1]):
+        assert "…" not in shown and "Errno" not in shown and "LifetimeTimeout" not in shown, shown
+        for entry in queued:
+            assert any(entry["next_attempt"] in line for line in shown.splitlines()), shown
+            assert entry["last_error"] in " ".join(shown.split()), shown
+    assert 'detail="ConnectionRefusedError(111, ' in server.log() and "LifetimeTimeout(" in server.log()
+    # a domain DNS has never heard of is final: the bounce says so in the same words
+    bounce = wait_until(lambda: server.mailbox("alice@example.test"))
+    text = server.message("alice@example.test", bounce[0]["uid"]).decode()
+    assert "<frank@nowhere.test>: (5.1.2 nowhere.test does not exist in DNS)" in text

@@ -12,6 +12,7 @@ from cryptography import x509
 from jitaku.config import CertsCheckSettings, Settings
 from jitaku.health.result import Result, State
 from jitaku.health.services import TIMEOUT, local, reading_context
+from jitaku.words import counted
 
 
 def _names(cert: x509.Certificate) -> str:
@@ -101,7 +102,7 @@ def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float) -> 
         return Result(
             "certs",
             state,
-            f"{about} expires on {when}, in {days:.0f} days.",
+            f"{about} expires on {when}, in {counted(days, 'day')}.",
             metrics,
             ja=f"{about_ja}は {when} に期限が切れます（あと {days:.0f} 日）。",
         )

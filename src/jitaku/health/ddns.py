@@ -10,6 +10,7 @@ from typing import NamedTuple
 from jitaku.config import Settings
 from jitaku.health.result import Result, State
 from jitaku.store.ddns import State as RecordState
+from jitaku.words import counted
 
 STALE_ROUNDS = 10  # rounds the updater may miss before its silence is news in itself
 
@@ -29,7 +30,7 @@ def _judge(label: str, state: RecordState | None, now: float, stale_after: float
         minutes = int(now - state.address_at) // 60
         return Verdict(
             State.WARNING,
-            f"the updater has not checked {label} for {minutes} minutes",
+            f"the updater has not checked {label} for {counted(minutes, 'minute')}",
             f"DDNS の更新処理が {label} を {minutes} 分間確認していません",
         )
     if state.fatal:

@@ -8,6 +8,7 @@ import time
 from jitaku.config import DiskAgeCheckSettings
 from jitaku.health.result import Result, State, not_watching
 from jitaku.health.smartctl import Drive
+from jitaku.words import counted
 
 HOURS_PER_YEAR = 8766.0
 
@@ -32,7 +33,9 @@ def check(settings: DiskAgeCheckSettings, drives: list[Drive], now: float) -> Re
             )
         elif left <= settings.warn_days * 24:
             by = time.strftime("%Y-%m-%d", time.gmtime(now + left * 3600))
-            warnings.append(f"{drive} has run {hours:,} hours ({years}) of an expected {life:,.0f}; replace it by {by}")
+            warnings.append(
+                f"{drive} has run {counted(hours, 'hour')} ({years}) of an expected {life:,.0f}; replace it by {by}"
+            )
             warnings_ja.append(
                 f"{drive.ja} は想定 {life:,.0f} 時間のうち {hours:,} 時間（{years_ja}）稼働しました。"
                 f"{by} までに交換してください"

@@ -6,12 +6,13 @@ from __future__ import annotations
 from jitaku.config import QueueCheckSettings
 from jitaku.health.result import Result, State
 from jitaku.store.queue import Backlog
+from jitaku.words import counted
 
 
 def _duration(seconds: float) -> tuple[str, str]:
     if seconds >= 7200:
-        return f"{seconds / 3600:.0f} hours", f"{seconds / 3600:.0f} 時間"
-    return f"{seconds / 60:.0f} minutes", f"{seconds / 60:.0f} 分"
+        return counted(seconds / 3600, "hour"), f"{seconds / 3600:.0f} 時間"
+    return counted(seconds / 60, "minute"), f"{seconds / 60:.0f} 分"
 
 
 def check(settings: QueueCheckSettings, backlog: Backlog, now: float) -> Result:
@@ -20,7 +21,7 @@ def check(settings: QueueCheckSettings, backlog: Backlog, now: float) -> Result:
     if not backlog.size:
         return Result("queue", State.OK, "the outbound queue is empty.", metrics, ja="送信キューは空です。")
     duration, duration_ja = _duration(age)
-    waiting = f"{backlog.size} message{'s' if backlog.size != 1 else ''} queued, the oldest for {duration}"
+    waiting = f"{counted(backlog.size, 'message')} queued, the oldest for {duration}"
     waiting_ja = f"送信待ちのメールが {backlog.size} 通あり、最も古いものは {duration_ja}待っています"
     why, why_ja = (f" ({backlog.oldest_error})", f"（{backlog.oldest_error}）") if backlog.oldest_error else ("", "")
     if age >= settings.critical_age:

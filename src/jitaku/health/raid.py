@@ -12,6 +12,7 @@ from typing import NamedTuple
 from jitaku.config import RaidCheckSettings
 from jitaku.health import disks
 from jitaku.health.result import Result, State, not_watching
+from jitaku.words import counted
 
 REBUILDING = ("recovery", "resync", "reshape")
 ACTIONS_JA = {
@@ -129,7 +130,7 @@ def _eta(progress: Progress) -> tuple[str, str]:
     text, ja = f"{progress.percent:g}% done", f"{progress.percent:g}% 完了"
     if progress.finish_minutes is not None:
         minutes = progress.finish_minutes
-        text += f", about {minutes:.0f} minutes left" if minutes >= 1 else ", less than a minute left"
+        text += f", about {counted(minutes, 'minute')} left" if minutes >= 1 else ", less than a minute left"
         ja += f"、残り約 {minutes:.0f} 分" if minutes >= 1 else "、残り 1 分未満"
     if progress.speed_kib is not None:
         text += f" at {progress.speed_kib / 1024:.0f} MiB/s"

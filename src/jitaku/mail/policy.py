@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jitaku.config import Settings
@@ -85,16 +86,8 @@ class Policy:
         return Accepted(target, None)
 
     def resolve(self, directory: accounts.Directory, recipient: str) -> str | None:
-        """Follow aliases from a local RECIPIENT to a local user or a remote address.
-
-        A role account whose aliases lead nowhere (to a user since removed, or round a loop an older jitaku
-        accepted) still reaches the first user: postmaster@ must never refuse mail (RFC 5321 §4.5.1)."""
-        chain = directory.follow(recipient, self._settings.domains)
-        if chain.lands:
-            return chain.end
-        if recipient.partition("@")[0] in ROLE_ACCOUNTS:
-            return directory.first_user
-        return None
+        """Follow aliases from a local RECIPIENT to a local user or a remote address (see `resolve`)."""
+        return resolve(directory, self._settings.domains, recipient)
 
     async def local_mailboxes(self, addresses: list[str]) -> dict[str, str]:
         """The local user each of ADDRESSES lands with, for those that land here (a list's local members)."""
@@ -118,6 +111,45 @@ class Policy:
         if self.resolve(await self._current(), candidate) == user:
             return True
         return self.resolve(await self._current(fresh=True), candidate) == user
+
+
+def resolve(directory: accounts.Directory, domains: Sequence[str], recipient: str) -> str | None:
+    """Where mail to a local RECIPIENT goes: a local user or a remote address, or None (refused).
+
+    A role account whose aliases lead nowhere (to a user since removed, or round a loop an older jitaku
+    accepted) still reaches the first user: postmaster@ must never refuse mail (RFC 5321 §4.5.1)."""
+    chain = directory.follow(recipient, domains)
+    if chain.lands:
+        return chain.end
+    if recipient.partition("@")[0] in ROLE_ACCOUNTS:
+        return directory.first_user
+    return None
+
+
+@dataclass(frozen=True)
+class AliasRoute:
+    """An address that forwards, as `jitaku alias list` shows it."""
+
+    alias: str
+    target: str
+    built_in: bool = False  # a role account no alias of its own leads anywhere: the first user gets its mail
+    leads_nowhere: bool = False  # an alias whose chain ends at no user, list or remote address (a removed user)
+
+
+def alias_routes(directory: accounts.Directory, domains: Sequence[str]) -> list[AliasRoute]:
+    """Every alias added, and each domain's postmaster@ and abuse@ wherever `resolve` sends them without one:
+    `alias list` showed neither, so nobody could tell where postmaster@'s mail went (issue 17)."""
+    found = [
+        AliasRoute(alias, target, leads_nowhere=not directory.follow(alias, domains).lands)
+        for alias, target in directory.aliases.items()
+    ]
+    for domain in domains:
+        for role in ROLE_ACCOUNTS:
+            address = f"{role}@{domain}"
+            target = resolve(directory, domains, address)
+            if target is not None and not directory.follow(address, domains).lands:
+                found.append(AliasRoute(address, target, built_in=True))
+    return sorted(found, key=lambda route: (route.alias, route.built_in))
 
 
 def list_role(directory: accounts.Directory, recipient: str) -> tuple[str, str] | None:

@@ -95,9 +95,8 @@ class Queue:
                     )
                 except Exception as error:  # a bug in delivery must not take the queue down: retry later
                     log.event("delivery_crashed", queue_id=message.id, error=repr(error))
-                    outcomes = [
-                        Outcome(r, False, False, f"4.3.0 internal error: {error!r}") for r in message.recipients
-                    ]
+                    reply = "4.3.0 a fault in jitaku stopped the delivery (the log has it: event=delivery_crashed)"
+                    outcomes = [Outcome(r, False, False, reply, detail=repr(error)) for r in message.recipients]
                 await self._record(message, outcomes, time.time() - started)
         except Exception as error:
             log.event("queue_error", queue_id=message.id, error=repr(error))
@@ -156,6 +155,7 @@ class Queue:
                 delay=delay,
                 expired=expired or None,
                 reply=outcome.reply,
+                detail=outcome.detail,
                 notified=f"<{sender}>" if (sender := self._sender_of(message, outcome.recipient)) else NOBODY,
             )
         for outcome in outcomes:
@@ -170,6 +170,7 @@ class Queue:
                     attempts=message.attempts + 1,
                     next_attempt=f"{next_attempt - now:.0f}s",
                     reply=outcome.reply,
+                    detail=outcome.detail,
                 )
 
     @staticmethod

@@ -19,6 +19,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
+from jitaku import failures
 from jitaku.config import RelaySettings
 from jitaku.store.queue import Personal
 
@@ -30,12 +31,13 @@ class Outcome:
     recipient: str
     delivered: bool
     permanent: bool
-    reply: str  # the remote server's words, e.g. "550 5.1.1 User unknown", or what went wrong
+    reply: str  # the remote server's words, e.g. "550 5.1.1 User unknown", or what went wrong in words
     host: str | None = None  # the server that said it
     # The server refused the whole session, not this recipient: its greeting, EHLO or MAIL, or the same
     # words for every recipient (a provider's 5.7.1 block of our address). A list counts it once for the
     # domain instead of once against every member there.
     session_wide: bool = False
+    detail: str | None = None  # the exception behind REPLY, for the log only
 
 
 class Transport(Protocol):
@@ -49,12 +51,20 @@ class Transport(Protocol):
 class DeliveryError(Exception):
     """Reaching a server failed before any recipient was answered."""
 
-    def __init__(self, reply: str, permanent: bool, host: str | None = None, unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        reply: str,
+        permanent: bool,
+        host: str | None = None,
+        unreachable: bool = False,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(reply)
         self.reply = reply
         self.permanent = permanent
         self.host = host
         self.unreachable = unreachable  # no TCP connection at all: another address may do
+        self.detail = detail  # the exception behind REPLY, for the log (failures.detail)
 
 
 @dataclass(frozen=True)
@@ -72,17 +82,20 @@ async def addresses(name: str) -> list[str]:
         pass
     resolver = dns.asyncresolver.get_default_resolver()
     found: list[str] = []
-    failures = 0
+    failed: list[tuple[str, dns.exception.DNSException]] = []
     for rdtype in ("A", "AAAA"):
         try:
             answer = await resolver.resolve(name, rdtype)
             found.extend(str(record) for record in answer)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             pass
-        except dns.exception.DNSException:
-            failures += 1
-    if not found and failures:
-        raise DeliveryError(f"4.4.3 DNS lookup of {name} failed", permanent=False)
+        except dns.exception.DNSException as error:
+            failed.append((rdtype, error))
+    if not found and failed:
+        rdtype, first = failed[0]
+        raise DeliveryError(
+            f"4.4.3 {failures.lookup(first, name, rdtype)}", permanent=False, detail=failures.detail(first)
+        )
     return found
 
 
@@ -95,10 +108,11 @@ async def _connect(endpoint: Endpoint, port: int, timeout: float) -> socket.sock
     except (TimeoutError, OSError) as error:
         sock.close()
         raise DeliveryError(
-            f"4.4.1 connect to {endpoint.name}[{endpoint.address}]:{port}: {error or 'timed out'}",
+            f"4.4.1 {failures.network(error, failures.peer(endpoint.name, endpoint.address, port), timeout)}",
             permanent=False,
             host=endpoint.name,
             unreachable=True,
+            detail=failures.detail(error),
         ) from None
     return sock
 
@@ -179,8 +193,9 @@ async def _transactions(
             if not outcomes:
                 raise
             # the session broke after some copies went: keep their results, retry the rest later
-            reply = f"4.4.2 conversation with {host} failed: {error}"
-            outcomes += [Outcome(r, False, False, reply, host) for r, _ in own_copies[index:]]
+            reply = f"4.4.2 {failures.network(error, host, client.timeout or 0)}"
+            broken = Outcome(recipient, False, False, reply, host, detail=failures.detail(error))
+            outcomes += [replace(broken, recipient=r) for r, _ in own_copies[index:]]
             break
     return outcomes
 
@@ -226,8 +241,9 @@ async def _session(
                     await client.starttls(server_hostname=endpoint.name, validate_certs=hop.verify)
                 except (aiosmtplib.SMTPException, OSError) as error:
                     if hop.require_tls:
+                        why = failures.network(error, endpoint.name, hop.timeout)
                         raise DeliveryError(
-                            f"4.7.5 STARTTLS with {endpoint.name} failed: {error}", False, endpoint.name
+                            f"4.7.5 {why} (STARTTLS)", False, endpoint.name, detail=failures.detail(error)
                         ) from None
                     # opportunistic TLS (RFC 7435): a broken STARTTLS means start again in the clear
                     client.close()
@@ -258,7 +274,8 @@ async def _session(
     except aiosmtplib.SMTPResponseException as error:
         raise DeliveryError(_reply(error), permanent=error.code >= 500, host=endpoint.name) from None
     except (aiosmtplib.SMTPException, OSError) as error:
-        raise DeliveryError(f"4.4.2 conversation with {endpoint.name} failed: {error}", False, endpoint.name) from None
+        why = failures.network(error, endpoint.name, hop.timeout)
+        raise DeliveryError(f"4.4.2 {why}", False, endpoint.name, detail=failures.detail(error)) from None
     finally:
         client.close()
 
@@ -266,7 +283,10 @@ async def _session(
 def _failed(recipients: Sequence[str], error: DeliveryError) -> list[Outcome]:
     """Every recipient's outcome when the session failed as a whole; one with a server (error.host) is
     session-wide, one without (no such domain, a null MX) is about the recipients' addresses."""
-    return [Outcome(r, False, error.permanent, error.reply, error.host, error.host is not None) for r in recipients]
+    return [
+        Outcome(r, False, error.permanent, error.reply, error.host, error.host is not None, error.detail)
+        for r in recipients
+    ]
 
 
 class RelayTransport:
@@ -350,12 +370,15 @@ async def mx_hosts(domain: str) -> list[str]:
     resolver = dns.asyncresolver.get_default_resolver()
     try:
         answer = await resolver.resolve(domain, "MX")
-    except dns.resolver.NXDOMAIN:
-        raise DeliveryError(f"5.1.2 domain {domain} does not exist", permanent=True) from None
     except dns.resolver.NoAnswer:
         return [domain]
     except dns.exception.DNSException as error:
-        raise DeliveryError(f"4.4.3 MX lookup for {domain} failed: {error.__class__.__name__}", False) from None
+        permanent = isinstance(error, dns.resolver.NXDOMAIN)  # RFC 3463 X.1.2: bad destination system address
+        raise DeliveryError(
+            f"{'5.1.2' if permanent else '4.4.3'} {failures.lookup(error, domain, 'MX')}",
+            permanent,
+            detail=failures.detail(error),
+        ) from None
     records = sorted(answer, key=lambda record: record.preference)
     if len(records) == 1 and str(records[0].exchange) == ".":
         raise DeliveryError(f"5.1.10 {domain} accepts no mail (null MX, RFC 7505)", permanent=True)

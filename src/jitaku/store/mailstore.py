@@ -778,3 +778,16 @@ def message_counts(connection: Connection) -> list[tuple[str, int]]:
         .order_by(users.c.id)
     )
     return [(row[0], int(row[1])) for row in rows]
+
+
+def messages_held(connection: Connection, address: str) -> int:
+    """How many messages the user's folders hold, all of them: what removing the user would delete (0 for an
+    address that is no user)."""
+    return int(
+        connection.execute(
+            sql_select(func.count(messages.c.id))
+            .select_from(messages.join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id))
+            .join(users, users.c.id == mailbox_table.c.user_id)
+            .where(users.c.address == address.lower())
+        ).scalar_one()
+    )
