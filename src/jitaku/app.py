@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from jitaku import log, ports, resolver
 from jitaku.config import Config, Listen
-from jitaku.connections import AcceptErrors, ConnectionLimit, limited, open_files_limit, raise_open_files_limit
+from jitaku.connections import (
+    AcceptErrors,
+    ConnectionLimit,
+    OpenSessions,
+    limited,
+    open_files_limit,
+    raise_open_files_limit,
+)
 from jitaku.errors import ServeError
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
@@ -133,15 +140,19 @@ def run(config: Config) -> None:
             children.append(pid)
         asyncio.run(serve(config, bound, children, web, access))
     finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        _terminate(children)
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         for sock in [item.sock for item in bound + access] + web:
             sock.close()
         ports.forget(config.data_dir)
+
+
+def _terminate(children: list[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _unmap_large_blocks() -> None:
@@ -283,13 +294,16 @@ async def _run(
     }
     spooler = Spooler(config.data_dir)
     limits = _limits(config)
+    sessions = OpenSessions()
     servers: list[asyncio.Server] = []
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     try:
         for item in bound:
             name = item.listener.name
-            factory = protocol_factory(handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name])
+            factory = protocol_factory(
+                handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name], sessions
+            )
             implicit = item.listener.implicit_tls
             servers.append(
                 await loop.create_server(
@@ -330,6 +344,7 @@ async def _run(
                         functools.partial(handle, implicit_tls=implicit),
                         limits[item.listener.name],
                         REFUSALS[protocol],
+                        sessions,
                     ),
                     sock=item.sock,
                     ssl=tls_context if implicit else None,
@@ -368,10 +383,17 @@ async def _run(
             if web:
                 tasks.create_task(_web(config, database, authenticator, web, stop, limits["web"]))
             await stop.wait()
+            _terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
             for task in background:
                 task.cancel()
+            # Before the goodbyes: the health monitor may be probing our own listeners, and a probe that read a
+            # goodbye for a greeting would record, and alert, a failure of ours.
+            await asyncio.wait(background)
+            for server in servers:
+                server.close()  # no new sessions
+            ended = await sessions.end()
         await tally.flush()
-        log.event("stopped", pid=os.getpid(), hostname=hostname)
+        log.event("stopped", pid=os.getpid(), hostname=hostname, sessions_ended=ended)
         if children is not None and len(children) < settings.smtp.workers - 1:
             raise ServeError("an SMTP worker process died; stopped everything (see the log)")
     finally:
