@@ -433,10 +433,11 @@ def on_disk(jitaku_factory: Any, disk: Path) -> Jitaku:
 def fill(disk: Path) -> Path:
     """A file that takes the room left on DISK; unlink it to make room again."""
     filler = disk / "filler"
-    with open(filler, "wb") as writing, contextlib.suppress(OSError):
+    # unbuffered: a buffered file kept the part of its last write the disk had no room for, and its close raised
+    # ENOSPC past the suppress, whenever the room left was not a multiple of 64 KiB
+    with open(filler, "wb", buffering=0) as writing, contextlib.suppress(OSError):
         while True:
             writing.write(b"\0" * (64 * 1024))
-            writing.flush()
     return filler
 
 
