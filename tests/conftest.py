@@ -30,12 +30,17 @@ import pytest
 from dnslib import QTYPE, RR, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
+from jitaku.ports import SECTIONS
+
 JITAKU = [sys.executable, "-m", "jitaku"]
 
 
-# Ports for our servers come from below the kernel's ephemeral range (32768-60999 by default), where no client
-# socket is ever given one: a port picked by binding port 0 could be taken by some test's outgoing connection
-# (the attack tests open a thousand) before the daemon binds it. Each xdist worker has a block of its own.
+# Ports for the peers a test starts (DNS, smtp-sink, Dovecot), and for a jitaku listener a test must name before
+# the daemon starts, come from below the kernel's ephemeral range (32768-60999 by default), where no client socket
+# is ever given one: a port picked by binding port 0 could be taken by some test's outgoing connection (the attack
+# tests open a thousand) before the peer binds it. Each xdist worker has a block of its own. Picked here and bound
+# there, a port can still be taken in between (by another run of the suite): jitaku's own listeners bind port 0
+# and say what they got in ports.json, which leaves no gap.
 PORT_BLOCK = 2000
 _next_port = itertools.count(random.randrange(PORT_BLOCK))  # two test runs at once start apart
 
@@ -209,29 +214,35 @@ def _toml_table(values: dict[str, Any], section: list[str]) -> list[str]:
     return lines
 
 
+def port_of(address: str) -> int:
+    """The port of "host:port" or "[v6]:port"."""
+    return int(address.rpartition(":")[2])
+
+
 class Jitaku:
-    """One jitaku data directory and, while started, its `jitaku serve` process."""
+    """One jitaku data directory and, while started, its `jitaku serve` process.
+
+    Its listeners bind port 0; `start` reads the ports they got from DIR/ports.json, and `smtp_port`,
+    `imap_port` and the rest say them from then on. A test that must name a port before the start (in
+    another server's config, say) asks `fixed_port` for one.
+    """
 
     def __init__(self, data_dir: Path, dns_port: int | None, prepared: Path | None = None) -> None:
         self.dir = data_dir
         self.prepared = prepared
-        self.smtp_port = free_port()
-        self.submission_port = free_port()
-        self.web_port = free_port()
-        self.pop3_port = free_port()
-        self.imap_port = free_port()
         self.settings: dict[str, Any] = {
             "hostname": "mail.example.test",
             "domains": ["example.test", "example.org"],
-            "smtp": {"listen": [f"127.0.0.1:{self.smtp_port}"]},
-            "submission": {"listen": [f"127.0.0.1:{self.submission_port}"]},
-            "web": {"listen": [f"127.0.0.1:{self.web_port}"]},
-            "pop3": {"listen": [f"127.0.0.1:{self.pop3_port}"]},
-            "imap": {"listen": [f"127.0.0.1:{self.imap_port}"]},
+            "smtp": {"listen": ["127.0.0.1:0"]},
+            "submission": {"listen": ["127.0.0.1:0"]},
+            "web": {"listen": ["127.0.0.1:0"]},
+            "pop3": {"listen": ["127.0.0.1:0"]},
+            "imap": {"listen": ["127.0.0.1:0"]},
             "queue": {"retry_min": 1, "retry_max": 2},
         }
         if dns_port:
             self.settings["dns"] = {"nameservers": [f"127.0.0.1:{dns_port}"]}
+        self.listening: dict[str, list[str]] = {}  # ports.json of the last start: listener name -> "host:port"s
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "serve.log"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -239,6 +250,44 @@ class Jitaku:
 
     def write_config(self) -> None:
         write_config(self.dir / "jitaku.toml", self.settings)
+
+    def port(self, listener: str) -> int:
+        """The port of LISTENER's first address ("mx", "imap", "pop3s", ...): where the daemon last started got
+        it, else as the config fixes it."""
+        if self.listening.get(listener):
+            return port_of(self.listening[listener][0])
+        configured = self.settings.get(SECTIONS[listener], {}).get("listen") or ["?:0"]
+        fixed = port_of(configured[0])
+        assert fixed, f"{listener} listens on a port the daemon picks when it starts: ask fixed_port() before"
+        return fixed
+
+    def fixed_port(self, listener: str) -> int:
+        """A port chosen now for LISTENER (on 127.0.0.1) and written to the config, for a test that must name it
+        before the start."""
+        port = free_port()
+        self.settings.setdefault(SECTIONS[listener], {})["listen"] = [f"127.0.0.1:{port}"]
+        self.write_config()
+        return port
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port("mx")
+
+    @property
+    def submission_port(self) -> int:
+        return self.port("submission")
+
+    @property
+    def web_port(self) -> int:
+        return self.port("web")
+
+    @property
+    def pop3_port(self) -> int:
+        return self.port("pop3")
+
+    @property
+    def imap_port(self) -> int:
+        return self.port("imap")
 
     def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
@@ -273,12 +322,16 @@ class Jitaku:
         self.cli("user", "add", address, "--password-stdin", input=password + "\n")
 
     def start(self) -> None:
+        ports = self.dir / "ports.json"
+        ports.unlink(missing_ok=True)  # the daemon removes it too, but this test could read it before then
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen([*JITAKU, "serve", "--dir", str(self.dir)], stdout=log, stderr=log)
+        process = self.process
         try:
-            wait_for_port(self.smtp_port)
-            wait_for_port(self.submission_port)
-        except TimeoutError:
+            # written once every listener is bound and listening: a client may connect from then on
+            wait_until(lambda: ports.exists() or process.poll() is not None, timeout=30, interval=0.05)
+            self.listening = json.loads(ports.read_text())
+        except (AssertionError, OSError):
             self.stop()
             raise AssertionError("jitaku serve did not start:\n" + self.log()) from None
 
@@ -382,11 +435,11 @@ def on_disk(jitaku_factory: Any, disk: Path) -> Jitaku:
 def fill(disk: Path) -> Path:
     """A file that takes the room left on DISK; unlink it to make room again."""
     filler = disk / "filler"
-    # the close too may fail (ENOSPC on what the last flush left buffered): suppressed as well
-    with contextlib.suppress(OSError), open(filler, "wb") as writing:
+    # unbuffered: a buffered file kept the part of its last write the disk had no room for, and its close raised
+    # ENOSPC past the suppress, whenever the room left was not a multiple of 64 KiB
+    with open(filler, "wb", buffering=0) as writing, contextlib.suppress(OSError):
         while True:
             writing.write(b"\0" * (64 * 1024))
-            writing.flush()
     return filler
 
 

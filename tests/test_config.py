@@ -29,6 +29,15 @@ def test_a_single_listen_string_is_a_one_item_list() -> None:
     assert settings.submission.listen == (Listen("::1", 587),)
 
 
+def test_a_listener_may_ask_for_any_free_port_and_a_port_to_reach_may_not() -> None:
+    """Port 0 binds whatever port the kernel gives (the daemon writes it to ports.json); a buddy's target is
+    a port to connect to, where 0 means nothing."""
+    settings = parse('domains = ["example.org"]\n[smtp]\nlisten = ["127.0.0.1:0", "[::1]:0"]\n', PATH)
+    assert settings.smtp.listen == (Listen("127.0.0.1", 0), Listen("::1", 0))
+    with pytest.raises(ConfigError, match=r"\[health\.buddy\] theirs: port must be 1-65535, got 0"):
+        parse('domains = ["example.org"]\n[health.buddy]\ntheirs = ["192.0.2.1:0"]\n', PATH)
+
+
 def test_relay_section_and_nameservers() -> None:
     settings = parse(
         'domains = ["example.org"]\n[relay]\nhost = "[auth.gate-on.net]"\n[dns]\nnameservers = ["127.0.0.1:5353", "::1"]\n',
@@ -49,7 +58,7 @@ def test_relay_section_and_nameservers() -> None:
         ),
         (
             'domains = ["example.org"]\n[smtp]\nlisten = ["1.2.3.4:99999"]\n',
-            f"{PATH}:3: [smtp] listen: port must be 1-65535, got 99999",
+            f"{PATH}:3: [smtp] listen: port must be 0-65535, got 99999",
         ),
         (
             'domains = ["example.org"]\n\n[dns]\nnameservers = ["resolver.example"]\n',

@@ -1,12 +1,15 @@
-"""jitaku.connections: counting per address and in all, and refusals logged once a minute."""
+"""jitaku.connections: counting per address and in all, refusals logged once a minute, and sessions ended at
+shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from jitaku.connections import ConnectionLimit
+from jitaku.connections import ConnectionLimit, OpenSessions
 
 
 def test_limits_per_address_and_in_all() -> None:
@@ -29,3 +32,25 @@ def test_refusals_are_logged_once_a_minute_with_a_count(caplog: pytest.LogCaptur
             assert limit.admit("192.0.2.1") == "address"
     lines = [record.getMessage() for record in caplog.records if "connection_refused" in record.getMessage()]
     assert len(lines) == 1 and "listener=imap" in lines[0] and "client=192.0.2.1" in lines[0]
+
+
+def test_the_end_reaches_every_session_once_and_those_that_open_meanwhile() -> None:
+    """A connection accepted just before the listeners closed may open its session while the others end."""
+    ended: list[str] = []
+    sessions = OpenSessions()
+
+    def ending(name: str, opens: str | None = None) -> Callable[[], Awaitable[None]]:
+        async def end() -> None:
+            await asyncio.sleep(0)
+            if opens is not None:
+                sessions.add(opens, ending(opens))
+            ended.append(name)
+
+        return end
+
+    sessions.add("idle", ending("idle"))
+    sessions.add("gone", ending("gone"))
+    sessions.discard("gone")  # closed by its client before the stop
+    sessions.add("busy", ending("busy", opens="late"))
+    assert asyncio.run(sessions.end()) == 3
+    assert sorted(ended) == ["busy", "idle", "late"]

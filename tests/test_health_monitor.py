@@ -126,3 +126,23 @@ def test_loading_apprise_leaves_the_processs_utf8_mail_encoding_alone() -> None:
 
     apprise.Apprise.instantiate("mailtos://user:password@example.com")
     assert email.charset.CHARSETS["utf-8"] == (email.charset.SHORTEST, email.charset.BASE64, "utf-8")
+
+
+def test_a_job_that_loses_the_monitors_cancel_does_not_keep_it_running() -> None:
+    """SIGTERM during a round of checks left the daemon running for ever: the certs check's SMTP client
+    (aiosmtplib, through 3.11's asyncio.wait_for) dropped the cancel when a reply came with it."""
+
+    async def losing_the_cancel() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            pass  # as asyncio.wait_for does when what it waits for is done by then
+
+    async def scene() -> bool:
+        every = asyncio.create_task(Monitor._every(60.0, losing_the_cancel))
+        await asyncio.sleep(0.01)
+        every.cancel()
+        await asyncio.wait({every}, timeout=5)
+        return every.cancelled()
+
+    assert asyncio.run(scene())

@@ -12,9 +12,16 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from jitaku import log, resolver
+from jitaku import log, ports, resolver
 from jitaku.config import Config, Listen
-from jitaku.connections import AcceptErrors, ConnectionLimit, limited, open_files_limit, raise_open_files_limit
+from jitaku.connections import (
+    AcceptErrors,
+    ConnectionLimit,
+    OpenSessions,
+    limited,
+    open_files_limit,
+    raise_open_files_limit,
+)
 from jitaku.errors import ServeError
 from jitaku.lists.engine import ListEngine, on_personal_delivered
 from jitaku.mail import dkim, transport
@@ -60,7 +67,8 @@ REFUSALS = {
 
 @dataclass(frozen=True)
 class Bound:
-    """A listening socket, bound before any worker process is forked so that all of them accept on it."""
+    """A listening socket, bound before any worker process is forked so that all of them accept on it, and
+    its address: the port the kernel gave where the config says 0."""
 
     listener: Listener
     address: Listen
@@ -77,6 +85,10 @@ def _bind_web(config: Config) -> list[socket.socket]:
             sock.close()
         raise
     return web
+
+
+def _bound_address(address: Listen, sock: socket.socket) -> Listen:
+    return Listen(address.host, sock.getsockname()[1])
 
 
 def _socket(address: Listen, name: str) -> socket.socket:
@@ -101,6 +113,7 @@ def run(config: Config) -> None:
     """
     _unmap_large_blocks()
     raise_open_files_limit()
+    ports.forget(config.data_dir)  # an earlier run's, until this one's are bound
     bound = _bind(config, _listeners(config))
     try:
         access = _bind(config, _access_listeners(config))
@@ -114,8 +127,11 @@ def run(config: Config) -> None:
         for item in bound + access:
             item.sock.close()
         raise
+    listening = _listening(bound + access, config.settings.web.listen, web)
+    config = ports.listening_on(config, listening)
     children: list[int] = []
     try:
+        ports.record(config.data_dir, listening)
         parent = os.getpid()
         for _ in range(config.settings.smtp.workers - 1):
             pid = os.fork()
@@ -124,14 +140,19 @@ def run(config: Config) -> None:
             children.append(pid)
         asyncio.run(serve(config, bound, children, web, access))
     finally:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        _terminate(children)
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         for sock in [item.sock for item in bound + access] + web:
             sock.close()
+        ports.forget(config.data_dir)
+
+
+def _terminate(children: list[int]) -> None:
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _unmap_large_blocks() -> None:
@@ -192,8 +213,17 @@ def _bind(config: Config, listeners: list[tuple[Listener, tuple[Listen, ...]]]) 
                 for item in bound:
                     item.sock.close()
                 raise
-            bound.append(Bound(listener, address, sock))
+            bound.append(Bound(listener, _bound_address(address, sock), sock))
     return bound
+
+
+def _listening(bound: list[Bound], web_addresses: tuple[Listen, ...], web: list[socket.socket]) -> ports.Listening:
+    """Every listener's addresses as bound, by listener name."""
+    listening: ports.Listening = {name: () for name in ports.SECTIONS}
+    for item in bound:
+        listening[item.listener.name] += (item.address,)
+    listening["web"] = tuple(_bound_address(address, sock) for address, sock in zip(web_addresses, web, strict=True))
+    return listening
 
 
 async def serve(
@@ -264,13 +294,16 @@ async def _run(
     }
     spooler = Spooler(config.data_dir)
     limits = _limits(config)
+    sessions = OpenSessions()
     servers: list[asyncio.Server] = []
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     try:
         for item in bound:
             name = item.listener.name
-            factory = protocol_factory(handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name])
+            factory = protocol_factory(
+                handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name], sessions
+            )
             implicit = item.listener.implicit_tls
             servers.append(
                 await loop.create_server(
@@ -311,6 +344,7 @@ async def _run(
                         functools.partial(handle, implicit_tls=implicit),
                         limits[item.listener.name],
                         REFUSALS[protocol],
+                        sessions,
                     ),
                     sock=item.sock,
                     ssl=tls_context if implicit else None,
@@ -349,10 +383,17 @@ async def _run(
             if web:
                 tasks.create_task(_web(config, database, authenticator, web, stop, limits["web"]))
             await stop.wait()
+            _terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
             for task in background:
                 task.cancel()
+            # Before the goodbyes: the health monitor may be probing our own listeners, and a probe that read a
+            # goodbye for a greeting would record, and alert, a failure of ours.
+            await asyncio.wait(background)
+            for server in servers:
+                server.close()  # no new sessions
+            ended = await sessions.end()
         await tally.flush()
-        log.event("stopped", pid=os.getpid(), hostname=hostname)
+        log.event("stopped", pid=os.getpid(), hostname=hostname, sessions_ended=ended)
         if children is not None and len(children) < settings.smtp.workers - 1:
             raise ServeError("an SMTP worker process died; stopped everything (see the log)")
     finally:
@@ -365,17 +406,7 @@ async def _run(
 
 def _limits(config: Config) -> dict[str, ConnectionLimit]:
     """Each listener section's connection limits, counted in this process (see jitaku.connections)."""
-    settings = config.settings
-    sections = {
-        MX.name: settings.smtp,
-        SUBMISSION.name: settings.submission,
-        SUBMISSIONS.name: settings.submissions,
-        IMAP.name: settings.imap,
-        IMAPS.name: settings.imaps,
-        POP3.name: settings.pop3,
-        POP3S.name: settings.pop3s,
-        "web": settings.web,
-    }
+    sections = {name: getattr(config.settings, section) for name, section in ports.SECTIONS.items()}
     return {
         name: ConnectionLimit(name, section.max_connections_per_ip, section.max_connections)
         for name, section in sections.items()

@@ -20,7 +20,7 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """Run every check once: exit 0 when all are ok, 1 on a warning, 2 on a critical."""
-    from jitaku import resolver
+    from jitaku import ports, resolver
     from jitaku.health import checks
     from jitaku.health.result import worst
     from jitaku.store import health
@@ -28,7 +28,7 @@ def check(
     unknown = sorted(set(names or []) - set(checks.CHECKS))
     if unknown:
         raise CliError(f"no such check: {', '.join(unknown)} (there are {', '.join(checks.CHECKS)})")
-    config = _config(data_dir)
+    config = ports.running(_config(data_dir))  # a listener on "host:0" is checked where the daemon got its port
     resolver.configure(config.settings.dns.nameservers)
     database = _database(config)
     previous = {name: result for name, (_at, result) in database.read_now(health.latest).items()}

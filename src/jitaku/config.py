@@ -44,15 +44,17 @@ class Listen:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def parse_listen(value: str) -> Listen:
-    """Parse "host:port" or "[v6]:port"."""
+def parse_listen(value: str, any_port: bool = False) -> Listen:
+    """Parse "host:port" or "[v6]:port". With ANY_PORT, port 0 too: a listener bound to whatever port the
+    kernel gives (CONTRACTS.md: the daemon writes the ports it got to DIR/ports.json)."""
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
     if not match:
         raise ValueError(f'expected "host:port", got {value!r}')
     host = match.group(1) or match.group(3)
     port = int(match.group(2) or match.group(4))
-    if not 0 < port < 65536:
-        raise ValueError(f"port must be 1-65535, got {port}")
+    lowest = 0 if any_port else 1
+    if not lowest <= port < 65536:
+        raise ValueError(f"port must be {lowest}-65535, got {port}")
     return Listen(host, port)
 
 
@@ -65,7 +67,7 @@ def _listen_list(value: Any) -> tuple[Listen, ...]:
     for item in value:
         if not isinstance(item, str):
             raise ValueError(f'expected "host:port" strings, got {item!r}')
-        result.append(parse_listen(item))
+        result.append(parse_listen(item, any_port=True))
     return tuple(result)
 
 

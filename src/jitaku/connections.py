@@ -1,5 +1,5 @@
 """Bounds on the connections a process holds: per listener, from one address and in all; the descriptor
-limit; and accept errors logged once a minute.
+limit; accept errors logged once a minute; and, at shutdown, each session's goodbye, bounded in time.
 
 At the common soft limit of 1,024 descriptors, 1,100 idle sockets took every listener down while the log
 grew 6 MB/s of `accept() out of system resource` tracebacks (issue 15). Each process counts its own
@@ -13,13 +13,55 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import functools
 import resource
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jitaku import log
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+GOODBYE_TIMEOUT = 1.0  # seconds a client has, at shutdown, to take its session's last line before it is cut off
+
+
+class OpenSessions:
+    """This process's sessions, each with how it ends: at shutdown every one says its protocol's goodbye and
+    closes (issue 17: SIGTERM cut IMAP IDLE clients off without a BYE, each cut logging a CancelledError
+    traceback). Each ending waits on its client for GOODBYE_TIMEOUT at most, so no client holds the stop."""
+
+    def __init__(self) -> None:
+        self._open: dict[object, Callable[[], Awaitable[None]]] = {}
+
+    def add(self, session: object, end: Callable[[], Awaitable[None]]) -> None:
+        self._open[session] = end
+
+    def discard(self, session: object) -> None:
+        self._open.pop(session, None)
+
+    async def end(self) -> int:
+        """End every session, all at once, and any that opened meanwhile (accepted just before the listeners
+        closed); how many there were."""
+        ended = 0
+        while self._open:
+            ends = list(self._open.values())
+            self._open.clear()
+            await asyncio.gather(*(end() for end in ends))
+            ended += len(ends)
+        return ended
+
+
+async def close_within(writer: asyncio.StreamWriter) -> None:
+    """Close WRITER's connection, waiting GOODBYE_TIMEOUT at most for the client to take what is unsent (and
+    a TLS client to answer our close_notify); then cut it off."""
+    writer.close()
+    try:
+        async with asyncio.timeout(GOODBYE_TIMEOUT):
+            await writer.wait_closed()
+    except TimeoutError:
+        writer.transport.abort()
+    except (ConnectionError, ssl.SSLError):
+        pass
 
 
 class ConnectionLimit:
@@ -56,9 +98,10 @@ class ConnectionLimit:
             del self._open[ip]
 
 
-def limited(serve: Serve, limit: ConnectionLimit, refusal: bytes) -> Serve:
-    """SERVE (an asyncio.start_server callback) for connections LIMIT admits; others get the line
-    REFUSAL (with CRLF) and are closed."""
+def limited(serve: Serve, limit: ConnectionLimit, refusal: bytes, sessions: OpenSessions) -> Serve:
+    """SERVE (an asyncio.start_server callback) for connections LIMIT admits, each one of SESSIONS, ended at
+    shutdown by cancelling it (SERVE then says its goodbye); others get the line REFUSAL (with CRLF) and are
+    closed."""
 
     async def gate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -67,12 +110,22 @@ def limited(serve: Serve, limit: ConnectionLimit, refusal: bytes) -> Serve:
             writer.write(refusal + b"\r\n")
             writer.close()
             return
+        task = asyncio.current_task()
+        assert task is not None
+        sessions.add(task, functools.partial(_cancel, task))
         try:
             await serve(reader, writer)
         finally:
+            sessions.discard(task)
             limit.release(ip)
 
     return gate
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    """Cancel TASK and wait until it has ended."""
+    task.cancel()
+    await asyncio.wait({task})
 
 
 class AcceptErrors:

@@ -19,6 +19,9 @@ def buddies(jitaku_factory: Any, stand_in: Any) -> tuple[Jitaku, Jitaku, Hook, H
     home: Jitaku = jitaku_factory(name="home")
     friend: Jitaku = jitaku_factory(name="friend")
     hooks = Hook(stand_in), Hook(stand_in)
+    for server in (home, friend):  # each names the other's, before either starts
+        server.fixed_port("mx")
+        server.fixed_port("web")
     for me, other, hook in ((home, friend, hooks[0]), (friend, home, hooks[1])):
         me.settings["health"] = {
             "interval": 1,

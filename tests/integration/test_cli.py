@@ -258,9 +258,39 @@ def test_dns_records_check_says_what_dns_serves_beside_each_record(server: Jitak
     assert server.cli("dns", "records", "--check").stdout.count(";   ok: DNS serves this\n") == 8
 
 
+def test_serve_on_port_zero_writes_the_ports_it_got_to_ports_json(jitaku_factory) -> None:
+    """Issue 17 point 11: a test's free port, picked and let go before the daemon bound it, was taken in
+    between. Listeners on "host:0" get theirs from the kernel, and the daemon says which in DIR/ports.json,
+    written whole (0644) once all are bound and removed when it stops; `jitaku check` looks there too."""
+    instance: Jitaku = jitaku_factory()
+    instance.settings["imaps"] = {"listen": ["127.0.0.1:0"]}
+    instance.write_config()
+    instance.init()
+    instance.start()
+    ports = instance.dir / "ports.json"
+    written = json.loads(ports.read_text())
+    assert set(written) == {"mx", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "web"}
+    assert written["submissions"] == written["pop3s"] == []
+    for name in ("mx", "submission", "imap", "imaps", "pop3", "web"):
+        ((host, _, port),) = [address.rpartition(":") for address in written[name]]
+        assert host == "127.0.0.1" and int(port) > 0, written
+    assert ports.stat().st_mode & 0o777 == 0o644
+    assert [path.name for path in instance.dir.glob("ports.json*")] == ["ports.json"]  # no part left behind
+    with RawSession(instance.smtp_port) as session:
+        assert session.greeting.startswith(b"220 mail.example.test")
+    assert f"listeners=127.0.0.1:{instance.smtp_port}," in instance.log()
+    (services,) = json.loads(instance.cli("check", "services", "--json").stdout)
+    assert services["sentence"] == "all 6 listeners answer.", services
+    instance.stop()
+    assert not ports.exists()
+
+
 def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
     instance: Jitaku = jitaku_factory()
+    instance.fixed_port("mx")
     instance.init()
+    stale = instance.dir / "ports.json"
+    stale.write_text('{"mx": ["127.0.0.1:1"]}\n')  # as a daemon killed with -9 leaves it
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", instance.smtp_port))
         busy.listen()
@@ -270,6 +300,7 @@ def test_serve_refuses_a_port_in_use_in_one_line(jitaku_factory) -> None:
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{instance.smtp_port}" in lines[0], result.stderr
+    assert not stale.exists()  # no run's ports: not the earlier one's, and this one got none
 
 
 def test_a_second_serve_on_the_same_data_dir_says_which_pid_runs_it(jitaku_factory) -> None:

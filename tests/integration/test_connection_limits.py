@@ -166,9 +166,9 @@ def test_running_out_of_descriptors_is_logged_once_not_per_accept(jitaku_factory
     server.init("alice@example.test")
     server.start()
     assert server.process is not None
-    for listener in LISTENERS:  # every service is up (the web imports its modules as it starts)
-        wait_for_port(port_of(server, listener))
-    time.sleep(0.5)
+    for listener in LISTENERS:  # every service answers: the web imports its modules once its port is bound
+        with connect(port_of(server, listener)) as sock:
+            assert greeting(sock, listener), listener
     pid = server.process.pid
     in_use = len(os.listdir(f"/proc/{pid}/fd"))
     _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)

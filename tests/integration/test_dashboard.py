@@ -84,7 +84,8 @@ def test_from_another_address_the_dashboard_needs_an_admins_login(network_namesp
     from loopback, so the default trust of loopback does not apply."""
     network_namespace.ip("addr", "add", "192.0.2.10/24", "dev", "home0")
     server: Jitaku = jitaku_factory()
-    server.settings["web"]["listen"] = [f"192.0.2.10:{server.web_port}", f"127.0.0.1:{server.web_port}"]
+    port = server.fixed_port("web")  # the same on both addresses
+    server.settings["web"]["listen"] = [f"192.0.2.10:{port}", f"127.0.0.1:{port}"]
     server.write_config()
     server.init("alice@example.test", "bob@example.org")
     server.start()

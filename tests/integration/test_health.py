@@ -102,7 +102,7 @@ def monitored(
         **(health or {}),
     }
     if dns_port:  # the probe goes through our MX as DNS tells it, on the port strangers use
-        server.settings["delivery"] = {"port": server.smtp_port}
+        server.settings["delivery"] = {"port": server.fixed_port("mx")}
         server.settings["health"]["mailflow"] = {"to": "probe@example.test", "deadline": 2}
     server.settings["alerts"] = {"urls": [hook.url], **alerts}
     server.write_config()

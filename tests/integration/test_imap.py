@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
-from tests.conftest import READER, Dovecot, Jitaku, deliver, free_port, wait_for_port
+from tests.conftest import READER, Dovecot, Jitaku, deliver, wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = READER
@@ -419,13 +419,12 @@ def test_starttls_and_implicit_tls_and_plain_text_refused_off_loopback(network_n
     a login after STARTTLS, and on the IMAPS port."""
     network_namespace.ip("addr", "add", "192.0.2.10/24", "dev", "home0")
     server: Jitaku = jitaku_factory()
-    imaps = free_port()
-    server.settings["imap"] = {"listen": [f"192.0.2.10:{server.imap_port}"]}
-    server.settings["imaps"] = {"listen": [f"192.0.2.10:{imaps}"]}
+    server.settings["imap"] = {"listen": ["192.0.2.10:0"]}
+    server.settings["imaps"] = {"listen": ["192.0.2.10:0"]}
     server.write_config()
     server.init(ALICE)
     server.start()
-    wait_for_port(server.imap_port, host="192.0.2.10")
+    imaps = server.port("imaps")
     clear = imaplib.IMAP4("192.0.2.10", server.imap_port, timeout=10)
     assert "LOGINDISABLED" in clear.capabilities and "STARTTLS" in clear.capabilities
     with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):

@@ -132,6 +132,7 @@ def test_sigterm_stops_the_daemon_during_a_search_of_a_million_header_fields(jit
         pytest.fail("the daemon did not stop within 10 s of SIGTERM during a search")
     print(f"stopped {time.monotonic() - started:.2f} s after SIGTERM")
     assert "event=stopped" in server.log()
+    assert imap.stream.readline() == b"* BYE server shutting down\r\n"  # in the middle of its SEARCH (issue 17)
 
 
 def test_fetch_bodystructure_of_a_message_of_a_hundred_thousand_parts(jitaku_factory: Any) -> None:

@@ -189,27 +189,44 @@ def test_idle_clients_are_disconnected(server: Jitaku) -> None:
 
 
 def test_slow_clients_that_dribble_data_are_disconnected(server: Jitaku) -> None:
-    server.settings["smtp"]["timeout"] = 2
+    """A client sending a byte of DATA every quarter second is never idle for [smtp] timeout, and is cut off as an
+    idle one is: the timer runs from the last command, not the last byte.
+
+    Timed against an idle client watched in the same loop, not against the clock: on a loaded machine both are cut
+    late (issue 17: "within 6 s" failed once under the suite's load), never far apart."""
+    timeout = 2.0
+    server.settings["smtp"]["timeout"] = timeout
     server.write_config()
     server.restart()
-    with RawSession(server.smtp_port) as session:
-        assert session.start_data().startswith(b"354")
-        sock = session.sock
-        started = time.monotonic()
-        closed = False
-        for _ in range(40):  # a byte every 0.25 s: never idle for long, never done
-            try:
-                sock.sendall(b"x")
-            except OSError:
-                closed = True
-                break
-            readable, _, _ = select.select([sock], [], [], 0.25)
-            if readable and sock.recv(1024) == b"":
-                closed = True
-                break
-        assert closed, "the server kept a dribbling client for 10 seconds"
-        assert time.monotonic() - started < 6
+    with RawSession(server.smtp_port) as idle, RawSession(server.smtp_port) as dribbling:
+        data_at: dict[socket.socket, float] = {}
+        for session in (idle, dribbling):
+            assert session.start_data().startswith(b"354")
+            data_at[session.sock] = time.monotonic()
+        cut: dict[socket.socket, float] = {}
+        while len(cut) < 2 and time.monotonic() - data_at[idle.sock] < 30 * timeout:  # 30 timeouts: never cut
+            if dribbling.sock not in cut:
+                try:
+                    dribbling.sock.sendall(b"x")
+                except OSError:
+                    cut[dribbling.sock] = time.monotonic()
+            watched = [sock for sock in data_at if sock not in cut]
+            for sock in select.select(watched, [], [], 0.25)[0]:
+                if _closed_by_peer(sock):
+                    cut[sock] = time.monotonic()
+        assert dribbling.sock in cut, "the server kept a client that dribbles for 30 times [smtp] timeout"
+        assert idle.sock in cut
+        lasted = {sock: cut[sock] - data_at[sock] for sock in cut}
+        assert lasted[dribbling.sock] < lasted[idle.sock] + timeout, lasted
     assert server.mailbox("alice@example.test") == []
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether the peer closed SOCK (readable): an end of stream, or a reset."""
+    try:
+        return sock.recv(1024) == b""
+    except OSError:
+        return True
 
 
 def test_forged_authentication_results_are_removed(server: Jitaku) -> None:

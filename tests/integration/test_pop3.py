@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
-from tests.conftest import READER, Jitaku, deliver, free_port, wait_for_port
+from tests.conftest import READER, Jitaku, deliver, wait_for_port
 from tests.integration.pressure import Pressure, still_serves
 
 PASSWORD = "secret-password"
@@ -127,12 +127,11 @@ def test_a_user_has_at_most_ten_sessions_from_one_address(mailhost: Jitaku) -> N
 
 def test_sasl_plain_stls_and_implicit_tls(jitaku_factory) -> None:
     server: Jitaku = jitaku_factory()
-    pop3s = free_port()
-    server.settings["pop3s"] = {"listen": [f"127.0.0.1:{pop3s}"]}
+    server.settings["pop3s"] = {"listen": ["127.0.0.1:0"]}
     server.write_config()
     server.init(ALICE)
     server.start()
-    wait_for_port(pop3s)
+    pop3s = server.port("pop3s")
     client = poplib.POP3("127.0.0.1", server.pop3_port, timeout=10)
     client.stls(reading_context())
     assert "STLS" not in client.capa()
@@ -155,11 +154,10 @@ def test_passwords_only_over_tls_from_another_address_and_failures_are_limited(
     and taken after STLS; five failed logins lock that address out, as on submission."""
     network_namespace.ip("addr", "add", "192.0.2.10/24", "dev", "home0")
     server: Jitaku = jitaku_factory()
-    server.settings["pop3"] = {"listen": [f"192.0.2.10:{server.pop3_port}"]}
+    server.settings["pop3"] = {"listen": ["192.0.2.10:0"]}
     server.write_config()
     server.init(ALICE)
     server.start()
-    wait_for_port(server.pop3_port, host="192.0.2.10")
     clear = poplib.POP3("192.0.2.10", server.pop3_port, timeout=10)
     assert "USER" not in clear.capa() and "SASL" not in clear.capa()
     with pytest.raises(poplib.error_proto, match=r"\[AUTH\] passwords only over TLS"):

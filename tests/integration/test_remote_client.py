@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Jitaku, free_port, wait_for_port
+from tests.conftest import Jitaku, port_of
 
 HOST, CLIENT = "10.250.0.1", "10.250.0.2"
 
@@ -40,11 +40,10 @@ def namespace() -> Iterator[str]:
 
 
 def test_auth_needs_starttls_from_a_remote_client(server: Jitaku, namespace: str) -> None:
-    port = free_port()
-    server.settings["submission"]["listen"].append(f"{HOST}:{port}")
+    server.settings["submission"]["listen"].append(f"{HOST}:0")
     server.write_config()
     server.restart()
-    wait_for_port(port, host=HOST)
+    port = port_of(server.listening["submission"][1])
 
     def swaks_from_outside(*args: str) -> str:
         result = subprocess.run(

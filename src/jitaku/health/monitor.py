@@ -63,6 +63,11 @@ class Monitor:
                 await job()
             except Exception as error:  # the monitor must outlive any one of its jobs
                 log.event("monitor_error", error=repr(error))
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A cancel the job lost: in 3.11, asyncio.wait_for (aiosmtplib's, in the certs check) drops one that
+                # comes with the reply it waits for, and a SIGTERM during a round of checks stopped the daemon never.
+                raise asyncio.CancelledError
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def _check(self, name: str) -> None:

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Awaitable, Iterable
 
 from jitaku import log
+from jitaku.connections import close_within
 from jitaku.mail import login
 
 PIECE = 64 * 1024  # bytes of a large response handed to the transport at a time
@@ -41,14 +42,20 @@ class Connection:
         self.write_timeout = write_timeout
         self._protocol = protocol
         self._goodbye = goodbye
+        self._streaming = False  # a response is half written: any other line now would be read as part of it
 
     async def line(self, timeout: float) -> bytes:
         return await self._within(self.reader.readuntil(b"\n"), timeout)
 
     async def _within(self, reading: Awaitable[bytes], timeout: float) -> bytes:
-        """What READING gets; Closed when the client goes away, idles TIMEOUT seconds or overruns a line."""
+        """What READING gets; Closed when the client goes away, idles TIMEOUT seconds or overruns a line.
+
+        Not wait_for: in 3.11 it drops a cancel that comes with the line, and the session would serve on
+        through the daemon's stop, which waits for it.
+        """
         try:
-            return await asyncio.wait_for(reading, timeout)
+            async with asyncio.timeout(timeout):
+                return await reading
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             raise Closed from None
         except TimeoutError:
@@ -67,6 +74,7 @@ class Connection:
         """PIECES, as they are (the caller ends the response with CRLF): a large one goes to the transport a
         PIECE at a time, each after the client has read what was before it."""
         small: list[bytes] = []  # written together: one system call, not one per piece
+        self._streaming = True
         for piece in pieces:
             if len(piece) <= PIECE:
                 small.append(piece)
@@ -79,8 +87,16 @@ class Connection:
                 if self.writer.transport.get_write_buffer_size() > HIGH_WATER:
                     await self._drain()
         self.writer.write(b"".join(small))
+        self._streaming = False
         if self.writer.transport.get_write_buffer_size() > HIGH_WATER:
             await self._drain()
+
+    async def shut_down(self, line: bytes) -> None:
+        """The daemon is stopping: LINE (with CRLF), unless a response is half written, and close (a client that
+        does not read cannot hold the stop: jitaku.connections.close_within)."""
+        if not self._streaming:
+            self.writer.write(line + b"\r\n")
+        await close_within(self.writer)
 
     async def _drain(self) -> None:
         """Wait until the client has read what we sent, for at most the write timeout.

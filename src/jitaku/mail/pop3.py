@@ -74,6 +74,8 @@ class Pop3Server:
                 await self._command(connection, session, line)
         except Closed:
             pass
+        except asyncio.CancelledError:  # the daemon is stopping (jitaku.connections.OpenSessions)
+            await connection.shut_down("-ERR [SYS/TEMP] server shutting down")  # RFC 3206 §4: try again later
         except Exception as error:  # a bug of ours must cost one session, never the daemon
             log.event("pop3_crashed", client=session.client, user=session.address, error=repr(error))
         finally:
@@ -330,6 +332,9 @@ class _Connection:
 
     async def send(self, *lines: str) -> None:
         await self._lines.send(*(line.encode() for line in lines))
+
+    async def shut_down(self, line: str) -> None:
+        await self._lines.shut_down(line.encode())
 
     async def send_data(self, first: str, data: bytes) -> None:
         """FIRST, then DATA dot-stuffed and ended with CRLF.CRLF (RFC 1939 §3), as fast as the client reads it."""

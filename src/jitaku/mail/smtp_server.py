@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from jitaku import log
 from jitaku.config import SmtpSettings
-from jitaku.connections import ConnectionLimit
+from jitaku.connections import ConnectionLimit, OpenSessions, close_within
 from jitaku.mail import headers, login, trace
 from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.mail.pipeline import Arrival, Pipeline
@@ -86,10 +86,16 @@ def is_loopback(peer: Any) -> bool:
 
 class JitakuSMTP(SMTP):
     """aiosmtpd's SMTP with our AUTH handling (async password checks, failure limits, TLS unless loopback),
-    our DATA (into a spool, bounded) and the listener's connection limits."""
+    our DATA (into a spool, bounded), the listener's connection limits and a 421 at shutdown."""
 
     def __init__(
-        self, handler: Handler, spooler: Spooler, settings: SmtpSettings, limit: ConnectionLimit, **kwargs: Any
+        self,
+        handler: Handler,
+        spooler: Spooler,
+        settings: SmtpSettings,
+        limit: ConnectionLimit,
+        sessions: OpenSessions,
+        **kwargs: Any,
     ) -> None:
         super().__init__(handler, **kwargs)
         self._handler_ref = handler
@@ -97,6 +103,7 @@ class JitakuSMTP(SMTP):
         self._max_header_size = settings.max_header_size
         self._max_header_fields = settings.max_header_fields
         self._limit = limit
+        self._sessions = sessions
         self._counted: str | None = None  # the client address this connection is counted under
         self._refused: str | None = None  # why the connection limit refused it
         self._pending_login: LoginPassword | None = None
@@ -133,6 +140,7 @@ class JitakuSMTP(SMTP):
             self._refused = self._limit.admit(ip)
             if self._refused is None:
                 self._counted = ip
+            self._sessions.add(self, self._shut_down)
         # RFC 8314 / our rule: passwords only over TLS, except from this very machine.
         if is_loopback(self.session.peer):
             self._auth_require_tls = False
@@ -147,7 +155,21 @@ class JitakuSMTP(SMTP):
         assert self.transport is not None
         self.transport.close()
 
+    async def _shut_down(self) -> None:
+        """The daemon is stopping: 421 (RFC 5321 §3.8), whatever the session was doing, and close (boundedly:
+        jitaku.connections.close_within). The session's handler is cancelled in the same step, before it can run
+        again: a message in DATA is never acknowledged after the 421 (one the store had committed already is sent
+        again by its client, a duplicate rather than a loss)."""
+        writer = self._writer  # on the TLS transport after STARTTLS
+        if writer.is_closing():
+            return
+        writer.write(f"421 4.3.2 {self.hostname} service shutting down\r\n".encode())
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
+        await close_within(writer)
+
     def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
         if self._counted is not None:
             self._limit.release(self._counted)
             self._counted = None
@@ -422,6 +444,7 @@ def protocol_factory(
     settings: SmtpSettings,
     spooler: Spooler,
     limit: ConnectionLimit,
+    sessions: OpenSessions,
 ) -> Callable[[], JitakuSMTP]:
     listener = handler.listener
 
@@ -431,6 +454,7 @@ def protocol_factory(
             spooler,
             settings,
             limit,
+            sessions,
             hostname=hostname,
             ident="ESMTP jitaku",
             data_size_limit=settings.max_message_size,

@@ -205,6 +205,8 @@ class ImapServer:
                 await self._one(wire, session)
         except Closed:
             pass
+        except asyncio.CancelledError:  # the daemon is stopping (jitaku.connections.OpenSessions)
+            await wire.shut_down(b"* BYE server shutting down")  # RFC 3501 §7.1.5, in a command or between two
         except Exception as error:  # a bug of ours costs one session, never the daemon
             log.event("imap_crashed", client=session.client, user=session.user, error=repr(error))
         finally:
