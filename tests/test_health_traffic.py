@@ -86,7 +86,7 @@ def test_it_learns_first_and_survives_a_counter_reset() -> None:
     learning = traffic.check(TrafficCheckSettings(), 6000, 0, mail(1), NOW, last_round(0), HISTORY[:1])
     assert learning.state == State.OK
     assert learning.sentence == (
-        "0.1 KiB/s in on every interface, still learning what is usual; 1 SMTP sessions in the last hour."
+        "0.1 KiB/s in on every interface, still learning what is usual; 1 SMTP session in the last hour."
     )
     first = traffic.check(TrafficCheckSettings(interface="eth0"), 10, 0, mail(0), NOW, None, HISTORY)
     assert first.sentence.startswith("counting the traffic on eth0;") and "rx_rate" not in first.metrics

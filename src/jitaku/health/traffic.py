@@ -19,6 +19,7 @@ import psutil
 
 from jitaku.config import TrafficCheckSettings
 from jitaku.health.result import Result, State
+from jitaku.words import counted
 
 MIN_DAYS = 2  # earlier days of the same hour needed before judging
 DAYS = 7  # how far back "usual" looks
@@ -110,7 +111,7 @@ def check(
             metrics,
             ja=f"{'。'.join(ja for _en, ja in fallen)}。外から届かなくなっていませんか？",
         )
-    sessions_said = f"; {mail.sessions} SMTP sessions in the last hour."
+    sessions_said = f"; {counted(mail.sessions, 'SMTP session')} in the last hour."
     sessions_ja = f"この1時間の SMTP 接続は {mail.sessions} 件です。"
     if rx_rate is None:
         return Result(
