@@ -4,7 +4,6 @@ server that never answers or fails), said in words rather than as Python's excep
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 import ssl
 import threading
@@ -16,12 +15,8 @@ import aiosmtplib
 import dns.asyncresolver
 import dns.exception
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from jitaku import failures
+from jitaku import failures, tls
 from tests.conftest import Zone, free_port
 
 
@@ -86,25 +81,8 @@ def test_a_server_that_hangs_up_closed_the_connection(listener: tuple[socket.soc
 
 def test_a_self_signed_certificate_is_named_as_such(listener: tuple[socket.socket, int], tmp_path: Path) -> None:
     server, port = listener
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx.example.net")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    tls.ensure_self_signed(tmp_path, "mx.example.net")  # what jitaku init makes: the same kind of certificate
+    context = tls.server_context(tmp_path)
 
     def serve_tls() -> None:
         connection, _ = server.accept()
