@@ -278,7 +278,7 @@ def test_serve_on_port_zero_writes_the_ports_it_got_to_ports_json(jitaku_factory
     assert [path.name for path in instance.dir.glob("ports.json*")] == ["ports.json"]  # no part left behind
     with RawSession(instance.smtp_port) as session:
         assert session.greeting.startswith(b"220 mail.example.test")
-    assert f"listeners=127.0.0.1:{instance.smtp_port}," in instance.log()
+    wait_until(lambda: f"listeners=127.0.0.1:{instance.smtp_port}," in instance.log(), timeout=10)  # logged just after
     (services,) = json.loads(instance.cli("check", "services", "--json").stdout)
     assert services["sentence"] == "all 6 listeners answer.", services
     instance.stop()

@@ -178,7 +178,7 @@ def test_an_mx_that_no_stranger_reaches_any_more_is_noticed_from_the_flat_graph(
     assert sent.returncode == 0, sent.stdout
     at, recovered = wait_until(lambda: hook.first("recovered: traffic", reached_at), timeout=10)
     assert at - reached_at <= 3 * INTERVAL + 0.5, f"{at - reached_at:.2f} s"  # a tally flush, then a round
-    assert "1 SMTP sessions in the last hour" in recovered["message"]
+    assert "1 SMTP session in the last hour" in recovered["message"]
 
 
 def test_an_alert_no_target_took_is_sent_again_next_round(jitaku_factory, tmp_path, hook) -> None:
