@@ -88,13 +88,15 @@ def test_the_zones_authoritative_servers_are_found_through_the_resolver(zone: tu
 def test_our_ipv6_address_is_the_first_public_one_on_an_interface(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from jitaku.ddns import updater
+    import psutil
+
+    from jitaku import interfaces
 
     def addresses(*found: tuple[int, str]) -> dict[str, list[SimpleNamespace]]:
         return {"eth0": [SimpleNamespace(family=family, address=address) for family, address in found]}
 
     monkeypatch.setattr(
-        updater.psutil,
+        psutil,
         "net_if_addrs",
         lambda: addresses(
             (socket.AF_INET, "192.168.1.5"),
@@ -103,6 +105,6 @@ def test_our_ipv6_address_is_the_first_public_one_on_an_interface(monkeypatch: p
             (socket.AF_INET6, "2001:db8::5"),
         ),
     )
-    assert updater.global_ipv6() == ipaddress.ip_address("2001:db8::5")
-    monkeypatch.setattr(updater.psutil, "net_if_addrs", lambda: addresses((socket.AF_INET6, "fe80::1%eth0")))
-    assert updater.global_ipv6() is None
+    assert interfaces.global_ipv6() == ipaddress.ip_address("2001:db8::5")
+    monkeypatch.setattr(psutil, "net_if_addrs", lambda: addresses((socket.AF_INET6, "fe80::1%eth0")))
+    assert interfaces.global_ipv6() is None

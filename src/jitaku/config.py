@@ -228,6 +228,7 @@ class DeliverySettings(_Section):
     port: int = Field(default=25, gt=0, lt=65536)
     timeout: float = Field(default=60.0, gt=0)
     concurrency: int = Field(default=50, gt=0)  # deliveries at once, each to one domain (Postfix runs up to 100)
+    ipv6: bool = Field(default=False, description="deliver over IPv6 to MX hosts with AAAA records")
 
 
 class DnsSettings(_Section):
@@ -419,6 +420,12 @@ class AlertSettings(_Section):
         return value
 
 
+class RunSettings(_Section):
+    """Who the daemon runs as once its listeners are bound (CONTRACTS.md: no process stays root)."""
+
+    user: str | None = Field(default=None, description="the system user to run as after binding")
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -441,6 +448,7 @@ class Settings(_Section):
     public_ip: PublicIpSettings = PublicIpSettings()
     health: HealthSettings = HealthSettings()
     alerts: AlertSettings = AlertSettings()
+    run: RunSettings = RunSettings()
 
     @field_validator("domains", mode="before")
     @classmethod

@@ -1,10 +1,7 @@
 """Which address is ours as the world sees it: asked of several echo services, decided by majority.
 
-An answer that cannot be a public address (RFC 1918, loopback, link-local,
-CGNAT 100.64.0.0/10, unique-local IPv6 ...) is refused: a router that answers
-for itself, or an ISP's carrier-grade NAT, must never be published. The
-documentation ranges (RFC 5737, RFC 3849) count as public, as data only, so
-tests can use them.
+An answer that cannot be a public address (`interfaces.is_public`) is refused: a router that
+answers for itself, or an ISP's carrier-grade NAT, must never be published.
 """
 
 from __future__ import annotations
@@ -15,30 +12,7 @@ from collections import Counter
 
 import httpx
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-_NOT_PUBLIC = [
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8",
-        "10.0.0.0/8",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "224.0.0.0/3",
-        "::/127",
-        "::ffff:0:0/96",
-        "fc00::/7",
-        "fe80::/10",
-        "ff00::/8",
-    )
-]
-
-
-def is_public(address: Address) -> bool:
-    return not any(address.version == net.version and address in net for net in _NOT_PUBLIC)
+from jitaku.interfaces import Address, is_public
 
 
 def parse_answer(text: str) -> Address | None:

@@ -10,36 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
-import socket
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 
-from jitaku import log
+from jitaku import interfaces, log
 from jitaku.config import DdnsRecord, Settings
 from jitaku.ddns import lock, public_address, verify
-from jitaku.ddns.public_address import Address
 from jitaku.ddns.records import provider, secret
+from jitaku.interfaces import Address
 from jitaku.store import Database
 from jitaku.store import ddns as state_rows
 from jitaku.store.ddns import State
 
 BACKOFF_MIN = 60.0
 BACKOFF_MAX = 3600.0
-
-
-def global_ipv6() -> Address | None:
-    """Our IPv6 address as the world sees it: the first public one on an interface (no NAT for IPv6)."""
-    for addresses in psutil.net_if_addrs().values():
-        for item in addresses:
-            if item.family == socket.AF_INET6:
-                address = ipaddress.ip_address(item.address.split("%", 1)[0])
-                if public_address.is_public(address):
-                    return address
-    return None
 
 
 def config_key(record: DdnsRecord, password: str) -> str:
@@ -78,7 +64,7 @@ class Updater:
                     if any(r.ipv4 for r in records)
                     else None
                 )
-                v6 = global_ipv6() if any(r.ipv6 for r in records) else None
+                v6 = interfaces.global_ipv6() if any(r.ipv6 for r in records) else None
                 states = []
                 for record in records:
                     for family, address in ((4, v4), (6, v6)):

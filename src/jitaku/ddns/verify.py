@@ -20,7 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from jitaku.ddns.public_address import Address
+from jitaku.interfaces import Address
 from jitaku.resolver import Nameserver
 
 TIMEOUT = 3.0

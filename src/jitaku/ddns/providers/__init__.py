@@ -7,7 +7,7 @@ from typing import Protocol
 
 import httpx
 
-from jitaku.ddns.public_address import Address
+from jitaku.interfaces import Address
 
 USER_AGENT = "jitaku-ddns/1"  # DynDNS2 servers refuse clients that do not name themselves
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 
 from jitaku.ddns.providers import USER_AGENT, Answer
-from jitaku.ddns.public_address import Address
+from jitaku.interfaces import Address
 
 DEFAULT_ENDPOINT = "https://api.cloudflare.com/client/v4"
 KEEPALIVE = 7 * 86400.0  # Cloudflare keeps records for ever; this only re-checks now and then

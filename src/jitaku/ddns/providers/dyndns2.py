@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from jitaku.ddns.providers import USER_AGENT, Answer
-from jitaku.ddns.public_address import Address
+from jitaku.interfaces import Address
 
 DEFAULT_ENDPOINT = "https://members.dyndns.org"
 KEEPALIVE = 28 * 86400.0  # dyn.com expires hosts not updated for 30 days

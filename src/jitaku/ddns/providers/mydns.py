@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from jitaku.ddns.providers import USER_AGENT, Answer
-from jitaku.ddns.public_address import Address
+from jitaku.interfaces import Address
 
 ENDPOINTS = {4: "https://ipv4.mydns.jp/login.html", 6: "https://ipv6.mydns.jp/login.html"}
 KEEPALIVE = 86400.0  # MyDNS drops records not renewed for about a week; once a day is its own advice
