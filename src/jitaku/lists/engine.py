@@ -10,6 +10,7 @@ to redo: no gap, no repeat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -113,10 +114,9 @@ class ListEngine:
                 await self._expire()
             except Exception as error:  # the store or a digest failing must not stop the daemon's mail
                 log.event("list_engine_error", error=repr(error))
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wakeup.wait()
 
     async def _handle_safely(self, item: InboxItem) -> None:
         """Handle ITEM; on failure try again later, and in the end hold a post for the owners rather than

@@ -8,6 +8,7 @@ transport the daemon was started with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -73,10 +74,9 @@ class Queue:
                     task = asyncio.create_task(self._attempt(message))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
+                    async with asyncio.timeout(POLL_SECONDS):
+                        await self._wakeup.wait()
         finally:
             for task in self._tasks:
                 task.cancel()
