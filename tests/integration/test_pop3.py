@@ -67,7 +67,7 @@ def test_a_session_lists_reads_and_deletes_only_at_quit(mailhost: Jitaku) -> Non
     client = logged_in(mailhost)
     assert unique_ids(client) == uids  # the same ids in a new session
     client.dele(1)
-    assert client.quit().startswith(b"+OK bye (1 messages removed)")
+    assert client.quit().startswith(b"+OK bye (1 message removed)")
     assert [m["uid"] for m in mailhost.mailbox(ALICE)] == [2, 3]
     mailhost.restart()
     wait_for_port(mailhost.pop3_port)
@@ -95,7 +95,7 @@ def test_capabilities_errors_and_two_sessions_at_once(mailhost: Jitaku) -> None:
             client._shortcmd(bad)
     second = logged_in(mailhost)  # a phone and a laptop: no lock that a dead connection could leave behind
     client.dele(1)
-    assert client.quit().startswith(b"+OK bye (1 messages removed)")
+    assert client.quit().startswith(b"+OK bye (1 message removed)")
     with pytest.raises(poplib.error_proto, match=r"\[SYS/PERM\] message 1 is gone"):
         second.retr(1)
     assert second.retr(2)[0].startswith(b"+OK")

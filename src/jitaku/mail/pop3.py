@@ -22,6 +22,7 @@ from jitaku.config import Pop3Settings
 from jitaku.mail import lineserver, login
 from jitaku.mail.lineserver import Closed
 from jitaku.store import Database, mailstore
+from jitaku.words import counted
 
 MAX_LINE = 1024  # RFC 2449 §4 allows 255 octets a command; a longer line is an error, not a reason to buffer
 IDLE_TIMEOUT = 600.0  # RFC 1939 §3: an autologout timer of at least 10 minutes
@@ -184,7 +185,7 @@ class Pop3Server:
         session.drop = await self._database.read(lambda c: mailstore.maildrop(c, address))
         log.event("pop3_login", client=session.client, user=address, messages=len(session.drop.messages))
         count, size = _totals(session)
-        await connection.send(f"+OK {address} has {count} messages ({size} octets)")
+        await connection.send(f"+OK {address} has {counted(count, 'message')} ({size} octets)")
 
     async def _quit(self, connection: _Connection, session: Session, _argument: str) -> None:
         if session.address is None or session.drop is None:
@@ -199,7 +200,7 @@ class Pop3Server:
             await connection.send("-ERR [SYS/TEMP] the marked messages could not be removed; they are still there")
             raise Closed from None
         log.event("pop3_logout", client=session.client, user=address, deleted=removed)
-        await connection.send(f"+OK bye ({removed} messages removed)")
+        await connection.send(f"+OK bye ({counted(removed, 'message')} removed)")
         raise Closed
 
     async def _stat(self, connection: _Connection, session: Session, _argument: str) -> None:
@@ -228,7 +229,7 @@ class Pop3Server:
             if number not in session.deleted
         ]
         count, size = _totals(session)
-        await connection.send(f"+OK {count} messages ({size} octets)", *lines, ".")
+        await connection.send(f"+OK {counted(count, 'message')} ({size} octets)", *lines, ".")
 
     async def _retr(self, connection: _Connection, session: Session, argument: str) -> None:
         await self._send_message(connection, session, argument, None)
