@@ -24,6 +24,16 @@ def test_limits_per_address_and_in_all() -> None:
     assert limit.admit("192.0.2.1") == "total"
 
 
+def test_an_ipv6_client_counts_as_its_64_since_each_connection_could_come_from_another_address() -> None:
+    limit = ConnectionLimit("mx", per_ip=2, total=100)
+    assert limit.admit("2001:db8:1:2::1") is None
+    assert limit.admit("2001:db8:1:2:ffff::2") is None
+    assert limit.admit("2001:db8:1:2::3") == "address"
+    assert limit.admit("2001:db8:1:3::1") is None  # another household
+    limit.release("2001:db8:1:2:ffff::2")
+    assert limit.admit("2001:db8:1:2::4") is None
+
+
 def test_refusals_are_logged_once_a_minute_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
     limit = ConnectionLimit("imap", per_ip=1, total=100)
     limit.admit("192.0.2.1")

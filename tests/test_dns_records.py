@@ -4,6 +4,7 @@ DNS server (dnslib here) serves beside each record."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from pathlib import Path
 
 import dns.asyncresolver
@@ -13,7 +14,7 @@ import dns.zone
 import pytest
 from dnslib import QTYPE, RR, TXT
 
-from jitaku import dns_records
+from jitaku import dns_records, interfaces
 from jitaku.config import Config, Settings, parse
 from jitaku.dns_records import Record, Seen, needed, zone_line, zone_text
 from jitaku.mail import dkim
@@ -95,6 +96,35 @@ def test_without_our_address_the_a_and_ptr_records_are_comments_that_say_what_is
         "; (the reverse name of our public IPv4 address)\t3600\tIN\tPTR\tmail.example.test.\t; ask your ISP to set"
         " this: the reverse zone is theirs\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("listen", "learned", "wanted"),
+    [
+        ('["0.0.0.0:25", "[::]:25"]', {"A": "203.0.113.7"}, {"A": "203.0.113.7", "AAAA": "2001:db8::7"}),
+        ('["[2001:db8::7]:25"]', {}, {"AAAA": "2001:db8::7"}),
+        ('["0.0.0.0:25"]', {}, {}),  # an AAAA would send strangers' servers where nothing listens
+        ('["[::1]:25", "[fd00::1]:25"]', {}, {}),  # no one outside reaches these
+        ('["[::]:25"]', {"AAAA": "2001:db8::99"}, {"AAAA": "2001:db8::99"}),  # the DDNS updater's word first
+    ],
+)
+def test_our_ipv6_address_is_the_interfaces_when_the_mx_listens_on_ipv6(
+    listen: str, learned: dict[str, str], wanted: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(interfaces, "global_ipv6", lambda: ipaddress.ip_address("2001:db8::7"))
+    assert dns_records.our_addresses(settings(f"[smtp]\nlisten = {listen}\n"), learned) == wanted
+
+
+def test_with_only_an_ipv6_address_its_records_are_there_and_ipv4s_wait_as_comments() -> None:
+    text = zone_text(needed(settings(), [], {"AAAA": "2001:db8::7"}))
+    zone = loaded(text)
+    assert {rdata.to_text() for rdata in zone["mail.example.test", "AAAA"]} == {"2001:db8::7"}
+    reverse = "7.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+    assert {rdata.to_text() for rdata in zone[reverse, "PTR"]} == {"mail.example.test."}
+    assert {rdata.to_text() for rdata in zone["example.test", "TXT"]} == {'"v=spf1 mx -all"'}  # mx: AAAA too
+    assert "\tAAAA\t2001:db8::7\t; let inbound IPv6 through your router first" in text
+    assert "; mail.example.test.\t300\tIN\tA\t(our public IPv4 address)" in text
+    assert "; (the reverse name of our public IPv4 address)\t3600\tIN\tPTR" in text
 
 
 def test_txt_text_with_quotes_backslashes_and_non_ascii_loads_back_as_it_was() -> None:

@@ -1,7 +1,9 @@
-"""mail/headers.py and authcheck.strip_forged: Japanese encoded-words survive, forged results go."""
+"""mail/headers.py, authcheck.strip_forged and the Received header: Japanese encoded-words survive, forged results
+go, an IPv6 client is named as RFC 5321 writes it."""
 
 from __future__ import annotations
 
+from jitaku.mail import trace
 from jitaku.mail.authcheck import strip_forged
 from jitaku.mail.headers import decoded, from_addresses
 
@@ -70,3 +72,13 @@ def test_split_fields_is_linear_in_the_folded_lines() -> None:
     fields, body = split_fields(message)
     assert time.monotonic() - started < 2.0
     assert len(fields) == 2 and len(fields[0]) == 13 + 20_000 * 1000 and body == b"\r\nbody"
+
+
+def test_received_names_the_client_by_an_rfc_5321_address_literal() -> None:
+    assert trace.address_literal("192.0.2.1") == "[192.0.2.1]"
+    assert trace.address_literal("2001:DB8:0:0::1") == "[IPv6:2001:db8::1]"
+    assert trace.address_literal("fe80::1%home0") == "[IPv6:fe80::1]"  # the zone is this host's business
+    session = trace.Session("2001:db8::1", "client.test", tls=False, authenticated_as=None)
+    assert trace.received(session, "mail.example.test", "Q1", ["a@example.test"]).startswith(
+        b"Received: from client.test ([IPv6:2001:db8::1])\r\n"
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from jitaku.config import LoginSettings
-from jitaku.ratelimit import Attempt, LoginLimiter, address_key
+from jitaku.ratelimit import Attempt, FailureLimiter, LoginLimiter, address_key
 from jitaku.store import Database
 from jitaku.store.schema import login_attempts
 
@@ -192,3 +192,10 @@ def test_an_ipv6_household_counts_as_its_64() -> None:
     assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
     assert address_key("192.0.2.7") == "192.0.2.7"
     assert address_key("?") == "?"
+
+
+def test_the_buddy_token_limit_counts_an_ipv6_client_as_its_64_too() -> None:
+    limiter = FailureLimiter(max_failures=3)
+    for host in range(1, 4):
+        limiter.failed(f"2001:db8:1:2::{host}")
+    assert limiter.blocked("2001:db8:1:2::99") and not limiter.blocked("2001:db8:1:3::1")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import errno
 import functools
+import ipaddress
 import os
 import signal
 import socket
@@ -48,6 +50,7 @@ HTTPS_PORT = 443
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
 # its listener's limits (asyncio's default is 60).
 TLS_HANDSHAKE_TIMEOUT = 20.0
+IPV6_ANY = ipaddress.IPv6Address("::")
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
 
 MX = Listener("mx", authenticated=False)
@@ -75,13 +78,15 @@ class Bound:
     sock: socket.socket
 
 
-def _bind_web(config: Config) -> list[socket.socket]:
-    web: list[socket.socket] = []
+def _bind_web(config: Config) -> list[tuple[Listen, socket.socket]]:
+    web: list[tuple[Listen, socket.socket]] = []
     try:
         for address in config.settings.web.listen:
-            web.append(_socket(address, "web"))
+            sock = _socket(address, "web")
+            if sock is not None:
+                web.append((_bound_address(address, sock), sock))
     except ServeError:
-        for sock in web:
+        for _address, sock in web:
             sock.close()
         raise
     return web
@@ -91,17 +96,47 @@ def _bound_address(address: Listen, sock: socket.socket) -> Listen:
     return Listen(address.host, sock.getsockname()[1])
 
 
-def _socket(address: Listen, name: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in address.host else socket.AF_INET, socket.SOCK_STREAM)
+def _socket(address: Listen, name: str) -> socket.socket | None:
+    """A listening socket on ADDRESS; None for the IPv6 wildcard on a kernel without IPv6, so the same config
+    serves on both kinds of line.
+
+    An IPv6 socket takes IPv6 alone (IPV6_V6ONLY): "0.0.0.0:P" and "[::]:P" then bind side by side, whatever
+    net.ipv6.bindv6only says, and no IPv4 client reaches us as ::ffff:a.b.c.d, an address that every
+    per-address rule (loopback, limits, SPF, the Received header) would have to unmap first."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as error:
+        if _no_ipv6(address, name, error):
+            return None
+        raise ServeError(f"cannot listen on {address} for {name}: {error.strerror or error}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address.host, address.port))
         sock.listen(1024)
         sock.setblocking(False)
     except OSError as error:
         sock.close()
+        if _no_ipv6(address, name, error):
+            return None
         raise ServeError(f"cannot listen on {address} for {name}: {error.strerror or error}") from None
     return sock
+
+
+def _no_ipv6(address: Listen, name: str, error: OSError) -> bool:
+    """Whether ERROR says this kernel has no IPv6 (booted with ipv6.disable=1, or a container without it) while
+    binding the IPv6 wildcard: that listener is left out, said in the log. Any other address that cannot be
+    bound stops the start, as a typo in it should."""
+    try:
+        wildcard = ipaddress.ip_address(address.host) == IPV6_ANY
+    except ValueError:
+        return False
+    if not wildcard or error.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+        return False
+    log.event("listener_skipped", listener=name, address=str(address), reason="no IPv6 on this host")
+    return True
 
 
 def run(config: Config) -> None:
@@ -127,7 +162,8 @@ def run(config: Config) -> None:
         for item in bound + access:
             item.sock.close()
         raise
-    listening = _listening(bound + access, config.settings.web.listen, web)
+    listening = _listening(bound + access, [address for address, _sock in web])
+    web_sockets = [sock for _address, sock in web]
     config = ports.listening_on(config, listening)
     children: list[int] = []
     try:
@@ -138,13 +174,13 @@ def run(config: Config) -> None:
             if pid == 0:
                 os._exit(_worker(config, bound, parent))
             children.append(pid)
-        asyncio.run(serve(config, bound, children, web, access))
+        asyncio.run(serve(config, bound, children, web_sockets, access))
     finally:
         _terminate(children)
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        for sock in [item.sock for item in bound + access] + web:
+        for sock in [item.sock for item in bound + access] + web_sockets:
             sock.close()
         ports.forget(config.data_dir)
 
@@ -213,16 +249,17 @@ def _bind(config: Config, listeners: list[tuple[Listener, tuple[Listen, ...]]]) 
                 for item in bound:
                     item.sock.close()
                 raise
-            bound.append(Bound(listener, _bound_address(address, sock), sock))
+            if sock is not None:
+                bound.append(Bound(listener, _bound_address(address, sock), sock))
     return bound
 
 
-def _listening(bound: list[Bound], web_addresses: tuple[Listen, ...], web: list[socket.socket]) -> ports.Listening:
+def _listening(bound: list[Bound], web: list[Listen]) -> ports.Listening:
     """Every listener's addresses as bound, by listener name."""
     listening: ports.Listening = {name: () for name in ports.SECTIONS}
     for item in bound:
         listening[item.listener.name] += (item.address,)
-    listening["web"] = tuple(_bound_address(address, sock) for address, sock in zip(web_addresses, web, strict=True))
+    listening["web"] = tuple(web)
     return listening
 
 

@@ -118,7 +118,9 @@ def init(
     data_dir: DirOption = DEFAULT_DIR,
     domain: Annotated[str | None, typer.Option(help="The mail domain (needed only without a config).")] = None,
     hostname: Annotated[str | None, typer.Option(help="This server's name (default mail.DOMAIN).")] = None,
-    public: Annotated[bool, typer.Option("--public", help="Listen on 0.0.0.0:25/587/465 instead of loopback.")] = False,
+    public: Annotated[
+        bool, typer.Option("--public", help="Listen on 0.0.0.0 and [::] (ports 25, 587, 465 ...) instead of loopback.")
+    ] = False,
 ) -> None:
     """Create what the data directory lacks and print the DNS records to publish."""
     path = data_dir / config_module.CONFIG_NAME

@@ -17,12 +17,14 @@ dns_app = typer.Typer(no_args_is_help=True, help="The DNS records this server ne
 
 
 def expected(config: Config) -> list[dns_records.Record]:
-    """The records to publish; our public address is the one the DDNS updater last learned, if any."""
+    """The records to publish; our public addresses are those the DDNS updater last learned, if any, and our
+    interface's global IPv6 address when the MX listens on IPv6."""
     from jitaku.health.dns import public_addresses
     from jitaku.store import ddns
 
     states = _database(config).read_now(ddns.all_states)
-    ours = public_addresses([(state.family, state.address) for state in states])
+    learned = public_addresses([(state.family, state.address) for state in states])
+    ours = dns_records.our_addresses(config.settings, learned)
     return dns_records.needed(config.settings, dns_records.dkim(config), ours)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import errno
 import functools
+import ipaddress
 import resource
 import ssl
 from collections.abc import Awaitable, Callable
@@ -22,7 +23,22 @@ from typing import Any
 from jitaku import log
 
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+IPV6_PREFIX = 64  # one household's IPv6 network: its devices may take any address in it, and so may an attacker
 GOODBYE_TIMEOUT = 1.0  # seconds a client has, at shutdown, to take its session's last line before it is cut off
+
+
+def address_key(client: str) -> str:
+    """The address whose connections and failed logins count together: an IPv4 address, or an IPv6 client's
+    /64, since one address per connection costs an IPv6 client nothing."""
+    try:
+        address = ipaddress.ip_address(client.split("%")[0])
+    except ValueError:
+        return client[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
+    return str(address)
 
 
 class OpenSessions:
@@ -76,14 +92,15 @@ class ConnectionLimit:
         self._log = log.Throttled()
 
     def admit(self, ip: str) -> str | None:
-        """Count a new connection from IP; None, or why it is refused ("address" or "total"): the caller
-        then answers in its protocol's words, closes, and does not call `release`."""
+        """Count a new connection from IP (an IPv6 one under its /64); None, or why it is refused ("address" or
+        "total"): the caller then answers in its protocol's words, closes, and does not call `release`."""
+        key = address_key(ip)
         if self._count >= self.total:
             reason = "total"
-        elif self._open[ip] >= self.per_ip:
+        elif self._open[key] >= self.per_ip:
             reason = "address"
         else:
-            self._open[ip] += 1
+            self._open[key] += 1
             self._count += 1
             return None
         self._log.event(
@@ -92,10 +109,11 @@ class ConnectionLimit:
         return reason
 
     def release(self, ip: str) -> None:
+        key = address_key(ip)
         self._count -= 1
-        self._open[ip] -= 1
-        if not self._open[ip]:
-            del self._open[ip]
+        self._open[key] -= 1
+        if not self._open[key]:
+            del self._open[key]
 
 
 def limited(serve: Serve, limit: ConnectionLimit, refusal: bytes, sessions: OpenSessions) -> Serve:

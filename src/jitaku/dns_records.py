@@ -8,6 +8,7 @@ gets pasted anyway and breaks at the first parser it meets."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ import dns.resolver
 import dns.reversename
 from dns.rdtypes.ANY.TXT import TXT
 
+from jitaku import interfaces
 from jitaku.config import Config, Settings
 from jitaku.mail import dkim as dkim_keys
 from jitaku.terminal import visible
@@ -32,6 +34,7 @@ TXT_STRING = 255  # RFC 1035 §3.3: a <character-string> is a length octet and a
 LOOKUP_TIME = 5.0
 FAMILIES = {"A": "IPv4", "AAAA": "IPv6"}
 ASK_ISP = "ask your ISP to set this: the reverse zone is theirs"
+OPEN_IPV6 = "let inbound IPv6 through your router first: many block it by default"
 
 # What DNS serves against what we expect
 OK, MISSING, WRONG, UNKNOWN = "ok", "missing", "wrong", "unknown"
@@ -99,6 +102,25 @@ def dkim(config: Config, domain: str | None = None) -> list[Record]:
     ]
 
 
+def our_addresses(settings: Settings, learned: dict[str, str]) -> dict[str, str]:
+    """Our public addresses by record type: what the DDNS updater LEARNED and, when it has no IPv6 one while
+    the MX listens on IPv6, the global IPv6 address on our interface (IPv6 has no NAT: the world sees that
+    one). An MX that does not listen on IPv6 gets no AAAA, which would send strangers where nobody answers."""
+    if "AAAA" in learned or not any(_on_ipv6(address.host) for address in settings.smtp.listen):
+        return learned
+    found = interfaces.global_ipv6()
+    return {**learned, "AAAA": str(found)} if found else learned
+
+
+def _on_ipv6(host: str) -> bool:
+    """Whether a listener on HOST takes connections from the IPv6 Internet: the wildcard or a public address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.version == 6 and (address.is_unspecified or interfaces.is_public(address))
+
+
 def needed(settings: Settings, dkim_records: Sequence[Record], ours: dict[str, str]) -> list[Record]:
     """Every record to publish: the host's address, each [[ddns]] name's, each domain's MX, SPF, DKIM and
     DMARC, and the PTR of our address. OURS: our public addresses by type ("A", "AAAA"), as far as known."""
@@ -106,7 +128,7 @@ def needed(settings: Settings, dkim_records: Sequence[Record], ours: dict[str, s
     unknown = "not known yet: write it in, or let a [[ddns]] table in jitaku.toml keep it"
     records = [Record(host, "A", ours.get("A"), "" if "A" in ours else unknown)]
     if "AAAA" in ours:
-        records.append(Record(host, "AAAA", ours["AAAA"]))
+        records.append(Record(host, "AAAA", ours["AAAA"], OPEN_IPV6))
     for kept in settings.ddns:
         for kind, wanted in (("A", kept.ipv4), ("AAAA", kept.ipv6)):
             if wanted and (kept.name, kind) not in {(r.name, r.type) for r in records}:
@@ -119,7 +141,7 @@ def needed(settings: Settings, dkim_records: Sequence[Record], ours: dict[str, s
     for _kind, address in sorted(ours.items()):
         reverse = dns.reversename.from_address(address).to_text(omit_final_dot=True)
         records.append(Record(reverse, "PTR", f"{host}.", ASK_ISP))
-    if not ours:
+    if "A" not in ours:
         records.append(Record(None, "PTR", f"{host}.", ASK_ISP))
     return records
 

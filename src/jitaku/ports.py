@@ -1,5 +1,6 @@
 """DIR/ports.json: where each listener of the running daemon listens, those given as "host:0" with the port
-the kernel gave them (CONTRACTS.md), as {listener name: ["host:port", ...]}.
+the kernel gave them (CONTRACTS.md), as {listener name: ["host:port", ...]}; an IPv6 wildcard that a host
+without IPv6 could not bind is not there.
 
 `jitaku serve` removes the file before it binds anything, writes it whole (renamed into place) once every
 listener is bound and before any worker forks, and removes it when it stops: a file that is there was
@@ -62,13 +63,14 @@ def read(data_dir: Path) -> Listening | None:
 
 
 def listening_on(config: Config, listening: Listening) -> Config:
-    """CONFIG with the addresses in LISTENING for each listener given a port 0: what reads the settings later
-    (the services and certificate checks, the status page) then reaches that listener where it is."""
+    """CONFIG with each listener's addresses as LISTENING has them: a port 0 as the kernel gave it, and without
+    an IPv6 wildcard left out on a host without IPv6. What reads the settings later (the services and
+    certificate checks, the status page) then reaches each listener where it is, and only where it is."""
     settings = config.settings
     changes = {}
     for name, section in SECTIONS.items():
         listener = getattr(settings, section)
-        if name in listening and any(address.port == 0 for address in listener.listen):
+        if name in listening and listening[name] != listener.listen:
             changes[section] = listener.model_copy(update={"listen": listening[name]})
     return dataclasses.replace(config, settings=settings.model_copy(update=changes)) if changes else config
 

@@ -129,19 +129,25 @@ def _listen(addresses: list[str]) -> str:
     return ", ".join(f'"{a}"' for a in addresses)
 
 
+def _everywhere(*ports: int) -> list[str]:
+    """Every address of this host on PORTS, IPv4 and IPv6: many home lines (IPoE with DS-Lite or MAP-E in
+    Japan) give a server no inbound IPv4 port at all, but a global IPv6 address."""
+    return [address for port in ports for address in (f"0.0.0.0:{port}", f"[::]:{port}")]
+
+
 def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool) -> Path:
     path = data_dir / config_module.CONFIG_NAME
     text = TEMPLATE.format(
         hostname=hostname or f"mail.{domain}",
         domain=domain,
-        smtp=_listen(["0.0.0.0:25"] if public else ["127.0.0.1:2525"]),
-        submission=_listen(["0.0.0.0:587"] if public else ["127.0.0.1:2587"]),
-        submissions=_listen(["0.0.0.0:465"] if public else []),
-        imap=_listen(["0.0.0.0:143"] if public else ["127.0.0.1:2143"]),
-        imaps=_listen(["0.0.0.0:993"] if public else []),
-        pop3=_listen(["0.0.0.0:110"] if public else ["127.0.0.1:2110"]),
-        pop3s=_listen(["0.0.0.0:995"] if public else []),
-        web=_listen(["0.0.0.0:443", "0.0.0.0:80"] if public else ["127.0.0.1:8025"]),
+        smtp=_listen(_everywhere(25) if public else ["127.0.0.1:2525"]),
+        submission=_listen(_everywhere(587) if public else ["127.0.0.1:2587"]),
+        submissions=_listen(_everywhere(465) if public else []),
+        imap=_listen(_everywhere(143) if public else ["127.0.0.1:2143"]),
+        imaps=_listen(_everywhere(993) if public else []),
+        pop3=_listen(_everywhere(110) if public else ["127.0.0.1:2110"]),
+        pop3s=_listen(_everywhere(995) if public else []),
+        web=_listen(_everywhere(443, 80) if public else ["127.0.0.1:8025"]),
     )
     config_module.parse(text, path)  # the template must always be valid
     make_data_dir(data_dir)

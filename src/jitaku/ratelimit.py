@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -15,26 +14,13 @@ from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.config import LoginSettings
+from jitaku.connections import address_key
 from jitaku.store import Database
 from jitaku.store import logins as rows
 
-IPV6_PREFIX = 64  # one household's IPv6 network: its devices may take any address in it, and so may an attacker
 MAX_LOGIN = 320  # octets of a user name kept (RFC 5321's longest address); a longer one is cut
 WAIT_STEP = 0.1  # seconds between looks while tries being checked fill the limit
 MAX_WAIT = 30.0  # seconds a try waits for those at most; then it is refused as if they had failed
-
-
-def address_key(client: str) -> str:
-    """The address whose failures count together: an IPv4 address, or an IPv6 client's /64."""
-    try:
-        address = ipaddress.ip_address(client.split("%")[0])
-    except ValueError:
-        return client[:64]
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False))
-    return str(address)
 
 
 def login_key(user: str) -> str:
@@ -140,6 +126,7 @@ class FailureLimiter:
         self._blocked_until: dict[str, float] = {}
 
     def blocked(self, client: str) -> bool:
+        client = address_key(client)
         until = self._blocked_until.get(client)
         if until is None:
             return False
@@ -149,6 +136,7 @@ class FailureLimiter:
         return True
 
     def failed(self, client: str) -> None:
+        client = address_key(client)
         now = time.monotonic()
         recent = self._failures[client]
         recent.append(now)

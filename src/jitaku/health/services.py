@@ -4,6 +4,8 @@ handshake); the web listener takes a connection."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 import ssl
 from typing import NamedTuple
 
@@ -12,6 +14,7 @@ from jitaku.health.result import Result, State
 
 TIMEOUT = 10.0
 WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
 
 
 class Silence(NamedTuple):
@@ -61,6 +64,17 @@ async def answers(host: str, port: int, greeting: bytes | None, tls: bool = Fals
         writer.close()
 
 
+def ipv6_here() -> bool:
+    """Whether this host speaks IPv6 at all: with net.ipv6.conf.*.disable_ipv6 = 1 the daemon still binds "[::]"
+    but nobody, ourselves included, can reach it, so it is not a listener that fails."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as error:
+        return error.errno not in NO_IPV6
+    return True
+
+
 async def check(settings: Settings) -> Result:
     listeners = [
         *(("smtp", item, SMTP, False) for item in settings.smtp.listen),
@@ -72,6 +86,8 @@ async def check(settings: Settings) -> Result:
         *(("pop3s", item, POP3, True) for item in settings.pop3s.listen),
         *(("web", item, None, False) for item in settings.web.listen),
     ]
+    unreachable = [] if ipv6_here() else [item for _name, item, _g, _t in listeners if local(item) == "::1"]
+    listeners = [listener for listener in listeners if listener[1] not in unreachable]
     problems = await asyncio.gather(
         *(answers(local(item), item.port, greeting, tls) for _name, item, greeting, tls in listeners)
     )
@@ -88,6 +104,16 @@ async def check(settings: Settings) -> Result:
             f"not answering: {'; '.join(broken)}.",
             metrics,
             ja=f"応答しない待ち受けがあります: {'、'.join(broken_ja)}。",
+        )
+    if unreachable:
+        shown = ", ".join(sorted({str(item) for item in unreachable}))
+        return Result(
+            "services",
+            State.OK,
+            f"all {len(listeners)} listeners answer; IPv6 is off on this host, so {shown} cannot be reached.",
+            metrics,
+            ja=f"待ち受け {len(listeners)} 個すべてが応答しています。このホストでは IPv6 が無効なので、"
+            f"{shown.replace(', ', '、')} には届きません。",
         )
     return Result(
         "services",

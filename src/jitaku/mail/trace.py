@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -16,13 +17,25 @@ class Session:
     authenticated_as: str | None
 
 
+def address_literal(client_ip: str) -> str:
+    """CLIENT_IP as RFC 5321 §4.1.3 writes an address: "[192.0.2.1]", "[IPv6:2001:db8::1]". A zone
+    ("%eth0") is this host's own business and no part of the literal."""
+    try:
+        address = ipaddress.ip_address(client_ip.split("%", 1)[0])
+    except ValueError:
+        return f"[{client_ip}]"  # "?" when the peer's address was not known
+    if isinstance(address, ipaddress.IPv6Address):
+        return f"[IPv6:{address.compressed}]"
+    return f"[{address}]"
+
+
 def received(session: Session, hostname: str, queue_id: str, recipients: list[str]) -> bytes:
     # RFC 3848 protocol names: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
     protocol = "ESMTP" + ("S" if session.tls else "") + ("A" if session.authenticated_as else "")
     helo = "".join(ch for ch in session.helo if ch.isprintable() and ch not in "()\\")[:255] or "unknown"
     target = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
     return (
-        f"Received: from {helo} ([{session.client_ip}])\r\n"
+        f"Received: from {helo} ({address_literal(session.client_ip)})\r\n"
         f"\tby {hostname} (jitaku) with {protocol} id {queue_id}{target};\r\n"
         f"\t{formatdate(localtime=True)}\r\n"
     ).encode("utf-8", "replace")

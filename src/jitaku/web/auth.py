@@ -85,8 +85,13 @@ def _on_this_machine(request: Request) -> bool:
         loopback = request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
     except ValueError:
         return False
-    host = request.headers.get("host", "").rsplit(":", 1)[0].lower()
-    return loopback and host in LOCAL_HOSTS and not _forwarded(request)
+    return loopback and _host_name(request.headers.get("host", "")).lower() in LOCAL_HOSTS and not _forwarded(request)
+
+
+def _host_name(host: str) -> str:
+    """The Host header's name without its port (RFC 9110 §7.2): "[::1]:8025" and "[::1]" are both "[::1]"."""
+    name, colon, port = host.rpartition(":")
+    return name if colon and port.isdigit() else host
 
 
 def _local_path(target: str) -> str:

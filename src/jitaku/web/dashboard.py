@@ -71,7 +71,8 @@ class Dashboard:
         latest = await self._database.read(rows.latest)
         alerts = await self._database.read(lambda connection: rows.recent_alerts(connection, 20))
         states = await self._database.read(ddns_rows.all_states)
-        ours = public_addresses([(state.family, state.address) for state in states])
+        learned = public_addresses([(state.family, state.address) for state in states])
+        ours = dns_records.our_addresses(self._settings, learned)
         wanted = dns_records.needed(self._settings, self._dkim, ours)
         checks = [
             {**result.as_json(), "at": _when(at)}
