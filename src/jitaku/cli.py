@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 
 from jitaku import config as config_module
-from jitaku import dns_records, log, provision, table
+from jitaku import dns_records, log, provision, service, table
 from jitaku.config import Config, ConfigError
 from jitaku.terminal import visible
 from jitaku.words import counted
@@ -113,21 +113,53 @@ def _local_address(config: Config, text: str) -> str:
     return normalized
 
 
+InitDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        envvar="JITAKU_DIR",
+        help="Data directory (default $JITAKU_DIR, else ./jitaku-data; with --service, /var/lib/jitaku).",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def init(
-    data_dir: DirOption = DEFAULT_DIR,
+    data_dir: InitDirOption = None,
     domain: Annotated[str | None, typer.Option(help="The mail domain (needed only without a config).")] = None,
     hostname: Annotated[str | None, typer.Option(help="This server's name (default mail.DOMAIN).")] = None,
     public: Annotated[
         bool, typer.Option("--public", help="Listen on 0.0.0.0 and [::] (ports 25, 587, 465 ...) instead of loopback.")
     ] = False,
+    as_service: Annotated[
+        bool,
+        typer.Option(
+            "--service",
+            help="Run it as a systemd service (root): the system user jitaku, units written and enabled.",
+        ),
+    ] = False,
 ) -> None:
     """Create what the data directory lacks and print the DNS records to publish."""
+    if as_service:
+        config = _init_service(data_dir or service.DATA_DIR, domain, hostname, public)
+    else:
+        config = _init_data_dir(data_dir or DEFAULT_DIR, domain, hostname, public)
+    # whole lines, never through Rich: a record cut or wrapped at the terminal's width is another record
+    from jitaku.cli_dns import expected  # it builds on this module's helpers
+
+    sys.stdout.write("\nPublish these DNS records (`jitaku dns records --check` compares them with DNS):\n")
+    sys.stdout.write(dns_records.zone_text(expected(config)))
+
+
+def _init_data_dir(
+    data_dir: Path, domain: str | None, hostname: str | None, public: bool, run_user: str | None = None
+) -> Config:
     path = data_dir / config_module.CONFIG_NAME
     if not path.exists():
         if not domain:
             raise CliError(f"{path} does not exist yet; give --domain DOMAIN")
-        provision.write_config(data_dir, domain.lower(), hostname, public)
+        provision.write_config(data_dir, domain.lower(), hostname, public, run_user)
         console.print(f"wrote {path}")
     elif domain or hostname or public:
         console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
@@ -139,16 +171,57 @@ def init(
             console.print(f"ready: {made}")
     except OSError as error:  # a full disk, a read-only dir, a symbolic link planted where a key belongs
         raise CliError(f"cannot write {error.filename or config.data_dir}: {error.strerror or error}") from None
-    from jitaku.cli_dns import expected  # it builds on this module's helpers
     from jitaku.health import smartctl
 
     program = config.settings.health.smart.smartctl
     if smartctl.locate(program) is None:  # `pip install` cannot install it, and without it disks go unwatched
         console.print(f"{program} is not installed, so no disk's SMART is watched ({smartctl.INSTALL})")
+    return config
 
-    # whole lines, never through Rich: a record cut or wrapped at the terminal's width is another record
-    sys.stdout.write("\nPublish these DNS records (`jitaku dns records --check` compares them with DNS):\n")
-    sys.stdout.write(dns_records.zone_text(expected(config)))
+
+def _init_service(data_dir: Path, domain: str | None, hostname: str | None, public: bool) -> Config:
+    """The data directory as the system user's, then the systemd units, written and enabled.
+
+    Everything that can refuse is asked before anything changes: root, the paths the units name, a config
+    that names another user to run as.
+    """
+    service.need_root()
+    data_dir = Path(os.path.abspath(data_dir))
+    install = service.installed()
+    units = service.units(install, data_dir)
+    path = data_dir / config_module.CONFIG_NAME
+    run_user = config_module.load(data_dir).settings.run.user if path.exists() else service.USER
+    if run_user not in (None, service.USER):
+        raise CliError(f'{path} says [run] user = "{run_user}"; the service runs as {service.USER}: change it')
+    try:
+        account, added = service.ensure_user()
+        if added:
+            console.print(f"added the system user {account.pw_name} (home {account.pw_dir}, shell {account.pw_shell})")
+        existed = data_dir.exists()
+        provision.make_data_dir(data_dir)
+        given = service.adopt(data_dir, account)
+        if existed and given:  # a data dir made by an init run as root before
+            console.print(f"gave {account.pw_name} {counted(given, 'entry', 'entries')} root owned in {data_dir}")
+        service.check_reachable(install, data_dir, account)
+        with service.acting_as(account):
+            config = _init_data_dir(data_dir, domain, hostname, public, service.USER)
+        if run_user is None:
+            console.print(
+                f"{path} has no [run] user: the service starts as {service.USER} all the same; add [run] user = "
+                f'"{service.USER}" for a `jitaku serve` started by hand as root'
+            )
+        for written in service.write_units(units):
+            differed = written.change == "rewrote"
+            console.print(f"{written.change} {written.path}" + (" (it differed)" if differed else ""))
+            if differed and written.path.name == service.SERVICE:
+                console.print("  `systemctl restart jitaku` applies it to a running daemon (ending open sessions)")
+        for line in service.enable():
+            console.print(line)
+    except OSError as error:
+        raise CliError(f"cannot write {error.filename or data_dir}: {error.strerror or error}") from None
+    console.print("see it: systemctl status jitaku; its log: journalctl -u jitaku")
+    console.print(f"its data: {data_dir}; as root, jitaku commands there run as {service.USER}")
+    return config
 
 
 @app.command()
@@ -436,6 +509,7 @@ def main() -> None:
     or input ended at a prompt), 70 a bug, 130 Ctrl-C; `jitaku check` adds its own 1 and 2 (CONTRACTS).
     """
     from jitaku.errors import ServeError
+    from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
 
     debug = os.environ.get("JITAKU_DEBUG") == "1"
@@ -448,7 +522,7 @@ def main() -> None:
     except typer.Abort:  # typer's word for EOFError: Ctrl-D at the password prompt
         sys.stderr.write("jitaku: the input ended (Ctrl-D) before an answer; nothing changed\n")
         sys.exit(USAGE)
-    except (ConfigError, ServeError, AccountError, CliError) as error:
+    except (ConfigError, ServeError, AccountError, CliError, ServiceError) as error:
         if debug:
             raise
         sys.stderr.write(f"jitaku: {visible(str(error))}\n")

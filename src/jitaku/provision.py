@@ -25,6 +25,7 @@ TEMPLATE = """\
 hostname = "{hostname}"          # the name we greet with; publish an A record and ask for a PTR
 domains = ["{domain}"]
 
+{run}
 [smtp]                           # the MX: strangers deliver mail for your domains here
 listen = [{smtp}]
 max_message_size = 26214400      # bytes (SIZE, RFC 1870)
@@ -135,11 +136,23 @@ def _everywhere(*ports: int) -> list[str]:
     return [address for port in ports for address in (f"0.0.0.0:{port}", f"[::]:{port}")]
 
 
-def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool) -> Path:
+RUN_AS = """\
+[run]                            # who the daemon runs as once its listeners are bound: no process stays root
+user = "{user}"                  # written by `init --service`; its systemd unit starts it as this user too
+"""
+RUN_AS_WHOEVER = """\
+# [run]                          # absent: the daemon runs as whoever starts it, root included
+# user = "jitaku"                # a system user to run as once the listeners are bound (`init --service`)
+"""
+
+
+def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool, run_user: str | None = None) -> Path:
+    """A commented config for DOMAIN; RUN_USER, when given, is the `[run] user` the daemon drops to."""
     path = data_dir / config_module.CONFIG_NAME
     text = TEMPLATE.format(
         hostname=hostname or f"mail.{domain}",
         domain=domain,
+        run=RUN_AS.format(user=run_user) if run_user else RUN_AS_WHOEVER,
         smtp=_listen(_everywhere(25) if public else ["127.0.0.1:2525"]),
         submission=_listen(_everywhere(587) if public else ["127.0.0.1:2587"]),
         submissions=_listen(_everywhere(465) if public else []),
