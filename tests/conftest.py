@@ -533,8 +533,9 @@ class Sink:
         directory = Path(tempfile.mkdtemp(prefix="jitaku-sink-"))
         directory.chmod(0o777)
         self.dir = directory
+        where = f"[{host}]" if ":" in host else host
         self.process = subprocess.Popen(
-            ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"{host}:{self.port}", "50"],
+            ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"{where}:{self.port}", "50"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -300,7 +300,7 @@ async def _run(
     queue = Queue(
         settings.queue,
         database,
-        transport.build(settings.relay, settings.delivery.port, hostname, settings.delivery.timeout),
+        transport.build(settings.relay, settings.delivery, hostname),
         policy,
         hostname,
         postmaster=f"MAILER-DAEMON@{settings.domains[0]}",

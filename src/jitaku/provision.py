@@ -81,6 +81,7 @@ hash_queue = 16                  # tries that may wait for a thread; one more is
 
 [delivery]
 port = 25                        # the port used on remote MX hosts
+ipv6 = false                     # also over IPv6, first, to MX hosts with AAAA (Gmail wants a PTR for it)
 
 [dns]
 nameservers = []                 # empty: the system resolver; e.g. ["127.0.0.1:5353"]

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dnslib import QTYPE
+from dnslib import QTYPE, DNSRecord
+from dnslib.server import BaseResolver, DNSServer
 
-from tests.conftest import Jitaku, NetworkNamespace, Zone, wait_until
+from tests.conftest import Jitaku, NetworkNamespace, Zone, serve, stop_serving, wait_until
 
 NAME = "home.example.org"
 
@@ -79,14 +81,28 @@ LOGINS = {
 }
 
 
-def ddns_server(jitaku_factory: Any, dns_zone: Any, world: World, provider: str = "dyndns2", more: str = "") -> Jitaku:
+def ddns_server(
+    jitaku_factory: Any,
+    dns_zone: Any,
+    world: World,
+    provider: str = "dyndns2",
+    more: str = "",
+    verify: list[str] | None = None,
+    nameservers: list[str] | None = None,
+) -> Jitaku:
+    """A jitaku keeping NAME up to date; VERIFY: the nameservers it asks what the world sees (default the local
+    DNS server; [] the zone's authoritative servers, found through NAMESERVERS, default the local DNS server)."""
     server: Jitaku = jitaku_factory(dns_zone[1])
+    if nameservers is not None:
+        server.settings["dns"] = {"nameservers": nameservers}
+        server.write_config()
     server.init()
+    verify = [f"127.0.0.1:{dns_zone[1]}"] if verify is None else verify
     with (server.dir / "jitaku.toml").open("a") as config:
         config.write(
             f'\n[public_ip]\nsources = ["{world.echo.url}/ip"]\ninterval = 1\n'
             f'\n[[ddns]]\nprovider = "{provider}"\nname = "{NAME}"\n{LOGINS[provider]}{more}'
-            f'endpoint = "{world.provider.url}"\nverify_nameservers = ["127.0.0.1:{dns_zone[1]}"]\n'
+            f'endpoint = "{world.provider.url}"\nverify_nameservers = {json.dumps(verify)}\n'
         )
     return server
 
@@ -188,3 +204,77 @@ def test_the_aaaa_record_follows_the_interfaces_global_ipv6_address(
     wait_until(lambda: world.published("AAAA") == ["2001:db8:2::7"], timeout=20)
     wait_until(lambda: status(server, "IPv6")["published"] == "2001:db8:2::7")
     assert world.published("A") == ["203.0.113.7"]
+
+
+class Asked(BaseResolver):
+    """ZONE's answers, keeping who asked what: (name, type, the client's address)."""
+
+    def __init__(self, zone: Zone) -> None:
+        self.zone = zone
+        self.asked: list[tuple[str, str, str]] = []
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        self.asked.append((str(request.q.qname), QTYPE[request.q.qtype], handler.client_address[0]))
+        return self.zone.resolve(request, handler)
+
+
+@pytest.fixture
+def ipv6_dns(network_namespace, world) -> Iterator[Asked]:
+    """The zone's authoritative server at [2001:db8::53]:53, reached over IPv6 only: NS ns.example.org, whose
+    only address is that AAAA."""
+    network_namespace.ip("addr", "add", "2001:db8::53/64", "dev", "home0", "nodad")
+    world.zone.add("example.org. 1 IN SOA ns.example.org. hostmaster.example.org. 1 60 60 60 1")
+    world.zone.add("example.org. 1 IN NS ns.example.org.")
+    world.zone.add("ns.example.org. 1 IN AAAA 2001:db8::53")
+    asked = Asked(world.zone)
+    servers = [DNSServer(asked, address="2001:db8::53", port=53, tcp=tcp) for tcp in (False, True)]
+    for server in servers:
+        serve(server.server)
+    yield asked
+    for server in servers:
+        stop_serving(server.server)
+
+
+@pytest.mark.parametrize("verify", [["2001:db8::53"], []], ids=["given", "found"])
+def test_the_aaaa_record_is_checked_with_authoritative_servers_reached_over_ipv6(
+    network_namespace, jitaku_factory, dns_zone, world, ipv6_dns, verify: list[str]
+) -> None:
+    """A home line whose DNS is reached over IPv6 (with DS-Lite, IPv4 goes through the ISP's tunnel): the
+    authoritative server given in verify_nameservers, or found from the zone's NS record through a resolver
+    given as "[2001:db8::53]:53"."""
+    network_namespace.ip("addr", "add", "2001:db8:1::7/64", "dev", "home0", "nodad")
+    server = ddns_server(
+        jitaku_factory, dns_zone, world, more="ipv6 = true\n", verify=verify, nameservers=["[2001:db8::53]:53"]
+    )
+    server.start()
+    entry = wait_until(lambda: (e := status(server, "IPv6"))["published"] == "2001:db8:1::7" and e, timeout=20)
+    assert entry["address"] == "2001:db8:1::7" and entry["error"] is None
+    wait_until(lambda: status(server)["published"] == "203.0.113.7")
+    code, result = check(server)
+    assert (code, result["sentence"]) == (
+        0,
+        f"{NAME} (IPv4) points at 203.0.113.7; {NAME} (IPv6) points at 2001:db8:1::7.",
+    )
+    asked = set(ipv6_dns.asked)
+    assert (f"{NAME}.", "AAAA", "2001:db8::53") in asked and (f"{NAME}.", "A", "2001:db8::53") in asked
+    if not verify:  # found: the NS record and its AAAA, asked of the resolver over IPv6 too
+        assert ("example.org.", "NS", "2001:db8::53") in asked and ("ns.example.org.", "AAAA", "2001:db8::53") in asked
+
+
+def test_without_a_global_ipv6_address_the_check_says_so(network_namespace, jitaku_factory, dns_zone, world) -> None:
+    """A line whose IPv6 prefix is gone (or never came: a unique-local address only): no AAAA to send, and the
+    one DNS still answers leads nowhere."""
+    network_namespace.ip("addr", "add", "fd00::7/64", "dev", "home0", "nodad")
+    server = ddns_server(jitaku_factory, dns_zone, world, more="ipv6 = true\n")
+    server.start()
+    reason = "this host has no global IPv6 address (only loopback, link-local or unique-local ones)"
+    entry = wait_until(lambda: (e := status(server, "IPv6"))["error"] and e, timeout=20)
+    assert entry["error"] == f"{reason}; DNS still answers 2001:db8:1::1" and entry["address"] is None
+    wait_until(lambda: status(server)["published"] == "203.0.113.7")
+    code, result = check(server)
+    assert (code, result["state"], result["sentence"]) == (
+        1,
+        "warning",
+        f"{NAME} (IPv6): {reason}; DNS still answers 2001:db8:1::1.",
+    ), result
+    assert world.published("AAAA") == ["2001:db8:1::1"]  # nothing was sent for IPv6

@@ -5,6 +5,7 @@ within two check intervals, in one sentence, and the recovery notice follows the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import threading
@@ -288,8 +289,8 @@ def test_the_mail_flow_probe_names_the_step_that_broke(jitaku_factory, tmp_path,
     mx(zone, "127.0.0.3")
     _at, alert = wait_until(lambda: hook.first("took the probe"), timeout=15)
     assert alert["message"] == (
-        "mail from outside cannot reach probe@example.test: delivery: mx.example.test took the probe but it did not "
-        "reach probe@example.test in 2 s."
+        f"mail from outside cannot reach probe@example.test: delivery: mx.example.test[127.0.0.3]:{server.smtp_port} "
+        "over IPv4 took the probe but it did not reach probe@example.test in 2 s."
     )
     assert sink.messages()
 
@@ -297,12 +298,46 @@ def test_the_mail_flow_probe_names_the_step_that_broke(jitaku_factory, tmp_path,
     mx(zone, "127.0.0.4")
     _at, alert = wait_until(lambda: hook.first(": smtp: "), timeout=10)
     assert alert["message"].startswith(
-        "mail from outside cannot reach probe@example.test: smtp: mx.example.test answered 5"
+        f"mail from outside cannot reach probe@example.test: smtp: mx.example.test[127.0.0.4]:{server.smtp_port} "
+        "over IPv4 answered 5"
     )
 
     mx(zone, "127.0.0.1")
     _at, recovered = wait_until(lambda: hook.first("recovered: mailflow"), timeout=10)
     assert recovered["message"].startswith("a probe to probe@example.test through mx.example.test arrived in ")
+
+
+def test_the_mail_flow_probe_takes_the_ipv6_path_too(network_namespace, jitaku_factory, hook, dns_zone) -> None:
+    """A stranger with IPv6 takes our AAAA record: an MX listening on IPv4 only loses that stranger's mail,
+    and the probe says so though mail over IPv4 arrives."""
+    zone, dns_port = dns_zone
+    network_namespace.ip("addr", "add", "192.0.2.10/24", "dev", "home0")
+    network_namespace.ip("addr", "add", "2001:db8::10/64", "dev", "home0", "nodad")
+    mx(zone, "192.0.2.10")
+    zone.add("mx.example.test. 1 IN AAAA 2001:db8::10")
+    server: Jitaku = jitaku_factory(dns_port)
+    server.settings["smtp"] = {"listen": ["192.0.2.10:25", "[2001:db8::10]:25"]}
+    server.settings["health"] = {"interval": INTERVAL, "mailflow": {"to": "probe@example.test", "deadline": 2}}
+    server.settings["alerts"] = {"urls": [hook.url]}
+    server.write_config()
+    server.init("alice@example.test", "probe@example.test")
+    server.start()
+    checked = server.cli("check", "mailflow", "--json", check=False)
+    (result,) = json.loads(checked.stdout)
+    assert checked.returncode == 0, result
+    assert re.fullmatch(
+        r"a probe to probe@example.test through mx.example.test arrived in [\d.]+ s over IPv4 and [\d.]+ s over IPv6\.",
+        result["sentence"],
+    )
+    server.settings["smtp"] = {"listen": ["192.0.2.10:25"]}  # DNS still publishes the AAAA
+    server.write_config()
+    server.restart()
+    _at, alert = wait_until(lambda: hook.first("critical: mailflow"), timeout=10)
+    assert alert["message"] == (
+        "mail from outside cannot reach probe@example.test: "
+        "connect: cannot connect to mx.example.test[2001:db8::10]:25 over IPv6: Connection refused."
+    )
+    assert json.loads(server.cli("mailbox", "list", "probe@example.test", "--json").stdout) == []  # probes removed
 
 
 def test_a_renewed_certificate_the_daemon_has_not_loaded_is_a_warning_until_a_restart(jitaku_factory) -> None:

@@ -81,7 +81,15 @@ class Updater:
         if state is None or state.config_key != key:
             state = State(record.name, family, record.provider, key)
         now = time.time()
-        if address is None:
+        if address is None and family == 6:
+            # not unknown but absent (no NAT for IPv6: our address is an interface's): say so, and what the
+            # world is still shown, instead of "not checked yet" or the address we held before
+            state.address, state.address_at = None, now
+            published = await self._published(record, family, state, now)
+            state.error = "this host has no global IPv6 address (only loopback, link-local or unique-local ones)"
+            if published is not None and published.addresses:
+                state.error += f"; DNS still answers {state.published}"
+        elif address is None:
             state.error = "our public address is unknown: the sources gave no majority, or none answered"
         else:
             state.address, state.address_at = str(address), now

@@ -91,7 +91,7 @@ class Queue:
                 started = time.time()
                 try:
                     outcomes = await self._transport.deliver(
-                        message.sender, message.recipients, message.body, message.personal
+                        message.sender, message.recipients, message.body, message.personal, message.id
                     )
                 except Exception as error:  # a bug in delivery must not take the queue down: retry later
                     log.event("delivery_crashed", queue_id=message.id, error=repr(error))

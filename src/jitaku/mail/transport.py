@@ -2,6 +2,10 @@
 
 Every outcome says at the source whether a retry can help (`permanent`), so
 the queue never guesses from strings.
+
+IPv6 to an MX is opt-in (`[delivery] ipv6`): Gmail and others refuse mail from an IPv6 address without a
+PTR record, which most home lines cannot set. With it on, and a global IPv6 address on an interface, an MX
+host's IPv6 addresses go first, and a 5.7.x refusal over IPv6 goes again over IPv4 at once.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from jitaku import failures
-from jitaku.config import RelaySettings
+from jitaku import failures, interfaces, log
+from jitaku.config import DeliverySettings, RelaySettings
 from jitaku.store.queue import Personal
 
 NO_PERSONAL: Mapping[str, Personal] = {}
@@ -42,9 +46,15 @@ class Outcome:
 
 class Transport(Protocol):
     async def deliver(
-        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NO_PERSONAL
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        personal: Mapping[str, Personal] = NO_PERSONAL,
+        queue_id: str | None = None,
     ) -> list[Outcome]:
-        """PERSONAL recipients each get their own transaction (own sender, own header lines) on the same session."""
+        """PERSONAL recipients each get their own transaction (own sender, own header lines) on the same session;
+        QUEUE_ID names the message in the log line of each connection."""
         ...
 
 
@@ -71,6 +81,12 @@ class DeliveryError(Exception):
 class Endpoint:
     name: str  # what we call it in logs and TLS (SNI, certificate check)
     address: str
+    source: str | None = None  # the address we connect from; None: the kernel's choice
+
+
+def family(address: str) -> str:
+    """How a sentence or a log line names the path to ADDRESS: "IPv4" or "IPv6"."""
+    return "IPv6" if ":" in address else "IPv4"
 
 
 async def addresses(name: str) -> list[str]:
@@ -104,6 +120,8 @@ async def _connect(endpoint: Endpoint, port: int, timeout: float) -> socket.sock
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
+        if endpoint.source is not None:
+            sock.bind((endpoint.source, 0))
         await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (endpoint.address, port)), timeout)
     except (TimeoutError, OSError) as error:
         sock.close()
@@ -139,6 +157,16 @@ def _whole_session(outcomes: list[Outcome]) -> list[Outcome]:
             return outcomes
         kinds.add(f"{outcome.reply[:3]} {enhanced.group()}" if enhanced else outcome.reply)
     return [replace(outcome, session_wide=True) for outcome in outcomes] if len(kinds) == 1 else outcomes
+
+
+# RFC 3463 X.7.Y is security or policy. Over IPv6 it is how Gmail refuses a sender whose address has no PTR
+# record ("550-5.7.1 ... does not meet IPv6 sending guidelines regarding PTR records and authentication"),
+# at any step of the session; the same server takes the message from our IPv4 address.
+_POLICY_REFUSAL = re.compile(r"5\d\d[ -]5\.7\.\d{1,3}\b")
+
+
+def _refused_over_ipv6(address: str, reply: str) -> bool:
+    return family(address) == "IPv6" and _POLICY_REFUSAL.match(reply) is not None
 
 
 async def _transaction(
@@ -306,7 +334,12 @@ class RelayTransport:
         )
 
     async def deliver(
-        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NO_PERSONAL
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        personal: Mapping[str, Personal] = NO_PERSONAL,
+        queue_id: str | None = None,
     ) -> list[Outcome]:
         try:
             found = await addresses(self._relay.host)
@@ -314,13 +347,17 @@ class RelayTransport:
                 raise DeliveryError(f"4.4.4 relayhost {self._relay.host} has no address", False, self._relay.host)
             last: DeliveryError | None = None
             for address in found:
+                endpoint = Endpoint(self._relay.host, address)
                 try:
-                    endpoint = Endpoint(self._relay.host, address)
-                    return await _session(endpoint, self._hop, sender, recipients, message, personal)
+                    outcomes = await _session(endpoint, self._hop, sender, recipients, message, personal)
                 except DeliveryError as error:
+                    _log_attempt(queue_id, endpoint, error=error)
                     if not error.unreachable:
                         raise
                     last = error
+                    continue
+                _log_attempt(queue_id, endpoint, outcomes)
+                return outcomes
             assert last is not None
             raise last
         except DeliveryError as error:
@@ -330,39 +367,130 @@ class RelayTransport:
 class DirectTransport:
     """Straight to each recipient domain's MX (RFC 5321 §5.1), one connection per domain."""
 
-    def __init__(self, port: int, local_hostname: str, timeout: float) -> None:
+    def __init__(self, port: int, local_hostname: str, timeout: float, ipv6: bool = False) -> None:
         self._hop = _Hop(port=port, local_hostname=local_hostname, timeout=timeout)
+        self._ipv6 = ipv6
+
+    def _ipv6_source(self) -> tuple[str | None, str]:
+        """The address we send from over IPv6 (None: we do not), and why not, in words for a queue entry.
+
+        It is the global address DDNS publishes and `jitaku dns records` asks a PTR for, not one the kernel
+        may prefer (a temporary privacy address, RFC 8981): the address Gmail checks has to be that one."""
+        if not self._ipv6:
+            return None, "[delivery] ipv6 is off"
+        ours = interfaces.global_ipv6()  # asked each time: a home line's prefix comes and goes
+        if ours is None:
+            return None, "this host has no global IPv6 address to send from"
+        return str(ours), ""
 
     async def deliver(
-        self, sender: str, recipients: Sequence[str], message: bytes, personal: Mapping[str, Personal] = NO_PERSONAL
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        message: bytes,
+        personal: Mapping[str, Personal] = NO_PERSONAL,
+        queue_id: str | None = None,
     ) -> list[Outcome]:
         by_domain: dict[str, list[str]] = {}
         for recipient in recipients:
             by_domain.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
-        results = await asyncio.gather(
-            *(self._deliver_domain(domain, group, sender, message, personal) for domain, group in by_domain.items())
-        )
+        route = _Route(self._hop, sender, message, personal, queue_id, *self._ipv6_source())
+        results = await asyncio.gather(*(route.domain(domain, group) for domain, group in by_domain.items()))
         outcomes = {outcome.recipient: outcome for group in results for outcome in group}
         return [outcomes[r] for r in recipients]
 
-    async def _deliver_domain(
-        self, domain: str, recipients: list[str], sender: str, message: bytes, personal: Mapping[str, Personal]
-    ) -> list[Outcome]:
+
+@dataclass(frozen=True)
+class _Route:
+    """One message's way to the MX hosts of its recipients' domains."""
+
+    hop: _Hop
+    sender: str
+    message: bytes
+    personal: Mapping[str, Personal]
+    queue_id: str | None
+    ipv6_source: str | None  # our address over IPv6, whose MX addresses then go first; None: IPv4 only
+    no_ipv6: str  # why IPv4 only
+
+    async def domain(self, domain: str, recipients: list[str]) -> list[Outcome]:
+        """Each MX host in turn, each of its addresses in turn, until one answers for every recipient.
+
+        A recipient an IPv6 address refused with 5.7.x goes again to the same host's IPv4 addresses at once,
+        in this attempt: waiting for the retry interval would only meet the same refusal."""
+        answered: dict[str, Outcome] = {}
+        pending = recipients
         try:
             hosts = await mx_hosts(domain)
             last: DeliveryError | None = None
+            ipv6_only: list[str] = []
             for host in hosts:
-                for address in await addresses(host):
+                found = await addresses(host)
+                ipv4 = [a for a in found if family(a) == "IPv4"]
+                ipv6 = [a for a in found if family(a) == "IPv6"]
+                if self.ipv6_source is None and ipv6 and not ipv4:
+                    ipv6_only.append(host)
+                    continue
+                untried = (ipv6 if self.ipv6_source is not None else []) + ipv4
+                while untried:
+                    address = untried.pop(0)
+                    endpoint = Endpoint(host, address, self.ipv6_source if family(address) == "IPv6" else None)
                     try:
-                        endpoint = Endpoint(host, address)
-                        return await _session(endpoint, self._hop, sender, recipients, message, personal)
+                        outcomes = await _session(endpoint, self.hop, self.sender, pending, self.message, self.personal)
                     except DeliveryError as error:
-                        if error.permanent:
+                        fallback = bool(ipv4) and _refused_over_ipv6(endpoint.address, error.reply)
+                        _log_attempt(self.queue_id, endpoint, error=error, then="IPv4" if fallback else None)
+                        if fallback:
+                            untried = [a for a in untried if family(a) == "IPv4"]
+                        elif error.permanent:
                             raise
                         last = error  # a server that cannot take it now: try the next one (§5.1)
+                        continue
+                    again = [o for o in outcomes if ipv4 and _refused_over_ipv6(endpoint.address, o.reply)]
+                    _log_attempt(self.queue_id, endpoint, outcomes, then="IPv4" if again else None)
+                    pending = [o.recipient for o in again]
+                    answered.update((o.recipient, o) for o in outcomes if o.recipient not in pending)
+                    if not pending:
+                        return [answered[r] for r in recipients]
+                    untried = [a for a in untried if family(a) == "IPv4"]
+                    last = DeliveryError(again[0].reply, True, host)
+            if last is None and ipv6_only:
+                last = DeliveryError(
+                    f"4.4.4 {_hosts_of(domain, ipv6_only)} IPv6 addresses only, and {self.no_ipv6}", False
+                )
             raise last or DeliveryError(f"4.4.4 no address for any MX host of {domain}", False)
         except DeliveryError as error:
-            return _failed(recipients, error)
+            failed = {outcome.recipient: outcome for outcome in _failed(pending, error)}
+            return [answered.get(r) or failed[r] for r in recipients]
+
+
+def _hosts_of(domain: str, hosts: list[str]) -> str:
+    """Who has them, in a sentence: 'the MX host of example.net, mx.example.net, has'."""
+    if len(hosts) == 1:
+        return f"the MX host of {domain}, {hosts[0]}, has"
+    return f"the MX hosts of {domain}, {', '.join(hosts)}, have"
+
+
+def _log_attempt(
+    queue_id: str | None,
+    endpoint: Endpoint,
+    outcomes: Sequence[Outcome] = (),
+    error: DeliveryError | None = None,
+    then: str | None = None,
+) -> None:
+    """One line per connection: which address and family, and what came of it (THEN: where the rest goes)."""
+    refused = [o for o in outcomes if not o.delivered]
+    log.event(
+        "delivery_attempt",
+        queue_id=queue_id,
+        host=endpoint.name,
+        address=endpoint.address,
+        family=family(endpoint.address),
+        source=endpoint.source,
+        delivered=None if error else len(outcomes) - len(refused),
+        recipients=None if error else len(outcomes),
+        reply=error.reply if error else refused[0].reply if refused else None,
+        then=then,
+    )
 
 
 async def mx_hosts(domain: str) -> list[str]:
@@ -385,7 +513,8 @@ async def mx_hosts(domain: str) -> list[str]:
     return [str(record.exchange).rstrip(".") for record in records if str(record.exchange) != "."]
 
 
-def build(relay: RelaySettings | None, delivery_port: int, local_hostname: str, timeout: float) -> Transport:
+def build(relay: RelaySettings | None, delivery: DeliverySettings, local_hostname: str) -> Transport:
+    """A relayhost is the user's choice of server: it is reached at whatever addresses it has, as before."""
     if relay is None:
-        return DirectTransport(delivery_port, local_hostname, timeout)
-    return RelayTransport(relay, local_hostname, timeout)
+        return DirectTransport(delivery.port, local_hostname, delivery.timeout, delivery.ipv6)
+    return RelayTransport(relay, local_hostname, delivery.timeout)
