@@ -415,11 +415,15 @@ class Jitaku:
     def add_user(self, address: str, password: str = "secret-password") -> None:
         self.cli("user", "add", address, "--password-stdin", input=password + "\n")
 
-    def start(self) -> None:
+    def start(self, user: str | None = None) -> None:
+        """Start `jitaku serve`, as root, or as USER (with its groups alone), as systemd's `User=` would."""
         ports = self.dir / "ports.json"
         ports.unlink(missing_ok=True)  # the daemon removes it too, but this test could read it before then
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([*JITAKU, "serve", "--dir", str(self.dir)], stdout=log, stderr=log)
+        as_user: dict[str, Any] = {}
+        if user is not None:
+            as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+        self.process = subprocess.Popen([*JITAKU, "serve", "--dir", str(self.dir)], stdout=log, stderr=log, **as_user)
         process = self.process
         try:
             # written once every listener is bound and listening: a client may connect from then on

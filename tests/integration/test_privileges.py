@@ -122,6 +122,45 @@ def test_commands_run_as_root_on_another_users_data_dir_become_that_user(
     assert root_owned(server.dir) == []
 
 
+def test_started_as_run_user_already_it_just_runs(
+    readable_install: None, jitaku_factory: Any, shared_dir: Path
+) -> None:
+    """As systemd starts it with `User=` (and `AmbientCapabilities=CAP_NET_BIND_SERVICE` for low ports)."""
+    server: Jitaku = jitaku_factory(where=shared_dir)
+    server.init("alice@example.test")
+    server.run_as("nobody")
+    server.start(user="nobody")
+    sent = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", "alice@example.test", "--from", "c@example.org")
+    assert sent.returncode == 0, sent.stdout
+    wait_until(lambda: server.mailbox("alice@example.test"), timeout=10)
+    server.stop()
+    assert root_owned(server.dir) == []
+
+
+def test_a_user_who_may_not_read_the_services_dir_is_told_so_in_one_line(
+    readable_install: None, jitaku_factory: Any, shared_dir: Path
+) -> None:
+    """Without --dir, where the service's directory is found but cannot be looked into (0700, nobody's)."""
+    server: Jitaku = jitaku_factory(where=shared_dir)
+    server.init()
+    server.run_as("nobody")
+    found_there = (
+        "import pathlib, jitaku.data_dir, jitaku.cli;"
+        f" jitaku.data_dir.SERVICE_DIR = pathlib.Path({str(server.dir)!r}); jitaku.cli.main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", found_there, "init"],
+        cwd=shared_dir,  # no ./jitaku-data here
+        capture_output=True,
+        text=True,
+        timeout=60,
+        user="daemon",
+        group="daemon",
+        extra_groups=[],
+    )
+    assert (result.returncode, result.stderr) == (1, f"jitaku: {server.dir / 'jitaku.toml'}: Permission denied\n")
+
+
 def test_serve_refuses_a_run_user_that_does_not_exist(jitaku_factory: Any) -> None:
     server: Jitaku = jitaku_factory()
     server.init()
