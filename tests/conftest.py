@@ -120,6 +120,91 @@ def network_namespace() -> Iterator[NetworkNamespace]:
     namespace.close()
 
 
+class MountNamespace:
+    """A mount namespace of our own, which this test's main thread enters, where each directory that only root
+    may enter (pyenv's /root, here) is a tmpfs showing everyone just the children of it that Python and jitaku
+    live in: a jitaku that dropped root must still import what it imports late (the web server, the checks).
+
+    An installed jitaku lives where every user may read it; nothing outside this test sees the change.
+    """
+
+    CLONE_NEWNS = 0x00020000
+
+    def __init__(self, shown: dict[Path, set[str]]) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY)
+        self._cwd = os.getcwd()  # entering a mount namespace again moves this thread to its root
+        if self._libc.unshare(self.CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+        subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+        for hidden, children in shown.items():
+            staging = Path(tempfile.mkdtemp(prefix="jitaku-shown-"))
+            for child in children:
+                (staging / child).mkdir()
+                subprocess.run(["mount", "--bind", str(hidden / child), str(staging / child)], check=True)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(hidden)], check=True)
+            for child in children:
+                (hidden / child).mkdir()
+                subprocess.run(["mount", "--move", str(staging / child), str(hidden / child)], check=True)
+            shutil.rmtree(staging)
+
+    def close(self) -> None:
+        if self._libc.setns(self._home, self.CLONE_NEWNS) != 0:
+            raise OSError(ctypes.get_errno(), "setns back to our mount namespace")
+        os.close(self._home)
+        os.chdir(self._cwd)
+
+
+def hidden_from_others(paths: list[Path]) -> dict[Path, set[str]]:
+    """For each of PATHS below a directory others may not enter: that directory, and its child on the way."""
+    hidden: dict[Path, set[str]] = {}
+    for path in paths:
+        path = path.resolve()
+        ancestors = list(reversed(path.parents))
+        for ancestor, child in zip(ancestors, [*ancestors[1:], path], strict=True):
+            if not ancestor.stat().st_mode & 0o001:
+                hidden.setdefault(ancestor, set()).add(child.name)
+                break
+    return hidden
+
+
+@pytest.fixture
+def readable_install() -> Iterator[None]:
+    """Python and jitaku readable by every user, as they are once installed (see MountNamespace)."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping root needs root (CI runs as root)")
+    import jitaku
+
+    installed = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent, Path(jitaku.__file__).parent]
+    installed += [Path(entry) for entry in sys.path if entry and Path(entry).exists()]
+    hidden = hidden_from_others(installed)
+    if not hidden:
+        yield
+        return
+    namespace = MountNamespace(hidden)
+    yield
+    namespace.close()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory every user may enter (pytest's tmp_path is root's alone), for a data directory that a
+    jitaku which dropped root must reach."""
+    directory = Path(tempfile.mkdtemp(prefix="jitaku-shared-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def root_owned(directory: Path) -> list[str]:
+    """What in DIRECTORY (itself included) is root's, by path relative to it."""
+    found = [] if directory.stat().st_uid else ["."]
+    for path in sorted(directory.rglob("*")):
+        if path.lstat().st_uid == 0:
+            found.append(str(path.relative_to(directory)))
+    return found
+
+
 def serve(server: socketserver.BaseServer) -> None:
     """Serve in a daemon thread that notices shutdown within 50 ms (socketserver's default is 500 ms,
     paid at every test's teardown)."""
@@ -251,6 +336,15 @@ class Jitaku:
     def write_config(self) -> None:
         write_config(self.dir / "jitaku.toml", self.settings)
 
+    def run_as(self, user: str) -> None:
+        """`[run] user = USER`, and the data directory made theirs (`chown -R USER:`), as `jitaku init --service`
+        leaves the service's; the daemon's log goes beside it, so nothing in it is root's. The directory must be
+        one USER can reach (`jitaku_factory(where=shared_dir)`)."""
+        self.settings["run"] = {"user": user}
+        self.write_config()
+        self.log_path = self.dir.with_name(self.dir.name + ".log")
+        subprocess.run(["chown", "-R", f"{user}:", str(self.dir)], check=True)
+
     def port(self, listener: str) -> int:
         """The port of LISTENER's first address ("mx", "imap", "pop3s", ...): where the daemon last started got
         it, else as the config fixes it."""
@@ -321,11 +415,15 @@ class Jitaku:
     def add_user(self, address: str, password: str = "secret-password") -> None:
         self.cli("user", "add", address, "--password-stdin", input=password + "\n")
 
-    def start(self) -> None:
+    def start(self, user: str | None = None) -> None:
+        """Start `jitaku serve`, as root, or as USER (with its groups alone), as systemd's `User=` would."""
         ports = self.dir / "ports.json"
         ports.unlink(missing_ok=True)  # the daemon removes it too, but this test could read it before then
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([*JITAKU, "serve", "--dir", str(self.dir)], stdout=log, stderr=log)
+        as_user: dict[str, Any] = {}
+        if user is not None:
+            as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+        self.process = subprocess.Popen([*JITAKU, "serve", "--dir", str(self.dir)], stdout=log, stderr=log, **as_user)
         process = self.process
         try:
             # written once every listener is bound and listening: a client may connect from then on
@@ -393,8 +491,9 @@ def prepared_dirs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def jitaku_factory(tmp_path: Path, prepared_dirs: Path) -> Iterator[Any]:
     made: list[Jitaku] = []
 
-    def make(dns_port: int | None = None, name: str = "jitaku") -> Jitaku:
-        instance = Jitaku(tmp_path / name, dns_port, prepared_dirs)
+    def make(dns_port: int | None = None, name: str = "jitaku", where: Path | None = None) -> Jitaku:
+        """WHERE: the data directory's parent, tmp_path unless given (pytest's is root's alone, 0700)."""
+        instance = Jitaku((where or tmp_path) / name, dns_port, prepared_dirs)
         made.append(instance)
         return instance
 

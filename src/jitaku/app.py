@@ -78,18 +78,33 @@ class Bound:
     sock: socket.socket
 
 
-def _bind_web(config: Config) -> list[tuple[Listen, socket.socket]]:
-    web: list[tuple[Listen, socket.socket]] = []
-    try:
+@dataclass(frozen=True)
+class Sockets:
+    """Every listener of the config, bound and listening."""
+
+    smtp: list[Bound]  # MX and submission: every process accepts on them
+    access: list[Bound]  # IMAP and POP3: the main process alone
+    web: list[tuple[Listen, socket.socket]]  # each with the address it got
+
+
+@contextlib.contextmanager
+def listening(config: Config) -> Iterator[Sockets]:
+    """Bind every listener, and close them all when the block ends.
+
+    Before root is dropped (ports below 1024 need it; see jitaku.privileges) and before any worker forks
+    (all of them accept on the same sockets). A listener that cannot be bound is a ServeError naming it,
+    with none of the others left open.
+    """
+    ports.forget(config.data_dir)  # an earlier run's, until this one's are bound
+    with contextlib.ExitStack() as opened:
+        smtp = _bind(_listeners(config), opened)
+        access = _bind(_access_listeners(config), opened)
+        web = []
         for address in config.settings.web.listen:
             sock = _socket(address, "web")
             if sock is not None:
-                web.append((_bound_address(address, sock), sock))
-    except ServeError:
-        for _address, sock in web:
-            sock.close()
-        raise
-    return web
+                web.append((_bound_address(address, opened.enter_context(sock)), sock))
+        yield Sockets(smtp, access, web)
 
 
 def _bound_address(address: Listen, sock: socket.socket) -> Listen:
@@ -139,8 +154,8 @@ def _no_ipv6(address: Listen, name: str, error: OSError) -> bool:
     return True
 
 
-def run(config: Config) -> None:
-    """Bind every listener, fork `[smtp] workers - 1` accept-only processes, and serve until SIGTERM.
+def run(config: Config, sockets: Sockets) -> None:
+    """Fork `[smtp] workers - 1` accept-only processes on SOCKETS, and serve until SIGTERM.
 
     Python runs one core's worth of SMTP per process; extra workers accept and
     commit mail in parallel (the kernel spreads connections among them), while
@@ -148,22 +163,7 @@ def run(config: Config) -> None:
     """
     _unmap_large_blocks()
     raise_open_files_limit()
-    ports.forget(config.data_dir)  # an earlier run's, until this one's are bound
-    bound = _bind(config, _listeners(config))
-    try:
-        access = _bind(config, _access_listeners(config))
-    except ServeError:
-        for item in bound:
-            item.sock.close()
-        raise
-    try:
-        web = _bind_web(config)
-    except ServeError:
-        for item in bound + access:
-            item.sock.close()
-        raise
-    listening = _listening(bound + access, [address for address, _sock in web])
-    web_sockets = [sock for _address, sock in web]
+    listening = _listening(sockets)
     config = ports.listening_on(config, listening)
     children: list[int] = []
     try:
@@ -172,16 +172,14 @@ def run(config: Config) -> None:
         for _ in range(config.settings.smtp.workers - 1):
             pid = os.fork()
             if pid == 0:
-                os._exit(_worker(config, bound, parent))
+                os._exit(_worker(config, sockets.smtp, parent))
             children.append(pid)
-        asyncio.run(serve(config, bound, children, web_sockets, access))
+        asyncio.run(serve(config, sockets.smtp, children, [sock for _address, sock in sockets.web], sockets.access))
     finally:
         _terminate(children)
         for pid in children:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
-        for sock in [item.sock for item in bound + access] + web_sockets:
-            sock.close()
         ports.forget(config.data_dir)
 
 
@@ -237,29 +235,22 @@ def _access_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]
     ]
 
 
-def _bind(config: Config, listeners: list[tuple[Listener, tuple[Listen, ...]]]) -> list[Bound]:
+def _bind(listeners: list[tuple[Listener, tuple[Listen, ...]]], opened: contextlib.ExitStack) -> list[Bound]:
     bound: list[Bound] = []
     for listener, addresses in listeners:
-        if listener.implicit_tls and addresses and not (config.tls_dir / "cert.pem").exists():
-            raise ServeError(f"{listener.name} needs a TLS certificate in {config.tls_dir}; run `jitaku init`")
         for address in addresses:
-            try:
-                sock = _socket(address, listener.name)
-            except ServeError:
-                for item in bound:
-                    item.sock.close()
-                raise
+            sock = _socket(address, listener.name)
             if sock is not None:
-                bound.append(Bound(listener, _bound_address(address, sock), sock))
+                bound.append(Bound(listener, _bound_address(address, opened.enter_context(sock)), sock))
     return bound
 
 
-def _listening(bound: list[Bound], web: list[Listen]) -> ports.Listening:
+def _listening(sockets: Sockets) -> ports.Listening:
     """Every listener's addresses as bound, by listener name."""
     listening: ports.Listening = {name: () for name in ports.SECTIONS}
-    for item in bound:
+    for item in sockets.smtp + sockets.access:
         listening[item.listener.name] += (item.address,)
-    listening["web"] = tuple(web)
+    listening["web"] = tuple(address for address, _sock in sockets.web)
     return listening
 
 

@@ -1,4 +1,4 @@
-"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns, dns."""
+"""The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns, dns, check, alerts, smart."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rich.console import Console
 from jitaku import config as config_module
 from jitaku import dns_records, log, provision, service, table
 from jitaku.config import Config, ConfigError
+from jitaku.data_dir import LOCAL_DIR, SERVICE_DIR
 from jitaku.terminal import visible
 from jitaku.words import counted
 
@@ -38,17 +39,41 @@ app.add_typer(mailbox_app, name="mailbox")
 app.add_typer(queue_app, name="queue")
 app.add_typer(dkim_app, name="dkim")
 
+DIR_HELP = (
+    "Data directory (default $JITAKU_DIR, else ./jitaku-data if it exists, else /var/lib/jitaku if it holds"
+    " jitaku.toml, else ./jitaku-data)."
+)
+
+
+def _found(context: typer.Context, parameter: typer.CallbackParam, given: Path) -> Path:
+    """Where the data directory is: as given by --dir or $JITAKU_DIR, else found (jitaku.data_dir)."""
+    from jitaku.data_dir import find
+
+    source = context.get_parameter_source(parameter.name or "")
+    return find() if source is not None and source.name == "DEFAULT" else given
+
+
+def _as_owner(context: typer.Context, parameter: typer.CallbackParam, given: Path) -> Path:
+    """The data directory, found; run as root on one that is another user's (the service's), this process
+    becomes that user before the command does anything (jitaku.privileges)."""
+    from jitaku import privileges
+
+    found = _found(context, parameter, given)
+    if not context.resilient_parsing:
+        privileges.become_owner(found)
+    return found
+
+
 DirOption = Annotated[
-    Path,
-    typer.Option(
-        "--dir",
-        envvar="JITAKU_DIR",
-        help="Data directory (default $JITAKU_DIR, else ./jitaku-data).",
-        show_default=False,
-    ),
+    Path, typer.Option("--dir", envvar="JITAKU_DIR", help=DIR_HELP, show_default=False, callback=_as_owner)
+]
+# For the two commands that keep root: `serve` binds its ports first and drops root by `[run] user`, and
+# `smart collect` reads the disks as root.
+RootDirOption = Annotated[
+    Path, typer.Option("--dir", envvar="JITAKU_DIR", help=DIR_HELP, show_default=False, callback=_found)
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
-DEFAULT_DIR = Path("jitaku-data")
+DEFAULT_DIR = LOCAL_DIR  # what typer is given; the --dir callback puts the directory found in its place
 USAGE = 2  # the exit code of a usage mistake, as typer (and click before it) gives it
 
 # No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise); no emoji
@@ -118,7 +143,7 @@ InitDirOption = Annotated[
     typer.Option(
         "--dir",
         envvar="JITAKU_DIR",
-        help="Data directory (default $JITAKU_DIR, else ./jitaku-data; with --service, /var/lib/jitaku).",
+        help=DIR_HELP.removesuffix(".") + "; with --service, /var/lib/jitaku.",
         show_default=False,
     ),
 ]
@@ -142,9 +167,14 @@ def init(
 ) -> None:
     """Create what the data directory lacks and print the DNS records to publish."""
     if as_service:
-        config = _init_service(data_dir or service.DATA_DIR, domain, hostname, public)
+        config = _init_service(data_dir or SERVICE_DIR, domain, hostname, public)
     else:
-        config = _init_data_dir(data_dir or DEFAULT_DIR, domain, hostname, public)
+        from jitaku import privileges
+        from jitaku.data_dir import find
+
+        data_dir = data_dir or find()
+        privileges.become_owner(data_dir)  # an init run as root on the service's dir leaves nothing root's
+        config = _init_data_dir(data_dir, domain, hostname, public)
     # whole lines, never through Rich: a record cut or wrapped at the terminal's width is another record
     from jitaku.cli_dns import expected  # it builds on this module's helpers
 
@@ -225,19 +255,25 @@ def _init_service(data_dir: Path, domain: str | None, hostname: str | None, publ
 
 
 @app.command()
-def serve(data_dir: DirOption = DEFAULT_DIR) -> None:
+def serve(data_dir: RootDirOption = DEFAULT_DIR) -> None:
     """Run every listener and the queue in one process until SIGTERM; one per data directory."""
     from jitaku import app as daemon
-    from jitaku import serve_lock
+    from jitaku import privileges, serve_lock
 
     config = _config(data_dir)
+    user = privileges.run_user(config)  # refused before anything is touched when it cannot be done
     changes = provision.tighten(config)  # first: the lock file is made in a directory nobody else may write to
-    with serve_lock.held(config.data_dir):  # before complete() writes keys and before anything binds
+    log.setup()
+    # Bound as root (ports below 1024), then root is dropped for good, before anything is written in the
+    # data directory and before the SMTP workers fork: nothing there is root's, no process stays root.
+    with serve_lock.held(config.data_dir, owner=user), daemon.listening(config) as sockets:
+        if user is not None:
+            privileges.drop(user)
+            log.event("dropped_root", user=user.pw_name, uid=user.pw_uid, gid=user.pw_gid)
         provision.complete(config)
-        log.setup()
         for change in changes:
             log.event("data_dir_mode", change=change)
-        daemon.run(config)
+        daemon.run(config, sockets)
 
 
 @user_app.command("add")
@@ -491,8 +527,10 @@ def _register_subcommands() -> None:
     from jitaku.cli_dns import dns_app
     from jitaku.cli_health import alerts_app, check
     from jitaku.cli_lists import list_app
+    from jitaku.cli_smart import smart_app
 
     app.add_typer(list_app, name="list")
+    app.add_typer(smart_app, name="smart")
     app.add_typer(ddns_app, name="ddns")
     app.add_typer(dns_app, name="dns")
     app.add_typer(alerts_app, name="alerts")
@@ -508,7 +546,7 @@ def main() -> None:
     0 done, 1 refused (the request was understood and cannot be carried out), 2 a usage mistake (the command line,
     or input ended at a prompt), 70 a bug, 130 Ctrl-C; `jitaku check` adds its own 1 and 2 (CONTRACTS).
     """
-    from jitaku.errors import ServeError
+    from jitaku.errors import PrivilegeError, ServeError
     from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
 
@@ -522,10 +560,16 @@ def main() -> None:
     except typer.Abort:  # typer's word for EOFError: Ctrl-D at the password prompt
         sys.stderr.write("jitaku: the input ended (Ctrl-D) before an answer; nothing changed\n")
         sys.exit(USAGE)
-    except (ConfigError, ServeError, AccountError, CliError, ServiceError) as error:
+    except (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError) as error:
         if debug:
             raise
         sys.stderr.write(f"jitaku: {visible(str(error))}\n")
+        sys.exit(1)
+    except PermissionError as error:  # another user's data directory, run as neither root nor them
+        if debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        sys.stderr.write(f"jitaku: {visible(where + (error.strerror or str(error)))}\n")
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -3,3 +3,7 @@
 
 class ServeError(Exception):
     """The daemon cannot start; the message is one line for a person."""
+
+
+class PrivilegeError(Exception):
+    """jitaku cannot run as the user it should (`[run] user`, the data directory's owner); one line for a person."""

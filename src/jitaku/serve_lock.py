@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pwd
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,19 +23,25 @@ LOCK_NAME = "serve.lock"
 
 
 @contextmanager
-def held(data_dir: Path) -> Iterator[None]:
+def held(data_dir: Path, owner: pwd.struct_passwd | None = None) -> Iterator[None]:
     """Hold DATA_DIR's serve lock while the block runs, or raise ServeError naming the pid that holds it.
 
     SMTP workers forked inside the block share the open file, so the lock lasts until the last process of
     this daemon is gone: none of them still commits mail when the next daemon starts. They follow the main
     process within moments of its death (PR_SET_PDEATHSIG, see app._worker).
+
+    Taken as root before the listeners are bound (a second daemon is told it is one, not that a port is in
+    use), the file is given to OWNER, the user the daemon becomes (`[run] user`), like all else in the
+    directory.
     """
     path = data_dir / LOCK_NAME
     try:  # a link planted where the lock belongs is refused (ELOOP), never followed
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
     except OSError as error:
         raise ServeError(f"cannot open {path}: {error.strerror or error}") from None
     try:
+        if owner is not None:
+            _give(descriptor, path, owner)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -43,6 +51,15 @@ def held(data_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)  # the last process to close it releases the lock
+
+
+def _give(descriptor: int, path: Path, owner: pwd.struct_passwd) -> None:
+    """Make the lock file OWNER's. Root opens it in a directory OWNER may write to: a hard link or a device
+    put there in its place is refused, never handed over."""
+    found = os.fstat(descriptor)
+    if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1 or found.st_uid not in (0, owner.pw_uid):
+        raise ServeError(f"{path} is not a lock file jitaku made; remove it and start again")
+    os.fchown(descriptor, owner.pw_uid, owner.pw_gid)
 
 
 def _holder(descriptor: int) -> str:

@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from jitaku.data_dir import SERVICE_DIR
+
 USER = "jitaku"
-DATA_DIR = Path("/var/lib/jitaku")
+
 UNIT_DIR = Path("/etc/systemd/system")
 SERVICE = "jitaku.service"
 SMART_SERVICE = "jitaku-smart.service"
@@ -219,7 +221,17 @@ def ensure_user() -> tuple[pwd.struct_passwd, bool]:
     if useradd is None:
         raise ServiceError(f"useradd not found: add a system user {USER} with its own group, then run this again")
     _run(
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", str(DATA_DIR), "--shell", NOLOGIN, USER]
+        [
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            str(SERVICE_DIR),
+            "--shell",
+            NOLOGIN,
+            USER,
+        ]
     )
     return pwd.getpwnam(USER), True
 

@@ -102,11 +102,6 @@ def test_init_service_makes_the_user_the_data_dir_and_units_and_changes_nothing_
     assert "added the system user" not in seen["again"]["stdout"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs branch i18-priv (serve finds /var/lib/jitaku without --dir, and drops to [run] user): "
-    "remove this mark when it is merged",
-)
 def test_a_root_start_without_dir_ends_with_no_process_as_root_and_every_listener_answering(tmp_path: Path) -> None:
     seen = on_own_host("serve", tmp_path / "host")
     assert seen.get("started"), seen

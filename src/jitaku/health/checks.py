@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,21 @@ from sqlalchemy.engine import Connection
 from jitaku import log
 from jitaku.config import Config
 from jitaku.ddns import public_address
-from jitaku.health import buddy, certs, diskage, disks, dns, mailflow, raid, relay, services, smart, smartctl, traffic
+from jitaku.health import (
+    buddy,
+    certs,
+    diskage,
+    disks,
+    dns,
+    mailflow,
+    raid,
+    relay,
+    services,
+    smart,
+    smart_readings,
+    smartctl,
+    traffic,
+)
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State, not_watching
@@ -38,30 +53,47 @@ async def _raid(context: Context) -> Result:
     return await asyncio.to_thread(raid.check, context.config.settings.health.raid)
 
 
-async def _drives(context: Context) -> list[smartctl.Drive]:
-    """One smartctl reading serves the smart and diskage checks of a round (smartctl wakes sleeping disks)."""
+async def _readings(context: Context) -> smart_readings.Readings | None:
+    """As root, smartctl's own readings (one serves the smart and diskage checks of a round: smartctl wakes
+    sleeping disks); otherwise what `jitaku smart collect` last wrote, None before it first has."""
     health = context.config.settings.health
-    max_age = min(health.interval_of("smart"), health.interval_of("diskage")) / 2
-    return await asyncio.to_thread(smartctl.drives, health.smart, max_age)
+    if os.geteuid() == 0:
+        max_age = min(health.interval_of("smart"), health.interval_of("diskage")) / 2
+        return await asyncio.to_thread(smart_readings.take, health.smart, max_age)
+    return await asyncio.to_thread(smart_readings.read, context.config.data_dir)
 
 
 async def _smart(context: Context) -> Result:
     settings = context.config.settings.health.smart
     try:
-        drives = await _drives(context)
-    except smartctl.SmartctlMissing as missing:
+        readings = await _readings(context)
+    except smart_readings.BrokenReadings as broken:
+        return Result("smart", State.WARNING, f"{broken}.", {"watching": False}, ja=f"{broken.ja}。")
+    if readings is None:
+        return smart_readings.not_collected("smart")
+    if readings.missing:
         present = list(settings.devices) or disks.with_smart(await asyncio.to_thread(disks.read, settings.lsblk))
-        return smart.without_smartctl(missing, present)
-    previous = context.previous.get("smart")
-    return smart.check(settings, drives, previous.metrics if previous else {})
+        result = smart.without_smartctl(smartctl.SmartctlMissing(readings.missing), present)
+    else:
+        previous = context.previous.get("smart")
+        result = smart.check(settings, readings.drives, previous.metrics if previous else {})
+    age = time.time() - readings.taken
+    if age > smart_readings.stale_after(context.config.settings.health.interval_of("smart")):
+        return smart_readings.aged(result, age)
+    return result
 
 
 async def _diskage(context: Context) -> Result:
     try:
-        drives = await _drives(context)
-    except smartctl.SmartctlMissing as missing:  # the smart check warns, when there are disks to read
+        readings = await _readings(context)
+    except smart_readings.BrokenReadings as broken:  # the smart check warns
+        return not_watching("diskage", str(broken), broken.ja)
+    if readings is None:
+        return smart_readings.not_collected("diskage")
+    if readings.missing:  # the smart check warns, when there are disks to read
+        missing = smartctl.SmartctlMissing(readings.missing)
         return not_watching("diskage", str(missing), missing.ja)
-    return diskage.check(context.config.settings.health.diskage, drives, time.time())
+    return diskage.check(context.config.settings.health.diskage, readings.drives, time.time())
 
 
 async def _queue(context: Context) -> Result | None:
