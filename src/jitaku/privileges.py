@@ -38,15 +38,14 @@ def run_user(config: Config) -> pwd.struct_passwd | None:
     me = os.geteuid()
     if me not in (ROOT, user.pw_uid):
         raise PrivilegeError(
-            f"[run] user is {name}, but this runs as {_user_name(me)}: start it as root (it binds its ports, "
+            f"[run] user is {name}, but this runs as {user_name(me)}: start it as root (it binds its ports, "
             f"then becomes {name}) or as {name}"
         )
     stranger = foreign(config.data_dir, user.pw_uid)
     if stranger is not None:
         path, owner = stranger
         raise PrivilegeError(
-            f"{path} belongs to {_user_name(owner)}, not to {name} ([run] user); "
-            f"run: chown -R {name}: {config.data_dir}"
+            f"{path} belongs to {user_name(owner)}, not to {name} ([run] user); run: chown -R {name}: {config.data_dir}"
         )
     return None if me == user.pw_uid else user
 
@@ -111,7 +110,7 @@ def _can_become_root() -> bool:
     return True
 
 
-def _user_name(uid: int) -> str:
+def user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jitaku.data_dir import SERVICE_DIR
+from jitaku.privileges import user_name
 
 USER = "jitaku"
 
@@ -246,7 +247,7 @@ def adopt(data_dir: Path, account: pwd.struct_passwd) -> int:
     owner = data_dir.lstat().st_uid
     if owner not in (0, account.pw_uid):
         raise ServiceError(
-            f"{data_dir} belongs to {_user_name(owner)}, not {account.pw_name}: give another --dir, "
+            f"{data_dir} belongs to {user_name(owner)}, not {account.pw_name}: give another --dir, "
             f"or chown -R {account.pw_name}:{account.pw_name} {data_dir}"
         )
     given = 0
@@ -334,10 +335,3 @@ def _run(command: list[str]) -> None:
     if result.returncode != 0:
         said = (result.stderr or result.stdout).strip().splitlines()
         raise ServiceError(f"{' '.join(command)} failed: {said[-1] if said else f'exit {result.returncode}'}")
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
