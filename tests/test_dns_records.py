@@ -106,9 +106,11 @@ def test_without_our_address_the_a_and_ptr_records_are_comments_that_say_what_is
         ('["0.0.0.0:25"]', {}, {}),  # an AAAA would send strangers' servers where nothing listens
         ('["[::1]:25", "[fd00::1]:25"]', {}, {}),  # no one outside reaches these
         ('["[::]:25"]', {"AAAA": "2001:db8::99"}, {"AAAA": "2001:db8::99"}),  # the DDNS updater's word first
+        # mail leaves from it: receivers look up its PTR, and SPF's `mx` covers it through the host's AAAA
+        ('["0.0.0.0:25"]\n[delivery]\nipv6 = true', {}, {"AAAA": "2001:db8::7"}),
     ],
 )
-def test_our_ipv6_address_is_the_interfaces_when_the_mx_listens_on_ipv6(
+def test_our_ipv6_address_is_the_interfaces_when_the_mx_listens_or_sends_on_ipv6(
     listen: str, learned: dict[str, str], wanted: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(interfaces, "global_ipv6", lambda: ipaddress.ip_address("2001:db8::7"))

@@ -104,9 +104,12 @@ def dkim(config: Config, domain: str | None = None) -> list[Record]:
 
 def our_addresses(settings: Settings, learned: dict[str, str]) -> dict[str, str]:
     """Our public addresses by record type: what the DDNS updater LEARNED and, when it has no IPv6 one while
-    the MX listens on IPv6, the global IPv6 address on our interface (IPv6 has no NAT: the world sees that
-    one). An MX that does not listen on IPv6 gets no AAAA, which would send strangers where nobody answers."""
-    if "AAAA" in learned or not any(_on_ipv6(address.host) for address in settings.smtp.listen):
+    the MX listens on IPv6 or mail leaves over IPv6 (`[delivery] ipv6`, from this same address), the global
+    IPv6 address on our interface (IPv6 has no NAT: the world sees that one). Its AAAA is what `mx` in the SPF
+    record covers, and its PTR what receivers ask of an IPv6 sender. Otherwise no AAAA, which would send
+    strangers where nobody answers."""
+    on_ipv6 = settings.delivery.ipv6 or any(_on_ipv6(address.host) for address in settings.smtp.listen)
+    if "AAAA" in learned or not on_ipv6:
         return learned
     found = interfaces.global_ipv6()
     return {**learned, "AAAA": str(found)} if found else learned
