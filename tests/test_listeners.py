@@ -48,22 +48,14 @@ class CannotBindIPv6(socket.socket):
         super().bind(address)
 
 
-def bind_all(config: Config) -> tuple[ports.Listening, list[socket.socket]]:
-    bound = app._bind(config, app._listeners(config) + app._access_listeners(config))
-    web = app._bind_web(config)
-    sockets = [item.sock for item in bound] + [sock for _address, sock in web]
-    return app._listening(bound, [address for address, _sock in web]), sockets
-
-
 @pytest.mark.parametrize("kernel", [WithoutIPv6, CannotBindIPv6])
 def test_without_ipv6_the_ipv6_wildcard_is_left_out_and_said_in_the_log(
     kernel: type[socket.socket], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = Config(parse(CONFIG, tmp_path / "jitaku.toml"), tmp_path)
     monkeypatch.setattr(socket, "socket", kernel)
-    with caplog.at_level(logging.INFO, logger="jitaku"):
-        listening, sockets = bind_all(config)
-    try:
+    with caplog.at_level(logging.INFO, logger="jitaku"), app.listening(config) as sockets:
+        listening = app._listening(sockets)
         assert [address.host for address in listening["mx"]] == ["127.0.0.1"]
         assert [address.host for address in listening["web"]] == ["127.0.0.1"]
         skipped = [record.getMessage() for record in caplog.records if "listener_skipped" in record.getMessage()]
@@ -75,9 +67,6 @@ def test_without_ipv6_the_ipv6_wildcard_is_left_out_and_said_in_the_log(
         running = ports.running(config).settings  # what `jitaku check services` looks at
         assert running.smtp.listen == listening["mx"] and running.web.listen == listening["web"]
         assert running.imap.listen == listening["imap"]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def test_an_ipv6_address_that_cannot_be_bound_still_stops_the_start(
