@@ -257,7 +257,8 @@ def test_four_hundred_tries_from_forty_addresses_leave_the_mx_prompt(server: Jit
     )
     assert set(codes) <= {454, 535} and codes[454] > 0
     assert pressure.prompt
-    assert took[0] < 2.0  # 3.9 s here (8 s in the issue) when argon2 shared the default thread pool
+    # 3.9 s on an idle machine (8 s in the issue) when argon2 shared the default thread pool; longer as it is busier
+    assert took[0] < 2.0 * pressure.busiest
     still_serves(server)
     assert smtp_auth(server, ALICE, PASSWORD, source="127.0.0.2") == 235
 
