@@ -412,7 +412,7 @@ class AlertSettings(_Section):
     @classmethod
     def _known_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if value:
-            from jitaku.health.alerts import is_valid_url  # apprise is heavy; only configs with alerts pay
+            from jitaku.alert_targets import is_valid_url  # apprise is heavy; only configs with alerts pay
 
             for url in value:
                 if not is_valid_url(url):
