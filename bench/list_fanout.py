@@ -4,9 +4,8 @@
 Why: a list post is the heaviest thing a home server sends, one post turning into
 a thousand deliveries, and the figure a list owner feels is "how long until the
 last member has it". The well-known floor for pure fan-out is Postfix expanding
-an alias whose members come from an `:include:` file, so every run measures both
-(CONTRACTS.md, Benchmarks): the same post (default 4 KiB) from the same member
-goes to `sota@example.test` on each server, whose 1,000 members are spread over
+an alias whose members come from an `:include:` file, so every run measures both:
+the same post (default 4 KiB) from the same member goes to `sota@example.test` on each server, whose 1,000 members are spread over
 50 domains (m0@d0.test, m1@d1.test, ...; the poster, m0, gets a copy from both,
 as jitaku's members get their own posts by default); rounds alternate between the
 two and the best round of each is reported, because the machine is shared and noisy.
@@ -39,7 +38,7 @@ Not the same work: each jitaku copy is personal (its own one-click List-Unsubscr
 link, VERP envelope sender and DKIM-Signature), so jitaku sends 1,000 transactions
 where Postfix sends one per domain (up to 50 recipients each, with PIPELINING), and
 it signs, which an alias does not. The fair
-floor (CONTRACTS.md) is therefore Postfix's time plus the RSA signatures list mail
+floor is therefore Postfix's time plus the RSA signatures list mail
 needs: DKIM, ARC-Message-Signature and ARC-Seal on each distinct copy, i.e. 3 per
 member when each copy carries its own token. Those are timed in the same run with
 `cryptography` (RSA-2048, PKCS#1 v1.5, SHA-256), in one thread and in two, and the

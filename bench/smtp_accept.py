@@ -4,8 +4,8 @@
 Why: jitaku says "250" only after the message is committed, and local mail is
 delivered in that same transaction, so "messages per second accepted over SMTP
 and sitting in the mailbox" is the figure a home server lives by. Postfix is the
-well-known floor for that figure, so every run measures both (CONTRACTS.md,
-Benchmarks): Postfix's own `smtp-source` drives each server with the same load
+well-known floor for that figure, so every run measures both:
+Postfix's own `smtp-source` drives each server with the same load
 (default 20 parallel sessions, 5,000 messages of 4 KiB, one recipient, one new
 connection per message), rounds alternate between the two, and the best round of
 each is reported, because the machine is shared and noisy.

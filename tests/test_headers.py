@@ -46,7 +46,7 @@ def test_strip_forged_knows_our_results_by_authserv_id_with_a_version_or_folded(
 
 
 def test_organizational_domain_from_the_public_suffix_list() -> None:
-    from jitaku.mail.orgdomain import organizational_domain
+    from jitaku.domains import organizational_domain
 
     assert organizational_domain("mail.Example.co.jp") == "example.co.jp"
     assert organizational_domain("a.b.example.org.") == "example.org"

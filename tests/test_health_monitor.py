@@ -122,7 +122,7 @@ def test_loading_apprise_leaves_the_processs_utf8_mail_encoding_alone() -> None:
 
     import apprise
 
-    from jitaku.health import alerts  # noqa: F401 - importing it loads apprise's plugins and mends the registry
+    from jitaku import alert_targets  # noqa: F401 - importing it loads apprise's plugins and mends the registry
 
     apprise.Apprise.instantiate("mailtos://user:password@example.com")
     assert email.charset.CHARSETS["utf-8"] == (email.charset.SHORTEST, email.charset.BASE64, "utf-8")

@@ -15,6 +15,7 @@ import pytest
 from dnslib import DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
+from jitaku import addresses
 from jitaku.lists import bounces, commands, dmarc, verp
 from jitaku.lists.commands import Command
 from jitaku.lists.dmarc import DmarcPolicy, DmarcUnknown
@@ -44,7 +45,7 @@ def test_verp_round_trips_any_member_local_part(member: str) -> None:
     parsed = verp.parse_bounce_address(address)
     assert parsed is not None and (parsed.list_address, parsed.member) == ("team@lists.example.test", member)
     assert verp.signed_member(parsed, KEY, []) == member
-    assert verp.role_of(address) == ("team@lists.example.test", "bounces")
+    assert addresses.role_of(address) == ("team@lists.example.test", "bounces")
 
 
 def test_verp_form_is_mailmans_with_a_tag() -> None:
@@ -75,26 +76,6 @@ def test_parse_bounce_address_without_or_with_unreadable_or_unsigned_member() ->
 )
 def test_parse_bounce_address_refuses_other_addresses(recipient: str) -> None:
     assert verp.parse_bounce_address(recipient) is None
-
-
-@pytest.mark.parametrize(
-    ("recipient", "expected"),
-    [
-        ("team-request@example.test", ("team@example.test", "request")),
-        ("team-owner@example.test", ("team@example.test", "owner")),
-        ("team-bounces@example.test", ("team@example.test", "bounces")),
-        ("team-bounces+bob=example.com@example.test", ("team@example.test", "bounces")),
-        ("team-Request@example.test", ("team@example.test", "request")),
-        ("my-team-owner@example.test", ("my-team@example.test", "owner")),
-        ("team-bounces+bob=host-owner@example.test", ("team@example.test", "bounces")),
-        ("team@example.test", None),
-        ("-owner@example.test", None),
-        ("team-admin@example.test", None),
-        ("team-request", None),
-    ],
-)
-def test_role_of(recipient: str, expected: tuple[str, str] | None) -> None:
-    assert verp.role_of(recipient) == expected
 
 
 # --- bounces ----------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from jitaku.addresses import role_of
 from jitaku.lists import verp
 
 KEY = bytes.fromhex("00112233445566778899aabbccddeeff" * 2)
@@ -21,7 +22,7 @@ def test_a_copy_is_addressed_readably_and_signed() -> None:
     parsed = verp.parse_bounce_address(address)
     assert parsed is not None and parsed.list_address == LIST and parsed.member == "kenji+ml=x@example.jp"
     assert verp.signed_member(parsed, KEY, []) == "kenji+ml=x@example.jp"
-    assert verp.role_of(address) == (LIST, "bounces")
+    assert role_of(address) == (LIST, "bounces")
 
 
 def test_a_server_that_folds_the_case_of_the_address_still_bounces_to_the_member() -> None:

@@ -362,22 +362,6 @@ def test_expunge_takes_only_deleted_messages_and_uid_expunge_only_those_named(da
         assert mailstore.select(connection, ALICE, "INBOX").highestmodseq == before + 2  # nothing gone, no change
 
 
-def test_changes_since(database: Database) -> None:
-    fill(database, 4)
-    with database.transaction() as connection:
-        seen = mailstore.select(connection, ALICE, "INBOX").highestmodseq
-        assert mailstore.changes_since(connection, ALICE, "INBOX", seen) == []
-        mailstore.store_flags(connection, ALICE, "INBOX", [3, 1], ["\\Answered"], "add")
-        uid = mailstore.append(connection, ALICE, b"new")
-        changes = mailstore.changes_since(connection, ALICE, "INBOX", seen)
-        assert changes == [
-            FlagState(1, {"\\Answered"}, seen + 1),
-            FlagState(3, {"\\Answered"}, seen + 1),
-            FlagState(uid, frozenset(), seen + 2),
-        ]
-        assert mailstore.changes_since(connection, ALICE, "INBOX", seen + 1) == changes[2:]
-
-
 def test_remove_as_pop3_does_moves_highestmodseq_on(database: Database) -> None:
     fill(database, 3)
     with database.transaction() as connection:

@@ -122,7 +122,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _address(text: str) -> str:
-    from jitaku.mail import address
+    from jitaku import addresses as address
 
     parsed = address.parse(text)
     if parsed is None:

@@ -21,9 +21,8 @@ def check(
 ) -> None:
     """Run every check once: exit 0 when all are ok, 1 on a warning, 2 on a critical."""
     from jitaku import ports, resolver
-    from jitaku.health import checks
+    from jitaku.health import checks, history
     from jitaku.health.result import worst
-    from jitaku.store import health
 
     unknown = sorted(set(names or []) - set(checks.CHECKS))
     if unknown:
@@ -31,7 +30,7 @@ def check(
     config = ports.running(_config(data_dir))  # a listener on "host:0" is checked where the daemon got its port
     resolver.configure(config.settings.dns.nameservers)
     database = _database(config)
-    previous = {name: result for name, (_at, result) in database.read_now(health.latest).items()}
+    previous = {name: result for name, (_at, result) in database.read_now(history.latest).items()}
     results = asyncio.run(checks.run_all(checks.Context(config, database, previous), names))
     if as_json:
         print_json([result.as_json() for result in results])

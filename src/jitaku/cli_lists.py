@@ -227,7 +227,7 @@ def members(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
 @list_app.command("import")
 def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
     """Add members from FILE: one address per line; blank lines and # comments are skipped."""
-    from jitaku.mail import address as addresses
+    from jitaku import addresses
     from jitaku.store import lists
 
     try:

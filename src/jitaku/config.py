@@ -2,7 +2,7 @@
 
 Every key has a default except `domains`, so a hand-written file with only what
 it needs works. A bad file is reported as one line naming the file, the line,
-the key and what was expected (principle 6: bad input changes nothing).
+the key and what was expected; a bad file changes nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Listen:
 
 def parse_listen(value: str, any_port: bool = False) -> Listen:
     """Parse "host:port" or "[v6]:port". With ANY_PORT, port 0 too: a listener bound to whatever port the
-    kernel gives (CONTRACTS.md: the daemon writes the ports it got to DIR/ports.json)."""
+    kernel gives (the daemon writes the ports it got to DIR/ports.json: ports.py)."""
     match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value.strip())
     if not match:
         raise ValueError(f'expected "host:port", got {value!r}')
@@ -96,7 +96,7 @@ class _Section(BaseModel):
 
 
 class _Listener(_Section):
-    """What every listener section takes: bounds on the connections it holds open (CONTRACTS.md)."""
+    """What every listener section takes: bounds on the connections it holds open."""
 
     max_connections_per_ip: int = Field(default=50, ge=1, description="open connections from one address")
     max_connections: int = Field(default=1000, ge=1, description="open connections in all")
@@ -412,7 +412,7 @@ class AlertSettings(_Section):
     @classmethod
     def _known_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if value:
-            from jitaku.health.alerts import is_valid_url  # apprise is heavy; only configs with alerts pay
+            from jitaku.alert_targets import is_valid_url  # apprise is heavy; only configs with alerts pay
 
             for url in value:
                 if not is_valid_url(url):
@@ -421,7 +421,7 @@ class AlertSettings(_Section):
 
 
 class RunSettings(_Section):
-    """Who the daemon runs as once its listeners are bound (CONTRACTS.md: no process stays root)."""
+    """Who the daemon runs as once its listeners are bound (no process stays root)."""
 
     user: str | None = Field(default=None, description="the system user to run as after binding")
 

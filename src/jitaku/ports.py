@@ -1,5 +1,5 @@
 """DIR/ports.json: where each listener of the running daemon listens, those given as "host:0" with the port
-the kernel gave them (CONTRACTS.md), as {listener name: ["host:port", ...]}; an IPv6 wildcard that a host
+the kernel gave them, as {listener name: ["host:port", ...]}; an IPv6 wildcard that a host
 without IPv6 could not bind is not there.
 
 `jitaku serve` removes the file before it binds anything, writes it whole (renamed into place) once every

@@ -65,13 +65,9 @@ def _build(kind: type[R], nameservers: tuple[Nameserver, ...]) -> R:
     return resolver
 
 
-def async_resolver() -> dns.asyncresolver.Resolver:
-    return dns.asyncresolver.get_default_resolver()
-
-
 def uncached_async_resolver() -> dns.asyncresolver.Resolver:
     """The configured servers without our cache: a record the owner has just published shows at once, and
     one just deleted no longer does."""
-    resolver = copy.copy(async_resolver())
+    resolver = copy.copy(dns.asyncresolver.get_default_resolver())
     resolver.cache = None
     return resolver

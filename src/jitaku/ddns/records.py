@@ -10,7 +10,7 @@ from jitaku.ddns.providers import Provider
 from jitaku.ddns.providers.cloudflare import Cloudflare
 from jitaku.ddns.providers.dyndns2 import DynDns2
 from jitaku.ddns.providers.mydns import MyDns
-from jitaku.mail.orgdomain import organizational_domain
+from jitaku.domains import organizational_domain
 
 
 def secret(record: DdnsRecord, data_dir: Path) -> str:

@@ -4,12 +4,11 @@ account, JSON webhooks ...): a channel that still works when our own mail does n
 from __future__ import annotations
 
 import asyncio
-import email.charset
 from dataclasses import dataclass
-from typing import Any
 
 import apprise
 
+from jitaku import alert_targets
 from jitaku.config import AlertSettings
 from jitaku.health.result import State
 
@@ -62,19 +61,6 @@ CHECK_NAMES_JA = {
 }
 
 
-def _load_plugins() -> None:
-    """Load apprise's plugins now, and undo what its e-mail plugin does to the whole process as it loads:
-    `email.charset.add_charset("utf-8", QP, QP)`. Left alone, every UTF-8 header and body this process writes
-    afterwards (list mail, DSNs) would come out quoted-printable, and a folded name would gain a space."""
-    registries: tuple[dict[str, Any], ...] = (email.charset.CHARSETS, email.charset.ALIASES, email.charset.CODEC_MAP)
-    saved = [dict(registry) for registry in registries]
-    apprise.Apprise.instantiate("json://localhost/")  # the first use loads every plugin module
-    for registry, before in zip(registries, saved, strict=True):
-        registry.clear()
-        registry.update(before)
-
-
-_load_plugins()
 NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.NotifyType.WARNING}
 
 
@@ -83,10 +69,6 @@ class Delivery:
     number: int  # the target's place in [alerts] urls, from 1
     target: str  # "#2 tgram://": which of [alerts] urls, never its secrets
     ok: bool
-
-
-def is_valid_url(url: str) -> bool:
-    return apprise.Apprise.instantiate(url) is not None
 
 
 class Alerter:
@@ -122,7 +104,7 @@ class Alerter:
     async def _one(self, number: int, url: str, title: str, body: str, state: State) -> Delivery:
         # Named by position and scheme only: a Telegram token, an ntfy topic or a webhook path is the secret.
         shown = f"#{number} {url.split('://', 1)[0]}://"
-        target = apprise.Apprise.instantiate(url)
+        target = alert_targets.target(url)
         if target is None:
             return Delivery(number, shown, False)
         kind = NOTIFY_TYPE.get(state, apprise.NotifyType.FAILURE)

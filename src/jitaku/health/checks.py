@@ -22,6 +22,7 @@ from jitaku.health import (
     diskage,
     disks,
     dns,
+    history,
     mailflow,
     raid,
     relay,
@@ -36,7 +37,6 @@ from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State, not_watching
 from jitaku.store import Database, tallies
 from jitaku.store import ddns as ddns_rows
-from jitaku.store import health as health_rows
 from jitaku.store import queue as queue_rows
 
 TIMEOUT = 120.0
@@ -119,14 +119,14 @@ async def _traffic(context: Context) -> Result | None:
     settings = context.config.settings.health.traffic
     now = time.time()
     windows = traffic.same_hour(now)
-    history = await context.database.read(lambda c: health_rows.within(c, "traffic", windows))
+    earlier = await context.database.read(lambda c: history.within(c, "traffic", windows))
     try:
         received, sent = await asyncio.to_thread(traffic.counters, settings.interface)
     except LookupError as missing:
         ja = f"インターフェース {settings.interface} がありません。[health.traffic] interface を直してください。"
         return Result("traffic", State.WARNING, f"{missing}; mend [health.traffic] interface.", ja=ja)
     mail = await context.database.read(functools.partial(_mail_in_the_hour, since=now - 3600))
-    return traffic.check(settings, received, sent, mail, now, context.previous.get("traffic"), history)
+    return traffic.check(settings, received, sent, mail, now, context.previous.get("traffic"), earlier)
 
 
 def _mail_in_the_hour(connection: Connection, since: float) -> traffic.Mail:

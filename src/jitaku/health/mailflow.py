@@ -28,7 +28,7 @@ CONNECT_TIMEOUT = 30.0  # seconds for each step of the SMTP session too
 class Failed(Exception):
     def __init__(self, step: str, why: str, ja: str, family: str = "") -> None:
         super().__init__(why)
-        self.step = step  # dns, connect, smtp or delivery (CONTRACTS)
+        self.step = step  # dns, connect, smtp or delivery: where the probe's path broke
         self.ja = ja
         self.family = family  # the path's, IPv4 or IPv6; none for dns
 

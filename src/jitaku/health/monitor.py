@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.health import checks
+from jitaku.health import checks, history
 from jitaku.health.alerts import Alerter
 from jitaku.health.result import Result, State
 from jitaku.store import Database, tallies
@@ -38,7 +38,7 @@ class Monitor:
     async def load(self) -> None:
         """What was known and said before a restart, so it is not said again."""
         self._statuses = await self._database.read(rows.statuses)
-        latest = await self._database.read(rows.latest)
+        latest = await self._database.read(history.latest)
         self._context.previous = {name: result for name, (_at, result) in latest.items()}
 
     async def run(self) -> None:
@@ -138,9 +138,11 @@ class Monitor:
             log.event("heartbeat_failed", error=error.__class__.__name__)
 
     async def summary(self) -> None:
-        lines = [self._alerter.line(status.check, status.state, status.sentence) for status in self._statuses.values()]
+        lines = [
+            self._alerter.line(status.check, State(status.state), status.sentence) for status in self._statuses.values()
+        ]
         title = self._alerter.title("summary", "", State.OK)
-        worst = max((status.state for status in self._statuses.values()), default=State.OK)
+        worst = State(max((status.state for status in self._statuses.values()), default=State.OK))
         deliveries = await self._alerter.send(title, "\n".join(lines), worst)
         alert = Alert(time.time(), "", "summary", worst, title, "\n".join(lines), all(d.ok for d in deliveries))
         await self._database.write(lambda connection: rows.add_alert(connection, alert))

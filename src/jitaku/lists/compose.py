@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, getaddresses
 
+from jitaku.domains import organizational_domain
 from jitaku.lists.subject import strip_tag, tag_subject
 from jitaku.mail.headers import decoded, field_name, field_value, split_fields
-from jitaku.mail.orgdomain import organizational_domain
 from jitaku.store.lists import MailingList
 
 # What a list sets itself; a post's own copies of these are dropped.

@@ -14,7 +14,7 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from jitaku.mail.orgdomain import organizational_domain
+from jitaku.domains import organizational_domain
 
 _POLICIES = frozenset({"none", "quarantine", "reject"})
 _VERSION = re.compile(r"v\s*=\s*DMARC1\s*(;|$)")

@@ -1,4 +1,4 @@
-"""VERP return paths, signed, and a list's role addresses (Mailman's spellings).
+"""VERP return paths, signed (which role a list address names is `addresses.role_of`, Mailman's spellings).
 
 Each copy a list sends out carries its own envelope sender, so that a bounce names the member it is
 about even when the bounce itself is unparseable:
@@ -29,7 +29,8 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-_ROLES = ("request", "owner", "bounces")
+from jitaku.addresses import split_role
+
 TAG_LENGTH = 8  # base32 letters: 40 bits
 CODE_LENGTH = 16  # 80 bits, when the address holds the code alone
 LOCAL_PART_MAX = 64  # octets, RFC 5321 §4.5.3.1.1
@@ -66,7 +67,7 @@ def bounce_address(list_address: str, member: str, key: bytes) -> str:
 
 def parse_bounce_address(recipient: str) -> BounceAddress | None:
     """What a bounces address names; None for any other address."""
-    split = _split(recipient)
+    split = split_role(recipient)
     if split is None or split[1] != "bounces":
         return None
     list_address, _role, verp = split
@@ -99,29 +100,3 @@ def signed_member(address: BounceAddress, key: bytes, members: Iterable[str]) ->
 
 def _is_tag(text: str, length: int) -> bool:
     return len(text) == length and set(text.lower()) <= _BASE32
-
-
-def role_of(recipient: str) -> tuple[str, str] | None:
-    """(LOCAL@DOMAIN, role) for LOCAL-request/-owner/-bounces[+...]@DOMAIN; whether that is a list is the caller's call.
-
-    The caller must look RECIPIENT up as a list first: a list may itself be named `team-owner`.
-    """
-    split = _split(recipient)
-    return None if split is None else (split[0], split[1])
-
-
-def _split(recipient: str) -> tuple[str, str, str | None] | None:
-    """(list address, role, VERP part after the `+` or None)."""
-    local, at, domain = recipient.rpartition("@")
-    if not (local and at and domain):
-        return None
-    folded = local.lower()
-    # The VERP form comes first: a member's domain could itself end in "-owner" or "-request".
-    index = folded.find("-bounces+")
-    if index > 0:
-        return f"{local[:index]}@{domain}", "bounces", local[index + len("-bounces+") :]
-    for role in _ROLES:
-        suffix = f"-{role}"
-        if folded.endswith(suffix) and len(local) > len(suffix):
-            return f"{local[: -len(suffix)]}@{domain}", role, None
-    return None

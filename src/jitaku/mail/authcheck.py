@@ -9,8 +9,8 @@ import authheaders
 import authheaders.dmarc_lookup
 
 from jitaku import log
+from jitaku.domains import organizational_domain
 from jitaku.mail import headers
-from jitaku.mail.orgdomain import organizational_domain
 
 # authheaders re-reads and re-parses the whole Public Suffix List for every
 # DMARC lookup and alignment check (~50 ms each); give it ours, parsed once.

@@ -6,9 +6,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jitaku import addresses
+from jitaku.addresses import role_of
 from jitaku.config import Settings
-from jitaku.lists.verp import role_of
-from jitaku.mail import address as addresses
 from jitaku.store import Database, accounts
 
 # RFC 2142: these mailboxes exist at every domain we serve.

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
-from jitaku.lists.verp import role_of
+from jitaku.addresses import role_of
 from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
 from jitaku.store.schema import aliases, directory_version, lists, mailboxes, subscriptions, users
 

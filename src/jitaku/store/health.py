@@ -1,24 +1,53 @@
-"""Health rows: results for graphs, each check's alerting state, and the alerts sent."""
+"""Health rows: results for graphs, each check's alerting state, and the alerts sent.
+
+Kept as plain values (a state is its number: 0 ok, 1 warning, 2 critical): the store serves the health
+package and must not import it. `health/history.py` reads them back as the checks' own types.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, desc, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from jitaku.health.result import Result, State
 from jitaku.store.schema import health_alerts, health_results, health_status
 
 KEEP_RESULTS = 8 * 86400.0  # a week of graphs, and a day to spare
 
 
+class Recordable(Protocol):
+    """What `record` keeps of a check's result (the health package's Result has it)."""
+
+    @property
+    def check(self) -> str: ...
+    @property
+    def state(self) -> int: ...
+    @property
+    def sentence(self) -> str: ...
+    @property
+    def metrics(self) -> dict[str, float]: ...
+    @property
+    def detail(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A result as it was recorded."""
+
+    check: str
+    state: int
+    sentence: str
+    metrics: dict[str, float]
+    detail: str
+
+
 @dataclass
 class Status:
     check: str
-    state: State
+    state: int
     detail: str
     sentence: str
     since: float
@@ -32,16 +61,13 @@ class Alert:
     at: float
     check: str
     kind: str
-    state: State
+    state: int
     title: str
     body: str
     delivered: bool
 
-    def as_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "state": str(self.state)}
 
-
-def record(connection: Connection, result: Result, now: float) -> None:
+def record(connection: Connection, result: Recordable, now: float) -> None:
     connection.execute(
         insert(health_results).values(
             check_name=result.check,
@@ -59,11 +85,11 @@ def prune(connection: Connection, now: float) -> None:
     connection.execute(delete(health_alerts).where(health_alerts.c.at < now - 10 * KEEP_RESULTS))
 
 
-def _result(row: Any) -> Result:
-    return Result(row.check_name, State(row.state), row.sentence, json.loads(row.metrics), row.detail)
+def _reading(row: Any) -> Reading:
+    return Reading(row.check_name, row.state, row.sentence, json.loads(row.metrics), row.detail)
 
 
-def latest(connection: Connection) -> dict[str, tuple[float, Result]]:
+def latest(connection: Connection) -> dict[str, tuple[float, Reading]]:
     """Each check's newest result and when it came."""
     newest = (
         select(health_results.c.check_name, func.max(health_results.c.id).label("id"))
@@ -71,10 +97,10 @@ def latest(connection: Connection) -> dict[str, tuple[float, Result]]:
         .subquery()
     )
     rows = connection.execute(select(health_results).join(newest, newest.c.id == health_results.c.id))
-    return {row.check_name: (row.at, _result(row)) for row in rows}
+    return {row.check_name: (row.at, _reading(row)) for row in rows}
 
 
-def within(connection: Connection, check: str, windows: list[tuple[float, float]]) -> list[tuple[float, Result]]:
+def within(connection: Connection, check: str, windows: list[tuple[float, float]]) -> list[tuple[float, Reading]]:
     """CHECK's results inside any of WINDOWS (start, end): the same hour on earlier days, say."""
     if not windows:
         return []
@@ -82,7 +108,7 @@ def within(connection: Connection, check: str, windows: list[tuple[float, float]
     rows = connection.execute(
         select(health_results).where(health_results.c.check_name == check, inside).order_by(health_results.c.at)
     )
-    return [(row.at, _result(row)) for row in rows]
+    return [(row.at, _reading(row)) for row in rows]
 
 
 def series(connection: Connection, check: str, since: float) -> list[tuple[float, dict[str, float]]]:
@@ -100,7 +126,7 @@ def statuses(connection: Connection) -> dict[str, Status]:
     return {
         row.check_name: Status(
             row.check_name,
-            State(row.state),
+            row.state,
             row.detail,
             row.sentence,
             row.since,
@@ -143,6 +169,4 @@ def add_alert(connection: Connection, alert: Alert) -> None:
 
 def recent_alerts(connection: Connection, limit: int = 50) -> list[Alert]:
     rows = connection.execute(select(health_alerts).order_by(desc(health_alerts.c.at)).limit(limit))
-    return [
-        Alert(row.at, row.check_name, row.kind, State(row.state), row.title, row.body, row.delivered) for row in rows
-    ]
+    return [Alert(row.at, row.check_name, row.kind, row.state, row.title, row.body, row.delivered) for row in rows]

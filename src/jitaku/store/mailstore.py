@@ -645,17 +645,6 @@ def expunge(connection: Connection, address: str, name: str, uids: Collection[in
     return [message.uid for message in gone]
 
 
-def changes_since(connection: Connection, address: str, name: str, modseq: int) -> list[FlagState]:
-    """The messages whose flags changed, or that arrived, after MODSEQ (CONDSTORE's FETCH CHANGEDSINCE)."""
-    found = _find(connection, address, name)
-    rows = connection.execute(
-        sql_select(messages.c.uid, messages.c.flags, messages.c.modseq)
-        .where(messages.c.mailbox_id == found.id, messages.c.modseq > modseq)
-        .order_by(messages.c.uid)
-    )
-    return [FlagState(int(row.uid), frozenset(row.flags.split()), int(row.modseq)) for row in rows]
-
-
 @dataclass(frozen=True)
 class Maildrop:
     """A mailbox as POP3 sees it at login: what identifies it for good, and each message's UID and size."""

@@ -1,4 +1,4 @@
-"""The tables: every durable thing lives here, message bodies included (principle 1)."""
+"""The tables: every durable thing lives here, message bodies included: a backup or a replica copies one thing."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Group commit: with synchronous=FULL each commit costs an fsync, so twenty SMTP
 sessions finishing DATA together share one. Each job runs in its own SAVEPOINT,
 so a job that fails rolls back alone; every caller is answered only after the
-COMMIT returned (principle 2).
+COMMIT returned, so that SMTP says 250 only for what is on disk.
 """
 
 from __future__ import annotations

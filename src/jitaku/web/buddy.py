@@ -14,11 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jitaku.config import Settings, parse_listen
-from jitaku.health import buddy
+from jitaku.health import buddy, history
 from jitaku.health.result import worst
 from jitaku.ratelimit import FailureLimiter
 from jitaku.store import Database
-from jitaku.store import health as rows
 
 MIN_TOKEN = 16
 
@@ -48,7 +47,7 @@ def routes(settings: Settings, database: Database) -> list[Route]:
     async def hello(request: Request) -> Response:
         if not trusted(request):
             return JSONResponse({"error": "unknown buddy"}, status_code=401)
-        latest = await database.read(rows.latest)
+        latest = await database.read(history.latest)
         state = worst([result for _at, result in latest.values()])
         return JSONResponse({"hostname": settings.mail_hostname, "state": str(state)})
 

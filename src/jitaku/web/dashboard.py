@@ -15,6 +15,7 @@ from starlette.templating import Jinja2Templates
 
 from jitaku import dns_records, resolver
 from jitaku.config import Settings
+from jitaku.health import history
 from jitaku.health.dns import public_addresses
 from jitaku.store import Database, tallies
 from jitaku.store import ddns as ddns_rows
@@ -68,7 +69,7 @@ class Dashboard:
         ]
 
     async def _health(self) -> dict[str, Any]:
-        latest = await self._database.read(rows.latest)
+        latest = await self._database.read(history.latest)
         alerts = await self._database.read(lambda connection: rows.recent_alerts(connection, 20))
         states = await self._database.read(ddns_rows.all_states)
         learned = public_addresses([(state.family, state.address) for state in states])
@@ -82,7 +83,7 @@ class Dashboard:
         return {
             "hostname": self._settings.mail_hostname,
             "checks": checks,
-            "alerts": [{**alert.as_json(), "at": _when(alert.at)} for alert in alerts],
+            "alerts": [{**history.alert_as_json(alert), "at": _when(alert.at)} for alert in alerts],
             "dns": dns,
         }
 

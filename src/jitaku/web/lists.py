@@ -16,9 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from jitaku import log
+from jitaku import addresses, log
 from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed, member_for_token
-from jitaku.mail import address as addresses
 from jitaku.store import Database
 from jitaku.store import lists as rows
 from jitaku.web.bodies import read_form

@@ -21,10 +21,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from jitaku.config import Settings
+from jitaku.health import history
 from jitaku.health.result import Result
 from jitaku.store import Database, tallies
 from jitaku.store import ddns as ddns_rows
-from jitaku.store import health as health_rows
 from jitaku.store import queue as queue_rows
 
 # Figures the disk and RAID checks keep per device as "DEVICE.FIGURE": (check, figure, metric, label, help, scale)
@@ -63,7 +63,7 @@ def read(connection: Connection) -> Figures:
     return Figures(
         queue_rows.backlog(connection),
         tallies.totals(connection),
-        health_rows.latest(connection),
+        history.latest(connection),
         ddns_rows.all_states(connection),
     )
 

@@ -1,4 +1,7 @@
-"""Organizational domains (RFC 7489 §3.2) from the Public Suffix List, loaded once per process."""
+"""Organizational domains (RFC 7489 §3.2) from the Public Suffix List, loaded once per process.
+
+A leaf module: DMARC alignment (mail, lists) and DDNS (which stands alone) both need it.
+"""
 
 from __future__ import annotations
 

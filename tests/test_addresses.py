@@ -1,4 +1,4 @@
-"""mail/address.py: only plain addresses pass, so the relay policy never meets a routing trick."""
+"""addresses.py: only plain addresses pass, so the relay policy never meets a routing trick; a list's role addresses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jitaku.mail.address import Address, parse
+from jitaku.addresses import Address, parse, role_of
 
 
 @pytest.mark.parametrize(
@@ -48,3 +48,23 @@ def test_whatever_parses_has_no_routing_characters(text: str) -> None:
     parsed = parse(text)
     if parsed is not None:
         assert not any(ch in str(parsed) for ch in '%!"[]:,\\ ') and str(parsed).count("@") == 1
+
+
+@pytest.mark.parametrize(
+    ("recipient", "expected"),
+    [
+        ("team-request@example.test", ("team@example.test", "request")),
+        ("team-owner@example.test", ("team@example.test", "owner")),
+        ("team-bounces@example.test", ("team@example.test", "bounces")),
+        ("team-bounces+bob=example.com@example.test", ("team@example.test", "bounces")),
+        ("team-Request@example.test", ("team@example.test", "request")),
+        ("my-team-owner@example.test", ("my-team@example.test", "owner")),
+        ("team-bounces+bob=host-owner@example.test", ("team@example.test", "bounces")),
+        ("team@example.test", None),
+        ("-owner@example.test", None),
+        ("team-admin@example.test", None),
+        ("team-request", None),
+    ],
+)
+def test_role_of(recipient: str, expected: tuple[str, str] | None) -> None:
+    assert role_of(recipient) == expected
