@@ -69,10 +69,12 @@ class CliError(Exception):
 
 
 def load_config(data_dir: Path) -> Config:
+    """DIR's config; a ConfigError names file, key and value, and main() prints it as one line."""
     return config_module.load(data_dir)
 
 
 def open_database(config: Config) -> Database:
+    """The database the config names (SQLite in the data directory, or PostgreSQL), opened for this command."""
     from jitaku.store import Database
 
     return Database(config.database_url)
@@ -110,6 +112,7 @@ def records_to_publish(config: Config) -> list[dns_records.Record]:
 
 
 def print_json(rows: list[dict[str, Any]]) -> None:
+    """One JSON array on one line, for scripts to read."""
     sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
 
 
