@@ -19,12 +19,6 @@ ROOT = Path(jitaku.__file__).parent
 # Packages that serve people or other machines: the store must know none of them.
 SERVICES = frozenset({"mail", "lists", "health", "ddns", "web", "cli"})
 
-# The CLI registers its subcommands at the bottom of cli.py and the cli_* modules import its helpers back.
-# The cli/ package of issue 19 ends this circle; remove it from here once that is merged.
-KNOWN_CYCLES = [
-    frozenset({"cli", "cli_ddns", "cli_dns", "cli_health", "cli_lists", "cli_smart"}),
-]
-
 
 def _module_names() -> dict[str, Path]:
     """Dotted names below `jitaku` ("store.accounts", "config", "store" for a package's __init__)."""
@@ -110,9 +104,8 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 
 def package_of(module: str) -> str:
-    """The top-level part a module belongs to: "store.accounts" -> "store"; the cli_* modules are the CLI's."""
-    top = module.split(".")[0]
-    return "cli" if top.startswith("cli_") else top
+    """The top-level part a module belongs to: "store.accounts" -> "store"."""
+    return module.split(".")[0]
 
 
 def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -151,17 +144,12 @@ def test_the_graph_sees_top_level_lazy_and_from_package_imports() -> None:
 
 
 def test_no_module_imports_itself_in_a_circle() -> None:
-    found = [
-        sorted(f"jitaku.{module}" for module in group) for group in cycles(import_graph()) if group not in KNOWN_CYCLES
-    ]
-    assert found == []
+    assert [sorted(f"jitaku.{module}" for module in group) for group in cycles(import_graph())] == []
 
 
 def test_no_package_imports_itself_in_a_circle() -> None:
     """A circle through two packages is one even when no single module closes it."""
-    known = {frozenset(package_of(module) for module in group) for group in KNOWN_CYCLES}
-    found = [sorted(group) for group in cycles(package_graph(import_graph())) if group not in known]
-    assert found == []
+    assert [sorted(group) for group in cycles(package_graph(import_graph()))] == []
 
 
 def test_arrows_between_packages_point_one_way() -> None:

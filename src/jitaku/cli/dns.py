@@ -9,23 +9,9 @@ from typing import Annotated
 import typer
 
 from jitaku import dns_records
-from jitaku.cli import DEFAULT_DIR, DirOption, JsonOption, _config, _database
-from jitaku.cli import _print_json as print_json
-from jitaku.config import Config
+from jitaku.cli.common import DEFAULT_DIR, DirOption, JsonOption, load_config, print_json, records_to_publish
 
 dns_app = typer.Typer(no_args_is_help=True, help="The DNS records this server needs.")
-
-
-def expected(config: Config) -> list[dns_records.Record]:
-    """The records to publish; our public addresses are those the DDNS updater last learned, if any, and our
-    interface's global IPv6 address when the MX listens on IPv6."""
-    from jitaku.health.dns import public_addresses
-    from jitaku.store import ddns
-
-    states = _database(config).read_now(ddns.all_states)
-    learned = public_addresses([(state.family, state.address) for state in states])
-    ours = dns_records.our_addresses(config.settings, learned)
-    return dns_records.needed(config.settings, dns_records.dkim(config), ours)
 
 
 @dns_app.command("records")
@@ -43,8 +29,8 @@ def records(
     """Every record to publish (MX, SPF, DKIM, DMARC, the host's address, PTR), as zone-file text."""
     from jitaku import resolver
 
-    config = _config(data_dir)
-    wanted = expected(config)
+    config = load_config(data_dir)
+    wanted = records_to_publish(config)
     if not check:
         if as_json:
             print_json([record.as_json() for record in wanted])

@@ -8,9 +8,17 @@ from typing import Annotated
 
 import typer
 
-from jitaku.cli import DEFAULT_DIR, CliError, DirOption, JsonOption, _config, _database, console
-from jitaku.cli import _print_json as print_json
-from jitaku.cli import _table as table
+from jitaku.cli.common import (
+    DEFAULT_DIR,
+    CliError,
+    DirOption,
+    JsonOption,
+    console,
+    load_config,
+    open_database,
+    print_json,
+    print_table,
+)
 from jitaku.terminal import visible
 
 
@@ -27,15 +35,15 @@ def check(
     unknown = sorted(set(names or []) - set(checks.CHECKS))
     if unknown:
         raise CliError(f"no such check: {', '.join(unknown)} (there are {', '.join(checks.CHECKS)})")
-    config = ports.running(_config(data_dir))  # a listener on "host:0" is checked where the daemon got its port
+    config = ports.running(load_config(data_dir))  # a listener on "host:0" is checked where the daemon got its port
     resolver.configure(config.settings.dns.nameservers)
-    database = _database(config)
+    database = open_database(config)
     previous = {name: result for name, (_at, result) in database.read_now(history.latest).items()}
     results = asyncio.run(checks.run_all(checks.Context(config, database, previous), names))
     if as_json:
         print_json([result.as_json() for result in results])
     else:
-        table(
+        print_table(
             ["check", "state", "sentence"],
             [[r.check, str(r.state), r.sentence] for r in results],
             whole={"check", "state"},
@@ -53,7 +61,7 @@ def alerts_test(data_dir: DirOption = DEFAULT_DIR) -> None:
     """Send a test alert to every `[alerts] urls` target; exit 1 if any did not take it."""
     from jitaku.health.alerts import Alerter
 
-    config = _config(data_dir)
+    config = load_config(data_dir)
     alerter = Alerter(config.settings.alerts, config.settings.hostname)
     if not alerter.configured:
         raise CliError("no [alerts] urls in the config")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from jitaku.cli import DEFAULT_DIR, RootDirOption, _config, console
+from jitaku.cli.common import DEFAULT_DIR, RootDirOption, console, load_config
 from jitaku.words import counted
 
 smart_app = typer.Typer(no_args_is_help=True, help="SMART readings of the disks.")
@@ -17,7 +17,7 @@ def collect(data_dir: RootDirOption = DEFAULT_DIR) -> None:
     owner, for the smart and diskage checks of a daemon that runs as that user."""
     from jitaku.health import smart_readings, smartctl
 
-    config = _config(data_dir)
+    config = load_config(data_dir)
     readings = smart_readings.take(config.settings.health.smart)
     path = smart_readings.write(config.data_dir, readings)
     if readings.missing:

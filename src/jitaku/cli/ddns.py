@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from jitaku.cli import DEFAULT_DIR, CliError, DirOption, JsonOption, _config, _database, console
-from jitaku.cli import _print_json as print_json
-from jitaku.cli import _table as table
+from jitaku.cli.common import (
+    DEFAULT_DIR,
+    CliError,
+    DirOption,
+    JsonOption,
+    console,
+    load_config,
+    open_database,
+    print_json,
+    print_table,
+    utc_time,
+)
 from jitaku.terminal import visible
+
+if TYPE_CHECKING:
+    from jitaku.store.ddns import State
 
 ddns_app = typer.Typer(no_args_is_help=True, help="Dynamic DNS.")
 
 
 def _when(timestamp: float | None) -> str | None:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds") if timestamp else None
+    """None for a time not seen yet, which the state keeps as 0 or NULL."""
+    return utc_time(timestamp) if timestamp else None
 
 
-def _shown(state: Any) -> dict[str, Any]:
+def _shown(state: State) -> dict[str, Any]:
     """What `ddns status` shows of a record: never a password or token, which the state does not hold."""
     return {
         "name": state.name,
@@ -43,8 +55,8 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
     """Per record: the address we last sent, what the authoritative servers answer, when, and the last error."""
     from jitaku.store import ddns
 
-    config = _config(data_dir)
-    known = {(s.name, s.family): s for s in _database(config).read_now(ddns.all_states)}
+    config = load_config(data_dir)
+    known = {(s.name, s.family): s for s in open_database(config).read_now(ddns.all_states)}
     rows = []
     for record in config.settings.ddns:
         for family, wanted in ((4, record.ipv4), (6, record.ipv6)):
@@ -55,7 +67,7 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
         print_json(rows)
     else:
         keys = ["name", "family", "provider", "address", "sent", "published", "published_at", "error"]
-        table(
+        print_table(
             [key.replace("_", " ") for key in keys],
             [[row[key] for key in keys] for row in rows],
             whole={"family", "published at"},
@@ -74,12 +86,12 @@ def update(
     from jitaku.ddns.lock import Busy
     from jitaku.ddns.updater import Updater
 
-    config = _config(data_dir)
+    config = load_config(data_dir)
     if not config.settings.ddns:
         raise CliError("no [[ddns]] records in the config")
     resolver.configure(config.settings.dns.nameservers)
     try:
-        states = asyncio.run(Updater(config.settings, data_dir, _database(config)).round(force=force, wait=30.0))
+        states = asyncio.run(Updater(config.settings, data_dir, open_database(config)).round(force=force, wait=30.0))
     except Busy as error:
         raise CliError(str(error)) from None
     for state in states:

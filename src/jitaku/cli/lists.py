@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,28 +11,25 @@ from rich.markup import escape
 from rich.progress import Progress
 from sqlalchemy.engine import Connection
 
-from jitaku.cli import (
+from jitaku.cli.common import (
     DEFAULT_DIR,
     CliError,
     DirOption,
     JsonOption,
-    _address,
-    _config,
-    _database,
-    _local_address,
     console,
+    load_config,
+    open_database,
+    parse_address,
+    parse_local_address,
+    print_json,
+    print_table,
+    utc_time,
 )
-from jitaku.cli import _print_json as print_json
-from jitaku.cli import _table as table
 from jitaku.words import counted, yes_no
 
 list_app = typer.Typer(no_args_is_help=True, help="Mailing lists.")
 
 IMPORT_BATCH = 500
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
 @list_app.command("create")
@@ -51,11 +47,11 @@ def create(
     """Create a list on one of this server's domains."""
     from jitaku.store import lists
 
-    config = _config(data_dir)
-    normalized = _local_address(config, address)
+    config = load_config(data_dir)
+    normalized = parse_local_address(config, address)
     local = normalized.partition("@")[0]
-    owners = ",".join(_address(o) for o in owner or [])
-    with _database(config).transaction() as connection:
+    owners = ",".join(parse_address(o) for o in owner or [])
+    with open_database(config).transaction() as connection:
         lists.create_list(
             connection, normalized, name or local, subject_tag or f"[{local}:%05d]", reply_to, dmarc, owners
         )
@@ -67,9 +63,9 @@ def delete(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
     """Delete a list with its members, archive and held posts."""
     from jitaku.store import lists
 
-    with _database(_config(data_dir)).transaction() as connection:
-        lists.delete_list(connection, _address(address))
-    console.print(f"deleted {_address(address)}")
+    with open_database(load_config(data_dir)).transaction() as connection:
+        lists.delete_list(connection, parse_address(address))
+    console.print(f"deleted {parse_address(address)}")
 
 
 @list_app.command("list")
@@ -77,12 +73,12 @@ def list_(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> Non
     """Every list: address, name, members, posts and posts waiting for a moderator."""
     from jitaku.store import lists
 
-    found = _database(_config(data_dir)).read_now(lists.summaries)
+    found = open_database(load_config(data_dir)).read_now(lists.summaries)
     if as_json:
         print_json(found)
     else:
         keys = ["address", "name", "members", "posts", "held"]
-        table(
+        print_table(
             keys,
             [[summary[key] for key in keys] for summary in found],
             whole={"members", "posts", "held"},
@@ -96,7 +92,7 @@ def show(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = 
     from jitaku.store import lists
 
     def query(connection: Connection) -> dict[str, object]:
-        found = lists.get_list(connection, _address(address))
+        found = lists.get_list(connection, parse_address(address))
         shown: dict[str, object] = found.as_json()
         members = lists.members(connection, found.id)
         shown["members"] = len(members)
@@ -107,11 +103,11 @@ def show(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = 
         shown["refused_by"] = {r.domain: round(r.score, 2) for r in lists.refusals(connection, found.id)}
         return shown
 
-    shown = _database(_config(data_dir)).read_now(query)
+    shown = open_database(load_config(data_dir)).read_now(query)
     if as_json:
         print_json([shown])
     else:
-        table(
+        print_table(
             ["setting", "value"], [[key, _setting(value)] for key, value in shown.items()], whole={"setting"}, empty=""
         )
 
@@ -131,9 +127,9 @@ def set_(address: str, key: str, value: str, data_dir: DirOption = DEFAULT_DIR) 
     """Change a setting: name, subject_tag, reply_to, dmarc, owners (comma-separated), bounce_threshold."""
     from jitaku.store import lists
 
-    with _database(_config(data_dir)).transaction() as connection:
-        lists.set_setting(connection, _address(address), key.replace("-", "_"), value)
-    console.print(f"{_address(address)}: {key} = {value}")
+    with open_database(load_config(data_dir)).transaction() as connection:
+        lists.set_setting(connection, parse_address(address), key.replace("-", "_"), value)
+    console.print(f"{parse_address(address)}: {key} = {value}")
 
 
 @list_app.command("add")
@@ -141,9 +137,9 @@ def add(address: str, members: list[str], data_dir: DirOption = DEFAULT_DIR) -> 
     """Add members (a disabled member is enabled again)."""
     from jitaku.store import lists
 
-    wanted = [_address(m) for m in members]
-    with _database(_config(data_dir)).transaction() as connection:
-        found = lists.get_list(connection, _address(address))
+    wanted = [parse_address(m) for m in members]
+    with open_database(load_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, parse_address(address))
         added, already = lists.add_members(connection, found.id, wanted)
         for member in already:
             lists.set_member(
@@ -160,9 +156,9 @@ def remove(address: str, members: list[str], data_dir: DirOption = DEFAULT_DIR) 
     """Remove members."""
     from jitaku.store import lists
 
-    with _database(_config(data_dir)).transaction() as connection:
-        found = lists.get_list(connection, _address(address))
-        removed, missing = lists.remove_members(connection, found.id, [_address(m) for m in members])
+    with open_database(load_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, parse_address(address))
+        removed, missing = lists.remove_members(connection, found.id, [parse_address(m) for m in members])
     for member in removed:
         console.print(f"removed {member}")
     if missing:
@@ -188,12 +184,12 @@ def member(
         values.update(bounce_score=0.0, bounce_at=None, disabled_reason=reason)
     if not values:
         raise CliError("nothing to change: give --self-copy/--no-self-copy, --enable/--disable or --digest/--no-digest")
-    with _database(_config(data_dir)).transaction() as connection:
-        found = lists.get_list(connection, _address(address))
-        if not lists.set_member(connection, found.id, _address(member), **values):
-            raise CliError(f"{_address(member)} is not a member of {found.address}")
+    with open_database(load_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, parse_address(address))
+        if not lists.set_member(connection, found.id, parse_address(member), **values):
+            raise CliError(f"{parse_address(member)} is not a member of {found.address}")
     said = ", ".join(f"{key} = {yes_no(value)}" for key, value in asked.items() if value is not None)
-    console.print(f"{_address(member)}: {said}")
+    console.print(f"{parse_address(member)}: {said}")
 
 
 @list_app.command("members")
@@ -202,13 +198,13 @@ def members(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
     from jitaku.store import lists
 
     def query(connection: Connection) -> list[lists.Member]:
-        return lists.members(connection, lists.get_list(connection, _address(address)).id)
+        return lists.members(connection, lists.get_list(connection, parse_address(address)).id)
 
-    found = _database(_config(data_dir)).read_now(query)
+    found = open_database(load_config(data_dir)).read_now(query)
     if as_json:
         print_json([m.as_json() for m in found])
     else:
-        table(
+        print_table(
             ["address", "delivery", "own posts", "bounces"],
             [
                 [
@@ -220,7 +216,7 @@ def members(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
                 for m in found
             ],
             whole={"own posts", "bounces"},
-            empty=f"no members yet: jitaku list add {_address(address)} ADDRESS...",
+            empty=f"no members yet: jitaku list add {parse_address(address)} ADDRESS...",
         )
 
 
@@ -243,10 +239,10 @@ def import_(address: str, file: Path, data_dir: DirOption = DEFAULT_DIR) -> None
         if parsed is None:
             raise CliError(f"{file}:{number}: not a plain mail address: {text!r} (nothing imported)")
         wanted.append(addresses.normalize(str(parsed)))
-    database = _database(_config(data_dir))
+    database = open_database(load_config(data_dir))
     added = already = 0
     with database.transaction() as connection:  # all or nothing
-        found = lists.get_list(connection, _address(address))
+        found = lists.get_list(connection, parse_address(address))
         with Progress(console=console, transient=False) as progress:
             task = progress.add_task(f"importing into {escape(found.address)}", total=len(wanted))  # markup here
             for start in range(0, len(wanted), IMPORT_BATCH):
@@ -263,9 +259,9 @@ def digest_now(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
     """Send the digest of posts since the last one now, rather than at its daily time."""
     from jitaku.store import lists
 
-    with _database(_config(data_dir)).transaction() as connection:
-        lists.digest_now(connection, lists.get_list(connection, _address(address)).id)
-    console.print(f"{_address(address)}: the running server sends the digest within seconds")
+    with open_database(load_config(data_dir)).transaction() as connection:
+        lists.digest_now(connection, lists.get_list(connection, parse_address(address)).id)
+    console.print(f"{parse_address(address)}: the running server sends the digest within seconds")
 
 
 @list_app.command("held")
@@ -274,13 +270,13 @@ def held(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = 
     from jitaku.store import lists
 
     def query(connection: Connection) -> list[lists.Held]:
-        return lists.held(connection, lists.get_list(connection, _address(address)).id)
+        return lists.held(connection, lists.get_list(connection, parse_address(address)).id)
 
-    found = _database(_config(data_dir)).read_now(query)
+    found = open_database(load_config(data_dir)).read_now(query)
     shown = [
         {
             "id": h.id,
-            "received": _iso(h.received_at),
+            "received": utc_time(h.received_at),
             "sender": h.sender,
             "from": h.author,
             "subject": h.subject,
@@ -291,11 +287,11 @@ def held(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = 
     if as_json:
         print_json(shown)
     else:
-        table(
+        print_table(
             ["id", "received", "from", "subject", "reason"],
             [[h["id"], h["received"], h["from"], h["subject"], h["reason"]] for h in shown],
             whole={"id", "received"},
-            empty=f"no posts to {_address(address)} wait for a moderator",
+            empty=f"no posts to {parse_address(address)} wait for a moderator",
         )
 
 
@@ -318,8 +314,8 @@ def reject(
     if discard:
         from jitaku.store import lists
 
-        with _database(_config(data_dir)).transaction() as connection:
-            lists.take_held(connection, lists.get_list(connection, _address(address)).id, held_id)
+        with open_database(load_config(data_dir)).transaction() as connection:
+            lists.take_held(connection, lists.get_list(connection, parse_address(address)).id, held_id)
         console.print(f"discarded {held_id}")
         return
     _release(address, held_id, data_dir, "rejected", reason)
@@ -330,8 +326,8 @@ def _release(address: str, held_id: int, data_dir: Path, role: str, note: str | 
     """Hand a held post back to the list engine, which posts it or tells its sender."""
     from jitaku.store import lists
 
-    with _database(_config(data_dir)).transaction() as connection:
-        found = lists.get_list(connection, _address(address))
+    with open_database(load_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, parse_address(address))
         sender, body = lists.take_held(connection, found.id, held_id)
         lists.add_inbox(connection, found.address, role, found.address, sender, body, time.time(), note)
 
@@ -342,16 +338,16 @@ def archive(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption
     from jitaku.store import lists
 
     def query(connection: Connection) -> list[lists.Post]:
-        return lists.posts(connection, lists.get_list(connection, _address(address)).id)
+        return lists.posts(connection, lists.get_list(connection, parse_address(address)).id)
 
-    found = _database(_config(data_dir)).read_now(query)
-    shown = [{"number": p.number, "date": _iso(p.posted_at), "from": p.author, "subject": p.subject} for p in found]
+    found = open_database(load_config(data_dir)).read_now(query)
+    shown = [{"number": p.number, "date": utc_time(p.posted_at), "from": p.author, "subject": p.subject} for p in found]
     if as_json:
         print_json(shown)
     else:
-        table(
+        print_table(
             ["number", "date", "from", "subject"],
             [list(s.values()) for s in shown],
             whole={"number", "date"},
-            empty=f"no posts to {_address(address)} yet",
+            empty=f"no posts to {parse_address(address)} yet",
         )

@@ -1,0 +1,128 @@
+"""What every command group shares: the --dir and --json options, the error a command refuses with, the
+config and database a command works on, and how results are printed (one console, tables, JSON, times)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Collection
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from jitaku import config as config_module
+from jitaku import dns_records, table
+from jitaku.config import Config
+from jitaku.data_dir import LOCAL_DIR
+
+if TYPE_CHECKING:
+    from jitaku.store import Database
+
+DIR_HELP = (
+    "Data directory (default $JITAKU_DIR, else ./jitaku-data if it exists, else /var/lib/jitaku if it holds"
+    " jitaku.toml, else ./jitaku-data)."
+)
+
+
+def _found(context: typer.Context, parameter: typer.CallbackParam, given: Path) -> Path:
+    """Where the data directory is: as given by --dir or $JITAKU_DIR, else found (jitaku.data_dir)."""
+    from jitaku.data_dir import find
+
+    source = context.get_parameter_source(parameter.name or "")
+    return find() if source is not None and source.name == "DEFAULT" else given
+
+
+def _as_owner(context: typer.Context, parameter: typer.CallbackParam, given: Path) -> Path:
+    """The data directory, found; run as root on one that is another user's (the service's), this process
+    becomes that user before the command does anything (jitaku.privileges)."""
+    from jitaku import privileges
+
+    found = _found(context, parameter, given)
+    if not context.resilient_parsing:
+        privileges.become_owner(found)
+    return found
+
+
+DirOption = Annotated[
+    Path, typer.Option("--dir", envvar="JITAKU_DIR", help=DIR_HELP, show_default=False, callback=_as_owner)
+]
+# For the two commands that keep root: `serve` binds its ports first and drops root by `[run] user`, and
+# `smart collect` reads the disks as root.
+RootDirOption = Annotated[
+    Path, typer.Option("--dir", envvar="JITAKU_DIR", help=DIR_HELP, show_default=False, callback=_found)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
+DEFAULT_DIR = LOCAL_DIR  # what typer is given; the --dir callback puts the directory found in its place
+USAGE = 2  # the exit code of a usage mistake, as typer (and click before it) gives it
+
+# No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise); no emoji
+# codes, which Rich replaces even without markup (a stranger's `:warning:` showed as a warning sign). No
+# highlighting, which colours parts of a line by guesswork, and no wrapping of plain lines (a path stays whole).
+console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+class CliError(Exception):
+    """A request the CLI cannot carry out; printed as one line."""
+
+
+def load_config(data_dir: Path) -> Config:
+    """DIR's config; a ConfigError names file, key and value, and main() prints it as one line."""
+    return config_module.load(data_dir)
+
+
+def open_database(config: Config) -> Database:
+    """The database the config names (SQLite in the data directory, or PostgreSQL), opened for this command."""
+    from jitaku.store import Database
+
+    return Database(config.database_url)
+
+
+def parse_address(text: str) -> str:
+    """TEXT as one plain mail address, normalized, or a CliError that quotes it."""
+    from jitaku import addresses as address
+
+    parsed = address.parse(text)
+    if parsed is None:
+        raise CliError(f"not a plain mail address: {text!r}")
+    return address.normalize(str(parsed))
+
+
+def parse_local_address(config: Config, text: str) -> str:
+    """TEXT as an address at one of this server's domains: users, aliases and lists live only there."""
+    normalized = parse_address(text)
+    domain = normalized.rpartition("@")[2]
+    if not config.settings.is_local_domain(domain):
+        raise CliError(f"{domain} is not one of this server's domains ({', '.join(config.settings.domains)})")
+    return normalized
+
+
+def records_to_publish(config: Config) -> list[dns_records.Record]:
+    """The records to publish (`init` and `dns records`); our public addresses are those the DDNS updater last
+    learned, if any, and our interface's global IPv6 address when the MX listens on IPv6."""
+    from jitaku.health.dns import public_addresses
+    from jitaku.store import ddns
+
+    states = open_database(config).read_now(ddns.all_states)
+    learned = public_addresses([(state.family, state.address) for state in states])
+    ours = dns_records.our_addresses(config.settings, learned)
+    return dns_records.needed(config.settings, dns_records.dkim(config), ours)
+
+
+def print_json(rows: list[dict[str, Any]]) -> None:
+    """One JSON array on one line, for scripts to read."""
+    sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+
+
+def print_table(
+    columns: list[str], rows: list[list[Any]], *, empty: str, whole: Collection[str] = (), below: str | None = None
+) -> None:
+    """Rows for a person, nothing cut at any width (jitaku.table); EMPTY, a sentence, when there are none."""
+    table.show(console, columns, rows, empty=empty, whole=whole, below=below)
+
+
+def utc_time(timestamp: float) -> str:
+    """A time as every command prints it, for a person and in JSON alike: ISO 8601 in UTC, to the second."""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
