@@ -288,6 +288,12 @@ async def _run(
         for key in dkim.load_keys(config.dkim_dir, domain, settings.dkim.selector, settings.dkim.ed25519)
     ]
     policy = Policy(settings, database)
+    signer = dkim.Signer(keys)
+    main = children is not None
+    # Set when mail is queued or left for a list; in a worker nobody waits on them: the main process's
+    # queue and list runner poll every second anyway.
+    queue_due, list_inbox = asyncio.Event(), asyncio.Event()
+    pipeline = Pipeline(hostname, database, signer, wake=queue_due.set, wake_lists=list_inbox.set)
     queue = Queue(
         settings.queue,
         database,
@@ -296,22 +302,11 @@ async def _run(
         hostname,
         postmaster=f"MAILER-DAEMON@{settings.domains[0]}",
         concurrency=settings.delivery.concurrency,
+        pipeline=pipeline,
+        wakeup=queue_due,
+        on_personal_delivered=on_personal_delivered,
     )
-    signer = dkim.Signer(keys)
-    main = children is not None
-    lists: ListEngine | None = None
-    # A worker cannot wake the main process's queue or list engine; both poll every second anyway.
-    pipeline = Pipeline(
-        hostname,
-        database,
-        signer,
-        wake=queue.wake if main else _nothing,
-        wake_lists=lambda: lists.wake() if lists is not None else None,
-    )
-    queue.pipeline = pipeline
-    if main:
-        lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, queue.wake)
-        queue.on_personal_delivered = on_personal_delivered
+    lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
     authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
     tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
@@ -395,7 +390,7 @@ async def _run(
         )
         async with asyncio.TaskGroup() as tasks:
             background = [tasks.create_task(tally.run())]
-            if children is not None and lists is not None:  # the main process
+            if children is not None:  # the main process
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))
                 background.append(tasks.create_task(_watch(children, stop)))
@@ -504,7 +499,3 @@ async def _web(
         await asyncio.gather(*(server.serve(sockets=group) for server, group in servers))
     finally:
         watcher.cancel()
-
-
-def _nothing() -> None:
-    pass

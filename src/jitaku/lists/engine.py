@@ -18,20 +18,19 @@ import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.lists import bounces, commands, compose, digest, dmarc, notices, scores, verp
-from jitaku.mail import authcheck, headers
+from jitaku.mail import authcheck, delivery, headers
+from jitaku.mail.delivery import Copy, Delivery, Entry, new_queue_id
 from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
-from jitaku.mail.pipeline import Arrival, Pipeline, new_queue_id
+from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
-from jitaku.store import Database, mailstore
+from jitaku.store import Database
 from jitaku.store import lists as rows
-from jitaku.store import queue as queue_rows
 from jitaku.store.lists import InboxItem, MailingList, Member
 from jitaku.store.queue import Personal
 
@@ -68,15 +67,6 @@ def owners_of(mailing_list: MailingList) -> list[str]:
     return list(mailing_list.owners) or [f"postmaster@{mailing_list.domain}"]
 
 
-@dataclass(frozen=True)
-class Copies:
-    """Every member's copy of one message, ready to commit: local deliveries and queue entries."""
-
-    local: list[tuple[str, bytes]]  # (mailbox, message)
-    remote: list[tuple[list[str], dict[str, Personal]]]  # queue entries: (members of one domain, their copies)
-    shared: bytes  # the part of each copy all members share (ARC set + edition)
-
-
 class ListEngine:
     def __init__(
         self,
@@ -86,8 +76,10 @@ class ListEngine:
         pipeline: Pipeline,
         hostname: str,
         web_url: str,
+        wakeup: asyncio.Event,
         wake_queue: Callable[[], None],
     ) -> None:
+        """WAKEUP is set by whoever commits mail for a list; WAKE_QUEUE once copies are queued."""
         self._database = database
         self._signer = signer
         self._policy = policy
@@ -95,7 +87,7 @@ class ListEngine:
         self._hostname = hostname
         self._web_url = web_url
         self._wake_queue = wake_queue
-        self._wakeup = asyncio.Event()
+        self._wakeup = wakeup
         self._digests_checked = 0.0
         self._expired_at = 0.0
 
@@ -180,12 +172,12 @@ class ListEngine:
         while True:
             current = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
             number = current.last_number + 1
-            edition, copies = await asyncio.to_thread(
+            edition, shared, copies = await asyncio.to_thread(
                 self._copies, current, number, rewrite, item.body, members, mailboxes, authors
             )
-            if await self._commit_post(current, item, number, edition, copies):
+            if await self._commit_post(current, item, number, edition, shared, copies):
                 break
-        remote_count = sum(len(group) for group, _ in copies.remote)
+        remote_count = sum(len(entry.recipients) for entry in copies.queued)
         log.event(
             "list_posted",
             list=mailing_list.address,
@@ -194,9 +186,9 @@ class ListEngine:
             rewrite=rewrite,
             local=len(copies.local),
             remote=remote_count,
-            queued=len(copies.remote),
+            queued=len(copies.queued),
         )
-        if copies.remote:
+        if copies.queued:
             self._wake_queue()
 
     def _looped(self, mailing_list: MailingList, fields: list[bytes]) -> bool:
@@ -237,14 +229,15 @@ class ListEngine:
         members: list[Member],
         mailboxes: dict[str, str],
         authors: set[str],
-    ) -> tuple[compose.Edition, Copies]:
-        """Compose, ARC-seal once, then give each member their own unsubscribe link and DKIM signature."""
+    ) -> tuple[compose.Edition, bytes, Delivery]:
+        """Compose, ARC-seal once, then give each member their own unsubscribe link and DKIM signature;
+        the part of each copy all members share (ARC set + edition) is archived."""
         edition = compose.compose(post, mailing_list, number, rewrite, self._web_url)
         shared = self._signer.seal(edition.message, mailing_list.domain, self._hostname) + edition.message
         recipients = [
             m.address for m in members if m.enabled and not m.digest and (m.self_copy or m.address not in authors)
         ]
-        return edition, self._personalise(mailing_list, shared, recipients, mailboxes)
+        return edition, shared, self._personalise(mailing_list, shared, recipients, mailboxes)
 
     def _personalise(
         self,
@@ -252,8 +245,9 @@ class ListEngine:
         shared: bytes,
         recipients: list[str],
         mailboxes: dict[str, str],
-    ) -> Copies:
-        """Each recipient's copy: its own one-click link, DKIM signature and VERP sender; grouped by domain."""
+    ) -> Delivery:
+        """Each recipient's copy of SHARED: its own one-click link, DKIM signature and VERP sender; the
+        remote ones grouped by domain into queue entries."""
         prefixes = [
             compose.unsubscribe_fields(mailing_list, one_click_token(mailing_list, address), self._web_url)
             for address in recipients
@@ -263,48 +257,45 @@ class ListEngine:
             with ThreadPoolExecutor(SIGNING_THREADS) as pool:
                 signatures = list(pool.map(signer.sign, prefixes, chunksize=64))
             prefixes = [signature + prefix for signature, prefix in zip(signatures, prefixes, strict=True)]
-        local: list[tuple[str, bytes]] = []
-        by_domain: dict[str, list[tuple[list[str], dict[str, Personal]]]] = {}
+        bounce_to = mailing_list.role_address("bounces")
+        local: list[Copy] = []
+        by_domain: dict[str, list[Entry]] = {}
         for address, prefix in zip(recipients, prefixes, strict=True):
             own = Personal(verp.bounce_address(mailing_list.address, address, mailing_list.key), prefix)
             mailbox = mailboxes.get(address)
             if mailbox is not None:
-                local.append((mailbox, f"Return-Path: <{own.sender}>\r\n".encode() + own.prefix + shared))
+                local.append(Copy(mailbox, f"Return-Path: <{own.sender}>\r\n".encode() + own.prefix + shared))
                 continue
             entries = by_domain.setdefault(address.rpartition("@")[2], [])
-            if not entries or len(entries[-1][0]) >= COPIES_PER_ENTRY:
-                entries.append(([], {}))
-            group, personal = entries[-1]
-            group.append(address)
-            personal[address] = own
-        return Copies(local, [entry for entries in by_domain.values() for entry in entries], shared)
+            if not entries or len(entries[-1].recipients) >= COPIES_PER_ENTRY:
+                entries.append(Entry(new_queue_id(), bounce_to, [], shared))
+            entries[-1].recipients.append(address)
+            entries[-1].personal[address] = own
+        return Delivery(local, [entry for entries in by_domain.values() for entry in entries])
 
     async def _commit_post(
-        self, mailing_list: MailingList, item: InboxItem, number: int, edition: compose.Edition, copies: Copies
+        self,
+        mailing_list: MailingList,
+        item: InboxItem,
+        number: int,
+        edition: compose.Edition,
+        shared: bytes,
+        copies: Delivery,
     ) -> bool:
-        bounce_to = mailing_list.role_address("bounces")
+        """Number, archive and deliver the post in one transaction; the queue entries share the archived
+        post as their body."""
 
         def commit(connection: Connection) -> bool:
             if not rows.take_number(connection, mailing_list.id, number):
                 return False  # someone else numbered a post meanwhile: compose again
             post_id = rows.archive(
-                connection, mailing_list.id, number, item.sender, edition.author, edition.subject, copies.shared
+                connection, mailing_list.id, number, item.sender, edition.author, edition.subject, shared
             )
-            self._store_copies(connection, bounce_to, copies, post_id)
+            delivery.commit(connection, copies, post_id)
             rows.remove_inbox(connection, item.id)
             return True
 
         return await self._database.write(commit)
-
-    @staticmethod
-    def _store_copies(connection: Connection, bounce_to: str, copies: Copies, post_id: int | None) -> None:
-        """Local members' copies into their mailboxes, the rest into the queue, sharing the archived
-        post (POST_ID) as their body when there is one."""
-        for mailbox, message in copies.local:
-            mailstore.append(connection, mailbox, message)
-        now = time.time()
-        for group, personal in copies.remote:
-            queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal, post_id)
 
     async def _expire(self) -> None:
         """Hourly: drop confirmations nobody used and held posts no owner decided on within HELD_SECONDS."""
@@ -342,15 +333,14 @@ class ListEngine:
             mailboxes = await self._policy.local_mailboxes(readers)
             message = digest.compose_digest(mailing_list, posts, self._web_url)
             copies = await asyncio.to_thread(self._personalise, mailing_list, message, readers, mailboxes)
-        bounce_to = mailing_list.role_address("bounces")
 
         def commit(connection: Connection) -> None:
             if rows.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
-                self._store_copies(connection, bounce_to, copies, None)
+                delivery.commit(connection, copies)
 
         await self._database.write(commit)
         log.event("list_digest", list=mailing_list.address, posts=f"{previous + 1}-{last}", readers=len(readers))
-        if copies is not None and copies.remote:
+        if copies is not None and copies.queued:
             self._wake_queue()
 
     async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str) -> None:
