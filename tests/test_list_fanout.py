@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from jitaku.lists import verp
-from jitaku.lists.engine import COPIES_PER_ENTRY, ListEngine
+from jitaku.lists.posting import COPIES_PER_ENTRY, personalise
 from jitaku.mail.dkim import Signer
 from jitaku.store.lists import MailingList
 
@@ -27,14 +24,12 @@ LIST = MailingList(
 
 
 def test_copies_go_one_entry_per_domain_and_at_most_a_session_full_each() -> None:
-    nothing: Any = None
-    engine = ListEngine(
-        nothing, Signer([]), nothing, nothing, "mail.example.test", "https://mail.example.test", asyncio.Event(), print
-    )
     big = [f"m{i}@gmail.test" for i in range(COPIES_PER_ENTRY + 7)]
     small = ["a@one.test", "b@one.test", "c@two.test"]
     shared = b"Subject: x\r\n\r\nbody\r\n"
-    copies = engine._personalise(
+    copies = personalise(
+        Signer([]),
+        "https://mail.example.test",
         LIST,
         shared,
         big + small + ["alice@example.test"],
