@@ -13,7 +13,6 @@ from email.utils import getaddresses
 from flufl.bounce import all_failures
 
 from jitaku.mail.dsn import SESSION_FIELD
-from jitaku.mail.headers import parse
 
 # Precedence values that mark machine-sent mail; "list" is absent on purpose: other lists' posts carry it.
 _MACHINE_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply"})
@@ -66,13 +65,12 @@ def _refused_whole_session(message: email.message.Message) -> set[str]:
     return refused
 
 
-def is_auto_reply(message: bytes) -> bool:
+def is_auto_reply(headers: email.message.Message) -> bool:
     """Whether a machine wrote this (vacation notice, bounce, robot): such mail is never passed on to members.
 
     `X-Auto-Response-Suppress` is not looked at: Outlook puts it on ordinary mail written by people.
     A null envelope sender also means this, but that is the caller's to check.
     """
-    headers = parse(message)
     auto_submitted = str(headers.get("Auto-Submitted", "")).split("(")[0].strip().lower()
     if auto_submitted and auto_submitted != "no":
         return True

@@ -14,7 +14,7 @@ from email.utils import formataddr, getaddresses
 
 from jitaku.domains import organizational_domain
 from jitaku.lists.subject import strip_tag, tag_subject
-from jitaku.mail.headers import decoded, field_name, field_value, split_fields
+from jitaku.mail.headers import Parsed, decoded, field_name, field_value
 from jitaku.store.lists import MailingList
 
 # What a list sets itself; a post's own copies of these are dropped.
@@ -82,16 +82,16 @@ def unsubscribe_fields(mailing_list: MailingList, token: str, web_url: str) -> b
     ).encode("ascii")
 
 
-def compose(post: bytes, mailing_list: MailingList, number: int, rewrite: str, web_url: str) -> Edition:
+def compose(post: Parsed, mailing_list: MailingList, number: int, rewrite: str, web_url: str) -> Edition:
     """REWRITE is "none", "munge" (From becomes the list's) or "wrap" (the post travels as an attachment)."""
-    fields, body = split_fields(post)
-    fields = [_well_formed(field) for field in fields if field_name(field)]
+    body = post.body
+    fields = [_well_formed(field) for field in post.fields if field_name(field)]
     raw_from = first(fields, "from") or ""
     author = decoded(raw_from)
     subject = strip_tag(decoded(first(fields, "subject")), mailing_list.subject_tag).strip()
     new_subject = f"Subject: {tag_subject(first(fields, 'subject'), mailing_list.subject_tag, number)}\r\n"
     if rewrite == "wrap":
-        fields, body = _wrapper(fields, post)
+        fields, body = _wrapper(fields, post.data)
     kept = [f for f in fields if field_name(f) not in LIST_FIELDS]
     kept = _replace(kept, "subject", new_subject.encode("ascii"))
     if rewrite in ("munge", "wrap"):
@@ -197,9 +197,9 @@ def _wrapper(fields: list[bytes], post: bytes) -> tuple[list[bytes], bytes]:
     return kept, body
 
 
-def breaks_signature(post: bytes, from_domain: str) -> bool:
-    """Whether the post has a DKIM signature aligned with FROM_DOMAIN that our edits will break."""
-    fields, _body = split_fields(post)
+def breaks_signature(fields: list[bytes], from_domain: str) -> bool:
+    """Whether the post's header FIELDS have a DKIM signature aligned with FROM_DOMAIN that our edits will
+    break."""
     for field in fields:
         if field_name(field) != "dkim-signature":
             continue

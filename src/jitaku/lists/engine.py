@@ -11,29 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
-import os
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from email.message import Message
 from functools import partial
 
 from sqlalchemy.engine import Connection
 
 from jitaku import log
-from jitaku.lists import bounces, commands, compose, digest, dmarc, notices, scores, verp
-from jitaku.mail import authcheck, headers
-from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
-from jitaku.mail.pipeline import Arrival, Pipeline, new_queue_id
+from jitaku.lists import bounces, commands, digest, notices, posting, scores, verp
+from jitaku.mail import authcheck, delivery, headers
+from jitaku.mail.dkim import Signer
+from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
-from jitaku.store import Database, mailstore
+from jitaku.store import Database
 from jitaku.store import lists as rows
-from jitaku.store import queue as queue_rows
-from jitaku.store.lists import InboxItem, MailingList, Member
-from jitaku.store.queue import Personal
+from jitaku.store.lists import InboxItem, MailingList
 
 POLL_SECONDS = 1.0
 MAX_ATTEMPTS = 5
@@ -41,40 +35,12 @@ RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
 CONFIRMATION_SECONDS = 3 * 86400
 HELD_SECONDS = 30 * 86400
 EXPIRY_CHECK_SECONDS = 3600.0
-STRICT = ("quarantine", "reject")
 DIGEST_SECONDS = 86400.0
 DIGEST_CHECK_SECONDS = 5.0
-# Members of one domain per queue entry: each entry is one SMTP session, recorded when it ends, so this
-# bounds what a crash sends twice, and a big domain gets several sessions at once (Postfix allows 20).
-COPIES_PER_ENTRY = 50
-SIGNING_THREADS = max(2, os.cpu_count() or 1)  # RSA runs outside the GIL
-
-
-def one_click_token(mailing_list: MailingList, member: str) -> str:
-    """The unguessable part of a member's one-click unsubscribe URL (RFC 8058 §3.1)."""
-    return hmac.new(mailing_list.key, member.lower().encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def member_for_token(mailing_list: MailingList, members: list[Member], token: str) -> str | None:
-    if not token.isascii():
-        return None
-    for member in members:
-        if hmac.compare_digest(one_click_token(mailing_list, member.address), token):
-            return member.address
-    return None
 
 
 def owners_of(mailing_list: MailingList) -> list[str]:
     return list(mailing_list.owners) or [f"postmaster@{mailing_list.domain}"]
-
-
-@dataclass(frozen=True)
-class Copies:
-    """Every member's copy of one message, ready to commit: local deliveries and queue entries."""
-
-    local: list[tuple[str, bytes]]  # (mailbox, message)
-    remote: list[tuple[list[str], dict[str, Personal]]]  # queue entries: (members of one domain, their copies)
-    shared: bytes  # the part of each copy all members share (ARC set + edition)
 
 
 class ListEngine:
@@ -86,8 +52,10 @@ class ListEngine:
         pipeline: Pipeline,
         hostname: str,
         web_url: str,
+        wakeup: asyncio.Event,
         wake_queue: Callable[[], None],
     ) -> None:
+        """WAKEUP is set by whoever commits mail for a list; WAKE_QUEUE once copies are queued."""
         self._database = database
         self._signer = signer
         self._policy = policy
@@ -95,7 +63,8 @@ class ListEngine:
         self._hostname = hostname
         self._web_url = web_url
         self._wake_queue = wake_queue
-        self._wakeup = asyncio.Event()
+        self._posting = posting.Posting(database, signer, policy, hostname, web_url, wake_queue)
+        self._wakeup = wakeup
         self._digests_checked = 0.0
         self._expired_at = 0.0
 
@@ -158,153 +127,12 @@ class ListEngine:
     # posts
 
     async def _post(self, mailing_list: MailingList, item: InboxItem) -> None:
-        fields, _body = headers.split_fields(item.body)
-        if self._looped(mailing_list, fields):
-            await self._drop(item, "loop: the post already carries this list's List-Id or X-Loop")
-            return
-        if not item.sender or bounces.is_auto_reply(item.body):
-            await self._drop(item, "an automatic reply or a bounce, not a post")
-            return
-        members = await self._database.read(lambda c: rows.members(c, mailing_list.id))
-        mailboxes = await self._policy.local_mailboxes([m.address for m in members])
-        authors = set(headers.from_addresses(item.body)) | {item.sender.lower()}
-        if item.role != "approved":
-            if not any(m.address in authors for m in members):
-                await self._hold(mailing_list, item, "the sender is not a member")
-                return
-            failed = authcheck.forged(item.body, self._hostname)
-            if failed:  # a member's address, but perhaps not the member
-                await self._hold(mailing_list, item, f"the post fails {' and '.join(sorted(failed))} for its sender")
-                return
-        rewrite = await self._rewrite(mailing_list, item.body)
-        while True:
-            current = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
-            number = current.last_number + 1
-            edition, copies = await asyncio.to_thread(
-                self._copies, current, number, rewrite, item.body, members, mailboxes, authors
-            )
-            if await self._commit_post(current, item, number, edition, copies):
-                break
-        remote_count = sum(len(group) for group, _ in copies.remote)
-        log.event(
-            "list_posted",
-            list=mailing_list.address,
-            number=number,
-            sender=f"<{item.sender}>",
-            rewrite=rewrite,
-            local=len(copies.local),
-            remote=remote_count,
-            queued=len(copies.remote),
-        )
-        if copies.remote:
-            self._wake_queue()
-
-    def _looped(self, mailing_list: MailingList, fields: list[bytes]) -> bool:
-        ours = f"<{compose.list_id(mailing_list)}>"
-        for field in fields:
-            name = headers.field_name(field)
-            value = headers.field_value(field).lower()
-            if name == "list-id" and ours in value:
-                return True
-            if name == "x-loop" and value.strip("<> ") == mailing_list.address:
-                return True
-        return False
-
-    async def _rewrite(self, mailing_list: MailingList, post: bytes) -> str:
-        """How From must change for DMARC at the members' receivers ("none", "munge" or "wrap")."""
-        if mailing_list.dmarc != "auto":
-            return mailing_list.dmarc
-        authors = headers.from_addresses(post)
-        if not authors:
-            return "none"
-        domain = authors[0].rpartition("@")[2]
         try:
-            policy = await dmarc.lookup(domain)
-        except dmarc.DmarcUnknown:
-            return "munge"  # cannot tell: the safe side is our own From
-        if policy is None:
-            return "none"
-        if policy.policy in STRICT or compose.breaks_signature(post, domain):
-            return "munge"
-        return "none"
-
-    def _copies(
-        self,
-        mailing_list: MailingList,
-        number: int,
-        rewrite: str,
-        post: bytes,
-        members: list[Member],
-        mailboxes: dict[str, str],
-        authors: set[str],
-    ) -> tuple[compose.Edition, Copies]:
-        """Compose, ARC-seal once, then give each member their own unsubscribe link and DKIM signature."""
-        edition = compose.compose(post, mailing_list, number, rewrite, self._web_url)
-        shared = self._signer.seal(edition.message, mailing_list.domain, self._hostname) + edition.message
-        recipients = [
-            m.address for m in members if m.enabled and not m.digest and (m.self_copy or m.address not in authors)
-        ]
-        return edition, self._personalise(mailing_list, shared, recipients, mailboxes)
-
-    def _personalise(
-        self,
-        mailing_list: MailingList,
-        shared: bytes,
-        recipients: list[str],
-        mailboxes: dict[str, str],
-    ) -> Copies:
-        """Each recipient's copy: its own one-click link, DKIM signature and VERP sender; grouped by domain."""
-        prefixes = [
-            compose.unsubscribe_fields(mailing_list, one_click_token(mailing_list, address), self._web_url)
-            for address in recipients
-        ]
-        signer = self._signer.copy_signer(shared, mailing_list.domain, PER_COPY_HEADERS)
-        if signer is not None:
-            with ThreadPoolExecutor(SIGNING_THREADS) as pool:
-                signatures = list(pool.map(signer.sign, prefixes, chunksize=64))
-            prefixes = [signature + prefix for signature, prefix in zip(signatures, prefixes, strict=True)]
-        local: list[tuple[str, bytes]] = []
-        by_domain: dict[str, list[tuple[list[str], dict[str, Personal]]]] = {}
-        for address, prefix in zip(recipients, prefixes, strict=True):
-            own = Personal(verp.bounce_address(mailing_list.address, address, mailing_list.key), prefix)
-            mailbox = mailboxes.get(address)
-            if mailbox is not None:
-                local.append((mailbox, f"Return-Path: <{own.sender}>\r\n".encode() + own.prefix + shared))
-                continue
-            entries = by_domain.setdefault(address.rpartition("@")[2], [])
-            if not entries or len(entries[-1][0]) >= COPIES_PER_ENTRY:
-                entries.append(([], {}))
-            group, personal = entries[-1]
-            group.append(address)
-            personal[address] = own
-        return Copies(local, [entry for entries in by_domain.values() for entry in entries], shared)
-
-    async def _commit_post(
-        self, mailing_list: MailingList, item: InboxItem, number: int, edition: compose.Edition, copies: Copies
-    ) -> bool:
-        bounce_to = mailing_list.role_address("bounces")
-
-        def commit(connection: Connection) -> bool:
-            if not rows.take_number(connection, mailing_list.id, number):
-                return False  # someone else numbered a post meanwhile: compose again
-            post_id = rows.archive(
-                connection, mailing_list.id, number, item.sender, edition.author, edition.subject, copies.shared
-            )
-            self._store_copies(connection, bounce_to, copies, post_id)
-            rows.remove_inbox(connection, item.id)
-            return True
-
-        return await self._database.write(commit)
-
-    @staticmethod
-    def _store_copies(connection: Connection, bounce_to: str, copies: Copies, post_id: int | None) -> None:
-        """Local members' copies into their mailboxes, the rest into the queue, sharing the archived
-        post (POST_ID) as their body when there is one."""
-        for mailbox, message in copies.local:
-            mailstore.append(connection, mailbox, message)
-        now = time.time()
-        for group, personal in copies.remote:
-            queue_rows.enqueue(connection, new_queue_id(), bounce_to, group, copies.shared, now, personal, post_id)
+            await self._posting.process(mailing_list, item)
+        except posting.Drop as drop:
+            await self._drop(item, drop.reason)
+        except posting.Hold as hold:
+            await self._hold(mailing_list, item, hold.reason, hold.header)
 
     async def _expire(self) -> None:
         """Hourly: drop confirmations nobody used and held posts no owner decided on within HELD_SECONDS."""
@@ -341,21 +169,21 @@ class ListEngine:
         if readers and posts:
             mailboxes = await self._policy.local_mailboxes(readers)
             message = digest.compose_digest(mailing_list, posts, self._web_url)
-            copies = await asyncio.to_thread(self._personalise, mailing_list, message, readers, mailboxes)
-        bounce_to = mailing_list.role_address("bounces")
+            copies = await asyncio.to_thread(
+                posting.personalise, self._signer, self._web_url, mailing_list, message, readers, mailboxes
+            )
 
         def commit(connection: Connection) -> None:
             if rows.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
-                self._store_copies(connection, bounce_to, copies, None)
+                delivery.commit(connection, copies)
 
         await self._database.write(commit)
         log.event("list_digest", list=mailing_list.address, posts=f"{previous + 1}-{last}", readers=len(readers))
-        if copies is not None and copies.remote:
+        if copies is not None and copies.queued:
             self._wake_queue()
 
-    async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str) -> None:
+    async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str, message: Message) -> None:
         held_id = await self._database.read(rows.next_held_id)
-        message = headers.parse(item.body)
         author = headers.decoded(message["From"])
         subject = headers.decoded(message["Subject"])
         text = (
@@ -382,8 +210,9 @@ class ListEngine:
 
     async def _rejected(self, mailing_list: MailingList, item: InboxItem) -> None:
         forget = _forget(item)
-        subject = headers.decoded(headers.parse(item.body)["Subject"])
-        if not item.sender or bounces.is_auto_reply(item.body):
+        message = headers.parse(item.body)
+        subject = headers.decoded(message["Subject"])
+        if not item.sender or bounces.is_auto_reply(message):
             await self._database.write(forget)
             return
         text = f"Your post to {mailing_list.address} ({subject}) was not accepted by the list's moderator."
@@ -396,10 +225,11 @@ class ListEngine:
 
     async def _request(self, mailing_list: MailingList, item: InboxItem) -> None:
         forget = _forget(item)
-        if not item.sender or bounces.is_auto_reply(item.body):
+        if not item.sender or bounces.is_auto_reply(headers.parse(item.body)):
             await self._database.write(forget)
             return
-        if authcheck.forged(item.body, self._hostname):  # answering would mail someone who never asked
+        # answering would mail someone who never asked
+        if authcheck.forged(headers.split_fields(item.body)[0], self._hostname):
             await self._drop(item, "request from a sender that fails SPF or DMARC: no reply")
             return
         requester = (headers.from_addresses(item.body) or [item.sender.lower()])[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
 from email.message import Message
@@ -30,7 +31,12 @@ def from_addresses(message: bytes) -> list[str]:
 
     Only the header section is parsed: the stdlib parser would copy a large body several times over.
     """
-    fields = parse(header_section(message)).get_all("From") or []
+    return authors(parse(header_section(message)))
+
+
+def authors(header: Message) -> list[str]:
+    """Every address in the From field(s) of a parsed HEADER, lower-cased."""
+    fields = header.get_all("From") or []
     return [address.lower() for _name, address in getaddresses([str(f) for f in fields]) if address]
 
 
@@ -87,3 +93,19 @@ def date_of(message: Message) -> datetime | None:
         return parsedate_to_datetime(message["Date"]) if message["Date"] else None
     except (TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A message parsed once for every stage that reads its header: the raw fields (kept byte for byte by
+    whoever passes the message on), the body, and the stdlib's reading of the header section."""
+
+    data: bytes
+    fields: list[bytes]
+    body: bytes
+    header: Message
+
+    @classmethod
+    def of(cls, data: bytes) -> Parsed:
+        fields, body = split_fields(data)
+        return cls(data, fields, body, parse(header_section(data)))

@@ -1,29 +1,27 @@
-"""A received message's path, top to bottom: trace -> check -> route -> sign -> commit.
+"""A received message's path, top to bottom: trace -> check -> route -> sign -> vouch -> commit.
 
-`Pipeline.accept` calls the stages in that order, one line each, and each
-stage's work is done by its own module. `accept` returns only once the
-message is committed, so the SMTP server may say 250 (principle 2); local
-recipients are delivered in the same transaction, remote ones are queued and
-the queue is woken.
+`Pipeline.stages` lists them in that order, one object each, and each stage's
+work is done by its own module; a filter (spam, virus, Sieve) is one more stage
+in that list. `accept` returns only once the message is committed, so the SMTP
+server may say 250 (principle 2); local recipients are delivered in the same
+transaction, remote ones are queued and the queue is woken.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.engine import Connection
 
 from jitaku import log
-from jitaku.mail import authcheck, headers, trace
+from jitaku.mail import authcheck, delivery, headers, trace
+from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
 from jitaku.mail.policy import Accepted
-from jitaku.store import Database, mailstore
-from jitaku.store import lists as list_rows
-from jitaku.store import queue as queue_rows
+from jitaku.store import Database
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,32 @@ class Message:
         return b"".join((above, self.added, self.data))
 
 
-def new_queue_id() -> str:
-    return secrets.token_hex(6).upper()
+@dataclass(frozen=True)
+class Routed:
+    """Where the recipients lead: local mailboxes (each once, however many aliases led there), remote
+    addresses, and list addresses."""
+
+    local: list[str] = field(default_factory=list)
+    remote: list[str] = field(default_factory=list)
+    listed: list[Accepted] = field(default_factory=list)
+
+
+@dataclass
+class InFlight:
+    """One message between stages: what the stages so far made of it, for the ones after."""
+
+    arrival: Arrival
+    queue_id: str
+    message: Message
+    # ALSO commits with the message: the queue forgets the recipients a bounce reports in its transaction
+    also: Callable[[Connection], None] | None
+    routed: Routed = field(default_factory=Routed)
+    outgoing: bytes = b""  # the copy that leaves for remote recipients, signed when it may be
+    for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
+
+
+class Stage(Protocol):
+    async def process(self, flight: InFlight) -> None: ...
 
 
 class Pipeline:
@@ -62,11 +84,14 @@ class Pipeline:
         wake: Callable[[], None],
         wake_lists: Callable[[], None],
     ) -> None:
-        self._hostname = hostname
-        self._database = database
-        self._signer = signer
-        self._wake = wake
-        self._wake_lists = wake_lists
+        self.stages: list[Stage] = [
+            Trace(hostname),
+            Check(hostname),
+            Route(),
+            Sign(signer),
+            Vouch(hostname),
+            Commit(database, wake, wake_lists),
+        ]
 
     async def accept(self, arrival: Arrival, also: Callable[[Connection], None] | None = None) -> str:
         """Run every stage; return the queue id once the message is durable.
@@ -74,44 +99,59 @@ class Pipeline:
         ALSO runs in the same transaction: the queue commits a bounce together
         with forgetting the recipients it reports, so a crash loses neither.
         """
-        queue_id = new_queue_id()
-        message = self._trace(arrival, queue_id)
-        message = await self._check(arrival, message)
-        local, remote, listed = route(arrival.recipients)
-        outgoing = await self._sign(message) if remote else b""
-        for_lists = self._vouch(arrival, message) if listed else message
-        await self._commit(queue_id, arrival.sender, local, message, remote, outgoing, listed, for_lists, also)
-        return queue_id
+        flight = InFlight(arrival, new_queue_id(), Message(b"", arrival.data), also)
+        for stage in self.stages:
+            await stage.process(flight)
+        return flight.queue_id
 
-    def _trace(self, arrival: Arrival, queue_id: str) -> Message:
+
+class Trace:
+    """The Received header of mail that came over SMTP (RFC 5321 §4.4)."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+
+    async def process(self, flight: InFlight) -> None:
+        arrival = flight.arrival
         if arrival.session is None:
-            return Message(b"", arrival.data)
+            return
         recipients = [r.recipient for r in arrival.recipients]
-        return Message(trace.received(arrival.session, self._hostname, queue_id, recipients), arrival.data)
+        added = trace.received(arrival.session, self._hostname, flight.queue_id, recipients)
+        flight.message = Message(added, arrival.data)
 
-    async def _check(self, arrival: Arrival, message: Message) -> Message:
-        """SPF, DKIM and DMARC of what strangers send; our own users' mail is vouched for by AUTH."""
-        session = arrival.session
+
+class Check:
+    """SPF, DKIM and DMARC of what strangers send; our own users' mail is vouched for by AUTH."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+
+    async def process(self, flight: InFlight) -> None:
+        session, message = flight.arrival.session, flight.message
         if session is None or session.authenticated_as is not None:
-            return message
+            return
         data = authcheck.strip_forged(message.data, self._hostname)
         results = await authcheck.authentication_results(
-            data, self._hostname, session.client_ip, arrival.sender, session.helo
+            data, self._hostname, session.client_ip, flight.arrival.sender, session.helo
         )
-        return Message(results + message.added, data)
+        flight.message = Message(results + message.added, data)
 
-    def _vouch(self, arrival: Arrival, message: Message) -> Message:
-        """Our own user's post carries our word for it, which a list's ARC set records (RFC 8617 §4.1.1)."""
-        session = arrival.session
-        if session is None or session.authenticated_as is None:
-            return message
-        vouched = f"Authentication-Results: {self._hostname}; auth=pass smtp.auth={session.authenticated_as}\r\n"
-        return Message(vouched.encode() + message.added, authcheck.strip_forged(message.data, self._hostname))
 
-    async def _sign(self, message: Message) -> bytes:
-        """DKIM-sign mail leaving with a From of one of our domains (RSA takes ~2 ms, and the From field
-        of a stranger's header may be long to parse: off the loop)."""
-        return await asyncio.to_thread(self._signed, message.joined())
+class Route:
+    async def process(self, flight: InFlight) -> None:
+        flight.routed = route(flight.arrival.recipients)
+
+
+class Sign:
+    """DKIM-sign mail leaving with a From of one of our domains (RSA takes ~2 ms, and the From field
+    of a stranger's header may be long to parse: off the loop)."""
+
+    def __init__(self, signer: Signer) -> None:
+        self._signer = signer
+
+    async def process(self, flight: InFlight) -> None:
+        if flight.routed.remote:
+            flight.outgoing = await asyncio.to_thread(self._signed, flight.message.joined())
 
     def _signed(self, message: bytes) -> bytes:
         domains = {address.rpartition("@")[2] for address in headers.from_addresses(message)}
@@ -121,49 +161,69 @@ class Pipeline:
                 return self._signer.sign(message, domain)
         return message
 
-    async def _commit(
-        self,
-        queue_id: str,
-        sender: str,
-        local: list[str],
-        message: Message,
-        remote: list[str],
-        outgoing: bytes,
-        listed: list[Accepted],
-        for_lists: Message,
-        also: Callable[[Connection], None] | None,
-    ) -> None:
+
+class Vouch:
+    """Our own user's post carries our word for it, which a list's ARC set records (RFC 8617 §4.1.1)."""
+
+    def __init__(self, hostname: str) -> None:
+        self._hostname = hostname
+
+    async def process(self, flight: InFlight) -> None:
+        session, message = flight.arrival.session, flight.message
+        if not flight.routed.listed or session is None or session.authenticated_as is None:
+            return
+        vouched = f"Authentication-Results: {self._hostname}; auth=pass smtp.auth={session.authenticated_as}\r\n"
+        flight.for_lists = Message(
+            vouched.encode() + message.added, authcheck.strip_forged(message.data, self._hostname)
+        )
+
+
+class Commit:
+    """Every copy in one transaction (mail/delivery.py), then a word to the queue and the list runner."""
+
+    def __init__(self, database: Database, wake: Callable[[], None], wake_lists: Callable[[], None]) -> None:
+        self._database = database
+        self._wake = wake
+        self._wake_lists = wake_lists
+
+    async def process(self, flight: InFlight) -> None:
+        sender, routed, also = flight.arrival.sender, flight.routed, flight.also
         # RFC 5321 §4.4: final delivery records the envelope sender
-        delivered = message.joined(f"Return-Path: <{sender}>\r\n".encode()) if local else b""
-        posted = for_lists.joined() if listed else b""
+        delivered = flight.message.joined(f"Return-Path: <{sender}>\r\n".encode()) if routed.local else b""
+        posted = (flight.for_lists or flight.message).joined() if routed.listed else b""
+        copies = Delivery(
+            [Copy(mailbox, delivered) for mailbox in routed.local],
+            [Entry(flight.queue_id, sender, routed.remote, flight.outgoing)] if routed.remote else [],
+            [_to_list(accepted, sender, posted) for accepted in routed.listed],
+        )
 
         def commit(connection: Connection) -> None:
-            for mailbox in local:
-                mailstore.append(connection, mailbox, delivered)
-            if remote:
-                queue_rows.enqueue(connection, queue_id, sender, remote, outgoing, time.time())
-            for accepted in listed:
-                assert accepted.list_role is not None
-                list_address, role = accepted.list_role
-                list_rows.add_inbox(connection, list_address, role, accepted.recipient, sender, posted, time.time())
+            delivery.commit(connection, copies)
             if also is not None:
                 also(connection)
 
         await self._database.write(commit)
-        for mailbox in local:
+        queue_id = flight.queue_id
+        for mailbox in routed.local:
             log.event("delivered", queue_id=queue_id, to=mailbox, relay="local", dsn="2.0.0", size=len(delivered))
-        if remote:
-            log.event("queued", queue_id=queue_id, sender=f"<{sender}>", nrcpt=len(remote), size=len(outgoing))
+        if routed.remote:
+            size = len(flight.outgoing)
+            log.event("queued", queue_id=queue_id, sender=f"<{sender}>", nrcpt=len(routed.remote), size=size)
             self._wake()
-        for accepted in listed:
+        for accepted in routed.listed:
             log.event("delivered", queue_id=queue_id, to=accepted.recipient, relay="list", dsn="2.0.0")
-        if listed:
+        if routed.listed:
             self._wake_lists()
 
 
-def route(recipients: tuple[Accepted, ...]) -> tuple[list[str], list[str], list[Accepted]]:
-    """Local mailboxes (each once, however many aliases led there), remote addresses, and list addresses."""
+def route(recipients: tuple[Accepted, ...]) -> Routed:
     local = sorted({r.mailbox for r in recipients if r.mailbox is not None})
     remote = [r.recipient for r in recipients if r.mailbox is None and r.list_role is None]
     listed = list({r.recipient: r for r in recipients if r.list_role is not None}.values())
-    return local, remote, listed
+    return Routed(local, remote, listed)
+
+
+def _to_list(accepted: Accepted, sender: str, message: bytes) -> ToList:
+    assert accepted.list_role is not None
+    list_address, role = accepted.list_role
+    return ToList(list_address, role, accepted.recipient, sender, message)

@@ -45,7 +45,13 @@ class Queue:
         hostname: str,
         postmaster: str,
         concurrency: int,
+        pipeline: Pipeline,
+        wakeup: asyncio.Event,
+        on_personal_delivered: Callable[[Connection, list[tuple[str, str]]], None] | None = None,
     ) -> None:
+        """PIPELINE takes the bounces in; WAKEUP is set by whoever queues mail; ON_PERSONAL_DELIVERED gets
+        the (VERP sender, recipient) of each personal copy delivered, in the transaction that records it
+        (the list runner forgives a member's bounces on a later success)."""
         self._settings = settings
         self._database = database
         self._transport = transport
@@ -53,13 +59,11 @@ class Queue:
         self._hostname = hostname
         self._postmaster = postmaster
         self._limit = asyncio.Semaphore(concurrency)
-        self._wakeup = asyncio.Event()
+        self._pipeline = pipeline
+        self._wakeup = wakeup
+        self._on_personal_delivered = on_personal_delivered
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.pipeline: Pipeline | None = None  # set once the pipeline exists; they need each other
-        # (VERP sender, recipient) of each personal copy delivered, in the transaction that records it:
-        # the list engine forgives a member's bounces on a later success
-        self.on_personal_delivered: Callable[[Connection, list[tuple[str, str]]], None] | None = None
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -121,8 +125,8 @@ class Queue:
             minute = tallies.minute_of(now)
             counts = {tallies.MAIL_OUT: len(delivered), tallies.BOUNCED: len(failed), tallies.DEFERRED: len(deferred)}
             tallies.add(connection, {(minute, kind): count for kind, count in counts.items()})
-            if personal_delivered and self.on_personal_delivered is not None:
-                self.on_personal_delivered(connection, personal_delivered)
+            if personal_delivered and self._on_personal_delivered is not None:
+                self._on_personal_delivered(connection, personal_delivered)
 
         bounced = [o for o in failed if self._sender_of(message, o.recipient)]
         try:
@@ -204,11 +208,10 @@ class Queue:
                 original=message.body,
             )
             arrivals.append(Arrival("", (decision,), report, session=None))
-        assert self.pipeline is not None
         if not arrivals:
             await self._database.write(record)
             return
         # every bounce but the last is committed first: a crash between them repeats a bounce, never loses one
         for arrival in arrivals[:-1]:
-            await self.pipeline.accept(arrival)
-        await self.pipeline.accept(arrivals[-1], also=record)
+            await self._pipeline.accept(arrival)
+        await self._pipeline.accept(arrivals[-1], also=record)

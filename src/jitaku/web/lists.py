@@ -17,7 +17,8 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from jitaku import addresses, log
-from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed, member_for_token
+from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed
+from jitaku.lists.tokens import member_for_token
 from jitaku.store import Database
 from jitaku.store import lists as rows
 from jitaku.web.bodies import read_form

@@ -1,0 +1,75 @@
+"""Where a message's copies go, as plain data, and the one function that commits them.
+
+The inbound pipeline, its bounces and the list runner all end here: local mailboxes get
+their copies, the queue its entries, a list's inbox its items, in the caller's
+transaction (principle 2: SMTP's 250 comes after it). Every part of a `Delivery` stands
+on its own, so a large one (a list post to thousands) can be committed in chunks.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Connection
+
+from jitaku.store import lists as list_rows
+from jitaku.store import mailstore
+from jitaku.store import queue as queue_rows
+from jitaku.store.queue import Personal
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(6).upper()
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A message as it lands in a local user's INBOX, Return-Path included."""
+
+    mailbox: str
+    message: bytes
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One queue entry: BODY for RECIPIENTS from SENDER, some of them perhaps with copies of their own."""
+
+    queue_id: str
+    sender: str
+    recipients: list[str]
+    body: bytes
+    personal: dict[str, Personal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToList:
+    """Mail for a list's address (post, -request, -owner, -bounces), for the list runner after the commit."""
+
+    list_address: str
+    role: str
+    recipient: str
+    sender: str
+    message: bytes
+
+
+@dataclass(frozen=True)
+class Delivery:
+    local: list[Copy] = field(default_factory=list)
+    queued: list[Entry] = field(default_factory=list)
+    listed: list[ToList] = field(default_factory=list)
+
+
+def commit(connection: Connection, delivery: Delivery, post_id: int | None = None) -> None:
+    """Store every copy of DELIVERY in the caller's transaction. With POST_ID, the queue entries
+    share that archived list post as their body instead of storing it again."""
+    for copy in delivery.local:
+        mailstore.append(connection, copy.mailbox, copy.message)
+    now = time.time()
+    for entry in delivery.queued:
+        queue_rows.enqueue(
+            connection, entry.queue_id, entry.sender, entry.recipients, entry.body, now, entry.personal, post_id
+        )
+    for item in delivery.listed:
+        list_rows.add_inbox(connection, item.list_address, item.role, item.recipient, item.sender, item.message, now)

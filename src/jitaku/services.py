@@ -1,0 +1,319 @@
+"""The daemon's services, wired: the store, the inbound pipeline, the queue, the list runner, the SMTP, IMAP,
+POP3 and web servers of one process, run until SIGTERM (app.py binds the sockets and forks the processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from jitaku import log, ports, resolver, workers
+from jitaku.config import Config, Listen
+from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
+from jitaku.errors import ServeError
+from jitaku.lists.engine import ListEngine, on_personal_delivered
+from jitaku.mail import dkim, transport
+from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
+from jitaku.mail.imap.server import ImapServer
+from jitaku.mail.login import Authenticator, Logins, Sessions
+from jitaku.mail.pipeline import Pipeline
+from jitaku.mail.policy import Policy
+from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
+from jitaku.mail.pop3 import Pop3Server
+from jitaku.mail.queue import Queue
+from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
+from jitaku.mail.spool import Spooler
+from jitaku.passwords import Checker
+from jitaku.ratelimit import LoginLimiter
+from jitaku.store import Database
+from jitaku.store.tallies import Tally
+from jitaku.tls import server_context
+
+HTTPS_PORT = 443
+# Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
+# its listener's limits (asyncio's default is 60).
+TLS_HANDSHAKE_TIMEOUT = 20.0
+TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
+
+MX = Listener("mx", authenticated=False)
+SUBMISSION = Listener("submission", authenticated=True)
+SUBMISSIONS = Listener("submissions", authenticated=True, implicit_tls=True)
+IMAP = Listener("imap", authenticated=True)
+IMAPS = Listener("imaps", authenticated=True, implicit_tls=True)
+POP3 = Listener("pop3", authenticated=True)
+POP3S = Listener("pop3s", authenticated=True, implicit_tls=True)
+
+# What each listener says to a connection over its limits, before closing it.
+REFUSALS = {
+    "imap": b"* BYE [UNAVAILABLE] Too many connections; try again later",  # RFC 5530
+    "pop3": b"-ERR [SYS/TEMP] Too many connections; try again later",  # RFC 3206
+}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A listening socket, bound before any worker process is forked so that all of them accept on it, and
+    its address: the port the kernel gave where the config says 0."""
+
+    listener: Listener
+    address: Listen
+    sock: socket.socket
+
+
+def smtp_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
+    settings = config.settings
+    return [
+        (MX, settings.smtp.listen),
+        (SUBMISSION, settings.submission.listen),
+        (SUBMISSIONS, settings.submissions.listen),
+    ]
+
+
+def access_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
+    """Where users read their mail: served by the main process alone (the SMTP workers only accept mail)."""
+    settings = config.settings
+    return [
+        (IMAP, settings.imap.listen),
+        (IMAPS, settings.imaps.listen),
+        (POP3, settings.pop3.listen),
+        (POP3S, settings.pop3s.listen),
+    ]
+
+
+async def serve(
+    config: Config,
+    bound: list[Bound],
+    children: list[int] | None,
+    web: list[socket.socket] | None = None,
+    access: list[Bound] | None = None,
+) -> None:
+    """Serve on BOUND sockets. CHILDREN is None in a worker; the main process also runs the queue, WEB,
+    and the ACCESS listeners (POP3)."""
+    settings = config.settings
+    resolver.configure(settings.dns.nameservers)
+    database = Database(config.database_url)
+    try:
+        await _run(config, database, bound, children, web or [], access or [])
+    finally:
+        database.close()
+
+
+async def _run(
+    config: Config,
+    database: Database,
+    bound: list[Bound],
+    children: list[int] | None,
+    web: list[socket.socket],
+    access: list[Bound],
+) -> None:
+    settings = config.settings
+    hostname = settings.mail_hostname
+    keys = [
+        key
+        for domain in settings.domains
+        for key in dkim.load_keys(config.dkim_dir, domain, settings.dkim.selector, settings.dkim.ed25519)
+    ]
+    policy = Policy(settings, database)
+    signer = dkim.Signer(keys)
+    main = children is not None
+    # Set when mail is queued or left for a list; in a worker nobody waits on them: the main process's
+    # queue and list runner poll every second anyway.
+    queue_due, list_inbox = asyncio.Event(), asyncio.Event()
+    pipeline = Pipeline(hostname, database, signer, wake=queue_due.set, wake_lists=list_inbox.set)
+    queue = Queue(
+        settings.queue,
+        database,
+        transport.build(settings.relay, settings.delivery, hostname),
+        policy,
+        hostname,
+        postmaster=f"MAILER-DAEMON@{settings.domains[0]}",
+        concurrency=settings.delivery.concurrency,
+        pipeline=pipeline,
+        wakeup=queue_due,
+        on_personal_delivered=on_personal_delivered,
+    )
+    lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
+    checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
+    authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
+    tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
+    tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
+    handlers = {
+        listener.name: Handler(listener, policy, pipeline, authenticator, settings.smtp.max_recipients, tally)
+        for listener, _ in smtp_listeners(config)
+    }
+    spooler = Spooler(config.data_dir)
+    limits = _limits(config)
+    sessions = OpenSessions()
+    servers: list[asyncio.Server] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrors())
+    try:
+        for item in bound:
+            name = item.listener.name
+            factory = protocol_factory(
+                handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name], sessions
+            )
+            implicit = item.listener.implicit_tls
+            servers.append(
+                await loop.create_server(
+                    factory,
+                    sock=item.sock,
+                    ssl=tls_context if implicit else None,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+                )
+            )
+        protocols = {
+            "imap": (
+                ImapServer(
+                    database,
+                    Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)),
+                    tls_context,
+                    settings.imap,
+                    settings.smtp.max_message_size,
+                ).serve,
+                IMAP_MAX_LINE,
+            ),
+            "pop3": (
+                Pop3Server(
+                    database,
+                    Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)),
+                    tls_context,
+                    settings.pop3,
+                ).serve,
+                POP3_MAX_LINE,
+            ),
+        }
+        for item in access:
+            implicit = item.listener.implicit_tls
+            protocol = item.listener.name.removesuffix("s")
+            handle, limit = protocols[protocol]
+            servers.append(
+                await asyncio.start_server(
+                    limited(
+                        functools.partial(handle, implicit_tls=implicit),
+                        limits[item.listener.name],
+                        REFUSALS[protocol],
+                        sessions,
+                    ),
+                    sock=item.sock,
+                    ssl=tls_context if implicit else None,
+                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+                    limit=limit,
+                )
+            )
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.event(
+            "started",
+            pid=os.getpid(),
+            role="main" if main else "worker",
+            hostname=hostname,
+            data_dir=str(config.data_dir),
+            listeners=",".join(str(item.address) for item in bound + access),
+            relay=settings.relay.host if settings.relay else "direct-mx",
+            open_files_limit=open_files_limit(),
+        )
+        async with asyncio.TaskGroup() as tasks:
+            background = [tasks.create_task(tally.run())]
+            if children is not None:  # the main process
+                background.append(tasks.create_task(queue.run()))
+                background.append(tasks.create_task(lists.run()))
+                background.append(tasks.create_task(workers.watch(children, stop)))
+            if main and settings.ddns:
+                # imported only when configured: httpx and psutil would cost every process ~6 MB
+                from jitaku.ddns.updater import Updater
+
+                background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
+            if main and settings.health.enabled:
+                from jitaku.health.monitor import Monitor
+
+                background.append(tasks.create_task(Monitor(config, database).run()))
+            if web:
+                tasks.create_task(_web(config, database, authenticator, web, stop, limits["web"]))
+            await stop.wait()
+            workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
+            for task in background:
+                task.cancel()
+            # Before the goodbyes: the health monitor may be probing our own listeners, and a probe that read a
+            # goodbye for a greeting would record, and alert, a failure of ours.
+            await asyncio.wait(background)
+            for server in servers:
+                server.close()  # no new sessions
+            ended = await sessions.end()
+        await tally.flush()
+        log.event("stopped", pid=os.getpid(), hostname=hostname, sessions_ended=ended)
+        if children is not None and len(children) < settings.smtp.workers - 1:
+            raise ServeError("an SMTP worker process died; stopped everything (see the log)")
+    finally:
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+        checker.close()
+
+
+def _limits(config: Config) -> dict[str, ConnectionLimit]:
+    """Each listener section's connection limits, counted in this process (see jitaku.connections)."""
+    sections = {name: getattr(config.settings, section) for name, section in ports.SECTIONS.items()}
+    return {
+        name: ConnectionLimit(name, section.max_connections_per_ip, section.max_connections)
+        for name, section in sections.items()
+    }
+
+
+async def _web(
+    config: Config,
+    database: Database,
+    authenticator: Authenticator,
+    sockets: list[socket.socket],
+    stop: asyncio.Event,
+    limit: ConnectionLimit,
+) -> None:
+    """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
+
+    Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP.
+    """
+    import uvicorn
+
+    from jitaku.web import protocol, status
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
+
+    app = status.build(config, database, authenticator)
+    cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
+    servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
+    for group, tls in (
+        ([s for s in sockets if s.getsockname()[1] != HTTPS_PORT], False),
+        ([s for s in sockets if s.getsockname()[1] == HTTPS_PORT], True),
+    ):
+        if group:
+            settings = uvicorn.Config(
+                app,
+                http=protocol.protocol(limit, config.settings.web.header_timeout, config.settings.web.idle_timeout),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                ssl_certfile=str(cert) if tls else None,
+                ssl_keyfile=str(key) if tls else None,
+            )
+            servers.append((Server(settings), group))
+
+    def shut_down(_: object) -> None:
+        for server, _group in servers:
+            server.should_exit = True
+
+    watcher = asyncio.create_task(stop.wait())
+    watcher.add_done_callback(shut_down)
+    try:
+        await asyncio.gather(*(server.serve(sockets=group) for server, group in servers))
+    finally:
+        watcher.cancel()
