@@ -40,7 +40,7 @@ def main() -> None:
     """Every outcome is an exit code, and a failure says on stderr what is wrong; a traceback only with JITAKU_DEBUG=1.
 
     0 done, 1 refused (the request was understood and cannot be carried out), 2 a usage mistake (the command line,
-    or input ended at a prompt), 70 a bug, 130 Ctrl-C; `jitaku check` adds its own 1 and 2 (CONTRACTS).
+    or input ended at a prompt), 70 a bug, 130 Ctrl-C; `jitaku check` adds its own 1 and 2 (a warning, a critical).
     """
     from jitaku.errors import PrivilegeError, ServeError
     from jitaku.service import ServiceError

@@ -2,7 +2,7 @@
 
 The inbound pipeline, its bounces and the list runner all end here: local mailboxes get
 their copies, the queue its entries, a list's inbox its items, in the caller's
-transaction (principle 2: SMTP's 250 comes after it). Every part of a `Delivery` stands
+transaction (SMTP's 250 comes after it). Every part of a `Delivery` stands
 on its own, so a large one (a list post to thousands) can be committed in chunks.
 """
 

@@ -3,7 +3,7 @@
 `Pipeline.stages` lists them in that order, one object each, and each stage's
 work is done by its own module; a filter (spam, virus, Sieve) is one more stage
 in that list. `accept` returns only once the message is committed, so the SMTP
-server may say 250 (principle 2); local recipients are delivered in the same
+server may say 250 (a 250 means committed); local recipients are delivered in the same
 transaction, remote ones are queued and the queue is woken.
 """
 
