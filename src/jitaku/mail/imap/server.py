@@ -1,23 +1,17 @@
 """The IMAP server: one session per connection, commands as the parser types them, mailboxes from the store.
 
-Each session keeps its view of the selected mailbox (UIDs in order, their flags) and brings it up to
-date from the store after each command (at most every REFRESH_EVERY in a run of FETCH, STORE or
-SEARCH), and every half second while IDLE: what other sessions and deliveries did reaches it as
-EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no EXPUNGE during FETCH, STORE or
-SEARCH), after a new FLAGS when they bring a keyword the client has not been told of. Polling one row
-of the mailbox table works the same whether the change came from this process, an SMTP worker or the
-CLI.
+The session (jitaku.mail.imap.session) keeps its view of the selected mailbox up to date after each command
+(at most every REFRESH_EVERY in a run of FETCH, STORE or SEARCH), and every IDLE_POLL while IDLE.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
@@ -47,13 +41,14 @@ from jitaku.mail.imap.parser import (
     ParseError,
     Rename,
     Search,
-    SequenceSet,
     Simple,
     Status,
     Store,
     parse,
 )
 from jitaku.mail.imap.parser import Select as SelectCommand
+from jitaku.mail.imap.session import AUTOLOGOUT, Session, claim_recent, forget, refresh
+from jitaku.mail.imap.view import View
 from jitaku.mail.imap.wire import LiteralRefused, Wire
 from jitaku.mail.lineserver import Closed
 from jitaku.store import Database, mailstore
@@ -72,112 +67,15 @@ BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed
 FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
 REFRESH_EVERY = 0.1  # seconds: FETCH, STORE and SEARCH look for others' changes at most this often
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
-AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
-LOGIN_TIMEOUT = 60.0  # before login a connection holds nothing worth keeping (RFC 9051 §5.4 allows it shorter)
 MAX_BAD_COMMANDS = 20  # in a row, then the connection is closed: a client that speaks something else
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
     " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES APPENDLIMIT={appendlimit}"
 )
-SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 class Refused(Exception):
     """A command that cannot be done: answered NO (with a response code in the text)."""
-
-
-@dataclass
-class View:
-    """The selected mailbox as this session has told its client about it."""
-
-    name: str
-    read_only: bool
-    uidvalidity: int
-    uids: list[int]
-    flags: dict[int, frozenset[str]]
-    modseqs: dict[int, int]
-    sizes: dict[int, int]  # what reading each message's body costs: FETCH and SEARCH read by bytes, not by count
-    recent: set[int]  # the UIDs that are \Recent to this session (RFC 3501 §2.3.2)
-    state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
-    saved: set[int] = field(default_factory=set)  # the UIDs SEARCH RETURN (SAVE) kept for "$" (RFC 5182)
-    keywords: set[str] = field(default_factory=set)  # those FLAGS has listed to the client, never fewer
-
-    def flag_lines(self) -> list[str]:
-        """FLAGS and PERMANENTFLAGS: the system flags, the keywords, and (read-write) that any keyword may be
-        made (RFC 3501 §7.2.6; \\* in §7.1)."""
-        keywords = "".join(f" {keyword}" for keyword in sorted(self.keywords))
-        permanent = "" if self.read_only else f"{SYSTEM_FLAGS}{keywords} \\*"
-        return [f"* FLAGS ({SYSTEM_FLAGS}{keywords})", f"* OK [PERMANENTFLAGS ({permanent})] flags you can keep"]
-
-    def flags_of(self, uid: int) -> frozenset[str]:
-        """The message's flags as this session shows them: the stored ones, and \\Recent if it is."""
-        return self.flags[uid] | {"\\Recent"} if uid in self.recent else self.flags[uid]
-
-    def number(self, uid: int) -> int:
-        """UID's message number: UIDs only grow, so the list is in order."""
-        return bisect.bisect_left(self.uids, uid) + 1
-
-    def resolve(self, sequence: SequenceSet, uid: bool) -> list[int]:
-        """The UIDs a sequence set names: message numbers, or UIDs (those that exist) for UID commands."""
-        if sequence.saved:  # "$" names the same messages in UID and number commands
-            return sorted(uid for uid in self.saved if uid in self.flags)
-        if not self.uids:
-            return []
-        found: set[int] = set()
-        if uid:  # by bisection: a client syncing message by message sends thousands of these
-            for low, high in sequence.resolve(self.uids[-1]):
-                found.update(self.uids[bisect.bisect_left(self.uids, low) : bisect.bisect_right(self.uids, high)])
-            return sorted(found)
-        for low, high in sequence.resolve(len(self.uids)):
-            if high > len(self.uids):
-                raise ParseError(f"there is no message {high}")
-            found.update(self.uids[low - 1 : high])
-        return sorted(found)
-
-
-@dataclass
-class Session:
-    client: str
-    tls: bool
-    user: str | None = None
-    view: View | None = None
-    condstore: bool = False
-    bad: int = 0  # BAD answers in a row
-    refreshed_at: float = 0.0  # when the selected mailbox was last compared with the store (monotonic)
-    lines: list[bytes] = field(default_factory=list)  # untagged responses waiting to go out
-
-    @property
-    def may_log_in(self) -> bool:
-        return login.may_send_password(self.client, self.tls)
-
-    @property
-    def timeout(self) -> float:
-        """How long the client may keep us waiting for its next line."""
-        return AUTOLOGOUT if self.user is not None else LOGIN_TIMEOUT
-
-    def say(self, line: str | bytes) -> None:
-        self.lines.append(line.encode() if isinstance(line, str) else line)
-
-    def list_keywords(self, flag_sets: Iterable[frozenset[str]]) -> None:
-        """A client may be shown only the keywords FLAGS has listed (RFC 3501 §7.2.6; imaptest counted hundreds of
-        "Keyword used without being in FLAGS"): before flags that bring a new one go out, FLAGS and
-        PERMANENTFLAGS are said again. Call it with each set of flags the view takes in."""
-        view = self.view
-        if view is None:
-            return
-        new = {flag for flags in flag_sets for flag in flags if not flag.startswith("\\")} - view.keywords
-        if new:
-            view.keywords |= new
-            self.lines.extend(line.encode() for line in view.flag_lines())
-
-    def enable_condstore(self) -> None:
-        """RFC 7162 §3.1: after the first CONDSTORE enabling command every FETCH of flags carries MODSEQ, and
-        in a selected mailbox the client hears, once, the HIGHESTMODSEQ its view is up to date with."""
-        if self.condstore:
-            return
-        self.condstore = True
-        if self.view is not None:
-            self.say(f"* OK [HIGHESTMODSEQ {self.view.state[1]}] highest")
 
 
 class ImapServer:
@@ -266,7 +164,7 @@ class ImapServer:
         # at most every REFRESH_EVERY; any other command, NOOP and IDLE above all, looks at once
         if not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY:
             try:
-                await self._refresh(session, allow_expunge=_is_uid(command) or not busy)
+                await refresh(self._database, session, allow_expunge=_is_uid(command) or not busy)
             except SQLAlchemyError as error:  # the next command looks again
                 log.event("imap_store_failed", client=session.client, user=session.user, error=repr(error))
         if done.startswith("BAD "):
@@ -449,7 +347,7 @@ class ImapServer:
         selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
         recent_from = selected.recent_from
         if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
-            recent_from = await self._claim_recent(address, command.mailbox, selected.uidnext)
+            recent_from = await claim_recent(self._database, address, command.mailbox, selected.uidnext)
         session.condstore = session.condstore or command.condstore
         view = View(
             name=command.mailbox,
@@ -629,7 +527,7 @@ class ImapServer:
         if not command.move:
             return f"OK [{code}] COPY completed"
         session.say(f"* OK [{code}] moved")
-        self._forget(session, view, [old for old, _new in pairs])
+        forget(session, view, [old for old, _new in pairs])
         return "OK MOVE completed"
 
     async def _search(self, session: Session, view: View, command: Search, tag: str) -> str:
@@ -716,68 +614,8 @@ class ImapServer:
             return "NO [READ-ONLY] the mailbox is selected read-only"
         address = session.user or ""
         gone = await self._write(lambda c: mailstore.expunge(c, address, view.name, uids))
-        self._forget(session, view, gone)
+        forget(session, view, gone)
         return "OK EXPUNGE completed"
-
-    @staticmethod
-    def _forget(session: Session, view: View, uids: list[int]) -> None:
-        """Tell the client UIDS are gone, highest message number first, so each number is still right."""
-        for uid in sorted((u for u in uids if u in view.flags), key=view.number, reverse=True):
-            session.say(f"* {view.number(uid)} EXPUNGE")
-            view.uids.remove(uid)
-            view.recent.discard(uid)
-            del view.flags[uid], view.modseqs[uid], view.sizes[uid]
-
-    async def _refresh(self, session: Session, allow_expunge: bool) -> None:
-        """What changed in the selected mailbox since the session last looked, as untagged responses."""
-        view, address = session.view, session.user or ""
-        if view is None:
-            return
-        session.refreshed_at = time.monotonic()
-        try:
-            state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
-        except NoSuchMailbox:
-            session.say("* BYE the selected mailbox was deleted")
-            raise Closed from None
-        if state == view.state:
-            return
-        selected = await self._database.read(lambda c: mailstore.select(c, address, view.name))
-        now = {message.uid: message for message in selected.messages}
-        gone = [uid for uid in view.uids if uid not in now]
-        if gone and not allow_expunge:
-            return
-        self._forget(session, view, gone)
-        changed = [uid for uid in view.uids if now[uid].flags != view.flags[uid]]
-        new = [uid for uid in now if uid not in view.flags]
-        session.list_keywords(now[uid].flags for uid in changed + new)
-        for uid in changed:
-            view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
-            extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
-            flags = " ".join(sorted(view.flags_of(uid)))
-            session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
-        if new:
-            for uid in sorted(new):
-                view.uids.append(uid)
-                view.flags[uid], view.modseqs[uid], view.sizes[uid] = now[uid].flags, now[uid].modseq, now[uid].size
-            # new mail is \Recent to this session if no other has claimed it since
-            recent_from = selected.recent_from
-            if not view.read_only and any(uid >= recent_from for uid in new):
-                try:
-                    recent_from = await self._claim_recent(address, view.name, selected.uidnext)
-                except SQLAlchemyError as error:  # a full disk: the new mail is told, as \Recent to no one
-                    log.event("imap_store_failed", user=address, error=repr(error))
-                    recent_from = selected.uidnext
-            view.recent.update(uid for uid in new if recent_from <= uid < selected.uidnext)
-            session.say(f"* {len(view.uids)} EXISTS")
-            session.say(f"* {len(view.recent)} RECENT")
-        view.state = state
-
-    async def _claim_recent(self, address: str, name: str, before: int) -> int:
-        """The first UID of the messages below BEFORE that are \\Recent to this session (none: BEFORE)."""
-        try:
-            return await self._database.write(lambda c: mailstore.claim_recent(c, address, name, before))
-        except NoSuchMailbox:  # deleted meanwhile: the next look at the mailbox says so
-            return before
 
     async def _idle(self, wire: Wire, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
@@ -790,7 +628,7 @@ class ImapServer:
                     if line.strip().upper() != b"DONE":
                         return "BAD expected DONE"
                     return "OK IDLE terminated"
-                await self._refresh(session, allow_expunge=True)
+                await refresh(self._database, session, allow_expunge=True)
                 if session.lines:
                     await wire.send(*session.lines)
                     session.lines.clear()
