@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jitaku import log
 from jitaku.config import ImapSettings
-from jitaku.mail import login
+from jitaku.mail import lineserver, login
 from jitaku.mail.imap import binary, fetch, listing, mime, search
 from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
 from jitaku.mail.imap.parser import (
@@ -50,7 +50,7 @@ from jitaku.mail.imap.parser import Select as SelectCommand
 from jitaku.mail.imap.session import AUTOLOGOUT, Session, claim_recent, forget, refresh
 from jitaku.mail.imap.view import View
 from jitaku.mail.imap.wire import LiteralRefused, Wire
-from jitaku.mail.lineserver import Closed
+from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
 from jitaku.store.database import out_of_space
 from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
@@ -97,20 +97,11 @@ class ImapServer:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
         session = Session(client=login.client_of(writer), tls=implicit_tls)
         wire = Wire(reader, writer, self._settings.write_timeout)
-        try:
-            await wire.send(b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready")
-            while True:
-                await self._one(wire, session)
-        except Closed:
-            pass
-        except asyncio.CancelledError:  # the daemon is stopping (jitaku.connections.OpenSessions)
-            await wire.shut_down(b"* BYE server shutting down")  # RFC 3501 §7.1.5, in a command or between two
-        except Exception as error:  # a bug of ours costs one session, never the daemon
-            log.event("imap_crashed", client=session.client, user=session.user, error=repr(error))
-        finally:
-            if session.user is not None:
-                self._logins.close(session.user, session.client)
-            writer.close()
+        greeting = b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready"
+        # RFC 3501 §7.1.5: BYE when the daemon stops, in a command or between two
+        await lineserver.serve(
+            wire, session, self._logins, greeting, lambda: self._one(wire, session), b"* BYE server shutting down"
+        )
 
     def _capabilities(self, session: Session) -> str:
         words = [CAPABILITIES.format(appendlimit=self._max_message_size)]
@@ -155,18 +146,21 @@ class ImapServer:
         except ParseError as error:
             done = f"BAD {error}"
         except SQLAlchemyError as error:  # the store failed (a full disk): the command did nothing, the session goes on
-            log.event("imap_store_failed", client=session.client, user=session.user, error=repr(error))
+            log.event(
+                "imap_store_failed", client=session.client, user=lineserver.logged_in_as(session), error=repr(error)
+            )
             done = "NO " + _store_failure(error)
         if done is None:  # STARTTLS: answered before the handshake
             return
         busy = isinstance(command, (Fetch, Store, Search))
         # A client fetching message by message (mbsync sends a FETCH per message) hears of others' changes
         # at most every REFRESH_EVERY; any other command, NOOP and IDLE above all, looks at once
-        if not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY:
+        user = session.user
+        if user is not None and (not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY):
             try:
-                await refresh(self._database, session, allow_expunge=_is_uid(command) or not busy)
+                await refresh(self._database, user, session, allow_expunge=_is_uid(command) or not busy)
             except SQLAlchemyError as error:  # the next command looks again
-                log.event("imap_store_failed", client=session.client, user=session.user, error=repr(error))
+                log.event("imap_store_failed", client=session.client, user=user.address, error=repr(error))
         if done.startswith("BAD "):
             await wire.send(*session.lines)
             session.lines.clear()
@@ -199,31 +193,32 @@ class ImapServer:
             return "OK ENABLE completed"
         if isinstance(command, (Login, Authenticate)):
             return await self._log_in(wire, session, command)
-        if session.user is None:
+        user = session.user
+        if user is None:
             return "BAD log in first"
         if _enables_condstore(command):
             session.enable_condstore()
         if isinstance(command, ListMailboxes):
-            return await self._list(session, command)
+            return await self._list(user, session, command)
         if isinstance(command, Status):
-            return await self._status(session, command)
+            return await self._status(user, session, command)
         if isinstance(command, SelectCommand):
-            return await self._select(session, command)
+            return await self._select(user, session, command)
         if isinstance(command, (Create, MailboxCommand, Rename)):
-            return await self._manage(session, command)
+            return await self._manage(user, session, command)
         if isinstance(command, Append):
-            return await self._append(session, command)
+            return await self._append(user, session, command)
         if session.view is None:
             return "BAD select a mailbox first"
         if isinstance(command, Fetch):
-            return await self._fetch(wire, session, session.view, command)
+            return await self._fetch(wire, user, session, session.view, command)
         if isinstance(command, Store):
-            return await self._store(session, session.view, command)
+            return await self._store(user, session, session.view, command)
         if isinstance(command, Copy):
-            return await self._copy(session, session.view, command)
+            return await self._copy(user, session, session.view, command)
         if isinstance(command, Search):
-            return await self._search(session, session.view, command, tag)
-        return await self._expunge(session, session.view, session.view.resolve(command.sequence, uid=True))
+            return await self._search(user, session, session.view, command, tag)
+        return await self._expunge(user, session, session.view, session.view.resolve(command.sequence, uid=True))
 
     async def _simple(self, wire: Wire, session: Session, tag: str, name: str) -> str | None:
         if name == "CAPABILITY":
@@ -247,17 +242,18 @@ class ImapServer:
         if name == "NAMESPACE":
             session.say('* NAMESPACE (("" "/")) NIL NIL')
             return "OK NAMESPACE completed"
-        if session.user is None:
+        user = session.user
+        if user is None:
             return "BAD log in first"
         if name == "IDLE":
-            return await self._idle(wire, session, tag)
+            return await self._idle(wire, user, session, tag)
         if session.view is None:
             return "BAD select a mailbox first"
         view = session.view
         if name == "EXPUNGE":
-            return await self._expunge(session, view, None)
+            return await self._expunge(user, session, view, None)
         if name == "CLOSE" and not view.read_only:
-            await self._write(lambda c: mailstore.expunge(c, session.user or "", view.name))
+            await self._write(lambda c: mailstore.expunge(c, user.address, view.name))
         session.view = None  # CLOSE and UNSELECT
         return f"OK {name} completed"
 
@@ -291,7 +287,7 @@ class ImapServer:
             return f"NO [UNAVAILABLE] {refused}"
         except login.TooManySessions:
             return "NO [LIMIT] too many sessions for this user from your address; close one first"
-        session.user = address
+        session.user = LoggedIn(address)
         log.event("imap_login", client=session.client, user=address)
         return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
 
@@ -315,8 +311,8 @@ class ImapServer:
         except MailboxError as error:
             raise Refused(f"[CANNOT] {error}") from None
 
-    async def _list(self, session: Session, command: ListMailboxes) -> str:
-        address = session.user or ""
+    async def _list(self, user: LoggedIn, session: Session, command: ListMailboxes) -> str:
+        address = user.address
         budget = Budget(self._settings.max_command_time)
 
         def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
@@ -331,19 +327,19 @@ class ImapServer:
             raise Refused("[LIMIT] listing took too long: ask for fewer mailboxes") from None
         return f"OK {'LSUB' if command.lsub else 'LIST'} completed"
 
-    async def _status(self, session: Session, command: Status) -> str:
-        address = session.user or ""
+    async def _status(self, user: LoggedIn, session: Session, command: Status) -> str:
+        address = user.address
         boxes = await self._database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
         if not boxes:
             raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
         session.say(listing.status_line(boxes[0], command.items))
         return "OK STATUS completed"
 
-    async def _select(self, session: Session, command: SelectCommand) -> str:
+    async def _select(self, user: LoggedIn, session: Session, command: SelectCommand) -> str:
         if session.view is not None:
             session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
         session.view = None
-        address = session.user or ""
+        address = user.address
         selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
         recent_from = selected.recent_from
         if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
@@ -373,8 +369,8 @@ class ImapServer:
         session.view = view
         return f"OK [{'READ-ONLY' if view.read_only else 'READ-WRITE'}] selected"
 
-    async def _manage(self, session: Session, command: Create | MailboxCommand | Rename) -> str:
-        address = session.user or ""
+    async def _manage(self, user: LoggedIn, session: Session, command: Create | MailboxCommand | Rename) -> str:
+        address = user.address
         if isinstance(command, Create):
             asked = command.special_use[0] if command.special_use else None
             use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
@@ -400,12 +396,12 @@ class ImapServer:
             await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
         return f"OK {command.name} completed"
 
-    async def _append(self, session: Session, command: Append) -> str:
+    async def _append(self, user: LoggedIn, session: Session, command: Append) -> str:
         if not command.message:
             return "NO an empty message cannot be appended"
         if len(command.message) > self._max_message_size:  # RFC 7889 (APPENDLIMIT)
             return f"NO [TOOBIG] a message may hold at most {self._max_message_size} bytes"
-        address = session.user or ""
+        address = user.address
         # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third.
         # Encoding parses the whole message (up to the limit's megabytes): a thread's work, not the event loop's
         message = await asyncio.to_thread(binary.encoded, command.message) if command.binary else command.message
@@ -417,8 +413,8 @@ class ImapServer:
         validity, uid = await self._write(append)
         return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
-    async def _fetch(self, wire: Wire, session: Session, view: View, command: Fetch) -> str:
-        address = session.user or ""
+    async def _fetch(self, wire: Wire, user: LoggedIn, session: Session, view: View, command: Fetch) -> str:
+        address = user.address
         uids = view.resolve(command.sequence, command.uid)
         items = command.items
         if command.changed_since is not None:
@@ -486,10 +482,10 @@ class ImapServer:
                 except mime.UnknownEncoding as error:
                     raise Refused(f"[UNKNOWN-CTE] {error}") from None
 
-    async def _store(self, session: Session, view: View, command: Store) -> str:
+    async def _store(self, user: LoggedIn, session: Session, view: View, command: Store) -> str:
         if view.read_only:
             return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = session.user or ""
+        address = user.address
         uids = view.resolve(command.sequence, command.uid)
         result = await self._write(
             lambda c: mailstore.store_flags(
@@ -511,8 +507,8 @@ class ImapServer:
             return f"OK [MODIFIED {_set(result.failed)}] some messages were changed by another session"
         return "OK STORE completed"
 
-    async def _copy(self, session: Session, view: View, command: Copy) -> str:
-        address = session.user or ""
+    async def _copy(self, user: LoggedIn, session: Session, view: View, command: Copy) -> str:
+        address = user.address
         uids = view.resolve(command.sequence, command.uid)
         if not uids:
             return f"OK {'MOVE' if command.move else 'COPY'} completed (nothing to do)"
@@ -530,8 +526,8 @@ class ImapServer:
         forget(session, view, [old for old, _new in pairs])
         return "OK MOVE completed"
 
-    async def _search(self, session: Session, view: View, command: Search, tag: str) -> str:
-        address = session.user or ""
+    async def _search(self, user: LoggedIn, session: Session, view: View, command: Search, tag: str) -> str:
+        address = user.address
         budget = Budget(self._settings.max_command_time)
         mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
         program = search.Program(command.key, mailbox, budget)
@@ -609,15 +605,15 @@ class ImapServer:
                         await asyncio.sleep(0)
                     yield message
 
-    async def _expunge(self, session: Session, view: View, uids: list[int] | None) -> str:
+    async def _expunge(self, user: LoggedIn, session: Session, view: View, uids: list[int] | None) -> str:
         if view.read_only:
             return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = session.user or ""
+        address = user.address
         gone = await self._write(lambda c: mailstore.expunge(c, address, view.name, uids))
         forget(session, view, gone)
         return "OK EXPUNGE completed"
 
-    async def _idle(self, wire: Wire, session: Session, tag: str) -> str:
+    async def _idle(self, wire: Wire, user: LoggedIn, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
         done = asyncio.ensure_future(wire.line(timeout=AUTOLOGOUT))
         try:
@@ -628,7 +624,7 @@ class ImapServer:
                     if line.strip().upper() != b"DONE":
                         return "BAD expected DONE"
                     return "OK IDLE terminated"
-                await refresh(self._database, session, allow_expunge=True)
+                await refresh(self._database, user, session, allow_expunge=True)
                 if session.lines:
                     await wire.send(*session.lines)
                     session.lines.clear()

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from jitaku import log
 from jitaku.mail import login
 from jitaku.mail.imap.view import View
-from jitaku.mail.lineserver import Closed
+from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
 from jitaku.store.mailstore import NoSuchMailbox
 
@@ -32,7 +32,7 @@ class Session:
 
     client: str
     tls: bool
-    user: str | None = None
+    user: LoggedIn | None = None
     view: View | None = None
     condstore: bool = False
     bad: int = 0  # BAD answers in a row
@@ -82,9 +82,9 @@ def forget(session: Session, view: View, uids: list[int]) -> None:
         del view.flags[uid], view.modseqs[uid], view.sizes[uid]
 
 
-async def refresh(database: Database, session: Session, allow_expunge: bool) -> None:
+async def refresh(database: Database, user: LoggedIn, session: Session, allow_expunge: bool) -> None:
     """What changed in the selected mailbox since the session last looked, as untagged responses."""
-    view, address = session.view, session.user or ""
+    view, address = session.view, user.address
     if view is None:
         return
     session.refreshed_at = time.monotonic()
