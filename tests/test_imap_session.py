@@ -12,7 +12,7 @@ import pytest
 
 from jitaku import passwords
 from jitaku.config import ImapSettings, LoginSettings
-from jitaku.mail.imap import server
+from jitaku.mail.imap import server, session
 from jitaku.mail.login import Authenticator, Logins, Sessions
 from jitaku.passwords import Checker
 from jitaku.ratelimit import LoginLimiter
@@ -59,7 +59,7 @@ async def talk(database: Database, *lines: bytes) -> list[bytes]:
 def test_a_connection_that_does_not_log_in_is_closed_after_the_login_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server, "LOGIN_TIMEOUT", 0.3)
+    monkeypatch.setattr(session, "LOGIN_TIMEOUT", 0.3)
     database = Database(f"sqlite:///{tmp_path / 'j.db'}")
     received = asyncio.run(talk(database, b"a1 NOOP"))
     assert received[1:] == [b"a1 OK NOOP completed", b"* BYE autologout: idle too long"]

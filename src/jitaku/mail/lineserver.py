@@ -1,5 +1,6 @@
-"""A client's connection to a line protocol (IMAP, POP3): lines in, each within an idle timeout; responses out,
-no faster than the client reads them and never waiting on it for longer than a write timeout.
+"""A client's session of a line protocol (IMAP, POP3), from its greeting to its end (serve), and its connection:
+lines in, each within an idle timeout; responses out, no faster than the client reads them and never waiting
+on it for longer than a write timeout.
 
 A large response (a message of tens of megabytes) goes to the transport in pieces, each once the client has
 read what was before it, so a session holds one piece of it in the transport at a time; a client that stops
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
 
 from jitaku import log
 from jitaku.connections import close_within
@@ -23,6 +26,56 @@ HIGH_WATER = 256 * 1024  # bytes the transport may hold before we wait for the c
 
 class Closed(Exception):
     """The session is over."""
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """A user whose password was right. A command on a user's mail takes one, so none can run before login."""
+
+    address: str
+
+
+class Session(Protocol):
+    """What serve needs of a protocol's session: who is at the other end, and who logged in there."""
+
+    @property
+    def client(self) -> str: ...
+
+    @property
+    def user(self) -> LoggedIn | None: ...
+
+
+def logged_in_as(session: Session) -> str | None:
+    """The address SESSION logged in as, for its log lines: none before login."""
+    return session.user.address if session.user is not None else None
+
+
+async def serve(
+    connection: Connection,
+    session: Session,
+    logins: login.Logins,
+    greeting: bytes,
+    command: Callable[[], Awaitable[None]],
+    shutting_down: bytes,
+) -> None:
+    """GREETING, then COMMAND again and again until the client leaves (or is cut off: Closed), the daemon stops
+    (SHUTTING_DOWN is the client's last line) or a bug of ours ends the session; then its login is given back."""
+    try:
+        await connection.send(greeting)
+        while True:
+            await command()
+    except Closed:
+        pass
+    except asyncio.CancelledError:  # the daemon is stopping (jitaku.connections.OpenSessions)
+        await connection.shut_down(shutting_down)
+    except Exception as error:  # a bug of ours must cost one session, never the daemon
+        log.event(
+            f"{connection.protocol}_crashed", client=session.client, user=logged_in_as(session), error=repr(error)
+        )
+    finally:
+        if session.user is not None:
+            logins.close(session.user.address, session.client)
+        connection.writer.close()
 
 
 class Connection:
@@ -40,7 +93,7 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.write_timeout = write_timeout
-        self._protocol = protocol
+        self.protocol = protocol
         self._goodbye = goodbye
         self._streaming = False  # a response is half written: any other line now would be read as part of it
 
@@ -111,8 +164,6 @@ class Connection:
         except (ConnectionError, ssl.SSLError):
             raise Closed from None
         except TimeoutError:
-            log.event(
-                f"{self._protocol}_write_timeout", client=login.client_of(self.writer), seconds=self.write_timeout
-            )
+            log.event(f"{self.protocol}_write_timeout", client=login.client_of(self.writer), seconds=self.write_timeout)
             self.writer.transport.abort()
             raise Closed from None

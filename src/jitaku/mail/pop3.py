@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from jitaku import log
 from jitaku.config import Pop3Settings
 from jitaku.mail import lineserver, login
-from jitaku.mail.lineserver import Closed
+from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
 from jitaku.words import counted
 
@@ -36,8 +36,8 @@ _Line = Callable[[int, int, int], str]  # one scan line of LIST or UIDL from (nu
 class Session:
     client: str
     tls: bool
-    user: str | None = None  # set by USER, until PASS succeeds or fails
-    address: str | None = None  # the logged-in user
+    named: str | None = None  # the user USER named, until PASS succeeds or fails
+    user: LoggedIn | None = None
     drop: mailstore.Maildrop | None = None
     deleted: set[int] = field(default_factory=set)  # message numbers marked by DELE
     bad: int = 0
@@ -68,104 +68,102 @@ class Pop3Server:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
         session = Session(client=login.client_of(writer), tls=implicit_tls)
         connection = _Connection(reader, writer, self._settings.write_timeout)
-        try:
-            await connection.send("+OK jitaku POP3 server ready")
-            while True:
-                line = await connection.line()
-                await self._command(connection, session, line)
-        except Closed:
-            pass
-        except asyncio.CancelledError:  # the daemon is stopping (jitaku.connections.OpenSessions)
-            await connection.shut_down("-ERR [SYS/TEMP] server shutting down")  # RFC 3206 §4: try again later
-        except Exception as error:  # a bug of ours must cost one session, never the daemon
-            log.event("pop3_crashed", client=session.client, user=session.address, error=repr(error))
-        finally:
-            if session.address is not None:
-                self._logins.close(session.address, session.client)
-            writer.close()
+
+        async def command() -> None:
+            await self._command(connection, session, await connection.command())
+
+        # RFC 3206 §4: SYS/TEMP, try again later
+        await lineserver.serve(
+            connection,
+            session,
+            self._logins,
+            b"+OK jitaku POP3 server ready",
+            command,
+            b"-ERR [SYS/TEMP] server shutting down",
+        )
 
     async def _command(self, connection: _Connection, session: Session, line: str) -> None:
         verb, _, argument = line.partition(" ")
         verb = verb.upper()
-        handlers = self._TRANSACTION if session.address is not None else self._AUTHORIZATION
+        handlers = self._TRANSACTION if session.user is not None else self._AUTHORIZATION
         handler = handlers.get(verb)
         if handler is None:
             session.bad += 1
             if session.bad > MAX_BAD_COMMANDS:
-                await connection.send("-ERR too many unknown commands; goodbye")
+                await connection.reply("-ERR too many unknown commands; goodbye")
                 raise Closed
             known = verb in self._AUTHORIZATION or verb in self._TRANSACTION
-            await connection.send(f"-ERR {verb[:20]} is not valid {'now' if known else 'here'}")
+            await connection.reply(f"-ERR {verb[:20]} is not valid {'now' if known else 'here'}")
             return
         await handler(self, connection, session, argument.strip())
 
     async def _capa(self, connection: _Connection, session: Session, _argument: str) -> None:
         capabilities = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER"]
-        if session.address is None:
+        if session.user is None:
             if session.may_log_in:
                 capabilities += ["USER", "SASL PLAIN"]
             if not session.tls and self._tls is not None:
                 capabilities.append("STLS")
         capabilities.append("IMPLEMENTATION jitaku")
-        await connection.send("+OK capability list follows", *capabilities, ".")
+        await connection.reply("+OK capability list follows", *capabilities, ".")
 
     async def _stls(self, connection: _Connection, session: Session, _argument: str) -> None:
         if session.tls or self._tls is None:
-            await connection.send("-ERR TLS is " + ("already on" if session.tls else "not available"))
+            await connection.reply("-ERR TLS is " + ("already on" if session.tls else "not available"))
             return
-        await connection.send("+OK begin TLS negotiation")
+        await connection.reply("+OK begin TLS negotiation")
         try:
             await connection.writer.start_tls(self._tls)
         except (OSError, ssl.SSLError):
             raise Closed from None
-        session.tls, session.user = True, None  # RFC 2595 §4: forget what was said in the clear
+        session.tls, session.named = True, None  # RFC 2595 §4: forget what was said in the clear
 
     async def _user(self, connection: _Connection, session: Session, argument: str) -> None:
         if not await self._may_try(connection, session):
             return
         if not await self._logins.allows(session.client, argument):
-            await connection.send(f"-ERR [SYS/TEMP] {login.LOCKED}")
+            await connection.reply(f"-ERR [SYS/TEMP] {login.LOCKED}")
             return
-        session.user = argument
-        await connection.send("+OK send PASS")
+        session.named = argument
+        await connection.reply("+OK send PASS")
 
     async def _pass(self, connection: _Connection, session: Session, argument: str) -> None:
-        if session.user is None:
-            await connection.send("-ERR USER first")
+        if session.named is None:
+            await connection.reply("-ERR USER first")
             return
-        user, session.user = session.user, None
+        user, session.named = session.named, None
         if await self._may_try(connection, session):
             await self._log_in(connection, session, user, argument)
 
     async def _auth(self, connection: _Connection, session: Session, argument: str) -> None:
         mechanism, _, initial = argument.partition(" ")
         if not mechanism:  # the mechanism list, as clients probe for it (RFC 1734 style)
-            await connection.send("+OK", "PLAIN", ".")
+            await connection.reply("+OK", "PLAIN", ".")
             return
         if mechanism.upper() != "PLAIN":
-            await connection.send("-ERR [AUTH] only PLAIN is offered")
+            await connection.reply("-ERR [AUTH] only PLAIN is offered")
             return
         if not await self._may_try(connection, session):
             return
         if not initial:
-            await connection.send("+ ")
-            initial = await connection.line()
+            await connection.reply("+ ")
+            initial = await connection.command()
         if initial == "*":
-            await connection.send("-ERR authentication cancelled")
+            await connection.reply("-ERR authentication cancelled")
             return
         try:
             user, password = login.plain(initial)
         except login.MalformedPlain:
-            await connection.send("-ERR [AUTH] malformed PLAIN response")
+            await connection.reply("-ERR [AUTH] malformed PLAIN response")
             return
         except login.ForeignIdentity:
-            await connection.send("-ERR [AUTH] logging in as another user is not allowed")
+            await connection.reply("-ERR [AUTH] logging in as another user is not allowed")
             return
         await self._log_in(connection, session, user, password)
 
     async def _may_try(self, connection: _Connection, session: Session) -> bool:
         if not session.may_log_in:
-            await connection.send("-ERR [AUTH] passwords only over TLS: use STLS, or the POP3S port")
+            await connection.reply("-ERR [AUTH] passwords only over TLS: use STLS, or the POP3S port")
             return False
         return True
 
@@ -173,39 +171,39 @@ class Pop3Server:
         try:
             address = await self._logins.open(session.client, user, password, "pop3")
         except login.BadPassword:
-            await connection.send("-ERR [AUTH] authentication failed")
+            await connection.reply("-ERR [AUTH] authentication failed")
             return
         except login.TryLater as refused:
-            await connection.send(f"-ERR [SYS/TEMP] {refused}")
+            await connection.reply(f"-ERR [SYS/TEMP] {refused}")
             return
         except login.TooManySessions:
-            await connection.send("-ERR [IN-USE] too many sessions for this user from your address; close one first")
+            await connection.reply("-ERR [IN-USE] too many sessions for this user from your address; close one first")
             return
-        session.address = address
+        session.user = LoggedIn(address)
         session.drop = await self._database.read(lambda c: mailstore.maildrop(c, address))
         log.event("pop3_login", client=session.client, user=address, messages=len(session.drop.messages))
         count, size = _totals(session)
-        await connection.send(f"+OK {address} has {counted(count, 'message')} ({size} octets)")
+        await connection.reply(f"+OK {address} has {counted(count, 'message')} ({size} octets)")
 
     async def _quit(self, connection: _Connection, session: Session, _argument: str) -> None:
-        if session.address is None or session.drop is None:
-            await connection.send("+OK bye")
+        if session.user is None or session.drop is None:
+            await connection.reply("+OK bye")
             raise Closed
-        address, drop = session.address, session.drop
+        address, drop = session.user.address, session.drop
         uids = [drop.messages[number - 1][0] for number in sorted(session.deleted)]
         try:
             removed = await self._database.write(lambda c: mailstore.remove(c, address, uids))
         except Exception as error:
             log.event("pop3_update_failed", client=session.client, user=address, error=repr(error))
-            await connection.send("-ERR [SYS/TEMP] the marked messages could not be removed; they are still there")
+            await connection.reply("-ERR [SYS/TEMP] the marked messages could not be removed; they are still there")
             raise Closed from None
         log.event("pop3_logout", client=session.client, user=address, deleted=removed)
-        await connection.send(f"+OK bye ({counted(removed, 'message')} removed)")
+        await connection.reply(f"+OK bye ({counted(removed, 'message')} removed)")
         raise Closed
 
     async def _stat(self, connection: _Connection, session: Session, _argument: str) -> None:
         count, size = _totals(session)
-        await connection.send(f"+OK {count} {size}")
+        await connection.reply(f"+OK {count} {size}")
 
     async def _list(self, connection: _Connection, session: Session, argument: str) -> None:
         await self._listing(connection, session, argument, lambda number, uid, size: f"{number} {size}")
@@ -221,7 +219,7 @@ class Pop3Server:
             number = await _message(connection, session, argument)
             if number is not None:
                 uid, size = session.drop.messages[number - 1]
-                await connection.send("+OK " + line(number, uid, size))
+                await connection.reply("+OK " + line(number, uid, size))
             return
         lines = [
             line(number, uid, size)
@@ -229,7 +227,7 @@ class Pop3Server:
             if number not in session.deleted
         ]
         count, size = _totals(session)
-        await connection.send(f"+OK {counted(count, 'message')} ({size} octets)", *lines, ".")
+        await connection.reply(f"+OK {counted(count, 'message')} ({size} octets)", *lines, ".")
 
     async def _retr(self, connection: _Connection, session: Session, argument: str) -> None:
         await self._send_message(connection, session, argument, None)
@@ -237,7 +235,7 @@ class Pop3Server:
     async def _top(self, connection: _Connection, session: Session, argument: str) -> None:
         which, _, lines = argument.partition(" ")
         if not lines.strip().isdigit():
-            await connection.send("-ERR usage: TOP message lines")
+            await connection.reply("-ERR usage: TOP message lines")
             return
         await self._send_message(connection, session, which, int(lines))
 
@@ -245,12 +243,12 @@ class Pop3Server:
         self, connection: _Connection, session: Session, argument: str, body_lines: int | None
     ) -> None:
         number = await _message(connection, session, argument)
-        if number is None or session.drop is None or session.address is None:
+        if number is None or session.drop is None or session.user is None:
             return
-        address, (uid, size) = session.address, session.drop.messages[number - 1]
+        address, (uid, size) = session.user.address, session.drop.messages[number - 1]
         stored = await self._database.read(lambda c: mailstore.get_message(c, address, uid))
         if stored is None:  # an IMAP client expunged it meanwhile
-            await connection.send(f"-ERR [SYS/PERM] message {number} is gone")
+            await connection.reply(f"-ERR [SYS/PERM] message {number} is gone")
             return
         data = stored.body if body_lines is None else _top(stored.body, body_lines)
         await connection.send_data(f"+OK {size} octets", data)
@@ -259,15 +257,15 @@ class Pop3Server:
         number = await _message(connection, session, argument)
         if number is not None:
             session.deleted.add(number)
-            await connection.send(f"+OK message {number} deleted")
+            await connection.reply(f"+OK message {number} deleted")
 
     async def _rset(self, connection: _Connection, session: Session, _argument: str) -> None:
         session.deleted.clear()
         count, size = _totals(session)
-        await connection.send(f"+OK maildrop has {count} messages ({size} octets)")
+        await connection.reply(f"+OK maildrop has {count} messages ({size} octets)")
 
     async def _noop(self, connection: _Connection, session: Session, _argument: str) -> None:
-        await connection.send("+OK")
+        await connection.reply("+OK")
 
     _AUTHORIZATION: dict[str, _Handler] = {
         "CAPA": _capa,
@@ -301,11 +299,11 @@ async def _message(connection: _Connection, session: Session, argument: str) -> 
     """The message number ARGUMENT names, if it names one that is there and not deleted."""
     assert session.drop is not None
     if not argument.isdigit() or not 1 <= int(argument) <= len(session.drop.messages):
-        await connection.send(f"-ERR no message {argument[:20]}")
+        await connection.reply(f"-ERR no message {argument[:20]}")
         return None
     number = int(argument)
     if number in session.deleted:
-        await connection.send(f"-ERR message {number} is already deleted")
+        await connection.reply(f"-ERR message {number} is already deleted")
         return None
     return number
 
@@ -319,23 +317,19 @@ def _top(body: bytes, lines: int) -> bytes:
     return head + separator + b"\r\n".join(kept) + (b"\r\n" if kept else b"")
 
 
-class _Connection:
-    """Lines in, replies out (jitaku.mail.lineserver: the idle timer, backpressure and the write timeout), and
-    dot-stuffing."""
+class _Connection(lineserver.Connection):
+    """Commands in and replies out as text (jitaku.mail.lineserver: the idle timer, backpressure and the write
+    timeout), and dot-stuffing."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, write_timeout: float) -> None:
-        self.writer = writer
-        self._lines = lineserver.Connection(reader, writer, write_timeout, "pop3", b"-ERR")
+        super().__init__(reader, writer, write_timeout, "pop3", b"-ERR")
 
-    async def line(self) -> str:
-        raw = await self._lines.line(IDLE_TIMEOUT)
+    async def command(self) -> str:
+        raw = await self.line(IDLE_TIMEOUT)
         return raw.rstrip(b"\r\n").decode("utf-8", "replace")
 
-    async def send(self, *lines: str) -> None:
-        await self._lines.send(*(line.encode() for line in lines))
-
-    async def shut_down(self, line: str) -> None:
-        await self._lines.shut_down(line.encode())
+    async def reply(self, *lines: str) -> None:
+        await self.send(*(line.encode() for line in lines))
 
     async def send_data(self, first: str, data: bytes) -> None:
         """FIRST, then DATA dot-stuffed and ended with CRLF.CRLF (RFC 1939 §3), as fast as the client reads it."""
@@ -343,4 +337,4 @@ class _Connection:
         if stuffed.startswith(b"."):
             stuffed = b"." + stuffed
         end = b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n"
-        await self._lines.stream([first.encode() + b"\r\n", stuffed, end])
+        await self.stream([first.encode() + b"\r\n", stuffed, end])

@@ -1,23 +1,17 @@
 """The IMAP server: one session per connection, commands as the parser types them, mailboxes from the store.
 
-Each session keeps its view of the selected mailbox (UIDs in order, their flags) and brings it up to
-date from the store after each command (at most every REFRESH_EVERY in a run of FETCH, STORE or
-SEARCH), and every half second while IDLE: what other sessions and deliveries did reaches it as
-EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no EXPUNGE during FETCH, STORE or
-SEARCH), after a new FLAGS when they bring a keyword the client has not been told of. Polling one row
-of the mailbox table works the same whether the change came from this process, an SMTP worker or the
-CLI.
+The session (jitaku.mail.imap.session) keeps its view of the selected mailbox up to date after each command
+(at most every REFRESH_EVERY in a run of FETCH, STORE or SEARCH), and every IDLE_POLL while IDLE.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection
@@ -25,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from jitaku import log
 from jitaku.config import ImapSettings
-from jitaku.mail import login
+from jitaku.mail import lineserver, login
 from jitaku.mail.imap import binary, fetch, listing, mime, search
 from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
 from jitaku.mail.imap.parser import (
@@ -47,15 +41,16 @@ from jitaku.mail.imap.parser import (
     ParseError,
     Rename,
     Search,
-    SequenceSet,
     Simple,
     Status,
     Store,
     parse,
 )
 from jitaku.mail.imap.parser import Select as SelectCommand
+from jitaku.mail.imap.session import AUTOLOGOUT, Session, claim_recent, forget, refresh
+from jitaku.mail.imap.view import View
 from jitaku.mail.imap.wire import LiteralRefused, Wire
-from jitaku.mail.lineserver import Closed
+from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
 from jitaku.store.database import out_of_space
 from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
@@ -72,112 +67,15 @@ BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed
 FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
 REFRESH_EVERY = 0.1  # seconds: FETCH, STORE and SEARCH look for others' changes at most this often
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
-AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
-LOGIN_TIMEOUT = 60.0  # before login a connection holds nothing worth keeping (RFC 9051 §5.4 allows it shorter)
 MAX_BAD_COMMANDS = 20  # in a row, then the connection is closed: a client that speaks something else
 CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
     " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES APPENDLIMIT={appendlimit}"
 )
-SYSTEM_FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 
 
 class Refused(Exception):
     """A command that cannot be done: answered NO (with a response code in the text)."""
-
-
-@dataclass
-class View:
-    """The selected mailbox as this session has told its client about it."""
-
-    name: str
-    read_only: bool
-    uidvalidity: int
-    uids: list[int]
-    flags: dict[int, frozenset[str]]
-    modseqs: dict[int, int]
-    sizes: dict[int, int]  # what reading each message's body costs: FETCH and SEARCH read by bytes, not by count
-    recent: set[int]  # the UIDs that are \Recent to this session (RFC 3501 §2.3.2)
-    state: tuple[int, int]  # (uidnext, highestmodseq) when last brought up to date
-    saved: set[int] = field(default_factory=set)  # the UIDs SEARCH RETURN (SAVE) kept for "$" (RFC 5182)
-    keywords: set[str] = field(default_factory=set)  # those FLAGS has listed to the client, never fewer
-
-    def flag_lines(self) -> list[str]:
-        """FLAGS and PERMANENTFLAGS: the system flags, the keywords, and (read-write) that any keyword may be
-        made (RFC 3501 §7.2.6; \\* in §7.1)."""
-        keywords = "".join(f" {keyword}" for keyword in sorted(self.keywords))
-        permanent = "" if self.read_only else f"{SYSTEM_FLAGS}{keywords} \\*"
-        return [f"* FLAGS ({SYSTEM_FLAGS}{keywords})", f"* OK [PERMANENTFLAGS ({permanent})] flags you can keep"]
-
-    def flags_of(self, uid: int) -> frozenset[str]:
-        """The message's flags as this session shows them: the stored ones, and \\Recent if it is."""
-        return self.flags[uid] | {"\\Recent"} if uid in self.recent else self.flags[uid]
-
-    def number(self, uid: int) -> int:
-        """UID's message number: UIDs only grow, so the list is in order."""
-        return bisect.bisect_left(self.uids, uid) + 1
-
-    def resolve(self, sequence: SequenceSet, uid: bool) -> list[int]:
-        """The UIDs a sequence set names: message numbers, or UIDs (those that exist) for UID commands."""
-        if sequence.saved:  # "$" names the same messages in UID and number commands
-            return sorted(uid for uid in self.saved if uid in self.flags)
-        if not self.uids:
-            return []
-        found: set[int] = set()
-        if uid:  # by bisection: a client syncing message by message sends thousands of these
-            for low, high in sequence.resolve(self.uids[-1]):
-                found.update(self.uids[bisect.bisect_left(self.uids, low) : bisect.bisect_right(self.uids, high)])
-            return sorted(found)
-        for low, high in sequence.resolve(len(self.uids)):
-            if high > len(self.uids):
-                raise ParseError(f"there is no message {high}")
-            found.update(self.uids[low - 1 : high])
-        return sorted(found)
-
-
-@dataclass
-class Session:
-    client: str
-    tls: bool
-    user: str | None = None
-    view: View | None = None
-    condstore: bool = False
-    bad: int = 0  # BAD answers in a row
-    refreshed_at: float = 0.0  # when the selected mailbox was last compared with the store (monotonic)
-    lines: list[bytes] = field(default_factory=list)  # untagged responses waiting to go out
-
-    @property
-    def may_log_in(self) -> bool:
-        return login.may_send_password(self.client, self.tls)
-
-    @property
-    def timeout(self) -> float:
-        """How long the client may keep us waiting for its next line."""
-        return AUTOLOGOUT if self.user is not None else LOGIN_TIMEOUT
-
-    def say(self, line: str | bytes) -> None:
-        self.lines.append(line.encode() if isinstance(line, str) else line)
-
-    def list_keywords(self, flag_sets: Iterable[frozenset[str]]) -> None:
-        """A client may be shown only the keywords FLAGS has listed (RFC 3501 §7.2.6; imaptest counted hundreds of
-        "Keyword used without being in FLAGS"): before flags that bring a new one go out, FLAGS and
-        PERMANENTFLAGS are said again. Call it with each set of flags the view takes in."""
-        view = self.view
-        if view is None:
-            return
-        new = {flag for flags in flag_sets for flag in flags if not flag.startswith("\\")} - view.keywords
-        if new:
-            view.keywords |= new
-            self.lines.extend(line.encode() for line in view.flag_lines())
-
-    def enable_condstore(self) -> None:
-        """RFC 7162 §3.1: after the first CONDSTORE enabling command every FETCH of flags carries MODSEQ, and
-        in a selected mailbox the client hears, once, the HIGHESTMODSEQ its view is up to date with."""
-        if self.condstore:
-            return
-        self.condstore = True
-        if self.view is not None:
-            self.say(f"* OK [HIGHESTMODSEQ {self.view.state[1]}] highest")
 
 
 class ImapServer:
@@ -199,20 +97,11 @@ class ImapServer:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
         session = Session(client=login.client_of(writer), tls=implicit_tls)
         wire = Wire(reader, writer, self._settings.write_timeout)
-        try:
-            await wire.send(b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready")
-            while True:
-                await self._one(wire, session)
-        except Closed:
-            pass
-        except asyncio.CancelledError:  # the daemon is stopping (jitaku.connections.OpenSessions)
-            await wire.shut_down(b"* BYE server shutting down")  # RFC 3501 §7.1.5, in a command or between two
-        except Exception as error:  # a bug of ours costs one session, never the daemon
-            log.event("imap_crashed", client=session.client, user=session.user, error=repr(error))
-        finally:
-            if session.user is not None:
-                self._logins.close(session.user, session.client)
-            writer.close()
+        greeting = b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready"
+        # RFC 3501 §7.1.5: BYE when the daemon stops, in a command or between two
+        await lineserver.serve(
+            wire, session, self._logins, greeting, lambda: self._one(wire, session), b"* BYE server shutting down"
+        )
 
     def _capabilities(self, session: Session) -> str:
         words = [CAPABILITIES.format(appendlimit=self._max_message_size)]
@@ -257,18 +146,21 @@ class ImapServer:
         except ParseError as error:
             done = f"BAD {error}"
         except SQLAlchemyError as error:  # the store failed (a full disk): the command did nothing, the session goes on
-            log.event("imap_store_failed", client=session.client, user=session.user, error=repr(error))
+            log.event(
+                "imap_store_failed", client=session.client, user=lineserver.logged_in_as(session), error=repr(error)
+            )
             done = "NO " + _store_failure(error)
         if done is None:  # STARTTLS: answered before the handshake
             return
         busy = isinstance(command, (Fetch, Store, Search))
         # A client fetching message by message (mbsync sends a FETCH per message) hears of others' changes
         # at most every REFRESH_EVERY; any other command, NOOP and IDLE above all, looks at once
-        if not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY:
+        user = session.user
+        if user is not None and (not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY):
             try:
-                await self._refresh(session, allow_expunge=_is_uid(command) or not busy)
+                await refresh(self._database, user, session, allow_expunge=_is_uid(command) or not busy)
             except SQLAlchemyError as error:  # the next command looks again
-                log.event("imap_store_failed", client=session.client, user=session.user, error=repr(error))
+                log.event("imap_store_failed", client=session.client, user=user.address, error=repr(error))
         if done.startswith("BAD "):
             await wire.send(*session.lines)
             session.lines.clear()
@@ -301,31 +193,32 @@ class ImapServer:
             return "OK ENABLE completed"
         if isinstance(command, (Login, Authenticate)):
             return await self._log_in(wire, session, command)
-        if session.user is None:
+        user = session.user
+        if user is None:
             return "BAD log in first"
         if _enables_condstore(command):
             session.enable_condstore()
         if isinstance(command, ListMailboxes):
-            return await self._list(session, command)
+            return await self._list(user, session, command)
         if isinstance(command, Status):
-            return await self._status(session, command)
+            return await self._status(user, session, command)
         if isinstance(command, SelectCommand):
-            return await self._select(session, command)
+            return await self._select(user, session, command)
         if isinstance(command, (Create, MailboxCommand, Rename)):
-            return await self._manage(session, command)
+            return await self._manage(user, session, command)
         if isinstance(command, Append):
-            return await self._append(session, command)
+            return await self._append(user, session, command)
         if session.view is None:
             return "BAD select a mailbox first"
         if isinstance(command, Fetch):
-            return await self._fetch(wire, session, session.view, command)
+            return await self._fetch(wire, user, session, session.view, command)
         if isinstance(command, Store):
-            return await self._store(session, session.view, command)
+            return await self._store(user, session, session.view, command)
         if isinstance(command, Copy):
-            return await self._copy(session, session.view, command)
+            return await self._copy(user, session, session.view, command)
         if isinstance(command, Search):
-            return await self._search(session, session.view, command, tag)
-        return await self._expunge(session, session.view, session.view.resolve(command.sequence, uid=True))
+            return await self._search(user, session, session.view, command, tag)
+        return await self._expunge(user, session, session.view, session.view.resolve(command.sequence, uid=True))
 
     async def _simple(self, wire: Wire, session: Session, tag: str, name: str) -> str | None:
         if name == "CAPABILITY":
@@ -349,17 +242,18 @@ class ImapServer:
         if name == "NAMESPACE":
             session.say('* NAMESPACE (("" "/")) NIL NIL')
             return "OK NAMESPACE completed"
-        if session.user is None:
+        user = session.user
+        if user is None:
             return "BAD log in first"
         if name == "IDLE":
-            return await self._idle(wire, session, tag)
+            return await self._idle(wire, user, session, tag)
         if session.view is None:
             return "BAD select a mailbox first"
         view = session.view
         if name == "EXPUNGE":
-            return await self._expunge(session, view, None)
+            return await self._expunge(user, session, view, None)
         if name == "CLOSE" and not view.read_only:
-            await self._write(lambda c: mailstore.expunge(c, session.user or "", view.name))
+            await self._write(lambda c: mailstore.expunge(c, user.address, view.name))
         session.view = None  # CLOSE and UNSELECT
         return f"OK {name} completed"
 
@@ -393,7 +287,7 @@ class ImapServer:
             return f"NO [UNAVAILABLE] {refused}"
         except login.TooManySessions:
             return "NO [LIMIT] too many sessions for this user from your address; close one first"
-        session.user = address
+        session.user = LoggedIn(address)
         log.event("imap_login", client=session.client, user=address)
         return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
 
@@ -417,8 +311,8 @@ class ImapServer:
         except MailboxError as error:
             raise Refused(f"[CANNOT] {error}") from None
 
-    async def _list(self, session: Session, command: ListMailboxes) -> str:
-        address = session.user or ""
+    async def _list(self, user: LoggedIn, session: Session, command: ListMailboxes) -> str:
+        address = user.address
         budget = Budget(self._settings.max_command_time)
 
         def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
@@ -433,23 +327,23 @@ class ImapServer:
             raise Refused("[LIMIT] listing took too long: ask for fewer mailboxes") from None
         return f"OK {'LSUB' if command.lsub else 'LIST'} completed"
 
-    async def _status(self, session: Session, command: Status) -> str:
-        address = session.user or ""
+    async def _status(self, user: LoggedIn, session: Session, command: Status) -> str:
+        address = user.address
         boxes = await self._database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
         if not boxes:
             raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
         session.say(listing.status_line(boxes[0], command.items))
         return "OK STATUS completed"
 
-    async def _select(self, session: Session, command: SelectCommand) -> str:
+    async def _select(self, user: LoggedIn, session: Session, command: SelectCommand) -> str:
         if session.view is not None:
             session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
         session.view = None
-        address = session.user or ""
+        address = user.address
         selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
         recent_from = selected.recent_from
         if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
-            recent_from = await self._claim_recent(address, command.mailbox, selected.uidnext)
+            recent_from = await claim_recent(self._database, address, command.mailbox, selected.uidnext)
         session.condstore = session.condstore or command.condstore
         view = View(
             name=command.mailbox,
@@ -475,8 +369,8 @@ class ImapServer:
         session.view = view
         return f"OK [{'READ-ONLY' if view.read_only else 'READ-WRITE'}] selected"
 
-    async def _manage(self, session: Session, command: Create | MailboxCommand | Rename) -> str:
-        address = session.user or ""
+    async def _manage(self, user: LoggedIn, session: Session, command: Create | MailboxCommand | Rename) -> str:
+        address = user.address
         if isinstance(command, Create):
             asked = command.special_use[0] if command.special_use else None
             use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
@@ -502,12 +396,12 @@ class ImapServer:
             await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
         return f"OK {command.name} completed"
 
-    async def _append(self, session: Session, command: Append) -> str:
+    async def _append(self, user: LoggedIn, session: Session, command: Append) -> str:
         if not command.message:
             return "NO an empty message cannot be appended"
         if len(command.message) > self._max_message_size:  # RFC 7889 (APPENDLIMIT)
             return f"NO [TOOBIG] a message may hold at most {self._max_message_size} bytes"
-        address = session.user or ""
+        address = user.address
         # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third.
         # Encoding parses the whole message (up to the limit's megabytes): a thread's work, not the event loop's
         message = await asyncio.to_thread(binary.encoded, command.message) if command.binary else command.message
@@ -519,8 +413,8 @@ class ImapServer:
         validity, uid = await self._write(append)
         return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
-    async def _fetch(self, wire: Wire, session: Session, view: View, command: Fetch) -> str:
-        address = session.user or ""
+    async def _fetch(self, wire: Wire, user: LoggedIn, session: Session, view: View, command: Fetch) -> str:
+        address = user.address
         uids = view.resolve(command.sequence, command.uid)
         items = command.items
         if command.changed_since is not None:
@@ -588,10 +482,10 @@ class ImapServer:
                 except mime.UnknownEncoding as error:
                     raise Refused(f"[UNKNOWN-CTE] {error}") from None
 
-    async def _store(self, session: Session, view: View, command: Store) -> str:
+    async def _store(self, user: LoggedIn, session: Session, view: View, command: Store) -> str:
         if view.read_only:
             return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = session.user or ""
+        address = user.address
         uids = view.resolve(command.sequence, command.uid)
         result = await self._write(
             lambda c: mailstore.store_flags(
@@ -613,8 +507,8 @@ class ImapServer:
             return f"OK [MODIFIED {_set(result.failed)}] some messages were changed by another session"
         return "OK STORE completed"
 
-    async def _copy(self, session: Session, view: View, command: Copy) -> str:
-        address = session.user or ""
+    async def _copy(self, user: LoggedIn, session: Session, view: View, command: Copy) -> str:
+        address = user.address
         uids = view.resolve(command.sequence, command.uid)
         if not uids:
             return f"OK {'MOVE' if command.move else 'COPY'} completed (nothing to do)"
@@ -629,11 +523,11 @@ class ImapServer:
         if not command.move:
             return f"OK [{code}] COPY completed"
         session.say(f"* OK [{code}] moved")
-        self._forget(session, view, [old for old, _new in pairs])
+        forget(session, view, [old for old, _new in pairs])
         return "OK MOVE completed"
 
-    async def _search(self, session: Session, view: View, command: Search, tag: str) -> str:
-        address = session.user or ""
+    async def _search(self, user: LoggedIn, session: Session, view: View, command: Search, tag: str) -> str:
+        address = user.address
         budget = Budget(self._settings.max_command_time)
         mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
         program = search.Program(command.key, mailbox, budget)
@@ -711,75 +605,15 @@ class ImapServer:
                         await asyncio.sleep(0)
                     yield message
 
-    async def _expunge(self, session: Session, view: View, uids: list[int] | None) -> str:
+    async def _expunge(self, user: LoggedIn, session: Session, view: View, uids: list[int] | None) -> str:
         if view.read_only:
             return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = session.user or ""
+        address = user.address
         gone = await self._write(lambda c: mailstore.expunge(c, address, view.name, uids))
-        self._forget(session, view, gone)
+        forget(session, view, gone)
         return "OK EXPUNGE completed"
 
-    @staticmethod
-    def _forget(session: Session, view: View, uids: list[int]) -> None:
-        """Tell the client UIDS are gone, highest message number first, so each number is still right."""
-        for uid in sorted((u for u in uids if u in view.flags), key=view.number, reverse=True):
-            session.say(f"* {view.number(uid)} EXPUNGE")
-            view.uids.remove(uid)
-            view.recent.discard(uid)
-            del view.flags[uid], view.modseqs[uid], view.sizes[uid]
-
-    async def _refresh(self, session: Session, allow_expunge: bool) -> None:
-        """What changed in the selected mailbox since the session last looked, as untagged responses."""
-        view, address = session.view, session.user or ""
-        if view is None:
-            return
-        session.refreshed_at = time.monotonic()
-        try:
-            state = await self._database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
-        except NoSuchMailbox:
-            session.say("* BYE the selected mailbox was deleted")
-            raise Closed from None
-        if state == view.state:
-            return
-        selected = await self._database.read(lambda c: mailstore.select(c, address, view.name))
-        now = {message.uid: message for message in selected.messages}
-        gone = [uid for uid in view.uids if uid not in now]
-        if gone and not allow_expunge:
-            return
-        self._forget(session, view, gone)
-        changed = [uid for uid in view.uids if now[uid].flags != view.flags[uid]]
-        new = [uid for uid in now if uid not in view.flags]
-        session.list_keywords(now[uid].flags for uid in changed + new)
-        for uid in changed:
-            view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
-            extra = f" MODSEQ ({now[uid].modseq})" if session.condstore else ""
-            flags = " ".join(sorted(view.flags_of(uid)))
-            session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
-        if new:
-            for uid in sorted(new):
-                view.uids.append(uid)
-                view.flags[uid], view.modseqs[uid], view.sizes[uid] = now[uid].flags, now[uid].modseq, now[uid].size
-            # new mail is \Recent to this session if no other has claimed it since
-            recent_from = selected.recent_from
-            if not view.read_only and any(uid >= recent_from for uid in new):
-                try:
-                    recent_from = await self._claim_recent(address, view.name, selected.uidnext)
-                except SQLAlchemyError as error:  # a full disk: the new mail is told, as \Recent to no one
-                    log.event("imap_store_failed", user=address, error=repr(error))
-                    recent_from = selected.uidnext
-            view.recent.update(uid for uid in new if recent_from <= uid < selected.uidnext)
-            session.say(f"* {len(view.uids)} EXISTS")
-            session.say(f"* {len(view.recent)} RECENT")
-        view.state = state
-
-    async def _claim_recent(self, address: str, name: str, before: int) -> int:
-        """The first UID of the messages below BEFORE that are \\Recent to this session (none: BEFORE)."""
-        try:
-            return await self._database.write(lambda c: mailstore.claim_recent(c, address, name, before))
-        except NoSuchMailbox:  # deleted meanwhile: the next look at the mailbox says so
-            return before
-
-    async def _idle(self, wire: Wire, session: Session, tag: str) -> str:
+    async def _idle(self, wire: Wire, user: LoggedIn, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
         done = asyncio.ensure_future(wire.line(timeout=AUTOLOGOUT))
         try:
@@ -790,7 +624,7 @@ class ImapServer:
                     if line.strip().upper() != b"DONE":
                         return "BAD expected DONE"
                     return "OK IDLE terminated"
-                await self._refresh(session, allow_expunge=True)
+                await refresh(self._database, user, session, allow_expunge=True)
                 if session.lines:
                     await wire.send(*session.lines)
                     session.lines.clear()
