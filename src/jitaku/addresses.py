@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
+
+Role = Literal["request", "owner", "bounces"]  # the addresses a list owns besides its own: LOCAL-ROLE@DOMAIN
+ListRole = Literal["post", Role]  # what mail to a list, or to one of its role addresses, came for
+ROLES: tuple[Role, ...] = get_args(Role)
 
 # RFC 5322 atext without "%" and "!" (routing characters of old relays), and without "/" "|" "`".
 # "=" stays: VERP and SRS addresses (list-bounces+member=example.com@) are made of it.
 _LOCAL = re.compile(r"[A-Za-z0-9#$&'*+\-=?^_{}~]+(\.[A-Za-z0-9#$&'*+\-=?^_{}~]+)*")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}")
-_ROLES = ("request", "owner", "bounces")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def normalize(text: str) -> str:
     return text.strip().lower()
 
 
-def role_of(recipient: str) -> tuple[str, str] | None:
+def role_of(recipient: str) -> tuple[str, Role] | None:
     """(LOCAL@DOMAIN, role) for LOCAL-request/-owner/-bounces[+...]@DOMAIN; whether that is a list is the caller's call.
 
     The caller must look RECIPIENT up as a list first: a list may itself be named `team-owner`.
@@ -60,7 +64,7 @@ def role_of(recipient: str) -> tuple[str, str] | None:
     return None if split is None else (split[0], split[1])
 
 
-def split_role(recipient: str) -> tuple[str, str, str | None] | None:
+def split_role(recipient: str) -> tuple[str, Role, str | None] | None:
     """(list address, role, VERP part after the `+` or None)."""
     local, at, domain = recipient.rpartition("@")
     if not (local and at and domain):
@@ -70,7 +74,7 @@ def split_role(recipient: str) -> tuple[str, str, str | None] | None:
     index = folded.find("-bounces+")
     if index > 0:
         return f"{local[:index]}@{domain}", "bounces", local[index + len("-bounces+") :]
-    for role in _ROLES:
+    for role in ROLES:
         suffix = f"-{role}"
         if folded.endswith(suffix) and len(local) > len(suffix):
             return f"{local[: -len(suffix)]}@{domain}", role, None

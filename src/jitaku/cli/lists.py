@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -322,7 +322,9 @@ def reject(
     console.print(f"rejected {held_id}")
 
 
-def _release(address: str, held_id: int, data_dir: Path, role: str, note: str | None) -> None:
+def _release(
+    address: str, held_id: int, data_dir: Path, role: Literal["approved", "rejected"], note: str | None
+) -> None:
     """Hand a held post back to the list engine, which posts it or tells its sender."""
     from jitaku.store import lists
 

@@ -15,7 +15,7 @@ from email.utils import formataddr, getaddresses
 from jitaku.domains import organizational_domain
 from jitaku.lists.subject import strip_tag, tag_subject
 from jitaku.mail.headers import Parsed, decoded, field_name, field_value
-from jitaku.store.lists import MailingList
+from jitaku.store.lists import MailingList, Rewrite
 
 # What a list sets itself; a post's own copies of these are dropped.
 LIST_FIELDS = frozenset(
@@ -82,7 +82,7 @@ def unsubscribe_fields(mailing_list: MailingList, token: str, web_url: str) -> b
     ).encode("ascii")
 
 
-def compose(post: Parsed, mailing_list: MailingList, number: int, rewrite: str, web_url: str) -> Edition:
+def compose(post: Parsed, mailing_list: MailingList, number: int, rewrite: Rewrite, web_url: str) -> Edition:
     """REWRITE is "none", "munge" (From becomes the list's) or "wrap" (the post travels as an attachment)."""
     body = post.body
     fields = [_well_formed(field) for field in post.fields if field_name(field)]

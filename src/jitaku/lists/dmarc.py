@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import dns.asyncresolver
 import dns.exception
@@ -16,7 +17,8 @@ import dns.resolver
 
 from jitaku.domains import organizational_domain
 
-_POLICIES = frozenset({"none", "quarantine", "reject"})
+Policy = Literal["none", "quarantine", "reject"]
+_POLICIES: dict[str, Policy] = {"none": "none", "quarantine": "quarantine", "reject": "reject"}
 _VERSION = re.compile(r"v\s*=\s*DMARC1\s*(;|$)")
 
 
@@ -31,7 +33,7 @@ class DmarcUnknown(Exception):
 @dataclass(frozen=True)
 class DmarcPolicy:
     domain: str  # where the record was found: the From domain or its organizational domain
-    policy: str  # "none" | "quarantine" | "reject", as it applies to the From domain
+    policy: Policy  # as it applies to the From domain
 
 
 async def lookup(domain: str) -> DmarcPolicy | None:
@@ -65,10 +67,9 @@ async def _records(domain: str) -> list[str]:
     return [text for text in texts if _VERSION.match(text)]
 
 
-def _tag_policy(record: str, tag: str) -> str:
+def _tag_policy(record: str, tag: str) -> Policy:
     """A v=DMARC1 record with a missing or unknown policy is treated as p=none (RFC 7489 §6.6.3 step 6)."""
-    value = _tags(record).get(tag)
-    return value if value in _POLICIES else "none"
+    return _POLICIES.get(_tags(record).get(tag, ""), "none")
 
 
 def _tags(record: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from functools import partial
 from sqlalchemy.engine import Connection
 
 from jitaku import log
+from jitaku.addresses import Role
 from jitaku.lists import bounces, commands, digest, notices, posting, scores, verp
 from jitaku.mail import authcheck, delivery, headers
 from jitaku.mail.dkim import Signer
@@ -438,7 +439,7 @@ class ListEngine:
     async def _send(
         self,
         mailing_list: MailingList,
-        role: str,
+        role: Role,
         to: list[str],
         subject: str,
         text: str,

@@ -30,10 +30,10 @@ from jitaku.mail.headers import Parsed
 from jitaku.mail.policy import Policy
 from jitaku.store import Database
 from jitaku.store import lists as rows
-from jitaku.store.lists import InboxItem, MailingList, Member
+from jitaku.store.lists import InboxItem, MailingList, Member, Rewrite
 from jitaku.store.queue import Personal
 
-STRICT = ("quarantine", "reject")
+STRICT: tuple[dmarc.Policy, ...] = ("quarantine", "reject")
 # Members of one domain per queue entry: each entry is one SMTP session, recorded when it ends, so this
 # bounds what a crash sends twice, and a big domain gets several sessions at once (Postfix allows 20).
 COPIES_PER_ENTRY = 50
@@ -68,7 +68,7 @@ class Post:
     members: list[Member] = field(default_factory=list)
     mailboxes: dict[str, str] = field(default_factory=dict)  # the members who are our own users
     authors: set[str] = field(default_factory=set)  # From and envelope sender, for membership and self-copies
-    rewrite: str = "none"  # what From becomes for DMARC: "none", "munge" or "wrap"
+    rewrite: Rewrite = "none"  # what From becomes for DMARC
     number: int = 0
     edition: compose.Edition | None = None
     shared: bytes = b""  # the part of each copy all members share (ARC set + edition), archived
@@ -187,7 +187,7 @@ class DmarcRewrite:
         post.rewrite = await self._rewrite(post)
 
     @staticmethod
-    async def _rewrite(post: Post) -> str:
+    async def _rewrite(post: Post) -> Rewrite:
         if post.mailing_list.dmarc != "auto":
             return post.mailing_list.dmarc
         if not post.from_addresses:

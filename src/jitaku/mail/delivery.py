@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
+from jitaku.addresses import ListRole
 from jitaku.store import lists as list_rows
 from jitaku.store import mailstore
 from jitaku.store import queue as queue_rows
@@ -48,7 +49,7 @@ class ToList:
     """Mail for a list's address (post, -request, -owner, -bounces), for the list runner after the commit."""
 
     list_address: str
-    role: str
+    role: ListRole
     recipient: str
     sender: str
     message: bytes

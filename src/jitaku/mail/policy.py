@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jitaku import addresses
-from jitaku.addresses import role_of
+from jitaku.addresses import ListRole, role_of
 from jitaku.config import Settings
 from jitaku.store import Database, accounts
 
@@ -20,7 +20,7 @@ DIRECTORY_CHECK_SECONDS = 1.0
 class Accepted:
     recipient: str
     mailbox: str | None  # the local user it lands with; None: it leaves for another server (or goes to a list)
-    list_role: tuple[str, str] | None = None  # (list address, "post" | "request" | "owner" | "bounces")
+    list_role: tuple[str, ListRole] | None = None  # (list address, what the mail came for)
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def alias_routes(directory: accounts.Directory, domains: Sequence[str]) -> list[
     return sorted(found, key=lambda route: (route.alias, route.built_in))
 
 
-def list_role(directory: accounts.Directory, recipient: str) -> tuple[str, str] | None:
+def list_role(directory: accounts.Directory, recipient: str) -> tuple[str, ListRole] | None:
     """(list, role) when RECIPIENT is a list or one of its -request, -owner, -bounces addresses."""
     if recipient in directory.lists:
         return recipient, "post"

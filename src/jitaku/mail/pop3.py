@@ -33,14 +33,26 @@ _Line = Callable[[int, int, int], str]  # one scan line of LIST or UIDL from (nu
 
 
 @dataclass
+class Transaction:
+    """The TRANSACTION state (RFC 1939 §5): who logged in and the maildrop as it was then. A command on the
+    maildrop takes one, so none can run before login."""
+
+    user: LoggedIn
+    drop: mailstore.Maildrop
+    deleted: set[int] = field(default_factory=set)  # message numbers marked by DELE
+
+
+@dataclass
 class Session:
     client: str
     tls: bool
     named: str | None = None  # the user USER named, until PASS succeeds or fails
-    user: LoggedIn | None = None
-    drop: mailstore.Maildrop | None = None
-    deleted: set[int] = field(default_factory=set)  # message numbers marked by DELE
+    transaction: Transaction | None = None
     bad: int = 0
+
+    @property
+    def user(self) -> LoggedIn | None:
+        return self.transaction.user if self.transaction is not None else None
 
     @property
     def may_log_in(self) -> bool:
@@ -48,6 +60,7 @@ class Session:
 
 
 _Handler = Callable[["Pop3Server", "_Connection", Session, str], Awaitable[None]]
+_TransactionHandler = Callable[["Pop3Server", "_Connection", Session, Transaction, str], Awaitable[None]]
 
 
 class Pop3Server:
@@ -85,27 +98,28 @@ class Pop3Server:
     async def _command(self, connection: _Connection, session: Session, line: str) -> None:
         verb, _, argument = line.partition(" ")
         verb = verb.upper()
-        handlers = self._TRANSACTION if session.user is not None else self._AUTHORIZATION
-        handler = handlers.get(verb)
-        if handler is None:
+        transaction = session.transaction
+        if transaction is not None and verb in self._TRANSACTION:
+            await self._TRANSACTION[verb](self, connection, session, transaction, argument.strip())
+        elif transaction is None and verb in self._AUTHORIZATION:
+            await self._AUTHORIZATION[verb](self, connection, session, argument.strip())
+        else:
             session.bad += 1
             if session.bad > MAX_BAD_COMMANDS:
                 await connection.reply("-ERR too many unknown commands; goodbye")
                 raise Closed
             known = verb in self._AUTHORIZATION or verb in self._TRANSACTION
             await connection.reply(f"-ERR {verb[:20]} is not valid {'now' if known else 'here'}")
-            return
-        await handler(self, connection, session, argument.strip())
 
     async def _capa(self, connection: _Connection, session: Session, _argument: str) -> None:
-        capabilities = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER"]
-        if session.user is None:
-            if session.may_log_in:
-                capabilities += ["USER", "SASL PLAIN"]
-            if not session.tls and self._tls is not None:
-                capabilities.append("STLS")
-        capabilities.append("IMPLEMENTATION jitaku")
-        await connection.reply("+OK capability list follows", *capabilities, ".")
+        logins = ["USER", "SASL PLAIN"] if session.may_log_in else []
+        tls = ["STLS"] if not session.tls and self._tls is not None else []
+        await _capabilities(connection, logins + tls)
+
+    async def _capa_logged_in(
+        self, connection: _Connection, _session: Session, _transaction: Transaction, _argument: str
+    ) -> None:
+        await _capabilities(connection, [])
 
     async def _stls(self, connection: _Connection, session: Session, _argument: str) -> None:
         if session.tls or self._tls is None:
@@ -179,18 +193,22 @@ class Pop3Server:
         except login.TooManySessions:
             await connection.reply("-ERR [IN-USE] too many sessions for this user from your address; close one first")
             return
-        session.user = LoggedIn(address)
-        session.drop = await self._database.read(lambda c: mailstore.maildrop(c, address))
-        log.event("pop3_login", client=session.client, user=address, messages=len(session.drop.messages))
-        count, size = _totals(session)
+        drop = await self._database.read(lambda c: mailstore.maildrop(c, address))
+        session.transaction = transaction = Transaction(LoggedIn(address), drop)
+        log.event("pop3_login", client=session.client, user=address, messages=len(drop.messages))
+        count, size = _totals(transaction)
         await connection.reply(f"+OK {address} has {counted(count, 'message')} ({size} octets)")
 
-    async def _quit(self, connection: _Connection, session: Session, _argument: str) -> None:
-        if session.user is None or session.drop is None:
-            await connection.reply("+OK bye")
-            raise Closed
-        address, drop = session.user.address, session.drop
-        uids = [drop.messages[number - 1][0] for number in sorted(session.deleted)]
+    async def _quit(self, connection: _Connection, _session: Session, _argument: str) -> None:
+        await connection.reply("+OK bye")
+        raise Closed
+
+    async def _update(
+        self, connection: _Connection, session: Session, transaction: Transaction, _argument: str
+    ) -> None:
+        """QUIT after login: the UPDATE state (RFC 1939 §6) removes what DELE marked."""
+        address, drop = transaction.user.address, transaction.drop
+        uids = [drop.messages[number - 1][0] for number in sorted(transaction.deleted)]
         try:
             removed = await self._database.write(lambda c: mailstore.remove(c, address, uids))
         except Exception as error:
@@ -201,51 +219,34 @@ class Pop3Server:
         await connection.reply(f"+OK bye ({counted(removed, 'message')} removed)")
         raise Closed
 
-    async def _stat(self, connection: _Connection, session: Session, _argument: str) -> None:
-        count, size = _totals(session)
+    async def _stat(self, connection: _Connection, _session: Session, transaction: Transaction, _argument: str) -> None:
+        count, size = _totals(transaction)
         await connection.reply(f"+OK {count} {size}")
 
-    async def _list(self, connection: _Connection, session: Session, argument: str) -> None:
-        await self._listing(connection, session, argument, lambda number, uid, size: f"{number} {size}")
+    async def _list(self, connection: _Connection, _session: Session, transaction: Transaction, argument: str) -> None:
+        await _listing(connection, transaction, argument, lambda number, uid, size: f"{number} {size}")
 
-    async def _uidl(self, connection: _Connection, session: Session, argument: str) -> None:
-        assert session.drop is not None
-        validity = session.drop.uidvalidity
-        await self._listing(connection, session, argument, lambda number, uid, size: f"{number} {validity}.{uid}")
+    async def _uidl(self, connection: _Connection, _session: Session, transaction: Transaction, argument: str) -> None:
+        validity = transaction.drop.uidvalidity
+        await _listing(connection, transaction, argument, lambda number, uid, size: f"{number} {validity}.{uid}")
 
-    async def _listing(self, connection: _Connection, session: Session, argument: str, line: _Line) -> None:
-        assert session.drop is not None
-        if argument:
-            number = await _message(connection, session, argument)
-            if number is not None:
-                uid, size = session.drop.messages[number - 1]
-                await connection.reply("+OK " + line(number, uid, size))
-            return
-        lines = [
-            line(number, uid, size)
-            for number, (uid, size) in enumerate(session.drop.messages, 1)
-            if number not in session.deleted
-        ]
-        count, size = _totals(session)
-        await connection.reply(f"+OK {counted(count, 'message')} ({size} octets)", *lines, ".")
+    async def _retr(self, connection: _Connection, _session: Session, transaction: Transaction, argument: str) -> None:
+        await self._send_message(connection, transaction, argument, None)
 
-    async def _retr(self, connection: _Connection, session: Session, argument: str) -> None:
-        await self._send_message(connection, session, argument, None)
-
-    async def _top(self, connection: _Connection, session: Session, argument: str) -> None:
+    async def _top(self, connection: _Connection, _session: Session, transaction: Transaction, argument: str) -> None:
         which, _, lines = argument.partition(" ")
         if not lines.strip().isdigit():
             await connection.reply("-ERR usage: TOP message lines")
             return
-        await self._send_message(connection, session, which, int(lines))
+        await self._send_message(connection, transaction, which, int(lines))
 
     async def _send_message(
-        self, connection: _Connection, session: Session, argument: str, body_lines: int | None
+        self, connection: _Connection, transaction: Transaction, argument: str, body_lines: int | None
     ) -> None:
-        number = await _message(connection, session, argument)
-        if number is None or session.drop is None or session.user is None:
+        number = await _message(connection, transaction, argument)
+        if number is None:
             return
-        address, (uid, size) = session.user.address, session.drop.messages[number - 1]
+        address, (uid, size) = transaction.user.address, transaction.drop.messages[number - 1]
         stored = await self._database.read(lambda c: mailstore.get_message(c, address, uid))
         if stored is None:  # an IMAP client expunged it meanwhile
             await connection.reply(f"-ERR [SYS/PERM] message {number} is gone")
@@ -253,18 +254,20 @@ class Pop3Server:
         data = stored.body if body_lines is None else _top(stored.body, body_lines)
         await connection.send_data(f"+OK {size} octets", data)
 
-    async def _dele(self, connection: _Connection, session: Session, argument: str) -> None:
-        number = await _message(connection, session, argument)
+    async def _dele(self, connection: _Connection, _session: Session, transaction: Transaction, argument: str) -> None:
+        number = await _message(connection, transaction, argument)
         if number is not None:
-            session.deleted.add(number)
+            transaction.deleted.add(number)
             await connection.reply(f"+OK message {number} deleted")
 
-    async def _rset(self, connection: _Connection, session: Session, _argument: str) -> None:
-        session.deleted.clear()
-        count, size = _totals(session)
+    async def _rset(self, connection: _Connection, _session: Session, transaction: Transaction, _argument: str) -> None:
+        transaction.deleted.clear()
+        count, size = _totals(transaction)
         await connection.reply(f"+OK maildrop has {count} messages ({size} octets)")
 
-    async def _noop(self, connection: _Connection, session: Session, _argument: str) -> None:
+    async def _noop(
+        self, connection: _Connection, _session: Session, _transaction: Transaction, _argument: str
+    ) -> None:
         await connection.reply("+OK")
 
     _AUTHORIZATION: dict[str, _Handler] = {
@@ -275,8 +278,8 @@ class Pop3Server:
         "AUTH": _auth,
         "QUIT": _quit,
     }
-    _TRANSACTION: dict[str, _Handler] = {
-        "CAPA": _capa,
+    _TRANSACTION: dict[str, _TransactionHandler] = {
+        "CAPA": _capa_logged_in,
         "STAT": _stat,
         "LIST": _list,
         "UIDL": _uidl,
@@ -285,24 +288,48 @@ class Pop3Server:
         "DELE": _dele,
         "RSET": _rset,
         "NOOP": _noop,
-        "QUIT": _quit,
+        "QUIT": _update,
     }
 
 
-def _totals(session: Session) -> tuple[int, int]:
-    assert session.drop is not None
-    kept = [size for number, (_uid, size) in enumerate(session.drop.messages, 1) if number not in session.deleted]
+async def _capabilities(connection: _Connection, logins: list[str]) -> None:
+    """CAPA's answer; LOGINS are the ways to log in (and STLS) still open to the session."""
+    capabilities = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER", *logins]
+    await connection.reply("+OK capability list follows", *capabilities, "IMPLEMENTATION jitaku", ".")
+
+
+async def _listing(connection: _Connection, transaction: Transaction, argument: str, line: _Line) -> None:
+    """LIST or UIDL: one message's LINE when ARGUMENT names it, else every message's not marked deleted."""
+    drop = transaction.drop
+    if argument:
+        number = await _message(connection, transaction, argument)
+        if number is not None:
+            uid, size = drop.messages[number - 1]
+            await connection.reply("+OK " + line(number, uid, size))
+        return
+    lines = [
+        line(number, uid, size)
+        for number, (uid, size) in enumerate(drop.messages, 1)
+        if number not in transaction.deleted
+    ]
+    count, size = _totals(transaction)
+    await connection.reply(f"+OK {counted(count, 'message')} ({size} octets)", *lines, ".")
+
+
+def _totals(transaction: Transaction) -> tuple[int, int]:
+    kept = [
+        size for number, (_uid, size) in enumerate(transaction.drop.messages, 1) if number not in transaction.deleted
+    ]
     return len(kept), sum(kept)
 
 
-async def _message(connection: _Connection, session: Session, argument: str) -> int | None:
+async def _message(connection: _Connection, transaction: Transaction, argument: str) -> int | None:
     """The message number ARGUMENT names, if it names one that is there and not deleted."""
-    assert session.drop is not None
-    if not argument.isdigit() or not 1 <= int(argument) <= len(session.drop.messages):
+    if not argument.isdigit() or not 1 <= int(argument) <= len(transaction.drop.messages):
         await connection.reply(f"-ERR no message {argument[:20]}")
         return None
     number = int(argument)
-    if number in session.deleted:
+    if number in transaction.deleted:
         await connection.reply(f"-ERR message {number} is already deleted")
         return None
     return number

@@ -7,11 +7,12 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from jitaku.addresses import ROLES, ListRole, Role
 from jitaku.store.accounts import AccountError, changed, find_alias, find_user
 from jitaku.store.schema import (
     list_confirmations,
@@ -24,7 +25,11 @@ from jitaku.store.schema import (
 )
 
 REPLY_TO = ("list", "sender", "none")
-DMARC = ("auto", "munge", "wrap", "none")
+Rewrite = Literal["none", "munge", "wrap"]  # what a post's From becomes for DMARC (lists/compose.py)
+DmarcAction = Literal["auto", Rewrite]  # a list's dmarc setting: a Rewrite, or "auto" to ask the From domain's DMARC
+DMARC: tuple[DmarcAction, ...] = ("auto", "munge", "wrap", "none")  # the order `list set` names them in
+# What the list runner takes an inbox item as: mail that came for the list, or a held post a moderator decided on
+InboxRole = Literal[ListRole, "approved", "rejected"]
 _TAG_NUMBER = re.compile(r"%0?\d*d")
 
 
@@ -35,7 +40,7 @@ class MailingList:
     name: str
     subject_tag: str
     reply_to: str
-    dmarc: str
+    dmarc: DmarcAction
     owners: tuple[str, ...]
     last_number: int
     bounce_threshold: float
@@ -55,7 +60,7 @@ class MailingList:
     def domain(self) -> str:
         return self.address.partition("@")[2]
 
-    def role_address(self, role: str) -> str:
+    def role_address(self, role: Role) -> str:
         return f"{self.local_part}-{role}@{self.domain}"
 
     def as_json(self) -> dict[str, Any]:
@@ -106,7 +111,7 @@ class Refusal:
 class InboxItem:
     id: int
     list_id: int
-    role: str
+    role: InboxRole
     recipient: str
     sender: str
     received_at: float
@@ -194,7 +199,7 @@ def create_list(
     if find_list(connection, address) is not None:
         raise AccountError(f"list {address} exists already")
     local, _, domain = address.partition("@")
-    for taken in [address] + [f"{local}-{role}@{domain}" for role in ("request", "owner", "bounces")]:
+    for taken in [address] + [f"{local}-{role}@{domain}" for role in ROLES]:
         if find_user(connection, taken) is not None or find_alias(connection, taken) is not None:
             raise AccountError(f"{taken} is a user or an alias already; the list needs it")
     connection.execute(
@@ -374,7 +379,7 @@ def set_refusal(connection: Connection, list_id: int, domain: str, score: float,
 def add_inbox(
     connection: Connection,
     list_address: str,
-    role: str,
+    role: InboxRole,
     recipient: str,
     sender: str,
     body: bytes,
