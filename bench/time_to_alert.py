@@ -190,14 +190,14 @@ class World:
 
 def earlier_days(server: Server) -> None:
     """This hour on the three days before had USUAL_RATE coming in: what the traffic check learns from."""
+    from jitaku import store
     from jitaku.health.result import Result, State
     from jitaku.store import Database
-    from jitaku.store import health as rows
 
     database = Database(f"sqlite:///{server.dir / 'jitaku.db'}")
     with database.transaction() as connection:
         for days in (1, 2, 3):
-            rows.record(
+            store.health.record(
                 connection, Result("traffic", State.OK, "", {"rx_rate": USUAL_RATE}), time.time() - days * 86400
             )
     database.close()

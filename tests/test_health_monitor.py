@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jitaku import store
 from jitaku.config import Config, parse
 from jitaku.health.monitor import Monitor
 from jitaku.health.result import Result, State
 from jitaku.store import Database
-from jitaku.store import health as rows
 
 NOW = 1_800_000_000.0
 
@@ -70,7 +70,7 @@ def test_alerts_come_with_news_only_and_survive_a_restart(tmp_path: Path, stand_
 
     asyncio.run(after_restart())
     assert titles(posts)[5:] == ["復旧しました: RAID"]
-    alerts = Database(f"sqlite:///{tmp_path / 'jitaku.db'}").read_now(rows.recent_alerts)
+    alerts = Database(f"sqlite:///{tmp_path / 'jitaku.db'}").read_now(store.health.recent_alerts)
     assert sorted(a.kind for a in alerts) == ["problem", "problem", "problem", "recovery", "reminder", "summary"]
     assert all(a.delivered for a in alerts)
 
@@ -111,7 +111,7 @@ def test_a_target_that_missed_an_alert_gets_it_later_even_after_a_restart(tmp_pa
 
     asyncio.run(second_life())
     assert posts == {"/up": ["[mail.example.test] critical: raid"], "/down": ["[mail.example.test] critical: raid"]}
-    alerts = Database(config.database_url).read_now(rows.recent_alerts)
+    alerts = Database(config.database_url).read_now(store.health.recent_alerts)
     assert [a.delivered for a in sorted(alerts, key=lambda a: a.at)] == [False, False, True]
 
 

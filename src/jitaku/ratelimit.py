@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from jitaku import log
+from jitaku import log, store
 from jitaku.config import LoginSettings
 from jitaku.connections import address_key
 from jitaku.store import Database
-from jitaku.store import logins as rows
 
 MAX_LOGIN = 320  # octets of a user name kept (RFC 5321's longest address); a longer one is cut
 WAIT_STEP = 0.1  # seconds between looks while tries being checked fill the limit
@@ -59,7 +58,7 @@ class LoginLimiter:
         self._clock = clock
         self._max_wait = max_wait
 
-    def _within(self, counts: rows.Counts) -> bool:
+    def _within(self, counts: store.logins.Counts) -> bool:
         settings = self._settings
         return counts.login < settings.max_failures and counts.client < settings.max_failures_per_address
 
@@ -67,7 +66,9 @@ class LoginLimiter:
         """Whether USER may try from CLIENT now (a read: a locked-out flood writes nothing)."""
         client, login, now = address_key(client), login_key(user), self._clock()
         since = now - self._settings.window
-        counts = await self._database.read(lambda connection: rows.counts(connection, client, login, since, now))
+        counts = await self._database.read(
+            lambda connection: store.logins.counts(connection, client, login, since, now)
+        )
         return self._within(counts)
 
     async def start(self, client: str, user: str) -> Attempt | None:
@@ -78,7 +79,7 @@ class LoginLimiter:
         while True:
             try:
                 started = await self._database.write(functools.partial(self._start, client, login, self._clock()))
-            except rows.Wait:
+            except store.logins.Wait:
                 if time.monotonic() >= deadline:
                     return None
                 await asyncio.sleep(WAIT_STEP)
@@ -88,7 +89,7 @@ class LoginLimiter:
     def _start(self, client: str, login: str, now: float, connection: Connection) -> int | None:
         settings = self._settings
         since = now - settings.window
-        return rows.start(
+        return store.logins.start(
             connection, client, login, now, since, settings.max_failures, settings.max_failures_per_address
         )
 
@@ -98,7 +99,7 @@ class LoginLimiter:
         now = self._clock()
         since = now - self._settings.window
         counts = await self._database.write(
-            lambda connection: rows.failed(connection, attempt.id, attempt.client, attempt.login, since, now)
+            lambda connection: store.logins.failed(connection, attempt.id, attempt.client, attempt.login, since, now)
         )
         settings = self._settings
         if counts.client == settings.max_failures_per_address or counts.login == settings.max_failures:
@@ -108,7 +109,7 @@ class LoginLimiter:
     async def succeeded(self, attempt: Attempt) -> None:
         now = self._clock()
         await self._database.write(
-            lambda connection: rows.succeeded(connection, attempt.id, attempt.client, attempt.login, now)
+            lambda connection: store.logins.succeeded(connection, attempt.id, attempt.client, attempt.login, now)
         )
 
 

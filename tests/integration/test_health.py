@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from jitaku import store
 from jitaku.health.result import Result, State
 from jitaku.store import Database
-from jitaku.store import health as rows
 from tests.conftest import Jitaku, free_port, swaks, wait_until
 from tests.test_health_listeners import certificate
 
@@ -157,7 +157,7 @@ def test_an_mx_that_no_stranger_reaches_any_more_is_noticed_from_the_flat_graph(
         with database.transaction() as connection:
             for days, sessions in ((1, 11.0), (2, 12.0), (3, 14.0)):
                 usual = Result("traffic", State.OK, "", {"smtp_sessions": sessions, "rx_rate": 0.0})
-                rows.record(connection, usual, now - days * 86400)
+                store.health.record(connection, usual, now - days * 86400)
         database.close()
 
     server = monitored(

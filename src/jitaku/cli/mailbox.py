@@ -25,7 +25,7 @@ mailbox_app = typer.Typer(no_args_is_help=True, help="Read what arrived.")
 @mailbox_app.command("list")
 def mailbox_list(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
     """One line per message: uid, date, from, subject, size."""
-    from jitaku.mail import mailbox
+    from jitaku.cli import summary
     from jitaku.store import mailstore
 
     normalized = parse_address(address)
@@ -33,7 +33,7 @@ def mailbox_list(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonO
         stored = open_database(load_config(data_dir)).read_now(lambda c: mailstore.list_messages(c, normalized))
     except LookupError as error:
         raise CliError(str(error)) from None
-    rows = [mailbox.summary(message) for message in stored]
+    rows = [summary.summary(message) for message in stored]
     if as_json:
         print_json([row.as_json() for row in rows])
     else:

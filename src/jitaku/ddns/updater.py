@@ -15,13 +15,12 @@ from pathlib import Path
 
 import httpx
 
-from jitaku import interfaces, log
+from jitaku import interfaces, log, store
 from jitaku.config import DdnsRecord, Settings
 from jitaku.ddns import lock, public_address, verify
 from jitaku.ddns.records import provider, secret
 from jitaku.interfaces import Address
 from jitaku.store import Database
-from jitaku.store import ddns as state_rows
 from jitaku.store.ddns import State
 
 BACKOFF_MIN = 60.0
@@ -77,7 +76,7 @@ class Updater:
     ) -> State:
         password = secret(record, self._data_dir)
         key = config_key(record, password)
-        state = await self._database.read(lambda c: state_rows.get(c, record.name, family))
+        state = await self._database.read(lambda c: store.ddns.get(c, record.name, family))
         if state is None or state.config_key != key:
             state = State(record.name, family, record.provider, key)
         now = time.time()
@@ -100,7 +99,7 @@ class Updater:
                 await self._update(client, record, family, address, state, password)
             elif published is not None and not due and not state.fatal:
                 state.error = None  # the world sees us right and nothing waits: what went wrong before is past
-        await self._database.write(lambda c: state_rows.save(c, state))
+        await self._database.write(lambda c: store.ddns.save(c, state))
         return state
 
     async def _published(self, record: DdnsRecord, family: int, state: State, now: float) -> verify.Published | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.engine import Connection
 
-from jitaku import log
+from jitaku import log, store
 from jitaku.config import Config
 from jitaku.ddns import public_address
 from jitaku.health import (
@@ -35,9 +35,7 @@ from jitaku.health import (
 from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State, not_watching
-from jitaku.store import Database, tallies
-from jitaku.store import ddns as ddns_rows
-from jitaku.store import queue as queue_rows
+from jitaku.store import Database
 
 TIMEOUT = 120.0
 
@@ -97,7 +95,7 @@ async def _diskage(context: Context) -> Result:
 
 
 async def _queue(context: Context) -> Result | None:
-    backlog = await context.database.read(queue_rows.backlog)
+    backlog = await context.database.read(store.queue.backlog)
     return queue_check.check(context.config.settings.health.queue, backlog, time.time())
 
 
@@ -130,18 +128,18 @@ async def _traffic(context: Context) -> Result | None:
 
 
 def _mail_in_the_hour(connection: Connection, since: float) -> traffic.Mail:
-    return traffic.Mail(*(tallies.total(connection, kind, since) for kind in tallies.KINDS))
+    return traffic.Mail(*(store.tallies.total(connection, kind, since) for kind in store.tallies.KINDS))
 
 
 async def _ddns(context: Context) -> Result | None:
-    states = await context.database.read(ddns_rows.all_states)
+    states = await context.database.read(store.ddns.all_states)
     return ddns_check.check(context.config.settings, states, time.time())
 
 
 async def _dns(context: Context) -> Result | None:
     if not context.config.settings.health.dns.resolvers:
         return None
-    states = await context.database.read(ddns_rows.all_states)
+    states = await context.database.read(store.ddns.all_states)
     ours = dns.public_addresses([(state.family, state.address) for state in states])
     if not ours:  # no DDNS updater keeps it: ask the echo services ourselves
         async with httpx.AsyncClient(timeout=10.0) as client:
@@ -160,7 +158,7 @@ async def _reachability(context: Context) -> Result | None:
 
 
 async def _relay(context: Context) -> Result | None:
-    states = await context.database.read(ddns_rows.all_states)
+    states = await context.database.read(store.ddns.all_states)
     return relay.check(context.config.settings, states)
 
 

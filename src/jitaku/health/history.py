@@ -11,23 +11,23 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from jitaku import store
 from jitaku.health.result import Result, State
-from jitaku.store import health as rows
 
 
-def _result(reading: rows.Reading) -> Result:
+def _result(reading: store.health.Reading) -> Result:
     return Result(reading.check, State(reading.state), reading.sentence, reading.metrics, reading.detail)
 
 
 def latest(connection: Connection) -> dict[str, tuple[float, Result]]:
     """Each check's newest result and when it came."""
-    return {check: (at, _result(reading)) for check, (at, reading) in rows.latest(connection).items()}
+    return {check: (at, _result(reading)) for check, (at, reading) in store.health.latest(connection).items()}
 
 
 def within(connection: Connection, check: str, windows: list[tuple[float, float]]) -> list[tuple[float, Result]]:
     """CHECK's results inside any of WINDOWS (start, end): the same hour on earlier days, say."""
-    return [(at, _result(reading)) for at, reading in rows.within(connection, check, windows)]
+    return [(at, _result(reading)) for at, reading in store.health.within(connection, check, windows)]
 
 
-def alert_as_json(alert: rows.Alert) -> dict[str, Any]:
+def alert_as_json(alert: store.health.Alert) -> dict[str, Any]:
     return {**asdict(alert), "state": str(State(alert.state))}

@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable
 import httpx
 from sqlalchemy.engine import Connection
 
-from jitaku import log
+from jitaku import log, store
 from jitaku.config import Config
 from jitaku.health import checks, history
 from jitaku.health.alerts import Alerter
 from jitaku.health.result import Result, State
-from jitaku.store import Database, tallies
-from jitaku.store import health as rows
+from jitaku.store import Database
 from jitaku.store.health import Alert, Status
 
 PRUNE_EVERY = 3600.0
@@ -37,7 +36,7 @@ class Monitor:
 
     async def load(self) -> None:
         """What was known and said before a restart, so it is not said again."""
-        self._statuses = await self._database.read(rows.statuses)
+        self._statuses = await self._database.read(store.health.statuses)
         latest = await self._database.read(history.latest)
         self._context.previous = {name: result for name, (_at, result) in latest.items()}
 
@@ -108,10 +107,10 @@ class Monitor:
             self._context.previous[result.check] = result
 
             def write(connection: Connection) -> None:
-                rows.record(connection, result, now)
-                rows.save_status(connection, status)
+                store.health.record(connection, result, now)
+                store.health.save_status(connection, status)
                 if alert is not None:
-                    rows.add_alert(connection, alert)
+                    store.health.add_alert(connection, alert)
 
             await self._database.write(write)
 
@@ -145,12 +144,12 @@ class Monitor:
         worst = State(max((status.state for status in self._statuses.values()), default=State.OK))
         deliveries = await self._alerter.send(title, "\n".join(lines), worst)
         alert = Alert(time.time(), "", "summary", worst, title, "\n".join(lines), all(d.ok for d in deliveries))
-        await self._database.write(lambda connection: rows.add_alert(connection, alert))
+        await self._database.write(lambda connection: store.health.add_alert(connection, alert))
 
     async def _prune(self) -> None:
         def prune(connection: Connection) -> None:
             now = time.time()
-            rows.prune(connection, now)
-            tallies.prune(connection, now - rows.KEEP_RESULTS)
+            store.health.prune(connection, now)
+            store.tallies.prune(connection, now - store.health.KEEP_RESULTS)
 
         await self._database.write(prune)

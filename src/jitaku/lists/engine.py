@@ -19,7 +19,7 @@ from functools import partial
 
 from sqlalchemy.engine import Connection
 
-from jitaku import log
+from jitaku import log, store
 from jitaku.addresses import Role
 from jitaku.lists import bounces, commands, digest, notices, posting, scores, verp
 from jitaku.mail import authcheck, delivery, headers
@@ -27,7 +27,6 @@ from jitaku.mail.dkim import Signer
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
 from jitaku.store import Database
-from jitaku.store import lists as rows
 from jitaku.store.lists import InboxItem, MailingList
 
 POLL_SECONDS = 1.0
@@ -76,7 +75,7 @@ class ListEngine:
         while True:
             self._wakeup.clear()
             try:
-                item = await self._database.read(lambda c: rows.next_inbox(c, time.time()))
+                item = await self._database.read(lambda c: store.lists.next_inbox(c, time.time()))
                 if item is not None:
                     await self._handle_safely(item)
                     continue
@@ -106,14 +105,14 @@ class ListEngine:
             )
             if not gave_up:
                 retry = time.time() + RETRY_SECONDS * 2**item.attempts
-                await self._database.write(lambda c: rows.inbox_failed(c, item.id, retry))
+                await self._database.write(lambda c: store.lists.inbox_failed(c, item.id, retry))
             elif item.role in ("post", "approved"):
                 await self._park(item, f"could not be processed: {error!r}")
             else:
                 await self._database.write(_forget(item))
 
     async def _handle(self, item: InboxItem) -> None:
-        mailing_list = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
+        mailing_list = await self._database.read(lambda c: store.lists.list_by_id(c, item.list_id))
         if item.role in ("post", "approved"):
             await self._post(mailing_list, item)
         elif item.role == "rejected":
@@ -142,7 +141,7 @@ class ListEngine:
             return
         self._expired_at = now
         confirmations, held = await self._database.write(
-            lambda c: rows.expire(c, now - CONFIRMATION_SECONDS, now - HELD_SECONDS)
+            lambda c: store.lists.expire(c, now - CONFIRMATION_SECONDS, now - HELD_SECONDS)
         )
         if confirmations or held:
             log.event("list_expired", confirmations=confirmations, held=held)
@@ -155,14 +154,14 @@ class ListEngine:
         if now - self._digests_checked < DIGEST_CHECK_SECONDS:
             return
         self._digests_checked = now
-        for mailing_list in await self._database.read(lambda c: rows.digests_due(c, now - DIGEST_SECONDS)):
+        for mailing_list in await self._database.read(lambda c: store.lists.digests_due(c, now - DIGEST_SECONDS)):
             await self._digest(mailing_list)
 
     async def _digest(self, mailing_list: MailingList) -> None:
-        members = await self._database.read(lambda c: rows.members(c, mailing_list.id))
+        members = await self._database.read(lambda c: store.lists.members(c, mailing_list.id))
         readers = [m.address for m in members if m.enabled and m.digest]
         posts = await self._database.read(
-            lambda c: rows.posts_after(c, mailing_list.id, mailing_list.digest_last_number)
+            lambda c: store.lists.posts_after(c, mailing_list.id, mailing_list.digest_last_number)
         )
         previous = mailing_list.digest_last_number
         last = posts[-1][0].number if posts else previous
@@ -175,7 +174,7 @@ class ListEngine:
             )
 
         def commit(connection: Connection) -> None:
-            if rows.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
+            if store.lists.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
                 delivery.commit(connection, copies)
 
         await self._database.write(commit)
@@ -184,7 +183,7 @@ class ListEngine:
             self._wake_queue()
 
     async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str, message: Message) -> None:
-        held_id = await self._database.read(rows.next_held_id)
+        held_id = await self._database.read(store.lists.next_held_id)
         author = headers.decoded(message["From"])
         subject = headers.decoded(message["Subject"])
         text = (
@@ -195,8 +194,8 @@ class ListEngine:
         )
 
         def hold(connection: Connection) -> None:
-            rows.hold(connection, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
-            rows.remove_inbox(connection, item.id)
+            store.lists.hold(connection, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
+            store.lists.remove_inbox(connection, item.id)
 
         await self._send(
             mailing_list,
@@ -239,7 +238,7 @@ class ListEngine:
         verbs: list[str] = []
         subject = f"Re: your request to {mailing_list.role_address('request')}"
         attachment: bytes | None = None
-        members = await self._database.read(lambda c: rows.members(c, mailing_list.id))
+        members = await self._database.read(lambda c: store.lists.members(c, mailing_list.id))
         is_member = any(m.address == requester for m in members)
         for command in commands.parse(item.body) or [commands.Command("help", None)]:
             verbs.append(command.verb)
@@ -248,7 +247,12 @@ class ListEngine:
                     replies.append(f"{command.verb}: {requester} is {'already' if is_member else 'not'} a member.")
                     continue
                 if await self._database.read(
-                    partial(rows.pending_confirmation, list_id=mailing_list.id, address=requester, action=command.verb)
+                    partial(
+                        store.lists.pending_confirmation,
+                        list_id=mailing_list.id,
+                        address=requester,
+                        action=command.verb,
+                    )
                 ):
                     continue  # asked within the hour already: no second mail, or a stranger could flood them
                 token = secrets.token_hex(16)
@@ -267,7 +271,7 @@ class ListEngine:
                     replies.append("members: only the list's owners may ask for the member list.")
             elif command.verb == "get":
                 number = int(command.argument or 0)
-                body = await self._database.read(partial(rows.post_body, list_id=mailing_list.id, number=number))
+                body = await self._database.read(partial(store.lists.post_body, list_id=mailing_list.id, number=number))
                 if body is None or not is_member:
                     replies.append(f"get {number}: {'no such post' if is_member else 'members only'}.")
                 else:
@@ -295,16 +299,16 @@ class ListEngine:
 
     @staticmethod
     def _confirmation(token: str, list_id: int, address: str, action: str) -> Callable[[Connection], None]:
-        return lambda connection: rows.add_confirmation(connection, token, list_id, address, action)
+        return lambda connection: store.lists.add_confirmation(connection, token, list_id, address, action)
 
     async def _confirm(self, mailing_list: MailingList, token: str, changes: list[Callable[[Connection], None]]) -> str:
-        found = await self._database.read(lambda c: rows.find_confirmation(c, token))
+        found = await self._database.read(lambda c: store.lists.find_confirmation(c, token))
         if found is None or found[0] != mailing_list.id:
             return "confirm: unknown or used token."
         _list_id, address, action = found
 
         def apply(connection: Connection) -> None:
-            confirmed = rows.take_confirmation(connection, token, CONFIRMATION_SECONDS)
+            confirmed = store.lists.take_confirmation(connection, token, CONFIRMATION_SECONDS)
             if confirmed is not None:
                 apply_confirmed(connection, mailing_list.id, address, action)
 
@@ -325,7 +329,7 @@ class ListEngine:
         if item.sender:  # a bounce comes from the null sender; anything else here is not one
             await self._drop(item, "mail to the bounce address with a sender: not a bounce")
             return
-        members = {m.address: m for m in await self._database.read(lambda c: rows.members(c, mailing_list.id))}
+        members = {m.address: m for m in await self._database.read(lambda c: store.lists.members(c, mailing_list.id))}
         address = verp.parse_bounce_address(item.recipient)
         member = verp.signed_member(address, mailing_list.key, members) if address else None
         failed = await asyncio.to_thread(bounces.failures, item.body)  # 0.2 s of parsing for a bounce of 20 MB
@@ -358,9 +362,9 @@ class ListEngine:
             values.update(enabled=False, disabled_reason=f"bounce score {score:.3g} reached {threshold:g}")
 
         def record(connection: Connection) -> None:
-            rows.remove_inbox(connection, item.id)
+            store.lists.remove_inbox(connection, item.id)
             if values:
-                rows.set_member(connection, mailing_list.id, member, **values)
+                store.lists.set_member(connection, mailing_list.id, member, **values)
 
         log.event(
             "list_bounce",
@@ -392,16 +396,16 @@ class ListEngine:
         score reaches the threshold, and the members stay enabled."""
         domain = member.rpartition("@")[2]
         now = time.time()
-        found = await self._database.read(lambda c: rows.refusal(c, mailing_list.id, domain))
+        found = await self._database.read(lambda c: store.lists.refusal(c, mailing_list.id, domain))
         previous, since = (found.score, found.refused_at) if found else (0.0, None)
         before = scores.decayed(previous, since, now)
         score, counted = scores.after_bounce(previous, since, now)
         threshold = mailing_list.bounce_threshold
 
         def record(connection: Connection) -> None:
-            rows.remove_inbox(connection, item.id)
+            store.lists.remove_inbox(connection, item.id)
             if counted:
-                rows.set_refusal(connection, mailing_list.id, domain, score, now)
+                store.lists.set_refusal(connection, mailing_list.id, domain, score, now)
 
         log.event(
             "list_refused",
@@ -460,27 +464,27 @@ class ListEngine:
         log.event("list_dropped", item=item.id, sender=f"<{item.sender}>", reason=reason)
 
     async def _park(self, item: InboxItem, reason: str) -> None:
-        held_id = await self._database.read(rows.next_held_id)
+        held_id = await self._database.read(store.lists.next_held_id)
         message = headers.parse(item.body)
         author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
 
         def park(connection: Connection) -> None:
-            rows.hold(connection, held_id, item.list_id, item.sender, author, subject, reason, item.body)
-            rows.remove_inbox(connection, item.id)
+            store.lists.hold(connection, held_id, item.list_id, item.sender, author, subject, reason, item.body)
+            store.lists.remove_inbox(connection, item.id)
 
         await self._database.write(park)
 
 
 def _forget(item: InboxItem) -> Callable[[Connection], None]:
     """The change that takes ITEM out of the inbox, to commit with whatever handled it."""
-    return partial(rows.remove_inbox, item_id=item.id)
+    return partial(store.lists.remove_inbox, item_id=item.id)
 
 
 def apply_confirmed(connection: Connection, list_id: int, address: str, action: str) -> None:
     if action == "subscribe":
-        rows.add_members(connection, list_id, [address])
+        store.lists.add_members(connection, list_id, [address])
     else:
-        rows.remove_members(connection, list_id, [address])
+        store.lists.remove_members(connection, list_id, [address])
 
 
 def on_personal_delivered(connection: Connection, delivered: list[tuple[str, str]]) -> None:
@@ -492,4 +496,4 @@ def on_personal_delivered(connection: Connection, delivered: list[tuple[str, str
         if parsed is not None:
             by_list.setdefault(parsed.list_address, []).append(recipient)
     for list_address, recipients in by_list.items():
-        rows.halve_bounces(connection, list_address, recipients, scores.FORGOTTEN)
+        store.lists.halve_bounces(connection, list_address, recipients, scores.FORGOTTEN)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 from sqlalchemy.engine import Connection
 
-from jitaku import log
+from jitaku import log, store
 from jitaku.lists import bounces, compose, dmarc, verp
 from jitaku.lists.tokens import one_click_token
 from jitaku.mail import authcheck, delivery, headers
@@ -29,7 +29,6 @@ from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
 from jitaku.mail.headers import Parsed
 from jitaku.mail.policy import Policy
 from jitaku.store import Database
-from jitaku.store import lists as rows
 from jitaku.store.lists import InboxItem, MailingList, Member, Rewrite
 from jitaku.store.queue import Personal
 
@@ -114,7 +113,7 @@ class Posting:
         for stage in self.stages:
             await stage.process(post)
         while True:
-            post.mailing_list = await self._database.read(lambda c: rows.list_by_id(c, item.list_id))
+            post.mailing_list = await self._database.read(lambda c: store.lists.list_by_id(c, item.list_id))
             post.number = post.mailing_list.last_number + 1
             await asyncio.to_thread(self._edit, post)
             if await self.commit.process(post):
@@ -153,7 +152,7 @@ class Members:
         self._policy = policy
 
     async def process(self, post: Post) -> None:
-        post.members = await self._database.read(lambda c: rows.members(c, post.mailing_list.id))
+        post.members = await self._database.read(lambda c: store.lists.members(c, post.mailing_list.id))
         post.mailboxes = await self._policy.local_mailboxes([m.address for m in post.members])
         post.authors = set(post.from_addresses) | {post.item.sender.lower()}
 
@@ -259,13 +258,13 @@ class Commit:
         assert edition is not None
 
         def commit(connection: Connection) -> bool:
-            if not rows.take_number(connection, mailing_list.id, post.number):
+            if not store.lists.take_number(connection, mailing_list.id, post.number):
                 return False
-            post_id = rows.archive(
+            post_id = store.lists.archive(
                 connection, mailing_list.id, post.number, item.sender, edition.author, edition.subject, post.shared
             )
             delivery.commit(connection, copies, post_id)
-            rows.remove_inbox(connection, item.id)
+            store.lists.remove_inbox(connection, item.id)
             return True
 
         if not await self._database.write(commit):

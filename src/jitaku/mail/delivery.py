@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
+from jitaku import store
 from jitaku.addresses import ListRole
-from jitaku.store import lists as list_rows
-from jitaku.store import mailstore
-from jitaku.store import queue as queue_rows
 from jitaku.store.queue import Personal
 
 
@@ -66,11 +64,11 @@ def commit(connection: Connection, delivery: Delivery, post_id: int | None = Non
     """Store every copy of DELIVERY in the caller's transaction. With POST_ID, the queue entries
     share that archived list post as their body instead of storing it again."""
     for copy in delivery.local:
-        mailstore.append(connection, copy.mailbox, copy.message)
+        store.mailstore.append(connection, copy.mailbox, copy.message)
     now = time.time()
     for entry in delivery.queued:
-        queue_rows.enqueue(
+        store.queue.enqueue(
             connection, entry.queue_id, entry.sender, entry.recipients, entry.body, now, entry.personal, post_id
         )
     for item in delivery.listed:
-        list_rows.add_inbox(connection, item.list_address, item.role, item.recipient, item.sender, item.message, now)
+        store.lists.add_inbox(connection, item.list_address, item.role, item.recipient, item.sender, item.message, now)

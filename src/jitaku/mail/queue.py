@@ -15,14 +15,13 @@ from dataclasses import replace
 
 from sqlalchemy.engine import Connection
 
-from jitaku import log
+from jitaku import log, store
 from jitaku.config import QueueSettings
 from jitaku.mail import dsn
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
 from jitaku.mail.transport import Outcome, Transport
-from jitaku.store import Database, tallies
-from jitaku.store import queue as queue_rows
+from jitaku.store import Database
 from jitaku.store.queue import QueuedMessage
 
 POLL_SECONDS = 1.0  # how soon a `jitaku queue flush` from another process is noticed
@@ -72,7 +71,7 @@ class Queue:
         try:
             while True:
                 self._wakeup.clear()
-                due = await self._database.read(lambda c: queue_rows.due(c, time.time(), self._in_flight, BATCH))
+                due = await self._database.read(lambda c: store.queue.due(c, time.time(), self._in_flight, BATCH))
                 for message in due:
                     self._in_flight.add(message.id)
                     task = asyncio.create_task(self._attempt(message))
@@ -88,7 +87,7 @@ class Queue:
     async def _attempt(self, message: QueuedMessage) -> None:
         try:
             async with self._limit:
-                body = await self._database.read(lambda c: queue_rows.body_of(c, message.id))
+                body = await self._database.read(lambda c: store.queue.body_of(c, message.id))
                 if body is None:  # deleted meanwhile (`jitaku queue delete`)
                     return
                 message = replace(message, body=body)
@@ -121,10 +120,14 @@ class Queue:
         ]
 
         def record(connection: Connection) -> None:
-            queue_rows.record_attempt(connection, message.id, done, deferred, next_attempt)
-            minute = tallies.minute_of(now)
-            counts = {tallies.MAIL_OUT: len(delivered), tallies.BOUNCED: len(failed), tallies.DEFERRED: len(deferred)}
-            tallies.add(connection, {(minute, kind): count for kind, count in counts.items()})
+            store.queue.record_attempt(connection, message.id, done, deferred, next_attempt)
+            minute = store.tallies.minute_of(now)
+            counts = {
+                store.tallies.MAIL_OUT: len(delivered),
+                store.tallies.BOUNCED: len(failed),
+                store.tallies.DEFERRED: len(deferred),
+            }
+            store.tallies.add(connection, {(minute, kind): count for kind, count in counts.items()})
             if personal_delivered and self._on_personal_delivered is not None:
                 self._on_personal_delivered(connection, personal_delivered)
 

@@ -1,5 +1,10 @@
-"""The one source of truth: tables, engine, the batched writer, and every SQL statement jitaku runs."""
+"""The one source of truth: tables, engine, the batched writer, and every SQL statement jitaku runs.
 
+Each table group's statements are bound here as a submodule (`store.lists`, `store.health`, ...) so that the
+services reach them under the one name the store gives them, instead of renaming them at each import.
+"""
+
+from jitaku.store import accounts, ddns, health, lists, logins, mailstore, queue, tallies
 from jitaku.store.database import Database
 
-__all__ = ["Database"]
+__all__ = ["Database", "accounts", "ddns", "health", "lists", "logins", "mailstore", "queue", "tallies"]

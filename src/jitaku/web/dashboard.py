@@ -13,13 +13,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from jitaku import dns_records, resolver
+from jitaku import dns_records, resolver, store
 from jitaku.config import Settings
 from jitaku.health import history
 from jitaku.health.dns import public_addresses
-from jitaku.store import Database, tallies
-from jitaku.store import ddns as ddns_rows
-from jitaku.store import health as rows
+from jitaku.store import Database
 from jitaku.web import graphs
 from jitaku.web.auth import Gate
 
@@ -36,7 +34,11 @@ GRAPHS = (
     ("Pending sectors", "smart", ".pending", 1.0),
 )
 # the graph of tallies per hour: (label, kind)
-MAIL_LINES = (("in", tallies.MAIL_IN), ("out", tallies.MAIL_OUT), ("SMTP sessions", tallies.SMTP_SESSIONS))
+MAIL_LINES = (
+    ("in", store.tallies.MAIL_IN),
+    ("out", store.tallies.MAIL_OUT),
+    ("SMTP sessions", store.tallies.SMTP_SESSIONS),
+)
 
 
 def _when(timestamp: float) -> str:
@@ -70,8 +72,8 @@ class Dashboard:
 
     async def _health(self) -> dict[str, Any]:
         latest = await self._database.read(history.latest)
-        alerts = await self._database.read(lambda connection: rows.recent_alerts(connection, 20))
-        states = await self._database.read(ddns_rows.all_states)
+        alerts = await self._database.read(lambda connection: store.health.recent_alerts(connection, 20))
+        states = await self._database.read(store.ddns.all_states)
         learned = public_addresses([(state.family, state.address) for state in states])
         ours = dns_records.our_addresses(self._settings, learned)
         wanted = dns_records.needed(self._settings, self._dkim, ours)
@@ -95,12 +97,14 @@ class Dashboard:
         found = []
         for title, check, metric, scale in GRAPHS:
             if check not in samples:
-                samples[check] = await self._database.read(functools.partial(rows.series, check=check, since=start))
+                samples[check] = await self._database.read(
+                    functools.partial(store.health.series, check=check, since=start)
+                )
             lines = _lines(samples[check], metric, scale)
             found.append((title, {label: graphs.bucket(points, start, end) for label, points in lines.items()}))
         mail: dict[str, graphs.Points] = {}
         for label, kind in MAIL_LINES:
-            hours = await self._database.read(functools.partial(tallies.per_hour, kind=kind, since=start))
+            hours = await self._database.read(functools.partial(store.tallies.per_hour, kind=kind, since=start))
             mail[label] = [(hour + 1800, float(count)) for hour, count in sorted(hours.items())]
         found.append(("Mail per hour: messages in, recipients out, SMTP sessions", mail))
         return start, end, found

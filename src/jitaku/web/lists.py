@@ -16,11 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from jitaku import addresses, log
+from jitaku import addresses, log, store
 from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed
 from jitaku.lists.tokens import member_for_token
 from jitaku.store import Database
-from jitaku.store import lists as rows
 from jitaku.web.bodies import read_form
 
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -37,10 +36,10 @@ def routes(database: Database) -> list[Route]:
     async def unsubscribe(request: Request) -> Response:
         list_address = request.path_params["list"].lower()
         token = request.path_params["token"]
-        found = await database.read(lambda c: rows.find_list(c, list_address))
+        found = await database.read(lambda c: store.lists.find_list(c, list_address))
         if found is None:
             return _page(request, "No such list", f"There is no list {list_address} here.", 404)
-        members = await database.read(lambda c: rows.members(c, found.id))
+        members = await database.read(lambda c: store.lists.members(c, found.id))
         member = member_for_token(found, members, token)
         if member is None:
             return _page(
@@ -56,13 +55,13 @@ def routes(database: Database) -> list[Route]:
         form = await read_form(request)
         if form.get("List-Unsubscribe") != "One-Click":
             return _page(request, "Bad request", "Expected List-Unsubscribe=One-Click (RFC 8058).", 400)
-        await database.write(lambda c: rows.remove_members(c, found.id, [member]))
+        await database.write(lambda c: store.lists.remove_members(c, found.id, [member]))
         log.event("list_unsubscribed", list=found.address, member=member, via="one-click")
         return _page(request, "Unsubscribed", f"{member} has left {found.address}.")
 
     async def subscribe(request: Request) -> Response:
         list_address = request.path_params["list"].lower()
-        found = await database.read(lambda c: rows.find_list(c, list_address))
+        found = await database.read(lambda c: store.lists.find_list(c, list_address))
         if found is None:
             return _page(request, "No such list", f"There is no list {list_address} here.", 404)
         if request.method == "GET":
@@ -80,7 +79,7 @@ def routes(database: Database) -> list[Route]:
         request_mail = f"From: <{who}>\r\nTo: <{found.role_address('request')}>\r\nSubject: subscribe\r\n\r\n"
 
         def ask(connection: Connection) -> None:
-            rows.add_inbox(
+            store.lists.add_inbox(
                 connection,
                 found.address,
                 "request",
@@ -95,11 +94,11 @@ def routes(database: Database) -> list[Route]:
 
     async def confirm(request: Request) -> Response:
         token = request.path_params["token"]
-        pending = await database.read(lambda c: rows.find_confirmation(c, token))
+        pending = await database.read(lambda c: store.lists.find_confirmation(c, token))
         if pending is None:
             return _page(request, "Link not valid", "This confirmation link is unknown or was used already.", 404)
         list_id, who, action = pending
-        found = await database.read(lambda c: rows.list_by_id(c, list_id))
+        found = await database.read(lambda c: store.lists.list_by_id(c, list_id))
         verb = "join" if action == "subscribe" else "leave"
         if request.method == "GET":
             return _page(
@@ -110,7 +109,7 @@ def routes(database: Database) -> list[Route]:
             )
 
         def apply(connection: Connection) -> bool:
-            if rows.take_confirmation(connection, token, CONFIRMATION_SECONDS) is None:
+            if store.lists.take_confirmation(connection, token, CONFIRMATION_SECONDS) is None:
                 return False
             apply_confirmed(connection, list_id, who, action)
             return True

@@ -20,12 +20,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from jitaku import store
 from jitaku.config import Settings
 from jitaku.health import history
 from jitaku.health.result import Result
-from jitaku.store import Database, tallies
-from jitaku.store import ddns as ddns_rows
-from jitaku.store import queue as queue_rows
+from jitaku.store import Database
 
 # Figures the disk and RAID checks keep per device as "DEVICE.FIGURE": (check, figure, metric, label, help, scale)
 DEVICE_FIGURES = (
@@ -53,18 +52,18 @@ DEVICE_FIGURES = (
 class Figures:
     """What one scrape reports, read in one transaction so that the figures agree with each other."""
 
-    backlog: queue_rows.Backlog
+    backlog: store.queue.Backlog
     totals: dict[str, int]
     checks: dict[str, tuple[float, Result]]
-    ddns: list[ddns_rows.State]
+    ddns: list[store.ddns.State]
 
 
 def read(connection: Connection) -> Figures:
     return Figures(
-        queue_rows.backlog(connection),
-        tallies.totals(connection),
+        store.queue.backlog(connection),
+        store.tallies.totals(connection),
         history.latest(connection),
-        ddns_rows.all_states(connection),
+        store.ddns.all_states(connection),
     )
 
 
@@ -85,8 +84,12 @@ class Exposition:
     def _mail(self) -> Iterator[Metric]:
         totals = self._figures.totals
         for name, kind, help_text in (
-            ("jitaku_smtp_sessions_total", tallies.SMTP_SESSIONS, "SMTP sessions on the MX listener that greeted."),
-            ("jitaku_messages_received_total", tallies.MAIL_IN, "Messages accepted on the MX listener."),
+            (
+                "jitaku_smtp_sessions_total",
+                store.tallies.SMTP_SESSIONS,
+                "SMTP sessions on the MX listener that greeted.",
+            ),
+            ("jitaku_messages_received_total", store.tallies.MAIL_IN, "Messages accepted on the MX listener."),
         ):
             yield CounterMetricFamily(name, help_text, value=totals.get(kind, 0))
         deliveries = CounterMetricFamily(
@@ -96,9 +99,9 @@ class Exposition:
             labels=["outcome"],
         )
         for outcome, kind in (
-            ("delivered", tallies.MAIL_OUT),
-            ("bounced", tallies.BOUNCED),
-            ("deferred", tallies.DEFERRED),
+            ("delivered", store.tallies.MAIL_OUT),
+            ("bounced", store.tallies.BOUNCED),
+            ("deferred", store.tallies.DEFERRED),
         ):
             deliveries.add_metric([outcome], totals.get(kind, 0))
         yield deliveries

@@ -15,12 +15,10 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from jitaku import dns_records
+from jitaku import dns_records, store
 from jitaku.config import Config
 from jitaku.mail.login import Authenticator
-from jitaku.store import Database, mailstore
-from jitaku.store import lists as list_rows
-from jitaku.store import queue as queue_rows
+from jitaku.store import Database
 from jitaku.web import auth, buddy, lists, metrics
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.dashboard import Dashboard
@@ -34,9 +32,9 @@ def build(config: Config, database: Database, authenticator: Authenticator) -> A
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
 
     async def snapshot() -> dict[str, Any]:
-        mailboxes = await database.read(mailstore.message_counts)
-        queued = await database.read(queue_rows.list_queue)
-        mailing_lists = await database.read(list_rows.summaries)
+        mailboxes = await database.read(store.mailstore.message_counts)
+        queued = await database.read(store.queue.list_queue)
+        mailing_lists = await database.read(store.lists.summaries)
         return {
             "hostname": settings.mail_hostname,
             "domains": list(settings.domains),

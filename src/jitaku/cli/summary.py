@@ -1,4 +1,6 @@
-"""Local mailboxes as people see them: a summary line per stored message."""
+"""`jitaku mailbox list`'s line per stored message: its date, sender and subject decoded for a person to read.
+
+Its own module so that `jitaku --help` does not load the header parser; the mailbox itself is the store's."""
 
 from __future__ import annotations
 
