@@ -1,0 +1,118 @@
+"""mail/pipeline without a daemon: the stages' order, and where one message ends up (mailbox or queue, signed)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import dkim as dkimpy
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from jitaku.mail import dkim, trace
+from jitaku.mail.pipeline import Arrival, Check, Commit, Pipeline, Route, Sign, Trace, Vouch
+from jitaku.mail.policy import Accepted
+from jitaku.store import Database, accounts, mailstore, queue
+
+HOSTNAME = "mx.example.test"
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+MESSAGE = b"From: Alice <alice@example.test>\r\nTo: dave@remote.test\r\nSubject: hello\r\n\r\nhi\r\n"
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        accounts.add_user(connection, ALICE, None)
+        accounts.add_user(connection, BOB, None)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> list[dkim.DkimKey]:
+    dkim.ensure_keys(tmp_path / "dkim", "example.test", "jitaku", False)
+    return dkim.load_keys(tmp_path / "dkim", "example.test", "jitaku", False)
+
+
+class Wakes:
+    """Counts the words the pipeline sends to the queue and the list runner."""
+
+    def __init__(self) -> None:
+        self.queue = 0
+        self.lists = 0
+
+    def wake(self) -> None:
+        self.queue += 1
+
+    def wake_lists(self) -> None:
+        self.lists += 1
+
+
+def pipeline(database: Database, keys: list[dkim.DkimKey], wakes: Wakes) -> Pipeline:
+    return Pipeline(HOSTNAME, database, dkim.Signer(keys), wakes.wake, wakes.wake_lists)
+
+
+def submitted(*recipients: Accepted, data: bytes = MESSAGE) -> Arrival:
+    """ALICE's message after AUTH (Check looks up nothing in DNS for it)."""
+    return Arrival(ALICE, recipients, data, trace.Session("192.0.2.7", "laptop", True, ALICE))
+
+
+def accept(pipeline: Pipeline, arrival: Arrival) -> str:
+    return asyncio.run(asyncio.wait_for(pipeline.accept(arrival), timeout=30))
+
+
+def test_the_stages_run_trace_check_route_sign_vouch_commit(database: Database) -> None:
+    stages = Pipeline(HOSTNAME, database, dkim.Signer([]), lambda: None, lambda: None).stages
+    assert [type(stage) for stage in stages] == [Trace, Check, Route, Sign, Vouch, Commit]
+
+
+def test_a_local_recipient_gets_the_message_below_return_path_and_received_and_nothing_is_queued(
+    database: Database, keys: list[dkim.DkimKey]
+) -> None:
+    wakes = Wakes()
+    queue_id = accept(pipeline(database, keys, wakes), submitted(Accepted(BOB, BOB)))
+    (stored,) = database.read_now(lambda c: mailstore.list_messages(c, BOB))
+    first, second = stored.body.split(b"\r\n", 2)[:2]
+    assert first == f"Return-Path: <{ALICE}>".encode()
+    assert second.startswith(b"Received: from laptop (")
+    assert queue_id.encode() in stored.body.split(MESSAGE)[0]  # the Received line names the queue id
+    assert stored.body.endswith(MESSAGE)
+    assert b"DKIM-Signature" not in stored.body  # only mail that leaves is signed
+    assert database.read_now(lambda c: mailstore.list_messages(c, ALICE)) == []
+    assert database.read_now(queue.list_queue) == []
+    assert (wakes.queue, wakes.lists) == (0, 0)
+
+
+def test_a_remote_recipient_is_queued_dkim_signed_for_our_domain(database: Database, keys: list[dkim.DkimKey]) -> None:
+    wakes = Wakes()
+    queue_id = accept(pipeline(database, keys, wakes), submitted(Accepted("dave@remote.test", None)))
+    (queued,) = database.read_now(queue.list_queue)
+    assert (queued.id, queued.sender, queued.recipients) == (queue_id, ALICE, ("dave@remote.test",))
+    body = database.read_now(lambda c: queue.body_of(c, queue_id))
+    assert body is not None
+    assert body.startswith(b"DKIM-Signature: ")
+    assert b"d=example.test" in body.split(b"\r\nReceived:")[0]
+    assert body.endswith(MESSAGE)
+    public = serialization.load_pem_private_key(keys[0].private_pem, password=None).public_key()
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        return record if name == b"jitaku._domainkey.example.test." else b""
+
+    assert dkimpy.verify(body, dnsfunc=dns)
+    assert database.read_now(lambda c: mailstore.list_messages(c, BOB)) == []
+    assert wakes.queue == 1
+
+
+def test_mail_from_another_domain_leaves_unsigned(database: Database, keys: list[dkim.DkimKey]) -> None:
+    data = MESSAGE.replace(b"alice@example.test", b"alice@elsewhere.test")
+    queue_id = accept(pipeline(database, keys, Wakes()), submitted(Accepted("dave@remote.test", None), data=data))
+    body = database.read_now(lambda c: queue.body_of(c, queue_id))
+    assert body is not None
+    assert body.startswith(b"Received: ")
+    assert b"DKIM-Signature" not in body
