@@ -16,7 +16,8 @@ from jitaku import log, ports, resolver, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
-from jitaku.lists.engine import ListEngine, on_personal_delivered
+from jitaku.lists.bounces import on_personal_delivered
+from jitaku.lists.engine import ListEngine
 from jitaku.mail import dkim, transport
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer

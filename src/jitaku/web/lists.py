@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from jitaku import addresses, log, store
-from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed
+from jitaku.lists import requests
 from jitaku.lists.tokens import member_for_token
 from jitaku.store import Database
 from jitaku.web.bodies import read_form
@@ -108,13 +108,7 @@ def routes(database: Database) -> list[Route]:
                 form={"hidden": {}, "button": f"Yes, {verb}"},
             )
 
-        def apply(connection: Connection) -> bool:
-            if store.lists.take_confirmation(connection, token, CONFIRMATION_SECONDS) is None:
-                return False
-            apply_confirmed(connection, list_id, who, action)
-            return True
-
-        if not await database.write(apply):
+        if not await database.write(lambda c: requests.confirm(c, token, list_id, who, action)):
             return _page(request, "Link expired", "This confirmation link has expired; please ask again.", 410)
         log.event("list_confirmed", list=found.address, member=who, action=action, via="web")
         return _page(request, "Done", f"{who} has {'joined' if action == 'subscribe' else 'left'} {found.address}.")
