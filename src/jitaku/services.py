@@ -17,7 +17,7 @@ from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
 from jitaku.lists.bounces import on_personal_delivered
-from jitaku.lists.engine import ListEngine
+from jitaku.lists.runner import ListRunner
 from jitaku.mail import dkim, transport
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
@@ -138,7 +138,7 @@ async def _run(
         wakeup=queue_due,
         on_personal_delivered=on_personal_delivered,
     )
-    lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
+    lists = ListRunner(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
     authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
     tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))

@@ -1,4 +1,4 @@
-"""Mailing lists' rows: settings, members, the inbox the engine works through, held posts, the archive."""
+"""Mailing lists' rows: settings, members, the inbox the list runner works through, held posts, the archive."""
 
 from __future__ import annotations
 
@@ -373,7 +373,7 @@ def set_refusal(connection: Connection, list_id: int, domain: str, score: float,
         connection.execute(insert(list_refusals).values(list_id=list_id, domain=domain.lower(), **values))
 
 
-# the inbox: mail to a list, its -request, -owner and -bounces addresses, waiting for the engine
+# the inbox: mail to a list, its -request, -owner and -bounces addresses, waiting for the list runner
 
 
 def add_inbox(
@@ -444,7 +444,7 @@ def take_number(connection: Connection, list_id: int, number: int) -> bool:
 
 
 def next_held_id(connection: Connection) -> int:
-    """The id the next held post gets (only the list engine holds posts, one at a time)."""
+    """The id the next held post gets (only the list runner holds posts, one at a time)."""
     return int(connection.execute(select(func.coalesce(func.max(list_held.c.id), 0))).scalar_one()) + 1
 
 

@@ -1,4 +1,9 @@
-"""The list engine: works through mail the MX committed for lists, one item at a time, after the 250.
+"""The list runner: works through mail the MX committed for lists, one item at a time, after the 250.
+
+It takes the next item from the lists' inbox, hands it by role to posting.py (a post, or a held one
+approved), requests.py (-request), bounces.py (-bounces) or the owners (-owner); tries a failed item
+again later, and in the end holds a post for the owners or drops anything else. Between items it
+sends the digests that are due and expires old confirmations and held posts.
 
 Each item ends in one transaction that also removes it from the inbox: a post
 takes its number, goes to the archive and into the queue (queue entries by
@@ -35,7 +40,9 @@ EXPIRY_CHECK_SECONDS = 3600.0
 DIGEST_CHECK_SECONDS = 5.0
 
 
-class ListEngine:
+class ListRunner:
+    """One per daemon, in the main process: the only reader of the lists' inbox."""
+
     def __init__(
         self,
         database: Database,
