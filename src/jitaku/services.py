@@ -17,6 +17,7 @@ from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
 from jitaku.lists.bounces import on_personal_delivered
+from jitaku.lists.requests import Requests
 from jitaku.lists.runner import ListRunner
 from jitaku.mail import dkim, transport
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
@@ -236,7 +237,7 @@ async def _run(
 
                 background.append(tasks.create_task(Monitor(config, database).run()))
             if web:
-                tasks.create_task(_web(config, database, authenticator, web, stop, limits["web"]))
+                tasks.create_task(_web(config, database, authenticator, lists.requests, web, stop, limits["web"]))
             await stop.wait()
             workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
             for task in background:
@@ -272,6 +273,7 @@ async def _web(
     config: Config,
     database: Database,
     authenticator: Authenticator,
+    requests: Requests,
     sockets: list[socket.socket],
     stop: asyncio.Event,
     limit: ConnectionLimit,
@@ -289,7 +291,7 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator)
+    app = status.build(config, database, authenticator, requests)
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     for group, tls in (
