@@ -24,7 +24,8 @@ from jitaku.store.schema import (
     lists,
 )
 
-REPLY_TO = ("list", "sender", "none")
+ReplyTo = Literal["list", "sender", "none"]  # where a post's Reply-To points (lists/compose.py)
+REPLY_TO: tuple[ReplyTo, ...] = ("list", "sender", "none")  # the order `list set` names them in
 Rewrite = Literal["none", "munge", "wrap"]  # what a post's From becomes for DMARC (lists/compose.py)
 DmarcAction = Literal["auto", Rewrite]  # a list's dmarc setting: a Rewrite, or "auto" to ask the From domain's DMARC
 DMARC: tuple[DmarcAction, ...] = ("auto", "munge", "wrap", "none")  # the order `list set` names them in
@@ -39,7 +40,7 @@ class MailingList:
     address: str
     name: str
     subject_tag: str
-    reply_to: str
+    reply_to: ReplyTo
     dmarc: DmarcAction
     owners: tuple[str, ...]
     last_number: int
