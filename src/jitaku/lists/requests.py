@@ -35,7 +35,7 @@ def confirm(connection: Connection, token: str, list_id: int, address: str, acti
 
 
 class Requests:
-    """Answers requests to lists, by mail from -request@."""
+    """Answers what people ask of a list: by mail to its -request address (`handle`) or on its page (`subscribe`)."""
 
     def __init__(self, database: Database, outbox: Outbox, hostname: str, web_url: str) -> None:
         self._database = database

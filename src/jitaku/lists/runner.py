@@ -79,7 +79,7 @@ class ListRunner:
                 await self._send_digests()
                 await self._expire()
             except Exception as error:  # the store or a digest failing must not stop the daemon's mail
-                log.event("list_engine_error", error=repr(error))
+                log.event("list_engine_error", error=repr(error))  # the event keeps its name: log watchers grep for it
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wakeup.wait()
@@ -121,8 +121,6 @@ class ListRunner:
         else:
             await self._bounces.handle(mailing_list, item)
 
-    # posts
-
     async def _post(self, mailing_list: MailingList, item: InboxItem) -> None:
         try:
             await self._posting.process(mailing_list, item)
@@ -144,7 +142,7 @@ class ListRunner:
             log.event("list_expired", confirmations=confirmations, held=held)
 
     async def _send_digests(self) -> None:
-        """Every DIGEST_CHECK_SECONDS: `jitaku list digest` asks for a digest at once, through the database."""
+        """Every DIGEST_CHECK_SECONDS, not daily: `jitaku list digest` marks a digest due in the database."""
         now = time.time()
         if now - self._digests_checked < DIGEST_CHECK_SECONDS:
             return
