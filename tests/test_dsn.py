@@ -61,7 +61,7 @@ def test_a_refusal_of_the_whole_session_is_told_apart_from_each_recipients() -> 
         return [outcome.session_wide for outcome in _whole_session(outcomes)]
 
     def refused_whole_session(failed: list[Outcome]) -> set[str]:
-        """Whom the list engine reads as refused with the session, in our DSN to m0's VERP address."""
+        """Whom the list runner reads as refused with the session, in our DSN to m0's VERP address."""
         report = bounce(
             reporting_host="mail.example.test",
             from_address="MAILER-DAEMON@example.test",

@@ -1,4 +1,4 @@
-"""lists/compose.py and the one-click token helpers of lists/engine.py: a post as the list sends it.
+"""lists/compose.py and the one-click token helpers of lists/tokens.py: a post as the list sends it.
 
 Everything here is pure: posts are bytes, the list is a MailingList built directly, and what comes out is read
 the way a mail program reads it (the stdlib parser with the default policy) and, where byte for byte matters,

@@ -1,4 +1,4 @@
-"""How the list engine groups members' copies into queue entries (no servers)."""
+"""How the list runner groups members' copies into queue entries (no servers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""lists/verp.py, bounces.py, commands.py, dmarc.py: the small parts the list engine is built from."""
+"""lists/verp.py, bounces.py, commands.py, dmarc.py: the small parts the list runner is built from."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def q_word(text: str, charset: str = "UTF-8") -> str:
 
 
 def parsed(field: bytes) -> str | Header:
-    """The Subject as the list engine gets it: compat32, which gives a Header when the field has 8-bit bytes."""
+    """The Subject as the list runner gets it: compat32, which gives a Header when the field has 8-bit bytes."""
     subject: str | Header = BytesHeaderParser().parsebytes(b"Subject: " + field + b"\r\n\r\nbody\r\n")["Subject"]
     return subject
 

@@ -16,7 +16,9 @@ from jitaku import log, ports, resolver, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
-from jitaku.lists.engine import ListEngine, on_personal_delivered
+from jitaku.lists.bounces import on_personal_delivered
+from jitaku.lists.requests import Requests
+from jitaku.lists.runner import ListRunner
 from jitaku.mail import dkim, transport
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
@@ -137,7 +139,7 @@ async def _run(
         wakeup=queue_due,
         on_personal_delivered=on_personal_delivered,
     )
-    lists = ListEngine(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
+    lists = ListRunner(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
     authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
     tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
@@ -235,7 +237,7 @@ async def _run(
 
                 background.append(tasks.create_task(Monitor(config, database).run()))
             if web:
-                tasks.create_task(_web(config, database, authenticator, web, stop, limits["web"]))
+                tasks.create_task(_web(config, database, authenticator, lists.requests, web, stop, limits["web"]))
             await stop.wait()
             workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
             for task in background:
@@ -271,6 +273,7 @@ async def _web(
     config: Config,
     database: Database,
     authenticator: Authenticator,
+    requests: Requests,
     sockets: list[socket.socket],
     stop: asyncio.Event,
     limit: ConnectionLimit,
@@ -288,7 +291,7 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator)
+    app = status.build(config, database, authenticator, requests)
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     for group, tls in (

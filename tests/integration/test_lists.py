@@ -398,6 +398,27 @@ def test_subscribe_by_mail_needs_the_confirmation_token(list_server) -> None:
     assert "gina@other.test" not in server.cli("list", "members", LIST).stdout
 
 
+def test_subscribe_on_the_web_page_mails_the_confirmation_a_mailed_request_gets(list_server) -> None:
+    server, members = list_server
+    page = f"http://127.0.0.1:{server.web_port}/lists/{LIST}/subscribe"
+    asked = subprocess.run(["curl", "-s", "--data", "address=Hana@Other.test", page], capture_output=True, text=True)
+    assert "A confirmation has been mailed to hana@other.test." in asked.stdout
+    confirmation = wait_until(lambda: members.copies_for("hana@other.test"), timeout=20)[0]
+    token = header(confirmation, "Subject").removeprefix("confirm ")
+    assert header(confirmation, "From") == "sota-request@example.test"
+    text = message_from_bytes(confirmation, policy=default_policy).get_body().get_content()
+    # the words a mailed request gets (tests/test_list_requests.py compares the two mails in full)
+    asked_by_mail = (
+        "subscribe: to confirm that hana@other.test wants to subscribe, reply to this mail keeping its subject,"
+        f" or open https://mail.example.test/lists/confirm/{token}"
+    )
+    assert text.split() == asked_by_mail.split()
+    url = f"http://127.0.0.1:{server.web_port}/lists/confirm/{token}"
+    joined = subprocess.run(["curl", "-s", "-X", "POST", url], capture_output=True, text=True).stdout
+    assert "hana@other.test has joined sota@example.test" in joined
+    assert "hana@other.test" in members_by_address(server)
+
+
 def members_by_address(server: Jitaku) -> dict[str, dict[str, Any]]:
     return {m["address"]: m for m in json.loads(server.cli("list", "members", LIST, "--json").stdout)}
 

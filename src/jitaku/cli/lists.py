@@ -325,7 +325,7 @@ def reject(
 def _release(
     address: str, held_id: int, data_dir: Path, role: Literal["approved", "rejected"], note: str | None
 ) -> None:
-    """Hand a held post back to the list engine, which posts it or tells its sender."""
+    """Hand a held post back to the list runner, which posts it or tells its sender."""
     from jitaku.store import lists
 
     with open_database(load_config(data_dir)).transaction() as connection:

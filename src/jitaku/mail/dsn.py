@@ -61,7 +61,7 @@ def bounce(
         per_recipient += (
             f"\r\nFinal-Recipient: rfc822; {outcome.recipient}\r\nAction: failed\r\nStatus: {status_of(outcome)}\r\n"
         )
-        if outcome.session_wide:  # an extension field (RFC 3464 §2.4): the list engine reads it
+        if outcome.session_wide:  # an extension field (RFC 3464 §2.4): the list runner reads it
             per_recipient += f"{SESSION_FIELD}: session\r\n"
         if outcome.host:
             per_recipient += f"Remote-MTA: dns; {outcome.host}\r\n"

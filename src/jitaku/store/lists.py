@@ -1,4 +1,4 @@
-"""Mailing lists' rows: settings, members, the inbox the engine works through, held posts, the archive."""
+"""Mailing lists' rows: settings, members, the inbox the list runner works through, held posts, the archive."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from jitaku.store.schema import (
     lists,
 )
 
-REPLY_TO = ("list", "sender", "none")
+ReplyTo = Literal["list", "sender", "none"]  # where a post's Reply-To points (lists/compose.py)
+REPLY_TO: tuple[ReplyTo, ...] = ("list", "sender", "none")  # the order `list set` names them in
 Rewrite = Literal["none", "munge", "wrap"]  # what a post's From becomes for DMARC (lists/compose.py)
 DmarcAction = Literal["auto", Rewrite]  # a list's dmarc setting: a Rewrite, or "auto" to ask the From domain's DMARC
 DMARC: tuple[DmarcAction, ...] = ("auto", "munge", "wrap", "none")  # the order `list set` names them in
@@ -39,7 +40,7 @@ class MailingList:
     address: str
     name: str
     subject_tag: str
-    reply_to: str
+    reply_to: ReplyTo
     dmarc: DmarcAction
     owners: tuple[str, ...]
     last_number: int
@@ -373,7 +374,7 @@ def set_refusal(connection: Connection, list_id: int, domain: str, score: float,
         connection.execute(insert(list_refusals).values(list_id=list_id, domain=domain.lower(), **values))
 
 
-# the inbox: mail to a list, its -request, -owner and -bounces addresses, waiting for the engine
+# the inbox: mail to a list, its -request, -owner and -bounces addresses, waiting for the list runner
 
 
 def add_inbox(
@@ -444,7 +445,7 @@ def take_number(connection: Connection, list_id: int, number: int) -> bool:
 
 
 def next_held_id(connection: Connection) -> int:
-    """The id the next held post gets (only the list engine holds posts, one at a time)."""
+    """The id the next held post gets (only the list runner holds posts, one at a time)."""
     return int(connection.execute(select(func.coalesce(func.max(list_held.c.id), 0))).scalar_one()) + 1
 
 

@@ -202,7 +202,7 @@ list_held = Table(
     Column("body", LargeBinary, nullable=False),
 )
 
-# Mail for a list, committed with the SMTP transaction and handled by the list engine after the 250.
+# Mail for a list, committed with the SMTP transaction and handled by the list runner after the 250.
 list_inbox = Table(
     "list_inbox",
     metadata,

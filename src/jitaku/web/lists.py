@@ -2,22 +2,23 @@
 
 A GET never changes anything (mail scanners follow links); a POST does. The
 one-click POST needs no login: the token in its URL is the member's proof.
+Subscribing and confirming here call lists/requests.py, as mail to -request@ does,
+so both paths send the same confirmation mail and store the same rows.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from jitaku import addresses, log, store
-from jitaku.lists.engine import CONFIRMATION_SECONDS, apply_confirmed
+from jitaku.lists import requests
+from jitaku.lists.requests import Requests
 from jitaku.lists.tokens import member_for_token
 from jitaku.store import Database
 from jitaku.web.bodies import read_form
@@ -32,7 +33,9 @@ def _page(
     return _templates.TemplateResponse(request, "list_page.html", context, status_code=status)
 
 
-def routes(database: Database) -> list[Route]:
+def routes(database: Database, asked: Requests) -> list[Route]:
+    """ASKED answers subscriptions: it mails the confirmation, as the list runner does for mail to -request@."""
+
     async def unsubscribe(request: Request) -> Response:
         list_address = request.path_params["list"].lower()
         token = request.path_params["token"]
@@ -76,20 +79,7 @@ def routes(database: Database) -> list[Route]:
         if parsed is None:
             return _page(request, "Not an address", "Please give a plain mail address like name@example.com.", 400)
         who = addresses.normalize(str(parsed))
-        request_mail = f"From: <{who}>\r\nTo: <{found.role_address('request')}>\r\nSubject: subscribe\r\n\r\n"
-
-        def ask(connection: Connection) -> None:
-            store.lists.add_inbox(
-                connection,
-                found.address,
-                "request",
-                found.role_address("request"),
-                who,
-                request_mail.encode(),
-                time.time(),
-            )
-
-        await database.write(ask)
+        await asked.subscribe(found, who)
         return _page(request, "Check your mail", f"A confirmation has been mailed to {who}.")
 
     async def confirm(request: Request) -> Response:
@@ -108,13 +98,7 @@ def routes(database: Database) -> list[Route]:
                 form={"hidden": {}, "button": f"Yes, {verb}"},
             )
 
-        def apply(connection: Connection) -> bool:
-            if store.lists.take_confirmation(connection, token, CONFIRMATION_SECONDS) is None:
-                return False
-            apply_confirmed(connection, list_id, who, action)
-            return True
-
-        if not await database.write(apply):
+        if not await database.write(lambda c: requests.confirm(c, token, list_id, who, action)):
             return _page(request, "Link expired", "This confirmation link has expired; please ask again.", 410)
         log.event("list_confirmed", list=found.address, member=who, action=action, via="web")
         return _page(request, "Done", f"{who} has {'joined' if action == 'subscribe' else 'left'} {found.address}.")

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from jitaku import dns_records, store
 from jitaku.config import Config
+from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
 from jitaku.web import auth, buddy, lists, metrics
@@ -27,7 +28,8 @@ from jitaku.web.headers import SecurityHeaders
 _templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def build(config: Config, database: Database, authenticator: Authenticator) -> ASGIApp:
+def build(config: Config, database: Database, authenticator: Authenticator, requests: Requests) -> ASGIApp:
+    """REQUESTS answers subscriptions asked on the list pages."""
     settings = config.settings
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
 
@@ -61,7 +63,7 @@ def build(config: Config, database: Database, authenticator: Authenticator) -> A
             *gate.routes(),
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
-            *lists.routes(database),
+            *lists.routes(database, requests),
             *metrics.routes(settings, database),
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest

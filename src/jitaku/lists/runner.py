@@ -1,0 +1,199 @@
+"""The list runner: works through mail the MX committed for lists, one item at a time, after the 250.
+
+It takes the next item from the lists' inbox, hands it by role to posting.py (a post, or a held one
+approved), requests.py (-request), bounces.py (-bounces) or the owners (-owner); tries a failed item
+again later, and in the end holds a post for the owners or drops anything else. Between items it
+sends the digests that are due and expires old confirmations and held posts.
+
+Each item ends in one transaction that also removes it from the inbox: a post
+takes its number, goes to the archive and into the queue (queue entries by
+destination domain, one copy per member) together, so a crash before the
+commit leaves the item to be done again and a crash after it leaves nothing
+to redo: no gap, no repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from email.message import Message
+
+from sqlalchemy.engine import Connection
+
+from jitaku import log, store
+from jitaku.lists import bounces, digest, posting, requests
+from jitaku.lists.outbox import Outbox, forget, owners_of
+from jitaku.mail import headers
+from jitaku.mail.dkim import Signer
+from jitaku.mail.pipeline import Pipeline
+from jitaku.mail.policy import Policy
+from jitaku.store import Database
+from jitaku.store.lists import InboxItem, MailingList
+
+POLL_SECONDS = 1.0
+MAX_ATTEMPTS = 5
+RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
+HELD_SECONDS = 30 * 86400
+EXPIRY_CHECK_SECONDS = 3600.0
+DIGEST_CHECK_SECONDS = 5.0
+
+
+class ListRunner:
+    """One per daemon, in the main process: the only reader of the lists' inbox."""
+
+    def __init__(
+        self,
+        database: Database,
+        signer: Signer,
+        policy: Policy,
+        pipeline: Pipeline,
+        hostname: str,
+        web_url: str,
+        wakeup: asyncio.Event,
+        wake_queue: Callable[[], None],
+    ) -> None:
+        """WAKEUP is set by whoever commits mail for a list; WAKE_QUEUE once copies are queued."""
+        self._database = database
+        self._outbox = Outbox(database, policy, pipeline)
+        self._posting = posting.Posting(database, signer, policy, hostname, web_url, wake_queue)
+        self.requests = requests.Requests(database, self._outbox, hostname, web_url)
+        self._bounces = bounces.Bounces(database, self._outbox)
+        self._digests = digest.Digests(database, signer, policy, web_url, wake_queue)
+        self._wakeup = wakeup
+        self._digests_checked = 0.0
+        self._expired_at = 0.0
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                item = await self._database.read(lambda c: store.lists.next_inbox(c, time.time()))
+                if item is not None:
+                    await self._handle_safely(item)
+                    continue
+                await self._send_digests()
+                await self._expire()
+            except Exception as error:  # the store or a digest failing must not stop the daemon's mail
+                log.event("list_engine_error", error=repr(error))  # the event keeps its name: log watchers grep for it
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wakeup.wait()
+
+    async def _handle_safely(self, item: InboxItem) -> None:
+        """Handle ITEM; on failure try again later, and in the end hold a post for the owners rather than
+        let one message stop the list (what else cannot be done is dropped, and logged)."""
+        try:
+            await self._handle(item)
+        except Exception as error:
+            gave_up = item.attempts + 1 >= MAX_ATTEMPTS
+            log.event(
+                "list_error",
+                item=item.id,
+                role=item.role,
+                sender=f"<{item.sender}>",
+                attempts=item.attempts + 1,
+                error=repr(error),
+                action=("held" if item.role in ("post", "approved") else "dropped") if gave_up else "retry later",
+            )
+            if not gave_up:
+                retry = time.time() + RETRY_SECONDS * 2**item.attempts
+                await self._database.write(lambda c: store.lists.inbox_failed(c, item.id, retry))
+            elif item.role in ("post", "approved"):
+                await self._park(item, f"could not be processed: {error!r}")
+            else:
+                await self._database.write(forget(item))
+
+    async def _handle(self, item: InboxItem) -> None:
+        mailing_list = await self._database.read(lambda c: store.lists.list_by_id(c, item.list_id))
+        if item.role in ("post", "approved"):
+            await self._post(mailing_list, item)
+        elif item.role == "rejected":
+            await self._rejected(mailing_list, item)
+        elif item.role == "request":
+            await self.requests.handle(mailing_list, item)
+        elif item.role == "owner":
+            await self._outbox.forward(item, owners_of(mailing_list))
+        else:
+            await self._bounces.handle(mailing_list, item)
+
+    async def _post(self, mailing_list: MailingList, item: InboxItem) -> None:
+        try:
+            await self._posting.process(mailing_list, item)
+        except posting.Drop as drop:
+            await self._outbox.drop(item, drop.reason)
+        except posting.Hold as hold:
+            await self._hold(mailing_list, item, hold.reason, hold.header)
+
+    async def _expire(self) -> None:
+        """Hourly: drop confirmations nobody used and held posts no owner decided on within HELD_SECONDS."""
+        now = time.time()
+        if now - self._expired_at < EXPIRY_CHECK_SECONDS:
+            return
+        self._expired_at = now
+        confirmations, held = await self._database.write(
+            lambda c: store.lists.expire(c, now - requests.CONFIRMATION_SECONDS, now - HELD_SECONDS)
+        )
+        if confirmations or held:
+            log.event("list_expired", confirmations=confirmations, held=held)
+
+    async def _send_digests(self) -> None:
+        """Every DIGEST_CHECK_SECONDS, not daily: `jitaku list digest` marks a digest due in the database."""
+        now = time.time()
+        if now - self._digests_checked < DIGEST_CHECK_SECONDS:
+            return
+        self._digests_checked = now
+        await self._digests.send_due(now)
+
+    async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str, message: Message) -> None:
+        held_id = await self._database.read(store.lists.next_held_id)
+        author = headers.decoded(message["From"])
+        subject = headers.decoded(message["Subject"])
+        text = (
+            f"A post to {mailing_list.address} is held for your approval.\n\n"
+            f"  From:    {author}\n  Subject: {subject}\n  Reason:  {reason}\n\n"
+            f"  jitaku list approve {mailing_list.address} {held_id}\n"
+            f"  jitaku list reject {mailing_list.address} {held_id} --reason '...'\n"
+        )
+
+        def hold(connection: Connection) -> None:
+            store.lists.hold(connection, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
+            store.lists.remove_inbox(connection, item.id)
+
+        await self._outbox.send(
+            mailing_list,
+            "owner",
+            owners_of(mailing_list),
+            f"{mailing_list.address}: post {held_id} held for approval",
+            text,
+            also=hold,
+            attachment=item.body,
+        )
+        log.event("list_held", list=mailing_list.address, held=held_id, sender=f"<{item.sender}>", reason=reason)
+
+    async def _rejected(self, mailing_list: MailingList, item: InboxItem) -> None:
+        message = headers.parse(item.body)
+        subject = headers.decoded(message["Subject"])
+        if not item.sender or bounces.is_auto_reply(message):
+            await self._database.write(forget(item))
+            return
+        text = f"Your post to {mailing_list.address} ({subject}) was not accepted by the list's moderator."
+        if item.note:
+            text += f"\n\nReason: {item.note}"
+        subject = f"Your post to {mailing_list.address} was rejected"
+        await self._outbox.send(mailing_list, "owner", [item.sender], subject, text, forget(item))
+
+    async def _park(self, item: InboxItem, reason: str) -> None:
+        held_id = await self._database.read(store.lists.next_held_id)
+        message = headers.parse(item.body)
+        author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
+
+        def park(connection: Connection) -> None:
+            store.lists.hold(connection, held_id, item.list_id, item.sender, author, subject, reason, item.body)
+            store.lists.remove_inbox(connection, item.id)
+
+        await self._database.write(park)
