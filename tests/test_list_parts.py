@@ -21,7 +21,7 @@ from jitaku.lists.commands import Command
 from jitaku.lists.dmarc import DmarcPolicy, DmarcUnknown
 from jitaku.mail.headers import parse
 from jitaku.resolver import Nameserver, configure
-from tests.conftest import Zone, free_port, serve, stop_serving
+from tests.peers import Zone, free_port, serve, stop_serving
 
 # --- verp -------------------------------------------------------------------------------------------------------------
 
