@@ -1,8 +1,9 @@
 """Wrappers around the programs the tests talk to that nobody here wrote: a DNS server (dnslib), Postfix's
 smtp-sink, swaks, Dovecot, a provider's HTTP API, a network namespace; and the ports and waits they need.
 
-A plain module, so that a unit test may start a peer as well as an integration test; their fixtures are in
-tests/conftest.py.
+A plain module, so that a unit test may start a peer as well as an integration test; the fixtures that start
+them for one test (dns_zone, sink_factory, stand_in, dovecot, network_namespace) are given to every test under
+tests/.
 """
 
 from __future__ import annotations

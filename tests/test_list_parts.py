@@ -423,7 +423,7 @@ def test_garbage_gives_no_commands() -> None:
 
 @pytest.fixture
 def dmarc_zone(dns_zone: tuple[Zone, int], monkeypatch: pytest.MonkeyPatch) -> Zone:
-    """The conftest DNS server, with dnspython's default resolvers pointed at it for this test only."""
+    """The dns_zone fixture's DNS server, with dnspython's default resolvers pointed at it for this test only."""
     zone, port = dns_zone
     monkeypatch.setattr(dns.resolver, "default_resolver", None)
     monkeypatch.setattr(dns.asyncresolver, "default_resolver", None)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.integration.test_health import Hook
 from tests.peers import wait_until
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.integration.pressure import still_serves
 from tests.peers import wait_for_port
 

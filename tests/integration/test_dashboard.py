@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.browser import Chromium
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.peers import swaks, wait_until
 
 ARTIFACTS = Path(__file__).parent.parent.parent / "artifacts" / "screenshots"

@@ -12,7 +12,7 @@ from email.parser import BytesHeaderParser
 
 import pytest
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.peers import wait_until
 
 CLIENTS = 8

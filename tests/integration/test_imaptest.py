@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import READER, Jitaku
+from tests.integration.harness import READER, Jitaku
 from tests.peers import Dovecot
 
 HOME = Path(os.environ.get("IMAPTEST_DIR", "/usr/local/lib/imaptest"))

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from jitaku.health.services import reading_context
-from tests.conftest import JITAKU, Jitaku
+from tests.integration.harness import JITAKU, Jitaku
 from tests.peers import NetworkNamespace, swaks, wait_until
 from tests.test_dns_records import loaded
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.integration.test_outbound import deliver_to_port, dkim_results, publish_dkim
 from tests.peers import Sink, swaks, wait_until
 

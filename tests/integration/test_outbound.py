@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from dnslib import DNSError
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.peers import Sink, free_port, swaks, wait_until
 from tests.screen import on_terminal, through_pipe
 

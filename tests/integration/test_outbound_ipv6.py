@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from jitaku import interfaces
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.integration.test_outbound import submit
 from tests.peers import NetworkNamespace, Sink, Zone, serve, stop_serving, wait_until
 

@@ -8,7 +8,7 @@ import socket
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.peers import swaks
 
 REPLY = re.compile(rb"^[2-5]\d\d[ -]")

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import Jitaku, RawSession
+from tests.integration.harness import Jitaku, RawSession
 from tests.integration.pressure import MB, Pressure, rss, still_serves
 from tests.peers import wait_until
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.peers import swaks
 
 
