@@ -17,13 +17,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection
 
 from jitaku.ports import SECTIONS
+from jitaku.store import Database, mailstore
 from tests.peers import free_port, swaks, wait_until
 
 JITAKU = [sys.executable, "-m", "jitaku"]
+T = TypeVar("T")
 
 
 class MountNamespace:
@@ -279,17 +284,18 @@ class Jitaku:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def stored_bodies(self, address: str) -> list[bytes]:
-        """Every stored message of ADDRESS's INBOX, read from the database file itself (fast, for bulk checks)."""
-        import sqlite3
+    def read(self, query: Callable[[Connection], T]) -> T:
+        """QUERY, one of the store's reads (`lambda c: store.mailstore.list_messages(c, ...)`), run on this data
+        directory's database beside the daemon: for bulk checks the CLI would make slow, one process per item."""
+        database = Database(f"sqlite:///{self.dir / 'jitaku.db'}")
+        try:
+            return database.read_now(query)
+        finally:
+            database.close()
 
-        with sqlite3.connect(f"file:{self.dir / 'jitaku.db'}?mode=ro", uri=True) as connection:
-            rows = connection.execute(
-                "SELECT m.body FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id JOIN users u ON u.id = b.user_id"
-                " WHERE u.address = ? AND b.name = 'INBOX' ORDER BY m.uid",
-                (address,),
-            ).fetchall()
-        return [bytes(row[0]) for row in rows]
+    def stored_bodies(self, address: str) -> list[bytes]:
+        """Every stored message of ADDRESS's INBOX, read through the store (fast, for bulk checks)."""
+        return [message.body for message in self.read(lambda c: mailstore.list_messages(c, address))]
 
     def queue(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("queue", "list", "--json").stdout)
