@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jitaku.store import Database, mailstore  # noqa: E402
-from tests.conftest import Dovecot, free_port, wait_for_port  # noqa: E402
+from tests.peers import Dovecot, free_port, wait_for_port  # noqa: E402
 
 JITAKU = [sys.executable, "-m", "jitaku"]
 USER, PASSWORD = "alice@example.test", "secret-password"

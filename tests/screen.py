@@ -11,7 +11,7 @@ import struct
 import subprocess
 import termios
 
-from tests.conftest import JITAKU
+from tests.integration.harness import JITAKU
 
 _STYLE = re.compile(r"\x1b\[[0-9;]*m")  # Rich's bold header; nothing else of ours colours
 

@@ -16,7 +16,7 @@ import pytest
 
 from jitaku.ddns import lock, verify
 from jitaku.resolver import Nameserver, configure
-from tests.conftest import Zone, free_port, wait_until
+from tests.peers import Zone, free_port, wait_until
 
 HOLDER = """
 import sys, time

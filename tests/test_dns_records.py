@@ -18,7 +18,7 @@ from jitaku import dns_records, interfaces
 from jitaku.config import Config, Settings, parse
 from jitaku.dns_records import Record, Seen, needed, zone_line, zone_text
 from jitaku.mail import dkim
-from tests.conftest import free_port
+from tests.peers import free_port
 
 BASE = 'hostname = "mail.example.test"\ndomains = ["example.test", "example.org"]\n'
 DDNS = '[[ddns]]\nprovider = "dyndns2"\nname = "{name}"\nusername = "u"\npassword = "p"\nipv6 = true\n'

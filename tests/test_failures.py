@@ -17,7 +17,7 @@ import dns.exception
 import pytest
 
 from jitaku import failures, tls
-from tests.conftest import Zone, free_port
+from tests.peers import Zone, free_port
 
 
 def test_a_closed_port_is_a_refused_connection() -> None:

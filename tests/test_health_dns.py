@@ -9,7 +9,7 @@ from pathlib import Path
 from jitaku.config import parse
 from jitaku.health import dns
 from jitaku.health.result import State
-from tests.conftest import free_port
+from tests.peers import free_port
 
 OURS = {"A": "203.0.113.7"}
 

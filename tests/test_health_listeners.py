@@ -19,7 +19,7 @@ from jitaku.config import BuddySettings, CertsCheckSettings, QueueCheckSettings,
 from jitaku.health import buddy, certs, queue, services
 from jitaku.health.result import State
 from jitaku.store.queue import Backlog
-from tests.conftest import free_port
+from tests.peers import free_port
 
 NOW = 1_800_000_000.0  # 2027-01-15
 

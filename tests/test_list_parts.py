@@ -21,7 +21,7 @@ from jitaku.lists.commands import Command
 from jitaku.lists.dmarc import DmarcPolicy, DmarcUnknown
 from jitaku.mail.headers import parse
 from jitaku.resolver import Nameserver, configure
-from tests.conftest import Zone, free_port, serve, stop_serving
+from tests.peers import Zone, free_port, serve, stop_serving
 
 # --- verp -------------------------------------------------------------------------------------------------------------
 
@@ -423,7 +423,7 @@ def test_garbage_gives_no_commands() -> None:
 
 @pytest.fixture
 def dmarc_zone(dns_zone: tuple[Zone, int], monkeypatch: pytest.MonkeyPatch) -> Zone:
-    """The conftest DNS server, with dnspython's default resolvers pointed at it for this test only."""
+    """The dns_zone fixture's DNS server, with dnspython's default resolvers pointed at it for this test only."""
     zone, port = dns_zone
     monkeypatch.setattr(dns.resolver, "default_resolver", None)
     monkeypatch.setattr(dns.asyncresolver, "default_resolver", None)

@@ -20,7 +20,7 @@ from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted
 from jitaku.resolver import Nameserver, configure
 from jitaku.store import Database, accounts, lists, mailstore
-from tests.conftest import Zone
+from tests.peers import Zone
 
 HOSTNAME = "mx.example.test"
 ALICE = "alice@example.test"

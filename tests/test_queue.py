@@ -31,7 +31,7 @@ from jitaku.mail.transport import DirectTransport, RelayTransport, Transport
 from jitaku.resolver import Nameserver, configure
 from jitaku.store import Database, accounts, lists, mailstore, queue
 from jitaku.store.queue import Personal, QueuedMessage
-from tests.conftest import Sink, Zone
+from tests.peers import Sink, Zone
 
 HOSTNAME = "mx.example.test"
 ALICE = "alice@example.test"

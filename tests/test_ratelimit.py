@@ -8,12 +8,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
-
 from jitaku.config import LoginSettings
 from jitaku.ratelimit import Attempt, FailureLimiter, LoginLimiter, address_key
-from jitaku.store import Database
-from jitaku.store.schema import login_attempts
+from jitaku.store import Database, logins
 
 WAIT = 5.0  # seconds a try waits for those being checked, here
 
@@ -31,6 +28,12 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def attempts(database: Database, client: str, login: str, now: float) -> logins.Counts:
+    """Every try the store holds of LOGIN from CLIENT and from CLIENT in all, since the epoch: a window's end
+    deletes them, it does not only stop counting them."""
+    return database.read_now(lambda c: logins.counts(c, client, login, 0, now))
 
 
 def limiter(tmp_path: Path, clock: Clock, name: str = "j.db") -> tuple[Database, LoginLimiter]:
@@ -61,7 +64,8 @@ def test_parallel_wrong_tries_get_five_checks_however_many_start_at_once(tmp_pat
 
 
 def test_parallel_right_tries_all_get_in(tmp_path: Path) -> None:
-    database, limits = limiter(tmp_path, Clock())
+    clock = Clock()
+    database, limits = limiter(tmp_path, clock)
 
     async def one() -> bool:  # a mail client's connection: the right password, checked in a moment
         attempt = await limits.start("192.0.2.1", "alice@example.test")
@@ -75,8 +79,7 @@ def test_parallel_right_tries_all_get_in(tmp_path: Path) -> None:
         return list(await asyncio.gather(*(one() for _ in range(12))))
 
     assert asyncio.run(go()) == [True] * 12
-    count = database.read_now(lambda c: c.execute(select(func.count()).select_from(login_attempts)).scalar_one())
-    assert count == 0
+    assert attempts(database, "192.0.2.1", "alice@example.test", clock.now) == logins.Counts(0, 0)
     database.close()
 
 
@@ -112,7 +115,8 @@ def test_a_check_that_died_counts_as_a_failure_after_a_minute(tmp_path: Path) ->
 
 
 def test_an_address_is_bounded_across_users_and_a_success_forgives_only_its_user(tmp_path: Path) -> None:
-    database, limits = limiter(tmp_path, Clock())
+    clock = Clock()
+    database, limits = limiter(tmp_path, clock)
 
     async def go() -> None:
         for _ in range(4):
@@ -123,8 +127,7 @@ def test_an_address_is_bounded_across_users_and_a_success_forgives_only_its_user
         assert await limits.start("192.0.2.1", "bob@example.test") is None
 
     asyncio.run(go())
-    count = database.read_now(lambda c: c.execute(select(func.count()).select_from(login_attempts)).scalar_one())
-    assert count == 10
+    assert attempts(database, "192.0.2.1", "alice@example.test", clock.now) == logins.Counts(login=4, client=10)
     database.close()
 
 
@@ -163,8 +166,8 @@ def test_failures_count_for_the_window_and_are_then_deleted(tmp_path: Path) -> N
         assert await limits.start("192.0.2.9", "bob@example.test") is not None
 
     asyncio.run(go())
-    rows = database.read_now(lambda c: c.execute(select(login_attempts.c.client)).scalars().all())
-    assert rows == ["192.0.2.9"]  # the window's attempts only
+    assert attempts(database, "192.0.2.1", "alice@example.test", clock.now) == logins.Counts(0, 0)  # deleted
+    assert attempts(database, "192.0.2.9", "bob@example.test", clock.now) == logins.Counts(0, 0, 1, 1)  # the window's
     database.close()
 
 

@@ -80,7 +80,7 @@ def banner_wait(port: int, timeout: float = 30.0) -> float:
 
 
 class Pressure:
-    """Watches SERVER (a tests.conftest.Jitaku that is running) while a `with` block attacks it."""
+    """Watches SERVER (a tests.integration.harness.Jitaku that is running) while a `with` block attacks it."""
 
     def __init__(self, server: Any, probe_banner: bool = True) -> None:
         assert server.process is not None, "start the server first"

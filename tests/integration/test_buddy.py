@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Jitaku, wait_until
+from tests.integration.harness import Jitaku
 from tests.integration.test_health import Hook
+from tests.peers import wait_until
 
 TOKEN = "shared-buddy-token-7f3a"
 

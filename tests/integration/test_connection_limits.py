@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from tests.conftest import Jitaku, wait_for_port
+from tests.integration.harness import Jitaku
 from tests.integration.pressure import still_serves
+from tests.peers import wait_for_port
 
 LISTENERS = ("smtp", "submission", "imap", "pop3", "web")
 

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from tests.browser import Chromium
-from tests.conftest import Jitaku, swaks, wait_until
+from tests.integration.harness import Jitaku
+from tests.peers import swaks, wait_until
 
 ARTIFACTS = Path(__file__).parent.parent.parent / "artifacts" / "screenshots"
 

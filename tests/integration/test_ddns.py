@@ -14,7 +14,8 @@ import pytest
 from dnslib import QTYPE, DNSRecord
 from dnslib.server import BaseResolver, DNSServer
 
-from tests.conftest import Jitaku, NetworkNamespace, Zone, serve, stop_serving, wait_until
+from tests.integration.harness import Jitaku
+from tests.peers import NetworkNamespace, Zone, serve, stop_serving, wait_until
 
 NAME = "home.example.org"
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from dnslib.server import DNSServer
 
-from tests.conftest import Jitaku, Zone, free_port, serve, stop_serving
+from tests.integration.harness import Jitaku
+from tests.peers import Zone, free_port, serve, stop_serving
 
 DIALOGS = Path(__file__).parent.parent / "dialogs"
 ALICE = "alice@example.test"

@@ -12,7 +12,8 @@ from email.parser import BytesHeaderParser
 
 import pytest
 
-from tests.conftest import Jitaku, wait_until
+from tests.integration.harness import Jitaku
+from tests.peers import wait_until
 
 CLIENTS = 8
 

@@ -20,7 +20,8 @@ import pytest
 from jitaku import store
 from jitaku.health.result import Result, State
 from jitaku.store import Database
-from tests.conftest import Jitaku, free_port, swaks, wait_until
+from tests.integration.harness import Jitaku
+from tests.peers import free_port, swaks, wait_until
 from tests.test_health_listeners import certificate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
-from tests.conftest import READER, Dovecot, Jitaku, deliver, wait_for_port
+from tests.integration.harness import READER, Jitaku, deliver
+from tests.peers import Dovecot, wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = READER

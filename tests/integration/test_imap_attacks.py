@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import READER, Jitaku, fill, on_disk, wait_for_port
+from tests.integration.harness import READER, Jitaku, fill, on_disk
 from tests.integration.pressure import MB, Pressure, still_serves
+from tests.peers import wait_for_port
 
 PASSWORD = "secret-password"
 

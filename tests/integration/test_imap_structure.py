@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from jitaku.mail.imap import mime, structure
-from tests.conftest import READER, Dovecot, Jitaku
+from tests.integration.harness import READER, Jitaku
+from tests.peers import Dovecot
 from tests.test_imap_binary import PREFIX, SUFFIX
 from tests.test_imap_mime import ATTACHED, FOLDED_BOUNDARY, NESTED, SIMPLE
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import READER, Dovecot, Jitaku
+from tests.integration.harness import READER, Jitaku
+from tests.peers import Dovecot
 
 HOME = Path(os.environ.get("IMAPTEST_DIR", "/usr/local/lib/imaptest"))
 PASSWORD = "secret-password"

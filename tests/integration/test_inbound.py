@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Jitaku, RawSession, rejection, swaks
+from tests.integration.harness import Jitaku, RawSession
+from tests.peers import rejection, swaks
 
 ISO2022_SUBJECT = "=?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?="  # こんにちは
 

@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from jitaku.health.services import reading_context
-from tests.conftest import JITAKU, Jitaku, NetworkNamespace, swaks, wait_until
+from tests.integration.harness import JITAKU, Jitaku
+from tests.peers import NetworkNamespace, swaks, wait_until
 from tests.test_dns_records import loaded
 
 V6, V4 = "2001:db8::10", "192.0.2.10"

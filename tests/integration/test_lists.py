@@ -19,8 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Jitaku, Sink, swaks, wait_until
+from tests.integration.harness import Jitaku
 from tests.integration.test_outbound import deliver_to_port, dkim_results, publish_dkim
+from tests.peers import Sink, swaks, wait_until
 
 ARC_VERIFIER = Path(__file__).with_name("arc_verify.pl")
 SIGNER = Path(__file__).with_name("dkim_sign.pl")

@@ -25,8 +25,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.conftest import READER, Jitaku, fill, on_disk, swaks, wait_for_port
+from tests.integration.harness import READER, Jitaku, fill, on_disk
 from tests.integration.pressure import Pressure, still_serves
+from tests.peers import swaks, wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = READER

@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Jitaku, swaks, wait_until
+from tests.integration.harness import Jitaku
 from tests.integration.test_health import Machine
 from tests.integration.test_outbound import submit
+from tests.peers import swaks, wait_until
 
 TOKEN = "scrape-me-0123456789abcdef"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import ssl
 import subprocess
 from email import message_from_bytes
@@ -18,7 +17,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from dnslib import DNSError
 
-from tests.conftest import Jitaku, Sink, free_port, swaks, wait_until
+from jitaku.store import tallies
+from tests.integration.harness import Jitaku
+from tests.peers import Sink, free_port, swaks, wait_until
 from tests.screen import on_terminal, through_pipe
 
 VERIFIER = Path(__file__).with_name("dkim_verify.pl")
@@ -94,8 +95,7 @@ def test_direct_mx_delivery_is_dkim_signed_and_verifies(server: Jitaku, dns_zone
 
 
 def tallied(server: Jitaku) -> dict[str, int]:
-    with sqlite3.connect(f"file:{server.dir / 'jitaku.db'}?mode=ro", uri=True) as connection:
-        return dict(connection.execute("SELECT kind, sum(count) FROM tallies GROUP BY kind").fetchall())
+    return server.read(tallies.totals)
 
 
 def test_mx_preference_and_fallback_to_the_next_host(server: Jitaku, dns_zone, sink_factory) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from jitaku import interfaces
-from tests.conftest import Jitaku, NetworkNamespace, Sink, Zone, serve, stop_serving, wait_until
+from tests.integration.harness import Jitaku
 from tests.integration.test_outbound import submit
+from tests.peers import NetworkNamespace, Sink, Zone, serve, stop_serving, wait_until
 
 MX_V4 = "192.0.2.25"
 MX_V6 = "2001:db8::25"

@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku.health.services import reading_context
-from tests.conftest import READER, Jitaku, deliver, wait_for_port
+from tests.integration.harness import READER, Jitaku, deliver
 from tests.integration.pressure import Pressure, still_serves
+from tests.peers import wait_for_port
 
 PASSWORD = "secret-password"
 ALICE = READER

@@ -25,7 +25,8 @@ import httpx
 import pytest
 
 from jitaku.health.services import reading_context
-from tests.conftest import JITAKU, Jitaku, RawSession, root_owned, swaks, wait_until
+from tests.integration.harness import JITAKU, Jitaku, RawSession, root_owned
+from tests.peers import swaks, wait_until
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOBODY = pwd.getpwnam("nobody")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Jitaku, port_of
+from tests.integration.harness import Jitaku, port_of
 
 HOST, CLIENT = "10.250.0.1", "10.250.0.2"
 

@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any
 
-from tests.conftest import READER, Jitaku, RawSession
+from tests.integration.harness import READER, Jitaku, RawSession
 
 PASSWORD = "secret-password"
 BYE = b"* BYE server shutting down\r\n"

@@ -8,7 +8,8 @@ import socket
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Jitaku, swaks
+from tests.integration.harness import Jitaku
+from tests.peers import swaks
 
 REPLY = re.compile(rb"^[2-5]\d\d[ -]")
 GOODBYE = (b"421 ", b"502 5.5.1 Too many unrecognized commands")

@@ -8,8 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import Jitaku, RawSession, wait_until
+from tests.integration.harness import Jitaku, RawSession
 from tests.integration.pressure import MB, Pressure, rss, still_serves
+from tests.peers import wait_until
 
 LINE = b"A" * 76 + b"\r\n"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Jitaku, rejection, swaks, wait_until
+from tests.integration.harness import Jitaku
+from tests.peers import rejection, swaks, wait_until
 
 ALICE = ("--auth-user", "alice@example.test", "--auth-password", "secret-password")
 

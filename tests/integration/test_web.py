@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.conftest import Jitaku, swaks
+from tests.integration.harness import Jitaku
+from tests.peers import swaks
 
 
 def curl(url: str) -> tuple[int, str]:

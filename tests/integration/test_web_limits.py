@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Jitaku
+from tests.integration.harness import Jitaku
 from tests.integration.pressure import MB, Pressure, still_serves
 
 BOUNDARY = "jitaku-upload"

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import Jitaku, wait_for_port
+from tests.integration.harness import Jitaku
+from tests.peers import wait_for_port
 
 ADMIN = {"address": "alice@example.test", "password": "secret-password", "next": "/health"}
 HEADERS = {

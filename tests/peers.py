@@ -1,0 +1,273 @@
+"""Wrappers around the programs the tests talk to that nobody here wrote: a DNS server (dnslib), Postfix's
+smtp-sink, swaks, Dovecot, a provider's HTTP API, a network namespace; and the ports and waits they need.
+
+A plain module, so that a unit test may start a peer as well as an integration test; the fixtures that start
+them for one test (dns_zone, sink_factory, stand_in, dovecot, network_namespace) are given to every test under
+tests/.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import os
+import pwd
+import random
+import shutil
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from dnslib import QTYPE, RR, DNSRecord
+from dnslib.server import BaseResolver
+
+# Ports for the peers a test starts (DNS, smtp-sink, Dovecot), and for a jitaku listener a test must name before
+# the daemon starts, come from below the kernel's ephemeral range (32768-60999 by default), where no client socket
+# is ever given one: a port picked by binding port 0 could be taken by some test's outgoing connection (the attack
+# tests open a thousand) before the peer binds it. Each xdist worker has a block of its own. Picked here and bound
+# there, a port can still be taken in between (by another run of the suite): jitaku's own listeners bind port 0
+# and say what they got in ports.json, which leaves no gap.
+PORT_BLOCK = 2000
+_next_port = itertools.count(random.randrange(PORT_BLOCK))  # two test runs at once start apart
+
+
+def free_port() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 12000 + PORT_BLOCK * (int(worker) if worker.isdigit() else 0) % 20000
+    for _ in range(PORT_BLOCK):
+        port = base + next(_next_port) % PORT_BLOCK
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + PORT_BLOCK - 1}")
+
+
+def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
+class NetworkNamespace:
+    """A network namespace of our own (`ip netns`), which this test's main thread enters.
+
+    Every socket the test opens from then on, and every process it starts, lives in it: a loopback
+    that is up and an interface `home0` (one end of a veth pair inside it) whose addresses the test
+    sets, as an ISP would.
+    """
+
+    CLONE_NEWNET = 0x40000000
+
+    def __init__(self) -> None:
+        self.name = f"jitaku-test-{os.getpid()}-{time.monotonic_ns()}"
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        for command in (
+            ["link", "set", "lo", "up"],
+            ["link", "add", "home0", "type", "veth", "peer", "name", "home1"],
+            ["link", "set", "home0", "up"],
+        ):
+            subprocess.run(["ip", "-n", self.name, *command], check=True)
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        self._enter(f"/run/netns/{self.name}")
+
+    def _enter(self, path: str | int) -> None:
+        fd = os.open(path, os.O_RDONLY) if isinstance(path, str) else path
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, self.CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns {path}")
+        finally:
+            if isinstance(path, str):
+                os.close(fd)
+
+    def ip(self, *args: str) -> None:
+        subprocess.run(["ip", *args], check=True)
+
+    def close(self) -> None:
+        self._enter(self._home)
+        os.close(self._home)
+        subprocess.run(["ip", "netns", "delete", self.name], check=True)
+
+
+def serve(server: socketserver.BaseServer) -> None:
+    """Serve in a daemon thread that notices shutdown within 50 ms (socketserver's default is 500 ms,
+    paid at every test's teardown)."""
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+def stop_serving(server: socketserver.BaseServer) -> None:
+    server.shutdown()
+    server.server_close()
+
+
+def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(interval)
+
+
+class Zone(BaseResolver):
+    """A tiny authoritative DNS server: records in zone-file text, answered over UDP and TCP."""
+
+    def __init__(self) -> None:
+        self.records: list[RR] = []
+
+    def add(self, text: str) -> None:
+        self.records.extend(RR.fromZone(text))
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        reply = request.reply()
+        qname, qtype = request.q.qname, request.q.qtype
+        known = False
+        for record in self.records:
+            if record.rname == qname:
+                known = True
+                if record.rtype == qtype or qtype == QTYPE.ANY:
+                    reply.add_answer(record)
+        if not known:
+            reply.header.rcode = 3  # NXDOMAIN
+        if not reply.rr:  # as an authoritative server does: the zone's SOA, whose minimum says how long "no" holds
+            for record in self.records:
+                if record.rtype == QTYPE.SOA and qname.matchSuffix(record.rname):
+                    reply.add_auth(record)
+                    break
+        return reply
+
+
+def swaks(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run swaks; the transcript is in stdout, the exit code says whether the transaction succeeded."""
+    return subprocess.run(["swaks", "--suppress-data", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def rejection(transcript: str) -> str:
+    """The server line swaks marks as an unexpected reply ('<** ...')."""
+    for line in transcript.splitlines():
+        if line.startswith("<**"):
+            return line[3:].strip()
+    return ""
+
+
+class Sink:
+    """Postfix's smtp-sink: a real SMTP server that stores what it accepts (or refuses as told)."""
+
+    def __init__(self, *options: str, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.port = port or free_port()
+        # smtp-sink writes as `nobody`, who cannot enter pytest's 0700 tmp_path
+        directory = Path(tempfile.mkdtemp(prefix="jitaku-sink-"))
+        directory.chmod(0o777)
+        self.dir = directory
+        where = f"[{host}]" if ":" in host else host
+        self.process = subprocess.Popen(
+            ["smtp-sink", "-u", "nobody", "-d", f"{directory}/%M.", *options, f"{where}:{self.port}", "50"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, host=host)
+
+    def messages(self) -> list[bytes]:
+        """What the sink has stored; a file smtp-sink may still be writing (touched in the last
+        0.3 s) is left for the next look, so no test reads half a message."""
+        settled = time.time() - 0.3
+        return [path.read_bytes() for path in sorted(self.dir.iterdir()) if path.stat().st_mtime < settled]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class StandIn:
+    """A provider's HTTP protocol on 127.0.0.1: HANDLE(method, path, query, headers, body) -> (status, body)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.requests: list[tuple[str, str, dict[str, list[str]], dict[str, str]]] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                url = urlparse(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                query = parse_qs(url.query)
+                stand_in.requests.append((self.command, url.path, query, dict(self.headers)))
+                status, text = handle(self.command, url.path, query, self.headers, body)
+                data = text.encode() if isinstance(text, str) else json.dumps(text).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = _serve
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        serve(self.server)
+
+    def close(self) -> None:
+        stop_serving(self.server)
+
+
+class Dovecot:
+    """Debian's Dovecot IMAP server in a directory of its own on a loopback port: the reference the IMAP
+    tests compare jitaku with. One user, alice, password "secret-password", Maildir."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="jitaku-dovecot-"))
+        self.dir.chmod(0o755)
+        self.port = free_port()
+        mail = self.dir / "mail"
+        mail.mkdir()
+        nobody = pwd.getpwnam("nobody")
+        os.chown(mail, nobody.pw_uid, nobody.pw_gid)
+        (self.dir / "passwd").write_text("alice:{PLAIN}secret-password:::\n")
+        self.config = self.dir / "dovecot.conf"
+        self.config.write_text(
+            f"base_dir = {self.dir}/run\nstate_dir = {self.dir}/state\nlog_path = {self.dir}/dovecot.log\n"
+            "protocols = imap\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n"
+            f"auth_mechanisms = plain\nmail_location = maildir:{mail}/%u\nfirst_valid_uid = 1\n"
+            f"passdb {{\n  driver = passwd-file\n  args = {self.dir}/passwd\n}}\n"
+            f"userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={mail}/%u\n}}\n"
+            f"service imap-login {{\n  chroot =\n  inet_listener imap {{\n    port = {self.port}\n  }}\n"
+            "  inet_listener imaps {\n    port = 0\n  }\n}\nservice anvil {\n  chroot =\n}\n"
+        )
+        # the master forks and keeps its descriptors: no pipes, or run() would wait for them to close
+        subprocess.run(
+            ["dovecot", "-c", str(self.config)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        wait_for_port(self.port)
+
+    def close(self) -> None:
+        subprocess.run(
+            ["dovecot", "-c", str(self.config), "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        shutil.rmtree(self.dir, ignore_errors=True)
