@@ -15,9 +15,9 @@ import pytest
 from rich.cells import cell_len
 
 from tests.integration.harness import JITAKU, Jitaku, RawSession
+from tests.integration.screen import on_terminal, through_pipe
 from tests.integration.test_outbound import direct_mx, dkim_results, submit
 from tests.peers import free_port, swaks, wait_until
-from tests.screen import on_terminal, through_pipe
 from tests.test_dns_records import loaded
 
 

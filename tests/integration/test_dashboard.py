@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.browser import Chromium
+from tests.integration.browser import Chromium
 from tests.integration.harness import Jitaku
 from tests.peers import swaks, wait_until
 

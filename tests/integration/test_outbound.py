@@ -19,8 +19,8 @@ from dnslib import DNSError
 
 from jitaku.store import tallies
 from tests.integration.harness import Jitaku
+from tests.integration.screen import on_terminal, through_pipe
 from tests.peers import Sink, free_port, swaks, wait_until
-from tests.screen import on_terminal, through_pipe
 
 VERIFIER = Path(__file__).with_name("dkim_verify.pl")
 ALICE = ("--auth", "PLAIN", "--auth-user", "alice@example.test", "--auth-password", "secret-password")
