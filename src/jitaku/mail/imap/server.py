@@ -12,7 +12,6 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
-from typing import TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,6 +20,7 @@ from jitaku import log
 from jitaku.config import ImapSettings
 from jitaku.mail import lineserver, login
 from jitaku.mail.imap import binary, fetch, listing, mime, search
+from jitaku.mail.imap.backend import Backend, Refused
 from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
 from jitaku.mail.imap.parser import (
     Append,
@@ -53,9 +53,7 @@ from jitaku.mail.imap.wire import LiteralRefused, Wire
 from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
 from jitaku.store.database import out_of_space
-from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
 
-T = TypeVar("T")
 Reader = Callable[[Connection], list[mailstore.StoredMessage]]
 MAX_LINE = 64 * 1024
 # Before login a command holds a LOGIN's user and password, which take a few hundred bytes (RFC 7888's
@@ -74,10 +72,6 @@ CAPABILITIES = (
 )
 
 
-class Refused(Exception):
-    """A command that cannot be done: answered NO (with a response code in the text)."""
-
-
 class ImapServer:
     def __init__(
         self,
@@ -87,16 +81,13 @@ class ImapServer:
         settings: ImapSettings | None = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
-        self._database = database
+        self._backend = Backend(database, Workers(), settings or ImapSettings(), max_message_size)
         self._logins = logins
         self._tls = tls
-        self._settings = settings or ImapSettings()
-        self._max_message_size = max_message_size
-        self._workers = Workers()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
         session = Session(client=login.client_of(writer), tls=implicit_tls)
-        wire = Wire(reader, writer, self._settings.write_timeout)
+        wire = Wire(reader, writer, self._backend.settings.write_timeout)
         greeting = b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready"
         # RFC 3501 §7.1.5: BYE when the daemon stops, in a command or between two
         await lineserver.serve(
@@ -104,7 +95,7 @@ class ImapServer:
         )
 
     def _capabilities(self, session: Session) -> str:
-        words = [CAPABILITIES.format(appendlimit=self._max_message_size)]
+        words = [CAPABILITIES.format(appendlimit=self._backend.max_message_size)]
         if session.user is None:
             if not session.tls and self._tls is not None:
                 words.append("STARTTLS")
@@ -116,14 +107,14 @@ class ImapServer:
         if session.user is None:
             limit = literal_limit = MAX_COMMAND_BEFORE_LOGIN
         else:
-            limit, literal_limit = self._max_message_size + MAX_LINE, self._max_message_size
+            limit, literal_limit = self._backend.max_message_size + MAX_LINE, self._backend.max_message_size
         try:
             data = await wire.command(session.timeout, limit, literal_limit)
         except LiteralRefused as refused:
             await wire.send(refused.answer.encode())
             return
         try:
-            tag, command = parse(data, self._settings.max_search_keys)
+            tag, command = parse(data, self._backend.settings.max_search_keys)
         except OverLimit as error:
             await wire.send(f"{error.tag} NO [LIMIT] {error}".encode())
             return
@@ -158,7 +149,7 @@ class ImapServer:
         user = session.user
         if user is not None and (not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY):
             try:
-                await refresh(self._database, user, session, allow_expunge=_is_uid(command) or not busy)
+                await refresh(self._backend.database, user, session, allow_expunge=_is_uid(command) or not busy)
             except SQLAlchemyError as error:  # the next command looks again
                 log.event("imap_store_failed", client=session.client, user=user.address, error=repr(error))
         if done.startswith("BAD "):
@@ -253,7 +244,7 @@ class ImapServer:
         if name == "EXPUNGE":
             return await self._expunge(user, session, view, None)
         if name == "CLOSE" and not view.read_only:
-            await self._write(lambda c: mailstore.expunge(c, user.address, view.name))
+            await self._backend.write(lambda c: mailstore.expunge(c, user.address, view.name))
         session.view = None  # CLOSE and UNSELECT
         return f"OK {name} completed"
 
@@ -291,45 +282,25 @@ class ImapServer:
         log.event("imap_login", client=session.client, user=address)
         return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
 
-    async def _read(self, query: Callable[[Connection], T]) -> T:
-        try:
-            return await self._database.read(query)
-        except NoSuchMailbox as missing:
-            raise Refused(f"[NONEXISTENT] {missing}") from None
-
-    async def _write(self, change: Callable[[Connection], T], missing_code: str = "TRYCREATE") -> T:
-        """CHANGE, with what it refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
-        help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530)."""
-        try:
-            return await self._database.write(change)
-        except NoSuchMailbox as missing:
-            raise Refused(f"[{missing_code}] {missing}") from None
-        except MailboxExists as taken:
-            raise Refused(f"[ALREADYEXISTS] {taken}") from None
-        except TooManyMailboxes as error:
-            raise Refused(f"[LIMIT] {error}") from None
-        except MailboxError as error:
-            raise Refused(f"[CANNOT] {error}") from None
-
     async def _list(self, user: LoggedIn, session: Session, command: ListMailboxes) -> str:
         address = user.address
-        budget = Budget(self._settings.max_command_time)
+        budget = Budget(self._backend.settings.max_command_time)
 
         def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
-            boxes, subscribed = self._database.read_now(
+            boxes, subscribed = self._backend.database.read_now(
                 lambda c: (mailstore.mailboxes(c, address), mailstore.subscriptions(c, address))
             )
             return listing.responses(command, boxes, set(subscribed), budget)
 
         try:
-            session.lines.extend(line.encode() for line in await self._workers.run(budget, work))
+            session.lines.extend(line.encode() for line in await self._backend.workers.run(budget, work))
         except OutOfTime:
             raise Refused("[LIMIT] listing took too long: ask for fewer mailboxes") from None
         return f"OK {'LSUB' if command.lsub else 'LIST'} completed"
 
     async def _status(self, user: LoggedIn, session: Session, command: Status) -> str:
         address = user.address
-        boxes = await self._database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
+        boxes = await self._backend.database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
         if not boxes:
             raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
         session.say(listing.status_line(boxes[0], command.items))
@@ -340,10 +311,10 @@ class ImapServer:
             session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
         session.view = None
         address = user.address
-        selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
+        selected = await self._backend.read(lambda c: mailstore.select(c, address, command.mailbox))
         recent_from = selected.recent_from
         if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
-            recent_from = await claim_recent(self._database, address, command.mailbox, selected.uidnext)
+            recent_from = await claim_recent(self._backend.database, address, command.mailbox, selected.uidnext)
         session.condstore = session.condstore or command.condstore
         view = View(
             name=command.mailbox,
@@ -376,31 +347,31 @@ class ImapServer:
             use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
             if asked is not None and use is None:
                 return f"NO [USEATTR] {asked} is not a special use"
-            limit = self._settings.max_mailboxes
-            await self._write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use, limit))
+            limit = self._backend.settings.max_mailboxes
+            await self._backend.write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use, limit))
             return "OK CREATE completed"
         if isinstance(command, Rename):
-            limit = self._settings.max_mailboxes
-            await self._write(
+            limit = self._backend.settings.max_mailboxes
+            await self._backend.write(
                 lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit), "NONEXISTENT"
             )
             return "OK RENAME completed"
         if command.name == "DELETE":
             if session.view is not None and session.view.name == command.mailbox:
                 session.view = None
-            await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox), "NONEXISTENT")
+            await self._backend.write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox), "NONEXISTENT")
         elif command.name == "SUBSCRIBE":
-            limit = self._settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
-            await self._write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit), "NONEXISTENT")
+            limit = self._backend.settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
+            await self._backend.write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit), "NONEXISTENT")
         else:
-            await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
+            await self._backend.write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
         return f"OK {command.name} completed"
 
     async def _append(self, user: LoggedIn, session: Session, command: Append) -> str:
         if not command.message:
             return "NO an empty message cannot be appended"
-        if len(command.message) > self._max_message_size:  # RFC 7889 (APPENDLIMIT)
-            return f"NO [TOOBIG] a message may hold at most {self._max_message_size} bytes"
+        if len(command.message) > self._backend.max_message_size:  # RFC 7889 (APPENDLIMIT)
+            return f"NO [TOOBIG] a message may hold at most {self._backend.max_message_size} bytes"
         address = user.address
         # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third.
         # Encoding parses the whole message (up to the limit's megabytes): a thread's work, not the event loop's
@@ -410,7 +381,7 @@ class ImapServer:
             uid = mailstore.append(connection, address, message, command.mailbox, command.flags, command.internal_date)
             return mailstore.uidvalidity(connection, address, command.mailbox), uid
 
-        validity, uid = await self._write(append)
+        validity, uid = await self._backend.write(append)
         return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
     async def _fetch(self, wire: Wire, user: LoggedIn, session: Session, view: View, command: Fetch) -> str:
@@ -424,7 +395,7 @@ class ImapServer:
             unseen = [uid for uid in uids if "\\Seen" not in view.flags.get(uid, frozenset())]
             if unseen:
                 await self._check_decodable(address, view, unseen, items)
-                stored = await self._write(
+                stored = await self._backend.write(
                     lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
                 )
                 session.list_keywords(state.flags for state in stored.messages)  # others' keywords came along
@@ -487,7 +458,7 @@ class ImapServer:
             return "NO [READ-ONLY] the mailbox is selected read-only"
         address = user.address
         uids = view.resolve(command.sequence, command.uid)
-        result = await self._write(
+        result = await self._backend.write(
             lambda c: mailstore.store_flags(
                 c, address, view.name, uids, command.flags, command.mode, command.unchanged_since
             )
@@ -518,7 +489,7 @@ class ImapServer:
             pairs = operation(connection, address, view.name, uids, command.mailbox)
             return mailstore.uidvalidity(connection, address, command.mailbox), pairs
 
-        validity, pairs = await self._write(copy)
+        validity, pairs = await self._backend.write(copy)
         code = f"COPYUID {validity} {_set([old for old, _new in pairs])} {_set([new for _old, new in pairs])}"
         if not command.move:
             return f"OK [{code}] COPY completed"
@@ -528,11 +499,11 @@ class ImapServer:
 
     async def _search(self, user: LoggedIn, session: Session, view: View, command: Search, tag: str) -> str:
         address = user.address
-        budget = Budget(self._settings.max_command_time)
+        budget = Budget(self._backend.settings.max_command_time)
         mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
         program = search.Program(command.key, mailbox, budget)
         stored_needed, bodies = search.needs_stored(command.key), search.needs_body(command.key)
-        prefix = self._settings.max_search_bytes
+        prefix = self._backend.settings.max_search_bytes
         uids: list[int] = []
         unsearched = False  # a message the view has was expunged by another session, and its text is gone
         for batch, _size in _batches(view, list(view.uids), bodies, prefix):
@@ -549,7 +520,7 @@ class ImapServer:
                 """The UIDs that match, and whether a message had to be passed over: gone from the store."""
                 searchable = known  # flags, sizes, UIDs and the rest: what the view knows is enough
                 if stored_needed:
-                    stored = {message.uid: message for message in self._database.read_now(read)}
+                    stored = {message.uid: message for message in self._backend.database.read_now(read)}
                     searchable = [
                         replace(message, received_at=stored[message.uid].received_at, body=stored[message.uid].body)
                         for message in known
@@ -558,7 +529,7 @@ class ImapServer:
                 return [message.uid for message in searchable if program.matches(message)], len(searchable) < len(known)
 
             try:
-                matched, gone = await self._workers.run(budget, work)
+                matched, gone = await self._backend.workers.run(budget, work)
             except OutOfTime:
                 raise Refused("[LIMIT] the search took too long: narrow it, or search fewer messages") from None
             uids.extend(matched)
@@ -596,9 +567,9 @@ class ImapServer:
                 mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies
             )
             if size > BATCH_BYTES:
-                stored = await asyncio.to_thread(self._database.read_now, read)
+                stored = await asyncio.to_thread(self._backend.database.read_now, read)
             else:
-                stored = await self._database.read(read)
+                stored = await self._backend.database.read(read)
             for message in stored:
                 if message.uid in view.flags:
                     if len(message.body) > FLUSH_BYTES:
@@ -609,7 +580,7 @@ class ImapServer:
         if view.read_only:
             return "NO [READ-ONLY] the mailbox is selected read-only"
         address = user.address
-        gone = await self._write(lambda c: mailstore.expunge(c, address, view.name, uids))
+        gone = await self._backend.write(lambda c: mailstore.expunge(c, address, view.name, uids))
         forget(session, view, gone)
         return "OK EXPUNGE completed"
 
@@ -624,7 +595,7 @@ class ImapServer:
                     if line.strip().upper() != b"DONE":
                         return "BAD expected DONE"
                     return "OK IDLE terminated"
-                await refresh(self._database, user, session, allow_expunge=True)
+                await refresh(self._backend.database, user, session, allow_expunge=True)
                 if session.lines:
                     await wire.send(*session.lines)
                     session.lines.clear()
