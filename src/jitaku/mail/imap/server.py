@@ -10,7 +10,6 @@ import asyncio
 import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 
 from sqlalchemy.engine import Connection
@@ -19,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from jitaku import log
 from jitaku.config import ImapSettings
 from jitaku.mail import lineserver, login
-from jitaku.mail.imap import binary, fetch, mailboxes, mime, search
+from jitaku.mail.imap import binary, fetching, mailboxes, search
 from jitaku.mail.imap.backend import Backend, Refused
 from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
 from jitaku.mail.imap.parser import (
@@ -32,7 +31,6 @@ from jitaku.mail.imap.parser import (
     Create,
     Enable,
     Fetch,
-    FetchItem,
     Id,
     ListMailboxes,
     Login,
@@ -54,15 +52,11 @@ from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
 from jitaku.store.database import out_of_space
 
-Reader = Callable[[Connection], list[mailstore.StoredMessage]]
 MAX_LINE = 64 * 1024
 # Before login a command holds a LOGIN's user and password, which take a few hundred bytes (RFC 7888's
 # LITERAL- allows 4,096 per literal without asking): two of those
 MAX_COMMAND_BEFORE_LOGIN = 8 * 1024
 MAX_MESSAGE_SIZE = 26_214_400  # [smtp] max_message_size's default: the largest APPEND, as for mail received
-BATCH_BYTES = 1024 * 1024  # message bytes read from the store at a time
-BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed
-FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
 REFRESH_EVERY = 0.1  # seconds: FETCH, STORE and SEARCH look for others' changes at most this often
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
 MAX_BAD_COMMANDS = 20  # in a row, then the connection is closed: a client that speaks something else
@@ -202,7 +196,7 @@ class ImapServer:
         if session.view is None:
             return "BAD select a mailbox first"
         if isinstance(command, Fetch):
-            return await self._fetch(wire, user, session, session.view, command)
+            return await fetching.fetch(self._backend, wire, user, session, session.view, command)
         if isinstance(command, Store):
             return await self._store(user, session, session.view, command)
         if isinstance(command, Copy):
@@ -299,75 +293,6 @@ class ImapServer:
         validity, uid = await self._backend.write(append)
         return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
-    async def _fetch(self, wire: Wire, user: LoggedIn, session: Session, view: View, command: Fetch) -> str:
-        address = user.address
-        uids = view.resolve(command.sequence, command.uid)
-        items = command.items
-        if command.changed_since is not None:
-            uids = [uid for uid in uids if view.modseqs.get(uid, 0) > command.changed_since]
-            items = _with(items, "MODSEQ")
-        if fetch.sets_seen(items) and not view.read_only:
-            unseen = [uid for uid in uids if "\\Seen" not in view.flags.get(uid, frozenset())]
-            if unseen:
-                await self._check_decodable(address, view, unseen, items)
-                stored = await self._backend.write(
-                    lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
-                )
-                session.list_keywords(state.flags for state in stored.messages)  # others' keywords came along
-                for state in stored.messages:
-                    view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
-                items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
-        if session.condstore and any(item.name == "FLAGS" for item in items):
-            items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
-        pending = 0  # bytes of responses in session.lines
-        told = 0  # messages answered: the others were expunged by another session, which the view does not know yet
-        async for message in self._messages(address, view, uids, fetch.needs_body(items)):
-            told += 1
-            fetched = fetch.Fetched(
-                message.uid,
-                view.flags_of(message.uid),
-                view.modseqs[message.uid],
-                message.size,
-                message.received_at,
-                message.body,
-            )
-            response = [b"* %d FETCH (" % view.number(message.uid)]
-            try:
-                for index, item in enumerate(items):
-                    response.extend((b" ", *fetched.item(item)) if index else fetched.item(item))
-            except mime.UnknownEncoding as error:
-                raise Refused(f"[UNKNOWN-CTE] {error}") from None
-            response.append(b")")
-            size = sum(len(piece) for piece in response)
-            if size <= FLUSH_BYTES:  # gathered, to go out with others in one write (mbsync fetches one at a time)
-                session.say(b"".join(response))
-                pending += size
-            else:  # a large literal goes out in pieces as the client reads them, never copied whole
-                await wire.send(*session.lines)
-                session.lines.clear()
-                pending = 0
-                await wire.stream([*response, b"\r\n"])
-            if pending >= FLUSH_BYTES:  # the client reads while we go on, and memory stays flat
-                await wire.send(*session.lines)
-                session.lines.clear()
-                pending = 0
-        if told < len(uids):  # RFC 2180 §4.1 lets the data of those go missing, and RFC 5530 says why
-            return "OK [EXPUNGEISSUED] messages another session expunged could not be fetched"
-        return "OK FETCH completed"
-
-    async def _check_decodable(self, address: str, view: View, uids: list[int], items: tuple[FetchItem, ...]) -> None:
-        """A BINARY[part] that cannot be decoded is refused before the FETCH marks anything \\Seen."""
-        parts = [item.section.part for item in items if item.name == "BINARY" and item.section is not None]
-        if not parts:
-            return
-        async for message in self._messages(address, view, uids, bodies=True):
-            tree = mime.parse(message.body)
-            for part in parts:
-                try:
-                    mime.decoded(tree, part)
-                except mime.UnknownEncoding as error:
-                    raise Refused(f"[UNKNOWN-CTE] {error}") from None
-
     async def _store(self, user: LoggedIn, session: Session, view: View, command: Store) -> str:
         if view.read_only:
             return "NO [READ-ONLY] the mailbox is selected read-only"
@@ -421,7 +346,7 @@ class ImapServer:
         prefix = self._backend.settings.max_search_bytes
         uids: list[int] = []
         unsearched = False  # a message the view has was expunged by another session, and its text is gone
-        for batch, _size in _batches(view, list(view.uids), bodies, prefix):
+        for batch, _size in fetching.batches(view, list(view.uids), bodies, prefix):
             # what the view says of each message, taken here: the worker thread never looks at the view
             known = [
                 search.Candidate(view.number(uid), uid, view.flags_of(uid), view.modseqs[uid], view.sizes[uid], 0, b"")
@@ -431,7 +356,7 @@ class ImapServer:
                 mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies, prefix=prefix
             )
 
-            def work(known: list[search.Candidate] = known, read: Reader = read) -> tuple[list[int], bool]:
+            def work(known: list[search.Candidate] = known, read: fetching.Reader = read) -> tuple[list[int], bool]:
                 """The UIDs that match, and whether a message had to be passed over: gone from the store."""
                 searchable = known  # flags, sizes, UIDs and the rest: what the view knows is enough
                 if stored_needed:
@@ -467,30 +392,6 @@ class ImapServer:
             return "OK [EXPUNGEISSUED] messages another session expunged could not be searched"
         return "OK SEARCH completed"
 
-    async def _messages(
-        self, address: str, view: View, uids: list[int], bodies: bool
-    ) -> AsyncIterator[mailstore.StoredMessage]:
-        """The messages UIDS that the view still has, a batch at a time: never more than BATCH_BYTES of bodies
-        at once (issue 15: 200 at once, of any size, held gigabytes), but for one larger message, which is
-        read in a thread: reading tens of megabytes would hold the event loop. Other connections get their turn
-        between batches and before each large message (parsing one for BODYSTRUCTURE takes a while): reads
-        and writes that need not wait would never hand the loop over."""
-        for number, (batch, size) in enumerate(_batches(view, uids, bodies)):
-            if number:
-                await asyncio.sleep(0)
-            read: Reader = functools.partial(
-                mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies
-            )
-            if size > BATCH_BYTES:
-                stored = await asyncio.to_thread(self._backend.database.read_now, read)
-            else:
-                stored = await self._backend.database.read(read)
-            for message in stored:
-                if message.uid in view.flags:
-                    if len(message.body) > FLUSH_BYTES:
-                        await asyncio.sleep(0)
-                    yield message
-
     async def _expunge(self, user: LoggedIn, session: Session, view: View, uids: list[int] | None) -> str:
         if view.read_only:
             return "NO [READ-ONLY] the mailbox is selected read-only"
@@ -516,24 +417,6 @@ class ImapServer:
                     session.lines.clear()
         finally:
             done.cancel()
-
-
-def _batches(view: View, uids: list[int], bodies: bool, prefix: int | None = None) -> Iterator[tuple[list[int], int]]:
-    """UIDS in runs to read together, each with the bytes of body it costs (at most PREFIX of each message):
-    up to BATCH_BYTES, and BATCH_MESSAGES, but at least one message."""
-    batch: list[int] = []
-    size = 0
-    for uid in uids:
-        cost = view.sizes.get(uid, 0) if bodies else 0
-        if prefix is not None:
-            cost = min(cost, prefix)
-        if batch and (size + cost > BATCH_BYTES or len(batch) >= BATCH_MESSAGES):
-            yield batch, size
-            batch, size = [], 0
-        batch.append(uid)
-        size += cost
-    if batch:
-        yield batch, size
 
 
 def _store_failure(error: SQLAlchemyError) -> str:
@@ -577,11 +460,6 @@ def _esearch(tag: str, command: Search, found: list[int], modseqs: list[int]) ->
             modseqs = [modseqs[0]] * ("MIN" in options) + [modseqs[-1]] * ("MAX" in options)
         parts.append(f"MODSEQ {max(modseqs)}")
     return " ".join(parts)
-
-
-def _with(items: tuple[FetchItem, ...], name: str) -> tuple[FetchItem, ...]:
-    """ITEMS, with NAME added unless the client asked for it already."""
-    return items if any(item.name == name for item in items) else (*items, FetchItem(name))
 
 
 def _set(numbers: list[int]) -> str:
