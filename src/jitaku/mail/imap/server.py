@@ -12,13 +12,12 @@ import ssl
 import time
 from dataclasses import replace
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from jitaku import log
 from jitaku.config import ImapSettings
 from jitaku.mail import lineserver, login
-from jitaku.mail.imap import binary, fetching, mailboxes, search
+from jitaku.mail.imap import changes, fetching, mailboxes, search
 from jitaku.mail.imap.backend import Backend, Refused
 from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
 from jitaku.mail.imap.parser import (
@@ -45,8 +44,8 @@ from jitaku.mail.imap.parser import (
     parse,
 )
 from jitaku.mail.imap.parser import Select as SelectCommand
-from jitaku.mail.imap.session import AUTOLOGOUT, Session, forget, refresh
-from jitaku.mail.imap.view import View
+from jitaku.mail.imap.session import AUTOLOGOUT, Session, refresh
+from jitaku.mail.imap.view import View, sequence_set
 from jitaku.mail.imap.wire import LiteralRefused, Wire
 from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
@@ -192,18 +191,20 @@ class ImapServer:
         if isinstance(command, (Create, MailboxCommand, Rename)):
             return await mailboxes.manage(self._backend, user, session, command)
         if isinstance(command, Append):
-            return await self._append(user, session, command)
+            return await changes.append(self._backend, user, command)
         if session.view is None:
             return "BAD select a mailbox first"
         if isinstance(command, Fetch):
             return await fetching.fetch(self._backend, wire, user, session, session.view, command)
         if isinstance(command, Store):
-            return await self._store(user, session, session.view, command)
+            return await changes.store(self._backend, user, session, session.view, command)
         if isinstance(command, Copy):
-            return await self._copy(user, session, session.view, command)
+            return await changes.copy(self._backend, user, session, session.view, command)
         if isinstance(command, Search):
             return await self._search(user, session, session.view, command, tag)
-        return await self._expunge(user, session, session.view, session.view.resolve(command.sequence, uid=True))
+        return await changes.expunge(
+            self._backend, user, session, session.view, session.view.resolve(command.sequence, uid=True)
+        )
 
     async def _simple(self, wire: Wire, session: Session, tag: str, name: str) -> str | None:
         if name == "CAPABILITY":
@@ -236,7 +237,7 @@ class ImapServer:
             return "BAD select a mailbox first"
         view = session.view
         if name == "EXPUNGE":
-            return await self._expunge(user, session, view, None)
+            return await changes.expunge(self._backend, user, session, view, None)
         if name == "CLOSE" and not view.read_only:
             await self._backend.write(lambda c: mailstore.expunge(c, user.address, view.name))
         session.view = None  # CLOSE and UNSELECT
@@ -275,67 +276,6 @@ class ImapServer:
         session.user = LoggedIn(address)
         log.event("imap_login", client=session.client, user=address)
         return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
-
-    async def _append(self, user: LoggedIn, session: Session, command: Append) -> str:
-        if not command.message:
-            return "NO an empty message cannot be appended"
-        if len(command.message) > self._backend.max_message_size:  # RFC 7889 (APPENDLIMIT)
-            return f"NO [TOOBIG] a message may hold at most {self._backend.max_message_size} bytes"
-        address = user.address
-        # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third.
-        # Encoding parses the whole message (up to the limit's megabytes): a thread's work, not the event loop's
-        message = await asyncio.to_thread(binary.encoded, command.message) if command.binary else command.message
-
-        def append(connection: Connection) -> tuple[int, int]:
-            uid = mailstore.append(connection, address, message, command.mailbox, command.flags, command.internal_date)
-            return mailstore.uidvalidity(connection, address, command.mailbox), uid
-
-        validity, uid = await self._backend.write(append)
-        return f"OK [APPENDUID {validity} {uid}] APPEND completed"
-
-    async def _store(self, user: LoggedIn, session: Session, view: View, command: Store) -> str:
-        if view.read_only:
-            return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = user.address
-        uids = view.resolve(command.sequence, command.uid)
-        result = await self._backend.write(
-            lambda c: mailstore.store_flags(
-                c, address, view.name, uids, command.flags, command.mode, command.unchanged_since
-            )
-        )
-        session.list_keywords(state.flags for state in result.messages)
-        for state in result.messages:
-            view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
-            if command.silent and not (session.condstore and state.uid in result.changed):
-                continue
-            parts = [f"FLAGS ({' '.join(sorted(view.flags_of(state.uid)))})"]
-            if command.uid:
-                parts.append(f"UID {state.uid}")
-            if session.condstore:
-                parts.append(f"MODSEQ ({state.modseq})")
-            session.say(f"* {view.number(state.uid)} FETCH ({' '.join(parts)})")
-        if result.failed:
-            return f"OK [MODIFIED {_set(result.failed)}] some messages were changed by another session"
-        return "OK STORE completed"
-
-    async def _copy(self, user: LoggedIn, session: Session, view: View, command: Copy) -> str:
-        address = user.address
-        uids = view.resolve(command.sequence, command.uid)
-        if not uids:
-            return f"OK {'MOVE' if command.move else 'COPY'} completed (nothing to do)"
-        operation = mailstore.move if command.move else mailstore.copy
-
-        def copy(connection: Connection) -> tuple[int, list[tuple[int, int]]]:
-            pairs = operation(connection, address, view.name, uids, command.mailbox)
-            return mailstore.uidvalidity(connection, address, command.mailbox), pairs
-
-        validity, pairs = await self._backend.write(copy)
-        code = f"COPYUID {validity} {_set([old for old, _new in pairs])} {_set([new for _old, new in pairs])}"
-        if not command.move:
-            return f"OK [{code}] COPY completed"
-        session.say(f"* OK [{code}] moved")
-        forget(session, view, [old for old, _new in pairs])
-        return "OK MOVE completed"
 
     async def _search(self, user: LoggedIn, session: Session, view: View, command: Search, tag: str) -> str:
         address = user.address
@@ -392,14 +332,6 @@ class ImapServer:
             return "OK [EXPUNGEISSUED] messages another session expunged could not be searched"
         return "OK SEARCH completed"
 
-    async def _expunge(self, user: LoggedIn, session: Session, view: View, uids: list[int] | None) -> str:
-        if view.read_only:
-            return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = user.address
-        gone = await self._backend.write(lambda c: mailstore.expunge(c, address, view.name, uids))
-        forget(session, view, gone)
-        return "OK EXPUNGE completed"
-
     async def _idle(self, wire: Wire, user: LoggedIn, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
         done = asyncio.ensure_future(wire.line(timeout=AUTOLOGOUT))
@@ -454,20 +386,9 @@ def _esearch(tag: str, command: Search, found: list[int], modseqs: list[int]) ->
     if "COUNT" in options:
         parts.append(f"COUNT {len(found)}")
     if found and "ALL" in options:
-        parts.append(f"ALL {_set(found)}")
+        parts.append(f"ALL {sequence_set(found)}")
     if modseqs:  # RFC 7162 §3.1.5: the highest of the messages reported, which MIN or MAX alone narrow
         if not {"ALL", "COUNT"} & set(options):
             modseqs = [modseqs[0]] * ("MIN" in options) + [modseqs[-1]] * ("MAX" in options)
         parts.append(f"MODSEQ {max(modseqs)}")
     return " ".join(parts)
-
-
-def _set(numbers: list[int]) -> str:
-    """NUMBERS as a compact sequence set ("1:3,7")."""
-    ranges: list[list[int]] = []
-    for number in sorted(numbers):
-        if ranges and number == ranges[-1][1] + 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    return ",".join(f"{low}" if low == high else f"{low}:{high}" for low, high in ranges)
