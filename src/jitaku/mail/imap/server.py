@@ -7,19 +7,17 @@ The session (jitaku.mail.imap.session) keeps its view of the selected mailbox up
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import time
-from dataclasses import replace
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from jitaku import log
 from jitaku.config import ImapSettings
 from jitaku.mail import lineserver, login
-from jitaku.mail.imap import changes, fetching, mailboxes, search
+from jitaku.mail.imap import changes, fetching, mailboxes, search, searching
 from jitaku.mail.imap.backend import Backend, Refused
-from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
+from jitaku.mail.imap.budget import Workers
 from jitaku.mail.imap.parser import (
     Append,
     Authenticate,
@@ -45,7 +43,6 @@ from jitaku.mail.imap.parser import (
 )
 from jitaku.mail.imap.parser import Select as SelectCommand
 from jitaku.mail.imap.session import AUTOLOGOUT, Session, refresh
-from jitaku.mail.imap.view import View, sequence_set
 from jitaku.mail.imap.wire import LiteralRefused, Wire
 from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
@@ -201,7 +198,7 @@ class ImapServer:
         if isinstance(command, Copy):
             return await changes.copy(self._backend, user, session, session.view, command)
         if isinstance(command, Search):
-            return await self._search(user, session, session.view, command, tag)
+            return await searching.search(self._backend, user, session, session.view, command, tag)
         return await changes.expunge(
             self._backend, user, session, session.view, session.view.resolve(command.sequence, uid=True)
         )
@@ -277,61 +274,6 @@ class ImapServer:
         log.event("imap_login", client=session.client, user=address)
         return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
 
-    async def _search(self, user: LoggedIn, session: Session, view: View, command: Search, tag: str) -> str:
-        address = user.address
-        budget = Budget(self._backend.settings.max_command_time)
-        mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
-        program = search.Program(command.key, mailbox, budget)
-        stored_needed, bodies = search.needs_stored(command.key), search.needs_body(command.key)
-        prefix = self._backend.settings.max_search_bytes
-        uids: list[int] = []
-        unsearched = False  # a message the view has was expunged by another session, and its text is gone
-        for batch, _size in fetching.batches(view, list(view.uids), bodies, prefix):
-            # what the view says of each message, taken here: the worker thread never looks at the view
-            known = [
-                search.Candidate(view.number(uid), uid, view.flags_of(uid), view.modseqs[uid], view.sizes[uid], 0, b"")
-                for uid in batch
-            ]
-            read = functools.partial(
-                mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies, prefix=prefix
-            )
-
-            def work(known: list[search.Candidate] = known, read: fetching.Reader = read) -> tuple[list[int], bool]:
-                """The UIDs that match, and whether a message had to be passed over: gone from the store."""
-                searchable = known  # flags, sizes, UIDs and the rest: what the view knows is enough
-                if stored_needed:
-                    stored = {message.uid: message for message in self._backend.database.read_now(read)}
-                    searchable = [
-                        replace(message, received_at=stored[message.uid].received_at, body=stored[message.uid].body)
-                        for message in known
-                        if message.uid in stored
-                    ]
-                return [message.uid for message in searchable if program.matches(message)], len(searchable) < len(known)
-
-            try:
-                matched, gone = await self._backend.workers.run(budget, work)
-            except OutOfTime:
-                raise Refused("[LIMIT] the search took too long: narrow it, or search fewer messages") from None
-            uids.extend(matched)
-            unsearched = unsearched or gone
-        found = uids if command.uid else [view.number(uid) for uid in uids]
-        # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
-        modseqs = [view.modseqs[uid] for uid in uids] if search.uses_modseq(command.key) else []
-        options = command.return_options
-        if options is None:
-            modseq = f" (MODSEQ {max(modseqs)})" if modseqs else ""
-            session.say("* SEARCH" + "".join(f" {number}" for number in found) + modseq)
-        else:
-            if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
-                kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
-                view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
-            if options != ("SAVE",):  # SAVE alone answers nothing but OK
-                session.say(_esearch(tag, command, found, modseqs))
-        # RFC 3501 §7.4.1 keeps an expunge untold during SEARCH; RFC 5530 lets a result miss what it took away
-        if unsearched:
-            return "OK [EXPUNGEISSUED] messages another session expunged could not be searched"
-        return "OK SEARCH completed"
-
     async def _idle(self, wire: Wire, user: LoggedIn, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
         done = asyncio.ensure_future(wire.line(timeout=AUTOLOGOUT))
@@ -372,23 +314,3 @@ def _enables_condstore(command: Command) -> bool:
     if isinstance(command, Search):
         return search.uses_modseq(command.key)
     return isinstance(command, Status) and "HIGHESTMODSEQ" in command.items
-
-
-def _esearch(tag: str, command: Search, found: list[int], modseqs: list[int]) -> str:
-    """The ESEARCH response (RFC 4731) to SEARCH RETURN (MIN MAX COUNT ALL). FOUND is in ascending order, and
-    MODSEQS, given for a search by MODSEQ, are those of the messages found, in the same order."""
-    options = command.return_options or ("ALL",)
-    parts = [f'* ESEARCH (TAG "{tag}")'] + (["UID"] if command.uid else [])
-    if found and "MIN" in options:
-        parts.append(f"MIN {found[0]}")
-    if found and "MAX" in options:
-        parts.append(f"MAX {found[-1]}")
-    if "COUNT" in options:
-        parts.append(f"COUNT {len(found)}")
-    if found and "ALL" in options:
-        parts.append(f"ALL {sequence_set(found)}")
-    if modseqs:  # RFC 7162 §3.1.5: the highest of the messages reported, which MIN or MAX alone narrow
-        if not {"ALL", "COUNT"} & set(options):
-            modseqs = [modseqs[0]] * ("MIN" in options) + [modseqs[-1]] * ("MAX" in options)
-        parts.append(f"MODSEQ {max(modseqs)}")
-    return " ".join(parts)
