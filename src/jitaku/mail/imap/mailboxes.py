@@ -1,5 +1,5 @@
-"""The commands on a user's mailboxes (RFC 3501 §6.3): LIST and LSUB, STATUS, SELECT and EXAMINE, CREATE,
-DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE."""
+"""The commands on a user's mailboxes (RFC 3501 §6.3): LIST and LSUB, STATUS, SELECT and EXAMINE, CLOSE and
+UNSELECT, CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE."""
 
 from __future__ import annotations
 
@@ -74,9 +74,17 @@ async def select(backend: Backend, user: LoggedIn, session: Session, command: Se
     return f"OK [{'READ-ONLY' if view.read_only else 'READ-WRITE'}] selected"
 
 
+async def close(backend: Backend, user: LoggedIn, session: Session, view: View, name: str) -> str:
+    """CLOSE, which expunges a mailbox selected read-write, and UNSELECT (RFC 3691), which does not."""
+    if name == "CLOSE" and not view.read_only:
+        await backend.write(lambda c: mailstore.expunge(c, user.address, view.name))
+    session.view = None
+    return f"OK {name} completed"
+
+
 async def manage(backend: Backend, user: LoggedIn, session: Session, command: Create | MailboxCommand | Rename) -> str:
-    address = user.address
     """CREATE, RENAME, DELETE, SUBSCRIBE and UNSUBSCRIBE: a change to the user's mailboxes or subscriptions."""
+    address = user.address
     if isinstance(command, Create):
         asked = command.special_use[0] if command.special_use else None
         use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None

@@ -1,4 +1,5 @@
-"""The IMAP server: one session per connection, commands as the parser types them, mailboxes from the store.
+"""The IMAP server: one session per connection, commands as the parser types them, each handed to its
+handler (mailboxes, fetching, changes, searching) with the Backend, the store and limits they share.
 
 The session (jitaku.mail.imap.session) keeps its view of the selected mailbox up to date after each command
 (at most every REFRESH_EVERY in a run of FETCH, STORE or SEARCH), and every IDLE_POLL while IDLE.
@@ -36,16 +37,17 @@ from jitaku.mail.imap.parser import (
     ParseError,
     Rename,
     Search,
+    Select,
     Simple,
     Status,
     Store,
+    UidExpunge,
     parse,
 )
-from jitaku.mail.imap.parser import Select as SelectCommand
 from jitaku.mail.imap.session import AUTOLOGOUT, Session, refresh
 from jitaku.mail.imap.wire import LiteralRefused, Wire
 from jitaku.mail.lineserver import Closed, LoggedIn
-from jitaku.store import Database, mailstore
+from jitaku.store import Database
 from jitaku.store.database import out_of_space
 
 MAX_LINE = 64 * 1024
@@ -161,84 +163,91 @@ class ImapServer:
 
     async def _command(self, wire: Wire, session: Session, tag: str, command: Command) -> str | None:
         """The tagged response's text, after the untagged ones in session.lines; None when it went out already."""
-        if isinstance(command, Simple):
-            return await self._simple(wire, session, tag, command.name)
-        if isinstance(command, Id):
-            session.say('* ID ("name" "jitaku")')
-            return "OK ID completed"
-        if isinstance(command, Enable):
-            enabled = [name for name in command.capabilities if name == "CONDSTORE"]
-            if enabled:
-                session.enable_condstore()
-            session.say("* ENABLED " + " ".join(enabled))
-            return "OK ENABLE completed"
-        if isinstance(command, (Login, Authenticate)):
-            return await self._log_in(wire, session, command)
+        match command:  # in any state (RFC 3501 §6.1, §6.2)
+            case Simple():
+                return await self._simple(wire, session, tag, command.name)
+            case Id():
+                session.say('* ID ("name" "jitaku")')
+                return "OK ID completed"
+            case Enable():
+                enabled = [name for name in command.capabilities if name == "CONDSTORE"]
+                if enabled:
+                    session.enable_condstore()
+                session.say("* ENABLED " + " ".join(enabled))
+                return "OK ENABLE completed"
+            case Login() | Authenticate():
+                return await self._log_in(wire, session, command)
         user = session.user
         if user is None:
             return "BAD log in first"
         if _enables_condstore(command):
             session.enable_condstore()
-        if isinstance(command, ListMailboxes):
-            return await mailboxes.list_mailboxes(self._backend, user, session, command)
-        if isinstance(command, Status):
-            return await mailboxes.status(self._backend, user, session, command)
-        if isinstance(command, SelectCommand):
-            return await mailboxes.select(self._backend, user, session, command)
-        if isinstance(command, (Create, MailboxCommand, Rename)):
-            return await mailboxes.manage(self._backend, user, session, command)
-        if isinstance(command, Append):
-            return await changes.append(self._backend, user, command)
-        if session.view is None:
+        backend = self._backend
+        match command:  # once logged in (RFC 3501 §6.3)
+            case ListMailboxes():
+                return await mailboxes.list_mailboxes(backend, user, session, command)
+            case Status():
+                return await mailboxes.status(backend, user, session, command)
+            case Select():
+                return await mailboxes.select(backend, user, session, command)
+            case Create() | MailboxCommand() | Rename():
+                return await mailboxes.manage(backend, user, session, command)
+            case Append():
+                return await changes.append(backend, user, command)
+        view = session.view
+        if view is None:
             return "BAD select a mailbox first"
-        if isinstance(command, Fetch):
-            return await fetching.fetch(self._backend, wire, user, session, session.view, command)
-        if isinstance(command, Store):
-            return await changes.store(self._backend, user, session, session.view, command)
-        if isinstance(command, Copy):
-            return await changes.copy(self._backend, user, session, session.view, command)
-        if isinstance(command, Search):
-            return await searching.search(self._backend, user, session, session.view, command, tag)
-        return await changes.expunge(
-            self._backend, user, session, session.view, session.view.resolve(command.sequence, uid=True)
-        )
+        match command:  # in a selected mailbox (RFC 3501 §6.4)
+            case Fetch():
+                return await fetching.fetch(backend, wire, user, session, view, command)
+            case Store():
+                return await changes.store(backend, user, session, view, command)
+            case Copy():
+                return await changes.copy(backend, user, session, view, command)
+            case Search():
+                return await searching.search(backend, user, session, view, command, tag)
+            case UidExpunge():
+                return await changes.expunge(backend, user, session, view, view.resolve(command.sequence, uid=True))
 
     async def _simple(self, wire: Wire, session: Session, tag: str, name: str) -> str | None:
-        if name == "CAPABILITY":
-            session.say("* CAPABILITY " + self._capabilities(session))
-            return "OK CAPABILITY completed"
-        if name in ("NOOP", "CHECK"):
-            return f"OK {name} completed"
-        if name == "LOGOUT":
-            await wire.send(b"* BYE jitaku IMAP server logging out", f"{tag} OK LOGOUT completed".encode())
-            raise Closed
-        if name == "STARTTLS":
-            if session.tls or self._tls is None or session.user is not None:
-                return "BAD STARTTLS is not available now"
-            await wire.send(f"{tag} OK begin TLS negotiation now".encode())
-            try:
-                await wire.writer.start_tls(self._tls)
-            except (OSError, ssl.SSLError):
-                raise Closed from None
-            session.tls = True
-            return None
-        if name == "NAMESPACE":
-            session.say('* NAMESPACE (("" "/")) NIL NIL')
-            return "OK NAMESPACE completed"
+        """The commands without arguments, in the same three states."""
+        match name:
+            case "CAPABILITY":
+                session.say("* CAPABILITY " + self._capabilities(session))
+                return "OK CAPABILITY completed"
+            case "NOOP" | "CHECK":
+                return f"OK {name} completed"
+            case "LOGOUT":
+                await wire.send(b"* BYE jitaku IMAP server logging out", f"{tag} OK LOGOUT completed".encode())
+                raise Closed
+            case "STARTTLS":
+                return await self._start_tls(wire, session, tag)
+            case "NAMESPACE":
+                session.say('* NAMESPACE (("" "/")) NIL NIL')
+                return "OK NAMESPACE completed"
         user = session.user
         if user is None:
             return "BAD log in first"
         if name == "IDLE":
             return await self._idle(wire, user, session, tag)
-        if session.view is None:
-            return "BAD select a mailbox first"
         view = session.view
+        if view is None:
+            return "BAD select a mailbox first"
         if name == "EXPUNGE":
             return await changes.expunge(self._backend, user, session, view, None)
-        if name == "CLOSE" and not view.read_only:
-            await self._backend.write(lambda c: mailstore.expunge(c, user.address, view.name))
-        session.view = None  # CLOSE and UNSELECT
-        return f"OK {name} completed"
+        return await mailboxes.close(self._backend, user, session, view, name)  # CLOSE and UNSELECT
+
+    async def _start_tls(self, wire: Wire, session: Session, tag: str) -> str | None:
+        """STARTTLS (RFC 3501 §6.2.1): its OK goes out before the handshake, so there is nothing to answer after."""
+        if session.tls or self._tls is None or session.user is not None:
+            return "BAD STARTTLS is not available now"
+        await wire.send(f"{tag} OK begin TLS negotiation now".encode())
+        try:
+            await wire.writer.start_tls(self._tls)
+        except (OSError, ssl.SSLError):
+            raise Closed from None
+        session.tls = True
+        return None
 
     async def _log_in(self, wire: Wire, session: Session, command: Login | Authenticate) -> str:
         if session.user is not None:
