@@ -1,4 +1,5 @@
-"""The IMAP server: one session per connection, commands as the parser types them, mailboxes from the store.
+"""The IMAP server: one session per connection, commands as the parser types them, each handed to its
+handler (mailboxes, fetching, changes, searching) with the Backend, the store and limits they share.
 
 The session (jitaku.mail.imap.session) keeps its view of the selected mailbox up to date after each command
 (at most every REFRESH_EVERY in a run of FETCH, STORE or SEARCH), and every IDLE_POLL while IDLE.
@@ -7,21 +8,17 @@ The session (jitaku.mail.imap.session) keeps its view of the selected mailbox up
 from __future__ import annotations
 
 import asyncio
-import functools
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
-from typing import TypeVar
 
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from jitaku import log
 from jitaku.config import ImapSettings
 from jitaku.mail import lineserver, login
-from jitaku.mail.imap import binary, fetch, listing, mime, search
-from jitaku.mail.imap.budget import Budget, OutOfTime, Workers
+from jitaku.mail.imap import changes, fetching, mailboxes, search, searching
+from jitaku.mail.imap.backend import Backend, Refused
+from jitaku.mail.imap.budget import Workers
 from jitaku.mail.imap.parser import (
     Append,
     Authenticate,
@@ -32,7 +29,6 @@ from jitaku.mail.imap.parser import (
     Create,
     Enable,
     Fetch,
-    FetchItem,
     Id,
     ListMailboxes,
     Login,
@@ -41,30 +37,24 @@ from jitaku.mail.imap.parser import (
     ParseError,
     Rename,
     Search,
+    Select,
     Simple,
     Status,
     Store,
+    UidExpunge,
     parse,
 )
-from jitaku.mail.imap.parser import Select as SelectCommand
-from jitaku.mail.imap.session import AUTOLOGOUT, Session, claim_recent, forget, refresh
-from jitaku.mail.imap.view import View
+from jitaku.mail.imap.session import AUTOLOGOUT, Session, refresh
 from jitaku.mail.imap.wire import LiteralRefused, Wire
 from jitaku.mail.lineserver import Closed, LoggedIn
-from jitaku.store import Database, mailstore
+from jitaku.store import Database
 from jitaku.store.database import out_of_space
-from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
 
-T = TypeVar("T")
-Reader = Callable[[Connection], list[mailstore.StoredMessage]]
 MAX_LINE = 64 * 1024
 # Before login a command holds a LOGIN's user and password, which take a few hundred bytes (RFC 7888's
 # LITERAL- allows 4,096 per literal without asking): two of those
 MAX_COMMAND_BEFORE_LOGIN = 8 * 1024
 MAX_MESSAGE_SIZE = 26_214_400  # [smtp] max_message_size's default: the largest APPEND, as for mail received
-BATCH_BYTES = 1024 * 1024  # message bytes read from the store at a time
-BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed
-FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
 REFRESH_EVERY = 0.1  # seconds: FETCH, STORE and SEARCH look for others' changes at most this often
 IDLE_POLL = 0.5  # seconds between looks at the mailbox while IDLE: mail shows up within a second
 MAX_BAD_COMMANDS = 20  # in a row, then the connection is closed: a client that speaks something else
@@ -72,10 +62,6 @@ CAPABILITIES = (
     "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE ESEARCH"
     " LIST-EXTENDED LIST-STATUS STATUS=SIZE BINARY SEARCHRES APPENDLIMIT={appendlimit}"
 )
-
-
-class Refused(Exception):
-    """A command that cannot be done: answered NO (with a response code in the text)."""
 
 
 class ImapServer:
@@ -87,16 +73,13 @@ class ImapServer:
         settings: ImapSettings | None = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
-        self._database = database
+        self._backend = Backend(database, Workers(), settings or ImapSettings(), max_message_size)
         self._logins = logins
         self._tls = tls
-        self._settings = settings or ImapSettings()
-        self._max_message_size = max_message_size
-        self._workers = Workers()
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
         session = Session(client=login.client_of(writer), tls=implicit_tls)
-        wire = Wire(reader, writer, self._settings.write_timeout)
+        wire = Wire(reader, writer, self._backend.settings.write_timeout)
         greeting = b"* OK [CAPABILITY " + self._capabilities(session).encode() + b"] jitaku IMAP ready"
         # RFC 3501 §7.1.5: BYE when the daemon stops, in a command or between two
         await lineserver.serve(
@@ -104,7 +87,7 @@ class ImapServer:
         )
 
     def _capabilities(self, session: Session) -> str:
-        words = [CAPABILITIES.format(appendlimit=self._max_message_size)]
+        words = [CAPABILITIES.format(appendlimit=self._backend.max_message_size)]
         if session.user is None:
             if not session.tls and self._tls is not None:
                 words.append("STARTTLS")
@@ -116,14 +99,14 @@ class ImapServer:
         if session.user is None:
             limit = literal_limit = MAX_COMMAND_BEFORE_LOGIN
         else:
-            limit, literal_limit = self._max_message_size + MAX_LINE, self._max_message_size
+            limit, literal_limit = self._backend.max_message_size + MAX_LINE, self._backend.max_message_size
         try:
             data = await wire.command(session.timeout, limit, literal_limit)
         except LiteralRefused as refused:
             await wire.send(refused.answer.encode())
             return
         try:
-            tag, command = parse(data, self._settings.max_search_keys)
+            tag, command = parse(data, self._backend.settings.max_search_keys)
         except OverLimit as error:
             await wire.send(f"{error.tag} NO [LIMIT] {error}".encode())
             return
@@ -158,7 +141,7 @@ class ImapServer:
         user = session.user
         if user is not None and (not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY):
             try:
-                await refresh(self._database, user, session, allow_expunge=_is_uid(command) or not busy)
+                await refresh(self._backend.database, user, session, allow_expunge=_is_uid(command) or not busy)
             except SQLAlchemyError as error:  # the next command looks again
                 log.event("imap_store_failed", client=session.client, user=user.address, error=repr(error))
         if done.startswith("BAD "):
@@ -180,82 +163,91 @@ class ImapServer:
 
     async def _command(self, wire: Wire, session: Session, tag: str, command: Command) -> str | None:
         """The tagged response's text, after the untagged ones in session.lines; None when it went out already."""
-        if isinstance(command, Simple):
-            return await self._simple(wire, session, tag, command.name)
-        if isinstance(command, Id):
-            session.say('* ID ("name" "jitaku")')
-            return "OK ID completed"
-        if isinstance(command, Enable):
-            enabled = [name for name in command.capabilities if name == "CONDSTORE"]
-            if enabled:
-                session.enable_condstore()
-            session.say("* ENABLED " + " ".join(enabled))
-            return "OK ENABLE completed"
-        if isinstance(command, (Login, Authenticate)):
-            return await self._log_in(wire, session, command)
+        match command:  # in any state (RFC 3501 §6.1, §6.2)
+            case Simple():
+                return await self._simple(wire, session, tag, command.name)
+            case Id():
+                session.say('* ID ("name" "jitaku")')
+                return "OK ID completed"
+            case Enable():
+                enabled = [name for name in command.capabilities if name == "CONDSTORE"]
+                if enabled:
+                    session.enable_condstore()
+                session.say("* ENABLED " + " ".join(enabled))
+                return "OK ENABLE completed"
+            case Login() | Authenticate():
+                return await self._log_in(wire, session, command)
         user = session.user
         if user is None:
             return "BAD log in first"
         if _enables_condstore(command):
             session.enable_condstore()
-        if isinstance(command, ListMailboxes):
-            return await self._list(user, session, command)
-        if isinstance(command, Status):
-            return await self._status(user, session, command)
-        if isinstance(command, SelectCommand):
-            return await self._select(user, session, command)
-        if isinstance(command, (Create, MailboxCommand, Rename)):
-            return await self._manage(user, session, command)
-        if isinstance(command, Append):
-            return await self._append(user, session, command)
-        if session.view is None:
+        backend = self._backend
+        match command:  # once logged in (RFC 3501 §6.3)
+            case ListMailboxes():
+                return await mailboxes.list_mailboxes(backend, user, session, command)
+            case Status():
+                return await mailboxes.status(backend, user, session, command)
+            case Select():
+                return await mailboxes.select(backend, user, session, command)
+            case Create() | MailboxCommand() | Rename():
+                return await mailboxes.manage(backend, user, session, command)
+            case Append():
+                return await changes.append(backend, user, command)
+        view = session.view
+        if view is None:
             return "BAD select a mailbox first"
-        if isinstance(command, Fetch):
-            return await self._fetch(wire, user, session, session.view, command)
-        if isinstance(command, Store):
-            return await self._store(user, session, session.view, command)
-        if isinstance(command, Copy):
-            return await self._copy(user, session, session.view, command)
-        if isinstance(command, Search):
-            return await self._search(user, session, session.view, command, tag)
-        return await self._expunge(user, session, session.view, session.view.resolve(command.sequence, uid=True))
+        match command:  # in a selected mailbox (RFC 3501 §6.4)
+            case Fetch():
+                return await fetching.fetch(backend, wire, user, session, view, command)
+            case Store():
+                return await changes.store(backend, user, session, view, command)
+            case Copy():
+                return await changes.copy(backend, user, session, view, command)
+            case Search():
+                return await searching.search(backend, user, session, view, command, tag)
+            case UidExpunge():
+                return await changes.expunge(backend, user, session, view, view.resolve(command.sequence, uid=True))
 
     async def _simple(self, wire: Wire, session: Session, tag: str, name: str) -> str | None:
-        if name == "CAPABILITY":
-            session.say("* CAPABILITY " + self._capabilities(session))
-            return "OK CAPABILITY completed"
-        if name in ("NOOP", "CHECK"):
-            return f"OK {name} completed"
-        if name == "LOGOUT":
-            await wire.send(b"* BYE jitaku IMAP server logging out", f"{tag} OK LOGOUT completed".encode())
-            raise Closed
-        if name == "STARTTLS":
-            if session.tls or self._tls is None or session.user is not None:
-                return "BAD STARTTLS is not available now"
-            await wire.send(f"{tag} OK begin TLS negotiation now".encode())
-            try:
-                await wire.writer.start_tls(self._tls)
-            except (OSError, ssl.SSLError):
-                raise Closed from None
-            session.tls = True
-            return None
-        if name == "NAMESPACE":
-            session.say('* NAMESPACE (("" "/")) NIL NIL')
-            return "OK NAMESPACE completed"
+        """The commands without arguments, in the same three states."""
+        match name:
+            case "CAPABILITY":
+                session.say("* CAPABILITY " + self._capabilities(session))
+                return "OK CAPABILITY completed"
+            case "NOOP" | "CHECK":
+                return f"OK {name} completed"
+            case "LOGOUT":
+                await wire.send(b"* BYE jitaku IMAP server logging out", f"{tag} OK LOGOUT completed".encode())
+                raise Closed
+            case "STARTTLS":
+                return await self._start_tls(wire, session, tag)
+            case "NAMESPACE":
+                session.say('* NAMESPACE (("" "/")) NIL NIL')
+                return "OK NAMESPACE completed"
         user = session.user
         if user is None:
             return "BAD log in first"
         if name == "IDLE":
             return await self._idle(wire, user, session, tag)
-        if session.view is None:
-            return "BAD select a mailbox first"
         view = session.view
+        if view is None:
+            return "BAD select a mailbox first"
         if name == "EXPUNGE":
-            return await self._expunge(user, session, view, None)
-        if name == "CLOSE" and not view.read_only:
-            await self._write(lambda c: mailstore.expunge(c, user.address, view.name))
-        session.view = None  # CLOSE and UNSELECT
-        return f"OK {name} completed"
+            return await changes.expunge(self._backend, user, session, view, None)
+        return await mailboxes.close(self._backend, user, session, view, name)  # CLOSE and UNSELECT
+
+    async def _start_tls(self, wire: Wire, session: Session, tag: str) -> str | None:
+        """STARTTLS (RFC 3501 §6.2.1): its OK goes out before the handshake, so there is nothing to answer after."""
+        if session.tls or self._tls is None or session.user is not None:
+            return "BAD STARTTLS is not available now"
+        await wire.send(f"{tag} OK begin TLS negotiation now".encode())
+        try:
+            await wire.writer.start_tls(self._tls)
+        except (OSError, ssl.SSLError):
+            raise Closed from None
+        session.tls = True
+        return None
 
     async def _log_in(self, wire: Wire, session: Session, command: Login | Authenticate) -> str:
         if session.user is not None:
@@ -291,328 +283,6 @@ class ImapServer:
         log.event("imap_login", client=session.client, user=address)
         return f"OK [CAPABILITY {self._capabilities(session)}] logged in"
 
-    async def _read(self, query: Callable[[Connection], T]) -> T:
-        try:
-            return await self._database.read(query)
-        except NoSuchMailbox as missing:
-            raise Refused(f"[NONEXISTENT] {missing}") from None
-
-    async def _write(self, change: Callable[[Connection], T], missing_code: str = "TRYCREATE") -> T:
-        """CHANGE, with what it refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
-        help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530)."""
-        try:
-            return await self._database.write(change)
-        except NoSuchMailbox as missing:
-            raise Refused(f"[{missing_code}] {missing}") from None
-        except MailboxExists as taken:
-            raise Refused(f"[ALREADYEXISTS] {taken}") from None
-        except TooManyMailboxes as error:
-            raise Refused(f"[LIMIT] {error}") from None
-        except MailboxError as error:
-            raise Refused(f"[CANNOT] {error}") from None
-
-    async def _list(self, user: LoggedIn, session: Session, command: ListMailboxes) -> str:
-        address = user.address
-        budget = Budget(self._settings.max_command_time)
-
-        def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
-            boxes, subscribed = self._database.read_now(
-                lambda c: (mailstore.mailboxes(c, address), mailstore.subscriptions(c, address))
-            )
-            return listing.responses(command, boxes, set(subscribed), budget)
-
-        try:
-            session.lines.extend(line.encode() for line in await self._workers.run(budget, work))
-        except OutOfTime:
-            raise Refused("[LIMIT] listing took too long: ask for fewer mailboxes") from None
-        return f"OK {'LSUB' if command.lsub else 'LIST'} completed"
-
-    async def _status(self, user: LoggedIn, session: Session, command: Status) -> str:
-        address = user.address
-        boxes = await self._database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
-        if not boxes:
-            raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
-        session.say(listing.status_line(boxes[0], command.items))
-        return "OK STATUS completed"
-
-    async def _select(self, user: LoggedIn, session: Session, command: SelectCommand) -> str:
-        if session.view is not None:
-            session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
-        session.view = None
-        address = user.address
-        selected = await self._read(lambda c: mailstore.select(c, address, command.mailbox))
-        recent_from = selected.recent_from
-        if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
-            recent_from = await claim_recent(self._database, address, command.mailbox, selected.uidnext)
-        session.condstore = session.condstore or command.condstore
-        view = View(
-            name=command.mailbox,
-            read_only=command.read_only,
-            uidvalidity=selected.uidvalidity,
-            uids=[message.uid for message in selected.messages],
-            flags={message.uid: message.flags for message in selected.messages},
-            modseqs={message.uid: message.modseq for message in selected.messages},
-            sizes={message.uid: message.size for message in selected.messages},
-            recent={message.uid for message in selected.messages if recent_from <= message.uid < selected.uidnext},
-            state=(selected.uidnext, selected.highestmodseq),
-            keywords={flag for message in selected.messages for flag in message.flags if not flag.startswith("\\")},
-        )
-        session.lines.extend(line.encode() for line in view.flag_lines())
-        session.say(f"* {len(view.uids)} EXISTS")
-        session.say(f"* {len(view.recent)} RECENT")
-        unseen = next((number for number, uid in enumerate(view.uids, 1) if "\\Seen" not in view.flags[uid]), None)
-        if unseen is not None:
-            session.say(f"* OK [UNSEEN {unseen}] first unseen")
-        session.say(f"* OK [UIDVALIDITY {view.uidvalidity}] UIDs valid")
-        session.say(f"* OK [UIDNEXT {selected.uidnext}] predicted next UID")
-        session.say(f"* OK [HIGHESTMODSEQ {selected.highestmodseq}] highest")
-        session.view = view
-        return f"OK [{'READ-ONLY' if view.read_only else 'READ-WRITE'}] selected"
-
-    async def _manage(self, user: LoggedIn, session: Session, command: Create | MailboxCommand | Rename) -> str:
-        address = user.address
-        if isinstance(command, Create):
-            asked = command.special_use[0] if command.special_use else None
-            use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
-            if asked is not None and use is None:
-                return f"NO [USEATTR] {asked} is not a special use"
-            limit = self._settings.max_mailboxes
-            await self._write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use, limit))
-            return "OK CREATE completed"
-        if isinstance(command, Rename):
-            limit = self._settings.max_mailboxes
-            await self._write(
-                lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit), "NONEXISTENT"
-            )
-            return "OK RENAME completed"
-        if command.name == "DELETE":
-            if session.view is not None and session.view.name == command.mailbox:
-                session.view = None
-            await self._write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox), "NONEXISTENT")
-        elif command.name == "SUBSCRIBE":
-            limit = self._settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
-            await self._write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit), "NONEXISTENT")
-        else:
-            await self._write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
-        return f"OK {command.name} completed"
-
-    async def _append(self, user: LoggedIn, session: Session, command: Append) -> str:
-        if not command.message:
-            return "NO an empty message cannot be appended"
-        if len(command.message) > self._max_message_size:  # RFC 7889 (APPENDLIMIT)
-            return f"NO [TOOBIG] a message may hold at most {self._max_message_size} bytes"
-        address = user.address
-        # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third.
-        # Encoding parses the whole message (up to the limit's megabytes): a thread's work, not the event loop's
-        message = await asyncio.to_thread(binary.encoded, command.message) if command.binary else command.message
-
-        def append(connection: Connection) -> tuple[int, int]:
-            uid = mailstore.append(connection, address, message, command.mailbox, command.flags, command.internal_date)
-            return mailstore.uidvalidity(connection, address, command.mailbox), uid
-
-        validity, uid = await self._write(append)
-        return f"OK [APPENDUID {validity} {uid}] APPEND completed"
-
-    async def _fetch(self, wire: Wire, user: LoggedIn, session: Session, view: View, command: Fetch) -> str:
-        address = user.address
-        uids = view.resolve(command.sequence, command.uid)
-        items = command.items
-        if command.changed_since is not None:
-            uids = [uid for uid in uids if view.modseqs.get(uid, 0) > command.changed_since]
-            items = _with(items, "MODSEQ")
-        if fetch.sets_seen(items) and not view.read_only:
-            unseen = [uid for uid in uids if "\\Seen" not in view.flags.get(uid, frozenset())]
-            if unseen:
-                await self._check_decodable(address, view, unseen, items)
-                stored = await self._write(
-                    lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
-                )
-                session.list_keywords(state.flags for state in stored.messages)  # others' keywords came along
-                for state in stored.messages:
-                    view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
-                items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
-        if session.condstore and any(item.name == "FLAGS" for item in items):
-            items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
-        pending = 0  # bytes of responses in session.lines
-        told = 0  # messages answered: the others were expunged by another session, which the view does not know yet
-        async for message in self._messages(address, view, uids, fetch.needs_body(items)):
-            told += 1
-            fetched = fetch.Fetched(
-                message.uid,
-                view.flags_of(message.uid),
-                view.modseqs[message.uid],
-                message.size,
-                message.received_at,
-                message.body,
-            )
-            response = [b"* %d FETCH (" % view.number(message.uid)]
-            try:
-                for index, item in enumerate(items):
-                    response.extend((b" ", *fetched.item(item)) if index else fetched.item(item))
-            except mime.UnknownEncoding as error:
-                raise Refused(f"[UNKNOWN-CTE] {error}") from None
-            response.append(b")")
-            size = sum(len(piece) for piece in response)
-            if size <= FLUSH_BYTES:  # gathered, to go out with others in one write (mbsync fetches one at a time)
-                session.say(b"".join(response))
-                pending += size
-            else:  # a large literal goes out in pieces as the client reads them, never copied whole
-                await wire.send(*session.lines)
-                session.lines.clear()
-                pending = 0
-                await wire.stream([*response, b"\r\n"])
-            if pending >= FLUSH_BYTES:  # the client reads while we go on, and memory stays flat
-                await wire.send(*session.lines)
-                session.lines.clear()
-                pending = 0
-        if told < len(uids):  # RFC 2180 §4.1 lets the data of those go missing, and RFC 5530 says why
-            return "OK [EXPUNGEISSUED] messages another session expunged could not be fetched"
-        return "OK FETCH completed"
-
-    async def _check_decodable(self, address: str, view: View, uids: list[int], items: tuple[FetchItem, ...]) -> None:
-        """A BINARY[part] that cannot be decoded is refused before the FETCH marks anything \\Seen."""
-        parts = [item.section.part for item in items if item.name == "BINARY" and item.section is not None]
-        if not parts:
-            return
-        async for message in self._messages(address, view, uids, bodies=True):
-            tree = mime.parse(message.body)
-            for part in parts:
-                try:
-                    mime.decoded(tree, part)
-                except mime.UnknownEncoding as error:
-                    raise Refused(f"[UNKNOWN-CTE] {error}") from None
-
-    async def _store(self, user: LoggedIn, session: Session, view: View, command: Store) -> str:
-        if view.read_only:
-            return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = user.address
-        uids = view.resolve(command.sequence, command.uid)
-        result = await self._write(
-            lambda c: mailstore.store_flags(
-                c, address, view.name, uids, command.flags, command.mode, command.unchanged_since
-            )
-        )
-        session.list_keywords(state.flags for state in result.messages)
-        for state in result.messages:
-            view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
-            if command.silent and not (session.condstore and state.uid in result.changed):
-                continue
-            parts = [f"FLAGS ({' '.join(sorted(view.flags_of(state.uid)))})"]
-            if command.uid:
-                parts.append(f"UID {state.uid}")
-            if session.condstore:
-                parts.append(f"MODSEQ ({state.modseq})")
-            session.say(f"* {view.number(state.uid)} FETCH ({' '.join(parts)})")
-        if result.failed:
-            return f"OK [MODIFIED {_set(result.failed)}] some messages were changed by another session"
-        return "OK STORE completed"
-
-    async def _copy(self, user: LoggedIn, session: Session, view: View, command: Copy) -> str:
-        address = user.address
-        uids = view.resolve(command.sequence, command.uid)
-        if not uids:
-            return f"OK {'MOVE' if command.move else 'COPY'} completed (nothing to do)"
-        operation = mailstore.move if command.move else mailstore.copy
-
-        def copy(connection: Connection) -> tuple[int, list[tuple[int, int]]]:
-            pairs = operation(connection, address, view.name, uids, command.mailbox)
-            return mailstore.uidvalidity(connection, address, command.mailbox), pairs
-
-        validity, pairs = await self._write(copy)
-        code = f"COPYUID {validity} {_set([old for old, _new in pairs])} {_set([new for _old, new in pairs])}"
-        if not command.move:
-            return f"OK [{code}] COPY completed"
-        session.say(f"* OK [{code}] moved")
-        forget(session, view, [old for old, _new in pairs])
-        return "OK MOVE completed"
-
-    async def _search(self, user: LoggedIn, session: Session, view: View, command: Search, tag: str) -> str:
-        address = user.address
-        budget = Budget(self._settings.max_command_time)
-        mailbox = search.Mailbox(len(view.uids), view.uids[-1] if view.uids else 0, frozenset(view.saved))
-        program = search.Program(command.key, mailbox, budget)
-        stored_needed, bodies = search.needs_stored(command.key), search.needs_body(command.key)
-        prefix = self._settings.max_search_bytes
-        uids: list[int] = []
-        unsearched = False  # a message the view has was expunged by another session, and its text is gone
-        for batch, _size in _batches(view, list(view.uids), bodies, prefix):
-            # what the view says of each message, taken here: the worker thread never looks at the view
-            known = [
-                search.Candidate(view.number(uid), uid, view.flags_of(uid), view.modseqs[uid], view.sizes[uid], 0, b"")
-                for uid in batch
-            ]
-            read = functools.partial(
-                mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies, prefix=prefix
-            )
-
-            def work(known: list[search.Candidate] = known, read: Reader = read) -> tuple[list[int], bool]:
-                """The UIDs that match, and whether a message had to be passed over: gone from the store."""
-                searchable = known  # flags, sizes, UIDs and the rest: what the view knows is enough
-                if stored_needed:
-                    stored = {message.uid: message for message in self._database.read_now(read)}
-                    searchable = [
-                        replace(message, received_at=stored[message.uid].received_at, body=stored[message.uid].body)
-                        for message in known
-                        if message.uid in stored
-                    ]
-                return [message.uid for message in searchable if program.matches(message)], len(searchable) < len(known)
-
-            try:
-                matched, gone = await self._workers.run(budget, work)
-            except OutOfTime:
-                raise Refused("[LIMIT] the search took too long: narrow it, or search fewer messages") from None
-            uids.extend(matched)
-            unsearched = unsearched or gone
-        found = uids if command.uid else [view.number(uid) for uid in uids]
-        # RFC 7162 §3.1.5: a search by MODSEQ says the highest mod-sequence of what it found
-        modseqs = [view.modseqs[uid] for uid in uids] if search.uses_modseq(command.key) else []
-        options = command.return_options
-        if options is None:
-            modseq = f" (MODSEQ {max(modseqs)})" if modseqs else ""
-            session.say("* SEARCH" + "".join(f" {number}" for number in found) + modseq)
-        else:
-            if "SAVE" in options:  # with MIN or MAX, only what they name is saved (RFC 5182 §2.4)
-                kept = [pick(uids) for pick, option in ((min, "MIN"), (max, "MAX")) if option in options and uids]
-                view.saved = set(kept if {"MIN", "MAX"} & set(options) else uids)
-            if options != ("SAVE",):  # SAVE alone answers nothing but OK
-                session.say(_esearch(tag, command, found, modseqs))
-        # RFC 3501 §7.4.1 keeps an expunge untold during SEARCH; RFC 5530 lets a result miss what it took away
-        if unsearched:
-            return "OK [EXPUNGEISSUED] messages another session expunged could not be searched"
-        return "OK SEARCH completed"
-
-    async def _messages(
-        self, address: str, view: View, uids: list[int], bodies: bool
-    ) -> AsyncIterator[mailstore.StoredMessage]:
-        """The messages UIDS that the view still has, a batch at a time: never more than BATCH_BYTES of bodies
-        at once (issue 15: 200 at once, of any size, held gigabytes), but for one larger message, which is
-        read in a thread: reading tens of megabytes would hold the event loop. Other connections get their turn
-        between batches and before each large message (parsing one for BODYSTRUCTURE takes a while): reads
-        and writes that need not wait would never hand the loop over."""
-        for number, (batch, size) in enumerate(_batches(view, uids, bodies)):
-            if number:
-                await asyncio.sleep(0)
-            read: Reader = functools.partial(
-                mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies
-            )
-            if size > BATCH_BYTES:
-                stored = await asyncio.to_thread(self._database.read_now, read)
-            else:
-                stored = await self._database.read(read)
-            for message in stored:
-                if message.uid in view.flags:
-                    if len(message.body) > FLUSH_BYTES:
-                        await asyncio.sleep(0)
-                    yield message
-
-    async def _expunge(self, user: LoggedIn, session: Session, view: View, uids: list[int] | None) -> str:
-        if view.read_only:
-            return "NO [READ-ONLY] the mailbox is selected read-only"
-        address = user.address
-        gone = await self._write(lambda c: mailstore.expunge(c, address, view.name, uids))
-        forget(session, view, gone)
-        return "OK EXPUNGE completed"
-
     async def _idle(self, wire: Wire, user: LoggedIn, session: Session, tag: str) -> str:
         await wire.send(b"+ idling")
         done = asyncio.ensure_future(wire.line(timeout=AUTOLOGOUT))
@@ -624,30 +294,12 @@ class ImapServer:
                     if line.strip().upper() != b"DONE":
                         return "BAD expected DONE"
                     return "OK IDLE terminated"
-                await refresh(self._database, user, session, allow_expunge=True)
+                await refresh(self._backend.database, user, session, allow_expunge=True)
                 if session.lines:
                     await wire.send(*session.lines)
                     session.lines.clear()
         finally:
             done.cancel()
-
-
-def _batches(view: View, uids: list[int], bodies: bool, prefix: int | None = None) -> Iterator[tuple[list[int], int]]:
-    """UIDS in runs to read together, each with the bytes of body it costs (at most PREFIX of each message):
-    up to BATCH_BYTES, and BATCH_MESSAGES, but at least one message."""
-    batch: list[int] = []
-    size = 0
-    for uid in uids:
-        cost = view.sizes.get(uid, 0) if bodies else 0
-        if prefix is not None:
-            cost = min(cost, prefix)
-        if batch and (size + cost > BATCH_BYTES or len(batch) >= BATCH_MESSAGES):
-            yield batch, size
-            batch, size = [], 0
-        batch.append(uid)
-        size += cost
-    if batch:
-        yield batch, size
 
 
 def _store_failure(error: SQLAlchemyError) -> str:
@@ -671,39 +323,3 @@ def _enables_condstore(command: Command) -> bool:
     if isinstance(command, Search):
         return search.uses_modseq(command.key)
     return isinstance(command, Status) and "HIGHESTMODSEQ" in command.items
-
-
-def _esearch(tag: str, command: Search, found: list[int], modseqs: list[int]) -> str:
-    """The ESEARCH response (RFC 4731) to SEARCH RETURN (MIN MAX COUNT ALL). FOUND is in ascending order, and
-    MODSEQS, given for a search by MODSEQ, are those of the messages found, in the same order."""
-    options = command.return_options or ("ALL",)
-    parts = [f'* ESEARCH (TAG "{tag}")'] + (["UID"] if command.uid else [])
-    if found and "MIN" in options:
-        parts.append(f"MIN {found[0]}")
-    if found and "MAX" in options:
-        parts.append(f"MAX {found[-1]}")
-    if "COUNT" in options:
-        parts.append(f"COUNT {len(found)}")
-    if found and "ALL" in options:
-        parts.append(f"ALL {_set(found)}")
-    if modseqs:  # RFC 7162 §3.1.5: the highest of the messages reported, which MIN or MAX alone narrow
-        if not {"ALL", "COUNT"} & set(options):
-            modseqs = [modseqs[0]] * ("MIN" in options) + [modseqs[-1]] * ("MAX" in options)
-        parts.append(f"MODSEQ {max(modseqs)}")
-    return " ".join(parts)
-
-
-def _with(items: tuple[FetchItem, ...], name: str) -> tuple[FetchItem, ...]:
-    """ITEMS, with NAME added unless the client asked for it already."""
-    return items if any(item.name == name for item in items) else (*items, FetchItem(name))
-
-
-def _set(numbers: list[int]) -> str:
-    """NUMBERS as a compact sequence set ("1:3,7")."""
-    ranges: list[list[int]] = []
-    for number in sorted(numbers):
-        if ranges and number == ranges[-1][1] + 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    return ",".join(f"{low}" if low == high else f"{low}:{high}" for low, high in ranges)

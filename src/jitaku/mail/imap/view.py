@@ -58,3 +58,14 @@ class View:
                 raise ParseError(f"there is no message {high}")
             found.update(self.uids[low - 1 : high])
         return sorted(found)
+
+
+def sequence_set(numbers: list[int]) -> str:
+    """NUMBERS as a compact sequence set ("1:3,7"), as COPYUID, MODIFIED and ESEARCH's ALL give them back."""
+    ranges: list[list[int]] = []
+    for number in sorted(numbers):
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return ",".join(f"{low}" if low == high else f"{low}:{high}" for low, high in ranges)

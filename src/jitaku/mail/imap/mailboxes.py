@@ -1,0 +1,111 @@
+"""The commands on a user's mailboxes (RFC 3501 §6.3): LIST and LSUB, STATUS, SELECT and EXAMINE, CLOSE and
+UNSELECT, CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE."""
+
+from __future__ import annotations
+
+from jitaku.mail.imap import listing
+from jitaku.mail.imap.backend import Backend, Refused
+from jitaku.mail.imap.budget import Budget, OutOfTime
+from jitaku.mail.imap.parser import Create, ListMailboxes, MailboxCommand, Rename, Select, Status
+from jitaku.mail.imap.session import Session, claim_recent
+from jitaku.mail.imap.view import View
+from jitaku.mail.lineserver import LoggedIn
+from jitaku.store import mailstore
+
+
+async def list_mailboxes(backend: Backend, user: LoggedIn, session: Session, command: ListMailboxes) -> str:
+    address = user.address
+    budget = Budget(backend.settings.max_command_time)
+
+    def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
+        boxes, subscribed = backend.database.read_now(
+            lambda c: (mailstore.mailboxes(c, address), mailstore.subscriptions(c, address))
+        )
+        return listing.responses(command, boxes, set(subscribed), budget)
+
+    try:
+        session.lines.extend(line.encode() for line in await backend.workers.run(budget, work))
+    except OutOfTime:
+        raise Refused("[LIMIT] listing took too long: ask for fewer mailboxes") from None
+    return f"OK {'LSUB' if command.lsub else 'LIST'} completed"
+
+
+async def status(backend: Backend, user: LoggedIn, session: Session, command: Status) -> str:
+    address = user.address
+    boxes = await backend.database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
+    if not boxes:
+        raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
+    session.say(listing.status_line(boxes[0], command.items))
+    return "OK STATUS completed"
+
+
+async def select(backend: Backend, user: LoggedIn, session: Session, command: Select) -> str:
+    if session.view is not None:
+        session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
+    session.view = None
+    address = user.address
+    selected = await backend.read(lambda c: mailstore.select(c, address, command.mailbox))
+    recent_from = selected.recent_from
+    if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
+        recent_from = await claim_recent(backend.database, address, command.mailbox, selected.uidnext)
+    session.condstore = session.condstore or command.condstore
+    view = View(
+        name=command.mailbox,
+        read_only=command.read_only,
+        uidvalidity=selected.uidvalidity,
+        uids=[message.uid for message in selected.messages],
+        flags={message.uid: message.flags for message in selected.messages},
+        modseqs={message.uid: message.modseq for message in selected.messages},
+        sizes={message.uid: message.size for message in selected.messages},
+        recent={message.uid for message in selected.messages if recent_from <= message.uid < selected.uidnext},
+        state=(selected.uidnext, selected.highestmodseq),
+        keywords={flag for message in selected.messages for flag in message.flags if not flag.startswith("\\")},
+    )
+    session.lines.extend(line.encode() for line in view.flag_lines())
+    session.say(f"* {len(view.uids)} EXISTS")
+    session.say(f"* {len(view.recent)} RECENT")
+    unseen = next((number for number, uid in enumerate(view.uids, 1) if "\\Seen" not in view.flags[uid]), None)
+    if unseen is not None:
+        session.say(f"* OK [UNSEEN {unseen}] first unseen")
+    session.say(f"* OK [UIDVALIDITY {view.uidvalidity}] UIDs valid")
+    session.say(f"* OK [UIDNEXT {selected.uidnext}] predicted next UID")
+    session.say(f"* OK [HIGHESTMODSEQ {selected.highestmodseq}] highest")
+    session.view = view
+    return f"OK [{'READ-ONLY' if view.read_only else 'READ-WRITE'}] selected"
+
+
+async def close(backend: Backend, user: LoggedIn, session: Session, view: View, name: str) -> str:
+    """CLOSE, which expunges a mailbox selected read-write, and UNSELECT (RFC 3691), which does not."""
+    if name == "CLOSE" and not view.read_only:
+        await backend.write(lambda c: mailstore.expunge(c, user.address, view.name))
+    session.view = None
+    return f"OK {name} completed"
+
+
+async def manage(backend: Backend, user: LoggedIn, session: Session, command: Create | MailboxCommand | Rename) -> str:
+    """CREATE, RENAME, DELETE, SUBSCRIBE and UNSUBSCRIBE: a change to the user's mailboxes or subscriptions."""
+    address = user.address
+    if isinstance(command, Create):
+        asked = command.special_use[0] if command.special_use else None
+        use = mailstore.SPECIAL_USES.get(asked) if asked is not None else None
+        if asked is not None and use is None:
+            return f"NO [USEATTR] {asked} is not a special use"
+        limit = backend.settings.max_mailboxes
+        await backend.write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use, limit))
+        return "OK CREATE completed"
+    if isinstance(command, Rename):
+        limit = backend.settings.max_mailboxes
+        await backend.write(
+            lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit), "NONEXISTENT"
+        )
+        return "OK RENAME completed"
+    if command.name == "DELETE":
+        if session.view is not None and session.view.name == command.mailbox:
+            session.view = None
+        await backend.write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox), "NONEXISTENT")
+    elif command.name == "SUBSCRIBE":
+        limit = backend.settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
+        await backend.write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit), "NONEXISTENT")
+    else:
+        await backend.write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
+    return f"OK {command.name} completed"
