@@ -172,6 +172,8 @@ class Machine:
     def answer(self, reply: str, route: Any = None) -> None:
         """The reply to the event given out: the policy's to MAIL or RCPT (a 2xx accepts, and ROUTE goes with
         an accepted recipient), the commit's to the message, or a refused login's."""
+        if self._state != _WAITING:
+            return  # closed meanwhile
         asked, self._asked = self._asked, None
         self._state = _COMMAND
         if reply.startswith("2"):
@@ -185,6 +187,8 @@ class Machine:
         self._reply(reply)
 
     def logged_in(self, user: str) -> None:
+        if self._state != _WAITING:
+            return
         self._asked = None
         self._state = _COMMAND
         self.user = user
@@ -192,6 +196,8 @@ class Machine:
 
     def tls_started(self) -> None:
         """RFC 3207 §4.2: the session starts over, as if just connected (and nothing sent before counts)."""
+        if self._state != _WAITING:
+            return
         self._asked = None
         self._state = _COMMAND
         self.tls = True
