@@ -1,7 +1,6 @@
 """The versions installed, the ones the suite runs on, are the ones pyproject.toml allows, and what we lean on
 beyond a library's public interface has an upper bound: a fresh `pip install .` picks the newest release allowed.
-An unbounded typer turned every usage mistake into "internal error" (issue 17); JitakuSMTP overrides aiosmtpd's
-private methods, which no release promises to keep."""
+An unbounded typer turned every usage mistake into "internal error" (issue 17)."""
 
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ def test_the_installed_version_is_one_pyproject_allows(requirement: Requirement)
     assert requirement.specifier.contains(installed, prereleases=True), f"{requirement.name} {installed}: {requirement}"
 
 
-@pytest.mark.parametrize("name", ["typer", "rich", "aiosmtpd"])
+@pytest.mark.parametrize("name", ["typer", "rich"])
 def test_what_we_lean_on_beyond_its_interface_stops_below_the_next_release_that_may_break_it(name: str) -> None:
     (requirement,) = [r for r in REQUIREMENTS if r.name == name]
     assert any(spec.operator == "<" for spec in requirement.specifier), f"{requirement} has no upper bound"

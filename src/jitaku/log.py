@@ -20,7 +20,7 @@ def setup(level: int = logging.INFO) -> None:
     _logger.handlers[:] = [handler]
     _logger.setLevel(level)
     _logger.propagate = False
-    # Libraries (aiosmtpd's "mail.log", asyncio) speak only when something is wrong.
+    # Libraries (asyncio, sqlalchemy) speak only when something is wrong.
     logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 

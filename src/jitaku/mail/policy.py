@@ -54,6 +54,8 @@ class Policy:
 
     async def recipient(self, text: str, authenticated: bool) -> Accepted | Refused:
         """Decide RCPT TO: on the MX only local addresses; after AUTH anything well-formed."""
+        if text.lower() == "postmaster":  # RFC 5321 §4.1.1.3: RCPT TO:<Postmaster>, with no domain
+            text = f"postmaster@{self._settings.domains[0]}"
         parsed = addresses.parse(text)
         if parsed is None:
             if "@" not in text:
