@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jitaku import data_dir
-from jitaku.cli import app
+from jitaku.cli.commands import app
 from jitaku.config import ConfigError
 
 

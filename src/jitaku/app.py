@@ -1,4 +1,4 @@
-"""The daemon's processes: bind every listener, fork the SMTP workers, watch them, stop on SIGTERM.
+"""The daemon's processes: bind every listener, drop root, fork the SMTP workers, watch them, stop on SIGTERM.
 
 What each process runs is wired in services.py.
 """
@@ -15,15 +15,18 @@ import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from jitaku import log, ports, services, workers
+from jitaku import config as config_module
+from jitaku import log, ports, privileges, provision, serve_lock, services, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import raise_open_files_limit
 from jitaku.errors import ServeError
 from jitaku.mail.smtp_server import Listener
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # malloc.h
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # malloc.h
+MALLOC_ARENAS = 2
 LARGE_BLOCK = 1 << 20
 IPV6_ANY = ipaddress.IPv6Address("::")
 
@@ -35,6 +38,25 @@ class Sockets:
     smtp: list[services.Bound]  # MX and submission: every process accepts on them
     access: list[services.Bound]  # IMAP and POP3: the main process alone
     web: list[tuple[Listen, socket.socket]]  # each with the address it got
+
+
+def serve(data_dir: Path) -> None:
+    """`jitaku serve`: DATA_DIR's daemon until SIGTERM. The command line calls it without loading typer."""
+    _few_arenas()
+    config = config_module.load(data_dir)
+    user = privileges.run_user(config)  # refused before anything is touched when it cannot be done
+    changes = provision.tighten(config)  # first: the lock file is made in a directory nobody else may write to
+    log.setup()
+    # Bound as root (ports below 1024), then root is dropped for good, before anything is written in the
+    # data directory and before the SMTP workers fork: nothing there is root's, no process stays root.
+    with serve_lock.held(config.data_dir, owner=user), listening(config) as sockets:
+        if user is not None:
+            privileges.drop(user)
+            log.event("dropped_root", user=user.pw_name, uid=user.pw_uid, gid=user.pw_gid)
+        provision.complete(config)
+        for change in changes:
+            log.event("data_dir_mode", change=change)
+        run(config, sockets)
 
 
 @contextlib.contextmanager
@@ -133,6 +155,15 @@ def run(config: Config, sockets: Sockets) -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         ports.forget(config.data_dir)
+
+
+def _few_arenas() -> None:
+    """At most MALLOC_ARENAS malloc arenas, before any thread starts (glibc fixes its limit at the first
+    thread's arena). By default every thread that allocates gets one of up to 8 per core, each holding on to
+    what it once held: resident memory grows with the load and stays (issue 20)."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc's; other C libraries go without
+    if mallopt is not None:
+        mallopt(M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def _unmap_large_blocks() -> None:

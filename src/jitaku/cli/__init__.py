@@ -1,39 +1,22 @@
 """The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns, dns, check, alerts, smart.
 
 One module per command group; they share only `jitaku.cli.common` (options, errors, printing) and are put
-together here, in the order `jitaku --help` lists them."""
+together in `jitaku.cli.commands`. A plain `jitaku serve [--dir DIR]` skips them: the daemon runs without
+Typer and Rich, which it would carry for its whole life (its idle memory is held under 80 MB, issue 20).
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
-
-from jitaku.cli import ddns, dkim, dns, health, init, lists, mailbox, queue, serve, smart, users
-from jitaku.cli.common import USAGE, CliError
-from jitaku.config import ConfigError
+from jitaku.cli.errors import USAGE
 from jitaku.terminal import visible
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="jitaku (自宅): a home server that keeps running.",
-)
-app.command("init")(init.init)
-app.command("serve")(serve.serve)
-app.command("check")(health.check)
-app.add_typer(users.user_app, name="user")
-app.add_typer(users.alias_app, name="alias")
-app.add_typer(mailbox.mailbox_app, name="mailbox")
-app.add_typer(queue.queue_app, name="queue")
-app.add_typer(dkim.dkim_app, name="dkim")
-app.add_typer(lists.list_app, name="list")
-app.add_typer(smart.smart_app, name="smart")
-app.add_typer(ddns.ddns_app, name="ddns")
-app.add_typer(dns.dns_app, name="dns")
-app.add_typer(health.alerts_app, name="alerts")
+if TYPE_CHECKING:
+    import typer
 
 
 def main() -> None:
@@ -42,21 +25,17 @@ def main() -> None:
     0 done, 1 refused (the request was understood and cannot be carried out), 2 a usage mistake (the command line,
     or input ended at a prompt), 70 a bug, 130 Ctrl-C; `jitaku check` adds its own 1 and 2 (a warning, a critical).
     """
-    from jitaku.errors import PrivilegeError, ServeError
-    from jitaku.service import ServiceError
-    from jitaku.store.accounts import AccountError
-
     debug = os.environ.get("JITAKU_DEBUG") == "1"
     try:
-        # Not typer's standalone mode: that prints a usage mistake as a Rich panel and an end of input as
-        # "Aborted." with exit 1. prog_name: the usage line says `jitaku` under `python -m jitaku` too.
-        code = app(prog_name="jitaku", standalone_mode=False)  # a command's typer.Exit(N) comes back as N
-    except typer.TyperException as error:
-        sys.exit(_say_typer_error(error))
-    except typer.Abort:  # typer's word for EOFError: Ctrl-D at the password prompt
-        sys.stderr.write("jitaku: the input ended (Ctrl-D) before an answer; nothing changed\n")
-        sys.exit(USAGE)
-    except (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError) as error:
+        serving = serve_dir(sys.argv[1:])
+        if serving is not None:
+            from jitaku import app as daemon
+
+            daemon.serve(serving)
+            code: object = 0
+        else:
+            code = _typer_main()
+    except _refusals() as error:
         if debug:
             raise
         sys.stderr.write(f"jitaku: {visible(str(error))}\n")
@@ -75,6 +54,52 @@ def main() -> None:
         sys.stderr.write(f"jitaku: internal error: {visible(repr(error))} (JITAKU_DEBUG=1 shows the traceback)\n")
         sys.exit(70)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def serve_dir(args: list[str]) -> Path | None:
+    """The data directory of `jitaku serve`, `jitaku serve --dir DIR` or `--dir=DIR`, chosen as typer's --dir
+    option chooses it (jitaku.cli.common.RootDirOption); None for any other command line, help and usage
+    mistakes included, which typer reads."""
+    if args == ["serve"]:
+        from jitaku.data_dir import find
+
+        given = os.environ.get("JITAKU_DIR")  # empty counts as unset, for typer too
+        return Path(given) if given else find()
+    if len(args) == 3 and args[:2] == ["serve", "--dir"]:
+        given = args[2]
+    elif len(args) == 2 and args[0] == "serve" and args[1].startswith("--dir="):
+        given = args[1].removeprefix("--dir=")
+    else:
+        return None
+    return Path(given) if given and not given.startswith("-") else None
+
+
+def _typer_main() -> object:
+    """Not typer's standalone mode: that prints a usage mistake as a Rich panel and an end of input as
+    "Aborted." with exit 1. prog_name: the usage line says `jitaku` under `python -m jitaku` too."""
+    import typer
+
+    from jitaku.cli.commands import app
+
+    try:
+        return app(prog_name="jitaku", standalone_mode=False)  # a command's typer.Exit(N) comes back as N
+    except typer.TyperException as error:
+        sys.exit(_say_typer_error(error))
+    except typer.Abort:  # typer's word for EOFError: Ctrl-D at the password prompt
+        sys.stderr.write("jitaku: the input ended (Ctrl-D) before an answer; nothing changed\n")
+        sys.exit(USAGE)
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    """What main() prints as a refusal (exit 1): asked only once something was raised, so that a plain
+    `jitaku serve` does not load the modules that define them (the store's, SQLAlchemy) for an except clause."""
+    from jitaku.cli.errors import CliError
+    from jitaku.config import ConfigError
+    from jitaku.errors import PrivilegeError, ServeError
+    from jitaku.service import ServiceError
+    from jitaku.store.accounts import AccountError
+
+    return (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError)
 
 
 def _say_typer_error(error: typer.TyperException) -> int:

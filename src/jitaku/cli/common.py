@@ -15,6 +15,7 @@ from rich.console import Console
 
 from jitaku import config as config_module
 from jitaku import dns_records, table
+from jitaku.cli.errors import CliError as CliError  # the command groups take it from here
 from jitaku.config import Config
 from jitaku.data_dir import LOCAL_DIR
 
@@ -56,16 +57,11 @@ RootDirOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON array.")]
 DEFAULT_DIR = LOCAL_DIR  # what typer is given; the --dir callback puts the directory found in its place
-USAGE = 2  # the exit code of a usage mistake, as typer (and click before it) gives it
 
 # No markup: a subject holding `[bold]` or `[/]` prints as itself (and `[/]` alone made Rich raise); no emoji
 # codes, which Rich replaces even without markup (a stranger's `:warning:` showed as a warning sign). No
 # highlighting, which colours parts of a line by guesswork, and no wrapping of plain lines (a path stays whole).
 console = Console(markup=False, emoji=False, highlight=False, soft_wrap=True)
-
-
-class CliError(Exception):
-    """A request the CLI cannot carry out; printed as one line."""
 
 
 def load_config(data_dir: Path) -> Config:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections import Counter
-
-import httpx
+from typing import TYPE_CHECKING
 
 from jitaku.interfaces import Address, is_public
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def parse_answer(text: str) -> Address | None:
@@ -34,6 +36,8 @@ def majority(answers: list[Address | None]) -> Address | None:
 
 
 async def ask(client: httpx.AsyncClient, url: str) -> Address | None:
+    import httpx  # loaded already by whoever made CLIENT; not at import, for the health checks that import us
+
     try:
         response = await client.get(url)
     except httpx.HTTPError:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import apprise
-
-from jitaku import alert_targets
 from jitaku.config import AlertSettings
 from jitaku.health.result import State
+
+if TYPE_CHECKING:
+    from apprise import NotifyBase
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ CHECK_NAMES_JA = {
 }
 
 
-NOTIFY_TYPE = {State.OK: apprise.NotifyType.SUCCESS, State.WARNING: apprise.NotifyType.WARNING}
+NOTIFY_TYPE = {State.OK: "success", State.WARNING: "warning", State.CRITICAL: "failure"}  # apprise.NotifyType
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,25 @@ class Alerter:
     async def _one(self, number: int, url: str, title: str, body: str, state: State) -> Delivery:
         # Named by position and scheme only: a Telegram token, an ntfy topic or a webhook path is the secret.
         shown = f"#{number} {url.split('://', 1)[0]}://"
-        target = alert_targets.target(url)
+        target = await asyncio.to_thread(_target, url)  # the first loads apprise: not on the event loop
         if target is None:
             return Delivery(number, shown, False)
-        kind = NOTIFY_TYPE.get(state, apprise.NotifyType.FAILURE)
         try:
-            ok = await asyncio.to_thread(target.notify, body=body, title=title, notify_type=kind)
+            ok = await asyncio.to_thread(_notify, target, title, body, NOTIFY_TYPE[state])
         except Exception:  # a plugin's own bug must not cost the other targets or the monitor
             ok = False
         return Delivery(number, shown, bool(ok))
+
+
+def _target(url: str) -> NotifyBase | None:
+    """apprise (~275 plugin modules, ~18 MB) is loaded here, by the first alert sent, and not by a daemon
+    without [alerts] urls: the idle daemon stays under its memory budget (issue 20)."""
+    from jitaku import alert_targets
+
+    return alert_targets.target(url)
+
+
+def _notify(target: NotifyBase, title: str, body: str, kind: str) -> bool:
+    import apprise
+
+    return bool(target.notify(body=body, title=title, notify_type=apprise.NotifyType(kind)))

@@ -12,8 +12,6 @@ import asyncio
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
-
 from jitaku.config import BuddySettings, parse_listen
 from jitaku.health.result import Result, State
 from jitaku.health.services import POP3, SMTP, Silence, answers
@@ -46,6 +44,8 @@ async def probe(targets: list[str]) -> list[dict[str, Any]]:
 
 async def _call(settings: BuddySettings, method: str, path: str, **kwargs: Any) -> Any:
     """The friend's endpoint; raises Unreachable with a few words on any failure."""
+    import httpx  # httpx (~16 MB with the CLI it loads) only in a daemon that uses it
+
     headers = {"Authorization": f"Bearer {settings.token}"}
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, verify=settings.verify_tls) as client:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import httpx
 from sqlalchemy.engine import Connection
 
 from jitaku import log, store
@@ -142,6 +141,8 @@ async def _dns(context: Context) -> Result | None:
     states = await context.database.read(store.ddns.all_states)
     ours = dns.public_addresses([(state.family, state.address) for state in states])
     if not ours:  # no DDNS updater keeps it: ask the echo services ourselves
+        import httpx  # httpx (~16 MB with the CLI it loads) only in a daemon that uses it
+
         async with httpx.AsyncClient(timeout=10.0) as client:
             found = await public_address.discover(client, list(context.config.settings.public_ip.sources))
         # an echo service reached over IPv6 names our IPv6 address; only the IPv4 answer stands for the A record

@@ -10,7 +10,6 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 
-import httpx
 from sqlalchemy.engine import Connection
 
 from jitaku import log, store
@@ -128,6 +127,8 @@ class Monitor:
         return Alert(now, result.check, kind, result.state, title, sentence, not missed), missed
 
     async def _heartbeat(self) -> None:
+        import httpx  # httpx (~16 MB with the CLI it loads) only in a daemon that uses it
+
         try:
             async with httpx.AsyncClient(timeout=10.0) as client:
                 response = await client.get(self._settings.alerts.heartbeat_url)

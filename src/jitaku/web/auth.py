@@ -15,7 +15,6 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jitaku import log
@@ -23,13 +22,13 @@ from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.store import Database, accounts
 from jitaku.tls import write_secret
 from jitaku.web.bodies import read_form
+from jitaku.web.templates import templates
 
 SECRET_FILE = "web.secret"
 SESSION_COOKIE = "jitaku_session"
 SESSION_DAYS = 7
 WRONG = "Wrong address or password, or not an admin."  # the same for both, so it tells nobody which
 Endpoint = Callable[[Request], Awaitable[Response]]
-_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 def session_secret(data_dir: Path) -> str:
@@ -155,7 +154,7 @@ class Gate:
 
     def _page(self, request: Request, target: str, error: str, status: int = 200) -> Response:
         context = {"next": target, "error": error}
-        return _templates.TemplateResponse(request, "login.html", context, status_code=status)
+        return templates().TemplateResponse(request, "login.html", context, status_code=status)
 
     async def _login(self, request: Request) -> Response:
         client = request.client.host if request.client else "?"

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import functools
 import time
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 
 from jitaku import dns_records, resolver, store
 from jitaku.config import Settings
@@ -20,8 +18,8 @@ from jitaku.health.dns import public_addresses
 from jitaku.store import Database
 from jitaku.web import graphs
 from jitaku.web.auth import Gate
+from jitaku.web.templates import templates
 
-_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 RANGES = {"24h": 86400.0, "7d": 7 * 86400.0}
 # (title, check, metric: a name, or ".suffix" for one line per disk, scale)
 GRAPHS = (
@@ -122,7 +120,7 @@ class Dashboard:
             "signed_in": await self._gate.signed_in(request),
             "dot": graphs.DOT,
         }
-        return _templates.TemplateResponse(request, "dashboard.html", context)
+        return templates().TemplateResponse(request, "dashboard.html", context)
 
     async def _health_json(self, request: Request) -> Response:
         return JSONResponse(await self._health())

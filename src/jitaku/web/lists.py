@@ -8,13 +8,11 @@ so both paths send the same confirmation mail and store the same rows.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 
 from jitaku import addresses, log, store
 from jitaku.lists import requests
@@ -22,15 +20,14 @@ from jitaku.lists.requests import Requests
 from jitaku.lists.tokens import member_for_token
 from jitaku.store import Database
 from jitaku.web.bodies import read_form
-
-_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+from jitaku.web.templates import templates
 
 
 def _page(
     request: Request, title: str, message: str, status: int = 200, form: dict[str, Any] | None = None
 ) -> Response:
     context = {"title": title, "message": message, "form": form}
-    return _templates.TemplateResponse(request, "list_page.html", context, status_code=status)
+    return templates().TemplateResponse(request, "list_page.html", context, status_code=status)
 
 
 def routes(database: Database, asked: Requests) -> list[Route]:

@@ -4,7 +4,6 @@ bounded, every response with the security headers."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -12,7 +11,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
 from jitaku import dns_records, store
@@ -20,12 +18,11 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import auth, buddy, lists, metrics
+from jitaku.web import auth, buddy, lists
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
-
-_templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+from jitaku.web.templates import templates
 
 
 def build(config: Config, database: Database, authenticator: Authenticator, requests: Requests) -> ASGIApp:
@@ -51,7 +48,7 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
         }
 
     async def page(request: Request) -> Response:
-        return _templates.TemplateResponse(request, "status.html", await snapshot())
+        return templates().TemplateResponse(request, "status.html", await snapshot())
 
     async def as_json(request: Request) -> Response:
         return JSONResponse(await snapshot())
@@ -64,7 +61,7 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
-            *metrics.routes(settings, database),
+            *_metrics(config, database),
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
         middleware=[
@@ -73,3 +70,13 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
         ],
     )
     return SecurityHeaders(app)  # outside Starlette's error handling, so that its 500 carries them too
+
+
+def _metrics(config: Config, database: Database) -> list[Route]:
+    """/metrics, in a daemon whose `[web] metrics_token` lets Prometheus read it: only that one loads
+    prometheus_client (and the http.server and wsgiref it imports), ~1 MB the idle daemon goes without."""
+    if not config.settings.web.metrics_token:
+        return []
+    from jitaku.web import metrics
+
+    return metrics.routes(config.settings, database)
