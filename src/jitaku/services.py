@@ -28,7 +28,8 @@ from jitaku.mail.policy import Policy
 from jitaku.mail.pop3 import MAX_LINE as POP3_MAX_LINE
 from jitaku.mail.pop3 import Pop3Server
 from jitaku.mail.queue import Queue
-from jitaku.mail.smtp_server import Handler, Listener, protocol_factory
+from jitaku.mail.smtp.protocol import SmtpProtocol
+from jitaku.mail.smtp_server import Handler, Listener
 from jitaku.mail.spool import Spooler
 from jitaku.passwords import Checker
 from jitaku.ratelimit import LoginLimiter
@@ -157,8 +158,8 @@ async def _run(
     try:
         for item in bound:
             name = item.listener.name
-            factory = protocol_factory(
-                handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name], sessions
+            factory = functools.partial(
+                SmtpProtocol, handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name], sessions
             )
             implicit = item.listener.implicit_tls
             servers.append(

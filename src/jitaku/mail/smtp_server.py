@@ -7,20 +7,15 @@ to `Pipeline` (protocol apart from policy).
 from __future__ import annotations
 
 import asyncio
-import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from jitaku import log
-from jitaku.config import SmtpSettings
-from jitaku.connections import ConnectionLimit, OpenSessions
 from jitaku.mail import headers, trace
 from jitaku.mail.login import Authenticator
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
 from jitaku.mail.smtp.machine import Transaction
-from jitaku.mail.smtp.protocol import SmtpProtocol
-from jitaku.mail.spool import Spool, Spooler
+from jitaku.mail.spool import Spool
 from jitaku.store import tallies
 from jitaku.store.tallies import Tally
 
@@ -137,18 +132,3 @@ class Handler:
             user=user,
         )
         return f"250 2.0.0 Ok: queued as {queue_id}"
-
-
-def protocol_factory(
-    handler: Handler,
-    hostname: str,
-    tls_context: ssl.SSLContext | None,
-    settings: SmtpSettings,
-    spooler: Spooler,
-    limit: ConnectionLimit,
-    sessions: OpenSessions,
-) -> Callable[[], SmtpProtocol]:
-    def build() -> SmtpProtocol:
-        return SmtpProtocol(handler, hostname, tls_context, settings, spooler, limit, sessions)
-
-    return build

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING
 
 from jitaku import log
 from jitaku.config import SmtpSettings
@@ -29,10 +28,8 @@ from jitaku.mail.smtp.machine import (
     Settings,
     StartTls,
 )
+from jitaku.mail.smtp_server import Handler
 from jitaku.mail.spool import Spool, Spooler
-
-if TYPE_CHECKING:
-    from jitaku.mail.smtp_server import Handler
 
 TLS_HANDSHAKE_TIMEOUT = 20.0  # seconds for a client to finish the handshake after STARTTLS
 
