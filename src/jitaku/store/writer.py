@@ -4,6 +4,10 @@ Group commit: with synchronous=FULL each commit costs an fsync, so twenty SMTP
 sessions finishing DATA together share one. Each job runs in its own SAVEPOINT,
 so a job that fails rolls back alone; every caller is answered only after the
 COMMIT returned, so that SMTP says 250 only for what is on disk.
+
+A job is handed a Tx (store/transaction.py): Core statements on its connection, prepared ones on the
+DB-API connection under it. The SAVEPOINTs are issued on the DB-API too: through SQLAlchemy, the pair cost
+more than the message they wrapped.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import Connection
+
+from jitaku.store.dialect import dialect_named
+from jitaku.store.transaction import Tx
 
 T = TypeVar("T")
-Job = tuple[Callable[[Connection], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
 
 MAX_BATCH = 256
 
@@ -26,11 +32,12 @@ MAX_BATCH = 256
 class Writer:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._dialect = dialect_named(engine.dialect.name)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="jitaku-writer", daemon=True)
         self._thread.start()
 
-    async def run(self, job: Callable[[Connection], T]) -> T:
+    async def run(self, job: Callable[[Tx], T]) -> T:
         """Run JOB in a transaction; return once it is committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
@@ -69,13 +76,14 @@ class Writer:
         try:
             with self._engine.connect().execution_options(immediate=True) as connection:
                 with connection.begin():
+                    tx = Tx(connection, self._dialect)
                     for job, _future, _loop in batch:
-                        savepoint = connection.begin_nested()
+                        tx.savepoint()
                         try:
-                            outcomes.append((job(connection), None))
-                            savepoint.commit()
+                            outcomes.append((job(tx), None))
+                            tx.release()
                         except Exception as error:  # the job's own failure, reported to its caller
-                            savepoint.rollback()
+                            tx.roll_back()
                             outcomes.append((None, error))
         except Exception as failure:  # the COMMIT itself failed: nobody's work is durable
             outcomes = [(None, failure)] * len(batch)
