@@ -57,6 +57,9 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        if driver is not None and driver.in_transaction:  # begun on the DB-API by the writer (store/writer.py)
+            return
         # Writers take the lock up front: a deferred transaction that later
         # wants to write can fail with SQLITE_BUSY regardless of busy_timeout.
         immediate = connection.get_execution_options().get("immediate", False)

@@ -44,6 +44,17 @@ class Tx:
                 self._note_large(parameters)
         self._cursor.executemany(self.dialect.sql(statement), rows)
 
+    def begin(self) -> None:
+        """Start the writer's transaction on the DB-API. A Core statement later in it finds the transaction
+        begun (store/engine.py) and joins it."""
+        self._cursor.execute(self.dialect.begin)
+
+    def commit(self) -> None:
+        if self.connection.in_transaction():  # a Core statement joined: SQLAlchemy ends what it took part in
+            self.connection.commit()
+        else:
+            self._cursor.execute("COMMIT")
+
     def savepoint(self) -> None:
         self._cursor.execute("SAVEPOINT job")
 
