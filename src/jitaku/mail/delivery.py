@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
-from jitaku import store
 from jitaku.addresses import ListRole
+from jitaku.store import intake
 from jitaku.store.queue import Personal
+from jitaku.store.transaction import Tx
 
 
 def new_queue_id() -> str:
@@ -60,15 +61,14 @@ class Delivery:
     listed: list[ToList] = field(default_factory=list)
 
 
-def commit(connection: Connection, delivery: Delivery, post_id: int | None = None) -> None:
-    """Store every copy of DELIVERY in the caller's transaction. With POST_ID, the queue entries
-    share that archived list post as their body instead of storing it again."""
-    for copy in delivery.local:
-        store.mailstore.append(connection, copy.mailbox, copy.message)
+def commit(into: Tx | Connection, delivery: Delivery, post_id: int | None = None) -> None:
+    """Store every copy of DELIVERY in the caller's transaction (a Core job's connection will do). With
+    POST_ID, the queue entries share that archived list post as their body instead of storing it again."""
+    tx = into if isinstance(into, Tx) else Tx.over(into)
     now = time.time()
+    for copy in delivery.local:
+        intake.deliver(tx, copy.mailbox, copy.message, now)
     for entry in delivery.queued:
-        store.queue.enqueue(
-            connection, entry.queue_id, entry.sender, entry.recipients, entry.body, now, entry.personal, post_id
-        )
+        intake.enqueue(tx, entry.queue_id, entry.sender, entry.recipients, entry.body, now, entry.personal, post_id)
     for item in delivery.listed:
-        store.lists.add_inbox(connection, item.list_address, item.role, item.recipient, item.sender, item.message, now)
+        intake.add_inbox(tx, item.list_address, item.role, item.recipient, item.sender, item.message, now)

@@ -21,7 +21,7 @@ from jitaku.mail import authcheck, delivery, headers, trace
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
 from jitaku.mail.policy import Accepted
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 
 
 @dataclass(frozen=True)
@@ -197,12 +197,12 @@ class Commit:
             [_to_list(accepted, sender, posted) for accepted in routed.listed],
         )
 
-        def commit(connection: Connection) -> None:
-            delivery.commit(connection, copies)
+        def commit(tx: Tx) -> None:
+            delivery.commit(tx, copies)
             if also is not None:
-                also(connection)
+                also(tx.connection)
 
-        await self._database.write(commit)
+        await self._database.transact(commit)
         queue_id = flight.queue_id
         for mailbox in routed.local:
             log.event("delivered", queue_id=queue_id, to=mailbox, relay="local", dsn="2.0.0", size=len(delivered))

@@ -11,6 +11,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection
 
 from jitaku.store.engine import open_engine
+from jitaku.store.transaction import Tx
 from jitaku.store.writer import Writer
 
 T = TypeVar("T")
@@ -45,9 +46,14 @@ class Database:
 
     async def write(self, change: Callable[[Connection], T]) -> T:
         """Run CHANGE in a transaction; return once it is committed."""
+        return await self.transact(lambda tx: change(tx.connection))
+
+    async def transact(self, job: Callable[[Tx], T]) -> T:
+        """Run JOB in a transaction, with prepared statements on the DB-API (`tx.run`) and Core ones
+        (`tx.connection`) alike; return once it is committed. For the writes every message makes."""
         if self._writer is None:
             self._writer = Writer(self.engine)
-        return await self._writer.run(change)
+        return await self._writer.run(job)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection
 
+from jitaku.store.dialect import LARGE_VALUE
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision. Kept here so that a database already at it
 # is opened without importing Alembic (about 10 MB of the daemon's memory);
 # tests/test_store.py checks it against Alembic's own head.
 SCHEMA_REVISION = "0014"
-LARGE_VALUE = 1 << 20  # bytes: a bound value this large closes its SQLite connection once it is back in the pool
 
 
 def open_engine(url: str) -> Engine:
@@ -56,6 +57,9 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        driver = connection.connection.driver_connection
+        if driver is not None and driver.in_transaction:  # begun on the DB-API by the writer (store/writer.py)
+            return
         # Writers take the lock up front: a deferred transaction that later
         # wants to write can fail with SQLITE_BUSY regardless of busy_timeout.
         immediate = connection.get_execution_options().get("immediate", False)

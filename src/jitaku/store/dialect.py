@@ -1,0 +1,63 @@
+"""What differs between the databases under the statements jitaku runs on the DB-API directly.
+
+The hot write path (store/intake.py) skips SQLAlchemy: building, caching and executing a Core statement cost
+about 50 times SQLite's own work per accepted message (issue 20). Its statements are written once, in SQL
+both SQLite and PostgreSQL take, with `?` for each value; a Dialect turns them into its driver's paramstyle.
+Allocating a UID is one `UPDATE ... RETURNING` in both: SQLite has one writer, and PostgreSQL's UPDATE takes
+the row lock that a `SELECT ... FOR UPDATE` would, so two deliveries to one mailbox never share a UID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+LARGE_VALUE = 1 << 20  # bytes: a bound value this large closes its SQLite connection once it is back in the pool
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor (PEP 249) the hot path uses."""
+
+    def execute(self, statement: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, statement: str, parameters: Any, /) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    placeholder: str  # what the driver's paramstyle writes for each `?`
+    # Starts a write transaction. The driver's own transaction handling is off (SQLite: isolation_level None,
+    # store/engine.py), so what the writer begins on the DB-API is the one transaction
+    begin: str
+    # SQLite keeps the values last bound to each statement it cached for as long as the connection lives
+    # (issue 15: a 22 MB message per pooled connection); such a connection is dropped after its transaction
+    keeps_bound_values: bool
+    _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def sql(self, statement: str) -> str:
+        """STATEMENT in this driver's paramstyle; the same string each time, so the driver's cache of
+        prepared statements finds it."""
+        text = self._texts.get(statement)
+        if text is None:
+            text = self._texts[statement] = statement.replace("?", self.placeholder)
+        return text
+
+
+# IMMEDIATE: a transaction that takes the write lock later can fail with SQLITE_BUSY whatever busy_timeout says
+SQLITE = Dialect("sqlite", "?", "BEGIN IMMEDIATE", keeps_bound_values=True)
+# Not yet run against a server: the standby issue brings psycopg 3 and its tests
+POSTGRESQL = Dialect("postgresql", "%s", "BEGIN", keeps_bound_values=False)
+
+_DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
+
+
+def dialect_named(name: str) -> Dialect:
+    """The dialect of SQLAlchemy's dialect NAME ("sqlite", "postgresql")."""
+    try:
+        return _DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"jitaku stores its data in SQLite or PostgreSQL, not {name}") from None

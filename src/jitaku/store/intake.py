@@ -1,0 +1,75 @@
+"""The rows every accepted message writes, as prepared statements on the DB-API (mail/delivery.commit).
+
+A local copy (its UID and mod-sequence taken in the same statement), a queue entry with its recipients, a
+list's inbox item: the same rows `mailstore.append`, `queue.enqueue` and `lists.add_inbox` write through
+SQLAlchemy Core, which the other callers keep (tests/test_intake.py holds the two to the same rows). Columns
+are named as store/schema.py defines them, whose migrations make the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from jitaku.addresses import ListRole
+from jitaku.store.accounts import AccountError
+from jitaku.store.mailstore import INBOX, NoSuchMailbox
+from jitaku.store.queue import Personal
+from jitaku.store.transaction import Tx
+
+# One statement takes the UID and the mod-sequence and moves both on
+_TAKE_UID = (
+    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
+    " WHERE user_id = (SELECT id FROM users WHERE address = ?) AND name = ?"
+    " RETURNING id, uidnext, highestmodseq"
+)
+_ADD_MESSAGE = (
+    "INSERT INTO messages (mailbox_id, uid, flags, modseq, received_at, size, body) VALUES (?, ?, '', ?, ?, ?, ?)"
+)
+_ADD_QUEUED = (
+    "INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body, post_id) VALUES (?, ?, ?, ?, 0, ?, ?)"
+)
+_ADD_RECIPIENT = "INSERT INTO queue_recipients (queue_id, recipient, sender, prefix) VALUES (?, ?, ?, ?)"
+_FIND_LIST = "SELECT id FROM lists WHERE address = ?"
+_ADD_INBOX_ITEM = (
+    "INSERT INTO list_inbox (list_id, role, recipient, sender, received_at, note, attempts, next_try, body)"
+    " VALUES (?, ?, ?, ?, ?, NULL, 0, 0.0, ?)"
+)
+
+
+def deliver(tx: Tx, address: str, body: bytes, received_at: float) -> int:
+    """BODY as the next message of the user's INBOX, without flags; its UID."""
+    found = tx.run(_TAKE_UID, (address.lower(), INBOX))
+    if not found:
+        raise NoSuchMailbox(f"no mailbox {INBOX} for {address}")
+    mailbox_id, uidnext, modseq = found[0]
+    uid = int(uidnext) - 1
+    tx.run(_ADD_MESSAGE, (mailbox_id, uid, modseq, received_at, len(body), body))
+    return uid
+
+
+def enqueue(
+    tx: Tx,
+    queue_id: str,
+    sender: str,
+    recipients: Iterable[str],
+    body: bytes,
+    now: float,
+    personal: dict[str, Personal] | None = None,
+    post_id: int | None = None,
+) -> None:
+    """Queue BODY for RECIPIENTS; with POST_ID the body is that archived list post's, stored once."""
+    personal = personal or {}
+    tx.run(_ADD_QUEUED, (queue_id, sender, now, now, b"" if post_id is not None else body, post_id))
+    rows = []
+    for recipient in recipients:
+        own = personal.get(recipient)
+        rows.append((queue_id, recipient, own.sender if own else None, own.prefix if own else None))
+    tx.run_many(_ADD_RECIPIENT, rows)
+
+
+def add_inbox(tx: Tx, list_address: str, role: ListRole, recipient: str, sender: str, body: bytes, now: float) -> None:
+    """Mail for a list, for its runner to take after the commit."""
+    found = tx.run(_FIND_LIST, (list_address,))
+    if not found:  # deleted since RCPT: the client must hear it was not taken
+        raise AccountError(f"list {list_address} no longer exists")
+    tx.run(_ADD_INBOX_ITEM, (found[0][0], role, recipient, sender, now, body))

@@ -1,0 +1,133 @@
+"""The hot write path's prepared statements (store/intake.py) against the schema the migrations make, and
+against the Core functions they stand in for: the same deliveries leave the same rows either way."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from jitaku.mail import delivery
+from jitaku.mail.delivery import Copy, Delivery, Entry, ToList
+from jitaku.store import Database, Tx, accounts, lists, mailstore, queue
+from jitaku.store.accounts import AccountError
+from jitaku.store.dialect import LARGE_VALUE
+from jitaku.store.queue import Personal
+
+NOW = 1_700_000_000.5
+TABLES = ("mailboxes", "messages", "queue", "queue_recipients", "list_inbox")
+ALICE, BOB, LIST = "alice@example.test", "bob@example.test", "sota@example.test"
+
+
+def _database(path: Path) -> Database:
+    database = Database(f"sqlite:///{path}")
+    with database.transaction() as connection:
+        for address in (ALICE, BOB):
+            accounts.add_user(connection, address, None)
+        lists.create_list(connection, LIST, "SOTA", "[sota:%05d]", "list", "auto", "")
+        # Both databases must hand out the same UIDVALIDITYs, which come from the clock
+        connection.execute(text("UPDATE mailboxes SET uidvalidity = 1"))
+    return database
+
+
+def _rows(database: Database) -> dict[str, list[Any]]:
+    def read(connection: Connection) -> dict[str, list[Any]]:
+        return {table: list(connection.execute(text(f"SELECT * FROM {table} ORDER BY id"))) for table in TABLES}
+
+    return database.read_now(read)
+
+
+DELIVERIES = [
+    Delivery(local=[Copy(ALICE, b"Return-Path: <x@remote.test>\r\n\r\none\r\n")]),
+    Delivery(
+        local=[Copy(ALICE, b"two\r\n"), Copy(BOB.upper(), b"two\r\n")],
+        queued=[
+            Entry(
+                "Q1",
+                "alice@example.test",
+                ["carol@remote.test", "dave@remote.test"],
+                b"signed\r\n",
+                {"dave@remote.test": Personal("sota-bounces+dave=remote.test@example.test", b"List-Id: x\r\n")},
+            )
+        ],
+        listed=[ToList(LIST, "post", LIST, "alice@example.test", b"post\r\n")],
+    ),
+    Delivery(listed=[ToList(LIST, "owner", "sota-owner@example.test", "bob@example.test", b"to the owner\r\n")]),
+]
+
+
+def _through_core(connection: Connection, copies: Delivery) -> None:
+    """What delivery.commit did before the hot path left SQLAlchemy."""
+    for copy in copies.local:
+        mailstore.append(connection, copy.mailbox, copy.message, internal_date=NOW)
+    for entry in copies.queued:
+        queue.enqueue(connection, entry.queue_id, entry.sender, entry.recipients, entry.body, NOW, entry.personal)
+    for item in copies.listed:
+        lists.add_inbox(connection, item.list_address, item.role, item.recipient, item.sender, item.message, NOW)
+
+
+def test_prepared_statements_leave_the_rows_core_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: NOW)
+    core, prepared = _database(tmp_path / "core.db"), _database(tmp_path / "prepared.db")
+
+    async def go() -> None:
+        for copies in DELIVERIES:
+            await core.write(lambda c, copies=copies: _through_core(c, copies))  # type: ignore[misc]
+            await prepared.transact(lambda tx, copies=copies: delivery.commit(tx, copies))  # type: ignore[misc]
+        # A Core job (a list's fan-out) reaches the same statements through its own connection
+        await core.write(lambda c: _through_core(c, DELIVERIES[0]))
+        await prepared.write(lambda c: delivery.commit(c, DELIVERIES[0]))
+
+    asyncio.run(go())
+    expected, found = _rows(core), _rows(prepared)
+    assert len(found["messages"]) == 4 and len(found["queue_recipients"]) == 2 and len(found["list_inbox"]) == 2
+    assert found == expected
+    uids = prepared.read_now(lambda c: [m.uid for m in mailstore.list_messages(c, ALICE)])
+    assert uids == [1, 2, 3]
+    core.close()
+    prepared.close()
+
+
+def test_a_failing_delivery_rolls_back_alone_and_its_neighbours_are_committed(tmp_path: Path) -> None:
+    database = _database(tmp_path / "j.db")
+    to_a_deleted_list = Delivery(
+        local=[Copy(ALICE, b"half\r\n")], listed=[ToList("gone@example.test", "post", "", "", b"")]
+    )
+
+    async def go() -> list[object]:
+        jobs = [
+            database.transact(lambda tx: delivery.commit(tx, Delivery(local=[Copy(ALICE, b"one\r\n")]))),
+            database.transact(lambda tx: delivery.commit(tx, to_a_deleted_list)),
+            database.write(lambda c: mailstore.append(c, ALICE, b"two\r\n")),
+            database.transact(lambda tx: delivery.commit(tx, Delivery(local=[Copy("nobody@example.test", b"x")]))),
+        ]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert isinstance(results[1], AccountError) and isinstance(results[3], mailstore.NoSuchMailbox)
+    bodies = [m.body for m in database.read_now(lambda c: mailstore.list_messages(c, ALICE))]
+    assert bodies == [b"one\r\n", b"two\r\n"]
+    database.close()
+
+
+def test_the_writers_connection_is_dropped_after_it_bound_a_large_message(tmp_path: Path) -> None:
+    """Issue 15: SQLite keeps the last values bound to each cached statement while its connection lives."""
+    database = _database(tmp_path / "j.db")
+
+    def deliver(body: bytes) -> object:
+        def job(tx: Tx) -> object:
+            delivery.commit(tx, Delivery(local=[Copy(ALICE, body)]))
+            return tx.connection.connection.driver_connection
+
+        return asyncio.run(database.transact(job))
+
+    small = deliver(b"small\r\n")
+    assert deliver(b"small again\r\n") is small
+    large = deliver(b"x" * LARGE_VALUE)
+    assert deliver(b"after\r\n") is not large
+    database.close()
