@@ -8,6 +8,7 @@ transaction: a MOVE or a RENAME of INBOX is one commit or none.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -289,11 +290,9 @@ def new_uidvalidity(connection: Connection) -> int:
     )
 
 
-def mailboxes(connection: Connection, address: str, name: str | None = None) -> list[MailboxInfo]:
-    """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report; with NAME,
-    that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
-    unseen = not_(_has_flag("\\Seen"))
-    rows = connection.execute(
+def _mailboxes_query(one: bool) -> Select[Any]:
+    """LIST's numbers for every mailbox of a user, or (ONE) STATUS's for the one named."""
+    query = (
         sql_select(
             mailbox_table.c.name,
             mailbox_table.c.special_use,
@@ -301,7 +300,7 @@ def mailboxes(connection: Connection, address: str, name: str | None = None) -> 
             mailbox_table.c.uidnext,
             mailbox_table.c.highestmodseq,
             func.count(messages.c.id).label("messages"),
-            func.count(messages.c.id).filter(unseen).label("unseen"),
+            func.count(messages.c.id).filter(not_(_has_flag("\\Seen"))).label("unseen"),
             func.count(messages.c.id).filter(messages.c.uid >= mailbox_table.c.recent_uid).label("recent"),
             func.count(messages.c.id).filter(_has_flag("\\Deleted")).label("deleted"),
             func.coalesce(func.sum(messages.c.size), 0).label("size"),
@@ -311,10 +310,26 @@ def mailboxes(connection: Connection, address: str, name: str | None = None) -> 
                 messages, messages.c.mailbox_id == mailbox_table.c.id
             )
         )
-        .where(users.c.address == address.lower(), *([mailbox_table.c.name == _canonical(name)] if name else []))
-        .group_by(mailbox_table.c.id)
-        .order_by(case((mailbox_table.c.name == INBOX, 0), else_=1), mailbox_table.c.name)
+        .where(users.c.address == bindparam("address"))
     )
+    if one:
+        query = query.where(mailbox_table.c.name == bindparam("name"))
+    return query.group_by(mailbox_table.c.id).order_by(
+        case((mailbox_table.c.name == INBOX, 0), else_=1), mailbox_table.c.name
+    )
+
+
+# Built once, as _FIND: building them took most of a STATUS's time
+_MAILBOXES, _MAILBOX = _mailboxes_query(one=False), _mailboxes_query(one=True)
+
+
+def mailboxes(connection: Connection, address: str, name: str | None = None) -> list[MailboxInfo]:
+    """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report; with NAME,
+    that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
+    if name:
+        rows = connection.execute(_MAILBOX, {"address": address.lower(), "name": _canonical(name)})
+    else:
+        rows = connection.execute(_MAILBOXES, {"address": address.lower()})
     return [
         MailboxInfo(
             name=row.name,
@@ -762,6 +777,27 @@ def uidvalidity(connection: Connection, address: str, name: str) -> int:
     return _find(connection, address, name).uidvalidity
 
 
+@functools.cache
+def _fetch_query(bodies: bool, prefix: bool, by_range: bool) -> Select[Any]:
+    """fetch_messages's statement, built once for each kind: with the bodies or not, or their first bytes,
+    for a run of UIDs (low to high) or a list of them."""
+    body: ColumnElement[bytes] = messages.c.body
+    if not bodies:
+        body = literal(b"").label("body")
+    elif prefix:
+        body = func.substr(messages.c.body, 1, bindparam("prefix"), type_=messages.c.body.type).label("body")
+    query = (
+        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, body)
+        .join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id)
+        .join(users, users.c.id == mailbox_table.c.user_id)
+        .where(users.c.address == bindparam("address"), mailbox_table.c.name == bindparam("name"))
+        .order_by(messages.c.uid)
+    )
+    if by_range:
+        return query.where(messages.c.uid.between(bindparam("low"), bindparam("high")))
+    return query.where(messages.c.uid.in_(bindparam("uids", expanding=True)))
+
+
 def fetch_messages(
     connection: Connection,
     address: str,
@@ -773,28 +809,16 @@ def fetch_messages(
     """The messages UIDS of a mailbox in UID order (none when the mailbox is gone); without BODIES (FLAGS,
     sizes, dates) the bodies stay on disk and come back empty, and with PREFIX only their first PREFIX bytes
     come (what SEARCH reads). One statement each: mbsync reads a mailbox with one FETCH per message."""
-    body: ColumnElement[bytes] = messages.c.body
-    if not bodies:
-        body = literal(b"").label("body")
-    elif prefix is not None:
-        body = func.substr(messages.c.body, 1, prefix, type_=messages.c.body.type).label("body")
-    query = (
-        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, body)
-        .join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id)
-        .join(users, users.c.id == mailbox_table.c.user_id)
-        .where(users.c.address == address.lower(), mailbox_table.c.name == _canonical(name))
-        .order_by(messages.c.uid)
-    )
+    keys: dict[str, Any] = {"address": address.lower(), "name": _canonical(name), "prefix": prefix}
     wanted = sorted(set(uids))
     out: list[StoredMessage] = []
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         # A run of UIDs with few gaps (1:*, a client's next page) is one range scan: several times faster
         # than an IN list of hundreds of UIDs
-        if chunk[-1] - chunk[0] < 2 * len(chunk):
-            rows = connection.execute(query.where(messages.c.uid.between(chunk[0], chunk[-1])))
-        else:
-            rows = connection.execute(query.where(messages.c.uid.in_(chunk)))
+        by_range = chunk[-1] - chunk[0] < 2 * len(chunk)
+        query = _fetch_query(bodies, prefix is not None, by_range)
+        rows = connection.execute(query, {**keys, "low": chunk[0], "high": chunk[-1], "uids": chunk})
         keep = set(chunk)
         out += [StoredMessage(*row) for row in rows if row.uid in keep]
     return out
