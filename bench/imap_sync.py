@@ -15,86 +15,21 @@ from __future__ import annotations
 
 import argparse
 import imaplib
-import os
-import pwd
-import random
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from email.header import Header
 from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jitaku.store import Database, mailstore  # noqa: E402
-from tests.peers import Dovecot, free_port, wait_for_port  # noqa: E402
+from imap_servers import PASSWORD, message, start_dovecot, start_jitaku  # noqa: E402
 
-JITAKU = [sys.executable, "-m", "jitaku"]
-USER, PASSWORD = "alice@example.test", "secret-password"
-WORDS = "the of and to in is you that it he was for on are as with his they at be this have from".split()
-
-
-def message(number: int) -> bytes:
-    rng = random.Random(number)
-    if number % 5 == 0:
-        subject = Header(f"会議の件 その{number}", "iso-2022-jp").encode()
-        body = ("明日の会議は十時からです。資料を確認してください。\r\n" * 40).encode("iso-2022-jp")
-        charset = "ISO-2022-JP"
-    else:
-        subject = " ".join(rng.choice(WORDS) for _ in range(6))
-        body = "\r\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(60)).encode() + b"\r\n"
-        charset = "us-ascii"
-    return (
-        f"From: Sender {number % 97} <sender{number % 97}@example.net>\r\nTo: {USER}\r\n"
-        f"Subject: {subject}\r\nDate: Wed, 25 Nov 2026 10:{number % 60:02d}:00 +0900\r\n"
-        f"Message-ID: <{number}@example.net>\r\nMIME-Version: 1.0\r\n"
-        f"Content-Type: text/plain; charset={charset}\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
-    ).encode() + body
-
-
-def jitaku_server(work: Path, messages: list[bytes]) -> tuple[subprocess.Popen[bytes], int]:
-    data = work / "jitaku"
-    port = free_port()
-    subprocess.run([*JITAKU, "init", "--domain", "example.test", "--dir", str(data)], check=True, capture_output=True)
-    subprocess.run(
-        [*JITAKU, "user", "add", USER, "--password-stdin", "--dir", str(data)],
-        input=PASSWORD.encode() + b"\n",
-        check=True,
-        capture_output=True,
-    )
-    config = data / "jitaku.toml"
-    text = config.read_text().replace('listen = ["127.0.0.1:2143"]', f'listen = ["127.0.0.1:{port}"]')
-    for default in ("2525", "2587", "2110", "8025"):
-        text = text.replace(f'"127.0.0.1:{default}"', f'"127.0.0.1:{free_port()}"')
-    config.write_text(re.sub(r"(?m)^\[health\]\nenabled = true", "[health]\nenabled = false", text))
-    database = Database(f"sqlite:///{data / 'jitaku.db'}")
-    with database.transaction() as connection:
-        for body in messages:
-            mailstore.append(connection, USER, body)
-    database.close()
-    process = subprocess.Popen(
-        [*JITAKU, "serve", "--dir", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    wait_for_port(port)
-    return process, port
-
-
-def fill_dovecot(dovecot: Dovecot, messages: list[bytes]) -> None:
-    maildir = dovecot.dir / "mail" / "alice"
-    nobody = pwd.getpwnam("nobody")
-    for part in ("cur", "new", "tmp"):
-        (maildir / part).mkdir(parents=True, exist_ok=True)
-    for number, body in enumerate(messages, 1):
-        (maildir / "cur" / f"{1700000000 + number}.{number}.bench:2,").write_bytes(body)
-    for path in [maildir, *maildir.rglob("*")]:
-        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+USER = "alice@example.test"
 
 
 def warm(port: int, user: str) -> None:
@@ -168,26 +103,25 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="jitaku-imap-bench-"))
     work.chmod(0o755)
-    messages = [message(number) for number in range(1, args.messages + 1)]
+    messages = [message(number, USER) for number in range(1, args.messages + 1)]
     size = sum(len(body) for body in messages)
     print(
         f"{len(messages)} messages, {size / 2**20:.1f} MiB; mbsync {subprocess.run(['mbsync', '-v'], capture_output=True, text=True).stdout.strip() or 'isync'}"
     )
-    dovecot = Dovecot()
+    dovecot = start_dovecot({USER: {"INBOX": messages}})
     process = None
     try:
-        fill_dovecot(dovecot, messages)
-        process, port = jitaku_server(work, messages)
-        warm(dovecot.port, "alice")
+        process, port = start_jitaku(work / "jitaku", {USER: {"INBOX": messages}})
+        warm(dovecot.port, USER)
         warm(port, USER)
         peak = Peak(process.pid)
         syncs: tuple[list[float], list[float]] = ([], [])
         fetches: tuple[list[float], list[float]] = ([], [])
         for _ in range(args.rounds):
             syncs[0].append(mbsync(port, USER, work))
-            syncs[1].append(mbsync(dovecot.port, "alice", work))
+            syncs[1].append(mbsync(dovecot.port, USER, work))
             fetches[0].append(headers(port, USER))
-            fetches[1].append(headers(dovecot.port, "alice"))
+            fetches[1].append(headers(dovecot.port, USER))
         memory = peak.stop()
     finally:
         if process is not None:

@@ -21,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -232,9 +233,10 @@ class StandIn:
 
 class Dovecot:
     """Debian's Dovecot IMAP server in a directory of its own on a loopback port: the reference the IMAP
-    tests compare jitaku with. One user, alice, password "secret-password", Maildir."""
+    tests compare jitaku with. One user, alice, password "secret-password", Maildir; or USERS, each with its
+    passdb password field ("{PLAIN}...", "{ARGON2ID}$argon2id$...")."""
 
-    def __init__(self) -> None:
+    def __init__(self, users: Mapping[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="jitaku-dovecot-"))
         self.dir.chmod(0o755)
         self.port = free_port()
@@ -242,7 +244,8 @@ class Dovecot:
         mail.mkdir()
         nobody = pwd.getpwnam("nobody")
         os.chown(mail, nobody.pw_uid, nobody.pw_gid)
-        (self.dir / "passwd").write_text("alice:{PLAIN}secret-password:::\n")
+        users = users or {"alice": "{PLAIN}secret-password"}
+        (self.dir / "passwd").write_text("".join(f"{user}:{password}:::\n" for user, password in users.items()))
         self.config = self.dir / "dovecot.conf"
         self.config.write_text(
             f"base_dir = {self.dir}/run\nstate_dir = {self.dir}/state\nlog_path = {self.dir}/dovecot.log\n"

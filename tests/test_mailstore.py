@@ -412,3 +412,28 @@ def test_fetch_messages_reads_only_what_search_reads_of_each_body(database: Data
         mailstore.append(connection, ALICE, b"Subject: long\r\n\r\n" + b"x" * 1000)
     read = database.read_now(lambda c: mailstore.fetch_messages(c, ALICE, "INBOX", [1], bodies=True, prefix=10))
     assert [(message.body, message.size) for message in read] == [(b"Subject: l", 1017)]
+
+
+def test_changes_since_a_look_are_the_messages_changed_or_new_and_what_is_left_after_an_expunge(
+    database: Database,
+) -> None:
+    """What a selected session reads after each command: only what moved since it last looked, so that its
+    cost follows the changes, not the size of the mailbox."""
+    fill(database, 5)
+    before = database.read_now(lambda c: mailstore.select(c, ALICE, "INBOX"))
+    since = (before.uidnext, before.highestmodseq)
+    assert database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5)) is None
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [2], ["\\Seen"], "add")
+        mailstore.append(connection, ALICE, b"message 6")
+    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5))
+    assert found is not None
+    assert [(m.uid, m.flags) for m in found.messages] == [(2, frozenset({"\\Seen"})), (6, frozenset())]
+    assert (found.uidnext, found.remaining) == (7, None)  # nothing the session knew of is gone
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [3], ["\\Deleted"], "add")
+        mailstore.expunge(connection, ALICE, "INBOX")
+    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5))
+    assert found is not None
+    assert found.remaining == [1, 2, 4, 5]
+    assert [m.uid for m in found.messages] == [2, 6]

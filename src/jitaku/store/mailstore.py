@@ -8,15 +8,17 @@ transaction: a MOVE or a RENAME of INBOX is one commit or none.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, assert_never, get_args
+from typing import Any, Literal, NamedTuple, assert_never, get_args
 
 from sqlalchemy import Integer, bindparam, case, delete, func, insert, literal, not_, update
 from sqlalchemy import select as sql_select  # `select` is IMAP's SELECT here
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from jitaku.store.schema import mailboxes as mailbox_table
@@ -227,14 +229,23 @@ def _flags_text(flags: frozenset[str]) -> str:
     return " ".join(sorted(flags))
 
 
-def _rows(connection: Connection, mailbox_id: int, uids: Iterable[int] | None) -> list[_Message]:
-    """The mailbox's messages in UID order: all, or those among UIDS. UIDs that name no message are passed
-    over, as RFC 3501's UID commands do."""
+def _has_flag(flag: str) -> ColumnElement[bool]:
+    """Whether a message's flags hold FLAG (as stored: a system flag in RFC 3501's spelling)."""
+    return (literal(" ") + messages.c.flags + " ").contains(f" {flag} ", autoescape=True)
+
+
+def _rows(
+    connection: Connection, mailbox_id: int, uids: Iterable[int] | None, flagged: str | None = None
+) -> list[_Message]:
+    """The mailbox's messages in UID order: all, or those among UIDS, or of those the ones FLAGGED. UIDs that
+    name no message are passed over, as RFC 3501's UID commands do."""
     query = (
         sql_select(messages.c.id, messages.c.uid, messages.c.flags, messages.c.modseq, messages.c.size)
         .where(messages.c.mailbox_id == mailbox_id)
         .order_by(messages.c.uid)
     )
+    if flagged is not None:
+        query = query.where(_has_flag(flagged))
     if uids is None:
         queries = [query]
     else:
@@ -242,11 +253,21 @@ def _rows(connection: Connection, mailbox_id: int, uids: Iterable[int] | None) -
         queries = [
             query.where(messages.c.uid.in_(wanted[start : start + _CHUNK])) for start in range(0, len(wanted), _CHUNK)
         ]
+    flag_sets = _FlagSets()
     return [
-        _Message(int(row.id), int(row.uid), frozenset(row.flags.split()), int(row.modseq), int(row.size))
+        _Message(row_id, uid, flag_sets[flags], modseq, size)
         for part in queries
-        for row in connection.execute(part)
+        for row_id, uid, flags, modseq, size in connection.execute(part).all()
     ]
+
+
+class _FlagSets(dict[str, frozenset[str]]):
+    """Stored flags text to its set, each text parsed once: most messages of a mailbox share a few sets, and
+    SELECT reads every message."""
+
+    def __missing__(self, text: str) -> frozenset[str]:
+        found = self[text] = frozenset(text.split())
+        return found
 
 
 def _delete(connection: Connection, ids: Sequence[int]) -> None:
@@ -269,12 +290,9 @@ def new_uidvalidity(connection: Connection) -> int:
     )
 
 
-def mailboxes(connection: Connection, address: str, name: str | None = None) -> list[MailboxInfo]:
-    """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report; with NAME,
-    that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
-    flagged = (literal(" ") + messages.c.flags + " ").contains
-    unseen = not_(flagged(" \\Seen ", autoescape=True))
-    rows = connection.execute(
+def _mailboxes_query(one: bool) -> Select[Any]:
+    """LIST's numbers for every mailbox of a user, or (ONE) STATUS's for the one named."""
+    query = (
         sql_select(
             mailbox_table.c.name,
             mailbox_table.c.special_use,
@@ -282,9 +300,9 @@ def mailboxes(connection: Connection, address: str, name: str | None = None) -> 
             mailbox_table.c.uidnext,
             mailbox_table.c.highestmodseq,
             func.count(messages.c.id).label("messages"),
-            func.count(messages.c.id).filter(unseen).label("unseen"),
+            func.count(messages.c.id).filter(not_(_has_flag("\\Seen"))).label("unseen"),
             func.count(messages.c.id).filter(messages.c.uid >= mailbox_table.c.recent_uid).label("recent"),
-            func.count(messages.c.id).filter(flagged(" \\Deleted ", autoescape=True)).label("deleted"),
+            func.count(messages.c.id).filter(_has_flag("\\Deleted")).label("deleted"),
             func.coalesce(func.sum(messages.c.size), 0).label("size"),
         )
         .select_from(
@@ -292,10 +310,26 @@ def mailboxes(connection: Connection, address: str, name: str | None = None) -> 
                 messages, messages.c.mailbox_id == mailbox_table.c.id
             )
         )
-        .where(users.c.address == address.lower(), *([mailbox_table.c.name == _canonical(name)] if name else []))
-        .group_by(mailbox_table.c.id)
-        .order_by(case((mailbox_table.c.name == INBOX, 0), else_=1), mailbox_table.c.name)
+        .where(users.c.address == bindparam("address"))
     )
+    if one:
+        query = query.where(mailbox_table.c.name == bindparam("name"))
+    return query.group_by(mailbox_table.c.id).order_by(
+        case((mailbox_table.c.name == INBOX, 0), else_=1), mailbox_table.c.name
+    )
+
+
+# Built once, as _FIND: building them took most of a STATUS's time
+_MAILBOXES, _MAILBOX = _mailboxes_query(one=False), _mailboxes_query(one=True)
+
+
+def mailboxes(connection: Connection, address: str, name: str | None = None) -> list[MailboxInfo]:
+    """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report; with NAME,
+    that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
+    if name:
+        rows = connection.execute(_MAILBOX, {"address": address.lower(), "name": _canonical(name)})
+    else:
+        rows = connection.execute(_MAILBOXES, {"address": address.lower()})
     return [
         MailboxInfo(
             name=row.name,
@@ -475,11 +509,71 @@ def select(connection: Connection, address: str, name: str) -> Selected:
         uidnext=found.uidnext,
         highestmodseq=found.highestmodseq,
         recent_from=found.recent_uid,
-        messages=[
-            Listed(message.uid, message.flags, message.modseq, message.size)
-            for message in _rows(connection, found.id, None)
-        ],
+        messages=_listed(connection, _LISTED, {"mailbox": found.id}),
     )
+
+
+_LISTED = (
+    sql_select(messages.c.uid, messages.c.flags, messages.c.modseq, messages.c.size)
+    .where(messages.c.mailbox_id == bindparam("mailbox"))
+    .order_by(messages.c.uid)
+)
+
+
+def _listed(connection: Connection, query: Select[Any], keys: dict[str, int]) -> list[Listed]:
+    """QUERY's (uid, flags, modseq, size) rows: read from the messages_state index alone, as plain tuples (a
+    SELECT of a few thousand messages spent most of its time making row objects)."""
+    flag_sets = _FlagSets()
+    return [
+        Listed(uid, flag_sets[flags], modseq, size)
+        for uid, flags, modseq, size in connection.execute(query, keys).all()
+    ]
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a mailbox since a session last looked at it, all read in one transaction: the mailbox's
+    state now, the messages whose flags changed or that are new, and (only when some are gone) the UIDs left
+    of those the session knew of."""
+
+    uidnext: int
+    highestmodseq: int
+    recent_from: int  # as in Selected
+    messages: list[Listed]  # a mod-sequence above the one looked at before, or a UID from its UIDNEXT on
+    remaining: list[int] | None  # the UIDs below the UIDNEXT looked at before; None: all of those known are here
+
+
+_CHANGED = (
+    sql_select(messages.c.uid, messages.c.flags, messages.c.modseq, messages.c.size)
+    .where(
+        messages.c.mailbox_id == bindparam("mailbox"),
+        (messages.c.modseq > bindparam("modseq")) | (messages.c.uid >= bindparam("uidnext")),
+    )
+    .order_by(messages.c.uid)
+)
+_OLD = sql_select(messages.c.uid).where(
+    messages.c.mailbox_id == bindparam("mailbox"), messages.c.uid < bindparam("uidnext")
+)
+_OLD_COUNT = sql_select(func.count()).where(
+    messages.c.mailbox_id == bindparam("mailbox"), messages.c.uid < bindparam("uidnext")
+)
+
+
+def changes(connection: Connection, address: str, name: str, since: tuple[int, int], known: int) -> Changes | None:
+    """What changed in the mailbox since its (uidnext, highestmodseq) was SINCE, for a session that knows of
+    KNOWN messages below that UIDNEXT; None when nothing did. A session checks after every command: what it
+    reads grows with the changes, not with the mailbox (re-reading every message's flags for each command of
+    ten busy clients took most of the daemon's time)."""
+    found = _find(connection, address, name)
+    if (found.uidnext, found.highestmodseq) == since:
+        return None
+    uidnext, modseq = since
+    keys = {"mailbox": found.id, "modseq": modseq, "uidnext": uidnext}
+    changed = _listed(connection, _CHANGED, keys)
+    remaining = None
+    if connection.execute(_OLD_COUNT, keys).scalar_one() != known:  # some were expunged
+        remaining = [int(uid) for uid in connection.execute(_OLD, keys).scalars()]
+    return Changes(found.uidnext, found.highestmodseq, found.recent_uid, changed, remaining)
 
 
 def claim_recent(connection: Connection, address: str, name: str, before: int) -> int:
@@ -638,7 +732,7 @@ def expunge(connection: Connection, address: str, name: str, uids: Collection[in
     """EXPUNGE: the messages flagged \\Deleted go, or only those among UIDS (UIDPLUS's UID EXPUNGE).
     Returns their UIDs, ascending."""
     found = _find(connection, address, name)
-    gone = [message for message in _rows(connection, found.id, uids) if "\\Deleted" in message.flags]
+    gone = _rows(connection, found.id, uids, flagged="\\Deleted")  # SQLite looks, not Python: a mailbox can be large
     if gone:
         _delete(connection, [message.id for message in gone])
         _next_modseq(connection, found.id)
@@ -679,15 +773,29 @@ def list_messages(connection: Connection, address: str, name: str = INBOX) -> li
     return [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in rows]
 
 
-def mailbox_state(connection: Connection, address: str, name: str) -> tuple[int, int]:
-    """(uidnext, highestmodseq): every append, flag change and expunge moves one of them, so a session that
-    polls this one row learns whether anything changed."""
-    found = _find(connection, address, name)
-    return found.uidnext, found.highestmodseq
-
-
 def uidvalidity(connection: Connection, address: str, name: str) -> int:
     return _find(connection, address, name).uidvalidity
+
+
+@functools.cache
+def _fetch_query(bodies: bool, prefix: bool, by_range: bool) -> Select[Any]:
+    """fetch_messages's statement, built once for each kind: with the bodies or not, or their first bytes,
+    for a run of UIDs (low to high) or a list of them."""
+    body: ColumnElement[bytes] = messages.c.body
+    if not bodies:
+        body = literal(b"").label("body")
+    elif prefix:
+        body = func.substr(messages.c.body, 1, bindparam("prefix"), type_=messages.c.body.type).label("body")
+    query = (
+        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, body)
+        .join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id)
+        .join(users, users.c.id == mailbox_table.c.user_id)
+        .where(users.c.address == bindparam("address"), mailbox_table.c.name == bindparam("name"))
+        .order_by(messages.c.uid)
+    )
+    if by_range:
+        return query.where(messages.c.uid.between(bindparam("low"), bindparam("high")))
+    return query.where(messages.c.uid.in_(bindparam("uids", expanding=True)))
 
 
 def fetch_messages(
@@ -701,28 +809,16 @@ def fetch_messages(
     """The messages UIDS of a mailbox in UID order (none when the mailbox is gone); without BODIES (FLAGS,
     sizes, dates) the bodies stay on disk and come back empty, and with PREFIX only their first PREFIX bytes
     come (what SEARCH reads). One statement each: mbsync reads a mailbox with one FETCH per message."""
-    body: ColumnElement[bytes] = messages.c.body
-    if not bodies:
-        body = literal(b"").label("body")
-    elif prefix is not None:
-        body = func.substr(messages.c.body, 1, prefix, type_=messages.c.body.type).label("body")
-    query = (
-        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, body)
-        .join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id)
-        .join(users, users.c.id == mailbox_table.c.user_id)
-        .where(users.c.address == address.lower(), mailbox_table.c.name == _canonical(name))
-        .order_by(messages.c.uid)
-    )
+    keys: dict[str, Any] = {"address": address.lower(), "name": _canonical(name), "prefix": prefix}
     wanted = sorted(set(uids))
     out: list[StoredMessage] = []
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         # A run of UIDs with few gaps (1:*, a client's next page) is one range scan: several times faster
         # than an IN list of hundreds of UIDs
-        if chunk[-1] - chunk[0] < 2 * len(chunk):
-            rows = connection.execute(query.where(messages.c.uid.between(chunk[0], chunk[-1])))
-        else:
-            rows = connection.execute(query.where(messages.c.uid.in_(chunk)))
+        by_range = chunk[-1] - chunk[0] < 2 * len(chunk)
+        query = _fetch_query(bodies, prefix is not None, by_range)
+        rows = connection.execute(query, {**keys, "low": chunk[0], "high": chunk[-1], "uids": chunk})
         keep = set(chunk)
         out += [StoredMessage(*row) for row in rows if row.uid in keep]
     return out

@@ -96,9 +96,10 @@ messages = Table(
     Column("modseq", Integer, nullable=False, default=1, server_default="1"),  # RFC 7162: its flags' last change
     UniqueConstraint("mailbox_id", "uid"),
 )
-# What IMAP's SELECT, STORE and CHANGEDSINCE read, without the table: in SQLite a column after the body
-# (modseq) is reached through every overflow page of the body.
-Index("messages_state", messages.c.mailbox_id, messages.c.uid, messages.c.modseq, messages.c.flags)
+# What IMAP's SELECT, STORE, CHANGEDSINCE, LIST and STATUS read, without the table: in SQLite a column after
+# the body (modseq) is reached through every overflow page of the body, and even one before it (size) costs a
+# page of the table per message.
+Index("messages_state", messages.c.mailbox_id, messages.c.uid, messages.c.modseq, messages.c.flags, messages.c.size)
 
 queue = Table(
     "queue",

@@ -46,7 +46,8 @@ async def select(backend: Backend, user: LoggedIn, session: Session, command: Se
     address = user.address
     selected = await backend.read(lambda c: mailstore.select(c, address, command.mailbox))
     recent_from = selected.recent_from
-    if not command.read_only:  # EXAMINE leaves \Recent to the next SELECT
+    # EXAMINE leaves \Recent to the next SELECT; with nothing new to claim, SELECT writes nothing
+    if not command.read_only and recent_from < selected.uidnext:
         recent_from = await claim_recent(backend.database, address, command.mailbox, selected.uidnext)
     session.condstore = session.condstore or command.condstore
     view = View(

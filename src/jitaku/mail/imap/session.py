@@ -4,11 +4,13 @@ waiting to go out.
 The view is brought up to date from the store (refresh): what other sessions and deliveries did reaches the
 client as EXISTS, EXPUNGE and FETCH FLAGS responses (RFC 3501 §7.4.1 rules: no EXPUNGE during FETCH, STORE or
 SEARCH), after a new FLAGS when they bring a keyword the client has not been told of. Polling one row of the
-mailbox table works the same whether the change came from this process, an SMTP worker or the CLI.
+mailbox table works the same whether the change came from this process, an SMTP worker or the CLI; when it
+moved, only the messages changed since are read.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -88,21 +90,25 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
     if view is None:
         return
     session.refreshed_at = time.monotonic()
+    since = view.state
+    known = bisect.bisect_left(view.uids, since[0])  # the messages told of below the UIDNEXT it last saw
     try:
-        state = await database.read(lambda c: mailstore.mailbox_state(c, address, view.name))
+        found = await database.read(lambda c: mailstore.changes(c, address, view.name, since, known))
     except NoSuchMailbox:
         session.say("* BYE the selected mailbox was deleted")
         raise Closed from None
-    if state == view.state:
+    if found is None:
         return
-    selected = await database.read(lambda c: mailstore.select(c, address, view.name))
-    now = {message.uid: message for message in selected.messages}
-    gone = [uid for uid in view.uids if uid not in now]
+    gone: list[int] = []
+    if found.remaining is not None:
+        remaining = set(found.remaining)
+        gone = [uid for uid in view.uids if uid < since[0] and uid not in remaining]
     if gone and not allow_expunge:
         return
     forget(session, view, gone)
-    changed = [uid for uid in view.uids if now[uid].flags != view.flags[uid]]
-    new = [uid for uid in now if uid not in view.flags]
+    now = {message.uid: message for message in found.messages}
+    changed = [uid for uid in now if uid in view.flags and now[uid].flags != view.flags[uid]]
+    new = [uid for uid in now if uid not in view.flags and uid >= since[0]]
     session.list_keywords(now[uid].flags for uid in changed + new)
     for uid in changed:
         view.flags[uid], view.modseqs[uid] = now[uid].flags, now[uid].modseq
@@ -110,21 +116,21 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
         flags = " ".join(sorted(view.flags_of(uid)))
         session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
     if new:
-        for uid in sorted(new):
+        for uid in new:
             view.uids.append(uid)
             view.flags[uid], view.modseqs[uid], view.sizes[uid] = now[uid].flags, now[uid].modseq, now[uid].size
         # new mail is \Recent to this session if no other has claimed it since
-        recent_from = selected.recent_from
+        recent_from = found.recent_from
         if not view.read_only and any(uid >= recent_from for uid in new):
             try:
-                recent_from = await claim_recent(database, address, view.name, selected.uidnext)
+                recent_from = await claim_recent(database, address, view.name, found.uidnext)
             except SQLAlchemyError as error:  # a full disk: the new mail is told, as \Recent to no one
                 log.event("imap_store_failed", user=address, error=repr(error))
-                recent_from = selected.uidnext
-        view.recent.update(uid for uid in new if recent_from <= uid < selected.uidnext)
+                recent_from = found.uidnext
+        view.recent.update(uid for uid in new if recent_from <= uid < found.uidnext)
         session.say(f"* {len(view.uids)} EXISTS")
         session.say(f"* {len(view.recent)} RECENT")
-    view.state = state
+    view.state = (found.uidnext, found.highestmodseq)
 
 
 async def claim_recent(database: Database, address: str, name: str, before: int) -> int:
