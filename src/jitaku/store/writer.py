@@ -91,7 +91,10 @@ class Writer:
                     outcomes.append((job(tx), None))
                     tx.release()
                 except Exception as error:  # the job's own failure, reported to its caller
-                    tx.roll_back()
+                    try:
+                        tx.roll_back()
+                    except Exception:  # the database ended the whole transaction (SQLite does on a full disk)
+                        raise error from None  # so none of the batch stands, and each caller hears why
                     outcomes.append((None, error))
             tx.commit()
         except Exception as failure:  # the COMMIT itself failed: nobody's work is durable
