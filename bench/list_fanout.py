@@ -384,6 +384,8 @@ class ListJitaku(Jitaku):
                     "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
                     "submission": {"listen": f'["{LOOPBACK}:{self.submission_port}"]'},
                     "submissions": {"listen": "[]"},
+                    "imap": {"listen": "[]"},  # off: a running jitaku has 2143 and 2110
+                    "pop3": {"listen": "[]"},
                     "web": {"listen": "[]"},
                     "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
                     "delivery": delivery,

@@ -283,6 +283,8 @@ class Jitaku:
                 {
                     "submission": {"listen": f'["{LOOPBACK}:{self.submission_port}"]'},
                     "submissions": {"listen": "[]"},
+                    "imap": {"listen": "[]"},  # off: a running jitaku has 2143 and 2110
+                    "pop3": {"listen": "[]"},
                     "web": {"listen": "[]"},
                     "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
                     "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
