@@ -215,6 +215,7 @@ class SmtpProtocol(asyncio.Protocol):
             machine.answer("451 4.3.0 Error: local error in processing, try again later")
         finally:
             self._task = None
+            self._last_command = self._loop.time()  # the client's time to answer starts with our reply
         if self._transport is None or self._transport.is_closing():
             return
         self._resume()
@@ -259,8 +260,12 @@ class SmtpProtocol(asyncio.Protocol):
 
     def _check_idle(self) -> None:
         """RFC 5321 §4.5.3.2.7: the timer runs from the last command, not the last byte (a client that dribbles
-        data is cut off as an idle one is)."""
+        data is cut off as an idle one is), and only while the client owes us a command: a commit slower than
+        the timeout is answered, not cut off with a 421 that has the client send again what we stored."""
         timeout = self._settings.timeout
+        if self._task is not None:
+            self._timer = self._loop.call_later(timeout, self._check_idle)
+            return
         idle = self._loop.time() - self._last_command
         if idle < timeout:
             self._timer = self._loop.call_later(timeout - idle, self._check_idle)
