@@ -18,16 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jitaku import config as config_module
-from jitaku import log, ports, privileges, provision, serve_lock, services, workers
+from jitaku import heap, log, ports, privileges, provision, serve_lock, services, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import raise_open_files_limit
 from jitaku.errors import ServeError
 from jitaku.mail.smtp_server import Listener
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # malloc.h
-MALLOC_ARENAS = 2
-LARGE_BLOCK = 1 << 20
 IPV6_ANY = ipaddress.IPv6Address("::")
 
 
@@ -42,7 +39,7 @@ class Sockets:
 
 def serve(data_dir: Path) -> None:
     """`jitaku serve`: DATA_DIR's daemon until SIGTERM. The command line calls it without loading typer."""
-    _few_arenas()
+    heap.few_arenas()
     config = config_module.load(data_dir)
     user = privileges.run_user(config)  # refused before anything is touched when it cannot be done
     changes = provision.tighten(config)  # first: the lock file is made in a directory nobody else may write to
@@ -133,7 +130,7 @@ def run(config: Config, sockets: Sockets) -> None:
     commit mail in parallel (the kernel spreads connections among them), while
     the queue runs in this process alone.
     """
-    _unmap_large_blocks()
+    heap.unmap_large_blocks()
     raise_open_files_limit()
     listening = _listening(sockets)
     config = ports.listening_on(config, listening)
@@ -155,28 +152,6 @@ def run(config: Config, sockets: Sockets) -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         ports.forget(config.data_dir)
-
-
-def _few_arenas() -> None:
-    """At most MALLOC_ARENAS malloc arenas, before any thread starts (glibc fixes its limit at the first
-    thread's arena). By default every thread that allocates gets one of up to 8 per core, each holding on to
-    what it once held: resident memory grows with the load and stays (issue 20)."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc's; other C libraries go without
-    if mallopt is not None:
-        mallopt(M_ARENA_MAX, MALLOC_ARENAS)
-
-
-def _unmap_large_blocks() -> None:
-    """Give every block of LARGE_BLOCK bytes or more its own mapping, returned to the system when freed.
-
-    glibc's default adapts: once a large mapped block is freed, blocks that large come from the heap,
-    which seldom shrinks; ten 22 MB messages left the daemon holding hundreds of MB (issue 15). A fixed
-    threshold also stops the adapting of the trim threshold: keep it at twice, as glibc would.
-    """
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc's; other C libraries go without
-    if mallopt is not None:
-        mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK)
-        mallopt(M_TRIM_THRESHOLD, 2 * LARGE_BLOCK)
 
 
 def _worker(config: Config, bound: list[services.Bound], parent: int) -> int:

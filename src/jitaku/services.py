@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from jitaku import log, ports, resolver, workers
+from jitaku import heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
@@ -223,7 +223,7 @@ async def _run(
             open_files_limit=open_files_limit(),
         )
         async with asyncio.TaskGroup() as tasks:
-            background = [tasks.create_task(tally.run())]
+            background = [tasks.create_task(tally.run()), tasks.create_task(heap.give_back_regularly())]
             if children is not None:  # the main process
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))
