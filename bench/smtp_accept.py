@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """SMTP accept-and-deliver throughput: jitaku's MX against a throwaway Postfix, same run, same machine.
 
+The figure that counts is for DKIM-signed mail whose SPF, DKIM and DMARC pass, as most mail a
+home server gets from the big providers: smtp-source -F sends a 4 KiB message signed beforehand
+by a key the bench's DNS publishes (with SPF and DMARC for its domain). Unsigned mail, smtp-source's
+own, is measured too, in the same run.
+
 Why: jitaku says "250" only after the message is committed, and local mail is
 delivered in that same transaction, so "messages per second accepted over SMTP
 and sitting in the mailbox" is the figure a home server lives by. Postfix is the
@@ -8,7 +13,8 @@ well-known floor for that figure, so every run measures both:
 Postfix's own `smtp-source` drives each server with the same load
 (default 20 parallel sessions, 5,000 messages of 4 KiB, one recipient, one new
 connection per message), rounds alternate between the two, and the best round of
-each is reported, because the machine is shared and noisy.
+each is reported, because the machine is shared and noisy. jitaku runs with
+`[smtp] workers = 1` (the goal: 2.0x Postfix) and then 2 (--workers 1,2 by default).
 
 What counts as done:
   * jitaku: smtp-source has exited (each 250 means delivered); the mailbox count
@@ -18,10 +24,13 @@ What counts as done:
 
 Everything stays on loopback: jitaku and Postfix listen on 127.0.0.1 ports
 picked at random, and jitaku's SPF/DKIM/DMARC lookups go to a tiny dnslib server
-on 127.0.0.1 that answers NXDOMAIN (with an SOA, so negative answers may be
-cached, as from a real resolver) to everything; with --sender-records it
-publishes SPF and DMARC records for the sender's domain, so SPF passes and
-DMARC alignment is evaluated, as for most real mail.
+on 127.0.0.1. It publishes the signed mail's domain (signed.test: SPF, DMARC and
+the DKIM key) and answers NXDOMAIN (with an SOA, so negative answers may be
+cached, as from a real resolver) to everything else, the unsigned mail's domain
+(remote.test) included; with --sender-records it publishes SPF and DMARC records
+for that one too, so SPF passes and DMARC alignment is evaluated.
+Before the timed rounds one signed message goes to each jitaku and its
+Authentication-Results must say spf=pass dkim=pass dmarc=pass, or the bench stops.
 
 Not the same work: jitaku checks SPF, DKIM and DMARC on every message and adds a
 Received and an Authentication-Results header; this Postfix runs no milter and no
@@ -37,10 +46,11 @@ holder only) and the functions where the time goes are listed.
 module first) to measure a proposed change without touching src/.
 
 Needs root (Postfix runs as its own instance: `postfix -c DIR start`), Postfix's
-binaries (postfix, postconf, smtp-source), dnslib and psutil; py-spy for --profile.
+binaries (postfix, postconf, smtp-source), dnslib, dkimpy, cryptography and psutil; py-spy for --profile.
 
 Usage: bench/smtp_accept [--rounds 3] [--messages 5000] [--sessions 20] [--size 4096]
-                         [--workers N] [--reuse-connections] [--sender-records] [--profile] [--keep]
+                         [--workers 1,2] [--mail signed,unsigned] [--reuse-connections]
+                         [--sender-records] [--profile] [--keep]
                          [--jitaku-command "python3 patched_cli.py"]
 """
 
@@ -48,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import collections
 import json
 import os
@@ -61,18 +72,24 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import dkim
 import psutil
-from dnslib import QTYPE, RR, SOA, DNSLabel, DNSRecord
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from dnslib import QTYPE, RR, SOA, TXT, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 LOOPBACK = "127.0.0.1"
 DOMAIN = "bench.test"
 USER = f"user@{DOMAIN}"
-SENDER = "sender@remote.test"
+SENDER = "sender@remote.test"  # unsigned mail (smtp-source's own message)
+SIGNED_DOMAIN = "signed.test"
+SIGNED_SENDER = f"sender@{SIGNED_DOMAIN}"
+SELECTOR = b"bench"
 POSTFIX_SBIN = Path("/usr/sbin")
 VMAIL_UID = 65534  # nobody: virtual(8) delivers as this uid/gid
 
@@ -161,11 +178,69 @@ def default_idle_rss(base: Path) -> float:
 # ---------------------------------------------------------------- DNS
 
 
-# --sender-records: what a well-run sending domain publishes, so SPF passes and DMARC alignment is evaluated.
+# --sender-records: what a well-run sending domain publishes, so the unsigned mail's SPF passes and DMARC
+# alignment is evaluated.
 SENDER_RECORDS = """\
 remote.test. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
 _dmarc.remote.test. 300 IN TXT "v=DMARC1; p=none"
 """
+
+
+def signed_domain_records(public_key: bytes) -> list[RR]:
+    """What the signed mail's domain publishes: SPF for loopback, DMARC (reject, so DMARC's verdict is
+    the one a real receiver acts on), and the DKIM key, in strings of at most 255 bytes (RFC 1035)."""
+    record = b"v=DKIM1; k=rsa; p=" + public_key
+    return [
+        *RR.fromZone(
+            f'{SIGNED_DOMAIN}. 300 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"\n'
+            f'_dmarc.{SIGNED_DOMAIN}. 300 IN TXT "v=DMARC1; p=reject"\n'
+        ),
+        RR(
+            f"{SELECTOR.decode()}._domainkey.{SIGNED_DOMAIN}.",
+            QTYPE.TXT,
+            ttl=300,
+            rdata=TXT([record[i : i + 255] for i in range(0, len(record), 255)]),
+        ),
+    ]
+
+
+def signed_message(size: int, out: Path) -> tuple[Path, bytes]:
+    """Write a message of about SIZE bytes of body, DKIM-signed (rsa-sha256, relaxed/relaxed, 2048 bits) by
+    a new key, as smtp-source -F reads it (LF line ends: it appends CRLF to each line); return its path and
+    the public key (base64 DER) for the DNS."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public = base64.b64encode(
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    line = b"The quick brown fox jumps over the lazy dog, and the lazy dog signs for it." + b"\r\n"
+    body = line * max(1, size // len(line))
+    head = (
+        f"From: Bench Sender <{SIGNED_SENDER}>\r\n"
+        f"To: <{USER}>\r\n"
+        "Subject: a signed message for bench/smtp_accept\r\n"
+        "Date: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
+        f"Message-ID: <bench-signed@{SIGNED_DOMAIN}>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n"
+    ).encode()
+    message = head + b"\r\n" + body
+    signature = dkim.sign(
+        message,
+        SELECTOR,
+        SIGNED_DOMAIN.encode(),
+        private,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type"],
+    )
+    signed = signature + message
+    if not dkim.verify(signed, dnsfunc=lambda _name, timeout=5: b"v=DKIM1; k=rsa; p=" + public):
+        raise RuntimeError("the bench's own signed message does not verify")
+    path = out / "signed.eml"
+    path.write_bytes(signed.replace(b"\r\n", b"\n"))
+    return path, public
 
 
 class Zone(BaseResolver):
@@ -175,8 +250,8 @@ class Zone(BaseResolver):
     them (RFC 2308), as a real recursive resolver's answers would be.
     """
 
-    def __init__(self, zone_text: str = "") -> None:
-        self.records = RR.fromZone(zone_text) if zone_text else []
+    def __init__(self, records: list[RR]) -> None:
+        self.records = records
         self.queries: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._soa = RR(
@@ -269,7 +344,7 @@ class Jitaku:
 
     @property
     def dir(self) -> Path:
-        return self.base / "jitaku"
+        return self.base / f"jitaku-workers-{self.workers}"
 
     def cli(self, *args: str, input: str | None = None) -> str:
         return run([*jitaku_command(), *args, "--dir", str(self.dir)], input=input, timeout=600).stdout
@@ -319,6 +394,20 @@ class Jitaku:
 
     def delivered(self) -> int:
         return len(json.loads(self.cli("mailbox", "list", USER, "--json")))
+
+    def authentication_results(self, load: Load) -> str:
+        """Send one message of LOAD's kind and return the Authentication-Results jitaku stored with it."""
+        before = json.loads(self.cli("mailbox", "list", USER, "--json"))
+        drive(replace(load, messages=1, sessions=1), self.port)
+        uids = [row["uid"] for row in json.loads(self.cli("mailbox", "list", USER, "--json"))]
+        new = sorted(set(uids) - {row["uid"] for row in before})
+        if len(new) != 1:
+            raise RuntimeError(f"jitaku: expected one new message, the mailbox has {len(new)}")
+        stored = self.cli("mailbox", "show", USER, str(new[0]))
+        head = re.split(r"\r?\n\r?\n", stored, maxsplit=1)[0]
+        unfolded = re.sub(r"\r?\n[ \t]+", " ", head)
+        found = re.search(r"(?im)^Authentication-Results:.*$", unfolded)
+        return found.group(0).strip() if found else "(no Authentication-Results)"
 
 
 # ---------------------------------------------------------------- Postfix
@@ -522,8 +611,14 @@ class Load:
     sessions: int
     size: int
     reuse_connections: bool
+    message_file: Path | None = None  # signed mail; None: smtp-source's own unsigned message of SIZE bytes
+
+    @property
+    def kind(self) -> str:
+        return "unsigned" if self.message_file is None else "signed"
 
     def smtp_source(self, port: int) -> list[str]:
+        content = ["-l", str(self.size)] if self.message_file is None else ["-F", str(self.message_file)]
         command = [
             str(POSTFIX_SBIN / "smtp-source"),
             "-4",
@@ -531,10 +626,9 @@ class Load:
             str(self.sessions),
             "-m",
             str(self.messages),
-            "-l",
-            str(self.size),
+            *content,
             "-f",
-            SENDER,
+            SENDER if self.message_file is None else SIGNED_SENDER,
             "-t",
             USER,
             "-M",
@@ -735,25 +829,55 @@ def short(frame: str) -> str:
 # ---------------------------------------------------------------- main
 
 
+def workers_list(text: str) -> list[int]:
+    values = [int(part) for part in text.split(",") if part.strip()]
+    if not values or any(value < 1 for value in values):
+        raise argparse.ArgumentTypeError(f"expected worker counts like 1 or 1,2, got {text!r}")
+    return values
+
+
+def kinds_list(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values or not set(values) <= {"signed", "unsigned"}:
+        raise argparse.ArgumentTypeError(f"expected signed, unsigned or both, got {text!r}")
+    return values
+
+
+PASSING = re.compile(r"\bspf=pass\b.*\bdkim=pass\b.*\bdmarc=pass\b", re.IGNORECASE | re.DOTALL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per server, alternating (default 3)")
     parser.add_argument("--messages", type=int, default=5000, help="messages per round (default 5000)")
     parser.add_argument("--sessions", type=int, default=20, help="parallel SMTP sessions (default 20)")
     parser.add_argument("--size", type=int, default=4096, help="payload bytes per message (default 4096)")
-    parser.add_argument("--workers", type=int, default=1, help="jitaku's [smtp] workers (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=workers_list,
+        default=[1, 2],
+        help="jitaku's [smtp] workers, one jitaku after the other (default 1,2; the goal is for 1)",
+    )
+    parser.add_argument(
+        "--mail",
+        type=kinds_list,
+        default=["signed", "unsigned"],
+        help="which mail: signed, unsigned or both (default signed,unsigned; signed is the figure that counts)",
+    )
     parser.add_argument(
         "--reuse-connections", action="store_true", help="smtp-source -d: several messages per connection"
     )
     parser.add_argument(
-        "--profile", action="store_true", help="one more jitaku round under py-spy; print the top functions"
+        "--profile",
+        action="store_true",
+        help="one more round (the first jitaku, the first kind of mail) under py-spy; print the top functions",
     )
     parser.add_argument("--top", type=int, default=25, help="lines per profile table (default 25)")
     parser.add_argument(
         "--sender-records",
         action="store_true",
-        help="the DNS stub publishes SPF (pass) and DMARC records for the sender's domain, "
-        "instead of NXDOMAIN for everything",
+        help="the DNS stub publishes SPF (pass) and DMARC records for the unsigned mail's domain too, "
+        "instead of NXDOMAIN",
     )
     parser.add_argument(
         "--jitaku-command",
@@ -773,23 +897,35 @@ def main() -> int:
 
     if args.jitaku_command:
         JITAKU_COMMAND[:] = shlex.split(args.jitaku_command)
-    load = Load(args.messages, args.sessions, args.size, args.reuse_connections)
     base = Path(tempfile.mkdtemp(prefix="jitaku-bench-"))
     base.chmod(0o755)  # Postfix daemons and virtual(8) (uid nobody) must reach their directories
+    message_file, public_key = signed_message(args.size, base)
+    message_file.chmod(0o644)
+    loads = [
+        Load(
+            args.messages,
+            args.sessions,
+            args.size,
+            args.reuse_connections,
+            message_file if kind == "signed" else None,
+        )
+        for kind in args.mail
+    ]
 
-    resolver = Zone(SENDER_RECORDS if args.sender_records else "")
+    resolver = Zone(signed_domain_records(public_key) + (RR.fromZone(SENDER_RECORDS) if args.sender_records else []))
     dns_port = free_port(socket.SOCK_DGRAM)
     dns_servers = [
         DNSServer(resolver, address=LOOPBACK, port=dns_port, logger=QuietLogger()),
         DNSServer(resolver, address=LOOPBACK, port=dns_port, tcp=True, logger=QuietLogger()),
     ]
-    jitaku = Jitaku(base, dns_port, args.workers)
+    jitakus = [Jitaku(base, dns_port, workers) for workers in args.workers]
     postfix = Postfix(base)
 
     finished = False
 
     def cleanup() -> None:
-        jitaku.stop()
+        for jitaku in jitakus:
+            jitaku.stop()
         postfix.stop()
         for server in dns_servers:
             if server.isAlive():
@@ -797,7 +933,7 @@ def main() -> int:
         if args.keep or not finished:
             say(
                 f"kept {base}"
-                + ("" if finished else " (the run did not finish: logs are in jitaku/serve.log, postfix/maillog)")
+                + ("" if finished else " (the run did not finish: logs are in jitaku-*/serve.log, postfix/maillog)")
             )
         else:
             shutil.rmtree(base, ignore_errors=True)
@@ -808,80 +944,107 @@ def main() -> int:
 
     for server in dns_servers:
         server.start_thread()
-    connections = "connections reused (-d)" if load.reuse_connections else "a new connection per message"
+    connections = "connections reused (-d)" if args.reuse_connections else "a new connection per message"
     say(
-        f"load: smtp-source -s {load.sessions} -m {load.messages} -l {load.size}, {connections}; "
-        f"best of {args.rounds} alternating rounds; {os.cpu_count()} CPUs"
+        f"load: smtp-source -s {args.sessions} -m {args.messages}, {connections}; {', '.join(args.mail)} mail; "
+        f"best of {args.rounds} alternating rounds; jitaku with [smtp] workers = {', '.join(map(str, args.workers))}; "
+        f"{os.cpu_count()} CPUs"
     )
     say(
-        "DNS stub: "
-        + (
-            "SPF and DMARC records for remote.test, NXDOMAIN for the rest"
-            if args.sender_records
-            else "NXDOMAIN for everything"
-        )
+        f"signed mail: {message_file.stat().st_size} bytes from {SIGNED_SENDER}, rsa-sha256 2048 bits, relaxed/relaxed"
+        f" (smtp-source -F); unsigned: smtp-source -l {args.size} from {SENDER}"
+    )
+    say(
+        f"DNS stub: SPF, DMARC and DKIM key of {SIGNED_DOMAIN}; "
+        + ("SPF and DMARC of remote.test; " if args.sender_records else "")
+        + "NXDOMAIN for the rest"
     )
     say(f"work dir {base}")
 
     default_rss = default_idle_rss(base)
     say(f"jitaku serve idle RSS with the default config: {default_rss:.1f} MiB (goal < {IDLE_GOAL_MIB:.0f})")
-    jitaku.setup()
     postfix.setup()
-    jitaku.start()
     postfix.start()
-    assert jitaku.process is not None
-    time.sleep(1.0)
-    idle_rss, _ = rss_mb(jitaku.process.pid)
-    say(f"jitaku serve pid {jitaku.process.pid} on {LOOPBACK}:{jitaku.port}; idle RSS {idle_rss:.1f} MiB")
     say(f"postfix (master pid {postfix.pids()[:1]}) on {LOOPBACK}:{postfix.port}; dns stub on {LOOPBACK}:{dns_port}")
 
-    rounds: dict[str, list[Round]] = {"jitaku": [], "postfix": []}
-    jitaku_count = jitaku.delivered()
-    for number in range(args.rounds):
-        order = ("jitaku", "postfix") if number % 2 == 0 else ("postfix", "jitaku")
-        for name in order:
-            if name == "jitaku":
-                measured = round_jitaku(jitaku, load, jitaku_count)
-                jitaku_count += load.messages
-            else:
-                measured = round_postfix(postfix, load)
-            rounds[name].append(measured)
-            server = (
-                ""
-                if measured.server_cpu is None
-                else f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg ({measured.server_cpu / measured.seconds:.0%} of a core)"
-            )
-            say(
-                f"  round {number + 1} {name:8s} {measured.seconds:7.2f} s {load.messages / measured.seconds:8,.0f} msgs/s;"
-                f" machine {1000 * measured.machine_cpu / load.messages:.2f} ms CPU/msg{server}"
-            )
+    # (workers, kind) -> (jitaku rounds, postfix rounds)
+    results: dict[tuple[int, str], dict[str, list[Round]]] = {}
+    memory: list[str] = []
+    delivered_total = 0
+    for jitaku in jitakus:
+        jitaku.setup()
+        jitaku.start()
+        assert jitaku.process is not None
+        time.sleep(1.0)
+        idle_rss, _ = rss_mb(jitaku.process.pid)
+        say(
+            f"\njitaku serve, workers = {jitaku.workers}: pid {jitaku.process.pid} on {LOOPBACK}:{jitaku.port};"
+            f" idle RSS {idle_rss:.1f} MiB"
+        )
+        for load in loads:
+            results_line = jitaku.authentication_results(load)
+            say(f"  {load.kind} mail gets: {results_line}")
+            if load.kind == "signed" and not PASSING.search(results_line):
+                raise RuntimeError(
+                    f"jitaku (workers = {jitaku.workers}) does not pass the signed mail's SPF, DKIM and DMARC:"
+                    f" {results_line}\nsee {jitaku.dir / 'serve.log'}"
+                )
+        jitaku_count = jitaku.delivered()
+        for load in loads:
+            rounds: dict[str, list[Round]] = {"jitaku": [], "postfix": []}
+            results[(jitaku.workers, load.kind)] = rounds
+            for number in range(args.rounds):
+                order = ("jitaku", "postfix") if number % 2 == 0 else ("postfix", "jitaku")
+                for name in order:
+                    if name == "jitaku":
+                        measured = round_jitaku(jitaku, load, jitaku_count)
+                        jitaku_count += load.messages
+                    else:
+                        measured = round_postfix(postfix, load)
+                    rounds[name].append(measured)
+                    server = (
+                        ""
+                        if measured.server_cpu is None
+                        else f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg ({measured.server_cpu / measured.seconds:.0%} of a core)"
+                    )
+                    say(
+                        f"  {load.kind:8s} round {number + 1} {name:8s} {measured.seconds:7.2f} s {load.messages / measured.seconds:8,.0f} msgs/s;"
+                        f" machine {1000 * measured.machine_cpu / load.messages:.2f} ms CPU/msg{server}"
+                    )
+        loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
+        loaded_pss = psutil.Process(jitaku.process.pid).memory_full_info().pss / 2**20
+        memory.append(
+            f"workers = {jitaku.workers}: idle {idle_rss:.1f} MiB with this bench's config; after load"
+            f" {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB (PSS {loaded_pss:.1f} MiB)"
+        )
+        delivered_total += jitaku_count
+        if args.profile and jitaku is jitakus[0]:
+            profile_round(jitaku, loads[0], base if args.keep else Path(tempfile.gettempdir()), args.top)
+        jitaku.stop()
 
-    loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
-    loaded_pss = psutil.Process(jitaku.process.pid).memory_full_info().pss / 2**20
-    best = {name: min(values, key=lambda r: r.seconds) for name, values in rounds.items()}
-    rate = {name: load.messages / r.seconds for name, r in best.items()}
     postfix_pss = postfix.pss_mb()
     queries = sum(resolver.queries.values())
     say("")
-    for name, note in (("jitaku", ""), ("postfix", "; timed until the maildir held all")):
-        say(
-            f"{name:7s} {rate[name]:8,.0f} msgs/s (best of {args.rounds}; all: "
-            f"{', '.join(f'{load.messages / r.seconds:,.0f}' for r in rounds[name])}{note}); "
-            f"machine CPU in the best round {1000 * best[name].machine_cpu / load.messages:.2f} ms/msg"
-        )
-    say(f"ratio jitaku/postfix {rate['jitaku'] / rate['postfix']:.2f}")
+    for (workers, kind), rounds in results.items():
+        best = {name: min(values, key=lambda r: r.seconds) for name, values in rounds.items()}
+        rate = {name: args.messages / r.seconds for name, r in best.items()}
+        for name, note in (("jitaku", f", workers = {workers}"), ("postfix", "; timed until the maildir held all")):
+            say(
+                f"{kind:8s} {name:7s} {rate[name]:8,.0f} msgs/s (best of {args.rounds}; all: "
+                f"{', '.join(f'{args.messages / r.seconds:,.0f}' for r in rounds[name])}{note}); "
+                f"machine CPU in the best round {1000 * best[name].machine_cpu / args.messages:.2f} ms/msg"
+            )
+        goal = " (goal >= 2.0)" if kind == "signed" and workers == 1 else ""
+        say(f"ratio jitaku/postfix, {kind} mail, workers = {workers}: {rate['jitaku'] / rate['postfix']:.2f}{goal}")
     say(
-        f"jitaku serve RSS: idle {default_rss:.1f} MiB with the default config (goal < {IDLE_GOAL_MIB:.0f}),"
-        f" {idle_rss:.1f} MiB with this bench's; after load {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB"
-        f" (PSS {loaded_pss:.1f} MiB); Postfix master+children now: {postfix_pss:.1f} MiB PSS in all"
+        f"jitaku serve RSS: idle {default_rss:.1f} MiB with the default config (goal < {IDLE_GOAL_MIB:.0f}); "
+        + "; ".join(memory)
+        + f"; Postfix master+children now: {postfix_pss:.1f} MiB PSS in all"
     )
     say(
-        f"DNS stub answered {queries} queries ({queries / max(1, jitaku_count):.3f} per jitaku message); most asked: "
+        f"DNS stub answered {queries} queries ({queries / max(1, delivered_total):.3f} per jitaku message); most asked: "
         + ", ".join(f"{name} x{count}" for name, count in resolver.queries.most_common(4))
     )
-
-    if args.profile:
-        profile_round(jitaku, load, base if args.keep else Path(tempfile.gettempdir()), args.top)
     finished = True
     return 0
 

@@ -2,17 +2,31 @@
 
 dkimpy and pyspf call dnspython's module-level default resolver; the delivery
 code uses the async one. `configure` points both at the same servers.
+
+The synchronous one, which SPF, DKIM and DMARC checks use, answers from its own small cache
+(`CachingResolver`): a hit costs a dict lookup rather than dnspython's whole resolution, and
+`cached_only` lets a check run on the event loop, falling back to a thread only when it must wait
+for the network.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
 import ipaddress
 import re
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dns.asyncresolver
+import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 
 R = TypeVar("R", bound=dns.resolver.BaseResolver)
@@ -44,9 +58,139 @@ def parse_nameserver(value: str) -> Nameserver:
     return Nameserver(address, number)
 
 
+class NotCached(BaseException):
+    """A lookup under `cached_only` that would have to ask the network. A BaseException, so the checks'
+    own `except Exception` clauses do not turn it into a verdict (`Attempt.missed` says so regardless)."""
+
+
+class Attempt:
+    """One piece of work under `cached_only`: whether it needed a lookup the cache could not answer."""
+
+    def __init__(self) -> None:
+        self.missed = False
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def cached_only() -> Iterator[Attempt]:
+    """Lookups in this thread, while inside, answer from the cache or raise NotCached: work that must
+    not wait for the network (on the event loop) tries this first and, if ATTEMPT.missed, is redone
+    where it may wait."""
+    attempt = Attempt()
+    _local.attempt = attempt
+    try:
+        yield attempt
+    finally:
+        _local.attempt = None
+
+
+def missed() -> bool:
+    """Whether this thread is inside `cached_only` and a lookup has missed the cache."""
+    attempt: Attempt | None = getattr(_local, "attempt", None)
+    return attempt is not None and attempt.missed
+
+
+# What one cached name holds: when it expires, and the answer or the NXDOMAIN response.
+_Entry = tuple[float, "dns.resolver.Answer | dns.message.Message"]
+
+
+class CachingResolver(dns.resolver.Resolver):
+    """dnspython's resolver behind a small cache of whole answers, keyed by what was asked.
+
+    Positive answers and NODATA live as long as dnspython's Answer says (the records' TTL, or the SOA
+    minimum); NXDOMAIN as long as the SOA of its authority section says (RFC 2308: the lesser of its
+    TTL and its minimum), not at all without one. At most MAX_ENTRIES names, the least recently used
+    going first. Errors (timeouts, SERVFAIL) are not cached: the next message asks again.
+    """
+
+    MAX_ENTRIES = 2048
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._entries: collections.OrderedDict[tuple[Any, ...], _Entry] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def resolve(
+        self,
+        qname: dns.name.Name | str,
+        rdtype: dns.rdatatype.RdataType | str = dns.rdatatype.A,
+        rdclass: dns.rdataclass.RdataClass | str = dns.rdataclass.IN,
+        tcp: bool = False,
+        source: str | None = None,
+        raise_on_no_answer: bool = True,
+        source_port: int = 0,
+        lifetime: float | None = None,
+        search: bool | None = None,
+    ) -> dns.resolver.Answer:
+        key = (
+            str(qname).lower(),
+            dns.rdatatype.RdataType.make(rdtype),
+            dns.rdataclass.RdataClass.make(rdclass),
+            search,
+        )
+        entry = self._cached(key)
+        if entry is None:
+            attempt: Attempt | None = getattr(_local, "attempt", None)
+            if attempt is not None:
+                attempt.missed = True
+                raise NotCached(key[0])
+            entry = self._ask(key, tcp, source, source_port, lifetime)
+        found = entry[1]
+        if isinstance(found, dns.message.Message):
+            raise dns.resolver.NXDOMAIN(  # type: ignore[no-untyped-call]
+                qnames=[found.question[0].name], responses={found.question[0].name: found}
+            )
+        if found.rrset is None and raise_on_no_answer:
+            raise dns.resolver.NoAnswer(response=found.response)  # type: ignore[no-untyped-call]
+        return found
+
+    def _cached(self, key: tuple[Any, ...]) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= time.time():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def _ask(
+        self, key: tuple[Any, ...], tcp: bool, source: str | None, source_port: int, lifetime: float | None
+    ) -> _Entry:
+        qname, rdtype, rdclass, search = key
+        try:
+            answer = super().resolve(qname, rdtype, rdclass, tcp, source, False, source_port, lifetime, search)
+        except dns.resolver.NXDOMAIN as error:
+            response = next(iter(error.responses().values()), None)  # type: ignore[no-untyped-call]
+            ttl = None if response is None else _negative_ttl(response)
+            if response is None or ttl is None:
+                raise
+            entry: _Entry = (time.time() + ttl, response)
+        else:
+            entry = (answer.expiration, answer)
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+        return entry
+
+
+def _negative_ttl(response: dns.message.Message) -> float | None:
+    """How long an NXDOMAIN may be remembered (RFC 2308 §5): the SOA's TTL, capped by its minimum."""
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return float(min(rrset.ttl, rrset[0].minimum))
+    return None
+
+
 def configure(nameservers: tuple[Nameserver, ...]) -> None:
     """Make every lookup in this process (ours, dkimpy's, pyspf's) ask these servers."""
-    dns.resolver.default_resolver = _build(dns.resolver.Resolver, nameservers)
+    dns.resolver.default_resolver = _build(CachingResolver, nameservers)
+    dns.resolver.default_resolver.cache = None  # its own cache stands in front
     dns.asyncresolver.default_resolver = _build(dns.asyncresolver.Resolver, nameservers)  # type: ignore[assignment]
 
 

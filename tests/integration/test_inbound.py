@@ -81,6 +81,14 @@ def test_a_signature_made_by_mail_dkim_passes_and_aligns_for_dmarc(server: Jitak
     assert b"dmarc=pass" in head, head
 
 
+def test_a_message_for_a_user_is_one_line_in_the_log(server: Jitaku) -> None:
+    out = mx(server, "--to", "alice@example.test", "--from", "carol@remote.test")
+    queue_id = out.split("queued as ", 1)[1].split()[0]
+    lines = [line for line in server.log().splitlines() if queue_id in line]
+    assert len(lines) == 1, lines
+    assert "event=accepted" in lines[0] and "delivered=alice@example.test" in lines[0], lines
+
+
 def test_unknown_local_user_is_refused_at_rcpt(server: Jitaku) -> None:
     out = mx(server, "--to", "nobody@example.test", "--from", "carol@remote.test")
     assert rejection(out).startswith("550 5.1.1")

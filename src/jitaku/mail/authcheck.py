@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 
 import authheaders
 import authheaders.dmarc_lookup
 
-from jitaku import log
+from jitaku import log, resolver
 from jitaku.domains import organizational_domain
+from jitaku.mail import dkim as _openssl_rsa  # noqa: F401  (dkimpy verifies with OpenSSL's RSA once imported)
 from jitaku.mail import headers
 
 # authheaders re-reads and re-parses the whole Public Suffix List for every
@@ -67,6 +69,8 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
             # authheaders calls an unsigned message's DKIM "fail"; RFC 8601 §2.7.1 says "none"
             header = header.replace("; dmarc=", "; dkim=none; dmarc=", 1)
     except Exception as error:  # a message authheaders cannot parse still gets a header, not a crash
+        if resolver.missed():  # a lookup cut short under cached_only, not the message: redone in a thread
+            raise resolver.NotCached from error
         log.event("authcheck_failed", error=repr(error))
         header = f"Authentication-Results: {authserv_id}; none"
     return str(header).encode("utf-8", "surrogateescape") + b"\r\n"
@@ -86,6 +90,21 @@ def forged(fields: list[bytes], authserv_id: str) -> set[str]:
     return failed
 
 
+# Up to this size a check runs on the event loop when the cache has every record it needs: ~0.5 ms for
+# a signed 4 KiB message, less than the hand-off to a thread and back costs; dkimpy reads a large
+# message in Python (a few ms per 100 KiB), which would stall every other session.
+ON_LOOP_BYTES = 64 * 1024
+
+
 async def authentication_results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
-    """The header line (with CRLF) to prepend; DNS lookups go through `[dns] nameservers`."""
+    """The header line (with CRLF) to prepend; DNS lookups go through `[dns] nameservers`.
+
+    A check that would wait for DNS (a record not cached) is redone in a thread, so it never blocks
+    the loop: the attempt on the loop is thrown away, the thread's lookups fill the cache."""
+    if len(message) <= ON_LOOP_BYTES:
+        header: bytes | None = None
+        with resolver.cached_only() as attempt, contextlib.suppress(resolver.NotCached):
+            header = _authenticate(message, authserv_id, ip, mail_from, helo)
+        if header is not None and not attempt.missed:
+            return header
     return await asyncio.to_thread(_authenticate, message, authserv_id, ip, mail_from, helo)

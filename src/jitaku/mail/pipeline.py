@@ -204,8 +204,9 @@ class Commit:
 
         await self._database.transact(commit)
         queue_id = flight.queue_id
-        for mailbox in routed.local:
-            log.event("delivered", queue_id=queue_id, to=mailbox, relay="local", dsn="2.0.0", size=len(delivered))
+        if flight.arrival.session is None:  # over SMTP, the server's "accepted" line names the mailboxes
+            for mailbox in routed.local:
+                log.event("delivered", queue_id=queue_id, to=mailbox, relay="local", dsn="2.0.0", size=len(delivered))
         if routed.remote:
             size = len(flight.outgoing)
             log.event("queued", queue_id=queue_id, sender=f"<{sender}>", nrcpt=len(routed.remote), size=size)

@@ -121,6 +121,9 @@ class Handler:
             return "451 4.3.0 Error: queue file write error, try again later"
         if not self.listener.authenticated:
             self.tally.count(tallies.MAIL_IN)
+        # one line a message: it names the local mailboxes the commit delivered to (pipeline's Commit
+        # logs only what it queues or hands to a list)
+        local = sorted({r.mailbox for r in arrival.recipients if r.mailbox is not None})
         log.event(
             "accepted",
             queue_id=queue_id,
@@ -130,5 +133,6 @@ class Handler:
             nrcpt=len(arrival.recipients),
             size=len(data),
             user=user,
+            delivered=",".join(local) or None,
         )
         return f"250 2.0.0 Ok: queued as {queue_id}"
