@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import cast
 
 from jitaku import log
 from jitaku.config import SmtpSettings
@@ -70,9 +71,8 @@ class SmtpProtocol(asyncio.Protocol):
 
     # --- asyncio's side
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+    def connection_made(self, made: asyncio.BaseTransport) -> None:
+        self._transport = transport = cast(asyncio.Transport, made)  # uvloop's are one in all but the name
         peer = transport.get_extra_info("peername")
         self._client = str(peer[0]) if peer else "?"
         refused = self._limit.admit(self._client)
