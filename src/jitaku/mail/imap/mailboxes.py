@@ -18,7 +18,7 @@ async def list_mailboxes(backend: Backend, user: LoggedIn, session: Session, com
     budget = Budget(backend.settings.max_command_time)
 
     def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
-        boxes, subscribed = backend.database.read_now(
+        boxes, subscribed = backend.database.query_now(
             lambda c: (mailstore.mailboxes(c, address), mailstore.subscriptions(c, address))
         )
         return listing.responses(command, boxes, set(subscribed), budget)
@@ -32,7 +32,7 @@ async def list_mailboxes(backend: Backend, user: LoggedIn, session: Session, com
 
 async def status(backend: Backend, user: LoggedIn, session: Session, command: Status) -> str:
     address = user.address
-    boxes = await backend.database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
+    boxes = await backend.database.query(lambda c: mailstore.mailboxes(c, address, command.mailbox))
     if not boxes:
         raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
     session.say(listing.status_line(boxes[0], command.items))

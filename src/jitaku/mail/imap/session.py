@@ -93,7 +93,7 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
     since = view.state
     known = bisect.bisect_left(view.uids, since[0])  # the messages told of below the UIDNEXT it last saw
     try:
-        found = await database.read(lambda c: mailstore.changes(c, address, view.name, since, known))
+        found = await database.query(lambda c: mailstore.changes(c, address, view.name, since, known))
     except NoSuchMailbox:
         session.say("* BYE the selected mailbox was deleted")
         raise Closed from None
