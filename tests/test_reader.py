@@ -71,3 +71,35 @@ def test_a_large_message_read_inline_leaves_no_copy_in_sqlite(tmp_path: Path) ->
     assert asyncio.run(read()) == len(body)
     assert memory_used() - before < 8 * MB  # its page cache, 2 MB
     database.close()
+
+
+def test_a_mailboxs_state_moves_on_with_each_change_a_session_must_hear_of(tmp_path: Path) -> None:
+    """A session compares the state alone after each command, and reads the changes only when it moved."""
+    database = _database(tmp_path)
+
+    def state() -> tuple[int, int]:
+        return database.query_now(lambda s: mailstore.state(s, ALICE, "INBOX"))
+
+    seen = [state()]
+    with database.transaction() as connection:
+        mailstore.append(connection, ALICE, b"Subject: one\r\n\r\n")
+    seen.append(state())
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [1], ["\\Deleted"], "add")
+    seen.append(state())
+    with database.transaction() as connection:
+        mailstore.expunge(connection, ALICE, "INBOX")
+    seen.append(state())
+    assert len(set(seen)) == 4 and state() == seen[-1]
+    database.close()
+
+
+def test_lists_names_are_the_mailboxes_in_statuss_order(tmp_path: Path) -> None:
+    database = _database(tmp_path)
+    with database.transaction() as connection:
+        for name in ("Work", "Archive/2024", "A"):
+            mailstore.create_mailbox(connection, ALICE, name)
+    boxes = database.query_now(lambda s: mailstore.mailboxes(s, ALICE))
+    folders = database.query_now(lambda s: mailstore.folders(s, ALICE))
+    assert folders == [(box.name, box.special_use) for box in boxes] and folders[0].name == "INBOX"
+    database.close()

@@ -46,11 +46,12 @@ class Database:
         with self.engine.connect() as connection:
             return query(connection)
 
-    async def query(self, query: Query[T]) -> T:
+    async def query(self, query: Query[T], snapshot: bool = True) -> T:
         """Run QUERY, a read of prepared statements (store/reader.py): inline on SQLite, as `read` does,
-        on the one connection kept for the event loop. For what IMAP reads with every command."""
+        on the one connection kept for the event loop. For what IMAP reads with every command. A QUERY of one
+        statement needs no SNAPSHOT around it: it spares a BEGIN and a COMMIT."""
         if self._inline_reads:
-            return self._reader.read_kept(query)
+            return self._reader.read_kept(query, snapshot)
         return await asyncio.to_thread(self._reader.read_pooled, query)
 
     def query_now(self, query: Query[T]) -> T:

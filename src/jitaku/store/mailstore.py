@@ -90,6 +90,13 @@ class Listed(NamedTuple):
     size: int
 
 
+class Folder(NamedTuple):
+    """One mailbox as LIST names it, without its numbers."""
+
+    name: str
+    special_use: str | None
+
+
 @dataclass(frozen=True)
 class MailboxInfo:
     """One mailbox for LIST (special use) and STATUS (the numbers)."""
@@ -315,6 +322,18 @@ _MAILBOXES = (
 _ALL_MAILBOXES, _ONE_MAILBOX = _MAILBOXES.format(one=""), _MAILBOXES.format(one=" AND mailboxes.name = ?")
 
 
+_FOLDERS = (
+    "SELECT mailboxes.name, mailboxes.special_use FROM mailboxes JOIN users ON users.id = mailboxes.user_id"
+    " WHERE users.address = ? ORDER BY CASE WHEN mailboxes.name = 'INBOX' THEN 0 ELSE 1 END, mailboxes.name"
+)
+
+
+def folders(source: Source, address: str) -> list[Folder]:
+    """The user's mailboxes as `mailboxes` orders them, without reading their messages: what a LIST that
+    asks for no STATUS needs."""
+    return [Folder(name, use) for name, use in _statements(source).run(_FOLDERS, (address.lower(),))]
+
+
 def mailboxes(source: Source, address: str, name: str | None = None) -> list[MailboxInfo]:
     """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report; with NAME,
     that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
@@ -535,6 +554,13 @@ _CHANGED = (
 )
 _OLD = "SELECT uid FROM messages WHERE mailbox_id = ? AND uid < ?"
 _OLD_COUNT = "SELECT count(*) FROM messages WHERE mailbox_id = ? AND uid < ?"
+
+
+def state(source: Source, address: str, name: str) -> tuple[int, int]:
+    """The mailbox's (uidnext, highestmodseq): any change to it (a message added, expunged or its flags
+    changed, by whatever process) moves one of them on. One statement, for a look after every command."""
+    found = _find(source, address, name)
+    return found.uidnext, found.highestmodseq
 
 
 def changes(source: Source, address: str, name: str, since: tuple[int, int], known: int) -> Changes | None:

@@ -34,14 +34,15 @@ class Reader:
         self._kept: PoolProxiedConnection | None = None
         self._statements: Statements | None = None
 
-    def read_kept(self, query: Query[T]) -> T:
+    def read_kept(self, query: Query[T], snapshot: bool = True) -> T:
         """QUERY on the connection this reader keeps, for one thread alone (the event loop's): no pool
-        check-out. One that failed on the database's side is closed, and the next read opens another."""
+        check-out. One that failed on the database's side is closed, and the next read opens another.
+        Without SNAPSHOT, QUERY runs one statement, which is a snapshot of its own."""
         if self._kept is None or self._statements is None:
             self._kept = self._engine.raw_connection()
             self._statements = self._over(self._kept.driver_connection)
         try:
-            return self._snapshot(self._statements, query)
+            return self._snapshot(self._statements, query) if snapshot else query(self._statements)
         except SQLAlchemyError:
             self._kept.invalidate()
             self._kept = self._statements = None
