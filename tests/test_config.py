@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jitaku.config import ConfigError, Listen, parse
+from jitaku.config import ConfigError, Listen, LoginSettings, parse
 from jitaku.resolver import Nameserver, parse_nameserver
 
 PATH = Path("/etc/jitaku/jitaku.toml")
@@ -124,3 +124,13 @@ def test_any_text_is_a_config_or_a_config_error(text: str) -> None:
         parse(text, PATH)
     except ConfigError as error:
         assert str(error).startswith(str(PATH))
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 2), (16, 4), (None, 1)])
+def test_passwords_are_checked_on_a_thread_per_core_up_to_four(
+    monkeypatch: pytest.MonkeyPatch, cores: int | None, threads: int
+) -> None:
+    """One argon2 thread on two cores made ten mail clients logging in at once wait 350 ms each (issue 20)."""
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert LoginSettings().hash_threads == threads
+    assert LoginSettings(hash_threads=1).hash_threads == 1

@@ -7,6 +7,7 @@ the key and what was expected; a bad file changes nothing.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections import Counter
@@ -193,6 +194,9 @@ class WebSettings(_Listener):
         return value
 
 
+MAX_HASH_THREADS = 4
+
+
 class LoginSettings(_Section):
     """Passwords, for every protocol that takes one (submission, IMAP, POP3, the web login).
 
@@ -205,7 +209,15 @@ class LoginSettings(_Section):
     max_failures: int = Field(default=5, ge=1, description="failed logins of one user from one address")
     max_failures_per_address: int = Field(default=10, ge=1, description="failed logins from one address, any user")
     window: float = Field(default=900.0, gt=0, description="seconds a failed login counts against the limits")
-    hash_threads: int = Field(default=1, ge=1, le=8, description="threads that check passwords (argon2), per process")
+    # argon2 computes outside Python's lock: each core checks a password at a time (one thread made ten mail
+    # clients logging in at once wait 350 ms each, issue 20); more than MAX_HASH_THREADS would take memory
+    # (19 MiB each) and the cores the mail needs
+    hash_threads: int = Field(
+        default_factory=lambda: min(os.cpu_count() or 1, MAX_HASH_THREADS),
+        ge=1,
+        le=8,
+        description="threads that check passwords (argon2), per process; default: one per core, at most 4",
+    )
     hash_queue: int = Field(default=16, ge=0, description="tries that may wait for a thread; more are told to retry")
 
 

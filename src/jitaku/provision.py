@@ -70,7 +70,7 @@ idle_timeout = 60                # seconds a request's body may stall
 max_failures = 5                 # failed logins of one user from one address within window; then that user waits
 max_failures_per_address = 10    # failed logins from one address, whatever the users; then the address waits
 window = 900                     # seconds a failed login counts
-hash_threads = 1                 # threads per process that check passwords (argon2)
+# hash_threads = 2               # threads per process that check passwords (argon2); default: one per core, at most 4
 hash_queue = 16                  # tries that may wait for a thread; one more is told to come back later
 
 # [relay]                        # absent: deliver straight to each domain's MX

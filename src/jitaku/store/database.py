@@ -11,6 +11,7 @@ from typing import TypeVar
 from sqlalchemy.engine import Connection
 
 from jitaku.store.engine import open_engine
+from jitaku.store.reader import Query, Reader
 from jitaku.store.transaction import Tx
 from jitaku.store.writer import Writer
 
@@ -31,6 +32,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.engine = open_engine(url)
         self._writer: Writer | None = None
+        self._reader = Reader(self.engine)
         self._inline_reads = self.engine.dialect.name == "sqlite"
 
     async def read(self, query: Callable[[Connection], T]) -> T:
@@ -43,6 +45,19 @@ class Database:
     def read_now(self, query: Callable[[Connection], T]) -> T:
         with self.engine.connect() as connection:
             return query(connection)
+
+    async def query(self, query: Query[T], snapshot: bool = True) -> T:
+        """Run QUERY, a read of prepared statements (store/reader.py): inline on SQLite, as `read` does,
+        on the one connection kept for the event loop. For what IMAP reads with every command. A QUERY of one
+        statement needs no SNAPSHOT around it: it spares a BEGIN and a COMMIT."""
+        if self._inline_reads:
+            return self._reader.read_kept(query, snapshot)
+        return await asyncio.to_thread(self._reader.read_pooled, query)
+
+    def query_now(self, query: Query[T]) -> T:
+        """QUERY in this thread, on a pooled connection: for a worker thread, or a read too large to make
+        the event loop wait for."""
+        return self._reader.read_pooled(query)
 
     async def write(self, change: Callable[[Connection], T]) -> T:
         """Run CHANGE in a transaction; return once it is committed."""
@@ -65,4 +80,5 @@ class Database:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+        self._reader.close()
         self.engine.dispose()

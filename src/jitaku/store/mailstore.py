@@ -4,6 +4,11 @@ CLI, web).
 What IMAP (RFC 3501, with UIDPLUS, MOVE, SPECIAL-USE and CONDSTORE) needs of its storage lives here, so the
 server holds sessions and parses commands but writes no SQL. Every function runs in the caller's
 transaction: a MOVE or a RENAME of INBOX is one commit or none.
+
+What IMAP reads with every command (the mailbox's state, its changes, its messages, LIST and STATUS) is SQL
+run on the DB-API (store/statements.py), as the reads of store/reader.py or in a Core caller's transaction:
+through SQLAlchemy those reads took most of the event loop's time under ten clients (issue 20). The rest is
+written in Core.
 """
 
 from __future__ import annotations
@@ -15,15 +20,16 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, assert_never, get_args
 
-from sqlalchemy import Integer, bindparam, case, delete, func, insert, literal, not_, update
+from sqlalchemy import Integer, bindparam, case, delete, func, insert, literal, update
 from sqlalchemy import select as sql_select  # `select` is IMAP's SELECT here
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from jitaku.store.schema import mailboxes as mailbox_table
 from jitaku.store.schema import messages, uidvalidity_clock, users
 from jitaku.store.schema import subscriptions as subscription_table
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx
 
 INBOX = "INBOX"
 DELIMITER = "/"  # the hierarchy delimiter IMAP's LIST announces
@@ -82,6 +88,13 @@ class Listed(NamedTuple):
     flags: frozenset[str]
     modseq: int
     size: int
+
+
+class Folder(NamedTuple):
+    """One mailbox as LIST names it, without its numbers."""
+
+    name: str
+    special_use: str | None
 
 
 @dataclass(frozen=True)
@@ -167,26 +180,27 @@ class _Message(NamedTuple):
     size: int
 
 
-# Built once: IMAP looks a mailbox up for every command, and building the statement cost more than running it
+Source = Connection | Statements  # a Core caller's connection, or a read's (or the writer's) statements
+
+
+def _statements(source: Source) -> Statements:
+    """SOURCE's DB-API statements: a Core connection's run in its transaction."""
+    return Tx.over(source) if isinstance(source, Connection) else source
+
+
+# IMAP looks a mailbox up for every command
 _FIND = (
-    sql_select(
-        mailbox_table.c.id,
-        mailbox_table.c.uidvalidity,
-        mailbox_table.c.uidnext,
-        mailbox_table.c.highestmodseq,
-        mailbox_table.c.recent_uid,
-    )
-    .join(users, users.c.id == mailbox_table.c.user_id)
-    .where(users.c.address == bindparam("address"), mailbox_table.c.name == bindparam("name"))
+    "SELECT mailboxes.id, mailboxes.uidvalidity, mailboxes.uidnext, mailboxes.highestmodseq, mailboxes.recent_uid"
+    " FROM mailboxes JOIN users ON users.id = mailboxes.user_id WHERE users.address = ? AND mailboxes.name = ?"
 )
 
 
-def _find(connection: Connection, address: str, name: str) -> _Mailbox:
+def _find(source: Source, address: str, name: str) -> _Mailbox:
     """The user's mailbox NAME, or NoSuchMailbox."""
-    row = connection.execute(_FIND, {"address": address.lower(), "name": _canonical(name)}).first()
-    if row is None:
+    rows = _statements(source).run(_FIND, (address.lower(), _canonical(name)))
+    if not rows:
         raise NoSuchMailbox(f"no mailbox {_canonical(name)!r}")
-    return _Mailbox(*(int(value) for value in row))
+    return _Mailbox(*(int(value) for value in rows[0]))
 
 
 def _mailbox(connection: Connection, address: str, name: str) -> tuple[int, int] | None:
@@ -290,60 +304,58 @@ def new_uidvalidity(connection: Connection) -> int:
     )
 
 
-def _mailboxes_query(one: bool) -> Select[Any]:
-    """LIST's numbers for every mailbox of a user, or (ONE) STATUS's for the one named."""
-    query = (
-        sql_select(
-            mailbox_table.c.name,
-            mailbox_table.c.special_use,
-            mailbox_table.c.uidvalidity,
-            mailbox_table.c.uidnext,
-            mailbox_table.c.highestmodseq,
-            func.count(messages.c.id).label("messages"),
-            func.count(messages.c.id).filter(not_(_has_flag("\\Seen"))).label("unseen"),
-            func.count(messages.c.id).filter(messages.c.uid >= mailbox_table.c.recent_uid).label("recent"),
-            func.count(messages.c.id).filter(_has_flag("\\Deleted")).label("deleted"),
-            func.coalesce(func.sum(messages.c.size), 0).label("size"),
-        )
-        .select_from(
-            mailbox_table.join(users, users.c.id == mailbox_table.c.user_id).outerjoin(
-                messages, messages.c.mailbox_id == mailbox_table.c.id
-            )
-        )
-        .where(users.c.address == bindparam("address"))
-    )
-    if one:
-        query = query.where(mailbox_table.c.name == bindparam("name"))
-    return query.group_by(mailbox_table.c.id).order_by(
-        case((mailbox_table.c.name == INBOX, 0), else_=1), mailbox_table.c.name
-    )
+# RFC 3501's flags are space-separated in messages.flags; `/` escapes LIKE's wildcards, which no flag holds
+_HAS_SEEN = "(' ' || messages.flags || ' ') LIKE '% \\Seen %' ESCAPE '/'"
+_HAS_DELETED = "(' ' || messages.flags || ' ') LIKE '% \\Deleted %' ESCAPE '/'"
+_MAILBOXES = (
+    "SELECT mailboxes.name, mailboxes.special_use, mailboxes.uidvalidity, mailboxes.uidnext,"
+    " mailboxes.highestmodseq, count(messages.id),"
+    f" count(messages.id) FILTER (WHERE NOT {_HAS_SEEN}),"
+    " count(messages.id) FILTER (WHERE messages.uid >= mailboxes.recent_uid),"
+    f" count(messages.id) FILTER (WHERE {_HAS_DELETED}),"
+    " coalesce(sum(messages.size), 0)"
+    " FROM mailboxes JOIN users ON users.id = mailboxes.user_id"
+    " LEFT OUTER JOIN messages ON messages.mailbox_id = mailboxes.id"
+    " WHERE users.address = ?{one} GROUP BY mailboxes.id"
+    " ORDER BY CASE WHEN mailboxes.name = 'INBOX' THEN 0 ELSE 1 END, mailboxes.name"
+)
+_ALL_MAILBOXES, _ONE_MAILBOX = _MAILBOXES.format(one=""), _MAILBOXES.format(one=" AND mailboxes.name = ?")
 
 
-# Built once, as _FIND: building them took most of a STATUS's time
-_MAILBOXES, _MAILBOX = _mailboxes_query(one=False), _mailboxes_query(one=True)
+_FOLDERS = (
+    "SELECT mailboxes.name, mailboxes.special_use FROM mailboxes JOIN users ON users.id = mailboxes.user_id"
+    " WHERE users.address = ? ORDER BY CASE WHEN mailboxes.name = 'INBOX' THEN 0 ELSE 1 END, mailboxes.name"
+)
 
 
-def mailboxes(connection: Connection, address: str, name: str | None = None) -> list[MailboxInfo]:
+def folders(source: Source, address: str) -> list[Folder]:
+    """The user's mailboxes as `mailboxes` orders them, without reading their messages: what a LIST that
+    asks for no STATUS needs."""
+    return [Folder(name, use) for name, use in _statements(source).run(_FOLDERS, (address.lower(),))]
+
+
+def mailboxes(source: Source, address: str, name: str | None = None) -> list[MailboxInfo]:
     """The user's mailboxes, INBOX first and the rest by name, with what LIST and STATUS report; with NAME,
     that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
+    statements = _statements(source)
     if name:
-        rows = connection.execute(_MAILBOX, {"address": address.lower(), "name": _canonical(name)})
+        rows = statements.run(_ONE_MAILBOX, (address.lower(), _canonical(name)))
     else:
-        rows = connection.execute(_MAILBOXES, {"address": address.lower()})
+        rows = statements.run(_ALL_MAILBOXES, (address.lower(),))
     return [
         MailboxInfo(
-            name=row.name,
-            special_use=row.special_use,
-            uidvalidity=int(row.uidvalidity),
-            uidnext=int(row.uidnext),
-            highestmodseq=int(row.highestmodseq),
-            messages=int(row.messages),
-            unseen=int(row.unseen),
-            recent=int(row.recent),
-            deleted=int(row.deleted),
-            size=int(row.size),
+            name=name,
+            special_use=special_use,
+            uidvalidity=int(uidvalidity),
+            uidnext=int(uidnext),
+            highestmodseq=int(highestmodseq),
+            messages=int(count),
+            unseen=int(unseen),
+            recent=int(recent),
+            deleted=int(deleted),
+            size=int(size),
         )
-        for row in rows
+        for name, special_use, uidvalidity, uidnext, highestmodseq, count, unseen, recent, deleted, size in rows
     ]
 
 
@@ -459,16 +471,15 @@ def delete_mailbox(connection: Connection, address: str, name: str) -> None:
     connection.execute(delete(mailbox_table).where(mailbox_table.c.id == mailbox_id))
 
 
-def subscriptions(connection: Connection, address: str) -> list[str]:
+_SUBSCRIPTIONS = (
+    "SELECT subscriptions.name FROM subscriptions JOIN users ON users.id = subscriptions.user_id"
+    " WHERE users.address = ? ORDER BY subscriptions.name"
+)
+
+
+def subscriptions(source: Source, address: str) -> list[str]:
     """The names the user subscribed to, by name, whether a mailbox has them or not (LSUB, LIST (SUBSCRIBED))."""
-    return list(
-        connection.execute(
-            sql_select(subscription_table.c.name)
-            .join(users, users.c.id == subscription_table.c.user_id)
-            .where(users.c.address == address.lower())
-            .order_by(subscription_table.c.name)
-        ).scalars()
-    )
+    return [name for (name,) in _statements(source).run(_SUBSCRIPTIONS, (address.lower(),))]
 
 
 def subscribe(connection: Connection, address: str, name: str, limit: int | None = None) -> None:
@@ -501,33 +512,28 @@ def unsubscribe(connection: Connection, address: str, name: str) -> None:
         _find(connection, address, name)
 
 
-def select(connection: Connection, address: str, name: str) -> Selected:
+def select(source: Source, address: str, name: str) -> Selected:
     """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence."""
-    found = _find(connection, address, name)
+    statements = _statements(source)
+    found = _find(statements, address, name)
     return Selected(
         uidvalidity=found.uidvalidity,
         uidnext=found.uidnext,
         highestmodseq=found.highestmodseq,
         recent_from=found.recent_uid,
-        messages=_listed(connection, _LISTED, {"mailbox": found.id}),
+        messages=_listed(statements, _LISTED, (found.id,)),
     )
 
 
-_LISTED = (
-    sql_select(messages.c.uid, messages.c.flags, messages.c.modseq, messages.c.size)
-    .where(messages.c.mailbox_id == bindparam("mailbox"))
-    .order_by(messages.c.uid)
-)
+# These read the messages_state index alone (store/schema.py), never the table
+_LISTED = "SELECT uid, flags, modseq, size FROM messages WHERE mailbox_id = ? ORDER BY uid"
 
 
-def _listed(connection: Connection, query: Select[Any], keys: dict[str, int]) -> list[Listed]:
-    """QUERY's (uid, flags, modseq, size) rows: read from the messages_state index alone, as plain tuples (a
-    SELECT of a few thousand messages spent most of its time making row objects)."""
+def _listed(statements: Statements, query: str, keys: tuple[int, ...]) -> list[Listed]:
+    """QUERY's (uid, flags, modseq, size) rows (a SELECT of a few thousand messages spent most of its time
+    making row objects, then parsing the same few flag texts)."""
     flag_sets = _FlagSets()
-    return [
-        Listed(uid, flag_sets[flags], modseq, size)
-        for uid, flags, modseq, size in connection.execute(query, keys).all()
-    ]
+    return [Listed(uid, flag_sets[flags], modseq, size) for uid, flags, modseq, size in statements.run(query, keys)]
 
 
 @dataclass(frozen=True)
@@ -544,35 +550,33 @@ class Changes:
 
 
 _CHANGED = (
-    sql_select(messages.c.uid, messages.c.flags, messages.c.modseq, messages.c.size)
-    .where(
-        messages.c.mailbox_id == bindparam("mailbox"),
-        (messages.c.modseq > bindparam("modseq")) | (messages.c.uid >= bindparam("uidnext")),
-    )
-    .order_by(messages.c.uid)
+    "SELECT uid, flags, modseq, size FROM messages WHERE mailbox_id = ? AND (modseq > ? OR uid >= ?) ORDER BY uid"
 )
-_OLD = sql_select(messages.c.uid).where(
-    messages.c.mailbox_id == bindparam("mailbox"), messages.c.uid < bindparam("uidnext")
-)
-_OLD_COUNT = sql_select(func.count()).where(
-    messages.c.mailbox_id == bindparam("mailbox"), messages.c.uid < bindparam("uidnext")
-)
+_OLD = "SELECT uid FROM messages WHERE mailbox_id = ? AND uid < ?"
+_OLD_COUNT = "SELECT count(*) FROM messages WHERE mailbox_id = ? AND uid < ?"
 
 
-def changes(connection: Connection, address: str, name: str, since: tuple[int, int], known: int) -> Changes | None:
+def state(source: Source, address: str, name: str) -> tuple[int, int]:
+    """The mailbox's (uidnext, highestmodseq): any change to it (a message added, expunged or its flags
+    changed, by whatever process) moves one of them on. One statement, for a look after every command."""
+    found = _find(source, address, name)
+    return found.uidnext, found.highestmodseq
+
+
+def changes(source: Source, address: str, name: str, since: tuple[int, int], known: int) -> Changes | None:
     """What changed in the mailbox since its (uidnext, highestmodseq) was SINCE, for a session that knows of
     KNOWN messages below that UIDNEXT; None when nothing did. A session checks after every command: what it
     reads grows with the changes, not with the mailbox (re-reading every message's flags for each command of
     ten busy clients took most of the daemon's time)."""
-    found = _find(connection, address, name)
+    statements = _statements(source)
+    found = _find(statements, address, name)
     if (found.uidnext, found.highestmodseq) == since:
         return None
     uidnext, modseq = since
-    keys = {"mailbox": found.id, "modseq": modseq, "uidnext": uidnext}
-    changed = _listed(connection, _CHANGED, keys)
+    changed = _listed(statements, _CHANGED, (found.id, modseq, uidnext))
     remaining = None
-    if connection.execute(_OLD_COUNT, keys).scalar_one() != known:  # some were expunged
-        remaining = [int(uid) for uid in connection.execute(_OLD, keys).scalars()]
+    if statements.run(_OLD_COUNT, (found.id, uidnext))[0][0] != known:  # some were expunged
+        remaining = [int(uid) for (uid,) in statements.run(_OLD, (found.id, uidnext))]
     return Changes(found.uidnext, found.highestmodseq, found.recent_uid, changed, remaining)
 
 
@@ -778,28 +782,20 @@ def uidvalidity(connection: Connection, address: str, name: str) -> int:
 
 
 @functools.cache
-def _fetch_query(bodies: bool, prefix: bool, by_range: bool) -> Select[Any]:
-    """fetch_messages's statement, built once for each kind: with the bodies or not, or their first bytes,
-    for a run of UIDs (low to high) or a list of them."""
-    body: ColumnElement[bytes] = messages.c.body
-    if not bodies:
-        body = literal(b"").label("body")
-    elif prefix:
-        body = func.substr(messages.c.body, 1, bindparam("prefix"), type_=messages.c.body.type).label("body")
-    query = (
-        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, body)
-        .join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id)
-        .join(users, users.c.id == mailbox_table.c.user_id)
-        .where(users.c.address == bindparam("address"), mailbox_table.c.name == bindparam("name"))
-        .order_by(messages.c.uid)
+def _fetch_statement(bodies: bool, prefix: bool, count: int | None) -> str:
+    """fetch_messages's statement, written once for each kind: with the bodies or not, or their first bytes
+    (a `?` before the rest), for a run of UIDs (COUNT None: low to high) or a list of COUNT of them."""
+    body = (", substr(messages.body, 1, ?)" if prefix else ", messages.body") if bodies else ""
+    uids = "BETWEEN ? AND ?" if count is None else f"IN ({', '.join('?' * count)})"
+    return (
+        f"SELECT messages.uid, messages.received_at, messages.size{body} FROM messages"
+        " JOIN mailboxes ON mailboxes.id = messages.mailbox_id JOIN users ON users.id = mailboxes.user_id"
+        f" WHERE users.address = ? AND mailboxes.name = ? AND messages.uid {uids} ORDER BY messages.uid"
     )
-    if by_range:
-        return query.where(messages.c.uid.between(bindparam("low"), bindparam("high")))
-    return query.where(messages.c.uid.in_(bindparam("uids", expanding=True)))
 
 
 def fetch_messages(
-    connection: Connection,
+    source: Source,
     address: str,
     name: str,
     uids: Collection[int],
@@ -809,18 +805,27 @@ def fetch_messages(
     """The messages UIDS of a mailbox in UID order (none when the mailbox is gone); without BODIES (FLAGS,
     sizes, dates) the bodies stay on disk and come back empty, and with PREFIX only their first PREFIX bytes
     come (what SEARCH reads). One statement each: mbsync reads a mailbox with one FETCH per message."""
-    keys: dict[str, Any] = {"address": address.lower(), "name": _canonical(name), "prefix": prefix}
+    statements = _statements(source)
+    keys: tuple[Any, ...] = (address.lower(), _canonical(name))
+    if bodies and prefix is not None:
+        keys = (prefix, *keys)
     wanted = sorted(set(uids))
     out: list[StoredMessage] = []
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         # A run of UIDs with few gaps (1:*, a client's next page) is one range scan: several times faster
         # than an IN list of hundreds of UIDs
-        by_range = chunk[-1] - chunk[0] < 2 * len(chunk)
-        query = _fetch_query(bodies, prefix is not None, by_range)
-        rows = connection.execute(query, {**keys, "low": chunk[0], "high": chunk[-1], "uids": chunk})
+        values: tuple[int, ...]
+        if chunk[-1] - chunk[0] < 2 * len(chunk):
+            query, values = _fetch_statement(bodies, prefix is not None, None), (chunk[0], chunk[-1])
+        else:
+            query, values = _fetch_statement(bodies, prefix is not None, len(chunk)), tuple(chunk)
         keep = set(chunk)
-        out += [StoredMessage(*row) for row in rows if row.uid in keep]
+        rows = statements.run(query, (*keys, *values))
+        if bodies:
+            out += [StoredMessage(uid, at, size, body) for uid, at, size, body in rows if uid in keep]
+        else:
+            out += [StoredMessage(uid, at, size, b"") for uid, at, size in rows if uid in keep]
     return out
 
 

@@ -1,32 +1,27 @@
 """A write transaction as a job of the writer sees it: two ways into one transaction.
 
 `connection` is SQLAlchemy's, for the statements written in Core (most of store/); `run` executes a
-statement on the very DB-API connection under it, in the same transaction, for the few statements every
-accepted message runs (store/intake.py), where SQLAlchemy cost fifty times SQLite's own work. A failure on
-that way (a full disk at COMMIT) is raised as SQLAlchemy's error for it, as from a Core statement, so that
-callers tell a store failure from a bug the same way on both ways in.
+statement on the very DB-API connection under it, in the same transaction (store/statements.py), for the few
+statements every accepted message runs (store/intake.py), where SQLAlchemy cost fifty times SQLite's own work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
-from jitaku.store.dialect import LARGE_VALUE, Cursor, Dialect, dialect_named
+from jitaku.store.dialect import LARGE_VALUE, Dialect, dialect_named
+from jitaku.store.statements import Statements
 
 
-class Tx:
+class Tx(Statements):
     def __init__(self, connection: Connection, dialect: Dialect) -> None:
-        self.connection = connection
-        self.dialect = dialect
         driver = connection.connection.driver_connection
         assert driver is not None, "a connection in a transaction has its driver's connection"
-        self._cursor: Cursor = driver.cursor()
-        self._driver_error: type[Exception] = connection.dialect.loaded_dbapi.Error
+        super().__init__(driver.cursor(), dialect, connection.dialect.loaded_dbapi.Error)
+        self.connection = connection
 
     @classmethod
     def over(cls, connection: Connection) -> Tx:
@@ -37,10 +32,7 @@ class Tx:
         """Execute STATEMENT (`?` for each value) with PARAMETERS; the rows it returns, if any."""
         if self.dialect.keeps_bound_values:
             self._note_large(parameters)
-        with self._failures(statement):
-            cursor = self._cursor.execute(self.dialect.sql(statement), parameters)
-            # All of them: a statement left half-read stays active in SQLite, and would hold up the RELEASE
-            return list(cursor.fetchall())
+        return super().run(statement, parameters)
 
     def run_many(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
         """Execute STATEMENT once for each of ROWS."""
@@ -54,36 +46,24 @@ class Tx:
     def begin(self) -> None:
         """Start the writer's transaction on the DB-API. A Core statement later in it finds the transaction
         begun (store/engine.py) and joins it."""
-        self._execute(self.dialect.begin)
+        self.execute(self.dialect.begin)
 
     def commit(self) -> None:
         if self.connection.in_transaction():  # a Core statement joined: SQLAlchemy ends what it took part in
             self.connection.commit()
         else:
-            self._execute("COMMIT")
+            self.execute("COMMIT")
 
     def savepoint(self) -> None:
-        self._execute("SAVEPOINT job")
+        self.execute("SAVEPOINT job")
 
     def release(self) -> None:
-        self._execute("RELEASE SAVEPOINT job")
+        self.execute("RELEASE SAVEPOINT job")
 
     def roll_back(self) -> None:
         """Undo what was done since the savepoint, and leave it."""
-        self._execute("ROLLBACK TO SAVEPOINT job")
-        self._execute("RELEASE SAVEPOINT job")
-
-    def _execute(self, statement: str) -> None:
-        with self._failures(statement):
-            self._cursor.execute(statement, ())
-
-    @contextmanager
-    def _failures(self, statement: str) -> Iterator[None]:
-        try:
-            yield
-        except self._driver_error as error:
-            # hide_parameters: they hold message bodies, which must not reach a log line
-            raise DBAPIError.instance(statement, None, error, self._driver_error, hide_parameters=True) from error
+        self.execute("ROLLBACK TO SAVEPOINT job")
+        self.execute("RELEASE SAVEPOINT job")
 
     def _note_large(self, parameters: Sequence[Any]) -> None:
         # The same mark Core statements leave (store/engine.py): the connection is closed at check-in

@@ -13,6 +13,7 @@ from jitaku.config import ImapSettings
 from jitaku.mail.imap.budget import Workers
 from jitaku.store import Database
 from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
+from jitaku.store.statements import Statements
 
 T = TypeVar("T")
 
@@ -30,9 +31,10 @@ class Backend:
     settings: ImapSettings
     max_message_size: int  # the largest APPEND
 
-    async def read(self, query: Callable[[Connection], T]) -> T:
+    async def read(self, query: Callable[[Statements], T]) -> T:
+        """QUERY, a read of prepared statements (store/reader.py), with a mailbox not found as NO."""
         try:
-            return await self.database.read(query)
+            return await self.database.query(query)
         except NoSuchMailbox as missing:
             raise Refused(f"[NONEXISTENT] {missing}") from None
 

@@ -7,8 +7,6 @@ import asyncio
 import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 
-from sqlalchemy.engine import Connection
-
 from jitaku.mail.imap import mime
 from jitaku.mail.imap.backend import Backend, Refused
 from jitaku.mail.imap.fetch import Fetched, needs_body, sets_seen
@@ -18,8 +16,9 @@ from jitaku.mail.imap.view import View
 from jitaku.mail.imap.wire import Wire
 from jitaku.mail.lineserver import LoggedIn
 from jitaku.store import mailstore
+from jitaku.store.statements import Statements
 
-Reader = Callable[[Connection], list[mailstore.StoredMessage]]
+Reader = Callable[[Statements], list[mailstore.StoredMessage]]
 BATCH_BYTES = 1024 * 1024  # message bytes read from the store at a time
 BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed
 FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
@@ -115,9 +114,9 @@ async def _messages(
             mailstore.fetch_messages, address=address, name=view.name, uids=batch, bodies=bodies
         )
         if size > BATCH_BYTES:
-            stored = await asyncio.to_thread(backend.database.read_now, read)
+            stored = await asyncio.to_thread(backend.database.query_now, read)
         else:
-            stored = await backend.database.read(read)
+            stored = await backend.database.query(read)
         for message in stored:
             if message.uid in view.flags:
                 if len(message.body) > FLUSH_BYTES:

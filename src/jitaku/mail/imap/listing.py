@@ -5,23 +5,28 @@ LIST lists mailboxes; LSUB and LIST (SUBSCRIBED) list subscribed names, a mailbo
 outlives its mailbox, RFC 3501 §6.3.6): LIST-EXTENDED calls such a name \\NonExistent. Time grows linearly
 with the mailboxes and subscriptions (and the levels of their names), both bounded by [imap] max_mailboxes:
 what each name has below it is gathered in one pass over the names, not looked for again for each name
-listed (issue 15: 10,000 mailboxes made one LIST quadratic and froze the daemon). It runs in a worker thread
-and checks its budget as it goes.
+listed (issue 15: 10,000 mailboxes made one LIST quadratic and froze the daemon). Over many names it runs
+in a worker thread and checks its budget as it goes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from jitaku.mail.imap import structure, utf7
 from jitaku.mail.imap.budget import Budget
 from jitaku.mail.imap.parser import ListMailboxes
 from jitaku.mail.imap.pattern import DELIMITER, Pattern
-from jitaku.store.mailstore import INBOX, MailboxInfo
+from jitaku.store.mailstore import INBOX, Folder, MailboxInfo
 
 NAMES_PER_CHECK = 256  # names looked at between two looks at the budget
 
 
-def responses(command: ListMailboxes, boxes: list[MailboxInfo], subscribed: set[str], budget: Budget) -> list[str]:
-    """The untagged responses to COMMAND over BOXES and the SUBSCRIBED names."""
+def responses(
+    command: ListMailboxes, boxes: Sequence[Folder | MailboxInfo], subscribed: set[str], budget: Budget
+) -> list[str]:
+    """The untagged responses to COMMAND over BOXES and the SUBSCRIBED names. BOXES are MailboxInfo (their
+    numbers) when COMMAND asks for STATUS."""
     verb = "LSUB" if command.lsub else "LIST"
     if command.patterns == ("",):  # the hierarchy delimiter (RFC 3501 §6.3.8)
         return [f'* {verb} (\\Noselect) "/" ""']
@@ -62,7 +67,7 @@ def responses(command: ListMailboxes, boxes: list[MailboxInfo], subscribed: set[
             _listed(command, verb, name, listed, name in subscribed, name in with_children, name in with_subscribed)
         )
         for option in command.return_options:
-            if option.startswith("STATUS ") and listed is not None:
+            if option.startswith("STATUS ") and isinstance(listed, MailboxInfo):
                 lines.append(status_line(listed, tuple(option.split()[1:])))
     return lines
 
@@ -77,7 +82,7 @@ def _listed(
     command: ListMailboxes,
     verb: str,
     name: str,
-    box: MailboxInfo | None,
+    box: Folder | MailboxInfo | None,
     subscribed: bool,
     children: bool,
     subscribed_below: bool,

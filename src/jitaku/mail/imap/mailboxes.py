@@ -3,6 +3,9 @@ UNSELECT, CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from jitaku.mail.imap import listing
 from jitaku.mail.imap.backend import Backend, Refused
 from jitaku.mail.imap.budget import Budget, OutOfTime
@@ -14,25 +17,38 @@ from jitaku.store import mailstore
 
 
 async def list_mailboxes(backend: Backend, user: LoggedIn, session: Session, command: ListMailboxes) -> str:
+    """LIST and LSUB. With STATUS asked for, every mailbox's messages are counted: in a worker thread. Without,
+    the names (bounded by [imap] max_mailboxes) are read at once, and when few are listed here too: a hop to a
+    thread, with the event loop busy, cost more than listing them."""
     address = user.address
     budget = Budget(backend.settings.max_command_time)
+    work: Callable[[], list[str]]
+    few = False
+    if any(option.startswith("STATUS ") for option in command.return_options):
 
-    def work() -> list[str]:  # in a worker thread: a user's mailboxes can be many, their counts too
-        boxes, subscribed = backend.database.read_now(
-            lambda c: (mailstore.mailboxes(c, address), mailstore.subscriptions(c, address))
+        def work() -> list[str]:
+            boxes, subscribed = backend.database.query_now(
+                lambda s: (mailstore.mailboxes(s, address), mailstore.subscriptions(s, address))
+            )
+            return listing.responses(command, boxes, set(subscribed), budget)
+
+    else:
+        folders, subscribed = await backend.database.query(
+            lambda s: (mailstore.folders(s, address), mailstore.subscriptions(s, address))
         )
-        return listing.responses(command, boxes, set(subscribed), budget)
-
+        work = functools.partial(listing.responses, command, folders, set(subscribed), budget)
+        few = len(folders) + len(subscribed) <= listing.NAMES_PER_CHECK
     try:
-        session.lines.extend(line.encode() for line in await backend.workers.run(budget, work))
+        lines = work() if few else await backend.workers.run(budget, work)
     except OutOfTime:
         raise Refused("[LIMIT] listing took too long: ask for fewer mailboxes") from None
+    session.lines.extend(line.encode() for line in lines)
     return f"OK {'LSUB' if command.lsub else 'LIST'} completed"
 
 
 async def status(backend: Backend, user: LoggedIn, session: Session, command: Status) -> str:
     address = user.address
-    boxes = await backend.database.read(lambda c: mailstore.mailboxes(c, address, command.mailbox))
+    boxes = await backend.database.query(lambda c: mailstore.mailboxes(c, address, command.mailbox))
     if not boxes:
         raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
     session.say(listing.status_line(boxes[0], command.items))

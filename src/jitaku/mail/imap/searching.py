@@ -42,7 +42,7 @@ async def search(backend: Backend, user: LoggedIn, session: Session, view: View,
             """The UIDs that match, and whether a message had to be passed over: gone from the store."""
             searchable = known  # flags, sizes, UIDs and the rest: what the view knows is enough
             if stored_needed:
-                stored = {message.uid: message for message in backend.database.read_now(read)}
+                stored = {message.uid: message for message in backend.database.query_now(read)}
                 searchable = [
                     replace(message, received_at=stored[message.uid].received_at, body=stored[message.uid].body)
                     for message in known

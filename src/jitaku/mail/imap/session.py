@@ -93,7 +93,10 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
     since = view.state
     known = bisect.bisect_left(view.uids, since[0])  # the messages told of below the UIDNEXT it last saw
     try:
-        found = await database.read(lambda c: mailstore.changes(c, address, view.name, since, known))
+        # nothing changed, mostly: one statement says so, without a snapshot around it
+        if await database.query(lambda s: mailstore.state(s, address, view.name), snapshot=False) == since:
+            return
+        found = await database.query(lambda s: mailstore.changes(s, address, view.name, since, known))
     except NoSuchMailbox:
         session.say("* BYE the selected mailbox was deleted")
         raise Closed from None
