@@ -92,8 +92,8 @@ def missed() -> bool:
     return attempt is not None and attempt.missed
 
 
-# What one cached name holds: when it expires, and the answer or the NXDOMAIN response.
-_Entry = tuple[float, "dns.resolver.Answer | dns.message.Message"]
+# What one cached name holds: when it expires, and the answer or the NXDOMAIN raised.
+_Entry = tuple[float, "dns.resolver.Answer | dns.resolver.NXDOMAIN"]
 
 
 class CachingResolver(dns.resolver.Resolver):
@@ -138,10 +138,10 @@ class CachingResolver(dns.resolver.Resolver):
                 raise NotCached(key[0])
             entry = self._ask(key, tcp, source, source_port, lifetime)
         found = entry[1]
-        if isinstance(found, dns.message.Message):
-            raise dns.resolver.NXDOMAIN(  # type: ignore[no-untyped-call]
-                qnames=[found.question[0].name], responses={found.question[0].name: found}
-            )
+        if isinstance(found, dns.resolver.NXDOMAIN):
+            # a copy, each with its own traceback; cheaper than a new one, which formats its names (an
+            # unsigned message meets several NXDOMAINs, and making them was an eighth of its checks)
+            raise copy.copy(found)
         if found.rrset is None and raise_on_no_answer:
             raise dns.resolver.NoAnswer(response=found.response)  # type: ignore[no-untyped-call]
         return found
@@ -168,7 +168,7 @@ class CachingResolver(dns.resolver.Resolver):
             ttl = None if response is None else _negative_ttl(response)
             if response is None or ttl is None:
                 raise
-            entry: _Entry = (time.time() + ttl, response)
+            entry: _Entry = (time.time() + ttl, error.with_traceback(None))
         else:
             entry = (answer.expiration, answer)
         with self._lock:
