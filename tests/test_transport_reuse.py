@@ -1,0 +1,107 @@
+"""Outbound sessions against a real SMTP server (Postfix's smtp-sink, which offers PIPELINING): messages to
+the same server share one connection, each transaction's commands go in one write, and a refusal of one
+message's recipients leaves the next message on that connection unharmed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jitaku.config import RelaySettings
+from jitaku.mail import reuse
+from jitaku.mail.transport import Outcome, RelayTransport
+from jitaku.store.queue import Personal
+from tests.peers import Sink, Tap
+from tests.test_queue import HOSTNAME, MESSAGE, _settled, envelope
+
+SENDER = "alice@example.test"
+
+
+@pytest.fixture
+def tap_factory() -> Iterator[Any]:
+    taps: list[Tap] = []
+
+    def make(sink: Sink) -> Tap:
+        taps.append(Tap(sink.port))
+        return taps[-1]
+
+    yield make
+    for tap in taps:
+        tap.close()
+
+
+def through(tap: Tap) -> RelayTransport:
+    return RelayTransport(RelaySettings(host="127.0.0.1", port=tap.port), HOSTNAME, timeout=10)
+
+
+def deliver_in_turn(transport: RelayTransport, messages: list[list[str]], pause: float = 0.0) -> list[list[Outcome]]:
+    """Each message's outcomes, delivered one after the other in one event loop, as the queue does."""
+
+    async def main() -> list[list[Outcome]]:
+        results = []
+        for recipients in messages:
+            results.append(await transport.deliver(SENDER, recipients, MESSAGE))
+            await asyncio.sleep(pause)
+        return results
+
+    return asyncio.run(main())
+
+
+def test_messages_to_one_server_share_one_connection(sink_factory: Any, tap_factory: Any) -> None:
+    sink: Sink = sink_factory()
+    tap: Tap = tap_factory(sink)
+    results = deliver_in_turn(through(tap), [["dave@remote.test"], ["erin@remote.test"], ["carol@other.test"]])
+    assert [[o.delivered for o in outcomes] for outcomes in results] == [[True], [True], [True]]
+    stored = sorted(envelope(message, "X-Rcpt-Args")[0] for message in _settled(sink, 3))
+    assert stored == ["<carol@other.test>", "<dave@remote.test>", "<erin@remote.test>"]
+    assert tap.connections == 1
+
+
+def test_a_connection_idle_too_long_is_closed_and_a_new_one_opened(
+    sink_factory: Any, tap_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reuse, "IDLE_SECONDS", 0.05)
+    sink: Sink = sink_factory()
+    tap: Tap = tap_factory(sink)
+    results = deliver_in_turn(through(tap), [["dave@remote.test"], ["erin@remote.test"]], pause=0.3)
+    assert [[o.delivered for o in outcomes] for outcomes in results] == [[True], [True]]
+    assert len(_settled(sink, 2)) == 2
+    assert tap.connections == 2
+    assert any(chunk.startswith(b"QUIT") for chunk in tap.chunks)
+
+
+def test_mail_rcpt_and_data_go_in_one_write(sink_factory: Any, tap_factory: Any) -> None:
+    sink: Sink = sink_factory()
+    tap: Tap = tap_factory(sink)
+    verp = "sota-bounces+dave=remote.test@example.test"
+
+    async def main() -> list[Outcome]:
+        transport = through(tap)
+        return await transport.deliver(
+            SENDER, ["dave@remote.test", "erin@remote.test"], MESSAGE, {"dave@remote.test": Personal(verp, b"")}
+        )
+
+    assert [o.delivered for o in asyncio.run(main())] == [True, True]
+    assert b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<erin@remote.test>\r\nDATA\r\n" in tap.chunks
+    assert f"MAIL FROM:<{verp}>\r\nRCPT TO:<dave@remote.test>\r\nDATA\r\n".encode() in tap.chunks
+    assert len(_settled(sink, 2)) == 2
+
+
+def test_a_refused_recipient_leaves_the_next_message_on_the_connection_unharmed(
+    sink_factory: Any, tap_factory: Any
+) -> None:
+    refusing: Sink = sink_factory("-f", "rcpt", "-B", "550 5.1.1 No such user here")
+    tap: Tap = tap_factory(refusing)
+    results = deliver_in_turn(through(tap), [["dave@remote.test", "erin@remote.test"], ["carol@other.test"]])
+    first, second = results
+    assert [(o.recipient, o.delivered, o.permanent) for o in first] == [
+        ("dave@remote.test", False, True),
+        ("erin@remote.test", False, True),
+    ]
+    assert all(o.reply.startswith("550 5.1.1") for o in first + second)
+    assert [(o.recipient, o.delivered, o.permanent) for o in second] == [("carol@other.test", False, True)]
+    assert tap.connections == 1
+    assert refusing.messages() == []
