@@ -73,21 +73,25 @@ def test_a_connection_idle_too_long_is_closed_and_a_new_one_opened(
     assert any(chunk.startswith(b"QUIT") for chunk in tap.chunks)
 
 
-def test_mail_rcpt_and_data_go_in_one_write(sink_factory: Any, tap_factory: Any) -> None:
+def test_mail_rcpt_and_data_go_in_one_write_and_the_next_copys_with_the_text_before(
+    sink_factory: Any, tap_factory: Any
+) -> None:
     sink: Sink = sink_factory()
     tap: Tap = tap_factory(sink)
-    verp = "sota-bounces+dave=remote.test@example.test"
+    copies = {
+        r: Personal(f"sota-bounces+{r.replace('@', '=')}@example.test", b"")
+        for r in ("dave@remote.test", "erin@remote.test")
+    }
 
     async def main() -> list[Outcome]:
-        transport = through(tap)
-        return await transport.deliver(
-            SENDER, ["dave@remote.test", "erin@remote.test"], MESSAGE, {"dave@remote.test": Personal(verp, b"")}
-        )
+        return await through(tap).deliver(SENDER, ["carol@other.test", *copies], MESSAGE, copies)
 
-    assert [o.delivered for o in asyncio.run(main())] == [True, True]
-    assert b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<erin@remote.test>\r\nDATA\r\n" in tap.chunks
-    assert f"MAIL FROM:<{verp}>\r\nRCPT TO:<dave@remote.test>\r\nDATA\r\n".encode() in tap.chunks
-    assert len(_settled(sink, 2)) == 2
+    assert [o.delivered for o in asyncio.run(main())] == [True, True, True]
+    assert b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<carol@other.test>\r\nDATA\r\n" in tap.chunks
+    for recipient, own in copies.items():
+        group = f"\r\n.\r\nMAIL FROM:<{own.sender}>\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode()
+        assert any(chunk.endswith(group) for chunk in tap.chunks), recipient
+    assert len(_settled(sink, 3)) == 3
 
 
 def test_a_refused_recipient_leaves_the_next_message_on_the_connection_unharmed(

@@ -46,7 +46,12 @@ class Sessions:
     def keep(self, key: Hashable, session: Session) -> None:
         """Let SESSION wait for the next message to its server, or end it when it did its share."""
         waiting = self._idle.setdefault(key, [])
-        if not session.open or session.transactions >= MESSAGES_PER_CONNECTION or len(waiting) >= KEPT_PER_SERVER:
+        if (
+            not session.open
+            or not session.settled
+            or session.transactions >= MESSAGES_PER_CONNECTION
+            or len(waiting) >= KEPT_PER_SERVER
+        ):
             session.quit()
             return
         timer = session.loop.call_later(IDLE_SECONDS, self._expire, key, session)

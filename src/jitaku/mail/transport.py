@@ -199,11 +199,16 @@ async def _transactions(
     host = session.host
     text = text_of(message)
     shared = [r for r in recipients if r not in personal]
-    outcomes = _transaction(host, shared, await session.transaction(sender, shared, text)) if shared else []
     own_copies = [(r, personal[r]) for r in recipients if r in personal]
+    # each transaction names the next, whose commands then go with its text (smtp/pipelined.py)
+    envelopes = [(own.sender, [r]) for r, own in own_copies] + [None]
+    outcomes = (
+        _transaction(host, shared, await session.transaction(sender, shared, text, envelopes[0])) if shared else []
+    )
     for index, (recipient, own) in enumerate(own_copies):
         try:
-            replies = await session.transaction(own.sender, [recipient], text_of(own.prefix) + text)
+            copy = text_of(own.prefix) + text
+            replies = await session.transaction(own.sender, [recipient], copy, envelopes[index + 1])
             outcomes += _transaction(host, [recipient], replies)
         except DeliveryError as error:  # MAIL refused for this copy: the session itself still works
             # a refusal of our sender, before any recipient: never about the member
