@@ -12,6 +12,7 @@ import pytest
 
 from jitaku.config import RelaySettings
 from jitaku.mail import reuse
+from jitaku.mail.smtp.pipelined import ReplyReader
 from jitaku.mail.transport import Outcome, RelayTransport
 from jitaku.store.queue import Personal
 from tests.peers import Sink, Tap
@@ -109,3 +110,15 @@ def test_a_refused_recipient_leaves_the_next_message_on_the_connection_unharmed(
     assert [(o.recipient, o.delivered, o.permanent) for o in second] == [("carol@other.test", False, True)]
     assert tap.connections == 1
     assert refusing.messages() == []
+
+
+def test_replies_are_read_in_order_however_the_network_splits_them() -> None:
+    """A multi-line reply split inside a line, and two replies in one packet, read as the server sent them."""
+
+    async def main() -> list[str]:
+        reader = ReplyReader()
+        for chunk in (b"250-first line\r\n25", b"0 second line\r\n354 go", b" ahead\r\n", b"550 5.1.1 no\r\n"):
+            reader.data_received(chunk)
+        return [str(await reader.next()) for _ in range(3)]
+
+    assert asyncio.run(main()) == ["250 first line\nsecond line", "354 go ahead", "550 5.1.1 no"]

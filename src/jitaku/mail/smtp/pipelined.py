@@ -54,7 +54,7 @@ def _taken(mail: Reply, recipients: list[Reply]) -> bool:
     return mail.code == 250 and any(reply.code in (250, 251) for reply in recipients)
 
 
-class _Reader(asyncio.Protocol):
+class ReplyReader(asyncio.Protocol):
     """The server's replies in order, however the network splits or joins them."""
 
     def __init__(self) -> None:
@@ -123,7 +123,7 @@ class Session:
         self.utf8 = client.supports_extension("smtputf8")
         self.transactions = 0  # on this connection so far (mail/reuse.py bounds them)
         self.loop = asyncio.get_running_loop()
-        self._reader = _Reader()
+        self._reader = ReplyReader()
         self._transport = transport
         transport.set_protocol(self._reader)
         self._clean = True  # no transaction left open: the next one needs no RSET
