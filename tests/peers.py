@@ -8,6 +8,7 @@ tests/.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import json
@@ -195,6 +196,45 @@ class Sink:
         self.process.terminate()
         self.process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Tap:
+    """A TCP relay in front of a peer that counts the connections made through it and keeps what each
+    client wrote, chunk by chunk as it arrived: how many sessions a sender opened, and what it pipelined."""
+
+    def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
+        tap = self
+        self.connections = 0
+        self.chunks: list[bytes] = []
+
+        class Relay(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with tap._lock:
+                    tap.connections += 1
+                upstream = socket.create_connection((host, target_port))
+                threading.Thread(target=self._back, args=(upstream,), daemon=True).start()
+                with contextlib.suppress(OSError):  # either side may end it at any point
+                    while chunk := self.request.recv(65536):
+                        with tap._lock:
+                            tap.chunks.append(chunk)
+                        upstream.sendall(chunk)
+                    upstream.shutdown(socket.SHUT_WR)
+
+            def _back(self, upstream: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while chunk := upstream.recv(65536):
+                        self.request.sendall(chunk)
+                    self.request.shutdown(socket.SHUT_WR)
+                upstream.close()
+
+        self._lock = threading.Lock()
+        self._server = socketserver.ThreadingTCPServer((host, 0), Relay)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        serve(self._server)
+
+    def close(self) -> None:
+        stop_serving(self._server)
 
 
 class StandIn:

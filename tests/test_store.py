@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
-from jitaku.store import Database, accounts, lists, mailstore, queue
+from jitaku.store import Database, Tx, accounts, attempts, lists, mailstore, queue
 from jitaku.store.engine import MIGRATIONS, SCHEMA_REVISION, current_revision
 
 
@@ -301,7 +301,7 @@ def test_a_delivery_halves_the_bounce_scores_of_its_member_and_domain(tmp_path: 
         lists.set_member(connection, found.id, "kenji@example.jp", bounce_score=3.0, bounce_at=1.0)
         lists.set_member(connection, found.id, "yuki@example.jp", bounce_score=0.08, bounce_at=1.0)
         lists.set_refusal(connection, found.id, "example.jp", 2.0, 1.0)
-        lists.halve_bounces(connection, "sota@example.test", ["kenji@example.jp", "yuki@example.jp"], 0.05)
+        attempts.halve_bounces(Tx.over(connection), "sota@example.test", ["kenji@example.jp", "yuki@example.jp"], 0.05)
     scores = {m.address: m.bounce_score for m in database.read_now(lambda c: lists.members(c, found.id))}
     assert scores == {"kenji@example.jp": 1.5, "yuki@example.jp": 0.0}
     assert database.read_now(lambda c: lists.refusals(c, found.id)) == [lists.Refusal("example.jp", 1.0, 1.0)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from jitaku.store import Database, tallies
+from jitaku.store import Database, Tx, tallies
 
 HOUR = 1_800_000_000 // 3600 * 3600
 
@@ -14,9 +14,11 @@ HOUR = 1_800_000_000 // 3600 * 3600
 def test_counts_add_up_by_minute_and_by_hour_and_old_ones_are_pruned(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'j.db'}")
     with database.transaction() as connection:
-        tallies.add(connection, {(HOUR, tallies.MAIL_IN): 2, (HOUR + 60, tallies.MAIL_IN): 1})
-        tallies.add(connection, {(HOUR, tallies.MAIL_IN): 3, (HOUR + 3600, tallies.MAIL_IN): 4})  # another flush
-        tallies.add(connection, {(HOUR, tallies.MAIL_OUT): 0})  # nothing to add: no row
+        tallies.add(Tx.over(connection), {(HOUR, tallies.MAIL_IN): 2, (HOUR + 60, tallies.MAIL_IN): 1})
+        tallies.add(
+            Tx.over(connection), {(HOUR, tallies.MAIL_IN): 3, (HOUR + 3600, tallies.MAIL_IN): 4}
+        )  # another flush
+        tallies.add(Tx.over(connection), {(HOUR, tallies.MAIL_OUT): 0})  # nothing to add: no row
     assert database.read_now(lambda c: tallies.total(c, tallies.MAIL_IN, HOUR)) == 10
     assert database.read_now(lambda c: tallies.total(c, tallies.MAIL_IN, HOUR + 60)) == 5
     assert database.read_now(lambda c: tallies.per_hour(c, tallies.MAIL_IN, HOUR)) == {HOUR: 6, HOUR + 3600: 4}
@@ -30,8 +32,8 @@ def test_counts_add_up_by_minute_and_by_hour_and_old_ones_are_pruned(tmp_path: P
 def test_totals_since_the_start_only_grow_though_old_minutes_are_pruned(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'j.db'}")
     with database.transaction() as connection:
-        tallies.add(connection, {(HOUR, tallies.MAIL_IN): 2, (HOUR + 60, tallies.BOUNCED): 1})
-        tallies.add(connection, {(HOUR + 3600, tallies.MAIL_IN): 4, (HOUR + 7200, tallies.DEFERRED): 3})
+        tallies.add(Tx.over(connection), {(HOUR, tallies.MAIL_IN): 2, (HOUR + 60, tallies.BOUNCED): 1})
+        tallies.add(Tx.over(connection), {(HOUR + 3600, tallies.MAIL_IN): 4, (HOUR + 7200, tallies.DEFERRED): 3})
     assert database.read_now(tallies.totals) == {tallies.MAIL_IN: 6, tallies.BOUNCED: 1, tallies.DEFERRED: 3}
     for before in (HOUR + 3600, HOUR + 7200, HOUR + 7200):  # a prune, then another, then one with nothing to do
         with database.transaction() as connection:

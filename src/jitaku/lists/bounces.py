@@ -24,7 +24,7 @@ from jitaku import log, store
 from jitaku.lists import scores, verp
 from jitaku.lists.outbox import Outbox, forget, owners_of
 from jitaku.mail.dsn import SESSION_FIELD
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import InboxItem, MailingList
 
 # Precedence values that mark machine-sent mail; "list" is absent on purpose: other lists' posts carry it.
@@ -216,7 +216,7 @@ class Bounces:
         log.event("list_domain_refusing", list=mailing_list.address, domain=domain)
 
 
-def on_personal_delivered(connection: Connection, delivered: list[tuple[str, str]]) -> None:
+def on_personal_delivered(tx: Tx, delivered: list[tuple[str, str]]) -> None:
     """Halve a member's bounce score, and their domain's, once a copy reaches them (the queue calls
     this as it records)."""
     by_list: dict[str, list[str]] = {}
@@ -225,4 +225,4 @@ def on_personal_delivered(connection: Connection, delivered: list[tuple[str, str
         if parsed is not None:
             by_list.setdefault(parsed.list_address, []).append(recipient)
     for list_address, recipients in by_list.items():
-        store.lists.halve_bounces(connection, list_address, recipients, scores.FORGOTTEN)
+        store.attempts.halve_bounces(tx, list_address, recipients, scores.FORGOTTEN)

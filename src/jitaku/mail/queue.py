@@ -13,15 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.config import QueueSettings
 from jitaku.mail import dsn
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
 from jitaku.mail.transport import Outcome, Transport
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.queue import QueuedMessage
 
 POLL_SECONDS = 1.0  # how soon a `jitaku queue flush` from another process is noticed
@@ -46,7 +44,7 @@ class Queue:
         concurrency: int,
         pipeline: Pipeline,
         wakeup: asyncio.Event,
-        on_personal_delivered: Callable[[Connection, list[tuple[str, str]]], None] | None = None,
+        on_personal_delivered: Callable[[Tx, list[tuple[str, str]]], None] | None = None,
     ) -> None:
         """PIPELINE takes the bounces in; WAKEUP is set by whoever queues mail; ON_PERSONAL_DELIVERED gets
         the (VERP sender, recipient) of each personal copy delivered, in the transaction that records it
@@ -119,27 +117,27 @@ class Queue:
             (message.personal[o.recipient].sender, o.recipient) for o in delivered if o.recipient in message.personal
         ]
 
-        def record(connection: Connection) -> None:
-            store.queue.record_attempt(connection, message.id, done, deferred, next_attempt)
+        def record(tx: Tx) -> None:
+            store.attempts.record(tx, message.id, done, deferred, next_attempt)
             minute = store.tallies.minute_of(now)
             counts = {
                 store.tallies.MAIL_OUT: len(delivered),
                 store.tallies.BOUNCED: len(failed),
                 store.tallies.DEFERRED: len(deferred),
             }
-            store.tallies.add(connection, {(minute, kind): count for kind, count in counts.items()})
+            store.tallies.add(tx, {(minute, kind): count for kind, count in counts.items()})
             if personal_delivered and self._on_personal_delivered is not None:
-                self._on_personal_delivered(connection, personal_delivered)
+                self._on_personal_delivered(tx, personal_delivered)
 
         bounced = [o for o in failed if self._sender_of(message, o.recipient)]
         try:
             if bounced:
                 await self._bounce(message, bounced, record)
             else:
-                await self._database.write(record)
+                await self._database.transact(record)
         except Exception as error:  # the attempt itself must be recorded, or the same copies go out again
             log.event("bounce_failed", queue_id=message.id, error=repr(error))
-            await self._database.write(record)
+            await self._database.transact(record)
         delay = f"{now - message.created_at:.1f}"
         for outcome in delivered:
             log.event(
@@ -185,9 +183,7 @@ class Queue:
         own = message.personal.get(recipient)
         return own.sender if own is not None else message.sender
 
-    async def _bounce(
-        self, message: QueuedMessage, failed: list[Outcome], record: Callable[[Connection], None]
-    ) -> None:
+    async def _bounce(self, message: QueuedMessage, failed: list[Outcome], record: Callable[[Tx], None]) -> None:
         """Queue a DSN to each sender in the same transaction that forgets the failed recipients.
 
         A personal copy's bounce goes to its own (VERP) sender, so a list learns which member failed.
@@ -212,9 +208,9 @@ class Queue:
             )
             arrivals.append(Arrival("", (decision,), report, session=None))
         if not arrivals:
-            await self._database.write(record)
+            await self._database.transact(record)
             return
         # every bounce but the last is committed first: a crash between them repeats a bounce, never loses one
         for arrival in arrivals[:-1]:
             await self._pipeline.accept(arrival)
-        await self._pipeline.accept(arrivals[-1], also=record)
+        await self._pipeline.accept(arrivals[-1], also=lambda connection: record(Tx.over(connection)))

@@ -25,6 +25,8 @@ import dns.resolver
 
 from jitaku import failures, interfaces, log
 from jitaku.config import DeliverySettings, RelaySettings
+from jitaku.mail.reuse import Sessions
+from jitaku.mail.smtp.pipelined import Replies, Reply, Session, text_of
 from jitaku.store.queue import Personal
 
 NO_PERSONAL: Mapping[str, Personal] = {}
@@ -169,51 +171,45 @@ def _refused_over_ipv6(address: str, reply: str) -> bool:
     return family(address) == "IPv6" and _POLICY_REFUSAL.match(reply) is not None
 
 
-async def _transaction(
-    client: aiosmtplib.SMTP, host: str, sender: str, recipients: Sequence[str], message: bytes
-) -> list[Outcome]:
-    """MAIL, every RCPT, DATA on an open session; one answer per recipient."""
-    try:
-        await client.mail(sender)
-    except aiosmtplib.SMTPResponseException as error:
-        raise DeliveryError(_reply(error), permanent=error.code >= 500, host=host) from None
-    refused: dict[str, Outcome] = {}
-    accepted: list[str] = []
-    for recipient in recipients:
-        try:
-            await client.rcpt(recipient)
-            accepted.append(recipient)
-        except aiosmtplib.SMTPResponseException as error:
-            refused[recipient] = Outcome(recipient, False, error.code >= 500, _reply(error), host)
-    data_outcome: dict[str, Outcome] = {}
-    if accepted:
-        try:
-            response = await client.data(message)
-            for recipient in accepted:
-                data_outcome[recipient] = Outcome(recipient, True, False, f"{response.code} {response.message}", host)
-        except aiosmtplib.SMTPResponseException as error:
-            for recipient in accepted:
-                data_outcome[recipient] = Outcome(recipient, False, error.code >= 500, _reply(error), host)
-    else:
-        await client.rset()
-    return [refused.get(r) or data_outcome[r] for r in recipients]
+def _transaction(host: str, recipients: Sequence[str], replies: Replies) -> list[Outcome]:
+    """One outcome per recipient from what the server said to a transaction; a refused MAIL is the
+    session's refusal, before any recipient."""
+    if replies.mail.code != 250:
+        raise DeliveryError(str(replies.mail), permanent=replies.mail.code >= 500, host=host)
+    outcomes = []
+    for recipient, reply in zip(recipients, replies.recipients, strict=True):
+        if reply.code not in (250, 251):
+            outcomes.append(Outcome(recipient, False, reply.code >= 500, str(reply), host))
+        elif replies.data is None or replies.data.code != 250:
+            end = replies.data or Reply(-1, "no answer to the text")  # not reached: a taken recipient gets DATA
+            outcomes.append(Outcome(recipient, False, end.code >= 500, str(end), host))
+        else:
+            outcomes.append(Outcome(recipient, True, False, f"{replies.data.code} {replies.data.text}", host))
+    return outcomes
 
 
 async def _transactions(
-    client: aiosmtplib.SMTP,
-    host: str,
+    session: Session,
     sender: str,
     recipients: Sequence[str],
     message: bytes,
     personal: Mapping[str, Personal],
 ) -> list[Outcome]:
     """One transaction for the recipients who share the copy, then one per personal copy."""
+    host = session.host
+    text = text_of(message)
     shared = [r for r in recipients if r not in personal]
-    outcomes = await _transaction(client, host, sender, shared, message) if shared else []
     own_copies = [(r, personal[r]) for r in recipients if r in personal]
+    # each transaction names the next, whose commands then go with its text (smtp/pipelined.py)
+    envelopes = [(own.sender, [r]) for r, own in own_copies] + [None]
+    outcomes = (
+        _transaction(host, shared, await session.transaction(sender, shared, text, envelopes[0])) if shared else []
+    )
     for index, (recipient, own) in enumerate(own_copies):
         try:
-            outcomes += await _transaction(client, host, own.sender, [recipient], own.prefix + message)
+            copy = text_of(own.prefix) + text
+            replies = await session.transaction(own.sender, [recipient], copy, envelopes[index + 1])
+            outcomes += _transaction(host, [recipient], replies)
         except DeliveryError as error:  # MAIL refused for this copy: the session itself still works
             # a refusal of our sender, before any recipient: never about the member
             outcomes.append(Outcome(recipient, False, error.permanent, error.reply, host, session_wide=True))
@@ -221,9 +217,10 @@ async def _transactions(
             if not outcomes:
                 raise
             # the session broke after some copies went: keep their results, retry the rest later
-            reply = f"4.4.2 {failures.network(error, host, client.timeout or 0)}"
+            reply = f"4.4.2 {failures.network(error, host, session.timeout)}"
             broken = Outcome(recipient, False, False, reply, host, detail=failures.detail(error))
             outcomes += [replace(broken, recipient=r) for r, _ in own_copies[index:]]
+            session.close()
             break
     return outcomes
 
@@ -242,14 +239,8 @@ class _Hop:
     credentials: tuple[str, str] | None = None
 
 
-async def _session(
-    endpoint: Endpoint,
-    hop: _Hop,
-    sender: str,
-    recipients: Sequence[str],
-    message: bytes,
-    personal: Mapping[str, Personal],
-) -> list[Outcome]:
+async def _open(endpoint: Endpoint, hop: _Hop) -> Session:
+    """A new session to ENDPOINT, greeted, with TLS and login as HOP says, ready for transactions."""
     sock = await _connect(endpoint, hop.port, hop.timeout)
     client = aiosmtplib.SMTP(
         hostname=endpoint.name,
@@ -275,9 +266,7 @@ async def _session(
                         ) from None
                     # opportunistic TLS (RFC 7435): a broken STARTTLS means start again in the clear
                     client.close()
-                    return await _session(
-                        endpoint, replace(hop, try_starttls=False), sender, recipients, message, personal
-                    )
+                    return await _open(endpoint, replace(hop, try_starttls=False))
             elif hop.require_tls:
                 raise DeliveryError(
                     f"4.7.4 {endpoint.name} does not offer STARTTLS; credentials are never sent in the clear",
@@ -293,19 +282,45 @@ async def _session(
                 ) from None
             except aiosmtplib.SMTPException as error:
                 raise DeliveryError(f"4.7.8 login to {endpoint.name} failed: {error}", False, endpoint.name) from None
-        outcomes = _whole_session(await _transactions(client, endpoint.name, sender, recipients, message, personal))
-        try:
-            await client.quit()
-        except (aiosmtplib.SMTPException, OSError):
-            pass
-        return outcomes
+        return Session(client, endpoint.name, hop.timeout)
     except aiosmtplib.SMTPResponseException as error:
+        client.close()
         raise DeliveryError(_reply(error), permanent=error.code >= 500, host=endpoint.name) from None
     except (aiosmtplib.SMTPException, OSError) as error:
+        client.close()
         why = failures.network(error, endpoint.name, hop.timeout)
         raise DeliveryError(f"4.4.2 {why}", False, endpoint.name, detail=failures.detail(error)) from None
-    finally:
+    except BaseException:
         client.close()
+        raise
+
+
+async def _session(
+    sessions: Sessions,
+    endpoint: Endpoint,
+    hop: _Hop,
+    sender: str,
+    recipients: Sequence[str],
+    message: bytes,
+    personal: Mapping[str, Personal],
+) -> list[Outcome]:
+    """Deliver on a session to ENDPOINT kept from an earlier message, or a new one; keep it for the next."""
+    key = (endpoint, hop)
+    session = await sessions.take(key) or await _open(endpoint, hop)
+    try:
+        outcomes = _whole_session(await _transactions(session, sender, recipients, message, personal))
+    except aiosmtplib.SMTPResponseException as error:
+        session.close()
+        raise DeliveryError(_reply(error), permanent=error.code >= 500, host=endpoint.name) from None
+    except (aiosmtplib.SMTPException, OSError) as error:
+        session.close()
+        why = failures.network(error, endpoint.name, hop.timeout)
+        raise DeliveryError(f"4.4.2 {why}", False, endpoint.name, detail=failures.detail(error)) from None
+    except BaseException:
+        session.close()
+        raise
+    sessions.keep(key, session)
+    return outcomes
 
 
 def _failed(recipients: Sequence[str], error: DeliveryError) -> list[Outcome]:
@@ -332,6 +347,7 @@ class RelayTransport:
             verify=credentials is not None,
             credentials=credentials,
         )
+        self._sessions = Sessions()
 
     async def deliver(
         self,
@@ -349,7 +365,9 @@ class RelayTransport:
             for address in found:
                 endpoint = Endpoint(self._relay.host, address)
                 try:
-                    outcomes = await _session(endpoint, self._hop, sender, recipients, message, personal)
+                    outcomes = await _session(
+                        self._sessions, endpoint, self._hop, sender, recipients, message, personal
+                    )
                 except DeliveryError as error:
                     _log_attempt(queue_id, endpoint, error=error)
                     if not error.unreachable:
@@ -369,6 +387,7 @@ class DirectTransport:
 
     def __init__(self, port: int, local_hostname: str, timeout: float, ipv6: bool = False) -> None:
         self._hop = _Hop(port=port, local_hostname=local_hostname, timeout=timeout)
+        self._sessions = Sessions()
         self._ipv6 = ipv6
 
     def _ipv6_source(self) -> tuple[str | None, str]:
@@ -394,7 +413,7 @@ class DirectTransport:
         by_domain: dict[str, list[str]] = {}
         for recipient in recipients:
             by_domain.setdefault(recipient.rpartition("@")[2].lower(), []).append(recipient)
-        route = _Route(self._hop, sender, message, personal, queue_id, *self._ipv6_source())
+        route = _Route(self._sessions, self._hop, sender, message, personal, queue_id, *self._ipv6_source())
         results = await asyncio.gather(*(route.domain(domain, group) for domain, group in by_domain.items()))
         outcomes = {outcome.recipient: outcome for group in results for outcome in group}
         return [outcomes[r] for r in recipients]
@@ -404,6 +423,7 @@ class DirectTransport:
 class _Route:
     """One message's way to the MX hosts of its recipients' domains."""
 
+    sessions: Sessions
     hop: _Hop
     sender: str
     message: bytes
@@ -435,7 +455,9 @@ class _Route:
                     address = untried.pop(0)
                     endpoint = Endpoint(host, address, self.ipv6_source if family(address) == "IPv6" else None)
                     try:
-                        outcomes = await _session(endpoint, self.hop, self.sender, pending, self.message, self.personal)
+                        outcomes = await _session(
+                            self.sessions, endpoint, self.hop, self.sender, pending, self.message, self.personal
+                        )
                     except DeliveryError as error:
                         fallback = bool(ipv4) and _refused_over_ipv6(endpoint.address, error.reply)
                         _log_attempt(self.queue_id, endpoint, error=error, then="IPv4" if fallback else None)

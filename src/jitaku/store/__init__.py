@@ -4,8 +4,21 @@ Each table group's statements are bound here as a submodule (`store.lists`, `sto
 services reach them under the one name the store gives them, instead of renaming them at each import.
 """
 
-from jitaku.store import accounts, ddns, health, intake, lists, logins, mailstore, queue, tallies
+from jitaku.store import accounts, attempts, ddns, health, intake, lists, logins, mailstore, queue, tallies
 from jitaku.store.database import Database
 from jitaku.store.transaction import Tx
 
-__all__ = ["Database", "Tx", "accounts", "ddns", "health", "intake", "lists", "logins", "mailstore", "queue", "tallies"]
+__all__ = [
+    "Database",
+    "Tx",
+    "accounts",
+    "attempts",
+    "ddns",
+    "health",
+    "intake",
+    "lists",
+    "logins",
+    "mailstore",
+    "queue",
+    "tallies",
+]

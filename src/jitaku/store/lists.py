@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from jitaku.addresses import ROLES, ListRole, Role
@@ -319,32 +319,6 @@ def set_member(connection: Connection, list_id: int, address: str, **values: Any
         .values(**values)
     )
     return bool(result.rowcount)
-
-
-def halve_bounces(connection: Connection, list_address: str, addresses: list[str], forgotten: float) -> None:
-    """Deliveries to ADDRESSES went through: their scores halve, and so do their domains' refusals; a score
-    that falls below FORGOTTEN is 0."""
-    list_id = select(lists.c.id).where(lists.c.address == list_address.lower()).scalar_subquery()
-    members_score = list_members.c.bounce_score
-    connection.execute(
-        update(list_members)
-        .where(
-            list_members.c.list_id == list_id,
-            list_members.c.address.in_(sorted({a.lower() for a in addresses})),
-            members_score > 0,
-        )
-        .values(bounce_score=case((members_score / 2 < forgotten, 0.0), else_=members_score / 2))
-    )
-    domains_score = list_refusals.c.score
-    connection.execute(
-        update(list_refusals)
-        .where(
-            list_refusals.c.list_id == list_id,
-            list_refusals.c.domain.in_(sorted({a.rpartition("@")[2].lower() for a in addresses})),
-            domains_score > 0,
-        )
-        .values(score=case((domains_score / 2 < forgotten, 0.0), else_=domains_score / 2))
-    )
 
 
 def refusal(connection: Connection, list_id: int, domain: str) -> Refusal | None:

@@ -176,45 +176,6 @@ def backlog(connection: Connection) -> Backlog:
     return Backlog(int(size), oldest.created_at if oldest else None, oldest.last_error if oldest else None)
 
 
-def record_attempt(
-    connection: Connection,
-    queue_id: str,
-    done: Iterable[str],
-    deferred: dict[str, str],
-    next_attempt: float,
-) -> bool:
-    """Forget recipients that are DONE (delivered or bounced); keep DEFERRED ones with their error.
-
-    Returns True when nothing remains and the message has left the queue.
-    """
-    done = list(done)
-    if done:
-        connection.execute(
-            delete(queue_recipients).where(
-                queue_recipients.c.queue_id == queue_id, queue_recipients.c.recipient.in_(done)
-            )
-        )
-    for recipient, error in deferred.items():
-        connection.execute(
-            update(queue_recipients)
-            .where(queue_recipients.c.queue_id == queue_id, queue_recipients.c.recipient == recipient)
-            .values(last_error=error)
-        )
-    remaining = connection.execute(
-        select(queue_recipients.c.id).where(queue_recipients.c.queue_id == queue_id).limit(1)
-    ).first()
-    if remaining is None:
-        connection.execute(delete(queue).where(queue.c.id == queue_id))
-        return True
-    last_error = next(iter(deferred.values()), None)
-    connection.execute(
-        update(queue)
-        .where(queue.c.id == queue_id)
-        .values(attempts=queue.c.attempts + 1, next_attempt=next_attempt, last_error=last_error)
-    )
-    return False
-
-
 def flush(connection: Connection, now: float) -> int:
     return connection.execute(update(queue).values(next_attempt=now)).rowcount
 

@@ -14,12 +14,13 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 
 from jitaku import log
 from jitaku.store.database import Database
 from jitaku.store.schema import tallies
+from jitaku.store.transaction import Tx
 
 SMTP_SESSIONS = "smtp_sessions"  # connections to the MX listener
 MAIL_IN = "mail_in"  # messages accepted on the MX listener
@@ -28,21 +29,20 @@ KINDS = (SMTP_SESSIONS, MAIL_IN, MAIL_OUT)
 BOUNCED = "bounced"  # recipients refused for good, or given up on: the sender gets a bounce
 DEFERRED = "deferred"  # delivery attempts to a recipient that will be tried again
 CARRIED = 0  # the minute that holds the counts of every pruned minute
+_ADD = (
+    "INSERT INTO tallies (minute, kind, count) VALUES (?, ?, ?)"
+    " ON CONFLICT (minute, kind) DO UPDATE SET count = tallies.count + excluded.count"
+)
 
 
 def minute_of(at: float) -> int:
     return int(at) // 60 * 60
 
 
-def add(connection: Connection, counts: Mapping[tuple[int, str], int]) -> None:
-    """Add COUNTS, {(minute, kind): count}, to what the table holds."""
-    for (minute, kind), count in counts.items():
-        if not count:
-            continue
-        where = (tallies.c.minute == minute) & (tallies.c.kind == kind)
-        found = connection.execute(update(tallies).where(where).values(count=tallies.c.count + count))
-        if found.rowcount == 0:
-            connection.execute(insert(tallies).values(minute=minute, kind=kind, count=count))
+def add(tx: Tx, counts: Mapping[tuple[int, str], int]) -> None:
+    """Add COUNTS, {(minute, kind): count}, to what the table holds: one prepared statement (the queue adds
+    its counts as it records each delivery attempt)."""
+    tx.run_many(_ADD, [(minute, kind, count) for (minute, kind), count in counts.items() if count])
 
 
 def total(connection: Connection, kind: str, since: float) -> int:
@@ -71,7 +71,7 @@ def prune(connection: Connection, before: float) -> None:
     """Forget the minutes before BEFORE, keeping their counts in the totals."""
     old = (tallies.c.minute > CARRIED) & (tallies.c.minute < before)
     pruned = connection.execute(select(tallies.c.kind, func.sum(tallies.c.count)).where(old).group_by(tallies.c.kind))
-    add(connection, {(CARRIED, kind): int(count) for kind, count in pruned.all()})
+    add(Tx.over(connection), {(CARRIED, kind): int(count) for kind, count in pruned.all()})
     connection.execute(delete(tallies).where(old))
 
 
@@ -91,7 +91,7 @@ class Tally:
         if not counts:
             return
         try:
-            await self._database.write(lambda connection: add(connection, counts))
+            await self._database.transact(lambda tx: add(tx, counts))
         except Exception as error:  # kept for the next flush; counting must never cost a session
             self._counts.update(counts)
             log.event("tally_failed", error=repr(error))
