@@ -1,8 +1,8 @@
 """jitaku and Dovecot side by side for the IMAP benches (imap_sync, imap_concurrent): the same users with the
 same password hash, and the same messages in the same mailboxes, loaded before any clock starts.
 
-jitaku runs from a fresh `jitaku init` directory with every listener moved to a free port (a bench must not
-collide with a jitaku already running on the defaults) and the health monitor off. Dovecot is tests/peers.py's,
+jitaku runs from a fresh `jitaku init` directory with IMAP on a free port and every other listener off (a bench
+must not collide with a jitaku already running on the defaults) and the health monitor off. Dovecot is tests/peers.py's,
 Maildir owned by nobody (so the benches run as root); its passwd-file holds jitaku's own argon2id hashes, so a
 login costs both servers the same hash.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pwd
 import random
-import re
 import subprocess
 import sys
 from email.header import Header
@@ -20,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from smtp_accept import set_toml_keys  # noqa: E402
 
 from jitaku import passwords  # noqa: E402
 from jitaku.store import Database, accounts, mailstore  # noqa: E402
@@ -50,33 +51,19 @@ def message(number: int, to: str = "alice@example.test") -> bytes:
     ).encode() + body
 
 
-def free_listeners(config: str) -> tuple[str, int]:
-    """CONFIG with every loopback listener on a free port, and the IMAP one's port."""
-    section = ""
-    imap_port = 0
-    lines = []
-    for line in config.splitlines():
-        if found := re.match(r"\[(\w+)\]", line):
-            section = found.group(1)
-        if line.startswith("listen = "):
-            ports = []
-            for _address in re.findall(r'"127\.0\.0\.1:\d+"', line):
-                ports.append(free_port())
-            if section == "imap" and ports:
-                imap_port = ports[0]
-            line = "listen = [" + ", ".join(f'"127.0.0.1:{port}"' for port in ports) + "]"
-        lines.append(line)
-    if not imap_port:
-        raise SystemExit("jitaku init wrote no IMAP listener")
-    return "\n".join(lines) + "\n", imap_port
-
-
 def start_jitaku(data: Path, users: dict[str, Mailboxes]) -> tuple[subprocess.Popen[bytes], int]:
     """`jitaku serve` in DATA with USERS and their messages; returns it once its IMAP port answers."""
     subprocess.run([*JITAKU, "init", "--domain", "example.test", "--dir", str(data)], check=True, capture_output=True)
     config = data / "jitaku.toml"
-    text, port = free_listeners(config.read_text())
-    config.write_text(re.sub(r"(?m)^\[health\]\nenabled = true", "[health]\nenabled = false", text))
+    port = free_port()
+    off = {"listen": "[]"}  # a running jitaku has the default ports; only IMAP is measured
+    listeners = {name: off for name in ("smtp", "submission", "submissions", "imaps", "pop3", "pop3s", "web")}
+    config.write_text(
+        set_toml_keys(
+            config.read_text(),
+            {**listeners, "imap": {"listen": f'["127.0.0.1:{port}"]'}, "health": {"enabled": "false"}},
+        )
+    )
     database = Database(f"sqlite:///{data / 'jitaku.db'}")
     hashed = passwords.hash_password(PASSWORD)
     for user, boxes in users.items():
