@@ -593,8 +593,9 @@ def changes(source: Source, address: str, name: str, since: tuple[int, int], kno
 def claim_recent(target: Target, address: str, name: str, before: int) -> int:
     """RFC 3501 §2.3.2: the messages below UID BEFORE that are still \\Recent become the calling session's,
     and no later session sees them so. Returns the first of them: the session's are those from it to
-    BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail.
-    Only this one row is written: the messages are read outside the write transaction."""
+    BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail;
+    BEFORE 0 claims none, and says where the unclaimed start. Only this one row is written: the messages are
+    read outside the write transaction."""
     tx = _tx(target)
     found = _find(tx, address, name)
     if found.recent_uid < before:

@@ -38,10 +38,11 @@ async def append(backend: Backend, user: LoggedIn, session: Session, command: Ap
     def change(tx: Tx) -> tuple[int, int, int]:
         uid = mailstore.append(tx, address, message, command.mailbox, command.flags, command.internal_date)
         # RFC 3501 §6.3.11: a session told at once of a message it appended to its mailbox is the first told,
-        # so the message is \Recent to it (none is to an EXAMINE)
-        recent_from = (
-            uid + 1 if view is None or view.read_only else mailstore.claim_recent(tx, address, view.name, uid + 1)
-        )
+        # so the message is \Recent to it; an EXAMINE claims none (before 0) and, as refresh does, shows as
+        # \Recent what no session has claimed
+        recent_from = uid + 1
+        if view is not None:
+            recent_from = mailstore.claim_recent(tx, address, view.name, 0 if view.read_only else uid + 1)
         return mailstore.uidvalidity(tx, address, command.mailbox), uid, recent_from
 
     if view is None:
