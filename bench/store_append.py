@@ -5,7 +5,8 @@ Why: a profile of the SMTP accept path (issue 20) found SQLAlchemy in the writer
 message against SQLite's own 11 µs. This bench commits N deliveries of a 4 KiB message (one local copy, and
 with --queued a queue entry for one remote recipient too) through the one writer, as the SMTP sessions do,
 with SESSIONS of them waiting at once so that group commit batches them:
-  * core:     the job writes through mailstore.append / queue.enqueue (SQLAlchemy Core), as before issue 20;
+  * core:     the job writes through mailstore.append / queue.enqueue, as before issue 20 (the local copy
+              is now on the DB-API there too: only the queue entry still goes through SQLAlchemy Core);
   * prepared: the job is mail/delivery.commit on the writer's Tx (store/intake.py).
 Rounds alternate between the two, on fresh databases in a temporary directory (synchronous=FULL, so each
 commit waits for the disk), and the best round of each is printed: wall and CPU µs per message, and the

@@ -274,3 +274,45 @@ def test_search_answers_from_the_view_for_a_message_another_session_expunged(tmp
     assert answers(received, b"h") == [b"* 2 EXPUNGE", b"h OK NOOP completed"]
     assert answers(received, b"i") == [b"* SEARCH", b"i OK SEARCH completed"]
     database.close()
+
+
+def test_a_sessions_own_changes_reach_its_view_without_being_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: STORE, APPEND and EXPUNGE tell the session's view what they did, so the look at the mailbox
+    after them reads nothing back; a change another session made in between is still read, and told."""
+    database = mailbox_of(tmp_path, 3)
+    read_back: list[tuple[int, int]] = []
+    changes = mailstore.changes
+
+    def counted(source: object, address: str, name: str, since: tuple[int, int], known: int) -> object:
+        read_back.append(since)
+        return changes(source, address, name, since, known)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mailstore, "changes", counted)
+
+    def flag_elsewhere() -> None:
+        with database.transaction() as connection:
+            mailstore.store_flags(connection, "alice@example.test", "INBOX", [1], ["\\Answered"], "add")
+
+    received = asyncio.run(
+        converse(
+            database,
+            b"a LOGIN alice@example.test secret",
+            b"b SELECT INBOX",
+            b"c STORE 2 +FLAGS (\\Deleted)",
+            b"d APPEND INBOX (\\Seen) {9+}\r\nSubject: ",
+            b"e EXPUNGE",
+            b"f FETCH 3 (FLAGS)",
+            flag_elsewhere,
+            b"g NOOP",
+        )
+    )
+    assert answers(received, b"c") == [b"* 2 FETCH (FLAGS (\\Deleted \\Recent))", b"c OK STORE completed"]
+    assert answers(received, b"d")[:2] == [b"* 4 EXISTS", b"* 4 RECENT"]
+    assert answers(received, b"d")[2].endswith(b" 4] APPEND completed")
+    assert answers(received, b"e") == [b"* 2 EXPUNGE", b"e OK EXPUNGE completed"]
+    assert answers(received, b"f") == [b"* 3 FETCH (FLAGS (\\Recent \\Seen))", b"f OK FETCH completed"]
+    assert answers(received, b"g") == [b"* 1 FETCH (FLAGS (\\Answered \\Recent) UID 1)", b"g OK NOOP completed"]
+    assert len(read_back) == 1  # the other session's STORE alone
+    database.close()

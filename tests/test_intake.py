@@ -63,7 +63,7 @@ DELIVERIES = [
 
 
 def _through_core(connection: Connection, copies: Delivery) -> None:
-    """What delivery.commit did before the hot path left SQLAlchemy."""
+    """What delivery.commit did before the hot path left SQLAlchemy (a local copy is mailstore.append either way)."""
     for copy in copies.local:
         mailstore.append(connection, copy.mailbox, copy.message, internal_date=NOW)
     for entry in copies.queued:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 from jitaku.addresses import ListRole
-from jitaku.store import intake
+from jitaku.store import intake, mailstore
 from jitaku.store.queue import Personal
 from jitaku.store.transaction import Tx
 
@@ -67,7 +67,7 @@ def commit(into: Tx | Connection, delivery: Delivery, post_id: int | None = None
     tx = into if isinstance(into, Tx) else Tx.over(into)
     now = time.time()
     for copy in delivery.local:
-        intake.deliver(tx, copy.mailbox, copy.message, now)
+        mailstore.append(tx, copy.mailbox, copy.message, internal_date=now)
     for entry in delivery.queued:
         intake.enqueue(tx, entry.queue_id, entry.sender, entry.recipients, entry.body, now, entry.personal, post_id)
     for item in delivery.listed:

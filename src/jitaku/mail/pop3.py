@@ -210,7 +210,7 @@ class Pop3Server:
         address, drop = transaction.user.address, transaction.drop
         uids = [drop.messages[number - 1][0] for number in sorted(transaction.deleted)]
         try:
-            removed = await self._database.write(lambda c: mailstore.remove(c, address, uids))
+            removed = await self._database.transact(lambda tx: mailstore.remove(tx, address, uids))
         except Exception as error:
             log.event("pop3_update_failed", client=session.client, user=address, error=repr(error))
             await connection.reply("-ERR [SYS/TEMP] the marked messages could not be removed; they are still there")

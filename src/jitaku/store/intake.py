@@ -1,9 +1,9 @@
 """The rows every accepted message writes, as prepared statements on the DB-API (mail/delivery.commit).
 
-A local copy (its UID and mod-sequence taken in the same statement), a queue entry with its recipients, a
-list's inbox item: the same rows `mailstore.append`, `queue.enqueue` and `lists.add_inbox` write through
-SQLAlchemy Core, which the other callers keep (tests/test_intake.py holds the two to the same rows). Columns
-are named as store/schema.py defines them, whose migrations make the tables.
+A queue entry with its recipients, a list's inbox item: the same rows `queue.enqueue` and `lists.add_inbox`
+write through SQLAlchemy Core, which the other callers keep (tests/test_intake.py holds the two to the same
+rows). A local copy is `mailstore.append`'s, on the DB-API for every caller. Columns are named as
+store/schema.py defines them, whose migrations make the tables.
 """
 
 from __future__ import annotations
@@ -12,19 +12,9 @@ from collections.abc import Iterable
 
 from jitaku.addresses import ListRole
 from jitaku.store.accounts import AccountError
-from jitaku.store.mailstore import INBOX, NoSuchMailbox
 from jitaku.store.queue import Personal
 from jitaku.store.transaction import Tx
 
-# One statement takes the UID and the mod-sequence and moves both on
-_TAKE_UID = (
-    "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1"
-    " WHERE user_id = (SELECT id FROM users WHERE address = ?) AND name = ?"
-    " RETURNING id, uidnext, highestmodseq"
-)
-_ADD_MESSAGE = (
-    "INSERT INTO messages (mailbox_id, uid, flags, modseq, received_at, size, body) VALUES (?, ?, '', ?, ?, ?, ?)"
-)
 _ADD_QUEUED = (
     "INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body, post_id) VALUES (?, ?, ?, ?, 0, ?, ?)"
 )
@@ -34,17 +24,6 @@ _ADD_INBOX_ITEM = (
     "INSERT INTO list_inbox (list_id, role, recipient, sender, received_at, note, attempts, next_try, body)"
     " VALUES (?, ?, ?, ?, ?, NULL, 0, 0.0, ?)"
 )
-
-
-def deliver(tx: Tx, address: str, body: bytes, received_at: float) -> int:
-    """BODY as the next message of the user's INBOX, without flags; its UID."""
-    found = tx.run(_TAKE_UID, (address.lower(), INBOX))
-    if not found:
-        raise NoSuchMailbox(f"no mailbox {INBOX} for {address}")
-    mailbox_id, uidnext, modseq = found[0]
-    uid = int(uidnext) - 1
-    tx.run(_ADD_MESSAGE, (mailbox_id, uid, modseq, received_at, len(body), body))
-    return uid
 
 
 def enqueue(

@@ -7,7 +7,10 @@ transaction: a MOVE or a RENAME of INBOX is one commit or none.
 
 What IMAP reads with every command (the mailbox's state, its changes, its messages, LIST and STATUS) is SQL
 run on the DB-API (store/statements.py), as the reads of store/reader.py or in a Core caller's transaction:
-through SQLAlchemy those reads took most of the event loop's time under ten clients (issue 20). The rest is
+through SQLAlchemy those reads took most of the event loop's time under ten clients (issue 20). So are the
+writes every STORE, APPEND, EXPUNGE, COPY and MOVE makes, and a delivery's (mail/delivery.commit), run in the
+writer's transaction (a Tx) or a Core caller's: through SQLAlchemy they took a third of the writer thread's
+time, holding the GIL the event loop waits on. The rest (mailboxes made, renamed, deleted; subscriptions) is
 written in Core.
 """
 
@@ -20,10 +23,9 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, assert_never, get_args
 
-from sqlalchemy import Integer, bindparam, case, delete, func, insert, literal, update
+from sqlalchemy import bindparam, case, delete, func, insert, update
 from sqlalchemy import select as sql_select  # `select` is IMAP's SELECT here
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from jitaku.store.schema import mailboxes as mailbox_table
 from jitaku.store.schema import messages, uidvalidity_clock, users
@@ -143,7 +145,7 @@ class StoredMessage:
     body: bytes
 
 
-def _canonical(name: str) -> str:
+def canonical(name: str) -> str:
     """RFC 3501 §5.1: INBOX is case-insensitive; every other name, and INBOX's children, are not."""
     return INBOX if name.lower() == "inbox" else name
 
@@ -183,9 +185,19 @@ class _Message(NamedTuple):
 Source = Connection | Statements  # a Core caller's connection, or a read's (or the writer's) statements
 
 
+Target = Connection | Tx  # a Core caller's transaction (the CLI's, a test's), or the writer's
+
+
 def _statements(source: Source) -> Statements:
     """SOURCE's DB-API statements: a Core connection's run in its transaction."""
     return Tx.over(source) if isinstance(source, Connection) else source
+
+
+def _tx(target: Target) -> Tx:
+    """TARGET's transaction as a Tx: the writes IMAP makes with every STORE, APPEND and EXPUNGE run on the
+    DB-API, where through SQLAlchemy the writer thread spent a third of its time, holding the GIL the event
+    loop waits on (issue 20)."""
+    return Tx.over(target) if isinstance(target, Connection) else target
 
 
 # IMAP looks a mailbox up for every command
@@ -197,9 +209,9 @@ _FIND = (
 
 def _find(source: Source, address: str, name: str) -> _Mailbox:
     """The user's mailbox NAME, or NoSuchMailbox."""
-    rows = _statements(source).run(_FIND, (address.lower(), _canonical(name)))
+    rows = _statements(source).run(_FIND, (address.lower(), canonical(name)))
     if not rows:
-        raise NoSuchMailbox(f"no mailbox {_canonical(name)!r}")
+        raise NoSuchMailbox(f"no mailbox {canonical(name)!r}")
     return _Mailbox(*(int(value) for value in rows[0]))
 
 
@@ -212,19 +224,15 @@ def _mailbox(connection: Connection, address: str, name: str) -> tuple[int, int]
     return (row.id, row.uidnext) if row else None
 
 
-def _next_modseq(connection: Connection, mailbox_id: int) -> int:
+_NEXT_MODSEQ = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq"
+
+
+def _next_modseq(tx: Tx, mailbox_id: int) -> int:
     """RFC 7162: every change in a mailbox (flags, expunges) takes a mod-sequence above any before it."""
-    return int(
-        connection.execute(
-            update(mailbox_table)
-            .where(mailbox_table.c.id == mailbox_id)
-            .values(highestmodseq=mailbox_table.c.highestmodseq + 1)
-            .returning(mailbox_table.c.highestmodseq)
-        ).scalar_one()
-    )
+    return int(tx.run(_NEXT_MODSEQ, (mailbox_id,))[0][0])
 
 
-def _flag_set(flags: Iterable[str]) -> frozenset[str]:
+def flag_set(flags: Iterable[str]) -> frozenset[str]:
     """System flags in their RFC 3501 spelling (flags are case-insensitive there); keywords as given."""
     found = set()
     for flag in flags:
@@ -243,36 +251,39 @@ def _flags_text(flags: frozenset[str]) -> str:
     return " ".join(sorted(flags))
 
 
-def _has_flag(flag: str) -> ColumnElement[bool]:
-    """Whether a message's flags hold FLAG (as stored: a system flag in RFC 3501's spelling)."""
-    return (literal(" ") + messages.c.flags + " ").contains(f" {flag} ", autoescape=True)
+@functools.cache
+def _rows_statement(deleted: bool, uids: Literal["all", "range"] | int) -> str:
+    """_rows's statement: every message, a run of UIDs (low to high) or a list of so many, of those only the
+    ones flagged \\Deleted when DELETED. It reads the messages_state index alone."""
+    if uids == "all":
+        wanted = ""
+    elif uids == "range":
+        wanted = " AND uid BETWEEN ? AND ?"
+    else:
+        wanted = f" AND uid IN ({', '.join('?' * uids)})"
+    flagged = f" AND {_HAS_DELETED}" if deleted else ""
+    return f"SELECT id, uid, flags, modseq, size FROM messages WHERE mailbox_id = ?{wanted}{flagged} ORDER BY uid"
 
 
-def _rows(
-    connection: Connection, mailbox_id: int, uids: Iterable[int] | None, flagged: str | None = None
-) -> list[_Message]:
-    """The mailbox's messages in UID order: all, or those among UIDS, or of those the ones FLAGGED. UIDs that
-    name no message are passed over, as RFC 3501's UID commands do."""
-    query = (
-        sql_select(messages.c.id, messages.c.uid, messages.c.flags, messages.c.modseq, messages.c.size)
-        .where(messages.c.mailbox_id == mailbox_id)
-        .order_by(messages.c.uid)
-    )
-    if flagged is not None:
-        query = query.where(_has_flag(flagged))
+def _rows(tx: Statements, mailbox_id: int, uids: Iterable[int] | None, deleted: bool = False) -> list[_Message]:
+    """The mailbox's messages in UID order: all, or those among UIDS, or of those the ones flagged \\Deleted
+    (SQLite looks, not Python: a mailbox can be large). UIDs that name no message are passed over, as RFC
+    3501's UID commands do."""
+    flag_sets = _FlagSets()
+    rows: list[Any] = []
     if uids is None:
-        queries = [query]
+        rows = tx.run(_rows_statement(deleted, "all"), (mailbox_id,))
     else:
         wanted = sorted(set(uids))
-        queries = [
-            query.where(messages.c.uid.in_(wanted[start : start + _CHUNK])) for start in range(0, len(wanted), _CHUNK)
-        ]
-    flag_sets = _FlagSets()
-    return [
-        _Message(row_id, uid, flag_sets[flags], modseq, size)
-        for part in queries
-        for row_id, uid, flags, modseq, size in connection.execute(part).all()
-    ]
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            if chunk[-1] - chunk[0] < 2 * len(chunk):  # a run with few gaps: one range scan, as fetch_messages
+                keep = set(chunk)
+                ranged = tx.run(_rows_statement(deleted, "range"), (mailbox_id, chunk[0], chunk[-1]))
+                rows += [row for row in ranged if row[1] in keep]
+            else:
+                rows += tx.run(_rows_statement(deleted, len(chunk)), (mailbox_id, *chunk))
+    return [_Message(row_id, uid, flag_sets[flags], modseq, size) for row_id, uid, flags, modseq, size in rows]
 
 
 class _FlagSets(dict[str, frozenset[str]]):
@@ -284,9 +295,8 @@ class _FlagSets(dict[str, frozenset[str]]):
         return found
 
 
-def _delete(connection: Connection, ids: Sequence[int]) -> None:
-    for start in range(0, len(ids), _CHUNK):
-        connection.execute(delete(messages).where(messages.c.id.in_(ids[start : start + _CHUNK])))
+def _delete(tx: Tx, ids: Sequence[int]) -> None:
+    tx.run_many("DELETE FROM messages WHERE id = ?", [(message,) for message in ids])
 
 
 def new_uidvalidity(connection: Connection) -> int:
@@ -339,7 +349,7 @@ def mailboxes(source: Source, address: str, name: str | None = None) -> list[Mai
     that one mailbox only (STATUS, which clients send for each mailbox in turn)."""
     statements = _statements(source)
     if name:
-        rows = statements.run(_ONE_MAILBOX, (address.lower(), _canonical(name)))
+        rows = statements.run(_ONE_MAILBOX, (address.lower(), canonical(name)))
     else:
         rows = statements.run(_ALL_MAILBOXES, (address.lower(),))
     return [
@@ -369,7 +379,7 @@ def create_mailbox(
     """A new, empty mailbox. Its parents need not exist: clients create "a/b/c" at once, and LIST shows
     the missing "a" and "a/b" as names without a mailbox. With LIMIT, the user may have that many mailboxes
     at most (issue 15: 10,000 of them made every LIST a long wait)."""
-    name = _canonical(name)
+    name = canonical(name)
     _check_name(name)
     if special_use is not None and special_use not in get_args(SpecialUse):
         raise MailboxError(f"{special_use!r} is not a special use this server knows")
@@ -402,7 +412,7 @@ def rename_mailbox(connection: Connection, address: str, old: str, new: str, lim
     (Dovecot 2.3 leaves them under the old names, which then list as \\NonExistent). OLD may be a name that
     only has children (one LIST shows without a mailbox). Renaming INBOX instead moves its messages to a new
     mailbox NEW, which counts against LIMIT as CREATE's does, and leaves INBOX, and its children, in place."""
-    old, new = _canonical(old), _canonical(new)
+    old, new = canonical(old), canonical(new)
     _check_name(new)
     if old == INBOX:
         create_mailbox(connection, address, new, limit=limit)
@@ -463,7 +473,7 @@ def _rename_subscriptions(connection: Connection, user_id: int, old: str, new: s
 
 def delete_mailbox(connection: Connection, address: str, name: str) -> None:
     """The mailbox and its messages go; its children stay (RFC 3501 §6.3.4), and INBOX cannot go."""
-    name = _canonical(name)
+    name = canonical(name)
     if name == INBOX:
         raise MailboxError("INBOX cannot be deleted")
     mailbox_id = _find(connection, address, name).id
@@ -487,7 +497,7 @@ def subscribe(connection: Connection, address: str, name: str, limit: int | None
     subscribed, it stays so when deleted (§6.3.6 forbids taking it away). With LIMIT, the user may subscribe
     to that many names at most: deleted mailboxes' subscriptions would otherwise pile up without end, and
     each LSUB reads them all."""
-    name = _canonical(name)
+    name = canonical(name)
     _find(connection, address, name)
     user_id = _user_id(connection, address)
     taken = subscription_table.c.user_id == user_id
@@ -503,7 +513,7 @@ def subscribe(connection: Connection, address: str, name: str, limit: int | None
 def unsubscribe(connection: Connection, address: str, name: str) -> None:
     """UNSUBSCRIBE: the name is no longer subscribed, whether a mailbox has it or not. A name neither
     subscribed nor a mailbox is NoSuchMailbox; a mailbox that was not subscribed is left so."""
-    name = _canonical(name)
+    name = canonical(name)
     user_id = _user_id(connection, address)
     gone = connection.execute(
         delete(subscription_table).where(subscription_table.c.user_id == user_id, subscription_table.c.name == name)
@@ -580,14 +590,16 @@ def changes(source: Source, address: str, name: str, since: tuple[int, int], kno
     return Changes(found.uidnext, found.highestmodseq, found.recent_uid, changed, remaining)
 
 
-def claim_recent(connection: Connection, address: str, name: str, before: int) -> int:
+def claim_recent(target: Target, address: str, name: str, before: int) -> int:
     """RFC 3501 §2.3.2: the messages below UID BEFORE that are still \\Recent become the calling session's,
     and no later session sees them so. Returns the first of them: the session's are those from it to
-    BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail.
-    Only this one row is written: the messages are read outside the write transaction."""
-    found = _find(connection, address, name)
+    BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail;
+    BEFORE 0 claims none, and says where the unclaimed start. Only this one row is written: the messages are
+    read outside the write transaction."""
+    tx = _tx(target)
+    found = _find(tx, address, name)
     if found.recent_uid < before:
-        connection.execute(update(mailbox_table).where(mailbox_table.c.id == found.id).values(recent_uid=before))
+        tx.run("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (before, found.id))
     return found.recent_uid
 
 
@@ -602,7 +614,7 @@ def _apply(mode: StoreMode, current: frozenset[str], given: frozenset[str]) -> f
 
 
 def store_flags(
-    connection: Connection,
+    target: Target,
     address: str,
     name: str,
     uids: Collection[int],
@@ -612,23 +624,22 @@ def store_flags(
 ) -> StoreResult:
     """STORE: add, remove or replace FLAGS on the messages UIDS. Those whose flags change share one new
     mod-sequence; with UNCHANGEDSINCE (RFC 7162 §3.1.3), a message changed after it is left alone."""
-    given = _flag_set(flags)
-    found = _find(connection, address, name)
+    tx = _tx(target)
+    given = flag_set(flags)
+    found = _find(tx, address, name)
     failed: list[int] = []
     after: list[tuple[_Message, frozenset[str]]] = []
-    for message in _rows(connection, found.id, uids):
+    for message in _rows(tx, found.id, uids):
         if unchanged_since is not None and message.modseq > unchanged_since:
             failed.append(message.uid)
         else:
             after.append((message, _apply(mode, message.flags, given)))
     changed = [(message, wanted) for message, wanted in after if wanted != message.flags]
-    modseq = _next_modseq(connection, found.id) if changed else found.highestmodseq
+    modseq = _next_modseq(tx, found.id) if changed else found.highestmodseq
     if changed:
-        connection.execute(
-            update(messages)
-            .where(messages.c.id == bindparam("message"))
-            .values(flags=bindparam("text"), modseq=modseq),
-            [{"message": message.id, "text": _flags_text(wanted)} for message, wanted in changed],
+        tx.run_many(
+            "UPDATE messages SET flags = ?, modseq = ? WHERE id = ?",
+            [(_flags_text(wanted), modseq, message.id) for message, wanted in changed],
         )
     return StoreResult(
         messages=[
@@ -640,8 +651,39 @@ def store_flags(
     )
 
 
+class Taken(NamedTuple):
+    """UIDs taken in a mailbox (take_uids): the first of them, and the mod-sequence that came with them."""
+
+    mailbox_id: int
+    uid: int
+    modseq: int
+
+
+# One statement takes the UIDs and the mod-sequence and moves both on (this runs for every delivery)
+_TAKE_UIDS = (
+    "UPDATE mailboxes SET uidnext = uidnext + ?, highestmodseq = highestmodseq + 1"
+    " WHERE user_id = (SELECT id FROM users WHERE address = ?) AND name = ?"
+    " RETURNING id, uidnext, highestmodseq"
+)
+
+
+def take_uids(tx: Tx, address: str, name: str, count: int = 1) -> Taken:
+    """COUNT new UIDs in the user's mailbox NAME, for messages added in the caller's transaction (a delivery,
+    APPEND, COPY): SQLite has one writer, and PostgreSQL's UPDATE locks the row, so no two share a UID."""
+    found = tx.run(_TAKE_UIDS, (count, address.lower(), canonical(name)))
+    if not found:
+        raise NoSuchMailbox(f"no mailbox {canonical(name)} for {address}")
+    mailbox_id, uidnext, modseq = found[0]
+    return Taken(int(mailbox_id), int(uidnext) - count, int(modseq))
+
+
+_ADD_MESSAGE = (
+    "INSERT INTO messages (mailbox_id, uid, flags, modseq, received_at, size, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def append(
-    connection: Connection,
+    target: Target,
     address: str,
     body: bytes,
     name: str = INBOX,
@@ -650,96 +692,62 @@ def append(
 ) -> int:
     """Store BODY as the next message of the user's mailbox, with FLAGS and IMAP's internal date (now, for a
     delivery); return its UID."""
-    flags_text = _flags_text(_flag_set(flags))
-    name = _canonical(name)
-    # One statement takes the UID and the mod-sequence and moves both on (this runs for every delivery).
-    owner = sql_select(users.c.id).where(users.c.address == address.lower()).scalar_subquery()
-    found = connection.execute(
-        update(mailbox_table)
-        .where(mailbox_table.c.user_id == owner, mailbox_table.c.name == name)
-        .values(uidnext=mailbox_table.c.uidnext + 1, highestmodseq=mailbox_table.c.highestmodseq + 1)
-        .returning(mailbox_table.c.id, mailbox_table.c.uidnext, mailbox_table.c.highestmodseq)
-    ).first()
-    if found is None:
-        raise NoSuchMailbox(f"no mailbox {name} for {address}")
-    mailbox_id, uid = int(found.id), int(found.uidnext) - 1
-    # The values go with the execution, not into the statement: SQLAlchemy's statement cache keeps the
-    # first statement it compiled, with its values, so the first body stored would be kept for good.
-    connection.execute(
-        insert(messages),
-        {
-            "mailbox_id": mailbox_id,
-            "uid": uid,
-            "flags": flags_text,
-            "modseq": int(found.highestmodseq),
-            "received_at": time.time() if internal_date is None else internal_date,
-            "size": len(body),
-            "body": body,
-        },
-    )
-    return uid
+    tx = _tx(target)
+    flags_text = _flags_text(flag_set(flags))
+    taken = take_uids(tx, address, name)
+    received_at = time.time() if internal_date is None else internal_date
+    tx.run(_ADD_MESSAGE, (taken.mailbox_id, taken.uid, flags_text, taken.modseq, received_at, len(body), body))
+    return taken.uid
 
 
-def copy(
-    connection: Connection, address: str, source: str, uids: Collection[int], target: str
-) -> list[tuple[int, int]]:
+def copy(target: Target, address: str, source: str, uids: Collection[int], into: str) -> list[tuple[int, int]]:
     """COPY: the messages UIDS of SOURCE, with their flags and internal dates (RFC 3501 §6.4.7), become new
-    messages of TARGET, numbered in the order of their UIDs. Returns (source UID, new UID) pairs in
+    messages of INTO, numbered in the order of their UIDs. Returns (source UID, new UID) pairs in
     ascending source UID order, for UIDPLUS's COPYUID (RFC 4315)."""
-    found = _rows(connection, _find(connection, address, source).id, uids)
-    return _copy(connection, found, _find(connection, address, target).id)
+    tx = _tx(target)
+    return _copy(tx, address, _rows(tx, _find(tx, address, source).id, uids), into)
 
 
-def move(
-    connection: Connection, address: str, source: str, uids: Collection[int], target: str
-) -> list[tuple[int, int]]:
+def move(target: Target, address: str, source: str, uids: Collection[int], into: str) -> list[tuple[int, int]]:
     """MOVE (RFC 6851): COPY, then the originals are expunged from SOURCE, in the caller's one transaction."""
-    origin = _find(connection, address, source).id
-    found = _rows(connection, origin, uids)
-    moved = _copy(connection, found, _find(connection, address, target).id)
+    tx = _tx(target)
+    origin = _find(tx, address, source).id
+    found = _rows(tx, origin, uids)
+    moved = _copy(tx, address, found, into)
     if found:
-        _delete(connection, [message.id for message in found])
-        _next_modseq(connection, origin)
+        _delete(tx, [message.id for message in found])
+        _next_modseq(tx, origin)
     return moved
 
 
-def _copy(connection: Connection, found: list[_Message], destination: int) -> list[tuple[int, int]]:
+# The bodies go from row to row inside the database, never through Python
+_COPY_MESSAGE = (
+    "INSERT INTO messages (mailbox_id, uid, flags, modseq, received_at, size, body)"
+    " SELECT ?, ?, flags, ?, received_at, size, body FROM messages WHERE id = ?"
+)
+
+
+def _copy(tx: Tx, address: str, found: list[_Message], into: str) -> list[tuple[int, int]]:
     if not found:
+        _find(tx, address, into)  # a target that does not exist is refused all the same
         return []
-    added = connection.execute(
-        update(mailbox_table)
-        .where(mailbox_table.c.id == destination)
-        .values(uidnext=mailbox_table.c.uidnext + len(found), highestmodseq=mailbox_table.c.highestmodseq + 1)
-        .returning(mailbox_table.c.uidnext, mailbox_table.c.highestmodseq)
-    ).one()
-    first = int(added.uidnext) - len(found)
-    # The bodies go from row to row inside the database, never through Python
-    connection.execute(
-        insert(messages).from_select(
-            ["mailbox_id", "uid", "flags", "modseq", "received_at", "size", "body"],
-            sql_select(
-                literal(destination),
-                bindparam("uid", type_=Integer),
-                messages.c.flags,
-                literal(int(added.highestmodseq)),
-                messages.c.received_at,
-                messages.c.size,
-                messages.c.body,
-            ).where(messages.c.id == bindparam("message")),
-        ),
-        [{"message": row.id, "uid": first + position} for position, row in enumerate(found)],
+    taken = take_uids(tx, address, into, len(found))
+    tx.run_many(
+        _COPY_MESSAGE,
+        [(taken.mailbox_id, taken.uid + position, taken.modseq, row.id) for position, row in enumerate(found)],
     )
-    return [(int(row.uid), first + position) for position, row in enumerate(found)]
+    return [(row.uid, taken.uid + position) for position, row in enumerate(found)]
 
 
-def expunge(connection: Connection, address: str, name: str, uids: Collection[int] | None = None) -> list[int]:
+def expunge(target: Target, address: str, name: str, uids: Collection[int] | None = None) -> list[int]:
     """EXPUNGE: the messages flagged \\Deleted go, or only those among UIDS (UIDPLUS's UID EXPUNGE).
     Returns their UIDs, ascending."""
-    found = _find(connection, address, name)
-    gone = _rows(connection, found.id, uids, flagged="\\Deleted")  # SQLite looks, not Python: a mailbox can be large
+    tx = _tx(target)
+    found = _find(tx, address, name)
+    gone = _rows(tx, found.id, uids, deleted=True)
     if gone:
-        _delete(connection, [message.id for message in gone])
-        _next_modseq(connection, found.id)
+        _delete(tx, [message.id for message in gone])
+        _next_modseq(tx, found.id)
     return [message.uid for message in gone]
 
 
@@ -777,8 +785,8 @@ def list_messages(connection: Connection, address: str, name: str = INBOX) -> li
     return [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in rows]
 
 
-def uidvalidity(connection: Connection, address: str, name: str) -> int:
-    return _find(connection, address, name).uidvalidity
+def uidvalidity(source: Source, address: str, name: str) -> int:
+    return _find(source, address, name).uidvalidity
 
 
 @functools.cache
@@ -806,7 +814,7 @@ def fetch_messages(
     sizes, dates) the bodies stay on disk and come back empty, and with PREFIX only their first PREFIX bytes
     come (what SEARCH reads). One statement each: mbsync reads a mailbox with one FETCH per message."""
     statements = _statements(source)
-    keys: tuple[Any, ...] = (address.lower(), _canonical(name))
+    keys: tuple[Any, ...] = (address.lower(), canonical(name))
     if bodies and prefix is not None:
         keys = (prefix, *keys)
     wanted = sorted(set(uids))
@@ -829,16 +837,18 @@ def fetch_messages(
     return out
 
 
-def remove(connection: Connection, address: str, uids: list[int], name: str = INBOX) -> int:
+def remove(target: Target, address: str, uids: list[int], name: str = INBOX) -> int:
     """Delete the messages UIDS from the user's mailbox (POP3's QUIT); how many went. An IMAP session
     watching the mailbox learns of it from the new mod-sequence."""
-    found = _mailbox(connection, address, name)
-    if found is None:
+    tx = _tx(target)
+    try:
+        found = _find(tx, address, name)
+    except NoSuchMailbox:
         return 0
-    gone = [message.id for message in _rows(connection, found[0], uids)]
+    gone = [message.id for message in _rows(tx, found.id, uids)]
     if gone:
-        _delete(connection, gone)
-        _next_modseq(connection, found[0])
+        _delete(tx, gone)
+        _next_modseq(tx, found.id)
     return len(gone)
 
 

@@ -7,13 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy.engine import Connection
-
 from jitaku.config import ImapSettings
 from jitaku.mail.imap.budget import Workers
 from jitaku.store import Database
 from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
 from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx
 
 T = TypeVar("T")
 
@@ -38,11 +37,12 @@ class Backend:
         except NoSuchMailbox as missing:
             raise Refused(f"[NONEXISTENT] {missing}") from None
 
-    async def write(self, change: Callable[[Connection], T], missing_code: str = "TRYCREATE") -> T:
-        """CHANGE, with what it refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
+    async def write(self, change: Callable[[Tx], T], missing_code: str = "TRYCREATE") -> T:
+        """CHANGE, a job of the writer (prepared statements on `tx`, Core ones on `tx.connection`), with what it
+        refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
         help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530)."""
         try:
-            return await self.database.write(change)
+            return await self.database.transact(change)
         except NoSuchMailbox as missing:
             raise Refused(f"[{missing_code}] {missing}") from None
         except MailboxExists as taken:

@@ -1,23 +1,28 @@
 """The commands that change messages: APPEND (RFC 3501 §6.3.11, APPENDLIMIT RFC 7889), STORE (with
 CONDSTORE's UNCHANGEDSINCE, RFC 7162), COPY and MOVE (RFC 6851) with UIDPLUS's COPYUID (RFC 4315), and
-EXPUNGE and UID EXPUNGE."""
+EXPUNGE and UID EXPUNGE.
+
+A session's own change to its selected mailbox reaches its view at once. When the mailbox was just as the view
+last saw it, the view is then up to date with the mailbox's state after the change, and the look at the
+mailbox after the command (session.refresh) finds nothing to read back: under ten clients, reading their own
+changes back cost a snapshot read for every STORE, APPEND and EXPUNGE (issue 20).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.engine import Connection
-
 from jitaku.mail.imap import binary
 from jitaku.mail.imap.backend import Backend
 from jitaku.mail.imap.parser import Append, Copy, Store
-from jitaku.mail.imap.session import Session, forget
+from jitaku.mail.imap.session import Session, caught_up, forget, tell_new
 from jitaku.mail.imap.view import View, sequence_set
 from jitaku.mail.lineserver import LoggedIn
 from jitaku.store import mailstore
+from jitaku.store.transaction import Tx
 
 
-async def append(backend: Backend, user: LoggedIn, command: Append) -> str:
+async def append(backend: Backend, user: LoggedIn, session: Session, command: Append) -> str:
     if not command.message:
         return "NO an empty message cannot be appended"
     if len(command.message) > backend.max_message_size:  # RFC 7889 (APPENDLIMIT)
@@ -26,12 +31,29 @@ async def append(backend: Backend, user: LoggedIn, command: Append) -> str:
     # the limit is on the message as sent, the one size a client can know; its binary parts grow by a third.
     # Encoding parses the whole message (up to the limit's megabytes): a thread's work, not the event loop's
     message = await asyncio.to_thread(binary.encoded, command.message) if command.binary else command.message
+    view = session.view
+    if view is not None and mailstore.canonical(view.name) != mailstore.canonical(command.mailbox):
+        view = None  # the selected mailbox is not the one appended to
 
-    def change(connection: Connection) -> tuple[int, int]:
-        uid = mailstore.append(connection, address, message, command.mailbox, command.flags, command.internal_date)
-        return mailstore.uidvalidity(connection, address, command.mailbox), uid
+    def change(tx: Tx) -> tuple[int, int, int]:
+        uid = mailstore.append(tx, address, message, command.mailbox, command.flags, command.internal_date)
+        # RFC 3501 §6.3.11: a session told at once of a message it appended to its mailbox is the first told,
+        # so the message is \Recent to it; an EXAMINE claims none (before 0) and, as refresh does, shows as
+        # \Recent what no session has claimed
+        recent_from = uid + 1
+        if view is not None:
+            recent_from = mailstore.claim_recent(tx, address, view.name, 0 if view.read_only else uid + 1)
+        return mailstore.uidvalidity(tx, address, command.mailbox), uid, recent_from
 
-    validity, uid = await backend.write(change)
+    if view is None:
+        validity, uid, _recent_from = await backend.write(change)
+    else:
+        (validity, uid, recent_from), after = await backend.write(caught_up(address, view, change))
+        if after is not None and session.view is view:
+            flags = mailstore.flag_set(command.flags)
+            session.list_keywords([flags])
+            tell_new(session, view, [mailstore.Listed(uid, flags, after[1], len(message))], recent_from, after[0])
+            view.state = after
     return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
 
@@ -40,9 +62,13 @@ async def store(backend: Backend, user: LoggedIn, session: Session, view: View, 
         return "NO [READ-ONLY] the mailbox is selected read-only"
     address = user.address
     uids = view.resolve(command.sequence, command.uid)
-    result = await backend.write(
-        lambda c: mailstore.store_flags(
-            c, address, view.name, uids, command.flags, command.mode, command.unchanged_since
+    result, after = await backend.write(
+        caught_up(
+            address,
+            view,
+            lambda tx: mailstore.store_flags(
+                tx, address, view.name, uids, command.flags, command.mode, command.unchanged_since
+            ),
         )
     )
     session.list_keywords(state.flags for state in result.messages)
@@ -56,6 +82,8 @@ async def store(backend: Backend, user: LoggedIn, session: Session, view: View, 
         if session.condstore:
             parts.append(f"MODSEQ ({state.modseq})")
         session.say(f"* {view.number(state.uid)} FETCH ({' '.join(parts)})")
+    if after is not None:
+        view.state = after
     if result.failed:
         return f"OK [MODIFIED {sequence_set(result.failed)}] some messages were changed by another session"
     return "OK STORE completed"
@@ -68,9 +96,9 @@ async def copy(backend: Backend, user: LoggedIn, session: Session, view: View, c
         return f"OK {'MOVE' if command.move else 'COPY'} completed (nothing to do)"
     operation = mailstore.move if command.move else mailstore.copy
 
-    def change(connection: Connection) -> tuple[int, list[tuple[int, int]]]:
-        pairs = operation(connection, address, view.name, uids, command.mailbox)
-        return mailstore.uidvalidity(connection, address, command.mailbox), pairs
+    def change(tx: Tx) -> tuple[int, list[tuple[int, int]]]:
+        pairs = operation(tx, address, view.name, uids, command.mailbox)
+        return mailstore.uidvalidity(tx, address, command.mailbox), pairs
 
     validity, pairs = await backend.write(change)
     olds, news = sequence_set([old for old, _new in pairs]), sequence_set([new for _old, new in pairs])
@@ -86,6 +114,10 @@ async def expunge(backend: Backend, user: LoggedIn, session: Session, view: View
     if view.read_only:
         return "NO [READ-ONLY] the mailbox is selected read-only"
     address = user.address
-    gone = await backend.write(lambda c: mailstore.expunge(c, address, view.name, uids))
+    gone, after = await backend.write(
+        caught_up(address, view, lambda tx: mailstore.expunge(tx, address, view.name, uids))
+    )
     forget(session, view, gone)
+    if after is not None:
+        view.state = after
     return "OK EXPUNGE completed"

@@ -11,7 +11,7 @@ from jitaku.mail.imap import mime
 from jitaku.mail.imap.backend import Backend, Refused
 from jitaku.mail.imap.fetch import Fetched, needs_body, sets_seen
 from jitaku.mail.imap.parser import Fetch, FetchItem
-from jitaku.mail.imap.session import Session
+from jitaku.mail.imap.session import Session, caught_up
 from jitaku.mail.imap.view import View
 from jitaku.mail.imap.wire import Wire
 from jitaku.mail.lineserver import LoggedIn
@@ -37,12 +37,16 @@ async def fetch(backend: Backend, wire: Wire, user: LoggedIn, session: Session, 
         unseen = [uid for uid in uids if "\\Seen" not in view.flags.get(uid, frozenset())]
         if unseen:
             await _check_decodable(backend, address, view, unseen, items)
-            stored = await backend.write(
-                lambda c: mailstore.store_flags(c, address, view.name, unseen, ["\\Seen"], "add")
+            stored, after = await backend.write(
+                caught_up(
+                    address, view, lambda tx: mailstore.store_flags(tx, address, view.name, unseen, ["\\Seen"], "add")
+                )
             )
             session.list_keywords(state.flags for state in stored.messages)  # others' keywords came along
             for state in stored.messages:
                 view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
+            if after is not None:
+                view.state = after
             items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
     if session.condstore and any(item.name == "FLAGS" for item in items):
         items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4

@@ -94,7 +94,7 @@ async def select(backend: Backend, user: LoggedIn, session: Session, command: Se
 async def close(backend: Backend, user: LoggedIn, session: Session, view: View, name: str) -> str:
     """CLOSE, which expunges a mailbox selected read-write, and UNSELECT (RFC 3691), which does not."""
     if name == "CLOSE" and not view.read_only:
-        await backend.write(lambda c: mailstore.expunge(c, user.address, view.name))
+        await backend.write(lambda tx: mailstore.expunge(tx, user.address, view.name))
     session.view = None
     return f"OK {name} completed"
 
@@ -108,21 +108,23 @@ async def manage(backend: Backend, user: LoggedIn, session: Session, command: Cr
         if asked is not None and use is None:
             return f"NO [USEATTR] {asked} is not a special use"
         limit = backend.settings.max_mailboxes
-        await backend.write(lambda c: mailstore.create_mailbox(c, address, command.mailbox, use, limit))
+        await backend.write(lambda tx: mailstore.create_mailbox(tx.connection, address, command.mailbox, use, limit))
         return "OK CREATE completed"
     if isinstance(command, Rename):
         limit = backend.settings.max_mailboxes
         await backend.write(
-            lambda c: mailstore.rename_mailbox(c, address, command.old, command.new, limit), "NONEXISTENT"
+            lambda tx: mailstore.rename_mailbox(tx.connection, address, command.old, command.new, limit), "NONEXISTENT"
         )
         return "OK RENAME completed"
     if command.name == "DELETE":
         if session.view is not None and session.view.name == command.mailbox:
             session.view = None
-        await backend.write(lambda c: mailstore.delete_mailbox(c, address, command.mailbox), "NONEXISTENT")
+        await backend.write(lambda tx: mailstore.delete_mailbox(tx.connection, address, command.mailbox), "NONEXISTENT")
     elif command.name == "SUBSCRIBE":
         limit = backend.settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
-        await backend.write(lambda c: mailstore.subscribe(c, address, command.mailbox, limit), "NONEXISTENT")
+        await backend.write(
+            lambda tx: mailstore.subscribe(tx.connection, address, command.mailbox, limit), "NONEXISTENT"
+        )
     else:
-        await backend.write(lambda c: mailstore.unsubscribe(c, address, command.mailbox), "NONEXISTENT")
+        await backend.write(lambda tx: mailstore.unsubscribe(tx.connection, address, command.mailbox), "NONEXISTENT")
     return f"OK {command.name} completed"

@@ -193,7 +193,7 @@ class ImapServer:
             case Create() | MailboxCommand() | Rename():
                 return await mailboxes.manage(backend, user, session, command)
             case Append():
-                return await changes.append(backend, user, command)
+                return await changes.append(backend, user, session, command)
         view = session.view
         if view is None:
             return "BAD select a mailbox first"

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,9 +24,12 @@ from jitaku.mail.imap.view import View
 from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
 from jitaku.store.mailstore import NoSuchMailbox
+from jitaku.store.transaction import Tx
 
 AUTOLOGOUT = 1800.0  # RFC 3501 §5.4: at least 30 minutes
 LOGIN_TIMEOUT = 60.0  # before login a connection holds nothing worth keeping (RFC 9051 §5.4 allows it shorter)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,6 +79,22 @@ class Session:
             self.say(f"* OK [HIGHESTMODSEQ {self.view.state[1]}] highest")
 
 
+State = tuple[int, int]  # a mailbox's (uidnext, highestmodseq), as View.state
+
+
+def caught_up(address: str, view: View, change: Callable[[Tx], T]) -> Callable[[Tx], tuple[T, State | None]]:
+    """CHANGE to the selected mailbox, and the mailbox's state after it if just before it the mailbox was as
+    the view last saw it (None otherwise): then the view, once told CHANGE's own effects, is up to date."""
+    seen = view.state
+
+    def job(tx: Tx) -> tuple[T, State | None]:
+        before = mailstore.state(tx, address, view.name)
+        done = change(tx)
+        return done, mailstore.state(tx, address, view.name) if before == seen else None
+
+    return job
+
+
 def forget(session: Session, view: View, uids: list[int]) -> None:
     """Tell the client UIDS are gone, highest message number first, so each number is still right."""
     for uid in sorted((u for u in uids if u in view.flags), key=view.number, reverse=True):
@@ -119,9 +139,6 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
         flags = " ".join(sorted(view.flags_of(uid)))
         session.say(f"* {view.number(uid)} FETCH (FLAGS ({flags}) UID {uid}{extra})")
     if new:
-        for uid in new:
-            view.uids.append(uid)
-            view.flags[uid], view.modseqs[uid], view.sizes[uid] = now[uid].flags, now[uid].modseq, now[uid].size
         # new mail is \Recent to this session if no other has claimed it since
         recent_from = found.recent_from
         if not view.read_only and any(uid >= recent_from for uid in new):
@@ -130,15 +147,26 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
             except SQLAlchemyError as error:  # a full disk: the new mail is told, as \Recent to no one
                 log.event("imap_store_failed", user=address, error=repr(error))
                 recent_from = found.uidnext
-        view.recent.update(uid for uid in new if recent_from <= uid < found.uidnext)
-        session.say(f"* {len(view.uids)} EXISTS")
-        session.say(f"* {len(view.recent)} RECENT")
+        tell_new(session, view, [now[uid] for uid in new], recent_from, found.uidnext)
     view.state = (found.uidnext, found.highestmodseq)
+
+
+def tell_new(session: Session, view: View, messages: list[mailstore.Listed], recent_from: int, uidnext: int) -> None:
+    """MESSAGES, new in the mailbox, join the view and the client hears of them (EXISTS, RECENT); those from
+    RECENT_FROM to UIDNEXT are \\Recent to this session (claim_recent)."""
+    for message in messages:
+        uid = message.uid
+        view.uids.append(uid)
+        view.flags[uid], view.modseqs[uid], view.sizes[uid] = message.flags, message.modseq, message.size
+        if recent_from <= uid < uidnext:
+            view.recent.add(uid)
+    session.say(f"* {len(view.uids)} EXISTS")
+    session.say(f"* {len(view.recent)} RECENT")
 
 
 async def claim_recent(database: Database, address: str, name: str, before: int) -> int:
     """The first UID of the messages below BEFORE that are \\Recent to this session (none: BEFORE)."""
     try:
-        return await database.write(lambda c: mailstore.claim_recent(c, address, name, before))
+        return await database.transact(lambda tx: mailstore.claim_recent(tx, address, name, before))
     except NoSuchMailbox:  # deleted meanwhile: the next look at the mailbox says so
         return before
