@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, accounts, mailstore
-from jitaku.store.mailstore import FlagState, Listed, MailboxError, NoSuchMailbox, TooManyMailboxes
+from jitaku.store.mailstore import FlagState, MailboxError, NoSuchMailbox, TooManyMailboxes
 
 ALICE = "alice@example.test"
 SPECIAL = [name for name, _use in mailstore.SPECIAL_FOLDERS]
@@ -149,10 +149,10 @@ def test_renaming_inbox_moves_its_messages_to_a_new_mailbox(database: Database) 
         after = mailstore.select(connection, ALICE, "INBOX")
         moved = mailstore.select(connection, ALICE, "Old mail")
         assert "INBOX/kids" in names(connection)
-    assert after.messages == [] and (after.uidvalidity, after.uidnext) == (inbox.uidvalidity, 4)
+    assert after.uids == [] and (after.uidvalidity, after.uidnext) == (inbox.uidvalidity, 4)
     assert after.highestmodseq > inbox.highestmodseq  # the expunges are changes
     assert moved.uidvalidity > inbox.uidvalidity and moved.uidnext == 4
-    assert [(m.uid, m.flags) for m in moved.messages] == [(1, frozenset()), (2, {"\\Seen"}), (3, frozenset())]
+    assert moved.flags == {1: frozenset(), 2: {"\\Seen"}, 3: frozenset()}
     bodies = [m.body for m in database.read_now(lambda c: mailstore.list_messages(c, ALICE, "Old mail"))]
     assert bodies == [b"message 0", b"message 1", b"message 2"]
     assert fill(database, 1) == [4]  # INBOX never hands out a UID twice
@@ -210,7 +210,7 @@ def test_delete_takes_the_messages_but_not_the_children(database: Database) -> N
         with pytest.raises(MailboxError, match="INBOX cannot"):
             mailstore.delete_mailbox(connection, ALICE, "Inbox")
         mailstore.create_mailbox(connection, ALICE, "Trips")
-        assert mailstore.select(connection, ALICE, "Trips").messages == []
+        assert mailstore.select(connection, ALICE, "Trips").uids == []
 
 
 def test_a_subscription_outlives_its_mailbox_until_the_user_unsubscribes(database: Database) -> None:
@@ -287,7 +287,7 @@ def test_unchanged_since_leaves_messages_changed_after_it(database: Database) ->
         )
         assert result.failed == [2] and result.changed == [1, 3]
         assert [m.uid for m in result.messages] == [1, 3]
-        flags = {m.uid: m.flags for m in mailstore.select(connection, ALICE, "INBOX").messages}
+        flags = mailstore.select(connection, ALICE, "INBOX").flags
         assert flags == {1: {"\\Deleted"}, 2: {"\\Seen"}, 3: {"\\Deleted"}}
         # RFC 7162 §3.1.3: UNCHANGEDSINCE 0 fails for every message
         assert mailstore.store_flags(connection, ALICE, "INBOX", [1], ["\\Seen"], "add", unchanged_since=0).failed == [
@@ -302,7 +302,8 @@ def test_append_with_flags_and_internal_date_takes_the_next_uid_and_modseq(datab
         assert mailstore.append(connection, ALICE, b"second", "Drafts") == 2
         assert mailstore.append(connection, ALICE, b"delivered") == 1  # INBOX has its own UIDs
         drafts = mailstore.select(connection, ALICE, "Drafts")
-        assert drafts.messages == [Listed(1, {"\\Draft", "\\Seen"}, 2, 5), Listed(2, frozenset(), 3, 6)]
+        assert drafts.uids == [1, 2] and drafts.flags == {1: {"\\Draft", "\\Seen"}, 2: frozenset()}
+        assert drafts.modseqs == {1: 2, 2: 3} and drafts.sizes == {1: 5, 2: 6}
         assert (drafts.uidnext, drafts.highestmodseq) == (3, 3)
         stored = mailstore.get_message(connection, ALICE, 1, "Drafts")
         assert stored is not None and stored.received_at == 1_000_000_000.5 and stored.body == b"draft"
@@ -319,13 +320,13 @@ def test_copy_and_move_map_uids_in_source_order(database: Database) -> None:
         mailstore.append(connection, ALICE, b"already there", "Archive")
         assert mailstore.copy(connection, ALICE, "INBOX", [4, 2, 77], "Archive") == [(2, 2), (4, 3)]
         archive = mailstore.select(connection, ALICE, "Archive")
-        assert [(m.uid, m.flags) for m in archive.messages] == [(1, frozenset()), (2, frozenset()), (3, {"\\Flagged"})]
-        assert archive.uidnext == 4 and archive.messages[-1].modseq == archive.highestmodseq
-        assert [m.uid for m in mailstore.select(connection, ALICE, "INBOX").messages] == [1, 2, 3, 4, 5]
+        assert archive.flags == {1: frozenset(), 2: frozenset(), 3: {"\\Flagged"}}
+        assert archive.uidnext == 4 and archive.modseqs[3] == archive.highestmodseq
+        assert mailstore.select(connection, ALICE, "INBOX").uids == [1, 2, 3, 4, 5]
         inbox_modseq = mailstore.select(connection, ALICE, "INBOX").highestmodseq
         assert mailstore.move(connection, ALICE, "INBOX", [5, 1, 3], "Trash") == [(1, 1), (3, 2), (5, 3)]
         inbox = mailstore.select(connection, ALICE, "INBOX")
-        assert [m.uid for m in inbox.messages] == [2, 4] and inbox.highestmodseq > inbox_modseq
+        assert inbox.uids == [2, 4] and inbox.highestmodseq > inbox_modseq
         trash = [m.body for m in mailstore.list_messages(connection, ALICE, "Trash")]
         assert trash == [b"message 0", b"message 2", b"message 4"]
         assert mailstore.copy(connection, ALICE, "INBOX", [1, 3], "Trash") == []  # gone already
@@ -356,7 +357,7 @@ def test_expunge_takes_only_deleted_messages_and_uid_expunge_only_those_named(da
         before = mailstore.select(connection, ALICE, "INBOX").highestmodseq
         assert mailstore.expunge(connection, ALICE, "INBOX", [4, 3, 2]) == [2, 4]
         after = mailstore.select(connection, ALICE, "INBOX")
-        assert [m.uid for m in after.messages] == [1, 3, 5] and after.highestmodseq == before + 1
+        assert after.uids == [1, 3, 5] and after.highestmodseq == before + 1
         assert mailstore.expunge(connection, ALICE, "INBOX") == [1, 5]
         assert mailstore.expunge(connection, ALICE, "INBOX") == []
         assert mailstore.select(connection, ALICE, "INBOX").highestmodseq == before + 2  # nothing gone, no change
@@ -369,7 +370,7 @@ def test_remove_as_pop3_does_moves_highestmodseq_on(database: Database) -> None:
         assert mailstore.remove(connection, ALICE, [1, 3, 9]) == 2
         assert mailstore.remove(connection, ALICE, []) == 0
         after = mailstore.select(connection, ALICE, "INBOX")
-        assert [m.uid for m in after.messages] == [2] and after.highestmodseq == before + 1
+        assert after.uids == [2] and after.highestmodseq == before + 1
         assert mailstore.maildrop(connection, ALICE).messages == [(2, len(b"message 1"))]
         assert mailstore.message_counts(connection) == [(ALICE, 1)]
 

@@ -32,7 +32,7 @@ def test_each_read_sees_what_was_committed_before_it(tmp_path: Path) -> None:
         for body in (b"one", b"two", b"three"):
             await database.write(lambda c, body=body: mailstore.append(c, ALICE, body))  # type: ignore[misc]
             selected = await database.query(lambda s: mailstore.select(s, ALICE, "INBOX"))
-            seen.append(len(selected.messages))
+            seen.append(len(selected.uids))
         return seen
 
     assert asyncio.run(go()) == [1, 2, 3]

@@ -133,7 +133,8 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient
             assert found[0].recent == 0  # mail that was here before the upgrade is not new (0009)
             assert mailstore.subscriptions(connection, address) == sorted(m.name for m in found)  # 0008, 0013
             inbox = mailstore.select(connection, address, "INBOX")
-            assert inbox.messages == [(1, frozenset(), 1, 3), (2, frozenset(), 1, 3)] and inbox.highestmodseq == 1
+            assert inbox.uids == [1, 2] and inbox.flags == {1: frozenset(), 2: frozenset()} and inbox.highestmodseq == 1
+            assert inbox.modseqs == {1: 1, 2: 1} and inbox.sizes == {1: 3, 2: 3}
             assert [m.body for m in mailstore.list_messages(connection, address)] == [b"abc", b"abc"]
     assert [m.recipients for m in database.read_now(queue.list_queue)] == [("r@y.test",)]
     database.close()
@@ -196,7 +197,7 @@ def test_subscriptions_leave_the_mailboxes_table_and_come_back(tmp_path: Path) -
     folders = ["Archive", "Drafts", "INBOX", "Sent", "Trash"]
     assert database.read_now(lambda c: mailstore.subscriptions(c, "a@x.test")) == [*folders, "Trips"]
     assert database.read_now(lambda c: mailstore.subscriptions(c, "b@x.test")) == folders
-    assert database.read_now(lambda c: mailstore.select(c, "a@x.test", "Trips")).messages[0].uid == 1
+    assert database.read_now(lambda c: mailstore.select(c, "a@x.test", "Trips")).uids[0] == 1
     with database.transaction() as connection:
         mailstore.delete_mailbox(connection, "a@x.test", "Trips")  # subscribed still, with no mailbox
     with database.engine.begin() as connection:

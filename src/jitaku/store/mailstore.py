@@ -117,13 +117,18 @@ class MailboxInfo:
 
 @dataclass(frozen=True)
 class Selected:
-    """What SELECT reports, and the UID order that numbers a session's messages."""
+    """What SELECT reports, and the UID order that numbers a session's messages; each message's flags,
+    mod-sequence and size by UID, as a session's view keeps them."""
 
     uidvalidity: int
     uidnext: int
     highestmodseq: int
     recent_from: int  # messages from this UID on are \Recent: no session has claimed them (claim_recent)
-    messages: list[Listed]
+    uids: list[int]
+    flags: dict[int, frozenset[str]]
+    modseqs: dict[int, int]
+    sizes: dict[int, int]
+    keywords: set[str]  # those some message has
 
 
 @dataclass(frozen=True)
@@ -417,7 +422,7 @@ def rename_mailbox(connection: Connection, address: str, old: str, new: str, lim
     if old == INBOX:
         create_mailbox(connection, address, new, limit=limit)
         inbox = select(connection, address, INBOX)
-        move(connection, address, INBOX, [message.uid for message in inbox.messages], new)
+        move(connection, address, INBOX, inbox.uids, new)
         return
     user_id = _user_id(connection, address)
     # A user has a few dozen mailboxes; matching the names here spares SQL's LIKE, case-insensitive in SQLite
@@ -526,12 +531,21 @@ def select(source: Source, address: str, name: str) -> Selected:
     """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence."""
     statements = _statements(source)
     found = _find(statements, address, name)
+    rows = statements.run(_LISTED, (found.id,))
+    # column by column, each at C speed: a SELECT of a few thousand messages spent most of its time making an
+    # object per message and taking it apart again
+    uids, texts, modseqs, sizes = zip(*rows, strict=True) if rows else ((), (), (), ())
+    flag_sets = _FlagSets()
     return Selected(
         uidvalidity=found.uidvalidity,
         uidnext=found.uidnext,
         highestmodseq=found.highestmodseq,
         recent_from=found.recent_uid,
-        messages=_listed(statements, _LISTED, (found.id,)),
+        uids=list(uids),
+        flags=dict(zip(uids, map(flag_sets.__getitem__, texts), strict=True)),
+        modseqs=dict(zip(uids, modseqs, strict=True)),
+        sizes=dict(zip(uids, sizes, strict=True)),
+        keywords={flag for flags in flag_sets.values() for flag in flags if not flag.startswith("\\")},
     )
 
 
@@ -540,8 +554,7 @@ _LISTED = "SELECT uid, flags, modseq, size FROM messages WHERE mailbox_id = ? OR
 
 
 def _listed(statements: Statements, query: str, keys: tuple[int, ...]) -> list[Listed]:
-    """QUERY's (uid, flags, modseq, size) rows (a SELECT of a few thousand messages spent most of its time
-    making row objects, then parsing the same few flag texts)."""
+    """QUERY's (uid, flags, modseq, size) rows, each flags text parsed once."""
     flag_sets = _FlagSets()
     return [Listed(uid, flag_sets[flags], modseq, size) for uid, flags, modseq, size in statements.run(query, keys)]
 

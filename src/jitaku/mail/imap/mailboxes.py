@@ -3,6 +3,7 @@ UNSELECT, CREATE, DELETE, RENAME, SUBSCRIBE and UNSUBSCRIBE."""
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable
 
@@ -70,13 +71,13 @@ async def select(backend: Backend, user: LoggedIn, session: Session, command: Se
         name=command.mailbox,
         read_only=command.read_only,
         uidvalidity=selected.uidvalidity,
-        uids=[message.uid for message in selected.messages],
-        flags={message.uid: message.flags for message in selected.messages},
-        modseqs={message.uid: message.modseq for message in selected.messages},
-        sizes={message.uid: message.size for message in selected.messages},
-        recent={message.uid for message in selected.messages if recent_from <= message.uid < selected.uidnext},
+        uids=selected.uids,
+        flags=selected.flags,
+        modseqs=selected.modseqs,
+        sizes=selected.sizes,
+        recent=set(selected.uids[bisect.bisect_left(selected.uids, recent_from) :]),  # all below UIDNEXT
         state=(selected.uidnext, selected.highestmodseq),
-        keywords={flag for message in selected.messages for flag in message.flags if not flag.startswith("\\")},
+        keywords=selected.keywords,
     )
     session.lines.extend(line.encode() for line in view.flag_lines())
     session.say(f"* {len(view.uids)} EXISTS")
