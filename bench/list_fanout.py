@@ -94,6 +94,7 @@ from pathlib import Path
 import smtp_accept
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from dnslib import RR
 from dnslib.server import DNSServer
 from smtp_accept import (
     LOOPBACK,
@@ -123,7 +124,7 @@ SIGNATURES_PER_COPY = 3  # DKIM-Signature, ARC-Message-Signature, ARC-Seal
 SETTLE = 0.3  # seconds to wait after the last recipient shows up, for its file to be complete
 POLL = 0.05
 # jitaku log events a fan-out round is expected to produce; anything else is shown
-EXPECTED_EVENTS = {"accepted", "delivered", "list_posted", "started"}
+EXPECTED_EVENTS = {"accepted", "delivered", "delivery_attempt", "list_posted", "started"}
 
 
 # ---------------------------------------------------------------- the list
@@ -732,7 +733,7 @@ def main() -> int:
     shm = Path("/dev/shm")
     dumps = Path(tempfile.mkdtemp(prefix="jitaku-list-fanout-sinks-", dir=shm if shm.is_dir() else base))
 
-    resolver = Zone(layout.zone())
+    resolver = Zone(RR.fromZone(layout.zone()))
     dns_port = free_port(socket.SOCK_DGRAM)
     dns_servers = [
         DNSServer(resolver, address=LOOPBACK, port=dns_port, logger=QuietLogger()),

@@ -6,6 +6,11 @@ stops a post by raising `Drop` or `Hold`. The post's bytes are parsed once (`hea
 parsed form passes along. Compose, ARC and DKIM run off the loop in one go, and again if another post
 took the number meanwhile; the commit numbers, archives and delivers the post in one transaction
 (mail/delivery.py), so a crash leaves it either to be done again or done.
+
+Every copy is signed before that commit, not chunk by chunk while the first ones are delivered: tried on
+bench/list_fanout (1,000 members, 2 cores), signing threads beside the queue's busy event loop wait for
+the GIL after each 0.25 ms signature (OpenSSL releases it, but the loop holds it for its switch interval),
+and the last copy left at 0.49-0.51 s instead of 0.35-0.38 s; a signing process gained nothing either.
 """
 
 from __future__ import annotations

@@ -74,6 +74,15 @@ def _rsa_sign(digest: Any, key: dict[str, int]) -> bytes:
     return private.sign(digest.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm))
 
 
+@lru_cache(maxsize=16)
+def _loaded_rsa_key(pem: bytes) -> rsa.RSAPrivateKey:
+    """PEM to an OpenSSL key, once per key: loading checks the key, 36 ms of a list post's CPU each time."""
+    private = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise ValueError("CopySigner signs with RSA keys")
+    return private
+
+
 @lru_cache(maxsize=256)
 def _openssl_public_key(modulus: int, public_exponent: int) -> rsa.RSAPublicKey:
     return rsa.RSAPublicNumbers(public_exponent, modulus).public_key()
@@ -244,10 +253,7 @@ class CopySigner:
     """
 
     def __init__(self, key: DkimKey, shared: bytes, personal: frozenset[bytes], timestamp: int) -> None:
-        private = serialization.load_pem_private_key(key.private_pem, password=None)
-        if not isinstance(private, rsa.RSAPrivateKey):
-            raise ValueError("CopySigner signs with RSA keys")
-        self._key = private
+        self._key = _loaded_rsa_key(key.private_pem)
         self._personal = personal
         headers, body = dkim.rfc822_parse(shared)
         self._shared = _canonical_fields(headers)
