@@ -1,0 +1,240 @@
+"""DKIM verification of the common case (RFC 6376), hand-written for speed, with dkimpy as the reference.
+
+Why hand-written: dkimpy re-splits the whole message into lines, canonicalizes every header and runs a
+regex substitution per run of whitespace in the body; on the MX that was 40% of the CPU a signed 4 KiB
+message cost (1.98 ms of jitaku serve's CPU per message, bench/smtp_accept --mail signed). Here the
+header fields jitaku has already split are read once, only the signed ones are canonicalized, and the
+body's whitespace is rewritten only where canonicalization changes it.
+
+What it decides is always what dkimpy would decide, because it decides only what it has to: an
+rsa-sha256 signature with simple or relaxed canonicalization, a clean tag list, an RSA key of 1,024
+bits or more that dkimpy's own parser reads, a message dkimpy's parser would split the same way.
+Anything else (another algorithm, l=, z=, t=/x= out of range, a key restricted by h=, t=s or s=, a
+missing or revoked key, Ed25519, bare LF, mbox "From " lines, ...) returns None and the caller asks
+dkimpy. As dkimpy does, only the topmost DKIM-Signature is verified. tests/test_dkim_fast.py checks
+that both give the same Authentication-Results over a corpus signed by Mail::DKIM and dkimpy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import dkim
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from dkim.crypto import UnparsableKeyError, parse_public_key
+from dkim.util import InvalidTagValueList, parse_tag_value
+
+from jitaku.mail.dkim import openssl_public_key
+
+# A field name as dkimpy's parser reads it: printable ASCII up to the first colon, nothing before it.
+_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
+# Only the runs canonicalization changes: two or more WSP, or a lone tab (a lone space stays a space).
+_WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
+_WSP = re.compile(rb"\s+")
+_H_SEPARATOR = re.compile(rb"\s*:\s*")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
+_DIGITS = re.compile(rb"\d{1,12}")
+_DOMAIN = re.compile(rb"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_CANONICALIZATIONS = {
+    b"simple": (False, False),
+    b"simple/simple": (False, False),
+    b"relaxed": (True, False),
+    b"relaxed/simple": (True, False),
+    b"simple/relaxed": (False, True),
+    b"relaxed/relaxed": (True, True),
+}
+# The tags of a signature this module reads; any other (l=, z=, ...) is left to dkimpy.
+_SIGNATURE_TAGS = frozenset({b"v", b"a", b"b", b"bh", b"c", b"d", b"h", b"i", b"q", b"s", b"t", b"x"})
+_SLOP = 36000  # dkimpy's leeway for signers' clocks (its validate_signature_fields)
+MIN_KEY_BITS = 1024  # dkimpy's minkey
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """dkimpy's answer for the topmost signature: "pass" or "fail", with its d= and i= (empty when absent)."""
+
+    result: str
+    domain: str
+    identity: str
+
+
+def parse(fields: list[bytes], body: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The (name, value) pairs dkimpy's rfc822_parse makes of a message split by headers.split_fields
+    (the value with its folding and CRLF), or None when dkimpy would read the message differently."""
+    pairs = []
+    for field in fields:
+        match = _NAME.match(field)
+        if match is None or field.count(b"\n") != field.count(b"\r\n"):
+            return None
+        end = match.end()
+        pairs.append((field[: end - 1], field[end:]))
+    if not pairs or not body.startswith(b"\r\n") or body.count(b"\n") != body.count(b"\r\n"):
+        return None
+    return pairs
+
+
+def verify(pairs: list[tuple[bytes, bytes]], body: bytes) -> Verdict | None:
+    """The topmost DKIM-Signature's verdict, or None to ask dkimpy. PAIRS come from `parse`; BODY is
+    headers.split_fields' body, from the blank line on."""
+    signature = next(((name, value) for name, value in pairs if name.lower() == b"dkim-signature"), None)
+    if signature is None:
+        return None
+    tags = _tags(signature[1])
+    if tags is None:
+        return None
+    key = _key(tags[b"s"], tags[b"d"])
+    if key is None:
+        return None
+    relaxed_headers, relaxed_body = _CANONICALIZATIONS[tags.get(b"c", b"simple/simple")]
+    verdict = Verdict("fail", tags[b"d"].decode(), tags.get(b"i", b"").decode())
+    canonical = _relaxed_body(body[2:]) if relaxed_body else _strip_trailing_lines(body[2:])
+    if hashlib.sha256(canonical).digest() != base64.b64decode(_WSP.sub(b"", tags[b"bh"])):
+        return verdict
+    digest = hashlib.sha256(_signed_headers(pairs, tags[b"h"], signature, relaxed_headers)).digest()
+    try:
+        key.verify(
+            base64.b64decode(_WSP.sub(b"", tags[b"b"])), digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
+        )
+    except InvalidSignature:
+        return verdict
+    return Verdict("pass", verdict.domain, verdict.identity)
+
+
+def _tags(value: bytes) -> dict[bytes, bytes] | None:
+    """The signature's tags when each is one dkimpy's validate_signature_fields accepts and this module
+    reads as dkimpy does; None for anything else."""
+    try:
+        tags: dict[bytes, bytes] = parse_tag_value(value)
+    except InvalidTagValueList:
+        return None
+    if not tags.keys() <= _SIGNATURE_TAGS or not {b"v", b"a", b"b", b"bh", b"d", b"h", b"s"} <= tags.keys():
+        return None
+    if tags[b"v"] != b"1" or tags[b"a"] != b"rsa-sha256" or tags.get(b"q", b"dns/txt") != b"dns/txt":
+        return None
+    if tags.get(b"c", b"simple/simple") not in _CANONICALIZATIONS:
+        return None
+    b, bh = _WSP.sub(b"", tags[b"b"]), _WSP.sub(b"", tags[b"bh"])
+    if not (_BASE64.fullmatch(b) and _BASE64.fullmatch(bh) and len(b) % 4 == 0 and len(bh) % 4 == 0):
+        return None
+    if not (_DOMAIN.fullmatch(tags[b"d"]) and _DOMAIN.fullmatch(tags[b"s"])):
+        return None
+    identity = tags.get(b"i")
+    if identity is not None:
+        domain = tags[b"d"].lower()
+        if not identity.isascii() or not identity.lower().endswith(domain):
+            return None
+        if identity[-len(domain) - 1 : -len(domain)] not in (b"@", b"."):
+            return None
+    # dkimpy's own bounds (10 hours' leeway), kept a minute clear of so that both read the same clock alike
+    now = int(time.time())
+    signed, expires = tags.get(b"t"), tags.get(b"x")
+    if signed is not None and not (_DIGITS.fullmatch(signed) and int(signed) < now + _SLOP - 60):
+        return None
+    if expires is not None:
+        if not (_DIGITS.fullmatch(expires) and int(expires) > now - _SLOP + 60):
+            return None
+        if signed is not None and int(expires) < int(signed):
+            return None
+    return tags
+
+
+def _key(selector: bytes, domain: bytes) -> rsa.RSAPublicKey | None:
+    """The signer's RSA key as dkimpy's lookup finds it (the same query, so the same cache entry), or
+    None for anything but one plain RSA key record."""
+    try:
+        answer = dns.resolver.resolve(
+            f"{selector.decode()}._domainkey.{domain.decode()}.",
+            dns.rdatatype.TXT,
+            raise_on_no_answer=False,
+            lifetime=5,
+            search=True,
+        )
+    except dns.exception.DNSException:
+        return None
+    records = [rrset for rrset in answer.response.answer if rrset.rdtype == dns.rdatatype.TXT]
+    if not records or len(records[0]) != 1:
+        return None
+    return _rsa_key(b"".join(next(iter(records[0])).strings))
+
+
+@lru_cache(maxsize=256)
+def _rsa_key(record: bytes) -> rsa.RSAPublicKey | None:
+    """A key record's RSA key when it restricts nothing dkimpy ignores (RFC 6376 §3.6.1: h=, s=, t=s)."""
+    try:
+        tags = parse_tag_value(record)
+    except InvalidTagValueList:
+        return None
+    if not tags.keys() <= {b"v", b"k", b"p", b"n", b"t", b"h"} or tags.get(b"t", b"y") != b"y":
+        return None
+    if b"sha256" not in _H_SEPARATOR.split(tags.get(b"h", b"sha256")):
+        return None
+    if tags.get(b"v", b"DKIM1") != b"DKIM1" or tags.get(b"k", b"rsa") != b"rsa" or not tags.get(b"p"):
+        return None
+    try:
+        numbers = parse_public_key(base64.b64decode(tags[b"p"]))
+        key = openssl_public_key(numbers["modulus"], numbers["publicExponent"])
+    except (UnparsableKeyError, binascii.Error, ValueError, TypeError):
+        return None
+    return key if key.key_size >= MIN_KEY_BITS else None
+
+
+def _signed_headers(pairs: list[tuple[bytes, bytes]], h: bytes, signature: tuple[bytes, bytes], relaxed: bool) -> bytes:
+    """What the header hash covers (RFC 6376 §3.7, §5.4.2), as dkimpy's hash_headers makes it: the h=
+    fields, each name's instances taken from the bottom up, an extra From (dkimpy's guard against a
+    second From), then the signature itself with b= emptied and no trailing CRLF."""
+    names = [name.lower() for name in _H_SEPARATOR.split(h)]
+    if b"from" in names:
+        names.append(b"from")
+    below: dict[bytes, int] = {}
+    parts = []
+    for wanted in names:
+        index = below.get(wanted, len(pairs))
+        while index > 0:
+            index -= 1
+            name, value = pairs[index]
+            if name.lower() == wanted:
+                parts.append(_canonical_header(name, value, relaxed))
+                break
+        below[wanted] = index
+    name, value = signature
+    parts.append(_canonical_header(name, dkim.RE_BTAG.sub(b"\\1", value), relaxed).rstrip())
+    return b"".join(parts)
+
+
+def _canonical_header(name: bytes, value: bytes, relaxed: bool) -> bytes:
+    if not relaxed:
+        return name + b":" + value
+    value = value.replace(b"\r\n", b"")
+    if b"\t" in value or b"  " in value:
+        value = _WSP_RUN.sub(b" ", value)
+    return name.lower() + b":" + value.strip() + b"\r\n"
+
+
+def _relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 §3.4.4: no WSP at line ends, runs of WSP as one space, no empty lines at the end."""
+    if b" \r\n" in body or b"\t\r\n" in body:
+        body = _TRAILING_WSP.sub(b"\r\n", body)
+    if b"\t" in body or b"  " in body:
+        body = _WSP_RUN.sub(b" ", body)
+    body = _strip_trailing_lines(body)
+    return b"" if body == b"\r\n" else body
+
+
+def _strip_trailing_lines(body: bytes) -> bytes:
+    """RFC 6376 §3.4.3: the body ends with exactly one CRLF (an empty body becomes one CRLF)."""
+    end = len(body)
+    while body.endswith(b"\r\n", 0, end):
+        end -= 2
+    return body[:end] + b"\r\n"
