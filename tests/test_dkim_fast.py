@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitaku import resolver
-from jitaku.mail import authcheck
+from jitaku.mail import authcheck, dkim_verify
 from tests.peers import Zone
 
 SIGNER = Path(__file__).parent / "integration" / "dkim_sign.pl"
@@ -335,3 +335,15 @@ def test_random_whitespace_gets_the_same_verdict(
         else dkimpy(keys, spaced(MESSAGE), canonicalize, include=include)
     )
     assert ours(message) == reference(message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"b", b"=", b";", b" ", b"\t", b"\r\n", b"\n", b"\r", b"A", b"+", b"/", b"h", b"x"]),
+        max_size=30,
+    )
+)
+def test_the_b_value_is_emptied_as_dkimpy_empties_it(parts: list[bytes]) -> None:
+    value = b"".join(parts)
+    assert dkim_verify._B_VALUE.sub(rb"\1", value) == dkim.RE_BTAG.sub(rb"\1", value)

@@ -68,9 +68,8 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
 def _results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str, signed: bool, sealed: bool) -> str:
     """authheaders.authenticate_message's header, with DKIM and DMARC read from the fields split once
     (dkim_verify, dmarc) whenever they decide as authheaders would; authheaders itself otherwise."""
-    fields, body = headers.split_fields(message)
-    pairs = dkim_verify.parse(fields, body)
-    if pairs is None:
+    parsed = dkim_verify.parse(message)
+    if parsed is None:
         return str(
             authheaders.authenticate_message(
                 # SPF and DMARC read only the header; dkimpy splits the whole message into lines, twice
@@ -86,6 +85,7 @@ def _results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: st
                 helo=helo,
             )
         )
+    pairs, body = parsed
     spf = authheaders.check_spf(ip, mail_from, helo)
     results = [spf]
     dkim = None

@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-import dkim
 import dns.exception
 import dns.rdatatype
 import dns.resolver
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from dkim.crypto import UnparsableKeyError, parse_public_key
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from jitaku.mail import headers
 from jitaku.mail.dkim import openssl_public_key
 
 # A field name as dkimpy's parser reads it: printable ASCII up to the first colon, nothing before it.
@@ -43,6 +43,9 @@ _TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 # Only the runs canonicalization changes: two or more WSP, or a lone tab (a lone space stays a space).
 _WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
 _WSP = re.compile(rb"\s+")
+# dkimpy's RE_BTAG (the b= value, emptied for the header hash) without its nested optional groups, which
+# backtrack at every character of the signature: its FWS, `((\s*\r?\n)?\s+)?`, matches what `\s*` does.
+_B_VALUE = re.compile(rb"([;\s]b\s*=)(?:[\sA-Za-z0-9+/=]*[A-Za-z0-9+/=])?(?:\r?\n\Z)?")
 _H_SEPARATOR = re.compile(rb"\s*:\s*")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _DIGITS = re.compile(rb"\d{1,12}")
@@ -70,24 +73,25 @@ class Verdict:
     identity: str
 
 
-def parse(fields: list[bytes], body: bytes) -> list[tuple[bytes, bytes]] | None:
-    """The (name, value) pairs dkimpy's rfc822_parse makes of a message split by headers.split_fields
-    (the value with its folding and CRLF), or None when dkimpy would read the message differently."""
+def parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+    """The (name, value) pairs dkimpy's rfc822_parse makes of MESSAGE's header (each value with its
+    folding and CRLF) and the body from the blank line on, or None when dkimpy would read the message
+    differently (bare LF, a line that is no field, no blank line)."""
+    fields, body = headers.split_fields(message)
+    if not fields or not body.startswith(b"\r\n") or message.count(b"\n") != message.count(b"\r\n"):
+        return None
     pairs = []
     for field in fields:
         match = _NAME.match(field)
-        if match is None or field.count(b"\n") != field.count(b"\r\n"):
+        if match is None:
             return None
         end = match.end()
         pairs.append((field[: end - 1], field[end:]))
-    if not pairs or not body.startswith(b"\r\n") or body.count(b"\n") != body.count(b"\r\n"):
-        return None
-    return pairs
+    return pairs, body
 
 
 def verify(pairs: list[tuple[bytes, bytes]], body: bytes) -> Verdict | None:
-    """The topmost DKIM-Signature's verdict, or None to ask dkimpy. PAIRS come from `parse`; BODY is
-    headers.split_fields' body, from the blank line on."""
+    """The topmost DKIM-Signature's verdict, or None to ask dkimpy. PAIRS and BODY come from `parse`."""
     signature = next(((name, value) for name, value in pairs if name.lower() == b"dkim-signature"), None)
     if signature is None:
         return None
@@ -209,7 +213,7 @@ def _signed_headers(pairs: list[tuple[bytes, bytes]], h: bytes, signature: tuple
                 break
         below[wanted] = index
     name, value = signature
-    parts.append(_canonical_header(name, dkim.RE_BTAG.sub(b"\\1", value), relaxed).rstrip())
+    parts.append(_canonical_header(name, _B_VALUE.sub(b"\\1", value), relaxed).rstrip())
     return b"".join(parts)
 
 
