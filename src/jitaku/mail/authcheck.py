@@ -13,7 +13,7 @@ from authres import AuthenticationResultsHeader, DKIMAuthenticationResult
 from jitaku import log, resolver
 from jitaku.domains import organizational_domain
 from jitaku.mail import dkim as _openssl_rsa  # noqa: F401  (dkimpy verifies with OpenSSL's RSA once imported)
-from jitaku.mail import dkim_verify, dmarc, headers
+from jitaku.mail import dkim_verify, dmarc, headers, spf_check
 
 # authheaders re-reads and re-parses the whole Public Suffix List for every
 # DMARC lookup and alignment check (~50 ms each); give it ours, parsed once.
@@ -86,7 +86,7 @@ def _results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: st
             )
         )
     pairs, body = parsed
-    spf = authheaders.check_spf(ip, mail_from, helo)
+    spf = spf_check.check(ip, mail_from, helo)
     results = [spf]
     dkim = None
     if signed:

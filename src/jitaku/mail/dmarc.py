@@ -5,16 +5,74 @@ MX); this reads it from the fields jitaku has split once, then lets authheaders 
 _dmarc lookups through the cached resolver, the organizational domains through our parsed PSL,
 alignment), so the result is the one authheaders would write. Mail with other than one From address
 (RFC 7489 §6.6.1) is left to check_dmarc itself.
+
+What repeats from message to message is remembered: a From value's addresses, an address's domain, and
+a _dmarc record's tags for as long as the resolver's cache hands back the same answer (importing this
+module gives authheaders that lookup).
 """
 
 from __future__ import annotations
 
 from email.utils import getaddresses
+from functools import lru_cache
+from typing import Any
 
 import authheaders
 import authheaders.dmarc_lookup
 from authres import DKIMAuthenticationResult, SPFAuthenticationResult
 from authres.dmarc import DMARCAuthenticationResult
+
+_RECORDS_KEPT = 1024
+# "_dmarc.<domain>" -> the resolver's answer and the tags authheaders read from it
+_records: dict[str, tuple[Any, dict[str, str]]] = {}
+_dns_query = authheaders.dmarc_lookup.dns_query
+_lookup_receiver_record = authheaders.dmarc_lookup.lookup_receiver_record
+
+
+def _receiver_record(host: str, dnsfunc: Any = _dns_query) -> dict[str, str]:
+    """authheaders' lookup_receiver_record, reading each answer's tags once: the same answer object (the
+    resolver's cached one, until its TTL runs out) gives the same tags."""
+    if dnsfunc is not _dns_query:
+        return dict(_lookup_receiver_record(host, dnsfunc))
+    name = f"_dmarc.{host}"
+    answer = _dns_query(name)
+    if not answer:
+        return {}
+    known = _records.get(name)
+    if known is None or known[0] is not answer:
+        if len(_records) >= _RECORDS_KEPT:
+            _records.clear()
+        known = _records[name] = (answer, _tags(answer))
+    return dict(known[1])
+
+
+def _tags(answer: Any) -> dict[str, str]:
+    """authheaders' reading of a _dmarc answer (RFC 7489 §6.6.3: exactly one record starting v=DMARC1)."""
+    tags: dict[str, str] = {}
+    for result in answer:
+        text = str(result)
+        if text[:9] == '"v=DMARC1':
+            if tags:
+                return {}
+            tags = authheaders.dmarc_lookup.answer_to_dict(text)
+    return tags
+
+
+authheaders.dmarc_lookup.lookup_receiver_record = _receiver_record
+
+
+@lru_cache(maxsize=1024)
+def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(address for _name, address in getaddresses(values))
+
+
+@lru_cache(maxsize=1024)
+def _domain_part(address: str) -> str | None:
+    try:
+        domain: str = authheaders.get_domain_part(address)
+    except IndexError:
+        return None
+    return domain
 
 
 def check(
@@ -24,16 +82,15 @@ def check(
 ) -> DMARCAuthenticationResult | None:
     """The verdict for the From field among PAIRS (name, raw value) given the SPF and DKIM results, or
     None when there is not exactly one From address (authheaders' own check_dmarc decides then)."""
-    values = (
+    values = tuple(
         value.replace(b"\r\n", b"").decode(errors="ignore").strip() for name, value in pairs if name.lower() == b"from"
     )
-    addresses = [address for _name, address in getaddresses(values)]
+    addresses = _addresses(values)
     if len(addresses) != 1:
         return None
     (address,) = addresses
-    try:
-        domain: str = authheaders.get_domain_part(address)
-    except IndexError:
+    domain = _domain_part(address)
+    if domain is None:
         return DMARCAuthenticationResult(
             result="permerror",
             result_comment=f"Unable to extract From domain: {address}",
