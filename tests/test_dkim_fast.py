@@ -72,6 +72,7 @@ class Keys:
         ed = self.ed.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return {
             "s1": b"v=DKIM1; k=rsa; p=" + p,
+            "s_1": b"v=DKIM1; k=rsa; p=" + p,
             "testing": b"v=DKIM1; k=rsa; t=y; h=sha1:sha256; p=" + p,
             "strict": b"v=DKIM1; k=rsa; t=s; p=" + p,
             "sha1only": b"v=DKIM1; k=rsa; h=sha1; p=" + p,
@@ -179,6 +180,7 @@ def corpus(keys: Keys) -> dict[str, bytes]:
         "dkimpy l=": dkimpy(keys, MESSAGE, length=True),
         "dkimpy l= with more body": dkimpy(keys, MESSAGE, length=True) + b"appended by a list\r\n",
         "dkimpy i=": dkimpy(keys, MESSAGE, identity=b"carol@mail.remote.test"),
+        "selector with an underscore": dkimpy(keys, MESSAGE, selector=b"s_1"),
         "repeated and over-signed headers": tagged,
         "repeated header removed": tagged.replace(b"X-Tag: first\r\n", b""),
         "header added above an over-signed one": tagged.replace(b"From: Carol", b"X-Tag: third\r\nFrom: Carol"),
@@ -269,6 +271,7 @@ def without_dkimpy(monkeypatch: pytest.MonkeyPatch) -> None:
         "perl simple/simple",
         "dkimpy relaxed/simple",
         "dkimpy i=",
+        "selector with an underscore",
         "repeated and over-signed headers",
         "second From added",
         "body tampered",

@@ -50,6 +50,7 @@ _H_SEPARATOR = re.compile(rb"\s*:\s*")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _DIGITS = re.compile(rb"\d{1,12}")
 _DOMAIN = re.compile(rb"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+_SELECTOR = re.compile(rb"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 _CANONICALIZATIONS = {
     b"simple": (False, False),
     b"simple/simple": (False, False),
@@ -130,7 +131,7 @@ def _tags(value: bytes) -> dict[bytes, bytes] | None:
     tags[b"bh"] = bh = tags[b"bh"].translate(None, _WHITESPACE)
     if not (_BASE64.fullmatch(b) and _BASE64.fullmatch(bh) and len(b) % 4 == 0 and len(bh) % 4 == 0):
         return None
-    if not (_DOMAIN.fullmatch(tags[b"d"]) and _DOMAIN.fullmatch(tags[b"s"])):
+    if not (_DOMAIN.fullmatch(tags[b"d"]) and _SELECTOR.fullmatch(tags[b"s"])):
         return None
     identity = tags.get(b"i")
     if identity is not None:
