@@ -235,7 +235,7 @@ def cases(keys: Keys) -> dict[str, bytes]:
 def test_the_fast_path_writes_what_authheaders_writes(zone: Zone, cases: dict[str, bytes]) -> None:
     differ = {}
     for name, message in cases.items():
-        for mail_from in ("carol@remote.test", "carol@other.test"):
+        for mail_from in ("carol@remote.test", "carol@other.test", ""):
             expected, got = reference(message, mail_from), ours(message, mail_from)
             if got != expected:
                 differ[f"{name} (from {mail_from})"] = (expected, got)

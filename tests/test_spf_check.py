@@ -79,8 +79,8 @@ CASES = [
 @pytest.mark.parametrize(("ip", "mail_from"), CASES)
 def test_the_verdict_is_pyspfs_the_first_time_and_after(zone: Zone, ip: str, mail_from: str) -> None:
     expected = str(authheaders.check_spf(ip, mail_from, "mx.remote.test"))
-    assert str(spf_check.check(ip, mail_from, "mx.remote.test")) == expected
-    assert str(spf_check.check(ip, mail_from, "mx.remote.test")) == expected
+    assert spf_check.check(ip, mail_from, "mx.remote.test").clause() == expected
+    assert spf_check.check(ip, mail_from, "mx.remote.test").clause() == expected
 
 
 def test_a_sender_writing_again_is_not_evaluated_again(zone: Zone, pyspf_runs: list[str]) -> None:
@@ -108,9 +108,9 @@ def test_a_record_that_reads_the_clock_is_evaluated_every_time(zone: Zone, pyspf
 
 def test_a_changed_dmarc_record_counts_once_its_old_answer_expires(zone: Zone, clock: Clock) -> None:
     pairs = [(b"From", b" Carol <carol@remote.test>\r\n")]
-    assert dmarc_check(pairs, None, None).policy == "reject"
+    assert "policy.dmarc=reject" in str(dmarc_check(pairs, None, None))
     zone.records = [record for record in zone.records if str(record.rname) != "_dmarc.remote.test."]
     zone.add('_dmarc.remote.test. 60 IN TXT "v=DMARC1; p=none"')
-    assert dmarc_check(pairs, None, None).policy == "reject"
+    assert "policy.dmarc=reject" in str(dmarc_check(pairs, None, None))
     clock.ahead = 61
-    assert dmarc_check(pairs, None, None).policy == "none"
+    assert "policy.dmarc=none" in str(dmarc_check(pairs, None, None))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from typing import Any
 
 import authheaders
 import authheaders.dmarc_lookup
-from authres import AuthenticationResultsHeader, DKIMAuthenticationResult
 
 from jitaku import log, resolver
 from jitaku.domains import organizational_domain
 from jitaku.mail import dkim as _openssl_rsa  # noqa: F401  (dkimpy verifies with OpenSSL's RSA once imported)
-from jitaku.mail import dkim_verify, dmarc, headers, spf_check
+from jitaku.mail import dkim_verify, dmarc, headers, results_header, spf_check
 
 # authheaders re-reads and re-parses the whole Public Suffix List for every
 # DMARC lookup and alignment check (~50 ms each); give it ours, parsed once.
@@ -87,20 +87,23 @@ def _results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: st
         )
     pairs, body = parsed
     spf = spf_check.check(ip, mail_from, helo)
-    results = [spf]
-    dkim = None
+    dkim: Any = None
     if signed:
         verdict = dkim_verify.verify(pairs, body)
         dkim = (
             authheaders.check_dkim(message)
             if verdict is None
-            else DKIMAuthenticationResult(result=verdict.result, header_d=verdict.domain, header_i=verdict.identity)
+            else results_header.Dkim(verdict.result, verdict.domain, verdict.identity)
         )
-        results.append(dkim)
-    if sealed:
-        results.append(authheaders.check_arc(message))
-    results.append(dmarc.check(pairs, spf, dkim) or authheaders.check_dmarc(message, spf, dkim))
-    return str(AuthenticationResultsHeader(authserv_id=authserv_id, results=results))
+    arc = str(authheaders.check_arc(message)) if sealed else None
+    dmarc_clause = dmarc.check(pairs, spf, dkim) or str(authheaders.check_dmarc(message, spf, dkim))
+    clauses = [spf.clause()]
+    if dkim is not None:
+        clauses.append(dkim.clause() if isinstance(dkim, results_header.Dkim) else str(dkim))
+    if arc is not None:
+        clauses.append(arc)
+    clauses.append(dmarc_clause)
+    return results_header.header(authserv_id, tuple(clauses))
 
 
 _FAILED = re.compile(rb"\b(spf|dmarc)=(fail|softfail)\b", re.IGNORECASE)

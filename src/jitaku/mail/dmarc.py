@@ -19,8 +19,9 @@ from typing import Any
 
 import authheaders
 import authheaders.dmarc_lookup
-from authres import DKIMAuthenticationResult, SPFAuthenticationResult
 from authres.dmarc import DMARCAuthenticationResult
+
+from jitaku.mail import results_header
 
 _RECORDS_KEPT = 1024
 # "_dmarc.<domain>" -> the resolver's answer and the tags authheaders read from it
@@ -75,13 +76,10 @@ def _domain_part(address: str) -> str | None:
     return domain
 
 
-def check(
-    pairs: list[tuple[bytes, bytes]],
-    spf: SPFAuthenticationResult | None,
-    dkim: DKIMAuthenticationResult | None,
-) -> DMARCAuthenticationResult | None:
-    """The verdict for the From field among PAIRS (name, raw value) given the SPF and DKIM results, or
-    None when there is not exactly one From address (authheaders' own check_dmarc decides then)."""
+def check(pairs: list[tuple[bytes, bytes]], spf: Any, dkim: Any) -> str | None:
+    """The clause for the From field among PAIRS (name, raw value) given the SPF and DKIM results (authres'
+    objects or results_header's), or None when there is not exactly one From address (authheaders' own
+    check_dmarc decides then)."""
     values = tuple(
         value.replace(b"\r\n", b"").decode(errors="ignore").strip() for name, value in pairs if name.lower() == b"from"
     )
@@ -91,16 +89,13 @@ def check(
     (address,) = addresses
     domain = _domain_part(address)
     if domain is None:
-        return DMARCAuthenticationResult(
-            result="permerror",
-            result_comment=f"Unable to extract From domain: {address}",
-            header_from="none",
-            policy="none",
-        )
+        return results_header.dmarc("permerror", f"Unable to extract From domain: {address}", "none", "none")
     try:
         result, comment, domain, policy = authheaders.dmarc_per_from(domain, spf_result=spf, dkim_result=dkim)
     except authheaders.dmarc_lookup.DMARCException as error:
-        return DMARCAuthenticationResult(result="permerror", result_comment=error, header_from=domain, policy="none")
+        return str(
+            DMARCAuthenticationResult(result="permerror", result_comment=error, header_from=domain, policy="none")
+        )
     if result == "none":
-        return DMARCAuthenticationResult(result=result, header_from=domain)
-    return DMARCAuthenticationResult(result=result, result_comment=comment, header_from=domain, policy=policy)
+        return results_header.dmarc(result, None, domain, None)
+    return results_header.dmarc(result, comment, domain, policy)

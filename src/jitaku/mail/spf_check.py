@@ -24,6 +24,8 @@ import dns.resolver
 import spf
 from authres import SPFAuthenticationResult
 
+from jitaku.mail.results_header import Spf
+
 _KEPT = 4096
 # Results whose reaching depended on nothing but the inputs and the answers.
 _KEEPABLE = frozenset({"pass", "fail", "softfail", "neutral", "none", "permerror"})
@@ -35,7 +37,7 @@ _local = threading.local()
 _verdicts: dict[tuple[str, str, str], tuple[tuple[str, str], tuple[_Asked, ...]]] = {}
 
 
-def check(ip: str, mail_from: str, helo: str) -> SPFAuthenticationResult:
+def check(ip: str, mail_from: str, helo: str) -> Spf:
     """authheaders' check_spf: pyspf's check2, or its verdict for the same inputs and the same answers."""
     key = (ip, mail_from, helo)
     known = _verdicts.get(key)
@@ -52,7 +54,9 @@ def check(ip: str, mail_from: str, helo: str) -> SPFAuthenticationResult:
             if len(_verdicts) >= _KEPT:
                 _verdicts.clear()
             _verdicts[key] = ((result, reason), tuple(asked))
-    return SPFAuthenticationResult(result=result, reason=reason, smtp_mailfrom=mail_from, smtp_helo=helo)
+    if result is None:  # authheaders' own failure for a check pyspf could not make
+        SPFAuthenticationResult(result=None, reason=None, smtp_mailfrom=mail_from, smtp_helo=helo)
+    return Spf(result, reason, mail_from, helo)
 
 
 def _answer(name: str, qtype: str, timeout: float) -> tuple[Any, Any]:
