@@ -67,13 +67,25 @@ def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(address for _name, address in getaddresses(values))
 
 
+_get_domain_part = authheaders.get_domain_part
+
+
 @lru_cache(maxsize=1024)
+def _domain_part_of(address: str) -> str:
+    """authheaders' get_domain_part, which compiles its regex and encodes the address on every call (for
+    the From address and again for the envelope sender)."""
+    domain: str = _get_domain_part(address)
+    return domain
+
+
+authheaders.get_domain_part = _domain_part_of
+
+
 def _domain_part(address: str) -> str | None:
     try:
-        domain: str = authheaders.get_domain_part(address)
+        return _domain_part_of(address)
     except IndexError:
         return None
-    return domain
 
 
 def check(pairs: list[tuple[bytes, bytes]], spf: Any, dkim: Any) -> str | None:
