@@ -2,9 +2,10 @@
 
 Why hand-written: dkimpy re-splits the whole message into lines, canonicalizes every header and runs a
 regex substitution per run of whitespace in the body; on the MX that was 40% of the CPU a signed 4 KiB
-message cost (1.98 ms of jitaku serve's CPU per message, bench/smtp_accept --mail signed). Here the
-header fields jitaku has already split are read once, only the signed ones are canonicalized, and the
-body's whitespace is rewritten only where canonicalization changes it.
+message cost. Here the message is split once, only the signed fields are canonicalized, and the body's
+whitespace is rewritten only where canonicalization changes it: ~0.1 ms a signature, RSA included,
+against ~0.8 ms in dkimpy. With mail/dmarc.py and mail/spf_check.py, jitaku serve went from 1.98 to
+0.9-1.0 ms of CPU per signed message (bench/smtp_accept --mail signed --workers 1, a loaded machine).
 
 What it decides is always what dkimpy would decide, because it decides only what it has to: an
 rsa-sha256 signature with simple or relaxed canonicalization, a clean tag list, an RSA key of 1,024

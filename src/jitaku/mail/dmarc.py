@@ -23,7 +23,7 @@ from authres.dmarc import DMARCAuthenticationResult
 
 from jitaku.mail import results_header
 
-_RECORDS_KEPT = 1024
+_RECORDS_KEPT = 256  # each holds its answer (a few KiB)
 # "_dmarc.<domain>" -> the resolver's answer and the tags authheaders read from it
 _records: dict[str, tuple[Any, dict[str, str]]] = {}
 _dns_query = authheaders.dmarc_lookup.dns_query

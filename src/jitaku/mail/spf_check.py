@@ -26,7 +26,7 @@ from authres import SPFAuthenticationResult
 
 from jitaku.mail.results_header import Spf
 
-_KEPT = 4096
+_KEPT = 512  # each holds the answers it was drawn from (a few KiB): bounded well inside the 80 MB budget
 # Results whose reaching depended on nothing but the inputs and the answers.
 _KEEPABLE = frozenset({"pass", "fail", "softfail", "neutral", "none", "permerror"})
 
