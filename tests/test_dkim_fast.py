@@ -18,6 +18,7 @@ import dns.resolver
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from dkim.canonicalization import Relaxed, Simple
 from dkim.util import InvalidTagValueList, parse_tag_value
 from dnslib import QTYPE, RR, TXT
 from hypothesis import HealthCheck, given, settings
@@ -375,3 +376,11 @@ def test_a_message_damaged_anywhere_gets_the_same_verdict(
         at = position % (len(message) + 1)
         message = message[:at] + noise + message[at:]
     assert ours(message) == reference(message)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b" ", b"\t", b"\r\n", b"\r", b"\n", b"a", b"  ", b"\x0b"]), max_size=40))
+def test_a_body_is_canonicalized_as_dkimpy_canonicalizes_it(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    assert dkim_verify._relaxed_body(body) == Relaxed.canonicalize_body(body)
+    assert dkim_verify._strip_trailing_lines(body) == Simple.canonicalize_body(body)

@@ -39,7 +39,6 @@ from jitaku.mail.dkim import openssl_public_key
 
 # A field name as dkimpy's parser reads it: printable ASCII up to the first colon, nothing before it.
 _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
-_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")
 # Only the runs canonicalization changes: two or more WSP, or a lone tab (a lone space stays a space).
 _WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # what \s matches in a bytes pattern
@@ -253,12 +252,14 @@ def _canonical_header(name: bytes, value: bytes, relaxed: bool) -> bytes:
 
 
 def _relaxed_body(body: bytes) -> bytes:
-    """RFC 6376 §3.4.4: no WSP at line ends, runs of WSP as one space, no empty lines at the end."""
-    if b" \r\n" in body or b"\t\r\n" in body:
-        body = _TRAILING_WSP.sub(b"\r\n", body)
-    if b"\t" in body or b"  " in body:
-        body = _WSP_RUN.sub(b" ", body)
-    body = _strip_trailing_lines(body)
+    """RFC 6376 §3.4.4: no WSP at line ends, runs of WSP as one space, no empty lines at the end.
+
+    With bytes.replace rather than dkimpy's regex substitutions, which cost a match object per run: the
+    tabs become spaces, runs of spaces halve until none is left, and the one left before a CRLF goes."""
+    body = body.replace(b"\t", b" ")
+    while b"  " in body:
+        body = body.replace(b"  ", b" ")
+    body = _strip_trailing_lines(body.replace(b" \r\n", b"\r\n"))
     return b"" if body == b"\r\n" else body
 
 
