@@ -10,21 +10,22 @@ against ~0.8 ms in dkimpy. With mail/dmarc.py and mail/spf_check.py, jitaku serv
 What it decides is always what dkimpy would decide, because it decides only what it has to: an
 rsa-sha256 signature with simple or relaxed canonicalization, a clean tag list, an RSA key of 1,024
 bits or more that dkimpy's own parser reads, a message dkimpy's parser would split the same way.
-Anything else (another algorithm, l=, z=, t=/x= out of range, a key restricted by h=, t=s or s=, a
-missing or revoked key, Ed25519, bare LF, mbox "From " lines, ...) returns None and the caller asks
-dkimpy. As dkimpy does, only the topmost DKIM-Signature is verified. tests/test_dkim_fast.py checks
-that both give the same Authentication-Results over a corpus signed by Mail::DKIM and dkimpy.
+A missing, revoked or broken key record is dkimpy's "fail" too. Anything else (another algorithm, l=,
+z=, t=/x= out of range, a key restricted by h=, t=s or s=, Ed25519, bare LF, mbox "From " lines, ...)
+returns None and the caller asks dkimpy. As dkimpy does, only the topmost DKIM-Signature is verified.
+tests/test_dkim_fast.py checks that both give the same Authentication-Results over a corpus signed by
+Mail::DKIM and dkimpy, and over random damage.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final, Literal
 
 import dns.exception
 import dns.rdatatype
@@ -32,7 +33,7 @@ import dns.resolver
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
-from dkim.crypto import UnparsableKeyError, parse_public_key
+from dkim.crypto import parse_public_key
 
 from jitaku.mail import headers
 from jitaku.mail.dkim import openssl_public_key
@@ -63,6 +64,7 @@ _CANONICALIZATIONS = {
 _SIGNATURE_TAGS = frozenset({b"v", b"a", b"b", b"bh", b"c", b"d", b"h", b"i", b"q", b"s", b"t", b"x"})
 _SLOP = 36000  # dkimpy's leeway for signers' clocks (its validate_signature_fields)
 MIN_KEY_BITS = 1024  # dkimpy's minkey
+UNUSABLE: Final = "unusable"
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,10 @@ def verify(pairs: list[tuple[bytes, bytes]], body: bytes) -> Verdict | None:
     key = _key(tags[b"s"], tags[b"d"])
     if key is None:
         return None
-    relaxed_headers, relaxed_body = _CANONICALIZATIONS[tags.get(b"c", b"simple/simple")]
     verdict = Verdict("fail", tags[b"d"].decode(), tags.get(b"i", b"").decode())
+    if key == UNUSABLE:
+        return verdict
+    relaxed_headers, relaxed_body = _CANONICALIZATIONS[tags.get(b"c", b"simple/simple")]
     canonical = _relaxed_body(body[2:]) if relaxed_body else _strip_trailing_lines(body[2:])
     if hashlib.sha256(canonical).digest() != base64.b64decode(tags[b"bh"]):
         return verdict
@@ -169,9 +173,10 @@ def _tag_list(value: bytes) -> dict[bytes, bytes] | None:
     return tags
 
 
-def _key(selector: bytes, domain: bytes) -> rsa.RSAPublicKey | None:
-    """The signer's RSA key as dkimpy's lookup finds it (the same query, so the same cache entry), or
-    None for anything but one plain RSA key record."""
+def _key(selector: bytes, domain: bytes) -> rsa.RSAPublicKey | Literal["unusable"] | None:
+    """The signer's RSA key as dkimpy's lookup finds it (the same query, so the same cache entry);
+    "unusable" where dkimpy would find no key it can use (no record, a revoked or broken one: its verdict
+    is then "fail"), None for anything else but one plain RSA key record (dkimpy decides)."""
     try:
         answer = dns.resolver.resolve(
             f"{selector.decode()}._domainkey.{domain.decode()}.",
@@ -180,32 +185,38 @@ def _key(selector: bytes, domain: bytes) -> rsa.RSAPublicKey | None:
             lifetime=5,
             search=True,
         )
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers, dns.exception.Timeout):
+        return UNUSABLE  # dkimpy's get_txt: no key, or DnsTimeoutError; either way verify() is False
     except dns.exception.DNSException:
         return None
     records = [rrset for rrset in answer.response.answer if rrset.rdtype == dns.rdatatype.TXT]
-    if not records or len(records[0]) != 1:
+    if not records:
+        return UNUSABLE
+    if len(records[0]) != 1:
         return None
     return _rsa_key(b"".join(next(iter(records[0])).strings))
 
 
 @lru_cache(maxsize=256)
-def _rsa_key(record: bytes) -> rsa.RSAPublicKey | None:
-    """A key record's RSA key when it restricts nothing dkimpy ignores (RFC 6376 §3.6.1: h=, s=, t=s)."""
+def _rsa_key(record: bytes) -> rsa.RSAPublicKey | Literal["unusable"] | None:
+    """A key record's RSA key when it restricts nothing dkimpy ignores (RFC 6376 §3.6.1: h=, s=, t=s), or
+    what `_key` says for the rest, following dkimpy's evaluate_pk step by step."""
     tags = _tag_list(record)
-    if tags is None:
+    if tags is None or tags.get(b"v", b"DKIM1") != b"DKIM1":
+        return UNUSABLE
+    if tags.get(b"k", b"rsa") != b"rsa" or not tags.keys() <= {b"v", b"k", b"p", b"n", b"t", b"h"}:
         return None
-    if not tags.keys() <= {b"v", b"k", b"p", b"n", b"t", b"h"} or tags.get(b"t", b"y") != b"y":
-        return None
-    if b"sha256" not in _H_SEPARATOR.split(tags.get(b"h", b"sha256")):
-        return None
-    if tags.get(b"v", b"DKIM1") != b"DKIM1" or tags.get(b"k", b"rsa") != b"rsa" or not tags.get(b"p"):
+    try:  # any failure here is dkimpy's KeyFormatError (or an exception check_dkim calls "fail")
+        numbers = parse_public_key(base64.b64decode(tags[b"p"]))
+    except Exception:
+        return UNUSABLE
+    if tags.get(b"t", b"y") != b"y" or b"sha256" not in _H_SEPARATOR.split(tags.get(b"h", b"sha256")):
         return None
     try:
-        numbers = parse_public_key(base64.b64decode(tags[b"p"]))
         key = openssl_public_key(numbers["modulus"], numbers["publicExponent"])
-    except (UnparsableKeyError, binascii.Error, ValueError, TypeError):
+    except ValueError:  # dkimpy would try its own arithmetic
         return None
-    return key if key.key_size >= MIN_KEY_BITS else None
+    return key if key.key_size >= MIN_KEY_BITS else UNUSABLE  # dkimpy's minkey: never a pass
 
 
 def _signed_headers(pairs: list[tuple[bytes, bytes]], h: bytes, signature: tuple[bytes, bytes], relaxed: bool) -> bytes:
