@@ -66,8 +66,9 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
 
 
 def _results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str, signed: bool, sealed: bool) -> str:
-    """authheaders.authenticate_message's header, with DKIM and DMARC read from the fields split once
-    (dkim_verify, dmarc) whenever they decide as authheaders would; authheaders itself otherwise."""
+    """authheaders.authenticate_message's header: DKIM and DMARC read from the fields split once
+    (dkim_verify, dmarc) and SPF verdicts reused (spf_check) whenever they decide as authheaders would,
+    authheaders and dkimpy deciding the rest."""
     parsed = dkim_verify.parse(message)
     if parsed is None:
         return str(
