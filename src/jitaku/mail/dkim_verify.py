@@ -24,7 +24,6 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final, Literal
 
 import dns.exception
@@ -37,6 +36,7 @@ from dkim.crypto import parse_public_key
 
 from jitaku.mail import headers
 from jitaku.mail.dkim import openssl_public_key
+from jitaku.memo import small_inputs_cache
 
 # A field name as dkimpy's parser reads it: printable ASCII up to the first colon, nothing before it.
 _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
@@ -197,7 +197,7 @@ def _key(selector: bytes, domain: bytes) -> rsa.RSAPublicKey | Literal["unusable
     return _rsa_key(b"".join(next(iter(records[0])).strings))
 
 
-@lru_cache(maxsize=256)
+@small_inputs_cache(maxsize=256, max_chars=2048)  # an RSA-4096 record is ~750 bytes
 def _rsa_key(record: bytes) -> rsa.RSAPublicKey | Literal["unusable"] | None:
     """A key record's RSA key when it restricts nothing dkimpy ignores (RFC 6376 §3.6.1: h=, s=, t=s), or
     what `_key` says for the rest, following dkimpy's evaluate_pk step by step."""

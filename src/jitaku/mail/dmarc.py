@@ -14,7 +14,6 @@ module gives authheaders that lookup).
 from __future__ import annotations
 
 from email.utils import getaddresses
-from functools import lru_cache
 from typing import Any
 
 import authheaders
@@ -22,6 +21,7 @@ import authheaders.dmarc_lookup
 from authres.dmarc import DMARCAuthenticationResult
 
 from jitaku.mail import results_header
+from jitaku.memo import small_inputs_cache
 
 _RECORDS_KEPT = 256  # each holds its answer (a few KiB)
 # "_dmarc.<domain>" -> the resolver's answer and the tags authheaders read from it
@@ -62,7 +62,7 @@ def _tags(answer: Any) -> dict[str, str]:
 authheaders.dmarc_lookup.lookup_receiver_record = _receiver_record
 
 
-@lru_cache(maxsize=1024)
+@small_inputs_cache(maxsize=1024, max_chars=512)
 def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(address for _name, address in getaddresses(values))
 
@@ -70,7 +70,7 @@ def _addresses(values: tuple[str, ...]) -> tuple[str, ...]:
 _get_domain_part = authheaders.get_domain_part
 
 
-@lru_cache(maxsize=1024)
+@small_inputs_cache(maxsize=1024, max_chars=256)
 def _domain_part_of(address: str) -> str:
     """authheaders' get_domain_part, which compiles its regex and encodes the address on every call (for
     the From address and again for the envelope sender)."""

@@ -9,12 +9,14 @@ still written by authres, but once per distinct set of values; the objects DMARC
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 from authres import AuthenticationResultsHeader, DKIMAuthenticationResult, SPFAuthenticationResult
 from authres.dmarc import DMARCAuthenticationResult
 
+from jitaku.memo import small_inputs_cache
+
 _KEPT = 1024
+_MAX_CHARS = 1024  # values a stranger chose (d=, i=, a reason): longer ones are written every time
 
 
 class Spf:
@@ -54,7 +56,7 @@ class Dkim:
         return _dkim(self.result, self.header_d, self.header_i)
 
 
-@lru_cache(maxsize=_KEPT)
+@small_inputs_cache(maxsize=_KEPT, max_chars=_MAX_CHARS)
 def _spf(result: str, reason: str, mail_from: str, helo: str, rewritten: tuple[str | None] | None) -> str:
     spf = SPFAuthenticationResult(result=result, reason=reason, smtp_mailfrom=mail_from, smtp_helo=helo)
     if rewritten is not None:
@@ -62,12 +64,12 @@ def _spf(result: str, reason: str, mail_from: str, helo: str, rewritten: tuple[s
     return str(spf)
 
 
-@lru_cache(maxsize=_KEPT)
+@small_inputs_cache(maxsize=_KEPT, max_chars=_MAX_CHARS)
 def _dkim(result: str, header_d: str, header_i: str) -> str:
     return str(DKIMAuthenticationResult(result=result, header_d=header_d, header_i=header_i))
 
 
-@lru_cache(maxsize=_KEPT)
+@small_inputs_cache(maxsize=_KEPT, max_chars=_MAX_CHARS)
 def dmarc(result: str, comment: str | None, header_from: str, policy: str | None) -> str:
     """DMARC's clause: with a comment and a policy, or (result "none") neither, as authheaders writes it."""
     if comment is None and policy is None:
@@ -85,7 +87,7 @@ class _Written:
         return self._text
 
 
-@lru_cache(maxsize=_KEPT)
+@small_inputs_cache(maxsize=_KEPT, max_chars=_MAX_CHARS)
 def header(authserv_id: str, clauses: tuple[str, ...]) -> str:
     """The whole header (without CRLF) as authres joins its clauses."""
     return str(AuthenticationResultsHeader(authserv_id=authserv_id, results=[_Written(clause) for clause in clauses]))
