@@ -16,12 +16,15 @@ T = TypeVar("T")
 
 
 def small_inputs_cache(maxsize: int, max_chars: int) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """lru_cache(MAXSIZE) for calls whose str and bytes arguments (and those in tuple arguments) come to
+    at most MAX_CHARS."""
+
     def decorate(function: Callable[P, T]) -> Callable[P, T]:
         remembered = functools.lru_cache(maxsize=maxsize)(function)
 
         @functools.wraps(function)
         def call(*args: P.args, **kwargs: P.kwargs) -> T:
-            if _size(args) + _size(tuple(kwargs.values())) <= max_chars:
+            if _size(args) + (_size(tuple(kwargs.values())) if kwargs else 0) <= max_chars:
                 return remembered(*args, **kwargs)  # type: ignore[arg-type]
             return function(*args, **kwargs)
 
@@ -30,9 +33,11 @@ def small_inputs_cache(maxsize: int, max_chars: int) -> Callable[[Callable[P, T]
     return decorate
 
 
-def _size(value: object) -> int:
-    if isinstance(value, str | bytes):
-        return len(value)
-    if isinstance(value, tuple):
-        return sum(_size(item) for item in value)
-    return 0
+def _size(values: tuple[object, ...]) -> int:
+    size = 0
+    for value in values:
+        if isinstance(value, str | bytes):
+            size += len(value)
+        elif isinstance(value, tuple):
+            size += _size(value)
+    return size

@@ -226,17 +226,14 @@ def _signed_headers(pairs: list[tuple[bytes, bytes]], h: bytes, signature: tuple
     names = [name.lower() for name in _H_SEPARATOR.split(h)]
     if b"from" in names:
         names.append(b"from")
-    below: dict[bytes, int] = {}
+    instances: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    for pair in pairs:
+        instances.setdefault(pair[0].lower(), []).append(pair)
     parts = []
     for wanted in names:
-        index = below.get(wanted, len(pairs))
-        while index > 0:
-            index -= 1
-            name, value = pairs[index]
-            if name.lower() == wanted:
-                parts.append(_canonical_header(name, value, relaxed))
-                break
-        below[wanted] = index
+        remaining = instances.get(wanted)
+        if remaining:
+            parts.append(_canonical_header(*remaining.pop(), relaxed))
     name, value = signature
     parts.append(_canonical_header(name, _without_b(value), relaxed).rstrip())
     return b"".join(parts)
