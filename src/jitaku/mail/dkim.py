@@ -84,7 +84,7 @@ def _loaded_rsa_key(pem: bytes) -> rsa.RSAPrivateKey:
 
 
 @lru_cache(maxsize=256)
-def _openssl_public_key(modulus: int, public_exponent: int) -> rsa.RSAPublicKey:
+def openssl_public_key(modulus: int, public_exponent: int) -> rsa.RSAPublicKey:
     return rsa.RSAPublicNumbers(public_exponent, modulus).public_key()
 
 
@@ -96,7 +96,7 @@ def _rsa_verify(digest: Any, signature: bytes, key: dict[str, int]) -> bool:
     signed mail was dkimpy's pure-Python modular exponentiation. A key OpenSSL will not load (too small
     for it, a strange exponent) gets dkimpy's own check, so the verdict is dkimpy's either way."""
     try:
-        public = _openssl_public_key(key["modulus"], key["publicExponent"])
+        public = openssl_public_key(key["modulus"], key["publicExponent"])
     except ValueError:
         return bool(_pure_python_verify(digest, signature, key))
     algorithm = hashes.SHA256() if digest.name == "sha256" else hashes.SHA1()
