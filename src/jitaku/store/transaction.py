@@ -100,3 +100,14 @@ class Tx(Statements):
             self._large = True
             if self._core is not None:  # a pool's connection (Tx.over): the pool closes it at check-in
                 self._core.info["holds_large_value"] = True
+
+
+def statements_of(source: Connection | Statements) -> Statements:
+    """SOURCE's statements: a read's or the writer's as they are; a Core caller's connection (the CLI's, a
+    test's, a job not yet moved off Core) wrapped, in its own transaction, without importing SQLAlchemy."""
+    return source if isinstance(source, Statements) else Tx.over(source)
+
+
+def tx_of(target: Connection | Tx) -> Tx:
+    """TARGET's Tx: the writer's as it is, a Core caller's connection wrapped (statements_of)."""
+    return target if isinstance(target, Tx) else Tx.over(target)
