@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 
 from jitaku.mail import delivery
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList
 from jitaku.store import Database, Tx, accounts, lists, mailstore, queue
 from jitaku.store.accounts import AccountError
 from jitaku.store.dialect import LARGE_VALUE
+from jitaku.store.errors import StoreError
 from jitaku.store.queue import Personal
 
 NOW = 1_700_000_000.5
@@ -134,17 +134,17 @@ def test_the_writers_connection_is_dropped_after_it_bound_a_large_message(tmp_pa
     database.close()
 
 
-def test_a_failure_of_a_prepared_statement_is_the_store_error_core_raises_with_its_values_hidden(
+def test_a_failure_of_a_prepared_statement_is_the_store_error_with_its_values_hidden(
     tmp_path: Path,
 ) -> None:
-    """Callers tell a store failure (a full disk) from a bug by SQLAlchemy's error class, whichever way the
+    """Callers tell a store failure (a full disk) from a bug by the store's error class, whichever way the
     statement went; its values hold message bodies, which must not reach the log line that reports it."""
     database = _database(tmp_path / "jitaku.db")
 
     def broken(tx: Tx) -> None:
         tx.run("INSERT INTO no_such_table VALUES (?)", ["a message body"])
 
-    with pytest.raises(OperationalError) as raised:
+    with pytest.raises(StoreError) as raised:
         asyncio.run(database.transact(broken))
     assert "no such table" in str(raised.value) and "a message body" not in str(raised.value)
     database.close()

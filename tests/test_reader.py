@@ -8,9 +8,9 @@ import ctypes
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from jitaku.store import Database, accounts, mailstore
+from jitaku.store.errors import StoreError
 
 ALICE = "alice@example.test"
 MB = 1 << 20
@@ -40,12 +40,12 @@ def test_each_read_sees_what_was_committed_before_it(tmp_path: Path) -> None:
 
 
 def test_a_failed_read_is_the_stores_error_and_the_next_read_works(tmp_path: Path) -> None:
-    """IMAP answers a store's failure (SQLAlchemy's error class) with NO; anything else would be a traceback
+    """IMAP answers a store's failure (the store's error class) with NO; anything else would be a traceback
     and a dropped connection. The connection that failed is not used again."""
     database = _database(tmp_path)
 
     async def go() -> int:
-        with pytest.raises(DBAPIError):
+        with pytest.raises(StoreError):
             await database.query(lambda s: s.run("SELECT uid FROM no_such_table"))
         with pytest.raises(mailstore.NoSuchMailbox):
             await database.query(lambda s: mailstore.select(s, ALICE, "Nowhere"))

@@ -13,7 +13,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, Tx, accounts, attempts, lists, mailstore, queue
-from jitaku.store.engine import MIGRATIONS, SCHEMA_REVISION, current_revision
+from jitaku.store.revision import MIGRATIONS, SCHEMA_REVISION, stored_revision
 
 
 def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
     database = Database(f"sqlite:///{tmp_path / 'j.db'}")
-    assert database.read_now(current_revision) == SCHEMA_REVISION
+    assert database.query_now(stored_revision) == SCHEMA_REVISION
     assert database.read_now(lambda c: c.execute(text("PRAGMA journal_mode")).scalar()) == "wal"
     assert database.read_now(lambda c: c.execute(text("PRAGMA synchronous")).scalar()) == 2  # FULL
     database.close()
@@ -114,7 +114,7 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient
         connection.execute(text("INSERT INTO queue_recipients (queue_id, recipient) VALUES ('Q', 'r@y.test')"))
     engine.dispose()
     database = Database(url)  # brings it to the newest revision, as `jitaku serve` does
-    assert database.read_now(current_revision) == SCHEMA_REVISION
+    assert database.query_now(stored_revision) == SCHEMA_REVISION
     assert [(u.address, u.admin) for u in database.read_now(accounts.list_users)] == [
         ("a@x.test", True),
         ("b@x.test", False),

@@ -10,12 +10,10 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.config import LoginSettings
 from jitaku.connections import address_key
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 
 MAX_LOGIN = 320  # octets of a user name kept (RFC 5321's longest address); a longer one is cut
 WAIT_STEP = 0.1  # seconds between looks while tries being checked fill the limit
@@ -66,8 +64,8 @@ class LoginLimiter:
         """Whether USER may try from CLIENT now (a read: a locked-out flood writes nothing)."""
         client, login, now = address_key(client), login_key(user), self._clock()
         since = now - self._settings.window
-        counts = await self._database.read(
-            lambda connection: store.logins.counts(connection, client, login, since, now)
+        counts = await self._database.query(
+            lambda statements: store.logins.counts(statements, client, login, since, now), snapshot=False
         )
         return self._within(counts)
 
@@ -78,7 +76,7 @@ class LoginLimiter:
         deadline = time.monotonic() + self._max_wait
         while True:
             try:
-                started = await self._database.write(functools.partial(self._start, client, login, self._clock()))
+                started = await self._database.transact(functools.partial(self._start, client, login, self._clock()))
             except store.logins.Wait:
                 if time.monotonic() >= deadline:
                     return None
@@ -86,11 +84,11 @@ class LoginLimiter:
                 continue
             return None if started is None else Attempt(started, client, login)
 
-    def _start(self, client: str, login: str, now: float, connection: Connection) -> int | None:
+    def _start(self, client: str, login: str, now: float, tx: Tx) -> int | None:
         settings = self._settings
         since = now - settings.window
         return store.logins.start(
-            connection, client, login, now, since, settings.max_failures, settings.max_failures_per_address
+            tx, client, login, now, since, settings.max_failures, settings.max_failures_per_address
         )
 
     async def failed(self, attempt: Attempt) -> None:
@@ -98,8 +96,8 @@ class LoginLimiter:
         out."""
         now = self._clock()
         since = now - self._settings.window
-        counts = await self._database.write(
-            lambda connection: store.logins.failed(connection, attempt.id, attempt.client, attempt.login, since, now)
+        counts = await self._database.transact(
+            lambda tx: store.logins.failed(tx, attempt.id, attempt.client, attempt.login, since, now)
         )
         settings = self._settings
         if counts.client == settings.max_failures_per_address or counts.login == settings.max_failures:
@@ -108,8 +106,8 @@ class LoginLimiter:
 
     async def succeeded(self, attempt: Attempt) -> None:
         now = self._clock()
-        await self._database.write(
-            lambda connection: store.logins.succeeded(connection, attempt.id, attempt.client, attempt.login, now)
+        await self._database.transact(
+            lambda tx: store.logins.succeeded(tx, attempt.id, attempt.client, attempt.login, now)
         )
 
 

@@ -76,7 +76,7 @@ class Updater:
     ) -> State:
         password = secret(record, self._data_dir)
         key = config_key(record, password)
-        state = await self._database.read(lambda c: store.ddns.get(c, record.name, family))
+        state = await self._database.query(lambda s: store.ddns.get(s, record.name, family), snapshot=False)
         if state is None or state.config_key != key:
             state = State(record.name, family, record.provider, key)
         now = time.time()
@@ -99,7 +99,7 @@ class Updater:
                 await self._update(client, record, family, address, state, password)
             elif published is not None and not due and not state.fatal:
                 state.error = None  # the world sees us right and nothing waits: what went wrong before is past
-        await self._database.write(lambda c: store.ddns.save(c, state))
+        await self._database.transact(lambda tx: store.ddns.save(tx, state))
         return state
 
     async def _published(self, record: DdnsRecord, family: int, state: State, now: float) -> verify.Published | None:

@@ -10,8 +10,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.config import Config
 from jitaku.ddns import public_address
@@ -35,6 +33,7 @@ from jitaku.health import ddns as ddns_check
 from jitaku.health import queue as queue_check
 from jitaku.health.result import Result, State, not_watching
 from jitaku.store import Database
+from jitaku.store.statements import Statements
 
 TIMEOUT = 120.0
 
@@ -122,23 +121,23 @@ async def _traffic(context: Context) -> Result | None:
     except LookupError as missing:
         ja = f"インターフェース {settings.interface} がありません。[health.traffic] interface を直してください。"
         return Result("traffic", State.WARNING, f"{missing}; mend [health.traffic] interface.", ja=ja)
-    mail = await context.database.read(functools.partial(_mail_in_the_hour, since=now - 3600))
+    mail = await context.database.query(functools.partial(_mail_in_the_hour, since=now - 3600))
     return traffic.check(settings, received, sent, mail, now, context.previous.get("traffic"), earlier)
 
 
-def _mail_in_the_hour(connection: Connection, since: float) -> traffic.Mail:
-    return traffic.Mail(*(store.tallies.total(connection, kind, since) for kind in store.tallies.KINDS))
+def _mail_in_the_hour(statements: Statements, since: float) -> traffic.Mail:
+    return traffic.Mail(*(store.tallies.total(statements, kind, since) for kind in store.tallies.KINDS))
 
 
 async def _ddns(context: Context) -> Result | None:
-    states = await context.database.read(store.ddns.all_states)
+    states = await context.database.query(store.ddns.all_states, snapshot=False)
     return ddns_check.check(context.config.settings, states, time.time())
 
 
 async def _dns(context: Context) -> Result | None:
     if not context.config.settings.health.dns.resolvers:
         return None
-    states = await context.database.read(store.ddns.all_states)
+    states = await context.database.query(store.ddns.all_states, snapshot=False)
     ours = dns.public_addresses([(state.family, state.address) for state in states])
     if not ours:  # no DDNS updater keeps it: ask the echo services ourselves
         import httpx  # httpx (~16 MB with the CLI it loads) only in a daemon that uses it
@@ -159,7 +158,7 @@ async def _reachability(context: Context) -> Result | None:
 
 
 async def _relay(context: Context) -> Result | None:
-    states = await context.database.read(store.ddns.all_states)
+    states = await context.database.query(store.ddns.all_states, snapshot=False)
     return relay.check(context.config.settings, states)
 
 

@@ -9,12 +9,11 @@ import binascii
 import ipaddress
 from collections import Counter
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from jitaku import log
 from jitaku.passwords import Busy, Checker
 from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database, accounts
+from jitaku.store.errors import StoreError
 
 
 class Refused(Exception):
@@ -55,7 +54,7 @@ class Authenticator:
         """The user's address when PASSWORD is theirs; BadPassword or TryLater otherwise."""
         try:
             return await self._check(client, user, password, listener)
-        except SQLAlchemyError as error:  # no check without its count in the store (a full disk)
+        except StoreError as error:  # no check without its count in the store (a full disk)
             log.event("login_store_failed", client=client, listener=listener, error=repr(error))
             raise TryLater(UNAVAILABLE) from None
 

@@ -1,49 +1,63 @@
-"""The handle every part of jitaku holds: reads in worker threads, writes through the batched writer."""
+"""The handle every part of jitaku holds: reads inline or in worker threads, writes through the batched writer.
+
+Its reads and writes of prepared SQL run on DB-API connections (store/driver.py); SQLAlchemy's engine, for the
+CLI, migrations and the statements still written in Core, is made only when first asked for (store/engine.py),
+so that a daemon whose schema is current and whose work runs on prepared SQL never imports it. A Core
+statement's failure reaches the caller as the store's own error (store/errors.py), as a prepared one's does.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy.engine import Connection
-
-from jitaku.store.engine import open_engine
+from jitaku.store.driver import driver_for
+from jitaku.store.errors import as_store_error
 from jitaku.store.reader import Query, Reader
+from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 from jitaku.store.transaction import Tx
 from jitaku.store.writer import Writer
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import Connection
+
 T = TypeVar("T")
-DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
-
-
-def out_of_space(error: BaseException) -> bool:
-    """Whether ERROR, raised by a read or write, says the disk (or the database) is full: a client is told
-    so, rather than of a fault of ours."""
-    cause = getattr(error, "orig", error)
-    if isinstance(cause, sqlite3.Error):
-        return cause.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL  # the primary code under an extended one
-    return getattr(cause, "sqlstate", None) == DISK_FULL or getattr(cause, "pgcode", None) == DISK_FULL
 
 
 class Database:
     def __init__(self, url: str) -> None:
-        self.engine = open_engine(url)
+        """Open the database at URL, bringing its schema to the newest revision first if it is older."""
+        self._driver = driver_for(url)
+        self._engine: Engine | None = None
         self._writer: Writer | None = None
-        self._reader = Reader(self.engine)
-        self._inline_reads = self.engine.dialect.name == "sqlite"
+        self._reader = Reader(self._driver)
+        self._inline_reads = self._driver.dialect.name == "sqlite"
+        if self.query_now(stored_revision) != SCHEMA_REVISION:
+            from jitaku.store.engine import migrate
+
+            migrate(self.engine)
+
+    @property
+    def engine(self) -> Engine:
+        """SQLAlchemy's engine, made when first asked for: for the CLI, migrations and Core statements."""
+        if self._engine is None:
+            from jitaku.store.engine import open_engine
+
+            self._engine = open_engine(self._driver)
+        return self._engine
 
     async def read(self, query: Callable[[Connection], T]) -> T:
-        """Run a read-only QUERY. SQLite point reads in WAL mode never wait for the writer and
+        """Run a read-only QUERY written in Core. SQLite point reads in WAL mode never wait for the writer and
         take tens of microseconds, less than a hop to a thread; a database server gets the thread."""
         if self._inline_reads:
             return self.read_now(query)
         return await asyncio.to_thread(self.read_now, query)
 
     def read_now(self, query: Callable[[Connection], T]) -> T:
-        with self.engine.connect() as connection:
+        with self._store_errors(), self.engine.connect() as connection:
             return query(connection)
 
     async def query(self, query: Query[T], snapshot: bool = True) -> T:
@@ -55,19 +69,19 @@ class Database:
         return await asyncio.to_thread(self._reader.read_pooled, query)
 
     def query_now(self, query: Query[T]) -> T:
-        """QUERY in this thread, on a pooled connection: for a worker thread, or a read too large to make
+        """QUERY in this thread, on a connection of its own: for a worker thread, or a read too large to make
         the event loop wait for."""
         return self._reader.read_pooled(query)
 
     async def write(self, change: Callable[[Connection], T]) -> T:
-        """Run CHANGE in a transaction; return once it is committed."""
+        """Run CHANGE, written in Core, in a transaction; return once it is committed."""
         return await self.transact(lambda tx: change(tx.connection))
 
     async def transact(self, job: Callable[[Tx], T]) -> T:
         """Run JOB in a transaction, with prepared statements on the DB-API (`tx.run`) and Core ones
         (`tx.connection`) alike; return once it is committed. For the writes every message makes."""
         if self._writer is None:
-            self._writer = Writer(self.engine)
+            self._writer = Writer(self._driver)
         return await self._writer.run(job)
 
     @contextmanager
@@ -81,4 +95,15 @@ class Database:
         if self._writer is not None:
             self._writer.close()
         self._reader.close()
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    @contextmanager
+    def _store_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            converted = as_store_error(error)
+            if converted is error:
+                raise
+            raise converted from error

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import astuple, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
 
-from jitaku.store.schema import ddns_state
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 @dataclass
@@ -37,20 +39,29 @@ class State:
         return self.address in self.published.split(",")
 
 
-def get(connection: Connection, name: str, family: int) -> State | None:
-    row = connection.execute(select(ddns_state).where(ddns_state.c.name == name, ddns_state.c.family == family)).first()
-    return State(**row._asdict()) if row else None
+_COLUMNS = ", ".join(field.name for field in fields(State))
+_SELECT = f"SELECT {_COLUMNS} FROM ddns_state"
+_SAVE = (
+    f"INSERT INTO ddns_state ({_COLUMNS}) VALUES ({', '.join('?' for _ in fields(State))})"
+    " ON CONFLICT (name, family) DO UPDATE SET "
+    + ", ".join(f"{field.name} = excluded.{field.name}" for field in fields(State)[2:])
+)
 
 
-def all_states(connection: Connection) -> list[State]:
-    rows = connection.execute(select(ddns_state).order_by(ddns_state.c.name, ddns_state.c.family))
-    return [State(**row._asdict()) for row in rows]
+def get(source: Connection | Statements, name: str, family: int) -> State | None:
+    rows = statements_of(source).run(f"{_SELECT} WHERE name = ? AND family = ?", (name, family))
+    return _state(rows[0]) if rows else None
 
 
-def save(connection: Connection, state: State) -> None:
-    values = asdict(state)
-    found = connection.execute(
-        update(ddns_state).where(ddns_state.c.name == state.name, ddns_state.c.family == state.family).values(**values)
-    )
-    if found.rowcount == 0:
-        connection.execute(insert(ddns_state).values(**values))
+def all_states(source: Connection | Statements) -> list[State]:
+    return [_state(row) for row in statements_of(source).run(f"{_SELECT} ORDER BY name, family")]
+
+
+def save(target: Connection | Tx, state: State) -> None:
+    tx_of(target).run(_SAVE, astuple(state))
+
+
+def _state(row: Any) -> State:
+    state = State(*row)
+    state.fatal = bool(state.fatal)  # SQLite's 0 or 1
+    return state

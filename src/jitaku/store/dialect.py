@@ -31,13 +31,15 @@ class Dialect:
     name: str
     placeholder: str  # what the driver's paramstyle writes for each `?`
     # Starts a write transaction. The driver's own transaction handling is off (SQLite: isolation_level None,
-    # store/engine.py), so what the writer begins on the DB-API is the one transaction
+    # store/driver.py), so what the writer begins on the DB-API is the one transaction
     begin: str
     # Starts a read whose statements all see one snapshot (a session's view of a mailbox must not mix two)
     begin_read: str
     # SQLite keeps the values last bound to each statement it cached for as long as the connection lives
     # (issue 15: a 22 MB message per pooled connection); such a connection is dropped after its transaction
     keeps_bound_values: bool
+    # One row when the table named by its one value exists
+    table_named: str
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, statement: str) -> str:
@@ -50,10 +52,22 @@ class Dialect:
 
 
 # IMMEDIATE: a transaction that takes the write lock later can fail with SQLITE_BUSY whatever busy_timeout says
-SQLITE = Dialect("sqlite", "?", "BEGIN IMMEDIATE", "BEGIN", keeps_bound_values=True)
+SQLITE = Dialect(
+    "sqlite",
+    "?",
+    "BEGIN IMMEDIATE",
+    "BEGIN",
+    keeps_bound_values=True,
+    table_named="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+)
 # Not yet run against a server: the standby issue brings psycopg 3 and its tests
 POSTGRESQL = Dialect(
-    "postgresql", "%s", "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", keeps_bound_values=False
+    "postgresql",
+    "%s",
+    "BEGIN",
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    keeps_bound_values=False,
+    table_named="SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?",
 )
 
 _DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}

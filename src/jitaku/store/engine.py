@@ -1,60 +1,80 @@
-"""Engine setup: SQLite in WAL with synchronous=FULL (a commit survives a power cut), or PostgreSQL."""
+"""SQLAlchemy's engine over the connections of store/driver.py: for the CLI, Alembic's migrations, and the
+statements still written in Core, while they are moved to prepared SQL (issue 20). The daemon loads this
+module only when one of them first runs: SQLAlchemy is 14 MB of its idle memory, Alembic 10 more.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
+from sqlalchemy.pool import StaticPool
 
 from jitaku.store.dialect import LARGE_VALUE
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-# The newest migration's revision. Kept here so that a database already at it
-# is opened without importing Alembic (about 10 MB of the daemon's memory);
-# tests/test_store.py checks it against Alembic's own head.
-SCHEMA_REVISION = "0015"
+from jitaku.store.driver import Driver
+from jitaku.store.revision import MIGRATIONS
 
 
-def open_engine(url: str) -> Engine:
-    """Create the engine and bring the schema to the newest revision."""
-    engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
-    if engine.dialect.name == "sqlite":
-        _tune_sqlite(engine)
-    with engine.begin() as connection:
-        _migrate(connection)
-    return engine
-
-
-def _tune_sqlite(engine: Engine) -> None:
-    # pysqlite's own transaction handling would break SAVEPOINTs, which the
-    # batched writer relies on; take it over as SQLAlchemy's docs describe.
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+def open_engine(driver: Driver) -> Engine:
+    """An engine whose pool opens DRIVER's connections, tuned as the daemon's own."""
+    if driver.dialect.name != "sqlite":
+        return create_engine(driver.url, pool_pre_ping=True)
+    engine = create_engine(driver.url, creator=driver.connect)
+    _join_or_begin(engine)
+    _note_large_values(engine)
 
     # SQLite keeps the values last bound to each statement it has cached for as long as the connection
     # lives: every pooled connection that stored a 22 MB message kept a copy of it (issue 15). Such a
     # connection is closed when it returns to the pool, and opened afresh when next needed.
-    @event.listens_for(engine, "after_cursor_execute")
-    def _note_large_values(
-        connection: Connection, _cursor: Any, _statement: str, parameters: Any, _context: Any, executemany: bool
-    ) -> None:
-        if not executemany and any(isinstance(v, bytes | memoryview) and len(v) >= LARGE_VALUE for v in parameters):
-            connection.info["holds_large_value"] = True
-
     @event.listens_for(engine, "checkin")
     def _close_if_large(_dbapi_connection: Any, record: Any) -> None:
         if record.info.pop("holds_large_value", False):
             record.invalidate()
 
+    return engine
+
+
+def connection_over(connection: Any, driver: Driver) -> Connection:
+    """A Core connection on CONNECTION, a DB-API connection of DRIVER's that its holder (the writer) keeps
+    and closes: Core statements on it join the transaction begun on the DB-API. A large value bound by one
+    is marked in its `info`, as on the engine's own connections."""
+    held = _Held(connection)
+    engine = create_engine(driver.url, creator=lambda: held, poolclass=StaticPool, pool_reset_on_return=None)
+    if driver.dialect.name == "sqlite":
+        _join_or_begin(engine)
+        _note_large_values(engine)
+    return engine.connect()
+
+
+class _Held:
+    """A DB-API connection whose transaction its holder begins and ends on the DB-API: SQLAlchemy, which
+    rolls a connection back after it first looks at it (the version of SQLite, made on the first Core
+    statement of a batch), must not undo the batch's work."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def rollback(self) -> None:
+        """The holder rolls back by closing the connection (Tx.close)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def _join_or_begin(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         driver = connection.connection.driver_connection
@@ -66,19 +86,10 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def current_revision(connection: Connection) -> str | None:
-    if "alembic_version" not in inspect(connection).get_table_names():
-        return None
-    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-
-
-def _migrate(connection: Connection) -> None:
-    if current_revision(connection) == SCHEMA_REVISION:
-        return
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+def _note_large_values(engine: Engine) -> None:
+    @event.listens_for(engine, "after_cursor_execute")
+    def _note(
+        connection: Connection, _cursor: Any, _statement: str, parameters: Any, _context: Any, executemany: bool
+    ) -> None:
+        if not executemany and any(isinstance(v, bytes | memoryview) and len(v) >= LARGE_VALUE for v in parameters):
+            connection.info["holds_large_value"] = True

@@ -8,11 +8,13 @@ users) without a lock table; the limits themselves are ratelimit.py's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, insert, not_, or_, select, update
-from sqlalchemy.engine import Connection
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
 
-from jitaku.store.schema import login_attempts
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 # A check takes well under a second; a row pending longer belongs to a process that died during its check
 # (kill -9, a power cut) and counts as the failure it may have been.
@@ -35,28 +37,26 @@ class Wait(Exception):
     decides (a mail client's parallel connections, each with the right password)."""
 
 
-def _checking(now: float) -> ColumnElement[bool]:
-    return and_(login_attempts.c.pending, login_attempts.c.at >= now - STALE)
+_CHECKING = "(pending AND at >= ?)"  # with NOW - STALE
+_COUNTS = (
+    "SELECT"
+    f" coalesce(sum(CASE WHEN login = ? AND NOT {_CHECKING} THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN NOT {_CHECKING} THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN login = ? AND {_CHECKING} THEN 1 ELSE 0 END), 0),"
+    f" coalesce(sum(CASE WHEN {_CHECKING} THEN 1 ELSE 0 END), 0)"
+    " FROM login_attempts WHERE client = ? AND at >= ?"
+)
 
 
-def counts(connection: Connection, client: str, login: str, since: float, now: float) -> Counts:
+def counts(source: Connection | Statements, client: str, login: str, since: float, now: float) -> Counts:
     """The attempts since SINCE, those still being checked at NOW apart."""
-    checking = _checking(now)
-    mine = login_attempts.c.login == login
-
-    def total(condition: ColumnElement[bool]) -> ColumnElement[int]:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    found = connection.execute(
-        select(
-            total(and_(mine, not_(checking))), total(not_(checking)), total(and_(mine, checking)), total(checking)
-        ).where(login_attempts.c.client == client, login_attempts.c.at >= since)
-    ).one()
-    return Counts(*(int(value) for value in found))
+    stale = now - STALE
+    found = statements_of(source).run(_COUNTS, (login, stale, stale, login, stale, stale, client, since))
+    return Counts(*(int(value) for value in found[0]))
 
 
 def start(
-    connection: Connection, client: str, login: str, now: float, since: float, per_login: int, per_client: int
+    target: Connection | Tx, client: str, login: str, now: float, since: float, per_login: int, per_client: int
 ) -> int | None:
     """Count one more attempt of LOGIN from CLIENT at NOW, pending until failed() or succeeded(): its row's
     id. None when the failures since SINCE reach PER_LOGIN (this user from this address)
@@ -65,29 +65,28 @@ def start(
     Attempts from before SINCE count no more and are deleted here, so the table holds at most the window's
     attempts, and those are bounded by the limits (per address) and by how fast passwords can be checked.
     """
-    connection.execute(delete(login_attempts).where(login_attempts.c.at < since))
-    before = counts(connection, client, login, since, now)
+    tx = tx_of(target)
+    tx.run("DELETE FROM login_attempts WHERE at < ?", (since,))
+    before = counts(tx, client, login, since, now)
     if before.login >= per_login or before.client >= per_client:
         return None
     if before.login + before.pending_login >= per_login or before.client + before.pending_client >= per_client:
         raise Wait
-    inserted = insert(login_attempts).values(client=client, login=login, at=now, pending=True)
-    return int(connection.execute(inserted.returning(login_attempts.c.id)).scalar_one())
+    inserted = "INSERT INTO login_attempts (client, login, at, pending) VALUES (?, ?, ?, ?) RETURNING id"
+    return int(tx.run(inserted, (client, login, now, True))[0][0])
 
 
-def failed(connection: Connection, attempt: int, client: str, login: str, since: float, now: float) -> Counts:
+def failed(target: Connection | Tx, attempt: int, client: str, login: str, since: float, now: float) -> Counts:
     """The password was wrong: the attempt counts as a failure for the rest of the window. The counts then."""
-    connection.execute(update(login_attempts).where(login_attempts.c.id == attempt).values(pending=False))
-    return counts(connection, client, login, since, now)
+    tx = tx_of(target)
+    tx.run("UPDATE login_attempts SET pending = ? WHERE id = ?", (False, attempt))
+    return counts(tx, client, login, since, now)
 
 
-def succeeded(connection: Connection, attempt: int, client: str, login: str, now: float) -> None:
+def succeeded(target: Connection | Tx, attempt: int, client: str, login: str, now: float) -> None:
     """The right password: this user's failures from this address are forgiven (and only theirs); the tries
     of theirs still being checked go on counting until their own outcome."""
-    connection.execute(
-        delete(login_attempts).where(
-            login_attempts.c.client == client,
-            login_attempts.c.login == login,
-            or_(login_attempts.c.id == attempt, not_(_checking(now))),
-        )
+    tx_of(target).run(
+        f"DELETE FROM login_attempts WHERE client = ? AND login = ? AND (id = ? OR NOT {_CHECKING})",
+        (client, login, attempt, now - STALE),
     )

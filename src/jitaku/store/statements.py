@@ -3,8 +3,8 @@ readers (store/reader.py) share.
 
 Building, caching and executing a Core statement cost many times SQLite's own work (issue 20): the writes
 every message makes, and the reads IMAP makes with every command, run their SQL here instead. A driver's
-failure is raised as SQLAlchemy's error for it, as from a Core statement, so that callers tell a store failure
-from a bug the same way on both ways in.
+failure is raised as the store's own error (store/errors.py), so that callers tell a store failure from a bug
+without knowing the driver.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from jitaku.store.dialect import Cursor, Dialect
+from jitaku.store.errors import StoreError
 
 
 class Statements:
@@ -44,5 +43,4 @@ class Statements:
         try:
             yield
         except self._driver_error as error:
-            # hide_parameters: they hold message bodies, which must not reach a log line
-            raise DBAPIError.instance(statement, None, error, self._driver_error, hide_parameters=True) from error
+            raise StoreError(statement, error) from error

@@ -13,14 +13,15 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Mapping
-
-from sqlalchemy import delete, func, select
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from jitaku import log
 from jitaku.store.database import Database
-from jitaku.store.schema import tallies
-from jitaku.store.transaction import Tx
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 SMTP_SESSIONS = "smtp_sessions"  # connections to the MX listener
 MAIL_IN = "mail_in"  # messages accepted on the MX listener
@@ -45,34 +46,33 @@ def add(tx: Tx, counts: Mapping[tuple[int, str], int]) -> None:
     tx.run_many(_ADD, [(minute, kind, count) for (minute, kind), count in counts.items() if count])
 
 
-def total(connection: Connection, kind: str, since: float) -> int:
-    rows = connection.execute(select(tallies.c.count).where(tallies.c.kind == kind, tallies.c.minute >= since))
-    return sum(count for (count,) in rows)
+def total(source: Connection | Statements, kind: str, since: float) -> int:
+    rows = statements_of(source).run("SELECT sum(count) FROM tallies WHERE kind = ? AND minute >= ?", (kind, since))
+    return int(rows[0][0] or 0)
 
 
-def per_hour(connection: Connection, kind: str, since: float) -> dict[float, int]:
+def per_hour(source: Connection | Statements, kind: str, since: float) -> dict[float, int]:
     """KIND's counts by hour since SINCE: {the hour's start: count}."""
-    rows = connection.execute(
-        select(tallies.c.minute, tallies.c.count).where(tallies.c.kind == kind, tallies.c.minute >= since)
-    )
+    rows = statements_of(source).run("SELECT minute, count FROM tallies WHERE kind = ? AND minute >= ?", (kind, since))
     hours: Counter[float] = Counter()
     for minute, count in rows:
         hours[float(minute // 3600 * 3600)] += count
     return dict(hours)
 
 
-def totals(connection: Connection) -> dict[str, int]:
+def totals(source: Connection | Statements) -> dict[str, int]:
     """Each kind's count since the database began."""
-    rows = connection.execute(select(tallies.c.kind, func.sum(tallies.c.count)).group_by(tallies.c.kind))
+    rows = statements_of(source).run("SELECT kind, sum(count) FROM tallies GROUP BY kind")
     return {kind: int(count) for kind, count in rows}
 
 
-def prune(connection: Connection, before: float) -> None:
+def prune(target: Connection | Tx, before: float) -> None:
     """Forget the minutes before BEFORE, keeping their counts in the totals."""
-    old = (tallies.c.minute > CARRIED) & (tallies.c.minute < before)
-    pruned = connection.execute(select(tallies.c.kind, func.sum(tallies.c.count)).where(old).group_by(tallies.c.kind))
-    add(Tx.over(connection), {(CARRIED, kind): int(count) for kind, count in pruned.all()})
-    connection.execute(delete(tallies).where(old))
+    tx = tx_of(target)
+    old = "minute > ? AND minute < ?"
+    pruned = tx.run(f"SELECT kind, sum(count) FROM tallies WHERE {old} GROUP BY kind", (CARRIED, before))
+    add(tx, {(CARRIED, kind): int(count) for kind, count in pruned})
+    tx.run(f"DELETE FROM tallies WHERE {old}", (CARRIED, before))
 
 
 class Tally:

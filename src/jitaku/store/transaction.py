@@ -1,32 +1,55 @@
-"""A write transaction as a job of the writer sees it: two ways into one transaction.
-
-`connection` is SQLAlchemy's, for the statements written in Core (most of store/); `run` executes a
-statement on the very DB-API connection under it, in the same transaction (store/statements.py), for the few
-statements every accepted message runs (store/intake.py), where SQLAlchemy cost fifty times SQLite's own work.
+"""A write transaction as a job of the writer sees it: prepared statements on the writer's DB-API connection
+(`run`, `run_many`: store/statements.py), and, for the statements still written in Core, SQLAlchemy's
+`connection` over that same DB-API connection, in the same transaction, made only when a job first asks for
+it (SQLAlchemy is 14 MB of the daemon's idle memory: store/engine.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
-
-from sqlalchemy.engine import Connection
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from jitaku.store.dialect import LARGE_VALUE, Dialect, dialect_named
 from jitaku.store.statements import Statements
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
 
 class Tx(Statements):
-    def __init__(self, connection: Connection, dialect: Dialect) -> None:
-        driver = connection.connection.driver_connection
-        assert driver is not None, "a connection in a transaction has its driver's connection"
-        super().__init__(driver.cursor(), dialect, connection.dialect.loaded_dbapi.Error)
-        self.connection = connection
+    def __init__(
+        self, connection: Any, dialect: Dialect, driver_error: type[Exception], core: Callable[[], Connection]
+    ) -> None:
+        """CONNECTION is the driver's; CORE makes SQLAlchemy's over it, when first needed."""
+        super().__init__(connection.cursor(), dialect, driver_error)
+        self._driver_connection = connection
+        self._make_core = core
+        self._core: Connection | None = None
+        self._large = False
 
     @classmethod
     def over(cls, connection: Connection) -> Tx:
         """The Tx of CONNECTION's transaction, for a Core job that calls a function written for a Tx."""
-        return cls(connection, dialect_named(connection.dialect.name))
+        driver = connection.connection.driver_connection
+        assert driver is not None, "a connection in a transaction has its driver's connection"
+        tx = cls(
+            driver, dialect_named(connection.dialect.name), connection.dialect.loaded_dbapi.Error, lambda: connection
+        )
+        tx._core = connection
+        return tx
+
+    @property
+    def connection(self) -> Connection:
+        """SQLAlchemy's connection in this transaction, for a statement written in Core."""
+        if self._core is None:
+            self._core = self._make_core()
+        return self._core
+
+    @property
+    def holds_large_value(self) -> bool:
+        """Whether a statement of this transaction bound a large value, which SQLite keeps for as long as the
+        connection lives (issue 15): its holder closes it rather than keep it."""
+        return self._large or (self._core is not None and bool(self._core.info.get("holds_large_value")))
 
     def run(self, statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Execute STATEMENT (`?` for each value) with PARAMETERS; the rows it returns, if any."""
@@ -49,8 +72,8 @@ class Tx(Statements):
         self.execute(self.dialect.begin)
 
     def commit(self) -> None:
-        if self.connection.in_transaction():  # a Core statement joined: SQLAlchemy ends what it took part in
-            self.connection.commit()
+        if self._core is not None and self._core.in_transaction():  # SQLAlchemy ends what it took part in
+            self._core.commit()
         else:
             self.execute("COMMIT")
 
@@ -65,7 +88,26 @@ class Tx(Statements):
         self.execute("ROLLBACK TO SAVEPOINT job")
         self.execute("RELEASE SAVEPOINT job")
 
+    def close(self) -> None:
+        """Close the connection, and with it any transaction still open on it."""
+        if self._core is not None:
+            self._core.invalidate()  # closes the DB-API connection under it, without a ROLLBACK that may fail
+            self._core = None
+        self._driver_connection.close()
+
     def _note_large(self, parameters: Sequence[Any]) -> None:
-        # The same mark Core statements leave (store/engine.py): the connection is closed at check-in
         if any(isinstance(value, bytes | memoryview) and len(value) >= LARGE_VALUE for value in parameters):
-            self.connection.info["holds_large_value"] = True
+            self._large = True
+            if self._core is not None:  # a pool's connection (Tx.over): the pool closes it at check-in
+                self._core.info["holds_large_value"] = True
+
+
+def statements_of(source: Connection | Statements) -> Statements:
+    """SOURCE's statements: a read's or the writer's as they are; a Core caller's connection (the CLI's, a
+    test's, a job not yet moved off Core) wrapped, in its own transaction, without importing SQLAlchemy."""
+    return source if isinstance(source, Statements) else Tx.over(source)
+
+
+def tx_of(target: Connection | Tx) -> Tx:
+    """TARGET's Tx: the writer's as it is, a Core caller's connection wrapped (statements_of)."""
+    return target if isinstance(target, Tx) else Tx.over(target)

@@ -5,10 +5,11 @@ sessions finishing DATA together share one. Each job runs in its own SAVEPOINT,
 so a job that fails rolls back alone; every caller is answered only after the
 COMMIT returned, so that SMTP says 250 only for what is on disk.
 
-A job is handed a Tx (store/transaction.py): Core statements on its connection, prepared ones on the
-DB-API connection under it. The transaction and its SAVEPOINTs are begun and ended on the DB-API too, on one
-connection the writer keeps: through SQLAlchemy, a pool check-out, BEGIN and COMMIT cost ten times SQLite's
-own work, and a SAVEPOINT pair more than the message it wrapped.
+A job is handed a Tx (store/transaction.py): prepared statements on the one DB-API connection the writer
+keeps, and Core ones on SQLAlchemy's connection over it, made when a job first asks. The transaction and its
+SAVEPOINTs are begun and ended on the DB-API: through SQLAlchemy, a pool check-out, BEGIN and COMMIT cost ten
+times SQLite's own work, and a SAVEPOINT pair more than the message it wrapped. A job's error is handed to its
+caller as the store's own when the database failed (store/errors.py).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy.engine import Connection
-
-from jitaku.store.dialect import dialect_named
+from jitaku.store.driver import Driver
+from jitaku.store.errors import as_store_error
 from jitaku.store.transaction import Tx
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
 Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
@@ -32,9 +34,8 @@ MAX_BATCH = 256
 
 
 class Writer:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._dialect = dialect_named(engine.dialect.name)
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
         self._tx: Tx | None = None  # on the writer's connection, made when first needed
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="jitaku-writer", daemon=True)
@@ -58,7 +59,7 @@ class Writer:
             self._commit(batch)
             del batch
         if self._tx is not None:
-            self._tx.connection.close()
+            self._tx.close()
 
     def _next_batch(self) -> list[Job] | None:
         first = self._jobs.get()
@@ -78,12 +79,11 @@ class Writer:
 
     def _commit(self, batch: list[Job]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
-        connection: Connection | None = None
+        failed = False
         try:
             if self._tx is None:
-                self._tx = Tx(self._engine.connect(), self._dialect)
+                self._tx = self._open()
             tx = self._tx
-            connection = tx.connection
             tx.begin()
             for job, _future, _loop in batch:
                 tx.savepoint()
@@ -99,13 +99,21 @@ class Writer:
             tx.commit()
         except Exception as failure:  # the COMMIT itself failed: nobody's work is durable
             outcomes = [(None, failure)] * len(batch)
-            if connection is not None:
-                connection.invalidate()  # its transaction, if any, goes with it
-        if connection is not None and (connection.invalidated or "holds_large_value" in connection.info):
-            connection.close()  # back to the pool, which closes one that bound a large value (store/engine.py)
+            failed = True
+        if self._tx is not None and (failed or self._tx.holds_large_value):
+            self._tx.close()  # its transaction, if any, goes with it; so does a large value SQLite kept
             self._tx = None
         for (_job, future, loop), (result, problem) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, result, problem)
+            loop.call_soon_threadsafe(_settle, future, result, None if problem is None else as_store_error(problem))
+
+    def _open(self) -> Tx:
+        connection = self._driver.connect()
+        return Tx(connection, self._driver.dialect, self._driver.error, lambda: self._core_over(connection))
+
+    def _core_over(self, connection: Any) -> Connection:
+        from jitaku.store.engine import connection_over
+
+        return connection_over(connection, self._driver)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

@@ -71,7 +71,7 @@ class Dashboard:
     async def _health(self) -> dict[str, Any]:
         latest = await self._database.read(history.latest)
         alerts = await self._database.read(lambda connection: store.health.recent_alerts(connection, 20))
-        states = await self._database.read(store.ddns.all_states)
+        states = await self._database.query(store.ddns.all_states, snapshot=False)
         learned = public_addresses([(state.family, state.address) for state in states])
         ours = dns_records.our_addresses(self._settings, learned)
         wanted = dns_records.needed(self._settings, self._dkim, ours)
@@ -102,7 +102,9 @@ class Dashboard:
             found.append((title, {label: graphs.bucket(points, start, end) for label, points in lines.items()}))
         mail: dict[str, graphs.Points] = {}
         for label, kind in MAIL_LINES:
-            hours = await self._database.read(functools.partial(store.tallies.per_hour, kind=kind, since=start))
+            hours = await self._database.query(
+                functools.partial(store.tallies.per_hour, kind=kind, since=start), snapshot=False
+            )
             mail[label] = [(hour + 1800, float(count)) for hour, count in sorted(hours.items())]
         found.append(("Mail per hour: messages in, recipients out, SMTP sessions", mail))
         return start, end, found

@@ -11,8 +11,6 @@ import asyncio
 import ssl
 import time
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from jitaku import log
 from jitaku.config import ImapSettings
 from jitaku.mail import lineserver, login
@@ -48,7 +46,7 @@ from jitaku.mail.imap.session import AUTOLOGOUT, Session, refresh
 from jitaku.mail.imap.wire import LiteralRefused, Wire
 from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database
-from jitaku.store.database import out_of_space
+from jitaku.store.errors import StoreError, out_of_space
 
 MAX_LINE = 64 * 1024
 # Before login a command holds a LOGIN's user and password, which take a few hundred bytes (RFC 7888's
@@ -128,7 +126,7 @@ class ImapServer:
             done = f"NO {refused}"
         except ParseError as error:
             done = f"BAD {error}"
-        except SQLAlchemyError as error:  # the store failed (a full disk): the command did nothing, the session goes on
+        except StoreError as error:  # the store failed (a full disk): the command did nothing, the session goes on
             log.event(
                 "imap_store_failed", client=session.client, user=lineserver.logged_in_as(session), error=repr(error)
             )
@@ -142,7 +140,7 @@ class ImapServer:
         if user is not None and (not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY):
             try:
                 await refresh(self._backend.database, user, session, allow_expunge=_is_uid(command) or not busy)
-            except SQLAlchemyError as error:  # the next command looks again
+            except StoreError as error:  # the next command looks again
                 log.event("imap_store_failed", client=session.client, user=user.address, error=repr(error))
         if done.startswith("BAD "):
             await wire.send(*session.lines)
@@ -302,7 +300,7 @@ class ImapServer:
             done.cancel()
 
 
-def _store_failure(error: SQLAlchemyError) -> str:
+def _store_failure(error: StoreError) -> str:
     """The code and text of the NO for a command the store could not do (RFC 5530): [LIMIT] when the disk is
     full, a bound of the machine's and no fault of ours, [SERVERBUG] for any other failure."""
     if out_of_space(error):

@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from jitaku import log
 from jitaku.mail import login
 from jitaku.mail.imap.view import View
 from jitaku.mail.lineserver import Closed, LoggedIn
 from jitaku.store import Database, mailstore
+from jitaku.store.errors import StoreError
 from jitaku.store.mailstore import NoSuchMailbox
 from jitaku.store.transaction import Tx
 
@@ -144,7 +143,7 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
         if not view.read_only and any(uid >= recent_from for uid in new):
             try:
                 recent_from = await claim_recent(database, address, view.name, found.uidnext)
-            except SQLAlchemyError as error:  # a full disk: the new mail is told, as \Recent to no one
+            except StoreError as error:  # a full disk: the new mail is told, as \Recent to no one
                 log.event("imap_store_failed", user=address, error=repr(error))
                 recent_from = found.uidnext
         tell_new(session, view, [now[uid] for uid in new], recent_from, found.uidnext)
