@@ -140,6 +140,13 @@ class Session:
         self._clean = reply.code == 250
         return reply
 
+    async def _abandon(self) -> None:
+        """RSET at once after a transaction that failed, as Postfix's client does before it reuses a connection:
+        the server then holds nothing of it (smtp-sink keeps a file open for a transaction until it ends)."""
+        self._write(b"RSET\r\n")
+        reply = await self._read()
+        self._clean = reply.code == 250
+
     async def transaction(
         self, sender: str, recipients: list[str], text: bytes, then: tuple[str, list[str]] | None = None
     ) -> Replies:
@@ -176,18 +183,22 @@ class Session:
             self._write(mail)
             mail_reply = await self._read()
             if mail_reply.code != 250:
+                await self._abandon()
                 return Replies(mail_reply, [], None)
             rcpt_replies = []
             for command in rcpts:
                 self._write(command)
                 rcpt_replies.append(await self._read())
             if not _taken(mail_reply, rcpt_replies):
+                await self._abandon()
                 return Replies(mail_reply, rcpt_replies, None)
             self._write(data)
             data_reply = await self._read()
         if not _taken(mail_reply, rcpt_replies):
+            await self._abandon()
             return Replies(mail_reply, rcpt_replies, None)
         if data_reply.code != 354:
+            await self._abandon()
             return Replies(mail_reply, rcpt_replies, data_reply)
         if then is not None and self.pipelining:
             self._write(b"".join([text, b".\r\n", *self._commands(*then)]))
