@@ -31,6 +31,42 @@ def test_a_cancel_that_comes_with_a_line_is_not_lost() -> None:
         asyncio.run(scene())
 
 
+def test_each_line_has_its_own_idle_timeout() -> None:
+    """One timer serves a connection's reads: a line that comes within its own timeout is read even when a
+    read before it had a shorter one, and a read with a shorter timeout than the one before ends on time,
+    with the client told why."""
+
+    async def scene() -> tuple[list[bytes], float, bytes]:
+        said: list[bytes] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connection = Connection(reader, writer, 1.0, "imap", b"* BYE")
+            said.append(await connection.line(timeout=0.05))
+            said.append(await connection.line(timeout=0.5))  # past the first read's deadline
+            said.append(await connection.line(timeout=60))
+            try:
+                await connection.line(timeout=0.1)
+            except Closed:
+                connection.close()
+
+        listener = await asyncio.start_server(serve, "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+        writer.write(b"one\r\n")
+        await asyncio.sleep(0.2)
+        writer.write(b"two\r\nthree\r\n")
+        started = asyncio.get_running_loop().time()
+        goodbye = await asyncio.wait_for(reader.read(), 10)
+        took = asyncio.get_running_loop().time() - started
+        writer.close()
+        listener.close()
+        return said, took, goodbye
+
+    said, took, goodbye = asyncio.run(scene())
+    assert said == [b"one\r\n", b"two\r\n", b"three\r\n"]
+    assert goodbye == b"* BYE autologout: idle too long\r\n"
+    assert took < 30  # the last read's 0.1 s, not the 60 s of the one before
+
+
 @dataclass
 class _Session:
     client: str

@@ -9,8 +9,7 @@ without knowing the driver.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from jitaku.store.dialect import Cursor, Dialect
@@ -27,20 +26,17 @@ class Statements:
 
     def run(self, statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Execute STATEMENT with PARAMETERS; the rows it returns, if any."""
-        with self._failures(statement):
+        try:
             cursor = self._cursor.execute(self.dialect.sql(statement), parameters)
             # All of them: a statement left half-read stays active in SQLite (holding up a RELEASE, and the
             # values of its row); read to its end, it is reset, which lets go of them
             return list(cursor.fetchall())
+        except self._driver_error as error:  # a try in each method, not a context manager: these run per command
+            raise StoreError(statement, error) from error
 
     def execute(self, statement: str) -> None:
         """STATEMENT, which takes no values and returns no rows (BEGIN, COMMIT, SAVEPOINT)."""
-        with self._failures(statement):
-            self._cursor.execute(statement, ())
-
-    @contextmanager
-    def _failures(self, statement: str) -> Iterator[None]:
         try:
-            yield
+            self._cursor.execute(statement, ())
         except self._driver_error as error:
             raise StoreError(statement, error) from error

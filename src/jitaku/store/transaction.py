@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jitaku.store.dialect import LARGE_VALUE, Dialect, dialect_named
+from jitaku.store.errors import StoreError
 from jitaku.store.statements import Statements
 
 if TYPE_CHECKING:
@@ -63,8 +64,10 @@ class Tx(Statements):
         if self.dialect.keeps_bound_values:
             for parameters in rows:
                 self._note_large(parameters)
-        with self._failures(statement):
+        try:
             self._cursor.executemany(self.dialect.sql(statement), rows)
+        except self._driver_error as error:
+            raise StoreError(statement, error) from error
 
     def begin(self) -> None:
         """Start the writer's transaction on the DB-API. A Core statement later in it finds the transaction

@@ -16,12 +16,14 @@ from jitaku.mail.imap.view import View
 from jitaku.mail.imap.wire import Wire
 from jitaku.mail.lineserver import LoggedIn
 from jitaku.store import mailstore
+from jitaku.store.mailstore import NoSuchMailbox
 from jitaku.store.statements import Statements
 
 Reader = Callable[[Statements], list[mailstore.StoredMessage]]
 BATCH_BYTES = 1024 * 1024  # message bytes read from the store at a time
-BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed
+BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed: mailstore's one statement
 FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
+FROM_VIEW = {"UID", "FLAGS", "MODSEQ", "RFC822.SIZE"}  # items the session's view holds for each message
 
 
 async def fetch(backend: Backend, wire: Wire, user: LoggedIn, session: Session, view: View, command: Fetch) -> str:
@@ -52,7 +54,11 @@ async def fetch(backend: Backend, wire: Wire, user: LoggedIn, session: Session, 
         items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
     pending = 0  # bytes of responses in session.lines
     told = 0  # messages answered: the others were expunged by another session, which the view does not know yet
-    async for message in _messages(backend, address, view, uids, needs_body(items)):
+    if all(item.name in FROM_VIEW for item in items) and await _unmoved(backend, address, view):
+        found = _from_view(view, uids)
+    else:
+        found = _messages(backend, address, view, uids, needs_body(items))
+    async for message in found:
         told += 1
         fetched = Fetched(
             message.uid,
@@ -103,6 +109,23 @@ async def _check_decodable(
                 raise Refused(f"[UNKNOWN-CTE] {error}") from None
 
 
+async def _unmoved(backend: Backend, address: str, view: View) -> bool:
+    """Whether the mailbox is as the view last saw it: then every message of the view is still there (an
+    expunge moves the mailbox's state on), and what the view holds of them is what the store would say."""
+    try:
+        state = await backend.database.query(lambda s: mailstore.state(s, address, view.name), snapshot=False)
+    except NoSuchMailbox:
+        return False
+    return state == view.state
+
+
+async def _from_view(view: View, uids: list[int]) -> AsyncIterator[mailstore.StoredMessage]:
+    """The messages UIDS as the view holds them, without their dates and bodies: a client's look at the flags
+    of its newest messages (every mail program's, after SELECT) reads one row of the store, not one per message."""
+    for uid in uids:
+        yield mailstore.StoredMessage(uid, 0.0, view.sizes[uid], b"")
+
+
 async def _messages(
     backend: Backend, address: str, view: View, uids: list[int], bodies: bool
 ) -> AsyncIterator[mailstore.StoredMessage]:
@@ -119,8 +142,8 @@ async def _messages(
         )
         if size > BATCH_BYTES:
             stored = await asyncio.to_thread(backend.database.query_now, read)
-        else:
-            stored = await backend.database.query(read)
+        else:  # a batch is one statement (BATCH_MESSAGES UIDs at most): a snapshot of its own
+            stored = await backend.database.query(read, snapshot=False)
         for message in stored:
             if message.uid in view.flags:
                 if len(message.body) > FLUSH_BYTES:

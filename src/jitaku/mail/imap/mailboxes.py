@@ -34,8 +34,9 @@ async def list_mailboxes(backend: Backend, user: LoggedIn, session: Session, com
             return listing.responses(command, boxes, set(subscribed), budget)
 
     else:
+        # two statements, each its own snapshot: nothing ties a mailbox's name to whether it is subscribed
         folders, subscribed = await backend.database.query(
-            lambda s: (mailstore.folders(s, address), mailstore.subscriptions(s, address))
+            lambda s: (mailstore.folders(s, address), mailstore.subscriptions(s, address)), snapshot=False
         )
         work = functools.partial(listing.responses, command, folders, set(subscribed), budget)
         few = len(folders) + len(subscribed) <= listing.NAMES_PER_CHECK
@@ -49,7 +50,7 @@ async def list_mailboxes(backend: Backend, user: LoggedIn, session: Session, com
 
 async def status(backend: Backend, user: LoggedIn, session: Session, command: Status) -> str:
     address = user.address
-    boxes = await backend.database.query(lambda c: mailstore.mailboxes(c, address, command.mailbox))
+    boxes = await backend.database.query(lambda c: mailstore.mailboxes(c, address, command.mailbox), snapshot=False)
     if not boxes:
         raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
     session.say(listing.status_line(boxes[0], command.items))
