@@ -104,14 +104,20 @@ class Writer:
         if connection is not None and (connection.invalidated or "holds_large_value" in connection.info):
             connection.close()  # back to the pool, which closes one that bound a large value (store/engine.py)
             self._tx = None
+        # one wake-up of each loop for the whole batch: call_soon_threadsafe writes to the loop's self-pipe,
+        # a system call and a turn of the loop for each job
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for (_job, future, loop), (result, problem) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, result, problem)
+            settled.setdefault(loop, []).append((future, result, problem))
+        for loop, answers in settled.items():
+            loop.call_soon_threadsafe(_settle, answers)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in answers:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
