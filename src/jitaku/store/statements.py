@@ -9,8 +9,7 @@ from a bug the same way on both ways in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -28,21 +27,23 @@ class Statements:
 
     def run(self, statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Execute STATEMENT with PARAMETERS; the rows it returns, if any."""
-        with self._failures(statement):
+        try:
             cursor = self._cursor.execute(self.dialect.sql(statement), parameters)
             # All of them: a statement left half-read stays active in SQLite (holding up a RELEASE, and the
             # values of its row); read to its end, it is reset, which lets go of them
             return list(cursor.fetchall())
+        except self._driver_error as error:
+            raise self.failure(statement, error) from error
 
     def execute(self, statement: str) -> None:
         """STATEMENT, which takes no values and returns no rows (BEGIN, COMMIT, SAVEPOINT)."""
-        with self._failures(statement):
-            self._cursor.execute(statement, ())
-
-    @contextmanager
-    def _failures(self, statement: str) -> Iterator[None]:
         try:
-            yield
+            self._cursor.execute(statement, ())
         except self._driver_error as error:
-            # hide_parameters: they hold message bodies, which must not reach a log line
-            raise DBAPIError.instance(statement, None, error, self._driver_error, hide_parameters=True) from error
+            raise self.failure(statement, error) from error
+
+    def failure(self, statement: str, error: Exception) -> Exception:
+        """The driver's ERROR as SQLAlchemy's. (A try in each method, not a context manager: a generator
+        made and closed for each of the half dozen statements a message runs cost more than SQLite's work.)"""
+        # hide_parameters: they hold message bodies, which must not reach a log line
+        return DBAPIError.instance(statement, None, error, self._driver_error, hide_parameters=True)

@@ -40,8 +40,10 @@ class Tx(Statements):
         if self.dialect.keeps_bound_values:
             for parameters in rows:
                 self._note_large(parameters)
-        with self._failures(statement):
+        try:
             self._cursor.executemany(self.dialect.sql(statement), rows)
+        except self._driver_error as error:
+            raise self.failure(statement, error) from error
 
     def begin(self) -> None:
         """Start the writer's transaction on the DB-API. A Core statement later in it finds the transaction
