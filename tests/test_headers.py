@@ -3,7 +3,7 @@ go, an IPv6 client is named as RFC 5321 writes it."""
 
 from __future__ import annotations
 
-from jitaku.mail import trace
+from jitaku.mail import headers, trace
 from jitaku.mail.authcheck import strip_forged
 from jitaku.mail.headers import decoded, from_addresses
 
@@ -82,3 +82,12 @@ def test_received_names_the_client_by_an_rfc_5321_address_literal() -> None:
     assert trace.received(session, "mail.example.test", "Q1", ["a@example.test"]).startswith(
         b"Received: from client.test ([IPv6:2001:db8::1])\r\n"
     )
+
+
+def test_hops_counts_received_fields_of_the_header_in_any_case() -> None:
+    message = (
+        b"Received: from a\r\n\tby b; date\r\nX-Received: by c\r\nRECEIVED: from d\r\nSubject: received: no\r\n"
+        b"received:from e\r\n\r\nReceived: in the body\r\n"
+    )
+    assert headers.hops(message) == 3
+    assert headers.hops(b"Subject: x\r\n\r\nReceived: a\r\n") == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import ipaddress
 from collections import Counter
 
@@ -158,8 +159,10 @@ def may_send_password(client: str, tls: bool) -> bool:
     return tls or is_loopback(client)
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
-    """Passwords travel in the clear only on this machine (RFC 8314 §3, our rule for every protocol)."""
+    """Passwords travel in the clear only on this machine (RFC 8314 §3, our rule for every protocol).
+    Remembered per address: every SMTP connection asks."""
     try:
         return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:

@@ -54,6 +54,24 @@ class Policy:
 
     async def recipient(self, text: str, authenticated: bool) -> Accepted | Refused:
         """Decide RCPT TO: on the MX only local addresses; after AUTH anything well-formed."""
+        decision = self.recipient_now(text, authenticated)
+        if decision is None:
+            decision = self._decide(text, authenticated, await self._current(), final=False)
+        if decision is None:
+            decision = self._decide(text, authenticated, await self._current(fresh=True), final=True)
+        assert decision is not None
+        return decision
+
+    def recipient_now(self, text: str, authenticated: bool) -> Accepted | Refused | None:
+        """`recipient`'s decision when it needs no read: None when the directory is due to be checked or does
+        not know the address. The SMTP session then answers RCPT without a task and a turn of the loop."""
+        fresh = time.monotonic() - self._checked_at < DIRECTORY_CHECK_SECONDS
+        return self._decide(text, authenticated, self._directory if fresh else None, final=False)
+
+    def _decide(
+        self, text: str, authenticated: bool, directory: accounts.Directory | None, final: bool
+    ) -> Accepted | Refused | None:
+        """None: a local address DIRECTORY cannot route (or no DIRECTORY); FINAL refuses it as unknown."""
         if text.lower() == "postmaster":  # RFC 5321 §4.1.1.3: RCPT TO:<Postmaster>, with no domain
             text = f"postmaster@{self._settings.domains[0]}"
         parsed = addresses.parse(text)
@@ -68,10 +86,10 @@ class Policy:
             if authenticated:
                 return Accepted(recipient, None)
             return Refused(f"554 5.7.1 <{text}>: Relay access denied")
-        decision = self._route(await self._current(), recipient)
-        if decision is None:
-            decision = self._route(await self._current(fresh=True), recipient)
-        return decision or Refused(f"550 5.1.1 <{text}>: Recipient address rejected: User unknown")
+        decision = None if directory is None else self._route(directory, recipient)
+        if decision is None and final:
+            return Refused(f"550 5.1.1 <{text}>: Recipient address rejected: User unknown")
+        return decision
 
     def _route(self, directory: accounts.Directory, recipient: str) -> Accepted | None:
         """Where a local RECIPIENT goes: a list (or one of its role addresses), a user, or elsewhere."""

@@ -13,7 +13,7 @@ from jitaku import log
 from jitaku.mail import headers, trace
 from jitaku.mail.login import Authenticator
 from jitaku.mail.pipeline import Arrival, Pipeline
-from jitaku.mail.policy import Accepted, Policy
+from jitaku.mail.policy import Accepted, Policy, Refused
 from jitaku.mail.smtp.machine import Transaction
 from jitaku.mail.spool import Spool
 from jitaku.store import tallies
@@ -40,6 +40,7 @@ class Listener:
 
 
 MAX_HOPS = 50  # Received headers, as Postfix's hopcount_limit
+TOO_MANY_RECIPIENTS = "452 4.5.3 Error: too many recipients"
 
 
 class Handler:
@@ -72,12 +73,30 @@ class Handler:
             return f"553 5.7.1 <{sender}>: Sender address rejected: not owned by user {user}"
         return "250 2.1.0 Ok"
 
+    def mail_now(self, session: trace.Session, sender: str) -> str | None:
+        """`mail`'s reply when it needs no wait (on the MX, always); None when it must be awaited."""
+        return "250 2.1.0 Ok" if session.authenticated_as is None else None
+
     async def rcpt(
         self, session: trace.Session, transaction: Transaction, recipient: str
     ) -> tuple[str, Accepted | None]:
         if len(transaction.recipients) >= self.max_recipients:
-            return "452 4.5.3 Error: too many recipients", None
+            return TOO_MANY_RECIPIENTS, None
         decision = await self.policy.recipient(recipient, authenticated=session.authenticated_as is not None)
+        return self._rcpt_reply(session, transaction, recipient, decision)
+
+    def rcpt_now(
+        self, session: trace.Session, transaction: Transaction, recipient: str
+    ) -> tuple[str, Accepted | None] | None:
+        """`rcpt`'s answer when the policy can give it without a read; None when it must be awaited."""
+        if len(transaction.recipients) >= self.max_recipients:
+            return TOO_MANY_RECIPIENTS, None
+        decision = self.policy.recipient_now(recipient, authenticated=session.authenticated_as is not None)
+        return None if decision is None else self._rcpt_reply(session, transaction, recipient, decision)
+
+    def _rcpt_reply(
+        self, session: trace.Session, transaction: Transaction, recipient: str, decision: Accepted | Refused
+    ) -> tuple[str, Accepted | None]:
         if not isinstance(decision, Accepted):
             log.event(
                 "rcpt_rejected",

@@ -103,8 +103,13 @@ class Writer:
         if self._tx is not None and (failed or self._tx.holds_large_value):
             self._tx.close()  # its transaction, if any, goes with it; so does a large value SQLite kept
             self._tx = None
+        # one wake-up of each loop for the whole batch: call_soon_threadsafe writes to the loop's self-pipe,
+        # a system call and a turn of the loop for each job
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for (_job, future, loop), (result, problem) in zip(batch, outcomes, strict=True):
-            loop.call_soon_threadsafe(_settle, future, result, None if problem is None else as_store_error(problem))
+            settled.setdefault(loop, []).append((future, result, None if problem is None else as_store_error(problem)))
+        for loop, answers in settled.items():
+            loop.call_soon_threadsafe(_settle, answers)
 
     def _open(self) -> Tx:
         connection = self._driver.connect()
@@ -116,10 +121,11 @@ class Writer:
         return connection_over(connection, self._driver)
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
+def _settle(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in answers:
+        if future.cancelled():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
