@@ -59,7 +59,12 @@ def test_a_data_line_without_crlf_is_not_kept(server: Jitaku) -> None:
 def spool_files(server: Jitaku) -> list[str]:
     """The daemon's open spool files: files without a name in its data directory (mail/spool.py)."""
     assert server.process is not None
-    links = [os.readlink(fd) for fd in Path(f"/proc/{server.process.pid}/fd").iterdir()]
+    links = []
+    for fd in Path(f"/proc/{server.process.pid}/fd").iterdir():
+        try:
+            links.append(os.readlink(fd))
+        except FileNotFoundError:  # closed between the listing and the look (a socket, a database connection)
+            continue
     return [target for target in links if target.startswith(str(server.dir)) and target.endswith("(deleted)")]
 
 
