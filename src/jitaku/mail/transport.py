@@ -283,13 +283,9 @@ async def _open(endpoint: Endpoint, hop: _Hop) -> Session:
             except aiosmtplib.SMTPException as error:
                 raise DeliveryError(f"4.7.8 login to {endpoint.name} failed: {error}", False, endpoint.name) from None
         return Session(client, endpoint.name, hop.timeout)
-    except aiosmtplib.SMTPResponseException as error:
-        client.close()
-        raise DeliveryError(_reply(error), permanent=error.code >= 500, host=endpoint.name) from None
     except (aiosmtplib.SMTPException, OSError) as error:
         client.close()
-        why = failures.network(error, endpoint.name, hop.timeout)
-        raise DeliveryError(f"4.4.2 {why}", False, endpoint.name, detail=failures.detail(error)) from None
+        raise _failure(error, endpoint, hop) from None
     except BaseException:
         client.close()
         raise
@@ -309,18 +305,23 @@ async def _session(
     session = await sessions.take(key) or await _open(endpoint, hop)
     try:
         outcomes = _whole_session(await _transactions(session, sender, recipients, message, personal))
-    except aiosmtplib.SMTPResponseException as error:
-        session.close()
-        raise DeliveryError(_reply(error), permanent=error.code >= 500, host=endpoint.name) from None
     except (aiosmtplib.SMTPException, OSError) as error:
         session.close()
-        why = failures.network(error, endpoint.name, hop.timeout)
-        raise DeliveryError(f"4.4.2 {why}", False, endpoint.name, detail=failures.detail(error)) from None
+        raise _failure(error, endpoint, hop) from None
     except BaseException:
         session.close()
         raise
     sessions.keep(key, session)
     return outcomes
+
+
+def _failure(error: aiosmtplib.SMTPException | OSError, endpoint: Endpoint, hop: _Hop) -> DeliveryError:
+    """What went wrong with ENDPOINT's session, as the queue hears it: the server's own reply when it gave
+    one (permanent when 5xx), else a network failure worth trying again."""
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return DeliveryError(_reply(error), permanent=error.code >= 500, host=endpoint.name)
+    why = failures.network(error, endpoint.name, hop.timeout)
+    return DeliveryError(f"4.4.2 {why}", False, endpoint.name, detail=failures.detail(error))
 
 
 def _failed(recipients: Sequence[str], error: DeliveryError) -> list[Outcome]:
