@@ -111,6 +111,7 @@ class CachingResolver(dns.resolver.Resolver):
         super().__init__(*args, **kwargs)
         self._entries: collections.OrderedDict[tuple[Any, ...], _Entry] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self._keys: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
     def resolve(
         self,
@@ -124,12 +125,10 @@ class CachingResolver(dns.resolver.Resolver):
         lifetime: float | None = None,
         search: bool | None = None,
     ) -> dns.resolver.Answer:
-        key = (
-            str(qname).lower(),
-            dns.rdatatype.RdataType.make(rdtype),
-            dns.rdataclass.RdataClass.make(rdclass),
-            search,
-        )
+        asked = (qname, rdtype, rdclass, search)
+        key = self._keys.get(asked)
+        if key is None:
+            key = self._key(asked)
         entry = self._cached(key)
         if entry is None:
             attempt: Attempt | None = getattr(_local, "attempt", None)
@@ -145,6 +144,23 @@ class CachingResolver(dns.resolver.Resolver):
         if found.rrset is None and raise_on_no_answer:
             raise dns.resolver.NoAnswer(response=found.response)  # type: ignore[no-untyped-call]
         return found
+
+    def _key(self, asked: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The cache key for the arguments ASKED, remembered: spelling names and types out afresh
+        (`str` of a name, `RdataType.make` of "TXT") for every lookup of every message was most of the
+        cache's cost, and a mail server asks the same few questions again and again."""
+        qname, rdtype, rdclass, search = asked
+        key = (
+            str(qname).lower(),
+            dns.rdatatype.RdataType.make(rdtype),
+            dns.rdataclass.RdataClass.make(rdclass),
+            search,
+        )
+        with self._lock:
+            if len(self._keys) >= self.MAX_ENTRIES:
+                self._keys.clear()
+            self._keys[asked] = key
+        return key
 
     def _cached(self, key: tuple[Any, ...]) -> _Entry | None:
         with self._lock:

@@ -24,7 +24,7 @@ def new_queue_id() -> str:
     return secrets.token_hex(6).upper()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Copy:
     """A message as it lands in a local user's INBOX, Return-Path included."""
 
@@ -32,7 +32,7 @@ class Copy:
     message: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Entry:
     """One queue entry: BODY for RECIPIENTS from SENDER, some of them perhaps with copies of their own."""
 
@@ -43,7 +43,7 @@ class Entry:
     personal: dict[str, Personal] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ToList:
     """Mail for a list's address (post, -request, -owner, -bounces), for the list runner after the commit."""
 
@@ -54,7 +54,7 @@ class ToList:
     message: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Delivery:
     local: list[Copy] = field(default_factory=list)
     queued: list[Entry] = field(default_factory=list)

@@ -67,7 +67,7 @@ MIN_KEY_BITS = 1024  # dkimpy's minkey
 UNUSABLE: Final = "unusable"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verdict:
     """dkimpy's answer for the topmost signature: "pass" or "fail", with its d= and i= (empty when absent)."""
 

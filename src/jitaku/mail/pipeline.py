@@ -24,7 +24,7 @@ from jitaku.mail.policy import Accepted
 from jitaku.store import Database, Tx
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Arrival:
     sender: str  # "" for the null sender
     recipients: tuple[Accepted, ...]
@@ -32,7 +32,7 @@ class Arrival:
     session: trace.Session | None  # None: made here (a bounce), not received over SMTP
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
     """A message on its way: the header lines the stages add, above the data as it arrived.
 
@@ -47,7 +47,7 @@ class Message:
         return b"".join((above, self.added, self.data))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Routed:
     """Where the recipients lead: local mailboxes (each once, however many aliases led there), remote
     addresses, and list addresses."""
@@ -57,7 +57,7 @@ class Routed:
     listed: list[Accepted] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class InFlight:
     """One message between stages: what the stages so far made of it, for the ones after."""
 

@@ -16,14 +16,14 @@ ROLE_ACCOUNTS = ("postmaster", "abuse")
 DIRECTORY_CHECK_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Accepted:
     recipient: str
     mailbox: str | None  # the local user it lands with; None: it leaves for another server (or goes to a list)
     list_role: tuple[str, ListRole] | None = None  # (list address, what the mail came for)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Refused:
     reply: str
 

@@ -44,7 +44,7 @@ class Spf:
         return _spf(self.result, self.reason, self._mail_from, self._helo, self._rewritten)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Dkim:
     """DKIM's result as authheaders' DMARC check reads it."""
 

@@ -60,7 +60,7 @@ class Directory:
         return address.rpartition("@")[2] not in local_domains or address in self.users or address in self.lists
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Chain:
     """An address and the aliases it passes through; LANDS: the last one is where its mail goes."""
 

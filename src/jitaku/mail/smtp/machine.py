@@ -38,7 +38,7 @@ class Sink(Protocol):
     def discard(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Settings:
     hostname: str
     max_message_size: int
@@ -50,47 +50,47 @@ class Settings:
     loopback: bool = False  # the client is this host: AUTH without TLS
 
 
-@dataclass
+@dataclass(slots=True)
 class Transaction:
     sender: str | None = None  # None: no MAIL yet; "": the null sender
     recipients: list[str] = field(default_factory=list)
     routes: list[Any] = field(default_factory=list)  # what the policy answered for each recipient
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Greeted:
     """The first HELO or EHLO of the session (a notice: no answer)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MailFrom:
     sender: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RcptTo:
     recipient: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
     """The data of the current transaction, complete: answer with the commit's reply."""
 
     data: Sink
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Login:
     username: str
     password: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StartTls:
     """The 220 is in the output: send it, then hand the connection to TLS and call `tls_started`."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Close:
     """Send the output and close the connection."""
 

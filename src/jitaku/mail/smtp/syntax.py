@@ -32,7 +32,7 @@ class BadParameters(ValueError):
     """The parameters after the path are not keyword[=value] pairs."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Path:
     mailbox: str  # "" for the null path <>
     parameters: dict[str, str | None]  # keywords upper-cased
