@@ -68,7 +68,7 @@ def responses(
         )
         for option in command.return_options:
             if option.startswith("STATUS ") and isinstance(listed, MailboxInfo):
-                lines.append(status_line(listed, tuple(option.split()[1:])))
+                lines.append(_box_status_line(listed, tuple(option.split()[1:])))
     return lines
 
 
@@ -110,7 +110,13 @@ def quoted_name(mailbox: str) -> str:
     return structure.string(utf7.encode(mailbox)).decode()
 
 
-def status_line(box: MailboxInfo, items: tuple[str, ...]) -> str:
+def status_line(name: str, items: tuple[str, ...], values: Sequence[int]) -> str:
+    """A STATUS response: each of ITEMS with its value in VALUES."""
+    listed = " ".join(f"{item} {value}" for item, value in zip(items, values, strict=True))
+    return f"* STATUS {quoted_name(name)} ({listed})"
+
+
+def _box_status_line(box: MailboxInfo, items: tuple[str, ...]) -> str:
     values = {
         "MESSAGES": box.messages,
         "RECENT": box.recent,
@@ -121,5 +127,4 @@ def status_line(box: MailboxInfo, items: tuple[str, ...]) -> str:
         "SIZE": box.size,
         "DELETED": box.deleted,
     }
-    listed = " ".join(f"{item} {values[item]}" for item in items)
-    return f"* STATUS {quoted_name(box.name)} ({listed})"
+    return status_line(box.name, items, [values[item] for item in items])
