@@ -319,9 +319,12 @@ def new_uidvalidity(connection: Connection) -> int:
     )
 
 
-# RFC 3501's flags are space-separated in messages.flags; `/` escapes LIKE's wildcards, which no flag holds
-_HAS_SEEN = "(' ' || messages.flags || ' ') LIKE '% \\Seen %' ESCAPE '/'"
-_HAS_DELETED = "(' ' || messages.flags || ' ') LIKE '% \\Deleted %' ESCAPE '/'"
+# A system flag's name is found in messages.flags only as that flag: flag_set stores no other backslash, no
+# keyword holds one (_KEYWORD), and none of the five names begins another. So no spaces are put around the
+# text to match whole words: that made a new string per message, and counting unseen messages took twice as
+# long. `/` escapes LIKE's wildcards, which no flag holds.
+_HAS_SEEN = "messages.flags LIKE '%\\Seen%' ESCAPE '/'"
+_HAS_DELETED = "messages.flags LIKE '%\\Deleted%' ESCAPE '/'"
 _MAILBOXES = (
     "SELECT mailboxes.name, mailboxes.special_use, mailboxes.uidvalidity, mailboxes.uidnext,"
     " mailboxes.highestmodseq, count(messages.id),"
