@@ -452,3 +452,8 @@ def test_changes_since_a_look_are_the_messages_changed_or_new_and_what_is_left_a
     assert found is not None
     assert found.remaining == [1, 2, 4, 5]
     assert [m.uid for m in found.messages] == [2, 6]
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [1, 2, 4, 5, 6], ["\\Deleted"], "add")
+        mailstore.expunge(connection, ALICE, "INBOX")
+    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5))
+    assert found is not None and found.remaining == []  # all the session knew of are gone
