@@ -11,6 +11,7 @@ in a worker thread and checks its budget as it goes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from jitaku.mail.imap import structure, utf7
@@ -32,8 +33,10 @@ def responses(
         return [f'* {verb} (\\Noselect) "/" ""']
     patterns = [Pattern(command.reference + pattern) for pattern in command.patterns]
 
-    def wanted(name: str) -> bool:
+    def any_wanted(name: str) -> bool:
         return any(pattern.matches(name) for pattern in patterns)
+
+    wanted = patterns[0].matches if len(patterns) == 1 else any_wanted  # one pattern: what clients send
 
     by_name = {box.name: box for box in boxes}
     with_children: set[str] = set()  # names with a mailbox below them
@@ -74,6 +77,8 @@ def responses(
 
 def _levels_above(name: str) -> list[str]:
     """The levels above NAME: "a" and "a/b" above "a/b/c"."""
+    if DELIMITER not in name:  # most names, INBOX and the special-use folders among them
+        return []
     levels = name.split(DELIMITER)
     return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]
 
@@ -105,8 +110,10 @@ def _listed(
     return f'* {verb} ({" ".join(attributes)}) "/" {quoted_name(name)}{extra}'
 
 
+@functools.lru_cache(maxsize=4096)
 def quoted_name(mailbox: str) -> str:
-    """A mailbox name as LIST and STATUS send it: modified UTF-7, quoted."""
+    """A mailbox name as LIST and STATUS send it: modified UTF-7, quoted. Kept: the same few names go out
+    with every LIST and STATUS, and encoding one took as long as the rest of its LIST line."""
     return structure.string(utf7.encode(mailbox)).decode()
 
 
