@@ -56,6 +56,20 @@ def test_mailboxes_count_messages_and_unseen_ones(database: Database) -> None:
     assert (inbox.name, inbox.messages, inbox.unseen, inbox.uidnext) == ("INBOX", 3, 1, 4)
 
 
+def test_status_gives_the_items_asked_in_their_order_and_agrees_with_the_listing(database: Database) -> None:
+    fill(database, 3)
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [1], ["\\Seen", "\\Deleted"], "add")
+        mailstore.store_flags(connection, ALICE, "INBOX", [2], ["$Seen"], "add")  # not \Seen
+    items = ("UNSEEN", "SIZE", "DELETED", "MESSAGES", "UIDNEXT", "RECENT", "UIDVALIDITY", "HIGHESTMODSEQ")
+    found = database.query_now(lambda s: mailstore.status(s, ALICE, "inbox", items))
+    inbox = database.read_now(lambda c: mailstore.mailboxes(c, ALICE))[0]
+    listed = [inbox.unseen, inbox.size, inbox.deleted, inbox.messages, inbox.uidnext, inbox.recent]
+    assert found == ("INBOX", [*listed, inbox.uidvalidity, inbox.highestmodseq])
+    assert found[1][:6] == [2, inbox.size, 1, 3, 4, 3] and inbox.size > 0
+    assert database.query_now(lambda s: mailstore.status(s, ALICE, "Nowhere", ("MESSAGES",))) is None
+
+
 def test_create_refuses_bad_and_taken_names_and_needs_no_parents(database: Database) -> None:
     with database.transaction() as connection:
         mailstore.create_mailbox(connection, ALICE, "a/b/c")
@@ -438,3 +452,8 @@ def test_changes_since_a_look_are_the_messages_changed_or_new_and_what_is_left_a
     assert found is not None
     assert found.remaining == [1, 2, 4, 5]
     assert [m.uid for m in found.messages] == [2, 6]
+    with database.transaction() as connection:
+        mailstore.store_flags(connection, ALICE, "INBOX", [1, 2, 4, 5, 6], ["\\Deleted"], "add")
+        mailstore.expunge(connection, ALICE, "INBOX")
+    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5))
+    assert found is not None and found.remaining == []  # all the session knew of are gone

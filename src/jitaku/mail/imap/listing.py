@@ -11,6 +11,7 @@ in a worker thread and checks its budget as it goes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from jitaku.mail.imap import structure, utf7
@@ -32,8 +33,10 @@ def responses(
         return [f'* {verb} (\\Noselect) "/" ""']
     patterns = [Pattern(command.reference + pattern) for pattern in command.patterns]
 
-    def wanted(name: str) -> bool:
+    def any_wanted(name: str) -> bool:
         return any(pattern.matches(name) for pattern in patterns)
+
+    wanted = patterns[0].matches if len(patterns) == 1 else any_wanted  # one pattern: what clients send
 
     by_name = {box.name: box for box in boxes}
     with_children: set[str] = set()  # names with a mailbox below them
@@ -68,12 +71,14 @@ def responses(
         )
         for option in command.return_options:
             if option.startswith("STATUS ") and isinstance(listed, MailboxInfo):
-                lines.append(status_line(listed, tuple(option.split()[1:])))
+                lines.append(_box_status_line(listed, tuple(option.split()[1:])))
     return lines
 
 
 def _levels_above(name: str) -> list[str]:
     """The levels above NAME: "a" and "a/b" above "a/b/c"."""
+    if DELIMITER not in name:  # most names, INBOX and the special-use folders among them
+        return []
     levels = name.split(DELIMITER)
     return [DELIMITER.join(levels[:depth]) for depth in range(1, len(levels))]
 
@@ -105,12 +110,20 @@ def _listed(
     return f'* {verb} ({" ".join(attributes)}) "/" {quoted_name(name)}{extra}'
 
 
+@functools.lru_cache(maxsize=4096)
 def quoted_name(mailbox: str) -> str:
-    """A mailbox name as LIST and STATUS send it: modified UTF-7, quoted."""
+    """A mailbox name as LIST and STATUS send it: modified UTF-7, quoted. Kept: the same few names go out
+    with every LIST and STATUS, and encoding one took as long as the rest of its LIST line."""
     return structure.string(utf7.encode(mailbox)).decode()
 
 
-def status_line(box: MailboxInfo, items: tuple[str, ...]) -> str:
+def status_line(name: str, items: tuple[str, ...], values: Sequence[int]) -> str:
+    """A STATUS response: each of ITEMS with its value in VALUES."""
+    listed = " ".join(f"{item} {value}" for item, value in zip(items, values, strict=True))
+    return f"* STATUS {quoted_name(name)} ({listed})"
+
+
+def _box_status_line(box: MailboxInfo, items: tuple[str, ...]) -> str:
     values = {
         "MESSAGES": box.messages,
         "RECENT": box.recent,
@@ -121,5 +134,4 @@ def status_line(box: MailboxInfo, items: tuple[str, ...]) -> str:
         "SIZE": box.size,
         "DELETED": box.deleted,
     }
-    listed = " ".join(f"{item} {values[item]}" for item in items)
-    return f"* STATUS {quoted_name(box.name)} ({listed})"
+    return status_line(box.name, items, [values[item] for item in items])

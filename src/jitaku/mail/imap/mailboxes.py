@@ -50,10 +50,12 @@ async def list_mailboxes(backend: Backend, user: LoggedIn, session: Session, com
 
 async def status(backend: Backend, user: LoggedIn, session: Session, command: Status) -> str:
     address = user.address
-    boxes = await backend.database.query(lambda c: mailstore.mailboxes(c, address, command.mailbox), snapshot=False)
-    if not boxes:
+    found = await backend.database.query(
+        lambda s: mailstore.status(s, address, command.mailbox, command.items), snapshot=False
+    )
+    if found is None:
         raise Refused(f"[NONEXISTENT] no mailbox {command.mailbox!r}")
-    session.say(listing.status_line(boxes[0], command.items))
+    session.say(listing.status_line(found[0], command.items, found[1]))
     return "OK STATUS completed"
 
 

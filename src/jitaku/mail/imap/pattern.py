@@ -29,6 +29,8 @@ class Pattern:
             return name == self.pieces[0]
         if len(self.wildcards) == 1:  # what clients send: "*", "%", "Lists/%", "INBOX*"
             head, tail = self.pieces
+            if not head and not tail and self.wildcards[0] == "*":  # "*": every name
+                return True
             if len(name) < len(head) + len(tail) or not name.startswith(head) or not name.endswith(tail):
                 return False
             return self.wildcards[0] == "*" or DELIMITER not in name[len(head) : len(name) - len(tail)]
