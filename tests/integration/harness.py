@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ class MountNamespace:
         self._libc = ctypes.CDLL(None, use_errno=True)
         self._home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY)
         self._cwd = os.getcwd()  # entering a mount namespace again moves this thread to its root
+        self._threads = set(threading.enumerate())
         if self._libc.unshare(self.CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
         subprocess.run(["mount", "--make-rprivate", "/"], check=True)
@@ -60,6 +62,10 @@ class MountNamespace:
             shutil.rmtree(staging)
 
     def close(self) -> None:
+        # A thread started inside shares this thread's filesystem attributes, and setns refuses (EINVAL) while
+        # one lives: the DNS stub's request threads may still be finishing when its fixture has stopped it
+        for thread in set(threading.enumerate()) - self._threads:
+            thread.join(timeout=10)
         if self._libc.setns(self._home, self.CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "setns back to our mount namespace")
         os.close(self._home)
