@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -47,6 +48,7 @@ class MountNamespace:
         self._home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY)
         self._cwd = os.getcwd()  # entering a mount namespace again moves this thread to its root
         self._threads = set(threading.enumerate())
+        self._hidden = list(shown)
         if self._libc.unshare(self.CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
         subprocess.run(["mount", "--make-rprivate", "/"], check=True)
@@ -67,7 +69,13 @@ class MountNamespace:
         for thread in set(threading.enumerate()) - self._threads:
             thread.join(timeout=10)
         if self._libc.setns(self._home, self.CLONE_NEWNS) != 0:
-            raise OSError(ctypes.get_errno(), "setns back to our mount namespace")
+            failure = ctypes.get_errno()
+            if failure != errno.EINVAL:
+                raise OSError(failure, "setns back to our mount namespace")
+            # Something still shares them: take our mounts down instead, which leaves this thread in a copy of
+            # the namespace it came from, showing what that one shows
+            for hidden in reversed(self._hidden):
+                subprocess.run(["umount", "--recursive", "--lazy", str(hidden)], check=True)
         os.close(self._home)
         os.chdir(self._cwd)
 
