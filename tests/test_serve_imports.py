@@ -15,7 +15,7 @@ import pytest
 from jitaku import app as daemon
 from jitaku.cli import serve_dir
 from jitaku.cli.commands import app
-from jitaku.store import Database
+from jitaku.store import Database, accounts
 
 NOT_IN_THE_DAEMON = ("apprise", "typer", "rich", "httpx", "psutil", "prometheus_client", "jinja2")
 # What `jitaku serve` imports: the entry and the daemon, and what the daemon imports as it starts (the health
@@ -26,7 +26,16 @@ SERVE_IMPORTS = ("jitaku.cli", "jitaku.app", "jitaku.health.monitor", "jitaku.we
 # The store's modules moved off SQLAlchemy's Core (issue 20 item 4: `import sqlalchemy` is 14 MB of the idle
 # memory); the package's __init__ still binds every table group, some of them in Core, so these are imported
 # under a bare stand-in for it. Add each module as it moves; the last one moved lets `jitaku serve` go without.
-OFF_SQLALCHEMY = ("jitaku.store.database", "jitaku.store.ddns", "jitaku.store.logins", "jitaku.store.tallies")
+OFF_SQLALCHEMY = (
+    "jitaku.store.accounts",
+    "jitaku.store.database",
+    "jitaku.store.ddns",
+    "jitaku.store.health",
+    "jitaku.store.logins",
+    "jitaku.store.tallies",
+    "jitaku.health.history",
+    "jitaku.web.metrics",
+)
 BARE_STORE = (
     "import importlib, json, sys, types\n"
     "from pathlib import Path\n"
@@ -51,15 +60,38 @@ def test_the_store_modules_moved_to_prepared_sql_import_no_sqlalchemy() -> None:
 def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalchemy(tmp_path: Path) -> None:
     """The daemon's start (the schema check), its writer and its readers, on what has moved to prepared SQL."""
     url = f"sqlite:///{tmp_path / 'jitaku.db'}"
-    Database(url).close()  # made and migrated, as `jitaku init` does
+    made = Database(url)  # made and migrated, as `jitaku init` does
+    with made.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", "hash")  # `jitaku user add`
+    made.close()
     code = (
         BARE_STORE
         + (
             "import asyncio\n"
-            "from jitaku.store import ddns, logins, tallies\n"
+            "from jitaku.store import accounts, ddns, health, logins, tallies\n"
             "from jitaku.store.database import Database\n"
             f"database = Database({url!r})\n"
+            "result = health.Reading('queue', 1, 'Mail waits.', {'size': 3.0}, 'size')\n"
+            "status = health.Status('queue', 1, 'size', 'Mail waits.', 100.0, 100.0, 'problem', frozenset({2}))\n"
+            "alert = health.Alert(100.0, 'queue', 'problem', 1, 'Queue', 'Mail waits.', False)\n"
+            "def judged(tx):\n"
+            "    health.record(tx, result, 100.0)\n"
+            "    health.save_status(tx, status)\n"
+            "    health.add_alert(tx, alert)\n"
             "async def go():\n"
+            "    alice = await database.query(lambda s: accounts.find_user(s, 'Alice@example.test'))\n"
+            "    assert (alice.address, alice.admin, alice.session_generation) == ('alice@example.test', True, 0)\n"
+            "    await database.transact(lambda tx: accounts.end_sessions(tx, 'alice@example.test'))\n"
+            "    assert database.query_now(accounts.list_users)[0].session_generation == 1\n"
+            "    directory = await database.query(accounts.load_directory)\n"
+            "    assert directory.users == {'alice@example.test'} and directory.version == await database.query(accounts.current_version)\n"
+            "    await database.transact(judged)\n"
+            "    assert await database.query(health.latest) == {'queue': (100.0, result)}\n"
+            "    assert await database.query(health.statuses) == {'queue': status}\n"
+            "    assert await database.query(health.recent_alerts) == [alert]\n"
+            "    assert await database.query(lambda s: health.series(s, 'queue', 0.0)) == [(100.0, {'size': 3.0})]\n"
+            "    await database.transact(lambda tx: health.prune(tx, 100.0 + health.KEEP_RESULTS + 1))\n"
+            "    assert await database.query(health.latest) == {}\n"
             "    state = ddns.State('home.example.test', 4, 'dyndns2', 'k', address='192.0.2.1')\n"
             "    await database.transact(lambda tx: ddns.save(tx, state))\n"
             "    await database.transact(lambda tx: logins.start(tx, '192.0.2.9', 'a', 100.0, 0.0, 5, 20))\n"

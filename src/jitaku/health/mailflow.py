@@ -192,7 +192,7 @@ async def check(settings: Settings, database: Database) -> Result | None:
     mailflow = settings.health.mailflow
     if not mailflow.to:
         return None
-    if await database.read(lambda connection: accounts.find_user(connection, mailflow.to)) is None:
+    if await database.query(lambda statements: accounts.find_user(statements, mailflow.to), snapshot=False) is None:
         sentence = f"[health.mailflow] to = {mailflow.to!r} is not a mailbox here; make it one with `jitaku user add`."
         ja = (
             f"[health.mailflow] to = {mailflow.to!r} はこのサーバーのメールボックスではありません。"

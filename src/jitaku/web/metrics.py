@@ -12,10 +12,10 @@ import hmac
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -24,7 +24,10 @@ from jitaku import store
 from jitaku.config import Settings
 from jitaku.health import history
 from jitaku.health.result import Result
-from jitaku.store import Database
+from jitaku.store.database import Database
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 # Figures the disk and RAID checks keep per device as "DEVICE.FIGURE": (check, figure, metric, label, help, scale)
 DEVICE_FIGURES = (
