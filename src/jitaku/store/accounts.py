@@ -103,7 +103,7 @@ def add_user(target: Connection | Tx, address: str, password_hash: str | None, a
     """The first user is an admin whatever ADMIN says: someone must be able to open the dashboard. The user
     starts with INBOX and the special-use folders (Sent, Trash...) that IMAP clients look for, subscribed:
     a client that shows only subscribed folders shows these."""
-    # The mail store's mailbox statements are still Core (issue 20): imported here, where only the CLI comes
+    # Here, not at the top: the mail store still imports SQLAlchemy (issue 20), and only the CLI makes users
     from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
 
     tx = tx_of(target)
