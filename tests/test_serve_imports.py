@@ -15,7 +15,7 @@ import pytest
 from jitaku import app as daemon
 from jitaku.cli import serve_dir
 from jitaku.cli.commands import app
-from jitaku.store import Database
+from jitaku.store import Database, accounts
 
 NOT_IN_THE_DAEMON = ("apprise", "typer", "rich", "httpx", "psutil", "prometheus_client", "jinja2")
 # What `jitaku serve` imports: the entry and the daemon, and what the daemon imports as it starts (the health
@@ -26,7 +26,13 @@ SERVE_IMPORTS = ("jitaku.cli", "jitaku.app", "jitaku.health.monitor", "jitaku.we
 # The store's modules moved off SQLAlchemy's Core (issue 20 item 4: `import sqlalchemy` is 14 MB of the idle
 # memory); the package's __init__ still binds every table group, some of them in Core, so these are imported
 # under a bare stand-in for it. Add each module as it moves; the last one moved lets `jitaku serve` go without.
-OFF_SQLALCHEMY = ("jitaku.store.database", "jitaku.store.ddns", "jitaku.store.logins", "jitaku.store.tallies")
+OFF_SQLALCHEMY = (
+    "jitaku.store.database",
+    "jitaku.store.ddns",
+    "jitaku.store.logins",
+    "jitaku.store.mailstore",
+    "jitaku.store.tallies",
+)
 BARE_STORE = (
     "import importlib, json, sys, types\n"
     "from pathlib import Path\n"
@@ -67,6 +73,44 @@ def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalche
             "    assert [s.address for s in await database.query(ddns.all_states)] == ['192.0.2.1']\n"
             "    assert (await database.query(lambda s: logins.counts(s, '192.0.2.9', 'a', 0.0, 100.0))).pending_login == 1\n"
             "    assert database.query_now(tallies.totals) == {tallies.MAIL_IN: 2}\n"
+            "asyncio.run(go())\n"
+            "database.close()\n"
+        )
+        + LOADED
+    )
+    assert _loaded_by(code) == []
+
+
+def test_imap_pop3_and_the_status_page_use_the_mail_store_without_sqlalchemy(tmp_path: Path) -> None:
+    """What the daemon does to mailboxes (IMAP's CREATE, RENAME, SUBSCRIBE, APPEND, DELETE; POP3's login,
+    RETR and QUIT; the status page's counts), on a database a user was added to by the CLI."""
+    url = f"sqlite:///{tmp_path / 'jitaku.db'}"
+    database = Database(url)
+    with database.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", None)
+    database.close()
+    code = (
+        BARE_STORE
+        + (
+            "import asyncio\n"
+            "from jitaku.store import mailstore as m\n"
+            "from jitaku.store.database import Database\n"
+            f"database = Database({url!r})\n"
+            "a = 'alice@example.test'\n"
+            "async def go():\n"
+            "    await database.transact(lambda tx: m.create_mailbox(tx, a, 'Trips/2026', limit=10))\n"
+            "    await database.transact(lambda tx: m.subscribe(tx, a, 'Trips/2026', limit=10))\n"
+            "    await database.transact(lambda tx: m.rename_mailbox(tx, a, 'Trips', 'Travel'))\n"
+            "    await database.transact(lambda tx: m.append(tx, a, b'Subject: one\\r\\n\\r\\nhi\\r\\n'))\n"
+            "    await database.transact(lambda tx: m.append(tx, a, b'two', 'Travel/2026'))\n"
+            "    await database.transact(lambda tx: m.delete_mailbox(tx, a, 'Travel/2026'))\n"
+            "    await database.transact(lambda tx: m.unsubscribe(tx, a, 'Travel/2026'))\n"
+            "    assert 'Travel/2026' not in await database.query(lambda s: m.subscriptions(s, a))\n"
+            "    drop = await database.query(lambda s: m.maildrop(s, a))\n"
+            "    assert [uid for uid, _size in drop.messages] == [1]\n"
+            "    assert (await database.query(lambda s: m.get_message(s, a, 1))).body.endswith(b'hi\\r\\n')\n"
+            "    assert await database.transact(lambda tx: m.remove(tx, a, [1])) == 1\n"
+            "    assert await database.query(m.message_counts) == [(a, 0)]\n"
             "asyncio.run(go())\n"
             "database.close()\n"
         )
