@@ -32,6 +32,7 @@ OFF_SQLALCHEMY = (
     "jitaku.store.ddns",
     "jitaku.store.health",
     "jitaku.store.logins",
+    "jitaku.store.mailstore",
     "jitaku.store.tallies",
     "jitaku.health.history",
     "jitaku.web.metrics",
@@ -60,10 +61,7 @@ def test_the_store_modules_moved_to_prepared_sql_import_no_sqlalchemy() -> None:
 def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalchemy(tmp_path: Path) -> None:
     """The daemon's start (the schema check), its writer and its readers, on what has moved to prepared SQL."""
     url = f"sqlite:///{tmp_path / 'jitaku.db'}"
-    made = Database(url)  # made and migrated, as `jitaku init` does
-    with made.transaction() as connection:
-        accounts.add_user(connection, "alice@example.test", "hash")  # `jitaku user add`
-    made.close()
+    Database(url).close()  # made and migrated, as `jitaku init` does
     code = (
         BARE_STORE
         + (
@@ -79,6 +77,7 @@ def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalche
             "    health.save_status(tx, status)\n"
             "    health.add_alert(tx, alert)\n"
             "async def go():\n"
+            "    await database.transact(lambda tx: accounts.add_user(tx, 'alice@example.test', 'hash'))\n"
             "    alice = await database.query(lambda s: accounts.find_user(s, 'Alice@example.test'))\n"
             "    assert (alice.address, alice.admin, alice.session_generation) == ('alice@example.test', True, 0)\n"
             "    await database.transact(lambda tx: accounts.end_sessions(tx, 'alice@example.test'))\n"
@@ -99,6 +98,44 @@ def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalche
             "    assert [s.address for s in await database.query(ddns.all_states)] == ['192.0.2.1']\n"
             "    assert (await database.query(lambda s: logins.counts(s, '192.0.2.9', 'a', 0.0, 100.0))).pending_login == 1\n"
             "    assert database.query_now(tallies.totals) == {tallies.MAIL_IN: 2}\n"
+            "asyncio.run(go())\n"
+            "database.close()\n"
+        )
+        + LOADED
+    )
+    assert _loaded_by(code) == []
+
+
+def test_imap_pop3_and_the_status_page_use_the_mail_store_without_sqlalchemy(tmp_path: Path) -> None:
+    """What the daemon does to mailboxes (IMAP's CREATE, RENAME, SUBSCRIBE, APPEND, DELETE; POP3's login,
+    RETR and QUIT; the status page's counts), on a database a user was added to by the CLI."""
+    url = f"sqlite:///{tmp_path / 'jitaku.db'}"
+    database = Database(url)
+    with database.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", None)
+    database.close()
+    code = (
+        BARE_STORE
+        + (
+            "import asyncio\n"
+            "from jitaku.store import mailstore as m\n"
+            "from jitaku.store.database import Database\n"
+            f"database = Database({url!r})\n"
+            "a = 'alice@example.test'\n"
+            "async def go():\n"
+            "    await database.transact(lambda tx: m.create_mailbox(tx, a, 'Trips/2026', limit=10))\n"
+            "    await database.transact(lambda tx: m.subscribe(tx, a, 'Trips/2026', limit=10))\n"
+            "    await database.transact(lambda tx: m.rename_mailbox(tx, a, 'Trips', 'Travel'))\n"
+            "    await database.transact(lambda tx: m.append(tx, a, b'Subject: one\\r\\n\\r\\nhi\\r\\n'))\n"
+            "    await database.transact(lambda tx: m.append(tx, a, b'two', 'Travel/2026'))\n"
+            "    await database.transact(lambda tx: m.delete_mailbox(tx, a, 'Travel/2026'))\n"
+            "    await database.transact(lambda tx: m.unsubscribe(tx, a, 'Travel/2026'))\n"
+            "    assert 'Travel/2026' not in await database.query(lambda s: m.subscriptions(s, a))\n"
+            "    drop = await database.query(lambda s: m.maildrop(s, a))\n"
+            "    assert [uid for uid, _size in drop.messages] == [1]\n"
+            "    assert (await database.query(lambda s: m.get_message(s, a, 1))).body.endswith(b'hi\\r\\n')\n"
+            "    assert await database.transact(lambda tx: m.remove(tx, a, [1])) == 1\n"
+            "    assert await database.query(m.message_counts) == [(a, 0)]\n"
             "asyncio.run(go())\n"
             "database.close()\n"
         )

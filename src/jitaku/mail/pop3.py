@@ -193,7 +193,7 @@ class Pop3Server:
         except login.TooManySessions:
             await connection.reply("-ERR [IN-USE] too many sessions for this user from your address; close one first")
             return
-        drop = await self._database.read(lambda c: mailstore.maildrop(c, address))
+        drop = await self._database.query(lambda s: mailstore.maildrop(s, address))
         session.transaction = transaction = Transaction(LoggedIn(address), drop)
         log.event("pop3_login", client=session.client, user=address, messages=len(drop.messages))
         count, size = _totals(transaction)
@@ -247,7 +247,7 @@ class Pop3Server:
         if number is None:
             return
         address, (uid, size) = transaction.user.address, transaction.drop.messages[number - 1]
-        stored = await self._database.read(lambda c: mailstore.get_message(c, address, uid))
+        stored = await self._database.query(lambda s: mailstore.get_message(s, address, uid))
         if stored is None:  # an IMAP client expunged it meanwhile
             await connection.reply(f"-ERR [SYS/PERM] message {number} is gone")
             return

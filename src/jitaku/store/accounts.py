@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from jitaku.addresses import role_of
+from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import Tx, statements_of, tx_of
 
@@ -103,9 +104,6 @@ def add_user(target: Connection | Tx, address: str, password_hash: str | None, a
     """The first user is an admin whatever ADMIN says: someone must be able to open the dashboard. The user
     starts with INBOX and the special-use folders (Sent, Trash...) that IMAP clients look for, subscribed:
     a client that shows only subscribed folders shows these."""
-    # Here, not at the top: the mail store still imports SQLAlchemy (issue 20), and only the CLI makes users
-    from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
-
     tx = tx_of(target)
     address = address.lower()
     if find_user(tx, address) is not None:
@@ -121,7 +119,7 @@ def add_user(target: Connection | Tx, address: str, password_hash: str | None, a
             (address, password_hash, time.time(), admin),
         )[0][0]
     )
-    created = new_uidvalidity(tx.connection)
+    created = new_uidvalidity(tx)
     folders = [(INBOX, None), *SPECIAL_FOLDERS]
     tx.run_many(
         "INSERT INTO mailboxes (user_id, name, special_use, uidvalidity, uidnext, highestmodseq, recent_uid)"

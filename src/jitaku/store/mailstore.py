@@ -10,8 +10,9 @@ run on the DB-API (store/statements.py), as the reads of store/reader.py or in a
 through SQLAlchemy those reads took most of the event loop's time under ten clients (issue 20). So are the
 writes every STORE, APPEND, EXPUNGE, COPY and MOVE makes, and a delivery's (mail/delivery.commit), run in the
 writer's transaction (a Tx) or a Core caller's: through SQLAlchemy they took a third of the writer thread's
-time, holding the GIL the event loop waits on. The rest (mailboxes made, renamed, deleted; subscriptions) is
-written in Core.
+time, holding the GIL the event loop waits on. So is the rest (mailboxes made, renamed, deleted;
+subscriptions; POP3's and the CLI's reads), so that the daemon never imports SQLAlchemy for its mail: a Core
+caller's connection (the CLI's, a test's) is taken as well, its statements run in its transaction.
 """
 
 from __future__ import annotations
@@ -21,17 +22,13 @@ import re
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, assert_never, get_args
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias, assert_never, get_args
 
-from sqlalchemy import bindparam, case, delete, func, insert, update
-from sqlalchemy import select as sql_select  # `select` is IMAP's SELECT here
-from sqlalchemy.engine import Connection
-
-from jitaku.store.schema import mailboxes as mailbox_table
-from jitaku.store.schema import messages, uidvalidity_clock, users
-from jitaku.store.schema import subscriptions as subscription_table
 from jitaku.store.statements import Statements
-from jitaku.store.transaction import Tx
+from jitaku.store.transaction import Tx, statements_of, tx_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 INBOX = "INBOX"
 DELIMITER = "/"  # the hierarchy delimiter IMAP's LIST announces
@@ -164,11 +161,11 @@ def _check_name(name: str) -> None:
         raise MailboxError(f"mailbox name {name[:40]!r}... is too long")
 
 
-def _user_id(connection: Connection, address: str) -> int:
-    found = connection.execute(sql_select(users.c.id).where(users.c.address == address.lower())).scalar()
-    if found is None:
+def _user_id(statements: Statements, address: str) -> int:
+    found = statements.run("SELECT id FROM users WHERE address = ?", (address.lower(),))
+    if not found:
         raise NoSuchMailbox(f"no user {address.lower()}")
-    return int(found)
+    return int(found[0][0])
 
 
 class _Mailbox(NamedTuple):
@@ -187,22 +184,10 @@ class _Message(NamedTuple):
     size: int
 
 
-Source = Connection | Statements  # a Core caller's connection, or a read's (or the writer's) statements
-
-
-Target = Connection | Tx  # a Core caller's transaction (the CLI's, a test's), or the writer's
-
-
-def _statements(source: Source) -> Statements:
-    """SOURCE's DB-API statements: a Core connection's run in its transaction."""
-    return Tx.over(source) if isinstance(source, Connection) else source
-
-
-def _tx(target: Target) -> Tx:
-    """TARGET's transaction as a Tx: the writes IMAP makes with every STORE, APPEND and EXPUNGE run on the
-    DB-API, where through SQLAlchemy the writer thread spent a third of its time, holding the GIL the event
-    loop waits on (issue 20)."""
-    return Tx.over(target) if isinstance(target, Connection) else target
+# A Core caller's connection (the CLI's, a test's), or a read's (or the writer's) statements; a Core caller's
+# transaction, or the writer's. Strings: SQLAlchemy's Connection is named for the type checker alone
+Source: TypeAlias = "Connection | Statements"
+Target: TypeAlias = "Connection | Tx"
 
 
 # IMAP looks a mailbox up for every command
@@ -214,19 +199,22 @@ _FIND = (
 
 def _find(source: Source, address: str, name: str) -> _Mailbox:
     """The user's mailbox NAME, or NoSuchMailbox."""
-    rows = _statements(source).run(_FIND, (address.lower(), canonical(name)))
+    rows = statements_of(source).run(_FIND, (address.lower(), canonical(name)))
     if not rows:
         raise NoSuchMailbox(f"no mailbox {canonical(name)!r}")
     return _Mailbox(*(int(value) for value in rows[0]))
 
 
-def _mailbox(connection: Connection, address: str, name: str) -> tuple[int, int] | None:
-    row = connection.execute(
-        sql_select(mailbox_table.c.id, mailbox_table.c.uidnext)
-        .join(users, users.c.id == mailbox_table.c.user_id)
-        .where(users.c.address == address.lower(), mailbox_table.c.name == name)
-    ).first()
-    return (row.id, row.uidnext) if row else None
+_MAILBOX_ID = (
+    "SELECT mailboxes.id FROM mailboxes JOIN users ON users.id = mailboxes.user_id"
+    " WHERE users.address = ? AND mailboxes.name = ?"
+)
+
+
+def _mailbox_id(statements: Statements, address: str, name: str) -> int | None:
+    """The id of the user's mailbox named exactly NAME (POP3 and the CLI name INBOX as stored), or None."""
+    rows = statements.run(_MAILBOX_ID, (address.lower(), name))
+    return int(rows[0][0]) if rows else None
 
 
 _NEXT_MODSEQ = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq"
@@ -304,19 +292,16 @@ def _delete(tx: Tx, ids: Sequence[int]) -> None:
     tx.run_many("DELETE FROM messages WHERE id = ?", [(message,) for message in ids])
 
 
-def new_uidvalidity(connection: Connection) -> int:
+_NEW_UIDVALIDITY = "UPDATE uidvalidity_clock SET last = CASE WHEN last < ? THEN ? ELSE last + 1 END RETURNING last"
+
+
+def new_uidvalidity(target: Target) -> int:
     """The creation time, as RFC 3501 §2.3.1.1 suggests, but above every UIDVALIDITY given before: a mailbox
     deleted and made again within a second, or a clock set back (a board without a battery-backed clock,
     before NTP), must not repeat one."""
-    clock = uidvalidity_clock.c
     now = int(time.time())
-    return int(
-        connection.execute(
-            update(uidvalidity_clock)
-            .values(last=case((clock.last < now, now), else_=clock.last + 1))
-            .returning(clock.last)
-        ).scalar_one()
-    )
+    (last,) = tx_of(target).run(_NEW_UIDVALIDITY, (now, now))  # the table's one row
+    return int(last[0])
 
 
 # A system flag's name is found in messages.flags only as that flag: flag_set stores no other backslash, no
@@ -348,13 +333,13 @@ _FOLDERS = (
 def folders(source: Source, address: str) -> list[Folder]:
     """The user's mailboxes as `mailboxes` orders them, without reading their messages: what a LIST that
     asks for no STATUS needs."""
-    return [Folder(name, use) for name, use in _statements(source).run(_FOLDERS, (address.lower(),))]
+    return [Folder(name, use) for name, use in statements_of(source).run(_FOLDERS, (address.lower(),))]
 
 
 def mailboxes(source: Source, address: str) -> list[MailboxInfo]:
     """The user's mailboxes, INBOX first and the rest by name, with what LIST-STATUS reports (STATUS of one
     mailbox reads only what it asks: `status`)."""
-    rows = _statements(source).run(_MAILBOXES, (address.lower(),))
+    rows = statements_of(source).run(_MAILBOXES, (address.lower(),))
     return [
         MailboxInfo(
             name=name,
@@ -399,15 +384,21 @@ def status(source: Source, address: str, name: str, items: tuple[str, ...]) -> t
     """The mailbox NAME's name as stored and the values of the STATUS ITEMS, in their order; None when the
     user has no such mailbox. One statement that reads only what is asked: clients STATUS each mailbox in
     turn, and counting what nobody asked for (\\Deleted, sizes) made it twice the work."""
-    rows = _statements(source).run(_status_statement(items), (address.lower(), canonical(name)))
+    rows = statements_of(source).run(_status_statement(items), (address.lower(), canonical(name)))
     if not rows:
         return None
     stored, *values = rows[0]
     return stored, [int(value) for value in values]
 
 
+_ADD_MAILBOX = (
+    "INSERT INTO mailboxes (user_id, name, special_use, uidvalidity, uidnext, highestmodseq, recent_uid)"
+    " VALUES (?, ?, ?, ?, 1, 1, 1)"
+)
+
+
 def create_mailbox(
-    connection: Connection,
+    target: Target,
     address: str,
     name: str,
     special_use: SpecialUse | None = None,
@@ -416,54 +407,41 @@ def create_mailbox(
     """A new, empty mailbox. Its parents need not exist: clients create "a/b/c" at once, and LIST shows
     the missing "a" and "a/b" as names without a mailbox. With LIMIT, the user may have that many mailboxes
     at most (issue 15: 10,000 of them made every LIST a long wait)."""
+    tx = tx_of(target)
     name = canonical(name)
     _check_name(name)
     if special_use is not None and special_use not in get_args(SpecialUse):
         raise MailboxError(f"{special_use!r} is not a special use this server knows")
-    user_id = _user_id(connection, address)
-    exists = connection.execute(
-        sql_select(mailbox_table.c.id).where(mailbox_table.c.user_id == user_id, mailbox_table.c.name == name)
-    ).first()
-    if exists is not None:
+    user_id = _user_id(tx, address)
+    if tx.run("SELECT id FROM mailboxes WHERE user_id = ? AND name = ?", (user_id, name)):
         raise MailboxExists(f"mailbox {name!r} exists already")
     if limit is not None:
-        count = connection.execute(
-            sql_select(func.count()).select_from(mailbox_table).where(mailbox_table.c.user_id == user_id)
-        ).scalar_one()
+        count = int(tx.run("SELECT count(*) FROM mailboxes WHERE user_id = ?", (user_id,))[0][0])
         if count >= limit:
             raise TooManyMailboxes(f"you have {count} mailboxes, as many as you may; delete one first")
-    connection.execute(
-        insert(mailbox_table).values(
-            user_id=user_id,
-            name=name,
-            special_use=special_use,
-            uidvalidity=new_uidvalidity(connection),
-            uidnext=1,
-        )
-    )
+    tx.run(_ADD_MAILBOX, (user_id, name, special_use, new_uidvalidity(tx)))
 
 
-def rename_mailbox(connection: Connection, address: str, old: str, new: str, limit: int | None = None) -> None:
+_NAMES = "SELECT name, id FROM mailboxes WHERE user_id = ?"
+
+
+def rename_mailbox(target: Target, address: str, old: str, new: str, limit: int | None = None) -> None:
     """RFC 3501 §6.3.5: OLD becomes NEW and its children "OLD/x" become "NEW/x", keeping their UIDs and
     UIDVALIDITY, and their subscriptions: a folder renamed in one client stays in the others' folder lists
     (Dovecot 2.3 leaves them under the old names, which then list as \\NonExistent). OLD may be a name that
     only has children (one LIST shows without a mailbox). Renaming INBOX instead moves its messages to a new
     mailbox NEW, which counts against LIMIT as CREATE's does, and leaves INBOX, and its children, in place."""
+    tx = tx_of(target)
     old, new = canonical(old), canonical(new)
     _check_name(new)
     if old == INBOX:
-        create_mailbox(connection, address, new, limit=limit)
-        inbox = select(connection, address, INBOX)
-        move(connection, address, INBOX, inbox.uids, new)
+        create_mailbox(tx, address, new, limit=limit)
+        inbox = select(tx, address, INBOX)
+        move(tx, address, INBOX, inbox.uids, new)
         return
-    user_id = _user_id(connection, address)
+    user_id = _user_id(tx, address)
     # A user has a few dozen mailboxes; matching the names here spares SQL's LIKE, case-insensitive in SQLite
-    names = {
-        row.name: row.id
-        for row in connection.execute(
-            sql_select(mailbox_table.c.name, mailbox_table.c.id).where(mailbox_table.c.user_id == user_id)
-        )
-    }
+    names = {name: int(mailbox_id) for name, mailbox_id in tx.run(_NAMES, (user_id,))}
     targets = {
         mailbox_id: new + name[len(old) :]
         for name, mailbox_id in names.items()
@@ -471,97 +449,88 @@ def rename_mailbox(connection: Connection, address: str, old: str, new: str, lim
     }
     if not targets:
         raise NoSuchMailbox(f"no mailbox {old!r}")
-    for target in targets.values():
-        _check_name(target)
-        if target in names:
-            raise MailboxExists(f"mailbox {target!r} exists already")
+    for renamed in targets.values():
+        _check_name(renamed)
+        if renamed in names:
+            raise MailboxExists(f"mailbox {renamed!r} exists already")
     # No new name is taken, so no step of the renaming collides with a name not yet renamed
-    connection.execute(
-        update(mailbox_table).where(mailbox_table.c.id == bindparam("mailbox")).values(name=bindparam("target")),
-        [{"mailbox": mailbox_id, "target": target} for mailbox_id, target in targets.items()],
+    tx.run_many(
+        "UPDATE mailboxes SET name = ? WHERE id = ?", [(renamed, mailbox_id) for mailbox_id, renamed in targets.items()]
     )
-    _rename_subscriptions(connection, user_id, old, new)
+    _rename_subscriptions(tx, user_id, old, new)
 
 
-def _rename_subscriptions(connection: Connection, user_id: int, old: str, new: str) -> None:
+def _rename_subscriptions(tx: Tx, user_id: int, old: str, new: str) -> None:
     """The subscriptions to OLD and the names below it, those without a mailbox too, move to NEW. One may be
     taken already (a mailbox deleted while subscribed): the two are one subscription."""
-    subscribed = set(
-        connection.execute(
-            sql_select(subscription_table.c.name).where(subscription_table.c.user_id == user_id)
-        ).scalars()
-    )
+    subscribed = {name for (name,) in tx.run("SELECT name FROM subscriptions WHERE user_id = ?", (user_id,))}
     moving = [name for name in subscribed if name == old or name.startswith(old + DELIMITER)]
     if not moving:
         return
     targets = {new + name[len(old) :] for name in moving}
-    for target in targets:
-        _check_name(target)
-    for start in range(0, len(moving), _CHUNK):
-        connection.execute(
-            delete(subscription_table).where(
-                subscription_table.c.user_id == user_id, subscription_table.c.name.in_(moving[start : start + _CHUNK])
-            )
-        )
+    for renamed in targets:
+        _check_name(renamed)
+    tx.run_many("DELETE FROM subscriptions WHERE user_id = ? AND name = ?", [(user_id, name) for name in moving])
     new_names = targets - subscribed.difference(moving)
     if new_names:
-        connection.execute(insert(subscription_table), [{"user_id": user_id, "name": name} for name in new_names])
+        tx.run_many(_SUBSCRIBE, [(user_id, name) for name in new_names])
 
 
-def delete_mailbox(connection: Connection, address: str, name: str) -> None:
+def delete_mailbox(target: Target, address: str, name: str) -> None:
     """The mailbox and its messages go; its children stay (RFC 3501 §6.3.4), and INBOX cannot go."""
+    tx = tx_of(target)
     name = canonical(name)
     if name == INBOX:
         raise MailboxError("INBOX cannot be deleted")
-    mailbox_id = _find(connection, address, name).id
-    connection.execute(delete(messages).where(messages.c.mailbox_id == mailbox_id))
-    connection.execute(delete(mailbox_table).where(mailbox_table.c.id == mailbox_id))
+    mailbox_id = _find(tx, address, name).id
+    tx.run("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+    tx.run("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
 
 
 _SUBSCRIPTIONS = (
     "SELECT subscriptions.name FROM subscriptions JOIN users ON users.id = subscriptions.user_id"
     " WHERE users.address = ? ORDER BY subscriptions.name"
 )
+_SUBSCRIBE = "INSERT INTO subscriptions (user_id, name) VALUES (?, ?)"
 
 
 def subscriptions(source: Source, address: str) -> list[str]:
     """The names the user subscribed to, by name, whether a mailbox has them or not (LSUB, LIST (SUBSCRIBED))."""
-    return [name for (name,) in _statements(source).run(_SUBSCRIPTIONS, (address.lower(),))]
+    return [name for (name,) in statements_of(source).run(_SUBSCRIPTIONS, (address.lower(),))]
 
 
-def subscribe(connection: Connection, address: str, name: str, limit: int | None = None) -> None:
+def subscribe(target: Target, address: str, name: str, limit: int | None = None) -> None:
     """SUBSCRIBE: only a mailbox that exists, as Dovecot does (RFC 3501 §6.3.6 allows the check); once
     subscribed, it stays so when deleted (§6.3.6 forbids taking it away). With LIMIT, the user may subscribe
     to that many names at most: deleted mailboxes' subscriptions would otherwise pile up without end, and
     each LSUB reads them all."""
+    tx = tx_of(target)
     name = canonical(name)
-    _find(connection, address, name)
-    user_id = _user_id(connection, address)
-    taken = subscription_table.c.user_id == user_id
-    if connection.execute(sql_select(subscription_table.c.id).where(taken, subscription_table.c.name == name)).first():
+    _find(tx, address, name)
+    user_id = _user_id(tx, address)
+    if tx.run("SELECT id FROM subscriptions WHERE user_id = ? AND name = ?", (user_id, name)):
         return
     if limit is not None:
-        count = connection.execute(sql_select(func.count()).select_from(subscription_table).where(taken)).scalar_one()
+        count = int(tx.run("SELECT count(*) FROM subscriptions WHERE user_id = ?", (user_id,))[0][0])
         if count >= limit:
             raise TooManyMailboxes(f"you subscribe to {count} names, as many as you may; unsubscribe from one first")
-    connection.execute(insert(subscription_table).values(user_id=user_id, name=name))
+    tx.run(_SUBSCRIBE, (user_id, name))
 
 
-def unsubscribe(connection: Connection, address: str, name: str) -> None:
+def unsubscribe(target: Target, address: str, name: str) -> None:
     """UNSUBSCRIBE: the name is no longer subscribed, whether a mailbox has it or not. A name neither
     subscribed nor a mailbox is NoSuchMailbox; a mailbox that was not subscribed is left so."""
+    tx = tx_of(target)
     name = canonical(name)
-    user_id = _user_id(connection, address)
-    gone = connection.execute(
-        delete(subscription_table).where(subscription_table.c.user_id == user_id, subscription_table.c.name == name)
-    ).rowcount
+    user_id = _user_id(tx, address)
+    gone = tx.run("DELETE FROM subscriptions WHERE user_id = ? AND name = ? RETURNING id", (user_id, name))
     if not gone:
-        _find(connection, address, name)
+        _find(tx, address, name)
 
 
 def select(source: Source, address: str, name: str) -> Selected:
     """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence."""
-    statements = _statements(source)
+    statements = statements_of(source)
     found = _find(statements, address, name)
     rows = statements.run(_LISTED, (found.id,))
     # column by column, each at C speed: a SELECT of a few thousand messages spent most of its time making an
@@ -628,7 +597,7 @@ def changes(source: Source, address: str, name: str, since: tuple[int, int], kno
     KNOWN messages below that UIDNEXT; None when nothing did. A session checks after every command: what it
     reads grows with the changes, not with the mailbox (re-reading every message's flags for each command of
     ten busy clients took most of the daemon's time)."""
-    statements = _statements(source)
+    statements = statements_of(source)
     found = _find(statements, address, name)
     if (found.uidnext, found.highestmodseq) == since:
         return None
@@ -647,7 +616,7 @@ def claim_recent(target: Target, address: str, name: str, before: int) -> int:
     BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail;
     BEFORE 0 claims none, and says where the unclaimed start. Only this one row is written: the messages are
     read outside the write transaction."""
-    tx = _tx(target)
+    tx = tx_of(target)
     found = _find(tx, address, name)
     if found.recent_uid < before:
         tx.run("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (before, found.id))
@@ -675,7 +644,7 @@ def store_flags(
 ) -> StoreResult:
     """STORE: add, remove or replace FLAGS on the messages UIDS. Those whose flags change share one new
     mod-sequence; with UNCHANGEDSINCE (RFC 7162 §3.1.3), a message changed after it is left alone."""
-    tx = _tx(target)
+    tx = tx_of(target)
     given = flag_set(flags)
     found = _find(tx, address, name)
     failed: list[int] = []
@@ -743,7 +712,7 @@ def append(
 ) -> int:
     """Store BODY as the next message of the user's mailbox, with FLAGS and IMAP's internal date (now, for a
     delivery); return its UID."""
-    tx = _tx(target)
+    tx = tx_of(target)
     flags_text = _flags_text(flag_set(flags))
     taken = take_uids(tx, address, name)
     received_at = time.time() if internal_date is None else internal_date
@@ -755,13 +724,13 @@ def copy(target: Target, address: str, source: str, uids: Collection[int], into:
     """COPY: the messages UIDS of SOURCE, with their flags and internal dates (RFC 3501 §6.4.7), become new
     messages of INTO, numbered in the order of their UIDs. Returns (source UID, new UID) pairs in
     ascending source UID order, for UIDPLUS's COPYUID (RFC 4315)."""
-    tx = _tx(target)
+    tx = tx_of(target)
     return _copy(tx, address, _rows(tx, _find(tx, address, source).id, uids), into)
 
 
 def move(target: Target, address: str, source: str, uids: Collection[int], into: str) -> list[tuple[int, int]]:
     """MOVE (RFC 6851): COPY, then the originals are expunged from SOURCE, in the caller's one transaction."""
-    tx = _tx(target)
+    tx = tx_of(target)
     origin = _find(tx, address, source).id
     found = _rows(tx, origin, uids)
     moved = _copy(tx, address, found, into)
@@ -793,7 +762,7 @@ def _copy(tx: Tx, address: str, found: list[_Message], into: str) -> list[tuple[
 def expunge(target: Target, address: str, name: str, uids: Collection[int] | None = None) -> list[int]:
     """EXPUNGE: the messages flagged \\Deleted go, or only those among UIDS (UIDPLUS's UID EXPUNGE).
     Returns their UIDs, ascending."""
-    tx = _tx(target)
+    tx = tx_of(target)
     found = _find(tx, address, name)
     gone = _rows(tx, found.id, uids, deleted=True)
     if gone:
@@ -810,30 +779,30 @@ class Maildrop:
     messages: list[tuple[int, int]]
 
 
-def maildrop(connection: Connection, address: str, name: str = INBOX) -> Maildrop:
-    row = connection.execute(
-        sql_select(mailbox_table.c.id, mailbox_table.c.uidvalidity)
-        .join(users, users.c.id == mailbox_table.c.user_id)
-        .where(users.c.address == address.lower(), mailbox_table.c.name == name)
-    ).first()
-    if row is None:
+def maildrop(source: Source, address: str, name: str = INBOX) -> Maildrop:
+    statements = statements_of(source)
+    rows = statements.run(_MAILDROP, (address.lower(), name))
+    if not rows:
         raise LookupError(f"no mailbox {name} for {address}")
-    sizes = connection.execute(
-        sql_select(messages.c.uid, messages.c.size).where(messages.c.mailbox_id == row.id).order_by(messages.c.uid)
-    )
-    return Maildrop(int(row.uidvalidity), [(int(uid), int(size)) for uid, size in sizes])
+    mailbox_id, stamp = rows[0]
+    sizes = statements.run("SELECT uid, size FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))
+    return Maildrop(int(stamp), [(int(uid), int(size)) for uid, size in sizes])
 
 
-def list_messages(connection: Connection, address: str, name: str = INBOX) -> list[StoredMessage]:
-    found = _mailbox(connection, address, name)
+_MAILDROP = (
+    "SELECT mailboxes.id, mailboxes.uidvalidity FROM mailboxes JOIN users ON users.id = mailboxes.user_id"
+    " WHERE users.address = ? AND mailboxes.name = ?"
+)
+_STORED = "SELECT uid, received_at, size, body FROM messages WHERE mailbox_id = ?"
+
+
+def list_messages(source: Source, address: str, name: str = INBOX) -> list[StoredMessage]:
+    statements = statements_of(source)
+    found = _mailbox_id(statements, address, name)
     if found is None:
         raise LookupError(f"no user {address.lower()}")
-    rows = connection.execute(
-        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body)
-        .where(messages.c.mailbox_id == found[0])
-        .order_by(messages.c.uid)
-    )
-    return [StoredMessage(row.uid, row.received_at, row.size, row.body) for row in rows]
+    rows = statements.run(f"{_STORED} ORDER BY uid", (found,))
+    return [StoredMessage(uid, received_at, size, body) for uid, received_at, size, body in rows]
 
 
 def uidvalidity(source: Source, address: str, name: str) -> int:
@@ -864,7 +833,7 @@ def fetch_messages(
     """The messages UIDS of a mailbox in UID order (none when the mailbox is gone); without BODIES (FLAGS,
     sizes, dates) the bodies stay on disk and come back empty, and with PREFIX only their first PREFIX bytes
     come (what SEARCH reads). One statement each: mbsync reads a mailbox with one FETCH per message."""
-    statements = _statements(source)
+    statements = statements_of(source)
     keys: tuple[Any, ...] = (address.lower(), canonical(name))
     if bodies and prefix is not None:
         keys = (prefix, *keys)
@@ -891,7 +860,7 @@ def fetch_messages(
 def remove(target: Target, address: str, uids: list[int], name: str = INBOX) -> int:
     """Delete the messages UIDS from the user's mailbox (POP3's QUIT); how many went. An IMAP session
     watching the mailbox learns of it from the new mod-sequence."""
-    tx = _tx(target)
+    tx = tx_of(target)
     try:
         found = _find(tx, address, name)
     except NoSuchMailbox:
@@ -903,42 +872,32 @@ def remove(target: Target, address: str, uids: list[int], name: str = INBOX) -> 
     return len(gone)
 
 
-def get_message(connection: Connection, address: str, uid: int, name: str = INBOX) -> StoredMessage | None:
-    found = _mailbox(connection, address, name)
+def get_message(source: Source, address: str, uid: int, name: str = INBOX) -> StoredMessage | None:
+    statements = statements_of(source)
+    found = _mailbox_id(statements, address, name)
     if found is None:
         raise LookupError(f"no user {address.lower()}")
-    row = connection.execute(
-        sql_select(messages.c.uid, messages.c.received_at, messages.c.size, messages.c.body).where(
-            messages.c.mailbox_id == found[0], messages.c.uid == uid
-        )
-    ).first()
-    return StoredMessage(row.uid, row.received_at, row.size, row.body) if row else None
+    rows = statements.run(f"{_STORED} AND uid = ?", (found, uid))
+    return StoredMessage(*rows[0]) if rows else None
 
 
-def message_counts(connection: Connection) -> list[tuple[str, int]]:
+_MESSAGE_COUNTS = (
+    "SELECT users.address, count(messages.id) FROM users JOIN mailboxes ON mailboxes.user_id = users.id"
+    " LEFT OUTER JOIN messages ON messages.mailbox_id = mailboxes.id"
+    " WHERE mailboxes.name = ? GROUP BY users.id, users.address ORDER BY users.id"
+)
+_MESSAGES_HELD = (
+    "SELECT count(messages.id) FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id"
+    " JOIN users ON users.id = mailboxes.user_id WHERE users.address = ?"
+)
+
+
+def message_counts(source: Source) -> list[tuple[str, int]]:
     """Each user's address and how many messages their INBOX holds, in the order users were added."""
-    rows = connection.execute(
-        sql_select(users.c.address, func.count(messages.c.id))
-        .select_from(
-            users.join(mailbox_table, mailbox_table.c.user_id == users.c.id).outerjoin(
-                messages, messages.c.mailbox_id == mailbox_table.c.id
-            )
-        )
-        .where(mailbox_table.c.name == INBOX)
-        .group_by(users.c.id, users.c.address)
-        .order_by(users.c.id)
-    )
-    return [(row[0], int(row[1])) for row in rows]
+    return [(address, int(count)) for address, count in statements_of(source).run(_MESSAGE_COUNTS, (INBOX,))]
 
 
-def messages_held(connection: Connection, address: str) -> int:
+def messages_held(source: Source, address: str) -> int:
     """How many messages the user's folders hold, all of them: what removing the user would delete (0 for an
     address that is no user)."""
-    return int(
-        connection.execute(
-            sql_select(func.count(messages.c.id))
-            .select_from(messages.join(mailbox_table, mailbox_table.c.id == messages.c.mailbox_id))
-            .join(users, users.c.id == mailbox_table.c.user_id)
-            .where(users.c.address == address.lower())
-        ).scalar_one()
-    )
+    return int(statements_of(source).run(_MESSAGES_HELD, (address.lower(),))[0][0])

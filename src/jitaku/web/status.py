@@ -31,7 +31,7 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
 
     async def snapshot() -> dict[str, Any]:
-        mailboxes = await database.read(store.mailstore.message_counts)
+        mailboxes = await database.query(store.mailstore.message_counts, snapshot=False)
         queued = await database.read(store.queue.list_queue)
         mailing_lists = await database.read(store.lists.summaries)
         return {

@@ -38,7 +38,7 @@ class Backend:
             raise Refused(f"[NONEXISTENT] {missing}") from None
 
     async def write(self, change: Callable[[Tx], T], missing_code: str = "TRYCREATE") -> T:
-        """CHANGE, a job of the writer (prepared statements on `tx`, Core ones on `tx.connection`), with what it
+        """CHANGE, a job of the writer (prepared statements on `tx`), with what it
         refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
         help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530)."""
         try:

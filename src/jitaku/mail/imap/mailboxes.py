@@ -112,23 +112,21 @@ async def manage(backend: Backend, user: LoggedIn, session: Session, command: Cr
         if asked is not None and use is None:
             return f"NO [USEATTR] {asked} is not a special use"
         limit = backend.settings.max_mailboxes
-        await backend.write(lambda tx: mailstore.create_mailbox(tx.connection, address, command.mailbox, use, limit))
+        await backend.write(lambda tx: mailstore.create_mailbox(tx, address, command.mailbox, use, limit))
         return "OK CREATE completed"
     if isinstance(command, Rename):
         limit = backend.settings.max_mailboxes
         await backend.write(
-            lambda tx: mailstore.rename_mailbox(tx.connection, address, command.old, command.new, limit), "NONEXISTENT"
+            lambda tx: mailstore.rename_mailbox(tx, address, command.old, command.new, limit), "NONEXISTENT"
         )
         return "OK RENAME completed"
     if command.name == "DELETE":
         if session.view is not None and session.view.name == command.mailbox:
             session.view = None
-        await backend.write(lambda tx: mailstore.delete_mailbox(tx.connection, address, command.mailbox), "NONEXISTENT")
+        await backend.write(lambda tx: mailstore.delete_mailbox(tx, address, command.mailbox), "NONEXISTENT")
     elif command.name == "SUBSCRIBE":
         limit = backend.settings.max_mailboxes  # subscriptions outlive their mailboxes: bounded apart, alike
-        await backend.write(
-            lambda tx: mailstore.subscribe(tx.connection, address, command.mailbox, limit), "NONEXISTENT"
-        )
+        await backend.write(lambda tx: mailstore.subscribe(tx, address, command.mailbox, limit), "NONEXISTENT")
     else:
-        await backend.write(lambda tx: mailstore.unsubscribe(tx.connection, address, command.mailbox), "NONEXISTENT")
+        await backend.write(lambda tx: mailstore.unsubscribe(tx, address, command.mailbox), "NONEXISTENT")
     return f"OK {command.name} completed"
