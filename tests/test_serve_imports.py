@@ -27,10 +27,12 @@ SERVE_IMPORTS = ("jitaku.cli", "jitaku.app", "jitaku.health.monitor", "jitaku.we
 # memory); the package's __init__ still binds every table group, some of them in Core, so these are imported
 # under a bare stand-in for it. Add each module as it moves; the last one moved lets `jitaku serve` go without.
 OFF_SQLALCHEMY = (
+    "jitaku.store.attempts",
     "jitaku.store.database",
     "jitaku.store.ddns",
     "jitaku.store.logins",
     "jitaku.store.mailstore",
+    "jitaku.store.queue",
     "jitaku.store.tallies",
 )
 BARE_STORE = (
@@ -62,7 +64,7 @@ def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalche
         BARE_STORE
         + (
             "import asyncio\n"
-            "from jitaku.store import ddns, logins, tallies\n"
+            "from jitaku.store import attempts, ddns, logins, queue, tallies\n"
             "from jitaku.store.database import Database\n"
             f"database = Database({url!r})\n"
             "async def go():\n"
@@ -73,6 +75,18 @@ def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalche
             "    assert [s.address for s in await database.query(ddns.all_states)] == ['192.0.2.1']\n"
             "    assert (await database.query(lambda s: logins.counts(s, '192.0.2.9', 'a', 0.0, 100.0))).pending_login == 1\n"
             "    assert database.query_now(tallies.totals) == {tallies.MAIL_IN: 2}\n"
+            "    add = 'INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body) VALUES (?, ?, 1.0, 1.0, 0, ?)'\n"
+            "    await database.transact(lambda tx: tx.run(add, ('Q1', 'a@x.test', b'hi')))\n"
+            "    to = 'INSERT INTO queue_recipients (queue_id, recipient) VALUES (?, ?)'\n"
+            "    await database.transact(lambda tx: tx.run_many(to, [('Q1', 'b@y.test'), ('Q1', 'c@y.test')]))\n"
+            "    (due,) = await database.query(lambda s: queue.due(s, 2.0, (), 10))\n"
+            "    assert due.recipients == ('b@y.test', 'c@y.test')\n"
+            "    assert await database.query(lambda s: queue.body_of(s, 'Q1')) == b'hi'\n"
+            "    await database.transact(lambda tx: attempts.record(tx, 'Q1', ['b@y.test'], {'c@y.test': '451'}, 9.0))\n"
+            "    assert (await database.query(queue.backlog)) == (1, 1.0, '451')\n"
+            "    assert await database.transact(lambda tx: queue.flush(tx, 3.0)) == 1\n"
+            "    assert [m.recipients for m in database.query_now(queue.list_queue)] == [('c@y.test',)]\n"
+            "    assert await database.transact(lambda tx: queue.remove(tx, 'Q1'))\n"
             "asyncio.run(go())\n"
             "database.close()\n"
         )

@@ -25,7 +25,7 @@ from jitaku.lists import compose, posting
 from jitaku.mail import delivery
 from jitaku.mail.dkim import Signer
 from jitaku.mail.policy import Policy
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import MailingList, Post
 
 DIGEST_SECONDS = 86400.0
@@ -89,7 +89,7 @@ class Digests:
 
         def commit(connection: Connection) -> None:
             if store.lists.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
-                delivery.commit(connection, copies)
+                delivery.commit(Tx.over(connection), copies)
 
         await self._database.write(commit)
         log.event("list_digest", list=mailing_list.address, posts=f"{previous + 1}-{last}", readers=len(readers))

@@ -61,7 +61,7 @@ class Outbox:
             return
         data = notices.message(mailing_list.role_address(role), to, subject, text, attachment)
         arrival = Arrival(mailing_list.role_address("bounces"), decisions, data, session=None)
-        await self._pipeline.accept(arrival, also=also)
+        await self._pipeline.accept(arrival, also=lambda tx: also(tx.connection))
 
     async def forward(self, item: InboxItem, to: list[str]) -> None:
         """Pass ITEM on as it came, envelope sender and all, to TO; it leaves the inbox in the same commit."""
@@ -69,7 +69,8 @@ class Outbox:
         if not decisions:
             await self._database.write(forget(item))
             return
-        await self._pipeline.accept(Arrival(item.sender, decisions, item.body, session=None), also=forget(item))
+        arrival = Arrival(item.sender, decisions, item.body, session=None)
+        await self._pipeline.accept(arrival, also=lambda tx: forget(item)(tx.connection))
 
     async def drop(self, item: InboxItem, reason: str) -> None:
         """Take ITEM out of the inbox unanswered, saying why in the log."""

@@ -33,7 +33,7 @@ from jitaku.mail.delivery import Copy, Delivery, Entry, new_queue_id
 from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
 from jitaku.mail.headers import Parsed
 from jitaku.mail.policy import Policy
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import InboxItem, MailingList, Member, Rewrite
 from jitaku.store.queue import Personal
 
@@ -268,7 +268,7 @@ class Commit:
             post_id = store.lists.archive(
                 connection, mailing_list.id, post.number, item.sender, edition.author, edition.subject, post.shared
             )
-            delivery.commit(connection, copies, post_id)
+            delivery.commit(Tx.over(connection), copies, post_id)
             store.lists.remove_inbox(connection, item.id)
             return True
 
