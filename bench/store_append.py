@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""The writer's cost per accepted message: SQLAlchemy Core against prepared statements on the DB-API.
+"""The writer's cost per accepted message: its prepared statements through the daemon's writer, against the
+same statements on a plain sqlite3 connection.
 
 Why: a profile of the SMTP accept path (issue 20) found SQLAlchemy in the writer costing ~900 µs per
-message against SQLite's own 11 µs. This bench commits N deliveries of a 4 KiB message (one local copy, and
-with --queued a queue entry for one remote recipient too) through the one writer, as the SMTP sessions do,
-with SESSIONS of them waiting at once so that group commit batches them:
-  * core:     the job writes through mailstore.append / queue.enqueue, as before issue 20 (the local copy
-              is now on the DB-API there too: only the queue entry still goes through SQLAlchemy Core);
-  * prepared: the job is mail/delivery.commit on the writer's Tx (store/intake.py).
+message against SQLite's own 11 µs; the writes every message makes are now prepared statements on the DB-API
+(store/intake.py, mailstore.append). This bench commits N deliveries of a 4 KiB message (one local copy, and
+with --queued a queue entry for one remote recipient too), each as mail/delivery.commit:
+  * writer: through the one writer, as the SMTP sessions do, with SESSIONS of them waiting at once so that
+            group commit batches them;
+  * direct: on a plain sqlite3 connection (the driver's, tuned alike) in this thread, SESSIONS messages a
+            transaction, each in its own SAVEPOINT: what the writer would cost without its thread, its queue
+            and the event loop's hand-offs, the floor it is measured against.
 Rounds alternate between the two, on fresh databases in a temporary directory (synchronous=FULL, so each
 commit waits for the disk), and the best round of each is printed: wall and CPU µs per message, and the
 ratio. The machine is shared: read the figures as a ratio of one run.
@@ -21,26 +24,17 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from jitaku.mail import delivery
 from jitaku.mail.delivery import Copy, Delivery, Entry
-from jitaku.store import Database, accounts, mailstore, queue
+from jitaku.store import Database, Tx, accounts
+from jitaku.store.driver import driver_for
 
 USER = "alice@example.test"
-
-
-def _core(copies: Delivery) -> Callable[[Any], None]:
-    def job(connection: Any) -> None:
-        now = time.time()
-        for copy in copies.local:
-            mailstore.append(connection, copy.mailbox, copy.message)
-        for entry in copies.queued:
-            queue.enqueue(connection, entry.queue_id, entry.sender, entry.recipients, entry.body, now)
-
-    return job
+TABLES = ("messages", "queue")
 
 
 def _delivery(number: int, body: bytes, queued: bool) -> Delivery:
@@ -48,31 +42,54 @@ def _delivery(number: int, body: bytes, queued: bool) -> Delivery:
     return Delivery(local=[Copy(USER, body)], queued=remote)
 
 
-async def _round(database: Database, path: str, messages: int, sessions: int, body: bytes, queued: bool) -> None:
-    def submit(number: int) -> Coroutine[Any, Any, None]:
-        copies = _delivery(number, body, queued)
-        if path == "core":
-            return database.write(_core(copies))
-        return database.transact(lambda tx: delivery.commit(tx, copies))
+async def _through_writer(
+    database: Database, first: int, messages: int, sessions: int, body: bytes, queued: bool
+) -> None:
+    async def session(start: int) -> None:
+        for number in range(start, first + messages, sessions):
+            await database.transact(partial(delivery.commit, delivery=_delivery(number, body, queued)))
 
-    async def session(first: int) -> None:
-        for number in range(first, messages, sessions):
-            await submit(number)
+    await asyncio.gather(*(session(start) for start in range(first, first + sessions)))
 
-    await asyncio.gather(*(session(first) for first in range(sessions)))
+
+def _no_core() -> NoReturn:
+    raise AssertionError("delivery.commit runs no Core statement")
+
+
+def _direct(url: str, first: int, messages: int, sessions: int, body: bytes, queued: bool) -> None:
+    driver = driver_for(url)
+    connection = driver.connect()
+    tx = Tx(connection, driver.dialect, driver.error, _no_core)
+    for start in range(first, first + messages, sessions):
+        tx.begin()
+        for number in range(start, min(start + sessions, first + messages)):
+            tx.savepoint()
+            delivery.commit(tx, _delivery(number, body, queued))
+            tx.release()
+        tx.commit()
+    connection.close()
+
+
+def _round(database: Database, url: str, path: str, first: int, messages: int, sessions: int, **given: Any) -> None:
+    if path == "writer":
+        asyncio.run(_through_writer(database, first, messages, sessions, **given))
+    else:
+        _direct(url, first, messages, sessions, **given)
 
 
 def measure(directory: Path, path: str, messages: int, sessions: int, body: bytes, queued: bool) -> tuple[float, float]:
     """(wall µs, CPU µs) per message for one round on a fresh database."""
-    database = Database(f"sqlite:///{directory / f'{path}-{time.monotonic_ns()}.db'}")
+    url = f"sqlite:///{directory / f'{path}-{time.monotonic_ns()}.db'}"
+    database = Database(url)
     with database.transaction() as connection:
         accounts.add_user(connection, USER, None)
-    asyncio.run(_round(database, path, 50, 1, body, queued))  # the writer's thread and the statement caches
+    _round(database, url, path, 0, 50, 1, body=body, queued=queued)  # the writer's thread, the statement caches
     wall, cpu = time.perf_counter(), time.process_time()
-    asyncio.run(_round(database, path, messages, sessions, body, queued))
+    _round(database, url, path, 50, messages, sessions, body=body, queued=queued)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    stored = database.read_now(lambda c: mailstore.mailboxes(c, USER, "INBOX"))[0].messages
-    assert stored == messages + 50, f"{path}: {stored} messages stored, {messages + 50} expected"
+    stored = database.query_now(lambda s: [s.run(f"SELECT count(*) FROM {table}")[0][0] for table in TABLES])
+    expected = [messages + 50, messages + 50 if queued else 0]
+    assert stored == expected, f"{path}: {stored} messages and queue entries stored, {expected} expected"
     database.close()
     return wall / messages * 1e6, cpu / messages * 1e6
 
@@ -89,16 +106,16 @@ def main() -> None:
     best: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="jitaku-store-bench-") as directory:
         for number in range(args.rounds):
-            for path in ("core", "prepared") if number % 2 == 0 else ("prepared", "core"):
+            for path in ("writer", "direct") if number % 2 == 0 else ("direct", "writer"):
                 wall, cpu = measure(Path(directory), path, args.messages, args.sessions, body, args.queued)
-                print(f"  round {number + 1} {path:9} {wall:8.1f} µs/msg wall {cpu:8.1f} µs/msg CPU", flush=True)
+                print(f"  round {number + 1} {path:6} {wall:8.1f} µs/msg wall {cpu:8.1f} µs/msg CPU", flush=True)
                 best[path] = min(best.get(path, (wall, cpu)), (wall, cpu))
     what = "local copy + queue entry" if args.queued else "local copy"
     print(f"{args.messages} messages ({what}, {args.size} B), {args.sessions} waiting at once; best of {args.rounds}")
     for path, (wall, cpu) in best.items():
-        print(f"{path:9} {wall:8.1f} µs/msg wall {cpu:8.1f} µs/msg CPU")
-    core, prepared = best["core"], best["prepared"]
-    print(f"ratio core/prepared: wall {core[0] / prepared[0]:.2f}x, CPU {core[1] / prepared[1]:.2f}x")
+        print(f"{path:6} {wall:8.1f} µs/msg wall {cpu:8.1f} µs/msg CPU")
+    writer, direct = best["writer"], best["direct"]
+    print(f"ratio writer/direct: wall {writer[0] / direct[0]:.2f}x, CPU {writer[1] / direct[1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The hot write path's prepared statements (store/intake.py) against the schema the migrations make, and
-against the Core functions they stand in for: the same deliveries leave the same rows either way."""
+"""The hot write path's prepared statements (store/intake.py) against the schema the migrations make: the rows
+a delivery leaves, its failure rolled back alone, its large values let go."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from jitaku.store.errors import StoreError
 from jitaku.store.queue import Personal
 
 NOW = 1_700_000_000.5
-TABLES = ("mailboxes", "messages", "queue", "queue_recipients", "list_inbox")
+TABLES = ("messages", "queue", "queue_recipients", "list_inbox")
 ALICE, BOB, LIST = "alice@example.test", "bob@example.test", "sota@example.test"
 
 
@@ -62,36 +62,45 @@ DELIVERIES = [
 ]
 
 
-def _through_core(connection: Connection, copies: Delivery) -> None:
-    """What delivery.commit did before the hot path left SQLAlchemy (a local copy is mailstore.append either way)."""
-    for copy in copies.local:
-        mailstore.append(connection, copy.mailbox, copy.message, internal_date=NOW)
-    for entry in copies.queued:
-        queue.enqueue(connection, entry.queue_id, entry.sender, entry.recipients, entry.body, NOW, entry.personal)
-    for item in copies.listed:
-        lists.add_inbox(connection, item.list_address, item.role, item.recipient, item.sender, item.message, NOW)
-
-
-def test_prepared_statements_leave_the_rows_core_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_delivery_leaves_its_copies_queue_entries_and_inbox_items_as_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(time, "time", lambda: NOW)
-    core, prepared = _database(tmp_path / "core.db"), _database(tmp_path / "prepared.db")
+    database = _database(tmp_path / "jitaku.db")
 
     async def go() -> None:
         for copies in DELIVERIES:
-            await core.write(lambda c, copies=copies: _through_core(c, copies))  # type: ignore[misc]
-            await prepared.transact(lambda tx, copies=copies: delivery.commit(tx, copies))  # type: ignore[misc]
-        # A Core job (a list's fan-out) reaches the same statements through its own connection
-        await core.write(lambda c: _through_core(c, DELIVERIES[0]))
-        await prepared.write(lambda c: delivery.commit(c, DELIVERIES[0]))
+            await database.transact(lambda tx, copies=copies: delivery.commit(tx, copies))  # type: ignore[misc]
+        # A Core job (a list's digest) commits through its own connection's transaction
+        await database.write(lambda c: delivery.commit(Tx.over(c), DELIVERIES[0]))
 
     asyncio.run(go())
-    expected, found = _rows(core), _rows(prepared)
-    assert len(found["messages"]) == 4 and len(found["queue_recipients"]) == 2 and len(found["list_inbox"]) == 2
-    assert found == expected
-    uids = prepared.read_now(lambda c: [m.uid for m in mailstore.list_messages(c, ALICE)])
+    found = _rows(database)
+    first, second = b"Return-Path: <x@remote.test>\r\n\r\none\r\n", b"two\r\n"
+    # id, mailbox_id, uid, flags, received_at, size, body, modseq: Alice's INBOX is 1, Bob's 7
+    assert [tuple(row) for row in found["messages"]] == [
+        (1, 1, 1, "", NOW, len(first), first, 2),
+        (2, 1, 2, "", NOW, len(second), second, 3),
+        (3, 7, 1, "", NOW, len(second), second, 2),
+        (4, 1, 3, "", NOW, len(first), first, 4),
+    ]
+    # id, sender, created_at, next_attempt, attempts, last_error, body, post_id
+    assert [tuple(row) for row in found["queue"]] == [("Q1", ALICE, NOW, NOW, 0, None, b"signed\r\n", None)]
+    # id, queue_id, recipient, last_error, sender, prefix
+    assert [tuple(row) for row in found["queue_recipients"]] == [
+        (1, "Q1", "carol@remote.test", None, None, None),
+        (2, "Q1", "dave@remote.test", None, "sota-bounces+dave=remote.test@example.test", b"List-Id: x\r\n"),
+    ]
+    # id, list_id, role, recipient, sender, received_at, note, attempts, next_try, body
+    assert [tuple(row) for row in found["list_inbox"]] == [
+        (1, 1, "post", LIST, ALICE, NOW, None, 0, 0.0, b"post\r\n"),
+        (2, 1, "owner", "sota-owner@example.test", BOB, NOW, None, 0, 0.0, b"to the owner\r\n"),
+    ]
+    (entry,) = database.read_now(queue.list_queue)
+    assert (entry.id, entry.recipients) == ("Q1", ("carol@remote.test", "dave@remote.test"))
+    uids = database.read_now(lambda c: [m.uid for m in mailstore.list_messages(c, ALICE)])
     assert uids == [1, 2, 3]
-    core.close()
-    prepared.close()
+    database.close()
 
 
 def test_a_failing_delivery_rolls_back_alone_and_its_neighbours_are_committed(tmp_path: Path) -> None:

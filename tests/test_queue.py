@@ -29,7 +29,7 @@ from jitaku.mail.policy import Policy
 from jitaku.mail.queue import Queue, retry_delay
 from jitaku.mail.transport import DirectTransport, RelayTransport, Transport
 from jitaku.resolver import Nameserver, configure
-from jitaku.store import Database, accounts, lists, mailstore, queue
+from jitaku.store import Database, Tx, accounts, intake, lists, mailstore, queue
 from jitaku.store.queue import Personal, QueuedMessage
 from tests.peers import Sink, Zone
 
@@ -61,7 +61,7 @@ def queued(
     """An entry as the pipeline leaves it (mail/delivery.commit); PERSONAL: the recipients with copies of their own."""
     entry = Entry(delivery.new_queue_id(), sender, list(recipients), MESSAGE, personal or {})
     with database.transaction() as connection:
-        delivery.commit(connection, Delivery(queued=[entry]))
+        delivery.commit(Tx.over(connection), Delivery(queued=[entry]))
     return entry.queue_id
 
 
@@ -205,7 +205,7 @@ def test_an_entry_older_than_max_age_gives_up_on_a_4xx_with_a_bounce(database: D
     sink: Sink = sink_factory("-r", "rcpt", "-b", LATER)
     long_ago = time.time() - SETTINGS.max_age - 60
     with database.transaction() as connection:
-        queue.enqueue(connection, "OLD0000001", ALICE, [DAVE], MESSAGE, long_ago)
+        intake.enqueue(Tx.over(connection), "OLD0000001", ALICE, [DAVE], MESSAGE, long_ago)
     run_queue(database, relay(sink), empty)
     (bounce,) = inbox(database, ALICE)
     status = bounce.decode()

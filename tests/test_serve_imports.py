@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from jitaku import app as daemon
+from jitaku import store
 from jitaku.cli import serve_dir
 from jitaku.cli.commands import app
 from jitaku.store import Database, accounts
@@ -27,12 +28,17 @@ SERVE_IMPORTS = ("jitaku.cli", "jitaku.app", "jitaku.health.monitor", "jitaku.we
 # memory); the package's __init__ still binds every table group, some of them in Core, so these are imported
 # under a bare stand-in for it. Add each module as it moves; the last one moved lets `jitaku serve` go without.
 OFF_SQLALCHEMY = (
+    "jitaku.lists.compose",
+    "jitaku.lists.tokens",
     "jitaku.store.accounts",
+    "jitaku.store.attempts",
     "jitaku.store.database",
     "jitaku.store.ddns",
     "jitaku.store.health",
+    "jitaku.store.lists",
     "jitaku.store.logins",
     "jitaku.store.mailstore",
+    "jitaku.store.queue",
     "jitaku.store.tallies",
     "jitaku.health.history",
     "jitaku.web.metrics",
@@ -66,7 +72,7 @@ def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalche
         BARE_STORE
         + (
             "import asyncio\n"
-            "from jitaku.store import accounts, ddns, health, logins, tallies\n"
+            "from jitaku.store import accounts, attempts, ddns, health, logins, queue, tallies\n"
             "from jitaku.store.database import Database\n"
             f"database = Database({url!r})\n"
             "result = health.Reading('queue', 1, 'Mail waits.', {'size': 3.0}, 'size')\n"
@@ -98,6 +104,18 @@ def test_a_database_at_the_newest_schema_opens_reads_and_writes_without_sqlalche
             "    assert [s.address for s in await database.query(ddns.all_states)] == ['192.0.2.1']\n"
             "    assert (await database.query(lambda s: logins.counts(s, '192.0.2.9', 'a', 0.0, 100.0))).pending_login == 1\n"
             "    assert database.query_now(tallies.totals) == {tallies.MAIL_IN: 2}\n"
+            "    add = 'INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body) VALUES (?, ?, 1.0, 1.0, 0, ?)'\n"
+            "    await database.transact(lambda tx: tx.run(add, ('Q1', 'a@x.test', b'hi')))\n"
+            "    to = 'INSERT INTO queue_recipients (queue_id, recipient) VALUES (?, ?)'\n"
+            "    await database.transact(lambda tx: tx.run_many(to, [('Q1', 'b@y.test'), ('Q1', 'c@y.test')]))\n"
+            "    (due,) = await database.query(lambda s: queue.due(s, 2.0, (), 10))\n"
+            "    assert due.recipients == ('b@y.test', 'c@y.test')\n"
+            "    assert await database.query(lambda s: queue.body_of(s, 'Q1')) == b'hi'\n"
+            "    await database.transact(lambda tx: attempts.record(tx, 'Q1', ['b@y.test'], {'c@y.test': '451'}, 9.0))\n"
+            "    assert (await database.query(queue.backlog)) == (1, 1.0, '451')\n"
+            "    assert await database.transact(lambda tx: queue.flush(tx, 3.0)) == 1\n"
+            "    assert [m.recipients for m in database.query_now(queue.list_queue)] == [('c@y.test',)]\n"
+            "    assert await database.transact(lambda tx: queue.remove(tx, 'Q1'))\n"
             "asyncio.run(go())\n"
             "database.close()\n"
         )
@@ -136,6 +154,43 @@ def test_imap_pop3_and_the_status_page_use_the_mail_store_without_sqlalchemy(tmp
             "    assert (await database.query(lambda s: m.get_message(s, a, 1))).body.endswith(b'hi\\r\\n')\n"
             "    assert await database.transact(lambda tx: m.remove(tx, a, [1])) == 1\n"
             "    assert await database.query(m.message_counts) == [(a, 0)]\n"
+            "asyncio.run(go())\n"
+            "database.close()\n"
+        )
+        + LOADED
+    )
+    assert _loaded_by(code) == []
+
+
+def test_a_list_post_is_taken_numbered_archived_and_its_members_read_without_sqlalchemy(tmp_path: Path) -> None:
+    """What the list runner does with each post, through the daemon's reads and writer; the list is made as
+    `jitaku list create` makes it, on a Core connection."""
+    url = f"sqlite:///{tmp_path / 'jitaku.db'}"
+    database = Database(url)
+    with database.transaction() as connection:
+        store.lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
+    database.close()
+    code = (
+        BARE_STORE
+        + (
+            "import asyncio\n"
+            "from jitaku.store import lists\n"
+            "from jitaku.store.database import Database\n"
+            f"database = Database({url!r})\n"
+            "async def go():\n"
+            "    found = await database.query(lambda s: lists.find_list(s, 'sota@example.test'))\n"
+            "    await database.transact(lambda tx: lists.add_members(tx, found.id, ['a@example.org', 'b@example.org']))\n"
+            "    await database.transact(lambda tx: lists.add_inbox(tx, found.address, 'post', found.address, 'a@example.org', b'hi', 1.0))\n"
+            "    item = await database.query(lambda s: lists.next_inbox(s, 2.0))\n"
+            "    def commit(tx):\n"
+            "        assert lists.take_number(tx, found.id, 1)\n"
+            "        lists.archive(tx, found.id, 1, item.sender, 'a', 'hello', item.body)\n"
+            "        lists.remove_inbox(tx, item.id)\n"
+            "    await database.transact(commit)\n"
+            "    assert [m.address for m in await database.query(lambda s: lists.members(s, found.id))] == ['a@example.org', 'b@example.org']\n"
+            "    assert await database.query(lambda s: lists.next_inbox(s, 2.0)) is None\n"
+            "    assert database.query_now(lambda s: lists.post_body(s, found.id, 1)) == b'hi'\n"
+            "    assert [(x['members'], x['posts']) for x in await database.query(lists.summaries)] == [(2, 1)]\n"
             "asyncio.run(go())\n"
             "database.close()\n"
         )

@@ -27,7 +27,7 @@ def queue_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -
     """Messages waiting for delivery."""
     from jitaku.store import queue
 
-    rows = [m.as_json() for m in open_database(load_config(data_dir)).read_now(queue.list_queue)]
+    rows = [m.as_json() for m in open_database(load_config(data_dir)).query_now(queue.list_queue)]
     if as_json:
         print_json(rows)
     else:

@@ -93,7 +93,7 @@ async def _diskage(context: Context) -> Result:
 
 
 async def _queue(context: Context) -> Result | None:
-    backlog = await context.database.read(store.queue.backlog)
+    backlog = await context.database.query(store.queue.backlog)
     return queue_check.check(context.config.settings.health.queue, backlog, time.time())
 
 

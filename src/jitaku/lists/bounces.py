@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 
 from flufl.bounce import all_failures
-from sqlalchemy.engine import Connection
 
 from jitaku import log, store
 from jitaku.lists import scores, verp
@@ -111,7 +110,8 @@ class Bounces:
         if item.sender:  # a bounce comes from the null sender; anything else here is not one
             await self._outbox.drop(item, "mail to the bounce address with a sender: not a bounce")
             return
-        members = {m.address: m for m in await self._database.read(lambda c: store.lists.members(c, mailing_list.id))}
+        found_members = await self._database.query(lambda s: store.lists.members(s, mailing_list.id), snapshot=False)
+        members = {m.address: m for m in found_members}
         address = verp.parse_bounce_address(item.recipient)
         member = verp.signed_member(address, mailing_list.key, members) if address else None
         failed = await asyncio.to_thread(failures, item.body)  # 0.2 s of parsing for a bounce of 20 MB
@@ -124,7 +124,7 @@ class Bounces:
                 to=item.recipient,
                 names=",".join(sorted(failed.permanent)) or None,
             )
-            await self._database.write(forget(item))
+            await self._database.transact(forget(item))
             return
         if member not in members or not members[member].enabled:
             await self._outbox.drop(item, f"a bounce for {member}, who is not an enabled member")
@@ -143,10 +143,10 @@ class Bounces:
         if score >= threshold:
             values.update(enabled=False, disabled_reason=f"bounce score {score:.3g} reached {threshold:g}")
 
-        def record(connection: Connection) -> None:
-            store.lists.remove_inbox(connection, item.id)
+        def record(target: Tx) -> None:
+            store.lists.remove_inbox(target, item.id)
             if values:
-                store.lists.set_member(connection, mailing_list.id, member, **values)
+                store.lists.set_member(target, mailing_list.id, member, **values)
 
         log.event(
             "list_bounce",
@@ -156,7 +156,7 @@ class Bounces:
             counted="yes" if counted else "no (one a day)",
         )
         if score < threshold:
-            await self._database.write(record)
+            await self._database.transact(record)
             return
         await self._outbox.send(
             mailing_list,
@@ -178,16 +178,16 @@ class Bounces:
         score reaches the threshold, and the members stay enabled."""
         domain = member.rpartition("@")[2]
         now = time.time()
-        found = await self._database.read(lambda c: store.lists.refusal(c, mailing_list.id, domain))
+        found = await self._database.query(lambda s: store.lists.refusal(s, mailing_list.id, domain), snapshot=False)
         previous, since = (found.score, found.refused_at) if found else (0.0, None)
         before = scores.decayed(previous, since, now)
         score, counted = scores.after_bounce(previous, since, now)
         threshold = mailing_list.bounce_threshold
 
-        def record(connection: Connection) -> None:
-            store.lists.remove_inbox(connection, item.id)
+        def record(target: Tx) -> None:
+            store.lists.remove_inbox(target, item.id)
             if counted:
-                store.lists.set_refusal(connection, mailing_list.id, domain, score, now)
+                store.lists.set_refusal(target, mailing_list.id, domain, score, now)
 
         log.event(
             "list_refused",
@@ -198,7 +198,7 @@ class Bounces:
             counted="yes" if counted else "no (one a day)",
         )
         if not (counted and before < threshold <= score):
-            await self._database.write(record)
+            await self._database.transact(record)
             return
         await self._outbox.send(
             mailing_list,

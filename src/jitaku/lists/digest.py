@@ -18,14 +18,12 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, localtime
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.lists import compose, posting
 from jitaku.mail import delivery
 from jitaku.mail.dkim import Signer
 from jitaku.mail.policy import Policy
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import MailingList, Post
 
 DIGEST_SECONDS = 86400.0
@@ -68,14 +66,15 @@ class Digests:
 
     async def send_due(self, now: float) -> None:
         """Each list's digest once a day (at once after `jitaku list digest`), if it has new posts."""
-        for mailing_list in await self._database.read(lambda c: store.lists.digests_due(c, now - DIGEST_SECONDS)):
+        due = await self._database.query(lambda s: store.lists.digests_due(s, now - DIGEST_SECONDS), snapshot=False)
+        for mailing_list in due:
             await self._send(mailing_list)
 
     async def _send(self, mailing_list: MailingList) -> None:
-        members = await self._database.read(lambda c: store.lists.members(c, mailing_list.id))
+        members = await self._database.query(lambda s: store.lists.members(s, mailing_list.id), snapshot=False)
         readers = [m.address for m in members if m.enabled and m.digest]
-        posts = await self._database.read(
-            lambda c: store.lists.posts_after(c, mailing_list.id, mailing_list.digest_last_number)
+        posts = await self._database.query(
+            lambda s: store.lists.posts_after(s, mailing_list.id, mailing_list.digest_last_number), snapshot=False
         )
         previous = mailing_list.digest_last_number
         last = posts[-1][0].number if posts else previous
@@ -87,11 +86,11 @@ class Digests:
                 posting.personalise, self._signer, self._web_url, mailing_list, message, readers, mailboxes
             )
 
-        def commit(connection: Connection) -> None:
-            if store.lists.digest_sent(connection, mailing_list.id, previous, last, time.time()) and copies is not None:
-                delivery.commit(connection, copies)
+        def commit(tx: Tx) -> None:
+            if store.lists.digest_sent(tx, mailing_list.id, previous, last, time.time()) and copies is not None:
+                delivery.commit(tx, copies)
 
-        await self._database.write(commit)
+        await self._database.transact(commit)
         log.event("list_digest", list=mailing_list.address, posts=f"{previous + 1}-{last}", readers=len(readers))
         if copies is not None and copies.queued:
             self._wake_queue()

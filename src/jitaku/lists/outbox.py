@@ -9,17 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.addresses import Role
 from jitaku.lists import notices
 from jitaku.mail.pipeline import Arrival, Pipeline
 from jitaku.mail.policy import Accepted, Policy
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import InboxItem, MailingList
 
-Change = Callable[[Connection], None]
+# A write committed with what a list sends, in the writer's transaction
+Change = Callable[[Tx], None]
 
 
 def owners_of(mailing_list: MailingList) -> list[str]:
@@ -57,7 +56,7 @@ class Outbox:
         """Mail TO from the list's ROLE address (-owner or -request), committed with ALSO."""
         decisions = await self.decisions(to)
         if not decisions:
-            await self._database.write(also)
+            await self._database.transact(also)
             return
         data = notices.message(mailing_list.role_address(role), to, subject, text, attachment)
         arrival = Arrival(mailing_list.role_address("bounces"), decisions, data, session=None)
@@ -67,11 +66,12 @@ class Outbox:
         """Pass ITEM on as it came, envelope sender and all, to TO; it leaves the inbox in the same commit."""
         decisions = await self.decisions(to)
         if not decisions:
-            await self._database.write(forget(item))
+            await self._database.transact(forget(item))
             return
-        await self._pipeline.accept(Arrival(item.sender, decisions, item.body, session=None), also=forget(item))
+        arrival = Arrival(item.sender, decisions, item.body, session=None)
+        await self._pipeline.accept(arrival, also=forget(item))
 
     async def drop(self, item: InboxItem, reason: str) -> None:
         """Take ITEM out of the inbox unanswered, saying why in the log."""
-        await self._database.write(forget(item))
+        await self._database.transact(forget(item))
         log.event("list_dropped", item=item.id, sender=f"<{item.sender}>", reason=reason)

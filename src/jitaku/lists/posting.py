@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Protocol
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.lists import bounces, compose, dmarc, verp
 from jitaku.lists.tokens import one_click_token
@@ -33,7 +31,7 @@ from jitaku.mail.delivery import Copy, Delivery, Entry, new_queue_id
 from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
 from jitaku.mail.headers import Parsed
 from jitaku.mail.policy import Policy
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import InboxItem, MailingList, Member, Rewrite
 from jitaku.store.queue import Personal
 
@@ -118,7 +116,9 @@ class Posting:
         for stage in self.stages:
             await stage.process(post)
         while True:
-            post.mailing_list = await self._database.read(lambda c: store.lists.list_by_id(c, item.list_id))
+            post.mailing_list = await self._database.query(
+                lambda s: store.lists.list_by_id(s, item.list_id), snapshot=False
+            )
             post.number = post.mailing_list.last_number + 1
             await asyncio.to_thread(self._edit, post)
             if await self.commit.process(post):
@@ -157,7 +157,9 @@ class Members:
         self._policy = policy
 
     async def process(self, post: Post) -> None:
-        post.members = await self._database.read(lambda c: store.lists.members(c, post.mailing_list.id))
+        post.members = await self._database.query(
+            lambda s: store.lists.members(s, post.mailing_list.id), snapshot=False
+        )
         post.mailboxes = await self._policy.local_mailboxes([m.address for m in post.members])
         post.authors = set(post.from_addresses) | {post.item.sender.lower()}
 
@@ -262,17 +264,17 @@ class Commit:
         mailing_list, item, edition, copies = post.mailing_list, post.item, post.edition, post.copies
         assert edition is not None
 
-        def commit(connection: Connection) -> bool:
-            if not store.lists.take_number(connection, mailing_list.id, post.number):
+        def commit(tx: Tx) -> bool:
+            if not store.lists.take_number(tx, mailing_list.id, post.number):
                 return False
             post_id = store.lists.archive(
-                connection, mailing_list.id, post.number, item.sender, edition.author, edition.subject, post.shared
+                tx, mailing_list.id, post.number, item.sender, edition.author, edition.subject, post.shared
             )
-            delivery.commit(connection, copies, post_id)
-            store.lists.remove_inbox(connection, item.id)
+            delivery.commit(tx, copies, post_id)
+            store.lists.remove_inbox(tx, item.id)
             return True
 
-        if not await self._database.write(commit):
+        if not await self._database.transact(commit):
             return False
         log.event(
             "list_posted",

@@ -10,27 +10,25 @@ from __future__ import annotations
 import secrets
 from functools import partial
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.lists import bounces, commands, notices
 from jitaku.lists.commands import Command
 from jitaku.lists.outbox import Change, Outbox, forget, owners_of
 from jitaku.mail import authcheck, headers
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import InboxItem, MailingList
 
 CONFIRMATION_SECONDS = 3 * 86400
 
 
-def confirm(connection: Connection, token: str, list_id: int, address: str, action: str) -> bool:
+def confirm(target: Tx, token: str, list_id: int, address: str, action: str) -> bool:
     """Use up TOKEN and make the change it confirms; False when it was used meanwhile or is too old."""
-    if store.lists.take_confirmation(connection, token, CONFIRMATION_SECONDS) is None:
+    if store.lists.take_confirmation(target, token, CONFIRMATION_SECONDS) is None:
         return False
     if action == "subscribe":
-        store.lists.add_members(connection, list_id, [address])
+        store.lists.add_members(target, list_id, [address])
     else:
-        store.lists.remove_members(connection, list_id, [address])
+        store.lists.remove_members(target, list_id, [address])
     return True
 
 
@@ -46,7 +44,7 @@ class Requests:
     async def handle(self, mailing_list: MailingList, item: InboxItem) -> None:
         """The commands mailed to the list's -request address in ITEM; the answer leaves it in the inbox."""
         if not item.sender or bounces.is_auto_reply(headers.parse(item.body)):
-            await self._database.write(forget(item))
+            await self._database.transact(forget(item))
             return
         # answering would mail someone who never asked
         if authcheck.forged(headers.split_fields(item.body)[0], self._hostname):
@@ -68,7 +66,7 @@ class Requests:
         verbs: list[str] = []
         subject = f"Re: your request to {mailing_list.role_address('request')}"
         attachment: bytes | None = None
-        members = await self._database.read(lambda c: store.lists.members(c, mailing_list.id))
+        members = await self._database.query(lambda s: store.lists.members(s, mailing_list.id), snapshot=False)
         is_member = any(m.address == requester for m in members)
         for command in asked:
             verbs.append(command.verb)
@@ -76,13 +74,14 @@ class Requests:
                 if (command.verb == "subscribe") == is_member:
                     replies.append(f"{command.verb}: {requester} is {'already' if is_member else 'not'} a member.")
                     continue
-                if await self._database.read(
+                if await self._database.query(
                     partial(
                         store.lists.pending_confirmation,
                         list_id=mailing_list.id,
                         address=requester,
                         action=command.verb,
-                    )
+                    ),
+                    snapshot=False,
                 ):
                     continue  # asked within the hour already: no second mail, or a stranger could flood them
                 token = secrets.token_hex(16)
@@ -109,7 +108,9 @@ class Requests:
                     replies.append("members: only the list's owners may ask for the member list.")
             elif command.verb == "get":
                 number = int(command.argument or 0)
-                body = await self._database.read(partial(store.lists.post_body, list_id=mailing_list.id, number=number))
+                body = await self._database.query(
+                    partial(store.lists.post_body, list_id=mailing_list.id, number=number), snapshot=False
+                )
                 if body is None or not is_member:
                     replies.append(f"get {number}: {'no such post' if is_member else 'members only'}.")
                 else:
@@ -120,26 +121,26 @@ class Requests:
                     notices.HELP.format(list=mailing_list.address, request=mailing_list.role_address("request"))
                 )
 
-        def apply(connection: Connection) -> None:
+        def apply(target: Tx) -> None:
             for change in changes:
-                change(connection)
+                change(target)
 
         if not replies:
             if changes:
-                await self._database.write(apply)
+                await self._database.transact(apply)
             return
         text = "\n\n".join(replies) + "\n"
         await self._outbox.send(mailing_list, "request", [requester], subject, text, apply, attachment)
         log.event("list_request", list=mailing_list.address, requester=requester, commands=",".join(verbs))
 
     async def _confirm(self, mailing_list: MailingList, token: str, changes: list[Change]) -> str:
-        found = await self._database.read(lambda c: store.lists.find_confirmation(c, token))
+        found = await self._database.query(lambda s: store.lists.find_confirmation(s, token), snapshot=False)
         if found is None or found[0] != mailing_list.id:
             return "confirm: unknown or used token."
         _list_id, address, action = found
 
-        def apply(connection: Connection) -> None:
-            confirm(connection, token, mailing_list.id, address, action)
+        def apply(target: Tx) -> None:
+            confirm(target, token, mailing_list.id, address, action)
 
         changes.append(apply)
         return f"confirm: {address} is {'subscribed to' if action == 'subscribe' else 'unsubscribed from'} the list."

@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from email.message import Message
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.lists import bounces, digest, posting, requests
 from jitaku.lists.outbox import Outbox, forget, owners_of
@@ -29,7 +27,7 @@ from jitaku.mail import headers
 from jitaku.mail.dkim import Signer
 from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.lists import InboxItem, MailingList
 
 POLL_SECONDS = 1.0
@@ -72,7 +70,7 @@ class ListRunner:
         while True:
             self._wakeup.clear()
             try:
-                item = await self._database.read(lambda c: store.lists.next_inbox(c, time.time()))
+                item = await self._database.query(lambda s: store.lists.next_inbox(s, time.time()), snapshot=False)
                 if item is not None:
                     await self._handle_safely(item)
                     continue
@@ -102,14 +100,14 @@ class ListRunner:
             )
             if not gave_up:
                 retry = time.time() + RETRY_SECONDS * 2**item.attempts
-                await self._database.write(lambda c: store.lists.inbox_failed(c, item.id, retry))
+                await self._database.transact(lambda tx: store.lists.inbox_failed(tx, item.id, retry))
             elif item.role in ("post", "approved"):
                 await self._park(item, f"could not be processed: {error!r}")
             else:
-                await self._database.write(forget(item))
+                await self._database.transact(forget(item))
 
     async def _handle(self, item: InboxItem) -> None:
-        mailing_list = await self._database.read(lambda c: store.lists.list_by_id(c, item.list_id))
+        mailing_list = await self._database.query(lambda s: store.lists.list_by_id(s, item.list_id), snapshot=False)
         if item.role in ("post", "approved"):
             await self._post(mailing_list, item)
         elif item.role == "rejected":
@@ -135,8 +133,8 @@ class ListRunner:
         if now - self._expired_at < EXPIRY_CHECK_SECONDS:
             return
         self._expired_at = now
-        confirmations, held = await self._database.write(
-            lambda c: store.lists.expire(c, now - requests.CONFIRMATION_SECONDS, now - HELD_SECONDS)
+        confirmations, held = await self._database.transact(
+            lambda tx: store.lists.expire(tx, now - requests.CONFIRMATION_SECONDS, now - HELD_SECONDS)
         )
         if confirmations or held:
             log.event("list_expired", confirmations=confirmations, held=held)
@@ -150,7 +148,7 @@ class ListRunner:
         await self._digests.send_due(now)
 
     async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str, message: Message) -> None:
-        held_id = await self._database.read(store.lists.next_held_id)
+        held_id = await self._database.query(store.lists.next_held_id, snapshot=False)
         author = headers.decoded(message["From"])
         subject = headers.decoded(message["Subject"])
         text = (
@@ -160,9 +158,9 @@ class ListRunner:
             f"  jitaku list reject {mailing_list.address} {held_id} --reason '...'\n"
         )
 
-        def hold(connection: Connection) -> None:
-            store.lists.hold(connection, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
-            store.lists.remove_inbox(connection, item.id)
+        def hold(target: Tx) -> None:
+            store.lists.hold(target, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
+            store.lists.remove_inbox(target, item.id)
 
         await self._outbox.send(
             mailing_list,
@@ -179,7 +177,7 @@ class ListRunner:
         message = headers.parse(item.body)
         subject = headers.decoded(message["Subject"])
         if not item.sender or bounces.is_auto_reply(message):
-            await self._database.write(forget(item))
+            await self._database.transact(forget(item))
             return
         text = f"Your post to {mailing_list.address} ({subject}) was not accepted by the list's moderator."
         if item.note:
@@ -188,12 +186,12 @@ class ListRunner:
         await self._outbox.send(mailing_list, "owner", [item.sender], subject, text, forget(item))
 
     async def _park(self, item: InboxItem, reason: str) -> None:
-        held_id = await self._database.read(store.lists.next_held_id)
+        held_id = await self._database.query(store.lists.next_held_id, snapshot=False)
         message = headers.parse(item.body)
         author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
 
-        def park(connection: Connection) -> None:
-            store.lists.hold(connection, held_id, item.list_id, item.sender, author, subject, reason, item.body)
-            store.lists.remove_inbox(connection, item.id)
+        def park(tx: Tx) -> None:
+            store.lists.hold(tx, held_id, item.list_id, item.sender, author, subject, reason, item.body)
+            store.lists.remove_inbox(tx, item.id)
 
-        await self._database.write(park)
+        await self._database.transact(park)

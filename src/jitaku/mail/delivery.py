@@ -12,8 +12,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Connection
-
 from jitaku.addresses import ListRole
 from jitaku.store import intake, mailstore
 from jitaku.store.queue import Personal
@@ -61,10 +59,9 @@ class Delivery:
     listed: list[ToList] = field(default_factory=list)
 
 
-def commit(into: Tx | Connection, delivery: Delivery, post_id: int | None = None) -> None:
-    """Store every copy of DELIVERY in the caller's transaction (a Core job's connection will do). With
-    POST_ID, the queue entries share that archived list post as their body instead of storing it again."""
-    tx = into if isinstance(into, Tx) else Tx.over(into)
+def commit(tx: Tx, delivery: Delivery, post_id: int | None = None) -> None:
+    """Store every copy of DELIVERY in the caller's transaction. With POST_ID, the queue entries share that
+    archived list post as their body instead of storing it again."""
     now = time.time()
     for copy in delivery.local:
         mailstore.append(tx, copy.mailbox, copy.message, internal_date=now)

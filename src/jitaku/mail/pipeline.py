@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log
 from jitaku.mail import authcheck, delivery, headers, trace
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
@@ -65,7 +63,7 @@ class InFlight:
     queue_id: str
     message: Message
     # ALSO commits with the message: the queue forgets the recipients a bounce reports in its transaction
-    also: Callable[[Connection], None] | None
+    also: Callable[[Tx], None] | None
     routed: Routed = field(default_factory=Routed)
     outgoing: bytes = b""  # the copy that leaves for remote recipients, signed when it may be
     for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
@@ -93,7 +91,7 @@ class Pipeline:
             Commit(database, wake, wake_lists),
         ]
 
-    async def accept(self, arrival: Arrival, also: Callable[[Connection], None] | None = None) -> str:
+    async def accept(self, arrival: Arrival, also: Callable[[Tx], None] | None = None) -> str:
         """Run every stage; return the queue id once the message is durable.
 
         ALSO runs in the same transaction: the queue commits a bounce together
@@ -200,7 +198,7 @@ class Commit:
         def commit(tx: Tx) -> None:
             delivery.commit(tx, copies)
             if also is not None:
-                also(tx.connection)
+                also(tx)
 
         await self._database.transact(commit)
         queue_id = flight.queue_id

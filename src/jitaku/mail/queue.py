@@ -69,7 +69,7 @@ class Queue:
         try:
             while True:
                 self._wakeup.clear()
-                due = await self._database.read(lambda c: store.queue.due(c, time.time(), self._in_flight, BATCH))
+                due = await self._database.query(lambda s: store.queue.due(s, time.time(), self._in_flight, BATCH))
                 for message in due:
                     self._in_flight.add(message.id)
                     task = asyncio.create_task(self._attempt(message))
@@ -85,7 +85,7 @@ class Queue:
     async def _attempt(self, message: QueuedMessage) -> None:
         try:
             async with self._limit:
-                body = await self._database.read(lambda c: store.queue.body_of(c, message.id))
+                body = await self._database.query(lambda s: store.queue.body_of(s, message.id), snapshot=False)
                 if body is None:  # deleted meanwhile (`jitaku queue delete`)
                     return
                 message = replace(message, body=body)
@@ -213,4 +213,4 @@ class Queue:
         # every bounce but the last is committed first: a crash between them repeats a bounce, never loses one
         for arrival in arrivals[:-1]:
             await self._pipeline.accept(arrival)
-        await self._pipeline.accept(arrivals[-1], also=lambda connection: record(Tx.over(connection)))
+        await self._pipeline.accept(arrivals[-1], also=record)

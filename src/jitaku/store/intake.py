@@ -1,9 +1,8 @@
 """The rows every accepted message writes, as prepared statements on the DB-API (mail/delivery.commit).
 
-A queue entry with its recipients, a list's inbox item: the same rows `queue.enqueue` and `lists.add_inbox`
-write through SQLAlchemy Core, which the other callers keep (tests/test_intake.py holds the two to the same
-rows). A local copy is `mailstore.append`'s, on the DB-API for every caller. Columns are named as
-store/schema.py defines them, whose migrations make the tables.
+A queue entry with its recipients and a list's inbox item are written here (tests/test_intake.py pins the
+rows they leave); a local copy is `mailstore.append`'s. Columns are named as store/schema.py defines them,
+whose migrations make the tables.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Mailing lists' rows: settings, members, the inbox the list runner works through, held posts, the archive."""
+"""Mailing lists' rows: settings, members, the inbox the list runner works through, held posts, the archive.
+
+Prepared SQL on the DB-API (store/statements.py), as the rest of the daemon's store: the list runner reads the
+inbox and the members and commits each post without SQLAlchemy, which the daemon then need not import
+(issue 20). The CLI passes its Core connections, which statements_of and tx_of wrap.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,15 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any, Literal
 
 from jitaku.addresses import ROLES, ListRole, Role
 from jitaku.store.accounts import AccountError, changed, find_alias, find_user
-from jitaku.store.schema import (
-    list_confirmations,
-    list_held,
-    list_inbox,
-    list_members,
-    list_posts,
-    list_refusals,
-    lists,
-)
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 ReplyTo = Literal["list", "sender", "none"]  # where a post's Reply-To points (lists/compose.py)
 REPLY_TO: tuple[ReplyTo, ...] = ("list", "sender", "none")  # the order `list set` names them in
@@ -140,20 +138,36 @@ class Post:
     subject: str
 
 
+_LIST = (
+    "SELECT id, address, name, subject_tag, reply_to, dmarc, owners, last_number, bounce_threshold,"
+    " digest_last_number, digest_sent_at, secret FROM lists"
+)
+_MEMBER = (
+    "SELECT address, self_copy, enabled, digest, bounce_score, disabled_reason, bounce_at FROM list_members"
+    " WHERE list_id = ?"
+)
+# What set_member may change, and set_setting's keys (check_setting refuses any other)
+_MEMBER_SETTINGS = frozenset({"self_copy", "enabled", "digest", "bounce_score", "bounce_at", "disabled_reason"})
+_LIST_SETTINGS = frozenset({"name", "subject_tag", "reply_to", "dmarc", "owners", "bounce_threshold"})
+
+
 def _row_to_list(row: Any) -> MailingList:
+    """A row of _LIST: the columns in MailingList's order, the owners as stored (comma-separated)."""
+    list_id, address, name, subject_tag, reply_to, dmarc, owners, *numbers, secret = row
+    last_number, bounce_threshold, digest_last_number, digest_sent_at = numbers
     return MailingList(
-        id=row.id,
-        address=row.address,
-        name=row.name,
-        subject_tag=row.subject_tag,
-        reply_to=row.reply_to,
-        dmarc=row.dmarc,
-        owners=tuple(o for o in row.owners.split(",") if o),
-        last_number=row.last_number,
-        bounce_threshold=row.bounce_threshold,
-        digest_last_number=row.digest_last_number,
-        digest_sent_at=row.digest_sent_at,
-        secret=row.secret,
+        list_id,
+        address,
+        name,
+        subject_tag,
+        reply_to,
+        dmarc,
+        tuple(o for o in owners.split(",") if o),
+        last_number,
+        bounce_threshold,
+        digest_last_number,
+        digest_sent_at,
+        secret,
     )
 
 
@@ -196,6 +210,7 @@ def check_setting(key: str, value: str) -> Any:
 def create_list(
     connection: Connection, address: str, name: str, subject_tag: str, reply_to: str, dmarc: str, owners: str
 ) -> MailingList:
+    """The CLI's: the directory's users and aliases are read and bumped through the accounts module."""
     address = address.lower()
     if find_list(connection, address) is not None:
         raise AccountError(f"list {address} exists already")
@@ -203,69 +218,78 @@ def create_list(
     for taken in [address] + [f"{local}-{role}@{domain}" for role in ROLES]:
         if find_user(connection, taken) is not None or find_alias(connection, taken) is not None:
             raise AccountError(f"{taken} is a user or an alias already; the list needs it")
-    connection.execute(
-        insert(lists).values(
-            address=address,
-            name=check_setting("name", name),
-            subject_tag=check_setting("subject_tag", subject_tag),
-            reply_to=check_setting("reply_to", reply_to),
-            dmarc=check_setting("dmarc", dmarc),
-            owners=check_setting("owners", owners),
-            last_number=0,
-            bounce_threshold=5.0,
-            digest_last_number=0,
-            digest_sent_at=time.time(),
-            secret=secrets.token_hex(32),
-            created_at=time.time(),
-        )
+    tx_of(connection).run(
+        "INSERT INTO lists (address, name, subject_tag, reply_to, dmarc, owners, last_number, bounce_threshold,"
+        " digest_last_number, digest_sent_at, secret, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            address,
+            check_setting("name", name),
+            check_setting("subject_tag", subject_tag),
+            check_setting("reply_to", reply_to),
+            check_setting("dmarc", dmarc),
+            check_setting("owners", owners),
+            0,
+            5.0,
+            0,
+            time.time(),
+            secrets.token_hex(32),
+            time.time(),
+        ),
     )
     changed(connection)
     return get_list(connection, address)
 
 
 def delete_list(connection: Connection, address: str) -> None:
-    if connection.execute(delete(lists).where(lists.c.address == address.lower())).rowcount == 0:
+    if not tx_of(connection).run("DELETE FROM lists WHERE address = ? RETURNING id", (address.lower(),)):
         raise AccountError(f"no list {address.lower()}")
     changed(connection)
 
 
-def set_setting(connection: Connection, address: str, key: str, value: str) -> None:
-    mailing_list = get_list(connection, address)
-    connection.execute(update(lists).where(lists.c.id == mailing_list.id).values({key: check_setting(key, value)}))
+def set_setting(target: Connection | Tx, address: str, key: str, value: str) -> None:
+    tx = tx_of(target)
+    mailing_list = get_list(tx, address)
+    checked = check_setting(key, value)
+    assert key in _LIST_SETTINGS, "check_setting refuses any other key"
+    tx.run(f"UPDATE lists SET {key} = ? WHERE id = ?", (checked, mailing_list.id))
 
 
-def find_list(connection: Connection, address: str) -> MailingList | None:
-    row = connection.execute(select(lists).where(lists.c.address == address.lower())).first()
-    return _row_to_list(row) if row else None
+def find_list(source: Connection | Statements, address: str) -> MailingList | None:
+    rows = statements_of(source).run(f"{_LIST} WHERE address = ?", (address.lower(),))
+    return _row_to_list(rows[0]) if rows else None
 
 
-def get_list(connection: Connection, address: str) -> MailingList:
-    found = find_list(connection, address)
+def get_list(source: Connection | Statements, address: str) -> MailingList:
+    found = find_list(source, address)
     if found is None:
         raise AccountError(f"no list {address.lower()}")
     return found
 
 
-def list_by_id(connection: Connection, list_id: int) -> MailingList:
-    return _row_to_list(connection.execute(select(lists).where(lists.c.id == list_id)).one())
+def list_by_id(source: Connection | Statements, list_id: int) -> MailingList:
+    rows = statements_of(source).run(f"{_LIST} WHERE id = ?", (list_id,))
+    if not rows:
+        raise AccountError(f"no list with id {list_id}")
+    return _row_to_list(rows[0])
 
 
-def all_lists(connection: Connection) -> list[MailingList]:
-    return [_row_to_list(row) for row in connection.execute(select(lists).order_by(lists.c.address))]
+def all_lists(source: Connection | Statements) -> list[MailingList]:
+    return [_row_to_list(row) for row in statements_of(source).run(f"{_LIST} ORDER BY address")]
 
 
 # members
 
 
 def _member(row: Any) -> Member:
-    return Member(
-        row.address, row.self_copy, row.enabled, row.digest, row.bounce_score, row.disabled_reason, row.bounce_at
-    )
+    address, self_copy, enabled, digest, bounce_score, disabled_reason, bounce_at = row
+    # SQLite's booleans are 0 and 1
+    return Member(address, bool(self_copy), bool(enabled), bool(digest), bounce_score, disabled_reason, bounce_at)
 
 
-def add_members(connection: Connection, list_id: int, addresses: Iterable[str]) -> tuple[list[str], list[str]]:
+def add_members(target: Connection | Tx, list_id: int, addresses: Iterable[str]) -> tuple[list[str], list[str]]:
     """Add each address once; return (added, already members)."""
-    present = {m.address for m in members(connection, list_id)}
+    tx = tx_of(target)
+    present = {m.address for m in members(tx, list_id)}
     added: list[str] = []
     already: list[str] = []
     now = time.time()
@@ -274,85 +298,72 @@ def add_members(connection: Connection, list_id: int, addresses: Iterable[str]) 
         (already if address in present else added).append(address)
         present.add(address)
     if added:
-        connection.execute(
-            insert(list_members),
-            [
-                {
-                    "list_id": list_id,
-                    "address": a,
-                    "self_copy": True,
-                    "enabled": True,
-                    "digest": False,
-                    "bounce_score": 0.0,
-                    "created_at": now,
-                }
-                for a in added
-            ],
+        tx.run_many(
+            "INSERT INTO list_members (list_id, address, self_copy, enabled, digest, bounce_score, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(list_id, a, True, True, False, 0.0, now) for a in added],
         )
     return added, already
 
 
-def remove_members(connection: Connection, list_id: int, addresses: Iterable[str]) -> tuple[list[str], list[str]]:
+def remove_members(target: Connection | Tx, list_id: int, addresses: Iterable[str]) -> tuple[list[str], list[str]]:
     """Remove each address; return (removed, not members)."""
+    tx = tx_of(target)
     removed: list[str] = []
     missing: list[str] = []
     for address in addresses:
         address = address.lower()
-        result = connection.execute(
-            delete(list_members).where(list_members.c.list_id == list_id, list_members.c.address == address)
-        )
-        (removed if result.rowcount else missing).append(address)
+        gone = tx.run("DELETE FROM list_members WHERE list_id = ? AND address = ? RETURNING id", (list_id, address))
+        (removed if gone else missing).append(address)
     return removed, missing
 
 
-def members(connection: Connection, list_id: int) -> list[Member]:
-    rows = connection.execute(
-        select(list_members).where(list_members.c.list_id == list_id).order_by(list_members.c.address)
+def members(source: Connection | Statements, list_id: int) -> list[Member]:
+    return [_member(row) for row in statements_of(source).run(f"{_MEMBER} ORDER BY address", (list_id,))]
+
+
+def set_member(target: Connection | Tx, list_id: int, address: str, **values: Any) -> bool:
+    """Change a member's VALUES (columns of _MEMBER_SETTINGS); whether ADDRESS is a member."""
+    unknown = values.keys() - _MEMBER_SETTINGS
+    if unknown:
+        raise ValueError(f"not a member's setting: {', '.join(sorted(unknown))}")
+    assignments = ", ".join(f"{key} = ?" for key in values)
+    changed_rows = tx_of(target).run(
+        f"UPDATE list_members SET {assignments} WHERE list_id = ? AND address = ? RETURNING id",
+        (*values.values(), list_id, address.lower()),
     )
-    return [_member(r) for r in rows]
+    return bool(changed_rows)
 
 
-def set_member(connection: Connection, list_id: int, address: str, **values: Any) -> bool:
-    result = connection.execute(
-        update(list_members)
-        .where(list_members.c.list_id == list_id, list_members.c.address == address.lower())
-        .values(**values)
+def refusal(source: Connection | Statements, list_id: int, domain: str) -> Refusal | None:
+    rows = statements_of(source).run(
+        "SELECT domain, score, refused_at FROM list_refusals WHERE list_id = ? AND domain = ?",
+        (list_id, domain.lower()),
     )
-    return bool(result.rowcount)
+    return Refusal(*rows[0]) if rows else None
 
 
-def refusal(connection: Connection, list_id: int, domain: str) -> Refusal | None:
-    row = connection.execute(
-        select(list_refusals).where(list_refusals.c.list_id == list_id, list_refusals.c.domain == domain.lower())
-    ).first()
-    return Refusal(row.domain, row.score, row.refused_at) if row else None
-
-
-def refusals(connection: Connection, list_id: int) -> list[Refusal]:
-    rows = connection.execute(
-        select(list_refusals)
-        .where(list_refusals.c.list_id == list_id, list_refusals.c.score > 0)
-        .order_by(list_refusals.c.domain)
+def refusals(source: Connection | Statements, list_id: int) -> list[Refusal]:
+    rows = statements_of(source).run(
+        "SELECT domain, score, refused_at FROM list_refusals WHERE list_id = ? AND score > 0 ORDER BY domain",
+        (list_id,),
     )
-    return [Refusal(row.domain, row.score, row.refused_at) for row in rows]
+    return [Refusal(*row) for row in rows]
 
 
-def set_refusal(connection: Connection, list_id: int, domain: str, score: float, refused_at: float) -> None:
-    values = {"score": score, "refused_at": refused_at}
-    found = connection.execute(
-        update(list_refusals)
-        .where(list_refusals.c.list_id == list_id, list_refusals.c.domain == domain.lower())
-        .values(**values)
+def set_refusal(target: Connection | Tx, list_id: int, domain: str, score: float, refused_at: float) -> None:
+    tx_of(target).run(
+        "INSERT INTO list_refusals (list_id, domain, score, refused_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (list_id, domain) DO UPDATE SET score = excluded.score, refused_at = excluded.refused_at",
+        (list_id, domain.lower(), score, refused_at),
     )
-    if not found.rowcount:
-        connection.execute(insert(list_refusals).values(list_id=list_id, domain=domain.lower(), **values))
 
 
 # the inbox: mail to a list, its -request, -owner and -bounces addresses, waiting for the list runner
 
 
 def add_inbox(
-    connection: Connection,
+    target: Connection | Tx,
     list_address: str,
     role: InboxRole,
     recipient: str,
@@ -361,70 +372,55 @@ def add_inbox(
     now: float,
     note: str | None = None,
 ) -> None:
-    list_id = connection.execute(select(lists.c.id).where(lists.c.address == list_address)).scalar()
-    if list_id is None:  # deleted since RCPT: the client must hear it was not taken
+    tx = tx_of(target)
+    found = tx.run("SELECT id FROM lists WHERE address = ?", (list_address,))
+    if not found:  # deleted since RCPT: the client must hear it was not taken
         raise AccountError(f"list {list_address} no longer exists")
-    # values with the execution: a statement's own values stay in SQLAlchemy's cache (see mailstore.append)
-    connection.execute(
-        insert(list_inbox),
-        {
-            "list_id": list_id,
-            "role": role,
-            "recipient": recipient,
-            "sender": sender,
-            "received_at": now,
-            "note": note,
-            "attempts": 0,
-            "next_try": 0.0,
-            "body": body,
-        },
+    tx.run(
+        "INSERT INTO list_inbox (list_id, role, recipient, sender, received_at, note, attempts, next_try, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, 0, 0.0, ?)",
+        (found[0][0], role, recipient, sender, now, note, body),
     )
 
 
-def next_inbox(connection: Connection, now: float) -> InboxItem | None:
+def next_inbox(source: Connection | Statements, now: float) -> InboxItem | None:
     """The oldest item whose turn it is (one at a time: a post may be 25 MB)."""
-    row = connection.execute(
-        select(list_inbox).where(list_inbox.c.next_try <= now).order_by(list_inbox.c.id).limit(1)
-    ).first()
-    if row is None:
-        return None
-    return InboxItem(
-        row.id, row.list_id, row.role, row.recipient, row.sender, row.received_at, row.note, row.attempts, row.body
+    rows = statements_of(source).run(
+        "SELECT id, list_id, role, recipient, sender, received_at, note, attempts, body FROM list_inbox"
+        " WHERE next_try <= ? ORDER BY id LIMIT 1",
+        (now,),
     )
+    return InboxItem(*rows[0]) if rows else None
 
 
-def inbox_failed(connection: Connection, item_id: int, next_try: float) -> None:
-    connection.execute(
-        update(list_inbox)
-        .where(list_inbox.c.id == item_id)
-        .values(attempts=list_inbox.c.attempts + 1, next_try=next_try)
-    )
+def inbox_failed(target: Connection | Tx, item_id: int, next_try: float) -> None:
+    tx_of(target).run("UPDATE list_inbox SET attempts = attempts + 1, next_try = ? WHERE id = ?", (next_try, item_id))
 
 
-def remove_inbox(connection: Connection, item_id: int) -> None:
+def remove_inbox(target: Connection | Tx, item_id: int) -> None:
     """Take the item out of the inbox; raising when it is gone rolls back whatever would have done it twice."""
-    if connection.execute(delete(list_inbox).where(list_inbox.c.id == item_id)).rowcount != 1:
+    if len(tx_of(target).run("DELETE FROM list_inbox WHERE id = ? RETURNING id", (item_id,))) != 1:
         raise AccountError(f"list inbox item {item_id} was handled already")
 
 
-def take_number(connection: Connection, list_id: int, number: int) -> bool:
+def take_number(target: Connection | Tx, list_id: int, number: int) -> bool:
     """Claim post NUMBER: true only when it is the next one (compare-and-set, so never a gap or a repeat)."""
-    result = connection.execute(
-        update(lists).where(lists.c.id == list_id, lists.c.last_number == number - 1).values(last_number=number)
+    taken = tx_of(target).run(
+        "UPDATE lists SET last_number = ? WHERE id = ? AND last_number = ? RETURNING id", (number, list_id, number - 1)
     )
-    return bool(result.rowcount)
+    return bool(taken)
 
 
 # held posts
 
 
-def next_held_id(connection: Connection) -> int:
+def next_held_id(source: Connection | Statements) -> int:
     """The id the next held post gets (only the list runner holds posts, one at a time)."""
-    return int(connection.execute(select(func.coalesce(func.max(list_held.c.id), 0))).scalar_one()) + 1
+    return int(statements_of(source).run("SELECT coalesce(max(id), 0) FROM list_held")[0][0]) + 1
 
 
 def hold(
-    connection: Connection,
+    target: Connection | Tx,
     held_id: int,
     list_id: int,
     sender: str,
@@ -433,179 +429,164 @@ def hold(
     reason: str,
     body: bytes,
 ) -> None:
-    connection.execute(
-        insert(list_held).values(
-            id=held_id,
-            list_id=list_id,
-            received_at=time.time(),
-            sender=sender,
-            author=author,
-            subject=subject,
-            reason=reason,
-            body=body,
-        )
+    tx_of(target).run(
+        "INSERT INTO list_held (id, list_id, received_at, sender, author, subject, reason, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (held_id, list_id, time.time(), sender, author, subject, reason, body),
     )
 
 
-def held(connection: Connection, list_id: int) -> list[Held]:
-    rows = connection.execute(select(list_held).where(list_held.c.list_id == list_id).order_by(list_held.c.id))
-    return [Held(r.id, r.received_at, r.sender, r.author, r.subject, r.reason) for r in rows]
+def held(source: Connection | Statements, list_id: int) -> list[Held]:
+    rows = statements_of(source).run(
+        "SELECT id, received_at, sender, author, subject, reason FROM list_held WHERE list_id = ? ORDER BY id",
+        (list_id,),
+    )
+    return [Held(*row) for row in rows]
 
 
-def take_held(connection: Connection, list_id: int, held_id: int) -> tuple[str, bytes]:
+def take_held(target: Connection | Tx, list_id: int, held_id: int) -> tuple[str, bytes]:
     """Remove a held post; return its sender and body."""
-    row = connection.execute(
-        select(list_held.c.sender, list_held.c.body).where(list_held.c.list_id == list_id, list_held.c.id == held_id)
-    ).first()
-    if row is None:
+    tx = tx_of(target)
+    rows = tx.run("SELECT sender, body FROM list_held WHERE list_id = ? AND id = ?", (list_id, held_id))
+    if not rows:
         raise AccountError(f"no held post {held_id}")
-    connection.execute(delete(list_held).where(list_held.c.id == held_id))
-    return row.sender, row.body
+    tx.run("DELETE FROM list_held WHERE id = ?", (held_id,))
+    sender, body = rows[0]
+    return sender, body
 
 
 # the archive
 
 
 def archive(
-    connection: Connection, list_id: int, number: int, sender: str, author: str, subject: str, body: bytes
+    target: Connection | Tx, list_id: int, number: int, sender: str, author: str, subject: str, body: bytes
 ) -> int:
     """Store post NUMBER as it went out; its row id, which the queued copies point to for their body."""
-    return int(
-        connection.execute(
-            insert(list_posts)
-            .values(
-                list_id=list_id,
-                number=number,
-                posted_at=time.time(),
-                sender=sender,
-                author=author,
-                subject=subject,
-                body=body,
-            )
-            .returning(list_posts.c.id)
-        ).scalar_one()
+    rows = tx_of(target).run(
+        "INSERT INTO list_posts (list_id, number, posted_at, sender, author, subject, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (list_id, number, time.time(), sender, author, subject, body),
     )
+    return int(rows[0][0])
 
 
-def posts(connection: Connection, list_id: int) -> list[Post]:
-    rows = connection.execute(
-        select(
-            list_posts.c.number, list_posts.c.posted_at, list_posts.c.sender, list_posts.c.author, list_posts.c.subject
-        )
-        .where(list_posts.c.list_id == list_id)
-        .order_by(list_posts.c.number)
+def posts(source: Connection | Statements, list_id: int) -> list[Post]:
+    rows = statements_of(source).run(
+        "SELECT number, posted_at, sender, author, subject FROM list_posts WHERE list_id = ? ORDER BY number",
+        (list_id,),
     )
-    return [Post(r.number, r.posted_at, r.sender, r.author, r.subject) for r in rows]
+    return [Post(*row) for row in rows]
 
 
-def post_body(connection: Connection, list_id: int, number: int) -> bytes | None:
-    return connection.execute(
-        select(list_posts.c.body).where(list_posts.c.list_id == list_id, list_posts.c.number == number)
-    ).scalar()
+def post_body(source: Connection | Statements, list_id: int, number: int) -> bytes | None:
+    rows = statements_of(source).run("SELECT body FROM list_posts WHERE list_id = ? AND number = ?", (list_id, number))
+    return rows[0][0] if rows else None
 
 
-def post_count(connection: Connection, list_id: int) -> int:
-    return int(connection.execute(select(func.count()).where(list_posts.c.list_id == list_id)).scalar_one())
+def post_count(source: Connection | Statements, list_id: int) -> int:
+    return int(statements_of(source).run("SELECT count(*) FROM list_posts WHERE list_id = ?", (list_id,))[0][0])
 
 
 # confirmations of subscribe and unsubscribe requests
 
 
-def add_confirmation(connection: Connection, token: str, list_id: int, address: str, action: str) -> None:
-    connection.execute(
-        insert(list_confirmations).values(
-            token=token, list_id=list_id, address=address.lower(), action=action, created_at=time.time()
-        )
+def add_confirmation(target: Connection | Tx, token: str, list_id: int, address: str, action: str) -> None:
+    tx_of(target).run(
+        "INSERT INTO list_confirmations (token, list_id, address, action, created_at) VALUES (?, ?, ?, ?, ?)",
+        (token, list_id, address.lower(), action, time.time()),
     )
 
 
 def pending_confirmation(
-    connection: Connection, list_id: int, address: str, action: str, within: float = 3600.0
+    source: Connection | Statements, list_id: int, address: str, action: str, within: float = 3600.0
 ) -> bool:
     """Whether ADDRESS was sent a confirmation for ACTION in the last WITHIN seconds."""
-    row = connection.execute(
-        select(list_confirmations.c.token).where(
-            list_confirmations.c.list_id == list_id,
-            list_confirmations.c.address == address.lower(),
-            list_confirmations.c.action == action,
-            list_confirmations.c.created_at > time.time() - within,
-        )
-    ).first()
-    return row is not None
+    rows = statements_of(source).run(
+        "SELECT token FROM list_confirmations WHERE list_id = ? AND address = ? AND action = ? AND created_at > ?"
+        " LIMIT 1",
+        (list_id, address.lower(), action, time.time() - within),
+    )
+    return bool(rows)
 
 
-def take_confirmation(connection: Connection, token: str, max_age: float) -> tuple[int, str, str] | None:
+_CONFIRMATION = "SELECT list_id, address, action, created_at FROM list_confirmations WHERE token = ?"
+
+
+def take_confirmation(target: Connection | Tx, token: str, max_age: float) -> tuple[int, str, str] | None:
     """Use up TOKEN; (list id, address, action), or None when unknown or older than MAX_AGE seconds."""
-    row = connection.execute(select(list_confirmations).where(list_confirmations.c.token == token)).first()
-    if row is None:
+    tx = tx_of(target)
+    rows = tx.run(_CONFIRMATION, (token,))
+    if not rows:
         return None
-    connection.execute(delete(list_confirmations).where(list_confirmations.c.token == token))
-    if time.time() - row.created_at > max_age:
+    tx.run("DELETE FROM list_confirmations WHERE token = ?", (token,))
+    list_id, address, action, created_at = rows[0]
+    if time.time() - created_at > max_age:
         return None
-    return row.list_id, row.address, row.action
+    return list_id, address, action
 
 
-def expire(connection: Connection, confirmations_before: float, held_before: float) -> tuple[int, int]:
+def expire(target: Connection | Tx, confirmations_before: float, held_before: float) -> tuple[int, int]:
     """Forget unused confirmations and undecided held posts past their time; how many of each."""
-    confirmations = connection.execute(
-        delete(list_confirmations).where(list_confirmations.c.created_at < confirmations_before)
-    ).rowcount
-    held_posts = connection.execute(delete(list_held).where(list_held.c.received_at < held_before)).rowcount
-    return confirmations, held_posts
+    tx = tx_of(target)
+    confirmations = tx.run(
+        "DELETE FROM list_confirmations WHERE created_at < ? RETURNING token", (confirmations_before,)
+    )
+    held_posts = tx.run("DELETE FROM list_held WHERE received_at < ? RETURNING id", (held_before,))
+    return len(confirmations), len(held_posts)
 
 
-def find_confirmation(connection: Connection, token: str) -> tuple[int, str, str] | None:
-    row = connection.execute(select(list_confirmations).where(list_confirmations.c.token == token)).first()
-    return (row.list_id, row.address, row.action) if row else None
+def find_confirmation(source: Connection | Statements, token: str) -> tuple[int, str, str] | None:
+    rows = statements_of(source).run(_CONFIRMATION, (token,))
+    if not rows:
+        return None
+    list_id, address, action, _created_at = rows[0]
+    return list_id, address, action
 
 
 # digests
 
 
-def digests_due(connection: Connection, sent_before: float) -> list[MailingList]:
+def digests_due(source: Connection | Statements, sent_before: float) -> list[MailingList]:
     """Lists whose last digest went out before SENT_BEFORE and that have posts since."""
-    rows = connection.execute(
-        select(lists).where(lists.c.digest_sent_at <= sent_before, lists.c.last_number > lists.c.digest_last_number)
+    rows = statements_of(source).run(
+        f"{_LIST} WHERE digest_sent_at <= ? AND last_number > digest_last_number", (sent_before,)
     )
     return [_row_to_list(row) for row in rows]
 
 
-def posts_after(connection: Connection, list_id: int, number: int) -> list[tuple[Post, bytes]]:
-    rows = connection.execute(
-        select(list_posts)
-        .where(list_posts.c.list_id == list_id, list_posts.c.number > number)
-        .order_by(list_posts.c.number)
+def posts_after(source: Connection | Statements, list_id: int, number: int) -> list[tuple[Post, bytes]]:
+    rows = statements_of(source).run(
+        "SELECT number, posted_at, sender, author, subject, body FROM list_posts WHERE list_id = ? AND number > ?"
+        " ORDER BY number",
+        (list_id, number),
     )
-    return [(Post(r.number, r.posted_at, r.sender, r.author, r.subject), r.body) for r in rows]
+    return [(Post(*row[:5]), row[5]) for row in rows]
 
 
-def digest_sent(connection: Connection, list_id: int, previous: int, last: int, now: float) -> bool:
+def digest_sent(target: Connection | Tx, list_id: int, previous: int, last: int, now: float) -> bool:
     """Record a digest of posts PREVIOUS+1..LAST (compare-and-set: never the same posts twice)."""
-    result = connection.execute(
-        update(lists)
-        .where(lists.c.id == list_id, lists.c.digest_last_number == previous)
-        .values(digest_last_number=last, digest_sent_at=now)
+    recorded = tx_of(target).run(
+        "UPDATE lists SET digest_last_number = ?, digest_sent_at = ? WHERE id = ? AND digest_last_number = ?"
+        " RETURNING id",
+        (last, now, list_id, previous),
     )
-    return bool(result.rowcount)
+    return bool(recorded)
 
 
-def digest_now(connection: Connection, list_id: int) -> None:
-    connection.execute(update(lists).where(lists.c.id == list_id).values(digest_sent_at=0.0))
+def digest_now(target: Connection | Tx, list_id: int) -> None:
+    tx_of(target).run("UPDATE lists SET digest_sent_at = 0.0 WHERE id = ?", (list_id,))
 
 
-def summaries(connection: Connection) -> list[dict[str, Any]]:
+def summaries(source: Connection | Statements) -> list[dict[str, Any]]:
     """One line per list for the status page: members, posts and posts waiting for a moderator."""
-
-    def count(table: Any, list_id: int) -> int:
-        return int(connection.execute(select(func.count()).where(table.c.list_id == list_id)).scalar_one())
-
+    rows = statements_of(source).run(
+        "SELECT address, name,"
+        " (SELECT count(*) FROM list_members WHERE list_members.list_id = lists.id),"
+        " last_number,"
+        " (SELECT count(*) FROM list_held WHERE list_held.list_id = lists.id)"
+        " FROM lists ORDER BY address"
+    )
     return [
-        {
-            "address": found.address,
-            "name": found.name,
-            "members": count(list_members, found.id),
-            "posts": found.last_number,
-            "held": count(list_held, found.id),
-        }
-        for found in all_lists(connection)
+        {"address": address, "name": name, "members": member_count, "posts": last_number, "held": held_count}
+        for address, name, member_count, last_number, held_count in rows
     ]

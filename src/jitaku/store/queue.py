@@ -1,16 +1,37 @@
-"""The outbound queue's rows: a message, its pending recipients, and when to try next."""
+"""The outbound queue's rows: a message, its pending recipients, and when to try next.
+
+Prepared statements on the DB-API (store/statements.py), as the queue reads them on every wake-up and every
+attempt; an entry is written by store/intake.py (mail/delivery.commit) and its attempts recorded by
+store/attempts.py. Columns are named as store/schema.py defines them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
 
-from jitaku.store.schema import list_posts, queue, queue_recipients
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+_ENTRIES = "SELECT id, sender, created_at, next_attempt, attempts, last_error FROM queue"
+_ORDER = " ORDER BY next_attempt, created_at"
+_LIST = _ENTRIES + _ORDER
+_DUE = _ENTRIES + " WHERE next_attempt <= ?" + _ORDER + " LIMIT ?"
+_ALL_RECIPIENTS = "SELECT queue_id, recipient FROM queue_recipients ORDER BY id"
+_RECIPIENTS_OF = "SELECT recipient, sender, prefix FROM queue_recipients WHERE queue_id = ? ORDER BY id"
+_BODY = (
+    "SELECT queue.body, list_posts.body FROM queue LEFT OUTER JOIN list_posts ON list_posts.id = queue.post_id"
+    " WHERE queue.id = ?"
+)
+_SIZE = "SELECT count(*) FROM queue"
+_OLDEST = "SELECT created_at, last_error FROM queue ORDER BY created_at LIMIT 1"
+_FLUSH = "UPDATE queue SET next_attempt = ? RETURNING id"
+_REMOVE = "DELETE FROM queue WHERE id = ? RETURNING id"
 
 
 class Personal(NamedTuple):
@@ -45,120 +66,51 @@ class QueuedMessage:
         }
 
 
-def enqueue(
-    connection: Connection,
-    queue_id: str,
-    sender: str,
-    recipients: Iterable[str],
-    body: bytes,
-    now: float,
-    personal: dict[str, Personal] | None = None,
-    post_id: int | None = None,
-) -> None:
-    """Queue BODY for RECIPIENTS; with POST_ID the body is that archived list post's, stored once."""
-    personal = personal or {}
-    # values with the execution: a statement's own values stay in SQLAlchemy's cache (see mailstore.append)
-    connection.execute(
-        insert(queue),
-        {
-            "id": queue_id,
-            "sender": sender,
-            "created_at": now,
-            "next_attempt": now,
-            "attempts": 0,
-            "body": b"" if post_id is not None else body,
-            "post_id": post_id,
-        },
-    )
-    rows = []
-    for recipient in recipients:
-        own = personal.get(recipient)
-        rows.append(
-            {
-                "queue_id": queue_id,
-                "recipient": recipient,
-                "sender": own.sender if own else None,
-                "prefix": own.prefix if own else None,
-            }
-        )
-    connection.execute(insert(queue_recipients), rows)
-
-
-def _recipients(
-    connection: Connection, ids: list[str], with_personal: bool
-) -> dict[str, tuple[list[str], dict[str, Personal]]]:
-    found: dict[str, tuple[list[str], dict[str, Personal]]] = {queue_id: ([], {}) for queue_id in ids}
-    columns = [queue_recipients.c.queue_id, queue_recipients.c.recipient]
-    if with_personal:
-        columns += [queue_recipients.c.sender, queue_recipients.c.prefix]
-    rows = connection.execute(
-        select(*columns).where(queue_recipients.c.queue_id.in_(ids)).order_by(queue_recipients.c.id)
-    )
-    for row in rows:
-        recipients, personal = found[row.queue_id]
-        recipients.append(row.recipient)
-        if with_personal and row.sender is not None:
-            personal[row.recipient] = Personal(row.sender, row.prefix or b"")
-    return found
-
-
-def _read(
-    connection: Connection, where: object, with_personal: bool = False, limit: int | None = None
-) -> list[QueuedMessage]:
-    columns = [
-        queue.c.id,
-        queue.c.sender,
-        queue.c.created_at,
-        queue.c.next_attempt,
-        queue.c.attempts,
-        queue.c.last_error,
-    ]
-    statement = select(*columns).order_by(queue.c.next_attempt, queue.c.created_at)
-    if where is not None:
-        statement = statement.where(where)  # type: ignore[arg-type]
-    if limit is not None:
-        statement = statement.limit(limit)
-    rows = connection.execute(statement).all()
-    recipients = _recipients(connection, [row.id for row in rows], with_personal)
-    return [
-        QueuedMessage(
-            row.id,
-            row.sender,
-            tuple(recipients[row.id][0]),
-            row.created_at,
-            row.next_attempt,
-            row.attempts,
-            row.last_error,
-            personal=recipients[row.id][1],
-        )
-        for row in rows
-    ]
-
-
-def due(connection: Connection, now: float, skip: Iterable[str], limit: int) -> list[QueuedMessage]:
+def due(source: Connection | Statements, now: float, skip: Iterable[str], limit: int) -> list[QueuedMessage]:
     """Messages whose next attempt has come, not counting those in SKIP; without their bodies, which
-    are read one by one as each attempt starts (`body_of`), so a batch of large ones never sits in memory."""
-    condition = queue.c.next_attempt <= now
-    skip = list(skip)
-    if skip:
-        condition = condition & queue.c.id.not_in(skip)
-    return _read(connection, condition, with_personal=True, limit=limit)
+    are read one by one as each attempt starts (`body_of`), so a batch of large ones never sits in memory.
+
+    SKIP (the attempts under way) is left out here rather than in the SQL, whose statement would change with
+    its size: of the first LIMIT + len(SKIP) due messages, at most len(SKIP) are skipped."""
+    statements = statements_of(source)
+    skip = set(skip)
+    rows = [row for row in statements.run(_DUE, (now, limit + len(skip))) if row[0] not in skip][:limit]
+    messages = []
+    for queue_id, sender, created_at, next_attempt, attempts, last_error in rows:
+        recipients, personal = [], {}
+        for recipient, own_sender, prefix in statements.run(_RECIPIENTS_OF, (queue_id,)):
+            recipients.append(recipient)
+            if own_sender is not None:
+                personal[recipient] = Personal(own_sender, bytes(prefix or b""))
+        messages.append(
+            QueuedMessage(
+                queue_id, sender, tuple(recipients), created_at, next_attempt, attempts, last_error, personal=personal
+            )
+        )
+    return messages
 
 
-def body_of(connection: Connection, queue_id: str) -> bytes | None:
+def body_of(source: Connection | Statements, queue_id: str) -> bytes | None:
     """A queued message's body (its list post's when it has one); None once it has left the queue."""
-    row = connection.execute(
-        select(queue.c.body, list_posts.c.body.label("post_body"))
-        .select_from(queue.outerjoin(list_posts, list_posts.c.id == queue.c.post_id))
-        .where(queue.c.id == queue_id)
-    ).first()
-    if row is None:
+    rows = statements_of(source).run(_BODY, (queue_id,))
+    if not rows:
         return None
-    return bytes(row.post_body if row.post_body is not None else row.body)
+    body, post_body = rows[0]
+    return bytes(post_body if post_body is not None else body)
 
 
-def list_queue(connection: Connection) -> list[QueuedMessage]:
-    return _read(connection, None)
+def list_queue(source: Connection | Statements) -> list[QueuedMessage]:
+    """Every queued message, soonest due first, with its recipients (without personal copies or bodies)."""
+    statements = statements_of(source)
+    entries = statements.run(_LIST)
+    recipients: dict[str, list[str]] = {row[0]: [] for row in entries}
+    for queue_id, recipient in statements.run(_ALL_RECIPIENTS):
+        if queue_id in recipients:  # one queued after the entries were read, outside a snapshot (a Core caller)
+            recipients[queue_id].append(recipient)
+    return [
+        QueuedMessage(queue_id, sender, tuple(recipients[queue_id]), created_at, next_attempt, attempts, last_error)
+        for queue_id, sender, created_at, next_attempt, attempts, last_error in entries
+    ]
 
 
 class Backlog(NamedTuple):
@@ -167,18 +119,19 @@ class Backlog(NamedTuple):
     oldest_error: str | None  # why the oldest message is still here
 
 
-def backlog(connection: Connection) -> Backlog:
+def backlog(source: Connection | Statements) -> Backlog:
     """How much waits and for how long, without reading any body (the health check's question)."""
-    size = connection.execute(select(func.count()).select_from(queue)).scalar_one()
-    oldest = connection.execute(
-        select(queue.c.created_at, queue.c.last_error).order_by(queue.c.created_at).limit(1)
-    ).first()
-    return Backlog(int(size), oldest.created_at if oldest else None, oldest.last_error if oldest else None)
+    statements = statements_of(source)
+    ((size,),) = statements.run(_SIZE)
+    oldest = statements.run(_OLDEST)
+    return Backlog(int(size), oldest[0][0] if oldest else None, oldest[0][1] if oldest else None)
 
 
-def flush(connection: Connection, now: float) -> int:
-    return connection.execute(update(queue).values(next_attempt=now)).rowcount
+def flush(target: Connection | Tx, now: float) -> int:
+    """Make every queued message due at NOW (`jitaku queue flush`); how many there are."""
+    return len(tx_of(target).run(_FLUSH, (now,)))
 
 
-def remove(connection: Connection, queue_id: str) -> bool:
-    return connection.execute(delete(queue).where(queue.c.id == queue_id)).rowcount > 0
+def remove(target: Connection | Tx, queue_id: str) -> bool:
+    """Drop a queued message, recipients and all, without a bounce; whether it was there."""
+    return bool(tx_of(target).run(_REMOVE, (queue_id,)))

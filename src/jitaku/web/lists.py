@@ -36,10 +36,10 @@ def routes(database: Database, asked: Requests) -> list[Route]:
     async def unsubscribe(request: Request) -> Response:
         list_address = request.path_params["list"].lower()
         token = request.path_params["token"]
-        found = await database.read(lambda c: store.lists.find_list(c, list_address))
+        found = await database.query(lambda s: store.lists.find_list(s, list_address), snapshot=False)
         if found is None:
             return _page(request, "No such list", f"There is no list {list_address} here.", 404)
-        members = await database.read(lambda c: store.lists.members(c, found.id))
+        members = await database.query(lambda s: store.lists.members(s, found.id), snapshot=False)
         member = member_for_token(found, members, token)
         if member is None:
             return _page(
@@ -55,13 +55,13 @@ def routes(database: Database, asked: Requests) -> list[Route]:
         form = await read_form(request)
         if form.get("List-Unsubscribe") != "One-Click":
             return _page(request, "Bad request", "Expected List-Unsubscribe=One-Click (RFC 8058).", 400)
-        await database.write(lambda c: store.lists.remove_members(c, found.id, [member]))
+        await database.transact(lambda tx: store.lists.remove_members(tx, found.id, [member]))
         log.event("list_unsubscribed", list=found.address, member=member, via="one-click")
         return _page(request, "Unsubscribed", f"{member} has left {found.address}.")
 
     async def subscribe(request: Request) -> Response:
         list_address = request.path_params["list"].lower()
-        found = await database.read(lambda c: store.lists.find_list(c, list_address))
+        found = await database.query(lambda s: store.lists.find_list(s, list_address), snapshot=False)
         if found is None:
             return _page(request, "No such list", f"There is no list {list_address} here.", 404)
         if request.method == "GET":
@@ -81,11 +81,11 @@ def routes(database: Database, asked: Requests) -> list[Route]:
 
     async def confirm(request: Request) -> Response:
         token = request.path_params["token"]
-        pending = await database.read(lambda c: store.lists.find_confirmation(c, token))
+        pending = await database.query(lambda s: store.lists.find_confirmation(s, token), snapshot=False)
         if pending is None:
             return _page(request, "Link not valid", "This confirmation link is unknown or was used already.", 404)
         list_id, who, action = pending
-        found = await database.read(lambda c: store.lists.list_by_id(c, list_id))
+        found = await database.query(lambda s: store.lists.list_by_id(s, list_id), snapshot=False)
         verb = "join" if action == "subscribe" else "leave"
         if request.method == "GET":
             return _page(
@@ -95,7 +95,7 @@ def routes(database: Database, asked: Requests) -> list[Route]:
                 form={"hidden": {}, "button": f"Yes, {verb}"},
             )
 
-        if not await database.write(lambda c: requests.confirm(c, token, list_id, who, action)):
+        if not await database.transact(lambda tx: requests.confirm(tx, token, list_id, who, action)):
             return _page(request, "Link expired", "This confirmation link has expired; please ask again.", 410)
         log.event("list_confirmed", list=found.address, member=who, action=action, via="web")
         return _page(request, "Done", f"{who} has {'joined' if action == 'subscribe' else 'left'} {found.address}.")

@@ -32,8 +32,8 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
 
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.query(store.mailstore.message_counts, snapshot=False)
-        queued = await database.read(store.queue.list_queue)
-        mailing_lists = await database.read(store.lists.summaries)
+        queued = await database.query(store.queue.list_queue)
+        mailing_lists = await database.query(store.lists.summaries, snapshot=False)
         return {
             "hostname": settings.mail_hostname,
             "domains": list(settings.domains),
