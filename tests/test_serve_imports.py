@@ -25,8 +25,8 @@ SERVE_IMPORTS = ("jitaku.cli", "jitaku.app", "jitaku.health.monitor", "jitaku.we
 
 
 # The store's modules moved off SQLAlchemy's Core (issue 20 item 4: `import sqlalchemy` is 14 MB of the idle
-# memory); the package's __init__ still binds every table group, some of them in Core, so these are imported
-# under a bare stand-in for it. Add each module as it moves; the last one moved lets `jitaku serve` go without.
+# memory), each imported under a bare stand-in for the package, whose __init__ binds every table group: a
+# module that goes back to Core is named here, apart from the daemon as a whole (test_serve_imports_no_sqlalchemy).
 OFF_SQLALCHEMY = (
     "jitaku.lists.compose",
     "jitaku.lists.tokens",
@@ -199,9 +199,6 @@ def test_a_list_post_is_taken_numbered_archived_and_its_members_read_without_sql
     assert _loaded_by(code) == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="lists, the queue and the mail store still run Core statements (issue 20 item 4)"
-)
 def test_serve_imports_no_sqlalchemy() -> None:
     code = f"import importlib, json, sys\nfor name in {SERVE_IMPORTS!r}: importlib.import_module(name)\n" + LOADED
     assert _loaded_by(code) == []
