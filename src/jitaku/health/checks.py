@@ -115,7 +115,9 @@ async def _traffic(context: Context) -> Result | None:
     settings = context.config.settings.health.traffic
     now = time.time()
     windows = traffic.same_hour(now)
-    earlier = await context.database.read(lambda c: history.within(c, "traffic", windows))
+    earlier = await context.database.query(
+        lambda statements: history.within(statements, "traffic", windows), snapshot=False
+    )
     try:
         received, sent = await asyncio.to_thread(traffic.counters, settings.interface)
     except LookupError as missing:

@@ -170,7 +170,7 @@ async def _probe_through(settings: Settings, database: Database, path: _Path, to
 def _probes(database: Database, to: str) -> list[tuple[int, float, bytes]]:
     """Probe messages in the probe mailbox: (uid, when it arrived, token)."""
     found: list[tuple[int, float, bytes]] = []
-    for message in database.read_now(lambda connection: mailstore.list_messages(connection, to)):
+    for message in database.query_now(lambda statements: mailstore.list_messages(statements, to)):
         head = message.body.split(b"\r\n\r\n", 1)[0]
         token = re.search(rb"^" + HEADER + rb":\s*(\S+)", head, re.MULTILINE | re.IGNORECASE)
         if token:
@@ -185,14 +185,14 @@ async def _clean(database: Database, to: str, tokens: set[bytes], deadline: floa
     probes = await asyncio.to_thread(_probes, database, to)
     gone = [uid for uid, arrived, found in probes if found in tokens or arrived < stale]
     if gone:
-        await database.write(lambda connection: mailstore.remove(connection, to, gone))
+        await database.transact(lambda tx: mailstore.remove(tx, to, gone))
 
 
 async def check(settings: Settings, database: Database) -> Result | None:
     mailflow = settings.health.mailflow
     if not mailflow.to:
         return None
-    if await database.read(lambda connection: accounts.find_user(connection, mailflow.to)) is None:
+    if await database.query(lambda statements: accounts.find_user(statements, mailflow.to), snapshot=False) is None:
         sentence = f"[health.mailflow] to = {mailflow.to!r} is not a mailbox here; make it one with `jitaku user add`."
         ja = (
             f"[health.mailflow] to = {mailflow.to!r} はこのサーバーのメールボックスではありません。"

@@ -10,14 +10,12 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.engine import Connection
-
 from jitaku import log, store
 from jitaku.config import Config
 from jitaku.health import checks, history
 from jitaku.health.alerts import Alerter
 from jitaku.health.result import Result, State
-from jitaku.store import Database
+from jitaku.store import Database, Tx
 from jitaku.store.health import Alert, Status
 
 PRUNE_EVERY = 3600.0
@@ -35,8 +33,8 @@ class Monitor:
 
     async def load(self) -> None:
         """What was known and said before a restart, so it is not said again."""
-        self._statuses = await self._database.read(store.health.statuses)
-        latest = await self._database.read(history.latest)
+        self._statuses = await self._database.query(store.health.statuses, snapshot=False)
+        latest = await self._database.query(history.latest, snapshot=False)
         self._context.previous = {name: result for name, (_at, result) in latest.items()}
 
     async def run(self) -> None:
@@ -105,13 +103,13 @@ class Monitor:
             self._statuses[result.check] = status
             self._context.previous[result.check] = result
 
-            def write(connection: Connection) -> None:
-                store.health.record(connection, result, now)
-                store.health.save_status(connection, status)
+            def write(tx: Tx) -> None:
+                store.health.record(tx, result, now)
+                store.health.save_status(tx, status)
                 if alert is not None:
-                    store.health.add_alert(connection, alert)
+                    store.health.add_alert(tx, alert)
 
-            await self._database.write(write)
+            await self._database.transact(write)
 
     async def _alert(
         self, kind: str, result: Result, sentence: str, now: float, only: set[int] | None
@@ -145,12 +143,12 @@ class Monitor:
         worst = State(max((status.state for status in self._statuses.values()), default=State.OK))
         deliveries = await self._alerter.send(title, "\n".join(lines), worst)
         alert = Alert(time.time(), "", "summary", worst, title, "\n".join(lines), all(d.ok for d in deliveries))
-        await self._database.write(lambda connection: store.health.add_alert(connection, alert))
+        await self._database.transact(lambda tx: store.health.add_alert(tx, alert))
 
     async def _prune(self) -> None:
-        def prune(connection: Connection) -> None:
+        def prune(tx: Tx) -> None:
             now = time.time()
-            store.health.prune(connection, now)
-            store.tallies.prune(connection, now - store.health.KEEP_RESULTS)
+            store.health.prune(tx, now)
+            store.tallies.prune(tx, now - store.health.KEEP_RESULTS)
 
-        await self._database.write(prune)
+        await self._database.transact(prune)

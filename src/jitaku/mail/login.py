@@ -68,7 +68,9 @@ class Authenticator:
             raise TryLater(BUSY) from None
         try:
             attempt = await self._limiter.start(client, user)
-            found = await self._database.read(lambda connection: accounts.find_user(connection, user.strip()))
+            found = await self._database.query(
+                lambda statements: accounts.find_user(statements, user.strip()), snapshot=False
+            )
         except BaseException:
             self._checker.release()
             raise

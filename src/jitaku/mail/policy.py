@@ -47,9 +47,9 @@ class Policy:
         now = time.monotonic()
         if fresh or self._directory is None or now - self._checked_at >= DIRECTORY_CHECK_SECONDS:
             self._checked_at = now
-            version = await self._database.read(accounts.current_version)
+            version = await self._database.query(accounts.current_version, snapshot=False)
             if self._directory is None or version != self._directory.version:
-                self._directory = await self._database.read(accounts.load_directory)
+                self._directory = await self._database.query(accounts.load_directory)
         return self._directory
 
     async def recipient(self, text: str, authenticated: bool) -> Accepted | Refused:

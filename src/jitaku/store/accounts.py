@@ -1,18 +1,23 @@
-"""Users and aliases: who has a mailbox here, and which addresses point where."""
+"""Users and aliases: who has a mailbox here, and which addresses point where.
+
+Prepared SQL on the DB-API (store/statements.py), not Core: the daemon reads a user at every login and the
+directory's version at every RCPT, and need not import SQLAlchemy for it (issue 20).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, replace
-from typing import Any
-
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection, Row
+from typing import TYPE_CHECKING, Any
 
 from jitaku.addresses import role_of
 from jitaku.store.mailstore import INBOX, SPECIAL_FOLDERS, new_uidvalidity
-from jitaku.store.schema import aliases, directory_version, lists, mailboxes, subscriptions, users
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 # How many addresses a chain of aliases may pass through, the first included. Routing follows no further, so a
 # loop in a database from before add_alias refused loops costs a few lookups, never a hang.
@@ -75,125 +80,135 @@ class Chain:
         return " -> ".join(self.addresses)
 
 
-def current_version(connection: Connection) -> int:
-    return int(connection.execute(select(directory_version.c.version)).scalar_one())
+def current_version(source: Connection | Statements) -> int:
+    return int(statements_of(source).run("SELECT version FROM directory_version")[0][0])
 
 
-def load_directory(connection: Connection) -> Directory:
-    addresses = [row.address for row in connection.execute(select(users.c.address).order_by(users.c.id))]
+def load_directory(source: Connection | Statements) -> Directory:
+    statements = statements_of(source)
+    addresses = [address for (address,) in statements.run("SELECT address FROM users ORDER BY id")]
     return Directory(
-        version=current_version(connection),
+        version=current_version(statements),
         users=frozenset(addresses),
-        aliases=dict(list_aliases(connection)),
+        aliases=dict(list_aliases(statements)),
         first_user=addresses[0] if addresses else None,
-        lists=frozenset(row.address for row in connection.execute(select(lists.c.address))),
+        lists=frozenset(address for (address,) in statements.run("SELECT address FROM lists")),
     )
 
 
-def changed(connection: Connection) -> None:
-    connection.execute(update(directory_version).values(version=directory_version.c.version + 1))
+def changed(target: Connection | Tx) -> None:
+    tx_of(target).run("UPDATE directory_version SET version = version + 1")
 
 
-def add_user(connection: Connection, address: str, password_hash: str | None, admin: bool = False) -> User:
+def add_user(target: Connection | Tx, address: str, password_hash: str | None, admin: bool = False) -> User:
     """The first user is an admin whatever ADMIN says: someone must be able to open the dashboard. The user
     starts with INBOX and the special-use folders (Sent, Trash...) that IMAP clients look for, subscribed:
     a client that shows only subscribed folders shows these."""
+    tx = tx_of(target)
     address = address.lower()
-    if find_user(connection, address) is not None:
+    if find_user(tx, address) is not None:
         raise AccountError(f"user {address} exists already")
-    if find_alias(connection, address) is not None:
+    if find_alias(tx, address) is not None:
         raise AccountError(f"{address} is an alias; remove the alias first")
-    _refuse_list(connection, address)
-    admin = admin or connection.execute(select(users.c.id).limit(1)).first() is None
-    user_id = connection.execute(
-        insert(users)
-        .values(address=address, password_hash=password_hash, created_at=time.time(), admin=admin)
-        .returning(users.c.id)
-    ).scalar_one()
-    created = new_uidvalidity(connection)
-    folders = [(INBOX, None), *SPECIAL_FOLDERS]
-    connection.execute(
-        insert(mailboxes),
-        [
-            {"user_id": user_id, "name": name, "special_use": use, "uidvalidity": created, "uidnext": 1}
-            for name, use in folders
-        ],
+    _refuse_list(tx, address)
+    admin = admin or not tx.run("SELECT id FROM users LIMIT 1")
+    user_id = int(
+        tx.run(
+            "INSERT INTO users (address, password_hash, created_at, admin, session_generation)"
+            " VALUES (?, ?, ?, ?, 0) RETURNING id",
+            (address, password_hash, time.time(), admin),
+        )[0][0]
     )
-    connection.execute(insert(subscriptions), [{"user_id": user_id, "name": name} for name, _use in folders])
-    changed(connection)
+    created = new_uidvalidity(tx)
+    folders = [(INBOX, None), *SPECIAL_FOLDERS]
+    tx.run_many(
+        "INSERT INTO mailboxes (user_id, name, special_use, uidvalidity, uidnext, highestmodseq, recent_uid)"
+        " VALUES (?, ?, ?, ?, 1, 1, 1)",
+        [(user_id, name, use, created) for name, use in folders],
+    )
+    tx.run_many("INSERT INTO subscriptions (user_id, name) VALUES (?, ?)", [(user_id, name) for name, _use in folders])
+    changed(tx)
     return User(user_id, address, password_hash, admin)
 
 
-def _refuse_list(connection: Connection, address: str) -> None:
+def _refuse_list(statements: Statements, address: str) -> None:
     """A list owns its address and its -request, -owner and -bounces addresses."""
     role = role_of(address)
     for candidate in (address, role[0] if role else None):
-        if candidate and connection.execute(select(lists.c.id).where(lists.c.address == candidate)).first():
+        if candidate and statements.run("SELECT id FROM lists WHERE address = ?", (candidate,)):
             raise AccountError(f"{address} belongs to the mailing list {candidate}")
 
 
-def remove_user(connection: Connection, address: str) -> None:
-    if connection.execute(delete(users).where(users.c.address == address.lower())).rowcount == 0:
+def remove_user(target: Connection | Tx, address: str) -> None:
+    tx = tx_of(target)
+    if not tx.run("DELETE FROM users WHERE address = ? RETURNING id", (address.lower(),)):
         raise AccountError(f"no user {address.lower()}")
-    changed(connection)
+    changed(tx)
 
 
-_NEXT_GENERATION = users.c.session_generation + 1
+# Each change of a user, the address last; one more session_generation ends the user's web sessions
+_SET_PASSWORD = (
+    "UPDATE users SET password_hash = ?, session_generation = session_generation + 1 WHERE address = ? RETURNING id"
+)
+_GRANT_ADMIN = "UPDATE users SET admin = ? WHERE address = ? RETURNING id"
+_REVOKE_ADMIN = "UPDATE users SET admin = ?, session_generation = session_generation + 1 WHERE address = ? RETURNING id"
+_END_SESSIONS = "UPDATE users SET session_generation = session_generation + 1 WHERE address = ? RETURNING id"
 
 
-def set_password(connection: Connection, address: str, password_hash: str) -> None:
+def set_password(target: Connection | Tx, address: str, password_hash: str) -> None:
     """A new password ends every web session of the user: whoever knew the old one is logged out."""
-    _change_user(connection, address, password_hash=password_hash, session_generation=_NEXT_GENERATION)
+    _change_user(target, address, _SET_PASSWORD, password_hash)
 
 
-def find_user(connection: Connection, address: str) -> User | None:
-    row = connection.execute(select(users).where(users.c.address == address.lower())).first()
-    return _user(row) if row else None
+_USER = "SELECT id, address, password_hash, admin, session_generation FROM users"
 
 
-def list_users(connection: Connection) -> list[User]:
-    return [_user(row) for row in connection.execute(select(users).order_by(users.c.id))]
+def find_user(source: Connection | Statements, address: str) -> User | None:
+    rows = statements_of(source).run(f"{_USER} WHERE address = ?", (address.lower(),))
+    return _user(rows[0]) if rows else None
 
 
-def _user(row: Row[Any]) -> User:
-    return User(row.id, row.address, row.password_hash, row.admin, row.session_generation)
+def list_users(source: Connection | Statements) -> list[User]:
+    return [_user(row) for row in statements_of(source).run(f"{_USER} ORDER BY id")]
 
 
-def set_admin(connection: Connection, address: str, admin: bool) -> None:
+def _user(row: Any) -> User:
+    user_id, address, password_hash, admin, session_generation = row
+    return User(user_id, address, password_hash, bool(admin), session_generation)  # SQLite's admin is 0 or 1
+
+
+def set_admin(target: Connection | Tx, address: str, admin: bool) -> None:
     """Taking the right away ends the user's web sessions at once, not when their cookies expire."""
-    if admin:
-        _change_user(connection, address, admin=True)
-    else:
-        _change_user(connection, address, admin=False, session_generation=_NEXT_GENERATION)
+    _change_user(target, address, _GRANT_ADMIN if admin else _REVOKE_ADMIN, admin)
 
 
-def end_sessions(connection: Connection, address: str) -> None:
+def end_sessions(target: Connection | Tx, address: str) -> None:
     """Every web session of the user ends, on every browser (log out)."""
-    _change_user(connection, address, session_generation=_NEXT_GENERATION)
+    _change_user(target, address, _END_SESSIONS)
 
 
-def _change_user(connection: Connection, address: str, **values: Any) -> None:
-    result = connection.execute(update(users).where(users.c.address == address.lower()).values(**values))
-    if result.rowcount == 0:
+def _change_user(target: Connection | Tx, address: str, statement: str, *values: Any) -> None:
+    if not tx_of(target).run(statement, (*values, address.lower())):
         raise AccountError(f"no user {address.lower()}")
 
 
-def add_alias(connection: Connection, alias: str, target: str, local_domains: Collection[str]) -> None:
-    """Mail for ALIAS goes to TARGET, which must lead to a user, a list or an address at another domain (not one of
+def add_alias(target: Connection | Tx, alias: str, to: str, local_domains: Collection[str]) -> None:
+    """Mail for ALIAS goes to TO, which must lead to a user, a list or an address at another domain (not one of
     LOCAL_DOMAINS). `alias add postmaster@ nobody@` was accepted and left postmaster@ refusing mail; so were
     loops and an alias of itself (issue 17)."""
-    alias, target = alias.lower(), target.lower()
-    if find_user(connection, alias) is not None:
+    tx = tx_of(target)
+    alias, to = alias.lower(), to.lower()
+    if find_user(tx, alias) is not None:
         raise AccountError(f"{alias} is a user; an alias cannot shadow it")
-    if find_alias(connection, alias) is not None:
+    if find_alias(tx, alias) is not None:
         raise AccountError(f"alias {alias} exists already")
-    _refuse_list(connection, alias)
-    directory = load_directory(connection)
-    chain = replace(directory, aliases={**directory.aliases, alias: target}).follow(alias, local_domains)
+    _refuse_list(tx, alias)
+    directory = load_directory(tx)
+    chain = replace(directory, aliases={**directory.aliases, alias: to}).follow(alias, local_domains)
     if not chain.lands:
         raise AccountError(_leads_nowhere(chain, directory))
-    connection.execute(insert(aliases).values(alias=alias, target=target))
-    changed(connection)
+    tx.run("INSERT INTO aliases (alias, target) VALUES (?, ?)", (alias, to))
+    changed(tx)
 
 
 def _leads_nowhere(chain: Chain, directory: Directory) -> str:
@@ -206,16 +221,20 @@ def _leads_nowhere(chain: Chain, directory: Directory) -> str:
     return f"{chain}: {chain.end} is not a user, a list or an alias here"
 
 
-def remove_alias(connection: Connection, alias: str) -> None:
-    if connection.execute(delete(aliases).where(aliases.c.alias == alias.lower())).rowcount == 0:
+def remove_alias(target: Connection | Tx, alias: str) -> None:
+    tx = tx_of(target)
+    if not tx.run("DELETE FROM aliases WHERE alias = ? RETURNING alias", (alias.lower(),)):
         raise AccountError(f"no alias {alias.lower()}")
-    changed(connection)
+    changed(tx)
 
 
-def find_alias(connection: Connection, alias: str) -> str | None:
-    return connection.execute(select(aliases.c.target).where(aliases.c.alias == alias.lower())).scalar()
+def find_alias(source: Connection | Statements, alias: str) -> str | None:
+    rows = statements_of(source).run("SELECT target FROM aliases WHERE alias = ?", (alias.lower(),))
+    return str(rows[0][0]) if rows else None
 
 
-def list_aliases(connection: Connection) -> list[tuple[str, str]]:
-    rows = connection.execute(select(aliases.c.alias, aliases.c.target).order_by(aliases.c.alias))
-    return [(row.alias, row.target) for row in rows]
+def list_aliases(source: Connection | Statements) -> list[tuple[str, str]]:
+    return [
+        (alias, target)
+        for alias, target in statements_of(source).run("SELECT alias, target FROM aliases ORDER BY alias")
+    ]

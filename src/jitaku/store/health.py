@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import delete, desc, func, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
 
-from jitaku.store.schema import health_alerts, health_results, health_status
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 KEEP_RESULTS = 8 * 86400.0  # a week of graphs, and a day to spare
 
@@ -67,106 +68,106 @@ class Alert:
     delivered: bool
 
 
-def record(connection: Connection, result: Recordable, now: float) -> None:
-    connection.execute(
-        insert(health_results).values(
-            check_name=result.check,
-            at=now,
-            state=int(result.state),
-            sentence=result.sentence,
-            metrics=json.dumps(result.metrics),
-            detail=result.detail,
-        )
+_RESULT = "SELECT at, check_name, state, sentence, metrics, detail FROM health_results"
+_STATUS = "check_name, state, detail, sentence, since, alerted_at, unsent_kind, unsent"
+_ALERT = "at, check_name, kind, state, title, body, delivered"
+
+
+def record(target: Connection | Tx, result: Recordable, now: float) -> None:
+    tx_of(target).run(
+        "INSERT INTO health_results (check_name, at, state, sentence, metrics, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (result.check, now, int(result.state), result.sentence, json.dumps(result.metrics), result.detail),
     )
 
 
-def prune(connection: Connection, now: float) -> None:
-    connection.execute(delete(health_results).where(health_results.c.at < now - KEEP_RESULTS))
-    connection.execute(delete(health_alerts).where(health_alerts.c.at < now - 10 * KEEP_RESULTS))
+def prune(target: Connection | Tx, now: float) -> None:
+    tx = tx_of(target)
+    tx.run("DELETE FROM health_results WHERE at < ?", (now - KEEP_RESULTS,))
+    tx.run("DELETE FROM health_alerts WHERE at < ?", (now - 10 * KEEP_RESULTS,))
 
 
-def _reading(row: Any) -> Reading:
-    return Reading(row.check_name, row.state, row.sentence, json.loads(row.metrics), row.detail)
+def _reading(row: Any) -> tuple[float, Reading]:
+    at, check, state, sentence, metrics, detail = row
+    return at, Reading(check, state, sentence, json.loads(metrics), detail)
 
 
-def latest(connection: Connection) -> dict[str, tuple[float, Reading]]:
+def latest(source: Connection | Statements) -> dict[str, tuple[float, Reading]]:
     """Each check's newest result and when it came."""
-    newest = (
-        select(health_results.c.check_name, func.max(health_results.c.id).label("id"))
-        .group_by(health_results.c.check_name)
-        .subquery()
+    rows = statements_of(source).run(
+        f"{_RESULT} JOIN (SELECT check_name AS newest_check, max(id) AS newest_id FROM health_results"
+        " GROUP BY check_name) AS newest ON newest.newest_id = health_results.id"
     )
-    rows = connection.execute(select(health_results).join(newest, newest.c.id == health_results.c.id))
-    return {row.check_name: (row.at, _reading(row)) for row in rows}
+    return {reading.check: (at, reading) for at, reading in map(_reading, rows)}
 
 
-def within(connection: Connection, check: str, windows: list[tuple[float, float]]) -> list[tuple[float, Reading]]:
-    """CHECK's results inside any of WINDOWS (start, end): the same hour on earlier days, say."""
+def within(
+    source: Connection | Statements, check: str, windows: list[tuple[float, float]]
+) -> list[tuple[float, Reading]]:
+    """CHECK's results inside any of WINDOWS (start, end): the same hour on earlier days, say. The windows are
+    few (a week of days) and each a pair of values in one statement of as many."""
     if not windows:
         return []
-    inside = or_(*(health_results.c.at.between(start, end) for start, end in windows))
-    rows = connection.execute(
-        select(health_results).where(health_results.c.check_name == check, inside).order_by(health_results.c.at)
+    inside = " OR ".join("at BETWEEN ? AND ?" for _ in windows)
+    rows = statements_of(source).run(
+        f"{_RESULT} WHERE check_name = ? AND ({inside}) ORDER BY at",
+        (check, *(bound for window in windows for bound in window)),
     )
-    return [(row.at, _reading(row)) for row in rows]
+    return [_reading(row) for row in rows]
 
 
-def series(connection: Connection, check: str, since: float) -> list[tuple[float, dict[str, float]]]:
+def series(source: Connection | Statements, check: str, since: float) -> list[tuple[float, dict[str, float]]]:
     """CHECK's metrics since SINCE, oldest first: the dashboard's graphs."""
-    rows = connection.execute(
-        select(health_results.c.at, health_results.c.metrics)
-        .where(health_results.c.check_name == check, health_results.c.at >= since)
-        .order_by(health_results.c.at)
+    rows = statements_of(source).run(
+        "SELECT at, metrics FROM health_results WHERE check_name = ? AND at >= ? ORDER BY at", (check, since)
     )
-    return [(row.at, json.loads(row.metrics)) for row in rows]
+    return [(at, json.loads(metrics)) for at, metrics in rows]
 
 
-def statuses(connection: Connection) -> dict[str, Status]:
-    rows = connection.execute(select(health_status))
+def statuses(source: Connection | Statements) -> dict[str, Status]:
+    rows = statements_of(source).run(f"SELECT {_STATUS} FROM health_status")
     return {
-        row.check_name: Status(
-            row.check_name,
-            row.state,
-            row.detail,
-            row.sentence,
-            row.since,
-            row.alerted_at,
-            row.unsent_kind,
-            frozenset(int(number) for number in row.unsent.split(",") if number),
+        check: Status(
+            check,
+            state,
+            detail,
+            sentence,
+            since,
+            alerted_at,
+            unsent_kind,
+            frozenset(int(number) for number in unsent.split(",") if number),
         )
-        for row in rows
+        for check, state, detail, sentence, since, alerted_at, unsent_kind, unsent in rows
     }
 
 
-def save_status(connection: Connection, status: Status) -> None:
-    values = {
-        "state": int(status.state),
-        "detail": status.detail,
-        "sentence": status.sentence,
-        "since": status.since,
-        "alerted_at": status.alerted_at,
-        "unsent_kind": status.unsent_kind,
-        "unsent": ",".join(str(number) for number in sorted(status.unsent)),
-    }
-    found = connection.execute(update(health_status).where(health_status.c.check_name == status.check).values(**values))
-    if found.rowcount == 0:
-        connection.execute(insert(health_status).values(check_name=status.check, **values))
-
-
-def add_alert(connection: Connection, alert: Alert) -> None:
-    connection.execute(
-        insert(health_alerts).values(
-            at=alert.at,
-            check_name=alert.check,
-            kind=alert.kind,
-            state=int(alert.state),
-            title=alert.title,
-            body=alert.body,
-            delivered=alert.delivered,
-        )
+def save_status(target: Connection | Tx, status: Status) -> None:
+    tx_of(target).run(
+        f"INSERT INTO health_status ({_STATUS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (check_name) DO UPDATE SET"
+        " state = excluded.state, detail = excluded.detail, sentence = excluded.sentence, since = excluded.since,"
+        " alerted_at = excluded.alerted_at, unsent_kind = excluded.unsent_kind, unsent = excluded.unsent",
+        (
+            status.check,
+            int(status.state),
+            status.detail,
+            status.sentence,
+            status.since,
+            status.alerted_at,
+            status.unsent_kind,
+            ",".join(str(number) for number in sorted(status.unsent)),
+        ),
     )
 
 
-def recent_alerts(connection: Connection, limit: int = 50) -> list[Alert]:
-    rows = connection.execute(select(health_alerts).order_by(desc(health_alerts.c.at)).limit(limit))
-    return [Alert(row.at, row.check_name, row.kind, row.state, row.title, row.body, row.delivered) for row in rows]
+def add_alert(target: Connection | Tx, alert: Alert) -> None:
+    tx_of(target).run(
+        f"INSERT INTO health_alerts ({_ALERT}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (alert.at, alert.check, alert.kind, int(alert.state), alert.title, alert.body, alert.delivered),
+    )
+
+
+def recent_alerts(source: Connection | Statements, limit: int = 50) -> list[Alert]:
+    rows = statements_of(source).run(f"SELECT {_ALERT} FROM health_alerts ORDER BY at DESC LIMIT ?", (limit,))
+    return [
+        Alert(at, check, kind, state, title, body, bool(delivered))  # SQLite's delivered is 0 or 1
+        for at, check, kind, state, title, body, delivered in rows
+    ]

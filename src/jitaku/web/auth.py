@@ -122,7 +122,7 @@ class Gate:
         address = session.get("admin")
         if not address or time.time() - float(session.get("since", 0)) > SESSION_DAYS * 86400:
             return None
-        user = await self._database.read(lambda connection: accounts.find_user(connection, address))
+        user = await self._database.query(lambda statements: accounts.find_user(statements, address), snapshot=False)
         if (
             user is None
             or not user.admin
@@ -167,7 +167,7 @@ class Gate:
             return self._page(request, target, f"{str(refused).capitalize()}.", 429)
         except BadPassword:
             return self._page(request, target, WRONG, 401)
-        user = await self._database.read(lambda connection: accounts.find_user(connection, address))
+        user = await self._database.query(lambda statements: accounts.find_user(statements, address), snapshot=False)
         if user is None or not user.admin:
             log.event("web_login_refused", client=client, user=address, reason="not an admin")
             return self._page(request, target, WRONG, 401)
@@ -181,7 +181,7 @@ class Gate:
         """Ends every session of the admin, not just this browser's: a copy of the cookie is worth nothing."""
         user = await self._admin(request)
         if user is not None:
-            await self._database.write(lambda connection: accounts.end_sessions(connection, user.address))
+            await self._database.transact(lambda tx: accounts.end_sessions(tx, user.address))
             log.event("web_logout", user=user.address)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)

@@ -47,7 +47,7 @@ def routes(settings: Settings, database: Database) -> list[Route]:
     async def hello(request: Request) -> Response:
         if not trusted(request):
             return JSONResponse({"error": "unknown buddy"}, status_code=401)
-        latest = await database.read(history.latest)
+        latest = await database.query(history.latest, snapshot=False)
         state = worst([result for _at, result in latest.values()])
         return JSONResponse({"hostname": settings.mail_hostname, "state": str(state)})
 

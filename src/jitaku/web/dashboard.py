@@ -69,8 +69,10 @@ class Dashboard:
         ]
 
     async def _health(self) -> dict[str, Any]:
-        latest = await self._database.read(history.latest)
-        alerts = await self._database.read(lambda connection: store.health.recent_alerts(connection, 20))
+        latest = await self._database.query(history.latest, snapshot=False)
+        alerts = await self._database.query(
+            lambda statements: store.health.recent_alerts(statements, 20), snapshot=False
+        )
         states = await self._database.query(store.ddns.all_states, snapshot=False)
         learned = public_addresses([(state.family, state.address) for state in states])
         ours = dns_records.our_addresses(self._settings, learned)
@@ -95,8 +97,8 @@ class Dashboard:
         found = []
         for title, check, metric, scale in GRAPHS:
             if check not in samples:
-                samples[check] = await self._database.read(
-                    functools.partial(store.health.series, check=check, since=start)
+                samples[check] = await self._database.query(
+                    functools.partial(store.health.series, check=check, since=start), snapshot=False
                 )
             lines = _lines(samples[check], metric, scale)
             found.append((title, {label: graphs.bucket(points, start, end) for label, points in lines.items()}))

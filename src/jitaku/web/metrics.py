@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -24,7 +23,8 @@ from jitaku import store
 from jitaku.config import Settings
 from jitaku.health import history
 from jitaku.health.result import Result
-from jitaku.store import Database
+from jitaku.store.database import Database
+from jitaku.store.statements import Statements
 
 # Figures the disk and RAID checks keep per device as "DEVICE.FIGURE": (check, figure, metric, label, help, scale)
 DEVICE_FIGURES = (
@@ -58,12 +58,12 @@ class Figures:
     ddns: list[store.ddns.State]
 
 
-def read(connection: Connection) -> Figures:
+def read(statements: Statements) -> Figures:
     return Figures(
-        store.queue.backlog(connection),
-        store.tallies.totals(connection),
-        history.latest(connection),
-        store.ddns.all_states(connection),
+        store.queue.backlog(statements),
+        store.tallies.totals(statements),
+        history.latest(statements),
+        store.ddns.all_states(statements),
     )
 
 
@@ -181,7 +181,7 @@ def routes(settings: Settings, database: Database) -> list[Route]:
                 status_code=401,
                 headers={"WWW-Authenticate": challenge},
             )
-        figures = await database.read(read)
+        figures = await database.query(read)
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(Exposition(figures, time.time())), media_type=content_type)
 
