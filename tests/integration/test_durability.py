@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import imaplib
 import random
+import re
 import smtplib
 import subprocess
 import threading
@@ -13,7 +15,7 @@ from email.parser import BytesHeaderParser
 import pytest
 
 from tests.integration.harness import Jitaku
-from tests.peers import wait_until
+from tests.peers import wait_for_port, wait_until
 
 CLIENTS = 8
 
@@ -100,3 +102,28 @@ def test_queued_mail_survives_kill_9_and_goes_out_after_restart(server: Jitaku, 
     server.kill9()
     server.start()
     assert len(server.queue()) == 5
+
+
+def test_imap_flags_and_expunges_survive_kill_9(server: Jitaku) -> None:
+    """They commit without an fsync (store/writer.py): a power cut may take the last back, a crash of jitaku
+    must not."""
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        for n in range(3):
+            smtp.sendmail("carol@remote.test", ["alice@example.test"], message_for(f"f{n}"))
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+    imap.login("alice@example.test", "secret-password")
+    imap.select("INBOX")
+    assert imap.store("1", "+FLAGS", "(\\Flagged $Later)")[0] == "OK"
+    assert imap.store("3", "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert imap.expunge()[0] == "OK"
+    server.kill9()
+    server.start()
+    wait_for_port(server.imap_port)
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+    imap.login("alice@example.test", "secret-password")
+    imap.select("INBOX")
+    _status, data = imap.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (X-TEST-ID)])")
+    fetched = b" ".join(part[0] + part[1] if isinstance(part, tuple) else part for part in data)
+    assert fetched.count(b"X-Test-Id:") == 2 and b"f2" not in fetched
+    assert re.search(rb"1 \(FLAGS \((?=[^)]*\\Flagged)(?=[^)]*\$Later)", fetched), fetched
+    imap.logout()

@@ -77,12 +77,13 @@ class Database:
         """Run CHANGE, written in Core, in a transaction; return once it is committed."""
         return await self.transact(lambda tx: change(tx.connection))
 
-    async def transact(self, job: Callable[[Tx], T]) -> T:
+    async def transact(self, job: Callable[[Tx], T], durable: bool = True) -> T:
         """Run JOB in a transaction, with prepared statements on the DB-API (`tx.run`) and Core ones
-        (`tx.connection`) alike; return once it is committed. For the writes every message makes."""
+        (`tx.connection`) alike; return once it is committed. For the writes every message makes. Only
+        what a power cut may take back (an IMAP flag change) is not DURABLE: store/writer.py."""
         if self._writer is None:
             self._writer = Writer(self._driver)
-        return await self._writer.run(job)
+        return await self._writer.run(job, durable)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

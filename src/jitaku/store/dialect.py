@@ -40,6 +40,11 @@ class Dialect:
     keeps_bound_values: bool
     # One row when the table named by its one value exists
     table_named: str
+    # Run before BEGIN when a batch's commit must reach the disk (the default) or need not (`durable=False`:
+    # store/writer.py); a process crash loses neither, a power cut may lose the latter until the next
+    # durable commit
+    synced: str
+    unsynced: str
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, statement: str) -> str:
@@ -59,6 +64,10 @@ SQLITE = Dialect(
     "BEGIN",
     keeps_bound_values=True,
     table_named="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+    # in WAL mode NORMAL writes the commit to the log without an fsync; the next FULL commit's fsync (or a
+    # checkpoint's) takes it to the disk, in order, so the database is never left inconsistent
+    synced="PRAGMA synchronous = FULL",
+    unsynced="PRAGMA synchronous = NORMAL",
 )
 # Not yet run against a server: the standby issue brings psycopg 3 and its tests
 POSTGRESQL = Dialect(
@@ -68,6 +77,8 @@ POSTGRESQL = Dialect(
     "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
     keeps_bound_values=False,
     table_named="SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?",
+    synced="SET synchronous_commit TO ON",
+    unsynced="SET synchronous_commit TO OFF",
 )
 
 _DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}

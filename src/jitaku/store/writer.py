@@ -5,6 +5,12 @@ sessions finishing DATA together share one. Each job runs in its own SAVEPOINT,
 so a job that fails rolls back alone; every caller is answered only after the
 COMMIT returned, so that SMTP says 250 only for what is on disk.
 
+A job may say it need not reach the disk (`durable=False`): an IMAP client's flag change, expunge or claim
+of \\Recent, which Dovecot does not fsync either (its mail_fsync=optimized). A batch of such jobs alone
+commits without the fsync, which was half the time a busy client waited for STORE (issue 20); it is
+committed all the same, so the next read sees it and a crash of jitaku loses nothing, and the next durable
+commit takes it to the disk with its own. Any durable job in the batch makes the whole commit durable.
+
 A job is handed a Tx (store/transaction.py): prepared statements on the one DB-API connection the writer
 keeps, and Core ones on SQLAlchemy's connection over it, made when a job first asks. The transaction and its
 SAVEPOINTs are begun and ended on the DB-API: through SQLAlchemy, a pool check-out, BEGIN and COMMIT cost ten
@@ -28,7 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
-Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]
 
 MAX_BATCH = 256
 
@@ -37,15 +43,16 @@ class Writer:
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
         self._tx: Tx | None = None  # on the writer's connection, made when first needed
+        self._synced = True  # what the connection's commits do now (a new one's: store/driver.py)
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="jitaku-writer", daemon=True)
         self._thread.start()
 
-    async def run(self, job: Callable[[Tx], T]) -> T:
-        """Run JOB in a transaction; return once it is committed."""
+    async def run(self, job: Callable[[Tx], T], durable: bool = True) -> T:
+        """Run JOB in a transaction; return once it is committed (and, if DURABLE, on disk)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, future, loop))
+        self._jobs.put((job, future, loop, durable))
         return await future
 
     def close(self) -> None:
@@ -83,9 +90,14 @@ class Writer:
         try:
             if self._tx is None:
                 self._tx = self._open()
+                self._synced = True
             tx = self._tx
+            synced = any(durable for _job, _future, _loop, durable in batch)
+            if synced != self._synced:
+                tx.execute(tx.dialect.synced if synced else tx.dialect.unsynced)
+                self._synced = synced
             tx.begin()
-            for job, _future, _loop in batch:
+            for job, _future, _loop, _durable in batch:
                 tx.savepoint()
                 try:
                     outcomes.append((job(tx), None))
@@ -106,7 +118,7 @@ class Writer:
         # one wake-up of each loop for the whole batch: call_soon_threadsafe writes to the loop's self-pipe,
         # a system call and a turn of the loop for each job
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
-        for (_job, future, loop), (result, problem) in zip(batch, outcomes, strict=True):
+        for (_job, future, loop, _durable), (result, problem) in zip(batch, outcomes, strict=True):
             settled.setdefault(loop, []).append((future, result, None if problem is None else as_store_error(problem)))
         for loop, answers in settled.items():
             loop.call_soon_threadsafe(_settle, answers)

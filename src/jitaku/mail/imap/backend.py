@@ -37,12 +37,13 @@ class Backend:
         except NoSuchMailbox as missing:
             raise Refused(f"[NONEXISTENT] {missing}") from None
 
-    async def write(self, change: Callable[[Tx], T], missing_code: str = "TRYCREATE") -> T:
+    async def write(self, change: Callable[[Tx], T], missing_code: str = "TRYCREATE", durable: bool = True) -> T:
         """CHANGE, a job of the writer (prepared statements on `tx`), with what it
         refuses as NO. A mailbox not found is MISSING_CODE: TRYCREATE where making it would
-        help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530)."""
+        help (APPEND, COPY and MOVE to it, RFC 3501 §6.3.11), NONEXISTENT for one the command acts on (RFC 5530).
+        Flags and expunges need not be DURABLE (store/writer.py): mail saved (APPEND, COPY, MOVE) must."""
         try:
-            return await self.database.transact(change)
+            return await self.database.transact(change, durable)
         except NoSuchMailbox as missing:
             raise Refused(f"[{missing_code}] {missing}") from None
         except MailboxExists as taken:

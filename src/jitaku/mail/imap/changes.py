@@ -69,7 +69,8 @@ async def store(backend: Backend, user: LoggedIn, session: Session, view: View, 
             lambda tx: mailstore.store_flags(
                 tx, address, view.name, uids, command.flags, command.mode, command.unchanged_since
             ),
-        )
+        ),
+        durable=False,
     )
     session.list_keywords(state.flags for state in result.messages)
     for state in result.messages:
@@ -115,7 +116,7 @@ async def expunge(backend: Backend, user: LoggedIn, session: Session, view: View
         return "NO [READ-ONLY] the mailbox is selected read-only"
     address = user.address
     gone, after = await backend.write(
-        caught_up(address, view, lambda tx: mailstore.expunge(tx, address, view.name, uids))
+        caught_up(address, view, lambda tx: mailstore.expunge(tx, address, view.name, uids)), durable=False
     )
     forget(session, view, gone)
     if after is not None:

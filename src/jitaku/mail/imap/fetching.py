@@ -42,7 +42,8 @@ async def fetch(backend: Backend, wire: Wire, user: LoggedIn, session: Session, 
             stored, after = await backend.write(
                 caught_up(
                     address, view, lambda tx: mailstore.store_flags(tx, address, view.name, unseen, ["\\Seen"], "add")
-                )
+                ),
+                durable=False,
             )
             session.list_keywords(state.flags for state in stored.messages)  # others' keywords came along
             for state in stored.messages:

@@ -98,7 +98,7 @@ async def select(backend: Backend, user: LoggedIn, session: Session, command: Se
 async def close(backend: Backend, user: LoggedIn, session: Session, view: View, name: str) -> str:
     """CLOSE, which expunges a mailbox selected read-write, and UNSELECT (RFC 3691), which does not."""
     if name == "CLOSE" and not view.read_only:
-        await backend.write(lambda tx: mailstore.expunge(tx, user.address, view.name))
+        await backend.write(lambda tx: mailstore.expunge(tx, user.address, view.name), durable=False)
     session.view = None
     return f"OK {name} completed"
 

@@ -166,6 +166,6 @@ def tell_new(session: Session, view: View, messages: list[mailstore.Listed], rec
 async def claim_recent(database: Database, address: str, name: str, before: int) -> int:
     """The first UID of the messages below BEFORE that are \\Recent to this session (none: BEFORE)."""
     try:
-        return await database.transact(lambda tx: mailstore.claim_recent(tx, address, name, before))
+        return await database.transact(lambda tx: mailstore.claim_recent(tx, address, name, before), durable=False)
     except NoSuchMailbox:  # deleted meanwhile: the next look at the mailbox says so
         return before
