@@ -5,7 +5,6 @@ What each process runs is wired in services.py.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import errno
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jitaku import config as config_module
-from jitaku import heap, log, ports, privileges, provision, serve_lock, services, workers
+from jitaku import event_loop, heap, log, ports, privileges, provision, serve_lock, services, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import raise_open_files_limit
 from jitaku.errors import ServeError
@@ -143,7 +142,7 @@ def run(config: Config, sockets: Sockets) -> None:
             if pid == 0:
                 os._exit(_worker(config, sockets.smtp, parent))
             children.append(pid)
-        asyncio.run(
+        event_loop.run(
             services.serve(config, sockets.smtp, children, [sock for _address, sock in sockets.web], sockets.access)
         )
     finally:
@@ -160,7 +159,7 @@ def _worker(config: Config, bound: list[services.Bound], parent: int) -> int:
     if os.getppid() != parent:
         return 1
     try:
-        asyncio.run(services.serve(config, bound, children=None))
+        event_loop.run(services.serve(config, bound, children=None))
         return 0
     except BaseException as error:  # noqa: BLE001 - a worker reports and exits; the main process notices
         log.event("worker_failed", pid=os.getpid(), error=repr(error))

@@ -1,5 +1,6 @@
 """Bounds on the connections a process holds: per listener, from one address and in all; the descriptor
-limit; accept errors logged once a minute; and, at shutdown, each session's goodbye, bounded in time.
+limit; accept errors and the last descriptors taken logged once a minute; and, at shutdown, each session's
+goodbye, bounded in time.
 
 At the common soft limit of 1,024 descriptors, 1,100 idle sockets took every listener down while the log
 grew 6 MB/s of `accept() out of system resource` tracebacks (issue 15). Each process counts its own
@@ -124,6 +125,7 @@ def limited(serve: Serve, limit: ConnectionLimit, refusal: bytes, sessions: Open
     closed."""
 
     async def gate(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        DESCRIPTORS.accepted(writer.transport)
         peer = writer.get_extra_info("peername")
         ip = str(peer[0]) if peer else "?"
         if limit.admit(ip) is not None:
@@ -148,20 +150,43 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
     await asyncio.wait({task})
 
 
+# An accepted connection given one of a process's last descriptors means the next accepts fail. asyncio's loop
+# then retries each second and calls its exception handler (AcceptErrors); uvloop (libuv) accepts and closes
+# the waiting connections without a word to anyone. Either way the log says so, one line a minute.
+LAST_DESCRIPTORS = 8
+
+
+class Descriptors:
+    """This process's descriptors running out, as the accepts see it."""
+
+    def __init__(self) -> None:
+        self._log = log.Throttled()
+
+    def accepted(self, transport: asyncio.BaseTransport) -> None:
+        """Note TRANSPORT's connection, just accepted: descriptors are handed out lowest first, so one this
+        high leaves fewer than LAST_DESCRIPTORS free."""
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= open_files_limit() - LAST_DESCRIPTORS:
+            self.ran_out(errno.EMFILE)
+
+    def ran_out(self, number: int) -> None:
+        name = errno.errorcode.get(number, str(number))
+        self._log.event(name, "accept_resource_error", error=name, open_files_limit=open_files_limit())
+
+
+DESCRIPTORS = Descriptors()
+
+
 class AcceptErrors:
     """The event loop's exception handler: asyncio logs a traceback each time a listener cannot accept for
     want of descriptors (and retries a second later, for every listener); this logs one line a minute."""
 
     RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-    def __init__(self) -> None:
-        self._log = log.Throttled()
-
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         error = context.get("exception")
         if isinstance(error, OSError) and error.errno in self.RESOURCES and "accept" in context.get("message", ""):
-            name = errno.errorcode.get(error.errno or 0, str(error.errno))
-            self._log.event(name, "accept_resource_error", error=name, open_files_limit=open_files_limit())
+            DESCRIPTORS.ran_out(error.errno or 0)
             return
         loop.default_exception_handler(context)
 

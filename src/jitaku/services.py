@@ -12,7 +12,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from jitaku import heap, log, ports, resolver, workers
+from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
@@ -221,6 +221,7 @@ async def _run(
             listeners=",".join(str(item.address) for item in bound + access),
             relay=settings.relay.host if settings.relay else "direct-mx",
             open_files_limit=open_files_limit(),
+            event_loop=event_loop.name(),
         )
         async with asyncio.TaskGroup() as tasks:
             background = [tasks.create_task(tally.run()), tasks.create_task(heap.give_back_regularly())]

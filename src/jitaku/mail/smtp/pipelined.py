@@ -13,6 +13,7 @@ import asyncio
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import aiosmtplib
 
@@ -115,8 +116,8 @@ class Session:
     """An open, greeted (and perhaps TLS and logged-in) session, for one transaction after another."""
 
     def __init__(self, client: aiosmtplib.SMTP, host: str, timeout: float) -> None:
-        transport = client.transport
-        assert isinstance(transport, asyncio.WriteTransport), "an open aiosmtplib session has its transport"
+        assert client.transport is not None, "an open aiosmtplib session has its transport"
+        transport = cast(asyncio.Transport, client.transport)  # uvloop's is one in all but the name
         self.host = host  # the server's name, for outcomes and sentences
         self.timeout = timeout
         self.pipelining = client.supports_extension("pipelining")

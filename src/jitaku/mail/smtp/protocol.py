@@ -14,7 +14,7 @@ from typing import cast
 
 from jitaku import log
 from jitaku.config import SmtpSettings
-from jitaku.connections import GOODBYE_TIMEOUT, ConnectionLimit, OpenSessions
+from jitaku.connections import DESCRIPTORS, GOODBYE_TIMEOUT, ConnectionLimit, OpenSessions
 from jitaku.mail import login, trace
 from jitaku.mail.login import BadPassword, TryLater
 from jitaku.mail.smtp.machine import (
@@ -74,6 +74,7 @@ class SmtpProtocol(asyncio.Protocol):
 
     def connection_made(self, made: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, made)  # uvloop's are one in all but the name
+        DESCRIPTORS.accepted(transport)
         peer = transport.get_extra_info("peername")
         self._client = str(peer[0]) if peer else "?"
         refused = self._limit.admit(self._client)
