@@ -23,6 +23,7 @@ import random
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -189,6 +190,11 @@ def main() -> None:
     parser.add_argument("--login-seconds", type=float, default=2.0, help="of each round's logins, on each server")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--jitaku-only", action="store_true", help="no Dovecot (to profile jitaku alone)")
+    parser.add_argument(
+        "--imap-workers",
+        default="1,2",
+        help="jitaku's [imap] workers, one jitaku for each (default 1,2: Dovecot runs a process per session)",
+    )
     args = parser.parse_args()
     users = [f"user{number}@example.test" for number in range(1, args.users + 1)]
     boxes = {
@@ -201,14 +207,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="jitaku-imap-concurrent-"))
     work.chmod(0o755)
     servers: dict[str, int] = {}
-    process = dovecot = None
+    processes: list[subprocess.Popen[bytes]] = []
+    dovecot = None
     results: dict[str, list[Timings]] = defaultdict(list)
     signins: dict[str, list[Timings]] = defaultdict(list)
     try:
-        process, servers["jitaku"] = start_jitaku(work / "jitaku", boxes)
-        print(f"jitaku serve pid {process.pid}, IMAP on port {servers['jitaku']}", flush=True)
+        for workers in (int(count) for count in args.imap_workers.split(",")):
+            name = "jitaku" if workers == 1 else f"jitaku w{workers}"
+            process, servers[name] = start_jitaku(work / name.replace(" ", "-"), boxes, workers)
+            processes.append(process)
+            print(f"{name} serve pid {process.pid}, IMAP on port {servers[name]}", flush=True)
         if not args.jitaku_only:
-            dovecot = start_dovecot(boxes, {user: password_hash(work / "jitaku", user) for user in users})
+            first = work / next(iter(servers)).replace(" ", "-")
+            dovecot = start_dovecot(boxes, {user: password_hash(first, user) for user in users})
             servers["Dovecot"] = dovecot.port
         for port in servers.values():  # a first look: Dovecot builds its index, jitaku's pages come in
             workload(port, users, len(users), 0.5)
@@ -217,7 +228,7 @@ def main() -> None:
                 results[name].append(workload(port, users, args.clients, args.seconds))
                 signins[name].append(logins(port, users, args.clients, args.login_seconds))
     finally:
-        if process is not None:
+        for process in processes:
             process.terminate()
             process.wait()
         if dovecot is not None:
@@ -230,32 +241,38 @@ def main() -> None:
         f"{args.clients} clients, {args.users} users, {args.messages} messages in each INBOX; "
         f"best of {args.rounds} rounds of {args.seconds:g} s"
     )
-    header = "".join(f"{name:>22}" for name in names)
-    print(f"{'':16}{header}{'ratio':>8}" if len(names) == 2 else f"{'':16}{header}")
+    ours = [name for name in names if name != "Dovecot"]
+    header = "".join(f"{name:>18}" for name in names)
+    ratios = "".join(
+        f"{'/ Dovecot' if name == 'jitaku' else name.removeprefix('jitaku ') + ' / D':>12}" for name in ours
+    )
+    print(f"{'':16}{header}{ratios}" if "Dovecot" in names else f"{'':16}{header}")
 
-    def row(label: str, values: list[float], ratio: float | None) -> None:
-        cells = "".join(f"{value:22.1f}" for value in values)
-        print(f"{label:16}{cells}" + (f"{ratio:8.2f}" if ratio is not None else ""))
+    def row(label: str, values: list[float], ratio: list[float] | None) -> None:
+        cells = "".join(f"{value:18.1f}" for value in values)
+        print(f"{label:16}{cells}" + "".join(f"{r:12.2f}" for r in ratio or []))
 
-    def ratio_of(values: list[float]) -> float | None:
-        return values[0] / values[1] if len(values) == 2 and values[1] else None
+    def ratio_of(values: list[float]) -> list[float] | None:
+        if "Dovecot" not in names or not values[-1]:
+            return None
+        return [value / values[-1] for value in values[:-1]]
 
     rates = [best[name].rate for name in names]
     row("operations/s", rates, ratio_of(rates))
     login_rates = [best_logins[name].rate for name in names]
     row("logins/s", login_rates, ratio_of(login_rates))
-    print(f"{'p50 / p99, ms':16}" + "".join(f"{'':>22}" for _ in names))
+    print(f"{'p50 / p99, ms':16}" + "".join(f"{'':>18}" for _ in names))
     commands = sorted({command for name in names for command in best[name].took} | {"LOGIN"})
     for command in commands:
         cells = []
         for name in names:
             values = (best_logins if command == "LOGIN" else best)[name].took.get(command, [])
             cell = f"{percentile(values, 0.5) * 1000:.1f} / {percentile(values, 0.99) * 1000:.1f}" if values else "-"
-            cells.append(f"{cell:>22}")
+            cells.append(f"{cell:>18}")
         medians = [
             statistics.median((best_logins if command == "LOGIN" else best)[n].took.get(command, [0])) for n in names
         ]
-        print(f"{command:16}" + "".join(cells) + (f"{r:8.2f}" if (r := ratio_of(medians)) is not None else ""))
+        print(f"{command:16}" + "".join(cells) + "".join(f"{r:12.2f}" for r in ratio_of(medians) or []))
 
 
 if __name__ == "__main__":

@@ -51,8 +51,9 @@ def message(number: int, to: str = "alice@example.test") -> bytes:
     ).encode() + body
 
 
-def start_jitaku(data: Path, users: dict[str, Mailboxes]) -> tuple[subprocess.Popen[bytes], int]:
-    """`jitaku serve` in DATA with USERS and their messages; returns it once its IMAP port answers."""
+def start_jitaku(data: Path, users: dict[str, Mailboxes], workers: int = 1) -> tuple[subprocess.Popen[bytes], int]:
+    """`jitaku serve` in DATA with USERS and their messages, IMAP in WORKERS processes; returns it once its
+    IMAP port answers."""
     subprocess.run([*JITAKU, "init", "--domain", "example.test", "--dir", str(data)], check=True, capture_output=True)
     config = data / "jitaku.toml"
     port = free_port()
@@ -61,7 +62,11 @@ def start_jitaku(data: Path, users: dict[str, Mailboxes]) -> tuple[subprocess.Po
     config.write_text(
         set_toml_keys(
             config.read_text(),
-            {**listeners, "imap": {"listen": f'["127.0.0.1:{port}"]'}, "health": {"enabled": "false"}},
+            {
+                **listeners,
+                "imap": {"listen": f'["127.0.0.1:{port}"]', "workers": str(workers)},
+                "health": {"enabled": "false"},
+            },
         )
     )
     database = Database(f"sqlite:///{data / 'jitaku.db'}")

@@ -31,8 +31,8 @@ IPV6_ANY = ipaddress.IPv6Address("::")
 class Sockets:
     """Every listener of the config, bound and listening."""
 
-    smtp: list[services.Bound]  # MX and submission: every process accepts on them
-    access: list[services.Bound]  # IMAP and POP3: the main process alone
+    smtp: list[services.Bound]  # MX and submission: `[smtp] workers` processes accept on them
+    access: list[services.Bound]  # IMAP (`[imap] workers` processes) and POP3 (the main process alone)
     web: list[tuple[Listen, socket.socket]]  # each with the address it got
 
 
@@ -123,11 +123,12 @@ def _no_ipv6(address: Listen, name: str, error: OSError) -> bool:
 
 
 def run(config: Config, sockets: Sockets) -> None:
-    """Fork `[smtp] workers - 1` accept-only processes on SOCKETS, and serve until SIGTERM.
+    """Fork the worker processes, and serve until SIGTERM.
 
-    Python runs one core's worth of SMTP per process; extra workers accept and
-    commit mail in parallel (the kernel spreads connections among them), while
-    the queue runs in this process alone.
+    Python runs one core's worth of SMTP or IMAP per process; `[smtp] workers` and `[imap] workers` count
+    the processes (this one included) that accept on those listeners, in parallel (the kernel spreads
+    connections among them), while the queue, the lists, POP3 and the web run in this process alone. IMAP
+    sessions in different processes see each other's changes as any two sessions do: through the store.
     """
     heap.unmap_large_blocks()
     raise_open_files_limit()
@@ -137,10 +138,13 @@ def run(config: Config, sockets: Sockets) -> None:
     try:
         ports.record(config.data_dir, listening)
         parent = os.getpid()
-        for _ in range(config.settings.smtp.workers - 1):
+        for number in range(_worker_count(config)):
+            smtp = sockets.smtp if number < config.settings.smtp.workers - 1 else []
+            imap = [item for item in sockets.access if item.listener in services.IMAP_LISTENERS]
+            imap = imap if number < config.settings.imap.workers - 1 else []
             pid = os.fork()
             if pid == 0:
-                os._exit(_worker(config, sockets.smtp, parent))
+                os._exit(_worker(config, smtp, imap, parent))
             children.append(pid)
         event_loop.run(
             services.serve(config, sockets.smtp, children, [sock for _address, sock in sockets.web], sockets.access)
@@ -153,13 +157,18 @@ def run(config: Config, sockets: Sockets) -> None:
         ports.forget(config.data_dir)
 
 
-def _worker(config: Config, bound: list[services.Bound], parent: int) -> int:
+def _worker_count(config: Config) -> int:
+    """The processes forked beside the main one."""
+    return max(config.settings.smtp.workers, config.settings.imap.workers) - 1
+
+
+def _worker(config: Config, smtp: list[services.Bound], imap: list[services.Bound], parent: int) -> int:
     # Die with the main process, even by kill -9, rather than accept mail nobody will deliver.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         return 1
     try:
-        event_loop.run(services.serve(config, bound, children=None))
+        event_loop.run(services.serve(config, smtp, children=None, access=imap))
         return 0
     except BaseException as error:  # noqa: BLE001 - a worker reports and exits; the main process notices
         log.event("worker_failed", pid=os.getpid(), error=repr(error))

@@ -145,6 +145,13 @@ class ImapSettings(_Listener):
     write_timeout: float = Field(
         default=300.0, gt=0, description="seconds a client may leave our responses unread before it is cut off"
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="processes serving IMAP and IMAPS (each counts sessions_per_user_ip and the connection limits"
+        " on its own)",
+    )
 
 
 class ImapsSettings(_Listener):

@@ -48,6 +48,7 @@ SUBMISSION = Listener("submission", authenticated=True)
 SUBMISSIONS = Listener("submissions", authenticated=True, implicit_tls=True)
 IMAP = Listener("imap", authenticated=True)
 IMAPS = Listener("imaps", authenticated=True, implicit_tls=True)
+IMAP_LISTENERS = (IMAP, IMAPS)  # what `[imap] workers` processes serve beside the main one
 POP3 = Listener("pop3", authenticated=True)
 POP3S = Listener("pop3s", authenticated=True, implicit_tls=True)
 
@@ -78,7 +79,7 @@ def smtp_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
 
 
 def access_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]]:
-    """Where users read their mail: served by the main process alone (the SMTP workers only accept mail)."""
+    """Where users read their mail: IMAP by `[imap] workers` processes, POP3 by the main process alone."""
     settings = config.settings
     return [
         (IMAP, settings.imap.listen),
@@ -95,8 +96,8 @@ async def serve(
     web: list[socket.socket] | None = None,
     access: list[Bound] | None = None,
 ) -> None:
-    """Serve on BOUND sockets. CHILDREN is None in a worker; the main process also runs the queue, WEB,
-    and the ACCESS listeners (POP3)."""
+    """Serve SMTP on BOUND sockets and IMAP or POP3 on ACCESS. CHILDREN is None in a worker; the main process
+    also runs the queue, the lists and WEB."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
     database = Database(config.database_url)
@@ -252,8 +253,8 @@ async def _run(
             ended = await sessions.end()
         await tally.flush()
         log.event("stopped", pid=os.getpid(), hostname=hostname, sessions_ended=ended)
-        if children is not None and len(children) < settings.smtp.workers - 1:
-            raise ServeError("an SMTP worker process died; stopped everything (see the log)")
+        if children is not None and len(children) < max(settings.smtp.workers, settings.imap.workers) - 1:
+            raise ServeError("a worker process died; stopped everything (see the log)")
     finally:
         for server in servers:
             server.close()
