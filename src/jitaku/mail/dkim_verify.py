@@ -64,6 +64,9 @@ _CANONICALIZATIONS = {
 _SIGNATURE_TAGS = frozenset({b"v", b"a", b"b", b"bh", b"c", b"d", b"h", b"i", b"q", b"s", b"t", b"x"})
 _SLOP = 36000  # dkimpy's leeway for signers' clocks (its validate_signature_fields)
 MIN_KEY_BITS = 1024  # dkimpy's minkey
+# made once: Prehashed checks its argument against an abstract class each time it is made
+_PADDING = padding.PKCS1v15()
+_PREHASHED = utils.Prehashed(hashes.SHA256())
 UNUSABLE: Final = "unusable"
 
 
@@ -113,7 +116,7 @@ def verify(pairs: list[tuple[bytes, bytes]], body: bytes) -> Verdict | None:
         return verdict
     digest = hashlib.sha256(_signed_headers(pairs, tags[b"h"], signature, relaxed_headers)).digest()
     try:
-        key.verify(base64.b64decode(tags[b"b"]), digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
+        key.verify(base64.b64decode(tags[b"b"]), digest, _PADDING, _PREHASHED)
     except InvalidSignature:
         return verdict
     return Verdict("pass", verdict.domain, verdict.identity)
