@@ -33,10 +33,13 @@ def small_inputs_cache(maxsize: int, max_chars: int) -> Callable[[Callable[P, T]
     return decorate
 
 
+_TEXT = (str, bytes)  # a tuple, not `str | bytes`: that union would be made anew at each call
+
+
 def _size(values: tuple[object, ...]) -> int:
     size = 0
     for value in values:
-        if isinstance(value, str | bytes):
+        if isinstance(value, _TEXT):
             size += len(value)
         elif isinstance(value, tuple):
             size += _size(value)
