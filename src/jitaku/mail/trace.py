@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from functools import lru_cache
 
+from jitaku.memo import small_inputs_cache
+
 
 @dataclass(frozen=True)
 class Session:
@@ -36,13 +38,19 @@ def address_literal(client_ip: str) -> str:
 def received(session: Session, hostname: str, queue_id: str, recipients: list[str]) -> bytes:
     # RFC 3848 protocol names: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
     protocol = "ESMTP" + ("S" if session.tls else "") + ("A" if session.authenticated_as else "")
-    helo = "".join(ch for ch in session.helo if ch.isprintable() and ch not in "()\\")[:255] or "unknown"
+    helo = _printable(session.helo)
     target = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
     return (
         f"Received: from {helo} ({address_literal(session.client_ip)})\r\n"
         f"\tby {hostname} (jitaku) with {protocol} id {queue_id}{target};\r\n"
         f"\t{_date(int(time.time()))}\r\n"
     ).encode("utf-8", "replace")
+
+
+@small_inputs_cache(maxsize=1024, max_chars=255)
+def _printable(helo: str) -> str:
+    """HELO as a comment may hold it; remembered, as clients say the same name with every message."""
+    return "".join(ch for ch in helo if ch.isprintable() and ch not in "()\\")[:255] or "unknown"
 
 
 @lru_cache(maxsize=1)
