@@ -89,7 +89,7 @@ def password_hash(data: Path, user: str) -> str:
     """USER's argon2id hash as jitaku stored it."""
     database = Database(f"sqlite:///{data / 'jitaku.db'}")
     try:
-        found = database.read_now(lambda connection: accounts.find_user(connection, user))
+        found = database.query_now(lambda statements: accounts.find_user(statements, user))
     finally:
         database.close()
     if found is None or found.password_hash is None:

@@ -26,7 +26,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from jitaku.mail import delivery
 from jitaku.mail.delivery import Copy, Delivery, Entry
@@ -52,14 +52,10 @@ async def _through_writer(
     await asyncio.gather(*(session(start) for start in range(first, first + sessions)))
 
 
-def _no_core() -> NoReturn:
-    raise AssertionError("delivery.commit runs no Core statement")
-
-
 def _direct(url: str, first: int, messages: int, sessions: int, body: bytes, queued: bool) -> None:
     driver = driver_for(url)
     connection = driver.connect()
-    tx = Tx(connection, driver.dialect, driver.error, _no_core)
+    tx = Tx(connection, driver.dialect, driver.error)
     for start in range(first, first + messages, sessions):
         tx.begin()
         for number in range(start, min(start + sessions, first + messages)):

@@ -55,13 +55,13 @@ async def subscribe_on_the_page(database: Database, runner: ListRunner) -> str:
 
 async def subscribe_by_mail(database: Database, runner: ListRunner) -> None:
     request = f"From: <{BY_MAIL}>\r\nTo: <sota-request@example.test>\r\nSubject: subscribe\r\n\r\n".encode()
-    await database.write(
-        lambda c: lists.add_inbox(c, LIST, "request", "sota-request@example.test", BY_MAIL, request, time.time())
+    await database.transact(
+        lambda tx: lists.add_inbox(tx, LIST, "request", "sota-request@example.test", BY_MAIL, request, time.time())
     )
     running = asyncio.create_task(runner.run())
     try:
         async with asyncio.timeout(20):
-            while await database.read(lambda c: lists.next_inbox(c, time.time())) is not None:
+            while await database.query(lambda s: lists.next_inbox(s, time.time())) is not None:
                 await asyncio.sleep(0.05)
     finally:
         running.cancel()

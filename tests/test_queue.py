@@ -19,7 +19,6 @@ from typing import Any
 import dns.asyncresolver
 import dns.resolver
 import pytest
-from sqlalchemy.engine import Connection
 
 from jitaku.config import QueueSettings, RelaySettings, Settings
 from jitaku.mail import delivery, dkim
@@ -31,6 +30,7 @@ from jitaku.mail.transport import DirectTransport, RelayTransport, Transport
 from jitaku.resolver import Nameserver, configure
 from jitaku.store import Database, Tx, accounts, intake, lists, mailstore, queue
 from jitaku.store.queue import Personal, QueuedMessage
+from jitaku.store.statements import Statements
 from tests.peers import Sink, Zone
 
 HOSTNAME = "mx.example.test"
@@ -68,8 +68,8 @@ def queued(
 def run_queue(
     database: Database,
     transport: Transport,
-    until: Callable[[Connection], Any],
-    on_personal_delivered: Callable[[Connection, list[tuple[str, str]]], None] | None = None,
+    until: Callable[[Statements], Any],
+    on_personal_delivered: Callable[[Tx, list[tuple[str, str]]], None] | None = None,
 ) -> None:
     """The queue's worker, as `jitaku serve` runs it, until UNTIL (read from the database) holds."""
 
@@ -91,7 +91,7 @@ def run_queue(
         )
         running = asyncio.create_task(worker.run())
         try:
-            while not await database.read(until):
+            while not await database.query(until):
                 await asyncio.sleep(0.05)
         finally:
             running.cancel()
@@ -101,16 +101,16 @@ def run_queue(
     asyncio.run(asyncio.wait_for(main(), timeout=30))
 
 
-def entries(connection: Connection) -> list[QueuedMessage]:
-    return queue.list_queue(connection)
+def entries(statements: Statements) -> list[QueuedMessage]:
+    return queue.list_queue(statements)
 
 
-def empty(connection: Connection) -> bool:
-    return not queue.list_queue(connection)
+def empty(statements: Statements) -> bool:
+    return not queue.list_queue(statements)
 
 
-def tried(times: int) -> Callable[[Connection], bool]:
-    return lambda connection: any(entry.attempts >= times for entry in queue.list_queue(connection))
+def tried(times: int) -> Callable[[Statements], bool]:
+    return lambda statements: any(entry.attempts >= times for entry in queue.list_queue(statements))
 
 
 def inbox(database: Database, address: str) -> list[bytes]:
@@ -141,7 +141,7 @@ def test_a_4xx_keeps_the_entry_with_its_error_and_a_growing_delay_until_it_goes(
     queue_id = queued(database, DAVE)
     before = time.time()
     run_queue(database, relay(deferring), tried(1))
-    (entry,) = database.read_now(entries)
+    (entry,) = database.query_now(entries)
     assert (entry.id, entry.recipients, entry.attempts) == (queue_id, (DAVE,), 1)
     assert entry.last_error == LATER
     assert before + SETTINGS.retry_min <= entry.next_attempt <= time.time() + SETTINGS.retry_min
@@ -150,7 +150,7 @@ def test_a_4xx_keeps_the_entry_with_its_error_and_a_growing_delay_until_it_goes(
         queue.flush(connection, time.time())
     before = time.time()
     run_queue(database, relay(deferring), tried(2))
-    (entry,) = database.read_now(entries)
+    (entry,) = database.query_now(entries)
     assert entry.attempts == 2
     assert before + 2 * SETTINGS.retry_min <= entry.next_attempt <= time.time() + 2 * SETTINGS.retry_min
 
@@ -183,7 +183,7 @@ def test_a_5xx_bounces_once_to_the_sender_and_leaves_the_queue(database: Databas
         assert f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n" in status
     assert f"Diagnostic-Code: smtp; {REFUSED}" in status
     assert "Subject: hello" in status  # the undelivered message's header, for the sender to recognise it
-    assert database.read_now(entries) == []
+    assert database.query_now(entries) == []
 
 
 def test_a_bounce_that_fails_is_dropped_not_bounced(
@@ -194,7 +194,7 @@ def test_a_bounce_that_fails_is_dropped_not_bounced(
     queue_id = queued(database, DAVE, sender="")
     run_queue(database, relay(sink), empty)
     assert inbox(database, ALICE) == []
-    assert database.read_now(entries) == []
+    assert database.query_now(entries) == []
     (bounced,) = [line for line in caplog.messages if line.startswith("event=bounced ")]
     assert f"queue_id={queue_id} to={DAVE}" in bounced
     assert 'notified="nobody (null sender)"' in bounced
@@ -221,7 +221,7 @@ def test_a_personal_copy_goes_from_its_own_sender_and_its_delivery_is_reported(
     own = Personal(verp, b"List-Unsubscribe: <https://example.test/u/1>\r\n")
     queued(database, DAVE, "erin@remote.test", personal={DAVE: own})
     reported: list[tuple[str, str]] = []
-    run_queue(database, relay(sink), empty, lambda _connection, copies: reported.extend(copies))
+    run_queue(database, relay(sink), empty, lambda _tx, copies: reported.extend(copies))
     assert reported == [(verp, DAVE)]
     shared, personal = sorted(_settled(sink, 2), key=lambda stored: DAVE in envelope(stored, "X-Rcpt-Args")[0])
     assert envelope(shared, "X-Mail-Args") == [f"<{ALICE}>"]
@@ -238,7 +238,7 @@ def test_a_personal_copy_that_bounces_reports_to_its_own_sender(database: Databa
         lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
     queued(database, DAVE, personal={DAVE: Personal(verp, b"")})
     reported: list[tuple[str, str]] = []
-    run_queue(database, relay(sink), empty, lambda _connection, copies: reported.extend(copies))
+    run_queue(database, relay(sink), empty, lambda _tx, copies: reported.extend(copies))
     assert reported == []
     item = database.read_now(lambda c: lists.next_inbox(c, time.time()))
     assert item is not None

@@ -30,7 +30,7 @@ def test_each_read_sees_what_was_committed_before_it(tmp_path: Path) -> None:
     async def go() -> list[int]:
         seen = []
         for body in (b"one", b"two", b"three"):
-            await database.write(lambda c, body=body: mailstore.append(c, ALICE, body))  # type: ignore[misc]
+            await database.transact(lambda tx, body=body: mailstore.append(tx, ALICE, body))  # type: ignore[misc]
             selected = await database.query(lambda s: mailstore.select(s, ALICE, "INBOX"))
             seen.append(len(selected.uids))
         return seen
@@ -61,7 +61,7 @@ def test_a_large_message_read_inline_leaves_no_copy_in_sqlite(tmp_path: Path) ->
     memory_used.restype = ctypes.c_int64
     database = _database(tmp_path)
     body = b"x" * (20 * MB)
-    asyncio.run(database.write(lambda c: mailstore.append(c, ALICE, body)))
+    asyncio.run(database.transact(lambda tx: mailstore.append(tx, ALICE, body)))
     before = memory_used()  # of every SQLite connection in this process
 
     async def read() -> int:

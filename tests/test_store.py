@@ -32,15 +32,15 @@ def test_a_failing_job_rolls_back_alone(tmp_path: Path) -> None:
     with database.transaction() as connection:
         accounts.add_user(connection, "alice@example.test", None)
 
-    def bad(connection: object) -> None:
-        mailstore.append(connection, "alice@example.test", b"half")  # type: ignore[arg-type]
+    def bad(tx: Tx) -> None:
+        mailstore.append(tx, "alice@example.test", b"half")
         raise RuntimeError("boom")
 
     async def go() -> list[object]:
         jobs = [
-            database.write(lambda c: mailstore.append(c, "alice@example.test", b"one")),
-            database.write(bad),
-            database.write(lambda c: mailstore.append(c, "alice@example.test", b"two")),
+            database.transact(lambda tx: mailstore.append(tx, "alice@example.test", b"one")),
+            database.transact(bad),
+            database.transact(lambda tx: mailstore.append(tx, "alice@example.test", b"two")),
         ]
         return await asyncio.gather(*jobs, return_exceptions=True)
 

@@ -23,10 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection
-
 from jitaku.ports import SECTIONS
 from jitaku.store import Database, mailstore
+from jitaku.store.statements import Statements
 from tests.peers import free_port, swaks, wait_until
 
 JITAKU = [sys.executable, "-m", "jitaku"]
@@ -298,18 +297,18 @@ class Jitaku:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    def read(self, query: Callable[[Connection], T]) -> T:
-        """QUERY, one of the store's reads (`lambda c: store.mailstore.list_messages(c, ...)`), run on this data
+    def read(self, query: Callable[[Statements], T]) -> T:
+        """QUERY, one of the store's reads (`lambda s: store.mailstore.list_messages(s, ...)`), run on this data
         directory's database beside the daemon: for bulk checks the CLI would make slow, one process per item."""
         database = Database(f"sqlite:///{self.dir / 'jitaku.db'}")
         try:
-            return database.read_now(query)
+            return database.query_now(query)
         finally:
             database.close()
 
     def stored_bodies(self, address: str) -> list[bytes]:
         """Every stored message of ADDRESS's INBOX, read through the store (fast, for bulk checks)."""
-        return [message.body for message in self.read(lambda c: mailstore.list_messages(c, address))]
+        return [message.body for message in self.read(lambda s: mailstore.list_messages(s, address))]
 
     def queue(self) -> list[dict[str, Any]]:
         return json.loads(self.cli("queue", "list", "--json").stdout)

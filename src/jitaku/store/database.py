@@ -1,9 +1,9 @@
 """The handle every part of jitaku holds: reads inline or in worker threads, writes through the batched writer.
 
-Its reads and writes of prepared SQL run on DB-API connections (store/driver.py); SQLAlchemy's engine, for the
-CLI, migrations and the statements still written in Core, is made only when first asked for (store/engine.py),
-so that a daemon whose schema is current and whose work runs on prepared SQL never imports it. A Core
-statement's failure reaches the caller as the store's own error (store/errors.py), as a prepared one's does.
+The daemon's reads and writes are prepared SQL on DB-API connections (store/driver.py). SQLAlchemy's engine,
+for the CLI's synchronous Core transactions and for migrations, is made only when first asked for
+(store/engine.py), so that a daemon whose schema is current never imports it. A CLI read's failure reaches the
+CLI as the store's own error (store/errors.py), as a prepared statement's does.
 """
 
 from __future__ import annotations
@@ -42,28 +42,23 @@ class Database:
 
     @property
     def engine(self) -> Engine:
-        """SQLAlchemy's engine, made when first asked for: for the CLI, migrations and Core statements."""
+        """SQLAlchemy's engine, made when first asked for: for the CLI and migrations."""
         if self._engine is None:
             from jitaku.store.engine import open_engine
 
             self._engine = open_engine(self._driver)
         return self._engine
 
-    async def read(self, query: Callable[[Connection], T]) -> T:
-        """Run a read-only QUERY written in Core. SQLite point reads in WAL mode never wait for the writer and
-        take tens of microseconds, less than a hop to a thread; a database server gets the thread."""
-        if self._inline_reads:
-            return self.read_now(query)
-        return await asyncio.to_thread(self.read_now, query)
-
     def read_now(self, query: Callable[[Connection], T]) -> T:
+        """A read-only QUERY on a Core connection, for the CLI."""
         with self._store_errors(), self.engine.connect() as connection:
             return query(connection)
 
     async def query(self, query: Query[T], snapshot: bool = True) -> T:
-        """Run QUERY, a read of prepared statements (store/reader.py): inline on SQLite, as `read` does,
-        on the one connection kept for the event loop. For what IMAP reads with every command. A QUERY of one
-        statement needs no SNAPSHOT around it: it spares a BEGIN and a COMMIT."""
+        """Run QUERY, a read of prepared statements (store/reader.py). On SQLite it runs inline, on the one
+        connection kept for the event loop: point reads in WAL mode never wait for the writer and take tens of
+        microseconds, less than a hop to a thread; a database server gets the thread. For what IMAP reads with
+        every command. A QUERY of one statement needs no SNAPSHOT around it: it spares a BEGIN and a COMMIT."""
         if self._inline_reads:
             return self._reader.read_kept(query, snapshot)
         return await asyncio.to_thread(self._reader.read_pooled, query)
@@ -73,14 +68,10 @@ class Database:
         the event loop wait for."""
         return self._reader.read_pooled(query)
 
-    async def write(self, change: Callable[[Connection], T]) -> T:
-        """Run CHANGE, written in Core, in a transaction; return once it is committed."""
-        return await self.transact(lambda tx: change(tx.connection))
-
     async def transact(self, job: Callable[[Tx], T], durable: bool = True) -> T:
-        """Run JOB in a transaction, with prepared statements on the DB-API (`tx.run`) and Core ones
-        (`tx.connection`) alike; return once it is committed. For the writes every message makes. Only
-        what a power cut may take back (an IMAP flag change) is not DURABLE: store/writer.py."""
+        """Run JOB in a transaction of the batched writer, with prepared statements on the DB-API (`tx.run`:
+        store/transaction.py); return once it is committed. Only what a power cut may take back (an IMAP flag
+        change) is not DURABLE: store/writer.py."""
         if self._writer is None:
             self._writer = Writer(self._driver)
         return await self._writer.run(job, durable)

@@ -1,6 +1,6 @@
-"""SQLAlchemy's engine over the connections of store/driver.py: for the CLI, Alembic's migrations, and the
-statements still written in Core, while they are moved to prepared SQL (issue 20). The daemon loads this
-module only when one of them first runs: SQLAlchemy is 14 MB of its idle memory, Alembic 10 more.
+"""SQLAlchemy's engine over the connections of store/driver.py: for the CLI's Core transactions and Alembic's
+migrations. The daemon, whose own work is prepared SQL (issue 20), loads this module only when its schema is
+to be migrated: SQLAlchemy is 14 MB of its idle memory, Alembic 10 more.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import StaticPool
 
 from jitaku.store.dialect import LARGE_VALUE
 from jitaku.store.driver import Driver
@@ -21,7 +20,7 @@ def open_engine(driver: Driver) -> Engine:
     if driver.dialect.name != "sqlite":
         return create_engine(driver.url, pool_pre_ping=True)
     engine = create_engine(driver.url, creator=driver.connect)
-    _join_or_begin(engine)
+    _begin(engine)
     _note_large_values(engine)
 
     # SQLite keeps the values last bound to each statement it has cached for as long as the connection
@@ -33,33 +32,6 @@ def open_engine(driver: Driver) -> Engine:
             record.invalidate()
 
     return engine
-
-
-def connection_over(connection: Any, driver: Driver) -> Connection:
-    """A Core connection on CONNECTION, a DB-API connection of DRIVER's that its holder (the writer) keeps
-    and closes: Core statements on it join the transaction begun on the DB-API. A large value bound by one
-    is marked in its `info`, as on the engine's own connections."""
-    held = _Held(connection)
-    engine = create_engine(driver.url, creator=lambda: held, poolclass=StaticPool, pool_reset_on_return=None)
-    if driver.dialect.name == "sqlite":
-        _join_or_begin(engine)
-        _note_large_values(engine)
-    return engine.connect()
-
-
-class _Held:
-    """A DB-API connection whose transaction its holder begins and ends on the DB-API: SQLAlchemy, which
-    rolls a connection back after it first looks at it (the version of SQLite, made on the first Core
-    statement of a batch), must not undo the batch's work."""
-
-    def __init__(self, connection: Any) -> None:
-        self._connection = connection
-
-    def rollback(self) -> None:
-        """The holder rolls back by closing the connection (Tx.close)."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
 
 
 def migrate(engine: Engine) -> None:
@@ -74,12 +46,9 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _join_or_begin(engine: Engine) -> None:
+def _begin(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        driver = connection.connection.driver_connection
-        if driver is not None and driver.in_transaction:  # begun on the DB-API by the writer (store/writer.py)
-            return
         # Writers take the lock up front: a deferred transaction that later
         # wants to write can fail with SQLITE_BUSY regardless of busy_timeout.
         immediate = connection.get_execution_options().get("immediate", False)

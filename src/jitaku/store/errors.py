@@ -1,9 +1,9 @@
 """The store's own error: what every part of jitaku catches when the database failed a statement (a full
 disk, a lost server, a broken constraint), whichever way the statement went in.
 
-Prepared statements (store/statements.py) raise it for their driver's errors; a Core statement's SQLAlchemy
-error is turned into it where the store hands results back (store/database.py, store/writer.py), so that the
-daemon tells a store failure from a bug without importing SQLAlchemy (issue 20: 14 MB of its idle memory).
+Prepared statements (store/statements.py) raise it for their driver's errors, so that the daemon tells a store
+failure from a bug without importing SQLAlchemy (issue 20: 14 MB of its idle memory); a CLI read's SQLAlchemy
+error is turned into it where the store hands the result back (store/database.py).
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """A write transaction as a job of the writer sees it: prepared statements on the writer's DB-API connection
-(`run`, `run_many`: store/statements.py), and, for the statements still written in Core, SQLAlchemy's
-`connection` over that same DB-API connection, in the same transaction, made only when a job first asks for
-it (SQLAlchemy is 14 MB of the daemon's idle memory: store/engine.py).
+(`run`, `run_many`: store/statements.py), with the writer's BEGIN, SAVEPOINTs and COMMIT on it.
+
+The CLI's Core transactions reach the same store functions: `tx_of` and `statements_of` wrap its SQLAlchemy
+connection (`Tx.over`), whose statements then run on the driver's connection under it, in the CLI's own
+transaction, without the store functions importing SQLAlchemy (14 MB of the daemon's idle memory).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jitaku.store.dialect import LARGE_VALUE, Dialect, dialect_named
@@ -18,39 +20,27 @@ if TYPE_CHECKING:
 
 
 class Tx(Statements):
-    def __init__(
-        self, connection: Any, dialect: Dialect, driver_error: type[Exception], core: Callable[[], Connection]
-    ) -> None:
-        """CONNECTION is the driver's; CORE makes SQLAlchemy's over it, when first needed."""
+    def __init__(self, connection: Any, dialect: Dialect, driver_error: type[Exception]) -> None:
+        """CONNECTION is the driver's."""
         super().__init__(connection.cursor(), dialect, driver_error)
         self._driver_connection = connection
-        self._make_core = core
-        self._core: Connection | None = None
+        self._pooled: Connection | None = None  # the Core connection wrapped (Tx.over), whose pool holds it
         self._large = False
 
     @classmethod
     def over(cls, connection: Connection) -> Tx:
-        """The Tx of CONNECTION's transaction, for a Core job that calls a function written for a Tx."""
+        """The Tx of CONNECTION's transaction, for a CLI command that calls a function written for a Tx."""
         driver = connection.connection.driver_connection
         assert driver is not None, "a connection in a transaction has its driver's connection"
-        tx = cls(
-            driver, dialect_named(connection.dialect.name), connection.dialect.loaded_dbapi.Error, lambda: connection
-        )
-        tx._core = connection
+        tx = cls(driver, dialect_named(connection.dialect.name), connection.dialect.loaded_dbapi.Error)
+        tx._pooled = connection
         return tx
-
-    @property
-    def connection(self) -> Connection:
-        """SQLAlchemy's connection in this transaction, for a statement written in Core."""
-        if self._core is None:
-            self._core = self._make_core()
-        return self._core
 
     @property
     def holds_large_value(self) -> bool:
         """Whether a statement of this transaction bound a large value, which SQLite keeps for as long as the
         connection lives (issue 15): its holder closes it rather than keep it."""
-        return self._large or (self._core is not None and bool(self._core.info.get("holds_large_value")))
+        return self._large
 
     def run(self, statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
         """Execute STATEMENT (`?` for each value) with PARAMETERS; the rows it returns, if any."""
@@ -70,15 +60,11 @@ class Tx(Statements):
             raise StoreError(statement, error) from error
 
     def begin(self) -> None:
-        """Start the writer's transaction on the DB-API. A Core statement later in it finds the transaction
-        begun (store/engine.py) and joins it."""
+        """Start the writer's transaction on the DB-API."""
         self.execute(self.dialect.begin)
 
     def commit(self) -> None:
-        if self._core is not None and self._core.in_transaction():  # SQLAlchemy ends what it took part in
-            self._core.commit()
-        else:
-            self.execute("COMMIT")
+        self.execute("COMMIT")
 
     def savepoint(self) -> None:
         self.execute("SAVEPOINT job")
@@ -93,21 +79,18 @@ class Tx(Statements):
 
     def close(self) -> None:
         """Close the connection, and with it any transaction still open on it."""
-        if self._core is not None:
-            self._core.invalidate()  # closes the DB-API connection under it, without a ROLLBACK that may fail
-            self._core = None
         self._driver_connection.close()
 
     def _note_large(self, parameters: Sequence[Any]) -> None:
         if any(isinstance(value, bytes | memoryview) and len(value) >= LARGE_VALUE for value in parameters):
             self._large = True
-            if self._core is not None:  # a pool's connection (Tx.over): the pool closes it at check-in
-                self._core.info["holds_large_value"] = True
+            if self._pooled is not None:  # a pool's connection (Tx.over): the pool closes it at check-in
+                self._pooled.info["holds_large_value"] = True
 
 
 def statements_of(source: Connection | Statements) -> Statements:
     """SOURCE's statements: a read's or the writer's as they are; a Core caller's connection (the CLI's, a
-    test's, a job not yet moved off Core) wrapped, in its own transaction, without importing SQLAlchemy."""
+    test's) wrapped, in its own transaction, without importing SQLAlchemy."""
     return source if isinstance(source, Statements) else Tx.over(source)
 
 

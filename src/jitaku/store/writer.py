@@ -12,10 +12,10 @@ committed all the same, so the next read sees it and a crash of jitaku loses not
 commit takes it to the disk with its own. Any durable job in the batch makes the whole commit durable.
 
 A job is handed a Tx (store/transaction.py): prepared statements on the one DB-API connection the writer
-keeps, and Core ones on SQLAlchemy's connection over it, made when a job first asks. The transaction and its
-SAVEPOINTs are begun and ended on the DB-API: through SQLAlchemy, a pool check-out, BEGIN and COMMIT cost ten
-times SQLite's own work, and a SAVEPOINT pair more than the message it wrapped. A job's error is handed to its
-caller as the store's own when the database failed (store/errors.py).
+keeps, on which the transaction and its SAVEPOINTs are begun and ended too. Through SQLAlchemy, a pool
+check-out, BEGIN and COMMIT cost ten times SQLite's own work, and a SAVEPOINT pair more than the message it
+wrapped. A statement the database failed raises the store's own error (store/errors.py), which reaches the
+job's caller as it is.
 """
 
 from __future__ import annotations
@@ -24,14 +24,10 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from jitaku.store.driver import Driver
-from jitaku.store.errors import as_store_error
 from jitaku.store.transaction import Tx
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
 
 T = TypeVar("T")
 Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]
@@ -119,18 +115,12 @@ class Writer:
         # a system call and a turn of the loop for each job
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
         for (_job, future, loop, _durable), (result, problem) in zip(batch, outcomes, strict=True):
-            settled.setdefault(loop, []).append((future, result, None if problem is None else as_store_error(problem)))
+            settled.setdefault(loop, []).append((future, result, problem))
         for loop, answers in settled.items():
             loop.call_soon_threadsafe(_settle, answers)
 
     def _open(self) -> Tx:
-        connection = self._driver.connect()
-        return Tx(connection, self._driver.dialect, self._driver.error, lambda: self._core_over(connection))
-
-    def _core_over(self, connection: Any) -> Connection:
-        from jitaku.store.engine import connection_over
-
-        return connection_over(connection, self._driver)
+        return Tx(self._driver.connect(), self._driver.dialect, self._driver.error)
 
 
 def _settle(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
