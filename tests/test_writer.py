@@ -4,10 +4,14 @@ as an IMAP flag change says; either way each job's caller hears only once its wo
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from jitaku.store import Database, Tx
+from jitaku.store.errors import StoreError
 
 FULL, NORMAL = 2, 1  # SQLite's PRAGMA synchronous
 
@@ -57,3 +61,16 @@ def test_what_a_light_commit_wrote_is_read_at_once_and_kept(tmp_path: Path) -> N
     reopened = Database(url)
     assert reopened.query_now(lambda s: s.run("SELECT n FROM marks")) == [(7,)]
     reopened.close()
+
+
+def test_a_writer_that_cannot_open_its_database_says_so_as_the_stores_error(tmp_path: Path) -> None:
+    """What a full disk or a lost directory looks like to a caller: a StoreError, which IMAP and SMTP
+    answer as a failure of the store, not a fault of ours."""
+    (tmp_path / "gone").mkdir()
+    database = Database(f"sqlite:///{tmp_path / 'gone' / 'jitaku.db'}")
+    shutil.rmtree(tmp_path / "gone")
+    try:
+        with pytest.raises(StoreError):
+            asyncio.run(database.transact(lambda tx: tx.run("SELECT 1")))
+    finally:
+        database.close()

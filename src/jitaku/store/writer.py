@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from jitaku.store.driver import Driver
+from jitaku.store.errors import StoreError
 from jitaku.store.transaction import Tx
 
 T = TypeVar("T")
@@ -120,7 +121,13 @@ class Writer:
             loop.call_soon_threadsafe(_settle, answers)
 
     def _open(self) -> Tx:
-        return Tx(self._driver.connect(), self._driver.dialect, self._driver.error)
+        """The writer's connection; one that cannot be opened (a full disk) is the store's error, as a
+        statement's failure is."""
+        try:
+            connection = self._driver.connect()
+        except self._driver.error as error:
+            raise StoreError("(connecting)", error) from error
+        return Tx(connection, self._driver.dialect, self._driver.error)
 
 
 def _settle(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
