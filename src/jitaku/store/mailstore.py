@@ -21,7 +21,7 @@ import functools
 import re
 import time
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeAlias, assert_never, get_args
 
 from jitaku.store.statements import Statements
@@ -117,6 +117,7 @@ class Selected:
     """What SELECT reports, and the UID order that numbers a session's messages; each message's flags,
     mod-sequence and size by UID, as a session's view keeps them."""
 
+    mailbox_id: int  # with UIDVALIDITY: the mailbox is the one selected before (`select`'s BEFORE)
     uidvalidity: int
     uidnext: int
     highestmodseq: int
@@ -528,16 +529,21 @@ def unsubscribe(target: Target, address: str, name: str) -> None:
         _find(tx, address, name)
 
 
-def select(source: Source, address: str, name: str) -> Selected:
-    """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence."""
+def select(source: Source, address: str, name: str, before: Selected | None = None) -> Selected:
+    """Everything SELECT and EXAMINE report, and each message's UID, flags and mod-sequence. BEFORE, an earlier
+    select of the same mailbox name (left as it was), spares reading what did not change since: only the
+    changes are read (`changes`), in the same snapshot as the mailbox, unless it is another mailbox now."""
     statements = statements_of(source)
     found = _find(statements, address, name)
+    if before is not None and (before.mailbox_id, before.uidvalidity) == (found.id, found.uidvalidity):
+        return _reselect(statements, found, before)
     rows = statements.run(_LISTED, (found.id,))
     # column by column, each at C speed: a SELECT of a few thousand messages spent most of its time making an
     # object per message and taking it apart again
     uids, texts, modseqs, sizes = zip(*rows, strict=True) if rows else ((), (), (), ())
     flag_sets = _FlagSets()
     return Selected(
+        mailbox_id=found.id,
         uidvalidity=found.uidvalidity,
         uidnext=found.uidnext,
         highestmodseq=found.highestmodseq,
@@ -546,7 +552,40 @@ def select(source: Source, address: str, name: str) -> Selected:
         flags=dict(zip(uids, map(flag_sets.__getitem__, texts), strict=True)),
         modseqs=dict(zip(uids, modseqs, strict=True)),
         sizes=dict(zip(uids, sizes, strict=True)),
-        keywords={flag for flags in flag_sets.values() for flag in flags if not flag.startswith("\\")},
+        keywords=_keywords(flag_sets.values()),
+    )
+
+
+def _keywords(flag_sets: Iterable[frozenset[str]]) -> set[str]:
+    return {flag for flags in flag_sets for flag in flags if not flag.startswith("\\")}
+
+
+def _reselect(statements: Statements, found: _Mailbox, before: Selected) -> Selected:
+    """BEFORE brought up to FOUND's state: copies, changed by what `changes` reads."""
+    since = (before.uidnext, before.highestmodseq)
+    if (found.uidnext, found.highestmodseq) == since:
+        return replace(before, recent_from=found.recent_uid)
+    changed = _changes(statements, found, since, len(before.uids))
+    flags, modseqs, sizes = dict(before.flags), dict(before.modseqs), dict(before.sizes)
+    uids = before.uids if changed.remaining is None else changed.remaining
+    for uid in set(before.uids).difference(uids):
+        del flags[uid], modseqs[uid], sizes[uid]
+    # the changes come in UID order: the new messages, from the UIDNEXT seen before on, come last
+    uids = uids + [message.uid for message in changed.messages if message.uid >= since[0]]
+    for message in changed.messages:
+        uid = message.uid
+        flags[uid], modseqs[uid], sizes[uid] = message.flags, message.modseq, message.size
+    return Selected(
+        mailbox_id=found.id,
+        uidvalidity=found.uidvalidity,
+        uidnext=found.uidnext,
+        highestmodseq=found.highestmodseq,
+        recent_from=found.recent_uid,
+        uids=uids,
+        flags=flags,
+        modseqs=modseqs,
+        sizes=sizes,
+        keywords=_keywords(set(flags.values())),
     )
 
 
@@ -601,6 +640,10 @@ def changes(source: Source, address: str, name: str, since: tuple[int, int], kno
     found = _find(statements, address, name)
     if (found.uidnext, found.highestmodseq) == since:
         return None
+    return _changes(statements, found, since, known)
+
+
+def _changes(statements: Statements, found: _Mailbox, since: tuple[int, int], known: int) -> Changes:
     uidnext, modseq = since
     changed = _listed(statements, _CHANGED, (found.id, modseq, uidnext))
     remaining = None

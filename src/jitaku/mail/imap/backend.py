@@ -4,11 +4,12 @@ codes), the worker threads for long work, and the limits the settings give."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from jitaku.config import ImapSettings
 from jitaku.mail.imap.budget import Workers
+from jitaku.mail.imap.selections import Selections
 from jitaku.store import Database
 from jitaku.store.mailstore import MailboxError, MailboxExists, NoSuchMailbox, TooManyMailboxes
 from jitaku.store.statements import Statements
@@ -29,6 +30,7 @@ class Backend:
     workers: Workers
     settings: ImapSettings
     max_message_size: int  # the largest APPEND
+    selections: Selections = field(default_factory=Selections)  # the mailboxes selected last, for SELECT
 
     async def read(self, query: Callable[[Statements], T]) -> T:
         """QUERY, a read of prepared statements (store/reader.py), with a mailbox not found as NO."""

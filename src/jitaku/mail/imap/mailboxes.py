@@ -63,8 +63,11 @@ async def select(backend: Backend, user: LoggedIn, session: Session, command: Se
     if session.view is not None:
         session.say("* OK [CLOSED] the mailbox selected before is closed")  # RFC 7162 §3.2.11, RFC 9051
     session.view = None
-    address = user.address
-    selected = await backend.read(lambda c: mailstore.select(c, address, command.mailbox))
+    address, name = user.address, command.mailbox
+    before = backend.selections.kept(address, name)
+    selected = backend.selections.keep(
+        address, name, await backend.read(lambda c: mailstore.select(c, address, name, before))
+    )
     recent_from = selected.recent_from
     # EXAMINE leaves \Recent to the next SELECT; with nothing new to claim, SELECT writes nothing
     if not command.read_only and recent_from < selected.uidnext:
