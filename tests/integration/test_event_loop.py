@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import READER, Jitaku
-from tests.peers import swaks, wait_for_port
+from tests.peers import swaks, wait_for_port, wait_until
 
 PASSWORD = "secret-password"
 
@@ -33,6 +33,7 @@ def test_mail_flows_on_the_event_loop_the_log_names(
     server.start()
     wait_for_port(server.imap_port)
     wait_for_port(server.pop3_port)
+    wait_until(lambda: "event=started" in server.log())  # the ports listen from before the loop runs
     assert f"event_loop={expected}" in server.log()
 
     sent = swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", READER, "--header", "Subject: on the loop")
