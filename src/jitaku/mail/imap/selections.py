@@ -17,7 +17,9 @@ from jitaku.store import mailstore
 from jitaku.store.mailstore import Selected
 
 MAILBOXES = 32
-UIDS = 50_000  # a few megabytes: each message is a UID, a flag set's reference, a mod-sequence and a size
+# ~250 bytes a message (its UID, a flag set's reference, a mod-sequence and a size, in a list and three dicts):
+# 20,000 are ~5 MB, held once the mailboxes were selected, against the 80 MB a daemon stays under
+UIDS = 20_000
 
 
 class Selections:
