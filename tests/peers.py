@@ -128,6 +128,20 @@ def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> 
         time.sleep(interval)
 
 
+# A zone's SOA, for the negative answers a resolver may cache: for its minimum (30 s), RFC 2308
+TEST_SOA = "test. 300 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 30"
+
+
+class Clock:
+    """A cache's idea of now, moved on by the test: it stands in for the `time` module the resolver reads."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.ahead
+
+
 class Zone(BaseResolver):
     """A tiny authoritative DNS server: records in zone-file text, answered over UDP and TCP."""
 

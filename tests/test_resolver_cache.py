@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,9 +15,8 @@ from dnslib import DNSRecord
 
 from jitaku import resolver
 from jitaku.mail import authcheck
-from tests.peers import Zone
-
-SOA = "test. 300 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 30"
+from tests.peers import TEST_SOA as SOA
+from tests.peers import Clock, Zone
 
 
 class CountingZone(Zone):
@@ -29,16 +27,6 @@ class CountingZone(Zone):
     def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
         self.asked[str(request.q.qname).rstrip(".")] += 1
         return super().resolve(request, handler)
-
-
-class Clock:
-    """The cache's idea of now, moved forward by the test."""
-
-    def __init__(self) -> None:
-        self.ahead = 0.0
-
-    def time(self) -> float:
-        return time.time() + self.ahead
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ changes is read again once the cache lets its old answer go."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import authheaders
@@ -16,19 +15,8 @@ import spf
 from jitaku import resolver
 from jitaku.mail import spf_check
 from jitaku.mail.dmarc import check as dmarc_check
-from tests.peers import Zone
-
-SOA = "test. 300 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 30"
-
-
-class Clock:
-    """The resolver cache's idea of now, moved forward by the test."""
-
-    def __init__(self) -> None:
-        self.ahead = 0.0
-
-    def time(self) -> float:
-        return time.time() + self.ahead
+from tests.peers import TEST_SOA as SOA
+from tests.peers import Clock, Zone
 
 
 @pytest.fixture
