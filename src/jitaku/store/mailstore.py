@@ -542,17 +542,37 @@ def select(source: Source, address: str, name: str, before: Selected | None = No
     # object per message and taking it apart again
     uids, texts, modseqs, sizes = zip(*rows, strict=True) if rows else ((), (), (), ())
     flag_sets = _FlagSets()
+    flags = dict(zip(uids, map(flag_sets.__getitem__, texts), strict=True))
+    return _selected(
+        found,
+        list(uids),
+        flags,
+        dict(zip(uids, modseqs, strict=True)),
+        dict(zip(uids, sizes, strict=True)),
+        _keywords(flag_sets.values()),  # each distinct set once
+    )
+
+
+def _selected(
+    found: _Mailbox,
+    uids: list[int],
+    flags: dict[int, frozenset[str]],
+    modseqs: dict[int, int],
+    sizes: dict[int, int],
+    keywords: set[str],
+) -> Selected:
+    """FOUND's state as SELECT reports it, with its messages."""
     return Selected(
         mailbox_id=found.id,
         uidvalidity=found.uidvalidity,
         uidnext=found.uidnext,
         highestmodseq=found.highestmodseq,
         recent_from=found.recent_uid,
-        uids=list(uids),
-        flags=dict(zip(uids, map(flag_sets.__getitem__, texts), strict=True)),
-        modseqs=dict(zip(uids, modseqs, strict=True)),
-        sizes=dict(zip(uids, sizes, strict=True)),
-        keywords=_keywords(flag_sets.values()),
+        uids=uids,
+        flags=flags,
+        modseqs=modseqs,
+        sizes=sizes,
+        keywords=keywords,
     )
 
 
@@ -575,18 +595,7 @@ def _reselect(statements: Statements, found: _Mailbox, before: Selected) -> Sele
     for message in changed.messages:
         uid = message.uid
         flags[uid], modseqs[uid], sizes[uid] = message.flags, message.modseq, message.size
-    return Selected(
-        mailbox_id=found.id,
-        uidvalidity=found.uidvalidity,
-        uidnext=found.uidnext,
-        highestmodseq=found.highestmodseq,
-        recent_from=found.recent_uid,
-        uids=uids,
-        flags=flags,
-        modseqs=modseqs,
-        sizes=sizes,
-        keywords=_keywords(set(flags.values())),
-    )
+    return _selected(found, uids, flags, modseqs, sizes, _keywords(set(flags.values())))
 
 
 # These read the messages_state index alone (store/schema.py), never the table
