@@ -138,13 +138,13 @@ def run(config: Config, sockets: Sockets) -> None:
     try:
         ports.record(config.data_dir, listening)
         parent = os.getpid()
+        imap = [item for item in sockets.access if item.listener in services.IMAP_LISTENERS]
         for number in range(_worker_count(config)):
-            smtp = sockets.smtp if number < config.settings.smtp.workers - 1 else []
-            imap = [item for item in sockets.access if item.listener in services.IMAP_LISTENERS]
-            imap = imap if number < config.settings.imap.workers - 1 else []
+            smtp_here = sockets.smtp if number < config.settings.smtp.workers - 1 else []
+            imap_here = imap if number < config.settings.imap.workers - 1 else []
             pid = os.fork()
             if pid == 0:
-                os._exit(_worker(config, smtp, imap, parent))
+                os._exit(_worker(config, smtp_here, imap_here, parent))
             children.append(pid)
         event_loop.run(
             services.serve(config, sockets.smtp, children, [sock for _address, sock in sockets.web], sockets.access)
