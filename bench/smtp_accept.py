@@ -659,17 +659,17 @@ def machine_cpu() -> float:
     return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
 
 
-def process_cpu(pid: int) -> float:
-    """CPU-seconds of PID and its worker processes (`[smtp] workers`)."""
+def process_cpu(pid: int) -> tuple[float, float]:
+    """User and system CPU-seconds of PID and its worker processes (`[smtp] workers`)."""
     main = psutil.Process(pid)
-    total = 0.0
+    user = system = 0.0
     for process in [main, *main.children()]:
         try:
             t = process.cpu_times()
         except psutil.Error:
             continue
-        total += t.user + t.system
-    return total
+        user, system = user + t.user, system + t.system
+    return user, system
 
 
 @dataclass(frozen=True)
@@ -677,6 +677,7 @@ class Round:
     seconds: float
     machine_cpu: float  # busy CPU-seconds of the machine during the timed part
     server_cpu: float | None  # jitaku serve's own CPU-seconds; None for Postfix, whose processes come and go
+    server_system: float | None = None  # the part of server_cpu spent in the kernel
 
 
 def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> Round:
@@ -691,7 +692,8 @@ def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> Round:
             f"{error}\nlast lines of {jitaku.dir / 'serve.log'} other than accepted/delivered:\n"
             + "\n".join(unusual[-15:])
         ) from None
-    measured = Round(took, machine_cpu() - machine, process_cpu(jitaku.process.pid) - server)
+    user, system = process_cpu(jitaku.process.pid)
+    measured = Round(took, machine_cpu() - machine, user + system - sum(server), system - server[1])
     count = jitaku.delivered()
     if count - before != load.messages:
         raise RuntimeError(
@@ -1005,7 +1007,9 @@ def main() -> int:
                     server = (
                         ""
                         if measured.server_cpu is None
-                        else f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg ({measured.server_cpu / measured.seconds:.0%} of a core)"
+                        else f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg"
+                        f" ({1000 * (measured.server_system or 0.0) / load.messages:.2f} in the kernel;"
+                        f" {measured.server_cpu / measured.seconds:.0%} of a core)"
                     )
                     say(
                         f"  {load.kind:8s} round {number + 1} {name:8s} {measured.seconds:7.2f} s {load.messages / measured.seconds:8,.0f} msgs/s;"
