@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from jitaku.store import Database, Tx
 from jitaku.store.errors import StoreError
+from jitaku.store.writer import AT_ONCE_RUN
 
 FULL, NORMAL = 2, 1  # SQLite's PRAGMA synchronous
 
@@ -22,27 +24,120 @@ def synchronous(tx: Tx) -> int:
 
 def test_a_commit_fsyncs_unless_every_job_in_its_batch_need_not(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
-    held = threading.Event()
-
-    def hold(tx: Tx) -> int:
-        held.wait(10)  # the jobs sent meanwhile wait, and are then committed together
-        return synchronous(tx)
 
     async def go() -> list[int]:
         alone_light = await database.transact(synchronous, durable=False)
         alone_durable = await database.transact(synchronous)
-        first = asyncio.ensure_future(database.transact(hold, durable=False))
-        await asyncio.sleep(0.05)
-        batched = [
-            asyncio.ensure_future(database.transact(synchronous, durable=False)),
-            asyncio.ensure_future(database.transact(synchronous)),
-        ]
-        await asyncio.sleep(0.05)
-        held.set()
-        return [alone_light, alone_durable, await first, *await asyncio.gather(*batched)]
+        mixed = await batched(database, [False, True])
+        light = await batched(database, [False, False])
+        return [alone_light, alone_durable, *mixed, *light]
 
     try:
-        assert asyncio.run(go()) == [NORMAL, FULL, NORMAL, FULL, FULL]
+        assert asyncio.run(go()) == [NORMAL, FULL, FULL, FULL, NORMAL, NORMAL]
+    finally:
+        database.close()
+
+
+async def batched(database: Database, durable: list[bool]) -> list[int]:
+    """What `synchronous` said in jobs (durable or not, as DURABLE says) committed as one batch: sent while
+    the writer's thread holds a job of its own."""
+    held = threading.Event()
+
+    def hold(tx: Tx) -> None:
+        held.wait(10)
+
+    first = asyncio.ensure_future(database.transact(hold))
+    await asyncio.sleep(0.05)
+    jobs = [asyncio.ensure_future(database.transact(synchronous, durable=each)) for each in durable]
+    await asyncio.sleep(0.05)
+    held.set()
+    await first
+    return list(await asyncio.gather(*jobs))
+
+
+def where(tx: Tx) -> tuple[str, int]:
+    """Which thread ran a job, and whether its commit could checkpoint the log (SQLite's autocheckpoint)."""
+    return threading.current_thread().name, int(tx.run("PRAGMA wal_autocheckpoint")[0][0])
+
+
+def test_a_light_job_runs_at_once_on_the_event_loop_when_the_writer_is_idle(tmp_path: Path) -> None:
+    """The STOREs of ten IMAP clients waited twice as long for hand-offs to the writer's thread as for their
+    work (issue 20): light jobs skip it when it has nothing to do, and never checkpoint there, since a
+    checkpoint's fsyncs would hold the event loop."""
+    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+
+    async def go() -> list[tuple[str, int]]:
+        light = await database.transact(where, durable=False)
+        durable = await database.transact(where)
+        light_again = await database.transact(where, durable=False)
+        return [light, durable, light_again]
+
+    loop_thread = threading.current_thread().name
+    try:
+        assert asyncio.run(go()) == [(loop_thread, 0), ("jitaku-writer", 1000), (loop_thread, 0)]
+    finally:
+        database.close()
+
+
+def test_a_light_job_waits_in_the_writers_thread_while_another_process_writes(tmp_path: Path) -> None:
+    """Another process's write lock (an SMTP worker's, the CLI's) must not hold the event loop: the job goes
+    to the thread, which waits for the lock and commits once it is free."""
+    path = tmp_path / "jitaku.db"
+    database = Database(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+
+    async def go() -> tuple[tuple[str, int], int]:
+        await database.transact(lambda tx: tx.run("CREATE TABLE marks (n INTEGER)"))
+        other.execute("BEGIN IMMEDIATE")
+        job = asyncio.ensure_future(database.transact(where, durable=False))
+        turns = 0
+        while not job.done() and turns < 20:  # the event loop goes on meanwhile
+            await asyncio.sleep(0.01)
+            turns += 1
+        other.execute("COMMIT")
+        return await job, turns
+
+    try:
+        (thread, _), turns = asyncio.run(go())
+        assert thread == "jitaku-writer"
+        assert turns == 20
+    finally:
+        other.close()
+        database.close()
+
+
+def test_after_a_run_of_light_jobs_the_writers_thread_commits_one_and_checkpoints(tmp_path: Path) -> None:
+    """Only the thread's commits checkpoint the log: a day of flag changes alone must not grow it for ever."""
+    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+
+    async def go() -> list[tuple[str, int]]:
+        return [await database.transact(where, durable=False) for _ in range(AT_ONCE_RUN + 2)]
+
+    loop_thread = threading.current_thread().name
+    try:
+        ran = asyncio.run(go())
+        assert ran[:AT_ONCE_RUN] == [(loop_thread, 0)] * AT_ONCE_RUN
+        assert ran[AT_ONCE_RUN:] == [("jitaku-writer", 1000), (loop_thread, 0)]
+    finally:
+        database.close()
+
+
+def test_a_light_job_that_fails_is_undone_and_the_next_one_runs(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+
+    def half(tx: Tx) -> None:
+        tx.run("INSERT INTO marks VALUES (1)")
+        raise LookupError("no such mailbox")
+
+    async def go() -> list[tuple[int]]:
+        await database.transact(lambda tx: tx.run("CREATE TABLE marks (n INTEGER)"))
+        with pytest.raises(LookupError):
+            await database.transact(half, durable=False)
+        await database.transact(lambda tx: tx.run("INSERT INTO marks VALUES (2)"), durable=False)
+        return await database.query(lambda s: s.run("SELECT n FROM marks"))
+
+    try:
+        assert asyncio.run(go()) == [(2,)]
     finally:
         database.close()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 LARGE_VALUE = 1 << 20  # bytes: a bound value this large closes its SQLite connection once it is back in the pool
+BUSY_TIMEOUT = 30_000  # ms a connection waits for another's write lock
 
 
 class Cursor(Protocol):
@@ -45,6 +46,11 @@ class Dialect:
     # durable commit
     synced: str
     unsynced: str
+    # Make the writer's connection fit for a light job run at once on the event loop (store/writer.py), and
+    # back for the writer's batches. Empty: every job waits for the writer (a database server, where each
+    # statement is a round trip the event loop must not wait for)
+    at_once: tuple[str, ...] = ()
+    batched: tuple[str, ...] = ()
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, statement: str) -> str:
@@ -68,6 +74,10 @@ SQLITE = Dialect(
     # checkpoint's) takes it to the disk, in order, so the database is never left inconsistent
     synced="PRAGMA synchronous = FULL",
     unsynced="PRAGMA synchronous = NORMAL",
+    # At once: no fsync; never a wait for another process's write lock (busy: the job goes to the writer,
+    # which waits); no checkpoint, whose fsyncs the writer's next batch makes instead
+    at_once=("PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 0", "PRAGMA wal_autocheckpoint = 0"),
+    batched=(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}", "PRAGMA wal_autocheckpoint = 1000"),
 )
 # Not yet run against a server: the standby issue brings psycopg 3 and its tests
 POSTGRESQL = Dialect(

@@ -15,9 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jitaku.store.dialect import POSTGRESQL, SQLITE, Dialect
-
-BUSY_TIMEOUT = 30_000  # ms a connection waits for another's write lock
+from jitaku.store.dialect import BUSY_TIMEOUT, POSTGRESQL, SQLITE, Dialect
 
 
 @dataclass(frozen=True)
