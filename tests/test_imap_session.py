@@ -285,7 +285,7 @@ def test_a_sessions_own_changes_reach_its_view_without_being_read_back(
     read_back: list[tuple[int, int]] = []
     changes = mailstore.changes
 
-    def counted(source: object, address: str, name: str, since: tuple[int, int], known: int) -> object:
+    def counted(source: object, address: str, name: str, since: tuple[int, int], known: list[int]) -> object:
         read_back.append(since)
         return changes(source, address, name, since, known)  # type: ignore[arg-type]
 

@@ -429,7 +429,7 @@ def test_fetch_messages_reads_only_what_search_reads_of_each_body(database: Data
     assert [(message.body, message.size) for message in read] == [(b"Subject: l", 1017)]
 
 
-def test_changes_since_a_look_are_the_messages_changed_or_new_and_what_is_left_after_an_expunge(
+def test_changes_since_a_look_are_the_messages_changed_or_new_and_those_expunged(
     database: Database,
 ) -> None:
     """What a selected session reads after each command: only what moved since it last looked, so that its
@@ -437,23 +437,24 @@ def test_changes_since_a_look_are_the_messages_changed_or_new_and_what_is_left_a
     fill(database, 5)
     before = database.read_now(lambda c: mailstore.select(c, ALICE, "INBOX"))
     since = (before.uidnext, before.highestmodseq)
-    assert database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5)) is None
+    known = before.uids
+    assert database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, known)) is None
     with database.transaction() as connection:
         mailstore.store_flags(connection, ALICE, "INBOX", [2], ["\\Seen"], "add")
         mailstore.append(connection, ALICE, b"message 6")
-    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5))
+    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, known))
     assert found is not None
     assert [(m.uid, m.flags) for m in found.messages] == [(2, frozenset({"\\Seen"})), (6, frozenset())]
-    assert (found.uidnext, found.remaining) == (7, None)  # nothing the session knew of is gone
+    assert (found.uidnext, found.expunged) == (7, [])  # nothing the session knew of is gone
     with database.transaction() as connection:
         mailstore.store_flags(connection, ALICE, "INBOX", [3], ["\\Deleted"], "add")
         mailstore.expunge(connection, ALICE, "INBOX")
-    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5))
+    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, known))
     assert found is not None
-    assert found.remaining == [1, 2, 4, 5]
+    assert found.expunged == [3]
     assert [m.uid for m in found.messages] == [2, 6]
     with database.transaction() as connection:
         mailstore.store_flags(connection, ALICE, "INBOX", [1, 2, 4, 5, 6], ["\\Deleted"], "add")
         mailstore.expunge(connection, ALICE, "INBOX")
-    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, 5))
-    assert found is not None and found.remaining == []  # all the session knew of are gone
+    found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, known))
+    assert found is not None and found.expunged == [1, 2, 3, 4, 5]  # all the session knew of are gone (not 6)

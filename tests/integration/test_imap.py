@@ -8,6 +8,7 @@ import base64
 import datetime
 import imaplib
 import os
+import poplib
 import pty
 import re
 import select
@@ -279,8 +280,10 @@ def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jita
     assert imap.fetch("1", "(BINARY.PEEK[2])")[1][0] == (b"1 (BINARY[2] ~{%d}" % len(attachment), attachment)
 
 
-def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> None:
-    deliver(mailhost, "one", "two", "three")
+def test_two_clients_see_each_others_flags_and_expunges_and_pop3s_deletions(mailhost: Jitaku) -> None:
+    """A MOVE and a POP3 session's deletions reach the other client as expunges, highest number first so that
+    each number is right when it is read (RFC 3501 §7.4.1)."""
+    deliver(mailhost, "one", "two", "three", "four", "five", "six")
     phone, laptop = client(mailhost), client(mailhost)
     phone.store("2", "+FLAGS", "(\\Seen \\Deleted)")
     laptop.noop()
@@ -288,7 +291,17 @@ def test_two_clients_see_each_others_flags_and_expunges(mailhost: Jitaku) -> Non
     phone.expunge()
     laptop.noop()
     assert laptop.response("EXPUNGE")[1] == [b"2"]
-    assert laptop.uid("SEARCH", "ALL")[1] == [b"1 3"]
+    assert laptop.uid("SEARCH", "ALL")[1] == [b"1 3 4 5 6"]
+    assert phone.uid("MOVE", "3,5", "Archive")[0] == "OK"
+    assert exchange(laptop, "NOOP") == ([b"* 4 EXPUNGE", b"* 2 EXPUNGE"], b"OK NOOP completed")
+    pop3 = poplib.POP3("127.0.0.1", mailhost.pop3_port, timeout=10)
+    pop3.user(ALICE)
+    pop3.pass_(PASSWORD)
+    pop3.dele(1)
+    pop3.dele(3)  # UID 6
+    assert pop3.quit().startswith(b"+OK bye (2 messages removed)")
+    assert exchange(laptop, "NOOP") == ([b"* 3 EXPUNGE", b"* 1 EXPUNGE"], b"OK NOOP completed")
+    assert laptop.uid("SEARCH", "ALL")[1] == [b"4"]
 
 
 def test_a_message_another_session_expunged_is_searched_by_what_the_session_knows_until_it_is_told(

@@ -17,6 +17,7 @@ caller's connection (the CLI's, a test's) is taken as well, its statements run i
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 import time
@@ -289,8 +290,24 @@ class _FlagSets(dict[str, frozenset[str]]):
         return found
 
 
-def _delete(tx: Tx, ids: Sequence[int]) -> None:
-    tx.run_many("DELETE FROM messages WHERE id = ?", [(message,) for message in ids])
+# How many mod-sequences back the record of expunged UIDs reaches. A selected session looks at its mailbox
+# after each of its commands, and an idle one at least every few minutes (IDLE, NOOP): it lags a few changes
+# behind, rarely thousands. One further behind than this (a client asleep for days on a busy mailbox) reads
+# every UID left instead, once, as all did before the record. The bound keeps the record to the messages
+# expunged within the window, and the pruning, run with each expunge, to an index seek.
+EXPUNGED_WINDOW = 10_000
+_RECORD_EXPUNGED = "INSERT INTO expunged (mailbox_id, modseq, uid) VALUES (?, ?, ?)"
+_PRUNE_EXPUNGED = "DELETE FROM expunged WHERE mailbox_id = ? AND modseq <= ?"
+
+
+def _expunge(tx: Tx, mailbox_id: int, gone: Sequence[_Message]) -> None:
+    """GONE leave the mailbox under one new mod-sequence, which their UIDs are recorded with: a session
+    selected on it learns what went since it last looked from these rows (`changes`), not by reading every
+    UID left. Every delete of messages from a mailbox that stays goes through here."""
+    tx.run_many("DELETE FROM messages WHERE id = ?", [(message.id,) for message in gone])
+    modseq = _next_modseq(tx, mailbox_id)
+    tx.run_many(_RECORD_EXPUNGED, [(mailbox_id, modseq, message.uid) for message in gone])
+    tx.run(_PRUNE_EXPUNGED, (mailbox_id, modseq - EXPUNGED_WINDOW))
 
 
 _NEW_UIDVALIDITY = "UPDATE uidvalidity_clock SET last = CASE WHEN last < ? THEN ? ELSE last + 1 END RETURNING last"
@@ -585,11 +602,14 @@ def _reselect(statements: Statements, found: _Mailbox, before: Selected) -> Sele
     since = (before.uidnext, before.highestmodseq)
     if (found.uidnext, found.highestmodseq) == since:
         return replace(before, recent_from=found.recent_uid)
-    changed = _changes(statements, found, since, len(before.uids))
+    changed = _changes(statements, found, since, before.uids)
     flags, modseqs, sizes = dict(before.flags), dict(before.modseqs), dict(before.sizes)
-    uids = before.uids if changed.remaining is None else changed.remaining
-    for uid in set(before.uids).difference(uids):
-        del flags[uid], modseqs[uid], sizes[uid]
+    uids = before.uids
+    if changed.expunged:
+        gone = flags.keys() & changed.expunged
+        uids = [uid for uid in uids if uid not in gone]
+        for uid in gone:
+            del flags[uid], modseqs[uid], sizes[uid]
     # the changes come in UID order: the new messages, from the UIDNEXT seen before on, come last
     uids = uids + [message.uid for message in changed.messages if message.uid >= since[0]]
     for message in changed.messages:
@@ -611,26 +631,26 @@ def _listed(statements: Statements, query: str, keys: tuple[int, ...]) -> list[L
 @dataclass(frozen=True)
 class Changes:
     """What changed in a mailbox since a session last looked at it, all read in one transaction: the mailbox's
-    state now, the messages whose flags changed or that are new, and (only when some are gone) the UIDs left
-    of those the session knew of."""
+    state now, the messages whose flags changed or that are new, and those the session knew of that are gone."""
 
     uidnext: int
     highestmodseq: int
     recent_from: int  # as in Selected
     messages: list[Listed]  # a mod-sequence above the one looked at before, or a UID from its UIDNEXT on
-    remaining: list[int] | None  # the UIDs below the UIDNEXT looked at before; None: all of those known are here
+    expunged: list[int]  # of the UIDs the session knew of below the UIDNEXT it looked at, those gone; ascending
 
 
 _CHANGED = (
     "SELECT uid, flags, modseq, size FROM messages WHERE mailbox_id = ? AND (modseq > ? OR uid >= ?) ORDER BY uid"
 )
-# The UIDs as one text, "1,2,5": a row per UID cost twice the time, and ten busy clients each read them after
-# every expunge another made
+# The UIDs left as one text, "1,2,5" (a row per UID cost twice the time), for when the record of expunges does
+# not tell all that went (_changes)
 _OLD = {
     "sqlite": "SELECT group_concat(uid) FROM messages WHERE mailbox_id = ? AND uid < ?",
     "postgresql": "SELECT string_agg(CAST(uid AS TEXT), ',') FROM messages WHERE mailbox_id = ? AND uid < ?",
 }
 _OLD_COUNT = "SELECT count(*) FROM messages WHERE mailbox_id = ? AND uid < ?"
+_EXPUNGED_SINCE = "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid < ?"
 
 
 def state(source: Source, address: str, name: str) -> tuple[int, int]:
@@ -640,11 +660,11 @@ def state(source: Source, address: str, name: str) -> tuple[int, int]:
     return found.uidnext, found.highestmodseq
 
 
-def changes(source: Source, address: str, name: str, since: tuple[int, int], known: int) -> Changes | None:
+def changes(source: Source, address: str, name: str, since: tuple[int, int], known: Sequence[int]) -> Changes | None:
     """What changed in the mailbox since its (uidnext, highestmodseq) was SINCE, for a session that knows of
-    KNOWN messages below that UIDNEXT; None when nothing did. A session checks after every command: what it
-    reads grows with the changes, not with the mailbox (re-reading every message's flags for each command of
-    ten busy clients took most of the daemon's time)."""
+    the messages KNOWN (their UIDs, ascending) and saw it so; None when nothing did. A session checks after
+    every command: what it reads grows with the changes, not with the mailbox (re-reading every message's
+    flags for each command of ten busy clients took most of the daemon's time)."""
     statements = statements_of(source)
     found = _find(statements, address, name)
     if (found.uidnext, found.highestmodseq) == since:
@@ -652,14 +672,32 @@ def changes(source: Source, address: str, name: str, since: tuple[int, int], kno
     return _changes(statements, found, since, known)
 
 
-def _changes(statements: Statements, found: _Mailbox, since: tuple[int, int], known: int) -> Changes:
+def _changes(statements: Statements, found: _Mailbox, since: tuple[int, int], known: Sequence[int]) -> Changes:
+    """The expunged among KNOWN come from the record of expunges since SINCE's mod-sequence (`_expunge`): a
+    few rows, where reading every UID left, 500 of them for each of ten sessions after each EXPUNGE, was the
+    daemon's largest cost in Python (issue 20). Those recorded that the session no longer knows of are its
+    own expunges, told already. The count of those left says whether the record tells all; when it does not
+    (rows pruned as older than EXPUNGED_WINDOW, mail expunged before the record began), every UID left is
+    read."""
     uidnext, modseq = since
     changed = _listed(statements, _CHANGED, (found.id, modseq, uidnext))
-    remaining = None
-    if statements.run(_OLD_COUNT, (found.id, uidnext))[0][0] != known:  # some were expunged
-        text = statements.run(_OLD[statements.dialect.name], (found.id, uidnext))[0][0]
-        remaining = sorted(map(int, text.split(","))) if text else []
-    return Changes(found.uidnext, found.highestmodseq, found.recent_uid, changed, remaining)
+    below = bisect.bisect_left(known, uidnext)
+    expunged: list[int] = []
+    left = statements.run(_OLD_COUNT, (found.id, uidnext))[0][0]
+    if left != below:  # some were expunged
+        recorded = statements.run(_EXPUNGED_SINCE, (found.id, modseq, uidnext))
+        expunged = sorted(uid for (uid,) in recorded if _holds(known, uid))
+        if len(expunged) != below - left:
+            text = statements.run(_OLD[statements.dialect.name], (found.id, uidnext))[0][0]
+            remaining = set(map(int, text.split(","))) if text else set()
+            expunged = [uid for uid in known[:below] if uid not in remaining]
+    return Changes(found.uidnext, found.highestmodseq, found.recent_uid, changed, expunged)
+
+
+def _holds(uids: Sequence[int], uid: int) -> bool:
+    """Whether the ascending UIDS hold UID."""
+    at = bisect.bisect_left(uids, uid)
+    return at < len(uids) and uids[at] == uid
 
 
 def claim_recent(target: Target, address: str, name: str, before: int) -> int:
@@ -787,8 +825,7 @@ def move(target: Target, address: str, source: str, uids: Collection[int], into:
     found = _rows(tx, origin, uids)
     moved = _copy(tx, address, found, into)
     if found:
-        _delete(tx, [message.id for message in found])
-        _next_modseq(tx, origin)
+        _expunge(tx, origin, found)
     return moved
 
 
@@ -818,8 +855,7 @@ def expunge(target: Target, address: str, name: str, uids: Collection[int] | Non
     found = _find(tx, address, name)
     gone = _rows(tx, found.id, uids, deleted=True)
     if gone:
-        _delete(tx, [message.id for message in gone])
-        _next_modseq(tx, found.id)
+        _expunge(tx, found.id, gone)
     return [message.uid for message in gone]
 
 
@@ -911,16 +947,15 @@ def fetch_messages(
 
 def remove(target: Target, address: str, uids: list[int], name: str = INBOX) -> int:
     """Delete the messages UIDS from the user's mailbox (POP3's QUIT); how many went. An IMAP session
-    watching the mailbox learns of it from the new mod-sequence."""
+    watching the mailbox learns of it as of an EXPUNGE."""
     tx = tx_of(target)
     try:
         found = _find(tx, address, name)
     except NoSuchMailbox:
         return 0
-    gone = [message.id for message in _rows(tx, found.id, uids)]
+    gone = _rows(tx, found.id, uids)
     if gone:
-        _delete(tx, gone)
-        _next_modseq(tx, found.id)
+        _expunge(tx, found.id, gone)
     return len(gone)
 
 

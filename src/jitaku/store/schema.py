@@ -11,6 +11,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -100,6 +101,19 @@ messages = Table(
 # the body (modseq) is reached through every overflow page of the body, and even one before it (size) costs a
 # page of the table per message.
 Index("messages_state", messages.c.mailbox_id, messages.c.uid, messages.c.modseq, messages.c.flags, messages.c.size)
+
+# The UIDs expunged from each mailbox, with the mod-sequence of their expunge: a session learns what went since
+# it last looked from these rows, not by reading every UID left (mailstore.changes). Only the newest are kept
+# (mailstore.EXPUNGED_WINDOW); the key serves both the read (modseq above a session's) and the pruning.
+expunged = Table(
+    "expunged",
+    metadata,
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), nullable=False),
+    Column("modseq", Integer, nullable=False),
+    Column("uid", Integer, nullable=False),
+    PrimaryKeyConstraint("mailbox_id", "modseq", "uid"),
+    sqlite_with_rowid=False,
+)
 
 queue = Table(
     "queue",

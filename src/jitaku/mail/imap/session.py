@@ -10,7 +10,6 @@ moved, only the messages changed since are read.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -110,24 +109,19 @@ async def refresh(database: Database, user: LoggedIn, session: Session, allow_ex
         return
     session.refreshed_at = time.monotonic()
     since = view.state
-    known = bisect.bisect_left(view.uids, since[0])  # the messages told of below the UIDNEXT it last saw
     try:
         # nothing changed, mostly: one statement says so, without a snapshot around it
         if await database.query(lambda s: mailstore.state(s, address, view.name), snapshot=False) == since:
             return
-        found = await database.query(lambda s: mailstore.changes(s, address, view.name, since, known))
+        found = await database.query(lambda s: mailstore.changes(s, address, view.name, since, view.uids))
     except NoSuchMailbox:
         session.say("* BYE the selected mailbox was deleted")
         raise Closed from None
     if found is None:
         return
-    gone: list[int] = []
-    if found.remaining is not None:
-        remaining = set(found.remaining)
-        gone = [uid for uid in view.uids if uid < since[0] and uid not in remaining]
-    if gone and not allow_expunge:
+    if found.expunged and not allow_expunge:
         return
-    forget(session, view, gone)
+    forget(session, view, found.expunged)
     now = {message.uid: message for message in found.messages}
     changed = [uid for uid in now if uid in view.flags and now[uid].flags != view.flags[uid]]
     new = [uid for uid in now if uid not in view.flags and uid >= since[0]]
