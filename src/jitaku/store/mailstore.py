@@ -204,7 +204,7 @@ def _find(source: Source, address: str, name: str) -> _Mailbox:
     rows = statements_of(source).run(_FIND, (address.lower(), canonical(name)))
     if not rows:
         raise NoSuchMailbox(f"no mailbox {canonical(name)!r}")
-    return _Mailbox(*(int(value) for value in rows[0]))
+    return _Mailbox._make(rows[0])  # integers as the driver gives them: this runs for every command
 
 
 _MAILBOX_ID = (
