@@ -48,7 +48,7 @@ async def fetch(backend: Backend, wire: Wire, user: LoggedIn, session: Session, 
             for state in stored.messages:
                 view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
             if after is not None:
-                view.state = after
+                session.up_to_date(view, after)
             items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
     if session.condstore and any(item.name == "FLAGS" for item in items):
         items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
