@@ -124,9 +124,16 @@ async def _from_view(wire: Wire, session: Session, view: View, uids: list[int], 
     straight from the view: a message read from the store, with its FETCH data item objects, cost several
     times as much, and a mail program asks this after every SELECT (issue 20)."""
     pending = 0
+    # most messages share a few sets of flags, each written once
+    flag_items = _FlagItems() if "FLAGS" in names else None
     for uid in uids:
         flags, modseq, size = view.flags_of(uid), view.modseqs[uid], view.sizes[uid]
-        data = b" ".join([view_item(name, uid, flags, modseq, size) for name in names])
+        if flag_items is None:
+            data = b" ".join([view_item(name, uid, flags, modseq, size) for name in names])
+        else:
+            data = b" ".join(
+                [flag_items[flags] if name == "FLAGS" else view_item(name, uid, flags, modseq, size) for name in names]
+            )
         response = b"* %d FETCH (%b)" % (view.number(uid), data)
         session.lines.append(response)
         pending += len(response)
@@ -134,6 +141,14 @@ async def _from_view(wire: Wire, session: Session, view: View, uids: list[int], 
             await wire.send(*session.lines)
             session.lines.clear()
             pending = 0
+
+
+class _FlagItems(dict[frozenset[str], bytes]):
+    """A set of flags to its FLAGS item."""
+
+    def __missing__(self, flags: frozenset[str]) -> bytes:
+        item = self[flags] = view_item("FLAGS", 0, flags, 0, 0)
+        return item
 
 
 async def _messages(
