@@ -2,7 +2,9 @@
 """Ten IMAP clients at once, sessions kept open, against jitaku and against Dovecot (Debian's dovecot-imapd in a
 directory of its own on a loopback port), in the same run. Prints operations per second for each, the ratio,
 and each command's p50 and p99; logins are measured apart (LOGIN then LOGOUT in a loop), both servers hashing
-the same argon2id hashes (Dovecot's passwd-file holds jitaku's). The goal is at least 1.0x Dovecot.
+the same argon2id hashes (Dovecot's passwd-file holds jitaku's). The goal is at least 1.0x Dovecot. With one IMAP
+worker, the CPU jitaku serve's event loop spent per operation is printed too: the loop runs every session, so
+that is what bounds its operations per second on a loaded machine.
 
 Each client loops over what a mail program does in a mailbox that others change too: SELECT INBOX, FETCH the
 newest 50 messages' UIDs and flags, read two messages whole, mark one \\Seen, APPEND one, flag one \\Deleted and
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import imaplib
+import os
 import random
 import re
 import shutil
@@ -47,6 +50,7 @@ class Timings:
     took: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     operations: int = 0
     elapsed: float = 0.0
+    main_cpu: float | None = None  # CPU-seconds of jitaku serve's event-loop thread meanwhile (None: Dovecot)
 
     @property
     def rate(self) -> float:
@@ -176,6 +180,13 @@ def logins(port: int, users: list[str], clients: int, seconds: float) -> Timings
     return together(clients, client)
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU-seconds PID's main thread has used: jitaku serve's event loop, which all IMAP sessions share, so
+    that its CPU per operation bounds the operations per second."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -223,9 +234,15 @@ def main() -> None:
             servers["Dovecot"] = dovecot.port
         for port in servers.values():  # a first look: Dovecot builds its index, jitaku's pages come in
             workload(port, users, len(users), 0.5)
+        # with one IMAP worker the serve process's own event loop runs every session (with more, forked workers)
+        pids = {name: process.pid for name, process in zip(servers, processes, strict=False) if name == "jitaku"}
         for _ in range(args.rounds):
             for name, port in servers.items():
-                results[name].append(workload(port, users, args.clients, args.seconds))
+                before = main_thread_cpu(pids[name]) if name in pids else None
+                timings = workload(port, users, args.clients, args.seconds)
+                if before is not None:
+                    timings.main_cpu = main_thread_cpu(pids[name]) - before
+                results[name].append(timings)
                 signins[name].append(logins(port, users, args.clients, args.login_seconds))
     finally:
         for process in processes:
@@ -259,6 +276,10 @@ def main() -> None:
 
     rates = [best[name].rate for name in names]
     row("operations/s", rates, ratio_of(rates))
+    for name in ours:
+        timings = best[name]
+        if timings.main_cpu is not None and timings.operations:
+            print(f"{name}: serve's main thread {timings.main_cpu / timings.operations * 1e6:.0f} µs CPU/operation")
     login_rates = [best_logins[name].rate for name in names]
     row("logins/s", login_rates, ratio_of(login_rates))
     print(f"{'p50 / p99, ms':16}" + "".join(f"{'':>18}" for _ in names))

@@ -317,3 +317,33 @@ def test_a_search_program_is_bounded_in_keys_and_depth() -> None:
         one(b"a SEARCH " + b"NOT " * 51 + b"ALL")
     with pytest.raises(OverLimit, match="nests at most"):
         one(b"a SEARCH " + b"(" * 60 + b"ALL" + b")" * 60)
+
+
+def test_a_command_sent_again_is_not_parsed_again_but_a_password_is_never_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mail programs repeat a few commands all day: each is parsed once (issue 20). What is kept holds no
+    LOGIN or AUTHENTICATE, and only so many commands."""
+    from jitaku.mail.imap import parser
+
+    monkeypatch.setattr(parser, "_PARSED", {})
+    monkeypatch.setattr(parser, "PARSED_KEPT", 3)
+    parsed: list[str] = []
+    command = parser._command
+
+    def counted(reader: parser._Reader, name: str) -> parser.Command:
+        parsed.append(name)
+        return command(reader, name)
+
+    monkeypatch.setattr(parser, "_command", counted)
+    assert parse(b"a1 SELECT INBOX\r\n") == ("a1", Select("INBOX", False, False))
+    assert parse(b"b2 SELECT INBOX\r\n") == ("b2", Select("INBOX", False, False))
+    assert parsed == ["SELECT"]
+    for tag in (b"c3", b"d4"):
+        parse(tag + b' LOGIN alice "secret words"\r\n')
+        parse(tag + b" AUTHENTICATE PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+    assert parsed == ["SELECT", "LOGIN", "AUTHENTICATE", "LOGIN", "AUTHENTICATE"]
+    assert not any(b"secret" in data or b"AGFsaWNl" in data for data, _keys in parser._PARSED)
+    for name in (b"Sent", b"Drafts", b"Trash"):
+        parse(b"e5 STATUS " + name + b" (MESSAGES)\r\n")
+    assert len(parser._PARSED) == 3
+    with pytest.raises(ParseError):  # a command not kept is parsed, and refused, again
+        parse(b"f6 SELECT\r\n")

@@ -316,3 +316,33 @@ def test_a_sessions_own_changes_reach_its_view_without_being_read_back(
     assert answers(received, b"g") == [b"* 1 FETCH (FLAGS (\\Answered \\Recent) UID 1)", b"g OK NOOP completed"]
     assert len(read_back) == 1  # the other session's STORE alone
     database.close()
+
+
+def test_no_look_at_the_mailbox_follows_a_command_that_brought_the_view_up_to_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: SELECT has just read the mailbox, and STORE, APPEND and EXPUNGE made on what the view had seen
+    know the state after them: a look after each was a read of the store for nothing. A NOOP still looks."""
+    database = mailbox_of(tmp_path, 3)
+    looks: list[bool] = []
+    refresh = server.refresh
+
+    async def counted(database: Database, user: object, selected: session.Session, allow_expunge: bool) -> None:
+        looks.append(selected.view is not None)
+        await refresh(database, user, selected, allow_expunge)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(server, "refresh", counted)
+    received = asyncio.run(
+        converse(
+            database,
+            b"a LOGIN alice@example.test secret",
+            b"b SELECT INBOX",
+            b"c STORE 2 +FLAGS (\\Deleted)",
+            b"d APPEND INBOX (\\Seen) {9+}\r\nSubject: ",
+            b"e EXPUNGE",
+            b"f NOOP",
+        )
+    )
+    assert answers(received, b"e") == [b"* 2 EXPUNGE", b"e OK EXPUNGE completed"]
+    assert looks.count(True) == 1  # the NOOP's
+    database.close()

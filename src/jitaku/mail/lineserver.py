@@ -195,15 +195,17 @@ class Connection:
         await close_within(self.writer)
 
     async def _drain(self) -> None:
-        """Wait until the client has read what we sent, for at most the write timeout.
+        """Wait until the client has read enough of what we sent, for at most the write timeout.
 
         Not wait_for, whose task hands the event loop over even when drain() has nothing to wait for: after
         STARTTLS's reply, the loop read the client's TLS hello as plain text before start_tls() could take
-        the socket, and the handshake hung (one STARTTLS in twenty). When the socket took it all there is
-        nothing to wait for, and no timer is made.
+        the socket, and the handshake hung (one STARTTLS in twenty). drain() waits only while the transport
+        holds more than its high-water mark: below it there is nothing to wait for, and no timer is made.
+        uvloop's transport holds every response until the end of the loop's turn: a timer was made and
+        cancelled for each, with nothing to wait for.
         """
         transport = self.writer.transport
-        if not transport.get_write_buffer_size() and not transport.is_closing():
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1] and not transport.is_closing():
             return
         try:
             async with asyncio.timeout(self.write_timeout):

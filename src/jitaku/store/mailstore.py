@@ -204,7 +204,7 @@ def _find(source: Source, address: str, name: str) -> _Mailbox:
     rows = statements_of(source).run(_FIND, (address.lower(), canonical(name)))
     if not rows:
         raise NoSuchMailbox(f"no mailbox {canonical(name)!r}")
-    return _Mailbox(*(int(value) for value in rows[0]))
+    return _Mailbox._make(rows[0])  # integers as the driver gives them: this runs for every command
 
 
 _MAILBOX_ID = (
@@ -640,8 +640,12 @@ class Changes:
     expunged: list[int]  # of the UIDs the session knew of below the UIDNEXT it looked at, those gone; ascending
 
 
+# Two seeks: the messages changed since a mod-sequence (messages_modseq; `+uid` keeps the planner off the UID
+# index, which would read every message) and the new ones. With ORDER BY, SQLite read both from messages_state,
+# an entry for every message of the mailbox: the few rows are sorted in Python instead
 _CHANGED = (
-    "SELECT uid, flags, modseq, size FROM messages WHERE mailbox_id = ? AND (modseq > ? OR uid >= ?) ORDER BY uid"
+    "SELECT uid, flags, modseq, size FROM messages WHERE mailbox_id = ? AND modseq > ? AND +uid < ?"
+    " UNION ALL SELECT uid, flags, modseq, size FROM messages WHERE mailbox_id = ? AND uid >= ?"
 )
 # The UIDs left as one text, "1,2,5" (a row per UID cost twice the time), for when the record of expunges does
 # not tell all that went (_changes)
@@ -649,7 +653,6 @@ _OLD = {
     "sqlite": "SELECT group_concat(uid) FROM messages WHERE mailbox_id = ? AND uid < ?",
     "postgresql": "SELECT string_agg(CAST(uid AS TEXT), ',') FROM messages WHERE mailbox_id = ? AND uid < ?",
 }
-_OLD_COUNT = "SELECT count(*) FROM messages WHERE mailbox_id = ? AND uid < ?"
 _EXPUNGED_SINCE = "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? AND uid < ?"
 
 
@@ -676,21 +679,19 @@ def _changes(statements: Statements, found: _Mailbox, since: tuple[int, int], kn
     """The expunged among KNOWN come from the record of expunges since SINCE's mod-sequence (`_expunge`): a
     few rows, where reading every UID left, 500 of them for each of ten sessions after each EXPUNGE, was the
     daemon's largest cost in Python (issue 20). Those recorded that the session no longer knows of are its
-    own expunges, told already. The count of those left says whether the record tells all; when it does not
-    (rows pruned as older than EXPUNGED_WINDOW, mail expunged before the record began), every UID left is
-    read."""
+    own expunges, told already. The record tells all unless rows after SINCE may have been pruned (SINCE more
+    than EXPUNGED_WINDOW behind) or it began after SINCE (a row of UID 0 marks where: migration 0017); then
+    every UID left is read. Counting the messages left to check it cost as much as the rest of the look."""
     uidnext, modseq = since
-    changed = _listed(statements, _CHANGED, (found.id, modseq, uidnext))
-    below = bisect.bisect_left(known, uidnext)
-    expunged: list[int] = []
-    left = statements.run(_OLD_COUNT, (found.id, uidnext))[0][0]
-    if left != below:  # some were expunged
-        recorded = statements.run(_EXPUNGED_SINCE, (found.id, modseq, uidnext))
-        expunged = sorted(uid for (uid,) in recorded if _holds(known, uid))
-        if len(expunged) != below - left:
-            text = statements.run(_OLD[statements.dialect.name], (found.id, uidnext))[0][0]
-            remaining = set(map(int, text.split(","))) if text else set()
-            expunged = [uid for uid in known[:below] if uid not in remaining]
+    changed = _listed(statements, _CHANGED, (found.id, modseq, uidnext, found.id, uidnext))
+    changed.sort()  # by UID: the changed come by mod-sequence, then the new
+    recorded = [uid for (uid,) in statements.run(_EXPUNGED_SINCE, (found.id, modseq, uidnext))]
+    if modseq >= found.highestmodseq - EXPUNGED_WINDOW and 0 not in recorded:
+        expunged = sorted(uid for uid in recorded if _holds(known, uid))
+    else:
+        text = statements.run(_OLD[statements.dialect.name], (found.id, uidnext))[0][0]
+        remaining = set(map(int, text.split(","))) if text else set()
+        expunged = [uid for uid in known[: bisect.bisect_left(known, uidnext)] if uid not in remaining]
     return Changes(found.uidnext, found.highestmodseq, found.recent_uid, changed, expunged)
 
 

@@ -101,10 +101,14 @@ messages = Table(
 # the body (modseq) is reached through every overflow page of the body, and even one before it (size) costs a
 # page of the table per message.
 Index("messages_state", messages.c.mailbox_id, messages.c.uid, messages.c.modseq, messages.c.flags, messages.c.size)
+# The messages changed since a mod-sequence, found by a seek: a session looks for them after every command
+# (mailstore.changes), and through messages_state that read an entry for every message of the mailbox.
+Index("messages_modseq", messages.c.mailbox_id, messages.c.modseq)
 
 # The UIDs expunged from each mailbox, with the mod-sequence of their expunge: a session learns what went since
 # it last looked from these rows, not by reading every UID left (mailstore.changes). Only the newest are kept
-# (mailstore.EXPUNGED_WINDOW); the key serves both the read (modseq above a session's) and the pruning.
+# (mailstore.EXPUNGED_WINDOW); the key serves both the read (modseq above a session's) and the pruning. A row
+# of UID 0 marks where the record began for a mailbox that had mail before it (migration 0017).
 expunged = Table(
     "expunged",
     metadata,

@@ -23,14 +23,15 @@ class Statements:
         self.dialect = dialect
         self._cursor = cursor
         self._driver_error = driver_error
+        self._as_written = dialect.placeholder == "?"  # SQLite's: the statement goes as it is
 
     def run(self, statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
-        """Execute STATEMENT with PARAMETERS; the rows it returns, if any."""
+        """Execute STATEMENT with PARAMETERS; the rows it returns, if any. IMAP runs several for each command."""
         try:
-            cursor = self._cursor.execute(self.dialect.sql(statement), parameters)
+            self._cursor.execute(statement if self._as_written else self.dialect.sql(statement), parameters)
             # All of them: a statement left half-read stays active in SQLite (holding up a RELEASE, and the
             # values of its row); read to its end, it is reset, which lets go of them
-            return list(cursor.fetchall())
+            return self._cursor.fetchall()
         except self._driver_error as error:  # a try in each method, not a context manager: these run per command
             raise StoreError(statement, error) from error
 

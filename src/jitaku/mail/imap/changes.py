@@ -53,7 +53,7 @@ async def append(backend: Backend, user: LoggedIn, session: Session, command: Ap
             flags = mailstore.flag_set(command.flags)
             session.list_keywords([flags])
             tell_new(session, view, [mailstore.Listed(uid, flags, after[1], len(message))], recent_from, after[0])
-            view.state = after
+            session.up_to_date(view, after)
     return f"OK [APPENDUID {validity} {uid}] APPEND completed"
 
 
@@ -84,7 +84,7 @@ async def store(backend: Backend, user: LoggedIn, session: Session, view: View, 
             parts.append(f"MODSEQ ({state.modseq})")
         session.say(f"* {view.number(state.uid)} FETCH ({' '.join(parts)})")
     if after is not None:
-        view.state = after
+        session.up_to_date(view, after)
     if result.failed:
         return f"OK [MODIFIED {sequence_set(result.failed)}] some messages were changed by another session"
     return "OK STORE completed"
@@ -120,5 +120,5 @@ async def expunge(backend: Backend, user: LoggedIn, session: Session, view: View
     )
     forget(session, view, gone)
     if after is not None:
-        view.state = after
+        session.up_to_date(view, after)
     return "OK EXPUNGE completed"

@@ -14,6 +14,23 @@ from jitaku.mail.imap.parser import FetchItem, Section
 NEEDS_BODY = {"ENVELOPE", "RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY", "BODYSTRUCTURE", "BINARY", "BINARY.SIZE"}
 
 
+# Items a session's view holds for each message: a FETCH of these alone needs no read of the messages
+VIEW_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE"})
+
+
+def view_item(name: str, uid: int, flags: frozenset[str], modseq: int, size: int) -> bytes:
+    """One of VIEW_ITEMS as it goes in the FETCH response."""
+    if name == "UID":
+        return b"UID %d" % uid
+    if name == "FLAGS":
+        return b"FLAGS (" + " ".join(sorted(flags)).encode() + b")"
+    if name == "MODSEQ":
+        return b"MODSEQ (%d)" % modseq
+    if name == "RFC822.SIZE":
+        return b"RFC822.SIZE %d" % size
+    raise ValueError(f"{name} is not an item a view holds")
+
+
 def needs_body(items: tuple[FetchItem, ...]) -> bool:
     return any(item.name in NEEDS_BODY for item in items)
 
@@ -59,14 +76,8 @@ class Fetched:
         """The item as it goes in the FETCH response, in pieces: a literal's bytes are a piece of their own,
         as they were read, never copied into a larger one (a message can be tens of megabytes)."""
         name = item.name
-        if name == "UID":
-            return (b"UID %d" % self.uid,)
-        if name == "FLAGS":
-            return (b"FLAGS (" + " ".join(sorted(self.flags)).encode() + b")",)
-        if name == "MODSEQ":
-            return (b"MODSEQ (%d)" % self.modseq,)
-        if name == "RFC822.SIZE":
-            return (b"RFC822.SIZE %d" % self.size,)
+        if name in VIEW_ITEMS:
+            return (view_item(name, self.uid, self.flags, self.modseq, self.size),)
         if name == "INTERNALDATE":
             return (b'INTERNALDATE "' + internal_date(self.received_at).encode() + b'"',)
         if name == "ENVELOPE":

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 from jitaku.mail.imap import mime
 from jitaku.mail.imap.backend import Backend, Refused
-from jitaku.mail.imap.fetch import Fetched, needs_body, sets_seen
+from jitaku.mail.imap.fetch import VIEW_ITEMS, Fetched, needs_body, sets_seen, view_item
 from jitaku.mail.imap.parser import Fetch, FetchItem
 from jitaku.mail.imap.session import Session, caught_up
 from jitaku.mail.imap.view import View
@@ -23,7 +23,6 @@ Reader = Callable[[Statements], list[mailstore.StoredMessage]]
 BATCH_BYTES = 1024 * 1024  # message bytes read from the store at a time
 BATCH_MESSAGES = 500  # messages read at a time when their bodies are not needed: mailstore's one statement
 FLUSH_BYTES = 64 * 1024  # FETCH responses gathered before they go out in one write
-FROM_VIEW = {"UID", "FLAGS", "MODSEQ", "RFC822.SIZE"}  # items the session's view holds for each message
 
 
 async def fetch(backend: Backend, wire: Wire, user: LoggedIn, session: Session, view: View, command: Fetch) -> str:
@@ -49,17 +48,16 @@ async def fetch(backend: Backend, wire: Wire, user: LoggedIn, session: Session, 
             for state in stored.messages:
                 view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
             if after is not None:
-                view.state = after
+                session.up_to_date(view, after)
             items = _with(items, "FLAGS")  # the client hears of the \Seen it caused
     if session.condstore and any(item.name == "FLAGS" for item in items):
         items = _with(items, "MODSEQ")  # RFC 7162 §3.1.4
+    if all(item.name in VIEW_ITEMS for item in items) and await _unmoved(backend, address, view):
+        await _from_view(wire, session, view, uids, tuple(item.name for item in items))
+        return "OK FETCH completed"
     pending = 0  # bytes of responses in session.lines
     told = 0  # messages answered: the others were expunged by another session, which the view does not know yet
-    if all(item.name in FROM_VIEW for item in items) and await _unmoved(backend, address, view):
-        found = _from_view(view, uids)
-    else:
-        found = _messages(backend, address, view, uids, needs_body(items))
-    async for message in found:
+    async for message in _messages(backend, address, view, uids, needs_body(items)):
         told += 1
         fetched = Fetched(
             message.uid,
@@ -120,11 +118,37 @@ async def _unmoved(backend: Backend, address: str, view: View) -> bool:
     return state == view.state
 
 
-async def _from_view(view: View, uids: list[int]) -> AsyncIterator[mailstore.StoredMessage]:
-    """The messages UIDS as the view holds them, without their dates and bodies: a client's look at the flags
-    of its newest messages (every mail program's, after SELECT) reads one row of the store, not one per message."""
+async def _from_view(wire: Wire, session: Session, view: View, uids: list[int], names: tuple[str, ...]) -> None:
+    """The messages UIDS as the view holds them: a client's look at the flags of its newest messages (every
+    mail program's, after SELECT) reads one row of the store, not one per message. Each response is written
+    straight from the view: a message read from the store, with its FETCH data item objects, cost several
+    times as much, and a mail program asks this after every SELECT (issue 20)."""
+    pending = 0
+    # most messages share a few sets of flags, each written once
+    flag_items = _FlagItems() if "FLAGS" in names else None
     for uid in uids:
-        yield mailstore.StoredMessage(uid, 0.0, view.sizes[uid], b"")
+        flags, modseq, size = view.flags_of(uid), view.modseqs[uid], view.sizes[uid]
+        if flag_items is None:
+            data = b" ".join([view_item(name, uid, flags, modseq, size) for name in names])
+        else:
+            data = b" ".join(
+                [flag_items[flags] if name == "FLAGS" else view_item(name, uid, flags, modseq, size) for name in names]
+            )
+        response = b"* %d FETCH (%b)" % (view.number(uid), data)
+        session.lines.append(response)
+        pending += len(response)
+        if pending >= FLUSH_BYTES:  # the client reads while we go on, and memory stays flat
+            await wire.send(*session.lines)
+            session.lines.clear()
+            pending = 0
+
+
+class _FlagItems(dict[frozenset[str], bytes]):
+    """A set of flags to its FLAGS item."""
+
+    def __missing__(self, flags: frozenset[str]) -> bytes:
+        item = self[flags] = view_item("FLAGS", 0, flags, 0, 0)
+        return item
 
 
 async def _messages(

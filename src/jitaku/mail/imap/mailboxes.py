@@ -95,6 +95,7 @@ async def select(backend: Backend, user: LoggedIn, session: Session, command: Se
     session.say(f"* OK [UIDNEXT {selected.uidnext}] predicted next UID")
     session.say(f"* OK [HIGHESTMODSEQ {selected.highestmodseq}] highest")
     session.view = view
+    session.up_to_date(view, view.state)
     return f"OK [{'READ-ONLY' if view.read_only else 'READ-WRITE'}] selected"
 
 

@@ -317,10 +317,13 @@ def _atom_chars(extra: bytes) -> re.Pattern[bytes]:
     return re.compile(b"[^" + b"".join(b"\\x%02x" % byte for byte in excluded) + b"]+")
 
 
+_LITERAL_ANNOUNCED = re.compile(rb"\{(\d{1,10})(\+?)\}\r\n\Z")
+
+
 def literal_announced(line: bytes) -> tuple[int, bool] | None:
     """When LINE (a line as read, CRLF included) ends announcing a literal: its size, and whether it is
     synchronizing (the server must say "+" before the client sends it)."""
-    found = re.search(rb"\{(\d{1,10})(\+?)\}\r\n\Z", line)
+    found = _LITERAL_ANNOUNCED.search(line)
     return (int(found.group(1)), not found.group(2)) if found else None
 
 
@@ -539,6 +542,15 @@ def mailbox_name(raw: bytes, reader: _Reader, pattern: bool = False) -> str:
     return text
 
 
+# Commands parsed before, by their bytes after the tag: a mail program sends the same few again and again
+# (SELECT INBOX, FETCH of its newest messages' flags, EXPUNGE, LIST, STATUS of each folder), and parsing one
+# cost as much as the rest of a NOOP's Python (issue 20). Commands are frozen, so one may serve any session.
+# Kept: short ones without a literal, never a LOGIN or AUTHENTICATE (a password stays in no cache).
+_PARSED: dict[tuple[bytes, int], Command] = {}
+PARSED_KEPT = 512
+_KEPT_LENGTH = 200
+
+
 def parse(data: bytes, max_search_keys: int = MAX_SEARCH_KEYS) -> tuple[str, Command]:
     """One command, CRLF and literals included; the tag and the command."""
     reader = _Reader(data.removesuffix(b"\r\n"), max_search_keys)
@@ -546,6 +558,10 @@ def parse(data: bytes, max_search_keys: int = MAX_SEARCH_KEYS) -> tuple[str, Com
     if "+" in tag:
         raise ParseError("a tag cannot contain '+'")
     reader.tag = tag
+    key = (reader.data[reader.at :], max_search_keys)
+    command = _PARSED.get(key)
+    if command is not None:
+        return tag, command
     reader.sp()
     name = reader.atom().upper()
     if name == "UID":
@@ -554,6 +570,10 @@ def parse(data: bytes, max_search_keys: int = MAX_SEARCH_KEYS) -> tuple[str, Com
     else:
         command = _command(reader, name)
     reader.end()
+    if len(key[0]) <= _KEPT_LENGTH and b"{" not in key[0] and not isinstance(command, (Login, Authenticate)):
+        if len(_PARSED) >= PARSED_KEPT:
+            del _PARSED[next(iter(_PARSED))]  # the oldest
+        _PARSED[key] = command
     return tag, command
 
 

@@ -120,6 +120,7 @@ class ImapServer:
             tag = data.split(b" ", 1)[0].decode("ascii", "replace")
             await wire.send(f"{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unknown charset".encode())
             return
+        session.fresh = False
         try:
             done = await self._command(wire, session, tag, command)
         except Refused as refused:
@@ -135,9 +136,11 @@ class ImapServer:
             return
         busy = isinstance(command, (Fetch, Store, Search))
         # A client fetching message by message (mbsync sends a FETCH per message) hears of others' changes
-        # at most every REFRESH_EVERY; any other command, NOOP and IDLE above all, looks at once
+        # at most every REFRESH_EVERY; any other command, NOOP and IDLE above all, looks at once, unless it
+        # brought the view up to date itself (Session.up_to_date)
         user = session.user
-        if user is not None and (not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY):
+        stale = not busy or time.monotonic() - session.refreshed_at >= REFRESH_EVERY
+        if user is not None and stale and not session.fresh:
             try:
                 await refresh(self._backend.database, user, session, allow_expunge=_is_uid(command) or not busy)
             except StoreError as error:  # the next command looks again

@@ -41,6 +41,7 @@ class Session:
     condstore: bool = False
     bad: int = 0  # BAD answers in a row
     refreshed_at: float = 0.0  # when the selected mailbox was last compared with the store (monotonic)
+    fresh: bool = False  # the command under way brought the view up to date: the look after it is spared
     lines: list[bytes] = field(default_factory=list)  # untagged responses waiting to go out
 
     @property
@@ -66,6 +67,14 @@ class Session:
         if new:
             view.keywords |= new
             self.lines.extend(line.encode() for line in view.flag_lines())
+
+    def up_to_date(self, view: View, state: State) -> None:
+        """VIEW is as the store was at STATE, which the command under way read or made. The look at the
+        mailbox after the command (refresh) would find nothing in all but a rare race, and is spared: it was a
+        read for every SELECT, APPEND and EXPUNGE (issue 20). A change made in that race is told after the
+        next command, as one made just after the look would be."""
+        view.state = state
+        self.fresh = True
 
     def enable_condstore(self) -> None:
         """RFC 7162 §3.1: after the first CONDSTORE enabling command every FETCH of flags carries MODSEQ, and
