@@ -40,6 +40,7 @@ from jitaku.store.transaction import Tx
 
 T = TypeVar("T")
 Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]
+Answer = tuple[asyncio.Future[Any], Any, BaseException | None]  # a job's future, and its result or its error
 
 MAX_BATCH = 256
 # Light jobs run at once one after the other before the next goes to the thread, whose batch checkpoints the
@@ -84,8 +85,12 @@ class Writer:
         # messages they store) would stay in memory until the next write.
         while (batch := self._next_batch()) is not None:
             with self._idle:
-                self._commit(batch)
-            del batch
+                answers = self._commit(batch)
+            # once the connection is free: a caller woken by its answer finds the writer idle (or not
+            # idle only because of a newer batch), and its next light job runs at once
+            for loop, answered in answers.items():
+                loop.call_soon_threadsafe(_settle, answered)
+            del batch, answers
         self._close()
 
     def _next_batch(self) -> list[Job] | None:
@@ -104,7 +109,8 @@ class Writer:
             batch.append(more)
         return batch
 
-    def _commit(self, batch: list[Job]) -> None:
+    def _commit(self, batch: list[Job]) -> dict[asyncio.AbstractEventLoop, list[Answer]]:
+        """BATCH, committed; each job's answer, by the event loop its caller waits in."""
         outcomes: list[tuple[Any, BaseException | None]] = []
         failed = False
         try:
@@ -138,11 +144,10 @@ class Writer:
             self._close()  # its transaction, if any, goes with it; so does a large value SQLite kept
         # one wake-up of each loop for the whole batch: call_soon_threadsafe writes to the loop's self-pipe,
         # a system call and a turn of the loop for each job
-        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+        settled: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
         for (_job, future, loop, _durable), (result, problem) in zip(batch, outcomes, strict=True):
             settled.setdefault(loop, []).append((future, result, problem))
-        for loop, answers in settled.items():
-            loop.call_soon_threadsafe(_settle, answers)
+        return settled
 
     def _run_at_once(self, job: Callable[[Tx], T]) -> T:
         """JOB, committed without an fsync, here and now; _Busy when it must go to the thread instead (another
@@ -192,7 +197,7 @@ class _Busy(Exception):
     """Another process holds the database's write lock: a job to run at once goes to the thread, which waits."""
 
 
-def _settle(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _settle(answers: list[Answer]) -> None:
     for future, result, error in answers:
         if future.cancelled():
             continue
