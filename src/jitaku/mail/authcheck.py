@@ -38,20 +38,23 @@ def strip_forged(message: bytes, authserv_id: str) -> bytes:
 
     MESSAGE itself comes back, not a copy, when it has no Authentication-Results at all (most mail).
     """
-    if not _RESULTS.search(headers.header_section(message)):
+    head = headers.header_section(message).lower()
+    if b"authentication-results" not in head or not _RESULTS.search(head):  # the regex only where it may match
         return message
     fields, body = headers.split_fields(message)
     return b"".join(field for field in fields if not _ours(field, authserv_id)) + body
 
 
-_SIGNED = re.compile(rb"(?im)^dkim-signature:")
-_SEALED = re.compile(rb"(?im)^arc-seal:")
+def _starts_a_line(head: bytes, text: bytes) -> bool:
+    """Whether a line of HEAD begins with TEXT: what `(?m)^TEXT` finds, without the regex engine trying every
+    byte (a case-blind regex over a signed header was 3 us; HEAD lower-cased once and two finds, 0.5)."""
+    return head.startswith(text) or b"\n" + text in head
 
 
 def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
-    head = headers.header_section(message)
-    signed = bool(_SIGNED.search(head))
-    sealed = bool(_SEALED.search(head))
+    head = headers.header_section(message).lower()
+    signed = _starts_a_line(head, b"dkim-signature:")
+    sealed = _starts_a_line(head, b"arc-seal:")
     try:
         header = _results(message, authserv_id, ip, mail_from, helo, signed, sealed)
         if not signed:
