@@ -61,6 +61,7 @@ _CANONICALIZATIONS = {
 }
 # The tags of a signature this module reads; any other (l=, z=, ...) is left to dkimpy.
 _SIGNATURE_TAGS = frozenset({b"v", b"a", b"b", b"bh", b"c", b"d", b"h", b"i", b"q", b"s", b"t", b"x"})
+_REQUIRED_TAGS = frozenset({b"v", b"a", b"b", b"bh", b"d", b"h", b"s"})
 _SLOP = 36000  # dkimpy's leeway for signers' clocks (its validate_signature_fields)
 MIN_KEY_BITS = 1024  # dkimpy's minkey
 # made once: Prehashed checks its argument against an abstract class each time it is made
@@ -78,12 +79,15 @@ class Verdict:
     identity: str
 
 
-def parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+def parse(message: bytes, crlf_checked: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
     """The (name, value) pairs dkimpy's rfc822_parse makes of MESSAGE's header (each value with its
     folding and CRLF) and the body from the blank line on, or None when dkimpy would read the message
-    differently (bare LF, a line that is no field, no blank line)."""
+    differently (bare LF, a line that is no field, no blank line). CRLF_CHECKED: the caller knows that
+    every line of MESSAGE ends in CRLF (the SMTP server refuses any other), so it is not counted again."""
     fields, body = headers.split_fields(message)
-    if not fields or not body.startswith(b"\r\n") or message.count(b"\n") != message.count(b"\r\n"):
+    if not fields or not body.startswith(b"\r\n"):
+        return None
+    if not crlf_checked and message.count(b"\n") != message.count(b"\r\n"):
         return None
     pairs = []
     for field in fields:
@@ -127,7 +131,7 @@ def _tags(value: bytes) -> dict[bytes, bytes] | None:
     tags = _tag_list(value)
     if tags is None:
         return None
-    if not tags.keys() <= _SIGNATURE_TAGS or not {b"v", b"a", b"b", b"bh", b"d", b"h", b"s"} <= tags.keys():
+    if not tags.keys() <= _SIGNATURE_TAGS or not _REQUIRED_TAGS <= tags.keys():
         return None
     if tags[b"v"] != b"1" or tags[b"a"] != b"rsa-sha256" or tags.get(b"q", b"dns/txt") != b"dns/txt":
         return None
@@ -191,6 +195,22 @@ def _key(selector: bytes, domain: bytes) -> rsa.RSAPublicKey | Literal["unusable
         return UNUSABLE  # dkimpy's get_txt: no key, or DnsTimeoutError; either way verify() is False
     except dns.exception.DNSException:
         return None
+    # The resolver's cache hands back the same answer until its TTL runs out: its key is read once.
+    name = (selector, domain)
+    known = _keys.get(name)
+    if known is not None and known[0] is answer:
+        return known[1]
+    if len(_keys) >= _KEYS_KEPT:
+        _keys.clear()
+    key = _keys[name] = (answer, _answer_key(answer))
+    return key[1]
+
+
+_KEYS_KEPT = 256
+_keys: dict[tuple[bytes, bytes], tuple[dns.resolver.Answer, rsa.RSAPublicKey | Literal["unusable"] | None]] = {}
+
+
+def _answer_key(answer: dns.resolver.Answer) -> rsa.RSAPublicKey | Literal["unusable"] | None:
     records = [rrset for rrset in answer.response.answer if rrset.rdtype == dns.rdatatype.TXT]
     if not records:
         return UNUSABLE
