@@ -12,13 +12,11 @@ for the network.
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import ipaddress
 import re
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -64,26 +62,30 @@ class NotCached(BaseException):
 
 
 class Attempt:
-    """One piece of work under `cached_only`: whether it needed a lookup the cache could not answer."""
+    """One piece of work under `cached_only`: whether it needed a lookup the cache could not answer. It is
+    its own context manager: contextlib's generator-based one was a hundredth of a signed message's CPU."""
+
+    __slots__ = ("missed",)
 
     def __init__(self) -> None:
         self.missed = False
+
+    def __enter__(self) -> Attempt:
+        _local.attempt = self
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _local.attempt = None
 
 
 _local = threading.local()
 
 
-@contextlib.contextmanager
-def cached_only() -> Iterator[Attempt]:
-    """Lookups in this thread, while inside, answer from the cache or raise NotCached: work that must
-    not wait for the network (on the event loop) tries this first and, if ATTEMPT.missed, is redone
-    where it may wait."""
-    attempt = Attempt()
-    _local.attempt = attempt
-    try:
-        yield attempt
-    finally:
-        _local.attempt = None
+def cached_only() -> Attempt:
+    """Lookups in this thread, while inside (`with cached_only() as attempt`), answer from the cache or raise
+    NotCached: work that must not wait for the network (on the event loop) tries this first and, if
+    ATTEMPT.missed, is redone where it may wait."""
+    return Attempt()
 
 
 def missed() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from typing import Any
 
@@ -143,8 +142,11 @@ async def authentication_results(
     the loop: the attempt on the loop is thrown away, the thread's lookups fill the cache."""
     if len(message) <= ON_LOOP_BYTES:
         header: bytes | None = None
-        with resolver.cached_only() as attempt, contextlib.suppress(resolver.NotCached):
-            header = _authenticate(message, authserv_id, ip, mail_from, helo, crlf_checked)
+        with resolver.cached_only() as attempt:
+            try:
+                header = _authenticate(message, authserv_id, ip, mail_from, helo, crlf_checked)
+            except resolver.NotCached:
+                pass
         if header is not None and not attempt.missed:
             return header
     return await asyncio.to_thread(_authenticate, message, authserv_id, ip, mail_from, helo, crlf_checked)
