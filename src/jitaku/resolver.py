@@ -131,7 +131,15 @@ class CachingResolver(dns.resolver.Resolver):
         key = self._keys.get(asked)
         if key is None:
             key = self._key(asked)
-        entry = self._cached(key)
+        # the cache's hit, here rather than in a method of its own: three lookups a message on the MX
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                if entry[0] <= time.time():
+                    del self._entries[key]
+                    entry = None
+                else:
+                    self._entries.move_to_end(key)
         if entry is None:
             attempt: Attempt | None = getattr(_local, "attempt", None)
             if attempt is not None:
@@ -163,17 +171,6 @@ class CachingResolver(dns.resolver.Resolver):
                 self._keys.clear()
             self._keys[asked] = key
         return key
-
-    def _cached(self, key: tuple[Any, ...]) -> _Entry | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            if entry[0] <= time.time():
-                del self._entries[key]
-                return None
-            self._entries.move_to_end(key)
-            return entry
 
     def _ask(
         self, key: tuple[Any, ...], tcp: bool, source: str | None, source_port: int, lifetime: float | None
