@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jitaku.config import Settings
-from jitaku.mail.policy import Accepted, Policy, Refused
+from jitaku.mail.policy import DIRECTORY_CHECK_SECONDS, Accepted, Policy, Refused
 from jitaku.store import Database, accounts, lists
 
 DOMAINS = ("example.test", "example.org")
@@ -94,6 +95,17 @@ def test_a_user_added_after_a_refusal_gets_mail_at_once(policy: Policy, database
     with database.transaction() as connection:
         accounts.add_user(connection, address, None)
     assert rcpt(policy, address) == Accepted(address, address)
+
+
+def test_a_removed_user_is_refused_once_the_directory_is_checked_again(policy: Policy, database: Database) -> None:
+    """RCPT decisions are remembered for as long as the directory they were made from is current."""
+    for _ in range(3):
+        assert rcpt(policy, BOB) == Accepted(BOB, BOB)
+    with database.transaction() as connection:
+        accounts.remove_user(connection, BOB)
+    time.sleep(DIRECTORY_CHECK_SECONDS)
+    for _ in range(3):  # the first re-reads the directory, the others are decided from the new one
+        assert rcpt(policy, BOB) == Refused(f"550 5.1.1 <{BOB}>: Recipient address rejected: User unknown")
 
 
 @pytest.mark.parametrize("domain", DOMAINS)

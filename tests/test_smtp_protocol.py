@@ -180,6 +180,19 @@ def test_a_whole_line_one_byte_too_long_is_refused() -> None:
     assert codes(session.send(b"\r\n" + b"y" * 1000 + b"\r\n.\r\n")) == ["500"]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    lengths=st.lists(st.sampled_from([0, 1, 498, 499, 500, 501, 998, 999, 1000, 1001, 2500]), min_size=1, max_size=8)
+)
+def test_a_data_line_is_refused_exactly_when_it_is_over_999_octets(lengths: list[int]) -> None:
+    """Wherever a long line falls among the others: its length is found without splitting every chunk."""
+    session = Session(Settings("mx.test", 100_000, 2_000, 20, submission=False, starttls=True))
+    start_data(session)
+    lines = [b"y" * length for length in lengths]
+    reply = session.send(b"\r\n" + b"\r\n".join(lines) + b"\r\n.\r\n")
+    assert codes(reply) == (["500"] if max(lengths) > 999 else ["250"])
+
+
 def test_the_size_limit_and_the_header_limits() -> None:
     session = Session()
     start_data(session)

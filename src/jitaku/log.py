@@ -61,6 +61,8 @@ _PLAIN = re.compile('[ "=\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-
 def _value(value: Any) -> str:
     """One value, quoted when it must be; a remote server's reply or a stranger's text cannot steer the
     terminal that `jitaku serve` or `journalctl` prints to."""
+    if type(value) is int:  # a count or a size: digits, nothing to quote or spell out
+        return str(value)
     text = str(value)
     if text and _PLAIN.search(text) is None:
         return text

@@ -160,7 +160,15 @@ async def _run(
         for item in bound:
             name = item.listener.name
             factory = functools.partial(
-                SmtpProtocol, handlers[name], hostname, tls_context, settings.smtp, spooler, limits[name], sessions
+                SmtpProtocol,
+                handlers[name],
+                hostname,
+                tls_context,
+                settings.smtp,
+                spooler,
+                limits[name],
+                sessions,
+                loop,
             )
             implicit = item.listener.implicit_tls
             servers.append(

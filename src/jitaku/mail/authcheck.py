@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from typing import Any
 
@@ -38,22 +37,25 @@ def strip_forged(message: bytes, authserv_id: str) -> bytes:
 
     MESSAGE itself comes back, not a copy, when it has no Authentication-Results at all (most mail).
     """
-    if not _RESULTS.search(headers.header_section(message)):
+    head = headers.header_section(message).lower()
+    if b"authentication-results" not in head or not _RESULTS.search(head):  # the regex only where it may match
         return message
     fields, body = headers.split_fields(message)
     return b"".join(field for field in fields if not _ours(field, authserv_id)) + body
 
 
-_SIGNED = re.compile(rb"(?im)^dkim-signature:")
-_SEALED = re.compile(rb"(?im)^arc-seal:")
+def _starts_a_line(head: bytes, text: bytes) -> bool:
+    """Whether a line of HEAD begins with TEXT: what `(?m)^TEXT` finds, without the regex engine trying every
+    byte (a case-blind regex over a signed header was 3 us; HEAD lower-cased once and two finds, 0.5)."""
+    return head.startswith(text) or b"\n" + text in head
 
 
-def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
-    head = headers.header_section(message)
-    signed = bool(_SIGNED.search(head))
-    sealed = bool(_SEALED.search(head))
+def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str, crlf_checked: bool) -> bytes:
+    head = headers.header_section(message).lower()
+    signed = _starts_a_line(head, b"dkim-signature:")
+    sealed = _starts_a_line(head, b"arc-seal:")
     try:
-        header = _results(message, authserv_id, ip, mail_from, helo, signed, sealed)
+        header = _results(message, authserv_id, ip, mail_from, helo, signed, sealed, crlf_checked)
         if not signed:
             # authheaders calls an unsigned message's DKIM "fail"; RFC 8601 §2.7.1 says "none"
             header = header.replace("; dmarc=", "; dkim=none; dmarc=", 1)
@@ -65,11 +67,13 @@ def _authenticate(message: bytes, authserv_id: str, ip: str, mail_from: str, hel
     return str(header).encode("utf-8", "surrogateescape") + b"\r\n"
 
 
-def _results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str, signed: bool, sealed: bool) -> str:
+def _results(
+    message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str, signed: bool, sealed: bool, crlf_checked: bool
+) -> str:
     """authheaders.authenticate_message's header: DKIM and DMARC read from the fields split once
     (dkim_verify, dmarc) and SPF verdicts reused (spf_check) whenever they decide as authheaders would,
     authheaders and dkimpy deciding the rest."""
-    parsed = dkim_verify.parse(message)
+    parsed = dkim_verify.parse(message, crlf_checked)
     if parsed is None:
         return str(
             authheaders.authenticate_message(
@@ -128,15 +132,21 @@ def forged(fields: list[bytes], authserv_id: str) -> set[str]:
 ON_LOOP_BYTES = 64 * 1024
 
 
-async def authentication_results(message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str) -> bytes:
-    """The header line (with CRLF) to prepend; DNS lookups go through `[dns] nameservers`.
+async def authentication_results(
+    message: bytes, authserv_id: str, ip: str, mail_from: str, helo: str, crlf_checked: bool = False
+) -> bytes:
+    """The header line (with CRLF) to prepend; DNS lookups go through `[dns] nameservers`. CRLF_CHECKED: the
+    caller knows that every line of MESSAGE ends in CRLF (as the SMTP server does of what it accepts).
 
     A check that would wait for DNS (a record not cached) is redone in a thread, so it never blocks
     the loop: the attempt on the loop is thrown away, the thread's lookups fill the cache."""
     if len(message) <= ON_LOOP_BYTES:
         header: bytes | None = None
-        with resolver.cached_only() as attempt, contextlib.suppress(resolver.NotCached):
-            header = _authenticate(message, authserv_id, ip, mail_from, helo)
+        with resolver.cached_only() as attempt:
+            try:
+                header = _authenticate(message, authserv_id, ip, mail_from, helo, crlf_checked)
+            except resolver.NotCached:
+                pass
         if header is not None and not attempt.missed:
             return header
-    return await asyncio.to_thread(_authenticate, message, authserv_id, ip, mail_from, helo)
+    return await asyncio.to_thread(_authenticate, message, authserv_id, ip, mail_from, helo, crlf_checked)

@@ -43,7 +43,6 @@ _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 # Only the runs canonicalization changes: two or more WSP, or a lone tab (a lone space stays a space).
 _WSP_RUN = re.compile(rb"[\t ]{2,}|\t")
 _WHITESPACE = b" \t\n\r\x0b\x0c"  # what \s matches in a bytes pattern
-_TAG_NAME = re.compile(rb"^[a-zA-Z](\w)*")
 # dkimpy's RE_BTAG (the b= value, emptied for the header hash) without its nested optional groups, which
 # backtrack at every character of the signature: its FWS, `((\s*\r?\n)?\s+)?`, matches what `\s*` does.
 _B_VALUE = re.compile(rb"([;\s]b\s*=)(?:[\sA-Za-z0-9+/=]*[A-Za-z0-9+/=])?(?:\r?\n\Z)?")
@@ -62,6 +61,7 @@ _CANONICALIZATIONS = {
 }
 # The tags of a signature this module reads; any other (l=, z=, ...) is left to dkimpy.
 _SIGNATURE_TAGS = frozenset({b"v", b"a", b"b", b"bh", b"c", b"d", b"h", b"i", b"q", b"s", b"t", b"x"})
+_REQUIRED_TAGS = frozenset({b"v", b"a", b"b", b"bh", b"d", b"h", b"s"})
 _SLOP = 36000  # dkimpy's leeway for signers' clocks (its validate_signature_fields)
 MIN_KEY_BITS = 1024  # dkimpy's minkey
 # made once: Prehashed checks its argument against an abstract class each time it is made
@@ -79,12 +79,15 @@ class Verdict:
     identity: str
 
 
-def parse(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
+def parse(message: bytes, crlf_checked: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes] | None:
     """The (name, value) pairs dkimpy's rfc822_parse makes of MESSAGE's header (each value with its
     folding and CRLF) and the body from the blank line on, or None when dkimpy would read the message
-    differently (bare LF, a line that is no field, no blank line)."""
+    differently (bare LF, a line that is no field, no blank line). CRLF_CHECKED: the caller knows that
+    every line of MESSAGE ends in CRLF (the SMTP server refuses any other), so it is not counted again."""
     fields, body = headers.split_fields(message)
-    if not fields or not body.startswith(b"\r\n") or message.count(b"\n") != message.count(b"\r\n"):
+    if not fields or not body.startswith(b"\r\n"):
+        return None
+    if not crlf_checked and message.count(b"\n") != message.count(b"\r\n"):
         return None
     pairs = []
     for field in fields:
@@ -108,7 +111,7 @@ def verify(pairs: list[tuple[bytes, bytes]], body: bytes) -> Verdict | None:
     if key is None:
         return None
     verdict = Verdict("fail", tags[b"d"].decode(), tags.get(b"i", b"").decode())
-    if key == UNUSABLE:
+    if isinstance(key, str):  # UNUSABLE; `==` would have the key compare itself to a str, and raise inside
         return verdict
     relaxed_headers, relaxed_body = _CANONICALIZATIONS[tags.get(b"c", b"simple/simple")]
     canonical = _relaxed_body(body[2:]) if relaxed_body else _strip_trailing_lines(body[2:])
@@ -128,7 +131,7 @@ def _tags(value: bytes) -> dict[bytes, bytes] | None:
     tags = _tag_list(value)
     if tags is None:
         return None
-    if not tags.keys() <= _SIGNATURE_TAGS or not {b"v", b"a", b"b", b"bh", b"d", b"h", b"s"} <= tags.keys():
+    if not tags.keys() <= _SIGNATURE_TAGS or not _REQUIRED_TAGS <= tags.keys():
         return None
     if tags[b"v"] != b"1" or tags[b"a"] != b"rsa-sha256" or tags.get(b"q", b"dns/txt") != b"dns/txt":
         return None
@@ -161,8 +164,8 @@ def _tags(value: bytes) -> dict[bytes, bytes] | None:
 
 
 def _tag_list(value: bytes) -> dict[bytes, bytes] | None:
-    """dkimpy's parse_tag_value (RFC 6376 §3.2), None where it raises; the same steps, with its regex
-    compiled once rather than looked up in re's cache for every tag."""
+    """dkimpy's parse_tag_value (RFC 6376 §3.2), None where it raises; the same steps, its regex for a tag's
+    name (`^[a-zA-Z](\\w)*`, a match: it asks only for an ASCII letter first) a test of that letter."""
     tags: dict[bytes, bytes] = {}
     specs = value.strip().split(b";")
     if not specs[-1]:
@@ -170,7 +173,7 @@ def _tag_list(value: bytes) -> dict[bytes, bytes] | None:
     for spec in specs:
         key, equals, tag = spec.partition(b"=")
         key = key.strip()
-        if not equals or _TAG_NAME.match(key) is None or key in tags:
+        if not equals or not key[:1].isalpha() or key in tags:
             return None
         tags[key] = tag.strip()
     return tags
@@ -192,6 +195,22 @@ def _key(selector: bytes, domain: bytes) -> rsa.RSAPublicKey | Literal["unusable
         return UNUSABLE  # dkimpy's get_txt: no key, or DnsTimeoutError; either way verify() is False
     except dns.exception.DNSException:
         return None
+    # The resolver's cache hands back the same answer until its TTL runs out: its key is read once.
+    name = (selector, domain)
+    known = _keys.get(name)
+    if known is not None and known[0] is answer:
+        return known[1]
+    if len(_keys) >= _KEYS_KEPT:
+        _keys.clear()
+    key = _keys[name] = (answer, _answer_key(answer))
+    return key[1]
+
+
+_KEYS_KEPT = 256
+_keys: dict[tuple[bytes, bytes], tuple[dns.resolver.Answer, rsa.RSAPublicKey | Literal["unusable"] | None]] = {}
+
+
+def _answer_key(answer: dns.resolver.Answer) -> rsa.RSAPublicKey | Literal["unusable"] | None:
     records = [rrset for rrset in answer.response.answer if rrset.rdtype == dns.rdatatype.TXT]
     if not records:
         return UNUSABLE
@@ -226,9 +245,7 @@ def _signed_headers(pairs: list[tuple[bytes, bytes]], h: bytes, signature: tuple
     """What the header hash covers (RFC 6376 §3.7, §5.4.2), as dkimpy's hash_headers makes it: the h=
     fields, each name's instances taken from the bottom up, an extra From (dkimpy's guard against a
     second From), then the signature itself with b= emptied and no trailing CRLF."""
-    names = [name.lower() for name in _H_SEPARATOR.split(h)]
-    if b"from" in names:
-        names.append(b"from")
+    names = _header_names(h)
     instances: dict[bytes, list[tuple[bytes, bytes]]] = {}
     for pair in pairs:
         instances.setdefault(pair[0].lower(), []).append(pair)
@@ -240,6 +257,16 @@ def _signed_headers(pairs: list[tuple[bytes, bytes]], h: bytes, signature: tuple
     name, value = signature
     parts.append(_canonical_header(name, _without_b(value), relaxed).rstrip())
     return b"".join(parts)
+
+
+@small_inputs_cache(maxsize=256, max_chars=1024)
+def _header_names(h: bytes) -> tuple[bytes, ...]:
+    """The h= tag's names, lower-cased, and an extra "from" where it has one: the same for every message a
+    sender signs."""
+    names = [name.lower() for name in _H_SEPARATOR.split(h)]
+    if b"from" in names:
+        names.append(b"from")
+    return tuple(names)
 
 
 def _without_b(value: bytes) -> bytes:

@@ -119,7 +119,8 @@ class Trace:
 
 
 class Check:
-    """SPF, DKIM and DMARC of what strangers send; our own users' mail is vouched for by AUTH."""
+    """SPF, DKIM and DMARC of what strangers send; our own users' mail is vouched for by AUTH. What comes with
+    a session came over SMTP, whose server refused it had a line not ending in CRLF (smtp_server.py)."""
 
     def __init__(self, hostname: str) -> None:
         self._hostname = hostname
@@ -130,7 +131,7 @@ class Check:
             return
         data = authcheck.strip_forged(message.data, self._hostname)
         results = await authcheck.authentication_results(
-            data, self._hostname, session.client_ip, flight.arrival.sender, session.helo
+            data, self._hostname, session.client_ip, flight.arrival.sender, session.helo, crlf_checked=True
         )
         flight.message = Message(results + message.added, data)
 

@@ -15,7 +15,6 @@ import asyncio
 import collections
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -90,21 +89,10 @@ class Spool:
     def total(self) -> int:
         return self.size + self._unsettled
 
-    @contextlib.asynccontextmanager
-    async def loaded(self) -> AsyncIterator[bytes]:
-        """The whole message in memory, for as long as the block runs, once the process's budget of
-        loaded messages has room for it."""
-        size = self.total
-        await self._spooler.loaded.take(size)
-        try:
-            if self._file is None:
-                data = b"".join(self._lines)
-            else:
-                data = await asyncio.to_thread(self._read)
-            self.discard()
-            yield data
-        finally:
-            self._spooler.loaded.give(size)
+    def loaded(self) -> Loaded:
+        """The whole message in memory, for as long as the `async with` block runs, once the process's budget
+        of loaded messages has room for it."""
+        return Loaded(self)
 
     def _read(self) -> bytes:
         assert self._file is not None
@@ -112,6 +100,32 @@ class Spool:
         self._lines.clear()
         self._file.seek(0)
         return self._file.read()
+
+
+class Loaded:
+    """`Spool.loaded`'s context: a class rather than an asynccontextmanager, whose async generator cost the MX
+    a fiftieth of a message's CPU."""
+
+    __slots__ = ("_spool", "_size")
+
+    def __init__(self, spool: Spool) -> None:
+        self._spool = spool
+        self._size = spool.total
+
+    async def __aenter__(self) -> bytes:
+        spool, size = self._spool, self._size
+        budget = spool._spooler.loaded
+        await budget.take(size)
+        try:
+            data = b"".join(spool._lines) if spool._file is None else await asyncio.to_thread(spool._read)
+            spool.discard()
+        except BaseException:
+            budget.give(size)
+            raise
+        return data
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._spool._spooler.loaded.give(self._size)
 
 
 class _Budget:
