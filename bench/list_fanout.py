@@ -572,7 +572,7 @@ def round_jitaku(jitaku: ListJitaku, sinks: Sinks, layout: Layout, size: int, ti
     pid = jitaku.process.pid
     sinks.reset()
     offset = jitaku.log_size()
-    machine, server, observer = machine_cpu(), process_cpu(pid), time.process_time()
+    machine, server, observer = machine_cpu(), sum(process_cpu(pid)), time.process_time()
     answered = send_post(jitaku.port, layout.poster, post_message(layout, size))
     sinks.wait(layout.members, timeout, jitaku.explain(offset))
     first, last = sinks.times()
@@ -584,7 +584,7 @@ def round_jitaku(jitaku: ListJitaku, sinks: Sinks, layout: Layout, size: int, ti
                 "jitaku: the sinks have every copy but the log lacks deliveries\n" + jitaku.explain(offset)()
             )
         time.sleep(POLL)
-    measured_machine, measured_server = machine_cpu() - machine, process_cpu(pid) - server
+    measured_machine, measured_server = machine_cpu() - machine, sum(process_cpu(pid)) - server
     measured_observer = time.process_time() - observer
     sinks.check(layout.addresses())
     lines = jitaku.log_since(offset)
