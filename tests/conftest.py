@@ -1,15 +1,17 @@
 """Fixtures over the peers of tests/peers.py, for a test at any level: each starts its peer for one test (Dovecot
-for the session) and stops it after."""
+for the session) and stops it after; and the store most store tests start from."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from dnslib.server import DNSServer
 
+from jitaku.store import Database, accounts
 from tests.peers import Dovecot, NetworkNamespace, Sink, StandIn, Zone, free_port, serve, stop_serving
 
 
@@ -72,3 +74,13 @@ def dovecot() -> Iterator[Dovecot]:
     server = Dovecot()
     yield server
     server.close()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    """A store with one user, alice@example.test (a module may define its own `database` instead)."""
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", None)
+    yield database
+    database.close()

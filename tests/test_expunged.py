@@ -4,7 +4,7 @@ looked, not by reading every UID left (issue 20); and still exactly when the rec
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,6 @@ from jitaku.store.revision import MIGRATIONS, SCHEMA_REVISION, stored_revision
 from jitaku.store.statements import Statements
 
 ALICE = "alice@example.test"
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
-    with database.transaction() as connection:
-        accounts.add_user(connection, ALICE, None)
-    yield database
-    database.close()
 
 
 class Recorded(Statements):

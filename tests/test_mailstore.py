@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,6 @@ from jitaku.store.mailstore import FlagState, MailboxError, NoSuchMailbox, TooMa
 
 ALICE = "alice@example.test"
 SPECIAL = [name for name, _use in mailstore.SPECIAL_FOLDERS]
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
-    with database.transaction() as connection:
-        accounts.add_user(connection, ALICE, None)
-    yield database
-    database.close()
 
 
 def names(connection: Connection) -> list[str]:

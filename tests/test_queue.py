@@ -11,9 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import message_from_bytes
-from pathlib import Path
 from typing import Any
 
 import dns.asyncresolver
@@ -28,7 +27,7 @@ from jitaku.mail.policy import Policy
 from jitaku.mail.queue import Queue, retry_delay
 from jitaku.mail.transport import DirectTransport, RelayTransport, Transport
 from jitaku.resolver import Nameserver, configure
-from jitaku.store import Database, Tx, accounts, intake, lists, mailstore, queue
+from jitaku.store import Database, Tx, intake, lists, mailstore, queue
 from jitaku.store.queue import Personal, QueuedMessage
 from jitaku.store.statements import Statements
 from tests.peers import Sink, Zone
@@ -40,15 +39,6 @@ MESSAGE = b"From: Alice <alice@example.test>\r\nTo: dave@remote.test\r\nSubject:
 SETTINGS = QueueSettings(retry_min=60, retry_max=600, max_age=3600)
 REFUSED = "550 5.1.1 No such user here"
 LATER = "451 4.3.0 Try again later"
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
-    with database.transaction() as connection:
-        accounts.add_user(connection, ALICE, None)
-    yield database
-    database.close()
 
 
 def relay(sink: Sink) -> RelayTransport:
