@@ -1,0 +1,56 @@
+"""Read a directory of Markdown posts for `jitaku blog import`: every file is read, checked and rendered before
+the store is touched, so that one broken file changes nothing."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import tzinfo
+from pathlib import Path
+
+from jitaku.blog import markdown, permalink
+from jitaku.blog.source import SourceError, parse
+from jitaku.store.blog import NewPost
+
+SUFFIXES = (".md", ".markdown")
+
+
+def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[NewPost]:
+    """The posts of DIRECTORY's Markdown files, in its subdirectories too (hidden ones skipped); a
+    SourceError naming the file and line of the first problem."""
+    if not directory.is_dir():
+        raise SourceError(f"{directory}: not a directory")
+    found: list[NewPost] = []
+    for file in sorted(directory.rglob("*")):
+        relative = file.relative_to(directory)
+        if file.suffix.lower() not in SUFFIXES or not file.is_file() or _hidden(relative):
+            continue
+        try:
+            path = unicodedata.normalize("NFC", relative.as_posix())
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SourceError(f"{file}: the file's name is not UTF-8; rename it") from None
+        try:
+            data = file.read_bytes()
+        except OSError as error:
+            raise SourceError(f"{file}: cannot read: {error.strerror or error}") from None
+        source = parse(path, str(file), data, timezone)
+        found.append(
+            NewPost(
+                path=source.path,
+                url=permalink.url_of(pattern, source.slug, source.published_at, timezone),
+                title=source.title,
+                slug=source.slug,
+                published_at=source.published_at,
+                draft=source.draft,
+                source=source.body,
+                html=markdown.render(source.body),
+                tags=source.tags,
+                aliases=source.aliases,
+            )
+        )
+    return found
+
+
+def _hidden(relative: Path) -> bool:
+    """`.git`, `.obsidian`, an editor's `.#post.md`: not posts."""
+    return any(part.startswith(".") for part in relative.parts)
