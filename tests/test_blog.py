@@ -164,6 +164,20 @@ def test_two_posts_at_one_url_or_an_alias_on_a_post_change_nothing(database: Dat
     assert database.read_now(blog.redirects) == []  # /2024/05/a/ is b.md's now, not a redirect to a.md
 
 
+def test_media_are_kept_by_path_and_rewritten_only_when_they_change(database: Database) -> None:
+    jpeg = b"\xff\xd8\xff" + bytes(range(256)) * 10
+    with database.transaction() as connection:
+        assert blog.put_media(connection, "2024/写真.jpg", "image/jpeg", jpeg, 1.0)
+    version = database.read_now(blog.current_version)
+    with database.transaction() as connection:
+        assert not blog.put_media(connection, "2024/写真.jpg", "image/jpeg", jpeg, 2.0)
+    assert database.read_now(blog.current_version) == version  # nothing changed: cached pages stay
+    with database.transaction() as connection:
+        assert blog.put_media(connection, "2024/写真.jpg", "image/jpeg", jpeg[:100], 3.0)
+    assert database.read_now(lambda c: blog.media_at(c, "2024/写真.jpg")) == ("image/jpeg", jpeg[:100])
+    assert database.read_now(lambda c: blog.media_at(c, "2024/other.jpg")) is None
+
+
 def test_a_database_at_0017_upgrades_to_the_blogs_tables_and_back(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     config = Config()

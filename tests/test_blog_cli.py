@@ -19,6 +19,7 @@ JITAKU_POST = (
     '+++\ntitle = "自宅サーバーを建てた"\ndate = 2024-06-10\ntags = ["自宅サーバー", "日記"]\nslug = "jitaku-server"\n'
     'aliases = ["https://old.example/blog/2024/jitaku.html"]\n+++\n本文です。\n'
 )
+PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
 DRAFT = "---\ntitle: Not yet\ndate: 2024-07-01\ndraft: true\n---\nwip\n"
 
 
@@ -43,6 +44,8 @@ def site(tmp_path: Path) -> tuple[Path, Path]:
     (posts / "hello.md").write_text(HELLO)
     (posts / "2024" / "自宅.md").write_text(JITAKU_POST)
     (posts / "draft.md").write_text(DRAFT)
+    (posts / "2024" / "写真.jpg").write_bytes(PHOTO)
+    (posts / "2024" / "page.html").write_text("<script>alert(1)</script>")  # not media: a page of the site's origin
     return data, posts
 
 
@@ -75,6 +78,11 @@ def test_import_three_posts_and_list_them(site: tuple[Path, Path]) -> None:
     }
     assert by_path["hello.md"]["url"] == "/2024/05/hello/"  # 1 May in Tokyo, 30 April in UTC
     assert (by_path["draft.md"]["draft"], by_path["draft.md"]["slug"]) == (True, "draft")
+    assert "kept 1 media file: 1 new or changed" in result.stdout
+    database = Database(f"sqlite:///{data / 'jitaku.db'}")
+    assert database.read_now(lambda c: blog.media_at(c, "2024/写真.jpg")) == ("image/jpeg", PHOTO)
+    assert database.read_now(lambda c: blog.media_at(c, "2024/page.html")) is None
+    database.close()
     table = jitaku(data, "blog", "posts")
     assert "自宅サーバーを建てた" in table.stdout and "/2024/06/jitaku-server/" in table.stdout
 
@@ -88,6 +96,7 @@ def test_reimport_with_a_changed_slug_redirects_the_old_url(site: tuple[Path, Pa
     assert result.returncode == 0, result.stderr
     assert "redirect /2024/05/hello/ -> /2024/05/hello-world/" in result.stdout
     assert "0 new, 1 updated, 2 unchanged" in result.stdout
+    assert "kept 1 media file: 0 new or changed" in result.stdout
     assert {p["path"]: p["id"] for p in listed(data)} == before  # updated in place
     database = Database(f"sqlite:///{data / 'jitaku.db'}")
     assert database.read_now(blog.redirects) == [
@@ -95,6 +104,19 @@ def test_reimport_with_a_changed_slug_redirects_the_old_url(site: tuple[Path, Pa
         ("/blog/2024/jitaku.html", "/2024/06/jitaku-server/"),  # the alias
     ]
     database.close()
+
+
+def test_a_new_permalink_pattern_moves_every_published_post_and_redirects_its_old_url(site: tuple[Path, Path]) -> None:
+    data, posts = site
+    assert jitaku(data, "blog", "import", str(posts)).returncode == 0
+    config = data / "jitaku.toml"
+    config.write_text(config.read_text() + 'permalink = "/posts/{year}/{slug}/"\n')
+    result = jitaku(data, "blog", "import", str(posts))
+    assert result.returncode == 0, result.stderr
+    assert "redirect /2024/05/hello/ -> /posts/2024/hello/" in result.stdout
+    assert "redirect /2024/06/jitaku-server/ -> /posts/2024/jitaku-server/" in result.stdout
+    assert "/2024/07/draft/" not in result.stdout  # a draft's URL was never published
+    assert {p["path"]: p["url"] for p in listed(data)}["draft.md"] == "/posts/2024/draft/"
 
 
 def test_broken_front_matter_names_file_and_line_and_stores_nothing(site: tuple[Path, Path]) -> None:

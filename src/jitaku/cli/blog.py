@@ -1,4 +1,4 @@
-"""`jitaku blog ...`: import the blog's posts from Markdown files and list them."""
+"""`jitaku blog ...`: import the blog's posts from Markdown files, with the photos beside them, and list them."""
 
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ blog_app = typer.Typer(no_args_is_help=True, help="The blog: posts from Markdown
 
 @blog_app.command("import")
 def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Add or update the posts of DIRECTORY's Markdown files, each keyed by its path there; a changed slug or
-    date, and each alias, leaves a permanent redirect from the old URL. One broken file: nothing is imported."""
+    """Add or update the posts of DIRECTORY's Markdown files, each keyed by its path there, and its media files
+    (photos, PDF, audio, video); a changed slug or date, and each alias, leaves a permanent redirect from the
+    old URL. One broken file: nothing is imported."""
     from jitaku.blog import permalink
-    from jitaku.blog.importer import read_posts
+    from jitaku.blog.importer import media_files, read_posts
     from jitaku.blog.source import SourceError
     from jitaku.store import blog
 
@@ -37,11 +38,14 @@ def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
     settings = config.settings.blog
     try:
         found = read_posts(directory, settings.permalink, permalink.zone(settings.timezone))
+        media = media_files(directory)
     except SourceError as error:
         raise CliError(f"{error} (nothing imported)") from None
+    now = time.time()
     try:
         with open_database(config).transaction() as connection:  # all or nothing
-            done = blog.import_posts(connection, found, time.time())
+            done = blog.import_posts(connection, found, now)
+            stored = sum(blog.put_media(connection, path, kind, _read(file), now) for file, path, kind in media)
     except blog.BlogError as error:
         raise CliError(f"{error} (nothing imported)") from None
     for old, new in done.redirected:
@@ -50,6 +54,15 @@ def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
         f"imported {counted(len(found), 'post')} from {directory}: {len(done.added)} new,"
         f" {len(done.updated)} updated, {len(done.unchanged)} unchanged"
     )
+    if media:
+        console.print(f"kept {counted(len(media), 'media file')}: {stored} new or changed")
+
+
+def _read(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as error:
+        raise CliError(f"{file}: cannot read: {error.strerror or error} (nothing imported)") from None
 
 
 @blog_app.command("posts")

@@ -1,5 +1,5 @@
-"""The blog's rows: posts with their tags, the redirects that keep old URLs working, and the counter the
-running site watches.
+"""The blog's rows: posts with their tags, the redirects that keep old URLs working, the media files the posts
+show, and the counter the running site watches.
 
 Prepared SQL on the DB-API (store/statements.py), portable to PostgreSQL, as the rest of the daemon's store:
 the site will read posts without SQLAlchemy. The CLI passes its Core connections, which statements_of and tx_of
@@ -8,6 +8,7 @@ wrap, so that `jitaku blog import` writes every post in one transaction.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -174,6 +175,28 @@ def redirects(source: Connection | Statements) -> list[tuple[str, str]]:
         (old, new)
         for old, new in statements_of(source).run("SELECT old_path, new_path FROM redirects ORDER BY old_path")
     ]
+
+
+def put_media(target: Connection | Tx, path: str, content_type: str, data: bytes, now: float) -> bool:
+    """Keep DATA as the media file at PATH; False when it was there already, byte for byte."""
+    tx = tx_of(target)
+    digest = hashlib.sha256(data).hexdigest()
+    if tx.run("SELECT 1 FROM media WHERE path = ? AND digest = ? AND content_type = ?", (path, digest, content_type)):
+        return False
+    tx.run(
+        "INSERT INTO media (path, content_type, digest, data, updated_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (path) DO UPDATE SET content_type = excluded.content_type, digest = excluded.digest,"
+        " data = excluded.data, updated_at = excluded.updated_at",
+        (path, content_type, digest, data, now),
+    )
+    changed(tx)
+    return True
+
+
+def media_at(source: Connection | Statements, path: str) -> tuple[str, bytes] | None:
+    """The media file at PATH: its content type and bytes."""
+    rows = statements_of(source).run("SELECT content_type, data FROM media WHERE path = ?", (path,))
+    return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
 
 
 def current_version(source: Connection | Statements) -> int:

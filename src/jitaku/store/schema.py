@@ -381,8 +381,9 @@ redirects = Table(
 media = Table(
     "media",
     metadata,
-    Column("path", String(1024), primary_key=True),  # the URL path it is served at
+    Column("path", String(1024), primary_key=True),  # relative to the directory imported, as a post's
     Column("content_type", String(255), nullable=False),
+    Column("digest", String(64), nullable=False),  # SHA-256, hex: an import again rewrites only what changed
     Column("data", LargeBinary, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

@@ -43,6 +43,7 @@ def upgrade() -> None:
         "media",
         sa.Column("path", sa.String(1024), primary_key=True),
         sa.Column("content_type", sa.String(255), nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("data", sa.LargeBinary, nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
     )
