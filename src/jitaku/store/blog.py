@@ -75,6 +75,10 @@ def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) ->
     old = {row[1]: row for row in tx.run(_COMPARED)}
     old_tags = _tags_by_post(tx)
     _check_urls(old, new)
+    # Each post that moves lets go of its URL first, so that another may take it whatever their order in NEW
+    # (posts.url is unique, checked at each statement)
+    moving = [(f"moving:{old[p.path][0]}", old[p.path][0]) for p in new if p.path in old and old[p.path][2] != p.url]
+    tx.run_many("UPDATE posts SET url = ? WHERE id = ?", moving)
     done = Imported()
     for post in new:
         before = old.get(post.path)
