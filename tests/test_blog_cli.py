@@ -45,6 +45,8 @@ def site(tmp_path: Path) -> tuple[Path, Path]:
     (posts / "2024" / "自宅.md").write_text(JITAKU_POST)
     (posts / "draft.md").write_text(DRAFT)
     (posts / "2024" / "写真.jpg").write_bytes(PHOTO)
+    (posts / ".obsidian").mkdir()
+    (posts / ".obsidian" / "workspace.md").write_text("not a post")  # an editor's: hidden, skipped
     (posts / "2024" / "page.html").write_text("<script>alert(1)</script>")  # not media: a page of the site's origin
     return data, posts
 
