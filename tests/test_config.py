@@ -94,6 +94,14 @@ def test_relay_section_and_nameservers() -> None:
             "(it alone guards /metrics)",
         ),
         (
+            'domains = ["example.org"]\n[blog]\ntimezone = "Tokyo"\n',
+            f"{PATH}:3: [blog] timezone: expected a time zone name like Asia/Tokyo, got 'Tokyo'",
+        ),
+        (
+            'domains = ["example.org"]\n[blog]\npermalink = "/{year}/{month}/"\n',
+            f"{PATH}:3: [blog] permalink: '/{{year}}/{{month}}/' needs {{slug}}, or two posts of one day would share a URL",
+        ),
+        (
             'domains = ["example.org"]\n[health.raid]\ninterval = 0\n',
             f"{PATH}:3: [health.raid] interval: Input should be greater than 0",
         ),

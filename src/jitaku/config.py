@@ -445,6 +445,35 @@ class RunSettings(_Section):
     user: str | None = Field(default=None, description="the system user to run as after binding")
 
 
+class BlogSettings(_Section):
+    """The blog's URLs. A post's URL is made at `blog import` and kept with it: a later change of either setting
+    moves the URLs, and each old one must then redirect (issue 21)."""
+
+    # The year, month and day of a permalink are the post's date here; empty: the system's time zone
+    timezone: str = ""
+    permalink: str = "/{year}/{month}/{slug}/"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if value:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"expected a time zone name like Asia/Tokyo, got {value!r}") from None
+        return value
+
+    @field_validator("permalink")
+    @classmethod
+    def _permalink(cls, value: str) -> str:
+        from jitaku.blog.permalink import check_pattern
+
+        check_pattern(value)
+        return value
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -468,6 +497,7 @@ class Settings(_Section):
     health: HealthSettings = HealthSettings()
     alerts: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
+    blog: BlogSettings = BlogSettings()
 
     @field_validator("domains", mode="before")
     @classmethod

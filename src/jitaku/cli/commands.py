@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from jitaku.cli import ddns, dkim, dns, health, init, lists, mailbox, queue, serve, smart, users
+from jitaku.cli import blog, ddns, dkim, dns, health, init, lists, mailbox, queue, serve, smart, users
 
 app = typer.Typer(
     add_completion=False,
@@ -26,3 +26,4 @@ app.add_typer(smart.smart_app, name="smart")
 app.add_typer(ddns.ddns_app, name="ddns")
 app.add_typer(dns.dns_app, name="dns")
 app.add_typer(health.alerts_app, name="alerts")
+app.add_typer(blog.blog_app, name="blog")

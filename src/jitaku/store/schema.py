@@ -334,3 +334,65 @@ login_attempts = Table(
 )
 Index("login_attempts_client", login_attempts.c.client, login_attempts.c.login, login_attempts.c.at)
 Index("login_attempts_at", login_attempts.c.at)
+
+# The blog (issue 21). A post is keyed by its file's path in the directory `jitaku blog import` read, so that
+# importing again updates it in place and keeps its id, which comments and media will refer to. Its URL is made
+# at import from `[blog] permalink` and kept: the site finds a post by it, and a change (of slug, date or
+# pattern) is seen by comparing, and leaves a redirect from the old one.
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", String(1024), nullable=False, unique=True),  # relative to the directory imported, with /
+    Column("url", String(1024), nullable=False, unique=True),  # a path of Unicode text: /2024/05/自宅サーバー/
+    Column("title", Text, nullable=False),
+    Column("slug", String(255), nullable=False),
+    Column("published_at", Float, nullable=False),  # the front matter's date, a UTC timestamp
+    Column("draft", Boolean, nullable=False),  # never shown, and its URL never counted as published
+    Column("source", Text, nullable=False),  # the body's Markdown
+    Column("html", Text, nullable=False),  # rendered at import; the owner's own, so not sanitized
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+# The home page and the month archives: newest published posts first, from a date on
+Index("posts_published", posts.c.draft, posts.c.published_at)
+
+post_tags = Table(
+    "post_tags",
+    metadata,
+    Column("post_id", Integer, ForeignKey("posts.id", ondelete="CASCADE"), nullable=False),
+    Column("tag", String(255), nullable=False),  # as written, NFC: 自宅サーバー
+    Column("position", Integer, nullable=False),  # the front matter's order: the first tag is the post's main one
+    PrimaryKeyConstraint("post_id", "tag"),
+)
+Index("post_tags_tag", post_tags.c.tag, post_tags.c.post_id)  # a tag's archive
+
+# Every URL ever published answers 301 to where its page is now. A redirect always points at a live URL: when
+# a post moves again, the redirects to its old URL move with it (no chains), and a URL in use again drops its own.
+redirects = Table(
+    "redirects",
+    metadata,
+    Column("old_path", String(1024), primary_key=True),
+    Column("new_path", String(1024), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Images and other files the posts show, in the database so that a backup and the standby carry them
+media = Table(
+    "media",
+    metadata,
+    Column("path", String(1024), primary_key=True),  # relative to the directory imported, as a post's
+    Column("content_type", String(255), nullable=False),
+    Column("digest", String(64), nullable=False),  # SHA-256, hex: an import again rewrites only what changed
+    Column("data", LargeBinary, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row, bumped by every change to the blog's tables: the running site drops its cached pages when it moves
+# (a change made with the CLI reaches the site within 2 s, issue 21)
+blog_version = Table(
+    "blog_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+)

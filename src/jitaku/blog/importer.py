@@ -1,0 +1,85 @@
+"""Read a directory of Markdown posts for `jitaku blog import`: every post is read, checked and rendered before
+the store is touched, so that one broken file changes nothing. The media files beside them (photos) are found
+here and read one at a time as the import writes them, so that a directory of photos is never all in memory."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import tzinfo
+from pathlib import Path
+
+from jitaku.blog import markdown, permalink
+from jitaku.blog.source import SourceError, parse
+from jitaku.store.blog import NewPost
+
+SUFFIXES = (".md", ".markdown")
+# The media an import keeps, by suffix: a fixed table, not the system's mime.types, so that every machine serves
+# a file with the same type. Nothing a browser runs (HTML, SVG): those would be pages of the site's own origin
+MEDIA_TYPES = {
+    ".avif": "image/avif",
+    ".gif": "image/gif",
+    ".jpeg": "image/jpeg",
+    ".jpg": "image/jpeg",
+    ".m4a": "audio/mp4",
+    ".mp3": "audio/mpeg",
+    ".mp4": "video/mp4",
+    ".pdf": "application/pdf",
+    ".png": "image/png",
+    ".webm": "video/webm",
+    ".webp": "image/webp",
+}
+
+
+def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[NewPost]:
+    """The posts of DIRECTORY's Markdown files, in its subdirectories too (hidden ones skipped); a
+    SourceError naming the file and line of the first problem."""
+    if not directory.is_dir():
+        raise SourceError(f"{directory}: not a directory")
+    found: list[NewPost] = []
+    for file, path in _files(directory, SUFFIXES):
+        try:
+            data = file.read_bytes()
+        except OSError as error:
+            raise SourceError(f"{file}: cannot read: {error.strerror or error}") from None
+        source = parse(path, str(file), data, timezone)
+        found.append(
+            NewPost(
+                path=source.path,
+                url=permalink.url_of(pattern, source.slug, source.published_at, timezone),
+                title=source.title,
+                slug=source.slug,
+                published_at=source.published_at,
+                draft=source.draft,
+                source=source.body,
+                html=markdown.render(source.body),
+                tags=source.tags,
+                aliases=source.aliases,
+            )
+        )
+    return found
+
+
+def media_files(directory: Path) -> list[tuple[Path, str, str]]:
+    """DIRECTORY's media files, each as (file, path relative to DIRECTORY, content type)."""
+    return [(file, path, MEDIA_TYPES[file.suffix.lower()]) for file, path in _files(directory, tuple(MEDIA_TYPES))]
+
+
+def _files(directory: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, str]]:
+    """DIRECTORY's files with one of SUFFIXES, each with its path relative to DIRECTORY (with /, NFC)."""
+    found: list[tuple[Path, str]] = []
+    for file in sorted(directory.rglob("*")):
+        relative = file.relative_to(directory)
+        if file.suffix.lower() not in suffixes or not file.is_file() or _hidden(relative):
+            continue
+        try:
+            path = unicodedata.normalize("NFC", relative.as_posix())
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SourceError(f"{file}: the file's name is not UTF-8; rename it") from None
+        found.append((file, path))
+    return found
+
+
+def _hidden(relative: Path) -> bool:
+    """`.git`, `.obsidian`, an editor's `.#post.md`: not posts."""
+    return any(part.startswith(".") for part in relative.parts)

@@ -1,0 +1,211 @@
+"""The blog's rows: posts with their tags, the redirects that keep old URLs working, the media files the posts
+show, and the counter the running site watches.
+
+Prepared SQL on the DB-API (store/statements.py), portable to PostgreSQL, as the rest of the daemon's store:
+the site will read posts without SQLAlchemy. The CLI passes its Core connections, which statements_of and tx_of
+wrap, so that `jitaku blog import` writes every post in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jitaku.store.statements import Statements
+from jitaku.store.transaction import Tx, statements_of, tx_of
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+
+class BlogError(Exception):
+    """An import that would leave two posts at one URL, or an old URL shadowing a post: nothing is written."""
+
+
+@dataclass(frozen=True)
+class NewPost:
+    """A post as an import writes it: its file read, its URL made, its Markdown rendered."""
+
+    path: str
+    url: str
+    title: str
+    slug: str
+    published_at: float
+    draft: bool
+    source: str
+    html: str
+    tags: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Post:
+    id: int
+    path: str
+    url: str
+    title: str
+    slug: str
+    published_at: float
+    draft: bool
+    tags: tuple[str, ...]
+    updated_at: float
+
+
+@dataclass
+class Imported:
+    """What an import did, by file path; the redirects it recorded as (old URL, new URL)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    redirected: list[tuple[str, str]] = field(default_factory=list)
+
+
+_POST = "SELECT id, path, url, title, slug, published_at, draft, updated_at FROM posts"
+_COMPARED = "SELECT id, path, url, title, slug, published_at, draft, source, html FROM posts"
+
+
+def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) -> Imported:
+    """Add or update each of NEW by its path; a published post whose URL changed, and each alias, leaves a
+    permanent redirect to the post's URL. A BlogError before anything is written when two posts would share
+    a URL or an alias is another post's URL."""
+    tx = tx_of(target)
+    old = {row[1]: row for row in tx.run(_COMPARED)}
+    old_tags = _tags_by_post(tx)
+    _check_urls(old, new)
+    # Each post that moves lets go of its URL first, so that another may take it whatever their order in NEW
+    # (posts.url is unique, checked at each statement)
+    moving = [(f"moving:{old[p.path][0]}", old[p.path][0]) for p in new if p.path in old and old[p.path][2] != p.url]
+    tx.run_many("UPDATE posts SET url = ? WHERE id = ?", moving)
+    done = Imported()
+    for post in new:
+        before = old.get(post.path)
+        values = (post.url, post.title, post.slug, post.published_at, post.draft, post.source, post.html)
+        if before is None:
+            (post_id,) = tx.run(
+                "INSERT INTO posts (path, url, title, slug, published_at, draft, source, html, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (post.path, *values, now, now),
+            )[0]
+            done.added.append(post.path)
+        else:
+            post_id = before[0]
+            stored = (before[2], before[3], before[4], before[5], bool(before[6]), before[7], before[8])
+            if stored == values and old_tags.get(post_id, ()) == post.tags:
+                done.unchanged.append(post.path)
+            else:
+                tx.run(
+                    "UPDATE posts SET url = ?, title = ?, slug = ?, published_at = ?, draft = ?, source = ?,"
+                    " html = ?, updated_at = ? WHERE id = ?",
+                    (*values, now, post_id),
+                )
+                done.updated.append(post.path)
+            if before[2] != post.url and not before[6]:  # a draft's URL was never published
+                _redirect(tx, before[2], post.url, now)
+                done.redirected.append((before[2], post.url))
+        tx.run("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+        tx.run_many(
+            "INSERT INTO post_tags (post_id, tag, position) VALUES (?, ?, ?)",
+            [(post_id, tag, position) for position, tag in enumerate(post.tags)],
+        )
+        for alias in post.aliases:
+            if alias != post.url and redirect_for(tx, alias) != post.url:
+                _redirect(tx, alias, post.url, now)
+                done.redirected.append((alias, post.url))
+    # A URL a published post answers at again redirects no more
+    tx.run(
+        "DELETE FROM redirects WHERE old_path = new_path OR old_path IN (SELECT url FROM posts WHERE draft = ?)",
+        (False,),
+    )
+    if done.added or done.updated or done.redirected:
+        changed(tx)
+    return done
+
+
+def _check_urls(old: dict[str, Any], new: Sequence[NewPost]) -> None:
+    owner = {row[2]: path for path, row in old.items()}
+    for post in new:  # a post that moves frees its old URL for another of this import
+        if path_before := old.get(post.path):
+            owner.pop(path_before[2], None)
+    for post in new:
+        other = owner.setdefault(post.url, post.path)
+        if other != post.path:
+            raise BlogError(f"{post.path} and {other} would both be at {post.url}: give one a slug of its own")
+    for post in new:
+        for alias in post.aliases:
+            other = owner.get(alias, post.path)
+            if other != post.path:
+                raise BlogError(f"{post.path}: the alias {alias} is the URL of {other}")
+
+
+def _redirect(tx: Tx, old: str, new: str, now: float) -> None:
+    """OLD answers with NEW from now on, and so does every URL that answered with OLD (no chains)."""
+    tx.run("UPDATE redirects SET new_path = ? WHERE new_path = ?", (new, old))
+    tx.run(
+        "INSERT INTO redirects (old_path, new_path, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (old_path) DO UPDATE SET new_path = excluded.new_path",
+        (old, new, now),
+    )
+
+
+def _tags_by_post(source: Statements) -> dict[int, tuple[str, ...]]:
+    tags: dict[int, list[str]] = {}
+    for post_id, tag in source.run("SELECT post_id, tag FROM post_tags ORDER BY post_id, position"):
+        tags.setdefault(post_id, []).append(tag)
+    return {post_id: tuple(found) for post_id, found in tags.items()}
+
+
+def posts(source: Connection | Statements) -> list[Post]:
+    """Every post, drafts too, newest first."""
+    statements = statements_of(source)
+    tags = _tags_by_post(statements)
+    return [
+        Post(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), tags.get(row[0], ()), row[7])
+        for row in statements.run(f"{_POST} ORDER BY published_at DESC, id DESC")
+    ]
+
+
+def redirect_for(source: Connection | Statements, path: str) -> str | None:
+    """Where the old URL PATH has moved to; None when it never moved."""
+    rows = statements_of(source).run("SELECT new_path FROM redirects WHERE old_path = ?", (path,))
+    return str(rows[0][0]) if rows else None
+
+
+def redirects(source: Connection | Statements) -> list[tuple[str, str]]:
+    """Every redirect as (old URL, new URL)."""
+    return [
+        (old, new)
+        for old, new in statements_of(source).run("SELECT old_path, new_path FROM redirects ORDER BY old_path")
+    ]
+
+
+def put_media(target: Connection | Tx, path: str, content_type: str, data: bytes, now: float) -> bool:
+    """Keep DATA as the media file at PATH; False when it was there already, byte for byte."""
+    tx = tx_of(target)
+    digest = hashlib.sha256(data).hexdigest()
+    if tx.run("SELECT 1 FROM media WHERE path = ? AND digest = ? AND content_type = ?", (path, digest, content_type)):
+        return False
+    tx.run(
+        "INSERT INTO media (path, content_type, digest, data, updated_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (path) DO UPDATE SET content_type = excluded.content_type, digest = excluded.digest,"
+        " data = excluded.data, updated_at = excluded.updated_at",
+        (path, content_type, digest, data, now),
+    )
+    changed(tx)
+    return True
+
+
+def media_at(source: Connection | Statements, path: str) -> tuple[str, bytes] | None:
+    """The media file at PATH: its content type and bytes."""
+    rows = statements_of(source).run("SELECT content_type, data FROM media WHERE path = ?", (path,))
+    return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
+
+
+def current_version(source: Connection | Statements) -> int:
+    return int(statements_of(source).run("SELECT version FROM blog_version")[0][0])
+
+
+def changed(target: Connection | Tx) -> None:
+    tx_of(target).run("UPDATE blog_version SET version = version + 1")
