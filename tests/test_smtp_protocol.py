@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jitaku.mail.smtp import syntax
 from jitaku.mail.smtp.machine import (
     Close,
     Greeted,
@@ -374,3 +375,13 @@ def test_any_bytes_get_only_well_formed_replies(chunks: list[bytes]) -> None:
         for reply in session.send(chunk):
             assert reply[:3].isdigit() and reply[3:4] in (" ", "-"), reply
         assert len(session.machine._buffer) <= 1100
+
+
+def test_a_remembered_path_cannot_be_changed_by_a_session_that_reads_it() -> None:
+    """MAIL and RCPT arguments are parsed once and the Path shared by every session that sends the same text:
+    one that changed its parameters would change them for the next sender too."""
+    first = syntax.reverse_path("<a@example.test> SIZE=100")
+    with pytest.raises(TypeError):
+        first.parameters["SIZE"] = "1"  # type: ignore[index]
+    assert syntax.reverse_path("<a@example.test> SIZE=100") is first
+    assert dict(first.parameters) == {"SIZE": "100"}

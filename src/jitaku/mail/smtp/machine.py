@@ -12,7 +12,7 @@ import base64
 import binascii
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -331,7 +331,7 @@ class Machine:
             return None
         return MailFrom(path.mailbox)
 
-    def _mail_parameters(self, parameters: dict[str, str | None]) -> str | None:
+    def _mail_parameters(self, parameters: Mapping[str, str | None]) -> str | None:
         if parameters and not self.extended:
             return "usage"
         for keyword, value in parameters.items():

@@ -8,7 +8,9 @@ again and again, and matching the grammar's regex was a fiftieth of a message's 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from jitaku.memo import small_inputs_cache
 
@@ -42,10 +44,11 @@ class BadParameters(ValueError):
 @dataclass(frozen=True, slots=True)
 class Path:
     mailbox: str  # "" for the null path <>
-    parameters: dict[str, str | None]  # keywords upper-cased
+    # keywords upper-cased; read-only, since one Path is remembered for every session that sends its text
+    parameters: Mapping[str, str | None]
 
 
-def _parameters(rest: str) -> dict[str, str | None]:
+def _parameters(rest: str) -> Mapping[str, str | None]:
     if rest and not rest.startswith(" "):
         raise BadPath(rest)
     found: dict[str, str | None] = {}
@@ -54,7 +57,7 @@ def _parameters(rest: str) -> dict[str, str | None]:
         if not _KEYWORD.fullmatch(keyword) or (equals and not _VALUE.fullmatch(value)):
             raise BadParameters(item)
         found[keyword.upper()] = value if equals else None
-    return found
+    return MappingProxyType(found)
 
 
 @small_inputs_cache(maxsize=1024, max_chars=_REMEMBERED)
