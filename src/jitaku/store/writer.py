@@ -114,11 +114,7 @@ class Writer:
         outcomes: list[tuple[Any, BaseException | None]] = []
         failed = False
         try:
-            tx = self._connection()
-            if self._at_once:
-                for statement in tx.dialect.batched:
-                    tx.execute(statement)
-                self._at_once = False
+            tx = self._connection(at_once=False)
             self._at_once_run = 0
             synced = any(durable for _job, _future, _loop, durable in batch)
             if synced != self._synced:
@@ -152,11 +148,7 @@ class Writer:
     def _run_at_once(self, job: Callable[[Tx], T]) -> T:
         """JOB, committed without an fsync, here and now; _Busy when it must go to the thread instead (another
         process holds the write lock). Its failure, or its commit's, is its caller's, as in a batch."""
-        tx = self._connection()
-        if not self._at_once:
-            for statement in tx.dialect.at_once:
-                tx.execute(statement)
-            self._at_once, self._synced = True, False
+        tx = self._connection(at_once=True)
         try:
             tx.begin()
         except StoreError:  # busy: the thread waits for the lock, and reports what else it may be
@@ -175,9 +167,10 @@ class Writer:
             self._close()
         return result
 
-    def _connection(self) -> Tx:
-        """The writer's connection; one that cannot be opened (a full disk) is the store's error, as a
-        statement's failure is."""
+    def _connection(self, at_once: bool) -> Tx:
+        """The writer's connection, set for a job run AT_ONCE (Dialect.at_once) or for the thread's batches
+        (Dialect.batched); one that cannot be opened (a full disk) is the store's error, as a statement's
+        failure is."""
         if self._tx is None:
             try:
                 connection = self._driver.connect()
@@ -185,7 +178,14 @@ class Writer:
                 raise StoreError("(connecting)", error) from error
             self._tx = Tx(connection, self._driver.dialect, self._driver.error)
             self._synced, self._at_once = True, False
-        return self._tx
+        tx = self._tx
+        if at_once != self._at_once:
+            for statement in tx.dialect.at_once if at_once else tx.dialect.batched:
+                tx.execute(statement)
+            self._at_once = at_once
+            if at_once:  # Dialect.at_once's commits skip the fsync
+                self._synced = False
+        return tx
 
     def _close(self) -> None:
         if self._tx is not None:
