@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from jitaku.blog.permalink import check_pattern, url_of
 from jitaku.blog.source import SourceError, parse
 from jitaku.store import Database, blog
-from jitaku.store.revision import MIGRATIONS, SCHEMA_REVISION, stored_revision
+from jitaku.store.engine import migrations_config
+from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PATTERN = "/{year}/{month}/{slug}/"
@@ -182,8 +182,7 @@ def test_media_are_kept_by_path_and_rewritten_only_when_they_change(database: Da
 
 def test_a_database_at_0017_upgrades_to_the_blogs_tables_and_back(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = migrations_config()
     engine = create_engine(url)
     with engine.begin() as connection:
         config.attributes["connection"] = connection

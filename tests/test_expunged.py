@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from jitaku.store import Database, accounts, mailstore
+from jitaku.store.engine import migrations_config
 from jitaku.store.mailstore import Changes, Selected
-from jitaku.store.revision import MIGRATIONS, SCHEMA_REVISION, stored_revision
+from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 from jitaku.store.statements import Statements
 
 ALICE = "alice@example.test"
@@ -156,8 +156,7 @@ def test_a_deleted_mailbox_takes_its_record_along(database: Database) -> None:
 def test_a_database_with_mail_upgrades_from_0015_and_records_its_expunges(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = migrations_config()
     with engine.begin() as connection:
         connection.execute(text("PRAGMA foreign_keys=ON"))
         config.attributes["connection"] = connection

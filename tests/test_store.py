@@ -7,18 +7,17 @@ import time
 from pathlib import Path
 
 import pytest
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, Tx, accounts, attempts, lists, mailstore, queue
-from jitaku.store.revision import MIGRATIONS, SCHEMA_REVISION, stored_revision
+from jitaku.store.engine import migrations_config
+from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 
 
 def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = migrations_config()
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
     database = Database(f"sqlite:///{tmp_path / 'j.db'}")
     assert database.query_now(stored_revision) == SCHEMA_REVISION
@@ -89,8 +88,7 @@ def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = migrations_config()
     with engine.begin() as connection:
         connection.execute(text("PRAGMA foreign_keys=ON"))
         config.attributes["connection"] = connection
@@ -150,8 +148,7 @@ def test_imap_revision_downgrades_keeping_mail_and_upgrades_again(tmp_path: Path
         accounts.add_user(connection, "a@x.test", None)
         mailstore.append(connection, "a@x.test", b"in", "INBOX")
         mailstore.append(connection, "a@x.test", b"sent", "Sent")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = migrations_config()
     with database.engine.begin() as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, "0007")
@@ -180,8 +177,7 @@ def test_subscriptions_leave_the_mailboxes_table_and_come_back(tmp_path: Path) -
             accounts.add_user(connection, address, None)
         mailstore.create_mailbox(connection, "a@x.test", "Trips")
         mailstore.append(connection, "a@x.test", b"kept", "Trips")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = migrations_config()
 
     def subscribed_column(connection: Connection) -> list[tuple[str, str]]:
         query = "SELECT address, name FROM mailboxes JOIN users ON users.id = user_id WHERE subscribed ORDER BY 1, 2"
@@ -250,8 +246,7 @@ def test_list_copies_queued_before_signing_go_out_signed_after_the_upgrade(tmp_p
     with database.transaction() as connection:
         found = lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
         lists.add_members(connection, found.id, ["kenji@example.jp"])
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = migrations_config()
     long_member = "taro.yamada.the.third.of.his.name@mail.subdivision.example.co.jp"
     unsigned = {
         "kenji@example.jp": "sota-bounces+kenji=example.jp@example.test",

@@ -5,7 +5,7 @@ to be migrated: SQLAlchemy is 14 MB of its idle memory, Alembic 10 more.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
@@ -13,6 +13,9 @@ from sqlalchemy.engine import Connection
 from jitaku.store.dialect import LARGE_VALUE
 from jitaku.store.driver import Driver
 from jitaku.store.revision import MIGRATIONS
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 
 def open_engine(driver: Driver) -> Engine:
@@ -34,13 +37,21 @@ def open_engine(driver: Driver) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision."""
-    from alembic import command
+def migrations_config() -> Config:
+    """Alembic's config of jitaku's migrations: for `migrate`, and for the tests that take a database to an
+    older revision and back."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision."""
+    from alembic import command
+
+    config = migrations_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
