@@ -353,6 +353,8 @@ posts = Table(
     Column("html", Text, nullable=False),  # rendered at import; the owner's own, so not sanitized
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # "post", or "page" (About): a page has its own URL but is never on the home page, in an archive or a feed
+    Column("kind", String(16), nullable=False, server_default="post"),
 )
 # The home page and the month archives: newest published posts first, from a date on
 Index("posts_published", posts.c.draft, posts.c.published_at)
@@ -387,6 +389,30 @@ media = Table(
     Column("data", LargeBinary, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Readers' comments. BODY is what the reader wrote (a small Markdown subset), HTML its rendering sanitized by
+# nh3; STATUS is "pending" (held for moderation), "published" or "spam". A reply's PARENT_ID is a top-level
+# comment (replies nest one level). ADDRESS is the client's, for the per-address rate limit; NONCE is the form
+# token's, unique, so that a replayed form stores nothing.
+comments = Table(
+    "comments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("post_id", Integer, ForeignKey("posts.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_id", Integer, ForeignKey("comments.id", ondelete="CASCADE"), nullable=True),
+    Column("author", String(200), nullable=False),
+    Column("email", String(320), nullable=False),  # never shown
+    Column("url", String(2048), nullable=False),  # "" for none
+    Column("body", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("nonce", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+Index("comments_post", comments.c.post_id, comments.c.status, comments.c.created_at)  # a post's page
+Index("comments_status", comments.c.status, comments.c.created_at)  # the pending list, the comments' feed
+Index("comments_address", comments.c.address, comments.c.created_at)  # the rate limit
 
 # One row, bumped by every change to the blog's tables: the running site drops its cached pages when it moves
 # (a change made with the CLI reaches the site within 2 s, issue 21)
