@@ -452,6 +452,14 @@ class BlogSettings(_Section):
     # The year, month and day of a permalink are the post's date here; empty: the system's time zone
     timezone: str = ""
     permalink: str = "/{year}/{month}/{slug}/"
+    title: str = ""  # the site's name, in every page's title and the feeds; empty: the hostname
+    description: str = ""  # under the title, and the feeds' subtitle
+    language: str = Field(default="ja", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")  # <html lang>, the feeds'
+    posts_per_page: int = Field(default=10, gt=0, le=100)
+    # Whose comments wait for the owner: "first" (until a name+email pair has one approved), "all", or "none"
+    moderation: Literal["first", "all", "none"] = "first"
+    max_comment_bytes: int = Field(default=20000, gt=0)  # a longer comment is answered 413
+    notify: str = ""  # who hears of each new comment, by mail; empty: the first admin
 
     @field_validator("timezone")
     @classmethod
