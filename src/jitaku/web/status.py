@@ -18,7 +18,7 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import auth, buddy, lists
+from jitaku.web import auth, buddy, csrf, lists
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
@@ -63,9 +63,11 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
             *lists.routes(database, requests),
             *_metrics(config, database),
         ],
-        # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
+        # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest, so
+        # that csrf.Protect reads only a bounded body
         middleware=[
             Middleware(BodyLimit, max_bytes=settings.web.max_body_size),
+            Middleware(csrf.Protect, data_dir=config.data_dir),
             Middleware(auth.CookieSessions, data_dir=config.data_dir),
         ],
     )
