@@ -144,7 +144,8 @@ def test_a_tag_archive_and_a_month_archive_show_their_posts_whole(client: TestCl
         and "ディスク交換" in month.text
         and '<h2 class="title"><a href="/2024/07' not in month.text
     )
-    assert client.get("/2024/06/").status_code == 404
+    for empty in ("/2024/06/", "/2024/13/", "/9999/12/", "/0001/01/"):
+        assert client.get(empty).status_code == 404, empty
     assert client.get("/tags/無い/").status_code == 404
 
 

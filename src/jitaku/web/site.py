@@ -173,7 +173,7 @@ class Site:
         return self._draw("archive.html", tag_url(tag), posts=posts, heading=heading, og_title=heading)
 
     async def _month(self, year: int, month: int) -> Page | None:
-        if not 1 <= month <= 12 or year < 1:
+        if not 1 <= month <= 12 or not 1 < year < 9999:  # the month after must be a date too
             return None
         start = self._timestamp(year, month)
         end = self._timestamp(year + month // 12, month % 12 + 1)
