@@ -191,6 +191,8 @@ def test_an_old_url_answers_301_to_the_new_one_and_an_unknown_one_a_readable_404
     assert moved.headers["location"] == "/2024/05/%E8%87%AA%E5%AE%85%E9%AF%96/"
     assert client.get("/2024/05/server/").status_code == 200
     assert client.get("/2024/05/disk", follow_redirects=False).headers["location"] == "/2024/05/disk/"
+    assert client.post("/2024/05/server/").status_code == 405  # a page is only read
+    assert client.post("/no/such/page/").status_code == 404
     missing = client.get("/no/such/page/")
     assert missing.status_code == 404
     assert "ページが見つかりません" in missing.text and missing.headers["content-security-policy"]

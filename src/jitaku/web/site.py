@@ -105,13 +105,16 @@ class Site:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI, so that Starlette's Route hands over the request as it came (and Page.send answers it)."""
-        if scope["method"] not in ("GET", "HEAD"):
-            page = Page.of(405, "text/plain; charset=utf-8", b"Method not allowed\n", headers=(("allow", "GET, HEAD"),))
-            await page.send(scope, send)
-            return
         path = scope["path"]
         generation = self._cache.generation
         page, keep = await self.page(path)
+        if scope["method"] not in ("GET", "HEAD"):  # the site's pages are only read; no page here: 404
+            if page.status != 404:
+                page = Page.of(
+                    405, "text/plain; charset=utf-8", b"Method not allowed\n", headers=(("allow", "GET, HEAD"),)
+                )
+            await page.send(scope, send)
+            return
         if keep:
             self._cache.put(path, page, generation)
         await page.send(scope, send)
