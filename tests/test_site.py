@@ -254,3 +254,11 @@ def test_the_content_security_policy_lets_the_stylesheet_and_the_photos_load_and
     )
     assert "'self'" in policy["style-src"] and policy["img-src"] == "'self'" and policy["media-src"] == "'self'"
     assert policy["default-src"] == "'none'" and "script-src" not in policy
+
+
+@pytest.mark.parametrize("path", ["/", "/page/2/", "/2024/05/server/", TAG_PATH, "/2024/05/", "/about/", "/nothing/"])
+def test_every_page_has_one_main_heading_and_no_list_inside_a_paragraph(client: TestClient, path: str) -> None:
+    """What screen readers and axe-core look for: one h1 a page, and markup a browser need not repair."""
+    text = client.get(path).text
+    assert text.count("<h1") == 1, path
+    assert not re.search(r"<p[^>]*>(?:(?!</p>).)*<ul", text, re.S), path
