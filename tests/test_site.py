@@ -204,6 +204,7 @@ def test_a_kept_page_has_an_etag_answers_304_and_is_gzipped_for_who_accepts_it(c
     zipped = client.get("/", headers={"accept-encoding": "gzip, br"})
     assert zipped.headers["content-encoding"] == "gzip" and zipped.headers["vary"] == "Accept-Encoding"
     assert zipped.text == first.text  # decoded by the client
+    assert "content-encoding" not in client.get("/", headers={"accept-encoding": "br, gzip;q=0"}).headers
     for etag in (first.headers["etag"], zipped.headers["etag"]):
         again = client.get("/", headers={"if-none-match": etag})
         assert again.status_code == 304 and again.headers["etag"]
