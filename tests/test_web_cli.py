@@ -125,7 +125,8 @@ PAGES = {
     "/": '<a href="/ok.html">ok</a> <a href="/日記/">日記</a> <img src="photo.png"> <a href="/missing.html#x">x</a>'
     ' <a href="/chain">c</a> <a href="https://elsewhere.test/">far</a> <a href="mailto:a@example.test">m</a>'
     ' <a href="#top">top</a>',
-    "/ok.html": '<a href="/">home</a> <a href="/missing.html">again</a>',
+    "/ok.html": '<a href="/">home</a> <a href="/missing.html">again</a> <link rel="canonical" href="https://public.test/ok.html">'
+    ' <a href="https://public.test/gone/">by the public name</a>',
     "/日記/": '<link rel="alternate" href="/feed.atom">',
     "/feed.atom": "<feed/>",
     "/photo.png": "PNG",
@@ -181,14 +182,15 @@ def small_site() -> Iterator[str]:
 
 
 def test_the_crawl_names_each_broken_link_and_the_pages_linking_to_it(small_site: str) -> None:
-    report = check_links(small_site)
+    report = check_links(small_site, ["public.test"])
     assert {(b.link, b.answer, b.linked_from) for b in report.broken} == {
         ("/missing.html", "404", ("/", "/ok.html")),
+        ("/gone/", "404", ("/ok.html",)),  # a link by the site's public name, checked here
         ("/style.css", "404", ("/orphan.html",)),  # found through the sitemap
     }
     assert [(c.link, c.hops, c.linked_from) for c in report.chains] == [("/chain", 2, "/")]
-    # /, the sitemap's page, ok, 日記, photo, missing, chain, feed, style: not the other site nor mailto
-    assert report.checked == 9
+    # /, the sitemap's page, ok, 日記, photo, missing, chain, gone, feed, style: not the other site nor mailto
+    assert report.checked == 10
     assert not report.stopped
 
 
@@ -199,7 +201,7 @@ def test_check_links_exits_1_with_a_broken_link_and_0_on_a_sound_site(data: Path
     assert any("404" in line and "/missing.html" in line and "/ (and 1 more page)" in line for line in lines)
     assert any("/style.css" in line and "/orphan.html" in line for line in lines)
     assert "note: /chain takes 2 redirects (linked from /)" in lines
-    assert lines[-1] == "2 broken links of 9 URLs checked"
+    assert lines[-1] == "2 broken links of 9 URLs checked"  # public.test is not this site's [web] url
     sound = {path: page for path, page in PAGES.items() if path in ("/", "/photo.png")}
     sound["/"] = '<a href="/">home</a> <img src="/photo.png">'
     for base in serve(sound):

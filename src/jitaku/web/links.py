@@ -97,8 +97,7 @@ def check_links(
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or parts.netloc.lower() not in hosts:
             return
-        # One key for /tags/日記/ and /tags/%E6%97%A5%E8%A8%98/: the site reads both as one path
-        path = unquote(parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = _key(parts)
         if path not in referrers:
             referrers[path] = []
             waiting.append(path)
@@ -127,14 +126,24 @@ def check_links(
             if len(response.history) > 1:
                 report.chains.append(Chain(path, len(response.history), referrers[path][0]))
             final = response.url
+            page = _key(urlsplit(str(final)))
+            if response.history:  # the page is read once, as where it is now
+                if page in referrers:
+                    continue
+                referrers[page] = [path]
             if (
                 final.host.lower() in names  # a link that redirects to another site: that site is not read
-                and not path.startswith(_NOT_READ)
+                and not page.startswith(_NOT_READ)
                 and response.headers.get("content-type", "").startswith("text/html")
             ):
                 for link in links_in(response.text, str(final)):
-                    found(link, path)
+                    found(link, page)
     return report
+
+
+def _key(parts: SplitResult) -> str:
+    """One key for /tags/日記/ and /tags/%E6%97%A5%E8%A8%98/: the site reads both as one path."""
+    return unquote(parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def _at(origin: SplitResult, path: str) -> str:
