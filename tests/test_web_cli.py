@@ -124,7 +124,7 @@ def test_a_loop_of_two_redirects_is_refused(data: Path) -> None:
 PAGES = {
     "/": '<a href="/ok.html">ok</a> <a href="/日記/">日記</a> <img src="photo.png"> <a href="/missing.html#x">x</a>'
     ' <a href="/chain">c</a> <a href="https://elsewhere.test/">far</a> <a href="mailto:a@example.test">m</a>'
-    ' <a href="#top">top</a>',
+    ' <a href="#top">top</a> <a href="/public-moved">p</a> <a href="/loop">l</a>',
     "/ok.html": '<a href="/">home</a> <a href="/missing.html">again</a> <link rel="canonical" href="https://public.test/ok.html">'
     ' <a href="https://public.test/gone/">by the public name</a>',
     "/日記/": '<link rel="alternate" href="/feed.atom">',
@@ -134,7 +134,8 @@ PAGES = {
     "/sitemap.xml": '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>{base}/orphan.html</loc>'
     "</url></urlset>",
 }
-MOVED = {"/chain": "/moved", "/moved": "/ok.html"}
+# /public-moved goes to the site's public name, which is checked at the address crawled
+MOVED = {"/chain": "/moved", "/moved": "/ok.html", "/public-moved": "https://public.test/ok.html", "/loop": "/loop"}
 
 
 class Site(BaseHTTPRequestHandler):
@@ -187,21 +188,25 @@ def test_the_crawl_names_each_broken_link_and_the_pages_linking_to_it(small_site
         ("/missing.html", "404", ("/", "/ok.html")),
         ("/gone/", "404", ("/ok.html",)),  # a link by the site's public name, checked here
         ("/style.css", "404", ("/orphan.html",)),  # found through the sitemap
+        ("/loop", "more than 10 redirects", ("/",)),
     }
     assert [(c.link, c.hops, c.linked_from) for c in report.chains] == [("/chain", 2, "/")]
-    # /, the sitemap's page, ok, 日記, photo, missing, chain, gone, feed, style: not the other site nor mailto
-    assert report.checked == 10
+    # /, the sitemap's page, ok, 日記, photo, missing, chain, public-moved, loop, gone, feed, style: not the other
+    # site nor mailto
+    assert report.checked == 12
     assert not report.stopped
 
 
 def test_check_links_exits_1_with_a_broken_link_and_0_on_a_sound_site(data: Path, small_site: str) -> None:
+    with (data / "jitaku.toml").open("a") as config:
+        config.write('[web]\nurl = "https://public.test"\n')
     result = jitaku(data, "web", "check-links", "--url", small_site)
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
     assert any("404" in line and "/missing.html" in line and "/ (and 1 more page)" in line for line in lines)
     assert any("/style.css" in line and "/orphan.html" in line for line in lines)
     assert "note: /chain takes 2 redirects (linked from /)" in lines
-    assert lines[-1] == "2 broken links of 9 URLs checked"  # public.test is not this site's [web] url
+    assert lines[-1] == "4 broken links of 12 URLs checked"
     sound = {path: page for path, page in PAGES.items() if path in ("/", "/photo.png")}
     sound["/"] = '<a href="/">home</a> <img src="/photo.png">'
     for base in serve(sound):

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -245,9 +245,8 @@ class Rendered:
 class Cache:
     """What was rendered, by request path, for as long as blog_version stays where it was."""
 
-    def __init__(self, database: Database, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, database: Database) -> None:
         self._database = database
-        self._clock = clock
         self._kept: dict[str, Rendered] = {}
         self._version: int | None = None
         self._checked = -CHECK_EVERY
@@ -264,7 +263,7 @@ class Cache:
         return kept
 
     async def _check(self) -> None:
-        now = self._clock()
+        now = time.monotonic()
         if now - self._checked < CHECK_EVERY:
             return
         self._checked = now
@@ -275,10 +274,11 @@ class Cache:
 
 
 def routes(settings: Settings, database: Database) -> list[Route]:
+    """The feeds, sitemap.xml and robots.txt, for web/status.py's app; each answer kept in one Cache."""
     site = Site.of(settings)
     cache = Cache(database)
 
-    async def posts_feed(tag: str | None, kind: str) -> Rendered | None:
+    async def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Rendered | None:
         found = await database.query(lambda s: feed_store.newest_posts(s, FEED_SIZE, tag))
         if tag is None:
             title, alternate, base = site.title, site.url("/"), "/feed"

@@ -20,6 +20,7 @@ import httpx
 MAX_PAGES = 2000
 TIMEOUT = 10.0
 SITEMAP = "/sitemap.xml"
+MAX_REDIRECTS = 10
 _NOT_READ = ("/admin/", "/api/")  # the owner's pages and the API: not what a reader follows (robots.txt)
 _LINKED = {"a": "href", "img": "src", "link": "href"}
 
@@ -104,39 +105,41 @@ def check_links(
         if page not in referrers[path]:
             referrers[path].append(page)
 
-    with httpx.Client(timeout=timeout, verify=verify, follow_redirects=True) as client:
-        home = _get(client, _at(origin, "/"), first=True)
+    def get(path: str, first: bool = False) -> Answer | str:
+        return _get(client, _at(origin, path), origin, hosts, first)
+
+    with httpx.Client(timeout=timeout, verify=verify) as client:
+        home = get("/", first=True)
         found(_at(origin, "/"), "(start)")
-        for url in _sitemap_urls(client, origin):
+        for url in _sitemap_urls(get(SITEMAP)):
             found(url, SITEMAP)
         while waiting:
             if report.checked >= max_pages:
                 report.stopped = True
                 break
             path = waiting.popleft()
-            url = _at(origin, path)
-            response = home if path == "/" and home is not None else _get(client, url)
+            answer = home if path == "/" else get(path)
             report.checked += 1
-            if not isinstance(response, httpx.Response):
-                report.broken.append(Broken(path, response, tuple(referrers[path])))
+            if isinstance(answer, str):
+                report.broken.append(Broken(path, answer, tuple(referrers[path])))
                 continue
+            response = answer.response
             if response.status_code != 200:
                 report.broken.append(Broken(path, str(response.status_code), tuple(referrers[path])))
                 continue
-            if len(response.history) > 1:
-                report.chains.append(Chain(path, len(response.history), referrers[path][0]))
-            final = response.url
-            page = _key(urlsplit(str(final)))
-            if response.history:  # the page is read once, as where it is now
+            if answer.hops > 1:
+                report.chains.append(Chain(path, answer.hops, referrers[path][0]))
+            page = _key(urlsplit(str(response.url)))
+            if answer.hops:  # the page is read once, as where it is now
                 if page in referrers:
                     continue
                 referrers[page] = [path]
             if (
-                final.host.lower() in names  # a link that redirects to another site: that site is not read
+                response.url.host.lower() in names  # a link that redirects to another site: that site is not read
                 and not page.startswith(_NOT_READ)
                 and response.headers.get("content-type", "").startswith("text/html")
             ):
-                for link in links_in(response.text, str(final)):
+                for link in links_in(response.text, str(response.url)):
                     found(link, page)
     return report
 
@@ -151,11 +154,27 @@ def _at(origin: SplitResult, path: str) -> str:
     return urlunsplit((origin.scheme, origin.netloc, address, query, ""))
 
 
-def _get(client: httpx.Client, url: str, first: bool = False) -> httpx.Response | str:
-    """URL's answer after its redirects, or what went wrong; at the FIRST request, a site that does not answer
-    at all is a CrawlError."""
+@dataclass(frozen=True)
+class Answer:
+    response: httpx.Response  # the last, after the redirects
+    hops: int  # redirects followed
+
+
+def _get(client: httpx.Client, url: str, origin: SplitResult, hosts: set[str], first: bool) -> Answer | str:
+    """URL's answer after its redirects, or what went wrong. A redirect to one of the site's HOSTS is
+    followed at the address crawled, as a link by that name is: the public name may not reach this server from
+    here. At the FIRST request, a site that does not answer at all is a CrawlError."""
+    hops = 0
     try:
-        return client.get(url)
+        while True:
+            response = client.get(url)
+            if not response.is_redirect:
+                return Answer(response, hops)
+            if hops == MAX_REDIRECTS:
+                return f"more than {MAX_REDIRECTS} redirects"
+            hops += 1
+            target = urlsplit(urljoin(str(response.url), response.headers["location"]))
+            url = _at(origin, _key(target)) if target.netloc.lower() in hosts else urlunsplit(target)
     except httpx.TimeoutException:
         if first:
             raise CrawlError(f"{url} did not answer within the timeout") from None
@@ -166,15 +185,14 @@ def _get(client: httpx.Client, url: str, first: bool = False) -> httpx.Response 
         return f"failed: {error}"
 
 
-def _sitemap_urls(client: httpx.Client, origin: SplitResult) -> list[str]:
+def _sitemap_urls(answer: Answer | str) -> list[str]:
     """The <loc> URLs of the site's sitemap.xml; none when it has none."""
     from xml.etree import ElementTree
 
-    response = _get(client, _at(origin, SITEMAP))
-    if not isinstance(response, httpx.Response) or response.status_code != 200:
+    if isinstance(answer, str) or answer.response.status_code != 200:
         return []
     try:
-        root = ElementTree.fromstring(response.content)
+        root = ElementTree.fromstring(answer.response.content)
     except ElementTree.ParseError:
         return []
     return [(loc.text or "").strip() for loc in root.iter() if loc.tag.rpartition("}")[2] == "loc"]
