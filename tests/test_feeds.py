@@ -5,6 +5,7 @@ email never leaves the database, and a change to the blog shows within two secon
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from xml.etree import ElementTree
 import feedparser
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from starlette.applications import Starlette
 
@@ -230,3 +233,23 @@ def test_a_change_to_the_blog_shows_within_two_seconds_and_an_unchanged_feed_is_
     assert changed.status_code == 200
     assert parsed(changed).entries[0].title == "新しい投稿"
     assert changed.headers["etag"] != first.headers["etag"]
+
+
+SITE = feeds.Site.of(SETTINGS)
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # XML 1.0 §2.2
+
+
+@settings(max_examples=60, deadline=None)
+@given(title=st.text(), html=st.text(), tag=st.text(min_size=1))
+def test_any_text_a_post_may_hold_makes_a_well_formed_feed(title: str, html: str, tag: str) -> None:
+    """Control characters XML forbids, lone surrogates, markup: the feed stays one that parses, text intact."""
+    entries = [feeds.Entry(f"{BASE}/a/", title, html, START, START, (tag,))]
+    for make, title_path in (
+        (feeds.atom, "{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}title"),
+        (feeds.rss, "channel/item/title"),
+    ):
+        body = make(SITE, title, f"{BASE}/feed", f"{BASE}/", entries)
+        found = ElementTree.fromstring(body).findtext(title_path)
+        kept = NOT_XML.sub("", title).replace("\r\n", "\n").replace("\r", "\n")
+        assert found == kept
+        assert feedparser.parse(body).bozo == 0
