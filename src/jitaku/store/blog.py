@@ -211,3 +211,45 @@ def current_version(source: Connection | Statements) -> int:
 
 def changed(target: Connection | Tx) -> None:
     tx_of(target).run("UPDATE blog_version SET version = version + 1")
+
+
+# Redirects the owner keeps by hand (`jitaku web redirect`), beside those an import records
+
+
+@dataclass(frozen=True)
+class Redirect:
+    old: str
+    new: str
+    created_at: float
+
+
+def kept_redirects(source: Connection | Statements) -> list[Redirect]:
+    """Every redirect, by its old URL, with when it was made."""
+    rows = statements_of(source).run("SELECT old_path, new_path, created_at FROM redirects ORDER BY old_path")
+    return [Redirect(old, new, created_at) for old, new, created_at in rows]
+
+
+def add_redirect(target: Connection | Tx, old: str, new: str, now: float) -> str:
+    """OLD answers with NEW from now on, or with where NEW itself redirects to (no chains); that end is returned.
+    A BlogError, and nothing written, when OLD is a published post's URL or the redirect would come back to OLD."""
+    tx = tx_of(target)
+    if tx.run("SELECT 1 FROM posts WHERE url = ? AND draft = ?", (old, False)):
+        raise BlogError(f"{old} is a published post's URL: it cannot redirect")
+    end, passed = new, set()
+    while end not in passed and (further := redirect_for(tx, end)) is not None:
+        passed.add(end)
+        end = further
+    if end == old or old in passed:
+        raise BlogError(f"{old} -> {new} would lead back to {old}")
+    _redirect(tx, old, end, now)
+    changed(tx)
+    return end
+
+
+def remove_redirect(target: Connection | Tx, old: str) -> bool:
+    """OLD redirects no more; False when it did not."""
+    tx = tx_of(target)
+    if not tx.run("DELETE FROM redirects WHERE old_path = ? RETURNING old_path", (old,)):
+        return False
+    changed(tx)
+    return True

@@ -20,7 +20,7 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import auth, buddy, lists
+from jitaku.web import auth, buddy, feeds, lists
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
@@ -67,6 +67,7 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
+            *feeds.routes(settings, database),
             *_metrics(config, database),
             *Site(settings, database, pages).routes(),  # last: it answers every path the others do not
         ],
