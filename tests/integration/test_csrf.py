@@ -12,7 +12,7 @@ import pytest
 from tests.integration.forms import csrf_of, submit
 from tests.integration.harness import Jitaku
 
-ADMIN = {"address": "alice@example.test", "password": "secret-password", "next": "/health"}
+ADMIN = {"address": "alice@example.test", "password": "secret-password", "next": "/admin/health"}
 LIST = "sota@example.test"
 
 
@@ -62,7 +62,7 @@ def test_logging_in_and_out_needs_the_forms_own_token(web: Jitaku) -> None:
 
         assert submit(client, "/login", ADMIN).status_code == 303
         assert client.get("/api/health").status_code == 200
-        dashboard = client.get("/health", follow_redirects=True)
+        dashboard = client.get("/admin/health")
         assert "log out" in dashboard.text
         assert_refused(forgeries(client, str(dashboard.url), "/logout", {}))
         assert client.get("/api/health").status_code == 200  # still logged in

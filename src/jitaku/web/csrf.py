@@ -4,9 +4,11 @@ field `csrf` holding its HMAC under the key that signs the session cookies, so a
 by someone without the key makes no field that passes.
 
 The check is one ASGI middleware in front of every route rather than a call in each handler, so that a POST
-route added later is guarded unless it is named here: it reads the form (after BodyLimit has bounded the
-body), checks the field, and hands the parsed form on in the scope, where `bodies.read_form` takes it, so the
-body is read and parsed once. A GET costs a small object in the scope and a look at the response's start.
+route added later is guarded unless it is exempted here. It checks each request whose route declared its
+method (`methods=["POST"]`); any other POST gets the router's answer (the site's catch-all, which only reads,
+answers 405 or 404). It reads the form (after BodyLimit has bounded the body), checks the field, and hands
+the parsed form on in the scope, where `bodies.read_form` takes it, so the body is read and parsed once.
+A GET costs a small object in the scope and a look at the response's start.
 
 Exempt: RFC 8058 one-click unsubscribe (mail providers POST it without a page; the member's token in its
 URL is its proof), `/api/buddy/*` (its shared token) and `/comments/*` (the comment form's own signed token).
@@ -24,6 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request, cookie_parser
 from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitaku.web.auth import session_secret
@@ -108,7 +111,7 @@ class Protect:
             await self._app(scope, receive, send)
             return
         token = scope[SCOPE_KEY] = Token(self._key, scope)
-        if scope["method"] not in SAFE_METHODS and not EXEMPT.fullmatch(scope["path"]):
+        if scope["method"] not in SAFE_METHODS and not EXEMPT.fullmatch(scope["path"]) and _declared(scope):
             chunks: list[bytes] = []
 
             async def recorded() -> Message:
@@ -137,6 +140,15 @@ class Protect:
             await send(message)
 
         await self._app(scope, receive, with_cookie)
+
+
+def _declared(scope: Scope) -> bool:
+    """Whether the route that takes this request declared its method: a POST to a path no route takes that way
+    gets the router's own answer (the site's pages, which only read, answer 405 or 404), not a 403."""
+    for route in scope["app"].router.routes:
+        if route.matches(scope)[0] is Match.FULL:
+            return isinstance(route, Route) and route.methods is not None and scope["method"] in route.methods
+    return False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
