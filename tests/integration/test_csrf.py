@@ -1,8 +1,9 @@
 """Every POST form is guarded against cross-site forgery (issue 21, web/csrf.py): each form sent from the page
 that serves it works, and the same POST without the page's CSRF field, with a wrong one, or with the field
 but not the cookie it was made for (another site's form in the browser) is refused with a readable 403 page
-and changes nothing. One-click unsubscribe (tests/integration/test_lists.py) and the buddy probe
-(test_buddy.py) still take their POSTs with no token."""
+and changes nothing; a POST to a path no route takes that way still gets the site's 405 or 404. One-click
+unsubscribe (tests/integration/test_lists.py) and the buddy probe (test_buddy.py) still take their POSTs with no
+token."""
 
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ def test_logging_in_and_out_needs_the_forms_own_token(web: Jitaku) -> None:
 
         assert submit(client, str(dashboard.url), {}, action="/logout").status_code == 303
         assert client.get("/api/health").status_code == 401
+
+
+def test_a_post_no_route_takes_gets_the_sites_answer_not_a_403(web: Jitaku) -> None:
+    with browser(web) as client:
+        assert client.post("/", data={"x": "1"}).status_code == 405  # the blog's pages are only read
+        assert client.post("/no/such/page/", data={"x": "1"}).status_code == 404
 
 
 def test_subscribing_and_confirming_on_the_list_pages_need_their_token(web: Jitaku) -> None:
