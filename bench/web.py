@@ -30,7 +30,7 @@ Needs: wrk and nginx (Debian packages; installed with apt-get when missing, so r
 psutil. Not part of the test suite (scripts/test): a bench takes minutes and wants a quiet machine.
 
 Usage: bench/web [--seconds 20] [--rounds 2] [--connections 50] [--threads 2] [--posts 20]
-                 [--comments 200] [--comment-clients 10] [--keep]
+                 [--comments 1000] [--comment-clients 10] [--keep]
 """
 
 from __future__ import annotations
@@ -398,7 +398,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="wrk's")
     parser.add_argument("--posts", type=int, default=20)
-    parser.add_argument("--comments", type=int, default=200)
+    parser.add_argument("--comments", type=int, default=1000)
     parser.add_argument("--comment-clients", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (jitaku's data, nginx's files)")
     args = parser.parse_args()
