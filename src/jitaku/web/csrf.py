@@ -29,8 +29,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jitaku.web.auth import session_secret
 from jitaku.web.bodies import FORM_KEY, read_form
+from jitaku.web.secret import session_secret
 
 COOKIE = "jitaku_csrf"
 FIELD = "csrf"

@@ -8,6 +8,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from jitaku.web import csrf
+
 if TYPE_CHECKING:
     from markupsafe import Markup
     from starlette.requests import Request
@@ -26,7 +28,5 @@ def templates() -> Jinja2Templates:
 def csrf_field(request: Request) -> Markup:
     """The hidden input that lets the form on this page be POSTed (csrf.Protect checks it)."""
     from markupsafe import Markup
-
-    from jitaku.web import csrf  # which imports auth, which imports this module
 
     return Markup('<input type="hidden" name="{}" value="{}">').format(csrf.FIELD, csrf.field(request))
