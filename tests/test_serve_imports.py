@@ -32,6 +32,7 @@ OFF_SQLALCHEMY = (
     "jitaku.lists.tokens",
     "jitaku.store.accounts",
     "jitaku.store.attempts",
+    "jitaku.store.comments",
     "jitaku.store.database",
     "jitaku.store.ddns",
     "jitaku.store.health",

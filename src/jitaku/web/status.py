@@ -20,15 +20,23 @@ from jitaku.mail.login import Authenticator
 from jitaku.store import Database
 from jitaku.web import auth, buddy, lists
 from jitaku.web.bodies import BodyLimit
+from jitaku.web.comment_mail import CommentMail, LocalMail
+from jitaku.web.comment_tokens import CommentTokens
+from jitaku.web.comments import Comments
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.templates import templates
 
 
-def build(config: Config, database: Database, authenticator: Authenticator, requests: Requests) -> ASGIApp:
-    """REQUESTS answers subscriptions asked on the list pages."""
+def build(
+    config: Config, database: Database, authenticator: Authenticator, requests: Requests, mail: LocalMail | None
+) -> ASGIApp:
+    """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner."""
     settings = config.settings
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
+    tokens = CommentTokens(auth.session_secret(config.data_dir))
+    notices = CommentMail(settings, database, mail, tokens) if mail is not None else None
+    comments = Comments(settings, database, tokens, notices)
 
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.query(store.mailstore.message_counts, snapshot=False)
@@ -61,11 +69,12 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
+            *comments.routes(),
             *_metrics(config, database),
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
         middleware=[
-            Middleware(BodyLimit, max_bytes=settings.web.max_body_size),
+            Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",)),
             Middleware(auth.CookieSessions, data_dir=config.data_dir),
         ],
     )
