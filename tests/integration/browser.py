@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+AXE = Path(__file__).parent.parent / "node_modules" / "axe-core" / "axe.min.js"
 COMMAND = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-pipe"]
 
 
@@ -98,9 +99,49 @@ class Chromium:
         self.call("Page.navigate", url=url)
         self.wait_for("Page.loadEventFired")
 
-    def evaluate(self, expression: str) -> Any:
-        """EXPRESSION's value (JSON-able) in the page."""
-        reply = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    def scripts(self, enabled: bool) -> None:
+        """Whether pages from now on run JavaScript: off, as a reader who turned it off reads them, typing and
+        clicking below still work; on for `accessibility_violations`, whose axe-core is a script."""
+        self.call("Emulation.setScriptExecutionDisabled", value=not enabled)
+
+    def type_into(self, selector: str, text: str) -> None:
+        """TEXT typed into the form field SELECTOR finds, as keyboard input (no script of the page's involved)."""
+        self.call("DOM.focus", nodeId=self._node(selector))
+        self.call("Input.insertText", text=text)
+
+    def click(self, selector: str) -> None:
+        """A mouse click in the middle of the element SELECTOR finds; waits for the page it loads, if any is
+        loaded within the timeout."""
+        node = self._node(selector)
+        self.call("DOM.scrollIntoViewIfNeeded", nodeId=node)
+        quad = self.call("DOM.getContentQuads", nodeId=node)["quads"][0]
+        x, y = sum(quad[0::2]) / 4, sum(quad[1::2]) / 4
+        self._events.clear()
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+        self.wait_for("Page.loadEventFired")
+
+    def _node(self, selector: str) -> int:
+        root = self.call("DOM.getDocument", depth=0)["root"]["nodeId"]
+        node = int(self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"])
+        if not node:
+            raise LookupError(f"no element matches {selector!r}")
+        return node
+
+    def accessibility_violations(self) -> list[dict[str, Any]]:
+        """axe-core's violations on the page now loaded (npm's axe-core, which scripts/test installs), each with
+        its rule id, impact and the elements it found."""
+        self.evaluate(AXE.read_text())
+        found = self.evaluate(
+            "axe.run(document).then(r => r.violations.map(v => ({id: v.id, impact: v.impact, "
+            "help: v.help, nodes: v.nodes.map(n => n.html.slice(0, 120))})))",
+            wait=True,
+        )
+        return list(found)
+
+    def evaluate(self, expression: str, wait: bool = False) -> Any:
+        """EXPRESSION's value (JSON-able) in the page; a promise's when WAIT."""
+        reply = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=wait)
         if "exceptionDetails" in reply:
             raise RuntimeError(reply["exceptionDetails"]["exception"]["description"])
         return reply["result"].get("value")
