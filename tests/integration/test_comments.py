@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from tests.integration.browser import Chromium
 from tests.integration.harness import Jitaku
 from tests.peers import wait_until
 
@@ -77,3 +78,33 @@ def test_a_comment_survives_kill_9_and_the_owner_approves_it_from_the_mail(serve
         shown = owner.get(f"/comments/{post['id']}")
         assert "いい記事 <em>です</em>" in shown.text
     assert comments(server)[0]["status"] == "published"
+
+
+def test_a_reader_on_a_phone_without_javascript_comments_and_it_outlives_kill_9(server: Jitaku, tmp_path: Path) -> None:
+    """Headless Chromium at a phone's width with the page's script off: typed, waited, sent; the owner approves
+    it with the CLI, the daemon is killed with -9, and the comment is on the page after the restart. axe-core
+    finds nothing serious on the form's page."""
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "a.md").write_text(POST)
+    server.cli("blog", "import", str(posts))
+    [post] = json.loads(server.cli("blog", "posts", "--json").stdout)
+    with Chromium() as browser:
+        browser.scripts(False)
+        browser.open(f"http://127.0.0.1:{server.web_port}/comments/{post['id']}", width=390, mobile=True)
+        browser.type_into("#comment-name", "スマホの読者")
+        browser.type_into("#comment-email", "phone@remote.test")
+        browser.type_into("#comment-body", "スマホから書きました。")
+        time.sleep(2.1)
+        browser.click(".comment-form button[type=submit]")
+        assert "held for moderation" in browser.evaluate("document.body.innerText")
+        [comment] = comments(server)
+        server.cli("blog", "comments", "approve", str(comment["id"]))
+        server.kill9()
+        server.start()
+        browser.open(f"http://127.0.0.1:{server.web_port}/comments/{post['id']}", width=390, mobile=True)
+        assert "スマホから書きました。" in browser.evaluate("document.body.innerText")
+        browser.scripts(True)
+        browser.open(f"http://127.0.0.1:{server.web_port}/comments/{post['id']}", width=390, mobile=True)
+        serious = [v for v in browser.accessibility_violations() if v["impact"] in ("serious", "critical")]
+        assert serious == []
