@@ -322,3 +322,14 @@ def test_the_mailed_approve_link_shows_a_button_and_only_its_post_approves(datab
     done = site.get(path, "POST")
     assert done.status_code == 200 and "is published" in done.text
     assert site.stored()[0].status == "published"
+
+
+def test_what_a_reader_wrote_is_shown_escaped_and_the_newest_published_lead_the_feed(database: Database) -> None:
+    site = Site(database, moderation="none")
+    site.post({**FORM, "name": "<b>Mallory</b>", "url": "https://m.example/?a=1&b=<x>", "body": "<script>x</script>"})
+    site.post({**FORM, "body": "second"}, client=("198.51.100.1", 2))
+    page = site.get(f"/comments/{site.post_id()}").text
+    assert "<b>Mallory</b>" not in page and "&lt;b&gt;Mallory&lt;/b&gt;" in page
+    assert "<script>x" not in page and 'href="https://m.example/?a=1&amp;b=&lt;x&gt;"' in page
+    newest = database.query_now(lambda s: comments.recent(s, 10))
+    assert [c.body for c in newest] == ["second", "<script>x</script>"]
