@@ -9,6 +9,7 @@ commits. Every refusal is a readable page that stores nothing."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -114,8 +115,12 @@ class Comments:
         tokens: CommentTokens,
         mail: CommentMail | None,
         content_filter: CommentFilter | None = None,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
+        """CHANGED is called once a write that changes what the pages show is committed: the site drops its
+        kept pages at once rather than at its next look at the blog's version."""
         self._settings = settings
+        self._changed = changed
         self._database = database
         self._tokens = tokens
         self._mail = mail
@@ -310,6 +315,8 @@ class Comments:
         if isinstance(outcome, Refused):
             raise outcome
         log.event("comment_saved", comment=outcome.id, post=post_id, status=outcome.status, client=new.address)
+        if outcome.status == PUBLISHED:
+            self._changed()
         if outcome.status != SPAM and self._mail is not None:
             await self._mail.send(new, outcome.id, outcome.status, post_url, now)
         return outcome
@@ -342,6 +349,7 @@ class Comments:
             )
         status = ACTIONS[action]
         await self._database.transact(lambda tx: comments.set_status(tx, comment_id, status))
+        self._changed()
         log.event("comment_moderated", comment=comment_id, status=status, via="web")
         done = "is published" if status == PUBLISHED else "is marked as spam and hidden"
         return self._page(request, "Done", message=f"Comment {comment_id} {done}.", back=quote(found.post_url))
