@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -83,7 +83,7 @@ class Site:
         form: dict[str, str] | None = None,
         *,
         cookies: dict[str, str] | None = None,
-        content: bytes | None = None,
+        content: bytes | AsyncIterator[bytes] | None = None,
         post_id: int | None = None,
         client: tuple[str, int] = ("192.0.2.7", 5000),
     ) -> httpx.Response:
@@ -226,6 +226,13 @@ def test_a_comment_just_over_the_limit_gets_413_from_our_page(database: Database
     assert site.post({**FORM, "body": japanese}).status_code == 200
     huge = site.post(content=b"body=" + b"x" * 200_000)
     assert huge.status_code == 413 and "<html" in huge.text
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it comes
+        for _ in range(20):
+            yield b"x" * 10_000
+
+    chunked = site.post(content=chunks())  # type: ignore[arg-type]
+    assert chunked.status_code == 413 and "<html" in chunked.text
     assert [len(c.body) for c in site.stored()] == [6666]
 
 
