@@ -53,7 +53,7 @@ def test_the_dashboard_shows_each_checks_state_sentence_and_graphs(watched: Jita
     today = {line["label"]: sum(value for _at, value in line["points"]) for line in mail["lines"]}
     assert today == {"in": 2.0, "out": 0.0, "SMTP sessions": 2.0}  # wait_for_port's bare connects are no sessions
     assert httpx.get(base(watched) + "/api/graphs?range=1y").status_code == 400
-    page = httpx.get(base(watched) + "/health?range=7d")
+    page = httpx.get(base(watched) + "/admin/health?range=7d")
     assert page.status_code == 200
     assert "all 5 listeners answer." in page.text and "<polyline" in page.text and "Traffic in, KiB/s" in page.text
     assert "jitaku._domainkey.example.test" in page.text and "missing" in page.text  # every record we need
@@ -76,7 +76,7 @@ def test_the_dashboard_shows_every_dns_record_we_need_beside_what_dns_serves(wat
     )
     assert shown["mail.example.test", "A"]["state"] == "unknown" and shown[None, "PTR"]["value"] == "mail.example.test."
     assert len(shown) == 10  # A, PTR, and MX, SPF, DKIM, DMARC for each domain
-    page = httpx.get(base(watched) + "/health").text
+    page = httpx.get(base(watched) + "/admin/health").text
     assert '<td class="data critical"><span class="state">wrong</span>: v=DMARC1; p=none</td>' in page
 
 
@@ -93,21 +93,21 @@ def test_from_another_address_the_dashboard_needs_an_admins_login(network_namesp
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{server.web_port}/api/health").status_code == 200, timeout=10)
     with httpx.Client(base_url=f"http://192.0.2.10:{server.web_port}") as client:
         assert client.get("/api/health").status_code == 401
-        assert client.get("/status.json").status_code == 401
-        away = client.get("/health")
-        assert away.status_code == 303 and away.headers["location"] == "/login?next=/health"
+        assert client.get("/admin/status.json").status_code == 401
+        away = client.get("/admin/health")
+        assert away.status_code == 303 and away.headers["location"] == "/login?next=/admin/health"
         assert "Log in with an admin" in client.get("/login").text
-        form = {"address": "alice@example.test", "password": "wrong", "next": "/health"}
+        form = {"address": "alice@example.test", "password": "wrong", "next": "/admin/health"}
         assert client.post("/login", data=form).status_code == 401
-        not_admin = {"address": "bob@example.org", "password": "secret-password", "next": "/health"}
+        not_admin = {"address": "bob@example.org", "password": "secret-password", "next": "/admin/health"}
         assert client.post("/login", data=not_admin).status_code == 401
         good = {"address": "alice@example.test", "password": "secret-password", "next": "//evil.example/"}
         in_ = client.post("/login", data=good)
-        assert in_.status_code == 303 and in_.headers["location"] == "/health"  # never off-site
+        assert in_.status_code == 303 and in_.headers["location"] == "/admin/health"  # never off-site
         assert "samesite=strict" in in_.headers["set-cookie"].lower() and "httponly" in in_.headers["set-cookie"]
-        assert client.get("/health").status_code == 200 and client.get("/api/health").status_code == 200
-        assert "log out" in client.get("/health").text
-        assert client.get("/").status_code == 200
+        assert client.get("/admin/health").status_code == 200 and client.get("/api/health").status_code == 200
+        assert "log out" in client.get("/admin/health").text
+        assert client.get("/admin/").status_code == 200
         client.post("/logout")
         assert client.get("/api/health").status_code == 401
         for _ in range(5):
@@ -125,7 +125,7 @@ def test_trust_loopback_false_asks_loopback_clients_to_log_in_too(jitaku_factory
     server.init("alice@example.test")
     server.start()
     assert httpx.get(base(server) + "/api/health").status_code == 401
-    assert httpx.get(base(server) + "/health").headers["location"] == "/login?next=/health"
+    assert httpx.get(base(server) + "/admin/health").headers["location"] == "/login?next=/admin/health"
 
 
 # Read from the page as laid out: each graph's marks (drawn: with a size) and those outside its box, the elements
@@ -167,7 +167,7 @@ def test_headless_chromium_draws_the_dashboard_from_the_first_point_on_a_phone_a
     with_data = {title for title, lines in counts.items() if any(lines)}
     assert {"Traffic in, KiB/s", "Queue, messages"} <= with_data
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    url = base(watched) + "/health"
+    url = base(watched) + "/admin/health"
     with Chromium() as browser:
         for name, width, mobile in (("phone", 375, True), ("desktop", 1280, False)):
             shot = ARTIFACTS / f"dashboard-{name}.png"

@@ -406,7 +406,7 @@ def test_disk_and_raid_checks_say_when_they_are_not_watching_on_the_cli_and_the_
     server.start()
 
     def dashboard() -> str | None:
-        text = httpx.get(f"http://127.0.0.1:{server.web_port}/health").text
+        text = httpx.get(f"http://127.0.0.1:{server.web_port}/admin/health").text
         return text if "no md arrays" in text and "<td>smart</td>" in text else None
 
     page = wait_until(dashboard, timeout=10)

@@ -120,7 +120,7 @@ def pop3_login(server: Jitaku, user: str, password: str, source: str = "127.0.0.
 
 
 def web_login(server: Jitaku, user: str, password: str, source: str = "127.0.0.1", ready: Any = None) -> int:
-    form = {"address": user, "password": password, "next": "/health"}
+    form = {"address": user, "password": password, "next": "/admin/health"}
     transport = httpx.HTTPTransport(local_address=source)
     with httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}", transport=transport, timeout=60) as client:
         client.get("/login")

@@ -22,10 +22,10 @@ def test_status_page_shows_mailboxes_queue_and_lists(server: Jitaku) -> None:
     server.cli("list", "create", "sota@example.test", "--name", "SOTA Japan")
     server.cli("list", "add", "sota@example.test", "alice@example.test")
     swaks("--server", f"127.0.0.1:{server.smtp_port}", "--to", "alice@example.test", "--from", "carol@remote.test")
-    code, page = curl(f"http://127.0.0.1:{server.web_port}/")
+    code, page = curl(f"http://127.0.0.1:{server.web_port}/admin/")
     assert code == 200
     assert "mail.example.test" in page and "alice@example.test" in page and "direct to MX" in page
-    code, body = curl(f"http://127.0.0.1:{server.web_port}/status.json")
+    code, body = curl(f"http://127.0.0.1:{server.web_port}/admin/status.json")
     status = json.loads(body)
     assert code == 200
     assert {"address": "alice@example.test", "messages": 1} in status["mailboxes"]
@@ -58,7 +58,7 @@ def test_port_443_speaks_https_with_our_certificate(server: Jitaku) -> None:
             str(server.dir / "tls" / "cert.pem"),
             "--resolve",
             "mail.example.test:443:127.0.0.1",
-            "https://mail.example.test/status.json",  # by its public name: an admin's login is needed
+            "https://mail.example.test/admin/status.json",  # by its public name: an admin's login is needed
         ],
         capture_output=True,
         text=True,
@@ -66,5 +66,5 @@ def test_port_443_speaks_https_with_our_certificate(server: Jitaku) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"error": "log in as an admin first"}
-    code, _ = curl(f"http://127.0.0.1:{server.web_port}/status.json")  # on this machine, by a local name
+    code, _ = curl(f"http://127.0.0.1:{server.web_port}/admin/status.json")  # on this machine, by a local name
     assert code == 200

@@ -42,9 +42,10 @@ class Source:
     body: str  # Markdown
 
 
-def parse(path: str, shown: str, data: bytes, timezone: tzinfo | None) -> Source:
+def parse(path: str, shown: str, data: bytes, timezone: tzinfo | None, dated: bool = True) -> Source:
     """The post in DATA, the file at PATH (relative) that errors call SHOWN. A date without a time zone is
-    in TIMEZONE (None: the system's)."""
+    in TIMEZONE (None: the system's). Unless DATED, the date may be left out (a static page's URL has none):
+    its published_at is then 0."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
@@ -63,7 +64,7 @@ def parse(path: str, shown: str, data: bytes, timezone: tzinfo | None) -> Source
     return Source(
         path=path,
         title=fields.title(),
-        published_at=fields.date(timezone),
+        published_at=fields.date(timezone, dated),
         tags=fields.tags(),
         slug=fields.slug(default=_default_slug(path)),
         draft=fields.draft(),
@@ -135,9 +136,11 @@ class _Fields:
             raise self._error("title", "must not be empty")
         return title
 
-    def date(self, timezone: tzinfo | None) -> float:
-        """Required: the URL is made from it, so a file's copy time must not stand in for it."""
+    def date(self, timezone: tzinfo | None, required: bool) -> float:
+        """Required for a post: the URL is made from it, so a file's copy time must not stand in for it."""
         if "date" not in self._keys:
+            if not required:
+                return 0.0
             raise SourceError(f"{self._shown}:1: missing key date")
         value = self._keys["date"]
         if isinstance(value, str):

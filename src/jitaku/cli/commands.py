@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from jitaku.cli import blog, ddns, dkim, dns, health, init, lists, mailbox, queue, serve, smart, users
+from jitaku.cli import blog, ddns, dkim, dns, health, init, lists, mailbox, queue, serve, smart, users, web
 
 app = typer.Typer(
     add_completion=False,
@@ -27,3 +27,4 @@ app.add_typer(ddns.ddns_app, name="ddns")
 app.add_typer(dns.dns_app, name="dns")
 app.add_typer(health.alerts_app, name="alerts")
 app.add_typer(blog.blog_app, name="blog")
+app.add_typer(web.web_app, name="web")

@@ -38,6 +38,7 @@ class NewPost:
     html: str
     tags: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    kind: str = "post"  # or "page": a static page (About), at /{slug}/, never on the home page nor in an archive
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Post:
     draft: bool
     tags: tuple[str, ...]
     updated_at: float
+    kind: str = "post"
 
 
 @dataclass
@@ -63,8 +65,8 @@ class Imported:
     redirected: list[tuple[str, str]] = field(default_factory=list)
 
 
-_POST = "SELECT id, path, url, title, slug, published_at, draft, updated_at FROM posts"
-_COMPARED = "SELECT id, path, url, title, slug, published_at, draft, source, html FROM posts"
+_POST = "SELECT id, path, url, title, slug, published_at, draft, updated_at, kind FROM posts"
+_COMPARED = "SELECT id, path, url, title, slug, published_at, draft, source, html, kind FROM posts"
 
 
 def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) -> Imported:
@@ -82,23 +84,23 @@ def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) ->
     done = Imported()
     for post in new:
         before = old.get(post.path)
-        values = (post.url, post.title, post.slug, post.published_at, post.draft, post.source, post.html)
+        values = (post.url, post.title, post.slug, post.published_at, post.draft, post.source, post.html, post.kind)
         if before is None:
             (post_id,) = tx.run(
-                "INSERT INTO posts (path, url, title, slug, published_at, draft, source, html, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO posts (path, url, title, slug, published_at, draft, source, html, kind, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (post.path, *values, now, now),
             )[0]
             done.added.append(post.path)
         else:
             post_id = before[0]
-            stored = (before[2], before[3], before[4], before[5], bool(before[6]), before[7], before[8])
+            stored = (before[2], before[3], before[4], before[5], bool(before[6]), before[7], before[8], before[9])
             if stored == values and old_tags.get(post_id, ()) == post.tags:
                 done.unchanged.append(post.path)
             else:
                 tx.run(
                     "UPDATE posts SET url = ?, title = ?, slug = ?, published_at = ?, draft = ?, source = ?,"
-                    " html = ?, updated_at = ? WHERE id = ?",
+                    " html = ?, kind = ?, updated_at = ? WHERE id = ?",
                     (*values, now, post_id),
                 )
                 done.updated.append(post.path)
@@ -162,7 +164,7 @@ def posts(source: Connection | Statements) -> list[Post]:
     statements = statements_of(source)
     tags = _tags_by_post(statements)
     return [
-        Post(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), tags.get(row[0], ()), row[7])
+        Post(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), tags.get(row[0], ()), row[7], row[8])
         for row in statements.run(f"{_POST} ORDER BY published_at DESC, id DESC")
     ]
 
@@ -209,3 +211,45 @@ def current_version(source: Connection | Statements) -> int:
 
 def changed(target: Connection | Tx) -> None:
     tx_of(target).run("UPDATE blog_version SET version = version + 1")
+
+
+# Redirects the owner keeps by hand (`jitaku web redirect`), beside those an import records
+
+
+@dataclass(frozen=True)
+class Redirect:
+    old: str
+    new: str
+    created_at: float
+
+
+def kept_redirects(source: Connection | Statements) -> list[Redirect]:
+    """Every redirect, by its old URL, with when it was made."""
+    rows = statements_of(source).run("SELECT old_path, new_path, created_at FROM redirects ORDER BY old_path")
+    return [Redirect(old, new, created_at) for old, new, created_at in rows]
+
+
+def add_redirect(target: Connection | Tx, old: str, new: str, now: float) -> str:
+    """OLD answers with NEW from now on, or with where NEW itself redirects to (no chains); that end is returned.
+    A BlogError, and nothing written, when OLD is a published post's URL or the redirect would come back to OLD."""
+    tx = tx_of(target)
+    if tx.run("SELECT 1 FROM posts WHERE url = ? AND draft = ?", (old, False)):
+        raise BlogError(f"{old} is a published post's URL: it cannot redirect")
+    end, passed = new, set()
+    while end not in passed and (further := redirect_for(tx, end)) is not None:
+        passed.add(end)
+        end = further
+    if end == old or old in passed:
+        raise BlogError(f"{old} -> {new} would lead back to {old}")
+    _redirect(tx, old, end, now)
+    changed(tx)
+    return end
+
+
+def remove_redirect(target: Connection | Tx, old: str) -> bool:
+    """OLD redirects no more; False when it did not."""
+    tx = tx_of(target)
+    if not tx.run("DELETE FROM redirects WHERE old_path = ? RETURNING old_path", (old,)):
+        return False
+    changed(tx)
+    return True

@@ -95,7 +95,7 @@ def _host_name(host: str) -> str:
 
 def _local_path(target: str) -> str:
     """Where to go after logging in: a path on this site, never another site (`//evil`)."""
-    return target if target.startswith("/") and not target.startswith("//") else "/health"
+    return target if target.startswith("/") and not target.startswith("//") else "/admin/health"
 
 
 class Gate:
@@ -150,7 +150,7 @@ class Gate:
         ]
 
     async def _form(self, request: Request) -> Response:
-        return self._page(request, _local_path(request.query_params.get("next", "/health")), "")
+        return self._page(request, _local_path(request.query_params.get("next", "/admin/health")), "")
 
     def _page(self, request: Request, target: str, error: str, status: int = 200) -> Response:
         context = {"next": target, "error": error}
@@ -160,7 +160,7 @@ class Gate:
         client = request.client.host if request.client else "?"
         form = await read_form(request)
         address, password = str(form.get("address", "")).strip().lower(), str(form.get("password", ""))
-        target = _local_path(str(form.get("next", "/health")))
+        target = _local_path(str(form.get("next", "/admin/health")))
         try:
             await self._authenticator.check(client, address, password, "web")
         except TryLater as refused:

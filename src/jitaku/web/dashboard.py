@@ -63,7 +63,7 @@ class Dashboard:
 
     def routes(self) -> list[Route]:
         return [
-            Route("/health", self._gate.protect(self._page)),
+            Route("/admin/health", self._gate.protect(self._page)),
             Route("/api/health", self._gate.protect(self._health_json, api=True)),
             Route("/api/graphs", self._gate.protect(self._graphs_json, api=True)),
         ]

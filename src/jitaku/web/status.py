@@ -1,6 +1,8 @@
-"""The web app at `[web] listen`: the status page (what this server is, who has mail, what waits in the
-queue), the health dashboard, /metrics for Prometheus, and the public list pages; every request's body
-bounded, every response with the security headers."""
+"""The web app at `[web] listen`: the blog (web/site.py) at /, the owner's status page (what this server is, who
+has mail, what waits in the queue) at /admin/ and the health dashboard at /admin/health, /metrics for
+Prometheus, and the public list pages; every request's body bounded, every response with the security headers.
+The old places of the status page's JSON and of the dashboard answer 301 to the new ones, so that bookmarks
+and scripts keep working."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -18,13 +20,15 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import auth, buddy, lists
+from jitaku.web import auth, buddy, feeds, lists
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.comment_mail import CommentMail, LocalMail
 from jitaku.web.comment_tokens import CommentTokens
 from jitaku.web.comments import Comments
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
+from jitaku.web.page_cache import FastPages, PageCache
+from jitaku.web.site import Site
 from jitaku.web.templates import templates
 
 
@@ -61,16 +65,20 @@ def build(
     async def as_json(request: Request) -> Response:
         return JSONResponse(await snapshot())
 
+    pages = PageCache(database)
     app = Starlette(
         routes=[
-            Route("/", gate.protect(page)),
-            Route("/status.json", gate.protect(as_json, api=True)),
+            Route("/admin/", gate.protect(page)),
+            Route("/admin/status.json", gate.protect(as_json, api=True)),
+            *_moved({"/admin": "/admin/", "/status.json": "/admin/status.json", "/health": "/admin/health"}),
             *gate.routes(),
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
             *comments.routes(),
+            *feeds.routes(settings, database),
             *_metrics(config, database),
+            *Site(settings, database, pages).routes(),  # last: it answers every path the others do not
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
         middleware=[
@@ -78,7 +86,22 @@ def build(
             Middleware(auth.CookieSessions, data_dir=config.data_dir),
         ],
     )
-    return SecurityHeaders(app)  # outside Starlette's error handling, so that its 500 carries them too
+    # SecurityHeaders outside Starlette's error handling, so that its 500 carries them too; a kept page of the
+    # blog is answered before both (with the same headers), skipping the routing and middlewares of the rest
+    return FastPages(SecurityHeaders(app), pages)
+
+
+def _moved(places: dict[str, str]) -> list[Route]:
+    """301 from each old path of PLACES to its new one, with the query (/health?range=7d)."""
+
+    def to(new: str) -> Any:
+        async def moved(request: Request) -> Response:
+            query = request.url.query
+            return RedirectResponse(f"{new}?{query}" if query else new, status_code=301)
+
+        return moved
+
+    return [Route(old, to(new)) for old, new in places.items()]
 
 
 def _metrics(config: Config, database: Database) -> list[Route]:

@@ -1,0 +1,106 @@
+"""What the feeds and the sitemap read: the newest published posts (of a tag, or all), the newest published
+comments, and every published URL with when it last changed.
+
+Prepared SQL on the DB-API (store/statements.py), as the rest of the daemon's store, which imports no
+SQLAlchemy. Only published rows: a draft's URL was never published, and a page (kind "page", the About page)
+is in the sitemap but never in a feed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jitaku.store.statements import Statements
+
+
+@dataclass(frozen=True)
+class FeedPost:
+    id: int
+    url: str
+    title: str
+    html: str
+    published_at: float
+    updated_at: float
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FeedComment:
+    """A published comment, without the email its writer gave (never shown)."""
+
+    id: int
+    post_url: str
+    post_title: str
+    author: str
+    url: str  # the writer's own site, "" for none
+    html: str  # the body, sanitized at submission
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Published:
+    """Every URL the sitemap lists, each with when it last changed: posts and pages, and the tags' archives."""
+
+    posts: list[tuple[str, float]]
+    tags: list[tuple[str, float]]
+
+
+_PUBLISHED = "p.draft = ? AND p.kind = 'post'"
+
+
+def newest_posts(source: Statements, limit: int, tag: str | None = None) -> list[FeedPost]:
+    """The LIMIT newest published posts, of TAG alone when given, newest first."""
+    if tag is None:
+        rows = source.run(
+            "SELECT p.id, p.url, p.title, p.html, p.published_at, p.updated_at FROM posts p"
+            f" WHERE {_PUBLISHED} ORDER BY p.published_at DESC, p.id DESC LIMIT ?",
+            (False, limit),
+        )
+    else:
+        rows = source.run(
+            "SELECT p.id, p.url, p.title, p.html, p.published_at, p.updated_at FROM posts p"
+            f" JOIN post_tags t ON t.post_id = p.id WHERE t.tag = ? AND {_PUBLISHED}"
+            " ORDER BY p.published_at DESC, p.id DESC LIMIT ?",
+            (tag, False, limit),
+        )
+    tags = _tags_of(source, [row[0] for row in rows])
+    return [
+        FeedPost(post_id, url, title, html, published_at, updated_at, tags.get(post_id, ()))
+        for post_id, url, title, html, published_at, updated_at in rows
+    ]
+
+
+def _tags_of(source: Statements, post_ids: list[int]) -> dict[int, tuple[str, ...]]:
+    if not post_ids:
+        return {}
+    marks = ", ".join("?" for _ in post_ids)
+    found: dict[int, list[str]] = {}
+    for post_id, tag in source.run(
+        f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks}) ORDER BY post_id, position", post_ids
+    ):
+        found.setdefault(post_id, []).append(tag)
+    return {post_id: tuple(tags) for post_id, tags in found.items()}
+
+
+def newest_comments(source: Statements, limit: int) -> list[FeedComment]:
+    """The LIMIT newest published comments on published posts and pages, newest first."""
+    rows = source.run(
+        "SELECT c.id, p.url, p.title, c.author, c.url, c.html, c.created_at FROM comments c"
+        " JOIN posts p ON p.id = c.post_id WHERE c.status = 'published' AND p.draft = ?"
+        " ORDER BY c.created_at DESC, c.id DESC LIMIT ?",
+        (False, limit),
+    )
+    return [FeedComment(*row) for row in rows]
+
+
+def published(source: Statements) -> Published:
+    """Every published post's and page's URL, and every tag of a published post, with its newest change."""
+    posts = source.run(
+        "SELECT url, updated_at FROM posts WHERE draft = ? ORDER BY published_at DESC, id DESC", (False,)
+    )
+    tags = source.run(
+        "SELECT t.tag, MAX(p.updated_at) FROM post_tags t JOIN posts p ON p.id = t.post_id"
+        f" WHERE {_PUBLISHED} GROUP BY t.tag ORDER BY t.tag",
+        (False,),
+    )
+    return Published([(url, at) for url, at in posts], [(tag, at) for tag, at in tags])

@@ -1,0 +1,105 @@
+"""What the site reads to draw its pages: published posts by URL, newest first, by tag and by month, and the
+media files they show. Where an old URL moved to, and the counter that says the blog changed, are store/blog.py's
+(redirect_for, current_version).
+
+Prepared SQL on the DB-API, as the rest of the daemon's store (the daemon never imports SQLAlchemy). A draft
+is never read here; a static page (kind "page") only by its URL. Each function is one Query for
+Database.query, which the site runs only when a page is not in its cache (web/page_cache.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jitaku.store.statements import Statements
+
+POST = "post"
+PAGE = "page"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A published post or page, as a page of the site shows it."""
+
+    id: int
+    url: str
+    title: str
+    published_at: float
+    updated_at: float
+    kind: str
+    html: str
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Media:
+    content_type: str
+    digest: str  # SHA-256, hex: the ETag
+    data: bytes
+
+
+_SHOWN = "SELECT id, url, title, published_at, updated_at, kind, html FROM posts"
+_LISTED = f"{_SHOWN} WHERE draft = ? AND kind = ?"
+_NEWEST = "ORDER BY published_at DESC, id DESC"
+
+
+def _shown(statements: Statements, rows: Sequence[Sequence[object]]) -> list[Shown]:
+    """ROWS of _SHOWN with each post's tags, in their front matter's order."""
+    tags: dict[int, list[str]] = {}
+    if rows:
+        ids = [int(str(row[0])) for row in rows]
+        marks = ", ".join("?" * len(ids))
+        for post_id, tag in statements.run(
+            f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks}) ORDER BY post_id, position", ids
+        ):
+            tags.setdefault(post_id, []).append(tag)
+    return [
+        Shown(
+            id=int(str(row[0])),
+            url=str(row[1]),
+            title=str(row[2]),
+            published_at=float(str(row[3])),
+            updated_at=float(str(row[4])),
+            kind=str(row[5]),
+            html=str(row[6]),
+            tags=tuple(tags.get(int(str(row[0])), ())),
+        )
+        for row in rows
+    ]
+
+
+def newest(statements: Statements, offset: int, limit: int) -> list[Shown]:
+    """The home page's posts: LIMIT of them after the OFFSET newest."""
+    rows = statements.run(f"{_LISTED} {_NEWEST} LIMIT ? OFFSET ?", (False, POST, limit, offset))
+    return _shown(statements, rows)
+
+
+def published_count(statements: Statements) -> int:
+    return int(statements.run("SELECT COUNT(*) FROM posts WHERE draft = ? AND kind = ?", (False, POST))[0][0])
+
+
+def at_url(statements: Statements, url: str) -> Shown | None:
+    """The published post or page at URL."""
+    rows = statements.run(f"{_SHOWN} WHERE url = ? AND draft = ?", (url, False))
+    found = _shown(statements, rows)
+    return found[0] if found else None
+
+
+def tagged(statements: Statements, tag: str) -> list[Shown]:
+    """The posts tagged TAG, newest first: its archive shows them whole."""
+    rows = statements.run(
+        f"{_LISTED} AND id IN (SELECT post_id FROM post_tags WHERE tag = ?) {_NEWEST}", (False, POST, tag)
+    )
+    return _shown(statements, rows)
+
+
+def between(statements: Statements, start: float, end: float) -> list[Shown]:
+    """The posts published from START until before END (a month in the blog's time zone), newest first."""
+    rows = statements.run(f"{_LISTED} AND published_at >= ? AND published_at < ? {_NEWEST}", (False, POST, start, end))
+    return _shown(statements, rows)
+
+
+def media(statements: Statements, path: str) -> Media | None:
+    rows = statements.run("SELECT content_type, digest, data FROM media WHERE path = ?", (path,))
+    return Media(str(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None

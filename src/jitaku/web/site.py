@@ -1,0 +1,256 @@
+"""The blog as its readers see it: the home page (newest posts, paged), each post's and static page's own
+page at its URL, tag and month archives with the posts whole, the media files, and the stylesheet.
+
+Every page is drawn once into bytes and kept (web/page_cache.py) until the blog changes. A path no page answers
+is looked up among the old URLs (`redirects`) and answered 301 to where its page is now, else with a readable
+404 page. Paths as uvicorn gives them are Unicode text (/tags/自宅サーバー/), compared in NFC as the import
+stores them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from datetime import datetime, tzinfo
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from jitaku.blog.permalink import zone
+from jitaku.config import Settings
+from jitaku.store import Database, blog, site
+from jitaku.web.page_cache import Page, PageCache
+from jitaku.web.templates import templates
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+HTML = "text/html; charset=utf-8"
+STYLESHEET = Path(__file__).parent / "templates" / "site" / "site.css"
+MEDIA_CACHE = "public, max-age=86400"  # a day; a changed file is then seen by its ETag
+LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is read from the database for each request, not kept
+# What a URL leaves as it is besides letters and digits: RFC 3986's pchar and /; anything else (Japanese) quoted
+SAFE = "/-._~!$&'()*+,;=:@"
+DESCRIPTION_LENGTH = 120
+_MONTH = re.compile(r"/(\d{4})/(\d{2})/")
+_OLDER = re.compile(r"/page/(\d{1,6})/")
+_TAG = re.compile(r"/tags/([^/]+)/")
+_TAGS = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+WORDS = {
+    "ja": {
+        "newer": "新しい記事",
+        "older": "古い記事",
+        "no_posts": "まだ記事がありません。",
+        "not_found": "ページが見つかりません",
+        "no_page": "このアドレスのページはありません:",
+        "home": "トップページへ",
+        "tag": "タグ「{}」の記事",
+        "month": "{year}年{month}月の記事",
+    },
+    "en": {
+        "newer": "newer",
+        "older": "older",
+        "no_posts": "No posts yet.",
+        "not_found": "Not found",
+        "no_page": "There is no page at",
+        "home": "Back to the home page",
+        "tag": "Posts tagged “{}”",
+        "month": "Posts of {year}-{month:02d}",
+    },
+}
+
+
+def link(path: str) -> str:
+    """PATH (Unicode text) as it goes in an href or a Location header."""
+    return quote(path, safe=SAFE)
+
+
+def tag_url(tag: str) -> str:
+    return f"/tags/{quote(tag, safe='')}/"
+
+
+def summary(markup: str) -> str:
+    """The start of a post's text, for og:description."""
+    text = _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", markup))).strip()
+    return text if len(text) <= DESCRIPTION_LENGTH else text[: DESCRIPTION_LENGTH - 1].rstrip() + "…"
+
+
+def _safe_media_path(path: str) -> bool:
+    """A media path as stored: relative, with / between names, none of them empty, `.` or `..`."""
+    return bool(path) and "\\" not in path and all(part not in {"", ".", ".."} for part in path.split("/"))
+
+
+class Site:
+    """The pages of the blog, drawn into CACHE as they are asked for."""
+
+    def __init__(self, settings: Settings, database: Database, cache: PageCache) -> None:
+        self._settings = settings
+        self._blog = settings.blog
+        self._database = database
+        self._cache = cache
+        self._zone: tzinfo | None = zone(settings.blog.timezone)
+        self._url = settings.web_url
+        language = settings.blog.language.split("-")[0].lower()
+        self._words = WORDS.get(language, WORDS["en"])
+
+    def routes(self) -> list[Route]:
+        """The one route that takes every path no other route has: it must come last."""
+        return [Route("/{path:path}", self)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI, so that Starlette's Route hands over the request as it came (and Page.send answers it)."""
+        path = scope["path"]
+        generation = self._cache.generation
+        page, keep = await self.page(path)
+        if scope["method"] not in ("GET", "HEAD"):  # the site's pages are only read; no page here: 404
+            if page.status != 404:
+                page = Page.of(
+                    405, "text/plain; charset=utf-8", b"Method not allowed\n", headers=(("allow", "GET, HEAD"),)
+                )
+            await page.send(scope, send)
+            return
+        if keep:
+            self._cache.put(path, page, generation)
+        await page.send(scope, send)
+
+    async def page(self, path: str) -> tuple[Page, bool]:
+        """The page at PATH, and whether to keep it (a 404 is not: any path may be asked for)."""
+        path = unicodedata.normalize("NFC", path)
+        if path == "/":
+            return await self._home(1), True
+        if path == "/site.css":
+            return self._stylesheet, True
+        if path.startswith("/media/"):
+            return await self._media(path.removeprefix("/media/"))
+        if found := _OLDER.fullmatch(path):
+            number = int(found.group(1))
+            if number == 1:
+                return self._moved("/"), True
+            if number > 1 and (home := await self._home(number)).status == 200:
+                return home, True
+        elif found := _TAG.fullmatch(path):
+            if archive := await self._tag(found.group(1)):
+                return archive, True
+        post = await self._database.query(lambda s: site.at_url(s, path), snapshot=True)
+        if post is not None:
+            return self._post(post), True
+        if found := _MONTH.fullmatch(path):
+            if archive := await self._month(int(found.group(1)), int(found.group(2))):
+                return archive, True
+        moved = await self._database.query(lambda s: blog.redirect_for(s, path), snapshot=False)
+        if moved is None and not path.endswith("/"):  # a post's URL typed without its last slash
+            if await self._database.query(lambda s: site.at_url(s, path + "/"), snapshot=False) is not None:
+                moved = path + "/"
+        if moved is not None:
+            return self._moved(moved), True
+        return self._not_found(path), False
+
+    async def _home(self, number: int) -> Page:
+        per_page = self._blog.posts_per_page
+        posts = await self._database.query(lambda s: site.newest(s, (number - 1) * per_page, per_page + 1))
+        if number > 1 and not posts:
+            return self._not_found(f"/page/{number}/")
+        older = f"/page/{number + 1}/" if len(posts) > per_page else None
+        newer = None if number == 1 else "/" if number == 2 else f"/page/{number - 1}/"
+        return self._draw(
+            "home.html",
+            "/" if number == 1 else f"/page/{number}/",
+            posts=posts[:per_page],
+            number=number,
+            older=older,
+            newer=newer,
+            description=self._blog.description,
+        )
+
+    async def _tag(self, tag: str) -> Page | None:
+        posts = await self._database.query(lambda s: site.tagged(s, tag))
+        if not posts:
+            return None
+        heading = self._words["tag"].format(tag)
+        return self._draw("archive.html", tag_url(tag), posts=posts, heading=heading, og_title=heading)
+
+    async def _month(self, year: int, month: int) -> Page | None:
+        if not 1 <= month <= 12 or not 1 < year < 9999:  # the month after must be a date too
+            return None
+        start = self._timestamp(year, month)
+        end = self._timestamp(year + month // 12, month % 12 + 1)
+        posts = await self._database.query(lambda s: site.between(s, start, end))
+        if not posts:
+            return None
+        heading = self._words["month"].format(year=year, month=month)
+        return self._draw("archive.html", f"/{year:04d}/{month:02d}/", posts=posts, heading=heading, og_title=heading)
+
+    def _timestamp(self, year: int, month: int) -> float:
+        """The first instant of MONTH of YEAR in the blog's time zone."""
+        start = datetime(year, month, 1, tzinfo=self._zone) if self._zone else datetime(year, month, 1)
+        return start.timestamp()
+
+    def _post(self, post: site.Shown) -> Page:
+        return self._draw(
+            "post.html" if post.kind == site.POST else "page.html",
+            post.url,
+            post=post,
+            og_title=post.title,
+            og_type="article" if post.kind == site.POST else "website",
+            description=summary(post.html),
+        )
+
+    async def _media(self, path: str) -> tuple[Page, bool]:
+        if not _safe_media_path(path):
+            return self._not_found(f"/media/{path}"), False
+        found = await self._database.query(lambda s: site.media(s, path), snapshot=False)
+        if found is None:
+            return self._not_found(f"/media/{path}"), False
+        page = Page.of(200, found.content_type, found.data, MEDIA_CACHE, compress=False, etag=found.digest[:32])
+        return page, len(found.data) <= LARGE_MEDIA
+
+    def _moved(self, path: str) -> Page:
+        return Page.of(301, HTML, b"", headers=(("location", link(path)),), compress=False)
+
+    def _not_found(self, path: str) -> Page:
+        return self._draw("not_found.html", None, status=404, path=path)
+
+    @cached_property
+    def _stylesheet(self) -> Page:
+        return Page.of(200, "text/css; charset=utf-8", STYLESHEET.read_bytes(), MEDIA_CACHE)
+
+    @cached_property
+    def _environment(self) -> Environment:
+        """The pages' templates, with the filters they use; loaded with the first page drawn."""
+        environment = templates().env.overlay()
+        environment.filters.update(link=link, tag_url=tag_url, day=self._day, iso=self._iso)
+        return environment
+
+    @cached_property
+    def _site(self) -> dict[str, Any]:
+        return {
+            "title": self._blog.title or self._settings.mail_hostname,
+            "description": self._blog.description,
+            "language": self._blog.language,
+            "css_version": self._stylesheet.etag.decode().strip('"')[:12],
+        }
+
+    def _draw(self, name: str, own: str | None, status: int = 200, **context: Any) -> Page:
+        """The template NAME filled in; OWN, the page's path, makes its canonical URL."""
+        canonical = f"{self._url}{link(own)}" if own is not None else None
+        body = (
+            self._environment.get_template(f"site/{name}")
+            .render(site=self._site, words=self._words, canonical=canonical, **context)
+            .encode()
+        )
+        return Page.of(status, HTML, body)
+
+    def _when(self, timestamp: float) -> datetime:
+        return datetime.fromtimestamp(timestamp, self._zone) if self._zone else datetime.fromtimestamp(timestamp)
+
+    def _day(self, timestamp: float) -> str:
+        return self._when(timestamp).strftime("%Y-%m-%d")
+
+    def _iso(self, timestamp: float) -> str:
+        return self._when(timestamp).astimezone(self._zone).isoformat(timespec="seconds")

@@ -1,0 +1,265 @@
+"""The blog's pages as a reader gets them (issue 21, "What a reader can do"): the home page with its feeds and
+tag links, post pages at their Unicode URLs, archives, static pages, media, old URLs answered 301, a readable
+404; and the kept pages: ETag and 304, gzip, dropped when the blog changes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from jitaku.blog.importer import media_files, read_posts
+from jitaku.blog.permalink import zone
+from jitaku.config import Settings
+from jitaku.store import Database, blog
+from jitaku.web.headers import SecurityHeaders
+from jitaku.web.page_cache import FastPages, PageCache
+from jitaku.web.site import Site
+
+TAG = "自宅サーバー"
+TAG_PATH = "/tags/%E8%87%AA%E5%AE%85%E3%82%B5%E3%83%BC%E3%83%90%E3%83%BC/"
+
+
+def write(root: Path, path: str, text: str | bytes) -> None:
+    file = root / path
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+def post(root: Path, path: str, title: str, date: str, tags: str = "[]", body: str = "本文", **more: str) -> None:
+    extra = "".join(f"{key}: {value}\n" for key, value in more.items())
+    write(root, path, f"---\ntitle: {title}\ndate: {date}\ntags: {tags}\n{extra}---\n{body}\n")
+
+
+def import_dir(database: Database, settings: Settings, root: Path) -> blog.Imported:
+    found = read_posts(root, settings.blog.permalink, zone(settings.blog.timezone))
+    with database.transaction() as connection:
+        done = blog.import_posts(connection, found, 1000.0)
+        for file, path, kind in media_files(root):
+            blog.put_media(connection, path, kind, file.read_bytes(), 1000.0)
+    return done
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.model_validate(
+        {
+            "domains": ["example.test"],
+            "web": {"url": "https://blog.example.test"},
+            "blog": {"timezone": "Asia/Tokyo", "title": "自宅日記", "posts_per_page": 2},
+        }
+    )
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "blog"
+    post(
+        root,
+        "2024/server.md",
+        "サーバーを建てた",
+        "2024-05-01T00:30:00",
+        f"[{TAG}, 日記]",
+        "![ラック](rack.png)\n\nラックに載せた。",
+    )
+    post(root, "2024/disk.md", "ディスク交換", "2024-05-20", f"[{TAG}]")
+    post(root, "2024/summer.md", "夏", "2024-07-01", "[日記]")
+    post(root, "2024/draft.md", "下書き", "2024-08-01", f"[{TAG}]", draft="true")
+    write(root, "2024/rack.png", b"\x89PNG\r\n\x1a\nrack")
+    write(root, "pages/about.md", "---\ntitle: このサイトについて\n---\n管理人です。\n")
+    return root
+
+
+@pytest.fixture
+def client(database: Database, settings: Settings, root: Path) -> Iterator[TestClient]:
+    import_dir(database, settings, root)
+    cache = PageCache(database)
+    app = FastPages(SecurityHeaders(Starlette(routes=Site(settings, database, cache).routes())), cache)
+    with TestClient(app, base_url="https://blog.example.test") as client:
+        yield client
+
+
+def test_the_home_page_shows_the_newest_posts_with_their_tags_linked_and_its_feeds(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    text = page.text
+    assert '<html lang="ja">' in text
+    assert text.index("夏") < text.index("ディスク交換")  # newest first
+    assert "サーバーを建てた" not in text  # on the next page (2 a page)
+    assert "下書き" not in text and "このサイトについて" not in text  # drafts and static pages never listed
+    assert f'<a href="{TAG_PATH}" rel="tag">#{TAG}</a>' in text
+    assert '<link rel="alternate" type="application/atom+xml" title="自宅日記 (Atom)" href="/feed.atom">' in text
+    assert 'type="application/rss+xml"' in text and 'href="/feed.rss"' in text
+    assert '<link rel="canonical" href="https://blog.example.test/">' in text
+    assert '<a href="/page/2/" rel="next">' in text
+    older = client.get("/page/2/").text
+    assert "サーバーを建てた" in older and '<a href="/" rel="prev">' in older
+    assert client.get("/page/3/").status_code == 404
+    assert client.get("/page/1/", follow_redirects=False).headers["location"] == "/"
+
+
+def test_a_post_at_its_unicode_url_with_its_date_in_the_blogs_time_zone_and_opengraph(client: TestClient) -> None:
+    page = client.get("/2024/05/server/")  # 2024-05-01T00:30 in Tokyo is April 30th in UTC
+    assert page.status_code == 200
+    text = page.text
+    assert "<h1>サーバーを建てた</h1>" in text
+    assert '<time datetime="2024-05-01T00:30:00+09:00">2024-05-01</time>' in text
+    assert '<img src="/media/2024/rack.png" alt="ラック"' in text
+    assert '<meta property="og:title" content="サーバーを建てた">' in text
+    assert '<meta property="og:type" content="article">' in text
+    assert '<meta property="og:url" content="https://blog.example.test/2024/05/server/">' in text
+    assert '<meta property="og:site_name" content="自宅日記">' in text
+    assert '<meta property="og:description" content="ラックに載せた。">' in text
+    assert "{% block comments %}" not in text and "<title>サーバーを建てた · 自宅日記</title>" in text
+    assert client.get("/2024/08/draft/").status_code == 404  # a draft is never shown
+
+
+def test_a_japanese_slug_is_found_by_its_decoded_path_and_linked_quoted(
+    database: Database, settings: Settings, root: Path
+) -> None:
+    post(root, "2024/自宅.md", "自宅", "2024-06-01")
+    import_dir(database, settings, root)
+    cache = PageCache(database)
+    app = FastPages(SecurityHeaders(Starlette(routes=Site(settings, database, cache).routes())), cache)
+    with TestClient(app) as client:
+        assert '<a href="/2024/06/%E8%87%AA%E5%AE%85/">自宅</a>' in client.get("/").text
+        assert "<h1>自宅</h1>" in client.get("/2024/06/%E8%87%AA%E5%AE%85/").text
+
+
+def test_a_tag_archive_and_a_month_archive_show_their_posts_whole(client: TestClient) -> None:
+    tagged = client.get(TAG_PATH)
+    assert tagged.status_code == 200
+    assert "タグ「自宅サーバー」の記事" in tagged.text
+    assert "ラックに載せた。" in tagged.text and "ディスク交換" in tagged.text
+    assert "夏" not in tagged.text.split("<main>")[1] and "下書き" not in tagged.text
+    month = client.get("/2024/05/")
+    assert month.status_code == 200 and "2024年5月の記事" in month.text
+    assert (
+        "サーバーを建てた" in month.text
+        and "ディスク交換" in month.text
+        and '<h2 class="title"><a href="/2024/07' not in month.text
+    )
+    for empty in ("/2024/06/", "/2024/13/", "/9999/12/", "/0001/01/"):
+        assert client.get(empty).status_code == 404, empty
+    assert client.get("/tags/無い/").status_code == 404
+
+
+def test_a_static_page_at_its_slug(client: TestClient) -> None:
+    page = client.get("/about/")
+    assert page.status_code == 200
+    assert "<h1>このサイトについて</h1>" in page.text and "管理人です。" in page.text
+    assert 'class="meta"' not in page.text  # no date, no tags
+
+
+def test_media_with_its_type_nosniff_caching_and_304(client: TestClient) -> None:
+    media = client.get("/media/2024/rack.png")
+    assert media.status_code == 200
+    assert media.content == b"\x89PNG\r\n\x1a\nrack"
+    assert media.headers["content-type"] == "image/png"
+    assert media.headers["x-content-type-options"] == "nosniff"
+    assert media.headers["cache-control"] == "public, max-age=86400"
+    again = client.get("/media/2024/rack.png", headers={"if-none-match": media.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/media/2024/%2E%2E/2024/rack.png",
+        "/media/%2e%2e/j.db",
+        "/media//2024/rack.png",
+        "/media/2024%2f..%2frack.png",
+        "/media/2024\\rack.png",
+    ],
+)
+def test_a_media_path_that_climbs_is_not_found(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_an_old_url_answers_301_to_the_new_one_and_an_unknown_one_a_readable_404(
+    database: Database, settings: Settings, root: Path, client: TestClient
+) -> None:
+    post(root, "2024/server.md", "サーバーを建てた", "2024-05-01T00:30:00", f"[{TAG}]", "ラック", slug="自宅鯖")
+    assert import_dir(database, settings, root).redirected == [("/2024/05/server/", "/2024/05/自宅鯖/")]
+    moved = client.get("/2024/05/server/", follow_redirects=False)
+    assert moved.status_code == 301
+    assert moved.headers["location"] == "/2024/05/%E8%87%AA%E5%AE%85%E9%AF%96/"
+    assert client.get("/2024/05/server/").status_code == 200
+    assert client.get("/2024/05/disk", follow_redirects=False).headers["location"] == "/2024/05/disk/"
+    assert client.post("/2024/05/server/").status_code == 405  # a page is only read
+    assert client.post("/no/such/page/").status_code == 404
+    missing = client.get("/no/such/page/")
+    assert missing.status_code == 404
+    assert "ページが見つかりません" in missing.text and missing.headers["content-security-policy"]
+
+
+def test_a_kept_page_has_an_etag_answers_304_and_is_gzipped_for_who_accepts_it(client: TestClient) -> None:
+    first = client.get("/", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in first.headers
+    zipped = client.get("/", headers={"accept-encoding": "gzip, br"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.headers["vary"] == "Accept-Encoding"
+    assert zipped.text == first.text  # decoded by the client
+    assert "content-encoding" not in client.get("/", headers={"accept-encoding": "br, gzip;q=0"}).headers
+    for etag in (first.headers["etag"], zipped.headers["etag"]):
+        again = client.get("/", headers={"if-none-match": etag})
+        assert again.status_code == 304 and again.headers["etag"]
+        assert again.headers["x-frame-options"] == "DENY"
+    assert client.head("/").content == b""
+
+
+def test_a_change_reaches_the_kept_pages_within_a_second_and_invalidate_at_once(
+    database: Database, settings: Settings, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_dir(database, settings, root)
+    clock = [1000.0]
+    monkeypatch.setattr("jitaku.web.page_cache.time.monotonic", lambda: clock[0])
+    cache = PageCache(database)
+    app = FastPages(SecurityHeaders(Starlette(routes=Site(settings, database, cache).routes())), cache)
+    with TestClient(app) as client:
+        assert "秋" not in client.get("/").text
+        post(root, "2024/autumn.md", "秋", "2024-10-01")
+        import_dir(database, settings, root)
+        assert "秋" not in client.get("/").text  # kept, until the version is read again
+        clock[0] += 1.5
+        assert "秋" in client.get("/").text
+        with database.transaction() as connection:
+            connection.exec_driver_sql("UPDATE posts SET title = '紅葉' WHERE title = '秋'")
+        cache.invalidate()
+        assert "紅葉" in client.get("/").text
+
+
+def test_the_stylesheet_suits_japanese_phones_and_dark_mode(client: TestClient) -> None:
+    home = client.get("/").text
+    found = re.search(r'<link rel="stylesheet" href="(/site\.css\?v=\w+)">', home)
+    assert found is not None
+    css = client.get(found.group(1))
+    assert css.headers["content-type"] == "text/css; charset=utf-8"
+    for rule in ("line-break: strict", "prefers-color-scheme: dark", "max-width: 100%; height: auto", "system-ui"):
+        assert rule in css.text
+    assert "@import" not in css.text and "url(" not in css.text  # nothing fetched from elsewhere
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in home
+    assert "<script" not in home
+
+
+def test_the_content_security_policy_lets_the_stylesheet_and_the_photos_load_and_no_script(
+    client: TestClient,
+) -> None:
+    policy = dict(
+        part.strip().split(" ", 1)
+        for part in client.get("/2024/05/server/").headers["content-security-policy"].split(";")
+    )
+    assert "'self'" in policy["style-src"] and policy["img-src"] == "'self'" and policy["media-src"] == "'self'"
+    assert policy["default-src"] == "'none'" and "script-src" not in policy
+
+
+@pytest.mark.parametrize("path", ["/", "/page/2/", "/2024/05/server/", TAG_PATH, "/2024/05/", "/about/", "/nothing/"])
+def test_every_page_has_one_main_heading_and_no_list_inside_a_paragraph(client: TestClient, path: str) -> None:
+    """What screen readers and axe-core look for: one h1 a page, and markup a browser need not repair."""
+    text = client.get(path).text
+    assert text.count("<h1") == 1, path
+    assert not re.search(r"<p[^>]*>(?:(?!</p>).)*<ul", text, re.S), path
