@@ -162,14 +162,6 @@ def published(source: Connection | Statements, post_id: int) -> list[Comment]:
     return list(top.values())
 
 
-def recent(source: Connection | Statements, limit: int) -> list[Comment]:
-    """The newest LIMIT published comments of every post, newest first: the comments' feed."""
-    rows = statements_of(source).run(
-        f"{_COMMENT} WHERE c.status = ? ORDER BY c.created_at DESC, c.id DESC LIMIT ?", (PUBLISHED, limit)
-    )
-    return [_comment(row) for row in rows]
-
-
 def set_status(target: Connection | Tx, comment_id: int, status: str) -> bool:
     """Mark COMMENT_ID as STATUS; False when there is no such comment."""
     tx = tx_of(target)

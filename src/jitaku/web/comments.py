@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from jitaku import addresses, log
 from jitaku.blog.comment_filter import CommentFilter, NoFilter, Verdict
@@ -131,6 +132,10 @@ class Comments:
     def form_cookie(self, now: float, secure: bool = False) -> str:
         """The Set-Cookie value each post page's response carries: a new form token for this reader."""
         return self._tokens.cookie(now, secure)
+
+    def cookie_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The Set-Cookie header of one response of a post's page (kept, and shared by every reader)."""
+        return [(b"set-cookie", self.form_cookie(time.time(), scope.get("scheme") == "https").encode())]
 
     def routes(self) -> list[Route]:
         return [

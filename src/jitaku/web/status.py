@@ -40,7 +40,6 @@ def build(
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
     tokens = CommentTokens(auth.session_secret(config.data_dir))
     notices = CommentMail(settings, database, mail, tokens) if mail is not None else None
-    comments = Comments(settings, database, tokens, notices)
 
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.query(store.mailstore.message_counts, snapshot=False)
@@ -66,6 +65,7 @@ def build(
         return JSONResponse(await snapshot())
 
     pages = PageCache(database)
+    comments = Comments(settings, database, tokens, notices, changed=pages.invalidate)
     app = Starlette(
         routes=[
             Route("/admin/", gate.protect(page)),
@@ -78,7 +78,7 @@ def build(
             *comments.routes(),
             *feeds.routes(settings, database),
             *_metrics(config, database),
-            *Site(settings, database, pages).routes(),  # last: it answers every path the others do not
+            *Site(settings, database, pages, comments).routes(),  # last: it answers every path the others do not
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
         middleware=[
