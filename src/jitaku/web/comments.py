@@ -30,6 +30,7 @@ from jitaku.store.errors import StoreError
 from jitaku.web.bodies import DROP_AT_MOST
 from jitaku.web.comment_mail import CommentMail
 from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
+from jitaku.web.site import stylesheet_version
 from jitaku.web.templates import templates
 
 RATE_LIMIT = 5  # comments from one client address ...
@@ -164,7 +165,14 @@ class Comments:
         return {"comment_list": [shown(c) for c in found], "comment_post": post_id, "comment_form": values}
 
     def _page(self, request: Request, title: str, status: int = 200, **context: Any) -> Response:
-        context = {"title": title, "language": self._settings.blog.language, **context}
+        blog = self._settings.blog
+        site = {
+            "title": blog.title or self._settings.mail_hostname,
+            "description": blog.description,
+            "language": blog.language,
+            "css_version": stylesheet_version(),
+        }
+        context = {"title": title, "site": site, **context}
         response = templates().TemplateResponse(request, "comment_page.html", context, status_code=status)
         if "comment_form" in context:  # a form shown again needs a token of its own
             response.headers.append("set-cookie", self.form_cookie(time.time(), request.url.scheme == "https"))

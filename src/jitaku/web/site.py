@@ -9,11 +9,12 @@ stores them.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import unicodedata
 from datetime import datetime, tzinfo
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -82,6 +83,13 @@ def summary(markup: str) -> str:
     """The start of a post's text, for og:description."""
     text = _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", markup))).strip()
     return text if len(text) <= DESCRIPTION_LENGTH else text[: DESCRIPTION_LENGTH - 1].rstrip() + "…"
+
+
+@cache
+def stylesheet_version() -> str:
+    """What the pages put in the stylesheet's URL (/site.css?v=...), so that a changed one is fetched anew: its
+    ETag's start, for the pages drawn elsewhere (a comment's)."""
+    return hashlib.sha256(STYLESHEET.read_bytes()).hexdigest()[:12]
 
 
 def _safe_media_path(path: str) -> bool:
@@ -247,7 +255,7 @@ class Site:
             "title": self._blog.title or self._settings.mail_hostname,
             "description": self._blog.description,
             "language": self._blog.language,
-            "css_version": self._stylesheet.etag.decode().strip('"')[:12],
+            "css_version": stylesheet_version(),
         }
 
     def _draw(
