@@ -27,10 +27,10 @@ from jitaku.config import Settings
 from jitaku.store import Database, Tx, comments
 from jitaku.store.comments import PENDING, PUBLISHED, SPAM, Comment, NewComment
 from jitaku.store.errors import StoreError
+from jitaku.web import stylesheet
 from jitaku.web.bodies import DROP_AT_MOST
 from jitaku.web.comment_mail import CommentMail
 from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
-from jitaku.web.site import stylesheet_version
 from jitaku.web.templates import templates
 
 RATE_LIMIT = 5  # comments from one client address ...
@@ -170,7 +170,7 @@ class Comments:
             "title": blog.title or self._settings.mail_hostname,
             "description": blog.description,
             "language": blog.language,
-            "css_version": stylesheet_version(),
+            "css_version": stylesheet.version(),
         }
         context = {"title": title, "site": site, **context}
         response = templates().TemplateResponse(request, "comment_page.html", context, status_code=status)

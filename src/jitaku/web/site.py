@@ -9,13 +9,11 @@ stores them.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 import unicodedata
 from datetime import datetime, tzinfo
-from functools import cache, cached_property
-from pathlib import Path
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -26,6 +24,7 @@ from jitaku.blog.permalink import zone
 from jitaku.config import Settings
 from jitaku.store import Database, blog, site
 from jitaku.store import comments as stored_comments
+from jitaku.web import stylesheet
 from jitaku.web.page_cache import Page, PageCache, PerResponse
 from jitaku.web.templates import templates
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from jitaku.web.comments import Comments
 
 HTML = "text/html; charset=utf-8"
-STYLESHEET = Path(__file__).parent / "templates" / "site" / "site.css"
+STYLESHEET = stylesheet.PATH
 MEDIA_CACHE = "public, max-age=86400"  # a day; a changed file is then seen by its ETag
 LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is read from the database for each request, not kept
 # What a URL leaves as it is besides letters and digits: RFC 3986's pchar and /; anything else (Japanese) quoted
@@ -83,13 +82,6 @@ def summary(markup: str) -> str:
     """The start of a post's text, for og:description."""
     text = _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", markup))).strip()
     return text if len(text) <= DESCRIPTION_LENGTH else text[: DESCRIPTION_LENGTH - 1].rstrip() + "…"
-
-
-@cache
-def stylesheet_version() -> str:
-    """What the pages put in the stylesheet's URL (/site.css?v=...), so that a changed one is fetched anew: its
-    ETag's start, for the pages drawn elsewhere (a comment's)."""
-    return hashlib.sha256(STYLESHEET.read_bytes()).hexdigest()[:12]
 
 
 def _safe_media_path(path: str) -> bool:
@@ -255,7 +247,7 @@ class Site:
             "title": self._blog.title or self._settings.mail_hostname,
             "description": self._blog.description,
             "language": self._blog.language,
-            "css_version": stylesheet_version(),
+            "css_version": stylesheet.version(),
         }
 
     def _draw(
