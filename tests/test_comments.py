@@ -257,6 +257,17 @@ def test_more_than_five_comments_in_ten_minutes_from_one_address_get_429(databas
     assert len(site.stored()) == 6
 
 
+def test_the_rate_limit_counts_an_ipv6_client_by_its_64(database: Database) -> None:
+    site = Site(database, moderation="none")
+    for number in range(5):  # a spammer's server takes a new address of its /64 for each comment
+        client = (f"2001:db8:1:2::{number + 1:x}", 1)
+        assert site.post({**FORM, "body": f"comment {number}"}, client=client).status_code == 303
+    assert site.post({**FORM, "body": "again"}, client=("2001:db8:1:2::99", 1)).status_code == 429
+    assert site.post({**FORM, "body": "neighbour"}, client=("2001:db8:1:3::1", 1)).status_code == 303
+    counted = database.query_now(lambda s: s.run("SELECT DISTINCT address FROM comments"))
+    assert {row[0] for row in counted} == {"2001:db8:1:2::/64", "2001:db8:1:3::/64"}
+
+
 def test_first_moderation_publishes_a_name_and_email_once_approved(database: Database) -> None:
     site = Site(database, moderation="first")
     site.post()

@@ -8,6 +8,7 @@ commits. Every refusal is a readable page that stores nothing."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -369,4 +370,15 @@ class Comments:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "?"
+    """Whom the rate limit counts: the client's IPv4 address, or its IPv6 /64 (one household's, or one
+    server's, whose every address is a spammer's for the taking)."""
+    host = request.client.host if request.client else "?"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
