@@ -33,6 +33,7 @@ OFF_SQLALCHEMY = (
     "jitaku.store.accounts",
     "jitaku.store.attempts",
     "jitaku.store.blog",
+    "jitaku.store.comments",
     "jitaku.store.database",
     "jitaku.store.ddns",
     "jitaku.store.health",

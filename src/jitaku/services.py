@@ -36,6 +36,7 @@ from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database
 from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
+from jitaku.web.comment_mail import LocalMail
 
 HTTPS_PORT = 443
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
@@ -248,7 +249,8 @@ async def _run(
 
                 background.append(tasks.create_task(Monitor(config, database).run()))
             if web:
-                tasks.create_task(_web(config, database, authenticator, lists.requests, web, stop, limits["web"]))
+                mail = LocalMail(policy, pipeline)
+                tasks.create_task(_web(config, database, authenticator, lists.requests, mail, web, stop, limits["web"]))
             await stop.wait()
             workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
             for task in background:
@@ -285,6 +287,7 @@ async def _web(
     database: Database,
     authenticator: Authenticator,
     requests: Requests,
+    mail: LocalMail,
     sockets: list[socket.socket],
     stop: asyncio.Event,
     limit: ConnectionLimit,
@@ -302,7 +305,7 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator, requests)
+    app = status.build(config, database, authenticator, requests, mail)
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     for group, tls in (

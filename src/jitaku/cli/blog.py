@@ -1,9 +1,12 @@
-"""`jitaku blog ...`: import the blog's posts from Markdown files, with the photos beside them, and list them."""
+"""`jitaku blog ...`: import the blog's posts from Markdown files, with the photos beside them, and list them; list
+and moderate readers' comments."""
 
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -92,4 +95,68 @@ def posts(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> Non
             [[s["id"], s["date"], s["title"], s["tags"], s["draft"], s["url"]] for s in shown],
             whole={"id", "date", "draft"},
             empty="no posts yet: jitaku blog import DIR",
+        )
+
+
+class Action(StrEnum):
+    approve = "approve"
+    spam = "spam"
+    delete = "delete"
+
+
+STATUS_OF = {Action.approve: "published", Action.spam: "spam", Action.delete: None}
+DONE = {Action.approve: "is published", Action.spam: "is marked as spam", Action.delete: "is deleted"}
+
+
+@blog_app.command("comments")
+def comments(
+    action: Annotated[Action | None, typer.Argument(help="approve, spam or delete the comment ID")] = None,
+    comment_id: Annotated[int | None, typer.Argument(metavar="ID", show_default=False)] = None,
+    pending: Annotated[bool, typer.Option("--pending", help="Only the comments held for moderation.")] = False,
+    data_dir: DirOption = DEFAULT_DIR,
+    as_json: JsonOption = False,
+) -> None:
+    """Readers' comments, oldest first (only those held for moderation with --pending); or `approve ID` (its
+    author's next ones are then published directly under the moderation "first"), `spam ID` (hidden, kept),
+    `delete ID` (with its replies, for good). The running site shows a change within 2 s."""
+    from jitaku.store import comments as stored
+
+    config = load_config(data_dir)
+    if action is not None:
+        if comment_id is None:
+            raise CliError(f"which comment? jitaku blog comments {action.value} ID")
+        status = STATUS_OF[action]
+        with open_database(config).transaction() as connection:
+            done = (
+                stored.delete(connection, comment_id)
+                if status is None
+                else stored.set_status(connection, comment_id, status)
+            )
+        if not done:
+            raise CliError(f"no comment {comment_id}: see jitaku blog comments")
+        console.print(f"comment {comment_id} {DONE[action]}")
+        return
+    found = open_database(config).read_now(lambda s: stored.listed(s, pending))
+    shown = [
+        {
+            "id": comment.id,
+            "post": comment.post_url,
+            "author": comment.author,
+            "email": comment.email,
+            "url": comment.url,
+            "body": comment.body,
+            "status": comment.status,
+            "parent": comment.parent_id,
+            "date": utc_time(comment.created_at),
+        }
+        for comment in found
+    ]
+    if as_json:
+        print_json(shown)
+    else:
+        print_table(
+            ["id", "date", "post", "author", "status", "body"],
+            [[s["id"], s["date"], s["post"], s["author"], s["status"], s["body"]] for s in shown],
+            whole={"id", "date", "status"},
+            empty="no comments held for moderation" if pending else "no comments yet",
         )

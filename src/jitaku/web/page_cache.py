@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,6 +26,7 @@ MAX_BYTES = 32 * 1024 * 1024  # what the kept pages may hold, gzip copies includ
 _SECURITY = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 _VARY = (b"vary", b"Accept-Encoding")
 _GZIP = (b"content-encoding", b"gzip")
+PerResponse = Callable[[Scope], list[tuple[bytes, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Page:
     gzipped: bytes | None
     etag: bytes  # quoted; the gzip copy's ends in -gz
     size: int = field(init=False)
+    # headers of each response apart, for a page shared by every reader: a post's sets each its own form token
+    per_response: PerResponse | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", len(self.body) + len(self.gzipped or b"") + 200)
@@ -52,6 +56,7 @@ class Page:
         compress: bool = True,
         etag: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        per_response: PerResponse | None = None,
     ) -> Page:
         """A page of BODY; its ETag the body's digest, or ETAG (a media file's stored digest). Browsers
         revalidate a page (no-cache) and get 304 while it is unchanged."""
@@ -64,7 +69,7 @@ class Page:
             (b"cache-control", cache_control.encode()),
             *((name.encode(), value.encode("latin-1")) for name, value in headers),
         )
-        return cls(status, head, body, gzipped, f'"{tag}"'.encode())
+        return cls(status, head, body, gzipped, f'"{tag}"'.encode(), per_response)
 
     async def send(self, scope: Scope, send: Send) -> None:
         """Send the page as SCOPE's request asks: 304 to an If-None-Match that names it, gzipped to a client
@@ -73,6 +78,8 @@ class Page:
         zipped = self.gzipped is not None and _accepts_gzip(asked.get(b"accept-encoding", b""))
         etag = self.etag[:-1] + b'-gz"' if zipped else self.etag
         headers = [*self.headers, (b"etag", etag), *_SECURITY]
+        if self.per_response is not None:
+            headers.extend(self.per_response(scope))
         if self.gzipped is not None:
             headers.append(_VARY)
         if self.status == 200 and self._matches(asked.get(b"if-none-match")):

@@ -14,7 +14,6 @@ import re
 import unicodedata
 from datetime import datetime, tzinfo
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -24,14 +23,18 @@ from starlette.types import Receive, Scope, Send
 from jitaku.blog.permalink import zone
 from jitaku.config import Settings
 from jitaku.store import Database, blog, site
-from jitaku.web.page_cache import Page, PageCache
+from jitaku.store import comments as stored_comments
+from jitaku.web import stylesheet
+from jitaku.web.page_cache import Page, PageCache, PerResponse
 from jitaku.web.templates import templates
 
 if TYPE_CHECKING:
     from jinja2 import Environment
 
+    from jitaku.web.comments import Comments
+
 HTML = "text/html; charset=utf-8"
-STYLESHEET = Path(__file__).parent / "templates" / "site" / "site.css"
+STYLESHEET = stylesheet.PATH
 MEDIA_CACHE = "public, max-age=86400"  # a day; a changed file is then seen by its ETag
 LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is read from the database for each request, not kept
 # What a URL leaves as it is besides letters and digits: RFC 3986's pchar and /; anything else (Japanese) quoted
@@ -89,8 +92,12 @@ def _safe_media_path(path: str) -> bool:
 class Site:
     """The pages of the blog, drawn into CACHE as they are asked for."""
 
-    def __init__(self, settings: Settings, database: Database, cache: PageCache) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, cache: PageCache, comments: Comments | None = None
+    ) -> None:
+        """COMMENTS, when given, puts each post's published comments and the form to write one on its page."""
         self._settings = settings
+        self._comments = comments
         self._blog = settings.blog
         self._database = database
         self._cache = cache
@@ -139,7 +146,7 @@ class Site:
                 return archive, True
         post = await self._database.query(lambda s: site.at_url(s, path), snapshot=True)
         if post is not None:
-            return self._post(post), True
+            return await self._post(post), True
         if found := _MONTH.fullmatch(path):
             if archive := await self._month(int(found.group(1)), int(found.group(2))):
                 return archive, True
@@ -191,7 +198,12 @@ class Site:
         start = datetime(year, month, 1, tzinfo=self._zone) if self._zone else datetime(year, month, 1)
         return start.timestamp()
 
-    def _post(self, post: site.Shown) -> Page:
+    async def _post(self, post: site.Shown) -> Page:
+        written: dict[str, Any] = {}
+        comments = self._comments
+        if comments is not None and post.kind == site.POST:
+            found = await self._database.query(lambda s: stored_comments.published(s, post.id))
+            written = comments.context(found, post.id)
         return self._draw(
             "post.html" if post.kind == site.POST else "page.html",
             post.url,
@@ -199,6 +211,8 @@ class Site:
             og_title=post.title,
             og_type="article" if post.kind == site.POST else "website",
             description=summary(post.html),
+            per_response=comments.cookie_headers if written and comments is not None else None,
+            **written,
         )
 
     async def _media(self, path: str) -> tuple[Page, bool]:
@@ -233,10 +247,12 @@ class Site:
             "title": self._blog.title or self._settings.mail_hostname,
             "description": self._blog.description,
             "language": self._blog.language,
-            "css_version": self._stylesheet.etag.decode().strip('"')[:12],
+            "css_version": stylesheet.version(),
         }
 
-    def _draw(self, name: str, own: str | None, status: int = 200, **context: Any) -> Page:
+    def _draw(
+        self, name: str, own: str | None, status: int = 200, per_response: PerResponse | None = None, **context: Any
+    ) -> Page:
         """The template NAME filled in; OWN, the page's path, makes its canonical URL."""
         canonical = f"{self._url}{link(own)}" if own is not None else None
         body = (
@@ -244,7 +260,7 @@ class Site:
             .render(site=self._site, words=self._words, canonical=canonical, **context)
             .encode()
         )
-        return Page.of(status, HTML, body)
+        return Page.of(status, HTML, body, per_response=per_response)
 
     def _when(self, timestamp: float) -> datetime:
         return datetime.fromtimestamp(timestamp, self._zone) if self._zone else datetime.fromtimestamp(timestamp)

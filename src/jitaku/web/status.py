@@ -22,17 +22,25 @@ from jitaku.mail.login import Authenticator
 from jitaku.store import Database
 from jitaku.web import auth, buddy, csrf, feeds, lists
 from jitaku.web.bodies import BodyLimit
+from jitaku.web.comment_mail import CommentMail, LocalMail
+from jitaku.web.comment_tokens import CommentTokens
+from jitaku.web.comments import Comments
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
+from jitaku.web.secret import session_secret
 from jitaku.web.site import Site
 from jitaku.web.templates import templates
 
 
-def build(config: Config, database: Database, authenticator: Authenticator, requests: Requests) -> ASGIApp:
-    """REQUESTS answers subscriptions asked on the list pages."""
+def build(
+    config: Config, database: Database, authenticator: Authenticator, requests: Requests, mail: LocalMail | None
+) -> ASGIApp:
+    """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner."""
     settings = config.settings
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
+    tokens = CommentTokens(session_secret(config.data_dir))
+    notices = CommentMail(settings, database, mail, tokens) if mail is not None else None
 
     async def snapshot() -> dict[str, Any]:
         mailboxes = await database.query(store.mailstore.message_counts, snapshot=False)
@@ -58,6 +66,7 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
         return JSONResponse(await snapshot())
 
     pages = PageCache(database)
+    comments = Comments(settings, database, tokens, notices, changed=pages.invalidate)
     app = Starlette(
         routes=[
             Route("/admin/", gate.protect(page)),
@@ -67,14 +76,15 @@ def build(config: Config, database: Database, authenticator: Authenticator, requ
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
+            *comments.routes(),
             *feeds.routes(settings, database),
             *_metrics(config, database),
-            *Site(settings, database, pages).routes(),  # last: it answers every path the others do not
+            *Site(settings, database, pages, comments).routes(),  # last: it answers every path the others do not
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest, so
         # that csrf.Protect reads only a bounded body
         middleware=[
-            Middleware(BodyLimit, max_bytes=settings.web.max_body_size),
+            Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",)),
             Middleware(csrf.Protect, data_dir=config.data_dir),
             Middleware(auth.CookieSessions, data_dir=config.data_dir),
         ],

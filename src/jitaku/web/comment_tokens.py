@@ -1,0 +1,76 @@
+"""The comment form's token and the owner's moderation links, signed with the site's key (web.secret in the
+data dir, the one that signs admin sessions, under labels of their own so that no signature of one kind
+passes for another).
+
+Post pages are cached and shared by every reader, so a reader's token cannot be in the page: it is a cookie,
+set with every post page, holding when it was issued and a random nonce. SameSite=Strict keeps it off a
+cross-site POST, which makes it the form's CSRF guard too; the nonce, stored with the comment (unique), makes
+a replayed form store nothing; the time refuses a form sent faster than a person writes (a bot's) or one left
+open for more than a day."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+COOKIE = "jitaku_comment"
+MIN_SECONDS = 2.0  # the contract: at most 3 s
+MAX_SECONDS = 86400.0
+LINK_SECONDS = 14 * 86400  # how long the approve and spam links of a notification work
+_FORM = b"comment-form\0"
+_MODERATE = b"comment-moderate\0"
+
+
+class TokenRefused(Exception):
+    """Why a form's token does not do: its message is said to the reader."""
+
+
+class CommentTokens:
+    def __init__(self, secret: str) -> None:
+        self._key = secret.encode()
+
+    def _sign(self, label: bytes, text: str) -> str:
+        digest = hmac.new(self._key, label + text.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def issue(self, now: float) -> str:
+        """A new token: issued NOW, with a nonce of its own."""
+        text = f"{int(now)}.{secrets.token_urlsafe(16)}"
+        return f"{text}.{self._sign(_FORM, text)}"
+
+    def cookie(self, now: float, secure: bool = False) -> str:
+        """The Set-Cookie header's value that gives a reader a new token: for every response of a post page.
+        SECURE: the request came over HTTPS, so the browser is never to send it over plain HTTP."""
+        attributes = f"HttpOnly; SameSite=Strict; Path=/; Max-Age={int(MAX_SECONDS)}"
+        return f"{COOKIE}={self.issue(now)}; {attributes}{'; Secure' if secure else ''}"
+
+    def nonce(self, token: str | None, now: float) -> str:
+        """TOKEN's nonce, when it is ours and of the right age; TokenRefused saying why not."""
+        if not token:
+            raise TokenRefused(
+                "Your browser sent no comment token. Open the post's page again (with cookies on for this site),"
+                " then send your comment."
+            )
+        issued, _, rest = token.partition(".")
+        nonce, _, signature = rest.partition(".")
+        text = f"{issued}.{nonce}"
+        if not (issued.isdigit() and nonce and hmac.compare_digest(signature, self._sign(_FORM, text))):
+            raise TokenRefused("Your comment token is not valid. Open the post's page again, then send your comment.")
+        age = now - int(issued)
+        if age > MAX_SECONDS:
+            raise TokenRefused("The page was open too long (a day). Open the post's page again, then send it.")
+        if age < MIN_SECONDS:
+            raise TokenRefused("That was sent very fast. Wait a few seconds, then send your comment again.")
+        return nonce
+
+    def link(self, comment_id: int, action: str, now: float) -> str:
+        """The query of a moderation link: ACTION ("approve" or "spam") on COMMENT_ID, for LINK_SECONDS."""
+        until = int(now) + LINK_SECONDS
+        return f"until={until}&sig={self._sign(_MODERATE, f'{comment_id}.{action}.{until}')}"
+
+    def link_valid(self, comment_id: int, action: str, until: str, signature: str, now: float) -> bool:
+        if not until.isdigit() or int(until) < now:
+            return False
+        return hmac.compare_digest(signature, self._sign(_MODERATE, f"{comment_id}.{action}.{until}"))

@@ -1,0 +1,384 @@
+"""Readers' comments: the form's POST at /comments/{post_id}, its own page at the same URL (a reply's form, and
+the form again with what was wrong), and the owner's signed approve and spam links.
+
+A comment is checked in the order that costs least (size, encoding, honeypot, token, fields), then judged by
+the content filter, then written in one transaction with the checks that read the table (replayed nonce, the
+address's rate, the reply's parent, whether the author was approved before). "Saved" is said only after that
+commits. Every refusal is a readable page that stores nothing."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import Scope
+
+from jitaku import addresses, log
+from jitaku.blog.comment_filter import CommentFilter, NoFilter, Verdict
+from jitaku.blog.permalink import zone
+from jitaku.config import Settings
+from jitaku.store import Database, Tx, comments
+from jitaku.store.comments import PENDING, PUBLISHED, SPAM, Comment, NewComment
+from jitaku.store.errors import StoreError
+from jitaku.web import stylesheet
+from jitaku.web.bodies import DROP_AT_MOST
+from jitaku.web.comment_mail import CommentMail
+from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
+from jitaku.web.templates import templates
+
+RATE_LIMIT = 5  # comments from one client address ...
+RATE_WINDOW = 600.0  # ... in this many seconds
+FORM_FIELDS = 16
+# A form's body is the comment percent-encoded (up to 3 bytes each, as Japanese text is) and the short fields
+OTHER_FIELDS_BYTES = 8192
+MAX_NAME = 200
+MAX_URL = 2048
+FIELDS = ("name", "email", "url", "body", "parent")
+ACTIONS = {"approve": PUBLISHED, "spam": SPAM}
+
+
+class Refused(Exception):
+    """A comment not stored: STATUS and the sentence the reader sees above the form."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Saved:
+    id: int
+    status: str
+
+
+def status_for(moderation: str, verdict: Verdict, links: int, approved_before: bool) -> str:
+    """What a new comment becomes: the filter's spam is spam; held by the filter, or with more than
+    MAX_LINKS links, it waits whatever the moderation; else `[blog] moderation` decides."""
+    from jitaku.blog.comment_text import MAX_LINKS
+
+    if verdict == "spam":
+        return SPAM
+    if verdict == "hold" or links > MAX_LINKS:
+        return PENDING
+    if moderation == "none" or (moderation == "first" and approved_before):
+        return PUBLISHED
+    return PENDING
+
+
+def _has_control(text: str, allowed: str = "") -> bool:
+    return any((ord(c) < 32 or ord(c) == 127) and c not in allowed for c in text)
+
+
+def checked_fields(fields: dict[str, str], max_bytes: int) -> dict[str, str]:
+    """The form's fields, trimmed, or Refused naming the first one that will not do."""
+    name = fields.get("name", "").strip()
+    email = fields.get("email", "").strip()
+    url = fields.get("url", "").strip()
+    body = fields.get("body", "").replace("\r\n", "\n").strip()
+    parent = fields.get("parent", "").strip()
+    if not name:
+        raise Refused(400, "Please give your name.")
+    if len(name) > MAX_NAME or _has_control(name):
+        raise Refused(400, f"A name is one line of at most {MAX_NAME} characters.")
+    if addresses.parse(email) is None:
+        raise Refused(400, "Please give a plain email address like name@example.com (it is never shown).")
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname or len(url) > MAX_URL:
+            raise Refused(400, "A website is an http:// or https:// URL (or leave it empty).")
+        if _has_control(url) or " " in url:
+            raise Refused(400, "A website's URL has no spaces.")
+    if not body:
+        raise Refused(400, "The comment is empty.")
+    if len(body.encode()) > max_bytes:
+        raise Refused(413, f"The comment is longer than this site takes ({max_bytes:,} bytes). Please shorten it.")
+    if _has_control(body, "\n\t"):
+        raise Refused(400, "The comment has control characters; please send plain text.")
+    if parent and not parent.isdigit():
+        raise Refused(400, "That reply is to no comment here.")
+    return {"name": name, "email": addresses.normalize(email), "url": url, "body": body, "parent": parent}
+
+
+class Comments:
+    """The comment routes, and the cookie that each post page's response sets (form_cookie)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        tokens: CommentTokens,
+        mail: CommentMail | None,
+        content_filter: CommentFilter | None = None,
+        changed: Callable[[], None] = lambda: None,
+    ) -> None:
+        """CHANGED is called once a write that changes what the pages show is committed: the site drops its
+        kept pages at once rather than at its next look at the blog's version."""
+        self._settings = settings
+        self._changed = changed
+        self._database = database
+        self._tokens = tokens
+        self._mail = mail
+        self._filter = content_filter or NoFilter()
+        self._max_bytes = settings.blog.max_comment_bytes
+        self.max_request = 3 * self._max_bytes + OTHER_FIELDS_BYTES
+
+    def form_cookie(self, now: float, secure: bool = False) -> str:
+        """The Set-Cookie value each post page's response carries: a new form token for this reader."""
+        return self._tokens.cookie(now, secure)
+
+    def cookie_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The Set-Cookie header of one response of a post's page (kept, and shared by every reader)."""
+        return [(b"set-cookie", self.form_cookie(time.time(), scope.get("scheme") == "https").encode())]
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/comments/{post_id:int}", self._form, methods=["GET"]),
+            Route("/comments/{post_id:int}", self._post, methods=["POST"]),
+            Route("/comments/{comment_id:int}/{action}", self._moderate, methods=["GET", "POST"]),
+        ]
+
+    def context(self, found: list[Comment], post_id: int, form: dict[str, str] | None = None) -> dict[str, Any]:
+        """What templates/site/comments.html needs: a post page includes it with this context."""
+        timezone = zone(self._settings.blog.timezone)
+
+        def shown(comment: Comment) -> dict[str, Any]:
+            when = datetime.fromtimestamp(comment.created_at, timezone).astimezone(timezone)
+            return {
+                "id": comment.id,
+                "author": comment.author,
+                "url": comment.url,
+                "html": comment.html,
+                "iso": when.isoformat(timespec="seconds"),
+                "date": when.strftime("%Y-%m-%d %H:%M"),
+                "replies": [shown(reply) for reply in comment.replies],
+            }
+
+        values = {name: "" for name in FIELDS} | (form or {})
+        return {"comment_list": [shown(c) for c in found], "comment_post": post_id, "comment_form": values}
+
+    def _page(self, request: Request, title: str, status: int = 200, **context: Any) -> Response:
+        blog = self._settings.blog
+        site = {
+            "title": blog.title or self._settings.mail_hostname,
+            "description": blog.description,
+            "language": blog.language,
+            "css_version": stylesheet.version(),
+        }
+        context = {"title": title, "site": site, **context}
+        response = templates().TemplateResponse(request, "comment_page.html", context, status_code=status)
+        if "comment_form" in context:  # a form shown again needs a token of its own
+            response.headers.append("set-cookie", self.form_cookie(time.time(), request.url.scheme == "https"))
+        return response
+
+    async def _form_page(
+        self, request: Request, post_id: int, post_url: str, form: dict[str, str], error: str = "", status: int = 200
+    ) -> Response:
+        found = await self._database.query(lambda s: comments.published(s, post_id))
+        title = "Reply" if form.get("parent") else "Write a comment"
+        return self._page(
+            request,
+            title,
+            status,
+            back=quote(post_url),
+            comment_error=error,
+            **self.context(found, post_id, form),
+        )
+
+    async def _form(self, request: Request) -> Response:
+        post_id = request.path_params["post_id"]
+        post_url = await self._database.query(lambda s: comments.open_post(s, post_id))
+        if post_url is None:
+            return self._page(request, "No such post", 404, message="There is no post here to comment on.")
+        reply = request.query_params.get("reply", "")
+        return await self._form_page(request, post_id, post_url, {"parent": reply if reply.isdigit() else ""})
+
+    async def _read_body(self, request: Request) -> bytes:
+        """The request's body, read no further than max_request bytes; Refused (413) past that."""
+        announced = request.headers.get("content-length")
+        if announced is not None and not announced.isdigit():
+            raise Refused(400, "The request's Content-Length is not a number.")
+        too_large = Refused(413, f"The comment is longer than this site takes ({self._max_bytes:,} bytes).")
+        if announced is not None and int(announced) > self.max_request:
+            await self._drop(request, int(announced))
+            raise too_large
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self.max_request:
+                await self._drop(request, DROP_AT_MOST)
+                raise too_large
+        return bytes(body)
+
+    @staticmethod
+    async def _drop(request: Request, announced: int) -> None:
+        """Read and drop what is left of a body refused, up to DROP_AT_MOST bytes, so that the client hears
+        the answer rather than a reset (web/bodies.py); a larger one is never read."""
+        if announced > DROP_AT_MOST:
+            return
+        dropped = 0
+        try:
+            async for chunk in request.stream():
+                dropped += len(chunk)
+                if dropped > DROP_AT_MOST:
+                    return
+        except RuntimeError:  # the stream was consumed already
+            return
+
+    async def _post(self, request: Request) -> Response:
+        post_id: int = request.path_params["post_id"]
+        form: dict[str, str] = {}
+        post_url = await self._database.query(lambda s: comments.open_post(s, post_id))
+        try:
+            raw = await self._read_body(request)
+            if post_url is None:
+                raise Refused(404, "There is no post here to comment on.")
+            form = self._parse(request, raw)
+            if form.get("website"):  # the honeypot: a person never sees it
+                raise Refused(400, "This comment looks automated, so it was not saved.")
+            checked = checked_fields(form, self._max_bytes)
+            nonce = self._tokens.nonce(request.cookies.get(COOKIE), time.time())
+            saved = await self._store(request, post_id, post_url, checked, nonce)
+        except Refused as refused:
+            log.event("comment_refused", post=post_id, client=_client(request), reason=refused.message)
+            if post_url is None or refused.status == 413 and not form:
+                headers = {"connection": "close"} if refused.status == 413 else {}
+                response = self._page(request, "Not saved", refused.status, message=refused.message)
+                response.headers.update(headers)
+                return response
+            shown = {name: form.get(name, "") for name in FIELDS}
+            return await self._form_page(
+                request, post_id, post_url, shown, f"Not saved: {refused.message}", refused.status
+            )
+        except TokenRefused as refused:
+            log.event("comment_refused", post=post_id, client=_client(request), reason=str(refused))
+            assert post_url is not None
+            shown = {name: form.get(name, "") for name in FIELDS}
+            return await self._form_page(request, post_id, post_url, shown, f"Not saved: {refused}", 403)
+        if saved.status == PUBLISHED:
+            return RedirectResponse(f"{quote(post_url)}#comment-{saved.id}", status_code=303)
+        return self._page(
+            request,
+            "Saved",
+            message="Your comment is saved and held for moderation: it appears once the owner approves it.",
+            back=quote(post_url),
+        )
+
+    @staticmethod
+    def _parse(request: Request, raw: bytes) -> dict[str, str]:
+        kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind != "application/x-www-form-urlencoded":
+            raise Refused(415, "Send the comment with the form on the post's page.")
+        try:
+            pairs = parse_qsl(
+                raw.decode(), keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=FORM_FIELDS
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise Refused(400, "The comment is not valid UTF-8 text.") from None
+        fields: dict[str, str] = {}
+        for name, value in pairs:
+            fields.setdefault(name, value)
+        return fields
+
+    async def _store(self, request: Request, post_id: int, post_url: str, fields: dict[str, str], nonce: str) -> Saved:
+        from jitaku.blog.comment_text import links, render
+
+        now = time.time()
+        new = NewComment(
+            post_id=post_id,
+            parent_id=int(fields["parent"]) if fields["parent"] else None,
+            author=fields["name"],
+            email=fields["email"],
+            url=fields["url"],
+            body=fields["body"],
+            html=render(fields["body"]),
+            address=_client(request),
+            nonce=nonce,
+            created_at=now,
+        )
+        verdict = await self._filter.verdict(new)
+        moderation = self._settings.blog.moderation
+        count = links(new.body)
+
+        def write(tx: Tx) -> Saved | Refused:
+            if comments.nonce_used(tx, nonce):
+                return Refused(403, "This form was sent already. Open the post's page again to write another.")
+            if comments.count_from(tx, new.address, now - RATE_WINDOW) >= RATE_LIMIT:
+                minutes = int(RATE_WINDOW // 60)
+                return Refused(429, f"Too many comments from your address: at most {RATE_LIMIT} in {minutes} minutes.")
+            if new.parent_id is not None and not comments.can_reply_to(tx, new.parent_id, post_id):
+                return Refused(400, "That reply is to no comment here.")
+            before = moderation == "first" and comments.approved_before(tx, new.author, new.email)
+            status = status_for(moderation, verdict, count, before)
+            return Saved(comments.add(tx, new, status), status)
+
+        try:
+            outcome = await self._database.transact(write)
+        except StoreError:  # the same nonce committed meanwhile by another request (comments.nonce is unique)
+            if await self._database.query(lambda s: comments.nonce_used(s, nonce), snapshot=False):
+                raise Refused(403, "This form was sent already.") from None
+            raise
+        if isinstance(outcome, Refused):
+            raise outcome
+        log.event("comment_saved", comment=outcome.id, post=post_id, status=outcome.status, client=new.address)
+        if outcome.status == PUBLISHED:
+            self._changed()
+        if outcome.status != SPAM and self._mail is not None:
+            await self._mail.send(new, outcome.id, outcome.status, post_url, now)
+        return outcome
+
+    async def _moderate(self, request: Request) -> Response:
+        """The owner's link from the notification: a GET shows a button (mail scanners follow links), its
+        POST does it. The signature in the query is the proof, as the one-click unsubscribe's token is."""
+        comment_id: int = request.path_params["comment_id"]
+        action: str = request.path_params["action"]
+        until, signature = request.query_params.get("until", ""), request.query_params.get("sig", "")
+        if action not in ACTIONS:
+            return self._page(request, "Not found", 404, message="There is nothing here.")
+        if not self._tokens.link_valid(comment_id, action, until, signature, time.time()):
+            return self._page(
+                request,
+                "Link not valid",
+                403,
+                message="This link is not valid or has expired; use `jitaku blog comments` on the server.",
+            )
+        found = await self._database.query(lambda s: comments.find(s, comment_id), snapshot=False)
+        if found is None:
+            return self._page(request, "No such comment", 404, message="This comment was deleted.")
+        verb = "Approve" if action == "approve" else "Mark as spam"
+        if request.method == "GET":
+            return self._page(
+                request,
+                f"{verb}: comment {comment_id}",
+                message=f"{found.author} wrote on {found.post_url}: {found.body[:500]}",
+                confirm={"action": f"{request.url.path}?{request.url.query}", "button": verb},
+            )
+        status = ACTIONS[action]
+        await self._database.transact(lambda tx: comments.set_status(tx, comment_id, status))
+        self._changed()
+        log.event("comment_moderated", comment=comment_id, status=status, via="web")
+        done = "is published" if status == PUBLISHED else "is marked as spam and hidden"
+        return self._page(request, "Done", message=f"Comment {comment_id} {done}.", back=quote(found.post_url))
+
+
+def _client(request: Request) -> str:
+    """Whom the rate limit counts: the client's IPv4 address, or its IPv6 /64 (one household's, or one
+    server's, whose every address is a spammer's for the taking)."""
+    host = request.client.host if request.client else "?"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
