@@ -616,7 +616,7 @@ def test_init_never_writes_through_a_link_planted_where_a_key_belongs(tmp_path: 
 
 def test_a_data_directory_that_is_a_link_is_the_owners_and_followed(tmp_path: Path) -> None:
     """Only links inside the data directory are refused: the directory the owner named may itself be one."""
-    from jitaku.web.auth import session_secret
+    from jitaku.web.secret import session_secret
 
     (tmp_path / "disk").mkdir()
     (tmp_path / "jitaku-data").symlink_to(tmp_path / "disk")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.browser import Chromium
+from tests.integration.forms import submit
 from tests.integration.harness import Jitaku
 from tests.peers import swaks, wait_until
 
@@ -98,21 +99,21 @@ def test_from_another_address_the_dashboard_needs_an_admins_login(network_namesp
         assert away.status_code == 303 and away.headers["location"] == "/login?next=/admin/health"
         assert "Log in with an admin" in client.get("/login").text
         form = {"address": "alice@example.test", "password": "wrong", "next": "/admin/health"}
-        assert client.post("/login", data=form).status_code == 401
+        assert submit(client, "/login", form).status_code == 401
         not_admin = {"address": "bob@example.org", "password": "secret-password", "next": "/admin/health"}
-        assert client.post("/login", data=not_admin).status_code == 401
+        assert submit(client, "/login", not_admin).status_code == 401
         good = {"address": "alice@example.test", "password": "secret-password", "next": "//evil.example/"}
-        in_ = client.post("/login", data=good)
+        in_ = submit(client, "/login", good)
         assert in_.status_code == 303 and in_.headers["location"] == "/admin/health"  # never off-site
         assert "samesite=strict" in in_.headers["set-cookie"].lower() and "httponly" in in_.headers["set-cookie"]
         assert client.get("/admin/health").status_code == 200 and client.get("/api/health").status_code == 200
         assert "log out" in client.get("/admin/health").text
         assert client.get("/admin/").status_code == 200
-        client.post("/logout")
+        submit(client, "/login", {}, action="/logout")
         assert client.get("/api/health").status_code == 401
         for _ in range(5):
-            client.post("/login", data=form)
-        assert client.post("/login", data=good).status_code == 429  # five failures: this client waits
+            submit(client, "/login", form)
+        assert submit(client, "/login", good).status_code == 429  # five failures: this client waits
     assert "event=web_login client=192.0.2.10 user=alice@example.test" in server.log()
     assert (server.dir / "web.secret").stat().st_mode & 0o777 == 0o600
     assert "secret-password" not in server.log()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.forms import submit
 from tests.integration.harness import Jitaku
 from tests.integration.test_outbound import deliver_to_port, dkim_results, publish_dkim
 from tests.peers import Sink, swaks, wait_until
@@ -393,17 +394,17 @@ def test_subscribe_by_mail_needs_the_confirmation_token(list_server) -> None:
         timeout=20,
     )[0]
     path = second.split("https://mail.example.test")[1].split()[0]
-    url = f"http://127.0.0.1:{server.web_port}{path}"
-    assert "Yes, leave" in subprocess.run(["curl", "-s", url], capture_output=True, text=True).stdout
-    assert "has left" in subprocess.run(["curl", "-s", "-X", "POST", url], capture_output=True, text=True).stdout
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}") as browser:
+        assert "Yes, leave" in browser.get(path).text
+        assert "has left" in submit(browser, path, {}).text
     assert "gina@other.test" not in server.cli("list", "members", LIST).stdout
 
 
 def test_subscribe_on_the_web_page_mails_the_confirmation_a_mailed_request_gets(list_server) -> None:
     server, members = list_server
-    page = f"http://127.0.0.1:{server.web_port}/lists/{LIST}/subscribe"
-    asked = subprocess.run(["curl", "-s", "--data", "address=Hana@Other.test", page], capture_output=True, text=True)
-    assert "A confirmation has been mailed to hana@other.test." in asked.stdout
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}") as browser:
+        asked = submit(browser, f"/lists/{LIST}/subscribe", {"address": "Hana@Other.test"})
+    assert "A confirmation has been mailed to hana@other.test." in asked.text
     confirmation = wait_until(lambda: members.copies_for("hana@other.test"), timeout=20)[0]
     token = header(confirmation, "Subject").removeprefix("confirm ")
     assert header(confirmation, "From") == "sota-request@example.test"
@@ -414,8 +415,8 @@ def test_subscribe_on_the_web_page_mails_the_confirmation_a_mailed_request_gets(
         f" or open https://mail.example.test/lists/confirm/{token}"
     )
     assert text.split() == asked_by_mail.split()
-    url = f"http://127.0.0.1:{server.web_port}/lists/confirm/{token}"
-    joined = subprocess.run(["curl", "-s", "-X", "POST", url], capture_output=True, text=True).stdout
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}") as browser:
+        joined = submit(browser, f"/lists/confirm/{token}", {}).text
     assert "hana@other.test has joined sota@example.test" in joined
     assert "hana@other.test" in members_by_address(server)
 

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tests.integration.forms import csrf_of
 from tests.integration.harness import READER, Jitaku, fill, on_disk
 from tests.integration.pressure import Pressure, still_serves
 from tests.peers import swaks, wait_for_port
@@ -123,10 +124,10 @@ def web_login(server: Jitaku, user: str, password: str, source: str = "127.0.0.1
     form = {"address": user, "password": password, "next": "/admin/health"}
     transport = httpx.HTTPTransport(local_address=source)
     with httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}", transport=transport, timeout=60) as client:
-        client.get("/login")
+        page = client.get("/login")
         if ready is not None:
             ready.wait()
-        return client.post("/login", data=form).status_code
+        return client.post("/login", data={**form, "csrf": csrf_of(page.text)}).status_code
 
 
 def test_fifty_wrong_passwords_at_once_get_five_checks_and_lock_out_only_that_user_from_that_address(

@@ -5,8 +5,6 @@ machine's loopback, where the embedded default listens. List pages stay public."
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,29 +18,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jitaku import log
 from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.store import Database, accounts
-from jitaku.tls import write_secret
 from jitaku.web.bodies import read_form
+from jitaku.web.secret import session_secret
 from jitaku.web.templates import templates
 
-SECRET_FILE = "web.secret"
 SESSION_COOKIE = "jitaku_session"
 SESSION_DAYS = 7
 WRONG = "Wrong address or password, or not an admin."  # the same for both, so it tells nobody which
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def session_secret(data_dir: Path) -> str:
-    """The key that signs session cookies: made once (written whole, then renamed), kept 0600 in the data dir."""
-    path = data_dir / SECRET_FILE
-    if not path.exists():
-        # the data directory itself may be a link (the owner's), which the writer refuses as a file's parent
-        partial = data_dir.resolve() / f"{SECRET_FILE}.{os.getpid()}"
-        write_secret(partial, secrets.token_hex(32).encode())
-        os.replace(partial, path)
-    secret = path.read_text().strip()
-    if len(secret) < 32:
-        raise ValueError(f"{path} holds no usable key; delete it and jitaku makes a new one")
-    return secret
 
 
 class CookieSessions:

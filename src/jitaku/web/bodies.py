@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # admin's image upload, when it comes, reads its form with limits of its own.
 FORM_FIELDS = 16
 FORM_FIELD_BYTES = 16384
+FORM_KEY = "jitaku.form"  # in the scope: the form csrf.Protect read and checked, so the body is parsed once
 DROP_AT_MOST = 1 << 20  # bytes of a refused body read and dropped so that the client hears the 413
 
 
@@ -86,4 +87,7 @@ class BodyLimit:
 
 async def read_form(request: Request) -> FormData:
     """The fields of one of our forms; a file, too many fields or a long one is answered 400."""
+    checked = request.scope.get(FORM_KEY)
+    if isinstance(checked, FormData):
+        return checked
     return await request.form(max_files=0, max_fields=FORM_FIELDS, max_part_size=FORM_FIELD_BYTES)

@@ -20,7 +20,7 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import auth, buddy, feeds, lists
+from jitaku.web import auth, buddy, csrf, feeds, lists
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.comment_mail import CommentMail, LocalMail
 from jitaku.web.comment_tokens import CommentTokens
@@ -28,6 +28,7 @@ from jitaku.web.comments import Comments
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
+from jitaku.web.secret import session_secret
 from jitaku.web.site import Site
 from jitaku.web.templates import templates
 
@@ -38,7 +39,7 @@ def build(
     """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner."""
     settings = config.settings
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
-    tokens = CommentTokens(auth.session_secret(config.data_dir))
+    tokens = CommentTokens(session_secret(config.data_dir))
     notices = CommentMail(settings, database, mail, tokens) if mail is not None else None
 
     async def snapshot() -> dict[str, Any]:
@@ -80,9 +81,11 @@ def build(
             *_metrics(config, database),
             *Site(settings, database, pages, comments).routes(),  # last: it answers every path the others do not
         ],
-        # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest
+        # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest, so
+        # that csrf.Protect reads only a bounded body
         middleware=[
             Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",)),
+            Middleware(csrf.Protect, data_dir=config.data_dir),
             Middleware(auth.CookieSessions, data_dir=config.data_dir),
         ],
     )
