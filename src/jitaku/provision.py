@@ -10,6 +10,7 @@ from jitaku.config import Config
 from jitaku.mail import dkim
 from jitaku.store import Database
 from jitaku.tls import ensure_self_signed
+from jitaku.web.secret import SECRET_FILE, session_secret
 
 # Modes set whatever the umask: the daemon's user alone reads the data directory and its secrets.
 DATA_DIR_MODE = 0o700
@@ -213,6 +214,10 @@ def complete(config: Config) -> list[str]:
     _private_dir(config.tls_dir)
     if ensure_self_signed(config.tls_dir, settings.mail_hostname):
         made.append(f"self-signed TLS certificate {config.tls_dir / 'cert.pem'}")
+    # made here, before the daemon says it listens, not by the web's first page: a disk full by then would stop it
+    if not (config.data_dir / SECRET_FILE).exists():
+        session_secret(config.data_dir)
+        made.append(f"web cookie key {config.data_dir / SECRET_FILE}")
     return made
 
 
@@ -233,7 +238,7 @@ def tighten(config: Config) -> list[str]:
         (data_dir / config_module.CONFIG_NAME, 0o177, SECRET_MODE),  # a relay or DDNS password may be in it
     ]
     wanted += [(data_dir / name, 0o177, SECRET_MODE) for name in ("jitaku.db", "jitaku.db-wal", "jitaku.db-shm")]
-    wanted += [(data_dir / "web.secret", 0o177, SECRET_MODE)]
+    wanted += [(data_dir / SECRET_FILE, 0o177, SECRET_MODE)]
     if config.dkim_dir.is_dir():
         wanted += [(key, 0o177, SECRET_MODE) for key in sorted(config.dkim_dir.glob("*.key"))]
     changes = []
