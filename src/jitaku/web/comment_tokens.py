@@ -28,6 +28,9 @@ class TokenRefused(Exception):
 
 
 class CommentTokens:
+    """The form's tokens and the moderation links, both signed with one key: kept together so that the labels
+    that keep one kind of signature from passing for the other live in one place."""
+
     def __init__(self, secret: str) -> None:
         self._key = secret.encode()
 

@@ -1,13 +1,16 @@
 """Readers' comments: the form's POST at /comments/{post_id}, its own page at the same URL (a reply's form, and
 the form again with what was wrong), and the owner's signed approve and spam links.
 
-A comment is checked in the order that costs least (size, encoding, honeypot, token, fields), then judged by
-the content filter, then written in one transaction with the checks that read the table (replayed nonce, the
-address's rate, the reply's parent, whether the author was approved before). "Saved" is said only after that
-commits. Every refusal is a readable page that stores nothing."""
+A comment is checked in the order that costs least (size, encoding, honeypot, token, fields, then a read of
+the replayed nonce and the address's rate), so that a resent token or a busy address is refused before its
+Markdown is rendered (in a thread: a hostile body takes a quarter of a second) and judged by the content
+filter. It is written in one transaction that checks again what the table says (nonce, rate, the reply's
+parent, whether the author was approved before). "Saved" is said only after that commits; the owner's mail goes
+once the reader has the answer. Every refusal is a readable page that stores nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -28,6 +32,7 @@ from jitaku.config import Settings
 from jitaku.store import Database, Tx, comments
 from jitaku.store.comments import PENDING, PUBLISHED, SPAM, Comment, NewComment
 from jitaku.store.errors import StoreError
+from jitaku.store.statements import Statements
 from jitaku.web import stylesheet
 from jitaku.web.bodies import DROP_AT_MOST
 from jitaku.web.comment_mail import CommentMail
@@ -140,6 +145,10 @@ class Comments:
         return [(b"set-cookie", self.form_cookie(time.time(), scope.get("scheme") == "https").encode())]
 
     def routes(self) -> list[Route]:
+        """The form (GET: a reply's form, or for a reader whose page was kept), its POST at the same URL so that
+        a refusal can show the form again where it was sent, and the owner's links. They must come before the
+        site's catch-all route, and /comments/ stays out of the global body cap and CSRF guard: the form reads
+        its own body (a Japanese comment percent-encoded is larger) and its cookie token is its CSRF guard."""
         return [
             Route("/comments/{post_id:int}", self._form, methods=["GET"]),
             Route("/comments/{post_id:int}", self._post, methods=["POST"]),
@@ -246,7 +255,7 @@ class Comments:
                 raise Refused(400, "This comment looks automated, so it was not saved.")
             checked = checked_fields(form, self._max_bytes)
             nonce = self._tokens.nonce(request.cookies.get(COOKIE), time.time())
-            saved = await self._store(request, post_id, post_url, checked, nonce)
+            saved, notify = await self._store(request, post_id, post_url, checked, nonce)
         except Refused as refused:
             log.event("comment_refused", post=post_id, client=_client(request), reason=refused.message)
             if post_url is None or refused.status == 413 and not form:
@@ -264,13 +273,16 @@ class Comments:
             shown = {name: form.get(name, "") for name in FIELDS}
             return await self._form_page(request, post_id, post_url, shown, f"Not saved: {refused}", 403)
         if saved.status == PUBLISHED:
-            return RedirectResponse(f"{quote(post_url)}#comment-{saved.id}", status_code=303)
-        return self._page(
-            request,
-            "Saved",
-            message="Your comment is saved and held for moderation: it appears once the owner approves it.",
-            back=quote(post_url),
-        )
+            answer: Response = RedirectResponse(f"{quote(post_url)}#comment-{saved.id}", status_code=303)
+        else:
+            answer = self._page(
+                request,
+                "Saved",
+                message="Your comment is saved and held for moderation: it appears once the owner approves it.",
+                back=quote(post_url),
+            )
+        answer.background = notify  # Starlette runs it once the answer is sent: the reader never waits on mail
+        return answer
 
     @staticmethod
     def _parse(request: Request, raw: bytes) -> dict[str, str]:
@@ -288,10 +300,20 @@ class Comments:
             fields.setdefault(name, value)
         return fields
 
-    async def _store(self, request: Request, post_id: int, post_url: str, fields: dict[str, str], nonce: str) -> Saved:
+    async def _store(
+        self, request: Request, post_id: int, post_url: str, fields: dict[str, str], nonce: str
+    ) -> tuple[Saved, BackgroundTask | None]:
+        """Save the comment; with it, the owner's notification to send once the reader has the answer."""
         from jitaku.blog.comment_text import links, render
 
         now = time.time()
+        address = _client(request)
+        # Cheap reads first: a replayed token or a busy address is refused before the costly render (tens to
+        # hundreds of milliseconds for a hostile body); the transaction checks both again, for a race.
+        early = await self._database.query(lambda s: _replayed_or_busy(s, nonce, address, now), snapshot=False)
+        if early is not None:
+            raise early
+        html = await asyncio.to_thread(render, fields["body"])  # off the event loop, which serves mail too
         new = NewComment(
             post_id=post_id,
             parent_id=int(fields["parent"]) if fields["parent"] else None,
@@ -299,8 +321,8 @@ class Comments:
             email=fields["email"],
             url=fields["url"],
             body=fields["body"],
-            html=render(fields["body"]),
-            address=_client(request),
+            html=html,
+            address=address,
             nonce=nonce,
             created_at=now,
         )
@@ -309,11 +331,9 @@ class Comments:
         count = links(new.body)
 
         def write(tx: Tx) -> Saved | Refused:
-            if comments.nonce_used(tx, nonce):
-                return Refused(403, "This form was sent already. Open the post's page again to write another.")
-            if comments.count_from(tx, new.address, now - RATE_WINDOW) >= RATE_LIMIT:
-                minutes = int(RATE_WINDOW // 60)
-                return Refused(429, f"Too many comments from your address: at most {RATE_LIMIT} in {minutes} minutes.")
+            refused = _replayed_or_busy(tx, nonce, new.address, now)
+            if refused is not None:
+                return refused
             if new.parent_id is not None and not comments.can_reply_to(tx, new.parent_id, post_id):
                 return Refused(400, "That reply is to no comment here.")
             before = moderation == "first" and comments.approved_before(tx, new.author, new.email)
@@ -331,9 +351,10 @@ class Comments:
         log.event("comment_saved", comment=outcome.id, post=post_id, status=outcome.status, client=new.address)
         if outcome.status == PUBLISHED:
             self._changed()
+        notify = None
         if outcome.status != SPAM and self._mail is not None:
-            await self._mail.send(new, outcome.id, outcome.status, post_url, now)
-        return outcome
+            notify = BackgroundTask(self._mail.send, new, outcome.id, outcome.status, post_url, now)
+        return outcome, notify
 
     async def _moderate(self, request: Request) -> Response:
         """The owner's link from the notification: a GET shows a button (mail scanners follow links), its
@@ -353,6 +374,8 @@ class Comments:
         found = await self._database.query(lambda s: comments.find(s, comment_id), snapshot=False)
         if found is None:
             return self._page(request, "No such comment", 404, message="This comment was deleted.")
+        if found.status != PENDING:
+            return self._decided(request, found)
         verb = "Approve" if action == "approve" else "Mark as spam"
         if request.method == "GET":
             return self._page(
@@ -362,11 +385,38 @@ class Comments:
                 confirm={"action": f"{request.url.path}?{request.url.query}", "button": verb},
             )
         status = ACTIONS[action]
-        await self._database.transact(lambda tx: comments.set_status(tx, comment_id, status))
+        if not await self._database.transact(lambda tx: comments.decide(tx, comment_id, status)):
+            now = await self._database.query(lambda s: comments.find(s, comment_id), snapshot=False)
+            if now is None:
+                return self._page(request, "No such comment", 404, message="This comment was deleted.")
+            return self._decided(request, now)
         self._changed()
         log.event("comment_moderated", comment=comment_id, status=status, via="web")
         done = "is published" if status == PUBLISHED else "is marked as spam and hidden"
         return self._page(request, "Done", message=f"Comment {comment_id} {done}.", back=quote(found.post_url))
+
+    def _decided(self, request: Request, found: Comment) -> Response:
+        """A link followed after the comment was decided (by another link, or the CLI): it changes nothing,
+        so that an old approve link cannot publish what the owner has since marked as spam."""
+        state = "is published" if found.status == PUBLISHED else "is marked as spam"
+        return self._page(
+            request,
+            "Decided already",
+            409,
+            message=f"Comment {found.id} {state} already; this link changes nothing now."
+            " To change it, use `jitaku blog comments` on the server.",
+            back=quote(found.post_url),
+        )
+
+
+def _replayed_or_busy(source: Statements, nonce: str, address: str, now: float) -> Refused | None:
+    """Why a comment with NONCE from ADDRESS is not to be stored whatever it says, or None."""
+    if comments.nonce_used(source, nonce):
+        return Refused(403, "This form was sent already. Open the post's page again to write another.")
+    if comments.count_from(source, address, now - RATE_WINDOW) >= RATE_LIMIT:
+        minutes = int(RATE_WINDOW // 60)
+        return Refused(429, f"Too many comments from your address: at most {RATE_LIMIT} in {minutes} minutes.")
+    return None
 
 
 def _client(request: Request) -> str:
