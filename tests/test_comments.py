@@ -475,3 +475,22 @@ def test_an_old_approve_link_changes_nothing_once_the_owner_has_decided(database
     done = site.get(link.group(1), "POST")
     assert done.status_code == 409 and "is marked as spam already" in done.text
     assert site.stored()[0].status == "spam" and site.drops == 0
+
+
+def test_the_form_and_its_pages_speak_the_blogs_language(database: Database) -> None:
+    japanese = Site(database, language="ja")
+    form = japanese.get(f"/comments/{japanese.post_id()}").text
+    assert '<h2 id="comments-heading">コメント (Comments)</h2>' in form
+    assert "コメントを書く (Write a comment)" in form and "送信 (Send)" in form
+    refused = japanese.post({**FORM, "name": ""}).text
+    assert "保存されませんでした (Not saved): 名前を入れてください。 (Please give your name.)" in refused
+    assert "コメント用のトークン" in japanese.post(cookies={}).text
+    held = japanese.post().text
+    assert "保存しました (Saved)" in held and "管理者が承認すると表示されます" in held
+
+    english = Site(database, language="en-GB")
+    form = english.get(f"/comments/{english.post_id()}").text
+    assert '<h2 id="comments-heading">Comments</h2>' in form and ">Write a comment<" in form
+    assert "コメント" not in form and "送信" not in form
+    refused = english.post({**FORM, "name": ""}, client=("198.51.100.9", 1)).text
+    assert "Not saved: Please give your name." in refused and "保存" not in refused

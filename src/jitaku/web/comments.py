@@ -37,6 +37,7 @@ from jitaku.web import stylesheet
 from jitaku.web.bodies import DROP_AT_MOST
 from jitaku.web.comment_mail import CommentMail
 from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
+from jitaku.web.comment_words import ENGLISH, words
 from jitaku.web.templates import templates
 
 RATE_LIMIT = 5  # comments from one client address ...
@@ -51,12 +52,18 @@ ACTIONS = {"approve": PUBLISHED, "spam": SPAM}
 
 
 class Refused(Exception):
-    """A comment not stored: STATUS and the sentence the reader sees above the form."""
+    """A comment not stored: STATUS, and KEY in web/comment_words.py (filled in with VALUES) for the sentence
+    the reader sees above the form in the blog's language; the log gets it in English."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, key: str, **values: Any) -> None:
         self.status = status
-        self.message = message
+        self.key = key
+        self.values = values
+        self.message = self.said(ENGLISH)
+        super().__init__(self.message)
+
+    def said(self, words: dict[str, str]) -> str:
+        return words[self.key].format(**self.values)
 
 
 @dataclass(frozen=True)
@@ -91,25 +98,25 @@ def checked_fields(fields: dict[str, str], max_bytes: int) -> dict[str, str]:
     body = fields.get("body", "").replace("\r\n", "\n").strip()
     parent = fields.get("parent", "").strip()
     if not name:
-        raise Refused(400, "Please give your name.")
+        raise Refused(400, "no_name")
     if len(name) > MAX_NAME or _has_control(name):
-        raise Refused(400, f"A name is one line of at most {MAX_NAME} characters.")
+        raise Refused(400, "long_name", limit=MAX_NAME)
     if addresses.parse(email) is None:
-        raise Refused(400, "Please give a plain email address like name@example.com (it is never shown).")
+        raise Refused(400, "bad_email")
     if url:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname or len(url) > MAX_URL:
-            raise Refused(400, "A website is an http:// or https:// URL (or leave it empty).")
+            raise Refused(400, "bad_url")
         if _has_control(url) or " " in url:
-            raise Refused(400, "A website's URL has no spaces.")
+            raise Refused(400, "url_spaces")
     if not body:
-        raise Refused(400, "The comment is empty.")
+        raise Refused(400, "empty")
     if len(body.encode()) > max_bytes:
-        raise Refused(413, f"The comment is longer than this site takes ({max_bytes:,} bytes). Please shorten it.")
+        raise Refused(413, "too_large", limit=max_bytes)
     if _has_control(body, "\n\t"):
-        raise Refused(400, "The comment has control characters; please send plain text.")
+        raise Refused(400, "control")
     if parent and not parent.isdigit():
-        raise Refused(400, "That reply is to no comment here.")
+        raise Refused(400, "no_parent")
     return {"name": name, "email": addresses.normalize(email), "url": url, "body": body, "parent": parent}
 
 
@@ -134,6 +141,7 @@ class Comments:
         self._mail = mail
         self._filter = content_filter or NoFilter()
         self._max_bytes = settings.blog.max_comment_bytes
+        self._words = words(settings.blog.language)
         self.max_request = 3 * self._max_bytes + OTHER_FIELDS_BYTES
 
     def form_cookie(self, now: float, secure: bool = False) -> str:
@@ -172,7 +180,12 @@ class Comments:
             }
 
         values = {name: "" for name in FIELDS} | (form or {})
-        return {"comment_list": [shown(c) for c in found], "comment_post": post_id, "comment_form": values}
+        return {
+            "comment_list": [shown(c) for c in found],
+            "comment_post": post_id,
+            "comment_form": values,
+            "comment_words": self._words,
+        }
 
     def _page(self, request: Request, title: str, status: int = 200, **context: Any) -> Response:
         blog = self._settings.blog
@@ -182,7 +195,7 @@ class Comments:
             "language": blog.language,
             "css_version": stylesheet.version(),
         }
-        context = {"title": title, "site": site, **context}
+        context = {"title": title, "site": site, "comment_words": self._words, **context}
         response = templates().TemplateResponse(request, "comment_page.html", context, status_code=status)
         if "comment_form" in context:  # a form shown again needs a token of its own
             response.headers.append("set-cookie", self.form_cookie(time.time(), request.url.scheme == "https"))
@@ -192,7 +205,7 @@ class Comments:
         self, request: Request, post_id: int, post_url: str, form: dict[str, str], error: str = "", status: int = 200
     ) -> Response:
         found = await self._database.query(lambda s: comments.published(s, post_id))
-        title = "Reply" if form.get("parent") else "Write a comment"
+        title = self._words["write_reply" if form.get("parent") else "write"]
         return self._page(
             request,
             title,
@@ -206,7 +219,7 @@ class Comments:
         post_id = request.path_params["post_id"]
         post_url = await self._database.query(lambda s: comments.open_post(s, post_id))
         if post_url is None:
-            return self._page(request, "No such post", 404, message="There is no post here to comment on.")
+            return self._page(request, self._words["no_post"], 404, message=self._words["no_post_here"])
         reply = request.query_params.get("reply", "")
         return await self._form_page(request, post_id, post_url, {"parent": reply if reply.isdigit() else ""})
 
@@ -214,8 +227,8 @@ class Comments:
         """The request's body, read no further than max_request bytes; Refused (413) past that."""
         announced = request.headers.get("content-length")
         if announced is not None and not announced.isdigit():
-            raise Refused(400, "The request's Content-Length is not a number.")
-        too_large = Refused(413, f"The comment is longer than this site takes ({self._max_bytes:,} bytes).")
+            raise Refused(400, "bad_length")
+        too_large = Refused(413, "too_large", limit=self._max_bytes)
         if announced is not None and int(announced) > self.max_request:
             await self._drop(request, int(announced))
             raise too_large
@@ -249,36 +262,33 @@ class Comments:
         try:
             raw = await self._read_body(request)
             if post_url is None:
-                raise Refused(404, "There is no post here to comment on.")
+                raise Refused(404, "no_post_here")
             form = self._parse(request, raw)
             if form.get("website"):  # the honeypot: a person never sees it
-                raise Refused(400, "This comment looks automated, so it was not saved.")
+                raise Refused(400, "automated")
             checked = checked_fields(form, self._max_bytes)
-            nonce = self._tokens.nonce(request.cookies.get(COOKIE), time.time())
+            try:
+                nonce = self._tokens.nonce(request.cookies.get(COOKIE), time.time())
+            except TokenRefused as refused:
+                raise Refused(403, refused.key) from None
             saved, notify = await self._store(request, post_id, post_url, checked, nonce)
         except Refused as refused:
             log.event("comment_refused", post=post_id, client=_client(request), reason=refused.message)
+            not_saved, why = self._words["not_saved"], refused.said(self._words)
             if post_url is None or refused.status == 413 and not form:
                 headers = {"connection": "close"} if refused.status == 413 else {}
-                response = self._page(request, "Not saved", refused.status, message=refused.message)
+                response = self._page(request, not_saved, refused.status, message=why)
                 response.headers.update(headers)
                 return response
             shown = {name: form.get(name, "") for name in FIELDS}
-            return await self._form_page(
-                request, post_id, post_url, shown, f"Not saved: {refused.message}", refused.status
-            )
-        except TokenRefused as refused:
-            log.event("comment_refused", post=post_id, client=_client(request), reason=str(refused))
-            assert post_url is not None
-            shown = {name: form.get(name, "") for name in FIELDS}
-            return await self._form_page(request, post_id, post_url, shown, f"Not saved: {refused}", 403)
+            return await self._form_page(request, post_id, post_url, shown, f"{not_saved}: {why}", refused.status)
         if saved.status == PUBLISHED:
             answer: Response = RedirectResponse(f"{quote(post_url)}#comment-{saved.id}", status_code=303)
         else:
             answer = self._page(
                 request,
-                "Saved",
-                message="Your comment is saved and held for moderation: it appears once the owner approves it.",
+                self._words["saved"],
+                message=self._words["held"],
                 back=quote(post_url),
             )
         answer.background = notify  # Starlette runs it once the answer is sent: the reader never waits on mail
@@ -288,13 +298,13 @@ class Comments:
     def _parse(request: Request, raw: bytes) -> dict[str, str]:
         kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind != "application/x-www-form-urlencoded":
-            raise Refused(415, "Send the comment with the form on the post's page.")
+            raise Refused(415, "bad_kind")
         try:
             pairs = parse_qsl(
                 raw.decode(), keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=FORM_FIELDS
             )
         except (UnicodeDecodeError, ValueError):
-            raise Refused(400, "The comment is not valid UTF-8 text.") from None
+            raise Refused(400, "bad_utf8") from None
         fields: dict[str, str] = {}
         for name, value in pairs:
             fields.setdefault(name, value)
@@ -335,7 +345,7 @@ class Comments:
             if refused is not None:
                 return refused
             if new.parent_id is not None and not comments.can_reply_to(tx, new.parent_id, post_id):
-                return Refused(400, "That reply is to no comment here.")
+                return Refused(400, "no_parent")
             before = moderation == "first" and comments.approved_before(tx, new.author, new.email)
             status = status_for(moderation, verdict, count, before)
             return Saved(comments.add(tx, new, status), status)
@@ -344,7 +354,7 @@ class Comments:
             outcome = await self._database.transact(write)
         except StoreError:  # the same nonce committed meanwhile by another request (comments.nonce is unique)
             if await self._database.query(lambda s: comments.nonce_used(s, nonce), snapshot=False):
-                raise Refused(403, "This form was sent already.") from None
+                raise Refused(403, "sent_already") from None
             raise
         if isinstance(outcome, Refused):
             raise outcome
@@ -412,10 +422,10 @@ class Comments:
 def _replayed_or_busy(source: Statements, nonce: str, address: str, now: float) -> Refused | None:
     """Why a comment with NONCE from ADDRESS is not to be stored whatever it says, or None."""
     if comments.nonce_used(source, nonce):
-        return Refused(403, "This form was sent already. Open the post's page again to write another.")
+        return Refused(403, "sent_already")
     if comments.count_from(source, address, now - RATE_WINDOW) >= RATE_LIMIT:
         minutes = int(RATE_WINDOW // 60)
-        return Refused(429, f"Too many comments from your address: at most {RATE_LIMIT} in {minutes} minutes.")
+        return Refused(429, "too_many", limit=RATE_LIMIT, minutes=minutes)
     return None
 
 
