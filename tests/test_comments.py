@@ -474,6 +474,7 @@ def test_an_old_approve_link_changes_nothing_once_the_owner_has_decided(database
     assert "already" in shown.text and '<form method="post"' not in shown.text
     done = site.get(link.group(1), "POST")
     assert done.status_code == 409 and "is marked as spam already" in done.text
+    assert "処理済みです (Decided already)" in done.text  # the owner's pages speak the blog's language too
     assert site.stored()[0].status == "spam" and site.drops == 0
 
 

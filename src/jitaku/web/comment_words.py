@@ -80,6 +80,36 @@ _TEXT = {
         "送信が早すぎます。数秒待ってからもう一度送ってください。",
         "That was sent very fast. Wait a few seconds, then send your comment again.",
     ),
+    # the owner's pages, from the approve and spam links of the mail
+    "not_found": ("見つかりません", "Not found"),
+    "nothing_here": ("ここには何もありません。", "There is nothing here."),
+    "link_invalid": ("リンクが無効です", "Link not valid"),
+    "link_invalid_why": (
+        "このリンクは無効か期限切れです。サーバーで `jitaku blog comments` を使ってください。",
+        "This link is not valid or has expired; use `jitaku blog comments` on the server.",
+    ),
+    "no_comment": ("コメントがありません", "No such comment"),
+    "deleted": ("このコメントは削除されました。", "This comment was deleted."),
+    "approve": ("承認する", "Approve"),
+    "spam": ("スパムにする", "Mark as spam"),
+    "confirm": ("コメント {id}", "comment {id}"),
+    "wrote": ("{author} さんが {url} に書きました: {body}", "{author} wrote on {url}: {body}"),
+    "done": ("完了", "Done"),
+    "now_published": ("コメント {id} を公開しました。", "Comment {id} is published."),
+    "now_spam": ("コメント {id} をスパムにして隠しました。", "Comment {id} is marked as spam and hidden."),
+    "decided": ("処理済みです", "Decided already"),
+    "was_published": (
+        "コメント {id} は公開済みです。このリンクではもう何も変わりません。変えるにはサーバーで"
+        " `jitaku blog comments` を使ってください。",
+        "Comment {id} is published already; this link changes nothing now."
+        " To change it, use `jitaku blog comments` on the server.",
+    ),
+    "was_spam": (
+        "コメント {id} はスパムにしてあります。このリンクではもう何も変わりません。変えるにはサーバーで"
+        " `jitaku blog comments` を使ってください。",
+        "Comment {id} is marked as spam already; this link changes nothing now."
+        " To change it, use `jitaku blog comments` on the server.",
+    ),
 }
 
 WORDS = {

@@ -372,51 +372,41 @@ class Comments:
         comment_id: int = request.path_params["comment_id"]
         action: str = request.path_params["action"]
         until, signature = request.query_params.get("until", ""), request.query_params.get("sig", "")
+        said = self._words
         if action not in ACTIONS:
-            return self._page(request, "Not found", 404, message="There is nothing here.")
+            return self._page(request, said["not_found"], 404, message=said["nothing_here"])
         if not self._tokens.link_valid(comment_id, action, until, signature, time.time()):
-            return self._page(
-                request,
-                "Link not valid",
-                403,
-                message="This link is not valid or has expired; use `jitaku blog comments` on the server.",
-            )
+            return self._page(request, said["link_invalid"], 403, message=said["link_invalid_why"])
         found = await self._database.query(lambda s: comments.find(s, comment_id), snapshot=False)
         if found is None:
-            return self._page(request, "No such comment", 404, message="This comment was deleted.")
+            return self._page(request, said["no_comment"], 404, message=said["deleted"])
         if found.status != PENDING:
             return self._decided(request, found)
-        verb = "Approve" if action == "approve" else "Mark as spam"
+        verb = said[action]
         if request.method == "GET":
+            wrote = said["wrote"].format(author=found.author, url=found.post_url, body=found.body[:500])
             return self._page(
                 request,
-                f"{verb}: comment {comment_id}",
-                message=f"{found.author} wrote on {found.post_url}: {found.body[:500]}",
+                f"{verb}: {said['confirm'].format(id=comment_id)}",
+                message=wrote,
                 confirm={"action": f"{request.url.path}?{request.url.query}", "button": verb},
             )
         status = ACTIONS[action]
         if not await self._database.transact(lambda tx: comments.decide(tx, comment_id, status)):
             now = await self._database.query(lambda s: comments.find(s, comment_id), snapshot=False)
             if now is None:
-                return self._page(request, "No such comment", 404, message="This comment was deleted.")
+                return self._page(request, said["no_comment"], 404, message=said["deleted"])
             return self._decided(request, now)
         self._changed()
         log.event("comment_moderated", comment=comment_id, status=status, via="web")
-        done = "is published" if status == PUBLISHED else "is marked as spam and hidden"
-        return self._page(request, "Done", message=f"Comment {comment_id} {done}.", back=quote(found.post_url))
+        done = said["now_published" if status == PUBLISHED else "now_spam"].format(id=comment_id)
+        return self._page(request, said["done"], message=done, back=quote(found.post_url))
 
     def _decided(self, request: Request, found: Comment) -> Response:
         """A link followed after the comment was decided (by another link, or the CLI): it changes nothing,
         so that an old approve link cannot publish what the owner has since marked as spam."""
-        state = "is published" if found.status == PUBLISHED else "is marked as spam"
-        return self._page(
-            request,
-            "Decided already",
-            409,
-            message=f"Comment {found.id} {state} already; this link changes nothing now."
-            " To change it, use `jitaku blog comments` on the server.",
-            back=quote(found.post_url),
-        )
+        state = self._words["was_published" if found.status == PUBLISHED else "was_spam"].format(id=found.id)
+        return self._page(request, self._words["decided"], 409, message=state, back=quote(found.post_url))
 
 
 def _replayed_or_busy(source: Statements, nonce: str, address: str, now: float) -> Refused | None:
