@@ -5,7 +5,9 @@ with signed links that a GET never acts on."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from email import message_from_bytes
@@ -17,6 +19,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.types import Message, Receive, Scope, Send
 
 from jitaku.config import Settings
 from jitaku.store import Database, accounts, blog, comments
@@ -53,7 +56,8 @@ def database(tmp_path: Path) -> Iterator[Database]:
         accounts.add_user(connection, "owner@example.test", None, admin=True)
         post = NewPost("a.md", POST_URL, "自宅サーバー", "自宅サーバー", 1714521600.0, False, "x", "<p>x</p>")
         draft = NewPost("b.md", "/draft/", "Draft", "draft", 1714521600.0, True, "x", "<p>x</p>")
-        blog.import_posts(connection, [post, draft], time.time())
+        about = NewPost("about.md", "/about/", "About", "about", 1714521600.0, False, "x", "<p>x</p>", kind="page")
+        blog.import_posts(connection, [post, draft, about], time.time())
     yield database
     database.close()
 
@@ -239,9 +243,12 @@ def test_a_comment_just_over_the_limit_gets_413_from_our_page(database: Database
     assert [len(c.body) for c in site.stored()] == [6666]
 
 
-def test_a_draft_or_missing_post_takes_no_comment(database: Database) -> None:
+def test_a_draft_a_static_page_or_a_missing_post_takes_no_comment(database: Database) -> None:
     site = Site(database)
     assert site.post(post_id=site.post_id("/draft/")).status_code == 404
+    about = site.post(post_id=site.post_id("/about/"))  # a static page shows no comments: none is stored
+    assert about.status_code == 404 and "no post here" in about.text
+    assert site.get(f"/comments/{site.post_id('/about/')}").status_code == 404
     assert site.post(post_id=9999).status_code == 404
     assert site.stored() == []
 
@@ -383,3 +390,111 @@ def test_a_post_page_carries_the_form_its_comments_and_a_token_of_its_own_for_ea
         assert helper.tokens.nonce(cookie.partition("=")[2].partition(";")[0], time.time() + 3)
     assert sent.status_code == 303 and "Nice <em>post</em>!" not in first.text
     assert "Nice <em>post</em>!" in after.text  # the kept page dropped at once
+
+
+def test_a_replayed_token_or_a_busy_address_is_refused_before_the_comment_is_rendered_off_the_loop(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.blog import comment_text
+
+    rendered_in: list[threading.Thread] = []
+    render = comment_text.render
+
+    def counted(body: str) -> str:
+        rendered_in.append(threading.current_thread())
+        return render(body)
+
+    monkeypatch.setattr(comment_text, "render", counted)
+    site = Site(database, moderation="none")
+    cookie = site.cookie()
+    assert site.post(cookies=cookie).status_code == 303
+    assert rendered_in and all(thread is not threading.main_thread() for thread in rendered_in)  # not the loop's
+    replayed = site.post({**FORM, "body": "[" * 20000}, cookies=cookie)  # slow to render: never rendered
+    assert replayed.status_code == 403 and "sent already" in replayed.text
+    for number in range(4):
+        assert site.post({**FORM, "body": f"comment {number}"}).status_code == 303
+    assert len(rendered_in) == 5
+    busy = site.post({**FORM, "body": "*_" * 10000})
+    assert busy.status_code == 429 and len(rendered_in) == 5
+    assert len(site.stored()) == 5
+
+
+def test_a_failing_notification_is_logged_and_the_reader_still_hears_saved(
+    database: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken() -> str:
+        raise RuntimeError("accounts unreadable")
+
+    site = Site(database)
+    monkeypatch.setattr(site.comments._mail, "owner", broken)
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        response = site.post()
+    [saved] = site.stored()
+    assert response.status_code == 200 and "held for moderation" in response.text
+    [line] = [r.getMessage() for r in caplog.records if "comment_not_notified" in r.getMessage()]
+    assert f"comment={saved.id}" in line and "accounts unreadable" in line
+    again = site.post({**FORM, "body": "second"})
+    assert again.status_code == 200 and len(site.stored()) == 2
+
+
+def test_the_owner_is_mailed_after_the_reader_has_the_answer(database: Database) -> None:
+    site = Site(database)
+    answered: list[bool] = []  # whether the whole answer was sent when the mail went
+    heard: list[Message] = []
+    app = site.app
+
+    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+        async def sent(message: Message) -> None:
+            heard.append(message)
+            await send(message)
+
+        await app(scope, receive, sent)
+
+    async def mail(sender: str, to: list[str], data: bytes) -> bool:
+        answered.append(any(m["type"] == "http.response.body" and not m.get("more_body") for m in heard))
+        return True
+
+    site.mailed.send = mail  # type: ignore[method-assign]
+    site.app = watched  # type: ignore[assignment]
+    assert site.post().status_code == 200
+    assert answered == [True]
+
+
+def test_an_old_approve_link_changes_nothing_once_the_owner_has_decided(database: Database) -> None:
+    site = Site(database)
+    site.post()
+    [(_sender, _to, data)] = site.mailed.sent
+    text = message_from_bytes(data, policy=default_policy).get_content()  # type: ignore[attr-defined]
+    link = re.search(r"https://blog\.example\.test(/comments/\d+/approve\?\S+)", text)
+    assert link is not None
+    [comment] = site.stored()
+    with database.transaction() as connection:  # what `jitaku blog comments spam ID` does
+        comments.set_status(connection, comment.id, "spam")
+    shown = site.get(link.group(1))
+    assert "already" in shown.text and '<form method="post"' not in shown.text
+    done = site.get(link.group(1), "POST")
+    assert done.status_code == 409 and "is marked as spam already" in done.text
+    assert "処理済みです (Decided already)" in done.text  # the owner's pages speak the blog's language too
+    assert site.stored()[0].status == "spam" and site.drops == 0
+
+
+def test_the_form_and_its_pages_speak_the_blogs_language(database: Database) -> None:
+    japanese = Site(database, language="ja")
+    form = japanese.get(f"/comments/{japanese.post_id()}").text
+    assert '<h2 id="comments-heading">コメント (Comments)</h2>' in form
+    assert "コメントを書く (Write a comment)" in form and "送信 (Send)" in form
+    refused = japanese.post({**FORM, "name": ""}).text
+    assert "保存されませんでした (Not saved): 名前を入れてください。 (Please give your name.)" in refused
+    assert "コメント用のトークン" in japanese.post(cookies={}).text
+    held = japanese.post().text
+    assert "保存しました (Saved)" in held and "管理者が承認すると表示されます" in held
+
+    english = Site(database, language="en-GB")
+    form = english.get(f"/comments/{english.post_id()}").text
+    assert '<h2 id="comments-heading">Comments</h2>' in form and ">Write a comment<" in form
+    assert "コメント" not in form and "送信" not in form
+    assert 'class="comment-trap"' in form and "style=" not in form  # the honeypot is hidden by site.css
+    css = (Path(__file__).parent.parent / "src/jitaku/web/templates/site/site.css").read_text()
+    assert re.search(r"\.comment-trap \{ position: absolute; left: -10000px;", css)
+    refused = english.post({**FORM, "name": ""}, client=("198.51.100.9", 1)).text
+    assert "Not saved: Please give your name." in refused and "保存" not in refused

@@ -104,7 +104,6 @@ class Action(StrEnum):
     delete = "delete"
 
 
-STATUS_OF = {Action.approve: "published", Action.spam: "spam", Action.delete: None}
 DONE = {Action.approve: "is published", Action.spam: "is marked as spam", Action.delete: "is deleted"}
 
 
@@ -125,7 +124,8 @@ def comments(
     if action is not None:
         if comment_id is None:
             raise CliError(f"which comment? jitaku blog comments {action.value} ID")
-        status = STATUS_OF[action]
+        # the store's own names: a status spelt here on its own could drift from what the site shows
+        status = {Action.approve: stored.PUBLISHED, Action.spam: stored.SPAM, Action.delete: None}[action]
         with open_database(config).transaction() as connection:
             done = (
                 stored.delete(connection, comment_id)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jitaku.store.blog import changed
+from jitaku.store.site import POST
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import Tx, statements_of, tx_of
 
@@ -75,8 +76,11 @@ def _comment(row: Any) -> Comment:
 
 
 def open_post(source: Connection | Statements, post_id: int) -> str | None:
-    """The URL of the published post or page POST_ID, which takes comments; None for a draft or no post."""
-    rows = statements_of(source).run("SELECT url FROM posts WHERE id = ? AND draft = ?", (post_id, False))
+    """The URL of the published post POST_ID, which takes comments; None for a draft, a static page (whose
+    page shows no comments, so one stored would never be seen) or no post."""
+    rows = statements_of(source).run(
+        "SELECT url FROM posts WHERE id = ? AND draft = ? AND kind = ?", (post_id, False, POST)
+    )
     return str(rows[0][0]) if rows else None
 
 
@@ -166,6 +170,18 @@ def set_status(target: Connection | Tx, comment_id: int, status: str) -> bool:
     """Mark COMMENT_ID as STATUS; False when there is no such comment."""
     tx = tx_of(target)
     if not tx.run("UPDATE comments SET status = ? WHERE id = ? RETURNING id", (status, comment_id)):
+        return False
+    changed(tx)
+    return True
+
+
+def decide(target: Connection | Tx, comment_id: int, status: str) -> bool:
+    """Mark COMMENT_ID as STATUS only while it is pending: the owner's mailed link, which works for 14 days,
+    must not undo what the owner decided since with the CLI. False when it is decided already (or gone)."""
+    tx = tx_of(target)
+    if not tx.run(
+        "UPDATE comments SET status = ? WHERE id = ? AND status = ? RETURNING id", (status, comment_id, PENDING)
+    ):
         return False
     changed(tx)
     return True

@@ -68,18 +68,19 @@ class CommentMail:
         return "\n".join(lines) + "\n"
 
     async def send(self, comment: NewComment, comment_id: int, status: str, post_url: str, now: float) -> None:
-        """Mail the owner of COMMENT; a failure is logged, never the reader's problem."""
-        to = await self.owner()
-        if to is None:
-            log.event("comment_not_notified", comment=comment_id, reason="no admin and no [blog] notify")
-            return
-        sender = f"postmaster@{self._settings.domains[0]}"
-        subject = f"Comment by {comment.author} on {post_url}" + ("" if status == PUBLISHED else " (held)")
-        data = notices.message(sender, [to], subject, self.text(comment, comment_id, status, post_url, now))
+        """Mail the owner of COMMENT. Run after the reader has the answer, so every failure (finding the owner,
+        composing, the pipeline) is logged here: the comment is committed, and nothing may say otherwise."""
         try:
+            to = await self.owner()
+            if to is None:
+                log.event("comment_not_notified", comment=comment_id, reason="no admin and no [blog] notify")
+                return
+            sender = f"postmaster@{self._settings.domains[0]}"
+            subject = f"Comment by {comment.author} on {post_url}" + ("" if status == PUBLISHED else " (held)")
+            data = notices.message(sender, [to], subject, self.text(comment, comment_id, status, post_url, now))
             sent = await self._mail.send(sender, [to], data)
-        except Exception as error:  # the comment is committed: its mail failing must not say otherwise
-            log.event("comment_not_notified", comment=comment_id, to=to, reason=repr(error))
+        except Exception as error:
+            log.event("comment_not_notified", comment=comment_id, reason=repr(error))
             return
         if not sent:
             log.event("comment_not_notified", comment=comment_id, to=to, reason="address refused")

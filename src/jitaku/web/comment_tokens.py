@@ -15,6 +15,8 @@ import hashlib
 import hmac
 import secrets
 
+from jitaku.web.comment_words import ENGLISH
+
 COOKIE = "jitaku_comment"
 MIN_SECONDS = 2.0  # the contract: at most 3 s
 MAX_SECONDS = 86400.0
@@ -24,10 +26,17 @@ _MODERATE = b"comment-moderate\0"
 
 
 class TokenRefused(Exception):
-    """Why a form's token does not do: its message is said to the reader."""
+    """Why a form's token does not do: KEY names the sentence said to the reader (web/comment_words.py)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(ENGLISH[key])
+        self.key = key
 
 
 class CommentTokens:
+    """The form's tokens and the moderation links, both signed with one key: kept together so that the labels
+    that keep one kind of signature from passing for the other live in one place."""
+
     def __init__(self, secret: str) -> None:
         self._key = secret.encode()
 
@@ -49,20 +58,17 @@ class CommentTokens:
     def nonce(self, token: str | None, now: float) -> str:
         """TOKEN's nonce, when it is ours and of the right age; TokenRefused saying why not."""
         if not token:
-            raise TokenRefused(
-                "Your browser sent no comment token. Open the post's page again (with cookies on for this site),"
-                " then send your comment."
-            )
+            raise TokenRefused("no_token")
         issued, _, rest = token.partition(".")
         nonce, _, signature = rest.partition(".")
         text = f"{issued}.{nonce}"
         if not (issued.isdigit() and nonce and hmac.compare_digest(signature, self._sign(_FORM, text))):
-            raise TokenRefused("Your comment token is not valid. Open the post's page again, then send your comment.")
+            raise TokenRefused("bad_token")
         age = now - int(issued)
         if age > MAX_SECONDS:
-            raise TokenRefused("The page was open too long (a day). Open the post's page again, then send it.")
+            raise TokenRefused("old_token")
         if age < MIN_SECONDS:
-            raise TokenRefused("That was sent very fast. Wait a few seconds, then send your comment again.")
+            raise TokenRefused("fast_token")
         return nonce
 
     def link(self, comment_id: int, action: str, now: float) -> str:

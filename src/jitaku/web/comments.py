@@ -1,13 +1,16 @@
 """Readers' comments: the form's POST at /comments/{post_id}, its own page at the same URL (a reply's form, and
 the form again with what was wrong), and the owner's signed approve and spam links.
 
-A comment is checked in the order that costs least (size, encoding, honeypot, token, fields), then judged by
-the content filter, then written in one transaction with the checks that read the table (replayed nonce, the
-address's rate, the reply's parent, whether the author was approved before). "Saved" is said only after that
-commits. Every refusal is a readable page that stores nothing."""
+A comment is checked in the order that costs least (size, encoding, honeypot, token, fields, then a read of
+the replayed nonce and the address's rate), so that a resent token or a busy address is refused before its
+Markdown is rendered (in a thread: a hostile body takes a quarter of a second) and judged by the content
+filter. It is written in one transaction that checks again what the table says (nonce, rate, the reply's
+parent, whether the author was approved before). "Saved" is said only after that commits; the owner's mail goes
+once the reader has the answer. Every refusal is a readable page that stores nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -28,10 +32,12 @@ from jitaku.config import Settings
 from jitaku.store import Database, Tx, comments
 from jitaku.store.comments import PENDING, PUBLISHED, SPAM, Comment, NewComment
 from jitaku.store.errors import StoreError
+from jitaku.store.statements import Statements
 from jitaku.web import stylesheet
 from jitaku.web.bodies import DROP_AT_MOST
 from jitaku.web.comment_mail import CommentMail
 from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
+from jitaku.web.comment_words import ENGLISH, words
 from jitaku.web.templates import templates
 
 RATE_LIMIT = 5  # comments from one client address ...
@@ -46,12 +52,18 @@ ACTIONS = {"approve": PUBLISHED, "spam": SPAM}
 
 
 class Refused(Exception):
-    """A comment not stored: STATUS and the sentence the reader sees above the form."""
+    """A comment not stored: STATUS, and KEY in web/comment_words.py (filled in with VALUES) for the sentence
+    the reader sees above the form in the blog's language; the log gets it in English."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, status: int, key: str, **values: Any) -> None:
         self.status = status
-        self.message = message
+        self.key = key
+        self.values = values
+        self.message = self.said(ENGLISH)
+        super().__init__(self.message)
+
+    def said(self, words: dict[str, str]) -> str:
+        return words[self.key].format(**self.values)
 
 
 @dataclass(frozen=True)
@@ -86,25 +98,25 @@ def checked_fields(fields: dict[str, str], max_bytes: int) -> dict[str, str]:
     body = fields.get("body", "").replace("\r\n", "\n").strip()
     parent = fields.get("parent", "").strip()
     if not name:
-        raise Refused(400, "Please give your name.")
+        raise Refused(400, "no_name")
     if len(name) > MAX_NAME or _has_control(name):
-        raise Refused(400, f"A name is one line of at most {MAX_NAME} characters.")
+        raise Refused(400, "long_name", limit=MAX_NAME)
     if addresses.parse(email) is None:
-        raise Refused(400, "Please give a plain email address like name@example.com (it is never shown).")
+        raise Refused(400, "bad_email")
     if url:
         parts = urlsplit(url)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname or len(url) > MAX_URL:
-            raise Refused(400, "A website is an http:// or https:// URL (or leave it empty).")
+            raise Refused(400, "bad_url")
         if _has_control(url) or " " in url:
-            raise Refused(400, "A website's URL has no spaces.")
+            raise Refused(400, "url_spaces")
     if not body:
-        raise Refused(400, "The comment is empty.")
+        raise Refused(400, "empty")
     if len(body.encode()) > max_bytes:
-        raise Refused(413, f"The comment is longer than this site takes ({max_bytes:,} bytes). Please shorten it.")
+        raise Refused(413, "too_large", limit=max_bytes)
     if _has_control(body, "\n\t"):
-        raise Refused(400, "The comment has control characters; please send plain text.")
+        raise Refused(400, "control")
     if parent and not parent.isdigit():
-        raise Refused(400, "That reply is to no comment here.")
+        raise Refused(400, "no_parent")
     return {"name": name, "email": addresses.normalize(email), "url": url, "body": body, "parent": parent}
 
 
@@ -129,6 +141,7 @@ class Comments:
         self._mail = mail
         self._filter = content_filter or NoFilter()
         self._max_bytes = settings.blog.max_comment_bytes
+        self._words = words(settings.blog.language)
         self.max_request = 3 * self._max_bytes + OTHER_FIELDS_BYTES
 
     def form_cookie(self, now: float, secure: bool = False) -> str:
@@ -140,6 +153,10 @@ class Comments:
         return [(b"set-cookie", self.form_cookie(time.time(), scope.get("scheme") == "https").encode())]
 
     def routes(self) -> list[Route]:
+        """The form (GET: a reply's form, or for a reader whose page was kept), its POST at the same URL so that
+        a refusal can show the form again where it was sent, and the owner's links. They must come before the
+        site's catch-all route, and /comments/ stays out of the global body cap and CSRF guard: the form reads
+        its own body (a Japanese comment percent-encoded is larger) and its cookie token is its CSRF guard."""
         return [
             Route("/comments/{post_id:int}", self._form, methods=["GET"]),
             Route("/comments/{post_id:int}", self._post, methods=["POST"]),
@@ -163,7 +180,12 @@ class Comments:
             }
 
         values = {name: "" for name in FIELDS} | (form or {})
-        return {"comment_list": [shown(c) for c in found], "comment_post": post_id, "comment_form": values}
+        return {
+            "comment_list": [shown(c) for c in found],
+            "comment_post": post_id,
+            "comment_form": values,
+            "comment_words": self._words,
+        }
 
     def _page(self, request: Request, title: str, status: int = 200, **context: Any) -> Response:
         blog = self._settings.blog
@@ -173,7 +195,7 @@ class Comments:
             "language": blog.language,
             "css_version": stylesheet.version(),
         }
-        context = {"title": title, "site": site, **context}
+        context = {"title": title, "site": site, "comment_words": self._words, **context}
         response = templates().TemplateResponse(request, "comment_page.html", context, status_code=status)
         if "comment_form" in context:  # a form shown again needs a token of its own
             response.headers.append("set-cookie", self.form_cookie(time.time(), request.url.scheme == "https"))
@@ -183,7 +205,7 @@ class Comments:
         self, request: Request, post_id: int, post_url: str, form: dict[str, str], error: str = "", status: int = 200
     ) -> Response:
         found = await self._database.query(lambda s: comments.published(s, post_id))
-        title = "Reply" if form.get("parent") else "Write a comment"
+        title = self._words["write_reply" if form.get("parent") else "write"]
         return self._page(
             request,
             title,
@@ -197,7 +219,7 @@ class Comments:
         post_id = request.path_params["post_id"]
         post_url = await self._database.query(lambda s: comments.open_post(s, post_id))
         if post_url is None:
-            return self._page(request, "No such post", 404, message="There is no post here to comment on.")
+            return self._page(request, self._words["no_post"], 404, message=self._words["no_post_here"])
         reply = request.query_params.get("reply", "")
         return await self._form_page(request, post_id, post_url, {"parent": reply if reply.isdigit() else ""})
 
@@ -205,8 +227,8 @@ class Comments:
         """The request's body, read no further than max_request bytes; Refused (413) past that."""
         announced = request.headers.get("content-length")
         if announced is not None and not announced.isdigit():
-            raise Refused(400, "The request's Content-Length is not a number.")
-        too_large = Refused(413, f"The comment is longer than this site takes ({self._max_bytes:,} bytes).")
+            raise Refused(400, "bad_length")
+        too_large = Refused(413, "too_large", limit=self._max_bytes)
         if announced is not None and int(announced) > self.max_request:
             await self._drop(request, int(announced))
             raise too_large
@@ -240,58 +262,68 @@ class Comments:
         try:
             raw = await self._read_body(request)
             if post_url is None:
-                raise Refused(404, "There is no post here to comment on.")
+                raise Refused(404, "no_post_here")
             form = self._parse(request, raw)
             if form.get("website"):  # the honeypot: a person never sees it
-                raise Refused(400, "This comment looks automated, so it was not saved.")
+                raise Refused(400, "automated")
             checked = checked_fields(form, self._max_bytes)
-            nonce = self._tokens.nonce(request.cookies.get(COOKIE), time.time())
-            saved = await self._store(request, post_id, post_url, checked, nonce)
+            try:
+                nonce = self._tokens.nonce(request.cookies.get(COOKIE), time.time())
+            except TokenRefused as refused:
+                raise Refused(403, refused.key) from None
+            saved, notify = await self._store(request, post_id, post_url, checked, nonce)
         except Refused as refused:
             log.event("comment_refused", post=post_id, client=_client(request), reason=refused.message)
+            not_saved, why = self._words["not_saved"], refused.said(self._words)
             if post_url is None or refused.status == 413 and not form:
                 headers = {"connection": "close"} if refused.status == 413 else {}
-                response = self._page(request, "Not saved", refused.status, message=refused.message)
+                response = self._page(request, not_saved, refused.status, message=why)
                 response.headers.update(headers)
                 return response
             shown = {name: form.get(name, "") for name in FIELDS}
-            return await self._form_page(
-                request, post_id, post_url, shown, f"Not saved: {refused.message}", refused.status
-            )
-        except TokenRefused as refused:
-            log.event("comment_refused", post=post_id, client=_client(request), reason=str(refused))
-            assert post_url is not None
-            shown = {name: form.get(name, "") for name in FIELDS}
-            return await self._form_page(request, post_id, post_url, shown, f"Not saved: {refused}", 403)
+            return await self._form_page(request, post_id, post_url, shown, f"{not_saved}: {why}", refused.status)
         if saved.status == PUBLISHED:
-            return RedirectResponse(f"{quote(post_url)}#comment-{saved.id}", status_code=303)
-        return self._page(
-            request,
-            "Saved",
-            message="Your comment is saved and held for moderation: it appears once the owner approves it.",
-            back=quote(post_url),
-        )
+            answer: Response = RedirectResponse(f"{quote(post_url)}#comment-{saved.id}", status_code=303)
+        else:
+            answer = self._page(
+                request,
+                self._words["saved"],
+                message=self._words["held"],
+                back=quote(post_url),
+            )
+        answer.background = notify  # Starlette runs it once the answer is sent: the reader never waits on mail
+        return answer
 
     @staticmethod
     def _parse(request: Request, raw: bytes) -> dict[str, str]:
         kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if kind != "application/x-www-form-urlencoded":
-            raise Refused(415, "Send the comment with the form on the post's page.")
+            raise Refused(415, "bad_kind")
         try:
             pairs = parse_qsl(
                 raw.decode(), keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=FORM_FIELDS
             )
         except (UnicodeDecodeError, ValueError):
-            raise Refused(400, "The comment is not valid UTF-8 text.") from None
+            raise Refused(400, "bad_utf8") from None
         fields: dict[str, str] = {}
         for name, value in pairs:
             fields.setdefault(name, value)
         return fields
 
-    async def _store(self, request: Request, post_id: int, post_url: str, fields: dict[str, str], nonce: str) -> Saved:
+    async def _store(
+        self, request: Request, post_id: int, post_url: str, fields: dict[str, str], nonce: str
+    ) -> tuple[Saved, BackgroundTask | None]:
+        """Save the comment; with it, the owner's notification to send once the reader has the answer."""
         from jitaku.blog.comment_text import links, render
 
         now = time.time()
+        address = _client(request)
+        # Cheap reads first: a replayed token or a busy address is refused before the costly render (tens to
+        # hundreds of milliseconds for a hostile body); the transaction checks both again, for a race.
+        early = await self._database.query(lambda s: _replayed_or_busy(s, nonce, address, now), snapshot=False)
+        if early is not None:
+            raise early
+        html = await asyncio.to_thread(render, fields["body"])  # off the event loop, which serves mail too
         new = NewComment(
             post_id=post_id,
             parent_id=int(fields["parent"]) if fields["parent"] else None,
@@ -299,8 +331,8 @@ class Comments:
             email=fields["email"],
             url=fields["url"],
             body=fields["body"],
-            html=render(fields["body"]),
-            address=_client(request),
+            html=html,
+            address=address,
             nonce=nonce,
             created_at=now,
         )
@@ -309,13 +341,11 @@ class Comments:
         count = links(new.body)
 
         def write(tx: Tx) -> Saved | Refused:
-            if comments.nonce_used(tx, nonce):
-                return Refused(403, "This form was sent already. Open the post's page again to write another.")
-            if comments.count_from(tx, new.address, now - RATE_WINDOW) >= RATE_LIMIT:
-                minutes = int(RATE_WINDOW // 60)
-                return Refused(429, f"Too many comments from your address: at most {RATE_LIMIT} in {minutes} minutes.")
+            refused = _replayed_or_busy(tx, nonce, new.address, now)
+            if refused is not None:
+                return refused
             if new.parent_id is not None and not comments.can_reply_to(tx, new.parent_id, post_id):
-                return Refused(400, "That reply is to no comment here.")
+                return Refused(400, "no_parent")
             before = moderation == "first" and comments.approved_before(tx, new.author, new.email)
             status = status_for(moderation, verdict, count, before)
             return Saved(comments.add(tx, new, status), status)
@@ -324,16 +354,17 @@ class Comments:
             outcome = await self._database.transact(write)
         except StoreError:  # the same nonce committed meanwhile by another request (comments.nonce is unique)
             if await self._database.query(lambda s: comments.nonce_used(s, nonce), snapshot=False):
-                raise Refused(403, "This form was sent already.") from None
+                raise Refused(403, "sent_already") from None
             raise
         if isinstance(outcome, Refused):
             raise outcome
         log.event("comment_saved", comment=outcome.id, post=post_id, status=outcome.status, client=new.address)
         if outcome.status == PUBLISHED:
             self._changed()
+        notify = None
         if outcome.status != SPAM and self._mail is not None:
-            await self._mail.send(new, outcome.id, outcome.status, post_url, now)
-        return outcome
+            notify = BackgroundTask(self._mail.send, new, outcome.id, outcome.status, post_url, now)
+        return outcome, notify
 
     async def _moderate(self, request: Request) -> Response:
         """The owner's link from the notification: a GET shows a button (mail scanners follow links), its
@@ -341,32 +372,51 @@ class Comments:
         comment_id: int = request.path_params["comment_id"]
         action: str = request.path_params["action"]
         until, signature = request.query_params.get("until", ""), request.query_params.get("sig", "")
+        said = self._words
         if action not in ACTIONS:
-            return self._page(request, "Not found", 404, message="There is nothing here.")
+            return self._page(request, said["not_found"], 404, message=said["nothing_here"])
         if not self._tokens.link_valid(comment_id, action, until, signature, time.time()):
-            return self._page(
-                request,
-                "Link not valid",
-                403,
-                message="This link is not valid or has expired; use `jitaku blog comments` on the server.",
-            )
+            return self._page(request, said["link_invalid"], 403, message=said["link_invalid_why"])
         found = await self._database.query(lambda s: comments.find(s, comment_id), snapshot=False)
         if found is None:
-            return self._page(request, "No such comment", 404, message="This comment was deleted.")
-        verb = "Approve" if action == "approve" else "Mark as spam"
+            return self._page(request, said["no_comment"], 404, message=said["deleted"])
+        if found.status != PENDING:
+            return self._decided(request, found)
+        verb = said[action]
         if request.method == "GET":
+            wrote = said["wrote"].format(author=found.author, url=found.post_url, body=found.body[:500])
             return self._page(
                 request,
-                f"{verb}: comment {comment_id}",
-                message=f"{found.author} wrote on {found.post_url}: {found.body[:500]}",
+                f"{verb}: {said['confirm'].format(id=comment_id)}",
+                message=wrote,
                 confirm={"action": f"{request.url.path}?{request.url.query}", "button": verb},
             )
         status = ACTIONS[action]
-        await self._database.transact(lambda tx: comments.set_status(tx, comment_id, status))
+        if not await self._database.transact(lambda tx: comments.decide(tx, comment_id, status)):
+            now = await self._database.query(lambda s: comments.find(s, comment_id), snapshot=False)
+            if now is None:
+                return self._page(request, said["no_comment"], 404, message=said["deleted"])
+            return self._decided(request, now)
         self._changed()
         log.event("comment_moderated", comment=comment_id, status=status, via="web")
-        done = "is published" if status == PUBLISHED else "is marked as spam and hidden"
-        return self._page(request, "Done", message=f"Comment {comment_id} {done}.", back=quote(found.post_url))
+        done = said["now_published" if status == PUBLISHED else "now_spam"].format(id=comment_id)
+        return self._page(request, said["done"], message=done, back=quote(found.post_url))
+
+    def _decided(self, request: Request, found: Comment) -> Response:
+        """A link followed after the comment was decided (by another link, or the CLI): it changes nothing,
+        so that an old approve link cannot publish what the owner has since marked as spam."""
+        state = self._words["was_published" if found.status == PUBLISHED else "was_spam"].format(id=found.id)
+        return self._page(request, self._words["decided"], 409, message=state, back=quote(found.post_url))
+
+
+def _replayed_or_busy(source: Statements, nonce: str, address: str, now: float) -> Refused | None:
+    """Why a comment with NONCE from ADDRESS is not to be stored whatever it says, or None."""
+    if comments.nonce_used(source, nonce):
+        return Refused(403, "sent_already")
+    if comments.count_from(source, address, now - RATE_WINDOW) >= RATE_LIMIT:
+        minutes = int(RATE_WINDOW // 60)
+        return Refused(429, "too_many", limit=RATE_LIMIT, minutes=minutes)
+    return None
 
 
 def _client(request: Request) -> str:
