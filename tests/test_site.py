@@ -137,6 +137,8 @@ def test_a_tag_archive_and_a_month_archive_show_their_posts_whole(client: TestCl
     assert "タグ「自宅サーバー」の記事" in tagged.text
     assert "ラックに載せた。" in tagged.text and "ディスク交換" in tagged.text
     assert "夏" not in tagged.text.split("<main>")[1] and "下書き" not in tagged.text
+    assert f'<link rel="canonical" href="https://blog.example.test{TAG_PATH}">' in tagged.text  # quoted once
+    assert f'<meta property="og:url" content="https://blog.example.test{TAG_PATH}">' in tagged.text
     month = client.get("/2024/05/")
     assert month.status_code == 200 and "2024年5月の記事" in month.text
     assert (

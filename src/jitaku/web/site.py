@@ -180,7 +180,7 @@ class Site:
         if not posts:
             return None
         heading = self._words["tag"].format(tag)
-        return self._draw("archive.html", tag_url(tag), posts=posts, heading=heading, og_title=heading)
+        return self._draw("archive.html", f"/tags/{tag}/", posts=posts, heading=heading, og_title=heading)
 
     async def _month(self, year: int, month: int) -> Page | None:
         if not 1 <= month <= 12 or not 1 < year < 9999:  # the month after must be a date too
