@@ -171,12 +171,6 @@ def test_a_tags_feeds_have_only_its_posts_and_an_unknown_tag_is_404(database: Da
     assert fetch(database, "/tags/nothing/feed.rss").status_code == 404
 
 
-def test_a_tag_with_a_slash_has_its_feed_too(database: Database) -> None:
-    imported(database, new_post(50, "ネットワークの話", ("TCP/IP",)))
-    for path in ("/tags/TCP%2FIP/feed.atom", "/tags/TCP/IP/feed.rss"):  # a slash escaped or not: one path
-        assert [entry.title for entry in parsed(fetch(database, path)).entries] == ["ネットワークの話"]
-
-
 def test_the_comments_feed_has_published_comments_and_never_an_email(database: Database) -> None:
     response = fetch(database, "/comments/feed.atom")
     assert response.headers["content-type"] == "application/atom+xml; charset=utf-8"

@@ -13,11 +13,12 @@ import unicodedata
 from collections.abc import Set
 from datetime import tzinfo
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from jitaku.blog import markdown, permalink
 from jitaku.blog.source import SourceError, parse
 from jitaku.store.blog import NewPost
+from jitaku.web.paths import path_url
 
 SUFFIXES = (".md", ".markdown")
 PAGES = "pages/"  # the directory of static pages, in the directory imported
@@ -89,7 +90,7 @@ def _media_links(post: str, media: Set[str]) -> markdown.Resolver:
         path = unicodedata.normalize("NFC", posixpath.normpath(posixpath.join(here, unquote(parts.path))))
         if path not in media:
             return None
-        return f"/media/{quote(path)}" + (f"#{parts.fragment}" if parts.fragment else "")
+        return path_url(f"/media/{path}") + (f"#{parts.fragment}" if parts.fragment else "")
 
     return resolve
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -28,6 +27,7 @@ from jitaku.config import Settings
 from jitaku.store import Database
 from jitaku.store import blog as blog_store
 from jitaku.store import feeds as feed_store
+from jitaku.web.paths import absolute, tag_path
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -43,8 +43,6 @@ TEXT = "text/plain; charset=utf-8"
 _ATOM_NS = "http://www.w3.org/2005/Atom"
 _SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
-# RFC 3986's characters that may stand for themselves in a path; the rest (Japanese too) are sent as UTF-8 %XX
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # XML 1.0 §2.2 allows no other control characters, nor these: a post's text with one would break the whole feed
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _COMMENTS_TITLE = {"ja": "コメント", "en": "Comments"}
@@ -66,12 +64,7 @@ class Site:
 
     def url(self, path: str) -> str:
         """PATH (Unicode text, as posts.url keeps it) as an absolute URL, percent-encoded."""
-        return self.base + quote(path, safe=_PATH_SAFE)
-
-
-def tag_path(tag: str) -> str:
-    """A tag's archive, as Site.url takes it (Unicode text)."""
-    return f"/tags/{tag}/"
+        return absolute(self.base, path)
 
 
 @dataclass(frozen=True)

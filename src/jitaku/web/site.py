@@ -15,7 +15,6 @@ import unicodedata
 from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -26,6 +25,7 @@ from jitaku.store import Database, blog, site
 from jitaku.store import comments as stored_comments
 from jitaku.web import stylesheet
 from jitaku.web.page_cache import Page, PageCache, PerResponse
+from jitaku.web.paths import absolute, path_url, tag_path
 from jitaku.web.templates import templates
 
 if TYPE_CHECKING:
@@ -37,8 +37,6 @@ HTML = "text/html; charset=utf-8"
 STYLESHEET = stylesheet.PATH
 MEDIA_CACHE = "public, max-age=86400"  # a day; a changed file is then seen by its ETag
 LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is read from the database for each request, not kept
-# What a URL leaves as it is besides letters and digits: RFC 3986's pchar and /; anything else (Japanese) quoted
-SAFE = "/-._~!$&'()*+,;=:@"
 DESCRIPTION_LENGTH = 120
 _MONTH = re.compile(r"/(\d{4})/(\d{2})/")
 _OLDER = re.compile(r"/page/(\d{1,6})/")
@@ -67,15 +65,6 @@ WORDS = {
         "month": "Posts of {year}-{month:02d}",
     },
 }
-
-
-def link(path: str) -> str:
-    """PATH (Unicode text) as it goes in an href or a Location header."""
-    return quote(path, safe=SAFE)
-
-
-def tag_url(tag: str) -> str:
-    return f"/tags/{quote(tag, safe='')}/"
 
 
 def summary(markup: str) -> str:
@@ -180,7 +169,7 @@ class Site:
         if not posts:
             return None
         heading = self._words["tag"].format(tag)
-        return self._draw("archive.html", f"/tags/{tag}/", posts=posts, heading=heading, og_title=heading)
+        return self._draw("archive.html", tag_path(tag), posts=posts, heading=heading, og_title=heading)
 
     async def _month(self, year: int, month: int) -> Page | None:
         if not 1 <= month <= 12 or not 1 < year < 9999:  # the month after must be a date too
@@ -225,7 +214,7 @@ class Site:
         return page, len(found.data) <= LARGE_MEDIA
 
     def _moved(self, path: str) -> Page:
-        return Page.of(301, HTML, b"", headers=(("location", link(path)),), compress=False)
+        return Page.of(301, HTML, b"", headers=(("location", path_url(path)),), compress=False)
 
     def _not_found(self, path: str) -> Page:
         return self._draw("not_found.html", None, status=404, path=path)
@@ -238,7 +227,7 @@ class Site:
     def _environment(self) -> Environment:
         """The pages' templates, with the filters they use; loaded with the first page drawn."""
         environment = templates().env.overlay()
-        environment.filters.update(link=link, tag_url=tag_url, day=self._day, iso=self._iso)
+        environment.filters.update(link=path_url, tag_path=tag_path, day=self._day, iso=self._iso)
         return environment
 
     @cached_property
@@ -254,7 +243,7 @@ class Site:
         self, name: str, own: str | None, status: int = 200, per_response: PerResponse | None = None, **context: Any
     ) -> Page:
         """The template NAME filled in; OWN, the page's path, makes its canonical URL."""
-        canonical = f"{self._url}{link(own)}" if own is not None else None
+        canonical = absolute(self._url, own) if own is not None else None
         body = (
             self._environment.get_template(f"site/{name}")
             .render(site=self._site, words=self._words, canonical=canonical, **context)
