@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from jitaku.config import Settings
 from jitaku.store import Database, blog
 from jitaku.web import feeds
+from jitaku.web.page_cache import CHECK_EVERY, FastPages, PageCache
 
 BASE = "https://blog.example.test"
 SETTINGS = Settings(
@@ -91,8 +92,14 @@ def database(tmp_path: Path) -> Iterator[Database]:
     database.close()
 
 
+def app_of(database: Database, cache: PageCache | None = None) -> FastPages:
+    """The feeds as the daemon serves them: kept in the site's PageCache, a kept one answered by FastPages."""
+    cache = cache or PageCache(database)
+    return FastPages(Starlette(routes=feeds.routes(SETTINGS, database, cache)), cache)
+
+
 async def _fetch(database: Database, *paths: str, headers: dict[str, str] | None = None) -> list[httpx.Response]:
-    app = Starlette(routes=feeds.routes(SETTINGS, database))
+    app = app_of(database)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         return [await client.get(path, headers=headers) for path in paths]
 
@@ -213,12 +220,13 @@ def test_robots_allows_all_but_the_owners_pages_and_names_the_sitemap(database: 
 
 def test_a_change_to_the_blog_shows_within_two_seconds_and_an_unchanged_feed_is_304(database: Database) -> None:
     async def run() -> tuple[httpx.Response, ...]:
-        app = Starlette(routes=feeds.routes(SETTINGS, database))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app_of(database)), base_url="http://x"
+        ) as client:
             first = await client.get("/feed.atom")
             again = await client.get("/feed.atom", headers={"if-none-match": first.headers["etag"]})
             imported(database, new_post(40, "新しい投稿"))
-            time.sleep(feeds.CHECK_EVERY + 0.1)
+            time.sleep(CHECK_EVERY + 0.1)
             changed = await client.get("/feed.atom", headers={"if-none-match": first.headers["etag"]})
             return first, again, changed
 
@@ -227,6 +235,26 @@ def test_a_change_to_the_blog_shows_within_two_seconds_and_an_unchanged_feed_is_
     assert changed.status_code == 200
     assert parsed(changed).entries[0].title == "新しい投稿"
     assert changed.headers["etag"] != first.headers["etag"]
+
+
+def test_the_feeds_are_kept_with_the_pages_gzipped_and_dropped_with_them_at_once(database: Database) -> None:
+    """A comment the daemon publishes drops the site's pages at once (PageCache.invalidate): the feeds with them."""
+
+    async def run() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        cache = PageCache(database)
+        transport = httpx.ASGITransport(app=app_of(database, cache))
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+            zipped = await client.get("/feed.atom", headers={"accept-encoding": "gzip"})
+            first = await client.get("/comments/feed.atom")
+            with database.transaction() as connection:
+                connection.execute(text("UPDATE comments SET status = 'published' WHERE author = '読者2'"))
+            cache.invalidate()
+            return zipped, first, await client.get("/comments/feed.atom")
+
+    zipped, first, now = asyncio.run(run())
+    assert zipped.headers["content-encoding"] == "gzip" and parsed(zipped).entries
+    assert [entry.author for entry in parsed(first).entries] == ["読者1"]
+    assert [entry.author for entry in parsed(now).entries] == ["読者2", "読者1"]
 
 
 SITE = feeds.Site.of(SETTINGS)

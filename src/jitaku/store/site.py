@@ -75,10 +75,6 @@ def newest(statements: Statements, offset: int, limit: int) -> list[Shown]:
     return _shown(statements, rows)
 
 
-def published_count(statements: Statements) -> int:
-    return int(statements.run("SELECT COUNT(*) FROM posts WHERE draft = ? AND kind = ?", (False, POST))[0][0])
-
-
 def at_url(statements: Statements, url: str) -> Shown | None:
     """The published post or page at URL."""
     rows = statements.run(f"{_SHOWN} WHERE url = ? AND draft = ?", (url, False))
@@ -86,10 +82,11 @@ def at_url(statements: Statements, url: str) -> Shown | None:
     return found[0] if found else None
 
 
-def tagged(statements: Statements, tag: str) -> list[Shown]:
-    """The posts tagged TAG, newest first: its archive shows them whole."""
+def tagged(statements: Statements, tag: str, offset: int, limit: int) -> list[Shown]:
+    """The posts tagged TAG, newest first: LIMIT of them after the OFFSET newest (its archive's page, its feed)."""
     rows = statements.run(
-        f"{_LISTED} AND id IN (SELECT post_id FROM post_tags WHERE tag = ?) {_NEWEST}", (False, POST, tag)
+        f"{_LISTED} AND id IN (SELECT post_id FROM post_tags WHERE tag = ?) {_NEWEST} LIMIT ? OFFSET ?",
+        (False, POST, tag, limit, offset),
     )
     return _shown(statements, rows)
 

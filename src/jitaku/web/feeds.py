@@ -1,17 +1,15 @@
 """The blog's feeds (Atom 1.0 and RSS 2.0, site-wide and per tag, and an Atom feed of new comments), its
 sitemap.xml and robots.txt: what feed readers and search engines fetch, with absolute links from `[web] url`.
 
-Each is built once and kept in memory until the blog changes (the blog_version counter, store/blog.py, asked at
-most once a second), and carries an ETag, so that a feed reader polling every few minutes costs a comparison.
+Each is built once and kept with the site's pages (web/page_cache.py) until the blog changes, gzipped and with an
+ETag, so that a feed reader polling every few minutes costs a comparison.
 The XML is made with ElementTree, which escapes every text and attribute; it is imported at the first feed, not
 by the idle daemon.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,21 +17,20 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Literal
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from jitaku.config import Settings
 from jitaku.store import Database
-from jitaku.store import blog as blog_store
 from jitaku.store import feeds as feed_store
+from jitaku.store import site as site_store
+from jitaku.web.page_cache import Page, PageCache
 from jitaku.web.paths import absolute, tag_path
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
 
 FEED_SIZE = 20  # entries in each feed: the newest
-CHECK_EVERY = 1.0  # seconds between two looks at blog_version: a change made with the CLI shows within 2 s
 
 ATOM = "application/atom+xml; charset=utf-8"
 RSS = "application/rss+xml; charset=utf-8"
@@ -81,7 +78,7 @@ class Entry:
     author_uri: str = ""
 
 
-def post_entries(site: Site, posts: Sequence[feed_store.FeedPost]) -> list[Entry]:
+def post_entries(site: Site, posts: Sequence[site_store.Shown]) -> list[Entry]:
     return [
         Entry(
             site.url(post.url),
@@ -217,105 +214,70 @@ def _rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class Rendered:
-    body: bytes
-    media_type: str
-    etag: str
+class _Served:
+    """ASGI, for a Route: the answer RENDER makes of a request, kept in the site's PageCache (whose FastPages then
+    answers the next GET before Starlette) unless it is None, a tag no post has, which gets a 404."""
 
-    @classmethod
-    def of(cls, body: bytes, media_type: str) -> Rendered:
-        return cls(body, media_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    def __init__(self, cache: PageCache, render: Callable[[Scope], Awaitable[Page | None]]) -> None:
+        self._cache = cache
+        self._render = render
 
-    def response(self, request: Request) -> Response:
-        # no-cache: a client asks again each time, and gets a 304 while the blog has not changed
-        headers = {"etag": self.etag, "cache-control": "no-cache"}
-        if self.etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        return Response(self.body, media_type=self.media_type, headers=headers)
-
-
-class Cache:
-    """What was rendered, by request path, for as long as blog_version stays where it was."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._kept: dict[str, Rendered] = {}
-        self._version: int | None = None
-        self._checked = -CHECK_EVERY
-
-    async def get(self, key: str, render: Callable[[], Awaitable[Rendered | None]]) -> Rendered | None:
-        """What is kept for KEY, or what RENDER makes of it now (None: not found, which is not kept)."""
-        await self._check()
-        kept = self._kept.get(key)
-        if kept is None:
-            # Read after the version: what is kept is never older than the version it is kept under
-            kept = await render()
-            if kept is not None:
-                self._kept[key] = kept
-        return kept
-
-    async def _check(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < CHECK_EVERY:
-            return
-        self._checked = now
-        version = await self._database.query(blog_store.current_version, snapshot=False)
-        if version != self._version:
-            self._kept.clear()
-            self._version = version
-
-
-def routes(settings: Settings, database: Database) -> list[Route]:
-    """The feeds, sitemap.xml and robots.txt, for web/status.py's app; each answer kept in one Cache."""
-    site = Site.of(settings)
-    cache = Cache(database)
-
-    async def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Rendered | None:
-        found = await database.query(lambda s: feed_store.newest_posts(s, FEED_SIZE, tag))
-        if tag is None:
-            title, alternate, base = site.title, site.url("/"), "/feed"
-        elif not found:
-            return None  # a tag no published post has
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        generation = self._cache.generation  # read before the queries: a page drawn across a change is not kept
+        page = await self._render(scope)
+        if page is None:
+            page = Page.of(404, TEXT, b"No such tag.\n")
         else:
+            self._cache.put(scope["path"], page, generation)
+        await page.send(scope, send)
+
+
+def routes(settings: Settings, database: Database, cache: PageCache) -> list[Route]:
+    """The feeds, sitemap.xml and robots.txt, for web/status.py's app; each answer kept in CACHE with the site's
+    pages, and dropped with them when the blog changes."""
+    site = Site.of(settings)
+
+    async def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Page | None:
+        if tag is None:
+            found = await database.query(lambda s: site_store.newest(s, 0, FEED_SIZE))
+            title, alternate, base = site.title, site.url("/"), "/feed"
+        else:
+            found = await database.query(lambda s: site_store.tagged(s, tag, 0, FEED_SIZE))
+            if not found:
+                return None  # a tag no published post has
             title, alternate, base = f"{tag} | {site.title}", site.url(tag_path(tag)), f"{tag_path(tag)}feed"
         entries = post_entries(site, found)
         if kind == "atom":
-            return Rendered.of(atom(site, title, site.url(f"{base}.atom"), alternate, entries), ATOM)
-        return Rendered.of(rss(site, title, site.url(f"{base}.rss"), alternate, entries), RSS)
+            return Page.of(200, ATOM, atom(site, title, site.url(f"{base}.atom"), alternate, entries))
+        return Page.of(200, RSS, rss(site, title, site.url(f"{base}.rss"), alternate, entries))
 
-    async def comments_feed() -> Rendered:
+    async def comments_feed(_: Scope) -> Page:
         found = await database.query(lambda s: feed_store.newest_comments(s, FEED_SIZE))
         name = _COMMENTS_TITLE.get(site.language.split("-")[0].lower(), _COMMENTS_TITLE["en"])
         entries = comment_entries(site, found)
         feed = atom(site, f"{name} | {site.title}", site.url("/comments/feed.atom"), site.url("/"), entries)
-        return Rendered.of(feed, ATOM)
+        return Page.of(200, ATOM, feed)
 
-    async def sitemap_xml() -> Rendered:
-        return Rendered.of(sitemap(site, await database.query(feed_store.published)), XML)
+    async def sitemap_xml(_: Scope) -> Page:
+        return Page.of(200, XML, sitemap(site, await database.query(feed_store.published)))
 
-    async def robots_txt() -> Rendered:
-        return Rendered.of(robots(site), TEXT)
+    async def robots_txt(_: Scope) -> Page:
+        return Page.of(200, TEXT, robots(site))
 
-    def serve(render: Callable[[Request], Awaitable[Rendered | None]]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            found = await cache.get(request.url.path, lambda: render(request))
-            if found is None:
-                return PlainTextResponse("No such tag.\n", status_code=404)
-            return found.response(request)
-
-        return endpoint
-
-    def tag_of(request: Request) -> str:
+    def tag_of(scope: Scope) -> str:
         # Stored NFC (store/schema.py): a Mac may send a tag's kana decomposed
-        return unicodedata.normalize("NFC", request.path_params["tag"])
+        tag: str = scope["path_params"]["tag"]
+        return unicodedata.normalize("NFC", tag)
+
+    def route(path: str, render: Callable[[Scope], Awaitable[Page | None]]) -> Route:
+        return Route(path, _Served(cache, render), methods=["GET"])
 
     return [
-        Route("/feed.atom", serve(lambda _: posts_feed(None, "atom"))),
-        Route("/feed.rss", serve(lambda _: posts_feed(None, "rss"))),
-        Route("/tags/{tag:path}/feed.atom", serve(lambda request: posts_feed(tag_of(request), "atom"))),
-        Route("/tags/{tag:path}/feed.rss", serve(lambda request: posts_feed(tag_of(request), "rss"))),
-        Route("/comments/feed.atom", serve(lambda _: comments_feed())),
-        Route("/sitemap.xml", serve(lambda _: sitemap_xml())),
-        Route("/robots.txt", serve(lambda _: robots_txt())),
+        route("/feed.atom", lambda _: posts_feed(None, "atom")),
+        route("/feed.rss", lambda _: posts_feed(None, "rss")),
+        route("/tags/{tag}/feed.atom", lambda scope: posts_feed(tag_of(scope), "atom")),
+        route("/tags/{tag}/feed.rss", lambda scope: posts_feed(tag_of(scope), "rss")),
+        route("/comments/feed.atom", comments_feed),
+        route("/sitemap.xml", sitemap_xml),
+        route("/robots.txt", robots_txt),
     ]

@@ -165,7 +165,7 @@ class Site:
         )
 
     async def _tag(self, tag: str) -> Page | None:
-        posts = await self._database.query(lambda s: site.tagged(s, tag))
+        posts = await self._database.query(lambda s: site.tagged(s, tag, 0, 1_000_000))
         if not posts:
             return None
         heading = self._words["tag"].format(tag)

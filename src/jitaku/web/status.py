@@ -77,7 +77,7 @@ def build(
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
             *comments.routes(),
-            *feeds.routes(settings, database),
+            *feeds.routes(settings, database, pages),
             *_metrics(config, database),
             *Site(settings, database, pages, comments).routes(),  # last: it answers every path the others do not
         ],
