@@ -171,9 +171,8 @@ def test_a_tags_feeds_have_only_its_posts_and_an_unknown_tag_is_404(database: Da
     rss = parsed(fetch(database, f"{tag}/feed.rss"))
     assert [entry.title for entry in rss.entries] == [entry.title for entry in atom.entries]
     decomposed = "/tags/" + unicodedata.normalize("NFD", "自宅サーバー")  # as a Mac may send it
-    assert [e.title for e in parsed(fetch(database, f"{decomposed}/feed.atom")).entries] == [
-        e.title for e in atom.entries
-    ]
+    moved = fetch(database, f"{decomposed}/feed.atom")
+    assert moved.status_code == 301 and moved.headers["location"] == f"{tag}/feed.atom"  # one URL, kept once
     assert fetch(database, "/tags/nothing/feed.atom").status_code == 404
     assert fetch(database, "/tags/nothing/feed.rss").status_code == 404
 

@@ -5,6 +5,7 @@ tag links, post pages at their Unicode URLs, archives, static pages, media, old 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +150,17 @@ def test_a_tag_archive_and_a_month_archive_show_their_posts_whole(client: TestCl
     for empty in ("/2024/06/", "/2024/13/", "/9999/12/", "/0001/01/"):
         assert client.get(empty).status_code == 404, empty
     assert client.get("/tags/無い/").status_code == 404
+
+
+def test_a_path_spelled_decomposed_answers_301_to_its_nfc_spelling(client: TestClient) -> None:
+    """A Mac may send kana decomposed (サ + ゛): one URL a page, one place in the cache, no duplicate content."""
+    decomposed = "/tags/" + unicodedata.normalize("NFD", TAG) + "/"
+    assert decomposed != f"/tags/{TAG}/"
+    moved = client.get(decomposed, follow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["location"] == TAG_PATH
+    assert client.get(decomposed + "?x=1", follow_redirects=False).headers["location"] == TAG_PATH + "?x=1"
+    assert client.get(decomposed).url.path == f"/tags/{TAG}/"  # and there the archive
+    assert "タグ「自宅サーバー」の記事" in client.get(decomposed).text
 
 
 def test_a_static_page_at_its_slug(client: TestClient) -> None:

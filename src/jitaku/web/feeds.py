@@ -10,7 +10,6 @@ by the idle daemon.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -265,9 +264,8 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
         return Page.of(200, TEXT, robots(site))
 
     def tag_of(scope: Scope) -> str:
-        # Stored NFC (store/schema.py): a Mac may send a tag's kana decomposed
-        tag: str = scope["path_params"]["tag"]
-        return unicodedata.normalize("NFC", tag)
+        tag: str = scope["path_params"]["tag"]  # NFC: FastPages answers any other spelling 301 to it
+        return tag
 
     def route(path: str, render: Callable[[Scope], Awaitable[Page | None]]) -> Route:
         return Route(path, _Served(cache, render), methods=["GET"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jitaku.store import Database, blog
 from jitaku.web.headers import SECURITY_HEADERS
+from jitaku.web.paths import path_url
 
 CHECK_EVERY = 1.0  # seconds between two reads of blog_version
 MAX_BYTES = 32 * 1024 * 1024  # what the kept pages may hold, gzip copies included; the least recently used go
@@ -148,6 +150,8 @@ class PageCache:
         self._drop()
 
     def get(self, path: str) -> Page | None:
+        """The page kept for PATH, now the most recently used; None when it must be drawn. PATH is NFC (FastPages
+        sends any other spelling to it), so that each page is kept once."""
         page = self._pages.get(path)
         if page is not None:
             self._pages.move_to_end(path)
@@ -172,7 +176,10 @@ class PageCache:
 
 
 class FastPages:
-    """ASGI: a GET or HEAD of a kept page is answered here; everything else goes on to APP."""
+    """ASGI: a GET or HEAD of a kept page is answered here; everything else goes on to APP.
+
+    A path not in NFC (a Mac's decomposed kana: /tags/サ<U+3099>/) answers 301 to its NFC spelling, as the
+    import stores every URL, so that one page has one URL and one place in the cache."""
 
     def __init__(self, app: ASGIApp, cache: PageCache) -> None:
         self._app = app
@@ -180,9 +187,18 @@ class FastPages:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            path: str = scope["path"]
+            if not unicodedata.is_normalized("NFC", path):
+                await _to_nfc(path, scope["query_string"]).send(scope, send)
+                return
             await self._cache.check()
-            page = self._cache.get(scope["path"])
+            page = self._cache.get(path)
             if page is not None:
                 await page.send(scope, send)
                 return
         await self._app(scope, receive, send)
+
+
+def _to_nfc(path: str, query: bytes) -> Page:
+    location = path_url(unicodedata.normalize("NFC", path)) + (f"?{query.decode('latin-1')}" if query else "")
+    return Page.of(301, "text/plain; charset=utf-8", b"", compress=False, headers=(("location", location),))
