@@ -163,6 +163,45 @@ def test_a_path_spelled_decomposed_answers_301_to_its_nfc_spelling(client: TestC
     assert "タグ「自宅サーバー」の記事" in client.get(decomposed).text
 
 
+def test_tag_and_month_archives_are_paged_as_the_home_page_is(
+    database: Database, settings: Settings, root: Path, client: TestClient
+) -> None:
+    post(root, "2024/cable.md", "配線", "2024-05-25", f"[{TAG}]")  # a third in May and for the tag: 2 a page
+    import_dir(database, settings, root)
+    first = client.get(TAG_PATH).text
+    assert "配線" in first and "ディスク交換" in first and "サーバーを建てた" not in first
+    assert f'<a href="{TAG_PATH}page/2/" rel="next">' in first and 'rel="prev"' not in first
+    second = client.get(f"{TAG_PATH}page/2/")
+    assert second.status_code == 200 and "サーバーを建てた" in second.text and "配線" not in second.text
+    assert f'<a href="{TAG_PATH}" rel="prev">' in second.text and 'rel="next"' not in second.text
+    assert f'<link rel="canonical" href="https://blog.example.test{TAG_PATH}page/2/">' in second.text
+    assert client.get(f"{TAG_PATH}page/1/", follow_redirects=False).headers["location"] == TAG_PATH
+    assert client.get(f"{TAG_PATH}page/3/").status_code == 404
+    month = client.get("/2024/05/page/2/")
+    assert (
+        month.status_code == 200
+        and "サーバーを建てた" in month.text
+        and '<a href="/2024/05/" rel="prev">' in month.text
+    )
+    assert '<a href="/2024/05/page/2/" rel="next">' in client.get("/2024/05/").text
+    assert client.get("/2024/05/page/3/").status_code == 404
+    assert client.get("/tags/無い/page/2/").status_code == 404
+
+
+def test_a_post_is_answered_405_or_404_without_drawing_a_page(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[str] = []
+    draw = Site._draw
+    monkeypatch.setattr(Site, "_draw", lambda self, name, *a, **k: drawn.append(name) or draw(self, name, *a, **k))
+    for path, status in (("/2024/05/server/", 405), (TAG_PATH, 405), ("/", 405), ("/nothing/", 404)):
+        answer = client.post(path)
+        assert answer.status_code == status, path
+        assert status == 404 or answer.headers["allow"] == "GET, HEAD"
+    assert drawn == []
+    assert client.get("/2024/05/server/").status_code == 200 and drawn == ["post.html"]
+
+
 def test_a_static_page_at_its_slug(client: TestClient) -> None:
     page = client.get("/about/")
     assert page.status_code == 200

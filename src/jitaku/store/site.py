@@ -91,9 +91,13 @@ def tagged(statements: Statements, tag: str, offset: int, limit: int) -> list[Sh
     return _shown(statements, rows)
 
 
-def between(statements: Statements, start: float, end: float) -> list[Shown]:
-    """The posts published from START until before END (a month in the blog's time zone), newest first."""
-    rows = statements.run(f"{_LISTED} AND published_at >= ? AND published_at < ? {_NEWEST}", (False, POST, start, end))
+def between(statements: Statements, start: float, end: float, offset: int, limit: int) -> list[Shown]:
+    """The posts published from START until before END (a month in the blog's time zone), newest first: LIMIT of
+    them after the OFFSET newest."""
+    rows = statements.run(
+        f"{_LISTED} AND published_at >= ? AND published_at < ? {_NEWEST} LIMIT ? OFFSET ?",
+        (False, POST, start, end, limit, offset),
+    )
     return _shown(statements, rows)
 
 
