@@ -4,6 +4,7 @@ tag links, post pages at their Unicode URLs, archives, static pages, media, old 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from jitaku.blog.importer import media_files, read_posts
 from jitaku.blog.permalink import zone
 from jitaku.config import Settings
 from jitaku.store import Database, blog
+from jitaku.store import site as site_store
+from jitaku.store.statements import Statements
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
 from jitaku.web.site import Site
@@ -218,6 +221,60 @@ def test_media_with_its_type_nosniff_caching_and_304(client: TestClient) -> None
     assert media.headers["cache-control"] == "public, max-age=86400"
     again = client.get("/media/2024/rack.png", headers={"if-none-match": media.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+RACK = b"\x89PNG\r\n\x1a\nrack"
+
+
+def test_media_answers_one_range_as_a_phones_video_player_asks(client: TestClient) -> None:
+    assert client.get("/media/2024/rack.png").headers["accept-ranges"] == "bytes"
+    for asked, part, answered in (
+        ("bytes=0-3", RACK[:4], "bytes 0-3/12"),
+        ("bytes=8-", b"rack", "bytes 8-11/12"),
+        ("bytes=-2", b"ck", "bytes 10-11/12"),
+        ("bytes=10-99", b"ck", "bytes 10-11/12"),
+    ):
+        got = client.get("/media/2024/rack.png", headers={"range": asked, "accept-encoding": "gzip"})
+        assert (got.status_code, got.content, got.headers["content-range"]) == (206, part, answered), asked
+        assert got.headers["content-length"] == str(len(part)) and "content-encoding" not in got.headers
+    beyond = client.get("/media/2024/rack.png", headers={"range": "bytes=12-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */12" and beyond.content == b""
+    for whole in ("bytes=0-1,4-5", "lines=1-2", "bytes=5-2"):  # not one range of bytes: all of it
+        assert client.get("/media/2024/rack.png", headers={"range": whole}).content == RACK, whole
+    etag = client.get("/media/2024/rack.png").headers["etag"]
+    assert client.get("/media/2024/rack.png", headers={"range": "bytes=0-1", "if-range": etag}).status_code == 206
+    changed = client.get("/media/2024/rack.png", headers={"range": "bytes=0-1", "if-range": '"other"'})
+    assert changed.status_code == 200 and changed.content == RACK
+
+
+def test_a_large_file_is_read_off_the_event_loop_part_by_part_never_whole(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jitaku.web.site.LARGE_MEDIA", 4)
+    monkeypatch.setattr("jitaku.web.page_cache.CHUNK", 5)
+    parts: list[tuple[int, int, bool]] = []
+    media_part = site_store.media_part
+
+    def recorded(statements: Statements, path: str, offset: int, length: int) -> bytes:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        parts.append((offset, length, on_loop))
+        return media_part(statements, path, offset, length)
+
+    monkeypatch.setattr(site_store, "media_part", recorded)
+    whole = client.get("/media/2024/rack.png")
+    assert whole.status_code == 200 and whole.content == RACK and whole.headers["content-length"] == "12"
+    assert parts == [(0, 5, False), (5, 5, False), (10, 2, False)]
+    parts.clear()
+    part = client.get("/media/2024/rack.png", headers={"range": "bytes=6-8"})
+    assert (part.status_code, part.content, part.headers["content-range"]) == (206, RACK[6:9], "bytes 6-8/12")
+    assert parts == [(6, 3, False)]
+    parts.clear()
+    assert client.get("/media/2024/rack.png", headers={"if-none-match": whole.headers["etag"]}).status_code == 304
+    assert client.head("/media/2024/rack.png").headers["content-length"] == "12" and parts == []
 
 
 @pytest.mark.parametrize(

@@ -34,9 +34,11 @@ class Shown:
 
 @dataclass(frozen=True)
 class Media:
+    """What the site says of a media file before it reads any of it."""
+
     content_type: str
     digest: str  # SHA-256, hex: the ETag
-    data: bytes
+    size: int
 
 
 _SHOWN = "SELECT id, url, title, published_at, updated_at, kind, html FROM posts"
@@ -102,5 +104,13 @@ def between(statements: Statements, start: float, end: float, offset: int, limit
 
 
 def media(statements: Statements, path: str) -> Media | None:
-    rows = statements.run("SELECT content_type, digest, data FROM media WHERE path = ?", (path,))
-    return Media(str(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None
+    """The file at PATH under /media/, without its bytes."""
+    rows = statements.run("SELECT content_type, digest, length(data) FROM media WHERE path = ?", (path,))
+    return Media(str(rows[0][0]), str(rows[0][1]), int(str(rows[0][2]))) if rows else None
+
+
+def media_part(statements: Statements, path: str, offset: int, length: int) -> bytes:
+    """LENGTH bytes of the file at PATH from OFFSET (0 first): SQL's substr, so that a part of a large video is
+    read without the rest (SQLite and PostgreSQL alike count a blob's bytes from 1)."""
+    rows = statements.run("SELECT substr(data, ?, ?) FROM media WHERE path = ?", (offset + 1, length, path))
+    return bytes(rows[0][0]) if rows else b""

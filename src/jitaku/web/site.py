@@ -10,6 +10,7 @@ stores them.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import unicodedata
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 HTML = "text/html; charset=utf-8"
 STYLESHEET = stylesheet.PATH
 MEDIA_CACHE = "public, max-age=86400"  # a day; a changed file is then seen by its ETag
-LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is read from the database for each request, not kept
+LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is not kept: it is read part by part for each request
 DESCRIPTION_LENGTH = 120
 TEXT = "text/plain; charset=utf-8"
 # What a POST (or any method but GET and HEAD) gets: the site's pages are only read
@@ -113,9 +114,18 @@ class Site:
         generation = self._cache.generation  # before the queries: a page drawn across a change is not kept
         read = scope["method"] in ("GET", "HEAD")
         if path.startswith("/media/"):
-            page, keep = await self._media(path.removeprefix("/media/"))
+            name = path.removeprefix("/media/")
+            found = (
+                await self._database.query(lambda s: site.media(s, name), snapshot=False)
+                if _safe_media_path(name)
+                else None
+            )
             if not read:
-                page, keep = (NOT_FOUND if page.status == 404 else NOT_ALLOWED), False
+                page, keep = (NOT_FOUND if found is None else NOT_ALLOWED), False
+            elif found is None:
+                page, keep = self._not_found(path), False
+            else:
+                page, keep = await self._media(name, found), found.size <= LARGE_MEDIA
         else:
             draw = await self._find(path)
             if not read:
@@ -205,14 +215,18 @@ class Site:
             **written,
         )
 
-    async def _media(self, path: str) -> tuple[Page, bool]:
-        if not _safe_media_path(path):
-            return self._not_found(f"/media/{path}"), False
-        found = await self._database.query(lambda s: site.media(s, path), snapshot=False)
-        if found is None:
-            return self._not_found(f"/media/{path}"), False
-        page = Page.of(200, found.content_type, found.data, MEDIA_CACHE, compress=False, etag=found.digest[:32])
-        return page, len(found.data) <= LARGE_MEDIA
+    async def _media(self, path: str, found: site.Media) -> Page:
+        """The file at PATH, read in a thread: a photo's megabytes would hold up every other reader. A small one
+        is read whole and kept; a larger one is read part by part as it is sent, never whole."""
+
+        async def read(offset: int, length: int) -> bytes:
+            return await asyncio.to_thread(self._database.query_now, lambda s: site.media_part(s, path, offset, length))
+
+        etag = found.digest[:32]
+        if found.size > LARGE_MEDIA:
+            return Page.of(200, found.content_type, b"", MEDIA_CACHE, etag=etag, ranges=True, reader=(read, found.size))
+        data = await read(0, found.size)
+        return Page.of(200, found.content_type, data, MEDIA_CACHE, etag=etag, ranges=True)
 
     def _moved(self, path: str) -> Draw:
         return self._ready(lambda: Page.of(301, HTML, b"", headers=(("location", path_url(path)),), compress=False))
