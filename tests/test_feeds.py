@@ -25,6 +25,7 @@ from jitaku.config import Settings
 from jitaku.store import Database, blog
 from jitaku.web import feeds
 from jitaku.web.page_cache import CHECK_EVERY, FastPages, PageCache
+from jitaku.web.site_info import SiteInfo
 
 BASE = "https://blog.example.test"
 SETTINGS = Settings(
@@ -191,7 +192,7 @@ def test_the_comments_feed_has_published_comments_and_never_an_email(database: D
     assert comment.content[0].value == "<p>コメント1</p>"
 
 
-def test_the_sitemap_lists_home_posts_pages_and_tag_archives(database: Database) -> None:
+def test_the_sitemap_lists_home_posts_pages_and_tag_and_month_archives(database: Database) -> None:
     response = fetch(database, "/sitemap.xml")
     assert response.headers["content-type"] == "application/xml; charset=utf-8"
     namespace = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
@@ -205,7 +206,8 @@ def test_the_sitemap_lists_home_posts_pages_and_tag_archives(database: Database)
     assert f"{BASE}/2024/06/%E8%87%AA%E5%AE%85%E3%82%B5%E3%83%BC%E3%83%90%E3%83%BC/" in urls
     assert f"{BASE}/tags/%E6%97%A5%E8%A8%98/" in urls  # 日記
     assert f"{BASE}/2024/06/post-30/" not in urls  # the draft
-    assert len(urls) == 1 + 23 + 2
+    assert f"{BASE}/2024/05/" in urls and f"{BASE}/2024/06/" in urls  # the months' archives
+    assert len(urls) == 1 + 23 + 2 + 2
     assert all(lastmod and lastmod.endswith("Z") for lastmod in urls.values())
 
 
@@ -256,7 +258,7 @@ def test_the_feeds_are_kept_with_the_pages_gzipped_and_dropped_with_them_at_once
     assert [entry.author for entry in parsed(now).entries] == ["読者2", "読者1"]
 
 
-SITE = feeds.Site.of(SETTINGS)
+SITE = SiteInfo.of(SETTINGS)
 NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # XML 1.0 §2.2
 
 

@@ -1,4 +1,4 @@
-"""One way of quoting the site's paths (web/paths.py): a page's links, its canonical URL, the feeds and a post's
+"""One way of quoting the site's paths (blog/paths.py): a page's links, its canonical URL, the feeds and a post's
 links to its photos all quote a path the same way, each once."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from jitaku.blog.importer import read_posts
-from jitaku.web.paths import absolute, path_url, tag_path
+from jitaku.blog.paths import absolute, path_url, tag_path
 
 
 def test_a_path_is_quoted_once_as_utf8_and_keeps_what_a_path_may_hold() -> None:

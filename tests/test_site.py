@@ -21,7 +21,7 @@ from jitaku.store import Database, blog
 from jitaku.store import site as site_store
 from jitaku.store.statements import Statements
 from jitaku.web.headers import SecurityHeaders
-from jitaku.web.page_cache import FastPages, PageCache
+from jitaku.web.page_cache import FastPages, Page, PageCache
 from jitaku.web.site import Site
 
 TAG = "自宅サーバー"
@@ -203,6 +203,23 @@ def test_a_post_is_answered_405_or_404_without_drawing_a_page(
         assert status == 404 or answer.headers["allow"] == "GET, HEAD"
     assert drawn == []
     assert client.get("/2024/05/server/").status_code == 200 and drawn == ["post.html"]
+
+
+def test_a_tag_archive_names_its_feeds_and_a_posts_date_links_to_its_month(client: TestClient) -> None:
+    tagged = client.get(TAG_PATH).text
+    head = tagged.split("</head>")[0]
+    assert f'type="application/atom+xml" title="タグ「{TAG}」の記事 (Atom)" href="{TAG_PATH}feed.atom">' in head
+    assert f'type="application/rss+xml" title="タグ「{TAG}」の記事 (RSS)" href="{TAG_PATH}feed.rss">' in head
+    assert 'href="/feed.atom"' in head  # and the whole blog's
+    assert "feed.atom" not in client.get("/2024/05/").text.split("</head>")[0].replace('href="/feed.atom"', "")
+    post = client.get("/2024/05/server/").text  # 2024-05-01T00:30 in Tokyo: May, though April in UTC
+    assert '<a href="/2024/05/"><time datetime="2024-05-01T00:30:00+09:00">2024-05-01</time></a>' in post
+
+
+def test_a_page_that_sets_a_cookie_of_its_own_is_kept_by_no_shared_cache() -> None:
+    page = Page.of(200, "text/html", b"<p>form</p>", per_response=lambda scope: [(b"set-cookie", b"t=1")])
+    assert (b"cache-control", b"private, no-cache") in page.headers
+    assert (b"cache-control", b"no-cache") in Page.of(200, "text/html", b"<p>a post</p>").headers
 
 
 def test_a_static_page_at_its_slug(client: TestClient) -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from jitaku.blog import markdown, permalink
+from jitaku.blog.paths import path_url
 from jitaku.blog.source import SourceError, parse
 from jitaku.store.blog import NewPost
-from jitaku.web.paths import path_url
 
 SUFFIXES = (".md", ".markdown")
 PAGES = "pages/"  # the directory of static pages, in the directory imported

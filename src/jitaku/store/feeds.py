@@ -32,6 +32,7 @@ class Published:
 
     posts: list[tuple[str, float]]
     tags: list[tuple[str, float]]
+    dated: list[tuple[float, float]]  # each post's published_at and updated_at, for the months' archives
 
 
 _PUBLISHED = "p.draft = ? AND p.kind = 'post'"
@@ -49,7 +50,8 @@ def newest_comments(source: Statements, limit: int) -> list[FeedComment]:
 
 
 def published(source: Statements) -> Published:
-    """Every published post's and page's URL, and every tag of a published post, with its newest change."""
+    """Every published post's and page's URL, and every tag of a published post, with its newest change; and
+    when each post was published, for the months' archives (months fall by the blog's time zone, not SQL's)."""
     posts = source.run(
         "SELECT url, updated_at FROM posts WHERE draft = ? ORDER BY published_at DESC, id DESC", (False,)
     )
@@ -58,4 +60,7 @@ def published(source: Statements) -> Published:
         f" WHERE {_PUBLISHED} GROUP BY t.tag ORDER BY t.tag",
         (False,),
     )
-    return Published([(url, at) for url, at in posts], [(tag, at) for tag, at in tags])
+    dated = source.run(f"SELECT p.published_at, p.updated_at FROM posts p WHERE {_PUBLISHED}", (False,))
+    return Published(
+        [(url, at) for url, at in posts], [(tag, at) for tag, at in tags], [(pub, at) for pub, at in dated]
+    )

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Literal
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from jitaku.blog.paths import tag_path
 from jitaku.config import Settings
 from jitaku.store import Database
 from jitaku.store import feeds as feed_store
 from jitaku.store import site as site_store
 from jitaku.web.page_cache import Page, PageCache
-from jitaku.web.paths import absolute, tag_path
+from jitaku.web.site_info import SiteInfo
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -45,25 +46,6 @@ _COMMENTS_TITLE = {"ja": "コメント", "en": "Comments"}
 
 
 @dataclass(frozen=True)
-class Site:
-    """What every feed says of the site: where it is, its name and its language."""
-
-    base: str  # `[web] url`, without a trailing slash
-    title: str
-    description: str
-    language: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> Site:
-        blog = settings.blog
-        return cls(settings.web_url, blog.title or settings.mail_hostname, blog.description, blog.language)
-
-    def url(self, path: str) -> str:
-        """PATH (Unicode text, as posts.url keeps it) as an absolute URL, percent-encoded."""
-        return absolute(self.base, path)
-
-
-@dataclass(frozen=True)
 class Entry:
     """One item of a feed, a post or a comment alike."""
 
@@ -77,7 +59,8 @@ class Entry:
     author_uri: str = ""
 
 
-def post_entries(site: Site, posts: Sequence[site_store.Shown]) -> list[Entry]:
+def post_entries(site: SiteInfo, posts: Sequence[site_store.Shown]) -> list[Entry]:
+    """Each post at its absolute URL, its tags as categories; updated never before published."""
     return [
         Entry(
             site.url(post.url),
@@ -91,7 +74,8 @@ def post_entries(site: Site, posts: Sequence[site_store.Shown]) -> list[Entry]:
     ]
 
 
-def comment_entries(site: Site, comments: Sequence[feed_store.FeedComment]) -> list[Entry]:
+def comment_entries(site: SiteInfo, comments: Sequence[feed_store.FeedComment]) -> list[Entry]:
+    """Each comment at its anchor on its post's page, titled with its writer and the post."""
     return [
         Entry(
             f"{site.url(comment.post_url)}#comment-{comment.id}",
@@ -107,7 +91,7 @@ def comment_entries(site: Site, comments: Sequence[feed_store.FeedComment]) -> l
     ]
 
 
-def atom(site: Site, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
+def atom(site: SiteInfo, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
     """An Atom 1.0 feed (RFC 4287) of ENTRIES, the whole post in each as HTML."""
     from xml.etree.ElementTree import Element, SubElement
 
@@ -139,7 +123,7 @@ def atom(site: Site, title: str, self_url: str, alternate: str, entries: Sequenc
     return _document(feed)
 
 
-def rss(site: Site, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
+def rss(site: SiteInfo, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
     """An RSS 2.0 feed of ENTRIES, with Atom's rel="self" link as the RSS Advisory Board recommends."""
     from xml.etree.ElementTree import Element, SubElement
 
@@ -163,13 +147,18 @@ def rss(site: Site, title: str, self_url: str, alternate: str, entries: Sequence
     return _document(document)
 
 
-def sitemap(site: Site, published: feed_store.Published) -> bytes:
-    """sitemaps.org's urlset: the home page, every published post and page, every tag's archive."""
+def sitemap(site: SiteInfo, published: feed_store.Published) -> bytes:
+    """sitemaps.org's urlset: the home page, every published post and page, every tag's and month's archive."""
     from xml.etree.ElementTree import Element, SubElement
 
     urlset = Element("urlset", xmlns=_SITEMAP_NS)
     newest = max((at for _, at in published.posts), default=None)
-    paths = [("/", newest), *published.posts, *((tag_path(tag), at) for tag, at in published.tags)]
+    months: dict[str, float] = {}
+    for published_at, updated_at in published.dated:
+        month = site.month_path(published_at)
+        months[month] = max(months.get(month, updated_at), updated_at)
+    tags = ((tag_path(tag), at) for tag, at in published.tags)
+    paths = [("/", newest), *published.posts, *tags, *months.items()]
     for path, at in paths:
         url = SubElement(urlset, "url")
         _text(url, "loc", site.url(path))
@@ -178,7 +167,7 @@ def sitemap(site: Site, published: feed_store.Published) -> bytes:
     return _document(urlset)
 
 
-def robots(site: Site) -> bytes:
+def robots(site: SiteInfo) -> bytes:
     """Everything may be read but the owner's pages and the API; where the sitemap is."""
     lines = ["User-agent: *", "Allow: /", "Disallow: /admin/", "Disallow: /api/"]
     return "\n".join([*lines, f"Sitemap: {site.url('/sitemap.xml')}", ""]).encode()
@@ -193,6 +182,7 @@ def _text(parent: Element, tag: str, text: str, **attributes: str) -> Element:
 
 
 def _clean(text: str) -> str:
+    """TEXT without the characters XML 1.0 forbids: one in a post would make the whole feed unreadable."""
     return _NOT_XML.sub("", text)
 
 
@@ -210,6 +200,7 @@ def _newest(entries: Sequence[Entry]) -> float:
 
 
 def _rfc3339(timestamp: float) -> str:
+    """Atom's and the sitemap's date, in UTC."""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -234,7 +225,7 @@ class _Served:
 def routes(settings: Settings, database: Database, cache: PageCache) -> list[Route]:
     """The feeds, sitemap.xml and robots.txt, for web/status.py's app; each answer kept in CACHE with the site's
     pages, and dropped with them when the blog changes."""
-    site = Site.of(settings)
+    site = SiteInfo.of(settings)
 
     async def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Page | None:
         if tag is None:
@@ -252,7 +243,7 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
 
     async def comments_feed(_: Scope) -> Page:
         found = await database.query(lambda s: feed_store.newest_comments(s, FEED_SIZE))
-        name = _COMMENTS_TITLE.get(site.language.split("-")[0].lower(), _COMMENTS_TITLE["en"])
+        name = _COMMENTS_TITLE.get(site.words, _COMMENTS_TITLE["en"])
         entries = comment_entries(site, found)
         feed = atom(site, f"{name} | {site.title}", site.url("/comments/feed.atom"), site.url("/"), entries)
         return Page.of(200, ATOM, feed)

@@ -33,6 +33,8 @@ class CrawlError(Exception):
 
 @dataclass(frozen=True)
 class Broken:
+    """A link that does not end in a 200, and where it is linked from."""
+
     link: str  # a path on the site, with its query, as it was linked
     answer: str  # "404", or what went wrong ("timed out")
     linked_from: tuple[str, ...]  # the pages that link to it, the first found first
@@ -49,6 +51,8 @@ class Chain:
 
 @dataclass
 class Report:
+    """What a crawl found."""
+
     checked: int = 0
     broken: list[Broken] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
@@ -155,12 +159,15 @@ def _key(parts: SplitResult) -> str:
 
 
 def _at(origin: SplitResult, path: str) -> str:
+    """PATH (with its query) at the address crawled."""
     address, _, query = path.partition("?")
     return urlunsplit((origin.scheme, origin.netloc, address, query, ""))
 
 
 @dataclass(frozen=True)
 class Answer:
+    """A link's last response after its redirects."""
+
     response: httpx.Response  # the last, after the redirects
     hops: int  # redirects followed
 

@@ -20,9 +20,9 @@ from typing import Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jitaku.blog.paths import path_url
 from jitaku.store import Database, blog
 from jitaku.web.headers import SECURITY_HEADERS
-from jitaku.web.paths import path_url
 from jitaku.web.ranges import UNSATISFIABLE, byte_range
 
 CHECK_EVERY = 1.0  # seconds between two reads of blog_version
@@ -78,6 +78,8 @@ class Page:
         gzipped = gzip.compress(body, 6, mtime=0) if compress and len(body) > 256 else None
         if gzipped is not None and len(gzipped) >= len(body):
             gzipped = None
+        if per_response is not None:  # a cookie of one reader's own: no shared cache may keep it for another
+            cache_control = "private, no-cache"
         head = (
             (b"content-type", content_type.encode()),
             (b"cache-control", cache_control.encode()),
@@ -139,6 +141,7 @@ class Page:
         return byte_range(header, self.length)
 
     def _matches(self, if_none_match: bytes | None) -> bool:
+        """Whether the client holds this page already: either copy's ETag, weak or strong, or *."""
         if not if_none_match:
             return False
         if if_none_match.strip() == b"*":
@@ -152,10 +155,12 @@ class Page:
 
 
 def _request_headers(scope: Scope) -> dict[bytes, bytes]:
+    """The few request headers a kept page's answer depends on."""
     return {name: value for name, value in scope["headers"] if name in _ASKED}
 
 
 def _accepts_gzip(accept_encoding: bytes) -> bool:
+    """Whether ACCEPT_ENCODING takes gzip (or *) with a quality above 0."""
     for coding in accept_encoding.lower().split(b","):
         name, _, parameters = coding.partition(b";")
         if name.strip() in (b"gzip", b"*"):
@@ -213,6 +218,7 @@ class PageCache:
             self._bytes -= dropped.size
 
     def _drop(self) -> None:
+        """Forget every page; the generation moves so that a page drawn before is not kept after."""
         self._pages.clear()
         self._bytes = 0
         self.generation += 1
@@ -229,6 +235,7 @@ class FastPages:
         self._cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A kept page answered here, before Starlette: what makes a reader's GET a dictionary look-up."""
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             path: str = scope["path"]
             if not unicodedata.is_normalized("NFC", path):
@@ -243,5 +250,6 @@ class FastPages:
 
 
 def _to_nfc(path: str, query: bytes) -> Page:
+    """301 from PATH to its NFC spelling, the QUERY kept."""
     location = path_url(unicodedata.normalize("NFC", path)) + (f"?{query.decode('latin-1')}" if query else "")
     return Page.of(301, "text/plain; charset=utf-8", b"", compress=False, headers=(("location", location),))

@@ -15,20 +15,20 @@ import html
 import re
 import unicodedata
 from collections.abc import Awaitable, Callable
-from datetime import datetime, tzinfo
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from jitaku.blog.permalink import zone
+from jitaku.blog.paths import path_url, tag_path
 from jitaku.config import Settings
 from jitaku.store import Database, blog, site
 from jitaku.store import comments as stored_comments
 from jitaku.web import stylesheet
 from jitaku.web.page_cache import Page, PageCache, PerResponse
-from jitaku.web.paths import absolute, path_url, tag_path
+from jitaku.web.site_info import SiteInfo
 from jitaku.web.templates import templates
 
 if TYPE_CHECKING:
@@ -94,15 +94,12 @@ class Site:
         self, settings: Settings, database: Database, cache: PageCache, comments: Comments | None = None
     ) -> None:
         """COMMENTS, when given, puts each post's published comments and the form to write one on its page."""
-        self._settings = settings
         self._comments = comments
         self._blog = settings.blog
         self._database = database
         self._cache = cache
-        self._zone: tzinfo | None = zone(settings.blog.timezone)
-        self._url = settings.web_url
-        language = settings.blog.language.split("-")[0].lower()
-        self._words = WORDS.get(language, WORDS["en"])
+        self._info = SiteInfo.of(settings)
+        self._words = WORDS.get(self._info.words, WORDS["en"])
 
     def routes(self) -> list[Route]:
         """The one route that takes every path no other route has: it must come last."""
@@ -165,6 +162,7 @@ class Site:
         size = self._blog.posts_per_page
         offset, limit = (number - 1) * size, size + 1
         heading: str | None = None
+        context: dict[str, Any] = {}
         if base == "/":
             posts = await self._database.query(lambda s: site.newest(s, offset, limit))
             if number > 1 and not posts:
@@ -173,6 +171,7 @@ class Site:
             tag = found.group(1)
             posts = await self._database.query(lambda s: site.tagged(s, tag, offset, limit))
             heading = self._words["tag"].format(tag)
+            context["feed"] = path_url(tag_path(tag)) + "feed"  # its own Atom and RSS, in <head>
         elif found := _MONTH.fullmatch(base):
             year, month = int(found.group(1)), int(found.group(2))
             if not 1 <= month <= 12 or not 1 < year < 9999:  # the month after must be a date too
@@ -187,7 +186,7 @@ class Site:
             return None
         older = f"{base}page/{number + 1}/" if len(posts) > size else None
         newer = None if number == 1 else base if number == 2 else f"{base}page/{number - 1}/"
-        context: dict[str, Any] = {"posts": posts[:size], "number": number, "older": older, "newer": newer}
+        context.update(posts=posts[:size], number=number, older=older, newer=newer)
         own = base if number == 1 else f"{base}page/{number}/"
         if heading is None:
             return self._ready(lambda: self._draw("home.html", own, description=self._blog.description, **context))
@@ -195,10 +194,12 @@ class Site:
 
     def _timestamp(self, year: int, month: int) -> float:
         """The first instant of MONTH of YEAR in the blog's time zone."""
-        start = datetime(year, month, 1, tzinfo=self._zone) if self._zone else datetime(year, month, 1)
+        zone = self._info.zone
+        start = datetime(year, month, 1, tzinfo=zone) if zone else datetime(year, month, 1)
         return start.timestamp()
 
     async def _post(self, post: site.Shown) -> Page:
+        """A post's page carries its comments and the form (COMMENTS given); a static page neither."""
         written: dict[str, Any] = {}
         comments = self._comments
         if comments is not None and post.kind == site.POST:
@@ -229,6 +230,7 @@ class Site:
         return Page.of(200, found.content_type, data, MEDIA_CACHE, etag=etag, ranges=True)
 
     def _moved(self, path: str) -> Draw:
+        """301 to PATH: an old URL kept working after a slug or date changed."""
         return self._ready(lambda: Page.of(301, HTML, b"", headers=(("location", path_url(path)),), compress=False))
 
     @staticmethod
@@ -241,33 +243,33 @@ class Site:
         return draw
 
     def _not_found(self, path: str) -> Page:
+        """A readable 404 that names the path asked for and leads home: a broken link's reader is not stranded."""
         return self._draw("not_found.html", None, status=404, path=path)
 
     @cached_property
     def _stylesheet(self) -> Page:
+        """Read from the package once, with the first page that asks for it."""
         return Page.of(200, "text/css; charset=utf-8", STYLESHEET.read_bytes(), MEDIA_CACHE)
+
+    @cached_property
+    def _site(self) -> dict[str, Any]:
+        """The templates' `site`, made at the first page drawn (stylesheet.version() reads the file)."""
+        return self._info.context()
 
     @cached_property
     def _environment(self) -> Environment:
         """The pages' templates, with the filters they use; loaded with the first page drawn."""
         environment = templates().env.overlay()
-        environment.filters.update(link=path_url, tag_path=tag_path, day=self._day, iso=self._iso)
+        environment.filters.update(
+            link=path_url, tag_path=tag_path, month_path=self._info.month_path, day=self._day, iso=self._iso
+        )
         return environment
-
-    @cached_property
-    def _site(self) -> dict[str, Any]:
-        return {
-            "title": self._blog.title or self._settings.mail_hostname,
-            "description": self._blog.description,
-            "language": self._blog.language,
-            "css_version": stylesheet.version(),
-        }
 
     def _draw(
         self, name: str, own: str | None, status: int = 200, per_response: PerResponse | None = None, **context: Any
     ) -> Page:
         """The template NAME filled in; OWN, the page's path, makes its canonical URL."""
-        canonical = absolute(self._url, own) if own is not None else None
+        canonical = self._info.url(own) if own is not None else None
         body = (
             self._environment.get_template(f"site/{name}")
             .render(site=self._site, words=self._words, canonical=canonical, **context)
@@ -275,11 +277,10 @@ class Site:
         )
         return Page.of(status, HTML, body, per_response=per_response)
 
-    def _when(self, timestamp: float) -> datetime:
-        return datetime.fromtimestamp(timestamp, self._zone) if self._zone else datetime.fromtimestamp(timestamp)
-
     def _day(self, timestamp: float) -> str:
-        return self._when(timestamp).strftime("%Y-%m-%d")
+        """A post's date as its writer saw it, in the blog's time zone."""
+        return self._info.when(timestamp).strftime("%Y-%m-%d")
 
     def _iso(self, timestamp: float) -> str:
-        return self._when(timestamp).astimezone(self._zone).isoformat(timespec="seconds")
+        """The same instant for <time datetime>, with its UTC offset."""
+        return self._info.when(timestamp).astimezone(self._info.zone).isoformat(timespec="seconds")

@@ -1,5 +1,6 @@
 """The site's paths as they go into links: one way of quoting them for the pages, the feeds, the sitemap and
-the import's links to media, so that a link and the page it names always agree.
+the import's links to media, so that a link and the page it names always agree. In blog/, beside permalink.py
+which makes a post's URL, as the import uses it too and the web package reads the blog's, not the other way.
 
 Paths are kept as Unicode text (posts.url, media.path, tags, all NFC), as uvicorn hands them to the site
 decoded; they are percent-encoded only here, once, when they become an href, a Location or an absolute URL.
