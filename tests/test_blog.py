@@ -86,6 +86,8 @@ def test_a_page_bundle_takes_its_directorys_name_as_slug() -> None:
         ("---\ntitle: t\n\ndate: next tuesday\n---\n", "y.md:4: date: expected a date"),
         ("---\ntitle: t\ndate: 2024-01-01\ntags: 日記\n---\n", "y.md:4: tags: expected a list"),
         ("---\ntitle: t\ndate: 2024-01-01\nslug: a/b\n---\n", "y.md:4: slug: 'a/b'"),
+        # uvicorn decodes %2F: the archive /tags/TCP%2FIP/ would be asked for as /tags/TCP/IP/, never found
+        ("---\ntitle: t\ndate: 2024-01-01\ntags: [TCP/IP]\n---\n", "y.md:4: tags: 'TCP/IP': a tag must not"),
         ("---\ntitle: t\ndate: 2024-01-01\ndraft: maybe\n---\n", "y.md:4: draft: expected true or false"),
         ("---\ndate: 2024-01-01\n---\n", "y.md:1: missing key title"),
         ("---\ntitle: t\n", "y.md:1: the front matter opened by --- is never closed"),

@@ -4,7 +4,9 @@ tag links, post pages at their Unicode URLs, archives, static pages, media, old 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +18,10 @@ from jitaku.blog.importer import media_files, read_posts
 from jitaku.blog.permalink import zone
 from jitaku.config import Settings
 from jitaku.store import Database, blog
+from jitaku.store import site as site_store
+from jitaku.store.statements import Statements
 from jitaku.web.headers import SecurityHeaders
-from jitaku.web.page_cache import FastPages, PageCache
+from jitaku.web.page_cache import FastPages, Page, PageCache
 from jitaku.web.site import Site
 
 TAG = "自宅サーバー"
@@ -137,6 +141,8 @@ def test_a_tag_archive_and_a_month_archive_show_their_posts_whole(client: TestCl
     assert "タグ「自宅サーバー」の記事" in tagged.text
     assert "ラックに載せた。" in tagged.text and "ディスク交換" in tagged.text
     assert "夏" not in tagged.text.split("<main>")[1] and "下書き" not in tagged.text
+    assert f'<link rel="canonical" href="https://blog.example.test{TAG_PATH}">' in tagged.text  # quoted once
+    assert f'<meta property="og:url" content="https://blog.example.test{TAG_PATH}">' in tagged.text
     month = client.get("/2024/05/")
     assert month.status_code == 200 and "2024年5月の記事" in month.text
     assert (
@@ -147,6 +153,73 @@ def test_a_tag_archive_and_a_month_archive_show_their_posts_whole(client: TestCl
     for empty in ("/2024/06/", "/2024/13/", "/9999/12/", "/0001/01/"):
         assert client.get(empty).status_code == 404, empty
     assert client.get("/tags/無い/").status_code == 404
+
+
+def test_a_path_spelled_decomposed_answers_301_to_its_nfc_spelling(client: TestClient) -> None:
+    """A Mac may send kana decomposed (サ + ゛): one URL a page, one place in the cache, no duplicate content."""
+    decomposed = "/tags/" + unicodedata.normalize("NFD", TAG) + "/"
+    assert decomposed != f"/tags/{TAG}/"
+    moved = client.get(decomposed, follow_redirects=False)
+    assert moved.status_code == 301 and moved.headers["location"] == TAG_PATH
+    assert client.get(decomposed + "?x=1", follow_redirects=False).headers["location"] == TAG_PATH + "?x=1"
+    assert client.get(decomposed).url.path == f"/tags/{TAG}/"  # and there the archive
+    assert "タグ「自宅サーバー」の記事" in client.get(decomposed).text
+
+
+def test_tag_and_month_archives_are_paged_as_the_home_page_is(
+    database: Database, settings: Settings, root: Path, client: TestClient
+) -> None:
+    post(root, "2024/cable.md", "配線", "2024-05-25", f"[{TAG}]")  # a third in May and for the tag: 2 a page
+    import_dir(database, settings, root)
+    first = client.get(TAG_PATH).text
+    assert "配線" in first and "ディスク交換" in first and "サーバーを建てた" not in first
+    assert f'<a href="{TAG_PATH}page/2/" rel="next">' in first and 'rel="prev"' not in first
+    second = client.get(f"{TAG_PATH}page/2/")
+    assert second.status_code == 200 and "サーバーを建てた" in second.text and "配線" not in second.text
+    assert f'<a href="{TAG_PATH}" rel="prev">' in second.text and 'rel="next"' not in second.text
+    assert f'<link rel="canonical" href="https://blog.example.test{TAG_PATH}page/2/">' in second.text
+    assert client.get(f"{TAG_PATH}page/1/", follow_redirects=False).headers["location"] == TAG_PATH
+    assert client.get(f"{TAG_PATH}page/3/").status_code == 404
+    month = client.get("/2024/05/page/2/")
+    assert (
+        month.status_code == 200
+        and "サーバーを建てた" in month.text
+        and '<a href="/2024/05/" rel="prev">' in month.text
+    )
+    assert '<a href="/2024/05/page/2/" rel="next">' in client.get("/2024/05/").text
+    assert client.get("/2024/05/page/3/").status_code == 404
+    assert client.get("/tags/無い/page/2/").status_code == 404
+
+
+def test_a_post_is_answered_405_or_404_without_drawing_a_page(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[str] = []
+    draw = Site._draw
+    monkeypatch.setattr(Site, "_draw", lambda self, name, *a, **k: drawn.append(name) or draw(self, name, *a, **k))
+    for path, status in (("/2024/05/server/", 405), (TAG_PATH, 405), ("/", 405), ("/nothing/", 404)):
+        answer = client.post(path)
+        assert answer.status_code == status, path
+        assert status == 404 or answer.headers["allow"] == "GET, HEAD"
+    assert drawn == []
+    assert client.get("/2024/05/server/").status_code == 200 and drawn == ["post.html"]
+
+
+def test_a_tag_archive_names_its_feeds_and_a_posts_date_links_to_its_month(client: TestClient) -> None:
+    tagged = client.get(TAG_PATH).text
+    head = tagged.split("</head>")[0]
+    assert f'type="application/atom+xml" title="タグ「{TAG}」の記事 (Atom)" href="{TAG_PATH}feed.atom">' in head
+    assert f'type="application/rss+xml" title="タグ「{TAG}」の記事 (RSS)" href="{TAG_PATH}feed.rss">' in head
+    assert 'href="/feed.atom"' in head  # and the whole blog's
+    assert "feed.atom" not in client.get("/2024/05/").text.split("</head>")[0].replace('href="/feed.atom"', "")
+    post = client.get("/2024/05/server/").text  # 2024-05-01T00:30 in Tokyo: May, though April in UTC
+    assert '<a href="/2024/05/"><time datetime="2024-05-01T00:30:00+09:00">2024-05-01</time></a>' in post
+
+
+def test_a_page_that_sets_a_cookie_of_its_own_is_kept_by_no_shared_cache() -> None:
+    page = Page.of(200, "text/html", b"<p>form</p>", per_response=lambda scope: [(b"set-cookie", b"t=1")])
+    assert (b"cache-control", b"private, no-cache") in page.headers
+    assert (b"cache-control", b"no-cache") in Page.of(200, "text/html", b"<p>a post</p>").headers
 
 
 def test_a_static_page_at_its_slug(client: TestClient) -> None:
@@ -165,6 +238,60 @@ def test_media_with_its_type_nosniff_caching_and_304(client: TestClient) -> None
     assert media.headers["cache-control"] == "public, max-age=86400"
     again = client.get("/media/2024/rack.png", headers={"if-none-match": media.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+RACK = b"\x89PNG\r\n\x1a\nrack"
+
+
+def test_media_answers_one_range_as_a_phones_video_player_asks(client: TestClient) -> None:
+    assert client.get("/media/2024/rack.png").headers["accept-ranges"] == "bytes"
+    for asked, part, answered in (
+        ("bytes=0-3", RACK[:4], "bytes 0-3/12"),
+        ("bytes=8-", b"rack", "bytes 8-11/12"),
+        ("bytes=-2", b"ck", "bytes 10-11/12"),
+        ("bytes=10-99", b"ck", "bytes 10-11/12"),
+    ):
+        got = client.get("/media/2024/rack.png", headers={"range": asked, "accept-encoding": "gzip"})
+        assert (got.status_code, got.content, got.headers["content-range"]) == (206, part, answered), asked
+        assert got.headers["content-length"] == str(len(part)) and "content-encoding" not in got.headers
+    beyond = client.get("/media/2024/rack.png", headers={"range": "bytes=12-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */12" and beyond.content == b""
+    for whole in ("bytes=0-1,4-5", "lines=1-2", "bytes=5-2"):  # not one range of bytes: all of it
+        assert client.get("/media/2024/rack.png", headers={"range": whole}).content == RACK, whole
+    etag = client.get("/media/2024/rack.png").headers["etag"]
+    assert client.get("/media/2024/rack.png", headers={"range": "bytes=0-1", "if-range": etag}).status_code == 206
+    changed = client.get("/media/2024/rack.png", headers={"range": "bytes=0-1", "if-range": '"other"'})
+    assert changed.status_code == 200 and changed.content == RACK
+
+
+def test_a_large_file_is_read_off_the_event_loop_part_by_part_never_whole(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jitaku.web.site.LARGE_MEDIA", 4)
+    monkeypatch.setattr("jitaku.web.page_cache.CHUNK", 5)
+    parts: list[tuple[int, int, bool]] = []
+    media_part = site_store.media_part
+
+    def recorded(statements: Statements, path: str, offset: int, length: int) -> bytes:
+        try:
+            asyncio.get_running_loop()
+            on_loop = True
+        except RuntimeError:
+            on_loop = False
+        parts.append((offset, length, on_loop))
+        return media_part(statements, path, offset, length)
+
+    monkeypatch.setattr(site_store, "media_part", recorded)
+    whole = client.get("/media/2024/rack.png")
+    assert whole.status_code == 200 and whole.content == RACK and whole.headers["content-length"] == "12"
+    assert parts == [(0, 5, False), (5, 5, False), (10, 2, False)]
+    parts.clear()
+    part = client.get("/media/2024/rack.png", headers={"range": "bytes=6-8"})
+    assert (part.status_code, part.content, part.headers["content-range"]) == (206, RACK[6:9], "bytes 6-8/12")
+    assert parts == [(6, 3, False)]
+    parts.clear()
+    assert client.get("/media/2024/rack.png", headers={"if-none-match": whole.headers["etag"]}).status_code == 304
+    assert client.head("/media/2024/rack.png").headers["content-length"] == "12" and parts == []
 
 
 @pytest.mark.parametrize(

@@ -222,6 +222,20 @@ def test_check_links_on_a_site_that_does_not_answer_says_so_in_one_line(data: Pa
     assert result.stderr.rstrip().endswith("(is jitaku serve running?)") and len(result.stderr.splitlines()) == 1
 
 
+def test_a_link_quoted_twice_is_broken_though_its_once_unquoted_form_answers(small_site: str) -> None:
+    """/tags/%25E6%2597%25A5%25E8%25A8%2598/ is not /tags/日記/: a browser asks for it as it is, and so does the
+    crawl, which links as written in Japanese or quoted once find all the same."""
+    pages = {
+        "/": '<a href="/日記/">raw</a> <a href="/%E6%97%A5%E8%A8%98/">once</a>'
+        ' <a href="/%25E6%2597%25A5%25E8%25A8%2598/">twice</a>',
+        "/日記/": "<p>日記</p>",
+    }
+    for base in serve(pages):
+        report = check_links(base)
+        assert [(b.link, b.answer) for b in report.broken] == [("/%25E6%2597%25A5%25E8%25A8%2598/", "404")]
+        assert report.checked == 3  # /, /日記/ (linked twice, one URL) and the broken one
+
+
 def test_check_links_bounds_its_crawl(small_site: str) -> None:
     report = check_links(small_site, max_pages=3)
     assert report.checked == 3 and report.stopped

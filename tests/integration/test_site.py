@@ -17,6 +17,7 @@ from tests.integration.harness import Jitaku
 
 TAG = "自宅サーバー"
 PHOTO = b"\xff\xd8\xff\xe0 a photo of the rack"
+VIDEO = bytes(range(256)) * (5 * 4096 + 7)  # 5 MiB and more: over the size the site keeps in memory
 
 
 def write(root: Path, path: str, text: str | bytes) -> None:
@@ -42,6 +43,7 @@ def site(jitaku_factory: Any, tmp_path: Path) -> Iterator[tuple[Jitaku, Path, ht
     blog = tmp_path / "blog"
     write(blog, "2024/server.md", server_post())
     write(blog, "2024/rack.jpg", PHOTO)
+    write(blog, "2024/clip.mp4", VIDEO)
     write(blog, "2024/disk.md", f"---\ntitle: ディスク交換\ndate: 2024-06-02\ntags: [{TAG}]\n---\nRAID を直した。\n")
     write(blog, "pages/about.md", "---\ntitle: このサイトについて\n---\n自宅から配信しています。\n")
     server.cli("blog", "import", str(blog))
@@ -79,6 +81,22 @@ def test_a_reader_reads_the_blog_and_the_status_pages_have_moved(site: tuple[Jit
         moved = client.get(old, follow_redirects=False)
         assert (moved.status_code, moved.headers["location"]) == (301, new)
     assert client.get("/admin/status.json").json()["hostname"] == "mail.example.test"  # this machine: trusted
+
+
+def test_a_phones_video_player_gets_the_parts_of_a_large_video_it_asks_for(
+    site: tuple[Jitaku, Path, httpx.Client],
+) -> None:
+    _server, _blog, client = site
+    head = client.head("/media/2024/clip.mp4")
+    assert head.headers["accept-ranges"] == "bytes" and head.headers["content-length"] == str(len(VIDEO))
+    start = client.get("/media/2024/clip.mp4", headers={"range": "bytes=0-1"})  # what Safari asks first
+    assert (start.status_code, start.content) == (206, VIDEO[:2])
+    assert start.headers["content-range"] == f"bytes 0-1/{len(VIDEO)}"
+    seek = client.get("/media/2024/clip.mp4", headers={"range": "bytes=3000000-"})
+    assert seek.status_code == 206 and seek.content == VIDEO[3000000:]
+    assert client.get("/media/2024/clip.mp4", headers={"range": f"bytes={len(VIDEO)}-"}).status_code == 416
+    whole = client.get("/media/2024/clip.mp4")
+    assert whole.status_code == 200 and whole.content == VIDEO and whole.headers["content-type"] == "video/mp4"
 
 
 def test_kept_pages_answer_304_and_gzip(site: tuple[Jitaku, Path, httpx.Client]) -> None:

@@ -13,9 +13,10 @@ import unicodedata
 from collections.abc import Set
 from datetime import tzinfo
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from jitaku.blog import markdown, permalink
+from jitaku.blog.paths import path_url
 from jitaku.blog.source import SourceError, parse
 from jitaku.store.blog import NewPost
 
@@ -89,7 +90,7 @@ def _media_links(post: str, media: Set[str]) -> markdown.Resolver:
         path = unicodedata.normalize("NFC", posixpath.normpath(posixpath.join(here, unquote(parts.path))))
         if path not in media:
             return None
-        return f"/media/{quote(path)}" + (f"#{parts.fragment}" if parts.fragment else "")
+        return path_url(f"/media/{path}") + (f"#{parts.fragment}" if parts.fragment else "")
 
     return resolve
 

@@ -1,5 +1,5 @@
-"""What the feeds and the sitemap read: the newest published posts (of a tag, or all), the newest published
-comments, and every published URL with when it last changed.
+"""What the feeds and the sitemap read besides the posts the pages show (store/site.py's newest and tagged): the
+newest published comments, and every published URL with when it last changed.
 
 Prepared SQL on the DB-API (store/statements.py), as the rest of the daemon's store, which imports no
 SQLAlchemy. Only published rows: a draft's URL was never published, and a page (kind "page", the About page)
@@ -11,17 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jitaku.store.statements import Statements
-
-
-@dataclass(frozen=True)
-class FeedPost:
-    id: int
-    url: str
-    title: str
-    html: str
-    published_at: float
-    updated_at: float
-    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -43,43 +32,10 @@ class Published:
 
     posts: list[tuple[str, float]]
     tags: list[tuple[str, float]]
+    dated: list[tuple[float, float]]  # each post's published_at and updated_at, for the months' archives
 
 
 _PUBLISHED = "p.draft = ? AND p.kind = 'post'"
-
-
-def newest_posts(source: Statements, limit: int, tag: str | None = None) -> list[FeedPost]:
-    """The LIMIT newest published posts, of TAG alone when given, newest first."""
-    if tag is None:
-        rows = source.run(
-            "SELECT p.id, p.url, p.title, p.html, p.published_at, p.updated_at FROM posts p"
-            f" WHERE {_PUBLISHED} ORDER BY p.published_at DESC, p.id DESC LIMIT ?",
-            (False, limit),
-        )
-    else:
-        rows = source.run(
-            "SELECT p.id, p.url, p.title, p.html, p.published_at, p.updated_at FROM posts p"
-            f" JOIN post_tags t ON t.post_id = p.id WHERE t.tag = ? AND {_PUBLISHED}"
-            " ORDER BY p.published_at DESC, p.id DESC LIMIT ?",
-            (tag, False, limit),
-        )
-    tags = _tags_of(source, [row[0] for row in rows])
-    return [
-        FeedPost(post_id, url, title, html, published_at, updated_at, tags.get(post_id, ()))
-        for post_id, url, title, html, published_at, updated_at in rows
-    ]
-
-
-def _tags_of(source: Statements, post_ids: list[int]) -> dict[int, tuple[str, ...]]:
-    if not post_ids:
-        return {}
-    marks = ", ".join("?" for _ in post_ids)
-    found: dict[int, list[str]] = {}
-    for post_id, tag in source.run(
-        f"SELECT post_id, tag FROM post_tags WHERE post_id IN ({marks}) ORDER BY post_id, position", post_ids
-    ):
-        found.setdefault(post_id, []).append(tag)
-    return {post_id: tuple(tags) for post_id, tags in found.items()}
 
 
 def newest_comments(source: Statements, limit: int) -> list[FeedComment]:
@@ -94,7 +50,8 @@ def newest_comments(source: Statements, limit: int) -> list[FeedComment]:
 
 
 def published(source: Statements) -> Published:
-    """Every published post's and page's URL, and every tag of a published post, with its newest change."""
+    """Every published post's and page's URL, and every tag of a published post, with its newest change; and
+    when each post was published, for the months' archives (months fall by the blog's time zone, not SQL's)."""
     posts = source.run(
         "SELECT url, updated_at FROM posts WHERE draft = ? ORDER BY published_at DESC, id DESC", (False,)
     )
@@ -103,4 +60,7 @@ def published(source: Statements) -> Published:
         f" WHERE {_PUBLISHED} GROUP BY t.tag ORDER BY t.tag",
         (False,),
     )
-    return Published([(url, at) for url, at in posts], [(tag, at) for tag, at in tags])
+    dated = source.run(f"SELECT p.published_at, p.updated_at FROM posts p WHERE {_PUBLISHED}", (False,))
+    return Published(
+        [(url, at) for url, at in posts], [(tag, at) for tag, at in tags], [(pub, at) for pub, at in dated]
+    )

@@ -34,9 +34,11 @@ class Shown:
 
 @dataclass(frozen=True)
 class Media:
+    """What the site says of a media file before it reads any of it."""
+
     content_type: str
     digest: str  # SHA-256, hex: the ETag
-    data: bytes
+    size: int
 
 
 _SHOWN = "SELECT id, url, title, published_at, updated_at, kind, html FROM posts"
@@ -75,10 +77,6 @@ def newest(statements: Statements, offset: int, limit: int) -> list[Shown]:
     return _shown(statements, rows)
 
 
-def published_count(statements: Statements) -> int:
-    return int(statements.run("SELECT COUNT(*) FROM posts WHERE draft = ? AND kind = ?", (False, POST))[0][0])
-
-
 def at_url(statements: Statements, url: str) -> Shown | None:
     """The published post or page at URL."""
     rows = statements.run(f"{_SHOWN} WHERE url = ? AND draft = ?", (url, False))
@@ -86,20 +84,33 @@ def at_url(statements: Statements, url: str) -> Shown | None:
     return found[0] if found else None
 
 
-def tagged(statements: Statements, tag: str) -> list[Shown]:
-    """The posts tagged TAG, newest first: its archive shows them whole."""
+def tagged(statements: Statements, tag: str, offset: int, limit: int) -> list[Shown]:
+    """The posts tagged TAG, newest first: LIMIT of them after the OFFSET newest (its archive's page, its feed)."""
     rows = statements.run(
-        f"{_LISTED} AND id IN (SELECT post_id FROM post_tags WHERE tag = ?) {_NEWEST}", (False, POST, tag)
+        f"{_LISTED} AND id IN (SELECT post_id FROM post_tags WHERE tag = ?) {_NEWEST} LIMIT ? OFFSET ?",
+        (False, POST, tag, limit, offset),
     )
     return _shown(statements, rows)
 
 
-def between(statements: Statements, start: float, end: float) -> list[Shown]:
-    """The posts published from START until before END (a month in the blog's time zone), newest first."""
-    rows = statements.run(f"{_LISTED} AND published_at >= ? AND published_at < ? {_NEWEST}", (False, POST, start, end))
+def between(statements: Statements, start: float, end: float, offset: int, limit: int) -> list[Shown]:
+    """The posts published from START until before END (a month in the blog's time zone), newest first: LIMIT of
+    them after the OFFSET newest."""
+    rows = statements.run(
+        f"{_LISTED} AND published_at >= ? AND published_at < ? {_NEWEST} LIMIT ? OFFSET ?",
+        (False, POST, start, end, limit, offset),
+    )
     return _shown(statements, rows)
 
 
 def media(statements: Statements, path: str) -> Media | None:
-    rows = statements.run("SELECT content_type, digest, data FROM media WHERE path = ?", (path,))
-    return Media(str(rows[0][0]), str(rows[0][1]), bytes(rows[0][2])) if rows else None
+    """The file at PATH under /media/, without its bytes."""
+    rows = statements.run("SELECT content_type, digest, length(data) FROM media WHERE path = ?", (path,))
+    return Media(str(rows[0][0]), str(rows[0][1]), int(str(rows[0][2]))) if rows else None
+
+
+def media_part(statements: Statements, path: str, offset: int, length: int) -> bytes:
+    """LENGTH bytes of the file at PATH from OFFSET (0 first): SQL's substr, so that a part of a large video is
+    read without the rest (SQLite and PostgreSQL alike count a blob's bytes from 1)."""
+    rows = statements.run("SELECT substr(data, ?, ?) FROM media WHERE path = ?", (offset + 1, length, path))
+    return bytes(rows[0][0]) if rows else b""

@@ -1,39 +1,36 @@
 """The blog's feeds (Atom 1.0 and RSS 2.0, site-wide and per tag, and an Atom feed of new comments), its
 sitemap.xml and robots.txt: what feed readers and search engines fetch, with absolute links from `[web] url`.
 
-Each is built once and kept in memory until the blog changes (the blog_version counter, store/blog.py, asked at
-most once a second), and carries an ETag, so that a feed reader polling every few minutes costs a comparison.
+Each is built once and kept with the site's pages (web/page_cache.py) until the blog changes, gzipped and with an
+ETag, so that a feed reader polling every few minutes costs a comparison.
 The XML is made with ElementTree, which escapes every text and attribute; it is imported at the first feed, not
 by the idle daemon.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Literal
-from urllib.parse import quote
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from jitaku.blog.paths import tag_path
 from jitaku.config import Settings
 from jitaku.store import Database
-from jitaku.store import blog as blog_store
 from jitaku.store import feeds as feed_store
+from jitaku.store import site as site_store
+from jitaku.web.page_cache import Page, PageCache
+from jitaku.web.site_info import SiteInfo
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
 
 FEED_SIZE = 20  # entries in each feed: the newest
-CHECK_EVERY = 1.0  # seconds between two looks at blog_version: a change made with the CLI shows within 2 s
 
 ATOM = "application/atom+xml; charset=utf-8"
 RSS = "application/rss+xml; charset=utf-8"
@@ -43,35 +40,9 @@ TEXT = "text/plain; charset=utf-8"
 _ATOM_NS = "http://www.w3.org/2005/Atom"
 _SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
-# RFC 3986's characters that may stand for themselves in a path; the rest (Japanese too) are sent as UTF-8 %XX
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # XML 1.0 §2.2 allows no other control characters, nor these: a post's text with one would break the whole feed
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _COMMENTS_TITLE = {"ja": "コメント", "en": "Comments"}
-
-
-@dataclass(frozen=True)
-class Site:
-    """What every feed says of the site: where it is, its name and its language."""
-
-    base: str  # `[web] url`, without a trailing slash
-    title: str
-    description: str
-    language: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> Site:
-        blog = settings.blog
-        return cls(settings.web_url, blog.title or settings.mail_hostname, blog.description, blog.language)
-
-    def url(self, path: str) -> str:
-        """PATH (Unicode text, as posts.url keeps it) as an absolute URL, percent-encoded."""
-        return self.base + quote(path, safe=_PATH_SAFE)
-
-
-def tag_path(tag: str) -> str:
-    """A tag's archive, as Site.url takes it (Unicode text)."""
-    return f"/tags/{tag}/"
 
 
 @dataclass(frozen=True)
@@ -88,7 +59,8 @@ class Entry:
     author_uri: str = ""
 
 
-def post_entries(site: Site, posts: Sequence[feed_store.FeedPost]) -> list[Entry]:
+def post_entries(site: SiteInfo, posts: Sequence[site_store.Shown]) -> list[Entry]:
+    """Each post at its absolute URL, its tags as categories; updated never before published."""
     return [
         Entry(
             site.url(post.url),
@@ -102,7 +74,8 @@ def post_entries(site: Site, posts: Sequence[feed_store.FeedPost]) -> list[Entry
     ]
 
 
-def comment_entries(site: Site, comments: Sequence[feed_store.FeedComment]) -> list[Entry]:
+def comment_entries(site: SiteInfo, comments: Sequence[feed_store.FeedComment]) -> list[Entry]:
+    """Each comment at its anchor on its post's page, titled with its writer and the post."""
     return [
         Entry(
             f"{site.url(comment.post_url)}#comment-{comment.id}",
@@ -118,7 +91,7 @@ def comment_entries(site: Site, comments: Sequence[feed_store.FeedComment]) -> l
     ]
 
 
-def atom(site: Site, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
+def atom(site: SiteInfo, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
     """An Atom 1.0 feed (RFC 4287) of ENTRIES, the whole post in each as HTML."""
     from xml.etree.ElementTree import Element, SubElement
 
@@ -150,7 +123,7 @@ def atom(site: Site, title: str, self_url: str, alternate: str, entries: Sequenc
     return _document(feed)
 
 
-def rss(site: Site, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
+def rss(site: SiteInfo, title: str, self_url: str, alternate: str, entries: Sequence[Entry]) -> bytes:
     """An RSS 2.0 feed of ENTRIES, with Atom's rel="self" link as the RSS Advisory Board recommends."""
     from xml.etree.ElementTree import Element, SubElement
 
@@ -174,13 +147,18 @@ def rss(site: Site, title: str, self_url: str, alternate: str, entries: Sequence
     return _document(document)
 
 
-def sitemap(site: Site, published: feed_store.Published) -> bytes:
-    """sitemaps.org's urlset: the home page, every published post and page, every tag's archive."""
+def sitemap(site: SiteInfo, published: feed_store.Published) -> bytes:
+    """sitemaps.org's urlset: the home page, every published post and page, every tag's and month's archive."""
     from xml.etree.ElementTree import Element, SubElement
 
     urlset = Element("urlset", xmlns=_SITEMAP_NS)
     newest = max((at for _, at in published.posts), default=None)
-    paths = [("/", newest), *published.posts, *((tag_path(tag), at) for tag, at in published.tags)]
+    months: dict[str, float] = {}
+    for published_at, updated_at in published.dated:
+        month = site.month_path(published_at)
+        months[month] = max(months.get(month, updated_at), updated_at)
+    tags = ((tag_path(tag), at) for tag, at in published.tags)
+    paths = [("/", newest), *published.posts, *tags, *months.items()]
     for path, at in paths:
         url = SubElement(urlset, "url")
         _text(url, "loc", site.url(path))
@@ -189,7 +167,7 @@ def sitemap(site: Site, published: feed_store.Published) -> bytes:
     return _document(urlset)
 
 
-def robots(site: Site) -> bytes:
+def robots(site: SiteInfo) -> bytes:
     """Everything may be read but the owner's pages and the API; where the sitemap is."""
     lines = ["User-agent: *", "Allow: /", "Disallow: /admin/", "Disallow: /api/"]
     return "\n".join([*lines, f"Sitemap: {site.url('/sitemap.xml')}", ""]).encode()
@@ -204,6 +182,7 @@ def _text(parent: Element, tag: str, text: str, **attributes: str) -> Element:
 
 
 def _clean(text: str) -> str:
+    """TEXT without the characters XML 1.0 forbids: one in a post would make the whole feed unreadable."""
     return _NOT_XML.sub("", text)
 
 
@@ -221,108 +200,73 @@ def _newest(entries: Sequence[Entry]) -> float:
 
 
 def _rfc3339(timestamp: float) -> str:
+    """Atom's and the sitemap's date, in UTC."""
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class Rendered:
-    body: bytes
-    media_type: str
-    etag: str
+class _Served:
+    """ASGI, for a Route: the answer RENDER makes of a request, kept in the site's PageCache (whose FastPages then
+    answers the next GET before Starlette) unless it is None, a tag no post has, which gets a 404."""
 
-    @classmethod
-    def of(cls, body: bytes, media_type: str) -> Rendered:
-        return cls(body, media_type, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    def __init__(self, cache: PageCache, render: Callable[[Scope], Awaitable[Page | None]]) -> None:
+        self._cache = cache
+        self._render = render
 
-    def response(self, request: Request) -> Response:
-        # no-cache: a client asks again each time, and gets a 304 while the blog has not changed
-        headers = {"etag": self.etag, "cache-control": "no-cache"}
-        if self.etag in request.headers.get("if-none-match", ""):
-            return Response(status_code=304, headers=headers)
-        return Response(self.body, media_type=self.media_type, headers=headers)
-
-
-class Cache:
-    """What was rendered, by request path, for as long as blog_version stays where it was."""
-
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self._kept: dict[str, Rendered] = {}
-        self._version: int | None = None
-        self._checked = -CHECK_EVERY
-
-    async def get(self, key: str, render: Callable[[], Awaitable[Rendered | None]]) -> Rendered | None:
-        """What is kept for KEY, or what RENDER makes of it now (None: not found, which is not kept)."""
-        await self._check()
-        kept = self._kept.get(key)
-        if kept is None:
-            # Read after the version: what is kept is never older than the version it is kept under
-            kept = await render()
-            if kept is not None:
-                self._kept[key] = kept
-        return kept
-
-    async def _check(self) -> None:
-        now = time.monotonic()
-        if now - self._checked < CHECK_EVERY:
-            return
-        self._checked = now
-        version = await self._database.query(blog_store.current_version, snapshot=False)
-        if version != self._version:
-            self._kept.clear()
-            self._version = version
-
-
-def routes(settings: Settings, database: Database) -> list[Route]:
-    """The feeds, sitemap.xml and robots.txt, for web/status.py's app; each answer kept in one Cache."""
-    site = Site.of(settings)
-    cache = Cache(database)
-
-    async def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Rendered | None:
-        found = await database.query(lambda s: feed_store.newest_posts(s, FEED_SIZE, tag))
-        if tag is None:
-            title, alternate, base = site.title, site.url("/"), "/feed"
-        elif not found:
-            return None  # a tag no published post has
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        generation = self._cache.generation  # read before the queries: a page drawn across a change is not kept
+        page = await self._render(scope)
+        if page is None:
+            page = Page.of(404, TEXT, b"No such tag.\n")
         else:
+            self._cache.put(scope["path"], page, generation)
+        await page.send(scope, send)
+
+
+def routes(settings: Settings, database: Database, cache: PageCache) -> list[Route]:
+    """The feeds, sitemap.xml and robots.txt, for web/status.py's app; each answer kept in CACHE with the site's
+    pages, and dropped with them when the blog changes."""
+    site = SiteInfo.of(settings)
+
+    async def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Page | None:
+        if tag is None:
+            found = await database.query(lambda s: site_store.newest(s, 0, FEED_SIZE))
+            title, alternate, base = site.title, site.url("/"), "/feed"
+        else:
+            found = await database.query(lambda s: site_store.tagged(s, tag, 0, FEED_SIZE))
+            if not found:
+                return None  # a tag no published post has
             title, alternate, base = f"{tag} | {site.title}", site.url(tag_path(tag)), f"{tag_path(tag)}feed"
         entries = post_entries(site, found)
         if kind == "atom":
-            return Rendered.of(atom(site, title, site.url(f"{base}.atom"), alternate, entries), ATOM)
-        return Rendered.of(rss(site, title, site.url(f"{base}.rss"), alternate, entries), RSS)
+            return Page.of(200, ATOM, atom(site, title, site.url(f"{base}.atom"), alternate, entries))
+        return Page.of(200, RSS, rss(site, title, site.url(f"{base}.rss"), alternate, entries))
 
-    async def comments_feed() -> Rendered:
+    async def comments_feed(_: Scope) -> Page:
         found = await database.query(lambda s: feed_store.newest_comments(s, FEED_SIZE))
-        name = _COMMENTS_TITLE.get(site.language.split("-")[0].lower(), _COMMENTS_TITLE["en"])
+        name = _COMMENTS_TITLE.get(site.words, _COMMENTS_TITLE["en"])
         entries = comment_entries(site, found)
         feed = atom(site, f"{name} | {site.title}", site.url("/comments/feed.atom"), site.url("/"), entries)
-        return Rendered.of(feed, ATOM)
+        return Page.of(200, ATOM, feed)
 
-    async def sitemap_xml() -> Rendered:
-        return Rendered.of(sitemap(site, await database.query(feed_store.published)), XML)
+    async def sitemap_xml(_: Scope) -> Page:
+        return Page.of(200, XML, sitemap(site, await database.query(feed_store.published)))
 
-    async def robots_txt() -> Rendered:
-        return Rendered.of(robots(site), TEXT)
+    async def robots_txt(_: Scope) -> Page:
+        return Page.of(200, TEXT, robots(site))
 
-    def serve(render: Callable[[Request], Awaitable[Rendered | None]]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            found = await cache.get(request.url.path, lambda: render(request))
-            if found is None:
-                return PlainTextResponse("No such tag.\n", status_code=404)
-            return found.response(request)
+    def tag_of(scope: Scope) -> str:
+        tag: str = scope["path_params"]["tag"]  # NFC: FastPages answers any other spelling 301 to it
+        return tag
 
-        return endpoint
-
-    def tag_of(request: Request) -> str:
-        # Stored NFC (store/schema.py): a Mac may send a tag's kana decomposed
-        return unicodedata.normalize("NFC", request.path_params["tag"])
+    def route(path: str, render: Callable[[Scope], Awaitable[Page | None]]) -> Route:
+        return Route(path, _Served(cache, render), methods=["GET"])
 
     return [
-        Route("/feed.atom", serve(lambda _: posts_feed(None, "atom"))),
-        Route("/feed.rss", serve(lambda _: posts_feed(None, "rss"))),
-        Route("/tags/{tag:path}/feed.atom", serve(lambda request: posts_feed(tag_of(request), "atom"))),
-        Route("/tags/{tag:path}/feed.rss", serve(lambda request: posts_feed(tag_of(request), "rss"))),
-        Route("/comments/feed.atom", serve(lambda _: comments_feed())),
-        Route("/sitemap.xml", serve(lambda _: sitemap_xml())),
-        Route("/robots.txt", serve(lambda _: robots_txt())),
+        route("/feed.atom", lambda _: posts_feed(None, "atom")),
+        route("/feed.rss", lambda _: posts_feed(None, "rss")),
+        route("/tags/{tag}/feed.atom", lambda scope: posts_feed(tag_of(scope), "atom")),
+        route("/tags/{tag}/feed.rss", lambda scope: posts_feed(tag_of(scope), "rss")),
+        route("/comments/feed.atom", comments_feed),
+        route("/sitemap.xml", sitemap_xml),
+        route("/robots.txt", robots_txt),
     ]

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from urllib.parse import SplitResult, unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
@@ -23,6 +23,8 @@ SITEMAP = "/sitemap.xml"
 MAX_REDIRECTS = 10
 _NOT_READ = ("/admin/", "/api/")  # the owner's pages and the API: not what a reader follows (robots.txt)
 _LINKED = {"a": "href", "img": "src", "link": "href"}
+# What a browser sends of a link as it is written: RFC 3986's reserved and unreserved characters and "%"
+_AS_SENT = "/%:@!$&'()*+,;=-._~[]"
 
 
 class CrawlError(Exception):
@@ -31,6 +33,8 @@ class CrawlError(Exception):
 
 @dataclass(frozen=True)
 class Broken:
+    """A link that does not end in a 200, and where it is linked from."""
+
     link: str  # a path on the site, with its query, as it was linked
     answer: str  # "404", or what went wrong ("timed out")
     linked_from: tuple[str, ...]  # the pages that link to it, the first found first
@@ -47,6 +51,8 @@ class Chain:
 
 @dataclass
 class Report:
+    """What a crawl found."""
+
     checked: int = 0
     broken: list[Broken] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
@@ -145,17 +151,23 @@ def check_links(
 
 
 def _key(parts: SplitResult) -> str:
-    """One key for /tags/日記/ and /tags/%E6%97%A5%E8%A8%98/: the site reads both as one path."""
-    return unquote(parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    """The path and query as a browser sends them: what is not ASCII (/tags/日記/) percent-encoded as UTF-8, an
+    escape already there left as it is, so that a link quoted twice (/tags/%25E6.../) is asked for as it is and
+    shows as broken."""
+    path = quote(parts.path or "/", safe=_AS_SENT)
+    return path + (f"?{quote(parts.query, safe=_AS_SENT + '?')}" if parts.query else "")
 
 
 def _at(origin: SplitResult, path: str) -> str:
+    """PATH (with its query) at the address crawled."""
     address, _, query = path.partition("?")
     return urlunsplit((origin.scheme, origin.netloc, address, query, ""))
 
 
 @dataclass(frozen=True)
 class Answer:
+    """A link's last response after its redirects."""
+
     response: httpx.Response  # the last, after the redirects
     hops: int  # redirects followed
 

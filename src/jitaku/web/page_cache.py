@@ -12,21 +12,28 @@ from __future__ import annotations
 import gzip
 import hashlib
 import time
+import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jitaku.blog.paths import path_url
 from jitaku.store import Database, blog
 from jitaku.web.headers import SECURITY_HEADERS
+from jitaku.web.ranges import UNSATISFIABLE, byte_range
 
 CHECK_EVERY = 1.0  # seconds between two reads of blog_version
 MAX_BYTES = 32 * 1024 * 1024  # what the kept pages may hold, gzip copies included; the least recently used go
 _SECURITY = [(name.encode(), value.encode()) for name, value in SECURITY_HEADERS.items()]
 _VARY = (b"vary", b"Accept-Encoding")
 _GZIP = (b"content-encoding", b"gzip")
+_ASKED = (b"accept-encoding", b"if-none-match", b"range", b"if-range")
 PerResponse = Callable[[Scope], list[tuple[bytes, bytes]]]
+Reader = Callable[[int, int], Awaitable[bytes]]  # (offset, length): a part of a body too large to keep
+CHUNK = 256 * 1024  # what a Reader is asked for at once
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class Page:
     size: int = field(init=False)
     # headers of each response apart, for a page shared by every reader: a post's sets each its own form token
     per_response: PerResponse | None = None
+    ranges: bool = False  # a media file: one Range request gets its part (206), so that a <video> plays and seeks
+    reader: Reader | None = None  # reads the body, of `length` bytes, part by part: a file too large to keep
+    length: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", len(self.body) + len(self.gzipped or b"") + 200)
@@ -57,19 +67,27 @@ class Page:
         etag: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
         per_response: PerResponse | None = None,
+        ranges: bool = False,
+        reader: tuple[Reader, int] | None = None,
     ) -> Page:
-        """A page of BODY; its ETag the body's digest, or ETAG (a media file's stored digest). Browsers
-        revalidate a page (no-cache) and get 304 while it is unchanged."""
+        """A page of BODY, or of what READER (a Reader and the body's length) reads as it is sent; its ETag the
+        body's digest, or ETAG (a media file's stored digest). Browsers revalidate a page (no-cache) and get 304
+        while it is unchanged. A page sent by RANGES is never gzipped: a range counts the bytes of the file."""
         tag = etag or hashlib.sha256(body).hexdigest()[:32]
+        compress = compress and not ranges and reader is None
         gzipped = gzip.compress(body, 6, mtime=0) if compress and len(body) > 256 else None
         if gzipped is not None and len(gzipped) >= len(body):
             gzipped = None
+        if per_response is not None:  # a cookie of one reader's own: no shared cache may keep it for another
+            cache_control = "private, no-cache"
         head = (
             (b"content-type", content_type.encode()),
             (b"cache-control", cache_control.encode()),
             *((name.encode(), value.encode("latin-1")) for name, value in headers),
+            *(((b"accept-ranges", b"bytes"),) if ranges else ()),
         )
-        return cls(status, head, body, gzipped, f'"{tag}"'.encode(), per_response)
+        read, length = reader if reader is not None else (None, len(body))
+        return cls(status, head, body, gzipped, f'"{tag}"'.encode(), per_response, ranges, read, length)
 
     async def send(self, scope: Scope, send: Send) -> None:
         """Send the page as SCOPE's request asks: 304 to an If-None-Match that names it, gzipped to a client
@@ -86,14 +104,44 @@ class Page:
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = self.gzipped if zipped and self.gzipped is not None else self.body
-        if zipped:
+        status, start, end = self.status, 0, self.length - 1
+        part = self._range(asked)
+        if part == UNSATISFIABLE:
+            status, end = 416, -1
+            headers.append((b"content-range", f"bytes */{self.length}".encode()))
+        elif part is not None:
+            status, (start, end) = 206, part
+            headers.append((b"content-range", f"bytes {start}-{end}/{self.length}".encode()))
+        if zipped and self.gzipped is not None:
+            body, start, end = self.gzipped, 0, len(self.gzipped) - 1
             headers.append(_GZIP)
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+        else:
+            body = self.body
+        headers.append((b"content-length", str(end + 1 - start).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if scope["method"] == "HEAD" or self.reader is None or status == 416:
+            whole = b"" if scope["method"] == "HEAD" or status == 416 else body[start : end + 1]
+            await send({"type": "http.response.body", "body": whole})
+            return
+        for offset in range(start, end + 1, CHUNK):
+            data = await self.reader(offset, min(CHUNK, end + 1 - offset))
+            await send({"type": "http.response.body", "body": data, "more_body": offset + CHUNK <= end})
+        if start > end:
+            await send({"type": "http.response.body", "body": b""})
+
+    def _range(self, asked: dict[bytes, bytes]) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+        """The part of the body a Range header asks for, if the page is sent by ranges and, with an If-Range,
+        is still the one the client holds a part of."""
+        header = asked.get(b"range")
+        if not self.ranges or self.status != 200 or header is None:
+            return None
+        if_range = asked.get(b"if-range")
+        if if_range is not None and if_range.strip() != self.etag:
+            return None  # the file changed since (or a date, which a strong ETag's page does not go by): all of it
+        return byte_range(header, self.length)
 
     def _matches(self, if_none_match: bytes | None) -> bool:
+        """Whether the client holds this page already: either copy's ETag, weak or strong, or *."""
         if not if_none_match:
             return False
         if if_none_match.strip() == b"*":
@@ -107,10 +155,12 @@ class Page:
 
 
 def _request_headers(scope: Scope) -> dict[bytes, bytes]:
-    return {name: value for name, value in scope["headers"] if name in (b"accept-encoding", b"if-none-match")}
+    """The few request headers a kept page's answer depends on."""
+    return {name: value for name, value in scope["headers"] if name in _ASKED}
 
 
 def _accepts_gzip(accept_encoding: bytes) -> bool:
+    """Whether ACCEPT_ENCODING takes gzip (or *) with a quality above 0."""
     for coding in accept_encoding.lower().split(b","):
         name, _, parameters = coding.partition(b";")
         if name.strip() in (b"gzip", b"*"):
@@ -148,6 +198,8 @@ class PageCache:
         self._drop()
 
     def get(self, path: str) -> Page | None:
+        """The page kept for PATH, now the most recently used; None when it must be drawn. PATH is NFC (FastPages
+        sends any other spelling to it), so that each page is kept once."""
         page = self._pages.get(path)
         if page is not None:
             self._pages.move_to_end(path)
@@ -166,23 +218,38 @@ class PageCache:
             self._bytes -= dropped.size
 
     def _drop(self) -> None:
+        """Forget every page; the generation moves so that a page drawn before is not kept after."""
         self._pages.clear()
         self._bytes = 0
         self.generation += 1
 
 
 class FastPages:
-    """ASGI: a GET or HEAD of a kept page is answered here; everything else goes on to APP."""
+    """ASGI: a GET or HEAD of a kept page is answered here; everything else goes on to APP.
+
+    A path not in NFC (a Mac's decomposed kana: /tags/サ<U+3099>/) answers 301 to its NFC spelling, as the
+    import stores every URL, so that one page has one URL and one place in the cache."""
 
     def __init__(self, app: ASGIApp, cache: PageCache) -> None:
         self._app = app
         self._cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A kept page answered here, before Starlette: what makes a reader's GET a dictionary look-up."""
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            path: str = scope["path"]
+            if not unicodedata.is_normalized("NFC", path):
+                await _to_nfc(path, scope["query_string"]).send(scope, send)
+                return
             await self._cache.check()
-            page = self._cache.get(scope["path"])
+            page = self._cache.get(path)
             if page is not None:
                 await page.send(scope, send)
                 return
         await self._app(scope, receive, send)
+
+
+def _to_nfc(path: str, query: bytes) -> Page:
+    """301 from PATH to its NFC spelling, the QUERY kept."""
+    location = path_url(unicodedata.normalize("NFC", path)) + (f"?{query.decode('latin-1')}" if query else "")
+    return Page.of(301, "text/plain; charset=utf-8", b"", compress=False, headers=(("location", location),))

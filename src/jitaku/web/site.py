@@ -1,5 +1,6 @@
-"""The blog as its readers see it: the home page (newest posts, paged), each post's and static page's own
-page at its URL, tag and month archives with the posts whole, the media files, and the stylesheet.
+"""The blog as its readers see it: the home page (newest posts), each post's and static page's own page at its
+URL, tag and month archives (the posts whole, each listing paged at /page/N/ below it as the home page is), the
+media files, and the stylesheet.
 
 Every page is drawn once into bytes and kept (web/page_cache.py) until the blog changes. A path no page answers
 is looked up among the old URLs (`redirects`) and answered 301 to where its page is now, else with a readable
@@ -9,23 +10,25 @@ stores them.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import unicodedata
-from datetime import datetime, tzinfo
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from jitaku.blog.permalink import zone
+from jitaku.blog.paths import path_url, tag_path
 from jitaku.config import Settings
 from jitaku.store import Database, blog, site
 from jitaku.store import comments as stored_comments
 from jitaku.web import stylesheet
 from jitaku.web.page_cache import Page, PageCache, PerResponse
+from jitaku.web.site_info import SiteInfo
 from jitaku.web.templates import templates
 
 if TYPE_CHECKING:
@@ -36,12 +39,16 @@ if TYPE_CHECKING:
 HTML = "text/html; charset=utf-8"
 STYLESHEET = stylesheet.PATH
 MEDIA_CACHE = "public, max-age=86400"  # a day; a changed file is then seen by its ETag
-LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is read from the database for each request, not kept
-# What a URL leaves as it is besides letters and digits: RFC 3986's pchar and /; anything else (Japanese) quoted
-SAFE = "/-._~!$&'()*+,;=:@"
+LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is not kept: it is read part by part for each request
 DESCRIPTION_LENGTH = 120
+TEXT = "text/plain; charset=utf-8"
+# What a POST (or any method but GET and HEAD) gets: the site's pages are only read
+NOT_ALLOWED = Page.of(405, TEXT, b"Method not allowed\n", headers=(("allow", "GET, HEAD"),))
+NOT_FOUND = Page.of(404, TEXT, b"Not found\n")
+Draw = Callable[[], Awaitable[Page]]
 _MONTH = re.compile(r"/(\d{4})/(\d{2})/")
-_OLDER = re.compile(r"/page/(\d{1,6})/")
+# The later pages of a listing: the home page's, a tag's, a month's
+_OLDER = re.compile(r"(/|/tags/[^/]+/|/\d{4}/\d{2}/)page/(\d{1,6})/")
 _TAG = re.compile(r"/tags/([^/]+)/")
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -69,15 +76,6 @@ WORDS = {
 }
 
 
-def link(path: str) -> str:
-    """PATH (Unicode text) as it goes in an href or a Location header."""
-    return quote(path, safe=SAFE)
-
-
-def tag_url(tag: str) -> str:
-    return f"/tags/{quote(tag, safe='')}/"
-
-
 def summary(markup: str) -> str:
     """The start of a post's text, for og:description."""
     text = _SPACE.sub(" ", html.unescape(_TAGS.sub(" ", markup))).strip()
@@ -96,15 +94,12 @@ class Site:
         self, settings: Settings, database: Database, cache: PageCache, comments: Comments | None = None
     ) -> None:
         """COMMENTS, when given, puts each post's published comments and the form to write one on its page."""
-        self._settings = settings
         self._comments = comments
         self._blog = settings.blog
         self._database = database
         self._cache = cache
-        self._zone: tzinfo | None = zone(settings.blog.timezone)
-        self._url = settings.web_url
-        language = settings.blog.language.split("-")[0].lower()
-        self._words = WORDS.get(language, WORDS["en"])
+        self._info = SiteInfo.of(settings)
+        self._words = WORDS.get(self._info.words, WORDS["en"])
 
     def routes(self) -> list[Route]:
         """The one route that takes every path no other route has: it must come last."""
@@ -112,93 +107,99 @@ class Site:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI, so that Starlette's Route hands over the request as it came (and Page.send answers it)."""
-        path = scope["path"]
-        generation = self._cache.generation
-        page, keep = await self.page(path)
-        if scope["method"] not in ("GET", "HEAD"):  # the site's pages are only read; no page here: 404
-            if page.status != 404:
-                page = Page.of(
-                    405, "text/plain; charset=utf-8", b"Method not allowed\n", headers=(("allow", "GET, HEAD"),)
-                )
-            await page.send(scope, send)
-            return
+        path = unicodedata.normalize("NFC", scope["path"])
+        generation = self._cache.generation  # before the queries: a page drawn across a change is not kept
+        read = scope["method"] in ("GET", "HEAD")
+        if path.startswith("/media/"):
+            name = path.removeprefix("/media/")
+            found = (
+                await self._database.query(lambda s: site.media(s, name), snapshot=False)
+                if _safe_media_path(name)
+                else None
+            )
+            if not read:
+                page, keep = (NOT_FOUND if found is None else NOT_ALLOWED), False
+            elif found is None:
+                page, keep = self._not_found(path), False
+            else:
+                page, keep = await self._media(name, found), found.size <= LARGE_MEDIA
+        else:
+            draw = await self._find(path)
+            if not read:
+                page, keep = (NOT_FOUND if draw is None else NOT_ALLOWED), False
+            elif draw is None:
+                page, keep = self._not_found(path), False  # not kept: any path may be asked for
+            else:
+                page, keep = await draw(), True
         if keep:
             self._cache.put(path, page, generation)
         await page.send(scope, send)
 
-    async def page(self, path: str) -> tuple[Page, bool]:
-        """The page at PATH, and whether to keep it (a 404 is not: any path may be asked for)."""
-        path = unicodedata.normalize("NFC", path)
-        if path == "/":
-            return await self._home(1), True
+    async def _find(self, path: str) -> Draw | None:
+        """What draws the page at PATH, found with the queries that say whether there is one; None: there is
+        none. A POST learns its 405 or 404 from this alone: it never draws a page."""
         if path == "/site.css":
-            return self._stylesheet, True
-        if path.startswith("/media/"):
-            return await self._media(path.removeprefix("/media/"))
+            return self._ready(lambda: self._stylesheet)
         if found := _OLDER.fullmatch(path):
-            number = int(found.group(1))
+            base, number = found.group(1), int(found.group(2))
             if number == 1:
-                return self._moved("/"), True
-            if number > 1 and (home := await self._home(number)).status == 200:
-                return home, True
-        elif found := _TAG.fullmatch(path):
-            if archive := await self._tag(found.group(1)):
-                return archive, True
+                return self._moved(base) if await self._listing(base, 1) else None
+            return await self._listing(base, number) if number > 1 else None
+        if listing := await self._listing(path, 1):
+            return listing
         post = await self._database.query(lambda s: site.at_url(s, path), snapshot=True)
         if post is not None:
-            return await self._post(post), True
-        if found := _MONTH.fullmatch(path):
-            if archive := await self._month(int(found.group(1)), int(found.group(2))):
-                return archive, True
+            return lambda: self._post(post)
         moved = await self._database.query(lambda s: blog.redirect_for(s, path), snapshot=False)
         if moved is None and not path.endswith("/"):  # a post's URL typed without its last slash
             if await self._database.query(lambda s: site.at_url(s, path + "/"), snapshot=False) is not None:
                 moved = path + "/"
-        if moved is not None:
-            return self._moved(moved), True
-        return self._not_found(path), False
+        return self._moved(moved) if moved is not None else None
 
-    async def _home(self, number: int) -> Page:
-        per_page = self._blog.posts_per_page
-        posts = await self._database.query(lambda s: site.newest(s, (number - 1) * per_page, per_page + 1))
-        if number > 1 and not posts:
-            return self._not_found(f"/page/{number}/")
-        older = f"/page/{number + 1}/" if len(posts) > per_page else None
-        newer = None if number == 1 else "/" if number == 2 else f"/page/{number - 1}/"
-        return self._draw(
-            "home.html",
-            "/" if number == 1 else f"/page/{number}/",
-            posts=posts[:per_page],
-            number=number,
-            older=older,
-            newer=newer,
-            description=self._blog.description,
-        )
-
-    async def _tag(self, tag: str) -> Page | None:
-        posts = await self._database.query(lambda s: site.tagged(s, tag))
-        if not posts:
+    async def _listing(self, base: str, number: int) -> Draw | None:
+        """Page NUMBER of the posts listed at BASE (the home page, a tag's or a month's archive), posts_per_page
+        of them, with links to the newer and older pages; None when BASE lists nothing or has no such page."""
+        size = self._blog.posts_per_page
+        offset, limit = (number - 1) * size, size + 1
+        heading: str | None = None
+        context: dict[str, Any] = {}
+        if base == "/":
+            posts = await self._database.query(lambda s: site.newest(s, offset, limit))
+            if number > 1 and not posts:
+                return None
+        elif found := _TAG.fullmatch(base):
+            tag = found.group(1)
+            posts = await self._database.query(lambda s: site.tagged(s, tag, offset, limit))
+            heading = self._words["tag"].format(tag)
+            context["feed"] = path_url(tag_path(tag)) + "feed"  # its own Atom and RSS, in <head>
+        elif found := _MONTH.fullmatch(base):
+            year, month = int(found.group(1)), int(found.group(2))
+            if not 1 <= month <= 12 or not 1 < year < 9999:  # the month after must be a date too
+                return None
+            start = self._timestamp(year, month)
+            end = self._timestamp(year + month // 12, month % 12 + 1)
+            posts = await self._database.query(lambda s: site.between(s, start, end, offset, limit))
+            heading = self._words["month"].format(year=year, month=month)
+        else:
             return None
-        heading = self._words["tag"].format(tag)
-        return self._draw("archive.html", tag_url(tag), posts=posts, heading=heading, og_title=heading)
-
-    async def _month(self, year: int, month: int) -> Page | None:
-        if not 1 <= month <= 12 or not 1 < year < 9999:  # the month after must be a date too
+        if heading is not None and not posts:
             return None
-        start = self._timestamp(year, month)
-        end = self._timestamp(year + month // 12, month % 12 + 1)
-        posts = await self._database.query(lambda s: site.between(s, start, end))
-        if not posts:
-            return None
-        heading = self._words["month"].format(year=year, month=month)
-        return self._draw("archive.html", f"/{year:04d}/{month:02d}/", posts=posts, heading=heading, og_title=heading)
+        older = f"{base}page/{number + 1}/" if len(posts) > size else None
+        newer = None if number == 1 else base if number == 2 else f"{base}page/{number - 1}/"
+        context.update(posts=posts[:size], number=number, older=older, newer=newer)
+        own = base if number == 1 else f"{base}page/{number}/"
+        if heading is None:
+            return self._ready(lambda: self._draw("home.html", own, description=self._blog.description, **context))
+        return self._ready(lambda: self._draw("archive.html", own, heading=heading, og_title=heading, **context))
 
     def _timestamp(self, year: int, month: int) -> float:
         """The first instant of MONTH of YEAR in the blog's time zone."""
-        start = datetime(year, month, 1, tzinfo=self._zone) if self._zone else datetime(year, month, 1)
+        zone = self._info.zone
+        start = datetime(year, month, 1, tzinfo=zone) if zone else datetime(year, month, 1)
         return start.timestamp()
 
     async def _post(self, post: site.Shown) -> Page:
+        """A post's page carries its comments and the form (COMMENTS given); a static page neither."""
         written: dict[str, Any] = {}
         comments = self._comments
         if comments is not None and post.kind == site.POST:
@@ -215,46 +216,60 @@ class Site:
             **written,
         )
 
-    async def _media(self, path: str) -> tuple[Page, bool]:
-        if not _safe_media_path(path):
-            return self._not_found(f"/media/{path}"), False
-        found = await self._database.query(lambda s: site.media(s, path), snapshot=False)
-        if found is None:
-            return self._not_found(f"/media/{path}"), False
-        page = Page.of(200, found.content_type, found.data, MEDIA_CACHE, compress=False, etag=found.digest[:32])
-        return page, len(found.data) <= LARGE_MEDIA
+    async def _media(self, path: str, found: site.Media) -> Page:
+        """The file at PATH, read in a thread: a photo's megabytes would hold up every other reader. A small one
+        is read whole and kept; a larger one is read part by part as it is sent, never whole."""
 
-    def _moved(self, path: str) -> Page:
-        return Page.of(301, HTML, b"", headers=(("location", link(path)),), compress=False)
+        async def read(offset: int, length: int) -> bytes:
+            return await asyncio.to_thread(self._database.query_now, lambda s: site.media_part(s, path, offset, length))
+
+        etag = found.digest[:32]
+        if found.size > LARGE_MEDIA:
+            return Page.of(200, found.content_type, b"", MEDIA_CACHE, etag=etag, ranges=True, reader=(read, found.size))
+        data = await read(0, found.size)
+        return Page.of(200, found.content_type, data, MEDIA_CACHE, etag=etag, ranges=True)
+
+    def _moved(self, path: str) -> Draw:
+        """301 to PATH: an old URL kept working after a slug or date changed."""
+        return self._ready(lambda: Page.of(301, HTML, b"", headers=(("location", path_url(path)),), compress=False))
+
+    @staticmethod
+    def _ready(make: Callable[[], Page]) -> Draw:
+        """A Draw of a page made without a query."""
+
+        async def draw() -> Page:
+            return make()
+
+        return draw
 
     def _not_found(self, path: str) -> Page:
+        """A readable 404 that names the path asked for and leads home: a broken link's reader is not stranded."""
         return self._draw("not_found.html", None, status=404, path=path)
 
     @cached_property
     def _stylesheet(self) -> Page:
+        """Read from the package once, with the first page that asks for it."""
         return Page.of(200, "text/css; charset=utf-8", STYLESHEET.read_bytes(), MEDIA_CACHE)
+
+    @cached_property
+    def _site(self) -> dict[str, Any]:
+        """The templates' `site`, made at the first page drawn (stylesheet.version() reads the file)."""
+        return self._info.context()
 
     @cached_property
     def _environment(self) -> Environment:
         """The pages' templates, with the filters they use; loaded with the first page drawn."""
         environment = templates().env.overlay()
-        environment.filters.update(link=link, tag_url=tag_url, day=self._day, iso=self._iso)
+        environment.filters.update(
+            link=path_url, tag_path=tag_path, month_path=self._info.month_path, day=self._day, iso=self._iso
+        )
         return environment
-
-    @cached_property
-    def _site(self) -> dict[str, Any]:
-        return {
-            "title": self._blog.title or self._settings.mail_hostname,
-            "description": self._blog.description,
-            "language": self._blog.language,
-            "css_version": stylesheet.version(),
-        }
 
     def _draw(
         self, name: str, own: str | None, status: int = 200, per_response: PerResponse | None = None, **context: Any
     ) -> Page:
         """The template NAME filled in; OWN, the page's path, makes its canonical URL."""
-        canonical = f"{self._url}{link(own)}" if own is not None else None
+        canonical = self._info.url(own) if own is not None else None
         body = (
             self._environment.get_template(f"site/{name}")
             .render(site=self._site, words=self._words, canonical=canonical, **context)
@@ -262,11 +277,10 @@ class Site:
         )
         return Page.of(status, HTML, body, per_response=per_response)
 
-    def _when(self, timestamp: float) -> datetime:
-        return datetime.fromtimestamp(timestamp, self._zone) if self._zone else datetime.fromtimestamp(timestamp)
-
     def _day(self, timestamp: float) -> str:
-        return self._when(timestamp).strftime("%Y-%m-%d")
+        """A post's date as its writer saw it, in the blog's time zone."""
+        return self._info.when(timestamp).strftime("%Y-%m-%d")
 
     def _iso(self, timestamp: float) -> str:
-        return self._when(timestamp).astimezone(self._zone).isoformat(timespec="seconds")
+        """The same instant for <time datetime>, with its UTC offset."""
+        return self._info.when(timestamp).astimezone(self._info.zone).isoformat(timespec="seconds")

@@ -6,6 +6,7 @@ and scripts keep working."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -77,7 +78,7 @@ def build(
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
             *comments.routes(),
-            *feeds.routes(settings, database),
+            *feeds.routes(settings, database, pages),
             *_metrics(config, database),
             *Site(settings, database, pages, comments).routes(),  # last: it answers every path the others do not
         ],
@@ -97,7 +98,7 @@ def build(
 def _moved(places: dict[str, str]) -> list[Route]:
     """301 from each old path of PLACES to its new one, with the query (/health?range=7d)."""
 
-    def to(new: str) -> Any:
+    def to(new: str) -> Callable[[Request], Awaitable[Response]]:
         async def moved(request: Request) -> Response:
             query = request.url.query
             return RedirectResponse(f"{new}?{query}" if query else new, status_code=301)

@@ -1,0 +1,60 @@
+"""What every page and feed of the blog says of the site: where it is (`[web] url`), its name (`[blog] title`, the
+hostname when unset), description and language, and the time zone its dates are told in. Made once from the
+settings, so that the pages, the feeds and the sitemap never disagree (web/comments.py's pages are to use it too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from jitaku.blog.paths import absolute
+from jitaku.blog.permalink import zone
+from jitaku.config import Settings
+from jitaku.web import stylesheet
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """The site as its pages and feeds name it."""
+
+    base: str  # `[web] url`, without a trailing slash
+    title: str
+    description: str
+    language: str  # as configured: "ja", "en-US"
+    zone: tzinfo | None  # None: the system's
+
+    @classmethod
+    def of(cls, settings: Settings) -> SiteInfo:
+        """From SETTINGS; the time zone checked by config.py already."""
+        blog = settings.blog
+        title = blog.title or settings.mail_hostname
+        return cls(settings.web_url, title, blog.description, blog.language, zone(blog.timezone))
+
+    @property
+    def words(self) -> str:
+        """The language's primary subtag ("ja" of "ja-JP"): what picks the words the pages and feeds are in."""
+        return self.language.split("-")[0].lower()
+
+    def url(self, path: str) -> str:
+        """PATH (Unicode text, as posts.url keeps it) as an absolute URL, percent-encoded."""
+        return absolute(self.base, path)
+
+    def when(self, timestamp: float) -> datetime:
+        """TIMESTAMP in the blog's time zone: a post's date is the one its writer saw."""
+        return datetime.fromtimestamp(timestamp, self.zone) if self.zone else datetime.fromtimestamp(timestamp)
+
+    def month_path(self, timestamp: float) -> str:
+        """The archive of the month TIMESTAMP falls in: /YYYY/MM/."""
+        when = self.when(timestamp)
+        return f"/{when.year:04d}/{when.month:02d}/"
+
+    def context(self) -> dict[str, Any]:
+        """`site` in the pages' templates (site/base.html)."""
+        return {
+            "title": self.title,
+            "description": self.description,
+            "language": self.language,
+            "css_version": stylesheet.version(),
+        }
