@@ -15,9 +15,8 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -27,17 +26,17 @@ from starlette.types import Scope
 
 from jitaku import addresses, log
 from jitaku.blog.comment_filter import CommentFilter, NoFilter, Verdict
-from jitaku.blog.permalink import zone
+from jitaku.blog.paths import path_url
 from jitaku.config import Settings
 from jitaku.store import Database, Tx, comments
 from jitaku.store.comments import PENDING, PUBLISHED, SPAM, Comment, NewComment
 from jitaku.store.errors import StoreError
 from jitaku.store.statements import Statements
-from jitaku.web import stylesheet
 from jitaku.web.bodies import DROP_AT_MOST
 from jitaku.web.comment_mail import CommentMail
 from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
 from jitaku.web.comment_words import ENGLISH, words
+from jitaku.web.site_info import SiteInfo
 from jitaku.web.templates import templates
 
 RATE_LIMIT = 5  # comments from one client address ...
@@ -142,6 +141,7 @@ class Comments:
         self._filter = content_filter or NoFilter()
         self._max_bytes = settings.blog.max_comment_bytes
         self._words = words(settings.blog.language)
+        self._site = SiteInfo.of(settings)
         self.max_request = 3 * self._max_bytes + OTHER_FIELDS_BYTES
 
     def form_cookie(self, now: float, secure: bool = False) -> str:
@@ -165,10 +165,9 @@ class Comments:
 
     def context(self, found: list[Comment], post_id: int, form: dict[str, str] | None = None) -> dict[str, Any]:
         """What templates/site/comments.html needs: a post page includes it with this context."""
-        timezone = zone(self._settings.blog.timezone)
 
         def shown(comment: Comment) -> dict[str, Any]:
-            when = datetime.fromtimestamp(comment.created_at, timezone).astimezone(timezone)
+            when = self._site.when(comment.created_at).astimezone(self._site.zone)
             return {
                 "id": comment.id,
                 "author": comment.author,
@@ -188,14 +187,7 @@ class Comments:
         }
 
     def _page(self, request: Request, title: str, status: int = 200, **context: Any) -> Response:
-        blog = self._settings.blog
-        site = {
-            "title": blog.title or self._settings.mail_hostname,
-            "description": blog.description,
-            "language": blog.language,
-            "css_version": stylesheet.version(),
-        }
-        context = {"title": title, "site": site, "comment_words": self._words, **context}
+        context = {"title": title, "site": self._site.context(), "comment_words": self._words, **context}
         response = templates().TemplateResponse(request, "comment_page.html", context, status_code=status)
         if "comment_form" in context:  # a form shown again needs a token of its own
             response.headers.append("set-cookie", self.form_cookie(time.time(), request.url.scheme == "https"))
@@ -210,7 +202,7 @@ class Comments:
             request,
             title,
             status,
-            back=quote(post_url),
+            back=path_url(post_url),
             comment_error=error,
             **self.context(found, post_id, form),
         )
@@ -283,13 +275,13 @@ class Comments:
             shown = {name: form.get(name, "") for name in FIELDS}
             return await self._form_page(request, post_id, post_url, shown, f"{not_saved}: {why}", refused.status)
         if saved.status == PUBLISHED:
-            answer: Response = RedirectResponse(f"{quote(post_url)}#comment-{saved.id}", status_code=303)
+            answer: Response = RedirectResponse(f"{path_url(post_url)}#comment-{saved.id}", status_code=303)
         else:
             answer = self._page(
                 request,
                 self._words["saved"],
                 message=self._words["held"],
-                back=quote(post_url),
+                back=path_url(post_url),
             )
         answer.background = notify  # Starlette runs it once the answer is sent: the reader never waits on mail
         return answer
@@ -400,13 +392,13 @@ class Comments:
         self._changed()
         log.event("comment_moderated", comment=comment_id, status=status, via="web")
         done = said["now_published" if status == PUBLISHED else "now_spam"].format(id=comment_id)
-        return self._page(request, said["done"], message=done, back=quote(found.post_url))
+        return self._page(request, said["done"], message=done, back=path_url(found.post_url))
 
     def _decided(self, request: Request, found: Comment) -> Response:
         """A link followed after the comment was decided (by another link, or the CLI): it changes nothing,
         so that an old approve link cannot publish what the owner has since marked as spam."""
         state = self._words["was_published" if found.status == PUBLISHED else "was_spam"].format(id=found.id)
-        return self._page(request, self._words["decided"], 409, message=state, back=quote(found.post_url))
+        return self._page(request, self._words["decided"], 409, message=state, back=path_url(found.post_url))
 
 
 def _replayed_or_busy(source: Statements, nonce: str, address: str, now: float) -> Refused | None:

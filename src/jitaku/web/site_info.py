@@ -1,6 +1,6 @@
 """What every page and feed of the blog says of the site: where it is (`[web] url`), its name (`[blog] title`, the
 hostname when unset), description and language, and the time zone its dates are told in. Made once from the
-settings, so that the pages, the feeds and the sitemap never disagree (web/comments.py's pages are to use it too).
+settings, so that the pages, the feeds and the sitemap never disagree.
 """
 
 from __future__ import annotations
