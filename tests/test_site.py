@@ -294,6 +294,24 @@ def test_a_large_file_is_read_off_the_event_loop_part_by_part_never_whole(
     assert client.head("/media/2024/rack.png").headers["content-length"] == "12" and parts == []
 
 
+def test_a_file_of_several_parts_and_a_range_across_a_part_boundary(
+    database: Database, settings: Settings, root: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video = bytes(range(251)) * (blog.MEDIA_PART * 5 // 2 // 251)  # two parts and a half
+    write(root, "2024/video.mp4", video)
+    write(root, "2024/large.mp4", video)
+    import_dir(database, settings, root)
+    for name in ("video.mp4", "large.mp4"):  # kept whole; read part by part as it is sent, never kept
+        if name == "large.mp4":
+            monkeypatch.setattr("jitaku.web.site.LARGE_MEDIA", 1024)
+        whole = client.get(f"/media/2024/{name}")
+        assert whole.status_code == 200 and whole.content == video
+        first, last = blog.MEDIA_PART - 100, 2 * blog.MEDIA_PART + 99
+        part = client.get(f"/media/2024/{name}", headers={"range": f"bytes={first}-{last}"})
+        assert part.status_code == 206 and part.content == video[first : last + 1]
+        assert part.headers["content-range"] == f"bytes {first}-{last}/{len(video)}"
+
+
 @pytest.mark.parametrize(
     "path",
     [

@@ -33,7 +33,7 @@ _GZIP = (b"content-encoding", b"gzip")
 _ASKED = (b"accept-encoding", b"if-none-match", b"range", b"if-range")
 PerResponse = Callable[[Scope], list[tuple[bytes, bytes]]]
 Reader = Callable[[int, int], Awaitable[bytes]]  # (offset, length): a part of a body too large to keep
-CHUNK = 256 * 1024  # what a Reader is asked for at once
+CHUNK = blog.MEDIA_PART  # what a Reader is asked for at once, from a multiple of it on: one stored part
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,12 @@ class Page:
             whole = b"" if scope["method"] == "HEAD" or status == 416 else body[start : end + 1]
             await send({"type": "http.response.body", "body": whole})
             return
-        for offset in range(start, end + 1, CHUNK):
-            data = await self.reader(offset, min(CHUNK, end + 1 - offset))
-            await send({"type": "http.response.body", "body": data, "more_body": offset + CHUNK <= end})
+        offset = start
+        while offset <= end:  # a Range from the middle of a part reads to its end first, then part by part
+            stop = min((offset // CHUNK + 1) * CHUNK, end + 1)
+            data = await self.reader(offset, stop - offset)
+            await send({"type": "http.response.body", "body": data, "more_body": stop <= end})
+            offset = stop
         if start > end:
             await send({"type": "http.response.body", "body": b""})
 
