@@ -5,10 +5,12 @@ The pages are dropped together when the blog changes: `blog_version` (store/blog
 once a second, on the next request, so that a `jitaku blog import` reaches the running site within 2 s; a
 write the daemon makes itself (a comment) calls invalidate() and is seen at once. FastPages answers a cached
 GET or HEAD in front of Starlette, its routing and its middlewares, with the security headers of web/headers.py.
+A page missed by many readers at once is drawn once (PageCache.drawn), the others waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import time
@@ -183,6 +185,7 @@ class PageCache:
         self._version: int | None = None
         self._checked = float("-inf")
         self.generation = 0  # moves each time the pages are dropped: a page drawn before is not kept
+        self._flights: dict[str, asyncio.Future[Page]] = {}  # the pages being drawn, by path
 
     async def check(self) -> None:
         """Drop the pages if the blog changed since the last look, at most once every CHECK_EVERY s."""
@@ -208,6 +211,36 @@ class PageCache:
             self._pages.move_to_end(path)
         return page
 
+    async def drawn(self, path: str, draw: Callable[[], Awaitable[tuple[Page, bool]]]) -> Page:
+        """The page at PATH, drawn by DRAW (the page, and whether to keep it) unless it is being drawn already:
+        after a comment drops every page, fifty readers of the home page wait for one drawing of it, not fifty on
+        the event loop. A DRAW that fails fails for each of them and is not kept; the next miss draws again."""
+        while (flight := self._flights.get(path)) is not None:
+            await asyncio.wait((flight,))
+            if not flight.cancelled():  # the drawer's request was cancelled: this one draws
+                return flight.result()
+        if (page := self.get(path)) is not None:  # drawn and kept since FastPages missed it
+            return page
+        generation = self.generation
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[path] = flight
+        try:
+            page, keep = await draw()
+        except Exception as error:
+            flight.set_exception(error)
+            flight.exception()  # retrieved: a failure no other reader waited for is not logged twice
+            raise
+        except BaseException:
+            flight.cancel()
+            raise
+        finally:
+            if self._flights.get(path) is flight:
+                del self._flights[path]
+        if keep:
+            self.put(path, page, generation)
+        flight.set_result(page)
+        return page
+
     def put(self, path: str, page: Page, generation: int) -> None:
         """Keep PAGE, drawn when the pages were at GENERATION, unless they were dropped since."""
         if generation != self.generation or page.size > self._max_bytes // 8:
@@ -225,6 +258,7 @@ class PageCache:
         self._pages.clear()
         self._bytes = 0
         self.generation += 1
+        self._flights.clear()  # a page being drawn may be from before: the next reader draws it anew
 
 
 class FastPages:
