@@ -15,15 +15,13 @@ and a list each) goes in with `jitaku blog import`. The home page and a post pag
 gzip, nginx serves the same compressed bytes (`gzip_static`), else none; neither compresses per request.
 Then `wrk -t2 -c50 -d20s --latency -H 'Accept-Encoding: gzip'` on each page, alternating jitaku and nginx for
 --rounds rounds; the best round of each is reported (the machine is shared and noisy): requests/s, p99, and
-the ratio jitaku/nginx. A page jitaku does not serve (404: a branch without the site's pages) is skipped with
-a note; the status page at /admin/ (or / before the site's pages) is measured as well, for reference.
+the ratio jitaku/nginx. The status page at /admin/ is measured as well, for reference.
 
-Also: durable comment POSTs per second, if the post page has a comment form (else skipped with a note): a
-form fetched per comment (its signed token may be used once), each from its own loopback address
-(127.0.0.N, so the per-address rate limit counts each reader once), the form's minimum time to submit waited
-out before the clock starts, then --comments POSTs from --comment-clients threads; a comment counts when the
-daemon answered 2xx/3xx, and `jitaku blog comments --json` must list every one afterwards (saved means
-committed). And the daemon's resident memory: idle before the load, after it, and the idle RSS of the
+Also: durable comment POSTs per second, and the p50 and p99 of one POST: a form fetched per comment (its
+signed token may be used once), each from its own loopback address (127.0.N.M, so the per-address rate limit
+counts each reader once), the form's minimum time to submit waited out before the clock starts, then
+--comments POSTs from --comment-clients threads; a comment counts when the daemon answered 2xx/3xx, and
+`jitaku blog comments --json` must list every one afterwards (saved means committed). And the daemon's resident memory: idle before the load, after it, and the idle RSS of the
 config `jitaku init` writes (the < 80 MB contract, tests/integration/test_memory.py).
 
 Needs: wrk and nginx (Debian packages; installed with apt-get when missing, so run it as root), httpx and
@@ -173,14 +171,13 @@ class Page:
     gzipped: bool
 
 
-def fetch(port: int, name: str, path: str) -> Page | None:
-    """PATH as jitaku serves it with Accept-Encoding: gzip, following redirects; None (and a note) if not 200."""
+def fetch(port: int, name: str, path: str) -> Page:
+    """PATH as jitaku serves it with Accept-Encoding: gzip, following redirects; the bench stops if not 200."""
     with httpx.Client(base_url=f"http://{LOOPBACK}:{port}", follow_redirects=True, timeout=30) as client:
         with client.stream("GET", path, headers={"accept-encoding": "gzip"}) as answer:
             sent = b"".join(answer.iter_raw())
             if answer.status_code != 200:
-                say(f"{name} page {path}: jitaku answers {answer.status_code}; skipped (not on this branch?)")
-                return None
+                raise SystemExit(f"{name} page {path}: jitaku answers {answer.status_code}")
             gzipped = answer.headers.get("content-encoding", "") == "gzip"
             final = answer.url.raw_path.decode().split("?")[0]
     return Page(name, final, gzip.decompress(sent) if gzipped else sent, sent, gzipped)
@@ -341,10 +338,7 @@ def source_address(number: int) -> str:
     return f"127.0.{1 + number // 250}.{1 + number % 250}"
 
 
-def measure_comments(port: int, post_path: str | None, data: Path, args: argparse.Namespace) -> None:
-    if post_path is None:
-        say("comments: skipped (no post page on this branch)")
-        return
+def measure_comments(port: int, post_path: str, data: Path, args: argparse.Namespace) -> None:
     base = f"http://{LOOPBACK}:{port}"
     clients = [
         httpx.Client(base_url=base, transport=httpx.HTTPTransport(local_address=source_address(n)), timeout=60)
@@ -356,28 +350,33 @@ def measure_comments(port: int, post_path: str | None, data: Path, args: argpars
             page = client.get(post_path, follow_redirects=True)
             form = comment_form(page.text, str(page.url))
             if form is None:
-                probe = client.post(f"/comments/{0}", data={})
-                say(f"comments: skipped (the post page has no comment form; POST /comments/0: {probe.status_code})")
-                return
+                raise SystemExit(f"comments: the post page {post_path} has no comment form")
             forms.append(form)
         time.sleep(MIN_TIME_TO_SUBMIT)  # since the last form was served
 
-        def send(number: int) -> int:
+        def send(number: int) -> tuple[int, float]:
+            """The answer's status, and the seconds it took."""
             action, fields = forms[number]
-            return clients[number].post(action, data=filled(fields, number)).status_code
+            began = time.perf_counter()
+            status = clients[number].post(action, data=filled(fields, number)).status_code
+            return status, time.perf_counter() - began
 
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=args.comment_clients) as pool:
-            statuses = list(pool.map(send, range(args.comments)))
+            answers = list(pool.map(send, range(args.comments)))
         elapsed = time.perf_counter() - started
     finally:
         for client in clients:
             client.close()
+    statuses = [status for status, _ in answers]
+    latencies = sorted(seconds * 1000 for _, seconds in answers)
+    p50, p99 = latencies[len(latencies) // 2], latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     accepted = sum(1 for status in statuses if 200 <= status < 400)
     refused = sorted({status for status in statuses if not 200 <= status < 400})
     say(
         f"comments: {accepted}/{args.comments} accepted in {elapsed:.2f} s with {args.comment_clients} clients:"
-        f" {accepted / elapsed:.0f} durable comment POSTs/s" + (f" (refused: {refused})" if refused else "")
+        f" {accepted / elapsed:.0f} durable comment POSTs/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms per POST"
+        + (f" (refused: {refused})" if refused else "")
     )
     listed = subprocess.run([*JITAKU, "blog", "comments", "--json", "--dir", str(data)], capture_output=True, text=True)
     if listed.returncode != 0:
@@ -415,7 +414,7 @@ def main() -> None:
         posts = json.loads(run([*JITAKU, "blog", "posts", "--json", "--dir", str(work / "jitaku")]).stdout)
         post_url = posts[len(posts) // 2]["url"]
         wanted = [("post", post_url), ("home", "/"), ("status", "/admin/")]
-        pages = [page for name, path in wanted if (page := fetch(jitaku_port, name, path)) is not None]
+        pages = [fetch(jitaku_port, name, path) for name, path in wanted]
         for page in pages:
             encoding = f"gzip, {len(page.sent)} bytes sent" if page.gzipped else "not compressed"
             say(f"{page.name} page {unquote(page.path)}: {len(page.body)} bytes, {encoding}")
@@ -454,7 +453,7 @@ def main() -> None:
                 f" {best['nginx'].p99_ms:6.1f} ms | ratio {ratio:.2f}x{verdict}"
             )
 
-        measure_comments(jitaku_port, next((p.path for p in pages if p.name == "post"), None), work / "jitaku", args)
+        measure_comments(jitaku_port, pages[0].path, work / "jitaku", args)
         say(
             f"\njitaku serve (this bench's config) RSS: idle {idle:.1f} MiB, after the load {after:.1f} MiB (peak {peak:.1f})"
         )

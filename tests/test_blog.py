@@ -3,8 +3,11 @@ their path, and every URL once published answering with a redirect to where its 
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,9 +16,10 @@ from sqlalchemy import create_engine, text
 
 from jitaku.blog.permalink import check_pattern, url_of
 from jitaku.blog.source import SourceError, parse
-from jitaku.store import Database, blog
+from jitaku.store import Database, blog, site
 from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION, stored_revision
+from jitaku.store.statements import Statements
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PATTERN = "/{year}/{month}/{slug}/"
@@ -182,6 +186,77 @@ def test_media_are_kept_by_path_and_rewritten_only_when_they_change(database: Da
     assert database.read_now(lambda c: blog.media_at(c, "2024/other.jpg")) is None
 
 
+VIDEO = bytes(range(256)) * (blog.MEDIA_PART * 5 // 2 // 256) + b"tail"  # two parts and a half, and 4 bytes
+
+
+def test_a_file_of_several_parts_is_kept_and_read_byte_for_byte(database: Database) -> None:
+    with database.transaction() as connection:
+        assert blog.put_media(connection, "2024/video.mp4", "video/mp4", VIDEO, 1.0)
+    assert database.read_now(lambda c: blog.media_at(c, "2024/video.mp4")) == ("video/mp4", VIDEO)
+    assert database.query_now(lambda s: site.media(s, "2024/video.mp4")) == site.Media(
+        "video/mp4", hashlib.sha256(VIDEO).hexdigest(), len(VIDEO)
+    )
+    boundary = blog.MEDIA_PART - 10
+    assert database.query_now(lambda s: site.media_part(s, "2024/video.mp4", boundary, 20)) == VIDEO[boundary:][:20]
+    with database.transaction() as connection:  # a shorter file in its place leaves none of the old parts
+        assert blog.put_media(connection, "2024/video.mp4", "video/mp4", b"short", 2.0)
+    assert database.read_now(lambda c: blog.media_at(c, "2024/video.mp4")) == ("video/mp4", b"short")
+    assert database.query_now(lambda s: site.media_part(s, "2024/video.mp4", 0, 100)) == b"short"
+
+
+def test_a_range_of_a_large_file_reads_only_the_parts_it_covers(database: Database) -> None:
+    with database.transaction() as connection:
+        blog.put_media(connection, "video.mp4", "video/mp4", VIDEO, 1.0)
+    read: list[int] = []  # the bytes of each statement's rows
+    at = blog.MEDIA_PART * 2 + 1
+    assert database.query_now(lambda s: counted_part(s, read, at, 3)) == VIDEO[at : at + 3]
+    assert read == [len(VIDEO) - 2 * blog.MEDIA_PART]  # one statement, the last part's bytes only
+    read.clear()
+    at = blog.MEDIA_PART - 1
+    assert database.query_now(lambda s: counted_part(s, read, at, 2)) == VIDEO[at : at + 2]
+    assert read == [2 * blog.MEDIA_PART]  # across a boundary: the two parts it spans
+
+
+def counted_part(statements: Statements, read: list[int], offset: int, length: int) -> bytes:
+    run = statements.run
+
+    def recorded(statement: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        rows = run(statement, parameters)
+        read.append(sum(len(row[0]) for row in rows))
+        return rows
+
+    statements.run = recorded  # type: ignore[method-assign]
+    return site.media_part(statements, "video.mp4", offset, length)
+
+
+def test_a_database_at_0019_moves_its_media_into_parts_and_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = migrations_config()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0019")
+        connection.execute(
+            text(
+                "INSERT INTO media (path, content_type, digest, data, updated_at) VALUES (:p, 'video/mp4', 'd', :d, 1)"
+            ),
+            [{"p": "video.mp4", "d": VIDEO}, {"p": "empty.txt", "d": b""}],
+        )
+    engine.dispose()
+    database = Database(url)
+    assert database.read_now(lambda c: blog.media_at(c, "video.mp4")) == ("video/mp4", VIDEO)
+    assert database.read_now(lambda c: blog.media_at(c, "empty.txt")) == ("video/mp4", b"")
+    assert database.query_now(lambda s: site.media(s, "video.mp4")) == site.Media("video/mp4", "d", len(VIDEO))
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0019")
+        data = connection.execute(text("SELECT data FROM media WHERE path = 'video.mp4'")).scalar_one()
+        assert bytes(data) == VIDEO
+        command.upgrade(config, "head")
+    assert database.read_now(lambda c: blog.media_at(c, "video.mp4")) == ("video/mp4", VIDEO)
+    database.close()
+
+
 def test_a_database_at_0017_upgrades_to_the_blogs_tables_and_back(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     config = migrations_config()
@@ -191,7 +266,7 @@ def test_a_database_at_0017_upgrades_to_the_blogs_tables_and_back(tmp_path: Path
         command.upgrade(config, "0017")
     engine.dispose()
     database = Database(url)  # brings it to the newest revision, as `jitaku serve` does
-    assert database.query_now(stored_revision) == SCHEMA_REVISION == "0019"
+    assert database.query_now(stored_revision) == SCHEMA_REVISION == "0020"
     imported(database, post("a.md", "自宅", tags=("自宅サーバー",)))
     assert database.read_now(blog.posts)[0].tags == ("自宅サーバー",)
     with database.engine.begin() as connection:

@@ -276,3 +276,29 @@ def test_any_text_a_post_may_hold_makes_a_well_formed_feed(title: str, html: str
         kept = NOT_XML.sub("", title).replace("\r\n", "\n").replace("\r", "\n")
         assert found == kept
         assert feedparser.parse(body).bozo == 0
+
+
+def test_the_sitemap_and_the_feeds_are_read_and_built_off_the_event_loop(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[tuple[str, bool]] = []
+
+    def on_loop() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    for name in ("sitemap", "atom", "rss"):
+        made = getattr(feeds, name)
+
+        def recorded(*args: Any, _name: str = name, _made: Any = made) -> bytes:
+            built.append((_name, on_loop()))
+            document: bytes = _made(*args)
+            return document
+
+        monkeypatch.setattr(feeds, name, recorded)
+    paths = ("/sitemap.xml", "/feed.atom", "/feed.rss", "/tags/日記/feed.atom", "/comments/feed.atom")
+    assert [response.status_code for response in asyncio.run(_fetch(database, *paths))] == [200] * 5
+    assert built == [("sitemap", False), ("atom", False), ("rss", False), ("atom", False), ("atom", False)]

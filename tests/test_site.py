@@ -9,7 +9,9 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -294,6 +296,24 @@ def test_a_large_file_is_read_off_the_event_loop_part_by_part_never_whole(
     assert client.head("/media/2024/rack.png").headers["content-length"] == "12" and parts == []
 
 
+def test_a_file_of_several_parts_and_a_range_across_a_part_boundary(
+    database: Database, settings: Settings, root: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video = bytes(range(251)) * (blog.MEDIA_PART * 5 // 2 // 251)  # two parts and a half
+    write(root, "2024/video.mp4", video)
+    write(root, "2024/large.mp4", video)
+    import_dir(database, settings, root)
+    for name in ("video.mp4", "large.mp4"):  # kept whole; read part by part as it is sent, never kept
+        if name == "large.mp4":
+            monkeypatch.setattr("jitaku.web.site.LARGE_MEDIA", 1024)
+        whole = client.get(f"/media/2024/{name}")
+        assert whole.status_code == 200 and whole.content == video
+        first, last = blog.MEDIA_PART - 100, 2 * blog.MEDIA_PART + 99
+        part = client.get(f"/media/2024/{name}", headers={"range": f"bytes={first}-{last}"})
+        assert part.status_code == 206 and part.content == video[first : last + 1]
+        assert part.headers["content-range"] == f"bytes {first}-{last}/{len(video)}"
+
+
 @pytest.mark.parametrize(
     "path",
     [
@@ -323,6 +343,39 @@ def test_an_old_url_answers_301_to_the_new_one_and_an_unknown_one_a_readable_404
     missing = client.get("/no/such/page/")
     assert missing.status_code == 404
     assert "ページが見つかりません" in missing.text and missing.headers["content-security-policy"]
+
+
+def test_readers_who_miss_the_home_page_together_wait_for_one_drawing_of_it(
+    database: Database, settings: Settings, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_dir(database, settings, root)
+    cache = PageCache(database)
+    app = FastPages(Starlette(routes=Site(settings, database, cache).routes()), cache)
+    query = database.query
+
+    async def in_a_thread(*args: Any, **kwargs: Any) -> Any:  # as on PostgreSQL: each query lets others run
+        await asyncio.sleep(0.01)
+        return await query(*args, **kwargs)
+
+    monkeypatch.setattr(database, "query", in_a_thread)
+    drawn: list[int] = []
+    newest = site_store.newest
+
+    def counted(statements: Statements, offset: int, limit: int) -> list[site_store.Shown]:
+        drawn.append(offset)
+        return newest(statements, offset, limit)
+
+    monkeypatch.setattr(site_store, "newest", counted)
+
+    async def readers() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://blog.example.test") as client:
+            assert (await client.get("/site.css")).status_code == 200  # the blog's version read: nothing to drop
+            return await asyncio.gather(*(client.get("/") for _ in range(20)))
+
+    answers = asyncio.run(readers())
+    assert {answer.status_code for answer in answers} == {200} and len({a.content for a in answers}) == 1
+    assert drawn == [0]
 
 
 def test_a_kept_page_has_an_etag_answers_304_and_is_gzipped_for_who_accepts_it(client: TestClient) -> None:

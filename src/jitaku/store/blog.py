@@ -65,6 +65,9 @@ class Imported:
     redirected: list[tuple[str, str]] = field(default_factory=list)
 
 
+# The bytes of a media file in each row of media_parts (the last may be shorter): what the site sends at once. The
+# parts stored are cut at it; changing it takes a migration.
+MEDIA_PART = 256 * 1024
 _POST = "SELECT id, path, url, title, slug, published_at, draft, updated_at, kind FROM posts"
 _COMPARED = "SELECT id, path, url, title, slug, published_at, draft, source, html, kind FROM posts"
 
@@ -184,25 +187,34 @@ def redirects(source: Connection | Statements) -> list[tuple[str, str]]:
 
 
 def put_media(target: Connection | Tx, path: str, content_type: str, data: bytes, now: float) -> bool:
-    """Keep DATA as the media file at PATH; False when it was there already, byte for byte."""
+    """Keep DATA as the media file at PATH, in parts of MEDIA_PART bytes; False when it was there already, byte
+    for byte."""
     tx = tx_of(target)
     digest = hashlib.sha256(data).hexdigest()
     if tx.run("SELECT 1 FROM media WHERE path = ? AND digest = ? AND content_type = ?", (path, digest, content_type)):
         return False
     tx.run(
-        "INSERT INTO media (path, content_type, digest, data, updated_at) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO media (path, content_type, digest, size, updated_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (path) DO UPDATE SET content_type = excluded.content_type, digest = excluded.digest,"
-        " data = excluded.data, updated_at = excluded.updated_at",
-        (path, content_type, digest, data, now),
+        " size = excluded.size, updated_at = excluded.updated_at",
+        (path, content_type, digest, len(data), now),
     )
+    tx.run("DELETE FROM media_parts WHERE path = ?", (path,))
+    view = memoryview(data)
+    for n, at in enumerate(range(0, len(data), MEDIA_PART)):  # one part at a time: no second copy of a video
+        tx.run("INSERT INTO media_parts (path, n, data) VALUES (?, ?, ?)", (path, n, bytes(view[at : at + MEDIA_PART])))
     changed(tx)
     return True
 
 
 def media_at(source: Connection | Statements, path: str) -> tuple[str, bytes] | None:
     """The media file at PATH: its content type and bytes."""
-    rows = statements_of(source).run("SELECT content_type, data FROM media WHERE path = ?", (path,))
-    return (str(rows[0][0]), bytes(rows[0][1])) if rows else None
+    statements = statements_of(source)
+    rows = statements.run("SELECT content_type FROM media WHERE path = ?", (path,))
+    if not rows:
+        return None
+    parts = statements.run("SELECT data FROM media_parts WHERE path = ? ORDER BY n", (path,))
+    return str(rows[0][0]), b"".join(bytes(part[0]) for part in parts)
 
 
 def current_version(source: Connection | Statements) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -386,8 +387,19 @@ media = Table(
     Column("path", String(1024), primary_key=True),  # relative to the directory imported, as a post's
     Column("content_type", String(255), nullable=False),
     Column("digest", String(64), nullable=False),  # SHA-256, hex: an import again rewrites only what changed
-    Column("data", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False, server_default="0"),  # bytes, all parts together
     Column("updated_at", Float, nullable=False),
+)
+
+# A media file's bytes in parts of 256 KiB (store/blog.py MEDIA_PART), numbered N from 0: SQLite reads a whole
+# value before substr() cuts it, so a video's part is read by its number, and a Range reads only what it covers.
+media_parts = Table(
+    "media_parts",
+    metadata,
+    Column("path", String(1024), nullable=False),  # media.path; no foreign key: see migration 0020
+    Column("n", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("path", "n"),
 )
 
 # Readers' comments. BODY is what the reader wrote (a small Markdown subset), HTML its rendering sanitized by

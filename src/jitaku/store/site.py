@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jitaku.store.blog import MEDIA_PART
 from jitaku.store.statements import Statements
 
 POST = "post"
@@ -105,12 +106,19 @@ def between(statements: Statements, start: float, end: float, offset: int, limit
 
 def media(statements: Statements, path: str) -> Media | None:
     """The file at PATH under /media/, without its bytes."""
-    rows = statements.run("SELECT content_type, digest, length(data) FROM media WHERE path = ?", (path,))
+    rows = statements.run("SELECT content_type, digest, size FROM media WHERE path = ?", (path,))
     return Media(str(rows[0][0]), str(rows[0][1]), int(str(rows[0][2]))) if rows else None
 
 
 def media_part(statements: Statements, path: str, offset: int, length: int) -> bytes:
-    """LENGTH bytes of the file at PATH from OFFSET (0 first): SQL's substr, so that a part of a large video is
-    read without the rest (SQLite and PostgreSQL alike count a blob's bytes from 1)."""
-    rows = statements.run("SELECT substr(data, ?, ?) FROM media WHERE path = ?", (offset + 1, length, path))
-    return bytes(rows[0][0]) if rows else b""
+    """LENGTH bytes of the file at PATH from OFFSET (0 first), in one query of the stored parts they cover and no
+    others: a second of a 500 MB video reads its own megabyte, not the file (web/page_cache.py asks for one part
+    at a time; a small file is read whole, all its parts at once)."""
+    if length <= 0:
+        return b""
+    first, last = offset // MEDIA_PART, (offset + length - 1) // MEDIA_PART
+    rows = statements.run(
+        "SELECT data FROM media_parts WHERE path = ? AND n >= ? AND n <= ? ORDER BY n", (path, first, last)
+    )
+    start = offset - first * MEDIA_PART
+    return b"".join(bytes(row[0]) for row in rows)[start : start + length]

@@ -9,6 +9,7 @@ by the idle daemon.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -213,12 +214,13 @@ class _Served:
         self._render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        generation = self._cache.generation  # read before the queries: a page drawn across a change is not kept
-        page = await self._render(scope)
-        if page is None:
-            page = Page.of(404, TEXT, b"No such tag.\n")
-        else:
-            self._cache.put(scope["path"], page, generation)
+        """Feed readers that miss one feed together wait for one build of it (PageCache.drawn)."""
+
+        async def draw() -> tuple[Page, bool]:
+            page = await self._render(scope)
+            return (Page.of(404, TEXT, b"No such tag.\n"), False) if page is None else (page, True)
+
+        page = await self._cache.drawn(scope["path"], draw)
         await page.send(scope, send)
 
 
@@ -227,12 +229,14 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
     pages, and dropped with them when the blog changes."""
     site = SiteInfo.of(settings)
 
-    async def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Page | None:
+    # Each feed and the sitemap is read and built (XML, gzip) in a thread, as the site's media are: the sitemap
+    # reads every post, and after each comment every feed reader's poll builds its feed again.
+    def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Page | None:
         if tag is None:
-            found = await database.query(lambda s: site_store.newest(s, 0, FEED_SIZE))
+            found = database.query_now(lambda s: site_store.newest(s, 0, FEED_SIZE))
             title, alternate, base = site.title, site.url("/"), "/feed"
         else:
-            found = await database.query(lambda s: site_store.tagged(s, tag, 0, FEED_SIZE))
+            found = database.query_now(lambda s: site_store.tagged(s, tag, 0, FEED_SIZE))
             if not found:
                 return None  # a tag no published post has
             title, alternate, base = f"{tag} | {site.title}", site.url(tag_path(tag)), f"{tag_path(tag)}feed"
@@ -241,15 +245,15 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
             return Page.of(200, ATOM, atom(site, title, site.url(f"{base}.atom"), alternate, entries))
         return Page.of(200, RSS, rss(site, title, site.url(f"{base}.rss"), alternate, entries))
 
-    async def comments_feed(_: Scope) -> Page:
-        found = await database.query(lambda s: feed_store.newest_comments(s, FEED_SIZE))
+    def comments_feed() -> Page:
+        found = database.query_now(lambda s: feed_store.newest_comments(s, FEED_SIZE))
         name = _COMMENTS_TITLE.get(site.words, _COMMENTS_TITLE["en"])
         entries = comment_entries(site, found)
         feed = atom(site, f"{name} | {site.title}", site.url("/comments/feed.atom"), site.url("/"), entries)
         return Page.of(200, ATOM, feed)
 
-    async def sitemap_xml(_: Scope) -> Page:
-        return Page.of(200, XML, sitemap(site, await database.query(feed_store.published)))
+    def sitemap_xml() -> Page:
+        return Page.of(200, XML, sitemap(site, database.query_now(feed_store.published)))
 
     async def robots_txt(_: Scope) -> Page:
         return Page.of(200, TEXT, robots(site))
@@ -261,12 +265,15 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
     def route(path: str, render: Callable[[Scope], Awaitable[Page | None]]) -> Route:
         return Route(path, _Served(cache, render), methods=["GET"])
 
+    def built(build: Callable[[], Page | None]) -> Awaitable[Page | None]:
+        return asyncio.to_thread(build)
+
     return [
-        route("/feed.atom", lambda _: posts_feed(None, "atom")),
-        route("/feed.rss", lambda _: posts_feed(None, "rss")),
-        route("/tags/{tag}/feed.atom", lambda scope: posts_feed(tag_of(scope), "atom")),
-        route("/tags/{tag}/feed.rss", lambda scope: posts_feed(tag_of(scope), "rss")),
-        route("/comments/feed.atom", comments_feed),
-        route("/sitemap.xml", sitemap_xml),
+        route("/feed.atom", lambda _: built(lambda: posts_feed(None, "atom"))),
+        route("/feed.rss", lambda _: built(lambda: posts_feed(None, "rss"))),
+        route("/tags/{tag}/feed.atom", lambda scope: built(lambda: posts_feed(tag_of(scope), "atom"))),
+        route("/tags/{tag}/feed.rss", lambda scope: built(lambda: posts_feed(tag_of(scope), "rss"))),
+        route("/comments/feed.atom", lambda _: built(comments_feed)),
+        route("/sitemap.xml", lambda _: built(sitemap_xml)),
         route("/robots.txt", robots_txt),
     ]

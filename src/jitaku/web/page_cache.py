@@ -5,10 +5,12 @@ The pages are dropped together when the blog changes: `blog_version` (store/blog
 once a second, on the next request, so that a `jitaku blog import` reaches the running site within 2 s; a
 write the daemon makes itself (a comment) calls invalidate() and is seen at once. FastPages answers a cached
 GET or HEAD in front of Starlette, its routing and its middlewares, with the security headers of web/headers.py.
+A page missed by many readers at once is drawn once (PageCache.drawn), the others waiting for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import time
@@ -33,7 +35,7 @@ _GZIP = (b"content-encoding", b"gzip")
 _ASKED = (b"accept-encoding", b"if-none-match", b"range", b"if-range")
 PerResponse = Callable[[Scope], list[tuple[bytes, bytes]]]
 Reader = Callable[[int, int], Awaitable[bytes]]  # (offset, length): a part of a body too large to keep
-CHUNK = 256 * 1024  # what a Reader is asked for at once
+CHUNK = blog.MEDIA_PART  # what a Reader is asked for at once, from a multiple of it on: one stored part
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,12 @@ class Page:
             whole = b"" if scope["method"] == "HEAD" or status == 416 else body[start : end + 1]
             await send({"type": "http.response.body", "body": whole})
             return
-        for offset in range(start, end + 1, CHUNK):
-            data = await self.reader(offset, min(CHUNK, end + 1 - offset))
-            await send({"type": "http.response.body", "body": data, "more_body": offset + CHUNK <= end})
+        offset = start
+        while offset <= end:  # a Range from the middle of a part reads to its end first, then part by part
+            stop = min((offset // CHUNK + 1) * CHUNK, end + 1)
+            data = await self.reader(offset, stop - offset)
+            await send({"type": "http.response.body", "body": data, "more_body": stop <= end})
+            offset = stop
         if start > end:
             await send({"type": "http.response.body", "body": b""})
 
@@ -180,6 +185,7 @@ class PageCache:
         self._version: int | None = None
         self._checked = float("-inf")
         self.generation = 0  # moves each time the pages are dropped: a page drawn before is not kept
+        self._flights: dict[str, asyncio.Future[Page]] = {}  # the pages being drawn, by path
 
     async def check(self) -> None:
         """Drop the pages if the blog changed since the last look, at most once every CHECK_EVERY s."""
@@ -205,6 +211,36 @@ class PageCache:
             self._pages.move_to_end(path)
         return page
 
+    async def drawn(self, path: str, draw: Callable[[], Awaitable[tuple[Page, bool]]]) -> Page:
+        """The page at PATH, drawn by DRAW (the page, and whether to keep it) unless it is being drawn already:
+        after a comment drops every page, fifty readers of the home page wait for one drawing of it, not fifty on
+        the event loop. A DRAW that fails fails for each of them and is not kept; the next miss draws again."""
+        while (flight := self._flights.get(path)) is not None:
+            await asyncio.wait((flight,))
+            if not flight.cancelled():  # the drawer's request was cancelled: this one draws
+                return flight.result()
+        if (page := self.get(path)) is not None:  # drawn and kept since FastPages missed it
+            return page
+        generation = self.generation
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[path] = flight
+        try:
+            page, keep = await draw()
+        except Exception as error:
+            flight.set_exception(error)
+            flight.exception()  # retrieved: a failure no other reader waited for is not logged twice
+            raise
+        except BaseException:
+            flight.cancel()
+            raise
+        finally:
+            if self._flights.get(path) is flight:
+                del self._flights[path]
+        if keep:
+            self.put(path, page, generation)
+        flight.set_result(page)
+        return page
+
     def put(self, path: str, page: Page, generation: int) -> None:
         """Keep PAGE, drawn when the pages were at GENERATION, unless they were dropped since."""
         if generation != self.generation or page.size > self._max_bytes // 8:
@@ -222,6 +258,7 @@ class PageCache:
         self._pages.clear()
         self._bytes = 0
         self.generation += 1
+        self._flights.clear()  # a page being drawn may be from before: the next reader draws it anew
 
 
 class FastPages:

@@ -106,10 +106,17 @@ class Site:
         return [Route("/{path:path}", self)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI, so that Starlette's Route hands over the request as it came (and Page.send answers it)."""
+        """ASGI, so that Starlette's Route hands over the request as it came (and Page.send answers it). Readers
+        who miss one page together wait for one drawing of it (PageCache.drawn)."""
         path = unicodedata.normalize("NFC", scope["path"])
-        generation = self._cache.generation  # before the queries: a page drawn across a change is not kept
-        read = scope["method"] in ("GET", "HEAD")
+        if scope["method"] in ("GET", "HEAD"):
+            page = await self._cache.drawn(path, lambda: self._answer(path, read=True))
+        else:
+            page, _ = await self._answer(path, read=False)
+        await page.send(scope, send)
+
+    async def _answer(self, path: str, read: bool) -> tuple[Page, bool]:
+        """The page at PATH, or what a request that does not READ gets (405, or 404), and whether to keep it."""
         if path.startswith("/media/"):
             name = path.removeprefix("/media/")
             found = (
@@ -118,22 +125,16 @@ class Site:
                 else None
             )
             if not read:
-                page, keep = (NOT_FOUND if found is None else NOT_ALLOWED), False
-            elif found is None:
-                page, keep = self._not_found(path), False
-            else:
-                page, keep = await self._media(name, found), found.size <= LARGE_MEDIA
-        else:
-            draw = await self._find(path)
-            if not read:
-                page, keep = (NOT_FOUND if draw is None else NOT_ALLOWED), False
-            elif draw is None:
-                page, keep = self._not_found(path), False  # not kept: any path may be asked for
-            else:
-                page, keep = await draw(), True
-        if keep:
-            self._cache.put(path, page, generation)
-        await page.send(scope, send)
+                return (NOT_FOUND if found is None else NOT_ALLOWED), False
+            if found is None:
+                return self._not_found(path), False
+            return await self._media(name, found), found.size <= LARGE_MEDIA
+        draw = await self._find(path)
+        if not read:
+            return (NOT_FOUND if draw is None else NOT_ALLOWED), False
+        if draw is None:
+            return self._not_found(path), False  # not kept: any path may be asked for
+        return await draw(), True
 
     async def _find(self, path: str) -> Draw | None:
         """What draws the page at PATH, found with the queries that say whether there is one; None: there is
