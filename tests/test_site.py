@@ -390,3 +390,33 @@ def test_every_page_has_one_main_heading_and_no_list_inside_a_paragraph(client: 
     text = client.get(path).text
     assert text.count("<h1") == 1, path
     assert not re.search(r"<p[^>]*>(?:(?!</p>).)*<ul", text, re.S), path
+
+
+def test_no_redirect_of_the_site_leads_to_another_site(
+    database: Database, settings: Settings, client: TestClient
+) -> None:
+    """A browser reads a Location of `//evil.example/` as another site: every 301 the site makes stays on it,
+    whatever path was asked for and whatever an old URL's row says."""
+    with database.transaction() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO redirects (old_path, new_path, created_at) VALUES ('/old/', '//evil.example/x/', 0)"
+        )
+        connection.exec_driver_sql("UPDATE posts SET url = '///evil.example/夏/' WHERE title = '夏'")
+    site = "https://blog.example.test"
+    cases = {
+        "//evil.example/e%CC%81": "/evil.example/%C3%A9",  # not NFC: 301 to its NFC spelling
+        "///evil.example/e%CC%81?a=1": "/evil.example/%C3%A9?a=1",
+        "/old/": "/evil.example/x/",  # the redirects table
+        "///evil.example/%E5%A4%8F": "/evil.example/%E5%A4%8F/",  # a post's URL without its last slash
+    }
+    for path, location in cases.items():
+        moved = client.get(site + path, follow_redirects=False)
+        assert (moved.status_code, moved.headers["location"]) == (301, location), path
+    assert client.get(site + "/page/1/", follow_redirects=False).headers["location"] == "/"
+
+
+def test_a_month_is_at_one_url_in_ascii_digits_only(client: TestClient) -> None:
+    assert client.get("/2024/05/").status_code == 200
+    assert client.get("/٢٠٢٤/٠٥/").status_code == 404  # Arabic-Indic digits: no second URL of the archive
+    assert client.get("/٢٠٢٤/٠٥/page/2/").status_code == 404
+    assert client.get("/page/٢/").status_code == 404

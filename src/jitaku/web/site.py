@@ -46,9 +46,9 @@ TEXT = "text/plain; charset=utf-8"
 NOT_ALLOWED = Page.of(405, TEXT, b"Method not allowed\n", headers=(("allow", "GET, HEAD"),))
 NOT_FOUND = Page.of(404, TEXT, b"Not found\n")
 Draw = Callable[[], Awaitable[Page]]
-_MONTH = re.compile(r"/(\d{4})/(\d{2})/")
+_MONTH = re.compile(r"/([0-9]{4})/([0-9]{2})/")  # [0-9], not \d: /٢٠٢٤/٠٥/ is no second URL of a month
 # The later pages of a listing: the home page's, a tag's, a month's
-_OLDER = re.compile(r"(/|/tags/[^/]+/|/\d{4}/\d{2}/)page/(\d{1,6})/")
+_OLDER = re.compile(r"(/|/tags/[^/]+/|/[0-9]{4}/[0-9]{2}/)page/([0-9]{1,6})/")
 _TAG = re.compile(r"/tags/([^/]+)/")
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
