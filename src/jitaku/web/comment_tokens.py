@@ -87,6 +87,6 @@ class CommentTokens:
 
 
 def _same(sent: str, signature: str) -> bool:
-    """Whether SENT is SIGNATURE, in constant time; as bytes, as compare_digest refuses a str that is not ASCII
-    (a cookie or a query holding "é" would be a 500)."""
-    return hmac.compare_digest(sent.encode(), signature.encode())
+    """Whether SENT is SIGNATURE (ASCII), in constant time; compare_digest raises on a str that is not ASCII (a
+    cookie or a query holding "é" would be a 500)."""
+    return sent.isascii() and hmac.compare_digest(sent, signature)
