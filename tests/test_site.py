@@ -20,9 +20,11 @@ from jitaku.config import Settings
 from jitaku.store import Database, blog
 from jitaku.store import site as site_store
 from jitaku.store.statements import Statements
+from jitaku.web import comment_words
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, Page, PageCache
 from jitaku.web.site import Site
+from jitaku.web.site_info import SiteInfo
 
 TAG = "自宅サーバー"
 TAG_PATH = "/tags/%E8%87%AA%E5%AE%85%E3%82%B5%E3%83%BC%E3%83%90%E3%83%BC/"
@@ -420,3 +422,13 @@ def test_a_month_is_at_one_url_in_ascii_digits_only(client: TestClient) -> None:
     assert client.get("/٢٠٢٤/٠٥/").status_code == 404  # Arabic-Indic digits: no second URL of the archive
     assert client.get("/٢٠٢٤/٠٥/page/2/").status_code == 404
     assert client.get("/page/٢/").status_code == 404
+
+
+def test_a_posts_date_and_a_comments_are_told_one_way_in_the_blogs_time_zone(settings: Settings) -> None:
+    """The pages and the comments under them share SiteInfo's dates: 2024-04-30 15:30 UTC is May 1 in Tokyo."""
+    info = SiteInfo.of(settings)
+    instant = 1714491000.0
+    assert info.day(instant) == "2024-05-01"
+    assert info.day(instant, minutes=True) == "2024-05-01 00:30"
+    assert info.iso(instant) == "2024-05-01T00:30:00+09:00"
+    assert comment_words.alone("heading", "ja-JP") == "コメント" and comment_words.alone("heading", "fr") == "Comments"

@@ -174,14 +174,13 @@ class Comments:
         """What templates/site/comments.html needs: a post page includes it with this context."""
 
         def shown(comment: Comment) -> dict[str, Any]:
-            when = self._site.when(comment.created_at).astimezone(self._site.zone)
             return {
                 "id": comment.id,
                 "author": comment.author,
                 "url": comment.url,
                 "html": comment.html,
-                "iso": when.isoformat(timespec="seconds"),
-                "date": when.strftime("%Y-%m-%d %H:%M"),
+                "iso": self._site.iso(comment.created_at),
+                "date": self._site.day(comment.created_at, minutes=True),
                 "replies": [shown(reply) for reply in comment.replies],
             }
 
