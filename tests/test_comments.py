@@ -26,7 +26,7 @@ from jitaku.store import Database, accounts, blog, comments
 from jitaku.store.blog import NewPost
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.comment_mail import CommentMail
-from jitaku.web.comment_tokens import COOKIE, CommentTokens
+from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
 from jitaku.web.comments import Comments, status_for
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
@@ -193,6 +193,38 @@ def test_the_token_cookie_is_http_only_same_site_strict_and_signed() -> None:
     value = cookie.partition("=")[2].partition(";")[0]
     assert tokens.nonce(value, time.time() + 3)
     assert CommentTokens("x" * 64).link_valid(1, "approve", str(int(time.time()) + 60), "sig", time.time()) is False
+
+
+def test_the_least_age_of_a_token_is_what_it_says_not_up_to_a_second_more() -> None:
+    tokens = CommentTokens(SECRET)
+    issued = 1000.9  # kept as 1000 in whole seconds, this token would pass at 1002.0
+    token = tokens.issue(issued)
+    with pytest.raises(TokenRefused) as refused:
+        tokens.nonce(token, issued + 1.5)
+    assert refused.value.key == "fast_token"
+    assert tokens.nonce(token, issued + 2.0)
+
+
+def test_what_a_stranger_sends_gets_a_refusal_never_a_500(database: Database) -> None:
+    """compare_digest raises on a str that is not ASCII, int() on "²" that str.isdigit() takes: each of these
+    was a 500."""
+    site = Site(database)
+    issued = str(int((time.time() - 10) * 1000))
+
+    async def with_cookie(cookie: str) -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=site.app), base_url=SITE) as browser:
+            headers = {"cookie": f"{COOKIE}={cookie}".encode()}  # as a browser sends it: UTF-8
+            return await browser.post(f"/comments/{site.post_id()}", data=FORM, headers=headers)
+
+    for cookie in (f"{issued}.nonce.é", f"²{issued}.nonce.sig", "é"):
+        assert asyncio.run(with_cookie(cookie)).status_code == 403, cookie
+    for form in ({**FORM, "parent": "²"}, {**FORM, "parent": "1" * 30}, {**FORM, "url": "http://[::1/"}):
+        assert site.post(form).status_code == 400, form
+    assert 'name="parent"' not in site.get(f"/comments/{site.post_id()}?reply=%C2%B2").text
+    until = int(time.time()) + 60
+    for query in ("until=%C2%B2&sig=x", f"until={until}&sig=%C3%A9"):
+        assert site.get(f"/comments/1/approve?{query}", "POST").status_code == 403, query
+    assert site.stored() == []
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,6 @@ for an id that is no comment."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +12,10 @@ import pytest
 
 from jitaku.store import Database, blog, comments
 from jitaku.store.comments import NewComment
+from tests.test_blog_cli import jitaku
+from tests.test_web_cli import version
 
 POST = "---\ntitle: 自宅サーバー\ndate: 2024-05-01\nslug: jitaku\n---\n本文\n"
-
-
-def jitaku(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jitaku", *args, "--dir", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 @pytest.fixture
@@ -55,14 +44,6 @@ def listed(data: Path, *options: str) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     found: list[dict[str, Any]] = json.loads(result.stdout)
     return found
-
-
-def version(data: Path) -> int:
-    database = Database(f"sqlite:///{data / 'jitaku.db'}")
-    try:
-        return database.read_now(blog.current_version)
-    finally:
-        database.close()
 
 
 def test_comments_as_json_have_the_contract_s_keys(data: Path) -> None:

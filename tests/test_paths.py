@@ -18,6 +18,13 @@ def test_a_path_is_quoted_once_as_utf8_and_keeps_what_a_path_may_hold() -> None:
     assert absolute("https://blog.example.test", "/日記/") == "https://blog.example.test/%E6%97%A5%E8%A8%98/"
 
 
+def test_a_path_never_names_another_site() -> None:
+    """`//evil.example/` in a Location is another site to a browser: leading slashes are one."""
+    assert path_url("//evil.example/x/") == "/evil.example/x/"
+    assert path_url("////evil.example") == "/evil.example"
+    assert path_url("/a//b/") == "/a//b/"  # only the leading run: the rest of a path is as it was
+
+
 def test_a_posts_link_to_its_photo_is_quoted_as_the_site_quotes_paths(tmp_path: Path) -> None:
     (tmp_path / "2024").mkdir()
     (tmp_path / "2024" / "ラック (1).jpg").write_bytes(b"\xff\xd8")

@@ -22,9 +22,11 @@ from jitaku.config import Settings
 from jitaku.store import Database, blog
 from jitaku.store import site as site_store
 from jitaku.store.statements import Statements
+from jitaku.web import comment_words
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, Page, PageCache
 from jitaku.web.site import Site
+from jitaku.web.site_info import SiteInfo
 
 TAG = "自宅サーバー"
 TAG_PATH = "/tags/%E8%87%AA%E5%AE%85%E3%82%B5%E3%83%BC%E3%83%90%E3%83%BC/"
@@ -443,3 +445,43 @@ def test_every_page_has_one_main_heading_and_no_list_inside_a_paragraph(client: 
     text = client.get(path).text
     assert text.count("<h1") == 1, path
     assert not re.search(r"<p[^>]*>(?:(?!</p>).)*<ul", text, re.S), path
+
+
+def test_no_redirect_of_the_site_leads_to_another_site(
+    database: Database, settings: Settings, client: TestClient
+) -> None:
+    """A browser reads a Location of `//evil.example/` as another site: every 301 the site makes stays on it,
+    whatever path was asked for and whatever an old URL's row says."""
+    with database.transaction() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO redirects (old_path, new_path, created_at) VALUES ('/old/', '//evil.example/x/', 0)"
+        )
+        connection.exec_driver_sql("UPDATE posts SET url = '///evil.example/夏/' WHERE title = '夏'")
+    site = "https://blog.example.test"
+    cases = {
+        "//evil.example/e%CC%81": "/evil.example/%C3%A9",  # not NFC: 301 to its NFC spelling
+        "///evil.example/e%CC%81?a=1": "/evil.example/%C3%A9?a=1",
+        "/old/": "/evil.example/x/",  # the redirects table
+        "///evil.example/%E5%A4%8F": "/evil.example/%E5%A4%8F/",  # a post's URL without its last slash
+    }
+    for path, location in cases.items():
+        moved = client.get(site + path, follow_redirects=False)
+        assert (moved.status_code, moved.headers["location"]) == (301, location), path
+    assert client.get(site + "/page/1/", follow_redirects=False).headers["location"] == "/"
+
+
+def test_a_month_is_at_one_url_in_ascii_digits_only(client: TestClient) -> None:
+    assert client.get("/2024/05/").status_code == 200
+    assert client.get("/٢٠٢٤/٠٥/").status_code == 404  # Arabic-Indic digits: no second URL of the archive
+    assert client.get("/٢٠٢٤/٠٥/page/2/").status_code == 404
+    assert client.get("/page/٢/").status_code == 404
+
+
+def test_a_posts_date_and_a_comments_are_told_one_way_in_the_blogs_time_zone(settings: Settings) -> None:
+    """The pages and the comments under them share SiteInfo's dates: 2024-04-30 15:30 UTC is May 1 in Tokyo."""
+    info = SiteInfo.of(settings)
+    instant = 1714491000.0
+    assert info.day(instant) == "2024-05-01"
+    assert info.day(instant, minutes=True) == "2024-05-01 00:30"
+    assert info.iso(instant) == "2024-05-01T00:30:00+09:00"
+    assert comment_words.alone("heading", "ja-JP") == "コメント" and comment_words.alone("heading", "fr") == "Comments"

@@ -137,3 +137,18 @@ def test_the_session_cookie_is_secure_over_https(network_namespace, jitaku_facto
         assert client.get("/api/health").status_code == 200
     with httpx.Client(base_url=base(server)) as client:
         assert "secure" not in submit(client, "/login", ADMIN).headers["set-cookie"].lower()
+
+
+def test_no_redirect_leads_to_another_site(guarded: Jitaku) -> None:
+    """A Location a browser reads as another site (`//evil.example`, `/\\evil.example`) would make this one a
+    springboard for phishing: the login's `next`, the old /health and a path not in NFC all stay here."""
+    with httpx.Client(base_url=base(guarded)) as client:
+        for target in ("//evil.example/", "/\\evil.example/", "/\t/evil.example/", "https://evil.example/"):
+            answer = submit(client, "/login", ADMIN | {"next": target})
+            location = answer.headers["location"]
+            assert answer.status_code == 303 and location.startswith("/") and location[1] not in "/\\\t", target
+        moved = client.get("/health?range=7d&x=//evil.example")
+        assert moved.status_code == 301 and moved.headers["location"].startswith("/admin/health?range=7d")
+        assert client.get("/admin/health?x=1").status_code == 200
+    moved = httpx.get(base(guarded) + "//evil.example/e%CC%81")
+    assert moved.status_code == 301 and moved.headers["location"] == "/evil.example/%C3%A9"

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from jitaku.blog import markdown, permalink
 from jitaku.blog.paths import path_url
 from jitaku.blog.source import SourceError, parse
+from jitaku.store import site
 from jitaku.store.blog import NewPost
 
 SUFFIXES = (".md", ".markdown")
@@ -73,7 +74,7 @@ def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[N
                 html=markdown.render(source.body, _media_links(source.path, media)),
                 tags=source.tags,
                 aliases=source.aliases,
-                kind="page" if page else "post",
+                kind=site.PAGE if page else site.POST,
             )
         )
     return found

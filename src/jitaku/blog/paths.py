@@ -8,16 +8,19 @@ decoded; they are percent-encoded only here, once, when they become an href, a L
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 # What a path leaves as it is besides letters and digits: RFC 3986's pchar and "/"; anything else (Japanese,
 # a space, "%", "?", "#") is sent as UTF-8 %XX
 SAFE = "/-._~!$&'()*+,;=:@"
+_LEADING_SLASHES = re.compile(r"^/{2,}")
 
 
 def path_url(path: str) -> str:
-    """PATH (Unicode text) as it goes in an href or a Location header."""
-    return quote(path, safe=SAFE)
+    """PATH (Unicode text) as it goes in an href or a Location header. A run of leading slashes is one: a
+    browser reads `//evil.example/` as another site, so no link or redirect made here can leave this one."""
+    return quote(_LEADING_SLASHES.sub("/", path), safe=SAFE)
 
 
 def tag_path(tag: str) -> str:

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 PENDING, PUBLISHED, SPAM = "pending", "published", "spam"
-STATUSES = (PENDING, PUBLISHED, SPAM)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ and the list pages were spooled to the temp dir without limit, 2 GB held): a bod
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import FormData, Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -15,6 +17,7 @@ FORM_FIELDS = 16
 FORM_FIELD_BYTES = 16384
 FORM_KEY = "jitaku.form"  # in the scope: the form csrf.Protect read and checked, so the body is parsed once
 DROP_AT_MOST = 1 << 20  # bytes of a refused body read and dropped so that the client hears the 413
+_LENGTH = re.compile(r"[0-9]{1,18}")
 
 
 class _TooLarge(Exception):
@@ -37,7 +40,7 @@ class BodyLimit:
             await self._app(scope, receive, send)
             return
         announced = Headers(scope=scope).get("content-length", "0")
-        if not announced.isdigit():
+        if not _LENGTH.fullmatch(announced):  # not isdigit(), which takes "²"
             await self._refuse(scope, receive, send, drop=0)
             return
         if int(announced) > self._max_bytes:

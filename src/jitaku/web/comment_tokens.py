@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 from jitaku.web.comment_words import ENGLISH
@@ -23,6 +24,8 @@ MAX_SECONDS = 86400.0
 LINK_SECONDS = 14 * 86400  # how long the approve and spam links of a notification work
 _FORM = b"comment-form\0"
 _MODERATE = b"comment-moderate\0"
+# ASCII digits, few enough for SQLite's integer: str.isdigit() takes "²", which int() refuses
+_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 class TokenRefused(Exception):
@@ -45,8 +48,9 @@ class CommentTokens:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def issue(self, now: float) -> str:
-        """A new token: issued NOW, with a nonce of its own."""
-        text = f"{int(now)}.{secrets.token_urlsafe(16)}"
+        """A new token: issued NOW (in milliseconds, so that MIN_SECONDS is the least age, not up to a second
+        more), with a nonce of its own."""
+        text = f"{int(now * 1000)}.{secrets.token_urlsafe(16)}"
         return f"{text}.{self._sign(_FORM, text)}"
 
     def cookie(self, now: float, secure: bool = False) -> str:
@@ -62,9 +66,9 @@ class CommentTokens:
         issued, _, rest = token.partition(".")
         nonce, _, signature = rest.partition(".")
         text = f"{issued}.{nonce}"
-        if not (issued.isdigit() and nonce and hmac.compare_digest(signature, self._sign(_FORM, text))):
+        if not (_NUMBER.fullmatch(issued) and nonce and _same(signature, self._sign(_FORM, text))):
             raise TokenRefused("bad_token")
-        age = now - int(issued)
+        age = now - int(issued) / 1000
         if age > MAX_SECONDS:
             raise TokenRefused("old_token")
         if age < MIN_SECONDS:
@@ -77,6 +81,12 @@ class CommentTokens:
         return f"until={until}&sig={self._sign(_MODERATE, f'{comment_id}.{action}.{until}')}"
 
     def link_valid(self, comment_id: int, action: str, until: str, signature: str, now: float) -> bool:
-        if not until.isdigit() or int(until) < now:
+        if not _NUMBER.fullmatch(until) or int(until) < now:
             return False
-        return hmac.compare_digest(signature, self._sign(_MODERATE, f"{comment_id}.{action}.{until}"))
+        return _same(signature, self._sign(_MODERATE, f"{comment_id}.{action}.{until}"))
+
+
+def _same(sent: str, signature: str) -> bool:
+    """Whether SENT is SIGNATURE (ASCII), in constant time; compare_digest raises on a str that is not ASCII (a
+    cookie or a query holding "é" would be a 500)."""
+    return sent.isascii() and hmac.compare_digest(sent, signature)

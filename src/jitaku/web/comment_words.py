@@ -119,6 +119,13 @@ WORDS = {
 ENGLISH = WORDS["en"]
 
 
+def alone(key: str, language: str) -> str:
+    """KEY's text in LANGUAGE only, without the English beside it: a feed's title, which names the site's
+    language to the reader's app."""
+    ja, en = _TEXT[key]
+    return ja if language.split("-")[0].lower() == "ja" else en
+
+
 def words(language: str) -> dict[str, str]:
     """The table for LANGUAGE, a `[blog] language` tag such as "ja" or "en-GB"."""
     return WORDS.get(language.split("-")[0].lower(), ENGLISH)

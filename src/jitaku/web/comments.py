@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ MAX_NAME = 200
 MAX_URL = 2048
 FIELDS = ("name", "email", "url", "body", "parent")
 ACTIONS = {"approve": PUBLISHED, "spam": SPAM}
+# ASCII digits, few enough for SQLite's integer: str.isdigit() takes "²", which int() refuses
+_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 class Refused(Exception):
@@ -103,8 +106,12 @@ def checked_fields(fields: dict[str, str], max_bytes: int) -> dict[str, str]:
     if addresses.parse(email) is None:
         raise Refused(400, "bad_email")
     if url:
-        parts = urlsplit(url)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname or len(url) > MAX_URL:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:  # "http://[", or a host that NFKC makes hold "/" or "@"
+            raise Refused(400, "bad_url") from None
+        if parts.scheme.lower() not in ("http", "https") or not host or len(url) > MAX_URL:
             raise Refused(400, "bad_url")
         if _has_control(url) or " " in url:
             raise Refused(400, "url_spaces")
@@ -114,7 +121,7 @@ def checked_fields(fields: dict[str, str], max_bytes: int) -> dict[str, str]:
         raise Refused(413, "too_large", limit=max_bytes)
     if _has_control(body, "\n\t"):
         raise Refused(400, "control")
-    if parent and not parent.isdigit():
+    if parent and not _NUMBER.fullmatch(parent):
         raise Refused(400, "no_parent")
     return {"name": name, "email": addresses.normalize(email), "url": url, "body": body, "parent": parent}
 
@@ -167,14 +174,13 @@ class Comments:
         """What templates/site/comments.html needs: a post page includes it with this context."""
 
         def shown(comment: Comment) -> dict[str, Any]:
-            when = self._site.when(comment.created_at).astimezone(self._site.zone)
             return {
                 "id": comment.id,
                 "author": comment.author,
                 "url": comment.url,
                 "html": comment.html,
-                "iso": when.isoformat(timespec="seconds"),
-                "date": when.strftime("%Y-%m-%d %H:%M"),
+                "iso": self._site.iso(comment.created_at),
+                "date": self._site.day(comment.created_at, minutes=True),
                 "replies": [shown(reply) for reply in comment.replies],
             }
 
@@ -213,12 +219,12 @@ class Comments:
         if post_url is None:
             return self._page(request, self._words["no_post"], 404, message=self._words["no_post_here"])
         reply = request.query_params.get("reply", "")
-        return await self._form_page(request, post_id, post_url, {"parent": reply if reply.isdigit() else ""})
+        return await self._form_page(request, post_id, post_url, {"parent": reply if _NUMBER.fullmatch(reply) else ""})
 
     async def _read_body(self, request: Request) -> bytes:
         """The request's body, read no further than max_request bytes; Refused (413) past that."""
         announced = request.headers.get("content-length")
-        if announced is not None and not announced.isdigit():
+        if announced is not None and not _NUMBER.fullmatch(announced):
             raise Refused(400, "bad_length")
         too_large = Refused(413, "too_large", limit=self._max_bytes)
         if announced is not None and int(announced) > self.max_request:

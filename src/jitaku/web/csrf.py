@@ -85,8 +85,15 @@ class Token:
         return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
 
     def matches(self, sent: object) -> bool:
+        """Whether SENT is the field this request's cookie makes. Ours is ASCII, and compare_digest raises on a
+        str that is not (a forged field of "é" would be a 500)."""
         value = self.cookie()
-        return value is not None and isinstance(sent, str) and hmac.compare_digest(self.signed(value), sent)
+        return (
+            value is not None
+            and isinstance(sent, str)
+            and sent.isascii()
+            and hmac.compare_digest(self.signed(value), sent)
+        )
 
 
 def field(request: Request) -> str:

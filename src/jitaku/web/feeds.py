@@ -25,7 +25,8 @@ from jitaku.config import Settings
 from jitaku.store import Database
 from jitaku.store import feeds as feed_store
 from jitaku.store import site as site_store
-from jitaku.web.page_cache import Page, PageCache
+from jitaku.web import comment_words
+from jitaku.web.page_cache import TEXT, Page, PageCache
 from jitaku.web.site_info import SiteInfo
 
 if TYPE_CHECKING:
@@ -36,14 +37,12 @@ FEED_SIZE = 20  # entries in each feed: the newest
 ATOM = "application/atom+xml; charset=utf-8"
 RSS = "application/rss+xml; charset=utf-8"
 XML = "application/xml; charset=utf-8"
-TEXT = "text/plain; charset=utf-8"
 
 _ATOM_NS = "http://www.w3.org/2005/Atom"
 _SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 _XML_NS = "{http://www.w3.org/XML/1998/namespace}"
 # XML 1.0 §2.2 allows no other control characters, nor these: a post's text with one would break the whole feed
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_COMMENTS_TITLE = {"ja": "コメント", "en": "Comments"}
 
 
 @dataclass(frozen=True)
@@ -247,7 +246,7 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
 
     def comments_feed() -> Page:
         found = database.query_now(lambda s: feed_store.newest_comments(s, FEED_SIZE))
-        name = _COMMENTS_TITLE.get(site.words, _COMMENTS_TITLE["en"])
+        name = comment_words.alone("heading", site.language)
         entries = comment_entries(site, found)
         feed = atom(site, f"{name} | {site.title}", site.url("/comments/feed.atom"), site.url("/"), entries)
         return Page.of(200, ATOM, feed)

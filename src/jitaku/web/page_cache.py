@@ -36,6 +36,7 @@ _ASKED = (b"accept-encoding", b"if-none-match", b"range", b"if-range")
 PerResponse = Callable[[Scope], list[tuple[bytes, bytes]]]
 Reader = Callable[[int, int], Awaitable[bytes]]  # (offset, length): a part of a body too large to keep
 CHUNK = blog.MEDIA_PART  # what a Reader is asked for at once, from a multiple of it on: one stored part
+TEXT = "text/plain; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -289,4 +290,4 @@ class FastPages:
 def _to_nfc(path: str, query: bytes) -> Page:
     """301 from PATH to its NFC spelling, the QUERY kept."""
     location = path_url(unicodedata.normalize("NFC", path)) + (f"?{query.decode('latin-1')}" if query else "")
-    return Page.of(301, "text/plain; charset=utf-8", b"", compress=False, headers=(("location", location),))
+    return Page.of(301, TEXT, b"", compress=False, headers=(("location", location),))

@@ -30,9 +30,9 @@ def protocol(limit: ConnectionLimit, header_timeout: float, idle_timeout: float)
     """The protocol class for uvicorn.Config(http=...)."""
 
     class Guarded(HttpToolsProtocol):
-        """The parser has no state to ask (h11's `their_state`), so its callbacks keep what is awaited of the
-        client: a head (from `_head_began`), the rest of a body (`_in_body`, since `_last_data`), or nothing
-        while the latest request's response is not complete."""
+        """The parser has no state to ask, so its callbacks keep what is awaited of the client: a head (from
+        `_head_began`), the rest of a body (`_in_body`, since `_last_data`), or nothing while the latest
+        request's response is not complete."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-_RANGE = re.compile(rb"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*")
+_RANGE = re.compile(rb"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*")
+_BEYOND = 10**18  # what a longer number stands for: past the end of any file (int() refuses 4,300 digits)
 UNSATISFIABLE: Literal["unsatisfiable"] = "unsatisfiable"
 
 
@@ -19,10 +20,16 @@ def byte_range(header: bytes, size: int) -> tuple[int, int] | Literal["unsatisfi
         return None
     first, last = found.group(1), found.group(2)
     if not first:  # bytes=-N: the last N bytes
-        suffix = int(last)
+        suffix = _number(last)
         return (max(size - suffix, 0), size - 1) if suffix and size else UNSATISFIABLE
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
-    if last and int(last) < start:
+    start = _number(first)
+    end = min(_number(last), size - 1) if last else size - 1
+    if last and _number(last) < start:
         return None  # invalid: ignored, as RFC 9110 §14.1.1 says
     return (start, end) if start < size else UNSATISFIABLE
+
+
+def _number(digits: bytes) -> int:
+    """DIGITS as a number, _BEYOND at most: a header may hold thousands of them."""
+    digits = digits.lstrip(b"0") or b"0"
+    return int(digits) if len(digits) < 19 else _BEYOND

@@ -27,7 +27,7 @@ from jitaku.config import Settings
 from jitaku.store import Database, blog, site
 from jitaku.store import comments as stored_comments
 from jitaku.web import stylesheet
-from jitaku.web.page_cache import Page, PageCache, PerResponse
+from jitaku.web.page_cache import TEXT, Page, PageCache, PerResponse
 from jitaku.web.site_info import SiteInfo
 from jitaku.web.templates import templates
 
@@ -37,18 +37,16 @@ if TYPE_CHECKING:
     from jitaku.web.comments import Comments
 
 HTML = "text/html; charset=utf-8"
-STYLESHEET = stylesheet.PATH
 MEDIA_CACHE = "public, max-age=86400"  # a day; a changed file is then seen by its ETag
 LARGE_MEDIA = 4 * 1024 * 1024  # a larger file is not kept: it is read part by part for each request
 DESCRIPTION_LENGTH = 120
-TEXT = "text/plain; charset=utf-8"
 # What a POST (or any method but GET and HEAD) gets: the site's pages are only read
 NOT_ALLOWED = Page.of(405, TEXT, b"Method not allowed\n", headers=(("allow", "GET, HEAD"),))
 NOT_FOUND = Page.of(404, TEXT, b"Not found\n")
 Draw = Callable[[], Awaitable[Page]]
-_MONTH = re.compile(r"/(\d{4})/(\d{2})/")
+_MONTH = re.compile(r"/([0-9]{4})/([0-9]{2})/")  # [0-9], not \d: /٢٠٢٤/٠٥/ is no second URL of a month
 # The later pages of a listing: the home page's, a tag's, a month's
-_OLDER = re.compile(r"(/|/tags/[^/]+/|/\d{4}/\d{2}/)page/(\d{1,6})/")
+_OLDER = re.compile(r"(/|/tags/[^/]+/|/[0-9]{4}/[0-9]{2}/)page/([0-9]{1,6})/")
 _TAG = re.compile(r"/tags/([^/]+)/")
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -250,7 +248,7 @@ class Site:
     @cached_property
     def _stylesheet(self) -> Page:
         """Read from the package once, with the first page that asks for it."""
-        return Page.of(200, "text/css; charset=utf-8", STYLESHEET.read_bytes(), MEDIA_CACHE)
+        return Page.of(200, "text/css; charset=utf-8", stylesheet.PATH.read_bytes(), MEDIA_CACHE)
 
     @cached_property
     def _site(self) -> dict[str, Any]:
@@ -262,7 +260,7 @@ class Site:
         """The pages' templates, with the filters they use; loaded with the first page drawn."""
         environment = templates().env.overlay()
         environment.filters.update(
-            link=path_url, tag_path=tag_path, month_path=self._info.month_path, day=self._day, iso=self._iso
+            link=path_url, tag_path=tag_path, month_path=self._info.month_path, day=self._info.day, iso=self._info.iso
         )
         return environment
 
@@ -277,11 +275,3 @@ class Site:
             .encode()
         )
         return Page.of(status, HTML, body, per_response=per_response)
-
-    def _day(self, timestamp: float) -> str:
-        """A post's date as its writer saw it, in the blog's time zone."""
-        return self._info.when(timestamp).strftime("%Y-%m-%d")
-
-    def _iso(self, timestamp: float) -> str:
-        """The same instant for <time datetime>, with its UTC offset."""
-        return self._info.when(timestamp).astimezone(self._info.zone).isoformat(timespec="seconds")

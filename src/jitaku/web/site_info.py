@@ -45,6 +45,15 @@ class SiteInfo:
         """TIMESTAMP in the blog's time zone: a post's date is the one its writer saw."""
         return datetime.fromtimestamp(timestamp, self.zone) if self.zone else datetime.fromtimestamp(timestamp)
 
+    def day(self, timestamp: float, minutes: bool = False) -> str:
+        """TIMESTAMP's date as its writer saw it, in the blog's time zone; with the time to the MINUTES (a
+        comment's)."""
+        return self.when(timestamp).strftime("%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d")
+
+    def iso(self, timestamp: float) -> str:
+        """The same instant for <time datetime>, with its UTC offset."""
+        return self.when(timestamp).astimezone(self.zone).isoformat(timespec="seconds")
+
     def month_path(self, timestamp: float) -> str:
         """The archive of the month TIMESTAMP falls in: /YYYY/MM/."""
         when = self.when(timestamp)
