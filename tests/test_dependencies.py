@@ -25,3 +25,18 @@ def test_the_installed_version_is_one_pyproject_allows(requirement: Requirement)
 def test_what_we_lean_on_beyond_its_interface_stops_below_the_next_release_that_may_break_it(name: str) -> None:
     (requirement,) = [r for r in REQUIREMENTS if r.name == name]
     assert any(spec.operator == "<" for spec in requirement.specifier), f"{requirement} has no upper bound"
+
+
+def test_every_file_the_package_reads_is_in_what_pip_install_ships() -> None:
+    """`pip install .` copies only the files package-data names besides the modules; an editable install (the
+    suite's) reads the source tree and hides a template left out (the blog's home page answered 500 after
+    `pip install .`, issue 21)."""
+    package = PYPROJECT.parent / "src" / "jitaku"
+    patterns = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-data"]["jitaku"]
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    data = {
+        path
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc", ".typed") and "__pycache__" not in path.parts
+    }
+    assert sorted(str(path.relative_to(package)) for path in data - shipped) == []
