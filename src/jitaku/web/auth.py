@@ -7,7 +7,6 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
@@ -19,7 +18,6 @@ from jitaku import log
 from jitaku.mail.login import Authenticator, BadPassword, TryLater
 from jitaku.store import Database, accounts
 from jitaku.web.bodies import read_form
-from jitaku.web.secret import session_secret
 from jitaku.web.templates import templates
 
 SESSION_COOKIE = "jitaku_session"
@@ -32,8 +30,8 @@ class CookieSessions:
     """Starlette's signed cookie sessions (SameSite=Strict, HttpOnly), with `Secure` on the cookie of a
     request that came over HTTPS (port 443), so the browser never sends it over plain HTTP."""
 
-    def __init__(self, app: ASGIApp, data_dir: Path) -> None:
-        secret = session_secret(data_dir)
+    def __init__(self, app: ASGIApp, secret: str) -> None:
+        """SECRET: web/secret.py's key, read once for every cookie the web signs."""
         self._plain, self._secure = (
             SessionMiddleware(
                 app,

@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import re
 import secrets
-from pathlib import Path
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -30,7 +29,6 @@ from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitaku.web.bodies import FORM_KEY, read_form
-from jitaku.web.secret import session_secret
 
 COOKIE = "jitaku_csrf"
 FIELD = "csrf"
@@ -109,9 +107,9 @@ class Protect:
     """ASGI middleware: refuses with 403 an unsafe request (POST) whose form's `csrf` field does not match its
     cookie, before the route sees it; sets the cookie on a response whose page made a new value."""
 
-    def __init__(self, app: ASGIApp, data_dir: Path) -> None:
+    def __init__(self, app: ASGIApp, secret: str) -> None:
         self._app = app
-        self._key = session_secret(data_dir).encode()
+        self._key = secret.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

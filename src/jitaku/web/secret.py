@@ -1,5 +1,6 @@
-"""The key that signs the web's cookies (the admin's session, csrf.py's token): made on first use, kept in the
-data directory."""
+"""The key that signs the web's cookies and links (the admin's session, csrf.py's token, the comment form's token
+and the owner's approve/spam links): made with the database and DKIM keys (provision.complete), before the daemon
+says it listens, and kept 0600 in the data directory."""
 
 from __future__ import annotations
 

@@ -40,7 +40,8 @@ def build(
     """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner."""
     settings = config.settings
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
-    tokens = CommentTokens(session_secret(config.data_dir))
+    secret = session_secret(config.data_dir)  # one key signs every cookie: the session's, csrf's, the comments'
+    tokens = CommentTokens(secret)
     notices = CommentMail(settings, database, mail, tokens) if mail is not None else None
 
     async def snapshot() -> dict[str, Any]:
@@ -86,8 +87,8 @@ def build(
         # that csrf.Protect reads only a bounded body
         middleware=[
             Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",)),
-            Middleware(csrf.Protect, data_dir=config.data_dir),
-            Middleware(auth.CookieSessions, data_dir=config.data_dir),
+            Middleware(csrf.Protect, secret=secret),
+            Middleware(auth.CookieSessions, secret=secret),
         ],
     )
     # SecurityHeaders outside Starlette's error handling, so that its 500 carries them too; a kept page of the
