@@ -525,8 +525,7 @@ def test_the_form_and_its_pages_speak_the_blogs_language(database: Database) -> 
     form = english.get(f"/comments/{english.post_id()}").text
     assert '<h2 id="comments-heading">Comments</h2>' in form and ">Write a comment<" in form
     assert "コメント" not in form and "送信" not in form
-    assert 'class="comment-trap"' in form and "style=" not in form  # the honeypot is hidden by site.css
-    css = (Path(__file__).parent.parent / "src/jitaku/web/templates/site/site.css").read_text()
-    assert re.search(r"\.comment-trap \{ position: absolute; left: -10000px;", css)
+    # the honeypot is a hidden input (CONTRACTS: a browser, or a script, that sends the form as served passes)
+    assert '<input type="hidden" name="website" value="">' in form and "style=" not in form
     refused = english.post({**FORM, "name": ""}, client=("198.51.100.9", 1)).text
     assert "Not saved: Please give your name." in refused and "保存" not in refused

@@ -14,7 +14,6 @@ _TEXT = {
     "name": ("名前", "Name"),
     "email": ("メール（表示されません）", "Email, never shown"),
     "url": ("ウェブサイト（任意）", "Website, optional"),
-    "trap": ("空欄のままにしてください", "Leave this empty"),
     "body": ("コメント", "Comment: *emphasis*, `code`, [links](https://…), lists, > quotes"),
     "send": ("送信", "Send"),
     "back": ("← 記事に戻る", "← Back to the post"),
