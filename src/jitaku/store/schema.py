@@ -163,6 +163,8 @@ lists = Table(
     Column("digest_sent_at", Float, nullable=False, default=0.0),  # 0: a digest is due now
     Column("secret", String(64), nullable=False),  # keys the one-click unsubscribe tokens
     Column("created_at", Float, nullable=False),
+    # who reads the posts on the web: "public", "members" (after a one-time link mailed to them) or "none"
+    Column("archive", String(16), nullable=False, server_default="public"),
 )
 
 list_members = Table(
@@ -206,7 +208,26 @@ list_posts = Table(
     Column("author", Text, nullable=False),
     Column("subject", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("message_id", Text, nullable=True),  # without its angle brackets; None when the post had none
+    Column("message_hash", String(64), nullable=True),  # its archive page's stable URL is made of it
+    Column("parent_number", Integer, nullable=True),  # the post it answers (References, In-Reply-To)
+    Column("thread_number", Integer, nullable=True),  # its thread's first post
     UniqueConstraint("list_id", "number"),
+)
+Index("list_posts_message_hash", list_posts.c.list_id, list_posts.c.message_hash)
+Index("list_posts_message_id", list_posts.c.list_id, list_posts.c.message_id)
+Index("list_posts_posted", list_posts.c.list_id, list_posts.c.posted_at)  # a month of the archive
+
+# The one-time links that let a member of a list whose archive is "members" in: the SHA-256 of each token, so a
+# copy of the database logs nobody in
+archive_logins = Table(
+    "archive_logins",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float, nullable=True),
 )
 
 list_held = Table(
@@ -421,6 +442,7 @@ comments = Table(
     Column("address", String(64), nullable=False),
     Column("nonce", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),  # why a pending comment was held, for the admin
 )
 Index("comments_post", comments.c.post_id, comments.c.status, comments.c.created_at)  # a post's page
 Index("comments_status", comments.c.status, comments.c.created_at)  # the pending list, the comments' feed
@@ -434,3 +456,7 @@ blog_version = Table(
     Column("id", Integer, primary_key=True),
     Column("version", Integer, nullable=False),
 )
+
+# Search (issue 22) lives in two tables migration 0021 makes and this metadata cannot describe: on SQLite, FTS5
+# virtual tables with the trigram tokenizer, search_posts (rowid = posts.id) and search_list_posts (rowid =
+# list_posts.id), each with the columns title and body; store/search.py reads and writes them.
