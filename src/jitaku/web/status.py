@@ -22,6 +22,7 @@ from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
 from jitaku.web import auth, buddy, csrf, feeds, lists
+from jitaku.web.admin.page import AdminPages
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.comment_mail import CommentMail, LocalMail
 from jitaku.web.comment_tokens import CommentTokens
@@ -31,7 +32,6 @@ from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
 from jitaku.web.secret import session_secret
 from jitaku.web.site import Site
-from jitaku.web.templates import templates
 
 
 def build(
@@ -40,6 +40,7 @@ def build(
     """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner."""
     settings = config.settings
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
+    admin = AdminPages(settings, gate)
     secret = session_secret(config.data_dir)  # one key signs every cookie: the session's, csrf's, the comments'
     tokens = CommentTokens(secret)
     notices = CommentMail(settings, database, mail, tokens) if mail is not None else None
@@ -62,7 +63,7 @@ def build(
         }
 
     async def page(request: Request) -> Response:
-        return templates().TemplateResponse(request, "status.html", await snapshot())
+        return await admin.render(request, "status.html", "/admin/", await snapshot())
 
     async def as_json(request: Request) -> Response:
         return JSONResponse(await snapshot())
