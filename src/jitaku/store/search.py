@@ -148,3 +148,32 @@ def snippet(text: str, found: Sequence[str]) -> str:
         parts += [html.escape(shown[at : match.start()]), f"<mark>{html.escape(match.group())}</mark>"]
         at = match.end()
     return "".join(parts) + html.escape(shown[at:])
+
+
+@dataclass(frozen=True)
+class Archived:
+    """Where an archived list post found is read: its list, the hash of its page's URL, when it was posted."""
+
+    list_address: str
+    message_hash: str
+    posted_at: float
+    author: str
+
+
+def public_lists(source: Connection | Statements) -> list[int]:
+    """The lists whose archive anyone may read, and so search from the site."""
+    return [int(row[0]) for row in statements_of(source).run("SELECT id FROM lists WHERE archive = ?", ("public",))]
+
+
+def archived(source: Connection | Statements, refs: Sequence[int]) -> dict[int, Archived]:
+    """The archive page of each of REFS (list_posts.id) that has one (a post archived before its hash was kept
+    has none until it is given one)."""
+    if not refs:
+        return {}
+    marks = ", ".join("?" for _ in refs)
+    rows = statements_of(source).run(
+        "SELECT p.id, l.address, p.message_hash, p.posted_at, p.author FROM list_posts p JOIN lists l"
+        f" ON l.id = p.list_id WHERE p.id IN ({marks}) AND p.message_hash IS NOT NULL",
+        list(refs),
+    )
+    return {int(row[0]): Archived(str(row[1]), str(row[2]), float(row[3]), str(row[4])) for row in rows}
