@@ -322,3 +322,20 @@ def test_an_imported_post_edited_keeps_its_file_key_and_its_photos_beside_it(
     assert (after.path, after.url, after.published_at) == ("2024/server.md", "/2024/05/server/", 1714521600.0)
     assert '<img src="/media/2024/rack.png" alt="ラック"' in client.get("/2024/05/server/").text
     assert database.query_now(lambda s: s.run("SELECT COUNT(*) FROM redirects"))[0][0] == 0
+
+
+def test_an_uploaded_files_name_keeps_no_directory_and_nothing_a_path_trips_on() -> None:
+    assert posts.media_name("C:\\Users\\hana\\写真 1.JPG") == "写真-1"
+    assert posts.media_name("../../etc/passwd") == "passwd"
+    assert posts.media_name(".htaccess") == "image" and posts.media_name("..") == "image"
+    assert posts.media_name("a b?c#d%e.png") == "a-b-c-d-e"
+
+
+def test_a_slug_made_from_a_title_is_one_url_segment() -> None:
+    from jitaku.blog.source import SLUG_LENGTH, slug_from, slug_problem
+
+    assert slug_from("自宅サーバーの引っ越し") == "自宅サーバーの引っ越し"
+    assert slug_from("  Raspberry Pi / 4 で #自宅 ") == "Raspberry-Pi-4-で-自宅"
+    assert slug_from("?#/") == "post"
+    long = slug_from("あ" * 200)
+    assert len(long) == SLUG_LENGTH and slug_problem(long) is None
