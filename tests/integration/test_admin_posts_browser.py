@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.browser import Chromium
+from tests.integration.forms import csrf_of
 from tests.integration.harness import Jitaku
 from tests.integration.test_site_browser import ARTIFACTS, LAYOUT, SIZES, png
 
@@ -106,3 +107,29 @@ def test_the_owner_writes_previews_saves_and_illustrates_a_post_that_then_shows_
             browser.open(base(web) + edited, width, mobile=mobile)
             browser.click("button[value=preview]")  # the editor with its preview below
             check_page(browser, "post-editor", size, width)
+
+
+def test_the_daemon_takes_a_long_post_from_the_editor_and_refuses_one_without_the_pages_csrf_field(
+    web: Jitaku,
+) -> None:
+    """Through the daemon's own app (web/status.py): the editor's bound is its own, not `[web] max_body_size`'s 64
+    KiB, and its CSRF check is made though the generic one is skipped for it."""
+    long = "押し入れのサーバーの話。" * 8000  # 288 KB of UTF-8
+    fields = {"title": "長い記事", "slug": "long", "tags": "", "date": "", "state": "published", "kind": "post"}
+    with httpx.Client(base_url=base(web)) as client:
+        page = client.get("/admin/posts/new")
+        forged = client.post(
+            "/admin/posts/new", data={**fields, "body": long, "action": "save"}, files={"image": ("", b"")}
+        )
+        assert forged.status_code == 403 and "Form refused" in forged.text
+        assert json.loads(web.cli("blog", "posts", "--json").stdout) == []
+        field = csrf_of(page.text)
+        saved = client.post(
+            "/admin/posts/new",
+            data={**fields, "body": long, "action": "save", "csrf": field},
+            files={"image": ("", b"")},
+            follow_redirects=False,
+        )
+        assert saved.status_code == 303, saved.text[:500]
+        [post] = json.loads(web.cli("blog", "posts", "--json").stdout)
+        assert f"<p>{long}</p>" in client.get(post["url"]).text
