@@ -286,14 +286,6 @@ def post_with_source(source: Connection | Statements, post_id: int) -> tuple[Pos
     return Post(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), tags, row[7], row[8]), str(row[9])
 
 
-def comment_counts(source: Connection | Statements) -> dict[int, int]:
-    """How many comments each post has, whatever their status, by post id (a post without any is left out)."""
-    return {
-        int(post_id): int(count)
-        for post_id, count in statements_of(source).run("SELECT post_id, COUNT(*) FROM comments GROUP BY post_id")
-    }
-
-
 def media_paths(source: Connection | Statements) -> set[str]:
     """Every media file's path: what an imported post's relative image may name (blog/importer.py)."""
     return {str(path) for (path,) in statements_of(source).run("SELECT path FROM media")}

@@ -35,7 +35,7 @@ from starlette.routing import Route
 from jitaku import log
 from jitaku.blog.paths import path_url
 from jitaku.config import Settings
-from jitaku.store import Database, blog, site
+from jitaku.store import Database, blog, comments, site
 from jitaku.web import csrf
 from jitaku.web.admin.page import AdminPages
 from jitaku.web.bodies import FORM_FIELDS
@@ -184,7 +184,7 @@ class Posts:
     # The list
 
     async def _list(self, request: Request) -> Response:
-        found, counts = await self._database.query(lambda s: (blog.posts(s), blog.comment_counts(s)))
+        found, counts = await self._database.query(lambda s: (blog.posts(s), comments.counts_by_post(s)))
         now = time.time()
         rows = [
             {
@@ -424,13 +424,13 @@ class Posts:
         """A page that asks before anything is deleted: without a script there is no confirm() dialog."""
         post_id: int = request.path_params["post_id"]
         found = await self._database.query(
-            lambda s: (blog.post_with_source(s, post_id), blog.comment_counts(s).get(post_id, 0))
+            lambda s: (blog.post_with_source(s, post_id), comments.counts_by_post(s).get(post_id, 0))
         )
-        stored, comments = found
+        stored, count = found
         if stored is None:
             return await self._missing(request, post_id)
         post = stored[0]
-        context = {"title": f"delete {post.title}", "post": post, "comments": comments}
+        context = {"title": f"delete {post.title}", "post": post, "comments": count}
         return await self._admin.render(request, "posts_delete.html", CURRENT, context)
 
     async def _delete(self, post: blog.Post) -> Response:
