@@ -19,7 +19,7 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 
 from jitaku.config import Settings
-from jitaku.store import Database, blog, comments
+from jitaku.store import Database, blog, comments, search
 from jitaku.web import auth, csrf
 from jitaku.web.admin import posts
 from jitaku.web.admin.page import AdminPages
@@ -121,6 +121,8 @@ def test_preview_draws_the_post_and_saves_nothing_then_save_puts_it_on_the_site(
     source = database.query_now(lambda s: blog.post_with_source(s, post_id))
     assert source is not None and source[1] == "# 見出し\n\n新しい**ラック**に移しました。\n"  # LF, as a file's
 
+    found = database.query_now(lambda s: search.find_posts(s, "ラック", time.time(), 10))
+    assert [f.ref for f in found] == [post_id]  # indexed for the site's search as it was saved
     home = client.get("/").text  # the site's kept home page was dropped by the save
     assert TITLE in home
     shown = client.get(f"/2026/05/{TITLE}/")
@@ -286,6 +288,9 @@ def test_deleting_asks_first_then_removes_the_post_its_tags_and_comments(
     assert "Deleted." in client.get("/admin/posts?deleted=1").text
     assert database.query_now(blog.posts) == []
     assert database.query_now(lambda s: comments.published(s, post_id)) == []
+    assert database.query_now(lambda s: s.run("SELECT COUNT(*) FROM search_posts WHERE rowid = ?", (post_id,))) == [
+        (0,)
+    ]
     assert client.get(f"/2026/05/{TITLE}/").status_code == 404
     assert client.get(f"/admin/posts/{post_id}").status_code == 404
 

@@ -301,6 +301,7 @@ def delete_post(target: Connection | Tx, post_id: int) -> str | None:
     rows = tx.run("DELETE FROM posts WHERE id = ? RETURNING url", (post_id,))  # post_tags, comments: ON DELETE CASCADE
     if not rows:
         return None
+    search.forget_post(tx, post_id)
     url = str(rows[0][0])
     tx.run("DELETE FROM redirects WHERE new_path = ?", (url,))
     changed(tx)
