@@ -20,9 +20,9 @@ DELIMITERS = ("---", "+++")
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 _AT_END = re.compile(r"\s*\(at end of document\)$")
 # Characters a slug cannot hold: they would end or split the path segment it becomes, or need quoting in it
-_NOT_IN_SEGMENT = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]")
+NOT_IN_SEGMENT = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]")
 # A tag may hold spaces (its archive's URL quotes them)
-_NOT_IN_TAG = re.compile(r"[/?#%\\\x00-\x1f\x7f]")
+NOT_IN_TAG = re.compile(r"[/?#%\\\x00-\x1f\x7f]")
 _NOT_IN_PATH = re.compile(r"[\\\x00-\x1f\x7f]")
 
 
@@ -107,7 +107,7 @@ def _default_slug(path: str) -> str:
     stem = parts[-1].rsplit(".", 1)[0]
     if stem == "index" and len(parts) > 1:
         stem = parts[-2]
-    return _NOT_IN_SEGMENT.sub("-", unicodedata.normalize("NFC", stem)).strip("-") or "post"
+    return NOT_IN_SEGMENT.sub("-", unicodedata.normalize("NFC", stem)).strip("-") or "post"
 
 
 class _Fields:
@@ -165,7 +165,7 @@ class _Fields:
         tags: list[str] = []
         for item in value:
             tag = self._text("tags", item)
-            if not tag or _NOT_IN_TAG.search(tag):
+            if not tag or NOT_IN_TAG.search(tag):
                 raise self._error("tags", f"{tag!r}: a tag must not be empty nor hold / ? # % \\ or control characters")
             if tag not in tags:
                 tags.append(tag)
@@ -175,7 +175,7 @@ class _Fields:
         if "slug" not in self._keys:
             return default
         slug = self._text("slug", self._keys["slug"])
-        if not slug or slug in {".", ".."} or _NOT_IN_SEGMENT.search(slug):
+        if not slug or slug in {".", ".."} or NOT_IN_SEGMENT.search(slug):
             raise self._error(
                 "slug", f"{slug!r}: a slug must not be empty nor hold spaces, / ? # % \\ or control characters"
             )

@@ -27,11 +27,40 @@ from jitaku.words import counted
 blog_app = typer.Typer(no_args_is_help=True, help="The blog: posts from Markdown files.")
 
 
+WxrOption = Annotated[
+    Path | None,
+    typer.Option("--wxr", metavar="FILE", show_default=False, help="A WordPress export (Tools > Export) to import."),
+]
+MediaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--media",
+        metavar="DIR",
+        show_default=False,
+        help="With --wxr: the old site's wp-content/uploads directory, whose files the posts show.",
+    ),
+]
+
+
 @blog_app.command("import")
-def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
+def import_(
+    directory: Annotated[Path | None, typer.Argument(show_default=False)] = None,
+    wxr: WxrOption = None,
+    media: MediaOption = None,
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
     """Add or update the posts of DIRECTORY's Markdown files, each keyed by its path there, and its media files
     (photos, PDF, audio, video); a changed slug or date, and each alias, leaves a permanent redirect from the
-    old URL. One broken file: nothing is imported."""
+    old URL. With --wxr FILE instead: a WordPress export's posts, pages, comments and uploads (--media), each
+    old URL redirecting to its new one. One broken file: nothing is imported."""
+    if (directory is None) == (wxr is None):
+        raise CliError("import what? jitaku blog import DIR, or jitaku blog import --wxr FILE [--media DIR]")
+    if media is not None and wxr is None:
+        raise CliError("--media goes with --wxr: a directory's media files are found beside its posts")
+    if wxr is not None:
+        _import_wxr(wxr, media, data_dir)
+        return
+    assert directory is not None
     from jitaku.blog import permalink
     from jitaku.blog.importer import media_files, read_posts
     from jitaku.blog.source import SourceError
@@ -41,14 +70,14 @@ def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
     settings = config.settings.blog
     try:
         found = read_posts(directory, settings.permalink, permalink.zone(settings.timezone))
-        media = media_files(directory)
+        files = media_files(directory)
     except SourceError as error:
         raise CliError(f"{error} (nothing imported)") from None
     now = time.time()
     try:
         with open_database(config).transaction() as connection:  # all or nothing
             done = blog.import_posts(connection, found, now)
-            stored = sum(blog.put_media(connection, path, kind, _read(file), now) for file, path, kind in media)
+            stored = sum(blog.put_media(connection, path, kind, _read(file), now) for file, path, kind in files)
     except blog.BlogError as error:
         raise CliError(f"{error} (nothing imported)") from None
     for old, new in done.redirected:
@@ -57,8 +86,46 @@ def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
         f"imported {counted(len(found), 'post')} from {directory}: {len(done.added)} new,"
         f" {len(done.updated)} updated, {len(done.unchanged)} unchanged"
     )
-    if media:
-        console.print(f"kept {counted(len(media), 'media file')}: {stored} new or changed")
+    if files:
+        console.print(f"kept {counted(len(files), 'media file')}: {stored} new or changed")
+
+
+def _import_wxr(file: Path, media: Path | None, data_dir: Path) -> None:
+    from jitaku.blog import permalink, wxr, wxr_import
+    from jitaku.blog.source import SourceError
+    from jitaku.store import blog, site
+    from jitaku.store import comments as stored_comments
+
+    config = load_config(data_dir)
+    settings = config.settings.blog
+    timezone = permalink.zone(settings.timezone)
+    if media is not None and not media.is_dir():
+        raise CliError(f"{media}: not a directory (nothing imported)")
+    try:
+        planned = wxr_import.plan(wxr.read(file, timezone), media, settings.permalink, timezone)
+    except SourceError as error:
+        raise CliError(f"{error} (nothing imported)") from None
+    now = time.time()
+    try:
+        with open_database(config).transaction() as connection:  # all or nothing
+            done = blog.import_posts(connection, planned.posts, now)
+            stored = sum(blog.put_media(connection, path, kind, _read(f), now) for f, path, kind in planned.media)
+            added = stored_comments.restore(connection, planned.comments)
+            for old, new in planned.redirects:
+                blog.add_redirect(connection, old, new, now)
+    except (blog.BlogError, stored_comments.UnknownPlace) as error:
+        raise CliError(f"{file}: {error} (nothing imported)") from None
+    for line in planned.left_out:
+        console.print(f"left out: {line}")
+    pages = sum(post.kind == site.PAGE for post in planned.posts)
+    moved = sum(alias != post.url for post in planned.posts for alias in post.aliases) + len(planned.redirects)
+    console.print(
+        f"imported from {file}: {counted(len(planned.posts) - pages, 'post')}, {counted(pages, 'page')}"
+        f" ({len(done.added)} new, {len(done.updated)} updated, {len(done.unchanged)} unchanged),"
+        f" {counted(len(planned.comments), 'comment')} ({added} new),"
+        f" {counted(len(planned.media), 'media file')} ({stored} new or changed),"
+        f" {counted(moved, 'old URL')} redirected"
+    )
 
 
 def _read(file: Path) -> bytes:
