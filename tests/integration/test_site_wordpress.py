@@ -1,10 +1,13 @@
 """A WordPress site moved to jitaku (issue 22, "Must show"): the export a real WordPress writes
 (tests/fixtures/wordpress/export.xml, WXR 1.2) and its uploads imported with the CLI, then a real `jitaku serve`
 as readers and old links meet it: each old permalink answers 301 at the post's new URL, the comments WordPress
-published are on the post, threaded, the others not, and the images are served from /media/."""
+published are on the post, threaded, the others not, and the images are served from /media/. Then `jitaku blog
+export` of it imported into a fresh server serves the same site."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,14 +22,29 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "wordpress"
 POST = "/2024/05/自宅サーバー/"
 
 
-@pytest.fixture
-def moved(jitaku_factory: Any) -> Iterator[httpx.Client]:
-    server: Jitaku = jitaku_factory()
+# The ids an import gives anew: a post's comment form, a comment's anchor
+_IDS = re.compile(r"(/comments/|comment-)[0-9]+")
+
+
+def blog_server(jitaku_factory: Any, name: str, *imported: str) -> Jitaku:
+    server: Jitaku = jitaku_factory(name=name)
     server.settings["blog"] = {"timezone": "Asia/Tokyo", "title": "自宅日記"}
     server.write_config()
     server.init("alice@example.test")
-    server.cli("blog", "import", "--wxr", str(FIXTURES / "export.xml"), "--media", str(FIXTURES / "uploads"))
+    server.cli("blog", "import", *imported)
     server.start()
+    return server
+
+
+@pytest.fixture
+def server(jitaku_factory: Any) -> Jitaku:
+    return blog_server(
+        jitaku_factory, "wordpress", "--wxr", str(FIXTURES / "export.xml"), "--media", str(FIXTURES / "uploads")
+    )
+
+
+@pytest.fixture
+def moved(server: Jitaku) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}", timeout=10) as client:
         yield client
 
@@ -79,3 +97,31 @@ def test_the_page_is_a_page_and_drafts_stay_hidden(moved: httpx.Client) -> None:
     for hidden in ("/2099/01/plans/", f"/2024/06/{quote('ups-を買うか')}/"):  # scheduled for 2099, a draft
         assert moved.get(hidden).status_code == 404
     assert "予約投稿です。" not in home.text and "まだ書きかけ。" not in home.text
+
+
+def test_its_export_imported_into_a_fresh_server_serves_the_same_site(
+    server: Jitaku, moved: httpx.Client, jitaku_factory: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "export"
+    server.cli("blog", "export", str(out))
+    fresh = blog_server(jitaku_factory, "fresh", str(out))
+    posts = [p | {"id": 0} for p in json.loads(server.cli("blog", "posts", "--json").stdout)]
+    assert [p | {"id": 0} for p in json.loads(fresh.cli("blog", "posts", "--json").stdout)] == posts
+    shown = [p["url"] for p in posts if not p["draft"]] + ["/", f"/tags/{quote('自宅サーバー')}/", "/2024/05/"]
+    moves = ["/2024/05/01/%e8%87%aa%e5%ae%85%e3%82%b5%e3%83%bc%e3%83%90%e3%83%bc/", "/info/about/"]
+    moves += ["/wp-content/uploads/2024/05/rack.jpg", "/2024/06/02/disk/"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{fresh.web_port}", timeout=10) as again:
+        for url in shown:
+            first, second = moved.get(url), again.get(url)
+            assert first.status_code == second.status_code == 200, url
+            assert _IDS.sub(r"\1N", second.text) == _IDS.sub(r"\1N", first.text), url
+        assert "なるほど、真似します。" in again.get(POST).text
+        for url in moves:
+            first, second = moved.get(url), again.get(url)
+            assert (second.status_code, second.headers["location"]) == (301, first.headers["location"]), url
+        for url in ("/media/uploads/2024/05/rack.jpg", "/media/uploads/2024/05/rack-300x200.jpg"):
+            assert (
+                again.get(url).content
+                == moved.get(url).content
+                == (FIXTURES / url.removeprefix("/media/")).read_bytes()
+            )

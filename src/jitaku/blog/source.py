@@ -1,6 +1,7 @@
 """A post as its Markdown file has it: front matter (`---` YAML or `+++` TOML) with the keys `title`, `date`,
-`tags`, `slug`, `draft` and `aliases`, then the body. Any other key is left alone, so that files kept for Hugo
-or Jekyll (`description`, `categories`, `layout`) import as they are.
+`tags`, `slug`, `draft`, `aliases` and `page` (a static page wherever its file is), then the body. Any other
+key is left alone, so that files kept for Hugo or Jekyll (`description`, `categories`, `layout`) import as they
+are.
 
 A problem is a SourceError naming the file, the line and the key, for `jitaku blog import` to print before it
 changes anything.
@@ -40,12 +41,13 @@ class Source:
     draft: bool
     aliases: tuple[str, ...]  # old URLs as paths ("/2019/old-name/"), each to redirect to the post
     body: str  # Markdown
+    page: bool | None = None  # the front matter's `page`; None: not said, the file's directory tells
 
 
 def parse(path: str, shown: str, data: bytes, timezone: tzinfo | None, dated: bool = True) -> Source:
     """The post in DATA, the file at PATH (relative) that errors call SHOWN. A date without a time zone is
-    in TIMEZONE (None: the system's). Unless DATED, the date may be left out (a static page's URL has none):
-    its published_at is then 0."""
+    in TIMEZONE (None: the system's). Unless DATED, or the front matter says `page: true`, the date may be
+    left out (a static page's URL has none): its published_at is then 0."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
@@ -61,15 +63,17 @@ def parse(path: str, shown: str, data: bytes, timezone: tzinfo | None, dated: bo
     block = lines[1:closing]
     keys = _yaml(shown, block) if opening == "---" else _toml(shown, block, closing + 1)
     fields = _Fields(shown, block, keys)
+    page = fields.page()
     return Source(
         path=path,
         title=fields.title(),
-        published_at=fields.date(timezone, dated),
+        published_at=fields.date(timezone, dated if page is None else not page),
         tags=fields.tags(),
         slug=fields.slug(default=_default_slug(path)),
         draft=fields.draft(),
         aliases=fields.aliases(),
         body="\n".join(lines[closing + 1 :]),
+        page=page,
     )
 
 
@@ -185,6 +189,12 @@ class _Fields:
         value = self._keys.get("draft", False)
         if not isinstance(value, bool):
             raise self._error("draft", f"expected true or false, got {value!r}")
+        return value
+
+    def page(self) -> bool | None:
+        value = self._keys.get("page")
+        if value is not None and not isinstance(value, bool):
+            raise self._error("page", f"expected true or false, got {value!r}")
         return value
 
     def aliases(self) -> tuple[str, ...]:

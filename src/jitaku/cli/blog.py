@@ -1,5 +1,5 @@
-"""`jitaku blog ...`: import the blog's posts from Markdown files, with the photos beside them, and list them; list
-and moderate readers' comments."""
+"""`jitaku blog ...`: import the blog's posts from Markdown files, with the photos beside them, or from a
+WordPress export; export them all again; list them; list and moderate readers' comments."""
 
 from __future__ import annotations
 
@@ -62,15 +62,18 @@ def import_(
         return
     assert directory is not None
     from jitaku.blog import permalink
-    from jitaku.blog.importer import media_files, read_posts
+    from jitaku.blog.importer import media_files, read_comments, read_posts, read_redirects
     from jitaku.blog.source import SourceError
     from jitaku.store import blog
+    from jitaku.store import comments as stored_comments
 
     config = load_config(data_dir)
     settings = config.settings.blog
     try:
         found = read_posts(directory, settings.permalink, permalink.zone(settings.timezone))
         files = media_files(directory)
+        kept = read_comments(directory)
+        moved = read_redirects(directory)
     except SourceError as error:
         raise CliError(f"{error} (nothing imported)") from None
     now = time.time()
@@ -78,7 +81,10 @@ def import_(
         with open_database(config).transaction() as connection:  # all or nothing
             done = blog.import_posts(connection, found, now)
             stored = sum(blog.put_media(connection, path, kind, _read(file), now) for file, path, kind in files)
-    except blog.BlogError as error:
+            added = stored_comments.restore(connection, kept)
+            for old, new in moved:
+                blog.add_redirect(connection, old, new, now)
+    except (blog.BlogError, stored_comments.UnknownPlace) as error:
         raise CliError(f"{error} (nothing imported)") from None
     for old, new in done.redirected:
         console.print(f"redirect {old} -> {new}")
@@ -88,6 +94,10 @@ def import_(
     )
     if files:
         console.print(f"kept {counted(len(files), 'media file')}: {stored} new or changed")
+    if kept:
+        console.print(f"kept {counted(len(kept), 'comment')}: {added} new")
+    if moved:
+        console.print(f"kept {counted(len(moved), 'other redirect')}")
 
 
 def _import_wxr(file: Path, media: Path | None, data_dir: Path) -> None:
@@ -133,6 +143,30 @@ def _read(file: Path) -> bytes:
         return file.read_bytes()
     except OSError as error:
         raise CliError(f"{file}: cannot read: {error.strerror or error} (nothing imported)") from None
+
+
+@blog_app.command("export")
+def export(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Write every post and page (Markdown with front matter; a post from WordPress as its HTML), every media
+    file and every comment (comments.json) into DIRECTORY, new or empty: `jitaku blog import DIRECTORY` into
+    a fresh data directory with the same [blog] settings gives the same site."""
+    from jitaku.blog.export import ExportError
+    from jitaku.blog.export import export as write
+
+    config = load_config(data_dir)
+    try:
+        done = open_database(config).read_now(lambda connection: write(connection, directory))
+    except ExportError as error:
+        raise CliError(f"{error} (nothing exported)") from None
+    except OSError as error:
+        raise CliError(f"{error.filename or directory}: cannot write: {error.strerror or error}") from None
+    for line in done.not_again:
+        console.print(f"warning: {line}")
+    console.print(
+        f"exported to {directory}: {counted(done.posts, 'post')}, {counted(done.pages, 'page')},"
+        f" {counted(done.media, 'media file')}, {counted(done.comments, 'comment')},"
+        f" {counted(done.redirects, 'other redirect')}"
+    )
 
 
 @blog_app.command("posts")

@@ -172,6 +172,11 @@ def posts(source: Connection | Statements) -> list[Post]:
     ]
 
 
+def sources(source: Connection | Statements) -> dict[int, str]:
+    """Each post's body as it was imported (Markdown, or WordPress's HTML), by id: what an export writes."""
+    return {int(post_id): str(body) for post_id, body in statements_of(source).run("SELECT id, source FROM posts")}
+
+
 def redirect_for(source: Connection | Statements, path: str) -> str | None:
     """Where the old URL PATH has moved to; None when it never moved."""
     rows = statements_of(source).run("SELECT new_path FROM redirects WHERE old_path = ?", (path,))
@@ -205,6 +210,10 @@ def put_media(target: Connection | Tx, path: str, content_type: str, data: bytes
         tx.run("INSERT INTO media_parts (path, n, data) VALUES (?, ?, ?)", (path, n, bytes(view[at : at + MEDIA_PART])))
     changed(tx)
     return True
+
+
+def media_paths(source: Connection | Statements) -> list[str]:
+    return [str(path) for (path,) in statements_of(source).run("SELECT path FROM media ORDER BY path")]
 
 
 def media_at(source: Connection | Statements, path: str) -> tuple[str, bytes] | None:
