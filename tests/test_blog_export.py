@@ -15,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jitaku.blog import comment_text
+from jitaku.blog import comment_text, markdown
+from jitaku.blog import wordpress as wp
 from jitaku.blog.export import export
 from jitaku.blog.importer import read_comments, read_posts
+from jitaku.blog.permalink import url_of
 from jitaku.store import Database, blog, comments
 from jitaku.store.comments import NewComment
 from tests.test_blog_cli import jitaku
@@ -209,10 +211,6 @@ def test_any_post_comes_back_from_its_export_the_same(
     try:
         path = "wordpress/1.html" if wordpress else "a/post.md"
         with database.transaction() as connection:
-            from jitaku.blog import markdown
-            from jitaku.blog import wordpress as wp
-            from jitaku.blog.permalink import url_of
-
             shown = wp.render(body, wp.uploads_resolver(frozenset())) if wordpress else markdown.render(body)
             new = blog.NewPost(
                 path,

@@ -6,10 +6,13 @@ WordPress shows it."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jitaku.blog import wordpress
 from jitaku.store import Database, blog
@@ -195,3 +198,23 @@ def test_an_upload_path_never_leaves_the_uploads() -> None:
     assert wordpress.upload_path("https://old.example.jp/wp-content/uploads/../../wp-config.php") is None
     assert wordpress.upload_path("https://old.example.jp/2024/05/rack.jpg") is None
     assert wordpress.media_path("2024//rack.jpg") is None
+
+
+@pytest.mark.parametrize("unit", ["<p", "<", "[caption]", "<pre>", '<a href="', "<script>", "<p><li", "x\n\n"])
+def test_an_exports_content_takes_time_in_proportion_to_its_size(unit: str) -> None:
+    """An export is a file from elsewhere: a post of unclosed tags or shortcodes must not take the square of its
+    length (it took minutes for 200 KB of `[caption]` before)."""
+    started = time.monotonic()
+    for content in (unit * (200_000 // len(unit)), "<!-- wp:x -->" + unit * (200_000 // len(unit))):
+        wordpress.render(content, wordpress.uploads_resolver(frozenset()))
+    assert time.monotonic() - started < 10
+
+
+_PIECES = [*"ab <>/\"'=\n[]", "<p>", "</p>", "<pre>", "</pre>", "[caption]", "[/caption]", "<img src=x>", "<div>"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([*_PIECES, "</div>", "<!-- wp:p -->", "自宅"]), max_size=30).map("".join))
+def test_any_content_renders_and_keeps_its_words(content: str) -> None:
+    shown = wordpress.render(content, wordpress.uploads_resolver(frozenset()))
+    assert shown.count("自宅") == content.count("自宅")

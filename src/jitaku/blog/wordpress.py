@@ -28,14 +28,19 @@ _BLOCKS = (
 )
 _OPENING = re.compile(rf"(<(?:{_BLOCKS})[\s/>])", re.IGNORECASE)
 _CLOSING = re.compile(rf"(</(?:{_BLOCKS})>)", re.IGNORECASE)
-_BLOCK_TAG = rf"</?(?:{_BLOCKS})[^>]*>"
-_PRE = re.compile(r"<pre[\s>].*?</pre>", re.IGNORECASE | re.DOTALL)
-_KEPT_NEWLINES = re.compile(r"<(script|style|svg|textarea)[\s>].*?</\1>|<[^>]*>", re.IGNORECASE | re.DOTALL)
+# A tag runs to its ">" but never past another "<": a "<" without its ">" costs one step, not the rest of the text
+_BLOCK_TAG = rf"</?(?:{_BLOCKS})[^<>]*>"
+_TAG = re.compile(r"<[^<>]*>")
+_PRE = re.compile(r"<pre[\s>]", re.IGNORECASE)
+_PRE_END = re.compile(r"</pre>", re.IGNORECASE)
+_VERBATIM = re.compile(r"<(script|style|svg|textarea)[\s>]", re.IGNORECASE)  # its newlines are no <br />
 _BLOCK_COMMENT = re.compile(r"<!--\s*/?wp:[^\n]*?-->\n?")
 # Where the home page's excerpt ended and where a long post was cut in pages: marks for WordPress, not readers
 _MORE = re.compile(r"<!--(?:more|nextpage)\b[^\n]*?-->", re.IGNORECASE)
-_CAPTION = re.compile(r"\[caption([^\]]*)\](.*?)\[/caption\]", re.DOTALL)
-_CAPTION_IMAGE = re.compile(r"^\s*((?:<a\s[^>]*>\s*)?<img\s[^>]*>(?:\s*</a>)?)(.*)$", re.DOTALL | re.IGNORECASE)
+_CAPTION = re.compile(r"\[caption([^\]]*)\](.*)\[/caption\]", re.DOTALL)
+_CAPTION_START = re.compile(r"\[caption[\s\]]")
+_CAPTION_END = re.compile(r"\[/caption\]")
+_CAPTION_IMAGE = re.compile(r"^\s*((?:<a\s[^<>]*>\s*)?<img\s[^<>]*>(?:\s*</a>)?)(.*)$", re.DOTALL | re.IGNORECASE)
 _ATTRIBUTE = re.compile(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _LINK = re.compile(r"""(\s(?:src|href|srcset)\s*=\s*)("[^"]*"|'[^']*')""", re.IGNORECASE)
 _NEWLINE = "\ue000"  # a newline wpautop must leave alone (inside a tag, a script): put back at the end
@@ -52,7 +57,7 @@ def render(content: str, resolve: Resolver) -> str:
     """CONTENT as WordPress shows it, each link and image that RESOLVE knows pointing where it says."""
     content = _MORE.sub("", content.replace("\r\n", "\n").replace("\r", "\n").replace(_NEWLINE, ""))
     if is_blocks(content):
-        shown = _CAPTION.sub(_figure, _BLOCK_COMMENT.sub("", content)).strip("\n") + "\n"
+        shown = _spans(_BLOCK_COMMENT.sub("", content), _CAPTION_START, _CAPTION_END, _figure).strip("\n") + "\n"
     else:
         shown = autop(content)
     return _LINK.sub(lambda found: found.group(1) + _resolved(found.group(2), resolve), shown)
@@ -113,12 +118,32 @@ def _resolved(quoted: str, resolve: Resolver) -> str:
     return '"' + html.escape(", ".join(shown), quote=True) + '"'
 
 
-def _figure(found: re.Match[str]) -> str:
+def _spans(text: str, opening: re.Pattern[str], closing: re.Pattern[str] | None, replace: Callable[[str], str]) -> str:
+    """TEXT with each span from OPENING to the next CLOSING (None: the closing tag of OPENING's first group)
+    given to REPLACE. Searched forward only, and given up at the first span never closed: a regular expression
+    `OPEN.*?CLOSE` looks for the end again from each opening, which on a text of openings alone takes its square."""
+    shown: list[str] = []
+    at = 0
+    while (start := opening.search(text, at)) is not None:
+        ending = closing or re.compile(rf"</{re.escape(start.group(1))}>", re.IGNORECASE)
+        end = ending.search(text, start.end())
+        if end is None:
+            break
+        shown += [text[at : start.start()], replace(text[start.start() : end.end()])]
+        at = end.end()
+    shown.append(text[at:])
+    return "".join(shown)
+
+
+def _figure(span: str) -> str:
     """A `[caption id=".." align=".."]<img ...> text[/caption]` as the figure WordPress draws for it."""
+    found = _CAPTION.fullmatch(span)
+    if found is None:
+        return span
     attributes = {name.lower(): html.unescape(a or b) for name, a, b in _ATTRIBUTE.findall(found.group(1))}
     image = _CAPTION_IMAGE.match(found.group(2))
     if image is None:
-        return found.group(0)
+        return span
     text = attributes.get("caption") or image.group(2).strip()
     opening = "<figure"
     if attributes.get("id"):
@@ -141,12 +166,13 @@ def autop(text: str) -> str:
         kept.append(block)
         return f"<pre wp-pre-tag-{len(kept) - 1}></pre>"
 
-    text = _PRE.sub(lambda found: keep(found.group(0)), text + "\n")
-    text = _CAPTION.sub(lambda found: keep(_figure(found)), text)
+    text = _spans(text + "\n", _PRE, _PRE_END, keep)
+    text = _spans(text, _CAPTION_START, _CAPTION_END, lambda span: keep(_figure(span)))
     text = re.sub(r"<br\s*/?>\s*<br\s*/?>", "\n\n", text, flags=re.IGNORECASE)
     text = _OPENING.sub(r"\n\n\1", text)
     text = _CLOSING.sub(r"\1\n\n", text)
-    text = _KEPT_NEWLINES.sub(lambda found: found.group(0).replace("\n", _NEWLINE), text)
+    text = _spans(text, _VERBATIM, None, lambda span: span.replace("\n", _NEWLINE))
+    text = _TAG.sub(lambda found: found.group(0).replace("\n", _NEWLINE), text)
     text = "\n".join(line.rstrip(" \t") for line in text.split("\n"))
     paragraphs = [chunk.strip("\n") for chunk in re.split(r"\n\s*\n", text) if chunk.strip()]
     text = "".join(f"<p>{chunk}</p>\n" for chunk in paragraphs)
@@ -154,14 +180,14 @@ def autop(text: str) -> str:
     text = re.sub(r"<p>([^<]+)</(div|address|form)>", r"<p>\1</p></\2>", text, flags=re.IGNORECASE)
     text = re.sub(rf"<p>\s*({_BLOCK_TAG})\s*</p>", r"\1", text, flags=re.IGNORECASE)
     text = re.sub(r"<p>(<li.+?)</p>", r"\1", text, flags=re.IGNORECASE)
-    text = re.sub(r"<p><blockquote([^>]*)>", r"<blockquote\1><p>", text, flags=re.IGNORECASE)
+    text = re.sub(r"<p><blockquote([^<>]*)>", r"<blockquote\1><p>", text, flags=re.IGNORECASE)
     text = re.sub(r"</blockquote></p>", "</p></blockquote>", text, flags=re.IGNORECASE)
     text = re.sub(rf"<p>\s*({_BLOCK_TAG})", r"\1", text, flags=re.IGNORECASE)
     text = re.sub(rf"({_BLOCK_TAG})\s*</p>", r"\1", text, flags=re.IGNORECASE)
     text = re.sub(r"<br\s*/?>", "<br />", text, flags=re.IGNORECASE)
     text = re.sub(r"(?<!<br />)\n", "<br />\n", text)
     text = re.sub(rf"({_BLOCK_TAG})\s*<br />", r"\1", text, flags=re.IGNORECASE)
-    text = re.sub(r"<br />(\s*</?(?:p|li|div|dl|dd|dt|th|pre|td|ul|ol)[^>]*>)", r"\1", text, flags=re.IGNORECASE)
+    text = re.sub(r"<br />(\s*</?(?:p|li|div|dl|dd|dt|th|pre|td|ul|ol)[^<>]*>)", r"\1", text, flags=re.IGNORECASE)
     text = re.sub(r"\n</p>$", "</p>", text)
     for n, block in enumerate(kept):
         text = text.replace(f"<pre wp-pre-tag-{n}></pre>", block)

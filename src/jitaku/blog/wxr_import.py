@@ -60,6 +60,8 @@ class Planned:
 
 
 def plan(export: Wxr, media_dir: Path | None, pattern: str, timezone: tzinfo | None) -> Planned:
+    """Everything EXPORT brings, its posts' URLs made with PATTERN in TIMEZONE, the uploads read from MEDIA_DIR
+    (None: left at the old site); a SourceError for what cannot be imported (a page at a path of the site)."""
     planned = Planned()
     items = [item for item in export.items if _kept(item, planned)]
     uploads = _uploads(export, items, media_dir, planned)
