@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jitaku.blog import wordpress
+from jitaku.blog import wordpress, wxr, wxr_import
+from jitaku.blog.wxr import Wxr, WxrItem
 from jitaku.store import Database, blog
 from tests.test_blog_cli import jitaku, listed
 
@@ -55,7 +56,7 @@ def test_a_wordpress_export_brings_its_posts_pages_comments_uploads_and_old_urls
     assert result.returncode == 0, result.stderr
     assert (
         f"imported from {EXPORT}: 4 posts, 1 page (5 new, 0 updated, 0 unchanged), 5 comments (5 new),"
-        " 2 media files (2 new or changed), 5 old URLs redirected"
+        " 2 media files (2 new or changed), 6 old URLs redirected"
     ) in " ".join(result.stdout.split())
     assert "left out: comment 106 on post 12: pingback" in result.stdout
     assert "left out: item 40: a nav_menu_item" in result.stdout
@@ -86,6 +87,7 @@ def test_a_wordpress_export_brings_its_posts_pages_comments_uploads_and_old_urls
     try:
         assert database.read_now(blog.redirects) == [
             ("/2024/05/01/自宅サーバー/", POST),
+            ("/2024/05/01/自宅サーバー/rack/", "/media/uploads/2024/05/rack.jpg"),  # the attachment's page
             ("/2024/06/02/disk/", "/2024/06/disk/"),
             ("/info/about/", "/about/"),
             ("/wp-content/uploads/2024/05/rack-300x200.jpg", "/media/uploads/2024/05/rack-300x200.jpg"),
@@ -218,3 +220,64 @@ _PIECES = [*"ab <>/\"'=\n[]", "<p>", "</p>", "<pre>", "</pre>", "[caption]", "[/
 def test_any_content_renders_and_keeps_its_words(content: str) -> None:
     shown = wordpress.render(content, wordpress.uploads_resolver(frozenset()))
     assert shown.count("自宅") == content.count("自宅")
+
+
+def item(post_id: int, status: str, **changed: Any) -> WxrItem:
+    values: dict[str, Any] = {
+        "id": post_id,
+        "type": "post",
+        "status": status,
+        "title": f"post {post_id}",
+        "link": f"https://old.example.jp/p{post_id}/",
+        "name": f"p{post_id}",
+        "published_at": 1.7e9,
+        "content": "本文",
+        "password": "",
+        "terms": (),
+        "attachment_url": "",
+        "attached_file": "",
+        "comments": (),
+    }
+    return WxrItem(**(values | changed))
+
+
+def test_only_what_wordpress_showed_readers_is_published() -> None:
+    items = (
+        item(1, "publish"),
+        item(2, "draft"),
+        item(3, "pending"),
+        item(4, "private"),
+        item(5, "future", published_at=time.time() + 86400),  # tomorrow
+        item(6, "future", published_at=1.7e9),  # its day came while WordPress was exported
+        item(7, "publish", password="secret"),
+        item(8, "trash"),
+        item(9, "auto-draft"),
+        item(10, "inherit", type="revision"),
+    )
+    planned = wxr_import.plan(Wxr(EXPORT, "https://old.example.jp", items), None, "/{year}/{slug}/", None)
+    assert {post.path: post.draft for post in planned.posts} == {
+        "wordpress/1.html": False,
+        "wordpress/2.html": True,
+        "wordpress/3.html": True,
+        "wordpress/4.html": True,
+        "wordpress/5.html": True,
+        "wordpress/6.html": False,
+        "wordpress/7.html": True,
+    }
+    assert [post.aliases for post in planned.posts if not post.draft] == [("/p1/",), ("/p6/",)]  # drafts: none
+    assert planned.left_out == [
+        "post 8 (post 8): trash",
+        "post 9 (post 9): auto-draft",
+        "item 10: a revision, not a post or page",
+    ]
+
+
+def test_an_export_of_an_older_wordpress_reads_the_same(tmp_path: Path) -> None:
+    older = tmp_path / "wxr-1.1.xml"
+    older.write_text(EXPORT.read_text().replace("wordpress.org/export/1.2/", "wordpress.org/export/1.1/"))
+    assert wxr.read(older, None).items == wxr.read(EXPORT, None).items
+
+
+def test_media_goes_with_wxr(data: Path) -> None:
+    result = jitaku(data, "blog", "import", str(FIXTURES), "--media", str(UPLOADS))
+    assert result.returncode == 1 and "--media goes with --wxr" in result.stderr

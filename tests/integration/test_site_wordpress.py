@@ -55,6 +55,7 @@ def test_each_old_permalink_answers_301_at_the_posts_new_url(moved: httpx.Client
         ("/2024/06/02/disk/", "/2024/06/disk/"),
         ("/info/about/", "/about/"),  # a page under a parent page
         ("/wp-content/uploads/2024/05/rack.jpg", "/media/uploads/2024/05/rack.jpg"),
+        ("/2024/05/01/%e8%87%aa%e5%ae%85%e3%82%b5%e3%83%bc%e3%83%90%e3%83%bc/rack/", "/media/uploads/2024/05/rack.jpg"),
     ):
         answer = moved.get(old, follow_redirects=False)
         assert (answer.status_code, answer.headers["location"]) == (301, quote(new)), old

@@ -153,7 +153,7 @@ def _comments(item: WxrItem, post_path: str, planned: Planned) -> list[KeptComme
             nonce=f"{NONCE}{comment.id}",
             post_path=post_path,
             parent=_top(comment, by_id, kept),
-            author=comment.author[:_AUTHOR],
+            author=html.unescape(comment.author)[:_AUTHOR],  # WordPress keeps "&" as "&amp;"
             email=comment.email[:_EMAIL],
             url=comment.url[:_URL],
             body=comment.content,
@@ -185,7 +185,7 @@ def _uploads(
 ) -> list[tuple[Path, str, str]]:
     """The attachments' files and the other uploads the posts show, each with its old URL's path redirected to
     its copy; what cannot come is said in LEFT_OUT."""
-    wanted: dict[str, str] = {}  # media path -> an old URL
+    wanted: dict[str, list[str]] = {}  # media path -> its old URLs: the file's, its attachment page's
     attachments = [item for item in export.items if item.type == "attachment"]
     for item in attachments:
         if item.attached_file:
@@ -197,7 +197,7 @@ def _uploads(
                 f"attachment {item.id}: {item.attachment_url or 'no URL'}: not under wp-content/uploads/"
             )
             continue
-        wanted.setdefault(path, item.attachment_url)
+        wanted.setdefault(path, []).extend([item.attachment_url, item.link])
     if media_dir is None:
         if wanted:
             planned.left_out.append(
@@ -209,9 +209,9 @@ def _uploads(
     for item in items:
         for reference in wordpress.references(item.content):
             if (path := wordpress.upload_path(reference)) is not None:
-                wanted.setdefault(path, reference)
+                wanted.setdefault(path, []).append(reference)
     found: list[tuple[Path, str, str]] = []
-    for path, url in wanted.items():
+    for path, urls in wanted.items():
         file = _find(media_dir, path.removeprefix(wordpress.UPLOADS))
         content_type = MEDIA_TYPES.get(Path(path).suffix.lower())
         if file is None or content_type is None:
@@ -220,9 +220,8 @@ def _uploads(
                 planned.left_out.append(f"{path.removeprefix(wordpress.UPLOADS)}: {why}")
             continue
         found.append((file, path, content_type))
-        old = unicodedata.normalize("NFC", unquote(urlsplit(url).path))
-        if old.startswith("/"):
-            planned.redirects.append((old, f"/media/{path}"))
+        olds = dict.fromkeys(old for url in urls for old in _old_path(url))
+        planned.redirects += [(old, f"/media/{path}") for old in olds]
     return found
 
 
