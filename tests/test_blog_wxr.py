@@ -202,7 +202,9 @@ def test_an_upload_path_never_leaves_the_uploads() -> None:
     assert wordpress.media_path("2024//rack.jpg") is None
 
 
-@pytest.mark.parametrize("unit", ["<p", "<", "[caption]", "<pre>", '<a href="', "<script>", "<p><li", "x\n\n"])
+@pytest.mark.parametrize(
+    "unit", ["<p", "<", "[caption]", "<pre>", '<a href="', "<script>", "<p><li", "x\n\n", "<!-- wp:", "<!--more"]
+)
 def test_an_exports_content_takes_time_in_proportion_to_its_size(unit: str) -> None:
     """An export is a file from elsewhere: a post of unclosed tags or shortcodes must not take the square of its
     length (it took minutes for 200 KB of `[caption]` before)."""

@@ -34,9 +34,9 @@ _TAG = re.compile(r"<[^<>]*>")
 _PRE = re.compile(r"<pre[\s>]", re.IGNORECASE)
 _PRE_END = re.compile(r"</pre>", re.IGNORECASE)
 _VERBATIM = re.compile(r"<(script|style|svg|textarea)[\s>]", re.IGNORECASE)  # its newlines are no <br />
-_BLOCK_COMMENT = re.compile(r"<!--\s*/?wp:[^\n]*?-->\n?")
+_BLOCK_COMMENT = re.compile(r"<!--\s*/?wp:[^<>]*-->\n?")  # its attributes' JSON has < and > as \u003c, \u003e
 # Where the home page's excerpt ended and where a long post was cut in pages: marks for WordPress, not readers
-_MORE = re.compile(r"<!--(?:more|nextpage)\b[^\n]*?-->", re.IGNORECASE)
+_MORE = re.compile(r"<!--(?:more|nextpage)\b[^<>]*-->", re.IGNORECASE)
 _CAPTION = re.compile(r"\[caption([^\]]*)\](.*)\[/caption\]", re.DOTALL)
 _CAPTION_START = re.compile(r"\[caption[\s\]]")
 _CAPTION_END = re.compile(r"\[/caption\]")
