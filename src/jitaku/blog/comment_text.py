@@ -30,9 +30,14 @@ def _parser() -> MarkdownIt:
 
 def render(body: str) -> str:
     """BODY's HTML, safe to show to anyone."""
+    return clean(_parser().render(body))
+
+
+def clean(html: str) -> str:
+    """HTML with only what a comment may hold: a comment imported from WordPress or from an export brings its
+    HTML with it, which passes here as a reader's does."""
     import nh3
 
-    html: str = _parser().render(body)
     return nh3.clean(
         html,
         tags=TAGS,

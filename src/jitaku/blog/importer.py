@@ -4,24 +4,34 @@ here and read one at a time as the import writes them, so that a directory of ph
 
 The files under `pages/` are static pages (About): each at `/{slug}/`, its date optional, never on the home page,
 in an archive or a feed. A post's link or image that names one of the media files, relative to the post's own
-file (`![](photo.jpg)` beside `2024/server.md`), points at its URL under /media/, where the site serves it."""
+file (`![](photo.jpg)` beside `2024/server.md`), points at its URL under /media/, where the site serves it.
+
+A `.html` file that starts with front matter is a post whose body is HTML as WordPress keeps it, shown as
+WordPress shows it (blog/wordpress.py): what `jitaku blog import --wxr` made and `jitaku blog export` writes
+back. Beside the posts, `comments.json` and `redirects.json` (as `jitaku blog export` writes them) bring back the
+comments and the redirects to anything but a post."""
 
 from __future__ import annotations
 
+import json
 import posixpath
 import unicodedata
 from collections.abc import Set
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from jitaku.blog import markdown, permalink
+from jitaku.blog import comment_text, markdown, permalink, wordpress
 from jitaku.blog.paths import path_url
-from jitaku.blog.source import SourceError, parse
+from jitaku.blog.source import DELIMITERS, SourceError, parse
 from jitaku.store import site
 from jitaku.store.blog import NewPost
+from jitaku.store.comments import PENDING, PUBLISHED, SPAM, KeptComment
 
 SUFFIXES = (".md", ".markdown")
+HTML = ".html"  # a post in WordPress's HTML, when it starts with front matter (a stray page does not)
+COMMENTS = "comments.json"
+REDIRECTS = "redirects.json"
 PAGES = "pages/"  # the directory of static pages, in the directory imported
 # The first segments of the site's own paths: a page's slug must not take one
 RESERVED = frozenset(
@@ -51,14 +61,18 @@ def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[N
     if not directory.is_dir():
         raise SourceError(f"{directory}: not a directory")
     media = {path for _, path in _files(directory, tuple(MEDIA_TYPES))}
+    uploads = wordpress.uploads_resolver(frozenset(media))
     found: list[NewPost] = []
-    for file, path in _files(directory, SUFFIXES):
+    for file, path in _files(directory, (*SUFFIXES, HTML)):
         try:
             data = file.read_bytes()
         except OSError as error:
             raise SourceError(f"{file}: cannot read: {error.strerror or error}") from None
-        page = path.startswith(PAGES)
-        source = parse(path, str(file), data, timezone, dated=not page)
+        html = path.lower().endswith(HTML)
+        if html and not data.removeprefix(b"\xef\xbb\xbf").startswith(tuple(d.encode() for d in DELIMITERS)):
+            continue
+        source = parse(path, str(file), data, timezone, dated=not path.startswith(PAGES))
+        page = path.startswith(PAGES) if source.page is None else source.page
         if page and source.slug in RESERVED:
             raise SourceError(f"{file}:1: slug: {source.slug!r} is a path of the site itself; give the page another")
         url = f"/{source.slug}/" if page else permalink.url_of(pattern, source.slug, source.published_at, timezone)
@@ -71,7 +85,7 @@ def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[N
                 published_at=source.published_at,
                 draft=source.draft,
                 source=source.body,
-                html=markdown.render(source.body, media_links(source.path, media)),
+                html=rendered(source.path, source.body, media, uploads),
                 tags=source.tags,
                 aliases=source.aliases,
                 kind=site.PAGE if page else site.POST,
@@ -80,9 +94,20 @@ def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[N
     return found
 
 
-def media_links(post: str, media: Set[str]) -> markdown.Resolver:
-    """What turns a reference relative to the file POST into its URL under /media/, when it names one of MEDIA; the
-    admin's editor renders an imported post again with it, so that its photos stay where they were."""
+def rendered(path: str, body: str, media: Set[str], uploads: wordpress.Resolver | None = None) -> str:
+    """The HTML of the post at PATH whose source is BODY: WordPress's HTML (an .html file: an export of an import
+    --wxr) as WordPress shows it, else Markdown; a reference to one of MEDIA beside the file, or to a WordPress
+    upload (UPLOADS), becomes its URL under /media/. The admin's editor renders a post again with it, so that an
+    imported post keeps its photos and its kind of source."""
+    beside = _media_links(path, media)
+    if path.lower().endswith(HTML):
+        resolve = uploads or wordpress.uploads_resolver(frozenset(media))
+        return wordpress.render(body, lambda reference: resolve(reference) or beside(reference))
+    return markdown.render(body, beside)
+
+
+def _media_links(post: str, media: Set[str]) -> wordpress.Resolver:
+    """What turns a reference relative to the file POST into its URL under /media/, when it names one of MEDIA."""
     here = posixpath.dirname(post)
 
     def resolve(reference: str) -> str | None:
@@ -121,3 +146,83 @@ def _files(directory: Path, suffixes: tuple[str, ...]) -> list[tuple[Path, str]]
 def _hidden(relative: Path) -> bool:
     """`.git`, `.obsidian`, an editor's `.#post.md`: not posts."""
     return any(part.startswith(".") for part in relative.parts)
+
+
+def read_comments(directory: Path) -> list[KeptComment]:
+    """The comments of DIRECTORY's comments.json (none without one), checked before the store is touched."""
+    file = directory / COMMENTS
+    listed = _json(file)
+    if not isinstance(listed, list):
+        raise SourceError(f"{file}: expected a list of comments")
+    return [_comment(file, n, item) for n, item in enumerate(listed, 1)]
+
+
+def _comment(file: Path, n: int, item: object) -> KeptComment:
+    if not isinstance(item, dict):
+        raise SourceError(f"{file}: comment {n}: expected an object with id, post, author, body, status, date, ...")
+
+    def text(key: str, optional: bool = False) -> str:
+        value = item.get(key, "" if optional else None)
+        if not isinstance(value, str):
+            raise SourceError(f"{file}: comment {n}: {key}: expected text, got {value!r}")
+        return value
+
+    status = text("status")
+    if status not in (PENDING, PUBLISHED, SPAM):
+        raise SourceError(f"{file}: comment {n}: status: expected {PUBLISHED}, {PENDING} or {SPAM}, got {status!r}")
+    parent = item.get("parent")
+    if parent is not None and not isinstance(parent, str):
+        raise SourceError(f"{file}: comment {n}: parent: expected the id of another comment or null, got {parent!r}")
+    try:
+        created = datetime.fromisoformat(text("date"))
+    except ValueError:
+        raise SourceError(f"{file}: comment {n}: date: expected a date like 2024-05-01T09:30:00+09:00") from None
+    if created.tzinfo is None:
+        raise SourceError(f"{file}: comment {n}: date: {text('date')!r} needs its time zone (+09:00, Z)")
+    nonce = text("id")
+    if not nonce or len(nonce) > 64:
+        raise SourceError(f"{file}: comment {n}: id: expected 1 to 64 characters, got {nonce!r}")
+    return KeptComment(
+        nonce=nonce,
+        post_path=text("post"),
+        parent=parent,
+        author=text("author"),
+        email=text("email", optional=True),
+        url=text("url", optional=True),
+        body=text("body"),
+        html=comment_text.clean(text("html")),  # a file anyone could have edited: it passes as a reader's does
+        status=status,
+        address=text("address", optional=True),
+        reason=text("reason", optional=True),
+        created_at=created.timestamp(),
+    )
+
+
+def read_redirects(directory: Path) -> list[tuple[str, str]]:
+    """The redirects of DIRECTORY's redirects.json (none without one), as (old path, new path)."""
+    file = directory / REDIRECTS
+    listed = _json(file)
+    if not isinstance(listed, list):
+        raise SourceError(f"{file}: expected a list of redirects")
+    found: list[tuple[str, str]] = []
+    for n, item in enumerate(listed, 1):
+        old, new = (item.get("from"), item.get("to")) if isinstance(item, dict) else (None, None)
+        if not (isinstance(old, str) and isinstance(new, str) and old.startswith("/") and new.startswith("/")):
+            raise SourceError(f'{file}: redirect {n}: expected {{"from": "/old/path/", "to": "/new/path/"}}')
+        found.append((unicodedata.normalize("NFC", old), unicodedata.normalize("NFC", new)))
+    return found
+
+
+def _json(file: Path) -> object:
+    """FILE's JSON; an empty list when there is no FILE."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise SourceError(f"{file}: cannot read: {error.strerror or error}") from None
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        line = getattr(error, "lineno", 1)
+        raise SourceError(f"{file}:{line}: not JSON: {error}") from None

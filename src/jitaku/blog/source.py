@@ -1,6 +1,7 @@
 """A post as its Markdown file has it: front matter (`---` YAML or `+++` TOML) with the keys `title`, `date`,
-`tags`, `slug`, `draft` and `aliases`, then the body. Any other key is left alone, so that files kept for Hugo
-or Jekyll (`description`, `categories`, `layout`) import as they are.
+`tags`, `slug`, `draft`, `aliases` and `page` (a static page wherever its file is), then the body. Any other
+key is left alone, so that files kept for Hugo or Jekyll (`description`, `categories`, `layout`) import as they
+are.
 
 A problem is a SourceError naming the file, the line and the key, for `jitaku blog import` to print before it
 changes anything.
@@ -20,9 +21,9 @@ DELIMITERS = ("---", "+++")
 _AT_LINE = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 _AT_END = re.compile(r"\s*\(at end of document\)$")
 # Characters a slug cannot hold: they would end or split the path segment it becomes, or need quoting in it
-_NOT_IN_SEGMENT = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]")
+NOT_IN_SEGMENT = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]")
 # A tag may hold spaces (its archive's URL quotes them)
-_NOT_IN_TAG = re.compile(r"[/?#%\\\x00-\x1f\x7f]")
+NOT_IN_TAG = re.compile(r"[/?#%\\\x00-\x1f\x7f]")
 _RUNS_NOT_IN_SEGMENT = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]+")
 SLUG_LENGTH = 80  # characters of a slug made from a title: a whole sentence would make an unwieldy URL
 _NOT_IN_PATH = re.compile(r"[\\\x00-\x1f\x7f]")
@@ -42,12 +43,13 @@ class Source:
     draft: bool
     aliases: tuple[str, ...]  # old URLs as paths ("/2019/old-name/"), each to redirect to the post
     body: str  # Markdown
+    page: bool | None = None  # the front matter's `page`; None: not said, the file's directory tells
 
 
 def parse(path: str, shown: str, data: bytes, timezone: tzinfo | None, dated: bool = True) -> Source:
     """The post in DATA, the file at PATH (relative) that errors call SHOWN. A date without a time zone is
-    in TIMEZONE (None: the system's). Unless DATED, the date may be left out (a static page's URL has none):
-    its published_at is then 0."""
+    in TIMEZONE (None: the system's). Unless DATED, or the front matter says `page: true`, the date may be
+    left out (a static page's URL has none): its published_at is then 0."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
@@ -63,15 +65,17 @@ def parse(path: str, shown: str, data: bytes, timezone: tzinfo | None, dated: bo
     block = lines[1:closing]
     keys = _yaml(shown, block) if opening == "---" else _toml(shown, block, closing + 1)
     fields = _Fields(shown, block, keys)
+    page = fields.page()
     return Source(
         path=path,
         title=fields.title(),
-        published_at=fields.date(timezone, dated),
+        published_at=fields.date(timezone, dated if page is None else not page),
         tags=fields.tags(),
         slug=fields.slug(default=_default_slug(path)),
         draft=fields.draft(),
         aliases=fields.aliases(),
         body="\n".join(lines[closing + 1 :]),
+        page=page,
     )
 
 
@@ -109,7 +113,7 @@ def _default_slug(path: str) -> str:
     stem = parts[-1].rsplit(".", 1)[0]
     if stem == "index" and len(parts) > 1:
         stem = parts[-2]
-    return _NOT_IN_SEGMENT.sub("-", unicodedata.normalize("NFC", stem)).strip("-") or "post"
+    return NOT_IN_SEGMENT.sub("-", unicodedata.normalize("NFC", stem)).strip("-") or "post"
 
 
 class _Fields:
@@ -187,6 +191,12 @@ class _Fields:
             raise self._error("draft", f"expected true or false, got {value!r}")
         return value
 
+    def page(self) -> bool | None:
+        value = self._keys.get("page")
+        if value is not None and not isinstance(value, bool):
+            raise self._error("page", f"expected true or false, got {value!r}")
+        return value
+
     def aliases(self) -> tuple[str, ...]:
         value = self._keys.get("aliases", [])
         if not isinstance(value, list):
@@ -207,14 +217,14 @@ class _Fields:
 
 def slug_problem(slug: str) -> str | None:
     """What is wrong with SLUG as one segment of a URL; None: nothing."""
-    if not slug or slug in {".", ".."} or _NOT_IN_SEGMENT.search(slug):
+    if not slug or slug in {".", ".."} or NOT_IN_SEGMENT.search(slug):
         return f"{slug!r}: a slug must not be empty nor hold spaces, / ? # % \\ or control characters"
     return None
 
 
 def tag_problem(tag: str) -> str | None:
     """What is wrong with TAG (its archive is /tags/TAG/); None: nothing."""
-    if not tag or _NOT_IN_TAG.search(tag):
+    if not tag or NOT_IN_TAG.search(tag):
         return f"{tag!r}: a tag must not be empty nor hold / ? # % \\ or control characters"
     return None
 

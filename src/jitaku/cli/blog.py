@@ -1,5 +1,5 @@
-"""`jitaku blog ...`: import the blog's posts from Markdown files, with the photos beside them, and list them; list
-and moderate readers' comments."""
+"""`jitaku blog ...`: import the blog's posts from Markdown files, with the photos beside them, or from a
+WordPress export; export them all again; list them; list and moderate readers' comments."""
 
 from __future__ import annotations
 
@@ -27,29 +27,64 @@ from jitaku.words import counted
 blog_app = typer.Typer(no_args_is_help=True, help="The blog: posts from Markdown files.")
 
 
+WxrOption = Annotated[
+    Path | None,
+    typer.Option("--wxr", metavar="FILE", show_default=False, help="A WordPress export (Tools > Export) to import."),
+]
+MediaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--media",
+        metavar="DIR",
+        show_default=False,
+        help="With --wxr: the old site's wp-content/uploads directory, whose files the posts show.",
+    ),
+]
+
+
 @blog_app.command("import")
-def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
+def import_(
+    directory: Annotated[Path | None, typer.Argument(show_default=False)] = None,
+    wxr: WxrOption = None,
+    media: MediaOption = None,
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
     """Add or update the posts of DIRECTORY's Markdown files, each keyed by its path there, and its media files
     (photos, PDF, audio, video); a changed slug or date, and each alias, leaves a permanent redirect from the
-    old URL. One broken file: nothing is imported."""
+    old URL. With --wxr FILE instead: a WordPress export's posts, pages, comments and uploads (--media), each
+    old URL redirecting to its new one. One broken file: nothing is imported."""
+    if (directory is None) == (wxr is None):
+        raise CliError("import what? jitaku blog import DIR, or jitaku blog import --wxr FILE [--media DIR]")
+    if media is not None and wxr is None:
+        raise CliError("--media goes with --wxr: a directory's media files are found beside its posts")
+    if wxr is not None:
+        _import_wxr(wxr, media, data_dir)
+        return
+    assert directory is not None
     from jitaku.blog import permalink
-    from jitaku.blog.importer import media_files, read_posts
+    from jitaku.blog.importer import media_files, read_comments, read_posts, read_redirects
     from jitaku.blog.source import SourceError
     from jitaku.store import blog
+    from jitaku.store import comments as stored_comments
 
     config = load_config(data_dir)
     settings = config.settings.blog
     try:
         found = read_posts(directory, settings.permalink, permalink.zone(settings.timezone))
-        media = media_files(directory)
+        files = media_files(directory)
+        kept = read_comments(directory)
+        moved = read_redirects(directory)
     except SourceError as error:
         raise CliError(f"{error} (nothing imported)") from None
     now = time.time()
     try:
         with open_database(config).transaction() as connection:  # all or nothing
             done = blog.import_posts(connection, found, now)
-            stored = sum(blog.put_media(connection, path, kind, _read(file), now) for file, path, kind in media)
-    except blog.BlogError as error:
+            stored = sum(blog.put_media(connection, path, kind, _read(file), now) for file, path, kind in files)
+            added = stored_comments.restore(connection, kept)
+            for old, new in moved:
+                blog.add_redirect(connection, old, new, now)
+    except (blog.BlogError, stored_comments.UnknownPlace) as error:
         raise CliError(f"{error} (nothing imported)") from None
     for old, new in done.redirected:
         console.print(f"redirect {old} -> {new}")
@@ -57,8 +92,50 @@ def import_(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
         f"imported {counted(len(found), 'post')} from {directory}: {len(done.added)} new,"
         f" {len(done.updated)} updated, {len(done.unchanged)} unchanged"
     )
-    if media:
-        console.print(f"kept {counted(len(media), 'media file')}: {stored} new or changed")
+    if files:
+        console.print(f"kept {counted(len(files), 'media file')}: {stored} new or changed")
+    if kept:
+        console.print(f"kept {counted(len(kept), 'comment')}: {added} new")
+    if moved:
+        console.print(f"kept {counted(len(moved), 'other redirect')}")
+
+
+def _import_wxr(file: Path, media: Path | None, data_dir: Path) -> None:
+    from jitaku.blog import permalink, wxr, wxr_import
+    from jitaku.blog.source import SourceError
+    from jitaku.store import blog, site
+    from jitaku.store import comments as stored_comments
+
+    config = load_config(data_dir)
+    settings = config.settings.blog
+    timezone = permalink.zone(settings.timezone)
+    if media is not None and not media.is_dir():
+        raise CliError(f"{media}: not a directory (nothing imported)")
+    try:
+        planned = wxr_import.plan(wxr.read(file, timezone), media, settings.permalink, timezone)
+    except SourceError as error:
+        raise CliError(f"{error} (nothing imported)") from None
+    now = time.time()
+    try:
+        with open_database(config).transaction() as connection:  # all or nothing
+            done = blog.import_posts(connection, planned.posts, now)
+            stored = sum(blog.put_media(connection, path, kind, _read(f), now) for f, path, kind in planned.media)
+            added = stored_comments.restore(connection, planned.comments)
+            for old, new in planned.redirects:
+                blog.add_redirect(connection, old, new, now)
+    except (blog.BlogError, stored_comments.UnknownPlace) as error:
+        raise CliError(f"{file}: {error} (nothing imported)") from None
+    for line in planned.left_out:
+        console.print(f"left out: {line}")
+    pages = sum(post.kind == site.PAGE for post in planned.posts)
+    moved = sum(alias != post.url for post in planned.posts for alias in post.aliases) + len(planned.redirects)
+    console.print(
+        f"imported from {file}: {counted(len(planned.posts) - pages, 'post')}, {counted(pages, 'page')}"
+        f" ({len(done.added)} new, {len(done.updated)} updated, {len(done.unchanged)} unchanged),"
+        f" {counted(len(planned.comments), 'comment')} ({added} new),"
+        f" {counted(len(planned.media), 'media file')} ({stored} new or changed),"
+        f" {counted(moved, 'old URL')} redirected"
+    )
 
 
 def _read(file: Path) -> bytes:
@@ -66,6 +143,30 @@ def _read(file: Path) -> bytes:
         return file.read_bytes()
     except OSError as error:
         raise CliError(f"{file}: cannot read: {error.strerror or error} (nothing imported)") from None
+
+
+@blog_app.command("export")
+def export(directory: Path, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Write every post and page (Markdown with front matter; a post from WordPress as its HTML), every media
+    file and every comment (comments.json) into DIRECTORY, new or empty: `jitaku blog import DIRECTORY` into
+    a fresh data directory with the same [blog] settings gives the same site."""
+    from jitaku.blog.export import ExportError
+    from jitaku.blog.export import export as write
+
+    config = load_config(data_dir)
+    try:
+        done = open_database(config).read_now(lambda connection: write(connection, directory))
+    except ExportError as error:
+        raise CliError(f"{error} (nothing exported)") from None
+    except OSError as error:
+        raise CliError(f"{error.filename or directory}: cannot write: {error.strerror or error}") from None
+    for line in done.not_again:
+        console.print(f"warning: {line}")
+    console.print(
+        f"exported to {directory}: {counted(done.posts, 'post')}, {counted(done.pages, 'page')},"
+        f" {counted(done.media, 'media file')}, {counted(done.comments, 'comment')},"
+        f" {counted(done.redirects, 'other redirect')}"
+    )
 
 
 @blog_app.command("posts")

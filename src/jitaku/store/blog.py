@@ -175,6 +175,11 @@ def posts(source: Connection | Statements) -> list[Post]:
     ]
 
 
+def sources(source: Connection | Statements) -> dict[int, str]:
+    """Each post's body as it was imported (Markdown, or WordPress's HTML), by id: what an export writes."""
+    return {int(post_id): str(body) for post_id, body in statements_of(source).run("SELECT id, source FROM posts")}
+
+
 def redirect_for(source: Connection | Statements, path: str) -> str | None:
     """Where the old URL PATH has moved to; None when it never moved."""
     rows = statements_of(source).run("SELECT new_path FROM redirects WHERE old_path = ?", (path,))
@@ -289,9 +294,10 @@ def post_with_source(source: Connection | Statements, post_id: int) -> tuple[Pos
     return Post(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), tags, row[7], row[8]), str(row[9])
 
 
-def media_paths(source: Connection | Statements) -> set[str]:
-    """Every media file's path: what an imported post's relative image may name (blog/importer.py)."""
-    return {str(path) for (path,) in statements_of(source).run("SELECT path FROM media")}
+def media_paths(source: Connection | Statements) -> list[str]:
+    """Every media file's path, in order: what an imported post's relative image may name (blog/importer.py), what
+    an export writes."""
+    return [str(path) for (path,) in statements_of(source).run("SELECT path FROM media ORDER BY path")]
 
 
 def delete_post(target: Connection | Tx, post_id: int) -> str | None:

@@ -7,6 +7,7 @@ connections, which statements_of and tx_of wrap."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -204,3 +205,102 @@ def counts_by_post(source: Connection | Statements) -> dict[int, int]:
         "SELECT post_id, COUNT(*) FROM comments WHERE status <> ? GROUP BY post_id", (SPAM,)
     )
     return {int(post_id): int(count) for post_id, count in rows}
+
+
+# Comments as `jitaku blog export` writes them and an import brings them back (a WordPress export's too)
+
+
+@dataclass(frozen=True)
+class KeptComment:
+    """A comment away from its ids: keyed by its NONCE (unique, so importing twice adds it once), its post by
+    the post's path (what keys a post across imports), its parent by the parent's nonce."""
+
+    nonce: str
+    post_path: str
+    parent: str | None
+    author: str
+    email: str
+    url: str
+    body: str
+    html: str
+    status: str
+    address: str
+    reason: str
+    created_at: float
+
+
+def kept(source: Connection | Statements) -> list[KeptComment]:
+    """Every comment, oldest first, whatever its status."""
+    rows = statements_of(source).run(
+        "SELECT c.nonce, p.path, parent.nonce, c.author, c.email, c.url, c.body, c.html, c.status, c.address,"
+        " c.reason, c.created_at FROM comments c JOIN posts p ON p.id = c.post_id"
+        " LEFT JOIN comments parent ON parent.id = c.parent_id ORDER BY c.created_at, c.id"
+    )
+    return [
+        KeptComment(
+            nonce=str(row[0]),
+            post_path=str(row[1]),
+            parent=None if row[2] is None else str(row[2]),
+            author=str(row[3]),
+            email=str(row[4]),
+            url=str(row[5]),
+            body=str(row[6]),
+            html=str(row[7]),
+            status=str(row[8]),
+            address=str(row[9]),
+            reason=str(row[10]),
+            created_at=float(row[11]),
+        )
+        for row in rows
+    ]
+
+
+class UnknownPlace(Exception):
+    """A kept comment whose post or parent is neither stored nor imported with it: nothing is written."""
+
+
+def restore(target: Connection | Tx, found: Sequence[KeptComment]) -> int:
+    """Add each of FOUND whose nonce is not stored yet, parents before their replies; a comment stored already
+    is left as it is (what the owner decided since stays). How many were added."""
+    tx = tx_of(target)
+    posts = {str(path): int(post_id) for post_id, path in tx.run("SELECT id, path FROM posts")}
+    ids = {str(nonce): int(comment_id) for comment_id, nonce in tx.run("SELECT id, nonce FROM comments")}
+    waiting = [comment for comment in found if comment.nonce not in ids]
+    added = published = 0
+    while waiting:
+        later: list[KeptComment] = []
+        for comment in waiting:
+            if comment.nonce in ids:  # twice in FOUND
+                continue
+            if comment.parent is not None and comment.parent not in ids:
+                later.append(comment)
+                continue
+            if comment.post_path not in posts:
+                raise UnknownPlace(f"comment {comment.nonce}: no post {comment.post_path}")
+            (comment_id,) = tx.run(
+                "INSERT INTO comments (post_id, parent_id, author, email, url, body, html, status, address, nonce,"
+                " created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    posts[comment.post_path],
+                    None if comment.parent is None else ids[comment.parent],
+                    comment.author,
+                    comment.email,
+                    comment.url,
+                    comment.body,
+                    comment.html,
+                    comment.status,
+                    comment.address,
+                    comment.nonce,
+                    comment.created_at,
+                    comment.reason,
+                ),
+            )[0]
+            ids[comment.nonce] = int(comment_id)
+            added += 1
+            published += comment.status == PUBLISHED
+        if len(later) == len(waiting):
+            raise UnknownPlace(f"comment {later[0].nonce}: no comment {later[0].parent} to reply to")
+        waiting = later
+    if published:
+        changed(tx)
+    return added

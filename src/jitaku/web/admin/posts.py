@@ -43,7 +43,6 @@ from jitaku.web.page_cache import PageCache
 from jitaku.web.site_info import SiteInfo
 
 if TYPE_CHECKING:
-    from jitaku.blog.markdown import Resolver
     from jitaku.store.transaction import Tx
 
 CURRENT = "/admin/posts"
@@ -358,12 +357,10 @@ class Posts:
     async def _render(self, body: str, path: str) -> str:
         """BODY as the site will show it, by the blog's own renderer in a thread (a long post takes a while); a
         photo an imported post names beside its file becomes its URL under /media/, as the import made it."""
-        from jitaku.blog import markdown
-        from jitaku.blog.importer import media_links
+        from jitaku.blog.importer import rendered
 
-        media = await self._database.query(blog.media_paths)
-        resolve: Resolver = media_links(path, media)
-        return await asyncio.to_thread(markdown.render, body, resolve)
+        media = set(await self._database.query(blog.media_paths))
+        return await asyncio.to_thread(rendered, path, body, media)
 
     # Images
 
