@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.browser import Chromium
 from tests.integration.forms import csrf_of, submit
 from tests.integration.harness import Jitaku
 from tests.integration.test_lists import MEMBER_DOMAINS, Members, header, post
@@ -22,6 +23,8 @@ from tests.integration.test_outbound import submit as submit_mail
 from tests.peers import wait_until
 
 LIST = "sota@example.test"
+ARTIFACTS = Path(__file__).parent.parent.parent / "artifacts" / "screenshots"
+SIZES = (("phone", 375, True), ("desktop", 1280, False))
 POST = "---\ntitle: 自宅サーバー\ndate: 2024-05-01\nslug: jitaku\n---\n本文です。\n"
 POST_PATH = "/2024/05/jitaku/"
 READERS = (
@@ -305,3 +308,45 @@ def test_every_admin_form_refuses_a_post_without_its_token_and_bad_input_changin
             refused = submit(client, page, data, action=action)
             assert refused.status_code == 400 and "<main>" in refused.text, (action, data, refused.text[:300])
     assert state() == before
+
+
+LAYOUT = """(() => {
+  const width = document.documentElement.clientWidth;
+  const past = [...document.body.querySelectorAll("*")]
+    .filter(element => element.getBoundingClientRect().right > width + 0.5)
+    .map(element => element.outerHTML.slice(0, 100));
+  return {past, scrollWidth: document.documentElement.scrollWidth, text: document.body.innerText,
+    refresh: document.querySelectorAll('meta[http-equiv="refresh" i]').length};
+})()"""
+
+
+def test_each_admin_page_reads_well_on_a_phone_and_a_desktop_with_no_serious_accessibility_finding(site) -> None:
+    """Each page with real data in it, as the owner sees it in Chromium (screenshots in artifacts/screenshots/):
+    within the screen's width, no self-reload, and no serious or critical finding of axe-core."""
+    server, _members = site
+    pages = {
+        "status": ("/admin/", LIST),
+        "health": ("/admin/health", "Checks"),
+        "comments": ("/admin/comments", "Every comment waits for approval"),
+        "redirects": ("/admin/redirects", "all answer 200"),
+        "lists": ("/admin/lists", "SOTA Japan"),
+        "list": (f"/admin/lists/{LIST}", "Please approve"),
+        "queue": ("/admin/queue", "dan@down.test"),
+    }
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with Chromium(timeout=120) as browser:
+        browser.open(base(server) + "/admin/redirects", 1280)
+        browser.click("form[action='/admin/redirects/check'] button")  # the crawl's report, on the page after
+        for name, (path, expected) in pages.items():
+            for size, width, mobile in SIZES:
+                shot = ARTIFACTS / f"admin-{name}-{size}.png"
+                shot.unlink(missing_ok=True)
+                browser.open(base(server) + path, width, mobile=mobile)
+                page = browser.evaluate(LAYOUT)
+                browser.screenshot(shot)
+                assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5_000
+                assert expected in page["text"], (name, size)
+                assert page["refresh"] == 0, name
+                assert (page["scrollWidth"], page["past"]) == (width, []), (name, size)
+                found = [v for v in browser.accessibility_violations() if v["impact"] in ("serious", "critical")]
+                assert found == [], (name, size, found)
