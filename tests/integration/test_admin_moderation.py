@@ -160,6 +160,15 @@ def test_a_held_list_post_approved_on_the_web_reaches_the_member(site) -> None:
     assert header(copy, "Subject") == "[sota:00001] Please approve"
     assert held(server) == []
 
+    post(server, "frank@other.test", "Buy now", "--header", "From: Frank <frank@other.test>")
+    [waiting] = wait_until(lambda: held(server), timeout=20)
+    with admin(server) as client:
+        data = {"id": str(waiting["id"]), "action": "reject", "note": "off topic"}
+        assert submit(client, address, data, action=f"{address}/held").status_code == 303
+    refusal = wait_until(lambda: members.copies_for("frank@other.test"), timeout=20)[0]
+    assert "rejected" in header(refusal, "Subject") and b"off topic" in refusal
+    assert len(members.copies_for("carol@members.test")) == 1 and held(server) == []
+
 
 def test_list_settings_and_members_change_from_the_web_and_bad_input_changes_nothing(site) -> None:
     server, _members = site
@@ -177,6 +186,9 @@ def test_list_settings_and_members_change_from_the_web_and_bad_input_changes_not
         "bounce_threshold": "3",
     }
     with admin(server) as client:
+        page = client.get(address).text
+        for form in ("settings", "members", "held"):
+            assert f'action="{address}/{form}"' in page  # the page's forms post where these tests do
         before = shown()
         wrong = submit(client, address, {**settings, "subject_tag": "[sota]"}, action=f"{address}/settings")
         assert wrong.status_code == 400 and "needs exactly one %d" in wrong.text and "nothing saved" in wrong.text

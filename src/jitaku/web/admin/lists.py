@@ -21,7 +21,8 @@ from jitaku.web.admin.page import AdminPages
 from jitaku.web.bodies import read_form
 
 PATH = "/admin/lists"
-# The settings the form shows and saves, in this order; each is checked by lists.check_setting
+# The settings the form shows and saves, in this order; each is checked by lists.check_setting. "archive" (which
+# CHOICES and HINTS know already) joins it with check_setting's archive setting.
 SETTINGS = ("name", "subject_tag", "reply_to", "dmarc", "owners", "bounce_threshold")
 CHOICES: dict[str, tuple[str, ...]] = {
     "reply_to": lists.REPLY_TO,
@@ -79,7 +80,7 @@ class ListsAdmin:
 
     async def _index(self, request: Request) -> Response:
         found = await self._database.query(lists.summaries, snapshot=False)
-        shown = [{**summary, "href": f"{PATH}/{quote(summary['address'])}"} for summary in found]
+        shown = [{**summary, "href": f"{PATH}/{quote(summary['address'], safe='@')}"} for summary in found]
         return await self._admin.render(request, "lists.html", PATH, {"lists": shown})
 
     async def _find(self, request: Request) -> lists.MailingList | None:
@@ -121,7 +122,7 @@ class ListsAdmin:
         ]
         context = {
             "list": found,
-            "action": f"{PATH}/{quote(found.address)}",
+            "action": f"{PATH}/{quote(found.address, safe='@')}",
             "said": said,
             "error": error,
             "settings": settings,
@@ -142,7 +143,7 @@ class ListsAdmin:
         return await self._admin.render(request, "refused.html", PATH, context, status_code=404)
 
     def _done(self, found: lists.MailingList, done: str) -> Response:
-        return RedirectResponse(f"{PATH}/{quote(found.address)}?done={done}", status_code=303)
+        return RedirectResponse(f"{PATH}/{quote(found.address, safe='@')}?done={done}", status_code=303)
 
     async def _settings(self, request: Request) -> Response:
         """Every setting of the form checked first; any wrong one is a 400 naming it, with nothing saved."""
