@@ -1,7 +1,7 @@
 """The owner's admin pages for comments, redirects, lists and the queue (issue 22) against a real `jitaku serve`:
 bulk moderation changes what the site shows, a held list post approved on the web reaches the members (through
-the list runner), and every form refuses a POST without its CSRF token (403) or with bad input (400), changing
-nothing either way."""
+the list runner), and every form refuses a POST without its CSRF token (403), with bad input (400) or from a
+stranger without an admin's login (to /login), changing nothing; each page in Chromium with axe-core."""
 
 from __future__ import annotations
 
@@ -319,6 +319,13 @@ def test_every_admin_form_refuses_a_post_without_its_token_and_bad_input_changin
         ):
             refused = submit(client, page, data, action=action)
             assert refused.status_code == 400 and "<main>" in refused.text, (action, data, refused.text[:300])
+    # from elsewhere (a Host that is not this machine's), every page and form wants an admin's login first
+    with httpx.Client(base_url=base(server), headers={"host": "mail.example.test"}) as stranger:
+        field = csrf_of(stranger.get("/login").text)
+        for page, action, data in FORMS:
+            assert stranger.get(page).headers["location"] == f"/login?next={page}"
+            refused = stranger.post(action, data={**data, "csrf": field})
+            assert refused.status_code == 303 and refused.headers["location"] == f"/login?next={action}", action
     assert state() == before
 
 
