@@ -22,6 +22,7 @@ from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
 from jitaku.web import auth, buddy, csrf, feeds, lists
+from jitaku.web.admin import posts
 from jitaku.web.admin.comments import CommentsAdmin
 from jitaku.web.admin.lists import ListsAdmin
 from jitaku.web.admin.page import AdminPages
@@ -90,6 +91,7 @@ def build(
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
             *comments.routes(),
+            *posts.Posts(settings, database, admin, pages).routes(),
             *feeds.routes(settings, database, pages),
             *_metrics(config, database),
             *SearchPage(database, site).routes(),
@@ -98,7 +100,7 @@ def build(
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest, so
         # that csrf.Protect reads only a bounded body
         middleware=[
-            Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",)),
+            Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",), larger=posts.LARGER),
             Middleware(csrf.Protect, secret=secret),
             Middleware(auth.CookieSessions, secret=secret),
         ],
