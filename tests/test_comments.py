@@ -327,19 +327,27 @@ def test_more_than_two_links_are_held_whatever_the_moderation(database: Database
 
 
 @pytest.mark.parametrize(
-    ("moderation", "verdict", "links", "before", "status"),
+    ("moderation", "verdict", "links", "before", "status", "reason"),
     [
-        ("none", "ham", 0, False, "published"),
-        ("all", "ham", 0, True, "pending"),
-        ("first", "ham", 0, False, "pending"),
-        ("first", "ham", 0, True, "published"),
-        ("first", "ham", 3, True, "pending"),
-        ("none", "hold", 0, False, "pending"),
-        ("none", "spam", 0, False, "spam"),
+        ("none", "ham", 0, False, "published", ""),
+        ("all", "ham", 0, True, "pending", 'Every comment waits for approval (moderation "all").'),
+        ("first", "ham", 0, False, "pending", 'First comment from this author (moderation "first").'),
+        ("first", "ham", 0, True, "published", ""),
+        ("first", "ham", 3, True, "pending", "It has 3 links (more than 2 are always held)."),
+        ("none", "hold", 0, False, "pending", "The spam filter asked for it to be held."),
+        ("none", "spam", 0, False, "spam", "The spam filter judged it spam."),
     ],
 )
-def test_moderation_rules(moderation: str, verdict: Any, links: int, before: bool, status: str) -> None:
-    assert status_for(moderation, verdict, links, before) == status
+def test_moderation_rules(moderation: str, verdict: Any, links: int, before: bool, status: str, reason: str) -> None:
+    assert status_for(moderation, verdict, links, before) == (status, reason)
+
+
+def test_a_held_comment_keeps_why_it_was_held_for_the_owner(database: Database) -> None:
+    site = Site(database, moderation="all")
+    site.post()
+    [held] = site.stored()
+    assert (held.status, held.reason) == ("pending", 'Every comment waits for approval (moderation "all").')
+    assert held.post_title == "自宅サーバー"
 
 
 def test_replies_nest_one_level_under_a_published_comment(database: Database) -> None:

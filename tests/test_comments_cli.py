@@ -34,7 +34,7 @@ def data(tmp_path: Path) -> Path:
             new = NewComment(
                 post.id, None, author, f"{author}@r.test", "", f"body {number}", "", "192.0.2.1", str(number), 1.0
             )
-            comments.add(connection, new, status)
+            comments.add(connection, new, status, "" if status == "published" else "First comment from this author.")
     database.close()
     return data
 
@@ -53,7 +53,9 @@ def test_comments_as_json_have_the_contract_s_keys(data: Path) -> None:
         ("/2024/05/jitaku/", "Hana", "body 0", "published"),
         ("/2024/05/jitaku/", "Spammer", "body 1", "pending"),
     ]
-    assert [c["author"] for c in listed(data, "--pending")] == ["Spammer"]
+    assert [(c["author"], c["reason"]) for c in listed(data, "--pending")] == [
+        ("Spammer", "First comment from this author.")
+    ]
     table = jitaku(data, "blog", "comments")
     assert "Spammer" in table.stdout and "pending" in table.stdout
 

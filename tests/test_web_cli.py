@@ -239,3 +239,10 @@ def test_a_link_quoted_twice_is_broken_though_its_once_unquoted_form_answers(sma
 def test_check_links_bounds_its_crawl(small_site: str) -> None:
     report = check_links(small_site, max_pages=3)
     assert report.checked == 3 and report.stopped
+
+
+def test_check_links_stops_at_its_time_limit(small_site: str) -> None:
+    """The admin's button waits for the report: past its time limit the crawl stops as at its page bound."""
+    report = check_links(small_site, time_limit=0.0)
+    assert report.checked == 0 and report.stopped
+    assert check_links(small_site, ["public.test"], time_limit=60.0).checked == 12

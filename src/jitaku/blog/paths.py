@@ -9,7 +9,8 @@ decoded; they are percent-encoded only here, once, when they become an href, a L
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+import unicodedata
+from urllib.parse import quote, unquote
 
 # What a path leaves as it is besides letters and digits: RFC 3986's pchar and "/"; anything else (Japanese,
 # a space, "%", "?", "#") is sent as UTF-8 %XX
@@ -33,3 +34,24 @@ def absolute(base: str, path: str) -> str:
     """PATH on the site at BASE (`[web] url`, without its trailing slash), for a canonical link, a feed or the
     sitemap."""
     return base + path_url(path)
+
+
+class PathRefused(ValueError):
+    """Text that is not a path on this site as a redirect names one; the message says what is wrong."""
+
+
+def site_path(text: str, what: str) -> str:
+    """TEXT as the path the site looks up: percent-encoding decoded and NFC, as posts' URLs are kept. PathRefused,
+    naming it WHAT, unless it is a path on this site ("/..."), without a ?query or #fragment the lookup never sees.
+    `jitaku web redirect` and the admin's redirects page check what they are given here, alike."""
+    if not text.startswith("/") or text.startswith("//"):  # "//host/..." is another site's URL
+        raise PathRefused(f"{what} must be a path on this site, starting with one /: {text!r}")
+    if "?" in text or "#" in text:
+        raise PathRefused(f"{what} must be a path alone, without ?query or #fragment: {text!r}")
+    try:
+        path = unicodedata.normalize("NFC", unquote(text, errors="strict"))
+    except UnicodeDecodeError:
+        raise PathRefused(f"{what} has a %-escape that is not UTF-8: {text!r}") from None
+    if any(character.isspace() or ord(character) < 32 or ord(character) == 127 for character in path):
+        raise PathRefused(f"{what} must not hold spaces or control characters: {text!r}")
+    return path

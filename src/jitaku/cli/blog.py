@@ -247,6 +247,7 @@ def comments(
             "url": comment.url,
             "body": comment.body,
             "status": comment.status,
+            "reason": comment.reason,  # why it was held or judged spam (CONTRACTS allows keys beyond its own)
             "parent": comment.parent_id,
             "date": utc_time(comment.created_at),
         }

@@ -4,9 +4,8 @@ site that lists the internal links that do not answer."""
 from __future__ import annotations
 
 import time
-import unicodedata
 from typing import Annotated
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import typer
 
@@ -28,19 +27,6 @@ from jitaku.words import counted
 web_app = typer.Typer(no_args_is_help=True, help="The web site: redirects and a check of its links.")
 redirect_app = typer.Typer(no_args_is_help=True, help="Old URLs that answer 301 with where their page is now.")
 web_app.add_typer(redirect_app, name="redirect")
-
-
-def site_path(text: str, what: str) -> str:
-    """TEXT as the path the site looks up: percent-encoding decoded and NFC, as posts' URLs are kept. A
-    CliError unless it is a path on this site ("/..."), without a ?query or #fragment the lookup never sees."""
-    if not text.startswith("/") or text.startswith("//"):  # "//host/..." is another site's URL
-        raise CliError(f"{what} must be a path on this site, starting with one /: {text!r}")
-    if "?" in text or "#" in text:
-        raise CliError(f"{what} must be a path alone, without ?query or #fragment: {text!r}")
-    path = unicodedata.normalize("NFC", unquote(text, errors="strict"))
-    if any(character.isspace() or ord(character) < 32 or ord(character) == 127 for character in path):
-        raise CliError(f"{what} must not hold spaces or control characters: {text!r}")
-    return path
 
 
 @redirect_app.command("add")
@@ -93,10 +79,12 @@ def redirect_remove(old: str, data_dir: DirOption = DEFAULT_DIR) -> None:
 
 
 def _decoded(text: str, what: str) -> str:
+    from jitaku.blog.paths import PathRefused, site_path
+
     try:
         return site_path(text, what)
-    except UnicodeDecodeError:
-        raise CliError(f"{what} has a %-escape that is not UTF-8: {text!r}") from None
+    except PathRefused as refused:
+        raise CliError(str(refused)) from None
 
 
 UrlOption = Annotated[
@@ -147,13 +135,8 @@ def _pages(linked_from: tuple[str, ...]) -> str:
 
 
 def _listening(config: Config) -> tuple[str, bool]:
-    """The first `[web] listen` address of the running daemon, as a URL; a wildcard is reached on loopback.
-    Port 443 speaks HTTPS with this server's own certificate, not checked on a loopback address."""
+    """The first `[web] listen` address of the running daemon, as a URL (links.reach)."""
     from jitaku import ports
+    from jitaku.web.links import reach
 
-    address = ports.running(config).settings.web.listen[0]
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address.host, address.host)
-    shown = f"[{host}]" if ":" in host else host
-    if address.port == 443:
-        return f"https://{shown}", False
-    return f"http://{shown}:{address.port}", True
+    return reach(ports.running(config).settings.web.listen[0])

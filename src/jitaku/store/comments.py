@@ -49,12 +49,14 @@ class Comment:
     html: str
     status: str
     created_at: float
+    reason: str = ""  # why it was held, or judged spam: a sentence for the owner's moderation queue
+    post_title: str = ""
     replies: list[Comment] = field(default_factory=list)
 
 
 _COMMENT = (
-    "SELECT c.id, c.post_id, p.url, c.parent_id, c.author, c.email, c.url, c.body, c.html, c.status, c.created_at"
-    " FROM comments c JOIN posts p ON p.id = c.post_id"
+    "SELECT c.id, c.post_id, p.url, c.parent_id, c.author, c.email, c.url, c.body, c.html, c.status, c.created_at,"
+    " c.reason, p.title FROM comments c JOIN posts p ON p.id = c.post_id"
 )
 
 
@@ -72,6 +74,8 @@ def _comment(row: Any) -> Comment:
         str(row[8]),
         str(row[9]),
         float(row[10]),
+        str(row[11]),
+        str(row[12]),
     )
 
 
@@ -115,12 +119,13 @@ def approved_before(source: Connection | Statements, author: str, email: str) ->
     return bool(rows)
 
 
-def add(target: Connection | Tx, comment: NewComment, status: str) -> int:
-    """Store COMMENT as STATUS; a published one changes the pages, which the running site then drops."""
+def add(target: Connection | Tx, comment: NewComment, status: str, reason: str = "") -> int:
+    """Store COMMENT as STATUS, held or judged for REASON; a published one changes the pages, which the running
+    site then drops."""
     tx = tx_of(target)
     (comment_id,) = tx.run(
         "INSERT INTO comments (post_id, parent_id, author, email, url, body, html, status, address, nonce,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        " created_at, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             comment.post_id,
             comment.parent_id,
@@ -133,6 +138,7 @@ def add(target: Connection | Tx, comment: NewComment, status: str) -> int:
             comment.address,
             comment.nonce,
             comment.created_at,
+            reason,
         ),
     )[0]
     if status == PUBLISHED:
@@ -152,6 +158,18 @@ def listed(source: Connection | Statements, pending_only: bool = False) -> list[
     else:
         rows = statements_of(source).run(f"{_COMMENT} ORDER BY c.id")
     return [_comment(row) for row in rows]
+
+
+def by_status(source: Connection | Statements, status: str, limit: int) -> list[Comment]:
+    """The LIMIT newest comments of STATUS, newest first: the owner's moderation queue, one tab a status."""
+    rows = statements_of(source).run(f"{_COMMENT} WHERE c.status = ? ORDER BY c.id DESC LIMIT ?", (status, limit))
+    return [_comment(row) for row in rows]
+
+
+def counts(source: Connection | Statements) -> dict[str, int]:
+    """How many comments each status holds (a status with none is absent)."""
+    rows = statements_of(source).run("SELECT status, count(*) FROM comments GROUP BY status")
+    return {str(status): int(count) for status, count in rows}
 
 
 def published(source: Connection | Statements, post_id: int) -> list[Comment]:

@@ -32,6 +32,7 @@ _SIZE = "SELECT count(*) FROM queue"
 _OLDEST = "SELECT created_at, last_error FROM queue ORDER BY created_at LIMIT 1"
 _FLUSH = "UPDATE queue SET next_attempt = ? RETURNING id"
 _REMOVE = "DELETE FROM queue WHERE id = ? RETURNING id"
+_RETRY = "UPDATE queue SET next_attempt = ? WHERE id = ? RETURNING id"
 
 
 class Personal(NamedTuple):
@@ -130,6 +131,11 @@ def backlog(source: Connection | Statements) -> Backlog:
 def flush(target: Connection | Tx, now: float) -> int:
     """Make every queued message due at NOW (`jitaku queue flush`); how many there are."""
     return len(tx_of(target).run(_FLUSH, (now,)))
+
+
+def retry(target: Connection | Tx, queue_id: str, now: float) -> bool:
+    """Make one queued message due at NOW (the admin's "retry now"); whether it is still queued."""
+    return bool(tx_of(target).run(_RETRY, (now, queue_id)))
 
 
 def remove(target: Connection | Tx, queue_id: str) -> bool:

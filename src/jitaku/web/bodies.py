@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Every form we serve (login, list subscribe and confirm, one-click unsubscribe) is a few text fields; a route given
-# a larger body (BodyLimit's LARGER: a post's Markdown) may have one field that large, and the admin's image upload
-# reads its file with limits of its own.
-FORM_FIELDS = 16
+# Every form we serve (login, list subscribe and confirm, one-click unsubscribe) is a few text fields, but for the
+# admin's bulk moderation: a checkbox for each comment of its page (web/admin/comments.py SHOWN, 100), so the bound
+# is above that; the body's size is bounded anyway. A route given a larger body (BodyLimit's LARGER: a post's
+# Markdown) may have one field that large, and the admin's image upload reads its file with limits of its own.
+FORM_FIELDS = 128
 FORM_FIELD_BYTES = 16384
 FORM_KEY = "jitaku.form"  # in the scope: the form csrf.Protect read and checked, so the body is parsed once
 LARGER_KEY = "jitaku.larger_body"  # in the scope: the bytes the body of a route given a larger bound may have

@@ -74,18 +74,23 @@ class Saved:
     status: str
 
 
-def status_for(moderation: str, verdict: Verdict, links: int, approved_before: bool) -> str:
-    """What a new comment becomes: the filter's spam is spam; held by the filter, or with more than
-    MAX_LINKS links, it waits whatever the moderation; else `[blog] moderation` decides."""
+def status_for(moderation: str, verdict: Verdict, links: int, approved_before: bool) -> tuple[str, str]:
+    """What a new comment becomes, and why in a sentence the owner reads in the moderation queue (none when it
+    is published): the filter's spam is spam; held by the filter, or with more than MAX_LINKS links, it waits
+    whatever the moderation; else `[blog] moderation` decides."""
     from jitaku.blog.comment_text import MAX_LINKS
 
     if verdict == "spam":
-        return SPAM
-    if verdict == "hold" or links > MAX_LINKS:
-        return PENDING
+        return SPAM, "The spam filter judged it spam."
+    if verdict == "hold":
+        return PENDING, "The spam filter asked for it to be held."
+    if links > MAX_LINKS:
+        return PENDING, f"It has {links} links (more than {MAX_LINKS} are always held)."
     if moderation == "none" or (moderation == "first" and approved_before):
-        return PUBLISHED
-    return PENDING
+        return PUBLISHED, ""
+    if moderation == "first":
+        return PENDING, 'First comment from this author (moderation "first").'
+    return PENDING, 'Every comment waits for approval (moderation "all").'
 
 
 def _has_control(text: str, allowed: str = "") -> bool:
@@ -345,8 +350,8 @@ class Comments:
             if new.parent_id is not None and not comments.can_reply_to(tx, new.parent_id, post_id):
                 return Refused(400, "no_parent")
             before = moderation == "first" and comments.approved_before(tx, new.author, new.email)
-            status = status_for(moderation, verdict, count, before)
-            return Saved(comments.add(tx, new, status), status)
+            status, reason = status_for(moderation, verdict, count, before)
+            return Saved(comments.add(tx, new, status, reason), status)
 
         try:
             outcome = await self._database.transact(write)

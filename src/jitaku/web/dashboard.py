@@ -1,5 +1,6 @@
-"""The dashboard: each check's state and sentence, graphs over 24 hours and 7 days, recent alerts, and
-every DNS record we need beside what DNS serves; the same data as JSON under /api/."""
+"""The dashboard at /admin/health, on the admin's layout: each check's state and sentence, graphs over 24 hours
+and 7 days, recent alerts, and every DNS record we need beside what DNS serves; the same data as JSON under
+/api/."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from jitaku.health import history
 from jitaku.health.dns import public_addresses
 from jitaku.store import Database
 from jitaku.web import graphs
-from jitaku.web.auth import Gate
-from jitaku.web.templates import templates
+from jitaku.web.admin.page import AdminPages
 
 RANGES = {"24h": 86400.0, "7d": 7 * 86400.0}
 # (title, check, metric: a name, or ".suffix" for one line per disk, scale)
@@ -55,17 +55,20 @@ def _lines(samples: list[tuple[float, dict[str, float]]], metric: str, scale: fl
 
 
 class Dashboard:
-    def __init__(self, settings: Settings, database: Database, gate: Gate, dkim: list[dns_records.Record]) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, admin: AdminPages, dkim: list[dns_records.Record]
+    ) -> None:
         self._settings = settings
         self._dkim = dkim  # read from the key files once: a new key needs a restart to sign anyway
         self._database = database
-        self._gate = gate
+        self._admin = admin
 
     def routes(self) -> list[Route]:
+        protect = self._admin.gate.protect
         return [
-            Route("/admin/health", self._gate.protect(self._page)),
-            Route("/api/health", self._gate.protect(self._health_json, api=True)),
-            Route("/api/graphs", self._gate.protect(self._graphs_json, api=True)),
+            Route("/admin/health", protect(self._page)),
+            Route("/api/health", protect(self._health_json, api=True)),
+            Route("/api/graphs", protect(self._graphs_json, api=True)),
         ]
 
     async def _health(self) -> dict[str, Any]:
@@ -121,10 +124,9 @@ class Dashboard:
             "graphs": drawn,
             "range": span,
             "ranges": list(RANGES),
-            "signed_in": await self._gate.signed_in(request),
             "dot": graphs.DOT,
         }
-        return templates().TemplateResponse(request, "dashboard.html", context)
+        return await self._admin.render(request, "health.html", "/admin/health", context)
 
     async def _health_json(self, request: Request) -> Response:
         return JSONResponse(await self._health())

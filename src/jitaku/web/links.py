@@ -9,6 +9,7 @@ For the CLI alone: httpx is not the daemon's.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from html.parser import HTMLParser
 from urllib.parse import SplitResult, quote, urljoin, urlsplit, urlunsplit
 
 import httpx
+
+from jitaku.config import Listen
 
 MAX_PAGES = 2000
 TIMEOUT = 10.0
@@ -56,7 +59,7 @@ class Report:
     checked: int = 0
     broken: list[Broken] = field(default_factory=list)
     chains: list[Chain] = field(default_factory=list)
-    stopped: bool = False  # MAX_PAGES reached: links were left unchecked
+    stopped: bool = False  # MAX_PAGES or the time limit reached: links were left unchecked
 
 
 class _Links(HTMLParser):
@@ -89,9 +92,12 @@ def check_links(
     max_pages: int = MAX_PAGES,
     timeout: float = TIMEOUT,
     verify: bool = True,
+    time_limit: float | None = None,
 ) -> Report:
     """Crawl the site at BASE ("http://host:port") from / and its sitemap's URLs. SAME_SITE: other hosts
-    ("host" or "host:port") whose links are the site's own, checked at BASE."""
+    ("host" or "host:port") whose links are the site's own, checked at BASE. TIME_LIMIT (seconds) stops the
+    crawl as MAX_PAGES does, for a caller who waits for the report (the admin's button)."""
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     origin = urlsplit(base)
     hosts = {origin.netloc.lower(), *(host.lower() for host in same_site)}
     names = {urlsplit(f"//{host}").hostname for host in hosts}
@@ -120,7 +126,7 @@ def check_links(
         for url in _sitemap_urls(get(SITEMAP)):
             found(url, SITEMAP)
         while waiting:
-            if report.checked >= max_pages:
+            if report.checked >= max_pages or (deadline is not None and time.monotonic() > deadline):
                 report.stopped = True
                 break
             path = waiting.popleft()
@@ -148,6 +154,17 @@ def check_links(
                 for link in links_in(response.text, str(response.url)):
                     found(link, page)
     return report
+
+
+def reach(listen: Listen) -> tuple[str, bool]:
+    """The site at LISTEN (a `[web] listen` address of the running daemon) as a URL, and whether to check its
+    certificate; a wildcard is reached on loopback. Port 443 speaks HTTPS with this server's own certificate,
+    not checked on a loopback address."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen.host, listen.host)
+    shown = f"[{host}]" if ":" in host else host
+    if listen.port == 443:
+        return f"https://{shown}", False
+    return f"http://{shown}:{listen.port}", True
 
 
 def _key(parts: SplitResult) -> str:

@@ -23,7 +23,11 @@ from jitaku.mail.login import Authenticator
 from jitaku.store import Database
 from jitaku.web import auth, buddy, csrf, feeds, lists
 from jitaku.web.admin import posts
+from jitaku.web.admin.comments import CommentsAdmin
+from jitaku.web.admin.lists import ListsAdmin
 from jitaku.web.admin.page import AdminPages
+from jitaku.web.admin.queue import QueueAdmin
+from jitaku.web.admin.redirects import RedirectsAdmin
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.comment_mail import CommentMail, LocalMail
 from jitaku.web.comment_tokens import CommentTokens
@@ -79,7 +83,11 @@ def build(
             Route("/admin/status.json", gate.protect(as_json, api=True)),
             *_moved({"/admin": "/admin/", "/status.json": "/admin/status.json", "/health": "/admin/health"}),
             *gate.routes(),
-            *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
+            *Dashboard(settings, database, admin, dns_records.dkim(config)).routes(),
+            *CommentsAdmin(admin, database, pages.invalidate).routes(),
+            *RedirectsAdmin(admin, settings, database, pages.invalidate).routes(),
+            *ListsAdmin(admin, database).routes(),
+            *QueueAdmin(admin, database).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
             *comments.routes(),
