@@ -124,7 +124,8 @@ def _setting(value: object) -> object:
 
 @list_app.command("set")
 def set_(address: str, key: str, value: str, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Change a setting: name, subject_tag, reply_to, dmarc, owners (comma-separated), bounce_threshold."""
+    """Change a setting: name, subject_tag, reply_to, dmarc, owners (comma-separated), bounce_threshold,
+    archive (public, members or none: who reads the posts on the web)."""
     from jitaku.store import lists
 
     with open_database(load_config(data_dir)).transaction() as connection:

@@ -268,7 +268,16 @@ class Commit:
             if not store.lists.take_number(tx, mailing_list.id, post.number):
                 return False
             post_id = store.lists.archive(
-                tx, mailing_list.id, post.number, item.sender, edition.author, edition.subject, post.shared
+                tx,
+                mailing_list.id,
+                post.number,
+                item.sender,
+                edition.author,
+                edition.subject,
+                post.shared,
+                message_id=edition.message_id,
+                message_hash=edition.message_hash,
+                answers=edition.answers,
             )
             delivery.commit(tx, copies, post_id)
             store.lists.remove_inbox(tx, item.id)

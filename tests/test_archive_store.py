@@ -1,0 +1,80 @@
+"""store/lists.py's archive setting and archived posts' threads, and store/archive.py's one-time login links,
+without a daemon."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jitaku.store import Database, lists
+from jitaku.store import archive as stored
+from jitaku.store.accounts import AccountError
+
+LIST = "sota@example.test"
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    with database.transaction() as connection:
+        lists.create_list(connection, LIST, "SOTA", "[sota:%05d]", "list", "auto", "")
+    yield database
+    database.close()
+
+
+def test_archive_setting_takes_public_members_or_none_and_nothing_else(database: Database) -> None:
+    assert database.query_now(lambda s: lists.get_list(s, LIST)).archive == "public"
+    with database.transaction() as connection:
+        lists.set_setting(connection, LIST, "archive", "members")
+    assert database.query_now(lambda s: lists.get_list(s, LIST)).archive == "members"
+    with pytest.raises(AccountError, match="archive: 'private' is not one of public, members, none"):
+        lists.check_setting("archive", "private")
+
+
+def archive(database: Database, number: int, message_id: str, answers: tuple[str, ...] = ()) -> None:
+    found = database.query_now(lambda s: lists.get_list(s, LIST))
+    with database.transaction() as connection:
+        lists.archive(
+            connection,
+            found.id,
+            number,
+            "a@example.org",
+            "A",
+            f"post {number}",
+            b"x",
+            message_id,
+            f"H{number}",
+            answers,
+        )
+
+
+def test_a_reply_hangs_under_the_nearest_post_it_names_and_joins_its_thread(database: Database) -> None:
+    archive(database, 1, "1@x")
+    archive(database, 2, "2@x", ("1@x",))
+    archive(database, 3, "3@x", ("unknown@x", "2@x", "1@x"))  # In-Reply-To not archived: References' next
+    archive(database, 4, "4@x", ("elsewhere@x",))
+    found = database.query_now(lambda s: lists.get_list(s, LIST))
+    posts = database.query_now(lambda s: stored.between(s, found.id, 0, 2e10))
+    assert [(p.number, p.parent_number, p.thread_number) for p in posts] == [
+        (1, None, 1),
+        (2, 1, 1),
+        (3, 2, 1),
+        (4, None, 4),
+    ]
+    assert [p.number for p in database.query_now(lambda s: stored.thread(s, found.id, 1))] == [1, 2, 3]
+    assert database.query_now(lambda s: stored.by_hash(s, found.id, "H3")).number == 3
+
+
+def test_a_login_link_works_once_for_its_own_list_within_its_hour(database: Database) -> None:
+    found = database.query_now(lambda s: lists.get_list(s, LIST))
+    with database.transaction() as connection:
+        stored.add_login(connection, "h1", found.id, "Carol@Example.org", 1000.0)
+    assert database.query_now(lambda s: stored.find_login(s, "h1", found.id, 1001.0)) == "carol@example.org"
+    with database.transaction() as connection:
+        assert stored.use_login(connection, "h1", found.id + 1, 1001.0) is None  # another list's id
+        assert stored.use_login(connection, "h1", found.id, 1000.0 + stored.LOGIN_LIFETIME + 1) is None
+        assert stored.use_login(connection, "h1", found.id, 1001.0) == "carol@example.org"
+        assert stored.use_login(connection, "h1", found.id, 1002.0) is None  # used
+    assert database.query_now(lambda s: stored.logins_since(s, found.id, "carol@example.org", 900.0)) == 1
