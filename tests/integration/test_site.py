@@ -126,3 +126,22 @@ def test_a_slug_changed_with_the_cli_reaches_the_site_within_2s_and_the_old_url_
     landed = client.get("/2024/05/server/", follow_redirects=True)
     assert landed.status_code == 200 and str(landed.url).endswith("/2024/05/rack/")
     assert "押し入れにラックを置いた。" in landed.text
+
+
+def test_a_reader_searches_the_blog_for_long_and_short_japanese_words(
+    site: tuple[Jitaku, Path, httpx.Client],
+) -> None:
+    server, blog, client = site
+    write(blog, "2024/meeting.md", "---\ntitle: 町内会\ndate: 2024-07-01\n---\n来週の会議は公民館で。\n")
+    write(blog, "2024/draft.md", "---\ntitle: 下書き\ndate: 2024-07-02\ndraft: true\n---\n会議のメモ\n")
+    server.cli("blog", "import", str(blog))
+    home = client.get("/")
+    assert '<form class="search" role="search" method="get" action="/search">' in home.text
+    found = client.get("/search", params={"q": TAG})
+    assert found.status_code == 200 and 'href="/2024/05/server/"' in found.text
+    assert 'href="/2024/06/disk/"' not in found.text  # tagged 自宅サーバー, but its text does not say it
+    short = client.get("/search", params={"q": "会議"})
+    assert 'href="/2024/07/meeting/"' in short.text and "来週の<mark>会議</mark>は公民館で。" in short.text
+    assert "下書き" not in short.text  # a draft is never found
+    assert "見つかりませんでした" in client.get("/search", params={"q": "存在しない言葉"}).text
+    assert client.get("/search", params={"q": "会" * 3000, "page": "x"}).status_code == 200

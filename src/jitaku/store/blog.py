@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jitaku.store import search
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import Tx, statements_of, tx_of
 
@@ -95,6 +96,7 @@ def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) ->
                 (post.path, *values, now, now),
             )[0]
             done.added.append(post.path)
+            search.index_post(tx, post_id, post.title, search.text_of_html(post.html))
         else:
             post_id = before[0]
             stored = (before[2], before[3], before[4], before[5], bool(before[6]), before[7], before[8], before[9])
@@ -107,6 +109,7 @@ def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) ->
                     (*values, now, post_id),
                 )
                 done.updated.append(post.path)
+                search.index_post(tx, post_id, post.title, search.text_of_html(post.html))
             if before[2] != post.url and not before[6]:  # a draft's URL was never published
                 _redirect(tx, before[2], post.url, now)
                 done.redirected.append((before[2], post.url))

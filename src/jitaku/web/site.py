@@ -60,6 +60,10 @@ WORDS = {
         "home": "トップページへ",
         "tag": "タグ「{}」の記事",
         "month": "{year}年{month}月の記事",
+        "search": "検索",
+        "results": "「{}」の検索結果",
+        "nothing_found": "見つかりませんでした。",
+        "in_archives": "メーリングリストの過去ログ",
     },
     "en": {
         "newer": "newer",
@@ -70,6 +74,10 @@ WORDS = {
         "home": "Back to the home page",
         "tag": "Posts tagged “{}”",
         "month": "Posts of {year}-{month:02d}",
+        "search": "Search",
+        "results": "Search results for “{}”",
+        "nothing_found": "Nothing found.",
+        "in_archives": "In the list archives",
     },
 }
 
@@ -268,10 +276,11 @@ class Site:
         self, name: str, own: str | None, status: int = 200, per_response: PerResponse | None = None, **context: Any
     ) -> Page:
         """The template NAME filled in; OWN, the page's path, makes its canonical URL."""
+        return Page.of(status, HTML, self.html(name, own, **context), per_response=per_response)
+
+    def html(self, name: str, own: str | None, **context: Any) -> bytes:
+        """The template NAME (under templates/site/) filled in, on the site's layout: also for a page that is
+        never kept (web/search.py)."""
         canonical = self._info.url(own) if own is not None else None
-        body = (
-            self._environment.get_template(f"site/{name}")
-            .render(site=self._site, words=self._words, canonical=canonical, **context)
-            .encode()
-        )
-        return Page.of(status, HTML, body, per_response=per_response)
+        template = self._environment.get_template(f"site/{name}")
+        return template.render(site=self._site, words=self._words, canonical=canonical, **context).encode()

@@ -30,6 +30,7 @@ from jitaku.web.comments import Comments
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
+from jitaku.web.search import SearchPage
 from jitaku.web.secret import session_secret
 from jitaku.web.site import Site
 
@@ -70,6 +71,7 @@ def build(
 
     pages = PageCache(database)
     comments = Comments(settings, database, tokens, notices, changed=pages.invalidate)
+    site = Site(settings, database, pages, comments)
     app = Starlette(
         routes=[
             Route("/admin/", gate.protect(page)),
@@ -82,7 +84,8 @@ def build(
             *comments.routes(),
             *feeds.routes(settings, database, pages),
             *_metrics(config, database),
-            *Site(settings, database, pages, comments).routes(),  # last: it answers every path the others do not
+            *SearchPage(database, site).routes(),
+            *site.routes(),  # last: it answers every path the others do not
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest, so
         # that csrf.Protect reads only a bounded body

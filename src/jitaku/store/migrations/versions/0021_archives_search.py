@@ -8,10 +8,13 @@ in its thread (the post it answers, the thread's first post), found once when it
 
 A held comment says why it was held. Search: SQLite's FTS5 with the trigram tokenizer, one table for the blog's
 posts (rowid = posts.id) and one for the lists' (rowid = list_posts.id), so a row is replaced by its rowid; on
-PostgreSQL plain tables of the same shape (the standby issue adds its own index)."""
+PostgreSQL plain tables of the same shape (the standby issue adds its own index). The posts already imported
+are indexed here."""
 
 import sqlalchemy as sa
 from alembic import op
+
+from jitaku.store import search
 
 revision = "0021"
 down_revision = "0020"
@@ -50,6 +53,12 @@ def upgrade() -> None:
                 sa.Column("title", sa.Text, nullable=False),
                 sa.Column("body", sa.Text, nullable=False),
             )
+    connection = op.get_bind()
+    for post_id, title, markup in connection.execute(sa.text("SELECT id, title, html FROM posts")).all():
+        connection.execute(
+            sa.text("INSERT INTO search_posts (rowid, title, body) VALUES (:id, :title, :body)"),
+            {"id": post_id, "title": search.normalized(title), "body": search.normalized(search.text_of_html(markup))},
+        )
 
 
 def downgrade() -> None:
