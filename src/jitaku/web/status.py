@@ -1,6 +1,7 @@
 """The web app at `[web] listen`: the blog (web/site.py) at /, the owner's status page (what this server is, who
 has mail, what waits in the queue) at /admin/ and the health dashboard at /admin/health, /metrics for
-Prometheus, and the public list pages; every request's body bounded, every response with the security headers.
+Prometheus, the public list pages and the lists' archives (web/archive/); every request's body bounded, every
+response with the security headers.
 The old places of the status page's JSON and of the dashboard answer 301 to the new ones, so that bookmarks
 and scripts keep working."""
 
@@ -21,7 +22,7 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import auth, buddy, csrf, feeds, lists
+from jitaku.web import archive, auth, buddy, csrf, feeds, lists
 from jitaku.web.admin.page import AdminPages
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.comment_mail import CommentMail, LocalMail
@@ -81,6 +82,7 @@ def build(
             *Dashboard(settings, database, gate, dns_records.dkim(config)).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
+            *archive.routes(settings, database, mail, secret),
             *comments.routes(),
             *feeds.routes(settings, database, pages),
             *_metrics(config, database),
