@@ -113,6 +113,13 @@ def test_a_japanese_post_reads_decoded_on_its_page_named_by_each_copy_and_a_repl
     reply_page = httpx.get(local(reply_url, server)).text
     assert f'href="{url.removeprefix(WEB)}" rel="up"' in reply_page
 
+    search = local(f"{WEB}/lists/{LIST}/archive/search", server)
+    for word in ("自宅サーバー", "会議"):  # three characters and more through the trigram index, two by LIKE
+        found = httpx.get(search, params={"q": word})
+        assert found.status_code == 200 and f"<mark>{word}</mark>" in found.text, word
+        assert f'href="{url.removeprefix(WEB)}"' in found.text, word
+    assert "<mark>" not in httpx.get(search, params={"q": "停電"}).text
+
     download = httpx.get(month_url.rstrip("/") + ".mbox")
     assert download.status_code == 200 and download.headers["content-type"].startswith("application/mbox")
     (tmp_path / "month.mbox").write_bytes(download.content)
