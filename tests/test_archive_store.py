@@ -1,16 +1,22 @@
-"""store/lists.py's archive setting and archived posts' threads, and store/archive.py's one-time login links,
-without a daemon."""
+"""store/lists.py's archive setting and archived posts' threads, store/archive.py's one-time login links, and
+web/archive/logins.py's mailing of them, without a daemon."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
+from email import message_from_bytes
+from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
 
+from jitaku.config import Settings
 from jitaku.store import Database, lists
 from jitaku.store import archive as stored
 from jitaku.store.accounts import AccountError
+from jitaku.web.archive.logins import LINKS_PER_ADDRESS, ArchiveLogins
 
 LIST = "sota@example.test"
 
@@ -78,3 +84,33 @@ def test_a_login_link_works_once_for_its_own_list_within_its_hour(database: Data
         assert stored.use_login(connection, "h1", found.id, 1001.0) == "carol@example.org"
         assert stored.use_login(connection, "h1", found.id, 1002.0) is None  # used
     assert database.query_now(lambda s: stored.logins_since(s, found.id, "carol@example.org", 900.0)) == 1
+
+
+class Mail:
+    """LocalMail's part the logins use: what would have gone out."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[list[str], bytes]] = []
+
+    async def send(self, sender: str, to: list[str], data: bytes) -> bool:
+        self.sent.append((to, data))
+        return True
+
+
+def test_links_go_only_to_members_and_at_most_three_an_hour(database: Database) -> None:
+    found = database.query_now(lambda s: lists.get_list(s, LIST))
+    with database.transaction() as connection:
+        lists.add_members(connection, found.id, ["bob@example.org"])
+    mail = Mail()
+    logins = ArchiveLogins(Settings(domains=["example.test"]), database, mail, "k" * 64)  # type: ignore[arg-type]
+    target = f"/lists/{LIST}/archive/msg/{'A' * 32}/"
+
+    async def ask() -> None:
+        for _ in range(LINKS_PER_ADDRESS + 2):
+            await logins._send_link(found, "bob@example.org", time.time(), target)  # noqa: SLF001
+        await logins._send_link(found, "eve@example.org", time.time(), target)  # noqa: SLF001
+
+    asyncio.run(ask())
+    assert [to for to, _data in mail.sent] == [["bob@example.org"]] * LINKS_PER_ADDRESS
+    text = message_from_bytes(mail.sent[0][1], policy=default_policy).get_body().get_content()
+    assert f"/lists/{LIST}/archive/login/" in text and "next=%2Flists%2Fsota%40example.test%2Farchive%2Fmsg%2F" in text

@@ -193,8 +193,10 @@ def test_a_members_archive_lets_in_only_a_member_who_followed_the_mailed_link(li
     assert stranger.status_code == 403 and "Members only" in stranger.text and "会議" not in stranger.text
     with httpx.Client() as browser:
         asked = {}
+        message_path = message_url.removeprefix(f"http://127.0.0.1:{server.web_port}")
         for address in ("bob@example.org", "nobody@other.test"):
-            answer = submit(browser, login_url, {"address": address})
+            # asked on the page of the post the member came for, where the link will lead
+            answer = submit(browser, message_url, {"address": address, "next": message_path}, action=login_url)
             assert answer.status_code == 200
             asked[address] = answer.text.replace(address, "ADDRESS")
         # the same page for a member and a stranger: it tells nobody who is on the list
@@ -203,14 +205,14 @@ def test_a_members_archive_lets_in_only_a_member_who_followed_the_mailed_link(li
     mail = wait_until(lambda: [m for m in server.mailbox("bob@example.org") if "archive" in m["subject"]], timeout=20)
     notice = message_from_bytes(server.message("bob@example.org", mail[0]["uid"]), policy=default_policy)
     text = notice.get_body().get_content()
-    link = re.search(rf"{re.escape(WEB)}/lists/{re.escape(LIST)}/archive/login/[A-Za-z0-9_-]+", text)
+    link = re.search(rf"{re.escape(WEB)}/lists/{re.escape(LIST)}/archive/login/[A-Za-z0-9_-]+\?next=\S+", text)
     assert link is not None, text
     with httpx.Client() as member:
         shown = member.get(local(link.group(0), server))  # a mail scanner's GET logs nobody in
         assert shown.status_code == 200 and "Log in as bob@example.org" in shown.text
         assert member.get(message_url).status_code == 403
         logged_in = member.post(local(link.group(0), server), data={"csrf": csrf_of(shown.text)})
-        assert logged_in.status_code == 303
+        assert logged_in.status_code == 303 and logged_in.headers["location"] == message_path
         page = member.get(message_url)
         assert page.status_code == 200 and "会議のお知らせ" in page.text
         assert "kenji@example.jp" in page.text  # members see addresses as they were written

@@ -16,6 +16,7 @@ import hmac
 import secrets
 import time
 from collections import deque
+from urllib.parse import urlencode
 
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -102,9 +103,12 @@ class ArchiveLogins:
         times.append(now)
         return True
 
-    async def ask(self, request: Request, mailing_list: MailingList) -> tuple[str, int, BackgroundTask | None]:
+    async def ask(
+        self, request: Request, mailing_list: MailingList, target: str
+    ) -> tuple[str, int, BackgroundTask | None]:
         """The login form's POST: (the address asked for, the status, the mailing to do after answering). The
-        mail goes after the answer, so its time tells nothing either."""
+        mail goes after the answer, so its time tells nothing either. The link leads to TARGET, the archive page
+        the member came for."""
         form = await read_form(request)
         parsed = addresses.parse(str(form.get("address", "")).strip())
         if parsed is None:
@@ -113,9 +117,9 @@ class ArchiveLogins:
         now = time.time()
         if not self._client_allowed(request, now):
             return who, 429, None
-        return who, 200, BackgroundTask(self._send_link, mailing_list, who, now)
+        return who, 200, BackgroundTask(self._send_link, mailing_list, who, now, target)
 
-    async def _send_link(self, mailing_list: MailingList, who: str, now: float) -> None:
+    async def _send_link(self, mailing_list: MailingList, who: str, now: float, target: str) -> None:
         try:
             if not await self._database.query(lambda s: stored.is_member(s, mailing_list.id, who), snapshot=False):
                 log.event("archive_login_refused", list=mailing_list.address, address=who, reason="not a member")
@@ -132,6 +136,8 @@ class ArchiveLogins:
             token = secrets.token_urlsafe(32)
             await self._database.transact(lambda tx: stored.add_login(tx, token_hash(token), mailing_list.id, who, now))
             url = f"{self._settings.web_url}/lists/{mailing_list.address}/archive/login/{token}"
+            if target != f"/lists/{mailing_list.address}/archive/":
+                url += "?" + urlencode({"next": target})
             sender = mailing_list.role_address("request")
             text = (
                 f"Someone, probably you, asked to read the archive of {mailing_list.name} ({mailing_list.address})"

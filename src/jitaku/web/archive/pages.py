@@ -31,6 +31,7 @@ from jitaku.store.lists import MailingList
 from jitaku.web.archive import mbox, message
 from jitaku.web.archive.logins import ArchiveLogins
 from jitaku.web.archive.threads import threaded
+from jitaku.web.bodies import read_form
 from jitaku.web.site_info import SiteInfo
 from jitaku.web.templates import templates
 
@@ -75,7 +76,7 @@ class ArchivePages:
         if found is None:
             return self._not_found(request)
         if found.archive == "members" and await self._logins.member(request, found) is None:
-            return self._page(request, found, "login.html", status=403, asked=None)
+            return self._page(request, found, "login.html", status=403, asked=None, next=request.url.path)
         return found
 
     # pages
@@ -218,9 +219,12 @@ class ArchivePages:
         if found is None or found.archive != "members":
             return self._not_found(request)
         if request.method == "GET":
-            return self._page(request, found, "login.html", asked=None)
-        asked, status, mailing = await self._logins.ask(request, found)
-        response = self._page(request, found, "login.html", status=status, asked=asked, limited=status == 429)
+            return self._page(request, found, "login.html", asked=None, next=self._target(found, None))
+        target = self._target(found, (await read_form(request)).get("next"))
+        asked, status, mailing = await self._logins.ask(request, found, target)
+        response = self._page(
+            request, found, "login.html", status=status, asked=asked, limited=status == 429, next=target
+        )
         response.background = mailing
         return response
 
@@ -230,7 +234,8 @@ class ArchivePages:
             return self._not_found(request)
         token = request.path_params["token"]
         if request.method == "POST":
-            response = await self._logins.use(request, found, token, f"/lists/{found.address}/archive/")
+            target = self._target(found, request.query_params.get("next"))
+            response = await self._logins.use(request, found, token, target)
             if response is not None:
                 return response
         elif (address := await self._logins.link_address(found, token)) is not None:
@@ -238,6 +243,14 @@ class ArchivePages:
         return self._page(request, found, "link.html", status=404, address=None)
 
     # helpers
+
+    @staticmethod
+    def _target(found: MailingList, asked: object) -> str:
+        """Where a login goes once done: the archive page the member asked for, and never anywhere else."""
+        base = f"/lists/{found.address}/archive/"
+        if isinstance(asked, str) and asked.startswith(base) and len(asked) <= 300 and "//" not in asked[1:]:
+            return asked if "\\" not in asked else base
+        return base
 
     async def _post(self, found: MailingList, hashed: str) -> stored.Archived | None:
         if not _HASH.fullmatch(hashed):
