@@ -189,6 +189,7 @@ def test_a_members_archive_lets_in_only_a_member_who_followed_the_mailed_link(li
     archive_url = local(f"{WEB}/lists/{LIST}/archive/", server)
     login_url = archive_url + "login"
 
+    assert httpx.post(login_url, data={"address": "bob@example.org"}).status_code == 403  # no form of ours
     stranger = httpx.get(message_url)
     assert stranger.status_code == 403 and "Members only" in stranger.text and "会議" not in stranger.text
     with httpx.Client() as browser:
