@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from jitaku.config import Settings
-from jitaku.store import Database, lists
+from jitaku.lists import backfill
+from jitaku.lists.message_ids import message_hash
+from jitaku.store import Database, lists, search
 from jitaku.store import archive as stored
 from jitaku.store.accounts import AccountError
 from jitaku.web.archive.logins import LINKS_PER_ADDRESS, ArchiveLogins
@@ -114,3 +116,24 @@ def test_links_go_only_to_members_and_at_most_three_an_hour(database: Database) 
     assert [to for to, _data in mail.sent] == [["bob@example.org"]] * LINKS_PER_ADDRESS
     text = message_from_bytes(mail.sent[0][1], policy=default_policy).get_body().get_content()
     assert f"/lists/{LIST}/archive/login/" in text and "next=%2Flists%2Fsota%40example.test%2Farchive%2Fmsg%2F" in text
+
+
+def test_posts_archived_before_their_message_id_was_kept_get_their_page_thread_and_search(database: Database) -> None:
+    found = database.query_now(lambda s: lists.get_list(s, LIST))
+    first = (
+        "Message-ID: <one@x>\r\nSubject: a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n自宅サーバー\r\n".encode()
+    )
+    second = b"Subject: Re: a\r\nIn-Reply-To: <one@x>\r\n\r\nyes\r\n"  # no Message-ID of its own
+    with database.transaction() as connection:
+        for number, body in ((1, first), (2, second)):
+            lists.archive(connection, found.id, number, "a@example.org", "A", "a", body)  # as before 0021
+        assert backfill.backfill(connection, found.id) == 2
+        assert backfill.backfill(connection, found.id) == 0
+    posts = database.query_now(lambda s: stored.between(s, found.id, 0, 2e10))
+    assert [(p.message_id, p.parent_number, p.thread_number) for p in posts] == [
+        ("one@x", None, 1),
+        ("sota.2@example.test", 1, 1),
+    ]
+    assert posts[0].message_hash == message_hash("one@x")
+    hits = database.query_now(lambda s: search.find_list_posts(s, [found.id], "自宅サーバー", 10))
+    assert [hit.ref for hit in hits] == [posts[0].id]

@@ -335,6 +335,19 @@ def _release(
         lists.add_inbox(connection, found.address, role, found.address, sender, body, time.time(), note)
 
 
+@list_app.command("reindex")
+def reindex(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Give the posts archived before the web archive existed their page there (by Message-ID, in their thread)
+    and put them in the search index; running it again does nothing more."""
+    from jitaku.lists import backfill
+    from jitaku.store import lists
+
+    with open_database(load_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, parse_address(address))
+        count = backfill.backfill(connection, found.id)
+    console.print(f"{found.address}: {count} older posts given their archive page and indexed for search")
+
+
 @list_app.command("archive")
 def archive(address: str, data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
     """Every post: number, date, from, subject."""

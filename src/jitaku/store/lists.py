@@ -487,22 +487,7 @@ def archive(
     the archive's pages never search for a thread.
     """
     tx = tx_of(target)
-    parent_number: int | None = None
-    thread_number = number
-    wanted = list(dict.fromkeys(a for a in answers if a))[:MAX_ANSWERS]
-    if wanted:
-        marks = ", ".join("?" for _ in wanted)
-        rows = tx.run(
-            f"SELECT message_id, number, thread_number FROM list_posts WHERE list_id = ? AND message_id IN ({marks})"
-            " ORDER BY number",
-            (list_id, *wanted),
-        )
-        found = {row[0]: (row[1], row[2]) for row in reversed(rows)}  # the first post of a Message-ID sent twice
-        for answered in wanted:
-            if answered in found:
-                parent_number, parent_thread = found[answered]
-                thread_number = parent_thread if parent_thread is not None else parent_number
-                break
+    parent_number, thread_number = _place(tx, list_id, number, answers)
     rows = tx.run(
         "INSERT INTO list_posts (list_id, number, posted_at, sender, author, subject, body, message_id, message_hash,"
         " parent_number, thread_number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -521,6 +506,51 @@ def archive(
         ),
     )
     return int(rows[0][0])
+
+
+def _place(tx: Tx, list_id: int, number: int, answers: Sequence[str]) -> tuple[int | None, int]:
+    """(parent, thread) of post NUMBER: the first of ANSWERS archived before it, and that post's thread."""
+    wanted = list(dict.fromkeys(a for a in answers if a))[:MAX_ANSWERS]
+    if not wanted:
+        return None, number
+    marks = ", ".join("?" for _ in wanted)
+    rows = tx.run(
+        f"SELECT message_id, number, thread_number FROM list_posts WHERE list_id = ? AND number < ?"
+        f" AND message_id IN ({marks}) ORDER BY number",
+        (list_id, number, *wanted),
+    )
+    found = {row[0]: (row[1], row[2]) for row in reversed(rows)}  # the first post of a Message-ID sent twice
+    for answered in wanted:
+        if answered in found:
+            parent_number, parent_thread = found[answered]
+            return parent_number, parent_thread if parent_thread is not None else parent_number
+    return None, number
+
+
+def unplaced(source: Connection | Statements, list_id: int) -> list[tuple[int, int]]:
+    """(id, number) of the posts archived before their Message-ID was kept (migration 0021), in order."""
+    rows = statements_of(source).run(
+        "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number", (list_id,)
+    )
+    return [(int(row[0]), int(row[1])) for row in rows]
+
+
+def place(
+    target: Connection | Tx,
+    list_id: int,
+    post_id: int,
+    number: int,
+    message_id: str,
+    message_hash: str,
+    answers: Sequence[str],
+) -> None:
+    """Give an older post what archive() records of a new one: its Message-ID, hash, parent and thread."""
+    tx = tx_of(target)
+    parent_number, thread_number = _place(tx, list_id, number, answers)
+    tx.run(
+        "UPDATE list_posts SET message_id = ?, message_hash = ?, parent_number = ?, thread_number = ? WHERE id = ?",
+        (message_id, message_hash, parent_number, thread_number, post_id),
+    )
 
 
 def posts(source: Connection | Statements, list_id: int) -> list[Post]:
