@@ -230,6 +230,11 @@ def test_a_members_archive_lets_in_only_a_member_who_followed_the_mailed_link(li
         forged = {f"jitaku_archive_{other_id}": value}
         other = httpx.get(f"http://127.0.0.1:{server.web_port}/lists/other@example.test/archive/", cookies=forged)
         assert other.status_code == 403
+        # logging out drops the cookie: the page asks for the address again
+        page = member.get(message_url)
+        assert "Logged in as bob@example.org" in page.text
+        out = member.post(archive_url + "logout", data={"csrf": csrf_of(page.text)})
+        assert out.status_code == 303 and member.get(message_url).status_code == 403
 
 
 def test_a_list_without_archive_names_none_and_answers_404(list_server, tmp_path: Path) -> None:

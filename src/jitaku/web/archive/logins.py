@@ -178,3 +178,11 @@ class ArchiveLogins:
         )
         log.event("archive_login", list=mailing_list.address, address=address)
         return response
+
+    def log_out(self, request: Request, mailing_list: MailingList, target: str) -> Response:
+        """This browser's cookie dropped (another device's stays until it expires or the member leaves)."""
+        response = RedirectResponse(target, status_code=303)
+        response.delete_cookie(
+            COOKIE.format(mailing_list.id), path="/lists/", secure=request.url.scheme == "https", httponly=True
+        )
+        return response

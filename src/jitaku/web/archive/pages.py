@@ -56,6 +56,7 @@ class ArchivePages:
             Route(f"{base}/search", self._search),
             Route(f"{base}/login", self._login, methods=["GET", "POST"]),
             Route(f"{base}/login/{{token}}", self._link, methods=["GET", "POST"]),
+            Route(f"{base}/logout", self._logout, methods=["POST"]),
             Route(f"{base}/msg/{{hash}}/", self._message),
             Route(f"{base}/msg/{{hash}}/attachments/{{index:int}}", self._attachment),
             Route(f"{base}/{{month}}.mbox", self._mbox),
@@ -75,8 +76,11 @@ class ArchivePages:
         found = await self._list(request)
         if found is None:
             return self._not_found(request)
-        if found.archive == "members" and await self._logins.member(request, found) is None:
-            return self._page(request, found, "login.html", status=403, asked=None, next=request.url.path)
+        if found.archive == "members":
+            member = await self._logins.member(request, found)
+            if member is None:
+                return self._page(request, found, "login.html", status=403, asked=None, next=request.url.path)
+            request.state.archive_member = member  # the page says who is logged in, with a button to log out
         return found
 
     # pages
@@ -242,6 +246,12 @@ class ArchivePages:
             return self._page(request, found, "link.html", address=address)
         return self._page(request, found, "link.html", status=404, address=None)
 
+    async def _logout(self, request: Request) -> Response:
+        found = await self._list(request)
+        if found is None:
+            return self._not_found(request)
+        return self._logins.log_out(request, found, f"/lists/{found.address}/archive/")
+
     # helpers
 
     @staticmethod
@@ -287,6 +297,7 @@ class ArchivePages:
                 "when": lambda t: self._info.when(t).strftime("%Y-%m-%d %H:%M"),
                 "month_of": lambda t: self._info.when(t).strftime("%Y-%m"),
                 "iso": self._info.iso,
+                "member": getattr(request.state, "archive_member", None),
                 "author": lambda text: author_name(text, public),
                 **context,
             },
