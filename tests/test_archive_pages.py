@@ -10,6 +10,7 @@ from email.message import EmailMessage
 from types import SimpleNamespace
 from typing import Any
 
+from jitaku.addresses import obfuscated
 from jitaku.mail import parts
 from jitaku.store.archive import Archived
 from jitaku.web.archive import mbox, message
@@ -45,7 +46,7 @@ def test_html_loses_script_style_and_remote_images_and_public_pages_hide_address
     for unwanted in ("style=", "onclick", "javascript:", "<script", "alert(1)", "tracker.test", "mailto:", "@"):
         assert unwanted not in shown.content, unwanted
     assert 'href="https://ok.test/"' in shown.content and "k at example.jp" in shown.content
-    assert message.obfuscated("mail kenji@example.jp now") == "mail kenji at example.jp now"
+    assert obfuscated("mail kenji@example.jp now") == "mail kenji at example.jp now"
 
 
 def test_a_japanese_attachment_name_in_encoded_words_is_read_and_kept_from_paths() -> None:

@@ -119,6 +119,8 @@ def test_a_japanese_post_reads_decoded_on_its_page_named_by_each_copy_and_a_repl
         assert found.status_code == 200 and f"<mark>{word}</mark>" in found.text, word
         assert f'href="{url.removeprefix(WEB)}"' in found.text, word
     assert "<mark>" not in httpx.get(search, params={"q": "停電"}).text
+    snippet = httpx.get(search, params={"q": "kenji"}).text  # the index holds addresses as the pages show them
+    assert "<mark>kenji</mark> at example.jp" in snippet and "@example.jp" not in snippet
 
     download = httpx.get(month_url.rstrip("/") + ".mbox")
     assert download.status_code == 200 and download.headers["content-type"].startswith("application/mbox")

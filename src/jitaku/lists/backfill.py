@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from jitaku.addresses import obfuscated
 from jitaku.lists import message_ids
 from jitaku.mail import parts
 from jitaku.mail.headers import split_fields
@@ -29,6 +30,7 @@ def backfill(target: Connection | Tx, list_id: int) -> int:
         hashed = message_ids.message_hash(identifier)
         lists.place(tx, list_id, post_id, number, identifier, hashed, message_ids.answers(fields))
         (post,) = archive.by_ids(tx, list_id, [post_id])
-        search.index_list_post(tx, post_id, post.subject, f"{post.author}\n{parts.plain_text(body)}")
+        words = obfuscated(f"{post.author}\n{parts.plain_text(body)}")  # as lists/posting.py's Words has them
+        search.index_list_post(tx, post_id, post.subject, words)
         done += 1
     return done

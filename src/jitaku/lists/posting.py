@@ -24,6 +24,7 @@ from email.message import Message
 from typing import Protocol
 
 from jitaku import log, store
+from jitaku.addresses import obfuscated
 from jitaku.lists import bounces, compose, dmarc, verp
 from jitaku.lists.tokens import one_click_token
 from jitaku.mail import authcheck, delivery, headers, parts
@@ -233,7 +234,8 @@ class Words:
     def process(self, post: Post) -> None:
         if post.words is None:
             assert post.edition is not None
-            post.words = f"{post.edition.author}\n{parts.plain_text(post.parsed.data)}"
+            # addresses as the public pages show them: a search's snippet must not hand them to harvesters
+            post.words = obfuscated(f"{post.edition.author}\n{parts.plain_text(post.parsed.data)}")
 
 
 class ArcSeal:

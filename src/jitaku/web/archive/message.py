@@ -12,13 +12,12 @@ import re
 from dataclasses import dataclass
 from email.message import Message
 
+from jitaku.addresses import obfuscated
 from jitaku.mail.headers import decoded
 from jitaku.mail.parts import MAX_BODY, is_attachment, leaves, parse, payload, text
 
 MAX_TEXT = 256 * 1024  # characters of one text part shown
 MAX_FILENAME = 200  # characters of an attachment's name kept
-# An address as people write one; shown as Mailman's archives show it ("kenji at example.jp") on public pages
-_ADDRESS = re.compile(r"([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\"]')
 _HIDDEN_TAGS = {"img", "map", "area"}  # images load from elsewhere; an image map is nothing without its image
 
@@ -46,11 +45,6 @@ class Rendered:
     attachments: list[Attachment]
     too_large: bool = False  # over MAX_BODY: nothing of the body is shown
     more_parts: bool = False  # parts past MAX_PARTS or MAX_DEPTH were left out
-
-
-def obfuscated(text: str) -> str:
-    """Every address in TEXT as "local at domain", as Mailman's archives show them to harvesters and readers."""
-    return _ADDRESS.sub(r"\1 at \2", text)
 
 
 def render(body: bytes, obfuscate: bool) -> Rendered:

@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from jitaku import store
+from jitaku.addresses import obfuscated
 from jitaku.config import Settings
 from jitaku.store import Database, search
 from jitaku.store import archive as stored
@@ -320,9 +321,9 @@ def author_name(author: str, obfuscate: bool) -> str:
     """The name an archived post's From gives, else its address (as "kenji at example.jp" on a public page)."""
     name, address = parseaddr(author)
     if name:
-        return message.obfuscated(name) if obfuscate else name
+        return obfuscated(name) if obfuscate else name
     shown = address or author
-    return message.obfuscated(shown) if obfuscate else shown
+    return obfuscated(shown) if obfuscate else shown
 
 
 def content_disposition(filename: str) -> str:
