@@ -66,6 +66,7 @@ def render(body: bytes, obfuscate: bool) -> Rendered:
         if part.get_content_type() == "text/html":
             parts.append(Shown(True, _sanitized(written, obfuscate), truncated))
         else:
+            written = written.rstrip()  # the blank lines mail ends with would only pad the page
             parts.append(Shown(False, obfuscated(written) if obfuscate else written, truncated))
     return Rendered(parts, attachments, more_parts=cut)
 
