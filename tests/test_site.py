@@ -363,9 +363,9 @@ def test_readers_who_miss_the_home_page_together_wait_for_one_drawing_of_it(
     drawn: list[int] = []
     newest = site_store.newest
 
-    def counted(statements: Statements, offset: int, limit: int) -> list[site_store.Shown]:
+    def counted(statements: Statements, now: float, offset: int, limit: int) -> list[site_store.Shown]:
         drawn.append(offset)
-        return newest(statements, offset, limit)
+        return newest(statements, now, offset, limit)
 
     monkeypatch.setattr(site_store, "newest", counted)
 

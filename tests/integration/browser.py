@@ -109,9 +109,9 @@ class Chromium:
         self.call("DOM.focus", nodeId=self._node(selector))
         self.call("Input.insertText", text=text)
 
-    def click(self, selector: str) -> None:
-        """A mouse click in the middle of the element SELECTOR finds; waits for the page it loads, if any is
-        loaded within the timeout."""
+    def click(self, selector: str, loads: bool = True) -> None:
+        """A mouse click in the middle of the element SELECTOR finds; waits for the page it LOADS (a button that
+        sends a form), if any is loaded within the timeout; a radio button or a checkbox loads none."""
         node = self._node(selector)
         self.call("DOM.scrollIntoViewIfNeeded", nodeId=node)
         quad = self.call("DOM.getContentQuads", nodeId=node)["quads"][0]
@@ -119,7 +119,12 @@ class Chromium:
         self._events.clear()
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
-        self.wait_for("Page.loadEventFired")
+        if loads:
+            self.wait_for("Page.loadEventFired")
+
+    def choose_file(self, selector: str, file: Path) -> None:
+        """FILE chosen in the file input SELECTOR finds, as a person picks it in the file dialog."""
+        self.call("DOM.setFileInputFiles", nodeId=self._node(selector), files=[str(file)])
 
     def _node(self, selector: str) -> int:
         root = self.call("DOM.getDocument", depth=0)["root"]["nodeId"]

@@ -71,7 +71,7 @@ def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[N
                 published_at=source.published_at,
                 draft=source.draft,
                 source=source.body,
-                html=markdown.render(source.body, _media_links(source.path, media)),
+                html=markdown.render(source.body, media_links(source.path, media)),
                 tags=source.tags,
                 aliases=source.aliases,
                 kind=site.PAGE if page else site.POST,
@@ -80,8 +80,9 @@ def read_posts(directory: Path, pattern: str, timezone: tzinfo | None) -> list[N
     return found
 
 
-def _media_links(post: str, media: Set[str]) -> markdown.Resolver:
-    """What turns a reference relative to the file POST into its URL under /media/, when it names one of MEDIA."""
+def media_links(post: str, media: Set[str]) -> markdown.Resolver:
+    """What turns a reference relative to the file POST into its URL under /media/, when it names one of MEDIA; the
+    admin's editor renders an imported post again with it, so that its photos stay where they were."""
     here = posixpath.dirname(post)
 
     def resolve(reference: str) -> str | None:

@@ -23,6 +23,8 @@ _AT_END = re.compile(r"\s*\(at end of document\)$")
 _NOT_IN_SEGMENT = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]")
 # A tag may hold spaces (its archive's URL quotes them)
 _NOT_IN_TAG = re.compile(r"[/?#%\\\x00-\x1f\x7f]")
+_RUNS_NOT_IN_SEGMENT = re.compile(r"[\s/?#%\\\x00-\x1f\x7f]+")
+SLUG_LENGTH = 80  # characters of a slug made from a title: a whole sentence would make an unwieldy URL
 _NOT_IN_PATH = re.compile(r"[\\\x00-\x1f\x7f]")
 
 
@@ -165,8 +167,8 @@ class _Fields:
         tags: list[str] = []
         for item in value:
             tag = self._text("tags", item)
-            if not tag or _NOT_IN_TAG.search(tag):
-                raise self._error("tags", f"{tag!r}: a tag must not be empty nor hold / ? # % \\ or control characters")
+            if problem := tag_problem(tag):
+                raise self._error("tags", problem)
             if tag not in tags:
                 tags.append(tag)
         return tuple(tags)
@@ -175,10 +177,8 @@ class _Fields:
         if "slug" not in self._keys:
             return default
         slug = self._text("slug", self._keys["slug"])
-        if not slug or slug in {".", ".."} or _NOT_IN_SEGMENT.search(slug):
-            raise self._error(
-                "slug", f"{slug!r}: a slug must not be empty nor hold spaces, / ? # % \\ or control characters"
-            )
+        if problem := slug_problem(slug):
+            raise self._error("slug", problem)
         return slug
 
     def draft(self) -> bool:
@@ -199,3 +199,28 @@ class _Fields:
                 raise self._error("aliases", f"{text!r} is not a URL or path of this site")
             paths.append(unicodedata.normalize("NFC", path if path.startswith("/") else f"/{path}"))
         return tuple(paths)
+
+
+# The same rules for what the admin's editor takes (web/admin/posts.py), so that a post written there could have
+# been imported from a file, and exported to one
+
+
+def slug_problem(slug: str) -> str | None:
+    """What is wrong with SLUG as one segment of a URL; None: nothing."""
+    if not slug or slug in {".", ".."} or _NOT_IN_SEGMENT.search(slug):
+        return f"{slug!r}: a slug must not be empty nor hold spaces, / ? # % \\ or control characters"
+    return None
+
+
+def tag_problem(tag: str) -> str | None:
+    """What is wrong with TAG (its archive is /tags/TAG/); None: nothing."""
+    if not tag or _NOT_IN_TAG.search(tag):
+        return f"{tag!r}: a tag must not be empty nor hold / ? # % \\ or control characters"
+    return None
+
+
+def slug_from(title: str) -> str:
+    """A slug for a post given none: its title with each run of what a URL segment cannot hold made one "-",
+    cut at SLUG_LENGTH characters (a Japanese title stays Japanese, as a file's name does)."""
+    slug = _RUNS_NOT_IN_SEGMENT.sub("-", unicodedata.normalize("NFC", title)).strip("-")
+    return slug[:SLUG_LENGTH].rstrip("-") or "post"

@@ -268,3 +268,47 @@ def remove_redirect(target: Connection | Tx, old: str) -> bool:
         return False
     changed(tx)
     return True
+
+
+# What the admin's editor reads and does besides import_posts (web/admin/posts.py)
+
+
+def post_with_source(source: Connection | Statements, post_id: int) -> tuple[Post, str] | None:
+    """The post POST_ID, drafts too, and its Markdown as written; None when there is none."""
+    statements = statements_of(source)
+    rows = statements.run(
+        "SELECT id, path, url, title, slug, published_at, draft, updated_at, kind, source FROM posts WHERE id = ?",
+        (post_id,),
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    tags = tuple(
+        tag for (tag,) in statements.run("SELECT tag FROM post_tags WHERE post_id = ? ORDER BY position", (post_id,))
+    )
+    return Post(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), tags, row[7], row[8]), str(row[9])
+
+
+def media_paths(source: Connection | Statements) -> set[str]:
+    """Every media file's path: what an imported post's relative image may name (blog/importer.py)."""
+    return {str(path) for (path,) in statements_of(source).run("SELECT path FROM media")}
+
+
+def delete_post(target: Connection | Tx, post_id: int) -> str | None:
+    """Remove the post POST_ID with its tags and comments, and the redirects that led to it (its old URLs answer
+    404 now, not a redirect to a 404); its URL, or None when there was no such post."""
+    tx = tx_of(target)
+    rows = tx.run("DELETE FROM posts WHERE id = ? RETURNING url", (post_id,))  # post_tags, comments: ON DELETE CASCADE
+    if not rows:
+        return None
+    search.forget_post(tx, post_id)
+    url = str(rows[0][0])
+    tx.run("DELETE FROM redirects WHERE new_path = ?", (url,))
+    changed(tx)
+    return url
+
+
+def id_at(source: Connection | Statements, path: str) -> int | None:
+    """The id of the post keyed by PATH (its file's path, or the key the admin's editor gave it)."""
+    rows = statements_of(source).run("SELECT id FROM posts WHERE path = ?", (path,))
+    return int(rows[0][0]) if rows else None

@@ -74,11 +74,13 @@ def _comment(row: Any) -> Comment:
     )
 
 
-def open_post(source: Connection | Statements, post_id: int) -> str | None:
-    """The URL of the published post POST_ID, which takes comments; None for a draft, a static page (whose
-    page shows no comments, so one stored would never be seen) or no post."""
+def open_post(source: Connection | Statements, post_id: int, now: float) -> str | None:
+    """The URL of the published post POST_ID, which takes comments; None for a draft, a post scheduled after NOW
+    (no reader has seen it), a static page (whose page shows no comments, so one stored would never be seen) or
+    no post."""
     rows = statements_of(source).run(
-        "SELECT url FROM posts WHERE id = ? AND draft = ? AND kind = ?", (post_id, False, POST)
+        "SELECT url FROM posts WHERE id = ? AND draft = ? AND kind = ? AND published_at <= ?",
+        (post_id, False, POST, now),
     )
     return str(rows[0][0]) if rows else None
 
@@ -193,3 +195,12 @@ def delete(target: Connection | Tx, comment_id: int) -> bool:
         return False
     changed(tx)
     return True
+
+
+def counts_by_post(source: Connection | Statements) -> dict[int, int]:
+    """How many comments each post has, published or held, by post id (the admin's list of posts); spam is not
+    counted, and a post without any is left out."""
+    rows = statements_of(source).run(
+        "SELECT post_id, COUNT(*) FROM comments WHERE status <> ? GROUP BY post_id", (SPAM,)
+    )
+    return {int(post_id): int(count) for post_id, count in rows}

@@ -3,8 +3,9 @@ media files they show. Where an old URL moved to, and the counter that says the 
 (redirect_for, current_version).
 
 Prepared SQL on the DB-API, as the rest of the daemon's store (the daemon never imports SQLAlchemy). A draft
-is never read here; a static page (kind "page") only by its URL. Each function is one Query for
-Database.query, which the site runs only when a page is not in its cache (web/page_cache.py).
+is never read here, nor a post dated after NOW (a scheduled one: the admin's editor sets its date ahead); a static
+page (kind "page") only by its URL. Each function is one Query for Database.query, which the site runs only when
+a page is not in its cache (web/page_cache.py, which drops its pages when the next scheduled post comes due).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Media:
 
 
 _SHOWN = "SELECT id, url, title, published_at, updated_at, kind, html FROM posts"
-_LISTED = f"{_SHOWN} WHERE draft = ? AND kind = ?"
+_LISTED = f"{_SHOWN} WHERE draft = ? AND kind = ? AND published_at <= ?"
 _NEWEST = "ORDER BY published_at DESC, id DESC"
 
 
@@ -72,36 +73,42 @@ def _shown(statements: Statements, rows: Sequence[Sequence[object]]) -> list[Sho
     ]
 
 
-def newest(statements: Statements, offset: int, limit: int) -> list[Shown]:
+def newest(statements: Statements, now: float, offset: int, limit: int) -> list[Shown]:
     """The home page's posts: LIMIT of them after the OFFSET newest."""
-    rows = statements.run(f"{_LISTED} {_NEWEST} LIMIT ? OFFSET ?", (False, POST, limit, offset))
+    rows = statements.run(f"{_LISTED} {_NEWEST} LIMIT ? OFFSET ?", (False, POST, now, limit, offset))
     return _shown(statements, rows)
 
 
-def at_url(statements: Statements, url: str) -> Shown | None:
+def at_url(statements: Statements, now: float, url: str) -> Shown | None:
     """The published post or page at URL."""
-    rows = statements.run(f"{_SHOWN} WHERE url = ? AND draft = ?", (url, False))
+    rows = statements.run(f"{_SHOWN} WHERE url = ? AND draft = ? AND published_at <= ?", (url, False, now))
     found = _shown(statements, rows)
     return found[0] if found else None
 
 
-def tagged(statements: Statements, tag: str, offset: int, limit: int) -> list[Shown]:
+def tagged(statements: Statements, now: float, tag: str, offset: int, limit: int) -> list[Shown]:
     """The posts tagged TAG, newest first: LIMIT of them after the OFFSET newest (its archive's page, its feed)."""
     rows = statements.run(
         f"{_LISTED} AND id IN (SELECT post_id FROM post_tags WHERE tag = ?) {_NEWEST} LIMIT ? OFFSET ?",
-        (False, POST, tag, limit, offset),
+        (False, POST, now, tag, limit, offset),
     )
     return _shown(statements, rows)
 
 
-def between(statements: Statements, start: float, end: float, offset: int, limit: int) -> list[Shown]:
+def between(statements: Statements, now: float, start: float, end: float, offset: int, limit: int) -> list[Shown]:
     """The posts published from START until before END (a month in the blog's time zone), newest first: LIMIT of
     them after the OFFSET newest."""
     rows = statements.run(
         f"{_LISTED} AND published_at >= ? AND published_at < ? {_NEWEST} LIMIT ? OFFSET ?",
-        (False, POST, start, end, limit, offset),
+        (False, POST, now, start, end, limit, offset),
     )
     return _shown(statements, rows)
+
+
+def next_due(statements: Statements, now: float) -> float | None:
+    """When the next scheduled post or page (not a draft, dated after NOW) is to appear; None: none is."""
+    rows = statements.run("SELECT MIN(published_at) FROM posts WHERE draft = ? AND published_at > ?", (False, now))
+    return None if rows[0][0] is None else float(rows[0][0])
 
 
 def media(statements: Statements, path: str) -> Media | None:

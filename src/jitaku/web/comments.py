@@ -215,7 +215,7 @@ class Comments:
 
     async def _form(self, request: Request) -> Response:
         post_id = request.path_params["post_id"]
-        post_url = await self._database.query(lambda s: comments.open_post(s, post_id))
+        post_url = await self._database.query(lambda s: comments.open_post(s, post_id, time.time()))
         if post_url is None:
             return self._page(request, self._words["no_post"], 404, message=self._words["no_post_here"])
         reply = request.query_params.get("reply", "")
@@ -256,7 +256,7 @@ class Comments:
     async def _post(self, request: Request) -> Response:
         post_id: int = request.path_params["post_id"]
         form: dict[str, str] = {}
-        post_url = await self._database.query(lambda s: comments.open_post(s, post_id))
+        post_url = await self._database.query(lambda s: comments.open_post(s, post_id, time.time()))
         try:
             raw = await self._read_body(request)
             if post_url is None:

@@ -11,7 +11,10 @@ the parsed form on in the scope, where `bodies.read_form` takes it, so the body 
 A GET costs a small object in the scope and a look at the response's start.
 
 Exempt: RFC 8058 one-click unsubscribe (mail providers POST it without a page; the member's token in its
-URL is its proof), `/api/buddy/*` (its shared token) and `/comments/*` (the comment form's own signed token).
+URL is its proof), `/api/buddy/*` (its shared token), `/comments/*` (the comment form's own signed token), and
+the admin's post editor (`/admin/posts/new`, `/admin/posts/ID`), whose form carries an image upload: megabytes a
+stranger could send, which its route reads only once the admin is let in, and then checks the same field with
+`refusal` (web/admin/posts.py).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import secrets
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request, cookie_parser
-from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,7 +37,7 @@ COOKIE = "jitaku_csrf"
 FIELD = "csrf"
 SCOPE_KEY = "jitaku.csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-EXEMPT = re.compile(r"/lists/[^/]+/unsubscribe/[^/]+|/api/buddy/.*|/comments/.*")
+EXEMPT = re.compile(r"/lists/[^/]+/unsubscribe/[^/]+|/api/buddy/.*|/comments/.*|/admin/posts/(?:new|[0-9]+)")
 _VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 REFUSED = """<!doctype html>
@@ -101,6 +104,15 @@ def field(request: Request) -> str:
     if not isinstance(token, Token):
         raise RuntimeError("csrf.field: the request did not pass through csrf.Protect")
     return token.field()
+
+
+def refusal(request: Request, sent: object) -> Response | None:
+    """For a route exempt above that reads its own form: the 403 page unless SENT is the field this request's
+    cookie makes; None when it is."""
+    token = request.scope.get(SCOPE_KEY)
+    if isinstance(token, Token) and token.matches(sent):
+        return None
+    return HTMLResponse(REFUSED, status_code=403)
 
 
 class Protect:

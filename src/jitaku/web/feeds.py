@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -232,10 +233,10 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
     # reads every post, and after each comment every feed reader's poll builds its feed again.
     def posts_feed(tag: str | None, kind: Literal["atom", "rss"]) -> Page | None:
         if tag is None:
-            found = database.query_now(lambda s: site_store.newest(s, 0, FEED_SIZE))
+            found = database.query_now(lambda s: site_store.newest(s, time.time(), 0, FEED_SIZE))
             title, alternate, base = site.title, site.url("/"), "/feed"
         else:
-            found = database.query_now(lambda s: site_store.tagged(s, tag, 0, FEED_SIZE))
+            found = database.query_now(lambda s: site_store.tagged(s, time.time(), tag, 0, FEED_SIZE))
             if not found:
                 return None  # a tag no published post has
             title, alternate, base = f"{tag} | {site.title}", site.url(tag_path(tag)), f"{tag_path(tag)}feed"
@@ -245,14 +246,14 @@ def routes(settings: Settings, database: Database, cache: PageCache) -> list[Rou
         return Page.of(200, RSS, rss(site, title, site.url(f"{base}.rss"), alternate, entries))
 
     def comments_feed() -> Page:
-        found = database.query_now(lambda s: feed_store.newest_comments(s, FEED_SIZE))
+        found = database.query_now(lambda s: feed_store.newest_comments(s, time.time(), FEED_SIZE))
         name = comment_words.alone("heading", site.language)
         entries = comment_entries(site, found)
         feed = atom(site, f"{name} | {site.title}", site.url("/comments/feed.atom"), site.url("/"), entries)
         return Page.of(200, ATOM, feed)
 
     def sitemap_xml() -> Page:
-        return Page.of(200, XML, sitemap(site, database.query_now(feed_store.published)))
+        return Page.of(200, XML, sitemap(site, database.query_now(lambda s: feed_store.published(s, time.time()))))
 
     async def robots_txt(_: Scope) -> Page:
         return Page.of(200, TEXT, robots(site))

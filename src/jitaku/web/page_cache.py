@@ -3,7 +3,9 @@ a dictionary look-up, not a query and a template (issue 21's benchmark: a post p
 
 The pages are dropped together when the blog changes: `blog_version` (store/blog.py changed) is read at most
 once a second, on the next request, so that a `jitaku blog import` reaches the running site within 2 s; a
-write the daemon makes itself (a comment) calls invalidate() and is seen at once. FastPages answers a cached
+write the daemon makes itself (a comment) calls invalidate() and is seen at once. They are dropped too when the
+next scheduled post comes due (a post dated ahead, which the pages leave out until then: store/site.py), so that
+it appears on time without any write to announce it. FastPages answers a cached
 GET or HEAD in front of Starlette, its routing and its middlewares, with the security headers of web/headers.py.
 A page missed by many readers at once is drawn once (PageCache.drawn), the others waiting for it.
 """
@@ -23,7 +25,7 @@ from typing import Literal
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jitaku.blog.paths import path_url
-from jitaku.store import Database, blog
+from jitaku.store import Database, blog, site
 from jitaku.web.headers import SECURITY_HEADERS
 from jitaku.web.ranges import UNSATISFIABLE, byte_range
 
@@ -185,19 +187,23 @@ class PageCache:
         self._bytes = 0
         self._version: int | None = None
         self._checked = float("-inf")
+        self._due: float | None = None  # when the next scheduled post appears (a timestamp); None: none is
         self.generation = 0  # moves each time the pages are dropped: a page drawn before is not kept
         self._flights: dict[str, asyncio.Future[Page]] = {}  # the pages being drawn, by path
 
     async def check(self) -> None:
-        """Drop the pages if the blog changed since the last look, at most once every CHECK_EVERY s."""
+        """Drop the pages if the blog changed since the last look, or a scheduled post came due, at most once
+        every CHECK_EVERY s. When the next one is due is read again only then: not a query per second."""
         now = time.monotonic()
         if now - self._checked < CHECK_EVERY:
             return
         self._checked = now
         version = await self._database.query(blog.current_version, snapshot=False)
-        if version != self._version:
+        clock = time.time()
+        if version != self._version or (self._due is not None and clock >= self._due):
             self._version = version
             self._drop()
+            self._due = await self._database.query(lambda s: site.next_due(s, clock), snapshot=False)
 
     def invalidate(self) -> None:
         """The daemon changed the blog (a comment): drop the pages now, and read the version again next time."""

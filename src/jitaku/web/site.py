@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -60,7 +61,6 @@ WORDS = {
         "home": "トップページへ",
         "tag": "タグ「{}」の記事",
         "month": "{year}年{month}月の記事",
-        "search": "検索",
         "results": "「{}」の検索結果",
         "nothing_found": "見つかりませんでした。",
         "in_archives": "メーリングリストの過去ログ",
@@ -74,7 +74,6 @@ WORDS = {
         "home": "Back to the home page",
         "tag": "Posts tagged “{}”",
         "month": "Posts of {year}-{month:02d}",
-        "search": "Search",
         "results": "Search results for “{}”",
         "nothing_found": "Nothing found.",
         "in_archives": "In the list archives",
@@ -154,12 +153,15 @@ class Site:
             return await self._listing(base, number) if number > 1 else None
         if listing := await self._listing(path, 1):
             return listing
-        post = await self._database.query(lambda s: site.at_url(s, path), snapshot=True)
+        post = await self._database.query(lambda s: site.at_url(s, time.time(), path), snapshot=True)
         if post is not None:
             return lambda: self._post(post)
         moved = await self._database.query(lambda s: blog.redirect_for(s, path), snapshot=False)
         if moved is None and not path.endswith("/"):  # a post's URL typed without its last slash
-            if await self._database.query(lambda s: site.at_url(s, path + "/"), snapshot=False) is not None:
+            if (
+                await self._database.query(lambda s: site.at_url(s, time.time(), path + "/"), snapshot=False)
+                is not None
+            ):
                 moved = path + "/"
         return self._moved(moved) if moved is not None else None
 
@@ -171,12 +173,12 @@ class Site:
         heading: str | None = None
         context: dict[str, Any] = {}
         if base == "/":
-            posts = await self._database.query(lambda s: site.newest(s, offset, limit))
+            posts = await self._database.query(lambda s: site.newest(s, time.time(), offset, limit))
             if number > 1 and not posts:
                 return None
         elif found := _TAG.fullmatch(base):
             tag = found.group(1)
-            posts = await self._database.query(lambda s: site.tagged(s, tag, offset, limit))
+            posts = await self._database.query(lambda s: site.tagged(s, time.time(), tag, offset, limit))
             heading = self._words["tag"].format(tag)
             context["feed"] = path_url(tag_path(tag)) + "feed"  # its own Atom and RSS, in <head>
         elif found := _MONTH.fullmatch(base):
@@ -185,7 +187,7 @@ class Site:
                 return None
             start = self._timestamp(year, month)
             end = self._timestamp(year + month // 12, month % 12 + 1)
-            posts = await self._database.query(lambda s: site.between(s, start, end, offset, limit))
+            posts = await self._database.query(lambda s: site.between(s, time.time(), start, end, offset, limit))
             heading = self._words["month"].format(year=year, month=month)
         else:
             return None

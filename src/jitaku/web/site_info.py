@@ -66,4 +66,5 @@ class SiteInfo:
             "description": self.description,
             "language": self.language,
             "css_version": stylesheet.version(),
+            "search": "検索" if self.words == "ja" else "Search",  # the search box's, in the header of every page
         }

@@ -23,6 +23,7 @@ from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
 from jitaku.web import archive, auth, buddy, csrf, feeds, lists
+from jitaku.web.admin import posts
 from jitaku.web.admin.page import AdminPages
 from jitaku.web.bodies import BodyLimit
 from jitaku.web.comment_mail import CommentMail, LocalMail
@@ -84,6 +85,7 @@ def build(
             *lists.routes(database, requests),
             *archive.routes(settings, database, mail, secret),
             *comments.routes(),
+            *posts.Posts(settings, database, admin, pages).routes(),
             *feeds.routes(settings, database, pages),
             *_metrics(config, database),
             *SearchPage(database, site).routes(),
@@ -92,7 +94,7 @@ def build(
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest, so
         # that csrf.Protect reads only a bounded body
         middleware=[
-            Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",)),
+            Middleware(BodyLimit, max_bytes=settings.web.max_body_size, own=("/comments/",), larger=posts.LARGER),
             Middleware(csrf.Protect, secret=secret),
             Middleware(auth.CookieSessions, secret=secret),
         ],
