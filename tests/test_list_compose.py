@@ -45,7 +45,9 @@ LIST = MailingList(
     digest_last_number=0,
     digest_sent_at=0.0,
     secret=SECRET,
+    archive="none",  # the exact bytes below are a list's without an archive; ARCHIVED's tests add its fields
 )
+ARCHIVED = dataclasses.replace(LIST, archive="public")
 
 # What the list adds to post 13 of LIST, exactly.
 LIST_BLOCK = (
@@ -166,7 +168,8 @@ def test_list_fields_as_a_mail_program_reads_them() -> None:
         "<mailto:sota-request@lists.example.jp?subject=subscribe>,"
         " <https://mail.example.jp/lists/sota@lists.example.jp/subscribe>"
     )
-    assert message["List-Archive"] is None  # no archive page to point at yet
+    assert message["List-Archive"] is None  # archive = "none": no page to point at
+    assert message["Archived-At"] is None
     assert message["List-Owner"] == "<mailto:sota-owner@lists.example.jp>"
     assert message["Precedence"] == "list"
     assert message["X-ML-Name"] == "Sota Project"
@@ -175,6 +178,47 @@ def test_list_fields_as_a_mail_program_reads_them() -> None:
     assert message["Return-Path"] is None
     assert message["List-Unsubscribe"] is None  # each member's own, added later
     assert message.get_content() == "Hello, list.\r\n"
+
+
+def test_an_archived_lists_copies_name_the_archive_and_the_posts_page() -> None:
+    """RFC 2369 List-Archive and RFC 5064 Archived-At, the page named by HyperKitty's hash of the Message-ID (the
+    value Mailman's own documentation gives for this Message-ID)."""
+    post = post_of(
+        "From: Taro Yamada <taro@example.co.jp>",
+        "Subject: Meeting",
+        "Message-ID: <87myycy5eh.fsf@uwakimon.sk.tsukuba.ac.jp>",
+        "List-Archive: <https://example.net/archive>",
+        "Archived-At: <https://example.net/archive/1>",
+    )
+    for rewrite in ("none", "munge", "wrap"):
+        edition = run(post, rewrite, mailing_list=ARCHIVED)
+        message = parse(edition.message)
+        assert edition.message_id == "87myycy5eh.fsf@uwakimon.sk.tsukuba.ac.jp"
+        assert edition.message_hash == "JJIGKPKB6CVDX6B2CUG4IHAJRIQIOUTP"
+        assert message.get_all("List-Archive") == ["<https://mail.example.jp/lists/sota@lists.example.jp/archive/>"]
+        assert message.get_all("Archived-At") == [
+            "<https://mail.example.jp/lists/sota@lists.example.jp/archive/msg/JJIGKPKB6CVDX6B2CUG4IHAJRIQIOUTP/>"
+        ]
+        assert message.get_all("Message-ID") == ["<87myycy5eh.fsf@uwakimon.sk.tsukuba.ac.jp>"]
+
+
+def test_a_post_without_message_id_gets_the_lists_and_its_page_is_named_by_it() -> None:
+    edition = run(post_of("From: taro@example.co.jp", "Subject: no id"), mailing_list=ARCHIVED)
+    message = parse(edition.message)
+    assert edition.message_id.endswith("@lists.example.jp")
+    assert message["Message-ID"] == f"<{edition.message_id}>"
+    assert str(message["Archived-At"]).endswith(f"/archive/msg/{edition.message_hash}/>")
+
+
+def test_a_reply_names_what_it_answers_nearest_first() -> None:
+    post = post_of(
+        "From: taro@example.co.jp",
+        "Subject: Re: Meeting",
+        "Message-ID: <3@example.co.jp>",
+        "In-Reply-To: <2@example.co.jp>",
+        "References: <1@example.co.jp>\r\n <2@example.co.jp> <x@y>",
+    )
+    assert run(post).answers == ("2@example.co.jp", "x@y", "1@example.co.jp")
 
 
 def test_list_id_is_local_part_dot_domain() -> None:

@@ -27,6 +27,8 @@ ROLES: tuple[Role, ...] = get_args(Role)
 _LOCAL = re.compile(r"[A-Za-z0-9#$&'*+\-=?^_{}~]+(\.[A-Za-z0-9#$&'*+\-=?^_{}~]+)*")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}")
+# An address as people write one in text, for obfuscated()
+_IN_TEXT = re.compile(r"([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 
 
 @dataclass(frozen=True)
@@ -79,3 +81,9 @@ def split_role(recipient: str) -> tuple[str, Role, str | None] | None:
         if folded.endswith(suffix) and len(local) > len(suffix):
             return f"{local[: -len(suffix)]}@{domain}", role, None
     return None
+
+
+def obfuscated(text: str) -> str:
+    """Every address in TEXT as "local at domain", as Mailman's archives show them: what a public archive page
+    and the search index hold, so that no harvester reads an address there."""
+    return _IN_TEXT.sub(r"\1 at \2", text)

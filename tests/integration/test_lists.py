@@ -185,8 +185,8 @@ def test_a_post_reaches_every_member_numbered_signed_and_sealed(list_server, dns
 
 
 def test_list_headers_advertise_only_pages_that_answer(list_server) -> None:
-    """RFC 2369, 2919 and 8058 headers on a member's copy, and no List-Archive while there is no archive page
-    to point at; every web page the headers name answers 200."""
+    """RFC 2369, 2919 and 8058 headers on a member's copy, and RFC 5064 Archived-At; every web page the headers
+    name answers 200."""
     server, members = list_server
     post(server, "carol@members.test", "Hello")
     (copy,) = wait_until(lambda: members.copies_for("dave@members.test"), timeout=20)
@@ -197,11 +197,13 @@ def test_list_headers_advertise_only_pages_that_answer(list_server) -> None:
         "List-Help",
         "List-Subscribe",
         "List-Owner",
+        "List-Archive",
         "List-Unsubscribe",
         "List-Unsubscribe-Post",
     }
-    urls = re.findall(r"<https://mail\.example\.test(/[^>]*)>", " ".join(header(copy, name) for name in named))
-    assert len(urls) == 2  # subscribe, and this member's one-click unsubscribe
+    text = " ".join(header(copy, name) for name in named | {"Archived-At"})
+    urls = re.findall(r"<https://mail\.example\.test(/[^>]*)>", text)
+    assert len(urls) == 4  # subscribe, the archive, this post's page, and this member's one-click unsubscribe
     for path in urls:
         assert httpx.get(f"http://127.0.0.1:{server.web_port}{path}").status_code == 200, path
 

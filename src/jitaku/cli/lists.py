@@ -124,7 +124,8 @@ def _setting(value: object) -> object:
 
 @list_app.command("set")
 def set_(address: str, key: str, value: str, data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Change a setting: name, subject_tag, reply_to, dmarc, owners (comma-separated), bounce_threshold."""
+    """Change a setting: name, subject_tag, reply_to, dmarc, owners (comma-separated), bounce_threshold,
+    archive (public, members or none: who reads the posts on the web)."""
     from jitaku.store import lists
 
     with open_database(load_config(data_dir)).transaction() as connection:
@@ -332,6 +333,19 @@ def _release(
         found = lists.get_list(connection, parse_address(address))
         sender, body = lists.take_held(connection, found.id, held_id)
         lists.add_inbox(connection, found.address, role, found.address, sender, body, time.time(), note)
+
+
+@list_app.command("reindex")
+def reindex(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Give the posts archived before the web archive existed their page there (by Message-ID, in their thread)
+    and put them in the search index; running it again does nothing more."""
+    from jitaku.lists import backfill
+    from jitaku.store import lists
+
+    with open_database(load_config(data_dir)).transaction() as connection:
+        found = lists.get_list(connection, parse_address(address))
+        count = backfill.backfill(connection, found.id)
+    console.print(f"{found.address}: {count} older posts given their archive page and indexed for search")
 
 
 @list_app.command("archive")

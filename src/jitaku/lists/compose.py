@@ -1,4 +1,5 @@
-"""A post as the list sends it: numbered subject, RFC 2369/2919 headers, a DMARC-safe From, wrapped if asked.
+"""A post as the list sends it: numbered subject, RFC 2369/2919 headers, the archive's (RFC 2369 List-Archive,
+RFC 5064 Archived-At), a DMARC-safe From, wrapped if asked.
 
 Works on the raw header fields so that everything we do not change reaches
 members byte for byte (encoded-words, folding, the order of fields).
@@ -13,6 +14,7 @@ from email.header import Header
 from email.utils import formataddr, getaddresses
 
 from jitaku.domains import organizational_domain
+from jitaku.lists import message_ids
 from jitaku.lists.subject import strip_tag, tag_subject
 from jitaku.mail.headers import Parsed, decoded, field_name, field_value
 from jitaku.store.lists import MailingList, Rewrite
@@ -26,7 +28,8 @@ LIST_FIELDS = frozenset(
         "list-subscribe",
         "list-unsubscribe",
         "list-unsubscribe-post",
-        "list-archive",  # not set: there is no archive page yet, and another list's would point at theirs
+        "list-archive",
+        "archived-at",  # another list's or archive's would point at theirs
         "list-owner",
         "precedence",
         "x-ml-name",
@@ -43,6 +46,9 @@ class Edition:
     message: bytes  # what every member gets, before the header lines of their own
     author: str  # decoded, for the archive
     subject: str  # decoded, without our tag
+    message_id: str  # the post's own, or the one the list gave it; without angle brackets
+    message_hash: str  # its archive page's name (lists/message_ids.py)
+    answers: tuple[str, ...]  # the Message-IDs it replies to, nearest first
 
 
 def first(fields: list[bytes], name: str) -> str | None:
@@ -57,7 +63,9 @@ def list_id(mailing_list: MailingList) -> str:
     return f"{mailing_list.local_part}.{mailing_list.domain}"
 
 
-def list_fields(mailing_list: MailingList, number: int, web_url: str) -> bytes:
+def list_fields(mailing_list: MailingList, number: int, web_url: str, message_hash: str | None = None) -> bytes:
+    """The list's own fields; with the archive's unless it is "none", and the post's page when MESSAGE_HASH names
+    one (a digest has none)."""
     request = mailing_list.role_address("request")
     lines = [
         f"List-Id: {_phrase(mailing_list.name, 'List-Id')} <{list_id(mailing_list)}>",
@@ -65,6 +73,12 @@ def list_fields(mailing_list: MailingList, number: int, web_url: str) -> bytes:
         f"List-Help: <mailto:{request}?subject=help>",
         f"List-Subscribe: <mailto:{request}?subject=subscribe>,\r\n <{web_url}/lists/{mailing_list.address}/subscribe>",
         f"List-Owner: <mailto:{mailing_list.role_address('owner')}>",
+    ]
+    if mailing_list.archive != "none":
+        lines.append(f"List-Archive: <{message_ids.archive_url(web_url, mailing_list.address)}>")
+        if message_hash is not None:
+            lines.append(f"Archived-At: <{message_ids.message_url(web_url, mailing_list.address, message_hash)}>")
+    lines += [
         "Precedence: list",
         f"X-ML-Name: {_phrase(mailing_list.name, 'X-ML-Name')}",
         f"X-Mail-Count: {number}",
@@ -88,6 +102,11 @@ def compose(post: Parsed, mailing_list: MailingList, number: int, rewrite: Rewri
     fields = [_well_formed(field) for field in post.fields if field_name(field)]
     raw_from = first(fields, "from") or ""
     author = decoded(raw_from)
+    own_id = message_ids.message_id(fields)
+    identifier = own_id or message_ids.new_message_id(mailing_list.domain)
+    hashed = message_ids.message_hash(identifier)
+    if own_id is None:  # every copy and the archive must name the post alike
+        fields = _replace(fields, "message-id", f"Message-ID: <{identifier}>\r\n".encode("ascii"))
     subject = strip_tag(decoded(first(fields, "subject")), mailing_list.subject_tag).strip()
     new_subject = f"Subject: {tag_subject(first(fields, 'subject'), mailing_list.subject_tag, number)}\r\n"
     if rewrite == "wrap":
@@ -97,8 +116,8 @@ def compose(post: Parsed, mailing_list: MailingList, number: int, rewrite: Rewri
     if rewrite in ("munge", "wrap"):
         kept = _replace(kept, "from", _munged_from(raw_from, mailing_list))
     kept = _reply_fields(kept, raw_from, mailing_list, munged=rewrite != "none")
-    head = b"".join(kept) + list_fields(mailing_list, number, web_url)
-    return Edition(head + body, author, subject)
+    head = b"".join(kept) + list_fields(mailing_list, number, web_url, hashed)
+    return Edition(head + body, author, subject, identifier, hashed, tuple(message_ids.answers(fields)))
 
 
 def _well_formed(field: bytes) -> bytes:

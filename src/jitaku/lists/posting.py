@@ -1,5 +1,5 @@
 """A list post's path, top to bottom: loop -> auto-reply -> members -> membership -> forged -> DMARC rewrite
--> compose -> ARC -> per-member DKIM -> commit.
+-> compose -> words (for search) -> ARC -> per-member DKIM -> commit.
 
 `Posting` lists the stages in that order, one object each (Mailman 3's pipeline of handlers): a stage
 stops a post by raising `Drop` or `Hold`. The post's bytes are parsed once (`headers.Parsed`) and the
@@ -24,14 +24,15 @@ from email.message import Message
 from typing import Protocol
 
 from jitaku import log, store
+from jitaku.addresses import obfuscated
 from jitaku.lists import bounces, compose, dmarc, verp
 from jitaku.lists.tokens import one_click_token
-from jitaku.mail import authcheck, delivery, headers
+from jitaku.mail import authcheck, delivery, headers, parts
 from jitaku.mail.delivery import Copy, Delivery, Entry, new_queue_id
 from jitaku.mail.dkim import PER_COPY_HEADERS, Signer
 from jitaku.mail.headers import Parsed
 from jitaku.mail.policy import Policy
-from jitaku.store import Database, Tx
+from jitaku.store import Database, Tx, search
 from jitaku.store.lists import InboxItem, MailingList, Member, Rewrite
 from jitaku.store.queue import Personal
 
@@ -74,6 +75,7 @@ class Post:
     number: int = 0
     edition: compose.Edition | None = None
     shared: bytes = b""  # the part of each copy all members share (ARC set + edition), archived
+    words: str | None = None  # its author and decoded text, indexed for the archive's search
     copies: Delivery = field(default_factory=Delivery)
 
 
@@ -106,7 +108,12 @@ class Posting:
             NotForged(hostname),
             DmarcRewrite(),
         ]
-        self.edits: list[Edit] = [Compose(web_url), ArcSeal(signer, hostname), PerMemberDkim(signer, web_url)]
+        self.edits: list[Edit] = [
+            Compose(web_url),
+            Words(),
+            ArcSeal(signer, hostname),
+            PerMemberDkim(signer, web_url),
+        ]
         self.commit = Commit(database, wake_queue)
 
     async def process(self, mailing_list: MailingList, item: InboxItem) -> None:
@@ -220,6 +227,17 @@ class Compose:
         post.edition = compose.compose(post.parsed, post.mailing_list, post.number, post.rewrite, self._web_url)
 
 
+class Words:
+    """The post's author and text as people read them (mail/parts.py), for the archive's search: found once,
+    off the loop, however many numbers the post tries."""
+
+    def process(self, post: Post) -> None:
+        if post.words is None:
+            assert post.edition is not None
+            # addresses as the public pages show them: a search's snippet must not hand them to harvesters
+            post.words = obfuscated(f"{post.edition.author}\n{parts.plain_text(post.parsed.data)}")
+
+
 class ArcSeal:
     """One ARC set over what every member gets (RFC 8617)."""
 
@@ -268,8 +286,18 @@ class Commit:
             if not store.lists.take_number(tx, mailing_list.id, post.number):
                 return False
             post_id = store.lists.archive(
-                tx, mailing_list.id, post.number, item.sender, edition.author, edition.subject, post.shared
+                tx,
+                mailing_list.id,
+                post.number,
+                item.sender,
+                edition.author,
+                edition.subject,
+                post.shared,
+                message_id=edition.message_id,
+                message_hash=edition.message_hash,
+                answers=edition.answers,
             )
+            search.index_list_post(tx, post_id, edition.subject, post.words or edition.author)
             delivery.commit(tx, copies, post_id)
             store.lists.remove_inbox(tx, item.id)
             return True

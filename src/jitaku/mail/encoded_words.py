@@ -68,6 +68,18 @@ def decode(raw: str) -> tuple[str, bool]:
     return "".join(texts), from_jis
 
 
+def decode_body(octets: bytes, charset: str | None) -> str:
+    """A text part's octets as text, read as the header text is (CP932 for Shift_JIS, CP50220 for ISO-2022-JP):
+    for the list archive's pages. Without a charset, or labelled US-ASCII (which 7-bit ISO-2022-JP often is),
+    UTF-8 when the octets are UTF-8 and ISO-2022-JP when its escapes are there; what cannot be read becomes U+FFFD.
+    """
+    label = (charset or "").strip().lower()
+    if label in ("", "us-ascii", "ascii"):
+        label = "unknown-8bit"
+    text = _octets_text(octets, label)[0]
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _octets(match: re.Match[str]) -> bytes | None:
     encoded = match["text"]
     if match["encoding"] in "qQ":

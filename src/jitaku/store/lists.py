@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,9 +27,12 @@ REPLY_TO: tuple[ReplyTo, ...] = ("list", "sender", "none")  # the order `list se
 Rewrite = Literal["none", "munge", "wrap"]  # what a post's From becomes for DMARC (lists/compose.py)
 DmarcAction = Literal["auto", Rewrite]  # a list's dmarc setting: a Rewrite, or "auto" to ask the From domain's DMARC
 DMARC: tuple[DmarcAction, ...] = ("auto", "munge", "wrap", "none")  # the order `list set` names them in
+ArchiveAccess = Literal["public", "members", "none"]  # who reads a list's posts on the web (web/archive/)
+ARCHIVE: tuple[ArchiveAccess, ...] = ("public", "members", "none")  # the order `list set` names them in
 # What the list runner takes an inbox item as: mail that came for the list, or a held post a moderator decided on
 InboxRole = Literal[ListRole, "approved", "rejected"]
 _TAG_NUMBER = re.compile(r"%0?\d*d")
+MAX_ANSWERS = 50  # Message-IDs of In-Reply-To and References looked up for a post's parent
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class MailingList:
     digest_last_number: int
     digest_sent_at: float
     secret: str  # keys the one-click unsubscribe tokens and the VERP tags
+    archive: ArchiveAccess = "public"
 
     @property
     def key(self) -> bytes:
@@ -72,6 +76,7 @@ class MailingList:
             "owners": list(self.owners),
             "last_number": self.last_number,
             "bounce_threshold": self.bounce_threshold,
+            "archive": self.archive,
         }
 
 
@@ -140,7 +145,7 @@ class Post:
 
 _LIST = (
     "SELECT id, address, name, subject_tag, reply_to, dmarc, owners, last_number, bounce_threshold,"
-    " digest_last_number, digest_sent_at, secret FROM lists"
+    " digest_last_number, digest_sent_at, secret, archive FROM lists"
 )
 _MEMBER = (
     "SELECT address, self_copy, enabled, digest, bounce_score, disabled_reason, bounce_at FROM list_members"
@@ -148,12 +153,12 @@ _MEMBER = (
 )
 # What set_member may change, and set_setting's keys (check_setting refuses any other)
 _MEMBER_SETTINGS = frozenset({"self_copy", "enabled", "digest", "bounce_score", "bounce_at", "disabled_reason"})
-_LIST_SETTINGS = frozenset({"name", "subject_tag", "reply_to", "dmarc", "owners", "bounce_threshold"})
+_LIST_SETTINGS = frozenset({"name", "subject_tag", "reply_to", "dmarc", "owners", "bounce_threshold", "archive"})
 
 
 def _row_to_list(row: Any) -> MailingList:
     """A row of _LIST: the columns in MailingList's order, the owners as stored (comma-separated)."""
-    list_id, address, name, subject_tag, reply_to, dmarc, owners, *numbers, secret = row
+    list_id, address, name, subject_tag, reply_to, dmarc, owners, *numbers, secret, archive_access = row
     last_number, bounce_threshold, digest_last_number, digest_sent_at = numbers
     return MailingList(
         list_id,
@@ -168,6 +173,7 @@ def _row_to_list(row: Any) -> MailingList:
         digest_last_number,
         digest_sent_at,
         secret,
+        archive_access,
     )
 
 
@@ -202,8 +208,12 @@ def check_setting(key: str, value: str) -> Any:
         if threshold <= 0:
             raise AccountError(f"bounce_threshold: {value!r} must be a positive number")
         return threshold
+    if key == "archive":
+        if value not in ARCHIVE:
+            raise AccountError(f"archive: {value!r} is not one of {', '.join(ARCHIVE)}")
+        return value
     raise AccountError(
-        f"unknown setting {key!r}; settings: name, subject_tag, reply_to, dmarc, owners, bounce_threshold"
+        f"unknown setting {key!r}; settings: name, subject_tag, reply_to, dmarc, owners, bounce_threshold, archive"
     )
 
 
@@ -459,15 +469,88 @@ def take_held(target: Connection | Tx, list_id: int, held_id: int) -> tuple[str,
 
 
 def archive(
-    target: Connection | Tx, list_id: int, number: int, sender: str, author: str, subject: str, body: bytes
+    target: Connection | Tx,
+    list_id: int,
+    number: int,
+    sender: str,
+    author: str,
+    subject: str,
+    body: bytes,
+    message_id: str | None = None,
+    message_hash: str | None = None,
+    answers: Sequence[str] = (),
 ) -> int:
-    """Store post NUMBER as it went out; its row id, which the queued copies point to for their body."""
-    rows = tx_of(target).run(
-        "INSERT INTO list_posts (list_id, number, posted_at, sender, author, subject, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        (list_id, number, time.time(), sender, author, subject, body),
+    """Store post NUMBER as it went out; its row id, which the queued copies point to for their body.
+
+    ANSWERS: the Message-IDs the post names as what it replies to, nearest first (In-Reply-To, then References
+    from the last): the first of them archived here is its parent, whose thread it joins. Found once, here, so
+    the archive's pages never search for a thread.
+    """
+    tx = tx_of(target)
+    parent_number, thread_number = _place(tx, list_id, number, answers)
+    rows = tx.run(
+        "INSERT INTO list_posts (list_id, number, posted_at, sender, author, subject, body, message_id, message_hash,"
+        " parent_number, thread_number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            list_id,
+            number,
+            time.time(),
+            sender,
+            author,
+            subject,
+            body,
+            message_id,
+            message_hash,
+            parent_number,
+            thread_number,
+        ),
     )
     return int(rows[0][0])
+
+
+def _place(tx: Tx, list_id: int, number: int, answers: Sequence[str]) -> tuple[int | None, int]:
+    """(parent, thread) of post NUMBER: the first of ANSWERS archived before it, and that post's thread."""
+    wanted = list(dict.fromkeys(a for a in answers if a))[:MAX_ANSWERS]
+    if not wanted:
+        return None, number
+    marks = ", ".join("?" for _ in wanted)
+    rows = tx.run(
+        f"SELECT message_id, number, thread_number FROM list_posts WHERE list_id = ? AND number < ?"
+        f" AND message_id IN ({marks}) ORDER BY number",
+        (list_id, number, *wanted),
+    )
+    found = {row[0]: (row[1], row[2]) for row in reversed(rows)}  # the first post of a Message-ID sent twice
+    for answered in wanted:
+        if answered in found:
+            parent_number, parent_thread = found[answered]
+            return parent_number, parent_thread if parent_thread is not None else parent_number
+    return None, number
+
+
+def unplaced(source: Connection | Statements, list_id: int) -> list[tuple[int, int]]:
+    """(id, number) of the posts archived before their Message-ID was kept (migration 0021), in order."""
+    rows = statements_of(source).run(
+        "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number", (list_id,)
+    )
+    return [(int(row[0]), int(row[1])) for row in rows]
+
+
+def place(
+    target: Connection | Tx,
+    list_id: int,
+    post_id: int,
+    number: int,
+    message_id: str,
+    message_hash: str,
+    answers: Sequence[str],
+) -> None:
+    """Give an older post what archive() records of a new one: its Message-ID, hash, parent and thread."""
+    tx = tx_of(target)
+    parent_number, thread_number = _place(tx, list_id, number, answers)
+    tx.run(
+        "UPDATE list_posts SET message_id = ?, message_hash = ?, parent_number = ?, thread_number = ? WHERE id = ?",
+        (message_id, message_hash, parent_number, thread_number, post_id),
+    )
 
 
 def posts(source: Connection | Statements, list_id: int) -> list[Post]:

@@ -22,7 +22,8 @@ SECURITY_HEADERS = {
 
 
 class SecurityHeaders:
-    """ASGI middleware: adds SECURITY_HEADERS to every response, errors included."""
+    """ASGI middleware: adds SECURITY_HEADERS to every response, errors included; a route may set a stricter
+    Content-Security-Policy of its own (web/archive/pages.py's downloads: `sandbox`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self._app = app
@@ -36,7 +37,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
-                    headers[name] = value
+                    # a response with a policy of its own keeps it: an archived attachment's "sandbox"
+                    if name != "content-security-policy" or name not in headers:
+                        headers[name] = value
             await send(message)
 
         await self._app(scope, receive, with_headers)

@@ -1,6 +1,7 @@
 """The web app at `[web] listen`: the blog (web/site.py) at /, the owner's status page (what this server is, who
 has mail, what waits in the queue) at /admin/ and the health dashboard at /admin/health, /metrics for
-Prometheus, and the public list pages; every request's body bounded, every response with the security headers.
+Prometheus, the public list pages and the lists' archives (web/archive/); every request's body bounded, every
+response with the security headers.
 The old places of the status page's JSON and of the dashboard answer 301 to the new ones, so that bookmarks
 and scripts keep working."""
 
@@ -21,7 +22,7 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import auth, buddy, csrf, feeds, lists
+from jitaku.web import archive, auth, buddy, csrf, feeds, lists
 from jitaku.web.admin import posts
 from jitaku.web.admin.comments import CommentsAdmin
 from jitaku.web.admin.lists import ListsAdmin
@@ -90,6 +91,7 @@ def build(
             *QueueAdmin(admin, database).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
+            *archive.routes(settings, database, mail, secret),
             *comments.routes(),
             *posts.Posts(settings, database, admin, pages).routes(),
             *feeds.routes(settings, database, pages),
