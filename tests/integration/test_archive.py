@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mailbox
 import re
+import sqlite3
 from email import message_from_bytes
 from email.header import Header
 from email.message import EmailMessage
@@ -130,6 +131,21 @@ def test_a_japanese_post_reads_decoded_on_its_page_named_by_each_copy_and_a_repl
     assert read[0].get_payload(decode=True).decode("iso2022_jp").startswith("来週の会議")
     # every post has its page already: the command for posts archived before pages existed finds none
     assert f"{LIST}: 0 older posts" in server.cli("list", "reindex", LIST).stdout
+    # posts archived before 0021 kept their Message-ID: the daemon gives them their pages when it starts
+    server.stop()
+    with sqlite3.connect(server.dir / "jitaku.db") as database:
+        database.execute(
+            "UPDATE list_posts SET message_id = NULL, message_hash = NULL, parent_number = NULL, thread_number = NULL"
+        )
+        database.execute("DELETE FROM search_list_posts")
+    server.start()
+    wait_until(lambda: httpx.get(local(url, server)).status_code == 200, timeout=20)
+    assert f'href="{url.removeprefix(WEB)}" rel="up"' in httpx.get(local(reply_url, server)).text
+    search = local(f"{WEB}/lists/{LIST}/archive/search", server)  # on the port of this start
+    assert f'href="{url.removeprefix(WEB)}"' in httpx.get(search, params={"q": "会議"}).text
+    for word in ("自宅サーバー", "会議"):  # the site's own search finds a public list's posts too
+        found = httpx.get(local(f"{WEB}/search", server), params={"q": word}).text
+        assert f'href="{url.removeprefix(WEB)}"' in found and f"<mark>{word}</mark>" in found, word
 
 
 def rich_post(path: Path) -> tuple[Path, bytes, bytes]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from email.message import Message
 
 from jitaku import log, store
-from jitaku.lists import bounces, digest, posting, requests
+from jitaku.lists import backfill, bounces, digest, posting, requests
 from jitaku.lists.outbox import Outbox, forget, owners_of
 from jitaku.mail import headers
 from jitaku.mail.dkim import Signer
@@ -36,6 +36,7 @@ RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
 HELD_SECONDS = 30 * 86400
 EXPIRY_CHECK_SECONDS = 3600.0
 DIGEST_CHECK_SECONDS = 5.0
+BACKFILL_BATCH = 50  # older posts placed in the archive in one transaction at start
 
 
 class ListRunner:
@@ -67,6 +68,10 @@ class ListRunner:
         self._wakeup.set()
 
     async def run(self) -> None:
+        try:
+            await self._backfill()
+        except Exception as error:  # an old post the archive cannot place must not stop the lists' mail
+            log.event("list_engine_error", error=repr(error))
         while True:
             self._wakeup.clear()
             try:
@@ -126,6 +131,20 @@ class ListRunner:
             await self._outbox.drop(item, drop.reason)
         except posting.Hold as hold:
             await self._hold(mailing_list, item, hold.reason, hold.header)
+
+    async def _backfill(self) -> None:
+        """The posts archived before the web archive kept their Message-ID given their page and their words in the
+        search index, BACKFILL_BATCH to a transaction, so that the writer takes mail in between."""
+        for mailing_list in await self._database.query(store.lists.all_lists, snapshot=False):
+
+            def batch(tx: Tx, list_id: int = mailing_list.id) -> int:
+                return backfill.backfill(tx, list_id, BACKFILL_BATCH)
+
+            done = 0
+            while count := await self._database.transact(batch):
+                done += count
+            if done:
+                log.event("list_archive_backfilled", list=mailing_list.address, posts=done)
 
     async def _expire(self) -> None:
         """Hourly: drop confirmations nobody used and held posts no owner decided on within HELD_SECONDS."""

@@ -527,10 +527,12 @@ def _place(tx: Tx, list_id: int, number: int, answers: Sequence[str]) -> tuple[i
     return None, number
 
 
-def unplaced(source: Connection | Statements, list_id: int) -> list[tuple[int, int]]:
-    """(id, number) of the posts archived before their Message-ID was kept (migration 0021), in order."""
+def unplaced(source: Connection | Statements, list_id: int, limit: int = -1) -> list[tuple[int, int]]:
+    """(id, number) of the first LIMIT (-1: all) posts archived before their Message-ID was kept (migration 0021),
+    in order."""
     rows = statements_of(source).run(
-        "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number", (list_id,)
+        "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number LIMIT ?",
+        (list_id, limit),
     )
     return [(int(row[0]), int(row[1])) for row in rows]
 

@@ -21,13 +21,12 @@ from jitaku.web.admin.page import AdminPages
 from jitaku.web.bodies import read_form
 
 PATH = "/admin/lists"
-# The settings the form shows and saves, in this order; each is checked by lists.check_setting. "archive" (which
-# CHOICES and HINTS know already) joins it with check_setting's archive setting.
-SETTINGS = ("name", "subject_tag", "reply_to", "dmarc", "owners", "bounce_threshold")
+# The settings the form shows and saves, in this order; each is checked by lists.check_setting
+SETTINGS = ("name", "subject_tag", "reply_to", "dmarc", "owners", "bounce_threshold", "archive")
 CHOICES: dict[str, tuple[str, ...]] = {
     "reply_to": lists.REPLY_TO,
     "dmarc": lists.DMARC,
-    "archive": ("public", "members", "none"),
+    "archive": lists.ARCHIVE,
 }
 HINTS = {
     "subject_tag": "with one %d or %05d-style number: [sota:%05d]",
