@@ -184,6 +184,7 @@ def test_list_settings_and_members_change_from_the_web_and_bad_input_changes_not
         "dmarc": "wrap",
         "owners": "alice@example.test, bob@example.org",
         "bounce_threshold": "3",
+        "archive": "members",
     }
     with admin(server) as client:
         page = client.get(address).text
@@ -203,6 +204,7 @@ def test_list_settings_and_members_change_from_the_web_and_bad_input_changes_not
             "wrap",
         )
         assert after["owners"] == ["alice@example.test", "bob@example.org"] and after["bounce_threshold"] == 3.0
+        assert after["archive"] == "members"
 
         members = f"{address}/members"
         bad = submit(client, address, {"action": "add", "addresses": "dave@members.test\nnot an address"}, members)
@@ -219,6 +221,11 @@ def test_list_settings_and_members_change_from_the_web_and_bad_input_changes_not
             "disabled by owner",
         )
         assert "disabled by owner" in client.get(address).text
+        for action in ("digest", "no-self-copy"):
+            changed = submit(client, address, {"action": action, "member": "dave@members.test"}, members)
+            assert changed.status_code == 303, changed.text
+        listed = {m["address"]: m for m in json.loads(server.cli("list", "members", LIST, "--json").stdout)}
+        assert (listed["dave@members.test"]["digest"], listed["dave@members.test"]["self_copy"]) == (True, False)
         assert submit(client, address, {"action": "remove", "member": "dave@members.test"}, members).status_code == 303
         assert "dave@members.test" not in server.cli("list", "members", LIST).stdout
         assert client.get("/admin/lists/nobody@example.test").status_code == 404

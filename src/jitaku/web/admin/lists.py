@@ -43,11 +43,19 @@ DONE = {
     "removed": "Member removed.",
     "enabled": "Delivery enabled.",
     "disabled": "Delivery disabled.",
+    "changed": "Member's delivery changed.",
     "approved": "Approved: the list sends it within seconds.",
     "rejected": "Rejected: the sender is told within seconds.",
     "discarded": "Discarded: nobody is told.",
 }
 MEMBER_ACTIONS = ("remove", "enable", "disable")
+# What a member's own settings buttons set, as `jitaku list member --digest/--self-copy` do
+MEMBER_SETTINGS = {
+    "digest": {"digest": True},
+    "each": {"digest": False},
+    "self-copy": {"self_copy": True},
+    "no-self-copy": {"self_copy": False},
+}
 HELD_ACTIONS = {"approve": "approved", "reject": "rejected", "discard": "discarded"}
 
 
@@ -176,10 +184,12 @@ class ListsAdmin:
         if action == "add":
             return await self._add(request, found, str(form.get("addresses", "")))
         member = addresses.normalize(str(form.get("member", "")))
-        if action not in MEMBER_ACTIONS or addresses.parse(member) is None:
+        if (action not in MEMBER_ACTIONS and action not in MEMBER_SETTINGS) or addresses.parse(member) is None:
             return await self._render(request, found, error="Unknown action or member: nothing changed.", status=400)
 
         def change(tx: Tx) -> bool:
+            if action in MEMBER_SETTINGS:
+                return lists.set_member(tx, found.id, member, **MEMBER_SETTINGS[action])
             if action == "remove":
                 return bool(lists.remove_members(tx, found.id, [member])[0])
             enabled = action == "enable"  # as `jitaku list member --enable/--disable`: the bounce score starts over
@@ -190,7 +200,7 @@ class ListsAdmin:
 
         if not await self._database.transact(change):
             return await self._render(request, found, error=f"{member} is not a member of {found.address}.", status=404)
-        done = {"remove": "removed", "enable": "enabled", "disable": "disabled"}[action]
+        done = {"remove": "removed", "enable": "enabled", "disable": "disabled"}.get(action, "changed")
         log.event("list_member", list=found.address, member=member, action=action, via="admin")
         return self._done(found, done)
 
