@@ -6,7 +6,6 @@ site's kept pages dropped after, so a reader sees the change at once."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from urllib.parse import urlencode
 
@@ -70,7 +69,7 @@ class CommentsAdmin:
                 "url": c.url,
                 "post_title": c.post_title,
                 "post_href": path_url(c.post_url),
-                "when": time.strftime("%Y-%m-%d %H:%M", time.localtime(c.created_at)),
+                "when": self._admin.when(c.created_at),
                 "reason": c.reason,
                 "body": c.body,
                 "reply": c.parent_id is not None,

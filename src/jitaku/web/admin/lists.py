@@ -59,10 +59,6 @@ MEMBER_SETTINGS = {
 HELD_ACTIONS = {"approve": "approved", "reject": "rejected", "discard": "discarded"}
 
 
-def _when(timestamp: float | None) -> str:
-    return "" if timestamp is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp))
-
-
 def _value(mailing_list: lists.MailingList, key: str) -> str:
     """A setting as the form shows it."""
     value = getattr(mailing_list, key, "")
@@ -135,11 +131,17 @@ class ListsAdmin:
             "settings": settings,
             "posts": posts,
             "members": [
-                {**member.as_json(), "bounce_at": _when(member.bounce_at), "score": f"{member.bounce_score:.3g}"}
+                {
+                    **member.as_json(),
+                    "bounce_at": self._admin.when(member.bounce_at),
+                    "score": f"{member.bounce_score:.3g}",
+                }
                 for member in members
             ],
-            "held": [{**vars(h), "received": _when(h.received_at)} for h in held],
-            "refusals": [{"domain": r.domain, "score": f"{r.score:.3g}", "at": _when(r.refused_at)} for r in refusals],
+            "held": [{**vars(h), "received": self._admin.when(h.received_at)} for h in held],
+            "refusals": [
+                {"domain": r.domain, "score": f"{r.score:.3g}", "at": self._admin.when(r.refused_at)} for r in refusals
+            ],
             "added": (typed or {}).get("addresses", ""),
         }
         return await self._admin.render(request, "list.html", PATH, context, status_code=status)

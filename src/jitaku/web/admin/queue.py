@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -44,8 +43,8 @@ class QueueAdmin:
                 "sender": m.sender,
                 "recipients": m.recipients,
                 "attempts": m.attempts,
-                "queued": _when(m.created_at),
-                "next": _when(m.next_attempt),
+                "queued": self._admin.when(m.created_at),
+                "next": self._admin.when(m.next_attempt),
                 "last_error": m.last_error or "",
             }
             for m in waiting
@@ -71,7 +70,3 @@ class QueueAdmin:
     async def _refused(self, request: Request, message: str, status_code: int) -> Response:
         context = {"title": "queue: not done", "message": message, "back": PATH}
         return await self._admin.render(request, "refused.html", PATH, context, status_code=status_code)
-
-
-def _when(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

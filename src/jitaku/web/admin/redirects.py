@@ -60,7 +60,7 @@ class RedirectsAdmin:
                 "new": r.new,
                 "old_href": path_url(r.old),
                 "new_href": path_url(r.new),
-                "created": time.strftime("%Y-%m-%d", time.localtime(r.created_at)),
+                "created": self._admin.when(r.created_at)[:10],
             }
             for r in found
         ]
@@ -114,7 +114,7 @@ class RedirectsAdmin:
         async with self._crawling:
             started = time.time()
             self._last = await asyncio.to_thread(self._crawl)
-            self._last["at"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
+            self._last["at"] = self._admin.when(started)
             self._last["seconds"] = round(time.time() - started, 1)
         log.event("links_checked", checked=self._last["checked"], broken=len(self._last["broken"]), via="admin")
         return RedirectResponse(f"{PATH}#links", status_code=303)
