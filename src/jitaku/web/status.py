@@ -36,7 +36,7 @@ from jitaku.web.comments import Comments
 from jitaku.web.dashboard import Dashboard
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
-from jitaku.web.search import SearchPage
+from jitaku.web.search import Searches, SearchPage
 from jitaku.web.secret import session_secret
 from jitaku.web.site import Site
 
@@ -78,6 +78,7 @@ def build(
     pages = PageCache(database)
     comments = Comments(settings, database, tokens, notices, changed=pages.invalidate)
     site = Site(settings, database, pages, comments)
+    searches = Searches(database)  # the site's and the list archives'
     app = Starlette(
         routes=[
             Route("/admin/", gate.protect(page)),
@@ -96,7 +97,7 @@ def build(
             *posts.Posts(settings, database, admin, pages).routes(),
             *feeds.routes(settings, database, pages),
             *_metrics(config, database),
-            *SearchPage(database, site).routes(),
+            *SearchPage(searches, site).routes(),
             *site.routes(),  # last: it answers every path the others do not
         ],
         # BodyLimit inside Starlette's error handling (whose 500 would answer first) and outside the rest, so
