@@ -344,3 +344,12 @@ def test_a_slug_made_from_a_title_is_one_url_segment() -> None:
     assert slug_from("?#/") == "post"
     long = slug_from("あ" * 200)
     assert len(long) == SLUG_LENGTH and slug_problem(long) is None
+
+
+def test_a_post_saved_without_a_date_is_dated_now_to_the_second_as_a_file_can_say_it(
+    client: TestClient, database: Database
+) -> None:
+    before = time.time()
+    saved_id(send(client, "/admin/posts/new", "save", {**FORM, "date": ""}))
+    [post] = database.query_now(blog.posts)
+    assert post.published_at == int(post.published_at) and before - 1 <= post.published_at <= time.time()

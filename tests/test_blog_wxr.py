@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jitaku.blog import wordpress, wxr, wxr_import
-from jitaku.blog.wxr import Wxr, WxrItem
+from jitaku.blog.wxr import Wxr, WxrComment, WxrItem
 from jitaku.store import Database, blog
 from tests.test_blog_cli import jitaku, listed
 
@@ -284,3 +284,24 @@ def test_an_export_of_an_older_wordpress_reads_the_same(tmp_path: Path) -> None:
 def test_media_goes_with_wxr(data: Path) -> None:
     result = jitaku(data, "blog", "import", str(FIXTURES), "--media", str(UPLOADS))
     assert result.returncode == 1 and "--media goes with --wxr" in result.stderr
+
+
+def test_a_commenters_link_that_is_not_http_is_dropped() -> None:
+    def said(url: str) -> WxrComment:
+        return WxrComment(1, 0, "Mallory", "m@example.jp", url, "192.0.2.1", 1.7e9, "hi", "1", "comment")
+
+    for url, kept in (
+        ("https://mallory.example.jp/", "https://mallory.example.jp/"),
+        ("javascript:alert(1)", ""),
+        ("JavaScript:alert(1)", ""),
+        ("data:text/html,<script>", ""),
+        ("http://", ""),
+        ("http://a.example/ b", ""),
+    ):
+        planned = wxr_import.plan(
+            Wxr(EXPORT, "https://old.example.jp", (item(1, "publish", comments=(said(url),)),)),
+            None,
+            "/{year}/{slug}/",
+            None,
+        )
+        assert [comment.url for comment in planned.comments] == [kept], url

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from markdown_it import MarkdownIt
@@ -51,3 +52,17 @@ def clean(html: str) -> str:
 def links(body: str) -> int:
     """How many links BODY has, written out or in Markdown: a spammer's comment is mostly links."""
     return len(_LINK.findall(body))
+
+
+def web_link(url: str) -> str:
+    """URL, a commenter's home page as an import brings it, if it is one a reader may follow (http or https, with a
+    host, no spaces or control characters), else "": the comment form refuses any other, and `javascript:` in a
+    file someone edited would otherwise become a link under the comment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not host or re.search(r"[\x00-\x20\x7f]", url):
+        return ""
+    return url

@@ -188,7 +188,7 @@ def _comment(file: Path, n: int, item: object) -> KeptComment:
         parent=parent,
         author=text("author"),
         email=text("email", optional=True),
-        url=text("url", optional=True),
+        url=comment_text.web_link(text("url", optional=True)),
         body=text("body"),
         html=comment_text.clean(text("html")),  # a file anyone could have edited: it passes as a reader's does
         status=status,

@@ -155,7 +155,7 @@ def _comments(item: WxrItem, post_path: str, planned: Planned) -> list[KeptComme
             parent=_top(comment, by_id, kept),
             author=html.unescape(comment.author)[:_AUTHOR],  # WordPress keeps "&" as "&amp;"
             email=comment.email[:_EMAIL],
-            url=comment.url[:_URL],
+            url=comment_text.web_link(comment.url[:_URL]),
             body=comment.content,
             html=comment_text.clean(wordpress.autop(comment.content)),
             status=_STATUS[comment.approved],

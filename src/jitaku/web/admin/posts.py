@@ -337,10 +337,11 @@ class Posts:
         )
 
     def _date(self, value: str, post: blog.Post | None, now: float) -> float:
-        """The date the field says, in the blog's time zone; empty: now (an undated page stays undated). The
-        field shows the minute: sent back unchanged, it keeps the stored date to the second."""
+        """The date the field says, in the blog's time zone; empty: now, to the second, as a file's front matter
+        can say it (an export and an import again give the same date); an undated page stays undated. The field
+        shows the minute: sent back unchanged, it keeps the stored date to the second."""
         if not value:
-            return 0.0 if post is not None and post.published_at == 0 else now
+            return 0.0 if post is not None and post.published_at == 0 else float(int(now))
         if post is not None and value == self._shown_date(post.published_at):
             return post.published_at
         try:
