@@ -174,9 +174,12 @@ def test_a_post_reaches_every_member_numbered_signed_and_sealed(list_server, dns
         assert "<mailto:sota-request@example.test?subject=unsubscribe>" in unsubscribe
         url = unsubscribe.split("<https://", 1)[1].split(">", 1)[0]
         tokens.add(url.rsplit("/", 1)[1])
-        # independent checks: the list's DKIM signature covers List-Unsubscribe; the ARC chain validates
+        # independent checks: the list's DKIM signature covers List-Unsubscribe and the archive's fields; the ARC
+        # chain validates
         results = dkim_results(message, dns_zone[1])
         assert "example.test rsa-sha256 pass" in results, results
+        signed = re.sub(r"\s", "", raw_header(message, "DKIM-Signature")).lower().split("h=")[1].split(";")[0]
+        assert {"list-unsubscribe", "list-archive", "archived-at"} <= set(signed.split(":")), signed
         arc = arc_results(message, dns_zone[1])
         assert arc["result"] == "pass" and arc["instances"] == "1", arc
     assert len(tokens) == 4  # each member's one-click link is their own

@@ -40,6 +40,11 @@ SIGNED_HEADERS = [
     b"content-transfer-encoding",
     b"list-id",
     b"list-post",
+    b"list-help",
+    b"list-subscribe",
+    b"list-owner",
+    b"list-archive",  # RFC 6376 §5.4.1 names the List-* fields; Archived-At (RFC 5064) is of the same kind
+    b"archived-at",
     b"list-unsubscribe",
     b"list-unsubscribe-post",
 ]
