@@ -144,6 +144,19 @@ def test_export_refuses_a_directory_with_files_and_writes_nothing(owned: Path, t
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
 
+def test_a_stored_path_that_would_leave_the_export_is_refused_before_any_file_is_written(
+    owned: Path, tmp_path: Path
+) -> None:
+    with sqlite3.connect(owned / "jitaku.db") as connection:  # as no import makes one: a database edited by hand
+        connection.execute(
+            "INSERT INTO media (path, content_type, digest, size, updated_at) VALUES ('../x', 'a/b', '', 0, 0)"
+        )
+    out = tmp_path / "export"
+    result = jitaku(owned, "blog", "export", str(out))
+    assert result.returncode == 1 and "../x: not a path inside the export" in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_a_broken_comments_file_names_the_comment_and_key_and_imports_nothing(owned: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
     assert jitaku(owned, "blog", "export", str(out)).returncode == 0

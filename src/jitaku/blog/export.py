@@ -48,24 +48,29 @@ def export(connection: Connection, directory: Path) -> Exported:
     must be empty or not yet made."""
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ExportError(f"{directory}: not an empty directory; export into a new one")
-    posts = blog.posts(connection)
+    posts = sorted(blog.posts(connection), key=lambda post: post.path)
+    media = blog.media_paths(connection)
+    files: dict[str, str] = {}  # a post's path -> its file's path in DIRECTORY
+    for post in posts:  # every name checked before the first file is written: a refusal leaves nothing behind
+        name = _file_name(post.path)
+        if name in files.values():
+            raise ExportError(f"{post.path}: would be written over the post exported as {name}")
+        files[post.path] = _inside(name)
+    for path in media:
+        _inside(path)
     bodies = blog.sources(connection)
     moved = blog.redirects(connection)
     to_post = {post.url for post in posts}
     done = Exported()
-    files: dict[str, str] = {}  # a post's path -> its file's path in DIRECTORY
-    for post in sorted(posts, key=lambda post: post.path):
-        name = _file_name(post.path)
-        if name in files.values():
-            raise ExportError(f"{post.path}: would be written over the post exported as {name}")
-        files[post.path] = name
+    for post in posts:
+        name = files[post.path]
         aliases = [_alias(old) for old, new in moved if new == post.url]
         _write(directory, name, _front_matter(post, name, aliases) + bodies[post.id])
         if post.kind == site.PAGE:
             done.pages += 1
         else:
             done.posts += 1
-    for path in blog.media_paths(connection):
+    for path in media:
         found = blog.media_at(connection, path)
         if found is None:
             continue
@@ -131,12 +136,16 @@ def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, indent=1) + "\n"
 
 
-def _write(directory: Path, path: str, content: str | bytes) -> None:
-    """CONTENT into DIRECTORY/PATH; an ExportError for a PATH that would leave DIRECTORY."""
-    parts = path.split("/")
-    if path.startswith("/") or "\\" in path or any(part in {"", ".", ".."} for part in parts):
+def _inside(path: str) -> str:
+    """PATH, a stored post's or media file's; an ExportError if it would leave the export's directory."""
+    if path.startswith("/") or "\\" in path or any(part in {"", ".", ".."} for part in path.split("/")):
         raise ExportError(f"{path}: not a path inside the export")
-    file = directory.joinpath(*parts)
+    return path
+
+
+def _write(directory: Path, path: str, content: str | bytes) -> None:
+    """CONTENT into DIRECTORY/PATH, a path _inside checked."""
+    file = directory.joinpath(*path.split("/"))
     file.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, str):
         file.write_text(content, encoding="utf-8", newline="")
