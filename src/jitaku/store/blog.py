@@ -71,6 +71,7 @@ class Imported:
 MEDIA_PART = 256 * 1024
 _POST = "SELECT id, path, url, title, slug, published_at, draft, updated_at, kind FROM posts"
 _COMPARED = "SELECT id, path, url, title, slug, published_at, draft, source, html, kind FROM posts"
+_BATCH = 500  # values in one IN (...): well under SQLite's and PostgreSQL's limits on bound values
 
 
 def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) -> Imported:
@@ -78,9 +79,9 @@ def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) ->
     permanent redirect to the post's URL. A BlogError before anything is written when two posts would share
     a URL or an alias is another post's URL."""
     tx = tx_of(target)
-    old = {row[1]: row for row in tx.run(_COMPARED)}
-    old_tags = _tags_by_post(tx)
-    _check_urls(old, new)
+    _check_urls({str(path): str(url) for path, url in tx.run("SELECT path, url FROM posts")}, new)
+    old = _compared(tx, [post.path for post in new])  # what a save in the admin compares: its own post alone
+    old_tags = _tags_by_post(tx, [row[0] for row in old.values()])
     # Each post that moves lets go of its URL first, so that another may take it whatever their order in NEW
     # (posts.url is unique, checked at each statement)
     moving = [(f"moving:{old[p.path][0]}", old[p.path][0]) for p in new if p.path in old and old[p.path][2] != p.url]
@@ -132,11 +133,22 @@ def import_posts(target: Connection | Tx, new: Sequence[NewPost], now: float) ->
     return done
 
 
-def _check_urls(old: dict[str, Any], new: Sequence[NewPost]) -> None:
-    owner = {row[2]: path for path, row in old.items()}
+def _compared(tx: Tx, paths: Sequence[str]) -> dict[str, Any]:
+    """The stored rows (_COMPARED) of the posts at PATHS, by path, in queries of at most _BATCH paths."""
+    found: dict[str, Any] = {}
+    for start in range(0, len(paths), _BATCH):
+        batch = paths[start : start + _BATCH]
+        marks = ", ".join("?" for _ in batch)
+        found.update((row[1], row) for row in tx.run(f"{_COMPARED} WHERE path IN ({marks})", batch))
+    return found
+
+
+def _check_urls(urls: dict[str, str], new: Sequence[NewPost]) -> None:
+    """URLS: every stored post's, by its path."""
+    owner = {url: path for path, url in urls.items()}
     for post in new:  # a post that moves frees its old URL for another of this import
-        if path_before := old.get(post.path):
-            owner.pop(path_before[2], None)
+        if url_before := urls.get(post.path):
+            owner.pop(url_before, None)
     for post in new:
         other = owner.setdefault(post.url, post.path)
         if other != post.path:
@@ -158,10 +170,15 @@ def _redirect(tx: Tx, old: str, new: str, now: float) -> None:
     )
 
 
-def _tags_by_post(source: Statements) -> dict[int, tuple[str, ...]]:
+def _tags_by_post(source: Statements, post_ids: Sequence[int] | None = None) -> dict[int, tuple[str, ...]]:
+    """The tags of every post, or of those of POST_IDS, in order."""
     tags: dict[int, list[str]] = {}
-    for post_id, tag in source.run("SELECT post_id, tag FROM post_tags ORDER BY post_id, position"):
-        tags.setdefault(post_id, []).append(tag)
+    query = "SELECT post_id, tag FROM post_tags"
+    batches = [None] if post_ids is None else [post_ids[at : at + _BATCH] for at in range(0, len(post_ids), _BATCH)]
+    for batch in batches:
+        where = "" if batch is None else f" WHERE post_id IN ({', '.join('?' for _ in batch)})"
+        for post_id, tag in source.run(f"{query}{where} ORDER BY post_id, position", batch or ()):
+            tags.setdefault(post_id, []).append(tag)
     return {post_id: tuple(found) for post_id, found in tags.items()}
 
 
