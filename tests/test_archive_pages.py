@@ -110,6 +110,9 @@ def test_threads_nest_replies_and_stop_indenting_at_max_depth() -> None:
 def test_names_and_downloads() -> None:
     assert author_name("山田花子 <hanako@example.jp>", obfuscate=True) == "山田花子"
     assert author_name("hanako@example.jp", obfuscate=True) == "hanako at example.jp"
+    assert author_name("山田, 太郎 <taro@example.jp>", obfuscate=False) == "山田, 太郎"  # decoded: no quotes left
+    assert author_name('"Yamada, Taro" <taro@example.jp>', obfuscate=False) == "Yamada, Taro"
+    assert author_name("<taro@example.jp>", obfuscate=True) == "taro at example.jp"
     assert content_disposition("会議.html") == (
         "attachment; filename=\"__.html\"; filename*=UTF-8''%E4%BC%9A%E8%AD%B0.html"
     )

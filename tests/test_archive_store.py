@@ -18,6 +18,8 @@ from jitaku.lists.message_ids import message_hash
 from jitaku.store import Database, lists, search
 from jitaku.store import archive as stored
 from jitaku.store.accounts import AccountError
+from jitaku.store.dialect import POSTGRESQL
+from jitaku.store.statements import Statements
 from jitaku.web.archive.logins import LINKS_PER_ADDRESS, ArchiveLogins
 
 LIST = "sota@example.test"
@@ -78,14 +80,15 @@ def test_a_reply_hangs_under_the_nearest_post_it_names_and_joins_its_thread(data
 def test_a_login_link_works_once_for_its_own_list_within_its_hour(database: Database) -> None:
     found = database.query_now(lambda s: lists.get_list(s, LIST))
     with database.transaction() as connection:
-        stored.add_login(connection, "h1", found.id, "Carol@Example.org", 1000.0)
+        assert stored.add_login(connection, "h1", found.id, "Carol@Example.org", 1000.0, 1, 3600.0)
+        assert not stored.add_login(connection, "h2", found.id, "carol@example.org", 1001.0, 1, 3600.0)
     assert database.query_now(lambda s: stored.find_login(s, "h1", found.id, 1001.0)) == "carol@example.org"
     with database.transaction() as connection:
         assert stored.use_login(connection, "h1", found.id + 1, 1001.0) is None  # another list's id
         assert stored.use_login(connection, "h1", found.id, 1000.0 + stored.LOGIN_LIFETIME + 1) is None
         assert stored.use_login(connection, "h1", found.id, 1001.0) == "carol@example.org"
         assert stored.use_login(connection, "h1", found.id, 1002.0) is None  # used
-    assert database.query_now(lambda s: stored.logins_since(s, found.id, "carol@example.org", 900.0)) == 1
+        assert stored.find_login(connection, "h2", found.id, 1001.0) is None  # the one over the limit: never added
 
 
 class Mail:
@@ -116,6 +119,44 @@ def test_links_go_only_to_members_and_at_most_three_an_hour(database: Database) 
     assert [to for to, _data in mail.sent] == [["bob@example.org"]] * LINKS_PER_ADDRESS
     text = message_from_bytes(mail.sent[0][1], policy=default_policy).get_body().get_content()
     assert f"/lists/{LIST}/archive/login/" in text and "next=%2Flists%2Fsota%40example.test%2Farchive%2Fmsg%2F" in text
+
+
+def test_forms_sent_at_once_get_no_more_than_three_links_mailed(database: Database) -> None:
+    found = database.query_now(lambda s: lists.get_list(s, LIST))
+    with database.transaction() as connection:
+        lists.add_members(connection, found.id, ["bob@example.org"])
+    mail = Mail()
+    logins = ArchiveLogins(Settings(domains=["example.test"]), database, mail, "k" * 64)  # type: ignore[arg-type]
+
+    async def ask_together() -> None:
+        now = time.time()
+        target = f"/lists/{LIST}/archive/"
+        await asyncio.gather(*(logins._send_link(found, "bob@example.org", now, target) for _ in range(8)))  # noqa: SLF001
+
+    asyncio.run(ask_together())
+    assert len(mail.sent) == LINKS_PER_ADDRESS
+
+
+class Recorded:
+    """A DB-API cursor that keeps what it was asked to run, as PostgreSQL would get it."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, tuple[object, ...]]] = []
+
+    def execute(self, statement: str, parameters: tuple[object, ...] = ()) -> None:
+        self.ran.append((statement, tuple(parameters)))
+
+    def fetchall(self) -> list[object]:
+        return []
+
+
+def test_all_unplaced_posts_are_asked_for_without_a_limit_postgresql_refuses() -> None:
+    cursor = Recorded()
+    statements = Statements(cursor, POSTGRESQL, Exception)  # type: ignore[arg-type]
+    lists.unplaced(statements, 7)
+    lists.unplaced(statements, 7, 50)
+    (everything, _), (some, some_parameters) = cursor.ran
+    assert "LIMIT" not in everything and some_parameters == (7, 50)
 
 
 def test_posts_archived_before_their_message_id_was_kept_get_their_page_thread_and_search(database: Database) -> None:

@@ -527,12 +527,14 @@ def _place(tx: Tx, list_id: int, number: int, answers: Sequence[str]) -> tuple[i
     return None, number
 
 
-def unplaced(source: Connection | Statements, list_id: int, limit: int = -1) -> list[tuple[int, int]]:
-    """(id, number) of the first LIMIT (-1: all) posts archived before their Message-ID was kept (migration 0021),
-    in order."""
-    rows = statements_of(source).run(
-        "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number LIMIT ?",
-        (list_id, limit),
+def unplaced(source: Connection | Statements, list_id: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """(id, number) of the first LIMIT (None: all) posts archived before their Message-ID was kept (migration
+    0021), in order."""
+    sql = "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number"
+    rows = (
+        statements_of(source).run(sql, (list_id,))
+        if limit is None
+        else statements_of(source).run(f"{sql} LIMIT ?", (list_id, limit))
     )
     return [(int(row[0]), int(row[1])) for row in rows]
 

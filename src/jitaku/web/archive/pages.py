@@ -13,7 +13,7 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import MAXYEAR, datetime
 from email.utils import parseaddr
 from functools import partial
 from typing import Any
@@ -38,6 +38,7 @@ from jitaku.web.templates import templates
 
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _HASH = re.compile(r"[A-Z2-7]{32}")  # base32 of a SHA-1
+_NAME_ADDRESS = re.compile(r"(.*?)\s*<([^<>]*)>\s*", re.DOTALL)  # "山田, 太郎 <taro@example.jp>"
 PER_PAGE = 20  # search results on a page
 MAX_PAGE = 50
 MAX_ATTACHMENT_INDEX = 1000
@@ -157,7 +158,8 @@ class ArchivePages:
             "content-disposition": content_disposition(part.filename),
             "content-security-policy": "sandbox; default-src 'none'",
             "x-content-type-options": "nosniff",
-            "cache-control": "private, max-age=3600" if found.archive == "members" else "public, max-age=86400",
+            # a member's download stays out of caches, as the members' pages do
+            "cache-control": "private, no-store" if found.archive == "members" else "public, max-age=86400",
         }
         return Response(octets, media_type="application/octet-stream", headers=headers)
 
@@ -183,6 +185,8 @@ class ArchivePages:
 
         filename = f"{found.local_part}-{month}.mbox"
         headers = {"content-disposition": f'attachment; filename="{filename}"'}
+        if found.archive == "members":
+            headers["cache-control"] = "private, no-store"
         return StreamingResponse(entries(), media_type=mbox.CONTENT_TYPE, headers=headers)
 
     async def _search(self, request: Request) -> Response:
@@ -280,6 +284,8 @@ class ArchivePages:
             return None
         year, number = int(matched[1]), int(matched[2])
         following = (year + 1, 1) if number == 12 else (year, number + 1)
+        if following[0] > MAXYEAR:  # 9999-12 ends in a year no date has
+            return None
         return self._timestamp(year, number), self._timestamp(*following)
 
     def _timestamp(self, year: int, month: int) -> float:
@@ -318,12 +324,24 @@ class ArchivePages:
 
 
 def author_name(author: str, obfuscate: bool) -> str:
-    """The name an archived post's From gives, else its address (as "kenji at example.jp" on a public page)."""
-    name, address = parseaddr(author)
+    """The name an archived post's From gives, else its address (as "kenji at example.jp" on a public page).
+    AUTHOR is already decoded, so a name's comma no longer sits inside quotes or an encoded-word: the address
+    is what is in the last angle brackets, and the name all before them."""
+    matched = _NAME_ADDRESS.fullmatch(author.strip())
+    if matched is not None:
+        name, address = _unquoted(matched[1].strip()), matched[2].strip()
+    else:
+        name, address = parseaddr(author)
     if name:
         return obfuscated(name) if obfuscate else name
     shown = address or author
     return obfuscated(shown) if obfuscate else shown
+
+
+def _unquoted(name: str) -> str:
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", name[1:-1])
+    return name
 
 
 def content_disposition(filename: str) -> str:
