@@ -5,6 +5,7 @@ the members' cookie, which names its list under its signature."""
 from __future__ import annotations
 
 import base64
+import tracemalloc
 from email.header import Header
 from email.message import EmailMessage
 from types import SimpleNamespace
@@ -131,3 +132,41 @@ def test_a_members_cookie_opens_only_its_own_list() -> None:
     assert read(request_with({COOKIE.format(2): value}), other) is None  # type: ignore[arg-type]
     forged = value.replace(base64.urlsafe_b64encode(b"bob").decode().rstrip("="), "ZXZl", 1)
     assert read(request_with({COOKIE.format(1): forged}), sota) is None  # type: ignore[arg-type]
+
+
+def big_post() -> bytes:
+    """25 MB: a page of text and an 18 MB attachment, as a list may carry."""
+    post = EmailMessage()
+    post["Subject"] = "slides"
+    post.set_content("自宅サーバー " * 100_000)
+    post.add_attachment(bytes(range(256)) * (18 * 4096), maintype="application", subtype="pdf", filename="a.pdf")
+    return post.as_bytes()
+
+
+def test_a_big_posts_page_shows_its_attachments_size_without_decoding_it() -> None:
+    body = big_post()
+    tracemalloc.start()
+    try:
+        rendered = message.render(body, obfuscate=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(a.filename, a.size) for a in rendered.attachments] == [("a.pdf", 18 * 1024 * 1024)]
+    assert "自宅サーバー" in rendered.parts[0].content
+    assert peak < 16 * 1024 * 1024  # the standard library's parser took 200 MB over the post's 25
+    found = message.attachment(body, 1)
+    assert found is not None and found[1] == bytes(range(256)) * (18 * 4096)
+
+
+def test_parts_are_found_as_mail_programs_write_them() -> None:
+    no_empty_line = b"From: a@example.jp\nSubject: x\nthe body, with no empty line before it\n"
+    assert message.render(no_empty_line, obfuscate=False).parts[0].content == "the body, with no empty line before it"
+    rfc2231 = (
+        b"Content-Type: multipart/mixed; boundary*=us-ascii''B1\n\n--B1\nContent-Type: text/plain\n\none\n"
+        b"--B1\n--B1\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nt=3Dwo=\n!\n--B1--\n"
+    )
+    assert [p.content for p in message.render(rfc2231, obfuscate=False).parts] == ["one", "t=wo!"]
+    quoted = text_post(b"caf=C3=A9 =\r\nau lait\r\n", 'application/octet-stream; name="x"', "quoted-printable")
+    (shown,) = message.render(quoted, obfuscate=False).attachments
+    found = message.attachment(quoted, 1)
+    assert found is not None and found[1] == "café au lait\r\n".encode() and shown.size == len(found[1])

@@ -4,11 +4,14 @@ keep of a members' archive, and how much one view of a big post costs."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,8 +21,9 @@ from jitaku.config import Settings
 from jitaku.lists.message_ids import message_hash
 from jitaku.store import Database, lists
 from jitaku.web import csrf
+from jitaku.web.archive import message
 from jitaku.web.archive.logins import COOKIE, ArchiveLogins
-from jitaku.web.archive.pages import ArchivePages
+from jitaku.web.archive.pages import PARSERS, ArchivePages
 
 LIST = "sota@example.test"
 BASE = f"/lists/{LIST}/archive/"
@@ -60,13 +64,18 @@ def database(tmp_path: Path) -> Iterator[Database]:
     database.close()
 
 
+def application(database: Database) -> Starlette:
+    settings = Settings(domains=["example.test"])
+    logins = ArchiveLogins(settings, database, None, "k" * 64)
+    return Starlette(
+        routes=ArchivePages(settings, database, logins).routes(), middleware=[Middleware(csrf.Protect, secret="s" * 64)]
+    )
+
+
 def client(database: Database, member: str | None = None) -> TestClient:
     settings = Settings(domains=["example.test"])
     logins = ArchiveLogins(settings, database, None, "k" * 64)
-    app = Starlette(
-        routes=ArchivePages(settings, database, logins).routes(), middleware=[Middleware(csrf.Protect, secret="s" * 64)]
-    )
-    browser = TestClient(app, raise_server_exceptions=False)
+    browser = TestClient(application(database), raise_server_exceptions=False)
     if member is not None:
         found = database.query_now(lambda s: lists.get_list(s, LIST))
         browser.cookies.set(COOKIE.format(found.id), logins.cookie_value(found.id, member, time.time()))
@@ -101,3 +110,64 @@ def test_a_members_archive_keeps_its_mbox_and_attachments_out_of_every_cache(dat
         answer = member.get(path)
         assert answer.status_code == 200, path
         assert answer.headers["cache-control"] == "private, no-store", path
+
+
+class Renders:
+    """message.render, counted: how often, and how many at once at most."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.most = 0
+        self._now = 0
+        self._lock = threading.Lock()
+        self._render = message.render
+
+    def __call__(self, body: bytes, obfuscate: bool) -> message.Rendered:
+        with self._lock:
+            self.calls += 1
+            self._now += 1
+            self.most = max(self.most, self._now)
+        time.sleep(0.05)  # a big post's parse, in its thread
+        try:
+            return self._render(body, obfuscate)
+        finally:
+            with self._lock:
+                self._now -= 1
+
+
+def views(database: Database, paths: list[str]) -> list[int]:
+    async def together() -> list[int]:
+        transport = httpx.ASGITransport(app=application(database))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as browser:
+            answers = await asyncio.gather(*(browser.get(path) for path in paths))
+        return [answer.status_code for answer in answers]
+
+    return asyncio.run(together())
+
+
+def test_readers_who_come_together_wait_their_turn_and_a_post_is_parsed_once(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    renders = Renders()
+    monkeypatch.setattr(message, "render", renders)
+    assert views(database, [message_path()] * 6) == [200] * 6  # six reloads of one page
+    assert renders.calls == 1
+    found = database.query_now(lambda s: lists.get_list(s, LIST))
+    with database.transaction() as connection:
+        for number in range(2, 8):
+            identifier = f"{number}@example.jp"
+            lists.archive(
+                connection,
+                found.id,
+                number,
+                "a@x",
+                "A <a@x>",
+                "s",
+                b"\r\nhi\r\n",
+                identifier,
+                message_hash(identifier),
+                (),
+            )
+    paths = [f"{BASE}msg/{message_hash(f'{number}@example.jp')}/" for number in range(2, 8)]
+    assert views(database, paths) == [200] * 6
+    assert renders.calls == 7 and renders.most <= PARSERS

@@ -4,7 +4,11 @@ downloads, a month as mbox, and search.
 
 Who reads depends on the list's `archive` setting: "public", anyone (addresses shown as "kenji at example.jp",
 as Mailman's archives show them); "members", a member logged in by a mailed link (logins.py); "none", nobody:
-every page answers 404, as for a list that does not exist. A post's body is read and parsed in a thread.
+every page answers 404, as for a list that does not exist.
+
+A post's body is read and parsed in a thread, by PARSERS at most at once: a post may be 25 MB, and readers who
+come together (or one who reloads) wait their turn rather than each holding one more. The rendered post is kept
+(rendered_cache.py), so the readers after the first find it parsed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from jitaku.store import archive as stored
 from jitaku.store.lists import MailingList
 from jitaku.web.archive import mbox, message
 from jitaku.web.archive.logins import ArchiveLogins
+from jitaku.web.archive.rendered_cache import Key, RenderedCache
 from jitaku.web.archive.threads import threaded
 from jitaku.web.bodies import read_form
 from jitaku.web.site_info import SiteInfo
@@ -42,6 +47,7 @@ _NAME_ADDRESS = re.compile(r"(.*?)\s*<([^<>]*)>\s*", re.DOTALL)  # "山田, 太�
 PER_PAGE = 20  # search results on a page
 MAX_PAGE = 50
 MAX_ATTACHMENT_INDEX = 1000
+PARSERS = 2  # posts read and parsed at once, for pages, downloads and mbox files together
 
 
 class ArchivePages:
@@ -49,6 +55,9 @@ class ArchivePages:
         self._database = database
         self._logins = logins
         self._info = SiteInfo.of(settings)
+        self._parsing = asyncio.Semaphore(PARSERS)
+        self._rendered = RenderedCache()
+        self._pending: dict[Key, asyncio.Future[message.Rendered]] = {}
 
     def routes(self) -> list[Route]:
         base = "/lists/{list}/archive"
@@ -120,8 +129,7 @@ class ArchivePages:
         post = await self._post(found, hashed)
         if post is None:
             return self._not_found(request)
-        body = await self._body(post.id)
-        rendered = await asyncio.to_thread(message.render, body, found.archive == "public")
+        rendered = await self._render(found, post)
         thread_number = post.thread_number if post.thread_number is not None else post.number
         thread = await self._database.query(lambda s: stored.thread(s, found.id, thread_number), snapshot=False)
         numbers = [p.number for p in thread]
@@ -149,8 +157,9 @@ class ArchivePages:
         post = await self._post(found, request.path_params["hash"])
         if post is None or not 0 < index <= MAX_ATTACHMENT_INDEX:
             return self._not_found(request)
-        body = await self._body(post.id)
-        got = await asyncio.to_thread(message.attachment, body, index)
+        async with self._parsing:
+            body = await self._body(post.id)
+            got = await asyncio.to_thread(message.attachment, body, index)
         if got is None:
             return self._not_found(request)
         part, octets = got
@@ -179,9 +188,12 @@ class ArchivePages:
             """One post at a time: a month of 25 MB posts is never held whole."""
             for post in posts:
                 read = partial(stored.sender_and_body, post_id=post.id)
-                got = await asyncio.to_thread(self._database.query_now, read)
-                if got is not None:
-                    yield await asyncio.to_thread(mbox.entry, got[0], post.posted_at, got[1])
+                async with self._parsing:
+                    got = await asyncio.to_thread(self._database.query_now, read)
+                    entry = await asyncio.to_thread(mbox.entry, got[0], post.posted_at, got[1]) if got else None
+                    del got  # not held while the client reads the entry
+                if entry is not None:
+                    yield entry
 
         filename = f"{found.local_part}-{month}.mbox"
         headers = {"content-disposition": f'attachment; filename="{filename}"'}
@@ -271,6 +283,26 @@ class ArchivePages:
         if not _HASH.fullmatch(hashed):
             return None
         return await self._database.query(lambda s: stored.by_hash(s, found.id, hashed), snapshot=False)
+
+    async def _render(self, found: MailingList, post: stored.Archived) -> message.Rendered:
+        """The post as its page shows it: kept from an earlier view, or read and parsed in its turn, once for all
+        who ask for it meanwhile (a reader who reloads, a thread read by many as the list sent it)."""
+        key = (found.id, post.id, found.archive == "public")
+        rendered = self._rendered.get(key)
+        if rendered is not None:
+            return rendered
+        parsing = self._pending.get(key)
+        if parsing is None:
+            parsing = self._pending[key] = asyncio.ensure_future(self._parse(key, post.id))
+            parsing.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(parsing)  # a reader who leaves does not cancel it for the others
+
+    async def _parse(self, key: Key, post_id: int) -> message.Rendered:
+        async with self._parsing:
+            body = await self._body(post_id)
+            rendered = await asyncio.to_thread(message.render, body, key[2])
+        self._rendered.put(key, rendered)
+        return rendered
 
     async def _body(self, post_id: int) -> bytes:
         """Read in a thread: a post may be megabytes."""
