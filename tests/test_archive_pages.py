@@ -11,6 +11,9 @@ from email.message import EmailMessage
 from types import SimpleNamespace
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from jitaku.addresses import obfuscated
 from jitaku.mail import parts
 from jitaku.store.archive import Archived
@@ -170,3 +173,37 @@ def test_parts_are_found_as_mail_programs_write_them() -> None:
     (shown,) = message.render(quoted, obfuscate=False).attachments
     found = message.attachment(quoted, 1)
     assert found is not None and found[1] == "café au lait\r\n".encode() and shown.size == len(found[1])
+    stray = text_post(b"=", "application/octet-stream", "quoted-printable")
+    assert message.render(stray, obfuscate=False).attachments[0].size == 0
+
+
+PIECES = st.sampled_from(
+    [
+        b"--b\r\n",
+        b"--b--\r\n",
+        b"--b",
+        b"\r\n",
+        b"\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+        b"Content-Type: message/rfc822\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"QUJD=\r\n",
+        b"=3D=\r\n",
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"Content-Disposition: attachment\r\n",
+        b"x: y\r\n",
+        b"\xff",
+    ]
+)
+
+
+@given(st.lists(PIECES, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_a_stranger_sends_render_within_the_post(pieces: list[bytes]) -> None:
+    body = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"".join(pieces)
+    for part in parts.leaves(body)[0]:
+        assert 0 <= part.start <= part.end <= len(body)
+        assert part.size() >= 0
+    rendered = message.render(body, obfuscate=True)
+    for attachment in rendered.attachments:
+        assert message.attachment(body, attachment.index) is not None

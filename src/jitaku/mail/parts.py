@@ -73,7 +73,8 @@ class Part:
             ignored = sum(message.count(c, start, end) for c in (b"\n", b"\r", b" ", b"\t", b"="))
             return (end - start - ignored) * 3 // 4
         if encoding == "quoted-printable":  # "=XX" is one octet, "=" ending a line no octet at all
-            return end - start - 2 * message.count(b"=", start, end) - message.count(b"=\r\n", start, end)
+            escapes = 2 * message.count(b"=", start, end) + message.count(b"=\r\n", start, end)
+            return max(0, end - start - escapes)  # a stray "=" at the very end is no escape
         return end - start
 
     def text(self) -> str:

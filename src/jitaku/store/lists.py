@@ -547,14 +547,17 @@ def place(
     message_id: str,
     message_hash: str,
     answers: Sequence[str],
-) -> None:
-    """Give an older post what archive() records of a new one: its Message-ID, hash, parent and thread."""
+) -> bool:
+    """Give an older post what archive() records of a new one: its Message-ID, hash, parent and thread; whether it
+    was still without them."""
     tx = tx_of(target)
     parent_number, thread_number = _place(tx, list_id, number, answers)
-    tx.run(
-        "UPDATE list_posts SET message_id = ?, message_hash = ?, parent_number = ?, thread_number = ? WHERE id = ?",
+    rows = tx.run(
+        "UPDATE list_posts SET message_id = ?, message_hash = ?, parent_number = ?, thread_number = ?"
+        " WHERE id = ? AND message_hash IS NULL RETURNING id",
         (message_id, message_hash, parent_number, thread_number, post_id),
     )
+    return bool(rows)
 
 
 def posts(source: Connection | Statements, list_id: int) -> list[Post]:
