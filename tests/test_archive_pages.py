@@ -5,10 +5,14 @@ the members' cookie, which names its list under its signature."""
 from __future__ import annotations
 
 import base64
+import tracemalloc
 from email.header import Header
 from email.message import EmailMessage
 from types import SimpleNamespace
 from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jitaku.addresses import obfuscated
 from jitaku.mail import parts
@@ -110,6 +114,9 @@ def test_threads_nest_replies_and_stop_indenting_at_max_depth() -> None:
 def test_names_and_downloads() -> None:
     assert author_name("山田花子 <hanako@example.jp>", obfuscate=True) == "山田花子"
     assert author_name("hanako@example.jp", obfuscate=True) == "hanako at example.jp"
+    assert author_name("山田, 太郎 <taro@example.jp>", obfuscate=False) == "山田, 太郎"  # decoded: no quotes left
+    assert author_name('"Yamada, Taro" <taro@example.jp>', obfuscate=False) == "Yamada, Taro"
+    assert author_name("<taro@example.jp>", obfuscate=True) == "taro at example.jp"
     assert content_disposition("会議.html") == (
         "attachment; filename=\"__.html\"; filename*=UTF-8''%E4%BC%9A%E8%AD%B0.html"
     )
@@ -128,3 +135,75 @@ def test_a_members_cookie_opens_only_its_own_list() -> None:
     assert read(request_with({COOKIE.format(2): value}), other) is None  # type: ignore[arg-type]
     forged = value.replace(base64.urlsafe_b64encode(b"bob").decode().rstrip("="), "ZXZl", 1)
     assert read(request_with({COOKIE.format(1): forged}), sota) is None  # type: ignore[arg-type]
+
+
+def big_post() -> bytes:
+    """25 MB: a page of text and an 18 MB attachment, as a list may carry."""
+    post = EmailMessage()
+    post["Subject"] = "slides"
+    post.set_content("自宅サーバー " * 100_000)
+    post.add_attachment(bytes(range(256)) * (18 * 4096), maintype="application", subtype="pdf", filename="a.pdf")
+    return post.as_bytes()
+
+
+def test_a_big_posts_page_shows_its_attachments_size_without_decoding_it() -> None:
+    body = big_post()
+    tracemalloc.start()
+    try:
+        rendered = message.render(body, obfuscate=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(a.filename, a.size) for a in rendered.attachments] == [("a.pdf", 18 * 1024 * 1024)]
+    assert "自宅サーバー" in rendered.parts[0].content
+    assert peak < 16 * 1024 * 1024  # the standard library's parser took 200 MB over the post's 25
+    found = message.attachment(body, 1)
+    assert found is not None and found[1] == bytes(range(256)) * (18 * 4096)
+
+
+def test_parts_are_found_as_mail_programs_write_them() -> None:
+    no_empty_line = b"From: a@example.jp\nSubject: x\nthe body, with no empty line before it\n"
+    assert message.render(no_empty_line, obfuscate=False).parts[0].content == "the body, with no empty line before it"
+    rfc2231 = (
+        b"Content-Type: multipart/mixed; boundary*=us-ascii''B1\n\n--B1\nContent-Type: text/plain\n\none\n"
+        b"--B1\n--B1\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\nt=3Dwo=\n!\n--B1--\n"
+    )
+    assert [p.content for p in message.render(rfc2231, obfuscate=False).parts] == ["one", "t=wo!"]
+    quoted = text_post(b"caf=C3=A9 =\r\nau lait\r\n", 'application/octet-stream; name="x"', "quoted-printable")
+    (shown,) = message.render(quoted, obfuscate=False).attachments
+    found = message.attachment(quoted, 1)
+    assert found is not None and found[1] == "café au lait\r\n".encode() and shown.size == len(found[1])
+    stray = text_post(b"=", "application/octet-stream", "quoted-printable")
+    assert message.render(stray, obfuscate=False).attachments[0].size == 0
+
+
+PIECES = st.sampled_from(
+    [
+        b"--b\r\n",
+        b"--b--\r\n",
+        b"--b",
+        b"\r\n",
+        b"\n",
+        b"Content-Type: multipart/mixed; boundary=b\r\n",
+        b"Content-Type: message/rfc822\r\n",
+        b"Content-Transfer-Encoding: base64\r\n",
+        b"QUJD=\r\n",
+        b"=3D=\r\n",
+        b"Content-Transfer-Encoding: quoted-printable\r\n",
+        b"Content-Disposition: attachment\r\n",
+        b"x: y\r\n",
+        b"\xff",
+    ]
+)
+
+
+@given(st.lists(PIECES, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_a_stranger_sends_render_within_the_post(pieces: list[bytes]) -> None:
+    body = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + b"".join(pieces)
+    for part in parts.leaves(body)[0]:
+        assert 0 <= part.start <= part.end <= len(body)
+        assert part.size() >= 0
+    rendered = message.render(body, obfuscate=True)
+    for attachment in rendered.attachments:
+        assert message.attachment(body, attachment.index) is not None

@@ -342,9 +342,9 @@ def reindex(address: str, data_dir: DirOption = DEFAULT_DIR) -> None:
     from jitaku.lists import backfill
     from jitaku.store import lists
 
-    with open_database(load_config(data_dir)).transaction() as connection:
-        found = lists.get_list(connection, parse_address(address))
-        count = backfill.backfill(connection, found.id)
+    database = open_database(load_config(data_dir))
+    found = database.read_now(lambda connection: lists.get_list(connection, parse_address(address)))
+    count = backfill.reindex(database, found)
     console.print(f"{found.address}: {count} older posts given their archive page and indexed for search")
 
 

@@ -19,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from email.message import Message
+from functools import partial
 
 from jitaku import log, store
 from jitaku.lists import backfill, bounces, digest, posting, requests
@@ -36,7 +37,6 @@ RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
 HELD_SECONDS = 30 * 86400
 EXPIRY_CHECK_SECONDS = 3600.0
 DIGEST_CHECK_SECONDS = 5.0
-BACKFILL_BATCH = 50  # older posts placed in the archive in one transaction at start
 
 
 class ListRunner:
@@ -68,10 +68,14 @@ class ListRunner:
         self._wakeup.set()
 
     async def run(self) -> None:
+        """The inbox's items as they come, while the older posts are placed in the archive beside them."""
+        backfilling = asyncio.create_task(self._backfill())
         try:
-            await self._backfill()
-        except Exception as error:  # an old post the archive cannot place must not stop the lists' mail
-            log.event("list_engine_error", error=repr(error))
+            await self._work()
+        finally:
+            backfilling.cancel()
+
+    async def _work(self) -> None:
         while True:
             self._wakeup.clear()
             try:
@@ -134,15 +138,22 @@ class ListRunner:
 
     async def _backfill(self) -> None:
         """The posts archived before the web archive kept their Message-ID given their page and their words in the
-        search index, BACKFILL_BATCH to a transaction, so that the writer takes mail in between."""
-        for mailing_list in await self._database.query(store.lists.all_lists, snapshot=False):
-
-            def batch(tx: Tx, list_id: int = mailing_list.id) -> int:
-                return backfill.backfill(tx, list_id, BACKFILL_BATCH)
-
+        search index: read and parsed in a worker thread, written backfill.BATCH to a short transaction, so that
+        the writer takes mail in between. A list whose posts cannot be placed is logged and left; the runner's
+        own work never waits for any of it."""
+        try:
+            mailing_lists = await self._database.query(store.lists.all_lists, snapshot=False)
+        except Exception as error:  # the store failing at start: the runner's loop says so as it goes on
+            log.event("list_engine_error", error=repr(error))
+            return
+        for mailing_list in mailing_lists:
             done = 0
-            while count := await self._database.transact(batch):
-                done += count
+            try:
+                while placings := await asyncio.to_thread(backfill.prepare, self._database, mailing_list):
+                    place = partial(backfill.place, list_id=mailing_list.id, placings=placings)
+                    done += await self._database.transact(place)
+            except Exception as error:  # an old post the archive cannot place must not stop the lists' mail
+                log.event("list_engine_error", list=mailing_list.address, error=repr(error))
             if done:
                 log.event("list_archive_backfilled", list=mailing_list.address, posts=done)
 

@@ -96,23 +96,25 @@ def sender_and_body(source: Connection | Statements, post_id: int) -> tuple[str,
 # one-time login links
 
 
-def add_login(target: Connection | Tx, token_hash: str, list_id: int, address: str, now: float) -> None:
-    """Record a link mailed to ADDRESS, and forget the links of every list older than KEEP_LOGINS."""
+def add_login(
+    target: Connection | Tx, token_hash: str, list_id: int, address: str, now: float, most: int, window: float
+) -> bool:
+    """Record a link to be mailed to ADDRESS, unless MOST were for the list within WINDOW seconds: counted and
+    added in the one transaction, so that forms sent at once cannot all pass the count. Whether it was added.
+    Links of every list older than KEEP_LOGINS are forgotten."""
     tx = tx_of(target)
     tx.run("DELETE FROM archive_logins WHERE created_at < ?", (now - KEEP_LOGINS,))
+    rows = tx.run(
+        "SELECT count(*) FROM archive_logins WHERE list_id = ? AND address = ? AND created_at >= ?",
+        (list_id, address.lower(), now - window),
+    )
+    if int(rows[0][0]) >= most:
+        return False
     tx.run(
         "INSERT INTO archive_logins (token_hash, list_id, address, created_at) VALUES (?, ?, ?, ?)",
         (token_hash, list_id, address.lower(), now),
     )
-
-
-def logins_since(source: Connection | Statements, list_id: int, address: str, since: float) -> int:
-    """How many links were mailed to ADDRESS for the list since SINCE: what the rate limit counts."""
-    rows = statements_of(source).run(
-        "SELECT count(*) FROM archive_logins WHERE list_id = ? AND address = ? AND created_at >= ?",
-        (list_id, address.lower(), since),
-    )
-    return int(rows[0][0])
+    return True
 
 
 def find_login(source: Connection | Statements, token_hash: str, list_id: int, now: float) -> str | None:

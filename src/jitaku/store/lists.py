@@ -527,12 +527,14 @@ def _place(tx: Tx, list_id: int, number: int, answers: Sequence[str]) -> tuple[i
     return None, number
 
 
-def unplaced(source: Connection | Statements, list_id: int, limit: int = -1) -> list[tuple[int, int]]:
-    """(id, number) of the first LIMIT (-1: all) posts archived before their Message-ID was kept (migration 0021),
-    in order."""
-    rows = statements_of(source).run(
-        "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number LIMIT ?",
-        (list_id, limit),
+def unplaced(source: Connection | Statements, list_id: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """(id, number) of the first LIMIT (None: all) posts archived before their Message-ID was kept (migration
+    0021), in order."""
+    sql = "SELECT id, number FROM list_posts WHERE list_id = ? AND message_hash IS NULL ORDER BY number"
+    rows = (
+        statements_of(source).run(sql, (list_id,))
+        if limit is None
+        else statements_of(source).run(f"{sql} LIMIT ?", (list_id, limit))
     )
     return [(int(row[0]), int(row[1])) for row in rows]
 
@@ -545,14 +547,17 @@ def place(
     message_id: str,
     message_hash: str,
     answers: Sequence[str],
-) -> None:
-    """Give an older post what archive() records of a new one: its Message-ID, hash, parent and thread."""
+) -> bool:
+    """Give an older post what archive() records of a new one: its Message-ID, hash, parent and thread; whether it
+    was still without them."""
     tx = tx_of(target)
     parent_number, thread_number = _place(tx, list_id, number, answers)
-    tx.run(
-        "UPDATE list_posts SET message_id = ?, message_hash = ?, parent_number = ?, thread_number = ? WHERE id = ?",
+    rows = tx.run(
+        "UPDATE list_posts SET message_id = ?, message_hash = ?, parent_number = ?, thread_number = ?"
+        " WHERE id = ? AND message_hash IS NULL RETURNING id",
         (message_id, message_hash, parent_number, thread_number, post_id),
     )
+    return bool(rows)
 
 
 def posts(source: Connection | Statements, list_id: int) -> list[Post]:

@@ -124,17 +124,17 @@ class ArchiveLogins:
             if not await self._database.query(lambda s: stored.is_member(s, mailing_list.id, who), snapshot=False):
                 log.event("archive_login_refused", list=mailing_list.address, address=who, reason="not a member")
                 return
-            sent = await self._database.query(
-                lambda s: stored.logins_since(s, mailing_list.id, who, now - LINK_WINDOW), snapshot=False
-            )
-            if sent >= LINKS_PER_ADDRESS:
-                log.event("archive_login_refused", list=mailing_list.address, address=who, reason="rate limited")
-                return
             if self._mail is None:
                 log.event("archive_login_refused", list=mailing_list.address, address=who, reason="no mail here")
                 return
             token = secrets.token_urlsafe(32)
-            await self._database.transact(lambda tx: stored.add_login(tx, token_hash(token), mailing_list.id, who, now))
+            hashed = token_hash(token)
+            added = await self._database.transact(
+                lambda tx: stored.add_login(tx, hashed, mailing_list.id, who, now, LINKS_PER_ADDRESS, LINK_WINDOW)
+            )
+            if not added:
+                log.event("archive_login_refused", list=mailing_list.address, address=who, reason="rate limited")
+                return
             url = f"{self._settings.web_url}/lists/{mailing_list.address}/archive/login/{token}"
             if target != f"/lists/{mailing_list.address}/archive/":
                 url += "?" + urlencode({"next": target})

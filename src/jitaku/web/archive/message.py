@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.message import Message
 
 from jitaku.addresses import obfuscated
 from jitaku.mail.headers import decoded
-from jitaku.mail.parts import MAX_BODY, is_attachment, leaves, parse, payload, text
+from jitaku.mail.parts import MAX_BODY, Part, is_attachment, leaves
 
 MAX_TEXT = 256 * 1024  # characters of one text part shown
 MAX_FILENAME = 200  # characters of an attachment's name kept
@@ -51,19 +50,18 @@ def render(body: bytes, obfuscate: bool) -> Rendered:
     """What the page of the post BODY shows; addresses OBFUSCATEd on a public archive's page."""
     if len(body) > MAX_BODY:
         return Rendered([], [], too_large=True)
-    found, cut = leaves(parse(body))
+    found, cut = leaves(body)
     parts: list[Shown] = []
     attachments: list[Attachment] = []
     for part in found:
         if is_attachment(part):
-            number = len(attachments) + 1
-            size = len(payload(part))
-            attachments.append(Attachment(number, _filename(part, number), part.get_content_type(), size))
+            number = len(attachments) + 1  # its size counted, not decoded: the page shows only that
+            attachments.append(Attachment(number, _filename(part, number), part.content_type(), part.size()))
             continue
-        written = text(part)
-        truncated = len(written) > MAX_TEXT
+        written = part.text()
+        truncated = len(written) > MAX_TEXT or part.is_long()
         written = written[:MAX_TEXT]
-        if part.get_content_type() == "text/html":
+        if part.content_type() == "text/html":
             parts.append(Shown(True, _sanitized(written, obfuscate), truncated))
         else:
             written = written.rstrip()  # the blank lines mail ends with would only pad the page
@@ -75,18 +73,18 @@ def attachment(body: bytes, index: int) -> tuple[Attachment, bytes] | None:
     """Attachment INDEX (from 1) of the post BODY and its bytes; None when there is no such one."""
     if len(body) > MAX_BODY or index < 1:
         return None
-    found = [part for part in leaves(parse(body))[0] if is_attachment(part)]
+    found = [part for part in leaves(body)[0] if is_attachment(part)]
     if index > len(found):
         return None
     part = found[index - 1]
-    octets = payload(part)
-    return Attachment(index, _filename(part, index), part.get_content_type(), len(octets)), octets
+    octets = part.payload()
+    return Attachment(index, _filename(part, index), part.content_type(), len(octets)), octets
 
 
-def _filename(part: Message, index: int) -> str:
+def _filename(part: Part, index: int) -> str:
     """The name the sender gave (RFC 2231, or RFC 2047 as Japanese mail programs write it), without path or
     control characters; `attachment-N` when there is none."""
-    raw = part.get_filename()
+    raw = part.headers.get_filename()
     name = decoded(str(raw)) if raw else ""
     name = _UNSAFE_NAME.sub("_", name).strip(" .")[:MAX_FILENAME]
     return name or f"attachment-{index}"

@@ -4,7 +4,11 @@ downloads, a month as mbox, and search.
 
 Who reads depends on the list's `archive` setting: "public", anyone (addresses shown as "kenji at example.jp",
 as Mailman's archives show them); "members", a member logged in by a mailed link (logins.py); "none", nobody:
-every page answers 404, as for a list that does not exist. A post's body is read and parsed in a thread.
+every page answers 404, as for a list that does not exist.
+
+A post's body is read and parsed in a thread, by PARSERS at most at once: a post may be 25 MB, and readers who
+come together (or one who reloads) wait their turn rather than each holding one more. The rendered post is kept
+(rendered_cache.py), so the readers after the first find it parsed.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import asyncio
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import MAXYEAR, datetime
 from email.utils import parseaddr
 from functools import partial
 from typing import Any
@@ -31,6 +35,7 @@ from jitaku.store import archive as stored
 from jitaku.store.lists import MailingList
 from jitaku.web.archive import mbox, message
 from jitaku.web.archive.logins import ArchiveLogins
+from jitaku.web.archive.rendered_cache import Key, RenderedCache
 from jitaku.web.archive.threads import threaded
 from jitaku.web.bodies import read_form
 from jitaku.web.site_info import SiteInfo
@@ -38,9 +43,11 @@ from jitaku.web.templates import templates
 
 _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _HASH = re.compile(r"[A-Z2-7]{32}")  # base32 of a SHA-1
+_NAME_ADDRESS = re.compile(r"(.*?)\s*<([^<>]*)>\s*", re.DOTALL)  # "山田, 太郎 <taro@example.jp>"
 PER_PAGE = 20  # search results on a page
 MAX_PAGE = 50
 MAX_ATTACHMENT_INDEX = 1000
+PARSERS = 2  # posts read and parsed at once, for pages, downloads and mbox files together
 
 
 class ArchivePages:
@@ -48,6 +55,9 @@ class ArchivePages:
         self._database = database
         self._logins = logins
         self._info = SiteInfo.of(settings)
+        self._parsing = asyncio.Semaphore(PARSERS)
+        self._rendered = RenderedCache()
+        self._pending: dict[Key, asyncio.Future[message.Rendered]] = {}
 
     def routes(self) -> list[Route]:
         base = "/lists/{list}/archive"
@@ -119,8 +129,7 @@ class ArchivePages:
         post = await self._post(found, hashed)
         if post is None:
             return self._not_found(request)
-        body = await self._body(post.id)
-        rendered = await asyncio.to_thread(message.render, body, found.archive == "public")
+        rendered = await self._render(found, post)
         thread_number = post.thread_number if post.thread_number is not None else post.number
         thread = await self._database.query(lambda s: stored.thread(s, found.id, thread_number), snapshot=False)
         numbers = [p.number for p in thread]
@@ -148,8 +157,9 @@ class ArchivePages:
         post = await self._post(found, request.path_params["hash"])
         if post is None or not 0 < index <= MAX_ATTACHMENT_INDEX:
             return self._not_found(request)
-        body = await self._body(post.id)
-        got = await asyncio.to_thread(message.attachment, body, index)
+        async with self._parsing:
+            body = await self._body(post.id)
+            got = await asyncio.to_thread(message.attachment, body, index)
         if got is None:
             return self._not_found(request)
         part, octets = got
@@ -157,7 +167,8 @@ class ArchivePages:
             "content-disposition": content_disposition(part.filename),
             "content-security-policy": "sandbox; default-src 'none'",
             "x-content-type-options": "nosniff",
-            "cache-control": "private, max-age=3600" if found.archive == "members" else "public, max-age=86400",
+            # a member's download stays out of caches, as the members' pages do
+            "cache-control": "private, no-store" if found.archive == "members" else "public, max-age=86400",
         }
         return Response(octets, media_type="application/octet-stream", headers=headers)
 
@@ -177,12 +188,17 @@ class ArchivePages:
             """One post at a time: a month of 25 MB posts is never held whole."""
             for post in posts:
                 read = partial(stored.sender_and_body, post_id=post.id)
-                got = await asyncio.to_thread(self._database.query_now, read)
-                if got is not None:
-                    yield await asyncio.to_thread(mbox.entry, got[0], post.posted_at, got[1])
+                async with self._parsing:
+                    got = await asyncio.to_thread(self._database.query_now, read)
+                    entry = await asyncio.to_thread(mbox.entry, got[0], post.posted_at, got[1]) if got else None
+                    del got  # not held while the client reads the entry
+                if entry is not None:
+                    yield entry
 
         filename = f"{found.local_part}-{month}.mbox"
         headers = {"content-disposition": f'attachment; filename="{filename}"'}
+        if found.archive == "members":
+            headers["cache-control"] = "private, no-store"
         return StreamingResponse(entries(), media_type=mbox.CONTENT_TYPE, headers=headers)
 
     async def _search(self, request: Request) -> Response:
@@ -268,6 +284,26 @@ class ArchivePages:
             return None
         return await self._database.query(lambda s: stored.by_hash(s, found.id, hashed), snapshot=False)
 
+    async def _render(self, found: MailingList, post: stored.Archived) -> message.Rendered:
+        """The post as its page shows it: kept from an earlier view, or read and parsed in its turn, once for all
+        who ask for it meanwhile (a reader who reloads, a thread read by many as the list sent it)."""
+        key = (found.id, post.id, found.archive == "public")
+        rendered = self._rendered.get(key)
+        if rendered is not None:
+            return rendered
+        parsing = self._pending.get(key)
+        if parsing is None:
+            parsing = self._pending[key] = asyncio.ensure_future(self._parse(key, post.id))
+            parsing.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(parsing)  # a reader who leaves does not cancel it for the others
+
+    async def _parse(self, key: Key, post_id: int) -> message.Rendered:
+        async with self._parsing:
+            body = await self._body(post_id)
+            rendered = await asyncio.to_thread(message.render, body, key[2])
+        self._rendered.put(key, rendered)
+        return rendered
+
     async def _body(self, post_id: int) -> bytes:
         """Read in a thread: a post may be megabytes."""
         body = await asyncio.to_thread(self._database.query_now, lambda s: stored.body(s, post_id))
@@ -280,6 +316,8 @@ class ArchivePages:
             return None
         year, number = int(matched[1]), int(matched[2])
         following = (year + 1, 1) if number == 12 else (year, number + 1)
+        if following[0] > MAXYEAR:  # 9999-12 ends in a year no date has
+            return None
         return self._timestamp(year, number), self._timestamp(*following)
 
     def _timestamp(self, year: int, month: int) -> float:
@@ -318,12 +356,24 @@ class ArchivePages:
 
 
 def author_name(author: str, obfuscate: bool) -> str:
-    """The name an archived post's From gives, else its address (as "kenji at example.jp" on a public page)."""
-    name, address = parseaddr(author)
+    """The name an archived post's From gives, else its address (as "kenji at example.jp" on a public page).
+    AUTHOR is already decoded, so a name's comma no longer sits inside quotes or an encoded-word: the address
+    is what is in the last angle brackets, and the name all before them."""
+    matched = _NAME_ADDRESS.fullmatch(author.strip())
+    if matched is not None:
+        name, address = _unquoted(matched[1].strip()), matched[2].strip()
+    else:
+        name, address = parseaddr(author)
     if name:
         return obfuscated(name) if obfuscate else name
     shown = address or author
     return obfuscated(shown) if obfuscate else shown
+
+
+def _unquoted(name: str) -> str:
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", name[1:-1])
+    return name
 
 
 def content_disposition(filename: str) -> str:
