@@ -24,6 +24,7 @@ from jitaku.web import csrf
 from jitaku.web.archive import message
 from jitaku.web.archive.logins import COOKIE, ArchiveLogins
 from jitaku.web.archive.pages import PARSERS, ArchivePages
+from jitaku.web.search import Searches
 
 LIST = "sota@example.test"
 BASE = f"/lists/{LIST}/archive/"
@@ -68,7 +69,8 @@ def application(database: Database) -> Starlette:
     settings = Settings(domains=["example.test"])
     logins = ArchiveLogins(settings, database, None, "k" * 64)
     return Starlette(
-        routes=ArchivePages(settings, database, logins).routes(), middleware=[Middleware(csrf.Protect, secret="s" * 64)]
+        routes=ArchivePages(settings, database, logins, Searches(database)).routes(),
+        middleware=[Middleware(csrf.Protect, secret="s" * 64)],
     )
 
 

@@ -92,7 +92,7 @@ def build(
             *QueueAdmin(admin, database).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
-            *archive.routes(settings, database, mail, secret),
+            *archive.routes(settings, database, mail, secret, searches),
             *comments.routes(),
             *posts.Posts(settings, database, admin, pages).routes(),
             *feeds.routes(settings, database, pages),

@@ -11,8 +11,13 @@ from jitaku.store import Database
 from jitaku.web.archive.logins import ArchiveLogins
 from jitaku.web.archive.pages import ArchivePages
 from jitaku.web.comment_mail import LocalMail
+from jitaku.web.search import Searches
 
 
-def routes(settings: Settings, database: Database, mail: LocalMail | None, secret: str) -> list[Route]:
-    """MAIL carries the login links; SECRET (web/secret.py's key) signs the members' cookies."""
-    return ArchivePages(settings, database, ArchiveLogins(settings, database, mail, secret)).routes()
+def routes(
+    settings: Settings, database: Database, mail: LocalMail | None, secret: str, searches: Searches
+) -> list[Route]:
+    """MAIL carries the login links; SECRET (web/secret.py's key) signs the members' cookies; SEARCHES runs the
+    archive's searches with the site's, two at a time in a thread."""
+    logins = ArchiveLogins(settings, database, mail, secret)
+    return ArchivePages(settings, database, logins, searches).routes()

@@ -38,6 +38,7 @@ from jitaku.web.archive.logins import ArchiveLogins
 from jitaku.web.archive.rendered_cache import Key, RenderedCache
 from jitaku.web.archive.threads import threaded
 from jitaku.web.bodies import read_form
+from jitaku.web.search import Searches
 from jitaku.web.site_info import SiteInfo
 from jitaku.web.templates import templates
 
@@ -51,8 +52,9 @@ PARSERS = 2  # posts read and parsed at once, for pages, downloads and mbox file
 
 
 class ArchivePages:
-    def __init__(self, settings: Settings, database: Database, logins: ArchiveLogins) -> None:
+    def __init__(self, settings: Settings, database: Database, logins: ArchiveLogins, searches: Searches) -> None:
         self._database = database
+        self._searches = searches
         self._logins = logins
         self._info = SiteInfo.of(settings)
         self._parsing = asyncio.Semaphore(PARSERS)
@@ -220,7 +222,7 @@ class ArchivePages:
                 posts = {p.id: p for p in stored.by_ids(statements, found.id, [r.ref for r in results])}
                 return [(posts[r.ref], r) for r in results if r.ref in posts]
 
-            hits = await self._database.query(find, snapshot=True)
+            hits = await self._searches.run(find)
             more = len(hits) > PER_PAGE
             hits = hits[:PER_PAGE]
         return self._page(
