@@ -482,6 +482,67 @@ class BlogSettings(_Section):
         return value
 
 
+@dataclass(frozen=True)
+class EngineAddress:
+    """Where a filter engine listens: "host:port" ([v6]:port) or the path of a Unix socket."""
+
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    def __str__(self) -> str:
+        return self.path or str(Listen(self.host, self.port))
+
+
+def _engine_address(value: Any) -> EngineAddress:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('expected "host:port" or the path of a Unix socket')
+    if value.strip().startswith("/"):
+        return EngineAddress(path=value.strip())
+    listen = parse_listen(value)
+    return EngineAddress(listen.host, listen.port)
+
+
+EngineAddressValue = Annotated[EngineAddress, BeforeValidator(_engine_address)]
+
+
+class RspamdSettings(_Section):
+    url: str = Field(pattern=r"^https?://[^\s/]+", description="rspamd's HTTP worker, e.g. http://127.0.0.1:11333")
+    password: str = ""  # the controller's, for learning (/learnspam, /learnham); empty: none asked
+
+
+class SpamAssassinSettings(_Section):
+    address: EngineAddressValue  # spamd; TELL (learning) needs spamd started with --allow-tell
+    user: str = ""  # the user spamd scores as (its User header); empty: spamd's own
+
+
+class ClamavSettings(_Section):
+    address: EngineAddressValue  # clamd, spoken to with INSTREAM
+    max_size: int = Field(default=25 * 1024 * 1024, gt=0)  # bytes sent to clamd at most: its StreamMaxLength
+
+
+class GreylistSettings(_Section):
+    """Off by default: a first try from an unknown (client, sender, recipient) is answered 451 for DELAY seconds."""
+
+    enabled: bool = False
+    delay: float = Field(default=300.0, ge=0)
+    expiry: float = Field(default=35 * 86400.0, gt=0)  # a triplet not seen again for this long is forgotten
+    exempt: tuple[str, ...] = ()  # addresses, domains (example.jp) or client networks (192.0.2.0/24) never greylisted
+
+
+class FiltersSettings(_Section):
+    """Spam and virus filters at SMTP time (issue 23; names as CONTRACTS.md "Filters" settles them)."""
+
+    reject_score: float = 15.0  # refused with 550 5.7.1 from this score on
+    junk_score: float = 5.0  # delivered to Junk from this score on
+    on_error: Literal["accept", "tempfail"] = "accept"  # an engine down, slow or talking nonsense
+    timeout: float = Field(default=30.0, gt=0)  # seconds an engine may take over one message
+    rspamd: RspamdSettings | None = None
+    spamassassin: SpamAssassinSettings | None = None
+    clamav: ClamavSettings | None = None
+    greylist: GreylistSettings = GreylistSettings()
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -506,6 +567,7 @@ class Settings(_Section):
     alerts: AlertSettings = AlertSettings()
     run: RunSettings = RunSettings()
     blog: BlogSettings = BlogSettings()
+    filters: FiltersSettings = FiltersSettings()
 
     @field_validator("domains", mode="before")
     @classmethod
