@@ -460,3 +460,43 @@ blog_version = Table(
 # Search (issue 22) lives in two tables migration 0021 makes and this metadata cannot describe: on SQLite, FTS5
 # virtual tables with the trigram tokenizer, search_posts (rowid = posts.id) and search_list_posts (rowid =
 # list_posts.id), each with the columns title and body; store/search.py reads and writes them.
+
+# Spam and virus filters (issue 23). A rule's scope is "global", "domain" (owner: a domain of ours, for its
+# recipients) or "user" (owner: an address); its action "allow" or "block"; its pattern a sender's address or a
+# domain, which takes its subdomains too.
+filter_rules = Table(
+    "filter_rules",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scope", String(16), nullable=False),
+    Column("owner", String(320), nullable=False),  # "" for global
+    Column("action", String(16), nullable=False),
+    Column("pattern", String(320), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("scope", "owner", "pattern"),
+)
+
+# Greylisting's triplets: the client's network (an IPv4 /24, an IPv6 /64), the envelope sender, the recipient
+greylist = Table(
+    "greylist",
+    metadata,
+    Column("client", String(64), nullable=False),
+    Column("sender", String(320), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    PrimaryKeyConstraint("client", "sender", "recipient"),
+)
+Index("greylist_last_seen", greylist.c.last_seen)
+
+# What the engines were taught, by the message's SHA-256: moving a message into Junk and out again teaches each
+# class at most once
+filter_learned = Table(
+    "filter_learned",
+    metadata,
+    Column("digest", String(64), nullable=False),
+    Column("spam", Boolean, nullable=False),
+    Column("learned_at", Float, nullable=False),
+    PrimaryKeyConstraint("digest", "spam"),
+)
