@@ -1,0 +1,146 @@
+"""What the engines' verdicts and the allow and block lists make of one message, before the one reply to DATA
+(issue 23, CONTRACTS.md "Filters"):
+
+- A virus is refused whoever sent it and whoever it is for: 554 5.7.1 naming the signature, nothing stored.
+- An engine that gave no verdict: `[filters] on_error` "accept" delivers with a header saying what was not
+  checked; "tempfail" answers 451 4.7.1, and the sender tries again later. Mail is never lost to a dead filter.
+- Each recipient's lists first: a blocked sender is refused, an allowed one goes to INBOX unscored.
+- Else the spam score, the highest any engine gave (each scores on its own scale; `[filters] reject_score` and
+  `junk_score` are read against the one that thinks worst of it): from reject_score refused (550 5.7.1 with the
+  engine's short reason), from junk_score to Junk, below to INBOX. An engine's own verdict counts too: rspamd's
+  "reject" refuses (GTUBE gets it whatever the score), its "add header" or "rewrite subject" and SpamAssassin's
+  "spam" junk.
+- One reply for all recipients: refused only when every recipient's outcome is a refusal; otherwise a recipient
+  whose outcome was a refusal gets the message in Junk, so that nobody's copy is bounced later.
+- Mail from an authenticated user (submission) is scanned for viruses only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from jitaku.config import FiltersSettings
+from jitaku.mail.filters.verdict import EngineError, Verdict
+
+Place = Literal["inbox", "junk", "refused"]
+REFUSING_ACTIONS = frozenset({"reject"})
+JUNKING_ACTIONS = frozenset({"add header", "rewrite subject", "spam"})
+MAX_SYMBOLS = 40  # in the header that names them: enough to read, never a header of kilobytes
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An SMTP reply: its code, enhanced status code and text."""
+
+    code: int
+    status: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where one recipient's copy goes, and why (for the log and, when refused, the reply)."""
+
+    recipient: str
+    place: Place
+    why: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The message's fate: REFUSED (the one reply to DATA, nothing stored) or each recipient's OUTCOME, with the
+    header lines every stored copy carries."""
+
+    refused: Reply | None
+    outcomes: tuple[Outcome, ...]
+    headers: bytes
+
+
+def decide(
+    settings: FiltersSettings,
+    verdicts: Sequence[Verdict],
+    failures: Sequence[EngineError],
+    recipients: Sequence[str],
+    listed: Callable[[str], str | None],
+    authenticated: bool = False,
+) -> Decision:
+    """VERDICTS are the engines' answers and FAILURES the engines that gave none; LISTED(recipient) says what the
+    allow and block lists say of the sender for that recipient ("allow", "block" or None)."""
+    virus = next((v for v in verdicts if v.virus), None)
+    if virus is not None:
+        return Decision(Reply(554, "5.7.1", f"Message refused: virus {virus.virus} found"), (), b"")
+    if failures and settings.on_error == "tempfail":
+        names = ", ".join(sorted({f.engine for f in failures}))
+        return Decision(Reply(451, "4.7.1", f"Message not checked ({names} unavailable): try again later"), (), b"")
+    spam = [v for v in verdicts if v.score is not None or v.action]
+    if authenticated:
+        outcomes = tuple(Outcome(r, "inbox", "authenticated") for r in recipients)
+        return Decision(None, outcomes, _headers([], failures, settings))
+    outcomes = tuple(_outcome(settings, spam, r, listed(r)) for r in recipients)
+    if outcomes and all(o.place == "refused" for o in outcomes):
+        blocked = all(o.why == "sender blocked" for o in outcomes)
+        text = "Message refused: sender blocked" if blocked else f"Message refused as spam: {outcomes[0].why}"
+        return Decision(Reply(550, "5.7.1", text), outcomes, b"")
+    kept = tuple(Outcome(o.recipient, "junk", o.why) if o.place == "refused" else o for o in outcomes)
+    return Decision(None, kept, _headers(spam, failures, settings))
+
+
+def _outcome(settings: FiltersSettings, spam: Sequence[Verdict], recipient: str, listed: str | None) -> Outcome:
+    if listed == "block":
+        return Outcome(recipient, "refused", "sender blocked")
+    if listed == "allow":
+        return Outcome(recipient, "inbox", "sender allowed")
+    refusing = next((v for v in spam if v.action in REFUSING_ACTIONS), None)
+    if refusing is not None:
+        return Outcome(recipient, "refused", _why(refusing))
+    score = _score(spam)
+    worst = max(spam, key=lambda v: v.score if v.score is not None else float("-inf"), default=None)
+    if score is not None and score >= settings.reject_score and worst is not None:
+        return Outcome(recipient, "refused", _why(worst))
+    junking = next((v for v in spam if v.action in JUNKING_ACTIONS), None)
+    if score is not None and score >= settings.junk_score and worst is not None:
+        return Outcome(recipient, "junk", _why(worst))
+    if junking is not None:
+        return Outcome(recipient, "junk", _why(junking))
+    return Outcome(recipient, "inbox", "ham")
+
+
+def _score(spam: Sequence[Verdict]) -> float | None:
+    scores = [v.score for v in spam if v.score is not None]
+    return max(scores) if scores else None
+
+
+def _why(verdict: Verdict) -> str:
+    """The engine's short reason, as a reply or header may carry it: printable ASCII, one line, bounded."""
+    said = verdict.reason or (f"score {verdict.score:.1f}" if verdict.score is not None else verdict.action)
+    text = "".join(c if " " <= c <= "~" else "?" for c in f"{verdict.engine}: {said}")
+    return text[:200]
+
+
+def _headers(spam: Sequence[Verdict], failures: Sequence[EngineError], settings: FiltersSettings) -> bytes:
+    """X-Spam-Status (Yes, No, or Unchecked naming the engines that gave no verdict), X-Spam-Score and one header
+    naming the rules that fired, engine by engine: what a mail program's own filter rules read."""
+    lines = []
+    score = _score(spam)
+    if failures:
+        names = ", ".join(sorted({f.engine for f in failures}))
+        lines.append(f"X-Spam-Status: Unchecked ({names} unavailable)")
+    elif spam:
+        junk = score is not None and score >= settings.junk_score or any(v.action in JUNKING_ACTIONS for v in spam)
+        lines.append(f"X-Spam-Status: {'Yes' if junk else 'No'}")
+    if score is not None:
+        lines.append(f"X-Spam-Score: {score:.1f}")
+    symbols = [f"{v.engine}={','.join(_token(s) for s in v.symbols[:MAX_SYMBOLS])}" for v in spam if v.symbols]
+    if symbols:
+        lines.append("X-Spam-Symbols: " + ";\r\n ".join(symbols))
+    return "".join(line + "\r\n" for line in lines).encode("ascii")
+
+
+def _token(symbol: str) -> str:
+    """A rule's name as a header may carry it: no spaces, commas, semicolons or anything but printable ASCII."""
+    return "".join(c if "!" <= c <= "~" and c not in ",;" else "_" for c in symbol)[:64]
