@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, accounts, mailstore
 from jitaku.store.mailstore import FlagState, MailboxError, NoSuchMailbox, TooManyMailboxes
+from jitaku.store.transaction import tx_of
 
 ALICE = "alice@example.test"
 SPECIAL = [name for name, _use in mailstore.SPECIAL_FOLDERS]
@@ -448,3 +449,26 @@ def test_changes_since_a_look_are_the_messages_changed_or_new_and_those_expunged
         mailstore.expunge(connection, ALICE, "INBOX")
     found = database.read_now(lambda c: mailstore.changes(c, ALICE, "INBOX", since, known))
     assert found is not None and found.expunged == [1, 2, 3, 4, 5]  # all the session knew of are gone (not 6)
+
+
+def test_a_copy_the_filters_junk_lands_in_the_junk_folder_by_its_use_or_else_in_inbox(database: Database) -> None:
+    from jitaku.mail import delivery
+
+    def delivered(junk: bool) -> None:
+        with database.transaction() as connection:
+            delivery.commit(tx_of(connection), delivery.Delivery([delivery.Copy(ALICE, b"Subject: x\r\n\r\n", junk)]))
+
+    def counts() -> dict[str, int]:
+        return {m.name: m.messages for m in database.read_now(lambda c: mailstore.mailboxes(c, ALICE))}
+
+    delivered(junk=True)
+    delivered(junk=False)
+    assert (counts()["Junk"], counts()["INBOX"]) == (1, 1)
+    with database.transaction() as connection:
+        mailstore.rename_mailbox(connection, ALICE, "Junk", "迷惑メール")  # keeps its special use
+    delivered(junk=True)
+    assert counts()["迷惑メール"] == 2
+    with database.transaction() as connection:
+        mailstore.delete_mailbox(connection, ALICE, "迷惑メール")
+    delivered(junk=True)
+    assert counts()["INBOX"] == 2  # no Junk: never lost

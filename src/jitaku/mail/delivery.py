@@ -28,10 +28,12 @@ def new_queue_id() -> str:
 
 @dataclass(slots=True)
 class Copy:
-    """A message as it lands in a local user's INBOX, Return-Path included."""
+    """A message as it lands in a local user's INBOX (or their Junk, where the filters put it), Return-Path
+    included."""
 
     mailbox: str
     message: bytes
+    junk: bool = False
 
 
 @dataclass(slots=True)
@@ -68,7 +70,8 @@ def commit(tx: Tx, delivery: Delivery, post_id: int | None = None) -> None:
     archived list post as their body instead of storing it again."""
     now = time.time()
     for copy in delivery.local:
-        mailstore.append(tx, copy.mailbox, copy.message, internal_date=now)
+        folder = mailstore.junk_folder(tx, copy.mailbox) if copy.junk else mailstore.INBOX
+        mailstore.append(tx, copy.mailbox, copy.message, folder, internal_date=now)
     for entry in delivery.queued:
         intake.enqueue(tx, entry.queue_id, entry.sender, entry.recipients, entry.body, now, entry.personal, post_id)
     for item in delivery.listed:

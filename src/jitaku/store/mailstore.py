@@ -348,6 +348,17 @@ _FOLDERS = (
 )
 
 
+def junk_folder(source: Source, address: str) -> str:
+    """The name of the user's mailbox whose special use is \\Junk (RFC 6154), whatever they renamed it to; INBOX
+    if they have none (deleted): a copy the filters put aside is never lost for want of a folder."""
+    rows = statements_of(source).run(
+        "SELECT mailboxes.name FROM mailboxes JOIN users ON users.id = mailboxes.user_id"
+        " WHERE users.address = ? AND mailboxes.special_use = ? ORDER BY mailboxes.id LIMIT 1",
+        (address.lower(), "\\Junk"),
+    )
+    return str(rows[0][0]) if rows else INBOX
+
+
 def folders(source: Source, address: str) -> list[Folder]:
     """The user's mailboxes as `mailboxes` orders them, without reading their messages: what a LIST that
     asks for no STATUS needs."""
