@@ -1,0 +1,163 @@
+"""rspamd over its HTTP protocol (https://rspamd.com/doc/developers/protocol.html): POST /checkv2 to the normal
+worker with the message as the body and the envelope in request headers, a JSON verdict back; POST /learnspam or
+/learnham to the controller, which alone learns (the normal worker answers learn commands "invalid command").
+
+One httpx.AsyncClient with a small pool for both; every answer is read up to MAX_ANSWER bytes within `[filters]
+timeout`, and anything else (refused, hung, HTTP 500, not JSON, JSON without the fields) is an EngineError."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
+
+ENGINE = "rspamd"
+MAX_ANSWER = 1024 * 1024  # a verdict with every symbol and its options is a few kB; this is far beyond any
+ACTIONS = frozenset({"reject", "add header", "rewrite subject", "greylist", "soft reject", "no action"})
+# Debian's (and rspamd's) default listeners: the proxy 11332, the normal worker 11333, the controller 11334.
+DEFAULT_CONTROLLER_PORT = 11334
+SCANNING_PORTS = (11332, 11333)
+
+
+def controller_url_for(url: str) -> str:
+    """The controller beside the worker at URL, as rspamd listens by default: port 11334 in place of 11332 or
+    11333; any other URL is taken to be a controller already (it answers /checkv2 as well)."""
+    parts = urlsplit(url)
+    if parts.port in SCANNING_PORTS and parts.hostname:
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        return urlunsplit(parts._replace(netloc=f"{host}:{DEFAULT_CONTROLLER_PORT}"))
+    return url
+
+
+def _header(value: str) -> bytes:
+    # An address or a HELO is the client's text: no CR/LF may reach the request (header injection); UTF-8 for
+    # SMTPUTF8 addresses, which rspamd reads as such.
+    return value.replace("\r", " ").replace("\n", " ").encode("utf-8", "replace")
+
+
+class Rspamd:
+    """A Scanner and a Learner: `scan` asks the normal worker at URL, `learn` the controller (CONTROLLER_URL,
+    by default the one rspamd's default ports put beside URL) with PASSWORD when one is set."""
+
+    name = ENGINE
+
+    def __init__(self, url: str, *, timeout: float, password: str = "", controller_url: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.controller_url = (controller_url or controller_url_for(self.url)).rstrip("/")
+        self.password = password
+        self.timeout = timeout
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+            follow_redirects=False,
+            trust_env=False,  # a proxy from the environment has no business between us and a loopback daemon
+        )
+
+    async def scan(self, message: bytes, envelope: Envelope) -> Verdict:
+        headers: list[tuple[bytes, bytes]] = [
+            (b"IP", _header(envelope.client)),
+            (b"Helo", _header(envelope.helo)),
+            (b"From", _header(envelope.sender)),
+            (b"Queue-Id", _header(envelope.queue_id)),
+        ]
+        headers += [(b"Rcpt", _header(recipient)) for recipient in envelope.recipients]
+        if envelope.user:
+            headers.append((b"User", _header(envelope.user)))
+        if envelope.hostname:
+            headers.append((b"Hostname", _header(envelope.hostname)))
+        status, body = await self._post(f"{self.url}/checkv2", message, headers)
+        if status != 200:
+            raise EngineError(ENGINE, f"HTTP {status} from /checkv2{_error_text(body)}")
+        return _verdict(_json(body))
+
+    async def learn(self, message: bytes, spam: bool) -> bool:
+        path = "/learnspam" if spam else "/learnham"
+        headers = [(b"Password", _header(self.password))] if self.password else []
+        status, body = await self._post(f"{self.controller_url}{path}", message, headers)
+        error = _error_text(body)
+        # rspamd answers 208 (Already Reported) with "... has been already learned as spam, ignore it"; older ones
+        # answered 4xx with the same words.
+        if status == 208 or "already learned" in error:
+            return False
+        if status != 200:
+            if status == 404 or "invalid command" in error:
+                error += " (is the controller's URL that of the normal worker?)"
+            raise EngineError(ENGINE, f"HTTP {status} from {path}{error}")
+        answer = _json(body)
+        if answer.get("success") is not True:
+            raise EngineError(ENGINE, f"{path} did not succeed{error}")
+        return True
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _post(self, url: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("POST", url, content=body, headers=headers) as response:
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_ANSWER:
+                            raise EngineError(ENGINE, f"answer longer than {MAX_ANSWER} bytes")
+                        chunks.append(chunk)
+                    return response.status_code, b"".join(chunks)
+        except TimeoutError:
+            raise EngineError(ENGINE, f"no answer within {self.timeout:g} s") from None
+        except httpx.TimeoutException:
+            raise EngineError(ENGINE, f"no answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as error:
+            raise EngineError(ENGINE, f"{type(error).__name__}: {str(error)[:200] or 'no detail'}") from None
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise EngineError(ENGINE, f"answer is not JSON: {body[:60]!r}") from None
+    if not isinstance(answer, dict):
+        raise EngineError(ENGINE, "answer is not a JSON object")
+    return answer
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        answer = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return f": {str(error)[:200]}" if error else ""
+
+
+def _verdict(answer: dict[str, Any]) -> Verdict:
+    score, action, symbols = answer.get("score"), answer.get("action"), answer.get("symbols", {})
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise EngineError(ENGINE, "answer has no score")
+    if action not in ACTIONS:
+        raise EngineError(ENGINE, f"answer has no known action: {str(action)[:40]!r}")
+    if not isinstance(symbols, dict):
+        raise EngineError(ENGINE, "answer's symbols are not an object")
+    weights: dict[str, float] = {}
+    for name, detail in symbols.items():
+        weight = detail.get("score", 0.0) if isinstance(detail, dict) else 0.0
+        weights[str(name)] = float(weight) if isinstance(weight, int | float) else 0.0
+    ranked = sorted(weights, key=lambda name: (-weights[name], name))
+    return Verdict(
+        engine=ENGINE, score=float(score), action=action, symbols=tuple(ranked), reason=_reason(answer, ranked, weights)
+    )
+
+
+def _reason(answer: dict[str, Any], ranked: list[str], weights: dict[str, float]) -> str:
+    messages = answer.get("messages")
+    if isinstance(messages, dict):
+        said = messages.get("smtp_message") or next((text for text in messages.values() if isinstance(text, str)), "")
+        if isinstance(said, str) and said.strip():
+            return " ".join(said.split())[:200]
+    top = [f"{name}({weights[name]:g})" for name in ranked[:4] if weights[name] > 0]
+    return ", ".join(top)
