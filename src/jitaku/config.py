@@ -509,6 +509,8 @@ EngineAddressValue = Annotated[EngineAddress, BeforeValidator(_engine_address)]
 class RspamdSettings(_Section):
     url: str = Field(pattern=r"^https?://[^\s/]+", description="rspamd's HTTP worker, e.g. http://127.0.0.1:11333")
     password: str = ""  # the controller's, for learning (/learnspam, /learnham); empty: none asked
+    # where learning goes; empty: port 11334 of URL's host when URL is on rspamd's 11332 or 11333, else URL itself
+    controller_url: str = Field(default="", pattern=r"^(https?://[^\s/]+.*)?$")
 
 
 class SpamAssassinSettings(_Section):
