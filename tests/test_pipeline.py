@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from jitaku.mail import dkim, trace
-from jitaku.mail.pipeline import Arrival, Check, Commit, Pipeline, Route, Sign, Trace, Vouch
+from jitaku.mail.pipeline import Arrival, Check, Commit, Filter, Pipeline, Route, Sign, Trace, Vouch
 from jitaku.mail.policy import Accepted
 from jitaku.store import Database, accounts, mailstore, queue
 
@@ -65,9 +65,9 @@ def accept(pipeline: Pipeline, arrival: Arrival) -> str:
     return asyncio.run(asyncio.wait_for(pipeline.accept(arrival), timeout=30))
 
 
-def test_the_stages_run_trace_check_route_sign_vouch_commit(database: Database) -> None:
+def test_the_stages_run_trace_check_filter_route_sign_vouch_commit(database: Database) -> None:
     stages = Pipeline(HOSTNAME, database, dkim.Signer([]), lambda: None, lambda: None).stages
-    assert [type(stage) for stage in stages] == [Trace, Check, Route, Sign, Vouch, Commit]
+    assert [type(stage) for stage in stages] == [Trace, Check, Filter, Route, Sign, Vouch, Commit]
 
 
 def test_a_local_recipient_gets_the_message_below_return_path_and_received_and_nothing_is_queued(

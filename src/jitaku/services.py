@@ -20,6 +20,7 @@ from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
 from jitaku.lists.runner import ListRunner
 from jitaku.mail import dkim, transport
+from jitaku.mail.filters.scanning import Scanning, scanners
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
 from jitaku.mail.login import Authenticator, Logins, Sessions
@@ -129,7 +130,16 @@ async def _run(
     # Set when mail is queued or left for a list; in a worker nobody waits on them: the main process's
     # queue and list runner poll every second anyway.
     queue_due, list_inbox = asyncio.Event(), asyncio.Event()
-    pipeline = Pipeline(hostname, database, signer, wake=queue_due.set, wake_lists=list_inbox.set)
+    scanning = Scanning(settings.filters, scanners(settings.filters))
+    pipeline = Pipeline(
+        hostname,
+        database,
+        signer,
+        wake=queue_due.set,
+        wake_lists=list_inbox.set,
+        filters=settings.filters,
+        scanning=scanning,
+    )
     queue = Queue(
         settings.queue,
         database,
@@ -270,6 +280,7 @@ async def _run(
             server.close()
         for server in servers:
             await server.wait_closed()
+        await scanning.close()
         checker.close()
 
 

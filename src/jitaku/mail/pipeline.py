@@ -1,8 +1,8 @@
-"""A received message's path, top to bottom: trace -> check -> route -> sign -> vouch -> commit.
+"""A received message's path, top to bottom: trace -> check -> filter -> route -> sign -> vouch -> commit.
 
 `Pipeline.stages` lists them in that order, one object each, and each stage's
-work is done by its own module; a filter (spam, virus, Sieve) is one more stage
-in that list. `accept` returns only once the message is committed, so the SMTP
+work is done by its own module (the filters' in mail/filters/). A stage may refuse the message (Rejected,
+with the one reply to DATA), before anything is stored. `accept` returns only once the message is committed, so the SMTP
 server may say 250 (a 250 means committed); local recipients are delivered in the same
 transaction, remote ones are queued and the queue is woken.
 """
@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from jitaku import log
+from jitaku.config import FiltersSettings
 from jitaku.mail import authcheck, delivery, headers, trace
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
+from jitaku.mail.filters import decision
+from jitaku.mail.filters.scanning import Scanning
+from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.policy import Accepted
 from jitaku.store import Database, Tx
+from jitaku.store import filters as rules
 
 
 @dataclass(slots=True)
@@ -67,6 +72,15 @@ class InFlight:
     routed: Routed = field(default_factory=Routed)
     outgoing: bytes = b""  # the copy that leaves for remote recipients, signed when it may be
     for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
+    junk: frozenset[str] = frozenset()  # the recipients whose copy the filters put in Junk
+
+
+class Rejected(Exception):
+    """A stage's refusal of the message: REPLY is the one answer to DATA, and nothing is stored."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
 
 
 class Stage(Protocol):
@@ -81,10 +95,16 @@ class Pipeline:
         signer: Signer,
         wake: Callable[[], None],
         wake_lists: Callable[[], None],
+        filters: FiltersSettings | None = None,
+        scanning: Scanning | None = None,
     ) -> None:
+        """FILTERS and SCANNING, the spam and virus filters: without them, no engine is asked, and only the
+        allow and block lists of `jitaku filter` apply."""
+        settings = filters or FiltersSettings()
         self.stages: list[Stage] = [
             Trace(hostname),
             Check(hostname),
+            Filter(settings, database, scanning or Scanning(settings, [])),
             Route(),
             Sign(signer),
             Vouch(hostname),
@@ -134,6 +154,52 @@ class Check:
             data, self._hostname, session.client_ip, flight.arrival.sender, session.helo, crlf_checked=True
         )
         flight.message = Message(results + message.added, data)
+
+
+class Filter:
+    """Spam and virus filters (mail/filters/), after Check so that rspamd reads our Authentication-Results, and
+    the allow and block lists of each recipient: the message is refused whole (Rejected), or each recipient's
+    copy goes to INBOX or Junk, with the X-Spam headers above it. A bounce made here is not filtered."""
+
+    def __init__(self, settings: FiltersSettings, database: Database, scanning: Scanning) -> None:
+        self._settings = settings
+        self._database = database
+        self._scanning = scanning
+
+    async def process(self, flight: InFlight) -> None:
+        arrival, session = flight.arrival, flight.arrival.session
+        if session is None:
+            return
+        recipients = [r.recipient for r in arrival.recipients]
+        authenticated = session.authenticated_as is not None
+        verdicts: list[Verdict] = []
+        failures: list[EngineError] = []
+        if self._scanning.on:
+            envelope = Envelope(
+                client=session.client_ip,
+                helo=session.helo,
+                sender=arrival.sender,
+                recipients=tuple(recipients),
+                queue_id=flight.queue_id,
+                user=session.authenticated_as,
+            )
+            verdicts, failures = await self._scanning.run(flight.message.joined(), envelope, authenticated)
+        found = await self._database.query(rules.rules, snapshot=False)
+        if not verdicts and not failures and not found:
+            return
+
+        def listed(recipient: str) -> str | None:
+            return rules.decide(found, recipient, arrival.sender)
+
+        made = decision.decide(self._settings, verdicts, failures, recipients, listed, authenticated)
+        if made.refused is not None:
+            log.event("filtered", queue_id=flight.queue_id, action="refused", reply=str(made.refused))
+            raise Rejected(str(made.refused))
+        junk = frozenset(o.recipient for o in made.outcomes if o.place == "junk")
+        if junk:
+            log.event("filtered", queue_id=flight.queue_id, action="junk", to=",".join(sorted(junk)))
+        flight.junk = junk
+        flight.message = Message(made.headers + flight.message.added, flight.message.data)
 
 
 class Route:
@@ -190,8 +256,9 @@ class Commit:
         # RFC 5321 §4.4: final delivery records the envelope sender
         delivered = flight.message.joined(f"Return-Path: <{sender}>\r\n".encode()) if routed.local else b""
         posted = (flight.for_lists or flight.message).joined() if routed.listed else b""
+        junk = _junk_mailboxes(flight.arrival.recipients, flight.junk)
         copies = Delivery(
-            [Copy(mailbox, delivered) for mailbox in routed.local],
+            [Copy(mailbox, delivered, mailbox in junk) for mailbox in routed.local],
             [Entry(flight.queue_id, sender, routed.remote, flight.outgoing)] if routed.remote else [],
             [_to_list(accepted, sender, posted) for accepted in routed.listed],
         )
@@ -221,6 +288,16 @@ def route(recipients: tuple[Accepted, ...]) -> Routed:
     remote = [r.recipient for r in recipients if r.mailbox is None and r.list_role is None]
     listed = list({r.recipient: r for r in recipients if r.list_role is not None}.values())
     return Routed(local, remote, listed)
+
+
+def _junk_mailboxes(recipients: tuple[Accepted, ...], junk: frozenset[str]) -> set[str]:
+    """The mailboxes whose copy goes to Junk: those every recipient leading there was junked for (a user reached
+    by two addresses, one of which allows the sender, gets it in INBOX)."""
+    leading: dict[str, list[bool]] = {}
+    for accepted in recipients:
+        if accepted.mailbox is not None:
+            leading.setdefault(accepted.mailbox, []).append(accepted.recipient in junk)
+    return {mailbox for mailbox, junked in leading.items() if all(junked)}
 
 
 def _to_list(accepted: Accepted, sender: str, message: bytes) -> ToList:

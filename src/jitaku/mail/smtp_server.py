@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from jitaku import log
 from jitaku.mail import headers, trace
 from jitaku.mail.login import Authenticator
-from jitaku.mail.pipeline import Arrival, Pipeline
+from jitaku.mail.pipeline import Arrival, Pipeline, Rejected
 from jitaku.mail.policy import Accepted, Policy, Refused
 from jitaku.mail.smtp.machine import Transaction
 from jitaku.mail.spool import Spool
@@ -135,6 +135,8 @@ class Handler:
         )
         try:
             queue_id = await self.pipeline.accept(arrival)
+        except Rejected as rejected:  # the filters' one reply; nothing was stored (pipeline's Filter logged it)
+            return rejected.reply
         except Exception as error:  # nothing was committed: the client must try again
             log.event("accept_failed", client=session.client_ip, sender=f"<{arrival.sender}>", error=repr(error))
             return "451 4.3.0 Error: queue file write error, try again later"

@@ -1,0 +1,75 @@
+"""The filters as the pipeline runs them: every engine `[filters]` turns on asked at once about one message, each
+within `[filters] timeout`, so that the slowest engine sets the cost and not their sum; mail from an
+authenticated user goes to the virus scanner alone. An engine that gives no verdict is a failure for
+decision.py's `on_error`, logged in one line naming it, never an exception."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from jitaku import log
+from jitaku.config import FiltersSettings
+from jitaku.mail.filters.verdict import EngineError, Envelope, Scanner, Verdict
+
+VIRUS_SCANNERS = frozenset({"clamav"})  # what authenticated mail is still scanned by
+
+
+def scanners(settings: FiltersSettings) -> list[Scanner]:
+    """The engines SETTINGS turns on, each with its own connections; imported only when one is on, so that a
+    daemon without filters goes without their clients."""
+    found: list[Scanner] = []
+    if settings.rspamd is not None:
+        from jitaku.mail.filters.rspamd import Rspamd
+
+        rspamd = settings.rspamd
+        found.append(
+            Rspamd(
+                rspamd.url,
+                timeout=settings.timeout,
+                password=rspamd.password,
+                controller_url=rspamd.controller_url or None,
+            )
+        )
+    if settings.spamassassin is not None:
+        from jitaku.mail.filters.spamassassin import SpamAssassin
+
+        found.append(SpamAssassin.from_settings(settings))
+    return found
+
+
+class Scanning:
+    def __init__(self, settings: FiltersSettings, engines: Sequence[Scanner]) -> None:
+        self._timeout = settings.timeout
+        self._engines = list(engines)
+
+    @property
+    def on(self) -> bool:
+        return bool(self._engines)
+
+    async def run(
+        self, message: bytes, envelope: Envelope, authenticated: bool
+    ) -> tuple[list[Verdict], list[EngineError]]:
+        """The verdicts of the engines that gave one, and the failures of those that did not."""
+        asked = [e for e in self._engines if not authenticated or e.name in VIRUS_SCANNERS]
+        answers = await asyncio.gather(*(self._ask(engine, message, envelope) for engine in asked))
+        verdicts = [a for a in answers if isinstance(a, Verdict)]
+        failures = [a for a in answers if isinstance(a, EngineError)]
+        for failure in failures:
+            log.event("filter_failed", queue_id=envelope.queue_id, engine=failure.engine, error=failure.what)
+        return verdicts, failures
+
+    async def _ask(self, engine: Scanner, message: bytes, envelope: Envelope) -> Verdict | EngineError:
+        try:
+            async with asyncio.timeout(self._timeout + 1):  # the client's own bound, and ours should it fail
+                return await engine.scan(message, envelope)
+        except EngineError as error:
+            return error
+        except TimeoutError:
+            return EngineError(engine.name, f"no answer within {self._timeout:g} s")
+        except Exception as error:  # a client's bug must not cost the message: on_error decides, as for a failure
+            return EngineError(engine.name, f"failed: {error!r}"[:200])
+
+    async def close(self) -> None:
+        for engine in self._engines:
+            await engine.close()
