@@ -196,11 +196,20 @@ def against(handler: Handler, raw: bytes = EICAR, timeout: float = 1.0) -> tuple
     return error, took
 
 
+async def read_command(reader: asyncio.StreamReader, first: bool = True) -> bytes:
+    """Read a command as clamd does (after IDSESSION on a new connection), and every chunk if it is INSTREAM."""
+    command = await reader.readuntil(b"\0")
+    if first:
+        assert command == b"zIDSESSION\0"
+        command = await reader.readuntil(b"\0")
+    if command == b"zINSTREAM\0":
+        while length := int.from_bytes(await reader.readexactly(4), "big"):
+            await reader.readexactly(length)
+    return command
+
+
 async def read_stream(reader: asyncio.StreamReader) -> None:
-    """Read the command and every chunk up to the zero-length one, as clamd does."""
-    await reader.readuntil(b"\0")
-    while length := int.from_bytes(await reader.readexactly(4), "big"):
-        await reader.readexactly(length)
+    assert await read_command(reader) == b"zINSTREAM\0"
 
 
 def replying(answer: bytes, read: bool = True) -> Handler:
@@ -233,18 +242,33 @@ def test_hung_engine_times_out(handler: Handler) -> None:
 @pytest.mark.parametrize(
     ("answer", "read", "expected"),
     [
-        (b"stream: Jitaku.Te", True, "connection closed mid-answer: 'stream: Jitaku.Te'"),
+        (b"1: stream: Jitaku.Te", True, "connection closed mid-answer: '1: stream: Jitaku.Te'"),
         (b"", True, "connection closed before an answer"),
         (b"", False, "connection "),  # closed before an answer, or reset: the client's bytes were left unread
         (b"HTTP/1.1 200 OK\r\n\r\n<html>\0", True, "not clamd's answer: 'HTTP/1.1 200 OK??"),
-        (b"stream: OK but more\0", True, "not clamd's answer"),
+        (b"stream: OK\0", True, "not clamd's answer: 'stream: OK'"),  # no number: not in a session
+        (b"2: stream: OK\0", True, "not clamd's answer: '2: stream: OK'"),  # another command's
+        (b"1: stream: OK but more\0", True, "not clamd's answer"),
         (b"\x00", True, "not clamd's answer: ''"),
-        (b"stream: EVIL\r\nNAME FOUND\0", True, "not clamd's answer"),  # never a line break into a 554
+        (b"1: stream: EVIL\r\nNAME FOUND\0", True, "not clamd's answer"),  # never a line break into a 554
         (b"x" * 5000, True, "answer longer than 1024 bytes"),
-        (b"INSTREAM size limit exceeded. ERROR\0", True, "clamd answered 'INSTREAM size limit exceeded. ERROR'"),
-        (b"stream: lstat() failed: No such file. ERROR\0", True, "clamd answered"),
+        (b"1: INSTREAM size limit exceeded. ERROR\0", True, "clamd answered 'INSTREAM size limit exceeded. ERROR'"),
+        (b"1: stream: lstat() failed: No such file. ERROR\0", True, "clamd answered"),
     ],
-    ids=["mid-answer", "closed", "closed-unread", "http", "trailing", "empty", "newline", "long", "size", "error"],
+    ids=[
+        "mid-answer",
+        "closed",
+        "closed-unread",
+        "http",
+        "unnumbered",
+        "number",
+        "trailing",
+        "empty",
+        "newline",
+        "long",
+        "size",
+        "error",
+    ],
 )
 def test_bad_answers(answer: bytes, read: bool, expected: str) -> None:
     error, took = against(replying(answer, read))
@@ -256,3 +280,51 @@ def test_connection_refused_and_missing_socket(tmp_path: Path) -> None:
     for address in (f"127.0.0.1:{free_port()}", str(tmp_path / "no.sock")):
         with pytest.raises(EngineError, match=f"cannot connect to {address}"):
             scan(client(address), EICAR)
+
+
+def test_connections_reused(clamd: Clamd) -> None:  # noqa: F811
+    """One IDSESSION connection serves scans one after another; an ERROR ends it, as clamd ends the session."""
+    scanner = client(clamd.address)
+
+    async def go() -> list[str | None]:
+        viruses = [(await scanner.scan(raw, ENVELOPE)).virus for raw in (EICAR, message(), EICAR)]
+        await scanner.ping()
+        assert scanner.connections_opened == 1
+        scanner.max_size = STREAM_MAX + 1024 * 1024
+        with pytest.raises(EngineError, match="size limit exceeded"):
+            await scanner.scan(b"x" * scanner.max_size, ENVELOPE)
+        viruses.append((await scanner.scan(EICAR, ENVELOPE)).virus)
+        assert scanner.connections_opened == 2
+        await asyncio.gather(*(scanner.scan(message(), ENVELOPE) for _ in range(20)))
+        assert scanner.connections_opened <= 2 + scanner.concurrency
+        await scanner.close()
+        return viruses
+
+    assert asyncio.run(go()) == [EICAR_SIGNATURE, None, EICAR_SIGNATURE, EICAR_SIGNATURE]
+
+
+def test_connection_closed_while_idle_replaced() -> None:
+    """A pooled connection that the engine closed (clamd's IdleTimeout, a restart) is replaced once, unseen."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await read_stream(reader)
+        writer.write(b"1: stream: OK\0")
+        await writer.drain()
+        await reader.readuntil(b"\0")  # the next command: hang up without an answer, as a dying clamd would
+        writer.transport.abort()
+
+    async def go() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        scanner = client(f"127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout=2.0)
+        try:
+            for _ in range(3):
+                assert await scanner.scan(message(), ENVELOPE) == Verdict(engine="clamav")
+        finally:
+            await scanner.close()
+            server.close()
+
+    asyncio.run(go())
+    assert connections == 3
