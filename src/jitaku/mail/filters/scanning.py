@@ -13,12 +13,19 @@ from jitaku.config import FiltersSettings
 from jitaku.mail.filters.verdict import EngineError, Envelope, Scanner, Verdict
 
 VIRUS_SCANNERS = frozenset({"clamav"})  # what authenticated mail is still scanned by
+# What clamd names a message too large or deep for its limits (AlertExceedsMax): not a virus found, a scan not
+# finished; refusing it would refuse every large attachment
+LIMITS = "Heuristics.Limits.Exceeded"
 
 
 def scanners(settings: FiltersSettings) -> list[Scanner]:
     """The engines SETTINGS turns on, each with its own connections; imported only when one is on, so that a
     daemon without filters goes without their clients."""
     found: list[Scanner] = []
+    if settings.clamav is not None:
+        from jitaku.mail.filters.clamav import Clamav
+
+        found.append(Clamav(settings.clamav, settings.timeout))
     if settings.rspamd is not None:
         from jitaku.mail.filters.rspamd import Rspamd
 
@@ -62,7 +69,10 @@ class Scanning:
     async def _ask(self, engine: Scanner, message: bytes, envelope: Envelope) -> Verdict | EngineError:
         try:
             async with asyncio.timeout(self._timeout + 1):  # the client's own bound, and ours should it fail
-                return await engine.scan(message, envelope)
+                verdict = await engine.scan(message, envelope)
+            if verdict.virus is not None and verdict.virus.startswith(LIMITS):
+                return Verdict(verdict.engine, reason=f"not scanned whole ({verdict.virus})")
+            return verdict
         except EngineError as error:
             return error
         except TimeoutError:

@@ -1,0 +1,130 @@
+"""The filters at SMTP time, end to end (issue 23): a real `jitaku serve` with a real clamd, rspamd (with Redis)
+and spamd on loopback, mail sent with swaks as a stranger's server sends it, and what each recipient's mailbox
+holds read from the store. GTUBE and EICAR are refused before the 250 and nothing is stored; a plain message and
+an ISO-2022-JP one reach INBOX with the engines' headers; the lists decide before the scores; one DATA reply
+for several recipients; an engine that is down follows on_error; submission is scanned for viruses only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email.header import Header
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jitaku.store import mailstore
+from tests.integration.engines.clamav import EICAR, EICAR_SIGNATURE, Clamd, clamd  # noqa: F401 (a fixture)
+from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401 (a fixture)
+from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixture)
+from tests.integration.harness import Jitaku
+from tests.peers import free_port, rejection, swaks
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+ALICE, BOB = "alice@example.test", "bob@example.test"
+STRANGER = "someone@remote.example"
+
+
+def send(server: Jitaku, *args: str, to: tuple[str, ...] = (ALICE,), sender: str = STRANGER) -> Any:
+    return swaks("--server", f"127.0.0.1:{server.smtp_port}", "--from", sender, "--to", ",".join(to), *args)
+
+
+def folder(server: Jitaku, address: str, name: str = "INBOX") -> list[bytes]:
+    return [m.body for m in server.read(lambda s: mailstore.list_messages(s, address, name))]
+
+
+@pytest.fixture
+def filtered(jitaku_factory: Any, clamd: Clamd, rspamd_engine: Rspamd, spamd: Spamd) -> Iterator[Jitaku]:  # noqa: F811
+    server: Jitaku = jitaku_factory()
+    server.settings["filters"] = {
+        "junk_score": 5.0,
+        "reject_score": 15.0,
+        "timeout": 10,
+        "clamav": {"address": clamd.address},
+        "rspamd": {"url": rspamd_engine.url, "controller_url": rspamd_engine.controller_url},
+        "spamassassin": {"address": f"{spamd.host}:{spamd.port}"},
+    }
+    server.write_config()
+    server.init(ALICE, BOB)
+    server.start()
+    yield server
+
+
+def attached(directory: Path) -> tuple[str, ...]:
+    """swaks's arguments for a message with the EICAR test file attached, as a mail program sends a file."""
+    file = directory / "eicar.com"
+    file.write_bytes(EICAR)
+    return ("--body", "see the file", "--attach-type", "application/octet-stream", "--attach", f"@{file}")
+
+
+def test_gtube_and_eicar_are_refused_before_the_250_and_nothing_is_stored(filtered: Jitaku, tmp_path: Path) -> None:
+    gtube = send(filtered, "--header", "Subject: test", "--body", GTUBE)
+    assert gtube.returncode != 0 and rejection(gtube.stdout).startswith("550 5.7.1"), gtube.stdout
+    eicar = send(filtered, "--header", "Subject: test", *attached(tmp_path))
+    said = rejection(eicar.stdout)
+    assert said.startswith("554 5.7.1") and EICAR_SIGNATURE in said, eicar.stdout
+    assert folder(filtered, ALICE) == [] and folder(filtered, ALICE, "Junk") == []
+
+
+def test_plain_and_japanese_mail_reach_inbox_with_the_engines_headers(filtered: Jitaku) -> None:
+    subject = Header("会議のお知らせ", "iso-2022-jp").encode()
+    for body, extra in (
+        ("Hello Alice, lunch on Friday?", ()),
+        ("来週の会議は自宅サーバーの前で。", ("--header", "Content-Type: text/plain; charset=UTF-8")),
+    ):
+        result = send(filtered, "--header", f"Subject: {subject}", *extra, "--body", body)
+        assert result.returncode == 0, result.stdout
+    stored = folder(filtered, ALICE)
+    assert len(stored) == 2 and folder(filtered, ALICE, "Junk") == []
+    for message in stored:
+        head = message.split(b"\r\n\r\n", 1)[0]
+        assert b"X-Spam-Status: No\r\n" in head and b"X-Spam-Score: " in head, head
+        assert b"X-Spam-Symbols: " in head and b"rspamd=" in head
+
+
+def test_the_lists_decide_before_the_scores_and_one_reply_serves_every_recipient(filtered: Jitaku) -> None:
+    filtered.cli("filter", "block", "blocked.example")
+    blocked = send(filtered, "--body", "hi", sender="x@blocked.example")
+    assert rejection(blocked.stdout) == "550 5.7.1 Message refused: sender blocked", blocked.stdout
+    filtered.cli("filter", "allow", "--user", BOB, STRANGER)
+    both = send(filtered, "--header", "Subject: test", "--body", GTUBE, to=(ALICE, BOB))
+    assert both.returncode == 0, both.stdout  # Bob allows the sender: the message is taken, Alice's copy junked
+    assert len(folder(filtered, ALICE, "Junk")) == 1 and folder(filtered, ALICE) == []
+    assert len(folder(filtered, BOB)) == 1 and folder(filtered, BOB, "Junk") == []
+
+
+def test_an_engine_that_is_down_follows_on_error(jitaku_factory: Any, clamd: Clamd) -> None:  # noqa: F811
+    server: Jitaku = jitaku_factory()
+    dead = free_port()
+    server.settings["filters"] = {
+        "timeout": 5,
+        "clamav": {"address": clamd.address},
+        "spamassassin": {"address": f"127.0.0.1:{dead}"},
+    }
+    server.write_config()
+    server.init(ALICE)
+    server.start()
+    accepted = send(server, "--body", "hello")
+    assert accepted.returncode == 0, accepted.stdout
+    (message,) = folder(server, ALICE)
+    assert b"X-Spam-Status: Unchecked (spamassassin unavailable)\r\n" in message
+    assert "filter_failed" in server.log() and "spamassassin" in server.log()
+    server.stop()
+    server.settings["filters"]["on_error"] = "tempfail"
+    server.write_config()
+    server.start()
+    later = send(server, "--body", "hello")
+    assert rejection(later.stdout).startswith("451 4.7.1 Message not checked (spamassassin unavailable)"), later.stdout
+    assert len(folder(server, ALICE)) == 1
+
+
+def test_submission_is_scanned_for_viruses_only(filtered: Jitaku, tmp_path: Path) -> None:
+    auth = ("--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", "secret-password")  # the harness's password
+
+    def submit(*content: str) -> Any:
+        server = f"127.0.0.1:{filtered.submission_port}"
+        return swaks("--server", server, *auth, "--from", ALICE, "--to", BOB, "--header", "Subject: t", *content)
+
+    assert submit("--body", GTUBE).returncode == 0  # the user's own words: not scored
+    virus = submit(*attached(tmp_path))
+    assert rejection(virus.stdout).startswith("554 5.7.1"), virus.stdout
