@@ -11,6 +11,7 @@ how long it took.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -98,7 +99,14 @@ def ping(port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def clamd() -> Iterator[Clamd]:
-    """clamd running as root (it drops to no user when none is configured) in a temporary directory."""
+    with running_clamd() as found:
+        yield found
+
+
+@contextlib.contextmanager
+def running_clamd() -> Iterator[Clamd]:
+    """clamd running as root (it drops to no user when none is configured) in a temporary directory; for the
+    tests' fixture and for bench/smtp_accept --filters."""
     with tempfile.TemporaryDirectory(prefix="jitaku-clamd-") as name:
         root = Path(name)
         build_database(root / "db", root)
@@ -117,7 +125,7 @@ def clamd() -> Iterator[Clamd]:
                 if process.poll() is not None or time.monotonic() - started > 30:
                     log = (root / "clamd.log").read_text(errors="replace") if (root / "clamd.log").exists() else ""
                     stderr = (root / "clamd.stderr").read_text(errors="replace")
-                    pytest.fail(f"clamd did not answer PING within 30 s:\n{stderr}\n{log[-3000:]}")
+                    raise RuntimeError(f"clamd did not answer PING within 30 s:\n{stderr}\n{log[-3000:]}")
                 time.sleep(0.05)
             yield Clamd(
                 "127.0.0.1", port, root / "clamd.sock", process.pid, root / "clamd.log", time.monotonic() - started

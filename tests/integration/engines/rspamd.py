@@ -10,6 +10,7 @@ compiles its rules in a second or two (once given a short public suffix list) an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -118,6 +119,13 @@ def _ping(url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def rspamd_engine() -> Iterator[Rspamd]:
+    with running_rspamd() as found:
+        yield found
+
+
+@contextlib.contextmanager
+def running_rspamd() -> Iterator[Rspamd]:
+    """Redis and rspamd in a temporary directory; for the tests' fixture and for bench/smtp_accept --filters."""
     with tempfile.TemporaryDirectory(prefix="jitaku-rspamd-") as name:
         root = Path(name)
         os.chmod(root, 0o755)
