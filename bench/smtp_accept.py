@@ -45,12 +45,21 @@ holder only) and the functions where the time goes are listed.
 --jitaku-command runs another build of the CLI (e.g. a wrapper that patches a
 module first) to measure a proposed change without touching src/.
 
+With --filters, one more jitaku (workers = 1) runs with clamd and rspamd on (`[filters.clamav]`,
+`[filters.rspamd]`, both started here as the tests start them, on loopback), and its rate is printed as a
+ratio to jitaku without filters and to Postfix (which has none). The engines' own cost is timed too, on the
+signed message at the same concurrency, each with its own client: rspamc -n SESSIONS for rspamd, SESSIONS
+clamdscan --stream processes for clamd. jitaku asks both at once, so the engines allow at most the slower
+one's rate (they share the cores, so at least the rate of both one after the other): jitaku's filtered rate is
+printed against both bounds (goal: within 10% of what they allow).
+
 Needs root (Postfix runs as its own instance: `postfix -c DIR start`), Postfix's
-binaries (postfix, postconf, smtp-source), dnslib, dkimpy, cryptography and psutil; py-spy for --profile.
+binaries (postfix, postconf, smtp-source), dnslib, dkimpy, cryptography and psutil; py-spy for --profile;
+rspamd, redis-server, clamd and clamdscan for --filters.
 
 Usage: bench/smtp_accept [--rounds 3] [--messages 5000] [--sessions 20] [--size 4096]
                          [--workers 1,2] [--mail signed,unsigned] [--reuse-connections]
-                         [--sender-records] [--profile] [--keep]
+                         [--sender-records] [--profile] [--keep] [--filters]
                          [--jitaku-command "python3 patched_cli.py"]
 """
 
@@ -60,6 +69,7 @@ import argparse
 import atexit
 import base64
 import collections
+import contextlib
 import json
 import os
 import re
@@ -82,6 +92,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from dnslib import QTYPE, RR, SOA, TXT, DNSLabel, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' engines, as --filters starts them
+from tests.integration.engines.clamav import Clamd, running_clamd  # noqa: E402
+from tests.integration.engines.rspamd import Rspamd, running_rspamd  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 DOMAIN = "bench.test"
@@ -338,13 +352,18 @@ class Jitaku:
     base: Path
     dns_port: int
     workers: int = 1
+    filters: dict[str, dict[str, str]] = field(default_factory=dict)  # [filters.*] sections, TOML values
     port: int = field(default_factory=free_port)
     submission_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def dir(self) -> Path:
-        return self.base / f"jitaku-workers-{self.workers}"
+        return self.base / f"jitaku-workers-{self.workers}{'-filters' if self.filters else ''}"
+
+    @property
+    def label(self) -> str:
+        return f"workers = {self.workers}" + (", filters on" if self.filters else "")
 
     def cli(self, *args: str, input: str | None = None) -> str:
         return run([*jitaku_command(), *args, "--dir", str(self.dir)], input=input, timeout=600).stdout
@@ -363,6 +382,7 @@ class Jitaku:
                     "web": {"listen": "[]"},
                     "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
                     "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
+                    **self.filters,
                 },
             )
         )
@@ -831,6 +851,36 @@ def short(frame: str) -> str:
 # ---------------------------------------------------------------- main
 
 
+def engines_alone(
+    message: Path, messages: int, sessions: int, clamd: Clamd, rspamd: Rspamd, base: Path
+) -> dict[str, float]:
+    """Each engine's own rate on MESSAGES copies of MESSAGE at SESSIONS at once, through its own client: rspamc
+    with -n SESSIONS, and SESSIONS clamdscan --stream processes sharing the copies."""
+    copies = [str(message)] * messages
+    started = time.perf_counter()
+    envelope = ["--ip", LOOPBACK, "--helo", "bench.test", "--from", SIGNED_SENDER, "--rcpt", USER]  # as jitaku asks
+    rspamc = ["rspamc", "-h", rspamd.url.removeprefix("http://"), "-n", str(sessions), "-t", "60", *envelope]
+    run([*rspamc, *copies], timeout=3600)
+    rates = {"rspamd": messages / (time.perf_counter() - started)}
+    config = base / "clamdscan.conf"
+    config.write_text(f"TCPSocket {clamd.port}\nTCPAddr {clamd.host}\n")
+    share = [copies[at::sessions] for at in range(sessions)]
+    started = time.perf_counter()
+    scans = [
+        subprocess.Popen(
+            ["clamdscan", "--stream", "--no-summary", "--quiet", f"--config-file={config}", *part],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for part in share
+        if part
+    ]
+    if any(scan.wait(3600) not in (0, 1) for scan in scans):  # 1: a virus found (none here); 2: an error
+        raise RuntimeError("clamdscan failed against the bench's clamd")
+    rates["clamd"] = messages / (time.perf_counter() - started)
+    return rates
+
+
 def workers_list(text: str) -> list[int]:
     values = [int(part) for part in text.split(",") if part.strip()]
     if not values or any(value < 1 for value in values):
@@ -887,6 +937,11 @@ def main() -> int:
         help="command line that runs jitaku's CLI (default: the installed `jitaku`), to compare a patched build",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
+    parser.add_argument(
+        "--filters",
+        action="store_true",
+        help="one more jitaku (workers = 1) with clamd and rspamd on; the engines alone timed with their own clients",
+    )
     args = parser.parse_args()
 
     if os.geteuid() != 0:
@@ -922,6 +977,19 @@ def main() -> int:
     ]
     jitakus = [Jitaku(base, dns_port, workers) for workers in args.workers]
     postfix = Postfix(base)
+    engines = contextlib.ExitStack()
+    if args.filters:
+        started = time.monotonic()
+        clamd = engines.enter_context(running_clamd())
+        rspamd = engines.enter_context(running_rspamd(f"{LOOPBACK}:{dns_port}"))  # answered at once, as a resolver
+        say(
+            f"engines: clamd on {clamd.address}, rspamd on {rspamd.url} (started in {time.monotonic() - started:.1f} s)"
+        )
+        filters = {
+            "filters.clamav": {"address": f'"{clamd.address}"'},
+            "filters.rspamd": {"url": f'"{rspamd.url}"', "controller_url": f'"{rspamd.controller_url}"'},
+        }
+        jitakus.append(Jitaku(base, dns_port, 1, filters))
 
     finished = False
 
@@ -929,6 +997,7 @@ def main() -> int:
         for jitaku in jitakus:
             jitaku.stop()
         postfix.stop()
+        engines.close()
         for server in dns_servers:
             if server.isAlive():
                 server.stop()
@@ -969,8 +1038,8 @@ def main() -> int:
     postfix.start()
     say(f"postfix (master pid {postfix.pids()[:1]}) on {LOOPBACK}:{postfix.port}; dns stub on {LOOPBACK}:{dns_port}")
 
-    # (workers, kind) -> (jitaku rounds, postfix rounds)
-    results: dict[tuple[int, str], dict[str, list[Round]]] = {}
+    # (jitaku's label, kind) -> (jitaku rounds, postfix rounds)
+    results: dict[tuple[str, str], dict[str, list[Round]]] = {}
     memory: list[str] = []
     delivered_total = 0
     for jitaku in jitakus:
@@ -980,7 +1049,7 @@ def main() -> int:
         time.sleep(1.0)
         idle_rss, _ = rss_mb(jitaku.process.pid)
         say(
-            f"\njitaku serve, workers = {jitaku.workers}: pid {jitaku.process.pid} on {LOOPBACK}:{jitaku.port};"
+            f"\njitaku serve, {jitaku.label}: pid {jitaku.process.pid} on {LOOPBACK}:{jitaku.port};"
             f" idle RSS {idle_rss:.1f} MiB"
         )
         for load in loads:
@@ -994,7 +1063,7 @@ def main() -> int:
         jitaku_count = jitaku.delivered()
         for load in loads:
             rounds: dict[str, list[Round]] = {"jitaku": [], "postfix": []}
-            results[(jitaku.workers, load.kind)] = rounds
+            results[(jitaku.label, load.kind)] = rounds
             for number in range(args.rounds):
                 order = ("jitaku", "postfix") if number % 2 == 0 else ("postfix", "jitaku")
                 for name in order:
@@ -1018,7 +1087,7 @@ def main() -> int:
         loaded_rss, peak_rss = rss_mb(jitaku.process.pid)
         loaded_pss = psutil.Process(jitaku.process.pid).memory_full_info().pss / 2**20
         memory.append(
-            f"workers = {jitaku.workers}: idle {idle_rss:.1f} MiB with this bench's config; after load"
+            f"{jitaku.label}: idle {idle_rss:.1f} MiB with this bench's config; after load"
             f" {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB (PSS {loaded_pss:.1f} MiB)"
         )
         delivered_total += jitaku_count
@@ -1029,17 +1098,37 @@ def main() -> int:
     postfix_pss = postfix.pss_mb()
     queries = sum(resolver.queries.values())
     say("")
-    for (workers, kind), rounds in results.items():
+    rates: dict[tuple[str, str], float] = {}
+    for (label, kind), rounds in results.items():
         best = {name: min(values, key=lambda r: r.seconds) for name, values in rounds.items()}
         rate = {name: args.messages / r.seconds for name, r in best.items()}
-        for name, note in (("jitaku", f", workers = {workers}"), ("postfix", "; timed until the maildir held all")):
+        rates[(label, kind)] = rate["jitaku"]
+        for name, note in (("jitaku", f", {label}"), ("postfix", "; timed until the maildir held all")):
             say(
                 f"{kind:8s} {name:7s} {rate[name]:8,.0f} msgs/s (best of {args.rounds}; all: "
                 f"{', '.join(f'{args.messages / r.seconds:,.0f}' for r in rounds[name])}{note}); "
                 f"machine CPU in the best round {1000 * best[name].machine_cpu / args.messages:.2f} ms/msg"
             )
-        goal = " (goal >= 2.0)" if kind == "signed" and workers == 1 else ""
-        say(f"ratio jitaku/postfix, {kind} mail, workers = {workers}: {rate['jitaku'] / rate['postfix']:.2f}{goal}")
+        goal = " (goal >= 2.0)" if kind == "signed" and label == "workers = 1" else ""
+        say(f"ratio jitaku/postfix, {kind} mail, {label}: {rate['jitaku'] / rate['postfix']:.2f}{goal}")
+    if args.filters:
+        for load in loads:
+            plain, filtered = rates.get(("workers = 1", load.kind)), rates[("workers = 1, filters on", load.kind)]
+            if plain is not None:
+                say(f"ratio jitaku with filters / without, {load.kind} mail, workers = 1: {filtered / plain:.2f}")
+        alone = engines_alone(message_file, args.messages, args.sessions, clamd, rspamd, base)
+        slower, both = min(alone.values()), 1 / sum(1 / rate for rate in alone.values())
+        say(
+            "engines alone on the signed message, same concurrency: "
+            + ", ".join(f"{name} {rate:,.0f} msgs/s" for name, rate in alone.items())
+            + f"; together they allow {both:,.0f} to {slower:,.0f} msgs/s (one after the other .. at once)"
+        )
+        if ("workers = 1, filters on", "signed") in rates:
+            filtered = rates[("workers = 1, filters on", "signed")]
+            say(
+                f"ratio jitaku with filters / what the engines allow, signed mail: {filtered / slower:.2f} of the"
+                f" faster bound, {filtered / both:.2f} of the slower (goal: within 10%, >= 0.90)"
+            )
     say(
         f"jitaku serve RSS: idle {default_rss:.1f} MiB with the default config (goal < {IDLE_GOAL_MIB:.0f}); "
         + "; ".join(memory)
