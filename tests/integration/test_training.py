@@ -73,6 +73,7 @@ def trained(jitaku_factory: Any, rspamd_engine: Rspamd, spamd: Spamd) -> Iterato
         },
         "spamassassin": {"address": f"{spamd.host}:{spamd.port}"},
     }
+    server.settings["imap"]["workers"] = 2  # a move in either process is learned by the main one
     server.write_config()
     server.init(ALICE)
     server.start()
@@ -175,6 +176,7 @@ def test_an_engine_down_never_slows_imap_and_learns_when_back(
     forwarder = Forwarder(free_port(), (spamd.host, spamd.port))
     server: Jitaku = jitaku_factory()
     server.settings["filters"] = {"timeout": 10, "spamassassin": {"address": f"127.0.0.1:{forwarder.port}"}}
+    server.settings["imap"]["workers"] = 2
     server.write_config()
     server.init(ALICE)
     server.start()
