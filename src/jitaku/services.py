@@ -20,7 +20,7 @@ from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
 from jitaku.lists.runner import ListRunner
 from jitaku.mail import dkim, transport
-from jitaku.mail.filters.scanning import Scanning, scanners
+from jitaku.mail.filters.scanning import Scanning, learning_on, scanners
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
 from jitaku.mail.login import Authenticator, Logins, Sessions
@@ -198,6 +198,7 @@ async def _run(
                     tls_context,
                     settings.imap,
                     settings.smtp.max_message_size,
+                    training=learning_on(settings.filters),
                 ).serve,
                 IMAP_MAX_LINE,
             ),
@@ -248,6 +249,10 @@ async def _run(
             if children is not None:  # the main process
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))
+                if learning_on(settings.filters):  # moves in and out of Junk teach the spam engines
+                    from jitaku.mail.filters.learning import Learning, learners
+
+                    background.append(tasks.create_task(Learning(database, learners(settings.filters)).run()))
                 background.append(tasks.create_task(workers.watch(children, stop)))
             if main and settings.ddns:
                 # imported only when configured: httpx and psutil would cost every process ~6 MB

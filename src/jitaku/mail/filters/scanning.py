@@ -45,6 +45,11 @@ def scanners(settings: FiltersSettings) -> list[Scanner]:
     return found
 
 
+def learning_on(settings: FiltersSettings) -> bool:
+    """Whether an engine that learns is on (rspamd, SpamAssassin): then moves in and out of Junk teach it."""
+    return settings.rspamd is not None or settings.spamassassin is not None
+
+
 class Scanning:
     def __init__(self, settings: FiltersSettings, engines: Sequence[Scanner]) -> None:
         self._timeout = settings.timeout

@@ -31,6 +31,7 @@ class Backend:
     settings: ImapSettings
     max_message_size: int  # the largest APPEND
     selections: Selections = field(default_factory=Selections)  # the mailboxes selected last, for SELECT
+    training: bool = False  # an engine that learns is on: moves in and out of Junk are recorded (store/training.py)
 
     async def read(self, query: Callable[[Statements], T]) -> T:
         """QUERY, a read of prepared statements (store/reader.py), with a mailbox not found as NO."""

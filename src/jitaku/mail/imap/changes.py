@@ -18,7 +18,7 @@ from jitaku.mail.imap.parser import Append, Copy, Store
 from jitaku.mail.imap.session import Session, caught_up, forget, tell_new
 from jitaku.mail.imap.view import View, sequence_set
 from jitaku.mail.lineserver import LoggedIn
-from jitaku.store import mailstore
+from jitaku.store import mailstore, training
 from jitaku.store.transaction import Tx
 
 
@@ -37,6 +37,10 @@ async def append(backend: Backend, user: LoggedIn, session: Session, command: Ap
 
     def change(tx: Tx) -> tuple[int, int, int]:
         uid = mailstore.append(tx, address, message, command.mailbox, command.flags, command.internal_date)
+        if backend.training:
+            spam = training.appended(training.special_use(tx, address, command.mailbox), command.flags)
+            if spam is not None:
+                training.record(tx, address, command.mailbox, [uid], spam)
         # RFC 3501 §6.3.11: a session told at once of a message it appended to its mailbox is the first told,
         # so the message is \Recent to it; an EXAMINE claims none (before 0) and, as refresh does, shows as
         # \Recent what no session has claimed
@@ -62,16 +66,25 @@ async def store(backend: Backend, user: LoggedIn, session: Session, view: View, 
         return "NO [READ-ONLY] the mailbox is selected read-only"
     address = user.address
     uids = view.resolve(command.sequence, command.uid)
-    result, after = await backend.write(
-        caught_up(
-            address,
-            view,
-            lambda tx: mailstore.store_flags(
-                tx, address, view.name, uids, command.flags, command.mode, command.unchanged_since
-            ),
-        ),
-        durable=False,
-    )
+    teaches = backend.training and training.by_keywords(command.flags) is not None
+
+    def change(tx: Tx) -> mailstore.StoreResult:
+        result = mailstore.store_flags(
+            tx, address, view.name, uids, command.flags, command.mode, command.unchanged_since
+        )
+        if teaches:
+            changed = set(result.changed)
+            for spam in (True, False):
+                taught = [
+                    state.uid
+                    for state in result.messages
+                    if state.uid in changed and training.flagged(command.flags, command.mode, state.flags) is spam
+                ]
+                training.record(tx, address, view.name, taught, spam)
+        return result
+
+    # flags need not outlive a crash, unless they teach the spam engines (recorded in the same transaction)
+    result, after = await backend.write(caught_up(address, view, change), durable=teaches)
     session.list_keywords(state.flags for state in result.messages)
     for state in result.messages:
         view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
@@ -99,6 +112,8 @@ async def copy(backend: Backend, user: LoggedIn, session: Session, view: View, c
 
     def change(tx: Tx) -> tuple[int, list[tuple[int, int]]]:
         pairs = operation(tx, address, view.name, uids, command.mailbox)
+        if backend.training:
+            training.record_copy(tx, address, view.name, command.mailbox, [new for _old, new in pairs])
         return mailstore.uidvalidity(tx, address, command.mailbox), pairs
 
     validity, pairs = await backend.write(change)

@@ -70,8 +70,9 @@ class ImapServer:
         tls: ssl.SSLContext | None,
         settings: ImapSettings | None = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
+        training: bool = False,
     ) -> None:
-        self._backend = Backend(database, Workers(), settings or ImapSettings(), max_message_size)
+        self._backend = Backend(database, Workers(), settings or ImapSettings(), max_message_size, training=training)
         self._logins = logins
         self._tls = tls
 
