@@ -20,6 +20,7 @@ from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
 from jitaku.lists.runner import ListRunner
 from jitaku.mail import dkim, transport
+from jitaku.mail.filters.greylist import Greylisting
 from jitaku.mail.filters.scanning import Scanning, learning_on, scanners
 from jitaku.mail.imap.server import MAX_LINE as IMAP_MAX_LINE
 from jitaku.mail.imap.server import ImapServer
@@ -156,9 +157,12 @@ async def _run(
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
     authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
     tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
+    greylisting = Greylisting(settings.filters.greylist, database) if settings.filters.greylist.enabled else None
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
     handlers = {
-        listener.name: Handler(listener, policy, pipeline, authenticator, settings.smtp.max_recipients, tally)
+        listener.name: Handler(
+            listener, policy, pipeline, authenticator, settings.smtp.max_recipients, tally, greylisting
+        )
         for listener, _ in smtp_listeners(config)
     }
     spooler = Spooler(config.data_dir)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from jitaku import log
 from jitaku.mail import headers, trace
+from jitaku.mail.filters.greylist import REPLY as GREYLISTED
+from jitaku.mail.filters.greylist import Greylisting
 from jitaku.mail.login import Authenticator
 from jitaku.mail.pipeline import Arrival, Pipeline, Rejected
 from jitaku.mail.policy import Accepted, Policy, Refused
@@ -54,6 +56,7 @@ class Handler:
         authenticator: Authenticator,
         max_recipients: int,
         tally: Tally,
+        greylisting: Greylisting | None = None,
     ) -> None:
         self.listener = listener
         self.policy = policy
@@ -61,6 +64,8 @@ class Handler:
         self.authenticator = authenticator
         self.max_recipients = max_recipients
         self.tally = tally
+        # on the MX only, when [filters.greylist] is on
+        self.greylisting = None if listener.authenticated else greylisting
 
     def greeted(self) -> None:
         """A client that greets us is a session on the MX; a bare connect (a port check, a scanner) is not."""
@@ -83,6 +88,16 @@ class Handler:
         if len(transaction.recipients) >= self.max_recipients:
             return TOO_MANY_RECIPIENTS, None
         decision = await self.policy.recipient(recipient, authenticated=session.authenticated_as is not None)
+        if (
+            isinstance(decision, Accepted)
+            and self.greylisting is not None
+            and session.authenticated_as is None
+            and await self.greylisting.refuses(session.client_ip, session.helo, transaction.sender or "", recipient)
+        ):
+            sender = f"<{transaction.sender or ''}>"
+            log.event("greylisted", client=session.client_ip, sender=sender, to=recipient)
+            self.tally.count(tallies.GREYLISTED)
+            return GREYLISTED, None
         return self._rcpt_reply(session, transaction, recipient, decision)
 
     def rcpt_now(
@@ -92,7 +107,9 @@ class Handler:
         if len(transaction.recipients) >= self.max_recipients:
             return TOO_MANY_RECIPIENTS, None
         decision = self.policy.recipient_now(recipient, authenticated=session.authenticated_as is not None)
-        return None if decision is None else self._rcpt_reply(session, transaction, recipient, decision)
+        if decision is None or (isinstance(decision, Accepted) and self.greylisting and not session.authenticated_as):
+            return None  # a read, or greylisting's write, to wait for
+        return self._rcpt_reply(session, transaction, recipient, decision)
 
     def _rcpt_reply(
         self, session: trace.Session, transaction: Transaction, recipient: str, decision: Accepted | Refused

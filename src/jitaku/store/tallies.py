@@ -29,6 +29,7 @@ MAIL_OUT = "mail_out"  # recipients a remote server (or the relay) took
 KINDS = (SMTP_SESSIONS, MAIL_IN, MAIL_OUT)
 BOUNCED = "bounced"  # recipients refused for good, or given up on: the sender gets a bounce
 DEFERRED = "deferred"  # delivery attempts to a recipient that will be tried again
+GREYLISTED = "greylisted"  # recipients of the MX answered 451 by greylisting ([filters.greylist])
 CARRIED = 0  # the minute that holds the counts of every pruned minute
 _ADD = (
     "INSERT INTO tallies (minute, kind, count) VALUES (?, ?, ?)"

@@ -9,14 +9,19 @@ addresses and networks `exempt` lists."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import time
 from typing import TYPE_CHECKING
 
+from jitaku import log
 from jitaku.config import GreylistSettings
 from jitaku.store.transaction import Tx, tx_of
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+
+    from jitaku.store import Database
 
 # Senders that retry from pools of many addresses, sometimes for hours: greylisting them only delays real mail
 BIG_SENDERS = frozenset(
@@ -65,13 +70,20 @@ def network(client: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
+def vouched_by_spf(settings: GreylistSettings, sender: str) -> bool:
+    """Whether SENDER's domain is one `exempt` lets through when SPF passes for it (a big sender's or a
+    configured domain): only then is SPF worth its lookups at RCPT."""
+    domain = sender.rpartition("@")[2].lower()
+    listed = {entry.lower() for entry in settings.exempt}
+    return bool(domain) and any(_under(domain, name) for name in BIG_SENDERS | listed)
+
+
 def exempt(settings: GreylistSettings, client: str, sender: str, recipient: str, spf_passed: bool) -> bool:
     """Whether this try skips greylisting (authenticated mail never reaches here)."""
-    domain = sender.rpartition("@")[2].lower()
     listed = {entry.lower() for entry in settings.exempt}
     if sender.lower() in listed or recipient.lower() in listed:
         return True
-    if spf_passed and domain and any(_under(domain, name) for name in BIG_SENDERS | listed):
+    if spf_passed and vouched_by_spf(settings, sender):
         return True
     try:
         address = ipaddress.ip_address(client)
@@ -119,3 +131,54 @@ def passes(
 def forget(target: Connection | Tx, settings: GreylistSettings, now: float) -> int:
     """Drop the triplets not seen for `expiry`; how many."""
     return len(tx_of(target).run("DELETE FROM greylist WHERE last_seen < ? RETURNING 1", (now - settings.expiry,)))
+
+
+FORGET_EVERY = 3600.0  # seconds between two sweeps of the expired triplets (made by the next try after it)
+
+
+class Greylisting:
+    """Greylisting as the MX asks it at RCPT, for a stranger's mail a recipient was accepted for: one write a
+    try (the triplet's times), the expired triplets swept with a try at most every FORGET_EVERY seconds.
+
+    The null sender (a bounce) is greylisted per recipient too, as postgrey does: a real server retries its
+    bounces as it retries any mail, while exempting <> would let every spam cannon through by sending as one."""
+
+    def __init__(self, settings: GreylistSettings, database: Database) -> None:
+        self.settings = settings
+        self._database = database
+        self._swept_at = 0.0
+
+    async def refuses(self, client: str, helo: str, sender: str, recipient: str) -> bool:
+        """Whether this try of RECIPIENT must wait (and is recorded as tried). A store that fails lets it
+        through, with one log line: greylisting only delays mail, it must not lose it."""
+        settings = self.settings
+        spf_passed = vouched_by_spf(settings, sender) and await asyncio.to_thread(_spf_passes, client, sender, helo)
+        if exempt(settings, client, sender, recipient, spf_passed):
+            return False
+        now = time.time()
+        sweep = now - self._swept_at >= FORGET_EVERY
+        if sweep:
+            self._swept_at = now
+
+        def tried(tx: Tx) -> bool:
+            if sweep:
+                forget(tx, settings, now)
+            return passes(tx, settings, client, sender, recipient, now)
+
+        try:
+            return not await self._database.transact(tried)
+        except Exception as error:
+            log.event("greylist_failed", client=client, sender=f"<{sender}>", to=recipient, error=repr(error))
+            return False
+
+
+def _spf_passes(client: str, sender: str, helo: str) -> bool:
+    """Whether SPF passes for SENDER from CLIENT: pyspf through spf_check (its own DNS timeouts bound it; it
+    blocks, so it runs in a thread). Imported here: the idle daemon does without pyspf and dnspython."""
+    from jitaku.mail import spf_check
+
+    try:
+        return spf_check.check(client, sender, helo).result == "pass"
+    except Exception as error:  # pyspf answers temperror for DNS trouble; anything else is not a pass either
+        log.event("greylist_spf_failed", client=client, sender=f"<{sender}>", error=repr(error))
+        return False
