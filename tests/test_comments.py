@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import Message, Receive, Scope, Send
 
+from jitaku.blog.comment_filter import Judgement
 from jitaku.config import Settings
 from jitaku.store import Database, accounts, blog, comments
 from jitaku.store.blog import NewPost
@@ -342,6 +343,38 @@ def test_moderation_rules(moderation: str, verdict: Any, links: int, before: boo
     assert status_for(moderation, verdict, links, before) == (status, reason)
 
 
+@pytest.mark.parametrize(
+    ("moderation", "verdict", "why", "status", "reason"),
+    [
+        (
+            "none",
+            "hold",
+            "rspamd: score 7.2",
+            "pending",
+            "The spam filter asked for it to be held (rspamd: score 7.2).",
+        ),
+        (
+            "none",
+            "ham",
+            "not checked (rspamd unavailable)",
+            "published",
+            "Spam filter: not checked (rspamd unavailable).",
+        ),
+        (
+            "all",
+            "ham",
+            "not checked (spamassassin unavailable)",
+            "pending",
+            'Every comment waits for approval (moderation "all"). Spam filter: not checked (spamassassin unavailable).',
+        ),
+    ],
+)
+def test_the_filter_s_reason_is_kept_for_the_owner(
+    moderation: str, verdict: Any, why: str, status: str, reason: str
+) -> None:
+    assert status_for(moderation, verdict, 0, False, why) == (status, reason)
+
+
 def test_a_held_comment_keeps_why_it_was_held_for_the_owner(database: Database) -> None:
     site = Site(database, moderation="all")
     site.post()
@@ -367,14 +400,16 @@ def test_replies_nest_one_level_under_a_published_comment(database: Database) ->
 
 def test_a_spam_verdict_is_kept_as_spam_and_nobody_is_mailed(database: Database) -> None:
     class Spam:
-        async def verdict(self, comment: comments.NewComment) -> str:
-            return "spam"
+        async def verdict(self, comment: comments.NewComment) -> Judgement:
+            return Judgement("spam", "rspamd: GTUBE")
 
     site = Site(database, moderation="none")
-    site.comments = Comments(site.settings, database, site.tokens, None, Spam())  # type: ignore[arg-type]
+    site.comments = Comments(site.settings, database, site.tokens, None, Spam())
     site.app = Starlette(routes=site.comments.routes())
     assert site.post().status_code == 200
-    assert [c.status for c in site.stored()] == ["spam"]
+    assert [(c.status, c.reason) for c in site.stored()] == [
+        ("spam", "The spam filter judged it spam (rspamd: GTUBE).")
+    ]
     assert site.mailed.sent == []
 
 

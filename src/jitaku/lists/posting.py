@@ -1,4 +1,4 @@
-"""A list post's path, top to bottom: loop -> auto-reply -> members -> membership -> forged -> DMARC rewrite
+"""A list post's path, top to bottom: loop -> auto-reply -> spam -> members -> membership -> forged -> DMARC rewrite
 -> compose -> words (for search) -> ARC -> per-member DKIM -> commit.
 
 `Posting` lists the stages in that order, one object each (Mailman 3's pipeline of handlers): a stage
@@ -103,6 +103,7 @@ class Posting:
         self.stages: list[Stage] = [
             NotLooped(),
             NotAutomatic(),
+            NotSpam(),
             Members(database, policy),
             FromMember(),
             NotForged(hostname),
@@ -154,6 +155,15 @@ class NotAutomatic:
     async def process(self, post: Post) -> None:
         if not post.item.sender or bounces.is_auto_reply(post.parsed.header):
             raise Drop("an automatic reply or a bounce, not a post")
+
+
+class NotSpam:
+    """A post the MX's filters judged spam (its inbox item's note says why, mail/pipeline.py) waits for the owners:
+    the same filters as everyone's mail, but a list's members must not all get it in their inboxes."""
+
+    async def process(self, post: Post) -> None:
+        if post.item.role == "post" and post.item.note:
+            raise Hold(post.item.note, post.parsed.header)
 
 
 class Members:

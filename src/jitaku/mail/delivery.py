@@ -56,6 +56,7 @@ class ToList:
     recipient: str
     sender: str
     message: bytes
+    note: str | None = None  # a post's: why the MX's filters want it held for the list's owners
 
 
 @dataclass(slots=True)
@@ -75,4 +76,4 @@ def commit(tx: Tx, delivery: Delivery, post_id: int | None = None) -> None:
     for entry in delivery.queued:
         intake.enqueue(tx, entry.queue_id, entry.sender, entry.recipients, entry.body, now, entry.personal, post_id)
     for item in delivery.listed:
-        intake.add_inbox(tx, item.list_address, item.role, item.recipient, item.sender, item.message, now)
+        intake.add_inbox(tx, item.list_address, item.role, item.recipient, item.sender, item.message, now, item.note)

@@ -73,6 +73,7 @@ class InFlight:
     outgoing: bytes = b""  # the copy that leaves for remote recipients, signed when it may be
     for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
     junk: frozenset[str] = frozenset()  # the recipients whose copy the filters put in Junk
+    junk_why: dict[str, str] = field(default_factory=dict)  # why, by recipient: a list holds its post for it
 
 
 class Rejected(Exception):
@@ -199,6 +200,7 @@ class Filter:
         if junk:
             log.event("filtered", queue_id=flight.queue_id, action="junk", to=",".join(sorted(junk)))
         flight.junk = junk
+        flight.junk_why = {o.recipient: o.why for o in made.outcomes if o.place == "junk"}
         flight.message = Message(made.headers + flight.message.added, flight.message.data)
 
 
@@ -260,7 +262,7 @@ class Commit:
         copies = Delivery(
             [Copy(mailbox, delivered, mailbox in junk) for mailbox in routed.local],
             [Entry(flight.queue_id, sender, routed.remote, flight.outgoing)] if routed.remote else [],
-            [_to_list(accepted, sender, posted) for accepted in routed.listed],
+            [_to_list(accepted, sender, posted, flight.junk_why.get(accepted.recipient)) for accepted in routed.listed],
         )
 
         def commit(tx: Tx) -> None:
@@ -300,7 +302,9 @@ def _junk_mailboxes(recipients: tuple[Accepted, ...], junk: frozenset[str]) -> s
     return {mailbox for mailbox, junked in leading.items() if all(junked)}
 
 
-def _to_list(accepted: Accepted, sender: str, message: bytes) -> ToList:
+def _to_list(accepted: Accepted, sender: str, message: bytes, junked: str | None) -> ToList:
+    """A post the filters junked goes to the list with why, and the list holds it for its owners (issue 23)."""
     assert accepted.list_role is not None
     list_address, role = accepted.list_role
-    return ToList(list_address, role, accepted.recipient, sender, message)
+    note = f"spam: {junked}" if junked is not None and role == "post" else None
+    return ToList(list_address, role, accepted.recipient, sender, message, note)

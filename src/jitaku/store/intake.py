@@ -21,7 +21,7 @@ _ADD_RECIPIENT = "INSERT INTO queue_recipients (queue_id, recipient, sender, pre
 _FIND_LIST = "SELECT id FROM lists WHERE address = ?"
 _ADD_INBOX_ITEM = (
     "INSERT INTO list_inbox (list_id, role, recipient, sender, received_at, note, attempts, next_try, body)"
-    " VALUES (?, ?, ?, ?, ?, NULL, 0, 0.0, ?)"
+    " VALUES (?, ?, ?, ?, ?, ?, 0, 0.0, ?)"
 )
 
 
@@ -45,9 +45,11 @@ def enqueue(
     tx.run_many(_ADD_RECIPIENT, rows)
 
 
-def add_inbox(tx: Tx, list_address: str, role: ListRole, recipient: str, sender: str, body: bytes, now: float) -> None:
-    """Mail for a list, for its runner to take after the commit."""
+def add_inbox(
+    tx: Tx, list_address: str, role: ListRole, recipient: str, sender: str, body: bytes, now: float, note: str | None
+) -> None:
+    """Mail for a list, for its runner to take after the commit; NOTE, why the filters want a post held."""
     found = tx.run(_FIND_LIST, (list_address,))
     if not found:  # deleted since RCPT: the client must hear it was not taken
         raise AccountError(f"list {list_address} no longer exists")
-    tx.run(_ADD_INBOX_ITEM, (found[0][0], role, recipient, sender, now, body))
+    tx.run(_ADD_INBOX_ITEM, (found[0][0], role, recipient, sender, now, note, body))

@@ -74,23 +74,28 @@ class Saved:
     status: str
 
 
-def status_for(moderation: str, verdict: Verdict, links: int, approved_before: bool) -> tuple[str, str]:
+def status_for(moderation: str, verdict: Verdict, links: int, approved_before: bool, why: str = "") -> tuple[str, str]:
     """What a new comment becomes, and why in a sentence the owner reads in the moderation queue (none when it
-    is published): the filter's spam is spam; held by the filter, or with more than MAX_LINKS links, it waits
-    whatever the moderation; else `[blog] moderation` decides."""
+    is published, unless the filter said something, such as that it could not check it): the filter's spam is
+    spam; held by the filter, or with more than MAX_LINKS links, it waits whatever the moderation; else
+    `[blog] moderation` decides. WHY is the filter's own reason."""
     from jitaku.blog.comment_text import MAX_LINKS
 
+    said = f" ({why})" if why else ""
     if verdict == "spam":
-        return SPAM, "The spam filter judged it spam."
+        return SPAM, f"The spam filter judged it spam{said}."
     if verdict == "hold":
-        return PENDING, "The spam filter asked for it to be held."
+        return PENDING, f"The spam filter asked for it to be held{said}."
+    filtered = f"Spam filter: {why}." if why else ""
     if links > MAX_LINKS:
-        return PENDING, f"It has {links} links (more than {MAX_LINKS} are always held)."
-    if moderation == "none" or (moderation == "first" and approved_before):
-        return PUBLISHED, ""
-    if moderation == "first":
-        return PENDING, 'First comment from this author (moderation "first").'
-    return PENDING, 'Every comment waits for approval (moderation "all").'
+        status, reason = PENDING, f"It has {links} links (more than {MAX_LINKS} are always held)."
+    elif moderation == "none" or (moderation == "first" and approved_before):
+        status, reason = PUBLISHED, ""
+    elif moderation == "first":
+        status, reason = PENDING, 'First comment from this author (moderation "first").'
+    else:
+        status, reason = PENDING, 'Every comment waits for approval (moderation "all").'
+    return status, " ".join(part for part in (reason, filtered) if part)
 
 
 def _has_control(text: str, allowed: str = "") -> bool:
@@ -339,7 +344,7 @@ class Comments:
             nonce=nonce,
             created_at=now,
         )
-        verdict = await self._filter.verdict(new)
+        judged = await self._filter.verdict(new)
         moderation = self._settings.blog.moderation
         count = links(new.body)
 
@@ -350,7 +355,7 @@ class Comments:
             if new.parent_id is not None and not comments.can_reply_to(tx, new.parent_id, post_id):
                 return Refused(400, "no_parent")
             before = moderation == "first" and comments.approved_before(tx, new.author, new.email)
-            status, reason = status_for(moderation, verdict, count, before)
+            status, reason = status_for(moderation, judged.verdict, count, before, judged.why)
             return Saved(comments.add(tx, new, status, reason), status)
 
         try:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from jitaku import dns_records, store
+from jitaku.blog import comment_filter
 from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
@@ -76,7 +77,8 @@ def build(
         return JSONResponse(await snapshot())
 
     pages = PageCache(database)
-    comments = Comments(settings, database, tokens, notices, changed=pages.invalidate)
+    spam_filter = comment_filter.from_settings(settings.filters, database, settings.mail_hostname)
+    comments = Comments(settings, database, tokens, notices, spam_filter, changed=pages.invalidate)
     site = Site(settings, database, pages, comments)
     searches = Searches(database)  # the site's and the list archives'
     app = Starlette(
