@@ -1,4 +1,4 @@
-"""A comment as the spam engines read it (blog/comment_filter.py): a mail message whose From is the reader, whose
+"""A comment as the spam engines read it (web/comment_filter.py): a mail message whose From is the reader, whose
 Subject is the post's title and whose body is the comment in UTF-8, with the reader's address in a Received line."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.policy import default as default_policy
 
-from jitaku.blog.comment_filter import as_message
 from jitaku.store.comments import NewComment
+from jitaku.web.comment_filter import as_message
 
 
 def test_a_japanese_comment_becomes_a_message_an_engine_reads() -> None:

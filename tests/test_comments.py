@@ -21,11 +21,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import Message, Receive, Scope, Send
 
-from jitaku.blog.comment_filter import Judgement
 from jitaku.config import Settings
 from jitaku.store import Database, accounts, blog, comments
 from jitaku.store.blog import NewPost
 from jitaku.web.bodies import BodyLimit
+from jitaku.web.comment_filter import Judgement
 from jitaku.web.comment_mail import CommentMail
 from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
 from jitaku.web.comments import Comments, status_for

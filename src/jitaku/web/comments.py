@@ -26,7 +26,6 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from jitaku import addresses, log
-from jitaku.blog.comment_filter import CommentFilter, NoFilter, Verdict
 from jitaku.blog.paths import path_url
 from jitaku.config import Settings
 from jitaku.store import Database, Tx, comments
@@ -34,6 +33,7 @@ from jitaku.store.comments import PENDING, PUBLISHED, SPAM, Comment, NewComment
 from jitaku.store.errors import StoreError
 from jitaku.store.statements import Statements
 from jitaku.web.bodies import DROP_AT_MOST
+from jitaku.web.comment_filter import CommentFilter, NoFilter, Verdict
 from jitaku.web.comment_mail import CommentMail
 from jitaku.web.comment_tokens import COOKIE, CommentTokens, TokenRefused
 from jitaku.web.comment_words import ENGLISH, words

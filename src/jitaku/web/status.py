@@ -18,12 +18,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from jitaku import dns_records, store
-from jitaku.blog import comment_filter
 from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import archive, auth, buddy, csrf, feeds, lists
+from jitaku.web import archive, auth, buddy, comment_filter, csrf, feeds, lists
 from jitaku.web.admin import posts
 from jitaku.web.admin.comments import CommentsAdmin
 from jitaku.web.admin.lists import ListsAdmin
