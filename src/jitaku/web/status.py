@@ -25,6 +25,7 @@ from jitaku.store import Database
 from jitaku.web import archive, auth, buddy, csrf, feeds, lists
 from jitaku.web.admin import posts
 from jitaku.web.admin.comments import CommentsAdmin
+from jitaku.web.admin.filters import FiltersAdmin
 from jitaku.web.admin.lists import ListsAdmin
 from jitaku.web.admin.page import AdminPages
 from jitaku.web.admin.queue import QueueAdmin
@@ -90,6 +91,7 @@ def build(
             *RedirectsAdmin(admin, settings, database, pages.invalidate).routes(),
             *ListsAdmin(admin, database).routes(),
             *QueueAdmin(admin, database).routes(),
+            *FiltersAdmin(admin, settings, database).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
             *archive.routes(settings, database, mail, secret, searches),

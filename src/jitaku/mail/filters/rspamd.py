@@ -93,6 +93,18 @@ class Rspamd:
             raise EngineError(ENGINE, f"{path} did not succeed{error}")
         return True
 
+    async def ping(self) -> None:
+        """rspamd's workers answer GET /ping with "pong" (for the health check); EngineError otherwise."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                response = await self._client.get(f"{self.url}/ping")
+        except (TimeoutError, httpx.TimeoutException):
+            raise EngineError(ENGINE, f"no answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as error:
+            raise EngineError(ENGINE, f"{type(error).__name__}: {str(error)[:200] or 'no detail'}") from None
+        if response.status_code != 200 or response.content[:16].strip().lower() != b"pong":
+            raise EngineError(ENGINE, f"HTTP {response.status_code} from /ping{_error_text(response.content[:1024])}")
+
     async def close(self) -> None:
         await self._client.aclose()
 
