@@ -48,7 +48,7 @@ def check(server: Jitaku, *names: str) -> tuple[int, dict[str, dict[str, Any]]]:
 def filtered(jitaku_factory: Any, clamd: Clamd, rspamd_engine: Rspamd, spamd: Spamd) -> Iterator[Jitaku]:  # noqa: F811
     server: Jitaku = jitaku_factory()
     server.settings["filters"] = engines_on(clamd, rspamd_engine, spamd)
-    server.settings["health"] = {"enabled": False, "interval": 1}  # the daemon's tallies reach the store each second
+    server.settings["health"] = {"interval": 1}  # the monitor checks, and the tallies reach the store, each second
     server.write_config()
     server.init(ALICE, BOB)
     server.start()
@@ -76,6 +76,16 @@ def test_each_engine_is_a_check_result_with_the_days_counts(filtered: Jitaku) ->
     metrics = wait_until(counted, timeout=15, interval=0.5)
     assert metrics == {"rejected": 1, "junked": 1, "viruses": 0, "unchecked": 0}
     assert "1 rejected, 1 junked" in check(filtered, "filters")[1]["clamav"]["sentence"]
+
+    def shown() -> dict[str, dict[str, Any]]:  # the dashboard, from what the daemon's monitor found
+        web = f"http://127.0.0.1:{filtered.web_port}"
+        found = {c["check"]: c for c in httpx.get(f"{web}/api/health").json()["checks"]}
+        return found if all(found.get(n, {}).get("metrics", {}).get("junked") for n in ENGINES) else {}
+
+    dashboard = wait_until(shown, timeout=15, interval=0.5)
+    assert {dashboard[n]["state"] for n in ENGINES} == {"ok"}
+    page = httpx.get(f"http://127.0.0.1:{filtered.web_port}/admin/health")
+    assert page.status_code == 200 and all(f"{n} at " in page.text for n in ENGINES)
 
 
 def test_an_engine_that_does_not_answer_is_a_warning_naming_it(
