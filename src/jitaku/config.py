@@ -408,6 +408,7 @@ class HealthSettings(_Section):
     buddy: BuddySettings = BuddySettings()
     ddns: CheckSettings = CheckSettings()
     relay: CheckSettings = CheckSettings()
+    filters: CheckSettings = CheckSettings()  # the spam and virus engines: a result for each
 
     def interval_of(self, check: str) -> float:
         own = getattr(self, check, None)

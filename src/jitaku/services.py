@@ -132,6 +132,7 @@ async def _run(
     # queue and list runner poll every second anyway.
     queue_due, list_inbox = asyncio.Event(), asyncio.Event()
     scanning = Scanning(settings.filters, scanners(settings.filters))
+    tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
     pipeline = Pipeline(
         hostname,
         database,
@@ -140,6 +141,7 @@ async def _run(
         wake_lists=list_inbox.set,
         filters=settings.filters,
         scanning=scanning,
+        count=tally.count,
     )
     queue = Queue(
         settings.queue,
@@ -156,7 +158,6 @@ async def _run(
     lists = ListRunner(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
     authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
-    tally = Tally(database, every=min(TALLY_EVERY, settings.health.interval))
     greylisting = Greylisting(settings.filters.greylist, database) if settings.filters.greylist.enabled else None
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
     handlers = {

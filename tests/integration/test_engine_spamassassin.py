@@ -207,3 +207,18 @@ def test_failures(
     if answer is ex_error:
         with pytest.raises(EngineError, match="spamd error 76"):
             asyncio.run(sa.learn(PLAIN, spam=True))
+
+
+def test_ping_answers_pong_and_a_dead_or_strange_spamd_is_an_engine_error(
+    spamd: Spamd, fake_spamd: Callable[[Callable[[socket.socket], None]], EngineAddress]
+) -> None:
+    asyncio.run(client(spamd).ping())  # the health check's question: PING, PONG
+    for answer, error in (
+        (garbage, "spamassassin: not PONG: 'HTTP/1.1 500 Internal Server Error'"),
+        (hang, "spamassassin: no answer within 0.5 s"),
+    ):
+        with pytest.raises(EngineError) as caught:
+            asyncio.run(SpamAssassin(fake_spamd(answer), timeout=0.5).ping())
+        assert str(caught.value) == error
+    with pytest.raises(EngineError, match="connection refused"):
+        asyncio.run(SpamAssassin(EngineAddress("127.0.0.1", free_port()), timeout=0.5).ping())

@@ -19,6 +19,7 @@ from jitaku.health import (
     diskage,
     disks,
     dns,
+    filters,
     history,
     mailflow,
     raid,
@@ -164,7 +165,16 @@ async def _relay(context: Context) -> Result | None:
     return relay.check(context.config.settings, states)
 
 
-CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
+async def _filters(context: Context) -> list[Result]:
+    since = time.time() - filters.DAY
+    counts = await context.database.query(
+        lambda statements: {kind: store.tallies.total(statements, kind, since) for kind in store.tallies.FILTER_KINDS}
+    )
+    return await filters.check(context.config.settings.filters, counts)
+
+
+# A check gives one result, none (nothing of it here), or several: the filters' one for each engine
+CHECKS: dict[str, Callable[[Context], Awaitable[Result | list[Result] | None]]] = {
     "raid": _raid,
     "smart": _smart,
     "diskage": _diskage,
@@ -178,6 +188,7 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | None]]] = {
     "buddy": _buddy,
     "reachability": _reachability,
     "relay": _relay,
+    "filters": _filters,
 }
 
 
@@ -187,22 +198,23 @@ def timeout(name: str, context: Context) -> float:
     return max(TIMEOUT, health.mailflow.deadline + TIMEOUT) if name == "mailflow" else TIMEOUT
 
 
-async def run(name: str, context: Context) -> Result | None:
-    """One check; a check that breaks or hangs is itself a warning, never the monitor's end."""
+async def run(name: str, context: Context) -> list[Result]:
+    """One check's results; a check that breaks or hangs is itself a warning, never the monitor's end."""
     try:
         async with asyncio.timeout(timeout(name, context)):  # not wait_for: in 3.11 it can lose a cancellation
-            return await CHECKS[name](context)
+            found = await CHECKS[name](context)
+        return found if isinstance(found, list) else [] if found is None else [found]
     except TimeoutError:
         log.event("check_error", check=name, error="timeout")
         seconds = timeout(name, context)
         ja = f"{name} のチェックが {seconds:.0f} 秒たっても終わりませんでした。"
-        return Result(name, State.WARNING, f"the {name} check did not finish in {seconds:.0f} s.", ja=ja)
+        return [Result(name, State.WARNING, f"the {name} check did not finish in {seconds:.0f} s.", ja=ja)]
     except Exception as error:
         log.event("check_error", check=name, error=repr(error))
         ja = f"{name} のチェック自体が失敗しました: {error!r}。"
-        return Result(name, State.WARNING, f"the {name} check itself failed: {error!r}.", ja=ja)
+        return [Result(name, State.WARNING, f"the {name} check itself failed: {error!r}.", ja=ja)]
 
 
 async def run_all(context: Context, names: list[str] | None = None) -> list[Result]:
     results = await asyncio.gather(*(run(name, context) for name in names or CHECKS))
-    return [result for result in results if result is not None]
+    return [result for found in results for result in found]

@@ -67,8 +67,7 @@ class Monitor:
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def _check(self, name: str) -> None:
-        result = await checks.run(name, self._context)
-        if result is not None:
+        for result in await checks.run(name, self._context):
             await self.judge(result, time.time())
 
     async def judge(self, result: Result, now: float) -> None:

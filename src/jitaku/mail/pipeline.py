@@ -23,7 +23,7 @@ from jitaku.mail.filters import decision
 from jitaku.mail.filters.scanning import Scanning
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.policy import Accepted
-from jitaku.store import Database, Tx
+from jitaku.store import Database, Tx, tallies
 from jitaku.store import filters as rules
 
 
@@ -98,14 +98,16 @@ class Pipeline:
         wake_lists: Callable[[], None],
         filters: FiltersSettings | None = None,
         scanning: Scanning | None = None,
+        count: Callable[[str], None] | None = None,
     ) -> None:
         """FILTERS and SCANNING, the spam and virus filters: without them, no engine is asked, and only the
-        allow and block lists of `jitaku filter` apply."""
+        allow and block lists of `jitaku filter` apply. COUNT(kind) tallies what the filters made of a message
+        (store/tallies.py FILTER_KINDS), for the health check."""
         settings = filters or FiltersSettings()
         self.stages: list[Stage] = [
             Trace(hostname),
             Check(hostname),
-            Filter(settings, database, scanning or Scanning(settings, [])),
+            Filter(settings, database, scanning or Scanning(settings, []), count),
             Route(),
             Sign(signer),
             Vouch(hostname),
@@ -162,10 +164,17 @@ class Filter:
     the allow and block lists of each recipient: the message is refused whole (Rejected), or each recipient's
     copy goes to INBOX or Junk, with the X-Spam headers above it. A bounce made here is not filtered."""
 
-    def __init__(self, settings: FiltersSettings, database: Database, scanning: Scanning) -> None:
+    def __init__(
+        self,
+        settings: FiltersSettings,
+        database: Database,
+        scanning: Scanning,
+        count: Callable[[str], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._database = database
         self._scanning = scanning
+        self._count = count or (lambda kind: None)
 
     async def process(self, flight: InFlight) -> None:
         arrival, session = flight.arrival, flight.arrival.session
@@ -195,10 +204,17 @@ class Filter:
         made = decision.decide(self._settings, verdicts, failures, recipients, listed, authenticated)
         if made.refused is not None:
             log.event("filtered", queue_id=flight.queue_id, action="refused", reply=str(made.refused))
+            if made.refused.code == 554:
+                self._count(tallies.FILTER_VIRUSES)
+            elif made.refused.code == 550:
+                self._count(tallies.FILTER_REJECTED)
             raise Rejected(str(made.refused))
         junk = frozenset(o.recipient for o in made.outcomes if o.place == "junk")
         if junk:
             log.event("filtered", queue_id=flight.queue_id, action="junk", to=",".join(sorted(junk)))
+            self._count(tallies.FILTER_JUNKED)
+        if failures:
+            self._count(tallies.FILTER_UNCHECKED)
         flight.junk = junk
         flight.junk_why = {o.recipient: o.why for o in made.outcomes if o.place == "junk"}
         flight.message = Message(made.headers + flight.message.added, flight.message.data)

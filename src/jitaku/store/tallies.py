@@ -30,6 +30,12 @@ KINDS = (SMTP_SESSIONS, MAIL_IN, MAIL_OUT)
 BOUNCED = "bounced"  # recipients refused for good, or given up on: the sender gets a bounce
 DEFERRED = "deferred"  # delivery attempts to a recipient that will be tried again
 GREYLISTED = "greylisted"  # recipients of the MX answered 451 by greylisting ([filters.greylist])
+# What the spam and virus filters made of messages (issue 23), one count a message
+FILTER_REJECTED = "filter_rejected"  # refused as spam or from a blocked sender (550)
+FILTER_JUNKED = "filter_junked"  # delivered, to Junk for at least one recipient
+FILTER_VIRUSES = "filter_viruses"  # refused for a virus (554)
+FILTER_UNCHECKED = "filter_unchecked"  # delivered while an engine gave no verdict (on_error = "accept")
+FILTER_KINDS = (FILTER_REJECTED, FILTER_JUNKED, FILTER_VIRUSES, FILTER_UNCHECKED)
 CARRIED = 0  # the minute that holds the counts of every pruned minute
 _ADD = (
     "INSERT INTO tallies (minute, kind, count) VALUES (?, ?, ?)"

@@ -25,6 +25,7 @@ from jitaku.store import Database
 from jitaku.web import archive, auth, buddy, comment_filter, csrf, feeds, lists
 from jitaku.web.admin import posts
 from jitaku.web.admin.comments import CommentsAdmin
+from jitaku.web.admin.filters import FiltersAdmin
 from jitaku.web.admin.lists import ListsAdmin
 from jitaku.web.admin.page import AdminPages
 from jitaku.web.admin.queue import QueueAdmin
@@ -91,6 +92,7 @@ def build(
             *RedirectsAdmin(admin, settings, database, pages.invalidate).routes(),
             *ListsAdmin(admin, database).routes(),
             *QueueAdmin(admin, database).routes(),
+            *FiltersAdmin(admin, settings, database).routes(),
             *buddy.routes(settings, database),
             *lists.routes(database, requests),
             *archive.routes(settings, database, mail, secret, searches),

@@ -93,6 +93,24 @@ class Rspamd:
             raise EngineError(ENGINE, f"{path} did not succeed{error}")
         return True
 
+    async def ping(self) -> None:
+        """rspamd's workers answer GET /ping with "pong" (for the health check); EngineError otherwise."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("GET", f"{self.url}/ping") as response:
+                    body = b""
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > 1024:  # "pong\r\n"; anything longer is not rspamd's answer
+                            break
+                    status = response.status_code
+        except (TimeoutError, httpx.TimeoutException):
+            raise EngineError(ENGINE, f"no answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as error:
+            raise EngineError(ENGINE, f"{type(error).__name__}: {str(error)[:200] or 'no detail'}") from None
+        if status != 200 or body.strip().lower() != b"pong":
+            raise EngineError(ENGINE, f"HTTP {status} from /ping{_error_text(body[:1024])}")
+
     async def close(self) -> None:
         await self._client.aclose()
 

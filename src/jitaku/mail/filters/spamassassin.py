@@ -75,6 +75,25 @@ class SpamAssassin:
         headers, _ = await self._request(b"TELL", message, {"Message-class": "spam" if spam else "ham", "Set": "local"})
         return "local" in headers.get("didset", "") or "local" in headers.get("didremove", "")
 
+    async def ping(self) -> None:
+        """spamd answers PING with PONG (for the health check); EngineError otherwise."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                reader, writer = await self._connect()
+                try:
+                    writer.write(b"PING " + PROTOCOL + b"\r\n\r\n")
+                    await writer.drain()
+                    status = await _read_line(reader)
+                finally:
+                    writer.close()
+        except TimeoutError:
+            raise EngineError(NAME, f"no answer within {self.timeout:g} s") from None
+        except (OSError, EOFError, asyncio.IncompleteReadError) as error:
+            raise EngineError(NAME, _describe(error)) from None
+        match = STATUS.fullmatch(status or b"")
+        if match is None or match.group(1) != b"0" or match.group(2).strip() != b"PONG":
+            raise EngineError(NAME, f"not PONG: {_short((status or b'').decode('latin-1'))!r}")
+
     async def close(self) -> None:
         """Nothing held between calls: spamd closes each connection after its answer."""
 
@@ -92,10 +111,7 @@ class SpamAssassin:
 
     async def _exchange(self, command: bytes, message: bytes, extra: dict[str, str]) -> tuple[dict[str, str], bytes]:
         message = _cut(message, self.max_size)
-        if self.address.path:
-            reader, writer = await asyncio.open_unix_connection(self.address.path, limit=MAX_LINE)
-        else:
-            reader, writer = await asyncio.open_connection(self.address.host, self.address.port, limit=MAX_LINE)
+        reader, writer = await self._connect()
         try:
             lines = [command + b" " + PROTOCOL, b"Content-length: %d" % len(message)]
             if self.user:
@@ -111,6 +127,11 @@ class SpamAssassin:
                 await writer.wait_closed()
             except OSError:
                 pass
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.address.path:
+            return await asyncio.open_unix_connection(self.address.path, limit=MAX_LINE)
+        return await asyncio.open_connection(self.address.host, self.address.port, limit=MAX_LINE)
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
