@@ -79,3 +79,12 @@ def test_what_an_engine_says_reaches_a_header_as_printable_ascii_only() -> None:
     assert b"rspamd=A_B,C_D,__,X_Y" in found.headers
     refusing = decide(FiltersSettings(reject_score=5), [odd], [], ["a@x.test"], unlisted).refused
     assert refusing is not None and "\r" not in refusing.text and "\n" not in refusing.text
+
+
+def test_many_long_rule_names_are_folded_into_lines_a_server_takes() -> None:
+    many = Verdict("rspamd", score=1.0, symbols=tuple(f"RULE_{n:02d}_" + "X" * 57 for n in range(40)))
+    headers = decide(SETTINGS, [many], [], ["a@x.test"], unlisted).headers.decode("ascii")
+    lines = headers.split("\r\n")
+    assert max(len(line) for line in lines) <= 100 and all(line.startswith((" ", "X-")) for line in lines if line)
+    unfolded = headers.replace("\r\n ", "")
+    assert all(f"RULE_{n:02d}_" in unfolded for n in range(40))

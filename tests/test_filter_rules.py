@@ -97,3 +97,9 @@ def test_bad_input_is_named_and_changes_nothing(data: Path) -> None:
         result = jitaku(data, "filter", *args)
         assert result.returncode == 1 and said in result.stderr and "Traceback" not in result.stderr, args
     assert json.loads(jitaku(data, "filter", "list", "--json").stdout) == []
+
+
+def test_a_users_lists_apply_to_mail_that_reaches_them_through_an_alias() -> None:
+    rules = [rule("user", "kenji@example.test", "block", "spam.example")]
+    assert decide(rules, "info@example.test", "x@spam.example", mailbox="kenji@example.test") == "block"
+    assert decide(rules, "info@example.test", "x@spam.example", mailbox="yuki@example.test") is None

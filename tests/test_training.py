@@ -121,3 +121,20 @@ def test_each_engine_learns_a_message_once_and_one_down_is_retried_then_given_up
     _run_all(Learning(database, [dead]), database, monkeypatch)
     assert caplog.text.count("event=learn_failed engine=spamassassin") == 3
     assert 'retry="no (given up)"' in caplog.text and database.query_now(training.waiting) == 0
+
+
+def test_a_message_expunged_before_it_is_learned_takes_its_item_along_and_no_later_message_is_taught(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _moved_into_junk(database, b"Subject: offer\r\n\r\ncheap watches\r\n")
+    assert database.query_now(training.waiting) == 1
+    with database.transaction() as connection:  # Junk emptied while the engines were down
+        (junk,) = [m.uid for m in mailstore.list_messages(connection, ALICE, "Junk")]
+        mailstore.store_flags(connection, ALICE, "Junk", [junk], {"\\Deleted"}, "add")
+        mailstore.expunge(connection, ALICE, "Junk")
+    assert database.query_now(training.waiting) == 0  # gone with its message
+    with database.transaction() as connection:  # SQLite may give the next message the expunged one's id
+        mailstore.append(connection, ALICE, b"Subject: from mother\r\n\r\nhello\r\n")
+    engine = Engine("rspamd")
+    _run_all(Learning(database, [engine]), database, monkeypatch)
+    assert engine.taught == [] and database.query_now(training.waiting) == 0

@@ -198,8 +198,10 @@ class Filter:
         if not verdicts and not failures and not found:
             return
 
+        mailboxes = {r.recipient: r.mailbox for r in arrival.recipients}
+
         def listed(recipient: str) -> str | None:
-            return rules.decide(found, recipient, arrival.sender)
+            return rules.decide(found, recipient, arrival.sender, mailboxes.get(recipient))
 
         made = decision.decide(self._settings, verdicts, failures, recipients, listed, authenticated)
         if made.refused is not None:

@@ -80,12 +80,13 @@ def rules(source: Connection | Statements) -> list[Rule]:
     return [Rule(int(r[0]), r[1], str(r[2]), r[3], str(r[4])) for r in rows]
 
 
-def decide(found: Iterable[Rule], recipient: str, sender: str) -> Action | None:
-    """What the lists say of mail from SENDER (an envelope or From address) to RECIPIENT: "allow", "block", or
-    None when no list names the sender."""
+def decide(found: Iterable[Rule], recipient: str, sender: str, mailbox: str | None = None) -> Action | None:
+    """What the lists say of mail from SENDER (an envelope or From address) to RECIPIENT, whose user is MAILBOX
+    (an alias leads to its user, whose own lists then apply): "allow", "block", or None when no list names the
+    sender."""
     recipient, sender = recipient.lower(), sender.lower()
     domain = recipient.rpartition("@")[2]
-    owners: dict[Scope, str] = {"user": recipient, "domain": domain, "global": ""}
+    owners: dict[Scope, str] = {"user": (mailbox or recipient).lower(), "domain": domain, "global": ""}
     names = _names(sender)
     for scope in SCOPES:
         matching = [r for r in found if r.scope == scope and r.owner == owners[scope] and r.pattern in names]

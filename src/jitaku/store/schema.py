@@ -500,3 +500,18 @@ filter_learned = Table(
     Column("learned_at", Float, nullable=False),
     PrimaryKeyConstraint("digest", "spam"),
 )
+
+# What users taught the engines over IMAP and is not learned yet (store/training.py): an expunged message takes
+# its item with it, so that a later message given the same id is never taught for it
+filter_training = Table(
+    "filter_training",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("message_id", Integer, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("spam", Boolean, nullable=False),
+    Column("engines", String(64), nullable=False, server_default=""),  # those that learned it already
+    Column("tries", Integer, nullable=False, server_default="0"),
+    Column("due_at", Float, nullable=False),
+)
+Index("filter_training_due", filter_training.c.due_at)
+Index("filter_training_message", filter_training.c.message_id)

@@ -176,8 +176,9 @@ async def _reply(reader: asyncio.StreamReader) -> str:
 
 
 def _complete(reply: str) -> bool:
-    """REPLY is one after which clamd goes on with the session."""
-    return reply in ("stream: OK", "PONG") or _FOUND.fullmatch(reply) is not None
+    """REPLY is one after which the session may serve the next scan: not after a FOUND, which a clamd with
+    AllMatchScan follows with a reply for each other signature matched, that the next scan would read as its own."""
+    return reply in ("stream: OK", "PONG")
 
 
 def _refusal(reply: str) -> EngineError:

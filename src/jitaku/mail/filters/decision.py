@@ -137,8 +137,25 @@ def _headers(spam: Sequence[Verdict], failures: Sequence[EngineError], settings:
         lines.append(f"X-Spam-Score: {score:.1f}")
     symbols = [f"{v.engine}={','.join(_token(s) for s in v.symbols[:MAX_SYMBOLS])}" for v in spam if v.symbols]
     if symbols:
-        lines.append("X-Spam-Symbols: " + ";\r\n ".join(symbols))
+        lines.append(_folded("X-Spam-Symbols: " + ";\r\n ".join(symbols)))
     return "".join(line + "\r\n" for line in lines).encode("ascii")
+
+
+def _folded(field: str, width: int = 78) -> str:
+    """FIELD with each line kept near WIDTH by folding after a comma (RFC 5322 §2.2.3): 40 rules of 64 characters
+    on one line would pass the 998 a line may have, and a server down the way may refuse the message for it."""
+    lines = []
+    for line in field.split("\r\n"):
+        while len(line) > width:
+            at = line.rfind(",", 0, width)
+            if at <= 0:
+                at = line.find(",", width)  # a rule's name longer than the width: its line ends after it
+            if at <= 0 or at == len(line) - 1:
+                break
+            lines.append(line[: at + 1])
+            line = " " + line[at + 1 :]
+        lines.append(line)
+    return "\r\n".join(lines)
 
 
 def _token(symbol: str) -> str:
