@@ -74,12 +74,15 @@ def test_plain_and_japanese_mail_reach_inbox_with_the_engines_headers(filtered: 
     ):
         result = send(filtered, "--header", f"Subject: {subject}", *extra, "--body", body)
         assert result.returncode == 0, result.stdout
+    forged = send(filtered, "--header", "X-Spam-Status: No, trust me", "--header", "Subject: hi", "--body", "hello")
+    assert forged.returncode == 0, forged.stdout
     stored = folder(filtered, ALICE)
-    assert len(stored) == 2 and folder(filtered, ALICE, "Junk") == []
+    assert len(stored) == 3 and folder(filtered, ALICE, "Junk") == []
     for message in stored:
         head = message.split(b"\r\n\r\n", 1)[0]
         assert b"X-Spam-Status: No\r\n" in head and b"X-Spam-Score: " in head, head
         assert b"X-Spam-Symbols: " in head and b"rspamd=" in head
+        assert head.count(b"X-Spam-Status:") == 1 and b"trust me" not in head  # only ours
 
 
 def test_the_lists_decide_before_the_scores_and_one_reply_serves_every_recipient(filtered: Jitaku) -> None:

@@ -219,7 +219,8 @@ class Filter:
             self._count(tallies.FILTER_UNCHECKED)
         flight.junk = junk
         flight.junk_why = {o.recipient: o.why for o in made.outcomes if o.place == "junk"}
-        flight.message = Message(made.headers + flight.message.added, flight.message.data)
+        data = decision.without_ours(flight.message.data) if made.headers else flight.message.data
+        flight.message = Message(made.headers + flight.message.added, data)
 
 
 class Route:

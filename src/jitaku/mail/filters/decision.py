@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from jitaku.config import FiltersSettings
+from jitaku.mail import headers as fields
 from jitaku.mail.filters.verdict import EngineError, Verdict
 
 Place = Literal["inbox", "junk", "refused"]
 REFUSING_ACTIONS = frozenset({"reject"})
 JUNKING_ACTIONS = frozenset({"add header", "rewrite subject", "spam"})
 MAX_SYMBOLS = 40  # in the header that names them: enough to read, never a header of kilobytes
+OURS = (b"x-spam-status", b"x-spam-score", b"x-spam-symbols")  # the fields _headers writes
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,16 @@ def _folded(field: str, width: int = 78) -> str:
             line = " " + line[at + 1 :]
         lines.append(line)
     return "\r\n".join(lines)
+
+
+def without_ours(message: bytes) -> bytes:
+    """MESSAGE without the X-Spam fields we write, as a sender may have put them there ("X-Spam-Status: No" above
+    a spam, for a mail program's rules to trust): only ours are read. MESSAGE itself when it has none."""
+    head = fields.header_section(message).lower()
+    if b"x-spam-" not in head:
+        return message
+    found, body = fields.split_fields(message)
+    return b"".join(field for field in found if fields.field_name(field).encode() not in OURS) + body
 
 
 def _token(symbol: str) -> str:
