@@ -113,7 +113,8 @@ def test_envelope_reaches_rspamd(rspamd_engine: RspamdEngine) -> None:  # noqa: 
     assert "ip: 198.51.100.23" in line
     assert "from: <alice@example.com>" in line
     assert "rcpts: <bob@example.jp,carol@example.jp>" in line
-    assert "{helo-name.example.net;}" in line  # HFILTER's HELO symbols name it
+    # The HELO shows only in the options of HFILTER's HELO symbols, which depend on how far rspamd's DNS lookups
+    # got before their timeout (here they go nowhere): on a loaded machine none may fire, so it is not asserted
 
     # Authenticated: the User header, and the Hostname header (no HFILTER_HOSTNAME_UNKNOWN then).
     queue_id = "JQ" + uuid.uuid4().hex[:10].upper()
