@@ -29,7 +29,7 @@ def engines(settings: FiltersSettings) -> list[tuple[str, str, Ping, Callable[[]
     if settings.rspamd is not None:
         from jitaku.mail.filters.rspamd import Rspamd
 
-        rspamd = Rspamd(settings.rspamd.url, timeout=settings.timeout)
+        rspamd = Rspamd.from_settings(settings)
         found.append(("rspamd", rspamd.url, rspamd.ping, rspamd.close))
     if settings.spamassassin is not None:
         from jitaku.mail.filters.spamassassin import SpamAssassin

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from jitaku import log
 from jitaku.config import FiltersSettings
+from jitaku.mail.filters.scanning import spam_engines
 from jitaku.mail.filters.verdict import EngineError, Learner
 from jitaku.store import Database, training
 
@@ -21,24 +22,7 @@ POLL_SECONDS = 1.0  # IMAP may run in worker processes: nobody can wake us, so l
 
 def learners(settings: FiltersSettings) -> list[Learner]:
     """The engines SETTINGS turns on that learn (ClamAV does not), each with its own connections."""
-    found: list[Learner] = []
-    if settings.rspamd is not None:
-        from jitaku.mail.filters.rspamd import Rspamd
-
-        rspamd = settings.rspamd
-        found.append(
-            Rspamd(
-                rspamd.url,
-                timeout=settings.timeout,
-                password=rspamd.password,
-                controller_url=rspamd.controller_url or None,
-            )
-        )
-    if settings.spamassassin is not None:
-        from jitaku.mail.filters.spamassassin import SpamAssassin
-
-        found.append(SpamAssassin.from_settings(settings))
-    return found
+    return list(spam_engines(settings))
 
 
 class Learning:

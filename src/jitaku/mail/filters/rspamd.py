@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
+
+if TYPE_CHECKING:
+    from jitaku.config import FiltersSettings
 
 ENGINE = "rspamd"
 MAX_ANSWER = 1024 * 1024  # a verdict with every symbol and its options is a few kB; this is far beyond any
@@ -56,6 +59,18 @@ class Rspamd:
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
             follow_redirects=False,
             trust_env=False,  # a proxy from the environment has no business between us and a loopback daemon
+        )
+
+    @classmethod
+    def from_settings(cls, filters: FiltersSettings) -> Rspamd:
+        if filters.rspamd is None:
+            raise ValueError("[filters.rspamd] is not set")
+        rspamd = filters.rspamd
+        return cls(
+            rspamd.url,
+            timeout=filters.timeout,
+            password=rspamd.password,
+            controller_url=rspamd.controller_url or None,
         )
 
     async def scan(self, message: bytes, envelope: Envelope) -> Verdict:

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jitaku import log
 from jitaku.config import FiltersSettings
 from jitaku.mail.filters.verdict import EngineError, Envelope, Scanner, Verdict
+
+if TYPE_CHECKING:
+    from jitaku.mail.filters.rspamd import Rspamd
+    from jitaku.mail.filters.spamassassin import SpamAssassin
 
 VIRUS_SCANNERS = frozenset({"clamav"})  # what authenticated mail is still scanned by
 # What clamd names a message too large or deep for its limits (AlertExceedsMax): not a virus found, a scan not
@@ -26,18 +31,17 @@ def scanners(settings: FiltersSettings) -> list[Scanner]:
         from jitaku.mail.filters.clamav import Clamav
 
         found.append(Clamav(settings.clamav, settings.timeout))
+    return found + spam_engines(settings)
+
+
+def spam_engines(settings: FiltersSettings) -> list[Rspamd | SpamAssassin]:
+    """The spam engines SETTINGS turns on (they scan and learn; ClamAV only scans), each with its own
+    connections, imported only when on."""
+    found: list[Rspamd | SpamAssassin] = []
     if settings.rspamd is not None:
         from jitaku.mail.filters.rspamd import Rspamd
 
-        rspamd = settings.rspamd
-        found.append(
-            Rspamd(
-                rspamd.url,
-                timeout=settings.timeout,
-                password=rspamd.password,
-                controller_url=rspamd.controller_url or None,
-            )
-        )
+        found.append(Rspamd.from_settings(settings))
     if settings.spamassassin is not None:
         from jitaku.mail.filters.spamassassin import SpamAssassin
 
