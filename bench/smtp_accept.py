@@ -41,7 +41,7 @@ Also printed, per round: CPU-seconds per message (the whole machine's, and jitak
 serve's own with its share of one core, which shows when the GIL is the limit);
 and the resident memory of `jitaku serve` when idle and after the load.
 With --profile, one more untimed jitaku round runs with py-spy attached (GIL
-holder only) and the functions where the time goes are listed.
+holder only) and the functions where the time goes are listed (the jitaku with filters on, with --filters).
 --jitaku-command runs another build of the CLI (e.g. a wrapper that patches a
 module first) to measure a proposed change without touching src/.
 
@@ -119,6 +119,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
+
+
+def free_udp_and_tcp_port() -> int:
+    """A port free for UDP and for TCP (DNS listens on both): one of the thousands of connections a run makes
+    may hold a free UDP port's number in TIME_WAIT, which a TCP listener without SO_REUSEADDR cannot bind."""
+    for _ in range(50):
+        port = free_port(socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP on loopback")
 
 
 def wait_for_banner(port: int, timeout: float = 30.0) -> None:
@@ -692,17 +706,38 @@ def process_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
+def engines_cpu() -> dict[str, float]:
+    """CPU-seconds of the engines this bench started (its own child processes, so not another rspamd or clamd
+    on the machine), by engine: whether they cost as much behind jitaku as behind their own clients."""
+    spent: dict[str, float] = collections.Counter()
+    for process in psutil.Process().children(recursive=True):
+        try:
+            name, t = process.name(), process.cpu_times()
+        except psutil.Error:
+            continue
+        engine = "rspamd" if name.startswith("rspamd") else "clamd" if name == "clamd" else None
+        if engine is not None:
+            spent[engine] += t.user + t.system
+    return spent
+
+
+def engines_line(before: dict[str, float], messages: int) -> str:
+    after = engines_cpu()
+    return ", ".join(f"{name} {1000 * (after[name] - before.get(name, 0.0)) / messages:.2f}" for name in sorted(after))
+
+
 @dataclass(frozen=True)
 class Round:
     seconds: float
     machine_cpu: float  # busy CPU-seconds of the machine during the timed part
     server_cpu: float | None  # jitaku serve's own CPU-seconds; None for Postfix, whose processes come and go
     server_system: float | None = None  # the part of server_cpu spent in the kernel
+    engines: str = ""  # the engines' CPU per message, when filters are on
 
 
 def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> Round:
     assert jitaku.process is not None
-    machine, server = machine_cpu(), process_cpu(jitaku.process.pid)
+    machine, server, engines = machine_cpu(), process_cpu(jitaku.process.pid), engines_cpu()
     try:
         took = drive(load, jitaku.port)
     except RuntimeError as error:
@@ -713,7 +748,8 @@ def round_jitaku(jitaku: Jitaku, load: Load, before: int) -> Round:
             + "\n".join(unusual[-15:])
         ) from None
     user, system = process_cpu(jitaku.process.pid)
-    measured = Round(took, machine_cpu() - machine, user + system - sum(server), system - server[1])
+    spent = engines_line(engines, load.messages) if jitaku.filters else ""
+    measured = Round(took, machine_cpu() - machine, user + system - sum(server), system - server[1], spent)
     count = jitaku.delivered()
     if count - before != load.messages:
         raise RuntimeError(
@@ -857,14 +893,17 @@ def engines_alone(
     """Each engine's own rate on MESSAGES copies of MESSAGE at SESSIONS at once, through its own client: rspamc
     with -n SESSIONS, and SESSIONS clamdscan --stream processes sharing the copies."""
     copies = [str(message)] * messages
+    spent = engines_cpu()
     started = time.perf_counter()
     envelope = ["--ip", LOOPBACK, "--helo", "bench.test", "--from", SIGNED_SENDER, "--rcpt", USER]  # as jitaku asks
     rspamc = ["rspamc", "-h", rspamd.url.removeprefix("http://"), "-n", str(sessions), "-t", "60", *envelope]
     run([*rspamc, *copies], timeout=3600)
     rates = {"rspamd": messages / (time.perf_counter() - started)}
+    say(f"rspamd alone (rspamc -n {sessions}): engines' ms CPU/msg: {engines_line(spent, messages)}")
     config = base / "clamdscan.conf"
     config.write_text(f"TCPSocket {clamd.port}\nTCPAddr {clamd.host}\n")
     share = [copies[at::sessions] for at in range(sessions)]
+    spent = engines_cpu()
     started = time.perf_counter()
     scans = [
         subprocess.Popen(
@@ -878,6 +917,7 @@ def engines_alone(
     if any(scan.wait(3600) not in (0, 1) for scan in scans):  # 1: a virus found (none here); 2: an error
         raise RuntimeError("clamdscan failed against the bench's clamd")
     rates["clamd"] = messages / (time.perf_counter() - started)
+    say(f"clamd alone ({sessions} clamdscan --stream): engines' ms CPU/msg: {engines_line(spent, messages)}")
     return rates
 
 
@@ -970,7 +1010,7 @@ def main() -> int:
     ]
 
     resolver = Zone(signed_domain_records(public_key) + (RR.fromZone(SENDER_RECORDS) if args.sender_records else []))
-    dns_port = free_port(socket.SOCK_DGRAM)
+    dns_port = free_udp_and_tcp_port()
     dns_servers = [
         DNSServer(resolver, address=LOOPBACK, port=dns_port, logger=QuietLogger()),
         DNSServer(resolver, address=LOOPBACK, port=dns_port, tcp=True, logger=QuietLogger()),
@@ -1079,6 +1119,7 @@ def main() -> int:
                         else f", jitaku serve {1000 * measured.server_cpu / load.messages:.2f} ms CPU/msg"
                         f" ({1000 * (measured.server_system or 0.0) / load.messages:.2f} in the kernel;"
                         f" {measured.server_cpu / measured.seconds:.0%} of a core)"
+                        + (f"; engines' ms CPU/msg: {measured.engines}" if measured.engines else "")
                     )
                     say(
                         f"  {load.kind:8s} round {number + 1} {name:8s} {measured.seconds:7.2f} s {load.messages / measured.seconds:8,.0f} msgs/s;"
@@ -1091,7 +1132,7 @@ def main() -> int:
             f" {loaded_rss:.1f} MiB, peak {peak_rss:.1f} MiB (PSS {loaded_pss:.1f} MiB)"
         )
         delivered_total += jitaku_count
-        if args.profile and jitaku is jitakus[0]:
+        if args.profile and jitaku is jitakus[-1 if args.filters else 0]:
             profile_round(jitaku, loads[0], base if args.keep else Path(tempfile.gettempdir()), args.top)
         jitaku.stop()
 

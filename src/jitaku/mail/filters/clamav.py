@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from jitaku.config import ClamavSettings, EngineAddress
-from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
+from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict, reason
 
 NAME = "clamav"
 CHUNK = 256 * 1024  # bytes per INSTREAM chunk: clamd reads each into a buffer of StreamMaxLength at most
@@ -128,7 +128,7 @@ class Clamav:
             else:
                 reader, writer = await asyncio.open_connection(self.address.host, self.address.port, limit=MAX_REPLY)
         except OSError as error:
-            raise EngineError(NAME, f"cannot connect to {self.address}: {error.strerror or error}") from None
+            raise EngineError(NAME, f"cannot connect to {self.address}: {reason(error)}") from None
         self.connections_opened += 1
         writer.write(b"zIDSESSION\0")  # no reply of its own: the first command's comes as "1: ..."
         return _Session(reader, writer)
@@ -171,7 +171,7 @@ async def _reply(reader: asyncio.StreamReader) -> str:
     except asyncio.LimitOverrunError:
         raise EngineError(NAME, f"answer longer than {MAX_REPLY} bytes: not clamd's") from None
     except OSError as error:
-        raise _Closed(NAME, f"connection lost: {error.strerror or error}") from None
+        raise _Closed(NAME, f"connection lost: {reason(error)}") from None
     return line[:-1].decode("latin-1").strip("\r\n")
 
 

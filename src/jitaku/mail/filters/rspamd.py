@@ -2,8 +2,9 @@
 worker with the message as the body and the envelope in request headers, a JSON verdict back; POST /learnspam or
 /learnham to the controller, which alone learns (the normal worker answers learn commands "invalid command").
 
-One httpx.AsyncClient with a small pool for both; every answer is read up to MAX_ANSWER bytes within `[filters]
-timeout`, and anything else (refused, hung, HTTP 500, not JSON, JSON without the fields) is an EngineError."""
+A connection for each request (rspamd closes each after its answer), through http1.py, at most CONNECTIONS at
+once; every answer is read up to MAX_ANSWER bytes within `[filters] timeout`, and anything else (refused, hung,
+HTTP 500, not JSON, JSON without the fields) is an EngineError."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
-
+from jitaku.mail.filters.http1 import HttpFailure, Origin, request
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 ENGINE = "rspamd"
 MAX_ANSWER = 1024 * 1024  # a verdict with every symbol and its options is a few kB; this is far beyond any
+CONNECTIONS = 16  # at once; more scans wait their turn within the timeout
 ACTIONS = frozenset({"reject", "add header", "rewrite subject", "greylist", "soft reject", "no action"})
 # Debian's (and rspamd's) default listeners: the proxy 11332, the normal worker 11333, the controller 11334.
 DEFAULT_CONTROLLER_PORT = 11334
@@ -54,12 +55,8 @@ class Rspamd:
         self.controller_url = (controller_url or controller_url_for(self.url)).rstrip("/")
         self.password = password
         self.timeout = timeout
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
-            follow_redirects=False,
-            trust_env=False,  # a proxy from the environment has no business between us and a loopback daemon
-        )
+        self._worker, self._controller = Origin.of(self.url), Origin.of(self.controller_url)
+        self._slots = asyncio.Semaphore(CONNECTIONS)
 
     @classmethod
     def from_settings(cls, filters: FiltersSettings) -> Rspamd:
@@ -85,7 +82,7 @@ class Rspamd:
             headers.append((b"User", _header(envelope.user)))
         if envelope.hostname:
             headers.append((b"Hostname", _header(envelope.hostname)))
-        status, body = await self._post(f"{self.url}/checkv2", message, headers)
+        status, body = await self._post(self._worker, "/checkv2", message, headers)
         if status != 200:
             raise EngineError(ENGINE, f"HTTP {status} from /checkv2{_error_text(body)}")
         return _verdict(_json(body))
@@ -93,7 +90,7 @@ class Rspamd:
     async def learn(self, message: bytes, spam: bool) -> bool:
         path = "/learnspam" if spam else "/learnham"
         headers = [(b"Password", _header(self.password))] if self.password else []
-        status, body = await self._post(f"{self.controller_url}{path}", message, headers)
+        status, body = await self._post(self._controller, path, message, headers)
         error = _error_text(body)
         # rspamd answers 208 (Already Reported) with "... has been already learned as spam, ignore it"; older ones
         # answered 4xx with the same words.
@@ -110,43 +107,28 @@ class Rspamd:
 
     async def ping(self) -> None:
         """rspamd's workers answer GET /ping with "pong" (for the health check); EngineError otherwise."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                async with self._client.stream("GET", f"{self.url}/ping") as response:
-                    body = b""
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > 1024:  # "pong\r\n"; anything longer is not rspamd's answer
-                            break
-                    status = response.status_code
-        except (TimeoutError, httpx.TimeoutException):
-            raise EngineError(ENGINE, f"no answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as error:
-            raise EngineError(ENGINE, f"{type(error).__name__}: {str(error)[:200] or 'no detail'}") from None
+        status, body = await self._ask(self._worker, "GET", "/ping", [], b"", limit=1024)
         if status != 200 or body.strip().lower() != b"pong":
-            raise EngineError(ENGINE, f"HTTP {status} from /ping{_error_text(body[:1024])}")
+            raise EngineError(ENGINE, f"HTTP {status} from /ping{_error_text(body)}")
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Nothing stays open between requests; for the Scanner protocol."""
 
-    async def _post(self, url: str, body: bytes, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    async def _post(
+        self, origin: Origin, path: str, body: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, bytes]:
+        return await self._ask(origin, "POST", path, headers, body, limit=MAX_ANSWER)
+
+    async def _ask(
+        self, origin: Origin, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes, limit: int
+    ) -> tuple[int, bytes]:
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self._client.stream("POST", url, content=body, headers=headers) as response:
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > MAX_ANSWER:
-                            raise EngineError(ENGINE, f"answer longer than {MAX_ANSWER} bytes")
-                        chunks.append(chunk)
-                    return response.status_code, b"".join(chunks)
+            async with asyncio.timeout(self.timeout), self._slots:
+                return await request(origin, method, path, headers, body, limit)
         except TimeoutError:
             raise EngineError(ENGINE, f"no answer within {self.timeout:g} s") from None
-        except httpx.TimeoutException:
-            raise EngineError(ENGINE, f"no answer within {self.timeout:g} s") from None
-        except httpx.HTTPError as error:
-            raise EngineError(ENGINE, f"{type(error).__name__}: {str(error)[:200] or 'no detail'}") from None
+        except HttpFailure as failure:
+            raise EngineError(ENGINE, str(failure)) from None
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -4,6 +4,7 @@ fired, a virus's signature. An engine that cannot answer raises EngineError, whi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,6 +39,12 @@ class EngineError(Exception):
         super().__init__(f"{engine}: {what}")
         self.engine = engine
         self.what = what
+
+
+def reason(error: OSError) -> str:
+    """ERROR in a few words ("Connection refused"): asyncio's connect errors carry "Connect call failed (...)"
+    as their text, which says less than their errno."""
+    return os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
 
 
 class Scanner(Protocol):
