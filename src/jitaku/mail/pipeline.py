@@ -16,7 +16,7 @@ from typing import Protocol
 
 from jitaku import log
 from jitaku.config import FiltersSettings
-from jitaku.mail import authcheck, delivery, headers, trace
+from jitaku.mail import authcheck, delivery, headers, reverse_dns, trace
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
 from jitaku.mail.filters import decision
@@ -74,6 +74,7 @@ class InFlight:
     for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
     junk: frozenset[str] = frozenset()  # the recipients whose copy the filters put in Junk
     junk_why: dict[str, str] = field(default_factory=dict)  # why, by recipient: a list holds its post for it
+    client_name: str = ""  # the client's forward-confirmed reverse DNS name, looked up while a spam engine is on
 
 
 class Rejected(Exception):
@@ -105,7 +106,7 @@ class Pipeline:
         (store/tallies.py FILTER_KINDS), for the health check."""
         settings = filters or FiltersSettings()
         self.stages: list[Stage] = [
-            Trace(hostname),
+            Trace(hostname, names=settings.rspamd is not None or settings.spamassassin is not None),
             Check(hostname),
             Filter(settings, database, scanning or Scanning(settings, []), count),
             Route(),
@@ -127,17 +128,21 @@ class Pipeline:
 
 
 class Trace:
-    """The Received header of mail that came over SMTP (RFC 5321 §4.4)."""
+    """The Received header of mail that came over SMTP (RFC 5321 §4.4), with the client's confirmed name in it when
+    NAMES (a spam engine is on: rspamd is told it, SpamAssassin reads it there)."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, names: bool = False) -> None:
         self._hostname = hostname
+        self._names = names
 
     async def process(self, flight: InFlight) -> None:
         arrival = flight.arrival
         if arrival.session is None:
             return
+        if self._names:
+            flight.client_name = await reverse_dns.confirmed_name(arrival.session.client_ip)
         recipients = [r.recipient for r in arrival.recipients]
-        added = trace.received(arrival.session, self._hostname, flight.queue_id, recipients)
+        added = trace.received(arrival.session, self._hostname, flight.queue_id, recipients, flight.client_name)
         flight.message = Message(added, arrival.data)
 
 
@@ -192,6 +197,7 @@ class Filter:
                 recipients=tuple(recipients),
                 queue_id=flight.queue_id,
                 user=session.authenticated_as,
+                hostname=flight.client_name,
             )
             verdicts, failures = await self._scanning.run(flight.message.joined(), envelope, authenticated)
         found = await self._database.query(rules.rules, snapshot=False)

@@ -35,13 +35,15 @@ def address_literal(client_ip: str) -> str:
     return f"[{address}]"
 
 
-def received(session: Session, hostname: str, queue_id: str, recipients: list[str]) -> bytes:
+def received(session: Session, hostname: str, queue_id: str, recipients: list[str], client_name: str = "") -> bytes:
+    """CLIENT_NAME, the client's confirmed reverse DNS name when looked up, goes before its address, as Postfix
+    writes it ("from HELO (NAME [IP])"), which is where SpamAssassin reads it."""
     # RFC 3848 protocol names: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
     protocol = "ESMTP" + ("S" if session.tls else "") + ("A" if session.authenticated_as else "")
     helo = _printable(session.helo)
     target = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""
     return (
-        f"Received: from {helo} ({address_literal(session.client_ip)})\r\n"
+        f"Received: from {helo} ({client_name + ' ' if client_name else ''}{address_literal(session.client_ip)})\r\n"
         f"\tby {hostname} (jitaku) with {protocol} id {queue_id}{target};\r\n"
         f"\t{_date(int(time.time()))}\r\n"
     ).encode("utf-8", "replace")

@@ -1,0 +1,66 @@
+"""The client's forward-confirmed reverse DNS name (mail/reverse_dns.py), asked of a real DNS server (dnslib on
+loopback): a PTR name counts only when its own address records lead back to the client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import dns.asyncresolver
+import dns.resolver
+import pytest
+
+from jitaku.mail.reverse_dns import confirmed_name
+from jitaku.resolver import Nameserver, configure
+from tests.peers import Zone
+
+
+@pytest.fixture
+def zone(dns_zone: tuple[Zone, int], monkeypatch: pytest.MonkeyPatch) -> Zone:
+    monkeypatch.setattr(dns.resolver, "default_resolver", None)
+    monkeypatch.setattr(dns.asyncresolver, "default_resolver", None)
+    configure((Nameserver("127.0.0.1", dns_zone[1]),))
+    records = dns_zone[0]
+    records.add("example. 60 IN SOA ns.example. admin.example. 1 60 60 60 60")
+    records.add("in-addr.arpa. 60 IN SOA ns.example. admin.example. 1 60 60 60 60")
+    return records
+
+
+def test_a_name_whose_address_leads_back_is_confirmed(zone: Zone) -> None:
+    zone.add("7.113.0.203.in-addr.arpa. 60 IN PTR mx1.Mail.Example.")
+    zone.add("mx1.mail.example. 60 IN A 203.0.113.7")
+    assert asyncio.run(confirmed_name("203.0.113.7")) == "mx1.mail.example"
+
+
+def test_the_second_of_several_names_may_be_the_confirmed_one(zone: Zone) -> None:
+    zone.add("8.113.0.203.in-addr.arpa. 60 IN PTR claimed.example.")
+    zone.add("8.113.0.203.in-addr.arpa. 60 IN PTR real.example.")
+    zone.add("claimed.example. 60 IN A 198.51.100.1")
+    zone.add("real.example. 60 IN A 203.0.113.8")
+    assert asyncio.run(confirmed_name("203.0.113.8")) == "real.example"
+
+
+def test_ipv6_is_confirmed_by_aaaa(zone: Zone) -> None:
+    pointer = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
+    zone.add(f"{pointer} 60 IN PTR v6.example.")
+    zone.add("v6.example. 60 IN AAAA 2001:db8::1")
+    assert asyncio.run(confirmed_name("2001:db8::1")) == "v6.example"
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [],  # no PTR at all
+        ["9.113.0.203.in-addr.arpa. 60 IN PTR liar.example.", "liar.example. 60 IN A 198.51.100.9"],  # not back
+        ["9.113.0.203.in-addr.arpa. 60 IN PTR nowhere.example."],  # the name has no address
+        # a name no host may have, which would end up in a header
+        ["9.113.0.203.in-addr.arpa. 60 IN PTR bad\\(name\\).example.", "bad\\(name\\).example. 60 IN A 203.0.113.9"],
+    ],
+)
+def test_no_name_is_given_unless_confirmed(zone: Zone, records: list[str]) -> None:
+    for record in records:
+        zone.add(record)
+    assert asyncio.run(confirmed_name("203.0.113.9")) == ""
+
+
+def test_what_is_not_an_address_has_no_name() -> None:
+    assert asyncio.run(confirmed_name("?")) == ""
