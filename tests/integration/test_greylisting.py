@@ -1,8 +1,9 @@
 """Greylisting at the MX's RCPT (issue 23), end to end: a real `jitaku serve` with `[filters.greylist]` on and a
 delay of 2 seconds, mail sent with swaks as a stranger's server sends it. A first try of each recipient waits
 (451 4.7.1), a retry within the delay still waits, a retry after it is delivered; each recipient of a
-transaction waits on its own; submission after AUTH never waits; an exempt network passes at once. The day's
-greylisted count is in `jitaku check` and on the dashboard."""
+transaction waits on its own; submission after AUTH never waits; an exempt network passes at once; a big
+sender's domain (greylist.BIG_SENDERS) whose SPF passes, published by the tests' DNS server, passes at once, and
+the same domain failing SPF waits. The day's greylisted count is in `jitaku check` and on the dashboard."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from jitaku.mail.filters.greylist import REPLY
 from jitaku.store import mailstore
 from tests.integration.harness import Jitaku
-from tests.peers import rejection, swaks, wait_until
+from tests.peers import TEST_SOA, Zone, rejection, swaks, wait_until
 
 ALICE, BOB = "alice@example.test", "bob@example.test"
 STRANGER = "someone@remote.example"
@@ -32,8 +33,8 @@ def inbox(server: Jitaku, address: str) -> int:
     return len(server.read(lambda s: mailstore.list_messages(s, address, "INBOX")))
 
 
-def start(factory: Any, **greylist: Any) -> Jitaku:
-    server: Jitaku = factory()
+def start(factory: Any, dns_port: int | None = None, **greylist: Any) -> Jitaku:
+    server: Jitaku = factory(dns_port)
     server.settings["filters"] = {"greylist": {"enabled": True, "delay": DELAY, **greylist}}
     server.settings["health"] = {"interval": 1}  # the monitor checks, and the tallies reach the store, each second
     server.write_config()
@@ -91,6 +92,33 @@ def test_an_exempt_network_passes_at_once(jitaku_factory: Any) -> None:
     result = send(server, ALICE, BOB)
     assert result.returncode == 0, result.stdout
     assert inbox(server, ALICE) == 1 and inbox(server, BOB) == 1
+
+
+@pytest.mark.parametrize(
+    ("sender", "spf", "waits"),
+    [
+        ("newsletter@gmail.com", "v=spf1 ip4:127.0.0.1 -all", False),  # a big sender, SPF passes: exempt
+        ("newsletter@gmail.com", "v=spf1 ip4:192.0.2.1 -all", True),  # the same domain, SPF fails: not vouched for
+        ("newsletter@remote.example", "v=spf1 ip4:127.0.0.1 -all", True),  # SPF passes, but not a big sender
+    ],
+)
+def test_a_big_senders_domain_whose_spf_passes_is_not_greylisted(
+    jitaku_factory: Any, dns_zone: tuple[Zone, int], sender: str, spf: str, waits: bool
+) -> None:
+    zone, port = dns_zone
+    domain = sender.rpartition("@")[2]
+    zone.add(f'{domain}. 300 IN TXT "{spf}"')
+    zone.add(TEST_SOA)
+    server = start(jitaku_factory, port)
+    result = send(server, ALICE, sender=sender)
+    if waits:
+        assert result.returncode != 0 and rejection(result.stdout) == REPLY, result.stdout
+        assert inbox(server, ALICE) == 0
+    else:
+        assert result.returncode == 0, result.stdout
+        assert inbox(server, ALICE) == 1
+        stored = server.message(ALICE, server.mailbox(ALICE)[0]["uid"])
+        assert b"spf=pass" in stored  # the pipeline's own SPF check agrees with the one greylisting made
 
 
 def test_the_days_greylisted_count_is_in_jitaku_check_and_on_the_dashboard(greylisting: Jitaku) -> None:
