@@ -97,3 +97,22 @@ def test_a_senders_own_x_spam_fields_are_dropped_and_the_rest_kept_byte_for_byte
     assert without_ours(forged) == b"From: a@x.test\r\nX-Spam-Flag: NO\r\n\r\nbody\r\n"
     plain = b"From: a@x.test\r\nSubject: X-Spam-Status\r\n\r\nX-Spam-Status: No\r\n"
     assert without_ours(plain) == plain  # a subject or a body that names the field is not one
+
+
+def test_a_message_scanned_only_in_part_is_delivered_saying_so() -> None:
+    partly = Verdict("clamav", reason="clean in the first 26214400 of 35000000 bytes", whole=False)
+    for authenticated in (False, True):
+        found = decide(SETTINGS, [HAM, partly], [], ["a@example.test"], unlisted, authenticated)
+        assert found.refused is None and [o.place for o in found.outcomes] == ["inbox"]
+        assert b"X-Virus-Status: Partly scanned (clamav: clean in the first 26214400 of 35000000 bytes)\r\n" in (
+            found.headers
+        )
+    whole = decide(SETTINGS, [HAM, Verdict("clamav")], [], ["a@example.test"], unlisted)
+    assert b"X-Virus-Status" not in whole.headers  # a clean scan is no news
+
+
+def test_a_senders_own_x_virus_status_is_dropped_where_we_write_ours() -> None:
+    from jitaku.mail.filters.decision import without_ours
+
+    forged = b"From: a@x.test\r\nX-Virus-Status: Clean\r\nX-Virus-Scanned: ClamAV\r\n\r\nbody\r\n"
+    assert without_ours(forged) == b"From: a@x.test\r\nX-Virus-Scanned: ClamAV\r\n\r\nbody\r\n"

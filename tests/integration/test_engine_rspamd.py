@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
@@ -177,15 +178,30 @@ def test_controller_url_by_default() -> None:
     assert controller_url_for("http://spam.lan:8080") == "http://spam.lan:8080"
 
 
-# A fake rspamd: reads a request, then answers as told.
+# A fake rspamd: reads a request, then answers as told; what it read is kept for a test that asks.
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the fake read it: its request line, its header fields in order, and its body."""
+
+    line: str
+    fields: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def values(self, name: str) -> list[str]:
+        return [value for field, value in self.fields if field.lower() == name.lower()]
+
+
+Fake = Callable[..., str]  # (answer, seen=None): the fake's URL; SEEN, a list, gets each request it read
 
 
 @pytest.fixture
-def fake() -> Iterator[Callable[[bytes | None], str]]:
+def fake() -> Iterator[Fake]:
     servers: list[socket.socket] = []
     stop = threading.Event()
 
-    def start(answer: bytes | None) -> str:
+    def start(answer: bytes | None, seen: list[Request] | None = None) -> str:
         listener = socket.create_server(("127.0.0.1", 0))
         servers.append(listener)
 
@@ -195,7 +211,9 @@ def fake() -> Iterator[Callable[[bytes | None], str]]:
                     connection, _ = listener.accept()
                 except OSError:
                     return
-                read_request(connection)
+                request = read_request(connection)
+                if seen is not None:
+                    seen.append(request)
                 if answer is None:  # hang
                     stop.wait(30)
                 else:
@@ -211,16 +229,17 @@ def fake() -> Iterator[Callable[[bytes | None], str]]:
         listener.close()
 
 
-def read_request(connection: socket.socket) -> None:
+def read_request(connection: socket.socket) -> Request:
     data = b""
     while b"\r\n\r\n" not in data:
         data += connection.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0
-    )
+    line, *lines = head.decode("utf-8", "replace").split("\r\n")
+    fields = tuple((name.strip(), value.strip()) for name, _, value in (f.partition(":") for f in lines))
+    length = next((int(value) for name, value in fields if name.lower() == "content-length"), 0)
     while len(body) < length:
         body += connection.recv(65536)
+    return Request(line, fields, body)
 
 
 def http(status: str, body: bytes, length: int | None = None) -> bytes:
@@ -237,37 +256,37 @@ def scan_fake(url: str, timeout: float = 5.0) -> EngineError:
     return caught.value
 
 
-def test_hung_engine_times_out(fake: Callable[[bytes | None], str]) -> None:
+def test_hung_engine_times_out(fake: Fake) -> None:
     started = time.monotonic()
     error = scan_fake(fake(None), timeout=0.5)
     assert time.monotonic() - started < 3
     assert "no answer within 0.5 s" in error.what
 
 
-def test_http_500(fake: Callable[[bytes | None], str]) -> None:
+def test_http_500(fake: Fake) -> None:
     error = scan_fake(fake(http("500 Internal Server Error", b'{"error":"boom"}')))
     assert error.what == "HTTP 500 from /checkv2: boom"
 
 
-def test_invalid_json(fake: Callable[[bytes | None], str]) -> None:
+def test_invalid_json(fake: Fake) -> None:
     assert "not JSON" in scan_fake(fake(http("200 OK", b"<html>nope</html>"))).what
 
 
-def test_json_without_the_fields(fake: Callable[[bytes | None], str]) -> None:
+def test_json_without_the_fields(fake: Fake) -> None:
     assert "no score" in scan_fake(fake(http("200 OK", b'{"action":"reject"}'))).what
     assert "no known action" in scan_fake(fake(http("200 OK", b'{"score":1.0,"action":"maybe"}'))).what
 
 
-def test_closed_mid_answer(fake: Callable[[bytes | None], str]) -> None:
+def test_closed_mid_answer(fake: Fake) -> None:
     scan_fake(fake(http("200 OK", b'{"score":1', length=500)))
 
 
-def test_oversized_answer(fake: Callable[[bytes | None], str]) -> None:
+def test_oversized_answer(fake: Fake) -> None:
     body = b'{"score":1.0,"action":"no action","x":"' + b"a" * (2 * 1024 * 1024) + b'"}'
     assert "longer than" in scan_fake(fake(http("200 OK", body))).what
 
 
-def test_learn_errors(fake: Callable[[bytes | None], str]) -> None:
+def test_learn_errors(fake: Fake) -> None:
     url = fake(http("500 Internal Server Error", b"oops"))
     client = Rspamd(url, timeout=5, controller_url=url)
     with pytest.raises(EngineError, match=r"^rspamd: HTTP 500 from /learnham$"):
@@ -288,7 +307,7 @@ async def _ping_and_close(client: Rspamd) -> None:
 
 def test_ping_answers_pong_and_a_dead_or_strange_rspamd_is_an_engine_error(
     rspamd_engine: RspamdEngine,  # noqa: F811
-    fake: Callable[[bytes | None], str],
+    fake: Fake,
 ) -> None:
     run(lambda: _ping_and_close(client_for(rspamd_engine)))  # the health check's question: GET /ping, "pong"
     for url, what in (

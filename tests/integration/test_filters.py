@@ -2,7 +2,9 @@
 and spamd on loopback, mail sent with swaks as a stranger's server sends it, and what each recipient's mailbox
 holds read from the store. GTUBE and EICAR are refused before the 250 and nothing is stored; a plain message and
 an ISO-2022-JP one reach INBOX with the engines' headers; the lists decide before the scores; one DATA reply
-for several recipients; an engine that is down follows on_error; submission is scanned for viruses only."""
+for several recipients; an engine that is down follows on_error; submission is scanned for viruses only. What
+jitaku tells rspamd of the envelope is read by a fake rspamd that keeps each request (rspamd's own log shows the
+HELO only through rules whose DNS lookups may or may not finish)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from tests.integration.engines.clamav import EICAR, EICAR_SIGNATURE, Clamd, clam
 from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401 (a fixture)
 from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixture)
 from tests.integration.harness import Jitaku
+from tests.integration.test_engine_rspamd import Fake, Request, fake, http  # noqa: F401 (a fixture)
 from tests.peers import free_port, rejection, swaks
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -131,3 +134,40 @@ def test_submission_is_scanned_for_viruses_only(filtered: Jitaku, tmp_path: Path
     assert submit("--body", GTUBE).returncode == 0  # the user's own words: not scored
     virus = submit(*attached(tmp_path))
     assert rejection(virus.stdout).startswith("554 5.7.1"), virus.stdout
+
+
+def test_rspamd_is_told_the_envelope_helo_and_queue_id_of_what_is_stored(jitaku_factory: Any, fake: Fake) -> None:  # noqa: F811
+    seen: list[Request] = []
+    answer = b'{"score": 0.5, "required_score": 15, "action": "no action", "symbols": {"R_ONE": {"score": 0.5}}}'
+    url = fake(http("200 OK", answer), seen)
+    server: Jitaku = jitaku_factory()
+    server.settings["filters"] = {"timeout": 5, "rspamd": {"url": url, "controller_url": url}}
+    server.write_config()
+    server.init(ALICE, BOB)
+    server.start()
+    helo = "client-7.remote.example"
+    sent = send(server, "--helo", helo, "--header", "Subject: envelope", "--body", "body-token-5f2c", to=(ALICE, BOB))
+    assert sent.returncode == 0, sent.stdout
+    (scan,) = [r for r in seen if r.line.startswith("POST /checkv2 ")]
+    assert scan.values("IP") == ["127.0.0.1"]
+    assert scan.values("Helo") == [helo]
+    assert scan.values("From") == [STRANGER]
+    assert scan.values("Rcpt") == [ALICE, BOB]
+    assert scan.values("User") == []  # a stranger's mail: no authenticated user
+    (stored,) = folder(server, ALICE)
+    (queue_id,) = scan.values("Queue-Id")
+    assert f" id {queue_id};".encode() in stored  # the id our Received field and our log give the message
+    # rspamd reads the message as it is stored, under our Received and Authentication-Results fields, without the
+    # X-Spam fields its verdict gives
+    results, received, *_ = scan.body.split(b"\r\n", 2)
+    assert results.startswith(b"Authentication-Results: mail.example.test; spf=none smtp.helo=" + helo.encode())
+    assert received == f"Received: from {helo} ([127.0.0.1])".encode() and b"\r\n\r\nbody-token-5f2c" in scan.body
+    verdict = b"X-Spam-Status: No\r\nX-Spam-Score: 0.5\r\nX-Spam-Symbols: rspamd=R_ONE\r\n"
+    assert stored == f"Return-Path: <{STRANGER}>\r\n".encode() + verdict + scan.body, stored[:400]
+
+    auth = ("--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", "secret-password")  # the harness's password
+    submission = f"127.0.0.1:{server.submission_port}"
+    submitted = swaks("--server", submission, *auth, "--from", ALICE, "--to", BOB, "--body", "from alice")
+    assert submitted.returncode == 0, submitted.stdout
+    assert len(folder(server, BOB)) == 2
+    assert [r for r in seen if r.line.startswith("POST /checkv2 ")] == [scan]  # our own user's mail: not scored

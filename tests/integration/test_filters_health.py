@@ -60,7 +60,7 @@ def test_each_engine_is_a_check_result_with_the_days_counts(filtered: Jitaku) ->
     for name in ENGINES:
         assert results[name]["state"] == "ok", results[name]
         assert "answers" in results[name]["sentence"]
-        assert results[name]["metrics"] == {"rejected": 0, "junked": 0, "viruses": 0, "unchecked": 0}
+        assert results[name]["metrics"] == {"rejected": 0, "junked": 0, "viruses": 0, "unchecked": 0, "greylisted": 0}
     assert "filters" not in results
     assert check(filtered, "filters")[0] == 0
     refused = send(filtered, "--header", "Subject: test", "--body", GTUBE)
@@ -74,8 +74,9 @@ def test_each_engine_is_a_check_result_with_the_days_counts(filtered: Jitaku) ->
         return metrics if metrics["junked"] else None
 
     metrics = wait_until(counted, timeout=15, interval=0.5)
-    assert metrics == {"rejected": 1, "junked": 1, "viruses": 0, "unchecked": 0}
-    assert "1 rejected, 1 junked" in check(filtered, "filters")[1]["clamav"]["sentence"]
+    assert metrics == {"rejected": 1, "junked": 1, "viruses": 0, "unchecked": 0, "greylisted": 0}
+    sentence = check(filtered, "filters")[1]["clamav"]["sentence"]
+    assert "1 rejected, 1 junked" in sentence and "greylisted" not in sentence  # greylisting is off
 
     def shown() -> dict[str, dict[str, Any]]:  # the dashboard, from what the daemon's monitor found
         web = f"http://127.0.0.1:{filtered.web_port}"

@@ -168,7 +168,7 @@ async def _relay(context: Context) -> Result | None:
 async def _filters(context: Context) -> list[Result]:
     since = time.time() - filters.DAY
     counts = await context.database.query(
-        lambda statements: {kind: store.tallies.total(statements, kind, since) for kind in store.tallies.FILTER_KINDS}
+        lambda statements: {kind: store.tallies.total(statements, kind, since) for kind in filters.COUNTED}
     )
     return await filters.check(context.config.settings.filters, counts)
 

@@ -1,6 +1,10 @@
 """The spam and virus engines `[filters]` turns on (issue 23): one result each, named by the engine, ok when it
 answers a ping and a warning when it does not (mail then goes unchecked or waits, by `[filters] on_error`), with
-the day's counts of what the filters made of mail, read from the store's tallies (the pipeline counts them)."""
+the day's counts of what the filters made of mail, read from the store's tallies (the pipeline counts them).
+
+Greylisting (`[filters.greylist]`) has no engine to ping, but its count is the one figure that shows it at work:
+with it on and no engine, the one `filters` result is watching (it reports what greylisting did), not muted as a
+check with nothing to watch."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ COUNTED = {
     tallies.FILTER_JUNKED: "junked",
     tallies.FILTER_VIRUSES: "viruses",
     tallies.FILTER_UNCHECKED: "unchecked",
+    tallies.GREYLISTED: "greylisted",  # recipients answered 451, not messages: each recipient waits on its own
 }
 
 Ping = Callable[[], Awaitable[None]]
@@ -45,10 +50,16 @@ def engines(settings: FiltersSettings) -> list[tuple[str, str, Ping, Callable[[]
 
 
 async def check(settings: FiltersSettings, counts: Mapping[str, int]) -> list[Result]:
-    """COUNTS: the day's tallies by kind (tallies.FILTER_KINDS)."""
+    """COUNTS: the day's tallies by kind (the keys of COUNTED). The greylisted count is in the metrics always (one
+    shape for whoever reads the JSON) and in the sentence while greylisting is on."""
     metrics = {name: float(counts.get(kind, 0)) for kind, name in COUNTED.items()}
-    said = ", ".join(f"{int(value)} {name}" for name, value in metrics.items())
+    shown = [name for name in metrics if name != "greylisted" or settings.greylist.enabled]
+    said = ", ".join(f"{int(metrics[name])} {name}" for name in shown)
     found = engines(settings)
+    if not found and settings.greylist.enabled:
+        sentence = f"greylisting is on, no spam or virus engine ([filters.*]); in the last 24 h: {said}."
+        ja = "グレイリスティングが有効です（スパム・ウイルス検査エンジンはありません）。"
+        return [Result("filters", State.OK, sentence, metrics, ja=ja)]
     if not found:
         why, why_ja = "no spam or virus engine is on ([filters.*])", "スパム・ウイルス検査エンジンが設定されていません"
         result = not_watching("filters", why, why_ja)

@@ -63,7 +63,7 @@ def build_database(directory: Path, work: Path) -> None:
     (directory / "jitaku.ndb").write_text(f"Jitaku.Test.Pattern:0:*:{PATTERN.hex()}\n")
 
 
-def write_config(root: Path, port: int) -> Path:
+def write_config(root: Path, port: int, max_file: int = MAX_FILE) -> Path:
     config = root / "clamd.conf"
     config.write_text(
         f"""DatabaseDirectory {root / "db"}
@@ -76,7 +76,7 @@ LogTime yes
 PidFile {root / "clamd.pid"}
 StreamMaxLength {STREAM_MAX}
 MaxScanSize {MAX_SCAN}
-MaxFileSize {MAX_FILE}
+MaxFileSize {max_file}
 MaxRecursion 10
 MaxFiles 1000
 MaxScanTime 20000
@@ -104,14 +104,15 @@ def clamd() -> Iterator[Clamd]:
 
 
 @contextlib.contextmanager
-def running_clamd() -> Iterator[Clamd]:
+def running_clamd(max_file: int = MAX_FILE) -> Iterator[Clamd]:
     """clamd running as root (it drops to no user when none is configured) in a temporary directory; for the
-    tests' fixture and for bench/smtp_accept --filters."""
+    tests' fixture and for bench/smtp_accept --filters. MAX_FILE: its MaxFileSize, for a test of what clamd says
+    of a message past it."""
     with tempfile.TemporaryDirectory(prefix="jitaku-clamd-") as name:
         root = Path(name)
         build_database(root / "db", root)
         port = free_port()
-        config = write_config(root, port)
+        config = write_config(root, port, max_file)
         started = time.monotonic()
         with open(root / "clamd.stderr", "wb") as stderr:
             process = subprocess.Popen(

@@ -8,11 +8,12 @@ Size: at most `[filters.clamav] max_size` bytes of a message are sent. clamd ref
 `StreamMaxLength`, so that setting must be at least `max_size`, or every message longer than StreamMaxLength
 becomes an EngineError. clamd's MaxFileSize and MaxScanSize apply to the stream too: below `max_size`, a message
 between them and `max_size` is scanned only partly, or, with AlertExceedsMax, is "Heuristics.Limits.Exceeded.
-MaxFileSize FOUND", which this client passes on as a virus like any other name. A longer message is scanned on
-its first `max_size` bytes only, and when nothing is found there it counts as clean: the verdict's reason says
-how much was scanned. It is not an EngineError because the engine is not at fault, and `on_error = "tempfail"`
-would otherwise refuse every large message forever; `max_size` defaults to the largest message the MX accepts,
-so it happens only where the site chose so.
+MaxFileSize FOUND", which this client passes on as a virus like any other name (scanning.py makes it a scan not
+finished). A longer message is scanned on its first `max_size` bytes only, and when nothing is found there it
+counts as clean but not whole: the verdict's reason says how much was scanned, and the delivered copy says so in
+X-Virus-Status (decision.py). It is not an EngineError because the engine is not at fault, and `on_error =
+"tempfail"` would otherwise refuse every large message forever; `max_size` defaults to the largest message the MX
+accepts, so it happens only where the site chose so.
 
 Connections: each is an IDSESSION (`zIDSESSION\\0`; replies then start with the command's number, "1: ", "2: "),
 used by one scan at a time, so replies come in order; at most `concurrency` at once, the rest of the scans wait
@@ -74,7 +75,7 @@ class Clamav:
             return Verdict(engine=NAME, virus=found[1], reason=f"virus {found[1]}")
         if reply == "stream: OK":
             if len(sent) < len(message):
-                return Verdict(engine=NAME, reason=f"clean in the first {len(sent)} of {len(message)} bytes")
+                return Verdict(NAME, reason=f"clean in the first {len(sent)} of {len(message)} bytes", whole=False)
             return Verdict(engine=NAME)
         raise _refusal(reply)
 

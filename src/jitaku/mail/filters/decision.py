@@ -13,6 +13,8 @@
 - One reply for all recipients: refused only when every recipient's outcome is a refusal; otherwise a recipient
   whose outcome was a refusal gets the message in Junk, so that nobody's copy is bounced later.
 - Mail from an authenticated user (submission) is scanned for viruses only.
+- A message the virus scanner saw only part of (clamd's limits, `[filters.clamav] max_size`) and found nothing in
+  is delivered, with X-Virus-Status saying how much was scanned: refusing it would refuse every large attachment.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ Place = Literal["inbox", "junk", "refused"]
 REFUSING_ACTIONS = frozenset({"reject"})
 JUNKING_ACTIONS = frozenset({"add header", "rewrite subject", "spam"})
 MAX_SYMBOLS = 40  # in the header that names them: enough to read, never a header of kilobytes
-OURS = (b"x-spam-status", b"x-spam-score", b"x-spam-symbols")  # the fields _headers writes
+OURS = (b"x-spam-status", b"x-spam-score", b"x-spam-symbols", b"x-virus-status")  # the fields _headers writes
 
 
 @dataclass(frozen=True)
@@ -80,16 +82,17 @@ def decide(
         names = ", ".join(sorted({f.engine for f in failures}))
         return Decision(Reply(451, "4.7.1", f"Message not checked ({names} unavailable): try again later"), (), b"")
     spam = [v for v in verdicts if v.score is not None or v.action]
+    partly = [v for v in verdicts if not v.whole]
     if authenticated:
         outcomes = tuple(Outcome(r, "inbox", "authenticated") for r in recipients)
-        return Decision(None, outcomes, _headers([], failures, settings))
+        return Decision(None, outcomes, _headers([], partly, failures, settings))
     outcomes = tuple(_outcome(settings, spam, r, listed(r)) for r in recipients)
     if outcomes and all(o.place == "refused" for o in outcomes):
         blocked = all(o.why == "sender blocked" for o in outcomes)
         text = "Message refused: sender blocked" if blocked else f"Message refused as spam: {outcomes[0].why}"
         return Decision(Reply(550, "5.7.1", text), outcomes, b"")
     kept = tuple(Outcome(o.recipient, "junk", o.why) if o.place == "refused" else o for o in outcomes)
-    return Decision(None, kept, _headers(spam, failures, settings))
+    return Decision(None, kept, _headers(spam, partly, failures, settings))
 
 
 def _outcome(settings: FiltersSettings, spam: Sequence[Verdict], recipient: str, listed: str | None) -> Outcome:
@@ -124,10 +127,15 @@ def _why(verdict: Verdict) -> str:
     return text[:200]
 
 
-def _headers(spam: Sequence[Verdict], failures: Sequence[EngineError], settings: FiltersSettings) -> bytes:
+def _headers(
+    spam: Sequence[Verdict], partly: Sequence[Verdict], failures: Sequence[EngineError], settings: FiltersSettings
+) -> bytes:
     """X-Spam-Status (Yes, No, or Unchecked naming the engines that gave no verdict), X-Spam-Score and one header
-    naming the rules that fired, engine by engine: what a mail program's own filter rules read."""
+    naming the rules that fired, engine by engine: what a mail program's own filter rules read. X-Virus-Status
+    only for a message the virus scanner saw PARTLY: a clean verdict is no news, and a virus is refused."""
     lines = []
+    if partly:
+        lines.append(f"X-Virus-Status: Partly scanned ({'; '.join(_why(v) for v in partly)})")
     score = _score(spam)
     if failures:
         names = ", ".join(sorted({f.engine for f in failures}))
@@ -161,10 +169,11 @@ def _folded(field: str, width: int = 78) -> str:
 
 
 def without_ours(message: bytes) -> bytes:
-    """MESSAGE without the X-Spam fields we write, as a sender may have put them there ("X-Spam-Status: No" above
-    a spam, for a mail program's rules to trust): only ours are read. MESSAGE itself when it has none."""
+    """MESSAGE without the X-Spam and X-Virus-Status fields we write, as a sender may have put them there
+    ("X-Spam-Status: No" above a spam, for a mail program's rules to trust): only ours are read. MESSAGE itself
+    when it has none."""
     head = fields.header_section(message).lower()
-    if b"x-spam-" not in head:
+    if b"x-spam-" not in head and b"x-virus-status" not in head:
         return message
     found, body = fields.split_fields(message)
     return b"".join(field for field in found if fields.field_name(field).encode() not in OURS) + body

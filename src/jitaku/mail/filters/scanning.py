@@ -73,6 +73,8 @@ class Scanning:
         failures = [a for a in answers if isinstance(a, EngineError)]
         for failure in failures:
             log.event("filter_failed", queue_id=envelope.queue_id, engine=failure.engine, error=failure.what)
+        for partial in (v for v in verdicts if not v.whole):
+            log.event("filter_partial", queue_id=envelope.queue_id, engine=partial.engine, why=partial.reason)
         return verdicts, failures
 
     async def _ask(self, engine: Scanner, message: bytes, envelope: Envelope) -> Verdict | EngineError:
@@ -80,7 +82,7 @@ class Scanning:
             async with asyncio.timeout(self._timeout + 1):  # the client's own bound, and ours should it fail
                 verdict = await engine.scan(message, envelope)
             if verdict.virus is not None and verdict.virus.startswith(LIMITS):
-                return Verdict(verdict.engine, reason=f"not scanned whole ({verdict.virus})")
+                return Verdict(verdict.engine, reason=f"not scanned whole ({verdict.virus})", whole=False)
             return verdict
         except EngineError as error:
             return error

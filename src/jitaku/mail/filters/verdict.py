@@ -30,6 +30,7 @@ class Verdict:
     symbols: tuple[str, ...] = field(default=())  # the rules that fired, as the engine names them
     virus: str | None = None  # the signature's name
     reason: str = ""  # short, for an SMTP reply or a header: why the engine thinks so
+    whole: bool = True  # False: the engine saw only part of the message (clamd's limits, `[filters.clamav] max_size`)
 
 
 class EngineError(Exception):
