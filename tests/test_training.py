@@ -37,6 +37,49 @@ def test_a_move_teaches_spam_into_junk_and_ham_out_of_it_but_not_into_trash(
 
 
 @pytest.mark.parametrize(
+    ("name", "trash"),
+    [
+        ("Trash", True),
+        ("Deleted Items", True),  # Outlook's
+        ("deleted messages", True),  # Apple Mail's, in any case
+        ("[Gmail]/Bin", True),  # the last level decides
+        ("INBOX/TRASH", True),
+        ("ゴミ箱", True),
+        ("削除済みアイテム", True),
+        ("Trash/2025", False),
+        ("Trashed ideas", False),
+        ("Junk", False),
+    ],
+)
+def test_a_trash_folder_is_known_by_its_last_level_named_as_clients_name_theirs(name: str, trash: bool) -> None:
+    assert training.trash_named(name) is trash
+
+
+@pytest.mark.parametrize(
+    ("into", "use", "taught"),
+    [
+        ("Deleted Items", None, None),  # Outlook's trash, made by the client: deleting spam teaches nothing
+        ("ゴミ箱", None, None),
+        ("Papierkorb", TRASH, None),  # the special use, whatever the name
+        ("Archive", "\\Archive", False),  # every user's; filed away: ham, as Dovecot's report-ham.sieve has it
+        ("Receipts", None, False),
+        ("Deleted Items/Keep", None, False),
+    ],
+)
+def test_spam_moved_out_of_junk_into_a_trash_folder_teaches_nothing_however_the_folder_is_marked(
+    database: Database, into: str, use: str | None, taught: bool | None
+) -> None:
+    with database.transaction() as connection:
+        if (into, use) not in mailstore.SPECIAL_FOLDERS:
+            mailstore.create_mailbox(connection, ALICE, into, use)  # type: ignore[arg-type]
+        uid = mailstore.append(connection, ALICE, b"Subject: offer\r\n\r\ncheap watches\r\n", "Junk")
+    with database.transaction() as connection:
+        (_old, new), *_ = mailstore.move(connection, ALICE, "Junk", [uid], into)
+        assert training.record_copy(connection, ALICE, "Junk", into, [new]) is taught
+    assert database.query_now(training.waiting) == (0 if taught is None else 1)
+
+
+@pytest.mark.parametrize(
     ("given", "mode", "after", "taught"),
     [
         (["$Junk"], "add", ["$Junk", "\\Seen"], True),

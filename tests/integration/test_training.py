@@ -133,6 +133,31 @@ def test_keywords_teach_as_thunderbird_sets_them_and_trash_is_no_verdict(
     imap.logout()
 
 
+def test_spam_deleted_from_junk_teaches_nothing_into_a_trash_folder_the_client_made_nor_expunged(
+    trained: Jitaku,
+    spamd: Spamd,  # noqa: F811
+) -> None:
+    for _ in range(3):
+        deliver(trained)
+    nspam, nham = spamd.learned()
+    imap = login(trained)
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1:3", "Junk")[0] == "OK"
+    assert until(lambda: spamd.learned()[0] == nspam + 3), trained.log()
+    assert until(lambda: trained.read(lambda s: s.run("SELECT COUNT(*) FROM filter_training")[0][0]) == 0)
+    assert imap.create('"Deleted Items"')[0] == "OK"  # Outlook's trash: no \Trash
+    imap.select("Junk")
+    assert imap.uid("MOVE", "1", '"Deleted Items"')[0] == "OK"
+    assert imap.uid("STORE", "2", "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert imap.expunge()[0] == "OK"
+    # the last one filed in Archive is ham: once it is learned, anything recorded before it was too
+    assert imap.uid("MOVE", "3", "Archive")[0] == "OK"
+    assert until(lambda: spamd.learned()[1] > nham), trained.log()
+    assert spamd.learned() == (nspam + 2, nham + 1)  # SpamAssassin forgets a spam it learns again as ham
+    assert trained.log().count("event=learned engine=spamassassin kind=ham") == 1
+    imap.logout()
+
+
 class Forwarder:
     """A TCP port that forwards to an engine once opened: the engine down, then back."""
 

@@ -1,8 +1,16 @@
 """What a user teaches the spam engines over IMAP (issue 23): a message moved or copied into their \\Junk
 mailbox, appended to it, or flagged $Junk (Thunderbird, Apple Mail) is spam; one moved out of Junk into any
-mailbox but Trash, or flagged $NotJunk, is ham. The IMAP command records it in its own transaction
-(filter_training); the main process's learner (mail/filters/learning.py) teaches every engine later and records
-in filter_learned what it learned, so that a message is learned at most once each way (by its SHA-256 as stored).
+mailbox but a trash folder, or flagged $NotJunk, is ham.
+
+Moving spam from Junk into the trash is deleting it, no verdict; expunging it from Junk neither. A trash
+folder is the one of special use \\Trash, or one a client made without it under a name clients give theirs
+(TRASH_NAMES). Every other move out of Junk is ham, into \\Archive too (filing a message away says it is
+wanted), as Dovecot's IMAPSieve example for spam learning has it (report-ham.sieve: any COPY out of Junk but
+into "Trash").
+
+The IMAP command records what it taught in its own transaction (filter_training); the main process's learner
+(mail/filters/learning.py) teaches every engine later and records in filter_learned what it learned, so that
+a message is learned at most once each way (by its SHA-256 as stored).
 
 The decisions (`moved`, `appended`, `flagged`) are plain functions of what the command did; `record_*` run
 inside the command's transaction."""
@@ -13,7 +21,7 @@ import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from jitaku.store.mailstore import Target, canonical
+from jitaku.store.mailstore import DELIMITER, Target, canonical
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import statements_of, tx_of
 
@@ -22,6 +30,14 @@ SPAM_KEYWORD, HAM_KEYWORD = "$junk", "$notjunk"  # keywords are case-insensitive
 # Seconds before each retry of an item an engine could not learn; after the last, the item is given up (logged)
 RETRIES = (2.0, 30.0, 300.0, 1800.0)
 BATCH = 20
+# The names clients give a trash folder they make where the server marks none, compared with a name's last
+# level, case-insensitively: Thunderbird's "Trash", Outlook's "Deleted Items" (削除済みアイテム in Japanese),
+# Apple Mail's "Deleted Messages", Gmail's "Bin" (British English), and the Japanese ゴミ箱 and ごみ箱.
+# Dovecot's antispam plugin gives the English ones as its example of antispam_trash.
+TRASH_NAMES = frozenset(
+    name.casefold()
+    for name in ("Trash", "Deleted Items", "Deleted Messages", "Bin", "ゴミ箱", "ごみ箱", "削除済みアイテム")
+)
 
 
 def _keywords(flags: Iterable[str]) -> set[str]:
@@ -29,9 +45,9 @@ def _keywords(flags: Iterable[str]) -> set[str]:
 
 
 def moved(source_use: str | None, target_use: str | None) -> bool | None:
-    """What a MOVE or COPY from a mailbox of SOURCE_USE (its special use, or None) into one of TARGET_USE
-    teaches: True spam (into Junk), False ham (out of Junk, except into Trash: deleting spam is no verdict),
-    None nothing. A client without MOVE moves by COPY and then deletes, so both count alike."""
+    """What a MOVE or COPY from a mailbox of SOURCE_USE (its `role`) into one of TARGET_USE teaches: True spam
+    (into Junk), False ham (out of Junk, except into the trash: deleting spam is no verdict), None nothing. A
+    client without MOVE moves by COPY and then deletes, so both count alike."""
     if target_use == JUNK and source_use != JUNK:
         return True
     if source_use == JUNK and target_use not in (JUNK, TRASH):
@@ -74,6 +90,17 @@ def special_use(source: Target | Statements, address: str, name: str) -> str | N
     return rows[0][0] if rows else None
 
 
+def trash_named(name: str) -> bool:
+    return name.rpartition(DELIMITER)[2].casefold() in TRASH_NAMES
+
+
+def role(source: Target | Statements, address: str, name: str) -> str | None:
+    """The part the user's mailbox NAME plays in training: its special use, or \\Trash for a folder without one
+    that is named as clients name their trash."""
+    use = special_use(source, address, name)
+    return TRASH if use is None and trash_named(name) else use
+
+
 _ADD = (
     "INSERT INTO filter_training (message_id, spam, engines, tries, due_at)"
     " SELECT messages.id, ?, '', 0, ? FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id"
@@ -94,7 +121,7 @@ def record_copy(target: Target, address: str, source: str, into: str, new_uids: 
     """A COPY or MOVE of messages from SOURCE that became NEW_UIDS of INTO; returns what it taught."""
     if not new_uids:
         return None
-    spam = moved(special_use(target, address, source), special_use(target, address, into))
+    spam = moved(role(target, address, source), role(target, address, into))
     if spam is not None:
         record(target, address, into, new_uids, spam)
     return spam
