@@ -37,29 +37,128 @@ def test_a_move_teaches_spam_into_junk_and_ham_out_of_it_but_not_into_trash(
 
 
 @pytest.mark.parametrize(
-    ("given", "mode", "after", "taught"),
+    ("name", "trash"),
     [
-        (["$Junk"], "add", ["$Junk", "\\Seen"], True),
-        (["$junk"], "add", ["$junk"], True),  # keywords are case-insensitive
-        (["$NotJunk"], "add", ["$NotJunk"], False),
-        (["$NotJunk", "\\Seen"], "replace", ["$NotJunk", "\\Seen"], False),
-        (["$Junk"], "remove", [], None),
-        (["$Junk"], "add", ["$Junk", "$NotJunk"], None),  # both: no verdict
-        (["$Junk", "$NotJunk"], "add", ["$Junk", "$NotJunk"], None),
-        (["\\Flagged"], "add", ["\\Flagged"], None),
+        ("Trash", True),
+        ("Deleted Items", True),  # Outlook's
+        ("deleted messages", True),  # Apple Mail's, in any case
+        ("[Gmail]/Bin", True),  # the last level decides
+        ("INBOX/TRASH", True),
+        ("ゴミ箱", True),
+        ("削除済みアイテム", True),
+        ("Trash/2025", False),
+        ("Trashed ideas", False),
+        ("Junk", False),
     ],
 )
-def test_a_keyword_set_teaches_as_thunderbird_and_apple_mail_mean_it(
-    given: list[str], mode: str, after: list[str], taught: bool | None
+def test_a_trash_folder_is_known_by_its_last_level_named_as_clients_name_theirs(name: str, trash: bool) -> None:
+    assert training.trash_named(name) is trash
+
+
+@pytest.mark.parametrize(
+    ("into", "use", "taught"),
+    [
+        ("Deleted Items", None, None),  # Outlook's trash, made by the client: deleting spam teaches nothing
+        ("ゴミ箱", None, None),
+        ("Papierkorb", TRASH, None),  # the special use, whatever the name
+        ("Archive", "\\Archive", False),  # every user's; filed away: ham, as Dovecot's report-ham.sieve has it
+        ("Receipts", None, False),
+        ("Deleted Items/Keep", None, False),
+    ],
+)
+def test_spam_moved_out_of_junk_into_a_trash_folder_teaches_nothing_however_the_folder_is_marked(
+    database: Database, into: str, use: str | None, taught: bool | None
 ) -> None:
-    assert training.flagged(given, mode, after) is taught
+    with database.transaction() as connection:
+        if (into, use) not in mailstore.SPECIAL_FOLDERS:
+            mailstore.create_mailbox(connection, ALICE, into, use)  # type: ignore[arg-type]
+        uid = mailstore.append(connection, ALICE, b"Subject: offer\r\n\r\ncheap watches\r\n", "Junk")
+    with database.transaction() as connection:
+        (_old, new), *_ = mailstore.move(connection, ALICE, "Junk", [uid], into)
+        assert training.record_copy(connection, ALICE, "Junk", into, [new]) is taught
+    assert database.query_now(training.waiting) == (0 if taught is None else 1)
 
 
-def test_an_append_teaches_by_its_keywords_else_by_junk() -> None:
-    assert training.appended(JUNK, []) is True
-    assert training.appended(JUNK, ["$NotJunk"]) is False
-    assert training.appended(None, ["$Junk"]) is True
-    assert training.appended(None, ["\\Seen"]) is None
+@pytest.mark.parametrize(
+    ("given", "mode", "before", "rescue", "taught"),
+    [
+        (["$Junk"], "add", [], False, True),
+        (["$junk"], "add", ["\\Seen"], False, True),  # keywords are case-insensitive
+        (["Junk"], "add", ["NonJunk"], False, True),  # Thunderbird's Junk: adds Junk, then removes NonJunk
+        (["$Junk"], "add", ["$Junk"], False, None),  # had it: said before
+        (["$NotJunk"], "add", [], False, None),  # a client's own filter on a new message in INBOX
+        (["NonJunk"], "add", ["\\Seen"], False, None),  # Thunderbird's, likewise
+        (["$NotJunk"], "add", [], True, False),  # in Junk, or our filter had called it spam
+        (["NotJunk"], "add", [], True, False),  # Apple Mail's older name
+        (["NonJunk"], "add", ["Junk"], False, False),  # Thunderbird's Not Junk on a message it had marked Junk
+        (["$NotJunk", "\\Seen"], "replace", ["$Junk"], False, False),
+        (["$NotJunk", "\\Seen"], "replace", ["$NotJunk"], True, None),  # had it: said before
+        (["$Junk"], "remove", ["$Junk"], True, None),
+        (["$NotJunk"], "remove", ["$NotJunk", "$Junk"], True, None),
+        (["$Junk", "$NotJunk"], "add", [], True, None),  # both: no verdict
+        (["\\Flagged"], "add", [], True, None),
+    ],
+)
+def test_a_junk_keyword_teaches_spam_and_a_not_junk_one_ham_only_when_it_rescues_the_message(
+    given: list[str], mode: str, before: list[str], rescue: bool, taught: bool | None
+) -> None:
+    assert training.flagged(given, mode, before, rescue) is taught
+
+
+def test_an_append_teaches_by_its_keywords_as_a_store_would_else_by_junk() -> None:
+    assert training.appended(JUNK, [], False) is True
+    assert training.appended(JUNK, ["$NotJunk"], False) is False
+    assert training.appended(None, ["$Junk"], False) is True
+    assert training.appended(None, ["\\Seen"], False) is None
+    assert training.appended(None, ["NonJunk"], False) is None  # Thunderbird uploading mail its filter passed
+    assert training.appended(None, ["$NotJunk"], True) is False  # our filter had called it spam
+
+
+@pytest.mark.parametrize(
+    ("message", "spam"),
+    [
+        (b"Return-Path: <a@remote.example>\r\nX-Spam-Status: Yes\r\nX-Spam-Score: 7.0\r\n\r\nbuy\r\n", True),
+        (b"x-spam-status: YES, score=7.1 required=5.0\n\nbuy\n", True),  # SpamAssassin's own, bare LF
+        (b"X-Spam-Status: No\r\nX-Spam-Status: Yes\r\n\r\nhello\r\n", False),  # the first is ours
+        (b"X-Spam-Status: Unchecked (rspamd unavailable)\r\n\r\nhello\r\n", False),
+        (b"Subject: about filters\r\n\r\nX-Spam-Status: Yes\r\n", False),  # in the body
+        (b"Subject: hello\r\n\r\nhello\r\n", False),
+    ],
+)
+def test_our_filters_verdict_is_read_from_the_first_x_spam_status(message: bytes, spam: bool) -> None:
+    assert training.said_spam(message) is spam
+
+
+def _taught(database: Database) -> dict[tuple[str, int], bool]:
+    rows = database.query_now(
+        lambda s: s.run(
+            "SELECT mailboxes.name, messages.uid, filter_training.spam FROM filter_training"
+            " JOIN messages ON messages.id = filter_training.message_id"
+            " JOIN mailboxes ON mailboxes.id = messages.mailbox_id"
+        )
+    )
+    return {(name, int(uid)): bool(spam) for name, uid, spam in rows}
+
+
+def test_not_junk_teaches_ham_of_a_message_in_junk_marked_junk_or_called_spam_and_nothing_else(
+    database: Database,
+) -> None:
+    with database.transaction() as connection:
+        plain = mailstore.append(connection, ALICE, b"Return-Path: <a@b>\r\nX-Spam-Status: No\r\n\r\nhello\r\n")
+        called = mailstore.append(connection, ALICE, b"Return-Path: <a@b>\r\nX-Spam-Status: Yes\r\n\r\noffer\r\n")
+        marked = mailstore.append(connection, ALICE, b"Subject: hello again\r\n\r\nhi\r\n", flags=["Junk"])
+        junked = mailstore.append(connection, ALICE, b"Subject: in junk\r\n\r\nhi\r\n", "Junk")
+    for name, uids in (("INBOX", [plain, called, marked]), ("Junk", [junked])):
+        with database.transaction() as connection:
+            result = mailstore.store_flags(connection, ALICE, name, uids, ["NonJunk"], "add")
+            training.record_flags(connection, ALICE, name, ["NonJunk"], "add", result)
+    assert _taught(database) == {("INBOX", called): False, ("INBOX", marked): False, ("Junk", junked): False}
+
+    with database.transaction() as connection:  # the user's Junk button in INBOX, the keyword set once more
+        for _ in range(2):
+            result = mailstore.store_flags(connection, ALICE, "INBOX", [plain], ["$Junk"], "add")
+            training.record_flags(connection, ALICE, "INBOX", ["$Junk"], "add", result)
+    assert _taught(database)[("INBOX", plain)] is True and len(_taught(database)) == 4
 
 
 class Engine:

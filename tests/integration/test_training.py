@@ -1,7 +1,7 @@
 """Training the spam engines over IMAP (issue 23), with a real jitaku serve, rspamd (and its Redis) and spamd:
-a message moved into Junk is learned as spam by both, once however often it comes back; moved out of Junk or
-flagged $NotJunk it is learned as ham; with an engine down IMAP answers at once and the learning happens when
-the engine is back."""
+a message moved into Junk is learned as spam by both, once however often it comes back; moved out of Junk
+(but into the trash) it is learned as ham; a junk keyword teaches spam, a not-junk one ham only where it rescues
+a message; with an engine down IMAP answers at once and the learning happens when the engine is back."""
 
 from __future__ import annotations
 
@@ -109,27 +109,58 @@ def test_moving_into_junk_teaches_spam_once_and_out_of_it_ham(
     imap.logout()
 
 
-def test_keywords_teach_as_thunderbird_sets_them_and_trash_is_no_verdict(
+def test_junk_keywords_teach_spam_and_not_junk_ones_ham_only_of_a_message_they_rescue(
     trained: Jitaku,
     spamd: Spamd,  # noqa: F811
 ) -> None:
-    deliver(trained)
-    deliver(trained)
+    for _ in range(4):
+        deliver(trained)
     nspam, nham = spamd.learned()
     imap = login(trained)
     imap.select("INBOX")
-    assert imap.uid("STORE", "1", "+FLAGS", "($Junk)")[0] == "OK"
-    assert until(lambda: spamd.learned()[0] > nspam), trained.log()
-    assert imap.uid("STORE", "2", "+FLAGS", "($NotJunk)")[0] == "OK"
-    assert until(lambda: spamd.learned()[1] > nham), trained.log()
-    nspam, nham = spamd.learned()
-    # spam deleted from Junk teaches nothing: moved into Trash
-    assert imap.uid("MOVE", "1", "Junk")[0] == "OK"  # learned as spam already: nothing new
+    # a client's own junk filter passing new mail, Apple Mail's keyword and Thunderbird's: nothing recorded
+    assert imap.uid("STORE", "1", "+FLAGS", "($NotJunk)")[0] == "OK"
+    assert imap.uid("STORE", "2", "+FLAGS", "(NonJunk)")[0] == "OK"
+    assert trained.read(lambda s: s.run("SELECT COUNT(*) FROM filter_training")[0][0]) == 0
+    # Thunderbird's Junk button, then its Not Junk (it adds the one keyword, then removes the other): spam, ham
+    assert imap.uid("STORE", "3", "+FLAGS", "(Junk)")[0] == "OK"
+    assert imap.uid("STORE", "3", "+FLAGS", "(NonJunk)")[0] == "OK"
+    assert imap.uid("STORE", "3", "-FLAGS", "(Junk)")[0] == "OK"
+    # moved into Junk (spam), then $NotJunk there: ham
+    assert imap.uid("MOVE", "4", "Junk")[0] == "OK"
     imap.select("Junk")
-    assert imap.uid("MOVE", "1", "Trash")[0] == "OK"
+    assert imap.uid("STORE", "1", "+FLAGS", "($NotJunk)")[0] == "OK"
+    # the learner takes what was recorded in order: once the last is learned, all are
+    assert until(lambda: trained.log().count("event=learned engine=spamassassin kind=ham") == 2), trained.log()
     assert until(lambda: trained.read(lambda s: s.run("SELECT COUNT(*) FROM filter_training")[0][0]) == 0)
-    assert spamd.learned() == (nspam, nham)
-    assert trained.log().count("event=learned engine=spamassassin") == 2
+    assert trained.log().count("event=learned engine=spamassassin kind=spam") == 2
+    assert trained.log().count("event=learned engine=rspamd kind=ham") == 2
+    assert spamd.learned() == (nspam, nham + 2)  # each spam forgotten when it was learned again as ham
+    imap.logout()
+
+
+def test_spam_deleted_from_junk_teaches_nothing_into_a_trash_folder_the_client_made_nor_expunged(
+    trained: Jitaku,
+    spamd: Spamd,  # noqa: F811
+) -> None:
+    for _ in range(3):
+        deliver(trained)
+    nspam, nham = spamd.learned()
+    imap = login(trained)
+    imap.select("INBOX")
+    assert imap.uid("MOVE", "1:3", "Junk")[0] == "OK"
+    assert until(lambda: spamd.learned()[0] == nspam + 3), trained.log()
+    assert until(lambda: trained.read(lambda s: s.run("SELECT COUNT(*) FROM filter_training")[0][0]) == 0)
+    assert imap.create('"Deleted Items"')[0] == "OK"  # Outlook's trash: no \Trash
+    imap.select("Junk")
+    assert imap.uid("MOVE", "1", '"Deleted Items"')[0] == "OK"
+    assert imap.uid("STORE", "2", "+FLAGS", "(\\Deleted)")[0] == "OK"
+    assert imap.expunge()[0] == "OK"
+    # the last one filed in Archive is ham: once it is learned, anything recorded before it was too
+    assert imap.uid("MOVE", "3", "Archive")[0] == "OK"
+    assert until(lambda: spamd.learned()[1] > nham), trained.log()
+    assert spamd.learned() == (nspam + 2, nham + 1)  # SpamAssassin forgets a spam it learns again as ham
+    assert trained.log().count("event=learned engine=spamassassin kind=ham") == 1
     imap.logout()
 
 

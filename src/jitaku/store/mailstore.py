@@ -134,11 +134,13 @@ class Selected:
 class StoreResult:
     """STORE's outcome. MESSAGES: those among the UIDs that exist and passed UNCHANGEDSINCE, with their
     flags now; CHANGED: the UIDs whose flags changed (their FETCH carries the new MODSEQ even under .SILENT);
-    FAILED: the UIDs UNCHANGEDSINCE kept unchanged (RFC 7162's MODIFIED response code)."""
+    FAILED: the UIDs UNCHANGEDSINCE kept unchanged (RFC 7162's MODIFIED response code); BEFORE: the flags
+    each changed message had (what a keyword teaches the spam engines depends on them, store/training.py)."""
 
     messages: list[FlagState]
     changed: list[int]
     failed: list[int]
+    before: dict[int, frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -770,6 +772,7 @@ def store_flags(
         ],
         changed=[message.uid for message, _wanted in changed],
         failed=failed,
+        before={message.uid: message.flags for message, _wanted in changed},
     )
 
 

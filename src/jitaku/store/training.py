@@ -1,27 +1,61 @@
 """What a user teaches the spam engines over IMAP (issue 23): a message moved or copied into their \\Junk
-mailbox, appended to it, or flagged $Junk (Thunderbird, Apple Mail) is spam; one moved out of Junk into any
-mailbox but Trash, or flagged $NotJunk, is ham. The IMAP command records it in its own transaction
-(filter_training); the main process's learner (mail/filters/learning.py) teaches every engine later and records
-in filter_learned what it learned, so that a message is learned at most once each way (by its SHA-256 as stored).
+mailbox, appended to it, or given a junk keyword is spam; one moved out of Junk into any mailbox but a trash
+folder, or given a not-junk keyword that rescues it, is ham.
+
+Moving spam from Junk into the trash is deleting it, no verdict; expunging it from Junk neither. A trash
+folder is the one of special use \\Trash, or one a client made without it under a name clients give theirs
+(TRASH_NAMES). Every other move out of Junk is ham, into \\Archive too (filing a message away says it is
+wanted), as Dovecot's IMAPSieve example for spam learning has it (report-ham.sieve: any COPY out of Junk but
+into "Trash").
+
+Keywords: $Junk and $NotJunk (IANA's registry), and the older names clients still set where a server takes
+any keyword, as ours does: Thunderbird's Junk and NonJunk (it turns them into $Junk and $NotJunk only for a
+server that takes no other keyword), Apple Mail's NotJunk. Clients set them by themselves, not only when the
+user says so: Thunderbird's junk filter marks every new message it classifies, most of them NonJunk, and
+teaching ham on each would teach the engines every message as ham, whatever they scored it. So:
+
+- a STORE or APPEND that sets a junk keyword on a message that had none teaches spam (the user's Junk button,
+  or a client's filter that found what ours let through);
+- one that sets a not-junk keyword on a message that had none teaches ham only when that rescues the message:
+  it is in Junk, or it had a junk keyword (Thunderbird's "Not Junk" adds NonJunk before it removes Junk), or
+  its first X-Spam-Status says Yes (our filter called it spam: that is what the store keeps of its verdict);
+- removing either, or setting both at once, teaches nothing.
+
+The IMAP command records what it taught in its own transaction (filter_training); the main process's learner
+(mail/filters/learning.py) teaches every engine later and records in filter_learned what it learned, so that
+a message is learned at most once each way (by its SHA-256 as stored).
 
 The decisions (`moved`, `appended`, `flagged`) are plain functions of what the command did; `record_*` run
 inside the command's transaction."""
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from jitaku.store.mailstore import Target, canonical
+from jitaku.store.mailstore import DELIMITER, StoreResult, Target, canonical
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import statements_of, tx_of
 
 JUNK, TRASH = "\\Junk", "\\Trash"
-SPAM_KEYWORD, HAM_KEYWORD = "$junk", "$notjunk"  # keywords are case-insensitive (RFC 3501 §2.3.2)
+# Keywords are case-insensitive (RFC 3501 §2.3.2): these are lower-cased
+SPAM_KEYWORDS = frozenset({"$junk", "junk"})
+HAM_KEYWORDS = frozenset({"$notjunk", "nonjunk", "notjunk"})
+HEAD = 16384  # bytes of a message read for its X-Spam-Status: ours is its second field, after Return-Path
+_SPAM_STATUS = re.compile(rb"^x-spam-status:[ \t]*(\S*)", re.IGNORECASE | re.MULTILINE)
 # Seconds before each retry of an item an engine could not learn; after the last, the item is given up (logged)
 RETRIES = (2.0, 30.0, 300.0, 1800.0)
 BATCH = 20
+# The names clients give a trash folder they make where the server marks none, compared with a name's last
+# level, case-insensitively: Thunderbird's "Trash", Outlook's "Deleted Items" (削除済みアイテム in Japanese),
+# Apple Mail's "Deleted Messages", Gmail's "Bin" (British English), and the Japanese ゴミ箱 and ごみ箱.
+# Dovecot's antispam plugin gives the English ones as its example of antispam_trash.
+TRASH_NAMES = frozenset(
+    name.casefold()
+    for name in ("Trash", "Deleted Items", "Deleted Messages", "Bin", "ゴミ箱", "ごみ箱", "削除済みアイテム")
+)
 
 
 def _keywords(flags: Iterable[str]) -> set[str]:
@@ -29,9 +63,9 @@ def _keywords(flags: Iterable[str]) -> set[str]:
 
 
 def moved(source_use: str | None, target_use: str | None) -> bool | None:
-    """What a MOVE or COPY from a mailbox of SOURCE_USE (its special use, or None) into one of TARGET_USE
-    teaches: True spam (into Junk), False ham (out of Junk, except into Trash: deleting spam is no verdict),
-    None nothing. A client without MOVE moves by COPY and then deletes, so both count alike."""
+    """What a MOVE or COPY from a mailbox of SOURCE_USE (its `role`) into one of TARGET_USE teaches: True spam
+    (into Junk), False ham (out of Junk, except into the trash: deleting spam is no verdict), None nothing. A
+    client without MOVE moves by COPY and then deletes, so both count alike."""
     if target_use == JUNK and source_use != JUNK:
         return True
     if source_use == JUNK and target_use not in (JUNK, TRASH):
@@ -40,29 +74,40 @@ def moved(source_use: str | None, target_use: str | None) -> bool | None:
 
 
 def by_keywords(flags: Iterable[str]) -> bool | None:
-    """What the keywords FLAGS teach: $Junk spam, $NotJunk ham, both or neither nothing."""
+    """What the keywords FLAGS say: True junk, False not junk, None neither or both."""
     found = _keywords(flags)
-    spam, ham = SPAM_KEYWORD in found, HAM_KEYWORD in found
+    spam, ham = bool(found & SPAM_KEYWORDS), bool(found & HAM_KEYWORDS)
     return spam if spam != ham else None
 
 
-def appended(target_use: str | None, flags: Iterable[str]) -> bool | None:
-    """An APPEND into a mailbox of TARGET_USE with FLAGS: its keywords decide, else Junk means spam."""
-    said = by_keywords(flags)
-    if said is not None:
-        return said
+def flagged(given: Iterable[str], mode: str, before: Iterable[str], rescue: bool) -> bool | None:
+    """What a STORE of GIVEN flags in MODE ("add", "remove", "replace") teaches of a message that had BEFORE:
+    spam when it sets a junk keyword the message had none of; ham when it sets a not-junk keyword the message
+    had none of and that rescues it: it had a junk keyword, or RESCUE (it is in Junk, or our filter called it
+    spam); else nothing."""
+    said = None if mode == "remove" else by_keywords(given)
+    had = _keywords(before)
+    if said is True:
+        return None if had & SPAM_KEYWORDS else True
+    if said is False and not had & HAM_KEYWORDS and (rescue or had & SPAM_KEYWORDS):
+        return False
+    return None
+
+
+def appended(target_use: str | None, flags: Iterable[str], marked: bool) -> bool | None:
+    """An APPEND into a mailbox of TARGET_USE with FLAGS, of a message our filter called spam or not (MARKED):
+    by its keywords as a STORE would set them, else into Junk is spam."""
+    if by_keywords(flags) is not None:
+        return flagged(flags, "add", (), target_use == JUNK or marked)
     return True if target_use == JUNK else None
 
 
-def flagged(given: Iterable[str], mode: str, after: Iterable[str]) -> bool | None:
-    """A STORE of GIVEN flags in MODE ("add", "remove", "replace") that left a message with AFTER: setting
-    $Junk teaches spam and $NotJunk ham, as long as the message does not carry both after it."""
-    if mode == "remove":
-        return None
-    said = by_keywords(given)
-    if said is None:
-        return None
-    return said if by_keywords(after) == said else None
+def said_spam(message: bytes) -> bool:
+    """Whether the first X-Spam-Status field of MESSAGE (or of its first bytes) says Yes."""
+    head = message[:HEAD]
+    end = min((at for at in (head.find(b"\r\n\r\n"), head.find(b"\n\n")) if at >= 0), default=len(head))
+    found = _SPAM_STATUS.search(head, 0, end)
+    return found is not None and found[1].lower().startswith(b"yes")
 
 
 def special_use(source: Target | Statements, address: str, name: str) -> str | None:
@@ -72,6 +117,17 @@ def special_use(source: Target | Statements, address: str, name: str) -> str | N
         (address.lower(), canonical(name)),
     )
     return rows[0][0] if rows else None
+
+
+def trash_named(name: str) -> bool:
+    return name.rpartition(DELIMITER)[2].casefold() in TRASH_NAMES
+
+
+def role(source: Target | Statements, address: str, name: str) -> str | None:
+    """The part the user's mailbox NAME plays in training: its special use, or \\Trash for a folder without one
+    that is named as clients name their trash."""
+    use = special_use(source, address, name)
+    return TRASH if use is None and trash_named(name) else use
 
 
 _ADD = (
@@ -94,10 +150,56 @@ def record_copy(target: Target, address: str, source: str, into: str, new_uids: 
     """A COPY or MOVE of messages from SOURCE that became NEW_UIDS of INTO; returns what it taught."""
     if not new_uids:
         return None
-    spam = moved(special_use(target, address, source), special_use(target, address, into))
+    spam = moved(role(target, address, source), role(target, address, into))
     if spam is not None:
         record(target, address, into, new_uids, spam)
     return spam
+
+
+def record_append(target: Target, address: str, name: str, uid: int, flags: Iterable[str], message: bytes) -> None:
+    """An APPEND of MESSAGE with FLAGS that became UID of NAME."""
+    marked = by_keywords(flags) is False and said_spam(message)
+    spam = appended(special_use(target, address, name), flags, marked)
+    if spam is not None:
+        record(target, address, name, [uid], spam)
+
+
+def record_flags(target: Target, address: str, name: str, given: Iterable[str], mode: str, result: StoreResult) -> None:
+    """A STORE of GIVEN flags in MODE on messages of NAME, which did RESULT."""
+    given = list(given)
+    if mode == "remove" or by_keywords(given) is None or not result.changed:
+        return
+    in_junk = special_use(target, address, name) == JUNK
+    before = result.before
+    # the header is read only where it decides: a not-junk keyword on a message of another mailbox than Junk
+    unsure = [
+        uid
+        for uid in result.changed
+        if flagged(given, mode, before[uid], True) != flagged(given, mode, before[uid], in_junk)
+    ]
+    marked = _marked(target, address, name, unsure) if unsure else set()
+    for spam in (True, False):
+        taught = [uid for uid in result.changed if flagged(given, mode, before[uid], in_junk or uid in marked) is spam]
+        record(target, address, name, taught, spam)
+
+
+_CHUNK = 200  # UIDs to a statement
+
+
+def _marked(source: Target | Statements, address: str, name: str, uids: Sequence[int]) -> set[int]:
+    """Those of UIDS of the user's mailbox NAME that our filter called spam."""
+    statements = statements_of(source)
+    found: set[int] = set()
+    for at in range(0, len(uids), _CHUNK):
+        chunk = uids[at : at + _CHUNK]
+        rows = statements.run(
+            "SELECT messages.uid, substr(messages.body, 1, ?) FROM messages"
+            " JOIN mailboxes ON mailboxes.id = messages.mailbox_id JOIN users ON users.id = mailboxes.user_id"
+            f" WHERE users.address = ? AND mailboxes.name = ? AND messages.uid IN ({', '.join('?' * len(chunk))})",
+            (HEAD, address.lower(), canonical(name), *chunk),
+        )
+        found.update(int(uid) for uid, head in rows if said_spam(bytes(head)))
+    return found
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,7 @@ async def append(backend: Backend, user: LoggedIn, session: Session, command: Ap
     def change(tx: Tx) -> tuple[int, int, int]:
         uid = mailstore.append(tx, address, message, command.mailbox, command.flags, command.internal_date)
         if backend.training:
-            spam = training.appended(training.special_use(tx, address, command.mailbox), command.flags)
-            if spam is not None:
-                training.record(tx, address, command.mailbox, [uid], spam)
+            training.record_append(tx, address, command.mailbox, uid, command.flags, message)
         # RFC 3501 §6.3.11: a session told at once of a message it appended to its mailbox is the first told,
         # so the message is \Recent to it; an EXAMINE claims none (before 0) and, as refresh does, shows as
         # \Recent what no session has claimed
@@ -66,21 +64,15 @@ async def store(backend: Backend, user: LoggedIn, session: Session, view: View, 
         return "NO [READ-ONLY] the mailbox is selected read-only"
     address = user.address
     uids = view.resolve(command.sequence, command.uid)
-    teaches = backend.training and training.by_keywords(command.flags) is not None
+    # removing a keyword teaches nothing (Thunderbird removes Junk after each NonJunk its filter sets)
+    teaches = backend.training and command.mode != "remove" and training.by_keywords(command.flags) is not None
 
     def change(tx: Tx) -> mailstore.StoreResult:
         result = mailstore.store_flags(
             tx, address, view.name, uids, command.flags, command.mode, command.unchanged_since
         )
         if teaches:
-            changed = set(result.changed)
-            for spam in (True, False):
-                taught = [
-                    state.uid
-                    for state in result.messages
-                    if state.uid in changed and training.flagged(command.flags, command.mode, state.flags) is spam
-                ]
-                training.record(tx, address, view.name, taught, spam)
+            training.record_flags(tx, address, view.name, command.flags, command.mode, result)
         return result
 
     # flags need not outlive a crash, unless they teach the spam engines (recorded in the same transaction)
