@@ -21,7 +21,7 @@ from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401
 from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixture)
 from tests.integration.harness import Jitaku
 from tests.integration.test_engine_rspamd import Fake, Request, fake, http  # noqa: F401 (a fixture)
-from tests.peers import free_port, rejection, swaks
+from tests.peers import Zone, free_port, rejection, swaks
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -136,11 +136,19 @@ def test_submission_is_scanned_for_viruses_only(filtered: Jitaku, tmp_path: Path
     assert rejection(virus.stdout).startswith("554 5.7.1"), virus.stdout
 
 
-def test_rspamd_is_told_the_envelope_helo_and_queue_id_of_what_is_stored(jitaku_factory: Any, fake: Fake) -> None:  # noqa: F811
+def test_rspamd_is_told_the_envelope_helo_and_queue_id_of_what_is_stored(
+    jitaku_factory: Any,
+    fake: Fake,  # noqa: F811
+    dns_zone: tuple[Zone, int],
+) -> None:
     seen: list[Request] = []
     answer = b'{"score": 0.5, "required_score": 15, "action": "no action", "symbols": {"R_ONE": {"score": 0.5}}}'
     url = fake(http("200 OK", answer), seen)
-    server: Jitaku = jitaku_factory()
+    zone, port = dns_zone
+    name = "mx-7.remote.example"  # the client's confirmed name: its PTR, and an A record that leads back
+    zone.add(f"1.0.0.127.in-addr.arpa. 60 IN PTR {name}.")
+    zone.add(f"{name}. 60 IN A 127.0.0.1")
+    server: Jitaku = jitaku_factory(port)
     server.settings["filters"] = {"timeout": 5, "rspamd": {"url": url, "controller_url": url}}
     server.write_config()
     server.init(ALICE, BOB)
@@ -151,6 +159,7 @@ def test_rspamd_is_told_the_envelope_helo_and_queue_id_of_what_is_stored(jitaku_
     (scan,) = [r for r in seen if r.line.startswith("POST /checkv2 ")]
     assert scan.values("IP") == ["127.0.0.1"]
     assert scan.values("Helo") == [helo]
+    assert scan.values("Hostname") == [name]
     assert scan.values("From") == [STRANGER]
     assert scan.values("Rcpt") == [ALICE, BOB]
     assert scan.values("User") == []  # a stranger's mail: no authenticated user
@@ -161,7 +170,9 @@ def test_rspamd_is_told_the_envelope_helo_and_queue_id_of_what_is_stored(jitaku_
     # X-Spam fields its verdict gives
     results, received, *_ = scan.body.split(b"\r\n", 2)
     assert results.startswith(b"Authentication-Results: mail.example.test; spf=none smtp.helo=" + helo.encode())
-    assert received == f"Received: from {helo} ([127.0.0.1])".encode() and b"\r\n\r\nbody-token-5f2c" in scan.body
+    assert (
+        received == f"Received: from {helo} ({name} [127.0.0.1])".encode() and b"\r\n\r\nbody-token-5f2c" in scan.body
+    )
     verdict = b"X-Spam-Status: No\r\nX-Spam-Score: 0.5\r\nX-Spam-Symbols: rspamd=R_ONE\r\n"
     assert stored == f"Return-Path: <{STRANGER}>\r\n".encode() + verdict + scan.body, stored[:400]
 
