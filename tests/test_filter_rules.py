@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jitaku.store import filters
-from jitaku.store.filters import Rule, RuleError, decide, pattern_of
+from jitaku.store.filters import Rule, RuleError, decide, judge, pattern_of
 from tests.test_blog_cli import jitaku
 
 
@@ -103,3 +103,24 @@ def test_a_users_lists_apply_to_mail_that_reaches_them_through_an_alias() -> Non
     rules = [rule("user", "kenji@example.test", "block", "spam.example")]
     assert decide(rules, "info@example.test", "x@spam.example", mailbox="kenji@example.test") == "block"
     assert decide(rules, "info@example.test", "x@spam.example", mailbox="yuki@example.test") is None
+
+
+def test_an_allow_rule_counts_for_a_vouched_name_and_a_block_rule_for_any() -> None:
+    rules = [
+        rule("global", "", "allow", "friend@bank.example"),
+        rule("global", "", "block", "spam.example"),
+        rule("user", "alice@example.test", "allow", "news.example"),
+    ]
+    forged, vouched = (lambda address: False), (lambda address: True)
+    friend = ("friend@bank.example", "friend@bank.example")
+    assert judge(rules, "bob@example.test", friend, vouched) == "allow"
+    assert judge(rules, "bob@example.test", friend, forged) is None  # scored as if no list named it
+    # the envelope or the From address: either name may be the allowed one, and only its own vouching counts
+    envelope_only = ("bounces@mailer.example", "friend@bank.example")
+    assert judge(rules, "bob@example.test", envelope_only, lambda a: a == "friend@bank.example") == "allow"
+    assert judge(rules, "bob@example.test", envelope_only, lambda a: a == "bounces@mailer.example") is None
+    # a blocked name is refused, vouched for or not, even beside an allowed one
+    assert judge(rules, "bob@example.test", ("x@spam.example", "friend@bank.example"), vouched) == "block"
+    assert judge(rules, "bob@example.test", ("friend@bank.example", "x@spam.example"), forged) == "block"
+    assert judge(rules, "info@example.test", ("a@news.example",), vouched, mailbox="alice@example.test") == "allow"
+    assert judge(rules, "bob@example.test", ("", ""), vouched) is None  # the null sender and no From

@@ -18,7 +18,7 @@ from tests.integration.engines.clamav import EICAR, EICAR_SIGNATURE, Clamd, clam
 from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401 (a fixture)
 from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixture)
 from tests.integration.harness import Jitaku
-from tests.peers import free_port, rejection, swaks
+from tests.peers import Zone, free_port, rejection, swaks
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 ALICE, BOB = "alice@example.test", "bob@example.test"
@@ -34,8 +34,18 @@ def folder(server: Jitaku, address: str, name: str = "INBOX") -> list[bytes]:
 
 
 @pytest.fixture
-def filtered(jitaku_factory: Any, clamd: Clamd, rspamd_engine: Rspamd, spamd: Spamd) -> Iterator[Jitaku]:  # noqa: F811
-    server: Jitaku = jitaku_factory()
+def filtered(
+    jitaku_factory: Any,
+    dns_zone: tuple[Zone, int],
+    clamd: Clamd,  # noqa: F811
+    rspamd_engine: Rspamd,  # noqa: F811
+    spamd: Spamd,  # noqa: F811
+) -> Iterator[Jitaku]:
+    """A server with the three engines on, its DNS a zone on loopback where the stranger's remote.example
+    publishes SPF for 127.0.0.1, where swaks sends from (an allow rule trusts a sender SPF vouches for)."""
+    zone, dns_port = dns_zone
+    zone.add('remote.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
+    server: Jitaku = jitaku_factory(dns_port)
     server.settings["filters"] = {
         "junk_score": 5.0,
         "reject_score": 15.0,
@@ -94,6 +104,22 @@ def test_the_lists_decide_before_the_scores_and_one_reply_serves_every_recipient
     assert both.returncode == 0, both.stdout  # Bob allows the sender: the message is taken, Alice's copy junked
     assert len(folder(filtered, ALICE, "Junk")) == 1 and folder(filtered, ALICE) == []
     assert len(folder(filtered, BOB)) == 1 and folder(filtered, BOB, "Junk") == []
+
+
+def test_an_allowed_sender_skips_the_scores_only_when_spf_vouches_for_it(
+    filtered: Jitaku, dns_zone: tuple[Zone, int]
+) -> None:
+    zone, _ = dns_zone
+    zone.add('bank.example. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"')  # its mail comes from elsewhere
+    for allowed in ("friend@bank.example", "pal@nospf.example", STRANGER):
+        filtered.cli("filter", "allow", allowed)
+    for forged in ("friend@bank.example", "pal@nospf.example"):  # SPF fail, SPF none
+        refused = send(filtered, "--header", f"From: <{forged}>", "--body", GTUBE, sender=forged)
+        assert rejection(refused.stdout).startswith("550 5.7.1 Message refused as spam"), refused.stdout
+    genuine = send(filtered, "--header", f"From: <{STRANGER}>", "--header", "Subject: test", "--body", GTUBE)
+    assert genuine.returncode == 0, genuine.stdout  # SPF passes for remote.example from 127.0.0.1
+    (kept,) = folder(filtered, ALICE)
+    assert GTUBE.encode() in kept and folder(filtered, ALICE, "Junk") == []
 
 
 def test_an_engine_that_is_down_follows_on_error(jitaku_factory: Any, clamd: Clamd) -> None:  # noqa: F811

@@ -21,7 +21,7 @@ from tests.integration.forms import submit
 from tests.integration.harness import Jitaku
 from tests.integration.test_admin_moderation import ARTIFACTS, LAYOUT, SIZES
 from tests.integration.test_filters import ALICE, BOB, GTUBE, send
-from tests.peers import free_port, rejection, wait_until
+from tests.peers import Zone, free_port, rejection, wait_until
 
 ENGINES = ("rspamd", "spamassassin", "clamav")
 
@@ -45,8 +45,17 @@ def check(server: Jitaku, *names: str) -> tuple[int, dict[str, dict[str, Any]]]:
 
 
 @pytest.fixture
-def filtered(jitaku_factory: Any, clamd: Clamd, rspamd_engine: Rspamd, spamd: Spamd) -> Iterator[Jitaku]:  # noqa: F811
-    server: Jitaku = jitaku_factory()
+def filtered(
+    jitaku_factory: Any,
+    dns_zone: tuple[Zone, int],
+    clamd: Clamd,  # noqa: F811
+    rspamd_engine: Rspamd,  # noqa: F811
+    spamd: Spamd,  # noqa: F811
+) -> Iterator[Jitaku]:
+    """The three engines on, and remote.example's SPF for 127.0.0.1 (an allow rule trusts what SPF vouches for)."""
+    zone, dns_port = dns_zone
+    zone.add('remote.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
+    server: Jitaku = jitaku_factory(dns_port)
     server.settings["filters"] = engines_on(clamd, rspamd_engine, spamd)
     server.settings["health"] = {"interval": 1}  # the monitor checks, and the tallies reach the store, each second
     server.write_config()

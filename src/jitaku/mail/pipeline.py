@@ -19,7 +19,7 @@ from jitaku.config import FiltersSettings
 from jitaku.mail import authcheck, delivery, headers, trace
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
-from jitaku.mail.filters import decision
+from jitaku.mail.filters import decision, senders
 from jitaku.mail.filters.scanning import Scanning
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.policy import Accepted
@@ -70,6 +70,7 @@ class InFlight:
     # ALSO commits with the message: the queue forgets the recipients a bounce reports in its transaction
     also: Callable[[Tx], None] | None
     routed: Routed = field(default_factory=Routed)
+    results: bytes = b""  # our Authentication-Results line, by which an allow rule trusts a sender's name
     outgoing: bytes = b""  # the copy that leaves for remote recipients, signed when it may be
     for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
     junk: frozenset[str] = frozenset()  # the recipients whose copy the filters put in Junk
@@ -156,13 +157,15 @@ class Check:
         results = await authcheck.authentication_results(
             data, self._hostname, session.client_ip, flight.arrival.sender, session.helo, crlf_checked=True
         )
+        flight.results = results
         flight.message = Message(results + message.added, data)
 
 
 class Filter:
     """Spam and virus filters (mail/filters/), after Check so that rspamd reads our Authentication-Results, and
-    the allow and block lists of each recipient: the message is refused whole (Rejected), or each recipient's
-    copy goes to INBOX or Junk, with the X-Spam headers above it. A bounce made here is not filtered."""
+    the allow and block lists of each recipient, whose allow rules trust a name only as Check's results vouch
+    for it (filters/senders.py): the message is refused whole (Rejected), or each recipient's copy goes to
+    INBOX or Junk, with the X-Spam headers above it. A bounce made here is not filtered."""
 
     def __init__(
         self,
@@ -199,9 +202,12 @@ class Filter:
             return
 
         mailboxes = {r.recipient: r.mailbox for r in arrival.recipients}
+        named = senders.of(arrival.sender, flight.message.data, flight.results) if found else None
 
         def listed(recipient: str) -> str | None:
-            return rules.decide(found, recipient, arrival.sender, mailboxes.get(recipient))
+            if named is None:
+                return None
+            return rules.judge(found, recipient, named.names, named.vouched, mailboxes.get(recipient))
 
         made = decision.decide(self._settings, verdicts, failures, recipients, listed, authenticated)
         if made.refused is not None:
