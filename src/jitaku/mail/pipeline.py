@@ -20,6 +20,7 @@ from jitaku.mail import authcheck, delivery, headers, trace
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
 from jitaku.mail.filters import decision, senders
+from jitaku.mail.filters.rulebook import Rulebook
 from jitaku.mail.filters.scanning import Scanning
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.policy import Accepted
@@ -175,7 +176,7 @@ class Filter:
         count: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._database = database
+        self._rulebook = Rulebook(database)
         self._scanning = scanning
         self._count = count or (lambda kind: None)
 
@@ -197,7 +198,7 @@ class Filter:
                 user=session.authenticated_as,
             )
             verdicts, failures = await self._scanning.run(flight.message.joined(), envelope, authenticated)
-        found = await self._database.query(rules.rules, snapshot=False)
+        found = await self._rulebook.current()
         if not verdicts and not failures and not found:
             return
 

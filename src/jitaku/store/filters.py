@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from jitaku.addresses import parse
+from jitaku.store import accounts
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import Tx, statements_of, tx_of
 
@@ -60,7 +61,8 @@ def pattern_of(text: str) -> str:
 
 
 def add(target: Connection | Tx, scope: Scope, owner: str, action: Action, pattern: str) -> Rule:
-    """A new rule, or the rule of that list for PATTERN changed to ACTION."""
+    """A new rule, or the rule of that list for PATTERN changed to ACTION. Each change bumps the directory's
+    version, which the running MX reads to know its kept rules are old (mail/filters/rulebook.py)."""
     tx = tx_of(target)
     stored = pattern_of(pattern)
     rows = tx.run(
@@ -68,11 +70,16 @@ def add(target: Connection | Tx, scope: Scope, owner: str, action: Action, patte
         " ON CONFLICT (scope, owner, pattern) DO UPDATE SET action = excluded.action RETURNING id",
         (scope, owner.lower(), action, stored, time.time()),
     )
+    accounts.changed(tx)
     return Rule(int(rows[0][0]), scope, owner.lower(), action, stored)
 
 
 def remove(target: Connection | Tx, rule_id: int) -> bool:
-    return bool(tx_of(target).run("DELETE FROM filter_rules WHERE id = ? RETURNING id", (rule_id,)))
+    tx = tx_of(target)
+    if not tx.run("DELETE FROM filter_rules WHERE id = ? RETURNING id", (rule_id,)):
+        return False
+    accounts.changed(tx)
+    return True
 
 
 def rules(source: Connection | Statements) -> list[Rule]:
