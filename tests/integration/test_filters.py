@@ -20,11 +20,12 @@ from tests.integration.engines.clamav import EICAR, EICAR_SIGNATURE, Clamd, clam
 from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401 (a fixture)
 from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixture)
 from tests.integration.harness import Jitaku
-from tests.peers import Zone, free_port, rejection, swaks
+from tests.peers import Zone, free_port, rejection, swaks, wait_until
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 ALICE, BOB = "alice@example.test", "bob@example.test"
 STRANGER = "someone@remote.example"
+AUTH = ("--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", "secret-password")  # the harness's password
 
 
 def send(server: Jitaku, *args: str, to: tuple[str, ...] = (ALICE,), sender: str = STRANGER) -> Any:
@@ -156,12 +157,31 @@ def test_an_engine_that_is_down_follows_on_error(jitaku_factory: Any, clamd: Cla
     assert len(folder(server, ALICE)) == 1
 
 
-def test_submission_is_scanned_for_viruses_only(filtered: Jitaku, tmp_path: Path) -> None:
-    auth = ("--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", "secret-password")  # the harness's password
+def test_a_submissions_copy_that_leaves_carries_none_of_our_filter_headers(
+    jitaku_factory: Any, dns_zone: tuple[Zone, int], sink_factory: Any
+) -> None:
+    zone, dns_port = dns_zone
+    sink = sink_factory()
+    zone.add("remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1")
+    server: Jitaku = jitaku_factory(dns_port)
+    server.settings["delivery"] = {"port": sink.port}
+    server.settings["filters"] = {"timeout": 5, "clamav": {"address": f"127.0.0.1:{free_port()}"}}  # clamd down
+    server.write_config()
+    server.init(ALICE, BOB)
+    server.start()
+    to = ("--to", f"{BOB},dave@remote.test", "--header", f"From: Alice <{ALICE}>", "--header", "Subject: lunch")
+    sent = swaks("--server", f"127.0.0.1:{server.submission_port}", *AUTH, "--from", ALICE, *to, "--body", "Friday?")
+    assert sent.returncode == 0, sent.stdout
+    (kept,) = folder(server, BOB)
+    assert b"X-Spam-Status: Unchecked (clamav unavailable)\r\n" in kept
+    (relayed,) = wait_until(sink.messages)
+    assert b"Subject: lunch" in relayed and b"X-Spam-" not in relayed and b"DKIM-Signature:" in relayed
 
+
+def test_submission_is_scanned_for_viruses_only(filtered: Jitaku, tmp_path: Path) -> None:
     def submit(*content: str) -> Any:
         server = f"127.0.0.1:{filtered.submission_port}"
-        return swaks("--server", server, *auth, "--from", ALICE, "--to", BOB, "--header", "Subject: t", *content)
+        return swaks("--server", server, *AUTH, "--from", ALICE, "--to", BOB, "--header", "Subject: t", *content)
 
     assert submit("--body", GTUBE).returncode == 0  # the user's own words: not scored
     virus = submit(*attached(tmp_path))

@@ -74,6 +74,9 @@ class InFlight:
     results: bytes = b""  # our Authentication-Results line, by which an allow rule trusts a sender's name
     outgoing: bytes = b""  # the copy that leaves for remote recipients, signed when it may be
     for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
+    # the X-Spam lines the filters wrote: our word to our own users, on the copies stored here alone (a copy
+    # that leaves, for a remote recipient or a list, carries none, nor does its DKIM signature cover them)
+    filter_headers: bytes = b""
     junk: frozenset[str] = frozenset()  # the recipients whose copy the filters put in Junk
     junk_why: dict[str, str] = field(default_factory=dict)  # why, by recipient: a list holds its post for it
 
@@ -166,7 +169,8 @@ class Filter:
     """Spam and virus filters (mail/filters/), after Check so that rspamd reads our Authentication-Results, and
     the allow and block lists of each recipient, whose allow rules trust a name only as Check's results vouch
     for it (filters/senders.py): the message is refused whole (Rejected), or each recipient's copy goes to
-    INBOX or Junk, with the X-Spam headers above it. A bounce made here is not filtered."""
+    INBOX or Junk, with the X-Spam headers above the copies stored here (Commit). A bounce made here is not
+    filtered."""
 
     def __init__(
         self,
@@ -226,8 +230,7 @@ class Filter:
             self._count(tallies.FILTER_UNCHECKED)
         flight.junk = junk
         flight.junk_why = {o.recipient: o.why for o in made.outcomes if o.place == "junk"}
-        data = decision.without_ours(flight.message.data) if made.headers else flight.message.data
-        flight.message = Message(made.headers + flight.message.added, data)
+        flight.filter_headers = made.headers
 
 
 class Route:
@@ -272,7 +275,8 @@ class Vouch:
 
 
 class Commit:
-    """Every copy in one transaction (mail/delivery.py), then a word to the queue and the list runner."""
+    """Every copy in one transaction (mail/delivery.py), then a word to the queue and the list runner. Only the
+    copies stored in a mailbox here carry the filters' X-Spam lines."""
 
     def __init__(self, database: Database, wake: Callable[[], None], wake_lists: Callable[[], None]) -> None:
         self._database = database
@@ -282,7 +286,7 @@ class Commit:
     async def process(self, flight: InFlight) -> None:
         sender, routed, also = flight.arrival.sender, flight.routed, flight.also
         # RFC 5321 §4.4: final delivery records the envelope sender
-        delivered = flight.message.joined(f"Return-Path: <{sender}>\r\n".encode()) if routed.local else b""
+        delivered = _stored(flight).joined(f"Return-Path: <{sender}>\r\n".encode()) if routed.local else b""
         posted = (flight.for_lists or flight.message).joined() if routed.listed else b""
         junk = _junk_mailboxes(flight.arrival.recipients, flight.junk)
         copies = Delivery(
@@ -309,6 +313,15 @@ class Commit:
             log.event("delivered", queue_id=queue_id, to=accepted.recipient, relay="list", dsn="2.0.0")
         if routed.listed:
             self._wake_lists()
+
+
+def _stored(flight: InFlight) -> Message:
+    """The copy a local mailbox gets: the filters' X-Spam lines above the message, and the sender's own
+    X-Spam-Status and kin dropped where ours are written, so that a mail program's rules read only ours."""
+    if not flight.filter_headers:
+        return flight.message
+    message = flight.message
+    return Message(flight.filter_headers + message.added, decision.without_ours(message.data))
 
 
 def route(recipients: tuple[Accepted, ...]) -> Routed:
