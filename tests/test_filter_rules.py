@@ -4,15 +4,18 @@ over everyone's, an address over its domain, a domain over its parent, block ove
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jitaku.store import filters
-from jitaku.store.filters import Rule, RuleError, decide, pattern_of
+from jitaku.mail.filters import rulebook
+from jitaku.store import Database, filters
+from jitaku.store.filters import Rule, RuleError, decide, judge, pattern_of
 from tests.test_blog_cli import jitaku
 
 
@@ -103,3 +106,64 @@ def test_a_users_lists_apply_to_mail_that_reaches_them_through_an_alias() -> Non
     rules = [rule("user", "kenji@example.test", "block", "spam.example")]
     assert decide(rules, "info@example.test", "x@spam.example", mailbox="kenji@example.test") == "block"
     assert decide(rules, "info@example.test", "x@spam.example", mailbox="yuki@example.test") is None
+
+
+def test_an_allow_rule_counts_for_a_vouched_name_and_a_block_rule_for_any() -> None:
+    rules = [
+        rule("global", "", "allow", "friend@bank.example"),
+        rule("global", "", "block", "spam.example"),
+        rule("user", "alice@example.test", "allow", "news.example"),
+    ]
+    forged, vouched = (lambda address: False), (lambda address: True)
+    friend = ("friend@bank.example", "friend@bank.example")
+    assert judge(rules, "bob@example.test", friend, vouched) == "allow"
+    assert judge(rules, "bob@example.test", friend, forged) is None  # scored as if no list named it
+    # the envelope or the From address: either name may be the allowed one, and only its own vouching counts
+    envelope_only = ("bounces@mailer.example", "friend@bank.example")
+    assert judge(rules, "bob@example.test", envelope_only, lambda a: a == "friend@bank.example") == "allow"
+    assert judge(rules, "bob@example.test", envelope_only, lambda a: a == "bounces@mailer.example") is None
+    # a blocked name is refused, vouched for or not, even beside an allowed one
+    assert judge(rules, "bob@example.test", ("x@spam.example", "friend@bank.example"), vouched) == "block"
+    assert judge(rules, "bob@example.test", ("friend@bank.example", "x@spam.example"), forged) == "block"
+    assert judge(rules, "info@example.test", ("a@news.example",), vouched, mailbox="alice@example.test") == "allow"
+    assert judge(rules, "bob@example.test", ("", ""), vouched) is None  # the null sender and no From
+
+
+def test_the_mx_keeps_the_rules_and_reads_them_again_only_when_a_change_bumped_the_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(rulebook.time, "monotonic", lambda: clock[0])
+    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    reads: list[str] = []
+    query = database.query
+
+    async def counted(q: Any, snapshot: bool = True) -> Any:
+        reads.append(getattr(q, "__name__", "?"))
+        return await query(q, snapshot)
+
+    monkeypatch.setattr(database, "query", counted)
+    kept = rulebook.Rulebook(database)
+
+    def current() -> list[tuple[str, str]]:
+        return [(r.action, r.pattern) for r in asyncio.run(kept.current())]
+
+    try:
+        assert current() == [] and len(reads) == 2  # the version, then the rules with theirs
+        with database.transaction() as connection:  # as `jitaku filter block` writes, in its own process
+            filters.add(connection, "global", "", "block", "spam.example")
+        assert current() == [] and len(reads) == 2  # within the second: no read at all
+        clock[0] += 1
+        assert current() == [("block", "spam.example")] and len(reads) == 4
+        clock[0] += 1
+        assert current() == [("block", "spam.example")] and len(reads) == 5  # the version alone: unchanged
+        with database.transaction() as connection:  # the same pattern: its action changes, its id stays
+            filters.add(connection, "global", "", "allow", "spam.example")
+        clock[0] += 1
+        assert current() == [("allow", "spam.example")]
+        with database.transaction() as connection:
+            filters.remove(connection, filters.rules(connection)[0].id)
+        clock[0] += 1
+        assert current() == []
+    finally:
+        database.close()

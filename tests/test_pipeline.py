@@ -11,7 +11,10 @@ import dkim as dkimpy
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from jitaku.config import FiltersSettings
 from jitaku.mail import dkim, trace
+from jitaku.mail.filters.scanning import Scanning
+from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.pipeline import Arrival, Check, Commit, Filter, Pipeline, Route, Sign, Trace, Vouch
 from jitaku.mail.policy import Accepted
 from jitaku.store import Database, accounts, mailstore, queue
@@ -116,3 +119,33 @@ def test_mail_from_another_domain_leaves_unsigned(database: Database, keys: list
     assert body is not None
     assert body.startswith(b"Received: ")
     assert b"DKIM-Signature" not in body
+
+
+class Down:
+    """A virus scanner that cannot be reached, as clamd when it is stopped."""
+
+    name = "clamav"
+
+    async def scan(self, message: bytes, envelope: Envelope) -> Verdict:
+        raise EngineError("clamav", "connection refused")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_the_filters_headers_go_on_the_stored_copy_and_not_on_the_one_that_leaves(
+    database: Database, keys: list[dkim.DkimKey]
+) -> None:
+    settings = FiltersSettings(on_error="accept")
+    filtered = Pipeline(
+        HOSTNAME, database, dkim.Signer(keys), lambda: None, lambda: None, settings, Scanning(settings, [Down()])
+    )
+    data = b"X-Spam-Status: No\r\n" + MESSAGE  # a header the user's own program wrote stays on what leaves
+    queue_id = accept(filtered, submitted(Accepted(BOB, BOB), Accepted("dave@remote.test", None), data=data))
+    (stored,) = database.read_now(lambda c: mailstore.list_messages(c, BOB))
+    head = bytes(stored.body).split(b"\r\n\r\n", 1)[0]
+    assert b"X-Spam-Status: Unchecked (clamav unavailable)\r\n" in head and head.count(b"X-Spam-Status") == 1
+    body = database.read_now(lambda c: queue.body_of(c, queue_id))
+    assert body is not None and b"Unchecked" not in body and body.endswith(data)
+    signature = body.split(b"\r\nReceived:")[0].lower()
+    assert b"x-spam" not in signature

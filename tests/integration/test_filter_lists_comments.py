@@ -17,6 +17,7 @@ import pytest
 from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401 (a fixture)
 from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixture)
 from tests.integration.harness import Jitaku
+from tests.integration.test_filters import rule
 from tests.integration.test_lists import LIST, MEMBER_DOMAINS, MEMBERS, Members, post
 from tests.integration.test_outbound import publish_dkim
 from tests.peers import free_port, wait_until
@@ -79,7 +80,7 @@ def test_a_spam_post_is_held_for_the_owners_and_no_member_gets_it(spamd_lists: t
     bob = wait_until(lambda: server.mailbox("bob@example.org"))  # the member who is our own user
     assert len(bob) == 1 and "Meeting on Friday" in bob[0]["subject"]
     # an allowed sender's post is not held, whatever it scores
-    server.cli("filter", "allow", member)
+    rule(server, "allow", member)
     post(server, member, "Allowed", "--header", f"From: Carol <{member}>", "--body", GTUBE)
     wait_until(lambda: len(members.copies()) == 6, timeout=20)
     assert len(held(server)) == 1

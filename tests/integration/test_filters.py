@@ -8,6 +8,7 @@ HELO only through rules whose DNS lookups may or may not finish)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from email.header import Header
 from pathlib import Path
@@ -15,21 +16,30 @@ from typing import Any
 
 import pytest
 
+from jitaku.mail.policy import DIRECTORY_CHECK_SECONDS
 from jitaku.store import mailstore
 from tests.integration.engines.clamav import EICAR, EICAR_SIGNATURE, Clamd, clamd  # noqa: F401 (a fixture)
 from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401 (a fixture)
 from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixture)
 from tests.integration.harness import Jitaku
 from tests.integration.test_engine_rspamd import Fake, Request, fake, http  # noqa: F401 (a fixture)
-from tests.peers import Zone, free_port, rejection, swaks
+from tests.peers import Zone, free_port, rejection, swaks, wait_until
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 ALICE, BOB = "alice@example.test", "bob@example.test"
 STRANGER = "someone@remote.example"
+AUTH = ("--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", "secret-password")  # the harness's password
 
 
 def send(server: Jitaku, *args: str, to: tuple[str, ...] = (ALICE,), sender: str = STRANGER) -> Any:
     return swaks("--server", f"127.0.0.1:{server.smtp_port}", "--from", sender, "--to", ",".join(to), *args)
+
+
+def rule(server: Jitaku, *args: str) -> None:
+    """`jitaku filter ARGS` while SERVER runs, and the second its MX may take to read the change (it looks at the
+    version of its kept rules once a second, as at its users')."""
+    server.cli("filter", *args)
+    time.sleep(DIRECTORY_CHECK_SECONDS)
 
 
 def folder(server: Jitaku, address: str, name: str = "INBOX") -> list[bytes]:
@@ -37,8 +47,18 @@ def folder(server: Jitaku, address: str, name: str = "INBOX") -> list[bytes]:
 
 
 @pytest.fixture
-def filtered(jitaku_factory: Any, clamd: Clamd, rspamd_engine: Rspamd, spamd: Spamd) -> Iterator[Jitaku]:  # noqa: F811
-    server: Jitaku = jitaku_factory()
+def filtered(
+    jitaku_factory: Any,
+    dns_zone: tuple[Zone, int],
+    clamd: Clamd,  # noqa: F811
+    rspamd_engine: Rspamd,  # noqa: F811
+    spamd: Spamd,  # noqa: F811
+) -> Iterator[Jitaku]:
+    """A server with the three engines on, its DNS a zone on loopback where the stranger's remote.example
+    publishes SPF for 127.0.0.1, where swaks sends from (an allow rule trusts a sender SPF vouches for)."""
+    zone, dns_port = dns_zone
+    zone.add('remote.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
+    server: Jitaku = jitaku_factory(dns_port)
     server.settings["filters"] = {
         "junk_score": 5.0,
         "reject_score": 15.0,
@@ -92,11 +112,27 @@ def test_the_lists_decide_before_the_scores_and_one_reply_serves_every_recipient
     filtered.cli("filter", "block", "blocked.example")
     blocked = send(filtered, "--body", "hi", sender="x@blocked.example")
     assert rejection(blocked.stdout) == "550 5.7.1 Message refused: sender blocked", blocked.stdout
-    filtered.cli("filter", "allow", "--user", BOB, STRANGER)
+    rule(filtered, "allow", "--user", BOB, STRANGER)
     both = send(filtered, "--header", "Subject: test", "--body", GTUBE, to=(ALICE, BOB))
     assert both.returncode == 0, both.stdout  # Bob allows the sender: the message is taken, Alice's copy junked
     assert len(folder(filtered, ALICE, "Junk")) == 1 and folder(filtered, ALICE) == []
     assert len(folder(filtered, BOB)) == 1 and folder(filtered, BOB, "Junk") == []
+
+
+def test_an_allowed_sender_skips_the_scores_only_when_spf_vouches_for_it(
+    filtered: Jitaku, dns_zone: tuple[Zone, int]
+) -> None:
+    zone, _ = dns_zone
+    zone.add('bank.example. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"')  # its mail comes from elsewhere
+    for allowed in ("friend@bank.example", "pal@nospf.example", STRANGER):
+        filtered.cli("filter", "allow", allowed)
+    for forged in ("friend@bank.example", "pal@nospf.example"):  # SPF fail, SPF none
+        refused = send(filtered, "--header", f"From: <{forged}>", "--body", GTUBE, sender=forged)
+        assert rejection(refused.stdout).startswith("550 5.7.1 Message refused as spam"), refused.stdout
+    genuine = send(filtered, "--header", f"From: <{STRANGER}>", "--header", "Subject: test", "--body", GTUBE)
+    assert genuine.returncode == 0, genuine.stdout  # SPF passes for remote.example from 127.0.0.1
+    (kept,) = folder(filtered, ALICE)
+    assert GTUBE.encode() in kept and folder(filtered, ALICE, "Junk") == []
 
 
 def test_an_engine_that_is_down_follows_on_error(jitaku_factory: Any, clamd: Clamd) -> None:  # noqa: F811
@@ -124,12 +160,31 @@ def test_an_engine_that_is_down_follows_on_error(jitaku_factory: Any, clamd: Cla
     assert len(folder(server, ALICE)) == 1
 
 
-def test_submission_is_scanned_for_viruses_only(filtered: Jitaku, tmp_path: Path) -> None:
-    auth = ("--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", "secret-password")  # the harness's password
+def test_a_submissions_copy_that_leaves_carries_none_of_our_filter_headers(
+    jitaku_factory: Any, dns_zone: tuple[Zone, int], sink_factory: Any
+) -> None:
+    zone, dns_port = dns_zone
+    sink = sink_factory()
+    zone.add("remote.test. 300 IN MX 10 mx.remote.test.\nmx.remote.test. 300 IN A 127.0.0.1")
+    server: Jitaku = jitaku_factory(dns_port)
+    server.settings["delivery"] = {"port": sink.port}
+    server.settings["filters"] = {"timeout": 5, "clamav": {"address": f"127.0.0.1:{free_port()}"}}  # clamd down
+    server.write_config()
+    server.init(ALICE, BOB)
+    server.start()
+    to = ("--to", f"{BOB},dave@remote.test", "--header", f"From: Alice <{ALICE}>", "--header", "Subject: lunch")
+    sent = swaks("--server", f"127.0.0.1:{server.submission_port}", *AUTH, "--from", ALICE, *to, "--body", "Friday?")
+    assert sent.returncode == 0, sent.stdout
+    (kept,) = folder(server, BOB)
+    assert b"X-Spam-Status: Unchecked (clamav unavailable)\r\n" in kept
+    (relayed,) = wait_until(sink.messages)
+    assert b"Subject: lunch" in relayed and b"X-Spam-" not in relayed and b"DKIM-Signature:" in relayed
 
+
+def test_submission_is_scanned_for_viruses_only(filtered: Jitaku, tmp_path: Path) -> None:
     def submit(*content: str) -> Any:
         server = f"127.0.0.1:{filtered.submission_port}"
-        return swaks("--server", server, *auth, "--from", ALICE, "--to", BOB, "--header", "Subject: t", *content)
+        return swaks("--server", server, *AUTH, "--from", ALICE, "--to", BOB, "--header", "Subject: t", *content)
 
     assert submit("--body", GTUBE).returncode == 0  # the user's own words: not scored
     virus = submit(*attached(tmp_path))

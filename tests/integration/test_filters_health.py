@@ -7,12 +7,14 @@ token, the page in Chromium on a phone and a desktop with no serious finding of 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from jitaku.mail.policy import DIRECTORY_CHECK_SECONDS
 from tests.integration.browser import Chromium
 from tests.integration.engines.clamav import Clamd, clamd  # noqa: F401 (a fixture)
 from tests.integration.engines.rspamd import Rspamd, rspamd_engine  # noqa: F401 (a fixture)
@@ -20,8 +22,8 @@ from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixtur
 from tests.integration.forms import submit
 from tests.integration.harness import Jitaku
 from tests.integration.test_admin_moderation import ARTIFACTS, LAYOUT, SIZES
-from tests.integration.test_filters import ALICE, BOB, GTUBE, send
-from tests.peers import free_port, rejection, wait_until
+from tests.integration.test_filters import ALICE, BOB, GTUBE, rule, send
+from tests.peers import Zone, free_port, rejection, wait_until
 
 ENGINES = ("rspamd", "spamassassin", "clamav")
 
@@ -45,8 +47,17 @@ def check(server: Jitaku, *names: str) -> tuple[int, dict[str, dict[str, Any]]]:
 
 
 @pytest.fixture
-def filtered(jitaku_factory: Any, clamd: Clamd, rspamd_engine: Rspamd, spamd: Spamd) -> Iterator[Jitaku]:  # noqa: F811
-    server: Jitaku = jitaku_factory()
+def filtered(
+    jitaku_factory: Any,
+    dns_zone: tuple[Zone, int],
+    clamd: Clamd,  # noqa: F811
+    rspamd_engine: Rspamd,  # noqa: F811
+    spamd: Spamd,  # noqa: F811
+) -> Iterator[Jitaku]:
+    """The three engines on, and remote.example's SPF for 127.0.0.1 (an allow rule trusts what SPF vouches for)."""
+    zone, dns_port = dns_zone
+    zone.add('remote.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
+    server: Jitaku = jitaku_factory(dns_port)
     server.settings["filters"] = engines_on(clamd, rspamd_engine, spamd)
     server.settings["health"] = {"interval": 1}  # the monitor checks, and the tallies reach the store, each second
     server.write_config()
@@ -65,7 +76,7 @@ def test_each_engine_is_a_check_result_with_the_days_counts(filtered: Jitaku) ->
     assert check(filtered, "filters")[0] == 0
     refused = send(filtered, "--header", "Subject: test", "--body", GTUBE)
     assert rejection(refused.stdout).startswith("550 5.7.1"), refused.stdout
-    filtered.cli("filter", "allow", "--user", BOB, "someone@remote.example")
+    rule(filtered, "allow", "--user", BOB, "someone@remote.example")
     junked = send(filtered, "--header", "Subject: test", "--body", GTUBE, to=(ALICE, BOB))
     assert junked.returncode == 0, junked.stdout  # Bob allows the sender: Alice's copy goes to Junk
 
@@ -178,6 +189,24 @@ def test_the_lists_are_added_and_removed_on_the_web_with_the_checks_of_jitaku_fi
         assert removed.status_code == 303 and rules(server) == before
     refused = send(server, "--body", "hi", sender="x@spam.example")  # what the page lists is what SMTP applies
     assert rejection(refused.stdout) == "550 5.7.1 Message refused: sender blocked", refused.stdout
+
+
+def test_a_rule_changed_while_the_daemon_runs_counts_for_the_mail_a_second_after(admin_site: Jitaku) -> None:
+    server = admin_site
+    blocked = send(server, "--body", "hi", sender="x@spam.example")
+    assert rejection(blocked.stdout) == "550 5.7.1 Message refused: sender blocked", blocked.stdout
+    (spam,) = [r for r in rules(server) if r["pattern"] == "spam.example"]
+    rule(server, "remove", str(spam["id"]))
+    taken = send(server, "--body", "hi", sender="x@spam.example")
+    assert taken.returncode == 0, taken.stdout
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}", timeout=30) as client:
+        added = submit(
+            client, "/admin/filters", {"scope": "global", "owner": "", "action": "block", "pattern": "late.example"}
+        )
+        assert added.status_code == 303
+    time.sleep(DIRECTORY_CHECK_SECONDS)
+    late = send(server, "--body", "hi", sender="x@late.example")
+    assert rejection(late.stdout) == "550 5.7.1 Message refused: sender blocked", late.stdout
 
 
 def test_the_filters_page_reads_well_on_a_phone_and_a_desktop(admin_site: Jitaku) -> None:

@@ -1,5 +1,6 @@
 """`jitaku filter ...`: the allow and block lists of senders (store/filters.py): for everyone, for a domain of
-ours, or for one user. An allowed sender skips spam scoring, never virus scanning."""
+ours, or for one user. An allowed sender skips spam scoring, never virus scanning, and only when our checks vouch
+for it (mail/filters/senders.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def allow(
     pattern: str, user: UserOption = None, domain: DomainOption = None, data_dir: DirOption = DEFAULT_DIR
 ) -> None:
     """Let mail from PATTERN (an address, or a domain and its subdomains: example.jp, @example.jp) skip spam
-    scoring; viruses are still refused."""
+    scoring when the envelope sender it names passed SPF, or the From address it names passed DMARC or aligned
+    DKIM (anyone can forge a sender: an unchecked one is scored); viruses are still refused."""
     _add("allow", pattern, user, domain, data_dir)
 
 
@@ -41,7 +43,8 @@ def allow(
 def block(
     pattern: str, user: UserOption = None, domain: DomainOption = None, data_dir: DirOption = DEFAULT_DIR
 ) -> None:
-    """Refuse mail from PATTERN (an address, or a domain and its subdomains)."""
+    """Refuse mail whose envelope sender or From address PATTERN names (an address, or a domain and its
+    subdomains)."""
     _add("block", pattern, user, domain, data_dir)
 
 

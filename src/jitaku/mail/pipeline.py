@@ -19,7 +19,8 @@ from jitaku.config import FiltersSettings
 from jitaku.mail import authcheck, delivery, headers, reverse_dns, trace
 from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
-from jitaku.mail.filters import decision
+from jitaku.mail.filters import decision, senders
+from jitaku.mail.filters.rulebook import Rulebook
 from jitaku.mail.filters.scanning import Scanning
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.policy import Accepted
@@ -70,8 +71,12 @@ class InFlight:
     # ALSO commits with the message: the queue forgets the recipients a bounce reports in its transaction
     also: Callable[[Tx], None] | None
     routed: Routed = field(default_factory=Routed)
+    results: bytes = b""  # our Authentication-Results line, by which an allow rule trusts a sender's name
     outgoing: bytes = b""  # the copy that leaves for remote recipients, signed when it may be
     for_lists: Message | None = None  # the copy a list gets, when it differs from MESSAGE
+    # the X-Spam lines the filters wrote: our word to our own users, on the copies stored here alone (a copy
+    # that leaves, for a remote recipient or a list, carries none, nor does its DKIM signature cover them)
+    filter_headers: bytes = b""
     junk: frozenset[str] = frozenset()  # the recipients whose copy the filters put in Junk
     junk_why: dict[str, str] = field(default_factory=dict)  # why, by recipient: a list holds its post for it
     client_name: str = ""  # the client's forward-confirmed reverse DNS name, looked up while a spam engine is on
@@ -161,13 +166,16 @@ class Check:
         results = await authcheck.authentication_results(
             data, self._hostname, session.client_ip, flight.arrival.sender, session.helo, crlf_checked=True
         )
+        flight.results = results
         flight.message = Message(results + message.added, data)
 
 
 class Filter:
     """Spam and virus filters (mail/filters/), after Check so that rspamd reads our Authentication-Results, and
-    the allow and block lists of each recipient: the message is refused whole (Rejected), or each recipient's
-    copy goes to INBOX or Junk, with the X-Spam headers above it. A bounce made here is not filtered."""
+    the allow and block lists of each recipient, whose allow rules trust a name only as Check's results vouch
+    for it (filters/senders.py): the message is refused whole (Rejected), or each recipient's copy goes to
+    INBOX or Junk, with the X-Spam headers above the copies stored here (Commit). A bounce made here is not
+    filtered."""
 
     def __init__(
         self,
@@ -177,7 +185,7 @@ class Filter:
         count: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._database = database
+        self._rulebook = Rulebook(database)
         self._scanning = scanning
         self._count = count or (lambda kind: None)
 
@@ -200,14 +208,17 @@ class Filter:
                 hostname=flight.client_name,
             )
             verdicts, failures = await self._scanning.run(flight.message.joined(), envelope, authenticated)
-        found = await self._database.query(rules.rules, snapshot=False)
+        found = await self._rulebook.current()
         if not verdicts and not failures and not found:
             return
 
         mailboxes = {r.recipient: r.mailbox for r in arrival.recipients}
+        named = senders.of(arrival.sender, flight.message.data, flight.results) if found else None
 
         def listed(recipient: str) -> str | None:
-            return rules.decide(found, recipient, arrival.sender, mailboxes.get(recipient))
+            if named is None:
+                return None
+            return rules.judge(found, recipient, named.names, named.vouched, mailboxes.get(recipient))
 
         made = decision.decide(self._settings, verdicts, failures, recipients, listed, authenticated)
         if made.refused is not None:
@@ -225,8 +236,7 @@ class Filter:
             self._count(tallies.FILTER_UNCHECKED)
         flight.junk = junk
         flight.junk_why = {o.recipient: o.why for o in made.outcomes if o.place == "junk"}
-        data = decision.without_ours(flight.message.data) if made.headers else flight.message.data
-        flight.message = Message(made.headers + flight.message.added, data)
+        flight.filter_headers = made.headers
 
 
 class Route:
@@ -271,7 +281,8 @@ class Vouch:
 
 
 class Commit:
-    """Every copy in one transaction (mail/delivery.py), then a word to the queue and the list runner."""
+    """Every copy in one transaction (mail/delivery.py), then a word to the queue and the list runner. Only the
+    copies stored in a mailbox here carry the filters' X-Spam lines."""
 
     def __init__(self, database: Database, wake: Callable[[], None], wake_lists: Callable[[], None]) -> None:
         self._database = database
@@ -281,7 +292,7 @@ class Commit:
     async def process(self, flight: InFlight) -> None:
         sender, routed, also = flight.arrival.sender, flight.routed, flight.also
         # RFC 5321 §4.4: final delivery records the envelope sender
-        delivered = flight.message.joined(f"Return-Path: <{sender}>\r\n".encode()) if routed.local else b""
+        delivered = _stored(flight).joined(f"Return-Path: <{sender}>\r\n".encode()) if routed.local else b""
         posted = (flight.for_lists or flight.message).joined() if routed.listed else b""
         junk = _junk_mailboxes(flight.arrival.recipients, flight.junk)
         copies = Delivery(
@@ -308,6 +319,15 @@ class Commit:
             log.event("delivered", queue_id=queue_id, to=accepted.recipient, relay="list", dsn="2.0.0")
         if routed.listed:
             self._wake_lists()
+
+
+def _stored(flight: InFlight) -> Message:
+    """The copy a local mailbox gets: the filters' X-Spam lines above the message, and the sender's own
+    X-Spam-Status and kin dropped where ours are written, so that a mail program's rules read only ours."""
+    if not flight.filter_headers:
+        return flight.message
+    message = flight.message
+    return Message(flight.filter_headers + message.added, decision.without_ours(message.data))
 
 
 def route(recipients: tuple[Accepted, ...]) -> Routed:

@@ -1,17 +1,20 @@
 """The allow and block lists of senders: the owner's for everyone (global), a domain's for its recipients, a
-user's for their own mail (issue 23). An allowed sender skips spam scoring, never virus scanning; a blocked one
-is refused. The most particular list that names the sender decides: a user's over their domain's over the
-global one, so that a user may take back mail the owner blocks for all; within one list an address over its
-domain, a domain over its parent; and block over allow when one list says both of the same pattern."""
+user's for their own mail (issue 23). A rule names the envelope sender or the From address, either: an allowed
+sender skips spam scoring (never virus scanning) when our checks vouch for the name the rule matched (see
+mail/filters/senders.py), and a blocked one is refused, vouched for or not. For each name, the most particular
+list that names it decides: a user's over their domain's over the global one, so that a user may take back mail
+the owner blocks for all; within one list an address over its domain, a domain over its parent; and block over
+allow when one list says both of the same pattern."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from jitaku.addresses import parse
+from jitaku.store import accounts
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import Tx, statements_of, tx_of
 
@@ -58,7 +61,8 @@ def pattern_of(text: str) -> str:
 
 
 def add(target: Connection | Tx, scope: Scope, owner: str, action: Action, pattern: str) -> Rule:
-    """A new rule, or the rule of that list for PATTERN changed to ACTION."""
+    """A new rule, or the rule of that list for PATTERN changed to ACTION. Each change bumps the directory's
+    version, which the running MX reads to know its kept rules are old (mail/filters/rulebook.py)."""
     tx = tx_of(target)
     stored = pattern_of(pattern)
     rows = tx.run(
@@ -66,11 +70,16 @@ def add(target: Connection | Tx, scope: Scope, owner: str, action: Action, patte
         " ON CONFLICT (scope, owner, pattern) DO UPDATE SET action = excluded.action RETURNING id",
         (scope, owner.lower(), action, stored, time.time()),
     )
+    accounts.changed(tx)
     return Rule(int(rows[0][0]), scope, owner.lower(), action, stored)
 
 
 def remove(target: Connection | Tx, rule_id: int) -> bool:
-    return bool(tx_of(target).run("DELETE FROM filter_rules WHERE id = ? RETURNING id", (rule_id,)))
+    tx = tx_of(target)
+    if not tx.run("DELETE FROM filter_rules WHERE id = ? RETURNING id", (rule_id,)):
+        return False
+    accounts.changed(tx)
+    return True
 
 
 def rules(source: Connection | Statements) -> list[Rule]:
@@ -94,6 +103,26 @@ def decide(found: Iterable[Rule], recipient: str, sender: str, mailbox: str | No
             best = min(names.index(r.pattern) for r in matching)
             actions = {r.action for r in matching if names.index(r.pattern) == best}
             return "block" if "block" in actions else "allow"
+    return None
+
+
+def judge(
+    found: Iterable[Rule],
+    recipient: str,
+    senders: Sequence[str],
+    vouched: Callable[[str], bool],
+    mailbox: str | None = None,
+) -> Action | None:
+    """What the lists say of a message to RECIPIENT (whose user is MAILBOX) naming SENDERS (its envelope sender
+    and From address): "block" when they block any of them; "allow" when they allow one that VOUCHED(address)
+    says our checks authenticated; else None, and the message is scored as if no list named it (an allow rule
+    for a name anyone may forge would let anyone skip the spam filters)."""
+    found = list(found)
+    said = [(sender, decide(found, recipient, sender, mailbox)) for sender in senders if sender]
+    if any(action == "block" for _sender, action in said):
+        return "block"
+    if any(action == "allow" and vouched(sender) for sender, action in said):
+        return "allow"
     return None
 
 

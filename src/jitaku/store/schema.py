@@ -34,7 +34,8 @@ users = Table(
     Column("session_generation", Integer, nullable=False, default=0, server_default="0"),
 )
 
-# One row; bumped by every change to users or aliases (see accounts.Directory).
+# One row; bumped by every change to users, aliases, lists (see accounts.Directory) or the filters' allow and
+# block lists (mail/filters/rulebook.py).
 directory_version = Table(
     "directory_version",
     metadata,

@@ -4,7 +4,8 @@
 - A virus is refused whoever sent it and whoever it is for: 554 5.7.1 naming the signature, nothing stored.
 - An engine that gave no verdict: `[filters] on_error` "accept" delivers with a header saying what was not
   checked; "tempfail" answers 451 4.7.1, and the sender tries again later. Mail is never lost to a dead filter.
-- Each recipient's lists first: a blocked sender is refused, an allowed one goes to INBOX unscored.
+- Each recipient's lists first: a blocked sender is refused, an allowed one goes to INBOX unscored (allowed
+  only when our checks vouch for the name the rule matched: senders.py).
 - Else the spam score, the highest any engine gave (each scores on its own scale; `[filters] reject_score` and
   `junk_score` are read against the one that thinks worst of it): from reject_score refused (550 5.7.1 with the
   engine's short reason), from junk_score to Junk, below to INBOX. An engine's own verdict counts too: rspamd's
