@@ -706,6 +706,9 @@ def process_cpu(pid: int) -> tuple[float, float]:
     return user, system
 
 
+ENGINE_PROCESSES = (("rspamd", "rspamd"), ("redis-server", "rspamd's redis"), ("clamd", "clamd"))
+
+
 def engines_cpu() -> dict[str, float]:
     """CPU-seconds of the engines this bench started (its own child processes, so not another rspamd or clamd
     on the machine), by engine: whether they cost as much behind jitaku as behind their own clients."""
@@ -715,7 +718,7 @@ def engines_cpu() -> dict[str, float]:
             name, t = process.name(), process.cpu_times()
         except psutil.Error:
             continue
-        engine = "rspamd" if name.startswith("rspamd") else "clamd" if name == "clamd" else None
+        engine = next((engine for prefix, engine in ENGINE_PROCESSES if name.startswith(prefix)), None)
         if engine is not None:
             spent[engine] += t.user + t.system
     return spent
