@@ -105,6 +105,16 @@ def test_relay_section_and_nameservers() -> None:
             'domains = ["example.org"]\n[health.raid]\ninterval = 0\n',
             f"{PATH}:3: [health.raid] interval: Input should be greater than 0",
         ),
+        (
+            'domains = ["example.org"]\n[filters.rspamd]\nurl = "http://127.0.0.1:99999"\n',
+            f"{PATH}:3: [filters.rspamd] url: expected a port 1-65535 in 'http://127.0.0.1:99999'",
+        ),
+        (
+            'domains = ["example.org"]\n[filters.rspamd]\nurl = "http://127.0.0.1:11333"\n'
+            'controller_url = "http://admin:secret@127.0.0.1:11334"\n',
+            f"{PATH}:4: [filters.rspamd] controller_url: expected no user or password in the URL (the controller's"
+            " goes in `password`)",
+        ),
     ],
 )
 def test_bad_values_name_file_line_and_key(text: str, message: str) -> None:

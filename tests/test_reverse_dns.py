@@ -9,6 +9,7 @@ import dns.asyncresolver
 import dns.resolver
 import pytest
 
+from jitaku.mail import reverse_dns
 from jitaku.mail.reverse_dns import confirmed_name
 from jitaku.resolver import Nameserver, configure
 from tests.peers import Zone
@@ -18,6 +19,7 @@ from tests.peers import Zone
 def zone(dns_zone: tuple[Zone, int], monkeypatch: pytest.MonkeyPatch) -> Zone:
     monkeypatch.setattr(dns.resolver, "default_resolver", None)
     monkeypatch.setattr(dns.asyncresolver, "default_resolver", None)
+    monkeypatch.setattr(reverse_dns, "_answers", type(reverse_dns._answers)())  # what another test asked
     configure((Nameserver("127.0.0.1", dns_zone[1]),))
     records = dns_zone[0]
     records.add("example. 60 IN SOA ns.example. admin.example. 1 60 60 60 60")
@@ -64,3 +66,11 @@ def test_no_name_is_given_unless_confirmed(zone: Zone, records: list[str]) -> No
 
 def test_what_is_not_an_address_has_no_name() -> None:
     assert asyncio.run(confirmed_name("?")) == ""
+
+
+def test_an_answer_is_kept_and_an_ipv4_mapped_address_is_its_ipv4_client(zone: Zone) -> None:
+    zone.add("10.113.0.203.in-addr.arpa. 0 IN PTR kept.example.")  # TTL 0: no resolver keeps it
+    zone.add("kept.example. 0 IN A 203.0.113.10")
+    assert asyncio.run(confirmed_name("::ffff:203.0.113.10")) == "kept.example"
+    zone.records.clear()  # the zone is gone, as in a DNS outage: the answer given a moment ago still holds
+    assert asyncio.run(confirmed_name("::ffff:203.0.113.10")) == "kept.example"

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -507,11 +508,33 @@ def _engine_address(value: Any) -> EngineAddress:
 EngineAddressValue = Annotated[EngineAddress, BeforeValidator(_engine_address)]
 
 
+def _engine_url(value: Any) -> str:
+    """An http(s) URL the engine's client can reach: a host, a port that is one, no user or password (rspamd
+    asks its own Password header, `password`)."""
+    if not isinstance(value, str):
+        raise ValueError("expected a URL like http://127.0.0.1:11333")
+    if not value:
+        return value
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"expected a port 1-65535 in {value!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0 or any(c.isspace() for c in value):
+        raise ValueError(f"expected a URL like http://127.0.0.1:11333, got {value!r}")
+    if "@" in parts.netloc:
+        raise ValueError("expected no user or password in the URL (the controller's goes in `password`)")
+    return value
+
+
+EngineUrl = Annotated[str, BeforeValidator(_engine_url)]
+
+
 class RspamdSettings(_Section):
-    url: str = Field(pattern=r"^https?://[^\s/]+", description="rspamd's HTTP worker, e.g. http://127.0.0.1:11333")
+    url: EngineUrl = Field(description="rspamd's HTTP worker, e.g. http://127.0.0.1:11333")
     password: str = ""  # the controller's, for learning (/learnspam, /learnham); empty: none asked
     # where learning goes; empty: port 11334 of URL's host when URL is on rspamd's 11332 or 11333, else URL itself
-    controller_url: str = Field(default="", pattern=r"^(https?://[^\s/]+.*)?$")
+    controller_url: EngineUrl = ""
 
 
 class SpamAssassinSettings(_Section):

@@ -133,8 +133,8 @@ class Pipeline:
 
 
 class Trace:
-    """The Received header of mail that came over SMTP (RFC 5321 §4.4), with the client's confirmed name in it when
-    NAMES (a spam engine is on: rspamd is told it, SpamAssassin reads it there)."""
+    """The Received header of mail that came over SMTP (RFC 5321 §4.4), with a stranger's confirmed name in it
+    when NAMES (a spam engine is on: rspamd is told it, SpamAssassin reads it there)."""
 
     def __init__(self, hostname: str, names: bool = False) -> None:
         self._hostname = hostname
@@ -144,7 +144,7 @@ class Trace:
         arrival = flight.arrival
         if arrival.session is None:
             return
-        if self._names:
+        if self._names and arrival.session.authenticated_as is None:
             flight.client_name = await reverse_dns.confirmed_name(arrival.session.client_ip)
         recipients = [r.recipient for r in arrival.recipients]
         added = trace.received(arrival.session, self._hostname, flight.queue_id, recipients, flight.client_name)

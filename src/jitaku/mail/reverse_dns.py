@@ -3,15 +3,19 @@ whose own A or AAAA records lead back to that address, or "" when there is none.
 
 Why: the spam engines weigh it (rspamd's Hostname, without which every message scores HFILTER_HOSTNAME_UNKNOWN;
 SpamAssassin reads it from our Received header, RDNS_NONE otherwise), and a name that is not confirmed is
-anyone's to claim: a PTR alone is set by whoever owns the address block. Asked only while a spam engine is on;
-bounded in names tried and in time, and any failure is "" (the engines then score the client as nameless,
-which is what it is to them)."""
+anyone's to claim: a PTR alone is set by whoever owns the address block. Asked only while a spam engine is on,
+and only of strangers (our users' mail is not scored); bounded in names tried and in time, and any failure is ""
+(the engines then score the client as nameless, which is what it is to them). The answer, failures included, is
+kept for REMEMBER seconds: a server whose reverse zone times out costs the first message the wait, not every
+message of every session."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import ipaddress
 import re
+import time
 
 import dns.asyncresolver
 import dns.exception
@@ -20,16 +24,37 @@ import dns.reversename
 
 MAX_NAMES = 4  # PTR names tried at most: a client with more is not one that needs them all tried
 TIMEOUT = 3.0  # seconds for the PTR and the forward lookups together
+REMEMBER = 300.0  # seconds an answer is kept
+REMEMBERED = 4096  # addresses at most, the least recently asked forgotten first
 # A label of a host name (RFC 1123, and the "_" some PTRs have): a PTR may hold any bytes, and the name goes into
 # a header and a comment
 _LABEL = re.compile(r"[a-z0-9_-]{1,63}", re.IGNORECASE)
 
 
+_answers: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
+
+
 async def confirmed_name(client_ip: str) -> str:
+    now = time.monotonic()
+    known = _answers.get(client_ip)
+    if known is not None and now - known[1] < REMEMBER:
+        _answers.move_to_end(client_ip)
+        return known[0]
+    name = await _look_up(client_ip)
+    _answers[client_ip] = (name, now)
+    _answers.move_to_end(client_ip)
+    while len(_answers) > REMEMBERED:
+        _answers.popitem(last=False)
+    return name
+
+
+async def _look_up(client_ip: str) -> str:
     try:
         address = ipaddress.ip_address(client_ip.split("%", 1)[0])
     except ValueError:
         return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:192.0.2.1 on a dual-stack socket: the IPv4 client it is
     resolver = dns.asyncresolver.get_default_resolver()
     kind = "AAAA" if address.version == 6 else "A"
     try:
