@@ -208,12 +208,13 @@ class Filter:
                 hostname=flight.client_name,
             )
             verdicts, failures = await self._scanning.run(flight.message.joined(), envelope, authenticated)
-        found = await self._rulebook.current()
+        # a user's own submission is scanned for viruses alone: no list applies to it, nor is its From read here
+        found = await self._rulebook.current() if not authenticated else ()
         if not verdicts and not failures and not found:
             return
 
         mailboxes = {r.recipient: r.mailbox for r in arrival.recipients}
-        named = senders.of(arrival.sender, flight.message.data, flight.results) if found else None
+        named = await senders.read(arrival.sender, flight.message.data, flight.results) if found else None
 
         def listed(recipient: str) -> str | None:
             if named is None:
