@@ -108,7 +108,7 @@ class Pipeline:
     ) -> None:
         """FILTERS and SCANNING, the spam and virus filters: without them, no engine is asked, and only the
         allow and block lists of `jitaku filter` apply. COUNT(kind) tallies what the filters made of a message
-        (store/tallies.py FILTER_KINDS), for the health check."""
+        (store/tallies.py's FILTER_* kinds), for the health check (health/filters.py COUNTED)."""
         settings = filters or FiltersSettings()
         self.stages: list[Stage] = [
             Trace(hostname, names=settings.rspamd is not None or settings.spamassassin is not None),
