@@ -117,7 +117,7 @@ def test_an_allow_rule_counts_for_a_vouched_name_and_a_block_rule_for_any() -> N
     forged, vouched = (lambda address: False), (lambda address: True)
     friend = ("friend@bank.example", "friend@bank.example")
     assert judge(rules, "bob@example.test", friend, vouched) == "allow"
-    assert judge(rules, "bob@example.test", friend, forged) is None  # scored as if no list named it
+    assert judge(rules, "bob@example.test", friend, forged) is None  # scored: no block names it either
     # the envelope or the From address: either name may be the allowed one, and only its own vouching counts
     envelope_only = ("bounces@mailer.example", "friend@bank.example")
     assert judge(rules, "bob@example.test", envelope_only, lambda a: a == "friend@bank.example") == "allow"
@@ -127,6 +127,22 @@ def test_an_allow_rule_counts_for_a_vouched_name_and_a_block_rule_for_any() -> N
     assert judge(rules, "bob@example.test", ("friend@bank.example", "x@spam.example"), forged) == "block"
     assert judge(rules, "info@example.test", ("a@news.example",), vouched, mailbox="alice@example.test") == "allow"
     assert judge(rules, "bob@example.test", ("", ""), vouched) is None  # the null sender and no From
+
+
+def test_an_allow_rule_for_a_forged_name_takes_back_no_broader_block() -> None:
+    rules = [
+        rule("global", "", "block", "evil.example"),
+        rule("user", "bob@example.test", "allow", "friend@evil.example"),
+        rule("user", "carol@example.test", "allow", "friend@evil.example"),
+        rule("user", "carol@example.test", "block", "evil.example"),
+    ]
+    forged, vouched = (lambda address: False), (lambda address: True)
+    friend = ("friend@evil.example", "friend@evil.example")
+    assert judge(rules, "bob@example.test", friend, vouched) == "allow"  # the real friend, as bob asked
+    assert judge(rules, "bob@example.test", friend, forged) == "block"  # anyone writing that name: as the rest
+    assert judge(rules, "bob@example.test", ("other@evil.example", "other@evil.example"), forged) == "block"
+    assert judge(rules, "carol@example.test", friend, forged) == "block"  # a broader block of one's own list too
+    assert judge(rules, "carol@example.test", friend, vouched) == "allow"
 
 
 def test_the_mx_keeps_the_rules_and_reads_them_again_only_when_a_change_bumped_the_version(

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from jitaku.config import FiltersSettings
-from jitaku.mail import dkim, trace
+from jitaku.mail import dkim, headers, trace
 from jitaku.mail.filters import senders
 from jitaku.mail.filters.scanning import Scanning
 from jitaku.mail.filters.verdict import Envelope, Verdict
@@ -17,9 +19,11 @@ from jitaku.mail.policy import Accepted
 from jitaku.store import Database, filters, mailstore
 from tests.peers import Zone
 from tests.test_pipeline_checks import (  # noqa: F401 (fixtures)
+    ALICE,
     BOB,
     CAROL,
     CAROLS_SERVER,
+    FROM_ALICE,
     FROM_CAROL,
     HOSTNAME,
     carols_key,
@@ -83,10 +87,15 @@ class Refuses:
 
 def delivered(store: Database, client_ip: str, data: bytes = FROM_CAROL) -> bool:
     """Whether Carol's message from CLIENT_IP reaches Bob (True) or is refused (False)."""
+    return accepted(
+        store, Arrival(CAROL, (Accepted(BOB, BOB),), data, trace.Session(client_ip, "mx.remote.test", False, None))
+    )
+
+
+def accepted(store: Database, arrival: Arrival) -> bool:
     settings = FiltersSettings(reject_score=15, junk_score=5)
     scanning = Scanning(settings, [Refuses()])
     pipeline = Pipeline(HOSTNAME, store, dkim.Signer([]), lambda: None, lambda: None, settings, scanning)
-    arrival = Arrival(CAROL, (Accepted(BOB, BOB),), data, trace.Session(client_ip, "mx.remote.test", False, None))
     try:
         asyncio.run(asyncio.wait_for(pipeline.accept(arrival), timeout=30))
     except Rejected:
@@ -106,3 +115,34 @@ def test_an_allowed_sender_skips_the_scores_only_when_spf_or_dkim_vouches_for_it
     signed = dkim.Signer([carols_key]).sign(FROM_CAROL, "remote.test")
     assert delivered(database, "198.51.100.9", signed)  # from elsewhere, but signed by remote.test (DMARC passes)
     assert len(database.read_now(lambda c: mailstore.list_messages(c, BOB))) == 2
+
+
+def test_a_long_header_s_from_field_is_read_off_the_event_loop_and_a_submission_s_not_at_all(
+    database: Database,  # noqa: F811
+    remote_zone: Zone,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stdlib parser takes ~1 ms per 16 KiB of header, and a header may reach max_header_size (256 KiB)."""
+    with database.transaction() as connection:
+        filters.add(connection, "user", BOB, "allow", CAROL)
+    read: list[bool] = []  # for each reading of a From field, whether it held the event loop
+    from_addresses = headers.from_addresses
+
+    def recorded(message: bytes) -> list[str]:
+        try:
+            asyncio.get_running_loop()
+            read.append(True)
+        except RuntimeError:
+            read.append(False)
+        return from_addresses(message)
+
+    monkeypatch.setattr(headers, "from_addresses", recorded)
+    assert delivered(database, CAROLS_SERVER)  # allowed: SPF vouches for carol@remote.test
+    assert read == [True]  # a header of a few lines: on the loop, cheaper than a thread
+    filler = b"".join(b"X-Filler-%d: %s\r\n" % (n, b"x" * 70) for n in range(2000))
+    assert delivered(database, CAROLS_SERVER, filler + FROM_CAROL)
+    assert read == [True, False]
+    session = trace.Session("192.0.2.50", "laptop", True, ALICE)
+    assert accepted(database, Arrival(ALICE, (Accepted(BOB, BOB),), filler + FROM_ALICE, session))
+    assert read == [True, False]  # a user's own submission: no list of theirs applies to it
+    assert len(database.read_now(lambda c: mailstore.list_messages(c, BOB))) == 3

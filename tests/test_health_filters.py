@@ -25,7 +25,3 @@ def test_without_greylisting_its_count_is_not_said() -> None:
     assert (result.state, result.watching) == (State.OK, False)
     assert result.metrics["greylisted"] == 7  # the same metrics whatever is on: what a reader of the JSON expects
     assert "greylisted" not in result.sentence and "not watching" in result.sentence
-
-
-def test_every_count_is_read_from_the_store() -> None:
-    assert set(filters.COUNTED) == {*tallies.FILTER_KINDS, tallies.GREYLISTED}

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dkim as dkimpy
+import dns.asyncresolver
+import dns.resolver
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -17,11 +19,14 @@ from jitaku.mail.filters.scanning import Scanning
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.pipeline import Arrival, Check, Commit, Filter, Pipeline, Route, Sign, Trace, Vouch
 from jitaku.mail.policy import Accepted
-from jitaku.store import Database, accounts, mailstore, queue
+from jitaku.resolver import Nameserver, configure
+from jitaku.store import Database, accounts, lists, mailstore, queue
+from tests.peers import Zone
 
 HOSTNAME = "mx.example.test"
 ALICE = "alice@example.test"
 BOB = "bob@example.test"
+LIST = "sota@example.test"
 MESSAGE = b"From: Alice <alice@example.test>\r\nTo: dave@remote.test\r\nSubject: hello\r\n\r\nhi\r\n"
 
 
@@ -31,6 +36,7 @@ def database(tmp_path: Path) -> Iterator[Database]:
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)
         accounts.add_user(connection, BOB, None)
+        lists.create_list(connection, LIST, "SOTA", "[sota:%05d]", "list", "auto", "")
     yield database
     database.close()
 
@@ -149,3 +155,46 @@ def test_the_filters_headers_go_on_the_stored_copy_and_not_on_the_one_that_leave
     assert body is not None and b"Unchecked" not in body and body.endswith(data)
     signature = body.split(b"\r\nReceived:")[0].lower()
     assert b"x-spam" not in signature
+
+
+class Scores:
+    """A spam engine that thinks little of every message."""
+
+    name = "spamassassin"
+
+    async def scan(self, message: bytes, envelope: Envelope) -> Verdict:
+        return Verdict("spamassassin", score=1.0, action="ham")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def no_records(dns_zone: tuple[Zone, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty zone for Check's lookups of a stranger's domain: nothing passes, and nothing waits."""
+    monkeypatch.setattr(dns.resolver, "default_resolver", None)
+    monkeypatch.setattr(dns.asyncresolver, "default_resolver", None)
+    configure((Nameserver("127.0.0.1", dns_zone[1]),))
+
+
+def test_a_strangers_own_spam_fields_reach_no_local_reader_and_leave_untouched_for_a_remote_one(
+    database: Database, keys: list[dkim.DkimKey], no_records: None
+) -> None:
+    settings = FiltersSettings()
+    filtered = Pipeline(
+        HOSTNAME, database, dkim.Signer(keys), lambda: None, lambda: None, settings, Scanning(settings, [Scores()])
+    )
+    forged = b"X-Spam-Status: Yes\r\nX-Spam-Score: 99.0\r\nX-Virus-Status: Infected\r\n"  # for members' rules
+    data = forged + b"From: Carol <carol@remote.test>\r\nTo: sota@example.test\r\nSubject: hi\r\n\r\nhi\r\n"
+    recipients = (Accepted(LIST, None, (LIST, "post")), Accepted(BOB, BOB), Accepted("dave@remote.test", None))
+    session = trace.Session("192.0.2.9", "mx.remote.test", False, None)
+    queue_id = accept(filtered, Arrival("carol@remote.test", recipients, data, session))
+    (stored,) = database.read_now(lambda c: mailstore.list_messages(c, BOB))
+    head = bytes(stored.body).split(b"\r\n\r\n", 1)[0]
+    assert b"X-Spam-Status: No\r\nX-Spam-Score: 1.0\r\n" in head and head.count(b"X-Spam-") == 2
+    item = database.read_now(lambda c: lists.next_inbox(c, 2**40))
+    assert item is not None and item.note is None  # not held: the members get it
+    posted = bytes(item.body)
+    assert b"X-Spam-" not in posted and b"X-Virus-" not in posted and posted.endswith(data[len(forged) :])
+    body = database.read_now(lambda c: queue.body_of(c, queue_id))
+    assert body is not None and body.endswith(data)  # forwarded as it came: not ours to vouch for, nor to edit

@@ -1,8 +1,8 @@
 """The lists and the blog's comments use the MX's filters (issue 23), against a real `jitaku serve` with a real
 spamd and rspamd on loopback: a list post the filters judge spam is held for the list's owners, with the
-engine's reason, and no member gets it; a plain post and an allowed sender's go out; a comment rspamd rejects
-(GTUBE) is stored as spam, one in the junk band is held with the engine's reason, a plain one follows the
-moderation, and one no engine could check follows it too, saying so."""
+engine's reason, and no member gets it; a plain post and an allowed sender's go out, without the X-Spam-Status
+its sender wrote; a comment rspamd rejects (GTUBE) is stored as spam, one in the junk band is held with the
+engine's reason, a plain one follows the moderation, and one no engine could check follows it too, saying so."""
 
 from __future__ import annotations
 
@@ -84,6 +84,18 @@ def test_a_spam_post_is_held_for_the_owners_and_no_member_gets_it(spamd_lists: t
     post(server, member, "Allowed", "--header", f"From: Carol <{member}>", "--body", GTUBE)
     wait_until(lambda: len(members.copies()) == 6, timeout=20)
     assert len(held(server)) == 1
+
+
+def test_a_posts_own_spam_status_reaches_no_member(spamd_lists: tuple[Jitaku, Members]) -> None:
+    """The sender's "X-Spam-Status: No" would be read by a member's mail program as our word: it is dropped."""
+    server, members = spamd_lists
+    member = "carol@members.test"
+    forged = ("--header", "X-Spam-Status: No, score=-100.0", "--header", "X-Spam-Score: -100.0")
+    post(server, member, "Trust me", "--header", f"From: Carol <{member}>", *forged, "--body", "Cheap watches.")
+    wait_until(lambda: len(members.copies()) == 3, timeout=20)
+    [bobs] = wait_until(lambda: server.mailbox("bob@example.org"))  # the member who is our own user
+    for copy in (*(copy for _s, _r, copy in members.copies()), server.message("bob@example.org", bobs["uid"])):
+        assert b"Trust me" in copy and b"X-Spam-Status" not in copy and b"X-Spam-Score" not in copy, copy
 
 
 def test_a_comment_in_the_junk_band_is_held_with_the_engine_s_reason(

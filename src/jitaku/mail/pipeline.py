@@ -108,7 +108,7 @@ class Pipeline:
     ) -> None:
         """FILTERS and SCANNING, the spam and virus filters: without them, no engine is asked, and only the
         allow and block lists of `jitaku filter` apply. COUNT(kind) tallies what the filters made of a message
-        (store/tallies.py FILTER_KINDS), for the health check."""
+        (store/tallies.py's FILTER_* kinds), for the health check (health/filters.py COUNTED)."""
         settings = filters or FiltersSettings()
         self.stages: list[Stage] = [
             Trace(hostname, names=settings.rspamd is not None or settings.spamassassin is not None),
@@ -208,12 +208,13 @@ class Filter:
                 hostname=flight.client_name,
             )
             verdicts, failures = await self._scanning.run(flight.message.joined(), envelope, authenticated)
-        found = await self._rulebook.current()
+        # a user's own submission is scanned for viruses alone: no list applies to it, nor is its From read here
+        found = await self._rulebook.current() if not authenticated else ()
         if not verdicts and not failures and not found:
             return
 
         mailboxes = {r.recipient: r.mailbox for r in arrival.recipients}
-        named = senders.of(arrival.sender, flight.message.data, flight.results) if found else None
+        named = await senders.read(arrival.sender, flight.message.data, flight.results) if found else None
 
         def listed(recipient: str) -> str | None:
             if named is None:
@@ -282,7 +283,8 @@ class Vouch:
 
 class Commit:
     """Every copy in one transaction (mail/delivery.py), then a word to the queue and the list runner. Only the
-    copies stored in a mailbox here carry the filters' X-Spam lines."""
+    copies stored in a mailbox here carry the filters' X-Spam lines; where they wrote them, a list's copy carries
+    neither theirs nor the sender's own."""
 
     def __init__(self, database: Database, wake: Callable[[], None], wake_lists: Callable[[], None]) -> None:
         self._database = database
@@ -291,9 +293,13 @@ class Commit:
 
     async def process(self, flight: InFlight) -> None:
         sender, routed, also = flight.arrival.sender, flight.routed, flight.also
+        ours = flight.filter_headers
+        read_here = routed.local or (routed.listed and flight.for_lists is None)
+        kept = _theirs_dropped(flight.message, ours) if read_here else flight.message
         # RFC 5321 §4.4: final delivery records the envelope sender
-        delivered = _stored(flight).joined(f"Return-Path: <{sender}>\r\n".encode()) if routed.local else b""
-        posted = (flight.for_lists or flight.message).joined() if routed.listed else b""
+        delivered = kept.joined(f"Return-Path: <{sender}>\r\n".encode() + ours) if routed.local else b""
+        for_lists = _theirs_dropped(flight.for_lists, ours) if flight.for_lists is not None else kept
+        posted = for_lists.joined() if routed.listed else b""
         junk = _junk_mailboxes(flight.arrival.recipients, flight.junk)
         copies = Delivery(
             [Copy(mailbox, delivered, mailbox in junk) for mailbox in routed.local],
@@ -321,13 +327,14 @@ class Commit:
             self._wake_lists()
 
 
-def _stored(flight: InFlight) -> Message:
-    """The copy a local mailbox gets: the filters' X-Spam lines above the message, and the sender's own
-    X-Spam-Status and kin dropped where ours are written, so that a mail program's rules read only ours."""
-    if not flight.filter_headers:
-        return flight.message
-    message = flight.message
-    return Message(flight.filter_headers + message.added, decision.without_ours(message.data))
+def _theirs_dropped(message: Message, ours: bytes) -> Message:
+    """MESSAGE for the copies our own users read (their mailboxes, below OURS, the filters' X-Spam lines; a
+    list's, whose members' mail programs read it as ours): without the sender's own X-Spam-Status and kin
+    where the filters wrote ours, for a mail program's rules to read only ours. A copy for a remote recipient
+    keeps them: its server reads them as what they are, and we vouch for nothing there."""
+    if not ours:
+        return message
+    return Message(message.added, decision.without_ours(message.data))
 
 
 def route(recipients: tuple[Accepted, ...]) -> Routed:

@@ -1,10 +1,11 @@
 """The allow and block lists of senders: the owner's for everyone (global), a domain's for its recipients, a
 user's for their own mail (issue 23). A rule names the envelope sender or the From address, either: an allowed
 sender skips spam scoring (never virus scanning) when our checks vouch for the name the rule matched (see
-mail/filters/senders.py), and a blocked one is refused, vouched for or not. For each name, the most particular
-list that names it decides: a user's over their domain's over the global one, so that a user may take back mail
-the owner blocks for all; within one list an address over its domain, a domain over its parent; and block over
-allow when one list says both of the same pattern."""
+mail/filters/senders.py), and a blocked one is refused, vouched for or not; a name not vouched for is judged by
+the block rules alone. For each name, the most particular list that names it decides: a user's over their
+domain's over the global one, so that a user may take back mail the owner blocks for all; within one list an
+address over its domain, a domain over its parent; and block over allow when one list says both of the same
+pattern."""
 
 from __future__ import annotations
 
@@ -115,15 +116,22 @@ def judge(
 ) -> Action | None:
     """What the lists say of a message to RECIPIENT (whose user is MAILBOX) naming SENDERS (its envelope sender
     and From address): "block" when they block any of them; "allow" when they allow one that VOUCHED(address)
-    says our checks authenticated; else None, and the message is scored as if no list named it (an allow rule
-    for a name anyone may forge would let anyone skip the spam filters)."""
+    says our checks authenticated; else None, and the message is scored. A name our checks do not vouch for is
+    judged by the block rules alone: an allow rule for a name anyone may forge would let anyone skip the spam
+    filters, or the block of a broader pattern or list (friend@evil.example's allow taking it out of a block
+    of evil.example)."""
     found = list(found)
-    said = [(sender, decide(found, recipient, sender, mailbox)) for sender in senders if sender]
-    if any(action == "block" for _sender, action in said):
+    said: list[Action | None] = []
+    for sender in senders:
+        if not sender:
+            continue
+        action = decide(found, recipient, sender, mailbox)
+        if action == "allow" and not vouched(sender):
+            action = decide([r for r in found if r.action == "block"], recipient, sender, mailbox)
+        said.append(action)
+    if "block" in said:
         return "block"
-    if any(action == "allow" and vouched(sender) for sender, action in said):
-        return "allow"
-    return None
+    return "allow" if "allow" in said else None
 
 
 def _names(sender: str) -> list[str]:

@@ -35,7 +35,6 @@ FILTER_REJECTED = "filter_rejected"  # refused as spam or from a blocked sender 
 FILTER_JUNKED = "filter_junked"  # delivered, to Junk for at least one recipient
 FILTER_VIRUSES = "filter_viruses"  # refused for a virus (554)
 FILTER_UNCHECKED = "filter_unchecked"  # delivered while an engine gave no verdict (on_error = "accept")
-FILTER_KINDS = (FILTER_REJECTED, FILTER_JUNKED, FILTER_VIRUSES, FILTER_UNCHECKED)
 CARRIED = 0  # the minute that holds the counts of every pruned minute
 _ADD = (
     "INSERT INTO tallies (minute, kind, count) VALUES (?, ?, ?)"

@@ -6,11 +6,17 @@ rule counts for any name: blocking a forged one costs the real sender nothing it
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import cached_property
 
 from jitaku.domains import organizational_domain
 from jitaku.mail import headers
+
+# A header section up to this is read on the event loop: the stdlib parser takes ~0.2 ms for a few KiB of it,
+# ~1 ms for 16 KiB, more than a hand-off to a thread costs; beyond, up to `[smtp] max_header_size` (256 KiB:
+# ~12 ms) would stall every other session.
+ON_LOOP_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,13 @@ class Senders:
     @cached_property
     def _passed(self) -> set[tuple[str, str]]:
         return _passed(self.results)
+
+
+async def read(envelope: str, message: bytes, results: bytes) -> Senders:
+    """`of`, in a thread when MESSAGE's header section is long."""
+    if message.find(b"\r\n\r\n", 0, ON_LOOP_BYTES) >= 0:
+        return of(envelope, message, results)
+    return await asyncio.to_thread(of, envelope, message, results)
 
 
 def of(envelope: str, message: bytes, results: bytes) -> Senders:
