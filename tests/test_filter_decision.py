@@ -93,8 +93,11 @@ def test_many_long_rule_names_are_folded_into_lines_a_server_takes() -> None:
 def test_a_senders_own_x_spam_fields_are_dropped_and_the_rest_kept_byte_for_byte() -> None:
     from jitaku.mail.filters.decision import without_ours
 
-    forged = b"From: a@x.test\r\nX-Spam-Status: No\r\nx-spam-score:\r\n -5.0\r\nX-Spam-Flag: NO\r\n\r\nbody\r\n"
-    assert without_ours(forged) == b"From: a@x.test\r\nX-Spam-Flag: NO\r\n\r\nbody\r\n"
+    forged = (
+        b"From: a@x.test\r\nX-Spam-Status: No\r\nx-spam-score:\r\n -5.0\r\nX-Spam-Flag: NO\r\n"
+        b"X-Spam-Level: \r\nX-Spam-Report: kept\r\n\r\nbody\r\n"
+    )
+    assert without_ours(forged) == b"From: a@x.test\r\nX-Spam-Report: kept\r\n\r\nbody\r\n"
     plain = b"From: a@x.test\r\nSubject: X-Spam-Status\r\n\r\nX-Spam-Status: No\r\n"
     assert without_ours(plain) == plain  # a subject or a body that names the field is not one
 

@@ -32,7 +32,16 @@ Place = Literal["inbox", "junk", "refused"]
 REFUSING_ACTIONS = frozenset({"reject"})
 JUNKING_ACTIONS = frozenset({"add header", "rewrite subject", "spam"})
 MAX_SYMBOLS = 40  # in the header that names them: enough to read, never a header of kilobytes
-OURS = (b"x-spam-status", b"x-spam-score", b"x-spam-symbols", b"x-virus-status")  # the fields _headers writes
+# The fields _headers writes, and those SpamAssassin writes that mail programs' rules read as an engine's word
+# (X-Spam-Flag: YES, the stars of X-Spam-Level): a sender's own are dropped where ours are written
+LOOK_LIKE_OURS = (
+    b"x-spam-status",
+    b"x-spam-score",
+    b"x-spam-symbols",
+    b"x-virus-status",
+    b"x-spam-flag",
+    b"x-spam-level",
+)
 
 
 @dataclass(frozen=True)
@@ -170,14 +179,15 @@ def _folded(field: str, width: int = 78) -> str:
 
 
 def without_ours(message: bytes) -> bytes:
-    """MESSAGE without the X-Spam and X-Virus-Status fields we write, as a sender may have put them there
+    """MESSAGE without the X-Spam and X-Virus-Status fields we write (and SpamAssassin's X-Spam-Flag and -Level),
+    as a sender may have put them there
     ("X-Spam-Status: No" above a spam, for a mail program's rules to trust): only ours are read. MESSAGE itself
     when it has none."""
     head = fields.header_section(message).lower()
     if b"x-spam-" not in head and b"x-virus-status" not in head:
         return message
     found, body = fields.split_fields(message)
-    return b"".join(field for field in found if fields.field_name(field).encode() not in OURS) + body
+    return b"".join(field for field in found if fields.field_name(field).encode() not in LOOK_LIKE_OURS) + body
 
 
 def _token(symbol: str) -> str:
