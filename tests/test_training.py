@@ -105,9 +105,11 @@ def test_a_junk_keyword_teaches_spam_and_a_not_junk_one_ham_only_when_it_rescues
     assert training.flagged(given, mode, before, rescue) is taught
 
 
-def test_an_append_teaches_by_its_keywords_as_a_store_would_else_by_junk() -> None:
+def test_an_append_into_junk_teaches_spam_whatever_its_keywords_and_elsewhere_as_a_store_would() -> None:
     assert training.appended(JUNK, [], False) is True
-    assert training.appended(JUNK, ["$NotJunk"], False) is False
+    assert training.appended(JUNK, ["NonJunk"], False) is True  # Thunderbird copying it in from another account
+    assert training.appended(JUNK, ["$NotJunk"], True) is True
+    assert training.appended(JUNK, ["$Junk", "$NotJunk"], False) is True
     assert training.appended(None, ["$Junk"], False) is True
     assert training.appended(None, ["\\Seen"], False) is None
     assert training.appended(None, ["NonJunk"], False) is None  # Thunderbird uploading mail its filter passed

@@ -15,10 +15,12 @@ user says so: Thunderbird's junk filter marks every new message it classifies, m
 teaching ham on each would teach the engines every message as ham, whatever they scored it. So:
 
 - a STORE or APPEND that sets a junk keyword on a message that had none teaches spam (the user's Junk button,
-  or a client's filter that found what ours let through);
+  or a client's filter that found what ours let through), and so does any APPEND into Junk, whatever its
+  keywords;
 - one that sets a not-junk keyword on a message that had none teaches ham only when that rescues the message:
-  it is in Junk, or it had a junk keyword (Thunderbird's "Not Junk" adds NonJunk before it removes Junk), or
-  its first X-Spam-Status says Yes (our filter called it spam: that is what the store keeps of its verdict);
+  a STORE on a message in Junk, or one that had a junk keyword (Thunderbird's "Not Junk" adds NonJunk before
+  it removes Junk), or whose first X-Spam-Status says Yes (our filter called it spam: that is what the store
+  keeps of its verdict);
 - removing either, or setting both at once, teaches nothing.
 
 The IMAP command records what it taught in its own transaction (filter_training); the main process's learner
@@ -96,10 +98,12 @@ def flagged(given: Iterable[str], mode: str, before: Iterable[str], rescue: bool
 
 def appended(target_use: str | None, flags: Iterable[str], marked: bool) -> bool | None:
     """An APPEND into a mailbox of TARGET_USE with FLAGS, of a message our filter called spam or not (MARKED):
-    by its keywords as a STORE would set them, else into Junk is spam."""
-    if by_keywords(flags) is not None:
-        return flagged(flags, "add", (), target_use == JUNK or marked)
-    return True if target_use == JUNK else None
+    into Junk is spam whatever its keywords, the user junking it (Thunderbird keeps a message's keywords when
+    it copies it across accounts, NonJunk on nearly every one: only a STORE on a message in Junk rescues it);
+    elsewhere by its keywords as a STORE would set them."""
+    if target_use == JUNK:
+        return True
+    return flagged(flags, "add", (), marked)
 
 
 def said_spam(message: bytes) -> bool:
