@@ -133,6 +133,7 @@ def test_an_append_into_junk_teaches_spam_whatever_its_keywords_and_elsewhere_as
         (b"x-spam-status: YES, score=7.1 required=5.0\n\nbuy\n", True),  # SpamAssassin's own, bare LF
         (b"X-Spam-Status: No\r\nX-Spam-Status: Yes\r\n\r\nhello\r\n", False),  # the first is ours
         (b"X-Spam-Status: Unchecked (rspamd unavailable)\r\n\r\nhello\r\n", False),
+        (b"X-Spam-Status: No (sender allowed)\r\nX-Spam-Score: 15.2\r\n\r\nbuy\r\n", False),  # an allow rule's
         (b"Subject: about filters\r\n\r\nX-Spam-Status: Yes\r\n", False),  # in the body
         (b"Subject: hello\r\n\r\nhello\r\n", False),
     ],
