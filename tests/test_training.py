@@ -131,6 +131,10 @@ def test_an_append_into_junk_teaches_spam_whatever_its_keywords_and_elsewhere_as
     [
         (b"Return-Path: <a@remote.example>\r\nX-Spam-Status: Yes\r\nX-Spam-Score: 7.0\r\n\r\nbuy\r\n", True),
         (b"x-spam-status: YES, score=7.1 required=5.0\n\nbuy\n", True),  # SpamAssassin's own, bare LF
+        (
+            b"Return-Path: <a@b>\r\nX-Virus-Status: Partly scanned (clamav: 25 MB)\r\nX-Spam-Status: Yes\r\n\r\nbuy\r\n",
+            True,
+        ),
         (b"X-Spam-Status: No\r\nX-Spam-Status: Yes\r\n\r\nhello\r\n", False),  # the first is ours
         (b"X-Spam-Status: Unchecked (rspamd unavailable)\r\n\r\nhello\r\n", False),
         (b"X-Spam-Status: No (sender allowed)\r\nX-Spam-Score: 15.2\r\n\r\nbuy\r\n", False),  # an allow rule's

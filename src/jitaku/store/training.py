@@ -55,7 +55,9 @@ HAM_KEYWORDS = frozenset({"$notjunk", "nonjunk", "notjunk"})
 # In filter_training.engines beside the names of the engines that learned the item: ham only if our filter called
 # the message spam (not an engine's name: those are rspamd and spamassassin)
 IF_CALLED_SPAM = "if-called-spam"
-HEAD = 16384  # bytes of a message read for its X-Spam-Status: ours is its second field, after Return-Path
+# Bytes of a message read for its first X-Spam-Status, wherever it is in the header section: ours is near the top,
+# after Return-Path and, on a message the virus scanner saw in part, X-Virus-Status (filters/decision.py)
+HEAD = 16384
 _SPAM_STATUS = re.compile(rb"^x-spam-status:[ \t]*(\S*)", re.IGNORECASE | re.MULTILINE)
 # Seconds before each retry of an item an engine could not learn; after the last, the item is given up (logged)
 RETRIES = (2.0, 30.0, 300.0, 1800.0)
