@@ -41,6 +41,20 @@ def test_one_reply_refuses_only_when_every_recipient_would_refuse() -> None:
     assert b"X-Spam-Status: Yes\r\n" in found.headers and b"X-Spam-Score: 22.0\r\n" in found.headers
 
 
+def test_a_copy_an_allow_rule_let_into_inbox_says_so_and_not_that_our_filter_called_it_spam() -> None:
+    """Thunderbird sets NonJunk on it by itself: were it to say Yes, that would teach the engines spam as ham."""
+    lists = {"a@example.test": None, "b@example.test": "allow"}
+    found = decide(SETTINGS, [JUNK], [], list(lists), lists.get)
+    assert [(o.place, o.why) for o in found.outcomes] == [
+        ("junk", "spamassassin: score 7.2"),
+        ("inbox", "sender allowed"),
+    ]
+    assert found.headers.startswith(b"X-Spam-Status: Yes\r\nX-Spam-Score: 7.2\r\n")
+    assert found.allowed_headers.startswith(b"X-Spam-Status: No (sender allowed)\r\nX-Spam-Score: 7.2\r\n")
+    down = decide(SETTINGS, [], [EngineError("rspamd", "timeout")], ["b@example.test"], lambda r: "allow")
+    assert down.allowed_headers == down.headers == b"X-Spam-Status: Unchecked (rspamd unavailable)\r\n"
+
+
 def test_scores_place_the_copy_by_the_worst_engine() -> None:
     assert [o.place for o in decide(SETTINGS, [HAM], [], ["a@x.test"], unlisted).outcomes] == ["inbox"]
     assert [o.place for o in decide(SETTINGS, [HAM, JUNK], [], ["a@x.test"], unlisted).outcomes] == ["junk"]

@@ -117,6 +117,14 @@ def test_the_lists_decide_before_the_scores_and_one_reply_serves_every_recipient
     assert both.returncode == 0, both.stdout  # Bob allows the sender: the message is taken, Alice's copy junked
     assert len(folder(filtered, ALICE, "Junk")) == 1 and folder(filtered, ALICE) == []
     assert len(folder(filtered, BOB)) == 1 and folder(filtered, BOB, "Junk") == []
+    # each copy says what put it where: our filter for Alice's, Bob's rule for his (Thunderbird's automatic
+    # NonJunk on a Yes in INBOX would teach the engines this spam as ham)
+    assert folder(filtered, ALICE, "Junk")[0].startswith(
+        b"Return-Path: <someone@remote.example>\r\nX-Spam-Status: Yes\r\n"
+    )
+    (bobs,) = folder(filtered, BOB)
+    assert bobs.startswith(b"Return-Path: <someone@remote.example>\r\nX-Spam-Status: No (sender allowed)\r\n")
+    assert bobs.split(b"\r\n\r\n")[0].count(b"X-Spam-Status") == 1
 
 
 def test_an_allowed_sender_skips_the_scores_only_when_spf_vouches_for_it(

@@ -77,7 +77,9 @@ class InFlight:
     # the X-Spam lines the filters wrote: our word to our own users, on the copies stored here alone (a copy
     # that leaves, for a remote recipient or a list, carries none, nor does its DKIM signature cover them)
     filter_headers: bytes = b""
+    allowed_headers: bytes = b""  # those of a copy an allow rule put in INBOX (filters/decision.py)
     junk: frozenset[str] = frozenset()  # the recipients whose copy the filters put in Junk
+    allowed: frozenset[str] = frozenset()  # those whose allow rule let the message through
     junk_why: dict[str, str] = field(default_factory=dict)  # why, by recipient: a list holds its post for it
     client_name: str = ""  # the client's forward-confirmed reverse DNS name, looked up while a spam engine is on
 
@@ -238,6 +240,8 @@ class Filter:
         flight.junk = junk
         flight.junk_why = {o.recipient: o.why for o in made.outcomes if o.place == "junk"}
         flight.filter_headers = made.headers
+        flight.allowed_headers = made.allowed_headers
+        flight.allowed = frozenset(o.recipient for o in made.outcomes if o.why == decision.ALLOWED)
 
 
 class Route:
@@ -297,12 +301,19 @@ class Commit:
         read_here = routed.local or (routed.listed and flight.for_lists is None)
         kept = _theirs_dropped(flight.message, ours) if read_here else flight.message
         # RFC 5321 §4.4: final delivery records the envelope sender
-        delivered = kept.joined(f"Return-Path: <{sender}>\r\n".encode() + ours) if routed.local else b""
+        return_path = f"Return-Path: <{sender}>\r\n".encode()
+        delivered = kept.joined(return_path + ours) if routed.local else b""
         for_lists = _theirs_dropped(flight.for_lists, ours) if flight.for_lists is not None else kept
         posted = for_lists.joined() if routed.listed else b""
         junk = _junk_mailboxes(flight.arrival.recipients, flight.junk)
+        # a copy an allow rule let into INBOX says so (filters/decision.py): one more join of the message
+        allowed = _allowed_mailboxes(flight.arrival.recipients, flight.allowed) - junk
+        let_through = delivered
+        if allowed and flight.allowed_headers != ours:
+            let_through = kept.joined(return_path + flight.allowed_headers)
+        stored = [Copy(box, let_through if box in allowed else delivered, box in junk) for box in routed.local]
         copies = Delivery(
-            [Copy(mailbox, delivered, mailbox in junk) for mailbox in routed.local],
+            stored,
             [Entry(flight.queue_id, sender, routed.remote, flight.outgoing)] if routed.remote else [],
             [_to_list(accepted, sender, posted, flight.junk_why.get(accepted.recipient)) for accepted in routed.listed],
         )
@@ -352,6 +363,11 @@ def _junk_mailboxes(recipients: tuple[Accepted, ...], junk: frozenset[str]) -> s
         if accepted.mailbox is not None:
             leading.setdefault(accepted.mailbox, []).append(accepted.recipient in junk)
     return {mailbox for mailbox, junked in leading.items() if all(junked)}
+
+
+def _allowed_mailboxes(recipients: tuple[Accepted, ...], allowed: frozenset[str]) -> set[str]:
+    """The mailboxes an allow rule let the message into: those of an address that allows the sender."""
+    return {r.mailbox for r in recipients if r.mailbox is not None and r.recipient in allowed}
 
 
 def _to_list(accepted: Accepted, sender: str, message: bytes, junked: str | None) -> ToList:

@@ -510,7 +510,8 @@ filter_training = Table(
     Column("id", Integer, primary_key=True),
     Column("message_id", Integer, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
     Column("spam", Boolean, nullable=False),
-    Column("engines", String(64), nullable=False, server_default=""),  # those that learned it already
+    # those that learned it already, and training.IF_CALLED_SPAM for ham only if our filter called it spam
+    Column("engines", String(64), nullable=False, server_default=""),
     Column("tries", Integer, nullable=False, server_default="0"),
     Column("due_at", Float, nullable=False),
 )

@@ -15,15 +15,24 @@ user says so: Thunderbird's junk filter marks every new message it classifies, m
 teaching ham on each would teach the engines every message as ham, whatever they scored it. So:
 
 - a STORE or APPEND that sets a junk keyword on a message that had none teaches spam (the user's Junk button,
-  or a client's filter that found what ours let through);
+  or a client's filter that found what ours let through), and so does any APPEND into Junk, whatever its
+  keywords;
 - one that sets a not-junk keyword on a message that had none teaches ham only when that rescues the message:
-  it is in Junk, or it had a junk keyword (Thunderbird's "Not Junk" adds NonJunk before it removes Junk), or
-  its first X-Spam-Status says Yes (our filter called it spam: that is what the store keeps of its verdict);
+  a STORE on a message in Junk, or one that had a junk keyword (Thunderbird's "Not Junk" adds NonJunk before
+  it removes Junk), or whose first X-Spam-Status says Yes (our filter called it spam: that is what the store
+  keeps of its verdict);
 - removing either, or setting both at once, teaches nothing.
 
 The IMAP command records what it taught in its own transaction (filter_training); the main process's learner
 (mail/filters/learning.py) teaches every engine later and records in filter_learned what it learned, so that
 a message is learned at most once each way (by its SHA-256 as stored).
+
+An IMAP command reads no stored message under the write lock: SQLite reads the whole blob for its first bytes
+(20 messages of 5 MB: 38 ms). A not-junk keyword whose rescue hangs on our filter's verdict alone (a message
+outside Junk without a junk keyword: Thunderbird's NonJunk on new mail) is recorded as ham only if our filter
+called the message spam (IF_CALLED_SPAM), and the learner, which reads the message anyway, outside any
+transaction, drops the item when the header says otherwise. Such an item is no reason for the STORE's commit
+to reach the disk (`sure`): most of them teach nothing.
 
 The decisions (`moved`, `appended`, `flagged`) are plain functions of what the command did; `record_*` run
 inside the command's transaction."""
@@ -32,7 +41,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from jitaku.store.mailstore import DELIMITER, StoreResult, Target, canonical
@@ -43,7 +52,12 @@ JUNK, TRASH = "\\Junk", "\\Trash"
 # Keywords are case-insensitive (RFC 3501 §2.3.2): these are lower-cased
 SPAM_KEYWORDS = frozenset({"$junk", "junk"})
 HAM_KEYWORDS = frozenset({"$notjunk", "nonjunk", "notjunk"})
-HEAD = 16384  # bytes of a message read for its X-Spam-Status: ours is its second field, after Return-Path
+# In filter_training.engines beside the names of the engines that learned the item: ham only if our filter called
+# the message spam (not an engine's name: those are rspamd and spamassassin)
+IF_CALLED_SPAM = "if-called-spam"
+# Bytes of a message read for its first X-Spam-Status, wherever it is in the header section: ours is near the top,
+# after Return-Path and, on a message the virus scanner saw in part, X-Virus-Status (filters/decision.py)
+HEAD = 16384
 _SPAM_STATUS = re.compile(rb"^x-spam-status:[ \t]*(\S*)", re.IGNORECASE | re.MULTILINE)
 # Seconds before each retry of an item an engine could not learn; after the last, the item is given up (logged)
 RETRIES = (2.0, 30.0, 300.0, 1800.0)
@@ -94,12 +108,27 @@ def flagged(given: Iterable[str], mode: str, before: Iterable[str], rescue: bool
     return None
 
 
+def teaching(given: Iterable[str], mode: str) -> bool:
+    """Whether a STORE of GIVEN flags in MODE may teach at all: it sets a junk or a not-junk keyword, not both
+    (removing one teaches nothing: Thunderbird removes Junk after each NonJunk its filter sets)."""
+    return mode != "remove" and by_keywords(given) is not None
+
+
+def sure(given: Iterable[str], mode: str, befores: Iterable[Iterable[str]], in_junk: bool) -> bool:
+    """Whether a STORE of GIVEN flags in MODE, on messages that had BEFORES in Junk or not (IN_JUNK), teaches
+    one of them whatever our filter called it: what makes its commit durable."""
+    given = list(given)
+    return any(flagged(given, mode, before, in_junk) is not None for before in befores)
+
+
 def appended(target_use: str | None, flags: Iterable[str], marked: bool) -> bool | None:
     """An APPEND into a mailbox of TARGET_USE with FLAGS, of a message our filter called spam or not (MARKED):
-    by its keywords as a STORE would set them, else into Junk is spam."""
-    if by_keywords(flags) is not None:
-        return flagged(flags, "add", (), target_use == JUNK or marked)
-    return True if target_use == JUNK else None
+    into Junk is spam whatever its keywords, the user junking it (Thunderbird keeps a message's keywords when
+    it copies it across accounts, NonJunk on nearly every one: only a STORE on a message in Junk rescues it);
+    elsewhere by its keywords as a STORE would set them."""
+    if target_use == JUNK:
+        return True
+    return flagged(flags, "add", (), marked)
 
 
 def said_spam(message: bytes) -> bool:
@@ -132,18 +161,20 @@ def role(source: Target | Statements, address: str, name: str) -> str | None:
 
 _ADD = (
     "INSERT INTO filter_training (message_id, spam, engines, tries, due_at)"
-    " SELECT messages.id, ?, '', 0, ? FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id"
+    " SELECT messages.id, ?, ?, 0, ? FROM messages JOIN mailboxes ON mailboxes.id = messages.mailbox_id"
     " JOIN users ON users.id = mailboxes.user_id"
     " WHERE users.address = ? AND mailboxes.name = ? AND messages.uid = ?"
 )
 
 
-def record(target: Target, address: str, name: str, uids: Collection[int], spam: bool) -> None:
-    """Teach the engines the messages UIDS of the user's mailbox NAME as SPAM (or ham), in the caller's
-    transaction."""
+def record(
+    target: Target, address: str, name: str, uids: Collection[int], spam: bool, if_called_spam: bool = False
+) -> None:
+    """Teach the engines the messages UIDS of the user's mailbox NAME as SPAM (or ham; IF_CALLED_SPAM: only
+    if our filter called it spam), in the caller's transaction."""
     if uids:
-        now = time.time()
-        tx_of(target).run_many(_ADD, [(spam, now, address.lower(), canonical(name), uid) for uid in uids])
+        now, engines = time.time(), IF_CALLED_SPAM if if_called_spam else ""
+        tx_of(target).run_many(_ADD, [(spam, engines, now, address.lower(), canonical(name), uid) for uid in uids])
 
 
 def record_copy(target: Target, address: str, source: str, into: str, new_uids: Collection[int]) -> bool | None:
@@ -164,42 +195,22 @@ def record_append(target: Target, address: str, name: str, uid: int, flags: Iter
         record(target, address, name, [uid], spam)
 
 
-def record_flags(target: Target, address: str, name: str, given: Iterable[str], mode: str, result: StoreResult) -> None:
-    """A STORE of GIVEN flags in MODE on messages of NAME, which did RESULT."""
-    given = list(given)
-    if mode == "remove" or by_keywords(given) is None or not result.changed:
-        return
-    in_junk = special_use(target, address, name) == JUNK
-    before = result.before
-    # the header is read only where it decides: a not-junk keyword on a message of another mailbox than Junk
-    unsure = [
-        uid
-        for uid in result.changed
-        if flagged(given, mode, before[uid], True) != flagged(given, mode, before[uid], in_junk)
-    ]
-    marked = _marked(target, address, name, unsure) if unsure else set()
+def record_flags(
+    target: Target, address: str, name: str, given: Iterable[str], mode: str, result: StoreResult, in_junk: bool
+) -> None:
+    """A STORE of GIVEN flags in MODE on messages of NAME (a mailbox of special use \\Junk or not: IN_JUNK),
+    which did RESULT; the caller checked that it may teach (`teaching`)."""
+    given, before = list(given), result.before
     for spam in (True, False):
-        taught = [uid for uid in result.changed if flagged(given, mode, before[uid], in_junk or uid in marked) is spam]
+        taught = [uid for uid in result.changed if flagged(given, mode, before[uid], in_junk) is spam]
         record(target, address, name, taught, spam)
-
-
-_CHUNK = 200  # UIDs to a statement
-
-
-def _marked(source: Target | Statements, address: str, name: str, uids: Sequence[int]) -> set[int]:
-    """Those of UIDS of the user's mailbox NAME that our filter called spam."""
-    statements = statements_of(source)
-    found: set[int] = set()
-    for at in range(0, len(uids), _CHUNK):
-        chunk = uids[at : at + _CHUNK]
-        rows = statements.run(
-            "SELECT messages.uid, substr(messages.body, 1, ?) FROM messages"
-            " JOIN mailboxes ON mailboxes.id = messages.mailbox_id JOIN users ON users.id = mailboxes.user_id"
-            f" WHERE users.address = ? AND mailboxes.name = ? AND messages.uid IN ({', '.join('?' * len(chunk))})",
-            (HEAD, address.lower(), canonical(name), *chunk),
-        )
-        found.update(int(uid) for uid, head in rows if said_spam(bytes(head)))
-    return found
+    if not in_junk:  # where only our filter's verdict, read later by the learner, can make it a rescue
+        unsure = [
+            uid
+            for uid in result.changed
+            if flagged(given, mode, before[uid], False) is None and flagged(given, mode, before[uid], True) is False
+        ]
+        record(target, address, name, unsure, False, if_called_spam=True)
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,7 @@ class Pending:
     spam: bool
     engines: frozenset[str]  # those that learned it already
     tries: int
+    if_called_spam: bool = False  # ham only if our filter called the message spam (the learner reads it)
 
 
 def pending(source: Statements, now: float, limit: int = BATCH) -> list[Pending]:
@@ -216,10 +228,12 @@ def pending(source: Statements, now: float, limit: int = BATCH) -> list[Pending]
         "SELECT id, message_id, spam, engines, tries FROM filter_training WHERE due_at <= ? ORDER BY id LIMIT ?",
         (now, limit),
     )
-    return [
-        Pending(int(id_), int(message_id), bool(spam), frozenset(filter(None, engines.split(","))), int(tries))
-        for id_, message_id, spam, engines, tries in rows
-    ]
+    found = []
+    for id_, message_id, spam, engines, tries in rows:
+        names = frozenset(filter(None, engines.split(",")))
+        engines_done, conditional = names - {IF_CALLED_SPAM}, IF_CALLED_SPAM in names
+        found.append(Pending(int(id_), int(message_id), bool(spam), engines_done, int(tries), conditional))
+    return found
 
 
 def body(source: Statements, message_id: int) -> bytes | None:
@@ -244,7 +258,8 @@ def finish(target: Target, item: Pending, digest: str | None) -> None:
 
 
 def retry(target: Target, item: Pending, engines: Iterable[str], due_at: float) -> None:
-    """ITEM again at DUE_AT, ENGINES having learned it so far."""
+    """ITEM again at DUE_AT, ENGINES having learned it so far (an item IF_CALLED_SPAM was found so by then: a
+    message never changes, and the item is plain from now on)."""
     tx_of(target).run(
         "UPDATE filter_training SET engines = ?, tries = tries + 1, due_at = ? WHERE id = ?",
         (",".join(sorted(engines)), due_at, item.id),

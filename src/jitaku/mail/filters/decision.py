@@ -5,7 +5,9 @@
 - An engine that gave no verdict: `[filters] on_error` "accept" delivers with a header saying what was not
   checked; "tempfail" answers 451 4.7.1, and the sender tries again later. Mail is never lost to a dead filter.
 - Each recipient's lists first: a blocked sender is refused, an allowed one goes to INBOX unscored (allowed
-  only when our checks vouch for the name the rule matched: senders.py).
+  only when our checks vouch for the name the rule matched: senders.py), its copy saying
+  `X-Spam-Status: No (sender allowed)` whatever the engines scored: a Yes in INBOX would read as our filter's
+  mistake, and a client's automatic NonJunk on it would teach the engines that spam as ham (store/training.py).
 - Else the spam score, the highest any engine gave (each scores on its own scale; `[filters] reject_score` and
   `junk_score` are read against the one that thinks worst of it): from reject_score refused (550 5.7.1 with the
   engine's short reason), from junk_score to Junk, below to INBOX. An engine's own verdict counts too: rspamd's
@@ -32,6 +34,7 @@ Place = Literal["inbox", "junk", "refused"]
 REFUSING_ACTIONS = frozenset({"reject"})
 JUNKING_ACTIONS = frozenset({"add header", "rewrite subject", "spam"})
 MAX_SYMBOLS = 40  # in the header that names them: enough to read, never a header of kilobytes
+ALLOWED = "sender allowed"  # an outcome's why when an allow rule put the copy in INBOX
 # The fields _headers writes, and those SpamAssassin writes that mail programs' rules read as an engine's word
 # (X-Spam-Flag: YES, the stars of X-Spam-Level): a sender's own are dropped where ours are written
 LOOK_LIKE_OURS = (
@@ -68,11 +71,12 @@ class Outcome:
 @dataclass(frozen=True)
 class Decision:
     """The message's fate: REFUSED (the one reply to DATA, nothing stored) or each recipient's OUTCOME, with the
-    header lines every stored copy carries."""
+    header lines a stored copy carries: ALLOWED_HEADERS on one an allow rule put in INBOX, HEADERS on the others."""
 
     refused: Reply | None
     outcomes: tuple[Outcome, ...]
     headers: bytes
+    allowed_headers: bytes = b""
 
 
 def decide(
@@ -102,14 +106,15 @@ def decide(
         text = "Message refused: sender blocked" if blocked else f"Message refused as spam: {outcomes[0].why}"
         return Decision(Reply(550, "5.7.1", text), outcomes, b"")
     kept = tuple(Outcome(o.recipient, "junk", o.why) if o.place == "refused" else o for o in outcomes)
-    return Decision(None, kept, _headers(spam, partly, failures, settings))
+    allowed = _headers(spam, partly, failures, settings, allowed=True)
+    return Decision(None, kept, _headers(spam, partly, failures, settings), allowed)
 
 
 def _outcome(settings: FiltersSettings, spam: Sequence[Verdict], recipient: str, listed: str | None) -> Outcome:
     if listed == "block":
         return Outcome(recipient, "refused", "sender blocked")
     if listed == "allow":
-        return Outcome(recipient, "inbox", "sender allowed")
+        return Outcome(recipient, "inbox", ALLOWED)
     refusing = next((v for v in spam if v.action in REFUSING_ACTIONS), None)
     if refusing is not None:
         return Outcome(recipient, "refused", _why(refusing))
@@ -138,11 +143,16 @@ def _why(verdict: Verdict) -> str:
 
 
 def _headers(
-    spam: Sequence[Verdict], partly: Sequence[Verdict], failures: Sequence[EngineError], settings: FiltersSettings
+    spam: Sequence[Verdict],
+    partly: Sequence[Verdict],
+    failures: Sequence[EngineError],
+    settings: FiltersSettings,
+    allowed: bool = False,
 ) -> bytes:
-    """X-Spam-Status (Yes, No, or Unchecked naming the engines that gave no verdict), X-Spam-Score and one header
-    naming the rules that fired, engine by engine: what a mail program's own filter rules read. X-Virus-Status
-    only for a message the virus scanner saw PARTLY: a clean verdict is no news, and a virus is refused."""
+    """X-Spam-Status (Yes, No, "No (sender allowed)" for a copy an allow rule put in INBOX (ALLOWED), or Unchecked
+    naming the engines that gave no verdict), X-Spam-Score and one header naming the rules that fired, engine by
+    engine: what a mail program's own filter rules read. X-Virus-Status only for a message the virus scanner saw
+    PARTLY: a clean verdict is no news, and a virus is refused."""
     lines = []
     if partly:
         lines.append(f"X-Virus-Status: Partly scanned ({'; '.join(_why(v) for v in partly)})")
@@ -152,7 +162,7 @@ def _headers(
         lines.append(f"X-Spam-Status: Unchecked ({names} unavailable)")
     elif spam:
         junk = score is not None and score >= settings.junk_score or any(v.action in JUNKING_ACTIONS for v in spam)
-        lines.append(f"X-Spam-Status: {'Yes' if junk else 'No'}")
+        lines.append(f"X-Spam-Status: {f'No ({ALLOWED})' if allowed else 'Yes' if junk else 'No'}")
     if score is not None:
         lines.append(f"X-Spam-Score: {score:.1f}")
     symbols = [f"{v.engine}={','.join(_token(s) for s in v.symbols[:MAX_SYMBOLS])}" for v in spam if v.symbols]

@@ -1,7 +1,9 @@
 """The learner of the main process (issue 23): it takes what IMAP commands recorded for the spam engines to
 learn (store/training.py), teaches each engine that learns and is on (rspamd's controller, spamd's TELL), and
 records the message learned, so that IMAP never waits on an engine. An engine that fails leaves the item for a
-later try, a few times (training.RETRIES), each failure one log line naming it; then the item is given up."""
+later try, a few times (training.RETRIES), each failure one log line naming it; then the item is given up. An
+item to learn as ham only if our filter had called the message spam is checked here, against the message's
+header, outside any transaction."""
 
 from __future__ import annotations
 
@@ -54,6 +56,10 @@ class Learning:
         message = await self._database.query(lambda s: training.body(s, item.message_id), snapshot=False)
         if message is None:  # deleted before it was learned
             await self._database.transact(lambda tx: training.finish(tx, item, None))
+            return
+        if item.if_called_spam and not training.said_spam(message):  # a client's NonJunk on mail we passed
+            # most such items end so, one for each new message Thunderbird's filter passes: no fsync for them
+            await self._database.transact(lambda tx: training.finish(tx, item, None), durable=False)
             return
         digest = await asyncio.to_thread(lambda: hashlib.sha256(message).hexdigest())
         if await self._database.query(lambda s: training.learned(s, digest, item.spam), snapshot=False):

@@ -64,19 +64,25 @@ async def store(backend: Backend, user: LoggedIn, session: Session, view: View, 
         return "NO [READ-ONLY] the mailbox is selected read-only"
     address = user.address
     uids = view.resolve(command.sequence, command.uid)
-    # removing a keyword teaches nothing (Thunderbird removes Junk after each NonJunk its filter sets)
-    teaches = backend.training and command.mode != "remove" and training.by_keywords(command.flags) is not None
+    teaches = backend.training and training.teaching(command.flags, command.mode)
+    in_junk = teaches and await backend.database.query(
+        lambda s: training.special_use(s, address, view.name) == training.JUNK, snapshot=False
+    )
+    # Flags need not outlive a crash, unless they teach the spam engines (recorded in the same transaction). What
+    # they teach is known once the transaction has read the flags each message had; the session's view of them
+    # says it beforehand, right but for another session's change in between, which costs an fsync too many or
+    # leaves the item to reach the disk with the next durable commit
+    durable = teaches and training.sure(command.flags, command.mode, (view.flags[uid] for uid in uids), in_junk)
 
     def change(tx: Tx) -> mailstore.StoreResult:
         result = mailstore.store_flags(
             tx, address, view.name, uids, command.flags, command.mode, command.unchanged_since
         )
         if teaches:
-            training.record_flags(tx, address, view.name, command.flags, command.mode, result)
+            training.record_flags(tx, address, view.name, command.flags, command.mode, result, in_junk)
         return result
 
-    # flags need not outlive a crash, unless they teach the spam engines (recorded in the same transaction)
-    result, after = await backend.write(caught_up(address, view, change), durable=teaches)
+    result, after = await backend.write(caught_up(address, view, change), durable=durable)
     session.list_keywords(state.flags for state in result.messages)
     for state in result.messages:
         view.flags[state.uid], view.modseqs[state.uid] = state.flags, state.modseq
