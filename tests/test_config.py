@@ -110,6 +110,10 @@ def test_relay_section_and_nameservers() -> None:
             f"{PATH}:3: [filters.rspamd] url: expected a port 1-65535 in 'http://127.0.0.1:99999'",
         ),
         (
+            'domains = ["example.org"]\n[filters.rspamd]\nurl = ""\n',
+            f"{PATH}:3: [filters.rspamd] url: expected a URL like http://127.0.0.1:11333",
+        ),
+        (
             'domains = ["example.org"]\n[filters.rspamd]\nurl = "http://127.0.0.1:11333"\n'
             'controller_url = "http://admin:secret@127.0.0.1:11334"\n',
             f"{PATH}:4: [filters.rspamd] controller_url: expected no user or password in the URL (the controller's"

@@ -25,3 +25,10 @@ def test_without_greylisting_its_count_is_not_said() -> None:
     assert (result.state, result.watching) == (State.OK, False)
     assert result.metrics["greylisted"] == 7  # the same metrics whatever is on: what a reader of the JSON expects
     assert "greylisted" not in result.sentence and "not watching" in result.sentence
+
+
+def test_every_kind_the_filters_count_is_shown() -> None:
+    """A tally the pipeline counts (tallies.FILTER_*, GREYLISTED) that the check does not read would be counted
+    and never seen, as greylisting's was."""
+    counted = {getattr(tallies, name) for name in dir(tallies) if name.startswith("FILTER_")} | {tallies.GREYLISTED}
+    assert counted == set(filters.COUNTED)

@@ -20,6 +20,7 @@ def zone(dns_zone: tuple[Zone, int], monkeypatch: pytest.MonkeyPatch) -> Zone:
     monkeypatch.setattr(dns.resolver, "default_resolver", None)
     monkeypatch.setattr(dns.asyncresolver, "default_resolver", None)
     monkeypatch.setattr(reverse_dns, "_answers", type(reverse_dns._answers)())  # what another test asked
+    monkeypatch.setattr(reverse_dns, "_asking", {})
     configure((Nameserver("127.0.0.1", dns_zone[1]),))
     records = dns_zone[0]
     records.add("example. 60 IN SOA ns.example. admin.example. 1 60 60 60 60")
@@ -74,3 +75,23 @@ def test_an_answer_is_kept_and_an_ipv4_mapped_address_is_its_ipv4_client(zone: Z
     assert asyncio.run(confirmed_name("::ffff:203.0.113.10")) == "kept.example"
     zone.records.clear()  # the zone is gone, as in a DNS outage: the answer given a moment ago still holds
     assert asyncio.run(confirmed_name("::ffff:203.0.113.10")) == "kept.example"
+
+
+def test_sessions_of_one_client_share_one_lookup(zone: Zone, monkeypatch: pytest.MonkeyPatch) -> None:
+    zone.add("11.113.0.203.in-addr.arpa. 0 IN PTR shared.example.")
+    zone.add("shared.example. 0 IN A 203.0.113.11")
+    looked_up: list[str] = []
+    look_up = reverse_dns._look_up
+
+    async def counted(client_ip: str) -> str:
+        looked_up.append(client_ip)
+        return await look_up(client_ip)
+
+    monkeypatch.setattr(reverse_dns, "_look_up", counted)
+
+    async def together() -> list[str]:
+        return list(await asyncio.gather(*(confirmed_name("203.0.113.11") for _ in range(10))))
+
+    assert asyncio.run(together()) == ["shared.example"] * 10
+    assert looked_up == ["203.0.113.11"]  # one lookup for the ten sessions
+    assert reverse_dns._asking == {}  # and none left under way

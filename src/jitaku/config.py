@@ -511,10 +511,8 @@ EngineAddressValue = Annotated[EngineAddress, BeforeValidator(_engine_address)]
 def _engine_url(value: Any) -> str:
     """An http(s) URL the engine's client can reach: a host, a port that is one, no user or password (rspamd
     asks its own Password header, `password`)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value:
         raise ValueError("expected a URL like http://127.0.0.1:11333")
-    if not value:
-        return value
     parts = urlsplit(value)
     try:
         port = parts.port
@@ -528,13 +526,14 @@ def _engine_url(value: Any) -> str:
 
 
 EngineUrl = Annotated[str, BeforeValidator(_engine_url)]
+OptionalEngineUrl = Annotated[str, BeforeValidator(lambda value: value if value == "" else _engine_url(value))]
 
 
 class RspamdSettings(_Section):
     url: EngineUrl = Field(description="rspamd's HTTP worker, e.g. http://127.0.0.1:11333")
     password: str = ""  # the controller's, for learning (/learnspam, /learnham); empty: none asked
     # where learning goes; empty: port 11334 of URL's host when URL is on rspamd's 11332 or 11333, else URL itself
-    controller_url: EngineUrl = ""
+    controller_url: OptionalEngineUrl = ""
 
 
 class SpamAssassinSettings(_Section):

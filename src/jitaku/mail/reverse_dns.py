@@ -6,8 +6,8 @@ SpamAssassin reads it from our Received header, RDNS_NONE otherwise), and a name
 anyone's to claim: a PTR alone is set by whoever owns the address block. Asked only while a spam engine is on,
 and only of strangers (our users' mail is not scored); bounded in names tried and in time, and any failure is ""
 (the engines then score the client as nameless, which is what it is to them). The answer, failures included, is
-kept for REMEMBER seconds: a server whose reverse zone times out costs the first message the wait, not every
-message of every session."""
+kept for REMEMBER seconds, and the sessions of one client wait for one lookup: a server whose reverse zone
+times out costs its first messages one wait, not every message of every session a wait of its own."""
 
 from __future__ import annotations
 
@@ -32,20 +32,29 @@ _LABEL = re.compile(r"[a-z0-9_-]{1,63}", re.IGNORECASE)
 
 
 _answers: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
+_asking: dict[str, asyncio.Task[str]] = {}  # lookups under way, which the sessions of one client share
 
 
 async def confirmed_name(client_ip: str) -> str:
-    now = time.monotonic()
     known = _answers.get(client_ip)
-    if known is not None and now - known[1] < REMEMBER:
+    if known is not None and time.monotonic() - known[1] < REMEMBER:
         _answers.move_to_end(client_ip)
         return known[0]
-    name = await _look_up(client_ip)
-    _answers[client_ip] = (name, now)
+    asking = _asking.get(client_ip)
+    if asking is None:
+        asking = _asking[client_ip] = asyncio.ensure_future(_look_up(client_ip))
+        asking.add_done_callback(lambda done: _remember(client_ip, done))
+    return await asyncio.shield(asking)  # a session that goes away leaves the lookup to the others
+
+
+def _remember(client_ip: str, done: asyncio.Task[str]) -> None:
+    _asking.pop(client_ip, None)
+    if done.cancelled():
+        return
+    _answers[client_ip] = (done.result(), time.monotonic())
     _answers.move_to_end(client_ip)
     while len(_answers) > REMEMBERED:
         _answers.popitem(last=False)
-    return name
 
 
 async def _look_up(client_ip: str) -> str:

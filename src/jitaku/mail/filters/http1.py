@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from jitaku.mail.filters.verdict import reason
 
 MAX_HEAD = 64 * 1024  # status line and header fields of an answer; rspamd's are a few hundred bytes
+MAX_INTERIM = 4  # 1xx answers read past before the final one
 MAX_CHUNKS = 256  # of a chunked answer (rspamd sends Content-Length): more is a server dribbling, not answering
 _STATUS = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?")
 _LENGTH = re.compile(rb"[0-9]{1,12}")
@@ -83,17 +84,12 @@ async def request(
 
 
 async def _answer(reader: asyncio.StreamReader, limit: int) -> tuple[int, bytes]:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as error:
-        said = "closed mid-answer" if error.partial else "closed before an answer"
-        raise HttpFailure(f"connection {said}") from None
-    except asyncio.LimitOverrunError:
-        raise HttpFailure(f"answer's header longer than {MAX_HEAD} bytes") from None
-    status_line, *lines = head[:-4].split(b"\r\n")
-    status = _STATUS.fullmatch(status_line)
-    if status is None:
-        raise HttpFailure(f"not an HTTP answer: {status_line[:60]!r}")
+    for _ in range(MAX_INTERIM + 1):
+        status, lines = await _head(reader)
+        if not 100 <= status < 200:
+            break
+    else:
+        raise HttpFailure(f"more than {MAX_INTERIM} interim (1xx) answers")
     fields: dict[bytes, bytes] = {}
     for line in lines:
         name, colon, value = line.partition(b":")
@@ -115,7 +111,24 @@ async def _answer(reader: asyncio.StreamReader, limit: int) -> tuple[int, bytes]
         raise HttpFailure("connection closed mid-answer") from None
     except asyncio.LimitOverrunError:
         raise HttpFailure("answer's framing is not HTTP's") from None
-    return int(status[1]), content
+    return status, content
+
+
+async def _head(reader: asyncio.StreamReader) -> tuple[int, list[bytes]]:
+    """An answer's status and header lines (a proxy may send 100 Continue first, which RFC 9110 §15.2 says a
+    client reads past)."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as error:
+        said = "closed mid-answer" if error.partial else "closed before an answer"
+        raise HttpFailure(f"connection {said}") from None
+    except asyncio.LimitOverrunError:
+        raise HttpFailure(f"answer's header longer than {MAX_HEAD} bytes") from None
+    status_line, *lines = head[:-4].split(b"\r\n")
+    status = _STATUS.fullmatch(status_line)
+    if status is None:
+        raise HttpFailure(f"not an HTTP answer: {status_line[:60]!r}")
+    return int(status[1]), lines
 
 
 async def _until_closed(reader: asyncio.StreamReader, limit: int) -> bytes:

@@ -36,7 +36,8 @@ class Learning:
         try:
             while True:
                 try:
-                    await self.once()
+                    if await self.once() >= training.BATCH:
+                        continue  # more are waiting (a client marking a whole folder): on without a pause
                 except Exception as error:  # the store failing must not stop the daemon's mail
                     log.event("learn_error", error=repr(error))
                 await asyncio.sleep(POLL_SECONDS)
@@ -53,15 +54,14 @@ class Learning:
         return len(items)
 
     async def _learn(self, item: training.Pending) -> None:
-        message = await self._database.query(lambda s: training.body(s, item.message_id), snapshot=False)
+        message, digest = await asyncio.to_thread(_read, self._database, item)
         if message is None:  # deleted before it was learned
             await self._database.transact(lambda tx: training.finish(tx, item, None))
             return
-        if item.if_called_spam and not training.said_spam(message):  # a client's NonJunk on mail we passed
+        if not digest:  # a client's NonJunk on mail we passed
             # most such items end so, one for each new message Thunderbird's filter passes: no fsync for them
             await self._database.transact(lambda tx: training.finish(tx, item, None), durable=False)
             return
-        digest = await asyncio.to_thread(lambda: hashlib.sha256(message).hexdigest())
         if await self._database.query(lambda s: training.learned(s, digest, item.spam), snapshot=False):
             await self._database.transact(lambda tx: training.finish(tx, item, None))
             return
@@ -91,3 +91,14 @@ class Learning:
         else:
             due = time.time() + training.RETRIES[item.tries]
             await self._database.transact(lambda tx: training.retry(tx, item, done, due))
+
+
+def _read(database: Database, item: training.Pending) -> tuple[bytes | None, str]:
+    """ITEM's message (None: deleted since) and its digest, "" when it is not to be learned (a conditional item
+    whose message our filter had not called spam); in a thread, as a body of megabytes is read and hashed."""
+    message = database.query_now(lambda s: training.body(s, item.message_id))
+    if message is None:
+        return None, ""
+    if item.if_called_spam and not training.said_spam(message):
+        return message, ""
+    return message, hashlib.sha256(message).hexdigest()
