@@ -68,8 +68,9 @@ class CommentMail:
         return "\n".join(lines) + "\n"
 
     async def send(self, comment: NewComment, comment_id: int, status: str, post_url: str, now: float) -> None:
-        """Mail the owner of COMMENT. Run after the reader has the answer, so every failure (finding the owner,
-        composing, the pipeline) is logged here: the comment is committed, and nothing may say otherwise."""
+        """Mail the owner of COMMENT, before the reader has the answer (so that a crash after "saved" does not lose
+        the owner's word of it); every failure (finding the owner, composing, the pipeline) is logged here and not
+        raised: the comment is committed, and nothing may say otherwise."""
         try:
             to = await self.owner()
             if to is None:

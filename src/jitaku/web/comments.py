@@ -11,15 +11,15 @@ once the reader has the answer. Every refusal is a readable page that stores not
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -280,6 +280,10 @@ class Comments:
             except TokenRefused as refused:
                 raise Refused(403, refused.key) from None
             saved, notify = await self._store(request, post_id, post_url, checked, nonce)
+            if notify is not None:
+                # the owner's mail is committed before the reader's answer (a local delivery: milliseconds), so
+                # that a crash after "saved" loses neither the comment nor the owner's word of it
+                await notify()
         except Refused as refused:
             log.event("comment_refused", post=post_id, client=_client(request), reason=refused.message)
             not_saved, why = self._words["not_saved"], refused.said(self._words)
@@ -299,7 +303,6 @@ class Comments:
                 message=self._words["held"],
                 back=path_url(post_url),
             )
-        answer.background = notify  # Starlette runs it once the answer is sent: the reader never waits on mail
         return answer
 
     @staticmethod
@@ -320,8 +323,8 @@ class Comments:
 
     async def _store(
         self, request: Request, post_id: int, post_url: str, fields: dict[str, str], nonce: str
-    ) -> tuple[Saved, BackgroundTask | None]:
-        """Save the comment; with it, the owner's notification to send once the reader has the answer."""
+    ) -> tuple[Saved, Callable[[], Awaitable[None]] | None]:
+        """Save the comment; with it, the owner's notification to send before the reader has the answer."""
         from jitaku.blog.comment_text import links, render
 
         now = time.time()
@@ -371,7 +374,7 @@ class Comments:
             self._changed()
         notify = None
         if outcome.status != SPAM and self._mail is not None:
-            notify = BackgroundTask(self._mail.send, new, outcome.id, outcome.status, post_url, now)
+            notify = functools.partial(self._mail.send, new, outcome.id, outcome.status, post_url, now)
         return outcome, notify
 
     async def _moderate(self, request: Request) -> Response:
