@@ -46,6 +46,32 @@ def folder(server: Jitaku, address: str, name: str = "INBOX") -> list[bytes]:
     return [m.body for m in server.read(lambda s: mailstore.list_messages(s, address, name))]
 
 
+def engines_on(clamd: Clamd, rspamd: Rspamd, spamd: Spamd, timeout: float) -> dict[str, Any]:  # noqa: F811
+    return {
+        "junk_score": 5.0,
+        "reject_score": 15.0,
+        "timeout": timeout,
+        "clamav": {"address": clamd.address},
+        "rspamd": {"url": rspamd.url, "controller_url": rspamd.controller_url},
+        "spamassassin": {"address": f"{spamd.host}:{spamd.port}"},
+    }
+
+
+def start_filtered(jitaku_factory: Any, dns_zone: tuple[Zone, int], filters: dict[str, Any], **settings: Any) -> Jitaku:
+    """A server with FILTERS (and any other SETTINGS sections), its DNS a zone on loopback where the stranger's
+    remote.example publishes SPF for 127.0.0.1, where swaks sends from (an allow rule trusts a sender SPF
+    vouches for)."""
+    zone, dns_port = dns_zone
+    zone.add('remote.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
+    server: Jitaku = jitaku_factory(dns_port)
+    server.settings["filters"] = filters
+    server.settings.update(settings)
+    server.write_config()
+    server.init(ALICE, BOB)
+    server.start()
+    return server
+
+
 @pytest.fixture
 def filtered(
     jitaku_factory: Any,
@@ -54,23 +80,8 @@ def filtered(
     rspamd_engine: Rspamd,  # noqa: F811
     spamd: Spamd,  # noqa: F811
 ) -> Iterator[Jitaku]:
-    """A server with the three engines on, its DNS a zone on loopback where the stranger's remote.example
-    publishes SPF for 127.0.0.1, where swaks sends from (an allow rule trusts a sender SPF vouches for)."""
-    zone, dns_port = dns_zone
-    zone.add('remote.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
-    server: Jitaku = jitaku_factory(dns_port)
-    server.settings["filters"] = {
-        "junk_score": 5.0,
-        "reject_score": 15.0,
-        "timeout": 10,
-        "clamav": {"address": clamd.address},
-        "rspamd": {"url": rspamd_engine.url, "controller_url": rspamd_engine.controller_url},
-        "spamassassin": {"address": f"{spamd.host}:{spamd.port}"},
-    }
-    server.write_config()
-    server.init(ALICE, BOB)
-    server.start()
-    yield server
+    """A server with the three engines on."""
+    yield start_filtered(jitaku_factory, dns_zone, engines_on(clamd, rspamd_engine, spamd, timeout=10))
 
 
 def attached(directory: Path) -> tuple[str, ...]:

@@ -22,21 +22,10 @@ from tests.integration.engines.spamd import Spamd, spamd  # noqa: F401 (a fixtur
 from tests.integration.forms import submit
 from tests.integration.harness import Jitaku
 from tests.integration.test_admin_moderation import ARTIFACTS, LAYOUT, SIZES
-from tests.integration.test_filters import ALICE, BOB, GTUBE, rule, send
+from tests.integration.test_filters import ALICE, BOB, GTUBE, engines_on, rule, send, start_filtered
 from tests.peers import Zone, free_port, rejection, wait_until
 
 ENGINES = ("rspamd", "spamassassin", "clamav")
-
-
-def engines_on(clamd: Clamd, rspamd: Rspamd, spamd: Spamd) -> dict[str, Any]:  # noqa: F811
-    return {
-        "junk_score": 5.0,
-        "reject_score": 15.0,
-        "timeout": 5,
-        "clamav": {"address": clamd.address},
-        "rspamd": {"url": rspamd.url, "controller_url": rspamd.controller_url},
-        "spamassassin": {"address": f"{spamd.host}:{spamd.port}"},
-    }
 
 
 def check(server: Jitaku, *names: str) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -54,16 +43,9 @@ def filtered(
     rspamd_engine: Rspamd,  # noqa: F811
     spamd: Spamd,  # noqa: F811
 ) -> Iterator[Jitaku]:
-    """The three engines on, and remote.example's SPF for 127.0.0.1 (an allow rule trusts what SPF vouches for)."""
-    zone, dns_port = dns_zone
-    zone.add('remote.example. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
-    server: Jitaku = jitaku_factory(dns_port)
-    server.settings["filters"] = engines_on(clamd, rspamd_engine, spamd)
-    server.settings["health"] = {"interval": 1}  # the monitor checks, and the tallies reach the store, each second
-    server.write_config()
-    server.init(ALICE, BOB)
-    server.start()
-    yield server
+    """The three engines on; the monitor checks, and the tallies reach the store, each second."""
+    filters = engines_on(clamd, rspamd_engine, spamd, timeout=5)
+    yield start_filtered(jitaku_factory, dns_zone, filters, health={"interval": 1})
 
 
 def test_each_engine_is_a_check_result_with_the_days_counts(filtered: Jitaku) -> None:
@@ -107,7 +89,7 @@ def test_an_engine_that_does_not_answer_is_a_warning_naming_it(
     spamd: Spamd,  # noqa: F811
 ) -> None:
     server: Jitaku = jitaku_factory()
-    server.settings["filters"] = engines_on(clamd, rspamd_engine, spamd)
+    server.settings["filters"] = engines_on(clamd, rspamd_engine, spamd, timeout=5)
     server.settings["filters"]["spamassassin"] = {"address": f"127.0.0.1:{free_port()}"}
     server.settings["health"] = {"enabled": False, "interval": 1}
     server.write_config()
