@@ -11,7 +11,7 @@ import asyncio
 import re
 
 from jitaku.config import EngineAddress, FiltersSettings
-from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
+from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict, reason
 
 NAME = "spamassassin"
 PROTOCOL = b"SPAMC/1.5"
@@ -202,4 +202,6 @@ def _describe(error: BaseException) -> str:
         return "no socket at that path"
     if isinstance(error, (ConnectionResetError, BrokenPipeError, EOFError, asyncio.IncompleteReadError)):
         return "connection closed mid-answer"
+    if isinstance(error, OSError):
+        return _short(reason(error))
     return _short(str(error) or type(error).__name__)
