@@ -14,10 +14,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from jitaku.config import FiltersSettings
-from jitaku.mail import dkim, trace
+from jitaku.mail import authcheck, dkim, trace
 from jitaku.mail.filters.scanning import Scanning
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
-from jitaku.mail.pipeline import Arrival, Check, Commit, Filter, Pipeline, Route, Sign, Trace, Vouch
+from jitaku.mail.pipeline import Arrival, BeginScan, Check, Commit, Filter, Pipeline, Route, Sign, Trace, Vouch
 from jitaku.mail.policy import Accepted
 from jitaku.resolver import Nameserver, configure
 from jitaku.store import Database, accounts, lists, mailstore, queue
@@ -74,9 +74,9 @@ def accept(pipeline: Pipeline, arrival: Arrival) -> str:
     return asyncio.run(asyncio.wait_for(pipeline.accept(arrival), timeout=30))
 
 
-def test_the_stages_run_trace_check_filter_route_sign_vouch_commit(database: Database) -> None:
-    stages = Pipeline(HOSTNAME, database, dkim.Signer([]), lambda: None, lambda: None).stages
-    assert [type(stage) for stage in stages] == [Trace, Check, Filter, Route, Sign, Vouch, Commit]
+def test_the_stages_run_trace_scan_check_filter_route_sign_vouch_commit(database: Database) -> None:
+    run = Pipeline(HOSTNAME, database, dkim.Signer([]), lambda: None, lambda: None).stages
+    assert [type(stage) for stage in run] == [Trace, BeginScan, Check, Filter, Route, Sign, Vouch, Commit]
 
 
 def test_a_local_recipient_gets_the_message_below_return_path_and_received_and_nothing_is_queued(
@@ -198,3 +198,45 @@ def test_a_strangers_own_spam_fields_reach_no_local_reader_and_leave_untouched_f
     assert b"X-Spam-" not in posted and b"X-Virus-" not in posted and posted.endswith(data[len(forged) :])
     body = database.read_now(lambda c: queue.body_of(c, queue_id))
     assert body is not None and body.endswith(data)  # forwarded as it came: not ours to vouch for, nor to edit
+
+
+class Asked:
+    """An engine that notes when it is asked, and whether the message it got carries our results."""
+
+    def __init__(self, name: str, events: list[str]) -> None:
+        self.name = name
+        self._events = events
+
+    async def scan(self, message: bytes, envelope: Envelope) -> Verdict:
+        ours = b"Authentication-Results: " + HOSTNAME.encode() in message
+        self._events.append(f"{self.name} asked{' with our results' if ours else ''}")
+        return Verdict(self.name, score=0.0 if self.name == "rspamd" else None, action="no action")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_the_virus_scanner_is_asked_while_check_runs_and_the_spam_engine_after_it(
+    database: Database, keys: list[dkim.DkimKey], no_records: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    check = authcheck.authentication_results
+
+    async def noted(*args: object, **kwargs: object) -> bytes:
+        events.append("check began")
+        results = await check(*args, **kwargs)  # type: ignore[arg-type]
+        events.append("check ended")
+        return results
+
+    monkeypatch.setattr(authcheck, "authentication_results", noted)
+    settings = FiltersSettings()
+    engines = [Asked("clamav", events), Asked("rspamd", events)]
+    filtered = Pipeline(
+        HOSTNAME, database, dkim.Signer(keys), lambda: None, lambda: None, settings, Scanning(settings, engines)
+    )
+    session = trace.Session("192.0.2.9", "mx.remote.test", False, None)
+    data = b"From: Carol <carol@remote.test>\r\nTo: bob@example.test\r\nSubject: hi\r\n\r\nhi\r\n"
+    accept(filtered, Arrival("carol@remote.test", (Accepted(BOB, BOB),), data, session))
+    assert events == ["check began", "clamav asked", "check ended", "rspamd asked with our results"]
+    (stored,) = database.read_now(lambda c: mailstore.list_messages(c, BOB))
+    assert b"X-Spam-Status: No" in bytes(stored.body)

@@ -1,4 +1,4 @@
-"""A received message's path, top to bottom: trace -> check -> filter -> route -> sign -> vouch -> commit.
+"""A received message's path, top to bottom: trace -> scan -> check -> filter -> route -> sign -> vouch -> commit.
 
 `Pipeline.stages` lists them in that order, one object each, and each stage's
 work is done by its own module (the filters' in mail/filters/). A stage may refuse the message (Rejected,
@@ -21,7 +21,7 @@ from jitaku.mail.delivery import Copy, Delivery, Entry, ToList, new_queue_id
 from jitaku.mail.dkim import Signer
 from jitaku.mail.filters import decision, senders
 from jitaku.mail.filters.rulebook import Rulebook
-from jitaku.mail.filters.scanning import Scanning
+from jitaku.mail.filters.scanning import Scan, Scanning
 from jitaku.mail.filters.verdict import EngineError, Envelope, Verdict
 from jitaku.mail.policy import Accepted
 from jitaku.store import Database, Tx, tallies
@@ -82,6 +82,7 @@ class InFlight:
     allowed: frozenset[str] = frozenset()  # those whose allow rule let the message through
     junk_why: dict[str, str] = field(default_factory=dict)  # why, by recipient: a list holds its post for it
     client_name: str = ""  # the client's forward-confirmed reverse DNS name, looked up while a spam engine is on
+    scan: Scan | None = None  # the engines' scan under way, begun before Check, gathered by Filter
 
 
 class Rejected(Exception):
@@ -114,8 +115,9 @@ class Pipeline:
         settings = filters or FiltersSettings()
         self.stages: list[Stage] = [
             Trace(hostname, names=settings.rspamd is not None or settings.spamassassin is not None),
+            BeginScan(scanning or Scanning(settings, [])),
             Check(hostname),
-            Filter(settings, database, scanning or Scanning(settings, []), count),
+            Filter(settings, database, count),
             Route(),
             Sign(signer),
             Vouch(hostname),
@@ -129,8 +131,12 @@ class Pipeline:
         with forgetting the recipients it reports, so a crash loses neither.
         """
         flight = InFlight(arrival, new_queue_id(), Message(b"", arrival.data), also)
-        for stage in self.stages:
-            await stage.process(flight)
+        try:
+            for stage in self.stages:
+                await stage.process(flight)
+        finally:
+            if flight.scan is not None:  # refused or cancelled before Filter gathered it
+                flight.scan.cancel()
         return flight.queue_id
 
 
@@ -153,6 +159,30 @@ class Trace:
         flight.message = Message(added, arrival.data)
 
 
+class BeginScan:
+    """Ask the engines about a message received over SMTP: the virus scanner at once, in parallel with Check (it
+    reads none of our results), the spam engines from Filter, once Check has written what they read
+    (filters/scanning.py). Our own bounces are not scanned."""
+
+    def __init__(self, scanning: Scanning) -> None:
+        self._scanning = scanning
+
+    async def process(self, flight: InFlight) -> None:
+        arrival, session = flight.arrival, flight.arrival.session
+        if session is None or not self._scanning.on:
+            return
+        envelope = Envelope(
+            client=session.client_ip,
+            helo=session.helo,
+            sender=arrival.sender,
+            recipients=tuple(r.recipient for r in arrival.recipients),
+            queue_id=flight.queue_id,
+            user=session.authenticated_as,
+            hostname=flight.client_name,
+        )
+        flight.scan = self._scanning.begin(flight.message.joined(), envelope, session.authenticated_as is not None)
+
+
 class Check:
     """SPF, DKIM and DMARC of what strangers send; our own users' mail is vouched for by AUTH. What comes with
     a session came over SMTP, whose server refused it had a line not ending in CRLF (smtp_server.py)."""
@@ -173,22 +203,17 @@ class Check:
 
 
 class Filter:
-    """Spam and virus filters (mail/filters/), after Check so that rspamd reads our Authentication-Results, and
-    the allow and block lists of each recipient, whose allow rules trust a name only as Check's results vouch
-    for it (filters/senders.py): the message is refused whole (Rejected), or each recipient's copy goes to
-    INBOX or Junk, with the X-Spam headers above the copies stored here (Commit). A bounce made here is not
-    filtered."""
+    """The engines' verdicts (BeginScan's scan, finished after Check so that rspamd reads our
+    Authentication-Results), and the allow and block lists of each recipient, whose allow rules trust a name
+    only as Check's results vouch for it (filters/senders.py): the message is refused whole (Rejected), or each
+    recipient's copy goes to INBOX or Junk, with the X-Spam headers above the copies stored here (Commit). A
+    bounce made here is not filtered."""
 
     def __init__(
-        self,
-        settings: FiltersSettings,
-        database: Database,
-        scanning: Scanning,
-        count: Callable[[str], None] | None = None,
+        self, settings: FiltersSettings, database: Database, count: Callable[[str], None] | None = None
     ) -> None:
         self._settings = settings
         self._rulebook = Rulebook(database)
-        self._scanning = scanning
         self._count = count or (lambda kind: None)
 
     async def process(self, flight: InFlight) -> None:
@@ -199,17 +224,8 @@ class Filter:
         authenticated = session.authenticated_as is not None
         verdicts: list[Verdict] = []
         failures: list[EngineError] = []
-        if self._scanning.on:
-            envelope = Envelope(
-                client=session.client_ip,
-                helo=session.helo,
-                sender=arrival.sender,
-                recipients=tuple(recipients),
-                queue_id=flight.queue_id,
-                user=session.authenticated_as,
-                hostname=flight.client_name,
-            )
-            verdicts, failures = await self._scanning.run(flight.message.joined(), envelope, authenticated)
+        if flight.scan is not None:
+            verdicts, failures = await flight.scan.finish(flight.message.joined())
         # a user's own submission is scanned for viruses alone: no list applies to it, nor is its From read here
         found = await self._rulebook.current() if not authenticated else ()
         if not verdicts and not failures and not found:
