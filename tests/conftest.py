@@ -13,6 +13,7 @@ from dnslib.server import DNSServer
 
 from jitaku.store import Database, accounts
 from tests.peers import Dovecot, NetworkNamespace, Sink, StandIn, Zone, free_port, serve, stop_serving
+from tests.postgres import database_url
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def dovecot() -> Iterator[Dovecot]:
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
     """A store with one user, alice@example.test (a module may define its own `database` instead)."""
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "alice@example.test", None)
     yield database

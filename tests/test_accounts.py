@@ -14,13 +14,14 @@ from jitaku.mail.policy import Accepted, Policy, Refused
 from jitaku.store import Database, accounts, lists
 from jitaku.store.accounts import MAX_ALIAS_DEPTH, AccountError
 from jitaku.store.schema import aliases
+from tests.postgres import database_url
 
 DOMAINS = ("example.test", "example.org")
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "alice@example.test", None)  # the first user
         accounts.add_user(connection, "bob@example.org", None)

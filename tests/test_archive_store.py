@@ -27,13 +27,14 @@ from jitaku.store.accounts import AccountError
 from jitaku.store.dialect import POSTGRESQL
 from jitaku.store.statements import Statements
 from jitaku.web.archive.logins import LINKS_PER_ADDRESS, ArchiveLogins
+from tests.postgres import database_url
 
 LIST = "sota@example.test"
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         lists.create_list(connection, LIST, "SOTA", "[sota:%05d]", "list", "auto", "")
     yield database

@@ -25,6 +25,7 @@ from jitaku.web.archive import message
 from jitaku.web.archive.logins import COOKIE, ArchiveLogins
 from jitaku.web.archive.pages import PARSERS, ArchivePages
 from jitaku.web.search import Searches
+from tests.postgres import database_url
 
 LIST = "sota@example.test"
 BASE = f"/lists/{LIST}/archive/"
@@ -42,7 +43,7 @@ def attached_post() -> bytes:
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         lists.create_list(connection, LIST, "SOTA", "[sota:%05d]", "list", "auto", "")
         found = lists.get_list(connection, LIST)

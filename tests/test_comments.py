@@ -32,6 +32,7 @@ from jitaku.web.comments import Comments, status_for
 from jitaku.web.headers import SecurityHeaders
 from jitaku.web.page_cache import FastPages, PageCache
 from jitaku.web.site import Site as Pages
+from tests.postgres import database_url
 
 SITE = "https://blog.example.test"
 POST_URL = "/2024/05/自宅サーバー/"
@@ -52,7 +53,7 @@ class Mailed:
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "owner@example.test", None, admin=True)
         post = NewPost("a.md", POST_URL, "自宅サーバー", "自宅サーバー", 1714521600.0, False, "x", "<p>x</p>")

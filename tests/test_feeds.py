@@ -26,6 +26,7 @@ from jitaku.store import Database, blog
 from jitaku.web import feeds
 from jitaku.web.page_cache import CHECK_EVERY, FastPages, PageCache
 from jitaku.web.site_info import SiteInfo
+from tests.postgres import database_url
 
 BASE = "https://blog.example.test"
 SETTINGS = Settings(
@@ -61,7 +62,7 @@ def imported(database: Database, *posts: blog.NewPost) -> None:
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
     """22 published posts (the newest tagged 自宅サーバー, one 日記), a draft, an About page, two comments."""
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     posts = [new_post(n, f"投稿その{n}", ("日記",)) for n in range(1, 21)]
     posts.append(new_post(21, "自宅サーバーを建てた", ("自宅サーバー", "日記"), url="/2024/06/自宅サーバー/"))
     posts.append(new_post(22, 'Tom & Jerry <script>alert("x")</script>\x0b', ("自宅サーバー",)))

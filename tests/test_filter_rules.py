@@ -16,6 +16,7 @@ import pytest
 from jitaku.mail.filters import rulebook
 from jitaku.store import Database, filters
 from jitaku.store.filters import Rule, RuleError, decide, judge, pattern_of
+from tests.postgres import database_url
 from tests.test_blog_cli import jitaku
 
 
@@ -150,7 +151,7 @@ def test_the_mx_keeps_the_rules_and_reads_them_again_only_when_a_change_bumped_t
 ) -> None:
     clock = [1000.0]
     monkeypatch.setattr(rulebook.time, "monotonic", lambda: clock[0])
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     reads: list[str] = []
     query = database.query
 

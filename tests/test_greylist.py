@@ -12,13 +12,14 @@ import pytest
 from jitaku.config import GreylistSettings
 from jitaku.mail.filters import greylist
 from jitaku.store import Database
+from tests.postgres import database_url
 
 SETTINGS = GreylistSettings(enabled=True, delay=300, expiry=86400, exempt=("partner.example", "192.0.2.0/24"))
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Database:
-    return Database(f"sqlite:///{tmp_path / 'j.db'}")
+    return Database(database_url(tmp_path))
 
 
 def tried(database: Database, client: str, at: float, sender: str = "a@remote.example") -> bool:

@@ -18,6 +18,7 @@ from jitaku import passwords
 from jitaku.mail.imap.selections import Selections
 from jitaku.store import Database, accounts, mailstore
 from jitaku.store.mailstore import Selected
+from tests.postgres import database_url
 from tests.test_imap_session import answers, converse
 
 ALICE = "alice@example.test"
@@ -134,7 +135,7 @@ def test_what_is_kept_is_bounded_the_least_recently_selected_going_first(databas
 def test_a_second_select_says_what_a_new_session_of_a_new_process_says(tmp_path: Path) -> None:
     """A session changes the mailbox, so does another process, and the session selects it again: every line
     of the answer (EXISTS, RECENT, UNSEEN, UIDNEXT, HIGHESTMODSEQ, FLAGS) is as a fresh process gives it."""
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, passwords.hash_password("secret"))
         for number in range(6):

@@ -17,6 +17,7 @@ from jitaku.mail.login import Authenticator, Logins, Sessions
 from jitaku.passwords import Checker
 from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database, accounts, mailstore
+from tests.postgres import database_url
 
 
 def logins(database: Database) -> Logins:
@@ -60,7 +61,7 @@ def test_a_connection_that_does_not_log_in_is_closed_after_the_login_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(session, "LOGIN_TIMEOUT", 0.3)
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     received = asyncio.run(talk(database, b"a1 NOOP"))
     assert received[1:] == [b"a1 OK NOOP completed", b"* BYE autologout: idle too long"]
     received = asyncio.run(talk(database, b"a2 LOGIN {5}"))  # and the literal never comes
@@ -69,7 +70,7 @@ def test_a_connection_that_does_not_log_in_is_closed_after_the_login_timeout(
 
 
 def test_twenty_bad_commands_in_a_row_close_the_connection(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     received = asyncio.run(talk(database, *([b"a1 FROB"] * 10 + [b"a2 NOOP"] + [b"a3 FROB"] * 21)))
     assert received[11] == b"a2 OK NOOP completed"  # an answer that is not BAD starts the count again
     assert received[12:] == [b"a3 BAD unknown command FROB"] * 20 + [b"* BYE too many invalid commands"]
@@ -78,7 +79,7 @@ def test_twenty_bad_commands_in_a_row_close_the_connection(tmp_path: Path) -> No
 
 def test_a_search_or_list_past_its_time_answers_no_limit_and_the_session_goes_on(tmp_path: Path) -> None:
     """[imap] max_command_time bounds the work a SEARCH or LIST does in its worker thread (issue 15)."""
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "alice@example.test", passwords.hash_password("secret"))
         for number in range(3):
@@ -108,7 +109,7 @@ def test_a_search_or_list_past_its_time_answers_no_limit_and_the_session_goes_on
 def test_a_missing_mailbox_is_nonexistent_unless_creating_it_would_help(tmp_path: Path) -> None:
     """RFC 5530: TRYCREATE is for APPEND, COPY and MOVE to a mailbox that CREATE would make; DELETE, RENAME
     and UNSUBSCRIBE got it too. A name no mailbox can have is NO [CANNOT], and no BAD to count."""
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "alice@example.test", passwords.hash_password("secret"))
     commands = [b"DELETE Nowhere", b"RENAME Nowhere Elsewhere", b"SUBSCRIBE Nowhere", b"UNSUBSCRIBE Nowhere"]
@@ -130,7 +131,7 @@ def test_a_missing_mailbox_is_nonexistent_unless_creating_it_would_help(tmp_path
 
 def mailbox_of(tmp_path: Path, count: int) -> Database:
     """A store where alice (password "secret") has COUNT messages in INBOX, with mod-sequences 2 to COUNT + 1."""
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "alice@example.test", passwords.hash_password("secret"))
         for number in range(count):

@@ -22,6 +22,7 @@ from jitaku.mail.pipeline import Pipeline
 from jitaku.mail.policy import Policy
 from jitaku.store import Database, lists, queue
 from jitaku.web import lists as list_pages
+from tests.postgres import database_url
 
 HOSTNAME = "mx.example.test"
 WEB_URL = "https://mx.example.test"
@@ -32,7 +33,7 @@ BY_MAIL = "hana@other.test"
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         lists.create_list(connection, LIST, "SOTA", "[sota:%05d]", "list", "auto", "")
     yield database

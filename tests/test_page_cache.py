@@ -11,11 +11,12 @@ import pytest
 
 from jitaku.store import Database
 from jitaku.web.page_cache import Page, PageCache
+from tests.postgres import database_url
 
 
 @pytest.fixture
 def pages(tmp_path: Path) -> Iterator[PageCache]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     yield PageCache(database)
     database.close()
 

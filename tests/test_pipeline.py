@@ -22,6 +22,7 @@ from jitaku.mail.policy import Accepted
 from jitaku.resolver import Nameserver, configure
 from jitaku.store import Database, accounts, lists, mailstore, queue
 from tests.peers import Zone
+from tests.postgres import database_url
 
 HOSTNAME = "mx.example.test"
 ALICE = "alice@example.test"
@@ -32,7 +33,7 @@ MESSAGE = b"From: Alice <alice@example.test>\r\nTo: dave@remote.test\r\nSubject:
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)
         accounts.add_user(connection, BOB, None)

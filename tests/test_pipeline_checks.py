@@ -21,6 +21,7 @@ from jitaku.mail.policy import Accepted
 from jitaku.resolver import Nameserver, configure
 from jitaku.store import Database, accounts, lists, mailstore
 from tests.peers import Zone
+from tests.postgres import database_url
 
 HOSTNAME = "mx.example.test"
 ALICE = "alice@example.test"
@@ -36,7 +37,7 @@ CAROLS_SERVER = "192.0.2.7"
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)
         accounts.add_user(connection, BOB, None)

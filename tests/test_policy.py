@@ -12,6 +12,7 @@ import pytest
 from jitaku.config import Settings
 from jitaku.mail.policy import DIRECTORY_CHECK_SECONDS, Accepted, Policy, Refused
 from jitaku.store import Database, accounts, lists
+from tests.postgres import database_url
 
 DOMAINS = ("example.test", "example.org")
 ALICE = "alice@example.test"
@@ -21,7 +22,7 @@ LIST = "sota@example.test"
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)  # the first user
         accounts.add_user(connection, BOB, None)

@@ -11,6 +11,7 @@ import pytest
 
 from jitaku.store import Database, Tx, attempts, intake, queue
 from jitaku.store.queue import Backlog, Personal
+from tests.postgres import database_url
 
 VERP = "sota-bounces+dave=remote.test@example.test"
 OWN = Personal(VERP, b"List-Id: <sota.example.test>\r\n")
@@ -18,7 +19,7 @@ OWN = Personal(VERP, b"List-Id: <sota.example.test>\r\n")
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+    database = Database(database_url(tmp_path))
 
     def fill(tx: Tx) -> None:
         # queue id, due at, created at: due in the order C, A, D, B; E not yet

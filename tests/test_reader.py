@@ -11,13 +11,14 @@ import pytest
 
 from jitaku.store import Database, accounts, mailstore
 from jitaku.store.errors import StoreError
+from tests.postgres import database_url
 
 ALICE = "alice@example.test"
 MB = 1 << 20
 
 
 def _database(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)
     return database

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jitaku.store import Database, blog, search
+from tests.postgres import database_url
 from tests.test_blog import imported, post
 
 NOW = 1_900_000_000.0  # 2030
@@ -18,7 +19,7 @@ NOW = 1_900_000_000.0  # 2030
 
 @pytest.fixture
 def database(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     imported(
         database,
         post("a.md", "a", title="自宅サーバーを建てた", html="<p>押し入れの<b>自宅サーバー</b>が二十年目。</p>"),
@@ -63,7 +64,7 @@ def test_what_a_visitor_types_is_text_never_query_syntax(database: Database) -> 
 
 
 def test_a_scheduled_post_is_found_once_its_time_has_come(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     imported(database, post("s.md", "s", date="2031-01-01T00:00:00", title="予約投稿", html="<p>会議</p>"))
     assert titles(database, "会議", now=NOW) == []
     assert titles(database, "会議", now=NOW + 86400 * 365 * 3) == ["予約投稿"]

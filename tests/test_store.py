@@ -14,12 +14,13 @@ from sqlalchemy.engine import Connection
 from jitaku.store import Database, Tx, accounts, attempts, lists, mailstore, queue
 from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION, stored_revision
+from tests.postgres import database_url
 
 
 def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
     config = migrations_config()
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     assert database.query_now(stored_revision) == SCHEMA_REVISION
     assert database.read_now(lambda c: c.execute(text("PRAGMA journal_mode")).scalar()) == "wal"
     assert database.read_now(lambda c: c.execute(text("PRAGMA synchronous")).scalar()) == 2  # FULL
@@ -27,7 +28,7 @@ def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
 
 
 def test_a_failing_job_rolls_back_alone(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "alice@example.test", None)
 
@@ -51,14 +52,14 @@ def test_a_failing_job_rolls_back_alone(tmp_path: Path) -> None:
 
 
 def test_unknown_mailbox_is_a_lookup_error(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with pytest.raises(LookupError):
         database.read_now(lambda c: mailstore.list_messages(c, "nobody@example.test"))
     database.close()
 
 
 def test_list_confirmations_and_held_posts_expire_and_the_inbox_takes_each_item_once(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         found = lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
         lists.add_confirmation(connection, "old", found.id, "a@example.org", "subscribe")
@@ -143,7 +144,7 @@ def test_imap_revision_downgrades_keeping_mail_and_upgrades_again(tmp_path: Path
     special use back on the next upgrade."""
     from alembic import command
 
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         accounts.add_user(connection, "a@x.test", None)
         mailstore.append(connection, "a@x.test", b"in", "INBOX")
@@ -171,7 +172,7 @@ def test_subscriptions_leave_the_mailboxes_table_and_come_back(tmp_path: Path) -
     subscribed stays so on the way up, and on the way down for names that still have a mailbox."""
     from alembic import command
 
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         for address in ("a@x.test", "b@x.test"):
             accounts.add_user(connection, address, None)
@@ -208,7 +209,7 @@ def test_subscriptions_leave_the_mailboxes_table_and_come_back(tmp_path: Path) -
 
 
 def test_log_out_a_new_password_and_a_revoked_right_each_move_the_session_generation_on(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
 
     def generation() -> int:
         user = database.read_now(lambda c: accounts.find_user(c, "a@x.test"))
@@ -242,7 +243,7 @@ def test_list_copies_queued_before_signing_go_out_signed_after_the_upgrade(tmp_p
 
     from jitaku.lists import verp
 
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         found = lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
         lists.add_members(connection, found.id, ["kenji@example.jp"])
@@ -290,7 +291,7 @@ def test_list_copies_queued_before_signing_go_out_signed_after_the_upgrade(tmp_p
 
 
 def test_a_delivery_halves_the_bounce_scores_of_its_member_and_domain(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         found = lists.create_list(connection, "sota@example.test", "SOTA", "[sota:%05d]", "list", "auto", "")
         lists.add_members(connection, found.id, ["kenji@example.jp", "yuki@example.jp"])

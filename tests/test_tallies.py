@@ -7,12 +7,13 @@ import asyncio
 from pathlib import Path
 
 from jitaku.store import Database, Tx, tallies
+from tests.postgres import database_url
 
 HOUR = 1_800_000_000 // 3600 * 3600
 
 
 def test_counts_add_up_by_minute_and_by_hour_and_old_ones_are_pruned(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         tallies.add(Tx.over(connection), {(HOUR, tallies.MAIL_IN): 2, (HOUR + 60, tallies.MAIL_IN): 1})
         tallies.add(
@@ -30,7 +31,7 @@ def test_counts_add_up_by_minute_and_by_hour_and_old_ones_are_pruned(tmp_path: P
 
 
 def test_totals_since_the_start_only_grow_though_old_minutes_are_pruned(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     with database.transaction() as connection:
         tallies.add(Tx.over(connection), {(HOUR, tallies.MAIL_IN): 2, (HOUR + 60, tallies.BOUNCED): 1})
         tallies.add(Tx.over(connection), {(HOUR + 3600, tallies.MAIL_IN): 4, (HOUR + 7200, tallies.DEFERRED): 3})
@@ -44,7 +45,7 @@ def test_totals_since_the_start_only_grow_though_old_minutes_are_pruned(tmp_path
 
 
 def test_a_failed_flush_keeps_its_counts_for_the_next(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'j.db'}")
+    database = Database(database_url(tmp_path))
     tally = tallies.Tally(database, every=60)
 
     async def flushes() -> None:

@@ -14,6 +14,7 @@ import pytest
 from jitaku.store import Database, Tx
 from jitaku.store.errors import StoreError
 from jitaku.store.writer import AT_ONCE_RUN
+from tests.postgres import database_url
 
 FULL, NORMAL = 2, 1  # SQLite's PRAGMA synchronous
 
@@ -23,7 +24,7 @@ def synchronous(tx: Tx) -> int:
 
 
 def test_a_commit_fsyncs_unless_every_job_in_its_batch_need_not(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+    database = Database(database_url(tmp_path))
 
     async def go() -> list[int]:
         alone_light = await database.transact(synchronous, durable=False)
@@ -64,7 +65,7 @@ def test_a_light_job_runs_at_once_on_the_event_loop_when_the_writer_is_idle(tmp_
     """The STOREs of ten IMAP clients waited twice as long for hand-offs to the writer's thread as for their
     work (issue 20): light jobs skip it when it has nothing to do, and never checkpoint there, since a
     checkpoint's fsyncs would hold the event loop."""
-    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+    database = Database(database_url(tmp_path))
 
     async def go() -> list[tuple[str, int]]:
         light = await database.transact(where, durable=False)
@@ -108,7 +109,7 @@ def test_a_light_job_waits_in_the_writers_thread_while_another_process_writes(tm
 
 def test_after_a_run_of_light_jobs_the_writers_thread_commits_one_and_checkpoints(tmp_path: Path) -> None:
     """Only the thread's commits checkpoint the log: a day of flag changes alone must not grow it for ever."""
-    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+    database = Database(database_url(tmp_path))
 
     async def go() -> list[tuple[str, int]]:
         return [await database.transact(where, durable=False) for _ in range(AT_ONCE_RUN + 2)]
@@ -123,7 +124,7 @@ def test_after_a_run_of_light_jobs_the_writers_thread_commits_one_and_checkpoint
 
 
 def test_a_light_job_that_fails_is_undone_and_the_next_one_runs(tmp_path: Path) -> None:
-    database = Database(f"sqlite:///{tmp_path / 'jitaku.db'}")
+    database = Database(database_url(tmp_path))
 
     def half(tx: Tx) -> None:
         tx.run("INSERT INTO marks VALUES (1)")

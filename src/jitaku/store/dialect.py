@@ -24,6 +24,9 @@ class Cursor(Protocol):
 
     def executemany(self, statement: str, parameters: Any, /) -> Any: ...
 
+    @property
+    def description(self) -> Any: ...
+
     def fetchall(self) -> list[Any]: ...
 
 
@@ -58,7 +61,11 @@ class Dialect:
         prepared statements finds it."""
         text = self._texts.get(statement)
         if text is None:
-            text = self._texts[statement] = statement.replace("?", self.placeholder)
+            if self.placeholder == "%s":  # a format paramstyle: a % of the SQL's own (LIKE '%x%') is written %%
+                statement_text = statement.replace("%", "%%")
+            else:
+                statement_text = statement
+            text = self._texts[statement] = statement_text.replace("?", self.placeholder)
         return text
 
 

@@ -30,8 +30,11 @@ class Statements:
         try:
             self._cursor.execute(statement if self._as_written else self.dialect.sql(statement), parameters)
             # All of them: a statement left half-read stays active in SQLite (holding up a RELEASE, and the
-            # values of its row); read to its end, it is reset, which lets go of them
-            return self._cursor.fetchall()
+            # values of its row); read to its end, it is reset, which lets go of them. psycopg refuses to fetch
+            # what returned no rows (an UPDATE without RETURNING), which SQLite's driver answers with none
+            if self._as_written or self._cursor.description is not None:
+                return self._cursor.fetchall()
+            return []
         except self._driver_error as error:  # a try in each method, not a context manager: these run per command
             raise StoreError(statement, error) from error
 
