@@ -175,7 +175,7 @@ def start(config: Config) -> None:
         [binaries()["pg_ctl"], "-D", str(data), "-l", str(data / STARTUP_LOG), "-w", "-t", str(START_TIMEOUT), "start"],
         user,
         "pg_ctl start",
-        data / STARTUP_LOG,
+        data / "log",
     )
     log.event("postgres_started", directory=str(data), pid=running(config))
 
@@ -211,25 +211,27 @@ def running(config: Config) -> int | None:
 
 
 def _forget_reused_pid(data: Path) -> None:
-    """Remove a postmaster.pid that names a live process which is not our postmaster: after a power cut, its pid
-    may be any process's by now, and PostgreSQL would refuse to start while that process (of its own user) lives.
-    Not while any process works in DATA: a postmaster killed with -9 leaves its backends running there, which
-    PostgreSQL then sees through the file's shared memory key, and must."""
+    """Remove the lock files (postmaster.pid, the socket's) of a postmaster that is gone when they name a live
+    process: after a power cut their pid may be any process's by now (or a zombie's, in a container whose init
+    reaps none), and PostgreSQL would refuse to start while that process, of its own user, lives. Not while any
+    process works in DATA: a postmaster killed with -9 leaves its backends running there for a moment, which
+    PostgreSQL then sees through postmaster.pid's shared memory key, and must."""
     fields = _pid_file(data)
     if not fields or not fields[0].isdigit():
         return
     try:
         os.kill(int(fields[0]), 0)
     except ProcessLookupError:
-        return  # a dead pid: PostgreSQL knows the file for stale itself
+        return  # a dead pid: PostgreSQL knows the files for stale itself
     except PermissionError:
         pass
     for entry in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
             if entry.name.isdigit() and os.path.samefile(entry / "cwd", data):
                 return
-    (data / "postmaster.pid").unlink(missing_ok=True)
-    log.event("postgres_pid_file_removed", directory=str(data), pid=fields[0], reason="the pid is another process's")
+    for lock in [data / "postmaster.pid", *data.glob(".s.PGSQL.*.lock")]:
+        lock.unlink(missing_ok=True)
+    log.event("postgres_lock_files_removed", directory=str(data), pid=fields[0], reason="the pid is not our postmaster")
 
 
 def state(config: Config) -> str:
@@ -339,23 +341,31 @@ def _pid_file(data: Path) -> list[str]:
         return []
 
 
-def _run(command: list[str], user: pwd.struct_passwd | None, what: str, log_file: Path | None = None) -> None:
-    """COMMAND as the cluster's user; a failure is a ClusterError with what the program (or LOG_FILE) last said."""
+def _run(command: list[str], user: pwd.struct_passwd | None, what: str, logs: Path | None = None) -> None:
+    """COMMAND as the cluster's user; a failure is a ClusterError with what the program said, or, given LOGS (the
+    cluster's log directory), the first FATAL or PANIC line the server logged meanwhile."""
+    before = _log_sizes(logs)
     result = subprocess.run(command, capture_output=True, text=True, cwd="/", **_as(user))
     if result.returncode != 0:
-        said = _last_words(result.stderr + result.stdout, log_file)
-        raise ClusterError(f"{what} failed: {said}")
+        said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        said = [line for line in said if not line.startswith(("waiting", "pg_ctl: could not start", "Examine"))]
+        logged = [line for line in _logged_since(logs, before) if "FATAL:" in line or "PANIC:" in line]
+        raise ClusterError(f"{what} failed: {(logged + said + ['it said nothing'])[0]}")
 
 
-def _last_words(output: str, log_file: Path | None) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    if log_file is not None:
-        with contextlib.suppress(OSError):
-            logged = [line.strip() for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
-            fatal = [line for line in logged if "FATAL" in line or "ERROR" in line]
-            lines = (fatal or logged)[-1:] + lines
-    wanted = [line for line in lines if not line.startswith(("waiting", "pg_ctl: could not start", "Examine"))]
-    return (wanted or lines or ["no word why"])[0]
+def _log_sizes(logs: Path | None) -> dict[Path, int]:
+    if logs is None or not logs.is_dir():
+        return {}
+    return {path: path.stat().st_size for path in logs.glob("*.log")}
+
+
+def _logged_since(logs: Path | None, sizes: dict[Path, int]) -> list[str]:
+    lines = []
+    for path, size in _log_sizes(logs).items():
+        with contextlib.suppress(OSError), open(path, "rb") as file:
+            file.seek(sizes.get(path, 0) if sizes.get(path, 0) <= size else 0)
+            lines += file.read().decode(errors="replace").splitlines()
+    return [line.strip() for line in lines]
 
 
 def _as(user: pwd.struct_passwd | None) -> dict[str, Any]:
