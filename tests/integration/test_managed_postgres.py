@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import imaplib
+import json
 import os
 import pwd
 import signal
@@ -209,3 +210,18 @@ def _in_namespace(kind: list[str], setup: str, command: list[str], data_dir: Pat
         timeout=120,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
+
+
+def test_db_use_postgresql_turns_an_sqlite_install_over(jitaku_factory: Any, shared_dir: Path) -> None:
+    """The store moves to a new cluster; jitaku.db stays as it was, for `jitaku db copy` to read."""
+    server, port = managed(jitaku_factory, shared_dir)
+    server.init(READER)
+    database = (server.dir / "jitaku.db").read_bytes()
+    result = server.cli("db", "use-postgresql")
+    assert "jitaku.db is left as it was: `jitaku db copy` moves what it holds" in result.stdout
+    assert f"ready: database postgresql://jitaku@127.0.0.1:{port}/jitaku" in result.stdout
+    assert (server.dir / "jitaku.db").read_bytes() == database
+    assert "managed = true" in (server.dir / "jitaku.toml").read_text()
+    assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the new, empty store
+    again = server.cli("db", "use-postgresql")
+    assert "added to [database]" not in again.stdout and "ready: PostgreSQL" not in again.stdout
