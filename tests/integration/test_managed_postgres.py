@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -225,3 +226,14 @@ def test_db_use_postgresql_turns_an_sqlite_install_over(jitaku_factory: Any, sha
     assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the new, empty store
     again = server.cli("db", "use-postgresql")
     assert "added to [database]" not in again.stdout and "ready: PostgreSQL" not in again.stdout
+
+
+def test_a_port_in_use_is_said_in_one_line(jitaku_factory: Any, shared_dir: Path) -> None:
+    server, port = managed(jitaku_factory, shared_dir)
+    server.cli("init", "--database", "postgresql")
+    with socket.create_server(("127.0.0.1", port)):
+        result = server.cli("user", "list", check=False)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("jitaku: pg_ctl start failed: could not create any TCP/IP sockets")
+    assert 'could not bind IPv4 address "127.0.0.1": Address already in use' in result.stderr
+    assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the port free again, it starts

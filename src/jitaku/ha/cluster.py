@@ -27,6 +27,7 @@ import fcntl
 import glob
 import os
 import pwd
+import re
 import secrets
 import shutil
 import stat
@@ -52,6 +53,7 @@ STARTUP_LOG = "log/startup.log"  # what the server says before its log collector
 HBA_BEGIN = "# jitaku: [database] listen (rewritten at each start)"
 HBA_END = "# jitaku: end"
 SOCKET_PATH_MAX = 107  # sun_path, less its NUL
+SERVER_PREFIX = re.compile(r"^.*?\] (FATAL|PANIC|LOG):\s*")  # "2026-12-07 07:54:47.490 UTC [30011] FATAL:  "
 
 
 @dataclass(frozen=True)
@@ -349,8 +351,19 @@ def _run(command: list[str], user: pwd.struct_passwd | None, what: str, logs: Pa
     if result.returncode != 0:
         said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         said = [line for line in said if not line.startswith(("waiting", "pg_ctl: could not start", "Examine"))]
-        logged = [line for line in _logged_since(logs, before) if "FATAL:" in line or "PANIC:" in line]
-        raise ClusterError(f"{what} failed: {(logged + said + ['it said nothing'])[0]}")
+        raise ClusterError(f"{what} failed: {_fatal(_logged_since(logs, before)) or (said + ['it said nothing'])[0]}")
+
+
+def _fatal(lines: list[str]) -> str | None:
+    """The server's first FATAL or PANIC line, without its time and pid, with the LOG line just before it that says
+    why ("could not create any TCP/IP sockets" follows "could not bind ...: Address already in use")."""
+    for index, line in enumerate(lines):
+        if "FATAL:" in line or "PANIC:" in line:
+            said = SERVER_PREFIX.sub("", line)
+            pid = line.partition("]")[0].rpartition("[")[2]
+            why = [earlier for earlier in lines[max(0, index - 4) : index] if f"[{pid}] LOG:" in earlier]
+            return f"{said} ({SERVER_PREFIX.sub('', why[-1])})" if why else said
+    return None
 
 
 def _log_sizes(logs: Path | None) -> dict[Path, int]:
