@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,16 @@ from tests.integration.harness import JITAKU, READER, Jitaku, deliver
 from tests.peers import free_port, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
+
+
+@pytest.fixture(autouse=True)
+def no_cluster_left(shared_dir: Path) -> Iterator[None]:
+    """A test that fails half way leaves no PostgreSQL running in a directory about to be removed."""
+    yield
+    for pid_file in shared_dir.glob("*/postgres/postmaster.pid"):
+        data = pid_file.parent
+        pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
+        subprocess.run([str(pg_ctl), "-D", str(data), "-m", "immediate", "stop"], user=data.stat().st_uid, check=False)
 
 
 def managed(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, int]:
