@@ -80,10 +80,15 @@ def binaries() -> Binaries:
 
 
 def account(config: Config) -> pwd.struct_passwd | None:
-    """Whom the cluster runs as, when this process is root: `[run] user`, else `postgres`. None when this
-    process is not root: it runs the cluster as itself."""
+    """Whom the cluster runs as, when this process is root: the owner of DIR/postgres once it exists (a `[run] user`
+    set later does not make it another's); before, `[run] user`, else `postgres`. None when this process is not
+    root: it runs the cluster as itself."""
     if os.geteuid() != 0:
         return None
+    with contextlib.suppress(FileNotFoundError, KeyError):
+        owner = config.postgres_dir.stat().st_uid
+        if owner != 0:
+            return pwd.getpwuid(owner)
     name = config.settings.run.user or "postgres"
     try:
         return pwd.getpwnam(name)
@@ -103,6 +108,8 @@ def create(config: Config) -> list[str]:
     data = config.postgres_dir
     if (data / "PG_VERSION").exists():
         return []
+    if data.exists() and any(data.iterdir()):
+        raise ClusterError(f"{data} holds files but no PostgreSQL cluster (no PG_VERSION): move it away first")
     programs = binaries()
     user = account(config)
     _reachable(config.data_dir, user)
@@ -128,6 +135,8 @@ def create(config: Config) -> list[str]:
         conf.write(f"\n# jitaku's settings, from jitaku.toml's [database]\ninclude_if_exists = '{CONF_NAME}'\n")
     (part / "log").mkdir(mode=0o700)
     _give(part / "log", user)
+    if data.exists():
+        data.rmdir()  # empty, as checked above
     part.rename(data)
     _fsync_directory(data.parent)
     log.event("postgres_created", directory=str(data), version=programs.version, user=_name(user))
