@@ -52,6 +52,7 @@ REPLACED = frozenset(
         "login_attempts",
     }
 )
+NAMED_FIRST = ("users", "messages")  # of the tables holding data, in the refusal
 ALEMBIC = "alembic_version"  # Alembic's own; both databases are at the newest revision already
 # The tables SQLite's FTS5 keeps for each of its virtual tables (search_posts_data ...): its index, which it
 # makes again from the rows copied into the virtual table
@@ -195,9 +196,11 @@ def _refuse_if_holding(target: Connection, shapes: list[Shape]) -> None:
         and target.execute(sa.select(sa.literal(1)).select_from(_table(shape)).limit(1)).first() is not None
     ]
     if holding:
+        holding.sort(key=lambda name: name not in NAMED_FIRST)  # what the owner knows the data by
+        named = ", ".join(holding[:3]) + (f" and {len(holding) - 3} more tables" if len(holding) > 3 else "")
         raise CopyRefused(
-            f"the target database already holds data (in {', '.join(holding)}): jitaku db copy fills only a new,"
-            " empty one, and wrote nothing"
+            f"the target database already holds data (in {named}): jitaku db copy fills only a new, empty one, and"
+            " wrote nothing"
         )
 
 
