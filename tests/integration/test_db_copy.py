@@ -14,7 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
+from jitaku.store.engine import migrations_config
+from jitaku.store.revision import SCHEMA_REVISION
 from tests import postgres
 from tests.integration.harness import READER, Jitaku, deliver
 from tests.peers import wait_for_port, wait_until
@@ -120,12 +124,15 @@ def test_the_same_directory_moves_to_postgresql_by_its_config(jitaku_factory: An
     deliver(server, "kept")
     before = _read(server, "INBOX")
     server.stop()
+    old = f"sqlite:///{server.dir.resolve() / 'jitaku.db'}"
+    _downgrade(old, "0022")  # a jitaku upgraded since it last ran
     server.settings["database"] = {"url": postgresql_url}
     server.write_config()
 
     copied = server.cli("db", "copy", "--from", str(server.dir))
 
-    assert f"from sqlite:///{server.dir.resolve() / 'jitaku.db'} into {postgresql_url}" in copied.stdout
+    assert copied.stdout.startswith(f"brought {old} from schema revision 0022 to {SCHEMA_REVISION} first\n")
+    assert f"from {old} into {postgresql_url}" in copied.stdout
     assert "files are not in the database" not in copied.stdout
     server.start()
     wait_for_port(server.imap_port)
@@ -147,6 +154,15 @@ def test_what_is_not_a_jitaku_install_is_refused_in_one_sentence(jitaku_factory:
     ]:
         result = server.cli("db", "copy", "--from", given, check=False)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", f"jitaku: {said}\n")
+
+
+def _downgrade(url: str, revision: str) -> None:
+    engine = sa.create_engine(url)
+    config = migrations_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    engine.dispose()
 
 
 def _login(server: Jitaku) -> imaplib.IMAP4:

@@ -31,9 +31,14 @@ def db_copy(
     ],
     data_dir: DirOption = DEFAULT_DIR,
 ) -> None:
-    """Copy every message, flag, UID, list, post, comment and user of another install into this data directory's
-    database ([database] url), which must hold no data yet; then check that the two agree."""
+    """Copy another install's data into this data directory's database, which must hold none yet.
+
+    Every table: messages with their flags and UIDs, mailboxes with their UIDVALIDITY, lists, posts, users.
+
+    Then the two databases are compared; where they differ, nothing is written.
+    """
     from jitaku.store.copy import CopyRefused, copy, open_source
+    from jitaku.store.revision import SCHEMA_REVISION
 
     config = load_config(data_dir)
     target_url = config.database_url
@@ -46,7 +51,7 @@ def db_copy(
         except CopyRefused as refused:
             raise CliError(str(refused)) from None
         if was is not None:
-            console.print(f"brought {_shown(source_url)} from schema revision {was} to this jitaku's first")
+            console.print(f"brought {_shown(source_url)} from schema revision {was} to {SCHEMA_REVISION} first")
         target = open_database(config)
         try:
             with console.status(f"copying from {_shown(source_url)}") as status:

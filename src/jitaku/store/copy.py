@@ -219,7 +219,11 @@ def _copy_table(source: Connection, target: Connection, shape: Shape, progress: 
         for name in shape.booleans:
             if values[name] is not None:
                 values[name] = bool(values[name])
-        size += sum(len(values[name]) for name in shape.binaries if values[name] is not None)
+        for name in shape.binaries:
+            if isinstance(values[name], str):  # SQLite keeps what it was given: PostgreSQL would read it as escapes
+                values[name] = values[name].encode()
+            if values[name] is not None:
+                size += len(values[name])
         batch.append(values)
         if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
             target.execute(insert, batch)
