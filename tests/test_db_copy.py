@@ -4,6 +4,7 @@ source written to during the copy, is refused and the target left as it was."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +16,11 @@ from alembic import command
 
 from jitaku.store import Database, accounts, schema
 from jitaku.store import copy as store_copy
-from jitaku.store.copy import CopyRefused, copy, open_source
+from jitaku.store.copy import CopyRefused, copy, open_source, open_target
 from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION
 from tests import postgres
+from tests.peers import free_port
 
 ROWS = 3  # rows made in each table: the second leaves every column it may empty (NULL)
 SEARCH_TABLES = {"search_posts", "search_list_posts"}  # migration 0021's, which schema.metadata cannot describe
@@ -153,8 +155,8 @@ def test_a_source_written_during_the_copy_is_reported_and_nothing_is_written(
     fill(source)
     writer = sqlite3.connect(tmp_path / "jitaku.db", isolation_level=None)
 
-    def meanwhile(table: str, _rows: int) -> None:  # a jitaku still serving the source takes a mail
-        if table == "users":
+    def meanwhile(doing: str) -> None:  # a jitaku still serving the source takes a mail
+        if doing.startswith("copying users:"):
             writer.execute("UPDATE messages SET size = size + 1 WHERE id = 1000")
             writer.execute(
                 "INSERT INTO messages (id, mailbox_id, uid, flags, received_at, size, body, modseq)"
@@ -202,11 +204,13 @@ def test_large_tables_go_in_batches_bounded_in_rows_and_bytes(
         )
     monkeypatch.setattr(store_copy, "BATCH_ROWS", 50)
     monkeypatch.setattr(store_copy, "BATCH_BYTES", 4000)
-    seen: list[int] = []
+    said: list[str] = []
 
-    copy(source, target, lambda table, rows: seen.append(rows) if table == "messages" else None)
+    copy(source, target, said.append)
 
     assert rows_of(target, "messages") == rows_of(source, "messages")
+    seen = [int(n.replace(",", "")) for n in re.findall(r"^copying messages: ([\d,]+) rows$", "\n".join(said), re.M)]
+    assert said[-1] == "comparing the copy with the source"
     assert seen == sorted(seen) and seen[-1] == 202
     assert len(seen) > 202 // 50 + 1  # the byte bound ended batches the row bound would not have
     assert all(later - earlier <= 50 for earlier, later in zip(seen, seen[1:], strict=False))
@@ -334,3 +338,18 @@ def _open(opened: list[Database], source_url: str, target_url: str) -> tuple[Dat
     target = Database(target_url)
     opened.extend((source, target))
     return source, target
+
+
+def test_a_target_out_of_reach_is_refused_without_its_password() -> None:
+    port = free_port()  # nothing listens there
+    with pytest.raises(CopyRefused) as refused:
+        open_target(f"postgresql://jitaku:hunter2@127.0.0.1:{port}/jitaku")
+    said = str(refused.value)
+    assert said.startswith(f"cannot open postgresql://jitaku:***@127.0.0.1:{port}/jitaku: ") and "hunter2" not in said
+
+
+def test_a_missing_sqlite_file_is_refused_and_not_made(tmp_path: Path) -> None:
+    with pytest.raises(CopyRefused) as refused:
+        open_source(f"sqlite:///{tmp_path / 'none.db'}")
+    assert str(refused.value) == f"sqlite:///{tmp_path / 'none.db'}: no such database file"
+    assert list(tmp_path.iterdir()) == []

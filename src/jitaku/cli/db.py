@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, console, load_config, open_database, print_table
+from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, console, load_config, print_table
 from jitaku.config import CONFIG_NAME
 from jitaku.words import counted
 
@@ -37,7 +37,7 @@ def db_copy(
 
     Then the two databases are compared; where they differ, nothing is written.
     """
-    from jitaku.store.copy import CopyRefused, copy, open_source
+    from jitaku.store.copy import CopyRefused, copy, open_source, open_target
     from jitaku.store.revision import SCHEMA_REVISION
 
     config = load_config(data_dir)
@@ -52,10 +52,14 @@ def db_copy(
             raise CliError(str(refused)) from None
         if was is not None:
             console.print(f"brought {_shown(source_url)} from schema revision {was} to {SCHEMA_REVISION} first")
-        target = open_database(config)
+        try:
+            target = open_target(target_url)
+        except CopyRefused as refused:
+            database.close()
+            raise CliError(str(refused)) from None
         try:
             with console.status(f"copying from {_shown(source_url)}") as status:
-                copied = copy(database, target, lambda table, rows: status.update(f"copying {table}: {rows:,} rows"))
+                copied = copy(database, target, status.update)
         except CopyRefused as refused:
             raise CliError(str(refused)) from None
         finally:
@@ -118,10 +122,9 @@ def _same(one: str, other: str) -> bool:
 
 
 def _shown(url: str) -> str:
-    """URL as printed: a password in it is not."""
-    from sqlalchemy.engine import make_url
+    from jitaku.store.copy import shown
 
-    return make_url(url).render_as_string(hide_password=True)
+    return shown(url)
 
 
 @contextmanager

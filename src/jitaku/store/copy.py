@@ -20,12 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from jitaku.store.database import Database
-from jitaku.store.driver import driver_for
+from jitaku.store.driver import Driver, driver_for
+from jitaku.store.errors import StoreError
 from jitaku.store.reader import Reader
 from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 
@@ -82,7 +84,7 @@ class Copied:
     rows: int
 
 
-Progress = Callable[[str, int], None]  # a table's name, and the rows of it copied so far
+Progress = Callable[[str], None]  # what the copy does now, in words: "copying messages: 12,000 rows"
 Counts = dict[str, int]  # "messages" -> rows, "messages.body bytes" -> ..., "mailbox 3 highest UID" -> ...
 
 
@@ -90,19 +92,36 @@ def open_source(url: str) -> tuple[Database, str | None]:
     """The database at URL, at the newest schema, and the revision it was at when older (None when current).
     Refused when it is not jitaku's (no revision: migrating it would write jitaku's tables into it) or is newer
     than this jitaku."""
-    driver = driver_for(url)
+    driver = _driver(url)
+    if driver.dialect.name == "sqlite" and not Path(url.partition("://")[2].removeprefix("/")).is_file():
+        raise CopyRefused(f"{shown(url)}: no such database file")  # SQLite would make an empty one
     reader = Reader(driver)
     try:
         revision = reader.read_pooled(stored_revision)
-    except Exception as error:
-        raise CopyRefused(f"cannot read {url}: {_first_line(error)}") from None
+    except (driver.error, StoreError) as error:
+        raise CopyRefused(f"cannot read {shown(url)}: {_first_line(error)}") from None
     finally:
         reader.close()
     if revision is None:
-        raise CopyRefused(f"{url} is not a jitaku database (it has no schema revision)")
+        raise CopyRefused(f"{shown(url)} is not a jitaku database (it has no schema revision)")
     if revision > SCHEMA_REVISION:
-        raise CopyRefused(f"{url} is at schema revision {revision}, newer than this jitaku's {SCHEMA_REVISION}")
+        raise CopyRefused(f"{shown(url)} is at schema revision {revision}, newer than this jitaku's {SCHEMA_REVISION}")
     return Database(url), (revision if revision != SCHEMA_REVISION else None)
+
+
+def open_target(url: str) -> Database:
+    """The database at URL, at the newest schema (a new one is migrated here); refused when it cannot be
+    reached (a server not started, a wrong password)."""
+    driver = _driver(url)
+    try:
+        return Database(url)
+    except (driver.error, StoreError) as error:
+        raise CopyRefused(f"cannot open {shown(url)}: {_first_line(error)}") from None
+
+
+def shown(url: str) -> str:
+    """URL as said to a person: a password in it is not."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def copy(source: Database, target: Database, progress: Progress | None = None) -> list[Copied]:
@@ -116,6 +135,8 @@ def copy(source: Database, target: Database, progress: Progress | None = None) -
         copied = [Copied(shape.name, _copy_table(reading, writing, shape, progress)) for shape in shapes]
         if writing.dialect.name == "postgresql":
             _advance_sequences(writing, shapes)
+        if progress is not None:
+            progress("comparing the copy with the source")
         written = counts(writing, shapes)
         _compare(counts(reading, shapes), written, "the copy differs from the source")
         with source.engine.connect() as now:
@@ -230,12 +251,12 @@ def _copy_table(source: Connection, target: Connection, shape: Shape, progress: 
             done += len(batch)
             batch, size = [], 0
             if progress is not None:
-                progress(shape.name, done)
+                progress(f"copying {shape.name}: {done:,} rows")
     if batch:
         target.execute(insert, batch)
         done += len(batch)
     if progress is not None:
-        progress(shape.name, done)
+        progress(f"copying {shape.name}: {done:,} rows")
     return done
 
 
@@ -283,6 +304,13 @@ def _snapshot(engine: sa.Engine) -> Iterator[Connection]:
 
 def _table(shape: Shape) -> sa.TableClause:
     return sa.table(shape.name, *(sa.column(name) for name in shape.columns))
+
+
+def _driver(url: str) -> Driver:
+    try:
+        return driver_for(url)
+    except ValueError as error:  # neither SQLite nor PostgreSQL
+        raise CopyRefused(str(error)) from None
 
 
 def _first_line(error: BaseException) -> str:
