@@ -27,7 +27,7 @@ PASSWORD = "secret-password"
 LIST = "sota@example.test"
 MEMBERS = ("ken@remote.test", "mai@remote.test")
 POST = "---\ntitle: 自宅サーバー\ndate: 2024-05-01\nslug: jitaku\n---\n本文です。\n"
-Mailbox = dict[str, Any]  # "uidvalidity", "uidnext" and "messages": UID -> (flags, body)
+Mailbox = dict[str, Any]  # "uidvalidity", "uidnext", "highestmodseq" and "messages": UID -> (flags, modseq, body)
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ def test_an_install_moves_from_sqlite_to_postgresql_with_every_uid_flag_and_pass
     before = {name: _read(old, name) for name in ("INBOX", "Projects")}
     assert sorted(before["INBOX"]["messages"]) == [1, 2, 3] and before["INBOX"]["uidnext"] == 5
     assert before["INBOX"]["messages"][2][0] == ["$Work", "\\Flagged", "\\Seen"]
+    assert before["INBOX"]["messages"][2][1] > before["INBOX"]["messages"][3][1]  # its flags' change moved it on
     comments = json.loads(old.cli("blog", "comments", "--json").stdout)
     assert len(comments) == 1
 
@@ -102,7 +103,8 @@ def test_an_install_moves_from_sqlite_to_postgresql_with_every_uid_flag_and_pass
     deliver(new, "fifth, on PostgreSQL")
     after = _read(new, "INBOX")
     assert sorted(after["messages"]) == [1, 2, 3, 5]  # the next UID; a new row id past the copied ones
-    assert b"fifth, on PostgreSQL" in after["messages"][5][1]
+    assert b"fifth, on PostgreSQL" in after["messages"][5][2]
+    assert after["highestmodseq"] > before["INBOX"]["highestmodseq"]
     new.stop()
 
     again = new.cli("db", "copy", "--from", str(old.dir), check=False)
@@ -172,22 +174,29 @@ def _login(server: Jitaku) -> imaplib.IMAP4:
 
 
 def _read(server: Jitaku, name: str) -> Mailbox:
-    """NAME's UIDVALIDITY, UIDNEXT and every message's flags and body, as IMAP shows them to READER."""
+    """NAME's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and every message's flags, MODSEQ and body, as IMAP shows them
+    to READER."""
     imap = _login(server)
     try:
-        _, status = imap.status(name, "(UIDVALIDITY UIDNEXT)")
-        numbers = dict(re.findall(rb"(UIDVALIDITY|UIDNEXT) (\d+)", status[0] or b""))
+        _, status = imap.status(name, "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ)")
+        numbers = dict(re.findall(rb"(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ) (\d+)", status[0] or b""))
         imap.select(name, readonly=True)
-        _, fetched = imap.uid("FETCH", "1:*", "(UID FLAGS BODY.PEEK[])")
+        _, fetched = imap.uid("FETCH", "1:*", "(UID FLAGS MODSEQ BODY.PEEK[])")
         messages = {}
         for item in fetched:
             if isinstance(item, tuple):
                 uid = int(re.search(rb"UID (\d+)", item[0]).group(1))  # type: ignore[union-attr]
                 flags = re.search(rb"FLAGS \(([^)]*)\)", item[0]).group(1)  # type: ignore[union-attr]
-                messages[uid] = (sorted(flags.decode().split()), item[1])
+                modseq = int(re.search(rb"MODSEQ \((\d+)\)", item[0]).group(1))  # type: ignore[union-attr]
+                messages[uid] = (sorted(flags.decode().split()), modseq, item[1])
     finally:
         imap.logout()
-    return {"uidvalidity": int(numbers[b"UIDVALIDITY"]), "uidnext": int(numbers[b"UIDNEXT"]), "messages": messages}
+    return {
+        "uidvalidity": int(numbers[b"UIDVALIDITY"]),
+        "uidnext": int(numbers[b"UIDNEXT"]),
+        "highestmodseq": int(numbers[b"HIGHESTMODSEQ"]),
+        "messages": messages,
+    }
 
 
 def _comment(server: Jitaku) -> None:
