@@ -42,7 +42,7 @@ def postgresql_url() -> str:
 def test_an_install_moves_from_sqlite_to_postgresql_with_every_uid_flag_and_password(
     jitaku_factory: Any, tmp_path: Path, postgresql_url: str
 ) -> None:
-    old: Jitaku = jitaku_factory(name="old")
+    old: Jitaku = on_sqlite(jitaku_factory(name="old"))
     old.init(READER, "bob@example.org")
     old.cli("list", "create", LIST, "--name", "SOTA Japan", "--owner", READER)
     old.cli("list", "add", LIST, *MEMBERS)
@@ -120,7 +120,7 @@ def test_an_install_moves_from_sqlite_to_postgresql_with_every_uid_flag_and_pass
 
 def test_the_same_directory_moves_to_postgresql_by_its_config(jitaku_factory: Any, postgresql_url: str) -> None:
     """The config edited in place to name PostgreSQL: the copy reads the jitaku.db the directory used before."""
-    server: Jitaku = jitaku_factory()
+    server: Jitaku = on_sqlite(jitaku_factory())
     server.init(READER)
     server.start()
     deliver(server, "kept")
@@ -156,6 +156,15 @@ def test_what_is_not_a_jitaku_install_is_refused_in_one_sentence(jitaku_factory:
     ]:
         result = server.cli("db", "copy", "--from", given, check=False)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", f"jitaku: {said}\n")
+
+
+def on_sqlite(instance: Jitaku) -> Jitaku:
+    """INSTANCE on SQLite, as the installs moved are, also in the PostgreSQL pass (JITAKU_TEST_DATABASE)."""
+    if postgres.on_postgresql():
+        instance.settings.pop("database", None)
+        instance.prepared = None  # a prepared copy of the pass's is a database of PostgreSQL's
+        instance.write_config()
+    return instance
 
 
 def _downgrade(url: str, revision: str) -> None:
