@@ -142,7 +142,7 @@ def test_the_same_directory_moves_to_postgresql_by_its_config(jitaku_factory: An
 
 
 def test_what_is_not_a_jitaku_install_is_refused_in_one_sentence(jitaku_factory: Any, tmp_path: Path) -> None:
-    server: Jitaku = jitaku_factory()
+    server: Jitaku = on_sqlite(jitaku_factory())
     server.cli("init")
     empty = tmp_path / "empty"
     empty.mkdir()
