@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from jitaku.cli import blog, ddns, dkim, dns, filters, health, init, lists, mailbox, queue, serve, smart, users, web
+from jitaku.cli import blog, db, ddns, dkim, dns, filters, health, init, lists, mailbox, queue, serve, smart, users, web
 
 app = typer.Typer(
     add_completion=False,
@@ -29,3 +29,4 @@ app.add_typer(health.alerts_app, name="alerts")
 app.add_typer(blog.blog_app, name="blog")
 app.add_typer(web.web_app, name="web")
 app.add_typer(filters.filter_app, name="filter")
+app.add_typer(db.db_app, name="db")
