@@ -376,7 +376,8 @@ class Lan:
 
     def __init__(self) -> None:
         self._tag = f"{os.getpid()}-{time.monotonic_ns() % 10**9}"
-        self._boxes: list[Box] = []
+        self._namespaces: list[Box] = []
+        self.boxes: dict[str, Box] = {}
         self.router = self._namespace("router")
         self.router.ip("link", "add", "lan0", "type", "bridge", "mcast_snooping", "0")
         self.router.ip("link", "set", "lan0", "up")
@@ -384,19 +385,20 @@ class Lan:
     def _namespace(self, name: str) -> Box:
         box = Box(f"jitaku-lan-{self._tag}-{name}")
         subprocess.run(["ip", "netns", "add", box.namespace], check=True)
-        self._boxes.append(box)
+        self._namespaces.append(box)
         box.ip("link", "set", "lo", "up")
         return box
 
     def add(self, name: str) -> Box:
         """A box plugged into the router, its interface `lan0` up and without addresses."""
         box = self._namespace(name)
-        port = f"port{len(self._boxes)}"
+        port = f"port{len(self._namespaces)}"
         self.router.ip("link", "add", port, "type", "veth", "peer", "name", "lan0", "netns", box.namespace)
         self.router.ip("link", "set", port, "master", "lan0", "up")
         box.ip("link", "set", "lan0", "up")
+        self.boxes[name] = box
         return box
 
     def close(self) -> None:
-        for box in reversed(self._boxes):
+        for box in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "delete", box.namespace], check=False)

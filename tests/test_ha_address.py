@@ -88,7 +88,7 @@ def lan() -> Iterator[Lan]:
 
 
 def boxes(lan: Lan) -> tuple[Box, Box]:
-    return Box(lan.router.namespace.replace("router", "old")), Box(lan.router.namespace.replace("router", "new"))
+    return lan.boxes["old"], lan.boxes["new"]
 
 
 def floating(address: str = FLOATING) -> FloatingAddress:
@@ -135,6 +135,21 @@ def test_taken_the_router_reaches_a_listener_on_it_and_released_it_does_not(
     assert "192.168.1.10" not in new.ip("-4", "-o", "addr", "show", "dev", "lan0")
     assert "event=ha_address_released address=192.168.1.10/24 interface=lan0 held_before=True" in caplog.text
     assert "event=ha_address_released address=192.168.1.10/24 interface=lan0 held_before=False" in caplog.text
+    assert not answers(lan.router, "192.168.1.10")
+
+
+def test_released_it_leaves_the_boxs_own_address_even_when_taken_before_it(lan: Lan) -> None:
+    """The box's own address added after the floating one is the subnet's secondary, which the kernel deletes
+    with the primary unless it promotes secondaries: the box would lose its own address, and the standby
+    its replication, at a switchover."""
+    _, new = boxes(lan)
+    new.ip("addr", "flush", "dev", "lan0")
+    with new.inside():
+        floating().take()
+        new.ip("addr", "add", "192.168.1.22/24", "dev", "lan0")
+        floating().release()
+    assert "192.168.1.22/24" in new.ip("-4", "-o", "addr", "show", "dev", "lan0")
+    assert answers(lan.router, "192.168.1.22")
     assert not answers(lan.router, "192.168.1.10")
 
 

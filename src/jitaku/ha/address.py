@@ -27,6 +27,7 @@ import struct
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from jitaku import log
@@ -96,6 +97,8 @@ class FloatingAddress:
         """Stop holding the address; not holding it is no error (the fenced primary may have released it)."""
         held = self._held(self._link()) is not None
         if held:
+            if self.address.version == 4:
+                self._keep_secondaries()
             self._ip("addr", "del", str(self.address), "dev", self.interface)
         log.event("ha_address_released", address=self.address, interface=self.interface, held_before=held)
 
@@ -120,6 +123,17 @@ class FloatingAddress:
             ):
                 return dict(entry)
         return None
+
+    def _keep_secondaries(self) -> None:
+        """Deleting the first IPv4 address of a subnet on an interface deletes the others in that subnet with
+        it, unless the interface's promote_secondaries is set (systemd sets it; the kernel's default does not):
+        a floating address taken before the box's own would take the box's own with it on release."""
+        path = Path(f"/proc/sys/net/ipv4/conf/{self.interface}/promote_secondaries")  # this network namespace's
+        try:
+            if path.read_text().strip() == "0":
+                path.write_text("1\n")
+        except OSError as error:
+            raise self._os_error(error) from None
 
     def _ip(self, *args: str) -> str:
         program = shutil.which("ip") or shutil.which("ip", path=SBIN)
@@ -181,7 +195,7 @@ class FloatingAddress:
         advert = struct.pack("!BBHI16sBB6s", 136, 0, 0, 0x20000000, self.address.ip.packed, 2, 1, mac)
         try:
             with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)  # a receiver drops less
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)  # else dropped: RFC 4861 §7.1.2
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
                 sock.bind((str(self.address.ip), 0, 0, 0))
                 for number in range(ANNOUNCEMENTS):
@@ -189,7 +203,7 @@ class FloatingAddress:
                         time.sleep(ANNOUNCE_INTERVAL)
                     sock.sendto(advert, ("ff02::1", 0, 0, index))
         except OSError as error:
-            raise self._socket_error(error) from None
+            raise self._os_error(error) from None
 
     def _await_dad(self) -> None:
         """Wait for the kernel's duplicate address detection; an address another box holds is taken back."""
@@ -224,24 +238,24 @@ class FloatingAddress:
         try:
             sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
         except OSError as error:
-            raise self._socket_error(error) from None
+            raise self._os_error(error) from None
         try:
             sock.bind((self.interface, ETH_P_ARP))
         except OSError as error:
             sock.close()
-            raise self._socket_error(error) from None
+            raise self._os_error(error) from None
         return sock
 
     def _send(self, sock: socket.socket, frame: bytes) -> None:
         try:
             sock.send(frame)
         except OSError as error:
-            raise self._socket_error(error) from None
+            raise self._os_error(error) from None
 
     def _no_such_interface(self) -> AddressError:
         return AddressError(f"[ha] interface {self.interface}: no such network interface here (see `ip link`)")
 
-    def _socket_error(self, error: OSError) -> AddressError:
+    def _os_error(self, error: OSError) -> AddressError:
         if error.errno in (errno.EPERM, errno.EACCES):
             return AddressError(f"moving {self} needs root (or CAP_NET_RAW)")
         if error.errno == errno.ENETDOWN:
