@@ -114,15 +114,16 @@ class FloatingAddress:
         link: dict[str, Any] = found[0]
         return link
 
-    def _held(self, link: dict[str, Any]) -> dict[str, Any] | None:
+    def _entry(self, link: dict[str, Any]) -> dict[str, Any] | None:
+        """The address among LINK's, as `ip -json` gives it (its flags: tentative, dadfailed)."""
         for entry in link.get("addr_info", []):
-            if (
-                entry.get("local") == str(self.address.ip)
-                and entry.get("prefixlen") == self.address.network.prefixlen
-                and not entry.get("dadfailed")
-            ):
+            if entry.get("local") == str(self.address.ip) and entry.get("prefixlen") == self.address.network.prefixlen:
                 return dict(entry)
         return None
+
+    def _held(self, link: dict[str, Any]) -> dict[str, Any] | None:
+        entry = self._entry(link)
+        return None if entry is None or entry.get("dadfailed") else entry
 
     def _keep_secondaries(self) -> None:
         """Deleting the first IPv4 address of a subnet on an interface deletes the others in that subnet with
@@ -209,14 +210,7 @@ class FloatingAddress:
         """Wait for the kernel's duplicate address detection; an address another box holds is taken back."""
         deadline = time.monotonic() + DAD_TIME
         while True:
-            entry = next(
-                (
-                    dict(e)
-                    for e in self._link().get("addr_info", [])
-                    if e.get("local") == str(self.address.ip) and e.get("prefixlen") == self.address.network.prefixlen
-                ),
-                None,
-            )
+            entry = self._entry(self._link())
             if entry is None:
                 raise AddressError(f"{self} went away while it was being taken")
             if entry.get("dadfailed"):
