@@ -570,7 +570,7 @@ class FiltersSettings(_Section):
     greylist: GreylistSettings = GreylistSettings()
 
 
-def _floating_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
+def _lan_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
     """An address a host on the LAN may hold, with its prefix: `ip addr add` needs it, and a bare address would
     be taken as a /32 (/128) the router's subnet does not route to."""
     if value is None or value == "":
@@ -584,20 +584,13 @@ def _floating_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Int
     ip = address.ip
     if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
         raise ValueError(f"expected an address a router can forward to, got {value!r}")
-    if (
-        ip.version == 4
-        and address.network.prefixlen < 31
-        and ip
-        in (
-            address.network.network_address,
-            address.network.broadcast_address,
-        )
-    ):
+    network = address.network
+    if ip.version == 4 and network.prefixlen < 31 and ip in (network.network_address, network.broadcast_address):
         raise ValueError(f"{value!r} is its network's own or broadcast address, which no host may hold")
     return address
 
 
-LanAddress = Annotated[ipaddress.IPv4Interface | ipaddress.IPv6Interface | None, BeforeValidator(_floating_address)]
+LanAddress = Annotated[ipaddress.IPv4Interface | ipaddress.IPv6Interface | None, BeforeValidator(_lan_address)]
 _INTERFACE = re.compile(r"[^/:\s]{1,15}")  # what Linux takes as a network interface's name (IFNAMSIZ, dev_valid_name)
 
 
