@@ -1,0 +1,1 @@
+"""The primary/standby pair: managed PostgreSQL, standby, failover, the floating address."""
