@@ -66,6 +66,17 @@ def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> 
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
+def enter_namespace(path: str | int) -> None:
+    """Move this thread into the network namespace at PATH (a file under /run/netns) or open on descriptor PATH."""
+    fd = os.open(path, os.O_RDONLY) if isinstance(path, str) else path
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, NetworkNamespace.CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {path}")
+    finally:
+        if isinstance(path, str):
+            os.close(fd)
+
+
 class NetworkNamespace:
     """A network namespace of our own (`ip netns`), which this test's main thread enters.
 
@@ -89,13 +100,7 @@ class NetworkNamespace:
         self._enter(f"/run/netns/{self.name}")
 
     def _enter(self, path: str | int) -> None:
-        fd = os.open(path, os.O_RDONLY) if isinstance(path, str) else path
-        try:
-            if ctypes.CDLL(None, use_errno=True).setns(fd, self.CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), f"setns {path}")
-        finally:
-            if isinstance(path, str):
-                os.close(fd)
+        enter_namespace(path)
 
     def ip(self, *args: str) -> None:
         subprocess.run(["ip", *args], check=True)
@@ -328,3 +333,72 @@ class Dovecot:
             timeout=30,
         )
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Box:
+    """One machine on a Lan: a network namespace whose interface `lan0` is plugged into the router's bridge."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def ip(self, *args: str) -> str:
+        return subprocess.run(["ip", "-n", self.namespace, *args], check=True, capture_output=True, text=True).stdout
+
+    def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.namespace, *command], check=check, capture_output=True, text=True, timeout=30
+        )
+
+    def mac(self, interface: str = "lan0") -> str:
+        return str(json.loads(self.ip("-json", "link", "show", "dev", interface))[0]["address"])
+
+    def neighbour(self, address: str, interface: str = "lan0") -> str | None:
+        """The MAC this box's neighbour table (ARP cache, IPv6 neighbours) gives ADDRESS, if any."""
+        found = json.loads(self.ip("-json", "neigh", "show", address, "dev", interface) or "[]")
+        return found[0].get("lladdr") if found else None
+
+    @contextlib.contextmanager
+    def inside(self) -> Any:
+        """This thread in the box: the sockets it opens and the programs it starts are the box's."""
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        enter_namespace(f"/run/netns/{self.namespace}")
+        try:
+            yield self
+        finally:
+            enter_namespace(home)
+            os.close(home)
+
+
+class Lan:
+    """A home LAN in network namespaces: a router, whose bridge `lan0` joins every box added, as the switch in
+    a home router does. Boxes talk to each other and to the router over real Ethernet (veth) with ARP and
+    IPv6 neighbour discovery; the test sets the addresses."""
+
+    def __init__(self) -> None:
+        self._tag = f"{os.getpid()}-{time.monotonic_ns() % 10**9}"
+        self._namespaces: list[Box] = []
+        self.boxes: dict[str, Box] = {}
+        self.router = self._namespace("router")
+        self.router.ip("link", "add", "lan0", "type", "bridge", "mcast_snooping", "0")
+        self.router.ip("link", "set", "lan0", "up")
+
+    def _namespace(self, name: str) -> Box:
+        box = Box(f"jitaku-lan-{self._tag}-{name}")
+        subprocess.run(["ip", "netns", "add", box.namespace], check=True)
+        self._namespaces.append(box)
+        box.ip("link", "set", "lo", "up")
+        return box
+
+    def add(self, name: str) -> Box:
+        """A box plugged into the router, its interface `lan0` up and without addresses."""
+        box = self._namespace(name)
+        port = f"port{len(self._namespaces)}"
+        self.router.ip("link", "add", port, "type", "veth", "peer", "name", "lan0", "netns", box.namespace)
+        self.router.ip("link", "set", port, "master", "lan0", "up")
+        box.ip("link", "set", "lan0", "up")
+        self.boxes[name] = box
+        return box
+
+    def close(self) -> None:
+        for box in reversed(self._namespaces):
+            subprocess.run(["ip", "netns", "delete", box.namespace], check=False)

@@ -7,6 +7,7 @@ the key and what was expected; a bad file changes nothing.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -614,6 +615,47 @@ class FiltersSettings(_Section):
     greylist: GreylistSettings = GreylistSettings()
 
 
+def _lan_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
+    """An address a host on the LAN may hold, with its prefix: `ip addr add` needs it, and a bare address would
+    be taken as a /32 (/128) the router's subnet does not route to."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError(f'expected an address with its prefix like "192.168.1.10/24", got {value!r}')
+    try:
+        address = ipaddress.ip_interface(value.strip())
+    except ValueError:
+        raise ValueError(f'expected an address with its prefix like "192.168.1.10/24", got {value!r}') from None
+    ip = address.ip
+    if ip.is_loopback or ip.is_multicast or ip.is_unspecified or ip.is_link_local:
+        raise ValueError(f"expected an address a router can forward to, got {value!r}")
+    network = address.network
+    if ip.version == 4 and network.prefixlen < 31 and ip in (network.network_address, network.broadcast_address):
+        raise ValueError(f"{value!r} is its network's own or broadcast address, which no host may hold")
+    return address
+
+
+LanAddress = Annotated[ipaddress.IPv4Interface | ipaddress.IPv6Interface | None, BeforeValidator(_lan_address)]
+_INTERFACE = re.compile(r"[^/:\s]{1,15}")  # what Linux takes as a network interface's name (IFNAMSIZ, dev_valid_name)
+
+
+class HaSettings(_Section):
+    """The primary/standby pair (issue 24). `address`, the LAN address the home router forwards to, moves to
+    whichever box is primary, on `interface`; without it failover moves no address."""
+
+    address: LanAddress = None  # e.g. "192.168.1.10/24"
+    interface: str = Field(default="", validate_default=True)  # e.g. "eth0"; needed with address
+
+    @field_validator("interface")
+    @classmethod
+    def _interface(cls, value: str, info: ValidationInfo) -> str:
+        if value and (not _INTERFACE.fullmatch(value) or value in (".", "..")):
+            raise ValueError(f'expected a network interface\'s name like "eth0", got {value!r}')
+        if not value and info.data.get("address") is not None:
+            raise ValueError('needed with address: the network interface to hold it on, e.g. "eth0" (see `ip link`)')
+        return value
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -639,6 +681,7 @@ class Settings(_Section):
     run: RunSettings = RunSettings()
     blog: BlogSettings = BlogSettings()
     filters: FiltersSettings = FiltersSettings()
+    ha: HaSettings = HaSettings()
 
     @field_validator("domains", mode="before")
     @classmethod

@@ -125,6 +125,10 @@ interval = 60                    # seconds between check rounds; [health.NAME] i
 urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram://TOKEN/CHAT", "json://host/path"
 # heartbeat_url = ""             # a healthchecks.io-style URL pinged every heartbeat_interval seconds
 # language = "en"                # or "ja"
+
+# [ha]                           # a primary/standby pair; without address, failover moves no address
+# address = "192.168.1.10/24"    # the LAN address the router forwards 25/80/443 to: the primary holds it
+# interface = "eth0"             # where to hold it (needed with address)
 """
 
 

@@ -224,19 +224,31 @@ def _in_namespace(kind: list[str], setup: str, command: list[str], data_dir: Pat
     )
 
 
-def test_db_use_postgresql_turns_an_sqlite_install_over(jitaku_factory: Any, shared_dir: Path) -> None:
-    """The store moves to a new cluster; jitaku.db stays as it was, for `jitaku db copy` to read."""
+def test_db_use_postgresql_then_db_copy_moves_an_sqlite_install(jitaku_factory: Any, shared_dir: Path) -> None:
+    """The store moves to a new cluster; jitaku.db stays as it was until `jitaku db copy` (daemon stopped, the
+    cluster started for it) moves its mail over."""
     server, port = managed(jitaku_factory, shared_dir)
     server.init(READER)
+    server.start()
+    deliver(server, "kept on sqlite")
+    wait_until(lambda: imap_bodies(server) == [b"kept on sqlite"], timeout=30)
+    server.stop()
     database = (server.dir / "jitaku.db").read_bytes()
+
     result = server.cli("db", "use-postgresql")
-    assert "jitaku.db is left as it was: `jitaku db copy` moves what it holds" in result.stdout
+    assert f"jitaku.db is left as it was: `jitaku db copy --from {server.dir}` moves its data" in result.stdout
     assert f"ready: database postgresql://jitaku@127.0.0.1:{port}/jitaku" in result.stdout
     assert (server.dir / "jitaku.db").read_bytes() == database
     assert "managed = true" in (server.dir / "jitaku.toml").read_text()
     assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the new, empty store
     again = server.cli("db", "use-postgresql")
     assert "added to [database]" not in again.stdout and "ready: PostgreSQL" not in again.stdout
+
+    server.cli("db", "copy", "--from", str(server.dir))
+    assert postmaster(server) is None  # started for the copy, stopped after it
+    server.start()
+    assert postmaster(server) is not None
+    assert imap_bodies(server) == [b"kept on sqlite"]
 
 
 def test_a_port_in_use_is_said_in_one_line(jitaku_factory: Any, shared_dir: Path) -> None:

@@ -1,18 +1,28 @@
-"""`jitaku db ...`: where the store lives. `use-postgresql` turns an install over to a PostgreSQL cluster of
-jitaku's own (jitaku.ha.cluster), as `jitaku init --database postgresql` does."""
+"""`jitaku db ...`: the database itself. `db use-postgresql` turns an install over to a PostgreSQL cluster of
+jitaku's own (jitaku.ha.cluster), as `jitaku init --database postgresql` does; `db copy` moves an install's data
+(its SQLite file, most often) into the database this data directory's config names, new and empty: PostgreSQL,
+for a primary and its standby."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from jitaku import config as config_module
-from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, console, hold_cluster, load_config
-from jitaku.config import Config
+from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, console, hold_cluster, load_config, print_table
+from jitaku.config import CONFIG_NAME, Config
+from jitaku.words import counted
 
-db_app = typer.Typer(no_args_is_help=True, help="The database: SQLite in the data directory, or PostgreSQL.")
+db_app = typer.Typer(
+    no_args_is_help=True, help="The database: SQLite in the data directory or PostgreSQL, and moving data into it."
+)
+
+SQLITE_NAME = "jitaku.db"  # a data directory's database when its config names none
 
 
 @db_app.command("use-postgresql")
@@ -37,8 +47,8 @@ def switch(data_dir: Path) -> Config:
     if edited.added:
         _replace(path, edited.text)
         console.print(f"added to [database] in {path}: {'; '.join(edited.added)}")
-    if (data_dir / "jitaku.db").exists():
-        console.print(f"{data_dir / 'jitaku.db'} is left as it was: `jitaku db copy` moves what it holds")
+    if (data_dir / SQLITE_NAME).exists():
+        console.print(f"{data_dir / SQLITE_NAME} is left as it was: `jitaku db copy --from {data_dir}` moves its data")
     return load_config(data_dir)
 
 
@@ -70,3 +80,128 @@ def _replace(path: Path, text: str) -> None:
     finally:
         os.close(descriptor)
     part.rename(path)
+
+
+@db_app.command("copy")
+def db_copy(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="The install to copy: its data directory, its jitaku.db, or a sqlite:/// URL.",
+            show_default=False,
+        ),
+    ],
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """Copy another install's data into this data directory's database, which must hold none yet.
+
+    Every table: messages with their flags and UIDs, mailboxes with their UIDVALIDITY, lists, posts, users.
+
+    Then the two databases are compared; where they differ, nothing is written.
+    """
+    from jitaku.store.copy import CopyRefused, copy, open_source, open_target
+    from jitaku.store.revision import SCHEMA_REVISION
+
+    config = load_config(data_dir)
+    target_url = config.database_url
+    source_url, source_dir = _source(source, target_url)
+    if _same(source_url, target_url):
+        raise CliError(f"{_shown(source_url)} is this data directory's own database: copy from another")
+    with _stopped(data_dir, source_dir):
+        hold_cluster(config)  # a managed cluster, which the stopped daemon would otherwise run
+        try:
+            database, was = open_source(source_url)
+        except CopyRefused as refused:
+            raise CliError(str(refused)) from None
+        if was is not None:
+            console.print(f"brought {_shown(source_url)} from schema revision {was} to {SCHEMA_REVISION} first")
+        try:
+            target = open_target(target_url)
+        except CopyRefused as refused:
+            database.close()
+            raise CliError(str(refused)) from None
+        try:
+            with console.status(f"copying from {_shown(source_url)}") as status:
+                copied = copy(database, target, status.update)
+        except CopyRefused as refused:
+            raise CliError(str(refused)) from None
+        finally:
+            database.close()
+            target.close()
+    holding = sorted((item for item in copied if item.rows), key=lambda item: item.table)
+    print_table(["table", "rows"], [[item.table, f"{item.rows:,}"] for item in holding], whole={"rows"}, empty="")
+    total = sum(item.rows for item in copied)
+    empty = len(copied) - len(holding)
+    console.print(
+        f"copied {counted(total, 'row')} of {counted(len(copied), 'table')} ({empty} of them empty) from"
+        f" {_shown(source_url)} into {_shown(target_url)}; their counts agree"
+    )
+    if source_dir is not None and source_dir.resolve() != data_dir.resolve():
+        console.print(
+            f"files are not in the database: copy {source_dir}'s dkim/ and tls/ here too if this install takes its"
+            " place"
+        )
+
+
+def _source(given: str, target_url: str) -> tuple[str, Path | None]:
+    """The URL of the database GIVEN names (a URL, a data directory, a database file) and its data directory.
+
+    A data directory whose config now names the target (the same directory, moved to PostgreSQL by its config)
+    is copied from the SQLite file it used before."""
+    if "://" in given:
+        if given.startswith("sqlite:"):
+            _existing(Path(given.partition("://")[2].removeprefix("/")))
+        return given, None
+    path = Path(given)
+    if path.is_dir():
+        fallback = path / SQLITE_NAME
+        if (path / CONFIG_NAME).exists():
+            url = load_config(path).database_url
+            if not _same(url, target_url):
+                return url, path
+            if not fallback.exists():
+                raise CliError(f"{path}'s config names this data directory's database, and {path} has no {SQLITE_NAME}")
+        elif not fallback.exists():
+            raise CliError(f"{path} is not a jitaku data directory: it holds neither {CONFIG_NAME} nor {SQLITE_NAME}")
+        return _sqlite(fallback), path
+    return _sqlite(_existing(path)), None
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise CliError(f"{path}: no such data directory or database file")
+    return path
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def _same(one: str, other: str) -> bool:
+    if one.startswith("sqlite:") and other.startswith("sqlite:"):
+        paths = [Path(url.partition("://")[2].removeprefix("/")).resolve() for url in (one, other)]
+        return paths[0] == paths[1]
+    return one == other
+
+
+def _shown(url: str) -> str:
+    from jitaku.store.copy import shown
+
+    return shown(url)
+
+
+@contextmanager
+def _stopped(*data_dirs: Path | None) -> Iterator[None]:
+    """Each data directory's serve lock held while the copy runs: a daemon serving either is refused here, and
+    none starts on them until the copy is done."""
+    from jitaku.errors import ServeError
+    from jitaku.serve_lock import held
+
+    with ExitStack() as locks:
+        for data_dir in dict.fromkeys(path.resolve() for path in data_dirs if path is not None):
+            try:
+                locks.enter_context(held(data_dir))
+            except ServeError as error:
+                raise CliError(f"{error}: stop it before copying") from None
+        yield

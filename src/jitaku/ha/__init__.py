@@ -1,1 +1,1 @@
-"""High availability: the managed PostgreSQL cluster (cluster.py), and the standby pair built on it."""
+"""The primary/standby pair: managed PostgreSQL, standby, failover, the floating address."""
