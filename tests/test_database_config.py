@@ -125,3 +125,10 @@ def test_a_url_of_another_database_is_refused_not_overwritten() -> None:
 def test_a_bad_config_is_said_as_such_before_any_edit() -> None:
     with pytest.raises(ConfigError, match=r"\[smtp\] listen"):
         managed_database(DOMAINS + "[smtp]\nlisten = 7\n", PATH)
+
+
+def test_a_relative_data_dir_gives_absolute_paths_for_pg_ctl_and_libpq(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/tmp")
+    config = Config(parse(DOMAINS + "[database]\nmanaged = true\n", PATH), Path("jitaku-data"))
+    assert config.postgres_dir == Path("/tmp/jitaku-data/postgres")
+    assert config.database_url.endswith("?passfile=/tmp/jitaku-data/postgres/jitaku.pgpass")

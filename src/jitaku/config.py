@@ -729,8 +729,9 @@ class Config:
 
     @property
     def postgres_dir(self) -> Path:
-        """The managed PostgreSQL cluster's data directory (its PGDATA)."""
-        return self.data_dir / "postgres"
+        """The managed PostgreSQL cluster's data directory (its PGDATA), absolute: pg_ctl runs in / (a directory its
+        user may enter), and libpq reads the password file from wherever the command was started."""
+        return Path(os.path.abspath(self.data_dir / "postgres"))
 
     @property
     def dkim_dir(self) -> Path:

@@ -165,12 +165,8 @@ def test_a_power_cut_leaves_nothing_that_stops_the_next_start(jitaku_factory: An
 def test_init_of_a_new_data_dir_writes_the_database_keys(shared_dir: Path) -> None:
     """In a network namespace of its own: a new config's cluster listens on the default port, 5433."""
     data_dir = shared_dir / "new"
-    result = _in_namespace(
-        ["--net"],
-        "ip link set lo up",
-        [*JITAKU, "init", "--domain", "example.test", "--database", "postgresql"],
-        data_dir,
-    )
+    command = [*JITAKU, "init", "--domain", "example.test", "--database", "postgresql"]
+    result = _in_namespace(["--net"], "ip link set lo up", command, Path("new"), cwd=shared_dir)  # a relative --dir
     assert result.returncode == 0, result.stderr
     text = (data_dir / "jitaku.toml").read_text()
     assert 'url = "postgresql://jitaku@127.0.0.1:5433/jitaku"' in text
@@ -213,13 +209,16 @@ def test_a_run_user_runs_the_cluster(jitaku_factory: Any, shared_dir: Path, read
     assert postmaster(server) is None
 
 
-def _in_namespace(kind: list[str], setup: str, command: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
+def _in_namespace(
+    kind: list[str], setup: str, command: list[str], data_dir: Path, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     script = f'{setup} && exec "$@"'
     return subprocess.run(
         ["unshare", *kind, "sh", "-c", script, "sh", *command, "--dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=cwd,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
 
