@@ -260,7 +260,9 @@ def test_the_store_follows_a_listen_port_changed_after_init(jitaku_factory: Any,
     server.add_user(READER)
     moved = free_port()
     path = server.dir / "jitaku.toml"
-    path.write_text(path.read_text().replace(f"127.0.0.1:{_port}", f"127.0.0.1:{moved}"))
+    text = path.read_text()
+    assert text.count(f'"127.0.0.1:{_port}"') == 1  # [database] listen's, and no url naming it
+    path.write_text(text.replace(f'"127.0.0.1:{_port}"', f'"127.0.0.1:{moved}"'))
     assert [user["address"] for user in json.loads(server.cli("user", "list", "--json").stdout)] == [READER]
 
 

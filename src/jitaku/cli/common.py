@@ -8,6 +8,7 @@ import contextlib
 import json
 import signal
 import sys
+import threading
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,8 +98,9 @@ def hold_cluster(config: Config) -> None:
 
     if not _holding:
         atexit.register(_release)
-        for number in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(number, _exit_on_signal)
+        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+            for number in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(number, _exit_on_signal)
     _held.enter_context(cluster.using(config))
     _holding.add(config.data_dir)
 
@@ -110,8 +112,9 @@ def _exit_on_signal(number: int, frame: object) -> None:
 def _release() -> None:
     """Leave every cluster held; a failure is one line on stderr, never atexit's traceback. A second SIGTERM
     waits: the stop is bounded (jitaku.ha.cluster.STOP_TIMEOUT), and cut short it would leave the cluster up."""
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_IGN)
     try:
         _held.close()
     except Exception as error:

@@ -312,15 +312,19 @@ def _forget_reused_pid(data: Path) -> None:
 
 def state(config: Config) -> str:
     """One word for a person: "running", "starting", "stopping", "stopped" or "absent"."""
-    if not (config.postgres_dir / "PG_VERSION").exists():
-        return "absent"
-    pid, fields = _postmaster(config.postgres_dir)
+    return _state(config.postgres_dir)[0]
+
+
+def _state(data: Path) -> tuple[str, int | None]:
+    """state()'s word and the postmaster's pid, from one reading of postmaster.pid."""
+    if not (data / "PG_VERSION").exists():
+        return "absent", None
+    pid, fields = _postmaster(data)
     if pid is None:
-        return "stopped"
+        return "stopped", None
     status = fields[7].strip() if len(fields) > 7 else ""
-    return {"ready": "running", "standby": "running", "starting": "starting", "stopping": "stopping"}.get(
-        status, "starting"
-    )
+    word = {"ready": "running", "standby": "running", "starting": "starting", "stopping": "stopping"}
+    return word.get(status, "starting"), pid
 
 
 def ensure_database(config: Config) -> None:
@@ -351,9 +355,9 @@ def _wait_until_settled(config: Config) -> int | None:
     or None when none runs (a shutdown under way is waited out)."""
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        now = state(config)
+        now, pid = _state(config.postgres_dir)
         if now in ("running", "stopped"):
-            return running(config) if now == "running" else None
+            return pid
         if time.monotonic() > deadline:
             raise ClusterError(f"PostgreSQL in {config.postgres_dir} stayed {now} for {START_TIMEOUT} s")
         time.sleep(0.1)
