@@ -7,6 +7,7 @@ shared_dir. Every cluster listens on a port of its own (free_port), written to t
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import imaplib
 import json
@@ -275,3 +276,43 @@ def test_a_port_in_use_is_said_in_one_line(jitaku_factory: Any, shared_dir: Path
     assert result.stderr.startswith("jitaku: pg_ctl start failed: could not create any TCP/IP sockets")
     assert 'could not bind IPv4 address "127.0.0.1": Address already in use' in result.stderr
     assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the port free again, it starts
+
+
+@pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGTERM])
+def test_a_command_ended_by_a_dropped_session_stops_the_cluster_it_started(
+    jitaku_factory: Any, shared_dir: Path, number: int
+) -> None:
+    """`jitaku user remove` waiting at its question, the cluster started for it, when the ssh session drops
+    (SIGHUP) or someone kills it: it exits, and stops the cluster, which nothing else uses."""
+    server, _port = managed(jitaku_factory, shared_dir)
+    server.cli("init", "--database", "postgresql")
+    server.add_user(READER)
+    server.start()
+    deliver(server, "held by the question")
+    wait_until(lambda: imap_bodies(server) == [b"held by the question"], timeout=30)
+    server.stop()
+    assert postmaster(server) is None
+    controller, terminal = os.openpty()
+    command = subprocess.Popen(
+        [*JITAKU, "user", "remove", READER, "--dir", str(server.dir)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    os.close(terminal)
+    try:
+        said = b""
+        while b"Remove the user" not in said:
+            said += os.read(controller, 4096)
+        pid = postmaster(server)
+        assert pid is not None and alive(pid)  # started for the command
+        command.send_signal(number)
+        assert command.wait(timeout=60) == 128 + number
+        with contextlib.suppress(OSError):  # EIO once the command is gone
+            said += os.read(controller, 4096)
+    finally:
+        command.kill()
+        os.close(controller)
+    assert postmaster(server) is None and not alive(pid)
+    assert b"Traceback" not in said and b"Exception ignored" not in said
