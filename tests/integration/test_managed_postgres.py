@@ -188,6 +188,14 @@ def test_without_postgresql_installed_init_says_what_to_install(jitaku_factory: 
     assert "apt install postgresql" in result.stderr
     assert not (server.dir / "postgres").exists()
     assert before == (server.dir / "jitaku.toml").read_text()  # unchanged: `jitaku serve` still starts on SQLite
+    fresh = _in_namespace(
+        ["--mount"],
+        "mount -t tmpfs tmpfs /usr/lib/postgresql",
+        [*JITAKU, "init", "--domain", "example.test", "--database", "postgresql"],
+        shared_dir / "fresh",
+    )
+    assert fresh.returncode == 1 and "apt install postgresql" in fresh.stderr
+    assert not (shared_dir / "fresh" / "jitaku.toml").exists()  # no config naming a cluster that is not there
 
 
 def test_a_run_user_runs_the_cluster(jitaku_factory: Any, shared_dir: Path, readable_install: None) -> None:
