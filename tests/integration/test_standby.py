@@ -7,10 +7,12 @@ The tests run as root (CI does): the clusters run as `postgres`, hence shared_di
 
 from __future__ import annotations
 
+import imaplib
 import json
 import os
 import socket
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +121,12 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
         assert smtp.makefile("rb").readline().startswith(b"421 4.3.2 "), standby.log()[-3000:]
     with urllib.request.urlopen(f"http://127.0.0.1:{standby.web_port}/admin/status.json", timeout=10) as page:
         assert page.status == 200 and READER in page.read().decode()
+    post = urllib.request.Request(f"http://127.0.0.1:{standby.web_port}/admin/users", data=b"x=1", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as written:
+        urllib.request.urlopen(post, timeout=10)
+    assert written.value.code == 503
+    with pytest.raises(imaplib.IMAP4.error, match=r"BYE \[UNAVAILABLE\] two.example.test is a standby"):
+        imaplib.IMAP4("127.0.0.1", standby.imap_port)
 
     checked = standby.cli("check", "--json", check=False)
     results = {result["check"]: result for result in json.loads(checked.stdout)}
@@ -132,3 +140,16 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     assert theirs["sync_state"] == "streaming" and theirs["peer"] == f"127.0.0.1:{port}"
     assert theirs["timeline"] == ours["timeline"] == 1 and theirs["holds_address"] is None
     assert secret not in standby.log() + primary.log()
+    assert standby.cli("ha", "status").stdout.splitlines()[:3] == [
+        "role           standby",
+        f"peer           127.0.0.1:{port}",
+        "sync state     streaming",
+    ]
+
+    # the daemon's health monitor keeps its results in a file of its own, not in the read-only database
+    health = standby.dir / "ha" / "health.json"
+    wait_until(lambda: health.exists() and "replication" in json.loads(health.read_text())["results"], timeout=20)
+    again = standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy), check=False)
+    assert (
+        again.returncode == 1 and again.stderr == f"jitaku: jitaku serve is running on {standby.dir}: stop it first\n"
+    )
