@@ -55,8 +55,10 @@ def pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, int, Jitaku, Pa
     assert str(secret) in allowed.stdout
     again = primary.cli("standby", "allow", "127.0.0.1")
     assert "already allowed" in again.stdout
+    primary.cli("standby", "allow", "::1")  # several standbys may be allowed
     hba = (primary.dir / "postgres" / "pg_hba.conf").read_text()
     assert hba.count("host replication replicator 127.0.0.1/32 scram-sha-256") == 1
+    assert "host replication replicator ::1/128 scram-sha-256" in hba
 
     standby = jitaku_factory(name="standby", where=shared_dir)
     standby_port = managed_port(standby)

@@ -47,6 +47,7 @@ HBA_BEGIN = "# jitaku: standby allow (replication), begin"  # neither contains c
 HBA_FINISH = "# jitaku: standby allow (replication), finish"
 SETTINGS = {"wal_level": "replica", "max_wal_senders": "10", "max_replication_slots": "10", "hot_standby": "on"}
 HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
+HBA_KEYWORDS = {"all", "samehost", "samenet"}  # pg_hba.conf's words for many hosts, never one standby
 STREAM_TIMEOUT = 60.0  # seconds a new standby may take to start streaming
 
 
@@ -103,7 +104,7 @@ def hba_address(host: str) -> str:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        if not HOSTNAME.fullmatch(host) or len(host) > 253:
+        if not HOSTNAME.fullmatch(host) or len(host) > 253 or host.lower() in HBA_KEYWORDS:
             raise StandbyError(f"{host!r} is neither an IP address nor a host name") from None
         return host.lower()
     return f"{ip}/{ip.max_prefixlen}"
