@@ -112,6 +112,8 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     kept = standby.dir / "ha" / "replication.secret"
     assert kept.stat().st_mode & 0o777 == 0o600 and kept.read_text().strip() == secret
     assert len(list(standby.dir.glob("postgres.replaced-*"))) == 1
+    on_standby = standby.cli("standby", "allow", "127.0.0.2", check=False)
+    assert on_standby.returncode == 1 and "this box is a standby" in on_standby.stderr
 
     standby.start()
     deliver(primary, "written on the primary")

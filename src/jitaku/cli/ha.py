@@ -90,11 +90,17 @@ def setup(
 @ha_app.command("status")
 def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
     """This box's role and how the pair stands: peer, sync state, lag, WAL positions, timeline, address."""
+    import psycopg
+
     from jitaku.ha.status import status as pair_status
 
     config = load_config(data_dir)
     hold_cluster(config)
-    found = pair_status(config)
+    try:
+        found = pair_status(config)
+    except psycopg.Error as error:
+        said = str(error).strip().splitlines() or [error.__class__.__name__]
+        raise CliError(f"cannot read the pair's state from the database: {said[0]}") from None
     if as_json:
         typer.echo(json.dumps(found))
         return

@@ -69,17 +69,19 @@ def secret_path(config: Config) -> Path:
 
 def allow(config: Config, host: str) -> Allowed:
     """Let HOST (an IP address or a name) replicate from this box's cluster, which runs (cluster.using)."""
-    network = hba_address(host)
-    path = secret_path(config)
-    made = not path.exists()
-    if made:
-        _write_secret(path, secrets.token_urlsafe(32))
-    secret = read_secret(path)
     from psycopg import sql
 
     from jitaku.ha import role
 
+    network = hba_address(host)
+    path = secret_path(config)
     with role.connect(config) as connection:
+        if _first(connection.execute("SELECT pg_is_in_recovery()").fetchone()):
+            raise StandbyError("this box is a standby: run `jitaku standby allow` on the primary")
+        made = not path.exists()
+        if made:
+            _write_secret(path, secrets.token_urlsafe(32))
+        secret = read_secret(path)
         verifier = connection.pgconn.encrypt_password(secret.encode(), ROLE.encode(), b"scram-sha-256").decode()
         exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone()
         verb = "ALTER" if exists else "CREATE"
@@ -97,6 +99,10 @@ def allow(config: Config, host: str) -> Allowed:
         pending = [str(row[0]) for row in connection.execute("SELECT name FROM pg_settings WHERE pending_restart")]
     log.event("standby_allowed", host=host, added=added, secret_made=made)
     return Allowed(path, made, added, pending)
+
+
+def _first(row: tuple[object, ...] | None) -> object:
+    return row[0] if row is not None else None
 
 
 def hba_address(host: str) -> str:
