@@ -97,10 +97,12 @@ def _refusals() -> tuple[type[Exception], ...]:
     from jitaku.cli.errors import CliError
     from jitaku.config import ConfigError
     from jitaku.errors import PrivilegeError, ServeError
+    from jitaku.ha.address import AddressError
     from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
+    from jitaku.store.copy import CopyRefused
 
-    return (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError)
+    return (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError, AddressError, CopyRefused)
 
 
 def _say_typer_error(error: typer.TyperException) -> int:
