@@ -10,9 +10,11 @@ sits in memory. Before the commit the two databases are compared, table by table
 each mailbox's highest UID), against the snapshot read and against the source as it is now: a jitaku still
 writing to the source during the copy is caught there, not when a mail is missing later.
 
-Both databases are at the newest schema first: an older source is migrated in place, as any jitaku command
-opening it would migrate it (the migrations are one transaction), and is otherwise only read. A database at no
-revision (not jitaku's) or at one newer than this jitaku knows is refused.
+Both databases are at the newest schema first, the target opened (and found empty) before the source: an older
+source is migrated in place, as any jitaku command opening it would migrate it (the migrations are one
+transaction), and is otherwise only read. A database at no revision (not jitaku's) or at one newer than this
+jitaku knows is refused. So is a value the target would not take (SQLite holds text to no VARCHAR's length and
+takes a NUL in it; PostgreSQL does neither), named with its table and row.
 """
 
 from __future__ import annotations
