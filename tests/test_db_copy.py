@@ -219,6 +219,31 @@ def test_large_tables_go_in_batches_bounded_in_rows_and_bytes(
     assert all(later - earlier <= 50 for earlier, later in zip(seen, seen[1:], strict=False))
 
 
+def test_batches_are_bounded_by_text_too(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str, postgresql_url: str, opened: list[Database]
+) -> None:
+    """Large text (a post's body, a message's flags) fills a batch as bytes do."""
+    source, target = _open(opened, sqlite_url, postgresql_url)
+    fill(source)
+    with source.transaction() as connection:
+        mailbox = connection.execute(sa.text("SELECT mailbox_id FROM messages WHERE id = 1000")).scalar_one()
+        connection.execute(
+            sa.text(
+                "INSERT INTO messages (mailbox_id, uid, flags, received_at, size, body, modseq)"
+                " VALUES (:m, :uid, :flags, 1.5, 0, x'', 7)"
+            ),
+            [{"m": mailbox, "uid": uid, "flags": "$Label" * uid} for uid in range(1, 200)],
+        )
+    monkeypatch.setattr(store_copy, "BATCH_ROWS", 50)
+    monkeypatch.setattr(store_copy, "BATCH_BYTES", 4000)
+    said: list[str] = []
+
+    copy(source, target, said.append)
+
+    seen = re.findall(r"^copying messages: ([\d,]+) rows$", "\n".join(said), re.M)
+    assert len(seen) > 202 // 50 + 1  # the byte bound ended batches the row bound would not have
+
+
 def test_an_older_source_is_migrated_first(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     config = migrations_config()
