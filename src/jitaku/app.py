@@ -49,10 +49,22 @@ def serve(data_dir: Path) -> None:
         if user is not None:
             privileges.drop(user)
             log.event("dropped_root", user=user.pw_name, uid=user.pw_uid, gid=user.pw_gid)
-        provision.complete(config)
-        for change in changes:
-            log.event("data_dir_mode", change=change)
-        run(config, sockets)
+        with _managed_cluster(config):
+            provision.complete(config)
+            for change in changes:
+                log.event("data_dir_mode", change=change)
+            run(config, sockets)
+
+
+def _managed_cluster(config: Config) -> contextlib.AbstractContextManager[None]:
+    """With `[database] managed`, the cluster running until the daemon stops (started, or adopted from a daemon
+    killed with -9), and stopped then unless a CLI command still uses it. Started as `[run] user`, once root is
+    dropped; a daemon that keeps root runs it as `postgres` (jitaku.ha.cluster)."""
+    if not config.settings.database.managed:
+        return contextlib.nullcontext()
+    from jitaku.ha import cluster
+
+    return cluster.using(config)
 
 
 @contextlib.contextmanager

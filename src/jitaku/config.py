@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -31,6 +31,7 @@ from pydantic import (
 from jitaku.resolver import Nameserver, parse_nameserver
 
 CONFIG_NAME = "jitaku.toml"
+PASSFILE_NAME = "jitaku.pgpass"  # in the managed cluster's directory: libpq's password file, 0600
 
 
 class ConfigError(Exception):
@@ -275,8 +276,52 @@ class DkimSettings(_Section):
         return value
 
 
+def _database_listen(value: Any) -> tuple[Listen, ...]:
+    """The managed cluster's addresses: PostgreSQL listens on one port, on every address it is given."""
+    listen = tuple(parse_listen(str(address)) for address in _listen_list(value))  # port 0 refused here
+    if not listen:
+        raise ValueError('expected at least one "host:port"')
+    ports = sorted({address.port for address in listen})
+    if len(ports) > 1:
+        raise ValueError(f"PostgreSQL listens on one port for all its addresses; got {', '.join(map(str, ports))}")
+    return listen
+
+
 class DatabaseSettings(_Section):
+    """Where the store is: SQLite in the data directory (url empty), or PostgreSQL.
+
+    `managed`: jitaku runs the PostgreSQL cluster itself, in DIR/postgres, on `listen` (jitaku.ha.cluster); its
+    password lives in a file there, never in `url`.
+    """
+
+    managed: bool = False  # before url, which is checked against it
     url: str = ""
+    listen: Annotated[tuple[Listen, ...], BeforeValidator(_database_listen)] = (Listen("127.0.0.1", 5433),)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str, info: ValidationInfo) -> str:
+        if not info.data.get("managed"):
+            return value
+        parts = urlsplit(value)
+        if value and parts.scheme.partition("+")[0] not in ("postgresql", "postgres"):
+            raise ValueError("managed = true runs PostgreSQL: expected postgresql://... (or nothing)")
+        if parts.password is not None:
+            raise ValueError("managed = true keeps the password in a file in DIR/postgres; leave it out of the url")
+        return value
+
+    @property
+    def managed_url(self) -> str:
+        """`url`, or for a managed cluster without one the URL of its `jitaku` database on its first address."""
+        if self.url or not self.managed:
+            return self.url
+        return f"postgresql://jitaku@{connect_address(self.listen[0])}/jitaku"
+
+
+def connect_address(listen: Listen) -> str:
+    """Where a client on this machine reaches a server listening on LISTEN: a wildcard is reached on loopback."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "*": "127.0.0.1"}.get(listen.host, listen.host)
+    return str(Listen(host, listen.port))
 
 
 class DdnsRecord(_Section):
@@ -677,7 +722,19 @@ class Config:
 
     @property
     def database_url(self) -> str:
-        return self.settings.database.url or f"sqlite:///{self.data_dir / 'jitaku.db'}"
+        """The store's URL; a managed cluster's names the file its password is in (libpq's passfile)."""
+        database = self.settings.database
+        url = database.managed_url or f"sqlite:///{self.data_dir / 'jitaku.db'}"
+        if database.managed:
+            separator = "&" if "?" in url else "?"
+            url += f"{separator}passfile={quote(str(self.postgres_dir / PASSFILE_NAME))}"
+        return url
+
+    @property
+    def postgres_dir(self) -> Path:
+        """The managed PostgreSQL cluster's data directory (its PGDATA), absolute: pg_ctl runs in / (a directory its
+        user may enter), and libpq reads the password file from wherever the command was started."""
+        return Path(os.path.abspath(self.data_dir / "postgres"))
 
     @property
     def dkim_dir(self) -> Path:

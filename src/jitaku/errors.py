@@ -7,3 +7,7 @@ class ServeError(Exception):
 
 class PrivilegeError(Exception):
     """jitaku cannot run as the user it should (`[run] user`, the data directory's owner); one line for a person."""
+
+
+class ClusterError(Exception):
+    """The managed PostgreSQL cluster cannot be made, started or stopped; one line for a person."""

@@ -152,8 +152,16 @@ RUN_AS_WHOEVER = """\
 """
 
 
-def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool, run_user: str | None = None) -> Path:
-    """A commented config for DOMAIN; RUN_USER, when given, is the `[run] user` the daemon drops to."""
+def write_config(
+    data_dir: Path,
+    domain: str,
+    hostname: str | None,
+    public: bool,
+    run_user: str | None = None,
+    managed_database: bool = False,
+) -> Path:
+    """A commented config for DOMAIN; RUN_USER, when given, is the `[run] user` the daemon drops to;
+    MANAGED_DATABASE: the store in a PostgreSQL cluster of jitaku's own (jitaku.ha.cluster)."""
     path = data_dir / config_module.CONFIG_NAME
     text = TEMPLATE.format(
         hostname=hostname or f"mail.{domain}",
@@ -168,6 +176,10 @@ def write_config(data_dir: Path, domain: str, hostname: str | None, public: bool
         pop3s=_listen(_everywhere(995) if public else []),
         web=_listen(_everywhere(443, 80) if public else ["127.0.0.1:8025"]),
     )
+    if managed_database:
+        from jitaku.ha.config_text import managed_database as with_cluster
+
+        text = with_cluster(text, path).text
     config_module.parse(text, path)  # the template must always be valid
     make_data_dir(data_dir)
     # never overwrite; 0600 because a relay password may be added to it
@@ -204,7 +216,7 @@ def complete(config: Config) -> list[str]:
     settings = config.settings
     made = []
     database_file = config.data_dir / "jitaku.db"
-    if not settings.database.url and not database_file.exists():
+    if not settings.database.managed_url and not database_file.exists():
         # SQLite would make it 0644 less the umask; it holds password hashes and everyone's mail,
         # and its -wal and -shm files take the mode of this one
         os.close(os.open(database_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_MODE))

@@ -223,7 +223,50 @@ def unreachable(stage: Path) -> dict[str, Any]:
     }
 
 
-SCENARIOS = {"init": init, "serve": serve, "unprivileged": unprivileged, "unreachable": unreachable}
+def managed(stage: Path) -> dict[str, Any]:
+    """`jitaku init --service --database postgresql`, then `jitaku serve` started as root: who the cluster runs as,
+    who owns the data directory, and whether the daemon's SIGTERM stops the cluster."""
+    jitaku = program(stage)
+    made = run(jitaku, "init", "--domain", "example.org", "--service", "--database", "postgresql")
+    if made["code"] != 0:
+        return {"init": made}
+    pid_file = DATA / "postgres" / "postmaster.pid"
+    after_init = pid_file.exists()
+    log = stage / "serve.log"
+    with log.open("wb") as output:
+        daemon = subprocess.Popen([str(jitaku), "serve"], stdout=output, stderr=output, cwd="/")
+    try:
+        started = _wait(lambda: daemon.poll() is not None or b"event=started" in log.read_bytes(), 60)
+        if not started or daemon.poll() is not None:
+            return {"started": False, "log": log.read_text(errors="replace")}
+        postmaster = int(pid_file.read_text().split()[0])
+        status = Path(f"/proc/{postmaster}/status").read_text()
+        uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+        owners = {pwd.getpwuid(path.lstat().st_uid).pw_name for path in [DATA, *DATA.rglob("*")]}
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+    return {
+        "init": made,
+        "running_after_init": after_init,
+        "started": True,
+        "postmaster_user": pwd.getpwuid(uid).pw_name,
+        "owners": sorted(owners),
+        "stopped": not pid_file.exists(),
+        "config": (DATA / "jitaku.toml").read_text(),
+    }
+
+
+SCENARIOS = {
+    "init": init,
+    "serve": serve,
+    "unprivileged": unprivileged,
+    "unreachable": unreachable,
+    "managed": managed,
+}
 
 if __name__ == "__main__":
     stage = Path(sys.argv[2])

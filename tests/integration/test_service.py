@@ -132,3 +132,17 @@ def test_init_service_refuses_a_data_dir_the_service_user_cannot_reach(tmp_path:
         == f"jitaku: the jitaku user cannot reach {closed}: choose a data directory outside any it may not enter (a home, say)\n"
     )
     assert seen["made"] == []  # neither a config nor a unit
+
+
+def test_a_service_with_a_managed_cluster_runs_it_as_the_service_user(tmp_path: Path) -> None:
+    """`init --service --database postgresql`: the cluster is the jitaku user's, like all else in the data
+    directory; the daemon started as root runs it as that user and stops it on SIGTERM."""
+    seen = on_own_host("managed", tmp_path / "host")
+    assert seen["init"]["code"] == 0, seen["init"]["stderr"]
+    assert seen.get("started"), seen
+    assert "ready: PostgreSQL 15 cluster /var/lib/jitaku/postgres (run as jitaku)" in seen["init"]["stdout"]
+    assert not seen["running_after_init"]
+    assert seen["postmaster_user"] == "jitaku"
+    assert seen["owners"] == ["jitaku"]
+    assert seen["stopped"]
+    assert 'url = "postgresql://jitaku@127.0.0.1:5433/jitaku"' in seen["config"]

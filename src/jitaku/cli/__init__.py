@@ -96,13 +96,23 @@ def _refusals() -> tuple[type[Exception], ...]:
     `jitaku serve` does not load the modules that define them (the store's, SQLAlchemy) for an except clause."""
     from jitaku.cli.errors import CliError
     from jitaku.config import ConfigError
-    from jitaku.errors import PrivilegeError, ServeError
+    from jitaku.errors import ClusterError, PrivilegeError, ServeError
     from jitaku.ha.address import AddressError
     from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
     from jitaku.store.copy import CopyRefused
 
-    return (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError, AddressError, CopyRefused)
+    return (
+        ConfigError,
+        ServeError,
+        PrivilegeError,
+        AccountError,
+        CliError,
+        ServiceError,
+        ClusterError,
+        AddressError,
+        CopyRefused,
+    )
 
 
 def _say_typer_error(error: typer.TyperException) -> int:

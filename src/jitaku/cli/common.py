@@ -3,6 +3,8 @@ config and database a command works on, and how results are printed (one console
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import sys
 from collections.abc import Collection
@@ -73,7 +75,37 @@ def open_database(config: Config) -> Database:
     """The database the config names (SQLite in the data directory, or PostgreSQL), opened for this command."""
     from jitaku.store import Database
 
+    hold_cluster(config)
     return Database(config.database_url)
+
+
+_held: dict[Path, contextlib.ExitStack] = {}
+
+
+def hold_cluster(config: Config) -> None:
+    """With `[database] managed`, the cluster running until this command ends: started if down, and stopped at the
+    end unless another jitaku process (the daemon) uses it then (jitaku.ha.cluster.using). A command run while
+    the daemon is down leaves no server running behind it, listening on a port and holding memory."""
+    if not config.settings.database.managed or config.data_dir in _held:
+        return
+    from jitaku.ha import cluster
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(cluster.using(config))
+    _held[config.data_dir] = stack
+    if len(_held) == 1:
+        atexit.register(_release)
+
+
+def _release() -> None:
+    from jitaku.errors import ClusterError
+
+    for stack in _held.values():
+        try:
+            stack.close()
+        except ClusterError as error:
+            sys.stderr.write(f"jitaku: {error}\n")
+    _held.clear()
 
 
 def parse_address(text: str) -> str:

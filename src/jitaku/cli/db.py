@@ -1,8 +1,11 @@
-"""`jitaku db ...`: the database itself. `db copy` moves an install's data (its SQLite file, most often) into
-the database this data directory's config names, new and empty: PostgreSQL, for a primary and its standby."""
+"""`jitaku db ...`: the database itself. `db use-postgresql` turns an install over to a PostgreSQL cluster of
+jitaku's own (jitaku.ha.cluster), as `jitaku init --database postgresql` does; `db copy` moves an install's data
+(its SQLite file, most often) into the database this data directory's config names, new and empty: PostgreSQL,
+for a primary and its standby."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
@@ -10,13 +13,73 @@ from typing import Annotated
 
 import typer
 
-from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, console, load_config, print_table
-from jitaku.config import CONFIG_NAME
+from jitaku import config as config_module
+from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, console, hold_cluster, load_config, print_table
+from jitaku.config import CONFIG_NAME, Config
 from jitaku.words import counted
 
-db_app = typer.Typer(no_args_is_help=True, help="The database: move an install's data into it.")
+db_app = typer.Typer(
+    no_args_is_help=True, help="The database: SQLite in the data directory or PostgreSQL, and moving data into it."
+)
 
 SQLITE_NAME = "jitaku.db"  # a data directory's database when its config names none
+
+
+@db_app.command("use-postgresql")
+def use_postgresql(data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Run a PostgreSQL cluster of jitaku's own in DIR/postgres and keep the store there (restart `jitaku serve`)."""
+    config = switch(data_dir)
+    create_cluster(config)
+    console.print(f"ready: database {config.settings.database.managed_url}; restart `jitaku serve` to use it")
+
+
+def switch(data_dir: Path) -> Config:
+    """Add the `[database]` keys of a managed cluster to DIR's jitaku.toml, changing nothing else in it."""
+    from jitaku.ha.config_text import ConfigTextError, managed_database
+
+    path = data_dir / config_module.CONFIG_NAME
+    load_config(data_dir)  # a missing or bad config is said as every command says it
+    text = path.read_text(encoding="utf-8")
+    try:
+        edited = managed_database(text, path)
+    except ConfigTextError as error:
+        raise CliError(str(error)) from None
+    if edited.added:
+        _replace(path, edited.text)
+        console.print(f"added to [database] in {path}: {'; '.join(edited.added)}")
+    if (data_dir / SQLITE_NAME).exists():
+        console.print(f"{data_dir / SQLITE_NAME} is left as it was: `jitaku db copy --from {data_dir}` moves its data")
+    return load_config(data_dir)
+
+
+def create_cluster(config: Config) -> None:
+    """The cluster made if missing, and the store's schema in it."""
+    from jitaku.ha import cluster
+    from jitaku.store import Database
+
+    for made in cluster.create(config):
+        console.print(f"ready: {made}")
+    hold_cluster(config)
+    Database(config.database_url).close()  # the migrations
+
+
+def _replace(path: Path, text: str) -> None:
+    """TEXT as PATH, its mode and owner kept, through a new file renamed over it: a cut leaves the old config or
+    the new, never half of one."""
+    config_module.parse(text, path)  # never write what would not load
+    was = path.stat()
+    part = path.with_name(path.name + ".new")
+    part.unlink(missing_ok=True)
+    descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, was.st_mode & 0o777)
+    try:
+        os.write(descriptor, text.encode())
+        os.fchmod(descriptor, was.st_mode & 0o777)
+        if os.geteuid() == 0:
+            os.fchown(descriptor, was.st_uid, was.st_gid)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    part.rename(path)
 
 
 @db_app.command("copy")
@@ -48,6 +111,7 @@ def db_copy(
         raise CliError(f"{shown(source_url)} is this data directory's own database: copy from another")
     # The target first: one out of reach, or holding data, is refused before the source's schema is changed
     with _stopped(data_dir, source_dir), ExitStack() as opened:
+        hold_cluster(config)  # a managed cluster, which the stopped daemon would otherwise run
         target = opened.enter_context(closing(open_target(target_url)))
         database, was = open_source(source_url)
         opened.enter_context(closing(database))

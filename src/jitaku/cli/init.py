@@ -3,6 +3,7 @@ theirs and the systemd units; then the DNS records to publish."""
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from pathlib import Path
@@ -12,11 +13,18 @@ import typer
 
 from jitaku import config as config_module
 from jitaku import dns_records, provision, service
+from jitaku.cli import db
 from jitaku.cli.common import DIR_HELP, CliError, console, load_config, records_to_publish
 from jitaku.config import Config
 from jitaku.data_dir import SERVICE_DIR
 from jitaku.terminal import visible
 from jitaku.words import counted
+
+
+class Database(enum.StrEnum):
+    sqlite = "sqlite"
+    postgresql = "postgresql"
+
 
 InitDirOption = Annotated[
     Path | None,
@@ -36,6 +44,14 @@ def init(
     public: Annotated[
         bool, typer.Option("--public", help="Listen on 0.0.0.0 and [::] (ports 25, 587, 465 ...) instead of loopback.")
     ] = False,
+    database: Annotated[
+        Database,
+        typer.Option(
+            "--database",
+            help="Where the store lives: sqlite (jitaku.db here), or postgresql (a cluster of jitaku's own in"
+            " DIR/postgres; added to an existing config, nothing else in it changed).",
+        ),
+    ] = Database.sqlite,
     as_service: Annotated[
         bool,
         typer.Option(
@@ -46,33 +62,44 @@ def init(
 ) -> None:
     """Create what the data directory lacks and print the DNS records to publish."""
     if as_service:
-        config = _init_service(data_dir or SERVICE_DIR, domain, hostname, public)
+        config = _init_service(data_dir or SERVICE_DIR, domain, hostname, public, database)
     else:
         from jitaku import privileges
         from jitaku.data_dir import find
 
         data_dir = data_dir or find()
         privileges.become_owner(data_dir)  # an init run as root on the service's dir leaves nothing root's
-        config = _init_data_dir(data_dir, domain, hostname, public)
+        config = _init_data_dir(data_dir, domain, hostname, public, database)
     # whole lines, never through Rich: a record cut or wrapped at the terminal's width is another record
     sys.stdout.write("\nPublish these DNS records (`jitaku dns records --check` compares them with DNS):\n")
     sys.stdout.write(dns_records.zone_text(records_to_publish(config)))
 
 
 def _init_data_dir(
-    data_dir: Path, domain: str | None, hostname: str | None, public: bool, run_user: str | None = None
+    data_dir: Path,
+    domain: str | None,
+    hostname: str | None,
+    public: bool,
+    database: Database,
+    run_user: str | None = None,
 ) -> Config:
     path = data_dir / config_module.CONFIG_NAME
+    postgresql = database == Database.postgresql
     if not path.exists():
         if not domain:
             raise CliError(f"{path} does not exist yet; give --domain DOMAIN")
-        provision.write_config(data_dir, domain.lower(), hostname, public, run_user)
+        provision.write_config(data_dir, domain.lower(), hostname, public, run_user, managed_database=postgresql)
         console.print(f"wrote {path}")
-    elif domain or hostname or public:
-        console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
+    else:
+        if domain or hostname or public:
+            console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
+        if postgresql:
+            db.switch(data_dir)
     config = load_config(data_dir)
     for change in provision.tighten(config):
         console.print(visible(change))  # it names what it found in dkim/, which others may have written to
+    if config.settings.database.managed:
+        db.create_cluster(config)
     try:
         for made in provision.complete(config):
             console.print(f"ready: {made}")
@@ -86,7 +113,7 @@ def _init_data_dir(
     return config
 
 
-def _init_service(data_dir: Path, domain: str | None, hostname: str | None, public: bool) -> Config:
+def _init_service(data_dir: Path, domain: str | None, hostname: str | None, public: bool, database: Database) -> Config:
     """The data directory as the system user's, then the systemd units, written and enabled.
 
     Everything that can refuse is asked before anything changes: root, the paths the units name, a config
@@ -111,7 +138,7 @@ def _init_service(data_dir: Path, domain: str | None, hostname: str | None, publ
             console.print(f"gave {account.pw_name} {counted(given, 'entry', 'entries')} root owned in {data_dir}")
         service.check_reachable(install, data_dir, account)
         with service.acting_as(account):
-            config = _init_data_dir(data_dir, domain, hostname, public, service.USER)
+            config = _init_data_dir(data_dir, domain, hostname, public, database, service.USER)
         if run_user is None:
             console.print(
                 f"{path} has no [run] user: the service starts as {service.USER} all the same; add [run] user = "
