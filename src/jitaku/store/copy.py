@@ -80,8 +80,8 @@ class Shape:
     key: tuple[str, ...]
     booleans: frozenset[str]
     binaries: frozenset[str]
-    large: frozenset[str] = frozenset()
-    limits: tuple[tuple[str, int], ...] = ()
+    large: frozenset[str]
+    limits: tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
