@@ -97,10 +97,22 @@ def _refusals() -> tuple[type[Exception], ...]:
     from jitaku.cli.errors import CliError
     from jitaku.config import ConfigError
     from jitaku.errors import ClusterError, PrivilegeError, ServeError
+    from jitaku.ha.address import AddressError
     from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
+    from jitaku.store.copy import CopyRefused
 
-    return (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError, ClusterError)
+    return (
+        ConfigError,
+        ServeError,
+        PrivilegeError,
+        AccountError,
+        CliError,
+        ServiceError,
+        ClusterError,
+        AddressError,
+        CopyRefused,
+    )
 
 
 def _say_typer_error(error: typer.TyperException) -> int:
