@@ -129,6 +129,8 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     with pytest.raises(urllib.error.HTTPError) as written:
         urllib.request.urlopen(post, timeout=10)
     assert written.value.code == 503
+    with socket.create_connection(("127.0.0.1", standby.pop3_port), timeout=10) as pop3:
+        assert pop3.makefile("rb").readline().startswith(b"-ERR [SYS/TEMP] two.example.test is a standby")
     with pytest.raises(imaplib.IMAP4.error, match=r"BYE \[UNAVAILABLE\] two.example.test is a standby"):
         imaplib.IMAP4("127.0.0.1", standby.imap_port)
 
