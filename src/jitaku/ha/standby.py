@@ -189,7 +189,7 @@ def check_secret_file(path: Path) -> str:
     return read_secret(path)
 
 
-def setup(config: Config, primary: str, secret_file: Path, name: str | None) -> tuple[str, Path | None]:
+def setup(config: Config, primary: str, secret_file: Path, name: str | None) -> tuple[str, Path]:
     """Make this box's cluster a standby of PRIMARY; the slot name and where the old cluster went. The caller holds
     the serve lock (no daemon runs)."""
     host, port = parse_primary(primary)
