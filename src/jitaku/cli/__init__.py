@@ -1,5 +1,5 @@
 """The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns, dns, check, alerts, smart, blog,
-db.
+db, standby, ha.
 
 One module per command group; they share only `jitaku.cli.common` (options, errors, printing) and are put
 together in `jitaku.cli.commands`. A plain `jitaku serve [--dir DIR]` skips them: the daemon runs without
