@@ -19,6 +19,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.peers import free_port, wait_until
 
 SUPERUSER = "jitaku"
@@ -27,6 +29,12 @@ TEMPLATE = "jitaku_template"
 
 def on_postgresql() -> bool:
     return os.environ.get("JITAKU_TEST_DATABASE", "sqlite") == "postgresql"
+
+
+def sqlite_only(why: str) -> pytest.MarkDecorator:
+    """A test of what SQLite alone has (its PRAGMAs, its file, jobs run at once on the writer's connection):
+    skipped on PostgreSQL, saying WHY."""
+    return pytest.mark.skipif(on_postgresql(), reason=f"SQLite only: {why}")
 
 
 def binaries() -> Path:
@@ -70,6 +78,14 @@ class Server:
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}')
         return self.url(name)
+
+    def drop(self, url: str) -> None:
+        """Drop the database at URL (one of database()'s), whoever is connected to it: as a server lost."""
+        import psycopg
+
+        name = url.rpartition("/")[2]
+        with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def close(self) -> None:
         subprocess.run(

@@ -147,6 +147,8 @@ def test_forms_sent_at_once_get_no_more_than_three_links_mailed(database: Databa
 class Recorded:
     """A DB-API cursor that keeps what it was asked to run, as PostgreSQL would get it."""
 
+    description = None  # what a cursor says after a statement that returned no rows
+
     def __init__(self) -> None:
         self.ran: list[tuple[str, tuple[object, ...]]] = []
 

@@ -47,7 +47,7 @@ steps = st.lists(
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path_factory.mktemp('selections') / 'j.db'}")
+    database = Database(database_url(tmp_path_factory.mktemp("selections")))
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)
     yield database
