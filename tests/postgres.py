@@ -70,14 +70,22 @@ class Server:
     def url(self, name: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
 
-    def database(self) -> str:
-        """The URL of a new database, at the newest schema and empty."""
+    def database(self, template: str = TEMPLATE) -> str:
+        """The URL of a new database: a copy of TEMPLATE, by default at the newest schema and empty."""
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        self._create(name, template)
+        return self.url(name)
+
+    def keep(self, url: str, name: str) -> None:
+        """A copy of the database at URL named NAME, for database() to copy from (nobody may be connected
+        to URL meanwhile)."""
+        self._create(name, url.rpartition("/")[2])
+
+    def _create(self, name: str, template: str) -> None:
         import psycopg
 
-        name = f"t_{uuid.uuid4().hex[:16]}"
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}')
-        return self.url(name)
+            connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
 
     def drop(self, url: str) -> None:
         """Drop the database at URL (one of database()'s), whoever is connected to it: as a server lost."""

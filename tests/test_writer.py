@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,33 @@ def test_a_writer_that_cannot_open_its_database_says_so_as_the_stores_error(tmp_
             asyncio.run(database.transact(lambda tx: tx.run("SELECT 1")))
     finally:
         database.close()
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="SQLite lets one transaction write at a time: none can deadlock")
+def test_two_processes_writers_that_deadlock_each_commit_their_job(tmp_path: Path) -> None:
+    """Two SMTP workers' batches delivering to the same two mailboxes in turn: the server undoes one of them,
+    whose job runs again once the other committed, and both callers hear it is done (an SMTP client its 250)."""
+    url = database_url(tmp_path)
+    one, other = Database(url), Database(url)
+    locked = {1: threading.Event(), 2: threading.Event()}
+
+    def first_then(mine: int, theirs: int) -> Callable[[Tx], None]:
+        def job(tx: Tx) -> None:
+            tx.run("UPDATE marks SET v = v + 1 WHERE n = ?", (mine,))
+            locked[mine].set()
+            locked[theirs].wait(10)  # each holds its row and wants the other's: a deadlock the first time
+            tx.run("UPDATE marks SET v = v + 1 WHERE n = ?", (theirs,))
+
+        return job
+
+    async def go() -> list[list[tuple[int, int]]]:
+        await one.transact(lambda tx: tx.run("CREATE TABLE marks (n INTEGER PRIMARY KEY, v INTEGER)"))
+        await one.transact(lambda tx: tx.run_many("INSERT INTO marks VALUES (?, 0)", [(1,), (2,)]))
+        await asyncio.gather(one.transact(first_then(1, 2)), other.transact(first_then(2, 1)))
+        return await one.query(lambda s: s.run("SELECT n, v FROM marks ORDER BY n"))
+
+    try:
+        assert asyncio.run(go()) == [(1, 2), (2, 2)]
+    finally:
+        one.close()
+        other.close()

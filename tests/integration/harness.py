@@ -27,6 +27,7 @@ from jitaku.ports import SECTIONS
 from jitaku.store import Database, mailstore
 from jitaku.store.statements import Statements
 from tests.peers import free_port, swaks, wait_until
+from tests.postgres import on_postgresql, server
 
 JITAKU = [sys.executable, "-m", "jitaku"]
 T = TypeVar("T")
@@ -158,6 +159,11 @@ class Jitaku:
         }
         if dns_port:
             self.settings["dns"] = {"nameservers": [f"127.0.0.1:{dns_port}"]}
+        # JITAKU_TEST_DATABASE=postgresql: a new database of the tests' PostgreSQL (tests/postgres.py); else
+        # DIR/jitaku.db, as `jitaku init` leaves it
+        self.database_url = server().database() if on_postgresql() else f"sqlite:///{data_dir / 'jitaku.db'}"
+        if on_postgresql():
+            self.settings["database"] = {"url": self.database_url}
         self.listening: dict[str, list[str]] = {}  # ports.json of the last start: listener name -> "host:port"s
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "serve.log"
@@ -225,23 +231,32 @@ class Jitaku:
     def init(self, *users: str) -> None:
         """`jitaku init` and `jitaku user add` for USERS. What they leave in the data dir (database, DKIM
         keys, certificate) is kept for the session and copied into the next test's dir that asks for the
-        same domains and users: the same files, without seconds of key generation and hashing per test."""
+        same domains and users: the same files, without seconds of key generation and hashing per test. On
+        PostgreSQL the database is kept as a database of the server's, which the next one is copied from."""
         if self.prepared is None:
             self.cli("init")
             for user in users:
                 self.add_user(user)
             return
         key = json.dumps([self.settings["hostname"], self.settings["domains"], self.settings.get("dkim"), users])
-        template = self.prepared / hashlib.sha256(key.encode()).hexdigest()[:16]
+        name = hashlib.sha256(key.encode()).hexdigest()[:16]
+        template = self.prepared / name
         if not template.exists():
             self.cli("init")
             for user in users:
                 self.add_user(user)
             staging = template.with_name(template.name + ".part")
             shutil.copytree(self.dir, staging, ignore=shutil.ignore_patterns("jitaku.toml", "serve.log"))
+            if on_postgresql():
+                server().keep(self.database_url, f"prepared_{name}")
             staging.rename(template)
         else:
             shutil.copytree(template, self.dir, dirs_exist_ok=True)
+            if on_postgresql():
+                server().drop(self.database_url)
+                self.database_url = server().database(f"prepared_{name}")
+                self.settings["database"] = {"url": self.database_url}
+                self.write_config()
 
     def add_user(self, address: str, password: str = "secret-password") -> None:
         self.cli("user", "add", address, "--password-stdin", input=password + "\n")
@@ -274,6 +289,12 @@ class Jitaku:
                 self.process.wait()
         self.process = None
 
+    def drop_database(self) -> None:
+        """Drop the database of the tests' PostgreSQL this instance ran on, once it is stopped (each is a copy
+        of some megabytes)."""
+        if on_postgresql():
+            server().drop(self.database_url)
+
     def kill9(self) -> None:
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGKILL)
@@ -300,7 +321,7 @@ class Jitaku:
     def read(self, query: Callable[[Statements], T]) -> T:
         """QUERY, one of the store's reads (`lambda s: store.mailstore.list_messages(s, ...)`), run on this data
         directory's database beside the daemon: for bulk checks the CLI would make slow, one process per item."""
-        database = Database(f"sqlite:///{self.dir / 'jitaku.db'}")
+        database = Database(self.database_url)
         try:
             return database.query_now(query)
         finally:
