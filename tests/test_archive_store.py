@@ -29,6 +29,8 @@ from jitaku.store.statements import Statements
 from jitaku.web.archive.logins import LINKS_PER_ADDRESS, ArchiveLogins
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 LIST = "sota@example.test"
 
 

@@ -21,6 +21,8 @@ from jitaku.store.mailstore import Selected
 from tests.postgres import database_url
 from tests.test_imap_session import answers, converse
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 ALICE = "alice@example.test"
 FLAGS = ["\\Seen", "\\Deleted", "\\Flagged", "$Label1", "$Junk"]
 _names = itertools.count()

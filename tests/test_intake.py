@@ -21,6 +21,8 @@ from jitaku.store.errors import StoreError
 from jitaku.store.queue import Personal
 from tests.postgres import database_url, sqlite_only
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 NOW = 1_700_000_000.5
 TABLES = ("messages", "queue", "queue_recipients", "list_inbox")
 ALICE, BOB, LIST = "alice@example.test", "bob@example.test", "sota@example.test"

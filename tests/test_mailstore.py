@@ -12,6 +12,8 @@ from jitaku.store.mailstore import FlagState, MailboxError, NoSuchMailbox, TooMa
 from jitaku.store.transaction import tx_of
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 ALICE = "alice@example.test"
 SPECIAL = [name for name, _use in mailstore.SPECIAL_FOLDERS]
 

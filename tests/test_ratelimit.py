@@ -8,10 +8,14 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from jitaku.config import LoginSettings
 from jitaku.ratelimit import Attempt, FailureLimiter, LoginLimiter, address_key
 from jitaku.store import Database, logins
 from tests.postgres import database_url
+
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
 
 WAIT = 5.0  # seconds a try waits for those being checked, here
 

@@ -16,6 +16,8 @@ from jitaku.store import Database, blog, search
 from tests.postgres import database_url, on_postgresql
 from tests.test_blog import imported, post
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 NOW = 1_900_000_000.0  # 2030
 
 

@@ -16,6 +16,8 @@ from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 from tests.postgres import database_url, sqlite_only
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 
 def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
     config = migrations_config()

@@ -17,6 +17,8 @@ from jitaku.store.errors import StoreError
 from jitaku.store.writer import AT_ONCE_RUN
 from tests.postgres import database_url, on_postgresql, server, sqlite_only
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 FULL, NORMAL = 2, 1  # SQLite's PRAGMA synchronous; PostgreSQL's synchronous_commit on and off
 
 

@@ -161,7 +161,7 @@ class Jitaku:
             self.settings["dns"] = {"nameservers": [f"127.0.0.1:{dns_port}"]}
         # JITAKU_TEST_DATABASE=postgresql: a new database of the tests' PostgreSQL (tests/postgres.py); else
         # DIR/jitaku.db, as `jitaku init` leaves it
-        self.database_url = server().database() if on_postgresql() else f"sqlite:///{data_dir / 'jitaku.db'}"
+        self.database_url = self._new_database() if on_postgresql() else f"sqlite:///{data_dir / 'jitaku.db'}"
         if on_postgresql():
             self.settings["database"] = {"url": self.database_url}
         self.listening: dict[str, list[str]] = {}  # ports.json of the last start: listener name -> "host:port"s
@@ -254,7 +254,7 @@ class Jitaku:
             shutil.copytree(template, self.dir, dirs_exist_ok=True)
             if on_postgresql():
                 server().drop(self.database_url)
-                self.database_url = server().database(f"prepared_{name}")
+                self.database_url = self._new_database(f"prepared_{name}")
                 self.settings["database"] = {"url": self.database_url}
                 self.write_config()
 
@@ -288,6 +288,13 @@ class Jitaku:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    @staticmethod
+    def _new_database(template: str | None = None) -> str:
+        """A new database of the tests' PostgreSQL (a copy of TEMPLATE if given), through its socket: the daemon
+        may run in a network namespace of its own (off_loopback)."""
+        found = server().database(template) if template else server().database()
+        return server().over_socket(found)
 
     def drop_database(self) -> None:
         """Drop the database of the tests' PostgreSQL this instance ran on, once it is stopped (each is a copy
