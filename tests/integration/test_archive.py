@@ -77,6 +77,7 @@ def archived_at(message: bytes) -> str:
     return found.group(1)
 
 
+@pytest.mark.both_databases
 def test_a_japanese_post_reads_decoded_on_its_page_named_by_each_copy_and_a_reply_threads_under_it(
     list_server, tmp_path: Path
 ) -> None:
