@@ -40,6 +40,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from jitaku import log
 from jitaku.store.driver import Driver
 from jitaku.store.errors import StoreError, conflicted
 from jitaku.store.transaction import Tx
@@ -152,6 +153,7 @@ class Writer:
         settled: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
         for (job, future, loop, durable, tries), (result, problem) in zip(batch, outcomes, strict=True):
             if problem is not None and conflicted(problem) and tries + 1 < CONFLICT_TRIES:
+                log.event("store_conflict", tries=tries + 1, error=type(getattr(problem, "orig", problem)).__name__)
                 self._jobs.put((job, future, loop, durable, tries + 1))  # after this batch's commit
                 continue
             settled.setdefault(loop, []).append((future, result, problem))
