@@ -278,6 +278,10 @@ class Jitaku:
         except (AssertionError, OSError):
             self.stop()
             raise AssertionError("jitaku serve did not start:\n" + self.log()) from None
+        # a test that wrote a config of its own without the database's URL would run on SQLite unseen
+        assert not (on_postgresql() and (self.dir / "jitaku.db").exists()), (
+            "jitaku serve made jitaku.db: not on PostgreSQL"
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
