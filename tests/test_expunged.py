@@ -156,7 +156,7 @@ def test_a_deleted_mailbox_takes_its_record_along(database: Database) -> None:
     assert recorded_rows(database) == 0
 
 
-@sqlite_only("a database of jitaku before PostgreSQL ran it")
+@sqlite_only("an upgrade from revision 0015, which no PostgreSQL install ever had")
 def test_a_database_with_mail_upgrades_from_0015_and_records_its_expunges(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
