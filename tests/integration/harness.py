@@ -163,9 +163,9 @@ class Jitaku:
             self.settings["dns"] = {"nameservers": [f"127.0.0.1:{dns_port}"]}
         # JITAKU_TEST_DATABASE=postgresql: a new database of the tests' PostgreSQL (tests/postgres.py); else
         # DIR/jitaku.db, as `jitaku init` leaves it
-        self.database_url = self._new_database() if on_postgresql() else f"sqlite:///{data_dir / 'jitaku.db'}"
+        self._postgresql: str | None = None
         if on_postgresql():
-            self.settings["database"] = {"url": self.database_url}
+            self._use(self._new_database())
         self.listening: dict[str, list[str]] = {}  # ports.json of the last start: listener name -> "host:port"s
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "serve.log"
@@ -256,8 +256,7 @@ class Jitaku:
             shutil.copytree(template, self.dir, dirs_exist_ok=True)
             if on_postgresql():
                 server().drop(self.database_url)
-                self.database_url = self._new_database(f"prepared_{name}")
-                self.settings["database"] = {"url": self.database_url}
+                self._use(self._new_database(f"prepared_{name}"))
                 self.write_config()
 
     def add_user(self, address: str, password: str = "secret-password") -> None:
@@ -294,6 +293,15 @@ class Jitaku:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    @property
+    def database_url(self) -> str:
+        """Where the daemon keeps its data: DIR/jitaku.db, or a database of the tests' PostgreSQL."""
+        return self._postgresql or f"sqlite:///{self.dir / 'jitaku.db'}"
+
+    def _use(self, url: str) -> None:
+        self._postgresql = url
+        self.settings["database"] = {"url": url}
 
     @staticmethod
     def _new_database(template: str | None = None) -> str:
