@@ -329,7 +329,6 @@ def test_a_message_another_session_expunged_is_searched_by_what_the_session_know
     assert exchange(phone, "SEARCH FLAGGED") == ([b"* SEARCH"], b"OK SEARCH completed")
 
 
-@pytest.mark.both_databases
 def test_recent_mail_is_recent_to_the_first_session_that_selects(mailhost: Jitaku) -> None:
     """RFC 3501 §2.3.2: STATUS RECENT, SELECT's RECENT and SEARCH NEW count what no session has seen yet."""
     deliver(mailhost, "one")

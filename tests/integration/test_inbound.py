@@ -131,7 +131,6 @@ def test_role_accounts_go_to_the_first_user_unless_aliased(server: Jitaku) -> No
     assert len(server.mailbox("bob@example.org")) == 1
 
 
-@pytest.mark.both_databases
 def test_alias_to_a_local_user(server: Jitaku) -> None:
     server.cli("alias", "add", "info@example.test", "alice@example.test")
     assert "250 2.0.0" in mx(server, "--to", "info@example.test", "--from", "carol@remote.test")
