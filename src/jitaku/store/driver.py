@@ -68,7 +68,6 @@ def _open_sqlite(path: str) -> sqlite3.Connection:
 
 
 def _postgresql(url: str, rest: str) -> Driver:
-    # Not yet run against a server: the standby issue brings psycopg 3 and its tests
     try:
         psycopg: Any = importlib.import_module("psycopg")
     except ImportError:
