@@ -264,10 +264,18 @@ async def _run(
                 from jitaku.ddns.updater import Updater
 
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
+            monitor = None
             if main and settings.health.enabled:
                 from jitaku.health.monitor import Monitor
 
-                background.append(tasks.create_task(Monitor(config, database).run()))
+                monitor = Monitor(config, database)
+                background.append(tasks.create_task(monitor.run()))
+            if main and settings.database.managed:
+                # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not
+                from jitaku.ha.sync import Synchronizer
+
+                report = monitor.judge if monitor is not None else None
+                background.append(tasks.create_task(Synchronizer(config, report).run()))
             if web:
                 mail = LocalMail(policy, pipeline)
                 tasks.create_task(_web(config, database, authenticator, lists.requests, mail, web, stop, limits["web"]))

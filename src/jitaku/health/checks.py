@@ -24,6 +24,7 @@ from jitaku.health import (
     mailflow,
     raid,
     relay,
+    replication,
     services,
     smart,
     smart_readings,
@@ -165,6 +166,16 @@ async def _relay(context: Context) -> Result | None:
     return relay.check(context.config.settings, states)
 
 
+async def _replication(context: Context) -> Result | None:
+    if not context.config.settings.database.managed:
+        return None  # SQLite, or a PostgreSQL server of someone else's: no standby of ours to watch
+    from jitaku.ha import sync
+
+    facts = await asyncio.to_thread(sync.look_once, context.config)
+    lost_at = replication.carried_lost_at(context.previous.get(replication.CHECK))
+    return replication.check(facts, context.config.settings.ha.sync_timeout, time.time(), lost_at)
+
+
 async def _filters(context: Context) -> list[Result]:
     since = time.time() - filters.DAY
     counts = await context.database.query(
@@ -189,6 +200,7 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | list[Result] | None]]] 
     "reachability": _reachability,
     "relay": _relay,
     "filters": _filters,
+    "replication": _replication,
 }
 
 
