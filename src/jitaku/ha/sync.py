@@ -194,8 +194,14 @@ class Synchronizer:
             """Streaming, and nothing waits for it or it gains on what does."""
             return standby.streaming and (standby.behind == 0 or standby.name in progressed)
 
-        if facts.names:
-            if any(keeps_up(s) for s in facts.standbys if s.name in facts.names):
+        named = [s for s in facts.standbys if s.name in facts.names or "*" in facts.names]
+        if facts.names and not named:
+            # no slot for any standby it names (this box was promoted, say): commits would wait for nobody, forever
+            apply(connection, ())
+            log.event("replication_asynchronous", standbys=",".join(facts.names), reason="no slot for any of them")
+            facts = replace(facts, names=())
+        elif facts.names:
+            if any(keeps_up(s) for s in named):
                 self._silent_since = None
             elif self._silent_since is None:
                 self._silent_since = now

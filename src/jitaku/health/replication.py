@@ -30,7 +30,7 @@ def check(facts: Facts, timeout: float, now: float, lost_at: float | None = None
         )
     lag = max((standby.behind for standby in facts.standbys), default=-1)
     if facts.names:
-        named = [standby for standby in facts.standbys if standby.name in facts.names]
+        named = [standby for standby in facts.standbys if standby.name in facts.names or "*" in facts.names]
         streaming = [standby.name for standby in named if standby.streaming]
         metrics = {"synchronous": 1.0, "lag_bytes": float(lag)}
         if streaming:
