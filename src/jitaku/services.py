@@ -170,6 +170,7 @@ async def _run(
     limits = _limits(config)
     sessions = OpenSessions()
     servers: list[asyncio.Server] = []
+    replication: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     try:
@@ -271,11 +272,13 @@ async def _run(
                 monitor = Monitor(config, database)
                 background.append(tasks.create_task(monitor.run()))
             if main and settings.database.managed:
-                # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not
+                # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not;
+                # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
+                # gone meanwhile, and only it stops them waiting
                 from jitaku.ha.sync import Synchronizer
 
                 report = monitor.judge if monitor is not None else None
-                background.append(tasks.create_task(Synchronizer(config, report).run()))
+                replication = asyncio.create_task(Synchronizer(config, report).run())
             if web:
                 mail = LocalMail(policy, pipeline)
                 tasks.create_task(_web(config, database, authenticator, lists.requests, mail, web, stop, limits["web"]))
@@ -294,6 +297,9 @@ async def _run(
         if children is not None and len(children) < max(settings.smtp.workers, settings.imap.workers) - 1:
             raise ServeError("a worker process died; stopped everything (see the log)")
     finally:
+        if replication is not None:
+            replication.cancel()
+            await asyncio.wait([replication])
         for server in servers:
             server.close()
         for server in servers:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import READER, Jitaku
-from tests.integration.test_managed_postgres import managed, no_cluster_left  # noqa: F401  (a fixture)
+from tests.integration.test_managed_postgres import managed
 from tests.peers import free_port, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
@@ -123,10 +123,15 @@ def pair(jitaku_factory: Any, shared_dir: Path) -> Iterator[tuple[Jitaku, Standb
     try:
         yield server, standby, port
     finally:
-        subprocess.run(
-            [str(BIN / "pg_ctl"), "-D", str(standby.dir), "-m", "immediate", "stop"], check=False, **AS_POSTGRES
-        )
+        # the standby first: the daemon's last commits, waiting for it, are let go by the daemon itself
+        _stop_cluster(standby.dir)
         server.stop()
+        _stop_cluster(server.dir / "postgres")  # left by a daemon that did not stop
+
+
+def _stop_cluster(data: Path) -> None:
+    if (data / "postmaster.pid").exists():
+        subprocess.run([str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], check=False, **AS_POSTGRES)
 
 
 def primary(server: Jitaku, port: int, sql: str, *args: Any) -> Any:
@@ -241,10 +246,16 @@ def test_the_primary_waits_for_a_silent_standby_only_sync_timeout_then_alerts_an
     wait_until(lambda: alerts(server, port)[-1][0] == "recovery", timeout=30)
     assert on_standby(standby, "while the standby is down")
 
+    # Both going down, the standby first: the daemon's last commits wait for it no longer than sync_timeout
+    standby.stop_immediately()
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=SYNC_TIMEOUT + 30) == 0
+
 
 def test_without_a_standby_the_check_is_not_watching(jitaku_factory: Any, shared_dir: Path) -> None:
     server, _port = managed(jitaku_factory, shared_dir)
-    server.cli("init", "--database", "postgresql")
+    server.cli("init", "--database", "postgresql")  # the check's own run starts the cluster, and stops it after
     said = replication_check(server)
     assert said["state"] == "ok" and said["metrics"]["watching"] is False, said
     assert "no standby is set up" in said["sentence"]
