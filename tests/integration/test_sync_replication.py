@@ -139,8 +139,9 @@ def primary(server: Jitaku, port: int, sql: str, *args: Any) -> Any:
 
     passfile = server.dir / "postgres" / "jitaku.pgpass"
     url = f"postgresql://jitaku@127.0.0.1:{port}/jitaku"
-    with psycopg.connect(url, passfile=str(passfile), connect_timeout=10) as connection:
-        return connection.execute(sql, args).fetchone()
+    with psycopg.connect(url, passfile=str(passfile), connect_timeout=10, autocommit=True) as connection:
+        cursor = connection.execute(sql, args)
+        return cursor.fetchone() if cursor.description else None
 
 
 def synchronous(server: Jitaku, port: int) -> bool:
@@ -253,9 +254,25 @@ def test_the_primary_waits_for_a_silent_standby_only_sync_timeout_then_alerts_an
     assert server.process.wait(timeout=SYNC_TIMEOUT + 30) == 0
 
 
-def test_without_a_standby_the_check_is_not_watching(jitaku_factory: Any, shared_dir: Path) -> None:
-    server, _port = managed(jitaku_factory, shared_dir)
+def test_without_a_standby_the_check_is_not_watching_and_no_commit_waits_for_one(
+    jitaku_factory: Any, shared_dir: Path
+) -> None:
+    server, port = managed(jitaku_factory, shared_dir)
+    server.settings["ha"] = {"sync_timeout": 600}
+    server.write_config()
     server.cli("init", "--database", "postgresql")  # the check's own run starts the cluster, and stops it after
     said = replication_check(server)
     assert said["state"] == "ok" and said["metrics"]["watching"] is False, said
     assert "no standby is set up" in said["sentence"]
+
+    # A standby named with no slot here (what a promoted standby's base backup brings along): let go at once,
+    # not after sync_timeout
+    server.add_user(READER)
+    server.start()
+    try:
+        primary(server, port, """ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 ("gone")'""")
+        primary(server, port, "SELECT pg_reload_conf()")
+        assert send(server, "nobody to wait for") < 60
+        assert primary(server, port, "SHOW synchronous_standby_names") == ("",)
+    finally:
+        server.stop()

@@ -187,7 +187,10 @@ class Synchronizer:
         if facts.in_recovery:
             self._silent_since, self._lost_at, self._told = None, None, None
             return None
-        progressed = {s.name for s in facts.standbys if s.flushed > self._flushed.get(s.name, s.flushed)}
+        # at a first sight, given the benefit of the doubt: the next look tells
+        progressed = {
+            s.name for s in facts.standbys if s.name not in self._flushed or s.flushed > self._flushed[s.name]
+        }
         self._flushed = {s.name: s.flushed for s in facts.standbys}
 
         def keeps_up(standby: Standby) -> bool:
