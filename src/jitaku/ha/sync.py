@@ -45,7 +45,8 @@ CAUGHT_UP_BYTES = 1 << 20  # WAL a standby may still lack, while it gains on it,
 Report = Callable[[Result, float], Awaitable[None]]
 
 STATUS = """
-SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names')
+SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'),
+       (SELECT count(*) FROM pg_stat_progress_basebackup)
 """
 STANDBYS = """
 SELECT s.slot_name, coalesce(r.state, ''), coalesce(r.sync_state, ''),
@@ -76,6 +77,7 @@ class Facts:
     in_recovery: bool
     names: tuple[str, ...]  # synchronous_standby_names' standbys; empty: asynchronous
     standbys: tuple[Standby, ...]  # one per physical slot
+    backing_up: bool = False  # a base backup is under way (pg_basebackup's stream uses the new standby's slot)
 
 
 def standby_names(setting: str) -> tuple[str, ...]:
@@ -113,14 +115,14 @@ def connect(config: Config) -> psycopg.Connection[Any]:
 def look(connection: psycopg.Connection[Any]) -> Facts:
     row = connection.execute(STATUS).fetchone()
     assert row is not None
-    in_recovery, setting = bool(row[0]), str(row[1])
+    in_recovery, setting, backups = bool(row[0]), str(row[1]), int(row[2])
     standbys: tuple[Standby, ...] = ()
     if not in_recovery:
         standbys = tuple(
             Standby(str(name), str(state), str(sync), int(behind), int(flushed))
             for name, state, sync, behind, flushed in connection.execute(STANDBYS).fetchall()
         )
-    return Facts(in_recovery, standby_names(setting), standbys)
+    return Facts(in_recovery, standby_names(setting), standbys, backups > 0)
 
 
 def look_once(config: Config) -> Facts:
@@ -149,6 +151,7 @@ class Synchronizer:
         self._report = report
         self._connection: psycopg.Connection[Any] | None = None
         self._flushed: dict[str, int] = {}  # each standby's flush position at the last look
+        self._kept_up: set[str] = set()  # the standbys caught up at the last look
         self._silent_since: float | None = None  # monotonic: since when no synchronous standby has kept up
         self._lost_at: float | None = None  # wall clock: when the standby was lost, while asynchronous for it
         self._told: State | None = None  # the state the monitor was last told
@@ -216,9 +219,16 @@ class Synchronizer:
                 log.event("replication_asynchronous", standbys=",".join(facts.names), silent_seconds=round(silent, 1))
                 facts = replace(facts, names=())
         else:
-            caught_up = tuple(s.name for s in facts.standbys if keeps_up(s) and s.behind <= CAUGHT_UP_BYTES)
+            # caught up at two looks in a row, with no base backup under way: pg_basebackup's own WAL stream, which
+            # uses the new standby's slot and may bear its name, is no standby, and ends with the backup
+            kept_up = {s.name for s in facts.standbys if keeps_up(s) and s.behind <= CAUGHT_UP_BYTES}
+            if facts.backing_up:
+                kept_up = set()
+            caught_up = tuple(s.name for s in facts.standbys if s.name in kept_up & self._kept_up)
+            self._kept_up = kept_up
             if caught_up:
                 apply(connection, caught_up)
+                self._kept_up = set()
                 log.event("replication_synchronous", standbys=",".join(caught_up))
                 self._lost_at = None
                 facts = replace(facts, names=caught_up)
