@@ -276,3 +276,40 @@ def test_without_a_standby_the_check_is_not_watching_and_no_commit_waits_for_one
         assert primary(server, port, "SHOW synchronous_standby_names") == ("",)
     finally:
         server.stop()
+
+
+def test_a_standby_made_by_jitaku_standby_setup_is_made_synchronous_and_let_go_when_it_stops(
+    jitaku_factory: Any, shared_dir: Path
+) -> None:
+    """The product's own path: `standby allow`, `standby setup`, both daemons; the standby's daemon stopped
+    (its cluster with it) and started again."""
+    from tests.integration.test_standby import pair as standby_pair
+
+    server, port, standby, copy = standby_pair(jitaku_factory, shared_dir)
+    with open(server.dir / "jitaku.toml", "a") as config:  # not write_config: it would drop what init added
+        config.write(f"\n[ha]\nsync_timeout = {SYNC_TIMEOUT}\n")
+    server.start()
+    try:
+        standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy))
+        standby.start()
+        wait_until(lambda: primary(server, port, "SHOW synchronous_standby_names") == ('FIRST 1 ("two")',), timeout=60)
+        said = replication_check(server)
+        assert said["state"] == "ok" and "replication to two is synchronous" in said["sentence"], said
+
+        standby.stop()
+        assert send(server, "the standby's daemon stopped") <= SYNC_TIMEOUT + 30
+        said = wait_until(lambda: _state(server, "critical"), timeout=30)
+        assert said["sentence"].startswith("standby two unreachable for ") and "(RPO > 0)" in said["sentence"]
+
+        standby.start()
+        wait_until(lambda: primary(server, port, "SHOW synchronous_standby_names") == ('FIRST 1 ("two")',), timeout=60)
+        wait_until(lambda: _state(server, "ok"), timeout=30)
+        wait_until(lambda: len(standby.mailbox(READER)) == 1, timeout=30)
+    finally:
+        standby.stop()
+        server.stop()
+
+
+def _state(server: Jitaku, state: str) -> dict[str, Any] | None:
+    said = replication_check(server)
+    return said if said["state"] == state else None
