@@ -648,6 +648,12 @@ class HaSettings(_Section):
 
     address: LanAddress = None  # e.g. "192.168.1.10/24"
     interface: str = Field(default="", validate_default=True)  # e.g. "eth0"; needed with address
+    sync_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds the primary's commits wait for a standby that stopped answering before replication "
+        "turns asynchronous (the primary keeps accepting; RPO is no longer 0 until the standby is back)",
+    )
 
     @field_validator("interface")
     @classmethod

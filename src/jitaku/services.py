@@ -184,6 +184,7 @@ async def _run(
     limits = _limits(config)
     sessions = OpenSessions()
     servers: list[asyncio.Server] = []
+    replication: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     try:
@@ -291,10 +292,20 @@ async def _run(
                 from jitaku.ha.health_file import LocalMonitor
 
                 background.append(tasks.create_task(LocalMonitor(config, database).run()))
-            elif main and settings.health.enabled:
+            monitor = None
+            if main and settings.health.enabled and not standby:
                 from jitaku.health.monitor import Monitor
 
-                background.append(tasks.create_task(Monitor(config, database).run()))
+                monitor = Monitor(config, database)
+                background.append(tasks.create_task(monitor.run()))
+            if main and settings.database.managed and not standby:
+                # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not;
+                # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
+                # gone meanwhile, and only it stops them waiting
+                from jitaku.ha.sync import Synchronizer
+
+                report = monitor.judge if monitor is not None else None
+                replication = asyncio.create_task(Synchronizer(config, report).run())
             if web:
                 mail = LocalMail(policy, pipeline)
                 tasks.create_task(
@@ -316,6 +327,9 @@ async def _run(
         if children is not None and len(children) < max(settings.smtp.workers, settings.imap.workers) - 1:
             raise ServeError("a worker process died; stopped everything (see the log)")
     finally:
+        if replication is not None:
+            replication.cancel()
+            await asyncio.wait([replication])
         for server in servers:
             server.close()
         for server in servers:

@@ -24,6 +24,7 @@ from jitaku.health import (
     mailflow,
     raid,
     relay,
+    replication,
     services,
     smart,
     smart_readings,
@@ -173,11 +174,21 @@ async def _relay(context: Context) -> Result | None:
     return relay.check(context.config.settings, states)
 
 
+async def _replication_from_primary(context: Context) -> Result | None:
+    if not context.config.settings.database.managed:
+        return None  # SQLite, or a PostgreSQL server of someone else's: no standby of ours to watch
+    from jitaku.ha import sync
+
+    facts = await asyncio.to_thread(sync.look_once, context.config)
+    lost_at = replication.carried_lost_at(context.previous.get(replication.CHECK))
+    return replication.check(facts, context.config.settings.ha.sync_timeout, time.time(), lost_at)
+
+
 async def _replication(context: Context) -> Result | None:
-    """On a standby: whether it receives the primary's WAL, and how far behind it is. The primary's side (a
-    standby gone, synchronous replication) is not this check's."""
+    """On a standby: whether it receives the primary's WAL, and how far behind it is. On a primary: whether
+    replication to its standby is synchronous (jitaku.ha.sync)."""
     if not context.standby:
-        return None
+        return await _replication_from_primary(context)
     from jitaku.ha import status
 
     found = await asyncio.to_thread(status.status, context.config)
