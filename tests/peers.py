@@ -97,16 +97,13 @@ class NetworkNamespace:
         ):
             subprocess.run(["ip", "-n", self.name, *command], check=True)
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        self._enter(f"/run/netns/{self.name}")
-
-    def _enter(self, path: str | int) -> None:
-        enter_namespace(path)
+        enter_namespace(f"/run/netns/{self.name}")
 
     def ip(self, *args: str) -> None:
         subprocess.run(["ip", *args], check=True)
 
     def close(self) -> None:
-        self._enter(self._home)
+        enter_namespace(self._home)
         os.close(self._home)
         subprocess.run(["ip", "netns", "delete", self.name], check=True)
 
@@ -374,16 +371,24 @@ class Lan:
     a home router does. Boxes talk to each other and to the router over real Ethernet (veth) with ARP and
     IPv6 neighbour discovery; the test sets the addresses."""
 
+    PREFIX = "jitaku-lan-"  # then the test process's pid: a namespace of a process gone is a leftover
+
     def __init__(self) -> None:
+        _remove_leftovers(self.PREFIX)
         self._tag = f"{os.getpid()}-{time.monotonic_ns() % 10**9}"
         self._namespaces: list[Box] = []
+        self._ports: dict[str, str] = {}
         self.boxes: dict[str, Box] = {}
-        self.router = self._namespace("router")
-        self.router.ip("link", "add", "lan0", "type", "bridge", "mcast_snooping", "0")
-        self.router.ip("link", "set", "lan0", "up")
+        try:
+            self.router = self._namespace("router")
+            self.router.ip("link", "add", "lan0", "type", "bridge", "mcast_snooping", "0")
+            self.router.ip("link", "set", "lan0", "up")
+        except BaseException:
+            self.close()  # the router's namespace is not left behind by a LAN half built
+            raise
 
     def _namespace(self, name: str) -> Box:
-        box = Box(f"jitaku-lan-{self._tag}-{name}")
+        box = Box(f"{self.PREFIX}{self._tag}-{name}")
         subprocess.run(["ip", "netns", "add", box.namespace], check=True)
         self._namespaces.append(box)
         box.ip("link", "set", "lo", "up")
@@ -396,9 +401,34 @@ class Lan:
         self.router.ip("link", "add", port, "type", "veth", "peer", "name", "lan0", "netns", box.namespace)
         self.router.ip("link", "set", port, "master", "lan0", "up")
         box.ip("link", "set", "lan0", "up")
+        self._ports[name] = port
         self.boxes[name] = box
         return box
+
+    def unplug(self, name: str) -> None:
+        """NAME's cable pulled out of the router: its `lan0` stays up, with no carrier (NO-CARRIER)."""
+        self.router.ip("link", "set", self._ports[name], "down")
 
     def close(self) -> None:
         for box in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "delete", box.namespace], check=False)
+
+
+def _remove_leftovers(prefix: str) -> None:
+    """Network namespaces named PREFIX<pid>-... whose test process has died (killed before its cleanup ran)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    for line in listed.splitlines():
+        name = line.split(" ", 1)[0]
+        pid = name.removeprefix(prefix).partition("-")[0]
+        if name.startswith(prefix) and pid.isdigit() and not _alive(int(pid)):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    return True

@@ -19,6 +19,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.peers import free_port, wait_until
 
 SUPERUSER = "jitaku"
@@ -27,6 +29,12 @@ TEMPLATE = "jitaku_template"
 
 def on_postgresql() -> bool:
     return os.environ.get("JITAKU_TEST_DATABASE", "sqlite") == "postgresql"
+
+
+def sqlite_only(why: str) -> pytest.MarkDecorator:
+    """A test of what SQLite alone has (its PRAGMAs, its file, jobs run at once on the writer's connection):
+    skipped on PostgreSQL, saying WHY."""
+    return pytest.mark.skipif(on_postgresql(), reason=f"SQLite only: {why}")
 
 
 def binaries() -> Path:
@@ -47,6 +55,7 @@ class Server:
         self._as = _unprivileged()
         if self._as is not None:
             os.chown(self.base, self._as.pw_uid, self._as.pw_gid)
+        self.base.chmod(0o711)  # its socket, for a daemon in a network namespace of its own or not root
         bin = binaries()
         self._run(str(bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-sync")
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.base} -c fsync=off -c max_connections=200"
@@ -54,22 +63,43 @@ class Server:
         self._bin = bin
         self._databases = 0
         wait_until(lambda: self._ready(), timeout=30, interval=0.1)
-        self._run(str(bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, TEMPLATE)
+        self._run(str(bin / "createdb"), "-h", str(self.base), "-p", str(self.port), "-U", SUPERUSER, TEMPLATE)
         from jitaku.store import Database
 
-        Database(self.url(TEMPLATE)).close()  # the migrations, once
+        Database(self.over_socket(self.url(TEMPLATE))).close()  # the migrations, once
 
     def url(self, name: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
 
-    def database(self) -> str:
-        """The URL of a new database, at the newest schema and empty."""
+    def over_socket(self, url: str) -> str:
+        """URL (one of url()'s) through the server's Unix socket: what a daemon in a network namespace of its
+        own reaches, where 127.0.0.1 is not ours."""
+        return f"postgresql://{SUPERUSER}@/{_name(url)}?host={self.base}&port={self.port}"
+
+    def database(self, template: str = TEMPLATE) -> str:
+        """The URL of a new database: a copy of TEMPLATE, by default at the newest schema and empty."""
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        self._create(name, template)
+        return self.url(name)
+
+    def keep(self, url: str, name: str) -> None:
+        """A copy of the database at URL named NAME, for database() to copy from (nobody may be connected
+        to URL meanwhile)."""
+        self._create(name, _name(url))
+
+    def _create(self, name: str, template: str) -> None:
         import psycopg
 
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE}')
-        return self.url(name)
+        with psycopg.connect(self.over_socket(self.url("postgres")), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+
+    def drop(self, url: str) -> None:
+        """Drop the database at URL (one of database()'s), whoever is connected to it: as a server lost."""
+        import psycopg
+
+        name = _name(url)
+        with psycopg.connect(self.over_socket(self.url("postgres")), autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def close(self) -> None:
         subprocess.run(
@@ -81,12 +111,17 @@ class Server:
 
     def _ready(self) -> bool:
         result = subprocess.run(
-            [str(binaries() / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)], capture_output=True
+            [str(binaries() / "pg_isready"), "-h", str(self.base), "-p", str(self.port)], capture_output=True
         )
         return result.returncode == 0
 
     def _run(self, *command: str) -> None:
         subprocess.run(command, check=True, capture_output=True, user=self._as.pw_uid if self._as else None)
+
+
+def _name(url: str) -> str:
+    """The name of the database at URL."""
+    return url.partition("?")[0].rpartition("/")[2]
 
 
 def _unprivileged() -> pwd.struct_passwd | None:

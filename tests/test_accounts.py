@@ -16,6 +16,8 @@ from jitaku.store.accounts import MAX_ALIAS_DEPTH, AccountError
 from jitaku.store.schema import aliases
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 DOMAINS = ("example.test", "example.org")
 
 

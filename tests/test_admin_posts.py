@@ -30,6 +30,8 @@ from jitaku.web.site import Site
 from tests.integration.forms import csrf_of
 from tests.integration.test_site_browser import png
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 TOKYO = ZoneInfo("Asia/Tokyo")
 SETTINGS = Settings(
     domains=["example.test"], web={"url": "https://blog.example.test/"}, blog={"timezone": "Asia/Tokyo"}

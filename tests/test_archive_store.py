@@ -29,6 +29,8 @@ from jitaku.store.statements import Statements
 from jitaku.web.archive.logins import LINKS_PER_ADDRESS, ArchiveLogins
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 LIST = "sota@example.test"
 
 
@@ -146,6 +148,8 @@ def test_forms_sent_at_once_get_no_more_than_three_links_mailed(database: Databa
 
 class Recorded:
     """A DB-API cursor that keeps what it was asked to run, as PostgreSQL would get it."""
+
+    description = None  # what a cursor says after a statement that returned no rows
 
     def __init__(self) -> None:
         self.ran: list[tuple[str, tuple[object, ...]]] = []

@@ -27,6 +27,8 @@ from jitaku.web.archive.pages import PARSERS, ArchivePages
 from jitaku.web.search import Searches
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 LIST = "sota@example.test"
 BASE = f"/lists/{LIST}/archive/"
 

@@ -21,6 +21,8 @@ from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 from jitaku.store.statements import Statements
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 TOKYO = ZoneInfo("Asia/Tokyo")
 PATTERN = "/{year}/{month}/{slug}/"
 

@@ -34,6 +34,8 @@ from jitaku.web.page_cache import FastPages, PageCache
 from jitaku.web.site import Site as Pages
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 SITE = "https://blog.example.test"
 POST_URL = "/2024/05/自宅サーバー/"
 SECRET = "k" * 64

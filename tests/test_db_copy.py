@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from alembic import command
 
 from jitaku.store import Database, accounts, schema
 from jitaku.store import copy as store_copy
-from jitaku.store.copy import CopyRefused, copy, open_source, open_target
+from jitaku.store.copy import CopyRefused, copy, open_source, open_target, same_database
+from jitaku.store.driver import shown
 from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION
 from tests import postgres
@@ -216,6 +219,31 @@ def test_large_tables_go_in_batches_bounded_in_rows_and_bytes(
     assert all(later - earlier <= 50 for earlier, later in zip(seen, seen[1:], strict=False))
 
 
+def test_batches_are_bounded_by_text_too(
+    monkeypatch: pytest.MonkeyPatch, sqlite_url: str, postgresql_url: str, opened: list[Database]
+) -> None:
+    """Large text (a post's body, a message's flags) fills a batch as bytes do."""
+    source, target = _open(opened, sqlite_url, postgresql_url)
+    fill(source)
+    with source.transaction() as connection:
+        mailbox = connection.execute(sa.text("SELECT mailbox_id FROM messages WHERE id = 1000")).scalar_one()
+        connection.execute(
+            sa.text(
+                "INSERT INTO messages (mailbox_id, uid, flags, received_at, size, body, modseq)"
+                " VALUES (:m, :uid, :flags, 1.5, 0, x'', 7)"
+            ),
+            [{"m": mailbox, "uid": uid, "flags": "$Label" * uid} for uid in range(1, 200)],
+        )
+    monkeypatch.setattr(store_copy, "BATCH_ROWS", 50)
+    monkeypatch.setattr(store_copy, "BATCH_BYTES", 4000)
+    said: list[str] = []
+
+    copy(source, target, said.append)
+
+    seen = re.findall(r"^copying messages: ([\d,]+) rows$", "\n".join(said), re.M)
+    assert len(seen) > 202 // 50 + 1  # the byte bound ended batches the row bound would not have
+
+
 def test_an_older_source_is_migrated_first(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     config = migrations_config()
@@ -353,3 +381,144 @@ def test_a_missing_sqlite_file_is_refused_and_not_made(tmp_path: Path) -> None:
         open_source(f"sqlite:///{tmp_path / 'none.db'}")
     assert str(refused.value) == f"sqlite:///{tmp_path / 'none.db'}: no such database file"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sender_longer_than_postgresql_takes_is_named_with_its_row(
+    sqlite_url: str, postgresql_url: str, opened: list[Database]
+) -> None:
+    """SQLite never held a greylist sender to VARCHAR(320); PostgreSQL refuses it: the owner is told which
+    row, not "internal error"."""
+    source, target = _open(opened, sqlite_url, postgresql_url)
+    fill(source)
+    with source.transaction() as connection:
+        connection.execute(sa.text("DELETE FROM greylist"))
+        connection.execute(
+            sa.text(
+                "INSERT INTO greylist (client, sender, recipient, first_seen, last_seen, passed)"
+                " VALUES ('192.0.2.7', :sender, 'bob@example.org', 1, 2, 0)"
+            ),
+            {"sender": "x" * 400 + "@spam.test"},
+        )
+
+    with pytest.raises(CopyRefused) as refused:
+        copy(source, target)
+
+    assert str(refused.value) == (
+        f"greylist row (client='192.0.2.7', sender='{'x' * 400}@spam.test', recipient='bob@example.org'): its sender"
+        " is 410 characters long, and PostgreSQL's column takes at most 320; shorten or delete it in the source,"
+        " and copy again"
+    )
+    assert rows_of(target, "users") == rows_of(target, "greylist") == []
+
+
+def test_a_nul_in_text_is_named_with_its_row(sqlite_url: str, postgresql_url: str, opened: list[Database]) -> None:
+    source, target = _open(opened, sqlite_url, postgresql_url)
+    fill(source)
+    with source.transaction() as connection:
+        connection.execute(sa.text("UPDATE messages SET flags = :flags WHERE id = 1007"), {"flags": "\\Seen\x00"})
+
+    with pytest.raises(CopyRefused) as refused:
+        copy(source, target)
+
+    assert str(refused.value) == (
+        "messages row (id=1007): its flags holds a NUL character, which PostgreSQL's text does not take; remove it"
+        " in the source, and copy again"
+    )
+    assert rows_of(target, "messages") == []
+
+
+def test_a_value_the_target_refuses_is_named_by_its_rows_and_the_servers_words(
+    sqlite_url: str, postgresql_url: str, opened: list[Database]
+) -> None:
+    source, target = _open(opened, sqlite_url, postgresql_url)
+    fill(source)
+    with source.transaction() as connection:
+        connection.execute(sa.text("UPDATE messages SET size = :size WHERE id = 1007"), {"size": 1 << 40})
+
+    with pytest.raises(CopyRefused) as refused:
+        copy(source, target)
+
+    assert str(refused.value).startswith(
+        "the target refused messages rows (id=1000) to (id=1014), so nothing was written: "
+    )
+    assert "out of range" in str(refused.value) and "\n" not in str(refused.value)
+    assert rows_of(target, "messages") == []
+
+
+def test_text_kept_in_a_bytes_column_is_counted_in_bytes(
+    tmp_path: Path, sqlite_url: str, postgresql_url: str, opened: list[Database]
+) -> None:
+    """SQLite keeps text given for a BLOB as text, whose length() counts characters: the copy's bytes of it
+    must still agree with the source's."""
+    source, target = _open(opened, sqlite_url, postgresql_url)
+    fill(source)
+    with sqlite3.connect(tmp_path / "jitaku.db") as writer:
+        writer.execute("UPDATE messages SET body = 'Subject: 自宅サーバー' WHERE id = 1000")
+
+    copy(source, target)
+
+    bodies = target.read_now(lambda c: c.execute(sa.text("SELECT body FROM messages WHERE id = 1000")).scalar_one())
+    assert bytes(bodies) == "Subject: 自宅サーバー".encode()
+
+
+def test_a_target_holding_data_is_refused_when_opened(
+    sqlite_url: str, postgresql_url: str, opened: list[Database]
+) -> None:
+    target = Database(postgresql_url)
+    opened.append(target)
+    with target.transaction() as connection:
+        accounts.add_user(connection, "already@example.test", None)
+    with pytest.raises(CopyRefused) as refused:
+        open_target(postgresql_url)
+    assert str(refused.value).startswith("the target database already holds data (in users, mailboxes")
+
+
+def test_a_target_its_role_may_not_create_tables_in_is_refused_in_one_line(postgresql_url: str) -> None:
+    """An external server whose owner gave jitaku's role a database but no right to its schema (PostgreSQL
+    15's public schema): the migrations' failure is a refusal, not "internal error"."""
+    import psycopg
+
+    server = postgres.server()
+    role, name = f"r_{uuid.uuid4().hex[:12]}", f"e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url("postgres"), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        connection.execute(f'CREATE ROLE "{role}" LOGIN')
+    url = f"postgresql://{role}@127.0.0.1:{server.port}/{name}"
+
+    with pytest.raises(CopyRefused) as refused:
+        open_target(url)
+
+    assert str(refused.value) == f"cannot open {url}: permission denied for schema public"
+
+
+def test_a_password_is_never_shown_in_a_url() -> None:
+    assert shown("postgresql://jitaku:hunter2@db.lan/jitaku") == "postgresql://jitaku:***@db.lan/jitaku"
+    assert shown("postgresql://jitaku@db.lan/jitaku?sslmode=require&password=hunter2") == (
+        "postgresql://jitaku@db.lan/jitaku?sslmode=require"
+    )
+    assert shown("sqlite:////var/lib/jitaku/jitaku.db") == "sqlite:////var/lib/jitaku/jitaku.db"
+
+
+def test_without_psycopg_a_postgresql_url_is_refused_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an import of a package not installed meets
+    with pytest.raises(CopyRefused) as refused:
+        open_target("postgresql://jitaku@db.lan/jitaku?password=hunter2")
+    assert str(refused.value) == "postgresql://jitaku@db.lan/jitaku needs psycopg 3 (pip install 'psycopg[binary]')"
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("postgresql://jitaku@localhost/jitaku", "postgres://jitaku:pw@127.0.0.1:5432/jitaku", True),
+        ("postgresql+psycopg://jitaku@db.lan/jitaku", "postgresql://other@DB.lan:5432/jitaku", True),
+        ("postgresql:///jitaku?host=/run/postgresql", "postgresql://localhost/jitaku", True),
+        ("postgresql://db.lan/jitaku", "postgresql://db.lan:5433/jitaku", False),
+        ("postgresql://db.lan/jitaku", "postgresql://db.lan/mail", False),
+        ("postgresql://db.lan/jitaku", "postgresql://db2.lan/jitaku", False),
+        ("sqlite:///jitaku.db", "sqlite:///./jitaku.db", True),
+        ("sqlite:///jitaku.db", "postgresql://localhost/jitaku", False),
+    ],
+)
+def test_urls_of_one_database_are_known_however_spelled(one: str, other: str, same: bool) -> None:
+    assert same_database(one, other) is same
+    assert same_database(other, one) is same

@@ -28,6 +28,8 @@ from jitaku.web.page_cache import CHECK_EVERY, FastPages, PageCache
 from jitaku.web.site_info import SiteInfo
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 BASE = "https://blog.example.test"
 SETTINGS = Settings(
     domains=["example.test"],

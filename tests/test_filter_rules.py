@@ -19,6 +19,8 @@ from jitaku.store.filters import Rule, RuleError, decide, judge, pattern_of
 from tests.postgres import database_url
 from tests.test_blog_cli import jitaku
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:

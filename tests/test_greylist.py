@@ -14,6 +14,8 @@ from jitaku.mail.filters import greylist
 from jitaku.store import Database
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 SETTINGS = GreylistSettings(enabled=True, delay=300, expiry=86400, exempt=("partner.example", "192.0.2.0/24"))
 
 

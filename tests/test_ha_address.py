@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -208,3 +209,56 @@ def test_without_the_capabilities_taking_it_says_so(lan: Lan) -> None:
     )  # fmt: skip
     assert done.stdout == "moving 192.168.1.10/24 on lan0 needs root (or CAP_NET_RAW)\n", done.stderr
     assert "192.168.1.10" not in new.ip("-4", "-o", "addr", "show", "dev", "lan0")
+
+
+@pytest.mark.parametrize("address", [FLOATING, FLOATING_V6])
+def test_a_box_without_a_link_does_not_take_it(lan: Lan, address: str) -> None:
+    """The new box's cable is out while the old box still holds the address: its probe would hear nobody, and
+    it would hold the address too once plugged back in, splitting the router's connections."""
+    old, new = boxes(lan)
+    ip = address.split("/")[0]
+    with old.inside():
+        floating(address).take()
+    lan.unplug("new")
+    with new.inside():
+        with pytest.raises(AddressError) as raised:
+            floating(address).take()
+        assert not floating(address).holds()
+    assert str(raised.value) == "[ha] interface lan0 has no link (cable, switch?)"
+    assert ip not in new.ip("-o", "addr", "show", "dev", "lan0")
+
+
+@pytest.mark.parametrize("setting", ["accept_dad", "dad_transmits"])
+def test_an_ipv6_address_is_not_taken_where_duplicates_go_unchecked(lan: Lan, setting: str) -> None:
+    """With duplicate address detection off on the interface, the kernel adds an address another box holds
+    without a word: the only check IPv6 has."""
+    old, new = boxes(lan)
+    with old.inside():
+        floating(FLOATING_V6).take()
+    with new.inside():
+        Path(f"/proc/sys/net/ipv6/conf/lan0/{setting}").write_text("0\n")
+        with pytest.raises(AddressError) as raised:
+            floating(FLOATING_V6).take()
+    assert str(raised.value) == (
+        "fd00:1::10/64 on lan0: the interface does not run IPv6 duplicate address detection, which is how another"
+        " box holding the address is found (sysctl net.ipv6.conf.lan0.accept_dad and dad_transmits must be 1 or"
+        " more)"
+    )
+    assert "fd00:1::10" not in new.ip("-6", "-o", "addr", "show", "dev", "lan0")
+
+
+def test_a_lan_left_by_a_test_process_that_died_is_removed(lan: Lan) -> None:
+    """A run killed before its cleanup leaves its namespaces behind: the next LAN removes them, and leaves a
+    living process's alone."""
+    child = subprocess.Popen(["true"])
+    child.wait()  # its pid names no process now
+    leftover, living = f"jitaku-lan-{child.pid}-1-router", f"jitaku-lan-{os.getpid()}-2-router"
+    for name in (leftover, living):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        Lan().close()
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert leftover not in listed and living in listed
+    finally:
+        for name in (leftover, living):
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)

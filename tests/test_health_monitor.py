@@ -9,11 +9,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from jitaku import store
 from jitaku.config import Config, parse
 from jitaku.health.monitor import Monitor
 from jitaku.health.result import Result, State
 from jitaku.store import Database
+
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
 
 NOW = 1_800_000_000.0
 

@@ -21,6 +21,8 @@ from jitaku.store.mailstore import Selected
 from tests.postgres import database_url
 from tests.test_imap_session import answers, converse
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 ALICE = "alice@example.test"
 FLAGS = ["\\Seen", "\\Deleted", "\\Flagged", "$Label1", "$Junk"]
 _names = itertools.count()
@@ -47,7 +49,7 @@ steps = st.lists(
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path_factory.mktemp('selections') / 'j.db'}")
+    database = Database(database_url(tmp_path_factory.mktemp("selections")))
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)
     yield database

@@ -19,6 +19,8 @@ from jitaku.ratelimit import LoginLimiter
 from jitaku.store import Database, accounts, mailstore
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 
 def logins(database: Database) -> Logins:
     return Logins(Authenticator(database, LoginLimiter(database, LoginSettings()), Checker(1, 0)), Sessions())

@@ -24,6 +24,8 @@ from jitaku.store import Database, lists, queue
 from jitaku.web import lists as list_pages
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 HOSTNAME = "mx.example.test"
 WEB_URL = "https://mx.example.test"
 LIST = "sota@example.test"

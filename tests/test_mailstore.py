@@ -10,6 +10,9 @@ from sqlalchemy.engine import Connection
 from jitaku.store import Database, accounts, mailstore
 from jitaku.store.mailstore import FlagState, MailboxError, NoSuchMailbox, TooManyMailboxes
 from jitaku.store.transaction import tx_of
+from tests.postgres import database_url
+
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
 
 ALICE = "alice@example.test"
 SPECIAL = [name for name, _use in mailstore.SPECIAL_FOLDERS]
@@ -381,7 +384,7 @@ def test_remove_as_pop3_does_moves_highestmodseq_on(database: Database) -> None:
 
 
 def test_uidvalidity_and_uidnext_survive_reopening_the_database(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'j.db'}"
+    url = database_url(tmp_path)
     database = Database(url)
     with database.transaction() as connection:
         accounts.add_user(connection, ALICE, None)

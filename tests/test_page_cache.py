@@ -13,6 +13,8 @@ from jitaku.store import Database
 from jitaku.web.page_cache import Page, PageCache
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 
 @pytest.fixture
 def pages(tmp_path: Path) -> Iterator[PageCache]:

@@ -24,6 +24,8 @@ from jitaku.store import Database, accounts, lists, mailstore, queue
 from tests.peers import Zone
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 HOSTNAME = "mx.example.test"
 ALICE = "alice@example.test"
 BOB = "bob@example.test"

@@ -14,6 +14,8 @@ from jitaku.mail.policy import DIRECTORY_CHECK_SECONDS, Accepted, Policy, Refuse
 from jitaku.store import Database, accounts, lists
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 DOMAINS = ("example.test", "example.org")
 ALICE = "alice@example.test"
 BOB = "bob@example.org"

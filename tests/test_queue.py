@@ -32,6 +32,8 @@ from jitaku.store.queue import Personal, QueuedMessage
 from jitaku.store.statements import Statements
 from tests.peers import Sink, Zone
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 HOSTNAME = "mx.example.test"
 ALICE = "alice@example.test"
 DAVE = "dave@remote.test"

@@ -13,6 +13,8 @@ from jitaku.store import Database, Tx, attempts, intake, queue
 from jitaku.store.queue import Backlog, Personal
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 VERP = "sota-bounces+dave=remote.test@example.test"
 OWN = Personal(VERP, b"List-Id: <sota.example.test>\r\n")
 

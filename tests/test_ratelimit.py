@@ -8,9 +8,14 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from jitaku.config import LoginSettings
 from jitaku.ratelimit import Attempt, FailureLimiter, LoginLimiter, address_key
 from jitaku.store import Database, logins
+from tests.postgres import database_url
+
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
 
 WAIT = 5.0  # seconds a try waits for those being checked, here
 
@@ -36,14 +41,14 @@ def attempts(database: Database, client: str, login: str, now: float) -> logins.
     return database.read_now(lambda c: logins.counts(c, client, login, 0, now))
 
 
-def limiter(tmp_path: Path, clock: Clock, name: str = "j.db") -> tuple[Database, LoginLimiter]:
-    database = Database(f"sqlite:///{tmp_path / name}")
+def limiter(url: str, clock: Clock) -> tuple[Database, LoginLimiter]:
+    database = Database(url)
     settings = LoginSettings(max_failures=5, max_failures_per_address=10, window=900)
     return database, LoginLimiter(database, settings, clock, max_wait=WAIT)
 
 
 def test_parallel_wrong_tries_get_five_checks_however_many_start_at_once(tmp_path: Path) -> None:
-    database, limits = limiter(tmp_path, Clock())
+    database, limits = limiter(database_url(tmp_path), Clock())
 
     async def go() -> list[Attempt | None]:
         tries = [asyncio.ensure_future(limits.start("192.0.2.1", "alice@example.test")) for _ in range(50)]
@@ -65,7 +70,7 @@ def test_parallel_wrong_tries_get_five_checks_however_many_start_at_once(tmp_pat
 
 def test_parallel_right_tries_all_get_in(tmp_path: Path) -> None:
     clock = Clock()
-    database, limits = limiter(tmp_path, clock)
+    database, limits = limiter(database_url(tmp_path), clock)
 
     async def one() -> bool:  # a mail client's connection: the right password, checked in a moment
         attempt = await limits.start("192.0.2.1", "alice@example.test")
@@ -84,7 +89,7 @@ def test_parallel_right_tries_all_get_in(tmp_path: Path) -> None:
 
 
 def test_a_try_waits_no_longer_than_its_bound_for_checks_that_never_end(tmp_path: Path) -> None:
-    database, limits = limiter(tmp_path, Clock())
+    database, limits = limiter(database_url(tmp_path), Clock())
 
     async def go() -> None:
         for _ in range(5):
@@ -99,7 +104,7 @@ def test_a_try_waits_no_longer_than_its_bound_for_checks_that_never_end(tmp_path
 
 def test_a_check_that_died_counts_as_a_failure_after_a_minute(tmp_path: Path) -> None:
     clock = Clock()
-    database, limits = limiter(tmp_path, clock)
+    database, limits = limiter(database_url(tmp_path), clock)
 
     async def go() -> None:
         for _ in range(5):  # the process was killed during these checks
@@ -116,7 +121,7 @@ def test_a_check_that_died_counts_as_a_failure_after_a_minute(tmp_path: Path) ->
 
 def test_an_address_is_bounded_across_users_and_a_success_forgives_only_its_user(tmp_path: Path) -> None:
     clock = Clock()
-    database, limits = limiter(tmp_path, clock)
+    database, limits = limiter(database_url(tmp_path), clock)
 
     async def go() -> None:
         for _ in range(4):
@@ -132,7 +137,7 @@ def test_an_address_is_bounded_across_users_and_a_success_forgives_only_its_user
 
 
 def test_a_success_forgives_its_own_users_failures_only(tmp_path: Path) -> None:
-    database, limits = limiter(tmp_path, Clock())
+    database, limits = limiter(database_url(tmp_path), Clock())
 
     async def go() -> None:
         for _ in range(4):
@@ -154,7 +159,7 @@ def test_a_success_forgives_its_own_users_failures_only(tmp_path: Path) -> None:
 
 def test_failures_count_for_the_window_and_are_then_deleted(tmp_path: Path) -> None:
     clock = Clock()
-    database, limits = limiter(tmp_path, clock)
+    database, limits = limiter(database_url(tmp_path), clock)
 
     async def go() -> None:
         for _ in range(5):
@@ -173,8 +178,9 @@ def test_failures_count_for_the_window_and_are_then_deleted(tmp_path: Path) -> N
 
 def test_the_limit_is_the_same_for_two_processes_and_after_a_restart(tmp_path: Path) -> None:
     clock = Clock()
-    first, one = limiter(tmp_path, clock)
-    second, other = limiter(tmp_path, clock)
+    url = database_url(tmp_path)
+    first, one = limiter(url, clock)
+    second, other = limiter(url, clock)
 
     async def go() -> None:
         for limits in (one, other, one, other, one):
@@ -184,7 +190,7 @@ def test_the_limit_is_the_same_for_two_processes_and_after_a_restart(tmp_path: P
     asyncio.run(go())
     first.close()
     second.close()
-    again, limits = limiter(tmp_path, clock)
+    again, limits = limiter(url, clock)
     assert asyncio.run(limits.allows("192.0.2.1", "alice@example.test")) is False
     again.close()
 

@@ -13,6 +13,8 @@ from jitaku.store import Database, accounts, mailstore
 from jitaku.store.errors import StoreError
 from tests.postgres import database_url
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 ALICE = "alice@example.test"
 MB = 1 << 20
 

@@ -20,6 +20,8 @@ from jitaku.web import feeds
 from jitaku.web.page_cache import FastPages, PageCache
 from jitaku.web.site import Site
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 SETTINGS = Settings(
     domains=["example.test"], web={"url": "https://blog.example.test/"}, blog={"timezone": "Asia/Tokyo"}
 )

@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, blog, search
-from tests.postgres import database_url
+from tests.postgres import database_url, on_postgresql
 from tests.test_blog import imported, post
+
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
 
 NOW = 1_900_000_000.0  # 2030
 
@@ -96,18 +100,33 @@ def test_posts_imported_before_the_upgrade_are_found_after_it(tmp_path: Path) ->
 
     from jitaku.store.engine import migrations_config
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+    url = database_url(tmp_path)
     config = migrations_config()
-    engine = create_engine(url)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0020")
+        if on_postgresql():  # a new database of the tests' server is at the newest revision already
+            command.downgrade(config, "0020")
+        else:
+            command.upgrade(config, "0020")
         connection.execute(
             text(
                 "INSERT INTO posts (path, url, title, slug, published_at, draft, source, html, created_at, updated_at)"
-                " VALUES ('a.md', '/a/', '古い記事', 'a', 1, 0, '', '<p>自宅サーバーの<em>会議</em></p>', 1, 1)"
-            )
+                " VALUES ('a.md', '/a/', '古い記事', 'a', 1, :draft, '', '<p>自宅サーバーの<em>会議</em></p>', 1, 1)"
+            ),
+            {"draft": False},
         )
     engine.dispose()
     database = Database(url)  # upgraded, as `jitaku serve` does
     assert titles(database, "自宅サーバー") == titles(database, "会議") == ["古い記事"]
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="PostgreSQL's index: SQLite's is FTS5's own")
+def test_on_postgresql_a_long_word_is_found_through_pg_trgms_index(database: Database) -> None:
+    def plan(connection: Connection) -> str:
+        connection.execute(text("SET LOCAL enable_seqscan = off"))  # a few rows: the planner would scan them
+        query = "EXPLAIN SELECT rowid FROM search_posts WHERE body ILIKE '%自宅サーバー%'"
+        return "\n".join(row[0] for row in connection.execute(text(query)))
+
+    assert "search_posts_body_trigrams" in database.read_now(plan)
+    assert titles(database, "自宅サーバー") == ["自宅サーバーを建てた"]

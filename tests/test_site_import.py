@@ -12,6 +12,8 @@ from jitaku.blog.importer import read_posts
 from jitaku.blog.source import SourceError
 from jitaku.store import Database, blog
 
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
 TOKYO = ZoneInfo("Asia/Tokyo")
 PATTERN = "/{year}/{month}/{slug}/"
 

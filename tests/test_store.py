@@ -14,7 +14,9 @@ from sqlalchemy.engine import Connection
 from jitaku.store import Database, Tx, accounts, attempts, lists, mailstore, queue
 from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION, stored_revision
-from tests.postgres import database_url
+from tests.postgres import database_url, sqlite_only
+
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
 
 
 def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
@@ -22,6 +24,12 @@ def test_schema_revision_is_alembics_head(tmp_path: Path) -> None:
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_REVISION
     database = Database(database_url(tmp_path))
     assert database.query_now(stored_revision) == SCHEMA_REVISION
+    database.close()
+
+
+@sqlite_only("WAL and synchronous=FULL are PRAGMAs of its connections")
+def test_sqlite_is_opened_in_wal_mode_and_commits_to_the_disk(tmp_path: Path) -> None:
+    database = Database(database_url(tmp_path))
     assert database.read_now(lambda c: c.execute(text("PRAGMA journal_mode")).scalar()) == "wal"
     assert database.read_now(lambda c: c.execute(text("PRAGMA synchronous")).scalar()) == 2  # FULL
     database.close()
@@ -81,6 +89,7 @@ def test_list_confirmations_and_held_posts_expire_and_the_inbox_takes_each_item_
     database.close()
 
 
+@sqlite_only("a table SQLite rebuilds takes the rows that reference it; PostgreSQL alters tables in place")
 def test_upgrading_a_database_with_mail_keeps_every_mailbox_and_queued_recipient(tmp_path: Path) -> None:
     """Migrations that alter a table must not rebuild it on SQLite: the rows that reference it would go with it
     (ON DELETE CASCADE): mailboxes of users, recipients of queued mail."""
@@ -269,9 +278,9 @@ def test_list_copies_queued_before_signing_go_out_signed_after_the_upgrade(tmp_p
         command.downgrade(config, "0009")
         connection.execute(
             text(
-                "INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body) VALUES ('Q', :s, 1, 1, 0, x'00')"
+                "INSERT INTO queue (id, sender, created_at, next_attempt, attempts, body) VALUES ('Q', :s, 1, 1, 0, :b)"
             ),
-            {"s": "sota-bounces@example.test"},
+            {"s": "sota-bounces@example.test", "b": b"\0"},
         )
         for recipient, sender in unsigned.items():
             connection.execute(

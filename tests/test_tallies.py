@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from jitaku.store import Database, Tx, tallies
 from tests.postgres import database_url
+
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
 
 HOUR = 1_800_000_000 // 3600 * 3600
 

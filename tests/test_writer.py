@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,17 @@ import pytest
 from jitaku.store import Database, Tx
 from jitaku.store.errors import StoreError
 from jitaku.store.writer import AT_ONCE_RUN
-from tests.postgres import database_url
+from tests.postgres import database_url, on_postgresql, server, sqlite_only
 
-FULL, NORMAL = 2, 1  # SQLite's PRAGMA synchronous
+pytestmark = pytest.mark.both_databases  # the store's: run on PostgreSQL too (scripts/test)
+
+FULL, NORMAL = 2, 1  # SQLite's PRAGMA synchronous; PostgreSQL's synchronous_commit on and off
 
 
 def synchronous(tx: Tx) -> int:
+    """Whether the job's commit waits for the disk (FULL) or not (NORMAL)."""
+    if tx.dialect.name == "postgresql":
+        return FULL if tx.run("SHOW synchronous_commit")[0][0] == "on" else NORMAL
     return int(tx.run("PRAGMA synchronous")[0][0])
 
 
@@ -61,6 +67,7 @@ def where(tx: Tx) -> tuple[str, int]:
     return threading.current_thread().name, int(tx.run("PRAGMA wal_autocheckpoint")[0][0])
 
 
+@sqlite_only("a database server's light jobs wait for the writer's thread (Dialect.at_once)")
 def test_a_light_job_runs_at_once_on_the_event_loop_when_the_writer_is_idle(tmp_path: Path) -> None:
     """The STOREs of ten IMAP clients waited twice as long for hand-offs to the writer's thread as for their
     work (issue 20): light jobs skip it when it has nothing to do, and never checkpoint there, since a
@@ -80,6 +87,7 @@ def test_a_light_job_runs_at_once_on_the_event_loop_when_the_writer_is_idle(tmp_
         database.close()
 
 
+@sqlite_only("another process's write lock on the file")
 def test_a_light_job_waits_in_the_writers_thread_while_another_process_writes(tmp_path: Path) -> None:
     """Another process's write lock (an SMTP worker's, the CLI's) must not hold the event loop: the job goes
     to the thread, which waits for the lock and commits once it is free."""
@@ -107,6 +115,7 @@ def test_a_light_job_waits_in_the_writers_thread_while_another_process_writes(tm
         database.close()
 
 
+@sqlite_only("jobs run at once and checkpoints of its log")
 def test_after_a_run_of_light_jobs_the_writers_thread_commits_one_and_checkpoints(tmp_path: Path) -> None:
     """Only the thread's commits checkpoint the log: a day of flag changes alone must not grow it for ever."""
     database = Database(database_url(tmp_path))
@@ -144,7 +153,7 @@ def test_a_light_job_that_fails_is_undone_and_the_next_one_runs(tmp_path: Path) 
 
 
 def test_what_a_light_commit_wrote_is_read_at_once_and_kept(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jitaku.db'}"
+    url = database_url(tmp_path)
     database = Database(url)
 
     async def go() -> None:
@@ -160,13 +169,48 @@ def test_what_a_light_commit_wrote_is_read_at_once_and_kept(tmp_path: Path) -> N
 
 
 def test_a_writer_that_cannot_open_its_database_says_so_as_the_stores_error(tmp_path: Path) -> None:
-    """What a full disk or a lost directory looks like to a caller: a StoreError, which IMAP and SMTP
-    answer as a failure of the store, not a fault of ours."""
-    (tmp_path / "gone").mkdir()
-    database = Database(f"sqlite:///{tmp_path / 'gone' / 'jitaku.db'}")
-    shutil.rmtree(tmp_path / "gone")
+    """What a full disk, a lost directory or a lost server looks like to a caller: a StoreError, which IMAP and
+    SMTP answer as a failure of the store, not a fault of ours."""
+    if on_postgresql():
+        url = database_url(tmp_path)
+        database = Database(url)
+        server().drop(url)
+    else:
+        (tmp_path / "gone").mkdir()
+        database = Database(f"sqlite:///{tmp_path / 'gone' / 'jitaku.db'}")
+        shutil.rmtree(tmp_path / "gone")
     try:
         with pytest.raises(StoreError):
             asyncio.run(database.transact(lambda tx: tx.run("SELECT 1")))
     finally:
         database.close()
+
+
+@pytest.mark.skipif(not on_postgresql(), reason="SQLite lets one transaction write at a time: none can deadlock")
+def test_two_processes_writers_that_deadlock_each_commit_their_job(tmp_path: Path) -> None:
+    """Two SMTP workers' batches delivering to the same two mailboxes in turn: the server undoes one of them,
+    whose job runs again once the other committed, and both callers hear it is done (an SMTP client its 250)."""
+    url = database_url(tmp_path)
+    one, other = Database(url), Database(url)
+    locked = {1: threading.Event(), 2: threading.Event()}
+
+    def first_then(mine: int, theirs: int) -> Callable[[Tx], None]:
+        def job(tx: Tx) -> None:
+            tx.run("UPDATE marks SET v = v + 1 WHERE n = ?", (mine,))
+            locked[mine].set()
+            locked[theirs].wait(10)  # each holds its row and wants the other's: a deadlock the first time
+            tx.run("UPDATE marks SET v = v + 1 WHERE n = ?", (theirs,))
+
+        return job
+
+    async def go() -> list[list[tuple[int, int]]]:
+        await one.transact(lambda tx: tx.run("CREATE TABLE marks (n INTEGER PRIMARY KEY, v INTEGER)"))
+        await one.transact(lambda tx: tx.run_many("INSERT INTO marks VALUES (?, 0)", [(1,), (2,)]))
+        await asyncio.gather(one.transact(first_then(1, 2)), other.transact(first_then(2, 1)))
+        return await one.query(lambda s: s.run("SELECT n, v FROM marks ORDER BY n"))
+
+    try:
+        assert asyncio.run(go()) == [(1, 2), (2, 2)]
+    finally:
+        one.close()
+        other.close()

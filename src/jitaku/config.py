@@ -627,7 +627,10 @@ class FiltersSettings(_Section):
     greylist: GreylistSettings = GreylistSettings()
 
 
-def _lan_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface | None:
+IpInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface  # an address with its prefix: 192.168.1.10/24
+
+
+def _lan_address(value: Any) -> IpInterface | None:
     """An address a host on the LAN may hold, with its prefix: `ip addr add` needs it, and a bare address would
     be taken as a /32 (/128) the router's subnet does not route to."""
     if value is None or value == "":
@@ -647,7 +650,7 @@ def _lan_address(value: Any) -> ipaddress.IPv4Interface | ipaddress.IPv6Interfac
     return address
 
 
-LanAddress = Annotated[ipaddress.IPv4Interface | ipaddress.IPv6Interface | None, BeforeValidator(_lan_address)]
+LanAddress = Annotated[IpInterface | None, BeforeValidator(_lan_address)]
 _INTERFACE = re.compile(r"[^/:\s]{1,15}")  # what Linux takes as a network interface's name (IFNAMSIZ, dev_valid_name)
 
 
@@ -657,6 +660,12 @@ class HaSettings(_Section):
 
     address: LanAddress = None  # e.g. "192.168.1.10/24"
     interface: str = Field(default="", validate_default=True)  # e.g. "eth0"; needed with address
+    sync_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="seconds the primary's commits wait for a standby that stopped answering before replication "
+        "turns asynchronous (the primary keeps accepting; RPO is no longer 0 until the standby is back)",
+    )
 
     @field_validator("interface")
     @classmethod

@@ -129,6 +129,7 @@ urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram
 # [ha]                           # a primary/standby pair; without address, failover moves no address
 # address = "192.168.1.10/24"    # the LAN address the router forwards 25/80/443 to: the primary holds it
 # interface = "eth0"             # where to hold it (needed with address)
+# sync_timeout = 10              # seconds commits wait for a silent standby before replication turns asynchronous
 """
 
 

@@ -9,13 +9,16 @@ import functools
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
+from jitaku.ha import role
 from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
 from jitaku.lists.runner import ListRunner
@@ -60,6 +63,12 @@ REFUSALS = {
     "imap": b"* BYE [UNAVAILABLE] Too many connections; try again later",  # RFC 5530
     "pop3": b"-ERR [SYS/TEMP] Too many connections; try again later",  # RFC 3206
 }
+# What a standby's listeners say to every connection, before closing it: its database is the primary's, read-only.
+STANDBY_REFUSALS = {
+    "smtp": "421 4.3.2 {host} is a standby and takes no mail; try the primary",  # RFC 3463: system not accepting
+    "imap": "* BYE [UNAVAILABLE] {host} is a standby; read your mail on the primary",
+    "pop3": "-ERR [SYS/TEMP] {host} is a standby; read your mail on the primary",
+}
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,10 @@ async def serve(
     also runs the queue, the lists and WEB."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
+    standby = role.current(config) == role.STANDBY  # read once: a promotion restarts the daemon
     database = Database(config.database_url)
     try:
-        await _run(config, database, bound, children, web or [], access or [])
+        await _run(config, database, bound, children, web or [], access or [], standby)
     finally:
         database.close()
 
@@ -117,7 +127,11 @@ async def _run(
     children: list[int] | None,
     web: list[socket.socket],
     access: list[Bound],
+    standby: bool = False,
 ) -> None:
+    """STANDBY: this box's database is a standby's, read-only. Its mail listeners say so to every client and
+    close; nothing that writes runs (the queue, the lists, DDNS, the session tallies); the web serves what only
+    reads, and the health checks keep their results in a file of their own (jitaku.ha.health_file)."""
     settings = config.settings
     hostname = settings.mail_hostname
     keys = [
@@ -170,10 +184,16 @@ async def _run(
     limits = _limits(config)
     sessions = OpenSessions()
     servers: list[asyncio.Server] = []
+    replication: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     try:
-        for item in bound:
+        for item in bound if standby else []:
+            servers.append(await _refuse(loop, item, STANDBY_REFUSALS["smtp"], hostname, tls_context))
+        for item in access if standby else []:
+            protocol = item.listener.name.removesuffix("s")
+            servers.append(await _refuse(loop, item, STANDBY_REFUSALS[protocol], hostname, tls_context))
+        for item in [] if standby else bound:
             name = item.listener.name
             factory = functools.partial(
                 SmtpProtocol,
@@ -217,7 +237,7 @@ async def _run(
                 POP3_MAX_LINE,
             ),
         }
-        for item in access:
+        for item in [] if standby else access:
             implicit = item.listener.implicit_tls
             protocol = item.listener.name.removesuffix("s")
             handle, limit = protocols[protocol]
@@ -242,6 +262,7 @@ async def _run(
             "started",
             pid=os.getpid(),
             role="main" if main else "worker",
+            database_role=role.STANDBY if standby else role.PRIMARY,
             hostname=hostname,
             data_dir=str(config.data_dir),
             listeners=",".join(str(item.address) for item in bound + access),
@@ -250,27 +271,46 @@ async def _run(
             event_loop=event_loop.name(),
         )
         async with asyncio.TaskGroup() as tasks:
-            background = [tasks.create_task(tally.run()), tasks.create_task(heap.give_back_regularly())]
-            if children is not None:  # the main process
+            background = [tasks.create_task(heap.give_back_regularly())]
+            if not standby:
+                background.append(tasks.create_task(tally.run()))
+            if children is not None:
+                background.append(tasks.create_task(workers.watch(children, stop)))
+            if children is not None and not standby:  # the main process
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))
                 if learning_on(settings.filters):  # moves in and out of Junk teach the spam engines
                     from jitaku.mail.filters.learning import Learning, learners
 
                     background.append(tasks.create_task(Learning(database, learners(settings.filters)).run()))
-                background.append(tasks.create_task(workers.watch(children, stop)))
-            if main and settings.ddns:
+            if main and settings.ddns and not standby:
                 # imported only when configured: httpx and psutil would cost every process ~6 MB
                 from jitaku.ddns.updater import Updater
 
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
-            if main and settings.health.enabled:
+            if main and settings.health.enabled and standby:
+                from jitaku.ha.health_file import LocalMonitor
+
+                background.append(tasks.create_task(LocalMonitor(config, database).run()))
+            monitor = None
+            if main and settings.health.enabled and not standby:
                 from jitaku.health.monitor import Monitor
 
-                background.append(tasks.create_task(Monitor(config, database).run()))
+                monitor = Monitor(config, database)
+                background.append(tasks.create_task(monitor.run()))
+            if main and settings.database.managed and not standby:
+                # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not;
+                # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
+                # gone meanwhile, and only it stops them waiting
+                from jitaku.ha.sync import Synchronizer
+
+                report = monitor.judge if monitor is not None else None
+                replication = asyncio.create_task(Synchronizer(config, report).run())
             if web:
                 mail = LocalMail(policy, pipeline)
-                tasks.create_task(_web(config, database, authenticator, lists.requests, mail, web, stop, limits["web"]))
+                tasks.create_task(
+                    _web(config, database, authenticator, lists.requests, mail, web, stop, limits["web"], standby)
+                )
             await stop.wait()
             workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
             for task in background:
@@ -281,17 +321,48 @@ async def _run(
             for server in servers:
                 server.close()  # no new sessions
             ended = await sessions.end()
-        await tally.flush()
+        if not standby:
+            await tally.flush()
         log.event("stopped", pid=os.getpid(), hostname=hostname, sessions_ended=ended)
         if children is not None and len(children) < max(settings.smtp.workers, settings.imap.workers) - 1:
             raise ServeError("a worker process died; stopped everything (see the log)")
     finally:
+        if replication is not None:
+            replication.cancel()
+            await asyncio.wait([replication])
         for server in servers:
             server.close()
         for server in servers:
             await server.wait_closed()
         await scanning.close()
         checker.close()
+
+
+class _Refusal(asyncio.Protocol):
+    """Says one line to a connection, and closes it."""
+
+    def __init__(self, line: bytes) -> None:
+        self._line = line
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        writer = cast(asyncio.WriteTransport, transport)  # uvloop's transports do not subclass asyncio's
+        writer.write(self._line)
+        writer.close()
+
+
+async def _refuse(
+    loop: asyncio.AbstractEventLoop, item: Bound, said: str, hostname: str, tls: ssl.SSLContext | None
+) -> asyncio.Server:
+    """A standby's listener: bound as a primary's is (a promotion restarts the daemon on the same sockets, and a
+    client is told why rather than refused a connection), saying SAID to every client."""
+    line = said.format(host=hostname).encode() + b"\r\n"
+    implicit = item.listener.implicit_tls
+    return await loop.create_server(
+        functools.partial(_Refusal, line),
+        sock=item.sock,
+        ssl=tls if implicit else None,
+        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+    )
 
 
 def _limits(config: Config) -> dict[str, ConnectionLimit]:
@@ -312,10 +383,12 @@ async def _web(
     sockets: list[socket.socket],
     stop: asyncio.Event,
     limit: ConnectionLimit,
+    read_only: bool = False,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
-    Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP.
+    Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby): every
+    request that would write is answered 503.
     """
     import uvicorn
 
@@ -327,6 +400,10 @@ async def _web(
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
     app = status.build(config, database, authenticator, requests, mail)
+    if read_only:
+        from jitaku.web.read_only import read_only as only_reads
+
+        app = only_reads(app)
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     for group, tls in (

@@ -64,6 +64,7 @@ def jitaku_factory(tmp_path: Path, prepared_dirs: Path) -> Iterator[Any]:
     yield make
     for instance in made:
         instance.stop()
+        instance.drop_database()
 
 
 @pytest.fixture

@@ -23,10 +23,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from jitaku.ports import SECTIONS
 from jitaku.store import Database, mailstore
 from jitaku.store.statements import Statements
 from tests.peers import free_port, swaks, wait_until
+from tests.postgres import on_postgresql, server
 
 JITAKU = [sys.executable, "-m", "jitaku"]
 T = TypeVar("T")
@@ -158,6 +161,11 @@ class Jitaku:
         }
         if dns_port:
             self.settings["dns"] = {"nameservers": [f"127.0.0.1:{dns_port}"]}
+        # JITAKU_TEST_DATABASE=postgresql: a new database of the tests' PostgreSQL (tests/postgres.py); else
+        # DIR/jitaku.db, as `jitaku init` leaves it
+        self._postgresql: str | None = None
+        if on_postgresql():
+            self._use(self._new_database())
         self.listening: dict[str, list[str]] = {}  # ports.json of the last start: listener name -> "host:port"s
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "serve.log"
@@ -225,23 +233,31 @@ class Jitaku:
     def init(self, *users: str) -> None:
         """`jitaku init` and `jitaku user add` for USERS. What they leave in the data dir (database, DKIM
         keys, certificate) is kept for the session and copied into the next test's dir that asks for the
-        same domains and users: the same files, without seconds of key generation and hashing per test."""
+        same domains and users: the same files, without seconds of key generation and hashing per test. On
+        PostgreSQL the database is kept as a database of the server's, which the next one is copied from."""
         if self.prepared is None:
             self.cli("init")
             for user in users:
                 self.add_user(user)
             return
         key = json.dumps([self.settings["hostname"], self.settings["domains"], self.settings.get("dkim"), users])
-        template = self.prepared / hashlib.sha256(key.encode()).hexdigest()[:16]
+        name = hashlib.sha256(key.encode()).hexdigest()[:16]
+        template = self.prepared / name
         if not template.exists():
             self.cli("init")
             for user in users:
                 self.add_user(user)
             staging = template.with_name(template.name + ".part")
             shutil.copytree(self.dir, staging, ignore=shutil.ignore_patterns("jitaku.toml", "serve.log"))
+            if on_postgresql():
+                server().keep(self.database_url, f"prepared_{name}")
             staging.rename(template)
         else:
             shutil.copytree(template, self.dir, dirs_exist_ok=True)
+            if on_postgresql():
+                server().drop(self.database_url)
+                self._use(self._new_database(f"prepared_{name}"))
+                self.write_config()
 
     def add_user(self, address: str, password: str = "secret-password") -> None:
         self.cli("user", "add", address, "--password-stdin", input=password + "\n")
@@ -263,6 +279,10 @@ class Jitaku:
         except (AssertionError, OSError):
             self.stop()
             raise AssertionError("jitaku serve did not start:\n" + self.log()) from None
+        # a test that wrote a config of its own without the database's URL would run on SQLite unseen
+        assert not (on_postgresql() and (self.dir / "jitaku.db").exists()), (
+            "jitaku serve made jitaku.db: not on PostgreSQL"
+        )
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -273,6 +293,28 @@ class Jitaku:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    @property
+    def database_url(self) -> str:
+        """Where the daemon keeps its data: DIR/jitaku.db, or a database of the tests' PostgreSQL."""
+        return self._postgresql or f"sqlite:///{self.dir / 'jitaku.db'}"
+
+    def _use(self, url: str) -> None:
+        self._postgresql = url
+        self.settings["database"] = {"url": url}
+
+    @staticmethod
+    def _new_database(template: str | None = None) -> str:
+        """A new database of the tests' PostgreSQL (a copy of TEMPLATE if given), through its socket: the daemon
+        may run in a network namespace of its own (off_loopback)."""
+        found = server().database(template) if template else server().database()
+        return server().over_socket(found)
+
+    def drop_database(self) -> None:
+        """Drop the database of the tests' PostgreSQL this instance ran on, once it is stopped (each is a copy
+        of some megabytes)."""
+        if on_postgresql():
+            server().drop(self.database_url)
 
     def kill9(self) -> None:
         assert self.process is not None
@@ -300,7 +342,7 @@ class Jitaku:
     def read(self, query: Callable[[Statements], T]) -> T:
         """QUERY, one of the store's reads (`lambda s: store.mailstore.list_messages(s, ...)`), run on this data
         directory's database beside the daemon: for bulk checks the CLI would make slow, one process per item."""
-        database = Database(f"sqlite:///{self.dir / 'jitaku.db'}")
+        database = Database(self.database_url)
         try:
             return database.query_now(query)
         finally:
@@ -319,6 +361,8 @@ READER = "alice@example.test"  # the mailbox the IMAP and POP3 tests read, passw
 
 def on_disk(jitaku_factory: Any, disk: Path) -> Jitaku:
     """A running jitaku with users alice and bob whose data directory is on DISK (small_disk)."""
+    if on_postgresql():  # a full disk under PostgreSQL's own data is the managed cluster's to test
+        pytest.skip("SQLite only: the tests' PostgreSQL keeps its data off the small disk")
     server: Jitaku = jitaku_factory()
     server.dir = disk / "jitaku"  # before anything is written there
     server.log_path = server.dir / "serve.log"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import mailbox
 import re
-import sqlite3
 from email import message_from_bytes
 from email.header import Header
 from email.message import EmailMessage
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jitaku.store import Database
 from tests.integration import test_lists
 from tests.integration.browser import Chromium
 from tests.integration.forms import csrf_of, submit
@@ -77,6 +77,7 @@ def archived_at(message: bytes) -> str:
     return found.group(1)
 
 
+@pytest.mark.both_databases
 def test_a_japanese_post_reads_decoded_on_its_page_named_by_each_copy_and_a_reply_threads_under_it(
     list_server, tmp_path: Path
 ) -> None:
@@ -133,11 +134,13 @@ def test_a_japanese_post_reads_decoded_on_its_page_named_by_each_copy_and_a_repl
     assert f"{LIST}: 0 older posts" in server.cli("list", "reindex", LIST).stdout
     # posts archived before 0021 kept their Message-ID: the daemon gives them their pages when it starts
     server.stop()
-    with sqlite3.connect(server.dir / "jitaku.db") as database:
-        database.execute(
+    database = Database(server.database_url)
+    with database.transaction() as connection:
+        connection.exec_driver_sql(
             "UPDATE list_posts SET message_id = NULL, message_hash = NULL, parent_number = NULL, thread_number = NULL"
         )
-        database.execute("DELETE FROM search_list_posts")
+        connection.exec_driver_sql("DELETE FROM search_list_posts")
+    database.close()
     server.start()
     wait_until(lambda: httpx.get(local(url, server)).status_code == 200, timeout=20)
     assert f'href="{url.removeprefix(WEB)}" rel="up"' in httpx.get(local(reply_url, server)).text

@@ -411,6 +411,7 @@ def test_an_alias_that_leads_nowhere_is_refused_in_one_line_and_postmaster_keeps
     assert server.cli("alias", "add", "postmaster@example.test", "bob@example.org").returncode == 0
 
 
+@pytest.mark.both_databases
 def test_mailbox_show_writes_the_stored_bytes_exactly(server: Jitaku) -> None:
     raw = (
         "From: =?UTF-8?B?5bGx55Sw?= <yamada@remote.test>\r\nTo: alice@example.test\r\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.browser import Chromium
 from tests.integration.harness import Jitaku
@@ -28,6 +29,7 @@ def comments(server: Jitaku) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.both_databases
 def test_a_comment_survives_kill_9_and_the_owner_approves_it_from_the_mail(server: Jitaku, tmp_path: Path) -> None:
     posts = tmp_path / "posts"
     posts.mkdir()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import imaplib
 import json
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION
 from tests import postgres
 from tests.integration.harness import READER, Jitaku, deliver
-from tests.peers import wait_for_port, wait_until
+from tests.peers import free_port, wait_for_port, wait_until
 
 PASSWORD = "secret-password"
 LIST = "sota@example.test"
@@ -74,12 +75,13 @@ def test_an_install_moves_from_sqlite_to_postgresql_with_every_uid_flag_and_pass
     new.settings["database"] = {"url": postgresql_url}
     new.write_config()
     new.cli("init")
-    running = new.cli("db", "copy", "--from", str(old.dir), check=False)
-    assert running.returncode == 1 and running.stdout == ""
-    assert (
-        running.stderr
-        == f"jitaku: jitaku serve is already running on {old.dir} (pid {old.process.pid}): stop it before copying\n"
-    )  # type: ignore[union-attr]
+    for given in (str(old.dir), str(old.dir / "jitaku.db"), f"sqlite:///{old.dir / 'jitaku.db'}"):
+        running = new.cli("db", "copy", "--from", given, check=False)
+        assert running.returncode == 1 and running.stdout == "", given
+        assert (
+            running.stderr
+            == f"jitaku: jitaku serve is already running on {old.dir} (pid {old.process.pid}): stop it before copying\n"
+        ), given  # type: ignore[union-attr]
     old.stop()
 
     copied = new.cli("db", "copy", "--from", str(old.dir))
@@ -127,7 +129,7 @@ def test_the_same_directory_moves_to_postgresql_by_its_config(jitaku_factory: An
     before = _read(server, "INBOX")
     server.stop()
     old = f"sqlite:///{server.dir.resolve() / 'jitaku.db'}"
-    _downgrade(old, "0022")  # a jitaku upgraded since it last ran
+    _migrate(old, "downgrade", "0022")  # a jitaku upgraded since it last ran
     server.settings["database"] = {"url": postgresql_url}
     server.write_config()
 
@@ -158,6 +160,28 @@ def test_what_is_not_a_jitaku_install_is_refused_in_one_sentence(jitaku_factory:
         assert (result.returncode, result.stdout, result.stderr) == (1, "", f"jitaku: {said}\n")
 
 
+def test_a_target_out_of_reach_leaves_an_older_source_as_it_was(jitaku_factory: Any, tmp_path: Path) -> None:
+    """The target is checked before the source is migrated: a server not started (a wrong password, a target
+    holding data) does not leave the old install at a schema its own jitaku may not know."""
+    source = tmp_path / "old" / "jitaku.db"
+    source.parent.mkdir()
+    url = f"sqlite:///{source}"
+    sa.create_engine(url).dispose()
+    _migrate(url, "upgrade", "0022")
+    new: Jitaku = jitaku_factory(name="new")
+    target = f"postgresql://jitaku:hunter2@127.0.0.1:{free_port()}/jitaku"  # nothing listens there
+    new.settings["database"] = {"url": target}
+    new.write_config()
+
+    refused = new.cli("db", "copy", "--from", str(source), check=False)
+
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith(f"jitaku: cannot open {target.replace('hunter2', '***')}: "), refused.stderr
+    assert "hunter2" not in refused.stderr and len(refused.stderr.splitlines()) == 1
+    with sqlite3.connect(source) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [("0022",)]
+
+
 def on_sqlite(instance: Jitaku) -> Jitaku:
     """INSTANCE on SQLite, as the installs moved are, also in the PostgreSQL pass (JITAKU_TEST_DATABASE)."""
     if postgres.on_postgresql():
@@ -167,12 +191,13 @@ def on_sqlite(instance: Jitaku) -> Jitaku:
     return instance
 
 
-def _downgrade(url: str, revision: str) -> None:
+def _migrate(url: str, way: str, revision: str) -> None:
+    """The database at URL brought up or down (WAY) to REVISION, as an older jitaku left it."""
     engine = sa.create_engine(url)
     config = migrations_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+        getattr(command, way)(config, revision)
     engine.dispose()
 
 

@@ -153,7 +153,7 @@ def test_an_mx_that_no_stranger_reaches_any_more_is_noticed_from_the_flat_graph(
     days before, none came. One session (swaks, to the MX) is the recovery."""
 
     def earlier_days(server: Jitaku) -> None:
-        database = Database(f"sqlite:///{server.dir / 'jitaku.db'}")
+        database = Database(server.database_url)
         now = time.time()
         with database.transaction() as connection:
             for days, sessions in ((1, 11.0), (2, 12.0), (3, 14.0)):

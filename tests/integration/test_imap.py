@@ -41,6 +41,7 @@ def client(server: Jitaku, mailbox: str | None = "INBOX") -> imaplib.IMAP4:
     return imap
 
 
+@pytest.mark.both_databases
 def test_folders_append_fetch_store_move_and_search(mailhost: Jitaku) -> None:
     subject = Header("会議の件", "iso-2022-jp").encode()
     deliver(mailhost, "first", subject=subject)
@@ -280,6 +281,7 @@ def test_binary_fetches_decoded_parts_and_append_takes_a_literal8(mailhost: Jita
     assert imap.fetch("1", "(BINARY.PEEK[2])")[1][0] == (b"1 (BINARY[2] ~{%d}" % len(attachment), attachment)
 
 
+@pytest.mark.both_databases
 def test_two_clients_see_each_others_flags_and_expunges_and_pop3s_deletions(mailhost: Jitaku) -> None:
     """A MOVE and a POP3 session's deletions reach the other client as expunges, highest number first so that
     each number is right when it is read (RFC 3501 §7.4.1)."""
@@ -366,6 +368,7 @@ def test_a_run_of_fetches_hears_of_other_sessions_changes_within_a_tenth_of_a_se
     assert laptop.fetch("1", "(UID)")[1] == [b"1 (UID 1)", b"1 (FLAGS (\\Flagged) UID 1)"]
 
 
+@pytest.mark.both_databases
 def test_idle_sees_new_mail_within_a_second(mailhost: Jitaku) -> None:
     imap = client(mailhost)
     tag = imap._new_tag()  # imaplib has no IDLE: the command by hand
@@ -445,6 +448,7 @@ def test_fetchmail_over_imap(mailhost: Jitaku, tmp_path: Path) -> None:
     assert client(mailhost).search(None, "ALL")[1] == [b""]  # fetched, flagged \Deleted, expunged
 
 
+@pytest.mark.both_databases
 def test_starttls_and_implicit_tls_and_plain_text_refused_off_loopback(network_namespace, jitaku_factory) -> None:
     """From the LAN address of a namespace of our own: LOGINDISABLED and [PRIVACYREQUIRED] in the clear,
     a login after STARTTLS, and on the IMAPS port."""
@@ -536,6 +540,7 @@ def test_offlineimap_mirrors_every_folder(mailhost: Jitaku, tmp_path: Path) -> N
     assert b"for offlineimap" in mirrored["INBOX"] and b"unfinished" in mirrored["Drafts"]
 
 
+@pytest.mark.both_databases
 def test_uidvalidity_and_uids_survive_a_restart_and_condstore_tracks_changes(mailhost: Jitaku) -> None:
     deliver(mailhost, "one", "two")
     imap = imaplib.IMAP4("127.0.0.1", mailhost.imap_port, timeout=10)

@@ -23,6 +23,7 @@ def mx(server: Jitaku, *args: str) -> str:
     return result.stdout + result.stderr
 
 
+@pytest.mark.both_databases
 def test_mail_for_a_user_lands_in_the_mailbox_with_trace_headers(server: Jitaku, dns_zone) -> None:
     zone, _ = dns_zone
     zone.add('remote.test. 300 IN TXT "v=spf1 ip4:127.0.0.1 -all"')
@@ -89,6 +90,7 @@ def test_a_message_for_a_user_is_one_line_in_the_log(server: Jitaku) -> None:
     assert "event=accepted" in lines[0] and "delivered=alice@example.test" in lines[0], lines
 
 
+@pytest.mark.both_databases
 def test_unknown_local_user_is_refused_at_rcpt(server: Jitaku) -> None:
     out = mx(server, "--to", "nobody@example.test", "--from", "carol@remote.test")
     assert rejection(out).startswith("550 5.1.1")

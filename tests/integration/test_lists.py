@@ -144,6 +144,7 @@ def assert_aligned_dkim_pass(message: bytes, dns_port: int) -> None:
     assert f"{from_domain} rsa-sha256 pass" in results, results
 
 
+@pytest.mark.both_databases
 def test_a_post_reaches_every_member_numbered_signed_and_sealed(list_server, dns_zone) -> None:
     server, members = list_server
     post(server, "carol@members.test", "Hello", "--header", "From: Carol <carol@members.test>")
@@ -303,6 +304,7 @@ def test_japanese_subjects_are_tagged_and_stay_readable(list_server, tmp_path) -
     assert "ISO-2022-JP" in raw_header(received[0], "Subject").upper()
 
 
+@pytest.mark.both_databases
 def test_a_non_members_post_is_held_until_the_owner_decides(list_server) -> None:
     server, members = list_server
     post(server, "frank@other.test", "Please approve", "--header", "From: Frank <frank@other.test>")
@@ -377,6 +379,7 @@ def test_one_click_unsubscribe_by_post_with_the_members_token(list_server) -> No
     assert curl("-X", "POST", "--data", "List-Unsubscribe=One-Click", local)[0] == 404
 
 
+@pytest.mark.both_databases
 def test_subscribe_by_mail_needs_the_confirmation_token(list_server) -> None:
     server, members = list_server
     post(server, "gina@other.test", "", "--to", "sota-request@example.test", "--body", "# help\nsubscribe\n")
@@ -544,6 +547,7 @@ class Whole(Members):
         return [copy for copy in super().copies() if b"This is a test mailing" in copy[2]]
 
 
+@pytest.mark.both_databases
 def test_kill_9_in_the_middle_of_a_fan_out(server: Jitaku, dns_zone, sink_factory) -> None:
     """Every member gets the post at least once (a copy in flight at the kill may come twice); no number
     is skipped or used twice."""

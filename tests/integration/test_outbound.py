@@ -71,6 +71,7 @@ def direct_mx(server: Jitaku, zone: Any, sink: Sink, domain: str = "remote.test"
     deliver_to_port(server, sink.port)
 
 
+@pytest.mark.both_databases
 def test_direct_mx_delivery_is_dkim_signed_and_verifies(server: Jitaku, dns_zone, sink_factory) -> None:
     zone, dns_port = dns_zone
     sink = sink_factory()
@@ -161,6 +162,7 @@ def test_soft_rejection_is_retried_then_switching_relay_loses_nothing(server: Ji
     assert refusing.messages() == []
 
 
+@pytest.mark.both_databases
 def test_queue_list_flush_and_delete(server: Jitaku, dns_zone, sink_factory) -> None:
     zone, _ = dns_zone
     refusing = sink_factory("-r", "rcpt")

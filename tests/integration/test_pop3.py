@@ -42,6 +42,7 @@ def unique_ids(client: poplib.POP3) -> list[bytes]:
     return [line.split()[1] for line in client.uidl()[1]]
 
 
+@pytest.mark.both_databases
 def test_a_session_lists_reads_and_deletes_only_at_quit(mailhost: Jitaku) -> None:
     deliver(mailhost, "first", ".a line with a leading dot\nand one more", "third")
     client = logged_in(mailhost)

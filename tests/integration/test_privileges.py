@@ -27,6 +27,7 @@ import pytest
 from jitaku.health.services import reading_context
 from tests.integration.harness import JITAKU, Jitaku, RawSession, root_owned
 from tests.peers import swaks, wait_until
+from tests.postgres import sqlite_only
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 NOBODY = pwd.getpwnam("nobody")
@@ -193,7 +194,9 @@ def test_serve_refuses_to_start_as_a_user_that_is_neither_root_nor_run_user(
     assert not (server.dir / "serve.lock").exists() and not (server.dir / "ports.json").exists()
 
 
-@pytest.mark.parametrize("whose", ["directory", "database"])
+@pytest.mark.parametrize(
+    "whose", ["directory", pytest.param("database", marks=sqlite_only("jitaku.db is the data directory's file"))]
+)
 def test_serve_refuses_a_data_dir_that_is_not_all_run_users(jitaku_factory: Any, whose: str) -> None:
     server: Jitaku = jitaku_factory()
     server.init()

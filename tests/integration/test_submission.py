@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration.harness import Jitaku
 from tests.peers import rejection, swaks, wait_until
 
@@ -19,6 +21,7 @@ def test_mail_without_auth_is_refused(server: Jitaku) -> None:
     assert server.mailbox("bob@example.org") == []
 
 
+@pytest.mark.both_databases
 def test_auth_plain_on_loopback_delivers_locally_at_once(server: Jitaku) -> None:
     out = submit(server, "--auth", "PLAIN", *ALICE, "--to", "bob@example.org", "--from", "alice@example.test")
     assert "235 2.7.0" in out and "250 2.0.0" in out, out
@@ -73,6 +76,7 @@ def test_an_alias_of_the_user_may_be_the_sender(server: Jitaku) -> None:
     assert "250 2.0.0" in out, out
 
 
+@pytest.mark.both_databases
 def test_failed_logins_are_rate_limited(server: Jitaku) -> None:
     for _ in range(5):
         out = submit(

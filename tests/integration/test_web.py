@@ -18,6 +18,7 @@ def curl(url: str) -> tuple[int, str]:
     return int(code), body
 
 
+@pytest.mark.both_databases
 def test_status_page_shows_mailboxes_queue_and_lists(server: Jitaku) -> None:
     server.cli("list", "create", "sota@example.test", "--name", "SOTA Japan")
     server.cli("list", "add", "sota@example.test", "alice@example.test")

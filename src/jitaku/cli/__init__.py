@@ -1,5 +1,5 @@
 """The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns, dns, check, alerts, smart, blog,
-db.
+db, standby, ha.
 
 One module per command group; they share only `jitaku.cli.common` (options, errors, printing) and are put
 together in `jitaku.cli.commands`. A plain `jitaku serve [--dir DIR]` skips them: the daemon runs without
@@ -97,10 +97,22 @@ def _refusals() -> tuple[type[Exception], ...]:
     from jitaku.cli.errors import CliError
     from jitaku.config import ConfigError
     from jitaku.errors import ClusterError, PrivilegeError, ServeError
+    from jitaku.ha.address import AddressError
     from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
+    from jitaku.store.copy import CopyRefused
 
-    return (ConfigError, ServeError, PrivilegeError, AccountError, CliError, ServiceError, ClusterError)
+    return (
+        ConfigError,
+        ServeError,
+        PrivilegeError,
+        AccountError,
+        CliError,
+        ServiceError,
+        ClusterError,
+        AddressError,
+        CopyRefused,
+    )
 
 
 def _say_typer_error(error: typer.TyperException) -> int:

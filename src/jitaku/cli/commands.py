@@ -5,7 +5,24 @@ from __future__ import annotations
 
 import typer
 
-from jitaku.cli import blog, db, ddns, dkim, dns, filters, health, init, lists, mailbox, queue, serve, smart, users, web
+from jitaku.cli import (
+    blog,
+    db,
+    ddns,
+    dkim,
+    dns,
+    filters,
+    ha,
+    health,
+    init,
+    lists,
+    mailbox,
+    queue,
+    serve,
+    smart,
+    users,
+    web,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -30,3 +47,5 @@ app.add_typer(blog.blog_app, name="blog")
 app.add_typer(web.web_app, name="web")
 app.add_typer(filters.filter_app, name="filter")
 app.add_typer(db.db_app, name="db")
+app.add_typer(ha.standby_app, name="standby")
+app.add_typer(ha.ha_app, name="ha")

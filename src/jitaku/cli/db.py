@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -106,11 +106,14 @@ def db_copy(
 
     Then the two databases are compared; where they differ, nothing is written.
     """
+    from jitaku.store.copy import same_database
+    from jitaku.store.driver import shown
+
     config = load_config(data_dir)
     target_url = config.database_url
     source_url, source_dir = _source(source, target_url)
-    if _same(source_url, target_url):
-        raise CliError(f"{_shown(source_url)} is this data directory's own database: copy from another")
+    if same_database(source_url, target_url):
+        raise CliError(f"{shown(source_url)} is this data directory's own database: copy from another")
     with stopped(data_dir, source_dir, before="copying"):
         hold_cluster(config)  # a managed cluster, which the stopped daemon would otherwise run
         _copy_and_report(source_url, target_url)
@@ -122,84 +125,69 @@ def db_copy(
 
 
 def _copy_and_report(source_url: str, target_url: str) -> None:
-    """Every row of SOURCE_URL's database copied into TARGET_URL's, new and empty, and what was copied printed."""
-    from jitaku.store.copy import CopyRefused, copy, open_source, open_target
+    """Every row of SOURCE_URL's database copied into TARGET_URL's, new and empty, and what was copied printed.
+    The target first: one out of reach, or holding data, is refused before the source's schema is changed."""
+    from jitaku.store.copy import copy, open_source, open_target
+    from jitaku.store.driver import shown
     from jitaku.store.revision import SCHEMA_REVISION
 
-    try:
+    with ExitStack() as opened:
+        target = opened.enter_context(closing(open_target(target_url)))
         database, was = open_source(source_url)
-    except CopyRefused as refused:
-        raise CliError(str(refused)) from None
-    if was is not None:
-        console.print(f"brought {_shown(source_url)} from schema revision {was} to {SCHEMA_REVISION} first")
-    try:
-        target = open_target(target_url)
-    except CopyRefused as refused:
-        database.close()
-        raise CliError(str(refused)) from None
-    try:
-        with console.status(f"copying from {_shown(source_url)}") as status:
+        opened.enter_context(closing(database))
+        if was is not None:
+            console.print(f"brought {shown(source_url)} from schema revision {was} to {SCHEMA_REVISION} first")
+        with console.status(f"copying from {shown(source_url)}") as status:
             copied = copy(database, target, status.update)
-    except CopyRefused as refused:
-        raise CliError(str(refused)) from None
-    finally:
-        database.close()
-        target.close()
     holding = sorted((item for item in copied if item.rows), key=lambda item: item.table)
     print_table(["table", "rows"], [[item.table, f"{item.rows:,}"] for item in holding], whole={"rows"}, empty="")
     total = sum(item.rows for item in copied)
     empty = len(copied) - len(holding)
     console.print(
         f"copied {counted(total, 'row')} of {counted(len(copied), 'table')} ({empty} of them empty) from"
-        f" {_shown(source_url)} into {_shown(target_url)}; their counts agree"
+        f" {shown(source_url)} into {shown(target_url)}; their counts agree"
     )
 
 
 def _source(given: str, target_url: str) -> tuple[str, Path | None]:
-    """The URL of the database GIVEN names (a URL, a data directory, a database file) and its data directory.
+    """The URL of the database GIVEN names (a URL, a data directory, a database file) and its data directory:
+    the one a daemon serving it would lock, which for a database file is the directory holding it, when that
+    is one (its config or its serve lock there).
 
     A data directory whose config now names the target (the same directory, moved to PostgreSQL by its config)
     is copied from the SQLite file it used before."""
+    from jitaku.store.copy import same_database
+    from jitaku.store.driver import sqlite_path
+
     if "://" in given:
-        if given.startswith("sqlite:"):
-            _existing(Path(given.partition("://")[2].removeprefix("/")))
-        return given, None
+        file = sqlite_path(given)
+        return given, (None if file is None else _data_dir_of(Path(file)))
     path = Path(given)
     if path.is_dir():
         fallback = path / SQLITE_NAME
         if (path / CONFIG_NAME).exists():
             url = load_config(path).database_url
-            if not _same(url, target_url):
+            if not same_database(url, target_url):
                 return url, path
             if not fallback.exists():
                 raise CliError(f"{path}'s config names this data directory's database, and {path} has no {SQLITE_NAME}")
         elif not fallback.exists():
             raise CliError(f"{path} is not a jitaku data directory: it holds neither {CONFIG_NAME} nor {SQLITE_NAME}")
         return _sqlite(fallback), path
-    return _sqlite(_existing(path)), None
-
-
-def _existing(path: Path) -> Path:
     if not path.is_file():
         raise CliError(f"{path}: no such data directory or database file")
-    return path
+    return _sqlite(path), _data_dir_of(path)
+
+
+def _data_dir_of(database: Path) -> Path | None:
+    from jitaku.serve_lock import LOCK_NAME
+
+    parent = database.resolve().parent
+    return parent if (parent / CONFIG_NAME).exists() or (parent / LOCK_NAME).exists() else None
 
 
 def _sqlite(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
-
-
-def _same(one: str, other: str) -> bool:
-    if one.startswith("sqlite:") and other.startswith("sqlite:"):
-        paths = [Path(url.partition("://")[2].removeprefix("/")).resolve() for url in (one, other)]
-        return paths[0] == paths[1]
-    return one == other
-
-
-def _shown(url: str) -> str:
-    from jitaku.store.copy import shown
-
-    return shown(url)
 
 
 @contextmanager

@@ -38,8 +38,11 @@ def check(
     config = ports.running(load_config(data_dir))  # a listener on "host:0" is checked where the daemon got its port
     resolver.configure(config.settings.dns.nameservers)
     database = open_database(config)
+    from jitaku.ha import role
+
     previous = {name: result for name, (_at, result) in database.read_now(history.latest).items()}
-    results = asyncio.run(checks.run_all(checks.Context(config, database, previous), names))
+    standby = role.current(config) == role.STANDBY
+    results = asyncio.run(checks.run_all(checks.Context(config, database, previous, standby), names))
     if as_json:
         print_json([result.as_json() for result in results])
     else:

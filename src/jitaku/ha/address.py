@@ -19,7 +19,6 @@ differ), and errors we can word for a person.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import shutil
 import socket
@@ -31,9 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from jitaku import log
-from jitaku.config import HaSettings
-
-Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+from jitaku.config import HaSettings, IpInterface
 
 ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4  # what the kernel calls a frame we sent ourselves, seen again on our own packet socket
@@ -56,7 +53,7 @@ class AddressError(Exception):
 
 @dataclass(frozen=True)
 class FloatingAddress:
-    address: Interface
+    address: IpInterface
     interface: str
 
     @classmethod
@@ -77,7 +74,8 @@ class FloatingAddress:
         """Hold the address and announce it; holding it already, announce it again (a failover that is
         repeated must still move the LAN's caches).
 
-        Raises AddressError, having added nothing, when another box on the link answers for it.
+        Raises AddressError, having added nothing, when another box on the link answers for it, or when this
+        box could not hear one that does: its link down, or IPv6's duplicate address detection turned off.
         """
         link = self._link()
         mac = _mac(link, self.interface)
@@ -87,6 +85,7 @@ class FloatingAddress:
                 self._probe(mac)
                 self._ip("addr", "add", str(self.address), "brd", "+", "dev", self.interface)
             else:
+                self._refuse_without_dad()
                 self._ip("addr", "add", str(self.address), "dev", self.interface)
         if self.address.version == 6:
             self._await_dad()  # held already, it may still be tentative: no advertising from it before
@@ -103,7 +102,9 @@ class FloatingAddress:
         log.event("ha_address_released", address=self.address, interface=self.interface, held_before=held)
 
     def _link(self) -> dict[str, Any]:
-        """The interface as `ip -json addr show` describes it: flags, MAC, addresses."""
+        """The interface as `ip -json addr show` describes it: flags (up, carrier), MAC, and the addresses with
+        their DAD state, in one reading, from the program that adds and deletes them too. The interface is
+        looked up by name first: a missing one is then our sentence, not `ip`'s "Device does not exist"."""
         try:
             socket.if_nametoindex(self.interface)
         except OSError:
@@ -128,13 +129,36 @@ class FloatingAddress:
     def _keep_secondaries(self) -> None:
         """Deleting the first IPv4 address of a subnet on an interface deletes the others in that subnet with
         it, unless the interface's promote_secondaries is set (systemd sets it; the kernel's default does not):
-        a floating address taken before the box's own would take the box's own with it on release."""
+        a floating address taken before the box's own would take the box's own with it on release.
+
+        It stays set on the interface afterwards, until a reboot: the setting systemd-networkd gives every
+        interface it manages, and what any address deleted there should have had."""
         path = Path(f"/proc/sys/net/ipv4/conf/{self.interface}/promote_secondaries")  # this network namespace's
         try:
             if path.read_text().strip() == "0":
                 path.write_text("1\n")
+                log.event("ha_promote_secondaries_set", interface=self.interface)
+        except OSError as error:
+            if error.errno in (errno.EPERM, errno.EACCES):  # a user not root: CAP_NET_ADMIN, not CAP_NET_RAW
+                raise AddressError(f"moving {self} needs root (or CAP_NET_ADMIN)") from None
+            raise self._os_error(error) from None
+
+    def _refuse_without_dad(self) -> None:
+        """For IPv6 the kernel's duplicate address detection is the check that no other box holds the address:
+        on an interface that does not run it (accept_dad 0, dad_transmits 0) it would be taken unchecked."""
+        conf = Path("/proc/sys/net/ipv6/conf")  # this network namespace's
+        try:
+            # the kernel runs DAD by the larger of the interface's accept_dad and all's
+            accept = max(int((conf / name / "accept_dad").read_text()) for name in ("all", self.interface))
+            transmits = int((conf / self.interface / "dad_transmits").read_text())
         except OSError as error:
             raise self._os_error(error) from None
+        if accept <= 0 or transmits <= 0:
+            raise AddressError(
+                f"{self}: the interface does not run IPv6 duplicate address detection, which is how another box"
+                f" holding the address is found (sysctl net.ipv6.conf.{self.interface}.accept_dad and dad_transmits"
+                " must be 1 or more)"
+            )
 
     def _ip(self, *args: str) -> str:
         program = shutil.which("ip") or shutil.which("ip", path=SBIN)
@@ -264,6 +288,8 @@ def _mac(link: dict[str, Any], interface: str) -> bytes:
         raise AddressError(f"[ha] interface {interface} is not an Ethernet interface; the LAN's address needs one")
     if "UP" not in link.get("flags", []):
         raise AddressError(f"[ha] interface {interface} is down (ip link set {interface} up)")
+    if "LOWER_UP" not in link.get("flags", []):  # NO-CARRIER: a probe would hear nobody, a holder included
+        raise AddressError(f"[ha] interface {interface} has no link (cable, switch?)")
     return bytes.fromhex(str(link["address"]).replace(":", ""))
 
 

@@ -24,6 +24,7 @@ from jitaku.health import (
     mailflow,
     raid,
     relay,
+    replication,
     services,
     smart,
     smart_readings,
@@ -37,6 +38,7 @@ from jitaku.store import Database
 from jitaku.store.statements import Statements
 
 TIMEOUT = 120.0
+REPLICATION_LAG_WARNING = 300.0  # seconds a standby may be behind, replaying, before it is worth a warning
 
 
 @dataclass
@@ -44,6 +46,13 @@ class Context:
     config: Config
     database: Database
     previous: dict[str, Result] = field(default_factory=dict)  # each check's last result
+    standby: bool = False  # this box's database is a standby's: the checks of a box that serves mail do not apply
+
+
+# What a standby does not do, so is not checked there: serve mail (services, certs as served, the probe through
+# our MX, the filters' engines, traffic that follows mail), keep a queue or DDNS (the primary's, replayed, would be
+# judged twice, and wrongly after a failover).
+PRIMARY_ONLY = frozenset({"queue", "certs", "services", "mailflow", "traffic", "ddns", "relay", "filters"})
 
 
 async def _raid(context: Context) -> Result:
@@ -165,6 +174,44 @@ async def _relay(context: Context) -> Result | None:
     return relay.check(context.config.settings, states)
 
 
+async def _replication_from_primary(context: Context) -> Result | None:
+    if not context.config.settings.database.managed:
+        return None  # SQLite, or a PostgreSQL server of someone else's: no standby of ours to watch
+    from jitaku.ha import sync
+
+    facts = await asyncio.to_thread(sync.look_once, context.config)
+    lost_at = replication.carried_lost_at(context.previous.get(replication.CHECK))
+    return replication.check(facts, context.config.settings.ha.sync_timeout, time.time(), lost_at)
+
+
+async def _replication(context: Context) -> Result | None:
+    """On a standby: whether it receives the primary's WAL, and how far behind it is. On a primary: whether
+    replication to its standby is synchronous (jitaku.ha.sync)."""
+    if not context.standby:
+        return await _replication_from_primary(context)
+    from jitaku.ha import status
+
+    found = await asyncio.to_thread(status.status, context.config)
+    primary = found["peer"] or "its primary"
+    if found["sync_state"] != "streaming":
+        return Result(
+            "replication",
+            State.CRITICAL,
+            f"this standby receives nothing from {primary}: see DIR/postgres/log.",
+            {"lag_bytes": -1},
+            ja=f"このスタンバイは {primary} から何も受け取っていません。DIR/postgres/log を見てください。",
+        )
+    lag, seconds = found["lag_bytes"] or 0, found["lag_seconds"] or 0.0
+    state = State.WARNING if lag and seconds > REPLICATION_LAG_WARNING else State.OK
+    return Result(
+        "replication",
+        state,
+        f"streaming from {primary}, {lag} bytes behind ({seconds:.0f} s).",
+        {"lag_bytes": lag},
+        ja=f"{primary} からストリーミング中、{lag} バイト遅れ（{seconds:.0f} 秒）。",
+    )
+
+
 async def _filters(context: Context) -> list[Result]:
     since = time.time() - filters.DAY
     counts = await context.database.query(
@@ -189,6 +236,7 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | list[Result] | None]]] 
     "reachability": _reachability,
     "relay": _relay,
     "filters": _filters,
+    "replication": _replication,
 }
 
 
@@ -200,6 +248,8 @@ def timeout(name: str, context: Context) -> float:
 
 async def run(name: str, context: Context) -> list[Result]:
     """One check's results; a check that breaks or hangs is itself a warning, never the monitor's end."""
+    if context.standby and name in PRIMARY_ONLY:
+        return []
     try:
         async with asyncio.timeout(timeout(name, context)):  # not wait_for: in 3.11 it can lose a cancellation
             found = await CHECKS[name](context)

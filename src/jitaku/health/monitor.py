@@ -48,7 +48,7 @@ class Monitor:
                 tasks.create_task(self._every(self._settings.alerts.heartbeat_interval, self._heartbeat))
             if self._settings.alerts.daily_summary:
                 tasks.create_task(self._every(SUMMARY_EVERY, self.summary, first=SUMMARY_EVERY))
-            tasks.create_task(self._every(PRUNE_EVERY, self._prune))
+            tasks.create_task(self._every(PRUNE_EVERY, self.prune))
 
     @staticmethod
     async def _every(interval: float, job: Callable[[], Awaitable[None]], first: float = 0.0) -> None:
@@ -101,14 +101,18 @@ class Monitor:
                 status.unsent_kind, status.unsent = (kind, missed) if missed else ("", frozenset())
             self._statuses[result.check] = status
             self._context.previous[result.check] = result
+            await self.keep(result, status, alert, now)
 
-            def write(tx: Tx) -> None:
-                store.health.record(tx, result, now)
-                store.health.save_status(tx, status)
-                if alert is not None:
-                    store.health.add_alert(tx, alert)
+    async def keep(self, result: Result, status: Status, alert: Alert | None, now: float) -> None:
+        """RESULT for the graphs, STATUS for the next judgement, ALERT (if any) for the record: in the database."""
 
-            await self._database.transact(write)
+        def write(tx: Tx) -> None:
+            store.health.record(tx, result, now)
+            store.health.save_status(tx, status)
+            if alert is not None:
+                store.health.add_alert(tx, alert)
+
+        await self._database.transact(write)
 
     async def _alert(
         self, kind: str, result: Result, sentence: str, now: float, only: set[int] | None
@@ -142,9 +146,12 @@ class Monitor:
         worst = State(max((status.state for status in self._statuses.values()), default=State.OK))
         deliveries = await self._alerter.send(title, "\n".join(lines), worst)
         alert = Alert(time.time(), "", "summary", worst, title, "\n".join(lines), all(d.ok for d in deliveries))
+        await self.keep_alert(alert)
+
+    async def keep_alert(self, alert: Alert) -> None:
         await self._database.transact(lambda tx: store.health.add_alert(tx, alert))
 
-    async def _prune(self) -> None:
+    async def prune(self) -> None:
         def prune(tx: Tx) -> None:
             now = time.time()
             store.health.prune(tx, now)

@@ -86,7 +86,8 @@ SQLITE = Dialect(
     at_once=("PRAGMA synchronous = NORMAL", "PRAGMA busy_timeout = 0", "PRAGMA wal_autocheckpoint = 0"),
     batched=(f"PRAGMA busy_timeout = {BUSY_TIMEOUT}", "PRAGMA wal_autocheckpoint = 1000"),
 )
-# Not yet run against a server: the standby issue brings psycopg 3 and its tests
+# Through psycopg 3, in autocommit mode, so that the BEGIN is the writer's own (store/driver.py); tried by the
+# store's tests and the key integration tests in scripts/test's second pass (tests/postgres.py)
 POSTGRESQL = Dialect(
     "postgresql",
     "%s",

@@ -31,14 +31,33 @@ class Driver:
 def driver_for(url: str) -> Driver:
     scheme, _, rest = url.partition("://")
     backend = scheme.partition("+")[0]
-    if backend == "sqlite":
-        path = rest.removeprefix("/")  # sqlite:///relative/path, sqlite:////absolute/path
+    path = sqlite_path(url)
+    if path is not None:
         if not path or "?" in path:
-            raise ValueError(f"jitaku stores SQLite data in a file named by its URL, sqlite:///PATH, not {url}")
+            raise ValueError(f"jitaku stores SQLite data in a file named by its URL, sqlite:///PATH, not {shown(url)}")
         return Driver(url, SQLITE, sqlite3.Error, lambda: _open_sqlite(path))
     if backend in ("postgresql", "postgres"):
         return _postgresql(url, rest)
     raise ValueError(f"jitaku stores its data in SQLite or PostgreSQL, not {backend}")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite URL names, as SQLAlchemy reads it (sqlite:///relative/path, sqlite:////absolute/path);
+    None when URL is not SQLite's."""
+    scheme, _, rest = url.partition("://")
+    return rest.removeprefix("/") if scheme.partition("+")[0] == "sqlite" else None
+
+
+def shown(url: str) -> str:
+    """URL as said to a person, in an error or a log: a password in it is not, neither after the user's name
+    nor as a `password` parameter (libpq takes both)."""
+    import sqlalchemy as sa  # only once something is said: the daemon at idle does not load it
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:  # not a URL at all: nothing of it can be told apart, a password included
+        return url.partition("://")[0] + "://..."
+    return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:
@@ -49,10 +68,9 @@ def _open_sqlite(path: str) -> sqlite3.Connection:
 
 
 def _postgresql(url: str, rest: str) -> Driver:
-    # Not yet run against a server: the standby issue brings psycopg 3 and its tests
     try:
         psycopg: Any = importlib.import_module("psycopg")
     except ImportError:
-        raise ValueError(f"{url} needs psycopg 3 (pip install 'psycopg[binary]')") from None
+        raise ValueError(f"{shown(url)} needs psycopg 3 (pip install 'psycopg[binary]')") from None
     conninfo = f"postgresql://{rest}"
     return Driver(url, POSTGRESQL, psycopg.Error, lambda: psycopg.connect(conninfo, autocommit=True))

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 def open_engine(driver: Driver) -> Engine:
     """An engine whose pool opens DRIVER's connections, tuned as the daemon's own."""
     if driver.dialect.name != "sqlite":
-        return create_engine(driver.url, pool_pre_ping=True)
+        # psycopg 3, the driver jitaku depends on: SQLAlchemy 2.0 takes a bare postgresql:// for psycopg2
+        scheme, _, rest = driver.url.partition("://")
+        return create_engine(f"postgresql+psycopg://{rest}" if "+" not in scheme else driver.url, pool_pre_ping=True)
     engine = create_engine(driver.url, creator=driver.connect)
     _begin(engine)
     _note_large_values(engine)

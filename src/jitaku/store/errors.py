@@ -12,6 +12,9 @@ import sqlite3
 import sys
 
 DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
+# PostgreSQL's SQLSTATEs serialization_failure and deadlock_detected: two transactions that wanted each other's
+# rows, one of which the server undid; run again, it succeeds
+CONFLICTS = frozenset({"40001", "40P01"})
 
 
 class StoreError(Exception):
@@ -31,6 +34,13 @@ def out_of_space(error: BaseException) -> bool:
     if isinstance(cause, sqlite3.Error):
         return cause.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL  # the primary code under an extended one
     return getattr(cause, "sqlstate", None) == DISK_FULL or getattr(cause, "pgcode", None) == DISK_FULL
+
+
+def conflicted(error: BaseException) -> bool:
+    """Whether ERROR is a transaction's conflict with another's (a deadlock, a serialization failure), which
+    the same work run again in a new transaction gets past: never a client's fault, nor a failure to report."""
+    cause = getattr(error, "orig", error)
+    return getattr(cause, "sqlstate", None) in CONFLICTS
 
 
 def as_store_error(error: BaseException) -> BaseException:

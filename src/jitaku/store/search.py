@@ -6,8 +6,11 @@ posts that is milliseconds. Both sides are NFKC-normalized, so full-width ＳＯ
 what was written either way.
 
 search_posts holds a row per post (rowid = posts.id) and search_list_posts one per archived list post (rowid =
-list_posts.id), written in the transaction that writes the post. On PostgreSQL the tables are plain and every
-word is found by LIKE, until the standby issue gives it an index of its own.
+list_posts.id), written in the transaction that writes the post. On PostgreSQL the tables are plain, with
+pg_trgm's GIN index of trigrams on each column where the server has pg_trgm (migration 0021): every word is
+found by ILIKE over the same normalized text, which that index answers for three characters or more and a scan
+for fewer, without case as FTS5's trigrams and SQLite's LIKE find ASCII; the newest first, PostgreSQL having no
+bm25.
 """
 
 from __future__ import annotations
@@ -110,6 +113,7 @@ def _find(
     if not found:
         return []
     indexed = statements.dialect.name == "sqlite"
+    like = "LIKE" if indexed else "ILIKE"  # SQLite's LIKE ignores the case of ASCII letters; PostgreSQL's does not
     long = [word for word in found if indexed and len(word) >= TRIGRAM]
     conditions, parameters = [], list(values)
     if long:
@@ -117,7 +121,7 @@ def _find(
         parameters.append(" AND ".join(_phrase(word) for word in long))
     for word in found:
         if word not in long:
-            conditions.append("(s.title LIKE ? ESCAPE '\\' OR s.body LIKE ? ESCAPE '\\')")
+            conditions.append(f"(s.title {like} ? ESCAPE '\\' OR s.body {like} ? ESCAPE '\\')")
             parameters += [_pattern(word)] * 2
     order = "s.rank" if long else "s.rowid DESC"  # bm25 where the index was asked; else the newest first
     rows = statements.run(

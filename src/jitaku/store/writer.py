@@ -19,6 +19,12 @@ hand-offs as for their work, with a quarter of the daemon's CPU spent in them (i
 there: another process's write lock sends it to the thread, and so does the writer's own batch under way; and
 it never checkpoints (the fsyncs of copying the log into the database): the thread's next batch does.
 
+On a database server several processes write at once (the SMTP and IMAP workers each have a writer), and two
+batches that lock the same mailboxes in another order can deadlock: the server undoes one statement of one of
+them. The job it belonged to is rolled back to its SAVEPOINT, as any failed job is, and runs again in the next
+batch, once the other transaction has committed (a few times at most): its caller hears of it only if it
+conflicts every time, as the store's error, which SMTP answers with a 451.
+
 A job is handed a Tx (store/transaction.py): prepared statements on the one DB-API connection the writer
 keeps, on which the transaction and its SAVEPOINTs are begun and ended too. Through SQLAlchemy, a pool
 check-out, BEGIN and COMMIT cost ten times SQLite's own work, and a SAVEPOINT pair more than the message it
@@ -35,12 +41,15 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from jitaku import log
 from jitaku.store.driver import Driver
-from jitaku.store.errors import StoreError
+from jitaku.store.errors import StoreError, conflicted
 from jitaku.store.transaction import Tx
 
 T = TypeVar("T")
-Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool]
+# a job, its caller's future and event loop, whether it is durable, and the times it ran into another
+# transaction (errors.conflicted) before
+Job = tuple[Callable[[Tx], Any], asyncio.Future[Any], asyncio.AbstractEventLoop, bool, int]
 Answer = tuple[asyncio.Future[Any], Any, BaseException | None]  # a job's future, and its result or its error
 
 MAX_BATCH = 256
@@ -48,6 +57,7 @@ MAX_BATCH = 256
 # log if it grew past SQLite's mark: only a thread's commit does, so a day of flag changes alone must not
 # grow the log without end
 AT_ONCE_RUN = 256
+CONFLICT_TRIES = 5  # runs of a job that conflicted with another process's transaction before its caller hears
 
 
 class Writer:
@@ -74,7 +84,7 @@ class Writer:
                     self._idle.release()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, future, loop, durable))
+        self._jobs.put((job, future, loop, durable, 0))
         return await future
 
     def close(self) -> None:
@@ -120,12 +130,12 @@ class Writer:
         try:
             tx = self._connection(at_once=False)
             self._at_once_run = 0
-            synced = any(durable for _job, _future, _loop, durable in batch)
+            synced = any(durable for _job, _future, _loop, durable, _tries in batch)
             if synced != self._synced:
                 tx.execute(tx.dialect.synced if synced else tx.dialect.unsynced)
                 self._synced = synced
             tx.begin()
-            for job, _future, _loop, _durable in batch:
+            for job, _future, _loop, _durable, _tries in batch:
                 tx.savepoint()
                 try:
                     outcomes.append((job(tx), None))
@@ -145,7 +155,11 @@ class Writer:
         # one wake-up of each loop for the whole batch: call_soon_threadsafe writes to the loop's self-pipe,
         # a system call and a turn of the loop for each job
         settled: dict[asyncio.AbstractEventLoop, list[Answer]] = {}
-        for (_job, future, loop, _durable), (result, problem) in zip(batch, outcomes, strict=True):
+        for (job, future, loop, durable, tries), (result, problem) in zip(batch, outcomes, strict=True):
+            if problem is not None and conflicted(problem) and tries + 1 < CONFLICT_TRIES:
+                log.event("store_conflict", tries=tries + 1, error=type(getattr(problem, "orig", problem)).__name__)
+                self._jobs.put((job, future, loop, durable, tries + 1))  # after this batch's commit
+                continue
             settled.setdefault(loop, []).append((future, result, problem))
         return settled
 

@@ -8,8 +8,9 @@ in its thread (the post it answers, the thread's first post), found once when it
 
 A held comment says why it was held. Search: SQLite's FTS5 with the trigram tokenizer, one table for the blog's
 posts (rowid = posts.id) and one for the lists' (rowid = list_posts.id), so a row is replaced by its rowid; on
-PostgreSQL plain tables of the same shape (the standby issue adds its own index). The posts already imported
-are indexed here."""
+PostgreSQL plain tables of the same shape, with pg_trgm's GIN index of trigrams on each column, which answers
+the ILIKE of store/search.py (where the server has no pg_trgm, or this role may not create it, search scans
+the table instead). The posts already imported are indexed here."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -43,22 +44,39 @@ def upgrade() -> None:
         sa.Column("used_at", sa.Float, nullable=True),
     )
     op.add_column("comments", sa.Column("reason", sa.Text, nullable=False, server_default=""))
-    for table in SEARCH_TABLES:
-        if op.get_bind().dialect.name == "sqlite":
-            op.execute(f"CREATE VIRTUAL TABLE {table} USING fts5(title, body, tokenize = 'trigram')")
-        else:
-            op.create_table(
-                table,
-                sa.Column("rowid", sa.BigInteger, primary_key=True, autoincrement=False),
-                sa.Column("title", sa.Text, nullable=False),
-                sa.Column("body", sa.Text, nullable=False),
-            )
     connection = op.get_bind()
+    trigrams = connection.dialect.name == "postgresql" and _trigrams(connection)
+    for table in SEARCH_TABLES:
+        if connection.dialect.name == "sqlite":
+            op.execute(f"CREATE VIRTUAL TABLE {table} USING fts5(title, body, tokenize = 'trigram')")
+            continue
+        op.create_table(
+            table,
+            sa.Column("rowid", sa.BigInteger, primary_key=True, autoincrement=False),
+            sa.Column("title", sa.Text, nullable=False),
+            sa.Column("body", sa.Text, nullable=False),
+        )
+        for column in ("title", "body") if trigrams else ():
+            op.execute(f"CREATE INDEX {table}_{column}_trigrams ON {table} USING gin ({column} gin_trgm_ops)")
     for post_id, title, markup in connection.execute(sa.text("SELECT id, title, html FROM posts")).all():
         connection.execute(
             sa.text("INSERT INTO search_posts (rowid, title, body) VALUES (:id, :title, :body)"),
             {"id": post_id, "title": search.normalized(title), "body": search.normalized(search.text_of_html(markup))},
         )
+
+
+def _trigrams(connection: sa.Connection) -> bool:
+    """Whether pg_trgm is, or can be, installed in this database: it ships with PostgreSQL (Debian's
+    postgresql-15 has it) and is trusted, so the database's owner may create it."""
+    usable = connection.execute(
+        sa.text(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') OR (EXISTS (SELECT 1 FROM"
+            " pg_available_extensions WHERE name = 'pg_trgm') AND has_database_privilege(current_database(), 'CREATE'))"
+        )
+    ).scalar()
+    if usable:
+        connection.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    return bool(usable)
 
 
 def downgrade() -> None:

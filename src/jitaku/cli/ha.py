@@ -1,0 +1,130 @@
+"""`jitaku standby ...` (making the second box a streaming-replication standby of the first) and `jitaku ha
+status` (how the pair stands). The work is jitaku.ha.standby's and jitaku.ha.status's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, JsonOption, console, hold_cluster, load_config
+from jitaku.config import Config
+
+standby_app = typer.Typer(no_args_is_help=True, help="A streaming-replication standby of this box, or of another.")
+ha_app = typer.Typer(no_args_is_help=True, help="The primary/standby pair.")
+
+
+def _managed(data_dir: Path) -> Config:
+    config = load_config(data_dir)
+    if not config.settings.database.managed:
+        raise CliError(
+            f"{data_dir}'s store is not a PostgreSQL cluster of jitaku's own: run `jitaku db use-postgresql` first"
+        )
+    return config
+
+
+@standby_app.command("allow")
+def allow(
+    host: Annotated[str, typer.Argument(help="The standby's address (an IP or a host name).")],
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """On the primary: let HOST replicate from this box's cluster (idempotent; one HOST per run)."""
+    from jitaku.ha import standby
+
+    config = _managed(data_dir)
+    hold_cluster(config)
+    try:
+        allowed = standby.allow(config, host)
+    except standby.StandbyError as error:
+        raise CliError(str(error)) from None
+    console.print(f"{'allowed' if allowed.added else 'already allowed'}: {host} may replicate as {standby.ROLE}")
+    if allowed.made_secret:
+        console.print(f"made the replication secret: {allowed.secret} (0600)")
+    console.print(
+        f"copy {allowed.secret} to the standby over a safe channel (scp, a USB stick; never mail or chat), "
+        "then run there: jitaku standby setup --primary HOST:PORT --secret-file FILE"
+    )
+    if allowed.restart_needed:
+        console.print(f"restart `jitaku serve` here for {', '.join(allowed.restart_needed)} to take effect")
+
+
+@standby_app.command("setup")
+def setup(
+    primary: Annotated[str, typer.Option("--primary", help="The primary's cluster, HOST:PORT ([database] listen).")],
+    secret_file: Annotated[
+        Path, typer.Option("--secret-file", help="A copy of the primary's DIR/ha/replication.secret (mode 0600).")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="This standby's name on the primary (default: the hostname).")
+    ] = None,
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """On the standby, the daemon stopped: replace this box's cluster by a streaming copy of the primary's."""
+    from jitaku import serve_lock
+    from jitaku.errors import ServeError
+    from jitaku.ha import cluster, standby
+
+    config = _managed(data_dir)
+    try:
+        with serve_lock.held(config.data_dir):
+            slot, replaced = standby.setup(config, primary, secret_file, name)
+    except ServeError as error:
+        if "already running" in str(error):
+            raise CliError(f"jitaku serve is running on {config.data_dir}: stop it first") from None
+        raise
+    except standby.StandbyError as error:
+        raise CliError(f"standby setup failed, this box's cluster is as it was: {error}") from None
+    console.print(f"copied the primary's cluster from {primary}; replication slot and name: {slot}")
+    console.print(f"the old cluster is in {replaced}: remove it once this standby serves as it should")
+    hold_cluster(config)
+    if not standby.wait_streaming(config):
+        raise CliError(
+            f"the standby started but does not stream from {primary}: see {config.postgres_dir / cluster.STARTUP_LOG}"
+            " and the primary's log"
+        )
+    console.print(f"streaming from {primary}; start `jitaku serve`: it runs as a standby")
+
+
+@ha_app.command("status")
+def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """This box's role and how the pair stands: peer, sync state, lag, WAL positions, timeline, address."""
+    import psycopg
+
+    from jitaku.ha.status import status as pair_status
+
+    config = load_config(data_dir)
+    hold_cluster(config)
+    try:
+        found = pair_status(config)
+    except psycopg.Error as error:
+        said = str(error).strip().splitlines() or [error.__class__.__name__]
+        raise CliError(f"cannot read the pair's state from the database: {said[0]}") from None
+    if as_json:
+        typer.echo(json.dumps(found))
+        return
+    rows: list[tuple[str, Any]] = [
+        ("role", found["role"]),
+        ("peer", found["peer"] or "none"),
+        ("sync state", found["sync_state"]),
+        ("lag", _lag(found)),
+        ("received", found.get("received_lsn") or "-"),
+        ("replayed", found.get("replayed_lsn") or "-"),
+        ("timeline", found["timeline"] if found["timeline"] is not None else "-"),
+        ("holds address", {None: "no [ha] address", True: "yes", False: "no"}[found["holds_address"]]),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        console.print(f"{label.ljust(width)}  {value}")
+    for other in found.get("standbys", [])[1:]:
+        console.print(
+            f"{'also'.ljust(width)}  {other['peer']}: {other['sync_state']}, {other['lag_bytes']} bytes behind"
+        )
+
+
+def _lag(found: dict[str, Any]) -> str:
+    if found["lag_bytes"] is None:
+        return "-"
+    seconds = found["lag_seconds"]
+    return f"{found['lag_bytes']} bytes" + (f", {seconds:.1f} s" if seconds is not None else "")

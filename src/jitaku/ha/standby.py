@@ -1,0 +1,315 @@
+"""Making the second box a streaming-replication standby of the first.
+
+On the primary, `allow(config, host)`: the replication secret (generated once, DIR/ha/replication.secret), the
+`replicator` role whose password it is, a pg_hba.conf line that lets HOST connect as it for replication (in a
+marked block of its own, which the cluster's rewrite of its own block at each start leaves alone), and the
+settings a primary needs (PostgreSQL 15's defaults already, set with ALTER SYSTEM so that nobody's edit of them
+goes unnoticed).
+
+On the standby, `setup(config, primary, secret_file, name)`: a base backup of the primary (pg_basebackup, WAL
+streamed alongside, a physical replication slot on the primary named after this box so the primary keeps the
+WAL this standby has not received yet) into DIR/postgres.part, then swapped into DIR/postgres. The old cluster
+is moved aside to DIR/postgres.replaced-TIMESTAMP, not removed: a box made a standby may have held mail of its
+own, and a command that sets up replication must not be the one that deletes a database for good; the person
+removes it once satisfied (the output says where it is).
+
+The secret never appears on a command line, in an environment or in postgresql.auto.conf: pg_basebackup and the
+standby's WAL receiver read it from a libpq password file (0600, the cluster user's), which primary_conninfo
+names. A failure before the swap leaves the standby's own cluster as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from jitaku import log
+from jitaku.config import PASSFILE_NAME, Config
+from jitaku.errors import ClusterError
+from jitaku.ha import cluster
+
+ROLE = "replicator"
+SECRET_NAME = "replication.secret"
+REPLICATION_PASSFILE = "replication.pgpass"  # in DIR/postgres, for the standby's WAL receiver
+HBA_BEGIN = "# jitaku: standby allow (replication), begin"  # neither contains cluster.HBA_END
+HBA_FINISH = "# jitaku: standby allow (replication), finish"
+SETTINGS = {"wal_level": "replica", "max_wal_senders": "10", "max_replication_slots": "10", "hot_standby": "on"}
+HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
+HBA_KEYWORDS = {"all", "samehost", "samenet"}  # pg_hba.conf's words for many hosts, never one standby
+STREAM_TIMEOUT = 60.0  # seconds a new standby may take to start streaming
+
+
+class StandbyError(Exception):
+    """Standby setup cannot be done; one line for a person."""
+
+
+@dataclass(frozen=True)
+class Allowed:
+    secret: Path
+    made_secret: bool
+    added: bool  # a new pg_hba.conf line
+    restart_needed: list[str]  # settings that wait for the cluster's next start
+
+
+def secret_path(config: Config) -> Path:
+    return config.data_dir / "ha" / SECRET_NAME
+
+
+def allow(config: Config, host: str) -> Allowed:
+    """Let HOST (an IP address or a name) replicate from this box's cluster, which runs (cluster.using)."""
+    from psycopg import sql
+
+    from jitaku.ha import role
+
+    network = hba_address(host)
+    path = secret_path(config)
+    with role.connect(config) as connection:
+        if _first(connection.execute("SELECT pg_is_in_recovery()").fetchone()):
+            raise StandbyError("this box is a standby: run `jitaku standby allow` on the primary")
+        made = not path.exists()
+        if made:
+            _write_secret(path, secrets.token_urlsafe(32))
+        secret = read_secret(path)
+        verifier = connection.pgconn.encrypt_password(secret.encode(), ROLE.encode(), b"scram-sha-256").decode()
+        exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        connection.execute(
+            sql.SQL(verb + " ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
+                sql.Identifier(ROLE), sql.Literal(verifier)
+            )
+        )
+        for name, value in SETTINGS.items():
+            connection.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        with cluster._control(config):
+            added = _add_hba_line(config, f"host replication {ROLE} {network} scram-sha-256")
+        connection.execute("SELECT pg_reload_conf()")
+        time.sleep(0.2)  # the reload is a signal: let the postmaster read the files before pending_restart is asked
+        pending = [str(row[0]) for row in connection.execute("SELECT name FROM pg_settings WHERE pending_restart")]
+    log.event("standby_allowed", host=host, added=added, secret_made=made)
+    return Allowed(path, made, added, pending)
+
+
+def _first(row: tuple[object, ...] | None) -> object:
+    return row[0] if row is not None else None
+
+
+def hba_address(host: str) -> str:
+    """HOST as pg_hba.conf's address field: an IP as its own /32 or /128, a name as it is."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        if not HOSTNAME.fullmatch(host) or len(host) > 253 or host.lower() in HBA_KEYWORDS:
+            raise StandbyError(f"{host!r} is neither an IP address nor a host name") from None
+        return host.lower()
+    return f"{ip}/{ip.max_prefixlen}"
+
+
+def read_secret(path: Path) -> str:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise StandbyError(f"cannot read {path}: {error.strerror or error}") from None
+    if not secret or any(c in secret for c in ":\\\n\r'\" "):
+        raise StandbyError(f"{path} does not hold a replication secret (one line, as `jitaku standby allow` makes)")
+    return secret
+
+
+def _add_hba_line(config: Config, line: str) -> bool:
+    """LINE in our block of pg_hba.conf (made at its end if missing); whether it was new."""
+    hba = config.postgres_dir / "pg_hba.conf"
+    text = hba.read_text(encoding="utf-8")
+    if HBA_BEGIN in text and HBA_FINISH in text:
+        start, end = text.index(HBA_BEGIN), text.index(HBA_FINISH)
+        lines = text[start:end].splitlines()[1:]
+        before, after = text[:start], text[end + len(HBA_FINISH) :].lstrip("\n")
+    else:
+        lines, before, after = [], text.rstrip("\n") + "\n", ""
+    if line in lines:
+        return False
+    block = "\n".join([HBA_BEGIN, *lines, line, HBA_FINISH]) + "\n"
+    cluster._write_private(hba, before + block + after, cluster.account(config))
+    return True
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    """The secret, 0600, as the data directory's other secrets are: this process's (the CLI runs as the data
+    directory's owner), through a new file renamed over it."""
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    cluster._write_private(path, secret + "\n", None)
+
+
+def slot_name(given: str | None, hostname: str) -> str:
+    """The replication slot's name, and the standby's application_name: --name, else this box's hostname,
+    folded to what PostgreSQL allows in a slot's name ([a-z0-9_], 63 characters)."""
+    raw = given or hostname.split(".")[0] or socket.gethostname().split(".")[0]
+    name = re.sub(r"[^a-z0-9_]+", "_", raw.lower()).strip("_")[:63]
+    if not name:
+        raise StandbyError(f"cannot make a replication slot name of {raw!r}: give one with --name")
+    return name
+
+
+def parse_primary(text: str) -> tuple[str, int]:
+    """HOST:PORT, [V6]:PORT."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^\s:\[\]]+):(\d+)", text)
+    if match is None:
+        raise StandbyError(
+            f"--primary {text!r}: expected HOST:PORT (the primary's [database] listen), e.g. 192.168.1.10:5433"
+        )
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 0 < port < 65536:
+        raise StandbyError(f"--primary {text!r}: the port must be 1 to 65535")
+    return host, port
+
+
+def check_secret_file(path: Path) -> str:
+    """The secret in PATH, which nobody else may read: a copy of it in a world-readable file is a leak."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise StandbyError(f"cannot read {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise StandbyError(f"{path} is not a file")
+    if info.st_mode & 0o077:
+        raise StandbyError(
+            f"{path} may be read by others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 {path} first"
+        )
+    return read_secret(path)
+
+
+def setup(config: Config, primary: str, secret_file: Path, name: str | None) -> tuple[str, Path]:
+    """Make this box's cluster a standby of PRIMARY; the slot name and where the old cluster went. The caller holds
+    the serve lock (no daemon runs)."""
+    host, port = parse_primary(primary)
+    secret = check_secret_file(secret_file)
+    name = slot_name(name, config.settings.hostname)
+    data = config.postgres_dir
+    if not (data / "PG_VERSION").exists():
+        raise StandbyError(f"{data} holds no PostgreSQL cluster: run `jitaku init --database postgresql` first")
+    user = cluster.account(config)
+    part = data.with_name(data.name + ".part")
+    with _alone(config):
+        cluster.stop(config)
+        passfile = data.with_name(data.name + ".replication-pass")
+        try:
+            cluster._write_private(passfile, f"*:*:*:{ROLE}:{secret}\n", user)
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir(mode=0o700)
+            cluster._give(part, user)
+            _base_backup(part, host, port, name, passfile, user)
+            _make_standby(config, part, host, port, name, secret, user)
+        except BaseException:
+            shutil.rmtree(part, ignore_errors=True)
+            raise
+        finally:
+            passfile.unlink(missing_ok=True)
+        replaced = data.with_name(f"{data.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+        data.rename(replaced)
+        part.rename(data)
+        cluster._fsync_directory(data.parent)
+    _write_secret(secret_path(config), secret)
+    log.event("standby_set_up", primary=primary, slot=name, replaced=str(replaced))
+    return name, replaced
+
+
+@contextlib.contextmanager
+def _alone(config: Config) -> Iterator[None]:
+    """No other jitaku process uses the cluster, nor starts it, while the block runs."""
+    with cluster._control(config):
+        users = cluster._lock_file(config, "postgres.users")
+        try:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StandbyError(
+                    f"another jitaku command uses the cluster in {config.postgres_dir}; wait for it to end"
+                ) from None
+            yield
+        finally:
+            os.close(users)
+
+
+def _conninfo(host: str, port: int, name: str, passfile: Path) -> str:
+    values = {"host": host, "port": str(port), "user": ROLE, "passfile": str(passfile), "application_name": name}
+    return " ".join(f"{key}={_quoted(value)}" for key, value in values.items())
+
+
+def _quoted(value: str) -> str:
+    """A libpq conninfo value, quoted when it must be."""
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _base_backup(part: Path, host: str, port: int, name: str, passfile: Path, user: pwd.struct_passwd | None) -> None:
+    programs = cluster.binaries()
+    conninfo = _conninfo(host, port, name, passfile) + " connect_timeout=10"
+    backup = [programs["pg_basebackup"], "-D", str(part), "-d", conninfo, "-X", "stream", "-R"]
+    backup += ["-C", "-S", name, "--checkpoint=fast", "--no-password"]
+    try:
+        cluster._run(backup, user, f"pg_basebackup from {host}:{port}")
+    except ClusterError as error:
+        if "already exists" not in str(error):
+            raise StandbyError(str(error)) from None
+        # this box's slot, left by an earlier setup: its WAL is of no use to a new base backup
+        drop = [programs["pg_receivewal"], "--drop-slot", "-S", name, "-d", conninfo, "--no-password"]
+        try:
+            cluster._run(drop, user, f"dropping the old replication slot {name} on {host}:{port}")
+            for leftover in part.iterdir():
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            cluster._run(backup, user, f"pg_basebackup from {host}:{port}")
+        except ClusterError as again:
+            raise StandbyError(str(again)) from None
+
+
+def _make_standby(
+    config: Config, part: Path, host: str, port: int, name: str, secret: str, user: pwd.struct_passwd | None
+) -> None:
+    """The backup's recovery settings, our way: primary_conninfo names the password file, never the password."""
+    if not (part / "standby.signal").exists():
+        raise StandbyError("pg_basebackup made no standby.signal: is the primary's PostgreSQL 12 or newer?")
+    role_pass = part / PASSFILE_NAME
+    if not role_pass.exists():
+        raise StandbyError(f"the primary's cluster has no {PASSFILE_NAME}: is it a cluster jitaku made?")
+    ours = cluster._role(config)
+    theirs = role_pass.read_text(encoding="utf-8").strip().split(":")[3:4]
+    if theirs != [ours]:
+        raise StandbyError(
+            f"the primary's cluster is for role {theirs[0] if theirs else '?'}, this box's [database] url for {ours}"
+        )
+    cluster._write_private(part / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
+    conninfo = _conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
+    auto = part / "postgresql.auto.conf"
+    kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith("primary_conninfo")]
+    kept.append("primary_conninfo = '" + conninfo.replace("'", "''") + "'")
+    text = "\n".join(kept) + "\n"
+    if secret in text:
+        raise StandbyError("pg_basebackup wrote the secret into postgresql.auto.conf; refusing to keep it there")
+    cluster._write_private(auto, text, user)
+
+
+def wait_streaming(config: Config, timeout: float = STREAM_TIMEOUT) -> bool:
+    """Whether the standby's WAL receiver streams within TIMEOUT seconds (the cluster running)."""
+    from jitaku.ha import role
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception), role.connect(config) as connection:
+            row = connection.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+            if row is not None and row[0] == "streaming":
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)

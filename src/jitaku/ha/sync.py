@@ -1,0 +1,249 @@
+"""Synchronous replication while a standby keeps up, asynchronous while it does not (issue 24, point 7).
+
+On a primary (a managed cluster not in recovery), the daemon looks at its standbys every POLL seconds, on a
+connection of its own, in a thread: psycopg blocks, and the event loop serves mail meanwhile. A standby is a
+physical replication slot; its walsender counts only when its application_name is the slot's name (`jitaku
+standby setup` names both alike), so that pg_basebackup's own stream, which uses the slot while it copies, is
+never taken for the standby.
+
+- A standby streaming and caught up while synchronous_standby_names is empty: it becomes the synchronous standby
+  (`FIRST 1 ("NAME")`, synchronous_commit on): from then on a commit, and so a message's 250, returns once the
+  standby has flushed it: every acknowledged write is on both machines.
+- The synchronous standby silent for `[ha] sync_timeout` seconds (its walsender gone, or WAL waiting for it while
+  its flush position stands still, as when the machine hangs and TCP does not notice): synchronous_standby_names
+  becomes empty, and the commits that waited for it return. The primary keeps accepting; the `replication` check
+  says RPO is no longer 0, through the health monitor, until the standby is back and caught up.
+
+Settings go through ALTER SYSTEM and pg_reload_conf(): postgresql.auto.conf outlives a restart, and neither
+writes WAL, so neither waits for the standby it is giving up on. What the health monitor is told goes through a
+queue of its own: the monitor records it with a commit, which may be one that waits for the very standby this
+task must give up on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from jitaku import log
+from jitaku.config import Config
+from jitaku.health import replication
+from jitaku.health.result import Result, State
+
+if TYPE_CHECKING:
+    import psycopg
+
+POLL = 1.0  # seconds between looks
+CONNECT_TIMEOUT = 5  # seconds; a look is bounded by these two, so a hung server never hangs this task for long
+STATEMENT_TIMEOUT_MS = 5000
+CAUGHT_UP_BYTES = 1 << 20  # WAL a standby may still lack, while it gains on it, to be called caught up
+
+Report = Callable[[Result, float], Awaitable[None]]
+
+STATUS = """
+SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'),
+       (SELECT count(*) FROM pg_stat_progress_basebackup)
+"""
+STANDBYS = """
+SELECT s.slot_name, coalesce(r.state, ''), coalesce(r.sync_state, ''),
+       coalesce((pg_current_wal_lsn() - r.flush_lsn)::bigint, -1),
+       coalesce((r.flush_lsn - '0/0'::pg_lsn)::bigint, -1)
+FROM pg_replication_slots s
+LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid AND r.application_name = s.slot_name
+WHERE s.slot_type = 'physical'
+ORDER BY s.slot_name
+"""
+
+
+@dataclass(frozen=True)
+class Standby:
+    name: str  # its slot's, which its application_name repeats
+    state: str  # its walsender's (pg_stat_replication.state): "streaming", "catchup"...; "" without one
+    sync_state: str  # "sync", "async", "potential"...; "" without a walsender
+    behind: int  # bytes of WAL written here and not yet flushed there; -1 without a walsender
+    flushed: int  # where its flush stands, as a number; -1 without a walsender
+
+    @property
+    def streaming(self) -> bool:
+        return self.state == "streaming"
+
+
+@dataclass(frozen=True)
+class Facts:
+    in_recovery: bool
+    names: tuple[str, ...]  # synchronous_standby_names' standbys; empty: asynchronous
+    standbys: tuple[Standby, ...]  # one per physical slot
+    backing_up: bool = False  # a base backup is under way (pg_basebackup's stream uses the new standby's slot)
+
+
+def standby_names(setting: str) -> tuple[str, ...]:
+    """The names in a synchronous_standby_names value: `FIRST 1 ("a", "b")`, `ANY 1 (a)`, `2 (a, b)` or `a, b`."""
+    text = setting.strip()
+    listed = re.fullmatch(r"(?:(?:FIRST|ANY)\s+\d+\s*|\d+\s*)?\((.*)\)", text, re.IGNORECASE | re.DOTALL)
+    names = []
+    for part in (listed.group(1) if listed else text).split(","):
+        name = part.strip()
+        if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+            name = name[1:-1].replace('""', '"')
+        if name:
+            names.append(name)
+    return tuple(names)
+
+
+def synchronous_setting(names: tuple[str, ...]) -> str:
+    quoted = ", ".join('"' + name.replace('"', '""') + '"' for name in names)
+    return f"FIRST 1 ({quoted})"
+
+
+def connect(config: Config) -> psycopg.Connection[Any]:
+    """A connection of this task's own to the managed cluster, as its superuser (ALTER SYSTEM needs one)."""
+    import psycopg
+
+    return psycopg.connect(
+        config.database_url,
+        autocommit=True,
+        connect_timeout=CONNECT_TIMEOUT,
+        application_name="jitaku-sync",
+        options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+    )
+
+
+def look(connection: psycopg.Connection[Any]) -> Facts:
+    row = connection.execute(STATUS).fetchone()
+    assert row is not None
+    in_recovery, setting, backups = bool(row[0]), str(row[1]), int(row[2])
+    standbys: tuple[Standby, ...] = ()
+    if not in_recovery:
+        standbys = tuple(
+            Standby(str(name), str(state), str(sync), int(behind), int(flushed))
+            for name, state, sync, behind, flushed in connection.execute(STANDBYS).fetchall()
+        )
+    return Facts(in_recovery, standby_names(setting), standbys, backups > 0)
+
+
+def look_once(config: Config) -> Facts:
+    """What `jitaku check` and the monitor's round see, on a connection for the one look."""
+    with connect(config) as connection:
+        return look(connection)
+
+
+def apply(connection: psycopg.Connection[Any], names: tuple[str, ...]) -> None:
+    """NAMES the synchronous standbys (none: asynchronous), in postgresql.auto.conf, in force at once."""
+    from psycopg import sql
+
+    setting = synchronous_setting(names) if names else ""
+    connection.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(setting)))
+    if names:
+        connection.execute("ALTER SYSTEM SET synchronous_commit = 'on'")
+    connection.execute("SELECT pg_reload_conf()")
+
+
+class Synchronizer:
+    """The daemon's task; `step` is one look and what follows from it, in a thread."""
+
+    def __init__(self, config: Config, report: Report | None = None) -> None:
+        self._config = config
+        self._timeout = config.settings.ha.sync_timeout
+        self._report = report
+        self._connection: psycopg.Connection[Any] | None = None
+        self._flushed: dict[str, int] = {}  # each standby's flush position at the last look
+        self._kept_up: set[str] = set()  # the standbys caught up at the last look
+        self._silent_since: float | None = None  # monotonic: since when no synchronous standby has kept up
+        self._lost_at: float | None = None  # wall clock: when the standby was lost, while asynchronous for it
+        self._told: State | None = None  # the state the monitor was last told
+        self._results: asyncio.Queue[Result] = asyncio.Queue()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._tell())
+            while True:
+                started = time.monotonic()
+                try:
+                    result = await asyncio.to_thread(self.step, time.monotonic(), time.time())
+                except Exception as error:  # the server restarting, say: the next look tries again
+                    log.event("sync_error", error=repr(error))
+                    await asyncio.to_thread(self._close)
+                    result = None
+                if result is not None:
+                    self._results.put_nowait(result)
+                await asyncio.sleep(max(0.0, POLL - (time.monotonic() - started)))
+
+    async def _tell(self) -> None:
+        while True:
+            result = await self._results.get()
+            if self._report is not None:
+                try:
+                    await self._report(result, time.time())
+                except Exception as error:
+                    log.event("sync_report_error", error=repr(error))
+
+    def step(self, now: float, wall: float) -> Result | None:
+        """One look, and the change it calls for; the replication check's result when its state changed."""
+        if self._connection is None:
+            self._connection = connect(self._config)
+        connection = self._connection
+        facts = look(connection)
+        if facts.in_recovery:
+            self._silent_since, self._lost_at, self._told = None, None, None
+            return None
+        # at a first sight, given the benefit of the doubt: the next look tells
+        progressed = {
+            s.name for s in facts.standbys if s.name not in self._flushed or s.flushed > self._flushed[s.name]
+        }
+        self._flushed = {s.name: s.flushed for s in facts.standbys}
+
+        def keeps_up(standby: Standby) -> bool:
+            """Streaming, and nothing waits for it or it gains on what does."""
+            return standby.streaming and (standby.behind == 0 or standby.name in progressed)
+
+        named = [s for s in facts.standbys if s.name in facts.names or "*" in facts.names]
+        if facts.names and not named:
+            # no slot for any standby it names (this box was promoted, say): commits would wait for nobody, forever
+            apply(connection, ())
+            log.event("replication_asynchronous", standbys=",".join(facts.names), reason="no slot for any of them")
+            facts = replace(facts, names=())
+        elif facts.names:
+            if any(keeps_up(s) for s in named):
+                self._silent_since = None
+            elif self._silent_since is None:
+                self._silent_since = now
+                log.event("standby_silent", standbys=",".join(facts.names), timeout=self._timeout)
+            elif now - self._silent_since >= self._timeout:
+                apply(connection, ())
+                silent = now - self._silent_since
+                self._lost_at, self._silent_since = wall - silent, None
+                log.event("replication_asynchronous", standbys=",".join(facts.names), silent_seconds=round(silent, 1))
+                facts = replace(facts, names=())
+        else:
+            # caught up at two looks in a row, with no base backup under way: pg_basebackup's own WAL stream, which
+            # uses the new standby's slot and may bear its name, is no standby, and ends with the backup
+            kept_up = {s.name for s in facts.standbys if keeps_up(s) and s.behind <= CAUGHT_UP_BYTES}
+            if facts.backing_up:
+                kept_up = set()
+            caught_up = tuple(s.name for s in facts.standbys if s.name in kept_up & self._kept_up)
+            self._kept_up = kept_up
+            if caught_up:
+                apply(connection, caught_up)
+                self._kept_up = set()
+                log.event("replication_synchronous", standbys=",".join(caught_up))
+                self._lost_at = None
+                facts = replace(facts, names=caught_up)
+            elif facts.standbys and self._lost_at is None:
+                self._lost_at = wall  # asynchronous when this task began: lost since then, as far as it knows
+        result = replication.check(facts, self._timeout, wall, self._lost_at)
+        if result.state == self._told:
+            return None
+        self._told = result.state
+        return result
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()
+            except Exception as error:
+                log.event("sync_error", error=repr(error))

@@ -1,0 +1,26 @@
+"""The web on a standby: its database is the primary's, replayed and read-only, so a page that only reads serves
+as on the primary, and a request that would write (a comment, a subscription, anything in the admin pages that
+saves) is answered 503 with a sentence saying why, before it reaches a handler that would fail on the write."""
+
+from __future__ import annotations
+
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+READING = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_AFTER = "300"  # seconds: a failover, if one is coming, takes about that
+
+
+def read_only(app: ASGIApp) -> ASGIApp:
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in READING:
+            response = PlainTextResponse(
+                "This server is a standby: its data is the primary's, read-only. Send this to the primary.\n",
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER},
+            )
+            await response(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return guarded

@@ -1,0 +1,97 @@
+"""What the replication check says in each state jitaku.ha.sync can find a primary in, and the names it reads
+from and writes to synchronous_standby_names (the two clusters themselves: tests/integration/test_sync_replication)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jitaku.config import ConfigError, parse
+from jitaku.ha.sync import Facts, Standby, standby_names, synchronous_setting
+from jitaku.health.replication import LOST_AT, carried_lost_at, check
+from jitaku.health.result import State
+from jitaku.provision import TEMPLATE
+
+PATH = Path("/etc/jitaku/jitaku.toml")
+NOW = 1_800_000_000.0
+STREAMING = Standby("standby1", "streaming", "sync", 0, 1000)
+GONE = Standby("standby1", "", "", -1, -1)
+
+
+@pytest.mark.parametrize(
+    ("setting", "names"),
+    [
+        ("", ()),
+        ('FIRST 1 ("standby1")', ("standby1",)),
+        ('first 1 ("a", "b")', ("a", "b")),
+        ("ANY 1 (a, b)", ("a", "b")),
+        ("2 (a, b)", ("a", "b")),
+        ("a, b", ("a", "b")),
+        ('"we""ird"', ('we"ird',)),
+        ("*", ("*",)),
+    ],
+)
+def test_the_names_postgresql_may_hold_are_read(setting: str, names: tuple[str, ...]) -> None:
+    assert standby_names(setting) == names
+
+
+def test_what_it_writes_it_reads_back() -> None:
+    assert synchronous_setting(("standby1",)) == 'FIRST 1 ("standby1")'
+    assert standby_names(synchronous_setting(("a", 'b"c'))) == ("a", 'b"c')
+
+
+def test_synchronous_with_the_standby_streaming_is_ok_and_rpo_0() -> None:
+    result = check(Facts(False, ("standby1",), (STREAMING,)), 10, NOW)
+    assert result.state == State.OK and result.watching
+    assert result.sentence == (
+        "replication to standby1 is synchronous: every acknowledged write is on both machines (RPO 0)."
+    )
+
+
+def test_synchronous_with_the_standby_gone_warns_that_commits_wait() -> None:
+    result = check(Facts(False, ("standby1",), (GONE,)), 10, NOW)
+    assert result.state == State.WARNING
+    assert "commits wait for it, up to [ha] sync_timeout (10 s)" in result.sentence
+
+
+def test_asynchronous_for_want_of_the_standby_is_critical_and_says_since_when() -> None:
+    result = check(Facts(False, (), (GONE,)), 3, NOW, lost_at=NOW - 12)
+    assert result.state == State.CRITICAL
+    assert result.sentence == (
+        "standby standby1 unreachable for 12 s: replication is asynchronous, writes since then exist only here "
+        "(RPO > 0)."
+    )
+    assert carried_lost_at(result) == NOW - 12  # what `jitaku check` beside the daemon reads back
+    assert result.ja
+
+
+def test_a_standby_catching_up_is_still_rpo_above_0() -> None:
+    catching_up = Standby("standby1", "catchup", "async", 5000, 10)
+    result = check(Facts(False, (), (catching_up,)), 3, NOW)
+    assert result.state == State.CRITICAL and LOST_AT not in result.metrics
+    assert result.sentence.startswith("standby standby1 is catching up (5000 bytes behind)")
+    assert "(RPO > 0)" in result.sentence
+
+
+def test_without_a_standby_or_on_one_it_is_not_watching() -> None:
+    for facts in (Facts(False, (), ()), Facts(True, (), ())):
+        result = check(facts, 10, NOW)
+        assert result.state == State.OK and not result.watching
+    assert "no standby is set up" in check(Facts(False, (), ()), 10, NOW).sentence
+
+
+def test_a_recovered_result_carries_no_loss() -> None:
+    assert carried_lost_at(check(Facts(False, ("standby1",), (STREAMING,)), 10, NOW)) is None
+
+
+def test_sync_timeout_defaults_to_10_s_and_must_be_positive() -> None:
+    assert parse('domains = ["example.org"]\n', PATH).ha.sync_timeout == 10
+    assert parse('domains = ["example.org"]\n[ha]\nsync_timeout = 2.5\n', PATH).ha.sync_timeout == 2.5
+    for value in ("0", "-1"):
+        with pytest.raises(ConfigError, match="jitaku.toml:3: .*greater than 0"):
+            parse(f'domains = ["example.org"]\n[ha]\nsync_timeout = {value}\n', PATH)
+
+
+def test_the_template_documents_it() -> None:
+    assert "# sync_timeout = 10 " in TEMPLATE
