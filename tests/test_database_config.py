@@ -31,7 +31,8 @@ def test_a_managed_cluster_is_reached_on_loopback_with_its_password_file() -> No
 
 
 def test_the_url_given_is_kept_and_the_password_file_added_to_its_query() -> None:
-    text = DOMAINS + '[database]\nmanaged = true\nurl = "postgresql://jitaku@[::1]:5433/mail?connect_timeout=5"\n'
+    text = DOMAINS + '[database]\nmanaged = true\nlisten = ["[::1]:5433"]\n'
+    text += 'url = "postgresql://jitaku@[::1]:5433/mail?connect_timeout=5"\n'
     url = Config(parse(text, PATH), PATH.parent).database_url
     assert url == "postgresql://jitaku@[::1]:5433/mail?connect_timeout=5&passfile=/srv/jitaku/postgres/jitaku.pgpass"
 
@@ -46,6 +47,15 @@ def test_the_url_given_is_kept_and_the_password_file_added_to_its_query() -> Non
         ("listen = []", 'listen: expected at least one "host:port"'),
         ('listen = ["localhost"]', 'listen: expected "host:port"'),
         ('managed = "maybe"', "managed: Input should be a valid boolean"),
+        (
+            'managed = true\nlisten = ["127.0.0.1:6000"]\nurl = "postgresql://jitaku@127.0.0.1:5433/jitaku"',
+            r"url: managed = true: the url names 127.0.0.1:5433, where the managed cluster does not listen "
+            r"\(127.0.0.1:6000\); leave url empty",
+        ),
+        (
+            'managed = true\nurl = "postgresql://jitaku@db.example.org/jitaku"',
+            "url: .* names db.example.org:5432, where",
+        ),
     ],
 )
 def test_bad_database_keys_name_file_line_and_key(section: str, message: str) -> None:
@@ -71,18 +81,12 @@ def test_inits_config_gets_its_database_keys_and_keeps_every_other_line() -> Non
     )  # fmt: skip
     edited = managed_database(text, PATH)
     lines = changed(text, edited.text)
-    assert lines[0] == '- url = ""                         # empty: jitaku.db in this directory; or postgresql://...'
-    assert lines[1].startswith('url = "postgresql://jitaku@127.0.0.1:5433/jitaku"  ')
-    assert lines[1].endswith("# empty: jitaku.db in this directory; or postgresql://...")  # its comment kept
-    assert lines[2].startswith("managed = true") and lines[3].startswith('listen = ["127.0.0.1:5433"]')
-    assert len(lines) == 4
+    assert lines[0].startswith("managed = true") and lines[1].startswith('listen = ["127.0.0.1:5433"]')
+    assert len(lines) == 2
     settings = parse(edited.text, PATH).database
-    assert settings.managed and settings.url == "postgresql://jitaku@127.0.0.1:5433/jitaku"
-    assert edited.added == [
-        'url = "postgresql://jitaku@127.0.0.1:5433/jitaku"',
-        "managed = true",
-        'listen = ["127.0.0.1:5433"]',
-    ]
+    assert settings.managed and settings.url == ""  # derived from listen, never stale
+    assert settings.managed_url == "postgresql://jitaku@127.0.0.1:5433/jitaku"
+    assert edited.added == ["managed = true", 'listen = ["127.0.0.1:5433"]']
 
 
 def test_a_config_without_database_gets_the_section_at_its_end() -> None:
@@ -90,18 +94,29 @@ def test_a_config_without_database_gets_the_section_at_its_end() -> None:
     edited = managed_database(text, PATH)
     assert edited.text.startswith(text)
     assert parse(edited.text, PATH).database.managed
-    assert edited.text[len(text) :].startswith("\n[database]\nurl = ")
+    assert edited.text[len(text) :].startswith("\n[database]\nmanaged = true")
 
 
-def test_a_listen_of_the_owners_own_is_kept_and_named_in_the_url() -> None:
+@pytest.mark.parametrize("last", ['[database]\nurl = ""', "[database]", '[web]\nurl = ""'])
+def test_a_last_line_without_its_newline_keeps_its_own_line(last: str) -> None:
+    text = DOMAINS + last
+    edited = managed_database(text, PATH)
+    settings = parse(edited.text, PATH)
+    assert settings.database.managed and settings.database.url == ""
+    assert edited.text.startswith(text + "\n")
+
+
+def test_a_listen_of_the_owners_own_is_kept_and_the_url_follows_it() -> None:
     text = DOMAINS + '[database]\nlisten = [\n  "192.0.2.7:6000",  # the LAN\n]\n\n[web]\nurl = ""\n'
     edited = managed_database(text, PATH)
     settings = parse(edited.text, PATH)
     assert settings.database.listen == (Listen("192.0.2.7", 6000),)
-    assert settings.database.url == "postgresql://jitaku@192.0.2.7:6000/jitaku"
+    assert settings.database.managed_url == "postgresql://jitaku@192.0.2.7:6000/jitaku"
     assert settings.web.url == ""  # the next section's key stayed in it
     assert [line for line in changed(text, edited.text) if line.startswith("-")] == []
-    assert len(edited.added) == 2
+    assert edited.added == ["managed = true"]
+    moved = parse(edited.text.replace("192.0.2.7:6000", "192.0.2.7:6001"), PATH)
+    assert moved.database.managed_url == "postgresql://jitaku@192.0.2.7:6001/jitaku"  # listen moved, url too
 
 
 def test_a_config_already_managed_is_left_as_it_is() -> None:

@@ -77,3 +77,15 @@ def test_a_data_dir_of_another_user_is_refused(tmp_path: Path) -> None:
     os.chown(data, pwd.getpwnam("nobody").pw_uid, -1)
     with pytest.raises(service.ServiceError, match="belongs to nobody, not root"):
         service.adopt(data, pwd.getpwnam("root"))
+
+
+def test_the_daemon_alone_hears_sigterm_and_systemd_waits_for_its_cluster_to_stop() -> None:
+    """The managed PostgreSQL lives in the daemon's cgroup: SIGTERM to it too would end the daemon's sessions in
+    the middle of its shutdown, and SIGKILL before the cluster's own stop (fast, then immediate) leaves it to crash
+    recovery."""
+    from jitaku.ha.cluster import STOP_TIMEOUT
+
+    unit = service.units(installed_at("/usr/local/bin/jitaku"), Path("/srv/jitaku"))["jitaku.service"]
+    assert "\nKillMode=mixed\n" in unit
+    (timeout,) = [line.split("=")[1] for line in unit.splitlines() if line.startswith("TimeoutStopSec=")]
+    assert timeout.endswith("s") and int(timeout[:-1]) >= 60 and int(timeout[:-1]) > 2 * STOP_TIMEOUT + 10

@@ -291,23 +291,35 @@ class DatabaseSettings(_Section):
     """Where the store is: SQLite in the data directory (url empty), or PostgreSQL.
 
     `managed`: jitaku runs the PostgreSQL cluster itself, in DIR/postgres, on `listen` (jitaku.ha.cluster); its
-    password lives in a file there, never in `url`.
+    password lives in a file there, never in `url`, which is best left empty: the URL is then derived from
+    `listen` (managed_url), and a port changed there is the port the store dials.
     """
 
     managed: bool = False  # before url, which is checked against it
-    url: str = ""
     listen: Annotated[tuple[Listen, ...], BeforeValidator(_database_listen)] = (Listen("127.0.0.1", 5433),)
+    url: str = ""  # after listen, which a managed url must name
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str, info: ValidationInfo) -> str:
-        if not info.data.get("managed"):
+        if not info.data.get("managed") or not value:
             return value
         parts = urlsplit(value)
-        if value and parts.scheme.partition("+")[0] not in ("postgresql", "postgres"):
+        if parts.scheme.partition("+")[0] not in ("postgresql", "postgres"):
             raise ValueError("managed = true runs PostgreSQL: expected postgresql://... (or nothing)")
         if parts.password is not None:
             raise ValueError("managed = true keeps the password in a file in DIR/postgres; leave it out of the url")
+        listen = info.data.get("listen") or ()
+        reached = {connect_address(address) for address in listen}
+        try:
+            named = str(Listen(parts.hostname or "", parts.port or 5432))
+        except ValueError:  # a port that is not a number
+            named = parts.netloc.rpartition("@")[2]
+        if reached and named not in reached:
+            raise ValueError(
+                f"managed = true: the url names {named}, where the managed cluster does not listen"
+                f" ({', '.join(sorted(reached))}); leave url empty and jitaku derives it from listen"
+            )
         return value
 
     @property

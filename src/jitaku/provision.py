@@ -97,7 +97,7 @@ selector = "jitaku"
 ed25519 = false                  # also sign with Ed25519 (RFC 8463), selector SELECTORe
 
 [database]
-url = ""                         # empty: jitaku.db in this directory; or postgresql://...
+url = ""                         # empty: jitaku.db here, or with managed the cluster on listen; or postgresql://...
 
 # [public_ip]                    # where the dynamic DNS updater learns our address
 # sources = ["https://api.ipify.org", "https://ifconfig.me/ip", "https://icanhazip.com"]
@@ -153,17 +153,16 @@ RUN_AS_WHOEVER = """\
 """
 
 
-def write_config(
-    data_dir: Path,
+def config_text(
+    path: Path,
     domain: str,
     hostname: str | None,
     public: bool,
     run_user: str | None = None,
     managed_database: bool = False,
-) -> Path:
-    """A commented config for DOMAIN; RUN_USER, when given, is the `[run] user` the daemon drops to;
-    MANAGED_DATABASE: the store in a PostgreSQL cluster of jitaku's own (jitaku.ha.cluster)."""
-    path = data_dir / config_module.CONFIG_NAME
+) -> str:
+    """A commented config for DOMAIN, to be written as PATH; RUN_USER, when given, is the `[run] user` the daemon
+    drops to; MANAGED_DATABASE: the store in a PostgreSQL cluster of jitaku's own (jitaku.ha.cluster)."""
     text = TEMPLATE.format(
         hostname=hostname or f"mail.{domain}",
         domain=domain,
@@ -182,6 +181,12 @@ def write_config(
 
         text = with_cluster(text, path).text
     config_module.parse(text, path)  # the template must always be valid
+    return text
+
+
+def write_config(data_dir: Path, text: str) -> Path:
+    """TEXT (config_text's) as DATA_DIR's config, the directory made if missing; never over one that exists."""
+    path = data_dir / config_module.CONFIG_NAME
     make_data_dir(data_dir)
     # never overwrite; 0600 because a relay password may be added to it
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from jitaku import files
 from jitaku.data_dir import SERVICE_DIR
 from jitaku.privileges import user_name
 
@@ -32,6 +33,7 @@ ENABLED = (SERVICE, SMART_TIMER)
 NOLOGIN = "/usr/sbin/nologin"
 HOMES = ("/home", "/root", "/run/user")  # what ProtectHome=yes hides
 UNIT_MODE = 0o644
+DAEMON_STOP_SECONDS = 30  # the daemon's own shutdown: sessions told goodbye, the queue and workers stopped
 # What systemd would read as something else in a unit line: whitespace splits words, %, $, quotes and
 # backslashes are specifiers, variables and escapes. Paths holding them are refused rather than escaped.
 PLAIN_PATH = re.compile(r"/[A-Za-z0-9._+/@:,=-]*")
@@ -50,9 +52,12 @@ User={user}
 Group={user}
 Restart=on-failure
 RestartSec=5s
-# SIGTERM: every session hears its protocol's goodbye, and a client has a second to take it
+# SIGTERM: every session hears its protocol's goodbye, and a client has a second to take it. To the daemon
+# alone (mixed): a managed PostgreSQL runs in this unit's cgroup, and the daemon stops it once its own sessions
+# are done; SIGTERM to all at once ended the daemon's database sessions in the middle of its shutdown.
 KillSignal=SIGTERM
-TimeoutStopSec=30s
+KillMode=mixed
+TimeoutStopSec={stop_seconds}s
 LimitNOFILE=65536
 UMask=0077
 
@@ -194,6 +199,14 @@ def plain(path: Path) -> str:
     return text
 
 
+def stop_seconds() -> int:
+    """How long systemd waits for the daemon's stop before SIGKILL: its own shutdown, then its managed cluster's
+    (a fast shutdown, and an immediate one if that outlasts STOP_TIMEOUT)."""
+    from jitaku.ha.cluster import STOP_TIMEOUT
+
+    return DAEMON_STOP_SECONDS + 2 * STOP_TIMEOUT
+
+
 def units(install: Installed, data_dir: Path) -> dict[str, str]:
     """Each unit's file name and text."""
     values = {
@@ -201,6 +214,7 @@ def units(install: Installed, data_dir: Path) -> dict[str, str]:
         "data_dir": plain(data_dir),
         "user": USER,
         "protect_home": install.protect_home,
+        "stop_seconds": str(stop_seconds()),
     }
     return {
         SERVICE: SERVICE_UNIT.format(**values),
@@ -251,8 +265,8 @@ def adopt(data_dir: Path, account: pwd.struct_passwd) -> int:
             f"or chown -R {account.pw_name}:{account.pw_name} {data_dir}"
         )
     given = 0
-    for root, directories, files in os.walk(data_dir):
-        names = [Path(root)] + [Path(root, name) for name in directories + files]
+    for root, directories, entries in os.walk(data_dir):
+        names = [Path(root)] + [Path(root, name) for name in directories + entries]
         for path in names:
             status = path.lstat()
             if status.st_uid == 0 and (not stat.S_ISREG(status.st_mode) or status.st_nlink == 1):
@@ -299,15 +313,7 @@ def write_units(texts: dict[str, str], directory: Path = UNIT_DIR) -> list[Writt
         if old == text:
             written.append(Written(path, "unchanged"))
             continue
-        part = path.with_name(f".{name}.part")
-        part.unlink(missing_ok=True)
-        descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, UNIT_MODE)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fchmod(file.fileno(), UNIT_MODE)  # whatever the umask
-            os.fsync(file.fileno())
-        part.replace(path)
+        files.replace(path, text.encode(), UNIT_MODE)
         written.append(Written(path, "wrote" if old is None else "rewrote"))
     return written
 

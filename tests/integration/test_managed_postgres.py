@@ -7,6 +7,7 @@ shared_dir. Every cluster listens on a port of its own (free_port), written to t
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import imaplib
 import json
@@ -85,15 +86,12 @@ def test_init_makes_a_cluster_that_serves_mail_and_survives_kill_9(jitaku_factor
     config_path = server.dir / "jitaku.toml"
     before = config_path.read_text()
 
-    server.cli("init", "--database", "postgresql")
+    assert server.cli("init", "--database", "postgresql").stderr == ""
 
     # the config gained the keys it needed, and nothing else changed in it
     after = config_path.read_text()
     diff = [line for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line[:1] in "+-"]
-    assert [line.split("  #")[0] for line in diff] == [
-        f'+ url = "postgresql://jitaku@127.0.0.1:{port}/jitaku"',
-        "+ managed = true",
-    ]
+    assert [line.split("  #")[0] for line in diff] == ["+ managed = true"]  # url left empty: derived from listen
     secret = server.dir / "postgres" / "jitaku.pgpass"
     assert secret.stat().st_mode & 0o777 == 0o600
     password = secret.read_text().strip().rsplit(":", 1)[1]
@@ -169,7 +167,6 @@ def test_init_of_a_new_data_dir_writes_the_database_keys(shared_dir: Path) -> No
     result = _in_namespace(["--net"], "ip link set lo up", command, Path("new"), cwd=shared_dir)  # a relative --dir
     assert result.returncode == 0, result.stderr
     text = (data_dir / "jitaku.toml").read_text()
-    assert 'url = "postgresql://jitaku@127.0.0.1:5433/jitaku"' in text
     assert "\nmanaged = true" in text and '\nlisten = ["127.0.0.1:5433"]' in text
     assert (data_dir / "postgres" / "PG_VERSION").exists() and not (data_dir / "jitaku.db").exists()
     assert (data_dir / "postgres").stat().st_uid == pwd.getpwnam("postgres").pw_uid
@@ -188,9 +185,17 @@ def test_without_postgresql_installed_init_says_what_to_install(jitaku_factory: 
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(
         "jitaku: PostgreSQL 15 or newer is not installed"
     )
-    assert "apt install postgresql-15" in result.stderr
+    assert "apt install postgresql" in result.stderr
     assert not (server.dir / "postgres").exists()
-    assert before != (server.dir / "jitaku.toml").read_text()  # the keys went in; the next init makes the cluster
+    assert before == (server.dir / "jitaku.toml").read_text()  # unchanged: `jitaku serve` still starts on SQLite
+    fresh = _in_namespace(
+        ["--mount"],
+        "mount -t tmpfs tmpfs /usr/lib/postgresql",
+        [*JITAKU, "init", "--domain", "example.test", "--database", "postgresql"],
+        shared_dir / "fresh",
+    )
+    assert fresh.returncode == 1 and "apt install postgresql" in fresh.stderr
+    assert not (shared_dir / "fresh" / "jitaku.toml").exists()  # no config naming a cluster that is not there
 
 
 def test_a_run_user_runs_the_cluster(jitaku_factory: Any, shared_dir: Path, readable_install: None) -> None:
@@ -223,31 +228,51 @@ def _in_namespace(
     )
 
 
-def test_db_use_postgresql_then_db_copy_moves_an_sqlite_install(jitaku_factory: Any, shared_dir: Path) -> None:
-    """The store moves to a new cluster; jitaku.db stays as it was until `jitaku db copy` (daemon stopped, the
-    cluster started for it) moves its mail over."""
+def test_db_use_postgresql_moves_an_sqlite_install_with_its_mail(jitaku_factory: Any, shared_dir: Path) -> None:
+    """Refused while the daemon runs (it would go on writing to SQLite); with it stopped, the cluster is made,
+    jitaku.db copied into it, and only then the config changed. jitaku.db stays as it was."""
     server, port = managed(jitaku_factory, shared_dir)
     server.init(READER)
     server.start()
     deliver(server, "kept on sqlite")
     wait_until(lambda: imap_bodies(server) == [b"kept on sqlite"], timeout=30)
+    config = (server.dir / "jitaku.toml").read_text()
+    for command in (["db", "use-postgresql"], ["init", "--database", "postgresql"]):
+        refused = server.cli(*command, check=False)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+        assert (
+            "jitaku serve is already running on" in refused.stderr
+            and "stop it before moving the store" in refused.stderr
+        )
+        assert (server.dir / "jitaku.toml").read_text() == config and not (server.dir / "postgres").exists()
     server.stop()
     database = (server.dir / "jitaku.db").read_bytes()
 
     result = server.cli("db", "use-postgresql")
-    assert f"jitaku.db is left as it was: `jitaku db copy --from {server.dir}` moves its data" in result.stdout
+    assert "copied " in result.stdout and "their counts agree" in result.stdout
     assert f"ready: database postgresql://jitaku@127.0.0.1:{port}/jitaku" in result.stdout
     assert (server.dir / "jitaku.db").read_bytes() == database
     assert "managed = true" in (server.dir / "jitaku.toml").read_text()
-    assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the new, empty store
+    assert postmaster(server) is None  # started for the move, stopped after it
     again = server.cli("db", "use-postgresql")
-    assert "added to [database]" not in again.stdout and "ready: PostgreSQL" not in again.stdout
+    assert "added to [database]" not in again.stdout and "copied" not in again.stdout
 
-    server.cli("db", "copy", "--from", str(server.dir))
-    assert postmaster(server) is None  # started for the copy, stopped after it
     server.start()
     assert postmaster(server) is not None
     assert imap_bodies(server) == [b"kept on sqlite"]
+
+
+def test_the_store_follows_a_listen_port_changed_after_init(jitaku_factory: Any, shared_dir: Path) -> None:
+    """No url is written: the store dials the port the cluster listens on, not the one init saw."""
+    server, _port = managed(jitaku_factory, shared_dir)
+    server.cli("init", "--database", "postgresql")
+    server.add_user(READER)
+    moved = free_port()
+    path = server.dir / "jitaku.toml"
+    text = path.read_text()
+    assert text.count(f'"127.0.0.1:{_port}"') == 1  # [database] listen's, and no url naming it
+    path.write_text(text.replace(f'"127.0.0.1:{_port}"', f'"127.0.0.1:{moved}"'))
+    assert [user["address"] for user in json.loads(server.cli("user", "list", "--json").stdout)] == [READER]
 
 
 def test_a_port_in_use_is_said_in_one_line(jitaku_factory: Any, shared_dir: Path) -> None:
@@ -259,3 +284,43 @@ def test_a_port_in_use_is_said_in_one_line(jitaku_factory: Any, shared_dir: Path
     assert result.stderr.startswith("jitaku: pg_ctl start failed: could not create any TCP/IP sockets")
     assert 'could not bind IPv4 address "127.0.0.1": Address already in use' in result.stderr
     assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the port free again, it starts
+
+
+@pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGTERM])
+def test_a_command_ended_by_a_dropped_session_stops_the_cluster_it_started(
+    jitaku_factory: Any, shared_dir: Path, number: int
+) -> None:
+    """`jitaku user remove` waiting at its question, the cluster started for it, when the ssh session drops
+    (SIGHUP) or someone kills it: it exits, and stops the cluster, which nothing else uses."""
+    server, _port = managed(jitaku_factory, shared_dir)
+    server.cli("init", "--database", "postgresql")
+    server.add_user(READER)
+    server.start()
+    deliver(server, "held by the question")
+    wait_until(lambda: imap_bodies(server) == [b"held by the question"], timeout=30)
+    server.stop()
+    assert postmaster(server) is None
+    controller, terminal = os.openpty()
+    command = subprocess.Popen(
+        [*JITAKU, "user", "remove", READER, "--dir", str(server.dir)],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    os.close(terminal)
+    try:
+        said = b""
+        while b"Remove the user" not in said:
+            said += os.read(controller, 4096)
+        pid = postmaster(server)
+        assert pid is not None and alive(pid)  # started for the command
+        command.send_signal(number)
+        assert command.wait(timeout=60) == 128 + number
+        with contextlib.suppress(OSError):  # EIO once the command is gone
+            said += os.read(controller, 4096)
+    finally:
+        command.kill()
+        os.close(controller)
+    assert postmaster(server) is None and not alive(pid)
+    assert b"Traceback" not in said and b"Exception ignored" not in said

@@ -145,4 +145,4 @@ def test_a_service_with_a_managed_cluster_runs_it_as_the_service_user(tmp_path: 
     assert seen["postmaster_user"] == "jitaku"
     assert seen["owners"] == ["jitaku"]
     assert seen["stopped"]
-    assert 'url = "postgresql://jitaku@127.0.0.1:5433/jitaku"' in seen["config"]
+    assert "\nmanaged = true" in seen["config"] and '\nlisten = ["127.0.0.1:5433"]' in seen["config"]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from jitaku import dns_records, table
 from jitaku.cli.errors import CliError as CliError  # the command groups take it from here
 from jitaku.config import Config
 from jitaku.data_dir import LOCAL_DIR
+from jitaku.terminal import visible
 
 if TYPE_CHECKING:
     from jitaku.store import Database
@@ -79,33 +82,45 @@ def open_database(config: Config) -> Database:
     return Database(config.database_url)
 
 
-_held: dict[Path, contextlib.ExitStack] = {}
+_held = contextlib.ExitStack()  # the clusters this command holds, left at its exit
+_holding: set[Path] = set()
 
 
 def hold_cluster(config: Config) -> None:
     """With `[database] managed`, the cluster running until this command ends: started if down, and stopped at the
     end unless another jitaku process (the daemon) uses it then (jitaku.ha.cluster.using). A command run while
-    the daemon is down leaves no server running behind it, listening on a port and holding memory."""
-    if not config.settings.database.managed or config.data_dir in _held:
+    the daemon is down leaves no server running behind it, listening on a port and holding memory: not when it is
+    ended by SIGTERM or SIGHUP either (an ssh session dropped in the middle of `db copy`), which become SystemExit
+    and so run what atexit runs."""
+    if not config.settings.database.managed or config.data_dir in _holding:
         return
     from jitaku.ha import cluster
 
-    stack = contextlib.ExitStack()
-    stack.enter_context(cluster.using(config))
-    _held[config.data_dir] = stack
-    if len(_held) == 1:
+    if not _holding:
         atexit.register(_release)
+        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+            for number in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(number, _exit_on_signal)
+    _held.enter_context(cluster.using(config))
+    _holding.add(config.data_dir)
+
+
+def _exit_on_signal(number: int, frame: object) -> None:
+    raise SystemExit(128 + number)
 
 
 def _release() -> None:
-    from jitaku.errors import ClusterError
-
-    for stack in _held.values():
-        try:
-            stack.close()
-        except ClusterError as error:
-            sys.stderr.write(f"jitaku: {error}\n")
-    _held.clear()
+    """Leave every cluster held; a failure is one line on stderr, never atexit's traceback. A second SIGTERM
+    waits: the stop is bounded (jitaku.ha.cluster.STOP_TIMEOUT), and cut short it would leave the cluster up."""
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, signal.SIG_IGN)
+    try:
+        _held.close()
+    except Exception as error:
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        sys.stderr.write(f"jitaku: stopping the PostgreSQL cluster: {visible(said)}\n")
+    _holding.clear()
 
 
 def parse_address(text: str) -> str:

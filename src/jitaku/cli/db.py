@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from jitaku import config as config_module
+from jitaku import files
 from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, console, hold_cluster, load_config, print_table
 from jitaku.config import CONFIG_NAME, Config
 from jitaku.words import counted
@@ -27,29 +28,45 @@ SQLITE_NAME = "jitaku.db"  # a data directory's database when its config names n
 
 @db_app.command("use-postgresql")
 def use_postgresql(data_dir: DirOption = DEFAULT_DIR) -> None:
-    """Run a PostgreSQL cluster of jitaku's own in DIR/postgres and keep the store there (restart `jitaku serve`)."""
-    config = switch(data_dir)
-    create_cluster(config)
-    console.print(f"ready: database {config.settings.database.managed_url}; restart `jitaku serve` to use it")
+    """Move the store to a PostgreSQL cluster of jitaku's own in DIR/postgres, jitaku.db's data with it.
+
+    The daemon must be stopped. The cluster is made, jitaku.db copied into it, and the config changed last: a
+    failure on the way leaves the install on SQLite as it was.
+    """
+    config = load_config(data_dir)
+    if config.settings.database.managed:  # moved already: the cluster made if missing, beside a running daemon
+        create_cluster(config)
+    else:
+        with stopped(data_dir, before="moving the store"):
+            config = switch(data_dir)
+    console.print(f"ready: database {config.settings.database.managed_url}; start `jitaku serve` to use it")
 
 
 def switch(data_dir: Path) -> Config:
-    """Add the `[database]` keys of a managed cluster to DIR's jitaku.toml, changing nothing else in it."""
+    """DIR's install moved to a managed cluster (the caller holds DIR's serve lock, so no daemon writes to the
+    old store meanwhile): the cluster made and migrated, the data of the jitaku.db the config named copied into
+    it, then jitaku.toml given the `[database]` keys, nothing else in it changed. The config names PostgreSQL
+    only once the cluster holds the data; the copy is one transaction, so after a failure the cluster is empty
+    and a second run starts again."""
     from jitaku.ha.config_text import ConfigTextError, managed_database
 
     path = data_dir / config_module.CONFIG_NAME
-    load_config(data_dir)  # a missing or bad config is said as every command says it
+    was = load_config(data_dir)  # a missing or bad config is said as every command says it
     text = path.read_text(encoding="utf-8")
     try:
         edited = managed_database(text, path)
     except ConfigTextError as error:
         raise CliError(str(error)) from None
+    config = Config(config_module.parse(edited.text, path), data_dir)
+    create_cluster(config)
+    sqlite = data_dir / SQLITE_NAME
+    if not was.settings.database.url and not was.settings.database.managed and sqlite.exists():
+        _copy_and_report(_sqlite(sqlite), config.database_url)
+        console.print(f"{sqlite} is left as it was, and no longer used")
     if edited.added:
         _replace(path, edited.text)
         console.print(f"added to [database] in {path}: {'; '.join(edited.added)}")
-    if (data_dir / SQLITE_NAME).exists():
-        console.print(f"{data_dir / SQLITE_NAME} is left as it was: `jitaku db copy --from {data_dir}` moves its data")
-    return load_config(data_dir)
+    return config
 
 
 def create_cluster(config: Config) -> None:
@@ -68,18 +85,7 @@ def _replace(path: Path, text: str) -> None:
     the new, never half of one."""
     config_module.parse(text, path)  # never write what would not load
     was = path.stat()
-    part = path.with_name(path.name + ".new")
-    part.unlink(missing_ok=True)
-    descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, was.st_mode & 0o777)
-    try:
-        os.write(descriptor, text.encode())
-        os.fchmod(descriptor, was.st_mode & 0o777)
-        if os.geteuid() == 0:
-            os.fchown(descriptor, was.st_uid, was.st_gid)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    part.rename(path)
+    files.replace(path, text.encode(), was.st_mode & 0o777, (was.st_uid, was.st_gid) if os.geteuid() == 0 else None)
 
 
 @db_app.command("copy")
@@ -100,18 +106,32 @@ def db_copy(
 
     Then the two databases are compared; where they differ, nothing is written.
     """
-    from jitaku.store.copy import copy, open_source, open_target, same_database
+    from jitaku.store.copy import same_database
     from jitaku.store.driver import shown
-    from jitaku.store.revision import SCHEMA_REVISION
 
     config = load_config(data_dir)
     target_url = config.database_url
     source_url, source_dir = _source(source, target_url)
     if same_database(source_url, target_url):
         raise CliError(f"{shown(source_url)} is this data directory's own database: copy from another")
-    # The target first: one out of reach, or holding data, is refused before the source's schema is changed
-    with _stopped(data_dir, source_dir), ExitStack() as opened:
+    with stopped(data_dir, source_dir, before="copying"):
         hold_cluster(config)  # a managed cluster, which the stopped daemon would otherwise run
+        _copy_and_report(source_url, target_url)
+    if source_dir is not None and source_dir.resolve() != data_dir.resolve():
+        console.print(
+            f"files are not in the database: copy {source_dir}'s dkim/ and tls/ here too if this install takes its"
+            " place"
+        )
+
+
+def _copy_and_report(source_url: str, target_url: str) -> None:
+    """Every row of SOURCE_URL's database copied into TARGET_URL's, new and empty, and what was copied printed.
+    The target first: one out of reach, or holding data, is refused before the source's schema is changed."""
+    from jitaku.store.copy import copy, open_source, open_target
+    from jitaku.store.driver import shown
+    from jitaku.store.revision import SCHEMA_REVISION
+
+    with ExitStack() as opened:
         target = opened.enter_context(closing(open_target(target_url)))
         database, was = open_source(source_url)
         opened.enter_context(closing(database))
@@ -127,11 +147,6 @@ def db_copy(
         f"copied {counted(total, 'row')} of {counted(len(copied), 'table')} ({empty} of them empty) from"
         f" {shown(source_url)} into {shown(target_url)}; their counts agree"
     )
-    if source_dir is not None and source_dir.resolve() != data_dir.resolve():
-        console.print(
-            f"files are not in the database: copy {source_dir}'s dkim/ and tls/ here too if this install takes its"
-            " place"
-        )
 
 
 def _source(given: str, target_url: str) -> tuple[str, Path | None]:
@@ -176,9 +191,9 @@ def _sqlite(path: Path) -> str:
 
 
 @contextmanager
-def _stopped(*data_dirs: Path | None) -> Iterator[None]:
-    """Each data directory's serve lock held while the copy runs: a daemon serving either is refused here, and
-    none starts on them until the copy is done."""
+def stopped(*data_dirs: Path | None, before: str) -> Iterator[None]:
+    """Each data directory's serve lock held while the block runs: a daemon serving any is refused here (said as
+    "stop it before BEFORE"), and none starts on them until the block is done."""
     from jitaku.errors import ServeError
     from jitaku.serve_lock import held
 
@@ -187,5 +202,5 @@ def _stopped(*data_dirs: Path | None) -> Iterator[None]:
             try:
                 locks.enter_context(held(data_dir))
             except ServeError as error:
-                raise CliError(f"{error}: stop it before copying") from None
+                raise CliError(f"{error}: stop it before {before}") from None
         yield

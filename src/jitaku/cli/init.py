@@ -88,16 +88,23 @@ def _init_data_dir(
     if not path.exists():
         if not domain:
             raise CliError(f"{path} does not exist yet; give --domain DOMAIN")
-        provision.write_config(data_dir, domain.lower(), hostname, public, run_user, managed_database=postgresql)
+        text = provision.config_text(path, domain.lower(), hostname, public, run_user, managed_database=postgresql)
+        if postgresql:  # the cluster first: a config naming one that could not be made would stop the daemon
+            provision.make_data_dir(data_dir)
+            db.create_cluster(Config(config_module.parse(text, path), data_dir))
+        provision.write_config(data_dir, text)
         console.print(f"wrote {path}")
+        moving = False
     else:
         if domain or hostname or public:
             console.print(f"{path} exists; left as it is (edit it to change domain, hostname or listeners)")
-        if postgresql:
-            db.switch(data_dir)
+        moving = postgresql
     config = load_config(data_dir)
-    for change in provision.tighten(config):
+    for change in provision.tighten(config):  # before the cluster's user is let through the data directory
         console.print(visible(change))  # it names what it found in dkim/, which others may have written to
+    if moving and not config.settings.database.managed:
+        with db.stopped(data_dir, before="moving the store"):
+            config = db.switch(data_dir)
     if config.settings.database.managed:
         db.create_cluster(config)
     try:

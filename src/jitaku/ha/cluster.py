@@ -4,8 +4,11 @@
 Who it runs as: PostgreSQL refuses root. A jitaku running as a user runs the cluster as that user. Run as root,
 it runs it as `[run] user` when the config names one (the daemon becomes that user too), else as `postgres`, the
 system user Debian's postgresql-common creates; DIR/postgres is that user's, and when it cannot pass through DIR
-(root's, 0700), DIR's group becomes that user's group with search (x) permission alone, which lets it reach
-DIR/postgres and read nothing else.
+(root's, 0700), DIR's group becomes that user's group with search (x) permission alone (whatever the group
+could do before is taken away: a 0750 DIR becomes 0710), which lets it reach DIR/postgres and read nothing else.
+Sharing Debian's `postgres` user has a cost: the superusers of Debian's own clusters run as it too, and could
+read DIR/postgres (jitaku.pgpass included); `[run] user` (or `jitaku init --service`, whose user is `jitaku`)
+keeps the cluster to jitaku's own user.
 
 Who starts and stops it: every process that uses it (the daemon, a CLI command) holds a shared flock on
 DIR/postgres.users while it does; starts and stops happen under DIR/postgres.lock. Whoever finds the cluster down
@@ -39,13 +42,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from jitaku import log
+from jitaku import files, log
 from jitaku.config import PASSFILE_NAME, Config, Listen
 from jitaku.errors import ClusterError
 
 MIN_VERSION = 15
 BINARIES = "/usr/lib/postgresql/*/bin"
-PACKAGE = "postgresql-15"
+PACKAGE = "postgresql"  # Debian's metapackage: its newest PostgreSQL, and the postgres user
 START_TIMEOUT = 120  # seconds pg_ctl waits for a start, crash recovery after a power cut included
 STOP_TIMEOUT = 15  # seconds a fast shutdown may take before an immediate one (systemd waits 30 s in all)
 CONF_NAME = "jitaku.conf"  # rewritten before every start; postgresql.conf includes it
@@ -65,18 +68,47 @@ class Binaries:
         return str(self.directory / program)
 
 
-def binaries() -> Binaries:
-    """The newest PostgreSQL Debian installed, 15 or later."""
-    found = []
-    for directory in glob.glob(BINARIES):
-        version = Path(directory).parent.name
-        if version.isdigit() and int(version) >= MIN_VERSION and os.access(Path(directory) / "pg_ctl", os.X_OK):
-            found.append(Binaries(Path(directory), int(version)))
-    if not found:
+def binaries(data: Path | None = None) -> Binaries:
+    """The programs for the cluster in DATA: of the major version its PG_VERSION names, since another major's
+    refuse its files (a dist-upgrade that adds postgresql-17 leaves a 15 cluster to 15's binaries). For a cluster
+    not made yet (no DATA, or no PG_VERSION in it), the newest Debian installed, 15 or later: initdb's."""
+    installed = _installed()
+    major = _major(data) if data is not None else None
+    if major is not None:
+        if major not in installed:
+            raise ClusterError(
+                f"{data} is a PostgreSQL {major} cluster, and PostgreSQL {major} is not installed"
+                f" (no {BINARIES.replace('*', str(major))}/pg_ctl): apt install postgresql-{major}"
+            )
+        return installed[major]
+    usable = [found for version, found in installed.items() if version >= MIN_VERSION]
+    if not usable:
         raise ClusterError(
             f"PostgreSQL {MIN_VERSION} or newer is not installed (nothing in {BINARIES}): apt install {PACKAGE}"
         )
-    return max(found, key=lambda binaries: binaries.version)
+    return max(usable, key=lambda found: found.version)
+
+
+def _installed() -> dict[int, Binaries]:
+    found = {}
+    for directory in glob.glob(BINARIES):
+        version = Path(directory).parent.name
+        if version.isdigit() and os.access(Path(directory) / "pg_ctl", os.X_OK):
+            found[int(version)] = Binaries(Path(directory), int(version))
+    return found
+
+
+def _major(data: Path) -> int | None:
+    """The major version DATA's PG_VERSION names, None before initdb."""
+    try:
+        text = (data / "PG_VERSION").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ClusterError(f"cannot read {data / 'PG_VERSION'}: {error.strerror or error}") from None
+    if not text.isdigit():
+        raise ClusterError(f"{data / 'PG_VERSION'} names no PostgreSQL major version: {text[:20]!r}")
+    return int(text)
 
 
 def account(config: Config) -> pwd.struct_passwd | None:
@@ -114,9 +146,18 @@ def create(config: Config) -> list[str]:
     user = account(config)
     _reachable(config.data_dir, user)
     part = data.with_name(data.name + ".part")
+    password = _initdb(config, programs, part, user)
+    _finish(config, part, password, user)
+    log.event("postgres_created", directory=str(data), version=programs.version, user=_name(user))
+    return [f"PostgreSQL {programs.version} cluster {data} (run as {_name(user)})"]
+
+
+def _initdb(config: Config, programs: Binaries, part: Path, user: pwd.struct_passwd | None) -> str:
+    """A new cluster in PART, its `jitaku` role's password generated; that password, which initdb reads from a
+    file of its own (never a command line, which ps shows)."""
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(mode=0o700)
-    password_file = data.with_name(data.name + ".password")
+    password_file = part.with_name(config.postgres_dir.name + ".password")
     password = secrets.token_urlsafe(32)
     try:
         _write_private(password_file, password + "\n", user)
@@ -130,17 +171,22 @@ def create(config: Config) -> list[str]:
         )
     finally:
         password_file.unlink(missing_ok=True)
+    return password
+
+
+def _finish(config: Config, part: Path, password: str, user: pwd.struct_passwd | None) -> None:
+    """PART made what jitaku runs (libpq's password file, the include of jitaku's settings, the log directory),
+    then renamed to DIR/postgres."""
+    data = config.postgres_dir
     _write_private(part / PASSFILE_NAME, f"*:*:*:{_role(config)}:{password}\n", user)
     with open(part / "postgresql.conf", "a", encoding="utf-8") as conf:
         conf.write(f"\n# jitaku's settings, from jitaku.toml's [database]\ninclude_if_exists = '{CONF_NAME}'\n")
     (part / "log").mkdir(mode=0o700)
     _give(part / "log", user)
     if data.exists():
-        data.rmdir()  # empty, as checked above
+        data.rmdir()  # empty, as create() checked
     part.rename(data)
     _fsync_directory(data.parent)
-    log.event("postgres_created", directory=str(data), version=programs.version, user=_name(user))
-    return [f"PostgreSQL {programs.version} cluster {data} (run as {_name(user)})"]
 
 
 @contextlib.contextmanager
@@ -183,7 +229,17 @@ def start(config: Config) -> None:
     _write_settings(config, user)
     _forget_reused_pid(data)
     _run(
-        [binaries()["pg_ctl"], "-D", str(data), "-l", str(data / STARTUP_LOG), "-w", "-t", str(START_TIMEOUT), "start"],
+        [
+            binaries(data)["pg_ctl"],
+            "-D",
+            str(data),
+            "-l",
+            str(data / STARTUP_LOG),
+            "-w",
+            "-t",
+            str(START_TIMEOUT),
+            "start",
+        ],
         user,
         "pg_ctl start",
         data / "log",
@@ -198,7 +254,7 @@ def stop(config: Config) -> None:
     if running(config) is None:
         return
     user = account(config)
-    pg_ctl = binaries()["pg_ctl"]
+    pg_ctl = binaries(data)["pg_ctl"]
     try:
         _run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
     except ClusterError as error:
@@ -210,15 +266,19 @@ def stop(config: Config) -> None:
 def running(config: Config) -> int | None:
     """The pid of the cluster's postmaster, if it runs: the pid its postmaster.pid names, if that process works
     in DIR/postgres (a pid reused after a power cut does not)."""
-    data = config.postgres_dir
+    return _postmaster(config.postgres_dir)[0]
+
+
+def _postmaster(data: Path) -> tuple[int | None, list[str]]:
+    """postmaster.pid's lines, read once, and its pid if that process runs in DATA."""
     fields = _pid_file(data)
     if not fields or not fields[0].isdigit():
-        return None
+        return None, fields
     pid = int(fields[0])
     try:
-        return pid if os.path.samefile(f"/proc/{pid}/cwd", data) else None
+        return (pid if os.path.samefile(f"/proc/{pid}/cwd", data) else None), fields
     except OSError:  # gone, or another user's process (ours runs as us, or we are root)
-        return None
+        return None, fields
 
 
 def _forget_reused_pid(data: Path) -> None:
@@ -241,21 +301,30 @@ def _forget_reused_pid(data: Path) -> None:
             if entry.name.isdigit() and os.path.samefile(entry / "cwd", data):
                 return
     for lock in [data / "postmaster.pid", *data.glob(".s.PGSQL.*.lock")]:
-        lock.unlink(missing_ok=True)
+        try:
+            lock.unlink(missing_ok=True)
+        except OSError as error:
+            raise ClusterError(
+                f"cannot remove {lock}, left by a PostgreSQL that is gone: {error.strerror or error}"
+            ) from None
     log.event("postgres_lock_files_removed", directory=str(data), pid=fields[0], reason="the pid is not our postmaster")
 
 
 def state(config: Config) -> str:
     """One word for a person: "running", "starting", "stopping", "stopped" or "absent"."""
-    if not (config.postgres_dir / "PG_VERSION").exists():
-        return "absent"
-    if running(config) is None:
-        return "stopped"
-    fields = _pid_file(config.postgres_dir)
+    return _state(config.postgres_dir)[0]
+
+
+def _state(data: Path) -> tuple[str, int | None]:
+    """state()'s word and the postmaster's pid, from one reading of postmaster.pid."""
+    if not (data / "PG_VERSION").exists():
+        return "absent", None
+    pid, fields = _postmaster(data)
+    if pid is None:
+        return "stopped", None
     status = fields[7].strip() if len(fields) > 7 else ""
-    return {"ready": "running", "standby": "running", "starting": "starting", "stopping": "stopping"}.get(
-        status, "starting"
-    )
+    word = {"ready": "running", "standby": "running", "starting": "starting", "stopping": "stopping"}
+    return word.get(status, "starting"), pid
 
 
 def ensure_database(config: Config) -> None:
@@ -271,10 +340,14 @@ def ensure_database(config: Config) -> None:
         "dbname": "postgres",
         "passfile": str(config.postgres_dir / PASSFILE_NAME),
     }
-    with psycopg.connect(**conninfo, autocommit=True) as connection:
-        if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            connection.execute(f'CREATE DATABASE "{name.replace(chr(34), chr(34) * 2)}"')
-            log.event("postgres_database_created", database=name)
+    try:
+        with psycopg.connect(**conninfo, autocommit=True) as connection:
+            if connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                connection.execute(f'CREATE DATABASE "{name.replace(chr(34), chr(34) * 2)}"')
+                log.event("postgres_database_created", database=name)
+    except psycopg.Error as error:
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ClusterError(f"cannot make the database {name} in {config.postgres_dir}: {said}") from None
 
 
 def _wait_until_settled(config: Config) -> int | None:
@@ -282,9 +355,9 @@ def _wait_until_settled(config: Config) -> int | None:
     or None when none runs (a shutdown under way is waited out)."""
     deadline = time.monotonic() + START_TIMEOUT
     while True:
-        now = state(config)
+        now, pid = _state(config.postgres_dir)
         if now in ("running", "stopped"):
-            return running(config) if now == "running" else None
+            return pid
         if time.monotonic() > deadline:
             raise ClusterError(f"PostgreSQL in {config.postgres_dir} stayed {now} for {START_TIMEOUT} s")
         time.sleep(0.1)
@@ -312,9 +385,16 @@ def _write_settings(config: Config, user: pwd.struct_passwd | None) -> None:
         data / CONF_NAME, "# written by jitaku at each start, from jitaku.toml\n" + "\n".join(lines) + "\n", user
     )
     hba = data / "pg_hba.conf"
-    text = hba.read_text(encoding="utf-8")
+    try:
+        text = hba.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ClusterError(f"cannot read {hba}: {error.strerror or error}") from None
     if HBA_BEGIN in text:
-        text = text[: text.index(HBA_BEGIN)] + text[text.index(HBA_END) + len(HBA_END) + 1 :]
+        begin = text.index(HBA_BEGIN)
+        end = text.find(HBA_END, begin)
+        if end < 0:
+            raise ClusterError(f"{hba} has the line {HBA_BEGIN!r} without its {HBA_END!r}: put it back after the block")
+        text = text[:begin] + text[end + len(HBA_END) + 1 :]
     hosts = [address.host for address in listen if not _loopback_or_wildcard(address)]
     block = [HBA_BEGIN] + [f"host all all {_network(host)} scram-sha-256" for host in hosts] + [HBA_END]
     _write_private(hba, text.rstrip("\n") + "\n" + "\n".join(block) + "\n", user)
@@ -412,17 +492,10 @@ def _give(path: Path, user: pwd.struct_passwd | None) -> None:
 
 def _write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> None:
     """TEXT as PATH (0600, USER's), through a new file renamed over it: a cut leaves the old one or the new."""
-    part = path.with_name(path.name + ".new")
-    part.unlink(missing_ok=True)
-    descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(descriptor, text.encode())
-        if user is not None:
-            os.fchown(descriptor, user.pw_uid, user.pw_gid)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    part.rename(path)
+        files.replace(path, text.encode(), 0o600, (user.pw_uid, user.pw_gid) if user is not None else None)
+    except OSError as error:
+        raise ClusterError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def _fsync_directory(path: Path) -> None:
@@ -443,7 +516,7 @@ def _reachable(data_dir: Path, user: pwd.struct_passwd | None) -> None:
     info = directory.stat()
     if not _can_enter(info, user, groups):
         os.chown(directory, -1, user.pw_gid)
-        os.chmod(directory, stat.S_IMODE(info.st_mode) | stat.S_IXGRP)
+        os.chmod(directory, (stat.S_IMODE(info.st_mode) & ~stat.S_IRWXG) | stat.S_IXGRP)  # search, and no more
         log.event(
             "data_dir_group", directory=str(directory), group=user.pw_gid, reason=f"{user.pw_name} runs PostgreSQL"
         )

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jitaku import files
 from jitaku.config import SmartCheckSettings
 from jitaku.health import smartctl
 from jitaku.health.result import Result, State, not_watching
@@ -66,21 +67,7 @@ def write(data_dir: Path, readings: Readings) -> Path:
         }
     )
     owner = os.stat(data_dir)
-    partial = data_dir / f"{NAME}.{os.getpid()}"
-    partial.unlink(missing_ok=True)  # a killed run's; and never written through a link put in its place
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, MODE)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            os.fchmod(descriptor, MODE)  # whatever the umask
-            if os.geteuid() == 0:
-                os.fchown(descriptor, owner.st_uid, owner.st_gid)
-            file.write(text + "\n")
-            file.flush()
-            os.fsync(descriptor)
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    files.replace(path, (text + "\n").encode(), MODE, (owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None)
     return path
 
 

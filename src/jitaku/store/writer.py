@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -91,6 +92,9 @@ class Writer:
         self._thread.join()
 
     def _work(self) -> None:
+        # Ctrl-C, SIGTERM and SIGHUP go to the main thread, where Python runs their handlers: taken by this thread,
+        # they left the main thread blocked where it waited (a command at its yes/no question kept running).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         # The batch is a local of _next_batch and _commit alone: held here, the last batch's jobs (and the
         # messages they store) would stay in memory until the next write.
         while (batch := self._next_batch()) is not None:

@@ -1,0 +1,31 @@
+"""A file replaced whole: its new text written beside it and renamed over it, so that a reader, or a power cut,
+finds the old file or the new one and never part of either."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def replace(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
+    """DATA as PATH, with MODE whatever the umask, and OWNER's (uid, gid) when given. The new file is made with
+    O_EXCL and O_NOFOLLOW, never written through a link planted where it goes, and named with this process's pid:
+    two writers at once (a timer's run and one by hand) each rename their own."""
+    part = path.with_name(f".{path.name}.{os.getpid()}.new")
+    part.unlink(missing_ok=True)
+    descriptor = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        try:
+            os.fchmod(descriptor, mode)
+            if owner is not None:
+                os.fchown(descriptor, *owner)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
