@@ -12,7 +12,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
@@ -42,6 +42,10 @@ from jitaku.store import Database
 from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
 from jitaku.web.comment_mail import LocalMail
+
+if TYPE_CHECKING:
+    from jitaku.ha.sync import Facts
+    from jitaku.health.result import Result
 
 HTTPS_PORT = 443
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
@@ -131,7 +135,7 @@ async def _run(
 ) -> None:
     """STANDBY: this box's database is a standby's, read-only. Its mail listeners say so to every client and
     close; nothing that writes runs (the queue, the lists, DDNS, the session tallies); the web serves what only
-    reads, and the health checks keep their results in a file of their own (jitaku.ha.health_file)."""
+    reads, and the health checks keep their results in a file of their own (jitaku.health.standby_file)."""
     settings = config.settings
     hostname = settings.mail_hostname
     keys = [
@@ -289,7 +293,7 @@ async def _run(
 
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
             if main and settings.health.enabled and standby:
-                from jitaku.ha.health_file import LocalMonitor
+                from jitaku.health.standby_file import LocalMonitor
 
                 background.append(tasks.create_task(LocalMonitor(config, database).run()))
             monitor = None
@@ -303,9 +307,13 @@ async def _run(
                 # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
                 # gone meanwhile, and only it stops them waiting
                 from jitaku.ha.sync import Synchronizer
+                from jitaku.health import replication as verdict
+
+                def judge(facts: Facts, wall: float, lost_at: float | None) -> Result:
+                    return verdict.check(facts, settings.ha.sync_timeout, wall, lost_at)
 
                 report = monitor.judge if monitor is not None else None
-                replication = asyncio.create_task(Synchronizer(config, report).run())
+                replication = asyncio.create_task(Synchronizer(config, judge, report).run())
             if web:
                 mail = LocalMail(policy, pipeline)
                 tasks.create_task(
