@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from jitaku.ha.standby import slot_name
 from tests.integration.harness import READER, Jitaku, deliver
 from tests.integration.test_managed_postgres import managed
 from tests.peers import wait_until
@@ -72,6 +73,23 @@ def pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, int, Jitaku, Pa
     return primary, port, standby, copy
 
 
+def _primary_query(primary: Jitaku, port: int, query: str) -> list[str]:
+    import psycopg
+
+    passfile = primary.dir / "postgres" / "jitaku.pgpass"
+    url = f"postgresql://jitaku@127.0.0.1:{port}/jitaku"
+    with psycopg.connect(url, passfile=str(passfile), connect_timeout=10, autocommit=True) as connection:
+        return [str(row[0]) for row in connection.execute(query).fetchall()]
+
+
+def _primary_setting(primary: Jitaku, port: int, name: str) -> str:
+    return _primary_query(primary, port, f"SHOW {name}")[0]
+
+
+def _primary_slots(primary: Jitaku, port: int) -> list[str]:
+    return _primary_query(primary, port, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+
+
 def managed_port(server: Jitaku) -> int:
     from tests.peers import free_port
 
@@ -105,13 +123,31 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     assert standby.cli("user", "list").returncode == 0  # its own cluster, started again by the command
     assert not (standby.dir / "postgres.part").exists() and not list(standby.dir.glob("postgres.replaced-*"))
 
-    set_up = standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy))
+    setup = ("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy), "--name", "two")
+    set_up = standby.cli(*setup)
     assert "streaming" in set_up.stdout and secret not in set_up.stdout + set_up.stderr
+    assert f"delete {copy}" in set_up.stdout
     auto = (standby.dir / "postgres" / "postgresql.auto.conf").read_text()
     assert "passfile=" in auto and secret not in auto and "application_name=two" in auto
     kept = standby.dir / "ha" / "replication.secret"
     assert kept.stat().st_mode & 0o777 == 0o600 and kept.read_text().strip() == secret
     assert len(list(standby.dir.glob("postgres.replaced-*"))) == 1
+    assert _primary_setting(primary, port, "max_slot_wal_keep_size") == "8GB"
+
+    # a slot named as this box is by default (its hostname's) is there: without --name or --replace, a setup
+    # leaves it alone (it may be another standby's), and changes nothing here
+    mine = slot_name(None)
+    _primary_query(primary, port, f"SELECT 1 FROM pg_create_physical_replication_slot('{mine}')")
+    taken = standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy), check=False)
+    assert taken.returncode == 1 and "--replace" in taken.stderr and len(taken.stderr.splitlines()) == 1
+    assert _primary_slots(primary, port) == sorted([mine, "two"])
+    assert "application_name=two" in (standby.dir / "postgres" / "postgresql.auto.conf").read_text()
+    _primary_query(primary, port, f"SELECT 1 FROM pg_drop_replication_slot('{mine}')")
+    # run again with the name: the old slot dropped, a new one made; only the newest moved-aside cluster kept
+    again = standby.cli(*setup)
+    assert "removed an older moved-aside cluster" in again.stdout
+    assert len(list(standby.dir.glob("postgres.replaced-*"))) == 1
+    assert _primary_slots(primary, port) == ["two"]
     on_standby = standby.cli("standby", "allow", "127.0.0.2", check=False)
     assert on_standby.returncode == 1 and "this box is a standby" in on_standby.stderr
 

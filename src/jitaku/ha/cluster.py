@@ -359,7 +359,9 @@ def _run(command: list[str], user: pwd.struct_passwd | None, what: str, logs: Pa
     result = subprocess.run(command, capture_output=True, text=True, cwd="/", **_as(user))
     if result.returncode != 0:
         said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        said = [line for line in said if not line.startswith(("waiting", "pg_ctl: could not start", "Examine"))]
+        said = [
+            line for line in said if not line.startswith(("waiting", "pg_ctl: could not start", "Examine", "WARNING:"))
+        ]
         raise ClusterError(f"{what} failed: {_fatal(_logged_since(logs, before)) or (said + ['it said nothing'])[0]}")
 
 
