@@ -60,7 +60,8 @@ SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'),
 STANDBYS = """
 SELECT s.slot_name, coalesce(r.state, ''), coalesce(r.sync_state, ''),
        coalesce((pg_current_wal_lsn() - r.flush_lsn)::bigint, -1),
-       coalesce((r.flush_lsn - '0/0'::pg_lsn)::bigint, -1)
+       coalesce((r.flush_lsn - '0/0'::pg_lsn)::bigint, -1),
+       coalesce((pg_current_wal_lsn() - s.restart_lsn)::bigint, -1)
 FROM pg_replication_slots s
 LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid AND r.application_name = s.slot_name
 WHERE s.slot_type = 'physical'
@@ -75,6 +76,7 @@ class Standby:
     sync_state: str  # "sync", "async", "potential"...; "" without a walsender
     behind: int  # bytes of WAL written here and not yet flushed there; -1 without a walsender
     flushed: int  # where its flush stands, as a number; -1 without a walsender
+    held: int = -1  # bytes of WAL its slot keeps here (from restart_lsn); -1 when the slot keeps none
 
     @property
     def streaming(self) -> bool:
@@ -128,8 +130,8 @@ def look(connection: psycopg.Connection[Any]) -> Facts:
     standbys: tuple[Standby, ...] = ()
     if not in_recovery:
         standbys = tuple(
-            Standby(str(name), str(state), str(sync), int(behind), int(flushed))
-            for name, state, sync, behind, flushed in connection.execute(STANDBYS).fetchall()
+            Standby(str(name), str(state), str(sync), int(behind), int(flushed), int(held))
+            for name, state, sync, behind, flushed, held in connection.execute(STANDBYS).fetchall()
         )
     return Facts(in_recovery, standby_names(setting), standbys, backups > 0)
 
