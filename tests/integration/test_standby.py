@@ -123,7 +123,19 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     assert standby.cli("user", "list").returncode == 0  # its own cluster, started again by the command
     assert not (standby.dir / "postgres.part").exists() and not list(standby.dir.glob("postgres.replaced-*"))
 
+    # the allow line is what lets the standby in: without it (and with initdb's own replication lines gone from
+    # the cluster jitaku made), the right secret is refused by pg_hba.conf
+    hba = primary.dir / "postgres" / "pg_hba.conf"
+    allowed = hba.read_text()
+    assert "replication all" not in " ".join(allowed.split())
+    hba.write_text(allowed.replace("host replication replicator 127.0.0.1/32 scram-sha-256\n", ""))
+    _primary_query(primary, port, "SELECT pg_reload_conf()")
     setup = ("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy), "--name", "two")
+    unlisted = standby.cli(*setup, check=False)
+    assert unlisted.returncode == 1 and "no pg_hba.conf entry for replication connection" in unlisted.stderr
+    hba.write_text(allowed)
+    _primary_query(primary, port, "SELECT pg_reload_conf()")
+
     set_up = standby.cli(*setup)
     assert "streaming" in set_up.stdout and secret not in set_up.stdout + set_up.stderr
     assert f"delete {copy}" in set_up.stdout
@@ -195,3 +207,5 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     assert (
         again.returncode == 1 and again.stderr == f"jitaku: jitaku serve is running on {standby.dir}: stop it first\n"
     )
+    # nothing on the standby tried to write to the read-only database
+    assert "monitor_error" not in standby.log() and "read-only transaction" not in standby.log()

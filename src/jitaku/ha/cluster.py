@@ -315,9 +315,17 @@ def _write_settings(config: Config, user: pwd.struct_passwd | None) -> None:
     text = hba.read_text(encoding="utf-8")
     if HBA_BEGIN in text:
         text = text[: text.index(HBA_BEGIN)] + text[text.index(HBA_END) + len(HBA_END) + 1 :]
+    text = without_default_replication(text)
     hosts = [address.host for address in listen if not _loopback_or_wildcard(address)]
     block = [HBA_BEGIN] + [f"host all all {_network(host)} scram-sha-256" for host in hosts] + [HBA_END]
     _write_private(hba, text.rstrip("\n") + "\n" + "\n".join(block) + "\n", user)
+
+
+def without_default_replication(text: str) -> str:
+    """pg_hba.conf's TEXT without initdb's `replication all` lines (local and loopback): replication is let in
+    only where `jitaku standby allow` said, for its role alone (jitaku.ha.standby)."""
+    kept = [line for line in text.splitlines() if line.split()[1:3] != ["replication", "all"]]
+    return "\n".join(kept) + "\n"
 
 
 def _loopback_or_wildcard(address: Listen) -> bool:
