@@ -192,73 +192,75 @@ async def _run(
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     try:
-        for item in bound if standby else []:
-            servers.append(await _refuse(loop, item, STANDBY_REFUSALS["smtp"], hostname, tls_context))
-        for item in access if standby else []:
-            protocol = item.listener.name.removesuffix("s")
-            servers.append(await _refuse(loop, item, STANDBY_REFUSALS[protocol], hostname, tls_context))
-        for item in [] if standby else bound:
-            name = item.listener.name
-            factory = functools.partial(
-                SmtpProtocol,
-                handlers[name],
-                hostname,
-                tls_context,
-                settings.smtp,
-                spooler,
-                limits[name],
-                sessions,
-                loop,
-            )
-            implicit = item.listener.implicit_tls
-            servers.append(
-                await loop.create_server(
-                    factory,
-                    sock=item.sock,
-                    ssl=tls_context if implicit else None,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
-                )
-            )
-        protocols = {
-            "imap": (
-                ImapServer(
-                    database,
-                    Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)),
+        if standby:  # every mail listener says why it serves nothing
+            for item in bound:
+                servers.append(await _refuse(loop, item, STANDBY_REFUSALS["smtp"], hostname, tls_context))
+            for item in access:
+                protocol = item.listener.name.removesuffix("s")
+                servers.append(await _refuse(loop, item, STANDBY_REFUSALS[protocol], hostname, tls_context))
+        else:
+            for item in bound:
+                name = item.listener.name
+                factory = functools.partial(
+                    SmtpProtocol,
+                    handlers[name],
+                    hostname,
                     tls_context,
-                    settings.imap,
-                    settings.smtp.max_message_size,
-                    training=learning_on(settings.filters),
-                ).serve,
-                IMAP_MAX_LINE,
-            ),
-            "pop3": (
-                Pop3Server(
-                    database,
-                    Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)),
-                    tls_context,
-                    settings.pop3,
-                ).serve,
-                POP3_MAX_LINE,
-            ),
-        }
-        for item in [] if standby else access:
-            implicit = item.listener.implicit_tls
-            protocol = item.listener.name.removesuffix("s")
-            handle, limit = protocols[protocol]
-            servers.append(
-                await asyncio.start_server(
-                    limited(
-                        functools.partial(handle, implicit_tls=implicit),
-                        limits[item.listener.name],
-                        REFUSALS[protocol],
-                        sessions,
-                    ),
-                    sock=item.sock,
-                    ssl=tls_context if implicit else None,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
-                    limit=limit,
+                    settings.smtp,
+                    spooler,
+                    limits[name],
+                    sessions,
+                    loop,
                 )
-            )
+                implicit = item.listener.implicit_tls
+                servers.append(
+                    await loop.create_server(
+                        factory,
+                        sock=item.sock,
+                        ssl=tls_context if implicit else None,
+                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+                    )
+                )
+            protocols = {
+                "imap": (
+                    ImapServer(
+                        database,
+                        Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)),
+                        tls_context,
+                        settings.imap,
+                        settings.smtp.max_message_size,
+                        training=learning_on(settings.filters),
+                    ).serve,
+                    IMAP_MAX_LINE,
+                ),
+                "pop3": (
+                    Pop3Server(
+                        database,
+                        Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)),
+                        tls_context,
+                        settings.pop3,
+                    ).serve,
+                    POP3_MAX_LINE,
+                ),
+            }
+            for item in access:
+                implicit = item.listener.implicit_tls
+                protocol = item.listener.name.removesuffix("s")
+                handle, limit = protocols[protocol]
+                servers.append(
+                    await asyncio.start_server(
+                        limited(
+                            functools.partial(handle, implicit_tls=implicit),
+                            limits[item.listener.name],
+                            REFUSALS[protocol],
+                            sessions,
+                        ),
+                        sock=item.sock,
+                        ssl=tls_context if implicit else None,
+                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+                        limit=limit,
+                    )
+                )
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)

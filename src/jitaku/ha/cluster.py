@@ -481,6 +481,24 @@ def _lock_file(config: Config, name: str) -> int:
 
 
 @contextlib.contextmanager
+def exclusive(config: Config) -> Iterator[None]:
+    """No other jitaku process uses the cluster, nor starts or stops it, while the block runs (a standby's setup
+    replaces the cluster whole); refused at once, not waited for, when one does."""
+    with _control(config):
+        users = _lock_file(config, "postgres.users")
+        try:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ClusterError(
+                    f"another jitaku command uses the cluster in {config.postgres_dir}; wait for it to end"
+                ) from None
+            yield
+        finally:
+            os.close(users)
+
+
+@contextlib.contextmanager
 def _control(config: Config) -> Iterator[None]:
     """Only one process starts or stops the cluster at a time."""
     descriptor = _lock_file(config, "postgres.lock")

@@ -23,9 +23,7 @@ names. A failure before the swap leaves the standby's own cluster as it was.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
-import os
 import pwd
 import re
 import secrets
@@ -33,15 +31,14 @@ import shutil
 import socket
 import stat
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jitaku import log
 from jitaku.config import PASSFILE_NAME, Config
 from jitaku.errors import ClusterError
-from jitaku.ha import cluster
+from jitaku.ha import cluster, role
 
 if TYPE_CHECKING:
     import psycopg
@@ -96,12 +93,10 @@ def allow(config: Config, host: str) -> Allowed:
     """Let HOST (an IP address or a name) replicate from this box's cluster, which runs (cluster.using)."""
     from psycopg import sql
 
-    from jitaku.ha import role
-
     network = hba_address(host)
     path = secret_path(config)
     with role.connect(config) as connection:
-        if _first(connection.execute("SELECT pg_is_in_recovery()").fetchone()):
+        if role.one(connection, "SELECT pg_is_in_recovery()"):
             raise StandbyError("this box is a standby: run `jitaku standby allow` on the primary")
         made = not path.exists()
         if made:
@@ -126,14 +121,14 @@ def allow(config: Config, host: str) -> Allowed:
     return Allowed(path, made, added, pending, loopback)
 
 
-def _reload(connection: psycopg.Connection[Any]) -> None:
+def _reload(connection: psycopg.Connection[tuple[object, ...]]) -> None:
     """pg_reload_conf(), and wait until the postmaster has read the files (the reload is only a signal), so that
     pending_restart, asked next, is about the new settings."""
-    before = _first(connection.execute("SELECT pg_conf_load_time()").fetchone())
+    before = role.one(connection, "SELECT pg_conf_load_time()")
     connection.execute("SELECT pg_reload_conf()")
     deadline = time.monotonic() + RELOAD_TIMEOUT
     while time.monotonic() < deadline:
-        if _first(connection.execute("SELECT pg_conf_load_time()").fetchone()) != before:
+        if role.one(connection, "SELECT pg_conf_load_time()") != before:
             return
         time.sleep(0.05)
 
@@ -145,19 +140,15 @@ def _loopback(host: str) -> bool:
         return host.lower() == "localhost"
 
 
-def _first(row: tuple[object, ...] | None) -> object:
-    return row[0] if row is not None else None
-
-
 def hba_address(host: str) -> str:
     """HOST as pg_hba.conf's address field: an IP as its own /32 or /128, a name as it is."""
     try:
-        ip = ipaddress.ip_address(host)
+        ipaddress.ip_address(host)
     except ValueError:
         if not HOSTNAME.fullmatch(host) or len(host) > 253 or host.lower() in HBA_KEYWORDS:
             raise StandbyError(f"{host!r} is neither an IP address nor a host name") from None
-        return host.lower()
-    return f"{ip}/{ip.max_prefixlen}"
+        host = host.lower()
+    return cluster._network(host)
 
 
 def read_secret(path: Path) -> str:
@@ -255,7 +246,7 @@ def setup(config: Config, primary: str, secret_file: Path, name: str | None, rep
     user = cluster.account(config)
     part = data.with_name(data.name + ".part")
     made_slot = False  # once pg_basebackup has run, the slot may be there, even if it then failed
-    with _alone(config):
+    with cluster.exclusive(config):
         cluster.stop(config)
         passfile = data.with_name(data.name + ".replication-pass")
         try:
@@ -312,23 +303,6 @@ def _drop_slot(host: str, port: int, name: str, passfile: Path, user: pwd.struct
         cluster._run(drop, user, f"dropping the replication slot {name} on {host}:{port}")
     except ClusterError as error:
         log.event("standby_slot_left", slot=name, primary=f"{host}:{port}", error=str(error))
-
-
-@contextlib.contextmanager
-def _alone(config: Config) -> Iterator[None]:
-    """No other jitaku process uses the cluster, nor starts it, while the block runs."""
-    with cluster._control(config):
-        users = cluster._lock_file(config, "postgres.users")
-        try:
-            try:
-                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StandbyError(
-                    f"another jitaku command uses the cluster in {config.postgres_dir}; wait for it to end"
-                ) from None
-            yield
-        finally:
-            os.close(users)
 
 
 def _conninfo(host: str, port: int, name: str, passfile: Path) -> str:
@@ -400,8 +374,6 @@ def _make_standby(
 
 def wait_streaming(config: Config, timeout: float = STREAM_TIMEOUT) -> bool:
     """Whether the standby's WAL receiver streams within TIMEOUT seconds (the cluster running)."""
-    from jitaku.ha import role
-
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(Exception), role.connect(config) as connection:

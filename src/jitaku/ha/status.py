@@ -42,14 +42,14 @@ def status(config: Config) -> dict[str, Any]:
     if not role.postgresql(config):
         return _alone(config)
     with role.connect(config) as connection:
-        standby = bool(_one(connection, "SELECT pg_is_in_recovery()"))
+        standby = bool(role.one(connection, "SELECT pg_is_in_recovery()"))
         if standby:
             row = connection.execute(STANDBY_ROW).fetchone()
             assert row is not None
             found = _as_standby(row)
-            timeline = found["timeline"] if found["timeline"] is not None else _one(connection, REPLAYED_TIMELINE)
+            timeline = found["timeline"] if found["timeline"] is not None else role.one(connection, REPLAYED_TIMELINE)
         else:
-            timeline = _one(connection, PRIMARY_TIMELINE)
+            timeline = role.one(connection, PRIMARY_TIMELINE)
             found = _as_primary(
                 connection.execute(PRIMARY_ROWS).fetchall(), connection.execute(SLOTS).fetchall(), timeline
             )
@@ -142,8 +142,3 @@ def _as_primary(rows: list[Any], slots: list[Any], timeline: Any) -> dict[str, A
 
 def _seconds(value: Any) -> float | None:
     return None if value is None else round(max(0.0, float(value)), 3)
-
-
-def _one(connection: Any, query: str) -> Any:
-    row = connection.execute(query).fetchone()
-    return row[0] if row is not None else None

@@ -7,13 +7,13 @@ and the standby's own (replication) is added."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from jitaku import log
 from jitaku.config import Config
+from jitaku.ha import cluster
 from jitaku.health.monitor import Monitor
 from jitaku.health.result import Result, State
 from jitaku.store import Database
@@ -78,11 +78,8 @@ class LocalMonitor(Monitor):
             name: {**asdict(status), "unsent": sorted(status.unsent)} for name, status in self._statuses.items()
         }
         text = json.dumps({"statuses": statuses, "results": self._results, "alerts": self._alerts}, indent=1)
-        self._path.parent.mkdir(mode=0o700, exist_ok=True)
-        part = self._path.with_name(self._path.name + ".new")
         try:
-            part.write_text(text + "\n", encoding="utf-8")
-            os.chmod(part, 0o600)
-            part.rename(self._path)
+            self._path.parent.mkdir(mode=0o700, exist_ok=True)
+            cluster._write_private(self._path, text + "\n", None)  # 0600 from its first byte, fsynced
         except OSError as error:  # a full disk must not stop the monitor; the next judgement writes again
             log.event("health_file_unwritable", path=str(self._path), error=repr(error))
