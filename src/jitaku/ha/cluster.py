@@ -119,10 +119,10 @@ def create(config: Config) -> list[str]:
     password_file = data.with_name(data.name + ".password")
     password = secrets.token_urlsafe(32)
     try:
-        _write_private(password_file, password + "\n", user)
-        _give(part, user)
-        _run(
-            [programs["initdb"], "-D", str(part), "-U", _role(config), f"--pwfile={password_file}", "-E", "UTF8"]
+        write_private(password_file, password + "\n", user)
+        give(part, user)
+        run(
+            [programs["initdb"], "-D", str(part), "-U", role_name(config), f"--pwfile={password_file}", "-E", "UTF8"]
             + ["--locale=C.UTF-8", "--lc-collate=C", "--data-checksums"]
             + ["--auth-local=peer", "--auth-host=scram-sha-256"],
             user,
@@ -130,15 +130,15 @@ def create(config: Config) -> list[str]:
         )
     finally:
         password_file.unlink(missing_ok=True)
-    _write_private(part / PASSFILE_NAME, f"*:*:*:{_role(config)}:{password}\n", user)
+    write_private(part / PASSFILE_NAME, f"*:*:*:{role_name(config)}:{password}\n", user)
     with open(part / "postgresql.conf", "a", encoding="utf-8") as conf:
         conf.write(f"\n# jitaku's settings, from jitaku.toml's [database]\ninclude_if_exists = '{CONF_NAME}'\n")
     (part / "log").mkdir(mode=0o700)
-    _give(part / "log", user)
+    give(part / "log", user)
     if data.exists():
         data.rmdir()  # empty, as checked above
     part.rename(data)
-    _fsync_directory(data.parent)
+    fsync_directory(data.parent)
     log.event("postgres_created", directory=str(data), version=programs.version, user=_name(user))
     return [f"PostgreSQL {programs.version} cluster {data} (run as {_name(user)})"]
 
@@ -147,9 +147,9 @@ def create(config: Config) -> list[str]:
 def using(config: Config) -> Iterator[None]:
     """The cluster running while the block runs: started if down (or adopted if up), stopped at the end when no
     other process uses it any more."""
-    users = _lock_file(config, "postgres.users")
+    users = lock_file(config, "postgres.users")
     try:
-        with _control(config):
+        with control(config):
             fcntl.flock(users, fcntl.LOCK_SH)
             if not (config.postgres_dir / "PG_VERSION").exists():
                 raise ClusterError(
@@ -163,9 +163,9 @@ def using(config: Config) -> Iterator[None]:
                 log.event("postgres_adopted", directory=str(config.postgres_dir), pid=adopted)
         yield
     finally:
-        with _control(config):
+        with control(config):
             os.close(users)
-            last = _lock_file(config, "postgres.users")
+            last = lock_file(config, "postgres.users")
             try:
                 fcntl.flock(last, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -182,7 +182,7 @@ def start(config: Config) -> None:
     user = account(config)
     _write_settings(config, user)
     _forget_reused_pid(data)
-    _run(
+    run(
         [binaries()["pg_ctl"], "-D", str(data), "-l", str(data / STARTUP_LOG), "-w", "-t", str(START_TIMEOUT), "start"],
         user,
         "pg_ctl start",
@@ -200,10 +200,10 @@ def stop(config: Config) -> None:
     user = account(config)
     pg_ctl = binaries()["pg_ctl"]
     try:
-        _run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
+        run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
     except ClusterError as error:
         log.event("postgres_stop_slow", error=str(error))
-        _run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
+        run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
     log.event("postgres_stopped", directory=str(data))
 
 
@@ -263,11 +263,11 @@ def ensure_database(config: Config) -> None:
     import psycopg
 
     parts = urlsplit(config.settings.database.managed_url)
-    name = unquote(parts.path.lstrip("/")) or _role(config)
+    name = unquote(parts.path.lstrip("/")) or role_name(config)
     conninfo: dict[str, Any] = {
         "host": parts.hostname,
         "port": parts.port or 5432,
-        "user": _role(config),
+        "user": role_name(config),
         "dbname": "postgres",
         "passfile": str(config.postgres_dir / PASSFILE_NAME),
     }
@@ -308,7 +308,7 @@ def _write_settings(config: Config, user: pwd.struct_passwd | None) -> None:
         "log_rotation_size": "0",
     }
     lines = [f"{key} = '{value}'" for key, value in settings.items()]
-    _write_private(
+    write_private(
         data / CONF_NAME, "# written by jitaku at each start, from jitaku.toml\n" + "\n".join(lines) + "\n", user
     )
     hba = data / "pg_hba.conf"
@@ -318,7 +318,7 @@ def _write_settings(config: Config, user: pwd.struct_passwd | None) -> None:
     text = without_default_replication(text)
     hosts = [address.host for address in listen if not _loopback_or_wildcard(address)]
     block = [HBA_BEGIN] + [f"host all all {_network(host)} scram-sha-256" for host in hosts] + [HBA_END]
-    _write_private(hba, text.rstrip("\n") + "\n" + "\n".join(block) + "\n", user)
+    write_private(hba, text.rstrip("\n") + "\n" + "\n".join(block) + "\n", user)
 
 
 def without_default_replication(text: str) -> str:
@@ -349,7 +349,7 @@ def _network(host: str) -> str:
     return f"{ip}/{ip.max_prefixlen}"
 
 
-def _role(config: Config) -> str:
+def role_name(config: Config) -> str:
     return unquote(urlsplit(config.settings.database.managed_url).username or "jitaku")
 
 
@@ -360,7 +360,7 @@ def _pid_file(data: Path) -> list[str]:
         return []
 
 
-def _run(command: list[str], user: pwd.struct_passwd | None, what: str, logs: Path | None = None) -> None:
+def run(command: list[str], user: pwd.struct_passwd | None, what: str, logs: Path | None = None) -> None:
     """COMMAND as the cluster's user; a failure is a ClusterError with what the program said, or, given LOGS (the
     cluster's log directory), the first FATAL or PANIC line the server logged meanwhile."""
     before = _log_sizes(logs)
@@ -415,12 +415,12 @@ def _name(user: pwd.struct_passwd | None) -> str:
     return user.pw_name if user is not None else pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _give(path: Path, user: pwd.struct_passwd | None) -> None:
+def give(path: Path, user: pwd.struct_passwd | None) -> None:
     if user is not None:
         os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def _write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> None:
+def write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> None:
     """TEXT as PATH (0600, USER's), through a new file renamed over it: a cut leaves the old one or the new."""
     part = path.with_name(path.name + ".new")
     part.unlink(missing_ok=True)
@@ -435,7 +435,7 @@ def _write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> Non
     part.rename(path)
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)
@@ -473,7 +473,7 @@ def _can_enter(info: os.stat_result, user: pwd.struct_passwd, groups: set[int]) 
     return bool(info.st_mode & stat.S_IXOTH)
 
 
-def _lock_file(config: Config, name: str) -> int:
+def lock_file(config: Config, name: str) -> int:
     try:
         return os.open(config.data_dir / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as error:
@@ -484,8 +484,8 @@ def _lock_file(config: Config, name: str) -> int:
 def exclusive(config: Config) -> Iterator[None]:
     """No other jitaku process uses the cluster, nor starts or stops it, while the block runs (a standby's setup
     replaces the cluster whole); refused at once, not waited for, when one does."""
-    with _control(config):
-        users = _lock_file(config, "postgres.users")
+    with control(config):
+        users = lock_file(config, "postgres.users")
         try:
             try:
                 fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -499,9 +499,9 @@ def exclusive(config: Config) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _control(config: Config) -> Iterator[None]:
+def control(config: Config) -> Iterator[None]:
     """Only one process starts or stops the cluster at a time."""
-    descriptor = _lock_file(config, "postgres.lock")
+    descriptor = lock_file(config, "postgres.lock")
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield

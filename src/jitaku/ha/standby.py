@@ -112,7 +112,7 @@ def allow(config: Config, host: str) -> Allowed:
         )
         for name, value in SETTINGS.items():
             connection.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-        with cluster._control(config):
+        with cluster.control(config):
             added = _add_hba_line(config, f"host replication {ROLE} {network} scram-sha-256")
         _reload(connection)
         pending = [str(row[0]) for row in connection.execute("SELECT name FROM pg_settings WHERE pending_restart")]
@@ -174,7 +174,7 @@ def _add_hba_line(config: Config, line: str) -> bool:
     if line in lines:
         return False
     block = "\n".join([HBA_BEGIN, *lines, line, HBA_FINISH]) + "\n"
-    cluster._write_private(hba, before + block + after, cluster.account(config))
+    cluster.write_private(hba, before + block + after, cluster.account(config))
     return True
 
 
@@ -182,7 +182,7 @@ def _write_secret(path: Path, secret: str) -> None:
     """The secret, 0600, as the data directory's other secrets are: this process's (the CLI runs as the data
     directory's owner), through a new file renamed over it."""
     path.parent.mkdir(mode=0o700, exist_ok=True)
-    cluster._write_private(path, secret + "\n", None)
+    cluster.write_private(path, secret + "\n", None)
 
 
 def slot_name(given: str | None, hostname: str | None = None) -> str:
@@ -250,10 +250,10 @@ def setup(config: Config, primary: str, secret_file: Path, name: str | None, rep
         cluster.stop(config)
         passfile = data.with_name(data.name + ".replication-pass")
         try:
-            cluster._write_private(passfile, f"*:*:*:{ROLE}:{secret}\n", user)
+            cluster.write_private(passfile, f"*:*:*:{ROLE}:{secret}\n", user)
             shutil.rmtree(part, ignore_errors=True)
             part.mkdir(mode=0o700)
-            cluster._give(part, user)
+            cluster.give(part, user)
             made_slot = True
             _base_backup(part, host, port, name, passfile, user, may_drop)
             _make_standby(config, part, host, port, name, secret, user)
@@ -267,7 +267,7 @@ def setup(config: Config, primary: str, secret_file: Path, name: str | None, rep
         replaced = _aside(data)
         data.rename(replaced)
         part.rename(data)
-        cluster._fsync_directory(data.parent)
+        cluster.fsync_directory(data.parent)
         removed = _remove_older(data, replaced)
     _write_secret(secret_path(config), secret)
     log.event("standby_set_up", primary=primary, slot=name, replaced=str(replaced), removed=len(removed))
@@ -300,7 +300,7 @@ def _drop_slot(host: str, port: int, name: str, passfile: Path, user: pwd.struct
     conninfo = _conninfo(host, port, name, passfile) + " connect_timeout=10"
     drop = [cluster.binaries()["pg_receivewal"], "--drop-slot", "-S", name, "-d", conninfo, "--no-password"]
     try:
-        cluster._run(drop, user, f"dropping the replication slot {name} on {host}:{port}")
+        cluster.run(drop, user, f"dropping the replication slot {name} on {host}:{port}")
     except ClusterError as error:
         log.event("standby_slot_left", slot=name, primary=f"{host}:{port}", error=str(error))
 
@@ -326,7 +326,7 @@ def _base_backup(
     backup = [programs["pg_basebackup"], "-D", str(part), "-d", conninfo, "-X", "stream", "-R"]
     backup += ["-C", "-S", name, "--checkpoint=fast", "--no-password"]
     try:
-        cluster._run(backup, user, f"pg_basebackup from {host}:{port}")
+        cluster.run(backup, user, f"pg_basebackup from {host}:{port}")
     except ClusterError as error:
         if "already exists" not in str(error):
             raise StandbyError(str(error)) from None
@@ -338,10 +338,10 @@ def _base_backup(
         # this box's slot, left by an earlier setup: its WAL is of no use to a new base backup
         drop = [programs["pg_receivewal"], "--drop-slot", "-S", name, "-d", conninfo, "--no-password"]
         try:
-            cluster._run(drop, user, f"dropping the old replication slot {name} on {host}:{port}")
+            cluster.run(drop, user, f"dropping the old replication slot {name} on {host}:{port}")
             for leftover in part.iterdir():
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-            cluster._run(backup, user, f"pg_basebackup from {host}:{port}")
+            cluster.run(backup, user, f"pg_basebackup from {host}:{port}")
         except ClusterError as again:
             raise StandbyError(str(again)) from None
 
@@ -355,13 +355,13 @@ def _make_standby(
     role_pass = part / PASSFILE_NAME
     if not role_pass.exists():
         raise StandbyError(f"the primary's cluster has no {PASSFILE_NAME}: is it a cluster jitaku made?")
-    ours = cluster._role(config)
+    ours = cluster.role_name(config)
     theirs = role_pass.read_text(encoding="utf-8").strip().split(":")[3:4]
     if theirs != [ours]:
         raise StandbyError(
             f"the primary's cluster is for role {theirs[0] if theirs else '?'}, this box's [database] url for {ours}"
         )
-    cluster._write_private(part / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
+    cluster.write_private(part / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
     conninfo = _conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
     auto = part / "postgresql.auto.conf"
     kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith("primary_conninfo")]
@@ -369,7 +369,7 @@ def _make_standby(
     text = "\n".join(kept) + "\n"
     if secret in text:
         raise StandbyError("pg_basebackup wrote the secret into postgresql.auto.conf; refusing to keep it there")
-    cluster._write_private(auto, text, user)
+    cluster.write_private(auto, text, user)
 
 
 def wait_streaming(config: Config, timeout: float = STREAM_TIMEOUT) -> bool:

@@ -80,6 +80,6 @@ class LocalMonitor(Monitor):
         text = json.dumps({"statuses": statuses, "results": self._results, "alerts": self._alerts}, indent=1)
         try:
             self._path.parent.mkdir(mode=0o700, exist_ok=True)
-            cluster._write_private(self._path, text + "\n", None)  # 0600 from its first byte, fsynced
+            cluster.write_private(self._path, text + "\n", None)  # 0600 from its first byte, fsynced
         except OSError as error:  # a full disk must not stop the monitor; the next judgement writes again
             log.event("health_file_unwritable", path=str(self._path), error=repr(error))
