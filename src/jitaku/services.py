@@ -37,7 +37,7 @@ from jitaku.mail.smtp.protocol import SmtpProtocol
 from jitaku.mail.smtp_server import Handler, Listener
 from jitaku.mail.spool import Spooler
 from jitaku.passwords import Checker
-from jitaku.ratelimit import LoginLimiter
+from jitaku.ratelimit import LoginLimiter, MemoryLoginLimiter
 from jitaku.store import Database
 from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
@@ -175,7 +175,9 @@ async def _run(
     )
     lists = ListRunner(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
-    authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
+    # a standby's store is read-only: its web admin's failed logins are counted in memory
+    limiter = MemoryLoginLimiter(settings.login) if standby else LoginLimiter(database, settings.login)
+    authenticator = Authenticator(database, limiter, checker)
     greylisting = Greylisting(settings.filters.greylist, database) if settings.filters.greylist.enabled else None
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
     handlers = {

@@ -22,6 +22,7 @@ import pytest
 
 from jitaku.ha.standby import slot_name
 from tests.integration.harness import READER, Jitaku, deliver
+from tests.integration.test_logins import web_login
 from tests.integration.test_managed_postgres import managed
 from tests.peers import wait_until
 
@@ -177,6 +178,13 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     with pytest.raises(urllib.error.HTTPError) as written:
         urllib.request.urlopen(post, timeout=10)
     assert written.value.code == 503
+    # the POSTs that write nothing pass: the admin's login (failures counted in memory), the buddy's probe
+    assert web_login(standby, READER, "wrong") == 401
+    assert web_login(standby, READER, "secret-password") == 303  # the first user, an admin, logs in there
+    probe = urllib.request.Request(f"http://127.0.0.1:{standby.web_port}/api/buddy/probe", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as probed:
+        urllib.request.urlopen(probe, timeout=10)
+    assert probed.value.code == 401
     with socket.create_connection(("127.0.0.1", standby.pop3_port), timeout=10) as pop3:
         assert pop3.makefile("rb").readline().startswith(b"-ERR [SYS/TEMP] two.example.test is a standby")
     with pytest.raises(imaplib.IMAP4.error, match=r"BYE \[UNAVAILABLE\] two.example.test is a standby"):
