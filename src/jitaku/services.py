@@ -411,7 +411,7 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator, requests, mail)
+    app = status.build(config, database, authenticator, requests, mail, standby=read_only)
     if read_only:
         from jitaku.web.read_only import read_only as only_reads
 

@@ -211,6 +211,10 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     # the daemon's health monitor keeps its results in a file of its own, not in the read-only database
     health = standby.dir / "ha" / "health.json"
     wait_until(lambda: health.exists() and "replication" in json.loads(health.read_text())["results"], timeout=20)
+    # and its dashboard shows them, not the primary's (replayed into its database)
+    with urllib.request.urlopen(f"http://127.0.0.1:{standby.web_port}/api/health", timeout=10) as page:
+        shown = {check["check"]: check for check in json.loads(page.read())["checks"]}
+    assert "streaming from" in shown["replication"]["sentence"], shown
     again = standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy), check=False)
     assert (
         again.returncode == 1 and again.stderr == f"jitaku: jitaku serve is running on {standby.dir}: stop it first\n"

@@ -27,6 +27,25 @@ def health_file(config: Config) -> Path:
     return config.data_dir / "ha" / FILE_NAME
 
 
+def read(path: Path) -> tuple[dict[str, tuple[float, Result]], list[Alert]]:
+    """Each check's latest result and when it came, and the latest alerts (newest first), as the file holds them:
+    what a standby's dashboard and buddy show, its database's being the primary's. Nothing yet: nothing."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        latest = {name: (float(found["at"]), _result(name, found)) for name, found in kept["results"].items()}
+        alerts = [Alert(**alert) for alert in reversed(kept["alerts"])]
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.event("health_file_unreadable", path=str(path), error=repr(error))
+        return {}, []
+    return latest, alerts
+
+
+def _result(name: str, found: dict[str, Any]) -> Result:
+    return Result(name, State(found["state"]), found["sentence"], found["metrics"], found["detail"])
+
+
 class LocalMonitor(Monitor):
     def __init__(self, config: Config, database: Database) -> None:
         super().__init__(config, database)
@@ -48,10 +67,7 @@ class LocalMonitor(Monitor):
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.event("health_file_unreadable", path=str(self._path), error=repr(error))
             return
-        self._context.previous = {
-            name: Result(name, State(found["state"]), found["sentence"], found["metrics"], found["detail"])
-            for name, found in self._results.items()
-        }
+        self._context.previous = {name: _result(name, found) for name, found in self._results.items()}
 
     async def keep(self, result: Result, status: Status, alert: Alert | None, now: float) -> None:
         self._results[result.check] = {
