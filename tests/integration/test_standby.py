@@ -55,6 +55,7 @@ def pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, int, Jitaku, Pa
     assert secret.stat().st_mode & 0o777 == 0o600
     assert secret.read_text().strip() not in allowed.stdout + allowed.stderr
     assert str(secret) in allowed.stdout
+    assert "[database] listen is loopback only" in allowed.stdout  # a standby on another box could not connect
     again = primary.cli("standby", "allow", "127.0.0.1")
     assert "already allowed" in again.stdout
     primary.cli("standby", "allow", "::1")  # several standbys may be allowed
