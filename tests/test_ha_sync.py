@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from jitaku.config import ConfigError, parse
+from jitaku.ha.status import _as_standby
 from jitaku.ha.sync import Facts, Standby, standby_names, synchronous_setting
-from jitaku.health.replication import LOST_AT, carried_lost_at, check
+from jitaku.health.replication import (
+    LAG_BYTES_WARNING,
+    LAG_SECONDS_WARNING,
+    LOST_AT,
+    carried_lost_at,
+    check,
+    on_standby,
+)
 from jitaku.health.result import State
 from jitaku.provision import TEMPLATE
 
@@ -95,3 +103,38 @@ def test_sync_timeout_defaults_to_10_s_and_must_be_positive() -> None:
 
 def test_the_template_documents_it() -> None:
     assert "# sync_timeout = 10 " in TEMPLATE
+
+
+def test_a_slot_nobody_uses_that_holds_much_wal_is_a_warning_even_when_synchronous() -> None:
+    orphan = Standby("old_box", "", "", -1, -1, 3 << 30)
+    result = check(Facts(False, ("standby1",), (STREAMING, orphan)), 10, NOW)
+    assert result.state == State.WARNING
+    assert "slot old_box, with no standby connected, holds 3072 MB of WAL here" in result.sentence
+    small = Standby("old_box", "", "", -1, -1, 1 << 20)
+    assert check(Facts(False, ("standby1",), (STREAMING, small)), 10, NOW).state == State.OK
+
+
+def test_a_lost_standby_says_how_much_wal_its_slot_holds() -> None:
+    held = Standby("standby1", "", "", -1, -1, 5 << 20)
+    result = check(Facts(False, (), (held,)), 3, NOW, lost_at=NOW - 12)
+    assert "its slot holds 5 MB of WAL here" in result.sentence
+
+
+def _standby_status(lag_bytes: int, lag_seconds: float) -> dict[str, object]:
+    return {"peer": "192.0.2.1:5433", "sync_state": "streaming", "lag_bytes": lag_bytes, "lag_seconds": lag_seconds}
+
+
+def test_a_standby_far_behind_in_bytes_warns_however_recent_its_last_replay() -> None:
+    assert on_standby(_standby_status(0, 0.0)).state == State.OK
+    assert on_standby(_standby_status(LAG_BYTES_WARNING + 1, 1.0)).state == State.WARNING
+    assert on_standby(_standby_status(1000, LAG_SECONDS_WARNING + 1)).state == State.WARNING
+    assert on_standby(_standby_status(1000, 1.0)).state == State.OK
+
+
+def test_a_standby_is_caught_up_only_with_nothing_left_to_replay() -> None:
+    """received == replayed is not enough: what it received may itself lag what its primary has."""
+    row = ("streaming", "192.0.2.1", 5433, 1, "two", "0/3000000", "0/3000000", 4096, 42.0)
+    found = _as_standby(row)
+    assert found["lag_bytes"] == 4096 and found["lag_seconds"] == 42.0
+    caught_up = ("streaming", "192.0.2.1", 5433, 1, "two", "0/3000000", "0/3000000", 0, 42.0)
+    assert _as_standby(caught_up)["lag_seconds"] == 0.0

@@ -11,3 +11,8 @@ class PrivilegeError(Exception):
 
 class ClusterError(Exception):
     """The managed PostgreSQL cluster cannot be made, started or stopped; one line for a person."""
+
+
+class SchemaSkew(Exception):
+    """The database's schema is at another revision than this jitaku's and cannot be migrated here (a standby's
+    is read-only); one line for a person."""

@@ -1,5 +1,6 @@
 """Failed-login limits: for passwords, kept in the store (one count for every protocol and process, kept
-across restarts); for the buddy's token, in this process's memory."""
+across restarts), or, on a standby, whose store is the primary's and read-only, in this process's memory (only
+the web's admin logs in there); for the buddy's token, in this process's memory."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from jitaku import log, store
 from jitaku.config import LoginSettings
@@ -31,6 +33,18 @@ class Attempt:
     id: int
     client: str
     login: str
+
+
+class Limiter(Protocol):
+    """What the Authenticator asks of a failed-login limiter."""
+
+    async def allows(self, client: str, user: str) -> bool: ...
+
+    async def start(self, client: str, user: str) -> Attempt | None: ...
+
+    async def failed(self, attempt: Attempt) -> None: ...
+
+    async def succeeded(self, attempt: Attempt) -> None: ...
 
 
 class LoginLimiter:
@@ -109,6 +123,45 @@ class LoginLimiter:
         await self._database.transact(
             lambda tx: store.logins.succeeded(tx, attempt.id, attempt.client, attempt.login, now)
         )
+
+
+class MemoryLoginLimiter:
+    """LoginLimiter's limits, in memory: for a standby, whose store cannot be written. A try counts from its
+    start, as there; a success takes its try back."""
+
+    def __init__(self, settings: LoginSettings, clock: Callable[[], float] = time.time) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._tries: dict[int, tuple[float, str, str]] = {}  # id: when, client, login
+        self._next = 0
+
+    def _counts(self, client: str, login: str) -> tuple[int, int]:
+        since = self._clock() - self._settings.window
+        self._tries = {key: found for key, found in self._tries.items() if found[0] >= since}
+        recent = self._tries.values()
+        return sum(1 for _, c, u in recent if c == client and u == login), sum(1 for _, c, _u in recent if c == client)
+
+    def _within(self, client: str, login: str) -> bool:
+        per_login, per_client = self._counts(client, login)
+        return per_login < self._settings.max_failures and per_client < self._settings.max_failures_per_address
+
+    async def allows(self, client: str, user: str) -> bool:
+        return self._within(address_key(client), login_key(user))
+
+    async def start(self, client: str, user: str) -> Attempt | None:
+        client, login = address_key(client), login_key(user)
+        if not self._within(client, login):
+            return None
+        self._next += 1
+        self._tries[self._next] = (self._clock(), client, login)
+        return Attempt(self._next, client, login)
+
+    async def failed(self, attempt: Attempt) -> None:
+        if not self._within(attempt.client, attempt.login):
+            log.event("login_locked", client=attempt.client, user=attempt.login, scope="standby")
+
+    async def succeeded(self, attempt: Attempt) -> None:
+        self._tries.pop(attempt.id, None)
 
 
 class FailureLimiter:

@@ -12,7 +12,7 @@ import socket
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
@@ -37,11 +37,15 @@ from jitaku.mail.smtp.protocol import SmtpProtocol
 from jitaku.mail.smtp_server import Handler, Listener
 from jitaku.mail.spool import Spooler
 from jitaku.passwords import Checker
-from jitaku.ratelimit import LoginLimiter
+from jitaku.ratelimit import LoginLimiter, MemoryLoginLimiter
 from jitaku.store import Database
 from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
 from jitaku.web.comment_mail import LocalMail
+
+if TYPE_CHECKING:
+    from jitaku.ha.sync import Facts
+    from jitaku.health.result import Result
 
 HTTPS_PORT = 443
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
@@ -131,7 +135,7 @@ async def _run(
 ) -> None:
     """STANDBY: this box's database is a standby's, read-only. Its mail listeners say so to every client and
     close; nothing that writes runs (the queue, the lists, DDNS, the session tallies); the web serves what only
-    reads, and the health checks keep their results in a file of their own (jitaku.ha.health_file)."""
+    reads, and the health checks keep their results in a file of their own (jitaku.health.standby_file)."""
     settings = config.settings
     hostname = settings.mail_hostname
     keys = [
@@ -171,7 +175,9 @@ async def _run(
     )
     lists = ListRunner(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
-    authenticator = Authenticator(database, LoginLimiter(database, settings.login), checker)
+    # a standby's store is read-only: its web admin's failed logins are counted in memory
+    limiter = MemoryLoginLimiter(settings.login) if standby else LoginLimiter(database, settings.login)
+    authenticator = Authenticator(database, limiter, checker)
     greylisting = Greylisting(settings.filters.greylist, database) if settings.filters.greylist.enabled else None
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
     handlers = {
@@ -188,73 +194,75 @@ async def _run(
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     try:
-        for item in bound if standby else []:
-            servers.append(await _refuse(loop, item, STANDBY_REFUSALS["smtp"], hostname, tls_context))
-        for item in access if standby else []:
-            protocol = item.listener.name.removesuffix("s")
-            servers.append(await _refuse(loop, item, STANDBY_REFUSALS[protocol], hostname, tls_context))
-        for item in [] if standby else bound:
-            name = item.listener.name
-            factory = functools.partial(
-                SmtpProtocol,
-                handlers[name],
-                hostname,
-                tls_context,
-                settings.smtp,
-                spooler,
-                limits[name],
-                sessions,
-                loop,
-            )
-            implicit = item.listener.implicit_tls
-            servers.append(
-                await loop.create_server(
-                    factory,
-                    sock=item.sock,
-                    ssl=tls_context if implicit else None,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
-                )
-            )
-        protocols = {
-            "imap": (
-                ImapServer(
-                    database,
-                    Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)),
+        if standby:  # every mail listener says why it serves nothing
+            for item in bound:
+                servers.append(await _refuse(loop, item, STANDBY_REFUSALS["smtp"], hostname, tls_context))
+            for item in access:
+                protocol = item.listener.name.removesuffix("s")
+                servers.append(await _refuse(loop, item, STANDBY_REFUSALS[protocol], hostname, tls_context))
+        else:
+            for item in bound:
+                name = item.listener.name
+                factory = functools.partial(
+                    SmtpProtocol,
+                    handlers[name],
+                    hostname,
                     tls_context,
-                    settings.imap,
-                    settings.smtp.max_message_size,
-                    training=learning_on(settings.filters),
-                ).serve,
-                IMAP_MAX_LINE,
-            ),
-            "pop3": (
-                Pop3Server(
-                    database,
-                    Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)),
-                    tls_context,
-                    settings.pop3,
-                ).serve,
-                POP3_MAX_LINE,
-            ),
-        }
-        for item in [] if standby else access:
-            implicit = item.listener.implicit_tls
-            protocol = item.listener.name.removesuffix("s")
-            handle, limit = protocols[protocol]
-            servers.append(
-                await asyncio.start_server(
-                    limited(
-                        functools.partial(handle, implicit_tls=implicit),
-                        limits[item.listener.name],
-                        REFUSALS[protocol],
-                        sessions,
-                    ),
-                    sock=item.sock,
-                    ssl=tls_context if implicit else None,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
-                    limit=limit,
+                    settings.smtp,
+                    spooler,
+                    limits[name],
+                    sessions,
+                    loop,
                 )
-            )
+                implicit = item.listener.implicit_tls
+                servers.append(
+                    await loop.create_server(
+                        factory,
+                        sock=item.sock,
+                        ssl=tls_context if implicit else None,
+                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+                    )
+                )
+            protocols = {
+                "imap": (
+                    ImapServer(
+                        database,
+                        Logins(authenticator, Sessions(settings.imap.sessions_per_user_ip)),
+                        tls_context,
+                        settings.imap,
+                        settings.smtp.max_message_size,
+                        training=learning_on(settings.filters),
+                    ).serve,
+                    IMAP_MAX_LINE,
+                ),
+                "pop3": (
+                    Pop3Server(
+                        database,
+                        Logins(authenticator, Sessions(settings.pop3.sessions_per_user_ip)),
+                        tls_context,
+                        settings.pop3,
+                    ).serve,
+                    POP3_MAX_LINE,
+                ),
+            }
+            for item in access:
+                implicit = item.listener.implicit_tls
+                protocol = item.listener.name.removesuffix("s")
+                handle, limit = protocols[protocol]
+                servers.append(
+                    await asyncio.start_server(
+                        limited(
+                            functools.partial(handle, implicit_tls=implicit),
+                            limits[item.listener.name],
+                            REFUSALS[protocol],
+                            sessions,
+                        ),
+                        sock=item.sock,
+                        ssl=tls_context if implicit else None,
+                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
+                        limit=limit,
+                    )
+                )
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
@@ -289,7 +297,7 @@ async def _run(
 
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
             if main and settings.health.enabled and standby:
-                from jitaku.ha.health_file import LocalMonitor
+                from jitaku.health.standby_file import LocalMonitor
 
                 background.append(tasks.create_task(LocalMonitor(config, database).run()))
             monitor = None
@@ -303,9 +311,13 @@ async def _run(
                 # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
                 # gone meanwhile, and only it stops them waiting
                 from jitaku.ha.sync import Synchronizer
+                from jitaku.health import replication as verdict
+
+                def judge(facts: Facts, wall: float, lost_at: float | None) -> Result:
+                    return verdict.check(facts, settings.ha.sync_timeout, wall, lost_at)
 
                 report = monitor.judge if monitor is not None else None
-                replication = asyncio.create_task(Synchronizer(config, report).run())
+                replication = asyncio.create_task(Synchronizer(config, judge, report).run())
             if web:
                 mail = LocalMail(policy, pipeline)
                 tasks.create_task(
@@ -399,7 +411,7 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator, requests, mail)
+    app = status.build(config, database, authenticator, requests, mail, standby=read_only)
     if read_only:
         from jitaku.web.read_only import read_only as only_reads
 

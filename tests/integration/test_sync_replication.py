@@ -290,7 +290,7 @@ def test_a_standby_made_by_jitaku_standby_setup_is_made_synchronous_and_let_go_w
         config.write(f"\n[ha]\nsync_timeout = {SYNC_TIMEOUT}\n")
     server.start()
     try:
-        standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy))
+        standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy), "--name", "two")
         standby.start()
         wait_until(lambda: primary(server, port, "SHOW synchronous_standby_names") == ('FIRST 1 ("two")',), timeout=60)
         said = replication_check(server)

@@ -96,7 +96,7 @@ def _refusals() -> tuple[type[Exception], ...]:
     `jitaku serve` does not load the modules that define them (the store's, SQLAlchemy) for an except clause."""
     from jitaku.cli.errors import CliError
     from jitaku.config import ConfigError
-    from jitaku.errors import ClusterError, PrivilegeError, ServeError
+    from jitaku.errors import ClusterError, PrivilegeError, SchemaSkew, ServeError
     from jitaku.ha.address import AddressError
     from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
@@ -112,6 +112,7 @@ def _refusals() -> tuple[type[Exception], ...]:
         ClusterError,
         AddressError,
         CopyRefused,
+        SchemaSkew,
     )
 
 

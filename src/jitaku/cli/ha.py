@@ -46,6 +46,11 @@ def allow(
         f"copy {allowed.secret} to the standby over a safe channel (scp, a USB stick; never mail or chat), "
         "then run there: jitaku standby setup --primary HOST:PORT --secret-file FILE"
     )
+    if allowed.loopback_only:
+        console.print(
+            "warning: [database] listen is loopback only, so no standby on another box can connect: "
+            "add this box's LAN address to it (then restart `jitaku serve`)"
+        )
     if allowed.restart_needed:
         console.print(f"restart `jitaku serve` here for {', '.join(allowed.restart_needed)} to take effect")
 
@@ -57,8 +62,12 @@ def setup(
         Path, typer.Option("--secret-file", help="A copy of the primary's DIR/ha/replication.secret (mode 0600).")
     ],
     name: Annotated[
-        str | None, typer.Option("--name", help="This standby's name on the primary (default: the hostname).")
+        str | None,
+        typer.Option("--name", help="This standby's name on the primary (default: this box's hostname)."),
     ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Drop a replication slot of the same name the primary has already.")
+    ] = False,
     data_dir: DirOption = DEFAULT_DIR,
 ) -> None:
     """On the standby, the daemon stopped: replace this box's cluster by a streaming copy of the primary's."""
@@ -69,15 +78,18 @@ def setup(
     config = _managed(data_dir)
     try:
         with serve_lock.held(config.data_dir):
-            slot, replaced = standby.setup(config, primary, secret_file, name)
+            done = standby.setup(config, primary, secret_file, name, replace)
     except ServeError as error:
         if "already running" in str(error):
             raise CliError(f"jitaku serve is running on {config.data_dir}: stop it first") from None
         raise
     except standby.StandbyError as error:
         raise CliError(f"standby setup failed, this box's cluster is as it was: {error}") from None
-    console.print(f"copied the primary's cluster from {primary}; replication slot and name: {slot}")
-    console.print(f"the old cluster is in {replaced}: remove it once this standby serves as it should")
+    console.print(f"copied the primary's cluster from {primary}; replication slot and name: {done.slot}")
+    console.print(f"the old cluster is in {done.replaced}: remove it once this standby serves as it should")
+    for removed in done.removed:
+        console.print(f"removed an older moved-aside cluster: {removed}")
+    console.print(f"delete {secret_file}: this box keeps its own copy of the secret in {standby.secret_path(config)}")
     hold_cluster(config)
     if not standby.wait_streaming(config):
         raise CliError(

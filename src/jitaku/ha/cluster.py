@@ -160,10 +160,10 @@ def _initdb(config: Config, programs: Binaries, part: Path, user: pwd.struct_pas
     password_file = part.with_name(config.postgres_dir.name + ".password")
     password = secrets.token_urlsafe(32)
     try:
-        _write_private(password_file, password + "\n", user)
-        _give(part, user)
-        _run(
-            [programs["initdb"], "-D", str(part), "-U", _role(config), f"--pwfile={password_file}", "-E", "UTF8"]
+        write_private(password_file, password + "\n", user)
+        give(part, user)
+        run(
+            [programs["initdb"], "-D", str(part), "-U", role_name(config), f"--pwfile={password_file}", "-E", "UTF8"]
             + ["--locale=C.UTF-8", "--lc-collate=C", "--data-checksums"]
             + ["--auth-local=peer", "--auth-host=scram-sha-256"],
             user,
@@ -178,24 +178,24 @@ def _finish(config: Config, part: Path, password: str, user: pwd.struct_passwd |
     """PART made what jitaku runs (libpq's password file, the include of jitaku's settings, the log directory),
     then renamed to DIR/postgres."""
     data = config.postgres_dir
-    _write_private(part / PASSFILE_NAME, f"*:*:*:{_role(config)}:{password}\n", user)
+    write_private(part / PASSFILE_NAME, f"*:*:*:{role_name(config)}:{password}\n", user)
     with open(part / "postgresql.conf", "a", encoding="utf-8") as conf:
         conf.write(f"\n# jitaku's settings, from jitaku.toml's [database]\ninclude_if_exists = '{CONF_NAME}'\n")
     (part / "log").mkdir(mode=0o700)
-    _give(part / "log", user)
+    give(part / "log", user)
     if data.exists():
         data.rmdir()  # empty, as create() checked
     part.rename(data)
-    _fsync_directory(data.parent)
+    fsync_directory(data.parent)
 
 
 @contextlib.contextmanager
 def using(config: Config) -> Iterator[None]:
     """The cluster running while the block runs: started if down (or adopted if up), stopped at the end when no
     other process uses it any more."""
-    users = _lock_file(config, "postgres.users")
+    users = lock_file(config, "postgres.users")
     try:
-        with _control(config):
+        with control(config):
             fcntl.flock(users, fcntl.LOCK_SH)
             if not (config.postgres_dir / "PG_VERSION").exists():
                 raise ClusterError(
@@ -209,9 +209,9 @@ def using(config: Config) -> Iterator[None]:
                 log.event("postgres_adopted", directory=str(config.postgres_dir), pid=adopted)
         yield
     finally:
-        with _control(config):
+        with control(config):
             os.close(users)
-            last = _lock_file(config, "postgres.users")
+            last = lock_file(config, "postgres.users")
             try:
                 fcntl.flock(last, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -228,7 +228,7 @@ def start(config: Config) -> None:
     user = account(config)
     _write_settings(config, user)
     _forget_reused_pid(data)
-    _run(
+    run(
         [
             binaries(data)["pg_ctl"],
             "-D",
@@ -256,10 +256,10 @@ def stop(config: Config) -> None:
     user = account(config)
     pg_ctl = binaries(data)["pg_ctl"]
     try:
-        _run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
+        run([pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
     except ClusterError as error:
         log.event("postgres_stop_slow", error=str(error))
-        _run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
+        run([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "-t", str(STOP_TIMEOUT), "stop"], user, "pg_ctl stop")
     log.event("postgres_stopped", directory=str(data))
 
 
@@ -332,11 +332,11 @@ def ensure_database(config: Config) -> None:
     import psycopg
 
     parts = urlsplit(config.settings.database.managed_url)
-    name = unquote(parts.path.lstrip("/")) or _role(config)
+    name = unquote(parts.path.lstrip("/")) or role_name(config)
     conninfo: dict[str, Any] = {
         "host": parts.hostname,
         "port": parts.port or 5432,
-        "user": _role(config),
+        "user": role_name(config),
         "dbname": "postgres",
         "passfile": str(config.postgres_dir / PASSFILE_NAME),
     }
@@ -381,7 +381,7 @@ def _write_settings(config: Config, user: pwd.struct_passwd | None) -> None:
         "log_rotation_size": "0",
     }
     lines = [f"{key} = '{value}'" for key, value in settings.items()]
-    _write_private(
+    write_private(
         data / CONF_NAME, "# written by jitaku at each start, from jitaku.toml\n" + "\n".join(lines) + "\n", user
     )
     hba = data / "pg_hba.conf"
@@ -395,9 +395,17 @@ def _write_settings(config: Config, user: pwd.struct_passwd | None) -> None:
         if end < 0:
             raise ClusterError(f"{hba} has the line {HBA_BEGIN!r} without its {HBA_END!r}: put it back after the block")
         text = text[:begin] + text[end + len(HBA_END) + 1 :]
+    text = without_default_replication(text)
     hosts = [address.host for address in listen if not _loopback_or_wildcard(address)]
     block = [HBA_BEGIN] + [f"host all all {_network(host)} scram-sha-256" for host in hosts] + [HBA_END]
-    _write_private(hba, text.rstrip("\n") + "\n" + "\n".join(block) + "\n", user)
+    write_private(hba, text.rstrip("\n") + "\n" + "\n".join(block) + "\n", user)
+
+
+def without_default_replication(text: str) -> str:
+    """pg_hba.conf's TEXT without initdb's `replication all` lines (local and loopback): replication is let in
+    only where `jitaku standby allow` said, for its role alone (jitaku.ha.standby)."""
+    kept = [line for line in text.splitlines() if line.split()[1:3] != ["replication", "all"]]
+    return "\n".join(kept) + "\n"
 
 
 def _loopback_or_wildcard(address: Listen) -> bool:
@@ -421,7 +429,7 @@ def _network(host: str) -> str:
     return f"{ip}/{ip.max_prefixlen}"
 
 
-def _role(config: Config) -> str:
+def role_name(config: Config) -> str:
     return unquote(urlsplit(config.settings.database.managed_url).username or "jitaku")
 
 
@@ -432,14 +440,16 @@ def _pid_file(data: Path) -> list[str]:
         return []
 
 
-def _run(command: list[str], user: pwd.struct_passwd | None, what: str, logs: Path | None = None) -> None:
+def run(command: list[str], user: pwd.struct_passwd | None, what: str, logs: Path | None = None) -> None:
     """COMMAND as the cluster's user; a failure is a ClusterError with what the program said, or, given LOGS (the
     cluster's log directory), the first FATAL or PANIC line the server logged meanwhile."""
     before = _log_sizes(logs)
     result = subprocess.run(command, capture_output=True, text=True, cwd="/", **_as(user))
     if result.returncode != 0:
         said = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        said = [line for line in said if not line.startswith(("waiting", "pg_ctl: could not start", "Examine"))]
+        said = [
+            line for line in said if not line.startswith(("waiting", "pg_ctl: could not start", "Examine", "WARNING:"))
+        ]
         raise ClusterError(f"{what} failed: {_fatal(_logged_since(logs, before)) or (said + ['it said nothing'])[0]}")
 
 
@@ -485,12 +495,12 @@ def _name(user: pwd.struct_passwd | None) -> str:
     return user.pw_name if user is not None else pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _give(path: Path, user: pwd.struct_passwd | None) -> None:
+def give(path: Path, user: pwd.struct_passwd | None) -> None:
     if user is not None:
         os.chown(path, user.pw_uid, user.pw_gid)
 
 
-def _write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> None:
+def write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> None:
     """TEXT as PATH (0600, USER's), through a new file renamed over it: a cut leaves the old one or the new."""
     try:
         files.replace(path, text.encode(), 0o600, (user.pw_uid, user.pw_gid) if user is not None else None)
@@ -498,7 +508,7 @@ def _write_private(path: Path, text: str, user: pwd.struct_passwd | None) -> Non
         raise ClusterError(f"cannot write {path}: {error.strerror or error}") from None
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path) -> None:
     descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)
@@ -536,7 +546,7 @@ def _can_enter(info: os.stat_result, user: pwd.struct_passwd, groups: set[int]) 
     return bool(info.st_mode & stat.S_IXOTH)
 
 
-def _lock_file(config: Config, name: str) -> int:
+def lock_file(config: Config, name: str) -> int:
     try:
         return os.open(config.data_dir / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as error:
@@ -544,9 +554,27 @@ def _lock_file(config: Config, name: str) -> int:
 
 
 @contextlib.contextmanager
-def _control(config: Config) -> Iterator[None]:
+def exclusive(config: Config) -> Iterator[None]:
+    """No other jitaku process uses the cluster, nor starts or stops it, while the block runs (a standby's setup
+    replaces the cluster whole); refused at once, not waited for, when one does."""
+    with control(config):
+        users = lock_file(config, "postgres.users")
+        try:
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ClusterError(
+                    f"another jitaku command uses the cluster in {config.postgres_dir}; wait for it to end"
+                ) from None
+            yield
+        finally:
+            os.close(users)
+
+
+@contextlib.contextmanager
+def control(config: Config) -> Iterator[None]:
     """Only one process starts or stops the cluster at a time."""
-    descriptor = _lock_file(config, "postgres.lock")
+    descriptor = lock_file(config, "postgres.lock")
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)
         yield

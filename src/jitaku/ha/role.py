@@ -8,7 +8,7 @@ which asks here again."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jitaku.config import Config
 
@@ -34,10 +34,15 @@ def connect(config: Config) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(f"{scheme.split('+', 1)[0]}://{rest}", autocommit=True, connect_timeout=CONNECT_TIMEOUT)
 
 
+def one(connection: psycopg.Connection[Any], query: str) -> Any:
+    """QUERY's one value (None without a row): the server's state, read a value at a time."""
+    row = connection.execute(query).fetchone()
+    return row[0] if row is not None else None
+
+
 def current(config: Config) -> Role:
     """This box's role now."""
     if not postgresql(config):
         return PRIMARY
     with connect(config) as connection:
-        row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
-    return STANDBY if row is not None and row[0] else PRIMARY
+        return STANDBY if one(connection, "SELECT pg_is_in_recovery()") else PRIMARY

@@ -3,15 +3,17 @@
 On the primary, `allow(config, host)`: the replication secret (generated once, DIR/ha/replication.secret), the
 `replicator` role whose password it is, a pg_hba.conf line that lets HOST connect as it for replication (in a
 marked block of its own, which the cluster's rewrite of its own block at each start leaves alone), and the
-settings a primary needs (PostgreSQL 15's defaults already, set with ALTER SYSTEM so that nobody's edit of them
-goes unnoticed).
+settings a primary needs (set with ALTER SYSTEM, in postgresql.auto.conf, which PostgreSQL reads after
+postgresql.conf: they stay in force whatever is later edited in postgresql.conf, and `ALTER SYSTEM RESET` is the
+way to change them).
 
 On the standby, `setup(config, primary, secret_file, name)`: a base backup of the primary (pg_basebackup, WAL
 streamed alongside, a physical replication slot on the primary named after this box so the primary keeps the
 WAL this standby has not received yet) into DIR/postgres.part, then swapped into DIR/postgres. The old cluster
 is moved aside to DIR/postgres.replaced-TIMESTAMP, not removed: a box made a standby may have held mail of its
 own, and a command that sets up replication must not be the one that deletes a database for good; the person
-removes it once satisfied (the output says where it is).
+removes it once satisfied (the output says where it is). Only the newest such copy is kept: a successful setup
+removes older ones, and says so.
 
 The secret never appears on a command line, in an environment or in postgresql.auto.conf: pg_basebackup and the
 standby's WAL receiver read it from a libpq password file (0600, the cluster user's), which primary_conninfo
@@ -21,9 +23,7 @@ names. A failure before the swap leaves the standby's own cluster as it was.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
-import os
 import pwd
 import re
 import secrets
@@ -31,21 +31,38 @@ import shutil
 import socket
 import stat
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jitaku import log
 from jitaku.config import PASSFILE_NAME, Config
 from jitaku.errors import ClusterError
-from jitaku.ha import cluster
+from jitaku.ha import cluster, role
+
+if TYPE_CHECKING:
+    import psycopg
 
 ROLE = "replicator"
 SECRET_NAME = "replication.secret"
 REPLICATION_PASSFILE = "replication.pgpass"  # in DIR/postgres, for the standby's WAL receiver
 HBA_BEGIN = "# jitaku: standby allow (replication), begin"  # neither contains cluster.HBA_END
 HBA_FINISH = "# jitaku: standby allow (replication), finish"
-SETTINGS = {"wal_level": "replica", "max_wal_senders": "10", "max_replication_slots": "10", "hot_standby": "on"}
+# WAL a standby's slot may hold on the primary. Without a bound (PostgreSQL 15's default), a standby gone for good
+# fills the primary's disk, and mail stops there; with it, a standby gone longer than this much WAL takes to write
+# loses its slot and needs a fresh `jitaku standby setup`. 8 GB is days of a home server's mail.
+MAX_SLOT_WAL_KEEP = "8GB"
+SETTINGS = {
+    "wal_level": "replica",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "hot_standby": "on",
+    "max_slot_wal_keep_size": MAX_SLOT_WAL_KEEP,
+}
+# libpq's keepalives and TCP timeout for pg_basebackup and the WAL receiver: a primary that vanishes (power cut,
+# cable) is noticed in about half a minute, not after the kernel's two hours
+KEEPALIVES = {"keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3", "tcp_user_timeout": "30000"}
+RELOAD_TIMEOUT = 5.0  # seconds the postmaster may take to read its files after pg_reload_conf()
 HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 HBA_KEYWORDS = {"all", "samehost", "samenet"}  # pg_hba.conf's words for many hosts, never one standby
 STREAM_TIMEOUT = 60.0  # seconds a new standby may take to start streaming
@@ -55,12 +72,17 @@ class StandbyError(Exception):
     """Standby setup cannot be done; one line for a person."""
 
 
+class SlotTaken(StandbyError):
+    """The primary has a slot of this name already, which may be another standby's: left alone."""
+
+
 @dataclass(frozen=True)
 class Allowed:
     secret: Path
     made_secret: bool
     added: bool  # a new pg_hba.conf line
     restart_needed: list[str]  # settings that wait for the cluster's next start
+    loopback_only: bool  # [database] listen is loopback only: no standby on another box can connect
 
 
 def secret_path(config: Config) -> Path:
@@ -71,12 +93,10 @@ def allow(config: Config, host: str) -> Allowed:
     """Let HOST (an IP address or a name) replicate from this box's cluster, which runs (cluster.using)."""
     from psycopg import sql
 
-    from jitaku.ha import role
-
     network = hba_address(host)
     path = secret_path(config)
     with role.connect(config) as connection:
-        if _first(connection.execute("SELECT pg_is_in_recovery()").fetchone()):
+        if role.one(connection, "SELECT pg_is_in_recovery()"):
             raise StandbyError("this box is a standby: run `jitaku standby allow` on the primary")
         made = not path.exists()
         if made:
@@ -92,28 +112,43 @@ def allow(config: Config, host: str) -> Allowed:
         )
         for name, value in SETTINGS.items():
             connection.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-        with cluster._control(config):
+        with cluster.control(config):
             added = _add_hba_line(config, f"host replication {ROLE} {network} scram-sha-256")
-        connection.execute("SELECT pg_reload_conf()")
-        time.sleep(0.2)  # the reload is a signal: let the postmaster read the files before pending_restart is asked
+        _reload(connection)
         pending = [str(row[0]) for row in connection.execute("SELECT name FROM pg_settings WHERE pending_restart")]
-    log.event("standby_allowed", host=host, added=added, secret_made=made)
-    return Allowed(path, made, added, pending)
+    loopback = all(_loopback(listen.host) for listen in config.settings.database.listen)
+    log.event("standby_allowed", host=host, added=added, secret_made=made, loopback_only=loopback)
+    return Allowed(path, made, added, pending, loopback)
 
 
-def _first(row: tuple[object, ...] | None) -> object:
-    return row[0] if row is not None else None
+def _reload(connection: psycopg.Connection[tuple[object, ...]]) -> None:
+    """pg_reload_conf(), and wait until the postmaster has read the files (the reload is only a signal), so that
+    pending_restart, asked next, is about the new settings."""
+    before = role.one(connection, "SELECT pg_conf_load_time()")
+    connection.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while time.monotonic() < deadline:
+        if role.one(connection, "SELECT pg_conf_load_time()") != before:
+            return
+        time.sleep(0.05)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 def hba_address(host: str) -> str:
     """HOST as pg_hba.conf's address field: an IP as its own /32 or /128, a name as it is."""
     try:
-        ip = ipaddress.ip_address(host)
+        ipaddress.ip_address(host)
     except ValueError:
         if not HOSTNAME.fullmatch(host) or len(host) > 253 or host.lower() in HBA_KEYWORDS:
             raise StandbyError(f"{host!r} is neither an IP address nor a host name") from None
-        return host.lower()
-    return f"{ip}/{ip.max_prefixlen}"
+        host = host.lower()
+    return cluster._network(host)
 
 
 def read_secret(path: Path) -> str:
@@ -139,7 +174,7 @@ def _add_hba_line(config: Config, line: str) -> bool:
     if line in lines:
         return False
     block = "\n".join([HBA_BEGIN, *lines, line, HBA_FINISH]) + "\n"
-    cluster._write_private(hba, before + block + after, cluster.account(config))
+    cluster.write_private(hba, before + block + after, cluster.account(config))
     return True
 
 
@@ -147,13 +182,14 @@ def _write_secret(path: Path, secret: str) -> None:
     """The secret, 0600, as the data directory's other secrets are: this process's (the CLI runs as the data
     directory's owner), through a new file renamed over it."""
     path.parent.mkdir(mode=0o700, exist_ok=True)
-    cluster._write_private(path, secret + "\n", None)
+    cluster.write_private(path, secret + "\n", None)
 
 
-def slot_name(given: str | None, hostname: str) -> str:
-    """The replication slot's name, and the standby's application_name: --name, else this box's hostname,
-    folded to what PostgreSQL allows in a slot's name ([a-z0-9_], 63 characters)."""
-    raw = given or hostname.split(".")[0] or socket.gethostname().split(".")[0]
+def slot_name(given: str | None, hostname: str | None = None) -> str:
+    """The replication slot's name, and the standby's application_name: --name, else this box's own hostname
+    (the kernel's, never [server] hostname: that is the MX name, the same on both boxes of a pair), folded to
+    what PostgreSQL allows in a slot's name ([a-z0-9_], 63 characters)."""
+    raw = given or (hostname or socket.gethostname()).split(".")[0]
     name = re.sub(r"[^a-z0-9_]+", "_", raw.lower()).strip("_")[:63]
     if not name:
         raise StandbyError(f"cannot make a replication slot name of {raw!r}: give one with --name")
@@ -189,60 +225,89 @@ def check_secret_file(path: Path) -> str:
     return read_secret(path)
 
 
-def setup(config: Config, primary: str, secret_file: Path, name: str | None) -> tuple[str, Path]:
-    """Make this box's cluster a standby of PRIMARY; the slot name and where the old cluster went. The caller holds
-    the serve lock (no daemon runs)."""
+@dataclass(frozen=True)
+class SetUp:
+    slot: str
+    replaced: Path  # where this box's old cluster went
+    removed: list[Path]  # older moved-aside clusters, removed
+
+
+def setup(config: Config, primary: str, secret_file: Path, name: str | None, replace: bool = False) -> SetUp:
+    """Make this box's cluster a standby of PRIMARY. The caller holds the serve lock (no daemon runs). A slot of
+    the same name on the primary is dropped only when the name was given (NAME) or REPLACE says so: else it may be
+    another standby's, whose WAL it holds."""
     host, port = parse_primary(primary)
     secret = check_secret_file(secret_file)
-    name = slot_name(name, config.settings.hostname)
+    may_drop = name is not None or replace
+    name = slot_name(name)
     data = config.postgres_dir
     if not (data / "PG_VERSION").exists():
         raise StandbyError(f"{data} holds no PostgreSQL cluster: run `jitaku init --database postgresql` first")
     user = cluster.account(config)
     part = data.with_name(data.name + ".part")
-    with _alone(config):
+    made_slot = False  # once pg_basebackup has run, the slot may be there, even if it then failed
+    with cluster.exclusive(config):
         cluster.stop(config)
         passfile = data.with_name(data.name + ".replication-pass")
         try:
-            cluster._write_private(passfile, f"*:*:*:{ROLE}:{secret}\n", user)
+            cluster.write_private(passfile, f"*:*:*:{ROLE}:{secret}\n", user)
             shutil.rmtree(part, ignore_errors=True)
             part.mkdir(mode=0o700)
-            cluster._give(part, user)
-            _base_backup(part, host, port, name, passfile, user)
+            cluster.give(part, user)
+            made_slot = True
+            _base_backup(part, host, port, name, passfile, user, may_drop)
             _make_standby(config, part, host, port, name, secret, user)
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(part, ignore_errors=True)
+            if made_slot and not isinstance(error, SlotTaken):
+                _drop_slot(host, port, name, passfile, user)  # else it would keep WAL on the primary for nobody
             raise
         finally:
             passfile.unlink(missing_ok=True)
-        replaced = data.with_name(f"{data.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+        replaced = _aside(data)
         data.rename(replaced)
         part.rename(data)
-        cluster._fsync_directory(data.parent)
+        cluster.fsync_directory(data.parent)
+        removed = _remove_older(data, replaced)
     _write_secret(secret_path(config), secret)
-    log.event("standby_set_up", primary=primary, slot=name, replaced=str(replaced))
-    return name, replaced
+    log.event("standby_set_up", primary=primary, slot=name, replaced=str(replaced), removed=len(removed))
+    return SetUp(name, replaced, removed)
 
 
-@contextlib.contextmanager
-def _alone(config: Config) -> Iterator[None]:
-    """No other jitaku process uses the cluster, nor starts it, while the block runs."""
-    with cluster._control(config):
-        users = cluster._lock_file(config, "postgres.users")
-        try:
-            try:
-                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise StandbyError(
-                    f"another jitaku command uses the cluster in {config.postgres_dir}; wait for it to end"
-                ) from None
-            yield
-        finally:
-            os.close(users)
+def _aside(data: Path) -> Path:
+    """A new name for the old cluster: the time to the second, and a number after it when one is taken."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    candidate, number = data.with_name(f"{data.name}.replaced-{stamp}"), 1
+    while candidate.exists():
+        number += 1
+        candidate = data.with_name(f"{data.name}.replaced-{stamp}-{number}")
+    return candidate
+
+
+def _remove_older(data: Path, kept: Path) -> list[Path]:
+    """Every moved-aside cluster but KEPT, the newest: each is a whole database, and setups repeated would fill
+    the disk."""
+    older = sorted(p for p in data.parent.glob(f"{data.name}.replaced-*") if p != kept and p.is_dir())
+    for path in older:
+        shutil.rmtree(path)
+        log.event("standby_replaced_removed", path=str(path))
+    return older
+
+
+def _drop_slot(host: str, port: int, name: str, passfile: Path, user: pwd.struct_passwd | None) -> None:
+    """Drop the slot NAME on the primary, after a failed setup; a failure to is logged, the setup's own error
+    being the one to tell."""
+    conninfo = _conninfo(host, port, name, passfile) + " connect_timeout=10"
+    drop = [cluster.binaries()["pg_receivewal"], "--drop-slot", "-S", name, "-d", conninfo, "--no-password"]
+    try:
+        cluster.run(drop, user, f"dropping the replication slot {name} on {host}:{port}")
+    except ClusterError as error:
+        log.event("standby_slot_left", slot=name, primary=f"{host}:{port}", error=str(error))
 
 
 def _conninfo(host: str, port: int, name: str, passfile: Path) -> str:
     values = {"host": host, "port": str(port), "user": ROLE, "passfile": str(passfile), "application_name": name}
+    values.update(KEEPALIVES)
     return " ".join(f"{key}={_quoted(value)}" for key, value in values.items())
 
 
@@ -253,23 +318,30 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _base_backup(part: Path, host: str, port: int, name: str, passfile: Path, user: pwd.struct_passwd | None) -> None:
+def _base_backup(
+    part: Path, host: str, port: int, name: str, passfile: Path, user: pwd.struct_passwd | None, may_drop: bool
+) -> None:
     programs = cluster.binaries()
     conninfo = _conninfo(host, port, name, passfile) + " connect_timeout=10"
     backup = [programs["pg_basebackup"], "-D", str(part), "-d", conninfo, "-X", "stream", "-R"]
     backup += ["-C", "-S", name, "--checkpoint=fast", "--no-password"]
     try:
-        cluster._run(backup, user, f"pg_basebackup from {host}:{port}")
+        cluster.run(backup, user, f"pg_basebackup from {host}:{port}")
     except ClusterError as error:
         if "already exists" not in str(error):
             raise StandbyError(str(error)) from None
+        if not may_drop:
+            raise SlotTaken(
+                f"the primary already has a replication slot {name} (another standby's, or this box's from an "
+                "earlier setup): give --replace to drop it, or another --name"
+            ) from None
         # this box's slot, left by an earlier setup: its WAL is of no use to a new base backup
         drop = [programs["pg_receivewal"], "--drop-slot", "-S", name, "-d", conninfo, "--no-password"]
         try:
-            cluster._run(drop, user, f"dropping the old replication slot {name} on {host}:{port}")
+            cluster.run(drop, user, f"dropping the old replication slot {name} on {host}:{port}")
             for leftover in part.iterdir():
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-            cluster._run(backup, user, f"pg_basebackup from {host}:{port}")
+            cluster.run(backup, user, f"pg_basebackup from {host}:{port}")
         except ClusterError as again:
             raise StandbyError(str(again)) from None
 
@@ -283,13 +355,13 @@ def _make_standby(
     role_pass = part / PASSFILE_NAME
     if not role_pass.exists():
         raise StandbyError(f"the primary's cluster has no {PASSFILE_NAME}: is it a cluster jitaku made?")
-    ours = cluster._role(config)
+    ours = cluster.role_name(config)
     theirs = role_pass.read_text(encoding="utf-8").strip().split(":")[3:4]
     if theirs != [ours]:
         raise StandbyError(
             f"the primary's cluster is for role {theirs[0] if theirs else '?'}, this box's [database] url for {ours}"
         )
-    cluster._write_private(part / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
+    cluster.write_private(part / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
     conninfo = _conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
     auto = part / "postgresql.auto.conf"
     kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith("primary_conninfo")]
@@ -297,13 +369,11 @@ def _make_standby(
     text = "\n".join(kept) + "\n"
     if secret in text:
         raise StandbyError("pg_basebackup wrote the secret into postgresql.auto.conf; refusing to keep it there")
-    cluster._write_private(auto, text, user)
+    cluster.write_private(auto, text, user)
 
 
 def wait_streaming(config: Config, timeout: float = STREAM_TIMEOUT) -> bool:
     """Whether the standby's WAL receiver streams within TIMEOUT seconds (the cluster running)."""
-    from jitaku.ha import role
-
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(Exception), role.connect(config) as connection:

@@ -29,7 +29,11 @@ SELECT r.status, r.sender_host, r.sender_port, r.received_tli, r.slot_name,
        extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
 FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
 """
-TIMELINE = "SELECT timeline_id FROM pg_control_checkpoint()"
+# A primary's timeline is its current WAL file's (the first 8 hex digits of its name): pg_control_checkpoint()'s
+# lags until the first checkpoint after a promotion. A standby's is the one its WAL receiver gets (received_tli),
+# or, with no receiver, the last checkpoint's it replayed.
+PRIMARY_TIMELINE = "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+REPLAYED_TIMELINE = "SELECT timeline_id FROM pg_control_checkpoint()"
 
 
 def status(config: Config) -> dict[str, Any]:
@@ -38,13 +42,14 @@ def status(config: Config) -> dict[str, Any]:
     if not role.postgresql(config):
         return _alone(config)
     with role.connect(config) as connection:
-        standby = bool(_one(connection, "SELECT pg_is_in_recovery()"))
-        timeline = _one(connection, TIMELINE)
+        standby = bool(role.one(connection, "SELECT pg_is_in_recovery()"))
         if standby:
             row = connection.execute(STANDBY_ROW).fetchone()
             assert row is not None
             found = _as_standby(row)
+            timeline = found["timeline"] if found["timeline"] is not None else role.one(connection, REPLAYED_TIMELINE)
         else:
+            timeline = role.one(connection, PRIMARY_TIMELINE)
             found = _as_primary(
                 connection.execute(PRIMARY_ROWS).fetchall(), connection.execute(SLOTS).fetchall(), timeline
             )
@@ -81,7 +86,7 @@ def _as_standby(row: Any) -> dict[str, Any]:
     receiver, host, port, timeline, slot, received, replayed, behind, since_replay = row
     streaming = receiver == "streaming"
     lag_bytes = int(behind) if streaming and behind is not None else None
-    caught_up = lag_bytes == 0 or (received is not None and received == replayed)
+    caught_up = lag_bytes == 0  # not received == replayed: what was received may lag the primary
     return {
         "role": role.STANDBY,
         "peer": f"{host}:{port}" if host else None,
@@ -137,8 +142,3 @@ def _as_primary(rows: list[Any], slots: list[Any], timeline: Any) -> dict[str, A
 
 def _seconds(value: Any) -> float | None:
     return None if value is None else round(max(0.0, float(value)), 3)
-
-
-def _one(connection: Any, query: str) -> Any:
-    row = connection.execute(query).fetchone()
-    return row[0] if row is not None else None

@@ -17,7 +17,8 @@ never taken for the standby.
 Settings go through ALTER SYSTEM and pg_reload_conf(): postgresql.auto.conf outlives a restart, and neither
 writes WAL, so neither waits for the standby it is giving up on. What the health monitor is told goes through a
 queue of its own: the monitor records it with a commit, which may be one that waits for the very standby this
-task must give up on.
+task must give up on. What a look means for the alerts is the health package's to say (jitaku.health.replication,
+given as `judge`): ha serves health, never the other way.
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.health import replication
-from jitaku.health.result import Result, State
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,7 +41,17 @@ CONNECT_TIMEOUT = 5  # seconds; a look is bounded by these two, so a hung server
 STATEMENT_TIMEOUT_MS = 5000
 CAUGHT_UP_BYTES = 1 << 20  # WAL a standby may still lack, while it gains on it, to be called caught up
 
-Report = Callable[[Result, float], Awaitable[None]]
+
+class Verdict(Protocol):
+    """What the judge makes of a look (jitaku.health.replication's Result): told on only when its state changes."""
+
+    @property
+    def state(self) -> object: ...
+
+
+V = TypeVar("V", bound=Verdict)
+Judge = Callable[["Facts", float, "float | None"], V]  # facts, wall clock, when the standby was lost
+Report = Callable[[V, float], Awaitable[None]]
 
 STATUS = """
 SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'),
@@ -51,7 +60,8 @@ SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'),
 STANDBYS = """
 SELECT s.slot_name, coalesce(r.state, ''), coalesce(r.sync_state, ''),
        coalesce((pg_current_wal_lsn() - r.flush_lsn)::bigint, -1),
-       coalesce((r.flush_lsn - '0/0'::pg_lsn)::bigint, -1)
+       coalesce((r.flush_lsn - '0/0'::pg_lsn)::bigint, -1),
+       coalesce((pg_current_wal_lsn() - s.restart_lsn)::bigint, -1)
 FROM pg_replication_slots s
 LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid AND r.application_name = s.slot_name
 WHERE s.slot_type = 'physical'
@@ -66,6 +76,7 @@ class Standby:
     sync_state: str  # "sync", "async", "potential"...; "" without a walsender
     behind: int  # bytes of WAL written here and not yet flushed there; -1 without a walsender
     flushed: int  # where its flush stands, as a number; -1 without a walsender
+    held: int = -1  # bytes of WAL its slot keeps here (from restart_lsn); -1 when the slot keeps none
 
     @property
     def streaming(self) -> bool:
@@ -119,8 +130,8 @@ def look(connection: psycopg.Connection[Any]) -> Facts:
     standbys: tuple[Standby, ...] = ()
     if not in_recovery:
         standbys = tuple(
-            Standby(str(name), str(state), str(sync), int(behind), int(flushed))
-            for name, state, sync, behind, flushed in connection.execute(STANDBYS).fetchall()
+            Standby(str(name), str(state), str(sync), int(behind), int(flushed), int(held))
+            for name, state, sync, behind, flushed, held in connection.execute(STANDBYS).fetchall()
         )
     return Facts(in_recovery, standby_names(setting), standbys, backups > 0)
 
@@ -142,20 +153,21 @@ def apply(connection: psycopg.Connection[Any], names: tuple[str, ...]) -> None:
     connection.execute("SELECT pg_reload_conf()")
 
 
-class Synchronizer:
+class Synchronizer(Generic[V]):
     """The daemon's task; `step` is one look and what follows from it, in a thread."""
 
-    def __init__(self, config: Config, report: Report | None = None) -> None:
+    def __init__(self, config: Config, judge: Judge[V], report: Report[V] | None = None) -> None:
         self._config = config
         self._timeout = config.settings.ha.sync_timeout
+        self._judge = judge
         self._report = report
         self._connection: psycopg.Connection[Any] | None = None
         self._flushed: dict[str, int] = {}  # each standby's flush position at the last look
         self._kept_up: set[str] = set()  # the standbys caught up at the last look
         self._silent_since: float | None = None  # monotonic: since when no synchronous standby has kept up
         self._lost_at: float | None = None  # wall clock: when the standby was lost, while asynchronous for it
-        self._told: State | None = None  # the state the monitor was last told
-        self._results: asyncio.Queue[Result] = asyncio.Queue()
+        self._told: object = None  # the state the monitor was last told
+        self._results: asyncio.Queue[V] = asyncio.Queue()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
@@ -181,7 +193,7 @@ class Synchronizer:
                 except Exception as error:
                     log.event("sync_report_error", error=repr(error))
 
-    def step(self, now: float, wall: float) -> Result | None:
+    def step(self, now: float, wall: float) -> V | None:
         """One look, and the change it calls for; the replication check's result when its state changed."""
         if self._connection is None:
             self._connection = connect(self._config)
@@ -234,7 +246,7 @@ class Synchronizer:
                 facts = replace(facts, names=caught_up)
             elif facts.standbys and self._lost_at is None:
                 self._lost_at = wall  # asynchronous when this task began: lost since then, as far as it knows
-        result = replication.check(facts, self._timeout, wall, self._lost_at)
+        result = self._judge(facts, wall, self._lost_at)
         if result.state == self._told:
             return None
         self._told = result.state

@@ -38,7 +38,6 @@ from jitaku.store import Database
 from jitaku.store.statements import Statements
 
 TIMEOUT = 120.0
-REPLICATION_LAG_WARNING = 300.0  # seconds a standby may be behind, replaying, before it is worth a warning
 
 
 @dataclass
@@ -192,24 +191,7 @@ async def _replication(context: Context) -> Result | None:
     from jitaku.ha import status
 
     found = await asyncio.to_thread(status.status, context.config)
-    primary = found["peer"] or "its primary"
-    if found["sync_state"] != "streaming":
-        return Result(
-            "replication",
-            State.CRITICAL,
-            f"this standby receives nothing from {primary}: see DIR/postgres/log.",
-            {"lag_bytes": -1},
-            ja=f"このスタンバイは {primary} から何も受け取っていません。DIR/postgres/log を見てください。",
-        )
-    lag, seconds = found["lag_bytes"] or 0, found["lag_seconds"] or 0.0
-    state = State.WARNING if lag and seconds > REPLICATION_LAG_WARNING else State.OK
-    return Result(
-        "replication",
-        state,
-        f"streaming from {primary}, {lag} bytes behind ({seconds:.0f} s).",
-        {"lag_bytes": lag},
-        ja=f"{primary} からストリーミング中、{lag} バイト遅れ（{seconds:.0f} 秒）。",
-    )
+    return replication.on_standby(found)
 
 
 async def _filters(context: Context) -> list[Result]:

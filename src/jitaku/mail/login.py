@@ -12,7 +12,7 @@ from collections import Counter
 
 from jitaku import log
 from jitaku.passwords import Busy, Checker
-from jitaku.ratelimit import LoginLimiter
+from jitaku.ratelimit import Limiter
 from jitaku.store import Database, accounts
 from jitaku.store.errors import StoreError
 
@@ -42,7 +42,7 @@ class Authenticator:
     """Checks a user's password: refused while the failed-login limit holds or every password thread is
     taken, counted against the limit from the moment it starts."""
 
-    def __init__(self, database: Database, limiter: LoginLimiter, checker: Checker) -> None:
+    def __init__(self, database: Database, limiter: Limiter, checker: Checker) -> None:
         self._database = database
         self._limiter = limiter
         self._checker = checker

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
+from jitaku.errors import SchemaSkew
 from jitaku.store.driver import driver_for
 from jitaku.store.errors import as_store_error
 from jitaku.store.reader import Query, Reader
-from jitaku.store.revision import SCHEMA_REVISION, stored_revision
+from jitaku.store.revision import SCHEMA_REVISION, in_recovery, stored_revision
 from jitaku.store.transaction import Tx
 from jitaku.store.writer import Writer
 
@@ -29,13 +30,21 @@ T = TypeVar("T")
 
 class Database:
     def __init__(self, url: str) -> None:
-        """Open the database at URL, bringing its schema to the newest revision first if it is older."""
+        """Open the database at URL, bringing its schema to the newest revision first if it is older. A standby's
+        database is its primary's, read-only: only the primary's jitaku migrates it, and the standby's must match."""
         self._driver = driver_for(url)
         self._engine: Engine | None = None
         self._writer: Writer | None = None
         self._reader = Reader(self._driver)
         self._inline_reads = self._driver.dialect.name == "sqlite"
-        if self.query_now(stored_revision) != SCHEMA_REVISION:
+        stored = self.query_now(stored_revision)
+        if stored != SCHEMA_REVISION:
+            if self.query_now(in_recovery):
+                self._reader.close()
+                raise SchemaSkew(
+                    f"this standby's database is at schema revision {stored}, this jitaku's is {SCHEMA_REVISION}: "
+                    "upgrade the primary first; keep the same jitaku version on both"
+                )
             from jitaku.store.engine import migrate
 
             migrate(self.engine)

@@ -18,3 +18,10 @@ def stored_revision(statements: Statements) -> str | None:
         return None
     rows = statements.run("SELECT version_num FROM alembic_version")
     return str(rows[0][0]) if rows else None
+
+
+def in_recovery(statements: Statements) -> bool:
+    """Whether the database is a PostgreSQL standby's, replayed from its primary and read-only."""
+    if statements.dialect.name != "postgresql":
+        return False
+    return bool(statements.run("SELECT pg_is_in_recovery()")[0][0])

@@ -7,6 +7,7 @@ import asyncio
 import ipaddress
 import secrets
 import socket
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -30,7 +31,8 @@ async def _addresses(host: str) -> set[str]:
     return {str(ipaddress.ip_address(item[4][0])) for item in found}
 
 
-def routes(settings: Settings, database: Database) -> list[Route]:
+def routes(settings: Settings, database: Database, kept: Path | None = None) -> list[Route]:
+    """KEPT: a standby's own health file, whose results its hello tells (its database holds the primary's)."""
     token = settings.health.buddy.token
     limiter = FailureLimiter()
 
@@ -47,7 +49,12 @@ def routes(settings: Settings, database: Database) -> list[Route]:
     async def hello(request: Request) -> Response:
         if not trusted(request):
             return JSONResponse({"error": "unknown buddy"}, status_code=401)
-        latest = await database.query(history.latest, snapshot=False)
+        if kept is not None:
+            from jitaku.health import standby_file
+
+            latest, _alerts = standby_file.read(kept)
+        else:
+            latest = await database.query(history.latest, snapshot=False)
         state = worst([result for _at, result in latest.values()])
         return JSONResponse({"hostname": settings.mail_hostname, "state": str(state)})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -56,9 +57,15 @@ def _lines(samples: list[tuple[float, dict[str, float]]], metric: str, scale: fl
 
 class Dashboard:
     def __init__(
-        self, settings: Settings, database: Database, admin: AdminPages, dkim: list[dns_records.Record]
+        self,
+        settings: Settings,
+        database: Database,
+        admin: AdminPages,
+        dkim: list[dns_records.Record],
+        kept: Path | None = None,
     ) -> None:
         self._settings = settings
+        self._kept = kept  # a standby's own health file: its database holds the primary's results
         self._dkim = dkim  # read from the key files once: a new key needs a restart to sign anyway
         self._database = database
         self._admin = admin
@@ -72,10 +79,16 @@ class Dashboard:
         ]
 
     async def _health(self) -> dict[str, Any]:
-        latest = await self._database.query(history.latest, snapshot=False)
-        alerts = await self._database.query(
-            lambda statements: store.health.recent_alerts(statements, 20), snapshot=False
-        )
+        if self._kept is not None:
+            from jitaku.health import standby_file
+
+            latest, alerts = standby_file.read(self._kept)
+            alerts = alerts[:20]
+        else:
+            latest = await self._database.query(history.latest, snapshot=False)
+            alerts = await self._database.query(
+                lambda statements: store.health.recent_alerts(statements, 20), snapshot=False
+            )
         states = await self._database.query(store.ddns.all_states, snapshot=False)
         learned = public_addresses([(state.family, state.address) for state in states])
         ours = dns_records.our_addresses(self._settings, learned)

@@ -43,10 +43,20 @@ from jitaku.web.site import Site
 
 
 def build(
-    config: Config, database: Database, authenticator: Authenticator, requests: Requests, mail: LocalMail | None
+    config: Config,
+    database: Database,
+    authenticator: Authenticator,
+    requests: Requests,
+    mail: LocalMail | None,
+    standby: bool = False,
 ) -> ASGIApp:
     """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner."""
     settings = config.settings
+    kept = None
+    if standby:  # its health results are in its own file: its database holds the primary's
+        from jitaku.health.standby_file import health_file
+
+        kept = health_file(config)
     gate = auth.Gate(database, settings.web.trust_loopback, authenticator)
     admin = AdminPages(settings, gate)
     secret = session_secret(config.data_dir)  # one key signs every cookie: the session's, csrf's, the comments'
@@ -87,13 +97,13 @@ def build(
             Route("/admin/status.json", gate.protect(as_json, api=True)),
             *_moved({"/admin": "/admin/", "/status.json": "/admin/status.json", "/health": "/admin/health"}),
             *gate.routes(),
-            *Dashboard(settings, database, admin, dns_records.dkim(config)).routes(),
+            *Dashboard(settings, database, admin, dns_records.dkim(config), kept).routes(),
             *CommentsAdmin(admin, database, pages.invalidate).routes(),
             *RedirectsAdmin(admin, settings, database, pages.invalidate).routes(),
             *ListsAdmin(admin, database).routes(),
             *QueueAdmin(admin, database).routes(),
             *FiltersAdmin(admin, settings, database).routes(),
-            *buddy.routes(settings, database),
+            *buddy.routes(settings, database, kept),
             *lists.routes(database, requests),
             *archive.routes(settings, database, mail, secret, searches),
             *comments.routes(),

@@ -7,13 +7,13 @@ and the standby's own (replication) is added."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from jitaku import log
 from jitaku.config import Config
+from jitaku.ha import cluster
 from jitaku.health.monitor import Monitor
 from jitaku.health.result import Result, State
 from jitaku.store import Database
@@ -25,6 +25,25 @@ KEEP_ALERTS = 50  # the latest alerts kept in the file, for a person reading it
 
 def health_file(config: Config) -> Path:
     return config.data_dir / "ha" / FILE_NAME
+
+
+def read(path: Path) -> tuple[dict[str, tuple[float, Result]], list[Alert]]:
+    """Each check's latest result and when it came, and the latest alerts (newest first), as the file holds them:
+    what a standby's dashboard and buddy show, its database's being the primary's. Nothing yet: nothing."""
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        latest = {name: (float(found["at"]), _result(name, found)) for name, found in kept["results"].items()}
+        alerts = [Alert(**alert) for alert in reversed(kept["alerts"])]
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.event("health_file_unreadable", path=str(path), error=repr(error))
+        return {}, []
+    return latest, alerts
+
+
+def _result(name: str, found: dict[str, Any]) -> Result:
+    return Result(name, State(found["state"]), found["sentence"], found["metrics"], found["detail"])
 
 
 class LocalMonitor(Monitor):
@@ -48,10 +67,7 @@ class LocalMonitor(Monitor):
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.event("health_file_unreadable", path=str(self._path), error=repr(error))
             return
-        self._context.previous = {
-            name: Result(name, State(found["state"]), found["sentence"], found["metrics"], found["detail"])
-            for name, found in self._results.items()
-        }
+        self._context.previous = {name: _result(name, found) for name, found in self._results.items()}
 
     async def keep(self, result: Result, status: Status, alert: Alert | None, now: float) -> None:
         self._results[result.check] = {
@@ -78,11 +94,8 @@ class LocalMonitor(Monitor):
             name: {**asdict(status), "unsent": sorted(status.unsent)} for name, status in self._statuses.items()
         }
         text = json.dumps({"statuses": statuses, "results": self._results, "alerts": self._alerts}, indent=1)
-        self._path.parent.mkdir(mode=0o700, exist_ok=True)
-        part = self._path.with_name(self._path.name + ".new")
         try:
-            part.write_text(text + "\n", encoding="utf-8")
-            os.chmod(part, 0o600)
-            part.rename(self._path)
+            self._path.parent.mkdir(mode=0o700, exist_ok=True)
+            cluster.write_private(self._path, text + "\n", None)  # 0600 from its first byte, fsynced
         except OSError as error:  # a full disk must not stop the monitor; the next judgement writes again
             log.event("health_file_unwritable", path=str(self._path), error=repr(error))
