@@ -81,12 +81,13 @@ def test_inits_config_gets_its_database_keys_and_keeps_every_other_line() -> Non
     )  # fmt: skip
     edited = managed_database(text, PATH)
     lines = changed(text, edited.text)
-    assert lines[0].startswith("managed = true") and lines[1].startswith('listen = ["127.0.0.1:5433"]')
-    assert len(lines) == 2
+    assert lines[0].startswith('- url = ""') and lines[1].startswith('url = "postgresql://')  # its comment kept
+    assert lines[2].startswith("managed = true") and lines[3].startswith('listen = ["127.0.0.1:5433"]')
+    assert len(lines) == 4
     settings = parse(edited.text, PATH).database
-    assert settings.managed and settings.url == ""  # derived from listen, never stale
-    assert settings.managed_url == "postgresql://jitaku@127.0.0.1:5433/jitaku"
-    assert edited.added == ["managed = true", 'listen = ["127.0.0.1:5433"]']
+    assert settings.managed and settings.url == "postgresql://jitaku@127.0.0.1:5433/jitaku"  # as CONTRACTS says
+    url = 'url = "postgresql://jitaku@127.0.0.1:5433/jitaku"'
+    assert edited.added == [url, "managed = true", 'listen = ["127.0.0.1:5433"]']
 
 
 def test_a_config_without_database_gets_the_section_at_its_end() -> None:
@@ -102,11 +103,12 @@ def test_a_last_line_without_its_newline_keeps_its_own_line(last: str) -> None:
     text = DOMAINS + last
     edited = managed_database(text, PATH)
     settings = parse(edited.text, PATH)
-    assert settings.database.managed and settings.database.url == ""
-    assert edited.text.startswith(text + "\n")
+    assert settings.database.managed and settings.database.url == "postgresql://jitaku@127.0.0.1:5433/jitaku"
+    kept = text if last.startswith("[web]") else text.replace('url = ""', f'url = "{settings.database.url}"')
+    assert edited.text.startswith(kept + "\n")
 
 
-def test_a_listen_of_the_owners_own_is_kept_and_the_url_follows_it() -> None:
+def test_a_listen_of_the_owners_own_is_kept_and_the_url_names_it() -> None:
     text = DOMAINS + '[database]\nlisten = [\n  "192.0.2.7:6000",  # the LAN\n]\n\n[web]\nurl = ""\n'
     edited = managed_database(text, PATH)
     settings = parse(edited.text, PATH)
@@ -114,9 +116,9 @@ def test_a_listen_of_the_owners_own_is_kept_and_the_url_follows_it() -> None:
     assert settings.database.managed_url == "postgresql://jitaku@192.0.2.7:6000/jitaku"
     assert settings.web.url == ""  # the next section's key stayed in it
     assert [line for line in changed(text, edited.text) if line.startswith("-")] == []
-    assert edited.added == ["managed = true"]
-    moved = parse(edited.text.replace("192.0.2.7:6000", "192.0.2.7:6001"), PATH)
-    assert moved.database.managed_url == "postgresql://jitaku@192.0.2.7:6001/jitaku"  # listen moved, url too
+    assert edited.added == ["managed = true", 'url = "postgresql://jitaku@192.0.2.7:6000/jitaku"']
+    with pytest.raises(ConfigError, match=r"url names 192.0.2.7:6000, where the managed cluster does not listen"):
+        parse(edited.text.replace('"192.0.2.7:6000",', '"192.0.2.7:6001",'), PATH)  # listen moved, url not
 
 
 def test_a_config_already_managed_is_left_as_it_is() -> None:

@@ -291,8 +291,8 @@ class DatabaseSettings(_Section):
     """Where the store is: SQLite in the data directory (url empty), or PostgreSQL.
 
     `managed`: jitaku runs the PostgreSQL cluster itself, in DIR/postgres, on `listen` (jitaku.ha.cluster); its
-    password lives in a file there, never in `url`, which is best left empty: the URL is then derived from
-    `listen` (managed_url), and a port changed there is the port the store dials.
+    password lives in a file there, never in `url`. `jitaku init` writes the url (CONTRACTS); one left empty is
+    derived from `listen` (managed_url).
     """
 
     managed: bool = False  # before url, which is checked against it

@@ -91,7 +91,8 @@ def test_init_makes_a_cluster_that_serves_mail_and_survives_kill_9(jitaku_factor
     # the config gained the keys it needed, and nothing else changed in it
     after = config_path.read_text()
     diff = [line for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line[:1] in "+-"]
-    assert [line.split("  #")[0] for line in diff] == ["+ managed = true"]  # url left empty: derived from listen
+    url = f"postgresql://jitaku@127.0.0.1:{port}/jitaku"
+    assert [line.split("  #")[0].rstrip() for line in diff] == ["+ managed = true", f'+ url = "{url}"']
     secret = server.dir / "postgres" / "jitaku.pgpass"
     assert secret.stat().st_mode & 0o777 == 0o600
     password = secret.read_text().strip().rsplit(":", 1)[1]
@@ -262,17 +263,20 @@ def test_db_use_postgresql_moves_an_sqlite_install_with_its_mail(jitaku_factory:
     assert imap_bodies(server) == [b"kept on sqlite"]
 
 
-def test_the_store_follows_a_listen_port_changed_after_init(jitaku_factory: Any, shared_dir: Path) -> None:
-    """No url is written: the store dials the port the cluster listens on, not the one init saw."""
+def test_a_listen_port_changed_after_init_without_the_url_is_refused_by_name(
+    jitaku_factory: Any, shared_dir: Path
+) -> None:
+    """init writes the url (CONTRACTS): a port moved in listen alone would leave the store dialling the old one."""
     server, _port = managed(jitaku_factory, shared_dir)
     server.cli("init", "--database", "postgresql")
-    server.add_user(READER)
     moved = free_port()
     path = server.dir / "jitaku.toml"
     text = path.read_text()
-    assert text.count(f'"127.0.0.1:{_port}"') == 1  # [database] listen's, and no url naming it
+    assert text.count(f"127.0.0.1:{_port}") == 2  # [database] listen's, and the url naming it
     path.write_text(text.replace(f'"127.0.0.1:{_port}"', f'"127.0.0.1:{moved}"'))
-    assert [user["address"] for user in json.loads(server.cli("user", "list", "--json").stdout)] == [READER]
+    refused = server.cli("user", "list", check=False)
+    assert refused.returncode != 0 and "url" in refused.stderr and f"127.0.0.1:{_port}" in refused.stderr
+    assert str(path) in refused.stderr and len(refused.stderr.splitlines()) == 1
 
 
 def test_a_port_in_use_is_said_in_one_line(jitaku_factory: Any, shared_dir: Path) -> None:

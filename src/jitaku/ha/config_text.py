@@ -1,4 +1,4 @@
-"""jitaku.toml turned over to a managed PostgreSQL cluster: `[database]`'s managed and listen keys added by
+"""jitaku.toml turned over to a managed PostgreSQL cluster: `[database]`'s managed, url and listen keys added by
 editing the text, so that every comment, key and blank line the owner wrote stays as it was (a TOML writer would
 drop the comments, which are most of what `jitaku init` writes)."""
 
@@ -26,10 +26,10 @@ class Edited:
 
 
 def managed_database(text: str, path: Path) -> Edited:
-    """TEXT with `[database] managed = true` and a `listen` (the default, unless one is there). No url is written:
-    an empty one is derived from listen (DatabaseSettings.managed_url), so that a port changed there is the port
-    the store dials; one already there must be PostgreSQL's. TEXT must be a valid config (a ConfigError says why
-    not)."""
+    """TEXT with `[database] managed = true`, a `listen` (the default, unless one is there) and the `url` of the
+    cluster's database on it (DatabaseSettings.managed_url: the config says where the store is, as CONTRACTS asks,
+    and a listen port changed later without the url is refused by name). A url already there must be
+    PostgreSQL's, and is kept. TEXT must be a valid config (a ConfigError says why not)."""
     settings = parse(text, path).database
     if settings.url and not settings.url.startswith(("postgresql://", "postgres://")):
         raise ConfigTextError(f"{path}: [database] url names {settings.url}, not PostgreSQL: empty it first")
@@ -37,29 +37,34 @@ def managed_database(text: str, path: Path) -> Edited:
         text += "\n"  # a last line without its newline would run into the key added after it
     lines = text.splitlines(keepends=True)
     start, end = _section(lines, "database")
+    url = settings.url or settings.model_copy(update={"managed": True}).managed_url
     if start is None:
-        block = _keys(settings, ["managed", "listen"])
+        block = _keys(settings, ["managed", "url", "listen"], url)
         separator = "" if not text or text.endswith("\n\n") else "\n"
         return Edited(text + separator + "[database]\n" + "".join(block), [line.split("  #")[0] for line in block])
     body = lines[start + 1 : end]
-    found = {key: _find(body, key) for key in ("managed", "listen")}
+    found = {key: _find(body, key) for key in ("managed", "url", "listen")}
     added = []
-    managed_line = found["managed"]
+    managed_line, url_line = found["managed"], found["url"]
     if managed_line is not None and not settings.managed:
         body[managed_line] = _replace_value(body[managed_line], "managed", "true")
         added.append("managed = true")
-    new = _keys(settings, [key for key, index in found.items() if index is None])
+    if url_line is not None and not settings.url:
+        body[url_line] = _replace_value(body[url_line], "url", f'"{url}"')
+        added.append(f'url = "{url}"')
+    new = _keys(settings, [key for key, index in found.items() if index is None], url)
     added += [line.split("  #")[0] for line in new]
     # after url and managed (one line each), before listen (which may span lines)
-    single = [index for index in (_find(body, "url"), managed_line) if index is not None]
+    single = [index for index in (url_line, managed_line) if index is not None]
     at = found["listen"] if found["listen"] is not None else (max(single) + 1 if single else _after_keys(body))
     body[at:at] = new
     return Edited("".join(lines[: start + 1] + body + lines[end:]), added)
 
 
-def _keys(settings: DatabaseSettings, keys: list[str]) -> list[str]:
+def _keys(settings: DatabaseSettings, keys: list[str], url: str) -> list[str]:
     lines = {
         "managed": f"managed = true  # jitaku runs this PostgreSQL cluster in postgres/ (password: {PASSFILE_NAME})\n",
+        "url": f"url = \"{url}\"  # the cluster's jitaku database, on listen's first address\n",
         "listen": f"listen = [{', '.join(f'{chr(34)}{address}{chr(34)}' for address in settings.listen)}]"
         "  # where that cluster listens (one port)\n",
     }
