@@ -55,13 +55,19 @@ the slower one's rate (they share the cores, so at least the rate of both one af
 filtered rate is printed against both bounds (goal: within 10% of what they allow). Each engine's CPU per
 message (rspamd's Redis with it) is printed behind jitaku and behind its own client.
 
+With --postgresql, two more jitakus (workers = 1) run on PostgreSQL (`jitaku init --database postgresql`): one
+alone, and one with a synchronous standby: a second data directory set up as its standby (`jitaku standby allow`,
+`jitaku standby setup`), its daemon running as a standby, the primary waiting until `jitaku ha status` says "sync".
+Each 250 then waits for the standby to have flushed the commit. Their rates are printed as ratios to Postfix and
+to jitaku on SQLite (workers = 1), in the same run. Needs Debian's postgresql-15.
+
 Needs root (Postfix runs as its own instance: `postfix -c DIR start`), Postfix's
 binaries (postfix, postconf, smtp-source), dnslib, dkimpy, cryptography and psutil; py-spy for --profile;
 rspamd, redis-server, clamd and clamdscan for --filters.
 
 Usage: bench/smtp_accept [--rounds 3] [--messages 5000] [--sessions 20] [--size 4096]
                          [--workers 1,2] [--mail signed,unsigned] [--reuse-connections]
-                         [--sender-records] [--profile] [--keep] [--filters]
+                         [--sender-records] [--profile] [--keep] [--filters] [--postgresql]
                          [--jitaku-command "python3 patched_cli.py"]
 """
 
@@ -138,14 +144,14 @@ def free_udp_and_tcp_port() -> int:
     raise RuntimeError("no port free for both UDP and TCP on loopback")
 
 
-def wait_for_banner(port: int, timeout: float = 30.0) -> None:
-    """Wait until something on PORT sends an SMTP 220 greeting."""
+def wait_for_banner(port: int, timeout: float = 30.0, code: bytes = b"220") -> None:
+    """Wait until something on PORT sends an SMTP greeting: 220, or a standby's 421 (CODE)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             with socket.create_connection((LOOPBACK, port), timeout=2) as sock:
-                if sock.recv(512).startswith(b"220"):
+                if sock.recv(512).startswith(code):
                     sock.sendall(b"QUIT\r\n")
                     return
         except OSError as error:
@@ -364,23 +370,35 @@ def set_toml_keys(text: str, changes: dict[str, dict[str, str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+DATABASES = {
+    "sqlite": "",
+    "postgresql": ", PostgreSQL",
+    "standby": ", PostgreSQL + sync standby",
+    "standby-box": " (the standby)",
+}
+
+
 @dataclass
 class Jitaku:
     base: Path
     dns_port: int
     workers: int = 1
     filters: dict[str, dict[str, str]] = field(default_factory=dict)  # [filters.*] sections, TOML values
+    database: str = "sqlite"  # a key of DATABASES
     port: int = field(default_factory=free_port)
     submission_port: int = field(default_factory=free_port)
+    database_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    standby: Jitaku | None = None  # with database "standby": the second box, its daemon running as a standby
 
     @property
     def dir(self) -> Path:
-        return self.base / f"jitaku-workers-{self.workers}{'-filters' if self.filters else ''}"
+        suffix = ("-filters" if self.filters else "") + ("" if self.database == "sqlite" else f"-{self.database}")
+        return self.base / f"jitaku-workers-{self.workers}{suffix}"
 
     @property
     def label(self) -> str:
-        return f"workers = {self.workers}" + (", filters on" if self.filters else "")
+        return f"workers = {self.workers}" + (", filters on" if self.filters else "") + DATABASES[self.database]
 
     def cli(self, *args: str, input: str | None = None) -> str:
         return run([*jitaku_command(), *args, "--dir", str(self.dir)], input=input, timeout=600).stdout
@@ -399,11 +417,52 @@ class Jitaku:
                     "web": {"listen": "[]"},
                     "smtp": {"listen": f'["{LOOPBACK}:{self.port}"]', "workers": str(self.workers)},
                     "dns": {"nameservers": f'["{LOOPBACK}:{self.dns_port}"]'},
+                    "database": {"listen": f'["{LOOPBACK}:{self.database_port}"]'},
                     **self.filters,
                 },
             )
         )
+        if self.database != "sqlite":
+            self.cli("init", "--database", "postgresql")
         self.cli("user", "add", USER, "--password-stdin", input="password123\n")
+        if self.database == "standby":
+            self.cli("standby", "allow", LOOPBACK)
+
+    def _set_up_standby(self, standby: Jitaku) -> None:
+        """The second box, once our daemon runs our cluster: its own cluster replaced by a streaming copy of ours
+        (`standby setup`), its daemon started (it serves as a standby)."""
+        standby.cli("init", "--domain", DOMAIN)
+        config = standby.dir / "jitaku.toml"
+        config.write_text(
+            set_toml_keys(
+                config.read_text(),
+                {
+                    "smtp": {"listen": f'["{LOOPBACK}:{standby.port}"]'},
+                    "submission": {"listen": f'["{LOOPBACK}:{standby.submission_port}"]'},
+                    "submissions": {"listen": "[]"},
+                    "imap": {"listen": "[]"},
+                    "pop3": {"listen": "[]"},
+                    "web": {"listen": "[]"},
+                    "database": {"listen": f'["{LOOPBACK}:{standby.database_port}"]'},
+                },
+            )
+        )
+        standby.cli("init", "--database", "postgresql")
+        secret = standby.dir / "primary.secret"
+        shutil.copy(self.dir / "ha" / "replication.secret", secret)
+        secret.chmod(0o600)
+        primary = f"{LOOPBACK}:{self.database_port}"
+        standby.cli("standby", "setup", "--primary", primary, "--secret-file", str(secret), "--name", "bench")
+        secret.unlink()
+        standby.start()
+
+    def synchronous(self, timeout: float = 60.0) -> None:
+        """Wait until our daemon has made the standby synchronous: from then on each 250 waits for it."""
+        deadline = time.monotonic() + timeout
+        while (state := json.loads(self.cli("ha", "status", "--json"))["sync_state"]) != "sync":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the standby is not synchronous after {timeout:.0f} s ({state}); see the logs")
+            time.sleep(0.5)
 
     def start(self) -> None:
         log = open(self.dir / "serve.log", "ab")
@@ -412,14 +471,20 @@ class Jitaku:
         )
         log.close()
         try:
-            wait_for_banner(self.port)
+            wait_for_banner(self.port, code=b"421" if self.database == "standby-box" else b"220")
         except TimeoutError:
             self.stop()
             raise RuntimeError(
                 "jitaku serve did not start:\n" + (self.dir / "serve.log").read_text(errors="replace")[-3000:]
             ) from None
+        if self.database == "standby" and self.standby is None:
+            self.standby = Jitaku(self.base, self.dns_port, database="standby-box")
+            self._set_up_standby(self.standby)
+            self.synchronous()
 
     def stop(self) -> None:
+        if self.standby is not None:
+            self.standby.stop()
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -1015,6 +1080,12 @@ def main() -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, databases)")
     parser.add_argument(
+        "--postgresql",
+        action="store_true",
+        help="two more jitakus (workers = 1) on PostgreSQL: a managed cluster alone, and one with a synchronous "
+        "standby (a second data directory, its cluster streaming, its daemon running as a standby)",
+    )
+    parser.add_argument(
         "--filters",
         action="store_true",
         help="one more jitaku (workers = 1) with clamd and rspamd on; the engines alone timed with their own clients",
@@ -1068,6 +1139,8 @@ def main() -> int:
         }
         jitakus.append(Jitaku(base, dns_port, 1, filters))
 
+    if args.postgresql:
+        jitakus += [Jitaku(base, dns_port, 1, database=name) for name in ("postgresql", "standby")]
     finished = False
 
     def cleanup() -> None:
@@ -1189,6 +1262,15 @@ def main() -> int:
             )
         goal = " (goal >= 2.0)" if kind == "signed" and label == "workers = 1" else ""
         say(f"ratio jitaku/postfix, {kind} mail, {label}: {rate['jitaku'] / rate['postfix']:.2f}{goal}")
+    if args.postgresql:
+        for load in loads:
+            sqlite = rates.get(("workers = 1", load.kind))
+            for name in ("postgresql", "standby"):
+                label = "workers = 1" + DATABASES[name]
+                if sqlite is not None:
+                    say(
+                        f"ratio jitaku{DATABASES[name]} / on SQLite, {load.kind} mail: {rates[(label, load.kind)] / sqlite:.2f}"
+                    )
     if args.filters:
         for load in loads:
             plain, filtered = rates.get(("workers = 1", load.kind)), rates[("workers = 1, filters on", load.kind)]
