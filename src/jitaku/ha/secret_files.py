@@ -46,9 +46,8 @@ from typing import TYPE_CHECKING
 
 from jitaku import files, log
 from jitaku.config import Config
-from jitaku.ha.standby import StandbyError, read_secret, secret_path
+from jitaku.ha.standby import read_secret, secret_path
 from jitaku.store import secret_files as table
-from jitaku.store.errors import StoreError
 from jitaku.store.transaction import Tx
 
 if TYPE_CHECKING:
@@ -261,9 +260,12 @@ class Keeper:
                 self._refused.add((row.name, row.digest))
                 log.event("secret_file_refused", logging.WARNING, file=row.name, reason=str(refused))
             return
-        path = self._config.data_dir / row.name
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        files.replace(path, data, mode & 0o644, _owner(self._config.data_dir))
+        path, owner = self._config.data_dir / row.name, _owner(self._config.data_dir)
+        if not path.parent.exists():  # dkim/ or tls/, as provision makes them
+            path.parent.mkdir(mode=0o700)
+            if owner is not None:
+                os.chown(path.parent, *owner)
+        files.replace(path, data, mode & 0o644, owner)
         changes.agreed[row.name] = row.digest
         changes.written.append(row.name)
         log.event("secret_file_mirrored", file=row.name)
@@ -288,7 +290,7 @@ def settle(config: Config, database: Database, standby: bool) -> None:
     serves with the files it has."""
     try:
         Keeper(config, standby).settle(database)
-    except (StoreError, OSError, StandbyError) as error:
+    except Exception as error:  # the database restarting, a full disk: the daemon serves, the next look tries again
         log.event("secret_files_error", logging.WARNING, error=str(error))
 
 
@@ -298,7 +300,7 @@ async def keep(config: Config, database: Database, standby: bool) -> None:
     while True:
         try:
             await keeper.once(database)
-        except (StoreError, OSError, StandbyError) as error:
+        except Exception as error:  # the daemon must outlive any one look; the next one tries again
             log.event("secret_files_error", logging.WARNING, error=str(error))
         await asyncio.sleep(PERIOD)
 
