@@ -18,7 +18,7 @@ from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
-from jitaku.ha import role
+from jitaku.ha import role, secret_files
 from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
 from jitaku.lists.runner import ListRunner
@@ -138,6 +138,8 @@ async def _run(
     reads, and the health checks keep their results in a file of their own (jitaku.health.standby_file)."""
     settings = config.settings
     hostname = settings.mail_hostname
+    if children is not None:  # the main process: the pair's secret files as the table has them, before loading keys
+        secret_files.settle(config, database, standby)
     keys = [
         key
         for domain in settings.domains
@@ -284,6 +286,8 @@ async def _run(
                 background.append(tasks.create_task(tally.run()))
             if children is not None:
                 background.append(tasks.create_task(workers.watch(children, stop)))
+            if main:  # the pair's secret files: published on a primary, mirrored on a standby (ha/secret_files.py)
+                background.append(tasks.create_task(secret_files.keep(config, database, standby)))
             if children is not None and not standby:  # the main process
                 background.append(tasks.create_task(queue.run()))
                 background.append(tasks.create_task(lists.run()))

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, JsonOption, console, hold_cluster, load_config
+from jitaku.cli.common import (
+    DEFAULT_DIR,
+    CliError,
+    DirOption,
+    JsonOption,
+    console,
+    hold_cluster,
+    load_config,
+    open_database,
+)
 from jitaku.config import Config
 
 standby_app = typer.Typer(no_args_is_help=True, help="A streaming-replication standby of this box, or of another.")
@@ -42,6 +51,10 @@ def allow(
     console.print(f"{'allowed' if allowed.added else 'already allowed'}: {host} may replicate as {standby.ROLE}")
     if allowed.made_secret:
         console.print(f"made the replication secret: {allowed.secret} (0600)")
+    from jitaku.ha import secret_files
+
+    if secret_files.publish_now(config, open_database(config)):  # in the base backup the standby's setup takes
+        console.print("put the DKIM keys, TLS certificate and web cookie key in the database, sealed for the standby")
     console.print(
         f"copy {allowed.secret} to the standby over a safe channel (scp, a USB stick; never mail or chat), "
         "then run there: jitaku standby setup --primary HOST:PORT --secret-file FILE"
@@ -95,6 +108,16 @@ def setup(
         raise CliError(
             f"the standby started but does not stream from {primary}: see {config.postgres_dir / cluster.STARTUP_LOG}"
             " and the primary's log"
+        )
+    from jitaku.ha import secret_files
+
+    mirrored = secret_files.mirror_now(config, open_database(config))
+    if mirrored.written:
+        console.print(f"wrote the primary's secret files here: {', '.join(mirrored.written)}")
+    if mirrored.refused:
+        raise CliError(
+            f"the primary's {', '.join(mirrored.refused)} did not open with this secret: is it the primary's "
+            "DIR/ha/replication.secret?"
         )
     console.print(f"streaming from {primary}; start `jitaku serve`: it runs as a standby")
 

@@ -517,3 +517,14 @@ filter_training = Table(
 )
 Index("filter_training_due", filter_training.c.due_at)
 Index("filter_training_message", filter_training.c.message_id)
+
+# The data directory's secret files, sealed for the standby (jitaku.ha.secret_files; migration 0024): NAME is the
+# file's path in the data directory, DIGEST an HMAC of its mode and bytes under a key only the pair has
+secret_files = Table(
+    "secret_files",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
