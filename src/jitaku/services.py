@@ -385,7 +385,7 @@ async def _run(
                         stop,
                         limits["web"],
                         standby,
-                        functools.partial(ending.end, "fenced"),
+                        on_fence=functools.partial(ending.end, "fenced"),
                     )
                 )
             await stop.wait()
