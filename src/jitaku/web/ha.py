@@ -81,8 +81,6 @@ def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: boo
         asked = _fence_asked(fields)
         if isinstance(asked, str):
             return _answer(secret, signature, {"error": asked}, 400)
-        if on_fence is None:
-            return _answer(secret, signature, {"error": "fencing not available: this web is not the daemon's"}, 503)
         existing = await asyncio.to_thread(fence.read, config)
         if existing is not None:
             if existing.purpose == asked.purpose:
@@ -91,6 +89,8 @@ def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: boo
             return _answer(secret, signature, {"error": message}, 409)
         if await _standby(config, standby_web):
             return _answer(secret, signature, {"error": "this box is a standby, not the primary"}, 409)
+        if on_fence is None:
+            return _answer(secret, signature, {"error": "fencing not available: this web is not the daemon's"}, 503)
         client = request.client.host if request.client else None
         await asyncio.to_thread(_write, config, asked, client)
         log.event("ha_fenced", purpose=asked.purpose, by=asked.by, client=client, rejoin=asked.rejoin)
