@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from jitaku import log
 from jitaku.config import PASSFILE_NAME, Config
 from jitaku.errors import ClusterError
-from jitaku.ha import cluster, role
+from jitaku.ha import cluster, peer, role
 
 if TYPE_CHECKING:
     import psycopg
@@ -235,7 +235,8 @@ class SetUp:
 def setup(config: Config, primary: str, secret_file: Path, name: str | None, replace: bool = False) -> SetUp:
     """Make this box's cluster a standby of PRIMARY. The caller holds the serve lock (no daemon runs). A slot of
     the same name on the primary is dropped only when the name was given (NAME) or REPLACE says so: else it may be
-    another standby's, whose WAL it holds."""
+    another standby's, whose WAL it holds. PRIMARY's host is remembered (DIR/ha/peer_host): the box whose web
+    `jitaku failover` asks to step down when no `[ha] peer` is set."""
     host, port = parse_primary(primary)
     secret = check_secret_file(secret_file)
     may_drop = name is not None or replace
@@ -270,6 +271,8 @@ def setup(config: Config, primary: str, secret_file: Path, name: str | None, rep
         cluster.fsync_directory(data.parent)
         removed = _remove_older(data, replaced)
     _write_secret(secret_path(config), secret)
+    if peer.valid_host(host):  # where failover finds the primary's web (peer.peer_url)
+        peer.remember_host(config, host)
     log.event("standby_set_up", primary=primary, slot=name, replaced=str(replaced), removed=len(removed))
     return SetUp(name, replaced, removed)
 
@@ -361,15 +364,31 @@ def _make_standby(
         raise StandbyError(
             f"the primary's cluster is for role {theirs[0] if theirs else '?'}, this box's [database] url for {ours}"
         )
-    cluster.write_private(part / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
+    follow(config, part, host, port, name, secret, user)
+
+
+def follow(
+    config: Config, data: Path, host: str, port: int, name: str, secret: str, user: pwd.struct_passwd | None
+) -> None:
+    """Make the cluster in DATA (which becomes DIR/postgres, if it is not that already) a standby of HOST:PORT
+    under NAME, at its next start: the replication password file (SECRET, 0600, USER's), primary_conninfo naming
+    that file, never the password, application_name and primary_slot_name NAME, standby.signal. `standby setup`
+    (after pg_basebackup) and the switchover's re-join (jitaku.ha.rejoin, on the old primary's own cluster) both
+    write these."""
+    cluster.write_private(data / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
     conninfo = _conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
-    auto = part / "postgresql.auto.conf"
-    kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith("primary_conninfo")]
+    auto = data / "postgresql.auto.conf"
+    ours = ("primary_conninfo", "primary_slot_name")
+    kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith(ours)]
     kept.append("primary_conninfo = '" + conninfo.replace("'", "''") + "'")
+    kept.append(f"primary_slot_name = '{name}'")  # slot_name() made it of [a-z0-9_]
     text = "\n".join(kept) + "\n"
     if secret in text:
-        raise StandbyError("pg_basebackup wrote the secret into postgresql.auto.conf; refusing to keep it there")
+        raise StandbyError("postgresql.auto.conf holds the replication secret; refusing to keep it there")
     cluster.write_private(auto, text, user)
+    signal = data / "standby.signal"
+    if not signal.exists():
+        cluster.write_private(signal, "", user)
 
 
 def wait_streaming(config: Config, timeout: float = STREAM_TIMEOUT) -> bool:
