@@ -719,12 +719,19 @@ def claim_recent(target: Target, address: str, name: str, before: int) -> int:
     and no later session sees them so. Returns the first of them: the session's are those from it to
     BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail;
     BEFORE 0 claims none, and says where the unclaimed start. Only this one row is written: the messages are
-    read outside the write transaction."""
+    read outside the write transaction.
+
+    The row is moved on only from the value read: on PostgreSQL another worker's session may claim between
+    the read and the write (SQLite has one writer), and then the write finds no row, and the claim starts
+    over from what that session left."""
     tx = tx_of(target)
-    found = _find(tx, address, name)
-    if found.recent_uid < before:
-        tx.run("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (before, found.id))
-    return found.recent_uid
+    while True:
+        found = _find(tx, address, name)
+        if found.recent_uid >= before or tx.run(_CLAIM_RECENT, (before, found.id, found.recent_uid)):
+            return found.recent_uid
+
+
+_CLAIM_RECENT = "UPDATE mailboxes SET recent_uid = ? WHERE id = ? AND recent_uid = ? RETURNING id"
 
 
 def _apply(mode: StoreMode, current: frozenset[str], given: frozenset[str]) -> frozenset[str]:
