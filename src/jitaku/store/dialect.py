@@ -54,6 +54,9 @@ class Dialect:
     # statement is a round trip the event loop must not wait for)
     at_once: tuple[str, ...] = ()
     batched: tuple[str, ...] = ()
+    # Ends a SELECT that picks a row for the caller alone: the rows others' transactions are taking are passed
+    # over rather than waited for. Empty where one writer at a time is all there is (SQLite)
+    skip_locked: str = ""
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, statement: str) -> str:
@@ -97,6 +100,7 @@ POSTGRESQL = Dialect(
     table_named="SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?",
     synced="SET synchronous_commit TO ON",
     unsynced="SET synchronous_commit TO OFF",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
 )
 
 _DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
