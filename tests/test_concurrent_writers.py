@@ -340,3 +340,64 @@ def test_held_posts_numbered_before_the_upgrade_keep_their_ids_and_new_ones_come
         assert [h.id for h in database.read_now(lambda c: lists.held(c, list_id))] == [3, 7]
     finally:
         database.close()
+
+
+def test_two_sessions_changing_flags_of_one_message_at_once_lose_neither_change(url: str) -> None:
+    """A phone marks the messages read while a desktop flags them, each through its own IMAP worker: every
+    message ends with both flags."""
+    database = Database(url)
+    try:
+        with database.transaction() as connection:
+            for n in range(40):
+                mailstore.append(connection, ALICE, f"message {n}".encode())
+    finally:
+        database.close()
+
+    def mark(database: Database, barrier: threading.Barrier) -> None:
+        flag = "\\Seen" if barrier.wait() == 0 else "\\Flagged"
+        for uid in range(1, 41):
+            barrier.wait()
+            store = partial(mailstore.store_flags, address=ALICE, name="INBOX", uids=[uid], flags=[flag], mode="add")
+            writes(database, [store])
+
+    together(url, mark)
+
+    database = Database(url)
+    try:
+        selected = database.read_now(lambda c: mailstore.select(c, ALICE, "INBOX"))
+        assert {uid: selected.flags[uid] for uid in selected.uids} == {
+            uid: frozenset({"\\Seen", "\\Flagged"}) for uid in range(1, 41)
+        }
+    finally:
+        database.close()
+
+
+def test_two_sessions_moving_one_message_at_once_move_it_once(url: str) -> None:
+    """Both of a user's clients move a message to Trash at once: it is there once, not twice."""
+    database = Database(url)
+    try:
+        with database.transaction() as connection:
+            for n in range(30):
+                mailstore.append(connection, ALICE, f"message {n}".encode())
+    finally:
+        database.close()
+
+    def move(database: Database, barrier: threading.Barrier) -> list[int]:
+        moved = []
+        for uid in range(1, 31):
+            barrier.wait()
+            (pairs,) = writes(
+                database, [partial(mailstore.move, address=ALICE, source="INBOX", uids=[uid], into="Trash")]
+            )
+            moved += [old for old, _new in pairs]
+        return moved
+
+    first, second = together(url, move)
+
+    assert sorted(first + second) == list(range(1, 31))
+    database = Database(url)
+    try:
+        assert database.read_now(lambda c: mailstore.select(c, ALICE, "INBOX")).uids == []
+        assert len(database.read_now(lambda c: mailstore.select(c, ALICE, "Trash")).uids) == 30
+    finally:
+        database.close()

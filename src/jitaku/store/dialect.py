@@ -57,7 +57,15 @@ class Dialect:
     # Ends a SELECT that picks a row for the caller alone: the rows others' transactions are taking are passed
     # over rather than waited for. Empty where one writer at a time is all there is (SQLite)
     skip_locked: str = ""
+    # Whether two write transactions run at once, so that a row read to be changed must be locked as it is read
+    # (lock): SQLite's writer holds the one write lock from BEGIN IMMEDIATE on
+    row_locks: bool = False
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def lock(self, table: str) -> str:
+        """What ends a SELECT whose rows of TABLE the transaction is about to change from what it read: another
+        transaction wanting them waits for the commit, and then reads what this one left."""
+        return f" FOR UPDATE OF {table}" if self.row_locks else ""
 
     def sql(self, statement: str) -> str:
         """STATEMENT in this driver's paramstyle; the same string each time, so the driver's cache of
@@ -101,6 +109,7 @@ POSTGRESQL = Dialect(
     synced="SET synchronous_commit TO ON",
     unsynced="SET synchronous_commit TO OFF",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    row_locks=True,
 )
 
 _DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
