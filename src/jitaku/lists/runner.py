@@ -13,8 +13,9 @@ to redo: no gap, no repeat.
 
 Several daemons may share a PostgreSQL database, and during a switchover both boxes
 of a pair may run a runner: an item leased to one is not taken by another until LEASE_SECONDS have passed (a
-runner killed mid-item leaves it to the others that long), and the runner whose lease ran out meanwhile finds its
-commit refused (LeaseLost) and leaves the item to the one that has it.
+runner killed mid-item leaves it to the others that long, or until a runner starts: each lets go of every lease
+first), and the runner whose lease ran out meanwhile finds its commit refused (LeaseLost) and leaves the item to
+the one that has it.
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ class ListRunner:
             backfilling.cancel()
 
     async def _work(self) -> None:
+        try:
+            released = await self._database.transact(store.lists.release_leases)
+        except Exception as error:  # the store failing at start: the loop below says so as it goes on
+            log.event("list_engine_error", error=repr(error))
+        else:
+            if released:
+                log.event("list_leases_released", items=released)
         while True:
             self._wakeup.clear()
             try:

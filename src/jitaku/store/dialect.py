@@ -4,7 +4,10 @@ The hot write path (store/intake.py) skips SQLAlchemy: building, caching and exe
 about 50 times SQLite's own work per accepted message (issue 20). Its statements are written once, in SQL
 both SQLite and PostgreSQL take, with `?` for each value; a Dialect turns them into its driver's paramstyle.
 Allocating a UID is one `UPDATE ... RETURNING` in both: SQLite has one writer, and PostgreSQL's UPDATE takes
-the row lock that a `SELECT ... FOR UPDATE` would, so two deliveries to one mailbox never share a UID.
+the row lock that a `SELECT ... FOR UPDATE` would, so two deliveries to one mailbox never share a UID. A row
+read in order to be changed from what was read is locked as it is read on PostgreSQL (`lock`: a mailbox's row
+before its messages' flags change or they move), where several workers' writers run at once; a list runner
+passes over the inbox items another is taking (`skip_locked`: store/lists.py's take_inbox).
 """
 
 from __future__ import annotations

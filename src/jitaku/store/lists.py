@@ -430,6 +430,16 @@ def take_inbox(target: Connection | Tx, now: float, lease_seconds: float) -> Inb
     return InboxItem(*rows[0]) if rows else None
 
 
+def release_leases(target: Connection | Tx) -> int:
+    """Let go of every lease, as a list runner starts: those of a runner killed mid-item (this daemon's before it
+    restarted, or the old primary's after a failover) would otherwise keep their items waiting out LEASE_SECONDS.
+    A runner still working on one finds its commit refused (LeaseLost), and the item is done once all the same.
+    How many there were."""
+    return len(
+        tx_of(target).run("UPDATE list_inbox SET lease = NULL, lease_until = 0 WHERE lease IS NOT NULL RETURNING id")
+    )
+
+
 # An item read rather than taken (the CLI's, a test's) has no lease: '' stands for none, in either database
 _HELD_BY = "id = ? AND coalesce(lease, '') = ?"
 
