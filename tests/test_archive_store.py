@@ -267,7 +267,7 @@ def test_the_list_runner_handles_list_mail_while_older_posts_are_still_being_pla
 
     async def handle(item: lists.InboxItem) -> None:
         handled.append(item.id)
-        await database.transact(lambda tx: lists.remove_inbox(tx, item.id))
+        await database.transact(lambda tx: lists.remove_inbox(tx, item.id, item.lease))
 
     monkeypatch.setattr(list_runner, "_backfill", slow_backfill)
     monkeypatch.setattr(list_runner, "_handle_safely", handle)

@@ -188,7 +188,7 @@ def test_a_list_post_is_taken_numbered_archived_and_its_members_read_without_sql
             "    def commit(tx):\n"
             "        assert lists.take_number(tx, found.id, 1)\n"
             "        lists.archive(tx, found.id, 1, item.sender, 'a', 'hello', item.body)\n"
-            "        lists.remove_inbox(tx, item.id)\n"
+            "        lists.remove_inbox(tx, item.id, item.lease)\n"
             "    await database.transact(commit)\n"
             "    assert [m.address for m in await database.query(lambda s: lists.members(s, found.id))] == ['a@example.org', 'b@example.org']\n"
             "    assert await database.query(lambda s: lists.next_inbox(s, 2.0)) is None\n"

@@ -83,9 +83,9 @@ def test_list_confirmations_and_held_posts_expire_and_the_inbox_takes_each_item_
         lists.add_inbox(connection, found.address, "post", found.address, "c@example.org", b"x", time.time())
         item = lists.next_inbox(connection, time.time())
         assert item is not None
-        lists.remove_inbox(connection, item.id)
+        lists.remove_inbox(connection, item.id, item.lease)
         with pytest.raises(accounts.AccountError, match="handled already"):
-            lists.remove_inbox(connection, item.id)
+            lists.remove_inbox(connection, item.id, item.lease)
     database.close()
 
 

@@ -144,7 +144,7 @@ class Bounces:
             values.update(enabled=False, disabled_reason=f"bounce score {score:.3g} reached {threshold:g}")
 
         def record(target: Tx) -> None:
-            store.lists.remove_inbox(target, item.id)
+            store.lists.remove_inbox(target, item.id, item.lease)
             if values:
                 store.lists.set_member(target, mailing_list.id, member, **values)
 
@@ -185,7 +185,7 @@ class Bounces:
         threshold = mailing_list.bounce_threshold
 
         def record(target: Tx) -> None:
-            store.lists.remove_inbox(target, item.id)
+            store.lists.remove_inbox(target, item.id, item.lease)
             if counted:
                 store.lists.set_refusal(target, mailing_list.id, domain, score, now)
 

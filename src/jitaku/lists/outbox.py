@@ -27,7 +27,7 @@ def owners_of(mailing_list: MailingList) -> list[str]:
 
 def forget(item: InboxItem) -> Change:
     """The change that takes ITEM out of the inbox, to commit with whatever handled it."""
-    return partial(store.lists.remove_inbox, item_id=item.id)
+    return partial(store.lists.remove_inbox, item_id=item.id, lease=item.lease)
 
 
 class Outbox:

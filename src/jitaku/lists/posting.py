@@ -309,7 +309,7 @@ class Commit:
             )
             search.index_list_post(tx, post_id, edition.subject, post.words or edition.author)
             delivery.commit(tx, copies, post_id)
-            store.lists.remove_inbox(tx, item.id)
+            store.lists.remove_inbox(tx, item.id, item.lease)
             return True
 
         if not await self._database.transact(commit):

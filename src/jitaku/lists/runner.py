@@ -1,15 +1,21 @@
 """The list runner: works through mail the MX committed for lists, one item at a time, after the 250.
 
-It takes the next item from the lists' inbox, hands it by role to posting.py (a post, or a held one
-approved), requests.py (-request), bounces.py (-bounces) or the owners (-owner); tries a failed item
-again later, and in the end holds a post for the owners or drops anything else. Between items it
-sends the digests that are due and expires old confirmations and held posts.
+It takes the next item from the lists' inbox, leased to it (store/lists.py's take_inbox), and hands it by
+role to posting.py (a post, or a held one approved), requests.py (-request), bounces.py (-bounces) or the
+owners (-owner); tries a failed item again later, and in the end holds a post for the owners or drops
+anything else. Between items it sends the digests that are due and expires old confirmations and held posts.
 
 Each item ends in one transaction that also removes it from the inbox: a post
 takes its number, goes to the archive and into the queue (queue entries by
 destination domain, one copy per member) together, so a crash before the
 commit leaves the item to be done again and a crash after it leaves nothing
 to redo: no gap, no repeat.
+
+Several daemons may share a PostgreSQL database, and during a switchover both boxes
+of a pair may run a runner: an item leased to one is not taken by another until LEASE_SECONDS have passed (a
+runner killed mid-item leaves it to the others that long, or until a runner starts: each lets go of every lease
+first), and the runner whose lease ran out meanwhile finds its commit refused (LeaseLost) and leaves the item to
+the one that has it.
 """
 
 from __future__ import annotations
@@ -35,12 +41,13 @@ POLL_SECONDS = 1.0
 MAX_ATTEMPTS = 5
 RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
 HELD_SECONDS = 30 * 86400
+LEASE_SECONDS = 120.0  # an item's handling takes well under a second; a post to a large list, a few
 EXPIRY_CHECK_SECONDS = 3600.0
 DIGEST_CHECK_SECONDS = 5.0
 
 
 class ListRunner:
-    """One per daemon, in the main process: the only reader of the lists' inbox."""
+    """One per daemon, in the main process."""
 
     def __init__(
         self,
@@ -76,12 +83,24 @@ class ListRunner:
             backfilling.cancel()
 
     async def _work(self) -> None:
+        try:
+            released = await self._database.transact(store.lists.release_leases)
+        except Exception as error:  # the store failing at start: the loop below says so as it goes on
+            log.event("list_engine_error", error=repr(error))
+        else:
+            if released:
+                log.event("list_leases_released", items=released)
         while True:
             self._wakeup.clear()
             try:
-                item = await self._database.query(lambda s: store.lists.next_inbox(s, time.time()), snapshot=False)
-                if item is not None:
-                    await self._handle_safely(item)
+                # a read first, so that an idle runner writes nothing; another runner may take the item before this
+                # one does, and the next turn of the loop no longer sees it
+                if await self._database.query(lambda s: store.lists.next_inbox(s, time.time()), snapshot=False):
+                    item = await self._database.transact(
+                        lambda tx: store.lists.take_inbox(tx, time.time(), LEASE_SECONDS)
+                    )
+                    if item is not None:
+                        await self._handle_safely(item)
                     continue
                 await self._send_digests()
                 await self._expire()
@@ -96,6 +115,8 @@ class ListRunner:
         let one message stop the list (what else cannot be done is dropped, and logged)."""
         try:
             await self._handle(item)
+        except store.lists.LeaseLost:  # another runner had it: its commit counts, this one's was rolled back
+            log.event("list_item_taken_elsewhere", item=item.id, role=item.role)
         except Exception as error:
             gave_up = item.attempts + 1 >= MAX_ATTEMPTS
             log.event(
@@ -109,7 +130,7 @@ class ListRunner:
             )
             if not gave_up:
                 retry = time.time() + RETRY_SECONDS * 2**item.attempts
-                await self._database.transact(lambda tx: store.lists.inbox_failed(tx, item.id, retry))
+                await self._database.transact(lambda tx: store.lists.inbox_failed(tx, item.id, retry, item.lease))
             elif item.role in ("post", "approved"):
                 await self._park(item, f"could not be processed: {error!r}")
             else:
@@ -178,7 +199,7 @@ class ListRunner:
         await self._digests.send_due(now)
 
     async def _hold(self, mailing_list: MailingList, item: InboxItem, reason: str, message: Message) -> None:
-        held_id = await self._database.query(store.lists.next_held_id, snapshot=False)
+        held_id = await self._database.transact(store.lists.new_held_id)
         author = headers.decoded(message["From"])
         subject = headers.decoded(message["Subject"])
         text = (
@@ -190,7 +211,7 @@ class ListRunner:
 
         def hold(target: Tx) -> None:
             store.lists.hold(target, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
-            store.lists.remove_inbox(target, item.id)
+            store.lists.remove_inbox(target, item.id, item.lease)
 
         await self._outbox.send(
             mailing_list,
@@ -216,12 +237,12 @@ class ListRunner:
         await self._outbox.send(mailing_list, "owner", [item.sender], subject, text, forget(item))
 
     async def _park(self, item: InboxItem, reason: str) -> None:
-        held_id = await self._database.query(store.lists.next_held_id, snapshot=False)
+        held_id = await self._database.transact(store.lists.new_held_id)
         message = headers.parse(item.body)
         author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
 
         def park(tx: Tx) -> None:
             store.lists.hold(tx, held_id, item.list_id, item.sender, author, subject, reason, item.body)
-            store.lists.remove_inbox(tx, item.id)
+            store.lists.remove_inbox(tx, item.id, item.lease)
 
         await self._database.transact(park)

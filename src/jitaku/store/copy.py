@@ -47,6 +47,7 @@ REPLACED = frozenset(
     {
         "directory_version",
         "uidvalidity_clock",
+        "counters",
         "blog_version",
         "health_results",
         "health_status",

@@ -4,7 +4,10 @@ The hot write path (store/intake.py) skips SQLAlchemy: building, caching and exe
 about 50 times SQLite's own work per accepted message (issue 20). Its statements are written once, in SQL
 both SQLite and PostgreSQL take, with `?` for each value; a Dialect turns them into its driver's paramstyle.
 Allocating a UID is one `UPDATE ... RETURNING` in both: SQLite has one writer, and PostgreSQL's UPDATE takes
-the row lock that a `SELECT ... FOR UPDATE` would, so two deliveries to one mailbox never share a UID.
+the row lock that a `SELECT ... FOR UPDATE` would, so two deliveries to one mailbox never share a UID. A row
+read in order to be changed from what was read is locked as it is read on PostgreSQL (`lock`: a mailbox's row
+before its messages' flags change or they move), where several workers' writers run at once; a list runner
+passes over the inbox items another is taking (`skip_locked`: store/lists.py's take_inbox).
 """
 
 from __future__ import annotations
@@ -54,7 +57,18 @@ class Dialect:
     # statement is a round trip the event loop must not wait for)
     at_once: tuple[str, ...] = ()
     batched: tuple[str, ...] = ()
+    # Ends a SELECT that picks a row for the caller alone: the rows others' transactions are taking are passed
+    # over rather than waited for. Empty where one writer at a time is all there is (SQLite)
+    skip_locked: str = ""
+    # Whether two write transactions run at once, so that a row read to be changed must be locked as it is read
+    # (lock): SQLite's writer holds the one write lock from BEGIN IMMEDIATE on
+    row_locks: bool = False
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def lock(self, table: str) -> str:
+        """What ends a SELECT whose rows of TABLE the transaction is about to change from what it read: another
+        transaction wanting them waits for the commit, and then reads what this one left."""
+        return f" FOR UPDATE OF {table}" if self.row_locks else ""
 
     def sql(self, statement: str) -> str:
         """STATEMENT in this driver's paramstyle; the same string each time, so the driver's cache of
@@ -97,6 +111,8 @@ POSTGRESQL = Dialect(
     table_named="SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?",
     synced="SET synchronous_commit TO ON",
     unsynced="SET synchronous_commit TO OFF",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    row_locks=True,
 )
 
 _DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}

@@ -122,6 +122,12 @@ class InboxItem:
     note: str | None
     attempts: int
     body: bytes
+    lease: str | None = None  # the token of the runner that took it (take_inbox), which alone may end it
+
+
+class LeaseLost(AccountError):
+    """An inbox item was ended by another runner (removed, or taken once this one's lease ran out): whatever
+    this runner did with it is rolled back, so that it is not done twice."""
 
 
 @dataclass(frozen=True)
@@ -393,24 +399,64 @@ def add_inbox(
     )
 
 
+_INBOX_COLUMNS = "id, list_id, role, recipient, sender, received_at, note, attempts, body"
+_READY = "next_try <= ? AND lease_until <= ?"  # its turn, and no runner's lease on it
+
+
 def next_inbox(source: Connection | Statements, now: float) -> InboxItem | None:
-    """The oldest item whose turn it is (one at a time: a post may be 25 MB)."""
+    """The oldest item whose turn it is and that no runner holds, as a read: whether take_inbox has any to take
+    (one at a time: a post may be 25 MB)."""
     rows = statements_of(source).run(
-        "SELECT id, list_id, role, recipient, sender, received_at, note, attempts, body FROM list_inbox"
-        " WHERE next_try <= ? ORDER BY id LIMIT 1",
-        (now,),
+        f"SELECT {_INBOX_COLUMNS} FROM list_inbox WHERE {_READY} ORDER BY id LIMIT 1", (now, now)
     )
     return InboxItem(*rows[0]) if rows else None
 
 
-def inbox_failed(target: Connection | Tx, item_id: int, next_try: float) -> None:
-    tx_of(target).run("UPDATE list_inbox SET attempts = attempts + 1, next_try = ? WHERE id = ?", (next_try, item_id))
+def take_inbox(target: Connection | Tx, now: float, lease_seconds: float) -> InboxItem | None:
+    """The oldest item whose turn it is, leased to the caller for LEASE_SECONDS: no other runner takes it
+    meanwhile, and only the caller's token ends it (remove_inbox, inbox_failed). None when there is none.
+
+    Several daemons may share a database (PostgreSQL), and two may run a list runner for a moment during a
+    switchover. The lease is rechecked on the row itself, outside the subquery: on PostgreSQL (READ COMMITTED)
+    an UPDATE that waited for another's to commit rereads the row it chose, and finds it leased now; the
+    subquery skips the rows another runner is taking (FOR UPDATE SKIP LOCKED) rather than wait for them."""
+    tx = tx_of(target)
+    token = secrets.token_hex(16)
+    rows = tx.run(
+        f"UPDATE list_inbox SET lease = ?, lease_until = ? WHERE id = (SELECT id FROM list_inbox WHERE {_READY}"
+        f" ORDER BY id LIMIT 1{tx.dialect.skip_locked}) AND lease_until <= ? RETURNING {_INBOX_COLUMNS}, lease",
+        (token, now + lease_seconds, now, now, now),
+    )
+    return InboxItem(*rows[0]) if rows else None
 
 
-def remove_inbox(target: Connection | Tx, item_id: int) -> None:
-    """Take the item out of the inbox; raising when it is gone rolls back whatever would have done it twice."""
-    if len(tx_of(target).run("DELETE FROM list_inbox WHERE id = ? RETURNING id", (item_id,))) != 1:
-        raise AccountError(f"list inbox item {item_id} was handled already")
+def release_leases(target: Connection | Tx) -> int:
+    """Let go of every lease, as a list runner starts: those of a runner killed mid-item (this daemon's before it
+    restarted, or the old primary's after a failover) would otherwise keep their items waiting out LEASE_SECONDS.
+    A runner still working on one finds its commit refused (LeaseLost), and the item is done once all the same.
+    How many there were."""
+    return len(
+        tx_of(target).run("UPDATE list_inbox SET lease = NULL, lease_until = 0 WHERE lease IS NOT NULL RETURNING id")
+    )
+
+
+# An item read rather than taken (the CLI's, a test's) has no lease: '' stands for none, in either database
+_HELD_BY = "id = ? AND coalesce(lease, '') = ?"
+
+
+def inbox_failed(target: Connection | Tx, item_id: int, next_try: float, lease: str | None) -> None:
+    """The item is to be tried again at NEXT_TRY, by any runner; nothing when LEASE no longer holds it."""
+    tx_of(target).run(
+        f"UPDATE list_inbox SET attempts = attempts + 1, next_try = ?, lease = NULL, lease_until = 0 WHERE {_HELD_BY}",
+        (next_try, item_id, lease or ""),
+    )
+
+
+def remove_inbox(target: Connection | Tx, item_id: int, lease: str | None) -> None:
+    """Take the item out of the inbox. Raising LeaseLost when it is gone, or another runner's now, rolls back
+    whatever would have done it twice."""
+    if len(tx_of(target).run(f"DELETE FROM list_inbox WHERE {_HELD_BY} RETURNING id", (item_id, lease or ""))) != 1:
+        raise LeaseLost(f"list inbox item {item_id} was handled already")
 
 
 def take_number(target: Connection | Tx, list_id: int, number: int) -> bool:
@@ -424,9 +470,12 @@ def take_number(target: Connection | Tx, list_id: int, number: int) -> bool:
 # held posts
 
 
-def next_held_id(source: Connection | Statements) -> int:
-    """The id the next held post gets (only the list runner holds posts, one at a time)."""
-    return int(statements_of(source).run("SELECT coalesce(max(id), 0) FROM list_held")[0][0]) + 1
+def new_held_id(target: Connection | Tx) -> int:
+    """An id for a post about to be held, never given before: not the highest held id plus one, which is that of
+    a post approved or expired since (whose moderator's link must not approve another), nor one another runner
+    took at the same moment (the UPDATE locks the row on PostgreSQL; SQLite has one writer). An id whose hold
+    is then rolled back is skipped."""
+    return int(tx_of(target).run("UPDATE counters SET last = last + 1 WHERE name = 'list_held' RETURNING last")[0][0])
 
 
 def hold(
@@ -455,12 +504,13 @@ def held(source: Connection | Statements, list_id: int) -> list[Held]:
 
 
 def take_held(target: Connection | Tx, list_id: int, held_id: int) -> tuple[str, bytes]:
-    """Remove a held post; return its sender and body."""
-    tx = tx_of(target)
-    rows = tx.run("SELECT sender, body FROM list_held WHERE list_id = ? AND id = ?", (list_id, held_id))
+    """Remove a held post; return its sender and body. One statement: two moderators deciding at once on
+    PostgreSQL both read the row, and only one of them may approve it."""
+    rows = tx_of(target).run(
+        "DELETE FROM list_held WHERE list_id = ? AND id = ? RETURNING sender, body", (list_id, held_id)
+    )
     if not rows:
         raise AccountError(f"no held post {held_id}")
-    tx.run("DELETE FROM list_held WHERE id = ?", (held_id,))
     sender, body = rows[0]
     return sender, body
 
@@ -603,12 +653,13 @@ _CONFIRMATION = "SELECT list_id, address, action, created_at FROM list_confirmat
 
 
 def take_confirmation(target: Connection | Tx, token: str, max_age: float) -> tuple[int, str, str] | None:
-    """Use up TOKEN; (list id, address, action), or None when unknown or older than MAX_AGE seconds."""
-    tx = tx_of(target)
-    rows = tx.run(_CONFIRMATION, (token,))
+    """Use up TOKEN; (list id, address, action), or None when unknown or older than MAX_AGE seconds. One
+    statement, so that the token is used once even by two deliveries of the confirmation at once (PostgreSQL)."""
+    rows = tx_of(target).run(
+        "DELETE FROM list_confirmations WHERE token = ? RETURNING list_id, address, action, created_at", (token,)
+    )
     if not rows:
         return None
-    tx.run("DELETE FROM list_confirmations WHERE token = ?", (token,))
     list_id, address, action, created_at = rows[0]
     if time.time() - created_at > max_age:
         return None

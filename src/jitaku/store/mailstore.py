@@ -209,6 +209,16 @@ def _find(source: Source, address: str, name: str) -> _Mailbox:
     return _Mailbox._make(rows[0])  # integers as the driver gives them: this runs for every command
 
 
+def _find_locked(tx: Tx, address: str, name: str) -> _Mailbox:
+    """The user's mailbox NAME, its row locked until the commit, before its messages are read to be changed
+    (flags, EXPUNGE, MOVE): on PostgreSQL another IMAP worker's session changing them at once waits, and then
+    reads what this one left, rather than undo this one's flag change or move the same message again."""
+    rows = tx.run(_FIND + tx.dialect.lock("mailboxes"), (address.lower(), canonical(name)))
+    if not rows:
+        raise NoSuchMailbox(f"no mailbox {canonical(name)!r}")
+    return _Mailbox._make(rows[0])
+
+
 _MAILBOX_ID = (
     "SELECT mailboxes.id FROM mailboxes JOIN users ON users.id = mailboxes.user_id"
     " WHERE users.address = ? AND mailboxes.name = ?"
@@ -719,12 +729,19 @@ def claim_recent(target: Target, address: str, name: str, before: int) -> int:
     and no later session sees them so. Returns the first of them: the session's are those from it to
     BEFORE. A SELECT claims (EXAMINE does not, §6.3.2), and so does a selected session that sees new mail;
     BEFORE 0 claims none, and says where the unclaimed start. Only this one row is written: the messages are
-    read outside the write transaction."""
+    read outside the write transaction.
+
+    The row is moved on only from the value read: on PostgreSQL another worker's session may claim between
+    the read and the write (SQLite has one writer), and then the write finds no row, and the claim starts
+    over from what that session left."""
     tx = tx_of(target)
-    found = _find(tx, address, name)
-    if found.recent_uid < before:
-        tx.run("UPDATE mailboxes SET recent_uid = ? WHERE id = ?", (before, found.id))
-    return found.recent_uid
+    while True:
+        found = _find(tx, address, name)
+        if found.recent_uid >= before or tx.run(_CLAIM_RECENT, (before, found.id, found.recent_uid)):
+            return found.recent_uid
+
+
+_CLAIM_RECENT = "UPDATE mailboxes SET recent_uid = ? WHERE id = ? AND recent_uid = ? RETURNING id"
 
 
 def _apply(mode: StoreMode, current: frozenset[str], given: frozenset[str]) -> frozenset[str]:
@@ -750,7 +767,7 @@ def store_flags(
     mod-sequence; with UNCHANGEDSINCE (RFC 7162 §3.1.3), a message changed after it is left alone."""
     tx = tx_of(target)
     given = flag_set(flags)
-    found = _find(tx, address, name)
+    found = _find_locked(tx, address, name)
     failed: list[int] = []
     after: list[tuple[_Message, frozenset[str]]] = []
     for message in _rows(tx, found.id, uids):
@@ -836,7 +853,7 @@ def copy(target: Target, address: str, source: str, uids: Collection[int], into:
 def move(target: Target, address: str, source: str, uids: Collection[int], into: str) -> list[tuple[int, int]]:
     """MOVE (RFC 6851): COPY, then the originals are expunged from SOURCE, in the caller's one transaction."""
     tx = tx_of(target)
-    origin = _find(tx, address, source).id
+    origin = _find_locked(tx, address, source).id
     found = _rows(tx, origin, uids)
     moved = _copy(tx, address, found, into)
     if found:
@@ -867,7 +884,7 @@ def expunge(target: Target, address: str, name: str, uids: Collection[int] | Non
     """EXPUNGE: the messages flagged \\Deleted go, or only those among UIDS (UIDPLUS's UID EXPUNGE).
     Returns their UIDs, ascending."""
     tx = tx_of(target)
-    found = _find(tx, address, name)
+    found = _find_locked(tx, address, name)
     gone = _rows(tx, found.id, uids, deleted=True)
     if gone:
         _expunge(tx, found.id, gone)
@@ -965,7 +982,7 @@ def remove(target: Target, address: str, uids: list[int], name: str = INBOX) -> 
     watching the mailbox learns of it as of an EXPUNGE."""
     tx = tx_of(target)
     try:
-        found = _find(tx, address, name)
+        found = _find_locked(tx, address, name)
     except NoSuchMailbox:
         return 0
     gone = _rows(tx, found.id, uids)

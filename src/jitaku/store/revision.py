@@ -9,7 +9,7 @@ from jitaku.store.statements import Statements
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest migration's revision; tests/test_store.py checks it against Alembic's own head.
-SCHEMA_REVISION = "0024"
+SCHEMA_REVISION = "0025"
 
 
 def stored_revision(statements: Statements) -> str | None:

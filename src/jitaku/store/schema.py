@@ -231,6 +231,8 @@ archive_logins = Table(
     Column("used_at", Float, nullable=True),
 )
 
+# Held posts are numbered from counters' row "list_held", never from the table's own highest id: an id once
+# given never names another post (a moderator's `list approve LIST 5` approves what was held as 5, or nothing)
 list_held = Table(
     "list_held",
     metadata,
@@ -258,6 +260,17 @@ list_inbox = Table(
     Column("attempts", Integer, nullable=False, default=0),  # failed tries, each followed by a pause
     Column("next_try", Float, nullable=False, default=0.0),
     Column("body", LargeBinary, nullable=False),
+    # The runner that took the item (a token of its own) and until when no other may take it (store/lists.py)
+    Column("lease", String(32), nullable=True),
+    Column("lease_until", Float, nullable=False, server_default="0"),
+)
+
+# Ids that must never be given twice, by name: the last one given (store/lists.py's held posts)
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last", Integer, nullable=False),
 )
 
 list_confirmations = Table(
