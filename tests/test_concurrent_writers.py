@@ -323,7 +323,7 @@ def test_held_posts_numbered_before_the_upgrade_keep_their_ids_and_new_ones_come
         config = migrations_config()
         with database.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.downgrade(config, "0023")
+            command.downgrade(config, "0024")
             list_id = lists.get_list(connection, LIST).id
             for held_id in (3, 7):
                 lists.hold(connection, held_id, list_id, STRANGER, "z", f"post {held_id}", "why", b"x")
@@ -334,7 +334,7 @@ def test_held_posts_numbered_before_the_upgrade_keep_their_ids_and_new_ones_come
             assert lists.take_inbox(connection, now=2.0, lease_seconds=60) is not None
         with database.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.downgrade(config, "0023")
+            command.downgrade(config, "0024")
             assert connection.execute(text("SELECT count(*) FROM list_inbox")).scalar() == 1
             command.upgrade(config, "head")
         assert [h.id for h in database.read_now(lambda c: lists.held(c, list_id))] == [3, 7]
