@@ -587,13 +587,17 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
 async def _rejoin(config: Config, ending: _Ending) -> None:
     """A fenced box asked to re-join by a switchover (jitaku.ha.rejoin) does it while it serves fenced, and its
     services end with outcome "rejoined" once its cluster is a standby; one that cannot stays fenced, and says why."""
+    import threading
+
     from jitaku.ha import fence, rejoin
 
     if not rejoin.wanted(fence.read(config)):
         return
+    stopping = threading.Event()  # the thread's wait for the new primary ends with the daemon's services
     try:
-        await asyncio.to_thread(rejoin.rejoin, config)
+        if await asyncio.to_thread(rejoin.rejoin, config, stopping):
+            ending.end("rejoined")
     except Exception as error:
         log.event("ha_rejoin_failed", error=str(error) or repr(error))
-        return
-    ending.end("rejoined")
+    finally:
+        stopping.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import imaplib
 import json
 import os
+import re
 import shlex
 import smtplib
 import socket
@@ -32,8 +33,13 @@ FENCED = "is fenced: the other box of the pair is the primary"
 
 
 def greeting(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        return connection.makefile("rb").readline()
+    """The listener's first line; none (b"") while the daemon changes modes and leaves the connection waiting
+    in the listener's backlog for longer than a client would."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            return connection.makefile("rb").readline()
+    except OSError:
+        return b""
 
 
 def started(server: Jitaku) -> list[dict[str, str]]:
@@ -133,6 +139,10 @@ def _query(server: Jitaku, port: int, query: str) -> list[Any]:
         return [row[0] for row in connection.execute(query).fetchall()]
 
 
+def _stopped(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    return state if state is not None and state["cluster"] == "stopped" else None
+
+
 def _standby_pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, int, Jitaku, int]:
     """A primary and its standby, both daemons running, the standby streaming; their clusters' ports."""
     primary, port, standby, copy = pair(jitaku_factory, shared_dir)
@@ -161,10 +171,11 @@ def test_a_promoted_standby_takes_mail_without_a_restart_and_the_old_primary_fen
     wait_until(lambda: "became the primary" in health_page(standby), timeout=30)
 
     # the old primary, restarted, learns from its peer that a newer primary serves: it fences itself
-    primary.settings["ha"] = {"peer": f"http://127.0.0.1:{standby.web_port}"}
-    primary.write_config()
+    config = primary.dir / "jitaku.toml"  # as `init --database postgresql` left it: [database] managed
+    config.write_text(config.read_text() + f'\n[ha]\npeer = "http://127.0.0.1:{standby.web_port}"\n')
     primary.restart()
-    wait_until(lambda: fence_file(primary).exists(), timeout=30)
+    wait_until(lambda: fence_file(primary).exists() or "event=started" in primary.log().rsplit("event=stopped", 1)[-1])
+    assert fence_file(primary).exists(), primary.log()[-3000:]
     assert json.loads(fence_file(primary).read_text())["purpose"] == "split-brain"
     wait_until(lambda: FENCED.encode() in greeting(primary.smtp_port), timeout=30)
     assert status(primary)["fenced"] is True and status(standby)["fenced"] is False
@@ -181,6 +192,11 @@ def test_a_primary_fenced_for_a_switchover_rejoins_as_the_new_primarys_standby(
     url = f"http://127.0.0.1:{primary.web_port}"
     assert peer.fence(url, secret, "switchover", "two", f"127.0.0.1:{standby_port}", 10.0)
     wait_until(lambda: FENCED.encode() in greeting(primary.smtp_port), timeout=30)
+    # its cluster stopped cleanly, it says where, and stays stopped until we are promoted: we have that WAL
+    stopped = wait_until(lambda: _stopped(peer.state(url, secret, 10.0)), timeout=60)
+    assert re.fullmatch(r"[0-9A-F]+/[0-9A-F]+", stopped["checkpoint"]) and stopped["fenced"] is True
+    replayed = f"SELECT pg_last_wal_replay_lsn() >= '{stopped['checkpoint']}'::pg_lsn"
+    assert _query(standby, standby_port, replayed) == [True]
     name = slot_name(None)
     _query(standby, standby_port, f"SELECT 1 FROM pg_create_physical_replication_slot('{name}')")
     _query(standby, standby_port, "SELECT pg_promote()")

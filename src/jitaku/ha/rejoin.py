@@ -12,8 +12,11 @@ fence file's `cluster` and `checkpoint` while the cluster is down. Meanwhile its
 2. Record the "Latest checkpoint location" in the fence file, cluster "stopped": the switchover promotes the
    standby only once it has replayed past it.
 3. Make the cluster a standby of `rejoin` (jitaku.ha.standby.follow: standby.signal, primary_conninfo with this
-   box's replication secret in a password file, application_name and slot named slot_name(None)) and start it.
-4. Once pg_is_in_recovery(), fence file cluster "standby", then the fence is cleared: the daemon serves as a
+   box's replication secret in a password file, application_name and slot named slot_name(None)).
+4. Wait, the cluster stopped (up to PROMOTION_WAIT seconds), until `rejoin` is promoted: its timeline (asked as
+   the replicator, IDENTIFY_SYSTEM) is newer than our checkpoint's. The fence keeps saying "stopped" with the
+   checkpoint meanwhile, which the switchover waits to read before it promotes; then start the cluster.
+5. Once pg_is_in_recovery(), fence file cluster "standby", then the fence is cleared: the daemon serves as a
    standby (its services start again, jitaku.ha.mode).
 
 Each step looks at where the last one left off (standby.signal there: 1-3 were done), so a daemon killed midway
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import time
 
 from jitaku import log
@@ -34,6 +38,8 @@ from jitaku.errors import ClusterError
 from jitaku.ha import cluster, fence, role, standby
 
 RECOVERY_TIMEOUT = 60.0  # seconds the restarted cluster may take to say it is in recovery
+PROMOTION_WAIT = 120.0  # seconds the stopped cluster waits for the new primary's promotion before it starts anyway
+ASK_EVERY = 0.5  # seconds between two questions to the new primary
 CLEAN = "shut down"  # pg_controldata's "Database cluster state" after a clean shutdown (a standby's: "...in recovery")
 
 
@@ -46,16 +52,18 @@ def wanted(found: fence.Fence | None) -> bool:
     return found is not None and found.purpose == "switchover" and found.rejoin is not None
 
 
-def rejoin(config: Config) -> None:
-    """Do the re-join the fence file asks for (see the module); RejoinError (or ClusterError) when it cannot, the
-    fence kept, the cluster running again if it can be started."""
+def rejoin(config: Config, stopping: threading.Event) -> bool:
+    """Do the re-join the fence file asks for (see the module): True once done. False when STOPPING is set while
+    it waits for the promotion (the daemon stops: its next start goes on from there, the cluster left stopped).
+    RejoinError (or ClusterError) when it cannot, the fence kept, the cluster running again if it can be started."""
     found = fence.read(config)
     if found is None or not wanted(found):
-        return
+        return False
     assert found.rejoin is not None
     host, port = standby.parse_primary(found.rejoin)
     secret = standby.read_secret(standby.secret_path(config))
     data = config.postgres_dir
+    name = standby.slot_name(None)
     try:
         with cluster.control(config):
             if not (data / "standby.signal").exists():
@@ -63,8 +71,17 @@ def rejoin(config: Config) -> None:
                 checkpoint = _clean_checkpoint(config)
                 found = dataclasses.replace(found, checkpoint=checkpoint, cluster="stopped")
                 fence.write(config, found)
-                standby.follow(config, data, host, port, standby.slot_name(None), secret, cluster.account(config))
+                standby.follow(config, data, host, port, name, secret, cluster.account(config))
                 log.event("ha_rejoin_stopped", checkpoint=checkpoint, primary=found.rejoin)
+        if cluster.running(config) is None:
+            ours = int(cluster.control_data(config).get("Latest checkpoint's TimeLineID", "0"))
+            dsn = standby.conninfo(host, port, name, data / standby.REPLICATION_PASSFILE)
+            promoted = _wait_promoted(dsn, ours, stopping)
+            if promoted is None:
+                return False
+            if not promoted:
+                log.event("ha_rejoin_unpromoted", primary=found.rejoin, waited=PROMOTION_WAIT)
+        with cluster.control(config):
             if cluster.running(config) is None:
                 cluster.start(config)
     except BaseException:
@@ -76,6 +93,7 @@ def rejoin(config: Config) -> None:
     fence.write(config, dataclasses.replace(found, cluster="standby"))
     fence.clear(config)
     log.event("ha_rejoined", primary=found.rejoin, checkpoint=found.checkpoint)
+    return True
 
 
 def _clean_checkpoint(config: Config) -> str:
@@ -90,6 +108,35 @@ def _clean_checkpoint(config: Config) -> str:
     if not checkpoint:
         raise RejoinError("pg_controldata names no latest checkpoint location")
     return checkpoint
+
+
+def _wait_promoted(dsn: str, timeline: int, stopping: threading.Event) -> bool | None:
+    """Whether the server DSN names says, within PROMOTION_WAIT, a timeline newer than TIMELINE; None once
+    STOPPING is set."""
+    deadline = time.monotonic() + PROMOTION_WAIT
+    while time.monotonic() < deadline:
+        theirs = _timeline(dsn)
+        if theirs is not None and theirs > timeline:
+            return True
+        if stopping.wait(ASK_EVERY):
+            return None
+    return False
+
+
+def _timeline(dsn: str) -> int | None:
+    """The timeline a server streams on (IDENTIFY_SYSTEM on a replication connection); None when it cannot say."""
+    import psycopg
+    from psycopg.pq import ExecStatus
+
+    try:
+        with psycopg.connect(dsn + " replication=true connect_timeout=3", autocommit=True) as connection:
+            result = connection.pgconn.exec_(b"IDENTIFY_SYSTEM")
+            if result.status != ExecStatus.TUPLES_OK:
+                return None
+            value = result.get_value(0, 1)
+            return int(value) if value is not None else None
+    except (psycopg.Error, OSError, ValueError):
+        return None
 
 
 def _wait_in_recovery(config: Config) -> None:

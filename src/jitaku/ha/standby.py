@@ -300,15 +300,17 @@ def _remove_older(data: Path, kept: Path) -> list[Path]:
 def _drop_slot(host: str, port: int, name: str, passfile: Path, user: pwd.struct_passwd | None) -> None:
     """Drop the slot NAME on the primary, after a failed setup; a failure to is logged, the setup's own error
     being the one to tell."""
-    conninfo = _conninfo(host, port, name, passfile) + " connect_timeout=10"
-    drop = [cluster.binaries()["pg_receivewal"], "--drop-slot", "-S", name, "-d", conninfo, "--no-password"]
+    dsn = conninfo(host, port, name, passfile) + " connect_timeout=10"
+    drop = [cluster.binaries()["pg_receivewal"], "--drop-slot", "-S", name, "-d", dsn, "--no-password"]
     try:
         cluster.run(drop, user, f"dropping the replication slot {name} on {host}:{port}")
     except ClusterError as error:
         log.event("standby_slot_left", slot=name, primary=f"{host}:{port}", error=str(error))
 
 
-def _conninfo(host: str, port: int, name: str, passfile: Path) -> str:
+def conninfo(host: str, port: int, name: str, passfile: Path) -> str:
+    """libpq's connection string to the primary HOST:PORT as the replicator, as standby NAME, its password in
+    PASSFILE."""
     values = {"host": host, "port": str(port), "user": ROLE, "passfile": str(passfile), "application_name": name}
     values.update(KEEPALIVES)
     return " ".join(f"{key}={_quoted(value)}" for key, value in values.items())
@@ -325,8 +327,8 @@ def _base_backup(
     part: Path, host: str, port: int, name: str, passfile: Path, user: pwd.struct_passwd | None, may_drop: bool
 ) -> None:
     programs = cluster.binaries()
-    conninfo = _conninfo(host, port, name, passfile) + " connect_timeout=10"
-    backup = [programs["pg_basebackup"], "-D", str(part), "-d", conninfo, "-X", "stream", "-R"]
+    dsn = conninfo(host, port, name, passfile) + " connect_timeout=10"
+    backup = [programs["pg_basebackup"], "-D", str(part), "-d", dsn, "-X", "stream", "-R"]
     backup += ["-C", "-S", name, "--checkpoint=fast", "--no-password"]
     try:
         cluster.run(backup, user, f"pg_basebackup from {host}:{port}")
@@ -339,7 +341,7 @@ def _base_backup(
                 "earlier setup): give --replace to drop it, or another --name"
             ) from None
         # this box's slot, left by an earlier setup: its WAL is of no use to a new base backup
-        drop = [programs["pg_receivewal"], "--drop-slot", "-S", name, "-d", conninfo, "--no-password"]
+        drop = [programs["pg_receivewal"], "--drop-slot", "-S", name, "-d", dsn, "--no-password"]
         try:
             cluster.run(drop, user, f"dropping the old replication slot {name} on {host}:{port}")
             for leftover in part.iterdir():
@@ -376,11 +378,11 @@ def follow(
     (after pg_basebackup) and the switchover's re-join (jitaku.ha.rejoin, on the old primary's own cluster) both
     write these."""
     cluster.write_private(data / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
-    conninfo = _conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
+    dsn = conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
     auto = data / "postgresql.auto.conf"
     ours = ("primary_conninfo", "primary_slot_name")
     kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith(ours)]
-    kept.append("primary_conninfo = '" + conninfo.replace("'", "''") + "'")
+    kept.append("primary_conninfo = '" + dsn.replace("'", "''") + "'")
     kept.append(f"primary_slot_name = '{name}'")  # slot_name() made it of [a-z0-9_]
     text = "\n".join(kept) + "\n"
     if secret in text:

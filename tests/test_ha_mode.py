@@ -1,0 +1,104 @@
+"""Which mode the daemon serves in (jitaku.ha.mode), and the main process's loop over its services' outcomes
+(jitaku.app.run): each outcome but "stopped" makes it decide again and serve again, in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jitaku import app, services
+from jitaku.config import Config, parse
+from jitaku.ha import fence, mode
+from jitaku.ha.address import AddressError
+from jitaku.health.result import State
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(parse('domains = ["example.org"]\n', tmp_path / "jitaku.toml"), tmp_path)
+
+
+def test_a_box_alone_without_a_fence_is_the_primary(config: Config) -> None:
+    assert mode.decide(config) == "primary"
+    assert mode.newer_primary(config) is None  # no pair: nobody to ask
+
+
+def test_a_fence_file_makes_the_box_fenced_whatever_its_database(config: Config) -> None:
+    fence.write(config, fence.Fence("failover", "http://192.0.2.2:8080", 1.0))
+    assert mode.decide(config) == "fenced"
+    (config.data_dir / "ha" / "fenced").write_text("not json")
+    assert mode.decide(config) == "fenced"  # fail safe
+    fence.clear(config)
+    assert mode.decide(config) == "primary"
+
+
+def test_the_main_process_serves_again_after_each_change_of_part(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modes = iter(["standby", "primary", "fenced"])
+    outcomes = iter(["promoted", "fenced", "stopped"])
+    served: list[tuple[str, Any]] = []
+
+    async def serve(_config: Config, serving: str, *_args: Any, after: Any = None) -> str:
+        served.append((serving, after))
+        return next(outcomes)
+
+    monkeypatch.setattr(mode, "decide", lambda _config: next(modes))
+    monkeypatch.setattr(services, "serve", serve)
+    app.run(config, app.Sockets([], [], []))
+    assert served == [("standby", None), ("primary", "promoted"), ("fenced", "fenced")]
+    assert not (config.data_dir / "ports.json").exists()  # forgotten once it stopped, as before
+
+
+def test_ports_are_recorded_once_for_every_run_of_the_services(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorded: list[str] = []
+    outcomes = iter(["promoted", "stopped"])
+
+    async def serve(*_args: Any, **_kwargs: Any) -> str:
+        recorded.append(json.loads((config.data_dir / "ports.json").read_text())["web"])
+        return next(outcomes)
+
+    monkeypatch.setattr(mode, "decide", lambda _config: "primary")
+    monkeypatch.setattr(services, "serve", serve)
+    app.run(config, app.Sockets([], [], []))
+    assert recorded == [[], []]
+
+
+class Address:
+    """A floating address that records what it was asked, and may refuse to be taken."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.asked: list[str] = []
+        self._refuse = refuse
+
+    def take(self) -> None:
+        self.asked.append("take")
+        if self._refuse is not None:
+            raise AddressError(self._refuse)
+
+    def release(self) -> None:
+        self.asked.append("release")
+
+    def __str__(self) -> str:
+        return "192.0.2.10/24 on eth0"
+
+
+def test_a_primary_takes_the_address_and_a_standby_or_fenced_box_lets_it_go() -> None:
+    notices: list[Any] = []
+    taken, let_go = Address(), Address()
+    asyncio.run(services._hold_address(taken, True, notices))  # type: ignore[arg-type]
+    asyncio.run(services._hold_address(let_go, False, notices))  # type: ignore[arg-type]
+    assert (taken.asked, let_go.asked, notices) == (["take"], ["release"], [])
+
+
+def test_a_primary_that_cannot_take_the_address_serves_and_alerts() -> None:
+    notices: list[Any] = []
+    address = Address(refuse="another box answers for 192.0.2.10 (52:54:00:12:34:56)")
+    asyncio.run(services._hold_address(address, True, notices))  # type: ignore[arg-type]
+    [(state, sentence, _ja)] = notices
+    assert state == State.CRITICAL
+    assert sentence.startswith("this primary could not take the floating address 192.0.2.10/24 on eth0: another box")
