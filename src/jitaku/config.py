@@ -654,6 +654,28 @@ LanAddress = Annotated[IpInterface | None, BeforeValidator(_lan_address)]
 _INTERFACE = re.compile(r"[^/:\s]{1,15}")  # what Linux takes as a network interface's name (IFNAMSIZ, dev_valid_name)
 
 
+def _peer_url(value: Any) -> str:
+    """The other box's web base URL: http(s), a host, nothing after it but a "/" (the paths are ours to add), no
+    user or password (the requests are signed with the replication secret)."""
+    if value == "":
+        return ""
+    example = 'expected the other box\'s web address like "http://192.168.1.11:8080"'
+    if not isinstance(value, str) or any(c.isspace() for c in value):
+        raise ValueError(example)
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"expected a port 1-65535 in {value!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise ValueError(f"{example}, got {value!r}")
+    if "@" in parts.netloc:
+        raise ValueError("expected no user or password in the URL (requests are signed with the replication secret)")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{example}: the base URL alone, got {value!r}")
+    return value.rstrip("/")
+
+
 class HaSettings(_Section):
     """The primary/standby pair (issue 24). `address`, the LAN address the home router forwards to, moves to
     whichever box is primary, on `interface`; without it failover moves no address."""
@@ -666,6 +688,9 @@ class HaSettings(_Section):
         description="seconds the primary's commits wait for a standby that stopped answering before replication "
         "turns asynchronous (the primary keeps accepting; RPO is no longer 0 until the standby is back)",
     )
+    # the other box's web base URL, which failover, switchover and a restarting primary ask (jitaku.ha.peer); empty:
+    # the host `standby setup` or a fence remembered (DIR/ha/peer_host) on this box's own first [web] listen port
+    peer: Annotated[str, BeforeValidator(_peer_url)] = ""
 
     @field_validator("interface")
     @classmethod

@@ -130,6 +130,7 @@ urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram
 # address = "192.168.1.10/24"    # the LAN address the router forwards 25/80/443 to: the primary holds it
 # interface = "eth0"             # where to hold it (needed with address)
 # sync_timeout = 10              # seconds commits wait for a silent standby before replication turns asynchronous
+# peer = "http://192.168.1.11:8080"  # the other box's web; default: the primary's host (standby setup), our web port
 """
 
 
