@@ -159,8 +159,9 @@ def failover(
 
     started = time.monotonic()
     config = load_config(data_dir)
-    hold_cluster(config)
     with _database_errors():
+        ha_failover.ready(config)
+        hold_cluster(config)
         done = ha_failover.failover(config, started, console.print, force)
     console.print(f"this box is the primary and accepts mail: {done.seconds:.1f} s to the first 220")
 
@@ -171,8 +172,9 @@ def switchover(data_dir: DirOption = DEFAULT_DIR) -> None:
 
     started = time.monotonic()
     config = load_config(data_dir)
-    hold_cluster(config)
     with _database_errors():
+        ha_failover.ready(config)
+        hold_cluster(config)
         done = ha_failover.switchover(config, started, console.print)
     console.print(f"this box is the primary and accepts mail: {done.seconds:.1f} s to the first 220")
     if done.streaming:

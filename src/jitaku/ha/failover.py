@@ -35,7 +35,7 @@ from jitaku.ha import role, standby
 PROMOTE_WAIT = 60  # seconds pg_promote waits for the end of recovery
 PEER_TIMEOUT = 3.0  # seconds the old primary has to answer a failover's fence
 SWITCH_PEER_TIMEOUT = 10.0  # a switchover's: both boxes are up, it may be busy
-GREETING_TIMEOUT = 60.0  # seconds the daemon may take to serve as a primary once the cluster is promoted
+GREETING_TIMEOUT = 45.0  # seconds the daemon may take to serve as a primary once the cluster is promoted
 STOPPED_TIMEOUT = 60.0  # seconds the old primary may take to stop its cluster (a fast shutdown, then immediate)
 CATCH_UP_TIMEOUT = 30.0  # seconds to replay the old primary's last WAL, which streamed here as it was written
 STREAM_TIMEOUT = 60.0  # seconds the old primary may take to stream from us as a standby
@@ -85,7 +85,10 @@ def switchover(config: Config, started: float, say: Say) -> Switched:
     url = _peer_url(config)
     if url is None:
         raise FailoverError("no peer known: set [ha] peer to the primary's web URL (e.g. http://192.168.1.10:8080)")
-    state = peer.state(url, secret, SWITCH_PEER_TIMEOUT)
+    try:
+        state = peer.state(url, secret, SWITCH_PEER_TIMEOUT)
+    except peer.PeerError as error:
+        raise FailoverError(str(error)) from None
     if state is None:
         raise FailoverError(f"the primary at {url} does not answer: if it is down, run `jitaku failover` instead")
     if state.get("role") != role.PRIMARY or state.get("fenced"):
@@ -118,14 +121,21 @@ def switchover(config: Config, started: float, say: Say) -> Switched:
     return Switched(seconds, name, streaming)
 
 
-def _check(config: Config) -> str:
-    """Refuse what cannot be promoted; the replication secret (the peer's requests are signed with it)."""
+def ready(config: Config) -> None:
+    """Refuse, before the cluster is touched, a box that has none to promote or whose daemon does not run (the
+    daemon serves as the primary once promoted; and a command that started the cluster of a dead old primary
+    would bring it up as a primary)."""
     if not config.settings.database.managed or not role.postgresql(config):
         raise FailoverError(
             f"{config.data_dir}'s store is not a PostgreSQL cluster of jitaku's own: there is no standby to promote"
         )
     if not serve_lock.running(config.data_dir):
         raise FailoverError(f"jitaku serve is not running on {config.data_dir}: start jitaku serve first")
+
+
+def _check(config: Config) -> str:
+    """Refuse what cannot be promoted; the replication secret (the peer's requests are signed with it)."""
+    ready(config)
     if role.current(config) == role.PRIMARY:
         raise FailoverError("this box is the primary already")
     path = standby.secret_path(config)
@@ -153,7 +163,10 @@ def _fence_for_failover(url: str, secret: str, force: bool) -> str:
             return f"fenced at {url}"
         return f"no answer from {url} in {PEER_TIMEOUT:.0f} s: not fenced, going on"
     except peer.PeerError as error:
-        state = peer.state(url, secret, PEER_TIMEOUT)
+        try:
+            state = peer.state(url, secret, PEER_TIMEOUT)
+        except peer.PeerError:
+            state = None
         if state is not None and state.get("role") == role.PRIMARY and not state.get("fenced") and not force:
             raise FailoverError(
                 f"the old primary at {url} is up and refused to be fenced ({error}): stop jitaku there, or give "
@@ -253,7 +266,8 @@ def _wait_stopped(url: str, secret: str) -> tuple[str, bool]:
     deadline = time.monotonic() + STOPPED_TIMEOUT
     state: dict[str, Any] | None = None
     while time.monotonic() < deadline:
-        state = peer.state(url, secret, SWITCH_PEER_TIMEOUT)
+        with contextlib.suppress(peer.PeerError):  # a box stopping its cluster may answer 500 for a moment
+            state = peer.state(url, secret, SWITCH_PEER_TIMEOUT)
         if state is not None and state.get("checkpoint") and state.get("cluster") in ("stopped", "standby"):
             return str(state["checkpoint"]), True
         if state is not None and state.get("role") == role.STANDBY and not state.get("fenced") and state.get("lsn"):

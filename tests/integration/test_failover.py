@@ -1,0 +1,181 @@
+"""`jitaku failover` and `jitaku switchover` on a pair of managed clusters and daemons on loopback (each box's
+`[ha] peer` names the other's web): with a writer sending mail all along, every message that got a 250 is on the
+new primary exactly once; failover takes mail again within the issue's 30 s; a switchover leaves the old primary
+streaming from the new one; and an old primary restarted after a failover refuses mail (the split-brain guard)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import READER, Jitaku
+from tests.integration.test_managed_postgres import postmaster
+from tests.integration.test_standby import no_cluster_left, pair, status
+from tests.peers import wait_until
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
+__all__ = ["no_cluster_left"]  # its autouse fixture stops the clusters this module's tests leave
+
+
+def ha_pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, Jitaku]:
+    """Both daemons running, the standby streaming synchronously from the primary, each naming the other as
+    its peer."""
+    primary, port, standby, copy = pair(jitaku_factory, shared_dir)
+    webs = primary.fixed_port("web"), standby.fixed_port("web")
+    primary.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[1]}"}
+    standby.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[0]}"}
+    for server in (primary, standby):
+        server.settings["database"]["managed"] = True  # as `init --database postgresql` wrote it
+        server.write_config()
+    primary.start()
+    standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy))
+    standby.start()
+    # once synchronous, a 250 means the standby has the message
+    wait_until(lambda: status(primary)["sync_state"] == "sync", timeout=30)
+    return primary, standby
+
+
+class Writer:
+    """A thread sending mail to whichever of TARGETS takes it, recording the subject of each message that got a
+    250 (its Message-ID alike)."""
+
+    def __init__(self, *targets: Jitaku) -> None:
+        self.targets = list(targets)
+        self.acknowledged: list[str] = []
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        number, which = 0, 0
+        while not self._stop.is_set():
+            number += 1
+            subject = f"write-{number}-{time.monotonic_ns()}"
+            try:
+                send(self.targets[which], subject)
+            except (OSError, smtplib.SMTPException):
+                self.refused += 1
+                which = (which + 1) % len(self.targets)
+                time.sleep(0.05)
+                continue
+            self.acknowledged.append(subject)
+
+    def wait_for(self, count: int) -> None:
+        wait_until(lambda: len(self.acknowledged) >= count, timeout=30)
+
+
+def send(server: Jitaku, subject: str) -> None:
+    message = (
+        f"From: carol@remote.test\r\nTo: {READER}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\n"
+        f"\r\n{subject}\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        smtp.sendmail("carol@remote.test", [READER], message)
+
+
+def subjects(server: Jitaku) -> list[str]:
+    return [str(row["subject"]) for row in server.mailbox(READER)]
+
+
+def assert_kept(server: Jitaku, acknowledged: list[str]) -> None:
+    """Every acknowledged message on SERVER exactly once."""
+    found = subjects(server)
+    missing = [subject for subject in acknowledged if subject not in found]
+    doubled = sorted({subject for subject in found if found.count(subject) > 1})
+    assert not missing and not doubled, (missing, doubled)
+
+
+def greeting(server: Jitaku) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as smtp:
+        return smtp.makefile("rb").readline()
+
+
+@pytest.fixture
+def stopped() -> Iterator[list[Jitaku]]:
+    """The daemons a test started, stopped at its end whatever it did."""
+    servers: list[Jitaku] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays_fenced(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    alone = jitaku_factory(name="alone")
+    refused = alone.cli("failover", check=False)
+    assert refused.returncode == 1 and "not a PostgreSQL cluster of jitaku's own" in refused.stderr
+    primary, standby = ha_pair(jitaku_factory, shared_dir)
+    stopped += [primary, standby]
+    on_primary = primary.cli("failover", check=False)
+    assert on_primary.returncode == 1 and on_primary.stderr == "jitaku: this box is the primary already\n"
+
+    with Writer(primary) as writer:
+        writer.wait_for(20)
+        primary.kill9()
+        cluster = postmaster(primary)
+        assert cluster is not None
+        os.kill(cluster, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{cluster}").exists(), timeout=10)
+    dead = primary.cli("failover", check=False)
+    assert dead.returncode == 1 and dead.stderr.endswith(": start jitaku serve first\n"), dead.stderr
+    assert postmaster(primary) == cluster  # the refusal left the old primary's cluster down
+
+    started = time.monotonic()
+    done = standby.cli("failover", check=False)
+    assert done.returncode == 0, done.stderr + standby.log()[-3000:]
+    send(standby, "after-failover")
+    seconds = time.monotonic() - started
+    assert seconds <= 30, seconds
+    said = done.stdout.splitlines()[-1]
+    assert said.startswith("this box is the primary and accepts mail: ") and said.endswith(" s to the first 220")
+    assert float(said.split(": ")[1].split()[0]) <= seconds
+    assert "not fenced" in done.stdout  # the old primary did not answer
+    assert status(standby)["role"] == "primary"
+    assert_kept(standby, [*writer.acknowledged, "after-failover"])
+
+    again = standby.cli("failover", check=False)
+    assert again.returncode == 1 and again.stderr == "jitaku: this box is the primary already\n"
+
+    # the old primary restarted: it sees the peer's newer timeline and refuses mail
+    primary.start()
+    assert greeting(primary).startswith(b"421 4.3.2 "), primary.log()[-3000:]
+    assert greeting(standby).startswith(b"220")
+
+
+def test_switchover_and_back_twice_with_a_writer_loses_and_doubles_nothing(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    one, two = ha_pair(jitaku_factory, shared_dir)
+    stopped += [one, two]
+    with Writer(one, two) as writer:
+        writer.wait_for(10)
+        for old, new in ((one, two), (two, one), (one, two), (two, one)):
+            done = new.cli("switchover", check=False)
+            assert done.returncode == 0, done.stderr + new.log()[-2000:] + old.log()[-2000:]
+            assert "the old primary streams from this box" in done.stdout, done.stdout
+            assert greeting(new).startswith(b"220")
+            wait_until(lambda old=old: status(old)["role"] == "standby", timeout=30)
+            wait_until(lambda old=old: status(old)["sync_state"] == "streaming", timeout=30)
+            count = len(writer.acknowledged)
+            writer.wait_for(count + 5)
+    assert_kept(one, writer.acknowledged)
+    wait_until(lambda: status(two)["lag_bytes"] == 0, timeout=30)
+    assert_kept(two, writer.acknowledged)
