@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -321,7 +321,18 @@ async def _run(
             if web:
                 mail = LocalMail(policy, pipeline)
                 tasks.create_task(
-                    _web(config, database, authenticator, lists.requests, mail, web, stop, limits["web"], standby)
+                    _web(
+                        config,
+                        database,
+                        authenticator,
+                        lists.requests,
+                        mail,
+                        web,
+                        stop,
+                        limits["web"],
+                        standby,
+                        on_fence=stop.set,  # fenced: stop serving as the primary
+                    )
                 )
             await stop.wait()
             workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
@@ -396,11 +407,13 @@ async def _web(
     stop: asyncio.Event,
     limit: ConnectionLimit,
     read_only: bool = False,
+    on_fence: Callable[[], None] | None = None,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby): every
-    request that would write is answered 503.
+    request that would write is answered 503. ON_FENCE: what the pair's other box fencing this one calls
+    (web/ha.py).
     """
     import uvicorn
 
@@ -411,7 +424,7 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator, requests, mail, standby=read_only)
+    app = status.build(config, database, authenticator, requests, mail, standby=read_only, on_fence=on_fence)
     if read_only:
         from jitaku.web.read_only import read_only as only_reads
 

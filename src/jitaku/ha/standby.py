@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from jitaku import log
 from jitaku.config import PASSFILE_NAME, Config
 from jitaku.errors import ClusterError
-from jitaku.ha import cluster, role
+from jitaku.ha import cluster, peer, role
 
 if TYPE_CHECKING:
     import psycopg
@@ -248,7 +248,8 @@ class SetUp:
 def setup(config: Config, primary: str, secret_file: Path, name: str | None, replace: bool = False) -> SetUp:
     """Make this box's cluster a standby of PRIMARY. The caller holds the serve lock (no daemon runs). A slot of
     the same name on the primary is dropped only when the name was given (NAME) or REPLACE says so: else it may be
-    another standby's, whose WAL it holds."""
+    another standby's, whose WAL it holds. PRIMARY's host is remembered (DIR/ha/peer_host): the box whose web
+    `jitaku failover` asks to step down when no `[ha] peer` is set."""
     host, port = parse_primary(primary)
     secret = check_secret_file(secret_file)
     may_drop = name is not None or replace
@@ -283,6 +284,8 @@ def setup(config: Config, primary: str, secret_file: Path, name: str | None, rep
         cluster.fsync_directory(data.parent)
         removed = _remove_older(data, replaced)
     _write_secret(secret_path(config), secret)
+    if peer.valid_host(host):  # where failover finds the primary's web (peer.peer_url)
+        peer.remember_host(config, host)
     log.event("standby_set_up", primary=primary, slot=name, replaced=str(replaced), removed=len(removed))
     return SetUp(name, replaced, removed)
 

@@ -11,10 +11,10 @@ the parsed form on in the scope, where `bodies.read_form` takes it, so the body 
 A GET costs a small object in the scope and a look at the response's start.
 
 Exempt: RFC 8058 one-click unsubscribe (mail providers POST it without a page; the member's token in its
-URL is its proof), `/api/buddy/*` (its shared token), `/comments/*` (the comment form's own signed token), and
-the admin's post editor (`/admin/posts/new`, `/admin/posts/ID`), whose form carries an image upload: megabytes a
-stranger could send, which its route reads only once the admin is let in, and then checks the same field with
-`refusal` (web/admin/posts.py).
+URL is its proof), `/api/buddy/*` (its shared token), `/api/ha/*` (signed with the pair's secret), `/comments/*`
+(the comment form's own signed token), and the admin's post editor (`/admin/posts/new`, `/admin/posts/ID`),
+whose form carries an image upload: megabytes a stranger could send, which its route reads only once the admin is
+let in, and then checks the same field with `refusal` (web/admin/posts.py).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ COOKIE = "jitaku_csrf"
 FIELD = "csrf"
 SCOPE_KEY = "jitaku.csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-EXEMPT = re.compile(r"/lists/[^/]+/unsubscribe/[^/]+|/api/buddy/.*|/comments/.*|/admin/posts/(?:new|[0-9]+)")
+EXEMPT = re.compile(r"/lists/[^/]+/unsubscribe/[^/]+|/api/buddy/.*|/api/ha/.*|/comments/.*|/admin/posts/(?:new|[0-9]+)")
 _VALUE = re.compile(r"[A-Za-z0-9_-]{43}")  # what secrets.token_urlsafe(32) makes
 
 REFUSED = """<!doctype html>

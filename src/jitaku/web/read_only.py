@@ -2,7 +2,8 @@
 as on the primary, and a request that would write (a comment, a subscription, anything in the admin pages that
 saves) is answered 503 with a sentence saying why, before it reaches a handler that would fail on the write.
 The POSTs that write nothing pass, by name: the admin's login (its failures counted in memory on a standby,
-jitaku.ratelimit.MemoryLoginLimiter) and the buddy's probe."""
+jitaku.ratelimit.MemoryLoginLimiter), the buddy's probe, and the pair's own requests (web/ha.py: a state
+writes nothing, a fence writes a file of this box's, never its database)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 READING = frozenset({"GET", "HEAD", "OPTIONS"})
-POSTS_THAT_READ = frozenset({"/login", "/api/buddy/probe"})
+POSTS_THAT_READ = frozenset({"/login", "/api/buddy/probe", "/api/ha/state", "/api/ha/fence"})
 RETRY_AFTER = "300"  # seconds: a failover, if one is coming, takes about that
 
 

@@ -22,7 +22,7 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import archive, auth, buddy, comment_filter, csrf, feeds, lists
+from jitaku.web import archive, auth, buddy, comment_filter, csrf, feeds, ha, lists
 from jitaku.web.admin import posts
 from jitaku.web.admin.comments import CommentsAdmin
 from jitaku.web.admin.filters import FiltersAdmin
@@ -49,8 +49,11 @@ def build(
     requests: Requests,
     mail: LocalMail | None,
     standby: bool = False,
+    on_fence: Callable[[], None] | None = None,
 ) -> ASGIApp:
-    """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner."""
+    """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner.
+    ON_FENCE: called once the pair's other box has fenced this one (POST /api/ha/fence, web/ha.py): the daemon
+    stops serving as the primary; None (a web not run by the daemon) answers such a request 503."""
     settings = config.settings
     kept = None
     if standby:  # its health results are in its own file: its database holds the primary's
@@ -104,6 +107,7 @@ def build(
             *QueueAdmin(admin, database).routes(),
             *FiltersAdmin(admin, settings, database).routes(),
             *buddy.routes(settings, database, kept),
+            *ha.routes(config, on_fence, standby),
             *lists.routes(database, requests),
             *archive.routes(settings, database, mail, secret, searches),
             *comments.routes(),

@@ -1,0 +1,218 @@
+"""The pair's endpoints (jitaku.ha.peer says who asks and how requests are signed): POST /api/ha/state, how this
+box stands, and POST /api/ha/fence, which makes this box stop serving as the primary.
+
+Fencing writes DIR/ha/fenced (jitaku.ha.fence) first, then tells the daemon (ON_FENCE), then answers 202: the
+file outlives whatever happens next, so a box told to step down never comes back as a primary by a restart. It is
+for a primary alone: a standby answers 409. A box fenced already answers 202 again when the fence asked for has
+the purpose of the one it has (a failover retried after a lost answer must not fail), 409 when it has another.
+Without ON_FENCE (a web app not run by the daemon) it answers 503 and writes nothing.
+
+Both answer on a standby's read-only web too (jitaku.web.read_only lets them through): failover asks a standby's
+state, and a fenced box serves read-only. Every answer to a request that passed its signature is signed (the
+header over the request's signature and the answer's body); a refusal is not, having nobody to prove itself to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from jitaku import log
+from jitaku.config import Config
+from jitaku.ha import fence, peer, role, standby
+from jitaku.ha.fence import Fence
+
+STATE_TIMEOUT = 5.0  # seconds the database may take to say how it stands
+MAX_BY = 200  # characters of who fenced us
+_PRINTABLE = re.compile(r"[\x21-\x7e]{1,200}")
+_CLUSTER_TIMELINE = "SELECT received_tli FROM pg_stat_wal_receiver"
+
+
+class _Unreadable(Exception):
+    """This box's database cannot say how it stands; one line for the peer."""
+
+
+def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: bool) -> list[Route]:
+    """STANDBY_WEB: the daemon serves this box as a standby (what it says when its database cannot be asked)."""
+    refusals = log.Throttled()
+
+    async def signed(request: Request) -> tuple[str, str, dict[str, Any]] | Response:
+        """(the secret, the request's signature, its fields), or the refusal to answer."""
+        client = request.client.host if request.client else "?"
+        try:
+            body = await _body(request)
+            secret = _secret(config)
+            signature = request.headers.get(peer.HEADER)
+            fields = peer.verify(secret, body, signature)
+        except peer.Refused as refused:
+            refusals.event(
+                str(refused.status), "ha_request_refused", path=request.url.path, client=client, reason=str(refused)
+            )
+            return JSONResponse({"error": _public(refused)}, status_code=refused.status)
+        assert secret is not None and signature is not None
+        return secret, signature, fields
+
+    async def state(request: Request) -> Response:
+        checked = await signed(request)
+        if isinstance(checked, Response):
+            return checked
+        secret, signature, _fields = checked
+        try:
+            found = await asyncio.wait_for(asyncio.to_thread(_state, config), STATE_TIMEOUT)
+        except _Unreadable as error:
+            return _answer(secret, signature, {"error": str(error)}, 503)
+        except TimeoutError:
+            message = f"this box's database did not say how it stands within {STATE_TIMEOUT:g} s"
+            return _answer(secret, signature, {"error": message}, 503)
+        return _answer(secret, signature, found, 200)
+
+    async def fence_us(request: Request) -> Response:
+        checked = await signed(request)
+        if isinstance(checked, Response):
+            return checked
+        secret, signature, fields = checked
+        asked = _fence_asked(fields)
+        if isinstance(asked, str):
+            return _answer(secret, signature, {"error": asked}, 400)
+        if on_fence is None:
+            return _answer(secret, signature, {"error": "fencing not available: this web is not the daemon's"}, 503)
+        existing = await asyncio.to_thread(fence.read, config)
+        if existing is not None:
+            if existing.purpose == asked.purpose:
+                return _answer(secret, signature, {"fenced": True}, 202)
+            message = f"this box is fenced already ({existing.purpose}, by {existing.by})"
+            return _answer(secret, signature, {"error": message}, 409)
+        if await _standby(config, standby_web):
+            return _answer(secret, signature, {"error": "this box is a standby, not the primary"}, 409)
+        client = request.client.host if request.client else None
+        await asyncio.to_thread(_write, config, asked, client)
+        log.event("ha_fenced", purpose=asked.purpose, by=asked.by, client=client, rejoin=asked.rejoin)
+        on_fence()
+        return _answer(secret, signature, {"fenced": True}, 202)
+
+    async def guarded(request: Request) -> Response:
+        """Never a traceback to the peer nor in the log: one line for each."""
+        try:
+            return await (state if request.url.path == "/api/ha/state" else fence_us)(request)
+        except Exception as error:  # noqa: BLE001 - the peer gets one line, the log the reason
+            log.event("ha_request_failed", path=request.url.path, error=f"{type(error).__name__}: {error}"[:300])
+            return JSONResponse({"error": "this box failed to answer; see its log"}, status_code=500)
+
+    return [Route("/api/ha/state", guarded, methods=["POST"]), Route("/api/ha/fence", guarded, methods=["POST"])]
+
+
+async def _body(request: Request) -> bytes:
+    """The body, read no further than MAX_BODY (BodyLimit bounds it larger, for every route)."""
+    length = request.headers.get("content-length", "")
+    if length.isdecimal() and int(length) > peer.MAX_BODY:
+        raise peer.TooLarge(f"body over {peer.MAX_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > peer.MAX_BODY:
+            raise peer.TooLarge(f"body over {peer.MAX_BODY} bytes")
+    return bytes(body)
+
+
+def _secret(config: Config) -> str | None:
+    try:
+        return standby.read_secret(standby.secret_path(config))
+    except standby.StandbyError:
+        return None
+
+
+def _public(refused: peer.Refused) -> str:
+    """What a refused caller is told: enough to fix its side, nothing of ours."""
+    if isinstance(refused, peer.TooLarge):
+        return str(refused)
+    return "refused: not signed with this pair's replication secret, or the clocks of the two boxes differ"
+
+
+def _answer(secret: str, request_signature: str, fields: dict[str, Any], status: int) -> Response:
+    response = JSONResponse(fields, status_code=status)
+    response.headers[peer.HEADER] = peer.sign_answer(secret, request_signature, bytes(response.body))
+    return response
+
+
+def _fence_asked(fields: dict[str, Any]) -> Fence | str:
+    """The fence the request asks for, or why it is not one."""
+    purpose, by, rejoin = fields.get("purpose"), fields.get("by"), fields.get("rejoin")
+    if purpose not in peer.PURPOSES:
+        return f"purpose: expected one of {', '.join(peer.PURPOSES)}"
+    if not isinstance(by, str) or not _PRINTABLE.fullmatch(by):
+        return f"by: expected who fences, printable, up to {MAX_BY} characters"
+    if rejoin is not None:
+        try:
+            standby.parse_primary(rejoin if isinstance(rejoin, str) else "")
+        except standby.StandbyError:
+            return "rejoin: expected the new primary's PostgreSQL as HOST:PORT, or null"
+    return Fence(purpose, by, time.time(), rejoin)
+
+
+def _write(config: Config, asked: Fence, client: str | None) -> None:
+    fence.write(config, asked)
+    if client is not None and peer.valid_host(client):
+        peer.remember_host(config, client)  # where this box finds its peer from now on (peer_url)
+
+
+async def _standby(config: Config, standby_web: bool) -> bool:
+    """Whether this box's cluster is a standby's; what the daemon serves as when the cluster cannot say in time."""
+    if not role.postgresql(config):
+        return False
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(role.current, config), STATE_TIMEOUT) == role.STANDBY
+    except Exception as error:  # noqa: BLE001 - a primary whose database is failing is fenced all the more
+        log.event("ha_role_unknown", error=f"{type(error).__name__}: {error}"[:300], standby=standby_web)
+        return standby_web
+
+
+def _state(config: Config) -> dict[str, Any]:
+    """How this box stands (see jitaku.ha.peer.state); run in a thread: psycopg blocks."""
+    fenced = fence.read(config)
+    try:
+        name = standby.slot_name(None)
+    except standby.StandbyError:
+        name = ""
+    found: dict[str, Any] = {"fenced": fenced is not None, "name": name, "checkpoint": None}
+    if fenced is not None:
+        found["checkpoint"] = fenced.checkpoint
+    if fenced is not None and fenced.cluster == "stopped":  # nothing to ask: the fence says where it stopped
+        return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": "stopped"}
+    try:
+        where = _database(config)
+    except _Unreadable:
+        if fenced is None:
+            raise
+        return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": fenced.cluster}
+    cluster = fenced.cluster if fenced is not None else ("standby" if where["role"] == role.STANDBY else "running")
+    return {**found, **where, "cluster": cluster}
+
+
+def _database(config: Config) -> dict[str, Any]:
+    """role, timeline, lsn from this box's cluster (none of the two on SQLite)."""
+    from jitaku.ha.status import PRIMARY_TIMELINE, REPLAYED_TIMELINE
+
+    if not role.postgresql(config):
+        return {"role": role.PRIMARY, "timeline": None, "lsn": None}
+    try:
+        with role.connect(config) as connection:
+            connection.execute(f"SET statement_timeout = {int(STATE_TIMEOUT * 1000)}")
+            if role.one(connection, "SELECT pg_is_in_recovery()"):
+                timeline = role.one(connection, _CLUSTER_TIMELINE) or role.one(connection, REPLAYED_TIMELINE)
+                lsn = role.one(connection, "SELECT pg_last_wal_replay_lsn()::text")
+                return {"role": role.STANDBY, "timeline": timeline, "lsn": lsn}
+            timeline = role.one(connection, PRIMARY_TIMELINE)
+            return {
+                "role": role.PRIMARY,
+                "timeline": timeline,
+                "lsn": role.one(connection, "SELECT pg_current_wal_lsn()::text"),
+            }
+    except Exception as error:  # noqa: BLE001 - psycopg's errors and the OS's: the peer is told in a line
+        raise _Unreadable(f"cannot read this box's database: {type(error).__name__}") from None

@@ -1,0 +1,161 @@
+"""POST /api/ha/state and /api/ha/fence on a box with an SQLite store (always a primary): what a signed request
+gets, what any other gets, and that a fence is written before it is acknowledged. The same on a managed
+PostgreSQL pair: tests/integration/test_ha_peer.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from jitaku.config import Config, parse
+from jitaku.ha import fence, peer
+from jitaku.ha.standby import secret_path
+from jitaku.web import ha
+from jitaku.web.read_only import read_only
+
+SECRET = "the-pair-secret-0123456789abcdefghij"
+FENCE = {"purpose": "failover", "by": "two.lan", "rejoin": None}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    settings = parse('domains = ["example.org"]\n[web]\nlisten = ["0.0.0.0:8080"]\n', tmp_path / "jitaku.toml")
+    (tmp_path / "ha").mkdir(mode=0o700)
+    secret_path(Config(settings, tmp_path)).write_text(SECRET + "\n")
+    return Config(settings, tmp_path)
+
+
+class Fenced:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
+@pytest.fixture
+def told() -> Fenced:
+    return Fenced()
+
+
+def client_of(config: Config, on_fence: Any, standby: bool = False) -> Iterator[TestClient]:
+    app = Starlette(routes=ha.routes(config, on_fence, standby))
+    with TestClient(read_only(app) if standby else app, client=("192.168.1.11", 50000)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(config: Config, told: Fenced) -> Iterator[TestClient]:
+    yield from client_of(config, told)
+
+
+def post(client: TestClient, path: str, fields: dict[str, Any], secret: str = SECRET, **overrides: Any) -> Any:
+    body = json.dumps({"at": time.time(), **fields}).encode()
+    signature = overrides.pop("signature", peer.sign(secret, body))
+    answer = client.post(path, content=overrides.pop("body", body), headers={peer.HEADER: signature})
+    if 200 <= answer.status_code < 300:  # the answer proves it comes from a box with the secret
+        assert answer.headers[peer.HEADER] == peer.sign_answer(SECRET, signature, answer.content)
+    return answer
+
+
+def test_a_signed_state_request_is_answered_with_how_this_box_stands(client: TestClient) -> None:
+    answer = post(client, "/api/ha/state", {})
+    assert answer.status_code == 200
+    found = answer.json()
+    assert found["role"] == "primary" and found["fenced"] is False and found["cluster"] == "running"
+    assert found["timeline"] is None and found["lsn"] is None and found["checkpoint"] is None and found["name"]
+
+
+def test_a_wrong_or_missing_signature_an_old_request_or_no_secret_is_403(
+    client: TestClient, config: Config, told: Fenced, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="jitaku")
+    for path in ("/api/ha/state", "/api/ha/fence"):
+        assert post(client, path, FENCE, secret="not-the-secret").status_code == 403
+        assert post(client, path, FENCE, signature="").status_code == 403
+        assert post(client, path, {**FENCE, "at": time.time() - 120}).status_code == 403
+    secret_path(config).unlink()
+    assert post(client, "/api/ha/state", {}, secret="").status_code == 403
+    assert fence.read(config) is None and told.calls == 0
+    assert "event=ha_request_refused" in caplog.text and SECRET not in caplog.text
+
+
+def test_a_body_over_4096_bytes_is_413(client: TestClient, config: Config) -> None:
+    answer = post(client, "/api/ha/fence", {**FENCE, "by": "x" * 5000})
+    assert answer.status_code == 413
+    assert fence.read(config) is None
+
+
+def test_a_fence_is_written_then_the_daemon_told_then_202(client: TestClient, config: Config, told: Fenced) -> None:
+    answer = post(client, "/api/ha/fence", {"purpose": "switchover", "by": "two.lan", "rejoin": "192.168.1.11:5433"})
+    assert answer.status_code == 202 and answer.json() == {"fenced": True}
+    written = fence.read(config)
+    assert written is not None
+    assert (written.purpose, written.by, written.rejoin) == ("switchover", "two.lan", "192.168.1.11:5433")
+    assert fence.path(config).stat().st_mode & 0o777 == 0o600
+    assert told.calls == 1
+    assert peer.peer_url(config) == "http://192.168.1.11:8080"  # the box that fenced us is our peer
+
+
+def test_fenced_already_is_202_for_the_same_purpose_and_409_for_another(
+    client: TestClient, config: Config, told: Fenced
+) -> None:
+    assert post(client, "/api/ha/fence", FENCE).status_code == 202
+    assert post(client, "/api/ha/fence", FENCE).status_code == 202  # a retried failover does not fail
+    other = post(client, "/api/ha/fence", {**FENCE, "purpose": "switchover"})
+    assert other.status_code == 409 and "fenced already" in other.json()["error"]
+    assert told.calls == 1
+    state = post(client, "/api/ha/state", {}).json()
+    assert state["fenced"] is True and state["cluster"] == "running"
+
+
+def test_the_state_of_a_stopped_cluster_is_the_fences(client: TestClient, config: Config) -> None:
+    fence.write(config, fence.Fence("switchover", "two.lan", time.time(), "h:5433", "0/3000028", "stopped"))
+    state = post(client, "/api/ha/state", {}).json()
+    assert (state["cluster"], state["checkpoint"], state["lsn"], state["fenced"]) == (
+        "stopped",
+        "0/3000028",
+        "0/3000028",
+        True,
+    )
+
+
+def test_a_fence_that_is_not_one_is_400_and_writes_nothing(client: TestClient, config: Config) -> None:
+    for wrong in ({"purpose": "split-brain"}, {"by": ""}, {"by": "a\nb"}, {"rejoin": "nohost"}, {"rejoin": 5}):
+        assert post(client, "/api/ha/fence", {**FENCE, **wrong}).status_code == 400
+    assert fence.read(config) is None
+
+
+def test_without_the_daemon_to_tell_a_fence_is_503_and_writes_nothing(config: Config) -> None:
+    for client in client_of(config, None):
+        answer = post(client, "/api/ha/fence", FENCE)
+        assert answer.status_code == 503 and "fencing not available" in answer.json()["error"]
+    assert fence.read(config) is None
+
+
+def test_a_standby_s_read_only_web_answers_both(config: Config, told: Fenced) -> None:
+    for client in client_of(config, told, standby=True):
+        assert post(client, "/api/ha/state", {}).status_code == 200
+        assert post(client, "/api/ha/fence", FENCE).status_code == 202  # SQLite: the store says primary
+
+
+def test_a_failure_is_one_line_never_a_traceback(
+    client: TestClient, config: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    caplog.set_level(logging.INFO, logger="jitaku")
+    monkeypatch.setattr(fence, "write", broken)
+    body = json.dumps({"at": time.time(), **FENCE}).encode()
+    answer = client.post("/api/ha/fence", content=body, headers={peer.HEADER: peer.sign(SECRET, body)})
+    assert answer.status_code == 500 and answer.json() == {"error": "this box failed to answer; see its log"}
+    assert "event=ha_request_failed" in caplog.text and "Traceback" not in caplog.text
