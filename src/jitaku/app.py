@@ -1,6 +1,9 @@
 """The daemon's processes: bind every listener, drop root, fork the SMTP workers, watch them, stop on SIGTERM.
 
-What each process runs is wired in services.py.
+What each process runs is wired in services.py. Its services end without SIGTERM when the box's part in the pair
+changes (a standby promoted, a primary fenced, a fenced box re-joined): the workers are stopped, the mode decided
+again (jitaku.ha.mode), the workers forked again, and every process serves in the new mode, on the same sockets,
+in the same main process.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from jitaku import event_loop, heap, log, ports, privileges, provision, serve_lo
 from jitaku.config import Config, Listen
 from jitaku.connections import raise_open_files_limit
 from jitaku.errors import ServeError
+from jitaku.ha import mode as ha_mode
 from jitaku.mail.smtp_server import Listener
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -135,7 +139,8 @@ def _no_ipv6(address: Listen, name: str, error: OSError) -> bool:
 
 
 def run(config: Config, sockets: Sockets) -> None:
-    """Fork the worker processes, and serve until SIGTERM.
+    """Fork the worker processes, and serve until SIGTERM; again, in the new mode, each time the services end
+    because the box's part in the pair changed.
 
     Python runs one core's worth of SMTP or IMAP per process; `[smtp] workers` and `[imap] workers` count
     the processes (this one included) that accept on those listeners, in parallel (the kernel spreads
@@ -146,27 +151,69 @@ def run(config: Config, sockets: Sockets) -> None:
     raise_open_files_limit()
     listening = _listening(sockets)
     config = ports.listening_on(config, listening)
-    children: list[int] = []
+    # between two runs of the services no event loop handles SIGTERM: it is remembered, and ends the daemon then
+    terminated = _Terminated()
     try:
         ports.record(config.data_dir, listening)
-        parent = os.getpid()
-        imap = [item for item in sockets.access if item.listener in services.IMAP_LISTENERS]
-        for number in range(_worker_count(config)):
-            smtp_here = sockets.smtp if number < config.settings.smtp.workers - 1 else []
-            imap_here = imap if number < config.settings.imap.workers - 1 else []
-            pid = os.fork()
-            if pid == 0:
-                os._exit(_worker(config, smtp_here, imap_here, parent))
-            children.append(pid)
-        event_loop.run(
-            services.serve(config, sockets.smtp, children, [sock for _address, sock in sockets.web], sockets.access)
-        )
+        outcome: services.Outcome | None = None
+        while not terminated:
+            mode = ha_mode.decide(config)
+            children = _fork_workers(config, sockets, mode)
+            try:
+                outcome = event_loop.run(
+                    services.serve(
+                        config,
+                        mode,
+                        sockets.smtp,
+                        children,
+                        [sock for _address, sock in sockets.web],
+                        sockets.access,
+                        after=outcome,
+                    )
+                )
+            finally:
+                terminated.handle()  # the event loop gave SIGTERM back to the default action
+                workers.terminate(children)
+                for pid in children:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(pid, 0)
+            if outcome == "stopped":
+                return
+            log.event("serving_again", outcome=outcome, pid=os.getpid())
     finally:
-        workers.terminate(children)
-        for pid in children:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
         ports.forget(config.data_dir)
+
+
+class _Terminated:
+    """Whether SIGTERM (or SIGINT) came while no event loop was there to stop the services."""
+
+    def __init__(self) -> None:
+        self._came = False
+        self.handle()
+
+    def handle(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._note)
+
+    def _note(self, _signum: int, _frame: object) -> None:
+        self._came = True
+
+    def __bool__(self) -> bool:
+        return self._came
+
+
+def _fork_workers(config: Config, sockets: Sockets, mode: ha_mode.Mode) -> list[int]:
+    children: list[int] = []
+    parent = os.getpid()
+    imap = [item for item in sockets.access if item.listener in services.IMAP_LISTENERS]
+    for number in range(_worker_count(config)):
+        smtp_here = sockets.smtp if number < config.settings.smtp.workers - 1 else []
+        imap_here = imap if number < config.settings.imap.workers - 1 else []
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_worker(config, mode, smtp_here, imap_here, parent))
+        children.append(pid)
+    return children
 
 
 def _worker_count(config: Config) -> int:
@@ -174,13 +221,17 @@ def _worker_count(config: Config) -> int:
     return max(config.settings.smtp.workers, config.settings.imap.workers) - 1
 
 
-def _worker(config: Config, smtp: list[services.Bound], imap: list[services.Bound], parent: int) -> int:
+def _worker(
+    config: Config, mode: ha_mode.Mode, smtp: list[services.Bound], imap: list[services.Bound], parent: int
+) -> int:
+    for signum in (signal.SIGTERM, signal.SIGINT):  # not the main process's _Terminated: SIGTERM ends a worker
+        signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
     # Die with the main process, even by kill -9, rather than accept mail nobody will deliver.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:
         return 1
     try:
-        event_loop.run(services.serve(config, smtp, children=None, access=imap))
+        event_loop.run(services.serve(config, mode, smtp, children=None, access=imap))
         return 0
     except BaseException as error:  # noqa: BLE001 - a worker reports and exits; the main process notices
         log.event("worker_failed", pid=os.getpid(), error=repr(error))

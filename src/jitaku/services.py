@@ -1,5 +1,10 @@
 """The daemon's services, wired: the store, the inbound pipeline, the queue, the list runner, the SMTP, IMAP,
-POP3 and web servers of one process, run until SIGTERM (app.py binds the sockets and forks the processes)."""
+POP3 and web servers of one process, run until SIGTERM (app.py binds the sockets and forks the processes), or, in
+the main process, until the box's part in the pair changes (an Outcome): app.py then stops the workers and starts
+every process's services again, in the new mode (jitaku.ha.mode), on the same sockets.
+
+The servers are given duplicates of the bound sockets (asyncio and uvicorn close the sockets they serve on when
+they stop): the bound ones stay open, with the connections that arrive meanwhile queued in their backlog."""
 
 from __future__ import annotations
 
@@ -12,13 +17,15 @@ import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
 from jitaku.ha import role
+from jitaku.ha.mode import FENCED, PRIMARY, STANDBY, Mode
+from jitaku.health.result import State
 from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
 from jitaku.lists.runner import ListRunner
@@ -44,7 +51,9 @@ from jitaku.tls import server_context
 from jitaku.web.comment_mail import LocalMail
 
 if TYPE_CHECKING:
+    from jitaku.ha.address import FloatingAddress
     from jitaku.ha.sync import Facts
+    from jitaku.health.monitor import Monitor
     from jitaku.health.result import Result
 
 HTTPS_PORT = 443
@@ -73,6 +82,16 @@ STANDBY_REFUSALS = {
     "imap": "* BYE [UNAVAILABLE] {host} is a standby; read your mail on the primary",
     "pop3": "-ERR [SYS/TEMP] {host} is a standby; read your mail on the primary",
 }
+# What a fenced box's listeners say (jitaku.ha.fence): it was the primary, and the other box is now.
+FENCED_REFUSALS = {
+    "smtp": "421 4.3.2 {host} is fenced: the other box of the pair is the primary",
+    "imap": "* BYE [UNAVAILABLE] {host} is fenced: the other box of the pair is the primary",
+    "pop3": "-ERR [SYS/TEMP] {host} is fenced: the other box of the pair is the primary",
+}
+
+# Why serve() ended: SIGTERM ("stopped", and always in a worker); a standby's cluster promoted ("promoted"); the
+# web's fence endpoint ("fenced"); a fenced box's switchover re-join done, the cluster a standby now ("rejoined").
+Outcome = Literal["stopped", "promoted", "fenced", "rejoined"]
 
 
 @dataclass(frozen=True)
@@ -107,21 +126,36 @@ def access_listeners(config: Config) -> list[tuple[Listener, tuple[Listen, ...]]
 
 async def serve(
     config: Config,
+    mode: Mode,
     bound: list[Bound],
     children: list[int] | None,
     web: list[socket.socket] | None = None,
     access: list[Bound] | None = None,
-) -> None:
-    """Serve SMTP on BOUND sockets and IMAP or POP3 on ACCESS. CHILDREN is None in a worker; the main process
-    also runs the queue, the lists and WEB."""
+    after: Outcome | None = None,
+) -> Outcome:
+    """Serve SMTP on BOUND sockets and IMAP or POP3 on ACCESS, in MODE (the main process decided it before it forked
+    the workers). CHILDREN is None in a worker; the main process also runs the queue, the lists and WEB. AFTER is
+    what ended this process's previous services, if any: after "promoted", the new primary's monitor says so."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
-    standby = role.current(config) == role.STANDBY  # read once: a promotion restarts the daemon
     database = Database(config.database_url)
     try:
-        await _run(config, database, bound, children, web or [], access or [], standby)
+        return await _run(config, database, bound, children, web or [], access or [], mode, after)
     finally:
         database.close()
+
+
+class _Ending:
+    """How the services end: STOP set, with the outcome of whoever ended them first."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.outcome: Outcome = "stopped"
+
+    def end(self, outcome: Outcome) -> None:
+        if not self.stop.is_set():
+            self.outcome = outcome
+            self.stop.set()
 
 
 async def _run(
@@ -131,12 +165,16 @@ async def _run(
     children: list[int] | None,
     web: list[socket.socket],
     access: list[Bound],
-    standby: bool = False,
-) -> None:
-    """STANDBY: this box's database is a standby's, read-only. Its mail listeners say so to every client and
-    close; nothing that writes runs (the queue, the lists, DDNS, the session tallies); the web serves what only
-    reads, and the health checks keep their results in a file of their own (jitaku.health.standby_file)."""
+    mode: Mode = PRIMARY,
+    after: Outcome | None = None,
+) -> Outcome:
+    """A standby (MODE "standby": its database is a standby's, read-only) and a fenced box (MODE "fenced": it must
+    not act as the primary it was) serve alike: their mail listeners say why to every client and close; nothing
+    that writes runs (the queue, the lists, DDNS, the session tallies); the web serves what only reads, and the
+    health checks keep their results in a file of their own (jitaku.health.standby_file). Only a primary's main
+    process holds the floating address (`[ha] address`)."""
     settings = config.settings
+    standby = mode != PRIMARY  # nothing writes
     hostname = settings.mail_hostname
     keys = [
         key
@@ -193,13 +231,20 @@ async def _run(
     replication: asyncio.Task[None] | None = None
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
+    ending = _Ending()
+    stop = ending.stop
+    notices: list[tuple[State, str, str]] = []  # for the health monitor to alert, once it runs
+    address = _floating_address(config) if main else None
     try:
+        if address is not None:
+            await _hold_address(address, mode == PRIMARY, notices)  # a primary's before its listeners accept
         if standby:  # every mail listener says why it serves nothing
+            refusals = FENCED_REFUSALS if mode == FENCED else STANDBY_REFUSALS
             for item in bound:
-                servers.append(await _refuse(loop, item, STANDBY_REFUSALS["smtp"], hostname, tls_context))
+                servers.append(await _refuse(loop, item, refusals["smtp"], hostname, tls_context))
             for item in access:
                 protocol = item.listener.name.removesuffix("s")
-                servers.append(await _refuse(loop, item, STANDBY_REFUSALS[protocol], hostname, tls_context))
+                servers.append(await _refuse(loop, item, refusals[protocol], hostname, tls_context))
         else:
             for item in bound:
                 name = item.listener.name
@@ -218,7 +263,7 @@ async def _run(
                 servers.append(
                     await loop.create_server(
                         factory,
-                        sock=item.sock,
+                        sock=item.sock.dup(),
                         ssl=tls_context if implicit else None,
                         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
                     )
@@ -257,13 +302,12 @@ async def _run(
                             REFUSALS[protocol],
                             sessions,
                         ),
-                        sock=item.sock,
+                        sock=item.sock.dup(),
                         ssl=tls_context if implicit else None,
                         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
                         limit=limit,
                     )
                 )
-        stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         log.event(
@@ -271,6 +315,7 @@ async def _run(
             pid=os.getpid(),
             role="main" if main else "worker",
             database_role=role.STANDBY if standby else role.PRIMARY,
+            mode=mode,
             hostname=hostname,
             data_dir=str(config.data_dir),
             listeners=",".join(str(item.address) for item in bound + access),
@@ -296,16 +341,25 @@ async def _run(
                 from jitaku.ddns.updater import Updater
 
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
+            monitor: Monitor | None = None
             if main and settings.health.enabled and standby:
                 from jitaku.health.standby_file import LocalMonitor
 
-                background.append(tasks.create_task(LocalMonitor(config, database).run()))
-            monitor = None
+                monitor = LocalMonitor(config, database)
+                background.append(tasks.create_task(monitor.run()))
             if main and settings.health.enabled and not standby:
                 from jitaku.health.monitor import Monitor
 
                 monitor = Monitor(config, database)
                 background.append(tasks.create_task(monitor.run()))
+            if main and mode == PRIMARY and after == "promoted":
+                notices.append(_promoted(hostname))
+            if monitor is not None and notices:
+                background.append(tasks.create_task(_announce(monitor, notices)))
+            if main and mode == STANDBY and role.postgresql(config):
+                background.append(tasks.create_task(_until_promoted(config, ending)))
+            if main and mode == FENCED:
+                background.append(tasks.create_task(_rejoin(config, ending)))
             if main and settings.database.managed and not standby:
                 # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not;
                 # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
@@ -316,7 +370,7 @@ async def _run(
                 def judge(facts: Facts, wall: float, lost_at: float | None) -> Result:
                     return verdict.check(facts, settings.ha.sync_timeout, wall, lost_at)
 
-                report = monitor.judge if monitor is not None else None
+                report = monitor.judge if monitor is not None and not standby else None
                 replication = asyncio.create_task(Synchronizer(config, judge, report).run())
             if web:
                 mail = LocalMail(policy, pipeline)
@@ -331,7 +385,7 @@ async def _run(
                         stop,
                         limits["web"],
                         standby,
-                        on_fence=stop.set,  # fenced: stop serving as the primary
+                        on_fence=functools.partial(ending.end, "fenced"),
                     )
                 )
             await stop.wait()
@@ -346,13 +400,16 @@ async def _run(
             ended = await sessions.end()
         if not standby:
             await tally.flush()
-        log.event("stopped", pid=os.getpid(), hostname=hostname, sessions_ended=ended)
+        log.event("stopped", pid=os.getpid(), hostname=hostname, sessions_ended=ended, outcome=ending.outcome)
         if children is not None and len(children) < max(settings.smtp.workers, settings.imap.workers) - 1:
             raise ServeError("a worker process died; stopped everything (see the log)")
+        return ending.outcome
     finally:
         if replication is not None:
             replication.cancel()
             await asyncio.wait([replication])
+        if address is not None and mode == PRIMARY:  # stopped, fenced, or a worker died: the address goes
+            await _release_address(address)
         for server in servers:
             server.close()
         for server in servers:
@@ -376,13 +433,13 @@ class _Refusal(asyncio.Protocol):
 async def _refuse(
     loop: asyncio.AbstractEventLoop, item: Bound, said: str, hostname: str, tls: ssl.SSLContext | None
 ) -> asyncio.Server:
-    """A standby's listener: bound as a primary's is (a promotion restarts the daemon on the same sockets, and a
-    client is told why rather than refused a connection), saying SAID to every client."""
+    """A standby's or a fenced box's listener: bound as a primary's is (a promotion starts the services again on the
+    same sockets, and a client is told why rather than refused a connection), saying SAID to every client."""
     line = said.format(host=hostname).encode() + b"\r\n"
     implicit = item.listener.implicit_tls
     return await loop.create_server(
         functools.partial(_Refusal, line),
-        sock=item.sock,
+        sock=item.sock.dup(),
         ssl=tls if implicit else None,
         ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if implicit else None,
     )
@@ -411,9 +468,9 @@ async def _web(
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
-    Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby): every
-    request that would write is answered 503. ON_FENCE: what the pair's other box fencing this one calls
-    (web/ha.py).
+    Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby, a fenced
+    box): every request that would write is answered 503. ON_FENCE ends the services with outcome "fenced" (the
+    fence endpoint calls it once the fence file is written).
     """
     import uvicorn
 
@@ -454,6 +511,83 @@ async def _web(
     watcher = asyncio.create_task(stop.wait())
     watcher.add_done_callback(shut_down)
     try:
-        await asyncio.gather(*(server.serve(sockets=group) for server, group in servers))
+        await asyncio.gather(*(server.serve(sockets=[sock.dup() for sock in group]) for server, group in servers))
     finally:
         watcher.cancel()
+
+
+def _floating_address(config: Config) -> FloatingAddress | None:
+    if config.settings.ha.address is None:
+        return None
+    from jitaku.ha.address import FloatingAddress
+
+    return FloatingAddress.configured(config.settings.ha)
+
+
+async def _hold_address(address: FloatingAddress, primary: bool, notices: list[tuple[State, str, str]]) -> None:
+    """A primary takes the floating address; a standby or a fenced box lets go of it, if it holds it (a primary
+    that restarts fenced). A primary that cannot take it serves anyway, and alerts: its database is the one that
+    takes writes, and whatever reaches it directly (the LAN, its own address) must still be accepted; what the
+    router forwards goes wherever the address is, which the alert asks a person to look at (another box that
+    answers for it, a daemon without CAP_NET_ADMIN, a missing interface)."""
+    from jitaku.ha.address import AddressError
+
+    if not primary:
+        await _release_address(address)
+        return
+    try:
+        await asyncio.to_thread(address.take)
+    except AddressError as error:
+        log.event("ha_address_failed", address=str(address), error=str(error))
+        sentence = f"this primary could not take the floating address {address}: {error}. It serves anyway."
+        ja = f"このプライマリはフローティングアドレス {address} を取得できませんでした: {error}。サービスは続けます。"
+        notices.append((State.CRITICAL, sentence, ja))
+
+
+async def _release_address(address: FloatingAddress) -> None:
+    from jitaku.ha.address import AddressError
+
+    try:
+        await asyncio.to_thread(address.release)
+    except AddressError as error:
+        log.event("ha_address_failed", address=str(address), error=str(error))
+
+
+def _promoted(hostname: str) -> tuple[State, str, str]:
+    import time
+
+    at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    return (
+        State.WARNING,
+        f"{hostname} became the primary at {at}: its PostgreSQL was promoted, and it takes mail now. "
+        "The pair has no standby until the other box re-joins (`jitaku standby setup` there).",
+        f"{hostname} は {at} にプライマリになりました(PostgreSQL が昇格しました)。メールはこちらで受け付けます。"
+        "もう一台が再参加する(そちらで `jitaku standby setup`)までスタンバイはありません。",
+    )
+
+
+async def _announce(monitor: Monitor, notices: list[tuple[State, str, str]]) -> None:
+    for state, sentence, ja in notices:
+        await monitor.announce("ha", state, sentence, ja)
+
+
+async def _until_promoted(config: Config, ending: _Ending) -> None:
+    """A standby's services end with outcome "promoted" once its cluster is no longer in recovery."""
+    await role.until_promoted(config)
+    log.event("ha_promoted", hostname=config.settings.mail_hostname)
+    ending.end("promoted")
+
+
+async def _rejoin(config: Config, ending: _Ending) -> None:
+    """A fenced box asked to re-join by a switchover (jitaku.ha.rejoin) does it while it serves fenced, and its
+    services end with outcome "rejoined" once its cluster is a standby; one that cannot stays fenced, and says why."""
+    from jitaku.ha import fence, rejoin
+
+    if not rejoin.wanted(fence.read(config)):
+        return
+    try:
+        await asyncio.to_thread(rejoin.rejoin, config)
+    except Exception as error:
+        log.event("ha_rejoin_failed", error=str(error) or repr(error))
+        return
+    ending.end("rejoined")

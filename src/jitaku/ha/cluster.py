@@ -263,6 +263,29 @@ def stop(config: Config) -> None:
     log.event("postgres_stopped", directory=str(data))
 
 
+def control_data(config: Config) -> dict[str, str]:
+    """What pg_controldata says of the cluster (read from global/pg_control, running or not), by its English
+    labels: "Database cluster state", "Latest checkpoint location", ..."""
+    data = config.postgres_dir
+    result = subprocess.run(
+        [binaries(data)["pg_controldata"], "-D", str(data)],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={**os.environ, "LC_ALL": "C", "LANG": "C"},
+        **_as(account(config)),
+    )
+    if result.returncode != 0:
+        said = (result.stderr.strip().splitlines() or ["it said nothing"])[0]
+        raise ClusterError(f"pg_controldata failed: {said}")
+    found = {}
+    for line in result.stdout.splitlines():
+        label, colon, value = line.partition(":")
+        if colon:
+            found[label.strip()] = value.strip()
+    return found
+
+
 def running(config: Config) -> int | None:
     """The pid of the cluster's postmaster, if it runs: the pid its postmaster.pid names, if that process works
     in DIR/postgres (a pid reused after a power cut does not)."""

@@ -2,14 +2,17 @@
 cluster replays the primary's WAL, read-only). The cluster says it (pg_is_in_recovery()); an SQLite store has no
 standby, so it is always primary.
 
-The daemon asks once, at start, and serves by the answer (jitaku.services): a standby's mail listeners refuse,
-its writers stay idle. A promotion (failover) makes the cluster a primary; the daemon then starts again as one,
-which asks here again."""
+The daemon asks at each start of its services and serves by the answer (jitaku.ha.mode, jitaku.services): a
+standby's mail listeners refuse, its writers stay idle. A promotion (`jitaku failover`, pg_ctl promote, a person)
+makes the cluster a primary: a standby's main process looks every PROMOTION_POLL seconds (until_promoted) and its
+services then start again, as a primary's, in the same process on the same sockets."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Literal
 
+from jitaku import log
 from jitaku.config import Config
 
 if TYPE_CHECKING:
@@ -19,6 +22,7 @@ Role = Literal["primary", "standby"]
 PRIMARY: Role = "primary"
 STANDBY: Role = "standby"
 CONNECT_TIMEOUT = 10  # seconds
+PROMOTION_POLL = 1.0  # seconds between a standby daemon's looks at its cluster
 
 
 def postgresql(config: Config) -> bool:
@@ -46,3 +50,22 @@ def current(config: Config) -> Role:
         return PRIMARY
     with connect(config) as connection:
         return STANDBY if one(connection, "SELECT pg_is_in_recovery()") else PRIMARY
+
+
+async def until_promoted(config: Config) -> None:
+    """Return once this box's cluster is no longer in recovery. Each look is a connection of its own in a thread
+    (psycopg blocks; the event loop serves meanwhile), bounded by CONNECT_TIMEOUT: a cluster that does not answer
+    is logged once per change and looked at again, never taken for a promotion."""
+    failing = False
+    while True:
+        await asyncio.sleep(PROMOTION_POLL)
+        try:
+            standby = await asyncio.to_thread(current, config) == STANDBY
+        except Exception as error:  # psycopg's, or the connection's; the next look may work
+            if not failing:
+                log.event("ha_role_unknown", error=str(error).splitlines()[0] if str(error) else repr(error))
+            failing = True
+            continue
+        failing = False
+        if not standby:
+            return

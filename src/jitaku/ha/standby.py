@@ -377,15 +377,31 @@ def _make_standby(
         raise StandbyError(
             f"the primary's cluster is for role {theirs[0] if theirs else '?'}, this box's [database] url for {ours}"
         )
-    cluster.write_private(part / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
+    follow(config, part, host, port, name, secret, user)
+
+
+def follow(
+    config: Config, data: Path, host: str, port: int, name: str, secret: str, user: pwd.struct_passwd | None
+) -> None:
+    """Make the cluster in DATA (which becomes DIR/postgres, if it is not that already) a standby of HOST:PORT
+    under NAME, at its next start: the replication password file (SECRET, 0600, USER's), primary_conninfo naming
+    that file, never the password, application_name and primary_slot_name NAME, standby.signal. `standby setup`
+    (after pg_basebackup) and the switchover's re-join (jitaku.ha.rejoin, on the old primary's own cluster) both
+    write these."""
+    cluster.write_private(data / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
     conninfo = _conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
-    auto = part / "postgresql.auto.conf"
-    kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith("primary_conninfo")]
+    auto = data / "postgresql.auto.conf"
+    ours = ("primary_conninfo", "primary_slot_name")
+    kept = [line for line in auto.read_text(encoding="utf-8").splitlines() if not line.startswith(ours)]
     kept.append("primary_conninfo = '" + conninfo.replace("'", "''") + "'")
+    kept.append(f"primary_slot_name = '{name}'")  # slot_name() made it of [a-z0-9_]
     text = "\n".join(kept) + "\n"
     if secret in text:
-        raise StandbyError("pg_basebackup wrote the secret into postgresql.auto.conf; refusing to keep it there")
+        raise StandbyError("postgresql.auto.conf holds the replication secret; refusing to keep it there")
     cluster.write_private(auto, text, user)
+    signal = data / "standby.signal"
+    if not signal.exists():
+        cluster.write_private(signal, "", user)
 
 
 def wait_streaming(config: Config, timeout: float = STREAM_TIMEOUT) -> bool:
