@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import READER, Jitaku
-from tests.integration.test_managed_postgres import postmaster
-from tests.integration.test_standby import no_cluster_left, pair, status
+from tests.integration.test_managed_postgres import managed, postmaster
+from tests.integration.test_standby import managed_port, no_cluster_left, status
 from tests.peers import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
@@ -29,7 +29,16 @@ __all__ = ["no_cluster_left"]  # its autouse fixture stops the clusters this mod
 def ha_pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, Jitaku]:
     """Both daemons running, the standby streaming synchronously from the primary, each naming the other as
     its peer."""
-    primary, port, standby, copy = pair(jitaku_factory, shared_dir)
+    primary, port = managed(jitaku_factory, shared_dir)
+    primary.cli("init", "--database", "postgresql")
+    primary.add_user(READER)
+    primary.cli("standby", "allow", "127.0.0.1")
+    standby = jitaku_factory(name="standby", where=shared_dir)
+    managed_port(standby)
+    standby.cli("init", "--database", "postgresql")
+    copy = shared_dir / "secret-copy"
+    copy.write_bytes((primary.dir / "ha" / "replication.secret").read_bytes())
+    copy.chmod(0o600)
     webs = primary.fixed_port("web"), standby.fixed_port("web")
     primary.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[1]}"}
     standby.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[0]}"}
@@ -102,6 +111,10 @@ def assert_kept(server: Jitaku, acknowledged: list[str]) -> None:
     assert not missing and not doubled, (missing, doubled)
 
 
+def streaming(found: dict[str, Any]) -> bool:
+    return bool(found["role"] == "standby" and found["sync_state"] == "streaming")
+
+
 def greeting(server: Jitaku) -> bytes:
     with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as smtp:
         return smtp.makefile("rb").readline()
@@ -172,10 +185,8 @@ def test_switchover_and_back_twice_with_a_writer_loses_and_doubles_nothing(
             assert done.returncode == 0, done.stderr + new.log()[-2000:] + old.log()[-2000:]
             assert "the old primary streams from this box" in done.stdout, done.stdout
             assert greeting(new).startswith(b"220")
-            wait_until(lambda old=old: status(old)["role"] == "standby", timeout=30)
-            wait_until(lambda old=old: status(old)["sync_state"] == "streaming", timeout=30)
-            count = len(writer.acknowledged)
-            writer.wait_for(count + 5)
+            wait_until(lambda old=old: streaming(status(old)), timeout=30)
+            writer.wait_for(len(writer.acknowledged) + 5)
     assert_kept(one, writer.acknowledged)
     wait_until(lambda: status(two)["lag_bytes"] == 0, timeout=30)
     assert_kept(two, writer.acknowledged)
