@@ -560,9 +560,11 @@ def _promoted(hostname: str) -> tuple[State, str, str]:
     return (
         State.WARNING,
         f"{hostname} became the primary at {at}: its PostgreSQL was promoted, and it takes mail now. "
-        "The pair has no standby until the other box re-joins (`jitaku standby setup` there).",
+        "The pair has no standby until the other box re-joins as this one's (by itself after a switchover, "
+        "else by `jitaku standby setup` there).",
         f"{hostname} は {at} にプライマリになりました(PostgreSQL が昇格しました)。メールはこちらで受け付けます。"
-        "もう一台が再参加する(そちらで `jitaku standby setup`)までスタンバイはありません。",
+        "もう一台がこちらのスタンバイとして再参加する(スイッチオーバーなら自動、ほかはそちらで "
+        "`jitaku standby setup`)までスタンバイはありません。",
     )
 
 

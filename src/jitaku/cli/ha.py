@@ -129,6 +129,7 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
         ("replayed", found.get("replayed_lsn") or "-"),
         ("timeline", found["timeline"] if found["timeline"] is not None else "-"),
         ("holds address", {None: "no [ha] address", True: "yes", False: "no"}[found["holds_address"]]),
+        ("fenced", "yes: it must not serve as the primary" if found["fenced"] else "no"),
     ]
     width = max(len(label) for label, _ in rows)
     for label, value in rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from jitaku.config import Config
-from jitaku.ha import role
+from jitaku.ha import fence, role
 
 PRIMARY_ROWS = """
 SELECT coalesce(nullif(application_name, ''), client_addr::text, 'local'), client_addr::text, state, sync_state,
@@ -38,7 +38,8 @@ REPLAYED_TIMELINE = "SELECT timeline_id FROM pg_control_checkpoint()"
 
 def status(config: Config) -> dict[str, Any]:
     """The pair as this box sees it: role, peer, sync_state, lag_bytes, lag_seconds, received_lsn,
-    replayed_lsn, timeline, holds_address (and, on a primary, every standby it knows in `standbys`)."""
+    replayed_lsn, timeline, holds_address, fenced (DIR/ha/fenced is there: this box must not serve as the primary,
+    whatever its cluster's role; jitaku.ha.fence) and, on a primary, every standby it knows in `standbys`."""
     if not role.postgresql(config):
         return _alone(config)
     with role.connect(config) as connection:
@@ -56,6 +57,7 @@ def status(config: Config) -> dict[str, Any]:
     if found.get("timeline") is None:
         found["timeline"] = timeline
     found["holds_address"] = holds_address(config)
+    found["fenced"] = fence.read(config) is not None
     return found
 
 
@@ -78,6 +80,7 @@ def _alone(config: Config) -> dict[str, Any]:
         "replayed_lsn": None,
         "timeline": None,
         "holds_address": holds_address(config),
+        "fenced": fence.read(config) is not None,
         "standbys": [],
     }
 
