@@ -1,7 +1,7 @@
 """The pair's signed requests between two daemons on managed PostgreSQL clusters (jitaku.ha.peer, web/ha.py): each
 box tells the other how it stands; a request not signed with the pair's secret is refused and changes nothing; a
 fence makes the primary write DIR/ha/fenced before it answers 202. What the daemon then does is
-tests/integration/test_failover's.
+tests/integration/test_ha_daemon.py's.
 
 The tests run as root (CI does): the clusters run as `postgres`, hence shared_dir."""
 
@@ -23,6 +23,7 @@ from jitaku.ha import peer
 from jitaku.ha.peer import PeerError
 from jitaku.ha.standby import slot_name
 from tests.integration.test_standby import no_cluster_left, pair  # noqa: F401 - the fixture stops the clusters
+from tests.peers import wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
 LSN = re.compile(r"[0-9A-F]+/[0-9A-F]+")
@@ -37,6 +38,14 @@ def raw(port: int, body: bytes, signature: str) -> int:
             return int(answer.status)
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def answered(url: str, secret: str) -> dict[str, Any] | None:
+    """The state, or None while the box's web is not back or its database not answering."""
+    try:
+        return peer.state(url, secret, 10)
+    except PeerError:
+        return None
 
 
 def test_each_box_tells_the_other_how_it_stands_and_the_primary_is_fenced_by_a_signed_request_alone(
@@ -82,10 +91,17 @@ def test_each_box_tells_the_other_how_it_stands_and_the_primary_is_fenced_by_a_s
         peer.fence(theirs, secret, "failover", "one", None, 10)
     assert not (standby.dir / "ha" / "fenced").exists()
 
-    assert peer.fence(ours, secret, "switchover", "two", f"127.0.0.1:{port + 1}", 10) is True
+    assert peer.fence(ours, secret, "failover", "two", None, 10) is True
     assert fenced.stat().st_mode & 0o777 == 0o600
     written = json.loads(fenced.read_text())
-    assert (written["purpose"], written["by"], written["rejoin"]) == ("switchover", "two", f"127.0.0.1:{port + 1}")
+    assert (written["purpose"], written["by"], written["rejoin"]) == ("failover", "two", None)
     assert (primary.dir / "ha" / "peer_host").read_text() == "127.0.0.1\n"  # the box that fenced it
-    assert "event=ha_fenced purpose=switchover" in primary.log()
+    assert "event=ha_fenced purpose=failover" in primary.log()
+    # fenced, it says so (once its web answers again); asked again for the same, it answers as before (a retry
+    # after a lost answer), and for another purpose it refuses
+    fenced_state = wait_until(lambda: answered(ours, secret), timeout=60)
+    assert fenced_state["fenced"] is True and fenced_state["role"] == "primary"
+    assert peer.fence(ours, secret, "failover", "two", None, 10) is True
+    with pytest.raises(PeerError, match=r"\(409\): this box is fenced already \(failover, by two\)"):
+        peer.fence(ours, secret, "switchover", "two", f"127.0.0.1:{port}", 10)
     assert secret not in primary.log() + standby.log()

@@ -5,7 +5,9 @@
 Both boxes hold the replication secret (DIR/ha/replication.secret: `standby allow` made it, `standby setup` copied
 it), so it signs the requests: a JSON body with the time it was made (`at`), its HMAC-SHA256 under the secret in
 the X-Jitaku-HA header. The server refuses a wrong or missing signature, a body older or newer than MAX_SKEW (a
-recorded request replayed later), a body over MAX_BODY, or any request when it has no secret. The answer is
+recorded request replayed later), a body over MAX_BODY, or any request when it has no secret. A request
+replayed within MAX_SKEW does no more than the first did: a state is only read, and a fence in place is answered
+202 again. The answer is
 signed too, over the request's signature and the answer's body: a box on the LAN that is not the peer cannot
 make a primary believe the other one is newer (which would fence it), nor replay an answer of another request.
 TLS, when the URL is https, is not verified: the boxes reach each other by LAN address, which no certificate

@@ -42,6 +42,7 @@ class _Unreadable(Exception):
 def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: bool) -> list[Route]:
     """STANDBY_WEB: the daemon serves this box as a standby (what it says when its database cannot be asked)."""
     refusals = log.Throttled()
+    fencing = asyncio.Lock()  # two fences at once: the second sees the first's file, never both write
 
     async def signed(request: Request) -> tuple[str, str, dict[str, Any]] | Response:
         """(the secret, the request's signature, its fields), or the refusal to answer."""
@@ -81,21 +82,22 @@ def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: boo
         asked = _fence_asked(fields)
         if isinstance(asked, str):
             return _answer(secret, signature, {"error": asked}, 400)
-        if on_fence is None:
-            return _answer(secret, signature, {"error": "fencing not available: this web is not the daemon's"}, 503)
-        existing = await asyncio.to_thread(fence.read, config)
-        if existing is not None:
-            if existing.purpose == asked.purpose:
-                return _answer(secret, signature, {"fenced": True}, 202)
-            message = f"this box is fenced already ({existing.purpose}, by {existing.by})"
-            return _answer(secret, signature, {"error": message}, 409)
-        if await _standby(config, standby_web):
-            return _answer(secret, signature, {"error": "this box is a standby, not the primary"}, 409)
-        client = request.client.host if request.client else None
-        await asyncio.to_thread(_write, config, asked, client)
-        log.event("ha_fenced", purpose=asked.purpose, by=asked.by, client=client, rejoin=asked.rejoin)
-        on_fence()
-        return _answer(secret, signature, {"fenced": True}, 202)
+        async with fencing:
+            existing = await asyncio.to_thread(fence.read, config)
+            if existing is not None:
+                if existing.purpose == asked.purpose:
+                    return _answer(secret, signature, {"fenced": True}, 202)
+                message = f"this box is fenced already ({existing.purpose}, by {existing.by})"
+                return _answer(secret, signature, {"error": message}, 409)
+            if await _standby(config, standby_web):
+                return _answer(secret, signature, {"error": "this box is a standby, not the primary"}, 409)
+            if on_fence is None:
+                return _answer(secret, signature, {"error": "fencing not available: this web is not the daemon's"}, 503)
+            client = request.client.host if request.client else None
+            await asyncio.to_thread(_write, config, asked, client)
+            log.event("ha_fenced", purpose=asked.purpose, by=asked.by, client=client, rejoin=asked.rejoin)
+            on_fence()
+            return _answer(secret, signature, {"fenced": True}, 202)
 
     async def guarded(request: Request) -> Response:
         """Never a traceback to the peer nor in the log: one line for each."""
