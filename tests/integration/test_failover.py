@@ -5,7 +5,9 @@ streaming from the new one; and an old primary restarted after a failover refuse
 
 from __future__ import annotations
 
+import imaplib
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -90,6 +92,57 @@ class Writer:
         wait_until(lambda: len(self.acknowledged) >= count, timeout=30)
 
 
+class Flagger:
+    """A thread setting flags over IMAP on SERVER's first COUNT messages of READER's inbox, one STORE at a time,
+    recording each (uid, flag) that got its OK; it ends at the first failure (the server gone)."""
+
+    FLAGS = ("\\Seen", "\\Flagged", "\\Answered", "\\Draft")
+
+    def __init__(self, server: Jitaku, count: int) -> None:
+        self.acknowledged: list[tuple[int, str]] = []
+        self._imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+        self._imap.login(READER, "secret-password")
+        self._imap.select("INBOX")
+        self._count = count
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Flagger:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        for flag in self.FLAGS:
+            for uid in range(1, self._count + 1):
+                try:
+                    answer, _ = self._imap.uid("STORE", str(uid), "+FLAGS", f"({flag})")
+                except (OSError, imaplib.IMAP4.error):
+                    return
+                if answer != "OK":
+                    return
+                self.acknowledged.append((uid, flag))
+
+
+def flags(server: Jitaku) -> dict[int, str]:
+    """Each message's flags in READER's inbox on SERVER, as IMAP FETCH says them."""
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+    try:
+        imap.login(READER, "secret-password")
+        imap.select("INBOX", readonly=True)
+        _, lines = imap.uid("FETCH", "1:*", "(FLAGS)")
+    finally:
+        imap.logout()
+    found = {}
+    for line in lines:
+        match = re.search(rb"UID (\d+) FLAGS \(([^)]*)\)|FLAGS \(([^)]*)\) UID (\d+)", line or b"")
+        if match:
+            uid = int(match.group(1) or match.group(4))
+            found[uid] = (match.group(2) or match.group(3) or b"").decode()
+    return found
+
+
 def send(server: Jitaku, subject: str) -> None:
     message = (
         f"From: carol@remote.test\r\nTo: {READER}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\n"
@@ -142,7 +195,9 @@ def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays
 
     with Writer(primary) as writer:
         writer.wait_for(20)
-        primary.kill9()
+        with Flagger(primary, 20) as flagger:
+            wait_until(lambda: len(flagger.acknowledged) >= 10, timeout=30)
+            primary.kill9()
         cluster = postmaster(primary)
         assert cluster is not None
         os.kill(cluster, signal.SIGKILL)
@@ -163,6 +218,9 @@ def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays
     assert "not fenced" in done.stdout  # the old primary did not answer
     assert status(standby)["role"] == "primary"
     assert_kept(standby, [*writer.acknowledged, "after-failover"])
+    found = flags(standby)
+    lost = [(uid, flag) for uid, flag in flagger.acknowledged if flag not in found.get(uid, "").split()]
+    assert len(flagger.acknowledged) >= 10 and not lost, (lost, found)
 
     again = standby.cli("failover", check=False)
     assert again.returncode == 1 and again.stderr == "jitaku: this box is the primary already\n"
