@@ -181,6 +181,7 @@ def run(config: Config, sockets: Sockets) -> None:
                 return
             log.event("serving_again", outcome=outcome, pid=os.getpid())
     finally:
+        terminated.restore()
         ports.forget(config.data_dir)
 
 
@@ -189,7 +190,12 @@ class _Terminated:
 
     def __init__(self) -> None:
         self._came = False
+        self._before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
         self.handle()
+
+    def restore(self) -> None:
+        for signum, handler in self._before.items():
+            signal.signal(signum, handler)
 
     def handle(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -161,10 +161,11 @@ def test_a_promoted_standby_takes_mail_without_a_restart_and_the_old_primary_fen
     wait_until(lambda: "became the primary" in health_page(standby), timeout=30)
 
     # the old primary, restarted, learns from its peer that a newer primary serves: it fences itself
-    primary.settings["ha"] = {"peer": f"http://127.0.0.1:{standby.web_port}"}
-    primary.write_config()
+    config = primary.dir / "jitaku.toml"  # as `init --database postgresql` left it: [database] managed
+    config.write_text(config.read_text() + f'\n[ha]\npeer = "http://127.0.0.1:{standby.web_port}"\n')
     primary.restart()
-    wait_until(lambda: fence_file(primary).exists(), timeout=30)
+    wait_until(lambda: fence_file(primary).exists() or "event=started" in primary.log().rsplit("event=stopped", 1)[-1])
+    assert fence_file(primary).exists(), primary.log()[-3000:]
     assert json.loads(fence_file(primary).read_text())["purpose"] == "split-brain"
     wait_until(lambda: FENCED.encode() in greeting(primary.smtp_port), timeout=30)
     assert status(primary)["fenced"] is True and status(standby)["fenced"] is False

@@ -57,11 +57,15 @@ def newer_primary(config: Config) -> str | None:
     except (peer.PeerError, standby.StandbyError) as error:
         log.event("ha_peer_unknown", peer=url, error=str(error))
         return None
-    if theirs is None or theirs.get("role") != role.PRIMARY or theirs.get("fenced"):
+    if theirs is None:
+        log.event("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
         return None
     with role.connect(config) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
+    log.event("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)
+    if theirs.get("role") != role.PRIMARY or theirs.get("fenced"):
+        return None
     if isinstance(timeline, int) and not isinstance(timeline, bool) and timeline > int(ours):
         log.event("ha_split_brain", peer=url, peer_timeline=timeline, timeline=ours)
         return url
