@@ -1,7 +1,8 @@
 """`jitaku failover` and `jitaku switchover` on a pair of managed clusters and daemons on loopback (each box's
-`[ha] peer` names the other's web): with a writer sending mail all along, every message that got a 250 is on the
-new primary exactly once; failover takes mail again within the issue's 30 s; a switchover leaves the old primary
-streaming from the new one; and an old primary restarted after a failover refuses mail (the split-brain guard)."""
+`[ha] peer` names the other's web): with writers all along (mail over SMTP, flags over IMAP), every message that
+got a 250 is on the new primary exactly once and every answered flag change is there; failover takes mail again
+within the issue's 30 s; a switchover leaves the old primary streaming from the new one; a failover fences a
+primary that answers; and an old primary restarted after a failover refuses mail (the split-brain guard)."""
 
 from __future__ import annotations
 
@@ -262,7 +263,7 @@ def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays
     assert greeting(standby).startswith(b"220")
 
 
-def test_switchover_and_back_twice_with_writers_loses_and_doubles_nothing(
+def test_switchover_and_back_twice_with_writers_loses_nothing_then_failover_fences_the_live_primary(
     jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
 ) -> None:
     one, two = ha_pair(jitaku_factory, shared_dir)
@@ -281,4 +282,11 @@ def test_switchover_and_back_twice_with_writers_loses_and_doubles_nothing(
     assert_kept(one, writer.acknowledged)
     toggler.check(one)
     wait_until(lambda: status(two)["lag_bytes"] == 0, timeout=30)
+    assert_kept(two, writer.acknowledged)
+
+    # a failover with the primary up fences it first: it refuses mail from then on, saying why
+    done = two.cli("failover", check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"old primary: fenced at http://127.0.0.1:{one.web_port}" in done.stdout
+    assert greeting(one).startswith(b"421 4.3.2 ") and greeting(two).startswith(b"220")
     assert_kept(two, writer.acknowledged)
