@@ -261,6 +261,7 @@ def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays
     primary.start()
     assert greeting(primary).startswith(b"421 4.3.2 "), primary.log()[-3000:]
     assert greeting(standby).startswith(b"220")
+    assert "Traceback" not in primary.log() + standby.log()
 
 
 def test_switchover_and_back_twice_with_writers_loses_nothing_then_failover_fences_the_live_primary(
@@ -290,3 +291,4 @@ def test_switchover_and_back_twice_with_writers_loses_nothing_then_failover_fenc
     assert f"old primary: fenced at http://127.0.0.1:{one.web_port}" in done.stdout
     assert greeting(one).startswith(b"421 4.3.2 ") and greeting(two).startswith(b"220")
     assert_kept(two, writer.acknowledged)
+    assert "Traceback" not in one.log() + two.log()

@@ -167,7 +167,9 @@ def _fence_for_failover(url: str, secret: str, force: bool) -> str:
             state = peer.state(url, secret, PEER_TIMEOUT)
         except peer.PeerError:
             state = None
-        if state is not None and state.get("role") == role.PRIMARY and not state.get("fenced") and not force:
+        if state is not None and state.get("fenced"):
+            return f"fenced already at {url}"
+        if state is not None and state.get("role") == role.PRIMARY and not force:
             raise FailoverError(
                 f"the old primary at {url} is up and refused to be fenced ({error}): stop jitaku there, or give "
                 "--force to promote anyway (two primaries would then take mail)"
