@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 from jitaku import app, services
 from jitaku.config import Config, parse
 from jitaku.ha import fence, mode
+from jitaku.ha.address import AddressError
+from jitaku.health.result import State
 
 
 @pytest.fixture
@@ -63,3 +66,39 @@ def test_ports_are_recorded_once_for_every_run_of_the_services(config: Config, m
     monkeypatch.setattr(services, "serve", serve)
     app.run(config, app.Sockets([], [], []))
     assert recorded == [[], []]
+
+
+class Address:
+    """A floating address that records what it was asked, and may refuse to be taken."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.asked: list[str] = []
+        self._refuse = refuse
+
+    def take(self) -> None:
+        self.asked.append("take")
+        if self._refuse is not None:
+            raise AddressError(self._refuse)
+
+    def release(self) -> None:
+        self.asked.append("release")
+
+    def __str__(self) -> str:
+        return "192.0.2.10/24 on eth0"
+
+
+def test_a_primary_takes_the_address_and_a_standby_or_fenced_box_lets_it_go() -> None:
+    notices: list[Any] = []
+    taken, let_go = Address(), Address()
+    asyncio.run(services._hold_address(taken, True, notices))  # type: ignore[arg-type]
+    asyncio.run(services._hold_address(let_go, False, notices))  # type: ignore[arg-type]
+    assert (taken.asked, let_go.asked, notices) == (["take"], ["release"], [])
+
+
+def test_a_primary_that_cannot_take_the_address_serves_and_alerts() -> None:
+    notices: list[Any] = []
+    address = Address(refuse="another box answers for 192.0.2.10 (52:54:00:12:34:56)")
+    asyncio.run(services._hold_address(address, True, notices))  # type: ignore[arg-type]
+    [(state, sentence, _ja)] = notices
+    assert state == State.CRITICAL
+    assert sentence.startswith("this primary could not take the floating address 192.0.2.10/24 on eth0: another box")
