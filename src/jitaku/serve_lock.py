@@ -65,3 +65,21 @@ def _give(descriptor: int, path: Path, owner: pwd.struct_passwd) -> None:
 def _holder(descriptor: int) -> str:
     written = os.pread(descriptor, 32, 0).decode("ascii", "replace").strip()
     return f"pid {written}" if written.isdigit() else "pid not written yet"
+
+
+def running(data_dir: Path) -> bool:
+    """Whether a daemon holds DATA_DIR's serve lock now (for the commands that need one running). A shared lock
+    is tried and let go at once: it writes nothing in the file, and it fails only while a daemon holds it."""
+    try:
+        descriptor = os.open(data_dir / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise ServeError(f"cannot open {data_dir / LOCK_NAME}: {error.strerror or error}") from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False

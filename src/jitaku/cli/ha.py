@@ -1,9 +1,13 @@
-"""`jitaku standby ...` (making the second box a streaming-replication standby of the first) and `jitaku ha
-status` (how the pair stands). The work is jitaku.ha.standby's and jitaku.ha.status's."""
+"""`jitaku standby ...` (making the second box a streaming-replication standby of the first), `jitaku ha
+status` (how the pair stands), `jitaku failover` and `jitaku switchover` (the standby becomes the primary). The
+work is jitaku.ha.standby's, jitaku.ha.status's and jitaku.ha.failover's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -164,3 +168,60 @@ def _lag(found: dict[str, Any]) -> str:
         return "-"
     seconds = found["lag_seconds"]
     return f"{found['lag_bytes']} bytes" + (f", {seconds:.1f} s" if seconds is not None else "")
+
+
+def failover(
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Promote even when the old primary answers and refuses to be fenced."),
+    ] = False,
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """On the standby, its daemon running: fence the old primary if it answers, promote, and wait until this box
+    accepts mail (prints the seconds from the command to its first 220)."""
+    from jitaku.ha import failover as ha_failover
+
+    started = time.monotonic()
+    config = load_config(data_dir)
+    with _database_errors():
+        ha_failover.ready(config)
+        hold_cluster(config)
+        done = ha_failover.failover(config, started, console.print, force)
+    console.print(f"this box is the primary and accepts mail: {done.seconds:.1f} s to the first 220")
+
+
+def switchover(data_dir: DirOption = DEFAULT_DIR) -> None:
+    """On the standby, both boxes up: the primary hands over, losing nothing, and becomes this box's standby."""
+    from jitaku.ha import failover as ha_failover
+
+    started = time.monotonic()
+    config = load_config(data_dir)
+    with _database_errors():
+        ha_failover.ready(config)
+        hold_cluster(config)
+        done = ha_failover.switchover(config, started, console.print)
+    console.print(f"this box is the primary and accepts mail: {done.seconds:.1f} s to the first 220")
+    if done.streaming:
+        console.print(f"the old primary streams from this box as standby {done.old_primary}")
+    else:
+        console.print(
+            f"the old primary ({done.old_primary}) does not stream from this box yet: see `jitaku ha status` and its"
+            " log"
+        )
+
+
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    """A failover's refusal, or the cluster's error, as one line."""
+    import psycopg
+
+    from jitaku.ha import failover as ha_failover
+    from jitaku.ha.standby import StandbyError
+
+    try:
+        yield
+    except (ha_failover.FailoverError, StandbyError) as error:
+        raise CliError(str(error)) from None
+    except psycopg.Error as error:
+        said = str(error).strip().splitlines() or [error.__class__.__name__]
+        raise CliError(f"this box's PostgreSQL: {said[0]}") from None

@@ -121,6 +121,19 @@ def allow(config: Config, host: str) -> Allowed:
     return Allowed(path, made, added, pending, loopback)
 
 
+def allow_replication(config: Config, host: str) -> bool:
+    """Let HOST replicate from this box's cluster (its pg_hba.conf line alone: the role and the secret are the
+    pair's already), on a primary or a standby about to be promoted; whether the line was new."""
+    network = hba_address(host)
+    with cluster.control(config):
+        added = _add_hba_line(config, f"host replication {ROLE} {network} scram-sha-256")
+    if added:
+        with role.connect(config) as connection:
+            _reload(connection)
+    log.event("standby_allowed", host=host, added=added, secret_made=False)
+    return added
+
+
 def _reload(connection: psycopg.Connection[tuple[object, ...]]) -> None:
     """pg_reload_conf(), and wait until the postmaster has read the files (the reload is only a signal), so that
     pending_restart, asked next, is about the new settings."""

@@ -110,7 +110,10 @@ POSTGRESQL = Dialect(
     keeps_bound_values=False,
     table_named="SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?",
     synced="SET synchronous_commit TO ON",
-    unsynced="SET synchronous_commit TO OFF",
+    # not OFF: PostgreSQL keeps such a commit in its shared memory for up to three wal_writer_delay, which a crash
+    # of the server loses, and sends it to no standby before answering; a flag set over IMAP, once acknowledged,
+    # must be on both boxes of a pair (issue 24) and survive a failover, as a message's 250 does
+    unsynced="SET synchronous_commit TO ON",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     row_locks=True,
 )

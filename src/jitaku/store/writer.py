@@ -9,7 +9,8 @@ A job may say it need not reach the disk (`durable=False`): an IMAP client's fla
 of \\Recent, which Dovecot does not fsync either (its mail_fsync=optimized). A batch of such jobs alone
 commits without the fsync, which was half the time a busy client waited for STORE (issue 20); it is
 committed all the same, so the next read sees it and a crash of jitaku loses nothing, and the next durable
-commit takes it to the disk with its own. Any durable job in the batch makes the whole commit durable.
+commit takes it to the disk with its own. Any durable job in the batch makes the whole commit durable. On
+PostgreSQL every commit is durable (and on the synchronous standby): dialect.POSTGRESQL's `unsynced` says why.
 
 Such a light job does not wait for the thread at all when the writer is idle and the database is a file
 (SQLite): it runs at once, on the event loop, on the writer's connection, in a transaction of its own. Without

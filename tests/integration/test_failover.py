@@ -1,0 +1,294 @@
+"""`jitaku failover` and `jitaku switchover` on a pair of managed clusters and daemons on loopback (each box's
+`[ha] peer` names the other's web): with writers all along (mail over SMTP, flags over IMAP), every message that
+got a 250 is on the new primary exactly once and every answered flag change is there; failover takes mail again
+within the issue's 30 s; a switchover leaves the old primary streaming from the new one; a failover fences a
+primary that answers; and an old primary restarted after a failover refuses mail (the split-brain guard)."""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import os
+import re
+import signal
+import smtplib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import READER, Jitaku
+from tests.integration.test_managed_postgres import managed, postmaster
+from tests.integration.test_standby import managed_port, no_cluster_left, status
+from tests.peers import wait_until
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
+__all__ = ["no_cluster_left"]  # its autouse fixture stops the clusters this module's tests leave
+
+
+def ha_pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, Jitaku]:
+    """Both daemons running, the standby streaming synchronously from the primary, each naming the other as
+    its peer."""
+    primary, port = managed(jitaku_factory, shared_dir)
+    primary.cli("init", "--database", "postgresql")
+    primary.add_user(READER)
+    primary.cli("standby", "allow", "127.0.0.1")
+    standby = jitaku_factory(name="standby", where=shared_dir)
+    managed_port(standby)
+    standby.cli("init", "--database", "postgresql")
+    copy = shared_dir / "secret-copy"
+    copy.write_bytes((primary.dir / "ha" / "replication.secret").read_bytes())
+    copy.chmod(0o600)
+    webs = primary.fixed_port("web"), standby.fixed_port("web")
+    primary.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[1]}"}
+    standby.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[0]}"}
+    for server in (primary, standby):
+        server.settings["database"]["managed"] = True  # as `init --database postgresql` wrote it
+        server.write_config()
+    primary.start()
+    standby.cli("standby", "setup", "--primary", f"127.0.0.1:{port}", "--secret-file", str(copy))
+    standby.start()
+    # once synchronous, a 250 means the standby has the message
+    wait_until(lambda: status(primary)["sync_state"] == "sync", timeout=30)
+    return primary, standby
+
+
+class Writer:
+    """A thread sending mail to whichever of TARGETS takes it, recording the subject of each message that got a
+    250 (its Message-ID alike)."""
+
+    def __init__(self, *targets: Jitaku) -> None:
+        self.targets = list(targets)
+        self.acknowledged: list[str] = []
+        self.refused = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        number, which = 0, 0
+        while not self._stop.is_set():
+            number += 1
+            subject = f"write-{number}-{time.monotonic_ns()}"
+            try:
+                send(self.targets[which], subject)
+            except (OSError, smtplib.SMTPException):
+                self.refused += 1
+                which = (which + 1) % len(self.targets)
+                time.sleep(0.05)
+                continue
+            self.acknowledged.append(subject)
+
+    def wait_for(self, count: int) -> None:
+        wait_until(lambda: len(self.acknowledged) >= count, timeout=30)
+
+
+class Toggler:
+    """A thread setting and clearing \\Flagged over IMAP on READER's first COUNT messages in turn, on whichever of
+    TARGETS takes it, recording each message's flag as the last STORE that got its OK left it. A message whose
+    last STORE got no answer (the server went) may be either way: it is left out until a later STORE is answered."""
+
+    def __init__(self, count: int, *targets: Jitaku) -> None:
+        self.targets = list(targets)
+        self.flagged: dict[int, bool] = {}
+        self.unsure: set[int] = set()
+        self.acknowledged = 0
+        self._count = count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Toggler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        which, number = 0, 0
+        while not self._stop.is_set():
+            try:
+                imap = imaplib.IMAP4("127.0.0.1", self.targets[which].imap_port, timeout=10)
+                imap.login(READER, "secret-password")
+                imap.select("INBOX")
+            except (OSError, imaplib.IMAP4.error):
+                which = (which + 1) % len(self.targets)
+                time.sleep(0.05)
+                continue
+            while not self._stop.is_set():
+                uid = number % self._count + 1
+                setting = not self.flagged.get(uid, False)
+                self.unsure.add(uid)
+                try:
+                    answer, _ = imap.uid("STORE", str(uid), "+FLAGS" if setting else "-FLAGS", "(\\Flagged)")
+                except (OSError, imaplib.IMAP4.error):
+                    answer = "NO"
+                if answer != "OK":
+                    which = (which + 1) % len(self.targets)
+                    break
+                self.flagged[uid] = setting
+                self.unsure.discard(uid)
+                self.acknowledged += 1
+                number += 1
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                imap.logout()
+
+    def wait_for(self, count: int) -> None:
+        wait_until(lambda: self.acknowledged >= count, timeout=30)
+
+    def check(self, server: Jitaku) -> None:
+        """SERVER has each message flagged as the last answered STORE left it."""
+        found = flags(server)
+        wrong = {
+            uid: found.get(uid)
+            for uid, flagged in self.flagged.items()
+            if uid not in self.unsure and ("\\Flagged" in found.get(uid, "").split()) != flagged
+        }
+        assert self.acknowledged >= 10 and not wrong, (wrong, self.flagged)
+
+
+def flags(server: Jitaku) -> dict[int, str]:
+    """Each message's flags in READER's inbox on SERVER, as IMAP FETCH says them."""
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
+    try:
+        imap.login(READER, "secret-password")
+        imap.select("INBOX", readonly=True)
+        _, lines = imap.uid("FETCH", "1:*", "(FLAGS)")
+    finally:
+        imap.logout()
+    found = {}
+    for line in lines:
+        match = re.search(rb"UID (\d+) FLAGS \(([^)]*)\)|FLAGS \(([^)]*)\) UID (\d+)", line or b"")
+        if match:
+            uid = int(match.group(1) or match.group(4))
+            found[uid] = (match.group(2) or match.group(3) or b"").decode()
+    return found
+
+
+def send(server: Jitaku, subject: str) -> None:
+    message = (
+        f"From: carol@remote.test\r\nTo: {READER}\r\nSubject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\n"
+        f"\r\n{subject}\r\n"
+    )
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=10) as smtp:
+        smtp.sendmail("carol@remote.test", [READER], message)
+
+
+def subjects(server: Jitaku) -> list[str]:
+    return [str(row["subject"]) for row in server.mailbox(READER)]
+
+
+def assert_kept(server: Jitaku, acknowledged: list[str]) -> None:
+    """Every acknowledged message on SERVER exactly once."""
+    found = subjects(server)
+    missing = [subject for subject in acknowledged if subject not in found]
+    doubled = sorted({subject for subject in found if found.count(subject) > 1})
+    assert not missing and not doubled, (missing, doubled)
+
+
+def streaming(found: dict[str, Any]) -> bool:
+    return bool(found["role"] == "standby" and found["sync_state"] == "streaming")
+
+
+def greeting(server: Jitaku) -> bytes:
+    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10) as smtp:
+        return smtp.makefile("rb").readline()
+
+
+@pytest.fixture
+def stopped() -> Iterator[list[Jitaku]]:
+    """The daemons a test started, stopped at its end whatever it did."""
+    servers: list[Jitaku] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays_fenced(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    alone = jitaku_factory(name="alone")
+    refused = alone.cli("failover", check=False)
+    assert refused.returncode == 1 and "not a PostgreSQL cluster of jitaku's own" in refused.stderr
+    primary, standby = ha_pair(jitaku_factory, shared_dir)
+    stopped += [primary, standby]
+    on_primary = primary.cli("failover", check=False)
+    assert on_primary.returncode == 1 and on_primary.stderr == "jitaku: this box is the primary already\n"
+
+    with Writer(primary) as writer:
+        writer.wait_for(20)
+        with Toggler(20, primary) as toggler:
+            toggler.wait_for(10)
+            primary.kill9()
+        cluster = postmaster(primary)
+        assert cluster is not None
+        os.kill(cluster, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{cluster}").exists(), timeout=10)
+    dead = primary.cli("failover", check=False)
+    assert dead.returncode == 1 and dead.stderr.endswith(": start jitaku serve first\n"), dead.stderr
+    assert postmaster(primary) == cluster  # the refusal left the old primary's cluster down
+
+    started = time.monotonic()
+    done = standby.cli("failover", check=False)
+    assert done.returncode == 0, done.stderr + standby.log()[-3000:]
+    send(standby, "after-failover")
+    seconds = time.monotonic() - started
+    assert seconds <= 30, seconds
+    said = done.stdout.splitlines()[-1]
+    assert said.startswith("this box is the primary and accepts mail: ") and said.endswith(" s to the first 220")
+    assert float(said.split(": ")[1].split()[0]) <= seconds
+    assert "not fenced" in done.stdout  # the old primary did not answer
+    assert status(standby)["role"] == "primary"
+    assert_kept(standby, [*writer.acknowledged, "after-failover"])
+    toggler.check(standby)
+
+    again = standby.cli("failover", check=False)
+    assert again.returncode == 1 and again.stderr == "jitaku: this box is the primary already\n"
+
+    # the old primary restarted: it sees the peer's newer timeline and refuses mail
+    primary.start()
+    assert greeting(primary).startswith(b"421 4.3.2 "), primary.log()[-3000:]
+    assert greeting(standby).startswith(b"220")
+    assert "Traceback" not in primary.log() + standby.log()
+
+
+def test_switchover_and_back_twice_with_writers_loses_nothing_then_failover_fences_the_live_primary(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    one, two = ha_pair(jitaku_factory, shared_dir)
+    stopped += [one, two]
+    with Writer(one, two) as writer:
+        writer.wait_for(10)
+        with Toggler(10, one, two) as toggler:
+            for old, new in ((one, two), (two, one), (one, two), (two, one)):
+                done = new.cli("switchover", check=False)
+                assert done.returncode == 0, done.stderr + new.log()[-2000:] + old.log()[-2000:]
+                assert "the old primary streams from this box" in done.stdout, done.stdout
+                assert greeting(new).startswith(b"220")
+                wait_until(lambda old=old: streaming(status(old)), timeout=30)
+                writer.wait_for(len(writer.acknowledged) + 5)
+                toggler.wait_for(toggler.acknowledged + 5)
+    assert_kept(one, writer.acknowledged)
+    toggler.check(one)
+    wait_until(lambda: status(two)["lag_bytes"] == 0, timeout=30)
+    assert_kept(two, writer.acknowledged)
+
+    # a failover with the primary up fences it first: it refuses mail from then on, saying why
+    done = two.cli("failover", check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"old primary: fenced at http://127.0.0.1:{one.web_port}" in done.stdout
+    assert greeting(one).startswith(b"421 4.3.2 ") and greeting(two).startswith(b"220")
+    assert_kept(two, writer.acknowledged)
+    assert "Traceback" not in one.log() + two.log()
