@@ -170,6 +170,7 @@ class Changes:
     agreed: dict[str, str | None] = field(default_factory=dict)  # None: forget the name
     written: list[str] = field(default_factory=list)  # files written from the table
     refused: list[str] = field(default_factory=list)  # rows that did not open
+    unknown: list[str] = field(default_factory=list)  # rows naming a file this version does not keep
 
     def units(self) -> list[Unit]:
         """Each row on its own, so that one the database refuses does not stop the others; the TLS pair as one."""
@@ -324,10 +325,12 @@ class Keeper:
         """Open ROW into OPENED, to be written; False (logged once) when it is refused."""
         try:
             if not NAMES.fullmatch(row.name):
-                raise Refused("names no secret file jitaku keeps")
+                changes.unknown.append(row.name)
+                raise Refused("names no secret file this version of jitaku keeps")
             mode, data = keys.open(row.name, row.sealed, row.digest)
         except Refused as refused:
-            changes.refused.append(row.name)
+            if row.name not in changes.unknown:
+                changes.refused.append(row.name)
             self._once(("refused", row.name, row.digest), "secret_file_refused", file=row.name, reason=str(refused))
             return False
         opened[row.name] = (row, mode, data)
