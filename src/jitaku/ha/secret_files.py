@@ -23,9 +23,14 @@ Who writes which way:
   0644), written whole then renamed, when a digest differs, at start and every PERIOD; a file whose row the
   primary removed is removed. `standby setup` mirrors once at its end.
 - A daemon that starts as primary (a promoted standby among them) first mirrors what the table holds newer than
-  its files, before it loads its keys: DIR/ha/secret_files.json keeps the digest each file had when this box last
-  agreed with the table, so a file changed here since (the admin's new certificate) is published, and a row
-  changed by the other box since (a key the old primary made after the last mirror) is written here.
+  its files, before provision makes a missing key and before its workers fork (jitaku.app): DIR/ha/secret_files.json
+  keeps the digest each file had when this box last agreed with the table, so a file changed here since (the
+  admin's new certificate) is published, and a row changed by the other box since, or never agreed on here (a key
+  the old primary made after the last mirror), is written here. A row that does not open is published over.
+- A linked file (tls/cert.pem to certbot's live directory) is published as what it points to; a file there that
+  does not read keeps its row (logged): only a file really gone removes it. The TLS certificate and key move as
+  one: published only when the key is the certificate's, written both or neither. A copy keeps at most 0644 of
+  the file's mode, and the digest covers that much alone.
 """
 
 from __future__ import annotations
