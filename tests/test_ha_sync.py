@@ -138,3 +138,8 @@ def test_a_standby_is_caught_up_only_with_nothing_left_to_replay() -> None:
     assert found["lag_bytes"] == 4096 and found["lag_seconds"] == 42.0
     caught_up = ("streaming", "192.0.2.1", 5433, 1, "two", "0/3000000", "0/3000000", 0, 42.0)
     assert _as_standby(caught_up)["lag_seconds"] == 0.0
+
+
+def test_a_standby_without_the_replication_secret_warns_that_it_copies_no_secret_files() -> None:
+    without = on_standby(_standby_status(0, 0.0), secret=False)
+    assert without.state == State.WARNING and "DIR/ha/replication.secret" in without.sentence

@@ -6,16 +6,22 @@ on the other's."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from jitaku.config import Config, parse
 from jitaku.ha import secret_files
-from jitaku.ha.secret_files import Keeper, Keys, Refused
+from jitaku.ha.secret_files import TLS_FILES, Keeper, Keys, Refused
 from jitaku.store import Database
 from jitaku.store import secret_files as table
+from jitaku.tls import ensure_self_signed
 
 SECRET = "a-replication-secret-of-some-length"
 
@@ -26,8 +32,7 @@ def box(root: Path, name: str, secret: str | None = SECRET) -> Config:
     (data_dir / "dkim").mkdir(parents=True)
     (data_dir / "tls").mkdir()
     (data_dir / "dkim" / "example.test.jitaku.key").write_bytes(f"dkim key of {name}".encode())
-    (data_dir / "tls" / "key.pem").write_bytes(f"tls key of {name}".encode())
-    (data_dir / "tls" / "cert.pem").write_bytes(f"certificate of {name}".encode())
+    ensure_self_signed(data_dir / "tls", f"{name}.example.test")
     (data_dir / "web.secret").write_bytes(f"cookie key of {name}".encode())
     for path in [*data_dir.glob("*/*"), data_dir / "web.secret"]:
         path.chmod(0o600)
@@ -37,6 +42,25 @@ def box(root: Path, name: str, secret: str | None = SECRET) -> Config:
         (data_dir / "ha" / "replication.secret").write_text(secret + "\n")
     text = 'hostname = "mx.example.test"\ndomains = ["example.test"]\n'
     return Config(parse(text, data_dir / "jitaku.toml"), data_dir)
+
+
+def renewed(config: Config, subject: str) -> bytes:
+    """A certificate for SUBJECT of CONFIG's TLS key, as a renewal that keeps the key makes it."""
+    key = serialization.load_pem_private_key((config.data_dir / "tls" / "key.pem").read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = datetime.datetime.now(datetime.UTC)
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .sign(key, hashes.SHA256())
+    )
+    return built.public_bytes(serialization.Encoding.PEM)
 
 
 def files_of(config: Config) -> dict[str, tuple[bytes, int]]:
@@ -83,7 +107,7 @@ def test_a_standby_mirrors_what_the_primary_publishes(tmp_path: Path, database: 
     # a key added and another changed on the primary reach the standby at the next look; one removed leaves it
     (primary.data_dir / "dkim" / "lists.example.test.jitaku.key").write_bytes(b"a list domain's key")
     (primary.data_dir / "dkim" / "lists.example.test.jitaku.key").chmod(0o600)
-    (primary.data_dir / "tls" / "cert.pem").write_bytes(b"a renewed certificate")
+    (primary.data_dir / "tls" / "cert.pem").write_bytes(renewed(primary, "renewed.example.test"))
     (primary.data_dir / "web.secret").unlink()
     publish(primary, database)
     mirror(standby, database)
@@ -119,7 +143,7 @@ def test_a_row_sealed_with_another_secret_or_altered_is_refused_and_logged(
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="jitaku"):
         mirror(standby, database)
-    assert (standby.data_dir / "tls" / "key.pem").read_bytes() == b"tls key of two"
+    assert (standby.data_dir / "tls" / "key.pem").read_bytes() == own["tls/key.pem"][0]
     assert files_of(standby)["dkim/example.test.jitaku.key"] == files_of(primary)["dkim/example.test.jitaku.key"]
     assert "secret_file_refused file=tls/key.pem" in caplog.text
 
@@ -128,7 +152,8 @@ def test_a_row_sealed_with_another_secret_or_altered_is_refused_and_logged(
     name = "../escaped"
     planted = table.Row(name, keys.seal(name, 0o600, b"x"), keys.digest(name, 0o600, b"x"), 0.0)
     asyncio.run(database.transact(lambda tx: table.save(tx, planted)))
-    mirror(standby, database)
+    mirrored = secret_files.mirror_now(standby, database)  # `standby setup` says which cause
+    assert mirrored.unknown == [name] and name not in mirrored.refused
     assert not (tmp_path / "escaped").exists()
 
 
@@ -142,12 +167,163 @@ def test_a_promoted_standby_takes_the_newer_rows_and_publishes_its_own_changes(
     mirror(standby, database)
     (primary.data_dir / "dkim" / "example.test.jitaku.key").write_bytes(b"rotated on the old primary")
     publish(primary, database)
-    (standby.data_dir / "tls" / "cert.pem").write_bytes(b"installed on the new primary")
+    installed = renewed(standby, "installed.example.test")
+    (standby.data_dir / "tls" / "cert.pem").write_bytes(installed)
 
     Keeper(standby, standby=False).settle(database)  # the daemon's start, before it loads its keys
     assert (standby.data_dir / "dkim" / "example.test.jitaku.key").read_bytes() == b"rotated on the old primary"
-    assert (standby.data_dir / "tls" / "cert.pem").read_bytes() == b"installed on the new primary"
+    assert (standby.data_dir / "tls" / "cert.pem").read_bytes() == installed
     publish(standby, database)
     mirror(primary, database)  # the old primary, set up again as a standby
-    assert (primary.data_dir / "tls" / "cert.pem").read_bytes() == b"installed on the new primary"
+    assert (primary.data_dir / "tls" / "cert.pem").read_bytes() == installed
     assert files_of(primary) == files_of(standby)
+
+
+def test_a_linked_file_is_published_through_its_link(tmp_path: Path, database: Database) -> None:
+    """tls/cert.pem and key.pem linked to certbot's live directory, as an admin sets it up: published as what they
+    point to; the standby gets the files."""
+    primary, standby = box(tmp_path, "one"), box(tmp_path, "two")
+    live = tmp_path / "letsencrypt" / "live"
+    live.mkdir(parents=True)
+    for name in TLS_FILES:
+        path = primary.data_dir / name
+        (live / path.name).write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(live / path.name)
+    publish(primary, database)
+    mirror(standby, database)
+    for name in TLS_FILES:
+        assert (standby.data_dir / name).read_bytes() == (live / Path(name).name).read_bytes()
+
+
+def test_a_file_that_does_not_read_keeps_its_row(
+    tmp_path: Path, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link to nowhere (certbot's live directory moved) or anything that does not read is not a file removed:
+    its row stays, the standby keeps its copy, and the log says why."""
+    primary, standby = box(tmp_path, "one"), box(tmp_path, "two")
+    publish(primary, database)
+    mirror(standby, database)
+    before = files_of(standby)
+    cert = primary.data_dir / "tls" / "cert.pem"
+    cert.unlink()
+    cert.symlink_to(tmp_path / "gone" / "cert.pem")
+    (primary.data_dir / "web.secret").unlink()
+    (primary.data_dir / "web.secret").mkdir()
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        publish(primary, database)
+    mirror(standby, database)
+    assert sorted(database.query_now(table.rows)) == [*sorted(before)]
+    assert files_of(standby) == before
+    assert "secret_file_unreadable file=tls/cert.pem" in caplog.text
+    assert "secret_file_unreadable file=web.secret" in caplog.text
+
+    # a file really gone is removed on both boxes
+    (primary.data_dir / "web.secret").rmdir()
+    publish(primary, database)
+    mirror(standby, database)
+    assert "web.secret" not in database.query_now(table.rows)
+    assert not (standby.data_dir / "web.secret").exists()
+
+
+def test_a_file_of_another_mode_is_mirrored_once(tmp_path: Path, database: Database) -> None:
+    """A key 0660 on the primary: the standby's copy is 0640 (never more than 0644), and written once, not at
+    every look."""
+    primary, standby = box(tmp_path, "one"), box(tmp_path, "two")
+    (primary.data_dir / "web.secret").chmod(0o660)
+    publish(primary, database)
+    assert "web.secret" in secret_files.mirror_now(standby, database).written
+    assert files_of(standby)["web.secret"][1] == 0o640
+    assert secret_files.mirror_now(standby, database).written == []
+    publish(primary, database)
+    assert secret_files.mirror_now(standby, database).written == []
+
+
+def test_the_tls_pair_changes_as_one(tmp_path: Path, database: Database) -> None:
+    """A renewal caught between writing the key and the certificate is not published; a standby whose key row does
+    not open writes neither."""
+    primary, standby = box(tmp_path, "one"), box(tmp_path, "two")
+    publish(primary, database)
+    published = database.query_now(table.rows)
+    new = tmp_path / "new"
+    ensure_self_signed(new, "new.example.test")
+    (primary.data_dir / "tls" / "key.pem").write_bytes((new / "key.pem").read_bytes())  # the certificate not yet
+    publish(primary, database)
+    assert {name: database.query_now(table.rows)[name] for name in TLS_FILES} == {
+        name: published[name] for name in TLS_FILES
+    }
+    (primary.data_dir / "tls" / "cert.pem").write_bytes((new / "cert.pem").read_bytes())
+    publish(primary, database)
+    mirror(standby, database)
+    for name in TLS_FILES:
+        assert (standby.data_dir / name).read_bytes() == (new / Path(name).name).read_bytes()
+
+    # the key's row sealed with another secret: the standby keeps its pair whole
+    ensure_self_signed(tmp_path / "newer", "newer.example.test")
+    for name in TLS_FILES:
+        (primary.data_dir / name).write_bytes((tmp_path / "newer" / Path(name).name).read_bytes())
+    publish(primary, database)
+    row, other = database.query_now(table.rows)["tls/key.pem"], Keys.derive("another-secret")
+    resealed = table.Row(row.name, other.seal(row.name, 0o600, b"x"), row.digest, 0.0)
+    asyncio.run(database.transact(lambda tx: table.save(tx, resealed)))
+    mirror(standby, database)
+    for name in TLS_FILES:
+        assert (standby.data_dir / name).read_bytes() == (new / Path(name).name).read_bytes()
+
+
+def test_a_standby_without_the_secret_says_so_once(
+    tmp_path: Path, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish(box(tmp_path, "one"), database)
+    standby = box(tmp_path, "two", secret=None)
+    keeper = Keeper(standby, standby=True)
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        asyncio.run(keeper.once(database))
+        asyncio.run(keeper.once(database))
+    assert caplog.text.count("secret_files_no_secret") == 1
+
+
+def test_a_primary_publishes_over_a_row_that_does_not_open(tmp_path: Path, database: Database) -> None:
+    """The primary's file unchanged since it was published, its row replaced by one sealed with another secret:
+    published again, rather than the row waited on for ever."""
+    primary = box(tmp_path, "one")
+    publish(primary, database)
+    keys, name = Keys.derive("another-secret"), "web.secret"
+    planted = table.Row(name, keys.seal(name, 0o600, b"x"), keys.digest(name, 0o600, b"x"), 0.0)
+    asyncio.run(database.transact(lambda tx: table.save(tx, planted)))
+    publish(primary, database)
+    row = database.query_now(table.rows)[name]
+    assert Keys.derive(SECRET).open(name, row.sealed, row.digest) == (0o600, b"cookie key of one")
+
+
+def test_a_promoted_standby_takes_a_key_it_never_had_from_the_table(tmp_path: Path, database: Database) -> None:
+    """A domain's key the old primary made after the standby's last look, another made here (by provision, before
+    this fix) and never agreed on with the table: the daemon's start writes the table's, the key in DNS."""
+    primary, standby = box(tmp_path, "one"), box(tmp_path, "two")
+    new_key = "dkim/new.example.test.jitaku.key"
+    (primary.data_dir / new_key).write_bytes(b"the key in DNS")
+    publish(primary, database)
+    (standby.data_dir / new_key).write_bytes(b"a key made here, in no DNS")
+    Keeper(standby, standby=False).settle(database)
+    assert (standby.data_dir / new_key).read_bytes() == b"the key in DNS"
+
+
+def test_one_row_that_does_not_save_leaves_the_others(
+    tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary = box(tmp_path, "one")
+    long_name = "dkim/" + "k" * 250 + ".key"  # longer than 255: TEXT on both engines
+    (primary.data_dir / long_name).write_bytes(b"a key of a long name")
+    save = table.save
+
+    def failing(target: object, row: table.Row) -> None:
+        if row.name == "web.secret":
+            raise RuntimeError("refused by the database")
+        save(target, row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(table, "save", failing)
+    publish(primary, database)
+    assert sorted(database.query_now(table.rows)) == sorted(set(secret_files.published(primary)) - {"web.secret"})
+    monkeypatch.setattr(table, "save", save)
+    publish(primary, database)
+    assert "web.secret" in database.query_now(table.rows)

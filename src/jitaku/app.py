@@ -25,6 +25,7 @@ from jitaku.config import Config, Listen
 from jitaku.connections import raise_open_files_limit
 from jitaku.errors import ServeError
 from jitaku.ha import mode as ha_mode
+from jitaku.ha import secret_files
 from jitaku.mail.smtp_server import Listener
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -54,7 +55,6 @@ def serve(data_dir: Path) -> None:
             privileges.drop(user)
             log.event("dropped_root", user=user.pw_name, uid=user.pw_uid, gid=user.pw_gid)
         with _managed_cluster(config):
-            provision.complete(config)
             for change in changes:
                 log.event("data_dir_mode", change=change)
             run(config, sockets)
@@ -158,6 +158,10 @@ def run(config: Config, sockets: Sockets) -> None:
         outcome: services.Outcome | None = None
         while not terminated:
             mode = ha_mode.decide(config)
+            # the pair's secret files as the table has them, before a missing key is made here and before the
+            # workers that load the keys fork (jitaku.ha.secret_files)
+            secret_files.settle(config, standby=mode != ha_mode.PRIMARY)
+            provision.complete(config)
             children = _fork_workers(config, sockets, mode)
             try:
                 outcome = event_loop.run(

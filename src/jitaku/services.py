@@ -176,8 +176,6 @@ async def _run(
     settings = config.settings
     standby = mode != PRIMARY  # nothing writes
     hostname = settings.mail_hostname
-    if children is not None:  # the main process: the pair's secret files as the table has them, before loading keys
-        secret_files.settle(config, database, standby)
     keys = [
         key
         for domain in settings.domains

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from jitaku.ha.standby import slot_name
+from jitaku.ha.standby import replication_password, slot_name
 from tests.integration.harness import READER, Jitaku, deliver
 from tests.integration.test_logins import web_login
 from tests.integration.test_managed_postgres import managed
@@ -143,6 +143,10 @@ def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_fa
     assert f"delete {copy}" in set_up.stdout
     auto = (standby.dir / "postgres" / "postgresql.auto.conf").read_text()
     assert "passfile=" in auto and secret not in auto and "application_name=two" in auto
+    # the password file, readable by the cluster's user and in every base backup, holds a password derived from
+    # the secret (which seals the pair's secret files), never the secret
+    passfile = (standby.dir / "postgres" / "replication.pgpass").read_text()
+    assert secret not in passfile and passfile.endswith(":replicator:" + replication_password(secret) + "\n")
     kept = standby.dir / "ha" / "replication.secret"
     assert kept.stat().st_mode & 0o777 == 0o600 and kept.read_text().strip() == secret
     assert len(list(standby.dir.glob("postgres.replaced-*"))) == 1

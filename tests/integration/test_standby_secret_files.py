@@ -20,6 +20,7 @@ from jitaku.mail import dkim
 from jitaku.web.auth import SESSION_COOKIE
 from tests.integration.forms import csrf_of
 from tests.integration.harness import READER, Jitaku
+from tests.integration.test_ha_daemon import _query, _standby_pair, started
 from tests.integration.test_standby import no_cluster_left, pair  # noqa: F401  (a fixture, used by name)
 from tests.peers import wait_until
 
@@ -122,3 +123,32 @@ def test_a_standby_signs_serves_tls_and_keeps_sessions_with_the_primarys_files(
     assert "secret_file_refused" not in standby.log() + primary.log()
     assert "secret_file_published" not in standby.log() and "read-only transaction" not in standby.log()
     assert secret not in standby.log() + primary.log()
+
+
+def test_a_promoted_standby_restarted_without_a_key_takes_the_tables_not_a_new_one(
+    jitaku_factory: Any, shared_dir: Path
+) -> None:
+    """The domain's key file missing on the standby, never mirrored there (as a key the old primary made after the
+    standby's last look): the promoted standby's daemon starts and writes the table's key, the one in DNS, before
+    provision would make a new one and publish it over the row."""
+    primary, _port, standby, standby_port = _standby_pair(jitaku_factory, shared_dir)
+    name = "dkim/example.test.jitaku.key"
+    assert (standby.dir / name).read_bytes() == (primary.dir / name).read_bytes()
+    dns = published_dns(primary)
+    primary.stop()  # the primary gone: the standby is promoted
+    assert _query(standby, standby_port, "SELECT pg_promote()") == [True]
+    wait_until(lambda: " event=ha_promoted " in standby.log(), timeout=60)
+    standby.stop()
+    (standby.dir / name).unlink()
+    state = standby.dir / "ha" / "secret_files.json"
+    state.write_text(json.dumps({k: v for k, v in json.loads(state.read_text()).items() if k != name}))
+
+    before, runs = len(standby.log()), len(started(standby))
+    standby.start()
+    wait_until(lambda: len(started(standby)) > runs, timeout=60)
+    assert (standby.dir / name).read_bytes() == (primary.dir / name).read_bytes()
+    assert f"secret_file_mirrored file={name}" in standby.log()[before:]
+    assert f"secret_file_published file={name}" not in standby.log()[before:]
+    assert _query(standby, standby_port, f"SELECT count(*) FROM secret_files WHERE name = '{name}'") == [1]
+    keys = dkim.load_keys(standby.dir / "dkim", "example.test", "jitaku", False)
+    assert dkimpy.verify(dkim.Signer(keys).sign(MESSAGE, "example.test"), dnsfunc=dns)

@@ -57,7 +57,9 @@ def allow(
         console.print(f"made the replication secret: {allowed.secret} (0600)")
     from jitaku.ha import secret_files
 
-    if secret_files.publish_now(config, open_database(config)):  # in the base backup the standby's setup takes
+    with contextlib.closing(open_database(config)) as database:
+        published = secret_files.publish_now(config, database)
+    if published:  # in the base backup the standby's setup takes
         console.print("put the DKIM keys, TLS certificate and web cookie key in the database, sealed for the standby")
     console.print(
         f"copy {allowed.secret} to the standby over a safe channel (scp, a USB stick; never mail or chat), "
@@ -94,36 +96,52 @@ def setup(
 
     config = _managed(data_dir)
     try:
-        with serve_lock.held(config.data_dir):
+        with serve_lock.held(config.data_dir):  # no daemon starts before the secret files are mirrored too
             done = standby.setup(config, primary, secret_file, name, replace)
+            console.print(f"copied the primary's cluster from {primary}; replication slot and name: {done.slot}")
+            console.print(f"the old cluster is in {done.replaced}: remove it once this standby serves as it should")
+            for removed in done.removed:
+                console.print(f"removed an older moved-aside cluster: {removed}")
+            console.print(
+                f"delete {secret_file}: this box keeps its own copy of the secret in {standby.secret_path(config)}"
+            )
+            hold_cluster(config)
+            if not standby.wait_streaming(config):
+                raise CliError(
+                    f"the standby started but does not stream from {primary}: see "
+                    f"{config.postgres_dir / cluster.STARTUP_LOG} and the primary's log"
+                )
+            _mirror(config)
     except ServeError as error:
         if "already running" in str(error):
             raise CliError(f"jitaku serve is running on {config.data_dir}: stop it first") from None
         raise
     except standby.StandbyError as error:
         raise CliError(f"standby setup failed, this box's cluster is as it was: {error}") from None
-    console.print(f"copied the primary's cluster from {primary}; replication slot and name: {done.slot}")
-    console.print(f"the old cluster is in {done.replaced}: remove it once this standby serves as it should")
-    for removed in done.removed:
-        console.print(f"removed an older moved-aside cluster: {removed}")
-    console.print(f"delete {secret_file}: this box keeps its own copy of the secret in {standby.secret_path(config)}")
-    hold_cluster(config)
-    if not standby.wait_streaming(config):
-        raise CliError(
-            f"the standby started but does not stream from {primary}: see {config.postgres_dir / cluster.STARTUP_LOG}"
-            " and the primary's log"
-        )
+    console.print(f"streaming from {primary}; start `jitaku serve`: it runs as a standby")
+
+
+def _mirror(config: Config) -> None:
+    """`standby setup`'s last step: the primary's secret files written here; an error naming why any was not."""
     from jitaku.ha import secret_files
 
-    mirrored = secret_files.mirror_now(config, open_database(config))
+    with contextlib.closing(open_database(config)) as database:
+        mirrored = secret_files.mirror_now(config, database)
     if mirrored.written:
         console.print(f"wrote the primary's secret files here: {', '.join(mirrored.written)}")
+    problems = []
     if mirrored.refused:
-        raise CliError(
+        problems.append(
             f"the primary's {', '.join(mirrored.refused)} did not open with this secret: is it the primary's "
             "DIR/ha/replication.secret?"
         )
-    console.print(f"streaming from {primary}; start `jitaku serve`: it runs as a standby")
+    if mirrored.unknown:
+        problems.append(
+            f"the primary keeps {', '.join(mirrored.unknown)}, which this version of jitaku does not know: "
+            "run the primary's version here"
+        )
+    if problems:
+        raise CliError("; ".join(problems))
 
 
 @ha_app.command("status")

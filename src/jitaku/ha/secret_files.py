@@ -23,9 +23,14 @@ Who writes which way:
   0644), written whole then renamed, when a digest differs, at start and every PERIOD; a file whose row the
   primary removed is removed. `standby setup` mirrors once at its end.
 - A daemon that starts as primary (a promoted standby among them) first mirrors what the table holds newer than
-  its files, before it loads its keys: DIR/ha/secret_files.json keeps the digest each file had when this box last
-  agreed with the table, so a file changed here since (the admin's new certificate) is published, and a row
-  changed by the other box since (a key the old primary made after the last mirror) is written here.
+  its files, before provision makes a missing key and before its workers fork (jitaku.app): DIR/ha/secret_files.json
+  keeps the digest each file had when this box last agreed with the table, so a file changed here since (the
+  admin's new certificate) is published, and a row changed by the other box since, or never agreed on here (a key
+  the old primary made after the last mirror), is written here. A row that does not open is published over.
+- A linked file (tls/cert.pem to certbot's live directory) is published as what it points to; a file there that
+  does not read keeps its row (logged): only a file really gone removes it. The TLS certificate and key move as
+  one: published only when the key is the certificate's, written both or neither. A copy keeps at most 0644 of
+  the file's mode, and the digest covers that much alone.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ PERIOD = 30.0  # seconds between two looks at the files and the table
 STATE_NAME = "secret_files.json"  # in DIR/ha: the digests this box last agreed with the table on
 INFO = b"jitaku secret files v1"  # HKDF's info: these keys serve this purpose alone
 NONCE = 12
+MODE_MASK = 0o644  # what a written copy keeps of a file's mode; its digest and seal cover this much alone
 # What a row may name, in the data directory: a row naming anything else is refused, whatever it holds. Later
 # secret files (the ACME account, the backup password) are added here and in `published`.
 NAMES = re.compile(r"dkim/[A-Za-z0-9][A-Za-z0-9._-]*\.key|tls/(cert|key)\.pem|web\.secret")
@@ -110,18 +116,54 @@ class Keys:
 
 
 def published(config: Config) -> list[str]:
-    """The secret files this box has, by their names in the data directory."""
-    names = [f"dkim/{path.name}" for path in sorted(config.dkim_dir.glob("*.key")) if _regular(path)]
-    names += [name for name in (*TLS_FILES, WEB_SECRET) if _regular(config.data_dir / name)]
+    """The secret files this box has, by their names in the data directory: a link counts (tls/cert.pem linked to
+    /etc/letsencrypt/live/...), and is published by reading through it; only a file written here from the table
+    replaces the link itself."""
+    names = [f"dkim/{path.name}" for path in sorted(config.dkim_dir.glob("*.key"))]
+    names += [name for name in (*TLS_FILES, WEB_SECRET) if os.path.lexists(config.data_dir / name)]
     return [name for name in names if NAMES.fullmatch(name)]
 
 
-def _regular(path: Path) -> bool:
-    """A file of its own: a link is never read, published nor written through."""
+def pair_matches(cert: bytes, key: bytes) -> bool:
+    """Whether the TLS key is the certificate's (the first of the chain): a pair caught half renewed is not."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
-        return stat.S_ISREG(path.lstat().st_mode)
-    except OSError:
+        public = x509.load_pem_x509_certificate(cert).public_key()
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError):
         return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.public_bytes(*spki) == private.public_key().public_bytes(*spki)
+
+
+@dataclass(frozen=True)
+class Local:
+    """A secret file as read here: its mode as a written copy keeps it (MODE_MASK), its bytes, its digest."""
+
+    mode: int
+    data: bytes
+    digest: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Rows saved or deleted in one transaction: one row, or the TLS pair (a standby never sees a certificate
+    without its key)."""
+
+    saves: list[table.Row]
+    deletes: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        return [row.name for row in self.saves] + self.deletes
+
+    def apply(self, tx: Tx) -> None:
+        for row in self.saves:
+            table.save(tx, row)
+        for name in self.deletes:
+            table.delete(tx, name)
 
 
 @dataclass
@@ -133,12 +175,20 @@ class Changes:
     agreed: dict[str, str | None] = field(default_factory=dict)  # None: forget the name
     written: list[str] = field(default_factory=list)  # files written from the table
     refused: list[str] = field(default_factory=list)  # rows that did not open
+    unknown: list[str] = field(default_factory=list)  # rows naming a file this version does not keep
 
-    def apply(self, tx: Tx) -> None:
-        for row in self.saves:
-            table.save(tx, row)
-        for name in self.deletes:
-            table.delete(tx, name)
+    def units(self) -> list[Unit]:
+        """Each row on its own, so that one the database refuses does not stop the others; the TLS pair as one."""
+        pair = [row for row in self.saves if row.name in TLS_FILES]
+        units = [Unit([row], []) for row in self.saves if row.name not in TLS_FILES]
+        units += [Unit(pair, [])] if pair else []
+        return units + [Unit([], [name]) for name in self.deletes]
+
+    def unsaved(self, unit: Unit, error: Exception) -> None:
+        """UNIT's rows were not saved: nothing agreed on them, the next look tries again."""
+        for name in unit.names:
+            self.agreed.pop(name, None)
+        log.event("secret_file_not_saved", logging.WARNING, file=" ".join(unit.names), error=str(error))
 
 
 class Keeper:
@@ -149,7 +199,7 @@ class Keeper:
         self._config = config
         self._standby = standby
         self._keys: tuple[str, Keys] | None = None
-        self._refused: set[tuple[str, str]] = set()  # each refusal logged once, not every PERIOD
+        self._logged: set[tuple[str, ...]] = set()  # each refusal, unreadable file, warning logged once
 
     def keys(self) -> Keys | None:
         """None without a replication secret: a box without a pair keeps its files to itself."""
@@ -166,33 +216,36 @@ class Keeper:
         delete. Blocking (files, crypto): off the event loop, or before it serves."""
         state = self._state()
         changes = Changes()
-        local = set(published(self._config))
-        for name in sorted(local | set(rows) | set(state)):
+        local, unreadable = self._files(keys)
+        opened: dict[str, tuple[table.Row, int, bytes]] = {}
+        for name in sorted(set(local) | set(rows) | set(state)):
             row, agreed = rows.get(name), state.get(name)
-            mine = self._digest(keys, name) if name in local else None
+            mine = local[name].digest if name in local else None
             if self._standby:
                 if row is not None and mine != row.digest:
-                    self._write(keys, row, changes)
+                    self._open(keys, row, changes, opened)
                 elif row is None and agreed is not None:
                     self._remove(name, changes)
                 elif row is not None:
                     changes.agreed[name] = row.digest
+            elif name in unreadable:
+                continue  # neither published nor removed: row and file stay as they are until it reads again
             elif row is not None and mine == row.digest:
                 changes.agreed[name] = mine
-            elif row is not None and mine == agreed:  # unchanged here since we agreed: the other box changed it
-                self._write(keys, row, changes)
+            # unchanged here since we agreed, or never agreed (a promoted standby's missing key): the table wins;
+            # a row that does not open is published over
+            elif row is not None and (mine == agreed or agreed is None) and self._open(keys, row, changes, opened):
+                continue
             elif mine is not None and publish:
-                mode, data = self._read(name)
-                digest = keys.digest(name, mode, data)
-                changes.saves.append(table.Row(name, keys.seal(name, mode, data), digest, time.time()))
-                changes.agreed[name] = digest
-                log.event("secret_file_published", file=name)
-            elif mine is None and row is not None and publish:  # removed here since we agreed
+                self._publish(keys, name, local[name], changes)
+            elif mine is None and row is not None and agreed is not None and publish:  # removed here since we agreed
                 changes.deletes.append(name)
                 changes.agreed[name] = None
                 log.event("secret_file_unpublished", file=name)
             elif mine is None and row is None:
                 changes.agreed[name] = None
+        self._pair(keys, rows, local, changes, opened)
+        self._write(opened, changes)
         return changes
 
     def remember(self, agreed: dict[str, str | None]) -> None:
@@ -211,8 +264,8 @@ class Keeper:
             files.replace(path, json.dumps(state, sort_keys=True).encode() + b"\n", 0o600, _owner(path.parent))
 
     def settle(self, database: Database) -> None:
-        """Once, at the daemon's start, before it loads its keys: write what the table holds newer than the
-        files. Rows are written by `keep`'s first look, in the writer's transactions."""
+        """Once, at the daemon's start, before it makes or loads its keys: write what the table holds newer than
+        the files. Rows are written by `keep`'s first look, in the writer's transactions."""
         keys = self.keys()
         if keys is None:
             return
@@ -222,12 +275,22 @@ class Keeper:
     async def once(self, database: Database) -> None:
         keys = await asyncio.to_thread(self.keys)
         if keys is None:
+            if self._standby:
+                self._once(("no secret",), "secret_files_no_secret", path=str(secret_path(self._config)))
             return
         rows = await asyncio.to_thread(database.query_now, table.rows)
         changes = await asyncio.to_thread(self.look, keys, rows, not self._standby)
-        if changes.saves or changes.deletes:
-            await database.transact(changes.apply)
+        for unit in changes.units():
+            try:
+                await database.transact(unit.apply)
+            except Exception as error:  # a row the database refuses: the others are saved
+                changes.unsaved(unit, error)
         await asyncio.to_thread(self.remember, changes.agreed)
+
+    def _once(self, key: tuple[str, ...], event: str, **fields: str) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.event(event, logging.WARNING, **fields)
 
     def _state(self) -> dict[str, str]:
         path = self._config.data_dir / "ha" / STATE_NAME
@@ -237,38 +300,85 @@ class Keeper:
             return {}
         return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
 
-    def _read(self, name: str) -> tuple[int, bytes]:
-        path = self._config.data_dir / name
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(descriptor, "rb") as file:
-            return stat.S_IMODE(os.fstat(descriptor).st_mode), file.read()
+    def _files(self, keys: Keys) -> tuple[dict[str, Local], set[str]]:
+        """The secret files here, read through links; and those that are there but do not read (a permission, a
+        link to nowhere): only a file really gone is removed from the table."""
+        local: dict[str, Local] = {}
+        unreadable: set[str] = set()
+        for name in published(self._config):
+            path = self._config.data_dir / name
+            try:
+                with path.open("rb") as file:
+                    mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode) & MODE_MASK
+                    data = file.read()
+            except OSError as error:
+                if isinstance(error, FileNotFoundError) and not os.path.lexists(path):
+                    continue  # removed since published() listed it
+                unreadable.add(name)
+                self._once(("unreadable", name, str(error)), "secret_file_unreadable", file=name, error=str(error))
+                continue
+            local[name] = Local(mode, data, keys.digest(name, mode, data))
+        return local, unreadable
 
-    def _digest(self, keys: Keys, name: str) -> str | None:
-        try:
-            return keys.digest(name, *self._read(name))
-        except OSError:
-            return None
+    def _publish(self, keys: Keys, name: str, mine: Local, changes: Changes) -> None:
+        changes.saves.append(table.Row(name, keys.seal(name, mine.mode, mine.data), mine.digest, time.time()))
+        changes.agreed[name] = mine.digest
 
-    def _write(self, keys: Keys, row: table.Row, changes: Changes) -> None:
+    def _open(
+        self, keys: Keys, row: table.Row, changes: Changes, opened: dict[str, tuple[table.Row, int, bytes]]
+    ) -> bool:
+        """Open ROW into OPENED, to be written; False (logged once) when it is refused."""
         try:
             if not NAMES.fullmatch(row.name):
-                raise Refused("names no secret file jitaku keeps")
+                changes.unknown.append(row.name)
+                raise Refused("names no secret file this version of jitaku keeps")
             mode, data = keys.open(row.name, row.sealed, row.digest)
         except Refused as refused:
-            changes.refused.append(row.name)
-            if (row.name, row.digest) not in self._refused:
-                self._refused.add((row.name, row.digest))
-                log.event("secret_file_refused", logging.WARNING, file=row.name, reason=str(refused))
-            return
-        path, owner = self._config.data_dir / row.name, _owner(self._config.data_dir)
-        if not path.parent.exists():  # dkim/ or tls/, as provision makes them
-            path.parent.mkdir(mode=0o700)
-            if owner is not None:
-                os.chown(path.parent, *owner)
-        files.replace(path, data, mode & 0o644, owner)
-        changes.agreed[row.name] = row.digest
-        changes.written.append(row.name)
-        log.event("secret_file_mirrored", file=row.name)
+            if row.name not in changes.unknown:
+                changes.refused.append(row.name)
+            self._once(("refused", row.name, row.digest), "secret_file_refused", file=row.name, reason=str(refused))
+            return False
+        opened[row.name] = (row, mode, data)
+        return True
+
+    def _pair(
+        self,
+        keys: Keys,
+        rows: dict[str, table.Row],
+        local: dict[str, Local],
+        changes: Changes,
+        opened: dict[str, tuple[table.Row, int, bytes]],
+    ) -> None:
+        """The TLS certificate and key change as one: written both or neither; published only when the key is the
+        certificate's (not while a renewal has written one and not yet the other)."""
+        if any(name in opened for name in TLS_FILES):
+            for name in TLS_FILES:
+                row = rows.get(name)
+                if name not in opened and row is not None and not self._open(keys, row, changes, opened):
+                    for written in TLS_FILES:
+                        opened.pop(written, None)
+        held = [row for row in changes.saves if row.name in TLS_FILES]
+        cert, key = (local.get(name) for name in TLS_FILES)
+        if held and not (cert is not None and key is not None and pair_matches(cert.data, key.data)):
+            changes.saves = [row for row in changes.saves if row not in held]
+            for row in held:
+                changes.agreed.pop(row.name, None)
+            self._once(("pair", *(row.digest for row in held)), "secret_file_pair_mismatch", file=" ".join(TLS_FILES))
+        for row in changes.saves:
+            log.event("secret_file_published", file=row.name)
+
+    def _write(self, opened: dict[str, tuple[table.Row, int, bytes]], changes: Changes) -> None:
+        owner = _owner(self._config.data_dir)
+        for row, mode, data in opened.values():
+            path = self._config.data_dir / row.name
+            if not path.parent.exists():  # dkim/ or tls/, as provision makes them
+                path.parent.mkdir(mode=0o700)
+                if owner is not None:
+                    os.chown(path.parent, *owner)
+            files.replace(path, data, mode & MODE_MASK, owner)
+            changes.agreed[row.name] = row.digest
+            changes.written.append(row.name)
+            log.event("secret_file_mirrored", file=row.name)
 
     def _remove(self, name: str, changes: Changes) -> None:
         (self._config.data_dir / name).unlink(missing_ok=True)
@@ -285,11 +395,20 @@ def _owner(directory: Path) -> tuple[int, int] | None:
     return info.st_uid, info.st_gid
 
 
-def settle(config: Config, database: Database, standby: bool) -> None:
-    """The daemon's first look, before it loads its keys: see Keeper.settle. A failure is logged: the daemon then
-    serves with the files it has."""
+def settle(config: Config, standby: bool) -> None:
+    """The daemon's first look (jitaku.app), before it makes a missing key (provision), loads its keys, or forks
+    the workers that load them: see Keeper.settle. A failure is logged: the daemon then serves with the files it
+    has."""
+    if not secret_path(config).exists():
+        return
+    from jitaku.store import Database
+
     try:
-        Keeper(config, standby).settle(database)
+        database = Database(config.database_url)
+        try:
+            Keeper(config, standby).settle(database)
+        finally:
+            database.close()
     except Exception as error:  # the database restarting, a full disk: the daemon serves, the next look tries again
         log.event("secret_files_error", logging.WARNING, error=str(error))
 
@@ -312,11 +431,16 @@ def publish_now(config: Config, database: Database) -> int:
     if keys is None:
         return 0
     changes = keeper.look(keys, database.read_now(table.rows))
-    if changes.saves or changes.deletes:
-        with database.transaction() as connection:
-            changes.apply(Tx.over(connection))
+    done = 0
+    for unit in changes.units():
+        try:
+            with database.transaction() as connection:
+                unit.apply(Tx.over(connection))
+            done += len(unit.names)
+        except Exception as error:  # a row the database refuses: the others are saved
+            changes.unsaved(unit, error)
     keeper.remember(changes.agreed)
-    return len(changes.saves) + len(changes.deletes)
+    return done
 
 
 def mirror_now(config: Config, database: Database) -> Changes:

@@ -1,11 +1,11 @@
 """Making the second box a streaming-replication standby of the first.
 
 On the primary, `allow(config, host)`: the replication secret (generated once, DIR/ha/replication.secret), the
-`replicator` role whose password it is, a pg_hba.conf line that lets HOST connect as it for replication (in a
-marked block of its own, which the cluster's rewrite of its own block at each start leaves alone), and the
-settings a primary needs (set with ALTER SYSTEM, in postgresql.auto.conf, which PostgreSQL reads after
-postgresql.conf: they stay in force whatever is later edited in postgresql.conf, and `ALTER SYSTEM RESET` is the
-way to change them).
+`replicator` role whose password is derived from it (replication_password), a pg_hba.conf line that lets HOST
+connect as it for replication (in a marked block of its own, which the cluster's rewrite of its own block at each
+start leaves alone), and the settings a primary needs (set with ALTER SYSTEM, in postgresql.auto.conf, which
+PostgreSQL reads after postgresql.conf: they stay in force whatever is later edited in postgresql.conf, and
+`ALTER SYSTEM RESET` is the way to change them).
 
 On the standby, `setup(config, primary, secret_file, name)`: a base backup of the primary (pg_basebackup, WAL
 streamed alongside, a physical replication slot on the primary named after this box so the primary keeps the
@@ -15,8 +15,11 @@ own, and a command that sets up replication must not be the one that deletes a d
 removes it once satisfied (the output says where it is). Only the newest such copy is kept: a successful setup
 removes older ones, and says so.
 
-The secret never appears on a command line, in an environment or in postgresql.auto.conf: pg_basebackup and the
-standby's WAL receiver read it from a libpq password file (0600, the cluster user's), which primary_conninfo
+The secret itself stays in DIR/ha/replication.secret alone: the sealing key of the pair's secret files
+(jitaku.ha.secret_files) derives from it, and a password file sits in DIR/postgres, readable by the cluster's user
+and copied by base backups. The role's password is a value derived from it under a label of its own, which opens
+nothing else; it never appears on a command line, in an environment or in postgresql.auto.conf: pg_basebackup and
+the standby's WAL receiver read it from a libpq password file (0600, the cluster user's), which primary_conninfo
 names. A failure before the swap leaves the standby's own cluster as it was.
 """
 
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 
 ROLE = "replicator"
 SECRET_NAME = "replication.secret"
+PASSWORD_INFO = b"jitaku replication password v1"  # HKDF's info: the role's password, and nothing else
 REPLICATION_PASSFILE = "replication.pgpass"  # in DIR/postgres, for the standby's WAL receiver
 HBA_BEGIN = "# jitaku: standby allow (replication), begin"  # neither contains cluster.HBA_END
 HBA_FINISH = "# jitaku: standby allow (replication), finish"
@@ -102,7 +106,8 @@ def allow(config: Config, host: str) -> Allowed:
         if made:
             _write_secret(path, secrets.token_urlsafe(32))
         secret = read_secret(path)
-        verifier = connection.pgconn.encrypt_password(secret.encode(), ROLE.encode(), b"scram-sha-256").decode()
+        password = replication_password(secret).encode()
+        verifier = connection.pgconn.encrypt_password(password, ROLE.encode(), b"scram-sha-256").decode()
         exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (ROLE,)).fetchone()
         verb = "ALTER" if exists else "CREATE"
         connection.execute(
@@ -162,6 +167,21 @@ def hba_address(host: str) -> str:
             raise StandbyError(f"{host!r} is neither an IP address nor a host name") from None
         host = host.lower()
     return cluster._network(host)
+
+
+def replication_password(secret: str) -> str:
+    """The replicator role's password: derived from SECRET (HKDF-SHA256, a label of its own), so that a password
+    file, the cluster or a base backup holding it holds nothing that opens the sealed secret files or signs the
+    pair's requests. Hex: nothing a password file would need escaped."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=PASSWORD_INFO).derive(secret.encode()).hex()
+
+
+def _password_file(path: Path, secret: str, user: pwd.struct_passwd | None) -> None:
+    """PATH, a libpq password file for the replicator role (0600, USER's): its password, never the secret."""
+    cluster.write_private(path, f"*:*:*:{ROLE}:{replication_password(secret)}\n", user)
 
 
 def read_secret(path: Path) -> str:
@@ -264,7 +284,7 @@ def setup(config: Config, primary: str, secret_file: Path, name: str | None, rep
         cluster.stop(config)
         passfile = data.with_name(data.name + ".replication-pass")
         try:
-            cluster.write_private(passfile, f"*:*:*:{ROLE}:{secret}\n", user)
+            _password_file(passfile, secret, user)
             shutil.rmtree(part, ignore_errors=True)
             part.mkdir(mode=0o700)
             cluster.give(part, user)
@@ -386,11 +406,12 @@ def follow(
     config: Config, data: Path, host: str, port: int, name: str, secret: str, user: pwd.struct_passwd | None
 ) -> None:
     """Make the cluster in DATA (which becomes DIR/postgres, if it is not that already) a standby of HOST:PORT
-    under NAME, at its next start: the replication password file (SECRET, 0600, USER's), primary_conninfo naming
-    that file, never the password, application_name and primary_slot_name NAME, standby.signal. `standby setup`
+    under NAME, at its next start: the replication password file (the password derived from SECRET, 0600,
+    USER's), primary_conninfo naming that file, never the password, application_name and primary_slot_name NAME,
+    standby.signal. `standby setup`
     (after pg_basebackup) and the switchover's re-join (jitaku.ha.rejoin, on the old primary's own cluster) both
     write these."""
-    cluster.write_private(data / REPLICATION_PASSFILE, f"*:*:*:{ROLE}:{secret}\n", user)
+    _password_file(data / REPLICATION_PASSFILE, secret, user)
     dsn = conninfo(host, port, name, config.postgres_dir / REPLICATION_PASSFILE)
     auto = data / "postgresql.auto.conf"
     ours = ("primary_conninfo", "primary_slot_name")
@@ -398,8 +419,8 @@ def follow(
     kept.append("primary_conninfo = '" + dsn.replace("'", "''") + "'")
     kept.append(f"primary_slot_name = '{name}'")  # slot_name() made it of [a-z0-9_]
     text = "\n".join(kept) + "\n"
-    if secret in text:
-        raise StandbyError("postgresql.auto.conf holds the replication secret; refusing to keep it there")
+    if secret in text or replication_password(secret) in text:
+        raise StandbyError("postgresql.auto.conf holds the replication password; refusing to keep it there")
     cluster.write_private(auto, text, user)
     signal = data / "standby.signal"
     if not signal.exists():

@@ -188,10 +188,10 @@ async def _replication(context: Context) -> Result | None:
     replication to its standby is synchronous (jitaku.ha.sync)."""
     if not context.standby:
         return await _replication_from_primary(context)
-    from jitaku.ha import status
+    from jitaku.ha import standby, status
 
     found = await asyncio.to_thread(status.status, context.config)
-    return replication.on_standby(found)
+    return replication.on_standby(found, standby.secret_path(context.config).exists())
 
 
 async def _filters(context: Context) -> list[Result]:

@@ -20,10 +20,12 @@ LAG_BYTES_WARNING = 64 << 20  # bytes of WAL a standby may lack before it is wor
 HELD_BYTES_WARNING = 1 << 30
 
 
-def on_standby(found: dict[str, Any]) -> Result:
+def on_standby(found: dict[str, Any], secret: bool = True) -> Result:
     """The standby's side, from jitaku.ha.status: whether it receives its primary's WAL, and how far behind it
     is. Caught up means nothing left to replay (lag_bytes 0), not received == replayed: what was received may
-    itself lag what the primary has."""
+    itself lag what the primary has. Without the replication SECRET (DIR/ha/replication.secret) it mirrors none
+    of the primary's secret files (jitaku.ha.secret_files): a warning, else it would serve unnoticed without
+    them once promoted."""
     primary = found["peer"] or "its primary"
     if found["sync_state"] != "streaming":
         return Result(
@@ -35,13 +37,14 @@ def on_standby(found: dict[str, Any]) -> Result:
         )
     lag, seconds = found["lag_bytes"] or 0, found["lag_seconds"] or 0.0
     behind = lag > LAG_BYTES_WARNING or (lag > 0 and seconds > LAG_SECONDS_WARNING)
-    return Result(
-        CHECK,
-        State.WARNING if behind else State.OK,
+    sentence, ja = (
         f"streaming from {primary}, {lag} bytes behind ({seconds:.0f} s).",
-        {"lag_bytes": lag},
-        ja=f"{primary} からストリーミング中、{lag} バイト遅れ（{seconds:.0f} 秒）。",
+        (f"{primary} からストリーミング中、{lag} バイト遅れ（{seconds:.0f} 秒）。"),
     )
+    if not secret:
+        sentence += " No DIR/ha/replication.secret here: the primary's DKIM keys and TLS certificate are not copied."
+        ja += "DIR/ha/replication.secret がないため、プライマリの DKIM 鍵と TLS 証明書はコピーされません。"
+    return Result(CHECK, State.WARNING if behind or not secret else State.OK, sentence, {"lag_bytes": lag}, ja=ja)
 
 
 def check(facts: Facts, timeout: float, now: float, lost_at: float | None = None) -> Result:

@@ -536,7 +536,7 @@ Index("filter_training_message", filter_training.c.message_id)
 secret_files = Table(
     "secret_files",
     metadata,
-    Column("name", String(255), primary_key=True),
+    Column("name", Text, primary_key=True),
     Column("sealed", LargeBinary, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("updated_at", Float, nullable=False),

@@ -14,7 +14,7 @@ down_revision = "0023"
 def upgrade() -> None:
     op.create_table(
         "secret_files",
-        sa.Column("name", sa.String(255), primary_key=True),
+        sa.Column("name", sa.Text, primary_key=True),
         sa.Column("sealed", sa.LargeBinary, nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
