@@ -372,6 +372,41 @@ def test_two_sessions_changing_flags_of_one_message_at_once_lose_neither_change(
         database.close()
 
 
+def test_two_batches_storing_unchanged_flags_in_two_mailboxes_in_opposite_orders_never_deadlock(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each worker's writer commits its sessions' jobs together: one batch marks read what is read in INBOX, then in
+    Other, while another worker's batch does so the other way round. Changing nothing, neither locks a mailbox, so
+    neither waits for the other (on PostgreSQL a deadlock undid one batch's job, to be run again)."""
+    if not url.startswith("postgresql"):
+        pytest.skip("one SQLite writer at a time: its batches never run together")
+    database = Database(url)
+    try:
+        with database.transaction() as connection:
+            mailstore.create_mailbox(connection, ALICE, "Other")
+            for name in ("INBOX", "Other"):
+                mailstore.append(connection, ALICE, b"message", name=name, flags=["\\Seen"])
+    finally:
+        database.close()
+    middle = threading.Barrier(2, timeout=5)
+
+    def batch(database: Database, barrier: threading.Barrier) -> None:
+        order = ["INBOX", "Other"] if barrier.wait() == 0 else ["Other", "INBOX"]
+
+        def job(tx: Tx) -> None:
+            for name in order:
+                mailstore.store_flags(tx, ALICE, name, [1], ["\\Seen"], "add")
+                with contextlib.suppress(threading.BrokenBarrierError):  # a job run again runs alone
+                    middle.wait()
+
+        writes(database, [job])
+
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        together(url, batch)
+
+    assert [r.getMessage() for r in caplog.records if "store_conflict" in r.getMessage()] == []
+
+
 def test_two_sessions_moving_one_message_at_once_move_it_once(url: str) -> None:
     """Both of a user's clients move a message to Trash at once: it is there once, not twice."""
     database = Database(url)
