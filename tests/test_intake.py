@@ -95,10 +95,10 @@ def test_a_delivery_leaves_its_copies_queue_entries_and_inbox_items_as_rows(
         (1, "Q1", "carol@remote.test", None, None, None),
         (2, "Q1", "dave@remote.test", None, "sota-bounces+dave=remote.test@example.test", b"List-Id: x\r\n"),
     ]
-    # id, list_id, role, recipient, sender, received_at, note, attempts, next_try, body, lease, lease_until
+    # id, list_id, role, recipient, sender, received_at, note, attempts, next_try, body
     assert [tuple(row) for row in found["list_inbox"]] == [
-        (1, 1, "post", LIST, ALICE, NOW, None, 0, 0.0, b"post\r\n", None, 0.0),
-        (2, 1, "owner", "sota-owner@example.test", BOB, NOW, None, 0, 0.0, b"to the owner\r\n", None, 0.0),
+        (1, 1, "post", LIST, ALICE, NOW, None, 0, 0.0, b"post\r\n"),
+        (2, 1, "owner", "sota-owner@example.test", BOB, NOW, None, 0, 0.0, b"to the owner\r\n"),
     ]
     (entry,) = database.read_now(queue.list_queue)
     assert (entry.id, entry.recipients) == ("Q1", ("carol@remote.test", "dave@remote.test"))

@@ -232,7 +232,7 @@ def test_a_personal_copy_that_bounces_reports_to_its_own_sender(database: Databa
     reported: list[tuple[str, str]] = []
     run_queue(database, relay(sink), empty, lambda _tx, copies: reported.extend(copies))
     assert reported == []
-    item = database.read_now(lambda c: lists.next_inbox(c, time.time()))
+    item = database.read_now(lambda c: lists.inbox_item(c, lists.next_inbox(c, time.time()) or 0))
     assert item is not None
     assert (item.role, item.recipient, item.sender) == ("bounces", verp, "")
     assert f"Final-Recipient: rfc822; {DAVE}".encode() in item.body

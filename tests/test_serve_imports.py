@@ -184,7 +184,7 @@ def test_a_list_post_is_taken_numbered_archived_and_its_members_read_without_sql
             "    found = await database.query(lambda s: lists.find_list(s, 'sota@example.test'))\n"
             "    await database.transact(lambda tx: lists.add_members(tx, found.id, ['a@example.org', 'b@example.org']))\n"
             "    await database.transact(lambda tx: lists.add_inbox(tx, found.address, 'post', found.address, 'a@example.org', b'hi', 1.0))\n"
-            "    item = await database.query(lambda s: lists.next_inbox(s, 2.0))\n"
+            "    item = await database.query(lambda s: lists.inbox_item(s, lists.next_inbox(s, 2.0)))\n"
             "    def commit(tx):\n"
             "        assert lists.take_number(tx, found.id, 1)\n"
             "        lists.archive(tx, found.id, 1, item.sender, 'a', 'hello', item.body)\n"

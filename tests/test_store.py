@@ -81,7 +81,7 @@ def test_list_confirmations_and_held_posts_expire_and_the_inbox_takes_each_item_
         assert lists.find_confirmation(connection, "new") == (found.id, "b@example.org", "subscribe")
         assert [h.subject for h in lists.held(connection, found.id)] == ["new post"]
         lists.add_inbox(connection, found.address, "post", found.address, "c@example.org", b"x", time.time())
-        item = lists.next_inbox(connection, time.time())
+        item = lists.inbox_item(connection, lists.next_inbox(connection, time.time()) or 0)
         assert item is not None
         lists.remove_inbox(connection, item.id, item.lease)
         with pytest.raises(accounts.AccountError, match="handled already"):

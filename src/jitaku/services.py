@@ -28,7 +28,7 @@ from jitaku.ha.mode import FENCED, PRIMARY, STANDBY, Mode
 from jitaku.health.result import State
 from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
-from jitaku.lists.runner import ListRunner
+from jitaku.lists.runner import ListRunner, node_id
 from jitaku.mail import dkim, transport
 from jitaku.mail.filters.greylist import Greylisting
 from jitaku.mail.filters.scanning import Scanning, learning_on, scanners
@@ -211,7 +211,17 @@ async def _run(
         wakeup=queue_due,
         on_personal_delivered=on_personal_delivered,
     )
-    lists = ListRunner(database, signer, policy, pipeline, hostname, settings.web_url, list_inbox, queue.wake)
+    lists = ListRunner(
+        database,
+        signer,
+        policy,
+        pipeline,
+        hostname,
+        settings.web_url,
+        list_inbox,
+        queue.wake,
+        node=node_id(config.data_dir),
+    )
     checker = Checker(settings.login.hash_threads, settings.login.hash_queue)
     # a standby's store is read-only: its web admin's failed logins are counted in memory
     limiter = MemoryLoginLimiter(settings.login) if standby else LoginLimiter(database, settings.login)

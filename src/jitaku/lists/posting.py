@@ -51,6 +51,10 @@ class Drop(Exception):
         self.reason = reason
 
 
+class _NumberTaken(Exception):
+    """Another post took the number meanwhile: the commit is rolled back, and the copies made again."""
+
+
 class Hold(Exception):
     """The post waits for an owner's decision, for REASON."""
 
@@ -292,9 +296,11 @@ class Commit:
         mailing_list, item, edition, copies = post.mailing_list, post.item, post.edition, post.copies
         assert edition is not None
 
-        def commit(tx: Tx) -> bool:
+        def commit(tx: Tx) -> None:
+            # first: a lease lost to another runner fails the commit before anything else is written
+            store.lists.remove_inbox(tx, item.id, item.lease)
             if not store.lists.take_number(tx, mailing_list.id, post.number):
-                return False
+                raise _NumberTaken  # and the item's removal is rolled back with it
             post_id = store.lists.archive(
                 tx,
                 mailing_list.id,
@@ -309,10 +315,10 @@ class Commit:
             )
             search.index_list_post(tx, post_id, edition.subject, post.words or edition.author)
             delivery.commit(tx, copies, post_id)
-            store.lists.remove_inbox(tx, item.id, item.lease)
-            return True
 
-        if not await self._database.transact(commit):
+        try:
+            await self._database.transact(commit)
+        except _NumberTaken:
             return False
         log.event(
             "list_posted",

@@ -12,20 +12,25 @@ commit leaves the item to be done again and a crash after it leaves nothing
 to redo: no gap, no repeat.
 
 Several daemons may share a PostgreSQL database, and during a switchover both boxes
-of a pair may run a runner: an item leased to one is not taken by another until LEASE_SECONDS have passed (a
-runner killed mid-item leaves it to the others that long, or until a runner starts: each lets go of every lease
-first), and the runner whose lease ran out meanwhile finds its commit refused (LeaseLost) and leaves the item to
-the one that has it.
+of a pair may run a runner: an item leased to one is not taken by another until LEASE_SECONDS have passed since
+the holder last renewed the lease (it does while it works on the item; a runner killed mid-item leaves it to the
+others that long, or until it starts again: each lets go of the leases its node held first), and the runner
+whose lease ran out meanwhile finds its commit refused (LeaseLost), leaves the item to the one that has it, and
+counts an attempt: an item no runner finishes within its lease is held or dropped after MAX_ATTEMPTS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import secrets
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from email.message import Message
 from functools import partial
+from pathlib import Path
 
 from jitaku import log, store
 from jitaku.lists import backfill, bounces, digest, posting, requests
@@ -42,8 +47,15 @@ MAX_ATTEMPTS = 5
 RETRY_SECONDS = 10.0  # then 20, 40, 80: about five minutes in all
 HELD_SECONDS = 30 * 86400
 LEASE_SECONDS = 120.0  # an item's handling takes well under a second; a post to a large list, a few
+RENEWALS = 4  # times the lease is renewed within LEASE_SECONDS while its item is worked on
 EXPIRY_CHECK_SECONDS = 3600.0
 DIGEST_CHECK_SECONDS = 5.0
+
+
+def node_id(data_dir: Path) -> str:
+    """Whose leases a runner starting lets go of: this box's and data directory's, the same after a restart, and
+    never another daemon's sharing the database (which may be working on its items)."""
+    return hashlib.sha256(f"{socket.gethostname()}\0{data_dir.resolve()}".encode()).hexdigest()[:32]
 
 
 class ListRunner:
@@ -59,9 +71,12 @@ class ListRunner:
         web_url: str,
         wakeup: asyncio.Event,
         wake_queue: Callable[[], None],
+        node: str | None = None,
     ) -> None:
-        """WAKEUP is set by whoever commits mail for a list; WAKE_QUEUE once copies are queued."""
+        """WAKEUP is set by whoever commits mail for a list; WAKE_QUEUE once copies are queued. NODE (node_id):
+        whose leases to let go of at start; None, a runner of its own whose leases none before it held."""
         self._database = database
+        self._node = node or secrets.token_hex(16)
         self._outbox = Outbox(database, policy, pipeline)
         self._posting = posting.Posting(database, signer, policy, hostname, web_url, wake_queue)
         self.requests = requests.Requests(database, self._outbox, hostname, web_url)
@@ -84,7 +99,7 @@ class ListRunner:
 
     async def _work(self) -> None:
         try:
-            released = await self._database.transact(store.lists.release_leases)
+            released = await self._database.transact(lambda tx: store.lists.release_leases(tx, self._node))
         except Exception as error:  # the store failing at start: the loop below says so as it goes on
             log.event("list_engine_error", error=repr(error))
         else:
@@ -96,27 +111,81 @@ class ListRunner:
                 # a read first, so that an idle runner writes nothing; another runner may take the item before this
                 # one does, and the next turn of the loop no longer sees it
                 if await self._database.query(lambda s: store.lists.next_inbox(s, time.time()), snapshot=False):
-                    item = await self._database.transact(
-                        lambda tx: store.lists.take_inbox(tx, time.time(), LEASE_SECONDS)
-                    )
-                    if item is not None:
-                        await self._handle_safely(item)
-                    continue
-                await self._send_digests()
-                await self._expire()
+                    if await self._take():
+                        continue
+                    # another runner was taking what the read saw: it is theirs, and this one waits for more
+                else:
+                    await self._send_digests()
+                    await self._expire()
             except Exception as error:  # the store or a digest failing must not stop the daemon's mail
                 log.event("list_engine_error", error=repr(error))  # the event keeps its name: log watchers grep for it
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: 3.11's wait_for can lose a cancel
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wakeup.wait()
 
+    async def _take(self) -> bool:
+        """Take the next item and handle it; whether there was one. The take writes a lease alone, which a power
+        cut may undo (durable=False): the item is then taken again."""
+        node = self._node
+        taken = await self._database.transact(
+            lambda tx: store.lists.take_inbox(tx, time.time(), LEASE_SECONDS, node), durable=False
+        )
+        if taken is None:
+            return False
+        item = await self._database.query(lambda s: store.lists.inbox_item(s, taken.id, taken.lease), snapshot=False)
+        if item is not None:
+            async with self._renewing(item):
+                await self._handle_safely(item)
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, item: InboxItem) -> AsyncIterator[None]:
+        """Renew ITEM's lease while it is worked on: a post to a large list may take longer than LEASE_SECONDS,
+        and another runner taking it then would do it again, and lose it in turn, for ever."""
+
+        async def renew() -> None:
+            assert item.lease is not None
+            lease = item.lease
+            while True:
+                await asyncio.sleep(LEASE_SECONDS / RENEWALS)
+                try:
+                    held = await self._database.transact(
+                        lambda tx: store.lists.renew_lease(tx, item.id, lease, LEASE_SECONDS), durable=False
+                    )
+                except Exception as error:  # the store failing: the lease may run out, and the commit say so
+                    log.event("list_engine_error", item=item.id, error=repr(error))
+                    continue
+                if not held:
+                    return
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
     async def _handle_safely(self, item: InboxItem) -> None:
         """Handle ITEM; on failure try again later, and in the end hold a post for the owners rather than
         let one message stop the list (what else cannot be done is dropped, and logged)."""
+        if item.attempts >= MAX_ATTEMPTS:  # its leases lost as often (LeaseLost): it ends as a failing item does
+            held = item.role in ("post", "approved")
+            log.event(
+                "list_error",
+                item=item.id,
+                role=item.role,
+                attempts=item.attempts,
+                error="lease lost each time",
+                action="held" if held else "dropped",
+            )
+            await self._give_up(item, "could not be processed: another runner took it each time")
+            return
         try:
             await self._handle(item)
         except store.lists.LeaseLost:  # another runner had it: its commit counts, this one's was rolled back
-            log.event("list_item_taken_elsewhere", item=item.id, role=item.role)
+            log.event("list_item_taken_elsewhere", item=item.id, role=item.role, attempts=item.attempts + 1)
+            await self._database.transact(lambda tx: store.lists.inbox_lost(tx, item.id))
         except Exception as error:
             gave_up = item.attempts + 1 >= MAX_ATTEMPTS
             log.event(
@@ -131,10 +200,15 @@ class ListRunner:
             if not gave_up:
                 retry = time.time() + RETRY_SECONDS * 2**item.attempts
                 await self._database.transact(lambda tx: store.lists.inbox_failed(tx, item.id, retry, item.lease))
-            elif item.role in ("post", "approved"):
-                await self._park(item, f"could not be processed: {error!r}")
             else:
-                await self._database.transact(forget(item))
+                await self._give_up(item, f"could not be processed: {error!r}")
+
+    async def _give_up(self, item: InboxItem, reason: str) -> None:
+        """A post is held for the owners, with REASON; anything else is dropped."""
+        if item.role in ("post", "approved"):
+            await self._park(item, reason)
+        else:
+            await self._database.transact(forget(item))
 
     async def _handle(self, item: InboxItem) -> None:
         mailing_list = await self._database.query(lambda s: store.lists.list_by_id(s, item.list_id), snapshot=False)
@@ -210,8 +284,8 @@ class ListRunner:
         )
 
         def hold(target: Tx) -> None:
-            store.lists.hold(target, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
             store.lists.remove_inbox(target, item.id, item.lease)
+            store.lists.hold(target, held_id, mailing_list.id, item.sender, author, subject, reason, item.body)
 
         await self._outbox.send(
             mailing_list,
@@ -242,7 +316,7 @@ class ListRunner:
         author, subject = headers.decoded(message["From"]), headers.decoded(message["Subject"])
 
         def park(tx: Tx) -> None:
-            store.lists.hold(tx, held_id, item.list_id, item.sender, author, subject, reason, item.body)
             store.lists.remove_inbox(tx, item.id, item.lease)
+            store.lists.hold(tx, held_id, item.list_id, item.sender, author, subject, reason, item.body)
 
         await self._database.transact(park)

@@ -63,12 +63,16 @@ class Dialect:
     # Whether two write transactions run at once, so that a row read to be changed must be locked as it is read
     # (lock): SQLite's writer holds the one write lock from BEGIN IMMEDIATE on
     row_locks: bool = False
+    # The database's time, in seconds since 1970, as SQL: list inbox leases are timed by it (store/lists.py), so
+    # that two boxes sharing a PostgreSQL server agree on when one ran out whatever their own clocks say
+    clock: str = "(julianday('now') - 2440587.5) * 86400.0"
     _texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def lock(self, table: str) -> str:
         """What ends a SELECT whose rows of TABLE the transaction is about to change from what it read: another
-        transaction wanting them waits for the commit, and then reads what this one left."""
-        return f" FOR UPDATE OF {table}" if self.row_locks else ""
+        transaction wanting them waits for the commit, and then reads what this one left. NO KEY: a delivery's
+        message row naming the locked mailbox (its foreign key's check) does not wait."""
+        return f" FOR NO KEY UPDATE OF {table}" if self.row_locks else ""
 
     def sql(self, statement: str) -> str:
         """STATEMENT in this driver's paramstyle; the same string each time, so the driver's cache of
@@ -116,6 +120,7 @@ POSTGRESQL = Dialect(
     unsynced="SET synchronous_commit TO ON",
     skip_locked=" FOR UPDATE SKIP LOCKED",
     row_locks=True,
+    clock="CAST(extract(epoch FROM clock_timestamp()) AS double precision)",
 )
 
 _DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}

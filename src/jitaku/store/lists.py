@@ -11,11 +11,12 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from jitaku.addresses import ROLES, ListRole, Role
 from jitaku.store.accounts import AccountError, changed, find_alias, find_user
+from jitaku.store.dialect import Dialect
 from jitaku.store.statements import Statements
 from jitaku.store.transaction import Tx, statements_of, tx_of
 
@@ -400,62 +401,110 @@ def add_inbox(
 
 
 _INBOX_COLUMNS = "id, list_id, role, recipient, sender, received_at, note, attempts, body"
-_READY = "next_try <= ? AND lease_until <= ?"  # its turn, and no runner's lease on it
 
 
-def next_inbox(source: Connection | Statements, now: float) -> InboxItem | None:
-    """The oldest item whose turn it is and that no runner holds, as a read: whether take_inbox has any to take
-    (one at a time: a post may be 25 MB)."""
-    rows = statements_of(source).run(
-        f"SELECT {_INBOX_COLUMNS} FROM list_inbox WHERE {_READY} ORDER BY id LIMIT 1", (now, now)
+class Taken(NamedTuple):
+    """An inbox item leased to the caller (take_inbox): its id, and the token that alone may end it."""
+
+    id: int
+    lease: str
+
+
+def _ready(dialect: Dialect) -> str:
+    """An inbox item whose turn it is (next_try, by the runner's clock) and that no runner's lease holds (by the
+    database's: Dialect.clock)."""
+    return (
+        "next_try <= ? AND NOT EXISTS (SELECT 1 FROM list_leases WHERE list_leases.item_id = list_inbox.id"
+        f" AND list_leases.until > {dialect.clock})"
     )
-    return InboxItem(*rows[0]) if rows else None
 
 
-def take_inbox(target: Connection | Tx, now: float, lease_seconds: float) -> InboxItem | None:
-    """The oldest item whose turn it is, leased to the caller for LEASE_SECONDS: no other runner takes it
-    meanwhile, and only the caller's token ends it (remove_inbox, inbox_failed). None when there is none.
+def next_inbox(source: Connection | Statements, now: float) -> int | None:
+    """The id of the oldest item whose turn it is and that no runner holds, as a read: whether take_inbox has
+    any to take. The id alone: a post may be 25 MB."""
+    statements = statements_of(source)
+    rows = statements.run(f"SELECT id FROM list_inbox WHERE {_ready(statements.dialect)} ORDER BY id LIMIT 1", (now,))
+    return int(rows[0][0]) if rows else None
+
+
+def inbox_item(source: Connection | Statements, item_id: int, lease: str | None = None) -> InboxItem | None:
+    """The inbox item ITEM_ID, as taken with LEASE; None once it is gone."""
+    rows = statements_of(source).run(f"SELECT {_INBOX_COLUMNS} FROM list_inbox WHERE id = ?", (item_id,))
+    return replace(InboxItem(*rows[0]), lease=lease) if rows else None
+
+
+def take_inbox(target: Connection | Tx, now: float, lease_seconds: float, node: str = "") -> Taken | None:
+    """The oldest item whose turn it is, leased to the caller (of NODE) for LEASE_SECONDS: no other runner takes
+    it meanwhile, and only the caller's token ends it (remove_inbox, inbox_failed). None when there is none.
+    Its body is read apart (inbox_item): the take writes the lease's small row alone, and need not be durable.
 
     Several daemons may share a database (PostgreSQL), and two may run a list runner for a moment during a
-    switchover. The lease is rechecked on the row itself, outside the subquery: on PostgreSQL (READ COMMITTED)
-    an UPDATE that waited for another's to commit rereads the row it chose, and finds it leased now; the
-    subquery skips the rows another runner is taking (FOR UPDATE SKIP LOCKED) rather than wait for them."""
+    switchover. The lease is written only over none or one run out, as the row stands when written: on
+    PostgreSQL (READ COMMITTED) the ON CONFLICT reads the latest committed lease, whatever the SELECT saw; the
+    SELECT passes over the items another runner is taking (FOR UPDATE SKIP LOCKED) rather than wait for them."""
     tx = tx_of(target)
-    token = secrets.token_hex(16)
-    rows = tx.run(
-        f"UPDATE list_inbox SET lease = ?, lease_until = ? WHERE id = (SELECT id FROM list_inbox WHERE {_READY}"
-        f" ORDER BY id LIMIT 1{tx.dialect.skip_locked}) AND lease_until <= ? RETURNING {_INBOX_COLUMNS}, lease",
-        (token, now + lease_seconds, now, now, now),
+    clock, token = tx.dialect.clock, secrets.token_hex(16)
+    while True:  # again only when another runner leased the item found since the SELECT's snapshot
+        found = tx.run(
+            f"SELECT id FROM list_inbox WHERE {_ready(tx.dialect)} ORDER BY id LIMIT 1{tx.dialect.skip_locked}", (now,)
+        )
+        if not found:
+            return None
+        item_id = int(found[0][0])
+        leased = tx.run(
+            f"INSERT INTO list_leases (item_id, node, token, until) VALUES (?, ?, ?, {clock} + ?)"
+            " ON CONFLICT (item_id) DO UPDATE SET node = excluded.node, token = excluded.token, until = excluded.until"
+            f" WHERE list_leases.until <= {clock} RETURNING item_id",
+            (item_id, node, token, lease_seconds),
+        )
+        if leased:
+            return Taken(item_id, token)
+
+
+def renew_lease(target: Connection | Tx, item_id: int, lease: str, lease_seconds: float) -> bool:
+    """Hold the item LEASE_SECONDS more, as the runner working on it goes on; whether LEASE still held it."""
+    tx = tx_of(target)
+    renewed = tx.run(
+        f"UPDATE list_leases SET until = {tx.dialect.clock} + ? WHERE item_id = ? AND token = ? RETURNING item_id",
+        (lease_seconds, item_id, lease),
     )
-    return InboxItem(*rows[0]) if rows else None
+    return bool(renewed)
 
 
-def release_leases(target: Connection | Tx) -> int:
-    """Let go of every lease, as a list runner starts: those of a runner killed mid-item (this daemon's before it
-    restarted, or the old primary's after a failover) would otherwise keep their items waiting out LEASE_SECONDS.
-    A runner still working on one finds its commit refused (LeaseLost), and the item is done once all the same.
-    How many there were."""
-    return len(
-        tx_of(target).run("UPDATE list_inbox SET lease = NULL, lease_until = 0 WHERE lease IS NOT NULL RETURNING id")
-    )
+def release_leases(target: Connection | Tx, node: str) -> int:
+    """Let go of NODE's leases, as its list runner starts: those of a runner killed mid-item (this daemon's before
+    it restarted) would otherwise keep their items waiting out LEASE_SECONDS. Other nodes' runners sharing the
+    database keep theirs. How many there were."""
+    return len(tx_of(target).run("DELETE FROM list_leases WHERE node = ? RETURNING item_id", (node,)))
 
 
-# An item read rather than taken (the CLI's, a test's) has no lease: '' stands for none, in either database
-_HELD_BY = "id = ? AND coalesce(lease, '') = ?"
+def _let_go(tx: Tx, item_id: int, lease: str | None) -> bool:
+    """End LEASE on the item; whether it held the item. An item read rather than taken (the CLI's, a test's) has
+    no lease, and holds when no runner's does."""
+    if lease is None:
+        return not tx.run("SELECT 1 FROM list_leases WHERE item_id = ?", (item_id,))
+    return bool(tx.run("DELETE FROM list_leases WHERE item_id = ? AND token = ? RETURNING item_id", (item_id, lease)))
 
 
 def inbox_failed(target: Connection | Tx, item_id: int, next_try: float, lease: str | None) -> None:
     """The item is to be tried again at NEXT_TRY, by any runner; nothing when LEASE no longer holds it."""
-    tx_of(target).run(
-        f"UPDATE list_inbox SET attempts = attempts + 1, next_try = ?, lease = NULL, lease_until = 0 WHERE {_HELD_BY}",
-        (next_try, item_id, lease or ""),
-    )
+    tx = tx_of(target)
+    if _let_go(tx, item_id, lease):
+        tx.run("UPDATE list_inbox SET attempts = attempts + 1, next_try = ? WHERE id = ?", (next_try, item_id))
+
+
+def inbox_lost(target: Connection | Tx, item_id: int) -> None:
+    """Count an attempt at the item that ended with its lease lost to another runner (LeaseLost): an item that
+    takes longer than any runner holds it comes to an end (runner.py's MAX_ATTEMPTS) rather than pass from one
+    runner to another for ever."""
+    tx_of(target).run("UPDATE list_inbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))
 
 
 def remove_inbox(target: Connection | Tx, item_id: int, lease: str | None) -> None:
     """Take the item out of the inbox. Raising LeaseLost when it is gone, or another runner's now, rolls back
-    whatever would have done it twice."""
-    if len(tx_of(target).run(f"DELETE FROM list_inbox WHERE {_HELD_BY} RETURNING id", (item_id, lease or ""))) != 1:
+    whatever would have done it twice: called first in the commit, so that nothing else is written before."""
+    tx = tx_of(target)
+    if not _let_go(tx, item_id, lease) or not tx.run("DELETE FROM list_inbox WHERE id = ? RETURNING id", (item_id,)):
         raise LeaseLost(f"list inbox item {item_id} was handled already")
 
 

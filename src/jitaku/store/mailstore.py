@@ -523,7 +523,8 @@ def delete_mailbox(target: Target, address: str, name: str) -> None:
     name = canonical(name)
     if name == INBOX:
         raise MailboxError("INBOX cannot be deleted")
-    mailbox_id = _find(tx, address, name).id
+    # locked before its messages go, in the order STORE, EXPUNGE and MOVE lock in: the other way round deadlocks
+    mailbox_id = _find_locked(tx, address, name).id
     tx.run("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
     tx.run("DELETE FROM mailboxes WHERE id = ?", (mailbox_id,))
 
@@ -767,14 +768,13 @@ def store_flags(
     mod-sequence; with UNCHANGEDSINCE (RFC 7162 §3.1.3), a message changed after it is left alone."""
     tx = tx_of(target)
     given = flag_set(flags)
-    found = _find_locked(tx, address, name)
-    failed: list[int] = []
-    after: list[tuple[_Message, frozenset[str]]] = []
-    for message in _rows(tx, found.id, uids):
-        if unchanged_since is not None and message.modseq > unchanged_since:
-            failed.append(message.uid)
-        else:
-            after.append((message, _apply(mode, message.flags, given)))
+    found = _find(tx, address, name)
+    after, failed = _planned(tx, found.id, uids, given, mode, unchanged_since)
+    if tx.dialect.row_locks and any(wanted != message.flags for message, wanted in after):
+        # Locked only for a change, and read again: a STORE that changes nothing (a client marking read what is
+        # read) holds no lock until its batch commits, which another worker's batch could deadlock with
+        found = _find_locked(tx, address, name)
+        after, failed = _planned(tx, found.id, uids, given, mode, unchanged_since)
     changed = [(message, wanted) for message, wanted in after if wanted != message.flags]
     modseq = _next_modseq(tx, found.id) if changed else found.highestmodseq
     if changed:
@@ -791,6 +791,20 @@ def store_flags(
         failed=failed,
         before={message.uid: message.flags for message, _wanted in changed},
     )
+
+
+def _planned(
+    tx: Tx, mailbox_id: int, uids: Collection[int], given: frozenset[str], mode: StoreMode, unchanged_since: int | None
+) -> tuple[list[tuple[_Message, frozenset[str]]], list[int]]:
+    """STORE's messages with the flags each is to have, and the UIDs UNCHANGEDSINCE leaves alone."""
+    failed: list[int] = []
+    after: list[tuple[_Message, frozenset[str]]] = []
+    for message in _rows(tx, mailbox_id, uids):
+        if unchanged_since is not None and message.modseq > unchanged_since:
+            failed.append(message.uid)
+        else:
+            after.append((message, _apply(mode, message.flags, given)))
+    return after, failed
 
 
 class Taken(NamedTuple):

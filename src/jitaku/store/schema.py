@@ -260,9 +260,18 @@ list_inbox = Table(
     Column("attempts", Integer, nullable=False, default=0),  # failed tries, each followed by a pause
     Column("next_try", Float, nullable=False, default=0.0),
     Column("body", LargeBinary, nullable=False),
-    # The runner that took the item (a token of its own) and until when no other may take it (store/lists.py)
-    Column("lease", String(32), nullable=True),
-    Column("lease_until", Float, nullable=False, server_default="0"),
+)
+
+# The runner that took an inbox item (a token of its own, and its node: the box and data directory it runs from)
+# and until when no other may take it, by the database's clock (store/lists.py). Apart from the item's row: a
+# lease taken or renewed writes this small row, not the post's
+list_leases = Table(
+    "list_leases",
+    metadata,
+    Column("item_id", Integer, ForeignKey("list_inbox.id", ondelete="CASCADE"), primary_key=True),
+    Column("node", String(32), nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("until", Float, nullable=False),
 )
 
 # Ids that must never be given twice, by name: the last one given (store/lists.py's held posts)
