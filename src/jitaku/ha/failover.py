@@ -7,16 +7,22 @@ recovery (jitaku.app). The command is done when a person's mail would be taken a
 greets with 220, the moment that counts for "mail is accepted again within 30 s".
 
 Failover fences the old primary first when it answers (jitaku.ha.peer, over its web listener): it stops serving and
-releases the floating address, so that no second primary takes mail the new one never sees. One that does not
-answer is said to be so and the promotion goes on: it is down, and the split-brain guard keeps it from serving as
-a primary when it comes back (it sees our newer timeline). One that answers and refuses stops the failover unless
-forced: it is alive and still the primary.
+releases the floating address, so that no second primary takes mail the new one never sees. Any answer over HTTP
+is a box alive: one that is not fenced after it (it refused, or its fence's answer came late and its state says
+it is not fenced) stops the failover unless forced. A silent web is no proof of a dead box: its SMTP and its
+PostgreSQL are knocked at (jitaku.ha.alive), and one that takes a connection stops the failover too. Only a box
+silent at every door is taken for down; the split-brain guard keeps it from serving as a primary when it comes
+back (it sees our newer timeline). A fenced old primary says its WAL position, which we replay first; of a dead
+one, what this standby knows of whether it was synchronous is printed as a warning.
 
 Switchover asks the old primary to stop its cluster cleanly and to come back as our standby (purpose "switchover",
 `rejoin` = our PostgreSQL). Its final checkpoint is the last thing it ever wrote as a primary; once our cluster has
-replayed past it, every write it acknowledged is here, and only then do we promote. Before that, the old primary
-is let in (a pg_hba.conf line for its address, its physical slot made here while the WAL it will ask for is still
-in pg_wal), so that it streams from us as soon as it starts as a standby.
+replayed past it, every write it acknowledged is here, and only then do we promote. Everything that can fail is
+done before the fence, when a refusal still changes nothing: the old primary is let in (pg_hba.conf lines for its
+addresses, its physical slot made here while the WAL it will ask for is still in pg_wal), so that it streams from
+us as soon as it starts as a standby, and our replay is seen to keep up with it. After the fence the old primary
+no longer takes mail and we do not yet: any failure then ends in one message saying how both boxes stand and what
+to run on which (_stranded).
 """
 
 from __future__ import annotations
