@@ -191,7 +191,11 @@ def _lag(found: dict[str, Any]) -> str:
 def failover(
     force: Annotated[
         bool,
-        typer.Option("--force", help="Promote even when the old primary answers and refuses to be fenced."),
+        typer.Option(
+            "--force",
+            help="Promote even when the old primary may be up and is not fenced: it answers and refuses, or its SMTP "
+            "or PostgreSQL takes connections (two primaries could then take mail).",
+        ),
     ] = False,
     data_dir: DirOption = DEFAULT_DIR,
 ) -> None:

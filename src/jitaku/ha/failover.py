@@ -7,16 +7,22 @@ recovery (jitaku.app). The command is done when a person's mail would be taken a
 greets with 220, the moment that counts for "mail is accepted again within 30 s".
 
 Failover fences the old primary first when it answers (jitaku.ha.peer, over its web listener): it stops serving and
-releases the floating address, so that no second primary takes mail the new one never sees. One that does not
-answer is said to be so and the promotion goes on: it is down, and the split-brain guard keeps it from serving as
-a primary when it comes back (it sees our newer timeline). One that answers and refuses stops the failover unless
-forced: it is alive and still the primary.
+releases the floating address, so that no second primary takes mail the new one never sees. Any answer over HTTP
+is a box alive: one that is not fenced after it (it refused, or its fence's answer came late and its state says
+it is not fenced) stops the failover unless forced. A silent web is no proof of a dead box: its SMTP and its
+PostgreSQL are knocked at (jitaku.ha.alive), and one that takes a connection stops the failover too. Only a box
+silent at every door is taken for down; the split-brain guard keeps it from serving as a primary when it comes
+back (it sees our newer timeline). A fenced old primary says its WAL position, which we replay first; of a dead
+one, what this standby knows of whether it was synchronous is printed as a warning.
 
 Switchover asks the old primary to stop its cluster cleanly and to come back as our standby (purpose "switchover",
 `rejoin` = our PostgreSQL). Its final checkpoint is the last thing it ever wrote as a primary; once our cluster has
-replayed past it, every write it acknowledged is here, and only then do we promote. Before that, the old primary
-is let in (a pg_hba.conf line for its address, its physical slot made here while the WAL it will ask for is still
-in pg_wal), so that it streams from us as soon as it starts as a standby.
+replayed past it, every write it acknowledged is here, and only then do we promote. Everything that can fail is
+done before the fence, when a refusal still changes nothing: the old primary is let in (pg_hba.conf lines for its
+addresses, its physical slot made here while the WAL it will ask for is still in pg_wal), so that it streams from
+us as soon as it starts as a standby, and our replay is seen to keep up with it. After the fence the old primary
+no longer takes mail and we do not yet: any failure then ends in one message saying how both boxes stand and what
+to run on which (_stranded).
 """
 
 from __future__ import annotations
@@ -26,18 +32,20 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from jitaku import log, ports, serve_lock
 from jitaku.config import Config, Listen
-from jitaku.ha import role, standby
+from jitaku.ha import alive, fence, role, standby
 
 PROMOTE_WAIT = 60  # seconds pg_promote waits for the end of recovery
 PEER_TIMEOUT = 3.0  # seconds the old primary has to answer a failover's fence
 SWITCH_PEER_TIMEOUT = 10.0  # a switchover's: both boxes are up, it may be busy
 GREETING_TIMEOUT = 45.0  # seconds the daemon may take to serve as a primary once the cluster is promoted
 STOPPED_TIMEOUT = 60.0  # seconds the old primary may take to stop its cluster (a fast shutdown, then immediate)
-CATCH_UP_TIMEOUT = 30.0  # seconds to replay the old primary's last WAL, which streamed here as it was written
+CATCH_UP_TIMEOUT = 60.0  # seconds to replay the old primary's last WAL, which streamed here as it was written
+LAG_TIMEOUT = 15.0  # seconds a switchover's standby has, before the fence, to replay what the primary had written
+LIVE_CATCH_UP_TIMEOUT = 30.0  # seconds a failover waits to replay what a fenced old primary had written
 STREAM_TIMEOUT = 60.0  # seconds the old primary may take to stream from us as a standby
 POLL = 0.2
 
@@ -66,25 +74,81 @@ def failover(config: Config, started: float, say: Say, force: bool = False) -> P
     secret = _check(config)
     url = _peer_url(config)
     if url is None:
-        peer = "no peer known ([ha] peer unset and no DIR/ha/peer_host): not fenced"
+        old = OldPrimary("no peer known ([ha] peer unset and no DIR/ha/peer_host): not fenced", down=True)
     else:
-        peer = _fence_for_failover(url, secret, force)
-    say(f"old primary: {peer}")
+        old = _fence_for_failover(config, url, secret, force)
+    say(f"old primary: {old.words}")
+    warning = _missing_writes(config, old)
+    if warning:
+        say(f"warning: {warning}")
+        log.event("ha_failover_warning", warning=warning)
     _promote(config)
     say("promoted this box's PostgreSQL")
     seconds = _wait_greeting(config, started)
     log.event("ha_failover", seconds=round(seconds, 2), peer=url or "none")
-    return Promoted(seconds, peer)
+    return Promoted(seconds, old.words)
 
 
 def switchover(config: Config, started: float, say: Say) -> Switched:
-    """Hand the primary's part over from the peer to this box, losing nothing; the peer re-joins as our standby."""
+    """Hand the primary's part over from the peer to this box, losing nothing; the peer re-joins as our standby.
+    What can fail is done before the fence (nothing changed then); a failure after it, when the pair may have
+    no primary, says how both boxes stand and what to run (_stranded)."""
     from jitaku.ha import peer
 
     secret = _check(config)
     url = _peer_url(config)
     if url is None:
         raise FailoverError("no peer known: set [ha] peer to the primary's web URL (e.g. http://192.168.1.10:8080)")
+    state = _primary_state(url, secret)
+    name = str(state.get("name") or "")
+    if not name:
+        raise FailoverError(f"the peer at {url} did not say its name (its replication slot here)")
+    sender = _streaming_from(config)
+    rejoin = _our_address(config, sender[0])
+    _allow_old_primary(config, sender[0], url)
+    made = _make_slot(config, name)
+    _keeping_up(config, url, state, name, made)
+    try:
+        fenced = peer.fence(url, secret, "switchover", standby.slot_name(None), rejoin, SWITCH_PEER_TIMEOUT)
+    except peer.PeerError as error:
+        _forget_slot(config, name, made)
+        raise FailoverError(f"the primary at {url} refused to hand over: {error}; nothing was changed") from None
+    progress = _Progress(url, sender)
+    try:
+        if not fenced:
+            _fenced_late(config, url, secret, name, made)
+        say(f"fenced the primary at {url}; waiting for it to stop its cluster")
+        return _hand_over(config, started, say, secret, name, progress)
+    except (Exception, KeyboardInterrupt) as error:
+        raise _stranded(config, secret, progress, error) from None
+
+
+@dataclass(frozen=True)
+class OldPrimary:
+    """What a failover made of the old primary."""
+
+    words: str  # what became of it, for a person
+    lsn: str | None = None  # its WAL position, when it said it: this box replays that far before it promotes
+    strictly: bool = False  # LSN is its final checkpoint (its cluster stopped): replay past it
+    standby: bool = False  # it is a standby: its LSN is compared, never waited for
+    down: bool = False  # nothing of it answered: whether replication was synchronous cannot be asked of it
+    caveat: str | None = None  # a warning to print when it cannot be told whether writes are missing
+
+
+@dataclass
+class _Progress:
+    """How far a switchover got after its fence: what the message of a failure says."""
+
+    url: str
+    sender: tuple[str, int]  # the old primary's PostgreSQL, as this box reached it
+    checkpoint: str | None = None  # the old primary's final checkpoint, once it said it
+    caught_up: bool = False  # this box replayed past it: it has every write the old primary acknowledged
+
+
+def _primary_state(url: str, secret: str) -> dict[str, Any]:
+    """The peer's state, when it is the primary serving; else why there is nothing to switch over from."""
+    from jitaku.ha import peer
+
     try:
         state = peer.state(url, secret, SWITCH_PEER_TIMEOUT)
     except peer.PeerError as error:
@@ -96,29 +160,124 @@ def switchover(config: Config, started: float, say: Say) -> Switched:
             f"the peer at {url} is not a primary serving (role {state.get('role')}, fenced "
             f"{bool(state.get('fenced'))}): nothing to switch over from"
         )
-    name = str(state.get("name") or "")
-    if not name:
-        raise FailoverError(f"the peer at {url} did not say its name (its replication slot here)")
-    sender = _streaming_from(config)
-    rejoin = _our_address(config, sender)
-    try:
-        fenced = peer.fence(url, secret, "switchover", standby.slot_name(None), rejoin, SWITCH_PEER_TIMEOUT)
-    except peer.PeerError as error:
-        raise FailoverError(f"the primary at {url} refused to hand over: {error}") from None
-    if not fenced:
-        raise FailoverError(f"the primary at {url} stopped answering: nothing was changed here; try again")
-    say(f"fenced the primary at {url}; waiting for it to stop its cluster")
-    checkpoint, strictly = _wait_stopped(url, secret)
+    return state
+
+
+def _keeping_up(config: Config, url: str, state: dict[str, Any], name: str, made: bool) -> None:
+    """Refuse, before the fence, a standby that cannot replay within LAG_TIMEOUT what the primary had written
+    when it was asked: after the fence it would have to catch up with the primary stopped."""
+    lsn = state.get("lsn")
+    if not isinstance(lsn, str):
+        _forget_slot(config, name, made)
+        raise FailoverError(f"the primary at {url} did not say its WAL position: nothing was changed")
+    reached, replayed = _replayed(config, lsn, False, LAG_TIMEOUT)
+    if not reached:
+        _forget_slot(config, name, made)
+        raise FailoverError(
+            f"this box replayed WAL to {replayed} only in {LAG_TIMEOUT:.0f} s, short of the primary's {lsn}: it is "
+            "too far behind to switch over; nothing was changed (see `jitaku ha status` here, then try again)"
+        )
+
+
+def _fenced_late(config: Config, url: str, secret: str, name: str, made: bool) -> None:
+    """After a fence with no answer in time: go on once the primary's state says it is fenced (it was, and its
+    answer was late); refuse when it says it is not (nothing was changed); raise when it does not say (it may
+    be fenced: the caller says how both boxes stand)."""
+    said, why = _fenced_after_timeout(url, secret, SWITCH_PEER_TIMEOUT)
+    if said == "not fenced":
+        _forget_slot(config, name, made)
+        raise _NotFenced(
+            f"the primary at {url} did not answer the fence within {SWITCH_PEER_TIMEOUT:.0f} s and says it is "
+            "not fenced: nothing was changed here; try again"
+        )
+    if said != "fenced":
+        raise FailoverError(
+            f"the primary at {url} did not answer the fence within {SWITCH_PEER_TIMEOUT:.0f} s, nor say since "
+            f"whether it is fenced{f' ({why})' if why else ''}"
+        )
+
+
+class _NotFenced(FailoverError):
+    """The fence did not take: nothing was changed, and the switchover says so as it is."""
+
+
+def _hand_over(config: Config, started: float, say: Say, secret: str, name: str, progress: _Progress) -> Switched:
+    """A switchover's part after the fence: the old primary's final checkpoint replayed here, the promotion, mail
+    taken here, the old primary streaming from us."""
+    checkpoint, strictly = _wait_stopped(progress.url, secret)
+    progress.checkpoint = checkpoint
     _wait_replayed(config, checkpoint, strictly)
+    progress.caught_up = True
     say(f"replayed the old primary's WAL past its final checkpoint {checkpoint}")
-    standby.allow_replication(config, sender)
-    _make_slot(config, name)
     _promote(config)
     say("promoted this box's PostgreSQL")
     seconds = _wait_greeting(config, started)
     streaming = _wait_streaming_to(config, name)
-    log.event("ha_switchover", seconds=round(seconds, 2), peer=url, old_primary=name, streaming=streaming)
+    log.event("ha_switchover", seconds=round(seconds, 2), peer=progress.url, old_primary=name, streaming=streaming)
     return Switched(seconds, name, streaming)
+
+
+def _stranded(config: Config, secret: str, progress: _Progress, error: BaseException) -> FailoverError:
+    """The one message of a switchover that failed after its fence: the old primary may no longer serve and this
+    box may not yet, so it says how both stand and what to run on which."""
+    from jitaku.ha import peer
+
+    if isinstance(error, _NotFenced):
+        return error
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    url = progress.url
+    try:
+        state = peer.state(url, secret, PEER_TIMEOUT)
+    except peer.PeerError as refused:
+        there = f"answers but says nothing of its state ({refused})"
+    else:
+        if state is None:
+            there = "does not answer (it may be fenced, and then it takes no mail)"
+        elif state.get("fenced"):
+            there = f"is fenced and takes no mail (its cluster {state.get('cluster')})"
+        else:
+            there = f"is a {state.get('role')}, not fenced"
+    here, replayed = _here(config)
+    host, port = progress.sender
+    primary = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if here == role.PRIMARY:
+        state_here = "promoted"
+        advice = (
+            "Restart jitaku serve here if it does not take mail within a minute (`jitaku check` says), then run "
+            "`jitaku ha status` on the old primary to see whether it re-joined as this box's standby."
+        )
+    elif here == role.STANDBY and progress.caught_up:
+        state_here = f"a standby, not promoted (replayed to {replayed})"
+        advice = "This box has every write the old primary acknowledged: run `jitaku failover --force` here."
+    else:
+        state_here = (
+            f"a standby, not promoted (replayed to {replayed})"
+            if here == role.STANDBY
+            else "of unknown state (its PostgreSQL does not answer)"
+        )
+        advice = (
+            f"This box may lack the old primary's last writes (its final checkpoint: "
+            f"{progress.checkpoint or 'unknown'}). To lose nothing: once `jitaku ha status` on the old primary says "
+            "it is not fenced (it re-joins as this box's standby within about 2 minutes), run `jitaku failover "
+            f"--force` there, then, unless this box streams from it, `jitaku standby setup --primary {primary} "
+            "--secret-file FILE --replace` here. To take mail here at once instead: `jitaku failover --force` here."
+        )
+    log.event("ha_switchover_failed", peer=url, error=reason, here=here, caught_up=progress.caught_up)
+    return FailoverError(
+        f"switchover failed after the primary at {url} was fenced: {reason}. The pair may have no primary now: the "
+        f"old primary {there}; this box is {state_here}. {advice}"
+    )
+
+
+def _here(config: Config) -> tuple[str, str]:
+    """This box's role and replay position as it says them now, "?" for what it cannot say."""
+    try:
+        with role.connect(config) as connection:
+            standby_now = role.one(connection, "SELECT pg_is_in_recovery()")
+            replayed = role.one(connection, "SELECT pg_last_wal_replay_lsn()::text")
+    except Exception:  # noqa: BLE001 - the message is about the failure before this one
+        return "?", "?"
+    return (role.STANDBY if standby_now else role.PRIMARY), str(replayed or "?")
 
 
 def ready(config: Config) -> None:
@@ -136,6 +295,12 @@ def ready(config: Config) -> None:
 def _check(config: Config) -> str:
     """Refuse what cannot be promoted; the replication secret (the peer's requests are signed with it)."""
     ready(config)
+    found = fence.read(config)
+    if found is not None:
+        raise FailoverError(
+            f"this box is fenced ({found.purpose}, by {found.by}): the other box of the pair is the primary, and "
+            "this one's data may be behind it; `jitaku standby setup` re-joins it as that primary's standby"
+        )
     if role.current(config) == role.PRIMARY:
         raise FailoverError("this box is the primary already")
     path = standby.secret_path(config)
@@ -153,28 +318,188 @@ def _peer_url(config: Config) -> str | None:
     return peer.peer_url(config)
 
 
-def _fence_for_failover(url: str, secret: str, force: bool) -> str:
-    """Fence the old primary if it answers; what became of it, in words. One alive that refuses stops us."""
+def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> OldPrimary:
+    """Fence the old primary if it answers; what became of it. Any answer over HTTP is a box alive: one that
+    is not fenced after it (it refused, or says it is a primary still) stops us unless FORCE. Without any answer,
+    its SMTP and PostgreSQL are knocked at (jitaku.ha.alive): one that takes a connection stops us too."""
     from jitaku.ha import peer
 
     by = standby.slot_name(None)
+    refused: str | None = None
     try:
         if peer.fence(url, secret, "failover", by, None, PEER_TIMEOUT):
-            return f"fenced at {url}"
-        return f"no answer from {url} in {PEER_TIMEOUT:.0f} s: not fenced, going on"
+            return _fenced_at(url, secret, "fenced")
     except peer.PeerError as error:
-        try:
+        refused = str(error)
+    if refused is None:  # no answer in time: it may have fenced itself all the same (a late answer)
+        said, why = _fenced_after_timeout(url, secret, PEER_TIMEOUT)
+        if said == "fenced":
+            return _fenced_at(url, secret, "fenced (its answer came late)")
+        if said == "silent":
+            return _silent(config, url, force)
+        late = f"did not answer the fence within {PEER_TIMEOUT:.0f} s"
+        what = "says it is not fenced (it may be, once the fence arrives)" if said == "not fenced" else why
+        return _alive(url, f"{late}, and {what}", force)
+    try:
+        state = peer.state(url, secret, PEER_TIMEOUT)
+    except peer.PeerError as error:
+        return _alive(url, f"refused to be fenced ({refused}) and to say how it stands ({error})", force)
+    if state is not None and state.get("fenced"):
+        return _fenced_at(url, secret, "fenced already", state)
+    if state is not None and state.get("role") == role.STANDBY:
+        lsn = state.get("lsn")
+        words = f"a standby at {url}, not a primary: not fenced, going on"
+        return OldPrimary(words, lsn if isinstance(lsn, str) else None, standby=True)
+    return _alive(url, f"refused to be fenced ({refused})", force)
+
+
+def _fenced_at(url: str, secret: str, words: str, state: dict[str, Any] | None = None) -> OldPrimary:
+    """A fenced old primary, and its WAL position (its final checkpoint when its cluster stopped)."""
+    from jitaku.ha import peer
+
+    if state is None:
+        with contextlib.suppress(peer.PeerError):
             state = peer.state(url, secret, PEER_TIMEOUT)
-        except peer.PeerError:
-            state = None
-        if state is not None and state.get("fenced"):
-            return f"fenced already at {url}"
-        if state is not None and state.get("role") == role.PRIMARY and not force:
-            raise FailoverError(
-                f"the old primary at {url} is up and refused to be fenced ({error}): stop jitaku there, or give "
-                "--force to promote anyway (two primaries would then take mail)"
-            ) from None
-        return f"not fenced at {url} ({error}), going on"
+    lsn = state.get("lsn") if state is not None else None
+    if not isinstance(lsn, str):
+        caveat = (
+            "the old primary did not say its WAL position: could not tell whether this box has every write it "
+            "acknowledged"
+        )
+        return OldPrimary(f"{words} at {url}", caveat=caveat)
+    stopped = state is not None and state.get("cluster") in ("stopped", "standby") and bool(state.get("checkpoint"))
+    return OldPrimary(f"{words} at {url}", lsn, strictly=stopped)
+
+
+def _alive(url: str, what: str, force: bool) -> OldPrimary:
+    """An old primary that answered and is not fenced: a refusal, unless FORCE."""
+    if not force:
+        raise FailoverError(
+            f"the old primary at {url} is up and {what}: stop jitaku serve there and run `jitaku failover` again, "
+            "or give --force to promote anyway (two primaries would then take mail)"
+        )
+    return OldPrimary(f"not fenced at {url}: it {what}; promoting anyway (--force): two primaries may take mail")
+
+
+def _silent(config: Config, url: str, force: bool) -> OldPrimary:
+    """An old primary whose web did not answer: down only when its SMTP and PostgreSQL do not either."""
+    doors = alive.doors(config, url, _receiver(config).primary)
+    answered = alive.answering(doors)
+    if answered and not force:
+        raise FailoverError(
+            f"the old primary's web at {url} does not answer (it may have fenced itself meanwhile), but "
+            f"{' and '.join(map(str, answered))} takes connections: it may still be the primary. Stop jitaku serve "
+            "there (or power it off) and run `jitaku failover` again, or give --force to promote anyway (two "
+            "primaries could then take mail)"
+        )
+    if answered:
+        return OldPrimary(
+            f"no answer from {url} in {PEER_TIMEOUT:.0f} s, but {' and '.join(map(str, answered))} takes "
+            "connections: not fenced; promoting anyway (--force): two primaries may take mail",
+            down=True,
+        )
+    knocked = f", nor from {' or '.join(map(str, doors))}" if doors else ""
+    return OldPrimary(f"no answer from {url} in {PEER_TIMEOUT:.0f} s{knocked}: not fenced, going on", down=True)
+
+
+def _fenced_after_timeout(url: str, secret: str, timeout: float) -> tuple[str, str]:
+    """After a fence that got no answer in time, what the peer's state says, looked at for up to TIMEOUT seconds
+    (its fence may take a moment): ("fenced", ""), ("not fenced", ""), ("refused", why: it answered, but not its
+    state) or ("silent", ""): it does not answer."""
+    from jitaku.ha import peer
+
+    deadline = time.monotonic() + timeout
+    said = ("silent", "")
+    while True:
+        try:
+            state = peer.state(url, secret, max(deadline - time.monotonic(), 1.0))
+        except peer.PeerError as error:
+            said = ("refused", str(error))
+        else:
+            if state is not None and state.get("fenced"):
+                return "fenced", ""
+            if state is not None:
+                said = ("not fenced", "")
+        if said[0] == "silent" or time.monotonic() > deadline:
+            return said
+        time.sleep(POLL)
+
+
+def _missing_writes(config: Config, old: OldPrimary) -> str | None:
+    """A warning when this box may not have every write the old primary acknowledged, else None. A fenced old
+    primary said its WAL position: this box replays that far first (bounded). A standby peer's is compared. One
+    that is down cannot say: what this standby knows of its replication is told instead."""
+    if old.lsn is not None:
+        timeout = 0.0 if old.standby else LIVE_CATCH_UP_TIMEOUT
+        reached, replayed = _replayed(config, old.lsn, old.strictly, timeout)
+        if reached:
+            return None
+        if old.standby:
+            return f"the peer replayed WAL to {old.lsn}, past this box's {replayed}: writes may be missing here"
+        return (
+            f"this box replayed WAL to {replayed} only in {timeout:.0f} s, short of the old primary's {old.lsn}: "
+            "writes it acknowledged after that are missing here (they stay in its cluster)"
+        )
+    if old.down:
+        return _synchronous_warning(config)
+    return old.caveat
+
+
+UNKNOWN_SYNC = "could not tell whether replication was synchronous: writes acknowledged while it was not may be missing"
+
+
+def _synchronous_warning(config: Config) -> str:
+    """What this standby can tell of whether it was synchronous when the old primary went: when it heard from it
+    last. The primary's synchronous_standby_names is not replicated (ALTER SYSTEM writes no WAL), so whether it
+    named us cannot be read here; a standby silent for longer than [ha] sync_timeout was dropped from it, if the
+    primary lived that long."""
+    silent = _receiver(config).silent_for
+    if silent is None:
+        return f"{UNKNOWN_SYNC} (this standby has not heard from the primary since its PostgreSQL started)"
+    timeout = config.settings.ha.sync_timeout
+    if silent <= timeout:
+        return f"{UNKNOWN_SYNC} (this standby last heard from the primary {silent:.0f} s ago)"
+    since = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() - silent + timeout))
+    return (
+        f"this standby was not synchronous from {since} on, if the old primary ran that long: it last heard from it "
+        f"{silent:.0f} s ago, and a primary stops waiting for a silent standby after [ha] sync_timeout "
+        f"({timeout:g} s); writes it acknowledged from then on may be missing here"
+    )
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """This standby's WAL receiver, as pg_stat_wal_receiver and primary_conninfo say."""
+
+    status: str | None  # "streaming", "waiting"...; None without a receiver
+    primary: tuple[str, int] | None  # the old primary's PostgreSQL, as this box reaches it
+    silent_for: float | None  # seconds since the last message from the primary; None: none since the start
+
+
+RECEIVER = """
+SELECT r.status, r.sender_host, r.sender_port, extract(epoch FROM now() - r.last_msg_receipt_time)::float8,
+       current_setting('primary_conninfo')
+FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
+"""
+
+
+def _receiver(config: Config) -> Receiver:
+    from psycopg.conninfo import conninfo_to_dict
+
+    with role.connect(config) as connection:
+        row = connection.execute(RECEIVER).fetchone()
+    assert row is not None
+    status, host, port, silent, conninfo = (cast(Any, value) for value in row)
+    if not host or str(host).startswith("/"):
+        try:
+            fields = conninfo_to_dict(str(conninfo or ""))
+        except Exception:  # noqa: BLE001 - psycopg's ProgrammingError: no address to knock at, then
+            fields = {}
+        host, port = fields.get("host"), fields.get("port") or 5432
+    primary = None
+    if host and not str(host).startswith("/") and str(port).isdecimal():
+        primary = (str(host).split(",")[0], int(port))
+    return Receiver(status, primary, float(silent) if silent is not None else None)
 
 
 def _promote(config: Config) -> None:
@@ -225,17 +550,55 @@ def _wait_greeting(config: Config, started: float) -> float:
         time.sleep(POLL)
 
 
-def _streaming_from(config: Config) -> str:
-    """The host our WAL receiver streams from (the old primary, as our cluster reaches it); refused when it does
-    not stream: a switchover would then have to wait for WAL it may never get."""
+def _streaming_from(config: Config) -> tuple[str, int]:
+    """The old primary's PostgreSQL as our WAL receiver streams from it (host, port); refused when it does not
+    stream: a switchover would then have to wait for WAL it may never get."""
     with role.connect(config) as connection:
-        row = connection.execute("SELECT status, sender_host FROM pg_stat_wal_receiver").fetchone()
+        row = connection.execute("SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver").fetchone()
     if row is None or row[0] != "streaming" or not row[1]:
         raise FailoverError(
             "this box does not stream from the primary (see `jitaku ha status`): a switchover would lose what it "
             "has not received; fix replication first, or run `jitaku failover` if the primary is gone"
         )
-    return str(row[1])
+    return str(row[1]), int(cast(Any, row[2]) or 5432)
+
+
+def _allow_old_primary(config: Config, host: str, url: str) -> None:
+    """Let the old primary replicate from us once it is our standby: a pg_hba.conf line for each address it may
+    come from. HOST (what we dial) when it is an IP, each of its addresses when it is a name (a name in
+    pg_hba.conf matches only with a reverse lookup that agrees), and the peer URL's host when that is another IP."""
+    import ipaddress
+
+    addresses = [host] if _is_ip(host) else _resolved(host)
+    theirs = alive.url_host(url)
+    if theirs is not None and _is_ip(theirs):
+        theirs = str(ipaddress.ip_address(theirs))
+        if theirs not in addresses:
+            addresses.append(theirs)
+    for address in addresses:
+        standby.allow_replication(config, address)
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolved(host: str) -> list[str]:
+    """HOST's addresses, IPv4 and IPv6, in the resolver's order."""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as error:
+        raise FailoverError(
+            f"cannot resolve {host} (the primary's host in primary_conninfo) to let it replicate from this box: "
+            f"{getattr(error, 'strerror', None) or error}; nothing was changed"
+        ) from None
+    return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
 
 
 def _our_address(config: Config, primary_host: str) -> str:
@@ -275,44 +638,67 @@ def _wait_stopped(url: str, secret: str) -> tuple[str, bool]:
         if state is not None and state.get("role") == role.STANDBY and not state.get("fenced") and state.get("lsn"):
             return str(state["lsn"]), False
         time.sleep(POLL)
+    last = "no answer" if state is None else f"cluster {state.get('cluster')}, fenced {bool(state.get('fenced'))}"
     raise FailoverError(
-        f"the old primary at {url} is fenced but did not report its cluster stopped within {STOPPED_TIMEOUT:.0f} s "
-        f"(last: {state}): nothing was promoted here; see its log, then run `jitaku failover` here to take over"
+        f"the old primary did not report its cluster stopped within {STOPPED_TIMEOUT:.0f} s (last: {last})"
     )
 
 
-def _wait_replayed(config: Config, checkpoint: str, strictly: bool) -> None:
-    """Our cluster replayed past CHECKPOINT (or as far, not STRICTLY); LSNs compared as numbers, by PostgreSQL."""
-    deadline = time.monotonic() + CATCH_UP_TIMEOUT
-    replayed = None
+def _replayed(config: Config, lsn: str, strictly: bool, timeout: float) -> tuple[bool, str | None]:
+    """Whether our cluster replays past LSN (or as far, not STRICTLY) within TIMEOUT seconds, and where its replay
+    stands; LSNs compared as numbers, by PostgreSQL."""
+    deadline = time.monotonic() + timeout
     with role.connect(config) as connection:
         while True:
             row = connection.execute(
                 "SELECT pg_last_wal_replay_lsn()::text, pg_wal_lsn_diff(pg_last_wal_replay_lsn(), %s::pg_lsn) >= %s",
-                (checkpoint, 1 if strictly else 0),
+                (lsn, 1 if strictly else 0),
             ).fetchone()
             assert row is not None
             replayed, past = row
-            if past:
-                return
-            if time.monotonic() > deadline:
-                break
+            if past or time.monotonic() >= deadline:
+                return bool(past), str(replayed) if replayed is not None else None
             time.sleep(POLL)
-    raise FailoverError(
-        f"this box replayed WAL to {replayed} only, short of the old primary's final checkpoint {checkpoint}, "
-        f"after {CATCH_UP_TIMEOUT:.0f} s: nothing was promoted here. The old primary is stopped and fenced: see "
-        "`jitaku ha status` here; once replication has caught up run `jitaku failover`"
-    )
 
 
-def _make_slot(config: Config, name: str) -> None:
-    """The old primary's physical slot here, made before the promotion: it keeps the WAL from our replay position
-    on, which is where the old primary's own WAL ends and where it will ask us to start."""
+def _wait_replayed(config: Config, checkpoint: str, strictly: bool) -> None:
+    """Our cluster replayed past CHECKPOINT (or as far, not STRICTLY) within CATCH_UP_TIMEOUT."""
+    reached, replayed = _replayed(config, checkpoint, strictly, CATCH_UP_TIMEOUT)
+    if not reached:
+        raise FailoverError(
+            f"this box replayed WAL to {replayed} only, short of the old primary's final checkpoint {checkpoint}, "
+            f"after {CATCH_UP_TIMEOUT:.0f} s"
+        )
+
+
+def _make_slot(config: Config, name: str) -> bool:
+    """The old primary's physical slot here, made before the fence (on the standby, it keeps WAL from our replay
+    position on, which is before where the old primary's own WAL ends and where it will ask us to start); whether
+    it was made. A slot of that name in use is kept; one left unused (an earlier turn of the pair's, holding WAL
+    from long ago) or whose WAL is lost is made anew."""
     with role.connect(config) as connection:
-        if connection.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (name,)).fetchone():
-            return
+        row = connection.execute(
+            "SELECT active, wal_status FROM pg_replication_slots WHERE slot_name = %s", (name,)
+        ).fetchone()
+        if row is not None and row[0] and row[1] != "lost":
+            return False
+        if row is not None:
+            connection.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+            log.event("ha_slot_dropped", slot=name, active=bool(row[0]), wal_status=row[1])
         connection.execute("SELECT 1 FROM pg_create_physical_replication_slot(%s, true)", (name,))
     log.event("ha_slot_made", slot=name)
+    return True
+
+
+def _forget_slot(config: Config, name: str, made: bool) -> None:
+    """Drop the slot a switchover MADE when it stops before its fence: unused, it would keep WAL here for ever."""
+    if not made:
+        return
+    try:
+        with role.connect(config) as connection:
+            connection.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+    except Exception as error:  # noqa: BLE001 - the refusal being raised says more; the log keeps this one
+        log.event("ha_slot_left", slot=name, error=str(error).splitlines()[0] if str(error) else repr(error))
 
 
 def _wait_streaming_to(config: Config, name: str) -> bool:
