@@ -34,10 +34,10 @@ __all__ = ["no_cluster_left"]  # its autouse fixture stops the clusters this mod
 FLOATING = "192.168.1.10"
 HOSTS = {"one": "192.168.1.21", "two": "192.168.1.22"}
 WEB = 8080
-# Each box's PostgreSQL on a port of its own: the base backup carries the primary's socket lock file
-# (DIR/postgres/.s.PGSQL.PORT.lock, naming its postmaster's pid), and the boxes share this machine's pids, so a
-# standby on the same port would find that lock "in use" and not start.
-DATABASE = {"one": 5432, "two": 5433}
+# Both boxes' PostgreSQL on one port, as two real boxes have it: the base backup's copy of the primary's socket
+# lock file (naming its postmaster, whose pid is alive here, the boxes sharing this machine's pids) must not stop
+# the standby's cluster from starting.
+DATABASE = {"one": 5432, "two": 5432}
 
 
 @pytest.fixture

@@ -399,6 +399,11 @@ def _make_standby(
         raise StandbyError(
             f"the primary's cluster is for role {theirs[0] if theirs else '?'}, this box's [database] url for {ours}"
         )
+    # pg_basebackup leaves out postmaster.pid but not the lock files of the sockets in the data directory, which
+    # name the primary's postmaster: on the same port, a pid alive here (a container, a reboot's reuse) would make
+    # this cluster refuse to start
+    for lock in part.glob(".s.PGSQL.*.lock"):
+        lock.unlink()
     follow(config, part, host, port, name, secret, user)
 
 
