@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -57,24 +57,34 @@ def ha_pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, Jitaku]:
     return primary, standby
 
 
-class Writer:
-    """A thread sending mail to whichever of TARGETS takes it, recording the subject of each message that got a
-    250 (its Message-ID alike)."""
+class Background:
+    """A thread of work on whichever of TARGETS takes it, from the `with` until its end."""
 
     def __init__(self, *targets: Jitaku) -> None:
         self.targets = list(targets)
-        self.acknowledged: list[str] = []
-        self.refused = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Writer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Writer(Background):
+    """Sends mail to whichever of TARGETS takes it, recording the subject of each message that got a 250 (its
+    Message-ID alike)."""
+
+    def __init__(self, *targets: Jitaku) -> None:
+        super().__init__(*targets)
+        self.acknowledged: list[str] = []
+        self.refused = 0
 
     def _run(self) -> None:
         number, which = 0, 0
@@ -94,27 +104,17 @@ class Writer:
         wait_until(lambda: len(self.acknowledged) >= count, timeout=30)
 
 
-class Toggler:
-    """A thread setting and clearing \\Flagged over IMAP on READER's first COUNT messages in turn, on whichever of
-    TARGETS takes it, recording each message's flag as the last STORE that got its OK left it. A message whose
-    last STORE got no answer (the server went) may be either way: it is left out until a later STORE is answered."""
+class Toggler(Background):
+    """Sets and clears \\Flagged over IMAP on READER's first COUNT messages in turn, on whichever of TARGETS takes
+    it, recording each message's flag as the last STORE that got its OK left it. A message whose last STORE got no
+    answer (the server went) may be either way: it is left out until a later STORE is answered."""
 
     def __init__(self, count: int, *targets: Jitaku) -> None:
-        self.targets = list(targets)
+        super().__init__(*targets)
         self.flagged: dict[int, bool] = {}
         self.unsure: set[int] = set()
         self.acknowledged = 0
         self._count = count
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Toggler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def _run(self) -> None:
         which, number = 0, 0
