@@ -132,21 +132,24 @@ async def serve(
     web: list[socket.socket] | None = None,
     access: list[Bound] | None = None,
     after: Outcome | None = None,
+    terminated: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Serve SMTP on BOUND sockets and IMAP or POP3 on ACCESS, in MODE (the main process decided it before it forked
     the workers). CHILDREN is None in a worker; the main process also runs the queue, the lists and WEB. AFTER is
-    what ended this process's previous services, if any: after "promoted", the new primary's monitor says so."""
+    what ended this process's previous services, if any: after "promoted", the new primary's monitor says so.
+    TERMINATED says whether SIGTERM came before this process's handler was installed: the services then stop."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
     database = Database(config.database_url)
     try:
-        return await _run(config, database, bound, children, web or [], access or [], mode, after)
+        return await _run(config, database, bound, children, web or [], access or [], mode, after, terminated)
     finally:
         database.close()
 
 
 class _Ending:
-    """How the services end: STOP set, with the outcome of whoever ended them first."""
+    """How the services end: STOP set, with the outcome of whoever ended them first, but SIGTERM's ("stopped")
+    over any other: a daemon told to stop while it changes its part in the pair stops, rather than serve again."""
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
@@ -156,6 +159,10 @@ class _Ending:
         if not self.stop.is_set():
             self.outcome = outcome
             self.stop.set()
+
+    def terminate(self) -> None:
+        self.outcome = "stopped"
+        self.stop.set()
 
 
 async def _run(
@@ -167,6 +174,7 @@ async def _run(
     access: list[Bound],
     mode: Mode = PRIMARY,
     after: Outcome | None = None,
+    terminated: Callable[[], bool] | None = None,
 ) -> Outcome:
     """A standby (MODE "standby": its database is a standby's, read-only) and a fenced box (MODE "fenced": it must
     not act as the primary it was) serve alike: their mail listeners say why to every client and close; nothing
@@ -319,7 +327,9 @@ async def _run(
                     )
                 )
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, ending.terminate)
+        if terminated is not None and terminated():  # it came before the handler above: noted by app.run's
+            ending.terminate()
         log.event(
             "started",
             pid=os.getpid(),
