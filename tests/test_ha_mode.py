@@ -174,3 +174,54 @@ def test_a_primary_that_cannot_take_the_address_serves_and_alerts() -> None:
     [(state, sentence, _ja)] = notices
     assert state == State.CRITICAL
     assert sentence.startswith("this primary could not take the floating address 192.0.2.10/24 on eth0: another box")
+
+
+class Announced:
+    """A health monitor that records what it was asked to announce."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, State, str]] = []
+
+    async def announce(self, check: str, state: State, sentence: str, _ja: str = "") -> None:
+        self.said.append((check, state, sentence))
+
+
+def test_a_primary_that_finds_a_newer_primary_while_it_serves_fences_itself(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = iter(
+        [
+            mode.Seen(refused="403 clocks apart"),
+            mode.Seen(refused="403 clocks apart"),
+            mode.Seen(),
+            mode.Seen(refused="another secret"),
+            mode.Seen(newer="http://192.0.2.2:8080"),
+        ]
+    )
+    monkeypatch.setattr(mode, "PEER_EVERY", 0.01)
+    monkeypatch.setattr(mode, "look", lambda _config: next(seen))
+    monitor = Announced()
+
+    async def watched() -> str:
+        ending = services._Ending()
+        await asyncio.wait_for(services._watch_peer(config, ending, monitor), 30)  # type: ignore[arg-type]
+        return ending.outcome
+
+    assert asyncio.run(watched()) == "fenced"
+    found = fence.read(config)
+    assert found is not None and (found.purpose, found.by) == ("split-brain", "http://192.0.2.2:8080")
+    said = [sentence for _check, _state, sentence in monitor.said]
+    assert len(said) == 2  # each change of what the peer says, once
+    assert "403 clocks apart" in said[0] and "another secret" in said[1]
+
+
+def test_a_peer_that_refuses_us_while_another_box_holds_the_address_fences_us_at_start(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mode, "look", lambda _config: mode.Seen(refused="403 clocks apart"))
+    monkeypatch.setattr(mode, "address_elsewhere", lambda _config: False)
+    assert mode.decide(config) == "primary"  # alone on the link: it must still take mail
+    assert fence.read(config) is None
+    monkeypatch.setattr(mode, "address_elsewhere", lambda _config: True)
+    assert mode.decide(config) == "fenced"
+    assert mode.decide(config) == "fenced"  # the fence stays

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
@@ -382,6 +383,8 @@ async def _run(
                 background.append(tasks.create_task(_until_promoted(config, ending)))
             if main and mode == FENCED:
                 background.append(tasks.create_task(_rejoin(config, ending)))
+            if main and mode == PRIMARY and role.postgresql(config):
+                background.append(tasks.create_task(_watch_peer(config, ending, monitor)))
             if main and settings.database.managed and not standby:
                 # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not;
                 # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
@@ -576,7 +579,6 @@ async def _release_address(address: FloatingAddress) -> None:
 
 
 def _promoted(hostname: str) -> tuple[State, str, str]:
-    import time
 
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return (
@@ -600,6 +602,45 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
     await role.until_promoted(config)
     log.event("ha_promoted", hostname=config.settings.mail_hostname)
     ending.end("promoted")
+
+
+async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
+    """A primary looks at its peer every PEER_EVERY seconds (jitaku.ha.mode.look, in a thread, bounded): a peer
+    that is an unfenced primary on a newer timeline ends the services with outcome "fenced", the split-brain fence
+    written; a peer that answers but refuses us is logged, and alerted, each time what it says changes."""
+    from jitaku.ha import fence
+    from jitaku.ha import mode as ha_mode
+
+    refused: str | None = None
+    while True:
+        await asyncio.sleep(ha_mode.PEER_EVERY)
+        try:
+            seen = await asyncio.wait_for(asyncio.to_thread(ha_mode.look, config), ha_mode.PEER_EVERY)
+        except Exception as error:  # noqa: BLE001 - our own database or a slow peer: next time
+            log.event("ha_peer_unknown", error=f"{type(error).__name__}: {error}"[:300])
+            continue
+        if seen.newer is not None:
+            await asyncio.to_thread(fence.write, config, fence.Fence("split-brain", seen.newer, time.time()))
+            ending.end("fenced")
+            return
+        if seen.refused == refused:
+            continue
+        refused = seen.refused
+        if refused is None:
+            log.event("ha_peer_answers")
+            continue
+        log.event("ha_peer_refuses", error=refused)
+        if monitor is not None:
+            await monitor.announce("ha", State.CRITICAL, *_refusing(refused))
+
+
+def _refusing(why: str) -> tuple[str, str]:
+    return (
+        f"this primary's peer answers but refuses it: {why}. This box cannot tell whether the other one was "
+        "promoted meanwhile; check the two boxes' clocks and that both hold the same replication secret.",
+        f"このプライマリの相手は応答しますが、要求を拒否しています: {why}。もう一台が昇格したかどうか分かりません。"
+        "両方の時計と、同じレプリケーション秘密を持っているかを確認してください。",
+    )
 
 
 async def _rejoin(config: Config, ending: _Ending) -> None:
