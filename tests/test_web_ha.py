@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from jitaku.config import Config, parse
-from jitaku.ha import fence, peer
+from jitaku.ha import box, fence, peer
 from jitaku.ha.standby import secret_path
 from jitaku.web import ha
 from jitaku.web.read_only import read_only
@@ -159,3 +159,23 @@ def test_a_failure_is_one_line_never_a_traceback(
     answer = client.post("/api/ha/fence", content=body, headers={peer.HEADER: peer.sign(SECRET, body)})
     assert answer.status_code == 500 and answer.json() == {"error": "this box failed to answer; see its log"}
     assert "event=ha_request_failed" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_fence_sent_by_this_box_itself_is_409_and_fences_nothing(
+    client: TestClient, config: Config, told: Fenced
+) -> None:
+    ours = box.box_id(config)
+    assert box.box_id(config) == ours  # made once
+    assert (config.data_dir / "ha" / "box_id").stat().st_mode & 0o777 == 0o600
+    answer = post(client, "/api/ha/fence", {**FENCE, "by": ours})
+    assert answer.status_code == 409 and "this box itself" in answer.json()["error"]
+    assert fence.read(config) is None and told.calls == 0
+
+
+def test_a_fence_replayed_within_the_minute_is_refused(client: TestClient, config: Config, told: Fenced) -> None:
+    body = json.dumps({"at": time.time(), **FENCE}).encode()
+    headers = {peer.HEADER: peer.sign(SECRET, body)}
+    assert client.post("/api/ha/fence", content=body, headers=headers).status_code == 202
+    fence.clear(config)  # re-joined meanwhile: the recorded fence must not fence it again
+    assert client.post("/api/ha/fence", content=body, headers=headers).status_code == 403
+    assert fence.read(config) is None and told.calls == 1

@@ -30,7 +30,7 @@ from typing import Any
 
 from jitaku import log, ports, serve_lock
 from jitaku.config import Config, Listen
-from jitaku.ha import role, standby
+from jitaku.ha import box, role, standby
 
 PROMOTE_WAIT = 60  # seconds pg_promote waits for the end of recovery
 PEER_TIMEOUT = 3.0  # seconds the old primary has to answer a failover's fence
@@ -68,7 +68,7 @@ def failover(config: Config, started: float, say: Say, force: bool = False) -> P
     if url is None:
         peer = "no peer known ([ha] peer unset and no DIR/ha/peer_host): not fenced"
     else:
-        peer = _fence_for_failover(url, secret, force)
+        peer = _fence_for_failover(url, secret, force, box.box_id(config))
     say(f"old primary: {peer}")
     _promote(config)
     say("promoted this box's PostgreSQL")
@@ -102,7 +102,7 @@ def switchover(config: Config, started: float, say: Say) -> Switched:
     sender = _streaming_from(config)
     rejoin = _our_address(config, sender)
     try:
-        fenced = peer.fence(url, secret, "switchover", standby.slot_name(None), rejoin, SWITCH_PEER_TIMEOUT)
+        fenced = peer.fence(url, secret, "switchover", box.box_id(config), rejoin, SWITCH_PEER_TIMEOUT)
     except peer.PeerError as error:
         raise FailoverError(f"the primary at {url} refused to hand over: {error}") from None
     if not fenced:
@@ -153,11 +153,10 @@ def _peer_url(config: Config) -> str | None:
     return peer.peer_url(config)
 
 
-def _fence_for_failover(url: str, secret: str, force: bool) -> str:
+def _fence_for_failover(url: str, secret: str, force: bool, by: str) -> str:
     """Fence the old primary if it answers; what became of it, in words. One alive that refuses stops us."""
     from jitaku.ha import peer
 
-    by = standby.slot_name(None)
     try:
         if peer.fence(url, secret, "failover", by, None, PEER_TIMEOUT):
             return f"fenced at {url}"
