@@ -225,3 +225,21 @@ def test_a_peer_that_refuses_us_while_another_box_holds_the_address_fences_us_at
     monkeypatch.setattr(mode, "address_elsewhere", lambda _config: True)
     assert mode.decide(config) == "fenced"
     assert mode.decide(config) == "fenced"  # the fence stays
+
+
+def test_a_primary_that_could_not_take_the_address_tries_again_until_it_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Flaky(Address):
+        def take(self) -> None:
+            self.asked.append("take")
+            if len(self.asked) < 3:
+                raise AddressError("another box answers for 192.0.2.10")
+
+    monkeypatch.setattr(services, "ADDRESS_RETRY", 0.01)
+    address = Flaky()
+    notices: list[Any] = []
+    held = asyncio.run(services._hold_address(address, True, notices))  # type: ignore[arg-type]
+    assert not held and len(notices) == 1  # alerted once
+    asyncio.run(asyncio.wait_for(services._keep_taking(address), 30))  # type: ignore[arg-type]
+    assert address.asked == ["take", "take", "take"]

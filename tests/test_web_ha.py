@@ -4,6 +4,7 @@ PostgreSQL pair: tests/integration/test_ha_peer.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -179,3 +180,18 @@ def test_a_fence_replayed_within_the_minute_is_refused(client: TestClient, confi
     fence.clear(config)  # re-joined meanwhile: the recorded fence must not fence it again
     assert client.post("/api/ha/fence", content=body, headers=headers).status_code == 403
     assert fence.read(config) is None and told.calls == 1
+
+
+def test_the_202_comes_once_the_daemon_stopped_taking_mail(config: Config) -> None:
+    steps: list[str] = []
+
+    async def stopping() -> None:
+        steps.append("told")
+        await asyncio.sleep(0.2)  # the listeners close, the address goes
+        steps.append("stopped")
+
+    for client in client_of(config, stopping):
+        answer = post(client, "/api/ha/fence", FENCE)
+        steps.append(str(answer.status_code))
+    assert steps == ["told", "stopped", "202"]
+    assert fence.read(config) is not None

@@ -16,7 +16,7 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -62,6 +62,8 @@ HTTPS_PORT = 443
 # its listener's limits (asyncio's default is 60).
 TLS_HANDSHAKE_TIMEOUT = 20.0
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
+WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests still running then are cut
+ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -154,6 +156,7 @@ class _Ending:
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
+        self.closed = asyncio.Event()  # set once this process's mail listeners take no new connection
         self.outcome: Outcome = "stopped"
 
     def end(self, outcome: Outcome) -> None:
@@ -254,9 +257,10 @@ async def _run(
     stop = ending.stop
     notices: list[tuple[State, str, str]] = []  # for the health monitor to alert, once it runs
     address = _floating_address(config) if main else None
+    held = True
     try:
         if address is not None:
-            await _hold_address(address, mode == PRIMARY, notices)  # a primary's before its listeners accept
+            held = await _hold_address(address, mode == PRIMARY, notices)  # a primary's before its listeners accept
         if standby:  # every mail listener says why it serves nothing
             refusals = FENCED_REFUSALS if mode == FENCED else STANDBY_REFUSALS
             for item in bound:
@@ -385,6 +389,17 @@ async def _run(
                 background.append(tasks.create_task(_rejoin(config, ending)))
             if main and mode == PRIMARY and role.postgresql(config):
                 background.append(tasks.create_task(_watch_peer(config, ending, monitor)))
+            if address is not None and mode == PRIMARY and not held:
+                background.append(tasks.create_task(_keep_taking(address)))
+
+            async def fenced() -> None:
+                """The fence endpoint's: the services end, and once this process's mail listeners take no new
+                connection, the floating address goes; the endpoint answers 202 after (bounded)."""
+                ending.end("fenced")
+                await ending.closed.wait()
+                if address is not None and mode == PRIMARY:
+                    await _release_address(address)
+
             if main and settings.database.managed and not standby:
                 # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not;
                 # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
@@ -410,11 +425,14 @@ async def _run(
                         stop,
                         limits["web"],
                         standby,
-                        on_fence=functools.partial(ending.end, "fenced"),
+                        on_fence=fenced,
                     )
                 )
             await stop.wait()
             workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
+            if monitor is None:  # nothing probes our listeners: no new session from now on
+                for server in servers:
+                    server.close()
             for task in background:
                 task.cancel()
             # Before the goodbyes: the health monitor may be probing our own listeners, and a probe that read a
@@ -422,6 +440,7 @@ async def _run(
             await asyncio.wait(background)
             for server in servers:
                 server.close()  # no new sessions
+            ending.closed.set()
             ended = await sessions.end()
         if not standby:
             await tally.flush()
@@ -489,13 +508,14 @@ async def _web(
     stop: asyncio.Event,
     limit: ConnectionLimit,
     read_only: bool = False,
-    on_fence: Callable[[], None] | None = None,
+    on_fence: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby, a fenced
     box): every request that would write is answered 503. ON_FENCE ends the services with outcome "fenced" (the
-    fence endpoint calls it once the fence file is written).
+    fence endpoint awaits it once the fence file is written, before its 202). Stopped, uvicorn lets the requests
+    under way finish for WEB_SHUTDOWN seconds at most.
     """
     import uvicorn
 
@@ -526,6 +546,7 @@ async def _web(
                 lifespan="off",
                 ssl_certfile=str(cert) if tls else None,
                 ssl_keyfile=str(key) if tls else None,
+                timeout_graceful_shutdown=int(WEB_SHUTDOWN),
             )
             servers.append((Server(settings), group))
 
@@ -549,17 +570,18 @@ def _floating_address(config: Config) -> FloatingAddress | None:
     return FloatingAddress.configured(config.settings.ha)
 
 
-async def _hold_address(address: FloatingAddress, primary: bool, notices: list[tuple[State, str, str]]) -> None:
+async def _hold_address(address: FloatingAddress, primary: bool, notices: list[tuple[State, str, str]]) -> bool:
     """A primary takes the floating address; a standby or a fenced box lets go of it, if it holds it (a primary
     that restarts fenced). A primary that cannot take it serves anyway, and alerts: its database is the one that
     takes writes, and whatever reaches it directly (the LAN, its own address) must still be accepted; what the
     router forwards goes wherever the address is, which the alert asks a person to look at (another box that
-    answers for it, a daemon without CAP_NET_ADMIN, a missing interface)."""
+    answers for it, a daemon without CAP_NET_ADMIN, a missing interface), and it tries again (_keep_taking).
+    Whether the address is as it should be: False for a primary that could not take it."""
     from jitaku.ha.address import AddressError
 
     if not primary:
         await _release_address(address)
-        return
+        return True
     try:
         await asyncio.to_thread(address.take)
     except AddressError as error:
@@ -567,6 +589,26 @@ async def _hold_address(address: FloatingAddress, primary: bool, notices: list[t
         sentence = f"this primary could not take the floating address {address}: {error}. It serves anyway."
         ja = f"このプライマリはフローティングアドレス {address} を取得できませんでした: {error}。サービスは続けます。"
         notices.append((State.CRITICAL, sentence, ja))
+        return False
+    return True
+
+
+async def _keep_taking(address: FloatingAddress) -> None:
+    """A primary that could not take the floating address tries again every ADDRESS_RETRY seconds until it holds
+    it (the failure was alerted once, by _hold_address; each new reason is logged)."""
+    from jitaku.ha.address import AddressError
+
+    said = ""
+    while True:
+        await asyncio.sleep(ADDRESS_RETRY)
+        try:
+            await asyncio.to_thread(address.take)
+        except AddressError as error:
+            if str(error) != said:
+                said = str(error)
+                log.event("ha_address_failed", address=str(address), error=said, retrying=ADDRESS_RETRY)
+            continue
+        return
 
 
 async def _release_address(address: FloatingAddress) -> None:

@@ -1,8 +1,10 @@
 """The pair's endpoints (jitaku.ha.peer says who asks and how requests are signed): POST /api/ha/state, how this
 box stands, and POST /api/ha/fence, which makes this box stop serving as the primary.
 
-Fencing writes DIR/ha/fenced (jitaku.ha.fence) first, then tells the daemon (ON_FENCE), then answers 202: the
-file outlives whatever happens next, so a box told to step down never comes back as a primary by a restart. It is
+Fencing writes DIR/ha/fenced (jitaku.ha.fence) first, then tells the daemon (ON_FENCE) and waits, up to
+STOP_TIMEOUT, for it to stop taking mail and let the floating address go, then answers 202: the file outlives
+whatever happens next, so a box told to step down never comes back as a primary by a restart, and the peer that
+promotes itself after the 202 finds the address free. It is
 for a primary alone: a standby answers 409. A box fenced already answers 202 again when the fence asked for has
 the purpose of the one it has (a failover retried after a lost answer must not fail), 409 when it has another.
 Without ON_FENCE (a web app not run by the daemon) it answers 503 and writes nothing. A fence whose `by` is this
@@ -19,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -32,6 +34,7 @@ from jitaku.ha import box, fence, peer, role, standby
 from jitaku.ha.fence import Fence
 
 STATE_TIMEOUT = 5.0  # seconds the database may take to say how it stands
+STOP_TIMEOUT = 10.0  # seconds the daemon may take, once fenced, to close its mail listeners and release the address
 MAX_BY = 200  # characters of who fenced us
 MAX_SEEN = 256  # fence signatures remembered (each for peer.MAX_SKEW seconds): a replay of one is refused
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,200}")
@@ -42,7 +45,7 @@ class _Unreadable(Exception):
     """This box's database cannot say how it stands; one line for the peer."""
 
 
-def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: bool) -> list[Route]:
+def routes(config: Config, on_fence: Callable[[], Awaitable[None] | None] | None, standby_web: bool) -> list[Route]:
     """STANDBY_WEB: the daemon serves this box as a standby (what it says when its database cannot be asked)."""
     refusals = log.Throttled()
     fencing = asyncio.Lock()  # two fences at once: the second sees the first's file, never both write
@@ -106,7 +109,12 @@ def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: boo
             client = request.client.host if request.client else None
             await asyncio.to_thread(_write, config, asked, client)
             log.event("ha_fenced", purpose=asked.purpose, by=asked.by, client=client, rejoin=asked.rejoin)
-            on_fence()
+            stopping = on_fence()
+            if stopping is not None:
+                try:
+                    await asyncio.wait_for(stopping, STOP_TIMEOUT)
+                except TimeoutError:  # fenced all the same (the file): the peer is told, and the log says so
+                    log.event("ha_fence_slow", waited=STOP_TIMEOUT)
             return _answer(secret, signature, {"fenced": True}, 202)
 
     async def guarded(request: Request) -> Response:
