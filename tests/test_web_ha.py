@@ -195,3 +195,24 @@ def test_the_202_comes_once_the_daemon_stopped_taking_mail(config: Config) -> No
         steps.append(str(answer.status_code))
     assert steps == ["told", "stopped", "202"]
     assert fence.read(config) is not None
+
+
+def test_a_fenced_box_s_state_asks_whether_its_cluster_runs_and_says_why_a_re_join_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, told: Fenced
+) -> None:
+    from jitaku.ha import cluster, rejoin
+
+    text = 'domains = ["example.org"]\n[web]\nlisten = ["0.0.0.0:8080"]\n[database]\nmanaged = true\nlisten = ["127.0.0.1:1"]\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    (tmp_path / "ha").mkdir(mode=0o700)
+    secret_path(config).write_text(SECRET + "\n")
+    fence.write(config, fence.Fence("switchover", "two", 1.0, "192.0.2.2:5433", "0/3000028", "stopped"))
+    rejoin._failed(config, "the cluster was not shut down cleanly")
+    monkeypatch.setattr(cluster, "running", lambda _config: 4242)  # started again, whatever the fence says
+    for client in client_of(config, told):
+        state = post(client, "/api/ha/state", {}).json()
+        assert state["cluster"] != "stopped" and state["fenced"] is True
+        assert state["error"] == "the cluster was not shut down cleanly"
+        monkeypatch.setattr(cluster, "running", lambda _config: None)
+        state = post(client, "/api/ha/state", {}).json()
+        assert (state["cluster"], state["checkpoint"]) == ("stopped", "0/3000028")

@@ -386,7 +386,7 @@ async def _run(
             if main and mode == STANDBY and role.postgresql(config):
                 background.append(tasks.create_task(_until_promoted(config, ending)))
             if main and mode == FENCED:
-                background.append(tasks.create_task(_rejoin(config, ending)))
+                background.append(tasks.create_task(_rejoin(config, ending, monitor)))
             if main and mode == PRIMARY and role.postgresql(config):
                 background.append(tasks.create_task(_watch_peer(config, ending, monitor)))
             if address is not None and mode == PRIMARY and not held:
@@ -685,9 +685,10 @@ def _refusing(why: str) -> tuple[str, str]:
     )
 
 
-async def _rejoin(config: Config, ending: _Ending) -> None:
+async def _rejoin(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A fenced box asked to re-join by a switchover (jitaku.ha.rejoin) does it while it serves fenced, and its
-    services end with outcome "rejoined" once its cluster is a standby; one that cannot stays fenced, and says why."""
+    services end with outcome "rejoined" once its cluster is a standby; one that cannot stays fenced, and says why:
+    in the log, in an alert (MONITOR), and to /api/ha/state (rejoin.failure)."""
     import threading
 
     from jitaku.ha import fence, rejoin
@@ -699,6 +700,14 @@ async def _rejoin(config: Config, ending: _Ending) -> None:
         if await asyncio.to_thread(rejoin.rejoin, config, stopping):
             ending.end("rejoined")
     except Exception as error:
-        log.event("ha_rejoin_failed", error=str(error) or repr(error))
+        why = str(error) or repr(error)
+        log.event("ha_rejoin_failed", error=why)
+        if monitor is not None:
+            await monitor.announce(
+                "ha",
+                State.CRITICAL,
+                f"this box could not re-join the new primary as its standby: {why}. It stays fenced.",
+                f"新しいプライマリのスタンバイとして再参加できませんでした: {why}。フェンスされたままです。",
+            )
     finally:
         stopping.set()

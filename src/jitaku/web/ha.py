@@ -211,25 +211,43 @@ async def _standby(config: Config, standby_web: bool) -> bool:
 
 
 def _state(config: Config) -> dict[str, Any]:
-    """How this box stands (see jitaku.ha.peer.state); run in a thread: psycopg blocks."""
+    """How this box stands (see jitaku.ha.peer.state), with `error` when a re-join failed (jitaku.ha.rejoin); run
+    in a thread: psycopg blocks. A fenced box's cluster is asked whether it runs, never taken from the fence file
+    alone (a re-join may have started it, a daemon killed may have left it down)."""
+    from jitaku.ha import rejoin
+
     fenced = fence.read(config)
     try:
         name = standby.slot_name(None)
     except standby.StandbyError:
         name = ""
-    found: dict[str, Any] = {"fenced": fenced is not None, "name": name, "checkpoint": None}
+    found: dict[str, Any] = {"fenced": fenced is not None, "name": name, "checkpoint": None, "error": None}
     if fenced is not None:
         found["checkpoint"] = fenced.checkpoint
-    if fenced is not None and fenced.cluster == "stopped":  # nothing to ask: the fence says where it stopped
+        found["error"] = rejoin.failure(config)
+    if fenced is not None and _stopped(config, fenced):  # nothing to ask: the fence says where it stopped
         return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": "stopped"}
     try:
         where = _database(config)
     except _Unreadable:
         if fenced is None:
             raise
-        return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": fenced.cluster}
-    cluster = fenced.cluster if fenced is not None else ("standby" if where["role"] == role.STANDBY else "running")
+        cluster = "running" if fenced.cluster == "stopped" else fenced.cluster
+        return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": cluster}
+    if fenced is None or where["role"] != role.STANDBY:
+        cluster = "running" if fenced is None or fenced.cluster == "stopped" else fenced.cluster
+    else:
+        cluster = "standby"
     return {**found, **where, "cluster": cluster}
+
+
+def _stopped(config: Config, fenced: Fence) -> bool:
+    """Whether the cluster is down: a managed one's postmaster asked; another's, as the fence says."""
+    if not config.settings.database.managed:
+        return fenced.cluster == "stopped"
+    from jitaku.ha import cluster
+
+    return cluster.running(config) is None
 
 
 def _database(config: Config) -> dict[str, Any]:
