@@ -234,17 +234,17 @@ def _state(config: Config) -> dict[str, Any]:
             raise
         cluster = "running" if fenced.cluster == "stopped" else fenced.cluster
         return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": cluster}
-    if fenced is None or where["role"] != role.STANDBY:
-        cluster = "running" if fenced is None or fenced.cluster == "stopped" else fenced.cluster
-    else:
-        cluster = "standby"
+    cluster = "standby" if where["role"] == role.STANDBY else "running"
     return {**found, **where, "cluster": cluster}
 
 
 def _stopped(config: Config, fenced: Fence) -> bool:
-    """Whether the cluster is down: a managed one's postmaster asked; another's, as the fence says."""
+    """Whether the fence says the cluster stopped (with its final checkpoint) and, a managed one, it is still down:
+    its postmaster asked, since a re-join may have started it again."""
+    if fenced.cluster != "stopped":
+        return False
     if not config.settings.database.managed:
-        return fenced.cluster == "stopped"
+        return True
     from jitaku.ha import cluster
 
     return cluster.running(config) is None
