@@ -672,8 +672,18 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
             log.event("ha_peer_answers")
             continue
         log.event("ha_peer_refuses", error=refused)
-        if monitor is not None:
-            await monitor.announce("ha", State.CRITICAL, *_refusing(refused))
+        await _alert(monitor, *_refusing(refused))
+
+
+async def _alert(monitor: Monitor | None, sentence: str, ja: str) -> None:
+    """A critical "ha" alert, when the health monitor runs; one that cannot be sent is logged, never ends the
+    services it is about."""
+    if monitor is None:
+        return
+    try:
+        await monitor.announce("ha", State.CRITICAL, sentence, ja)
+    except Exception as error:  # noqa: BLE001 - the store or a delivery failing: the log has the event already
+        log.event("ha_alert_failed", error=f"{type(error).__name__}: {error}"[:300])
 
 
 def _refusing(why: str) -> tuple[str, str]:
@@ -702,12 +712,10 @@ async def _rejoin(config: Config, ending: _Ending, monitor: Monitor | None) -> N
     except Exception as error:
         why = str(error) or repr(error)
         log.event("ha_rejoin_failed", error=why)
-        if monitor is not None:
-            await monitor.announce(
-                "ha",
-                State.CRITICAL,
-                f"this box could not re-join the new primary as its standby: {why}. It stays fenced.",
-                f"新しいプライマリのスタンバイとして再参加できませんでした: {why}。フェンスされたままです。",
-            )
+        await _alert(
+            monitor,
+            f"this box could not re-join the new primary as its standby: {why}. It stays fenced.",
+            f"新しいプライマリのスタンバイとして再参加できませんでした: {why}。フェンスされたままです。",
+        )
     finally:
         stopping.set()

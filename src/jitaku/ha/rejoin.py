@@ -68,11 +68,11 @@ def rejoin(config: Config, stopping: threading.Event) -> bool:
     if found is None or not wanted(found):
         return False
     assert found.rejoin is not None
-    host, port = standby.parse_primary(found.rejoin)
-    secret = standby.read_secret(standby.secret_path(config))
     data = config.postgres_dir
-    name = standby.slot_name(None)
     try:
+        host, port = standby.parse_primary(found.rejoin)
+        secret = standby.read_secret(standby.secret_path(config))
+        name = standby.slot_name(None)
         with cluster.control(config):
             if not (data / "standby.signal").exists():
                 cluster.stop(config)
