@@ -262,3 +262,17 @@ def test_a_lan_left_by_a_test_process_that_died_is_removed(lan: Lan) -> None:
     finally:
         for name in (leftover, living):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True, check=False)
+
+
+def test_whether_another_box_holds_the_address_is_probed_without_taking_it(lan: Lan) -> None:
+    """What a primary whose peer refuses it asks at start (jitaku.ha.mode.decide): held elsewhere, it fences."""
+    old, new = boxes(lan)
+    with new.inside():
+        assert floating().held_elsewhere() is False
+        assert not floating().holds()
+    with old.inside():
+        floating().take()
+        assert floating().held_elsewhere() is False  # held here
+    with new.inside():
+        assert floating().held_elsewhere() is True
+        assert not floating().holds()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,7 @@ def test_the_main_process_serves_again_after_each_change_of_part(
     outcomes = iter(["promoted", "fenced", "stopped"])
     served: list[tuple[str, Any]] = []
 
-    async def serve(_config: Config, serving: str, *_args: Any, after: Any = None) -> str:
+    async def serve(_config: Config, serving: str, *_args: Any, after: Any = None, **_kwargs: Any) -> str:
         served.append((serving, after))
         return next(outcomes)
 
@@ -66,6 +68,76 @@ def test_ports_are_recorded_once_for_every_run_of_the_services(config: Config, m
     monkeypatch.setattr(services, "serve", serve)
     app.run(config, app.Sockets([], [], []))
     assert recorded == [[], []]
+
+
+def test_sigterm_while_the_mode_is_decided_ends_the_daemon_before_any_service_starts(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[str] = []
+
+    def decide(_config: Config) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)  # as `systemctl stop` during the peer's 3 s
+        return "primary"
+
+    async def serve(*_args: Any, **_kwargs: Any) -> str:
+        served.append("served")
+        return "stopped"
+
+    monkeypatch.setattr(mode, "decide", decide)
+    monkeypatch.setattr(services, "serve", serve)
+    app.run(config, app.Sockets([], [], []))
+    assert served == []
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # given back
+
+
+def test_sigterm_while_the_part_changes_ends_the_daemon_rather_than_serve_again(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[str] = []
+
+    async def serve(_config: Config, serving: str, *_args: Any, **_kwargs: Any) -> str:
+        served.append(serving)
+        os.kill(os.getpid(), signal.SIGTERM)  # no event loop handler here: app.run's notes it
+        return "promoted"
+
+    monkeypatch.setattr(mode, "decide", lambda _config: "standby")
+    monkeypatch.setattr(services, "serve", serve)
+    app.run(config, app.Sockets([], [], []))
+    assert served == ["standby"]
+
+
+def test_sigterm_after_a_promotion_or_a_fence_wins_over_it() -> None:
+    async def ended() -> str:
+        ending = services._Ending()
+        ending.end("promoted")
+        ending.terminate()
+        ending.end("fenced")
+        return ending.outcome
+
+    assert asyncio.run(ended()) == "stopped"
+
+
+def test_sigterm_before_the_services_handler_is_noted_stops_them(config: Config) -> None:
+    outcome = asyncio.run(asyncio.wait_for(services.serve(config, "primary", [], [], terminated=lambda: True), 60))
+    assert outcome == "stopped"
+
+
+def test_a_worker_is_forked_with_sigterm_blocked_until_its_own_handlers_are_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = 'domains = ["example.org"]\n[smtp]\nworkers = 2\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    seen = tmp_path / "mask"
+
+    def worker(*_args: Any) -> int:
+        seen.write_text(str(signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+        return 0
+
+    monkeypatch.setattr(app, "_worker", worker)
+    [pid] = app._fork_workers(config, app.Sockets([], [], []), "primary")
+    os.waitpid(pid, 0)
+    assert seen.read_text() == "True"
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the main process's, unblocked
 
 
 class Address:
@@ -102,3 +174,72 @@ def test_a_primary_that_cannot_take_the_address_serves_and_alerts() -> None:
     [(state, sentence, _ja)] = notices
     assert state == State.CRITICAL
     assert sentence.startswith("this primary could not take the floating address 192.0.2.10/24 on eth0: another box")
+
+
+class Announced:
+    """A health monitor that records what it was asked to announce."""
+
+    def __init__(self) -> None:
+        self.said: list[tuple[str, State, str]] = []
+
+    async def announce(self, check: str, state: State, sentence: str, _ja: str = "") -> None:
+        self.said.append((check, state, sentence))
+
+
+def test_a_primary_that_finds_a_newer_primary_while_it_serves_fences_itself(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = iter(
+        [
+            mode.Seen(refused="403 clocks apart"),
+            mode.Seen(refused="403 clocks apart"),
+            mode.Seen(),
+            mode.Seen(refused="another secret"),
+            mode.Seen(newer="http://192.0.2.2:8080"),
+        ]
+    )
+    monkeypatch.setattr(mode, "PEER_EVERY", 0.01)
+    monkeypatch.setattr(mode, "look", lambda _config: next(seen))
+    monitor = Announced()
+
+    async def watched() -> str:
+        ending = services._Ending()
+        await asyncio.wait_for(services._watch_peer(config, ending, monitor), 30)  # type: ignore[arg-type]
+        return ending.outcome
+
+    assert asyncio.run(watched()) == "fenced"
+    found = fence.read(config)
+    assert found is not None and (found.purpose, found.by) == ("split-brain", "http://192.0.2.2:8080")
+    said = [sentence for _check, _state, sentence in monitor.said]
+    assert len(said) == 2  # each change of what the peer says, once
+    assert "403 clocks apart" in said[0] and "another secret" in said[1]
+
+
+def test_a_peer_that_refuses_us_while_another_box_holds_the_address_fences_us_at_start(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mode, "look", lambda _config: mode.Seen(refused="403 clocks apart"))
+    monkeypatch.setattr(mode, "address_elsewhere", lambda _config: False)
+    assert mode.decide(config) == "primary"  # alone on the link: it must still take mail
+    assert fence.read(config) is None
+    monkeypatch.setattr(mode, "address_elsewhere", lambda _config: True)
+    assert mode.decide(config) == "fenced"
+    assert mode.decide(config) == "fenced"  # the fence stays
+
+
+def test_a_primary_that_could_not_take_the_address_tries_again_until_it_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Flaky(Address):
+        def take(self) -> None:
+            self.asked.append("take")
+            if len(self.asked) < 3:
+                raise AddressError("another box answers for 192.0.2.10")
+
+    monkeypatch.setattr(services, "ADDRESS_RETRY", 0.01)
+    address = Flaky()
+    notices: list[Any] = []
+    held = asyncio.run(services._hold_address(address, True, notices))  # type: ignore[arg-type]
+    assert not held and len(notices) == 1  # alerted once
+    asyncio.run(asyncio.wait_for(services._keep_taking(address), 30))  # type: ignore[arg-type]
+    assert address.asked == ["take", "take", "take"]

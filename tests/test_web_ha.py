@@ -4,6 +4,7 @@ PostgreSQL pair: tests/integration/test_ha_peer.py."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from jitaku.config import Config, parse
-from jitaku.ha import fence, peer
+from jitaku.ha import box, fence, peer
 from jitaku.ha.standby import secret_path
 from jitaku.web import ha
 from jitaku.web.read_only import read_only
@@ -159,3 +160,59 @@ def test_a_failure_is_one_line_never_a_traceback(
     answer = client.post("/api/ha/fence", content=body, headers={peer.HEADER: peer.sign(SECRET, body)})
     assert answer.status_code == 500 and answer.json() == {"error": "this box failed to answer; see its log"}
     assert "event=ha_request_failed" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_a_fence_sent_by_this_box_itself_is_409_and_fences_nothing(
+    client: TestClient, config: Config, told: Fenced
+) -> None:
+    ours = box.box_id(config)
+    assert box.box_id(config) == ours  # made once
+    assert (config.data_dir / "ha" / "box_id").stat().st_mode & 0o777 == 0o600
+    answer = post(client, "/api/ha/fence", {**FENCE, "by": ours})
+    assert answer.status_code == 409 and "this box itself" in answer.json()["error"]
+    assert fence.read(config) is None and told.calls == 0
+
+
+def test_a_fence_replayed_within_the_minute_is_refused(client: TestClient, config: Config, told: Fenced) -> None:
+    body = json.dumps({"at": time.time(), **FENCE}).encode()
+    headers = {peer.HEADER: peer.sign(SECRET, body)}
+    assert client.post("/api/ha/fence", content=body, headers=headers).status_code == 202
+    fence.clear(config)  # re-joined meanwhile: the recorded fence must not fence it again
+    assert client.post("/api/ha/fence", content=body, headers=headers).status_code == 403
+    assert fence.read(config) is None and told.calls == 1
+
+
+def test_the_202_comes_once_the_daemon_stopped_taking_mail(config: Config) -> None:
+    steps: list[str] = []
+
+    async def stopping() -> None:
+        steps.append("told")
+        await asyncio.sleep(0.2)  # the listeners close, the address goes
+        steps.append("stopped")
+
+    for client in client_of(config, stopping):
+        answer = post(client, "/api/ha/fence", FENCE)
+        steps.append(str(answer.status_code))
+    assert steps == ["told", "stopped", "202"]
+    assert fence.read(config) is not None
+
+
+def test_a_fenced_box_s_state_asks_whether_its_cluster_runs_and_says_why_a_re_join_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, told: Fenced
+) -> None:
+    from jitaku.ha import cluster, rejoin
+
+    text = 'domains = ["example.org"]\n[web]\nlisten = ["0.0.0.0:8080"]\n[database]\nmanaged = true\nlisten = ["127.0.0.1:1"]\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    (tmp_path / "ha").mkdir(mode=0o700)
+    secret_path(config).write_text(SECRET + "\n")
+    fence.write(config, fence.Fence("switchover", "two", 1.0, "192.0.2.2:5433", "0/3000028", "stopped"))
+    rejoin._failed(config, "the cluster was not shut down cleanly")
+    monkeypatch.setattr(cluster, "running", lambda _config: 4242)  # started again, whatever the fence says
+    for client in client_of(config, told):
+        state = post(client, "/api/ha/state", {}).json()
+        assert state["cluster"] != "stopped" and state["fenced"] is True
+        assert state["error"] == "the cluster was not shut down cleanly"
+        monkeypatch.setattr(cluster, "running", lambda _config: None)
+        state = post(client, "/api/ha/state", {}).json()
+        assert (state["cluster"], state["checkpoint"]) == ("stopped", "0/3000028")

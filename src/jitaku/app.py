@@ -30,6 +30,7 @@ from jitaku.mail.smtp_server import Listener
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 IPV6_ANY = ipaddress.IPv6Address("::")
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 @dataclass(frozen=True)
@@ -158,12 +159,16 @@ def run(config: Config, sockets: Sockets) -> None:
         outcome: services.Outcome | None = None
         while not terminated:
             mode = ha_mode.decide(config)
+            if terminated:  # SIGTERM while deciding (up to PEER_TIMEOUT and more): no services start
+                return
             # the pair's secret files as the table has them, before a missing key is made here and before the
             # workers that load the keys fork (jitaku.ha.secret_files)
             secret_files.settle(config, standby=mode != ha_mode.PRIMARY)
             provision.complete(config)
             children = _fork_workers(config, sockets, mode)
             try:
+                if terminated:
+                    return
                 outcome = event_loop.run(
                     services.serve(
                         config,
@@ -173,6 +178,7 @@ def run(config: Config, sockets: Sockets) -> None:
                         [sock for _address, sock in sockets.web],
                         sockets.access,
                         after=outcome,
+                        terminated=terminated.__bool__,
                     )
                 )
             finally:
@@ -181,7 +187,7 @@ def run(config: Config, sockets: Sockets) -> None:
                 for pid in children:
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(pid, 0)
-            if outcome == "stopped":
+            if outcome == "stopped" or terminated:  # SIGTERM has priority over any other outcome
                 return
             log.event("serving_again", outcome=outcome, pid=os.getpid())
     finally:
@@ -190,7 +196,8 @@ def run(config: Config, sockets: Sockets) -> None:
 
 
 class _Terminated:
-    """Whether SIGTERM (or SIGINT) came while no event loop was there to stop the services."""
+    """Whether SIGTERM (or SIGINT) came while no event loop was there to stop the services: while the mode is
+    decided, the workers forked, or the services start (before their own handler is installed)."""
 
     def __init__(self) -> None:
         self._came = False
@@ -219,9 +226,15 @@ def _fork_workers(config: Config, sockets: Sockets, mode: ha_mode.Mode) -> list[
     for number in range(_worker_count(config)):
         smtp_here = sockets.smtp if number < config.settings.smtp.workers - 1 else []
         imap_here = imap if number < config.settings.imap.workers - 1 else []
-        pid = os.fork()
-        if pid == 0:
-            os._exit(_worker(config, mode, smtp_here, imap_here, parent))
+        # SIGTERM blocked across the fork: one that came between the fork and the child's own handlers would run
+        # the main process's handler in the child, and the main process would never hear of it
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(_worker(config, mode, smtp_here, imap_here, parent))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # in the main process: one that came runs now
         children.append(pid)
     return children
 
@@ -236,6 +249,7 @@ def _worker(
 ) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):  # not the main process's _Terminated: SIGTERM ends a worker
         signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the fork (_fork_workers)
     # Die with the main process, even by kill -9, rather than accept mail nobody will deliver.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:

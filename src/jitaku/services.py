@@ -15,7 +15,8 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -61,6 +62,8 @@ HTTPS_PORT = 443
 # its listener's limits (asyncio's default is 60).
 TLS_HANDSHAKE_TIMEOUT = 20.0
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
+WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests still running then are cut
+ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -132,30 +135,38 @@ async def serve(
     web: list[socket.socket] | None = None,
     access: list[Bound] | None = None,
     after: Outcome | None = None,
+    terminated: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Serve SMTP on BOUND sockets and IMAP or POP3 on ACCESS, in MODE (the main process decided it before it forked
     the workers). CHILDREN is None in a worker; the main process also runs the queue, the lists and WEB. AFTER is
-    what ended this process's previous services, if any: after "promoted", the new primary's monitor says so."""
+    what ended this process's previous services, if any: after "promoted", the new primary's monitor says so.
+    TERMINATED says whether SIGTERM came before this process's handler was installed: the services then stop."""
     settings = config.settings
     resolver.configure(settings.dns.nameservers)
     database = Database(config.database_url)
     try:
-        return await _run(config, database, bound, children, web or [], access or [], mode, after)
+        return await _run(config, database, bound, children, web or [], access or [], mode, after, terminated)
     finally:
         database.close()
 
 
 class _Ending:
-    """How the services end: STOP set, with the outcome of whoever ended them first."""
+    """How the services end: STOP set, with the outcome of whoever ended them first, but SIGTERM's ("stopped")
+    over any other: a daemon told to stop while it changes its part in the pair stops, rather than serve again."""
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
+        self.closed = asyncio.Event()  # set once this process's mail listeners take no new connection
         self.outcome: Outcome = "stopped"
 
     def end(self, outcome: Outcome) -> None:
         if not self.stop.is_set():
             self.outcome = outcome
             self.stop.set()
+
+    def terminate(self) -> None:
+        self.outcome = "stopped"
+        self.stop.set()
 
 
 async def _run(
@@ -167,6 +178,7 @@ async def _run(
     access: list[Bound],
     mode: Mode = PRIMARY,
     after: Outcome | None = None,
+    terminated: Callable[[], bool] | None = None,
 ) -> Outcome:
     """A standby (MODE "standby": its database is a standby's, read-only) and a fenced box (MODE "fenced": it must
     not act as the primary it was) serve alike: their mail listeners say why to every client and close; nothing
@@ -245,9 +257,10 @@ async def _run(
     stop = ending.stop
     notices: list[tuple[State, str, str]] = []  # for the health monitor to alert, once it runs
     address = _floating_address(config) if main else None
+    held = True
     try:
         if address is not None:
-            await _hold_address(address, mode == PRIMARY, notices)  # a primary's before its listeners accept
+            held = await _hold_address(address, mode == PRIMARY, notices)  # a primary's before its listeners accept
         if standby:  # every mail listener says why it serves nothing
             refusals = FENCED_REFUSALS if mode == FENCED else STANDBY_REFUSALS
             for item in bound:
@@ -319,7 +332,9 @@ async def _run(
                     )
                 )
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, ending.terminate)
+        if terminated is not None and terminated():  # it came before the handler above: noted by app.run's
+            ending.terminate()
         log.event(
             "started",
             pid=os.getpid(),
@@ -371,7 +386,20 @@ async def _run(
             if main and mode == STANDBY and role.postgresql(config):
                 background.append(tasks.create_task(_until_promoted(config, ending)))
             if main and mode == FENCED:
-                background.append(tasks.create_task(_rejoin(config, ending)))
+                background.append(tasks.create_task(_rejoin(config, ending, monitor)))
+            if main and mode == PRIMARY and role.postgresql(config):
+                background.append(tasks.create_task(_watch_peer(config, ending, monitor)))
+            if address is not None and mode == PRIMARY and not held:
+                background.append(tasks.create_task(_keep_taking(address)))
+
+            async def fenced() -> None:
+                """The fence endpoint's: the services end, and once this process's mail listeners take no new
+                connection, the floating address goes; the endpoint answers 202 after (bounded)."""
+                ending.end("fenced")
+                await ending.closed.wait()
+                if address is not None and mode == PRIMARY:
+                    await _release_address(address)
+
             if main and settings.database.managed and not standby:
                 # synchronous replication while a standby keeps up, asynchronous (and an alert) while it does not;
                 # not among `tasks`: it outlives them, since the last commits of the shutdown may wait for a standby
@@ -397,11 +425,14 @@ async def _run(
                         stop,
                         limits["web"],
                         standby,
-                        on_fence=functools.partial(ending.end, "fenced"),
+                        on_fence=fenced,
                     )
                 )
             await stop.wait()
             workers.terminate(children or [])  # the workers say goodbye to their sessions while we do to ours
+            if monitor is None:  # nothing probes our listeners: no new session from now on
+                for server in servers:
+                    server.close()
             for task in background:
                 task.cancel()
             # Before the goodbyes: the health monitor may be probing our own listeners, and a probe that read a
@@ -409,6 +440,7 @@ async def _run(
             await asyncio.wait(background)
             for server in servers:
                 server.close()  # no new sessions
+            ending.closed.set()
             ended = await sessions.end()
         if not standby:
             await tally.flush()
@@ -476,13 +508,14 @@ async def _web(
     stop: asyncio.Event,
     limit: ConnectionLimit,
     read_only: bool = False,
-    on_fence: Callable[[], None] | None = None,
+    on_fence: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby, a fenced
     box): every request that would write is answered 503. ON_FENCE ends the services with outcome "fenced" (the
-    fence endpoint calls it once the fence file is written).
+    fence endpoint awaits it once the fence file is written, before its 202). Stopped, uvicorn lets the requests
+    under way finish for WEB_SHUTDOWN seconds at most.
     """
     import uvicorn
 
@@ -513,6 +546,7 @@ async def _web(
                 lifespan="off",
                 ssl_certfile=str(cert) if tls else None,
                 ssl_keyfile=str(key) if tls else None,
+                timeout_graceful_shutdown=int(WEB_SHUTDOWN),
             )
             servers.append((Server(settings), group))
 
@@ -536,17 +570,18 @@ def _floating_address(config: Config) -> FloatingAddress | None:
     return FloatingAddress.configured(config.settings.ha)
 
 
-async def _hold_address(address: FloatingAddress, primary: bool, notices: list[tuple[State, str, str]]) -> None:
+async def _hold_address(address: FloatingAddress, primary: bool, notices: list[tuple[State, str, str]]) -> bool:
     """A primary takes the floating address; a standby or a fenced box lets go of it, if it holds it (a primary
     that restarts fenced). A primary that cannot take it serves anyway, and alerts: its database is the one that
     takes writes, and whatever reaches it directly (the LAN, its own address) must still be accepted; what the
     router forwards goes wherever the address is, which the alert asks a person to look at (another box that
-    answers for it, a daemon without CAP_NET_ADMIN, a missing interface)."""
+    answers for it, a daemon without CAP_NET_ADMIN, a missing interface), and it tries again (_keep_taking).
+    Whether the address is as it should be: False for a primary that could not take it."""
     from jitaku.ha.address import AddressError
 
     if not primary:
         await _release_address(address)
-        return
+        return True
     try:
         await asyncio.to_thread(address.take)
     except AddressError as error:
@@ -554,6 +589,26 @@ async def _hold_address(address: FloatingAddress, primary: bool, notices: list[t
         sentence = f"this primary could not take the floating address {address}: {error}. It serves anyway."
         ja = f"このプライマリはフローティングアドレス {address} を取得できませんでした: {error}。サービスは続けます。"
         notices.append((State.CRITICAL, sentence, ja))
+        return False
+    return True
+
+
+async def _keep_taking(address: FloatingAddress) -> None:
+    """A primary that could not take the floating address tries again every ADDRESS_RETRY seconds until it holds
+    it (the failure was alerted once, by _hold_address; each new reason is logged)."""
+    from jitaku.ha.address import AddressError
+
+    said = ""
+    while True:
+        await asyncio.sleep(ADDRESS_RETRY)
+        try:
+            await asyncio.to_thread(address.take)
+        except AddressError as error:
+            if str(error) != said:
+                said = str(error)
+                log.event("ha_address_failed", address=str(address), error=said, retrying=ADDRESS_RETRY)
+            continue
+        return
 
 
 async def _release_address(address: FloatingAddress) -> None:
@@ -566,7 +621,6 @@ async def _release_address(address: FloatingAddress) -> None:
 
 
 def _promoted(hostname: str) -> tuple[State, str, str]:
-    import time
 
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return (
@@ -592,9 +646,59 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
     ending.end("promoted")
 
 
-async def _rejoin(config: Config, ending: _Ending) -> None:
+async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
+    """A primary looks at its peer every PEER_EVERY seconds (jitaku.ha.mode.look, in a thread, bounded): a peer
+    that is an unfenced primary on a newer timeline ends the services with outcome "fenced", the split-brain fence
+    written; a peer that answers but refuses us is logged, and alerted, each time what it says changes."""
+    from jitaku.ha import fence
+    from jitaku.ha import mode as ha_mode
+
+    refused: str | None = None
+    while True:
+        await asyncio.sleep(ha_mode.PEER_EVERY)
+        try:
+            seen = await asyncio.wait_for(asyncio.to_thread(ha_mode.look, config), ha_mode.PEER_EVERY)
+        except Exception as error:  # noqa: BLE001 - our own database or a slow peer: next time
+            log.event("ha_peer_unknown", error=f"{type(error).__name__}: {error}"[:300])
+            continue
+        if seen.newer is not None:
+            await asyncio.to_thread(fence.write, config, fence.Fence("split-brain", seen.newer, time.time()))
+            ending.end("fenced")
+            return
+        if seen.refused == refused:
+            continue
+        refused = seen.refused
+        if refused is None:
+            log.event("ha_peer_answers")
+            continue
+        log.event("ha_peer_refuses", error=refused)
+        await _alert(monitor, *_refusing(refused))
+
+
+async def _alert(monitor: Monitor | None, sentence: str, ja: str) -> None:
+    """A critical "ha" alert, when the health monitor runs; one that cannot be sent is logged, never ends the
+    services it is about."""
+    if monitor is None:
+        return
+    try:
+        await monitor.announce("ha", State.CRITICAL, sentence, ja)
+    except Exception as error:  # noqa: BLE001 - the store or a delivery failing: the log has the event already
+        log.event("ha_alert_failed", error=f"{type(error).__name__}: {error}"[:300])
+
+
+def _refusing(why: str) -> tuple[str, str]:
+    return (
+        f"this primary's peer answers but refuses it: {why}. This box cannot tell whether the other one was "
+        "promoted meanwhile; check the two boxes' clocks and that both hold the same replication secret.",
+        f"このプライマリの相手は応答しますが、要求を拒否しています: {why}。もう一台が昇格したかどうか分かりません。"
+        "両方の時計と、同じレプリケーション秘密を持っているかを確認してください。",
+    )
+
+
+async def _rejoin(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A fenced box asked to re-join by a switchover (jitaku.ha.rejoin) does it while it serves fenced, and its
-    services end with outcome "rejoined" once its cluster is a standby; one that cannot stays fenced, and says why."""
+    services end with outcome "rejoined" once its cluster is a standby; one that cannot stays fenced, and says why:
+    in the log, in an alert (MONITOR), and to /api/ha/state (rejoin.failure)."""
     import threading
 
     from jitaku.ha import fence, rejoin
@@ -606,6 +710,12 @@ async def _rejoin(config: Config, ending: _Ending) -> None:
         if await asyncio.to_thread(rejoin.rejoin, config, stopping):
             ending.end("rejoined")
     except Exception as error:
-        log.event("ha_rejoin_failed", error=str(error) or repr(error))
+        why = str(error) or repr(error)
+        log.event("ha_rejoin_failed", error=why)
+        await _alert(
+            monitor,
+            f"this box could not re-join the new primary as its standby: {why}. It stays fenced.",
+            f"新しいプライマリのスタンバイとして再参加できませんでした: {why}。フェンスされたままです。",
+        )
     finally:
         stopping.set()

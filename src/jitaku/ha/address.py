@@ -51,6 +51,10 @@ class AddressError(Exception):
     """The floating address cannot be taken or released; the message is one line for a person."""
 
 
+class HeldElsewhere(AddressError):
+    """Another machine on the link answers for the address."""
+
+
 @dataclass(frozen=True)
 class FloatingAddress:
     address: IpInterface
@@ -69,6 +73,18 @@ class FloatingAddress:
     def holds(self) -> bool:
         """Whether this box holds the address now (a tentative IPv6 address too; one that failed DAD not)."""
         return self._held(self._link()) is not None
+
+    def held_elsewhere(self) -> bool:
+        """Whether another machine on the link answers for the address: IPv4's probe (about PROBE_TIME); False
+        when this box holds it, and for IPv6, whose duplicate detection only runs on adding it."""
+        link = self._link()
+        if self._held(link) is not None or self.address.version != 4:
+            return False
+        try:
+            self._probe(_mac(link, self.interface))
+        except HeldElsewhere:
+            return True
+        return False
 
     def take(self) -> None:
         """Hold the address and announce it; holding it already, announce it again (a failover that is
@@ -192,7 +208,7 @@ class FloatingAddress:
                         break
                     holder = _claimant(frame, where, ours, mac)
                     if holder is not None:
-                        raise AddressError(
+                        raise HeldElsewhere(
                             f"{self.address.ip} is held by another machine on {self.interface} (MAC {holder}): "
                             "release it there first (or stop that machine)"
                         )

@@ -36,7 +36,7 @@ from typing import Any, cast
 
 from jitaku import log, ports, serve_lock
 from jitaku.config import Config, Listen
-from jitaku.ha import alive, fence, role, standby
+from jitaku.ha import alive, box, fence, role, standby
 
 PROMOTE_WAIT = 60  # seconds pg_promote waits for the end of recovery
 PEER_TIMEOUT = 3.0  # seconds the old primary has to answer a failover's fence
@@ -109,7 +109,7 @@ def switchover(config: Config, started: float, say: Say) -> Switched:
     made = _make_slot(config, name)
     _keeping_up(config, url, state, name, made)
     try:
-        fenced = peer.fence(url, secret, "switchover", standby.slot_name(None), rejoin, SWITCH_PEER_TIMEOUT)
+        fenced = peer.fence(url, secret, "switchover", box.box_id(config), rejoin, SWITCH_PEER_TIMEOUT)
     except peer.PeerError as error:
         _forget_slot(config, name, made)
         raise FailoverError(f"the primary at {url} refused to hand over: {error}; nothing was changed") from None
@@ -324,7 +324,7 @@ def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> O
     its SMTP and PostgreSQL are knocked at (jitaku.ha.alive): one that takes a connection stops us too."""
     from jitaku.ha import peer
 
-    by = standby.slot_name(None)
+    by = box.box_id(config)
     refused: str | None = None
     try:
         if peer.fence(url, secret, "failover", by, None, PEER_TIMEOUT):

@@ -9,12 +9,16 @@
   primary on a newer timeline than ours was promoted while this box was away: two primaries, split brain. This box
   then writes its own fence (purpose "split-brain", by the peer's URL) and serves fenced. A peer that does not
   answer (within PEER_TIMEOUT), is not a primary, or is fenced itself, leaves this box the primary: a box alone
-  must still take mail.
+  must still take mail. A peer that answers but refuses us (403: clocks more than a minute apart, another secret)
+  is not absent: while the floating address is held by another machine (ARP probe), this box fences itself too.
+
+A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.services), the same way (look()).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 from jitaku import log
@@ -26,6 +30,16 @@ PRIMARY: Mode = "primary"
 STANDBY: Mode = "standby"
 FENCED: Mode = "fenced"
 PEER_TIMEOUT = 3.0  # seconds the peer has to answer at start: the daemon waits for it before taking mail
+PEER_EVERY = 15.0  # seconds between two looks at the peer while this box serves as the primary
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the peer said: NEWER, its URL when it is an unfenced primary on a newer timeline than ours; REFUSED,
+    why, when it answered but not to us (403, another secret, garbage). Neither: absent, or a peer that is fine."""
+
+    newer: str | None = None
+    refused: str | None = None
 
 
 def decide(config: Config) -> Mode:
@@ -33,40 +47,64 @@ def decide(config: Config) -> Mode:
         return FENCED
     if role.current(config) == role.STANDBY:
         return STANDBY
-    newer = newer_primary(config)
-    if newer is not None:
-        fence.write(config, fence.Fence("split-brain", newer, time.time()))
+    seen = look(config)
+    if seen.newer is not None:
+        fence.write(config, fence.Fence("split-brain", seen.newer, time.time()))
+        return FENCED
+    if seen.refused is not None and address_elsewhere(config):
+        log.event("ha_split_brain", peer=seen.refused, address="held by another machine")
+        fence.write(config, fence.Fence("split-brain", "the floating address's holder", time.time()))
         return FENCED
     return PRIMARY
 
 
+def address_elsewhere(config: Config) -> bool:
+    """Whether another machine on the link answers for the floating address (`[ha] address`, IPv4's probe);
+    False without one, or when this box cannot tell."""
+    from jitaku.ha.address import AddressError, FloatingAddress
+
+    address = FloatingAddress.configured(config.settings.ha)
+    if address is None:
+        return False
+    try:
+        return address.held_elsewhere()
+    except AddressError as error:
+        log.event("ha_address_unknown", address=str(address), error=str(error))
+        return False
+
+
 def newer_primary(config: Config) -> str | None:
-    """The peer's URL when it is an unfenced primary on a newer timeline than this box's cluster; else None, and
-    None too without a peer to ask (no [ha] peer nor peer_host, no replication secret: no pair was set up)."""
+    """The peer's URL when it is an unfenced primary on a newer timeline than this box's cluster (see look())."""
+    return look(config).newer
+
+
+def look(config: Config) -> Seen:
+    """How the peer stands beside this box's cluster; nothing seen without a peer to ask (no [ha] peer nor
+    peer_host, no replication secret: no pair was set up). Bounded by PEER_TIMEOUT for the peer."""
     if not role.postgresql(config):
-        return None
+        return Seen()
     from jitaku.ha import peer, standby
     from jitaku.ha.status import PRIMARY_TIMELINE
 
     url = peer.peer_url(config)
     path = standby.secret_path(config)
     if url is None or not path.exists():
-        return None
+        return Seen()
     try:
         theirs = peer.state(url, standby.read_secret(path), PEER_TIMEOUT)
     except (peer.PeerError, standby.StandbyError) as error:
         log.event("ha_peer_unknown", peer=url, error=str(error))
-        return None
+        return Seen(refused=str(error))
     if theirs is None:
         log.event("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
-        return None
+        return Seen()
     with role.connect(config) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
     log.event("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)
     if theirs.get("role") != role.PRIMARY or theirs.get("fenced"):
-        return None
+        return Seen()
     if isinstance(timeline, int) and not isinstance(timeline, bool) and timeline > int(ours):
         log.event("ha_split_brain", peer=url, peer_timeline=timeline, timeline=ours)
-        return url
-    return None
+        return Seen(newer=url)
+    return Seen()

@@ -1,11 +1,15 @@
 """The pair's endpoints (jitaku.ha.peer says who asks and how requests are signed): POST /api/ha/state, how this
 box stands, and POST /api/ha/fence, which makes this box stop serving as the primary.
 
-Fencing writes DIR/ha/fenced (jitaku.ha.fence) first, then tells the daemon (ON_FENCE), then answers 202: the
-file outlives whatever happens next, so a box told to step down never comes back as a primary by a restart. It is
+Fencing writes DIR/ha/fenced (jitaku.ha.fence) first, then tells the daemon (ON_FENCE) and waits, up to
+STOP_TIMEOUT, for it to stop taking mail and let the floating address go, then answers 202: the file outlives
+whatever happens next, so a box told to step down never comes back as a primary by a restart, and the peer that
+promotes itself after the 202 finds the address free. It is
 for a primary alone: a standby answers 409. A box fenced already answers 202 again when the fence asked for has
 the purpose of the one it has (a failover retried after a lost answer must not fail), 409 when it has another.
-Without ON_FENCE (a web app not run by the daemon) it answers 503 and writes nothing.
+Without ON_FENCE (a web app not run by the daemon) it answers 503 and writes nothing. A fence whose `by` is this
+box's own id (jitaku.ha.box: it came back to the box that sent it) is 409, and a fence whose signature was seen
+already within peer.MAX_SKEW (a recorded one replayed) 403: neither fences.
 
 Both answer on a standby's read-only web too (jitaku.web.read_only lets them through): failover asks a standby's
 state, and a fenced box serves read-only. Every answer to a request that passed its signature is signed (the
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -26,11 +30,13 @@ from starlette.routing import Route
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.ha import fence, peer, role, standby
+from jitaku.ha import box, fence, peer, role, standby
 from jitaku.ha.fence import Fence
 
 STATE_TIMEOUT = 5.0  # seconds the database may take to say how it stands
+STOP_TIMEOUT = 10.0  # seconds the daemon may take, once fenced, to close its mail listeners and release the address
 MAX_BY = 200  # characters of who fenced us
+MAX_SEEN = 256  # fence signatures remembered (each for peer.MAX_SKEW seconds): a replay of one is refused
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,200}")
 _CLUSTER_TIMELINE = "SELECT received_tli FROM pg_stat_wal_receiver"
 
@@ -39,19 +45,23 @@ class _Unreadable(Exception):
     """This box's database cannot say how it stands; one line for the peer."""
 
 
-def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: bool) -> list[Route]:
+def routes(config: Config, on_fence: Callable[[], Awaitable[None] | None] | None, standby_web: bool) -> list[Route]:
     """STANDBY_WEB: the daemon serves this box as a standby (what it says when its database cannot be asked)."""
     refusals = log.Throttled()
     fencing = asyncio.Lock()  # two fences at once: the second sees the first's file, never both write
+    seen = _Seen()
 
-    async def signed(request: Request) -> tuple[str, str, dict[str, Any]] | Response:
-        """(the secret, the request's signature, its fields), or the refusal to answer."""
+    async def signed(request: Request, once: bool = False) -> tuple[str, str, dict[str, Any]] | Response:
+        """(the secret, the request's signature, its fields), or the refusal to answer. ONCE: a signature seen
+        already within peer.MAX_SKEW is refused (a replay)."""
         client = request.client.host if request.client else "?"
         try:
             body = await _body(request)
             secret = _secret(config)
             signature = request.headers.get(peer.HEADER)
             fields = peer.verify(secret, body, signature)
+            if once:
+                seen.check(str(signature))
         except peer.Refused as refused:
             refusals.event(
                 str(refused.status), "ha_request_refused", path=request.url.path, client=client, reason=str(refused)
@@ -75,13 +85,16 @@ def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: boo
         return _answer(secret, signature, found, 200)
 
     async def fence_us(request: Request) -> Response:
-        checked = await signed(request)
+        checked = await signed(request, once=True)
         if isinstance(checked, Response):
             return checked
         secret, signature, fields = checked
         asked = _fence_asked(fields)
         if isinstance(asked, str):
             return _answer(secret, signature, {"error": asked}, 400)
+        if asked.by == await asyncio.to_thread(box.box_id, config):
+            log.event("ha_request_refused", path=request.url.path, reason="a fence sent by this box itself")
+            return _answer(secret, signature, {"error": "this fence was sent by this box itself"}, 409)
         async with fencing:
             existing = await asyncio.to_thread(fence.read, config)
             if existing is not None:
@@ -96,7 +109,12 @@ def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: boo
             client = request.client.host if request.client else None
             await asyncio.to_thread(_write, config, asked, client)
             log.event("ha_fenced", purpose=asked.purpose, by=asked.by, client=client, rejoin=asked.rejoin)
-            on_fence()
+            stopping = on_fence()
+            if stopping is not None:
+                try:
+                    await asyncio.wait_for(stopping, STOP_TIMEOUT)
+                except TimeoutError:  # fenced all the same (the file): the peer is told, and the log says so
+                    log.event("ha_fence_slow", waited=STOP_TIMEOUT)
             return _answer(secret, signature, {"fenced": True}, 202)
 
     async def guarded(request: Request) -> Response:
@@ -108,6 +126,23 @@ def routes(config: Config, on_fence: Callable[[], None] | None, standby_web: boo
             return JSONResponse({"error": "this box failed to answer; see its log"}, status_code=500)
 
     return [Route("/api/ha/state", guarded, methods=["POST"]), Route("/api/ha/fence", guarded, methods=["POST"])]
+
+
+class _Seen:
+    """Signatures of the fences taken within peer.MAX_SKEW: at most MAX_SEEN, the oldest forgotten first."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+
+    def check(self, signature: str) -> None:
+        now = time.monotonic()
+        for old in [old for old, at in self._at.items() if now - at > 2 * peer.MAX_SKEW]:
+            del self._at[old]
+        if signature in self._at:
+            raise peer.Refused("a fence seen already: replayed")
+        while len(self._at) >= MAX_SEEN:
+            del self._at[next(iter(self._at))]
+        self._at[signature] = now
 
 
 async def _body(request: Request) -> bytes:
@@ -176,25 +211,43 @@ async def _standby(config: Config, standby_web: bool) -> bool:
 
 
 def _state(config: Config) -> dict[str, Any]:
-    """How this box stands (see jitaku.ha.peer.state); run in a thread: psycopg blocks."""
+    """How this box stands (see jitaku.ha.peer.state), with `error` when a re-join failed (jitaku.ha.rejoin); run
+    in a thread: psycopg blocks. A fenced box's cluster is asked whether it runs, never taken from the fence file
+    alone (a re-join may have started it, a daemon killed may have left it down)."""
+    from jitaku.ha import rejoin
+
     fenced = fence.read(config)
     try:
         name = standby.slot_name(None)
     except standby.StandbyError:
         name = ""
-    found: dict[str, Any] = {"fenced": fenced is not None, "name": name, "checkpoint": None}
+    found: dict[str, Any] = {"fenced": fenced is not None, "name": name, "checkpoint": None, "error": None}
     if fenced is not None:
         found["checkpoint"] = fenced.checkpoint
-    if fenced is not None and fenced.cluster == "stopped":  # nothing to ask: the fence says where it stopped
+        found["error"] = rejoin.failure(config)
+    if fenced is not None and _stopped(config, fenced):  # nothing to ask: the fence says where it stopped
         return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": "stopped"}
     try:
         where = _database(config)
     except _Unreadable:
         if fenced is None:
             raise
-        return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": fenced.cluster}
-    cluster = fenced.cluster if fenced is not None else ("standby" if where["role"] == role.STANDBY else "running")
+        cluster = "running" if fenced.cluster == "stopped" else fenced.cluster
+        return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": cluster}
+    cluster = "standby" if where["role"] == role.STANDBY else "running"
     return {**found, **where, "cluster": cluster}
+
+
+def _stopped(config: Config, fenced: Fence) -> bool:
+    """Whether the fence says the cluster stopped (with its final checkpoint) and, a managed one, it is still down:
+    its postmaster asked, since a re-join may have started it again."""
+    if fenced.cluster != "stopped":
+        return False
+    if not config.settings.database.managed:
+        return True
+    from jitaku.ha import cluster
+
+    return cluster.running(config) is None
 
 
 def _database(config: Config) -> dict[str, Any]:

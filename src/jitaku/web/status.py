@@ -49,7 +49,7 @@ def build(
     requests: Requests,
     mail: LocalMail | None,
     standby: bool = False,
-    on_fence: Callable[[], None] | None = None,
+    on_fence: Callable[[], Awaitable[None] | None] | None = None,
 ) -> ASGIApp:
     """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner.
     ON_FENCE: called once the pair's other box has fenced this one (POST /api/ha/fence, web/ha.py): the daemon
