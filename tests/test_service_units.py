@@ -89,3 +89,17 @@ def test_the_daemon_alone_hears_sigterm_and_systemd_waits_for_its_cluster_to_sto
     assert "\nKillMode=mixed\n" in unit
     (timeout,) = [line.split("=")[1] for line in unit.splitlines() if line.startswith("TimeoutStopSec=")]
     assert timeout.endswith("s") and int(timeout[:-1]) >= 60 and int(timeout[:-1]) > 2 * STOP_TIMEOUT + 10
+
+
+def test_the_daemon_may_move_the_floating_address_only_when_the_config_has_one() -> None:
+    """`ip addr` needs CAP_NET_ADMIN, the ARP probe and gratuitous ARP CAP_NET_RAW and an AF_PACKET socket: a unit
+    without them leaves the address where it is after a failover; one with them gives a lone box more than it
+    uses."""
+    lone = service.units(installed_at("/usr/local/bin/jitaku"), Path("/srv/jitaku"))["jitaku.service"]
+    paired = service.units(installed_at("/usr/local/bin/jitaku"), Path("/srv/jitaku"), floating=True)["jitaku.service"]
+    assert "CAP_NET_ADMIN" not in lone and "AF_PACKET" not in lone
+    for line in ("AmbientCapabilities=", "CapabilityBoundingSet="):
+        (paired_line,) = [text for text in paired.splitlines() if text.startswith(line)]
+        assert paired_line.split("=")[1].split() == ["CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN", "CAP_NET_RAW"]
+    (families,) = [text for text in paired.splitlines() if text.startswith("RestrictAddressFamilies=")]
+    assert families.split("=")[1].split() == ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK", "AF_PACKET"]

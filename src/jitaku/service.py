@@ -61,9 +61,9 @@ TimeoutStopSec={stop_seconds}s
 LimitNOFILE=65536
 UMask=0077
 
-# The one privilege the daemon keeps: binding ports below 1024.
-AmbientCapabilities=CAP_NET_BIND_SERVICE
-CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+# The one privilege the daemon keeps: binding ports below 1024{floating_why}.
+AmbientCapabilities=CAP_NET_BIND_SERVICE{floating_caps}
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE{floating_caps}
 NoNewPrivileges=yes
 
 # Everything read-only but the data directory; no devices, no kernel knobs. Not MemoryDenyWriteExecute:
@@ -79,8 +79,8 @@ ProtectKernelLogs=yes
 ProtectControlGroups=yes
 ProtectClock=yes
 ProtectHostname=yes
-# AF_NETLINK: psutil lists the network interfaces through it
-RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
+# AF_NETLINK: psutil lists the network interfaces through it{packet_why}
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK{packet}
 RestrictNamespaces=yes
 RestrictRealtime=yes
 RestrictSUIDSGID=yes
@@ -207,14 +207,20 @@ def stop_seconds() -> int:
     return DAEMON_STOP_SECONDS + 2 * STOP_TIMEOUT
 
 
-def units(install: Installed, data_dir: Path) -> dict[str, str]:
-    """Each unit's file name and text."""
+def units(install: Installed, data_dir: Path, floating: bool = False) -> dict[str, str]:
+    """Each unit's file name and text. FLOATING: the config has `[ha] address`, which the primary's daemon moves
+    itself (`ip addr` needs CAP_NET_ADMIN; the ARP probe and the gratuitous ARP an AF_PACKET socket and
+    CAP_NET_RAW); without it the daemon gets neither."""
     values = {
         "jitaku": plain(install.program),
         "data_dir": plain(data_dir),
         "user": USER,
         "protect_home": install.protect_home,
         "stop_seconds": str(stop_seconds()),
+        "floating_why": ", and moving [ha] address (CAP_NET_ADMIN, CAP_NET_RAW)" if floating else "",
+        "floating_caps": " CAP_NET_ADMIN CAP_NET_RAW" if floating else "",
+        "packet_why": "; AF_PACKET: the floating address's ARP" if floating else "",
+        "packet": " AF_PACKET" if floating else "",
     }
     return {
         SERVICE: SERVICE_UNIT.format(**values),

@@ -129,9 +129,10 @@ def _init_service(data_dir: Path, domain: str | None, hostname: str | None, publ
     service.need_root()
     data_dir = Path(os.path.abspath(data_dir))
     install = service.installed()
-    units = service.units(install, data_dir)
     path = data_dir / config_module.CONFIG_NAME
-    run_user = config_module.load(data_dir).settings.run.user if path.exists() else service.USER
+    settings = config_module.load(data_dir).settings if path.exists() else None
+    units = service.units(install, data_dir, floating=settings is not None and settings.ha.address is not None)
+    run_user = settings.run.user if settings is not None else service.USER
     if run_user not in (None, service.USER):
         raise CliError(f'{path} says [run] user = "{run_user}"; the service runs as {service.USER}: change it')
     try:
