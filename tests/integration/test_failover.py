@@ -1,6 +1,8 @@
 """`jitaku failover` and `jitaku switchover` on a pair of managed clusters and daemons on loopback (each box's
-`[ha] peer` names the other's web): with writers all along (mail over SMTP, flags over IMAP), every message that
-got a 250 is on the new primary exactly once and every answered flag change is there; failover takes mail again
+`[ha] peer` names the other's web): with writers all along (mail over SMTP, flags over IMAP, and through a kill -9
+blog comments over HTTP and list members added by the CLI), every message that got a 250 is on the new primary
+exactly once, every answered flag change is there, and so is every comment answered "saved" and every member
+whose `jitaku list add` succeeded, once each; failover takes mail again
 within the issue's 30 s; a switchover leaves the old primary streaming from the new one; a failover fences a
 primary that answers; and an old primary restarted after a failover refuses mail (the split-brain guard)."""
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import json
 import os
 import re
 import signal
@@ -19,9 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
+import httpx
 import pytest
 
 from tests.integration.harness import READER, Jitaku
+from tests.integration.test_filter_lists_comments import blog_post
+from tests.integration.test_lists import LIST
 from tests.integration.test_managed_postgres import managed, postmaster
 from tests.integration.test_standby import managed_port, no_cluster_left, status
 from tests.peers import wait_until
@@ -159,6 +165,106 @@ class Toggler(Background):
         assert self.acknowledged >= 10 and not wrong, (wrong, self.flagged)
 
 
+class Commenter(Background):
+    """Posts comments on the blog post POST_ID of whichever of TARGETS takes them, as browsers do (the post's
+    page, then the form 2 s later: three at once, to make up for the wait), each from its own loopback address
+    (one address may send 5 in 10 minutes), recording the author of each comment answered "saved"."""
+
+    def __init__(self, post_id: int, *targets: Jitaku) -> None:
+        super().__init__(*targets)
+        self.acknowledged: list[str] = []
+        self._post_id = post_id
+
+    def _run(self) -> None:
+        number, which = 0, 0
+        while not self._stop.is_set():
+            server = self.targets[which]
+            browsers = []
+            for _ in range(3):
+                number += 1
+                transport = httpx.HTTPTransport(local_address=f"127.0.{number // 250}.{number % 250 + 2}")
+                browsers.append(
+                    (
+                        f"reader-{number}",
+                        httpx.Client(base_url=f"http://127.0.0.1:{server.web_port}", transport=transport),
+                    )
+                )
+            try:
+                for _, browser in browsers:
+                    browser.get("/2024/05/jitaku/", timeout=10).raise_for_status()
+                time.sleep(2.1)  # the form's token must be 2 s old
+                for name, browser in browsers:
+                    form = {"name": name, "email": f"{name}@remote.test", "url": "", "website": "", "body": name}
+                    if saved(browser.post(f"/comments/{self._post_id}", data=form, timeout=10)):
+                        self.acknowledged.append(name)
+            except httpx.HTTPError:
+                which = (which + 1) % len(self.targets)
+                time.sleep(0.05)
+            finally:
+                for _, browser in browsers:
+                    browser.close()
+
+    def wait_for(self, count: int) -> None:
+        wait_until(lambda: len(self.acknowledged) >= count, timeout=30)
+
+    def check(self, server: Jitaku) -> None:
+        """SERVER has each comment answered "saved", once."""
+        found = [c["author"] for c in json.loads(server.cli("blog", "comments", "--json").stdout)]
+        wrong = {name: found.count(name) for name in self.acknowledged if found.count(name) != 1}
+        assert len(self.acknowledged) >= 3 and not wrong, wrong
+
+
+def saved(answer: httpx.Response) -> bool:
+    """The comment form's answer once the comment is committed: the post (published) or "saved" (held)."""
+    held = answer.status_code == 200 and ("Saved" in answer.text or "保存しました" in answer.text)
+    return answer.status_code == 303 or held
+
+
+class Joiner(Background):
+    """Adds members to LIST as `jitaku list add` does (one transaction on the primary's PostgreSQL, whose
+    synchronous commit waits for the standby), on whichever of TARGETS takes them, recording each member whose
+    commit returned. Not the command itself: a command holds its box's managed cluster, and so would start the
+    dead primary's again after the kill -9."""
+
+    def __init__(self, *targets: Jitaku) -> None:
+        super().__init__(*targets)
+        self.acknowledged: list[str] = []
+
+    def _run(self) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from jitaku import config
+        from jitaku.store import Database, lists
+        from jitaku.store.errors import StoreError
+
+        databases = [Database(config.load(target.dir).database_url) for target in self.targets]
+        number, which = 0, 0
+        try:
+            while not self._stop.is_set():
+                number += 1
+                member = f"member-{number}@members.test"
+                try:
+                    with databases[which].transaction() as connection:
+                        lists.add_members(connection, lists.get_list(connection, LIST).id, [member])
+                except (SQLAlchemyError, StoreError):
+                    which = (which + 1) % len(self.targets)
+                    time.sleep(0.05)
+                    continue
+                self.acknowledged.append(member)
+        finally:
+            for database in databases:
+                database.close()
+
+    def wait_for(self, count: int) -> None:
+        wait_until(lambda: len(self.acknowledged) >= count, timeout=30)
+
+    def check(self, server: Jitaku) -> None:
+        """SERVER has each member added, once."""
+        found = [m["address"] for m in json.loads(server.cli("list", "members", LIST, "--json").stdout)]
+        wrong = {member: found.count(member) for member in self.acknowledged if found.count(member) != 1}
+        assert len(self.acknowledged) >= 3 and not wrong, wrong
+
+
 def flags(server: Jitaku) -> dict[int, str]:
     """Each message's flags in READER's inbox on SERVER, as IMAP FETCH says them."""
     imap = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=10)
@@ -217,7 +323,7 @@ def stopped() -> Iterator[list[Jitaku]]:
 
 
 def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays_fenced(
-    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku], tmp_path: Path
 ) -> None:
     alone = jitaku_factory(name="alone")
     refused = alone.cli("failover", check=False)
@@ -227,10 +333,15 @@ def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays
     on_primary = primary.cli("failover", check=False)
     assert on_primary.returncode == 1 and on_primary.stderr == "jitaku: this box is the primary already\n"
 
-    with Writer(primary) as writer:
+    post_id = blog_post(primary, tmp_path)
+    primary.cli("list", "create", LIST, "--name", "SOTA Japan", "--owner", READER)
+
+    with Writer(primary) as writer, Commenter(post_id, primary) as commenter, Joiner(primary) as joiner:
         writer.wait_for(20)
         with Toggler(20, primary) as toggler:
             toggler.wait_for(10)
+            commenter.wait_for(3)
+            joiner.wait_for(3)
             primary.kill9()
         cluster = postmaster(primary)
         assert cluster is not None
@@ -253,6 +364,8 @@ def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays
     assert status(standby)["role"] == "primary"
     assert_kept(standby, [*writer.acknowledged, "after-failover"])
     toggler.check(standby)
+    commenter.check(standby)
+    joiner.check(standby)
 
     again = standby.cli("failover", check=False)
     assert again.returncode == 1 and again.stderr == "jitaku: this box is the primary already\n"
