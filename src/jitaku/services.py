@@ -649,7 +649,8 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
 async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A primary looks at its peer every PEER_EVERY seconds (jitaku.ha.mode.look, in a thread, bounded): a peer
     that is an unfenced primary on a newer timeline ends the services with outcome "fenced", the split-brain fence
-    written; a peer that answers but refuses us is logged, and alerted, each time what it says changes."""
+    written; a peer that answers but refuses us is logged, and alerted, each time what it says changes, and the
+    alert cleared (a recovery) once it answers as a peer should again; a silent one or a 5xx changes nothing."""
     from jitaku.ha import fence
     from jitaku.ha import mode as ha_mode
 
@@ -665,25 +666,33 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
             await asyncio.to_thread(fence.write, config, fence.Fence("split-brain", seen.newer, time.time()))
             ending.end("fenced")
             return
-        if seen.refused == refused:
+        if seen.refused == refused or (seen.refused is None and not seen.answered):  # unreachable, a 5xx: unknown
             continue
-        refused = seen.refused
+        was, refused = refused, seen.refused
         if refused is None:
             log.event("ha_peer_answers")
+            await _alert(monitor, *_answering(was), State.OK)
             continue
         log.event("ha_peer_refuses", error=refused)
         await _alert(monitor, *_refusing(refused))
 
 
-async def _alert(monitor: Monitor | None, sentence: str, ja: str) -> None:
-    """A critical "ha" alert, when the health monitor runs; one that cannot be sent is logged, never ends the
-    services it is about."""
+async def _alert(monitor: Monitor | None, sentence: str, ja: str, state: State = State.CRITICAL) -> None:
+    """An "ha" alert (critical, or OK: the last one is over), when the health monitor runs; one that cannot be
+    sent is logged, never ends the services it is about."""
     if monitor is None:
         return
     try:
-        await monitor.announce("ha", State.CRITICAL, sentence, ja)
+        await monitor.announce("ha", state, sentence, ja)
     except Exception as error:  # noqa: BLE001 - the store or a delivery failing: the log has the event already
         log.event("ha_alert_failed", error=f"{type(error).__name__}: {error}"[:300])
+
+
+def _answering(was: str | None) -> tuple[str, str]:
+    return (
+        f"this primary's peer answers it again as a peer should (it refused it before: {was}).",
+        f"このプライマリの相手は再び正しく応答しています(以前の拒否: {was})。",
+    )
 
 
 def _refusing(why: str) -> tuple[str, str]:

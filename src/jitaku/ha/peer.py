@@ -41,7 +41,12 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A
 
 class PeerError(Exception):
     """The peer answered, but not as a peer should (refused us, or said something we cannot read); one line for a
-    person."""
+    person. STATUS: the HTTP status it answered with, when that was the trouble (a 5xx is a box whose database is
+    restarting, not one that refuses us)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Refused(Exception):
@@ -136,7 +141,7 @@ def state(url: str, secret: str, timeout: float) -> dict[str, Any] | None:
         return None
     status, fields = answer
     if status != 200:
-        raise PeerError(f"{url} answered the state request with {status}: {_said(fields)}")
+        raise PeerError(f"{url} answered the state request with {status}: {_said(fields)}", status)
     if fields.get("role") not in ("primary", "standby") or not isinstance(fields.get("fenced"), bool):
         raise PeerError(f"{url} answered the state request without a role: is it a jitaku of this version?")
     return fields
