@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from jitaku import log
 from jitaku.config import Config
@@ -116,10 +116,10 @@ def look(config: Config) -> Seen:
     return Seen(answered=True)
 
 
-_last: list[tuple[str, dict[str, object]]] = []  # what this process logged the peer say last
+_last: list[tuple[str, dict[str, Any]]] = []  # what this process logged the peer say last
 
 
-def _changed(name: str, **fields: object) -> None:
+def _changed(name: str, **fields: Any) -> None:
     """Log what the peer says when it differs from what was logged last: a primary asks every PEER_EVERY
     seconds, and a log line each time would bury the one that matters."""
     said = (name, fields)
