@@ -3,6 +3,7 @@ box's MX is reached, the address the old primary is told to re-join, and the ref
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 
@@ -229,6 +230,37 @@ def test_a_fenced_box_is_told_so_rather_than_called_the_primary(
         failover._check(config)
 
 
+def test_a_box_a_failed_switchover_left_fenced_takes_the_primary_s_part_back_when_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import cluster, rejoin
+
+    config = configured(tmp_path)
+    done: list[str] = []
+    up: list[bool] = [False]
+    monkeypatch.setattr(failover, "ready", lambda config: None)
+    monkeypatch.setattr(failover, "_wait_greeting", lambda config, started: 2.5)
+    monkeypatch.setattr(cluster, "control", lambda _config: contextlib.nullcontext())
+    monkeypatch.setattr(cluster, "running", lambda _config: 4242 if up[0] else None)
+    monkeypatch.setattr(cluster, "start", lambda _config: (done.append("start"), up.__setitem__(0, True)))
+    monkeypatch.setattr(role, "current", lambda _config: "standby" if up[0] else "primary")
+    config.postgres_dir.mkdir()
+    (config.postgres_dir / "standby.signal").touch()
+    stopped = fence.Fence("switchover", "two", 1.0, rejoin="192.0.2.2:5433", checkpoint="0/3000028", cluster="stopped")
+    fence.write(config, stopped)
+    (tmp_path / "ha" / rejoin.FAILURE_NAME).write_text("the new primary was not promoted\n")
+    with pytest.raises(failover.FailoverError, match=r"^this box is fenced \(switchover, by two\)"):
+        failover.failover(config, 0.0, done.append)  # not forced: refused as before
+    promoted = failover.failover(config, 0.0, done.append, force=True)
+    assert promoted.seconds == 2.5 and done[0] == "start" and "took the primary's part back" in done[1]
+    assert not (config.postgres_dir / "standby.signal").exists()
+    assert fence.read(config) is None and rejoin.failure(config) is None
+    fence.write(config, stopped)  # a cluster already a standby (re-joined meanwhile) is not taken back
+    with pytest.raises(failover.FailoverError, match="is a standby already"):
+        failover.failover(config, 0.0, done.append, force=True)
+    assert fence.read(config) is not None
+
+
 class Switch(Pair):
     """A switchover's steps stood in for too, in the order they ran."""
 
@@ -302,7 +334,8 @@ def test_a_switchover_fence_never_answered_says_how_both_boxes_stand(
     assert "did not answer the fence within 0 s, nor say since whether it is fenced" in said
     assert "the old primary does not answer (it may be fenced" in said
     assert "this box is a standby, not promoted (replayed to 0/5000100)" in said
-    assert "`jitaku failover --force` there" in said and "`jitaku failover --force` here" in said
+    assert "`jitaku failover --force` there: it takes the primary's part back" in said
+    assert "keeps its cluster stopped, fenced" in said and "`jitaku failover --force` here" in said
     assert "jitaku standby setup --primary 192.168.1.10:5433 --secret-file FILE --replace" in said
     assert "promote" not in pair.done
 

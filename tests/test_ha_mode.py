@@ -292,3 +292,33 @@ def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logg
         "ha_peer_seen",
         "ha_peer_unreachable",
     ]
+
+
+def test_a_fenced_box_whose_part_was_taken_back_serves_as_the_primary_again(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import role
+
+    fence.write(config, fence.Fence("switchover", "two", 1.0, rejoin="192.0.2.2:5433", cluster="stopped"))
+    looks: list[int] = []
+
+    def current(_config: Config) -> str:
+        looks.append(1)
+        if len(looks) < 3:
+            raise OSError("the cluster is stopped")
+        return role.PRIMARY
+
+    monkeypatch.setattr(services, "UNFENCED_POLL", 0.01)
+    monkeypatch.setattr(role, "current", current)
+
+    async def watched() -> str:
+        ending = services._Ending()
+        waiting = asyncio.create_task(services._until_unfenced(config, ending))
+        await asyncio.sleep(0.2)
+        assert not waiting.done() and not looks  # fenced still: its cluster is not even asked
+        fence.clear(config)  # `jitaku failover --force` took the part back
+        await asyncio.wait_for(waiting, 30)
+        return ending.outcome
+
+    assert asyncio.run(watched()) == "promoted"
+    assert len(looks) == 3

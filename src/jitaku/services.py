@@ -64,6 +64,7 @@ TLS_HANDSHAKE_TIMEOUT = 20.0
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
 WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests still running then are cut
 ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
+UNFENCED_POLL = 1.0  # seconds between a fenced box's looks at whether its part was taken back as the primary
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -387,6 +388,8 @@ async def _run(
                 background.append(tasks.create_task(_until_promoted(config, ending)))
             if main and mode == FENCED:
                 background.append(tasks.create_task(_rejoin(config, ending, monitor)))
+                if role.postgresql(config):
+                    background.append(tasks.create_task(_until_unfenced(config, ending)))
             if main and mode == PRIMARY and role.postgresql(config):
                 background.append(tasks.create_task(_watch_peer(config, ending, monitor)))
             if address is not None and mode == PRIMARY and not held:
@@ -643,6 +646,26 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
     """A standby's services end with outcome "promoted" once its cluster is no longer in recovery."""
     await role.until_promoted(config)
     log.event("ha_promoted", hostname=config.settings.mail_hostname)
+    ending.end("promoted")
+
+
+async def _until_unfenced(config: Config, ending: _Ending) -> None:
+    """A fenced box's services end with outcome "promoted" once its fence file is gone and its cluster is a
+    primary: `jitaku failover --force` took the primary's part back after a switchover that never promoted the
+    other box (jitaku.ha.failover). A re-join that clears the fence leaves a standby: not this."""
+    from jitaku.ha import fence
+
+    def unfenced() -> bool:
+        if fence.read(config) is not None:
+            return False
+        try:
+            return role.current(config) == role.PRIMARY
+        except Exception:  # noqa: BLE001 - a cluster stopped or restarting: look again
+            return False
+
+    while not await asyncio.to_thread(unfenced):
+        await asyncio.sleep(UNFENCED_POLL)
+    log.event("ha_unfenced", hostname=config.settings.mail_hostname)
     ending.end("promoted")
 
 

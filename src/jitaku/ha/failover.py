@@ -70,7 +70,13 @@ class Switched:
 
 
 def failover(config: Config, started: float, say: Say, force: bool = False) -> Promoted:
-    """Promote this standby, fencing the old primary when it answers. STARTED: time.monotonic() at the command."""
+    """Promote this standby, fencing the old primary when it answers. STARTED: time.monotonic() at the command.
+    FORCE on an old primary a failed switchover left fenced, its cluster stopped: take the primary's part back."""
+    if force and _take_back(config):
+        say("this box took the primary's part back: the switchover that fenced it never promoted the other box")
+        seconds = _wait_greeting(config, started)
+        log.event("ha_failover", seconds=round(seconds, 2), peer="taken back")
+        return Promoted(seconds, "this box, which the failed switchover had fenced, is the primary again")
     secret = _check(config)
     url = _peer_url(config)
     if url is None:
@@ -257,10 +263,11 @@ def _stranded(config: Config, secret: str, progress: _Progress, error: BaseExcep
         )
         advice = (
             f"This box may lack the old primary's last writes (its final checkpoint: "
-            f"{progress.checkpoint or 'unknown'}). To lose nothing: once `jitaku ha status` on the old primary says "
-            "it is not fenced (it re-joins as this box's standby within about 2 minutes), run `jitaku failover "
-            f"--force` there, then, unless this box streams from it, `jitaku standby setup --primary {primary} "
-            "--secret-file FILE --replace` here. To take mail here at once instead: `jitaku failover --force` here."
+            f"{progress.checkpoint or 'unknown'}). To lose nothing: the old primary waits about 2 minutes for this "
+            "box's promotion, then keeps its cluster stopped, fenced (`jitaku ha status` there says its re-join "
+            "failed); run `jitaku failover --force` there: it takes the primary's part back, and this box streams "
+            f"from it again (if it does not, `jitaku standby setup --primary {primary} --secret-file FILE "
+            "--replace` here). To take mail here at once instead: `jitaku failover --force` here."
         )
     log.event("ha_switchover_failed", peer=url, error=reason, here=here, caught_up=progress.caught_up)
     return FailoverError(
@@ -292,14 +299,47 @@ def ready(config: Config) -> None:
         raise FailoverError(f"jitaku serve is not running on {config.data_dir}: start jitaku serve first")
 
 
+def _take_back(config: Config) -> bool:
+    """On the old primary of a switchover that failed after its fence (the other box never promoted: the re-join
+    gave up, jitaku.ha.rejoin.Unpromoted), make it the primary again: standby.signal removed, the cluster started
+    (or, started meanwhile as the primary it still is by a restart of the daemon, kept), the fence cleared; the
+    daemon, which watches a fenced box's fence file, then serves as the primary. Whether it was such a box;
+    FailoverError when it is fenced by a switchover but its cluster is a standby already."""
+    from jitaku.ha import cluster, rejoin
+
+    found = fence.read(config)
+    if found is None or found.purpose != "switchover":
+        return False
+    ready(config)
+    with cluster.control(config):
+        if cluster.running(config) is None:
+            (config.postgres_dir / "standby.signal").unlink(missing_ok=True)
+            cluster.start(config)
+        elif role.current(config) == role.STANDBY:
+            raise FailoverError(
+                "this box is fenced by a switchover and its cluster is a standby already (re-joining the new "
+                "primary): see `jitaku ha status`; it cannot take the primary's part back"
+            )
+        fence.clear(config)
+    rejoin.forget_failure(config)
+    log.event("ha_taken_back", fenced_by=found.by, checkpoint=found.checkpoint)
+    return True
+
+
 def _check(config: Config) -> str:
     """Refuse what cannot be promoted; the replication secret (the peer's requests are signed with it)."""
     ready(config)
     found = fence.read(config)
     if found is not None:
+        back = (
+            " (a switchover that failed after its fence: once `jitaku ha status` says the re-join failed, "
+            "`jitaku failover --force` here takes the primary's part back)"
+            if found.purpose == "switchover"
+            else ""
+        )
         raise FailoverError(
             f"this box is fenced ({found.purpose}, by {found.by}): the other box of the pair is the primary, and "
-            "this one's data may be behind it; `jitaku standby setup` re-joins it as that primary's standby"
+            f"this one's data may be behind it; `jitaku standby setup` re-joins it as that primary's standby{back}"
         )
     if role.current(config) == role.PRIMARY:
         raise FailoverError("this box is the primary already")
