@@ -75,6 +75,7 @@ class Pair:
         self.said: list[str] = []
         self.replayed = "0/5000100"  # where this box's replay stands
         monkeypatch.setattr(failover, "POLL", 0.01)
+        monkeypatch.setattr(failover, "LATE_FENCE_WAIT", 0.2)
         monkeypatch.setattr(failover, "_check", lambda config: "secret")
         monkeypatch.setattr(failover, "_peer_url", lambda config: URL)
         monkeypatch.setattr(peer, "fence", self._fence)
@@ -188,6 +189,22 @@ def test_a_silent_web_with_smtp_or_postgresql_answering_is_refused_unless_forced
     done = pair.failover(config)
     assert done.peer.startswith("no answer from http://127.0.0.1:9 in 3 s, nor from its SMTP at 127.0.0.1:")
     assert done.peer.endswith(": not fenced, going on")
+
+
+def test_an_old_primary_restarting_fenced_is_found_fenced_once_its_web_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with listening() as smtp:
+        config = configured(tmp_path, '[ha]\npeer = "http://127.0.0.1:9"\n')
+        ports.record(tmp_path, {"mx": (Listen("0.0.0.0", smtp.getsockname()[1]),)})
+        monkeypatch.setattr(failover, "PEER_TIMEOUT", 0.1)
+        pair = Pair(monkeypatch, False, *([None] * 30), FENCED)  # silent well past the fence's own timeout
+        monkeypatch.setattr(failover, "LATE_FENCE_WAIT", 30.0)
+        monkeypatch.setattr(alive, "ours", lambda host: False)
+        monkeypatch.setattr(failover, "_peer_url", lambda config: "http://127.0.0.1:9")
+        done = pair.failover(config)
+    assert done.peer == "fenced (its answer came late) at http://127.0.0.1:9"
+    assert pair.done == ["fence failover", "replay to 0/5000100", "promote"]
 
 
 def test_a_door_of_this_box_s_own_is_not_taken_for_the_peer(tmp_path: Path) -> None:

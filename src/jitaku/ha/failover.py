@@ -46,6 +46,7 @@ STOPPED_TIMEOUT = 60.0  # seconds the old primary may take to stop its cluster (
 CATCH_UP_TIMEOUT = 60.0  # seconds to replay the old primary's last WAL, which streamed here as it was written
 LAG_TIMEOUT = 15.0  # seconds a switchover's standby has, before the fence, to replay what the primary had written
 LIVE_CATCH_UP_TIMEOUT = 30.0  # seconds a failover waits to replay what a fenced old primary had written
+LATE_FENCE_WAIT = 15.0  # seconds a failover asks again the state of an old primary whose web is silent, doors open
 STREAM_TIMEOUT = 60.0  # seconds the old primary may take to stream from us as a standby
 POLL = 0.2
 
@@ -376,7 +377,7 @@ def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> O
         if said == "fenced":
             return _fenced_at(url, secret, "fenced (its answer came late)")
         if said == "silent":
-            return _silent(config, url, force)
+            return _silent(config, url, secret, force)
         late = f"did not answer the fence within {PEER_TIMEOUT:.0f} s"
         what = "says it is not fenced (it may be, once the fence arrives)" if said == "not fenced" else why
         return _alive(url, f"{late}, and {what}", force)
@@ -421,10 +422,22 @@ def _alive(url: str, what: str, force: bool) -> OldPrimary:
     return OldPrimary(f"not fenced at {url}: it {what}; promoting anyway (--force): two primaries may take mail")
 
 
-def _silent(config: Config, url: str, force: bool) -> OldPrimary:
-    """An old primary whose web did not answer: down only when its SMTP and PostgreSQL do not either."""
+def _silent(config: Config, url: str, secret: str, force: bool) -> OldPrimary:
+    """An old primary whose web did not answer: down only when its SMTP and PostgreSQL do not either. One whose
+    doors answer may be restarting, fenced by our fence (its web not yet up): its state is asked again for up to
+    LATE_FENCE_WAIT seconds, and the doors knocked at again, before it is taken for a primary still."""
     doors = alive.doors(config, url, _receiver(config).primary)
     answered = alive.answering(doors)
+    if answered:
+        said, why = _fenced_after_timeout(url, secret, LATE_FENCE_WAIT)
+        if said == "fenced":
+            return _fenced_at(url, secret, "fenced (its answer came late)")
+        late = f"did not answer the fence within {PEER_TIMEOUT:.0f} s"
+        if said == "not fenced":
+            return _alive(url, f"{late}, and says it is not fenced", force)
+        if said == "refused":
+            return _alive(url, f"{late}, and {why}", force)
+        answered = alive.answering(doors)
     if answered and not force:
         raise FailoverError(
             f"the old primary's web at {url} does not answer (it may have fenced itself meanwhile), but "
@@ -460,7 +473,7 @@ def _fenced_after_timeout(url: str, secret: str, timeout: float) -> tuple[str, s
                 return "fenced", ""
             if state is not None:
                 said = ("not fenced", "")
-        if said[0] == "silent" or time.monotonic() > deadline:
+        if time.monotonic() > deadline:  # silent once is no answer yet: a box restarting fenced says it soon
             return said
         time.sleep(POLL)
 
