@@ -79,6 +79,7 @@ class Pair:
         monkeypatch.setattr(failover, "_check", lambda config: "secret")
         monkeypatch.setattr(failover, "_peer_url", lambda config: URL)
         monkeypatch.setattr(peer, "fence", self._fence)
+        monkeypatch.setattr(peer, "fence_answer", self._fence_answer)
         monkeypatch.setattr(peer, "state", self._state)
         monkeypatch.setattr(failover, "_replayed", self._replayed)
         monkeypatch.setattr(failover, "_promote", lambda config: self.done.append("promote"))
@@ -90,6 +91,14 @@ class Pair:
         if isinstance(self.fence, Exception):
             raise self.fence
         return bool(self.fence)
+
+    def _fence_answer(
+        self, url: str, secret: str, purpose: str, by: str, rejoin: str | None, timeout: float
+    ) -> dict[str, object] | None:
+        if isinstance(self.fence, dict):
+            self.done.append(f"fence {purpose}")
+            return self.fence
+        return {"fenced": True, "lsn": None} if self._fence(url, secret, purpose, by, rejoin, timeout) else None
 
     def _state(self, url: str, secret: str, timeout: float) -> dict[str, object] | None:
         answer = self.states.pop(0) if len(self.states) > 1 else self.states[0]
@@ -127,6 +136,15 @@ def test_failover_refuses_a_peer_that_refuses_the_fence_and_its_state_alike(
     with pytest.raises(failover.FailoverError, match=r"is up and refused to be fenced .* and to say how it stands"):
         pair.failover(configured(tmp_path))
     assert pair.done == ["fence failover"]
+
+
+def test_a_fence_s_answer_says_how_far_to_replay_without_another_state_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair = Pair(monkeypatch, {"fenced": True, "lsn": "0/5000080"}, peer.PeerError("no state asked for"))
+    done = pair.failover(configured(tmp_path))
+    assert done.peer == f"fenced at {URL}"
+    assert pair.done == ["fence failover", "replay to 0/5000080", "promote"]
 
 
 def test_a_fence_answered_too_late_is_found_in_the_state_and_its_wal_replayed_first(

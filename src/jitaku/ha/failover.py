@@ -368,7 +368,11 @@ def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> O
     by = box.box_id(config)
     refused: str | None = None
     try:
-        if peer.fence(url, secret, "failover", by, None, PEER_TIMEOUT):
+        answer = peer.fence_answer(url, secret, "failover", by, None, PEER_TIMEOUT)
+        if answer is not None:
+            lsn = answer.get("lsn")
+            if isinstance(lsn, str):  # read after its listeners closed: no state request to wait for
+                return OldPrimary(f"fenced at {url}", lsn)
             return _fenced_at(url, secret, "fenced")
     except peer.PeerError as error:
         refused = str(error)

@@ -151,14 +151,22 @@ def fence(url: str, secret: str, purpose: str, by: str, rejoin: str | None, time
     """Tell the peer to stop serving as the primary: True once it has (202); False when it cannot be reached
     within TIMEOUT seconds. PeerError when it refuses (403: not our secret, or clocks apart; 409: it is not the
     primary) or answers what we cannot read."""
+    return fence_answer(url, secret, purpose, by, rejoin, timeout) is not None
+
+
+def fence_answer(
+    url: str, secret: str, purpose: str, by: str, rejoin: str | None, timeout: float
+) -> dict[str, Any] | None:
+    """fence(), and the 202's fields ({"fenced": true, "lsn": its WAL position or null}); None when the peer
+    cannot be reached within TIMEOUT seconds."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose {purpose!r}: expected one of {', '.join(PURPOSES)}")
     answer = _ask(url, "/api/ha/fence", secret, {"purpose": purpose, "by": by, "rejoin": rejoin}, timeout)
     if answer is None:
-        return False
+        return None
     status, fields = answer
     if status == 202 and fields.get("fenced") is True:
-        return True
+        return fields
     raise PeerError(f"{url} did not fence itself ({status}): {_said(fields)}")
 
 
