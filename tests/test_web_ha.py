@@ -170,7 +170,12 @@ def test_a_fence_sent_by_this_box_itself_is_409_and_fences_nothing(
     assert (config.data_dir / "ha" / "box_id").stat().st_mode & 0o777 == 0o600
     answer = post(client, "/api/ha/fence", {**FENCE, "by": ours})
     assert answer.status_code == 409 and "this box itself" in answer.json()["error"]
+    assert f"{config.data_dir}/ha/box_id" in answer.json()["error"]  # the likely cause: a copied data directory
+    assert "run `jitaku standby setup` on the standby" in answer.json()["error"]
     assert fence.read(config) is None and told.calls == 0
+    renewed = box.renew(config)  # what `jitaku standby setup` does
+    assert renewed != ours and box.box_id(config) == renewed
+    assert post(client, "/api/ha/fence", {**FENCE, "by": ours}).status_code == 202  # from the box it was cloned from
 
 
 def test_a_fence_replayed_within_the_minute_is_refused(client: TestClient, config: Config, told: Fenced) -> None:

@@ -95,7 +95,12 @@ def routes(config: Config, on_fence: Callable[[], Awaitable[None] | None] | None
             return _answer(secret, signature, {"error": asked}, 400)
         if asked.by == await asyncio.to_thread(box.box_id, config):
             log.event("ha_request_refused", path=request.url.path, reason="a fence sent by this box itself")
-            return _answer(secret, signature, {"error": "this fence was sent by this box itself"}, 409)
+            message = (
+                f"this fence was sent by this box itself (or by one with the same {box.NAME}: a box whose data "
+                f"directory was copied from this one's shares {config.data_dir}/ha/{box.NAME}; run `jitaku "
+                "standby setup` on the standby, which makes it a new one)"
+            )
+            return _answer(secret, signature, {"error": message}, 409)
         async with fencing:
             existing = await asyncio.to_thread(fence.read, config)
             if existing is not None:
