@@ -22,7 +22,8 @@ done before the fence, when a refusal still changes nothing: the old primary is 
 addresses, its physical slot made here while the WAL it will ask for is still in pg_wal), so that it streams from
 us as soon as it starts as a standby, and our replay is seen to keep up with it. After the fence the old primary
 no longer takes mail and we do not yet: any failure then ends in one message saying how both boxes stand and what
-to run on which (_stranded).
+to run on which (_stranded). The old primary of one that never promoted us keeps its cluster stopped, fenced
+(jitaku.ha.rejoin): `jitaku failover --force` there takes the primary's part back (_take_back).
 """
 
 from __future__ import annotations
