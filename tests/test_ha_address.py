@@ -71,6 +71,80 @@ def test_a_missing_interface_is_one_line_for_a_person() -> None:
         assert str(raised.value) == "[ha] interface nosuch0: no such network interface here (see `ip link`)"
 
 
+class _FakeLink:
+    """`ip` and /proc/sys for one interface, without a LAN: what was run, and the address held or not."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, promote: dict[str, str]) -> None:
+        self.run: list[tuple[str, ...]] = []
+        self.held = False
+        for name, value in promote.items():
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "promote_secondaries").write_text(value)
+        monkeypatch.setattr("jitaku.ha.address.SYSCTL", tmp_path)
+        monkeypatch.setattr(
+            FloatingAddress,
+            "_link",
+            lambda _self: {"address": "02:00:00:00:00:01", "link_type": "ether", "flags": ["UP", "LOWER_UP"]},
+        )
+        monkeypatch.setattr(FloatingAddress, "_held", lambda _self, _link: {"local": FLOATING} if self.held else None)
+        monkeypatch.setattr(FloatingAddress, "_announce", lambda _self, _mac: None)
+        monkeypatch.setattr(FloatingAddress, "_ip", self._ip)
+
+    def _ip(self, *args: str) -> str:
+        self.run.append(args)
+        self.held = args[:2] == ("addr", "add") or (self.held and args[:2] != ("addr", "del"))
+        return ""
+
+
+def test_a_fenced_primary_lets_go_of_the_address_where_proc_sys_is_read_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    link = _FakeLink(monkeypatch, tmp_path, {"all": "0", "eth0": "0"})
+    link.held = True
+
+    def read_only(*_args: object, **_kwargs: object) -> None:
+        raise OSError(30, "Read-only file system")  # EROFS: ProtectKernelTunables=yes
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    FloatingAddress(ipaddress.ip_interface(FLOATING), "eth0").release()
+    assert link.run == [("addr", "del", FLOATING, "dev", "eth0")]
+    assert not link.held
+
+
+def test_promote_secondaries_set_for_all_is_enough(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    link = _FakeLink(monkeypatch, tmp_path, {"all": "1", "eth0": "0"})
+    link.held = True
+    FloatingAddress(ipaddress.ip_interface(FLOATING), "eth0").release()
+    assert (tmp_path / "eth0" / "promote_secondaries").read_text() == "0"
+    assert not link.held
+    link.held = True
+    (tmp_path / "all" / "promote_secondaries").write_text("0")
+    FloatingAddress(ipaddress.ip_interface(FLOATING), "eth0").release()
+    assert (tmp_path / "eth0" / "promote_secondaries").read_text() == "1\n"
+
+
+def test_a_take_still_running_when_released_adds_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import threading
+
+    link = _FakeLink(monkeypatch, tmp_path, {"all": "1", "eth0": "1"})
+    probing, released = threading.Event(), threading.Event()
+
+    def slow_probe(_self: FloatingAddress, _mac: bytes) -> None:
+        probing.set()
+        assert released.wait(30)
+
+    monkeypatch.setattr(FloatingAddress, "_probe", slow_probe)
+    floating = FloatingAddress(ipaddress.ip_interface(FLOATING), "eth0")
+    taking = threading.Thread(target=floating.take)
+    taking.start()
+    assert probing.wait(30)
+    floating.release()
+    released.set()
+    taking.join(30)
+    assert not link.held
+    assert link.run == []
+
+
 @pytest.fixture
 def lan() -> Iterator[Lan]:
     """A router (192.168.1.1, fd00:1::1) and two boxes, `old` (.21) and `new` (.22), on one LAN."""

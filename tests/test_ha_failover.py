@@ -3,6 +3,7 @@ box's MX is reached, the address the old primary is told to re-join, and the ref
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from pathlib import Path
 
@@ -74,9 +75,11 @@ class Pair:
         self.said: list[str] = []
         self.replayed = "0/5000100"  # where this box's replay stands
         monkeypatch.setattr(failover, "POLL", 0.01)
+        monkeypatch.setattr(failover, "LATE_FENCE_WAIT", 0.2)
         monkeypatch.setattr(failover, "_check", lambda config: "secret")
         monkeypatch.setattr(failover, "_peer_url", lambda config: URL)
         monkeypatch.setattr(peer, "fence", self._fence)
+        monkeypatch.setattr(peer, "fence_answer", self._fence_answer)
         monkeypatch.setattr(peer, "state", self._state)
         monkeypatch.setattr(failover, "_replayed", self._replayed)
         monkeypatch.setattr(failover, "_promote", lambda config: self.done.append("promote"))
@@ -88,6 +91,14 @@ class Pair:
         if isinstance(self.fence, Exception):
             raise self.fence
         return bool(self.fence)
+
+    def _fence_answer(
+        self, url: str, secret: str, purpose: str, by: str, rejoin: str | None, timeout: float
+    ) -> dict[str, object] | None:
+        if isinstance(self.fence, dict):
+            self.done.append(f"fence {purpose}")
+            return self.fence
+        return {"fenced": True, "lsn": None} if self._fence(url, secret, purpose, by, rejoin, timeout) else None
 
     def _state(self, url: str, secret: str, timeout: float) -> dict[str, object] | None:
         answer = self.states.pop(0) if len(self.states) > 1 else self.states[0]
@@ -125,6 +136,15 @@ def test_failover_refuses_a_peer_that_refuses_the_fence_and_its_state_alike(
     with pytest.raises(failover.FailoverError, match=r"is up and refused to be fenced .* and to say how it stands"):
         pair.failover(configured(tmp_path))
     assert pair.done == ["fence failover"]
+
+
+def test_a_fence_s_answer_says_how_far_to_replay_without_another_state_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair = Pair(monkeypatch, {"fenced": True, "lsn": "0/5000080"}, peer.PeerError("no state asked for"))
+    done = pair.failover(configured(tmp_path))
+    assert done.peer == f"fenced at {URL}"
+    assert pair.done == ["fence failover", "replay to 0/5000080", "promote"]
 
 
 def test_a_fence_answered_too_late_is_found_in_the_state_and_its_wal_replayed_first(
@@ -189,6 +209,22 @@ def test_a_silent_web_with_smtp_or_postgresql_answering_is_refused_unless_forced
     assert done.peer.endswith(": not fenced, going on")
 
 
+def test_an_old_primary_restarting_fenced_is_found_fenced_once_its_web_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with listening() as smtp:
+        config = configured(tmp_path, '[ha]\npeer = "http://127.0.0.1:9"\n')
+        ports.record(tmp_path, {"mx": (Listen("0.0.0.0", smtp.getsockname()[1]),)})
+        monkeypatch.setattr(failover, "PEER_TIMEOUT", 0.1)
+        pair = Pair(monkeypatch, False, *([None] * 30), FENCED)  # silent well past the fence's own timeout
+        monkeypatch.setattr(failover, "LATE_FENCE_WAIT", 30.0)
+        monkeypatch.setattr(alive, "ours", lambda host: False)
+        monkeypatch.setattr(failover, "_peer_url", lambda config: "http://127.0.0.1:9")
+        done = pair.failover(config)
+    assert done.peer == "fenced (its answer came late) at http://127.0.0.1:9"
+    assert pair.done == ["fence failover", "replay to 0/5000100", "promote"]
+
+
 def test_a_door_of_this_box_s_own_is_not_taken_for_the_peer(tmp_path: Path) -> None:
     config = configured(tmp_path, '[database]\nlisten = ["127.0.0.1:5433"]\n')
     assert alive.doors(config, "http://127.0.0.1:8080", ("127.0.0.1", 5433)) == []
@@ -227,6 +263,37 @@ def test_a_fenced_box_is_told_so_rather_than_called_the_primary(
         failover.FailoverError, match=r"^this box is fenced \(failover, by two\): .*`jitaku standby setup` re-joins it"
     ):
         failover._check(config)
+
+
+def test_a_box_a_failed_switchover_left_fenced_takes_the_primary_s_part_back_when_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import cluster, rejoin
+
+    config = configured(tmp_path)
+    done: list[str] = []
+    up: list[bool] = [False]
+    monkeypatch.setattr(failover, "ready", lambda config: None)
+    monkeypatch.setattr(failover, "_wait_greeting", lambda config, started: 2.5)
+    monkeypatch.setattr(cluster, "control", lambda _config: contextlib.nullcontext())
+    monkeypatch.setattr(cluster, "running", lambda _config: 4242 if up[0] else None)
+    monkeypatch.setattr(cluster, "start", lambda _config: (done.append("start"), up.__setitem__(0, True)))
+    monkeypatch.setattr(role, "current", lambda _config: "standby" if up[0] else "primary")
+    config.postgres_dir.mkdir()
+    (config.postgres_dir / "standby.signal").touch()
+    stopped = fence.Fence("switchover", "two", 1.0, rejoin="192.0.2.2:5433", checkpoint="0/3000028", cluster="stopped")
+    fence.write(config, stopped)
+    (tmp_path / "ha" / rejoin.FAILURE_NAME).write_text("the new primary was not promoted\n")
+    with pytest.raises(failover.FailoverError, match=r"^this box is fenced \(switchover, by two\)"):
+        failover.failover(config, 0.0, done.append)  # not forced: refused as before
+    promoted = failover.failover(config, 0.0, done.append, force=True)
+    assert promoted.seconds == 2.5 and done[0] == "start" and "took the primary's part back" in done[1]
+    assert not (config.postgres_dir / "standby.signal").exists()
+    assert fence.read(config) is None and rejoin.failure(config) is None
+    fence.write(config, stopped)  # a cluster already a standby (re-joined meanwhile) is not taken back
+    with pytest.raises(failover.FailoverError, match="is a standby already"):
+        failover.failover(config, 0.0, done.append, force=True)
+    assert fence.read(config) is not None
 
 
 class Switch(Pair):
@@ -302,7 +369,8 @@ def test_a_switchover_fence_never_answered_says_how_both_boxes_stand(
     assert "did not answer the fence within 0 s, nor say since whether it is fenced" in said
     assert "the old primary does not answer (it may be fenced" in said
     assert "this box is a standby, not promoted (replayed to 0/5000100)" in said
-    assert "`jitaku failover --force` there" in said and "`jitaku failover --force` here" in said
+    assert "`jitaku failover --force` there: it takes the primary's part back" in said
+    assert "keeps its cluster stopped, fenced" in said and "`jitaku failover --force` here" in said
     assert "jitaku standby setup --primary 192.168.1.10:5433 --secret-file FILE --replace" in said
     assert "promote" not in pair.done
 

@@ -193,7 +193,9 @@ def test_a_primary_that_finds_a_newer_primary_while_it_serves_fences_itself(
         [
             mode.Seen(refused="403 clocks apart"),
             mode.Seen(refused="403 clocks apart"),
-            mode.Seen(),
+            mode.Seen(),  # unreachable, or a 5xx: not known whether it still refuses
+            mode.Seen(answered=True),
+            mode.Seen(answered=True),
             mode.Seen(refused="another secret"),
             mode.Seen(newer="http://192.0.2.2:8080"),
         ]
@@ -210,9 +212,9 @@ def test_a_primary_that_finds_a_newer_primary_while_it_serves_fences_itself(
     assert asyncio.run(watched()) == "fenced"
     found = fence.read(config)
     assert found is not None and (found.purpose, found.by) == ("split-brain", "http://192.0.2.2:8080")
-    said = [sentence for _check, _state, sentence in monitor.said]
-    assert len(said) == 2  # each change of what the peer says, once
-    assert "403 clocks apart" in said[0] and "another secret" in said[1]
+    said = [(state, sentence) for _check, state, sentence in monitor.said]
+    assert [state for state, _sentence in said] == [State.CRITICAL, State.OK, State.CRITICAL]  # each change, once
+    assert "403 clocks apart" in said[0][1] and "answers it again" in said[1][1] and "another secret" in said[2][1]
 
 
 def test_a_peer_that_refuses_us_while_another_box_holds_the_address_fences_us_at_start(
@@ -243,3 +245,80 @@ def test_a_primary_that_could_not_take_the_address_tries_again_until_it_holds_it
     assert not held and len(notices) == 1  # alerted once
     asyncio.run(asyncio.wait_for(services._keep_taking(address), 30))  # type: ignore[arg-type]
     assert address.asked == ["take", "take", "take"]
+
+
+def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logged_once(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    from jitaku.ha import peer, role, standby
+
+    answers: list[Any] = [
+        peer.PeerError("http://192.0.2.2:8080 answered the state request with 503: database restarting", 503),
+        peer.PeerError("http://192.0.2.2:8080 answered the state request with 403: clocks apart", 403),
+        None,
+        None,
+        {"role": "standby", "fenced": False, "timeline": 1},
+        {"role": "standby", "fenced": False, "timeline": 1},
+        None,
+    ]
+
+    def state(_url: str, _secret: str, _timeout: float) -> dict[str, Any] | None:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    standby.secret_path(config).parent.mkdir(exist_ok=True)
+    standby.secret_path(config).write_text("s3cret\n")
+    monkeypatch.setattr(role, "postgresql", lambda _config: True)
+    monkeypatch.setattr(role, "connect", lambda _config: contextlib.nullcontext(None))
+    monkeypatch.setattr(role, "one", lambda _connection, _sql: 1)
+    monkeypatch.setattr(peer, "peer_url", lambda _config: "http://192.0.2.2:8080")
+    monkeypatch.setattr(peer, "state", state)
+    logged: list[str] = []
+    monkeypatch.setattr(mode.log, "event", lambda name, **_fields: logged.append(name))
+    monkeypatch.setattr(mode, "_last", [])
+    seen = [mode.look(config) for _ in range(7)]
+    assert seen[0] == mode.Seen()  # a 5xx: not known, never alerted as a refusal
+    assert seen[1].refused is not None and "403" in seen[1].refused
+    assert seen[2] == seen[3] == seen[6] == mode.Seen()
+    assert seen[4] == seen[5] == mode.Seen(answered=True)
+    assert logged == [
+        "ha_peer_unknown",
+        "ha_peer_unknown",
+        "ha_peer_unreachable",
+        "ha_peer_seen",
+        "ha_peer_unreachable",
+    ]
+
+
+def test_a_fenced_box_whose_part_was_taken_back_serves_as_the_primary_again(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import role
+
+    fence.write(config, fence.Fence("switchover", "two", 1.0, rejoin="192.0.2.2:5433", cluster="stopped"))
+    looks: list[int] = []
+
+    def current(_config: Config) -> str:
+        looks.append(1)
+        if len(looks) < 3:
+            raise OSError("the cluster is stopped")
+        return role.PRIMARY
+
+    monkeypatch.setattr(services, "UNFENCED_POLL", 0.01)
+    monkeypatch.setattr(role, "current", current)
+
+    async def watched() -> str:
+        ending = services._Ending()
+        waiting = asyncio.create_task(services._until_unfenced(config, ending))
+        await asyncio.sleep(0.2)
+        assert not waiting.done() and not looks  # fenced still: its cluster is not even asked
+        fence.clear(config)  # `jitaku failover --force` took the part back
+        await asyncio.wait_for(waiting, 30)
+        return ending.outcome
+
+    assert asyncio.run(watched()) == "promoted"
+    assert len(looks) == 3

@@ -96,3 +96,22 @@ def test_the_fence_goes_once_the_standby_streams_on_the_new_timeline(
     (config.data_dir / "ha" / rejoin.FAILURE_NAME).write_text("an earlier try failed\n")
     assert rejoin.rejoin(config, threading.Event()) is True
     assert fence.read(config) is None and rejoin.failure(config) is None
+
+
+def test_a_new_primary_never_promoted_leaves_the_cluster_stopped_a_primary_still(
+    config: Config, commands: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rejoin, "_wait_promoted", lambda *_args: False)  # the switchover failed after its fence
+    with pytest.raises(rejoin.Unpromoted, match="was not promoted within 120 s"):
+        rejoin.rejoin(config, threading.Event())
+    assert commands == ["stop", "follow (fence says running)"]  # never started: it would follow nobody
+    assert not (config.postgres_dir / "standby.signal").exists()  # a primary still, for `jitaku failover --force`
+    found = fence.read(config)
+    assert found is not None and (found.cluster, found.checkpoint) == ("stopped", "0/3000028")
+    assert "`jitaku failover --force` here" in (rejoin.failure(config) or "")
+
+
+def test_a_rejoin_taken_back_meanwhile_does_nothing(config: Config, commands: list[str]) -> None:
+    fence.clear(config)
+    assert rejoin.rejoin(config, threading.Event()) is False
+    assert commands == []

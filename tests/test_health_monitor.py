@@ -150,3 +150,19 @@ def test_a_job_that_loses_the_monitors_cancel_does_not_keep_it_running() -> None
         return every.cancelled()
 
     assert asyncio.run(scene())
+
+
+def test_an_announced_problem_is_cleared_by_an_announced_recovery(tmp_path: Path, stand_in) -> None:
+    posts: list[dict[str, Any]] = []
+    hook = stand_in(lambda method, path, query, headers, body: (posts.append(json.loads(body)), (200, "ok"))[1])
+    watcher = monitor(tmp_path, "json://" + hook.url.removeprefix("http://") + "/hook")
+
+    async def said() -> None:
+        await watcher.announce("ha", State.CRITICAL, "the peer refuses us", "相手が拒否しています")
+        await watcher.announce("ha", State.OK, "the peer answers again", "相手が再び応答しています")
+
+    asyncio.run(said())
+    assert [post["message"] for post in posts] == ["相手が拒否しています", "相手が再び応答しています"]
+    assert titles(posts)[1].startswith("復旧しました: ")
+    alerts = Database(f"sqlite:///{tmp_path / 'jitaku.db'}").read_now(store.health.recent_alerts)
+    assert sorted(a.kind for a in alerts) == ["problem", "recovery"]

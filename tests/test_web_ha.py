@@ -97,7 +97,7 @@ def test_a_body_over_4096_bytes_is_413(client: TestClient, config: Config) -> No
 
 def test_a_fence_is_written_then_the_daemon_told_then_202(client: TestClient, config: Config, told: Fenced) -> None:
     answer = post(client, "/api/ha/fence", {"purpose": "switchover", "by": "two.lan", "rejoin": "192.168.1.11:5433"})
-    assert answer.status_code == 202 and answer.json() == {"fenced": True}
+    assert answer.status_code == 202 and answer.json() == {"fenced": True, "lsn": None}  # SQLite: no WAL
     written = fence.read(config)
     assert written is not None
     assert (written.purpose, written.by, written.rejoin) == ("switchover", "two.lan", "192.168.1.11:5433")
@@ -170,7 +170,12 @@ def test_a_fence_sent_by_this_box_itself_is_409_and_fences_nothing(
     assert (config.data_dir / "ha" / "box_id").stat().st_mode & 0o777 == 0o600
     answer = post(client, "/api/ha/fence", {**FENCE, "by": ours})
     assert answer.status_code == 409 and "this box itself" in answer.json()["error"]
+    assert f"{config.data_dir}/ha/box_id" in answer.json()["error"]  # the likely cause: a copied data directory
+    assert "run `jitaku standby setup` on the standby" in answer.json()["error"]
     assert fence.read(config) is None and told.calls == 0
+    renewed = box.renew(config)  # what `jitaku standby setup` does
+    assert renewed != ours and box.box_id(config) == renewed
+    assert post(client, "/api/ha/fence", {**FENCE, "by": ours}).status_code == 202  # from the box it was cloned from
 
 
 def test_a_fence_replayed_within_the_minute_is_refused(client: TestClient, config: Config, told: Fenced) -> None:
@@ -182,7 +187,9 @@ def test_a_fence_replayed_within_the_minute_is_refused(client: TestClient, confi
     assert fence.read(config) is None and told.calls == 1
 
 
-def test_the_202_comes_once_the_daemon_stopped_taking_mail(config: Config) -> None:
+def test_the_202_comes_once_the_daemon_stopped_taking_mail_and_says_the_wal_position_then(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
     steps: list[str] = []
 
     async def stopping() -> None:
@@ -190,10 +197,16 @@ def test_the_202_comes_once_the_daemon_stopped_taking_mail(config: Config) -> No
         await asyncio.sleep(0.2)  # the listeners close, the address goes
         steps.append("stopped")
 
+    def database(_config: Config) -> dict[str, Any]:
+        steps.append("lsn read")
+        return {"role": "primary", "timeline": 1, "lsn": "0/5000080"}
+
+    monkeypatch.setattr(ha, "_database", database)
     for client in client_of(config, stopping):
         answer = post(client, "/api/ha/fence", FENCE)
         steps.append(str(answer.status_code))
-    assert steps == ["told", "stopped", "202"]
+        assert answer.json() == {"fenced": True, "lsn": "0/5000080"}
+    assert steps == ["told", "stopped", "lsn read", "202"]
     assert fence.read(config) is not None
 
 

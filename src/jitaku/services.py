@@ -64,6 +64,7 @@ TLS_HANDSHAKE_TIMEOUT = 20.0
 TALLY_EVERY = 60.0  # seconds between flushes of each process's session and message counts
 WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests still running then are cut
 ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
+UNFENCED_POLL = 1.0  # seconds between a fenced box's looks at whether its part was taken back as the primary
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -387,6 +388,8 @@ async def _run(
                 background.append(tasks.create_task(_until_promoted(config, ending)))
             if main and mode == FENCED:
                 background.append(tasks.create_task(_rejoin(config, ending, monitor)))
+                if role.postgresql(config):
+                    background.append(tasks.create_task(_until_unfenced(config, ending)))
             if main and mode == PRIMARY and role.postgresql(config):
                 background.append(tasks.create_task(_watch_peer(config, ending, monitor)))
             if address is not None and mode == PRIMARY and not held:
@@ -646,10 +649,31 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
     ending.end("promoted")
 
 
+async def _until_unfenced(config: Config, ending: _Ending) -> None:
+    """A fenced box's services end with outcome "promoted" once its fence file is gone and its cluster is a
+    primary: `jitaku failover --force` took the primary's part back after a switchover that never promoted the
+    other box (jitaku.ha.failover). A re-join that clears the fence leaves a standby: not this."""
+    from jitaku.ha import fence
+
+    def unfenced() -> bool:
+        if fence.read(config) is not None:
+            return False
+        try:
+            return role.current(config) == role.PRIMARY
+        except Exception:  # noqa: BLE001 - a cluster stopped or restarting: look again
+            return False
+
+    while not await asyncio.to_thread(unfenced):
+        await asyncio.sleep(UNFENCED_POLL)
+    log.event("ha_unfenced", hostname=config.settings.mail_hostname)
+    ending.end("promoted")
+
+
 async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A primary looks at its peer every PEER_EVERY seconds (jitaku.ha.mode.look, in a thread, bounded): a peer
     that is an unfenced primary on a newer timeline ends the services with outcome "fenced", the split-brain fence
-    written; a peer that answers but refuses us is logged, and alerted, each time what it says changes."""
+    written; a peer that answers but refuses us is logged, and alerted, each time what it says changes, and the
+    alert cleared (a recovery) once it answers as a peer should again; a silent one or a 5xx changes nothing."""
     from jitaku.ha import fence
     from jitaku.ha import mode as ha_mode
 
@@ -665,25 +689,33 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
             await asyncio.to_thread(fence.write, config, fence.Fence("split-brain", seen.newer, time.time()))
             ending.end("fenced")
             return
-        if seen.refused == refused:
+        if seen.refused == refused or (seen.refused is None and not seen.answered):  # unreachable, a 5xx: unknown
             continue
-        refused = seen.refused
+        was, refused = refused, seen.refused
         if refused is None:
             log.event("ha_peer_answers")
+            await _alert(monitor, *_answering(was), State.OK)
             continue
         log.event("ha_peer_refuses", error=refused)
         await _alert(monitor, *_refusing(refused))
 
 
-async def _alert(monitor: Monitor | None, sentence: str, ja: str) -> None:
-    """A critical "ha" alert, when the health monitor runs; one that cannot be sent is logged, never ends the
-    services it is about."""
+async def _alert(monitor: Monitor | None, sentence: str, ja: str, state: State = State.CRITICAL) -> None:
+    """An "ha" alert (critical, or OK: the last one is over), when the health monitor runs; one that cannot be
+    sent is logged, never ends the services it is about."""
     if monitor is None:
         return
     try:
-        await monitor.announce("ha", State.CRITICAL, sentence, ja)
+        await monitor.announce("ha", state, sentence, ja)
     except Exception as error:  # noqa: BLE001 - the store or a delivery failing: the log has the event already
         log.event("ha_alert_failed", error=f"{type(error).__name__}: {error}"[:300])
+
+
+def _answering(was: str | None) -> tuple[str, str]:
+    return (
+        f"this primary's peer answers it again as a peer should (it refused it before: {was}).",
+        f"このプライマリの相手は再び正しく応答しています(以前の拒否: {was})。",
+    )
 
 
 def _refusing(why: str) -> tuple[str, str]:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ PROBE_TIME = 1.0  # seconds to hear a holder's answer, from the first probe
 ANNOUNCEMENTS = 3  # rounds of gratuitous ARP (a request and a reply each) or Neighbor Advertisements
 ANNOUNCE_INTERVAL = 0.1  # seconds between two rounds: one frame lost on the way does not leave a cache behind
 DAD_TIME = 5.0  # seconds the kernel's IPv6 duplicate address detection may take (it needs about one)
+SYSCTL = Path("/proc/sys/net/ipv4/conf")  # this network namespace's
 SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"  # where iproute2's ip is; a service's PATH may lack them
 
 
@@ -55,10 +58,21 @@ class HeldElsewhere(AddressError):
     """Another machine on the link answers for the address."""
 
 
+class _Released:
+    """Whether release() was called: a take() still running in a thread (a primary's retries, cancelled as its
+    services end) must not add the address after it. The flag is read and the address added under the lock, and
+    release() sets it under the lock: an add is either over before the release looks, or never done."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.done = False
+
+
 @dataclass(frozen=True)
 class FloatingAddress:
     address: IpInterface
     interface: str
+    _released: _Released = field(default_factory=_Released, compare=False, repr=False)
 
     @classmethod
     def configured(cls, settings: HaSettings) -> FloatingAddress | None:
@@ -99,17 +113,24 @@ class FloatingAddress:
         if not held:
             if self.address.version == 4:
                 self._probe(mac)
-                self._ip("addr", "add", str(self.address), "brd", "+", "dev", self.interface)
             else:
                 self._refuse_without_dad()
-                self._ip("addr", "add", str(self.address), "dev", self.interface)
+            with self._released.lock:
+                if self._released.done:
+                    log.event("ha_address_not_taken", address=self.address, why="released meanwhile")
+                    return
+                brd = ["brd", "+"] if self.address.version == 4 else []
+                self._ip("addr", "add", str(self.address), *brd, "dev", self.interface)
         if self.address.version == 6:
             self._await_dad()  # held already, it may still be tentative: no advertising from it before
         self._announce(mac)
         log.event("ha_address_taken", address=self.address, interface=self.interface, held_before=held)
 
     def release(self) -> None:
-        """Stop holding the address; not holding it is no error (the fenced primary may have released it)."""
+        """Stop holding the address, for good: a take() running meanwhile, or called after, adds nothing. Not
+        holding it is no error (the fenced primary may have released it)."""
+        with self._released.lock:
+            self._released.done = True
         held = self._held(self._link()) is not None
         if held:
             if self.address.version == 4:
@@ -144,18 +165,27 @@ class FloatingAddress:
 
     def _keep_secondaries(self) -> None:
         """Deleting the first IPv4 address of a subnet on an interface deletes the others in that subnet with
-        it, unless the interface's promote_secondaries is set (systemd sets it; the kernel's default does not):
-        a floating address taken before the box's own would take the box's own with it on release.
+        it, unless promote_secondaries is set for the interface or for `all` (systemd sets it; the kernel's
+        default does not): a floating address taken before the box's own would take the box's own with it on
+        release.
 
         It stays set on the interface afterwards, until a reboot: the setting systemd-networkd gives every
-        interface it manages, and what any address deleted there should have had."""
-        path = Path(f"/proc/sys/net/ipv4/conf/{self.interface}/promote_secondaries")  # this network namespace's
+        interface it manages, and what any address deleted there should have had. Where /proc/sys cannot be
+        written (jitaku.service's ProtectKernelTunables: read-only) the delete goes on all the same: a fenced
+        primary must let go of the address, and the setting only matters when the floating address was the
+        interface's first."""
         try:
-            if path.read_text().strip() == "0":
-                path.write_text("1\n")
-                log.event("ha_promote_secondaries_set", interface=self.interface)
+            if any(
+                (SYSCTL / name / "promote_secondaries").read_text().strip() == "1" for name in ("all", self.interface)
+            ):
+                return
+            (SYSCTL / self.interface / "promote_secondaries").write_text("1\n")
+            log.event("ha_promote_secondaries_set", interface=self.interface)
         except OSError as error:
-            if error.errno in (errno.EPERM, errno.EACCES):  # a user not root: CAP_NET_ADMIN, not CAP_NET_RAW
+            if error.errno in (errno.EROFS, errno.EACCES):
+                log.event("ha_promote_secondaries_unset", interface=self.interface, error=os.strerror(error.errno))
+                return
+            if error.errno == errno.EPERM:  # a user not root: CAP_NET_ADMIN, not CAP_NET_RAW
                 raise AddressError(f"moving {self} needs root (or CAP_NET_ADMIN)") from None
             raise self._os_error(error) from None
 

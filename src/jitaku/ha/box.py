@@ -28,6 +28,13 @@ def box_id(config: Config) -> str:
         found = ""
     if _ID.fullmatch(found):
         return found
+    return renew(config)
+
+
+def renew(config: Config) -> str:
+    """A new id for this box: `jitaku standby setup` makes one, since a box whose DIR was copied from its peer's
+    disk (a cloned VM, a restored backup) holds the peer's id, and each would then refuse the other's fences."""
+    path = config.data_dir / "ha" / NAME
     path.parent.mkdir(mode=0o700, exist_ok=True)
     made = secrets.token_hex(16)
     info = path.parent.stat()

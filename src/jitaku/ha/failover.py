@@ -22,7 +22,8 @@ done before the fence, when a refusal still changes nothing: the old primary is 
 addresses, its physical slot made here while the WAL it will ask for is still in pg_wal), so that it streams from
 us as soon as it starts as a standby, and our replay is seen to keep up with it. After the fence the old primary
 no longer takes mail and we do not yet: any failure then ends in one message saying how both boxes stand and what
-to run on which (_stranded).
+to run on which (_stranded). The old primary of one that never promoted us keeps its cluster stopped, fenced
+(jitaku.ha.rejoin): `jitaku failover --force` there takes the primary's part back (_take_back).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ STOPPED_TIMEOUT = 60.0  # seconds the old primary may take to stop its cluster (
 CATCH_UP_TIMEOUT = 60.0  # seconds to replay the old primary's last WAL, which streamed here as it was written
 LAG_TIMEOUT = 15.0  # seconds a switchover's standby has, before the fence, to replay what the primary had written
 LIVE_CATCH_UP_TIMEOUT = 30.0  # seconds a failover waits to replay what a fenced old primary had written
+LATE_FENCE_WAIT = 15.0  # seconds a failover asks again the state of an old primary whose web is silent, doors open
 STREAM_TIMEOUT = 60.0  # seconds the old primary may take to stream from us as a standby
 POLL = 0.2
 
@@ -70,7 +72,13 @@ class Switched:
 
 
 def failover(config: Config, started: float, say: Say, force: bool = False) -> Promoted:
-    """Promote this standby, fencing the old primary when it answers. STARTED: time.monotonic() at the command."""
+    """Promote this standby, fencing the old primary when it answers. STARTED: time.monotonic() at the command.
+    FORCE on an old primary a failed switchover left fenced, its cluster stopped: take the primary's part back."""
+    if force and _take_back(config):
+        say("this box took the primary's part back: the switchover that fenced it never promoted the other box")
+        seconds = _wait_greeting(config, started)
+        log.event("ha_failover", seconds=round(seconds, 2), peer="taken back")
+        return Promoted(seconds, "this box, which the failed switchover had fenced, is the primary again")
     secret = _check(config)
     url = _peer_url(config)
     if url is None:
@@ -257,10 +265,11 @@ def _stranded(config: Config, secret: str, progress: _Progress, error: BaseExcep
         )
         advice = (
             f"This box may lack the old primary's last writes (its final checkpoint: "
-            f"{progress.checkpoint or 'unknown'}). To lose nothing: once `jitaku ha status` on the old primary says "
-            "it is not fenced (it re-joins as this box's standby within about 2 minutes), run `jitaku failover "
-            f"--force` there, then, unless this box streams from it, `jitaku standby setup --primary {primary} "
-            "--secret-file FILE --replace` here. To take mail here at once instead: `jitaku failover --force` here."
+            f"{progress.checkpoint or 'unknown'}). To lose nothing: the old primary waits about 2 minutes for this "
+            "box's promotion, then keeps its cluster stopped, fenced (`jitaku ha status` there says its re-join "
+            "failed); run `jitaku failover --force` there: it takes the primary's part back, and this box streams "
+            f"from it again (if it does not, `jitaku standby setup --primary {primary} --secret-file FILE "
+            "--replace` here). To take mail here at once instead: `jitaku failover --force` here."
         )
     log.event("ha_switchover_failed", peer=url, error=reason, here=here, caught_up=progress.caught_up)
     return FailoverError(
@@ -292,14 +301,47 @@ def ready(config: Config) -> None:
         raise FailoverError(f"jitaku serve is not running on {config.data_dir}: start jitaku serve first")
 
 
+def _take_back(config: Config) -> bool:
+    """On the old primary of a switchover that failed after its fence (the other box never promoted: the re-join
+    gave up, jitaku.ha.rejoin.Unpromoted), make it the primary again: standby.signal removed, the cluster started
+    (or, started meanwhile as the primary it still is by a restart of the daemon, kept), the fence cleared; the
+    daemon, which watches a fenced box's fence file, then serves as the primary. Whether it was such a box;
+    FailoverError when it is fenced by a switchover but its cluster is a standby already."""
+    from jitaku.ha import cluster, rejoin
+
+    found = fence.read(config)
+    if found is None or found.purpose != "switchover":
+        return False
+    ready(config)
+    with cluster.control(config):
+        if cluster.running(config) is None:
+            (config.postgres_dir / "standby.signal").unlink(missing_ok=True)
+            cluster.start(config)
+        elif role.current(config) == role.STANDBY:
+            raise FailoverError(
+                "this box is fenced by a switchover and its cluster is a standby already (re-joining the new "
+                "primary): see `jitaku ha status`; it cannot take the primary's part back"
+            )
+        fence.clear(config)
+    rejoin.forget_failure(config)
+    log.event("ha_taken_back", fenced_by=found.by, checkpoint=found.checkpoint)
+    return True
+
+
 def _check(config: Config) -> str:
     """Refuse what cannot be promoted; the replication secret (the peer's requests are signed with it)."""
     ready(config)
     found = fence.read(config)
     if found is not None:
+        back = (
+            " (a switchover that failed after its fence: once `jitaku ha status` says the re-join failed, "
+            "`jitaku failover --force` here takes the primary's part back)"
+            if found.purpose == "switchover"
+            else ""
+        )
         raise FailoverError(
             f"this box is fenced ({found.purpose}, by {found.by}): the other box of the pair is the primary, and "
-            "this one's data may be behind it; `jitaku standby setup` re-joins it as that primary's standby"
+            f"this one's data may be behind it; `jitaku standby setup` re-joins it as that primary's standby{back}"
         )
     if role.current(config) == role.PRIMARY:
         raise FailoverError("this box is the primary already")
@@ -327,7 +369,11 @@ def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> O
     by = box.box_id(config)
     refused: str | None = None
     try:
-        if peer.fence(url, secret, "failover", by, None, PEER_TIMEOUT):
+        answer = peer.fence_answer(url, secret, "failover", by, None, PEER_TIMEOUT)
+        if answer is not None:
+            lsn = answer.get("lsn")
+            if isinstance(lsn, str):  # read after its listeners closed: no state request to wait for
+                return OldPrimary(f"fenced at {url}", lsn)
             return _fenced_at(url, secret, "fenced")
     except peer.PeerError as error:
         refused = str(error)
@@ -336,7 +382,7 @@ def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> O
         if said == "fenced":
             return _fenced_at(url, secret, "fenced (its answer came late)")
         if said == "silent":
-            return _silent(config, url, force)
+            return _silent(config, url, secret, force)
         late = f"did not answer the fence within {PEER_TIMEOUT:.0f} s"
         what = "says it is not fenced (it may be, once the fence arrives)" if said == "not fenced" else why
         return _alive(url, f"{late}, and {what}", force)
@@ -381,10 +427,22 @@ def _alive(url: str, what: str, force: bool) -> OldPrimary:
     return OldPrimary(f"not fenced at {url}: it {what}; promoting anyway (--force): two primaries may take mail")
 
 
-def _silent(config: Config, url: str, force: bool) -> OldPrimary:
-    """An old primary whose web did not answer: down only when its SMTP and PostgreSQL do not either."""
+def _silent(config: Config, url: str, secret: str, force: bool) -> OldPrimary:
+    """An old primary whose web did not answer: down only when its SMTP and PostgreSQL do not either. One whose
+    doors answer may be restarting, fenced by our fence (its web not yet up): its state is asked again for up to
+    LATE_FENCE_WAIT seconds, and the doors knocked at again, before it is taken for a primary still."""
     doors = alive.doors(config, url, _receiver(config).primary)
     answered = alive.answering(doors)
+    if answered:
+        said, why = _fenced_after_timeout(url, secret, LATE_FENCE_WAIT)
+        if said == "fenced":
+            return _fenced_at(url, secret, "fenced (its answer came late)")
+        late = f"did not answer the fence within {PEER_TIMEOUT:.0f} s"
+        if said == "not fenced":
+            return _alive(url, f"{late}, and says it is not fenced", force)
+        if said == "refused":
+            return _alive(url, f"{late}, and {why}", force)
+        answered = alive.answering(doors)
     if answered and not force:
         raise FailoverError(
             f"the old primary's web at {url} does not answer (it may have fenced itself meanwhile), but "
@@ -420,7 +478,7 @@ def _fenced_after_timeout(url: str, secret: str, timeout: float) -> tuple[str, s
                 return "fenced", ""
             if state is not None:
                 said = ("not fenced", "")
-        if said[0] == "silent" or time.monotonic() > deadline:
+        if time.monotonic() > deadline:  # silent once is no answer yet: a box restarting fenced says it soon
             return said
         time.sleep(POLL)
 

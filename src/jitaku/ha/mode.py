@@ -10,7 +10,8 @@
   then writes its own fence (purpose "split-brain", by the peer's URL) and serves fenced. A peer that does not
   answer (within PEER_TIMEOUT), is not a primary, or is fenced itself, leaves this box the primary: a box alone
   must still take mail. A peer that answers but refuses us (403: clocks more than a minute apart, another secret)
-  is not absent: while the floating address is held by another machine (ARP probe), this box fences itself too.
+  is not absent: while the floating address is held by another machine (ARP probe), this box fences itself too;
+one that answers 5xx (its database restarting) is not known either way, and logged only.
 
 A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.services), the same way (look()).
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from jitaku import log
 from jitaku.config import Config
@@ -36,10 +37,12 @@ PEER_EVERY = 15.0  # seconds between two looks at the peer while this box serves
 @dataclass(frozen=True)
 class Seen:
     """What the peer said: NEWER, its URL when it is an unfenced primary on a newer timeline than ours; REFUSED,
-    why, when it answered but not to us (403, another secret, garbage). Neither: absent, or a peer that is fine."""
+    why, when it answered but not to us (403, another secret, garbage); ANSWERED, it said its state as a peer
+    should. None of them: absent, or not known (a 5xx)."""
 
     newer: str | None = None
     refused: str | None = None
+    answered: bool = False
 
 
 def decide(config: Config) -> Mode:
@@ -93,18 +96,34 @@ def look(config: Config) -> Seen:
     try:
         theirs = peer.state(url, standby.read_secret(path), PEER_TIMEOUT)
     except (peer.PeerError, standby.StandbyError) as error:
-        log.event("ha_peer_unknown", peer=url, error=str(error))
+        if isinstance(error, peer.PeerError) and error.status is not None and error.status >= 500:
+            _changed("ha_peer_unknown", peer=url, status=error.status)  # its database restarting: not a refusal
+            return Seen()
+        _changed("ha_peer_unknown", peer=url, error=str(error))
         return Seen(refused=str(error))
     if theirs is None:
-        log.event("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
+        _changed("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
         return Seen()
     with role.connect(config) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
-    log.event("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)
+    _changed("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)
     if theirs.get("role") != role.PRIMARY or theirs.get("fenced"):
-        return Seen()
+        return Seen(answered=True)
     if isinstance(timeline, int) and not isinstance(timeline, bool) and timeline > int(ours):
         log.event("ha_split_brain", peer=url, peer_timeline=timeline, timeline=ours)
-        return Seen(newer=url)
-    return Seen()
+        return Seen(newer=url, answered=True)
+    return Seen(answered=True)
+
+
+_last: list[tuple[str, dict[str, Any]]] = []  # what this process logged the peer say last
+
+
+def _changed(name: str, **fields: Any) -> None:
+    """Log what the peer says when it differs from what was logged last: a primary asks every PEER_EVERY
+    seconds, and a log line each time would bury the one that matters."""
+    said = (name, fields)
+    if _last and _last[0] == said:
+        return
+    _last[:] = [said]
+    log.event(name, **fields)

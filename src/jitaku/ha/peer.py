@@ -41,7 +41,12 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A
 
 class PeerError(Exception):
     """The peer answered, but not as a peer should (refused us, or said something we cannot read); one line for a
-    person."""
+    person. STATUS: the HTTP status it answered with, when that was the trouble (a 5xx is a box whose database is
+    restarting, not one that refuses us)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Refused(Exception):
@@ -136,7 +141,7 @@ def state(url: str, secret: str, timeout: float) -> dict[str, Any] | None:
         return None
     status, fields = answer
     if status != 200:
-        raise PeerError(f"{url} answered the state request with {status}: {_said(fields)}")
+        raise PeerError(f"{url} answered the state request with {status}: {_said(fields)}", status)
     if fields.get("role") not in ("primary", "standby") or not isinstance(fields.get("fenced"), bool):
         raise PeerError(f"{url} answered the state request without a role: is it a jitaku of this version?")
     return fields
@@ -146,14 +151,22 @@ def fence(url: str, secret: str, purpose: str, by: str, rejoin: str | None, time
     """Tell the peer to stop serving as the primary: True once it has (202); False when it cannot be reached
     within TIMEOUT seconds. PeerError when it refuses (403: not our secret, or clocks apart; 409: it is not the
     primary) or answers what we cannot read."""
+    return fence_answer(url, secret, purpose, by, rejoin, timeout) is not None
+
+
+def fence_answer(
+    url: str, secret: str, purpose: str, by: str, rejoin: str | None, timeout: float
+) -> dict[str, Any] | None:
+    """fence(), and the 202's fields ({"fenced": true, "lsn": its WAL position or null}); None when the peer
+    cannot be reached within TIMEOUT seconds."""
     if purpose not in PURPOSES:
         raise ValueError(f"purpose {purpose!r}: expected one of {', '.join(PURPOSES)}")
     answer = _ask(url, "/api/ha/fence", secret, {"purpose": purpose, "by": by, "rejoin": rejoin}, timeout)
     if answer is None:
-        return False
+        return None
     status, fields = answer
     if status == 202 and fields.get("fenced") is True:
-        return True
+        return fields
     raise PeerError(f"{url} did not fence itself ({status}): {_said(fields)}")
 
 

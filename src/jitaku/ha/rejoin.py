@@ -16,7 +16,10 @@ fence file's `cluster` and `checkpoint` while the cluster is down. Meanwhile its
    2 is written: a restart between the two starts a standby, never the primary the fence says is stopped.
 4. Wait, the cluster stopped (up to PROMOTION_WAIT seconds), until `rejoin` is promoted: its timeline (asked as
    the replicator, IDENTIFY_SYSTEM) is newer than our checkpoint's. The fence keeps saying "stopped" with the
-   checkpoint meanwhile, which the switchover waits to read before it promotes; then start the cluster.
+   checkpoint meanwhile, which the switchover waits to read before it promotes; then start the cluster. Never
+   promoted (the switchover failed after its fence): standby.signal is removed again and the cluster stays
+   stopped, fenced, a primary still, for `jitaku failover --force` here to take its part back
+   (jitaku.ha.failover); the next start of the daemon tries the re-join again.
 5. Once pg_is_in_recovery() and its WAL receiver streams from the new primary on a timeline newer than ours
    (pg_stat_wal_receiver), fence file cluster "standby", then the fence is cleared: the daemon serves as a standby
    (its services start again, jitaku.ha.mode). Never after a mere timeout: one that does not stream within
@@ -54,6 +57,25 @@ class RejoinError(Exception):
     """The re-join cannot be done here; one line for a person, who then runs `jitaku standby setup`."""
 
 
+class Unpromoted(RejoinError):
+    """The new primary was never promoted: the switchover failed after its fence. The cluster stays stopped, a
+    primary still (no standby.signal), for `jitaku failover --force` here to take the primary's part back."""
+
+
+def _give_up(config: Config, found: fence.Fence) -> None:
+    """The switchover's standby was not promoted within PROMOTION_WAIT: following it would stream nothing (it is
+    on our timeline, and behind us) and leave this box fenced for good. The cluster stays stopped, standby.signal
+    removed again: `jitaku failover --force` here starts it as the primary it still is (failover.take_back)."""
+    with cluster.control(config):
+        (config.postgres_dir / "standby.signal").unlink(missing_ok=True)
+    log.event("ha_rejoin_unpromoted", primary=found.rejoin, waited=PROMOTION_WAIT)
+    raise Unpromoted(
+        f"the new primary {found.rejoin} was not promoted within {PROMOTION_WAIT:.0f} s (its switchover failed): "
+        "this box keeps its cluster stopped and stays fenced; `jitaku failover --force` here takes the primary's "
+        "part back (or, once the other box is promoted, restart jitaku serve here to re-join it)"
+    )
+
+
 def wanted(found: fence.Fence | None) -> bool:
     """Whether FOUND asks this box to re-join the new primary by itself."""
     return found is not None and found.purpose == "switchover" and found.rejoin is not None
@@ -74,6 +96,8 @@ def rejoin(config: Config, stopping: threading.Event) -> bool:
         secret = standby.read_secret(standby.secret_path(config))
         name = standby.slot_name(None)
         with cluster.control(config):
+            if not wanted(fence.read(config)):  # `jitaku failover --force` took the primary's part back meanwhile
+                return False
             if not (data / "standby.signal").exists():
                 cluster.stop(config)
                 checkpoint = _clean_checkpoint(config)
@@ -94,7 +118,9 @@ def rejoin(config: Config, stopping: threading.Event) -> bool:
             if promoted is None:
                 return False
             if not promoted:
-                log.event("ha_rejoin_unpromoted", primary=found.rejoin, waited=PROMOTION_WAIT)
+                if fence.read(config) is None:  # taken back meanwhile (`jitaku failover --force`)
+                    return False
+                _give_up(config, found)
         with cluster.control(config):
             if cluster.running(config) is None:
                 cluster.start(config)
@@ -103,9 +129,10 @@ def rejoin(config: Config, stopping: threading.Event) -> bool:
         if streaming is None:
             return False
     except BaseException as error:
-        with contextlib.suppress(ClusterError), cluster.control(config):
-            if cluster.running(config) is None:
-                cluster.start(config)  # fenced still, but its web can read the database again
+        if not isinstance(error, Unpromoted):
+            with contextlib.suppress(ClusterError), cluster.control(config):
+                if cluster.running(config) is None:
+                    cluster.start(config)  # fenced still, but its web can read the database again
         if isinstance(error, Exception):
             _failed(config, str(error) or repr(error))
         raise
@@ -122,6 +149,11 @@ def failure(config: Config) -> str | None:
         return _failure_path(config).read_text(encoding="utf-8").strip()[:300] or None
     except (OSError, UnicodeDecodeError):
         return None
+
+
+def forget_failure(config: Config) -> None:
+    """The last re-join's failure is over (the box took the primary's part back instead)."""
+    _failed(config, None)
 
 
 def _failure_path(config: Config) -> Path:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from jitaku import log
 from jitaku.config import PASSFILE_NAME, Config
 from jitaku.errors import ClusterError
-from jitaku.ha import cluster, peer, role
+from jitaku.ha import box, cluster, peer, role
 
 if TYPE_CHECKING:
     import psycopg
@@ -304,6 +304,7 @@ def setup(config: Config, primary: str, secret_file: Path, name: str | None, rep
         cluster.fsync_directory(data.parent)
         removed = _remove_older(data, replaced)
     _write_secret(secret_path(config), secret)
+    box.renew(config)  # a DIR cloned from the primary's disk holds its id: the pair's fences need two
     if peer.valid_host(host):  # where failover finds the primary's web (peer.peer_url)
         peer.remember_host(config, host)
     log.event("standby_set_up", primary=primary, slot=name, replaced=str(replaced), removed=len(removed))

@@ -150,16 +150,18 @@ class Monitor:
 
     async def announce(self, check: str, state: State, sentence: str, ja: str = "") -> None:
         """A one-off alert that no check's change of state raises (this box became the primary; it could not take
-        the floating address): sent at once as a problem of CHECK, and recorded with the others."""
+        the floating address): sent at once as a problem of CHECK, and recorded with the others; STATE OK says the
+        problem one announced is over (a recovery)."""
         said = ja if self._settings.alerts.language == "ja" and ja else sentence
-        title = self._alerter.title("problem", check, state)
+        kind = "recovery" if state == State.OK else "problem"
+        title = self._alerter.title(kind, check, state)
         delivered = False
         if self._alerter.configured:
             deliveries = await self._alerter.send(title, said, state)
             for delivery in deliveries:
                 log.event("alert_sent" if delivery.ok else "alert_failed", check=check, target=delivery.target)
             delivered = all(delivery.ok for delivery in deliveries)
-        await self.keep_alert(Alert(time.time(), check, "problem", state, title, said, delivered))
+        await self.keep_alert(Alert(time.time(), check, kind, state, title, said, delivered))
 
     async def keep_alert(self, alert: Alert) -> None:
         await self._database.transact(lambda tx: store.health.add_alert(tx, alert))

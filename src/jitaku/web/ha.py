@@ -4,7 +4,8 @@ box stands, and POST /api/ha/fence, which makes this box stop serving as the pri
 Fencing writes DIR/ha/fenced (jitaku.ha.fence) first, then tells the daemon (ON_FENCE) and waits, up to
 STOP_TIMEOUT, for it to stop taking mail and let the floating address go, then answers 202: the file outlives
 whatever happens next, so a box told to step down never comes back as a primary by a restart, and the peer that
-promotes itself after the 202 finds the address free. It is
+promotes itself after the 202 finds the address free; the 202 says the box's WAL position then (`lsn`,
+pg_current_wal_lsn(): nothing writes any more), which the peer replays before it promotes. It is
 for a primary alone: a standby answers 409. A box fenced already answers 202 again when the fence asked for has
 the purpose of the one it has (a failover retried after a lost answer must not fail), 409 when it has another.
 Without ON_FENCE (a web app not run by the daemon) it answers 503 and writes nothing. A fence whose `by` is this
@@ -94,12 +95,17 @@ def routes(config: Config, on_fence: Callable[[], Awaitable[None] | None] | None
             return _answer(secret, signature, {"error": asked}, 400)
         if asked.by == await asyncio.to_thread(box.box_id, config):
             log.event("ha_request_refused", path=request.url.path, reason="a fence sent by this box itself")
-            return _answer(secret, signature, {"error": "this fence was sent by this box itself"}, 409)
+            message = (
+                f"this fence was sent by this box itself (or by one with the same {box.NAME}: a box whose data "
+                f"directory was copied from this one's shares {config.data_dir}/ha/{box.NAME}; run `jitaku "
+                "standby setup` on the standby, which makes it a new one)"
+            )
+            return _answer(secret, signature, {"error": message}, 409)
         async with fencing:
             existing = await asyncio.to_thread(fence.read, config)
             if existing is not None:
                 if existing.purpose == asked.purpose:
-                    return _answer(secret, signature, {"fenced": True}, 202)
+                    return _answer(secret, signature, {"fenced": True, "lsn": await _lsn(config)}, 202)
                 message = f"this box is fenced already ({existing.purpose}, by {existing.by})"
                 return _answer(secret, signature, {"error": message}, 409)
             if await _standby(config, standby_web):
@@ -115,7 +121,7 @@ def routes(config: Config, on_fence: Callable[[], Awaitable[None] | None] | None
                     await asyncio.wait_for(stopping, STOP_TIMEOUT)
                 except TimeoutError:  # fenced all the same (the file): the peer is told, and the log says so
                     log.event("ha_fence_slow", waited=STOP_TIMEOUT)
-            return _answer(secret, signature, {"fenced": True}, 202)
+            return _answer(secret, signature, {"fenced": True, "lsn": await _lsn(config)}, 202)
 
     async def guarded(request: Request) -> Response:
         """Never a traceback to the peer nor in the log: one line for each."""
@@ -197,6 +203,18 @@ def _write(config: Config, asked: Fence, client: str | None) -> None:
     fence.write(config, asked)
     if client is not None and peer.valid_host(client):
         peer.remember_host(config, client)  # where this box finds its peer from now on (peer_url)
+
+
+async def _lsn(config: Config) -> str | None:
+    """The fenced box's WAL position, read once its mail listeners closed (nothing writes any more): the peer
+    replays that far before it promotes, without another state request. None when the database cannot say in
+    time (the peer asks its state then), or on SQLite."""
+    try:
+        found = await asyncio.wait_for(asyncio.to_thread(_database, config), STATE_TIMEOUT)
+    except (_Unreadable, TimeoutError):
+        return None
+    lsn = found.get("lsn")
+    return lsn if isinstance(lsn, str) and found.get("role") == role.PRIMARY else None
 
 
 async def _standby(config: Config, standby_web: bool) -> bool:
