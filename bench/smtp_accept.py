@@ -424,30 +424,15 @@ class Jitaku:
         )
         if self.database != "sqlite":
             self.cli("init", "--database", "postgresql")
-        self.cli("user", "add", USER, "--password-stdin", input="password123\n")
+        if self.database != "standby-box":  # its cluster is replaced by the primary's, users and all
+            self.cli("user", "add", USER, "--password-stdin", input="password123\n")
         if self.database == "standby":
             self.cli("standby", "allow", LOOPBACK)
 
     def _set_up_standby(self, standby: Jitaku) -> None:
         """The second box, once our daemon runs our cluster: its own cluster replaced by a streaming copy of ours
         (`standby setup`), its daemon started (it serves as a standby)."""
-        standby.cli("init", "--domain", DOMAIN)
-        config = standby.dir / "jitaku.toml"
-        config.write_text(
-            set_toml_keys(
-                config.read_text(),
-                {
-                    "smtp": {"listen": f'["{LOOPBACK}:{standby.port}"]'},
-                    "submission": {"listen": f'["{LOOPBACK}:{standby.submission_port}"]'},
-                    "submissions": {"listen": "[]"},
-                    "imap": {"listen": "[]"},
-                    "pop3": {"listen": "[]"},
-                    "web": {"listen": "[]"},
-                    "database": {"listen": f'["{LOOPBACK}:{standby.database_port}"]'},
-                },
-            )
-        )
-        standby.cli("init", "--database", "postgresql")
+        standby.setup()
         secret = standby.dir / "primary.secret"
         shutil.copy(self.dir / "ha" / "replication.secret", secret)
         secret.chmod(0o600)
