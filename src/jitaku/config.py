@@ -691,6 +691,37 @@ class HaSettings(_Section):
     # the other box's web base URL, which failover, switchover and a restarting primary ask (jitaku.ha.peer); empty:
     # the host `standby setup` or a fence remembered (DIR/ha/peer_host) on this box's own first [web] listen port
     peer: Annotated[str, BeforeValidator(_peer_url)] = ""
+    auto_after: float = Field(
+        default=0,
+        ge=0,
+        description="seconds the primary must be silent before the standby promotes itself, and then only when the "
+        "witness cannot reach it either and replication was synchronous when contact was lost; 0: never (a person "
+        "runs `jitaku failover`)",
+    )
+    cold_start_wait: float = Field(
+        default=60,
+        ge=0,
+        description="seconds a primary whose peer is silent at start waits for it (serving nothing) before it takes "
+        "mail and the address, and then only when the witness does not see the pair's services answering elsewhere",
+    )
+    # the outside jitaku asked whether the pair's public services answer (its /api/buddy/probe, jitaku.ha.witness);
+    # empty: [health.buddy] url, token and ours
+    witness: Annotated[str, BeforeValidator(_peer_url)] = ""
+    witness_token: str = ""
+    witness_targets: tuple[str, ...] = ()  # "host:port" of the pair's public services, as the witness reaches them
+
+    @field_validator("witness_targets")
+    @classmethod
+    def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for target in value:
+            parse_listen(target)
+        return value
+
+    @model_validator(mode="after")
+    def _witness_token(self) -> HaSettings:
+        if self.witness and len(self.witness_token) < 16:
+            raise ValueError("witness needs witness_token, the witness's [health.buddy] token (16 characters or more)")
+        return self
 
     @field_validator("interface")
     @classmethod
@@ -728,6 +759,18 @@ class Settings(_Section):
     blog: BlogSettings = BlogSettings()
     filters: FiltersSettings = FiltersSettings()
     ha: HaSettings = HaSettings()
+
+    @field_validator("ha")
+    @classmethod
+    def _witness(cls, value: HaSettings, info: ValidationInfo) -> HaSettings:
+        """Automatic failover asks a witness, which needs a URL and the targets it probes (jitaku.ha.witness)."""
+        health = info.data.get("health")
+        buddy = health.buddy if isinstance(health, HealthSettings) else BuddySettings()
+        if value.auto_after and not (value.witness or buddy.url):
+            raise ValueError("auto_after needs a witness: set witness (or [health.buddy] url)")
+        if value.auto_after and not (value.witness_targets or (not value.witness and buddy.ours)):
+            raise ValueError("auto_after needs witness_targets (or [health.buddy] ours): what the witness probes")
+        return value
 
     @field_validator("domains", mode="before")
     @classmethod

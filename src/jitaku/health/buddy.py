@@ -63,6 +63,19 @@ async def _call(settings: BuddySettings, method: str, path: str, **kwargs: Any) 
         raise Unreachable("it answered something other than JSON", "JSON 以外の応答が返りました") from None
 
 
+async def ask_probe(settings: BuddySettings) -> list[dict[str, Any]]:
+    """The friend's probe of our `ours` targets: one {"target", "ok", "error"} per target; Unreachable when it
+    cannot be asked or answers something else."""
+    found = await _call(settings, "POST", "/api/buddy/probe", json={"targets": list(settings.ours)})
+    try:
+        results = [dict(result) for result in found["results"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise Unreachable(f"it answered without results ({error})", f"結果のない応答が返りました（{error}）") from None
+    if any("target" not in result for result in results):
+        raise Unreachable("it answered results without targets", "対象のない結果が返りました")
+    return results
+
+
 class Unreachable(Exception):
     def __init__(self, why: str, ja: str) -> None:
         super().__init__(why)
@@ -113,15 +126,13 @@ async def seen_from_buddy(settings: BuddySettings) -> Result | None:
         return None
     friend = name(settings)
     try:
-        found = await _call(settings, "POST", "/api/buddy/probe", json={"targets": list(settings.ours)})
-        results = list(found["results"])
-    except (Unreachable, KeyError, TypeError) as error:
+        results = await ask_probe(settings)
+    except Unreachable as error:
         return Result(
             "reachability",
             State.WARNING,
             f"cannot ask our buddy {friend} how we look: {error}.",
-            ja=f"相棒 {friend} に、外からこのサーバーがどう見えるかを問い合わせられません: "
-            f"{error.ja if isinstance(error, Unreachable) else error}。",
+            ja=f"相棒 {friend} に、外からこのサーバーがどう見えるかを問い合わせられません: {error.ja}。",
         )
     down = [r for r in results if not r.get("ok")]
     failed = [f"{r['target']} does not answer ({r['error']})" for r in down]
