@@ -69,8 +69,9 @@ FENCED: dict[str, object] = {**PRIMARY, "fenced": True, "lsn": "0/5000100"}
 class Pair:
     """The peer's answers (a script of states and one fence answer), and what this box did."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, fence: object, *states: object) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fence: object, *states: object, listening: bool = True) -> None:
         self.fence, self.states = fence, list(states)
+        self.asked = 0  # state requests
         self.done: list[str] = []
         self.said: list[str] = []
         self.replayed = "0/5000100"  # where this box's replay stands
@@ -81,6 +82,7 @@ class Pair:
         monkeypatch.setattr(peer, "fence", self._fence)
         monkeypatch.setattr(peer, "fence_answer", self._fence_answer)
         monkeypatch.setattr(peer, "state", self._state)
+        monkeypatch.setattr(failover, "_listening", lambda url: listening)  # whether its web takes a connection
         monkeypatch.setattr(failover, "_replayed", self._replayed)
         monkeypatch.setattr(failover, "_promote", lambda config: self.done.append("promote"))
         monkeypatch.setattr(failover, "_wait_greeting", lambda config, started: 1.5)
@@ -101,6 +103,7 @@ class Pair:
         return {"fenced": True, "lsn": None} if self._fence(url, secret, purpose, by, rejoin, timeout) else None
 
     def _state(self, url: str, secret: str, timeout: float) -> dict[str, object] | None:
+        self.asked += 1
         answer = self.states.pop(0) if len(self.states) > 1 else self.states[0]
         if isinstance(answer, Exception):
             raise answer
@@ -191,7 +194,7 @@ def test_a_silent_web_with_smtp_or_postgresql_answering_is_refused_unless_forced
         smtp_port, database_port = smtp.getsockname()[1], database.getsockname()[1]
         config = configured(tmp_path, '[ha]\npeer = "http://127.0.0.1:9"\n')
         ports.record(tmp_path, {"mx": (Listen("0.0.0.0", smtp_port),)})
-        pair = Pair(monkeypatch, False, None)
+        pair = Pair(monkeypatch, False, None, listening=False)
         monkeypatch.setattr(alive, "ours", lambda host: False)  # as if 127.0.0.1 were the other box
         receiver = failover.Receiver("waiting", ("127.0.0.1", database_port), 30.0)
         monkeypatch.setattr(failover, "_receiver", lambda config: receiver)
@@ -216,13 +219,27 @@ def test_an_old_primary_restarting_fenced_is_found_fenced_once_its_web_answers(
         config = configured(tmp_path, '[ha]\npeer = "http://127.0.0.1:9"\n')
         ports.record(tmp_path, {"mx": (Listen("0.0.0.0", smtp.getsockname()[1]),)})
         monkeypatch.setattr(failover, "PEER_TIMEOUT", 0.1)
-        pair = Pair(monkeypatch, False, *([None] * 30), FENCED)  # silent well past the fence's own timeout
+        # silent well past the fence's own timeout, its web restarting
+        pair = Pair(monkeypatch, False, *([None] * 30), FENCED, listening=False)
         monkeypatch.setattr(failover, "LATE_FENCE_WAIT", 30.0)
         monkeypatch.setattr(alive, "ours", lambda host: False)
         monkeypatch.setattr(failover, "_peer_url", lambda config: "http://127.0.0.1:9")
         done = pair.failover(config)
     assert done.peer == "fenced (its answer came late) at http://127.0.0.1:9"
     assert pair.done == ["fence failover", "replay to 0/5000100", "promote"]
+
+
+def test_an_old_primary_whose_web_takes_no_connection_is_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pair = Pair(monkeypatch, False, FENCED, listening=False)
+    monkeypatch.setattr(alive, "answering", lambda doors: [])
+    done = pair.failover(configured(tmp_path))
+    assert done.peer == f"no answer from {URL} in 3 s, nor from its SMTP at 192.168.1.10:25: not fenced, going on"
+    assert pair.asked == 0 and pair.done == ["fence failover", "promote"]  # no late fence looked for
+    late = Pair(monkeypatch, False, FENCED)  # its web takes connections: the fence may have come late
+    assert late.failover(configured(tmp_path)).peer == f"fenced (its answer came late) at {URL}"
+    assert late.asked >= 1
 
 
 def test_a_door_of_this_box_s_own_is_not_taken_for_the_peer(tmp_path: Path) -> None:

@@ -46,6 +46,16 @@ def mx_port(config: Config) -> int | None:
     return listening[0].port if listening else None
 
 
+def web_door(url: str) -> Door | None:
+    """The old primary's web at URL, where a fence is delivered; None when URL names no host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return Door("web", parts.hostname, port) if parts.hostname else None
+
+
 def doors(config: Config, url: str, database: tuple[str, int] | None) -> list[Door]:
     """Where the old primary at URL would answer if it were up: its SMTP, and DATABASE (its PostgreSQL as this
     standby reaches it), leaving out the doors that are this box's own."""

@@ -377,6 +377,8 @@ def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> O
             return _fenced_at(url, secret, "fenced")
     except peer.PeerError as error:
         refused = str(error)
+    if refused is None and not _listening(url):  # nothing took the fence: no late answer to wait for
+        return _silent(config, url, secret, force)
     if refused is None:  # no answer in time: it may have fenced itself all the same (a late answer)
         said, why = _fenced_after_timeout(url, secret, PEER_TIMEOUT)
         if said == "fenced":
@@ -397,6 +399,13 @@ def _fence_for_failover(config: Config, url: str, secret: str, force: bool) -> O
         words = f"a standby at {url}, not a primary: not fenced, going on"
         return OldPrimary(words, lsn if isinstance(lsn, str) else None, standby=True)
     return _alive(url, f"refused to be fenced ({refused})", force)
+
+
+def _listening(url: str) -> bool:
+    """Whether the old primary's web takes a TCP connection: one that does not (refused, unreachable) never got
+    our fence, so it cannot have fenced itself since; its other doors are knocked at all the same (_silent)."""
+    door = alive.web_door(url)
+    return door is None or alive.accepts(door.host, door.port, alive.PROBE_TIMEOUT)
 
 
 def _fenced_at(url: str, secret: str, words: str, state: dict[str, Any] | None = None) -> OldPrimary:
