@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jitaku.config import ConfigError, parse
+from jitaku.config import Config, ConfigError, parse
+from jitaku.ha import status
 from jitaku.ha.status import _as_standby
 from jitaku.ha.sync import Facts, Standby, standby_names, synchronous_setting
 from jitaku.health.replication import (
@@ -143,3 +144,13 @@ def test_a_standby_is_caught_up_only_with_nothing_left_to_replay() -> None:
 def test_a_standby_without_the_replication_secret_warns_that_it_copies_no_secret_files() -> None:
     without = on_standby(_standby_status(0, 0.0), secret=False)
     assert without.state == State.WARNING and "DIR/ha/replication.secret" in without.sentence
+
+
+def test_a_primary_that_never_had_a_standby_says_none_and_one_whose_standby_is_gone_says_disconnected(
+    tmp_path: Path,
+) -> None:
+    alone = Config(parse('domains = ["example.org"]\n', tmp_path / "jitaku.toml"), tmp_path)
+    assert status.status(alone)["sync_state"] == "none"  # SQLite: one box
+    assert status._as_primary([], [], 1)["sync_state"] == "none"
+    gone = status._as_primary([], [("standby_two", 4096)], 2)
+    assert (gone["sync_state"], gone["peer"], gone["lag_bytes"]) == ("disconnected", "standby_two", 4096)

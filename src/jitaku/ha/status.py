@@ -2,7 +2,7 @@
 
 A primary knows its standbys from pg_stat_replication (one row per connected walsender) and, when none is
 connected, from its physical replication slots: a standby that was set up and is gone is "disconnected", not
-forgotten. A standby knows its primary from pg_stat_wal_receiver; how far behind it is, in bytes, is the distance
+forgotten; a primary that never had one says "none". A standby knows its primary from pg_stat_wal_receiver; how far behind it is, in bytes, is the distance
 from the end of WAL the primary last told it of (latest_end_lsn) to what it has replayed."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 
 from jitaku.config import Config
 from jitaku.ha import fence, role
+
+NO_STANDBY = "none"  # a primary's sync_state when no standby was ever set up against it
 
 PRIMARY_ROWS = """
 SELECT coalesce(nullif(application_name, ''), client_addr::text, 'local'), client_addr::text, state, sync_state,
@@ -73,7 +75,7 @@ def _alone(config: Config) -> dict[str, Any]:
     return {
         "role": role.PRIMARY,
         "peer": None,
-        "sync_state": "disconnected",
+        "sync_state": NO_STANDBY,
         "lag_bytes": None,
         "lag_seconds": None,
         "received_lsn": None,
@@ -133,7 +135,7 @@ def _as_primary(rows: list[Any], slots: list[Any], timeline: Any) -> dict[str, A
     return {
         "role": role.PRIMARY,
         "peer": first.get("peer"),
-        "sync_state": first.get("sync_state", "disconnected"),
+        "sync_state": first.get("sync_state", NO_STANDBY),
         "lag_bytes": first.get("lag_bytes"),
         "lag_seconds": first.get("lag_seconds"),
         "received_lsn": None,
