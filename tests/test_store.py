@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
 from jitaku.store import Database, Tx, accounts, attempts, lists, mailstore, queue
+from jitaku.store import errors as store_errors
 from jitaku.store.engine import migrations_config
 from jitaku.store.revision import SCHEMA_REVISION, stored_revision
 from tests.postgres import database_url, sqlite_only
@@ -56,6 +57,27 @@ def test_a_failing_job_rolls_back_alone(tmp_path: Path) -> None:
     assert results[0] == 1 and isinstance(results[1], RuntimeError) and results[2] == 2
     bodies = [m.body for m in database.read_now(lambda c: mailstore.list_messages(c, "alice@example.test"))]
     assert bodies == [b"one", b"two"]
+    database.close()
+
+
+def test_a_database_opened_read_only_reads_and_refuses_every_write_saying_so(tmp_path: Path) -> None:
+    url = database_url(tmp_path)
+    database = Database(url)
+    with database.transaction() as connection:
+        accounts.add_user(connection, "alice@example.test", None)
+    database.close()
+    fenced = Database(url, read_only=True)
+    assert fenced.read_now(lambda c: accounts.find_user(c, "alice@example.test")) is not None
+    with pytest.raises(Exception) as refused, fenced.transaction() as connection:
+        accounts.add_user(connection, "bob@example.test", None)
+    assert store_errors.read_only(refused.value), refused.value
+    with pytest.raises(Exception) as refused_too:
+        asyncio.run(fenced.transact(lambda tx: mailstore.append(tx, "alice@example.test", b"one")))
+    assert store_errors.read_only(refused_too.value), refused_too.value
+    fenced.close()
+    database = Database(url)
+    assert database.read_now(lambda c: accounts.find_user(c, "bob@example.test")) is None
+    assert database.read_now(lambda c: mailstore.list_messages(c, "alice@example.test")) == []
     database.close()
 
 

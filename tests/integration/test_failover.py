@@ -370,6 +370,12 @@ def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays
     again = standby.cli("failover", check=False)
     assert again.returncode == 1 and again.stderr == "jitaku: this box is the primary already\n"
 
+    # a command on the old primary, its daemon still dead, asks the peer before it writes: fenced, read-only
+    written = primary.cli("alias", "add", "sales@example.test", READER, check=False)
+    assert written.returncode == 1, written.stderr
+    assert "was promoted while this box was away: this box is fenced" in written.stderr
+    assert "database is read-only" in written.stderr
+    assert json.loads((primary.dir / "ha" / "fenced").read_text())["purpose"] == "split-brain"
     # the old primary restarted: it sees the peer's newer timeline and refuses mail
     primary.start()
     assert greeting(primary).startswith(b"421 4.3.2 "), primary.log()[-3000:]

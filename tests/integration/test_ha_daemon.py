@@ -95,6 +95,12 @@ def test_a_fenced_box_serves_no_mail_says_why_and_stays_fenced(jitaku_factory: A
         urllib.request.urlopen(post, timeout=10)
     assert written.value.code == 503  # read-only, as a standby's
     assert json.loads(server.cli("ha", "status", "--json").stdout)["fenced"] is True
+    refused = server.cli("alias", "add", "sales@example.test", READER, check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr == (
+        "jitaku: this box's database is read-only: it is a standby, or fenced (`jitaku ha status` says which); "
+        "run this on the primary\n"
+    )
 
     # a damaged fence still fences (fail safe), across a restart
     fence_file(server).write_text("{half a fen")
@@ -108,6 +114,8 @@ def test_a_fenced_box_serves_no_mail_says_why_and_stays_fenced(jitaku_factory: A
     wait_until(lambda: len(started(server)) == 3, timeout=30)
     assert greeting(server.smtp_port).startswith(b"220 ")
     assert json.loads(server.cli("ha", "status", "--json").stdout)["fenced"] is False
+    server.cli("alias", "add", "sales@example.test", READER)
+    assert "sales@example.test" in server.cli("alias", "list").stdout
 
 
 def test_a_primary_fenced_by_its_peer_stops_taking_mail_in_the_same_process(jitaku_factory: Any) -> None:

@@ -52,6 +52,12 @@ def main() -> None:
     except Exception as error:  # a bug: one line for the person, the traceback on request
         if debug:
             raise
+        if _read_only(error):
+            sys.stderr.write(
+                "jitaku: this box's database is read-only: it is a standby, or fenced (`jitaku ha status` says "
+                "which); run this on the primary\n"
+            )
+            sys.exit(1)
         sys.stderr.write(f"jitaku: internal error: {visible(repr(error))} (JITAKU_DEBUG=1 shows the traceback)\n")
         sys.exit(70)
     sys.exit(code if isinstance(code, int) else 0)
@@ -89,6 +95,13 @@ def _typer_main() -> object:
     except typer.Abort:  # typer's word for EOFError: Ctrl-D at the password prompt
         sys.stderr.write("jitaku: the input ended (Ctrl-D) before an answer; nothing changed\n")
         sys.exit(USAGE)
+
+
+def _read_only(error: BaseException) -> bool:
+    """Whether ERROR is a write the database refused as read-only; the store's module is loaded once a command
+    touched the database, and only then can this be."""
+    errors = sys.modules.get("jitaku.store.errors")
+    return errors is not None and bool(errors.read_only(error))
 
 
 def _refusals() -> tuple[type[Exception], ...]:

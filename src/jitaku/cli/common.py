@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,10 +77,12 @@ def load_config(data_dir: Path) -> Config:
 
 def open_database(config: Config) -> Database:
     """The database the config names (SQLite in the data directory, or PostgreSQL), opened for this command."""
+    from jitaku.ha import fence
     from jitaku.store import Database
 
     hold_cluster(config)
-    return Database(config.database_url)
+    # a fenced box's database may have diverged from the primary's: a command reads it, never writes to it
+    return Database(config.database_url, read_only=fence.read(config) is not None)
 
 
 _held = contextlib.ExitStack()  # the clusters this command holds, left at its exit
@@ -101,8 +104,28 @@ def hold_cluster(config: Config) -> None:
         if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
             for number in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(number, _exit_on_signal)
+    started = cluster.running(config) is None
     _held.enter_context(cluster.using(config))
     _holding.add(config.data_dir)
+    if started:
+        _fence_if_superseded(config)
+
+
+def _fence_if_superseded(config: Config) -> None:
+    """A command that started the cluster (the daemon is down) asks the peer first, as the daemon does at its
+    start (jitaku.ha.mode): a box that was the primary, and whose peer was promoted while it was away, writes
+    its split-brain fence, and its commands then read its database and never write to it (open_database)."""
+    from jitaku.ha import fence, mode, role
+
+    if fence.read(config) is not None or role.current(config) != role.PRIMARY:
+        return
+    newer = mode.newer_primary(config)
+    if newer is not None:
+        fence.write(config, fence.Fence("split-brain", newer, time.time()))
+        sys.stderr.write(
+            f"jitaku: the peer at {newer} was promoted while this box was away: this box is fenced, its database "
+            "read-only (`jitaku standby setup` re-joins it)\n"
+        )
 
 
 def _exit_on_signal(number: int, frame: object) -> None:

@@ -2,8 +2,9 @@
 
 A primary knows its standbys from pg_stat_replication (one row per connected walsender) and, when none is
 connected, from its physical replication slots: a standby that was set up and is gone is "disconnected", not
-forgotten; a primary that never had one says "none". A standby knows its primary from pg_stat_wal_receiver; how far behind it is, in bytes, is the distance
-from the end of WAL the primary last told it of (latest_end_lsn) to what it has replayed."""
+forgotten; a primary that never had one says "none". A standby knows its primary from pg_stat_wal_receiver; how
+far behind it is, in bytes, is the distance from the end of WAL the primary last told it of (latest_end_lsn) to
+what it has replayed."""
 
 from __future__ import annotations
 

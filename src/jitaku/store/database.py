@@ -29,10 +29,11 @@ T = TypeVar("T")
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, read_only: bool = False) -> None:
         """Open the database at URL, bringing its schema to the newest revision first if it is older. A standby's
-        database is its primary's, read-only: only the primary's jitaku migrates it, and the standby's must match."""
-        self._driver = driver_for(url)
+        database is its primary's, read-only: only the primary's jitaku migrates it, and the standby's must match.
+        READ_ONLY: no transaction writes (jitaku.store.driver)."""
+        self._driver = driver_for(url, read_only)
         self._engine: Engine | None = None
         self._writer: Writer | None = None
         self._reader = Reader(self._driver)

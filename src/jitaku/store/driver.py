@@ -26,18 +26,24 @@ class Driver:
     dialect: Dialect
     error: type[Exception]  # the driver's base class of errors (PEP 249's Error)
     connect: Callable[[], Any]  # a new DB-API connection, tuned
+    read_only: bool = False  # every transaction refuses to write
 
 
-def driver_for(url: str) -> Driver:
+READ_ONLY_OPTIONS = "-c default_transaction_read_only=on"  # libpq's `options`: the session's default
+
+
+def driver_for(url: str, read_only: bool = False) -> Driver:
+    """READ_ONLY: every transaction refuses to write (a fenced box's commands: its database may have diverged
+    from the primary's, and what it would take there would be lost)."""
     scheme, _, rest = url.partition("://")
     backend = scheme.partition("+")[0]
     path = sqlite_path(url)
     if path is not None:
         if not path or "?" in path:
             raise ValueError(f"jitaku stores SQLite data in a file named by its URL, sqlite:///PATH, not {shown(url)}")
-        return Driver(url, SQLITE, sqlite3.Error, lambda: _open_sqlite(path))
+        return Driver(url, SQLITE, sqlite3.Error, lambda: _open_sqlite(path, read_only), read_only)
     if backend in ("postgresql", "postgres"):
-        return _postgresql(url, rest)
+        return _postgresql(url, rest, read_only)
     raise ValueError(f"jitaku stores its data in SQLite or PostgreSQL, not {backend}")
 
 
@@ -60,17 +66,24 @@ def shown(url: str) -> str:
     return parsed.difference_update_query(["password"]).render_as_string(hide_password=True)
 
 
-def _open_sqlite(path: str) -> sqlite3.Connection:
+def _open_sqlite(path: str, read_only: bool) -> sqlite3.Connection:
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", f"busy_timeout={BUSY_TIMEOUT}"):
         connection.execute(f"PRAGMA {pragma}").close()
+    if read_only:
+        connection.execute("PRAGMA query_only=ON").close()
     return connection
 
 
-def _postgresql(url: str, rest: str) -> Driver:
+def _postgresql(url: str, rest: str, read_only: bool) -> Driver:
     try:
         psycopg: Any = importlib.import_module("psycopg")
     except ImportError:
         raise ValueError(f"{shown(url)} needs psycopg 3 (pip install 'psycopg[binary]')") from None
     conninfo = f"postgresql://{rest}"
-    return Driver(url, POSTGRESQL, psycopg.Error, lambda: psycopg.connect(conninfo, autocommit=True))
+    options = {"options": READ_ONLY_OPTIONS} if read_only else {}
+
+    def connect() -> Any:
+        return psycopg.connect(conninfo, autocommit=True, **options)
+
+    return Driver(url, POSTGRESQL, psycopg.Error, connect, read_only)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 
 from jitaku.store.dialect import LARGE_VALUE
-from jitaku.store.driver import Driver
+from jitaku.store.driver import READ_ONLY_OPTIONS, Driver
 from jitaku.store.revision import MIGRATIONS
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ def open_engine(driver: Driver) -> Engine:
     if driver.dialect.name != "sqlite":
         # psycopg 3, the driver jitaku depends on: SQLAlchemy 2.0 takes a bare postgresql:// for psycopg2
         scheme, _, rest = driver.url.partition("://")
-        return create_engine(f"postgresql+psycopg://{rest}" if "+" not in scheme else driver.url, pool_pre_ping=True)
+        url = f"postgresql+psycopg://{rest}" if "+" not in scheme else driver.url
+        options = {"options": READ_ONLY_OPTIONS} if driver.read_only else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=options)
     engine = create_engine(driver.url, creator=driver.connect)
     _begin(engine)
     _note_large_values(engine)

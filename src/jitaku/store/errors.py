@@ -12,6 +12,7 @@ import sqlite3
 import sys
 
 DISK_FULL = "53100"  # PostgreSQL's SQLSTATE disk_full
+READ_ONLY = "25006"  # read_only_sql_transaction: a standby's, or a session's default_transaction_read_only
 # PostgreSQL's SQLSTATEs serialization_failure and deadlock_detected: two transactions that wanted each other's
 # rows, one of which the server undid; run again, it succeeds
 CONFLICTS = frozenset({"40001", "40P01"})
@@ -34,6 +35,15 @@ def out_of_space(error: BaseException) -> bool:
     if isinstance(cause, sqlite3.Error):
         return cause.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL  # the primary code under an extended one
     return getattr(cause, "sqlstate", None) == DISK_FULL or getattr(cause, "pgcode", None) == DISK_FULL
+
+
+def read_only(error: BaseException) -> bool:
+    """Whether ERROR is a write refused because the database is read-only: a standby's (in recovery), or one
+    opened read-only for a fenced box (jitaku.store.driver)."""
+    cause = getattr(error, "orig", error)
+    if isinstance(cause, sqlite3.Error):
+        return getattr(cause, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY
+    return getattr(cause, "sqlstate", None) == READ_ONLY
 
 
 def conflicted(error: BaseException) -> bool:
