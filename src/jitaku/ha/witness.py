@@ -41,7 +41,7 @@ def settings(config: Config) -> BuddySettings | None:
 
 async def ask(config: Config) -> Answer:
     """Whether the pair's public services answer the witness; bounded by the buddy client's timeout."""
-    from jitaku.health import buddy
+    from jitaku import buddy_client as buddy
 
     witness = settings(config)
     if witness is None or not witness.ours:

@@ -1,0 +1,56 @@
+"""Asking a buddy (another jitaku, at a friend's place) over its `/api/buddy/...` endpoints (jitaku.web.buddy),
+with the token both sides share: the health checks (jitaku.health.buddy) and the pair's witness
+(jitaku.ha.witness) both do."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from jitaku.config import BuddySettings
+
+TIMEOUT = 15.0
+
+
+def name(settings: BuddySettings) -> str:
+    return settings.name or urlparse(settings.url).hostname or settings.url
+
+
+async def call(settings: BuddySettings, method: str, path: str, **kwargs: Any) -> Any:
+    """The friend's endpoint; raises Unreachable with a few words on any failure."""
+    import httpx  # httpx (~16 MB with the CLI it loads) only in a daemon that uses it
+
+    headers = {"Authorization": f"Bearer {settings.token}"}
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT, verify=settings.verify_tls) as client:
+            response = await client.request(method, settings.url.rstrip("/") + path, headers=headers, **kwargs)
+    except httpx.HTTPError as error:
+        raise Unreachable(error.__class__.__name__, error.__class__.__name__) from None
+    if response.status_code in (401, 403):
+        code = response.status_code
+        raise Unreachable(f"it refused our token (HTTP {code})", f"トークンが拒否されました（HTTP {code}）")
+    if response.status_code != 200:
+        raise Unreachable(f"HTTP {response.status_code}", f"HTTP {response.status_code}")
+    try:
+        return response.json()
+    except ValueError:
+        raise Unreachable("it answered something other than JSON", "JSON 以外の応答が返りました") from None
+
+
+async def ask_probe(settings: BuddySettings) -> list[dict[str, Any]]:
+    """The friend's probe of our `ours` targets: one {"target", "ok", "error"} per target; Unreachable when it
+    cannot be asked or answers something else."""
+    found = await call(settings, "POST", "/api/buddy/probe", json={"targets": list(settings.ours)})
+    try:
+        results = [dict(result) for result in found["results"]]
+    except (KeyError, TypeError, ValueError) as error:
+        raise Unreachable(f"it answered without results ({error})", f"結果のない応答が返りました（{error}）") from None
+    if any("target" not in result for result in results):
+        raise Unreachable("it answered results without targets", "対象のない結果が返りました")
+    return results
+
+
+class Unreachable(Exception):
+    def __init__(self, why: str, ja: str) -> None:
+        super().__init__(why)
+        self.ja = ja
