@@ -75,7 +75,7 @@ class Primary:
         monkeypatch.setattr(auto, "_answering_doors", lambda config, url: list(self.doors))
         monkeypatch.setattr(witness, "ask", self._ask)
         monkeypatch.setattr(failover, "promote_automatically", lambda config, why: self.promoted.append(why))
-        monkeypatch.setattr(auto.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(auto, "monotonic", lambda: self.now)
 
     def _state(self, url: str, secret: str, timeout: float) -> dict[str, Any] | None:
         if isinstance(self.answer, peer.PeerError):
@@ -136,6 +136,15 @@ def test_the_watch_holds_back_for_an_asynchronous_standby_a_fenced_box_a_refusal
 
     primary.answer = synchronous("two")
     primary.step(config, known)
+    alerts = len(primary.alerts)
+    primary.answer = peer.PeerError("503", 503)  # its database restarting: alive, not known to wait for this box
+    primary.step(config, known)
+    assert len(primary.alerts) == alerts  # not alerted: a refusal is, not a box whose database restarts
+    primary.answer = None
+    assert not primary.step(config, known, 5) and "asynchronous when contact was lost" in primary.alerts[-1][0]
+
+    primary.answer = synchronous("two")
+    primary.step(config, known)
     primary.answer, primary.seen = None, ANSWERS
     assert not primary.step(config, known, 5) and "a cut between the boxes" in primary.alerts[-1][0]
     primary.seen = SILENT  # the primary lived on, seen by the witness, longer than sync_timeout after its last
@@ -150,6 +159,7 @@ def test_a_failed_promotion_is_alerted_and_the_watch_goes_on(config: Config, mon
         raise failover.FailoverError("the old primary at http://192.168.1.10:8080 is up and refused to be fenced")
 
     monkeypatch.setattr(failover, "promote_automatically", refused)
+    monkeypatch.setattr(auto, "WITNESS_EVERY", 0.01)  # the pause before the next try
     primary.answer = synchronous("two")
     primary.step(config, known)
     primary.answer = None

@@ -627,7 +627,7 @@ async def _release_address(address: FloatingAddress) -> None:
         log.event("ha_address_failed", address=str(address), error=str(error))
 
 
-def _promoted(hostname: str, automatic: tuple[str, str] | None = None) -> tuple[State, str, str]:
+def _promoted(hostname: str, automatic: tuple[str, str] | None) -> tuple[State, str, str]:
     """The new primary's alert; AUTOMATIC: why it promoted itself (jitaku.ha.auto), when it did, (en, ja)."""
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     how, how_ja = "its PostgreSQL was promoted", "PostgreSQL が昇格しました"

@@ -26,10 +26,10 @@ attempt, never forced, then pg_promote); the daemon's watch of its cluster then 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
+from time import monotonic
 from typing import Any
 
 from jitaku import log
@@ -188,7 +188,7 @@ async def _step(config: Config, url: str, secret: str, name: str, known: _Watch,
     """One look at the primary; whether this box promoted itself."""
     settings = config.settings.ha
     answer = await _state(url, secret)
-    now = time.monotonic()
+    now = monotonic()
     if answer is not None:
         await _heard(known, answer, name, now, alert)
         return False
@@ -199,11 +199,11 @@ async def _step(config: Config, url: str, secret: str, name: str, known: _Watch,
     if decision.action is Action.KNOCK:
         doors = await asyncio.to_thread(_answering_doors, config, url)
         if doors:
-            known.alive_at = time.monotonic()
+            known.alive_at = monotonic()
         decision = decide(silent, settings.auto_after, known.in_sync(settings.sync_timeout, now), doors, None)
     if decision.action is Action.ASK:
         if known.seen is None or known.asked_at is None or now - known.asked_at >= WITNESS_EVERY:
-            known.seen, known.asked_at = await witness.ask(config), time.monotonic()
+            known.seen, known.asked_at = await witness.ask(config), monotonic()
             if known.seen.seen is witness.Seen.ANSWERS:
                 known.alive_at = known.asked_at
         decision = decide(silent, settings.auto_after, known.in_sync(settings.sync_timeout, now), [], known.seen)
@@ -216,10 +216,15 @@ async def _step(config: Config, url: str, secret: str, name: str, known: _Watch,
     return False
 
 
-async def _heard(known: _Watch, answer: dict[str, Any] | str, name: str, now: float, alert: Alert) -> None:
-    """The primary answered (ANSWER: its state, or why it refused us): a box alive, whatever it said."""
+async def _heard(known: _Watch, answer: dict[str, Any] | peer.PeerError, name: str, now: float, alert: Alert) -> None:
+    """The primary answered (ANSWER: its state, or its refusal): a box alive, whatever it said. A 5xx (its
+    database restarting) is logged; a refusal (403: another secret, clocks apart) is alerted."""
     known.heard, known.alive_at, known.seen, known.asked_at = now, None, None, None
-    if isinstance(answer, str):
+    if isinstance(answer, peer.PeerError) and answer.status is not None and answer.status >= 500:
+        known.synchronous = False  # its database restarting: whether it waits for this box is not known
+        _say(known, "ha_auto_peer", f"answers {answer.status}: its database cannot say how it stands")
+        return
+    if isinstance(answer, peer.PeerError):
         known.synchronous = False
         await _hold(
             known,
@@ -272,16 +277,17 @@ async def _promote(config: Config, known: _Watch, decision: Decision, alert: Ale
             f"このスタンバイは自動昇格を試みましたが、できませんでした: {reason}",
             alert,
         )
+        await asyncio.sleep(WITNESS_EVERY)  # not again at once: the old primary, or this cluster, may need a while
         return False
     return True
 
 
-async def _state(url: str, secret: str) -> dict[str, Any] | str | None:
-    """The primary's state; why it refused us; None when it is silent (or slower than STATE_TIMEOUT)."""
+async def _state(url: str, secret: str) -> dict[str, Any] | peer.PeerError | None:
+    """The primary's state; its refusal; None when it is silent (or slower than STATE_TIMEOUT)."""
     try:
         return await asyncio.wait_for(asyncio.to_thread(peer.state, url, secret, STATE_TIMEOUT), STATE_TIMEOUT + 2)
     except peer.PeerError as error:
-        return str(error)
+        return error
     except TimeoutError:
         return None
 
