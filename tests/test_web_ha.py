@@ -229,3 +229,51 @@ def test_a_fenced_box_s_state_asks_whether_its_cluster_runs_and_says_why_a_re_jo
         monkeypatch.setattr(cluster, "running", lambda _config: None)
         state = post(client, "/api/ha/state", {}).json()
         assert (state["cluster"], state["checkpoint"]) == ("stopped", "0/3000028")
+
+
+class Cluster:
+    """A primary's PostgreSQL as _database asks it: in recovery or not, and pg_stat_replication's rows."""
+
+    def __init__(self, recovery: bool, replication: list[tuple[str, str]]) -> None:
+        self.recovery, self.replication, self._rows = recovery, replication, [(None,)]
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def execute(self, query: str) -> Cluster:
+        if "pg_is_in_recovery" in query:
+            self._rows = [(self.recovery,)]
+        elif "pg_stat_replication" in query:
+            states = ("sync", "quorum")
+            self._rows = sorted(
+                (name,) for name, state in self.replication if state in states and "sync_state" in query
+            )
+        else:
+            self._rows = [("0/5000080",)]
+        return self
+
+    def fetchone(self) -> tuple[object, ...]:
+        return self._rows[0]
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        return self._rows
+
+
+def test_the_state_names_a_primary_s_synchronous_standbys_and_none_on_a_standby_sqlite_or_when_fenced(
+    client: TestClient, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import role
+
+    assert post(client, "/api/ha/state", {}).json()["synchronous"] == []  # SQLite: no standby
+    replication = [("two", "sync"), ("three", "potential"), ("four", "async"), ("five", "quorum")]
+    monkeypatch.setattr(role, "postgresql", lambda _config: True)
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, replication))
+    assert post(client, "/api/ha/state", {}).json()["synchronous"] == ["five", "two"]
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(True, replication))
+    assert post(client, "/api/ha/state", {}).json()["synchronous"] == []
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, replication))
+    fence.write(config, fence.Fence("failover", "two.lan", 1.0))  # it takes no write: nobody is synchronous for it
+    assert post(client, "/api/ha/state", {}).json()["synchronous"] == []

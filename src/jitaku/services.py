@@ -381,11 +381,15 @@ async def _run(
                 monitor = Monitor(config, database)
                 background.append(tasks.create_task(monitor.run()))
             if main and mode == PRIMARY and after == "promoted":
-                notices.append(_promoted(hostname))
+                from jitaku.ha import auto
+
+                notices.append(_promoted(hostname, auto.promotion()))
             if monitor is not None and notices:
                 background.append(tasks.create_task(_announce(monitor, notices)))
             if main and mode == STANDBY and role.postgresql(config):
                 background.append(tasks.create_task(_until_promoted(config, ending)))
+                if settings.ha.auto_after > 0:
+                    background.append(tasks.create_task(_watch_primary(config, monitor)))
             if main and mode == FENCED:
                 background.append(tasks.create_task(_rejoin(config, ending, monitor)))
                 if role.postgresql(config):
@@ -623,15 +627,19 @@ async def _release_address(address: FloatingAddress) -> None:
         log.event("ha_address_failed", address=str(address), error=str(error))
 
 
-def _promoted(hostname: str) -> tuple[State, str, str]:
-
+def _promoted(hostname: str, automatic: tuple[str, str] | None) -> tuple[State, str, str]:
+    """The new primary's alert; AUTOMATIC: why it promoted itself (jitaku.ha.auto), when it did, (en, ja)."""
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    how, how_ja = "its PostgreSQL was promoted", "PostgreSQL が昇格しました"
+    if automatic is not None:
+        how = f"it promoted itself automatically ([ha] auto_after): {automatic[0]}"
+        how_ja = f"自動フェイルオーバー([ha] auto_after)で自ら昇格しました: {automatic[1]}"
     return (
         State.WARNING,
-        f"{hostname} became the primary at {at}: its PostgreSQL was promoted, and it takes mail now. "
+        f"{hostname} became the primary at {at}: {how}, and it takes mail now. "
         "The pair has no standby until the other box re-joins as this one's (by itself after a switchover, "
         "else by `jitaku standby setup` there).",
-        f"{hostname} は {at} にプライマリになりました(PostgreSQL が昇格しました)。メールはこちらで受け付けます。"
+        f"{hostname} は {at} にプライマリになりました({how_ja})。メールはこちらで受け付けます。"
         "もう一台がこちらのスタンバイとして再参加する(スイッチオーバーなら自動、ほかはそちらで "
         "`jitaku standby setup`)までスタンバイはありません。",
     )
@@ -647,6 +655,17 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
     await role.until_promoted(config)
     log.event("ha_promoted", hostname=config.settings.mail_hostname)
     ending.end("promoted")
+
+
+async def _watch_primary(config: Config, monitor: Monitor | None) -> None:
+    """A standby's automatic failover ([ha] auto_after, jitaku.ha.auto): it promotes this box's cluster when its
+    primary is dead beyond doubt, and _until_promoted then ends the services; its alerts are "ha" alerts."""
+    from jitaku.ha import auto
+
+    async def alert(sentence: str, ja: str, over: bool) -> None:
+        await _alert(monitor, sentence, ja, State.OK if over else State.CRITICAL)
+
+    await auto.watch(config, alert)
 
 
 async def _until_unfenced(config: Config, ending: _Ending) -> None:

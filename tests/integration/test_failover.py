@@ -4,7 +4,9 @@ blog comments over HTTP and list members added by the CLI), every message that g
 exactly once, every answered flag change is there, and so is every comment answered "saved" and every member
 whose `jitaku list add` succeeded, once each; failover takes mail again
 within the issue's 30 s; a switchover leaves the old primary streaming from the new one; a failover fences a
-primary that answers; and an old primary restarted after a failover refuses mail (the split-brain guard)."""
+primary that answers; an old primary restarted after a failover refuses mail (the split-brain guard); and a
+standby with [ha] auto_after promotes itself once its primary is dead, and only once the witness cannot reach the
+pair either."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import pytest
 
 from tests.integration.harness import READER, Jitaku
 from tests.integration.test_filter_lists_comments import blog_post
+from tests.integration.test_ha_daemon import health_page
 from tests.integration.test_lists import LIST
 from tests.integration.test_managed_postgres import managed, postmaster
 from tests.integration.test_standby import managed_port, no_cluster_left, status
@@ -36,9 +39,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as an
 __all__ = ["no_cluster_left"]  # its autouse fixture stops the clusters this module's tests leave
 
 
-def ha_pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, Jitaku]:
+def ha_pair(jitaku_factory: Any, shared_dir: Path, standby_ha: dict[str, Any] | None = None) -> tuple[Jitaku, Jitaku]:
     """Both daemons running, the standby streaming synchronously from the primary, each naming the other as
-    its peer."""
+    its peer; STANDBY_HA: more of the standby's [ha] keys."""
     primary, port = managed(jitaku_factory, shared_dir)
     primary.cli("init", "--database", "postgresql")
     primary.add_user(READER)
@@ -51,7 +54,7 @@ def ha_pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, Jitaku]:
     copy.chmod(0o600)
     webs = primary.fixed_port("web"), standby.fixed_port("web")
     primary.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[1]}"}
-    standby.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[0]}"}
+    standby.settings["ha"] = {"peer": f"http://127.0.0.1:{webs[0]}", **(standby_ha or {})}
     for server in (primary, standby):
         server.settings["database"]["managed"] = True  # as `init --database postgresql` wrote it
         server.write_config()
@@ -411,3 +414,85 @@ def test_switchover_and_back_twice_with_writers_loses_nothing_then_failover_fenc
     assert greeting(one).startswith(b"421 4.3.2 ") and greeting(two).startswith(b"220")
     assert_kept(two, writer.acknowledged)
     assert "Traceback" not in one.log() + two.log()
+
+
+class Forwarded:
+    """A port that greets "220" to every connection while open: the pair's public SMTP as the home router forwards
+    it, seen answering from outside (the primary serving still, to the witness)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._open = threading.Event()
+        self._open.set()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while self._open.is_set():
+            with contextlib.suppress(TimeoutError):
+                connection, _ = self.sock.accept()
+                with connection:
+                    connection.sendall(b"220 forwarded ESMTP\r\n")
+
+    def close(self) -> None:
+        self._open.clear()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
+def test_the_standby_promotes_itself_only_once_the_witness_cannot_reach_the_pair_either(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    token = "witness-buddy-token-5c1e"
+    witness = jitaku_factory(name="witness")  # a jitaku at a friend's place, on SQLite
+    witness.settings["health"] = {"buddy": {"token": token}}
+    witness.fixed_port("web")
+    witness.init()
+    witness.start()
+    forwarded = Forwarded()
+    automatic = {
+        "auto_after": 4,
+        # the witness sees the forwarded port answer for up to ~25 s after the primary's last answer: a primary
+        # that waits 60 s for a silent standby acknowledged nothing without it meanwhile
+        "sync_timeout": 60,
+        "witness": f"http://127.0.0.1:{witness.web_port}",
+        "witness_token": token,
+        "witness_targets": [f"127.0.0.1:{forwarded.port}"],
+    }
+    try:
+        primary, standby = ha_pair(jitaku_factory, shared_dir, automatic)
+        stopped += [primary, standby, witness]
+        send(primary, "before-the-kill")
+        wait_until(lambda: "this box synchronous True" in standby.log(), timeout=30)  # as its primary said
+        primary.kill9()
+        cluster = postmaster(primary)
+        assert cluster is not None
+        os.kill(cluster, signal.SIGKILL)
+        killed = time.monotonic()
+
+        # the witness still reaches the pair's port: a cut between the boxes, not a dead primary
+        wait_until(lambda: "a cut between the boxes" in standby.log(), timeout=30)
+        time.sleep(max(0.0, killed + 4 + 8 - time.monotonic()))
+        assert status(standby)["role"] == "standby"
+        assert greeting(standby).startswith(b"421 4.3.2 ")
+    finally:
+        forwarded.close()
+    # nothing answers the witness now: the standby, synchronous when contact was lost, promotes itself
+    wait_until(lambda: greets(standby), timeout=45, interval=0.5)
+    assert status(standby)["role"] == "primary"
+    assert "before-the-kill" in subjects(standby)
+    said = standby.log()
+    assert re.search(r"event=ha_failover .*automatic=True", said), said[-3000:]
+    # the new primary's alert says it promoted itself, and why (recorded: no [alerts] urls here)
+    wait_until(lambda: "promoted itself automatically" in health_page(standby), timeout=30)
+    assert "Traceback" not in said
+
+
+def greets(server: Jitaku) -> bool:
+    """Whether SERVER's MX greets with 220 now (a standby's says 421; one changing its part may cut us off)."""
+    try:
+        return greeting(server).startswith(b"220")
+    except OSError:
+        return False

@@ -24,6 +24,9 @@ us as soon as it starts as a standby, and our replay is seen to keep up with it.
 no longer takes mail and we do not yet: any failure then ends in one message saying how both boxes stand and what
 to run on which (_stranded). The old primary of one that never promoted us keeps its cluster stopped, fenced
 (jitaku.ha.rejoin): `jitaku failover --force` there takes the primary's part back (_take_back).
+
+The daemon itself promotes its box when automatic failover says so (jitaku.ha.auto): promote_automatically, the
+same fence and promotion, never forced, without the wait for a greeting that only the daemon can give.
 """
 
 from __future__ import annotations
@@ -95,6 +98,28 @@ def failover(config: Config, started: float, say: Say, force: bool = False) -> P
     seconds = _wait_greeting(config, started)
     log.event("ha_failover", seconds=round(seconds, 2), peer=url or "none")
     return Promoted(seconds, old.words)
+
+
+def promote_automatically(config: Config, why: str) -> str:
+    """The daemon's own promotion (jitaku.ha.auto: the primary silent, the witness too, replication synchronous
+    when contact was lost): what failover() does, without its wait for this box's 220. The daemon that would greet
+    is the one asking, in a thread: it serves as the primary only once its services end with "promoted" (its watch
+    of the cluster), and they cannot end while it waits here. Never forced: an old primary that answers and is not
+    fenced after it (its web, or only its SMTP or PostgreSQL) raises FailoverError, and a person decides; one that
+    fenced itself said its WAL position, replayed here first, and one that could not say it is refused too (writes
+    may be missing). WHY goes to the log. What became of the old primary, in words."""
+    secret = _check(config)
+    url = _peer_url(config)
+    if url is None:
+        raise FailoverError("no peer known ([ha] peer unset and no DIR/ha/peer_host): nothing to fence")
+    old = _fence_for_failover(config, url, secret, False)
+    if not old.down:  # a dead one's writes: the caller knew this box was synchronous when contact was lost
+        warning = _missing_writes(config, old)
+        if warning is not None:
+            raise FailoverError(f"old primary: {old.words}; {warning}")
+    _promote(config)
+    log.event("ha_failover", automatic=True, peer=url, old_primary=old.words, why=why)
+    return old.words
 
 
 def switchover(config: Config, started: float, say: Say) -> Switched:
@@ -548,6 +573,11 @@ SELECT r.status, r.sender_host, r.sender_port, extract(epoch FROM now() - r.last
        current_setting('primary_conninfo')
 FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver AS r ON true
 """
+
+
+def primary_database(config: Config) -> tuple[str, int] | None:
+    """The primary's PostgreSQL as this standby reaches it (where its WAL receiver streams from, or is set to)."""
+    return _receiver(config).primary
 
 
 def _receiver(config: Config) -> Receiver:

@@ -40,6 +40,7 @@ MAX_BY = 200  # characters of who fenced us
 MAX_SEEN = 256  # fence signatures remembered (each for peer.MAX_SKEW seconds): a replay of one is refused
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,200}")
 _CLUSTER_TIMELINE = "SELECT received_tli FROM pg_stat_wal_receiver"
+_SYNCHRONOUS = "SELECT application_name FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') ORDER BY 1"
 
 
 class _Unreadable(Exception):
@@ -239,7 +240,13 @@ def _state(config: Config) -> dict[str, Any]:
         name = standby.slot_name(None)
     except standby.StandbyError:
         name = ""
-    found: dict[str, Any] = {"fenced": fenced is not None, "name": name, "checkpoint": None, "error": None}
+    found: dict[str, Any] = {
+        "fenced": fenced is not None,
+        "name": name,
+        "checkpoint": None,
+        "error": None,
+        "synchronous": [],
+    }
     if fenced is not None:
         found["checkpoint"] = fenced.checkpoint
         found["error"] = rejoin.failure(config)
@@ -253,6 +260,8 @@ def _state(config: Config) -> dict[str, Any]:
         cluster = "running" if fenced.cluster == "stopped" else fenced.cluster
         return {**found, "role": role.PRIMARY, "timeline": None, "lsn": fenced.checkpoint, "cluster": cluster}
     cluster = "standby" if where["role"] == role.STANDBY else "running"
+    if fenced is not None:  # it takes no write: no standby of it is synchronous for anything it acknowledges
+        where = {**where, "synchronous": []}
     return {**found, **where, "cluster": cluster}
 
 
@@ -269,23 +278,27 @@ def _stopped(config: Config, fenced: Fence) -> bool:
 
 
 def _database(config: Config) -> dict[str, Any]:
-    """role, timeline, lsn from this box's cluster (none of the two on SQLite)."""
+    """role, timeline, lsn from this box's cluster (none of the two on SQLite), and a primary's synchronous
+    standbys: the application_name of each whose commits a write waits for now (sync_state 'sync', or 'quorum'
+    under ANY n). A standby watching for automatic failover (jitaku.ha.auto) looks for its own name there: only a
+    standby named in the last answer before its primary went silent has every write that primary acknowledged."""
     from jitaku.ha.status import PRIMARY_TIMELINE, REPLAYED_TIMELINE
 
     if not role.postgresql(config):
-        return {"role": role.PRIMARY, "timeline": None, "lsn": None}
+        return {"role": role.PRIMARY, "timeline": None, "lsn": None, "synchronous": []}
     try:
         with role.connect(config) as connection:
             connection.execute(f"SET statement_timeout = {int(STATE_TIMEOUT * 1000)}")
             if role.one(connection, "SELECT pg_is_in_recovery()"):
                 timeline = role.one(connection, _CLUSTER_TIMELINE) or role.one(connection, REPLAYED_TIMELINE)
                 lsn = role.one(connection, "SELECT pg_last_wal_replay_lsn()::text")
-                return {"role": role.STANDBY, "timeline": timeline, "lsn": lsn}
+                return {"role": role.STANDBY, "timeline": timeline, "lsn": lsn, "synchronous": []}
             timeline = role.one(connection, PRIMARY_TIMELINE)
             return {
                 "role": role.PRIMARY,
                 "timeline": timeline,
                 "lsn": role.one(connection, "SELECT pg_current_wal_lsn()::text"),
+                "synchronous": [str(row[0]) for row in connection.execute(_SYNCHRONOUS).fetchall()],
             }
     except Exception as error:  # noqa: BLE001 - psycopg's errors and the OS's: the peer is told in a line
         raise _Unreadable(f"cannot read this box's database: {type(error).__name__}") from None
