@@ -18,7 +18,7 @@ import smtplib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.integration.harness import READER, Jitaku
+from tests.integration.test_buddy import TOKEN
 from tests.integration.test_filter_lists_comments import blog_post
 from tests.integration.test_lists import LIST
 from tests.integration.test_managed_postgres import managed, postmaster
@@ -405,3 +406,96 @@ def test_switchover_and_back_twice_with_writers_loses_nothing_then_failover_fenc
     assert greeting(one).startswith(b"421 4.3.2 ") and greeting(two).startswith(b"220")
     assert_kept(two, writer.acknowledged)
     assert "Traceback" not in one.log() + two.log()
+
+
+WAITING = b"is waiting for the other box of the pair (cold start)"
+
+
+def start(server: Jitaku) -> Callable[[], str]:
+    """Start SERVER's daemon; what its log said since then."""
+    mark = len(server.log())
+    server.start()
+    return lambda: server.log()[mark:]
+
+
+class Greeter:
+    """A port on loopback greeting 220 while open: the pair's public service as the witness reaches it, served by
+    a box this test stands in for."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _address = self.sock.accept()
+                with client:
+                    client.sendall(b"220 other.example.test ESMTP\r\n")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_after_a_cold_start_the_primary_waits_for_its_peer_or_the_wait_and_the_witness_before_taking_mail(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    primary, standby = ha_pair(jitaku_factory, shared_dir)
+    stopped += [primary, standby]
+    primary.stop()  # the power cut: both boxes down
+    standby.stop()
+    primary.settings["ha"].update({"cold_start_wait": 5, "sync_timeout": 2})
+    primary.write_config()
+
+    # alone: it waits cold_start_wait seconds, says why to every client, then takes mail (no witness to ask)
+    started = time.monotonic()
+    since = start(primary)
+    said = greeting(primary)
+    assert said.startswith(b"421 4.3.2 ") and WAITING in said, said + primary.log()[-3000:].encode()
+    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+    assert time.monotonic() - started >= 5
+    send(primary, "after-the-cold-start")
+    assert "after-the-cold-start" in subjects(primary)
+    assert "why=alone" in since() and "no witness configured" in since(), since()[-3000:]
+    assert status(primary)["fenced"] is False
+
+    # both back, the primary first: it serves once it sees its peer, long before its wait is over
+    primary.stop()
+    primary.settings["ha"]["cold_start_wait"] = 600
+    primary.write_config()
+    since = start(primary)
+    assert WAITING in greeting(primary)
+    standby.start()
+    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+    assert "event=ha_wait_over" in since() and "why=alone" not in since(), since()[-3000:]
+    send(primary, "after-both-came-back")
+
+    # alone again, the witness reaching the pair's public service (another box may serve it): it waits past
+    # cold_start_wait, until the witness no longer sees it
+    witness = jitaku_factory(name="witness")
+    witness.settings["health"] = {"buddy": {"token": TOKEN}}
+    witness.write_config()
+    witness.start()
+    stopped.append(witness)
+    other = Greeter()
+    primary.stop()
+    standby.stop()
+    primary.settings["ha"].update(
+        {
+            "cold_start_wait": 3,
+            "witness": f"http://127.0.0.1:{witness.web_port}",
+            "witness_token": TOKEN,
+            "witness_targets": [f"127.0.0.1:{other.port}"],
+        }
+    )
+    primary.write_config()
+    since = start(primary)
+    wait_until(lambda: "event=ha_witness_answers" in since(), timeout=60)
+    assert WAITING in greeting(primary)
+    other.close()
+    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+    assert f"reaches none of 127.0.0.1:{other.port}" in since()
+    assert "Traceback" not in primary.log() + standby.log()
