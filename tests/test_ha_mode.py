@@ -377,9 +377,12 @@ def test_a_cold_start_wait_of_0_never_waits_and_a_fenced_box_stays_fenced(
     assert mode.decide(waiting_config, starting=True) == "fenced"
 
 
-def test_an_sqlite_box_never_waits(waiting_config: Config) -> None:
+def test_an_sqlite_box_or_someone_elses_postgresql_server_never_waits(waiting_config: Config) -> None:
     assert mode.paired(waiting_config) == (False, False)
     assert mode.decide(waiting_config, starting=True) == "primary"
+    text = 'domains = ["example.org"]\n[database]\nurl = "postgresql://jitaku@192.0.2.1/jitaku"\n'
+    external = Config(parse(text, waiting_config.data_dir / "jitaku.toml"), waiting_config.data_dir)
+    assert mode.paired(external) == (False, False)  # its slots are its own replication's: not even asked
 
 
 def test_the_daemon_waits_only_at_its_first_decision_and_decides_again_once_the_wait_is_over(

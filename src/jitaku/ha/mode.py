@@ -12,11 +12,12 @@
   must still take mail. A peer that answers but refuses us (403: clocks more than a minute apart, another secret)
   is not absent: while the floating address is held by another machine (ARP probe), this box fences itself too;
 one that answers 5xx (its database restarting) is not known either way, and logged only.
-- "waiting": the daemon's first decision (a cold start, as after a power cut of both boxes), on a primary that had a
-  standby (a physical replication slot: a pair was set up against it) whose peer is silent, `[ha] cold_start_wait`
-  above 0. The other box may have been promoted while this one was off, and it cannot tell yet: it serves as a
-  fenced box does, without the fence, until it sees its peer (jitaku.services ends the wait, and the mode is
-  decided again) or the wait is over and the witness sees nobody else serving either (jitaku.ha.witness).
+- "waiting": instead of "primary" at the daemon's first decision (a cold start, as after a power cut of both
+  boxes), on a managed cluster that had a standby (a physical replication slot: a pair was set up against it), none
+  streaming from it now, its peer silent, `[ha] cold_start_wait` above 0. The other box may have been promoted
+  while this one was off, and this one cannot tell yet: it serves as a fenced box does, without the fence, until
+  it sees its peer (jitaku.services ends the wait, and the mode is decided again) or the wait is over and the
+  witness sees nobody else serving either (jitaku.ha.witness).
 
 A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.services), the same way (look()).
 """
@@ -79,8 +80,9 @@ def decide(config: Config, starting: bool) -> Mode:
 def paired(config: Config) -> tuple[bool, bool]:
     """Whether this primary's cluster had a standby set up against it (a physical replication slot, however old),
     and whether one streams from it now (a slot active): a standby of ours is there, and so no other primary.
-    (False, False) on SQLite."""
-    if not role.postgresql(config):
+    (False, False) but on jitaku's own cluster (`[database] managed`): the slots of someone else's server are its
+    own replication's, not a pair of ours."""
+    if not (config.settings.database.managed and role.postgresql(config)):
         return False, False
     with role.connect(config) as connection:
         row = connection.execute(SLOTS).fetchone()
