@@ -414,7 +414,10 @@ def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen
     from jitaku.ha import witness
 
     async def ask(_config: Config) -> witness.Answer:
-        return said.pop(0)  # type: ignore[no-any-return]
+        answer = said.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
 
     monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
     monkeypatch.setattr(mode, "look", lambda _config: looks.pop(0) if looks else mode.Seen())
@@ -469,3 +472,12 @@ def test_a_waiting_box_without_a_witness_takes_the_part_alone_once_the_wait_is_o
     assert outcome == "decided"
     [(_check, state, sentence)] = said
     assert state == State.WARNING and "no witness configured" in sentence
+
+
+def test_a_witness_that_cannot_be_asked_leaves_the_waiting_box_to_take_the_part_alone(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcome, said = _wait(waiting_config, monkeypatch, [], [ValueError("a witness URL without a host")])
+    assert outcome == "decided"
+    [(_check, state, sentence)] = said
+    assert state == State.WARNING and "cannot ask the witness: ValueError: a witness URL without a host" in sentence

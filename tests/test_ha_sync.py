@@ -143,3 +143,24 @@ def test_a_standby_is_caught_up_only_with_nothing_left_to_replay() -> None:
 def test_a_standby_without_the_replication_secret_warns_that_it_copies_no_secret_files() -> None:
     without = on_standby(_standby_status(0, 0.0), secret=False)
     assert without.state == State.WARNING and "DIR/ha/replication.secret" in without.sentence
+
+
+def test_a_primarys_cluster_served_as_a_standby_is_not_judged_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fenced primary, or one waiting for its peer after a cold start, runs the standby's monitor: it receives
+    nothing, and that is no news to alert about."""
+    import asyncio
+
+    from jitaku.config import Config
+    from jitaku.ha import status
+    from jitaku.health import checks
+
+    config = Config(parse('domains = ["example.org"]\n', tmp_path / "jitaku.toml"), tmp_path)
+    found = {**_standby_status(0, 0.0), "role": "primary", "sync_state": "disconnected"}
+    monkeypatch.setattr(status, "status", lambda _config: found)
+    context = checks.Context(config, None, standby=True)  # type: ignore[arg-type]
+    assert asyncio.run(checks._replication(context)) is None
+    found["role"] = "standby"
+    result = asyncio.run(checks._replication(context))
+    assert result is not None and result.state == State.CRITICAL  # a standby that receives nothing: alerted

@@ -748,7 +748,10 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
             return
         if time.monotonic() < ask_at:
             continue
-        answer = await witness.ask(config)
+        try:
+            answer = await witness.ask(config)
+        except Exception as error:  # noqa: BLE001 - a witness that cannot be asked is not known either way
+            answer = witness.Answer(witness.Seen.UNKNOWN, f"cannot ask the witness: {type(error).__name__}: {error}")
         if answer.seen == witness.Seen.ANSWERS:
             ask_at = time.monotonic() + wait
             if not witnessed:
