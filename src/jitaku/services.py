@@ -731,14 +731,18 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     began = time.monotonic()
     ask_at = began + wait
     witnessed = False  # the witness reached the pair's services, and this was alerted
+    failing = ""  # why the last look failed, logged once
     while True:
         await asyncio.sleep(WAIT_EVERY)
         try:
             bound = ha_mode.PEER_TIMEOUT + role.CONNECT_TIMEOUT
             seen, streamed = await asyncio.wait_for(asyncio.to_thread(look), bound)
+            failing = ""
         except Exception as error:  # noqa: BLE001 - our own database or a slow peer: silent this time
-            log.event("ha_peer_unknown", error=f"{type(error).__name__}: {error}"[:300])
-            seen, streamed = ha_mode.Seen(), False
+            why = f"{type(error).__name__}: {error}"[:300]
+            if why != failing:
+                log.event("ha_peer_unknown", error=why)
+            failing, seen, streamed = why, ha_mode.Seen(), False
         if seen != ha_mode.Seen() or streamed:
             why = "a standby streams from this box" if streamed else "the peer answered"
             log.event("ha_wait_over", why=why, waited=round(time.monotonic() - began, 1))
