@@ -28,7 +28,7 @@ def test_the_secret_files_settle_before_provision_and_the_workers_fork(
         calls.append("serve")
         return next(outcomes)
 
-    monkeypatch.setattr(app.ha_mode, "decide", lambda config: next(modes))
+    monkeypatch.setattr(app.ha_mode, "decide", lambda config, **_: next(modes))
     monkeypatch.setattr(app.secret_files, "settle", lambda config, standby: calls.append(f"settle standby={standby}"))
     monkeypatch.setattr(app.provision, "complete", lambda config: calls.append("provision"))
     monkeypatch.setattr(app, "_fork_workers", lambda *args: calls.append("fork") or [])

@@ -25,17 +25,17 @@ def config(tmp_path: Path) -> Config:
 
 
 def test_a_box_alone_without_a_fence_is_the_primary(config: Config) -> None:
-    assert mode.decide(config) == "primary"
+    assert mode.decide(config, starting=True) == "primary"
     assert mode.newer_primary(config) is None  # no pair: nobody to ask
 
 
 def test_a_fence_file_makes_the_box_fenced_whatever_its_database(config: Config) -> None:
     fence.write(config, fence.Fence("failover", "http://192.0.2.2:8080", 1.0))
-    assert mode.decide(config) == "fenced"
+    assert mode.decide(config, starting=True) == "fenced"
     (config.data_dir / "ha" / "fenced").write_text("not json")
-    assert mode.decide(config) == "fenced"  # fail safe
+    assert mode.decide(config, starting=True) == "fenced"  # fail safe
     fence.clear(config)
-    assert mode.decide(config) == "primary"
+    assert mode.decide(config, starting=True) == "primary"
 
 
 def test_the_main_process_serves_again_after_each_change_of_part(
@@ -49,7 +49,7 @@ def test_the_main_process_serves_again_after_each_change_of_part(
         served.append((serving, after))
         return next(outcomes)
 
-    monkeypatch.setattr(mode, "decide", lambda _config: next(modes))
+    monkeypatch.setattr(mode, "decide", lambda _config, **_: next(modes))
     monkeypatch.setattr(services, "serve", serve)
     app.run(config, app.Sockets([], [], []))
     assert served == [("standby", None), ("primary", "promoted"), ("fenced", "fenced")]
@@ -64,7 +64,7 @@ def test_ports_are_recorded_once_for_every_run_of_the_services(config: Config, m
         recorded.append(json.loads((config.data_dir / "ports.json").read_text())["web"])
         return next(outcomes)
 
-    monkeypatch.setattr(mode, "decide", lambda _config: "primary")
+    monkeypatch.setattr(mode, "decide", lambda _config, **_: "primary")
     monkeypatch.setattr(services, "serve", serve)
     app.run(config, app.Sockets([], [], []))
     assert recorded == [[], []]
@@ -75,7 +75,7 @@ def test_sigterm_while_the_mode_is_decided_ends_the_daemon_before_any_service_st
 ) -> None:
     served: list[str] = []
 
-    def decide(_config: Config) -> str:
+    def decide(_config: Config, **_: Any) -> str:
         os.kill(os.getpid(), signal.SIGTERM)  # as `systemctl stop` during the peer's 3 s
         return "primary"
 
@@ -100,7 +100,7 @@ def test_sigterm_while_the_part_changes_ends_the_daemon_rather_than_serve_again(
         os.kill(os.getpid(), signal.SIGTERM)  # no event loop handler here: app.run's notes it
         return "promoted"
 
-    monkeypatch.setattr(mode, "decide", lambda _config: "standby")
+    monkeypatch.setattr(mode, "decide", lambda _config, **_: "standby")
     monkeypatch.setattr(services, "serve", serve)
     app.run(config, app.Sockets([], [], []))
     assert served == ["standby"]
@@ -222,11 +222,11 @@ def test_a_peer_that_refuses_us_while_another_box_holds_the_address_fences_us_at
 ) -> None:
     monkeypatch.setattr(mode, "look", lambda _config: mode.Seen(refused="403 clocks apart"))
     monkeypatch.setattr(mode, "address_elsewhere", lambda _config: False)
-    assert mode.decide(config) == "primary"  # alone on the link: it must still take mail
+    assert mode.decide(config, starting=True) == "primary"  # alone on the link: it must still take mail
     assert fence.read(config) is None
     monkeypatch.setattr(mode, "address_elsewhere", lambda _config: True)
-    assert mode.decide(config) == "fenced"
-    assert mode.decide(config) == "fenced"  # the fence stays
+    assert mode.decide(config, starting=True) == "fenced"
+    assert mode.decide(config, starting=True) == "fenced"  # the fence stays
 
 
 def test_a_primary_that_could_not_take_the_address_tries_again_until_it_holds_it(
@@ -322,3 +322,162 @@ def test_a_fenced_box_whose_part_was_taken_back_serves_as_the_primary_again(
 
     assert asyncio.run(watched()) == "promoted"
     assert len(looks) == 3
+
+
+@pytest.fixture
+def waiting_config(tmp_path: Path) -> Config:
+    text = 'domains = ["example.org"]\n[ha]\ncold_start_wait = 0.05\n'
+    return Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+
+
+def _a_primary(monkeypatch: pytest.MonkeyPatch, seen: mode.Seen, paired: tuple[bool, bool]) -> None:
+    """This box's cluster a primary, its peer seeing SEEN, its slots PAIRED (had a standby, one streams now)."""
+    from jitaku.ha import role
+
+    monkeypatch.setattr(role, "current", lambda _config: role.PRIMARY)
+    monkeypatch.setattr(mode, "look", lambda _config: seen)
+    monkeypatch.setattr(mode, "paired", lambda _config: paired)
+    monkeypatch.setattr(mode, "address_elsewhere", lambda _config: False)
+
+
+def test_a_primary_that_had_a_standby_waits_for_its_silent_peer_after_a_cold_start_only(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    assert mode.decide(waiting_config, starting=True) == "waiting"
+    assert mode.decide(waiting_config, starting=False) == "primary"  # its wait is over: it decides as before
+    assert fence.read(waiting_config) is None
+
+
+@pytest.mark.parametrize(
+    ("seen", "paired"),
+    [
+        (mode.Seen(), (False, False)),  # never had a standby (a primary before `standby setup`)
+        (mode.Seen(), (True, True)),  # its standby streams from it already: no other primary
+        (mode.Seen(answered=True), (True, False)),  # the peer answered as a standby, or a fenced box
+        (mode.Seen(refused="403 clocks apart"), (True, False)),  # the peer answers, if not to us: decided as before
+    ],
+)
+def test_a_primary_that_sees_its_peer_or_never_had_one_serves_at_once_after_a_cold_start(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch, seen: mode.Seen, paired: tuple[bool, bool]
+) -> None:
+    _a_primary(monkeypatch, seen, paired)
+    assert mode.decide(waiting_config, starting=True) == "primary"
+
+
+def test_a_cold_start_wait_of_0_never_waits_and_a_fenced_box_stays_fenced(
+    config: Config, waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    text = 'domains = ["example.org"]\n[ha]\ncold_start_wait = 0\n'
+    assert (
+        mode.decide(Config(parse(text, config.data_dir / "jitaku.toml"), config.data_dir), starting=True) == "primary"
+    )
+    fence.write(waiting_config, fence.Fence("failover", "http://192.0.2.2:8080", 1.0))
+    assert mode.decide(waiting_config, starting=True) == "fenced"
+
+
+def test_an_sqlite_box_or_someone_elses_postgresql_server_never_waits(waiting_config: Config) -> None:
+    assert mode.paired(waiting_config) == (False, False)
+    assert mode.decide(waiting_config, starting=True) == "primary"
+    text = 'domains = ["example.org"]\n[database]\nurl = "postgresql://jitaku@192.0.2.1/jitaku"\n'
+    external = Config(parse(text, waiting_config.data_dir / "jitaku.toml"), waiting_config.data_dir)
+    assert mode.paired(external) == (False, False)  # its slots are its own replication's: not even asked
+
+
+def test_the_daemon_waits_only_at_its_first_decision_and_decides_again_once_the_wait_is_over(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts: list[bool] = []
+    outcomes = iter(["decided", "stopped"])
+
+    def decide(_config: Config, starting: bool) -> str:
+        starts.append(starting)
+        return "waiting" if starting else "primary"
+
+    served: list[tuple[str, Any]] = []
+
+    async def serve(_config: Config, serving: str, *_args: Any, after: Any = None, **_kwargs: Any) -> str:
+        served.append((serving, after))
+        return next(outcomes)
+
+    monkeypatch.setattr(mode, "decide", decide)
+    monkeypatch.setattr(services, "serve", serve)
+    app.run(config, app.Sockets([], [], []))
+    assert starts == [True, False]
+    assert served == [("waiting", None), ("primary", "decided")]
+
+
+def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen], said: list[Any]) -> tuple[str, Any]:
+    """services._until_decided with the peer seen as LOOKS say (then silent), the witness saying SAID in turn: the
+    outcome, and what the monitor was asked to announce."""
+    from jitaku.ha import witness
+
+    async def ask(_config: Config) -> witness.Answer:
+        answer = said.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
+    monkeypatch.setattr(mode, "look", lambda _config: looks.pop(0) if looks else mode.Seen())
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+    monkeypatch.setattr(witness, "ask", ask)
+    monitor = Announced()
+
+    async def waited() -> str:
+        ending = services._Ending()
+        await asyncio.wait_for(services._until_decided(config, ending, monitor), 30)  # type: ignore[arg-type]
+        return ending.outcome
+
+    return asyncio.run(waited()), monitor.said
+
+
+def test_a_waiting_box_that_sees_its_peer_decides_again_before_the_wait_is_over(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = 'domains = ["example.org"]\n[ha]\ncold_start_wait = 600\n'
+    long_wait = Config(parse(text, config.data_dir / "jitaku.toml"), config.data_dir)
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(services.log, "event", lambda name, **fields: logged.append((name, fields)))
+    outcome, said = _wait(long_wait, monkeypatch, [mode.Seen(), mode.Seen(), mode.Seen(answered=True)], [])
+    assert (outcome, said) == ("decided", [])  # the witness never asked
+    assert [fields["why"] for name, fields in logged if name == "ha_wait_over"] == ["the peer answered"]
+
+
+def test_a_waiting_box_takes_nothing_while_the_witness_sees_the_pairs_services_then_takes_the_part_alone(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import witness
+
+    answers = witness.Answer(witness.Seen.ANSWERS, "the witness w.example reaches 192.0.2.1:25")
+    silent = witness.Answer(witness.Seen.SILENT, "the witness w.example reaches none of 192.0.2.1:25")
+    outcome, said = _wait(waiting_config, monkeypatch, [], [answers, answers, answers, silent])
+    assert outcome == "decided"
+    assert [(check, state) for check, state, _sentence in said] == [("ha", State.CRITICAL), ("ha", State.WARNING)]
+    assert "another box may be serving as the primary" in said[0][2]  # said once, for three answers
+    assert said[1][2].startswith("mail.example.org took the primary's part alone after ")
+    assert said[1][2].endswith(
+        "and the witness w.example reaches none of 192.0.2.1:25. If the other box was "
+        "promoted while this one was off, check it before it serves too."
+    )
+
+
+def test_a_waiting_box_without_a_witness_takes_the_part_alone_once_the_wait_is_over(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import witness
+
+    outcome, said = _wait(waiting_config, monkeypatch, [], [asyncio.run(witness.ask(waiting_config))])
+    assert outcome == "decided"
+    [(_check, state, sentence)] = said
+    assert state == State.WARNING and "no witness configured" in sentence
+
+
+def test_a_witness_that_cannot_be_asked_leaves_the_waiting_box_to_take_the_part_alone(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcome, said = _wait(waiting_config, monkeypatch, [], [ValueError("a witness URL without a host")])
+    assert outcome == "decided"
+    [(_check, state, sentence)] = said
+    assert state == State.WARNING and "cannot ask the witness: ValueError: a witness URL without a host" in sentence

@@ -154,3 +154,24 @@ def test_a_primary_that_never_had_a_standby_says_none_and_one_whose_standby_is_g
     assert status._as_primary([], [], 1)["sync_state"] == "none"
     gone = status._as_primary([], [("standby_two", 4096)], 2)
     assert (gone["sync_state"], gone["peer"], gone["lag_bytes"]) == ("disconnected", "standby_two", 4096)
+
+
+def test_a_primarys_cluster_served_as_a_standby_is_not_judged_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fenced primary, or one waiting for its peer after a cold start, runs the standby's monitor: it receives
+    nothing, and that is no news to alert about."""
+    import asyncio
+
+    from jitaku.config import Config
+    from jitaku.ha import status
+    from jitaku.health import checks
+
+    config = Config(parse('domains = ["example.org"]\n', tmp_path / "jitaku.toml"), tmp_path)
+    found = {**_standby_status(0, 0.0), "role": "primary", "sync_state": "disconnected"}
+    monkeypatch.setattr(status, "status", lambda _config: found)
+    context = checks.Context(config, None, standby=True)  # type: ignore[arg-type]
+    assert asyncio.run(checks._replication(context)) is None
+    found["role"] = "standby"
+    result = asyncio.run(checks._replication(context))
+    assert result is not None and result.state == State.CRITICAL  # a standby that receives nothing: alerted

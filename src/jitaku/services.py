@@ -25,7 +25,7 @@ from jitaku.config import Config, Listen
 from jitaku.connections import AcceptErrors, ConnectionLimit, OpenSessions, limited, open_files_limit
 from jitaku.errors import ServeError
 from jitaku.ha import role, secret_files
-from jitaku.ha.mode import FENCED, PRIMARY, STANDBY, Mode
+from jitaku.ha.mode import FENCED, PRIMARY, STANDBY, WAITING, Mode
 from jitaku.health.result import State
 from jitaku.lists.bounces import on_personal_delivered
 from jitaku.lists.requests import Requests
@@ -65,6 +65,7 @@ TALLY_EVERY = 60.0  # seconds between flushes of each process's session and mess
 WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests still running then are cut
 ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
 UNFENCED_POLL = 1.0  # seconds between a fenced box's looks at whether its part was taken back as the primary
+WAIT_EVERY = 2.0  # seconds between a waiting box's looks at its peer after a cold start (jitaku.ha.mode's "waiting")
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -92,10 +93,18 @@ FENCED_REFUSALS = {
     "imap": "* BYE [UNAVAILABLE] {host} is fenced: the other box of the pair is the primary",
     "pop3": "-ERR [SYS/TEMP] {host} is fenced: the other box of the pair is the primary",
 }
+# What a primary waiting for its peer after a cold start says (jitaku.ha.mode): the other box may be the primary.
+WAITING_REFUSALS = {
+    "smtp": "421 4.3.2 {host} is waiting for the other box of the pair (cold start)",
+    "imap": "* BYE [UNAVAILABLE] {host} is waiting for the other box of the pair (cold start)",
+    "pop3": "-ERR [SYS/TEMP] {host} is waiting for the other box of the pair (cold start)",
+}
+REFUSALS_OF = {STANDBY: STANDBY_REFUSALS, FENCED: FENCED_REFUSALS, WAITING: WAITING_REFUSALS}
 
 # Why serve() ended: SIGTERM ("stopped", and always in a worker); a standby's cluster promoted ("promoted"); the
-# web's fence endpoint ("fenced"); a fenced box's switchover re-join done, the cluster a standby now ("rejoined").
-Outcome = Literal["stopped", "promoted", "fenced", "rejoined"]
+# web's fence endpoint ("fenced"); a fenced box's switchover re-join done, the cluster a standby now ("rejoined"); a
+# box's wait after a cold start over, its peer seen or the wait spent ("decided": the mode is decided again).
+Outcome = Literal["stopped", "promoted", "fenced", "rejoined", "decided"]
 
 
 @dataclass(frozen=True)
@@ -181,8 +190,9 @@ async def _run(
     after: Outcome | None = None,
     terminated: Callable[[], bool] | None = None,
 ) -> Outcome:
-    """A standby (MODE "standby": its database is a standby's, read-only) and a fenced box (MODE "fenced": it must
-    not act as the primary it was) serve alike: their mail listeners say why to every client and close; nothing
+    """A standby (MODE "standby": its database is a standby's, read-only), a fenced box (MODE "fenced": it must not
+    act as the primary it was) and a primary waiting for its peer after a cold start (MODE "waiting": it may not be
+    the primary any more) serve alike: their mail listeners say why to every client and close; nothing
     that writes runs (the queue, the lists, DDNS, the session tallies); the web serves what only reads, and the
     health checks keep their results in a file of their own (jitaku.health.standby_file). Only a primary's main
     process holds the floating address (`[ha] address`)."""
@@ -263,7 +273,7 @@ async def _run(
         if address is not None:
             held = await _hold_address(address, mode == PRIMARY, notices)  # a primary's before its listeners accept
         if standby:  # every mail listener says why it serves nothing
-            refusals = FENCED_REFUSALS if mode == FENCED else STANDBY_REFUSALS
+            refusals = REFUSALS_OF[mode]
             for item in bound:
                 servers.append(await _refuse(loop, item, refusals["smtp"], hostname, tls_context))
             for item in access:
@@ -396,6 +406,8 @@ async def _run(
                     background.append(tasks.create_task(_until_unfenced(config, ending)))
             if main and mode == PRIMARY and role.postgresql(config):
                 background.append(tasks.create_task(_watch_peer(config, ending, monitor)))
+            if main and mode == WAITING:
+                background.append(tasks.create_task(_until_decided(config, ending, monitor)))
             if address is not None and mode == PRIMARY and not held:
                 background.append(tasks.create_task(_keep_taking(address)))
 
@@ -719,9 +731,96 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
         await _alert(monitor, *_refusing(refused))
 
 
+async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
+    """A primary waiting after a cold start (jitaku.ha.mode's "waiting") looks every WAIT_EVERY seconds (in a thread,
+    bounded) at its peer and at its own replication slots. Once the peer answers at all, or a standby streams from
+    this box, the services end with outcome "decided": the mode is decided again with the peer in sight (a newer
+    primary fences this box, a standby leaves it the primary). Once `[ha] cold_start_wait` seconds have passed
+    since the wait began with the peer silent, the witness is asked, and again each cold_start_wait seconds after:
+    while it reaches the pair's services (another box may serve them) this box takes nothing, and says so once;
+    when it does not, or cannot be asked, the services end "decided" too, and this box serves as the primary alone,
+    with a warning."""
+    from jitaku.ha import mode as ha_mode
+    from jitaku.ha import witness
+
+    def look() -> tuple[ha_mode.Seen, bool]:
+        return ha_mode.look(config), ha_mode.paired(config)[1]
+
+    wait = config.settings.ha.cold_start_wait
+    began = time.monotonic()
+    ask_at = began + wait
+    witnessed = False  # the witness reached the pair's services, and this was alerted
+    failing = ""  # why the last look failed, logged once
+    while True:
+        await asyncio.sleep(WAIT_EVERY)
+        try:
+            bound = ha_mode.PEER_TIMEOUT + role.CONNECT_TIMEOUT
+            seen, streamed = await asyncio.wait_for(asyncio.to_thread(look), bound)
+            failing = ""
+        except Exception as error:  # noqa: BLE001 - our own database or a slow peer: silent this time
+            why = f"{type(error).__name__}: {error}"[:300]
+            if why != failing:
+                log.event("ha_peer_unknown", error=why)
+            failing, seen, streamed = why, ha_mode.Seen(), False
+        if seen != ha_mode.Seen() or streamed:
+            why = "a standby streams from this box" if streamed else "the peer answered"
+            log.event("ha_wait_over", why=why, waited=round(time.monotonic() - began, 1))
+            if witnessed:
+                await _alert(monitor, *_seen_again(why), State.OK)
+            ending.end("decided")
+            return
+        if time.monotonic() < ask_at:
+            continue
+        try:
+            answer = await witness.ask(config)
+        except Exception as error:  # noqa: BLE001 - a witness that cannot be asked is not known either way
+            answer = witness.Answer(witness.Seen.UNKNOWN, f"cannot ask the witness: {type(error).__name__}: {error}")
+        if answer.seen == witness.Seen.ANSWERS:
+            ask_at = time.monotonic() + wait
+            if not witnessed:
+                log.event("ha_witness_answers", witness=answer.words)
+                await _alert(monitor, *_witness_answers(answer.words))
+            witnessed = True
+            continue
+        waited = time.monotonic() - began
+        log.event("ha_wait_over", why="alone", waited=round(waited, 1), witness=answer.words)
+        await _alert(monitor, *_alone(config.settings.mail_hostname, waited, answer.words), State.WARNING)
+        ending.end("decided")
+        return
+
+
+def _seen_again(why: str) -> tuple[str, str]:
+    ja = "スタンバイがこのサーバーからストリーミングしています" if why.startswith("a standby") else "相手が応答しました"
+    return (
+        f"this box waiting after a cold start sees the other box of the pair again ({why}): it decides its part "
+        "with it now.",
+        f"コールドスタート後に待機していたこのサーバーは、ペアのもう一台を確認できました({ja})。役割を決め直します。",
+    )
+
+
+def _witness_answers(words: str) -> tuple[str, str]:
+    return (
+        f"this box waits after a cold start and takes no mail: its peer is silent, but {words}, so another box may "
+        "be serving as the primary. It takes nothing until it sees its peer or the witness no longer sees the pair's "
+        "services; check the other box.",
+        f"このサーバーはコールドスタート後に待機中で、メールを受け付けていません。相手は応答しませんが、証人の結果"
+        f"({words})から、別のサーバーがプライマリとして動いている可能性があります。相手が見えるか、証人がペアの"
+        "サービスを見なくなるまで何も引き受けません。もう一台を確認してください。",
+    )
+
+
+def _alone(hostname: str, waited: float, words: str) -> tuple[str, str]:
+    return (
+        f"{hostname} took the primary's part alone after {waited:.0f} s: its peer stayed silent since its cold start, "
+        f"and {words}. If the other box was promoted while this one was off, check it before it serves too.",
+        f"{hostname} はコールドスタート後 {waited:.0f} 秒待ち、単独でプライマリになりました。相手は応答せず、"
+        f"証人の結果は「{words}」でした。停止中にもう一台が昇格していた場合は、そちらを確認してください。",
+    )
+
+
 async def _alert(monitor: Monitor | None, sentence: str, ja: str, state: State = State.CRITICAL) -> None:
-    """An "ha" alert (critical, or OK: the last one is over), when the health monitor runs; one that cannot be
-    sent is logged, never ends the services it is about."""
+    """An "ha" alert (critical, a warning, or OK: the last one is over), when the health monitor runs; one that cannot
+    be sent is logged, never ends the services it is about."""
     if monitor is None:
         return
     try:

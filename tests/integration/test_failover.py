@@ -20,7 +20,7 @@ import smtplib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from tests.integration.harness import READER, Jitaku
+from tests.integration.test_buddy import TOKEN
 from tests.integration.test_filter_lists_comments import blog_post
 from tests.integration.test_ha_daemon import health_page
 from tests.integration.test_lists import LIST
@@ -418,7 +419,7 @@ def test_switchover_and_back_twice_with_writers_loses_nothing_then_failover_fenc
 
 class Forwarded:
     """A port that greets "220" to every connection while open: the pair's public SMTP as the home router forwards
-    it, seen answering from outside (the primary serving still, to the witness)."""
+    it, seen answering from outside (a box of the pair serving still, to the witness)."""
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -442,15 +443,21 @@ class Forwarded:
         self.sock.close()
 
 
-def test_the_standby_promotes_itself_only_once_the_witness_cannot_reach_the_pair_either(
-    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
-) -> None:
-    token = "witness-buddy-token-5c1e"
-    witness = jitaku_factory(name="witness")  # a jitaku at a friend's place, on SQLite
-    witness.settings["health"] = {"buddy": {"token": token}}
+def witness_box(jitaku_factory: Any) -> Jitaku:
+    """A jitaku at a friend's place (on SQLite), whose buddy probe the pair's witness keys name, running."""
+    witness = jitaku_factory(name="witness")
+    witness.settings["health"] = {"buddy": {"token": TOKEN}}
     witness.fixed_port("web")
     witness.init()
     witness.start()
+    return witness
+
+
+def test_the_standby_promotes_itself_only_once_the_witness_cannot_reach_the_pair_either(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    witness = witness_box(jitaku_factory)
+    stopped.append(witness)
     forwarded = Forwarded()
     automatic = {
         "auto_after": 4,
@@ -458,12 +465,12 @@ def test_the_standby_promotes_itself_only_once_the_witness_cannot_reach_the_pair
         # that waits 60 s for a silent standby acknowledged nothing without it meanwhile
         "sync_timeout": 60,
         "witness": f"http://127.0.0.1:{witness.web_port}",
-        "witness_token": token,
+        "witness_token": TOKEN,
         "witness_targets": [f"127.0.0.1:{forwarded.port}"],
     }
     try:
         primary, standby = ha_pair(jitaku_factory, shared_dir, automatic)
-        stopped += [primary, standby, witness]
+        stopped += [primary, standby]
         send(primary, "before-the-kill")
         wait_until(lambda: "this box synchronous True" in standby.log(), timeout=30)  # as its primary said
         primary.kill9()
@@ -496,3 +503,71 @@ def greets(server: Jitaku) -> bool:
         return greeting(server).startswith(b"220")
     except OSError:
         return False
+
+
+WAITING = b"is waiting for the other box of the pair (cold start)"
+
+
+def start(server: Jitaku) -> Callable[[], str]:
+    """Start SERVER's daemon; what its log said since then."""
+    mark = len(server.log())
+    server.start()
+    return lambda: server.log()[mark:]
+
+
+def test_after_a_cold_start_the_primary_waits_for_its_peer_or_the_wait_and_the_witness_before_taking_mail(
+    jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
+) -> None:
+    primary, standby = ha_pair(jitaku_factory, shared_dir)
+    stopped += [primary, standby]
+    primary.stop()  # the power cut: both boxes down
+    standby.stop()
+    primary.settings["ha"].update({"cold_start_wait": 5, "sync_timeout": 2})
+    primary.write_config()
+
+    # alone: it waits cold_start_wait seconds, says why to every client, then takes mail (no witness to ask)
+    started = time.monotonic()
+    since = start(primary)
+    said = greeting(primary)
+    assert said.startswith(b"421 4.3.2 ") and WAITING in said, said + primary.log()[-3000:].encode()
+    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+    assert time.monotonic() - started >= 5
+    send(primary, "after-the-cold-start")
+    assert "after-the-cold-start" in subjects(primary)
+    assert "why=alone" in since() and "no witness configured" in since(), since()[-3000:]
+    assert status(primary)["fenced"] is False
+
+    # both back, the primary first: it serves once it sees its peer, long before its wait is over
+    primary.stop()
+    primary.settings["ha"]["cold_start_wait"] = 600
+    primary.write_config()
+    since = start(primary)
+    assert WAITING in greeting(primary)
+    standby.start()
+    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+    assert "event=ha_wait_over" in since() and "why=alone" not in since(), since()[-3000:]
+    send(primary, "after-both-came-back")
+
+    # alone again, the witness reaching the pair's public service (another box may serve it): it waits past
+    # cold_start_wait, until the witness no longer sees it
+    witness = witness_box(jitaku_factory)
+    stopped.append(witness)
+    other = Forwarded()
+    primary.stop()
+    standby.stop()
+    primary.settings["ha"].update(
+        {
+            "cold_start_wait": 3,
+            "witness": f"http://127.0.0.1:{witness.web_port}",
+            "witness_token": TOKEN,
+            "witness_targets": [f"127.0.0.1:{other.port}"],
+        }
+    )
+    primary.write_config()
+    since = start(primary)
+    wait_until(lambda: "event=ha_witness_answers" in since(), timeout=60)
+    assert WAITING in greeting(primary)
+    other.close()
+    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+    assert f"reaches none of 127.0.0.1:{other.port}" in since()
+    assert "Traceback" not in primary.log() + standby.log()

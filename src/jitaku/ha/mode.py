@@ -12,6 +12,12 @@
   must still take mail. A peer that answers but refuses us (403: clocks more than a minute apart, another secret)
   is not absent: while the floating address is held by another machine (ARP probe), this box fences itself too;
 one that answers 5xx (its database restarting) is not known either way, and logged only.
+- "waiting": instead of "primary" at the daemon's first decision (a cold start, as after a power cut of both
+  boxes), on a managed cluster that had a standby (a physical replication slot: a pair was set up against it), none
+  streaming from it now, its peer silent, `[ha] cold_start_wait` above 0. The other box may have been promoted
+  while this one was off, and this one cannot tell yet: it serves as a fenced box does, without the fence, until
+  it sees its peer (jitaku.services ends the wait, and the mode is decided again) or the wait is over and the
+  witness sees nobody else serving either (jitaku.ha.witness).
 
 A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.services), the same way (look()).
 """
@@ -26,12 +32,15 @@ from jitaku import log
 from jitaku.config import Config
 from jitaku.ha import fence, role
 
-Mode = Literal["primary", "standby", "fenced"]
+Mode = Literal["primary", "standby", "fenced", "waiting"]
 PRIMARY: Mode = "primary"
 STANDBY: Mode = "standby"
 FENCED: Mode = "fenced"
+WAITING: Mode = "waiting"
 PEER_TIMEOUT = 3.0  # seconds the peer has to answer at start: the daemon waits for it before taking mail
 PEER_EVERY = 15.0  # seconds between two looks at the peer while this box serves as the primary
+# a primary's physical replication slots, and whether a standby streams through one now
+SLOTS = "SELECT count(*), coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_type = 'physical'"
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,8 @@ class Seen:
     answered: bool = False
 
 
-def decide(config: Config) -> Mode:
+def decide(config: Config, starting: bool) -> Mode:
+    """STARTING: the daemon's first decision since it started, the only one that may wait for the peer."""
     if fence.read(config) is not None:
         return FENCED
     if role.current(config) == role.STANDBY:
@@ -58,7 +68,26 @@ def decide(config: Config) -> Mode:
         log.event("ha_split_brain", peer=seen.refused, address="held by another machine")
         fence.write(config, fence.Fence("split-brain", "the floating address's holder", time.time()))
         return FENCED
+    wait = config.settings.ha.cold_start_wait
+    if starting and wait > 0 and seen == Seen() and paired(config) == (True, False):
+        from jitaku.ha import peer
+
+        log.event("ha_waiting", peer=peer.peer_url(config), wait=wait)
+        return WAITING
     return PRIMARY
+
+
+def paired(config: Config) -> tuple[bool, bool]:
+    """Whether this primary's cluster had a standby set up against it (a physical replication slot, however old),
+    and whether one streams from it now (a slot active): a standby of ours is there, and so no other primary.
+    (False, False) but on jitaku's own cluster (`[database] managed`): the slots of someone else's server are its
+    own replication's, not a pair of ours."""
+    if not (config.settings.database.managed and role.postgresql(config)):
+        return False, False
+    with role.connect(config) as connection:
+        row = connection.execute(SLOTS).fetchone()
+    assert row is not None  # an aggregate's one row
+    return bool(row[0]), bool(row[1])
 
 
 def address_elsewhere(config: Config) -> bool:

@@ -185,12 +185,16 @@ async def _replication_from_primary(context: Context) -> Result | None:
 
 async def _replication(context: Context) -> Result | None:
     """On a standby: whether it receives the primary's WAL, and how far behind it is. On a primary: whether
-    replication to its standby is synchronous (jitaku.ha.sync)."""
+    replication to its standby is synchronous (jitaku.ha.sync). Nothing on a primary's cluster that serves as a
+    standby does (fenced, or waiting for its peer after a cold start): it receives nothing, and nothing is written
+    there for a standby to receive."""
     if not context.standby:
         return await _replication_from_primary(context)
-    from jitaku.ha import standby, status
+    from jitaku.ha import role, standby, status
 
     found = await asyncio.to_thread(status.status, context.config)
+    if found["role"] == role.PRIMARY:
+        return None
     return replication.on_standby(found, standby.secret_path(context.config).exists())
 
 
