@@ -3,14 +3,16 @@ from and writes to synchronous_standby_names (the two clusters themselves: tests
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from jitaku.config import Config, ConfigError, parse
-from jitaku.ha import status
+from jitaku.ha import status, sync, witness
 from jitaku.ha.status import _as_standby
-from jitaku.ha.sync import Facts, Standby, standby_names, synchronous_setting
+from jitaku.ha.sync import Facts, Standby, Synchronizer, standby_names, synchronous_setting
+from jitaku.ha.witness import Answer, Seen
 from jitaku.health.replication import (
     LAG_BYTES_WARNING,
     LAG_SECONDS_WARNING,
@@ -175,3 +177,159 @@ def test_a_primarys_cluster_served_as_a_standby_is_not_judged_as_one(
     found["role"] = "standby"
     result = asyncio.run(checks._replication(context))
     assert result is not None and result.state == State.CRITICAL  # a standby that receives nothing: alerted
+
+
+SILENT = Answer(Seen.SILENT, "the witness w.example reaches none of 203.0.113.5:25")
+ANSWERS = Answer(Seen.ANSWERS, "the witness w.example reaches 203.0.113.5:25")
+UNKNOWN = Answer(Seen.UNKNOWN, "cannot ask the witness w.example: ConnectError")
+
+
+class Primary:
+    """A primary as its Synchronizer sees it, look by look, with the cluster and the witness stood in for: the
+    standby (streaming, or GONE), the witness's answer; and what the Synchronizer did: the synchronous standbys it
+    set (() turns replication asynchronous), its alerts, its asks of the witness."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, auto_after: float) -> None:
+        text = (
+            f'domains = ["example.org"]\n[ha]\nauto_after = {auto_after}\nsync_timeout = 10\n'
+            'witness = "https://w.example"\nwitness_token = "0123456789abcdef"\nwitness_targets = ["203.0.113.5:25"]\n'
+        )
+        config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+        self.standby = STREAMING
+        self.names: tuple[str, ...] = ("standby1",)
+        self.seen = SILENT
+        self.asked = 0
+        self.applied: list[tuple[str, ...]] = []
+        self.alerts: list[tuple[str, str, bool]] = []
+        monkeypatch.setattr(sync, "connect", lambda config: object())
+        monkeypatch.setattr(sync, "look", lambda connection: Facts(False, self.names, (self.standby,)))
+        monkeypatch.setattr(sync, "apply", self._apply)
+        monkeypatch.setattr(witness, "ask", self._ask)
+        self.synchronizer = Synchronizer(
+            config, lambda facts, wall, lost_at: check(facts, 10, wall, lost_at), None, self._alert
+        )
+        self._warn: asyncio.Task[None] | None = None
+
+    def _apply(self, connection: object, names: tuple[str, ...]) -> None:
+        self.applied.append(names)
+        self.names = names
+
+    async def _ask(self, config: Config) -> Answer:
+        self.asked += 1
+        return self.seen
+
+    async def _alert(self, sentence: str, ja: str, over: bool) -> None:
+        self.alerts.append((sentence, ja, over))
+
+    async def ticks(self, *times: float) -> None:
+        """A round at each of TIMES (seconds), and the alerts they called for raised."""
+        if self._warn is None:
+            self._warn = asyncio.create_task(self.synchronizer._warn())
+        for now in times:
+            await self.synchronizer.tick(now, NOW + now)
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+
+def test_a_primary_the_witness_sees_gives_its_silent_standby_up_after_sync_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The standby's own ask of the witness sees this box too: it holds back, and this primary may go on alone."""
+
+    async def scenario() -> None:
+        primary = Primary(monkeypatch, tmp_path, auto_after=60)
+        primary.standby, primary.seen = GONE, ANSWERS
+        await primary.ticks(0, 5)
+        assert primary.applied == [] and primary.asked == 0  # within sync_timeout: commits wait, as always
+        await primary.ticks(10)
+        assert primary.applied == [()] and primary.asked == 1 and primary.alerts == []
+
+    asyncio.run(scenario())
+
+
+def test_a_primary_unseen_by_the_witness_stays_synchronous_and_alerts_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Cut off from its standby and from the outside: the standby may be promoting itself, so nothing is
+    acknowledged here that it lacks; the witness is asked again every 10 s."""
+
+    async def scenario() -> None:
+        primary = Primary(monkeypatch, tmp_path, auto_after=60)
+        primary.standby = GONE
+        await primary.ticks(0, 10, 11, 15, 20, 25, 30, 41)
+        assert primary.applied == [] and primary.asked == 4
+        assert len(primary.alerts) == 1
+        sentence, ja, over = primary.alerts[0]
+        assert not over
+        assert sentence.startswith(
+            "this primary cannot see its standby standby1 (silent for 10 s) nor be seen by the witness (the witness "
+            "w.example reaches none of 203.0.113.5:25): it keeps replication synchronous, and mail waits, since the "
+            "standby may promote itself"
+        )
+        assert "同期のまま" in ja
+
+    asyncio.run(scenario())
+
+
+def test_a_witness_that_cannot_be_asked_keeps_replication_synchronous_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        primary = Primary(monkeypatch, tmp_path, auto_after=60)
+        primary.standby, primary.seen = GONE, UNKNOWN
+        await primary.ticks(0, 10, 20)
+        assert primary.applied == [] and primary.asked == 2
+        assert len(primary.alerts) == 1 and "cannot ask the witness w.example: ConnectError" in primary.alerts[0][0]
+
+    asyncio.run(scenario())
+
+
+def test_once_the_witness_sees_the_primary_again_replication_turns_asynchronous_and_the_alert_is_over(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        primary = Primary(monkeypatch, tmp_path, auto_after=60)
+        primary.standby = GONE
+        await primary.ticks(0, 10, 15)
+        assert primary.applied == []
+        primary.seen = ANSWERS
+        await primary.ticks(20, 21)
+        assert primary.applied == [()]
+        assert [over for _, _, over in primary.alerts] == [False, True]
+        assert primary.alerts[1][0].startswith("the witness sees this primary again")
+        assert "replication to standby1 is asynchronous" in primary.alerts[1][0]
+
+    asyncio.run(scenario())
+
+
+def test_once_the_standby_keeps_up_again_replication_stays_synchronous_and_the_alert_is_over(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        primary = Primary(monkeypatch, tmp_path, auto_after=60)
+        primary.standby = GONE
+        await primary.ticks(0, 10, 15)
+        primary.standby = STREAMING
+        await primary.ticks(16, 30)
+        assert primary.applied == [] and primary.asked == 1
+        assert [over for _, _, over in primary.alerts] == [False, True]
+        assert primary.alerts[1][0].startswith("standby standby1 keeps up again")
+        primary.standby = GONE  # lost again later: a new hold, alerted anew
+        await primary.ticks(40, 50)
+        assert primary.applied == [] and len(primary.alerts) == 3 and primary.asked == 2
+
+    asyncio.run(scenario())
+
+
+def test_without_automatic_failover_a_silent_standby_is_given_up_after_sync_timeout_without_a_witness(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        primary = Primary(monkeypatch, tmp_path, auto_after=0)
+        primary.standby = GONE
+        await primary.ticks(0, 9)
+        assert primary.applied == []
+        await primary.ticks(10, 20)
+        assert primary.applied == [()] and primary.asked == 0 and primary.alerts == []
+
+    asyncio.run(scenario())

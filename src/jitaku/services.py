@@ -430,7 +430,7 @@ async def _run(
                     return verdict.check(facts, settings.ha.sync_timeout, wall, lost_at)
 
                 report = monitor.judge if monitor is not None and not standby else None
-                replication = asyncio.create_task(Synchronizer(config, judge, report).run())
+                replication = asyncio.create_task(Synchronizer(config, judge, report, _ha_alert(monitor)).run())
             if web:
                 mail = LocalMail(policy, pipeline)
                 tasks.create_task(
@@ -674,10 +674,7 @@ async def _watch_primary(config: Config, monitor: Monitor | None) -> None:
     primary is dead beyond doubt, and _until_promoted then ends the services; its alerts are "ha" alerts."""
     from jitaku.ha import auto
 
-    async def alert(sentence: str, ja: str, over: bool) -> None:
-        await _alert(monitor, sentence, ja, State.OK if over else State.CRITICAL)
-
-    await auto.watch(config, alert)
+    await auto.watch(config, _ha_alert(monitor))
 
 
 async def _until_unfenced(config: Config, ending: _Ending) -> None:
@@ -827,6 +824,15 @@ async def _alert(monitor: Monitor | None, sentence: str, ja: str, state: State =
         await monitor.announce("ha", state, sentence, ja)
     except Exception as error:  # noqa: BLE001 - the store or a delivery failing: the log has the event already
         log.event("ha_alert_failed", error=f"{type(error).__name__}: {error}"[:300])
+
+
+def _ha_alert(monitor: Monitor | None) -> Callable[[str, str, bool], Awaitable[None]]:
+    """An "ha" alert as jitaku.ha.auto and jitaku.ha.sync raise it: (sentence, ja, over), critical until over."""
+
+    async def alert(sentence: str, ja: str, over: bool) -> None:
+        await _alert(monitor, sentence, ja, State.OK if over else State.CRITICAL)
+
+    return alert
 
 
 def _answering(was: str | None) -> tuple[str, str]:

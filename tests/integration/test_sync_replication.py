@@ -18,6 +18,7 @@ import smtplib
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,24 @@ class Standby:
 
 @pytest.fixture
 def pair(jitaku_factory: Any, shared_dir: Path) -> Iterator[tuple[Jitaku, Standby, int]]:
+    yield from _pair(jitaku_factory, shared_dir, {})
+
+
+@pytest.fixture
+def automatic_pair(jitaku_factory: Any, shared_dir: Path) -> Iterator[tuple[Jitaku, Standby, int]]:
+    """The pair with automatic failover on, and a witness that cannot be asked (nothing listens there)."""
+    automatic = {
+        "auto_after": 60,
+        "witness": f"http://127.0.0.1:{free_port()}",
+        "witness_token": "0123456789abcdef",
+        "witness_targets": ["127.0.0.1:25"],
+    }
+    yield from _pair(jitaku_factory, shared_dir, automatic)
+
+
+def _pair(jitaku_factory: Any, shared_dir: Path, ha: dict[str, Any]) -> Iterator[tuple[Jitaku, Standby, int]]:
     server, port = managed(jitaku_factory, shared_dir)
-    server.settings["ha"] = {"sync_timeout": SYNC_TIMEOUT}
+    server.settings["ha"] = {"sync_timeout": SYNC_TIMEOUT, **ha}
     server.write_config()
     server.cli("init", "--database", "postgresql")
     server.add_user(READER)
@@ -171,14 +188,14 @@ def on_standby(standby: Standby, body: str) -> bool:
     return bool(found[0])
 
 
-def alerts(server: Jitaku, port: int) -> list[tuple[str, str]]:
+def alerts(server: Jitaku, port: int, check: str = "replication") -> list[tuple[str, str]]:
     import psycopg
 
     passfile = server.dir / "postgres" / "jitaku.pgpass"
     url = f"postgresql://jitaku@127.0.0.1:{port}/jitaku"
     with psycopg.connect(url, passfile=str(passfile), connect_timeout=10) as connection:
         rows = connection.execute(
-            "SELECT kind, body FROM health_alerts WHERE check_name = 'replication' ORDER BY at"
+            "SELECT kind, body FROM health_alerts WHERE check_name = %s ORDER BY at", (check,)
         ).fetchall()
     return [(str(kind), str(body)) for kind, body in rows]
 
@@ -252,6 +269,32 @@ def test_the_primary_waits_for_a_silent_standby_only_sync_timeout_then_alerts_an
     assert server.process is not None
     server.process.send_signal(signal.SIGTERM)
     assert server.process.wait(timeout=SYNC_TIMEOUT + 30) == 0
+
+
+def test_with_automatic_failover_a_primary_the_witness_cannot_see_keeps_waiting_for_its_standby(
+    automatic_pair: tuple[Jitaku, Standby, int],
+) -> None:
+    """Its standby may be promoting itself: a 250 now would be a message the new primary lacks."""
+    server, standby, port = automatic_pair
+    wait_until(lambda: synchronous(server, port), timeout=60)
+    standby.stop_immediately()
+    with ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(send, server, "while cut off from both")
+        wait_until(lambda: "event=replication_held" in server.log(), timeout=SYNC_TIMEOUT + 30)
+        assert not sent.done()
+        assert primary(server, port, "SHOW synchronous_standby_names") == (f'FIRST 1 ("{NAME}")',)
+        standby.start()
+        sent.result(timeout=60)
+    assert on_standby(standby, "while cut off from both")
+    # alerted once, and over (recorded once commits go through again)
+    wait_until(lambda: [kind for kind, _ in alerts(server, port, "ha")] == ["problem", "recovery"], timeout=30)
+    [(_, held), (_, over)] = alerts(server, port, "ha")
+    assert held.startswith("this primary cannot see its standby standby1 (silent for "), held
+    assert "it keeps replication synchronous, and mail waits, since the standby may promote itself" in held, held
+    assert over.startswith("standby standby1 keeps up again"), over
+    server.stop()  # before the standby, which the fixture stops first: its last commits would wait for it
+    said = server.log()
+    assert "event=replication_asynchronous" not in said and "Traceback" not in said
 
 
 def test_without_a_standby_the_check_is_not_watching_and_no_commit_waits_for_one(
