@@ -398,3 +398,28 @@ def test_the_watch_outlives_its_failures_and_logs_each_once(
         assert asyncio.run(run())
     assert caplog.text.count("event=ha_auto_failed") == 1 and "the web client broke" in caplog.text
     assert caplog.text.count("cannot make a replication slot name") == 1 and alerts == []
+
+
+def test_what_the_watch_alerted_is_over_when_the_services_end_with_the_box_promoted_by_anyone(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    primary = Primary(monkeypatch)
+    primary.seen = UNKNOWN  # warned of as the watch starts
+    monkeypatch.setattr(auto, "_secret", lambda config: "s")
+    monkeypatch.setattr(auto, "AUTO_EVERY", 0.01)
+
+    async def run(outcome: str) -> None:
+        primary.alerts.clear()
+        primary.ended = None
+        task = asyncio.create_task(auto.watch(config, primary.alert, lambda: primary.ended))
+        while len(primary.alerts) < 1:
+            await asyncio.sleep(0.01)
+        primary.ended = outcome
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(run("promoted"))  # a person's `jitaku failover`, while the primary never answered
+    assert primary.alerts[0][1] is Level.WARNING and primary.alerts[-1][1] is Level.OVER
+    assert "this standby became the primary" in primary.last()
+    asyncio.run(run("stopped"))  # SIGTERM: nothing is over
+    assert [level for _, level in primary.alerts] == [Level.WARNING]

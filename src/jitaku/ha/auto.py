@@ -332,7 +332,7 @@ async def _look(config: Config, url: str, known: Watch, alert: Alert) -> None:
     again = KNOCK_EVERY if known.seen is not None and known.seen.seen is witness.Seen.UNKNOWN else WITNESS_EVERY
     ask = known.asked_at is None or began - known.asked_at >= again
     doors, seen = await asyncio.gather(
-        _doors(config, url) if knock else _nothing(), _witness(config) if ask else _nothing()
+        _doors(config, url, known) if knock else _nothing(), _witness(config) if ask else _nothing()
     )
     done = monotonic()
     if knock:
@@ -355,12 +355,12 @@ async def _nothing() -> None:
     return None
 
 
-async def _doors(config: Config, url: str) -> list[str] | None:
+async def _doors(config: Config, url: str, known: Watch) -> list[str] | None:
     """The primary's doors that take a connection; None when the knock could not be made in time."""
     try:
         return await asyncio.wait_for(asyncio.to_thread(_answering_doors, config, url), LOOK_TIMEOUT)
     except Exception as error:  # noqa: BLE001 - TimeoutError, or the OS's: not known, so not taken for shut
-        log.event("ha_auto_knock_failed", error=f"{type(error).__name__}: {error}"[:300])
+        _say(known, "ha_auto_knock_failed", f"{type(error).__name__}: {error}"[:300])
         return None
 
 
