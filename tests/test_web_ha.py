@@ -232,10 +232,13 @@ def test_a_fenced_box_s_state_asks_whether_its_cluster_runs_and_says_why_a_re_jo
 
 
 class Cluster:
-    """A primary's PostgreSQL as _database asks it: in recovery or not, and pg_stat_replication's rows."""
+    """A primary's PostgreSQL as _database asks it: in recovery or not, pg_stat_replication's rows as the query
+    gives them (application_name, sync_state, state, bytes not yet flushed there, its flush position), at each
+    look in turn (the last one again), and synchronous_standby_names."""
 
-    def __init__(self, recovery: bool, replication: list[tuple[str, str]]) -> None:
-        self.recovery, self.replication, self._rows = recovery, replication, [(None,)]
+    def __init__(self, recovery: bool, looks: list[list[tuple[object, ...]]], setting: str = "") -> None:
+        self.recovery, self.looks, self.setting = recovery, list(looks), setting
+        self._rows: list[tuple[object, ...]] = [(None,)]
 
     def __enter__(self) -> Cluster:
         return self
@@ -247,10 +250,9 @@ class Cluster:
         if "pg_is_in_recovery" in query:
             self._rows = [(self.recovery,)]
         elif "pg_stat_replication" in query:
-            states = ("sync", "quorum")
-            self._rows = sorted(
-                (name,) for name, state in self.replication if state in states and "sync_state" in query
-            )
+            self._rows = self.looks.pop(0) if len(self.looks) > 1 else list(self.looks[0])
+        elif "synchronous_standby_names" in query:
+            self._rows = [(self.setting,)]
         else:
             self._rows = [("0/5000080",)]
         return self
@@ -262,18 +264,80 @@ class Cluster:
         return self._rows
 
 
-def test_the_state_names_a_primary_s_synchronous_standbys_and_none_on_a_standby_sqlite_or_when_fenced(
+FIRST_LOOK: list[tuple[object, ...]] = [
+    ("two", "sync", "streaming", 0, 5000),  # all flushed
+    ("three", "potential", "streaming", 0, 5000),
+    ("four", "async", "streaming", 0, 5000),
+    ("five", "quorum", "streaming", 0, 5000),  # ANY k of n: this one may lack what the others acknowledged
+    ("six", "sync", "streaming", 8192, 4000),  # behind, and it flushes on: it keeps up
+    ("seven", "sync", "streaming", 8192, 4000),  # its flush position stands still: the primary is timing it out
+    ("eight", "sync", "catchup", 0, 5000),
+]
+SECOND_LOOK = [(*row[:4], 9000) if row[0] == "six" else row for row in FIRST_LOOK]
+REPLICATION = [FIRST_LOOK, SECOND_LOOK]
+
+
+def test_the_state_names_a_primary_s_synchronous_standbys_that_keep_up_and_none_on_a_standby_sqlite_or_when_fenced(
     client: TestClient, config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jitaku.ha import role
 
+    setting = 'FIRST 1 ("two", "six", "seven", "eight")'
     assert post(client, "/api/ha/state", {}).json()["synchronous"] == []  # SQLite: no standby
-    replication = [("two", "sync"), ("three", "potential"), ("four", "async"), ("five", "quorum")]
     monkeypatch.setattr(role, "postgresql", lambda _config: True)
-    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, replication))
-    assert post(client, "/api/ha/state", {}).json()["synchronous"] == ["five", "two"]
-    monkeypatch.setattr(role, "connect", lambda _config: Cluster(True, replication))
+    monkeypatch.setattr(ha, "PROGRESS_WAIT", 0.0)
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, REPLICATION, setting))
+    assert post(client, "/api/ha/state", {}).json()["synchronous"] == ["six", "two"]
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, REPLICATION, 'FIRST 1 ("six")'))
+    assert post(client, "/api/ha/state", {}).json()["synchronous"] == ["six"]  # "two": not waited for now
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, [FIRST_LOOK], setting))
+    assert post(client, "/api/ha/state", {}).json()["synchronous"] == ["two"]  # "six" flushed nothing more
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(True, REPLICATION, setting))
     assert post(client, "/api/ha/state", {}).json()["synchronous"] == []
-    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, replication))
+    monkeypatch.setattr(role, "connect", lambda _config: Cluster(False, REPLICATION, setting))
     fence.write(config, fence.Fence("failover", "two.lan", 1.0))  # it takes no write: nobody is synchronous for it
     assert post(client, "/api/ha/state", {}).json()["synchronous"] == []
+
+
+def test_a_standby_streaming_synchronously_from_a_real_postgresql_is_named_and_one_left_out_is_not(
+    tmp_path: Path,
+) -> None:
+    """The query's rows as PostgreSQL gives them, from a real walsender: pg_receivewal, flushing and replying as a
+    synchronous standby does, under the name "two"."""
+    import subprocess
+
+    import psycopg
+
+    from tests import postgres
+    from tests.peers import wait_until
+
+    server = postgres.server()
+    url = server.over_socket(server.url("postgres"))
+    host, port = str(server.base), str(server.port)
+    conninfo = f"host={host} port={port} user={postgres.SUPERUSER} application_name=two"
+    receiver = subprocess.Popen(
+        [str(postgres.binaries() / "pg_receivewal"), "-D", str(tmp_path), "-d", conninfo, "--synchronous", "-n"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as connection:
+
+            def named() -> list[str]:
+                rows = connection.execute(ha._REPLICATION).fetchall()
+                return ha._keeping_up(connection) if any(row[0] == "two" for row in rows) else ["not streaming"]
+
+            connection.execute("ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (\"two\")'")
+            connection.execute("SELECT pg_reload_conf()")
+            wait_until(lambda: named() == ["two"], timeout=30, interval=0.2)
+            connection.execute("CREATE TEMPORARY TABLE written AS SELECT 1")  # WAL it must flush, and reply to
+            assert named() == ["two"]
+            connection.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            connection.execute("SELECT pg_reload_conf()")
+            wait_until(lambda: named() == [], timeout=30, interval=0.2)  # asynchronous: not named
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("ALTER SYSTEM RESET synchronous_standby_names")
+            connection.execute("SELECT pg_reload_conf()")

@@ -4,6 +4,7 @@ with the token both sides share: the health checks (jitaku.health.buddy) and the
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlparse
 
@@ -27,8 +28,7 @@ async def call(settings: BuddySettings, method: str, path: str, **kwargs: Any) -
     except httpx.HTTPError as error:
         raise Unreachable(error.__class__.__name__, error.__class__.__name__) from None
     if response.status_code in (401, 403):
-        code = response.status_code
-        raise Unreachable(f"it refused our token (HTTP {code})", f"トークンが拒否されました（HTTP {code}）")
+        raise _refusal(response.status_code, _said(response))
     if response.status_code != 200:
         raise Unreachable(f"HTTP {response.status_code}", f"HTTP {response.status_code}")
     try:
@@ -48,6 +48,26 @@ async def ask_probe(settings: BuddySettings) -> list[dict[str, Any]]:
     if any("target" not in result for result in results):
         raise Unreachable("it answered results without targets", "対象のない結果が返りました")
     return results
+
+
+def _said(response: Any) -> str:
+    """The refusal's `error` text (web.buddy says why in it), made safe to print on one line; "" without one."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return re.sub(r"[^\x20-\x7e]", "?", str(error or ""))[:200]
+
+
+def _refusal(code: int, said: str) -> Unreachable:
+    """What the friend refused, told apart by what it said: a probe of targets that are not at our address as it
+    sees us (`ours` names another address, or we reach it through another one), or our token."""
+    if "not at your address" in said:
+        return Unreachable(
+            f"it refused to probe a target that is not at our address as it sees us ({said}; HTTP {code})",
+            f"こちらのアドレスではない対象の確認を拒否されました（{said}、HTTP {code}）",
+        )
+    return Unreachable(f"it refused our token (HTTP {code})", f"トークンが拒否されました（HTTP {code}）")
 
 
 class Unreachable(Exception):

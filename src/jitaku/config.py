@@ -695,8 +695,8 @@ class HaSettings(_Section):
         default=0,
         ge=0,
         description="seconds the primary must be silent before the standby promotes itself, and then only when the "
-        "witness cannot reach it either and replication was synchronous when contact was lost; 0: never (a person "
-        "runs `jitaku failover`)",
+        "witness cannot reach it either and replication was synchronous when contact was lost; longer than the "
+        "primary takes to reboot; 0: never (a person runs `jitaku failover`)",
     )
     cold_start_wait: float = Field(
         default=60,

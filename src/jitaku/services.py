@@ -399,7 +399,7 @@ async def _run(
             if main and mode == STANDBY and role.postgresql(config):
                 background.append(tasks.create_task(_until_promoted(config, ending)))
                 if settings.ha.auto_after > 0:
-                    background.append(tasks.create_task(_watch_primary(config, monitor)))
+                    background.append(tasks.create_task(_watch_primary(config, monitor, ending)))
             if main and mode == FENCED:
                 background.append(tasks.create_task(_rejoin(config, ending, monitor)))
                 if role.postgresql(config):
@@ -669,12 +669,18 @@ async def _until_promoted(config: Config, ending: _Ending) -> None:
     ending.end("promoted")
 
 
-async def _watch_primary(config: Config, monitor: Monitor | None) -> None:
+async def _watch_primary(config: Config, monitor: Monitor | None, ending: _Ending) -> None:
     """A standby's automatic failover ([ha] auto_after, jitaku.ha.auto): it promotes this box's cluster when its
-    primary is dead beyond doubt, and _until_promoted then ends the services; its alerts are "ha" alerts."""
+    primary is dead beyond doubt, and _until_promoted then ends the services; its alerts are "ha" alerts. It never
+    promotes once the services end (SIGTERM), and says its alerts are over when they end with a promotion."""
     from jitaku.ha import auto
 
-    await auto.watch(config, _ha_alert(monitor))
+    states = {auto.Level.CRITICAL: State.CRITICAL, auto.Level.WARNING: State.WARNING, auto.Level.OVER: State.OK}
+
+    async def alert(sentence: str, ja: str, level: auto.Level) -> None:
+        await _alert(monitor, sentence, ja, states[level])
+
+    await auto.watch(config, alert, lambda: ending.outcome if ending.stop.is_set() else None)
 
 
 async def _until_unfenced(config: Config, ending: _Ending) -> None:

@@ -26,7 +26,8 @@ to run on which (_stranded). The old primary of one that never promoted us keeps
 (jitaku.ha.rejoin): `jitaku failover --force` there takes the primary's part back (_take_back).
 
 The daemon itself promotes its box when automatic failover says so (jitaku.ha.auto): promote_automatically, the
-same fence and promotion, never forced, without the wait for a greeting that only the daemon can give.
+old primary's state asked once more (any answer stops it), then the same fence and promotion, never forced, without
+the wait for a greeting that only the daemon can give.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from jitaku import log, ports, serve_lock
 from jitaku.config import Config, Listen
 from jitaku.ha import alive, box, fence, role, standby
+
+if TYPE_CHECKING:
+    from jitaku.ha.peer import PeerError
 
 PROMOTE_WAIT = 60  # seconds pg_promote waits for the end of recovery
 PEER_TIMEOUT = 3.0  # seconds the old primary has to answer a failover's fence
@@ -100,26 +104,63 @@ def failover(config: Config, started: float, say: Say, force: bool = False) -> P
     return Promoted(seconds, old.words)
 
 
-def promote_automatically(config: Config, why: str) -> str:
+def promote_automatically(
+    config: Config, why: str, stopping: Callable[[], bool], promoting: Callable[[], None]
+) -> bool:
     """The daemon's own promotion (jitaku.ha.auto: the primary silent, the witness too, replication synchronous
     when contact was lost): what failover() does, without its wait for this box's 220. The daemon that would greet
     is the one asking, in a thread: it serves as the primary only once its services end with "promoted" (its watch
-    of the cluster), and they cannot end while it waits here. Never forced: an old primary that answers and is not
+    of the cluster), and they cannot end while it waits here. Never forced: the old primary is asked its state
+    once more first, and any answer raises Answered (a primary whose web came back between the watch's decision
+    and now, a box that restarted: `[ha] auto_after` must outlast a reboot); one that answers the fence and is not
     fenced after it (its web, or only its SMTP or PostgreSQL) raises FailoverError, and a person decides; one that
     fenced itself said its WAL position, replayed here first, and one that could not say it is refused too (writes
-    may be missing). WHY goes to the log. What became of the old primary, in words."""
+    may be missing). STOPPING (the daemon ends its services: SIGTERM) is asked before the fence and before the
+    promotion, which it stops; PROMOTING is called just before pg_promote, only when this call runs it. Whether
+    this call promoted the cluster: False when it was promoted meanwhile (a person's `jitaku failover`). WHY goes
+    to the log."""
+    if role.current(config) == role.PRIMARY:
+        return False
     secret = _check(config)
     url = _peer_url(config)
     if url is None:
         raise FailoverError("no peer known ([ha] peer unset and no DIR/ha/peer_host): nothing to fence")
+    _silent_still(url, secret)
+    if stopping():
+        raise FailoverError("the daemon is stopping: not promoted")
     old = _fence_for_failover(config, url, secret, False)
     if not old.down:  # a dead one's writes: the caller knew this box was synchronous when contact was lost
         warning = _missing_writes(config, old)
         if warning is not None:
             raise FailoverError(f"old primary: {old.words}; {warning}")
-    _promote(config)
+    if stopping():
+        raise FailoverError(f"the daemon is stopping: not promoted (old primary: {old.words})")
+    if not _promote(config, promoting):
+        return False
     log.event("ha_failover", automatic=True, peer=url, old_primary=old.words, why=why)
-    return old.words
+    return True
+
+
+class Answered(FailoverError):
+    """The old primary answered just before an automatic failover's fence (ANSWER: its state, or its PeerError):
+    a box alive, so nothing was done."""
+
+    def __init__(self, message: str, answer: dict[str, Any] | PeerError) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+def _silent_still(url: str, secret: str) -> None:
+    """Raise Answered when the old primary answers its state request now, whatever it says."""
+    from jitaku.ha import peer
+
+    try:
+        state = peer.state(url, secret, PEER_TIMEOUT)
+    except peer.PeerError as error:
+        raise Answered(f"the old primary at {url} answered again ({error}): not promoted", error) from None
+    if state is not None:
+        said = f"role {state.get('role')}, fenced {bool(state.get('fenced'))}"
+        raise Answered(f"the old primary at {url} answered again ({said}): not promoted", state)
 
 
 def switchover(config: Config, started: float, say: Say) -> Switched:
@@ -599,15 +640,19 @@ def _receiver(config: Config) -> Receiver:
     return Receiver(status, primary, float(silent) if silent is not None else None)
 
 
-def _promote(config: Config) -> None:
+def _promote(config: Config, promoting: Callable[[], None] | None = None) -> bool:
+    """pg_promote, PROMOTING called just before it; whether this call ran it (False: promoted meanwhile)."""
     with role.connect(config) as connection:
         if not role.one(connection, "SELECT pg_is_in_recovery()"):
-            return  # promoted meanwhile (by the daemon's own watch, a person): what we wanted
+            return False  # promoted meanwhile (by the daemon's own watch, a person): what we wanted
+        if promoting is not None:
+            promoting()
         if not role.one(connection, f"SELECT pg_promote(true, {PROMOTE_WAIT})"):
             raise FailoverError(
                 f"PostgreSQL did not finish its promotion within {PROMOTE_WAIT} s: see {config.postgres_dir}/log"
             )
     log.event("ha_promote", data_dir=str(config.data_dir))
+    return True
 
 
 def mail_address(config: Config) -> tuple[str, int]:

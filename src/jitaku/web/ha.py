@@ -31,7 +31,7 @@ from starlette.routing import Route
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.ha import box, fence, peer, role, standby
+from jitaku.ha import box, fence, peer, role, standby, sync
 from jitaku.ha.fence import Fence
 
 STATE_TIMEOUT = 5.0  # seconds the database may take to say how it stands
@@ -40,7 +40,12 @@ MAX_BY = 200  # characters of who fenced us
 MAX_SEEN = 256  # fence signatures remembered (each for peer.MAX_SKEW seconds): a replay of one is refused
 _PRINTABLE = re.compile(r"[\x21-\x7e]{1,200}")
 _CLUSTER_TIMELINE = "SELECT received_tli FROM pg_stat_wal_receiver"
-_SYNCHRONOUS = "SELECT application_name FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum') ORDER BY 1"
+_REPLICATION = """
+SELECT application_name, sync_state, state, coalesce((pg_current_wal_lsn() - flush_lsn)::bigint, -1),
+       coalesce((flush_lsn - '0/0'::pg_lsn)::bigint, -1)
+FROM pg_stat_replication
+"""
+PROGRESS_WAIT = 0.5  # seconds a synchronous standby with WAL still to flush has to show that it flushes on
 
 
 class _Unreadable(Exception):
@@ -279,9 +284,9 @@ def _stopped(config: Config, fenced: Fence) -> bool:
 
 def _database(config: Config) -> dict[str, Any]:
     """role, timeline, lsn from this box's cluster (none of the two on SQLite), and a primary's synchronous
-    standbys: the application_name of each whose commits a write waits for now (sync_state 'sync', or 'quorum'
-    under ANY n). A standby watching for automatic failover (jitaku.ha.auto) looks for its own name there: only a
-    standby named in the last answer before its primary went silent has every write that primary acknowledged."""
+    standbys that keep up (keeping_up). A standby watching for automatic failover (jitaku.ha.auto) looks for its
+    own name there: only a standby named in the last answer before its primary went silent has every write that
+    primary acknowledged."""
     from jitaku.ha.status import PRIMARY_TIMELINE, REPLAYED_TIMELINE
 
     if not role.postgresql(config):
@@ -298,7 +303,41 @@ def _database(config: Config) -> dict[str, Any]:
                 "role": role.PRIMARY,
                 "timeline": timeline,
                 "lsn": role.one(connection, "SELECT pg_current_wal_lsn()::text"),
-                "synchronous": [str(row[0]) for row in connection.execute(_SYNCHRONOUS).fetchall()],
+                "synchronous": _keeping_up(connection),
             }
     except Exception as error:  # noqa: BLE001 - psycopg's errors and the OS's: the peer is told in a line
         raise _Unreadable(f"cannot read this box's database: {type(error).__name__}") from None
+
+
+def _keeping_up(connection: Any) -> list[str]:
+    """keeping_up, from a look at pg_stat_replication, and a second one PROGRESS_WAIT later when a synchronous
+    standby had WAL still to flush at the first (a write under way: it keeps up if it flushes on)."""
+    setting = str(role.one(connection, "SELECT current_setting('synchronous_standby_names')") or "")
+    rows = connection.execute(_REPLICATION).fetchall()
+    if not any(row[1] == "sync" and row[3] != 0 for row in rows):
+        return keeping_up(rows, setting)
+    time.sleep(PROGRESS_WAIT)
+    return keeping_up(connection.execute(_REPLICATION).fetchall(), setting, {str(row[0]): int(row[4]) for row in rows})
+
+
+def keeping_up(rows: list[tuple[Any, ...]], setting: str, before: dict[str, int] | None = None) -> list[str]:
+    """The synchronous standbys that keep up, of pg_stat_replication's ROWS (application_name, sync_state, state,
+    bytes of WAL not yet flushed there, its flush position as a number) and synchronous_standby_names' SETTING: a
+    commit waits for each (sync_state 'sync', never 'quorum': under ANY k of n, one standby may lack a write the
+    others acknowledged), and the primary's sync task (jitaku.ha.sync) does not count it silent: it streams, and
+    has flushed everything, or has flushed further since BEFORE (each one's flush position at an earlier look).
+    A walsender still says 'sync' while its flush position stands still, when the primary may be timing it out
+    already: a standby named here has every write the primary acknowledged, and the primary's timer for it
+    started no earlier than about sync.POLL before this answer (jitaku.ha.auto leaves a margin for it)."""
+    names = sync.standby_names(setting)
+    earlier = before or {}
+    return sorted(
+        {
+            str(name)
+            for name, sync_state, state, behind, flushed in rows
+            if sync_state == "sync"
+            and state == "streaming"
+            and (name in names or "*" in names)
+            and (behind == 0 or (name in earlier and flushed > earlier[name]))
+        }
+    )
