@@ -355,7 +355,6 @@ def test_a_primary_that_had_a_standby_waits_for_its_silent_peer_after_a_cold_sta
         (mode.Seen(), (False, False)),  # never had a standby (a primary before `standby setup`)
         (mode.Seen(), (True, True)),  # its standby streams from it already: no other primary
         (mode.Seen(answered=True), (True, False)),  # the peer answered as a standby, or a fenced box
-        (mode.Seen(refused="403 clocks apart"), (True, False)),  # the peer answers, if not to us: decided as before
     ],
 )
 def test_a_primary_that_sees_its_peer_or_never_had_one_serves_at_once_after_a_cold_start(
@@ -363,6 +362,24 @@ def test_a_primary_that_sees_its_peer_or_never_had_one_serves_at_once_after_a_co
 ) -> None:
     _a_primary(monkeypatch, seen, paired)
     assert mode.decide(waiting_config, starting=True) == "primary"
+
+
+def test_a_peer_that_refuses_us_after_a_cold_start_keeps_the_primary_waiting(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_primary(monkeypatch, mode.Seen(refused="403 clocks apart"), (True, False))
+    assert mode.decide(waiting_config, starting=True) == "waiting"  # it is there, and may be the primary
+    assert fence.read(waiting_config) is None
+
+
+def test_a_waiting_box_whose_peer_refuses_it_keeps_waiting_past_the_wait_and_says_so_once(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = [mode.Seen(refused="403 clocks apart")] * 30  # 0.3 s: six times cold_start_wait
+    outcome, said = _wait(waiting_config, monkeypatch, [*refusing, mode.Seen(answered=True)], [])
+    assert outcome == "decided"  # only once it answered as a peer should; the witness never asked
+    assert [state for _check, state, _sentence in said] == [State.CRITICAL, State.OK]
+    assert "refuses it (403 clocks apart)" in said[0][2]
 
 
 def test_a_cold_start_wait_of_0_never_waits_and_a_fenced_box_stays_fenced(

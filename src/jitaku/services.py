@@ -733,13 +733,14 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
 
 async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A primary waiting after a cold start (jitaku.ha.mode's "waiting") looks every WAIT_EVERY seconds (in a thread,
-    bounded) at its peer and at its own replication slots. Once the peer answers at all, or a standby streams from
-    this box, the services end with outcome "decided": the mode is decided again with the peer in sight (a newer
-    primary fences this box, a standby leaves it the primary). Once `[ha] cold_start_wait` seconds have passed
-    since the wait began with the peer silent, the witness is asked, and again each cold_start_wait seconds after:
-    while it reaches the pair's services (another box may serve them) this box takes nothing, and says so once;
-    when it does not, or cannot be asked, the services end "decided" too, and this box serves as the primary alone,
-    with a warning."""
+    bounded) at its peer and at its own replication slots. Once the peer answers as a peer should, or a standby
+    streams from this box, the services end with outcome "decided": the mode is decided again with the peer in sight
+    (a newer primary fences this box, a standby leaves it the primary). A peer that refuses us (403: clocks apart,
+    another secret) is there, and may be the primary: this box keeps waiting while it refuses, and says so once.
+    Once `[ha] cold_start_wait` seconds have passed since the wait began with the peer silent, the witness is asked,
+    and again each cold_start_wait seconds after: while it reaches the pair's services (another box may serve them)
+    this box takes nothing, and says so once; when it does not, or cannot be asked, the services end "decided" too,
+    and this box serves as the primary alone, with a warning."""
     from jitaku.ha import mode as ha_mode
     from jitaku.ha import witness
 
@@ -750,6 +751,7 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     began = time.monotonic()
     ask_at = began + wait
     witnessed = False  # the witness reached the pair's services, and this was alerted
+    refused = False  # the peer refused us, and this was alerted
     failing = ""  # why the last look failed, logged once
     while True:
         await asyncio.sleep(WAIT_EVERY)
@@ -762,13 +764,19 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
             if why != failing:
                 log.event("ha_peer_unknown", error=why)
             failing, seen, streamed = why, ha_mode.Seen(), False
-        if seen != ha_mode.Seen() or streamed:
+        if seen.answered or streamed:
             why = "a standby streams from this box" if streamed else "the peer answered"
             log.event("ha_wait_over", why=why, waited=round(time.monotonic() - began, 1))
-            if witnessed:
+            if witnessed or refused:
                 await _alert(monitor, *_seen_again(why), State.OK)
             ending.end("decided")
             return
+        if seen.refused is not None:  # the peer is there, and may be the primary: this box takes nothing
+            if not refused:
+                log.event("ha_peer_refuses", error=seen.refused)
+                await _alert(monitor, *_refusing_waiting(seen.refused))
+            refused = True
+            continue
         if time.monotonic() < ask_at:
             continue
         try:
@@ -795,6 +803,17 @@ def _seen_again(why: str) -> tuple[str, str]:
         f"this box waiting after a cold start sees the other box of the pair again ({why}): it decides its part "
         "with it now.",
         f"コールドスタート後に待機していたこのサーバーは、ペアのもう一台を確認できました({ja})。役割を決め直します。",
+    )
+
+
+def _refusing_waiting(why: str) -> tuple[str, str]:
+    return (
+        f"this box waits after a cold start and takes no mail: its peer answers but refuses it ({why}), so the "
+        "other box may be serving as the primary. It waits as long as the peer refuses; check the two boxes' clocks "
+        "and that both hold the same replication secret.",
+        f"このサーバーはコールドスタート後に待機中で、メールを受け付けていません。相手は応答しますが要求を拒否して"
+        f"います({why})。もう一台がプライマリとして動いている可能性があります。拒否が続く間は待ち続けます。"
+        "両方の時計と、同じレプリケーション秘密を持っているかを確認してください。",
     )
 
 

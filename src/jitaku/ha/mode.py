@@ -14,10 +14,11 @@
 one that answers 5xx (its database restarting) is not known either way, and logged only.
 - "waiting": instead of "primary" at the daemon's first decision (a cold start, as after a power cut of both
   boxes), on a managed cluster that had a standby (a physical replication slot: a pair was set up against it), none
-  streaming from it now, its peer silent, `[ha] cold_start_wait` above 0. The other box may have been promoted
-  while this one was off, and this one cannot tell yet: it serves as a fenced box does, without the fence, until
-  it sees its peer (jitaku.services ends the wait, and the mode is decided again) or the wait is over and the
-  witness sees nobody else serving either (jitaku.ha.witness).
+  streaming from it now, its peer silent or refusing us, `[ha] cold_start_wait` above 0. The other box may have
+  been promoted while this one was off, and this one cannot tell yet: it serves as a fenced box does, without the
+  fence, until it sees its peer answer as a peer should, or a standby stream from it (jitaku.services ends the
+  wait, and the mode is decided again), or the wait is over and the witness sees nobody else serving either
+  (jitaku.ha.witness). A peer that refuses us is there, and may be the primary: it keeps this box waiting.
 
 A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.services), the same way (look()).
 """
@@ -69,7 +70,7 @@ def decide(config: Config, starting: bool) -> Mode:
         fence.write(config, fence.Fence("split-brain", "the floating address's holder", time.time()))
         return FENCED
     wait = config.settings.ha.cold_start_wait
-    if starting and wait > 0 and seen == Seen() and paired(config) == (True, False):
+    if starting and wait > 0 and not seen.answered and paired(config) == (True, False):
         from jitaku.ha import peer
 
         log.event("ha_waiting", peer=peer.peer_url(config), wait=wait)
