@@ -349,6 +349,16 @@ def test_a_primary_that_had_a_standby_waits_for_its_silent_peer_after_a_cold_sta
     assert fence.read(waiting_config) is None
 
 
+def test_a_box_that_took_the_part_alone_serves_as_the_primary_without_another_look(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    monkeypatch.setattr(mode, "look", lambda _config: pytest.fail("looked at the peer again"))
+    assert mode.decide(waiting_config, starting=False, alone=True) == "primary"
+    fence.write(waiting_config, fence.Fence("failover", "http://192.0.2.2:8080", 1.0))
+    assert mode.decide(waiting_config, starting=False, alone=True) == "fenced"  # a fence still wins
+
+
 @pytest.mark.parametrize(
     ("seen", "paired"),
     [
@@ -402,15 +412,16 @@ def test_an_sqlite_box_or_someone_elses_postgresql_server_never_waits(waiting_co
     assert mode.paired(external) == (False, False)  # its slots are its own replication's: not even asked
 
 
-def test_the_daemon_waits_only_at_its_first_decision_and_decides_again_once_the_wait_is_over(
+def test_the_daemon_waits_only_at_a_cold_start_and_after_its_wait_saw_the_peer(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    starts: list[bool] = []
-    outcomes = iter(["decided", "stopped"])
+    starts: list[tuple[bool, bool]] = []
+    outcomes = iter(["decided", "alone", "promoted", "stopped"])
+    modes = iter(["waiting", "waiting", "primary", "primary"])
 
-    def decide(_config: Config, starting: bool) -> str:
-        starts.append(starting)
-        return "waiting" if starting else "primary"
+    def decide(_config: Config, starting: bool, alone: bool = False) -> str:
+        starts.append((starting, alone))
+        return next(modes)
 
     served: list[tuple[str, Any]] = []
 
@@ -421,8 +432,9 @@ def test_the_daemon_waits_only_at_its_first_decision_and_decides_again_once_the_
     monkeypatch.setattr(mode, "decide", decide)
     monkeypatch.setattr(services, "serve", serve)
     app.run(config, app.Sockets([], [], []))
-    assert starts == [True, False]
-    assert served == [("waiting", None), ("primary", "decided")]
+    # its peer seen, it may wait again (the peer gone meanwhile); once it took the part alone, it looks no more
+    assert starts == [(True, False), (True, False), (False, True), (False, False)]
+    assert served == [("waiting", None), ("waiting", "decided"), ("primary", "alone"), ("primary", "promoted")]
 
 
 def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen], said: list[Any]) -> tuple[str, Any]:
@@ -462,6 +474,16 @@ def test_a_waiting_box_that_sees_its_peer_decides_again_before_the_wait_is_over(
     assert [fields["why"] for name, fields in logged if name == "ha_wait_over"] == ["the peer answered"]
 
 
+def test_a_waiting_box_that_sees_a_newer_primary_fences_itself_at_once(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    newer = mode.Seen(newer="http://192.0.2.2:8080", answered=True)
+    outcome, said = _wait(waiting_config, monkeypatch, [mode.Seen(), newer], [])
+    assert (outcome, said) == ("fenced", [])  # no second look that could find it silent
+    found = fence.read(waiting_config)
+    assert found is not None and (found.purpose, found.by) == ("split-brain", "http://192.0.2.2:8080")
+
+
 def test_a_waiting_box_takes_nothing_while_the_witness_sees_the_pairs_services_then_takes_the_part_alone(
     waiting_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -470,7 +492,7 @@ def test_a_waiting_box_takes_nothing_while_the_witness_sees_the_pairs_services_t
     answers = witness.Answer(witness.Seen.ANSWERS, "the witness w.example reaches 192.0.2.1:25")
     silent = witness.Answer(witness.Seen.SILENT, "the witness w.example reaches none of 192.0.2.1:25")
     outcome, said = _wait(waiting_config, monkeypatch, [], [answers, answers, answers, silent])
-    assert outcome == "decided"
+    assert outcome == "alone"
     assert [(check, state) for check, state, _sentence in said] == [("ha", State.CRITICAL), ("ha", State.WARNING)]
     assert "another box may be serving as the primary" in said[0][2]  # said once, for three answers
     assert said[1][2].startswith("mail.example.org took the primary's part alone after ")
@@ -486,7 +508,7 @@ def test_a_waiting_box_without_a_witness_takes_the_part_alone_once_the_wait_is_o
     from jitaku.ha import witness
 
     outcome, said = _wait(waiting_config, monkeypatch, [], [asyncio.run(witness.ask(waiting_config))])
-    assert outcome == "decided"
+    assert outcome == "alone"
     [(_check, state, sentence)] = said
     assert state == State.WARNING and "no witness configured" in sentence
 
@@ -495,6 +517,6 @@ def test_a_witness_that_cannot_be_asked_leaves_the_waiting_box_to_take_the_part_
     waiting_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     outcome, said = _wait(waiting_config, monkeypatch, [], [ValueError("a witness URL without a host")])
-    assert outcome == "decided"
+    assert outcome == "alone"
     [(_check, state, sentence)] = said
     assert state == State.WARNING and "cannot ask the witness: ValueError: a witness URL without a host" in sentence

@@ -102,9 +102,10 @@ WAITING_REFUSALS = {
 REFUSALS_OF = {STANDBY: STANDBY_REFUSALS, FENCED: FENCED_REFUSALS, WAITING: WAITING_REFUSALS}
 
 # Why serve() ended: SIGTERM ("stopped", and always in a worker); a standby's cluster promoted ("promoted"); the
-# web's fence endpoint ("fenced"); a fenced box's switchover re-join done, the cluster a standby now ("rejoined"); a
-# box's wait after a cold start over, its peer seen or the wait spent ("decided": the mode is decided again).
-Outcome = Literal["stopped", "promoted", "fenced", "rejoined", "decided"]
+# web's fence endpoint, or a newer primary seen ("fenced"); a fenced box's switchover re-join done, the cluster a
+# standby now ("rejoined"); a box's wait after a cold start over: its peer seen ("decided": the mode is decided again,
+# with a look at it), or the wait spent and nobody else seen serving ("alone": it serves as the primary).
+Outcome = Literal["stopped", "promoted", "fenced", "rejoined", "decided", "alone"]
 
 
 @dataclass(frozen=True)
@@ -735,14 +736,15 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     """A primary waiting after a cold start (jitaku.ha.mode's "waiting") looks every WAIT_EVERY seconds (in a thread,
     bounded) at its peer and at its own replication slots. Once the peer answers as a peer should, or a standby
     streams from this box, the services end with outcome "decided": the mode is decided again with the peer in sight
-    (a newer primary fences this box, a standby leaves it the primary). A peer that refuses us (403: clocks apart,
+    (a standby leaves it the primary); a peer that is a primary on a newer timeline fences this box, as _watch_peer
+    does, and ends them "fenced". A peer that refuses us (403: clocks apart,
     another secret) is there, and may be the primary: this box keeps waiting while it refuses, and says so once.
     Once `[ha] cold_start_wait` seconds have passed since the wait began with the peer silent, the witness is asked,
     and again each cold_start_wait seconds after: while it reaches the pair's services (another box may serve them)
-    this box takes nothing, and says so once; when it does not, or cannot be asked, the services end "decided" too,
-    and this box serves as the primary alone, with a warning."""
+    this box takes nothing, and says so once; when it does not, or cannot be asked, the services end "alone", and
+    this box serves as the primary alone, with a warning, without another look at its peer."""
+    from jitaku.ha import fence, witness
     from jitaku.ha import mode as ha_mode
-    from jitaku.ha import witness
 
     def look() -> tuple[ha_mode.Seen, bool]:
         return ha_mode.look(config), ha_mode.paired(config)[1]
@@ -764,6 +766,11 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
             if why != failing:
                 log.event("ha_peer_unknown", error=why)
             failing, seen, streamed = why, ha_mode.Seen(), False
+        if seen.newer is not None:  # promoted while this box was off: two primaries, this one the older
+            await asyncio.to_thread(fence.write, config, fence.Fence("split-brain", seen.newer, time.time()))
+            log.event("ha_wait_over", why="a newer primary", waited=round(time.monotonic() - began, 1))
+            ending.end("fenced")
+            return
         if seen.answered or streamed:
             why = "a standby streams from this box" if streamed else "the peer answered"
             log.event("ha_wait_over", why=why, waited=round(time.monotonic() - began, 1))
@@ -793,7 +800,7 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
         waited = time.monotonic() - began
         log.event("ha_wait_over", why="alone", waited=round(waited, 1), witness=answer.words)
         await _alert(monitor, *_alone(config.settings.mail_hostname, waited, answer.words), State.WARNING)
-        ending.end("decided")
+        ending.end("alone")
         return
 
 

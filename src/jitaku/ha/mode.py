@@ -55,12 +55,17 @@ class Seen:
     answered: bool = False
 
 
-def decide(config: Config, starting: bool) -> Mode:
-    """STARTING: the daemon's first decision since it started, the only one that may wait for the peer."""
+def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
+    """STARTING: the daemon's first decision since it started, or its next one after its wait saw the peer (the
+    only ones that may wait for it). ALONE: the wait is over and this box took the primary's part alone: it serves
+    as the primary without another look at its peer (one that could go wrong: a silent peer would leave it the
+    primary anyway)."""
     if fence.read(config) is not None:
         return FENCED
     if role.current(config) == role.STANDBY:
         return STANDBY
+    if alone:
+        return PRIMARY
     seen = look(config)
     if seen.newer is not None:
         fence.write(config, fence.Fence("split-brain", seen.newer, time.time()))
