@@ -449,6 +449,7 @@ def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen
         return answer  # type: ignore[no-any-return]
 
     monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
+    monkeypatch.setattr(services, "WAIT_RETRY", 0.01)
     monkeypatch.setattr(mode, "look", lambda _config: looks.pop(0) if looks else mode.Seen())
     monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
     monkeypatch.setattr(witness, "ask", ask)
@@ -500,6 +501,26 @@ def test_a_waiting_box_takes_nothing_while_the_witness_sees_the_pairs_services_t
         "and the witness w.example reaches none of 192.0.2.1:25. If the other box was "
         "promoted while this one was off, check it before it serves too."
     )
+
+
+def test_a_waiting_box_takes_nothing_while_another_machine_answers_for_the_floating_address(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import witness
+
+    held = [True, True, True, False]
+    asked: list[bool] = []
+
+    def elsewhere(_config: Config) -> bool:
+        asked.append(held[0])
+        return held.pop(0)
+
+    monkeypatch.setattr(mode, "address_elsewhere", elsewhere)
+    nobody = asyncio.run(witness.ask(waiting_config))
+    outcome, said = _wait(waiting_config, monkeypatch, [], [nobody] * 4)
+    assert outcome == "alone" and asked == [True, True, True, False]  # only once nobody answers for it
+    assert [state for _check, state, _sentence in said] == [State.CRITICAL, State.WARNING]  # said once
+    assert "another machine answers for the floating address" in said[0][2]
 
 
 def test_a_waiting_box_without_a_witness_takes_the_part_alone_once_the_wait_is_over(

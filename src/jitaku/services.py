@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
@@ -66,6 +66,7 @@ WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests st
 ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
 UNFENCED_POLL = 1.0  # seconds between a fenced box's looks at whether its part was taken back as the primary
 WAIT_EVERY = 2.0  # seconds between a waiting box's looks at its peer after a cold start (jitaku.ha.mode's "waiting")
+WAIT_RETRY = 10.0  # seconds before a waiting box whose wait is spent looks at the floating address again
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -741,8 +742,9 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     another secret) is there, and may be the primary: this box keeps waiting while it refuses, and says so once.
     Once `[ha] cold_start_wait` seconds have passed since the wait began with the peer silent, the witness is asked,
     and again each cold_start_wait seconds after: while it reaches the pair's services (another box may serve them)
-    this box takes nothing, and says so once; when it does not, or cannot be asked, the services end "alone", and
-    this box serves as the primary alone, with a warning, without another look at its peer."""
+    this box takes nothing, and says so once; when it does not, or cannot be asked, and no other machine answers for
+    the floating address (looked at again each WAIT_RETRY seconds while one does, said once), the services end
+    "alone", and this box serves as the primary alone, with a warning, without another look at its peer."""
     from jitaku.ha import fence, witness
     from jitaku.ha import mode as ha_mode
 
@@ -752,9 +754,15 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     wait = config.settings.ha.cold_start_wait
     began = time.monotonic()
     ask_at = began + wait
-    witnessed = False  # the witness reached the pair's services, and this was alerted
-    refused = False  # the peer refused us, and this was alerted
+    alerted: set[str] = set()  # the events that kept this box waiting, each alerted once
     failing = ""  # why the last look failed, logged once
+
+    async def once(event: str, alert: tuple[str, str], **fields: Any) -> None:
+        if event not in alerted:
+            alerted.add(event)
+            log.event(event, **fields)
+            await _alert(monitor, *alert)
+
     while True:
         await asyncio.sleep(WAIT_EVERY)
         try:
@@ -774,15 +782,12 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
         if seen.answered or streamed:
             why = "a standby streams from this box" if streamed else "the peer answered"
             log.event("ha_wait_over", why=why, waited=round(time.monotonic() - began, 1))
-            if witnessed or refused:
+            if alerted:
                 await _alert(monitor, *_seen_again(why), State.OK)
             ending.end("decided")
             return
         if seen.refused is not None:  # the peer is there, and may be the primary: this box takes nothing
-            if not refused:
-                log.event("ha_peer_refuses", error=seen.refused)
-                await _alert(monitor, *_refusing_waiting(seen.refused))
-            refused = True
+            await once("ha_peer_refuses", _refusing_waiting(seen.refused), error=seen.refused)
             continue
         if time.monotonic() < ask_at:
             continue
@@ -792,16 +797,29 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
             answer = witness.Answer(witness.Seen.UNKNOWN, f"cannot ask the witness: {type(error).__name__}: {error}")
         if answer.seen == witness.Seen.ANSWERS:
             ask_at = time.monotonic() + wait
-            if not witnessed:
-                log.event("ha_witness_answers", witness=answer.words)
-                await _alert(monitor, *_witness_answers(answer.words))
-            witnessed = True
+            await once("ha_witness_answers", _witness_answers(answer.words), witness=answer.words)
+            continue
+        if await asyncio.to_thread(ha_mode.address_elsewhere, config):  # another box may serve as the primary
+            ask_at = time.monotonic() + WAIT_RETRY
+            await once("ha_address_elsewhere", _address_held(config), address=str(config.settings.ha.address))
             continue
         waited = time.monotonic() - began
         log.event("ha_wait_over", why="alone", waited=round(waited, 1), witness=answer.words)
         await _alert(monitor, *_alone(config.settings.mail_hostname, waited, answer.words), State.WARNING)
         ending.end("alone")
         return
+
+
+def _address_held(config: Config) -> tuple[str, str]:
+    address = config.settings.ha.address
+    return (
+        f"this box waits after a cold start and takes no mail: its peer is silent, but another machine answers for "
+        f"the floating address {address}, so another box may be serving as the primary. It takes nothing while the "
+        "address is held elsewhere; check the other box.",
+        f"このサーバーはコールドスタート後に待機中で、メールを受け付けていません。相手は応答しませんが、"
+        f"フローティングアドレス {address} に別のマシンが応答しているため、別のサーバーがプライマリとして動いている"
+        "可能性があります。アドレスが他で使われている間は何も引き受けません。もう一台を確認してください。",
+    )
 
 
 def _seen_again(why: str) -> tuple[str, str]:
