@@ -534,10 +534,27 @@ def test_a_waiting_box_without_a_witness_takes_the_part_alone_once_the_wait_is_o
     assert state == State.WARNING and "no witness configured" in sentence
 
 
-def test_a_witness_that_cannot_be_asked_leaves_the_waiting_box_to_take_the_part_alone(
-    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+def test_a_configured_witness_that_cannot_be_asked_keeps_the_waiting_box_waiting_until_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outcome, said = _wait(waiting_config, monkeypatch, [], [ValueError("a witness URL without a host")])
-    assert outcome == "alone"
-    [(_check, state, sentence)] = said
-    assert state == State.WARNING and "cannot ask the witness: ValueError: a witness URL without a host" in sentence
+    from jitaku.ha import witness
+
+    text = (
+        'domains = ["example.org"]\n[ha]\ncold_start_wait = 0.05\nwitness = "https://w.example"\n'
+        'witness_token = "0123456789abcdef"\nwitness_targets = ["203.0.113.5:25"]\n'
+    )
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    down = witness.Answer(witness.Seen.UNKNOWN, "cannot ask the witness w.example: ConnectError")
+    silent = witness.Answer(witness.Seen.SILENT, "the witness w.example reaches none of 203.0.113.5:25")
+    outcome, said = _wait(config, monkeypatch, [], [down, ValueError("garbage"), down, silent])
+    assert outcome == "alone"  # only once the witness could say it reaches nobody
+    assert [state for _check, state, _sentence in said] == [State.CRITICAL, State.WARNING]  # said once
+    assert "the witness cannot be asked (cannot ask the witness w.example: ConnectError)" in said[0][2]
+
+
+def test_a_witness_without_targets_is_refused_by_the_config(tmp_path: Path) -> None:
+    from jitaku.config import ConfigError
+
+    text = 'domains = ["example.org"]\n[ha]\nwitness = "https://w.example"\nwitness_token = "0123456789abcdef"\n'
+    with pytest.raises(ConfigError, match=r"jitaku.toml:2: ha: witness needs witness_targets: "):
+        parse(text, tmp_path / "jitaku.toml")

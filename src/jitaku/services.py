@@ -66,7 +66,8 @@ WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests st
 ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
 UNFENCED_POLL = 1.0  # seconds between a fenced box's looks at whether its part was taken back as the primary
 WAIT_EVERY = 2.0  # seconds between a waiting box's looks at its peer after a cold start (jitaku.ha.mode's "waiting")
-WAIT_RETRY = 10.0  # seconds before a waiting box whose wait is spent looks at the floating address again
+WAIT_RETRY = 10.0  # seconds before a waiting box whose wait is spent asks a witness that could not be asked again,
+# or looks again at a floating address another machine answers for
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -742,9 +743,11 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     another secret) is there, and may be the primary: this box keeps waiting while it refuses, and says so once.
     Once `[ha] cold_start_wait` seconds have passed since the wait began with the peer silent, the witness is asked,
     and again each cold_start_wait seconds after: while it reaches the pair's services (another box may serve them)
-    this box takes nothing, and says so once; when it does not, or cannot be asked, and no other machine answers for
-    the floating address (looked at again each WAIT_RETRY seconds while one does, said once), the services end
-    "alone", and this box serves as the primary alone, with a warning, without another look at its peer."""
+    this box takes nothing, and says so once; a configured witness that cannot be asked (down, like the router after a
+    power cut) is not known either way: it is asked again each WAIT_RETRY seconds, said once. When it does not reach
+    them, or no witness is configured, and no other machine answers for the floating address (looked at again each
+    WAIT_RETRY seconds while one does, said once), the services end "alone", and this box serves as the primary
+    alone, with a warning, without another look at its peer."""
     from jitaku.ha import fence, witness
     from jitaku.ha import mode as ha_mode
 
@@ -799,6 +802,10 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
             ask_at = time.monotonic() + wait
             await once("ha_witness_answers", _witness_answers(answer.words), witness=answer.words)
             continue
+        if answer.seen == witness.Seen.UNKNOWN and witness.configured(config):  # down, like the router, maybe
+            ask_at = time.monotonic() + WAIT_RETRY
+            await once("ha_witness_unknown", _witness_unknown(answer.words), witness=answer.words)
+            continue
         if await asyncio.to_thread(ha_mode.address_elsewhere, config):  # another box may serve as the primary
             ask_at = time.monotonic() + WAIT_RETRY
             await once("ha_address_elsewhere", _address_held(config), address=str(config.settings.ha.address))
@@ -808,6 +815,17 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
         await _alert(monitor, *_alone(config.settings.mail_hostname, waited, answer.words), State.WARNING)
         ending.end("alone")
         return
+
+
+def _witness_unknown(words: str) -> tuple[str, str]:
+    return (
+        f"this box waits after a cold start and takes no mail: its peer is silent, and the witness cannot be asked "
+        f"({words}), so this box cannot tell whether another one serves as the primary. It asks again every "
+        f"{WAIT_RETRY:.0f} s; check the witness and the way to it (the router).",
+        f"このサーバーはコールドスタート後に待機中で、メールを受け付けていません。相手は応答せず、証人にも問い合わせ"
+        f"られません({words})。別のサーバーがプライマリとして動いているか分かりません。{WAIT_RETRY:.0f} 秒ごとに"
+        "再試行します。証人とそこまでの経路(ルーター)を確認してください。",
+    )
 
 
 def _address_held(config: Config) -> tuple[str, str]:
