@@ -273,7 +273,7 @@ def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logg
     standby.secret_path(config).parent.mkdir(exist_ok=True)
     standby.secret_path(config).write_text("s3cret\n")
     monkeypatch.setattr(role, "postgresql", lambda _config: True)
-    monkeypatch.setattr(role, "connect", lambda _config: contextlib.nullcontext(None))
+    monkeypatch.setattr(role, "connect", lambda _config, _timeout: contextlib.nullcontext(None))
     monkeypatch.setattr(role, "one", lambda _connection, _sql: 1)
     monkeypatch.setattr(peer, "peer_url", lambda _config: "http://192.0.2.2:8080")
     monkeypatch.setattr(peer, "state", state)
@@ -558,3 +558,69 @@ def test_a_witness_without_targets_is_refused_by_the_config(tmp_path: Path) -> N
     text = 'domains = ["example.org"]\n[ha]\nwitness = "https://w.example"\nwitness_token = "0123456789abcdef"\n'
     with pytest.raises(ConfigError, match=r"jitaku.toml:2: ha: witness needs witness_targets: "):
         parse(text, tmp_path / "jitaku.toml")
+
+
+def test_a_waiting_box_never_starts_a_look_while_one_still_runs(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from jitaku.ha import role
+
+    released = threading.Event()
+    looks: list[float] = []
+
+    def look(_config: Config) -> mode.Seen:
+        looks.append(1)
+        released.wait(30)  # a peer or a cluster slower than WAIT_LOOK
+        return mode.Seen(answered=True)
+
+    monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
+    monkeypatch.setattr(services, "WAIT_LOOK", 0.01)
+    monkeypatch.setattr(mode, "PEER_TIMEOUT", 0.005)
+    monkeypatch.setattr(role, "CONNECT_TIMEOUT", 0.005)
+    monkeypatch.setattr(mode, "look", look)
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+
+    async def waited() -> str:
+        ending = services._Ending()
+        waiting = asyncio.create_task(services._until_decided(config, ending, None))
+        await asyncio.sleep(0.5)  # fifty rounds
+        released.set()
+        await asyncio.wait_for(waiting, 30)
+        return ending.outcome
+
+    assert asyncio.run(waited()) == "decided"
+    assert len(looks) == 1
+
+
+def test_a_look_connects_to_this_boxs_cluster_within_the_peers_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import role
+
+    managed = Config(parse('domains = ["example.org"]\n[database]\nmanaged = true\n', tmp_path / "j.toml"), tmp_path)
+
+    class Slots:
+        def __enter__(self) -> Slots:
+            return self
+
+        def __exit__(self, *_args: object) -> None:
+            return None
+
+        def execute(self, _sql: str) -> Slots:
+            return self
+
+        def fetchone(self) -> tuple[int, bool]:
+            return 1, False
+
+    timeouts: list[float] = []
+
+    def connect(_config: Config, timeout: float = role.CONNECT_TIMEOUT) -> Slots:
+        timeouts.append(timeout)
+        return Slots()
+
+    monkeypatch.setattr(role, "postgresql", lambda _config: True)
+    monkeypatch.setattr(role, "connect", connect)
+    assert mode.paired(managed) == (True, False)
+    assert timeouts == [mode.PEER_TIMEOUT]  # 3 s, not the 10 s a command waits for it

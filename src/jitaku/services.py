@@ -66,6 +66,7 @@ WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests st
 ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
 UNFENCED_POLL = 1.0  # seconds between a fenced box's looks at whether its part was taken back as the primary
 WAIT_EVERY = 2.0  # seconds between a waiting box's looks at its peer after a cold start (jitaku.ha.mode's "waiting")
+WAIT_LOOK = 10.0  # seconds a waiting box awaits its look (the peer's 3 s, and two connections to its own cluster's)
 WAIT_RETRY = 10.0  # seconds before a waiting box whose wait is spent asks a witness that could not be asked again,
 # or looks again at a floating address another machine answers for
 
@@ -766,55 +767,71 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
             log.event(event, **fields)
             await _alert(monitor, *alert)
 
-    while True:
-        await asyncio.sleep(WAIT_EVERY)
-        try:
-            bound = ha_mode.PEER_TIMEOUT + role.CONNECT_TIMEOUT
-            seen, streamed = await asyncio.wait_for(asyncio.to_thread(look), bound)
-            failing = ""
-        except Exception as error:  # noqa: BLE001 - our own database or a slow peer: silent this time
-            why = f"{type(error).__name__}: {error}"[:300]
-            if why != failing:
-                log.event("ha_peer_unknown", error=why)
-            failing, seen, streamed = why, ha_mode.Seen(), False
+    async def decided(seen: ha_mode.Seen, streamed: bool) -> bool:
+        """Whether what was seen ends the wait (the services' outcome given)."""
+        nonlocal ask_at
         if seen.newer is not None:  # promoted while this box was off: two primaries, this one the older
             await asyncio.to_thread(fence.write, config, fence.Fence("split-brain", seen.newer, time.time()))
             log.event("ha_wait_over", why="a newer primary", waited=round(time.monotonic() - began, 1))
             ending.end("fenced")
-            return
+            return True
         if seen.answered or streamed:
             why = "a standby streams from this box" if streamed else "the peer answered"
             log.event("ha_wait_over", why=why, waited=round(time.monotonic() - began, 1))
             if alerted:
                 await _alert(monitor, *_seen_again(why), State.OK)
             ending.end("decided")
-            return
+            return True
         if seen.refused is not None:  # the peer is there, and may be the primary: this box takes nothing
             await once("ha_peer_refuses", _refusing_waiting(seen.refused), error=seen.refused)
-            continue
+            return False
         if time.monotonic() < ask_at:
-            continue
+            return False
         try:
             answer = await witness.ask(config)
         except Exception as error:  # noqa: BLE001 - a witness that cannot be asked is not known either way
-            answer = witness.Answer(witness.Seen.UNKNOWN, f"cannot ask the witness: {type(error).__name__}: {error}")
+            answer = witness.Answer(witness.Seen.UNKNOWN, f"cannot ask the witness: {error!r}"[:300])
         if answer.seen == witness.Seen.ANSWERS:
             ask_at = time.monotonic() + wait
             await once("ha_witness_answers", _witness_answers(answer.words), witness=answer.words)
-            continue
+            return False
         if answer.seen == witness.Seen.UNKNOWN and witness.configured(config):  # down, like the router, maybe
             ask_at = time.monotonic() + WAIT_RETRY
             await once("ha_witness_unknown", _witness_unknown(answer.words), witness=answer.words)
-            continue
+            return False
         if await asyncio.to_thread(ha_mode.address_elsewhere, config):  # another box may serve as the primary
             ask_at = time.monotonic() + WAIT_RETRY
             await once("ha_address_elsewhere", _address_held(config), address=str(config.settings.ha.address))
-            continue
+            return False
         waited = time.monotonic() - began
         log.event("ha_wait_over", why="alone", waited=round(waited, 1), witness=answer.words)
         await _alert(monitor, *_alone(config.settings.mail_hostname, waited, answer.words), State.WARNING)
         ending.end("alone")
-        return
+        return True
+
+    pending: asyncio.Task[tuple[ha_mode.Seen, bool]] | None = None  # a look still running: never two at once
+    try:
+        while True:
+            await asyncio.sleep(WAIT_EVERY)
+            pending = pending or asyncio.create_task(asyncio.to_thread(look))
+            seen, streamed, why = ha_mode.Seen(), False, ""  # silent, unless the look says otherwise
+            await asyncio.wait([pending], timeout=WAIT_LOOK)
+            if not pending.done():
+                why = f"a look at the peer and this box's cluster still runs after {WAIT_LOOK:.0f} s"
+            elif pending.exception() is not None:  # our own database or the peer: silent this time
+                why = repr(pending.exception())[:300]
+            else:
+                seen, streamed = pending.result()
+            if pending.done():
+                pending = None
+            if why and why != failing:
+                log.event("ha_peer_unknown", error=why)
+            failing = why
+            if await decided(seen, streamed):
+                return
+    finally:
+        if pending is not None:
+            pending.cancel()  # its thread ends by its own timeouts
 
 
 def _witness_unknown(words: str) -> tuple[str, str]:

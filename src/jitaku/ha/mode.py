@@ -38,7 +38,9 @@ PRIMARY: Mode = "primary"
 STANDBY: Mode = "standby"
 FENCED: Mode = "fenced"
 WAITING: Mode = "waiting"
-PEER_TIMEOUT = 3.0  # seconds the peer has to answer at start: the daemon waits for it before taking mail
+# seconds the peer has to answer at start (the daemon waits for it before taking mail), and our own cluster to take
+# a look's connection
+PEER_TIMEOUT = 3.0
 PEER_EVERY = 15.0  # seconds between two looks at the peer while this box serves as the primary
 # a primary's physical replication slots, and whether a standby streams through one now
 SLOTS = "SELECT count(*), coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_type = 'physical'"
@@ -90,7 +92,7 @@ def paired(config: Config) -> tuple[bool, bool]:
     own replication's, not a pair of ours."""
     if not (config.settings.database.managed and role.postgresql(config)):
         return False, False
-    with role.connect(config) as connection:
+    with role.connect(config, PEER_TIMEOUT) as connection:
         row = connection.execute(SLOTS).fetchone()
     assert row is not None  # an aggregate's one row
     return bool(row[0]), bool(row[1])
@@ -139,7 +141,7 @@ def look(config: Config) -> Seen:
     if theirs is None:
         _changed("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
         return Seen()
-    with role.connect(config) as connection:
+    with role.connect(config, PEER_TIMEOUT) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
     _changed("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)
