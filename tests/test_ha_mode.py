@@ -624,3 +624,28 @@ def test_a_look_connects_to_this_boxs_cluster_within_the_peers_timeout(
     monkeypatch.setattr(role, "connect", connect)
     assert mode.paired(managed) == (True, False)
     assert timeouts == [mode.PEER_TIMEOUT]  # 3 s, not the 10 s a command waits for it
+
+
+def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import types
+
+    from jitaku.cli import ha as cli_ha
+    from jitaku.ha import peer, secret_files, standby
+
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    with caplog.at_level(logging.INFO):
+        assert mode.decide(waiting_config, starting=True) == "waiting"
+    [record] = [record for record in caplog.records if "event=ha_waiting" in record.getMessage()]
+    assert record.levelno == logging.WARNING and "no peer to ask" in record.getMessage()
+
+    allowed = standby.Allowed(standby.secret_path(waiting_config), False, True, [], False)
+    monkeypatch.setattr(cli_ha, "_managed", lambda _dir: waiting_config)
+    monkeypatch.setattr(cli_ha, "hold_cluster", lambda _config: None)
+    monkeypatch.setattr(standby, "allow", lambda _config, _host: allowed)
+    monkeypatch.setattr(cli_ha, "open_database", lambda _config: types.SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(secret_files, "publish_now", lambda _config, _database: False)
+    cli_ha.allow("192.0.2.2", waiting_config.data_dir)
+    assert peer.peer_url(waiting_config) == "http://192.0.2.2:8025"  # its own first [web] port

@@ -25,6 +25,7 @@ A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.s
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -80,7 +81,12 @@ def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
     if starting and wait > 0 and not seen.answered and paired(config) == (True, False):
         from jitaku.ha import peer
 
-        log.event("ha_waiting", peer=peer.peer_url(config), wait=wait)
+        url = peer.peer_url(config)
+        if url is None:  # only a streaming standby or the witness can end the wait
+            why = "no peer to ask: no [ha] peer, no host remembered by `standby allow`"
+            log.event("ha_waiting", logging.WARNING, wait=wait, why=why)
+        else:
+            log.event("ha_waiting", peer=url, wait=wait)
         return WAITING
     return PRIMARY
 
