@@ -649,3 +649,23 @@ def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
     monkeypatch.setattr(secret_files, "publish_now", lambda _config, _database: False)
     cli_ha.allow("192.0.2.2", waiting_config.data_dir)
     assert peer.peer_url(waiting_config) == "http://192.0.2.2:8025"  # its own first [web] port
+
+
+def test_only_a_boot_since_the_box_last_served_as_the_primary_makes_it_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import boot
+
+    text = 'domains = ["example.org"]\n[database]\nmanaged = true\n[ha]\ncold_start_wait = 60\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    kernel = tmp_path / "boot_id"
+    kernel.write_text("1111-first-boot\n")
+    monkeypatch.setattr(boot, "BOOT_ID", kernel)
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    assert mode.decide(config, starting=True) == "waiting"  # none recorded: never served since the pair was set up
+    assert mode.decide(config, starting=True) == "waiting"  # waiting is not serving: still none
+    assert mode.decide(config, starting=False, alone=True) == "primary"
+    assert (tmp_path / "ha" / "boot_id").read_text() == "1111-first-boot\n"
+    assert mode.decide(config, starting=True) == "primary"  # the daemon restarted, the box did not: no wait
+    kernel.write_text("2222-after-a-power-cut\n")
+    assert mode.decide(config, starting=True) == "waiting"

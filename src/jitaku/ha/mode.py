@@ -12,13 +12,14 @@
   must still take mail. A peer that answers but refuses us (403: clocks more than a minute apart, another secret)
   is not absent: while the floating address is held by another machine (ARP probe), this box fences itself too;
 one that answers 5xx (its database restarting) is not known either way, and logged only.
-- "waiting": instead of "primary" at the daemon's first decision (a cold start, as after a power cut of both
-  boxes), on a managed cluster that had a standby (a physical replication slot: a pair was set up against it), none
-  streaming from it now, its peer silent or refusing us, `[ha] cold_start_wait` above 0. The other box may have
-  been promoted while this one was off, and this one cannot tell yet: it serves as a fenced box does, without the
-  fence, until it sees its peer answer as a peer should, or a standby stream from it (jitaku.services ends the
-  wait, and the mode is decided again), or the wait is over and the witness sees nobody else serving either
-  (jitaku.ha.witness). A peer that refuses us is there, and may be the primary: it keeps this box waiting.
+- "waiting": instead of "primary" at the daemon's first decision after a boot (a cold start, as after a power cut
+  of both boxes: jitaku.ha.boot; again after the wait saw the peer), on a managed cluster that had a standby (a
+  physical replication slot: a pair was set up against it), none streaming from it now, its peer silent or refusing
+  us, `[ha] cold_start_wait` above 0. The other box may have been promoted while this one was off, and this one
+  cannot tell yet: it serves as a fenced box does, without the fence, until it sees its peer answer as a peer
+  should, or a standby stream from it (jitaku.services ends the wait, and the mode is decided again), or the wait
+  is over and the witness sees nobody else serving either (jitaku.ha.witness). A peer that refuses us is there,
+  and may be the primary: it keeps this box waiting.
 
 A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.services), the same way (look()).
 """
@@ -32,7 +33,7 @@ from typing import Any, Literal
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.ha import fence, role
+from jitaku.ha import boot, fence, role
 
 Mode = Literal["primary", "standby", "fenced", "waiting"]
 PRIMARY: Mode = "primary"
@@ -68,7 +69,7 @@ def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
     if role.current(config) == role.STANDBY:
         return STANDBY
     if alone:
-        return PRIMARY
+        return _primary(config)
     seen = look(config)
     if seen.newer is not None:
         fence.write(config, fence.Fence("split-brain", seen.newer, time.time()))
@@ -78,7 +79,8 @@ def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
         fence.write(config, fence.Fence("split-brain", "the floating address's holder", time.time()))
         return FENCED
     wait = config.settings.ha.cold_start_wait
-    if starting and wait > 0 and not seen.answered and paired(config) == (True, False):
+    cold = starting and wait > 0 and boot.changed(config)  # a restart alone is no cold start
+    if cold and not seen.answered and paired(config) == (True, False):
         from jitaku.ha import peer
 
         url = peer.peer_url(config)
@@ -88,6 +90,14 @@ def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
         else:
             log.event("ha_waiting", peer=url, wait=wait)
         return WAITING
+    return _primary(config)
+
+
+def _primary(config: Config) -> Mode:
+    """The primary's part, this boot recorded as one it served in (jitaku.ha.boot) on jitaku's own cluster: the only
+    one that may wait."""
+    if config.settings.database.managed:
+        boot.record(config)
     return PRIMARY
 
 
