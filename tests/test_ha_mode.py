@@ -669,3 +669,36 @@ def test_only_a_boot_since_the_box_last_served_as_the_primary_makes_it_wait(
     assert mode.decide(config, starting=True) == "primary"  # the daemon restarted, the box did not: no wait
     kernel.write_text("2222-after-a-power-cut\n")
     assert mode.decide(config, starting=True) == "waiting"
+
+
+def test_a_waiting_box_neither_checks_its_reachability_nor_pings_the_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.health import checks
+    from jitaku.health.monitor import Monitor
+    from jitaku.health.standby_file import LocalMonitor
+
+    text = 'domains = ["example.org"]\n[alerts]\nheartbeat_url = "https://hc.example/ping/1"\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    asked: list[str] = []
+
+    async def reachability(_context: checks.Context) -> None:
+        asked.append("reachability")
+
+    monkeypatch.setitem(checks.CHECKS, "reachability", reachability)
+    waiting = checks.Context(config, None, standby=True, waiting=True)  # type: ignore[arg-type]
+    assert asyncio.run(checks.run("reachability", waiting)) == [] and asked == []  # nothing serves yet
+    fenced = checks.Context(config, None, standby=True)  # type: ignore[arg-type]
+    asyncio.run(checks.run("reachability", fenced))
+    assert asked == ["reachability"]
+
+    jobs: list[str] = []
+
+    async def every(_interval: float, job: Any, first: float = 0.0) -> None:
+        jobs.append(getattr(job, "__name__", "a check"))
+
+    monkeypatch.setattr(Monitor, "_every", staticmethod(every))
+    asyncio.run(LocalMonitor(config, None, waiting=True).run())  # type: ignore[arg-type]
+    assert "_heartbeat" not in jobs  # alive, but it takes no mail
+    asyncio.run(LocalMonitor(config, None).run())  # type: ignore[arg-type]
+    assert "_heartbeat" in jobs

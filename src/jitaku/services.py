@@ -387,7 +387,7 @@ async def _run(
             if main and settings.health.enabled and standby:
                 from jitaku.health.standby_file import LocalMonitor
 
-                monitor = LocalMonitor(config, database)
+                monitor = LocalMonitor(config, database, waiting=mode == WAITING)
                 background.append(tasks.create_task(monitor.run()))
             if main and settings.health.enabled and not standby:
                 from jitaku.health.monitor import Monitor
