@@ -449,6 +449,7 @@ async def _run(
                         limits["web"],
                         standby,
                         on_fence=fenced,
+                        waiting=mode == WAITING,
                     )
                 )
             await stop.wait()
@@ -532,11 +533,13 @@ async def _web(
     limit: ConnectionLimit,
     read_only: bool = False,
     on_fence: Callable[[], Awaitable[None]] | None = None,
+    waiting: bool = False,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby, a fenced
-    box): every request that would write is answered 503. ON_FENCE ends the services with outcome "fenced" (the
+    box, a waiting one): every request that would write is answered 503; WAITING (a primary waiting for its peer
+    after a cold start) says so to the peer's state requests. ON_FENCE ends the services with outcome "fenced" (the
     fence endpoint awaits it once the fence file is written, before its 202). Stopped, uvicorn lets the requests
     under way finish for WEB_SHUTDOWN seconds at most.
     """
@@ -549,7 +552,9 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator, requests, mail, standby=read_only, on_fence=on_fence)
+    app = status.build(
+        config, database, authenticator, requests, mail, standby=read_only, on_fence=on_fence, waiting=waiting
+    )
     if read_only:
         from jitaku.web.read_only import read_only as only_reads
 
