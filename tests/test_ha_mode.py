@@ -437,9 +437,11 @@ def test_the_daemon_waits_only_at_a_cold_start_and_after_its_wait_saw_the_peer(
     assert served == [("waiting", None), ("waiting", "decided"), ("primary", "alone"), ("primary", "promoted")]
 
 
-def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen], said: list[Any]) -> tuple[str, Any]:
-    """services._until_decided with the peer seen as LOOKS say (then silent), the witness saying SAID in turn: the
-    outcome, and what the monitor was asked to announce."""
+def _wait(
+    config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen], said: list[Any], streams: bool = False
+) -> tuple[str, Any]:
+    """services._until_decided with the peer seen as LOOKS say (then silent), the witness saying SAID in turn, a
+    standby streaming from this box when STREAMS: the outcome, and what the monitor was asked to announce."""
     from jitaku.ha import witness
 
     async def ask(_config: Config) -> witness.Answer:
@@ -451,7 +453,7 @@ def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen
     monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
     monkeypatch.setattr(services, "WAIT_RETRY", 0.01)
     monkeypatch.setattr(mode, "look", lambda _config: looks.pop(0) if looks else mode.Seen())
-    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, streams))
     monkeypatch.setattr(witness, "ask", ask)
     monitor = Announced()
 
@@ -702,3 +704,39 @@ def test_a_waiting_box_neither_checks_its_reachability_nor_pings_the_heartbeat(
     assert "_heartbeat" not in jobs  # alive, but it takes no mail
     asyncio.run(LocalMonitor(config, None).run())  # type: ignore[arg-type]
     assert "_heartbeat" in jobs
+
+
+def test_a_waiting_box_whose_standby_streams_again_decides_again(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(services.log, "event", lambda name, **fields: logged.append((name, fields)))
+    outcome, said = _wait(waiting_config, monkeypatch, [], [], streams=True)  # the peer silent: its web not up yet
+    assert (outcome, said) == ("decided", [])
+    assert [fields["why"] for name, fields in logged if name == "ha_wait_over"] == ["a standby streams from this box"]
+
+
+def test_sigterm_while_a_waiting_box_looks_at_its_peer_ends_the_wait_at_once(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    released = threading.Event()
+
+    def look(_config: Config) -> mode.Seen:
+        released.wait(30)  # a peer that takes its time
+        return mode.Seen()
+
+    monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
+    monkeypatch.setattr(mode, "look", look)
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+
+    async def stopped() -> bool:
+        waiting = asyncio.create_task(services._until_decided(config, services._Ending(), None))
+        await asyncio.sleep(0.2)
+        waiting.cancel()  # what the services' end does to their background tasks
+        done, _pending = await asyncio.wait([waiting], timeout=5)
+        released.set()
+        return bool(done) and waiting.cancelled()
+
+    assert asyncio.run(stopped())

@@ -560,22 +560,25 @@ def test_after_a_cold_start_the_primary_waits_for_its_peer_or_the_wait_and_the_w
     witness = witness_box(jitaku_factory)
     stopped.append(witness)
     other = Forwarded()
-    primary.stop()
-    standby.stop()
-    primary.settings["ha"].update(
-        {
-            "cold_start_wait": 3,
-            "witness": f"http://127.0.0.1:{witness.web_port}",
-            "witness_token": TOKEN,
-            "witness_targets": [f"127.0.0.1:{other.port}"],
-        }
-    )
-    primary.write_config()
-    rebooted(primary)
-    since = start(primary)
-    wait_until(lambda: "event=ha_witness_answers" in since(), timeout=60)
-    assert WAITING in greeting(primary)
-    other.close()
-    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
-    assert f"reaches none of 127.0.0.1:{other.port}" in since()
+    try:
+        primary.stop()
+        standby.stop()
+        primary.settings["ha"].update(
+            {
+                "cold_start_wait": 3,
+                "witness": f"http://127.0.0.1:{witness.web_port}",
+                "witness_token": TOKEN,
+                "witness_targets": [f"127.0.0.1:{other.port}"],
+            }
+        )
+        primary.write_config()
+        rebooted(primary)
+        since = start(primary)
+        wait_until(lambda: "event=ha_witness_answers" in since(), timeout=60)
+        assert WAITING in greeting(primary)
+        other.close()
+        wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+        assert f"reaches none of 127.0.0.1:{other.port}" in since()
+    finally:
+        other.close()  # closed already, unless a step failed
     assert "Traceback" not in primary.log() + standby.log()
