@@ -273,7 +273,7 @@ def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logg
     standby.secret_path(config).parent.mkdir(exist_ok=True)
     standby.secret_path(config).write_text("s3cret\n")
     monkeypatch.setattr(role, "postgresql", lambda _config: True)
-    monkeypatch.setattr(role, "connect", lambda _config: contextlib.nullcontext(None))
+    monkeypatch.setattr(role, "connect", lambda _config, _timeout: contextlib.nullcontext(None))
     monkeypatch.setattr(role, "one", lambda _connection, _sql: 1)
     monkeypatch.setattr(peer, "peer_url", lambda _config: "http://192.0.2.2:8080")
     monkeypatch.setattr(peer, "state", state)
@@ -349,13 +349,22 @@ def test_a_primary_that_had_a_standby_waits_for_its_silent_peer_after_a_cold_sta
     assert fence.read(waiting_config) is None
 
 
+def test_a_box_that_took_the_part_alone_serves_as_the_primary_without_another_look(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    monkeypatch.setattr(mode, "look", lambda _config: pytest.fail("looked at the peer again"))
+    assert mode.decide(waiting_config, starting=False, alone=True) == "primary"
+    fence.write(waiting_config, fence.Fence("failover", "http://192.0.2.2:8080", 1.0))
+    assert mode.decide(waiting_config, starting=False, alone=True) == "fenced"  # a fence still wins
+
+
 @pytest.mark.parametrize(
     ("seen", "paired"),
     [
         (mode.Seen(), (False, False)),  # never had a standby (a primary before `standby setup`)
         (mode.Seen(), (True, True)),  # its standby streams from it already: no other primary
         (mode.Seen(answered=True), (True, False)),  # the peer answered as a standby, or a fenced box
-        (mode.Seen(refused="403 clocks apart"), (True, False)),  # the peer answers, if not to us: decided as before
     ],
 )
 def test_a_primary_that_sees_its_peer_or_never_had_one_serves_at_once_after_a_cold_start(
@@ -363,6 +372,24 @@ def test_a_primary_that_sees_its_peer_or_never_had_one_serves_at_once_after_a_co
 ) -> None:
     _a_primary(monkeypatch, seen, paired)
     assert mode.decide(waiting_config, starting=True) == "primary"
+
+
+def test_a_peer_that_refuses_us_after_a_cold_start_keeps_the_primary_waiting(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _a_primary(monkeypatch, mode.Seen(refused="403 clocks apart"), (True, False))
+    assert mode.decide(waiting_config, starting=True) == "waiting"  # it is there, and may be the primary
+    assert fence.read(waiting_config) is None
+
+
+def test_a_waiting_box_whose_peer_refuses_it_keeps_waiting_past_the_wait_and_says_so_once(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusing = [mode.Seen(refused="403 clocks apart")] * 30  # 0.3 s: six times cold_start_wait
+    outcome, said = _wait(waiting_config, monkeypatch, [*refusing, mode.Seen(answered=True)], [])
+    assert outcome == "decided"  # only once it answered as a peer should; the witness never asked
+    assert [state for _check, state, _sentence in said] == [State.CRITICAL, State.OK]
+    assert "refuses it (403 clocks apart)" in said[0][2]
 
 
 def test_a_cold_start_wait_of_0_never_waits_and_a_fenced_box_stays_fenced(
@@ -385,15 +412,16 @@ def test_an_sqlite_box_or_someone_elses_postgresql_server_never_waits(waiting_co
     assert mode.paired(external) == (False, False)  # its slots are its own replication's: not even asked
 
 
-def test_the_daemon_waits_only_at_its_first_decision_and_decides_again_once_the_wait_is_over(
+def test_the_daemon_waits_only_at_a_cold_start_and_after_its_wait_saw_the_peer(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    starts: list[bool] = []
-    outcomes = iter(["decided", "stopped"])
+    starts: list[tuple[bool, bool]] = []
+    outcomes = iter(["decided", "alone", "promoted", "stopped"])
+    modes = iter(["waiting", "waiting", "primary", "primary"])
 
-    def decide(_config: Config, starting: bool) -> str:
-        starts.append(starting)
-        return "waiting" if starting else "primary"
+    def decide(_config: Config, starting: bool, alone: bool = False) -> str:
+        starts.append((starting, alone))
+        return next(modes)
 
     served: list[tuple[str, Any]] = []
 
@@ -404,13 +432,16 @@ def test_the_daemon_waits_only_at_its_first_decision_and_decides_again_once_the_
     monkeypatch.setattr(mode, "decide", decide)
     monkeypatch.setattr(services, "serve", serve)
     app.run(config, app.Sockets([], [], []))
-    assert starts == [True, False]
-    assert served == [("waiting", None), ("primary", "decided")]
+    # its peer seen, it may wait again (the peer gone meanwhile); once it took the part alone, it looks no more
+    assert starts == [(True, False), (True, False), (False, True), (False, False)]
+    assert served == [("waiting", None), ("waiting", "decided"), ("primary", "alone"), ("primary", "promoted")]
 
 
-def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen], said: list[Any]) -> tuple[str, Any]:
-    """services._until_decided with the peer seen as LOOKS say (then silent), the witness saying SAID in turn: the
-    outcome, and what the monitor was asked to announce."""
+def _wait(
+    config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen], said: list[Any], streams: bool = False
+) -> tuple[str, Any]:
+    """services._until_decided with the peer seen as LOOKS say (then silent), the witness saying SAID in turn, a
+    standby streaming from this box when STREAMS: the outcome, and what the monitor was asked to announce."""
     from jitaku.ha import witness
 
     async def ask(_config: Config) -> witness.Answer:
@@ -420,8 +451,9 @@ def _wait(config: Config, monkeypatch: pytest.MonkeyPatch, looks: list[mode.Seen
         return answer  # type: ignore[no-any-return]
 
     monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
+    monkeypatch.setattr(services, "WAIT_RETRY", 0.01)
     monkeypatch.setattr(mode, "look", lambda _config: looks.pop(0) if looks else mode.Seen())
-    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, streams))
     monkeypatch.setattr(witness, "ask", ask)
     monitor = Announced()
 
@@ -445,6 +477,16 @@ def test_a_waiting_box_that_sees_its_peer_decides_again_before_the_wait_is_over(
     assert [fields["why"] for name, fields in logged if name == "ha_wait_over"] == ["the peer answered"]
 
 
+def test_a_waiting_box_that_sees_a_newer_primary_fences_itself_at_once(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    newer = mode.Seen(newer="http://192.0.2.2:8080", answered=True)
+    outcome, said = _wait(waiting_config, monkeypatch, [mode.Seen(), newer], [])
+    assert (outcome, said) == ("fenced", [])  # no second look that could find it silent
+    found = fence.read(waiting_config)
+    assert found is not None and (found.purpose, found.by) == ("split-brain", "http://192.0.2.2:8080")
+
+
 def test_a_waiting_box_takes_nothing_while_the_witness_sees_the_pairs_services_then_takes_the_part_alone(
     waiting_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -453,7 +495,7 @@ def test_a_waiting_box_takes_nothing_while_the_witness_sees_the_pairs_services_t
     answers = witness.Answer(witness.Seen.ANSWERS, "the witness w.example reaches 192.0.2.1:25")
     silent = witness.Answer(witness.Seen.SILENT, "the witness w.example reaches none of 192.0.2.1:25")
     outcome, said = _wait(waiting_config, monkeypatch, [], [answers, answers, answers, silent])
-    assert outcome == "decided"
+    assert outcome == "alone"
     assert [(check, state) for check, state, _sentence in said] == [("ha", State.CRITICAL), ("ha", State.WARNING)]
     assert "another box may be serving as the primary" in said[0][2]  # said once, for three answers
     assert said[1][2].startswith("mail.example.org took the primary's part alone after ")
@@ -463,21 +505,238 @@ def test_a_waiting_box_takes_nothing_while_the_witness_sees_the_pairs_services_t
     )
 
 
+def test_a_waiting_box_takes_nothing_while_another_machine_answers_for_the_floating_address(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import witness
+
+    held = [True, True, True, False]
+    asked: list[bool] = []
+
+    def elsewhere(_config: Config) -> bool:
+        asked.append(held[0])
+        return held.pop(0)
+
+    monkeypatch.setattr(mode, "address_elsewhere", elsewhere)
+    nobody = asyncio.run(witness.ask(waiting_config))
+    outcome, said = _wait(waiting_config, monkeypatch, [], [nobody] * 4)
+    assert outcome == "alone" and asked == [True, True, True, False]  # only once nobody answers for it
+    assert [state for _check, state, _sentence in said] == [State.CRITICAL, State.WARNING]  # said once
+    assert "another machine answers for the floating address" in said[0][2]
+
+
 def test_a_waiting_box_without_a_witness_takes_the_part_alone_once_the_wait_is_over(
     waiting_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from jitaku.ha import witness
 
     outcome, said = _wait(waiting_config, monkeypatch, [], [asyncio.run(witness.ask(waiting_config))])
-    assert outcome == "decided"
+    assert outcome == "alone"
     [(_check, state, sentence)] = said
     assert state == State.WARNING and "no witness configured" in sentence
 
 
-def test_a_witness_that_cannot_be_asked_leaves_the_waiting_box_to_take_the_part_alone(
+def test_a_configured_witness_that_cannot_be_asked_keeps_the_waiting_box_waiting_until_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import witness
+
+    text = (
+        'domains = ["example.org"]\n[ha]\ncold_start_wait = 0.05\nwitness = "https://w.example"\n'
+        'witness_token = "0123456789abcdef"\nwitness_targets = ["203.0.113.5:25"]\n'
+    )
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    down = witness.Answer(witness.Seen.UNKNOWN, "cannot ask the witness w.example: ConnectError")
+    silent = witness.Answer(witness.Seen.SILENT, "the witness w.example reaches none of 203.0.113.5:25")
+    outcome, said = _wait(config, monkeypatch, [], [down, ValueError("garbage"), down, silent])
+    assert outcome == "alone"  # only once the witness could say it reaches nobody
+    assert [state for _check, state, _sentence in said] == [State.CRITICAL, State.WARNING]  # said once
+    assert "the witness cannot be asked (cannot ask the witness w.example: ConnectError)" in said[0][2]
+
+
+def test_a_witness_without_targets_is_refused_by_the_config(tmp_path: Path) -> None:
+    from jitaku.config import ConfigError
+
+    text = 'domains = ["example.org"]\n[ha]\nwitness = "https://w.example"\nwitness_token = "0123456789abcdef"\n'
+    with pytest.raises(ConfigError, match=r"jitaku.toml:2: ha: witness needs witness_targets: "):
+        parse(text, tmp_path / "jitaku.toml")
+
+
+def test_a_waiting_box_never_starts_a_look_while_one_still_runs(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from jitaku.ha import role
+
+    released = threading.Event()
+    looks: list[float] = []
+
+    def look(_config: Config) -> mode.Seen:
+        looks.append(1)
+        released.wait(30)  # a peer or a cluster slower than WAIT_LOOK
+        return mode.Seen(answered=True)
+
+    monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
+    monkeypatch.setattr(services, "WAIT_LOOK", 0.01)
+    monkeypatch.setattr(mode, "PEER_TIMEOUT", 0.005)
+    monkeypatch.setattr(role, "CONNECT_TIMEOUT", 0.005)
+    monkeypatch.setattr(mode, "look", look)
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+
+    async def waited() -> str:
+        ending = services._Ending()
+        waiting = asyncio.create_task(services._until_decided(config, ending, None))
+        await asyncio.sleep(0.5)  # fifty rounds
+        released.set()
+        await asyncio.wait_for(waiting, 30)
+        return ending.outcome
+
+    assert asyncio.run(waited()) == "decided"
+    assert len(looks) == 1
+
+
+def test_a_look_connects_to_this_boxs_cluster_within_the_peers_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import role
+
+    managed = Config(parse('domains = ["example.org"]\n[database]\nmanaged = true\n', tmp_path / "j.toml"), tmp_path)
+
+    class Slots:
+        def __enter__(self) -> Slots:
+            return self
+
+        def __exit__(self, *_args: object) -> None:
+            return None
+
+        def execute(self, _sql: str) -> Slots:
+            return self
+
+        def fetchone(self) -> tuple[int, bool]:
+            return 1, False
+
+    timeouts: list[float] = []
+
+    def connect(_config: Config, timeout: float = role.CONNECT_TIMEOUT) -> Slots:
+        timeouts.append(timeout)
+        return Slots()
+
+    monkeypatch.setattr(role, "postgresql", lambda _config: True)
+    monkeypatch.setattr(role, "connect", connect)
+    assert mode.paired(managed) == (True, False)
+    assert timeouts == [mode.PEER_TIMEOUT]  # 3 s, not the 10 s a command waits for it
+
+
+def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import types
+
+    from jitaku.cli import ha as cli_ha
+    from jitaku.ha import peer, secret_files, standby
+
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    with caplog.at_level(logging.INFO):
+        assert mode.decide(waiting_config, starting=True) == "waiting"
+    [record] = [record for record in caplog.records if "event=ha_waiting" in record.getMessage()]
+    assert record.levelno == logging.WARNING and "no peer to ask" in record.getMessage()
+
+    allowed = standby.Allowed(standby.secret_path(waiting_config), False, True, [], False)
+    monkeypatch.setattr(cli_ha, "_managed", lambda _dir: waiting_config)
+    monkeypatch.setattr(cli_ha, "hold_cluster", lambda _config: None)
+    monkeypatch.setattr(standby, "allow", lambda _config, _host: allowed)
+    monkeypatch.setattr(cli_ha, "open_database", lambda _config: types.SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(secret_files, "publish_now", lambda _config, _database: False)
+    cli_ha.allow("192.0.2.2", waiting_config.data_dir)
+    assert peer.peer_url(waiting_config) == "http://192.0.2.2:8025"  # its own first [web] port
+
+
+def test_only_a_boot_since_the_box_last_served_as_the_primary_makes_it_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.ha import boot
+
+    text = 'domains = ["example.org"]\n[database]\nmanaged = true\n[ha]\ncold_start_wait = 60\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    kernel = tmp_path / "boot_id"
+    kernel.write_text("1111-first-boot\n")
+    monkeypatch.setattr(boot, "BOOT_ID", kernel)
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    assert mode.decide(config, starting=True) == "waiting"  # none recorded: never served since the pair was set up
+    assert mode.decide(config, starting=True) == "waiting"  # waiting is not serving: still none
+    assert mode.decide(config, starting=False, alone=True) == "primary"
+    assert (tmp_path / "ha" / "boot_id").read_text() == "1111-first-boot\n"
+    assert mode.decide(config, starting=True) == "primary"  # the daemon restarted, the box did not: no wait
+    kernel.write_text("2222-after-a-power-cut\n")
+    assert mode.decide(config, starting=True) == "waiting"
+
+
+def test_a_waiting_box_neither_checks_its_reachability_nor_pings_the_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jitaku.health import checks
+    from jitaku.health.monitor import Monitor
+    from jitaku.health.standby_file import LocalMonitor
+
+    text = 'domains = ["example.org"]\n[alerts]\nheartbeat_url = "https://hc.example/ping/1"\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    asked: list[str] = []
+
+    async def reachability(_context: checks.Context) -> None:
+        asked.append("reachability")
+
+    monkeypatch.setitem(checks.CHECKS, "reachability", reachability)
+    waiting = checks.Context(config, None, standby=True, waiting=True)  # type: ignore[arg-type]
+    assert asyncio.run(checks.run("reachability", waiting)) == [] and asked == []  # nothing serves yet
+    fenced = checks.Context(config, None, standby=True)  # type: ignore[arg-type]
+    asyncio.run(checks.run("reachability", fenced))
+    assert asked == ["reachability"]
+
+    jobs: list[str] = []
+
+    async def every(_interval: float, job: Any, first: float = 0.0) -> None:
+        jobs.append(getattr(job, "__name__", "a check"))
+
+    monkeypatch.setattr(Monitor, "_every", staticmethod(every))
+    asyncio.run(LocalMonitor(config, None, waiting=True).run())  # type: ignore[arg-type]
+    assert "_heartbeat" not in jobs  # alive, but it takes no mail
+    asyncio.run(LocalMonitor(config, None).run())  # type: ignore[arg-type]
+    assert "_heartbeat" in jobs
+
+
+def test_a_waiting_box_whose_standby_streams_again_decides_again(
     waiting_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    outcome, said = _wait(waiting_config, monkeypatch, [], [ValueError("a witness URL without a host")])
-    assert outcome == "decided"
-    [(_check, state, sentence)] = said
-    assert state == State.WARNING and "cannot ask the witness: ValueError: a witness URL without a host" in sentence
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(services.log, "event", lambda name, **fields: logged.append((name, fields)))
+    outcome, said = _wait(waiting_config, monkeypatch, [], [], streams=True)  # the peer silent: its web not up yet
+    assert (outcome, said) == ("decided", [])
+    assert [fields["why"] for name, fields in logged if name == "ha_wait_over"] == ["a standby streams from this box"]
+
+
+def test_sigterm_while_a_waiting_box_looks_at_its_peer_ends_the_wait_at_once(
+    config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    released = threading.Event()
+
+    def look(_config: Config) -> mode.Seen:
+        released.wait(30)  # a peer that takes its time
+        return mode.Seen()
+
+    monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
+    monkeypatch.setattr(mode, "look", look)
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+
+    async def stopped() -> bool:
+        waiting = asyncio.create_task(services._until_decided(config, services._Ending(), None))
+        await asyncio.sleep(0.2)
+        waiting.cancel()  # what the services' end does to their background tasks
+        done, _pending = await asyncio.wait([waiting], timeout=5)
+        released.set()
+        return bool(done) and waiting.cancelled()
+
+    assert asyncio.run(stopped())

@@ -73,6 +73,15 @@ def test_a_signed_state_request_is_answered_with_how_this_box_stands(client: Tes
     found = answer.json()
     assert found["role"] == "primary" and found["fenced"] is False and found["cluster"] == "running"
     assert found["timeline"] is None and found["lsn"] is None and found["checkpoint"] is None and found["name"]
+    assert found["waiting"] is False
+
+
+def test_a_primary_waiting_for_its_peer_after_a_cold_start_says_so_in_its_state(config: Config) -> None:
+    """Not an unfenced primary as any other: whoever asks (the peer, a failover) sees that it takes nothing yet."""
+    app = Starlette(routes=ha.routes(config, None, True, waiting=True))
+    with TestClient(read_only(app), client=("192.168.1.11", 50000)) as client:
+        found = post(client, "/api/ha/state", {}).json()
+    assert (found["role"], found["fenced"], found["waiting"]) == ("primary", False, True)
 
 
 def test_a_wrong_or_missing_signature_an_old_request_or_no_secret_is_403(

@@ -158,7 +158,8 @@ def run(config: Config, sockets: Sockets) -> None:
         ports.record(config.data_dir, listening)
         outcome: services.Outcome | None = None
         while not terminated:
-            mode = ha_mode.decide(config, starting=outcome is None)  # only a cold start waits for the peer
+            # only a cold start waits for the peer, again after its wait saw it, never after it took the part alone
+            mode = ha_mode.decide(config, starting=outcome in (None, "decided"), alone=outcome == "alone")
             if terminated:  # SIGTERM while deciding (up to PEER_TIMEOUT and more): no services start
                 return
             # the pair's secret files as the table has them, before a missing key is made here and before the

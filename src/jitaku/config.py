@@ -721,6 +721,11 @@ class HaSettings(_Section):
     def _witness_token(self) -> HaSettings:
         if self.witness and len(self.witness_token) < 16:
             raise ValueError("witness needs witness_token, the witness's [health.buddy] token (16 characters or more)")
+        if self.witness and not self.witness_targets:
+            raise ValueError(
+                "witness needs witness_targets: the pair's public services as the witness reaches them, e.g. "
+                '["203.0.113.5:25"]'
+            )
         return self
 
     @field_validator("interface")

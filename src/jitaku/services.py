@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
@@ -66,6 +66,9 @@ WEB_SHUTDOWN = 10.0  # seconds uvicorn's graceful shutdown may take: requests st
 ADDRESS_RETRY = 5.0  # seconds between a primary's tries to take the floating address it could not take
 UNFENCED_POLL = 1.0  # seconds between a fenced box's looks at whether its part was taken back as the primary
 WAIT_EVERY = 2.0  # seconds between a waiting box's looks at its peer after a cold start (jitaku.ha.mode's "waiting")
+WAIT_LOOK = 10.0  # seconds a waiting box awaits its look (the peer's 3 s, and two connections to its own cluster's)
+WAIT_RETRY = 10.0  # seconds before a waiting box whose wait is spent asks a witness that could not be asked again,
+# or looks again at a floating address another machine answers for
 
 MX = Listener("mx", authenticated=False)
 SUBMISSION = Listener("submission", authenticated=True)
@@ -102,9 +105,10 @@ WAITING_REFUSALS = {
 REFUSALS_OF = {STANDBY: STANDBY_REFUSALS, FENCED: FENCED_REFUSALS, WAITING: WAITING_REFUSALS}
 
 # Why serve() ended: SIGTERM ("stopped", and always in a worker); a standby's cluster promoted ("promoted"); the
-# web's fence endpoint ("fenced"); a fenced box's switchover re-join done, the cluster a standby now ("rejoined"); a
-# box's wait after a cold start over, its peer seen or the wait spent ("decided": the mode is decided again).
-Outcome = Literal["stopped", "promoted", "fenced", "rejoined", "decided"]
+# web's fence endpoint, or a newer primary seen ("fenced"); a fenced box's switchover re-join done, the cluster a
+# standby now ("rejoined"); a box's wait after a cold start over: its peer seen ("decided": the mode is decided again,
+# with a look at it), or the wait spent and nobody else seen serving ("alone": it serves as the primary).
+Outcome = Literal["stopped", "promoted", "fenced", "rejoined", "decided", "alone"]
 
 
 @dataclass(frozen=True)
@@ -383,7 +387,7 @@ async def _run(
             if main and settings.health.enabled and standby:
                 from jitaku.health.standby_file import LocalMonitor
 
-                monitor = LocalMonitor(config, database)
+                monitor = LocalMonitor(config, database, waiting=mode == WAITING)
                 background.append(tasks.create_task(monitor.run()))
             if main and settings.health.enabled and not standby:
                 from jitaku.health.monitor import Monitor
@@ -445,6 +449,7 @@ async def _run(
                         limits["web"],
                         standby,
                         on_fence=fenced,
+                        waiting=mode == WAITING,
                     )
                 )
             await stop.wait()
@@ -528,11 +533,13 @@ async def _web(
     limit: ConnectionLimit,
     read_only: bool = False,
     on_fence: Callable[[], Awaitable[None]] | None = None,
+    waiting: bool = False,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby, a fenced
-    box): every request that would write is answered 503. ON_FENCE ends the services with outcome "fenced" (the
+    box, a waiting one): every request that would write is answered 503; WAITING (a primary waiting for its peer
+    after a cold start) says so to the peer's state requests. ON_FENCE ends the services with outcome "fenced" (the
     fence endpoint awaits it once the fence file is written, before its 202). Stopped, uvicorn lets the requests
     under way finish for WEB_SHUTDOWN seconds at most.
     """
@@ -545,7 +552,9 @@ async def _web(
         def capture_signals(self) -> Iterator[None]:
             yield  # SIGTERM is the daemon's to handle; it stops us through `stop`
 
-    app = status.build(config, database, authenticator, requests, mail, standby=read_only, on_fence=on_fence)
+    app = status.build(
+        config, database, authenticator, requests, mail, standby=read_only, on_fence=on_fence, waiting=waiting
+    )
     if read_only:
         from jitaku.web.read_only import read_only as only_reads
 
@@ -736,15 +745,20 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
 
 async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A primary waiting after a cold start (jitaku.ha.mode's "waiting") looks every WAIT_EVERY seconds (in a thread,
-    bounded) at its peer and at its own replication slots. Once the peer answers at all, or a standby streams from
-    this box, the services end with outcome "decided": the mode is decided again with the peer in sight (a newer
-    primary fences this box, a standby leaves it the primary). Once `[ha] cold_start_wait` seconds have passed
-    since the wait began with the peer silent, the witness is asked, and again each cold_start_wait seconds after:
-    while it reaches the pair's services (another box may serve them) this box takes nothing, and says so once;
-    when it does not, or cannot be asked, the services end "decided" too, and this box serves as the primary alone,
-    with a warning."""
+    bounded) at its peer and at its own replication slots. Once the peer answers as a peer should, or a standby
+    streams from this box, the services end with outcome "decided": the mode is decided again with the peer in sight
+    (a standby leaves it the primary); a peer that is a primary on a newer timeline fences this box, as _watch_peer
+    does, and ends them "fenced". A peer that refuses us (403: clocks apart,
+    another secret) is there, and may be the primary: this box keeps waiting while it refuses, and says so once.
+    Once `[ha] cold_start_wait` seconds have passed since the wait began with the peer silent, the witness is asked,
+    and again each cold_start_wait seconds after: while it reaches the pair's services (another box may serve them)
+    this box takes nothing, and says so once; a configured witness that cannot be asked (down, like the router after a
+    power cut) is not known either way: it is asked again each WAIT_RETRY seconds, said once. When it does not reach
+    them, or no witness is configured, and no other machine answers for the floating address (looked at again each
+    WAIT_RETRY seconds while one does, said once), the services end "alone", and this box serves as the primary
+    alone, with a warning, without another look at its peer."""
+    from jitaku.ha import fence, witness
     from jitaku.ha import mode as ha_mode
-    from jitaku.ha import witness
 
     def look() -> tuple[ha_mode.Seen, bool]:
         return ha_mode.look(config), ha_mode.paired(config)[1]
@@ -752,44 +766,103 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     wait = config.settings.ha.cold_start_wait
     began = time.monotonic()
     ask_at = began + wait
-    witnessed = False  # the witness reached the pair's services, and this was alerted
+    alerted: set[str] = set()  # the events that kept this box waiting, each alerted once
     failing = ""  # why the last look failed, logged once
-    while True:
-        await asyncio.sleep(WAIT_EVERY)
-        try:
-            bound = ha_mode.PEER_TIMEOUT + role.CONNECT_TIMEOUT
-            seen, streamed = await asyncio.wait_for(asyncio.to_thread(look), bound)
-            failing = ""
-        except Exception as error:  # noqa: BLE001 - our own database or a slow peer: silent this time
-            why = f"{type(error).__name__}: {error}"[:300]
-            if why != failing:
-                log.event("ha_peer_unknown", error=why)
-            failing, seen, streamed = why, ha_mode.Seen(), False
-        if seen != ha_mode.Seen() or streamed:
+
+    async def once(event: str, alert: tuple[str, str], **fields: Any) -> None:
+        if event not in alerted:
+            alerted.add(event)
+            log.event(event, **fields)
+            await _alert(monitor, *alert)
+
+    async def decided(seen: ha_mode.Seen, streamed: bool) -> bool:
+        """Whether what was seen ends the wait (the services' outcome given)."""
+        nonlocal ask_at
+        if seen.newer is not None:  # promoted while this box was off: two primaries, this one the older
+            await asyncio.to_thread(fence.write, config, fence.Fence("split-brain", seen.newer, time.time()))
+            log.event("ha_wait_over", why="a newer primary", waited=round(time.monotonic() - began, 1))
+            ending.end("fenced")
+            return True
+        if seen.answered or streamed:
             why = "a standby streams from this box" if streamed else "the peer answered"
             log.event("ha_wait_over", why=why, waited=round(time.monotonic() - began, 1))
-            if witnessed:
+            if alerted:
                 await _alert(monitor, *_seen_again(why), State.OK)
             ending.end("decided")
-            return
+            return True
+        if seen.refused is not None:  # the peer is there, and may be the primary: this box takes nothing
+            await once("ha_peer_refuses", _refusing_waiting(seen.refused), error=seen.refused)
+            return False
         if time.monotonic() < ask_at:
-            continue
+            return False
         try:
             answer = await witness.ask(config)
         except Exception as error:  # noqa: BLE001 - a witness that cannot be asked is not known either way
-            answer = witness.Answer(witness.Seen.UNKNOWN, f"cannot ask the witness: {type(error).__name__}: {error}")
+            answer = witness.Answer(witness.Seen.UNKNOWN, f"cannot ask the witness: {error!r}"[:300])
         if answer.seen == witness.Seen.ANSWERS:
             ask_at = time.monotonic() + wait
-            if not witnessed:
-                log.event("ha_witness_answers", witness=answer.words)
-                await _alert(monitor, *_witness_answers(answer.words))
-            witnessed = True
-            continue
+            await once("ha_witness_answers", _witness_answers(answer.words), witness=answer.words)
+            return False
+        if answer.seen == witness.Seen.UNKNOWN and witness.configured(config):  # down, like the router, maybe
+            ask_at = time.monotonic() + WAIT_RETRY
+            await once("ha_witness_unknown", _witness_unknown(answer.words), witness=answer.words)
+            return False
+        if await asyncio.to_thread(ha_mode.address_elsewhere, config):  # another box may serve as the primary
+            ask_at = time.monotonic() + WAIT_RETRY
+            await once("ha_address_elsewhere", _address_held(config), address=str(config.settings.ha.address))
+            return False
         waited = time.monotonic() - began
         log.event("ha_wait_over", why="alone", waited=round(waited, 1), witness=answer.words)
         await _alert(monitor, *_alone(config.settings.mail_hostname, waited, answer.words), State.WARNING)
-        ending.end("decided")
-        return
+        ending.end("alone")
+        return True
+
+    pending: asyncio.Task[tuple[ha_mode.Seen, bool]] | None = None  # a look still running: never two at once
+    try:
+        while True:
+            await asyncio.sleep(WAIT_EVERY)
+            pending = pending or asyncio.create_task(asyncio.to_thread(look))
+            seen, streamed, why = ha_mode.Seen(), False, ""  # silent, unless the look says otherwise
+            await asyncio.wait([pending], timeout=WAIT_LOOK)
+            if not pending.done():
+                why = f"a look at the peer and this box's cluster still runs after {WAIT_LOOK:.0f} s"
+            elif pending.exception() is not None:  # our own database or the peer: silent this time
+                why = repr(pending.exception())[:300]
+            else:
+                seen, streamed = pending.result()
+            if pending.done():
+                pending = None
+            if why and why != failing:
+                log.event("ha_peer_unknown", error=why)
+            failing = why
+            if await decided(seen, streamed):
+                return
+    finally:
+        if pending is not None:
+            pending.cancel()  # its thread ends by its own timeouts
+
+
+def _witness_unknown(words: str) -> tuple[str, str]:
+    return (
+        f"this box waits after a cold start and takes no mail: its peer is silent, and the witness cannot be asked "
+        f"({words}), so this box cannot tell whether another one serves as the primary. It asks again every "
+        f"{WAIT_RETRY:.0f} s; check the witness and the way to it (the router).",
+        f"このサーバーはコールドスタート後に待機中で、メールを受け付けていません。相手は応答せず、証人にも問い合わせ"
+        f"られません({words})。別のサーバーがプライマリとして動いているか分かりません。{WAIT_RETRY:.0f} 秒ごとに"
+        "再試行します。証人とそこまでの経路(ルーター)を確認してください。",
+    )
+
+
+def _address_held(config: Config) -> tuple[str, str]:
+    address = config.settings.ha.address
+    return (
+        f"this box waits after a cold start and takes no mail: its peer is silent, but another machine answers for "
+        f"the floating address {address}, so another box may be serving as the primary. It takes nothing while the "
+        "address is held elsewhere; check the other box.",
+        f"このサーバーはコールドスタート後に待機中で、メールを受け付けていません。相手は応答しませんが、"
+        f"フローティングアドレス {address} に別のマシンが応答しているため、別のサーバーがプライマリとして動いている"
+        "可能性があります。アドレスが他で使われている間は何も引き受けません。もう一台を確認してください。",
+    )
 
 
 def _seen_again(why: str) -> tuple[str, str]:
@@ -798,6 +871,17 @@ def _seen_again(why: str) -> tuple[str, str]:
         f"this box waiting after a cold start sees the other box of the pair again ({why}): it decides its part "
         "with it now.",
         f"コールドスタート後に待機していたこのサーバーは、ペアのもう一台を確認できました({ja})。役割を決め直します。",
+    )
+
+
+def _refusing_waiting(why: str) -> tuple[str, str]:
+    return (
+        f"this box waits after a cold start and takes no mail: its peer answers but refuses it ({why}), so the "
+        "other box may be serving as the primary. It waits as long as the peer refuses; check the two boxes' clocks "
+        "and that both hold the same replication secret.",
+        f"このサーバーはコールドスタート後に待機中で、メールを受け付けていません。相手は応答しますが要求を拒否して"
+        f"います({why})。もう一台がプライマリとして動いている可能性があります。拒否が続く間は待ち続けます。"
+        "両方の時計と、同じレプリケーション秘密を持っているかを確認してください。",
     )
 
 

@@ -515,6 +515,11 @@ def start(server: Jitaku) -> Callable[[], str]:
     return lambda: server.log()[mark:]
 
 
+def rebooted(server: Jitaku) -> None:
+    """As if SERVER's box booted since it last served as the primary (jitaku.ha.boot): its daemon stopped."""
+    (server.dir / "ha" / "boot_id").write_text("00000000-another-boot\n")
+
+
 def test_after_a_cold_start_the_primary_waits_for_its_peer_or_the_wait_and_the_witness_before_taking_mail(
     jitaku_factory: Any, shared_dir: Path, stopped: list[Jitaku]
 ) -> None:
@@ -524,6 +529,7 @@ def test_after_a_cold_start_the_primary_waits_for_its_peer_or_the_wait_and_the_w
     standby.stop()
     primary.settings["ha"].update({"cold_start_wait": 5, "sync_timeout": 2})
     primary.write_config()
+    rebooted(primary)
 
     # alone: it waits cold_start_wait seconds, says why to every client, then takes mail (no witness to ask)
     started = time.monotonic()
@@ -541,6 +547,7 @@ def test_after_a_cold_start_the_primary_waits_for_its_peer_or_the_wait_and_the_w
     primary.stop()
     primary.settings["ha"]["cold_start_wait"] = 600
     primary.write_config()
+    rebooted(primary)
     since = start(primary)
     assert WAITING in greeting(primary)
     standby.start()
@@ -553,21 +560,25 @@ def test_after_a_cold_start_the_primary_waits_for_its_peer_or_the_wait_and_the_w
     witness = witness_box(jitaku_factory)
     stopped.append(witness)
     other = Forwarded()
-    primary.stop()
-    standby.stop()
-    primary.settings["ha"].update(
-        {
-            "cold_start_wait": 3,
-            "witness": f"http://127.0.0.1:{witness.web_port}",
-            "witness_token": TOKEN,
-            "witness_targets": [f"127.0.0.1:{other.port}"],
-        }
-    )
-    primary.write_config()
-    since = start(primary)
-    wait_until(lambda: "event=ha_witness_answers" in since(), timeout=60)
-    assert WAITING in greeting(primary)
-    other.close()
-    wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
-    assert f"reaches none of 127.0.0.1:{other.port}" in since()
+    try:
+        primary.stop()
+        standby.stop()
+        primary.settings["ha"].update(
+            {
+                "cold_start_wait": 3,
+                "witness": f"http://127.0.0.1:{witness.web_port}",
+                "witness_token": TOKEN,
+                "witness_targets": [f"127.0.0.1:{other.port}"],
+            }
+        )
+        primary.write_config()
+        rebooted(primary)
+        since = start(primary)
+        wait_until(lambda: "event=ha_witness_answers" in since(), timeout=60)
+        assert WAITING in greeting(primary)
+        other.close()
+        wait_until(lambda: greeting(primary).startswith(b"220"), timeout=60, interval=0.5)
+        assert f"reaches none of 127.0.0.1:{other.port}" in since()
+    finally:
+        other.close()  # closed already, unless a step failed
     assert "Traceback" not in primary.log() + standby.log()

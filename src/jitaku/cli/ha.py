@@ -43,8 +43,10 @@ def allow(
     host: Annotated[str, typer.Argument(help="The standby's address (an IP or a host name).")],
     data_dir: DirOption = DEFAULT_DIR,
 ) -> None:
-    """On the primary: let HOST replicate from this box's cluster (idempotent; one HOST per run)."""
-    from jitaku.ha import standby
+    """On the primary: let HOST replicate from this box's cluster (idempotent; one HOST per run). HOST is
+    remembered as this box's peer (DIR/ha/peer_host), which it asks how it stands without `[ha] peer`: after a cold
+    start, above all (jitaku.ha.mode)."""
+    from jitaku.ha import peer, standby
 
     config = _managed(data_dir)
     hold_cluster(config)
@@ -52,6 +54,7 @@ def allow(
         allowed = standby.allow(config, host)
     except standby.StandbyError as error:
         raise CliError(str(error)) from None
+    peer.remember_host(config, host)  # a valid host: allow() took it
     console.print(f"{'allowed' if allowed.added else 'already allowed'}: {host} may replicate as {standby.ROLE}")
     if allowed.made_secret:
         console.print(f"made the replication secret: {allowed.secret} (0600)")

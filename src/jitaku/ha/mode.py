@@ -12,32 +12,37 @@
   must still take mail. A peer that answers but refuses us (403: clocks more than a minute apart, another secret)
   is not absent: while the floating address is held by another machine (ARP probe), this box fences itself too;
 one that answers 5xx (its database restarting) is not known either way, and logged only.
-- "waiting": instead of "primary" at the daemon's first decision (a cold start, as after a power cut of both
-  boxes), on a managed cluster that had a standby (a physical replication slot: a pair was set up against it), none
-  streaming from it now, its peer silent, `[ha] cold_start_wait` above 0. The other box may have been promoted
-  while this one was off, and this one cannot tell yet: it serves as a fenced box does, without the fence, until
-  it sees its peer (jitaku.services ends the wait, and the mode is decided again) or the wait is over and the
-  witness sees nobody else serving either (jitaku.ha.witness).
+- "waiting": instead of "primary" at the daemon's first decision after a boot (a cold start, as after a power cut
+  of both boxes: jitaku.ha.boot; again after the wait saw the peer), on a managed cluster that had a standby (a
+  physical replication slot: a pair was set up against it), none streaming from it now, its peer silent or refusing
+  us, `[ha] cold_start_wait` above 0. The other box may have been promoted while this one was off, and this one
+  cannot tell yet: it serves as a fenced box does, without the fence, until it sees its peer answer as a peer
+  should, or a standby stream from it (jitaku.services ends the wait, and the mode is decided again), or the wait
+  is over and the witness sees nobody else serving either (jitaku.ha.witness). A peer that refuses us is there,
+  and may be the primary: it keeps this box waiting.
 
 A primary asks its peer again every PEER_EVERY seconds while it serves (jitaku.services), the same way (look()).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.ha import fence, role
+from jitaku.ha import boot, fence, role
 
 Mode = Literal["primary", "standby", "fenced", "waiting"]
 PRIMARY: Mode = "primary"
 STANDBY: Mode = "standby"
 FENCED: Mode = "fenced"
 WAITING: Mode = "waiting"
-PEER_TIMEOUT = 3.0  # seconds the peer has to answer at start: the daemon waits for it before taking mail
+# seconds the peer has to answer at start (the daemon waits for it before taking mail), and our own cluster to take
+# a look's connection
+PEER_TIMEOUT = 3.0
 PEER_EVERY = 15.0  # seconds between two looks at the peer while this box serves as the primary
 # a primary's physical replication slots, and whether a standby streams through one now
 SLOTS = "SELECT count(*), coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_type = 'physical'"
@@ -54,12 +59,17 @@ class Seen:
     answered: bool = False
 
 
-def decide(config: Config, starting: bool) -> Mode:
-    """STARTING: the daemon's first decision since it started, the only one that may wait for the peer."""
+def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
+    """STARTING: the daemon's first decision since it started, or its next one after its wait saw the peer (the
+    only ones that may wait for it). ALONE: the wait is over and this box took the primary's part alone: it serves
+    as the primary without another look at its peer (one that could go wrong: a silent peer would leave it the
+    primary anyway)."""
     if fence.read(config) is not None:
         return FENCED
     if role.current(config) == role.STANDBY:
         return STANDBY
+    if alone:
+        return _primary(config)
     seen = look(config)
     if seen.newer is not None:
         fence.write(config, fence.Fence("split-brain", seen.newer, time.time()))
@@ -69,11 +79,25 @@ def decide(config: Config, starting: bool) -> Mode:
         fence.write(config, fence.Fence("split-brain", "the floating address's holder", time.time()))
         return FENCED
     wait = config.settings.ha.cold_start_wait
-    if starting and wait > 0 and seen == Seen() and paired(config) == (True, False):
+    cold = starting and wait > 0 and boot.changed(config)  # a restart alone is no cold start
+    if cold and not seen.answered and paired(config) == (True, False):
         from jitaku.ha import peer
 
-        log.event("ha_waiting", peer=peer.peer_url(config), wait=wait)
+        url = peer.peer_url(config)
+        if url is None:  # only a streaming standby or the witness can end the wait
+            why = "no peer to ask: no [ha] peer, no host remembered by `standby allow`"
+            log.event("ha_waiting", logging.WARNING, wait=wait, why=why)
+        else:
+            log.event("ha_waiting", peer=url, wait=wait)
         return WAITING
+    return _primary(config)
+
+
+def _primary(config: Config) -> Mode:
+    """The primary's part, this boot recorded as one it served in (jitaku.ha.boot) on jitaku's own cluster: the only
+    one that may wait."""
+    if config.settings.database.managed:
+        boot.record(config)
     return PRIMARY
 
 
@@ -84,7 +108,7 @@ def paired(config: Config) -> tuple[bool, bool]:
     own replication's, not a pair of ours."""
     if not (config.settings.database.managed and role.postgresql(config)):
         return False, False
-    with role.connect(config) as connection:
+    with role.connect(config, PEER_TIMEOUT) as connection:
         row = connection.execute(SLOTS).fetchone()
     assert row is not None  # an aggregate's one row
     return bool(row[0]), bool(row[1])
@@ -133,7 +157,7 @@ def look(config: Config) -> Seen:
     if theirs is None:
         _changed("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
         return Seen()
-    with role.connect(config) as connection:
+    with role.connect(config, PEER_TIMEOUT) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
     _changed("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)

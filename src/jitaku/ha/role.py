@@ -29,13 +29,14 @@ def postgresql(config: Config) -> bool:
     return config.database_url.startswith(("postgresql", "postgres:"))
 
 
-def connect(config: Config) -> psycopg.Connection[tuple[object, ...]]:
-    """A connection of its own to the store's PostgreSQL (autocommit: reads of the server's state, or DDL)."""
+def connect(config: Config, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection of its own to the store's PostgreSQL (autocommit: reads of the server's state, or DDL), within
+    TIMEOUT seconds."""
     import psycopg
 
     url = config.database_url
     scheme, rest = url.split("://", 1)
-    return psycopg.connect(f"{scheme.split('+', 1)[0]}://{rest}", autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+    return psycopg.connect(f"{scheme.split('+', 1)[0]}://{rest}", autocommit=True, connect_timeout=round(timeout))
 
 
 def one(connection: psycopg.Connection[Any], query: str) -> Any:

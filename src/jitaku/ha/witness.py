@@ -39,12 +39,19 @@ def settings(config: Config) -> BuddySettings | None:
     return BuddySettings(url=buddy.url, token=buddy.token, name=buddy.name, ours=targets, verify_tls=buddy.verify_tls)
 
 
+def configured(config: Config) -> bool:
+    """Whether there is a witness to ask, and targets to ask it about: one that cannot be asked then is not known
+    either way, where without one nobody can tell."""
+    witness = settings(config)
+    return witness is not None and bool(witness.ours)
+
+
 async def ask(config: Config) -> Answer:
     """Whether the pair's public services answer the witness; bounded by the buddy client's timeout."""
     from jitaku import buddy_client as buddy
 
     witness = settings(config)
-    if witness is None or not witness.ours:
+    if witness is None or not configured(config):
         return Answer(Seen.UNKNOWN, "no witness configured ([ha] witness, or [health.buddy] url and ours)")
     name = buddy.name(witness)
     try:

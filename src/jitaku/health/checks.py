@@ -46,12 +46,16 @@ class Context:
     database: Database
     previous: dict[str, Result] = field(default_factory=dict)  # each check's last result
     standby: bool = False  # this box's database is a standby's: the checks of a box that serves mail do not apply
+    waiting: bool = False  # a primary waiting for its peer after a cold start (jitaku.ha.mode): it serves nothing
 
 
 # What a standby does not do, so is not checked there: serve mail (services, certs as served, the probe through
 # our MX, the filters' engines, traffic that follows mail), keep a queue or DDNS (the primary's, replayed, would be
 # judged twice, and wrongly after a failover).
 PRIMARY_ONLY = frozenset({"queue", "certs", "services", "mailflow", "traffic", "ddns", "relay", "filters"})
+# Nor, on a box waiting for its peer after a cold start, whether the pair's services answer from outside: nothing
+# serves them yet, and a critical alert at every cold start, never cleared by this box, would say nothing.
+NOT_WHILE_WAITING = PRIMARY_ONLY | {"reachability"}
 
 
 async def _raid(context: Context) -> Result:
@@ -234,7 +238,7 @@ def timeout(name: str, context: Context) -> float:
 
 async def run(name: str, context: Context) -> list[Result]:
     """One check's results; a check that breaks or hangs is itself a warning, never the monitor's end."""
-    if context.standby and name in PRIMARY_ONLY:
+    if (context.standby and name in PRIMARY_ONLY) or (context.waiting and name in NOT_WHILE_WAITING):
         return []
     try:
         async with asyncio.timeout(timeout(name, context)):  # not wait_for: in 3.11 it can lose a cancellation

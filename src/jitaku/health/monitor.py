@@ -44,7 +44,8 @@ class Monitor:
                 tasks.create_task(
                     self._every(self._settings.health.interval_of(name), functools.partial(self._check, name))
                 )
-            if self._settings.alerts.heartbeat_url:
+            # the dead man's switch says this box serves: one waiting for its peer after a cold start takes no mail
+            if self._settings.alerts.heartbeat_url and not self._context.waiting:
                 tasks.create_task(self._every(self._settings.alerts.heartbeat_interval, self._heartbeat))
             if self._settings.alerts.daily_summary:
                 tasks.create_task(self._every(SUMMARY_EVERY, self.summary, first=SUMMARY_EVERY))

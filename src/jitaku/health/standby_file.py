@@ -47,9 +47,11 @@ def _result(name: str, found: dict[str, Any]) -> Result:
 
 
 class LocalMonitor(Monitor):
-    def __init__(self, config: Config, database: Database) -> None:
+    def __init__(self, config: Config, database: Database, waiting: bool = False) -> None:
+        """WAITING: a primary waiting for its peer after a cold start, which serves nothing (checks.Context)."""
         super().__init__(config, database)
         self._context.standby = True
+        self._context.waiting = waiting
         self._path = health_file(config)
         self._results: dict[str, dict[str, Any]] = {}
         self._alerts: list[dict[str, Any]] = []

@@ -52,8 +52,11 @@ class _Unreadable(Exception):
     """This box's database cannot say how it stands; one line for the peer."""
 
 
-def routes(config: Config, on_fence: Callable[[], Awaitable[None] | None] | None, standby_web: bool) -> list[Route]:
-    """STANDBY_WEB: the daemon serves this box as a standby (what it says when its database cannot be asked)."""
+def routes(
+    config: Config, on_fence: Callable[[], Awaitable[None] | None] | None, standby_web: bool, waiting: bool = False
+) -> list[Route]:
+    """STANDBY_WEB: the daemon serves this box as a standby (what it says when its database cannot be asked).
+    WAITING: it serves a primary waiting for its peer after a cold start (jitaku.ha.mode): its state says so."""
     refusals = log.Throttled()
     fencing = asyncio.Lock()  # two fences at once: the second sees the first's file, never both write
     seen = _Seen()
@@ -83,7 +86,7 @@ def routes(config: Config, on_fence: Callable[[], Awaitable[None] | None] | None
             return checked
         secret, signature, _fields = checked
         try:
-            found = await asyncio.wait_for(asyncio.to_thread(_state, config), STATE_TIMEOUT)
+            found = await asyncio.wait_for(asyncio.to_thread(_state, config, waiting), STATE_TIMEOUT)
         except _Unreadable as error:
             return _answer(secret, signature, {"error": str(error)}, 503)
         except TimeoutError:
@@ -234,8 +237,9 @@ async def _standby(config: Config, standby_web: bool) -> bool:
         return standby_web
 
 
-def _state(config: Config) -> dict[str, Any]:
-    """How this box stands (see jitaku.ha.peer.state), with `error` when a re-join failed (jitaku.ha.rejoin); run
+def _state(config: Config, waiting: bool = False) -> dict[str, Any]:
+    """How this box stands (see jitaku.ha.peer.state), `waiting` while it waits for its peer after a cold start (a
+    primary that takes nothing yet), with `error` when a re-join failed (jitaku.ha.rejoin); run
     in a thread: psycopg blocks. A fenced box's cluster is asked whether it runs, never taken from the fence file
     alone (a re-join may have started it, a daemon killed may have left it down)."""
     from jitaku.ha import rejoin
@@ -247,6 +251,7 @@ def _state(config: Config) -> dict[str, Any]:
         name = ""
     found: dict[str, Any] = {
         "fenced": fenced is not None,
+        "waiting": waiting,
         "name": name,
         "checkpoint": None,
         "error": None,

@@ -50,10 +50,12 @@ def build(
     mail: LocalMail | None,
     standby: bool = False,
     on_fence: Callable[[], Awaitable[None] | None] | None = None,
+    waiting: bool = False,
 ) -> ASGIApp:
     """REQUESTS answers subscriptions asked on the list pages; MAIL carries word of new comments to the owner.
     ON_FENCE: called once the pair's other box has fenced this one (POST /api/ha/fence, web/ha.py): the daemon
-    stops serving as the primary; None (a web not run by the daemon) answers such a request 503."""
+    stops serving as the primary; None (a web not run by the daemon) answers such a request 503. WAITING: the daemon
+    serves a primary waiting for its peer after a cold start (jitaku.ha.mode), which its state says."""
     settings = config.settings
     kept = None
     if standby:  # its health results are in its own file: its database holds the primary's
@@ -107,7 +109,7 @@ def build(
             *QueueAdmin(admin, database).routes(),
             *FiltersAdmin(admin, settings, database).routes(),
             *buddy.routes(settings, database, kept),
-            *ha.routes(config, on_fence, standby),
+            *ha.routes(config, on_fence, standby, waiting),
             *lists.routes(database, requests),
             *archive.routes(settings, database, mail, secret, searches),
             *comments.routes(),
