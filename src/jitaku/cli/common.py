@@ -104,10 +104,12 @@ def hold_cluster(config: Config) -> None:
         if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
             for number in (signal.SIGTERM, signal.SIGHUP):
                 signal.signal(number, _exit_on_signal)
-    started = cluster.running(config) is None
+    from jitaku import serve_lock
+
+    daemon = serve_lock.running(config.data_dir)
     _held.enter_context(cluster.using(config))
     _holding.add(config.data_dir)
-    if started:
+    if not daemon:  # a running daemon asks its peer itself, at its start and every 15 s
         _fence_if_superseded(config)
 
 
@@ -117,9 +119,15 @@ def _fence_if_superseded(config: Config) -> None:
     its split-brain fence, and its commands then read its database and never write to it (open_database)."""
     from jitaku.ha import fence, mode, role
 
-    if fence.read(config) is not None or role.current(config) != role.PRIMARY:
-        return
-    newer = mode.newer_primary(config)
+    try:
+        if fence.read(config) is not None or role.current(config) != role.PRIMARY:
+            return
+        newer = mode.newer_primary(config)
+    except Exception as error:  # noqa: BLE001 - psycopg's and the OS's: one line, and nothing written
+        said = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CliError(
+            f"cannot tell whether the peer was promoted while this box's daemon was down ({said}): nothing done"
+        ) from None
     if newer is not None:
         fence.write(config, fence.Fence("split-brain", newer, time.time()))
         sys.stderr.write(

@@ -46,9 +46,14 @@ def allow(
     """On the primary: let HOST replicate from this box's cluster (idempotent; one HOST per run). HOST is
     remembered as this box's peer (DIR/ha/peer_host), which it asks how it stands without `[ha] peer`: after a cold
     start, above all (jitaku.ha.mode)."""
-    from jitaku.ha import peer, standby
+    from jitaku.ha import fence, peer, standby
 
     config = _managed(data_dir)
+    fenced = fence.read(config)
+    if fenced is not None:  # its database may have diverged: no standby is to copy it
+        raise CliError(
+            f"this box is fenced ({fenced.purpose}, by {fenced.by}): run `jitaku standby allow` on the primary"
+        )
     hold_cluster(config)
     try:
         allowed = standby.allow(config, host)

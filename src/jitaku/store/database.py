@@ -40,6 +40,12 @@ class Database:
         self._inline_reads = self._driver.dialect.name == "sqlite"
         stored = self.query_now(stored_revision)
         if stored != SCHEMA_REVISION:
+            if read_only:
+                self._reader.close()
+                raise SchemaSkew(
+                    f"this database is at schema revision {stored}, this jitaku's is {SCHEMA_REVISION}, and it is "
+                    "opened read-only (a fenced box's): it is migrated only by a jitaku that may write to it"
+                )
             if self.query_now(in_recovery):
                 self._reader.close()
                 raise SchemaSkew(
