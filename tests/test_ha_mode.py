@@ -628,6 +628,22 @@ def test_a_look_connects_to_this_boxs_cluster_within_the_peers_timeout(
     assert timeouts == [mode.PEER_TIMEOUT]  # 3 s, not the 10 s a command waits for it
 
 
+@pytest.mark.parametrize(("timeout", "seconds"), [(0.3, 2), (0.005, 2), (3.0, 3), (3.2, 4), (10, 10)])
+def test_a_connection_to_this_boxs_cluster_never_waits_forever_for_a_short_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout: float, seconds: int
+) -> None:
+    import psycopg
+
+    from jitaku.ha import role
+
+    text = 'domains = ["example.org"]\n[database]\nurl = "postgresql://jitaku@192.0.2.1/jitaku"\n'
+    external = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    asked: list[dict[str, Any]] = []
+    monkeypatch.setattr(psycopg, "connect", lambda _url, **kwargs: asked.append(kwargs))
+    role.connect(external, timeout)
+    assert asked[0]["connect_timeout"] == seconds  # libpq takes 0 for no timeout at all
+
+
 def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
     waiting_config: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
