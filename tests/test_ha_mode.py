@@ -294,6 +294,37 @@ def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logg
     ]
 
 
+def test_a_peer_url_that_points_at_this_box_itself_is_no_peer_and_is_said_once(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-host pair (`standby allow 127.0.0.1`, or a wrong [ha] peer): this box's own web answers as an unfenced
+    primary on its own timeline; taken for its peer, it would end each cold-start wait it began, and never serve."""
+    import contextlib
+    import logging
+
+    from jitaku.ha import box, peer, role, standby
+
+    standby.secret_path(waiting_config).parent.mkdir(exist_ok=True)
+    standby.secret_path(waiting_config).write_text("s3cret\n")
+    itself = {"role": "primary", "fenced": False, "timeline": 1, "box": box.box_id(waiting_config)}
+    monkeypatch.setattr(role, "postgresql", lambda _config: True)
+    monkeypatch.setattr(role, "current", lambda _config: role.PRIMARY)
+    monkeypatch.setattr(role, "connect", lambda _config, _timeout, **_kwargs: contextlib.nullcontext(None))
+    monkeypatch.setattr(role, "one", lambda _connection, _sql: 1)
+    monkeypatch.setattr(peer, "peer_url", lambda _config: "http://127.0.0.1:8025")
+    monkeypatch.setattr(peer, "state", lambda _url, _secret, _timeout: itself)
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+    logged: list[tuple[str, int]] = []
+    monkeypatch.setattr(mode.log, "event", lambda name, level=logging.INFO, **_fields: logged.append((name, level)))
+    monkeypatch.setattr(mode, "_last", [])
+    assert [mode.look(waiting_config) for _ in range(3)] == [mode.Seen()] * 3
+    assert logged == [("ha_peer_is_this_box", logging.WARNING)]
+    assert mode.decide(waiting_config, starting=True) == "waiting"  # as with no peer at all
+    other = {**itself, "box": "0" * 32}
+    monkeypatch.setattr(peer, "state", lambda _url, _secret, _timeout: other)
+    assert mode.look(waiting_config) == mode.Seen(answered=True)
+
+
 def test_a_fenced_box_whose_part_was_taken_back_serves_as_the_primary_again(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -665,8 +696,28 @@ def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
     monkeypatch.setattr(standby, "allow", lambda _config, _host: allowed)
     monkeypatch.setattr(cli_ha, "open_database", lambda _config: types.SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(secret_files, "publish_now", lambda _config, _database: False)
-    cli_ha.allow("192.0.2.2", waiting_config.data_dir)
-    assert peer.peer_url(waiting_config) == "http://192.0.2.2:8025"  # its own first [web] port
+    cli_ha.allow("198.51.100.7", waiting_config.data_dir)
+    assert peer.peer_url(waiting_config) == "http://198.51.100.7:8025"  # its own first [web] port
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_standby_allow_of_this_boxs_own_address_remembers_no_peer(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """A pair on one host: the peer URL would be this box's own web, which a cold start would take for its peer."""
+    import types
+
+    from jitaku.cli import ha as cli_ha
+    from jitaku.ha import peer, secret_files, standby
+
+    allowed = standby.Allowed(standby.secret_path(waiting_config), False, True, [], False)
+    monkeypatch.setattr(cli_ha, "_managed", lambda _dir: waiting_config)
+    monkeypatch.setattr(cli_ha, "hold_cluster", lambda _config: None)
+    monkeypatch.setattr(standby, "allow", lambda _config, _host: allowed)
+    monkeypatch.setattr(cli_ha, "open_database", lambda _config: types.SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(secret_files, "publish_now", lambda _config, _database: False)
+    cli_ha.allow(host, waiting_config.data_dir)
+    assert peer.peer_url(waiting_config) is None
 
 
 def test_only_a_boot_since_the_box_last_served_as_the_primary_makes_it_wait(

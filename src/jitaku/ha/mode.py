@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.ha import boot, fence, role
+from jitaku.ha import boot, box, fence, role
 
 Mode = Literal["primary", "standby", "fenced", "waiting"]
 PRIMARY: Mode = "primary"
@@ -136,7 +136,8 @@ def newer_primary(config: Config) -> str | None:
 
 def look(config: Config) -> Seen:
     """How the peer stands beside this box's cluster; nothing seen without a peer to ask (no [ha] peer nor
-    peer_host, no replication secret: no pair was set up). Bounded by PEER_TIMEOUT for the peer."""
+    peer_host, no replication secret: no pair was set up), nor when the answer carries this box's own id (the
+    peer URL reaches this box's web). Bounded by PEER_TIMEOUT for the peer."""
     if not role.postgresql(config):
         return Seen()
     from jitaku.ha import peer, standby
@@ -157,6 +158,10 @@ def look(config: Config) -> Seen:
     if theirs is None:
         _changed("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
         return Seen()
+    if theirs.get("box") == box.box_id(config):  # its own web (a pair on one host): no peer, and never its answer
+        why = "the peer URL points at this box itself: set [ha] peer to the other box's web"
+        _changed("ha_peer_is_this_box", logging.WARNING, peer=url, why=why)
+        return Seen()
     with role.connect(config, PEER_TIMEOUT) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
@@ -172,11 +177,11 @@ def look(config: Config) -> Seen:
 _last: list[tuple[str, dict[str, Any]]] = []  # what this process logged the peer say last
 
 
-def _changed(name: str, **fields: Any) -> None:
+def _changed(name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log what the peer says when it differs from what was logged last: a primary asks every PEER_EVERY
     seconds, and a log line each time would bury the one that matters."""
     said = (name, fields)
     if _last and _last[0] == said:
         return
     _last[:] = [said]
-    log.event(name, **fields)
+    log.event(name, level=level, **fields)
