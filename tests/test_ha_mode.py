@@ -24,6 +24,12 @@ def config(tmp_path: Path) -> Config:
     return Config(parse('domains = ["example.org"]\n', tmp_path / "jitaku.toml"), tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _no_wait_began(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's daemon a process of its own: no cold-start wait began before it."""
+    monkeypatch.setattr(mode, "_began", [])
+
+
 def test_a_box_alone_without_a_fence_is_the_primary(config: Config) -> None:
     assert mode.decide(config, starting=True) == "primary"
     assert mode.newer_primary(config) is None  # no pair: nobody to ask
@@ -494,6 +500,33 @@ def _wait(
         return ending.outcome
 
     return asyncio.run(waited()), monitor.said
+
+
+def test_a_wait_that_saw_its_peer_and_waits_again_counts_from_its_first_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that answers once, then is silent again (its web restarting, a flaky link): the box decides again,
+    waits again, and must not start `[ha] cold_start_wait` over each time, or it might never serve."""
+    import time
+
+    text = 'domains = ["example.org"]\n[ha]\ncold_start_wait = 1\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(services.log, "event", lambda name, *_level, **fields: logged.append((name, fields)))
+    assert mode.decide(config, starting=True) == "waiting"
+    time.sleep(2)  # the first wait, ended "decided" by an answer of the peer's
+    assert mode.decide(config, starting=True) == "waiting"  # silent again
+    outcome, _said = _wait(config, monkeypatch, [], [])
+    assert outcome == "alone"
+    [waited] = [fields["waited"] for name, fields in logged if name == "ha_wait_over"]
+    assert waited >= 2  # counted from the first wait, not from this one (1 s)
+
+    _a_primary(monkeypatch, mode.Seen(answered=True), (True, False))
+    assert mode.decide(config, starting=True) == "primary"  # served: the next wait is a new one
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    assert mode.decide(config, starting=True) == "waiting"
+    assert time.monotonic() - mode.wait_began() < 2
 
 
 def test_a_waiting_box_that_sees_its_peer_decides_again_before_the_wait_is_over(

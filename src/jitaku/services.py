@@ -750,7 +750,8 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     (a standby leaves it the primary); a peer that is a primary on a newer timeline fences this box, as _watch_peer
     does, and ends them "fenced". A peer that refuses us (403: clocks apart,
     another secret) is there, and may be the primary: this box keeps waiting while it refuses, and says so once.
-    Once `[ha] cold_start_wait` seconds have passed since the wait began with the peer silent, the witness is asked,
+    Once `[ha] cold_start_wait` seconds have passed since the wait began (ha_mode.wait_began: the first of this
+    process's waits since it last served) with the peer silent, the witness is asked,
     and again each cold_start_wait seconds after: while it reaches the pair's services (another box may serve them)
     this box takes nothing, and says so once; a configured witness that cannot be asked (down, like the router after a
     power cut) is not known either way: it is asked again each WAIT_RETRY seconds, said once. When it does not reach
@@ -764,7 +765,7 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
         return ha_mode.look(config), ha_mode.paired(config)[1]
 
     wait = config.settings.ha.cold_start_wait
-    began = time.monotonic()
+    began = ha_mode.wait_began()  # the first wait's start: one that saw its peer and waits again goes on
     ask_at = began + wait
     alerted: set[str] = set()  # the events that kept this box waiting, each alerted once
     failing = ""  # why the last look failed, logged once

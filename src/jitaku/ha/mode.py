@@ -59,11 +59,30 @@ class Seen:
     answered: bool = False
 
 
+_began: list[float] = []  # when this process's cold-start wait began (time.monotonic()), while it waits
+
+
 def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
     """STARTING: the daemon's first decision since it started, or its next one after its wait saw the peer (the
     only ones that may wait for it). ALONE: the wait is over and this box took the primary's part alone: it serves
     as the primary without another look at its peer (one that could go wrong: a silent peer would leave it the
-    primary anyway)."""
+    primary anyway). A wait that saw its peer, then waits again (the peer silent once more) goes on from where it
+    began (wait_began): a peer that answers now and then must not restart `[ha] cold_start_wait` each time."""
+    mode = _decide(config, starting, alone)
+    if mode != WAITING:
+        _began.clear()
+    elif not _began:
+        _began.append(time.monotonic())
+    return mode
+
+
+def wait_began() -> float:
+    """When this process's cold-start wait began (time.monotonic()), the first decision that said "waiting" since
+    the box last served otherwise; now when none did."""
+    return _began[0] if _began else time.monotonic()
+
+
+def _decide(config: Config, starting: bool, alone: bool) -> Mode:
     if fence.read(config) is not None:
         return FENCED
     if role.current(config) == role.STANDBY:
