@@ -279,7 +279,7 @@ def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logg
     standby.secret_path(config).parent.mkdir(exist_ok=True)
     standby.secret_path(config).write_text("s3cret\n")
     monkeypatch.setattr(role, "postgresql", lambda _config: True)
-    monkeypatch.setattr(role, "connect", lambda _config, _timeout: contextlib.nullcontext(None))
+    monkeypatch.setattr(role, "connect", lambda _config, _timeout, **_kwargs: contextlib.nullcontext(None))
     monkeypatch.setattr(role, "one", lambda _connection, _sql: 1)
     monkeypatch.setattr(peer, "peer_url", lambda _config: "http://192.0.2.2:8080")
     monkeypatch.setattr(peer, "state", state)
@@ -680,16 +680,19 @@ def test_a_look_connects_to_this_boxs_cluster_within_the_peers_timeout(
         def fetchone(self) -> tuple[int, bool]:
             return 1, False
 
-    timeouts: list[float] = []
+    timeouts: list[tuple[float, float | None]] = []
 
-    def connect(_config: Config, timeout: float = role.CONNECT_TIMEOUT) -> Slots:
-        timeouts.append(timeout)
+    def connect(
+        _config: Config, timeout: float = role.CONNECT_TIMEOUT, statement_timeout: float | None = None
+    ) -> Slots:
+        timeouts.append((timeout, statement_timeout))
         return Slots()
 
     monkeypatch.setattr(role, "postgresql", lambda _config: True)
     monkeypatch.setattr(role, "connect", connect)
     assert mode.paired(managed) == (True, False)
-    assert timeouts == [mode.PEER_TIMEOUT]  # 3 s, not the 10 s a command waits for it
+    # 3 s, not the 10 s a command waits for it; each statement too, or a stop during a look would wait for it
+    assert timeouts == [(mode.PEER_TIMEOUT, mode.PEER_TIMEOUT)]
 
 
 @pytest.mark.parametrize(("timeout", "seconds"), [(0.3, 2), (0.005, 2), (3.0, 3), (3.2, 4), (10, 10)])
@@ -706,6 +709,9 @@ def test_a_connection_to_this_boxs_cluster_never_waits_forever_for_a_short_timeo
     monkeypatch.setattr(psycopg, "connect", lambda _url, **kwargs: asked.append(kwargs))
     role.connect(external, timeout)
     assert asked[0]["connect_timeout"] == seconds  # libpq takes 0 for no timeout at all
+    assert asked[0]["options"] is None  # a command's statements take their time
+    role.connect(external, timeout, statement_timeout=3.0)
+    assert asked[1]["options"] == "-c statement_timeout=3000"
 
 
 def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
@@ -821,10 +827,11 @@ def test_sigterm_while_a_waiting_box_looks_at_its_peer_ends_the_wait_at_once(
 ) -> None:
     import threading
 
-    released = threading.Event()
+    released, finished = threading.Event(), threading.Event()
 
     def look(_config: Config) -> mode.Seen:
-        released.wait(30)  # a peer that takes its time
+        released.wait(20)  # a peer that takes its time
+        finished.set()
         return mode.Seen()
 
     monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
@@ -836,7 +843,10 @@ def test_sigterm_while_a_waiting_box_looks_at_its_peer_ends_the_wait_at_once(
         await asyncio.sleep(0.2)
         waiting.cancel()  # what the services' end does to their background tasks
         done, _pending = await asyncio.wait([waiting], timeout=5)
-        released.set()
         return bool(done) and waiting.cancelled()
 
-    assert asyncio.run(stopped())
+    try:
+        assert asyncio.run(stopped())
+        assert not finished.is_set()  # the event loop ended without waiting for the look's thread
+    finally:
+        released.set()

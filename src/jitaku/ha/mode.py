@@ -41,7 +41,7 @@ STANDBY: Mode = "standby"
 FENCED: Mode = "fenced"
 WAITING: Mode = "waiting"
 # seconds the peer has to answer at start (the daemon waits for it before taking mail), and our own cluster to take
-# a look's connection
+# a look's connection and to answer each of its statements
 PEER_TIMEOUT = 3.0
 PEER_EVERY = 15.0  # seconds between two looks at the peer while this box serves as the primary
 # a primary's physical replication slots, and whether a standby streams through one now
@@ -127,7 +127,7 @@ def paired(config: Config) -> tuple[bool, bool]:
     own replication's, not a pair of ours."""
     if not (config.settings.database.managed and role.postgresql(config)):
         return False, False
-    with role.connect(config, PEER_TIMEOUT) as connection:
+    with role.connect(config, PEER_TIMEOUT, statement_timeout=PEER_TIMEOUT) as connection:
         row = connection.execute(SLOTS).fetchone()
     assert row is not None  # an aggregate's one row
     return bool(row[0]), bool(row[1])
@@ -181,7 +181,7 @@ def look(config: Config) -> Seen:
         why = "the peer URL points at this box itself: set [ha] peer to the other box's web"
         _changed("ha_peer_is_this_box", logging.WARNING, peer=url, why=why)
         return Seen()
-    with role.connect(config, PEER_TIMEOUT) as connection:
+    with role.connect(config, PEER_TIMEOUT, statement_timeout=PEER_TIMEOUT) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
     _changed("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)
