@@ -24,6 +24,12 @@ def config(tmp_path: Path) -> Config:
     return Config(parse('domains = ["example.org"]\n', tmp_path / "jitaku.toml"), tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _no_wait_began(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's daemon a process of its own: no cold-start wait began before it."""
+    monkeypatch.setattr(mode, "_began", [])
+
+
 def test_a_box_alone_without_a_fence_is_the_primary(config: Config) -> None:
     assert mode.decide(config, starting=True) == "primary"
     assert mode.newer_primary(config) is None  # no pair: nobody to ask
@@ -273,7 +279,7 @@ def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logg
     standby.secret_path(config).parent.mkdir(exist_ok=True)
     standby.secret_path(config).write_text("s3cret\n")
     monkeypatch.setattr(role, "postgresql", lambda _config: True)
-    monkeypatch.setattr(role, "connect", lambda _config, _timeout: contextlib.nullcontext(None))
+    monkeypatch.setattr(role, "connect", lambda _config, _timeout, **_kwargs: contextlib.nullcontext(None))
     monkeypatch.setattr(role, "one", lambda _connection, _sql: 1)
     monkeypatch.setattr(peer, "peer_url", lambda _config: "http://192.0.2.2:8080")
     monkeypatch.setattr(peer, "state", state)
@@ -292,6 +298,37 @@ def test_a_peer_whose_database_restarts_is_not_a_refusal_and_each_change_is_logg
         "ha_peer_seen",
         "ha_peer_unreachable",
     ]
+
+
+def test_a_peer_url_that_points_at_this_box_itself_is_no_peer_and_is_said_once(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-host pair (`standby allow 127.0.0.1`, or a wrong [ha] peer): this box's own web answers as an unfenced
+    primary on its own timeline; taken for its peer, it would end each cold-start wait it began, and never serve."""
+    import contextlib
+    import logging
+
+    from jitaku.ha import box, peer, role, standby
+
+    standby.secret_path(waiting_config).parent.mkdir(exist_ok=True)
+    standby.secret_path(waiting_config).write_text("s3cret\n")
+    itself = {"role": "primary", "fenced": False, "timeline": 1, "box": box.box_id(waiting_config)}
+    monkeypatch.setattr(role, "postgresql", lambda _config: True)
+    monkeypatch.setattr(role, "current", lambda _config: role.PRIMARY)
+    monkeypatch.setattr(role, "connect", lambda _config, _timeout, **_kwargs: contextlib.nullcontext(None))
+    monkeypatch.setattr(role, "one", lambda _connection, _sql: 1)
+    monkeypatch.setattr(peer, "peer_url", lambda _config: "http://127.0.0.1:8025")
+    monkeypatch.setattr(peer, "state", lambda _url, _secret, _timeout: itself)
+    monkeypatch.setattr(mode, "paired", lambda _config: (True, False))
+    logged: list[tuple[str, int]] = []
+    monkeypatch.setattr(mode.log, "event", lambda name, level=logging.INFO, **_fields: logged.append((name, level)))
+    monkeypatch.setattr(mode, "_last", [])
+    assert [mode.look(waiting_config) for _ in range(3)] == [mode.Seen()] * 3
+    assert logged == [("ha_peer_is_this_box", logging.WARNING)]
+    assert mode.decide(waiting_config, starting=True) == "waiting"  # as with no peer at all
+    other = {**itself, "box": "0" * 32}
+    monkeypatch.setattr(peer, "state", lambda _url, _secret, _timeout: other)
+    assert mode.look(waiting_config) == mode.Seen(answered=True)
 
 
 def test_a_fenced_box_whose_part_was_taken_back_serves_as_the_primary_again(
@@ -465,6 +502,33 @@ def _wait(
     return asyncio.run(waited()), monitor.said
 
 
+def test_a_wait_that_saw_its_peer_and_waits_again_counts_from_its_first_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that answers once, then is silent again (its web restarting, a flaky link): the box decides again,
+    waits again, and must not start `[ha] cold_start_wait` over each time, or it might never serve."""
+    import time
+
+    text = 'domains = ["example.org"]\n[ha]\ncold_start_wait = 1\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(services.log, "event", lambda name, *_level, **fields: logged.append((name, fields)))
+    assert mode.decide(config, starting=True) == "waiting"
+    time.sleep(2)  # the first wait, ended "decided" by an answer of the peer's
+    assert mode.decide(config, starting=True) == "waiting"  # silent again
+    outcome, _said = _wait(config, monkeypatch, [], [])
+    assert outcome == "alone"
+    [waited] = [fields["waited"] for name, fields in logged if name == "ha_wait_over"]
+    assert waited >= 2  # counted from the first wait, not from this one (1 s)
+
+    _a_primary(monkeypatch, mode.Seen(answered=True), (True, False))
+    assert mode.decide(config, starting=True) == "primary"  # served: the next wait is a new one
+    _a_primary(monkeypatch, mode.Seen(), (True, False))
+    assert mode.decide(config, starting=True) == "waiting"
+    assert time.monotonic() - mode.wait_began() < 2
+
+
 def test_a_waiting_box_that_sees_its_peer_decides_again_before_the_wait_is_over(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -616,16 +680,38 @@ def test_a_look_connects_to_this_boxs_cluster_within_the_peers_timeout(
         def fetchone(self) -> tuple[int, bool]:
             return 1, False
 
-    timeouts: list[float] = []
+    timeouts: list[tuple[float, float | None]] = []
 
-    def connect(_config: Config, timeout: float = role.CONNECT_TIMEOUT) -> Slots:
-        timeouts.append(timeout)
+    def connect(
+        _config: Config, timeout: float = role.CONNECT_TIMEOUT, statement_timeout: float | None = None
+    ) -> Slots:
+        timeouts.append((timeout, statement_timeout))
         return Slots()
 
     monkeypatch.setattr(role, "postgresql", lambda _config: True)
     monkeypatch.setattr(role, "connect", connect)
     assert mode.paired(managed) == (True, False)
-    assert timeouts == [mode.PEER_TIMEOUT]  # 3 s, not the 10 s a command waits for it
+    # 3 s, not the 10 s a command waits for it; each statement too, or a stop during a look would wait for it
+    assert timeouts == [(mode.PEER_TIMEOUT, mode.PEER_TIMEOUT)]
+
+
+@pytest.mark.parametrize(("timeout", "seconds"), [(0.3, 2), (0.005, 2), (3.0, 3), (3.2, 4), (10, 10)])
+def test_a_connection_to_this_boxs_cluster_never_waits_forever_for_a_short_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout: float, seconds: int
+) -> None:
+    import psycopg
+
+    from jitaku.ha import role
+
+    text = 'domains = ["example.org"]\n[database]\nurl = "postgresql://jitaku@192.0.2.1/jitaku"\n'
+    external = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    asked: list[dict[str, Any]] = []
+    monkeypatch.setattr(psycopg, "connect", lambda _url, **kwargs: asked.append(kwargs))
+    role.connect(external, timeout)
+    assert asked[0]["connect_timeout"] == seconds  # libpq takes 0 for no timeout at all
+    assert asked[0]["options"] is None  # a command's statements take their time
+    role.connect(external, timeout, statement_timeout=3.0)
+    assert asked[1]["options"] == "-c statement_timeout=3000"
 
 
 def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
@@ -649,8 +735,28 @@ def test_standby_allow_remembers_the_standby_as_the_peer_a_cold_start_asks(
     monkeypatch.setattr(standby, "allow", lambda _config, _host: allowed)
     monkeypatch.setattr(cli_ha, "open_database", lambda _config: types.SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(secret_files, "publish_now", lambda _config, _database: False)
-    cli_ha.allow("192.0.2.2", waiting_config.data_dir)
-    assert peer.peer_url(waiting_config) == "http://192.0.2.2:8025"  # its own first [web] port
+    cli_ha.allow("198.51.100.7", waiting_config.data_dir)
+    assert peer.peer_url(waiting_config) == "http://198.51.100.7:8025"  # its own first [web] port
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_standby_allow_of_this_boxs_own_address_remembers_no_peer(
+    waiting_config: Config, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """A pair on one host: the peer URL would be this box's own web, which a cold start would take for its peer."""
+    import types
+
+    from jitaku.cli import ha as cli_ha
+    from jitaku.ha import peer, secret_files, standby
+
+    allowed = standby.Allowed(standby.secret_path(waiting_config), False, True, [], False)
+    monkeypatch.setattr(cli_ha, "_managed", lambda _dir: waiting_config)
+    monkeypatch.setattr(cli_ha, "hold_cluster", lambda _config: None)
+    monkeypatch.setattr(standby, "allow", lambda _config, _host: allowed)
+    monkeypatch.setattr(cli_ha, "open_database", lambda _config: types.SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(secret_files, "publish_now", lambda _config, _database: False)
+    cli_ha.allow(host, waiting_config.data_dir)
+    assert peer.peer_url(waiting_config) is None
 
 
 def test_only_a_boot_since_the_box_last_served_as_the_primary_makes_it_wait(
@@ -721,10 +827,11 @@ def test_sigterm_while_a_waiting_box_looks_at_its_peer_ends_the_wait_at_once(
 ) -> None:
     import threading
 
-    released = threading.Event()
+    released, finished = threading.Event(), threading.Event()
 
     def look(_config: Config) -> mode.Seen:
-        released.wait(30)  # a peer that takes its time
+        released.wait(20)  # a peer that takes its time
+        finished.set()
         return mode.Seen()
 
     monkeypatch.setattr(services, "WAIT_EVERY", 0.01)
@@ -736,7 +843,10 @@ def test_sigterm_while_a_waiting_box_looks_at_its_peer_ends_the_wait_at_once(
         await asyncio.sleep(0.2)
         waiting.cancel()  # what the services' end does to their background tasks
         done, _pending = await asyncio.wait([waiting], timeout=5)
-        released.set()
         return bool(done) and waiting.cancelled()
 
-    assert asyncio.run(stopped())
+    try:
+        assert asyncio.run(stopped())
+        assert not finished.is_set()  # the event loop ended without waiting for the look's thread
+    finally:
+        released.set()

@@ -67,13 +67,14 @@ def post(client: TestClient, path: str, fields: dict[str, Any], secret: str = SE
     return answer
 
 
-def test_a_signed_state_request_is_answered_with_how_this_box_stands(client: TestClient) -> None:
+def test_a_signed_state_request_is_answered_with_how_this_box_stands(client: TestClient, config: Config) -> None:
     answer = post(client, "/api/ha/state", {})
     assert answer.status_code == 200
     found = answer.json()
     assert found["role"] == "primary" and found["fenced"] is False and found["cluster"] == "running"
     assert found["timeline"] is None and found["lsn"] is None and found["checkpoint"] is None and found["name"]
     assert found["waiting"] is False
+    assert found["box"] == box.box_id(config)  # a box that asks itself knows it is not its peer
 
 
 def test_a_primary_waiting_for_its_peer_after_a_cold_start_says_so_in_its_state(config: Config) -> None:

@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from jitaku.health.monitor import Monitor
     from jitaku.health.result import Result
 
+T = TypeVar("T")
 HTTPS_PORT = 443
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
 # its listener's limits (asyncio's default is 60).
@@ -712,6 +714,34 @@ async def _until_unfenced(config: Config, ending: _Ending) -> None:
     ending.end("promoted")
 
 
+def _off_the_loop(call: Callable[[], T]) -> asyncio.Future[T]:
+    """CALL's result, from a daemon thread of its own: a look at the peer and this box's cluster. The event loop's
+    end waits for every thread of asyncio.to_thread's, where nothing cancels a look that takes its time (a peer
+    half there, a cluster that hangs): a stop must not wait for it (its own timeouts end it)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled: nobody awaits it any more
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(cast(T, result))
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = call()
+        except Exception as raised:  # noqa: BLE001 - the awaiting task's to see
+            error = raised
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the services stopped
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="jitaku-look", daemon=True).start()
+    return future
+
+
 async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A primary looks at its peer every PEER_EVERY seconds (jitaku.ha.mode.look, in a thread, bounded): a peer
     that is an unfenced primary on a newer timeline ends the services with outcome "fenced", the split-brain fence
@@ -724,7 +754,7 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
     while True:
         await asyncio.sleep(ha_mode.PEER_EVERY)
         try:
-            seen = await asyncio.wait_for(asyncio.to_thread(ha_mode.look, config), ha_mode.PEER_EVERY)
+            seen = await asyncio.wait_for(_off_the_loop(lambda: ha_mode.look(config)), ha_mode.PEER_EVERY)
         except Exception as error:  # noqa: BLE001 - our own database or a slow peer: next time
             log.event("ha_peer_unknown", error=f"{type(error).__name__}: {error}"[:300])
             continue
@@ -750,7 +780,8 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     (a standby leaves it the primary); a peer that is a primary on a newer timeline fences this box, as _watch_peer
     does, and ends them "fenced". A peer that refuses us (403: clocks apart,
     another secret) is there, and may be the primary: this box keeps waiting while it refuses, and says so once.
-    Once `[ha] cold_start_wait` seconds have passed since the wait began with the peer silent, the witness is asked,
+    Once `[ha] cold_start_wait` seconds have passed since the wait began (ha_mode.wait_began: the first of this
+    process's waits since it last served) with the peer silent, the witness is asked,
     and again each cold_start_wait seconds after: while it reaches the pair's services (another box may serve them)
     this box takes nothing, and says so once; a configured witness that cannot be asked (down, like the router after a
     power cut) is not known either way: it is asked again each WAIT_RETRY seconds, said once. When it does not reach
@@ -764,7 +795,7 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
         return ha_mode.look(config), ha_mode.paired(config)[1]
 
     wait = config.settings.ha.cold_start_wait
-    began = time.monotonic()
+    began = ha_mode.wait_began()  # the first wait's start: one that saw its peer and waits again goes on
     ask_at = began + wait
     alerted: set[str] = set()  # the events that kept this box waiting, each alerted once
     failing = ""  # why the last look failed, logged once
@@ -817,11 +848,11 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
         ending.end("alone")
         return True
 
-    pending: asyncio.Task[tuple[ha_mode.Seen, bool]] | None = None  # a look still running: never two at once
+    pending: asyncio.Future[tuple[ha_mode.Seen, bool]] | None = None  # a look still running: never two at once
     try:
         while True:
             await asyncio.sleep(WAIT_EVERY)
-            pending = pending or asyncio.create_task(asyncio.to_thread(look))
+            pending = pending or _off_the_loop(look)
             seen, streamed, why = ha_mode.Seen(), False, ""  # silent, unless the look says otherwise
             await asyncio.wait([pending], timeout=WAIT_LOOK)
             if not pending.done():
@@ -839,7 +870,7 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
                 return
     finally:
         if pending is not None:
-            pending.cancel()  # its thread ends by its own timeouts
+            pending.cancel()  # its thread ends by its own timeouts, waited for by nobody
 
 
 def _witness_unknown(words: str) -> tuple[str, str]:

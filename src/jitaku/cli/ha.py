@@ -46,7 +46,7 @@ def allow(
     """On the primary: let HOST replicate from this box's cluster (idempotent; one HOST per run). HOST is
     remembered as this box's peer (DIR/ha/peer_host), which it asks how it stands without `[ha] peer`: after a cold
     start, above all (jitaku.ha.mode)."""
-    from jitaku.ha import fence, peer, standby
+    from jitaku.ha import alive, fence, peer, standby
 
     config = _managed(data_dir)
     fenced = fence.read(config)
@@ -59,7 +59,10 @@ def allow(
         allowed = standby.allow(config, host)
     except standby.StandbyError as error:
         raise CliError(str(error)) from None
-    peer.remember_host(config, host)  # a valid host: allow() took it
+    if alive.ours(host):  # a pair on one host: its peer would be this box's own web, a primary that never waits
+        console.print(f"{host} is this box's own address: not remembered as its peer (set [ha] peer for that)")
+    else:
+        peer.remember_host(config, host)  # a valid host: allow() took it
     console.print(f"{'allowed' if allowed.added else 'already allowed'}: {host} may replicate as {standby.ROLE}")
     if allowed.made_secret:
         console.print(f"made the replication secret: {allowed.secret} (0600)")

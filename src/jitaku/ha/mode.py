@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from jitaku import log
 from jitaku.config import Config
-from jitaku.ha import boot, fence, role
+from jitaku.ha import boot, box, fence, role
 
 Mode = Literal["primary", "standby", "fenced", "waiting"]
 PRIMARY: Mode = "primary"
@@ -41,7 +41,7 @@ STANDBY: Mode = "standby"
 FENCED: Mode = "fenced"
 WAITING: Mode = "waiting"
 # seconds the peer has to answer at start (the daemon waits for it before taking mail), and our own cluster to take
-# a look's connection
+# a look's connection and to answer each of its statements
 PEER_TIMEOUT = 3.0
 PEER_EVERY = 15.0  # seconds between two looks at the peer while this box serves as the primary
 # a primary's physical replication slots, and whether a standby streams through one now
@@ -59,11 +59,30 @@ class Seen:
     answered: bool = False
 
 
+_began: list[float] = []  # when this process's cold-start wait began (time.monotonic()), while it waits
+
+
 def decide(config: Config, starting: bool, alone: bool = False) -> Mode:
     """STARTING: the daemon's first decision since it started, or its next one after its wait saw the peer (the
     only ones that may wait for it). ALONE: the wait is over and this box took the primary's part alone: it serves
     as the primary without another look at its peer (one that could go wrong: a silent peer would leave it the
-    primary anyway)."""
+    primary anyway). A wait that saw its peer, then waits again (the peer silent once more) goes on from where it
+    began (wait_began): a peer that answers now and then must not restart `[ha] cold_start_wait` each time."""
+    mode = _decide(config, starting, alone)
+    if mode != WAITING:
+        _began.clear()
+    elif not _began:
+        _began.append(time.monotonic())
+    return mode
+
+
+def wait_began() -> float:
+    """When this process's cold-start wait began (time.monotonic()), the first decision that said "waiting" since
+    the box last served otherwise; now when none did."""
+    return _began[0] if _began else time.monotonic()
+
+
+def _decide(config: Config, starting: bool, alone: bool) -> Mode:
     if fence.read(config) is not None:
         return FENCED
     if role.current(config) == role.STANDBY:
@@ -108,7 +127,7 @@ def paired(config: Config) -> tuple[bool, bool]:
     own replication's, not a pair of ours."""
     if not (config.settings.database.managed and role.postgresql(config)):
         return False, False
-    with role.connect(config, PEER_TIMEOUT) as connection:
+    with role.connect(config, PEER_TIMEOUT, statement_timeout=PEER_TIMEOUT) as connection:
         row = connection.execute(SLOTS).fetchone()
     assert row is not None  # an aggregate's one row
     return bool(row[0]), bool(row[1])
@@ -136,7 +155,8 @@ def newer_primary(config: Config) -> str | None:
 
 def look(config: Config) -> Seen:
     """How the peer stands beside this box's cluster; nothing seen without a peer to ask (no [ha] peer nor
-    peer_host, no replication secret: no pair was set up). Bounded by PEER_TIMEOUT for the peer."""
+    peer_host, no replication secret: no pair was set up), nor when the answer carries this box's own id (the
+    peer URL reaches this box's web). Bounded by PEER_TIMEOUT for the peer."""
     if not role.postgresql(config):
         return Seen()
     from jitaku.ha import peer, standby
@@ -157,7 +177,11 @@ def look(config: Config) -> Seen:
     if theirs is None:
         _changed("ha_peer_unreachable", peer=url, timeout=PEER_TIMEOUT)
         return Seen()
-    with role.connect(config, PEER_TIMEOUT) as connection:
+    if theirs.get("box") == box.box_id(config):  # its own web (a pair on one host): no peer, and never its answer
+        why = "the peer URL points at this box itself: set [ha] peer to the other box's web"
+        _changed("ha_peer_is_this_box", logging.WARNING, peer=url, why=why)
+        return Seen()
+    with role.connect(config, PEER_TIMEOUT, statement_timeout=PEER_TIMEOUT) as connection:
         ours = role.one(connection, PRIMARY_TIMELINE)
     timeline = theirs.get("timeline")
     _changed("ha_peer_seen", peer=url, role=theirs.get("role"), fenced=theirs.get("fenced"), timeline=timeline)
@@ -172,11 +196,11 @@ def look(config: Config) -> Seen:
 _last: list[tuple[str, dict[str, Any]]] = []  # what this process logged the peer say last
 
 
-def _changed(name: str, **fields: Any) -> None:
+def _changed(name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log what the peer says when it differs from what was logged last: a primary asks every PEER_EVERY
     seconds, and a log line each time would bury the one that matters."""
     said = (name, fields)
     if _last and _last[0] == said:
         return
     _last[:] = [said]
-    log.event(name, **fields)
+    log.event(name, level=level, **fields)

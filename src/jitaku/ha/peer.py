@@ -135,7 +135,7 @@ def peer_url(config: Config) -> str | None:
 
 def state(url: str, secret: str, timeout: float) -> dict[str, Any] | None:
     """The peer's state (role, fenced, timeline, lsn, name, cluster, checkpoint, synchronous: the names of a
-    primary's synchronous standbys that keep up); None when it cannot be reached
+    primary's synchronous standbys that keep up; box: its jitaku.ha.box id); None when it cannot be reached
     within TIMEOUT seconds. PeerError when it refuses us or answers what we cannot read."""
     answer = _ask(url, "/api/ha/state", secret, {}, timeout)
     if answer is None:

@@ -10,6 +10,7 @@ services then start again, as a primary's, in the same process on the same socke
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any, Literal
 
 from jitaku import log
@@ -29,14 +30,22 @@ def postgresql(config: Config) -> bool:
     return config.database_url.startswith(("postgresql", "postgres:"))
 
 
-def connect(config: Config, timeout: float = CONNECT_TIMEOUT) -> psycopg.Connection[tuple[object, ...]]:
+def connect(
+    config: Config, timeout: float = CONNECT_TIMEOUT, statement_timeout: float | None = None
+) -> psycopg.Connection[tuple[object, ...]]:
     """A connection of its own to the store's PostgreSQL (autocommit: reads of the server's state, or DDL), within
-    TIMEOUT seconds."""
+    TIMEOUT seconds: whole ones, at least 2 (libpq's connect_timeout takes whole seconds, 0 for none at all, and
+    counts each address it tries; one 1 s is too short for a loaded box). STATEMENT_TIMEOUT: seconds each of its
+    statements may take, for a look in a thread that nothing can cancel (a stop waits for it)."""
     import psycopg
 
     url = config.database_url
     scheme, rest = url.split("://", 1)
-    return psycopg.connect(f"{scheme.split('+', 1)[0]}://{rest}", autocommit=True, connect_timeout=round(timeout))
+    seconds = max(2, math.ceil(timeout))
+    options = None if statement_timeout is None else f"-c statement_timeout={round(statement_timeout * 1000)}"
+    return psycopg.connect(
+        f"{scheme.split('+', 1)[0]}://{rest}", autocommit=True, connect_timeout=seconds, options=options
+    )
 
 
 def one(connection: psycopg.Connection[Any], query: str) -> Any:

@@ -250,6 +250,7 @@ def _state(config: Config, waiting: bool = False) -> dict[str, Any]:
     except standby.StandbyError:
         name = ""
     found: dict[str, Any] = {
+        "box": box.box_id(config),  # a box that asks its own web (a pair on one host) knows it is not its peer
         "fenced": fenced is not None,
         "waiting": waiting,
         "name": name,
