@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,9 +43,7 @@ def shared_dir() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="jitaku-shared-"))
     directory.chmod(0o755)
     yield directory
-    # removed while the next test runs: a pair's clusters are thousands of files, seconds of unlinking on a busy
-    # disk; not a daemon thread, so the worker waits for it before it exits
-    threading.Thread(target=shutil.rmtree, args=(directory,), kwargs={"ignore_errors": True}).start()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
