@@ -1,8 +1,10 @@
 """Fixtures over the peers of tests/peers.py, for a test at any level: each starts its peer for one test (Dovecot
-for the session) and stops it after; and the store most store tests start from."""
+for the session) and stops it after; and the store most store tests start from. jitaku's modules compiled once
+for the run's thousands of `jitaku` processes."""
 
 from __future__ import annotations
 
+import compileall
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +13,18 @@ from typing import Any
 import pytest
 from dnslib.server import DNSServer
 
+import jitaku
 from jitaku.store import Database, accounts
 from tests.peers import Dovecot, NetworkNamespace, Sink, StandIn, Zone, free_port, serve, stop_serving
 from tests.postgres import database_url
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Byte-code for jitaku's modules, written by the controller before any worker starts: where
+    PYTHONDONTWRITEBYTECODE is set, each `jitaku` command and daemon the tests start would compile them again (a
+    tenth of a second of each start)."""
+    if not hasattr(session.config, "workerinput"):
+        compileall.compile_dir(Path(jitaku.__file__).parent, quiet=1)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import READER, Jitaku, MountNamespace, hidden_from_others
+from tests.integration.harness import READER, Jitaku, MountNamespace, hidden_from_others, stop_all
 from tests.peers import Zone, wait_for_port
 
 
@@ -62,8 +62,8 @@ def jitaku_factory(tmp_path: Path, prepared_dirs: Path) -> Iterator[Any]:
         return instance
 
     yield make
+    stop_all(made)
     for instance in made:
-        instance.stop()
         instance.drop_database()
 
 

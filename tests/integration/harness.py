@@ -133,6 +133,14 @@ def _toml_table(values: dict[str, Any], section: list[str]) -> list[str]:
     return lines
 
 
+def stop_all(servers: list[Jitaku]) -> None:
+    """Stop SERVERS, the boxes whose cluster is a standby's last: a primary stopped after its synchronous standby
+    waits `[ha] sync_timeout` (10 s) for it, its shutdown's last commits held until replication turns
+    asynchronous."""
+    for box in sorted(servers, key=lambda box: box.replays):
+        box.stop()
+
+
 def port_of(address: str) -> int:
     """The port of "host:port" or "[v6]:port"."""
     return int(address.rpartition(":")[2])
@@ -283,6 +291,12 @@ class Jitaku:
         assert not (on_postgresql() and (self.dir / "jitaku.db").exists()), (
             "jitaku serve made jitaku.db: not on PostgreSQL"
         )
+
+    @property
+    def replays(self) -> bool:
+        """Whether its managed cluster is a standby's (standby.signal, as `jitaku standby setup` and a re-join
+        leave it)."""
+        return (self.dir / "postgres" / "standby.signal").exists()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

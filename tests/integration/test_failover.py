@@ -27,7 +27,7 @@ from typing import Any, Self
 import httpx
 import pytest
 
-from tests.integration.harness import READER, Jitaku
+from tests.integration.harness import READER, Jitaku, stop_all
 from tests.integration.test_buddy import TOKEN
 from tests.integration.test_filter_lists_comments import blog_post
 from tests.integration.test_ha_daemon import health_page
@@ -322,8 +322,7 @@ def stopped() -> Iterator[list[Jitaku]]:
     """The daemons a test started, stopped at its end whatever it did."""
     servers: list[Jitaku] = []
     yield servers
-    for server in servers:
-        server.stop()
+    stop_all(servers)
 
 
 def test_failover_after_the_primary_dies_loses_nothing_and_the_old_primary_stays_fenced(

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import READER, Jitaku
+from tests.integration.harness import READER, Jitaku, stop_all
 from tests.integration.test_managed_postgres import postmaster
 from tests.integration.test_standby import no_cluster_left, status
 from tests.peers import Box, Lan, wait_until
@@ -140,8 +140,7 @@ def stopped() -> Iterator[list[Node]]:
     """The daemons a test started, stopped at its end (before its LAN goes) whatever it did."""
     nodes: list[Node] = []
     yield nodes
-    for node in nodes:
-        node.server.stop()
+    stop_all([node.server for node in nodes])
 
 
 def failover_reaches_the_router(lan: Lan, one: Node, two: Node) -> None:

@@ -56,12 +56,6 @@ def pair(jitaku_factory: Any, shared_dir: Path) -> tuple[Jitaku, int, Jitaku, Pa
     assert secret.read_text().strip() not in allowed.stdout + allowed.stderr
     assert str(secret) in allowed.stdout
     assert "[database] listen is loopback only" in allowed.stdout  # a standby on another box could not connect
-    again = primary.cli("standby", "allow", "127.0.0.1")
-    assert "already allowed" in again.stdout
-    primary.cli("standby", "allow", "::1")  # several standbys may be allowed
-    hba = (primary.dir / "postgres" / "pg_hba.conf").read_text()
-    assert hba.count("host replication replicator 127.0.0.1/32 scram-sha-256") == 1
-    assert "host replication replicator ::1/128 scram-sha-256" in hba
 
     standby = jitaku_factory(name="standby", where=shared_dir)
     standby_port = managed_port(standby)
@@ -104,6 +98,12 @@ def managed_port(server: Jitaku) -> int:
 def test_a_standby_replays_the_primarys_mail_and_serves_no_mail_itself(jitaku_factory: Any, shared_dir: Path) -> None:
     primary, port, standby, copy = pair(jitaku_factory, shared_dir)
     secret = copy.read_text().strip()
+    again = primary.cli("standby", "allow", "127.0.0.1")
+    assert "already allowed" in again.stdout
+    primary.cli("standby", "allow", "::1")  # several standbys may be allowed
+    lines = (primary.dir / "postgres" / "pg_hba.conf").read_text()
+    assert lines.count("host replication replicator 127.0.0.1/32 scram-sha-256") == 1
+    assert "host replication replicator ::1/128 scram-sha-256" in lines
     primary.start()
     unreachable = standby.cli("standby", "setup", "--primary", "127.0.0.1:1", "--secret-file", str(copy), check=False)
     assert unreachable.returncode == 1 and "Connection refused" in unreachable.stderr
