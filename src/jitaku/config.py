@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -426,6 +427,15 @@ class DnsCheckSettings(CheckSettings):
     resolvers: NameserverList = ()  # e.g. ["1.1.1.1", "8.8.8.8", "9.9.9.9"]
 
 
+def _targets(value: tuple[str, ...]) -> tuple[str, ...]:
+    for target in value:
+        parse_listen(target)
+    return value
+
+
+Targets = Annotated[tuple[str, ...], AfterValidator(_targets)]  # "host:port" each, as a listener's
+
+
 class BuddySettings(CheckSettings):
     """A jitaku at a friend's place: each watches the other from outside and tells its owner.
 
@@ -435,16 +445,9 @@ class BuddySettings(CheckSettings):
     url: str = ""
     token: str = ""
     name: str = ""  # what alerts call the friend; default: the host in url
-    theirs: tuple[str, ...] = ()  # "host:port" of the friend's to check from here
-    ours: tuple[str, ...] = ()  # "host:port" of ours the friend checks for us
+    theirs: Targets = ()  # "host:port" of the friend's to check from here
+    ours: Targets = ()  # "host:port" of ours the friend checks for us
     verify_tls: bool = True
-
-    @field_validator("theirs", "ours")
-    @classmethod
-    def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for target in value:
-            parse_listen(target)
-        return value
 
     @model_validator(mode="after")
     def _token(self) -> BuddySettings:
@@ -708,14 +711,7 @@ class HaSettings(_Section):
     # empty: [health.buddy] url, token and ours
     witness: Annotated[str, BeforeValidator(_peer_url)] = ""
     witness_token: str = ""
-    witness_targets: tuple[str, ...] = ()  # "host:port" of the pair's public services, as the witness reaches them
-
-    @field_validator("witness_targets")
-    @classmethod
-    def _targets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for target in value:
-            parse_listen(target)
-        return value
+    witness_targets: Targets = ()  # "host:port" of the pair's public services, as the witness reaches them
 
     @model_validator(mode="after")
     def _witness_token(self) -> HaSettings:
