@@ -75,14 +75,15 @@ def _results(
     authheaders and dkimpy deciding the rest."""
     parsed = dkim_verify.parse(message, crlf_checked)
     if parsed is None:
-        return str(
+        has_from = _FROM.search(headers.header_section(message)) is not None  # authheaders' DMARC fails without
+        header = str(
             authheaders.authenticate_message(
                 # SPF and DMARC read only the header; dkimpy splits the whole message into lines, twice
                 message if signed or sealed else headers.header_section(message) + b"\r\n",
                 authserv_id,
                 spf=True,
                 dkim=signed,
-                dmarc=True,
+                dmarc=has_from,
                 # the result a list's own ARC set must carry on (RFC 8617 §5.1.2)
                 arc=sealed,
                 ip=ip,
@@ -90,6 +91,7 @@ def _results(
                 helo=helo,
             )
         )
+        return header if has_from else f"{header}; {dmarc.NO_FROM}"
     pairs, body = parsed
     spf = spf_check.check(ip, mail_from, helo)
     dkim: Any = None
@@ -111,6 +113,7 @@ def _results(
     return results_header.header(authserv_id, tuple(clauses))
 
 
+_FROM = re.compile(rb"(?im)^from[ \t]*:")
 _FAILED = re.compile(rb"\b(spf|dmarc)=(fail|softfail)\b", re.IGNORECASE)
 
 

@@ -88,6 +88,9 @@ def _domain_part(address: str) -> str | None:
         return None
 
 
+NO_FROM = str(DMARCAuthenticationResult(result="permerror", result_comment="no From field", policy="none"))
+
+
 def check(pairs: list[tuple[bytes, bytes]], spf: Any, dkim: Any) -> str | None:
     """The clause for the From field among PAIRS (name, raw value) given the SPF and DKIM results (authres'
     objects or results_header's), or None when there is not exactly one From address (authheaders' own
@@ -95,6 +98,8 @@ def check(pairs: list[tuple[bytes, bytes]], spf: Any, dkim: Any) -> str | None:
     values = tuple(
         value.replace(b"\r\n", b"").decode(errors="ignore").strip() for name, value in pairs if name.lower() == b"from"
     )
+    if not values:  # no domain to check (RFC 7489 §6.6.1); authheaders' own check fails on it, losing SPF and DKIM too
+        return NO_FROM
     addresses = _addresses(values)
     if len(addresses) != 1:
         return None
