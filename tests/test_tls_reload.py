@@ -1,0 +1,120 @@
+"""A certificate changed on disk is served to new handshakes by the same SSLContext, without a restart."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from jitaku.tls import ensure_self_signed, server_context
+from jitaku.tls_reload import Reloader
+
+
+def _pair(where: Path, hostname: str) -> Path:
+    ensure_self_signed(where, hostname)
+    return where
+
+
+def _replace(tls_dir: Path, new: Path) -> None:
+    """As certbot or our own atomic writes do: each file renamed into place."""
+    os.rename(new / "key.pem", tls_dir / "key.pem")
+    os.rename(new / "cert.pem", tls_dir / "cert.pem")
+
+
+def _served_name(context: ssl.SSLContext) -> str:
+    """The common name of the certificate CONTEXT shows a new client, over a handshake in memory."""
+    client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client_context.check_hostname = False
+    client_context.verify_mode = ssl.CERT_NONE
+    pipes = [(ssl.MemoryBIO(), ssl.MemoryBIO()) for _ in range(2)]
+    client = client_context.wrap_bio(*pipes[0], server_side=False)
+    server = context.wrap_bio(*pipes[1], server_side=True)
+    for _ in range(10):
+        done = 0
+        for end in (client, server):
+            try:
+                end.do_handshake()
+                done += 1
+            except ssl.SSLWantReadError:
+                pass
+        pipes[1][0].write(pipes[0][1].read())  # client's output to the server's input
+        pipes[0][0].write(pipes[1][1].read())
+        if done == 2:
+            break
+    der = client.getpeercert(binary_form=True)
+    assert der is not None
+    [name] = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(name.value)
+
+
+@pytest.fixture
+def tls_dir(tmp_path: Path) -> Path:
+    return _pair(tmp_path / "tls", "old.example.test")
+
+
+def test_a_replaced_pair_is_served_to_new_handshakes_by_the_same_context(
+    tls_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = server_context(tls_dir)
+    reloader = Reloader(tls_dir, [context])
+    assert _served_name(context) == "old.example.test"
+    _replace(tls_dir, _pair(tmp_path / "new", "new.example.test"))
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        assert reloader.check()
+    assert _served_name(context) == "new.example.test"
+    [line] = [r.getMessage() for r in caplog.records if "tls_reloaded" in r.getMessage()]
+    assert 'subject="CN=new.example.test"' in line and "not_after=" in line
+
+
+def test_a_pair_rewritten_in_place_is_reloaded(tls_dir: Path, tmp_path: Path) -> None:
+    context = server_context(tls_dir)
+    reloader = Reloader(tls_dir, [context])
+    new = _pair(tmp_path / "new", "in-place.example.test")
+    for name in ("key.pem", "cert.pem"):
+        with open(tls_dir / name, "r+b") as file:  # the same inode
+            file.truncate()
+            file.write((new / name).read_bytes())
+    assert reloader.check()
+    assert _served_name(context) == "in-place.example.test"
+
+
+def test_an_unchanged_pair_is_not_reloaded(tls_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    reloader = Reloader(tls_dir, [server_context(tls_dir)])
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        assert not reloader.check()
+        assert not reloader.check()
+    assert not [r for r in caplog.records if "tls_reload" in r.getMessage()]
+
+
+@pytest.mark.parametrize("broken", ["mismatched key", "garbage certificate", "half-written key"])
+def test_a_pair_that_does_not_load_leaves_the_old_one_served_and_is_logged(
+    broken: str, tls_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    context = server_context(tls_dir)
+    reloader = Reloader(tls_dir, [context])
+    new = _pair(tmp_path / "new", "new.example.test")
+    if broken == "mismatched key":
+        (tls_dir / "cert.pem").write_bytes((new / "cert.pem").read_bytes())  # its key not (yet) there
+        file, reason = "key.pem", "does not match cert.pem"
+    elif broken == "garbage certificate":
+        (tls_dir / "cert.pem").write_bytes(b"not a certificate\n")
+        file, reason = "cert.pem", ""
+    else:
+        key = (new / "key.pem").read_bytes()
+        (tls_dir / "key.pem").write_bytes(key[: len(key) // 2])
+        file, reason = "key.pem", ""
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        assert not reloader.check()
+        assert not reloader.check()  # tried again at the next change only: one line
+    [line] = [r.getMessage() for r in caplog.records if "tls_reload" in r.getMessage()]
+    assert line.startswith("event=tls_reload_failed") and f"{file} " in line and reason in line
+    assert "Traceback" not in caplog.text
+    assert _served_name(context) == "old.example.test"
+    _replace(tls_dir, new)  # the pair whole, at last
+    assert reloader.check()
+    assert _served_name(context) == "new.example.test"
