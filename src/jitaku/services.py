@@ -544,11 +544,10 @@ async def _web(
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/ (reloaded by CERTIFICATES when it changes), every other port
-    plain HTTP. READ_ONLY (a standby, a fenced
-    box, a waiting one): every request that would write is answered 503; WAITING (a primary waiting for its peer
-    after a cold start) says so to the peer's state requests. ON_FENCE ends the services with outcome "fenced" (the
-    fence endpoint awaits it once the fence file is written, before its 202). Stopped, uvicorn lets the requests
-    under way finish for WEB_SHUTDOWN seconds at most.
+    plain HTTP. READ_ONLY (a standby, a fenced box, a waiting one): every request that would write is answered 503;
+    WAITING (a primary waiting for its peer after a cold start) says so to the peer's state requests. ON_FENCE ends
+    the services with outcome "fenced" (the fence endpoint awaits it once the fence file is written, before its
+    202). Stopped, uvicorn lets the requests under way finish for WEB_SHUTDOWN seconds at most.
     """
     import uvicorn
 
