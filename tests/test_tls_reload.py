@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import ssl
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from jitaku.tls import ensure_self_signed, server_context
@@ -17,6 +20,29 @@ from jitaku.tls_reload import Reloader
 
 def _pair(where: Path, hostname: str) -> Path:
     ensure_self_signed(where, hostname)
+    return where
+
+
+def _rsa_pair(where: Path, hostname: str) -> Path:
+    """A pair of the other key type than ensure_self_signed's (ECDSA)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .sign(key, hashes.SHA256())
+    )
+    where.mkdir(parents=True)
+    (where / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (where / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     return where
 
 
@@ -69,6 +95,29 @@ def test_a_replaced_pair_is_served_to_new_handshakes_by_the_same_context(
     assert _served_name(context) == "new.example.test"
     [line] = [r.getMessage() for r in caplog.records if "tls_reloaded" in r.getMessage()]
     assert 'subject="CN=new.example.test"' in line and "not_after=" in line
+
+
+@pytest.mark.parametrize("first", ["rsa", "ecdsa"])
+def test_a_pair_of_another_key_type_replaces_the_old_one(first: str, tmp_path: Path) -> None:
+    """OpenSSL keeps one certificate per key type in a context: the old type's must not go on being served."""
+    makers = {"rsa": _rsa_pair, "ecdsa": _pair}
+    then = "ecdsa" if first == "rsa" else "rsa"
+    tls_dir = makers[first](tmp_path / "tls", "old.example.test")
+    context = server_context(tls_dir)
+    reloader = Reloader(tls_dir, [context])
+    _replace(tls_dir, makers[then](tmp_path / "new", "new.example.test"))
+    assert reloader.check()
+    assert _served_name(context) == "new.example.test"
+
+
+def test_a_context_added_after_a_reload_serves_the_new_pair(tls_dir: Path, tmp_path: Path) -> None:
+    """The web's, made from the files as they were when it started."""
+    late = server_context(tls_dir)
+    reloader = Reloader(tls_dir, [server_context(tls_dir)])
+    _replace(tls_dir, _pair(tmp_path / "new", "new.example.test"))
+    assert reloader.check()
+    reloader.add(late)
+    assert _served_name(late) == "new.example.test"
 
 
 def test_a_pair_rewritten_in_place_is_reloaded(tls_dir: Path, tmp_path: Path) -> None:

@@ -1,9 +1,13 @@
 """A certificate changed on disk served without a restart (issue 25).
 
 Each process that serves TLS watches tls/cert.pem and key.pem (a stat every RELOAD_EVERY seconds: cheap) and, on a
-change, loads the new pair into the very SSLContext objects its listeners hold: new handshakes get the new
-certificate, open connections keep theirs. Whoever changes the files counts: certbot renewing (a symbolic link moved
-to a new file), a person rewriting them in place, the standby mirroring its primary's (ha/secret_files.py).
+change, loads the new pair into a context of its own that the SSLContext objects its listeners hold hand every new
+handshake to (their sni_callback, called for each ClientHello, SNI or not): new handshakes get the new certificate,
+open connections keep theirs. Not load_cert_chain into the listeners' contexts again: OpenSSL keeps a certificate
+per key type there, so an RSA pair replaced by an ECDSA one (certbot's default since 2.0) or back would go on being
+served to the clients that ask for the old type, past its expiry. Whoever changes the files counts: certbot renewing
+(a symbolic link moved to a new file), a person rewriting them in place, the standby mirroring its primary's
+(ha/secret_files.py).
 """
 
 from __future__ import annotations
@@ -44,10 +48,17 @@ class Reloader:
     def __init__(self, tls_dir: Path, contexts: Iterable[ssl.SSLContext] = ()) -> None:
         self.cert, self.key = tls_dir / CERT, tls_dir / KEY
         self.contexts = list(contexts)
+        self.current: ssl.SSLContext | None = None  # the newest pair's, once one was reloaded
         self.loaded = (_stamp(self.cert), _stamp(self.key))  # as the contexts were made, at the start
 
     def add(self, context: ssl.SSLContext) -> None:
         self.contexts.append(context)
+        if self.current is not None:
+            context.sni_callback = self._hand_over
+
+    def _hand_over(self, connection: ssl.SSLObject, _name: str | None, _context: ssl.SSLContext) -> None:
+        """A new handshake's certificate: the newest pair's."""
+        connection.context = self.current  # type: ignore[assignment]  # set before any handshake hands over
 
     async def run(self) -> None:
         while True:
@@ -98,15 +109,17 @@ class Reloader:
         return certificate
 
     def _load(self, cert: bytes, key: bytes) -> None:
-        """The pair loaded first into a context of our own: a key that is not the certificate's would leave a
-        listener's context with the new certificate and no key at all, refusing every handshake."""
+        """A context made as server_context makes one, for the listeners' contexts to hand new handshakes to; a key
+        that is not the certificate's is refused here, before any listener sees it."""
+        fresh = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         with _in_memory(cert) as cert_path, _in_memory(key) as key_path:
             try:
-                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+                fresh.load_cert_chain(cert_path, key_path)
             except ssl.SSLError as error:
                 raise _Refused(self.key, f"does not match {self.cert.name} ({error.reason or error})") from None
-            for context in self.contexts:
-                context.load_cert_chain(cert_path, key_path)
+        self.current = fresh
+        for context in self.contexts:
+            context.sni_callback = self._hand_over
 
 
 class _Refused(Exception):
