@@ -43,7 +43,7 @@ def _stamp(path: Path) -> Stamp:
 
 
 class Reloader:
-    """One process's TLS contexts, reloaded in place from TLS_DIR's pair when it changes on disk."""
+    """One process's TLS contexts, whose new handshakes get TLS_DIR's pair as it is on disk, without a restart."""
 
     def __init__(self, tls_dir: Path, contexts: Iterable[ssl.SSLContext] = ()) -> None:
         self.cert, self.key = tls_dir / CERT, tls_dir / KEY
@@ -66,7 +66,7 @@ class Reloader:
             await asyncio.to_thread(self.check)  # the reads block; the loads take a few ms
 
     def check(self) -> bool:
-        """Load the pair into every context if either file changed since the last look; True if they now serve it.
+        """Load the pair if either file changed since the last look; True if the contexts now serve it.
 
         A pair that does not load (a half-written file, a key that is not the certificate's, garbage) leaves the
         contexts as they were, serving the old one, and is logged; it is tried again at its next change, not at
@@ -116,7 +116,9 @@ class Reloader:
             try:
                 fresh.load_cert_chain(cert_path, key_path)
             except ssl.SSLError as error:
-                raise _Refused(self.key, f"does not match {self.cert.name} ({error.reason or error})") from None
+                if error.reason == "KEY_VALUES_MISMATCH":
+                    raise _Refused(self.key, f"does not match {self.cert.name}") from None
+                raise _Refused(self.cert, error.reason or str(error)) from None
         self.current = fresh
         for context in self.contexts:
             context.sni_callback = self._hand_over
