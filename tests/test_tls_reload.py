@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import errno
 import logging
 import os
 import ssl
@@ -14,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from jitaku import tls_reload
 from jitaku.tls import ensure_self_signed, server_context
 from jitaku.tls_reload import Reloader
 
@@ -121,15 +124,18 @@ def test_a_context_added_after_a_reload_serves_the_new_pair(tls_dir: Path, tmp_p
 
 
 def test_a_pair_rewritten_in_place_is_reloaded(tls_dir: Path, tmp_path: Path) -> None:
+    """The same inode, the same size and the same timestamp (a rewrite within one tick of a coarse clock)."""
     context = server_context(tls_dir)
     reloader = Reloader(tls_dir, [context])
-    new = _pair(tmp_path / "new", "in-place.example.test")
+    new = _pair(tmp_path / "new", "new.example.test")  # as long a name as the old one's
     for name in ("key.pem", "cert.pem"):
-        with open(tls_dir / name, "r+b") as file:  # the same inode
+        before = (tls_dir / name).stat()
+        with open(tls_dir / name, "r+b") as file:
             file.truncate()
             file.write((new / name).read_bytes())
+        os.utime(tls_dir / name, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert reloader.check()
-    assert _served_name(context) == "in-place.example.test"
+    assert _served_name(context) == "new.example.test"
 
 
 def test_an_unchanged_pair_is_not_reloaded(tls_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -138,6 +144,70 @@ def test_an_unchanged_pair_is_not_reloaded(tls_dir: Path, caplog: pytest.LogCapt
         assert not reloader.check()
         assert not reloader.check()
     assert not [r for r in caplog.records if "tls_reload" in r.getMessage()]
+
+
+def test_a_pair_that_cannot_load_for_a_passing_cause_is_loaded_once_it_passes(
+    tls_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No descriptor left for a moment: the old pair stays served, the daemon goes on, the next looks try again."""
+    context = server_context(tls_dir)
+    reloader = Reloader(tls_dir, [context])
+    _replace(tls_dir, _pair(tmp_path / "new", "new.example.test"))
+
+    def exhausted(_name: str) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with monkeypatch.context() as patched, caplog.at_level(logging.INFO, logger="jitaku"):
+        patched.setattr(tls_reload.os, "memfd_create", exhausted)
+        assert not reloader.check()
+        assert not reloader.check()
+    [line] = [r.getMessage() for r in caplog.records if "tls_reload" in r.getMessage()]  # once for the same cause
+    assert line.startswith("event=tls_reload_failed") and "Too many open files" in line
+    assert _served_name(context) == "old.example.test"
+    assert reloader.check()
+    assert _served_name(context) == "new.example.test"
+
+
+def test_a_look_that_fails_does_not_end_the_watch(
+    tls_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """run() shares the daemon's task group: an error escaping it would stop every service."""
+    reloader = Reloader(tls_dir, [server_context(tls_dir)])
+    looks: list[int] = []
+
+    def failing() -> bool:
+        looks.append(1)
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(tls_reload, "RELOAD_EVERY", 0.01)
+    monkeypatch.setattr(reloader, "check", failing)
+
+    async def watch() -> None:
+        task = asyncio.create_task(reloader.run())
+        while len(looks) < 3 and not task.done():
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        task.cancel()
+
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        asyncio.run(asyncio.wait_for(watch(), timeout=30))
+    assert "event=tls_reload_failed" in caplog.text and "unexpected" in caplog.text
+
+
+def test_a_pair_that_appears_after_a_start_without_one_asks_for_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No context was made at the start (STARTTLS off): none serves the new pair, so none is said reloaded."""
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir()
+    reloader = Reloader(tls_dir, [])
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        assert not reloader.check()
+        _replace(tls_dir, _pair(tmp_path / "new", "new.example.test"))
+        assert not reloader.check()
+        assert not reloader.check()
+    [line] = [r.getMessage() for r in caplog.records if "tls_re" in r.getMessage()]
+    assert line.startswith("event=tls_restart_needed")
 
 
 @pytest.mark.parametrize("broken", ["mismatched key", "garbage certificate", "half-written key"])
@@ -152,14 +222,14 @@ def test_a_pair_that_does_not_load_leaves_the_old_one_served_and_is_logged(
         file, reason = "key.pem", "does not match cert.pem"
     elif broken == "garbage certificate":
         (tls_dir / "cert.pem").write_bytes(b"not a certificate\n")
-        file, reason = "cert.pem", ""
+        file, reason = "cert.pem", "MalformedFraming"
     else:
         key = (new / "key.pem").read_bytes()
         (tls_dir / "key.pem").write_bytes(key[: len(key) // 2])
-        file, reason = "key.pem", ""
+        file, reason = "key.pem", "MalformedFraming"
     with caplog.at_level(logging.INFO, logger="jitaku"):
         assert not reloader.check()
-        assert not reloader.check()  # tried again at the next change only: one line
+        assert not reloader.check()  # tried again at every look, logged once: one line
     [line] = [r.getMessage() for r in caplog.records if "tls_reload" in r.getMessage()]
     assert line.startswith("event=tls_reload_failed") and f"{file} " in line and reason in line
     assert "Traceback" not in caplog.text
