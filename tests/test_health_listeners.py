@@ -81,7 +81,7 @@ def test_the_certificate_says_when_it_ends(tmp_path: Path) -> None:
     assert stale is not None and stale.state == State.WARNING
     assert stale.sentence == (
         f"the certificate for mail.example.test expires on 2027-01-25, in 10 days, but it is not {renewed} "
-        "(valid until 2027-04-15): restart jitaku to serve the new one."
+        "(valid until 2027-04-15), which jitaku could not load: tls_reload_failed in its log says why."
     )
     assert certs.check(CertsCheckSettings(), renewed, NOW, x509.load_pem_x509_certificate(renewed.read_bytes())) == (
         certs.check(CertsCheckSettings(), renewed, NOW)

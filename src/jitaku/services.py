@@ -50,6 +50,7 @@ from jitaku.ratelimit import LoginLimiter, MemoryLoginLimiter
 from jitaku.store import Database
 from jitaku.store.tallies import Tally
 from jitaku.tls import server_context
+from jitaku.tls_reload import Reloader
 from jitaku.web.comment_mail import LocalMail
 
 if TYPE_CHECKING:
@@ -257,6 +258,7 @@ async def _run(
     authenticator = Authenticator(database, limiter, checker)
     greylisting = Greylisting(settings.filters.greylist, database) if settings.filters.greylist.enabled else None
     tls_context = server_context(config.tls_dir) if (config.tls_dir / "cert.pem").exists() else None
+    certificates = Reloader(config.tls_dir, [tls_context] if tls_context else [])  # this process's own contexts
     handlers = {
         listener.name: Handler(
             listener, policy, pipeline, authenticator, settings.smtp.max_recipients, tally, greylisting
@@ -366,7 +368,7 @@ async def _run(
             event_loop=event_loop.name(),
         )
         async with asyncio.TaskGroup() as tasks:
-            background = [tasks.create_task(heap.give_back_regularly())]
+            background = [tasks.create_task(heap.give_back_regularly()), tasks.create_task(certificates.run())]
             if not standby:
                 background.append(tasks.create_task(tally.run()))
             if children is not None:
@@ -449,6 +451,7 @@ async def _run(
                         web,
                         stop,
                         limits["web"],
+                        certificates,
                         standby,
                         on_fence=fenced,
                         waiting=mode == WAITING,
@@ -533,17 +536,18 @@ async def _web(
     sockets: list[socket.socket],
     stop: asyncio.Event,
     limit: ConnectionLimit,
+    certificates: Reloader,
     read_only: bool = False,
     on_fence: Callable[[], Awaitable[None]] | None = None,
     waiting: bool = False,
 ) -> None:
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
-    Port 443 speaks HTTPS with the certificate in tls/, every other port plain HTTP. READ_ONLY (a standby, a fenced
-    box, a waiting one): every request that would write is answered 503; WAITING (a primary waiting for its peer
-    after a cold start) says so to the peer's state requests. ON_FENCE ends the services with outcome "fenced" (the
-    fence endpoint awaits it once the fence file is written, before its 202). Stopped, uvicorn lets the requests
-    under way finish for WEB_SHUTDOWN seconds at most.
+    Port 443 speaks HTTPS with the certificate in tls/ (reloaded by CERTIFICATES when it changes), every other port
+    plain HTTP. READ_ONLY (a standby, a fenced box, a waiting one): every request that would write is answered 503;
+    WAITING (a primary waiting for its peer after a cold start) says so to the peer's state requests. ON_FENCE ends
+    the services with outcome "fenced" (the fence endpoint awaits it once the fence file is written, before its
+    202). Stopped, uvicorn lets the requests under way finish for WEB_SHUTDOWN seconds at most.
     """
     import uvicorn
 
@@ -578,6 +582,10 @@ async def _web(
                 ssl_keyfile=str(key) if tls else None,
                 timeout_graceful_shutdown=int(WEB_SHUTDOWN),
             )
+            if tls:
+                settings.load()  # as serve would: its SSLContext made now, to be reloaded in place
+                assert settings.ssl is not None
+                certificates.add(settings.ssl)
             servers.append((Server(settings), group))
 
     def shut_down(_: object) -> None:

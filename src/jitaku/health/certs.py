@@ -54,8 +54,8 @@ def _certificate(connection: ssl.SSLObject | None) -> x509.Certificate | None:
 def check(
     settings: CertsCheckSettings, certificate: Path, now: float, serving: x509.Certificate | None = None
 ) -> Result | None:
-    """CERTIFICATE is tls/cert.pem; SERVING, what the listeners serve, when one answered. They differ when
-    the file was renewed but the daemon still holds the certificate it loaded at start."""
+    """CERTIFICATE is tls/cert.pem; SERVING, what the listeners serve, when one answered. The daemon loads a
+    changed pair within seconds (tls_reload.py); they differ for longer when the new pair does not load."""
     try:
         cert = x509.load_pem_x509_certificate(certificate.read_bytes())
     except FileNotFoundError:
@@ -74,11 +74,11 @@ def check(
     return Result(
         "certs",
         max(judged.state, State.WARNING),
-        f"{judged.sentence.removesuffix('.')}, but it is not {certificate} (valid until {until}): "
-        "restart jitaku to serve the new one.",
+        f"{judged.sentence.removesuffix('.')}, but it is not {certificate} (valid until {until}), which jitaku "
+        "could not load: tls_reload_failed in its log says why.",
         judged.metrics,
         ja=f"{judged.ja.removesuffix('。')}。ただしこれは {certificate}（{until} まで有効）ではありません。"
-        "新しい証明書を使うには jitaku を再起動してください。",
+        "jitaku はこの証明書を読み込めませんでした。理由はログの tls_reload_failed にあります。",
     )
 
 
