@@ -25,6 +25,8 @@ from jitaku.ha.standby import slot_name
 from tests.integration.test_standby import no_cluster_left, pair  # noqa: F401 - the fixture stops the clusters
 from tests.peers import wait_until
 
+ANSWER = 30.0  # seconds each request may take: the boxes restart their services under a loaded suite
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
 LSN = re.compile(r"[0-9A-F]+/[0-9A-F]+")
 
@@ -43,7 +45,7 @@ def raw(port: int, body: bytes, signature: str) -> int:
 def answered(url: str, secret: str) -> dict[str, Any] | None:
     """The state, or None while the box's web is not back or its database not answering."""
     try:
-        return peer.state(url, secret, 10)
+        return peer.state(url, secret, ANSWER)
     except PeerError:
         return None
 
@@ -60,11 +62,11 @@ def test_each_box_tells_the_other_how_it_stands_and_the_primary_is_fenced_by_a_s
     standby.start()
     ours, theirs = f"http://127.0.0.1:{primary.web_port}", f"http://127.0.0.1:{standby.web_port}"
 
-    state = peer.state(ours, secret, 10)
+    state = peer.state(ours, secret, ANSWER)
     assert state is not None, primary.log()[-2000:]
     assert (state["role"], state["fenced"], state["timeline"], state["cluster"]) == ("primary", False, 1, "running")
     assert LSN.fullmatch(state["lsn"]) and state["name"] == slot_name(None) and state["checkpoint"] is None
-    seen = peer.state(theirs, secret, 10)
+    seen = peer.state(theirs, secret, ANSWER)
     assert seen is not None, standby.log()[-2000:]
     assert (seen["role"], seen["fenced"], seen["timeline"], seen["cluster"]) == ("standby", False, 1, "standby")
     assert LSN.fullmatch(seen["lsn"])
@@ -72,9 +74,9 @@ def test_each_box_tells_the_other_how_it_stands_and_the_primary_is_fenced_by_a_s
     # not the pair's secret, a replayed request, a body too big: refused, and nothing changes
     for url in (ours, theirs):
         with pytest.raises(PeerError, match="403"):
-            peer.state(url, "not-the-secret", 10)
+            peer.state(url, "not-the-secret", ANSWER)
     with pytest.raises(PeerError, match=r"\(403\)"):
-        peer.fence(ours, "not-the-secret", "failover", "two", None, 10)
+        peer.fence(ours, "not-the-secret", "failover", "two", None, ANSWER)
     old = json.dumps({"at": time.time() - 300, "purpose": "failover", "by": "two", "rejoin": None}).encode()
     assert raw(primary.web_port, old, peer.sign(secret, old)) == 403
     big = json.dumps({"at": time.time(), "purpose": "failover", "by": "x" * 5000, "rejoin": None}).encode()
@@ -83,15 +85,15 @@ def test_each_box_tells_the_other_how_it_stands_and_the_primary_is_fenced_by_a_s
     assert not fenced.exists() and not (primary.dir / "ha" / "peer_host").exists()
     with socket.create_connection(("127.0.0.1", primary.smtp_port), timeout=10) as smtp:
         assert smtp.makefile("rb").readline().startswith(b"220 ")  # still the primary, taking mail
-    again = peer.state(ours, secret, 10)
+    again = peer.state(ours, secret, ANSWER)
     assert again is not None and (again["role"], again["fenced"]) == ("primary", False)
 
     # a standby is not fenced: it is not the primary
     with pytest.raises(PeerError, match=r"\(409\): this box is a standby"):
-        peer.fence(theirs, secret, "failover", "one", None, 10)
+        peer.fence(theirs, secret, "failover", "one", None, ANSWER)
     assert not (standby.dir / "ha" / "fenced").exists()
 
-    assert peer.fence(ours, secret, "failover", "two", None, 10) is True
+    assert peer.fence(ours, secret, "failover", "two", None, ANSWER) is True
     assert fenced.stat().st_mode & 0o777 == 0o600
     written = json.loads(fenced.read_text())
     assert (written["purpose"], written["by"], written["rejoin"]) == ("failover", "two", None)
@@ -101,7 +103,7 @@ def test_each_box_tells_the_other_how_it_stands_and_the_primary_is_fenced_by_a_s
     # after a lost answer), and for another purpose it refuses
     fenced_state = wait_until(lambda: answered(ours, secret), timeout=60)
     assert fenced_state["fenced"] is True and fenced_state["role"] == "primary"
-    assert peer.fence(ours, secret, "failover", "two", None, 10) is True
+    assert peer.fence(ours, secret, "failover", "two", None, ANSWER) is True
     with pytest.raises(PeerError, match=r"\(409\): this box is fenced already \(failover, by two\)"):
-        peer.fence(ours, secret, "switchover", "two", f"127.0.0.1:{port}", 10)
+        peer.fence(ours, secret, "switchover", "two", f"127.0.0.1:{port}", ANSWER)
     assert secret not in primary.log() + standby.log()

@@ -290,6 +290,16 @@ def test_a_port_in_use_is_said_in_one_line(jitaku_factory: Any, shared_dir: Path
     assert json.loads(server.cli("user", "list", "--json").stdout) == []  # the port free again, it starts
 
 
+def stuck(pid: int) -> str:
+    """Where PID and its children wait (the kernel's wchan, each one's command line): what a hang leaves to read."""
+    found = []
+    for child in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        with contextlib.suppress(OSError):
+            line = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{child} waits in {Path(f'/proc/{child}/wchan').read_text()}: {line[:200]}")
+    return "; ".join(found)
+
+
 @pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGTERM])
 def test_a_command_ended_by_a_dropped_session_stops_the_cluster_it_started(
     jitaku_factory: Any, shared_dir: Path, number: int
@@ -320,7 +330,11 @@ def test_a_command_ended_by_a_dropped_session_stops_the_cluster_it_started(
         pid = postmaster(server)
         assert pid is not None and alive(pid)  # started for the command
         command.send_signal(number)
-        assert command.wait(timeout=60) == 128 + number
+        try:
+            code = command.wait(timeout=120)  # a fast shutdown, then an immediate one: 30 s at most, but loaded
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the command did not end after the signal: {stuck(command.pid)}") from None
+        assert code == 128 + number
         with contextlib.suppress(OSError):  # EIO once the command is gone
             said += os.read(controller, 4096)
     finally:
