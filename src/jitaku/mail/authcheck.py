@@ -75,11 +75,12 @@ def _results(
     authheaders and dkimpy deciding the rest."""
     parsed = dkim_verify.parse(message, crlf_checked)
     if parsed is None:
-        has_from = _FROM.search(headers.header_section(message)) is not None  # authheaders' DMARC fails without
+        head = headers.header_section(message)
+        has_from = _FROM.search(head) is not None  # authheaders' DMARC check fails without one
         header = str(
             authheaders.authenticate_message(
                 # SPF and DMARC read only the header; dkimpy splits the whole message into lines, twice
-                message if signed or sealed else headers.header_section(message) + b"\r\n",
+                message if signed or sealed else head + b"\r\n",
                 authserv_id,
                 spf=True,
                 dkim=signed,
