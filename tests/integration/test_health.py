@@ -269,7 +269,8 @@ def test_the_mail_flow_probe_names_the_step_that_broke(jitaku_factory, tmp_path,
     )
     time.sleep(3 * INTERVAL)
     assert hook.received == []
-    assert json.loads(server.cli("mailbox", "list", "probe@example.test", "--json").stdout) == []  # probes removed
+    # probes are removed once seen: at most the one in flight at this moment is there, never the rounds before it
+    assert len(json.loads(server.cli("mailbox", "list", "probe@example.test", "--json").stdout)) <= 1
 
     broken_at = time.monotonic()
     mx(zone, None)  # the MX record is gone
@@ -338,7 +339,8 @@ def test_the_mail_flow_probe_takes_the_ipv6_path_too(network_namespace, jitaku_f
         "mail from outside cannot reach probe@example.test: "
         "connect: cannot connect to mx.example.test[2001:db8::10]:25 over IPv6: Connection refused."
     )
-    assert json.loads(server.cli("mailbox", "list", "probe@example.test", "--json").stdout) == []  # probes removed
+    # probes are removed once seen: at most the one in flight at this moment is there, never the rounds before it
+    assert len(json.loads(server.cli("mailbox", "list", "probe@example.test", "--json").stdout)) <= 1
 
 
 def test_a_renewed_certificate_the_daemon_cannot_load_is_a_warning_until_its_key_comes(
