@@ -734,6 +734,62 @@ class HaSettings(_Section):
         return value
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+_DIRECTORIES = {"letsencrypt": LETS_ENCRYPT, "letsencrypt-staging": LETS_ENCRYPT_STAGING}
+
+
+def _directory(value: Any) -> str:
+    """A directory URL, or one of the names "letsencrypt" and "letsencrypt-staging"."""
+    text = _DIRECTORIES.get(str(value), str(value))
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f'expected an https:// URL or "letsencrypt-staging", got {value!r}')
+    return text
+
+
+class AcmeSettings(_Section):
+    """Certificates by ACME (RFC 8555, jitaku.acme), on when `email` is set."""
+
+    email: str = ""  # the CA's contact for expiry notices; empty: ACME off, tls/ stays as it is
+    directory: Annotated[str, BeforeValidator(_directory)] = LETS_ENCRYPT
+    directory_ca: str = ""  # a PEM file to trust for the directory's own HTTPS (a test CA); relative to the data dir
+    challenge: Literal["http-01", "dns-01"] = "http-01"
+    # the names the certificate carries; default: the mail hostname, the web URL's host and mta-sts.DOMAIN
+    names: tuple[str, ...] = ()
+    renew_days: int = Field(default=30, ge=1, le=89, description="days before expiry a renewal is due")
+    # the CA's domain for the CAA record `jitaku dns records` prints; default: letsencrypt.org for its directories
+    caa: str = ""
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"expected an email address, got {value!r}")
+        return value
+
+    @field_validator("names", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple):
+            raise ValueError("expected a list of host names")
+        return tuple(_domain(str(name)) for name in value)
+
+    @field_validator("caa")
+    @classmethod
+    def _caa(cls, value: str) -> str:
+        return _domain(value) if value else value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.email)
+
+    @property
+    def caa_domain(self) -> str:
+        """The CAA record's issuer domain: the configured one, else Let's Encrypt's for its directories."""
+        return self.caa or ("letsencrypt.org" if self.directory in _DIRECTORIES.values() else "")
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -760,6 +816,16 @@ class Settings(_Section):
     blog: BlogSettings = BlogSettings()
     filters: FiltersSettings = FiltersSettings()
     ha: HaSettings = HaSettings()
+    acme: AcmeSettings = AcmeSettings()
+
+    @field_validator("acme")
+    @classmethod
+    def _acme_dns(cls, value: AcmeSettings, info: ValidationInfo) -> AcmeSettings:
+        """DNS-01 sets TXT records through the one DNS provider here that can: Cloudflare's API."""
+        records = info.data.get("ddns") or ()
+        if value.challenge == "dns-01" and not any(record.provider == "cloudflare" for record in records):
+            raise ValueError('challenge = "dns-01" needs a [[ddns]] table with provider = "cloudflare"')
+        return value
 
     @field_validator("ha")
     @classmethod
@@ -795,6 +861,16 @@ class Settings(_Section):
     @property
     def web_url(self) -> str:
         return self.web.url.rstrip("/") or f"https://{self.mail_hostname}"
+
+    @property
+    def acme_names(self) -> tuple[str, ...]:
+        """The names a certificate from ACME carries: the configured ones, else the mail hostname, the web URL's
+        host and mta-sts.DOMAIN (MTA-STS's policy host), each once, in that order."""
+        if self.acme.names:
+            return self.acme.names
+        web = (urlsplit(self.web_url).hostname or "").lower()
+        names = (self.mail_hostname, web, f"mta-sts.{self.domains[0]}")
+        return tuple(dict.fromkeys(name for name in names if name))
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in self.domains

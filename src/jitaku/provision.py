@@ -126,6 +126,12 @@ urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram
 # heartbeat_url = ""             # a healthchecks.io-style URL pinged every heartbeat_interval seconds
 # language = "en"                # or "ja"
 
+# [acme]                         # certificates by ACME for every listener, renewed 30 days before expiry
+# email = "you@example.org"      # set: on; the CA's contact
+# directory = "letsencrypt"      # or "letsencrypt-staging", or an ACME directory's https:// URL
+# challenge = "http-01"          # http-01 (port 80 reaches this box) | dns-01 (through a cloudflare [[ddns]] table)
+# names = []                     # default: the mail hostname, the web URL's host, mta-sts.DOMAIN
+
 # [ha]                           # a primary/standby pair; without address, failover moves no address
 # address = "192.168.1.10/24"    # the LAN address the router forwards 25/80/443 to: the primary holds it
 # interface = "eth0"             # where to hold it (needed with address)

@@ -1,0 +1,73 @@
+"""What the last ACME attempts came to, kept in DIR/acme/state.json: the daemon's renewals, `jitaku cert renew`,
+`jitaku cert status` and the certs check all read it.
+
+Local to each box, not in the database: a standby renews nothing until it is promoted, and then judges from the
+certificate it serves (mirrored from the primary, jitaku.ha.secret_files), not from the old primary's failures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from jitaku import files
+
+STATE_NAME = "state.json"
+FIRST_RETRY = 600.0  # seconds after the first failure; each next failure doubles it
+LAST_RETRY = 43200.0  # at most twice a day, as certbot's timer tries
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """Times are Unix seconds; 0: never."""
+
+    last_try: float = 0.0
+    last_success: float = 0.0
+    last_error: str = ""  # one sentence, empty after a success
+    failures: int = 0  # in a row, since the last success
+    next_try: float = 0.0  # no automatic try before it (a person's `cert renew` goes ahead anyway)
+
+    def failed(self, now: float, error: str, retry_after: float | None = None) -> Attempts:
+        """One more failure: the next try waits FIRST_RETRY, doubled for each failure in a row up to LAST_RETRY,
+        or as long as the CA asked (a rate limit's Retry-After), whichever is later."""
+        failures = self.failures + 1
+        wait = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
+        return replace(
+            self,
+            last_try=now,
+            last_error=error,
+            failures=failures,
+            next_try=now + max(wait, retry_after or 0.0),
+        )
+
+    def succeeded(self, now: float) -> Attempts:
+        return Attempts(last_try=now, last_success=now)
+
+
+def path(data_dir: Path) -> Path:
+    return data_dir / "acme" / STATE_NAME
+
+
+def read(data_dir: Path) -> Attempts:
+    """A missing or unreadable file is no attempts yet: it only delays nothing."""
+    try:
+        found = json.loads(path(data_dir).read_text())
+        return Attempts(**{key: found[key] for key in Attempts.__dataclass_fields__ if key in found})
+    except (OSError, ValueError, TypeError):
+        return Attempts()
+
+
+def write(data_dir: Path, attempts: Attempts) -> None:
+    """Owned as the data directory is when written by root (`jitaku cert renew` run by root, the daemon as its
+    user)."""
+    target = path(data_dir)
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    owner = os.stat(data_dir)
+    files.replace(
+        target,
+        json.dumps(asdict(attempts), indent=1).encode() + b"\n",
+        0o600,
+        (owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None,
+    )
