@@ -96,10 +96,13 @@ def test_a_host_not_ours_is_sent_to_the_web_urls_host(tls_dir: Path, host: str) 
     assert (answer.status_code, answer.headers["location"]) == (301, "https://www.example.test/feed.xml")
 
 
-def test_acme_challenges_stay_on_plain_http(tls_dir: Path) -> None:
+def test_acme_challenges_and_the_pairs_requests_stay_on_plain_http(tls_dir: Path) -> None:
     signed_by_test_ca(tls_dir, ["mail.example.test"])
-    answer = port_80(tls_dir).get("/.well-known/acme-challenge/tok3n", headers={"host": "mail.example.test"})
+    client = port_80(tls_dir)
+    answer = client.get("/.well-known/acme-challenge/tok3n", headers={"host": "mail.example.test"})
     assert (answer.status_code, answer.text) == (200, "GET /.well-known/acme-challenge/tok3n ")
+    asked = client.post("/api/ha/state", content=b"{}", headers={"host": "192.168.1.11"})  # the peer, by address
+    assert (asked.status_code, asked.text) == (200, "POST /api/ha/state ")
 
 
 def test_hsts_on_https_only_once_the_certificate_is_real(tls_dir: Path) -> None:

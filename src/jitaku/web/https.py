@@ -15,15 +15,18 @@ from jitaku.config import Settings
 from jitaku.web.headers import SECURITY_HEADERS
 
 CHALLENGE = "/.well-known/acme-challenge/"  # HTTP-01 renews over plain HTTP on port 80: never redirected
-HSTS = "max-age=31536000"  # a year, as browsers' preload lists ask; no includeSubDomains: not ours to promise
+# The pair's boxes ask each other here (ha/peer.py: signed, follows no redirect, often by a LAN address the
+# certificate does not carry): sent to HTTPS, a failover would find its peer unreachable when it matters most.
+PEER = "/api/ha/"
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: other names in the domain are not ours to promise
 KEEP_METHOD = 308  # RFC 7538: a POST stays a POST; 301 lets a browser turn it into a GET without its body
 
 
 class ToHttps:
     """ASGI wrapper for port 80: every request answered with a redirect to the same path and query on HTTPS while
-    REAL says a real certificate is served, ACME's challenges excepted. The host is the request's own only when it
-    is one of ours (the certificate's names, the mail hostname, the web URL's host), else the web URL's: a forged
-    Host header never makes us send a browser elsewhere."""
+    REAL says a real certificate is served, ACME's challenges and the pair's requests excepted. The host is the
+    request's own only when it is one of ours (the certificate's names, the mail hostname, the web URL's host), else
+    the web URL's: a forged Host header never makes us send a browser elsewhere."""
 
     def __init__(self, app: ASGIApp, real: Callable[[], bool], settings: Settings) -> None:
         self._app = app
@@ -32,7 +35,7 @@ class ToHttps:
         self._ours = {self._home, settings.mail_hostname.lower(), *(name.lower() for name in settings.acme_names)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(CHALLENGE) or not self._real():
+        if scope["type"] != "http" or scope["path"].startswith((CHALLENGE, PEER)) or not self._real():
             await self._app(scope, receive, send)
             return
         path = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1")
