@@ -60,8 +60,6 @@ if TYPE_CHECKING:
     from jitaku.health.result import Result
 
 T = TypeVar("T")
-HTTPS_PORT = 443
-HTTP_PORT = 80  # plain HTTP that goes over to HTTPS once a real certificate is served (web/https.py)
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
 # its listener's limits (asyncio's default is 60).
 TLS_HANDSHAKE_TIMEOUT = 20.0
@@ -570,11 +568,12 @@ async def _web(
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
     real = RealCertificate(config.tls_dir)
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
+    http, tls_port = ports.HTTP_PORT, ports.HTTPS_PORT
     for group, tls, served in (
         # other plain ports (the default install's loopback 8025) never redirect: nothing serves HTTPS beside them
-        ([s for s in sockets if s.getsockname()[1] not in (HTTP_PORT, HTTPS_PORT)], False, app),
-        ([s for s in sockets if s.getsockname()[1] == HTTP_PORT], False, https.ToHttps(app, real, config.settings)),
-        ([s for s in sockets if s.getsockname()[1] == HTTPS_PORT], True, https.Hsts(app, real)),
+        ([s for s in sockets if s.getsockname()[1] not in (http, tls_port)], False, app),
+        ([s for s in sockets if s.getsockname()[1] == http], False, https.ToHttps(app, real, config.settings)),
+        ([s for s in sockets if s.getsockname()[1] == tls_port], True, https.Hsts(app, real)),
     ):
         if group:
             settings = uvicorn.Config(
