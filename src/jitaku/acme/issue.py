@@ -94,8 +94,9 @@ def _obtain(config: Config) -> Issued:
                 kept = tuple(name for name in names if name not in refused.failed)
                 mail = config.settings.mail_hostname
                 if left_out or not kept or (mail in names and mail not in kept):
-                    raise AcmeError(refused.sentence) from None
+                    raise AcmeError(next(refused.failed[name] for name in names if name in refused.failed)) from None
                 left_out, names = tuple(refused.failed.items()), kept
+        _install(config, key_pem, order.fullchain_pem.encode())
     except AcmeError:
         raise
     except requests.RequestException as error:
@@ -110,18 +111,18 @@ def _obtain(config: Config) -> Issued:
         raise AcmeError(f"the CA refused the order: {error}") from None
     except (dns01.DnsError, ConfigError) as error:
         raise AcmeError(str(error)) from None
-    _install(config, key_pem, order.fullchain_pem.encode())
+    except OSError as error:  # after requests' errors, which are OSErrors too
+        raise AcmeError(f"cannot write {error.filename or 'a file'}: {error.strerror or error}") from None
     certificate = x509.load_pem_x509_certificate(order.fullchain_pem.encode())
     return Issued(names, certificate.not_valid_after_utc.timestamp(), left_out)
 
 
 class _Refused(Exception):
-    """Some names' authorizations failed: FAILED maps each to why, SENTENCE says the first."""
+    """Some names' authorizations failed: FAILED maps each to why."""
 
     def __init__(self, failed: dict[str, str]) -> None:
         super().__init__()
         self.failed = failed
-        self.sentence = next(iter(failed.values()))
 
 
 def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.OrderResource:
@@ -226,6 +227,8 @@ def _garbage(error: Exception) -> str:
     reason = error.args[0] if error.args else error
     if isinstance(reason, requests.Response):
         return f"HTTP {reason.status_code}, {reason.headers.get('Content-Type') or 'no content type'}"
+    if str(reason).startswith("Unexpected response Content-Type: "):  # a web page where the directory should be
+        return f"{str(reason).rsplit(' ', 1)[1]}, not JSON"
     if isinstance(error, KeyError):
         return f"no {error.args[0]} in its directory"
     return str(reason).splitlines()[0][:200] if str(reason) else error.__class__.__name__
