@@ -36,7 +36,7 @@ def _pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def test_ca(directory: Path) -> tuple[Path, Path, Path]:
+def ca_files(directory: Path) -> tuple[Path, Path, Path]:
     """A CA and a certificate it signed for 127.0.0.1 and localhost, in DIRECTORY: (ca.pem, cert.pem, key.pem)."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
@@ -83,7 +83,7 @@ class Pebble:
 
     def __init__(self, dns_port: int, validity: int | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="jitaku-pebble-"))
-        self.directory_ca, cert, key = test_ca(self.dir)
+        self.directory_ca, cert, key = ca_files(self.dir)
         self.port, self.management_port = free_port(), free_port()
         settings: dict[str, object] = {
             "listenAddress": f"127.0.0.1:{self.port}",

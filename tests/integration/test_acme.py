@@ -8,12 +8,17 @@ import json
 import smtplib
 import socket
 import ssl
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.integration.harness import Jitaku
-from tests.integration.pebble import Pebble
-from tests.peers import Zone, wait_until
+from tests.integration.pebble import ChallTestSrv, Pebble, ca_files
+from tests.peers import Zone, serve, wait_until
 
 ADDRESS = "127.0.11.21"  # this test's own loopback address: its web takes ports 80 and 443 there
 NAMES = ["mail.example.test", "mta-sts.example.test"]
@@ -97,6 +102,9 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
     assert "Pebble Intermediate" in status["issuer"] and status["names"] == NAMES
     assert status["not_after"] and status["last_error"] is None and status["last_success"]
     assert not list((server.dir / "acme" / "http-01").iterdir())  # the tokens withdrawn
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(f"http://{ADDRESS}/.well-known/acme-challenge/withdrawn", timeout=10)
+    assert gone.value.code == 404 and gone.value.headers["Cache-Control"] == "no-store"
 
     account = json.loads((server.dir / "acme" / "account.json").read_text())["url"]
     assert server.cli("cert", "renew").stdout.startswith("not due: valid until ")
@@ -104,3 +112,135 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
     assert json.loads((server.dir / "acme" / "account.json").read_text())["url"] == account
     assert (server.dir / "acme" / "account.json").stat().st_mode & 0o777 == 0o600
     assert "Traceback" not in server.log()
+
+
+class CloudflareToChallTestSrv:
+    """Cloudflare's API as jitaku calls it for DNS-01: a TXT record POSTed is set in challtestsrv, DELETEd cleared."""
+
+    def __init__(self, stand_in: Any, challtestsrv: ChallTestSrv) -> None:
+        self.challtestsrv = challtestsrv
+        self.records: dict[str, str] = {}  # id -> name, while set
+        self.deleted: list[str] = []
+        self.api = stand_in(self._handle)
+
+    def _handle(self, method: str, path: str, query: Any, headers: Any, body: bytes) -> tuple[int, Any]:
+        if headers.get("Authorization") != "Bearer cf-token":
+            return 403, {"success": False, "errors": [{"message": "Invalid API Token"}]}
+        if path == "/zones":
+            return 200, {"success": True, "result": [{"id": "zone1", "name": query["name"][0]}]}
+        if method == "POST" and path == "/zones/zone1/dns_records":
+            record = json.loads(body)
+            assert record["type"] == "TXT" and record["ttl"] == 60
+            record_id = f"txt{len(self.records) + len(self.deleted)}"
+            self.records[record_id] = record["name"]
+            self.challtestsrv.set_txt(record["name"], record["content"])
+            return 200, {"success": True, "result": {"id": record_id, **record}}
+        if method == "DELETE" and path.startswith("/zones/zone1/dns_records/"):
+            name = self.records.pop(path.rsplit("/", 1)[1])
+            self.challtestsrv.clear_txt(name)
+            self.deleted.append(name)
+            return 200, {"success": True, "result": {"id": path.rsplit("/", 1)[1]}}
+        return 404, {"success": False, "errors": [{"message": f"no {method} {path}"}]}
+
+
+def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
+    jitaku_factory, pebble_factory, challtestsrv, stand_in
+) -> None:
+    cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv)
+    pebble = pebble_factory(challtestsrv.dns_port)
+    server: Jitaku = jitaku_factory()
+    server.settings["ddns"] = [
+        {
+            "provider": "cloudflare",
+            "name": "home.example.test",
+            "zone": "example.test",
+            "password": "cf-token",
+            "endpoint": cloudflare.api.url,
+        }
+    ]
+    server.init()
+    _acme(server, pebble, challenge="dns-01")
+
+    renewed = server.cli("cert", "renew", check=False)
+    assert renewed.returncode == 0, renewed.stderr + pebble.log()
+    assert _status(server)["names"] == NAMES
+    assert sorted(cloudflare.deleted) == [f"_acme-challenge.{name}" for name in NAMES]
+    assert cloudflare.records == {}
+
+
+def _garbage_directory(tmp_path: Path) -> tuple[str, Path]:
+    """An HTTPS server answering every request with a web page: a directory URL that points at a website."""
+    ca, cert, key = ca_files(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>Welcome to nginx!</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    serve(server)
+    return f"https://127.0.0.1:{server.server_address[1]}/dir", ca
+
+
+def test_a_directory_answering_garbage_keeps_the_old_certificate_and_says_when_the_next_try_is(
+    jitaku_factory, tmp_path: Path
+) -> None:
+    directory, ca = _garbage_directory(tmp_path)
+    server: Jitaku = jitaku_factory()
+    server.init()
+    server.settings["acme"] = {"email": "owner@example.test", "directory": directory, "directory_ca": str(ca)}
+    server.write_config()
+    old = (server.dir / "tls" / "cert.pem").read_bytes()
+
+    renewed = server.cli("cert", "renew", check=False)
+    assert renewed.returncode == 1
+    said = f"the ACME server at {directory} answered something that is not ACME (text/html, not JSON)"
+    assert renewed.stderr.startswith(f"jitaku: renewal failed: {said}; the next automatic try is at ")
+    assert (server.dir / "tls" / "cert.pem").read_bytes() == old
+    status = _status(server)
+    assert status["last_error"] == said and status["next_try"] and status["last_success"] is None
+    assert "Traceback" not in renewed.stderr
+
+
+def test_a_web_not_on_port_80_is_named_as_the_challenge_the_ca_could_not_fetch(
+    jitaku_factory, dns_zone, pebble_factory
+) -> None:
+    zone, dns_port = dns_zone
+    _zone(zone)
+    pebble = pebble_factory(dns_port)
+    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:443"])  # HTTPS alone: nothing answers on port 80
+    _acme(server, pebble)
+    server.start()
+    renewed = server.cli("cert", "renew", check=False)
+    assert renewed.returncode == 1
+    assert renewed.stderr.startswith(
+        "jitaku: renewal failed: the CA could not fetch http://mail.example.test/.well-known/acme-challenge/ "
+        "(port 80 must reach this box from the Internet): "
+    ), renewed.stderr
+    assert "connection refused" in renewed.stderr
+
+
+def test_a_name_without_a_dns_record_is_left_out_and_the_rest_issued(jitaku_factory, dns_zone, pebble_factory) -> None:
+    zone, dns_port = dns_zone
+    _zone(zone, ["mail.example.test"])  # mta-sts.example.test is not in DNS yet
+    pebble = pebble_factory(dns_port)
+    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:80"])
+    _acme(server, pebble)
+    server.start()
+    renewed = server.cli("cert", "renew", check=False)
+    assert renewed.returncode == 0, renewed.stderr
+    lines = renewed.stdout.splitlines()
+    assert lines[0].startswith("renewed: mail.example.test, valid until ")
+    assert lines[1].startswith("left out mta-sts.example.test: the CA could not fetch http://mta-sts.example.test/")
+    status = _status(server)
+    assert status["names"] == ["mail.example.test"] and "mta-sts.example.test" in status["left_out"]
