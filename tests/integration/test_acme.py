@@ -167,6 +167,15 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
     assert sorted(cloudflare.deleted) == [f"_acme-challenge.{name}" for name in NAMES]
     assert cloudflare.records == {}
 
+    # another CA: an account of its own, registered there
+    first = json.loads((server.dir / "acme" / "account.json").read_text())
+    other = pebble_factory(challtestsrv.dns_port)
+    _acme(server, other, challenge="dns-01")
+    assert server.cli("cert", "renew", "--force").stdout.startswith("renewed: ")
+    second = json.loads((server.dir / "acme" / "account.json").read_text())
+    assert second["directory"] == other.directory != first["directory"] and second["key"] != first["key"]
+    assert "Pebble Intermediate" in _status(server)["issuer"]
+
 
 def _garbage_directory(tmp_path: Path) -> tuple[str, Path]:
     """An HTTPS server answering every request with a web page: a directory URL that points at a website."""

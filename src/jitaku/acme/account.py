@@ -24,6 +24,7 @@ from jitaku.config import Config
 ACCOUNT_NAME = "account.json"
 USER_AGENT = f"jitaku/{__version__}"
 TIMEOUT = 30  # seconds for each request to the CA
+ACCOUNT_GONE = "urn:ietf:params:acme:error:accountDoesNotExist"
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,18 @@ def client_for(config: Config) -> client.ClientV2:
     net = network(config, key)
     acme = client.ClientV2(client.ClientV2.get_directory(settings.directory, net), net)
     if found is not None:
-        net.account = messages.RegistrationResource(uri=found.url, body=messages.Registration())
-        return acme
+        # the account as the CA has it, found by its key: a CA that forgot it (a test CA restarted, an account
+        # deactivated) gets a new registration rather than failing every renewal after
+        try:
+            known = acme.query_registration(messages.RegistrationResource(uri=found.url, body=messages.Registration()))
+        except messages.Error as error:
+            if error.typ != ACCOUNT_GONE:
+                raise
+            log.event("acme_account_gone", directory=settings.directory, account=found.url)
+        else:
+            if known.uri != found.url:
+                write(config.data_dir, Account(key, known.uri, settings.directory))
+            return acme
     registered = acme.new_account(
         messages.NewRegistration.from_data(email=settings.email, terms_of_service_agreed=True)
     )
