@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -94,11 +93,3 @@ def test_the_state_keeps_failures_with_backoff_and_a_success_clears_them(tmp_pat
     assert state.read(tmp_path) == state.Attempts(
         last_try=6000.0, last_success=6000.0, left_out="mta-sts.example.org: no DNS record"
     )
-
-
-def test_a_rate_limit_is_one_sentence_with_the_wait_the_ca_asked_for() -> None:
-    limited = messages.Error(typ=issue.RATE_LIMITED, detail="too many certificates (5) for this exact set of names")
-    error = issue._problem(limited, 3600.0)
-    assert str(error) == "the CA limits our rate: too many certificates (5) for this exact set of names"
-    assert error.retry_after == 3600.0
-    assert state.Attempts().failed(0.0, str(error), error.retry_after).next_try == 3600.0

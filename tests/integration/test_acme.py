@@ -4,12 +4,15 @@ jitaku set through a Cloudflare stand-in. Then every listener serves a chain tha
 
 from __future__ import annotations
 
+import datetime
 import json
 import smtplib
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import pytest
 
 from tests.integration.harness import Jitaku
 from tests.integration.pebble import ChallTestSrv, Pebble, ca_files
-from tests.peers import Zone, serve, wait_until
+from tests.peers import Zone, serve, stop_serving, wait_until
 
 ADDRESS = "127.0.11.21"  # this test's own loopback address: its web takes ports 80 and 443 there
 NAMES = ["mail.example.test", "mta-sts.example.test"]
@@ -177,48 +180,92 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
     assert "Pebble Intermediate" in _status(server)["issuer"]
 
 
-def _garbage_directory(tmp_path: Path) -> tuple[str, Path]:
-    """An HTTPS server answering every request with a web page: a directory URL that points at a website."""
-    ca, cert, key = ca_files(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html><body>Welcome to nginx!</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    serve(server)
-    return f"https://127.0.0.1:{server.server_address[1]}/dir", ca
+Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
 
 
-def test_a_directory_answering_garbage_keeps_the_old_certificate_and_says_when_the_next_try_is(
-    jitaku_factory, tmp_path: Path
-) -> None:
-    directory, ca = _garbage_directory(tmp_path)
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[Any]:
+    """make(answer) -> (its /dir URL, the CA to trust for it): an HTTPS server on 127.0.0.1 answering each request
+    with ANSWER(method, path) -> Answer; a directory URL pointing at something that is not quite a CA."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def make(answer: Any) -> tuple[str, Path]:
+        ca, cert, key = ca_files(tmp_path)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, headers, body = answer(self.command, self.path)
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        serve(server)
+        servers.append(server)
+        return f"https://127.0.0.1:{server.server_address[1]}/dir", ca
+
+    yield make
+    for server in servers:
+        stop_serving(server)
+
+
+def _failed_renewal(jitaku_factory: Any, directory: str, ca: Path) -> tuple[Jitaku, str]:
+    """A jitaku with ACME at DIRECTORY whose `cert renew` fails (exit 1) leaving its certificate as it was; what
+    it said."""
     server: Jitaku = jitaku_factory()
     server.init()
     server.settings["acme"] = {"email": "owner@example.test", "directory": directory, "directory_ca": str(ca)}
     server.write_config()
     old = (server.dir / "tls" / "cert.pem").read_bytes()
-
     renewed = server.cli("cert", "renew", check=False)
-    assert renewed.returncode == 1
-    said = f"the ACME server at {directory} answered something that is not ACME (text/html, not JSON)"
-    assert renewed.stderr.startswith(f"jitaku: renewal failed: {said}; the next automatic try is at ")
+    assert renewed.returncode == 1 and "Traceback" not in renewed.stderr
     assert (server.dir / "tls" / "cert.pem").read_bytes() == old
+    return server, renewed.stderr
+
+
+def test_a_directory_answering_garbage_keeps_the_old_certificate_and_says_when_the_next_try_is(
+    jitaku_factory, https_server
+) -> None:
+    page = b"<html><body>Welcome to nginx!</body></html>"
+    directory, ca = https_server(lambda method, path: (200, {"Content-Type": "text/html"}, page))
+    server, stderr = _failed_renewal(jitaku_factory, directory, ca)
+    said = f"the ACME server at {directory} answered something that is not ACME (text/html, not JSON)"
+    assert stderr.startswith(f"jitaku: renewal failed: {said}; the next automatic try is at ")
     status = _status(server)
     assert status["last_error"] == said and status["next_try"] and status["last_success"] is None
-    assert "Traceback" not in renewed.stderr
+
+
+def test_a_rate_limit_waits_as_long_as_the_ca_asks(jitaku_factory, https_server) -> None:
+    def ca(method: str, path: str) -> Answer:
+        base = f"https://127.0.0.1:{port}"
+        if path == "/dir":
+            urls = {"newNonce": f"{base}/nonce", "newAccount": f"{base}/account", "newOrder": f"{base}/order"}
+            return 200, {"Content-Type": "application/json"}, json.dumps(urls).encode()
+        if path == "/nonce":
+            return 200, {"Replay-Nonce": "bm9uY2U"}, b""
+        problem = {"type": "urn:ietf:params:acme:error:rateLimited", "detail": "too many new accounts from this IP"}
+        headers = {"Content-Type": "application/problem+json", "Retry-After": "7200", "Replay-Nonce": "bm9uY2U"}
+        return 429, headers, json.dumps(problem).encode()
+
+    directory, trusted = https_server(ca)
+    port = int(directory.split(":")[2].split("/")[0])
+    before = time.time()
+    server, stderr = _failed_renewal(jitaku_factory, directory, trusted)
+    assert stderr.startswith("jitaku: renewal failed: the CA limits our rate: too many new accounts from this IP;")
+    next_try = datetime.datetime.fromisoformat(_status(server)["next_try"]).timestamp()
+    assert before + 7200 - 1 <= next_try <= time.time() + 7200
 
 
 def test_a_web_not_on_port_80_is_named_as_the_challenge_the_ca_could_not_fetch(

@@ -7,10 +7,13 @@ mirrored to a standby with the other secrets (jitaku.ha.secret_files), which the
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from acme import client, messages
 from cryptography.hazmat.primitives import serialization
@@ -25,6 +28,7 @@ ACCOUNT_NAME = "account.json"
 USER_AGENT = f"jitaku/{__version__}"
 TIMEOUT = 30  # seconds for each request to the CA
 ACCOUNT_GONE = "urn:ietf:params:acme:error:accountDoesNotExist"
+RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
 
 
 @dataclass(frozen=True)
@@ -81,15 +85,37 @@ def network(config: Config, key: ec.EllipticCurvePrivateKey) -> Network:
     )
 
 
+class RateLimited(Exception):
+    """The CA's rateLimited problem, with the seconds its Retry-After asked us to wait (None: it did not say)."""
+
+    def __init__(self, detail: str, retry_after: float | None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Network(client.ClientNetwork):
-    """Keeps the Retry-After of the last answer: a rate limit's says when to try again, which the acme package's
-    error (the problem document alone) does not carry."""
+    """Raises RateLimited for a rate limit: its Retry-After says when to try again, which the acme package's error
+    (the problem document alone) does not carry."""
 
-    retry_after: str | None = None
+    def _check_response(self, response: Any, content_type: str | None = None) -> Any:  # type: ignore[override]
+        try:
+            return super()._check_response(response, content_type)
+        except messages.Error as error:
+            if error.typ != RATE_LIMITED:
+                raise
+            said = response.headers.get("Retry-After")
+            raise RateLimited(error.detail or error.typ, _seconds(said) if said else None) from None
 
-    def _check_response(self, response: object, content_type: str | None = None) -> object:  # type: ignore[override]
-        self.retry_after = getattr(response, "headers", {}).get("Retry-After")
-        return super()._check_response(response, content_type)  # type: ignore[arg-type]
+
+def _seconds(retry_after: str) -> float | None:
+    """Retry-After (RFC 9110 §10.2.3) as seconds from now: a number of seconds, or an HTTP date."""
+    if retry_after.strip().isdigit():
+        return float(retry_after)
+    try:
+        when = email.utils.parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def client_for(config: Config) -> client.ClientV2:

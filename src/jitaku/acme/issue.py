@@ -28,7 +28,6 @@ from jitaku.config import Config, ConfigError
 from jitaku.tls import CERT, KEY
 
 DEADLINE = 180.0  # seconds for the CA to validate every name and issue
-RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
 LOCK_NAME = "lock"
 
 
@@ -78,7 +77,6 @@ def _locked(path: Path) -> Iterator[None]:
 def _obtain(config: Config) -> Issued:
     names = config.settings.acme_names
     url = config.settings.acme.directory
-    acme: client.ClientV2 | None = None
     try:
         acme = account.client_for(config)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -101,8 +99,10 @@ def _obtain(config: Config) -> Issued:
         raise
     except requests.RequestException as error:
         raise AcmeError(f"cannot reach the ACME directory {url}: {_network_reason(error)}") from None
+    except account.RateLimited as error:
+        raise AcmeError(f"the CA limits our rate: {error}", error.retry_after) from None
     except messages.Error as error:
-        raise _problem(error, _retry_after(acme)) from None
+        raise AcmeError(f"the CA refused: {error.detail or error.description or error.typ}") from None
     except (errors.ClientError, JoseError, KeyError, ValueError, TypeError) as error:
         raise AcmeError(f"the ACME server at {url} answered something that is not ACME ({_garbage(error)})") from None
     except errors.TimeoutError:
@@ -187,28 +187,6 @@ def _failure(kind: str, authorization: messages.AuthorizationResource) -> str:
             f"(port 80 must reach this box from the Internet): {detail}"
         )
     return f"the CA did not find the TXT record {dns01.record_name(name)}: {detail}"
-
-
-def _retry_after(acme: client.ClientV2 | None) -> float | None:
-    """Seconds from the CA's last Retry-After, when it gave one as a number of seconds (or a date)."""
-    net = getattr(acme, "net", None)
-    said = getattr(net, "retry_after", None)
-    if not said:
-        return None
-    if said.isdigit():
-        return float(said)
-    try:
-        when = datetime.datetime.strptime(said, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return None
-    return max(0.0, when.timestamp() - datetime.datetime.now(datetime.UTC).timestamp())
-
-
-def _problem(error: messages.Error, retry_after: float | None) -> AcmeError:
-    detail = error.detail or error.description or error.typ
-    if error.typ == RATE_LIMITED:
-        return AcmeError(f"the CA limits our rate: {detail}", retry_after)
-    return AcmeError(f"the CA refused: {detail}")
 
 
 def _network_reason(error: requests.RequestException) -> str:
