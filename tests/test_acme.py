@@ -6,12 +6,13 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jitaku.acme import http01, issue, state
+from jitaku.acme import dns01, http01, issue, state
 from jitaku.config import Config, parse
 from jitaku.tls import ensure_self_signed
 
@@ -93,3 +94,19 @@ def test_the_state_keeps_failures_with_backoff_and_a_success_clears_them(tmp_pat
     assert state.read(tmp_path) == state.Attempts(
         last_try=6000.0, last_success=6000.0, left_out="mta-sts.example.org: no DNS record"
     )
+
+
+def test_dns01_sets_a_name_through_the_cloudflare_table_whose_zone_holds_it(tmp_path: Path) -> None:
+    tables = "".join(
+        f'[[ddns]]\nprovider = "{provider}"\nname = "{name}"\n{zone}password = "token"\nusername = "u"\n'
+        for provider, name, zone in (
+            ("cloudflare", "home.example.org", ""),  # its zone: the organizational domain, example.org
+            ("cloudflare", "box.lab.example.org", 'zone = "lab.example.org"\n'),
+            ("dyndns2", "home.example.net", ""),  # DynDNS2 sets addresses, never TXT records
+        )
+    )
+    config = Config(parse(f'domains = ["example.org"]\n{tables}', tmp_path / "jitaku.toml"), tmp_path)
+    assert dns01.table_for(config, "mail.example.org").name == "home.example.org"
+    assert dns01.table_for(config, "mta-sts.lab.example.org").name == "box.lab.example.org"
+    with pytest.raises(dns01.DnsError, match="no cloudflare \\[\\[ddns\\]\\] table has a zone holding www.example.net"):
+        dns01.table_for(config, "www.example.net")
