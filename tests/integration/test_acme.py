@@ -150,7 +150,7 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
     jitaku_factory, pebble_factory, challtestsrv, stand_in
 ) -> None:
     cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv)
-    pebble = pebble_factory(challtestsrv.dns_port)
+    pebble = pebble_factory(challtestsrv.dns_port, validity=3600)  # an hour: due with 20 minutes left
     server: Jitaku = jitaku_factory()
     server.settings["ddns"] = [
         {
@@ -169,6 +169,11 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
     assert _status(server)["names"] == NAMES
     assert sorted(cloudflare.deleted) == [f"_acme-challenge.{name}" for name in NAMES]
     assert cloudflare.records == {}
+    not_after = datetime.datetime.fromisoformat(_status(server)["not_after"])
+    assert server.cli("cert", "renew").stdout.startswith(
+        f"not due: valid until {not_after.isoformat()}; "
+        f"renewal from {(not_after - datetime.timedelta(minutes=20)).isoformat()}"
+    )
 
     # another CA: an account of its own, registered there
     first = json.loads((server.dir / "acme" / "account.json").read_text())
