@@ -23,12 +23,14 @@ from typing import Any
 from jitaku import log
 from jitaku.config import Config
 from jitaku.errors import BackupError
+from jitaku.words import counted
 
 PROGRAM = "restic"
 MAX_OUTPUT = 8 << 20  # bytes of stdout read from one run at most: `snapshots --json` is one line for all of them
 STDERR_KEPT = 64 << 10  # the last bytes of stderr kept for the sentence
 QUICK = 300.0  # seconds for a command that reads only the repository's small files (init, snapshots)
 LONG = 6 * 3600.0  # for one that moves the data (backup, restore, check)
+UNREAD = "ignoring error for "  # how restic restore begins the line of a file it could not read back
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # restic's own environment that would override or confuse ours: the repository and password are given here alone
 THEIRS = ("RESTIC_PASSWORD", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY_FILE", "RESTIC_KEY_HINT")
@@ -130,6 +132,12 @@ class Restic:
                 " runs, `restic unlock` clears a stale lock"
             )
         lines = [line.strip() for line in said.splitlines() if line.strip()]
+        # restore goes on past a file it cannot read back (a damaged pack) and fails at the end: name the file
+        unread = [line.removeprefix(UNREAD).partition(": ") for line in lines if line.startswith(UNREAD)]
+        if unread:
+            path, _, why = unread[0]
+            more = f" (and {counted(len(unread) - 1, 'more file')})" if len(unread) > 1 else ""
+            return BackupError(f"restic {command} could not read {path}{more} back from {self.target}: {why}")
         fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
         last = (fatal or lines or ["no reason given"])[-1]
         return BackupError(f"restic {command} failed on {self.target}: {last}")

@@ -89,6 +89,9 @@ def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
         if differences:
             raise _failed(snapshot, "it does not hold what was recorded: " + "; ".join(differences))
     try:
+        # a backup killed with -9 leaves its lock, which check's exclusive one would be refused over; unlock removes
+        # only the locks whose process is gone (on this host) or that are older than 30 minutes
+        restic.run("unlock")
         restic.run("check", timeout=LONG)
     except BackupError as error:
         raise _failed(snapshot, str(error)) from None

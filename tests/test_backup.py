@@ -1,0 +1,45 @@
+"""The [backup] settings and what `jitaku backup` refuses before it runs restic (tests/integration/test_backup.py
+drives restic itself)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from jitaku.backup.snapshot import sqlite_file
+from jitaku.config import Config, ConfigError, parse
+from jitaku.errors import BackupError
+from jitaku.provision import TEMPLATE
+
+PATH = Path("/srv/jitaku/jitaku.toml")
+DOMAINS = 'domains = ["example.org"]\n'
+
+
+def test_backups_are_off_until_a_target_is_set_and_the_template_shows_every_key_at_its_default() -> None:
+    default = parse(DOMAINS, PATH).backup
+    assert not default.enabled and default.password_file == "backup.secret"
+    block = re.search(r"^# \[backup\].*?\n\n", TEMPLATE, re.M | re.S)
+    assert block is not None
+    uncommented = re.sub(r"^# ?", "", block.group(0), flags=re.M)
+    shown = parse(DOMAINS + uncommented, PATH).backup
+    assert shown.enabled and shown.model_dump(exclude={"target"}) == default.model_dump(exclude={"target"})
+    assert (shown.every, shown.verify_every, shown.keep_daily, shown.keep_weekly, shown.keep_monthly) == (
+        86400,
+        7 * 86400,
+        7,
+        4,
+        12,
+    )
+
+
+def test_a_negative_schedule_is_refused_with_its_line() -> None:
+    with pytest.raises(ConfigError, match=r"jitaku.toml:3: \[backup\] every"):
+        parse(DOMAINS + '[backup]\nevery = -1\ntarget = "/mnt/b"\n', PATH)
+
+
+def test_a_store_on_postgresql_is_refused_in_one_line() -> None:
+    settings = parse(DOMAINS + '[database]\nurl = "postgresql://jitaku@db.example.org/jitaku"\n', PATH)
+    with pytest.raises(BackupError, match=r"^backup on PostgreSQL comes later"):
+        sqlite_file(Config(settings, PATH.parent))
