@@ -73,6 +73,12 @@ def test_a_backup_taken_while_mail_arrives_restores_into_a_jitaku_that_serves_it
     restored: Jitaku = jitaku_factory(name="restored")
     (restored.dir / "jitaku.toml").unlink()  # an empty directory, which restore takes
     box.cli("backup", "restore", snapshot, "--to", str(restored.dir))
+    # the data directory's files, as they were (modes too), and none of what a running daemon makes for itself
+    for name in ("jitaku.db", "tls/key.pem", "web.secret", "backup.secret", *_relative(box.dir, "dkim")):
+        assert (restored.dir / name).stat().st_mode & 0o777 == 0o600, name
+    assert (restored.dir / "tls" / "cert.pem").read_bytes() == (box.dir / "tls" / "cert.pem").read_bytes()
+    for name in ("backup", "jitaku.db-wal", "jitaku.db-shm", "serve.lock", "ports.json", "backup.json"):
+        assert not (restored.dir / name).exists(), name
     stored = _subjects(restored.dir / "jitaku.db")
     newest = stored[listed["newest"]]
     # every message acknowledged before the newest one the snapshot holds is in it, and nothing else
@@ -199,6 +205,12 @@ def _subjects(database: Path) -> dict[int, int]:
     with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True) as connection:
         rows = connection.execute("SELECT id, body FROM messages").fetchall()
     return {int(id): int(email.message_from_bytes(body)["Subject"]) for id, body in rows}
+
+
+def _relative(directory: Path, under: str) -> list[str]:
+    found = [str(path.relative_to(directory)) for path in (directory / under).iterdir()]
+    assert found, f"nothing in {directory / under}"
+    return found
 
 
 def _files(directory: Path) -> set[Path]:

@@ -15,7 +15,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +33,14 @@ STDERR_KEPT = 64 << 10  # the last bytes of stderr kept for the sentence
 QUICK = 300.0  # seconds for a command that reads only the repository's small files (init, snapshots)
 LONG = 6 * 3600.0  # for one that moves the data (backup, restore, check)
 UNREAD = "ignoring error for "  # how restic restore begins the line of a file it could not read back
+PROGRESS_PER_SECOND = 1  # restic's --json status lines: 60 a second unless told
+CACHE = "backup/cache"  # in the data dir: restic's cache of the repository's index, not in a home the daemon lacks
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # restic's own environment that would override or confuse ours: the repository and password are given here alone
 THEIRS = ("RESTIC_PASSWORD", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY_FILE", "RESTIC_KEY_HINT")
+
+
+Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,10 @@ class NoRepository(BackupError):
 class Restic:
     """The repository TARGET opened with the password in PASSWORD_FILE."""
 
-    def __init__(self, target: str, password_file: Path) -> None:
+    def __init__(self, target: str, password_file: Path, cache: Path | None = None) -> None:
         self.target = target
         self.password_file = password_file
+        self.cache = cache
 
     @classmethod
     def of(cls, config: Config) -> Restic:
@@ -63,12 +71,21 @@ class Restic:
                 f"backups are off: set [backup] target in {config.data_dir / 'jitaku.toml'} (a restic repository:"
                 " a path, sftp:..., s3:...)"
             )
-        return cls(settings.target, config.data_dir / settings.password_file)
+        return cls(settings.target, config.data_dir / settings.password_file, config.data_dir / CACHE)
 
-    def run(self, *args: str, cwd: Path | None = None, timeout: float = QUICK) -> Output:
-        """`restic ARGS` (its own options included); its output, or BackupError with one sentence."""
+    def run(
+        self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
+    ) -> Output:
+        """`restic ARGS` (its own options included); its output, or BackupError with one sentence. PROGRESS is
+        given each of restic's --json status lines (a backup's), which are not kept."""
         environment = {key: value for key, value in os.environ.items() if key not in THEIRS}
-        environment.update(RESTIC_REPOSITORY=self.target, RESTIC_PASSWORD_FILE=str(self.password_file))
+        environment.update(
+            RESTIC_REPOSITORY=self.target,
+            RESTIC_PASSWORD_FILE=str(self.password_file),
+            RESTIC_PROGRESS_FPS=str(PROGRESS_PER_SECOND),
+        )
+        if self.cache is not None:
+            environment["RESTIC_CACHE_DIR"] = str(self.cache)
         try:
             process = subprocess.Popen(
                 [PROGRAM, *args],
@@ -91,12 +108,13 @@ class Restic:
 
         timer = threading.Timer(timeout, expire)
         timer.start()
+        overflow = False
         try:
-            output, overflow = _read(process.stdout)
-            if overflow:
-                process.kill()
-            code = process.wait()
+            output, overflow = _read(process.stdout, progress)
         finally:
+            if process.poll() is None and (overflow or sys.exc_info()[0] is not None):
+                process.kill()  # too much said, or Ctrl-C: nothing of restic's stays behind
+            code = process.wait()
             timer.cancel()
             stderr.join()
             process.stdout.close()
@@ -149,8 +167,9 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _read(stream: Any) -> tuple[Output, bool]:
-    """STREAM's lines, JSON ones parsed, until its end or MAX_OUTPUT bytes (then True: the rest unread)."""
+def _read(stream: Any, progress: Progress | None) -> tuple[Output, bool]:
+    """STREAM's lines, JSON ones parsed, until its end or MAX_OUTPUT bytes kept (then True: the rest unread).
+    Status lines go to PROGRESS and are dropped: restic prints them all along a backup of any length."""
     documents: list[Any] = []
     text: list[str] = []
     total = 0
@@ -158,18 +177,28 @@ def _read(stream: Any) -> tuple[Output, bool]:
         line = stream.readline(MAX_OUTPUT - total + 1)
         if not line:
             return Output(documents, text), False
+        document = _document(line.strip())
+        if isinstance(document, dict) and document.get("message_type") == "status":
+            if progress is not None:
+                progress(document)
+            continue
         total += len(line)
         if total > MAX_OUTPUT:
             return Output(documents, text), True
-        stripped = line.strip()
-        if stripped[:1] in (b"{", b"["):
-            try:
-                documents.append(json.loads(stripped))
-                continue
-            except ValueError:
-                pass
-        if stripped:
-            text.append(stripped.decode(errors="replace"))
+        if document is not None:
+            documents.append(document)
+        elif line.strip():
+            text.append(line.strip().decode(errors="replace"))
+
+
+def _document(line: bytes) -> Any:
+    """LINE parsed, when it is JSON; None otherwise."""
+    if line[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 class _Tail(threading.Thread):

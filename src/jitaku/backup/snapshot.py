@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jitaku import __version__, log
-from jitaku.backup.restic import LONG, Restic
+from jitaku.backup.restic import LONG, Progress, Restic
 from jitaku.config import Config
 from jitaku.errors import BackupError
 from jitaku.store.backup import Counts, copy_sqlite
@@ -65,8 +65,9 @@ class Taken:
     counts: Counts
 
 
-def take(config: Config) -> Taken:
-    """One snapshot of CONFIG's data directory in its repository; BackupError with one sentence otherwise."""
+def take(config: Config, progress: Progress | None = None) -> Taken:
+    """One snapshot of CONFIG's data directory in its repository; BackupError with one sentence otherwise.
+    PROGRESS is given restic's status as it sends."""
     restic = Restic.of(config)
     source = sqlite_file(config)
     with running(config) as work:
@@ -79,7 +80,8 @@ def take(config: Config) -> Taken:
             copy_files(config.data_dir, staging)
             record = {"jitaku": __version__, "time": began, "counts": counts.as_json()}
             (staging / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
-            output = restic.run("backup", "--json", *tag_options(counts), ".", cwd=staging, timeout=LONG)
+            options = tag_options(counts)
+            output = restic.run("backup", "--json", *options, ".", cwd=staging, timeout=LONG, progress=progress)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     summaries = [d for d in output.documents if isinstance(d, dict) and d.get("message_type") == "summary"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +20,8 @@ from jitaku.cli.common import (
 )
 from jitaku.store.backup import Counts
 from jitaku.words import counted
+
+MB = 1 << 20
 
 backup_app = typer.Typer(
     no_args_is_help=True, help="Backups through restic: encrypted snapshots, restores, and restore drills."
@@ -49,7 +52,12 @@ def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
     """Take a snapshot now: the database as of one commit, while mail keeps arriving, and the data dir's files."""
     from jitaku.backup import snapshot
 
-    taken = snapshot.take(load_config(data_dir))
+    shown = _Progress() if sys.stderr.isatty() else None
+    try:
+        taken = snapshot.take(load_config(data_dir), shown)
+    finally:
+        if shown is not None:
+            shown.end()
     console.print(f"snapshot {taken.id}: {_summary(taken.counts)}")
 
 
@@ -100,6 +108,26 @@ def backup_verify(
 
     checked, counts = restore.verify(load_config(data_dir), snapshot)
     console.print(f"snapshot {checked} verified: it restores, its database is whole, and it holds {_summary(counts)}")
+
+
+class _Progress:
+    """restic's status as one line on a terminal, rewritten in place, for a backup that takes minutes."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        done, total = float(status.get("bytes_done") or 0), float(status.get("total_bytes") or 0)
+        if not total:  # restic still counting what there is to send
+            return
+        share = float(status.get("percent_done") or 0) * 100
+        sys.stderr.write(f"\rsending: {share:3.0f}% ({done / MB:,.0f} of {total / MB:,.0f} MB)   ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
 
 
 def _summary(counts: Counts) -> str:
