@@ -3,11 +3,13 @@ drives restic itself)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+from jitaku.backup.restic import Restic
 from jitaku.backup.snapshot import sqlite_file
 from jitaku.config import Config, ConfigError, parse
 from jitaku.errors import BackupError
@@ -43,3 +45,24 @@ def test_a_store_on_postgresql_is_refused_in_one_line() -> None:
     settings = parse(DOMAINS + '[database]\nurl = "postgresql://jitaku@db.example.org/jitaku"\n', PATH)
     with pytest.raises(BackupError, match=r"^backup on PostgreSQL comes later"):
         sqlite_file(Config(settings, PATH.parent))
+
+
+def test_a_repository_path_and_the_password_file_are_the_data_dirs_wherever_the_command_runs() -> None:
+    here = Path("relative/jitaku")
+    settings = parse(DOMAINS + '[backup]\ntarget = "../second-disk/repo"\n', PATH)
+    restic = Restic.of(Config(settings, here))
+    assert restic.target == os.path.abspath("relative/second-disk/repo")
+    assert restic.password_file == Path(os.path.abspath("relative/jitaku/backup.secret"))
+    remote = parse(DOMAINS + '[backup]\ntarget = "sftp:backup@nas.lan:/srv/jitaku"\n', PATH)
+    assert Restic.of(Config(remote, here)).target == "sftp:backup@nas.lan:/srv/jitaku"
+
+
+def test_a_repository_inside_the_data_dir_is_refused() -> None:
+    settings = parse(DOMAINS + '[backup]\ntarget = "repo"\n', PATH)
+    with pytest.raises(BackupError, match=r"^the backup target /srv/jitaku/repo is inside the data directory"):
+        Restic.of(Config(settings, PATH.parent))
+
+
+def test_backups_off_say_which_key_turns_them_on() -> None:
+    with pytest.raises(BackupError, match=r"^backups are off: set \[backup\] target in /srv/jitaku/jitaku.toml"):
+        Restic.of(Config(parse(DOMAINS, PATH), PATH.parent))

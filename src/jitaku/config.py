@@ -794,7 +794,8 @@ class BackupSettings(_Section):
     """Snapshots through restic (jitaku.backup), on when `target` is set: restic's own repository format, so that
     restic alone can read them back on any machine."""
 
-    target: str = ""  # a restic repository: a path (the second disk), "sftp:HOST:/PATH", "s3:URL/BUCKET"
+    # a restic repository: a path (the second disk; relative: to the data dir), "sftp:HOST:/PATH", "s3:URL/BUCKET"
+    target: str = ""
     password_file: str = "backup.secret"  # relative to the data dir; `jitaku backup init` makes it, 0600
     every: int = Field(default=86400, ge=0, description="seconds between scheduled backups; 0: none")
     verify_every: int = Field(default=7 * 86400, ge=0, description="seconds between restore drills; 0: none")

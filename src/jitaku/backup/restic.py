@@ -34,6 +34,8 @@ QUICK = 300.0  # seconds for a command that reads only the repository's small fi
 LONG = 6 * 3600.0  # for one that moves the data (backup, restore, check)
 UNREAD = "ignoring error for "  # how restic restore begins the line of a file it could not read back
 PROGRESS_PER_SECOND = 1  # restic's --json status lines: 60 a second unless told
+# restic's prefixes of a repository that is not a local path; a path is relative to the data dir
+BACKENDS = ("local:", "sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
 CACHE = "backup/cache"  # in the data dir: restic's cache of the repository's index, not in a home the daemon lacks
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # restic's own environment that would override or confuse ours: the repository and password are given here alone
@@ -58,7 +60,7 @@ class NoRepository(BackupError):
 class Restic:
     """The repository TARGET opened with the password in PASSWORD_FILE."""
 
-    def __init__(self, target: str, password_file: Path, cache: Path | None = None) -> None:
+    def __init__(self, target: str, password_file: Path, cache: Path) -> None:
         self.target = target
         self.password_file = password_file
         self.cache = cache
@@ -71,7 +73,15 @@ class Restic:
                 f"backups are off: set [backup] target in {config.data_dir / 'jitaku.toml'} (a restic repository:"
                 " a path, sftp:..., s3:...)"
             )
-        return cls(settings.target, config.data_dir / settings.password_file, config.data_dir / CACHE)
+        # absolute: restic runs in a staging directory, and the daemon's working directory is not the CLI's
+        here = Path(os.path.abspath(config.data_dir))
+        target = settings.target if settings.target.startswith(BACKENDS) else os.path.abspath(here / settings.target)
+        if Path(target).is_relative_to(here):
+            raise BackupError(
+                f"the backup target {target} is inside the data directory {here}: a backup would hold itself, and"
+                " go with this disk; name a directory on another disk, or sftp:..., s3:..."
+            )
+        return cls(target, here / settings.password_file, here / CACHE)
 
     def run(
         self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
@@ -83,9 +93,8 @@ class Restic:
             RESTIC_REPOSITORY=self.target,
             RESTIC_PASSWORD_FILE=str(self.password_file),
             RESTIC_PROGRESS_FPS=str(PROGRESS_PER_SECOND),
+            RESTIC_CACHE_DIR=str(self.cache),
         )
-        if self.cache is not None:
-            environment["RESTIC_CACHE_DIR"] = str(self.cache)
         try:
             process = subprocess.Popen(
                 [PROGRAM, *args],
@@ -124,8 +133,9 @@ class Restic:
             raise BackupError(f"restic {args[0]} printed more than {MAX_OUTPUT >> 20} MB: stopped")
         if code != 0:
             said = stderr.text()
-            log.event("restic_failed", command=args[0], code=code, said=said.strip().splitlines()[-1:] or None)
-            raise self.failure(args[0], said)
+            failure = self.failure(args[0], said)
+            log.event("restic_failed", command=args[0], code=code, error=str(failure))
+            raise failure
         return output
 
     def failure(self, command: str, said: str) -> BackupError:
