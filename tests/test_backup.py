@@ -3,13 +3,17 @@ drives restic itself)."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 
-from jitaku.backup.restic import Restic
+from jitaku.backup import restic as restic_module
+from jitaku.backup.restic import Restic, _read
 from jitaku.backup.snapshot import sqlite_file
 from jitaku.config import Config, ConfigError, parse
 from jitaku.errors import BackupError
@@ -66,3 +70,26 @@ def test_a_repository_inside_the_data_dir_is_refused() -> None:
 def test_backups_off_say_which_key_turns_them_on() -> None:
     with pytest.raises(BackupError, match=r"^backups are off: set \[backup\] target in /srv/jitaku/jitaku.toml"):
         Restic.of(Config(parse(DOMAINS, PATH), PATH.parent))
+
+
+def test_restics_status_lines_are_passed_on_and_dropped_and_its_output_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    status = b'{"message_type":"status","percent_done":0.5,"total_bytes":10,"bytes_done":5}\n'
+    summary = b'{"message_type":"summary","snapshot_id":"0123abcd"}\n'
+    seen: list[dict[str, object]] = []
+    output, overflow = _read(io.BytesIO(status * 1000 + b"created restic repository\n" + summary), seen.append)
+    assert not overflow and len(seen) == 1000 and seen[0]["percent_done"] == 0.5
+    assert output.documents == [json.loads(summary)] and output.text == ["created restic repository"]
+    monkeypatch.setattr(restic_module, "MAX_OUTPUT", 100)
+    _, overflow = _read(io.BytesIO(b"x" * 60 + b"\n" + b"y" * 60 + b"\n"), None)
+    assert overflow
+
+
+def test_a_restic_that_does_not_finish_is_stopped_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restic_module, "PROGRAM", "sleep")  # a child that takes its time, as a hung restic would
+    hung = Restic("/srv/backup", Path("/srv/jitaku/backup.secret"), Path("/srv/jitaku/backup/cache"))
+    began = time.monotonic()
+    with pytest.raises(BackupError, match=r"^restic 60 did not finish within 1 s, and was stopped$"):
+        hung.run("60", timeout=1)
+    assert time.monotonic() - began < 30

@@ -40,6 +40,8 @@ def box(jitaku_factory: Any, tmp_path: Path) -> Jitaku:
     made = server.cli("backup", "init")
     assert "without it the backups cannot be read" in made.stdout
     assert (server.dir / "backup.secret").stat().st_mode & 0o777 == 0o600
+    again = server.cli("backup", "init")  # says so once: a second init finds the repository, and changes nothing
+    assert "nothing changed" in again.stdout and "cannot be read" not in again.stdout
     return server
 
 
@@ -163,6 +165,11 @@ def test_a_restore_into_a_directory_that_holds_anything_is_refused(box: Jitaku, 
     (occupied / "notes.txt").write_text("mine\n")
     refused = box.cli("backup", "restore", snapshot, "--to", str(occupied), check=False)
     assert refused.returncode == 1 and "not an empty directory" in refused.stderr
+    unknown = box.cli("backup", "restore", "0123abcd", "--to", str(tmp_path / "new"), check=False)
+    assert (
+        unknown.stderr == f"jitaku: 0123abcd is no snapshot in {tmp_path / 'repo'}: `jitaku backup list` shows them\n"
+    )
+    assert not (tmp_path / "new").exists()
     assert [path.name for path in occupied.iterdir()] == ["notes.txt"]
     assert (occupied / "notes.txt").read_text() == "mine\n"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,6 +153,9 @@ class Restic:
             )
         if "unable to open config file" in lowered or "is there a repository at" in lowered:
             return NoRepository(f"no restic repository at {self.target}: run `jitaku backup init`")
+        unknown = re.search(r'invalid id "([^"]*)": no matching id found', said, re.IGNORECASE)
+        if unknown:
+            return BackupError(f"{unknown.group(1)} is no snapshot in {self.target}: `jitaku backup list` shows them")
         if "no space left on device" in lowered:
             return BackupError(f"the backup target {self.target} is full (no space left on device): nothing was kept")
         if "already locked" in lowered:
