@@ -10,6 +10,7 @@ import email
 import imaplib
 import json
 import os
+import shutil
 import signal
 import smtplib
 import sqlite3
@@ -119,6 +120,30 @@ def test_verify_fails_naming_the_snapshot_whose_pack_is_damaged(box: Jitaku, tmp
     assert failed.returncode == 1 and failed.stdout == ""
     assert failed.stderr.startswith(f"jitaku: snapshot {snapshot} failed verification: restic restore could not read /")
     assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+
+
+def test_verify_fails_when_a_snapshot_holds_less_than_its_record_says(box: Jitaku, tmp_path: Path) -> None:
+    box.start()
+    deliver(box, "one", "two")
+    box.stop()
+    # a snapshot made by hand as `backup now` makes one, but for its record, which counts a message more
+    made = tmp_path / "made"
+    made.mkdir()
+    shutil.copy2(box.dir / "jitaku.db", made / "jitaku.db")
+    counts = {"messages": 3, "mailboxes": {f"{READER}/INBOX": 3}, "posts": 0, "comments": 0, "members": 0, "newest": 2}
+    (made / "backup.json").write_text(json.dumps({"counts": counts}))
+    tags = [f"--tag={tag}" for tag in ("jitaku", "messages=3", "newest=2", "posts=0", "comments=0", "members=0")]
+    environment = {**os.environ, "RESTIC_REPOSITORY": str(tmp_path / "repo")}
+    environment["RESTIC_PASSWORD_FILE"] = str(box.dir / "backup.secret")
+    sent = subprocess.run(["restic", "backup", "--json", *tags, "."], cwd=made, env=environment, capture_output=True)
+    assert sent.returncode == 0, sent.stderr
+    snapshot = json.loads(sent.stdout.splitlines()[-1])["snapshot_id"]
+    failed = box.cli("backup", "verify", check=False)
+    assert failed.returncode == 1
+    assert failed.stderr == (
+        f"jitaku: snapshot {snapshot} failed verification: it does not hold what was recorded: "
+        f"{READER}/INBOX has 2 messages, 3 recorded\n"
+    )
 
 
 def test_a_wrong_password_file_is_one_line_and_leaves_nothing(box: Jitaku, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,8 +20,9 @@ from jitaku import log
 from jitaku.backup.restic import LONG, Restic
 from jitaku.backup.snapshot import DATABASE, RECORD, TAG, running
 from jitaku.config import Config
-from jitaku.errors import BackupError
+from jitaku.errors import BackupError, SchemaSkew
 from jitaku.store.backup import Counts, integrity
+from jitaku.store.errors import StoreError
 
 SUMMED = ("messages", "newest", "posts", "comments", "members")  # the counts a snapshot's tags carry
 
@@ -55,7 +57,10 @@ def restore(config: Config, snapshot: str, to: Path) -> Counts:
     restic = Restic.of(config)
     try:
         restic.run("restore", snapshot, "--target", str(to), timeout=LONG)
-        recorded = _record(to, snapshot)
+        try:
+            recorded = _record(to)
+        except BackupError as error:
+            raise BackupError(f"snapshot {snapshot}: {error}") from None
     except BaseException:
         _empty(to)
         raise
@@ -68,26 +73,20 @@ def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
     """SNAPSHOT (default: the newest) restored into a directory of its own, its database opened and checked by
     SQLite, its counts compared with those recorded when it was taken, then restic's check of the repository;
     the snapshot's id and counts, or BackupError naming the snapshot."""
+    restic = Restic.of(config)
     if snapshot is None:
         listed = snapshots(config)
         if not listed:
-            raise BackupError(f"no snapshot in {config.settings.backup.target} to verify: run `jitaku backup now`")
+            raise BackupError(f"no snapshot in {restic.target} to verify: run `jitaku backup now`")
         snapshot = listed[-1].id
-    restic = Restic.of(config)
     with running(config) as work, tempfile.TemporaryDirectory(prefix="verify-", dir=work) as place:
         target = Path(place)
         try:
             restic.run("restore", snapshot, "--target", str(target), timeout=LONG)
-            recorded = _record(target, snapshot)
+            recorded = _record(target)
+            found = _checked(target / DATABASE, recorded)
         except BackupError as error:
             raise _failed(snapshot, str(error)) from None
-        checked = integrity(target / DATABASE)
-        if checked != "ok":
-            raise _failed(snapshot, f"SQLite finds its database damaged: {checked}")
-        found = _counts(target / DATABASE)
-        differences = _differences(recorded, found)
-        if differences:
-            raise _failed(snapshot, "it does not hold what was recorded: " + "; ".join(differences))
     try:
         # a backup killed with -9 leaves its lock, which check's exclusive one would be refused over; unlock removes
         # only the locks whose process is gone (on this host) or that are older than 30 minutes
@@ -104,15 +103,30 @@ def _failed(snapshot: str, why: str) -> BackupError:
     return BackupError(f"snapshot {snapshot} failed verification: {why}")
 
 
-def _record(directory: Path, snapshot: str) -> Counts:
+def _record(directory: Path) -> Counts:
     """The counts backup.json in a restored DIRECTORY says its snapshot holds."""
     try:
         data = json.loads((directory / RECORD).read_text(encoding="utf-8"))
         return Counts.from_json(data["counts"])
     except FileNotFoundError:
-        raise BackupError(f"snapshot {snapshot} holds no {RECORD}: it was not made by `jitaku backup now`") from None
+        raise BackupError(f"it holds no {RECORD}: it was not made by `jitaku backup now`") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise BackupError(f"snapshot {snapshot}: its {RECORD} cannot be read ({error})") from None
+        raise BackupError(f"its {RECORD} cannot be read ({error})") from None
+
+
+def _checked(path: Path, recorded: Counts) -> Counts:
+    """The counts of the restored database at PATH, once SQLite finds it whole and they are those RECORDED."""
+    try:
+        checked = integrity(path)
+        if checked != "ok":
+            raise BackupError(f"SQLite finds its database damaged: {checked}")
+        found = _counts(path)
+    except (sqlite3.Error, StoreError, SchemaSkew, OSError) as error:
+        raise BackupError(f"its database cannot be opened: {error}") from None
+    differences = _differences(recorded, found)
+    if differences:
+        raise BackupError("it does not hold what was recorded: " + "; ".join(differences))
+    return found
 
 
 def _counts(path: Path) -> Counts:

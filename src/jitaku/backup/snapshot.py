@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,8 +77,7 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
         staging.mkdir(mode=0o700)
         try:
             began = time.time()
-            counts = copy_sqlite(source, staging / DATABASE)
-            copy_files(config.data_dir, staging)
+            counts = stage(config.data_dir, source, staging)
             record = {"jitaku": __version__, "time": began, "counts": counts.as_json()}
             (staging / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
             options = tag_options(counts)
@@ -90,6 +90,19 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
     taken = Taken(str(summaries[-1]["snapshot_id"]), began, counts)
     log.event("backup_taken", snapshot=taken.id, messages=counts.messages, newest=counts.newest)
     return taken
+
+
+def stage(data_dir: Path, source: Path, staging: Path) -> Counts:
+    """The copy to send, made in STAGING: the database at SOURCE and DATA_DIR's files; what the copy holds."""
+    try:
+        counts = copy_sqlite(source, staging / DATABASE)
+        copy_files(data_dir, staging)
+    except sqlite3.Error as error:
+        raise BackupError(f"cannot copy the database {source}: {error}") from None
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        raise BackupError(f"cannot make the copy to send in {staging}{where}: {error.strerror or error}") from None
+    return counts
 
 
 def sqlite_file(config: Config) -> Path:
