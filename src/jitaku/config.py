@@ -790,6 +790,31 @@ class AcmeSettings(_Section):
         return self.caa or ("letsencrypt.org" if self.directory in _DIRECTORIES.values() else "")
 
 
+class BackupSettings(_Section):
+    """Snapshots through restic (jitaku.backup), on when `target` is set: restic's own repository format, so that
+    restic alone can read them back on any machine."""
+
+    # a restic repository: a path (the second disk; relative: to the data dir), "sftp:HOST:/PATH", "s3:URL/BUCKET"
+    target: str = ""
+    password_file: str = "backup.secret"  # relative to the data dir; `jitaku backup init` makes it, 0600
+    every: int = Field(default=86400, ge=0, description="seconds between scheduled backups; 0: none")
+    verify_every: int = Field(default=7 * 86400, ge=0, description="seconds between restore drills; 0: none")
+    keep_daily: int = Field(default=7, ge=0)
+    keep_weekly: int = Field(default=4, ge=0)
+    keep_monthly: int = Field(default=12, ge=0)
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if value != value.strip() or any(ord(c) < 32 for c in value):
+            raise ValueError(f"expected a restic repository (a path, sftp:..., s3:...), got {value!r}")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.target)
+
+
 class Settings(_Section):
     hostname: str = ""
     domains: tuple[str, ...]
@@ -817,6 +842,7 @@ class Settings(_Section):
     filters: FiltersSettings = FiltersSettings()
     ha: HaSettings = HaSettings()
     acme: AcmeSettings = AcmeSettings()
+    backup: BackupSettings = BackupSettings()
 
     @field_validator("acme")
     @classmethod

@@ -16,3 +16,8 @@ class ClusterError(Exception):
 class SchemaSkew(Exception):
     """The database's schema is at another revision than this jitaku's and cannot be migrated here (a standby's
     is read-only); one line for a person."""
+
+
+class BackupError(Exception):
+    """A backup, restore or verify that failed or was refused; one line for a person, naming the repository or
+    the snapshot."""

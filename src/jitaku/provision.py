@@ -132,6 +132,15 @@ urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram
 # challenge = "http-01"          # http-01 (port 80 reaches this box) | dns-01 (through a cloudflare [[ddns]] table)
 # names = []                     # default: the mail hostname, the web URL's host, mta-sts.DOMAIN
 
+# [backup]                       # encrypted snapshots through restic (Debian: apt install restic)
+# target = "/mnt/backup/jitaku"  # set: on; a restic repository: a path, "sftp:host:/path", "s3:URL/BUCKET"
+# password_file = "backup.secret"  # `jitaku backup init` makes it; keep a copy elsewhere: without it, no restore
+# every = 86400                  # seconds between backups; 0: only `jitaku backup now`
+# verify_every = 604800          # seconds between restore drills (`jitaku backup verify`); 0: none
+# keep_daily = 7                 # snapshots kept: one a day for 7 days, a week for 4 weeks, a month for 12
+# keep_weekly = 4
+# keep_monthly = 12
+
 # [ha]                           # a primary/standby pair; without address, failover moves no address
 # address = "192.168.1.10/24"    # the LAN address the router forwards 25/80/443 to: the primary holds it
 # interface = "eth0"             # where to hold it (needed with address)

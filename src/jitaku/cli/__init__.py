@@ -1,5 +1,5 @@
 """The `jitaku` command: init, serve, user, alias, mailbox, queue, dkim, list, ddns, dns, check, alerts, smart, blog,
-db, standby, ha.
+db, backup, standby, ha.
 
 One module per command group; they share only `jitaku.cli.common` (options, errors, printing) and are put
 together in `jitaku.cli.commands`. A plain `jitaku serve [--dir DIR]` skips them: the daemon runs without
@@ -109,7 +109,7 @@ def _refusals() -> tuple[type[Exception], ...]:
     `jitaku serve` does not load the modules that define them (the store's, SQLAlchemy) for an except clause."""
     from jitaku.cli.errors import CliError
     from jitaku.config import ConfigError
-    from jitaku.errors import ClusterError, PrivilegeError, SchemaSkew, ServeError
+    from jitaku.errors import BackupError, ClusterError, PrivilegeError, SchemaSkew, ServeError
     from jitaku.ha.address import AddressError
     from jitaku.service import ServiceError
     from jitaku.store.accounts import AccountError
@@ -126,6 +126,7 @@ def _refusals() -> tuple[type[Exception], ...]:
         AddressError,
         CopyRefused,
         SchemaSkew,
+        BackupError,
     )
 
 

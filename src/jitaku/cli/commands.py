@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from jitaku.cli import (
+    backup,
     blog,
     cert,
     db,
@@ -49,6 +50,7 @@ app.add_typer(blog.blog_app, name="blog")
 app.add_typer(web.web_app, name="web")
 app.add_typer(filters.filter_app, name="filter")
 app.add_typer(db.db_app, name="db")
+app.add_typer(backup.backup_app, name="backup")
 app.add_typer(ha.standby_app, name="standby")
 app.add_typer(ha.ha_app, name="ha")
 app.command("failover")(ha.failover)

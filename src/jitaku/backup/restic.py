@@ -1,0 +1,234 @@
+"""restic, run as a child process: jitaku writes no backup format of its own, so restic alone (any machine, any
+later version) can read the backups back.
+
+restic is run with an argument list, never a shell, its repository and password file given in its environment
+(RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE) and nothing else of ours on its command line. What it prints is read
+bounded (MAX_OUTPUT bytes, its --json lines parsed one at a time), it has a deadline, and it dies with us: a
+`jitaku backup now` killed with -9 leaves no restic running on to write a snapshot nobody asked for any more.
+Its failures become one sentence (BackupError) that says what to do, never its own multi-line text.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jitaku import log
+from jitaku.config import Config
+from jitaku.errors import BackupError
+from jitaku.words import counted
+
+PROGRAM = "restic"
+MAX_OUTPUT = 8 << 20  # bytes of stdout read from one run at most: `snapshots --json` is one line for all of them
+STDERR_KEPT = 64 << 10  # the last bytes of stderr kept for the sentence
+QUICK = 300.0  # seconds for a command that reads only the repository's small files (init, snapshots)
+LONG = 6 * 3600.0  # for one that moves the data (backup, restore, check)
+UNREAD = "ignoring error for "  # how restic restore begins the line of a file it could not read back
+PROGRESS_PER_SECOND = 1  # restic's --json status lines: 60 a second unless told
+# restic's prefixes of a repository that is not a local path; a path is relative to the data dir
+BACKENDS = ("local:", "sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+CACHE = "backup/cache"  # in the data dir: restic's cache of the repository's index, not in a home the daemon lacks
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# restic's own environment that would override or confuse ours: the repository and password are given here alone
+THEIRS = ("RESTIC_PASSWORD", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY_FILE", "RESTIC_KEY_HINT")
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Output:
+    """One run's stdout: its JSON documents, in order, and its other lines (restic 0.14's init prints text)."""
+
+    documents: list[Any]
+    text: list[str]
+
+
+class NoRepository(BackupError):
+    """No restic repository at the target: `jitaku backup init` makes one."""
+
+
+class Restic:
+    """The repository TARGET opened with the password in PASSWORD_FILE."""
+
+    def __init__(self, target: str, password_file: Path, cache: Path) -> None:
+        self.target = target
+        self.password_file = password_file
+        self.cache = cache
+
+    @classmethod
+    def of(cls, config: Config) -> Restic:
+        settings = config.settings.backup
+        if not settings.enabled:
+            raise BackupError(
+                f"backups are off: set [backup] target in {config.data_dir / 'jitaku.toml'} (a restic repository:"
+                " a path, sftp:..., s3:...)"
+            )
+        # absolute: restic runs in a staging directory, and the daemon's working directory is not the CLI's
+        here = Path(os.path.abspath(config.data_dir))
+        target = settings.target if settings.target.startswith(BACKENDS) else os.path.abspath(here / settings.target)
+        if Path(target).is_relative_to(here):
+            raise BackupError(
+                f"the backup target {target} is inside the data directory {here}: a backup would hold itself, and"
+                " go with this disk; name a directory on another disk, or sftp:..., s3:..."
+            )
+        return cls(target, here / settings.password_file, here / CACHE)
+
+    def run(
+        self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
+    ) -> Output:
+        """`restic ARGS` (its own options included); its output, or BackupError with one sentence. PROGRESS is
+        given each of restic's --json status lines (a backup's), which are not kept."""
+        environment = {key: value for key, value in os.environ.items() if key not in THEIRS}
+        environment.update(
+            RESTIC_REPOSITORY=self.target,
+            RESTIC_PASSWORD_FILE=str(self.password_file),
+            RESTIC_PROGRESS_FPS=str(PROGRESS_PER_SECOND),
+            RESTIC_CACHE_DIR=str(self.cache),
+        )
+        try:
+            process = subprocess.Popen(
+                [PROGRAM, *args],
+                stdin=subprocess.DEVNULL,  # never a password prompt
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=environment,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - a CLI's or worker thread's child, nothing else forks
+            )
+        except FileNotFoundError:
+            raise BackupError("restic is not installed: `apt install restic` (Debian), or put it on PATH") from None
+        assert process.stdout is not None and process.stderr is not None
+        stderr = _Tail(process.stderr)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        overflow = False
+        try:
+            output, overflow = _read(process.stdout, progress)
+        finally:
+            if process.poll() is None and (overflow or sys.exc_info()[0] is not None):
+                process.kill()  # too much said, or Ctrl-C: nothing of restic's stays behind
+            code = process.wait()
+            timer.cancel()
+            stderr.join()
+            process.stdout.close()
+        if expired.is_set():
+            raise BackupError(f"restic {args[0]} did not finish within {timeout:.0f} s, and was stopped")
+        if overflow:
+            raise BackupError(f"restic {args[0]} printed more than {MAX_OUTPUT >> 20} MB: stopped")
+        if code != 0:
+            said = stderr.text()
+            failure = self.failure(args[0], said)
+            log.event("restic_failed", command=args[0], code=code, error=str(failure))
+            raise failure
+        return output
+
+    def failure(self, command: str, said: str) -> BackupError:
+        """What restic's stderr SAID comes to, as one sentence naming the repository and what to do."""
+        lowered = said.lower()
+        if "wrong password" in lowered:
+            return BackupError(
+                f"restic cannot open the repository {self.target} with {self.password_file}: wrong password?"
+            )
+        if "resolving password failed" in lowered:
+            return BackupError(
+                f"no restic password file at {self.password_file}: put back your copy of it, or for a new repository"
+                " run `jitaku backup init`"
+            )
+        if "unable to open config file" in lowered or "is there a repository at" in lowered:
+            return NoRepository(f"no restic repository at {self.target}: run `jitaku backup init`")
+        unknown = re.search(r'invalid id "([^"]*)": no matching id found', said, re.IGNORECASE)
+        if unknown:
+            return BackupError(f"{unknown.group(1)} is no snapshot in {self.target}: `jitaku backup list` shows them")
+        if "no space left on device" in lowered:
+            return BackupError(f"the backup target {self.target} is full (no space left on device): nothing was kept")
+        if "already locked" in lowered:
+            return BackupError(
+                f"the repository {self.target} is locked by another restic (a backup or check running now); if none"
+                " runs, `restic unlock` clears a stale lock"
+            )
+        lines = [line.strip() for line in said.splitlines() if line.strip()]
+        # restore goes on past a file it cannot read back (a damaged pack) and fails at the end: name the file
+        unread = [line.removeprefix(UNREAD).partition(": ") for line in lines if line.startswith(UNREAD)]
+        if unread:
+            path, _, why = unread[0]
+            more = f" (and {counted(len(unread) - 1, 'more file')})" if len(unread) > 1 else ""
+            return BackupError(f"restic {command} could not read {path}{more} back from {self.target}: {why}")
+        fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
+        last = (fatal or lines or ["no reason given"])[-1]
+        return BackupError(f"restic {command} failed on {self.target}: {last}")
+
+
+def _die_with_parent() -> None:
+    """In the child, before restic starts: SIGKILL when the thread that started it ends (this process killed),
+    which it never does sooner, since that thread waits for restic to finish."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _read(stream: Any, progress: Progress | None) -> tuple[Output, bool]:
+    """STREAM's lines, JSON ones parsed, until its end or MAX_OUTPUT bytes kept (then True: the rest unread).
+    Status lines go to PROGRESS and are dropped: restic prints them all along a backup of any length."""
+    documents: list[Any] = []
+    text: list[str] = []
+    total = 0
+    while True:
+        line = stream.readline(MAX_OUTPUT - total + 1)
+        if not line:
+            return Output(documents, text), False
+        document = _document(line.strip())
+        if isinstance(document, dict) and document.get("message_type") == "status":
+            if progress is not None:
+                progress(document)
+            continue
+        total += len(line)
+        if total > MAX_OUTPUT:
+            return Output(documents, text), True
+        if document is not None:
+            documents.append(document)
+        elif line.strip():
+            text.append(line.strip().decode(errors="replace"))
+
+
+def _document(line: bytes) -> Any:
+    """LINE parsed, when it is JSON; None otherwise."""
+    if line[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
+class _Tail(threading.Thread):
+    """A stream read to its end in a thread of its own (so that neither pipe fills and stalls restic), keeping
+    only its last STDERR_KEPT bytes."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(daemon=True)
+        self._stream = stream
+        self._kept = b""
+        self.start()
+
+    def run(self) -> None:
+        with self._stream:
+            while chunk := self._stream.read1(STDERR_KEPT):
+                self._kept = (self._kept + chunk)[-STDERR_KEPT:]
+
+    def text(self) -> str:
+        return self._kept.decode(errors="replace")

@@ -1,0 +1,164 @@
+"""`jitaku backup now`: one snapshot in restic of everything a data directory needs to start again, taken while
+mail keeps arriving.
+
+The snapshot is a data directory as it should come back: the database's consistent copy (store/backup.py) named
+jitaku.db, the directory's own files beside it (config, DKIM and TLS keys, ACME account, web secret, DDNS and
+SMART state, the replication secret), and backup.json, the counts of what the copy holds, which `verify` checks a
+restore against. What is left out is what a running daemon makes for itself or what would be wrong on another
+box: the live database and its -wal/-shm (copied whole above instead), the locks, ports.json, ha/'s
+role, fence and re-join state, the managed cluster (PostgreSQL: later), and DIR/backup, where the copy is staged.
+
+The copy is made in DIR/backup/staging, sent as restic's "." from there (so the snapshot's root is the data
+directory), and removed; a run killed half-way leaves the staging directory, which the next run removes, and
+in restic no snapshot: restic writes a snapshot's record after every piece of its data, so a snapshot that is
+listed is whole.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from jitaku import __version__, log
+from jitaku.backup.restic import LONG, Progress, Restic
+from jitaku.config import Config
+from jitaku.errors import BackupError
+from jitaku.store.backup import Counts, copy_sqlite
+from jitaku.store.driver import sqlite_path
+
+WORK_DIR = "backup"  # DIR/backup: the staging and verify directories, and the lock that keeps one run at a time
+STAGING = "staging"
+LOCK = "lock"
+RECORD = "backup.json"  # in the snapshot's root: what it holds
+DATABASE = "jitaku.db"  # the copy's name in the snapshot: where a data dir without [database] url keeps it
+TAG = "jitaku"  # every snapshot of ours carries it; `list` shows only these
+# the data directory's own names left out; ha/ keeps only its secret (HA_KEPT)
+LEFT_OUT = frozenset(
+    {
+        "jitaku.db",
+        "jitaku.db-wal",
+        "jitaku.db-shm",
+        "jitaku.db-journal",
+        "postgres",
+        WORK_DIR,
+        "serve.lock",
+        "ddns.lock",
+        "ports.json",
+    }
+)
+HA_KEPT = ("replication.secret",)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A snapshot made: restic's short id, when, and what it holds."""
+
+    id: str
+    time: float
+    counts: Counts
+
+
+def take(config: Config, progress: Progress | None = None) -> Taken:
+    """One snapshot of CONFIG's data directory in its repository; BackupError with one sentence otherwise.
+    PROGRESS is given restic's status as it sends."""
+    restic = Restic.of(config)
+    source = sqlite_file(config)
+    with running(config) as work:
+        staging = work / STAGING
+        shutil.rmtree(staging, ignore_errors=True)  # a killed run's
+        staging.mkdir(mode=0o700)
+        try:
+            began = time.time()
+            counts = stage(config.data_dir, source, staging)
+            record = {"jitaku": __version__, "time": began, "counts": counts.as_json()}
+            (staging / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+            options = tag_options(counts)
+            output = restic.run("backup", "--json", *options, ".", cwd=staging, timeout=LONG, progress=progress)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    summaries = [d for d in output.documents if isinstance(d, dict) and d.get("message_type") == "summary"]
+    if not summaries or not summaries[-1].get("snapshot_id"):
+        raise BackupError(f"restic backup to {restic.target} ended without naming its snapshot: none is kept")
+    taken = Taken(str(summaries[-1]["snapshot_id"]), began, counts)
+    log.event("backup_taken", snapshot=taken.id, messages=counts.messages, newest=counts.newest)
+    return taken
+
+
+def stage(data_dir: Path, source: Path, staging: Path) -> Counts:
+    """The copy to send, made in STAGING: the database at SOURCE and DATA_DIR's files; what the copy holds."""
+    try:
+        counts = copy_sqlite(source, staging / DATABASE)
+        copy_files(data_dir, staging)
+    except sqlite3.Error as error:
+        raise BackupError(f"cannot copy the database {source}: {error}") from None
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        raise BackupError(f"cannot make the copy to send in {staging}{where}: {error.strerror or error}") from None
+    return counts
+
+
+def sqlite_file(config: Config) -> Path:
+    """The SQLite file CONFIG's store is in; BackupError for a store on PostgreSQL."""
+    path = sqlite_path(config.database_url)
+    if path is None:
+        raise BackupError("backup on PostgreSQL comes later: for now, this box's store is backed up only on SQLite")
+    found = Path(path)
+    if not found.is_file():
+        raise BackupError(f"no database at {found}: nothing to back up")
+    return found
+
+
+@contextmanager
+def running(config: Config) -> Iterator[Path]:
+    """DIR/backup, held by this run alone (a lock the kernel drops with its holder, killed or not)."""
+    work = config.data_dir / WORK_DIR
+    work.mkdir(mode=0o700, exist_ok=True)
+    descriptor = os.open(work / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(
+                f"another backup or verify of {config.data_dir} runs now: try again when it ends"
+            ) from None
+        yield work
+    finally:
+        os.close(descriptor)
+
+
+def copy_files(data_dir: Path, staging: Path) -> None:
+    """DATA_DIR's files into STAGING, modes kept, but for those LEFT_OUT; links copied as links."""
+    for entry in sorted(data_dir.iterdir()):
+        if entry.name in LEFT_OUT:
+            continue
+        if entry.name == "ha" and entry.is_dir() and not entry.is_symlink():
+            kept = [entry / name for name in HA_KEPT if (entry / name).is_file()]
+            if kept:
+                (staging / "ha").mkdir(mode=0o700)
+                for path in kept:
+                    shutil.copy2(path, staging / "ha" / path.name)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, staging / entry.name, symlinks=True)
+        elif entry.is_file() or entry.is_symlink():
+            shutil.copy2(entry, staging / entry.name, follow_symlinks=False)
+
+
+def tag_options(counts: Counts) -> list[str]:
+    """The tags `list` reads a snapshot's counts from, without opening it."""
+    tags = [
+        TAG,
+        f"messages={counts.messages}",
+        f"newest={counts.newest}",
+        f"posts={counts.posts}",
+        f"comments={counts.comments}",
+        f"members={counts.members}",
+    ]
+    return [option for tag in tags for option in ("--tag", tag)]

@@ -1,0 +1,138 @@
+"""`jitaku backup init|now|list|restore|verify`: snapshots through restic (jitaku.backup)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jitaku.cli.common import (
+    DEFAULT_DIR,
+    DirOption,
+    JsonOption,
+    console,
+    load_config,
+    print_json,
+    print_table,
+    utc_time,
+)
+from jitaku.store.backup import Counts
+from jitaku.words import counted
+
+MB = 1 << 20
+
+backup_app = typer.Typer(
+    no_args_is_help=True, help="Backups through restic: encrypted snapshots, restores, and restore drills."
+)
+
+
+@backup_app.command("init")
+def backup_init(data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Make the password file (0600) if missing and the restic repository [backup] target names."""
+    from jitaku.backup import repository
+
+    config = load_config(data_dir)
+    made = repository.init(config)
+    settings = config.settings.backup
+    secret = config.data_dir / settings.password_file
+    if not made:
+        console.print(f"{settings.target} is a restic repository already, and {secret} opens it: nothing changed")
+        return
+    console.print(f"made the restic repository {settings.target}, encrypted with the password in {secret}")
+    console.print(
+        f"Keep a copy of {secret} somewhere other than this box and the backup target: without it the backups "
+        "cannot be read, by jitaku or anyone."
+    )
+
+
+@backup_app.command("now")
+def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
+    """Take a snapshot now: the database as of one commit, while mail keeps arriving, and the data dir's files."""
+    from jitaku.backup import snapshot
+
+    shown = _Progress() if sys.stderr.isatty() else None
+    try:
+        taken = snapshot.take(load_config(data_dir), shown)
+    finally:
+        if shown is not None:
+            shown.end()
+    console.print(f"snapshot {taken.id}: {_summary(taken.counts)}")
+
+
+@backup_app.command("list")
+def backup_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+    """The snapshots in the repository, oldest first. A backup that was cut short is never among them."""
+    from jitaku.backup import restore
+
+    listed = restore.snapshots(load_config(data_dir))
+    if as_json:
+        print_json([{"id": item.id, "time": utc_time(item.time), **item.counts} for item in listed])
+        return
+    print_table(
+        ["id", "time", "messages", "posts", "comments", "list members", "newest message"],
+        [
+            [
+                item.id,
+                utc_time(item.time),
+                *(item.counts[name] for name in ("messages", "posts", "comments", "members", "newest")),
+            ]
+            for item in listed
+        ],
+        empty="no snapshots yet: `jitaku backup now` takes one",
+    )
+
+
+@backup_app.command("restore")
+def backup_restore(
+    snapshot: Annotated[str, typer.Argument(help="The snapshot's id, as `jitaku backup list` shows it.")],
+    to: Annotated[Path, typer.Option("--to", help="A new or empty directory to restore into.")],
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """Restore a snapshot into a new data directory, which `jitaku serve --dir DIR` starts from."""
+    from jitaku.backup import restore
+
+    counts = restore.restore(load_config(data_dir), snapshot, to)
+    console.print(f"restored snapshot {snapshot} into {to}: {_summary(counts)}")
+    console.print(f"`jitaku serve --dir {to}` starts from it")
+
+
+@backup_app.command("verify")
+def backup_verify(
+    snapshot: Annotated[str | None, typer.Argument(help="The snapshot's id (default: the newest).")] = None,
+    data_dir: DirOption = DEFAULT_DIR,
+) -> None:
+    """Restore a snapshot into a directory of its own, check its database and counts, then restic's check."""
+    from jitaku.backup import restore
+
+    checked, counts = restore.verify(load_config(data_dir), snapshot)
+    console.print(f"snapshot {checked} verified: it restores, its database is whole, and it holds {_summary(counts)}")
+
+
+class _Progress:
+    """restic's status as one line on a terminal, rewritten in place, for a backup that takes minutes."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        done, total = float(status.get("bytes_done") or 0), float(status.get("total_bytes") or 0)
+        if not total:  # restic still counting what there is to send
+            return
+        share = float(status.get("percent_done") or 0) * 100
+        sys.stderr.write(f"\rsending: {share:3.0f}% ({done / MB:,.0f} of {total / MB:,.0f} MB)   ")
+        sys.stderr.flush()
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def _summary(counts: Counts) -> str:
+    return (
+        f"{counted(counts.messages, 'message')} in {counted(len(counts.mailboxes), 'mailbox', 'mailboxes')}, "
+        f"{counted(counts.posts, 'post')}, {counted(counts.comments, 'comment')}, "
+        f"{counted(counts.members, 'list member')}; newest message {counts.newest or 'none'}"
+    )
