@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -44,6 +45,12 @@ class Attempts:
 
     def succeeded(self, now: float) -> Attempts:
         return Attempts(last_try=now, last_success=now)
+
+
+def moment(seconds: float) -> str:
+    """A time as the check's sentences, its alerts and `jitaku cert status` show it: local, to the minute, with the
+    zone ("2026-12-07 18:20 UTC"), since a person reads it on a phone far from the server."""
+    return time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(seconds))
 
 
 def path(data_dir: Path) -> Path:
