@@ -98,17 +98,36 @@ def test_a_certificate_renewed_meanwhile_is_not_renewed_again(ca: StandIn) -> No
     assert ca.asked == [NOW - 1]
 
 
+def test_an_error_not_from_the_ca_is_a_failed_renewal_with_its_backoff(
+    ca: StandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The certs check tells a person of it, as of the CA's refusals: not only a line in the log."""
+    ca.failing = OSError("Could not find a suitable TLS CA certificate bundle")
+    with caplog.at_level(logging.INFO, logger="jitaku"):
+        asyncio.run(renewal.renew_if_due(ca.config, NOW))
+    attempts = state.read(ca.config.data_dir)
+    assert (attempts.failures, attempts.next_try) == (1, NOW + state.FIRST_RETRY)
+    assert attempts.last_error == "unexpected error: Could not find a suitable TLS CA certificate bundle"
+    assert "event=acme_failed" in caplog.text and "Traceback" not in caplog.text
+
+
 def test_the_daemon_task_looks_soon_after_the_start_and_never_ends_on_an_error(
     ca: StandIn, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """keep_renewed shares the daemon's task group: an error escaping it would stop every service."""
-    ca.failing = RuntimeError("unexpected")
+    looks: list[float] = []
+
+    def broken(config: Config, now: float) -> str | None:
+        looks.append(now)
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(issue, "due", broken)
     monkeypatch.setattr(renewal, "FIRST_LOOK", 0.01)
     monkeypatch.setattr(state, "FIRST_RETRY", 0.01)
 
     async def watch() -> None:
         task = asyncio.create_task(renewal.keep_renewed(ca.config))
-        while len(ca.asked) < 3 and not task.done():
+        while len(looks) < 3 and not task.done():
             await asyncio.sleep(0.01)
         assert not task.done()
         task.cancel()

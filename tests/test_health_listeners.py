@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -96,6 +97,22 @@ def test_the_certificate_says_when_it_ends(tmp_path: Path) -> None:
 
 FAILED = Attempts(last_try=NOW - 60, last_error="the CA answered 500.", failures=1, next_try=NOW + 540)
 ACME = certs.Renewals(("mail.example.test", "www.example.test"), FAILED)
+
+
+def test_a_certificate_written_a_moment_ago_is_not_said_to_fail_to_load(tmp_path: Path) -> None:
+    """A renewal just wrote it: the listeners load it within seconds (tls_reload), no alert meanwhile."""
+    now = time.time()
+    old = certificate(tmp_path / "old.pem", now + 10 * 86400)
+    renewed = certificate(tmp_path / "renewed.pem", now + 90 * 86400)
+    serving = x509.load_pem_x509_certificate(old.read_bytes())
+    fresh = certs.check(CertsCheckSettings(), renewed, now, serving)
+    assert fresh is not None and (fresh.state, fresh.sentence) == (
+        State.OK,
+        certs.check(CertsCheckSettings(), renewed, now).sentence,
+    )
+    later = now + certs.LOADED_WITHIN + 1  # still not served: now it did not load
+    stale = certs.check(CertsCheckSettings(), renewed, later, serving)
+    assert stale is not None and stale.state == State.WARNING and "which jitaku could not load" in stale.sentence
 
 
 def test_a_failed_renewal_says_when_the_next_try_is(tmp_path: Path) -> None:

@@ -34,7 +34,8 @@ async def keep_renewed(config: Config) -> None:
 
 
 async def renew_if_due(config: Config, now: float) -> None:
-    """One renewal when due and the backoff is over; obtain records the attempt in state.json itself."""
+    """One renewal when due and the backoff is over. obtain records the CA's answers in state.json itself; an
+    error that is not one (a bug, a file it cannot read) is recorded here, so that the certs check alerts on it."""
     from jitaku.acme import issue  # the acme package costs every process that does not renew its memory
 
     why = issue.due(config, now)
@@ -44,10 +45,19 @@ async def renew_if_due(config: Config, now: float) -> None:
     try:
         issued = await asyncio.to_thread(issue.obtain, config, now)
     except issue.AcmeError as error:
-        next_try = state.read(config.data_dir).next_try
-        log.event("acme_failed", logging.WARNING, error=str(error), next_try=state.moment(next_try))
+        _failed(config, str(error))
+        return
+    except Exception as error:  # not the CA's answer (a bug, a file unreadable): the same backoff, the same alert
+        attempts = state.read(config.data_dir).failed(now, f"unexpected error: {error}")
+        state.write(config.data_dir, attempts)
+        _failed(config, attempts.last_error)
         return
     log.event("acme_renewed", names=",".join(issued.names), not_after=state.moment(issued.not_after))
+
+
+def _failed(config: Config, error: str) -> None:
+    next_try = state.read(config.data_dir).next_try
+    log.event("acme_failed", logging.WARNING, error=error, next_try=state.moment(next_try))
 
 
 def next_look(config: Config, now: float) -> float:

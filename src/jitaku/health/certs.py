@@ -16,8 +16,10 @@ from jitaku.acme.state import Attempts, moment
 from jitaku.config import CertsCheckSettings, Settings
 from jitaku.health.result import Result, State
 from jitaku.health.services import TIMEOUT, local, reading_context
+from jitaku.tls_reload import RELOAD_EVERY
 from jitaku.words import counted
 
+LOADED_WITHIN = 3 * RELOAD_EVERY  # seconds every listener takes to serve a changed tls/cert.pem, and a margin
 FAILED = "renewal failed"  # the detail: a renewal that starts failing is news even in a state already alerted
 
 
@@ -86,7 +88,7 @@ def check(
             f"cannot read the certificate {certificate}: {error}.",
             ja=f"証明書 {certificate} を読めません: {error}。",
         )
-    if serving is None or serving == cert:
+    if serving is None or serving == cert or _just_written(certificate, now):
         return _judge(settings, cert, now, renewals)
     judged = _judge(settings, serving, now, renewals)
     until = cert.not_valid_after_utc.strftime("%Y-%m-%d")
@@ -99,6 +101,15 @@ def check(
         ja=f"{judged.ja.removesuffix('。')}。ただしこれは {certificate}（{until} まで有効）ではありません。"
         "jitaku はこの証明書を読み込めませんでした。理由はログの tls_reload_failed にあります。",
     )
+
+
+def _just_written(certificate: Path, now: float) -> bool:
+    """Whether the listeners may not have looked at the file since it changed (a renewal a moment ago): not a pair
+    that failed to load, which a look after the next few would still find."""
+    try:
+        return now - certificate.stat().st_mtime < LOADED_WITHIN
+    except OSError:
+        return False
 
 
 def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float, renewals: Renewals | None) -> Result:
