@@ -274,7 +274,7 @@ class StandIn:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_PUT = do_POST = _serve
+            do_GET = do_PUT = do_POST = do_DELETE = _serve
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -196,3 +196,37 @@ def test_a_dns_server_that_does_not_answer_is_said_in_words(monkeypatch: pytest.
     (silent,) = seen.values()
     assert (silent.state, silent.failed) == ("unknown", True)
     assert silent.sentence() == "not checked: DNS gave no answer within 1 s"
+
+
+ACME = '[acme]\nemail = "owner@example.test"\n'
+
+
+def test_with_acme_on_each_domain_of_the_certificates_names_gets_a_caa_record_for_lets_encrypt() -> None:
+    records = needed(settings('[web]\nurl = "https://blog.example.org/"\n' + ACME), [], OURS)
+    caa = [(r.name, r.value) for r in records if r.type == "CAA"]
+    assert caa == [("example.test", '0 issue "letsencrypt.org"'), ("example.org", '0 issue "letsencrypt.org"')]
+    text = zone_text(records)
+    assert 'example.test.\t3600\tIN\tCAA\t0 issue "letsencrypt.org"\t; only letsencrypt.org may issue' in text
+    assert {rdata.to_text() for rdata in loaded(text)["example.org", "CAA"]} == {'0 issue "letsencrypt.org"'}
+    staging = needed(settings(ACME + 'directory = "letsencrypt-staging"\nnames = ["mail.example.test"]\n'), [], {})
+    assert [(r.name, r.value) for r in staging if r.type == "CAA"] == [("example.test", '0 issue "letsencrypt.org"')]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["", ACME + 'directory = "https://acme.example.net/directory"\n'],  # off; a CA whose CAA domain we cannot know
+)
+def test_without_acme_or_a_known_ca_there_is_no_caa_record(extra: str) -> None:
+    assert not [r for r in needed(settings(extra), [], OURS) if r.type == "CAA"]
+
+
+def test_a_caa_record_is_checked_as_dns_serves_it(dns_zone) -> None:
+    zone, port = dns_zone
+    records = [r for r in needed(settings(ACME + 'caa = "pki.example.net"\n'), [], {}) if r.type == "CAA"]
+    assert [r.value for r in records] == ['0 issue "pki.example.net"']
+    assert look_up(records, port)["example.test", "CAA"].state == "missing"
+    zone.add('example.test. 60 IN CAA 0 issue "letsencrypt.org"')
+    wrong = look_up(records, port)["example.test", "CAA"]
+    assert (wrong.state, wrong.sentence()) == ("wrong", 'wrong: DNS serves 0 issue "letsencrypt.org"')
+    zone.add('example.test. 60 IN CAA 0 issue "pki.example.net"')  # another CA beside ours is the owner's choice
+    assert look_up(records, port)["example.test", "CAA"].sentence() == "ok: DNS serves this"

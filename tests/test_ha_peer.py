@@ -202,3 +202,13 @@ def test_a_peer_that_is_no_web_base_url_is_a_config_error() -> None:
 
 def test_the_template_documents_the_peer() -> None:
     assert '# peer = "http://' in TEMPLATE
+
+
+def test_a_public_install_asks_its_peer_on_port_80_not_plain_http_on_443(tmp_path: Path) -> None:
+    """`jitaku init --public` listens on 443 first, then 80: plain HTTP to the peer's TLS port would find no peer
+    when a failover needs one."""
+    public = Config(parse('domains = ["example.org"]\n[web]\nlisten = ["0.0.0.0:443", "0.0.0.0:80"]\n', PATH), tmp_path)
+    peer.remember_host(public, "192.168.1.10")
+    assert peer.peer_url(public) == "http://192.168.1.10:80"
+    only_tls = Config(parse('domains = ["example.org"]\n[web]\nlisten = ["[::]:443"]\n', PATH), tmp_path)
+    assert peer.peer_url(only_tls) == "https://192.168.1.10"

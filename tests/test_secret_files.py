@@ -327,3 +327,18 @@ def test_one_row_that_does_not_save_leaves_the_others(
     monkeypatch.setattr(table, "save", save)
     publish(primary, database)
     assert "web.secret" in database.query_now(table.rows)
+
+
+def test_the_acme_account_reaches_the_standby_which_had_no_acme_directory(tmp_path: Path, database: Database) -> None:
+    """A promoted standby renews as the same ACME account: a new one would start the CA's rate limits afresh and
+    lose the account's orders."""
+    primary, standby = box(tmp_path, "one"), box(tmp_path, "two")
+    (primary.data_dir / "acme").mkdir(mode=0o700)
+    account = primary.data_dir / "acme" / "account.json"
+    account.write_text('{"key": "the account key", "uri": "https://ca.example/acct/1"}')
+    account.chmod(0o600)
+    publish(primary, database)
+    assert not (standby.data_dir / "acme").exists()
+    mirror(standby, database)
+    assert files_of(standby)["acme/account.json"] == (account.read_bytes(), 0o600)
+    assert (standby.data_dir / "acme").stat().st_mode & 0o777 == 0o700

@@ -4,6 +4,7 @@ with the token both sides share: the health checks (jitaku.health.buddy) and the
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlparse
@@ -11,6 +12,7 @@ from urllib.parse import urlparse
 from jitaku.config import BuddySettings
 
 TIMEOUT = 15.0
+MAX_BODY = 1_048_576  # bytes of an answer read: a probe's results for a few targets are a few hundred
 
 
 def name(settings: BuddySettings) -> str:
@@ -24,17 +26,30 @@ async def call(settings: BuddySettings, method: str, path: str, **kwargs: Any) -
     headers = {"Authorization": f"Bearer {settings.token}"}
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, verify=settings.verify_tls) as client:
-            response = await client.request(method, settings.url.rstrip("/") + path, headers=headers, **kwargs)
+            url = settings.url.rstrip("/") + path
+            async with client.stream(method, url, headers=headers, **kwargs) as response:
+                status, body = response.status_code, await _bounded(response)
     except httpx.HTTPError as error:
         raise Unreachable(error.__class__.__name__, error.__class__.__name__) from None
-    if response.status_code in (401, 403):
-        raise _refusal(response.status_code, _said(response))
-    if response.status_code != 200:
-        raise Unreachable(f"HTTP {response.status_code}", f"HTTP {response.status_code}")
+    if status in (401, 403):
+        raise _refusal(status, _said(body))
+    if status != 200:
+        raise Unreachable(f"HTTP {status}", f"HTTP {status}")
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         raise Unreachable("it answered something other than JSON", "JSON 以外の応答が返りました") from None
+
+
+async def _bounded(response: Any) -> bytes:
+    """The answer's body, up to MAX_BODY bytes: a buddy or witness that sends without end is not read without end
+    (what is past the bound makes the JSON fail, and the answer count as not understood)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk[: MAX_BODY + 1 - len(body)]
+        if len(body) > MAX_BODY:
+            break
+    return bytes(body)
 
 
 async def ask_probe(settings: BuddySettings) -> list[dict[str, Any]]:
@@ -50,10 +65,10 @@ async def ask_probe(settings: BuddySettings) -> list[dict[str, Any]]:
     return results
 
 
-def _said(response: Any) -> str:
+def _said(body: bytes) -> str:
     """The refusal's `error` text (web.buddy says why in it), made safe to print on one line; "" without one."""
     try:
-        error = response.json().get("error")
+        error = json.loads(body).get("error")
     except (ValueError, AttributeError):
         return ""
     return re.sub(r"[^\x20-\x7e]", "?", str(error or ""))[:200]

@@ -25,6 +25,7 @@ from dns.rdtypes.ANY.TXT import TXT
 
 from jitaku import interfaces
 from jitaku.config import Config, Settings
+from jitaku.domains import organizational_domain
 from jitaku.mail import dkim as dkim_keys
 from jitaku.terminal import visible
 
@@ -126,7 +127,8 @@ def _on_ipv6(host: str) -> bool:
 
 def needed(settings: Settings, dkim_records: Sequence[Record], ours: dict[str, str]) -> list[Record]:
     """Every record to publish: the host's address, each [[ddns]] name's, each domain's MX, SPF, DKIM and
-    DMARC, and the PTR of our address. OURS: our public addresses by type ("A", "AAAA"), as far as known."""
+    DMARC, the CAA of the domains our certificate's names are in, and the PTR of our address. OURS: our public
+    addresses by type ("A", "AAAA"), as far as known."""
     host = settings.mail_hostname
     unknown = "not known yet: write it in, or let a [[ddns]] table in jitaku.toml keep it"
     records = [Record(host, "A", ours.get("A"), "" if "A" in ours else unknown)]
@@ -141,12 +143,25 @@ def needed(settings: Settings, dkim_records: Sequence[Record], ours: dict[str, s
         records.append(Record(domain, "TXT", "v=spf1 mx -all"))
         records.extend(r for r in dkim_records if r.name and r.name.partition("._domainkey.")[2] == domain)
         records.append(Record(f"_dmarc.{domain}", "TXT", f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}"))
+    records.extend(_caa(settings))
     for _kind, address in sorted(ours.items()):
         reverse = dns.reversename.from_address(address).to_text(omit_final_dot=True)
         records.append(Record(reverse, "PTR", f"{host}.", ASK_ISP))
     if "A" not in ours:
         records.append(Record(None, "PTR", f"{host}.", ASK_ISP))
     return records
+
+
+def _caa(settings: Settings) -> list[Record]:
+    """With ACME on: at each organizational domain our certificate's names are in, a CAA record that lets our CA
+    issue and refuses the others (RFC 8659: a CA looks for it from the name up, so one at the domain covers its
+    names). Only `issue`: an `issuewild` would be needless (we ask for no wildcard), an `iodef` an address to watch."""
+    issuer = settings.acme.caa_domain
+    if not settings.acme.enabled or not issuer:
+        return []
+    note = f"only {issuer} may issue certificates for names in it"
+    domains = dict.fromkeys(organizational_domain(name) for name in settings.acme_names)
+    return [Record(domain, "CAA", f'0 issue "{issuer}"', note) for domain in domains]
 
 
 def _data(record: Record) -> str:

@@ -17,6 +17,11 @@ from pathlib import Path
 
 from jitaku.config import Config, Listen, parse_listen
 
+# The web's ports that mean something: 443 speaks HTTPS (every other port plain HTTP), and 80 goes over to HTTPS
+# once a real certificate is served (web/https.py)
+HTTPS_PORT = 443
+HTTP_PORT = 80
+
 NAME = "ports.json"
 MODE = 0o644  # nothing secret: which ports we listen on (the data directory keeps others out anyway)
 

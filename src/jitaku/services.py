@@ -49,7 +49,7 @@ from jitaku.passwords import Checker
 from jitaku.ratelimit import LoginLimiter, MemoryLoginLimiter
 from jitaku.store import Database
 from jitaku.store.tallies import Tally
-from jitaku.tls import server_context
+from jitaku.tls import RealCertificate, server_context
 from jitaku.tls_reload import Reloader
 from jitaku.web.comment_mail import LocalMail
 
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
     from jitaku.health.result import Result
 
 T = TypeVar("T")
-HTTPS_PORT = 443
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
 # its listener's limits (asyncio's default is 60).
 TLS_HANDSHAKE_TIMEOUT = 20.0
@@ -548,14 +547,15 @@ async def _web(
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/ (reloaded by CERTIFICATES when it changes), every other port
-    plain HTTP. READ_ONLY (a standby, a fenced box, a waiting one): every request that would write is answered 503;
-    WAITING (a primary waiting for its peer after a cold start) says so to the peer's state requests. ON_FENCE ends
-    the services with outcome "fenced" (the fence endpoint awaits it once the fence file is written, before its
-    202). Stopped, uvicorn lets the requests under way finish for WEB_SHUTDOWN seconds at most.
+    plain HTTP; once that certificate is a real one, port 80 redirects to HTTPS and port 443 adds HSTS.
+    READ_ONLY (a standby, a fenced box, a waiting one): every request that would write is answered 503; WAITING (a
+    primary waiting for its peer after a cold start) says so to the peer's state requests. ON_FENCE ends the services
+    with outcome "fenced" (the fence endpoint awaits it once the fence file is written, before its 202). Stopped,
+    uvicorn lets the requests under way finish for WEB_SHUTDOWN seconds at most.
     """
     import uvicorn
 
-    from jitaku.web import protocol, status
+    from jitaku.web import https, protocol, status
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -570,14 +570,18 @@ async def _web(
 
         app = only_reads(app)
     cert, key = config.tls_dir / "cert.pem", config.tls_dir / "key.pem"
+    real = RealCertificate(config.tls_dir)
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
-    for group, tls in (
-        ([s for s in sockets if s.getsockname()[1] != HTTPS_PORT], False),
-        ([s for s in sockets if s.getsockname()[1] == HTTPS_PORT], True),
+    http, tls_port = ports.HTTP_PORT, ports.HTTPS_PORT
+    for group, tls, served in (
+        # other plain ports (the default install's loopback 8025) never redirect: nothing serves HTTPS beside them
+        ([s for s in sockets if s.getsockname()[1] not in (http, tls_port)], False, app),
+        ([s for s in sockets if s.getsockname()[1] == http], False, https.ToHttps(app, real, config.settings)),
+        ([s for s in sockets if s.getsockname()[1] == tls_port], True, https.Hsts(app, real)),
     ):
         if group:
             settings = uvicorn.Config(
-                app,
+                served,
                 http=protocol.protocol(limit, config.settings.web.header_timeout, config.settings.web.idle_timeout),
                 log_level="warning",
                 access_log=False,

@@ -1,4 +1,5 @@
-"""TLS material: a self-signed certificate at init (ACME comes later) and the server context."""
+"""TLS material: a self-signed certificate at init (ACME or certbot replace it), the server context, and whether
+the certificate served is a real one."""
 
 from __future__ import annotations
 
@@ -49,6 +50,38 @@ def server_context(tls_dir: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tls_dir / CERT, tls_dir / KEY)
     return context
+
+
+class RealCertificate:
+    """Whether TLS_DIR's certificate is a real one: not self-signed (`jitaku init`'s is) and not expired, whoever put
+    it there (ACME, certbot, a person). Asked on every web request (port 80 redirects to HTTPS and HTTPS responses
+    carry HSTS only then, or browsers would be sent to, and held at, a certificate they refuse): the file is parsed
+    again only when its (inode, mtime, size) changes. stat follows a symbolic link, as certbot users make them."""
+
+    def __init__(self, tls_dir: Path) -> None:
+        self.path = tls_dir / CERT
+        self._seen: tuple[int, int, int] | None = None
+        self._until: datetime.datetime | None = None  # the real certificate's not-after; None: no real one
+
+    def __call__(self) -> bool:
+        try:
+            found = self.path.stat()
+        except OSError:
+            return False
+        stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+        if stamp != self._seen:
+            self._seen, self._until = stamp, _real_until(self.path)
+        return self._until is not None and datetime.datetime.now(datetime.UTC) < self._until
+
+
+def _real_until(path: Path) -> datetime.datetime | None:
+    """The not-after of PATH's first certificate unless it is self-signed; a file that does not parse is no real
+    certificate (tls_reload says why it is not served)."""
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return None if certificate.issuer == certificate.subject else certificate.not_valid_after_utc
 
 
 def write_secret(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ import os
 import select
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ COMMAND = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-sc
 
 
 class Chromium:
-    """One browser with one tab; `open` loads a URL at a window size."""
+    """One browser with one tab; `open` loads a URL at a window size. FLAGS: more of Chromium's command-line
+    switches (a name's address, certificate errors ignored)."""
 
-    def __init__(self, timeout: float = 60) -> None:
+    def __init__(self, timeout: float = 60, flags: Sequence[str] = ()) -> None:
         self._timeout = timeout
         to_browser, self._to_browser = os.pipe()
         self._from_browser, from_browser = os.pipe()
@@ -29,7 +31,7 @@ class Chromium:
         # preexec_fn would, unsafely with the tests' server threads running
         self._pid = os.posix_spawnp(
             COMMAND[0],
-            [*COMMAND, "about:blank"],
+            [*COMMAND, *flags, "about:blank"],
             os.environ,
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, to_browser, 3),

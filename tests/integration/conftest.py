@@ -1,5 +1,6 @@
 """Fixtures of the jitaku harness (tests/integration/harness.py): a factory of Jitaku instances, a running one with
-users alice and bob, a small disk, and an install every user may read for a jitaku that drops root."""
+users alice and bob, a small disk, and an install every user may read for a jitaku that drops root; and the ACME
+peers (tests/integration/pebble.py): a factory of pebble CAs, and a challtestsrv DNS server."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import READER, Jitaku, MountNamespace, hidden_from_others, stop_all
+from tests.integration.pebble import ChallTestSrv, Pebble
 from tests.peers import Zone, wait_for_port
 
 
@@ -99,3 +101,26 @@ def server(jitaku_factory: Any, dns_zone: tuple[Zone, int]) -> Jitaku:
     instance.init("alice@example.test", "bob@example.org")
     instance.start()
     return instance
+
+
+@pytest.fixture
+def pebble_factory() -> Iterator[Any]:
+    """make(dns_port, validity=None) -> Pebble: an ACME CA validating names through the DNS server at DNS_PORT
+    (the dns_zone fixture's, or a challtestsrv's), its certificates lasting VALIDITY seconds; stopped after."""
+    made: list[Pebble] = []
+
+    def make(dns_port: int, validity: int | None = None) -> Pebble:
+        made.append(Pebble(dns_port, validity))
+        return made[-1]
+
+    yield make
+    for pebble in made:
+        pebble.close()
+
+
+@pytest.fixture
+def challtestsrv() -> Iterator[ChallTestSrv]:
+    """A DNS server answering every A query with 127.0.0.1 and the TXT records a test sets (set_txt, clear_txt)."""
+    server = ChallTestSrv()
+    yield server
+    server.close()

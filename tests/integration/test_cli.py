@@ -56,6 +56,18 @@ def test_init_writes_everything_and_prints_the_dns_records(tmp_path: Path) -> No
     assert ((data / "jitaku.toml").read_bytes(), key.read_bytes()) == before
 
 
+def test_dns_records_name_our_ca_once_acme_is_on(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert run("init", "--dir", str(data), "--domain", "example.test").returncode == 0
+    assert "CAA" not in run("dns", "records", "--dir", str(data)).stdout  # ACME is off
+    with (data / "jitaku.toml").open("a") as config:
+        config.write('\n[acme]\nemail = "owner@example.test"\ndirectory = "letsencrypt"\n')
+    shown = run("dns", "records", "--dir", str(data))
+    assert shown.returncode == 0, shown.stderr
+    line = 'example.test.\t3600\tIN\tCAA\t0 issue "letsencrypt.org"\t; only letsencrypt.org may issue certificates'
+    assert shown.stdout.count("\tCAA\t") == 1 and line in shown.stdout
+
+
 def test_init_public_and_jitaku_dir_env(tmp_path: Path) -> None:
     data = tmp_path / "public"
     result = run("init", "--domain", "example.test", "--public", env={"JITAKU_DIR": str(data)})

@@ -29,6 +29,7 @@ class Attempts:
     last_error: str = ""  # one sentence, empty after a success
     failures: int = 0  # in a row, since the last success
     next_try: float = 0.0  # no automatic try before it (a person's `cert renew` goes ahead anyway)
+    left_out: str = ""  # the names the last certificate goes without, each with why, after a success
 
     def failed(self, now: float, error: str, retry_after: float | None = None) -> Attempts:
         """One more failure: the next try waits FIRST_RETRY, doubled for each failure in a row up to LAST_RETRY,
@@ -43,8 +44,9 @@ class Attempts:
             next_try=now + max(wait, retry_after or 0.0),
         )
 
-    def succeeded(self, now: float) -> Attempts:
-        return Attempts(last_try=now, last_success=now)
+    def succeeded(self, now: float, left_out: str = "") -> Attempts:
+        """LEFT_OUT: the names the CA would not validate, which the certificate was issued without."""
+        return Attempts(last_try=now, last_success=now, left_out=left_out)
 
 
 def moment(seconds: float) -> str:

@@ -7,6 +7,7 @@ import typer
 
 from jitaku.cli import (
     blog,
+    cert,
     db,
     ddns,
     dkim,
@@ -42,6 +43,7 @@ app.add_typer(lists.list_app, name="list")
 app.add_typer(smart.smart_app, name="smart")
 app.add_typer(ddns.ddns_app, name="ddns")
 app.add_typer(dns.dns_app, name="dns")
+app.add_typer(cert.cert_app, name="cert")
 app.add_typer(health.alerts_app, name="alerts")
 app.add_typer(blog.blog_app, name="blog")
 app.add_typer(web.web_app, name="web")

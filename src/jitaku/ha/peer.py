@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jitaku.config import Config
+from jitaku.ports import HTTPS_PORT
 
 HEADER = "X-Jitaku-HA"
 MAX_BODY = 4096  # bytes of a request's body
@@ -118,8 +119,11 @@ def valid_host(host: str) -> bool:
 
 
 def peer_url(config: Config) -> str | None:
-    """`[ha] peer`; else http://HOST:PORT, HOST remembered in DIR/ha/peer_host and PORT this box's own first
-    `[web] listen` port (the pair's boxes are configured alike); None when neither is known."""
+    """`[ha] peer`; else http://HOST:PORT, HOST remembered in DIR/ha/peer_host and PORT this box's own first plain
+    `[web] listen` port (the pair's boxes are configured alike), or https://HOST when it listens on 443 alone (`init
+    --public` listens on 443 then 80: plain HTTP to 443 would find no peer); None when neither is known. The
+    requests are signed with the replication secret, so a certificate the peer's LAN address is not on does not
+    matter."""
     settings = config.settings
     if settings.ha.peer:
         return settings.ha.peer
@@ -129,8 +133,9 @@ def peer_url(config: Config) -> str | None:
         return None
     if not valid_host(host) or not settings.web.listen:
         return None
-    port = settings.web.listen[0].port
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    name = f"[{host}]" if ":" in host else host
+    plain = [item.port for item in settings.web.listen if item.port != HTTPS_PORT]
+    return f"http://{name}:{plain[0]}" if plain else f"https://{name}"
 
 
 def state(url: str, secret: str, timeout: float) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from jitaku.config import Config
 from jitaku.lists.requests import Requests
 from jitaku.mail.login import Authenticator
 from jitaku.store import Database
-from jitaku.web import archive, auth, buddy, comment_filter, csrf, feeds, ha, lists
+from jitaku.web import acme, archive, auth, buddy, comment_filter, csrf, feeds, ha, lists
 from jitaku.web.admin import posts
 from jitaku.web.admin.comments import CommentsAdmin
 from jitaku.web.admin.filters import FiltersAdmin
@@ -98,6 +98,7 @@ def build(
     searches = Searches(database)  # the site's and the list archives'
     app = Starlette(
         routes=[
+            *acme.routes(config.data_dir),
             Route("/admin/", gate.protect(page)),
             Route("/admin/status.json", gate.protect(as_json, api=True)),
             *_moved({"/admin": "/admin/", "/status.json": "/admin/status.json", "/health": "/admin/health"}),

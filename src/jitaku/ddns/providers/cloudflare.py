@@ -1,4 +1,5 @@
-"""Cloudflare's API v4: with an API token, find the zone and the A or AAAA record by name, then set it."""
+"""Cloudflare's API v4: with an API token, find the zone and the A or AAAA record by name, then set it; and the
+TXT records of ACME's DNS-01 challenges (jitaku.acme.dns01), set and deleted with the same token."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Cloudflare:
         self._zone = zone
         self._headers = {"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT}
         self._endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
+        self._zone_id: str | None = None
 
     async def update(self, client: httpx.AsyncClient, address: Address) -> Answer:
         kind = "A" if address.version == 4 else "AAAA"
@@ -44,6 +46,25 @@ class Cloudflare:
         except ApiError as error:
             return error.answer
         return Answer(True, f"{kind} {self._name} set to {address}")
+
+    async def set_txt(self, client: httpx.AsyncClient, name: str, value: str) -> str:
+        """A TXT record NAME (ttl 60) holding VALUE, beside any other (two challenges for one name, a wildcard's and
+        the name's, each have theirs); its id, for delete_txt. Raises ApiError with Cloudflare's answer."""
+        record = {"type": "TXT", "name": name, "content": value, "ttl": 60}
+        created = await self._call(client, "POST", await self._records(client), json=record)
+        return str(created["id"])
+
+    async def delete_txt(self, client: httpx.AsyncClient, record_id: str) -> None:
+        await self._call(client, "DELETE", f"{await self._records(client)}/{record_id}")
+
+    async def _records(self, client: httpx.AsyncClient) -> str:
+        """The zone's dns_records path, its zone id looked up once."""
+        if self._zone_id is None:
+            zones = await self._call(client, "GET", "/zones", params={"name": self._zone})
+            if not zones:
+                raise ApiError(Answer(False, f"zone {self._zone} is not in this Cloudflare account", fatal=True))
+            self._zone_id = str(zones[0]["id"])
+        return f"/zones/{self._zone_id}/dns_records"
 
     async def _call(self, client: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> Any:
         try:
