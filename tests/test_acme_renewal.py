@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import pytest
 
 from jitaku.acme import issue, renewal, state
 from jitaku.config import Config, parse
+from tests.test_health_listeners import certificate
 
 NOW = 1_800_000_000.0
 DAY = 86400.0
@@ -55,6 +57,7 @@ def ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StandIn:
     monkeypatch.setattr(issue, "obtain", stand_in.obtain)
     monkeypatch.setattr(issue, "due", stand_in.due)
     monkeypatch.setattr(issue, "due_at", stand_in.due_at)
+    monkeypatch.setattr(issue, "certificate", lambda config: None)  # the stand-in's is no file
     return stand_in
 
 
@@ -135,3 +138,34 @@ def test_the_daemon_task_looks_soon_after_the_start_and_never_ends_on_an_error(
     with caplog.at_level(logging.INFO, logger="jitaku"):
         asyncio.run(asyncio.wait_for(watch(), timeout=30))
     assert "event=acme_error" in caplog.text and "unexpected" in caplog.text
+
+
+def test_a_name_the_ca_left_out_orders_nothing_again_before_the_certificate_is_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default names hold mta-sts.DOMAIN, which many have no DNS for: ordered again at each look, the CA's limit
+    on duplicate certificates (5 a week at Let's Encrypt) would be spent in a day. issue.due as it is, on a file."""
+    text = (
+        'hostname = "mail.example.test"\ndomains = ["example.test"]\n[acme]\nemail = "me@example.test"\n'
+        'names = ["mail.example.test", "mta-sts.example.test"]\n'
+    )
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    (tmp_path / "tls").mkdir()
+    now = time.time()
+    certificate(tmp_path / "tls" / "cert.pem", now + 80 * DAY, issuer="Pebble Intermediate CA")  # no mta-sts name
+    left_out = "mta-sts.example.test: the CA could not fetch http://mta-sts.example.test/.well-known/acme-challenge/"
+    state.write(tmp_path, state.Attempts().succeeded(now - 60, left_out))
+    asked: list[float] = []
+
+    def obtain(config: Config, now: float) -> issue.Issued:
+        asked.append(now)
+        return issue.Issued(config.settings.acme_names, now + 90 * DAY)
+
+    monkeypatch.setattr(issue, "obtain", obtain)
+    assert issue.due(config, now) == "the certificate does not name mta-sts.example.test"
+    asyncio.run(renewal.renew_if_due(config, now))
+    assert asked == []
+    assert renewal.next_look(config, now) == renewal.LOOK  # due by its end in 50 days
+    state.write(tmp_path, state.Attempts().succeeded(now - 60))  # a name added to the config since: ordered
+    asyncio.run(renewal.renew_if_due(config, now))
+    assert asked == [now]

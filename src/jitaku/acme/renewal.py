@@ -38,8 +38,9 @@ async def renew_if_due(config: Config, now: float) -> None:
     error that is not one (a bug, a file it cannot read) is recorded here, so that the certs check alerts on it."""
     from jitaku.acme import issue  # the acme package costs every process that does not renew its memory
 
-    why = issue.due(config, now)
-    if why is None or state.read(config.data_dir).next_try > now:
+    attempts = state.read(config.data_dir)
+    why, _at = _due(config, attempts, now)
+    if why is None or attempts.next_try > now:
         return
     log.event("acme_renewing", why=why)
     try:
@@ -62,13 +63,25 @@ def _failed(config: Config, error: str) -> None:
 
 def next_look(config: Config, now: float) -> float:
     """Seconds until the next look: when the certificate is due, or when the backoff ends, at most LOOK."""
+    attempts = state.read(config.data_dir)
+    why, target = _due(config, attempts, now)
+    if why is not None:  # the backoff's end; or, tried just now and due still (a bug?), not at once again
+        target = attempts.next_try if attempts.next_try > now else now + state.FIRST_RETRY
+    return LOOK if target is None else min(max(target - now, 1.0), LOOK)
+
+
+def _due(config: Config, attempts: state.Attempts, now: float) -> tuple[str | None, float | None]:
+    """Why a renewal is due now (issue.due), else when it will be (issue.due_at); less one reason: a name the last
+    certificate was issued without (the CA could not validate it: no DNS for mta-sts.DOMAIN yet, say) orders
+    nothing again before the certificate is due by its end, since an order every few minutes would spend the CA's
+    limit on duplicate certificates within a day. `jitaku cert renew` tries it at once."""
     from jitaku.acme import issue
 
-    next_try = state.read(config.data_dir).next_try
-    if issue.due(config, now) is None:
-        target = issue.due_at(config)
-    elif next_try > now:
-        target = next_try
-    else:  # tried just now and still due (the CA left a name out?): not asked again at once
-        target = now + state.FIRST_RETRY
-    return LOOK if target is None else min(max(target - now, 1.0), LOOK)
+    why, at = issue.due(config, now), issue.due_at(config)
+    cert = issue.certificate(config)
+    if why is None or cert is None or not attempts.left_out:
+        return why, at
+    ends = issue.renew_from(cert, config.settings.acme.renew_days)
+    missing = set(config.settings.acme_names) - set(issue.names_of(cert))
+    left_out = {part.split(": ", 1)[0] for part in attempts.left_out.split("; ")}  # "NAME: why; NAME: why"
+    return (None, ends) if missing and missing <= left_out and now < ends else (why, at)
