@@ -45,20 +45,15 @@ async def renew_if_due(config: Config, now: float) -> None:
     log.event("acme_renewing", why=why)
     try:
         issued = await asyncio.to_thread(issue.obtain, config, now)
-    except issue.AcmeError as error:
-        _failed(config, str(error))
-        return
+    except issue.AcmeError:
+        return  # obtain logged acme_failed, with the next try
     except Exception as error:  # not the CA's answer (a bug, a file unreadable): the same backoff, the same alert
         attempts = state.read(config.data_dir).failed(now, f"unexpected error: {error}")
         state.write(config.data_dir, attempts)
-        _failed(config, attempts.last_error)
+        next_try = state.moment(attempts.next_try)
+        log.event("acme_failed", logging.WARNING, error=attempts.last_error, next_try=next_try)
         return
     log.event("acme_renewed", names=",".join(issued.names), not_after=state.moment(issued.not_after))
-
-
-def _failed(config: Config, error: str) -> None:
-    next_try = state.read(config.data_dir).next_try
-    log.event("acme_failed", logging.WARNING, error=error, next_try=state.moment(next_try))
 
 
 def next_look(config: Config, now: float) -> float:
