@@ -24,14 +24,17 @@ from tests.integration.harness import Jitaku
 from tests.integration.pebble import ChallTestSrv, Pebble, ca_files
 from tests.peers import Zone, serve, stop_serving, wait_until
 
-ADDRESS = "127.0.11.21"  # this test's own loopback address: its web takes ports 80 and 443 there
+# each test's own loopback address, where its web takes ports 80 and 443: tests run side by side (xdist)
+ADDRESS = "127.0.11.21"
+NO_PORT_80 = "127.0.11.22"
+LEFT_OUT = "127.0.11.23"
 NAMES = ["mail.example.test", "mta-sts.example.test"]
 
 
-def _zone(zone: Zone, names: list[str] = NAMES) -> None:
+def _zone(zone: Zone, names: list[str] = NAMES, address: str = ADDRESS) -> None:
     zone.add("example.test. 1 IN SOA ns.example.test. hostmaster.example.test. 1 60 60 60 1")
     for name in names:
-        zone.add(f"{name}. 1 IN A {ADDRESS}")
+        zone.add(f"{name}. 1 IN A {address}")
 
 
 def _acme(server: Jitaku, pebble: Pebble, **more: Any) -> None:
@@ -280,9 +283,9 @@ def test_a_web_not_on_port_80_is_named_as_the_challenge_the_ca_could_not_fetch(
     jitaku_factory, dns_zone, pebble_factory
 ) -> None:
     zone, dns_port = dns_zone
-    _zone(zone)
+    _zone(zone, address=NO_PORT_80)
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:443"])  # HTTPS alone: nothing answers on port 80
+    server = _jitaku(jitaku_factory, dns_port, [f"{NO_PORT_80}:443"])  # HTTPS alone: nothing answers on port 80
     _acme(server, pebble)
     server.start()
     renewed = server.cli("cert", "renew", check=False)
@@ -296,9 +299,9 @@ def test_a_web_not_on_port_80_is_named_as_the_challenge_the_ca_could_not_fetch(
 
 def test_a_name_without_a_dns_record_is_left_out_and_the_rest_issued(jitaku_factory, dns_zone, pebble_factory) -> None:
     zone, dns_port = dns_zone
-    _zone(zone, ["mail.example.test"])  # mta-sts.example.test is not in DNS yet
+    _zone(zone, ["mail.example.test"], LEFT_OUT)  # mta-sts.example.test is not in DNS yet
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:80"])
+    server = _jitaku(jitaku_factory, dns_port, [f"{LEFT_OUT}:80"])
     _acme(server, pebble)
     server.start()
     renewed = server.cli("cert", "renew", check=False)
