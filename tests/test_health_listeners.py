@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from jitaku.acme.state import Attempts, moment
 from jitaku.config import BuddySettings, CertsCheckSettings, QueueCheckSettings, parse
 from jitaku.health import buddy, certs, queue, services
 from jitaku.health.result import State
@@ -39,8 +41,9 @@ def test_the_queue_says_how_much_waits_and_how_long() -> None:
     assert one.sentence == "1 message queued, the oldest for 1 minute."  # not "1 minutes" (issue 17)
 
 
-def certificate(path: Path, ends: float, key_path: Path | None = None) -> Path:
-    """A self-signed certificate for mail.example.test until ENDS at PATH (and its key at KEY_PATH)."""
+def certificate(path: Path, ends: float, key_path: Path | None = None, issuer: str = "mail.example.test") -> Path:
+    """A certificate for mail.example.test until ENDS at PATH (and its key at KEY_PATH), self-signed unless ISSUER
+    names a CA."""
     key = ec.generate_private_key(ec.SECP256R1())
     if key_path is not None:
         pem = key.private_bytes(
@@ -51,7 +54,7 @@ def certificate(path: Path, ends: float, key_path: Path | None = None) -> Path:
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
         .public_key(key.public_key())
         .serial_number(1)
         .not_valid_before(datetime.datetime.fromtimestamp(NOW - 86400 * 90, datetime.UTC))
@@ -90,6 +93,75 @@ def test_the_certificate_says_when_it_ends(tmp_path: Path) -> None:
     junk = certs.check(CertsCheckSettings(), tmp_path / "junk.pem", NOW)
     assert junk is not None and junk.state == State.CRITICAL
     assert junk.ja.startswith(f"証明書 {tmp_path / 'junk.pem'} を読めません: ")
+
+
+FAILED = Attempts(last_try=NOW - 60, last_error="the CA answered 500.", failures=1, next_try=NOW + 540)
+ACME = certs.Renewals(("mail.example.test", "www.example.test"), FAILED)
+
+
+def test_a_certificate_written_a_moment_ago_is_not_said_to_fail_to_load(tmp_path: Path) -> None:
+    """A renewal just wrote it: the listeners load it within seconds (tls_reload), no alert meanwhile."""
+    now = time.time()
+    old = certificate(tmp_path / "old.pem", now + 10 * 86400)
+    renewed = certificate(tmp_path / "renewed.pem", now + 90 * 86400)
+    serving = x509.load_pem_x509_certificate(old.read_bytes())
+    fresh = certs.check(CertsCheckSettings(), renewed, now, serving)
+    assert fresh is not None and (fresh.state, fresh.sentence) == (
+        State.OK,
+        certs.check(CertsCheckSettings(), renewed, now).sentence,
+    )
+    later = now + certs.LOADED_WITHIN + 1  # still not served: now it did not load
+    stale = certs.check(CertsCheckSettings(), renewed, later, serving)
+    assert stale is not None and stale.state == State.WARNING and "which jitaku could not load" in stale.sentence
+
+
+def test_a_failed_renewal_says_when_the_next_try_is(tmp_path: Path) -> None:
+    at = moment(NOW + 540)
+    fine = certificate(tmp_path / "fine.pem", NOW + 25 * 86400, issuer="Pebble Intermediate CA")
+    failed = certs.check(CertsCheckSettings(), fine, NOW, renewals=ACME)
+    assert failed is not None and failed.state == State.WARNING  # 25 days left: no expiry warning without ACME
+    assert failed.sentence == (
+        "the certificate for mail.example.test expires on 2027-02-09, in 25 days; its renewal failed: the CA "
+        f"answered 500; the next try is at {at}."
+    )
+    assert failed.ja == (
+        "mail.example.test の証明書は 2027-02-09 に期限が切れます（あと 25 日）。更新に失敗しました: the CA answered "
+        f"500。次の試行は {at} です。"
+    )
+    near = certificate(tmp_path / "near.pem", NOW + 3 * 86400, issuer="Pebble Intermediate CA")
+    critical = certs.check(CertsCheckSettings(), near, NOW, renewals=ACME)
+    assert critical is not None and critical.state == State.CRITICAL
+    assert critical.sentence.endswith(f", in 3 days; its renewal failed: the CA answered 500; the next try is at {at}.")
+    gone = certificate(tmp_path / "gone.pem", NOW - 86400, issuer="Pebble Intermediate CA")
+    expired = certs.check(CertsCheckSettings(), gone, NOW, renewals=ACME)
+    assert expired is not None and expired.state == State.CRITICAL
+    assert expired.sentence.startswith("the certificate for mail.example.test expired on 2027-01-14; its renewal ")
+
+
+def test_no_certificate_from_acme_yet_says_the_self_signed_one_is_served(tmp_path: Path) -> None:
+    at = moment(NOW + 540)
+    own = certificate(tmp_path / "own.pem", NOW + 3650 * 86400)  # init's, self-signed
+    none_yet = certs.check(CertsCheckSettings(), own, NOW, renewals=ACME)
+    assert none_yet is not None and none_yet.state == State.WARNING
+    assert none_yet.sentence == (
+        "no certificate from ACME yet for mail.example.test, www.example.test: the CA answered 500; the next try is "
+        f"at {at}; the self-signed one is served meanwhile."
+    )
+    assert none_yet.ja == (
+        "mail.example.test, www.example.test の ACME の証明書はまだありません: the CA answered 500。次の試行は "
+        f"{at} です。それまでは自己署名の証明書を使います。"
+    )
+    first = certs.Renewals(ACME.names, Attempts())  # the daemon has not tried yet: as without ACME
+    assert certs.check(CertsCheckSettings(), own, NOW, renewals=first) == certs.check(CertsCheckSettings(), own, NOW)
+
+
+def test_a_healthy_renewal_says_when_it_was_renewed(tmp_path: Path) -> None:
+    issued = certificate(tmp_path / "cert.pem", NOW + 89 * 86400, issuer="Pebble Intermediate CA")
+    renewed = certs.Renewals(ACME.names, FAILED.succeeded(NOW - 86400))
+    fine = certs.check(CertsCheckSettings(), issued, NOW, renewals=renewed)
+    assert fine is not None and fine.state == State.OK
+    assert fine.sentence == "the certificate for mail.example.test is valid until 2027-04-14, renewed on 2027-01-14."
+    assert fine.ja == "mail.example.test の証明書は 2027-04-14 まで有効です（2027-01-14 に更新）。"
 
 
 @asynccontextmanager

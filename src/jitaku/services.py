@@ -386,6 +386,10 @@ async def _run(
                 from jitaku.ddns.updater import Updater
 
                 background.append(tasks.create_task(Updater(settings, config.data_dir, database).run()))
+            if main and settings.acme.enabled and not standby:  # a standby serves its primary's certificate
+                from jitaku.acme.renewal import keep_renewed
+
+                background.append(tasks.create_task(keep_renewed(config)))
             monitor: Monitor | None = None
             if main and settings.health.enabled and standby:
                 from jitaku.health.standby_file import LocalMonitor

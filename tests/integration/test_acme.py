@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from jitaku.acme import state
 from tests.integration.harness import Jitaku
 from tests.integration.pebble import ChallTestSrv, Pebble, ca_files
 from tests.peers import Zone, serve, stop_serving, wait_until
@@ -253,6 +254,8 @@ def test_a_directory_answering_garbage_keeps_the_old_certificate_and_says_when_t
     assert stderr.startswith(f"jitaku: renewal failed: {said}; the next automatic try is at ")
     status = _status(server)
     assert status["last_error"] == said and status["next_try"] and status["last_success"] is None
+    next_try = datetime.datetime.fromisoformat(status["next_try"]).timestamp()
+    assert stderr.rstrip().endswith(f" is at {state.moment(next_try)}")  # as the certs check's alert says it
 
 
 def test_a_rate_limit_waits_as_long_as_the_ca_asks(jitaku_factory, https_server) -> None:

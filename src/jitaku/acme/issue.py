@@ -58,8 +58,9 @@ def obtain(config: Config, now: float) -> Issued:
         try:
             issued = _obtain(config)
         except AcmeError as error:
-            state.write(data_dir, state.read(data_dir).failed(now, str(error), error.retry_after))
-            log.event("acme_failed", error=str(error), retry_after=error.retry_after)
+            attempts = state.read(data_dir).failed(now, str(error), error.retry_after)
+            state.write(data_dir, attempts)
+            log.event("acme_failed", error=str(error), next_try=state.moment(attempts.next_try))
             raise
         state.write(data_dir, state.read(data_dir).succeeded(now, issued.left_out_text()))
         log.event("acme_issued", names=",".join(issued.names), left_out=issued.left_out_text() or None)

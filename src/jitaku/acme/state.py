@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -46,6 +47,12 @@ class Attempts:
     def succeeded(self, now: float, left_out: str = "") -> Attempts:
         """LEFT_OUT: the names the CA would not validate, which the certificate was issued without."""
         return Attempts(last_try=now, last_success=now, left_out=left_out)
+
+
+def moment(seconds: float) -> str:
+    """A time as the check's sentences, its alerts and `jitaku cert status` show it: local, to the minute, with the
+    zone ("2026-12-07 18:20 UTC"), since a person reads it on a phone far from the server."""
+    return time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(seconds))
 
 
 def path(data_dir: Path) -> Path:

@@ -72,8 +72,8 @@ def renew(
     try:
         issued = issue.obtain(config, now)
     except issue.AcmeError as error:
-        next_try = state.read(config.data_dir).next_try
-        raise CliError(f"renewal failed: {error}; the next automatic try is at {utc_time(next_try)}") from None
+        next_try = state.moment(state.read(config.data_dir).next_try)  # as the certs check's alert says it
+        raise CliError(f"renewal failed: {error}; the next automatic try is at {next_try}") from None
     console.print(f"renewed: {', '.join(issued.names)}, valid until {utc_time(issued.not_after)}")
     for name, reason in issued.left_out:
         console.print(f"left out {name}: {reason}")

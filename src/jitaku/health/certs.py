@@ -1,18 +1,34 @@
-"""The certificate our listeners serve: an expired one makes every TLS client refuse us."""
+"""The certificate our listeners serve: an expired one makes every TLS client refuse us. With ACME on, a failed
+renewal is said at once, with when the next try is (jitaku.acme.renewal tries again by itself then)."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 from cryptography import x509
 
+from jitaku.acme.state import Attempts, moment
 from jitaku.config import CertsCheckSettings, Settings
 from jitaku.health.result import Result, State
 from jitaku.health.services import TIMEOUT, local, reading_context
+from jitaku.tls_reload import RELOAD_EVERY
 from jitaku.words import counted
+
+LOADED_WITHIN = 3 * RELOAD_EVERY  # seconds every listener takes to serve a changed tls/cert.pem, and a margin
+FAILED = "renewal failed"  # the detail: a renewal that starts failing is news even in a state already alerted
+
+
+@dataclass(frozen=True)
+class Renewals:
+    """ACME's side, when it is on: the names it asks for, and what its attempts came to (acme/state.json)."""
+
+    names: tuple[str, ...]
+    attempts: Attempts
 
 
 def _names(cert: x509.Certificate) -> str:
@@ -52,10 +68,15 @@ def _certificate(connection: ssl.SSLObject | None) -> x509.Certificate | None:
 
 
 def check(
-    settings: CertsCheckSettings, certificate: Path, now: float, serving: x509.Certificate | None = None
+    settings: CertsCheckSettings,
+    certificate: Path,
+    now: float,
+    serving: x509.Certificate | None = None,
+    renewals: Renewals | None = None,
 ) -> Result | None:
     """CERTIFICATE is tls/cert.pem; SERVING, what the listeners serve, when one answered. The daemon loads a
-    changed pair within seconds (tls_reload.py); they differ for longer when the new pair does not load."""
+    changed pair within seconds (tls_reload.py); they differ for longer when the new pair does not load.
+    RENEWALS: None with ACME off (a certbot user's file, or init's self-signed one)."""
     try:
         cert = x509.load_pem_x509_certificate(certificate.read_bytes())
     except FileNotFoundError:
@@ -67,9 +88,9 @@ def check(
             f"cannot read the certificate {certificate}: {error}.",
             ja=f"証明書 {certificate} を読めません: {error}。",
         )
-    if serving is None or serving == cert:
-        return _judge(settings, cert, now)
-    judged = _judge(settings, serving, now)
+    if serving is None or serving == cert or _just_written(certificate, now):
+        return _judge(settings, cert, now, renewals)
+    judged = _judge(settings, serving, now, renewals)
     until = cert.not_valid_after_utc.strftime("%Y-%m-%d")
     return Result(
         "certs",
@@ -82,7 +103,16 @@ def check(
     )
 
 
-def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float) -> Result:
+def _just_written(certificate: Path, now: float) -> bool:
+    """Whether the listeners may not have looked at the file since it changed (a renewal a moment ago): not a pair
+    that failed to load, which a look after the next few would still find."""
+    try:
+        return now - certificate.stat().st_mtime < LOADED_WITHIN
+    except OSError:
+        return False
+
+
+def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float, renewals: Renewals | None) -> Result:
     ends = cert.not_valid_after_utc
     days = (ends.timestamp() - now) / 86400
     names = _names(cert)
@@ -90,21 +120,46 @@ def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float) -> 
     when = ends.strftime("%Y-%m-%d")
     metrics = {"days_left": round(days, 2)}
     if days <= 0:
+        expiry, expiry_ja = f"{about} expired on {when}", f"{about_ja}は {when} に期限が切れました"
+    else:
+        expiry = f"{about} expires on {when}, in {counted(days, 'day')}"
+        expiry_ja = f"{about_ja}は {when} に期限が切れます（あと {days:.0f} 日）"
+    attempts = renewals.attempts if renewals is not None else Attempts()
+    if renewals is not None and attempts.failures:
+        error, next_try = attempts.last_error.removesuffix("."), moment(attempts.next_try)
+        if cert.issuer == cert.subject and days > 0:  # init's, served until ACME gives one
+            wanted = ", ".join(renewals.names)
+            return Result(
+                "certs",
+                State.WARNING,
+                f"no certificate from ACME yet for {wanted}: {error}; the next try is at {next_try}; the "
+                "self-signed one is served meanwhile.",
+                metrics,
+                FAILED,
+                ja=f"{wanted} の ACME の証明書はまだありません: {error}。次の試行は {next_try} です。"
+                "それまでは自己署名の証明書を使います。",
+            )
         return Result(
             "certs",
-            State.CRITICAL,
-            f"{about} expired on {when}.",
+            State.CRITICAL if days <= settings.critical_days else State.WARNING,
+            f"{expiry}; its renewal failed: {error}; the next try is at {next_try}.",
             metrics,
-            ja=f"{about_ja}は {when} に期限が切れました。",
+            FAILED,
+            ja=f"{expiry_ja}。更新に失敗しました: {error}。次の試行は {next_try} です。",
         )
+    if days <= 0:
+        return Result("certs", State.CRITICAL, f"{expiry}.", metrics, ja=f"{expiry_ja}。")
     if days <= settings.warning_days:
         state = State.CRITICAL if days <= settings.critical_days else State.WARNING
+        return Result("certs", state, f"{expiry}.", metrics, ja=f"{expiry_ja}。")
+    if attempts.last_success:
+        renewed = time.strftime("%Y-%m-%d", time.localtime(attempts.last_success))
         return Result(
             "certs",
-            state,
-            f"{about} expires on {when}, in {counted(days, 'day')}.",
+            State.OK,
+            f"{about} is valid until {when}, renewed on {renewed}.",
             metrics,
-            ja=f"{about_ja}は {when} に期限が切れます（あと {days:.0f} 日）。",
+            ja=f"{about_ja}は {when} まで有効です（{renewed} に更新）。",
         )
     return Result(
         "certs", State.OK, f"{about} is valid until {when}.", metrics, ja=f"{about_ja}は {when} まで有効です。"

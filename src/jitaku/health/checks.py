@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from jitaku import log, store
+from jitaku.acme import state as acme_state
 from jitaku.config import Config
 from jitaku.ddns import public_address
 from jitaku.health import (
@@ -113,7 +114,9 @@ async def _queue(context: Context) -> Result | None:
 async def _certs(context: Context) -> Result | None:
     settings = context.config.settings
     serving = await certs.served(settings)
-    return certs.check(settings.health.certs, context.config.tls_dir / "cert.pem", time.time(), serving)
+    data_dir = context.config.data_dir
+    renewals = certs.Renewals(settings.acme_names, acme_state.read(data_dir)) if settings.acme.enabled else None
+    return certs.check(settings.health.certs, context.config.tls_dir / "cert.pem", time.time(), serving, renewals)
 
 
 async def _services(context: Context) -> Result | None:
