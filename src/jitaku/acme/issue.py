@@ -29,6 +29,8 @@ from jitaku.tls import CERT, KEY
 
 DEADLINE = 180.0  # seconds for the CA to validate every name and issue
 LOCK_NAME = "lock"
+CLOCK_SKEW = datetime.timedelta(minutes=5)  # a CA's clock a little ahead of ours still issues a good certificate
+CHAIN_MAX = 64 * 1024  # bytes: a real chain is a few KiB; more is a web page or worse
 
 
 class AcmeError(Exception):
@@ -95,7 +97,9 @@ def _obtain(config: Config) -> Issued:
                 if left_out or not kept or (mail in names and mail not in kept):
                     raise AcmeError(next(refused.failed[name] for name in names if name in refused.failed)) from None
                 left_out, names = tuple(refused.failed.items()), kept
-        _install(config, key_pem, order.fullchain_pem.encode())
+        chain_pem = order.fullchain_pem.encode()
+        leaf = _checked(chain_pem, key, names)
+        _install(config, key_pem, chain_pem)
     except AcmeError:
         raise
     except requests.RequestException as error:
@@ -114,8 +118,29 @@ def _obtain(config: Config) -> Issued:
         raise AcmeError(str(error)) from None
     except OSError as error:  # after requests' errors, which are OSErrors too
         raise AcmeError(f"cannot write {error.filename or 'a file'}: {error.strerror or error}") from None
-    certificate = x509.load_pem_x509_certificate(order.fullchain_pem.encode())
-    return Issued(names, certificate.not_valid_after_utc.timestamp(), left_out)
+    return Issued(names, leaf.not_valid_after_utc.timestamp(), left_out)
+
+
+def _checked(chain_pem: bytes, key: ec.EllipticCurvePrivateKey, names: tuple[str, ...]) -> x509.Certificate:
+    """The leaf of the chain the CA sent, when it is a certificate for KEY and every one of NAMES, valid now:
+    installed otherwise (a proxy's error page, a CA's bug), the pair would stop every listener's next start."""
+    certificates: list[x509.Certificate] = []
+    if len(chain_pem) <= CHAIN_MAX:
+        with contextlib.suppress(ValueError):
+            certificates = x509.load_pem_x509_certificates(chain_pem)
+    if not certificates:
+        raise AcmeError("the CA sent a certificate that is not a PEM certificate chain; nothing was installed")
+    leaf = certificates[0]
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise AcmeError("the CA sent a certificate that is not for our key; nothing was installed")
+    missing = [name for name in names if name not in names_of(leaf)]
+    if missing:
+        raise AcmeError(f"the CA sent a certificate that does not name {', '.join(missing)}; nothing was installed")
+    now = datetime.datetime.now(datetime.UTC)
+    if not leaf.not_valid_before_utc - CLOCK_SKEW <= now < leaf.not_valid_after_utc:
+        raise AcmeError("the CA sent a certificate that is not valid now; nothing was installed")
+    return leaf
 
 
 class _Refused(Exception):

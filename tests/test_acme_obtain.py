@@ -1,0 +1,100 @@
+"""issue.obtain against a stand-in CA (account.client_for and issue._validated replaced): what it installs, what it
+refuses to, and what state.json keeps of it."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from jitaku.acme import account, issue, state
+from jitaku.config import Config, parse
+from jitaku.tls import ensure_self_signed
+
+NAMES = ("mail.example.org", "mta-sts.example.org")
+
+
+@dataclass
+class Order:
+    fullchain_pem: str
+
+
+def _config(data_dir: Path) -> Config:
+    text = 'hostname = "mail.example.org"\ndomains = ["example.org"]\n[acme]\nemail = "owner@example.org"\n'
+    return Config(parse(text, data_dir / "jitaku.toml"), data_dir)
+
+
+def _signed(public_key: ec.EllipticCurvePublicKey, names: tuple[str, ...], days: float = 90) -> str:
+    now = datetime.datetime.now(datetime.UTC)
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Stand-in CA")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=100))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False)
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _csr_key(csr: bytes) -> ec.EllipticCurvePublicKey:
+    found = x509.load_pem_x509_csr(csr).public_key()
+    assert isinstance(found, ec.EllipticCurvePublicKey)
+    return found
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setattr(account, "client_for", lambda config: object())
+    found = _config(tmp_path)
+    ensure_self_signed(found.tls_dir, "mail.example.org")
+    return found
+
+
+def _answering(monkeypatch: pytest.MonkeyPatch, chain: object) -> None:
+    """The stand-in CA answers every order with CHAIN: a text, or a function of the CSR's public key."""
+
+    def validated(config: Config, acme: object, csr: bytes) -> Order:
+        return Order(chain(_csr_key(csr)) if callable(chain) else str(chain))
+
+    monkeypatch.setattr(issue, "_validated", validated)
+
+
+@pytest.mark.parametrize(
+    ("chain", "sentence"),
+    [
+        ("<html>proxy error</html>", "not a PEM certificate chain"),
+        (lambda key: _signed(ec.generate_private_key(ec.SECP256R1()).public_key(), NAMES), "not for our key"),
+        (lambda key: _signed(key, NAMES[:1]), "does not name mta-sts.example.org"),
+        (lambda key: _signed(key, NAMES, days=-1), "not valid now"),
+        (lambda key: _signed(key, NAMES) + "x" * issue.CHAIN_MAX, "not a PEM certificate chain"),
+    ],
+)
+def test_a_certificate_the_ca_sent_that_is_not_ours_is_refused_and_the_pair_served_stays(
+    config: Config, monkeypatch: pytest.MonkeyPatch, chain: object, sentence: str
+) -> None:
+    before = {name: (config.tls_dir / name).read_bytes() for name in ("cert.pem", "key.pem")}
+    _answering(monkeypatch, chain)
+    with pytest.raises(issue.AcmeError, match=f"the CA sent a certificate that .*{sentence}"):
+        issue.obtain(config, 1000.0)
+    assert {name: (config.tls_dir / name).read_bytes() for name in before} == before
+    attempts = state.read(config.data_dir)
+    assert sentence in attempts.last_error and attempts.failures == 1 and attempts.next_try > 1000.0
+
+
+def test_a_certificate_for_our_key_and_names_is_installed(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    _answering(monkeypatch, lambda key: _signed(key, NAMES))
+    issued = issue.obtain(config, 1000.0)
+    assert issued.names == NAMES
+    assert issue.due(config, datetime.datetime.now(datetime.UTC).timestamp()) is None
+    assert state.read(config.data_dir).last_success == 1000.0
