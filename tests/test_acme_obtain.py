@@ -4,6 +4,10 @@ refuses to, and what state.json keeps of it."""
 from __future__ import annotations
 
 import datetime
+import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,3 +102,39 @@ def test_a_certificate_for_our_key_and_names_is_installed(config: Config, monkey
     assert issued.names == NAMES
     assert issue.due(config, datetime.datetime.now(datetime.UTC).timestamp()) is None
     assert state.read(config.data_dir).last_success == 1000.0
+
+
+@pytest.mark.parametrize("retry_after", ["99999999999999", "Fri, 31 Dec 9999 23:59:59 GMT", "１２"])
+def test_a_retry_after_of_years_waits_a_week_at_most(retry_after: str) -> None:
+    seconds = account._seconds(retry_after)
+    assert seconds is None or 0 <= seconds <= state.LONGEST_WAIT
+    attempts = state.Attempts().failed(1000.0, "the CA limits our rate", seconds)
+    assert attempts.next_try <= 1000.0 + state.LONGEST_WAIT
+
+
+def test_cert_status_and_renew_read_a_state_file_with_times_out_of_range(tmp_path: Path) -> None:
+    """A state.json from an older version, or garbage: shown as no time at all, never an internal error."""
+    config = _config(tmp_path)
+    (config.data_dir / "jitaku.toml").write_text(
+        'hostname = "mail.example.org"\ndomains = ["example.org"]\n[acme]\nemail = "owner@example.org"\n'
+        'directory = "https://127.0.11.51:9/directory"\n'
+    )
+    state.path(tmp_path).parent.mkdir()
+    garbage = {"next_try": 1e17, "last_success": float("nan"), "last_try": "soon", "failures": -3, "last_error": 7}
+    state.path(tmp_path).write_text(json.dumps(garbage))
+    assert state.read(tmp_path) == state.Attempts()
+    shown = _jitaku(tmp_path, "cert", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["next_try"] is None
+    renewed = _jitaku(tmp_path, "cert", "renew")
+    assert renewed.returncode == 1 and renewed.stderr.startswith("jitaku: renewal failed: "), renewed.stderr
+
+
+def _jitaku(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jitaku", *args, "--dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )

@@ -22,6 +22,7 @@ from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
 from jitaku import __version__, files, log
+from jitaku.acme import state
 from jitaku.config import Config
 
 ACCOUNT_NAME = "account.json"
@@ -108,14 +109,17 @@ class Network(client.ClientNetwork):
 
 
 def _seconds(retry_after: str) -> float | None:
-    """Retry-After (RFC 9110 §10.2.3) as seconds from now: a number of seconds, or an HTTP date."""
-    if retry_after.strip().isdigit():
-        return float(retry_after)
+    """Retry-After (RFC 9110 §10.2.3) as seconds from now: a number of seconds, or an HTTP date; at most
+    state.LONGEST_WAIT, since a typo or garbage there must not stop every renewal until the certificate expires."""
+    text = retry_after.strip()
+    if text.isascii() and text.isdigit():
+        return min(float(text), state.LONGEST_WAIT)
     try:
-        when = email.utils.parsedate_to_datetime(retry_after)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(text)
+        seconds = when.timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), state.LONGEST_WAIT)
 
 
 def client_for(config: Config) -> client.ClientV2:
