@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jitaku.acme import account, issue, state
+from jitaku.acme import account, http01, issue, state
 from jitaku.config import Config, parse
 from jitaku.tls import ensure_self_signed
 
@@ -138,3 +139,52 @@ def _jitaku(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+def test_a_missing_directory_ca_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "jitaku.toml").write_text(
+        'hostname = "mail.example.org"\ndomains = ["example.org"]\n[acme]\nemail = "owner@example.org"\n'
+        'directory = "https://127.0.11.51:9/directory"\ndirectory_ca = "missing.pem"\n'
+    )
+    renewed = _jitaku(tmp_path, "cert", "renew")
+    assert renewed.returncode == 1
+    assert renewed.stderr.startswith(
+        f"jitaku: renewal failed: cannot read [acme] directory_ca {tmp_path / 'missing.pem'}: No such file"
+    ), renewed.stderr
+
+
+def test_an_account_file_that_cannot_be_read_registers_no_new_account(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    account.path(tmp_path).mkdir(parents=True)  # there, but no file: as unreadable as one of another user's
+    with pytest.raises(issue.AcmeError, match="^cannot read the ACME account .*account.json: Is a directory"):
+        issue.obtain(config, 1000.0)
+    assert account.path(tmp_path).is_dir()
+    account.path(tmp_path).rmdir()
+    account.path(tmp_path).write_text("{not json")
+    assert account.read(tmp_path) is None  # corrupt: registering again is all there is to do
+
+
+def test_a_cleanup_that_fails_is_logged_and_hides_nothing(
+    config: Config, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(data_dir: Path, token: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    class Records:
+        def clear(self) -> list[str]:
+            raise KeyError("result")
+
+    monkeypatch.setattr(http01, "withdraw", refused)
+    with caplog.at_level(logging.INFO):
+        issue._clean_up(config, ["tok"], Records())  # type: ignore[arg-type]
+    logged = caplog.text
+    assert "acme_token_left" in logged and "Permission denied" in logged
+    assert "acme_txt_left" in logged and "result" in logged
+
+
+def test_cert_status_shows_the_cas_text_without_terminal_controls(tmp_path: Path) -> None:
+    (tmp_path / "jitaku.toml").write_text('domains = ["example.org"]\n[acme]\nemail = "owner@example.org"\n')
+    state.write(tmp_path, state.Attempts().failed(1000.0, "the CA refused: \x1b[2J\x1b]0;owned\x07"))
+    shown = _jitaku(tmp_path, "cert", "status")
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\\x1b[2J" in shown.stdout

@@ -52,15 +52,29 @@ def owner(data_dir: Path) -> tuple[int, int] | None:
     return found.st_uid, found.st_gid
 
 
+class AccountError(Exception):
+    """One sentence: the account file is there but cannot be read."""
+
+
 def read(data_dir: Path) -> Account | None:
-    """None for no account yet, or one we cannot read: registering again costs one request."""
+    """None for no account yet, or a file that holds none (corrupt): registering again costs one request. A file
+    we cannot open (permissions) raises AccountError: registering anew on every run would spend the CA's limit on
+    new accounts, and lose the one we have."""
+    where = path(data_dir)
     try:
-        found = json.loads(path(data_dir).read_text())
+        text = where.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not text"
+        raise AccountError(f"cannot read the ACME account {where}: {reason or error}") from None
+    try:
+        found = json.loads(text)
         key = serialization.load_pem_private_key(found["key"].encode(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             return None
         return Account(key, str(found["url"]), str(found["directory"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ def _obtain(config: Config) -> Issued:
     names = config.settings.acme_names
     url = config.settings.acme.directory
     try:
+        _check_directory_ca(config)
         acme = account.client_for(config)
         key = ec.generate_private_key(ec.SECP256R1())
         key_pem = key.private_bytes(
@@ -114,7 +116,7 @@ def _obtain(config: Config) -> Issued:
         raise AcmeError(f"the CA did not validate and issue within {DEADLINE:.0f} s; it may still be busy") from None
     except errors.Error as error:
         raise AcmeError(f"the CA refused the order: {error}") from None
-    except (dns01.DnsError, ConfigError) as error:
+    except (dns01.DnsError, ConfigError, account.AccountError) as error:
         raise AcmeError(str(error)) from None
     except OSError as error:  # after requests' errors, which are OSErrors too
         raise AcmeError(f"cannot write {error.filename or 'a file'}: {error.strerror or error}") from None
@@ -141,6 +143,20 @@ def _checked(chain_pem: bytes, key: ec.EllipticCurvePrivateKey, names: tuple[str
     if not leaf.not_valid_before_utc - CLOCK_SKEW <= now < leaf.not_valid_after_utc:
         raise AcmeError("the CA sent a certificate that is not valid now; nothing was installed")
     return leaf
+
+
+def _check_directory_ca(config: Config) -> None:
+    """A CA file that cannot be read is said as such: requests would call it an invalid CA bundle path, an OSError
+    that reads as a file we cannot write."""
+    ca = config.settings.acme.directory_ca
+    if not ca:
+        return
+    where = config.data_dir / ca
+    try:
+        with open(where, "rb") as found:
+            found.read(1)
+    except OSError as error:
+        raise AcmeError(f"cannot read [acme] directory_ca {where}: {error.strerror or error}") from None
 
 
 class _Refused(Exception):
@@ -183,11 +199,23 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.Or
             raise _Refused({_name(a): _failure(kind, a) for a in error.failed_authzrs}) from None
         return acme.finalize_order(order, deadline)
     finally:
-        for token in tokens:
+        _clean_up(config, tokens, records)
+
+
+def _clean_up(config: Config, tokens: list[str], records: dns01.TxtRecords) -> None:
+    """Withdraw the tokens and delete the TXT records, logging what cannot be: raised here, it would hide why the
+    order failed, which is what a person needs to read."""
+    for token in tokens:
+        try:
             http01.withdraw(config.data_dir, token)
+        except Exception as error:  # noqa: BLE001 - an OS's or a bug's: logged, the order's own error goes on
+            log.event("acme_token_left", logging.WARNING, token=token, error=repr(error))
+    try:
         left = records.clear()
-        if left:
-            log.event("acme_txt_left", errors="; ".join(left))
+    except Exception as error:  # noqa: BLE001 - a DNS provider's odd answer: logged, as above
+        left = [repr(error)]
+    if left:
+        log.event("acme_txt_left", logging.WARNING, errors="; ".join(left))
 
 
 def _challenge(authorization: messages.AuthorizationResource, kind: str, name: str) -> messages.ChallengeBody:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, JsonOption, console, load_config, utc_time
+from jitaku.terminal import visible
 
 cert_app = typer.Typer(no_args_is_help=True, help="TLS certificates, by ACME.")
 
@@ -46,7 +47,8 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
     width = max(len(key) for key in found)
     for key, value in found.items():
         shown = ", ".join(value) if isinstance(value, list) else value
-        console.print(f"{key.replace('_', ' ').ljust(width)}  {'-' if shown in (None, '') else shown}")
+        shown = "-" if shown in (None, "") else visible(str(shown))  # the CA's or a DNS provider's own text
+        console.print(f"{key.replace('_', ' ').ljust(width)}  {shown}")
 
 
 @cert_app.command("renew")
