@@ -7,8 +7,10 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +20,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from jitaku import privileges
 from jitaku.acme import account, http01, issue, state
 from jitaku.config import Config, parse
 from jitaku.tls import ensure_self_signed
 
 NAMES = ("mail.example.org", "mta-sts.example.org")
+NOBODY = 65534
 
 
 @dataclass
@@ -188,3 +192,26 @@ def test_cert_status_shows_the_cas_text_without_terminal_controls(tmp_path: Path
     shown = _jitaku(tmp_path, "cert", "status")
     assert shown.returncode == 0, shown.stderr
     assert "\x1b" not in shown.stdout and "\\x1b[2J" in shown.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root writing into another user's data directory")
+def test_what_root_writes_for_acme_is_the_data_directorys_owners() -> None:
+    """The daemon, running as that user, must be able to start (privileges.foreign), take the lock and serve the
+    tokens root published."""
+    data_dir = Path(tempfile.mkdtemp(prefix="jitaku-acme-owner-"))  # not under pytest's root-only tmp tree
+    try:
+        os.chown(data_dir, NOBODY, NOBODY)
+        with issue._locked(data_dir):
+            http01.publish(data_dir, "tok-1", "tok-1.thumbprint", state.owner(data_dir))
+            state.write(data_dir, state.Attempts())
+        assert privileges.foreign(data_dir, NOBODY) is None
+        read = subprocess.run(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "cat", "acme/http-01/tok-1"],
+            cwd=data_dir,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert read.stdout == "tok-1.thumbprint", read.stderr
+    finally:
+        shutil.rmtree(data_dir)

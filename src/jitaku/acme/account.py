@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,15 +42,6 @@ def path(data_dir: Path) -> Path:
     return data_dir / "acme" / ACCOUNT_NAME
 
 
-def owner(data_dir: Path) -> tuple[int, int] | None:
-    """Whose the files we write are: the data directory's owner's when root writes them (`jitaku cert renew` run
-    by root on the service's directory), so that the daemon, running as that user, can read and replace them."""
-    if os.geteuid() != 0:
-        return None
-    found = os.stat(data_dir)
-    return found.st_uid, found.st_gid
-
-
 class AccountError(Exception):
     """One sentence: the account file is there but cannot be read."""
 
@@ -79,13 +69,12 @@ def read(data_dir: Path) -> Account | None:
 
 
 def write(data_dir: Path, account: Account) -> None:
-    target = path(data_dir)
-    target.parent.mkdir(mode=0o700, exist_ok=True)
+    target = state.directory(data_dir) / ACCOUNT_NAME
     pem = account.key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     text = json.dumps({"key": pem.decode(), "url": account.url, "directory": account.directory}, indent=1)
-    files.replace(target, text.encode() + b"\n", 0o600, owner(data_dir))
+    files.replace(target, text.encode() + b"\n", 0o600, state.owner(data_dir))
 
 
 def network(config: Config, key: ec.EllipticCurvePrivateKey) -> Network:

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import fcntl
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ def obtain(config: Config, now: float) -> Issued:
     DIR/acme/lock throughout (an flock: the kernel drops it with the process, so a power cut leaves no stale lock),
     so that the daemon's renewal and a person's `jitaku cert renew` never order at once."""
     data_dir = config.data_dir
-    with _locked(data_dir / "acme" / LOCK_NAME):
+    with _locked(data_dir):
         try:
             issued = _obtain(config)
         except AcmeError as error:
@@ -71,11 +72,18 @@ def obtain(config: Config, now: float) -> Issued:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    with open(path, "a") as lock:
+def _locked(data_dir: Path) -> Iterator[None]:
+    """DIR/acme/lock held; the file the data directory's owner's, as everything in DIR/acme."""
+    where = state.directory(data_dir) / LOCK_NAME
+    lock = os.open(where, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        owner = state.owner(data_dir)
+        if owner is not None:
+            os.fchown(lock, *owner)
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(lock)
 
 
 def _obtain(config: Config) -> Issued:
@@ -176,7 +184,7 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.Or
     tokens: list[str] = []
     records = dns01.TxtRecords(config)
     jwk = acme.net.key
-    owner = account.owner(config.data_dir)
+    owner = state.owner(config.data_dir)
     try:
         answers = []
         for authorization in order.authorizations:
@@ -269,7 +277,7 @@ def _garbage(error: Exception) -> str:
 def _install(config: Config, key_pem: bytes, chain_pem: bytes) -> None:
     """The key first, then the chain: the listeners reload a pair that matches (jitaku.tls_reload), so the moment
     between the two keeps the old pair; the standby gets both through jitaku.ha.secret_files."""
-    owner = account.owner(config.data_dir)
+    owner = state.owner(config.data_dir)
     tls_dir = config.tls_dir
     tls_dir.mkdir(parents=True, exist_ok=True)
     files.replace(tls_dir / KEY, key_pem, 0o600, owner)
