@@ -13,8 +13,10 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -215,3 +217,59 @@ def test_what_root_writes_for_acme_is_the_data_directorys_owners() -> None:
         assert read.stdout == "tok-1.thumbprint", read.stderr
     finally:
         shutil.rmtree(data_dir)
+
+
+def test_a_web_url_on_an_address_or_a_lan_name_is_no_acme_name(tmp_path: Path) -> None:
+    for url in ("http://192.168.1.5:8025/", "http://localhost:8025", "http://nas.local/", "http://[::1]/"):
+        text = f'hostname = "mail.example.org"\ndomains = ["example.org"]\n[web]\nurl = "{url}"\n'
+        assert parse(text, tmp_path / "jitaku.toml").acme_names == ("mail.example.org", "mta-sts.example.org"), url
+    text = 'hostname = "mail.example.org"\ndomains = ["example.org"]\n[web]\nurl = "https://www.example.org/"\n'
+    assert parse(text, tmp_path / "jitaku.toml").acme_names == NAMES[:1] + ("www.example.org",) + NAMES[1:]
+
+
+class RefusingCA:
+    """A CA whose newOrder refuses an order naming REFUSED (rejectedIdentifier, in a subproblem, as Boulder
+    says it), and issues for any other at once."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused = refused
+        self.net = SimpleNamespace(key=None)
+        self.orders: list[list[str]] = []
+
+    def new_order(self, csr: bytes) -> SimpleNamespace:
+        names = _csr_names(csr)
+        self.orders.append(names)
+        if self.refused in names:
+            identifier = messages.Identifier(typ=messages.IDENTIFIER_FQDN, value=self.refused)
+            sub = messages.Error.with_code("rejectedIdentifier", detail="not a public name", identifier=identifier)
+            raise messages.Error.with_code("rejectedIdentifier", detail="cannot issue", subproblems=(sub,))
+        return SimpleNamespace(authorizations=[], csr=csr, names=tuple(names))
+
+    def poll_authorizations(self, order: SimpleNamespace, deadline: object) -> SimpleNamespace:
+        return order
+
+    def finalize_order(self, order: SimpleNamespace, deadline: object) -> Order:
+        return Order(_signed(_csr_key(order.csr), order.names))
+
+
+def _csr_names(csr: bytes) -> list[str]:
+    found = x509.load_pem_x509_csr(csr).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    return found.value.get_values_for_type(x509.DNSName)
+
+
+def test_a_name_the_ca_rejects_in_the_new_order_is_left_out_and_the_rest_issued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = 'hostname = "mail.example.org"\ndomains = ["example.org"]\n[acme]\nemail = "owner@example.org"\n'
+    text += 'names = ["mail.example.org", "printer.example.org"]\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    ca = RefusingCA("printer.example.org")
+    monkeypatch.setattr(account, "client_for", lambda config: ca)
+    issued = issue.obtain(config, 1000.0)
+    assert ca.orders == [["mail.example.org", "printer.example.org"], ["mail.example.org"]]
+    assert issued.names == ("mail.example.org",)
+    assert issued.left_out == (("printer.example.org", "the CA will not issue for this name: not a public name"),)
+
+    ca.refused = "mail.example.org"  # the mail hostname is not one to go without
+    with pytest.raises(issue.AcmeError, match="^the CA will not issue for this name: not a public name$"):
+        issue.obtain(config, 2000.0)

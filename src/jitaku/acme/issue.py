@@ -104,8 +104,9 @@ def _obtain(config: Config) -> Issued:
             except _Refused as refused:
                 kept = tuple(name for name in names if name not in refused.failed)
                 mail = config.settings.mail_hostname
-                if left_out or not kept or (mail in names and mail not in kept):
-                    raise AcmeError(next(refused.failed[name] for name in names if name in refused.failed)) from None
+                if left_out or not kept or kept == names or (mail in names and mail not in kept):
+                    ours = [refused.failed[name] for name in names if name in refused.failed]
+                    raise AcmeError((ours or list(refused.failed.values()))[0]) from None
                 left_out, names = tuple(refused.failed.items()), kept
         chain_pem = order.fullchain_pem.encode()
         leaf = _checked(chain_pem, key, names)
@@ -179,7 +180,13 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.Or
     """The order for CSR's names, each proven by the configured challenge, finalized; the tokens and TXT records
     withdrawn after, whatever happened."""
     deadline = datetime.datetime.now() + datetime.timedelta(seconds=DEADLINE)
-    order = acme.new_order(csr)
+    try:
+        order = acme.new_order(csr)
+    except messages.Error as error:
+        rejected = _rejected(error)
+        if rejected:
+            raise _Refused(rejected) from None
+        raise
     kind = config.settings.acme.challenge
     tokens: list[str] = []
     records = dns01.TxtRecords(config)
@@ -224,6 +231,17 @@ def _clean_up(config: Config, tokens: list[str], records: dns01.TxtRecords) -> N
         left = [repr(error)]
     if left:
         log.event("acme_txt_left", logging.WARNING, errors="; ".join(left))
+
+
+def _rejected(error: messages.Error) -> dict[str, str]:
+    """The names a refused new order's problem says the CA will never issue for (RFC 8555 §6.7.1 subproblems,
+    rejectedIdentifier), each with why: left out, the order can go on for the rest."""
+    found = {}
+    for problem in (error, *(error.subproblems or ())):
+        if problem.code == "rejectedIdentifier" and problem.identifier is not None:
+            why = problem.detail or problem.description or problem.typ
+            found[str(problem.identifier.value)] = f"the CA will not issue for this name: {why}"
+    return found
 
 
 def _challenge(authorization: messages.AuthorizationResource, kind: str, name: str) -> messages.ChallengeBody:
