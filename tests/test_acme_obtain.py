@@ -3,7 +3,9 @@ refuses to, and what state.json keeps of it."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
 import logging
 import os
@@ -11,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +29,8 @@ from jitaku import privileges
 from jitaku.acme import account, http01, issue, state
 from jitaku.config import Config, parse
 from jitaku.tls import ensure_self_signed
+from tests.certificates import signed_by_test_ca
+from tests.peers import wait_until
 
 NAMES = ("mail.example.org", "mta-sts.example.org")
 NOBODY = 65534
@@ -75,7 +80,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
 def _answering(monkeypatch: pytest.MonkeyPatch, chain: object) -> None:
     """The stand-in CA answers every order with CHAIN: a text, or a function of the CSR's public key."""
 
-    def validated(config: Config, acme: object, csr: bytes) -> Order:
+    def validated(config: Config, acme: object, csr: bytes, ends: float) -> Order:
         return Order(chain(_csr_key(csr)) if callable(chain) else str(chain))
 
     monkeypatch.setattr(issue, "_validated", validated)
@@ -106,7 +111,7 @@ def test_a_certificate_the_ca_sent_that_is_not_ours_is_refused_and_the_pair_serv
 def test_a_certificate_for_our_key_and_names_is_installed(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     _answering(monkeypatch, lambda key: _signed(key, NAMES))
     issued = issue.obtain(config, 1000.0)
-    assert issued.names == NAMES
+    assert issued is not None and issued.names == NAMES
     assert issue.due(config, datetime.datetime.now(datetime.UTC).timestamp()) is None
     assert state.read(config.data_dir).last_success == 1000.0
 
@@ -266,10 +271,47 @@ def test_a_name_the_ca_rejects_in_the_new_order_is_left_out_and_the_rest_issued(
     ca = RefusingCA("printer.example.org")
     monkeypatch.setattr(account, "client_for", lambda config: ca)
     issued = issue.obtain(config, 1000.0)
+    assert issued is not None
     assert ca.orders == [["mail.example.org", "printer.example.org"], ["mail.example.org"]]
     assert issued.names == ("mail.example.org",)
     assert issued.left_out == (("printer.example.org", "the CA will not issue for this name: not a public name"),)
 
     ca.refused = "mail.example.org"  # the mail hostname is not one to go without
     with pytest.raises(issue.AcmeError, match="^the CA will not issue for this name: not a public name$"):
-        issue.obtain(config, 2000.0)
+        issue.obtain(config, 2000.0, force=True)
+
+
+def test_cert_renew_waits_for_the_renewal_under_way_and_orders_nothing_when_it_got_one(tmp_path: Path) -> None:
+    (tmp_path / "jitaku.toml").write_text(
+        'hostname = "mail.example.org"\ndomains = ["example.org"]\n[acme]\nemail = "owner@example.org"\n'
+        'directory = "https://127.0.11.51:9/directory"\n'  # nothing there: an order would fail
+    )
+    out = tmp_path / "out.txt"
+    with _held_lock(tmp_path), out.open("w") as written:
+        renewing = subprocess.Popen(
+            [sys.executable, "-m", "jitaku", "cert", "renew", "--dir", str(tmp_path)],
+            stdout=written,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            wait_until(lambda: "waiting for the renewal under way" in out.read_text(), timeout=60)
+            (tmp_path / "tls").mkdir()
+            signed_by_test_ca(tmp_path / "tls", NAMES)  # what the renewal under way got
+        except BaseException:
+            renewing.kill()
+            raise
+    _, stderr = renewing.communicate(timeout=60)
+    assert renewing.returncode == 0, stderr
+    assert out.read_text().splitlines()[1].startswith("not due: valid until ")
+    assert state.read(tmp_path) == state.Attempts()  # no order, so no failure either
+
+
+@contextlib.contextmanager
+def _held_lock(data_dir: Path) -> Iterator[None]:
+    """DIR/acme/lock held as another renewal under way holds it."""
+    (data_dir / "acme").mkdir(mode=0o700)
+    with open(data_dir / "acme" / issue.LOCK_NAME, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield

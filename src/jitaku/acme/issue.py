@@ -13,7 +13,8 @@ import fcntl
 import logging
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from jitaku.config import Config, ConfigError
 from jitaku.tls import CERT, KEY
 
 DEADLINE = 180.0  # seconds for the CA to validate every name and issue
+OBTAIN_DEADLINE = 300.0  # seconds for a whole renewal, a second order without the names left out included
 LOCK_NAME = "lock"
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a CA's clock a little ahead of ours still issues a good certificate
 CHAIN_MAX = 64 * 1024  # bytes: a real chain is a few KiB; more is a web page or worse
@@ -53,12 +55,17 @@ class Issued:
         return "; ".join(f"{name}: {why}" for name, why in self.left_out)
 
 
-def obtain(config: Config, now: float) -> Issued:
-    """A new key and certificate for the configured names, in place for every listener's next handshake. Holds
-    DIR/acme/lock throughout (an flock: the kernel drops it with the process, so a power cut leaves no stale lock),
-    so that the daemon's renewal and a person's `jitaku cert renew` never order at once."""
+def obtain(config: Config, now: float, force: bool = False, waiting: Callable[[], None] | None = None) -> Issued | None:
+    """A new key and certificate for the configured names, in place for every listener's next handshake; None
+    when, once our turn came, the certificate was no longer due (another renewal got it meanwhile: a second order
+    would spend one of the CA's few duplicate certificates a week), unless FORCE. Holds DIR/acme/lock throughout
+    (an flock: the kernel drops it with the process, so a power cut leaves no stale lock), so that the daemon's
+    renewal and a person's `jitaku cert renew` never order at once; WAITING is called when the other holds it."""
     data_dir = config.data_dir
-    with _locked(data_dir):
+    with _locked(data_dir, waiting):
+        if not force and due(config, time.time()) is None:
+            log.event("acme_not_due", why="renewed meanwhile")
+            return None
         try:
             issued = _obtain(config)
         except AcmeError as error:
@@ -72,7 +79,7 @@ def obtain(config: Config, now: float) -> Issued:
 
 
 @contextlib.contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
+def _locked(data_dir: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """DIR/acme/lock held; the file the data directory's owner's, as everything in DIR/acme."""
     where = state.directory(data_dir) / LOCK_NAME
     lock = os.open(where, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -80,13 +87,19 @@ def _locked(data_dir: Path) -> Iterator[None]:
         owner = state.owner(data_dir)
         if owner is not None:
             os.fchown(lock, *owner)
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
     finally:
         os.close(lock)
 
 
 def _obtain(config: Config) -> Issued:
+    ends = time.monotonic() + OBTAIN_DEADLINE
     names = config.settings.acme_names
     url = config.settings.acme.directory
     try:
@@ -99,7 +112,7 @@ def _obtain(config: Config) -> Issued:
         left_out: tuple[tuple[str, str], ...] = ()
         while True:
             try:
-                order = _validated(config, acme, crypto_util.make_csr(key_pem, list(names)))
+                order = _validated(config, acme, crypto_util.make_csr(key_pem, list(names)), ends)
                 break
             except _Refused as refused:
                 kept = tuple(name for name in names if name not in refused.failed)
@@ -122,7 +135,7 @@ def _obtain(config: Config) -> Issued:
     except (errors.ClientError, JoseError, KeyError, ValueError, TypeError) as error:
         raise AcmeError(f"the ACME server at {url} answered something that is not ACME ({_garbage(error)})") from None
     except errors.TimeoutError:
-        raise AcmeError(f"the CA did not validate and issue within {DEADLINE:.0f} s; it may still be busy") from None
+        raise AcmeError(f"the CA did not validate and issue in time ({DEADLINE:.0f} s); it may still be busy") from None
     except errors.Error as error:
         raise AcmeError(f"the CA refused the order: {error}") from None
     except (dns01.DnsError, ConfigError, account.AccountError) as error:
@@ -176,10 +189,13 @@ class _Refused(Exception):
         self.failed = failed
 
 
-def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.OrderResource:
-    """The order for CSR's names, each proven by the configured challenge, finalized; the tokens and TXT records
-    withdrawn after, whatever happened."""
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=DEADLINE)
+def _validated(config: Config, acme: client.ClientV2, csr: bytes, ends: float) -> messages.OrderResource:
+    """The order for CSR's names, each proven by the configured challenge, finalized by ENDS (time.monotonic) at
+    the latest; the tokens and TXT records withdrawn after, whatever happened."""
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise errors.TimeoutError()
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=min(DEADLINE, left))
     try:
         order = acme.new_order(csr)
     except messages.Error as error:
