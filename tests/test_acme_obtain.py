@@ -14,9 +14,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 from acme import messages
@@ -315,3 +316,43 @@ def _held_lock(data_dir: Path) -> Iterator[None]:
     with open(data_dir / "acme" / issue.LOCK_NAME, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+class DeactivatingCA:
+    """A CA client (acme.client.ClientV2's part account.client_for uses) at which every account but the ones
+    registered here is deactivated: the lookup by key is refused as unauthorized, as Boulder refuses it."""
+
+    registered: ClassVar[list[str]] = []
+
+    def __init__(self, directory: object, net: account.Network) -> None:
+        self.directory = directory
+        self.net = net
+
+    @staticmethod
+    def get_directory(url: str, net: account.Network) -> object:
+        return object()
+
+    def query_registration(self, regr: messages.RegistrationResource) -> messages.RegistrationResource:
+        if regr.uri in self.registered:
+            return regr
+        raise messages.Error.with_code("unauthorized", detail='Account is not valid, has status "deactivated"')
+
+    def new_account(self, new: messages.NewRegistration) -> SimpleNamespace:
+        self.registered.append(f"https://ca.example/acct/{len(self.registered) + 1}")
+        return SimpleNamespace(uri=self.registered[-1])
+
+
+def test_a_deactivated_account_is_replaced_by_a_new_one_with_a_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path)
+    old = account.Account(ec.generate_private_key(ec.SECP256R1()), "https://ca.example/acct/0", "x")
+    account.write(tmp_path, replace(old, directory=config.settings.acme.directory))
+    monkeypatch.setattr(account.client, "ClientV2", DeactivatingCA)
+    monkeypatch.setattr(DeactivatingCA, "registered", [])
+    account.client_for(config)
+    now = account.read(tmp_path)
+    assert now is not None and now.url == "https://ca.example/acct/1"
+    assert now.key.private_numbers() != old.key.private_numbers()
+    account.client_for(config)  # and it stays
+    assert DeactivatingCA.registered == ["https://ca.example/acct/1"]

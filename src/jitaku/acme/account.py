@@ -28,6 +28,7 @@ ACCOUNT_NAME = "account.json"
 USER_AGENT = f"jitaku/{__version__}"
 TIMEOUT = 30  # seconds for each request to the CA
 ACCOUNT_GONE = "urn:ietf:params:acme:error:accountDoesNotExist"
+UNAUTHORIZED = "urn:ietf:params:acme:error:unauthorized"  # Boulder's and pebble's answer for a deactivated account
 RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
 
 
@@ -136,18 +137,25 @@ def client_for(config: Config) -> client.ClientV2:
     net = network(config, key)
     acme = client.ClientV2(client.ClientV2.get_directory(settings.directory, net), net)
     if found is not None:
-        # the account as the CA has it, found by its key: a CA that forgot it (a test CA restarted, an account
-        # deactivated) gets a new registration rather than failing every renewal after
+        # the account as the CA has it, found by its key: one the CA forgot (a test CA restarted) or that was
+        # deactivated (refused as unauthorized, RFC 8555 §7.3.6) gets a new registration, with a new key since the
+        # old one stays tied to the dead account, rather than failing every renewal after
         try:
             known = acme.query_registration(messages.RegistrationResource(uri=found.url, body=messages.Registration()))
         except messages.Error as error:
-            if error.typ != ACCOUNT_GONE:
+            if error.typ not in (ACCOUNT_GONE, UNAUTHORIZED):
                 raise
-            log.event("acme_account_gone", directory=settings.directory, account=found.url)
+            why = error.detail or error.typ
         else:
-            if known.uri != found.url:
-                write(config.data_dir, Account(key, known.uri, settings.directory))
-            return acme
+            if known.body.status != messages.STATUS_DEACTIVATED:
+                if known.uri != found.url:
+                    write(config.data_dir, Account(key, known.uri, settings.directory))
+                return acme
+            why = "deactivated"
+        log.event("acme_account_gone", directory=settings.directory, account=found.url, why=why)
+        key = ec.generate_private_key(ec.SECP256R1())
+        net = network(config, key)
+        acme = client.ClientV2(acme.directory, net)
     registered = acme.new_account(
         messages.NewRegistration.from_data(email=settings.email, terms_of_service_agreed=True)
     )
