@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jitaku import privileges
+from jitaku import privileges, provision
 from jitaku.acme import account, http01, issue, state
 from jitaku.config import Config, parse
-from jitaku.tls import ensure_self_signed
+from jitaku.tls import ensure_self_signed, server_context
 from tests.certificates import signed_by_test_ca
 from tests.peers import wait_until
 
@@ -356,3 +356,30 @@ def test_a_deactivated_account_is_replaced_by_a_new_one_with_a_new_key(
     assert now.key.private_numbers() != old.key.private_numbers()
     account.client_for(config)  # and it stays
     assert DeactivatingCA.registered == ["https://ca.example/acct/1"]
+
+
+def test_a_daemon_starting_with_a_key_that_is_not_the_certificates_serves_a_self_signed_pair(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A power cut between a renewal's two renames: the new key beside the old certificate."""
+    config = _config(tmp_path)
+    config.tls_dir.mkdir(mode=0o700)
+    signed_by_test_ca(config.tls_dir, NAMES)
+    new_key = ec.generate_private_key(ec.SECP256R1())
+    (config.tls_dir / "key.pem").write_bytes(
+        new_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with caplog.at_level(logging.INFO):
+        made = provision.complete(config)  # the daemon's start, before the listeners load the pair
+    server_context(config.tls_dir)  # loads: the listeners start
+    served = issue.certificate(config)
+    assert served is not None and served.issuer == served.subject and issue.names_of(served) == ["mail.example.org"]
+    assert sorted(path.name.split(".broken-")[0] for path in config.tls_dir.glob("*.broken-*")) == [
+        "cert.pem",
+        "key.pem",
+    ]
+    assert any("moved to" in line for line in made)
+    assert "tls_pair_broken" in caplog.text and "KEY_VALUES_MISMATCH" in caplog.text
+    assert provision.set_aside_broken_pair(config.tls_dir) is None  # a pair that loads stays

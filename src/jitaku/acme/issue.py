@@ -316,6 +316,11 @@ def _install(config: Config, key_pem: bytes, chain_pem: bytes) -> None:
     tls_dir.mkdir(parents=True, exist_ok=True)
     files.replace(tls_dir / KEY, key_pem, 0o600, owner)
     files.replace(tls_dir / CERT, chain_pem, 0o644, owner)
+    directory = os.open(tls_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # both renames on disk: after a power cut, never the new key with the old certificate
+    finally:
+        os.close(directory)
 
 
 def certificate(config: Config) -> x509.Certificate | None:
