@@ -896,10 +896,25 @@ class Settings(_Section):
             return self.acme.names
         web = (urlsplit(self.web_url).hostname or "").lower()
         names = (self.mail_hostname, web, f"mta-sts.{self.domains[0]}")
-        return tuple(dict.fromkeys(name for name in names if name))
+        return tuple(dict.fromkeys(name for name in names if name == self.mail_hostname or _public_name(name)))
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in self.domains
+
+
+LOCAL_ONLY = ("local", "lan", "localhost", "localdomain", "internal", "home.arpa", "invalid")  # no CA issues for these
+
+
+def _public_name(name: str) -> bool:
+    """Whether a CA could issue for NAME: a web URL's host may be an address or a name only the LAN knows
+    (http://192.168.1.5:8025/, http://nas.local/), and one such name in an order makes the CA refuse it whole."""
+    if not name or "." not in name.strip("."):
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return not any(name == suffix or name.endswith(f".{suffix}") for suffix in LOCAL_ONLY)
+    return False
 
 
 @dataclass(frozen=True)
