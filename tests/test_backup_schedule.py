@@ -4,15 +4,23 @@ tests/integration/test_backup_schedule.py runs the schedule against real restic.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
+from jitaku.backup import restic as restic_module
 from jitaku.backup import schedule, state
+from jitaku.backup.restic import Restic
 from jitaku.backup.state import Backups
 from jitaku.config import BackupCheckSettings, BackupSettings, parse
+from jitaku.errors import BackupError
 from jitaku.health import backup as backup_check
 from jitaku.health.checks import PRIMARY_ONLY
 from jitaku.health.result import State
 from jitaku.provision import TEMPLATE
+from tests.peers import wait_until
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -161,3 +169,26 @@ def test_the_template_shows_the_check_bounds_at_their_defaults() -> None:
     shown = parse('domains = ["example.org"]\n[health.backup]\n' + "\n".join(lines), Path("/x/jitaku.toml"))
     assert shown.health.backup == BOUNDS
     assert (BOUNDS.warning_hours, BOUNDS.critical_hours) == (36, 72)
+
+
+def test_a_stopping_daemon_kills_its_restic_rather_than_wait_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup of hours must not hold the daemon's stop: restic killed lists no snapshot it did not finish."""
+    monkeypatch.setattr(restic_module, "PROGRAM", "sleep")  # a restic that runs long: `sleep 60`
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            Restic(str(tmp_path / "repo"), tmp_path / "password", tmp_path / "cache").run("60")
+        except BackupError as error:
+            failed.append(error)
+
+    thread = threading.Thread(target=run)
+    began = time.monotonic()
+    thread.start()
+    wait_until(lambda: restic_module._running, timeout=30)
+    restic_module.stop_all()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and time.monotonic() - began < 30
+    assert failed and not restic_module._running

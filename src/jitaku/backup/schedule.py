@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 
 from jitaku import log
+from jitaku.backup import restic as restic_module
 from jitaku.backup import restore, snapshot, state
 from jitaku.backup.restic import LONG, Restic
 from jitaku.backup.state import Backups
@@ -62,26 +64,36 @@ def next_look(settings: BackupSettings, backups: Backups, now: float) -> float:
     return min(max(min(due, default=now + LOOK) - now, 1.0), LOOK)
 
 
+class Stopped(Exception):
+    """The daemon stops: the run was cut short, which is no failure of the backups."""
+
+
 async def keep_backed_up(config: Config) -> None:
-    """Never ends on an error: the daemon's other services share its task group."""
+    """Never ends on an error: the daemon's other services share its task group. Cancelled (the daemon stops), it
+    kills its restic, whose thread would otherwise hold the daemon's exit until a long backup ended."""
     settings = config.settings.backup
-    await asyncio.sleep(FIRST_LOOK)
-    await asyncio.to_thread(_known, config)
-    while True:
-        wait = LOOK
-        try:
-            backups = state.read(config.data_dir)
-            if (due := backup_due(settings, backups)) is not None and due <= time.time():
-                backups = await asyncio.to_thread(back_up, config)
-            if (due := verify_due(settings, backups)) is not None and due <= time.time():
-                backups = await asyncio.to_thread(drill, config)
-            wait = next_look(settings, backups, time.time())
-        except snapshot.Busy:
-            wait = min(BUSY, settings.every or BUSY, settings.verify_every or BUSY)
-        except Exception as error:  # a bug, or a file we cannot write: mail goes on, the backups wait
-            log.event("backup_error", logging.WARNING, error=repr(error))
-            wait = RETRY
-        await asyncio.sleep(wait)
+    stopping = threading.Event()
+    try:
+        await asyncio.sleep(FIRST_LOOK)
+        await asyncio.to_thread(_known, config)
+        while True:
+            wait = LOOK
+            try:
+                backups = state.read(config.data_dir)
+                if (due := backup_due(settings, backups)) is not None and due <= time.time():
+                    backups = await asyncio.to_thread(back_up, config, stopping)
+                if (due := verify_due(settings, backups)) is not None and due <= time.time():
+                    backups = await asyncio.to_thread(drill, config, stopping)
+                wait = next_look(settings, backups, time.time())
+            except snapshot.Busy:
+                wait = min(BUSY, settings.every or BUSY, settings.verify_every or BUSY)
+            except Exception as error:  # a bug, or a file we cannot write: mail goes on, the backups wait
+                log.event("backup_error", logging.WARNING, error=repr(error))
+                wait = RETRY
+            await asyncio.sleep(wait)
+    finally:
+        stopping.set()
+        restic_module.stop_all()
 
 
 def _known(config: Config) -> None:
@@ -98,15 +110,17 @@ def _known(config: Config) -> None:
         state.update(config.data_dir, lambda backups: backups.backed_up(newest.id, newest.time))
 
 
-def back_up(config: Config) -> Backups:
+def back_up(config: Config, stopping: threading.Event) -> Backups:
     """One backup, then the retention and the repository's size; the state they leave. snapshot.Busy when the
-    CLI's run goes on: nothing is recorded."""
+    CLI's run goes on, Stopped when the daemon stops: nothing is recorded."""
     began = time.monotonic()
     try:
         taken = snapshot.take(config)
     except snapshot.Busy:
         raise
     except BackupError as error:
+        if stopping.is_set():
+            raise Stopped from None
         why = str(error)
         log.event("backup_failed", logging.WARNING, error=why)
         return state.update(config.data_dir, lambda backups: backups.backup_failed(why, time.time()))
@@ -128,6 +142,8 @@ def back_up(config: Config) -> Backups:
         pass  # the CLI's run: the next backup prunes
     except BackupError as error:  # the backup itself is good: the next one prunes again
         log.event("backup_prune_failed", logging.WARNING, error=str(error))
+    if stopping.is_set():
+        raise Stopped
     try:
         output = restic.run("stats", "--mode", "raw-data", "--json")
     except BackupError as error:
@@ -154,14 +170,16 @@ def _prune(config: Config, restic: Restic) -> None:
     log.event("backup_pruned", forgotten=removed, kept=kept, seconds=round(time.monotonic() - began, 1))
 
 
-def drill(config: Config) -> Backups:
-    """The restore drill of the newest snapshot; the state it leaves. snapshot.Busy as back_up."""
+def drill(config: Config, stopping: threading.Event) -> Backups:
+    """The restore drill of the newest snapshot; the state it leaves. snapshot.Busy and Stopped as back_up."""
     began = time.monotonic()
     try:
         verified, counts = restore.verify(config)
     except snapshot.Busy:
         raise
     except BackupError as error:
+        if stopping.is_set():
+            raise Stopped from None
         why = str(error)
         log.event("verify_failed", logging.WARNING, error=why)
         return state.update(config.data_dir, lambda backups: backups.verify_failed(why, time.time()))
