@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from jitaku.backup import restic as restic_module
-from jitaku.backup import schedule, state
+from jitaku.backup import schedule, snapshot, state
 from jitaku.backup.restic import Restic
 from jitaku.backup.state import Backups
-from jitaku.config import BackupCheckSettings, BackupSettings, parse
+from jitaku.config import BackupCheckSettings, BackupSettings, Config, parse
 from jitaku.errors import BackupError
 from jitaku.health import backup as backup_check
 from jitaku.health.checks import PRIMARY_ONLY
@@ -192,3 +192,30 @@ def test_a_stopping_daemon_kills_its_restic_rather_than_wait_for_it(
     thread.join(timeout=30)
     assert not thread.is_alive() and time.monotonic() - began < 30
     assert failed and not restic_module._running
+
+
+def test_a_failed_backup_is_recorded_but_the_clis_run_and_a_stop_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = 'domains = ["example.org"]\n[backup]\ntarget = "/mnt/backup/jitaku"\n'
+    config = Config(parse(text, tmp_path / "jitaku.toml"), tmp_path)
+    stopping = threading.Event()
+
+    def full(config: Config) -> snapshot.Taken:
+        raise BackupError("the backup target /mnt/backup/jitaku is full (no space left on device): nothing was kept")
+
+    monkeypatch.setattr(snapshot, "take", full)
+    recorded = schedule.back_up(config, stopping)
+    assert recorded.backup_error.startswith("the backup target /mnt/backup/jitaku is full")
+    assert state.read(tmp_path) == recorded and recorded.last_backup == 0
+    stopping.set()  # the daemon stops: restic killed says it failed, which is no news of the backups
+    with pytest.raises(schedule.Stopped):
+        schedule.back_up(config, stopping)
+
+    def busy(config: Config) -> snapshot.Taken:
+        raise snapshot.Busy("another backup or verify runs now")
+
+    monkeypatch.setattr(snapshot, "take", busy)
+    with pytest.raises(snapshot.Busy):
+        schedule.back_up(config, threading.Event())
+    assert state.read(tmp_path) == recorded
