@@ -409,6 +409,16 @@ class CertsCheckSettings(CheckSettings):
     critical_days: float = Field(default=7, ge=0)
 
 
+class BackupCheckSettings(CheckSettings):
+    """Bounds in hours on the age of the last good backup (a day's schedule, and a night's margin for a run that
+    failed once) and of the last passed restore drill (a week's schedule, and a day's margin)."""
+
+    warning_hours: float = Field(default=36, gt=0)
+    critical_hours: float = Field(default=72, gt=0)
+    verify_warning_hours: float = Field(default=8 * 24, gt=0)
+    verify_critical_hours: float = Field(default=15 * 24, gt=0)
+
+
 class MailflowCheckSettings(CheckSettings):
     to: str = ""  # a local mailbox for the probes; setting it turns the check on
     deadline: float = Field(default=120, gt=0)  # seconds a probe may take
@@ -464,6 +474,7 @@ class HealthSettings(_Section):
     diskage: DiskAgeCheckSettings = DiskAgeCheckSettings()
     queue: QueueCheckSettings = QueueCheckSettings()
     certs: CertsCheckSettings = CertsCheckSettings()
+    backup: BackupCheckSettings = BackupCheckSettings()
     services: CheckSettings = CheckSettings()
     mailflow: MailflowCheckSettings = MailflowCheckSettings()
     traffic: TrafficCheckSettings = TrafficCheckSettings()

@@ -124,6 +124,9 @@ interval = 60                    # seconds between check rounds; [health.NAME] i
 # devices = []                   # empty: what `smartctl --scan` finds
 # [health.diskage]
 # service_life_hours = 17520     # two years of 24x7
+# [health.backup]               # with [backup] target: hours since the last good backup and restore drill
+# warning_hours = 36             # critical_hours = 72
+# verify_warning_hours = 192     # 8 days: a week's drill and a day's margin; verify_critical_hours = 360
 
 [alerts]                         # a channel that works when our own mail does not
 urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram://TOKEN/CHAT", "json://host/path"

@@ -35,7 +35,9 @@ def box(jitaku_factory: Any, tmp_path: Path) -> Jitaku:
     if on_postgresql():
         pytest.skip("backup on PostgreSQL comes later (issue 26)")
     server: Jitaku = jitaku_factory()
-    server.settings["backup"] = {"target": str(tmp_path / "repo")}
+    # every = 0: these tests take each backup by hand, and the daemon's schedule (test_backup_schedule.py) would
+    # hold the lock at its start
+    server.settings["backup"] = {"target": str(tmp_path / "repo"), "every": 0}
     server.write_config()
     server.init(READER, "bob@example.org")
     made = server.cli("backup", "init")

@@ -57,6 +57,10 @@ LEFT_OUT = frozenset(
 HA_KEPT = ("replication.secret",)
 
 
+class Busy(BackupError):
+    """Another backup or verify of this data directory runs now (the CLI's, or the daemon's schedule)."""
+
+
 @dataclass(frozen=True)
 class Taken:
     """A snapshot made: restic's short id, when, and what it holds."""
@@ -126,9 +130,7 @@ def running(config: Config) -> Iterator[Path]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BackupError(
-                f"another backup or verify of {config.data_dir} runs now: try again when it ends"
-            ) from None
+            raise Busy(f"another backup or verify of {config.data_dir} runs now: try again when it ends") from None
         yield work
     finally:
         os.close(descriptor)
