@@ -573,11 +573,18 @@ async def _web(
     real = RealCertificate(config.tls_dir)
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     http, tls_port = ports.HTTP_PORT, ports.HTTPS_PORT
+    secure = [s for s in sockets if s.getsockname()[1] == tls_port]
     for group, tls, served in (
         # other plain ports (the default install's loopback 8025) never redirect: nothing serves HTTPS beside them
         ([s for s in sockets if s.getsockname()[1] not in (http, tls_port)], False, app),
-        ([s for s in sockets if s.getsockname()[1] == http], False, https.ToHttps(app, real, config.settings)),
-        ([s for s in sockets if s.getsockname()[1] == tls_port], True, https.Hsts(app, real)),
+        # port 80 alone (TLS ended by a router or a proxy, or a certificate for mail only) stays plain: a redirect
+        # would send every visitor to a port 443 where nothing of ours listens
+        (
+            [s for s in sockets if s.getsockname()[1] == http],
+            False,
+            https.ToHttps(app, real, config.settings) if secure else app,
+        ),
+        (secure, True, https.Hsts(app, real)),
     ):
         if group:
             settings = uvicorn.Config(
