@@ -9,6 +9,7 @@ import json
 import smtplib
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -122,10 +123,12 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
 
 
 class CloudflareToChallTestSrv:
-    """Cloudflare's API as jitaku calls it for DNS-01: a TXT record POSTed is set in challtestsrv, DELETEd cleared."""
+    """Cloudflare's API as jitaku calls it for DNS-01: a TXT record POSTed is set in challtestsrv (SPREAD seconds
+    after the answer, as Cloudflare's own servers take a moment), DELETEd cleared."""
 
-    def __init__(self, stand_in: Any, challtestsrv: ChallTestSrv) -> None:
+    def __init__(self, stand_in: Any, challtestsrv: ChallTestSrv, spread: float = 0.0) -> None:
         self.challtestsrv = challtestsrv
+        self.spread = spread
         self.records: dict[str, str] = {}  # id -> name, while set
         self.deleted: list[str] = []
         self.api = stand_in(self._handle)
@@ -140,7 +143,10 @@ class CloudflareToChallTestSrv:
             assert record["type"] == "TXT" and record["ttl"] == 60
             record_id = f"txt{len(self.records) + len(self.deleted)}"
             self.records[record_id] = record["name"]
-            self.challtestsrv.set_txt(record["name"], record["content"])
+            later = threading.Timer(self.spread, self.challtestsrv.set_txt, (record["name"], record["content"]))
+            later.start()
+            if not self.spread:
+                later.join()
             return 200, {"success": True, "result": {"id": record_id, **record}}
         if method == "DELETE" and path.startswith("/zones/zone1/dns_records/"):
             name = self.records.pop(path.rsplit("/", 1)[1])
@@ -150,11 +156,8 @@ class CloudflareToChallTestSrv:
         return 404, {"success": False, "errors": [{"message": f"no {method} {path}"}]}
 
 
-def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
-    jitaku_factory, pebble_factory, challtestsrv, stand_in
-) -> None:
-    cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv)
-    pebble = pebble_factory(challtestsrv.dns_port, validity=3600)  # an hour: due with 20 minutes left
+def _cloudflare(jitaku_factory: Any, cloudflare: CloudflareToChallTestSrv) -> Jitaku:
+    """A jitaku whose [[ddns]] table sets its records through CLOUDFLARE and checks them where the CA asks."""
     server: Jitaku = jitaku_factory()
     server.settings["ddns"] = [
         {
@@ -163,9 +166,19 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
             "zone": "example.test",
             "password": "cf-token",
             "endpoint": cloudflare.api.url,
+            "verify_nameservers": [f"127.0.0.1:{cloudflare.challtestsrv.dns_port}"],
         }
     ]
     server.init()
+    return server
+
+
+def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
+    jitaku_factory, pebble_factory, challtestsrv, stand_in
+) -> None:
+    cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv)
+    pebble = pebble_factory(challtestsrv.dns_port, validity=3600)  # an hour: due with 20 minutes left
+    server = _cloudflare(jitaku_factory, cloudflare)
     _acme(server, pebble, challenge="dns-01")
 
     renewed = server.cli("cert", "renew", check=False)
@@ -187,6 +200,20 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
     second = json.loads((server.dir / "acme" / "account.json").read_text())
     assert second["directory"] == other.directory != first["directory"] and second["key"] != first["key"]
     assert "Pebble Intermediate" in _status(server)["issuer"]
+
+
+def test_dns01_waits_for_the_txt_records_to_be_served_before_the_ca_looks(
+    jitaku_factory, pebble_factory, challtestsrv, stand_in
+) -> None:
+    """Cloudflare answers the POST before its servers have the record; a CA told at once finds none."""
+    cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv, spread=3.0)
+    pebble = pebble_factory(challtestsrv.dns_port)
+    server = _cloudflare(jitaku_factory, cloudflare)
+    _acme(server, pebble, challenge="dns-01")
+    renewed = server.cli("cert", "renew", check=False)
+    assert renewed.returncode == 0, renewed.stderr + pebble.log()
+    assert renewed.stdout.startswith("renewed: mail.example.test, mta-sts.example.test, valid until ")
+    assert cloudflare.records == {}
 
 
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body

@@ -129,7 +129,6 @@ class _Refused(Exception):
 def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.OrderResource:
     """The order for CSR's names, each proven by the configured challenge, finalized; the tokens and TXT records
     withdrawn after, whatever happened."""
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=DEADLINE)
     order = acme.new_order(csr)
     kind = config.settings.acme.challenge
     tokens: list[str] = []
@@ -150,6 +149,8 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.Or
             else:
                 records.set(name, validation)
             answers.append((challenge, response))
+        records.wait_served()  # DNS-01: the CA asks the zone's servers at once; none set for HTTP-01
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=DEADLINE)
         for challenge, response in answers:
             acme.answer_challenge(challenge, response)
         try:
