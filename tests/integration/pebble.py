@@ -79,18 +79,20 @@ def ca_files(directory: Path) -> tuple[Path, Path, Path]:
 
 class Pebble:
     """`pebble` on 127.0.0.1, validating names through the DNS server at DNS_PORT (127.0.0.1). VALIDITY: seconds
-    its certificates last (its default: 5 years)."""
+    its certificates last (its default: 5 years). HTTP-01 is fetched from each name's address on `http_port`, a
+    port of this test's own rather than 80: the challenge route answers on every web port, and port 80 on a shared
+    address would collide with other checkouts' tests."""
 
     def __init__(self, dns_port: int, validity: int | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="jitaku-pebble-"))
         self.directory_ca, cert, key = ca_files(self.dir)
-        self.port, self.management_port = free_port(), free_port()
+        self.port, self.management_port, self.http_port = free_port(), free_port(), free_port()
         settings: dict[str, object] = {
             "listenAddress": f"127.0.0.1:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": str(cert),
             "privateKey": str(key),
-            "httpPort": 80,
+            "httpPort": self.http_port,
             "tlsPort": 443,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": False,

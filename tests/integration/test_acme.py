@@ -1,5 +1,5 @@
 """Certificates by ACME from Debian's pebble, validating for real: HTTP-01 by fetching the token from jitaku's web
-on port 80 at the address the tests' DNS zone gives, DNS-01 by asking challtestsrv for the TXT record that
+at the address the tests' DNS zone gives (on pebble's HTTP-01 port: the challenge route answers on every web port), DNS-01 by asking challtestsrv for the TXT record that
 jitaku set through a Cloudflare stand-in. Then every listener serves a chain that verifies to pebble's root."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.integration.harness import Jitaku
 from tests.integration.pebble import ChallTestSrv, Pebble, ca_files
 from tests.peers import Zone, serve, stop_serving, wait_until
 
-# each test's own loopback address, where its web takes ports 80 and 443: tests run side by side (xdist)
+# each test's own loopback address: tests run side by side (xdist); ADDRESS's web takes port 443
 ADDRESS = "127.0.11.21"
 NO_PORT_80 = "127.0.11.22"
 LEFT_OUT = "127.0.11.23"
@@ -93,7 +93,7 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
     zone, dns_port = dns_zone
     _zone(zone)
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:80", f"{ADDRESS}:443"])
+    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:{pebble.http_port}", f"{ADDRESS}:443"])
     _acme(server, pebble)
     server.start()
     roots = tmp_path / "roots.pem"
@@ -105,13 +105,13 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
     assert renewed.returncode == 0, renewed.stderr + pebble.log()
     assert renewed.stdout.startswith("renewed: mail.example.test, mta-sts.example.test, valid until ")
 
-    wait_until(lambda: _https(context) and _submission(server, context), timeout=10, interval=0.5)
+    wait_until(lambda: _https(context) and _submission(server, context), timeout=30, interval=0.5)
     status = _status(server)
     assert "Pebble Intermediate" in status["issuer"] and status["names"] == NAMES
     assert status["not_after"] and status["last_error"] is None and status["last_success"]
     assert not list((server.dir / "acme" / "http-01").iterdir())  # the tokens withdrawn
     with pytest.raises(urllib.error.HTTPError) as gone:
-        urllib.request.urlopen(f"http://{ADDRESS}/.well-known/acme-challenge/withdrawn", timeout=10)
+        urllib.request.urlopen(f"http://{ADDRESS}:{pebble.http_port}/.well-known/acme-challenge/withdrawn", timeout=10)
     assert gone.value.code == 404 and gone.value.headers["Cache-Control"] == "no-store"
 
     account = json.loads((server.dir / "acme" / "account.json").read_text())["url"]
@@ -312,7 +312,7 @@ def test_a_web_not_on_port_80_is_named_as_the_challenge_the_ca_could_not_fetch(
     zone, dns_port = dns_zone
     _zone(zone, address=NO_PORT_80)
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{NO_PORT_80}:443"])  # HTTPS alone: nothing answers on port 80
+    server = _jitaku(jitaku_factory, dns_port, [])  # nothing of ours at NO_PORT_80, on pebble's HTTP-01 port or any
     _acme(server, pebble)
     server.start()
     renewed = server.cli("cert", "renew", check=False)
@@ -328,7 +328,7 @@ def test_a_name_without_a_dns_record_is_left_out_and_the_rest_issued(jitaku_fact
     zone, dns_port = dns_zone
     _zone(zone, ["mail.example.test"], LEFT_OUT)  # mta-sts.example.test is not in DNS yet
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{LEFT_OUT}:80"])
+    server = _jitaku(jitaku_factory, dns_port, [f"{LEFT_OUT}:{pebble.http_port}"])
     _acme(server, pebble)
     server.start()
     renewed = server.cli("cert", "renew", check=False)
