@@ -547,7 +547,8 @@ async def _web(
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/ (reloaded by CERTIFICATES when it changes), every other port
-    plain HTTP; once that certificate is a real one, port 80 redirects to HTTPS and port 443 adds HSTS.
+    plain HTTP; once that certificate is a real one, port 80 redirects to HTTPS (when port 443 is ours too) and port
+    443 adds HSTS.
     READ_ONLY (a standby, a fenced box, a waiting one): every request that would write is answered 503; WAITING (a
     primary waiting for its peer after a cold start) says so to the peer's state requests. ON_FENCE ends the services
     with outcome "fenced" (the fence endpoint awaits it once the fence file is written, before its 202). Stopped,

@@ -99,7 +99,8 @@ async def _set(provider: Cloudflare, name: str, value: str) -> str:
 
 
 async def _until_served(made: list[_Txt], wait: float) -> list[str]:
-    """The names of MADE's records not served by the end of WAIT seconds (or whose servers cannot be found)."""
+    """The names of MADE's records not served by the end of WAIT seconds; one whose servers cannot be found is
+    logged and not waited for."""
     clock = asyncio.get_running_loop().time
     deadline = clock() + wait
     servers: dict[str, list[Nameserver]] = {}
