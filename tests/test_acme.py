@@ -4,7 +4,11 @@ attempts' state keeps."""
 from __future__ import annotations
 
 import datetime
+import json
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -110,3 +114,57 @@ def test_dns01_sets_a_name_through_the_cloudflare_table_whose_zone_holds_it(tmp_
     assert dns01.table_for(config, "mta-sts.lab.example.org").name == "box.lab.example.org"
     with pytest.raises(dns01.DnsError, match="no cloudflare \\[\\[ddns\\]\\] table has a zone holding www.example.net"):
         dns01.table_for(config, "www.example.net")
+
+
+def _cloudflare_table(data_dir: Path, endpoint: str, dns_port: int) -> Config:
+    table = (
+        f'[[ddns]]\nprovider = "cloudflare"\nname = "home.example.org"\npassword = "token"\nendpoint = "{endpoint}"\n'
+        f'verify_nameservers = ["127.0.0.1:{dns_port}"]\n'
+    )
+    return Config(parse(f'domains = ["example.org"]\n{table}', data_dir / "jitaku.toml"), data_dir)
+
+
+def test_dns01_waits_until_the_zones_servers_serve_the_record_and_no_longer_than_it_may(
+    tmp_path: Path, stand_in, dns_zone
+) -> None:
+    zone, dns_port = dns_zone
+    zone.add("example.org. 60 IN SOA ns.example.org. hostmaster.example.org. 1 60 60 60 60")
+    zones, made = {"success": True, "result": [{"id": "z1"}]}, {"success": True, "result": {"id": "t1"}}
+    api = stand_in(lambda method, path, query, headers, body: (200, zones if path == "/zones" else made))
+    records = dns01.TxtRecords(_cloudflare_table(tmp_path, api.url, dns_port))
+    records.set("mail.example.org", "value-1")
+    started = time.monotonic()
+    records.wait_served(wait=3.0)  # never served: given up after WAIT, the CA left to judge
+    assert 3.0 <= time.monotonic() - started < 30.0
+
+    threading.Timer(1.0, zone.add, ('_acme-challenge.mail.example.org. 60 IN TXT "value-1"',)).start()
+    started = time.monotonic()
+    records.wait_served(wait=60.0)
+    assert 1.0 <= time.monotonic() - started < 30.0  # as soon as it is served
+
+
+def test_dns01_deletes_a_record_whose_post_answer_was_lost(tmp_path: Path, stand_in) -> None:
+    """Cloudflare made the record, but its answer never came: it is found by name and value, and deleted."""
+    zone: dict[str, dict[str, str]] = {
+        "keep": {"type": "TXT", "name": "_acme-challenge.mail.example.org", "content": '"other"'}
+    }
+    deleted = []
+
+    def cloudflare(method: str, path: str, query: Any, headers: Any, body: bytes) -> tuple[int, Any]:
+        if path == "/zones":
+            return 200, {"success": True, "result": [{"id": "z1"}]}
+        if method == "POST":
+            zone["lost"] = json.loads(body)
+            return 502, "<html>Bad gateway</html>"
+        if method == "GET":
+            named = [{"id": key, **record} for key, record in zone.items() if record["name"] == query["name"][0]]
+            return 200, {"success": True, "result": named}
+        deleted.append(path.rsplit("/", 1)[1])
+        zone.pop(deleted[-1])
+        return 200, {"success": True, "result": {}}
+
+    records = dns01.TxtRecords(_cloudflare_table(tmp_path, stand_in(cloudflare).url, 53))
+    with pytest.raises(dns01.DnsError, match="HTTP 502"):
+        records.set("mail.example.org", "value-1")
+    assert records.clear() == []
+    assert deleted == ["lost"] and list(zone) == ["keep"]  # another order's record stays

@@ -201,15 +201,39 @@ def test_a_dns_server_that_does_not_answer_is_said_in_words(monkeypatch: pytest.
 ACME = '[acme]\nemail = "owner@example.test"\n'
 
 
-def test_with_acme_on_each_domain_of_the_certificates_names_gets_a_caa_record_for_lets_encrypt() -> None:
+def test_with_acme_on_each_of_the_certificates_names_gets_a_caa_record_for_lets_encrypt_and_no_other() -> None:
+    """At the names, not the domain: a CAA at example.org would refuse every other CA for all its hosts (a www on a
+    hosted service, a name behind Cloudflare's proxy), and a CA stops at the first CAA from the name up."""
     records = needed(settings('[web]\nurl = "https://blog.example.org/"\n' + ACME), [], OURS)
     caa = [(r.name, r.value) for r in records if r.type == "CAA"]
-    assert caa == [("example.test", '0 issue "letsencrypt.org"'), ("example.org", '0 issue "letsencrypt.org"')]
+    issue = '0 issue "letsencrypt.org"'
+    assert caa == [("mail.example.test", issue), ("blog.example.org", issue), ("mta-sts.example.test", issue)]
     text = zone_text(records)
-    assert 'example.test.\t3600\tIN\tCAA\t0 issue "letsencrypt.org"\t; only letsencrypt.org may issue' in text
-    assert {rdata.to_text() for rdata in loaded(text)["example.org", "CAA"]} == {'0 issue "letsencrypt.org"'}
+    assert 'mail.example.test.\t3600\tIN\tCAA\t0 issue "letsencrypt.org"\t; only letsencrypt.org may issue' in text
+    zone = loaded(text)
+    assert {rdata.to_text() for rdata in zone["blog.example.org", "CAA"]} == {issue}
+    assert ("example.org", "CAA") not in zone and ("example.test", "CAA") not in zone
     staging = needed(settings(ACME + 'directory = "letsencrypt-staging"\nnames = ["mail.example.test"]\n'), [], {})
-    assert [(r.name, r.value) for r in staging if r.type == "CAA"] == [("example.test", '0 issue "letsencrypt.org"')]
+    assert [(r.name, r.value) for r in staging if r.type == "CAA"] == [("mail.example.test", issue)]
+
+
+def test_with_acme_on_each_of_the_certificates_names_gets_our_address() -> None:
+    """Else the CA cannot validate mta-sts.DOMAIN or the web host, and fails it at every renewal."""
+    records = needed(settings('[web]\nurl = "https://blog.example.org/"\n' + ACME), [], OURS)
+    addresses = [(r.name, r.type, r.value) for r in records if r.type in ("A", "AAAA")]
+    assert addresses == [
+        ("mail.example.test", "A", "203.0.113.7"),
+        ("mail.example.test", "AAAA", "2001:db8::7"),
+        ("blog.example.org", "A", "203.0.113.7"),
+        ("blog.example.org", "AAAA", "2001:db8::7"),
+        ("mta-sts.example.test", "A", "203.0.113.7"),
+        ("mta-sts.example.test", "AAAA", "2001:db8::7"),
+    ]
+    zone = loaded(zone_text(records))
+    assert {rdata.to_text() for rdata in zone["mta-sts.example.test", "A"]} == {"203.0.113.7"}
+    unknown = zone_text(needed(settings(ACME), [], {}))
+    assert "; mta-sts.example.test.\t300\tIN\tA\t(our public IPv4 address)\t; not known yet" in unknown
+    assert not [r for r in needed(settings(), [], OURS) if r.name == "mta-sts.example.test"]  # ACME off
 
 
 @pytest.mark.parametrize(
@@ -223,10 +247,10 @@ def test_without_acme_or_a_known_ca_there_is_no_caa_record(extra: str) -> None:
 def test_a_caa_record_is_checked_as_dns_serves_it(dns_zone) -> None:
     zone, port = dns_zone
     records = [r for r in needed(settings(ACME + 'caa = "pki.example.net"\n'), [], {}) if r.type == "CAA"]
-    assert [r.value for r in records] == ['0 issue "pki.example.net"']
-    assert look_up(records, port)["example.test", "CAA"].state == "missing"
-    zone.add('example.test. 60 IN CAA 0 issue "letsencrypt.org"')
-    wrong = look_up(records, port)["example.test", "CAA"]
+    assert [r.value for r in records if r.name == "mail.example.test"] == ['0 issue "pki.example.net"']
+    assert look_up(records, port)["mail.example.test", "CAA"].state == "missing"
+    zone.add('mail.example.test. 60 IN CAA 0 issue "letsencrypt.org"')
+    wrong = look_up(records, port)["mail.example.test", "CAA"]
     assert (wrong.state, wrong.sentence()) == ("wrong", 'wrong: DNS serves 0 issue "letsencrypt.org"')
-    zone.add('example.test. 60 IN CAA 0 issue "pki.example.net"')  # another CA beside ours is the owner's choice
-    assert look_up(records, port)["example.test", "CAA"].sentence() == "ok: DNS serves this"
+    zone.add('mail.example.test. 60 IN CAA 0 issue "pki.example.net"')  # another CA beside ours: the owner's choice
+    assert look_up(records, port)["mail.example.test", "CAA"].sentence() == "ok: DNS serves this"

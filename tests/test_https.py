@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -63,8 +65,9 @@ def test_a_certificate_certbot_links_in_place_counts_and_its_renewal_is_seen(tls
     live = tmp_path / "live"
     live.mkdir()
     ensure_self_signed(live, "mail.example.test")
-    (tls_dir / "cert.pem").unlink()
-    (tls_dir / "cert.pem").symlink_to(live / "cert.pem")
+    for name in ("cert.pem", "key.pem"):
+        (tls_dir / name).unlink()
+        (tls_dir / name).symlink_to(live / name)
     real = RealCertificate(tls_dir)
     assert not real()
     signed_by_test_ca(live, ["mail.example.test"])  # the link's target replaced, the link itself untouched
@@ -77,7 +80,7 @@ def test_before_a_real_certificate_port_80_serves_the_site_as_it_is(tls_dir: Pat
 
 
 def test_with_a_real_certificate_port_80_redirects_to_the_same_place_on_https(tls_dir: Path) -> None:
-    signed_by_test_ca(tls_dir, ["mail.example.test"])
+    signed_by_test_ca(tls_dir, ["mail.example.test", "www.example.test", "blog.example.test"])
     client = port_80(tls_dir)
     answer = client.get("/2026/12/a%20post?page=2&q=%C3%A9", headers={"host": "blog.example.test:80"})
     assert answer.status_code == 301
@@ -91,7 +94,7 @@ def test_with_a_real_certificate_port_80_redirects_to_the_same_place_on_https(tl
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "mail.example.test.evil.example", "[::1]:80", ""])
 def test_a_host_not_ours_is_sent_to_the_web_urls_host(tls_dir: Path, host: str) -> None:
-    signed_by_test_ca(tls_dir, ["mail.example.test"])
+    signed_by_test_ca(tls_dir, ["mail.example.test", "www.example.test"])
     answer = port_80(tls_dir).get("/feed.xml", headers={"host": host})
     assert (answer.status_code, answer.headers["location"]) == (301, "https://www.example.test/feed.xml")
 
@@ -113,3 +116,29 @@ def test_hsts_on_https_only_once_the_certificate_is_real(tls_dir: Path) -> None:
     assert answer.headers.get_list("strict-transport-security") == ["max-age=31536000"]
     assert answer.headers.get_list("x-frame-options") == ["DENY"]
     assert "strict-transport-security" not in port_80(tls_dir).get("/.well-known/acme-challenge/t").headers
+
+
+def test_a_certificate_beside_a_key_not_its_own_is_not_real(tls_dir: Path) -> None:
+    """A pair the listeners refuse (certbot's cert.pem copied without its key, a renewal caught half way): they go
+    on serving the self-signed one, so no browser may be sent there nor told to insist on it."""
+    signed_by_test_ca(tls_dir, ["mail.example.test", "www.example.test"])
+    real = RealCertificate(tls_dir)
+    assert real()
+    other = ec.generate_private_key(ec.SECP256R1())
+    (tls_dir / "key.pem").write_bytes(
+        other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    assert not real()
+    answer = port_80(tls_dir).get("/", headers={"host": "www.example.test"})
+    assert answer.status_code == 200 and "location" not in answer.headers
+    assert "strict-transport-security" not in port_443(tls_dir).get("/").headers
+
+
+def test_a_name_the_certificate_does_not_carry_is_sent_to_one_it_does(tls_dir: Path) -> None:
+    """blog.example.test is among the names asked for, but the CA left it out: its https:// would fail."""
+    signed_by_test_ca(tls_dir, ["mail.example.test", "www.example.test"])
+    answer = port_80(tls_dir).get("/a", headers={"host": "blog.example.test"})
+    assert (answer.status_code, answer.headers["location"]) == (301, "https://www.example.test/a")
+    signed_by_test_ca(tls_dir, ["mail.example.test"])  # not even the web URL's host
+    answer = port_80(tls_dir).get("/a", headers={"host": "www.example.test"})
+    assert (answer.status_code, answer.headers["location"]) == (301, "https://mail.example.test/a")

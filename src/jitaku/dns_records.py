@@ -25,7 +25,6 @@ from dns.rdtypes.ANY.TXT import TXT
 
 from jitaku import interfaces
 from jitaku.config import Config, Settings
-from jitaku.domains import organizational_domain
 from jitaku.mail import dkim as dkim_keys
 from jitaku.terminal import visible
 
@@ -36,6 +35,7 @@ LOOKUP_TIME = 5.0
 FAMILIES = {"A": "IPv4", "AAAA": "IPv6"}
 ASK_ISP = "ask your ISP to set this: the reverse zone is theirs"
 OPEN_IPV6 = "let inbound IPv6 through your router first: many block it by default"
+NOT_KNOWN = "not known yet: write it in, or let a [[ddns]] table in jitaku.toml keep it"
 
 # What DNS serves against what we expect
 OK, MISSING, WRONG, UNKNOWN = "ok", "missing", "wrong", "unknown"
@@ -126,18 +126,18 @@ def _on_ipv6(host: str) -> bool:
 
 
 def needed(settings: Settings, dkim_records: Sequence[Record], ours: dict[str, str]) -> list[Record]:
-    """Every record to publish: the host's address, each [[ddns]] name's, each domain's MX, SPF, DKIM and
-    DMARC, the CAA of the domains our certificate's names are in, and the PTR of our address. OURS: our public
-    addresses by type ("A", "AAAA"), as far as known."""
+    """Every record to publish: the host's address, each [[ddns]] name's and each other name's of our certificate,
+    each domain's MX, SPF, DKIM and DMARC, the CAA of our certificate's names, and the PTR of our address. OURS:
+    our public addresses by type ("A", "AAAA"), as far as known."""
     host = settings.mail_hostname
-    unknown = "not known yet: write it in, or let a [[ddns]] table in jitaku.toml keep it"
-    records = [Record(host, "A", ours.get("A"), "" if "A" in ours else unknown)]
+    records = [Record(host, "A", ours.get("A"), "" if "A" in ours else NOT_KNOWN)]
     if "AAAA" in ours:
         records.append(Record(host, "AAAA", ours["AAAA"], OPEN_IPV6))
     for kept in settings.ddns:
         for kind, wanted in (("A", kept.ipv4), ("AAAA", kept.ipv6)):
             if wanted and (kept.name, kind) not in {(r.name, r.type) for r in records}:
-                records.append(Record(kept.name, kind, ours.get(kind), "" if kind in ours else unknown))
+                records.append(Record(kept.name, kind, ours.get(kind), "" if kind in ours else NOT_KNOWN))
+    records.extend(_certified(settings, ours, {(r.name, r.type) for r in records}))
     for domain in settings.domains:
         records.append(Record(domain, "MX", f"10 {host}."))
         records.append(Record(domain, "TXT", "v=spf1 mx -all"))
@@ -152,16 +152,43 @@ def needed(settings: Settings, dkim_records: Sequence[Record], ours: dict[str, s
     return records
 
 
+def _certified(settings: Settings, ours: dict[str, str], listed: set[tuple[str | None, str]]) -> list[Record]:
+    """With ACME on, the address of each name our certificate is to carry beside those LISTED (mta-sts.DOMAIN, the
+    web URL's host): without one the CA cannot validate the name, fails it at every renewal (Let's Encrypt pauses a
+    name that keeps failing) and the certificate goes without it."""
+    if not settings.acme.enabled:
+        return []
+    note = "a name on our certificate, served from here"
+    records = []
+    for name in _certificate_names(settings):
+        if (name, "A") not in listed:
+            records.append(Record(name, "A", ours.get("A"), note if "A" in ours else NOT_KNOWN))
+        if "AAAA" in ours and (name, "AAAA") not in listed:
+            records.append(Record(name, "AAAA", ours["AAAA"], OPEN_IPV6))
+    return records
+
+
 def _caa(settings: Settings) -> list[Record]:
-    """With ACME on: at each organizational domain our certificate's names are in, a CAA record that lets our CA
-    issue and refuses the others (RFC 8659: a CA looks for it from the name up, so one at the domain covers its
-    names). Only `issue`: an `issuewild` would be needless (we ask for no wildcard), an `iodef` an address to watch."""
+    """With ACME on: at each of our certificate's names, a CAA record that lets our CA issue and refuses the others.
+    A CA looks for CAA from the name up and stops at the first it finds (RFC 8659 §3), so one at the name binds that
+    name alone: the domain's other hosts (a www on a hosted service, a name behind Cloudflare's proxy) keep theirs.
+    Only `issue`: an `issuewild` would be needless (we ask for no wildcard), an `iodef` an address to watch."""
     issuer = settings.acme.caa_domain
     if not settings.acme.enabled or not issuer:
         return []
-    note = f"only {issuer} may issue certificates for names in it"
-    domains = dict.fromkeys(organizational_domain(name) for name in settings.acme_names)
-    return [Record(domain, "CAA", f'0 issue "{issuer}"', note) for domain in domains]
+    note = f"only {issuer} may issue certificates for this name"
+    return [Record(name, "CAA", f'0 issue "{issuer}"', note) for name in _certificate_names(settings)]
+
+
+def _certificate_names(settings: Settings) -> list[str]:
+    """ACME's names that are DNS names of their own (an address literal has no records to publish)."""
+    names = []
+    for name in settings.acme_names:
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            names.append(name.lower())
+    return list(dict.fromkeys(names))
 
 
 def _data(record: Record) -> str:

@@ -551,7 +551,8 @@ async def _web(
     """uvicorn on sockets bound before any fork; stopped by our own signal handling, not uvicorn's.
 
     Port 443 speaks HTTPS with the certificate in tls/ (reloaded by CERTIFICATES when it changes), every other port
-    plain HTTP; once that certificate is a real one, port 80 redirects to HTTPS and port 443 adds HSTS.
+    plain HTTP; once that certificate is a real one, port 80 redirects to HTTPS (when port 443 is ours too) and port
+    443 adds HSTS.
     READ_ONLY (a standby, a fenced box, a waiting one): every request that would write is answered 503; WAITING (a
     primary waiting for its peer after a cold start) says so to the peer's state requests. ON_FENCE ends the services
     with outcome "fenced" (the fence endpoint awaits it once the fence file is written, before its 202). Stopped,
@@ -577,11 +578,18 @@ async def _web(
     real = RealCertificate(config.tls_dir)
     servers: list[tuple[uvicorn.Server, list[socket.socket]]] = []
     http, tls_port = ports.HTTP_PORT, ports.HTTPS_PORT
+    secure = [s for s in sockets if s.getsockname()[1] == tls_port]
     for group, tls, served in (
         # other plain ports (the default install's loopback 8025) never redirect: nothing serves HTTPS beside them
         ([s for s in sockets if s.getsockname()[1] not in (http, tls_port)], False, app),
-        ([s for s in sockets if s.getsockname()[1] == http], False, https.ToHttps(app, real, config.settings)),
-        ([s for s in sockets if s.getsockname()[1] == tls_port], True, https.Hsts(app, real)),
+        # port 80 alone (TLS ended by a router or a proxy, or a certificate for mail only) stays plain: a redirect
+        # would send every visitor to a port 443 where nothing of ours listens
+        (
+            [s for s in sockets if s.getsockname()[1] == http],
+            False,
+            https.ToHttps(app, real, config.settings) if secure else app,
+        ),
+        (secure, True, https.Hsts(app, real)),
     ):
         if group:
             settings = uvicorn.Config(

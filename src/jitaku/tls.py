@@ -7,6 +7,7 @@ import datetime
 import errno
 import os
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -53,35 +54,68 @@ def server_context(tls_dir: Path) -> ssl.SSLContext:
 
 
 class RealCertificate:
-    """Whether TLS_DIR's certificate is a real one: not self-signed (`jitaku init`'s is) and not expired, whoever put
-    it there (ACME, certbot, a person). Asked on every web request (port 80 redirects to HTTPS and HTTPS responses
-    carry HSTS only then, or browsers would be sent to, and held at, a certificate they refuse): the file is parsed
-    again only when its (inode, mtime, size) changes. stat follows a symbolic link, as certbot users make them."""
+    """The real certificate TLS_DIR's pair serves, if it does: cert.pem not self-signed (`jitaku init`'s is), not
+    expired, and key.pem its key, whoever put them there (ACME, certbot, a person). A cert.pem beside another key
+    is no real one: the listeners refuse such a pair (jitaku.tls_reload) and go on serving the one before, often
+    the self-signed one. Asked on every web request (port 80 redirects to HTTPS and HTTPS responses carry HSTS only
+    then, or browsers would be sent to, and held at, a certificate they refuse): the files are read again only when
+    either one's (inode, mtime, size) changes. stat follows a symbolic link, as certbot users make them."""
 
     def __init__(self, tls_dir: Path) -> None:
-        self.path = tls_dir / CERT
-        self._seen: tuple[int, int, int] | None = None
-        self._until: datetime.datetime | None = None  # the real certificate's not-after; None: no real one
+        self.paths = (tls_dir / CERT, tls_dir / KEY)
+        self._seen: tuple[int, ...] | None = None
+        self._real: _Served | None = None
 
     def __call__(self) -> bool:
+        return bool(self.names())
+
+    def names(self) -> tuple[str, ...]:
+        """The DNS names the real certificate carries, lower-cased; none while no real one is served."""
         try:
-            found = self.path.stat()
+            found = [path.stat() for path in self.paths]
         except OSError:
-            return False
-        stamp = (found.st_ino, found.st_mtime_ns, found.st_size)
+            return ()
+        stamp = tuple(number for item in found for number in (item.st_ino, item.st_mtime_ns, item.st_size))
         if stamp != self._seen:
-            self._seen, self._until = stamp, _real_until(self.path)
-        return self._until is not None and datetime.datetime.now(datetime.UTC) < self._until
+            self._seen, self._real = stamp, _served(*self.paths)
+        if self._real is None or datetime.datetime.now(datetime.UTC) >= self._real.until:
+            return ()
+        return self._real.names
 
 
-def _real_until(path: Path) -> datetime.datetime | None:
-    """The not-after of PATH's first certificate unless it is self-signed; a file that does not parse is no real
-    certificate (tls_reload says why it is not served)."""
+@dataclass(frozen=True)
+class _Served:
+    until: datetime.datetime
+    names: tuple[str, ...]
+
+
+def _served(cert_path: Path, key_path: Path) -> _Served | None:
+    """CERT_PATH's first certificate unless it is self-signed or KEY_PATH is not its key; files that do not parse
+    are no real certificate (tls_reload says why they are not served)."""
     try:
-        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        cert, key = cert_path.read_bytes(), key_path.read_bytes()
+        certificate = x509.load_pem_x509_certificate(cert)
     except (OSError, ValueError):
         return None
-    return None if certificate.issuer == certificate.subject else certificate.not_valid_after_utc
+    if certificate.issuer == certificate.subject or not pair_matches(cert, key):
+        return None
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None  # a CA puts every name in the SANs (RFC 6125); without them no browser takes it
+    dns_names = tuple(dict.fromkeys(name.lower() for name in names.get_values_for_type(x509.DNSName)))
+    return _Served(certificate.not_valid_after_utc, dns_names) if dns_names else None
+
+
+def pair_matches(cert: bytes, key: bytes) -> bool:
+    """Whether the TLS key is the certificate's (the first of the chain): a pair caught half renewed is not."""
+    try:
+        public = x509.load_pem_x509_certificate(cert).public_key()
+        private = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError):
+        return False
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.public_bytes(*spki) == private.public_key().public_bytes(*spki)
 
 
 def write_secret(path: Path, data: bytes) -> None:

@@ -14,9 +14,11 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
@@ -79,37 +81,57 @@ def ca_files(directory: Path) -> tuple[Path, Path, Path]:
 
 class Pebble:
     """`pebble` on 127.0.0.1, validating names through the DNS server at DNS_PORT (127.0.0.1). VALIDITY: seconds
-    its certificates last (its default: 5 years)."""
+    its certificates last (its default: 5 years). HTTP-01 is fetched from each name's address on `http_port`, a
+    port of this test's own rather than 80: the challenge route answers on every web port, and port 80 on a shared
+    address would collide with other checkouts' tests."""
 
     def __init__(self, dns_port: int, validity: int | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="jitaku-pebble-"))
         self.directory_ca, cert, key = ca_files(self.dir)
-        self.port, self.management_port = free_port(), free_port()
-        settings: dict[str, object] = {
-            "listenAddress": f"127.0.0.1:{self.port}",
-            "managementListenAddress": f"127.0.0.1:{self.management_port}",
-            "certificate": str(cert),
-            "privateKey": str(key),
-            "httpPort": 80,
-            "tlsPort": 443,
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
-        }
-        if validity is not None:
-            settings["certificateValidityPeriod"] = validity
-        config = self.dir / "pebble.json"
-        config.write_text(json.dumps({"pebble": settings}))
         self.log_path = self.dir / "pebble.log"
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                ["pebble", "-config", str(config), "-dnsserver", f"127.0.0.1:{dns_port}"],
-                stdout=log,
-                stderr=log,
-                env={**os.environ, **PEBBLE_ENV},
-            )
-        wait_for_port(self.port)
-        wait_for_port(self.management_port)
+        self.http_port = free_port()
+        for _attempt in range(3):  # a port found free may be taken before pebble binds it: it exits, and we retry
+            self.port, self.management_port = free_port(), free_port()
+            settings: dict[str, object] = {
+                "listenAddress": f"127.0.0.1:{self.port}",
+                "managementListenAddress": f"127.0.0.1:{self.management_port}",
+                "certificate": str(cert),
+                "privateKey": str(key),
+                "httpPort": self.http_port,
+                "tlsPort": 443,
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": False,
+            }
+            if validity is not None:
+                settings["certificateValidityPeriod"] = validity
+            config = self.dir / "pebble.json"
+            config.write_text(json.dumps({"pebble": settings}))
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    ["pebble", "-config", str(config), "-dnsserver", f"127.0.0.1:{dns_port}"],
+                    stdout=log,
+                    stderr=log,
+                    env={**os.environ, **PEBBLE_ENV},
+                )
+            if self._listening():
+                break
+        else:
+            raise RuntimeError(f"pebble would not start: {self.log()}")
         self.directory = f"https://127.0.0.1:{self.port}/dir"
+
+    def _listening(self, timeout: float = 20.0) -> bool:
+        """Whether pebble listens on both its ports; False once it has exited (a port taken)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                for port in (self.port, self.management_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        if self.process.poll() is None:
+            raise TimeoutError(f"pebble did not listen within {timeout:.0f} s: {self.log()}")
+        return False
 
     def roots(self) -> str:
         """The PEM of the root that pebble's certificates chain to (new each start)."""

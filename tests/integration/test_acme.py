@@ -1,5 +1,5 @@
 """Certificates by ACME from Debian's pebble, validating for real: HTTP-01 by fetching the token from jitaku's web
-on port 80 at the address the tests' DNS zone gives, DNS-01 by asking challtestsrv for the TXT record that
+at the address the tests' DNS zone gives (on pebble's HTTP-01 port: the challenge route answers on every web port), DNS-01 by asking challtestsrv for the TXT record that
 jitaku set through a Cloudflare stand-in. Then every listener serves a chain that verifies to pebble's root."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 import smtplib
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ from tests.integration.harness import Jitaku
 from tests.integration.pebble import ChallTestSrv, Pebble, ca_files
 from tests.peers import Zone, serve, stop_serving, wait_until
 
-# each test's own loopback address, where its web takes ports 80 and 443: tests run side by side (xdist)
+# each test's own loopback address: tests run side by side (xdist); ADDRESS's web takes port 443
 ADDRESS = "127.0.11.21"
 NO_PORT_80 = "127.0.11.22"
 LEFT_OUT = "127.0.11.23"
@@ -92,7 +93,7 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
     zone, dns_port = dns_zone
     _zone(zone)
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:80", f"{ADDRESS}:443"])
+    server = _jitaku(jitaku_factory, dns_port, [f"{ADDRESS}:{pebble.http_port}", f"{ADDRESS}:443"])
     _acme(server, pebble)
     server.start()
     roots = tmp_path / "roots.pem"
@@ -104,13 +105,13 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
     assert renewed.returncode == 0, renewed.stderr + pebble.log()
     assert renewed.stdout.startswith("renewed: mail.example.test, mta-sts.example.test, valid until ")
 
-    wait_until(lambda: _https(context) and _submission(server, context), timeout=10, interval=0.5)
+    wait_until(lambda: _https(context) and _submission(server, context), timeout=30, interval=0.5)
     status = _status(server)
     assert "Pebble Intermediate" in status["issuer"] and status["names"] == NAMES
     assert status["not_after"] and status["last_error"] is None and status["last_success"]
     assert not list((server.dir / "acme" / "http-01").iterdir())  # the tokens withdrawn
     with pytest.raises(urllib.error.HTTPError) as gone:
-        urllib.request.urlopen(f"http://{ADDRESS}/.well-known/acme-challenge/withdrawn", timeout=10)
+        urllib.request.urlopen(f"http://{ADDRESS}:{pebble.http_port}/.well-known/acme-challenge/withdrawn", timeout=10)
     assert gone.value.code == 404 and gone.value.headers["Cache-Control"] == "no-store"
 
     account = json.loads((server.dir / "acme" / "account.json").read_text())["url"]
@@ -122,10 +123,12 @@ def test_http01_issues_a_certificate_that_every_listener_serves_and_renews_as_th
 
 
 class CloudflareToChallTestSrv:
-    """Cloudflare's API as jitaku calls it for DNS-01: a TXT record POSTed is set in challtestsrv, DELETEd cleared."""
+    """Cloudflare's API as jitaku calls it for DNS-01: a TXT record POSTed is set in challtestsrv (SPREAD seconds
+    after the answer, as Cloudflare's own servers take a moment), DELETEd cleared."""
 
-    def __init__(self, stand_in: Any, challtestsrv: ChallTestSrv) -> None:
+    def __init__(self, stand_in: Any, challtestsrv: ChallTestSrv, spread: float = 0.0) -> None:
         self.challtestsrv = challtestsrv
+        self.spread = spread
         self.records: dict[str, str] = {}  # id -> name, while set
         self.deleted: list[str] = []
         self.api = stand_in(self._handle)
@@ -140,7 +143,10 @@ class CloudflareToChallTestSrv:
             assert record["type"] == "TXT" and record["ttl"] == 60
             record_id = f"txt{len(self.records) + len(self.deleted)}"
             self.records[record_id] = record["name"]
-            self.challtestsrv.set_txt(record["name"], record["content"])
+            later = threading.Timer(self.spread, self.challtestsrv.set_txt, (record["name"], record["content"]))
+            later.start()
+            if not self.spread:
+                later.join()
             return 200, {"success": True, "result": {"id": record_id, **record}}
         if method == "DELETE" and path.startswith("/zones/zone1/dns_records/"):
             name = self.records.pop(path.rsplit("/", 1)[1])
@@ -150,11 +156,8 @@ class CloudflareToChallTestSrv:
         return 404, {"success": False, "errors": [{"message": f"no {method} {path}"}]}
 
 
-def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
-    jitaku_factory, pebble_factory, challtestsrv, stand_in
-) -> None:
-    cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv)
-    pebble = pebble_factory(challtestsrv.dns_port, validity=3600)  # an hour: due with 20 minutes left
+def _cloudflare(jitaku_factory: Any, cloudflare: CloudflareToChallTestSrv) -> Jitaku:
+    """A jitaku whose [[ddns]] table sets its records through CLOUDFLARE and checks them where the CA asks."""
     server: Jitaku = jitaku_factory()
     server.settings["ddns"] = [
         {
@@ -163,9 +166,19 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
             "zone": "example.test",
             "password": "cf-token",
             "endpoint": cloudflare.api.url,
+            "verify_nameservers": [f"127.0.0.1:{cloudflare.challtestsrv.dns_port}"],
         }
     ]
     server.init()
+    return server
+
+
+def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
+    jitaku_factory, pebble_factory, challtestsrv, stand_in
+) -> None:
+    cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv)
+    pebble = pebble_factory(challtestsrv.dns_port, validity=3600)  # an hour: due with 20 minutes left
+    server = _cloudflare(jitaku_factory, cloudflare)
     _acme(server, pebble, challenge="dns-01")
 
     renewed = server.cli("cert", "renew", check=False)
@@ -187,6 +200,20 @@ def test_dns01_through_cloudflare_issues_and_deletes_the_txt_records_after(
     second = json.loads((server.dir / "acme" / "account.json").read_text())
     assert second["directory"] == other.directory != first["directory"] and second["key"] != first["key"]
     assert "Pebble Intermediate" in _status(server)["issuer"]
+
+
+def test_dns01_waits_for_the_txt_records_to_be_served_before_the_ca_looks(
+    jitaku_factory, pebble_factory, challtestsrv, stand_in
+) -> None:
+    """Cloudflare answers the POST before its servers have the record; a CA told at once finds none."""
+    cloudflare = CloudflareToChallTestSrv(stand_in, challtestsrv, spread=3.0)
+    pebble = pebble_factory(challtestsrv.dns_port)
+    server = _cloudflare(jitaku_factory, cloudflare)
+    _acme(server, pebble, challenge="dns-01")
+    renewed = server.cli("cert", "renew", check=False)
+    assert renewed.returncode == 0, renewed.stderr + pebble.log()
+    assert renewed.stdout.startswith("renewed: mail.example.test, mta-sts.example.test, valid until ")
+    assert cloudflare.records == {}
 
 
 Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
@@ -285,7 +312,7 @@ def test_a_web_not_on_port_80_is_named_as_the_challenge_the_ca_could_not_fetch(
     zone, dns_port = dns_zone
     _zone(zone, address=NO_PORT_80)
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{NO_PORT_80}:443"])  # HTTPS alone: nothing answers on port 80
+    server = _jitaku(jitaku_factory, dns_port, [])  # nothing of ours at NO_PORT_80, on pebble's HTTP-01 port or any
     _acme(server, pebble)
     server.start()
     renewed = server.cli("cert", "renew", check=False)
@@ -301,7 +328,7 @@ def test_a_name_without_a_dns_record_is_left_out_and_the_rest_issued(jitaku_fact
     zone, dns_port = dns_zone
     _zone(zone, ["mail.example.test"], LEFT_OUT)  # mta-sts.example.test is not in DNS yet
     pebble = pebble_factory(dns_port)
-    server = _jitaku(jitaku_factory, dns_port, [f"{LEFT_OUT}:80"])
+    server = _jitaku(jitaku_factory, dns_port, [f"{LEFT_OUT}:{pebble.http_port}"])
     _acme(server, pebble)
     server.start()
     renewed = server.cli("cert", "renew", check=False)

@@ -1,6 +1,6 @@
 """The daemon renews its certificate from ACME by itself (jitaku.acme.renewal), against Debian's pebble validating
 HTTP-01 for real: pebble asks the tests' DNS zone where mail.example.test is, and fetches the token from the web
-listener on 127.0.11.41:80. Certificates that last seconds make the renewal come due within the test. Open IMAP and
+listener on 127.0.11.41 (on pebble's HTTP-01 port). Certificates that last seconds make the renewal come due within the test. Open IMAP and
 SMTP sessions keep working across a renewal; a renewal that fails reaches the alert channel with its next try; a
 fenced box renews nothing."""
 
@@ -22,7 +22,7 @@ from tests.integration.pebble import Pebble
 from tests.integration.test_health import Hook
 from tests.peers import Zone, wait_until
 
-WEB = "127.0.11.41"  # this test's own loopback address: the web on :80 (HTTP-01) and :443
+WEB = "127.0.11.41"  # this test's own loopback address: the web on pebble's HTTP-01 port
 NAME = "mail.example.test"
 
 
@@ -36,7 +36,7 @@ def acme_server(jitaku_factory: Any, dns_zone: tuple[Zone, int], pebble: Pebble,
     zone.add("example.test. 1 IN SOA ns.example.test. hostmaster.example.test. 1 60 60 60 1")
     zone.add(f"{NAME}. 1 IN A {WEB}")
     server: Jitaku = jitaku_factory(dns_port)
-    server.settings["web"]["listen"] += [f"{WEB}:80", f"{WEB}:443"]
+    server.settings["web"]["listen"] += [f"{WEB}:{pebble.http_port}"]
     server.settings["acme"] = {
         "email": "postmaster@example.test",
         "directory": pebble.directory,

@@ -46,3 +46,17 @@ def test_a_browser_goes_over_to_https_once_the_certificate_is_real(jitaku_factor
     assert local.status_code == 200 and "strict-transport-security" not in local.headers
     challenge = httpx.get(f"http://{HOST}/.well-known/acme-challenge/none", headers={"host": NAME})
     assert challenge.status_code == 404  # answered on port 80, not sent to HTTPS
+
+
+def test_port_80_alone_stays_plain_http_with_a_real_certificate(jitaku_factory) -> None:
+    """No port 443 of ours (TLS ended by a router or a proxy, or the certificate only for mail): a redirect would
+    send every visitor to an HTTPS where nothing listens."""
+    alone = "127.0.11.61"  # this test's own loopback address
+    server: Jitaku = jitaku_factory()
+    server.settings["web"]["listen"] += [f"{alone}:80"]
+    server.write_config()
+    server.init()
+    server.start()
+    signed_by_test_ca(server.dir / "tls", [NAME])
+    answer = httpx.get(f"http://{alone}/", headers={"host": NAME})  # the certificate is looked at per request
+    assert answer.status_code == 200 and "location" not in answer.headers

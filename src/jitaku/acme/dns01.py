@@ -9,16 +9,22 @@ HTTP-01 (port 80 reachable from the Internet) is the way.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 import httpx
 
+from jitaku import log
 from jitaku.config import Config, DdnsRecord
+from jitaku.ddns import verify
 from jitaku.ddns.providers.cloudflare import ApiError, Cloudflare
 from jitaku.ddns.records import secret
 from jitaku.domains import organizational_domain
+from jitaku.resolver import Nameserver
 
 TIMEOUT = 30.0  # seconds for each request to Cloudflare
+WAIT = 120.0  # seconds for the records to be served, at most (lego's default; certbot-dns-cloudflare sleeps 10 s)
+POLL = 2.0
 
 
 class DnsError(Exception):
@@ -46,17 +52,35 @@ def table_for(config: Config, name: str) -> DdnsRecord:
 
 
 @dataclass
+class _Txt:
+    provider: Cloudflare
+    table: DdnsRecord
+    name: str  # _acme-challenge.NAME
+    value: str
+    record_id: str | None = None  # None: Cloudflare's answer to the POST never came, or said no
+
+
+@dataclass
 class TxtRecords:
     """The TXT records set for one order, deleted together by `clear`."""
 
     config: Config
-    made: list[tuple[Cloudflare, str]] = field(default_factory=list)
+    made: list[_Txt] = field(default_factory=list)
 
     def set(self, name: str, value: str) -> None:
         table = table_for(self.config, name)
         provider = Cloudflare(table.name, _zone(table), secret(table, self.config.data_dir), table.endpoint)
-        record_id = asyncio.run(_set(provider, record_name(name), value))
-        self.made.append((provider, record_id))
+        made = _Txt(provider, table, record_name(name), value)
+        self.made.append(made)  # before the POST: one whose answer is lost may be in the zone all the same
+        made.record_id = asyncio.run(_set(provider, made.name, value))
+
+    def wait_served(self, wait: float = WAIT) -> None:
+        """Back once the zone's authoritative servers (or the table's verify_nameservers) serve every record set, or
+        after WAIT seconds: the CA asks those servers the moment it is told to, and a record Cloudflare has taken
+        but not yet spread would fail the name. One never seen is left to the CA to judge."""
+        missing = asyncio.run(_until_served(self.made, wait))
+        if missing:
+            log.event("acme_txt_not_served", level=logging.WARNING, names=",".join(missing), waited=wait)
 
     def clear(self) -> list[str]:
         """Delete every record set; why each that could not be was not (a record left behind only clutters the
@@ -74,12 +98,44 @@ async def _set(provider: Cloudflare, name: str, value: str) -> str:
             raise DnsError(f"cannot set the TXT record {name}: {error.answer.message}") from None
 
 
-async def _delete(made: list[tuple[Cloudflare, str]]) -> list[str]:
+async def _until_served(made: list[_Txt], wait: float) -> list[str]:
+    """The names of MADE's records not served by the end of WAIT seconds; one whose servers cannot be found is
+    logged and not waited for."""
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + wait
+    servers: dict[str, list[Nameserver]] = {}
+    waiting = []
+    for txt in made:
+        try:
+            servers[txt.name] = list(txt.table.verify_nameservers) or await verify.authoritative_servers(txt.name)
+        except verify.Unverifiable as error:
+            log.event("acme_txt_unverifiable", level=logging.WARNING, record=txt.name, error=str(error))
+            continue
+        waiting.append(txt)
+    while waiting:
+        served = await asyncio.gather(*(_served(txt, servers[txt.name]) for txt in waiting))
+        waiting = [txt for txt, seen in zip(waiting, served, strict=True) if not seen]
+        if not waiting or clock() >= deadline:
+            break
+        await asyncio.sleep(min(POLL, deadline - clock()))
+    return [txt.name for txt in waiting]
+
+
+async def _served(txt: _Txt, servers: list[Nameserver]) -> bool:
+    """Whether every server of SERVERS that answers serves TXT's value, and one at least does."""
+    answers = await asyncio.gather(*(verify.texts(txt.name, server) for server in servers), return_exceptions=True)
+    answered = [answer for answer in answers if isinstance(answer, frozenset)]
+    return bool(answered) and all(txt.value in answer for answer in answered)
+
+
+async def _delete(made: list[_Txt]) -> list[str]:
     errors = []
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
-        for provider, record_id in made:
+        for txt in made:
             try:
-                await provider.delete_txt(client, record_id)
+                ids = [txt.record_id] if txt.record_id else await txt.provider.find_txt(client, txt.name, txt.value)
+                for record_id in ids:
+                    await txt.provider.delete_txt(client, record_id)
             except ApiError as error:
                 errors.append(error.answer.message)
     return errors

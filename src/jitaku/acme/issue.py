@@ -192,10 +192,7 @@ class _Refused(Exception):
 def _validated(config: Config, acme: client.ClientV2, csr: bytes, ends: float) -> messages.OrderResource:
     """The order for CSR's names, each proven by the configured challenge, finalized by ENDS (time.monotonic) at
     the latest; the tokens and TXT records withdrawn after, whatever happened."""
-    left = ends - time.monotonic()
-    if left <= 0:
-        raise errors.TimeoutError()
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=min(DEADLINE, left))
+    _remaining(ends)
     try:
         order = acme.new_order(csr)
     except messages.Error as error:
@@ -222,6 +219,8 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes, ends: float) -
             else:
                 records.set(name, validation)
             answers.append((challenge, response))
+        records.wait_served()  # DNS-01: the CA asks the zone's servers at once; none set for HTTP-01
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=min(DEADLINE, _remaining(ends)))
         for challenge, response in answers:
             acme.answer_challenge(challenge, response)
         try:
@@ -231,6 +230,14 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes, ends: float) -
         return acme.finalize_order(order, deadline)
     finally:
         _clean_up(config, tokens, records)
+
+
+def _remaining(ends: float) -> float:
+    """Seconds left until ENDS (time.monotonic); the acme package's TimeoutError when none are."""
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise errors.TimeoutError()
+    return left
 
 
 def _clean_up(config: Config, tokens: list[str], records: dns01.TxtRecords) -> None:

@@ -78,3 +78,21 @@ async def published(name: str, version: int, servers: list[Nameserver]) -> Publi
                 addresses.update(ipaddress.ip_address(item.address) for item in rrset)
         return Published(frozenset(addresses), ttl, server.address)
     raise Unverifiable("no authoritative server answered: " + ("; ".join(problems) or "none known"))
+
+
+async def texts(name: str, server: Nameserver) -> frozenset[str]:
+    """NAME's TXT records as SERVER has them, each whole (its strings joined); Unverifiable when it does not answer."""
+    query = dns.message.make_query(dns.name.from_text(name), dns.rdatatype.TXT)
+    query.flags &= ~dns.flags.RD
+    try:
+        response = await dns.asyncquery.udp(query, server.address, timeout=TIMEOUT, port=server.port)
+    except (dns.exception.DNSException, OSError) as error:
+        raise Unverifiable(f"{server.address}: {error.__class__.__name__}") from None
+    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        raise Unverifiable(f"{server.address}: {dns.rcode.to_text(response.rcode())}")
+    return frozenset(
+        b"".join(item.strings).decode("utf-8", "replace")
+        for rrset in response.answer
+        if rrset.rdtype == dns.rdatatype.TXT
+        for item in rrset
+    )

@@ -54,6 +54,7 @@ from jitaku.config import Config
 from jitaku.ha.standby import read_secret, secret_path
 from jitaku.store import secret_files as table
 from jitaku.store.transaction import Tx
+from jitaku.tls import pair_matches
 
 if TYPE_CHECKING:
     from jitaku.store import Database
@@ -132,20 +133,6 @@ def published(config: Config) -> list[str]:
         if os.path.lexists(config.data_dir / name)
     ]
     return [name for name in names if NAMES.fullmatch(name)]
-
-
-def pair_matches(cert: bytes, key: bytes) -> bool:
-    """Whether the TLS key is the certificate's (the first of the chain): a pair caught half renewed is not."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        public = x509.load_pem_x509_certificate(cert).public_key()
-        private = serialization.load_pem_private_key(key, password=None)
-    except (ValueError, TypeError):
-        return False
-    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return public.public_bytes(*spki) == private.public_key().public_bytes(*spki)
 
 
 @dataclass(frozen=True)

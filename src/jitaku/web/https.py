@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jitaku.config import Settings
+from jitaku.tls import RealCertificate
 from jitaku.web.headers import SECURITY_HEADERS
 
 CHALLENGE = "/.well-known/acme-challenge/"  # HTTP-01 renews over plain HTTP on port 80: never redirected
@@ -25,30 +26,34 @@ KEEP_METHOD = 308  # RFC 7538: a POST stays a POST; 301 lets a browser turn it i
 class ToHttps:
     """ASGI wrapper for port 80: every request answered with a redirect to the same path and query on HTTPS while
     REAL says a real certificate is served, ACME's challenges and the pair's requests excepted. The host is the
-    request's own only when it is one of ours (the certificate's names, the mail hostname, the web URL's host), else
-    the web URL's: a forged Host header never makes us send a browser elsewhere."""
+    request's own only when the certificate served carries it, else the web URL's host if it does, else the
+    certificate's first name: a forged Host header never makes us send a browser elsewhere, and a name the CA left
+    out (mta-sts, say) is never sent to an HTTPS whose certificate would not carry it."""
 
-    def __init__(self, app: ASGIApp, real: Callable[[], bool], settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, real: RealCertificate, settings: Settings) -> None:
         self._app = app
         self._real = real
-        self._home = (urlsplit(settings.web_url).hostname or settings.mail_hostname).lower()
-        self._ours = {self._home, settings.mail_hostname.lower(), *(name.lower() for name in settings.acme_names)}
+        self._web_host = (urlsplit(settings.web_url).hostname or settings.mail_hostname).lower()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith((CHALLENGE, PEER)) or not self._real():
+        names = () if scope["type"] != "http" or scope["path"].startswith((CHALLENGE, PEER)) else self._real.names()
+        ours = [name for name in names if not name.startswith("*.")]  # a wildcard is no host to send anyone to
+        if not ours:
             await self._app(scope, receive, send)
             return
         path = (scope.get("raw_path") or quote(scope["path"]).encode()).decode("latin-1")
         query = scope.get("query_string", b"").decode("latin-1")
-        location = f"https://{self._host(scope)}{path}" + (f"?{query}" if query else "")
+        location = f"https://{self._host(scope, ours)}{path}" + (f"?{query}" if query else "")
         status = 301 if scope["method"] in ("GET", "HEAD") else KEEP_METHOD
         await Response(status_code=status, headers={**SECURITY_HEADERS, "location": location})(scope, receive, send)
 
-    def _host(self, scope: Scope) -> str:
+    def _host(self, scope: Scope, ours: list[str]) -> str:
         """The Host header's name without its port (an IPv6 literal never is one of ours), when it is ours."""
         asked = Headers(scope=scope).get("host", "").lower()
         name = asked.rsplit(":", 1)[0] if asked.count(":") == 1 else asked
-        return name if name in self._ours else self._home
+        if name in ours:
+            return name
+        return self._web_host if self._web_host in ours else ours[0]
 
 
 class Hsts:

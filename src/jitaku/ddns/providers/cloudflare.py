@@ -54,6 +54,12 @@ class Cloudflare:
         created = await self._call(client, "POST", await self._records(client), json=record)
         return str(created["id"])
 
+    async def find_txt(self, client: httpx.AsyncClient, name: str, value: str) -> list[str]:
+        """The ids of the TXT records NAME holding VALUE: one POSTed whose answer was lost is found so. Cloudflare
+        may show a TXT's content in quotes."""
+        found = await self._call(client, "GET", await self._records(client), params={"type": "TXT", "name": name})
+        return [str(record["id"]) for record in found or [] if str(record.get("content", "")).strip('"') == value]
+
     async def delete_txt(self, client: httpx.AsyncClient, record_id: str) -> None:
         await self._call(client, "DELETE", f"{await self._records(client)}/{record_id}")
 
