@@ -42,9 +42,9 @@ def test_a_browser_goes_over_to_https_once_the_certificate_is_real(jitaku_factor
 
     https = httpx.get(f"https://{HOST}/", headers={"host": NAME}, verify=False)
     assert https.headers["strict-transport-security"] == "max-age=31536000"
-    local = httpx.get(f"http://127.0.0.1:{server.web_port}/")  # the loopback port of a default install
+    local = httpx.get(f"http://127.0.0.1:{server.web_port}/", timeout=30)  # the loopback port of a default install
     assert local.status_code == 200 and "strict-transport-security" not in local.headers
-    challenge = httpx.get(f"http://{HOST}/.well-known/acme-challenge/none", headers={"host": NAME})
+    challenge = httpx.get(f"http://{HOST}/.well-known/acme-challenge/none", headers={"host": NAME}, timeout=30)
     assert challenge.status_code == 404  # answered on port 80, not sent to HTTPS
 
 
@@ -58,5 +58,5 @@ def test_port_80_alone_stays_plain_http_with_a_real_certificate(jitaku_factory) 
     server.init()
     server.start()
     signed_by_test_ca(server.dir / "tls", [NAME])
-    answer = httpx.get(f"http://{alone}/", headers={"host": NAME})  # the certificate is looked at per request
+    answer = httpx.get(f"http://{alone}/", headers={"host": NAME}, timeout=30)  # the certificate: looked at per request
     assert answer.status_code == 200 and "location" not in answer.headers
