@@ -85,7 +85,7 @@ def test_a_due_certificate_is_renewed_and_the_next_look_is_when_it_is_due_again(
     ca: StandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
     ca.not_after = NOW + 10 * DAY
-    assert renewal.next_look(ca.config, NOW - 21 * DAY) == renewal.LOOK  # due in a day: looks hourly meanwhile
+    assert renewal.next_look(ca.config, NOW - 21 * DAY) == renewal.LOOK  # due in a day: looks every LOOK meanwhile
     assert renewal.next_look(ca.config, NOW - 20 * DAY - 100) == 100  # due in 100 s: wakes then
     with caplog.at_level(logging.INFO, logger="jitaku"):
         asyncio.run(renewal.renew_if_due(ca.config, NOW))
