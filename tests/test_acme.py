@@ -94,9 +94,9 @@ def test_the_state_keeps_failures_with_backoff_and_a_success_clears_them(tmp_pat
     assert state.path(tmp_path).stat().st_mode & 0o777 == 0o600
     state.write(tmp_path, failed.failed(5000.0, "again"))
     assert state.read(tmp_path).next_try == 5000.0 + 2 * state.FIRST_RETRY
-    state.write(tmp_path, state.read(tmp_path).succeeded(6000.0, "mta-sts.example.org: no DNS record"))
+    state.write(tmp_path, state.read(tmp_path).succeeded(6000.0, [("mta-sts.example.org", "no DNS record")]))
     assert state.read(tmp_path) == state.Attempts(
-        last_try=6000.0, last_success=6000.0, left_out="mta-sts.example.org: no DNS record"
+        last_try=6000.0, last_success=6000.0, left_out=(("mta-sts.example.org", "no DNS record"),)
     )
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography import x509
@@ -162,6 +164,47 @@ def test_a_healthy_renewal_says_when_it_was_renewed(tmp_path: Path) -> None:
     assert fine is not None and fine.state == State.OK
     assert fine.sentence == "the certificate for mail.example.test is valid until 2027-04-14, renewed on 2027-01-14."
     assert fine.ja == "mail.example.test の証明書は 2027-04-14 まで有効です（2027-01-14 に更新）。"
+
+
+def test_a_failed_renewal_no_longer_alerts_once_the_certificate_is_not_due(tmp_path: Path) -> None:
+    """A forced `jitaku cert renew` that failed, or a certificate installed by hand after a failure: the daemon tries
+    again only when the certificate comes due, so the alert and its "next try" would stand for weeks, untrue."""
+    mine = certs.Renewals(("mail.example.test",), FAILED)
+    good = certificate(tmp_path / "good.pem", NOW + 60 * 86400, issuer="Pebble Intermediate CA")
+    judged = certs.check(CertsCheckSettings(), good, NOW, renewals=mine)
+    assert judged is not None and judged.state == State.OK
+    assert judged.sentence == "the certificate for mail.example.test is valid until 2027-03-16."
+    due = certificate(tmp_path / "due.pem", NOW + 20 * 86400, issuer="Pebble Intermediate CA")  # renew_days: 30
+    still = certs.check(CertsCheckSettings(), due, NOW, renewals=mine)
+    assert still is not None and still.state == State.WARNING and "its renewal failed" in still.sentence
+    by_hand = certs.Renewals(mine.names, replace(FAILED, last_try=NOW - 100 * 86400))  # before its not-before
+    assert certs.check(CertsCheckSettings(), due, NOW, renewals=by_hand) == certs.check(CertsCheckSettings(), due, NOW)
+
+
+def test_every_date_and_time_in_the_sentences_is_local(tmp_path: Path) -> None:
+    """A certificate ending 20:00 UTC is gone at 05:00 the next day in Tokyo: the date said is that day, as the
+    next try's time is local."""
+    ends = datetime.datetime(2027, 4, 14, 20, 0, tzinfo=datetime.UTC).timestamp()
+    issued = certificate(tmp_path / "cert.pem", ends, issuer="Pebble Intermediate CA")
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    try:
+        renewed = certs.Renewals(ACME.names[:1], FAILED.succeeded(NOW - 86400))
+        fine = certs.check(CertsCheckSettings(), issued, NOW, renewals=renewed)
+        failed = certs.check(CertsCheckSettings(), issued, ends - 86400, renewals=ACME)
+        at = moment(FAILED.next_try)
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+    assert fine is not None and fine.sentence.endswith("is valid until 2027-04-15, renewed on 2027-01-14.")
+    assert failed is not None and failed.sentence.startswith(
+        "the certificate for mail.example.test expires on 2027-04-15"
+    )
+    assert at.endswith(" JST")
 
 
 @asynccontextmanager

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from jitaku import event_loop, heap, log, ports, resolver, workers
 from jitaku.config import Config, Listen
@@ -45,6 +45,7 @@ from jitaku.mail.queue import Queue
 from jitaku.mail.smtp.protocol import SmtpProtocol
 from jitaku.mail.smtp_server import Handler, Listener
 from jitaku.mail.spool import Spooler
+from jitaku.off_loop import off_the_loop
 from jitaku.passwords import Checker
 from jitaku.ratelimit import LoginLimiter, MemoryLoginLimiter
 from jitaku.store import Database
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
     from jitaku.health.monitor import Monitor
     from jitaku.health.result import Result
 
-T = TypeVar("T")
 # Seconds for an implicit-TLS client to finish its handshake: only then is the connection counted against
 # its listener's limits (asyncio's default is 60).
 TLS_HANDSHAKE_TIMEOUT = 20.0
@@ -742,34 +742,6 @@ async def _until_unfenced(config: Config, ending: _Ending) -> None:
     ending.end("promoted")
 
 
-def _off_the_loop(call: Callable[[], T]) -> asyncio.Future[T]:
-    """CALL's result, from a daemon thread of its own: a look at the peer and this box's cluster. The event loop's
-    end waits for every thread of asyncio.to_thread's, where nothing cancels a look that takes its time (a peer
-    half there, a cluster that hangs): a stop must not wait for it (its own timeouts end it)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():  # cancelled: nobody awaits it any more
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(cast(T, result))
-
-    def run() -> None:
-        result, error = None, None
-        try:
-            result = call()
-        except Exception as raised:  # noqa: BLE001 - the awaiting task's to see
-            error = raised
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the services stopped
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=run, name="jitaku-look", daemon=True).start()
-    return future
-
-
 async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) -> None:
     """A primary looks at its peer every PEER_EVERY seconds (jitaku.ha.mode.look, in a thread, bounded): a peer
     that is an unfenced primary on a newer timeline ends the services with outcome "fenced", the split-brain fence
@@ -782,7 +754,7 @@ async def _watch_peer(config: Config, ending: _Ending, monitor: Monitor | None) 
     while True:
         await asyncio.sleep(ha_mode.PEER_EVERY)
         try:
-            seen = await asyncio.wait_for(_off_the_loop(lambda: ha_mode.look(config)), ha_mode.PEER_EVERY)
+            seen = await asyncio.wait_for(off_the_loop(lambda: ha_mode.look(config), "jitaku-look"), ha_mode.PEER_EVERY)
         except Exception as error:  # noqa: BLE001 - our own database or a slow peer: next time
             log.event("ha_peer_unknown", error=f"{type(error).__name__}: {error}"[:300])
             continue
@@ -880,7 +852,7 @@ async def _until_decided(config: Config, ending: _Ending, monitor: Monitor | Non
     try:
         while True:
             await asyncio.sleep(WAIT_EVERY)
-            pending = pending or _off_the_loop(look)
+            pending = pending or off_the_loop(look, "jitaku-look")
             seen, streamed, why = ha_mode.Seen(), False, ""  # silent, unless the look says otherwise
             await asyncio.wait([pending], timeout=WAIT_LOOK)
             if not pending.done():
@@ -1004,7 +976,6 @@ async def _rejoin(config: Config, ending: _Ending, monitor: Monitor | None) -> N
     """A fenced box asked to re-join by a switchover (jitaku.ha.rejoin) does it while it serves fenced, and its
     services end with outcome "rejoined" once its cluster is a standby; one that cannot stays fenced, and says why:
     in the log, in an alert (MONITOR), and to /api/ha/state (rejoin.failure)."""
-    import threading
 
     from jitaku.ha import fence, rejoin
 

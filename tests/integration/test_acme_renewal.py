@@ -132,7 +132,8 @@ def test_a_failed_renewal_is_alerted_with_its_next_try(
     attempts = json.loads((server.dir / "acme" / "state.json").read_text())
     assert attempts["failures"] == 1 and attempts["next_try"] > time.time() + 500  # backs off 10 minutes
     assert alert["title"] == f"[{NAME}] critical: certs"  # it expires within seconds
-    assert f"the certificate for {NAME} expires on " in alert["message"]
+    # 10 s from due to the end: on a loaded box the failed try, a health round and the alert may take longer
+    assert any(f"the certificate for {NAME} {word} on " in alert["message"] for word in ("expires", "expired"))
     assert f"; the next try is at {state.moment(attempts['next_try'])}." in alert["message"]
     assert "could not load" not in json.dumps(hook.received)  # the new certificate, before the listeners load it
     [failed] = [line for line in server.log().splitlines() if "event=acme_failed" in line]  # once for one failure

@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from josepy.errors import Error as JoseError
 
 from jitaku import files, log
 from jitaku.acme import account, dns01, http01, state
+from jitaku.acme.lifetime import renew_from as renew_from  # where renewal, the CLI and the certs check look
 from jitaku.config import Config, ConfigError
 from jitaku.tls import CERT, KEY
 
@@ -55,25 +57,36 @@ class Issued:
         return "; ".join(f"{name}: {why}" for name, why in self.left_out)
 
 
-def obtain(config: Config, now: float, force: bool = False, waiting: Callable[[], None] | None = None) -> Issued | None:
+def obtain(
+    config: Config,
+    now: float,
+    force: bool = False,
+    waiting: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Issued | None:
     """A new key and certificate for the configured names, in place for every listener's next handshake; None
     when, once our turn came, the certificate was no longer due (another renewal got it meanwhile: a second order
     would spend one of the CA's few duplicate certificates a week), unless FORCE. Holds DIR/acme/lock throughout
     (an flock: the kernel drops it with the process, so a power cut leaves no stale lock), so that the daemon's
-    renewal and a person's `jitaku cert renew` never order at once; WAITING is called when the other holds it."""
+    renewal and a person's `jitaku cert renew` never order at once; WAITING is called when the other holds it.
+    STOP, once set (the daemon fenced or stopping), installs nothing and records no failure: the try did not fail,
+    it was called off."""
     data_dir = config.data_dir
     with _locked(data_dir, waiting):
         if not force and due(config, time.time()) is None:
             log.event("acme_not_due", why="renewed meanwhile")
             return None
         try:
-            issued = _obtain(config)
+            issued = _obtain(config, stop)
         except AcmeError as error:
+            if stop is not None and stop.is_set():
+                log.event("acme_stopped")
+                raise
             attempts = state.read(data_dir).failed(now, str(error), error.retry_after)
             state.write(data_dir, attempts)
             log.event("acme_failed", error=str(error), next_try=state.moment(attempts.next_try))
             raise
-        state.write(data_dir, state.read(data_dir).succeeded(now, issued.left_out_text()))
+        state.write(data_dir, state.read(data_dir).succeeded(now, issued.left_out))
         log.event("acme_issued", names=",".join(issued.names), left_out=issued.left_out_text() or None)
         return issued
 
@@ -98,7 +111,7 @@ def _locked(data_dir: Path, waiting: Callable[[], None] | None = None) -> Iterat
         os.close(lock)
 
 
-def _obtain(config: Config) -> Issued:
+def _obtain(config: Config, stop: threading.Event | None = None) -> Issued:
     ends = time.monotonic() + OBTAIN_DEADLINE
     names = config.settings.acme_names
     url = config.settings.acme.directory
@@ -121,6 +134,8 @@ def _obtain(config: Config) -> Issued:
                     ours = [refused.failed[name] for name in names if name in refused.failed]
                     raise AcmeError((ours or list(refused.failed.values()))[0]) from None
                 left_out, names = tuple(refused.failed.items()), kept
+        if stop is not None and stop.is_set():
+            raise AcmeError("the renewal was called off: jitaku is stopping or fenced")
         chain_pem = order.fullchain_pem.encode()
         leaf = _checked(chain_pem, key, names)
         _install(config, key_pem, chain_pem)
@@ -344,13 +359,6 @@ def names_of(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return [str(name) for name in found.value.get_values_for_type(x509.DNSName)]
-
-
-def renew_from(cert: x509.Certificate, renew_days: int) -> float:
-    """When a certificate's renewal comes due: RENEW_DAYS before its end, or with a third of its lifetime left if
-    that is later (Let's Encrypt's 6-day certificates renew at 2 days left, not on every look)."""
-    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
-    return end - min(renew_days * 86400.0, (end - start) / 3)
 
 
 def _self_signed(cert: x509.Certificate) -> bool:

@@ -2,38 +2,61 @@
 
 It sleeps until the certificate is due (issue.due_at) or the backoff after a failure ends (state.Attempts.next_try),
 and looks at least every LOOK seconds anyway: a person may replace tls/cert.pem by hand, or `jitaku cert renew` may
-renew it, meanwhile (issue.due reads the file each time). The listeners pick a new certificate up by themselves
-(jitaku.tls_reload); the certs check tells of a failed renewal from state.json.
+renew it, or fail and set the next try, meanwhile (issue.due and state.read read the files each time). The listeners
+pick a new certificate up by themselves (jitaku.tls_reload); the certs check tells of a failed renewal from
+state.json.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 from jitaku import log
 from jitaku.acme import state
 from jitaku.config import Config
+from jitaku.off_loop import off_the_loop
 
 FIRST_LOOK = 5.0  # seconds after the start: the listeners are up, so an HTTP-01 challenge can be answered
-LOOK = 3600.0  # at most this long between two looks at the certificate
+# At most this long between two looks: a `jitaku cert renew` that fails sets its next try FIRST_RETRY ahead at the
+# soonest, and the alert names that time, so the loop is awake by then. A look reads two small files.
+LOOK = state.FIRST_RETRY
 
 
 async def keep_renewed(config: Config) -> None:
-    """Never ends on an error: the daemon's other services share its task group."""
+    """Never ends on an error: the daemon's other services share its task group. Cancelled (a fence, a stop), it
+    calls off an order in flight, which then installs and records nothing."""
+    stop = threading.Event()
     wait = FIRST_LOOK
-    while True:
-        await asyncio.sleep(wait)
-        try:
-            await renew_if_due(config, time.time())
-            wait = next_look(config, time.time())
-        except Exception as error:  # a bug, or a file we cannot read: mail goes on, the certificate waits
-            log.event("acme_error", logging.WARNING, error=repr(error))
-            wait = state.FIRST_RETRY
+    try:
+        while True:
+            await asyncio.sleep(wait)
+            try:
+                await renew_if_due(config, time.time(), stop)
+                wait = next_look(config, time.time())
+            except Exception as error:  # a bug, or a file we cannot read: mail goes on, the certificate waits
+                wait = _failed_outside(config, error)
+    finally:
+        stop.set()
 
 
-async def renew_if_due(config: Config, now: float) -> None:
+def _failed_outside(config: Config, error: Exception) -> float:
+    """An error outside the order (the certificate on disk not one we can judge, say) is a failed renewal too, with
+    its backoff, so that the certs check alerts on it rather than the log alone; seconds until the next look."""
+    log.event("acme_error", logging.WARNING, error=repr(error))
+    now = time.time()
+    try:
+        attempts = state.read(config.data_dir).failed(now, f"unexpected error: {error}")
+        state.write(config.data_dir, attempts)
+    except Exception as unwritten:  # state.json itself cannot be written: the log is all there is
+        log.event("acme_error", logging.WARNING, error=repr(unwritten))
+        return state.FIRST_RETRY
+    return min(max(attempts.next_try - now, 1.0), LOOK)
+
+
+async def renew_if_due(config: Config, now: float, stop: threading.Event | None = None) -> None:
     """One renewal when due and the backoff is over. obtain records the CA's answers in state.json itself; an
     error that is not one (a bug, a file it cannot read) is recorded here, so that the certs check alerts on it."""
     from jitaku.acme import issue  # the acme package costs every process that does not renew its memory
@@ -44,7 +67,8 @@ async def renew_if_due(config: Config, now: float) -> None:
         return
     log.event("acme_renewing", why=why)
     try:
-        issued = await asyncio.to_thread(issue.obtain, config, now)
+        # off the loop in a thread a stop does not wait for: cancelled, it runs on until obtain sees STOP
+        issued = await off_the_loop(lambda: issue.obtain(config, now, stop=stop), "acme-obtain")
     except issue.AcmeError:
         return  # obtain logged acme_failed, with the next try
     except Exception as error:  # not the CA's answer (a bug, a file unreadable): the same backoff, the same alert
@@ -71,14 +95,15 @@ def _due(config: Config, attempts: state.Attempts, now: float) -> tuple[str | No
     """Why a renewal is due now (issue.due), else when it will be (issue.due_at); less one reason: a name the last
     certificate was issued without (the CA could not validate it: no DNS for mta-sts.DOMAIN yet, say) orders
     nothing again before the certificate is due by its end, since an order every few minutes would spend the CA's
-    limit on duplicate certificates within a day. `jitaku cert renew` tries it at once."""
+    limit on duplicate certificates within a day. `jitaku cert renew` tries it at once; should that fail, the
+    backoff it recorded rules, as the alert says (a failed order issues no duplicate)."""
     from jitaku.acme import issue
 
     why, at = issue.due(config, now), issue.due_at(config)
     cert = issue.certificate(config)
-    if why is None or cert is None or not attempts.left_out:
+    if why is None or cert is None or not attempts.left_out or attempts.failures:
         return why, at
     ends = issue.renew_from(cert, config.settings.acme.renew_days)
     missing = set(config.settings.acme_names) - set(issue.names_of(cert))
-    left_out = {part.split(": ", 1)[0] for part in attempts.left_out.split("; ")}  # "NAME: why; NAME: why"
+    left_out = {name for name, _why in attempts.left_out}
     return (None, ends) if missing and missing <= left_out and now < ends else (why, at)

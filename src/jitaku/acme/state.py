@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ FIRST_RETRY = 600.0  # seconds after the first failure; each next failure double
 LAST_RETRY = 43200.0  # at most twice a day, as certbot's timer tries
 LONGEST_WAIT = 7 * 86400.0  # seconds: the longest a rate limit's Retry-After makes the next try wait
 LAST_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: the last time Python's datetime can show
+_DOUBLINGS = 16  # past LAST_RETRY already: more would only overflow a float
 
 
 @dataclass(frozen=True)
@@ -32,13 +35,13 @@ class Attempts:
     last_error: str = ""  # one sentence, empty after a success
     failures: int = 0  # in a row, since the last success
     next_try: float = 0.0  # no automatic try before it (a person's `cert renew` goes ahead anyway)
-    left_out: str = ""  # the names the last certificate goes without, each with why, after a success
+    left_out: tuple[tuple[str, str], ...] = ()  # (name, why): what the last certificate goes without
 
     def failed(self, now: float, error: str, retry_after: float | None = None) -> Attempts:
         """One more failure: the next try waits FIRST_RETRY, doubled for each failure in a row up to LAST_RETRY,
         or as long as the CA asked (a rate limit's Retry-After), whichever is later."""
         failures = self.failures + 1
-        wait = min(FIRST_RETRY * 2 ** (failures - 1), LAST_RETRY)
+        wait = min(FIRST_RETRY * 2.0 ** min(failures - 1, _DOUBLINGS), LAST_RETRY)  # a lapsed domain fails for years
         return replace(
             self,
             last_try=now,
@@ -47,15 +50,24 @@ class Attempts:
             next_try=now + max(wait, min(retry_after or 0.0, LONGEST_WAIT)),
         )
 
-    def succeeded(self, now: float, left_out: str = "") -> Attempts:
-        """LEFT_OUT: the names the CA would not validate, which the certificate was issued without."""
-        return Attempts(last_try=now, last_success=now, left_out=left_out)
+    def succeeded(self, now: float, left_out: Iterable[tuple[str, str]] = ()) -> Attempts:
+        """LEFT_OUT: the names the CA would not validate, which the certificate was issued without, each with why."""
+        return Attempts(last_try=now, last_success=now, left_out=tuple(left_out))
+
+    def left_out_text(self) -> str:
+        """As `jitaku cert status` shows it: "NAME: why; NAME: why"."""
+        return "; ".join(f"{name}: {why}" for name, why in self.left_out)
 
 
 def moment(seconds: float) -> str:
     """A time as the check's sentences, its alerts and `jitaku cert status` show it: local, to the minute, with the
     zone ("2026-12-07 18:20 UTC"), since a person reads it on a phone far from the server."""
     return time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(seconds))
+
+
+def day(seconds: float) -> str:
+    """A date as the same sentences show it: local, as `moment` is, so that "expires on" and "next try at" agree."""
+    return time.strftime("%Y-%m-%d", time.localtime(seconds))
 
 
 def path(data_dir: Path) -> Path:
@@ -92,7 +104,13 @@ def read(data_dir: Path) -> Attempts:
     if not isinstance(found, dict):
         return Attempts()
     defaults = asdict(Attempts())
-    sane: dict[str, Any] = {key: _sane(found.get(key), default) for key, default in defaults.items()}
+    sane: dict[str, Any] = {
+        key: _sane(found.get(key), default) for key, default in defaults.items() if key != "left_out"
+    }
+    try:
+        sane["left_out"] = _left_out(found.get("left_out", []))
+    except (TypeError, ValueError):
+        sane["left_out"] = ()
     return Attempts(**sane)
 
 
@@ -106,6 +124,17 @@ def _sane(value: object, default: object) -> object:
     if not 0 <= value <= LAST_TIME:  # NaN too
         return default
     return int(value) if isinstance(default, int) else float(value)
+
+
+def _left_out(found: object) -> tuple[tuple[str, str], ...]:
+    """A list of [name, why] pairs; or, as a version before 2026-12 wrote it, one sentence "NAME: why; NAME: why",
+    split at each DNS name before ": " (a reason holding "; " stays whole)."""
+    if isinstance(found, str):
+        parts = re.split(r"(?:^|; )([a-z0-9*][a-z0-9-]*(?:\.[a-z0-9-]+)+): ", found)
+        return tuple(zip(parts[1::2], parts[2::2], strict=True))
+    if not isinstance(found, list):
+        raise TypeError("left_out")
+    return tuple((str(name), str(why)) for name, why in found)
 
 
 def write(data_dir: Path, attempts: Attempts) -> None:

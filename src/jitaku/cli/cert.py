@@ -38,7 +38,7 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
         "acme": "on" if acme.enabled else "off",
         "directory": acme.directory,
         "last_error": attempts.last_error or None,
-        "left_out": attempts.left_out or None,
+        "left_out": attempts.left_out_text() or None,
         "next_try": _when(attempts.next_try),
         "last_success": _when(attempts.last_success),
     }

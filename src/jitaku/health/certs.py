@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
 from cryptography import x509
 
-from jitaku.acme.state import Attempts, moment
+from jitaku.acme.lifetime import renew_from
+from jitaku.acme.state import Attempts, day, moment
 from jitaku.config import CertsCheckSettings, Settings
 from jitaku.health.result import Result, State
 from jitaku.health.services import TIMEOUT, local, reading_context
@@ -25,18 +25,34 @@ FAILED = "renewal failed"  # the detail: a renewal that starts failing is news e
 
 @dataclass(frozen=True)
 class Renewals:
-    """ACME's side, when it is on: the names it asks for, and what its attempts came to (acme/state.json)."""
+    """ACME's side, when it is on: the names it asks for, what its attempts came to (acme/state.json), and how
+    many days before its end a certificate is due ([acme] renew_days)."""
 
     names: tuple[str, ...]
     attempts: Attempts
+    renew_days: int = 30
+
+    def failing(self, cert: x509.Certificate, now: float) -> bool:
+        """Whether the failures still bear on CERT: not once a certificate newer than the last try is in place (a
+        person's, by hand), nor while it is not due (a forced `jitaku cert renew` that failed): the daemon tries
+        again only when it is due, so "the next try is at" would name a time nothing happens at."""
+        if not self.attempts.failures or cert.not_valid_before_utc.timestamp() > self.attempts.last_try:
+            return False
+        if cert.issuer == cert.subject or set(self.names) - set(_dns_names(cert)):
+            return True  # init's, or without a name asked for: due at once
+        return now >= renew_from(cert, self.renew_days)
 
 
-def _names(cert: x509.Certificate) -> str:
+def _dns_names(cert: x509.Certificate) -> list[str]:
     try:
         alternative = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
-        return cert.subject.rfc4514_string()
-    return ", ".join(alternative.get_values_for_type(x509.DNSName))
+        return []
+    return [str(name) for name in alternative.get_values_for_type(x509.DNSName)]
+
+
+def _names(cert: x509.Certificate) -> str:
+    return ", ".join(_dns_names(cert)) or cert.subject.rfc4514_string()
 
 
 async def served(settings: Settings) -> x509.Certificate | None:
@@ -91,7 +107,7 @@ def check(
     if serving is None or serving == cert or _just_written(certificate, now):
         return _judge(settings, cert, now, renewals)
     judged = _judge(settings, serving, now, renewals)
-    until = cert.not_valid_after_utc.strftime("%Y-%m-%d")
+    until = day(cert.not_valid_after_utc.timestamp())
     return Result(
         "certs",
         max(judged.state, State.WARNING),
@@ -117,7 +133,7 @@ def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float, ren
     days = (ends.timestamp() - now) / 86400
     names = _names(cert)
     about, about_ja = f"the certificate for {names}", f"{names} の証明書"
-    when = ends.strftime("%Y-%m-%d")
+    when = day(ends.timestamp())
     metrics = {"days_left": round(days, 2)}
     if days <= 0:
         expiry, expiry_ja = f"{about} expired on {when}", f"{about_ja}は {when} に期限が切れました"
@@ -125,7 +141,7 @@ def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float, ren
         expiry = f"{about} expires on {when}, in {counted(days, 'day')}"
         expiry_ja = f"{about_ja}は {when} に期限が切れます（あと {days:.0f} 日）"
     attempts = renewals.attempts if renewals is not None else Attempts()
-    if renewals is not None and attempts.failures:
+    if renewals is not None and renewals.failing(cert, now):
         error, next_try = attempts.last_error.removesuffix("."), moment(attempts.next_try)
         if cert.issuer == cert.subject and days > 0:  # init's, served until ACME gives one
             wanted = ", ".join(renewals.names)
@@ -153,7 +169,7 @@ def _judge(settings: CertsCheckSettings, cert: x509.Certificate, now: float, ren
         state = State.CRITICAL if days <= settings.critical_days else State.WARNING
         return Result("certs", state, f"{expiry}.", metrics, ja=f"{expiry_ja}。")
     if attempts.last_success:
-        renewed = time.strftime("%Y-%m-%d", time.localtime(attempts.last_success))
+        renewed = day(attempts.last_success)
         return Result(
             "certs",
             State.OK,

@@ -117,7 +117,8 @@ async def _certs(context: Context) -> Result | None:
     settings = context.config.settings
     serving = await certs.served(settings)
     data_dir = context.config.data_dir
-    renewals = certs.Renewals(settings.acme_names, acme_state.read(data_dir)) if settings.acme.enabled else None
+    acme = settings.acme
+    renewals = certs.Renewals(settings.acme_names, acme_state.read(data_dir), acme.renew_days) if acme.enabled else None
     return certs.check(settings.health.certs, context.config.tls_dir / "cert.pem", time.time(), serving, renewals)
 
 
