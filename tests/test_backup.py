@@ -256,8 +256,8 @@ def test_a_file_the_daemon_removes_or_renames_meanwhile_is_skipped(
     copy2 = shutil.copy2
 
     def racing(source: Any, target: Any, **options: Any) -> Any:
-        if Path(source).name == "one.key":
-            (data_dir / "dkim" / "two.key").unlink()  # gone between the directory's listing and its copy
+        if Path(source).name == "two.key":
+            Path(source).unlink()  # gone between the directory's listing and its copy
         return copy2(source, target, **options)
 
     monkeypatch.setattr(shutil, "copy2", racing)
