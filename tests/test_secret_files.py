@@ -342,3 +342,15 @@ def test_the_acme_account_reaches_the_standby_which_had_no_acme_directory(tmp_pa
     mirror(standby, database)
     assert files_of(standby)["acme/account.json"] == (account.read_bytes(), 0o600)
     assert (standby.data_dir / "acme").stat().st_mode & 0o777 == 0o700
+
+
+def test_the_backup_password_reaches_the_standby(tmp_path: Path, database: Database) -> None:
+    """A promoted standby backs up to the same restic repository, and reads the snapshots the old primary took:
+    without the password file neither can be done, and a new repository would start from nothing."""
+    primary, standby = box(tmp_path, "one"), box(tmp_path, "two")
+    password = primary.data_dir / "backup.secret"
+    password.write_text("the restic password\n")
+    password.chmod(0o600)
+    publish(primary, database)
+    mirror(standby, database)
+    assert files_of(standby)["backup.secret"] == (b"the restic password\n", 0o600)

@@ -409,6 +409,16 @@ class CertsCheckSettings(CheckSettings):
     critical_days: float = Field(default=7, ge=0)
 
 
+class BackupCheckSettings(CheckSettings):
+    """Bounds in hours on the age of the last good backup (a day's schedule, and a night's margin for a run that
+    failed once) and of the last passed restore drill (a week's schedule, and a day's margin)."""
+
+    warning_hours: float = Field(default=36, gt=0)
+    critical_hours: float = Field(default=72, gt=0)
+    verify_warning_hours: float = Field(default=8 * 24, gt=0)
+    verify_critical_hours: float = Field(default=15 * 24, gt=0)
+
+
 class MailflowCheckSettings(CheckSettings):
     to: str = ""  # a local mailbox for the probes; setting it turns the check on
     deadline: float = Field(default=120, gt=0)  # seconds a probe may take
@@ -464,6 +474,7 @@ class HealthSettings(_Section):
     diskage: DiskAgeCheckSettings = DiskAgeCheckSettings()
     queue: QueueCheckSettings = QueueCheckSettings()
     certs: CertsCheckSettings = CertsCheckSettings()
+    backup: BackupCheckSettings = BackupCheckSettings()
     services: CheckSettings = CheckSettings()
     mailflow: MailflowCheckSettings = MailflowCheckSettings()
     traffic: TrafficCheckSettings = TrafficCheckSettings()
@@ -896,10 +907,25 @@ class Settings(_Section):
             return self.acme.names
         web = (urlsplit(self.web_url).hostname or "").lower()
         names = (self.mail_hostname, web, f"mta-sts.{self.domains[0]}")
-        return tuple(dict.fromkeys(name for name in names if name))
+        return tuple(dict.fromkeys(name for name in names if name == self.mail_hostname or _public_name(name)))
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in self.domains
+
+
+LOCAL_ONLY = ("local", "lan", "localhost", "localdomain", "internal", "home.arpa", "invalid")  # no CA issues for these
+
+
+def _public_name(name: str) -> bool:
+    """Whether a CA could issue for NAME: a web URL's host may be an address or a name only the LAN knows
+    (http://192.168.1.5:8025/, http://nas.local/), and one such name in an order makes the CA refuse it whole."""
+    if not name or "." not in name.strip("."):
+        return False
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return not any(name == suffix or name.endswith(f".{suffix}") for suffix in LOCAL_ONLY)
+    return False
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import ssl
+import time
 from pathlib import Path
 
 from jitaku import config as config_module
+from jitaku import log
 from jitaku.config import Config
 from jitaku.mail import dkim
 from jitaku.store import Database
-from jitaku.tls import ensure_self_signed
+from jitaku.tls import CERT, KEY, ensure_self_signed, server_context
 from jitaku.web.secret import SECRET_FILE, session_secret
 
 # Modes set whatever the umask: the daemon's user alone reads the data directory and its secrets.
@@ -120,6 +124,9 @@ interval = 60                    # seconds between check rounds; [health.NAME] i
 # devices = []                   # empty: what `smartctl --scan` finds
 # [health.diskage]
 # service_life_hours = 17520     # two years of 24x7
+# [health.backup]               # with [backup] target: hours since the last good backup and restore drill
+# warning_hours = 36             # critical_hours = 72
+# verify_warning_hours = 192     # 8 days: a week's drill and a day's margin; verify_critical_hours = 360
 
 [alerts]                         # a channel that works when our own mail does not
 urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram://TOKEN/CHAT", "json://host/path"
@@ -250,6 +257,9 @@ def complete(config: Config) -> list[str]:
         for path in dkim.ensure_keys(config.dkim_dir, domain, settings.dkim.selector, settings.dkim.ed25519):
             made.append(f"DKIM key {path}")
     _private_dir(config.tls_dir)
+    aside = set_aside_broken_pair(config.tls_dir)
+    if aside:
+        made.append(f"TLS pair that does not load moved to {aside}")
     if ensure_self_signed(config.tls_dir, settings.mail_hostname):
         made.append(f"self-signed TLS certificate {config.tls_dir / 'cert.pem'}")
     # made here, before the daemon says it listens, not by the web's first page: a disk full by then would stop it
@@ -257,6 +267,29 @@ def complete(config: Config) -> list[str]:
         session_secret(config.data_dir)
         made.append(f"web cookie key {config.data_dir / SECRET_FILE}")
     return made
+
+
+def set_aside_broken_pair(tls_dir: Path) -> str | None:
+    """Move TLS_DIR's cert.pem and key.pem aside (NAME.broken-TIME) when they do not load as a pair, so that a
+    self-signed one is made in their place and the daemon starts: a power cut between a renewal's two renames, or a
+    certificate copied without its key, would otherwise stop every listener, mail with the web. What was moved, or
+    None. ACME (its renewal is due for a self-signed certificate) or a person puts a real pair back."""
+    cert, key = tls_dir / CERT, tls_dir / KEY
+    if not (cert.exists() and key.exists()):
+        return None
+    try:
+        server_context(tls_dir)
+        return None
+    except ssl.SSLError as error:  # not an OSError for a file unreadable: that one stays the person's to fix
+        reason = error.reason or str(error)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = []
+    for path in (key, cert):
+        target = path.with_name(f"{path.name}.broken-{stamp}")
+        path.rename(target)
+        moved.append(str(target))
+    log.event("tls_pair_broken", logging.WARNING, reason=reason, moved=", ".join(moved))
+    return ", ".join(moved)
 
 
 def tighten(config: Config) -> list[str]:

@@ -390,6 +390,10 @@ async def _run(
                 from jitaku.acme.renewal import keep_renewed
 
                 background.append(tasks.create_task(keep_renewed(config)))
+            if main and settings.backup.enabled and settings.backup.every and not standby:  # a standby's waits
+                from jitaku.backup.schedule import keep_backed_up
+
+                background.append(tasks.create_task(keep_backed_up(config)))
             monitor: Monitor | None = None
             if main and settings.health.enabled and standby:
                 from jitaku.health.standby_file import LocalMonitor

@@ -38,7 +38,9 @@ def box(jitaku_factory: Any, tmp_path: Path, dns_zone: tuple[Zone, int]) -> Jita
     zone, dns_port = dns_zone
     zone.add("remote.test. 300 IN SOA ns.remote.test. hostmaster.remote.test. 1 60 60 60 300")
     server: Jitaku = jitaku_factory(dns_port)
-    server.settings["backup"] = {"target": str(tmp_path / "repo")}
+    # every = 0: these tests take each backup by hand, and the daemon's schedule (test_backup_schedule.py) would
+    # hold the lock at its start
+    server.settings["backup"] = {"target": str(tmp_path / "repo"), "every": 0}
     server.write_config()
     server.init(READER, "bob@example.org")
     refused = server.cli("backup", "init", check=False)  # tmp_path is the data dir's disk: an unmounted one's look

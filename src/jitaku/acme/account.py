@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +21,14 @@ from josepy.jwa import ES256
 from josepy.jwk import JWKEC
 
 from jitaku import __version__, files, log
+from jitaku.acme import state
 from jitaku.config import Config
 
 ACCOUNT_NAME = "account.json"
 USER_AGENT = f"jitaku/{__version__}"
 TIMEOUT = 30  # seconds for each request to the CA
 ACCOUNT_GONE = "urn:ietf:params:acme:error:accountDoesNotExist"
+UNAUTHORIZED = "urn:ietf:params:acme:error:unauthorized"  # Boulder's and pebble's answer for a deactivated account
 RATE_LIMITED = "urn:ietf:params:acme:error:rateLimited"
 
 
@@ -42,35 +43,39 @@ def path(data_dir: Path) -> Path:
     return data_dir / "acme" / ACCOUNT_NAME
 
 
-def owner(data_dir: Path) -> tuple[int, int] | None:
-    """Whose the files we write are: the data directory's owner's when root writes them (`jitaku cert renew` run
-    by root on the service's directory), so that the daemon, running as that user, can read and replace them."""
-    if os.geteuid() != 0:
-        return None
-    found = os.stat(data_dir)
-    return found.st_uid, found.st_gid
+class AccountError(Exception):
+    """One sentence: the account file is there but cannot be read."""
 
 
 def read(data_dir: Path) -> Account | None:
-    """None for no account yet, or one we cannot read: registering again costs one request."""
+    """None for no account yet, or a file that holds none (corrupt): registering again costs one request. A file
+    we cannot open (permissions) raises AccountError: registering anew on every run would spend the CA's limit on
+    new accounts, and lose the one we have."""
+    where = path(data_dir)
     try:
-        found = json.loads(path(data_dir).read_text())
+        text = where.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not text"
+        raise AccountError(f"cannot read the ACME account {where}: {reason or error}") from None
+    try:
+        found = json.loads(text)
         key = serialization.load_pem_private_key(found["key"].encode(), password=None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             return None
         return Account(key, str(found["url"]), str(found["directory"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def write(data_dir: Path, account: Account) -> None:
-    target = path(data_dir)
-    target.parent.mkdir(mode=0o700, exist_ok=True)
+    target = state.directory(data_dir) / ACCOUNT_NAME
     pem = account.key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     text = json.dumps({"key": pem.decode(), "url": account.url, "directory": account.directory}, indent=1)
-    files.replace(target, text.encode() + b"\n", 0o600, owner(data_dir))
+    files.replace(target, text.encode() + b"\n", 0o600, state.owner(data_dir))
 
 
 def network(config: Config, key: ec.EllipticCurvePrivateKey) -> Network:
@@ -108,14 +113,17 @@ class Network(client.ClientNetwork):
 
 
 def _seconds(retry_after: str) -> float | None:
-    """Retry-After (RFC 9110 §10.2.3) as seconds from now: a number of seconds, or an HTTP date."""
-    if retry_after.strip().isdigit():
-        return float(retry_after)
+    """Retry-After (RFC 9110 §10.2.3) as seconds from now: a number of seconds, or an HTTP date; at most
+    state.LONGEST_WAIT, since a typo or garbage there must not stop every renewal until the certificate expires."""
+    text = retry_after.strip()
+    if text.isascii() and text.isdigit():
+        return min(float(text), state.LONGEST_WAIT)
     try:
-        when = email.utils.parsedate_to_datetime(retry_after)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(text)
+        seconds = when.timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), state.LONGEST_WAIT)
 
 
 def client_for(config: Config) -> client.ClientV2:
@@ -129,18 +137,25 @@ def client_for(config: Config) -> client.ClientV2:
     net = network(config, key)
     acme = client.ClientV2(client.ClientV2.get_directory(settings.directory, net), net)
     if found is not None:
-        # the account as the CA has it, found by its key: a CA that forgot it (a test CA restarted, an account
-        # deactivated) gets a new registration rather than failing every renewal after
+        # the account as the CA has it, found by its key: one the CA forgot (a test CA restarted) or that was
+        # deactivated (refused as unauthorized, RFC 8555 §7.3.6) gets a new registration, with a new key since the
+        # old one stays tied to the dead account, rather than failing every renewal after
         try:
             known = acme.query_registration(messages.RegistrationResource(uri=found.url, body=messages.Registration()))
         except messages.Error as error:
-            if error.typ != ACCOUNT_GONE:
+            if error.typ not in (ACCOUNT_GONE, UNAUTHORIZED):
                 raise
-            log.event("acme_account_gone", directory=settings.directory, account=found.url)
+            why = error.detail or error.typ
         else:
-            if known.uri != found.url:
-                write(config.data_dir, Account(key, known.uri, settings.directory))
-            return acme
+            if known.body.status != messages.STATUS_DEACTIVATED:
+                if known.uri != found.url:
+                    write(config.data_dir, Account(key, known.uri, settings.directory))
+                return acme
+            why = "deactivated"
+        log.event("acme_account_gone", directory=settings.directory, account=found.url, why=why)
+        key = ec.generate_private_key(ec.SECP256R1())
+        net = network(config, key)
+        acme = client.ClientV2(acme.directory, net)
     registered = acme.new_account(
         messages.NewRegistration.from_data(email=settings.email, terms_of_service_agreed=True)
     )

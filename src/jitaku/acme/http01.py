@@ -5,10 +5,12 @@ it over plain HTTP."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from jitaku import files
+from jitaku.acme import state
 
 DIRECTORY = Path("acme") / "http-01"
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")  # base64url, as RFC 8555 §8.3 makes them: never a path
@@ -21,10 +23,11 @@ def directory(data_dir: Path) -> Path:
 def publish(data_dir: Path, token: str, authorization: str, owner: tuple[int, int] | None = None) -> None:
     if not TOKEN.fullmatch(token):
         raise ValueError(f"not an ACME token: {token!r}")
-    where = directory(data_dir)
-    where.parent.mkdir(mode=0o700, exist_ok=True)
+    where = state.directory(data_dir) / DIRECTORY.name
     where.mkdir(mode=0o755, exist_ok=True)
     where.chmod(0o755)
+    if owner is not None:  # root writing: the daemon's user replaces and withdraws tokens here too
+        os.chown(where, *owner, follow_symlinks=False)
     files.replace(where / token, authorization.encode(), 0o644, owner)
 
 

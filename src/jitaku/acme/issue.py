@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import logging
+import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +31,10 @@ from jitaku.config import Config, ConfigError
 from jitaku.tls import CERT, KEY
 
 DEADLINE = 180.0  # seconds for the CA to validate every name and issue
+OBTAIN_DEADLINE = 300.0  # seconds for a whole renewal, a second order without the names left out included
 LOCK_NAME = "lock"
+CLOCK_SKEW = datetime.timedelta(minutes=5)  # a CA's clock a little ahead of ours still issues a good certificate
+CHAIN_MAX = 64 * 1024  # bytes: a real chain is a few KiB; more is a web page or worse
 
 
 class AcmeError(Exception):
@@ -49,12 +55,17 @@ class Issued:
         return "; ".join(f"{name}: {why}" for name, why in self.left_out)
 
 
-def obtain(config: Config, now: float) -> Issued:
-    """A new key and certificate for the configured names, in place for every listener's next handshake. Holds
-    DIR/acme/lock throughout (an flock: the kernel drops it with the process, so a power cut leaves no stale lock),
-    so that the daemon's renewal and a person's `jitaku cert renew` never order at once."""
+def obtain(config: Config, now: float, force: bool = False, waiting: Callable[[], None] | None = None) -> Issued | None:
+    """A new key and certificate for the configured names, in place for every listener's next handshake; None
+    when, once our turn came, the certificate was no longer due (another renewal got it meanwhile: a second order
+    would spend one of the CA's few duplicate certificates a week), unless FORCE. Holds DIR/acme/lock throughout
+    (an flock: the kernel drops it with the process, so a power cut leaves no stale lock), so that the daemon's
+    renewal and a person's `jitaku cert renew` never order at once; WAITING is called when the other holds it."""
     data_dir = config.data_dir
-    with _locked(data_dir / "acme" / LOCK_NAME):
+    with _locked(data_dir, waiting):
+        if not force and due(config, time.time()) is None:
+            log.event("acme_not_due", why="renewed meanwhile")
+            return None
         try:
             issued = _obtain(config)
         except AcmeError as error:
@@ -68,17 +79,31 @@ def obtain(config: Config, now: float) -> Issued:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(mode=0o700, exist_ok=True)
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+def _locked(data_dir: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """DIR/acme/lock held; the file the data directory's owner's, as everything in DIR/acme."""
+    where = state.directory(data_dir) / LOCK_NAME
+    lock = os.open(where, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        owner = state.owner(data_dir)
+        if owner is not None:
+            os.fchown(lock, *owner)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(lock)
 
 
 def _obtain(config: Config) -> Issued:
+    ends = time.monotonic() + OBTAIN_DEADLINE
     names = config.settings.acme_names
     url = config.settings.acme.directory
     try:
+        _check_directory_ca(config)
         acme = account.client_for(config)
         key = ec.generate_private_key(ec.SECP256R1())
         key_pem = key.private_bytes(
@@ -87,15 +112,18 @@ def _obtain(config: Config) -> Issued:
         left_out: tuple[tuple[str, str], ...] = ()
         while True:
             try:
-                order = _validated(config, acme, crypto_util.make_csr(key_pem, list(names)))
+                order = _validated(config, acme, crypto_util.make_csr(key_pem, list(names)), ends)
                 break
             except _Refused as refused:
                 kept = tuple(name for name in names if name not in refused.failed)
                 mail = config.settings.mail_hostname
-                if left_out or not kept or (mail in names and mail not in kept):
-                    raise AcmeError(next(refused.failed[name] for name in names if name in refused.failed)) from None
+                if left_out or not kept or kept == names or (mail in names and mail not in kept):
+                    ours = [refused.failed[name] for name in names if name in refused.failed]
+                    raise AcmeError((ours or list(refused.failed.values()))[0]) from None
                 left_out, names = tuple(refused.failed.items()), kept
-        _install(config, key_pem, order.fullchain_pem.encode())
+        chain_pem = order.fullchain_pem.encode()
+        leaf = _checked(chain_pem, key, names)
+        _install(config, key_pem, chain_pem)
     except AcmeError:
         raise
     except requests.RequestException as error:
@@ -107,15 +135,50 @@ def _obtain(config: Config) -> Issued:
     except (errors.ClientError, JoseError, KeyError, ValueError, TypeError) as error:
         raise AcmeError(f"the ACME server at {url} answered something that is not ACME ({_garbage(error)})") from None
     except errors.TimeoutError:
-        raise AcmeError(f"the CA did not validate and issue within {DEADLINE:.0f} s; it may still be busy") from None
+        raise AcmeError(f"the CA did not validate and issue in time ({DEADLINE:.0f} s); it may still be busy") from None
     except errors.Error as error:
         raise AcmeError(f"the CA refused the order: {error}") from None
-    except (dns01.DnsError, ConfigError) as error:
+    except (dns01.DnsError, ConfigError, account.AccountError) as error:
         raise AcmeError(str(error)) from None
     except OSError as error:  # after requests' errors, which are OSErrors too
         raise AcmeError(f"cannot write {error.filename or 'a file'}: {error.strerror or error}") from None
-    certificate = x509.load_pem_x509_certificate(order.fullchain_pem.encode())
-    return Issued(names, certificate.not_valid_after_utc.timestamp(), left_out)
+    return Issued(names, leaf.not_valid_after_utc.timestamp(), left_out)
+
+
+def _checked(chain_pem: bytes, key: ec.EllipticCurvePrivateKey, names: tuple[str, ...]) -> x509.Certificate:
+    """The leaf of the chain the CA sent, when it is a certificate for KEY and every one of NAMES, valid now:
+    installed otherwise (a proxy's error page, a CA's bug), the pair would stop every listener's next start."""
+    certificates: list[x509.Certificate] = []
+    if len(chain_pem) <= CHAIN_MAX:
+        with contextlib.suppress(ValueError):
+            certificates = x509.load_pem_x509_certificates(chain_pem)
+    if not certificates:
+        raise AcmeError("the CA sent a certificate that is not a PEM certificate chain; nothing was installed")
+    leaf = certificates[0]
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise AcmeError("the CA sent a certificate that is not for our key; nothing was installed")
+    missing = [name for name in names if name not in names_of(leaf)]
+    if missing:
+        raise AcmeError(f"the CA sent a certificate that does not name {', '.join(missing)}; nothing was installed")
+    now = datetime.datetime.now(datetime.UTC)
+    if not leaf.not_valid_before_utc - CLOCK_SKEW <= now < leaf.not_valid_after_utc:
+        raise AcmeError("the CA sent a certificate that is not valid now; nothing was installed")
+    return leaf
+
+
+def _check_directory_ca(config: Config) -> None:
+    """A CA file that cannot be read is said as such: requests would call it an invalid CA bundle path, an OSError
+    that reads as a file we cannot write."""
+    ca = config.settings.acme.directory_ca
+    if not ca:
+        return
+    where = config.data_dir / ca
+    try:
+        with open(where, "rb") as found:
+            found.read(1)
+    except OSError as error:
+        raise AcmeError(f"cannot read [acme] directory_ca {where}: {error.strerror or error}") from None
 
 
 class _Refused(Exception):
@@ -126,16 +189,25 @@ class _Refused(Exception):
         self.failed = failed
 
 
-def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.OrderResource:
-    """The order for CSR's names, each proven by the configured challenge, finalized; the tokens and TXT records
-    withdrawn after, whatever happened."""
-    deadline = datetime.datetime.now() + datetime.timedelta(seconds=DEADLINE)
-    order = acme.new_order(csr)
+def _validated(config: Config, acme: client.ClientV2, csr: bytes, ends: float) -> messages.OrderResource:
+    """The order for CSR's names, each proven by the configured challenge, finalized by ENDS (time.monotonic) at
+    the latest; the tokens and TXT records withdrawn after, whatever happened."""
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise errors.TimeoutError()
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=min(DEADLINE, left))
+    try:
+        order = acme.new_order(csr)
+    except messages.Error as error:
+        rejected = _rejected(error)
+        if rejected:
+            raise _Refused(rejected) from None
+        raise
     kind = config.settings.acme.challenge
     tokens: list[str] = []
     records = dns01.TxtRecords(config)
     jwk = acme.net.key
-    owner = account.owner(config.data_dir)
+    owner = state.owner(config.data_dir)
     try:
         answers = []
         for authorization in order.authorizations:
@@ -158,11 +230,34 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes) -> messages.Or
             raise _Refused({_name(a): _failure(kind, a) for a in error.failed_authzrs}) from None
         return acme.finalize_order(order, deadline)
     finally:
-        for token in tokens:
+        _clean_up(config, tokens, records)
+
+
+def _clean_up(config: Config, tokens: list[str], records: dns01.TxtRecords) -> None:
+    """Withdraw the tokens and delete the TXT records, logging what cannot be: raised here, it would hide why the
+    order failed, which is what a person needs to read."""
+    for token in tokens:
+        try:
             http01.withdraw(config.data_dir, token)
+        except Exception as error:  # noqa: BLE001 - an OS's or a bug's: logged, the order's own error goes on
+            log.event("acme_token_left", logging.WARNING, token=token, error=repr(error))
+    try:
         left = records.clear()
-        if left:
-            log.event("acme_txt_left", errors="; ".join(left))
+    except Exception as error:  # noqa: BLE001 - a DNS provider's odd answer: logged, as above
+        left = [repr(error)]
+    if left:
+        log.event("acme_txt_left", logging.WARNING, errors="; ".join(left))
+
+
+def _rejected(error: messages.Error) -> dict[str, str]:
+    """The names a refused new order's problem says the CA will never issue for (RFC 8555 §6.7.1 subproblems,
+    rejectedIdentifier), each with why: left out, the order can go on for the rest."""
+    found = {}
+    for problem in (error, *(error.subproblems or ())):
+        if problem.code == "rejectedIdentifier" and problem.identifier is not None:
+            why = problem.detail or problem.description or problem.typ
+            found[str(problem.identifier.value)] = f"the CA will not issue for this name: {why}"
+    return found
 
 
 def _challenge(authorization: messages.AuthorizationResource, kind: str, name: str) -> messages.ChallengeBody:
@@ -216,11 +311,16 @@ def _garbage(error: Exception) -> str:
 def _install(config: Config, key_pem: bytes, chain_pem: bytes) -> None:
     """The key first, then the chain: the listeners reload a pair that matches (jitaku.tls_reload), so the moment
     between the two keeps the old pair; the standby gets both through jitaku.ha.secret_files."""
-    owner = account.owner(config.data_dir)
+    owner = state.owner(config.data_dir)
     tls_dir = config.tls_dir
     tls_dir.mkdir(parents=True, exist_ok=True)
     files.replace(tls_dir / KEY, key_pem, 0o600, owner)
     files.replace(tls_dir / CERT, chain_pem, 0o644, owner)
+    directory = os.open(tls_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)  # both renames on disk: after a power cut, never the new key with the old certificate
+    finally:
+        os.close(directory)
 
 
 def certificate(config: Config) -> x509.Certificate | None:

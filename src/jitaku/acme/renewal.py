@@ -53,6 +53,8 @@ async def renew_if_due(config: Config, now: float) -> None:
         next_try = state.moment(attempts.next_try)
         log.event("acme_failed", logging.WARNING, error=attempts.last_error, next_try=next_try)
         return
+    if issued is None:  # `jitaku cert renew` got one while we waited for the lock
+        return
     log.event("acme_renewed", names=",".join(issued.names), not_after=state.moment(issued.not_after))
 
 

@@ -12,12 +12,15 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from jitaku import files
 
 STATE_NAME = "state.json"
 FIRST_RETRY = 600.0  # seconds after the first failure; each next failure doubles it
 LAST_RETRY = 43200.0  # at most twice a day, as certbot's timer tries
+LONGEST_WAIT = 7 * 86400.0  # seconds: the longest a rate limit's Retry-After makes the next try wait
+LAST_TIME = 253402300799.0  # 9999-12-31 23:59:59 UTC: the last time Python's datetime can show
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Attempts:
             last_try=now,
             last_error=error,
             failures=failures,
-            next_try=now + max(wait, retry_after or 0.0),
+            next_try=now + max(wait, min(retry_after or 0.0, LONGEST_WAIT)),
         )
 
     def succeeded(self, now: float, left_out: str = "") -> Attempts:
@@ -59,24 +62,54 @@ def path(data_dir: Path) -> Path:
     return data_dir / "acme" / STATE_NAME
 
 
+def owner(data_dir: Path) -> tuple[int, int] | None:
+    """Whose what we write is: the data directory's owner's when root writes it (the daemon started as root
+    without `[run] user`, a helper run as root), so that the daemon, running as that user, can read and replace
+    it; None when not root (what we write is ours, as the directory is)."""
+    if os.geteuid() != 0:
+        return None
+    found = os.stat(data_dir)
+    return found.st_uid, found.st_gid
+
+
+def directory(data_dir: Path) -> Path:
+    """DIR/acme, made if missing (0700) and the data directory's owner's: one root made and kept would stop
+    `jitaku serve` with `[run] user` (jitaku.privileges.foreign) and the daemon's renewals."""
+    where = data_dir / "acme"
+    where.mkdir(mode=0o700, exist_ok=True)
+    found = owner(data_dir)
+    if found is not None:
+        os.chown(where, *found, follow_symlinks=False)
+    return where
+
+
 def read(data_dir: Path) -> Attempts:
     """A missing or unreadable file is no attempts yet: it only delays nothing."""
     try:
         found = json.loads(path(data_dir).read_text())
-        return Attempts(**{key: found[key] for key in Attempts.__dataclass_fields__ if key in found})
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError):
         return Attempts()
+    if not isinstance(found, dict):
+        return Attempts()
+    defaults = asdict(Attempts())
+    sane: dict[str, Any] = {key: _sane(found.get(key), default) for key, default in defaults.items()}
+    return Attempts(**sane)
+
+
+def _sane(value: object, default: object) -> object:
+    """VALUE when it is of DEFAULT's type and, for a time or a count, one that can be shown (a file from an older
+    version, or garbage, that said year 3170900 made every `jitaku cert status` fail); else DEFAULT."""
+    if isinstance(default, str):
+        return value if isinstance(value, str) else default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if not 0 <= value <= LAST_TIME:  # NaN too
+        return default
+    return int(value) if isinstance(default, int) else float(value)
 
 
 def write(data_dir: Path, attempts: Attempts) -> None:
     """Owned as the data directory is when written by root (`jitaku cert renew` run by root, the daemon as its
     user)."""
-    target = path(data_dir)
-    target.parent.mkdir(mode=0o700, exist_ok=True)
-    owner = os.stat(data_dir)
-    files.replace(
-        target,
-        json.dumps(asdict(attempts), indent=1).encode() + b"\n",
-        0o600,
-        (owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None,
-    )
+    target = directory(data_dir) / STATE_NAME
+    files.replace(target, json.dumps(asdict(attempts), indent=1).encode() + b"\n", 0o600, owner(data_dir))

@@ -1,2 +1,3 @@
 """Backups through restic: snapshot.py takes one (`jitaku backup now`), restore.py lists, restores and verifies
-them, restic.py runs restic. The schedule, retention and the health check come later (issue 26)."""
+them, restic.py runs restic, schedule.py takes them and runs the restore drill in the daemon, state.py keeps what
+they came to for the schedule and the health check (jitaku.health.backup)."""

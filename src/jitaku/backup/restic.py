@@ -44,6 +44,8 @@ THEIRS = ("RESTIC_PASSWORD", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY_FILE"
 
 
 Progress = Callable[[dict[str, Any]], None]
+_running: set[subprocess.Popen[bytes]] = set()  # this process's restic children, for stop_all
+_running_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class NoRepository(BackupError):
 
 
 class Busy(BackupError):
-    """The repository is locked by another restic now: try later, which says nothing of the snapshots in it."""
+    """Busy now, try later, which says nothing of the snapshots: another backup or verify of this data directory
+    runs (snapshot.running's lock), or another restic holds the repository's lock."""
 
 
 # how restic says the repository's config file is not there, for a local path, sftp and the object stores; any
@@ -123,6 +126,8 @@ class Restic:
         except FileNotFoundError:
             raise BackupError("restic is not installed: `apt install restic` (Debian), or put it on PATH") from None
         assert process.stdout is not None and process.stderr is not None
+        with _running_lock:
+            _running.add(process)
         stderr = _Tail(process.stderr)
         expired = threading.Event()
 
@@ -139,6 +144,8 @@ class Restic:
             if process.poll() is None and (overflow or sys.exc_info()[0] is not None):
                 process.kill()  # too much said, or Ctrl-C: nothing of restic's stays behind
             code = process.wait()
+            with _running_lock:
+                _running.discard(process)
             timer.cancel()
             stderr.join()
             process.stdout.close()
@@ -200,6 +207,14 @@ def redacted(text: str) -> str:
     """TEXT with the password of any URL in it (rest:https://user:password@host/...) replaced by ***: a target
     may carry one, and sentences and logs are read by more people than the configuration."""
     return re.sub(r"(://[^/\s:@]*:)[^/\s@]*@", r"\1***@", text)
+
+
+def stop_all() -> None:
+    """Every restic this process runs, killed: the daemon stops, and its schedule's backup or drill is cut short
+    rather than holding the stop for hours (restic lists no snapshot it did not finish)."""
+    with _running_lock:
+        for process in _running:
+            process.kill()
 
 
 def _die_with_parent() -> None:

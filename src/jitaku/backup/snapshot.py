@@ -29,6 +29,7 @@ from pathlib import Path
 
 from jitaku import __version__, log
 from jitaku.backup.restic import LONG, Progress, Restic
+from jitaku.backup.restic import Busy as Busy  # running's, and restic's lock: snapshot.Busy to the schedule
 from jitaku.config import Config
 from jitaku.errors import BackupError
 from jitaku.store.backup import Counts, copy_sqlite
@@ -131,9 +132,7 @@ def running(config: Config) -> Iterator[Path]:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise BackupError(
-                f"another backup or verify of {config.data_dir} runs now: try again when it ends"
-            ) from None
+            raise Busy(f"another backup or verify of {config.data_dir} runs now: try again when it ends") from None
         for left in [work / STAGING, *work.glob(f"{VERIFYING}*")]:
             shutil.rmtree(left, ignore_errors=True)
         yield work

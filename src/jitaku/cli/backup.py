@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,14 +60,16 @@ def backup_init(
 @backup_app.command("now")
 def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
     """Take a snapshot now: the database as of one commit, while mail keeps arriving, and the data dir's files."""
-    from jitaku.backup import snapshot
+    from jitaku.backup import snapshot, state
 
+    config = load_config(data_dir)
     shown = _Progress() if sys.stderr.isatty() else None
     try:
-        taken = snapshot.take(load_config(data_dir), shown)
+        taken = snapshot.take(config, shown)
     finally:
         if shown is not None:
             shown.end()
+    state.update(config.data_dir, lambda backups: backups.backed_up(taken.id, taken.time))  # the schedule counts it
     console.print(f"snapshot {taken.id}: {_summary(taken.counts)}")
 
 
@@ -119,9 +122,21 @@ def backup_verify(
     data_dir: DirOption = DEFAULT_DIR,
 ) -> None:
     """Restore a snapshot into a directory of its own, check its database and counts, then restic's check."""
-    from jitaku.backup import restore
+    from jitaku.backup import restore, state
+    from jitaku.backup.snapshot import Busy
+    from jitaku.errors import BackupError
 
-    checked, counts = restore.verify(load_config(data_dir), snapshot)
+    config = load_config(data_dir)
+    try:
+        checked, counts = restore.verify(config, snapshot)
+    except Busy:
+        raise
+    except BackupError as error:  # the backup check alerts on it, as on the schedule's
+        why = str(error)
+        state.update(config.data_dir, lambda backups: backups.verify_failed(why, time.time()))
+        raise
+    if snapshot is None:  # the newest: the drill the schedule would run, done now
+        state.update(config.data_dir, lambda backups: backups.verify_passed(checked, time.time()))
     console.print(f"snapshot {checked} verified: it restores, its database is whole, and it holds {_summary(counts)}")
 
 

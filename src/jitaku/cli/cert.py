@@ -10,6 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from jitaku.cli.common import DEFAULT_DIR, CliError, DirOption, JsonOption, console, load_config, utc_time
+from jitaku.config import Config
+from jitaku.terminal import visible
 
 cert_app = typer.Typer(no_args_is_help=True, help="TLS certificates, by ACME.")
 
@@ -46,7 +48,8 @@ def status(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> No
     width = max(len(key) for key in found)
     for key, value in found.items():
         shown = ", ".join(value) if isinstance(value, list) else value
-        console.print(f"{key.replace('_', ' ').ljust(width)}  {'-' if shown in (None, '') else shown}")
+        shown = "-" if shown in (None, "") else visible(str(shown))  # the CA's or a DNS provider's own text
+        console.print(f"{key.replace('_', ' ').ljust(width)}  {shown}")
 
 
 @cert_app.command("renew")
@@ -62,18 +65,27 @@ def renew(
         raise CliError(f"ACME is off: set [acme] email in {config.data_dir / 'jitaku.toml'}")
     now = time.time()
     if not force and issue.due(config, now) is None:
-        cert = issue.certificate(config)
-        assert cert is not None  # not due: there is one
-        console.print(
-            f"not due: valid until {utc_time(cert.not_valid_after_utc.timestamp())}; renewal from "
-            f"{utc_time(issue.renew_from(cert, config.settings.acme.renew_days))} (--force renews now)"
-        )
+        _not_due(config)
         return
     try:
-        issued = issue.obtain(config, now)
+        issued = issue.obtain(config, now, force, waiting=lambda: console.print("waiting for the renewal under way"))
     except issue.AcmeError as error:
         next_try = state.moment(state.read(config.data_dir).next_try)  # as the certs check's alert says it
         raise CliError(f"renewal failed: {error}; the next automatic try is at {next_try}") from None
+    if issued is None:  # the renewal we waited for got one
+        _not_due(config)
+        return
     console.print(f"renewed: {', '.join(issued.names)}, valid until {utc_time(issued.not_after)}")
     for name, reason in issued.left_out:
         console.print(f"left out {name}: {reason}")
+
+
+def _not_due(config: Config) -> None:
+    from jitaku.acme import issue
+
+    cert = issue.certificate(config)
+    assert cert is not None  # not due: there is one
+    console.print(
+        f"not due: valid until {utc_time(cert.not_valid_after_utc.timestamp())}; renewal from "
+        f"{utc_time(issue.renew_from(cert, config.settings.acme.renew_days))} (--force renews now)"
+    )

@@ -63,12 +63,17 @@ STATE_NAME = "secret_files.json"  # in DIR/ha: the digests this box last agreed 
 INFO = b"jitaku secret files v1"  # HKDF's info: these keys serve this purpose alone
 NONCE = 12
 MODE_MASK = 0o644  # what a written copy keeps of a file's mode; its digest and seal cover this much alone
-# What a row may name, in the data directory: a row naming anything else is refused, whatever it holds. Later
-# secret files (the backup password) are added here and in `published`.
-NAMES = re.compile(r"dkim/[A-Za-z0-9][A-Za-z0-9._-]*\.key|tls/(cert|key)\.pem|web\.secret|acme/account\.json")
+# What a row may name, in the data directory: a row naming anything else is refused, whatever it holds. A later
+# secret file is added here and in `published`.
+NAMES = re.compile(
+    r"dkim/[A-Za-z0-9][A-Za-z0-9._-]*\.key|tls/(cert|key)\.pem|web\.secret|acme/account\.json|backup\.secret"
+)
 TLS_FILES = ("tls/cert.pem", "tls/key.pem")
 WEB_SECRET = "web.secret"
 ACME_ACCOUNT = "acme/account.json"  # the ACME account's key and URL: a promoted standby renews as the same account
+# restic's password (the default [backup] password_file): a promoted standby backs up to the same repository, and
+# reads the old primary's snapshots. One named elsewhere by [backup] password_file is the admin's to copy.
+BACKUP_SECRET = "backup.secret"
 
 
 class Refused(Exception):
@@ -121,7 +126,11 @@ def published(config: Config) -> list[str]:
     /etc/letsencrypt/live/...), and is published by reading through it; only a file written here from the table
     replaces the link itself."""
     names = [f"dkim/{path.name}" for path in sorted(config.dkim_dir.glob("*.key"))]
-    names += [name for name in (*TLS_FILES, WEB_SECRET, ACME_ACCOUNT) if os.path.lexists(config.data_dir / name)]
+    names += [
+        name
+        for name in (*TLS_FILES, WEB_SECRET, ACME_ACCOUNT, BACKUP_SECRET)
+        if os.path.lexists(config.data_dir / name)
+    ]
     return [name for name in names if NAMES.fullmatch(name)]
 
 

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 from jitaku import log, store
 from jitaku.acme import state as acme_state
+from jitaku.backup import state as backup_state
 from jitaku.config import Config
 from jitaku.ddns import public_address
 from jitaku.health import (
+    backup,
     buddy,
     certs,
     diskage,
@@ -52,8 +54,8 @@ class Context:
 
 # What a standby does not do, so is not checked there: serve mail (services, certs as served, the probe through
 # our MX, the filters' engines, traffic that follows mail), keep a queue or DDNS (the primary's, replayed, would be
-# judged twice, and wrongly after a failover).
-PRIMARY_ONLY = frozenset({"queue", "certs", "services", "mailflow", "traffic", "ddns", "relay", "filters"})
+# judged twice, and wrongly after a failover), take backups (its schedule waits until it is promoted).
+PRIMARY_ONLY = frozenset({"queue", "certs", "services", "mailflow", "traffic", "ddns", "relay", "filters", "backup"})
 # Nor, on a box waiting for its peer after a cold start, whether the pair's services answer from outside: nothing
 # serves them yet, and a critical alert at every cold start, never cleared by this box, would say nothing.
 NOT_WHILE_WAITING = PRIMARY_ONLY | {"reachability"}
@@ -117,6 +119,12 @@ async def _certs(context: Context) -> Result | None:
     data_dir = context.config.data_dir
     renewals = certs.Renewals(settings.acme_names, acme_state.read(data_dir)) if settings.acme.enabled else None
     return certs.check(settings.health.certs, context.config.tls_dir / "cert.pem", time.time(), serving, renewals)
+
+
+async def _backup(context: Context) -> Result | None:
+    settings = context.config.settings
+    backups = await asyncio.to_thread(backup_state.read, context.config.data_dir)
+    return backup.check(settings.health.backup, settings.backup, backups, time.time())
 
 
 async def _services(context: Context) -> Result | None:
@@ -220,6 +228,7 @@ CHECKS: dict[str, Callable[[Context], Awaitable[Result | list[Result] | None]]] 
     "diskage": _diskage,
     "queue": _queue,
     "certs": _certs,
+    "backup": _backup,
     "services": _services,
     "mailflow": _mailflow,
     "traffic": _traffic,
