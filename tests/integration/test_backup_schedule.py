@@ -46,7 +46,7 @@ def test_the_daemon_backs_up_by_itself_and_alerts_when_its_drill_finds_a_damaged
     server.settings["alerts"] = {"urls": [hook.url]}
     server.write_config()
     server.init(READER)
-    server.cli("backup", "init")
+    server.cli("backup", "init", "--same-disk")  # tmp_path: the data dir's disk
     server.start()
 
     # backups by itself, each but the newest of the day forgotten (keep_daily), and a drill that passed

@@ -60,6 +60,16 @@ class NoRepository(BackupError):
     """No restic repository at the target: `jitaku backup init` makes one."""
 
 
+class Busy(BackupError):
+    """Busy now, try later, which says nothing of the snapshots: another backup or verify of this data directory
+    runs (snapshot.running's lock), or another restic holds the repository's lock."""
+
+
+# how restic says the repository's config file is not there, for a local path, sftp and the object stores; any
+# other failure to read it (a permission, a network, an unmounted disk's mount point) is no reason to make one
+MISSING = ("no such file or directory", "not exist", "404")
+
+
 class Restic:
     """The repository TARGET opened with the password in PASSWORD_FILE."""
 
@@ -67,6 +77,11 @@ class Restic:
         self.target = target
         self.password_file = password_file
         self.cache = cache
+
+    @property
+    def shown(self) -> str:
+        """The target as sentences and logs name it: without a password in it."""
+        return redacted(self.target)
 
     @classmethod
     def of(cls, config: Config) -> Restic:
@@ -141,44 +156,57 @@ class Restic:
         if code != 0:
             said = stderr.text()
             failure = self.failure(args[0], said)
-            log.event("restic_failed", command=args[0], code=code, error=str(failure))
+            log.event("restic_failed", command=args[0], code=code, error=redacted(str(failure)))
             raise failure
         return output
 
     def failure(self, command: str, said: str) -> BackupError:
-        """What restic's stderr SAID comes to, as one sentence naming the repository and what to do."""
+        """What restic's stderr SAID comes to, as one sentence naming the repository (its password, if it has one
+        in it, left out) and what to do."""
+        sentence = self._failure(command, redacted(said))
+        return type(sentence)(redacted(str(sentence)))
+
+    def _failure(self, command: str, said: str) -> BackupError:
         lowered = said.lower()
+        target = self.shown
         if "wrong password" in lowered:
-            return BackupError(
-                f"restic cannot open the repository {self.target} with {self.password_file}: wrong password?"
-            )
+            return BackupError(f"restic cannot open the repository {target} with {self.password_file}: wrong password?")
         if "resolving password failed" in lowered:
             return BackupError(
                 f"no restic password file at {self.password_file}: put back your copy of it, or for a new repository"
                 " run `jitaku backup init`"
             )
+        lines = [line.strip() for line in said.splitlines() if line.strip()]
+        fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
         if "unable to open config file" in lowered or "is there a repository at" in lowered:
-            return NoRepository(f"no restic repository at {self.target}: run `jitaku backup init`")
+            opening = next((line for line in fatal if "config file" in line), fatal[-1] if fatal else lowered)
+            if any(word in opening.lower() for word in MISSING):
+                return NoRepository(f"no restic repository at {target}: run `jitaku backup init`")
+            return BackupError(f"cannot reach the restic repository at {target}: {opening}")
         unknown = re.search(r'invalid id "([^"]*)": no matching id found', said, re.IGNORECASE)
         if unknown:
-            return BackupError(f"{unknown.group(1)} is no snapshot in {self.target}: `jitaku backup list` shows them")
+            return BackupError(f"{unknown.group(1)} is no snapshot in {target}: `jitaku backup list` shows them")
         if "no space left on device" in lowered:
-            return BackupError(f"the backup target {self.target} is full (no space left on device): nothing was kept")
+            return BackupError(f"the backup target {target} is full (no space left on device): nothing was kept")
         if "already locked" in lowered:
-            return BackupError(
-                f"the repository {self.target} is locked by another restic (a backup or check running now); if none"
-                " runs, `restic unlock` clears a stale lock"
+            return Busy(
+                f"the repository {target} is locked by another restic (a backup or check running now): try again"
+                " when it ends; if none runs, `restic unlock` clears a stale lock"
             )
-        lines = [line.strip() for line in said.splitlines() if line.strip()]
         # restore goes on past a file it cannot read back (a damaged pack) and fails at the end: name the file
         unread = [line.removeprefix(UNREAD).partition(": ") for line in lines if line.startswith(UNREAD)]
         if unread:
             path, _, why = unread[0]
             more = f" (and {counted(len(unread) - 1, 'more file')})" if len(unread) > 1 else ""
-            return BackupError(f"restic {command} could not read {path}{more} back from {self.target}: {why}")
-        fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
+            return BackupError(f"restic {command} could not read {path}{more} back from {target}: {why}")
         last = (fatal or lines or ["no reason given"])[-1]
-        return BackupError(f"restic {command} failed on {self.target}: {last}")
+        return BackupError(f"restic {command} failed on {target}: {last}")
+
+
+def redacted(text: str) -> str:
+    """TEXT with the password of any URL in it (rest:https://user:password@host/...) replaced by ***: a target
+    may carry one, and sentences and logs are read by more people than the configuration."""
+    return re.sub(r"(://[^/\s:@]*:)[^/\s@]*@", r"\1***@", text)
 
 
 def stop_all() -> None:

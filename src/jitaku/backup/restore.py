@@ -7,7 +7,9 @@ data and index, so a backup killed half-way is never listed (its packs are left 
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -17,13 +19,17 @@ from datetime import datetime
 from pathlib import Path
 
 from jitaku import log
-from jitaku.backup.restic import LONG, Restic
-from jitaku.backup.snapshot import DATABASE, RECORD, TAG, running
+from jitaku.backup.restic import LONG, Busy, Restic
+from jitaku.backup.snapshot import DATABASE, RECORD, TAG, VERIFYING, running
 from jitaku.config import Config
 from jitaku.errors import BackupError, SchemaSkew
 from jitaku.store.backup import Counts, integrity
 from jitaku.store.errors import StoreError
 
+# a snapshot's id, or the start of one, as `list` shows it, or restic's "latest": never an option to restic
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{1,64}|latest")
+RESTORING = ".{name}.restoring-"  # beside a restore's TO, with the restoring process's id: where restic writes
+CONFIG = "jitaku.toml"
 SUMMED = ("messages", "newest", "posts", "comments", "members")  # the counts a snapshot's tags carry
 
 
@@ -51,20 +57,27 @@ def snapshots(config: Config) -> list[Listed]:
 
 def restore(config: Config, snapshot: str, to: Path) -> Counts:
     """SNAPSHOT written to TO as a data directory, its database as TO/jitaku.db; what it holds. TO must not exist or
-    be empty; a restore that fails leaves it empty again."""
+    be empty. restic writes into a hidden directory beside TO, which is renamed into place once whole: a restore
+    that fails, or is killed, never leaves in TO half a data directory that `jitaku serve` would start from."""
+    _valid(snapshot)
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise BackupError(f"{to} is not an empty directory: restore into a new or empty one; nothing was written")
     restic = Restic.of(config)
+    to = Path(os.path.abspath(to))
+    to.parent.mkdir(parents=True, exist_ok=True)
+    _clear_restoring(to)
+    place = to.parent / f"{RESTORING.format(name=to.name)}{os.getpid()}"
     try:
-        restic.run("restore", snapshot, "--target", str(to), timeout=LONG)
+        place.mkdir(mode=0o700)
+        restic.run("restore", "--target", str(place), "--", snapshot, timeout=LONG)
         try:
-            recorded = _record(to)
+            recorded = _record(place)
         except BackupError as error:
             raise BackupError(f"snapshot {snapshot}: {error}") from None
-    except BaseException:
-        _empty(to)
-        raise
-    (to / RECORD).unlink()  # the snapshot's, not the directory's: a backup of TO writes its own
+        (place / RECORD).unlink()  # the snapshot's, not the directory's: a backup of TO writes its own
+        _into_place(place, to)
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
     log.event("backup_restored", snapshot=snapshot, to=str(to))
     return recorded
 
@@ -72,30 +85,73 @@ def restore(config: Config, snapshot: str, to: Path) -> Counts:
 def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
     """SNAPSHOT (default: the newest) restored into a directory of its own, its database opened and checked by
     SQLite, its counts compared with those recorded when it was taken, then restic's check of the repository;
-    the snapshot's id and counts, or BackupError naming the snapshot."""
+    the snapshot's id and counts, or BackupError naming the snapshot. All of it under the backup lock: restic's
+    check takes the repository's exclusive lock, which a backup running meanwhile would be refused over."""
     restic = Restic.of(config)
     if snapshot is None:
         listed = snapshots(config)
         if not listed:
-            raise BackupError(f"no snapshot in {restic.target} to verify: run `jitaku backup now`")
+            raise BackupError(f"no snapshot in {restic.shown} to verify: run `jitaku backup now`")
         snapshot = listed[-1].id
-    with running(config) as work, tempfile.TemporaryDirectory(prefix="verify-", dir=work) as place:
-        target = Path(place)
+    _valid(snapshot)
+    with running(config) as work:
+        with tempfile.TemporaryDirectory(prefix=VERIFYING, dir=work) as place:
+            target = Path(place)
+            try:
+                restic.run("restore", "--target", str(target), "--", snapshot, timeout=LONG)
+                recorded = _record(target)
+                found = _checked(target / DATABASE, recorded)
+            except Busy:
+                raise
+            except BackupError as error:
+                raise _failed(snapshot, str(error)) from None
         try:
-            restic.run("restore", snapshot, "--target", str(target), timeout=LONG)
-            recorded = _record(target)
-            found = _checked(target / DATABASE, recorded)
+            # a backup killed with -9 leaves its lock, which check's exclusive one would be refused over; unlock
+            # removes only the locks whose process is gone (on this host) or that are older than 30 minutes
+            restic.run("unlock")
+            restic.run("check", timeout=LONG)
+        except Busy:
+            raise  # another restic on the repository (another box's, or a person's): nothing known of the snapshot
         except BackupError as error:
             raise _failed(snapshot, str(error)) from None
-    try:
-        # a backup killed with -9 leaves its lock, which check's exclusive one would be refused over; unlock removes
-        # only the locks whose process is gone (on this host) or that are older than 30 minutes
-        restic.run("unlock")
-        restic.run("check", timeout=LONG)
-    except BackupError as error:
-        raise _failed(snapshot, str(error)) from None
     log.event("backup_verified", snapshot=snapshot, messages=found.messages, newest=found.newest)
     return snapshot, found
+
+
+def _valid(snapshot: str) -> None:
+    """BackupError unless SNAPSHOT is a snapshot's id (or a prefix of one) or "latest", which restic takes as
+    nothing else (an option, say)."""
+    if not SNAPSHOT_ID.fullmatch(snapshot):
+        raise BackupError(f"{snapshot!r} is no snapshot id: `jitaku backup list` shows them")
+
+
+def _clear_restoring(to: Path) -> None:
+    """The hidden directories beside TO that restores killed before their end left."""
+    for left in to.parent.glob(f"{glob.escape(RESTORING.format(name=to.name))}*"):
+        pid = left.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _into_place(place: Path, to: Path) -> None:
+    """The restored PLACE as TO: renamed, when TO is missing; its entries moved in, when TO is an empty directory
+    (a mount point, say), jitaku.toml last, so that a move cut short leaves no directory serve starts from."""
+    if not to.exists():
+        os.rename(place, to)
+        return
+    entries = sorted(place.iterdir(), key=lambda entry: entry.name == CONFIG)
+    for entry in entries:
+        os.rename(entry, to / entry.name)
 
 
 def _failed(snapshot: str, why: str) -> BackupError:
@@ -152,16 +208,6 @@ def _differences(recorded: Counts, found: Counts) -> list[str]:
         if was != now:
             said.append(f"{name} {now}, {was} recorded")
     return said
-
-
-def _empty(directory: Path) -> None:
-    """DIRECTORY's contents removed (a failed restore's), the directory kept."""
-    if directory.is_dir():
-        for entry in directory.iterdir():
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
 
 
 def _seconds(stamp: str) -> float:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from jitaku import __version__, log
 from jitaku.backup.restic import LONG, Progress, Restic
+from jitaku.backup.restic import Busy as Busy  # running's, and restic's lock: snapshot.Busy to the schedule
 from jitaku.config import Config
 from jitaku.errors import BackupError
 from jitaku.store.backup import Counts, copy_sqlite
@@ -55,10 +56,9 @@ LEFT_OUT = frozenset(
     }
 )
 HA_KEPT = ("replication.secret",)
-
-
-class Busy(BackupError):
-    """Another backup or verify of this data directory runs now (the CLI's, or the daemon's schedule)."""
+VERIFYING = "verify-"  # DIR/backup/verify-*: where verify restores a snapshot
+ACME_LOCK = Path("acme") / "lock"  # acme/issue.py's LOCK_NAME, held while it orders and writes tls/
+RENEWED = ("tls", "acme")  # what a renewal writes
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,6 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
     source = sqlite_file(config)
     with running(config) as work:
         staging = work / STAGING
-        shutil.rmtree(staging, ignore_errors=True)  # a killed run's
         staging.mkdir(mode=0o700)
         try:
             began = time.time()
@@ -90,7 +89,7 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
             shutil.rmtree(staging, ignore_errors=True)
     summaries = [d for d in output.documents if isinstance(d, dict) and d.get("message_type") == "summary"]
     if not summaries or not summaries[-1].get("snapshot_id"):
-        raise BackupError(f"restic backup to {restic.target} ended without naming its snapshot: none is kept")
+        raise BackupError(f"restic backup to {restic.shown} ended without naming its snapshot: none is kept")
     taken = Taken(str(summaries[-1]["snapshot_id"]), began, counts)
     log.event("backup_taken", snapshot=taken.id, messages=counts.messages, newest=counts.newest)
     return taken
@@ -105,7 +104,8 @@ def stage(data_dir: Path, source: Path, staging: Path) -> Counts:
         raise BackupError(f"cannot copy the database {source}: {error}") from None
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
-        raise BackupError(f"cannot make the copy to send in {staging}{where}: {error.strerror or error}") from None
+        why = error.strerror or type(error).__name__
+        raise BackupError(f"cannot make the copy to send in {staging}{where}: {why}") from None
     return counts
 
 
@@ -122,7 +122,9 @@ def sqlite_file(config: Config) -> Path:
 
 @contextmanager
 def running(config: Config) -> Iterator[Path]:
-    """DIR/backup, held by this run alone (a lock the kernel drops with its holder, killed or not)."""
+    """DIR/backup, held by this run alone (a lock the kernel drops with its holder, killed or not), and cleared of
+    what killed runs left: the staging copy and verify's restores are plaintext copies of every key, and only a
+    run holding the lock may own them."""
     work = config.data_dir / WORK_DIR
     work.mkdir(mode=0o700, exist_ok=True)
     descriptor = os.open(work / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -131,26 +133,67 @@ def running(config: Config) -> Iterator[Path]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Busy(f"another backup or verify of {config.data_dir} runs now: try again when it ends") from None
+        for left in [work / STAGING, *work.glob(f"{VERIFYING}*")]:
+            shutil.rmtree(left, ignore_errors=True)
         yield work
     finally:
         os.close(descriptor)
 
 
 def copy_files(data_dir: Path, staging: Path) -> None:
-    """DATA_DIR's files into STAGING, modes kept, but for those LEFT_OUT; links copied as links."""
+    """DATA_DIR's files into STAGING, modes kept, but for those LEFT_OUT; links copied as links. A file the daemon
+    removes or renames meanwhile is skipped, as are its half-written `.NAME.PID.new` (files.replace), and the TLS
+    key and certificate are copied while no renewal can replace them, so that they are a pair."""
     for entry in sorted(data_dir.iterdir()):
-        if entry.name in LEFT_OUT:
+        if entry.name in LEFT_OUT or _passing(entry.name):
             continue
         if entry.name == "ha" and entry.is_dir() and not entry.is_symlink():
             kept = [entry / name for name in HA_KEPT if (entry / name).is_file()]
             if kept:
                 (staging / "ha").mkdir(mode=0o700)
                 for path in kept:
-                    shutil.copy2(path, staging / "ha" / path.name)
-        elif entry.is_dir() and not entry.is_symlink():
-            shutil.copytree(entry, staging / entry.name, symlinks=True)
-        elif entry.is_file() or entry.is_symlink():
-            shutil.copy2(entry, staging / entry.name, follow_symlinks=False)
+                    _copy(path, staging / "ha" / path.name)
+        elif entry.name in RENEWED:
+            with _renewals_held(data_dir):
+                _copy(entry, staging / entry.name)
+        else:
+            _copy(entry, staging / entry.name)
+
+
+def _copy(source: Path, target: Path) -> None:
+    """SOURCE (a file, a link or a directory, whole) as TARGET, modes and times kept; nothing if it is gone."""
+    try:
+        if source.is_dir() and not source.is_symlink():
+            target.mkdir()
+            for entry in sorted(source.iterdir()):
+                if not _passing(entry.name):
+                    _copy(entry, target / entry.name)
+            shutil.copystat(source, target)
+        elif source.is_file() or source.is_symlink():
+            shutil.copy2(source, target, follow_symlinks=False)
+    except FileNotFoundError as error:
+        if error.filename is not None and Path(error.filename) != source:
+            raise  # not the source's absence, but the copy's place
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def _passing(name: str) -> bool:
+    """A file files.replace is writing, renamed into place in a moment: its final name is copied instead."""
+    return name.startswith(".") and name.endswith(".new")
+
+
+@contextmanager
+def _renewals_held(data_dir: Path) -> Iterator[None]:
+    """No ACME renewal writing tls/ meanwhile: its lock held (acme/issue.py's, an flock), when ACME is in use."""
+    if not (data_dir / ACME_LOCK).parent.is_dir():
+        yield
+        return
+    with open(data_dir / ACME_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def tag_options(counts: Counts) -> list[str]:

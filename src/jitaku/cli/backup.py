@@ -30,18 +30,27 @@ backup_app = typer.Typer(
 
 
 @backup_app.command("init")
-def backup_init(data_dir: DirOption = DEFAULT_DIR) -> None:
+def backup_init(
+    data_dir: DirOption = DEFAULT_DIR,
+    same_disk: Annotated[
+        bool,
+        typer.Option(
+            "--same-disk", help="Make a local repository even on the data directory's own disk (no second disk)."
+        ),
+    ] = False,
+) -> None:
     """Make the password file (0600) if missing and the restic repository [backup] target names."""
     from jitaku.backup import repository
+    from jitaku.backup.restic import redacted
 
     config = load_config(data_dir)
-    made = repository.init(config)
+    made = repository.init(config, same_disk)
     settings = config.settings.backup
-    secret = config.data_dir / settings.password_file
+    target, secret = redacted(settings.target), config.data_dir / settings.password_file
     if not made:
-        console.print(f"{settings.target} is a restic repository already, and {secret} opens it: nothing changed")
+        console.print(f"{target} is a restic repository already, and {secret} opens it: nothing changed")
         return
-    console.print(f"made the restic repository {settings.target}, encrypted with the password in {secret}")
+    console.print(f"made the restic repository {target}, encrypted with the password in {secret}")
     console.print(
         f"Keep a copy of {secret} somewhere other than this box and the backup target: without it the backups "
         "cannot be read, by jitaku or anyone."
@@ -95,10 +104,16 @@ def backup_restore(
 ) -> None:
     """Restore a snapshot into a new data directory, which `jitaku serve --dir DIR` starts from."""
     from jitaku.backup import restore
+    from jitaku.backup.restic import redacted
 
-    counts = restore.restore(load_config(data_dir), snapshot, to)
+    config = load_config(data_dir)
+    counts = restore.restore(config, snapshot, to)
     console.print(f"restored snapshot {snapshot} into {to}: {_summary(counts)}")
     console.print(f"`jitaku serve --dir {to}` starts from it")
+    console.print(
+        f"It backs up into the same repository, {redacted(config.settings.backup.target)}: for a drill beside"
+        " this box, change [backup] target in its jitaku.toml first"
+    )
 
 
 @backup_app.command("verify")
