@@ -105,5 +105,6 @@ def test_each_box_tells_the_other_how_it_stands_and_the_primary_is_fenced_by_a_s
     assert fenced_state["fenced"] is True and fenced_state["role"] == "primary"
     assert peer.fence(ours, secret, "failover", "two", None, ANSWER) is True
     with pytest.raises(PeerError, match=r"\(409\): this box is fenced already \(failover, by two\)"):
-        peer.fence(ours, secret, "switchover", "two", f"127.0.0.1:{port}", ANSWER)
+        # asked again until its web answers: a loaded box's web may still be restarting fenced (False: no answer)
+        wait_until(lambda: peer.fence(ours, secret, "switchover", "two", f"127.0.0.1:{port}", ANSWER), timeout=90)
     assert secret not in primary.log() + standby.log()
