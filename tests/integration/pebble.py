@@ -144,12 +144,7 @@ class Pebble:
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _stop(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -190,9 +185,13 @@ class ChallTestSrv:
         self._post("/clear-txt", {"host": host.rstrip(".") + "."})
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        _stop(self.process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from jitaku import log
 from jitaku.backup import restic as restic_module
@@ -119,11 +120,7 @@ def back_up(config: Config, stopping: threading.Event) -> Backups:
     except snapshot.Busy:
         raise
     except BackupError as error:
-        if stopping.is_set():
-            raise Stopped from None
-        why = str(error)
-        log.event("backup_failed", logging.WARNING, error=why)
-        return state.update(config.data_dir, lambda backups: backups.backup_failed(why, time.time()))
+        return _failed(config, stopping, "backup_failed", str(error), Backups.backup_failed)
     counts = taken.counts
     log.event(
         "backup_done",
@@ -143,7 +140,7 @@ def back_up(config: Config, stopping: threading.Event) -> Backups:
     except BackupError as error:  # the backup itself is good: the next one prunes again
         log.event("backup_prune_failed", logging.WARNING, error=str(error))
     if stopping.is_set():
-        raise Stopped
+        raise Stopped from None
     try:
         output = restic.run("stats", "--mode", "raw-data", "--json")
     except BackupError as error:
@@ -178,11 +175,18 @@ def drill(config: Config, stopping: threading.Event) -> Backups:
     except snapshot.Busy:
         raise
     except BackupError as error:
-        if stopping.is_set():
-            raise Stopped from None
-        why = str(error)
-        log.event("verify_failed", logging.WARNING, error=why)
-        return state.update(config.data_dir, lambda backups: backups.verify_failed(why, time.time()))
+        return _failed(config, stopping, "verify_failed", str(error), Backups.verify_failed)
     seconds = round(time.monotonic() - began, 1)
     log.event("verify_done", snapshot=verified, messages=counts.messages, seconds=seconds)
     return state.update(config.data_dir, lambda backups: backups.verify_passed(verified, time.time()))
+
+
+def _failed(
+    config: Config, stopping: threading.Event, event: str, why: str, record: Callable[[Backups, str, float], Backups]
+) -> Backups:
+    """A failed backup or drill, logged as EVENT and recorded by RECORD; Stopped instead when the daemon's stop
+    killed restic (no failure of the backups')."""
+    if stopping.is_set():
+        raise Stopped from None
+    log.event(event, logging.WARNING, error=why)
+    return state.update(config.data_dir, lambda backups: record(backups, why, time.time()))
