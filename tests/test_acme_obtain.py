@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from jitaku import privileges, provision
+from jitaku import files, privileges, provision
 from jitaku.acme import account, http01, issue, state
 from jitaku.config import Config, parse
 from jitaku.tls import ensure_self_signed, server_context
@@ -210,7 +210,7 @@ def test_what_root_writes_for_acme_is_the_data_directorys_owners() -> None:
     try:
         os.chown(data_dir, NOBODY, NOBODY)
         with issue._locked(data_dir):
-            http01.publish(data_dir, "tok-1", "tok-1.thumbprint", state.owner(data_dir))
+            http01.publish(data_dir, "tok-1", "tok-1.thumbprint", files.owner(data_dir))
             state.write(data_dir, state.Attempts())
         assert privileges.foreign(data_dir, NOBODY) is None
         read = subprocess.run(

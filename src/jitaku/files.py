@@ -7,6 +7,16 @@ import os
 from pathlib import Path
 
 
+def owner(path: Path) -> tuple[int, int] | None:
+    """PATH's owner (uid, gid), for what root writes in it or beside it (a command or the daemon run as root on a
+    data directory that is another user's): the daemon, running as that user, must read and replace it. None when
+    not root: what we write is ours, as the directory is."""
+    if os.geteuid() != 0:
+        return None
+    found = os.stat(path)
+    return found.st_uid, found.st_gid
+
+
 def replace(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
     """DATA as PATH, with MODE whatever the umask, and OWNER's (uid, gid) when given. The new file is made with
     O_EXCL and O_NOFOLLOW, never written through a link planted where it goes, and named with this process's pid:

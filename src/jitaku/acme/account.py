@@ -75,7 +75,7 @@ def write(data_dir: Path, account: Account) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     text = json.dumps({"key": pem.decode(), "url": account.url, "directory": account.directory}, indent=1)
-    files.replace(target, text.encode() + b"\n", 0o600, state.owner(data_dir))
+    files.replace(target, text.encode() + b"\n", 0o600, files.owner(data_dir))
 
 
 def network(config: Config, key: ec.EllipticCurvePrivateKey) -> Network:

@@ -97,7 +97,7 @@ def _locked(data_dir: Path, waiting: Callable[[], None] | None = None) -> Iterat
     where = state.directory(data_dir) / LOCK_NAME
     lock = os.open(where, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        owner = state.owner(data_dir)
+        owner = files.owner(data_dir)
         if owner is not None:
             os.fchown(lock, *owner)
         try:
@@ -219,7 +219,7 @@ def _validated(config: Config, acme: client.ClientV2, csr: bytes, ends: float) -
     tokens: list[str] = []
     records = dns01.TxtRecords(config)
     jwk = acme.net.key
-    owner = state.owner(config.data_dir)
+    owner = files.owner(config.data_dir)
     try:
         answers = []
         for authorization in order.authorizations:
@@ -333,7 +333,7 @@ def _garbage(error: Exception) -> str:
 def _install(config: Config, key_pem: bytes, chain_pem: bytes) -> None:
     """The key first, then the chain: the listeners reload a pair that matches (jitaku.tls_reload), so the moment
     between the two keeps the old pair; the standby gets both through jitaku.ha.secret_files."""
-    owner = state.owner(config.data_dir)
+    owner = files.owner(config.data_dir)
     tls_dir = config.tls_dir
     tls_dir.mkdir(parents=True, exist_ok=True)
     files.replace(tls_dir / KEY, key_pem, 0o600, owner)

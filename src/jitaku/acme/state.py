@@ -74,22 +74,12 @@ def path(data_dir: Path) -> Path:
     return data_dir / "acme" / STATE_NAME
 
 
-def owner(data_dir: Path) -> tuple[int, int] | None:
-    """Whose what we write is: the data directory's owner's when root writes it (the daemon started as root
-    without `[run] user`, a helper run as root), so that the daemon, running as that user, can read and replace
-    it; None when not root (what we write is ours, as the directory is)."""
-    if os.geteuid() != 0:
-        return None
-    found = os.stat(data_dir)
-    return found.st_uid, found.st_gid
-
-
 def directory(data_dir: Path) -> Path:
     """DIR/acme, made if missing (0700) and the data directory's owner's: one root made and kept would stop
     `jitaku serve` with `[run] user` (jitaku.privileges.foreign) and the daemon's renewals."""
     where = data_dir / "acme"
     where.mkdir(mode=0o700, exist_ok=True)
-    found = owner(data_dir)
+    found = files.owner(data_dir)
     if found is not None:
         os.chown(where, *found, follow_symlinks=False)
     return where
@@ -141,4 +131,4 @@ def write(data_dir: Path, attempts: Attempts) -> None:
     """Owned as the data directory is when written by root (`jitaku cert renew` run by root, the daemon as its
     user)."""
     target = directory(data_dir) / STATE_NAME
-    files.replace(target, json.dumps(asdict(attempts), indent=1).encode() + b"\n", 0o600, owner(data_dir))
+    files.replace(target, json.dumps(asdict(attempts), indent=1).encode() + b"\n", 0o600, files.owner(data_dir))

@@ -7,7 +7,6 @@ names this box itself). The fence endpoint refuses a fence whose `by` is this bo
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 
@@ -37,7 +36,5 @@ def renew(config: Config) -> str:
     path = config.data_dir / "ha" / NAME
     path.parent.mkdir(mode=0o700, exist_ok=True)
     made = secrets.token_hex(16)
-    info = path.parent.stat()
-    owner = (info.st_uid, info.st_gid) if os.geteuid() == 0 else None
-    files.replace(path, (made + "\n").encode(), 0o600, owner)
+    files.replace(path, (made + "\n").encode(), 0o600, files.owner(path.parent))
     return made

@@ -46,7 +46,6 @@ import secrets
 import stat
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jitaku import files, log
@@ -258,7 +257,7 @@ class Keeper:
         path = self._config.data_dir / "ha" / STATE_NAME
         if state != self._state():
             path.parent.mkdir(mode=0o700, exist_ok=True)
-            files.replace(path, json.dumps(state, sort_keys=True).encode() + b"\n", 0o600, _owner(path.parent))
+            files.replace(path, json.dumps(state, sort_keys=True).encode() + b"\n", 0o600, files.owner(path.parent))
 
     def settle(self, database: Database) -> None:
         """Once, at the daemon's start, before it makes or loads its keys: write what the table holds newer than
@@ -365,7 +364,7 @@ class Keeper:
             log.event("secret_file_published", file=row.name)
 
     def _write(self, opened: dict[str, tuple[table.Row, int, bytes]], changes: Changes) -> None:
-        owner = _owner(self._config.data_dir)
+        owner = files.owner(self._config.data_dir)
         for row, mode, data in opened.values():
             path = self._config.data_dir / row.name
             if not path.parent.exists():  # dkim/ or tls/, as provision makes them
@@ -381,15 +380,6 @@ class Keeper:
         (self._config.data_dir / name).unlink(missing_ok=True)
         changes.agreed[name] = None
         log.event("secret_file_removed", file=name)
-
-
-def _owner(directory: Path) -> tuple[int, int] | None:
-    """The data directory's owner, for a file root writes there (`standby setup` run as root): the daemon, run as
-    that user, must read it."""
-    if os.geteuid() != 0:
-        return None
-    info = directory.stat()
-    return info.st_uid, info.st_gid
 
 
 def settle(config: Config, standby: bool) -> None:

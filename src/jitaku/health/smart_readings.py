@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +65,7 @@ def write(data_dir: Path, readings: Readings) -> Path:
             "drives": [dataclasses.asdict(drive) for drive in readings.drives],
         }
     )
-    owner = os.stat(data_dir)
-    files.replace(path, (text + "\n").encode(), MODE, (owner.st_uid, owner.st_gid) if os.geteuid() == 0 else None)
+    files.replace(path, (text + "\n").encode(), MODE, files.owner(data_dir))
     return path
 
 
