@@ -13,10 +13,12 @@ import imaplib
 import json
 import os
 import pwd
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -300,7 +302,24 @@ def stuck(pid: int) -> str:
     return "; ".join(found)
 
 
+def read_until(controller: int, wanted: bytes, command: subprocess.Popen[bytes], deadline: float) -> bytes:
+    """What the command wrote to its terminal up to WANTED; by the deadline, an AssertionError that says where it
+    waits (a read with no end would leave the worker to pytest-timeout, which ends it with no word of why)."""
+    said = b""
+    while wanted not in said:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {wanted!r} after {said[-300:]!r}: {stuck(command.pid)}")
+        if select.select([controller], [], [], min(left, 1.0))[0]:
+            try:
+                said += os.read(controller, 4096)
+            except OSError:  # EIO: the command is gone
+                raise AssertionError(f"the command ended ({command.wait()}) after {said[-300:]!r}") from None
+    return said
+
+
 @pytest.mark.parametrize("number", [signal.SIGHUP, signal.SIGTERM])
+@pytest.mark.timeout(240)  # its setup starts and stops the cluster twice: slow on a loaded run, bounded below
 def test_a_command_ended_by_a_dropped_session_stops_the_cluster_it_started(
     jitaku_factory: Any, shared_dir: Path, number: int
 ) -> None:
@@ -324,14 +343,12 @@ def test_a_command_ended_by_a_dropped_session_stops_the_cluster_it_started(
     )
     os.close(terminal)
     try:
-        said = b""
-        while b"Remove the user" not in said:
-            said += os.read(controller, 4096)
+        said = read_until(controller, b"Remove the user", command, deadline=time.monotonic() + 60)
         pid = postmaster(server)
         assert pid is not None and alive(pid)  # started for the command
         command.send_signal(number)
         try:
-            code = command.wait(timeout=120)  # a fast shutdown, then an immediate one: 30 s at most, but loaded
+            code = command.wait(timeout=60)  # a fast shutdown, then an immediate one: 30 s at most, but loaded
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the command did not end after the signal: {stuck(command.pid)}") from None
         assert code == 128 + number
