@@ -16,6 +16,7 @@ import pytest
 from cryptography import x509
 
 from jitaku.acme import state
+from jitaku.acme.renewal import FIRST_LOOK
 from jitaku.health.services import reading_context
 from tests.integration.harness import READER, Jitaku
 from tests.integration.pebble import Pebble
@@ -148,7 +149,7 @@ def test_a_fenced_box_renews_nothing(jitaku_factory: Any, dns_zone: tuple[Zone, 
     fenced.write_text(json.dumps({"purpose": "failover", "by": "http://192.0.2.1:8080", "at": 1.0}))
     server.start()
     wait_until(lambda: "mode=fenced" in server.log(), timeout=30)
-    time.sleep(15)  # three times the first look's delay
+    time.sleep(2 * FIRST_LOOK)  # twice the first look's delay after the start
     assert "event=acme_" not in server.log()
     assert not from_pebble(on_disk(server))
 
