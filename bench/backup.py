@@ -214,20 +214,20 @@ def main() -> None:
             if count:
                 size = fill(data, args.messages + 1, count)
                 print(f"{count} messages more, {size / 2**20:.1f} MiB", flush=True)
-            jitaku = measured(work / "jitaku-repo", [*JITAKU, "backup", "now", "--dir", str(data)], env=environment)
+            ours = measured(work / "jitaku-repo", [*JITAKU, "backup", "now", "--dir", str(data)], env=environment)
             copied = stage(data, copy)
-            restic = measured(work / "peer-repo", ["restic", "backup", "--json", "."], cwd=copy, env=peer)
-            rows.append((run, jitaku, restic, copied))
+            theirs = measured(work / "peer-repo", ["restic", "backup", "--json", "."], cwd=copy, env=peer)
+            rows.append((run, ours, theirs, copied))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'run':8}{'jitaku s':>10}{'restic s':>10}{'ratio':>8}{'jitaku bytes':>15}{'restic bytes':>15}")
-    for run, jitaku, restic, _ in rows:
-        ratio = jitaku.wall / restic.wall
-        print(f"{run:8}{jitaku.wall:10.2f}{restic.wall:10.2f}{ratio:8.2f}{jitaku.grown:15,}{restic.grown:15,}")
-    for run, jitaku, restic, copied in rows:
+    for run, ours, theirs, _ in rows:
+        ratio = ours.wall / theirs.wall
+        print(f"{run:8}{ours.wall:10.2f}{theirs.wall:10.2f}{ratio:8.2f}{ours.grown:15,}{theirs.grown:15,}")
+    for run, ours, theirs, copied in rows:
         print(
-            f"{run}: CPU s (restic's included) jitaku {jitaku.cpu:.1f}, restic {restic.cpu:.1f}; the peer's copy"
-            f" took {copied:.1f} s (not in its column); restic's data_added {restic.data_added:,}"
+            f"{run}: CPU s (restic's included) jitaku {ours.cpu:.1f}, restic {theirs.cpu:.1f}; the peer's copy"
+            f" took {copied:.1f} s (not in its column); restic's data_added {theirs.data_added:,}"
         )
     print(f"jitaku's CLI start (`jitaku backup --help`), in its column: {start:.2f} s")
 
