@@ -171,7 +171,7 @@ def test_a_snapshot_id_is_never_passed_to_restic_as_an_option(tmp_path: Path) ->
     config = _local(tmp_path, tmp_path / "repo")
     for given in ("--dry-run", "-h", "latest; rm", ""):
         with pytest.raises(BackupError, match=r"is no snapshot id: `jitaku backup list` shows them$"):
-            restore.restore(config, given, tmp_path / "to")
+            restore.restore(Restic.of(config), given, tmp_path / "to")
         with pytest.raises(BackupError, match=r"is no snapshot id"):
             restore.verify(config, given)
     assert not (tmp_path / "to").exists()

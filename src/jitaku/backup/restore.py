@@ -42,9 +42,9 @@ class Listed:
     counts: dict[str, int]
 
 
-def snapshots(config: Config) -> list[Listed]:
-    """Every jitaku snapshot in the repository, oldest first."""
-    output = Restic.of(config).run("snapshots", "--json", "--tag", TAG)
+def snapshots(restic: Restic) -> list[Listed]:
+    """Every jitaku snapshot in RESTIC's repository, oldest first."""
+    output = restic.run("snapshots", "--json", "--tag", TAG)
     found = []
     for document in output.documents:
         for snapshot in document if isinstance(document, list) else []:
@@ -55,14 +55,13 @@ def snapshots(config: Config) -> list[Listed]:
     return sorted(found, key=lambda listed: listed.time)
 
 
-def restore(config: Config, snapshot: str, to: Path) -> Counts:
+def restore(restic: Restic, snapshot: str, to: Path) -> Counts:
     """SNAPSHOT written to TO as a data directory, its database as TO/jitaku.db; what it holds. TO must not exist or
     be empty. restic writes into a hidden directory beside TO, which is renamed into place once whole: a restore
     that fails, or is killed, never leaves in TO half a data directory that `jitaku serve` would start from."""
     _valid(snapshot)
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise BackupError(f"{to} is not an empty directory: restore into a new or empty one; nothing was written")
-    restic = Restic.of(config)
     to = Path(os.path.abspath(to))
     to.parent.mkdir(parents=True, exist_ok=True)
     _clear_restoring(to)
@@ -89,7 +88,7 @@ def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
     check takes the repository's exclusive lock, which a backup running meanwhile would be refused over."""
     restic = Restic.of(config)
     if snapshot is None:
-        listed = snapshots(config)
+        listed = snapshots(restic)
         if not listed:
             raise BackupError(f"no snapshot in {restic.shown} to verify: run `jitaku backup now`")
         snapshot = listed[-1].id

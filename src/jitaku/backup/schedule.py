@@ -103,7 +103,7 @@ def _known(config: Config) -> None:
     if state.read(config.data_dir).last_backup:
         return
     try:
-        listed = restore.snapshots(config)
+        listed = restore.snapshots(Restic.of(config))
     except BackupError:
         return
     if listed:

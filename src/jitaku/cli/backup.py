@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from jitaku.backup.restic import BACKENDS
 from jitaku.cli.common import (
     DEFAULT_DIR,
+    CliError,
     DirOption,
     JsonOption,
     console,
@@ -21,6 +27,9 @@ from jitaku.cli.common import (
 )
 from jitaku.store.backup import Counts
 from jitaku.words import counted
+
+if TYPE_CHECKING:
+    from jitaku.backup.restic import Restic
 
 MB = 1 << 20
 
@@ -73,12 +82,49 @@ def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
     console.print(f"snapshot {taken.id}: {_summary(taken.counts)}")
 
 
+TargetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="A repository to read without a data directory (the old box is gone): a path, sftp:..., s3:...;"
+        " ssh's own keys and AWS_* variables reach restic. Needs --password-file.",
+    ),
+]
+PasswordFileOption = Annotated[
+    Path | None, typer.Option("--password-file", help="The copy of the backup password file kept elsewhere.")
+]
+
+
+@contextlib.contextmanager
+def repository(data_dir: Path, target: str | None, password_file: Path | None) -> Iterator[Restic]:
+    """DATA_DIR's [backup] repository; or, on a box with no data directory yet (the old one died with its disk),
+    TARGET opened with PASSWORD_FILE, with restic's cache in a directory of its own for the command's length."""
+    from jitaku.backup.restic import Restic
+
+    if target is None and password_file is None:
+        yield Restic.of(load_config(data_dir))
+        return
+    if target is None or password_file is None:
+        raise CliError("--target and --password-file go together: the repository, and the file that opens it")
+    if not password_file.is_file():
+        raise CliError(f"no password file at {password_file}: give the copy of backup.secret kept elsewhere")
+    local = not target.startswith(BACKENDS)
+    with tempfile.TemporaryDirectory(prefix="jitaku-restic-cache-") as cache:
+        yield Restic(os.path.abspath(target) if local else target, Path(os.path.abspath(password_file)), Path(cache))
+
+
 @backup_app.command("list")
-def backup_list(data_dir: DirOption = DEFAULT_DIR, as_json: JsonOption = False) -> None:
+def backup_list(
+    data_dir: DirOption = DEFAULT_DIR,
+    as_json: JsonOption = False,
+    target: TargetOption = None,
+    password_file: PasswordFileOption = None,
+) -> None:
     """The snapshots in the repository, oldest first. A backup that was cut short is never among them."""
     from jitaku.backup import restore
 
-    listed = restore.snapshots(load_config(data_dir))
+    with repository(data_dir, target, password_file) as restic:
+        listed = restore.snapshots(restic)
     if as_json:
         print_json([{"id": item.id, "time": utc_time(item.time), **item.counts} for item in listed])
         return
@@ -101,18 +147,19 @@ def backup_restore(
     snapshot: Annotated[str, typer.Argument(help="The snapshot's id, as `jitaku backup list` shows it.")],
     to: Annotated[Path, typer.Option("--to", help="A new or empty directory to restore into.")],
     data_dir: DirOption = DEFAULT_DIR,
+    target: TargetOption = None,
+    password_file: PasswordFileOption = None,
 ) -> None:
     """Restore a snapshot into a new data directory, which `jitaku serve --dir DIR` starts from."""
     from jitaku.backup import restore
-    from jitaku.backup.restic import redacted
 
-    config = load_config(data_dir)
-    counts = restore.restore(config, snapshot, to)
+    with repository(data_dir, target, password_file) as restic:
+        counts = restore.restore(restic, snapshot, to)
     console.print(f"restored snapshot {snapshot} into {to}: {_summary(counts)}")
     console.print(f"`jitaku serve --dir {to}` starts from it")
     console.print(
-        f"It backs up into the same repository, {redacted(config.settings.backup.target)}: for a drill beside"
-        " this box, change [backup] target in its jitaku.toml first"
+        f"It backs up into the same repository, {restic.shown}: for a drill beside this box, change [backup]"
+        " target in its jitaku.toml first"
     )
 
 
