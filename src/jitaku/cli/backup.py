@@ -14,6 +14,7 @@ from jitaku.cli.common import (
     DirOption,
     JsonOption,
     console,
+    hold_cluster,
     load_config,
     print_json,
     print_table,
@@ -63,6 +64,7 @@ def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
     from jitaku.backup import snapshot, state
 
     config = load_config(data_dir)
+    hold_cluster(config)  # a managed cluster running while pg_dump reads it, stopped after unless the daemon runs
     shown = _Progress() if sys.stderr.isatty() else None
     try:
         taken = snapshot.take(config, shown)
@@ -103,12 +105,15 @@ def backup_restore(
     data_dir: DirOption = DEFAULT_DIR,
 ) -> None:
     """Restore a snapshot into a new data directory, which `jitaku serve --dir DIR` starts from."""
-    from jitaku.backup import restore
+    from jitaku.backup import postgres, restore
     from jitaku.backup.restic import redacted
 
     config = load_config(data_dir)
     counts = restore.restore(config, snapshot, to)
     console.print(f"restored snapshot {snapshot} into {to}: {_summary(counts)}")
+    if (to / postgres.DUMP).exists():  # a store on a PostgreSQL server of its own, not jitaku's
+        restored = load_config(to)
+        console.print(f"Load its database into the empty one its url names: {postgres.restore_command(restored)}")
     console.print(f"`jitaku serve --dir {to}` starts from it")
     console.print(
         f"It backs up into the same repository, {redacted(config.settings.backup.target)}: for a drill beside"
