@@ -18,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import READER, Jitaku
+from tests.integration.harness import READER, Jitaku, deliver
 from tests.integration.test_backup import PASSWORD, SNAPSHOT, _send
 from tests.integration.test_managed_postgres import no_cluster_left as no_cluster_left
 from tests.integration.test_managed_postgres import postmaster
 from tests.peers import Zone, free_port, wait_for_port, wait_until
+from tests.postgres import server as postgres_server
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
 
@@ -98,6 +99,37 @@ def test_a_backup_taken_while_mail_arrives_restores_into_a_cluster_that_serve_st
     assert f"127.0.0.1:{port}" in (beside / "jitaku.toml").read_text()
     assert (beside / "postgres" / "PG_VERSION").exists() and not (beside / "postgres" / "postmaster.pid").exists()
     assert _subjects(server)[: listed["messages"]] == list(range(listed["messages"]))  # the original served on
+
+
+def test_a_store_on_another_server_restores_as_its_dump_and_verifies_in_a_cluster_of_its_own(
+    jitaku_factory: Any, shared_dir: Path, tmp_path: Path
+) -> None:
+    """`[database] url` on a server jitaku does not run (the tests' own): the dump comes back beside jitaku.toml
+    with the command that loads it, and verify loads it into a cluster made for the drill, removed after."""
+    url = postgres_server().over_socket(postgres_server().database())
+    try:
+        box: Jitaku = jitaku_factory(name="external", where=shared_dir)
+        box.settings["database"] = {"url": url}
+        box.settings["backup"] = {"target": str(tmp_path / "repo"), "every": 0}
+        box.write_config()
+        box.cli("init")
+        box.add_user(READER)
+        box.cli("backup", "init", "--same-disk")
+        box.start()
+        deliver(box, "one", "two")
+        snapshot = box.cli("backup", "now").stdout.split(":")[0].removeprefix(SNAPSHOT)
+        box.stop()
+
+        to = shared_dir / "copy"
+        said = box.cli("backup", "restore", snapshot, "--to", str(to)).stdout
+        assert "2 messages" in said and "--no-owner --no-acl '--dbname=" in said and f"{to}/postgres.dump" in said
+        assert (to / "postgres.dump").read_bytes().startswith(b"PGDMP") and not (to / "postgres").exists()
+
+        verified = box.cli("backup", "verify")
+        assert f"snapshot {snapshot} verified" in verified.stdout and "2 messages" in verified.stdout
+        assert not list((box.dir / "backup").glob("verify-*"))
+    finally:
+        postgres_server().drop(url)
 
 
 def _subjects(server: Jitaku) -> list[int]:
