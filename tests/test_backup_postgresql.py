@@ -4,11 +4,15 @@ a restore of a store on another server says how to load the dump."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from jitaku.backup import postgres
 from jitaku.backup.snapshot import sqlite_file
 from jitaku.config import Config, parse
+from jitaku.errors import BackupError
 
 PATH = Path("/srv/jitaku/jitaku.toml")
 EXTERNAL = (
@@ -32,3 +36,10 @@ def test_a_store_on_another_server_is_dumped_and_the_restore_says_how_to_load_it
     said = postgres.restore_command(config)
     assert said.startswith("pg_restore --exit-on-error --no-owner --no-acl '--dbname=")
     assert said.endswith(" /srv/restored/postgres.dump") and "s3cret" not in said and "db.example.org" in said
+
+
+def test_a_failed_pg_dump_is_its_first_line() -> None:
+    said = "pg_dump: error: connection to server failed: FATAL:  no such database\nsecond line\n"
+    with pytest.raises(BackupError) as failed:
+        postgres._run(["sh", "-c", f"printf '{said}' >&2; exit 1"], dict(os.environ), "pg_dump")
+    assert str(failed.value) == "pg_dump failed: pg_dump: error: connection to server failed: FATAL:  no such database"
