@@ -19,7 +19,7 @@ import pytest
 from jitaku.backup import repository, restore, snapshot
 from jitaku.backup import restic as restic_module
 from jitaku.backup.restic import Busy, NoRepository, Output, Restic, _read, redacted
-from jitaku.backup.snapshot import copy_files, running, sqlite_file, stage
+from jitaku.backup.snapshot import copy_files, running, stage
 from jitaku.config import Config, ConfigError, parse
 from jitaku.errors import BackupError
 from jitaku.provision import TEMPLATE
@@ -49,12 +49,6 @@ def test_backups_are_off_until_a_target_is_set_and_the_template_shows_every_key_
 def test_a_negative_schedule_is_refused_with_its_line() -> None:
     with pytest.raises(ConfigError, match=r"jitaku.toml:3: \[backup\] every"):
         parse(DOMAINS + '[backup]\nevery = -1\ntarget = "/mnt/b"\n', PATH)
-
-
-def test_a_store_on_postgresql_is_refused_in_one_line() -> None:
-    settings = parse(DOMAINS + '[database]\nurl = "postgresql://jitaku@db.example.org/jitaku"\n', PATH)
-    with pytest.raises(BackupError, match=r"^backup on PostgreSQL comes later"):
-        sqlite_file(Config(settings, PATH.parent))
 
 
 def test_a_repository_path_and_the_password_file_are_the_data_dirs_wherever_the_command_runs() -> None:

@@ -123,7 +123,7 @@ def test_the_group_postgres_is_given_may_search_the_data_dir_and_nothing_more(co
     os.chown(data_dir, 0, 0)
     data_dir.chmod(0o750)
     user = pwd.getpwnam("postgres")
-    cluster._reachable(data_dir, user)
+    cluster.reachable(data_dir, user)
     info = data_dir.stat()
     assert info.st_gid == user.pw_gid and info.st_mode & 0o777 == 0o710
 

@@ -1,29 +1,37 @@
 """Reading snapshots back: `jitaku backup list`, `restore ID --to DIR` (a data directory `jitaku serve --dir DIR`
 starts from) and `verify [ID]`, the restore drill, which proves a snapshot can be read and holds what it says.
 
+A snapshot of a store on PostgreSQL holds pg_dump's copy (backup/postgres.py): restored with `[database] managed`,
+it is loaded into a cluster made in the restored directory before that directory is put in place; verified, into
+a cluster of its own for the drill alone. For a store on a server of its own, the dump is left for a person.
+
 A snapshot is listed when restic lists it with our tag: restic writes a snapshot's record only after all of its
 data and index, so a backup killed half-way is never listed (its packs are left unreferenced until a prune).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
 import shutil
 import sqlite3
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from jitaku import log
+from jitaku.backup import postgres
 from jitaku.backup.restic import LONG, Busy, Restic
 from jitaku.backup.snapshot import DATABASE, RECORD, TAG, VERIFYING, running
-from jitaku.config import Config
-from jitaku.errors import BackupError, SchemaSkew
-from jitaku.store.backup import Counts, integrity
+from jitaku.config import Config, ConfigError
+from jitaku.config import load as load_config
+from jitaku.errors import BackupError, ClusterError, SchemaSkew
+from jitaku.store.backup import Counts, counts_of, integrity
 from jitaku.store.errors import StoreError
 
 # a snapshot's id, or the start of one, as `list` shows it, or restic's "latest": never an option to restic
@@ -56,9 +64,10 @@ def snapshots(restic: Restic) -> list[Listed]:
 
 
 def restore(restic: Restic, snapshot: str, to: Path) -> Counts:
-    """SNAPSHOT written to TO as a data directory, its database as TO/jitaku.db; what it holds. TO must not exist or
-    be empty. restic writes into a hidden directory beside TO, which is renamed into place once whole: a restore
-    that fails, or is killed, never leaves in TO half a data directory that `jitaku serve` would start from."""
+    """SNAPSHOT written to TO as a data directory, its database as TO/jitaku.db, or loaded into its managed cluster
+    TO/postgres (else left as TO/postgres.dump); what it holds. TO must not exist or be empty. restic writes into a
+    hidden directory beside TO, which is renamed into place once whole: a restore that fails, or is killed, never leaves
+    in TO half a data directory that `jitaku serve` would start from."""
     _valid(snapshot)
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise BackupError(f"{to} is not an empty directory: restore into a new or empty one; nothing was written")
@@ -74,6 +83,8 @@ def restore(restic: Restic, snapshot: str, to: Path) -> Counts:
         except BackupError as error:
             raise BackupError(f"snapshot {snapshot}: {error}") from None
         (place / RECORD).unlink()  # the snapshot's, not the directory's: a backup of TO writes its own
+        if (place / postgres.DUMP).exists() and _loaded(snapshot, place, recorded) and to.exists():
+            _passable(place, to)
         _into_place(place, to)
     finally:
         shutil.rmtree(place, ignore_errors=True)
@@ -82,10 +93,11 @@ def restore(restic: Restic, snapshot: str, to: Path) -> Counts:
 
 
 def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
-    """SNAPSHOT (default: the newest) restored into a directory of its own, its database opened and checked by
-    SQLite, its counts compared with those recorded when it was taken, then restic's check of the repository;
-    the snapshot's id and counts, or BackupError naming the snapshot. All of it under the backup lock: restic's
-    check takes the repository's exclusive lock, which a backup running meanwhile would be refused over."""
+    """SNAPSHOT (default: the newest) restored into a directory of its own, its database opened and checked by SQLite
+    (or its dump loaded into a PostgreSQL cluster made there, removed after), its counts compared with those recorded
+    when it was taken, then restic's check of the repository; the snapshot's id and counts, or BackupError naming the
+    snapshot. All of it under the backup lock: restic's check takes the repository's exclusive lock, which a backup
+    running meanwhile would be refused over."""
     restic = Restic.of(config)
     if snapshot is None:
         listed = snapshots(restic)
@@ -99,7 +111,10 @@ def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
             try:
                 restic.run("restore", "--target", str(target), "--", snapshot, timeout=LONG)
                 recorded = _record(target)
-                found = _checked(target / DATABASE, recorded)
+                if (target / postgres.DUMP).exists():
+                    found = _drilled(config, work, target, recorded)
+                else:
+                    found = _checked(target / DATABASE, recorded)
             except Busy:
                 raise
             except BackupError as error:
@@ -129,6 +144,8 @@ def _clear_restoring(to: Path) -> None:
     for left in to.parent.glob(f"{glob.escape(RESTORING.format(name=to.name))}*"):
         pid = left.name.rpartition("-")[2]
         if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(ConfigError, OSError):  # no jitaku.toml yet: restic's, so no cluster yet
+                postgres.stop_left(load_config(left), left)
             shutil.rmtree(left, ignore_errors=True)
 
 
@@ -185,15 +202,56 @@ def _checked(path: Path, recorded: Counts) -> Counts:
 
 
 def _counts(path: Path) -> Counts:
-    """The counts of the database at PATH, opened as jitaku opens its own (its schema checked and brought up)."""
-    from jitaku.store import Database
-    from jitaku.store.backup import counts
+    """The counts of the SQLite database at PATH, opened as jitaku opens its own."""
+    return counts_of(f"sqlite:///{path}")
 
-    database = Database(f"sqlite:///{path}")
+
+def _loaded(snapshot: str, place: Path, recorded: Counts) -> bool:
+    """A PostgreSQL snapshot restored in PLACE: its dump loaded into PLACE/postgres when its jitaku.toml says
+    `[database] managed`, and the counts checked (True); else its dump left for a person to load where its url
+    says (False)."""
     try:
-        return database.query_now(counts)
-    finally:
-        database.close()
+        settings = load_config(place).settings
+    except ConfigError as error:
+        raise BackupError(f"snapshot {snapshot}: its jitaku.toml cannot be read ({error})") from None
+    if not settings.database.managed:
+        return False
+    found = postgres.load(settings, place, place / postgres.DUMP)
+    differences = _differences(recorded, found)
+    if differences:
+        raise BackupError(f"snapshot {snapshot} does not hold what was recorded: " + "; ".join(differences))
+    (place / postgres.DUMP).unlink()  # in the cluster now
+    return True
+
+
+def _passable(place: Path, to: Path) -> None:
+    """TO, an empty directory that PLACE's entries are moved into, given PLACE's group and mode: what the cluster's
+    user needs to pass through to TO/postgres, as the cluster's making left PLACE (jitaku.ha.cluster.reachable)."""
+    made = place.stat()
+    try:
+        os.chown(to, -1, made.st_gid)
+        os.chmod(to, stat.S_IMODE(made.st_mode))
+    except OSError as error:
+        raise BackupError(f"cannot let PostgreSQL's user into {to}: {error.strerror or error}") from None
+
+
+def _drilled(config: Config, work: Path, target: Path, recorded: Counts) -> Counts:
+    """The dump restored in TARGET loaded into a cluster of its own in TARGET/postgres, on a free loopback port,
+    and counted; BackupError unless the counts are those RECORDED. The cluster's user must pass through the data
+    directory and WORK to reach it (jitaku.ha.cluster.reachable)."""
+    from jitaku.ha import cluster
+
+    try:
+        user = cluster.account(config)
+        cluster.reachable(config.data_dir, user)
+        cluster.reachable(work, user)
+    except ClusterError as error:
+        raise BackupError(f"cannot make a PostgreSQL cluster to load it into: {error}") from None
+    found = postgres.load(config.settings, target, target / postgres.DUMP, postgres.free_port())
+    differences = _differences(recorded, found)
+    if differences:
+        raise BackupError("it does not hold what was recorded: " + "; ".join(differences))
+    return found
 
 
 def _differences(recorded: Counts, found: Counts) -> list[str]:

@@ -2,11 +2,13 @@
 mail keeps arriving.
 
 The snapshot is a data directory as it should come back: the database's consistent copy (store/backup.py) named
-jitaku.db, the directory's own files beside it (config, DKIM and TLS keys, ACME account, web secret, DDNS and
-SMART state, the replication secret), and backup.json, the counts of what the copy holds, which `verify` checks a
-restore against. What is left out is what a running daemon makes for itself or what would be wrong on another
-box: the live database and its -wal/-shm (copied whole above instead), the locks, ports.json, ha/'s
-role, fence and re-join state, the managed cluster (PostgreSQL: later), and DIR/backup, where the copy is staged.
+jitaku.db, or on PostgreSQL pg_dump's named postgres.dump (backup/postgres.py), the directory's own files beside it
+(config, DKIM and TLS keys, ACME account, web secret, DDNS and SMART state, the replication secret), and
+backup.json, the counts of what the copy holds, which `verify` checks a restore against. What is left out is what
+a running daemon makes for itself or what would be wrong on another box: the live database and its -wal/-shm
+(copied whole above instead), the locks, ports.json, ha/'s role, fence and re-join state, the managed cluster
+(a live cluster's files are not whole: the dump stands for it) and its locks, and DIR/backup, where the copy is
+staged.
 
 The copy is made in DIR/backup/staging, sent as restic's "." from there (so the snapshot's root is the data
 directory), and removed; a run killed half-way leaves the staging directory, which the next run removes, and
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jitaku import __version__, log
+from jitaku.backup import postgres
 from jitaku.backup.restic import LONG, Progress, Restic
 from jitaku.backup.restic import Busy as Busy  # running's, and restic's lock: snapshot.Busy to the schedule
 from jitaku.config import Config
@@ -49,6 +52,10 @@ LEFT_OUT = frozenset(
         "jitaku.db-shm",
         "jitaku.db-journal",
         "postgres",
+        "postgres.part",  # a cluster initdb is making
+        "postgres.password",  # initdb's password file, there while it runs
+        "postgres.users",
+        "postgres.lock",
         WORK_DIR,
         "serve.lock",
         "ddns.lock",
@@ -80,7 +87,11 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
         staging.mkdir(mode=0o700)
         try:
             began = time.time()
-            counts = stage(config.data_dir, source, staging)
+            if source is None:
+                counts = postgres.dump(config, staging / postgres.DUMP)
+                stage_files(config.data_dir, staging)
+            else:
+                counts = stage(config.data_dir, source, staging)
             record = {"jitaku": __version__, "time": began, "counts": counts.as_json()}
             (staging / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
             options = tag_options(counts)
@@ -96,24 +107,36 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
 
 
 def stage(data_dir: Path, source: Path, staging: Path) -> Counts:
-    """The copy to send, made in STAGING: the database at SOURCE and DATA_DIR's files; what the copy holds."""
+    """The copy to send, made in STAGING: the SQLite database at SOURCE and DATA_DIR's files; what the copy holds."""
     try:
         counts = copy_sqlite(source, staging / DATABASE)
-        copy_files(data_dir, staging)
     except sqlite3.Error as error:
         raise BackupError(f"cannot copy the database {source}: {error}") from None
     except OSError as error:
-        where = f" ({error.filename})" if error.filename else ""
-        why = error.strerror or type(error).__name__
-        raise BackupError(f"cannot make the copy to send in {staging}{where}: {why}") from None
+        raise _not_staged(staging, error) from None
+    stage_files(data_dir, staging)
     return counts
 
 
-def sqlite_file(config: Config) -> Path:
-    """The SQLite file CONFIG's store is in; BackupError for a store on PostgreSQL."""
+def stage_files(data_dir: Path, staging: Path) -> None:
+    """DATA_DIR's files copied into STAGING (copy_files), or BackupError with one sentence."""
+    try:
+        copy_files(data_dir, staging)
+    except OSError as error:
+        raise _not_staged(staging, error) from None
+
+
+def _not_staged(staging: Path, error: OSError) -> BackupError:
+    where = f" ({error.filename})" if error.filename else ""
+    why = error.strerror or type(error).__name__
+    return BackupError(f"cannot make the copy to send in {staging}{where}: {why}")
+
+
+def sqlite_file(config: Config) -> Path | None:
+    """The SQLite file CONFIG's store is in; None for a store on PostgreSQL."""
     path = sqlite_path(config.database_url)
     if path is None:
-        raise BackupError("backup on PostgreSQL comes later: for now, this box's store is backed up only on SQLite")
+        return None
     found = Path(path)
     if not found.is_file():
         raise BackupError(f"no database at {found}: nothing to back up")
@@ -134,6 +157,7 @@ def running(config: Config) -> Iterator[Path]:
         except BlockingIOError:
             raise Busy(f"another backup or verify of {config.data_dir} runs now: try again when it ends") from None
         for left in [work / STAGING, *work.glob(f"{VERIFYING}*")]:
+            postgres.stop_left(config, left)
             shutil.rmtree(left, ignore_errors=True)
         yield work
     finally:

@@ -20,6 +20,7 @@ from jitaku.cli.common import (
     DirOption,
     JsonOption,
     console,
+    hold_cluster,
     load_config,
     print_json,
     print_table,
@@ -72,6 +73,7 @@ def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
     from jitaku.backup import snapshot, state
 
     config = load_config(data_dir)
+    hold_cluster(config)  # a managed cluster running while pg_dump reads it, stopped after unless the daemon runs
     shown = _Progress() if sys.stderr.isatty() else None
     try:
         taken = snapshot.take(config, shown)
@@ -151,11 +153,14 @@ def backup_restore(
     password_file: PasswordFileOption = None,
 ) -> None:
     """Restore a snapshot into a new data directory, which `jitaku serve --dir DIR` starts from."""
-    from jitaku.backup import restore
+    from jitaku.backup import postgres, restore
 
     with repository(data_dir, target, password_file) as restic:
         counts = restore.restore(restic, snapshot, to)
     console.print(f"restored snapshot {snapshot} into {to}: {_summary(counts)}")
+    if (to / postgres.DUMP).exists():  # a store on a PostgreSQL server of its own, not jitaku's
+        restored = load_config(to)
+        console.print(f"Load its database into the empty one its url names: {postgres.restore_command(restored)}")
     console.print(f"`jitaku serve --dir {to}` starts from it")
     console.print(
         f"It backs up into the same repository, {restic.shown}: for a drill beside this box, change [backup]"

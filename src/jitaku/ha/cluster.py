@@ -144,7 +144,7 @@ def create(config: Config) -> list[str]:
         raise ClusterError(f"{data} holds files but no PostgreSQL cluster (no PG_VERSION): move it away first")
     programs = binaries()
     user = account(config)
-    _reachable(config.data_dir, user)
+    reachable(config.data_dir, user)
     part = data.with_name(data.name + ".part")
     password = _initdb(config, programs, part, user)
     _finish(config, part, password, user)
@@ -539,7 +539,7 @@ def fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-def _reachable(data_dir: Path, user: pwd.struct_passwd | None) -> None:
+def reachable(data_dir: Path, user: pwd.struct_passwd | None) -> None:
     """Let USER pass through DATA_DIR to DATA_DIR/postgres (see the module's docstring), or refuse, naming the
     directory above it that USER cannot enter."""
     if user is None:

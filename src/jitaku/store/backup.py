@@ -97,3 +97,14 @@ def integrity(path: Path) -> str:
     finally:
         connection.close()
     return str(found[0]) if found else "no answer"
+
+
+def counts_of(url: str) -> Counts:
+    """The counts of the database at URL, opened as jitaku opens its own (its schema checked and brought up)."""
+    from jitaku.store import Database
+
+    database = Database(url)
+    try:
+        return database.query_now(counts)
+    finally:
+        database.close()
