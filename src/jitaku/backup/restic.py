@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class Busy(BackupError):
 # how restic says the repository's config file is not there, for a local path, sftp and the object stores; any
 # other failure to read it (a permission, a network, an unmounted disk's mount point) is no reason to make one
 MISSING = ("no such file or directory", "not exist", "404")
+FULL = "no space left on device"  # ENOSPC, as Go says it
 
 
 class Restic:
@@ -186,8 +188,9 @@ class Restic:
         unknown = re.search(r'invalid id "([^"]*)": no matching id found', said, re.IGNORECASE)
         if unknown:
             return BackupError(f"{unknown.group(1)} is no snapshot in {target}: `jitaku backup list` shows them")
-        if "no space left on device" in lowered:
-            return BackupError(f"the backup target {target} is full (no space left on device): nothing was kept")
+        full = next((line for line in lines if FULL in line.lower()), None)
+        if full is not None:
+            return self._full(command, full)
         if "already locked" in lowered:
             return Busy(
                 f"the repository {target} is locked by another restic (a backup or check running now): try again"
@@ -201,6 +204,30 @@ class Restic:
             return BackupError(f"restic {command} could not read {path}{more} back from {target}: {why}")
         last = (fatal or lines or ["no reason given"])[-1]
         return BackupError(f"restic {command} failed on {target}: {last}")
+
+    def _full(self, command: str, said: str) -> BackupError:
+        """A full disk, which restic SAID in a line that names the file it could not write (Go's "write PATH: no
+        space left on device"): the target's, unless that file is elsewhere on this box."""
+        written = re.search(rf"(/[^:\s]+): {FULL}", said, re.IGNORECASE)
+        if written is not None and self._elsewhere(command, Path(written.group(1))):
+            return BackupError(
+                f"restic {command} could not write {written.group(1)}: its disk is full (no space left on device);"
+                " free space there"
+            )
+        kept = ", and no snapshot was made" if command == "backup" else ""
+        return BackupError(
+            f"the backup target {self.shown} is full (no space left on device){kept}: free space on it, or point"
+            " [backup] target at a disk with room"
+        )
+
+    def _elsewhere(self, command: str, path: Path) -> bool:
+        """Whether PATH, a file restic wrote, is on this box and not in the repository: restic's cache (in the
+        data directory), its packs' buffers (TMPDIR), a restore's files; or, the target being a local path,
+        anywhere outside it. A remote target's own paths are the remote's."""
+        local = self.target.removeprefix("local:")
+        if local.startswith("/"):
+            return not path.is_relative_to(local)
+        return command == "restore" or any(path.is_relative_to(place) for place in (self.cache, tempfile.gettempdir()))
 
 
 def redacted(text: str) -> str:
