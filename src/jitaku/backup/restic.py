@@ -107,7 +107,20 @@ class Restic:
         self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
     ) -> Output:
         """`restic ARGS` (its own options included); its output, or BackupError with one sentence. PROGRESS is
-        given each of restic's --json status lines (a backup's), which are not kept."""
+        given each of restic's --json status lines (a backup's), which are not kept.
+
+        A run refused over the repository's lock is tried once more after `restic unlock`, which removes only
+        the locks of a restic that is gone (on this host, or 30 minutes old): the exclusive lock of a check or
+        prune killed with -9 (a daemon stopped during its drill) would otherwise refuse every backup after it,
+        each one Busy, which the schedule takes for another run going on and records nothing of."""
+        try:
+            return self._run(args, cwd, timeout, progress)
+        except Busy:
+            self._run(("unlock",), None, QUICK, None)
+            log.event("restic_retried_after_unlock", command=args[0])
+            return self._run(args, cwd, timeout, progress)
+
+    def _run(self, args: tuple[str, ...], cwd: Path | None, timeout: float, progress: Progress | None) -> Output:
         environment = {key: value for key, value in os.environ.items() if key not in THEIRS}
         environment.update(
             RESTIC_REPOSITORY=self.target,
@@ -193,8 +206,8 @@ class Restic:
             return self._full(command, full)
         if "already locked" in lowered:
             return Busy(
-                f"the repository {target} is locked by another restic (a backup or check running now): try again"
-                " when it ends; if none runs, `restic unlock` clears a stale lock"
+                f"the repository {target} is locked by another restic (a backup or check running now, here or on"
+                " another box): try again when it ends"
             )
         # restore goes on past a file it cannot read back (a damaged pack) and fails at the end: name the file
         unread = [line.removeprefix(UNREAD).partition(": ") for line in lines if line.startswith(UNREAD)]
