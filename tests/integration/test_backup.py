@@ -16,6 +16,8 @@ import smtplib
 import sqlite3
 import subprocess
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,10 @@ from tests.postgres import on_postgresql
 
 PASSWORD = "secret-password"
 SNAPSHOT = "snapshot "  # `backup now` says "snapshot ID: ..."
+# the kill tests' file: random bytes (no dedupe, no compression), four of restic's 16 MiB packs, of which it is
+# killed once it has sent or restored one (_cut_short)
+LARGE = 64 << 20
+SLICE = 0.005  # seconds restic runs at a time while a kill test holds it back (_cut_short)
 
 
 @pytest.fixture
@@ -203,16 +209,17 @@ def test_a_restore_into_a_directory_that_holds_anything_is_refused(box: Jitaku, 
 
 
 def test_a_backup_killed_with_9_lists_as_nothing_and_the_next_one_succeeds(box: Jitaku, tmp_path: Path) -> None:
-    (box.dir / "large.bin").write_bytes(os.urandom(256 << 20))  # a file restic takes seconds over
+    (box.dir / "large.bin").write_bytes(os.urandom(LARGE))
     packs = tmp_path / "repo" / "data"
     written = _files(packs)
     running = subprocess.Popen([*JITAKU, "backup", "now", "--dir", str(box.dir)], stdout=subprocess.DEVNULL)
     restic = wait_until(lambda: _child(running.pid, "restic"), timeout=60, interval=0.02)
-    wait_until(lambda: len(_files(packs)) > len(written) or running.poll() is not None, timeout=60, interval=0.02)
+    # stopped once it has sent a pack, part of the file
+    _cut_short(restic, box.dir / "backup" / "staging" / "large.bin", lambda: len(_files(packs)) > len(written))
     running.send_signal(signal.SIGKILL)
     running.wait()
     assert running.returncode == -signal.SIGKILL, "the backup ended before it was killed: this test proves nothing"
-    wait_until(lambda: not Path(f"/proc/{restic}").exists(), timeout=30)  # restic does not carry on alone
+    wait_until(lambda: _ended(restic), timeout=30)  # restic does not carry on alone
     assert len(_files(packs)) > len(written)  # part of a snapshot was sent
     assert json.loads(box.cli("backup", "list", "--json").stdout) == []
 
@@ -224,20 +231,19 @@ def test_a_backup_killed_with_9_lists_as_nothing_and_the_next_one_succeeds(box: 
 
 
 def test_a_restore_killed_with_9_leaves_nothing_serve_would_start_from(box: Jitaku, tmp_path: Path) -> None:
-    (box.dir / "large.bin").write_bytes(os.urandom(256 << 20))  # a file restic takes seconds to write back
+    (box.dir / "large.bin").write_bytes(os.urandom(LARGE))
     box.cli("backup", "now")
     to = tmp_path / "new"
     restoring = subprocess.Popen(
         [*JITAKU, "backup", "restore", "latest", "--to", str(to), "--dir", str(box.dir)], stdout=subprocess.DEVNULL
     )
     restic = wait_until(lambda: _child(restoring.pid, "restic"), timeout=60, interval=0.02)
-    wait_until(
-        lambda: _files(tmp_path / f".new.restoring-{restoring.pid}") or restoring.poll(), timeout=60, interval=0.02
-    )
+    # stopped once it has written files back from a pack, part of the large one
+    _cut_short(restic, tmp_path / "repo" / "data", lambda: _files(tmp_path / f".new.restoring-{restoring.pid}"))
     restoring.send_signal(signal.SIGKILL)
     restoring.wait()
     assert restoring.returncode == -signal.SIGKILL, "the restore ended before it was killed: this test proves nothing"
-    wait_until(lambda: not Path(f"/proc/{restic}").exists(), timeout=30)
+    wait_until(lambda: _ended(restic), timeout=30)
     assert not to.exists()  # nothing `jitaku serve --dir` would take for a data directory
 
     box.cli("backup", "restore", "latest", "--to", str(to))
@@ -272,6 +278,52 @@ def _relative(directory: Path, under: str) -> list[str]:
 
 def _files(directory: Path) -> set[Path]:
     return {path for path in directory.rglob("*") if path.is_file()}
+
+
+def _cut_short(pid: int, reading: Path, done: Callable[[], Any], timeout: float = 60.0) -> None:
+    """restic (process PID) let run until it has a file under READING open, then in slices of SLICE seconds,
+    stopped between them, until DONE() says it got far enough; left stopped there. It is killed part-way through
+    a file it takes a fraction of a second over, however fast or loaded the machine, where a watcher that let it
+    run on would need a file of seconds. Back early if it ended meanwhile: the caller's check that its parent was
+    killed then says the test proved nothing."""
+    wait_until(lambda: _reading(pid, reading) or _ended(pid), timeout=timeout, interval=SLICE)
+    deadline = time.monotonic() + timeout
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        while not done():
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGCONT)  # not left hanging, nor its parent with it
+                raise AssertionError(f"restic did not get as far as {done} within {timeout:.0f} s")
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(SLICE)
+            os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+
+
+def _reading(pid: int, under: Path) -> bool:
+    """Whether process PID has a file under UNDER open."""
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if Path(os.readlink(descriptor)).is_relative_to(under):
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
+def _ended(pid: int) -> bool:
+    """Whether process PID has exited: gone, or a zombie that its new parent has not reaped yet (an orphan's
+    reaper, PID 1 or a subreaper, may take a second or more)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def _child(pid: int, name: str) -> int | None:

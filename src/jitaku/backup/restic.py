@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class Busy(BackupError):
 # how restic says the repository's config file is not there, for a local path, sftp and the object stores; any
 # other failure to read it (a permission, a network, an unmounted disk's mount point) is no reason to make one
 MISSING = ("no such file or directory", "not exist", "404")
+FULL = "no space left on device"  # ENOSPC, as Go says it
 
 
 class Restic:
@@ -105,7 +107,20 @@ class Restic:
         self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
     ) -> Output:
         """`restic ARGS` (its own options included); its output, or BackupError with one sentence. PROGRESS is
-        given each of restic's --json status lines (a backup's), which are not kept."""
+        given each of restic's --json status lines (a backup's), which are not kept.
+
+        A run refused over the repository's lock is tried once more after `restic unlock`, which removes only
+        the locks of a restic that is gone (on this host, or 30 minutes old): the exclusive lock of a check or
+        prune killed with -9 (a daemon stopped during its drill) would otherwise refuse every backup after it,
+        each one Busy, which the schedule takes for another run going on and records nothing of."""
+        try:
+            return self._run(args, cwd, timeout, progress)
+        except Busy:
+            self._run(("unlock",), None, QUICK, None)
+            log.event("restic_retried_after_unlock", command=args[0])
+            return self._run(args, cwd, timeout, progress)
+
+    def _run(self, args: tuple[str, ...], cwd: Path | None, timeout: float, progress: Progress | None) -> Output:
         environment = {key: value for key, value in os.environ.items() if key not in THEIRS}
         environment.update(
             RESTIC_REPOSITORY=self.target,
@@ -186,12 +201,13 @@ class Restic:
         unknown = re.search(r'invalid id "([^"]*)": no matching id found', said, re.IGNORECASE)
         if unknown:
             return BackupError(f"{unknown.group(1)} is no snapshot in {target}: `jitaku backup list` shows them")
-        if "no space left on device" in lowered:
-            return BackupError(f"the backup target {target} is full (no space left on device): nothing was kept")
+        full = next((line for line in lines if FULL in line.lower()), None)
+        if full is not None:
+            return self._full(command, full)
         if "already locked" in lowered:
             return Busy(
-                f"the repository {target} is locked by another restic (a backup or check running now): try again"
-                " when it ends; if none runs, `restic unlock` clears a stale lock"
+                f"the repository {target} is locked by another restic (a backup or check running now, here or on"
+                " another box): try again when it ends"
             )
         # restore goes on past a file it cannot read back (a damaged pack) and fails at the end: name the file
         unread = [line.removeprefix(UNREAD).partition(": ") for line in lines if line.startswith(UNREAD)]
@@ -201,6 +217,30 @@ class Restic:
             return BackupError(f"restic {command} could not read {path}{more} back from {target}: {why}")
         last = (fatal or lines or ["no reason given"])[-1]
         return BackupError(f"restic {command} failed on {target}: {last}")
+
+    def _full(self, command: str, said: str) -> BackupError:
+        """A full disk, which restic SAID in a line that names the file it could not write (Go's "write PATH: no
+        space left on device"): the target's, unless that file is elsewhere on this box."""
+        written = re.search(rf"(/[^:\s]+): {FULL}", said, re.IGNORECASE)
+        if written is not None and self._elsewhere(command, Path(written.group(1))):
+            return BackupError(
+                f"restic {command} could not write {written.group(1)}: its disk is full (no space left on device);"
+                " free space there"
+            )
+        kept = ", and no snapshot was made" if command == "backup" else ""
+        return BackupError(
+            f"the backup target {self.shown} is full (no space left on device){kept}: free space on it, or point"
+            " [backup] target at a disk with room"
+        )
+
+    def _elsewhere(self, command: str, path: Path) -> bool:
+        """Whether PATH, a file restic wrote, is on this box and not in the repository: restic's cache (in the
+        data directory), its packs' buffers (TMPDIR), a restore's files; or, the target being a local path,
+        anywhere outside it. A remote target's own paths are the remote's."""
+        local = self.target.removeprefix("local:")
+        if local.startswith("/"):
+            return not path.is_relative_to(local)
+        return command == "restore" or any(path.is_relative_to(place) for place in (self.cache, tempfile.gettempdir()))
 
 
 def redacted(text: str) -> str:

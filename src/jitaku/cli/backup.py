@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -31,6 +31,8 @@ from jitaku.words import counted
 
 if TYPE_CHECKING:
     from jitaku.backup.restic import Restic
+    from jitaku.backup.state import Backups
+    from jitaku.config import Config
 
 MB = 1 << 20
 
@@ -71,12 +73,14 @@ def backup_init(
 def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
     """Take a snapshot now: the database as of one commit, while mail keeps arriving, and the data dir's files."""
     from jitaku.backup import snapshot, state
+    from jitaku.backup.state import Backups
 
     config = load_config(data_dir)
     hold_cluster(config)  # a managed cluster running while pg_dump reads it, stopped after unless the daemon runs
     shown = _Progress() if sys.stderr.isatty() else None
     try:
-        taken = snapshot.take(config, shown)
+        with _failures_recorded(config, Backups.backup_failed):
+            taken = snapshot.take(config, shown)
     finally:
         if shown is not None:
             shown.end()
@@ -175,21 +179,32 @@ def backup_verify(
 ) -> None:
     """Restore a snapshot into a directory of its own, check its database and counts, then restic's check."""
     from jitaku.backup import restore, state
-    from jitaku.backup.snapshot import Busy
-    from jitaku.errors import BackupError
+    from jitaku.backup.state import Backups
 
     config = load_config(data_dir)
-    try:
+    with _failures_recorded(config, Backups.verify_failed):
         checked, counts = restore.verify(config, snapshot)
-    except Busy:
-        raise
-    except BackupError as error:  # the backup check alerts on it, as on the schedule's
-        why = str(error)
-        state.update(config.data_dir, lambda backups: backups.verify_failed(why, time.time()))
-        raise
     if snapshot is None:  # the newest: the drill the schedule would run, done now
         state.update(config.data_dir, lambda backups: backups.verify_passed(checked, time.time()))
     console.print(f"snapshot {checked} verified: it restores, its database is whole, and it holds {_summary(counts)}")
+
+
+@contextlib.contextmanager
+def _failures_recorded(config: Config, record: Callable[[Backups, str, float], Backups]) -> Iterator[None]:
+    """A failure recorded in state.json by RECORD on its way to the user: the backup check alerts on the CLI's
+    failures as on the schedule's. Busy is none: another run goes on, which records its own."""
+    from jitaku.backup import state
+    from jitaku.backup.snapshot import Busy
+    from jitaku.errors import BackupError
+
+    try:
+        yield
+    except Busy:
+        raise
+    except BackupError as error:
+        why = str(error)
+        state.update(config.data_dir, lambda backups: record(backups, why, time.time()))
+        raise
 
 
 class _Progress:
