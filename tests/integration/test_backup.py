@@ -49,6 +49,16 @@ def box(jitaku_factory: Any, tmp_path: Path, dns_zone: tuple[Zone, int]) -> Jita
     server.settings["backup"] = {"target": str(tmp_path / "repo"), "every": 0}
     server.write_config()
     server.init(READER, "bob@example.org")
+    server.cli("backup", "init", "--same-disk")  # tmp_path is the data dir's disk (test_init_...)
+    return server
+
+
+def test_init_refuses_the_data_dirs_disk_makes_a_0600_password_and_says_once_to_keep_a_copy(
+    jitaku_factory: Any, tmp_path: Path
+) -> None:
+    server: Jitaku = jitaku_factory()
+    server.settings["backup"] = {"target": str(tmp_path / "repo"), "every": 0}
+    server.write_config()
     refused = server.cli("backup", "init", check=False)  # tmp_path is the data dir's disk: an unmounted one's look
     assert refused.returncode == 1 and "--same-disk" in refused.stderr and not (tmp_path / "repo").exists()
     made = server.cli("backup", "init", "--same-disk")
@@ -56,7 +66,6 @@ def box(jitaku_factory: Any, tmp_path: Path, dns_zone: tuple[Zone, int]) -> Jita
     assert (server.dir / "backup.secret").stat().st_mode & 0o777 == 0o600
     again = server.cli("backup", "init")  # says so once: a second init finds the repository, and changes nothing
     assert "nothing changed" in again.stdout and "cannot be read" not in again.stdout
-    return server
 
 
 def test_a_backup_taken_while_mail_arrives_restores_into_a_jitaku_that_serves_it(
