@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from jitaku import log
+from jitaku.backup.targets import Access, access
 from jitaku.config import Config
 from jitaku.errors import BackupError
 from jitaku.words import counted
@@ -65,6 +66,23 @@ class Busy(BackupError):
     runs (snapshot.running's lock), or another restic holds the repository's lock."""
 
 
+# how an S3 store says it will not take the keys, and what to do about it; restic says it in the store's words
+REFUSED = {
+    "signature we calculated does not match": "wrong AWS_SECRET_ACCESS_KEY?",
+    "signaturedoesnotmatch": "wrong AWS_SECRET_ACCESS_KEY?",
+    "access key id you provided does not exist": "no such AWS_ACCESS_KEY_ID",
+    "invalidaccesskeyid": "no such AWS_ACCESS_KEY_ID",
+    "security token included in the request is invalid": "expired or wrong AWS_SESSION_TOKEN?",
+    "expiredtoken": "expired AWS_SESSION_TOKEN",
+    "access denied": "the key may not use this bucket",
+}
+AWS = "AWS_"  # the environment's S3 settings, which a credentials file replaces whole
+# restic's words for an sftp connection that ended under it (ssh or the server gone), for one that never began,
+# and the prefix of ssh's own lines in what it says
+SSH_GONE = ("connection lost", "ssh command exited")
+NO_SESSION = "unable to start the sftp session"
+SSH = "subprocess ssh: "
+
 # how restic says the repository's config file is not there, for a local path, sftp and the object stores; any
 # other failure to read it (a permission, a network, an unmounted disk's mount point) is no reason to make one
 MISSING = ("no such file or directory", "not exist", "404")
@@ -73,10 +91,12 @@ MISSING = ("no such file or directory", "not exist", "404")
 class Restic:
     """The repository TARGET opened with the password in PASSWORD_FILE."""
 
-    def __init__(self, target: str, password_file: Path, cache: Path) -> None:
+    def __init__(self, target: str, password_file: Path, cache: Path, reach: Access | None = None) -> None:
         self.target = target
         self.password_file = password_file
         self.cache = cache
+        self.reach = reach or Access()  # an off-box target's ssh command or keys (jitaku.backup.targets)
+        self.credentials_file = ""  # where an s3: target's keys come from, for the sentence that they were refused
 
     @property
     def shown(self) -> str:
@@ -99,7 +119,11 @@ class Restic:
                 f"the backup target {target} is inside the data directory {here}: a backup would hold itself, and"
                 " go with this disk; name a directory on another disk, or sftp:..., s3:..."
             )
-        return cls(target, here / settings.password_file, here / CACHE)
+        reach = access(target, here, settings.ssh_key, settings.ssh_known_hosts, settings.credentials_file)
+        restic = cls(target, here / settings.password_file, here / CACHE, reach)
+        if settings.credentials_file:
+            restic.credentials_file = os.path.abspath(here / settings.credentials_file)
+        return restic
 
     def run(
         self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
@@ -107,6 +131,9 @@ class Restic:
         """`restic ARGS` (its own options included); its output, or BackupError with one sentence. PROGRESS is
         given each of restic's --json status lines (a backup's), which are not kept."""
         environment = {key: value for key, value in os.environ.items() if key not in THEIRS}
+        if self.reach.environment:  # a credentials file's keys alone: none of ours mixed in (a stale token)
+            environment = {key: value for key, value in environment.items() if not key.startswith(AWS)}
+        environment.update(self.reach.environment)
         environment.update(
             RESTIC_REPOSITORY=self.target,
             RESTIC_PASSWORD_FILE=str(self.password_file),
@@ -115,7 +142,7 @@ class Restic:
         )
         try:
             process = subprocess.Popen(
-                [PROGRAM, *args],
+                [PROGRAM, *self.reach.options, *args],
                 stdin=subprocess.DEVNULL,  # never a password prompt
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -163,8 +190,15 @@ class Restic:
     def failure(self, command: str, said: str) -> BackupError:
         """What restic's stderr SAID comes to, as one sentence naming the repository (its password, if it has one
         in it, left out) and what to do."""
-        sentence = self._failure(command, redacted(said))
-        return type(sentence)(redacted(str(sentence)))
+        sentence = self._failure(command, self._hidden(said))
+        return type(sentence)(self._hidden(str(sentence)))
+
+    def _hidden(self, text: str) -> str:
+        """TEXT without any password in a URL, and without the values of the credentials file."""
+        text = redacted(text)
+        for secret in self.reach.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _failure(self, command: str, said: str) -> BackupError:
         lowered = said.lower()
@@ -178,6 +212,20 @@ class Restic:
             )
         lines = [line.strip() for line in said.splitlines() if line.strip()]
         fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
+        refusal = next((words for words in REFUSED if words in lowered), None)
+        if refusal is not None:  # before the missing config file: "Access Key Id ... does not exist" is no 404
+            keys = self.credentials_file or "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+            return BackupError(f"the store at {target} refused the credentials in {keys}: {REFUSED[refusal]}")
+        if self.target.startswith("sftp:"):
+            ssh = [line.removeprefix(SSH).removeprefix("ssh: ") for line in lines if line.startswith(SSH)]
+            if NO_SESSION in lowered:
+                why = ssh[-1] if ssh else "ssh ended at once (is the key in the server's authorized_keys?)"
+                return BackupError(f"cannot open an SFTP session to {target}: {why}")
+            if any(words in lowered for words in SSH_GONE):
+                return BackupError(
+                    f"the SFTP connection to {target} was lost during restic {command}: nothing half-done is listed;"
+                    " try again when the server is back"
+                )
         if "unable to open config file" in lowered or "is there a repository at" in lowered:
             opening = next((line for line in fatal if "config file" in line), fatal[-1] if fatal else lowered)
             if any(word in opening.lower() for word in MISSING):
