@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from jitaku.backup.restic import NO_WORD
 from tests.integration.harness import JITAKU, READER, Jitaku
 from tests.peers import free_port, wait_for_port, wait_until
 from tests.postgres import on_postgresql
@@ -122,9 +123,8 @@ def test_a_backup_goes_to_the_sftp_server_and_comes_back(box: Jitaku, tmp_path: 
 def test_an_sftp_server_killed_mid_upload_is_one_line_lists_nothing_and_the_next_backup_succeeds(
     box: Jitaku, tmp_path: Path, sshd: Sshd
 ) -> None:
-    first = box.cli("backup", "now").stdout.split(":")[0].removeprefix(SNAPSHOT)
     (box.dir / "media").mkdir()
-    (box.dir / "media" / "video.mp4").write_bytes(os.urandom(64 << 20))  # a file the upload takes a moment over
+    (box.dir / "media" / "video.mp4").write_bytes(os.urandom(32 << 20))  # a file the upload takes a moment over
     packs = tmp_path / "repo" / "data"
     written = _files(packs)
     running = subprocess.Popen(
@@ -140,10 +140,11 @@ def test_an_sftp_server_killed_mid_upload_is_one_line_lists_nothing_and_the_next
     )
 
     sshd.start()
-    assert [item["id"] for item in json.loads(box.cli("backup", "list", "--json").stdout)] == [first]
-    second = box.cli("backup", "now").stdout.split(":")[0].removeprefix(SNAPSHOT)
-    assert [item["id"] for item in json.loads(box.cli("backup", "list", "--json").stdout)] == [first, second]
-    assert f"snapshot {second} verified" in box.cli("backup", "verify").stdout  # the dead backup's lock cleared
+    assert len(_files(packs)) > len(written)  # part of it was sent
+    taken = box.cli("backup", "now").stdout.split(":")[0].removeprefix(SNAPSHOT)
+    assert [item["id"] for item in json.loads(box.cli("backup", "list", "--json").stdout)] == [taken]
+    # and it passes the drill, whose restic check is refused over a lock unless the dead backup's is cleared
+    assert f"snapshot {taken} verified" in box.cli("backup", "verify").stdout
 
 
 def test_a_server_whose_host_key_is_not_the_known_one_is_refused_in_one_line(box: Jitaku, sshd: Sshd) -> None:
@@ -151,7 +152,8 @@ def test_a_server_whose_host_key_is_not_the_known_one_is_refused_in_one_line(box
     refused = box.cli("backup", "list", check=False)
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1
     assert refused.stderr.startswith(f"jitaku: cannot open an SFTP session to sftp://root@{HOST}:{sshd.port}/")
-    assert refused.stderr.endswith(": Host key verification failed.\n")
+    # ssh's own word when restic passed it on before it ended (it may not, in a race of its own), else what to check
+    assert refused.stderr.endswith((": Host key verification failed.\n", f": {NO_WORD}\n"))
 
 
 def _keygen(path: Path) -> None:

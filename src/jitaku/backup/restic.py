@@ -82,6 +82,10 @@ AWS = "AWS_"  # the environment's S3 settings, which a credentials file replaces
 SSH_GONE = ("connection lost", "ssh command exited")
 NO_SESSION = "unable to start the sftp session"
 SSH = "subprocess ssh: "
+NO_WORD = (
+    "ssh ended before it began one: is the server up, its host key the one in [backup] ssh_known_hosts, and"
+    " [backup] ssh_key in its authorized_keys?"
+)
 
 # how restic says the repository's config file is not there, for a local path, sftp and the object stores; any
 # other failure to read it (a permission, a network, an unmounted disk's mount point) is no reason to make one
@@ -219,7 +223,8 @@ class Restic:
         if self.target.startswith("sftp:"):
             ssh = [line.removeprefix(SSH).removeprefix("ssh: ") for line in lines if line.startswith(SSH)]
             if NO_SESSION in lowered:
-                why = ssh[-1] if ssh else "ssh ended at once (is the key in the server's authorized_keys?)"
+                # restic may end before it has passed on what ssh said: then what to look at
+                why = ssh[-1] if ssh else NO_WORD
                 return BackupError(f"cannot open an SFTP session to {target}: {why}")
             if any(words in lowered for words in SSH_GONE):
                 return BackupError(
