@@ -71,7 +71,7 @@ def test_a_key_others_may_read_is_refused_in_one_line_before_ssh_refuses_it(tmp_
         ('target = "/mnt/b"\nssh_key = "id"', r"jitaku.toml:5: \[backup\] ssh_key: is for an SFTP target"),
         ('target = "sftp:root@nas:/b"\ncredentials_file = "s3"', r"jitaku.toml:5: \[backup\] credentials_file: is for"),
         ('target = "sftp:nas"', r"jitaku.toml:4: \[backup\] target: expected \"sftp:USER@HOST:/PATH\""),
-        ('target = "sftp://nas:99999//b"', r"jitaku.toml:4: \[backup\] target: the port in"),
+        ('target = "sftp://nas:99999//b"', r"jitaku.toml:4: \[backup\] target: the port is not a number"),
         ('target = "sftp://nas:22"', r"jitaku.toml:4: \[backup\] target: expected \"sftp://USER@HOST:PORT//PATH\""),
     ],
 )
@@ -157,3 +157,26 @@ def test_restics_failures_never_carry_a_credential_or_a_password_in_the_target(t
         f"the store at s3:https://***:***@s3.lan/b refused the credentials in {os.path.abspath(tmp_path)}/s3.credentials:"
         " no such AWS_ACCESS_KEY_ID"
     )
+
+
+def test_an_sftp_target_with_a_password_in_it_never_shows_it(tmp_path: Path) -> None:
+    (tmp_path / "id").write_text("key\n")
+    (tmp_path / "id").chmod(0o600)
+    text = DOMAINS + '[backup]\ntarget = "sftp://bob:hunter2@nas.lan:2222//srv/b"\nssh_key = "id"\n'
+    restic = Restic.of(Config(parse(text, PATH), tmp_path))
+    assert "hunter2" not in " ".join(restic.reach.options)  # ssh is given the user alone
+    said = (
+        f"subprocess ssh: Connection closed\nFatal: unable to save snapshot: Write: connection lost ({restic.target})\n"
+    )
+    failure = str(restic.failure("backup", said))
+    assert failure.startswith("the SFTP connection to sftp://bob:***@nas.lan:2222//srv/b was lost during restic backup")
+    with pytest.raises(ConfigError) as refused:
+        parse(DOMAINS + '[backup]\ntarget = "sftp://bob:hunter2@nas.lan:99999//b"\n', PATH)
+    assert "hunter2" not in str(refused.value) and "the port is not a number" in str(refused.value)
+
+
+def test_a_user_restic_would_split_is_refused_naming_the_target(tmp_path: Path) -> None:
+    (tmp_path / "known").write_text("nas ssh-ed25519 AAAA\n")
+    text = DOMAINS + '[backup]\ntarget = "sftp:b\'ob@nas:/b"\nssh_known_hosts = "known"\n'
+    with pytest.raises(BackupError, match=r"^\[backup\] target: its user and host cannot be given to ssh"):
+        Restic.of(Config(parse(text, PATH), tmp_path))

@@ -830,11 +830,11 @@ class BackupSettings(_Section):
             try:
                 parts.port  # noqa: B018 - urlsplit checks it only when asked
             except ValueError:
-                raise ValueError(f"the port in {value!r} is not a number from 1 to 65535") from None
+                raise ValueError("the port is not a number from 1 to 65535") from None
             if not parts.hostname or not parts.path.strip("/"):
-                raise ValueError(f'expected "sftp://USER@HOST:PORT//PATH" (restic\'s form), got {value!r}')
+                raise ValueError('expected "sftp://USER@HOST:PORT//PATH" (restic\'s form)')
         elif value.startswith("sftp:") and not re.fullmatch(r"sftp:([^@:/]+@)?[^@:/]+:.+", value):
-            raise ValueError(f'expected "sftp:USER@HOST:/PATH" (restic\'s form), got {value!r}')
+            raise ValueError('expected "sftp:USER@HOST:/PATH" (restic\'s form)')
         return value
 
     @field_validator("ssh_key", "ssh_known_hosts")

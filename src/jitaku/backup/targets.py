@@ -56,16 +56,16 @@ def parse_sftp(target: str) -> Sftp:
         try:
             port = parts.port
         except ValueError:
-            raise ValueError(f"the port in {target!r} is not a number from 1 to 65535") from None
+            raise ValueError("the port is not a number from 1 to 65535") from None
         if not parts.hostname or not parts.path.strip("/"):
-            raise ValueError(f'expected "sftp://USER@HOST:PORT//PATH", got {target!r}')
+            raise ValueError('expected "sftp://USER@HOST:PORT//PATH"')
         return Sftp(parts.username or "", parts.hostname, port)
     place, colon, path = target.removeprefix("sftp:").partition(":")
     if not colon or not path or not place:
-        raise ValueError(f'expected "sftp:USER@HOST:/PATH", got {target!r}')
+        raise ValueError('expected "sftp:USER@HOST:/PATH"')
     user, at, host = place.rpartition("@")
     if at and not (user and host):
-        raise ValueError(f'expected "sftp:USER@HOST:/PATH", got {target!r}')
+        raise ValueError('expected "sftp:USER@HOST:/PATH"')
     return Sftp(user, host, None)
 
 
@@ -82,7 +82,7 @@ def sftp_command(target: str, key: Path | None, known_hosts: Path | None) -> str
     words += ["-o", "BatchMode=yes", *KEEPALIVE]
     login = f"{where.user}@{where.host}" if where.user else where.host
     if UNSPLITTABLE.search(login) or login.startswith("-"):
-        raise ValueError(f"the user and host in {target!r} cannot be given to ssh through restic: no spaces or quotes")
+        raise ValueError("its user and host cannot be given to ssh through restic: no spaces, quotes or backslashes")
     return " ".join([*words, login, "-s", "sftp"])
 
 
