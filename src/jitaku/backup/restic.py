@@ -2,7 +2,8 @@
 later version) can read the backups back.
 
 restic is run with an argument list, never a shell, its repository and password file given in its environment
-(RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE) and nothing else of ours on its command line. What it prints is read
+(RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE), an S3 store's keys too, and nothing else of ours on its command line
+but an sftp target's ssh command, which holds paths alone (jitaku.backup.targets). What it prints is read
 bounded (MAX_OUTPUT bytes, its --json lines parsed one at a time), it has a deadline, and it dies with us: a
 `jitaku backup now` killed with -9 leaves no restic running on to write a snapshot nobody asked for any more.
 Its failures become one sentence (BackupError) that says what to do, never its own multi-line text.
@@ -100,7 +101,6 @@ class Restic:
         self.password_file = password_file
         self.cache = cache
         self.reach = reach or Access()  # an off-box target's ssh command or keys (jitaku.backup.targets)
-        self.credentials_file = ""  # where an s3: target's keys come from, for the sentence that they were refused
 
     @property
     def shown(self) -> str:
@@ -124,10 +124,7 @@ class Restic:
                 " go with this disk; name a directory on another disk, or sftp:..., s3:..."
             )
         reach = access(target, here, settings.ssh_key, settings.ssh_known_hosts, settings.credentials_file)
-        restic = cls(target, here / settings.password_file, here / CACHE, reach)
-        if settings.credentials_file:
-            restic.credentials_file = os.path.abspath(here / settings.credentials_file)
-        return restic
+        return cls(target, here / settings.password_file, here / CACHE, reach)
 
     def run(
         self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
@@ -217,8 +214,9 @@ class Restic:
         lines = [line.strip() for line in said.splitlines() if line.strip()]
         fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
         refusal = next((words for words in REFUSED if words in lowered), None)
-        if refusal is not None:  # before the missing config file: "Access Key Id ... does not exist" is no 404
-            keys = self.credentials_file or "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+        if refusal is not None and self.target.startswith("s3:"):  # before the missing config file below:
+            # "The AWS Access Key Id you provided does not exist" is no missing repository
+            keys = self.reach.source or "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
             return BackupError(f"the store at {target} refused the credentials in {keys}: {REFUSED[refusal]}")
         if self.target.startswith("sftp:"):
             ssh = [line.removeprefix(SSH).removeprefix("ssh: ") for line in lines if line.startswith(SSH)]

@@ -41,11 +41,12 @@ class Sftp:
 @dataclass(frozen=True)
 class Access:
     """What one restic run needs to reach its target: global options (before its command), environment entries,
-    and the secrets among them that no sentence may carry."""
+    the secrets among them that no sentence may carry, and the file they came from, which a refusal names."""
 
     options: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    source: str = ""
 
 
 def parse_sftp(target: str) -> Sftp:
@@ -157,7 +158,8 @@ def access(target: str, data_dir: Path, ssh_key: str, ssh_known_hosts: str, cred
         path = _place(data_dir, credentials_file, "credentials_file")
         assert path is not None
         found = credentials(path)
-        return Access(environment=found, secrets=tuple(found[name] for name in SECRET if name in found))
+        secrets = tuple(found[name] for name in SECRET if name in found)
+        return Access(environment=found, secrets=secrets, source=str(path))
     return Access()
 
 
