@@ -141,9 +141,13 @@ class Restic:
             RESTIC_PROGRESS_FPS=str(PROGRESS_PER_SECOND),
             RESTIC_CACHE_DIR=str(self.cache),
         )
+        # ssh's messages, in a file of this run's own (restic may run in several threads of one daemon at once)
+        ssh_log = self.cache.parent / f"ssh.{os.getpid()}.{threading.get_ident()}.log"
+        if self.reach.ssh:
+            ssh_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             process = subprocess.Popen(
-                [PROGRAM, *self.reach.options, *args],
+                [PROGRAM, *self.reach.options(ssh_log), *args],
                 stdin=subprocess.DEVNULL,  # never a password prompt
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -177,13 +181,13 @@ class Restic:
             timer.cancel()
             stderr.join()
             process.stdout.close()
+            ssh_said = _ssh_said(ssh_log) if self.reach.ssh else ""
         if expired.is_set():
             raise BackupError(f"restic {args[0]} did not finish within {timeout:.0f} s, and was stopped")
         if overflow:
             raise BackupError(f"restic {args[0]} printed more than {MAX_OUTPUT >> 20} MB: stopped")
         if code != 0:
-            said = stderr.text()
-            failure = self.failure(args[0], said)
+            failure = self.failure(args[0], stderr.text() + ssh_said)
             log.event("restic_failed", command=args[0], code=code, error=redacted(str(failure)))
             raise failure
         return output
@@ -258,6 +262,20 @@ def redacted(text: str) -> str:
     """TEXT with the password of any URL in it (rest:https://user:password@host/...) replaced by ***: a target
     may carry one, and sentences and logs are read by more people than the configuration."""
     return re.sub(r"(://[^/\s:@]*:)[^/\s@]*@", r"\1***@", text)
+
+
+def _ssh_said(path: Path) -> str:
+    """What ssh wrote to PATH (its -E log), the last STDERR_KEPT bytes, as restic passes ssh's lines on; PATH
+    removed."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, os.fstat(file.fileno()).st_size - STDERR_KEPT))
+            kept = file.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    finally:
+        path.unlink(missing_ok=True)
+    return "".join(f"{SSH}{line}\n" for line in kept.splitlines() if line.strip())
 
 
 def stop_all() -> None:

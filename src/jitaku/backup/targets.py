@@ -26,6 +26,7 @@ CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION
 REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 SECRET = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # kept out of every sentence
 UNSPLITTABLE = re.compile(r"[\s'\"\\]")  # what restic's split of sftp.command would cut or unquote
+UNPASSABLE = "has a space, quote or backslash in it, which restic's sftp.command cannot pass to ssh"
 KEEPALIVE = ("-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")  # a dead link ends in about a minute
 
 
@@ -40,13 +41,21 @@ class Sftp:
 
 @dataclass(frozen=True)
 class Access:
-    """What one restic run needs to reach its target: global options (before its command), environment entries,
-    the secrets among them that no sentence may carry, and the file they came from, which a refusal names."""
+    """What one restic run needs to reach its target: an ssh command, environment entries, the secrets among them
+    that no sentence may carry, and the file they came from, which a refusal names."""
 
-    options: tuple[str, ...] = ()
-    environment: dict[str, str] = field(default_factory=dict)
-    secrets: tuple[str, ...] = ()
+    ssh: str = ""  # an sftp target's ssh command line (sftp_command), "" for restic's own
+    environment: dict[str, str] = field(default_factory=dict, repr=False)  # never in a traceback's locals
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     source: str = ""
+
+    def options(self, ssh_log: Path) -> tuple[str, ...]:
+        """restic's options for one run: the ssh command, its messages appended to SSH_LOG (ssh -E). restic passes
+        on ssh's stderr only while it runs, and may end first: the file keeps "Host key verification failed"."""
+        if not self.ssh:
+            return ()
+        program, _, rest = self.ssh.partition(" ")
+        return ("-o", f"sftp.command={program} -E {ssh_log} {rest}")
 
 
 def parse_sftp(target: str) -> Sftp:
@@ -143,19 +152,21 @@ def access(target: str, data_dir: Path, ssh_key: str, ssh_known_hosts: str, cred
     """What restic needs to reach TARGET beyond its repository and password, from the [backup] keys (each a path
     relative to DATA_DIR, "" for none). BackupError with a sentence naming the key when one cannot be used."""
     if target.startswith("sftp:") and (ssh_key or ssh_known_hosts):
-        key = _place(data_dir, ssh_key, "ssh_key")
-        known_hosts = _place(data_dir, ssh_known_hosts, "ssh_known_hosts")
+        here = os.path.abspath(data_dir)
+        if unsplittable(here):  # the key and known_hosts are below it, and ssh's log (Access.options)
+            raise BackupError(f"[backup] ssh_key, ssh_known_hosts: {here} {UNPASSABLE}: move the data directory")
+        key = _place(data_dir, ssh_key)
+        known_hosts = _place(data_dir, ssh_known_hosts)
         if key is not None:
             private(key, "ssh_key")
         if known_hosts is not None and not known_hosts.is_file():
             raise BackupError(f"no known_hosts file at {known_hosts} ([backup] ssh_known_hosts)")
         try:
-            command = sftp_command(target, key, known_hosts)
+            return Access(ssh=sftp_command(target, key, known_hosts))
         except ValueError as error:
             raise BackupError(f"[backup] target: {error}") from None
-        return Access(options=("-o", f"sftp.command={command}"))
     if target.startswith("s3:") and credentials_file:
-        path = _place(data_dir, credentials_file, "credentials_file")
+        path = _place(data_dir, credentials_file)
         assert path is not None
         found = credentials(path)
         secrets = tuple(found[name] for name in SECRET if name in found)
@@ -163,15 +174,7 @@ def access(target: str, data_dir: Path, ssh_key: str, ssh_known_hosts: str, cred
     return Access()
 
 
-def _place(data_dir: Path, value: str, key: str) -> Path | None:
-    """[backup] KEY's file, VALUE relative to DATA_DIR, as an absolute path restic's split of sftp.command keeps
-    whole; None for ""."""
-    if not value:
-        return None
-    path = Path(os.path.abspath(data_dir / value))
-    if key != "credentials_file" and unsplittable(str(path)):
-        raise BackupError(
-            f"[backup] {key}: {path} has a space, quote or backslash in it, which restic's sftp.command cannot pass"
-            " to ssh: move the file, or the data directory, to a path without one"
-        )
-    return path
+def _place(data_dir: Path, value: str) -> Path | None:
+    """A [backup] key's file, VALUE relative to DATA_DIR, as an absolute path (restic runs elsewhere); None for
+    "". The config refuses a VALUE with a space or quote, and access() such a DATA_DIR, for sftp.command."""
+    return Path(os.path.abspath(data_dir / value)) if value else None
