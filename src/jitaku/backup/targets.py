@@ -3,8 +3,8 @@
 SFTP: restic runs `ssh` itself. With `[backup] ssh_key` or `ssh_known_hosts` set, jitaku gives it the whole ssh
 command line (restic's `-o sftp.command=...`): the key and known_hosts file named, BatchMode (the daemon has no
 terminal for a prompt to wait on for ever) and keepalives (a link that died quietly ends within a minute rather
-than at the six-hour deadline). restic 0.14 splits that string on spaces, quotes aside, so a path with a space or a
-quote in it is refused here rather than cut in two there.
+than at the six-hour deadline). restic 0.14 splits that string into words itself (at spaces, minding quotes and
+backslashes), so a path with any of those in it is refused here rather than cut or unquoted there.
 
 S3: the keys are read from `[backup] credentials_file`, a 0600 file of KEY=VALUE lines, into restic's environment
 only: never its command line (which `ps` shows everyone), never a log or a sentence.
