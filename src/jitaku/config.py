@@ -805,7 +805,8 @@ class BackupSettings(_Section):
     """Snapshots through restic (jitaku.backup), on when `target` is set: restic's own repository format, so that
     restic alone can read them back on any machine."""
 
-    # a restic repository: a path (the second disk; relative: to the data dir), "sftp:HOST:/PATH", "s3:URL/BUCKET"
+    # a restic repository: a path (the second disk; relative: to the data dir), "sftp:USER@HOST:/PATH",
+    # "sftp://USER@HOST:PORT//PATH", "s3:https://HOST/BUCKET[/PREFIX]"
     target: str = ""
     password_file: str = "backup.secret"  # relative to the data dir; `jitaku backup init` makes it, 0600
     every: int = Field(default=86400, ge=0, description="seconds between scheduled backups; 0: none")
@@ -813,12 +814,46 @@ class BackupSettings(_Section):
     keep_daily: int = Field(default=7, ge=0)
     keep_weekly: int = Field(default=4, ge=0)
     keep_monthly: int = Field(default=12, ge=0)
+    # an sftp: target's ssh key and known_hosts file, relative to the data dir ("": ssh's own defaults); either
+    # set makes jitaku give restic the whole ssh command (jitaku.backup.targets)
+    ssh_key: str = ""
+    ssh_known_hosts: str = ""
+    credentials_file: str = ""  # an s3: target's keys: KEY=VALUE lines, 0600, relative to the data dir
 
     @field_validator("target")
     @classmethod
     def _target(cls, value: str) -> str:
         if value != value.strip() or any(ord(c) < 32 for c in value):
             raise ValueError(f"expected a restic repository (a path, sftp:..., s3:...), got {value!r}")
+        if value.startswith("sftp://"):
+            parts = urlsplit(value)
+            try:
+                parts.port  # noqa: B018 - urlsplit checks it only when asked
+            except ValueError:
+                raise ValueError("the port is not a number from 1 to 65535") from None
+            if not parts.hostname or not parts.path.strip("/"):
+                raise ValueError('expected "sftp://USER@HOST:PORT//PATH" (restic\'s form)')
+        elif value.startswith("sftp:") and not re.fullmatch(r"sftp:([^@:/]+@)?[^@:/]+:.+", value):
+            raise ValueError('expected "sftp:USER@HOST:/PATH" (restic\'s form)')
+        return value
+
+    @field_validator("ssh_key", "ssh_known_hosts")
+    @classmethod
+    def _ssh_file(cls, value: str, info: ValidationInfo) -> str:
+        """restic splits its sftp.command on spaces and quotes: a path with one would reach ssh cut in two."""
+        if value and not str(info.data.get("target", "")).startswith("sftp:"):
+            raise ValueError('is for an SFTP target (target = "sftp:USER@HOST:/PATH")')
+        if re.search(r"[\s'\"\\]", value):
+            raise ValueError(
+                f"expected a path with no spaces, quotes or backslashes (restic's sftp.command), got {value!r}"
+            )
+        return value
+
+    @field_validator("credentials_file")
+    @classmethod
+    def _credentials_file(cls, value: str, info: ValidationInfo) -> str:
+        if value and not str(info.data.get("target", "")).startswith("s3:"):
+            raise ValueError('is for an S3 target (target = "s3:https://HOST/BUCKET")')
         return value
 
     @property

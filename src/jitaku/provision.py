@@ -140,7 +140,10 @@ urls = []                        # apprise URLs: "ntfys://ntfy.sh/TOPIC", "tgram
 # names = []                     # default: the mail hostname, the web URL's host, mta-sts.DOMAIN
 
 # [backup]                       # encrypted snapshots through restic (Debian: apt install restic)
-# target = "/mnt/backup/jitaku"  # set: on; a restic repository: a path, "sftp:host:/path", "s3:URL/BUCKET"
+# target = "/mnt/backup/jitaku"  # set: on; a restic repository: a path, "sftp:user@host:/path", "s3:URL/BUCKET"
+# ssh_key = ""                   # sftp: a private key (0600) and known_hosts file, relative to this directory
+# ssh_known_hosts = ""           # ("": ssh's own); ssh_key = "backup/id_ed25519", ssh_known_hosts = "backup/known"
+# credentials_file = ""          # s3: a 0600 file of AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... lines
 # password_file = "backup.secret"  # `jitaku backup init` makes it; keep a copy elsewhere: without it, no restore
 # every = 86400                  # seconds between backups; 0: only `jitaku backup now`
 # verify_every = 604800          # seconds between restore drills (`jitaku backup verify`); 0: none

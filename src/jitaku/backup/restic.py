@@ -2,7 +2,8 @@
 later version) can read the backups back.
 
 restic is run with an argument list, never a shell, its repository and password file given in its environment
-(RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE) and nothing else of ours on its command line. What it prints is read
+(RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE), an S3 store's keys too, and nothing else of ours on its command line
+but an sftp target's ssh command, which holds paths alone (jitaku.backup.targets). What it prints is read
 bounded (MAX_OUTPUT bytes, its --json lines parsed one at a time), it has a deadline, and it dies with us: a
 `jitaku backup now` killed with -9 leaves no restic running on to write a snapshot nobody asked for any more.
 Its failures become one sentence (BackupError) that says what to do, never its own multi-line text.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jitaku import log
+from jitaku.backup.targets import Access, access
 from jitaku.config import Config
 from jitaku.errors import BackupError
 from jitaku.words import counted
@@ -66,6 +68,27 @@ class Busy(BackupError):
     runs (snapshot.running's lock), or another restic holds the repository's lock."""
 
 
+# how an S3 store says it will not take the keys, and what to do about it; restic says it in the store's words
+REFUSED = {
+    "signature we calculated does not match": "wrong AWS_SECRET_ACCESS_KEY?",
+    "signaturedoesnotmatch": "wrong AWS_SECRET_ACCESS_KEY?",
+    "access key id you provided does not exist": "no such AWS_ACCESS_KEY_ID",
+    "invalidaccesskeyid": "no such AWS_ACCESS_KEY_ID",
+    "security token included in the request is invalid": "expired or wrong AWS_SESSION_TOKEN?",
+    "expiredtoken": "expired AWS_SESSION_TOKEN",
+    "access denied": "the key may not use this bucket",
+}
+AWS = "AWS_"  # the environment's S3 settings, which a credentials file replaces whole
+# restic's words for an sftp connection that ended under it (ssh or the server gone), for one that never began,
+# and the prefix of ssh's own lines in what it says
+SSH_GONE = ("connection lost", "ssh command exited")
+NO_SESSION = "unable to start the sftp session"
+SSH = "subprocess ssh: "
+NO_WORD = (
+    "ssh ended before it began one: is the server up, its host key the one in [backup] ssh_known_hosts, and"
+    " [backup] ssh_key in its authorized_keys?"
+)
+
 # how restic says the repository's config file is not there, for a local path, sftp and the object stores; any
 # other failure to read it (a permission, a network, an unmounted disk's mount point) is no reason to make one
 MISSING = ("no such file or directory", "not exist", "404")
@@ -75,10 +98,11 @@ FULL = "no space left on device"  # ENOSPC, as Go says it
 class Restic:
     """The repository TARGET opened with the password in PASSWORD_FILE."""
 
-    def __init__(self, target: str, password_file: Path, cache: Path) -> None:
+    def __init__(self, target: str, password_file: Path, cache: Path, reach: Access | None = None) -> None:
         self.target = target
         self.password_file = password_file
         self.cache = cache
+        self.reach = reach or Access()  # an off-box target's ssh command or keys (jitaku.backup.targets)
 
     @property
     def shown(self) -> str:
@@ -101,7 +125,8 @@ class Restic:
                 f"the backup target {target} is inside the data directory {here}: a backup would hold itself, and"
                 " go with this disk; name a directory on another disk, or sftp:..., s3:..."
             )
-        return cls(target, here / settings.password_file, here / CACHE)
+        reach = access(target, here, settings.ssh_key, settings.ssh_known_hosts, settings.credentials_file)
+        return cls(target, here / settings.password_file, here / CACHE, reach)
 
     def run(
         self, *args: str, cwd: Path | None = None, timeout: float = QUICK, progress: Progress | None = None
@@ -122,15 +147,22 @@ class Restic:
 
     def _run(self, args: tuple[str, ...], cwd: Path | None, timeout: float, progress: Progress | None) -> Output:
         environment = {key: value for key, value in os.environ.items() if key not in THEIRS}
+        if self.reach.environment:  # a credentials file's keys alone: none of ours mixed in (a stale token)
+            environment = {key: value for key, value in environment.items() if not key.startswith(AWS)}
+        environment.update(self.reach.environment)
         environment.update(
             RESTIC_REPOSITORY=self.target,
             RESTIC_PASSWORD_FILE=str(self.password_file),
             RESTIC_PROGRESS_FPS=str(PROGRESS_PER_SECOND),
             RESTIC_CACHE_DIR=str(self.cache),
         )
+        # ssh's messages, in a file of this run's own (restic may run in several threads of one daemon at once)
+        ssh_log = self.cache.parent / f"ssh.{os.getpid()}.{threading.get_ident()}.log"
+        if self.reach.ssh:
+            ssh_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             process = subprocess.Popen(
-                [PROGRAM, *args],
+                [PROGRAM, *self.reach.options(ssh_log), *args],
                 stdin=subprocess.DEVNULL,  # never a password prompt
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -164,13 +196,13 @@ class Restic:
             timer.cancel()
             stderr.join()
             process.stdout.close()
+            ssh_said = _ssh_said(ssh_log) if self.reach.ssh else ""
         if expired.is_set():
             raise BackupError(f"restic {args[0]} did not finish within {timeout:.0f} s, and was stopped")
         if overflow:
             raise BackupError(f"restic {args[0]} printed more than {MAX_OUTPUT >> 20} MB: stopped")
         if code != 0:
-            said = stderr.text()
-            failure = self.failure(args[0], said)
+            failure = self.failure(args[0], stderr.text() + ssh_said)
             log.event("restic_failed", command=args[0], code=code, error=redacted(str(failure)))
             raise failure
         return output
@@ -178,8 +210,15 @@ class Restic:
     def failure(self, command: str, said: str) -> BackupError:
         """What restic's stderr SAID comes to, as one sentence naming the repository (its password, if it has one
         in it, left out) and what to do."""
-        sentence = self._failure(command, redacted(said))
-        return type(sentence)(redacted(str(sentence)))
+        sentence = self._failure(command, self._hidden(said))
+        return type(sentence)(self._hidden(str(sentence)))
+
+    def _hidden(self, text: str) -> str:
+        """TEXT without any password in a URL, and without the values of the credentials file."""
+        text = redacted(text)
+        for secret in self.reach.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _failure(self, command: str, said: str) -> BackupError:
         lowered = said.lower()
@@ -193,6 +232,22 @@ class Restic:
             )
         lines = [line.strip() for line in said.splitlines() if line.strip()]
         fatal = [line.removeprefix("Fatal: ") for line in lines if line.startswith("Fatal: ")]
+        refusal = next((words for words in REFUSED if words in lowered), None)
+        if refusal is not None and self.target.startswith("s3:"):  # before the missing config file below:
+            # "The AWS Access Key Id you provided does not exist" is no missing repository
+            keys = self.reach.source or "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+            return BackupError(f"the store at {target} refused the credentials in {keys}: {REFUSED[refusal]}")
+        if self.target.startswith("sftp:"):
+            ssh = [line.removeprefix(SSH).removeprefix("ssh: ") for line in lines if line.startswith(SSH)]
+            if NO_SESSION in lowered:
+                # restic may end before it has passed on what ssh said: then what to look at
+                why = ssh[-1] if ssh else NO_WORD
+                return BackupError(f"cannot open an SFTP session to {target}: {why}")
+            if any(words in lowered for words in SSH_GONE):
+                return BackupError(
+                    f"the SFTP connection to {target} was lost during restic {command}: nothing half-done is listed;"
+                    " try again when the server is back"
+                )
         if "unable to open config file" in lowered or "is there a repository at" in lowered:
             opening = next((line for line in fatal if "config file" in line), fatal[-1] if fatal else lowered)
             if any(word in opening.lower() for word in MISSING):
@@ -247,6 +302,20 @@ def redacted(text: str) -> str:
     """TEXT with the password of any URL in it (rest:https://user:password@host/...) replaced by ***: a target
     may carry one, and sentences and logs are read by more people than the configuration."""
     return re.sub(r"(://[^/\s:@]*:)[^/\s@]*@", r"\1***@", text)
+
+
+def _ssh_said(path: Path) -> str:
+    """What ssh wrote to PATH (its -E log), the last STDERR_KEPT bytes, as restic passes ssh's lines on; PATH
+    removed."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(max(0, os.fstat(file.fileno()).st_size - STDERR_KEPT))
+            kept = file.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    finally:
+        path.unlink(missing_ok=True)
+    return "".join(f"{SSH}{line}\n" for line in kept.splitlines() if line.strip())
 
 
 def stop_all() -> None:

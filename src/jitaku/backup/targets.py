@@ -1,0 +1,180 @@
+"""Off-box targets: what restic needs beyond RESTIC_REPOSITORY to reach an SFTP server or an S3-compatible store.
+
+SFTP: restic runs `ssh` itself. With `[backup] ssh_key` or `ssh_known_hosts` set, jitaku gives it the whole ssh
+command line (restic's `-o sftp.command=...`): the key and known_hosts file named, BatchMode (the daemon has no
+terminal for a prompt to wait on for ever) and keepalives (a link that died quietly ends within a minute rather
+than at the six-hour deadline). restic 0.14 splits that string into words itself (at spaces, minding quotes and
+backslashes), so a path with any of those in it is refused here rather than cut or unquoted there.
+
+S3: the keys are read from `[backup] credentials_file`, a 0600 file of KEY=VALUE lines, into restic's environment
+only: never its command line (which `ps` shows everyone), never a log or a sentence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jitaku.errors import BackupError
+
+# what a credentials file may set: restic's S3 backend reads these from its environment
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN")
+REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+SECRET = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # kept out of every sentence
+UNSPLITTABLE = re.compile(r"[\s'\"\\]")  # what restic's split of sftp.command would cut or unquote
+UNPASSABLE = "has a space, quote or backslash in it, which restic's sftp.command cannot pass to ssh"
+KEEPALIVE = ("-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")  # a dead link ends in about a minute
+
+
+@dataclass(frozen=True)
+class Sftp:
+    """Where an sftp: target's ssh connects: [USER@]HOST, and PORT when the target names one."""
+
+    user: str
+    host: str
+    port: int | None
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one restic run needs to reach its target: an ssh command, environment entries, the secrets among them
+    that no sentence may carry, and the file they came from, which a refusal names."""
+
+    ssh: str = ""  # an sftp target's ssh command line (sftp_command), "" for restic's own
+    environment: dict[str, str] = field(default_factory=dict, repr=False)  # never in a traceback's locals
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    source: str = ""
+
+    def options(self, ssh_log: Path) -> tuple[str, ...]:
+        """restic's options for one run: the ssh command, its messages appended to SSH_LOG (ssh -E). restic passes
+        on ssh's stderr only while it runs, and may end first: the file keeps "Host key verification failed"."""
+        if not self.ssh:
+            return ()
+        program, _, rest = self.ssh.partition(" ")
+        return ("-o", f"sftp.command={program} -E {ssh_log} {rest}")
+
+
+def parse_sftp(target: str) -> Sftp:
+    """TARGET's user, host and port, in either of restic's forms: "sftp:[USER@]HOST:PATH" and
+    "sftp://[USER@]HOST[:PORT]//PATH". ValueError with a sentence otherwise."""
+    if target.startswith("sftp://"):
+        parts = urlsplit(target)
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError("the port is not a number from 1 to 65535") from None
+        if not parts.hostname or not parts.path.strip("/"):
+            raise ValueError('expected "sftp://USER@HOST:PORT//PATH"')
+        return Sftp(parts.username or "", parts.hostname, port)
+    place, colon, path = target.removeprefix("sftp:").partition(":")
+    if not colon or not path or not place:
+        raise ValueError('expected "sftp:USER@HOST:/PATH"')
+    user, at, host = place.rpartition("@")
+    if at and not (user and host):
+        raise ValueError('expected "sftp:USER@HOST:/PATH"')
+    return Sftp(user, host, None)
+
+
+def sftp_command(target: str, key: Path | None, known_hosts: Path | None) -> str:
+    """The ssh command line restic runs for TARGET (its sftp.command), with KEY and KNOWN_HOSTS when given."""
+    where = parse_sftp(target)
+    words = ["ssh"]
+    if where.port is not None:
+        words += ["-p", str(where.port)]
+    if key is not None:
+        words += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    if known_hosts is not None:
+        words += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
+    words += ["-o", "BatchMode=yes", *KEEPALIVE]
+    login = f"{where.user}@{where.host}" if where.user else where.host
+    if UNSPLITTABLE.search(login) or login.startswith("-"):
+        raise ValueError("its user and host cannot be given to ssh through restic: no spaces, quotes or backslashes")
+    return " ".join([*words, login, "-s", "sftp"])
+
+
+def unsplittable(value: str) -> bool:
+    """True when VALUE, a path, would not survive restic's split of sftp.command on spaces and quotes."""
+    return bool(UNSPLITTABLE.search(value))
+
+
+def private(path: Path, key: str) -> None:
+    """BackupError unless PATH, named by [backup] KEY, is a file nobody else may read."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise BackupError(f"cannot read {path} ([backup] {key}): {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BackupError(f"{path} ([backup] {key}) is not a file")
+    if info.st_mode & 0o077:
+        raise BackupError(
+            f"{path} ([backup] {key}) may be read by others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 {path}"
+            " first" + (" (ssh refuses such a key anyway)" if key == "ssh_key" else "")
+        )
+
+
+def credentials(path: Path) -> dict[str, str]:
+    """The KEY=VALUE lines of the credentials file PATH ([backup] credentials_file), which must be 0600 and set
+    the access key id and secret. BackupError naming the file and line otherwise, never a value."""
+    private(path, "credentials_file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BackupError(f"cannot read {path} ([backup] credentials_file): {error}") from None
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        name, value = name.strip().removeprefix("export "), value.strip()
+        if not equals or not name:
+            raise BackupError(f"{path}:{number}: expected KEY=VALUE (one of {', '.join(CREDENTIALS)})")
+        if name not in CREDENTIALS:
+            raise BackupError(f"{path}:{number}: unknown key {name[:40]!r}: expected one of {', '.join(CREDENTIALS)}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if not value:
+            raise BackupError(f"{path}:{number}: {name} has no value")
+        if name in found:
+            raise BackupError(f"{path}:{number}: {name} is set twice")
+        found[name] = value
+    missing = [name for name in REQUIRED if name not in found]
+    if missing:
+        raise BackupError(f"{path}: {' and '.join(missing)} missing: an S3 store needs both keys")
+    return found
+
+
+def access(target: str, data_dir: Path, ssh_key: str, ssh_known_hosts: str, credentials_file: str) -> Access:
+    """What restic needs to reach TARGET beyond its repository and password, from the [backup] keys (each a path
+    relative to DATA_DIR, "" for none). BackupError with a sentence naming the key when one cannot be used."""
+    if target.startswith("sftp:") and (ssh_key or ssh_known_hosts):
+        here = os.path.abspath(data_dir)
+        if unsplittable(here):  # the key and known_hosts are below it, and ssh's log (Access.options)
+            raise BackupError(f"[backup] ssh_key, ssh_known_hosts: {here} {UNPASSABLE}: move the data directory")
+        key = _place(data_dir, ssh_key)
+        known_hosts = _place(data_dir, ssh_known_hosts)
+        if key is not None:
+            private(key, "ssh_key")
+        if known_hosts is not None and not known_hosts.is_file():
+            raise BackupError(f"no known_hosts file at {known_hosts} ([backup] ssh_known_hosts)")
+        try:
+            return Access(ssh=sftp_command(target, key, known_hosts))
+        except ValueError as error:
+            raise BackupError(f"[backup] target: {error}") from None
+    if target.startswith("s3:") and credentials_file:
+        path = _place(data_dir, credentials_file)
+        assert path is not None
+        found = credentials(path)
+        secrets = tuple(found[name] for name in SECRET if name in found)
+        return Access(environment=found, secrets=secrets, source=str(path))
+    return Access()
+
+
+def _place(data_dir: Path, value: str) -> Path | None:
+    """A [backup] key's file, VALUE relative to DATA_DIR, as an absolute path (restic runs elsewhere); None for
+    "". The config refuses a VALUE with a space or quote, and access() such a DATA_DIR, for sftp.command."""
+    return Path(os.path.abspath(data_dir / value)) if value else None
