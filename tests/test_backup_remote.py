@@ -210,7 +210,8 @@ def test_a_bad_credentials_file_is_refused_naming_file_and_line_and_never_a_valu
 
 
 def test_a_quoted_value_keeps_what_is_between_its_quotes(tmp_path: Path) -> None:
-    path = _credentials(tmp_path, f"{KEYS}AWS_SECRET_ACCESS_KEY='{SECRET} #1'\nAWS_SESSION_TOKEN=\"{TOKEN}\"\n")
+    text = f"{KEYS}AWS_SECRET_ACCESS_KEY='{SECRET} #1'\nexport  AWS_SESSION_TOKEN=\"{TOKEN}\"\n"
+    path = _credentials(tmp_path, text)
     assert credentials(path) == {
         "AWS_ACCESS_KEY_ID": "AKIA",
         "AWS_SECRET_ACCESS_KEY": f"{SECRET} #1",

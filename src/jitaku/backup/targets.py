@@ -128,7 +128,7 @@ def credentials(path: Path) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         name, equals, value = line.partition("=")
-        name, value = name.strip().removeprefix("export "), value.strip()
+        name, value = name.strip().removeprefix("export ").strip(), value.strip()
         if not equals or not KEY_NAME.fullmatch(name):  # a wrapped token's tail, `KEY: secret=`: no word of it
             raise BackupError(f"{path}:{number}: expected KEY=VALUE, KEY one of {', '.join(CREDENTIALS)}")
         if name not in CREDENTIALS:
