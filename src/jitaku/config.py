@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from jitaku.resolver import Nameserver, parse_nameserver
+from jitaku.sftp_target import parse_sftp
 
 CONFIG_NAME = "jitaku.toml"
 PASSFILE_NAME = "jitaku.pgpass"  # in the managed cluster's directory: libpq's password file, 0600
@@ -814,8 +815,8 @@ class BackupSettings(_Section):
     keep_daily: int = Field(default=7, ge=0)
     keep_weekly: int = Field(default=4, ge=0)
     keep_monthly: int = Field(default=12, ge=0)
-    # an sftp: target's ssh key and known_hosts file, relative to the data dir ("": ssh's own defaults); either
-    # set makes jitaku give restic the whole ssh command (jitaku.backup.targets)
+    # an sftp: target's ssh key and known_hosts file, relative to the data dir ("": ssh's own defaults), named in
+    # the ssh command jitaku gives restic (jitaku.backup.targets)
     ssh_key: str = ""
     ssh_known_hosts: str = ""
     credentials_file: str = ""  # an s3: target's keys: KEY=VALUE lines, 0600, relative to the data dir
@@ -825,16 +826,8 @@ class BackupSettings(_Section):
     def _target(cls, value: str) -> str:
         if value != value.strip() or any(ord(c) < 32 for c in value):
             raise ValueError(f"expected a restic repository (a path, sftp:..., s3:...), got {value!r}")
-        if value.startswith("sftp://"):
-            parts = urlsplit(value)
-            try:
-                parts.port  # noqa: B018 - urlsplit checks it only when asked
-            except ValueError:
-                raise ValueError("the port is not a number from 1 to 65535") from None
-            if not parts.hostname or not parts.path.strip("/"):
-                raise ValueError('expected "sftp://USER@HOST:PORT//PATH" (restic\'s form)')
-        elif value.startswith("sftp:") and not re.fullmatch(r"sftp:([^@:/]+@)?[^@:/]+:.+", value):
-            raise ValueError('expected "sftp:USER@HOST:/PATH" (restic\'s form)')
+        if value.startswith("sftp:"):
+            parse_sftp(value)  # ValueError: what ssh could not be given, said now rather than at backup time
         return value
 
     @field_validator("ssh_key", "ssh_known_hosts")

@@ -50,8 +50,6 @@ class S3:
     """moto's S3 on HOST:port, with the access key id and secret of a user allowed s3:*."""
 
     def __init__(self, place: Path) -> None:
-        import boto3
-
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log = open(place / "moto.log", "wb")  # noqa: SIM115 - the server's, for as long as it runs
@@ -61,6 +59,16 @@ class S3:
             stderr=subprocess.STDOUT,
             env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(UNCHECKED)},
         )
+        try:
+            self.key_id, self.secret = self._user()
+        except BaseException:  # moto not up, or it refused a request: nothing left running, no file left open
+            self.close()
+            raise
+
+    def _user(self) -> tuple[str, str]:
+        """The access key id and secret of a user made for the test, allowed s3:*."""
+        import boto3
+
         wait_for_port(self.port, timeout=60, host=HOST)
         iam = boto3.client(
             "iam", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
@@ -69,7 +77,7 @@ class S3:
         key = iam.create_access_key(UserName="jitaku")["AccessKey"]
         allowed = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         iam.put_user_policy(UserName="jitaku", PolicyName="backups", PolicyDocument=json.dumps(allowed))
-        self.key_id, self.secret = str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+        return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
 
     def close(self) -> None:
         self.process.kill()

@@ -1,7 +1,7 @@
 """`jitaku backup` to an SFTP server (issue 26): Debian's sshd, started here on a loopback address with a config,
 host key and authorized key of its own; jitaku given its own ssh key and known_hosts file ([backup] ssh_key,
 ssh_known_hosts). A backup goes there and comes back; a server killed mid-upload is one line, lists nothing, and
-the next backup succeeds."""
+the next backup succeeds; a backup killed with -9 leaves ssh's log, which the next run clears."""
 
 from __future__ import annotations
 
@@ -49,11 +49,16 @@ class Sshd:
         return f"[{HOST}]:{self.port} {kind} {key}\n"
 
     def start(self) -> None:
+        """The server, listening; or nothing left running (a root sshd outliving pytest) when it does not."""
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation directory (systemd's, else)
         log = open(self.place / "sshd.log", "ab")  # noqa: SIM115 - the server's, for as long as it runs
         with log:
             self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.place / "sshd_config")], stderr=log)
-        wait_for_port(self.port, timeout=30, host=HOST)
+        try:
+            wait_for_port(self.port, timeout=30, host=HOST)
+        except BaseException:
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """The server and every session it runs, with SIGKILL: a box that loses its power or its link."""
@@ -129,9 +134,13 @@ def test_an_sftp_server_killed_mid_upload_is_one_line_lists_nothing_and_the_next
     running = subprocess.Popen(
         [*JITAKU, "backup", "now", "--dir", str(box.dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    wait_until(lambda: len(_files(packs)) > len(written) or running.poll() is not None, timeout=60, interval=0.02)
-    sshd.kill()
-    stdout, stderr = running.communicate(timeout=120)
+    try:
+        wait_until(lambda: len(_files(packs)) > len(written) or running.poll() is not None, timeout=60, interval=0.02)
+        sshd.kill()
+        stdout, stderr = running.communicate(timeout=120)
+    finally:
+        running.kill()  # nothing of a failed test's left running
+        running.wait()
     assert running.returncode == 1 and stdout == "", "the backup ended before the server went: this proves nothing"
     assert stderr == (
         f"jitaku: the SFTP connection to sftp://root@{HOST}:{sshd.port}/{tmp_path}/repo was lost during restic"
@@ -160,6 +169,25 @@ def test_a_host_key_not_the_known_one_or_a_key_the_server_refuses_is_ssh_s_own_l
     refused = box.cli("backup", "now", check=False)
     assert (refused.returncode, refused.stderr) == (1, shown + f"root@{HOST}: Permission denied (publickey).\n")
     assert not list((box.dir / "backup").glob("ssh.*.log"))  # ssh's messages read, and their file gone
+
+
+def test_the_ssh_log_of_a_backup_killed_with_9_is_cleared_by_the_next_run(box: Jitaku, tmp_path: Path) -> None:
+    (box.dir / "media").mkdir()
+    (box.dir / "media" / "video.mp4").write_bytes(os.urandom(32 << 20))
+    packs = tmp_path / "repo" / "data"
+    written = _files(packs)
+    quiet = subprocess.DEVNULL
+    running = subprocess.Popen([*JITAKU, "backup", "now", "--dir", str(box.dir)], stdout=quiet, stderr=quiet)
+    try:
+        wait_until(lambda: len(_files(packs)) > len(written) or running.poll() is not None, timeout=60, interval=0.02)
+    finally:
+        running.send_signal(signal.SIGKILL)
+        running.wait()
+    assert running.returncode == -signal.SIGKILL, "the backup ended before it was killed: this test proves nothing"
+    assert list((box.dir / "backup").glob(f"ssh.{running.pid}.*.log"))  # ssh's, which nobody removed
+
+    assert json.loads(box.cli("backup", "list", "--json").stdout) == []  # a run of its own, without the lock
+    assert not list((box.dir / "backup").glob("ssh.*.log"))
 
 
 def _keygen(path: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jitaku import log
-from jitaku.backup.targets import Access, access
+from jitaku.backup.targets import Access, access, clear_left_logs, ssh_log_file
 from jitaku.config import Config
 from jitaku.errors import BackupError
 from jitaku.words import counted
@@ -156,10 +156,10 @@ class Restic:
             RESTIC_PROGRESS_FPS=str(PROGRESS_PER_SECOND),
             RESTIC_CACHE_DIR=str(self.cache),
         )
-        # ssh's messages, in a file of this run's own (restic may run in several threads of one daemon at once)
-        ssh_log = self.cache.parent / f"ssh.{os.getpid()}.{threading.get_ident()}.log"
+        ssh_log = ssh_log_file(self.cache.parent)  # ssh's messages, in a file of this run's own
         if self.reach.ssh:
             ssh_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            clear_left_logs(ssh_log.parent)
         try:
             process = subprocess.Popen(
                 [PROGRAM, *self.reach.options(ssh_log), *args],

@@ -1,10 +1,12 @@
 """Off-box targets: what restic needs beyond RESTIC_REPOSITORY to reach an SFTP server or an S3-compatible store.
 
-SFTP: restic runs `ssh` itself. With `[backup] ssh_key` or `ssh_known_hosts` set, jitaku gives it the whole ssh
-command line (restic's `-o sftp.command=...`): the key and known_hosts file named, BatchMode (the daemon has no
-terminal for a prompt to wait on for ever) and keepalives (a link that died quietly ends within a minute rather
-than at the six-hour deadline). restic 0.14 splits that string into words itself (at spaces, minding quotes and
-backslashes), so a path with any of those in it is refused here rather than cut or unquoted there.
+SFTP: restic runs `ssh` itself, and jitaku gives it the whole ssh command line (restic's `-o sftp.command=...`):
+BatchMode (the daemon has no terminal for a prompt to wait on for ever), a connect timeout (a server that takes
+the connection and never answers ends in half a minute) and keepalives (a link that died quietly ends within a
+minute rather than at the six-hour deadline), and, when `[backup] ssh_key` or `ssh_known_hosts` is set, that key
+and known_hosts file; without them, ssh's own config and defaults. restic 0.14 splits that string into words
+itself (at spaces, minding quotes and backslashes), so a path with any of those in it is refused here rather than
+cut or unquoted there.
 
 S3: the keys are read from `[backup] credentials_file`, a 0600 file of KEY=VALUE lines, into restic's environment
 only: never its command line (which `ps` shows everyone), never a log or a sentence.
@@ -15,28 +17,24 @@ from __future__ import annotations
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from jitaku.errors import BackupError
+from jitaku.sftp_target import UNSPLITTABLE, parse_sftp
 
 # what a credentials file may set: restic's S3 backend reads these from its environment
 CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN")
 REQUIRED = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 SECRET = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # kept out of every sentence
-UNSPLITTABLE = re.compile(r"[\s'\"\\]")  # what restic's split of sftp.command would cut or unquote
 UNPASSABLE = "has a space, quote or backslash in it, which restic's sftp.command cannot pass to ssh"
-KEEPALIVE = ("-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")  # a dead link ends in about a minute
-
-
-@dataclass(frozen=True)
-class Sftp:
-    """Where an sftp: target's ssh connects: [USER@]HOST, and PORT when the target names one."""
-
-    user: str
-    host: str
-    port: int | None
+# a server that takes the connection but never answers (hung, at MaxStartups, a tarpit) ends in half a minute,
+# a link that dies later in about a minute
+KEEPALIVE = ("-o", "ConnectTimeout=30", "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4")
+QUOTES = ("'", '"')  # around a credentials file's value
+KEY_NAME = re.compile(r"[A-Z_]{1,40}")  # a line's key that may be named in a sentence: no secret looks like it
+LOG_NAME = re.compile(r"ssh\.(\d+)\.\d+\.log")  # ssh_log_file's names
 
 
 @dataclass(frozen=True)
@@ -44,39 +42,21 @@ class Access:
     """What one restic run needs to reach its target: an ssh command, environment entries, the secrets among them
     that no sentence may carry, and the file they came from, which a refusal names."""
 
-    ssh: str = ""  # an sftp target's ssh command line (sftp_command), "" for restic's own
+    ssh: str = ""  # an sftp target's ssh command line (sftp_command), "" for any other target
     environment: dict[str, str] = field(default_factory=dict, repr=False)  # never in a traceback's locals
     secrets: tuple[str, ...] = field(default=(), repr=False)
     source: str = ""
 
     def options(self, ssh_log: Path) -> tuple[str, ...]:
         """restic's options for one run: the ssh command, its messages appended to SSH_LOG (ssh -E). restic passes
-        on ssh's stderr only while it runs, and may end first: the file keeps "Host key verification failed"."""
+        on ssh's stderr only while it runs, and may end first: the file keeps "Host key verification failed".
+        An SSH_LOG restic's split would cut (a data directory with a space) is left out: ssh's stderr is all then."""
         if not self.ssh:
             return ()
+        if unsplittable(str(ssh_log)):
+            return ("-o", f"sftp.command={self.ssh}")
         program, _, rest = self.ssh.partition(" ")
         return ("-o", f"sftp.command={program} -E {ssh_log} {rest}")
-
-
-def parse_sftp(target: str) -> Sftp:
-    """TARGET's user, host and port, in either of restic's forms: "sftp:[USER@]HOST:PATH" and
-    "sftp://[USER@]HOST[:PORT]//PATH". ValueError with a sentence otherwise."""
-    if target.startswith("sftp://"):
-        parts = urlsplit(target)
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError("the port is not a number from 1 to 65535") from None
-        if not parts.hostname or not parts.path.strip("/"):
-            raise ValueError('expected "sftp://USER@HOST:PORT//PATH"')
-        return Sftp(parts.username or "", parts.hostname, port)
-    place, colon, path = target.removeprefix("sftp:").partition(":")
-    if not colon or not path or not place:
-        raise ValueError('expected "sftp:USER@HOST:/PATH"')
-    user, at, host = place.rpartition("@")
-    if at and not (user and host):
-        raise ValueError('expected "sftp:USER@HOST:/PATH"')
-    return Sftp(user, host, None)
 
 
 def sftp_command(target: str, key: Path | None, known_hosts: Path | None) -> str:
@@ -90,15 +70,33 @@ def sftp_command(target: str, key: Path | None, known_hosts: Path | None) -> str
     if known_hosts is not None:
         words += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
     words += ["-o", "BatchMode=yes", *KEEPALIVE]
-    login = f"{where.user}@{where.host}" if where.user else where.host
-    if UNSPLITTABLE.search(login) or login.startswith("-"):
-        raise ValueError("its user and host cannot be given to ssh through restic: no spaces, quotes or backslashes")
-    return " ".join([*words, login, "-s", "sftp"])
+    return " ".join([*words, where.login, "-s", "sftp"])
 
 
 def unsplittable(value: str) -> bool:
     """True when VALUE, a path, would not survive restic's split of sftp.command on spaces and quotes."""
     return bool(UNSPLITTABLE.search(value))
+
+
+def ssh_log_file(directory: Path) -> Path:
+    """The file in DIRECTORY for the messages of the ssh of one restic run, this thread's (restic may run in
+    several threads of one daemon at once)."""
+    return directory / f"ssh.{os.getpid()}.{threading.get_ident()}.log"
+
+
+def clear_left_logs(directory: Path) -> None:
+    """The ssh logs in DIRECTORY of processes that are gone (a `backup now` killed with -9, a power cut), which
+    no run removes: a run removes its own, and a live one's (`backup list` takes no lock) is left alone."""
+    for path in directory.glob("ssh.*.log"):
+        named = LOG_NAME.fullmatch(path.name)
+        if named is None or int(named.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(named.group(1)), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:  # alive, someone else's
+            pass
 
 
 def private(path: Path, key: str) -> None:
@@ -130,13 +128,12 @@ def credentials(path: Path) -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         name, equals, value = line.partition("=")
-        name, value = name.strip().removeprefix("export "), value.strip()
-        if not equals or not name:
-            raise BackupError(f"{path}:{number}: expected KEY=VALUE (one of {', '.join(CREDENTIALS)})")
+        name, value = name.strip().removeprefix("export ").strip(), value.strip()
+        if not equals or not KEY_NAME.fullmatch(name):  # a wrapped token's tail, `KEY: secret=`: no word of it
+            raise BackupError(f"{path}:{number}: expected KEY=VALUE, KEY one of {', '.join(CREDENTIALS)}")
         if name not in CREDENTIALS:
-            raise BackupError(f"{path}:{number}: unknown key {name[:40]!r}: expected one of {', '.join(CREDENTIALS)}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
+            raise BackupError(f"{path}:{number}: unknown key {name!r}: expected one of {', '.join(CREDENTIALS)}")
+        value = _value(path, number, name, value)
         if not value:
             raise BackupError(f"{path}:{number}: {name} has no value")
         if name in found:
@@ -148,12 +145,26 @@ def credentials(path: Path) -> dict[str, str]:
     return found
 
 
+def _value(path: Path, number: int, name: str, value: str) -> str:
+    """VALUE, the text after NAME= on line NUMBER, unquoted; BackupError for what a shell would read otherwise
+    than this file is read (restic's store would then refuse a key that looks right, and the sentence blame it)."""
+    if value.endswith("\\"):
+        raise BackupError(f"{path}:{number}: {name} ends in a backslash: put the whole value on its one line")
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in QUOTES:
+        return value[1:-1]
+    if re.search(r"\s#", value):
+        raise BackupError(f"{path}:{number}: {name} has a comment after its value: put it on a line of its own")
+    if value[:1] in QUOTES or value[-1:] in QUOTES:
+        raise BackupError(f"{path}:{number}: {name} has a quote at one end only: quote all of its value or none")
+    return value
+
+
 def access(target: str, data_dir: Path, ssh_key: str, ssh_known_hosts: str, credentials_file: str) -> Access:
     """What restic needs to reach TARGET beyond its repository and password, from the [backup] keys (each a path
     relative to DATA_DIR, "" for none). BackupError with a sentence naming the key when one cannot be used."""
-    if target.startswith("sftp:") and (ssh_key or ssh_known_hosts):
+    if target.startswith("sftp:"):
         here = os.path.abspath(data_dir)
-        if unsplittable(here):  # the key and known_hosts are below it, and ssh's log (Access.options)
+        if unsplittable(here) and (ssh_key or ssh_known_hosts):  # they are below it (ssh's log is left out)
             raise BackupError(f"[backup] ssh_key, ssh_known_hosts: {here} {UNPASSABLE}: move the data directory")
         key = _place(data_dir, ssh_key)
         known_hosts = _place(data_dir, ssh_known_hosts)
