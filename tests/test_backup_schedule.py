@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from jitaku.backup import child
+from jitaku.backup import child, schedule, snapshot, state
 from jitaku.backup import restic as restic_module
-from jitaku.backup import schedule, snapshot, state
 from jitaku.backup.restic import Restic
 from jitaku.backup.state import Backups
 from jitaku.config import BackupCheckSettings, BackupSettings, Config, parse
