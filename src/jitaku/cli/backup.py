@@ -119,8 +119,11 @@ def repository(
     cache = cache_beside(to) if to is not None else None
     try:
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.mkdir(mode=0o700)
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.mkdir(mode=0o700)
+            except OSError as error:
+                raise CliError(f"cannot make restic's cache {cache}: {error.strerror or error}") from None
         yield Restic(os.path.abspath(target) if local else target, Path(os.path.abspath(password_file)), cache)
     finally:
         if cache is not None:
