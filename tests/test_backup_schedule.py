@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from jitaku.backup import child, schedule, snapshot, state
 from jitaku.backup import restic as restic_module
-from jitaku.backup import schedule, snapshot, state
 from jitaku.backup.restic import Restic
 from jitaku.backup.state import Backups
 from jitaku.config import BackupCheckSettings, BackupSettings, Config, parse
@@ -187,11 +187,11 @@ def test_a_stopping_daemon_kills_its_restic_rather_than_wait_for_it(
     thread = threading.Thread(target=run)
     began = time.monotonic()
     thread.start()
-    wait_until(lambda: restic_module._running, timeout=30)
-    restic_module.stop_all()
+    wait_until(lambda: child._running, timeout=30)
+    child.stop_all()
     thread.join(timeout=30)
     assert not thread.is_alive() and time.monotonic() - began < 30
-    assert failed and not restic_module._running
+    assert failed and not child._running
 
 
 def test_a_failed_backup_is_recorded_but_the_clis_run_and_a_stop_are_not(

@@ -6,17 +6,20 @@ counts what it holds (store/backup.py's counts) and stays open while pg_dump rea
 instant, whatever commits meanwhile. A managed cluster's files are never copied (a live cluster's are not whole).
 
 Back, a cluster is made as `jitaku init --database postgresql` makes one, started on loopback alone (where the
-restored jitaku.toml listens is another box's matter until `jitaku serve` starts it), loaded by pg_restore, counted
-and stopped. On the port jitaku.toml names, unless that is taken (the original cluster, on the same machine):
-then on a free one, for the load alone.
+restored jitaku.toml listens is another box's matter until `jitaku serve` starts it), on a free port (the port
+jitaku.toml names may be the original's, or be wanted back by it meanwhile; each start writes the port anew),
+loaded by pg_restore, counted and stopped.
+
+pg_dump and pg_restore run as restic does (backup/child.py): a deadline, killed when the daemon stops or the
+command is interrupted, and dead with us.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shlex
 import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from jitaku import log
+from jitaku.backup import child
 from jitaku.backup.restic import LONG
 from jitaku.config import Config, Listen, Settings
 from jitaku.errors import BackupError, ClusterError, SchemaSkew
@@ -38,13 +42,14 @@ LOOPBACK = "127.0.0.1"
 # --no-acl: the grants of a managed cluster are its one role's own; an external server's name roles a cluster
 # made for the load does not have
 PG_RESTORE = ("--exit-on-error", "--no-owner", "--no-acl")
+# where Debian's postgresql-client-N puts them: pg_dump alone, without the server's pg_ctl
+CLIENTS = "/usr/lib/postgresql/*/bin/{program}"
 
 
 def dump(config: Config, target: Path) -> Counts:
     """The store's database written to TARGET by pg_dump, and what it holds, counted at the same instant."""
     url = config.database_url
     conninfo, environment = libpq(url)
-    program = _pg_dump(config)
     try:
         connection = driver_for(url).connect()
     except Exception as error:  # noqa: BLE001 - psycopg's: one line
@@ -53,11 +58,14 @@ def dump(config: Config, target: Path) -> Counts:
         import psycopg
 
         try:
+            server = int(connection.execute("SHOW server_version_num").fetchone()[0]) // 10000
             connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             exported = str(connection.execute("SELECT pg_export_snapshot()").fetchone()[0])
             found = counts(Statements(connection.cursor(), POSTGRESQL, psycopg.Error))
         except (psycopg.Error, StoreError) as error:
             raise BackupError(f"cannot read the database {shown(url)}: {_first_line(error)}") from None
+        program = _pg_dump(config, server)
+        _private(target)
         command = [program, "--format=custom", f"--snapshot={exported}", "--no-password", f"--file={target}"]
         _run([*command, f"--dbname={conninfo}"], environment, "pg_dump")
     finally:
@@ -66,24 +74,23 @@ def dump(config: Config, target: Path) -> Counts:
     return found
 
 
-def load(settings: Settings, directory: Path, source: Path, port: int | None = None) -> Counts:
+def load(settings: Settings, directory: Path, source: Path) -> Counts:
     """DIRECTORY/postgres made as SETTINGS's managed cluster, the dump at SOURCE loaded into it; what it holds,
-    counted while it runs. On PORT (default: jitaku.toml's, unless it is taken) on loopback; stopped at the end,
-    whatever happens."""
+    counted while it runs. On a free loopback port; stopped at the end, whatever happens (SIGTERM too, which
+    the CLI makes SystemExit: cli.common.exit_on_signals)."""
     from jitaku.ha import cluster
 
     database = settings.database
-    wanted = port or database.listen[0].port
-    if port is None and not _free(wanted):
-        wanted = free_port()
+    port = free_port()
     parts = urlsplit(database.managed_url) if database.managed else None
     user = parts.username if parts is not None and parts.username else "jitaku"
     name = parts.path if parts is not None and parts.path.strip("/") else "/jitaku"
-    url = urlunsplit(("postgresql", f"{user}@{LOOPBACK}:{wanted}", name, "", ""))
-    changed = database.model_copy(update={"managed": True, "listen": (Listen(LOOPBACK, wanted),), "url": url})
+    url = urlunsplit(("postgresql", f"{user}@{LOOPBACK}:{port}", name, "", ""))
+    changed = database.model_copy(update={"managed": True, "listen": (Listen(LOOPBACK, port),), "url": url})
     loading = Config(settings.model_copy(update={"database": changed}), directory)
     with _failing(f"cannot load the database into a new PostgreSQL cluster in {loading.postgres_dir}"):
         cluster.create(loading)
+        failed = True
         try:
             cluster.start(loading)
             cluster.ensure_database(loading)
@@ -95,22 +102,45 @@ def load(settings: Settings, directory: Path, source: Path, port: int | None = N
                 found = counts_of(loading.database_url)
             except (StoreError, SchemaSkew) as error:
                 raise BackupError(f"the database loaded cannot be opened: {_first_line(error)}") from None
+            failed = False
         finally:
-            cluster.stop(loading)
-    log.event("backup_loaded", directory=str(loading.postgres_dir), port=wanted, messages=found.messages)
+            try:
+                cluster.stop(loading)
+            except ClusterError as error:  # logged, and the load's own failure, if any, said instead
+                log.event("backup_cluster_not_stopped", directory=str(loading.postgres_dir), error=str(error))
+                if not failed:
+                    raise
+    log.event("backup_loaded", directory=str(loading.postgres_dir), port=port, messages=found.messages)
     return found
 
 
-def stop_left(config: Config, directory: Path) -> None:
-    """The cluster a killed restore or verify of CONFIG's left running in DIRECTORY/postgres, stopped before its
-    files go."""
+def stop_left(config: Config | None, directory: Path) -> bool:
+    """The cluster a killed restore or verify of CONFIG's (None: its jitaku.toml unread) left running in
+    DIRECTORY/postgres, stopped; True when nothing runs there any more, so that its files may go. False, said in
+    one log event, when it could not be stopped or its postmaster still lives (another user's, which this process
+    cannot tell for ours): deleted, it would run on without its files, holding its port, found by nothing."""
     from jitaku.ha import cluster
 
-    if (directory / "postgres" / "PG_VERSION").exists():
+    data = directory / "postgres"
+    if not (data / "PG_VERSION").exists():
+        return True
+    error = ""
+    if config is not None:
         try:
             cluster.stop(Config(config.settings, directory))
-        except ClusterError as error:
-            log.event("backup_cluster_left", directory=str(directory), error=str(error))
+        except (ClusterError, OSError) as failure:
+            error = str(failure)
+    pid = _postmaster_alive(data)
+    if not error and pid is None:
+        return True
+    log.event(
+        "backup_cluster_left",
+        directory=str(directory),
+        pid=pid,
+        error=error or "its postmaster still runs",
+        kept="its files stay until it is stopped",
+    )
+    return False
 
 
 def restore_command(config: Config) -> str:
@@ -139,45 +169,80 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
-
-
-def _pg_dump(config: Config) -> str:
-    """Debian's pg_dump of the managed cluster's version, or for another server the newest installed."""
+def _pg_dump(config: Config, server: int) -> str:
+    """Debian's pg_dump of the managed cluster's version; for another server, the newest installed, which must be
+    of the SERVER's major version or newer (an older one refuses it). The client package is enough for that: the
+    server's (pg_ctl) is needed only by the restore drill."""
     from jitaku.ha import cluster
 
-    with _failing("cannot back up the database"):
-        if config.settings.database.managed:
+    if config.settings.database.managed:
+        with _failing("cannot back up the database"):
             return cluster.binaries(config.postgres_dir)["pg_dump"]
-        return cluster.binaries()["pg_dump"]
+    pattern = CLIENTS.format(program="pg_dump")
+    found = {Path(path).parents[1].name: path for path in glob.glob(pattern) if os.access(path, os.X_OK)}
+    usable = [int(version) for version in found if version.isdigit() and int(version) >= server]
+    if not usable:
+        raise BackupError(
+            f"cannot back up the database: no pg_dump of PostgreSQL {server} or newer, the server's version, in"
+            f" {pattern}: apt install postgresql-client-{server}"
+        )
+    return found[str(max(usable))]
+
+
+def _private(target: Path) -> None:
+    """TARGET made empty and 0600 before pg_dump writes it (and keeps its mode): a dump is every mailbox and
+    password hash, and restic keeps the mode it is sent with."""
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError as error:
+        raise BackupError(f"cannot make {target} for pg_dump: {error.strerror or error}") from None
+
+
+def _postmaster_alive(data: Path) -> int | None:
+    """The pid DATA's postmaster.pid names, if that process lives (a zombie does not)."""
+    try:
+        first = (data / "postmaster.pid").read_text(encoding="utf-8").partition("\n")[0].strip()
+    except OSError:
+        return None
+    if not first.isdigit():
+        return None
+    try:
+        os.kill(int(first), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    try:
+        state = Path(f"/proc/{first}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return int(first)
+    return None if state in ("Z", "X") else int(first)
 
 
 def _run(command: list[str], environment: dict[str, str], what: str) -> None:
     """COMMAND, bounded by a long backup's deadline; BackupError with the first line it said."""
     try:
-        result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd="/", timeout=LONG)
-    except subprocess.TimeoutExpired:
-        raise BackupError(f"{what} took more than {LONG / 3600:.0f} hours: stopped") from None
+        ended = child.run(command, environment, LONG, cwd="/")
     except OSError as error:
         raise BackupError(f"cannot run {command[0]}: {error.strerror or error}") from None
-    if result.returncode != 0:
-        said = [line.strip() for line in result.stderr.splitlines() if line.strip()] + ["it said nothing"]
+    if ended.expired:
+        raise BackupError(f"{what} took more than {LONG / 3600:.0f} hours: stopped")
+    if ended.code != 0:
+        said = [line.strip() for line in ended.stderr.splitlines() if line.strip()] + ["it said nothing"]
         raise BackupError(f"{what} failed: {said[0]}")
 
 
 @contextmanager
 def _failing(what: str) -> Iterator[None]:
-    """A cluster's failure as a BackupError saying WHAT could not be done."""
+    """A cluster's failure, or the OS's (a directory it cannot make), as a BackupError saying WHAT could not be
+    done."""
     try:
         yield
     except ClusterError as error:
         raise BackupError(f"{what}: {error}") from None
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename else ""
+        raise BackupError(f"{what}: {error.strerror or error}{where}") from None
 
 
 def _first_line(error: BaseException) -> str:

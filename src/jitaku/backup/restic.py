@@ -4,28 +4,25 @@ later version) can read the backups back.
 restic is run with an argument list, never a shell, its repository and password file given in its environment
 (RESTIC_REPOSITORY, RESTIC_PASSWORD_FILE), an S3 store's keys too, and nothing else of ours on its command line
 but an sftp target's ssh command, which holds paths alone (jitaku.backup.targets). What it prints is read
-bounded (MAX_OUTPUT bytes, its --json lines parsed one at a time), it has a deadline, and it dies with us: a
-`jitaku backup now` killed with -9 leaves no restic running on to write a snapshot nobody asked for any more.
+bounded (MAX_OUTPUT bytes, its --json lines parsed one at a time), it has a deadline (backup/child.py), and it dies
+with us: a `jitaku backup now` killed with -9 leaves no restic running on to write a snapshot nobody asked for any
+more.
 Its failures become one sentence (BackupError) that says what to do, never its own multi-line text.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from jitaku import log
+from jitaku.backup import child
 from jitaku.backup.targets import Access, access, clear_left_logs, ssh_log_file
 from jitaku.config import Config
 from jitaku.errors import BackupError
@@ -33,7 +30,6 @@ from jitaku.words import counted
 
 PROGRAM = "restic"
 MAX_OUTPUT = 8 << 20  # bytes of stdout read from one run at most: `snapshots --json` is one line for all of them
-STDERR_KEPT = 64 << 10  # the last bytes of stderr kept for the sentence
 QUICK = 300.0  # seconds for a command that reads only the repository's small files (init, snapshots)
 LONG = 6 * 3600.0  # for one that moves the data (backup, restore, check)
 UNREAD = "ignoring error for "  # how restic restore begins the line of a file it could not read back
@@ -41,14 +37,11 @@ PROGRESS_PER_SECOND = 1  # restic's --json status lines: 60 a second unless told
 # restic's prefixes of a repository that is not a local path; a path is relative to the data dir
 BACKENDS = ("local:", "sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
 CACHE = "backup/cache"  # in the data dir: restic's cache of the repository's index, not in a home the daemon lacks
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # restic's own environment that would override or confuse ours: the repository and password are given here alone
 THEIRS = ("RESTIC_PASSWORD", "RESTIC_PASSWORD_COMMAND", "RESTIC_REPOSITORY_FILE", "RESTIC_KEY_HINT")
 
 
 Progress = Callable[[dict[str, Any]], None]
-_running: set[subprocess.Popen[bytes]] = set()  # this process's restic children, for stop_all
-_running_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -96,9 +89,9 @@ FULL = "no space left on device"  # ENOSPC, as Go says it
 
 
 class Restic:
-    """The repository TARGET opened with the password in PASSWORD_FILE."""
+    """The repository TARGET opened with the password in PASSWORD_FILE, restic's cache in CACHE (None: none)."""
 
-    def __init__(self, target: str, password_file: Path, cache: Path, reach: Access | None = None) -> None:
+    def __init__(self, target: str, password_file: Path, cache: Path | None, reach: Access | None = None) -> None:
         self.target = target
         self.password_file = password_file
         self.cache = cache
@@ -154,56 +147,36 @@ class Restic:
             RESTIC_REPOSITORY=self.target,
             RESTIC_PASSWORD_FILE=str(self.password_file),
             RESTIC_PROGRESS_FPS=str(PROGRESS_PER_SECOND),
-            RESTIC_CACHE_DIR=str(self.cache),
         )
-        ssh_log = ssh_log_file(self.cache.parent)  # ssh's messages, in a file of this run's own
-        if self.reach.ssh:
+        if self.cache is not None:
+            environment["RESTIC_CACHE_DIR"] = str(self.cache)
+        options = [] if self.cache is not None else ["--no-cache"]
+        ssh_log = ssh_log_file(self.cache.parent) if self.reach.ssh and self.cache is not None else None
+        if ssh_log is not None:  # ssh's messages, in a file of this run's own
             ssh_log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             clear_left_logs(ssh_log.parent)
+        found: list[Output] = []
+
+        def read(stream: IO[bytes]) -> bool:
+            output, overflow = _read(stream, progress)
+            found.append(output)
+            return overflow
+
+        command = [PROGRAM, *self.reach.options(ssh_log), args[0], *options, *args[1:]]
         try:
-            process = subprocess.Popen(
-                [PROGRAM, *self.reach.options(ssh_log), *args],
-                stdin=subprocess.DEVNULL,  # never a password prompt
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=environment,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - a CLI's or worker thread's child, nothing else forks
-            )
+            ended = child.run(command, environment, timeout, cwd, read)
         except FileNotFoundError:
             raise BackupError("restic is not installed: `apt install restic` (Debian), or put it on PATH") from None
-        assert process.stdout is not None and process.stderr is not None
-        with _running_lock:
-            _running.add(process)
-        stderr = _Tail(process.stderr)
-        expired = threading.Event()
-
-        def expire() -> None:
-            expired.set()
-            process.kill()
-
-        timer = threading.Timer(timeout, expire)
-        timer.start()
-        overflow = False
-        try:
-            output, overflow = _read(process.stdout, progress)
         finally:
-            if process.poll() is None and (overflow or sys.exc_info()[0] is not None):
-                process.kill()  # too much said, or Ctrl-C: nothing of restic's stays behind
-            code = process.wait()
-            with _running_lock:
-                _running.discard(process)
-            timer.cancel()
-            stderr.join()
-            process.stdout.close()
-            ssh_said = _ssh_said(ssh_log) if self.reach.ssh else ""
-        if expired.is_set():
+            ssh_said = _ssh_said(ssh_log) if ssh_log is not None else ""
+        output = found[0] if found else Output([], [])
+        if ended.expired:
             raise BackupError(f"restic {args[0]} did not finish within {timeout:.0f} s, and was stopped")
-        if overflow:
+        if ended.cut:
             raise BackupError(f"restic {args[0]} printed more than {MAX_OUTPUT >> 20} MB: stopped")
-        if code != 0:
-            failure = self.failure(args[0], stderr.text() + ssh_said)
-            log.event("restic_failed", command=args[0], code=code, error=redacted(str(failure)))
+        if ended.code != 0:
+            failure = self.failure(args[0], ended.stderr + ssh_said)
+            log.event("restic_failed", command=args[0], code=ended.code, error=redacted(str(failure)))
             raise failure
         return output
 
@@ -295,7 +268,8 @@ class Restic:
         local = self.target.removeprefix("local:")
         if local.startswith("/"):
             return not path.is_relative_to(local)
-        return command == "restore" or any(path.is_relative_to(place) for place in (self.cache, tempfile.gettempdir()))
+        places: list[str | Path] = [tempfile.gettempdir(), *([self.cache] if self.cache is not None else [])]
+        return command == "restore" or any(path.is_relative_to(place) for place in places)
 
 
 def redacted(text: str) -> str:
@@ -309,27 +283,13 @@ def _ssh_said(path: Path) -> str:
     removed."""
     try:
         with open(path, "rb") as file:
-            file.seek(max(0, os.fstat(file.fileno()).st_size - STDERR_KEPT))
+            file.seek(max(0, os.fstat(file.fileno()).st_size - child.STDERR_KEPT))
             kept = file.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
     finally:
         path.unlink(missing_ok=True)
     return "".join(f"{SSH}{line}\n" for line in kept.splitlines() if line.strip())
-
-
-def stop_all() -> None:
-    """Every restic this process runs, killed: the daemon stops, and its schedule's backup or drill is cut short
-    rather than holding the stop for hours (restic lists no snapshot it did not finish)."""
-    with _running_lock:
-        for process in _running:
-            process.kill()
-
-
-def _die_with_parent() -> None:
-    """In the child, before restic starts: SIGKILL when the thread that started it ends (this process killed),
-    which it never does sooner, since that thread waits for restic to finish."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _read(stream: Any, progress: Progress | None) -> tuple[Output, bool]:
@@ -364,22 +324,3 @@ def _document(line: bytes) -> Any:
         return json.loads(line)
     except ValueError:
         return None
-
-
-class _Tail(threading.Thread):
-    """A stream read to its end in a thread of its own (so that neither pipe fills and stalls restic), keeping
-    only its last STDERR_KEPT bytes."""
-
-    def __init__(self, stream: Any) -> None:
-        super().__init__(daemon=True)
-        self._stream = stream
-        self._kept = b""
-        self.start()
-
-    def run(self) -> None:
-        with self._stream:
-            while chunk := self._stream.read1(STDERR_KEPT):
-                self._kept = (self._kept + chunk)[-STDERR_KEPT:]
-
-    def text(self) -> str:
-        return self._kept.decode(errors="replace")

@@ -11,7 +11,6 @@ data and index, so a backup killed half-way is never listed (its packs are left 
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import json
 import os
@@ -37,8 +36,18 @@ from jitaku.store.errors import StoreError
 # a snapshot's id, or the start of one, as `list` shows it, or restic's "latest": never an option to restic
 SNAPSHOT_ID = re.compile(r"[0-9a-f]{1,64}|latest")
 RESTORING = ".{name}.restoring-"  # beside a restore's TO, with the restoring process's id: where restic writes
+CACHED = ".{name}.restic-cache-"  # beside it: restic's cache, for a restore by --target (no data directory's)
 CONFIG = "jitaku.toml"
 SUMMED = ("messages", "newest", "posts", "comments", "members")  # the counts a snapshot's tags carry
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restore gave back: the counts its snapshot holds, and the dump left in TO for a person to load (a
+    store on a PostgreSQL server of its own), if any."""
+
+    counts: Counts
+    dump: Path | None
 
 
 @dataclass(frozen=True)
@@ -63,11 +72,11 @@ def snapshots(restic: Restic) -> list[Listed]:
     return sorted(found, key=lambda listed: listed.time)
 
 
-def restore(restic: Restic, snapshot: str, to: Path) -> Counts:
+def restore(restic: Restic, snapshot: str, to: Path) -> Restored:
     """SNAPSHOT written to TO as a data directory, its database as TO/jitaku.db, or loaded into its managed cluster
-    TO/postgres (else left as TO/postgres.dump); what it holds. TO must not exist or be empty. restic writes into a
-    hidden directory beside TO, which is renamed into place once whole: a restore that fails, or is killed, never leaves
-    in TO half a data directory that `jitaku serve` would start from."""
+    TO/postgres (else left as TO/postgres.dump, 0600); what it holds. TO must not exist or be empty. restic writes
+    into a hidden directory beside TO, which is renamed into place once whole: a restore that fails, or is killed,
+    never leaves in TO half a data directory that `jitaku serve` would start from."""
     _valid(snapshot)
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise BackupError(f"{to} is not an empty directory: restore into a new or empty one; nothing was written")
@@ -75,21 +84,35 @@ def restore(restic: Restic, snapshot: str, to: Path) -> Counts:
     to.parent.mkdir(parents=True, exist_ok=True)
     _clear_restoring(to)
     place = to.parent / f"{RESTORING.format(name=to.name)}{os.getpid()}"
+    left = None
     try:
         place.mkdir(mode=0o700)
+        _runnable(restic, snapshot, place)
         restic.run("restore", "--target", str(place), "--", snapshot, timeout=LONG)
         try:
             recorded = _record(place)
         except BackupError as error:
             raise BackupError(f"snapshot {snapshot}: {error}") from None
         (place / RECORD).unlink()  # the snapshot's, not the directory's: a backup of TO writes its own
-        if (place / postgres.DUMP).exists() and _loaded(snapshot, place, recorded) and to.exists():
-            _passable(place, to)
+        if not (place / DATABASE).exists():  # a store on PostgreSQL: its jitaku.toml says which
+            if _loaded(snapshot, place, recorded):
+                if to.exists():
+                    _passable(place, to)
+            else:
+                left = to / postgres.DUMP
         _into_place(place, to)
     finally:
-        shutil.rmtree(place, ignore_errors=True)
+        if _stopped(place):
+            shutil.rmtree(place, ignore_errors=True)
     log.event("backup_restored", snapshot=snapshot, to=str(to))
-    return recorded
+    return Restored(recorded, left)
+
+
+def cache_beside(to: Path) -> Path:
+    """Where restic's cache goes for a restore into TO by --target: beside TO, on its disk (not a tmpfs /tmp that
+    a large repository's tree packs would fill), cleared by the next restore into TO if this one is killed."""
+    to = Path(os.path.abspath(to))
+    return to.parent / f"{CACHED.format(name=to.name)}{os.getpid()}"
 
 
 def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
@@ -106,19 +129,21 @@ def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
         snapshot = listed[-1].id
     _valid(snapshot)
     with running(config) as work:
-        with tempfile.TemporaryDirectory(prefix=VERIFYING, dir=work) as place:
-            target = Path(place)
-            try:
-                restic.run("restore", "--target", str(target), "--", snapshot, timeout=LONG)
-                recorded = _record(target)
-                if (target / postgres.DUMP).exists():
-                    found = _drilled(config, work, target, recorded)
-                else:
-                    found = _checked(target / DATABASE, recorded)
-            except Busy:
-                raise
-            except BackupError as error:
-                raise _failed(snapshot, str(error)) from None
+        target = Path(tempfile.mkdtemp(prefix=VERIFYING, dir=work))
+        try:
+            restic.run("restore", "--target", str(target), "--", snapshot, timeout=LONG)
+            recorded = _record(target)
+            if not (target / DATABASE).exists() and (target / postgres.DUMP).exists():
+                found = _drilled(config, work, target, recorded)
+            else:  # a SQLite snapshot, whatever stray dump it holds beside its database
+                found = _checked(target / DATABASE, recorded)
+        except Busy:
+            raise
+        except BackupError as error:
+            raise _failed(snapshot, str(error)) from None
+        finally:
+            if postgres.stop_left(config, target):  # else kept, and said: a cluster runs in it
+                shutil.rmtree(target, ignore_errors=True)
         try:
             # a backup killed with -9 leaves its lock, which check's exclusive one would be refused over; unlock
             # removes only the locks whose process is gone (on this host) or that are older than 30 minutes
@@ -139,14 +164,46 @@ def _valid(snapshot: str) -> None:
         raise BackupError(f"{snapshot!r} is no snapshot id: `jitaku backup list` shows them")
 
 
+def _runnable(restic: Restic, snapshot: str, place: Path) -> None:
+    """BackupError, before hours of restoring, when SNAPSHOT's managed cluster would have no user to run as on
+    this box (a new one, where `[run] user` was never made): its jitaku.toml alone restored into PLACE to tell."""
+    from jitaku.ha import cluster
+
+    restic.run("restore", "--target", str(place), "--include", f"/{CONFIG}", "--", snapshot, timeout=LONG)
+    try:
+        settings = load_config(place).settings
+    except ConfigError:
+        return  # a SQLite snapshot's, say, of an older jitaku: the restore says what it must of it
+    if not settings.database.managed:
+        return
+    try:
+        cluster.account(Config(settings, place))
+    except ClusterError:
+        name = settings.run.user or "postgres"
+        made = f"adduser --system --group {name}" if settings.run.user else "apt install postgresql"
+        raise BackupError(
+            f"snapshot {snapshot}'s PostgreSQL cluster runs as the user {name}, who does not exist on this box:"
+            f" create it first (`{made}`), then restore again; nothing was restored"
+        ) from None
+
+
 def _clear_restoring(to: Path) -> None:
-    """The hidden directories beside TO that restores killed before their end left."""
-    for left in to.parent.glob(f"{glob.escape(RESTORING.format(name=to.name))}*"):
-        pid = left.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(ConfigError, OSError):  # no jitaku.toml yet: restic's, so no cluster yet
-                postgres.stop_left(load_config(left), left)
-            shutil.rmtree(left, ignore_errors=True)
+    """The hidden directories beside TO that restores killed before their end left (restic's, and its cache);
+    a restored cluster that could not be stopped keeps its directory (postgres.stop_left)."""
+    for pattern in (RESTORING, CACHED):
+        for left in to.parent.glob(f"{glob.escape(pattern.format(name=to.name))}*"):
+            pid = left.name.rpartition("-")[2]
+            if pid.isdigit() and not _alive(int(pid)) and _stopped(left):
+                shutil.rmtree(left, ignore_errors=True)
+
+
+def _stopped(left: Path) -> bool:
+    """No cluster runs in LEFT any more: none was made there (no jitaku.toml yet: restic's), or it is stopped."""
+    try:
+        config = load_config(left)
+    except ConfigError:
+        config = None
+    return postgres.stop_left(config, left)
 
 
 def _alive(pid: int) -> bool:
@@ -209,18 +266,22 @@ def _counts(path: Path) -> Counts:
 def _loaded(snapshot: str, place: Path, recorded: Counts) -> bool:
     """A PostgreSQL snapshot restored in PLACE: its dump loaded into PLACE/postgres when its jitaku.toml says
     `[database] managed`, and the counts checked (True); else its dump left for a person to load where its url
-    says (False)."""
+    says, readable by this user alone (False)."""
+    dump = place / postgres.DUMP
+    if not dump.exists():
+        raise BackupError(f"snapshot {snapshot} holds neither {DATABASE} nor {postgres.DUMP}: no database to restore")
+    dump.chmod(0o600)  # a dump is every mailbox; one sent by an older jitaku was 0644, which restic keeps
     try:
         settings = load_config(place).settings
     except ConfigError as error:
         raise BackupError(f"snapshot {snapshot}: its jitaku.toml cannot be read ({error})") from None
     if not settings.database.managed:
         return False
-    found = postgres.load(settings, place, place / postgres.DUMP)
+    found = postgres.load(settings, place, dump)
     differences = _differences(recorded, found)
     if differences:
         raise BackupError(f"snapshot {snapshot} does not hold what was recorded: " + "; ".join(differences))
-    (place / postgres.DUMP).unlink()  # in the cluster now
+    dump.unlink()  # in the cluster now
     return True
 
 
@@ -247,7 +308,7 @@ def _drilled(config: Config, work: Path, target: Path, recorded: Counts) -> Coun
         cluster.reachable(work, user)
     except ClusterError as error:
         raise BackupError(f"cannot make a PostgreSQL cluster to load it into: {error}") from None
-    found = postgres.load(config.settings, target, target / postgres.DUMP, postgres.free_port())
+    found = postgres.load(config.settings, target, target / postgres.DUMP)
     differences = _differences(recorded, found)
     if differences:
         raise BackupError("it does not hold what was recorded: " + "; ".join(differences))

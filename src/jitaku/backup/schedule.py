@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 
 from jitaku import log
-from jitaku.backup import restic as restic_module
-from jitaku.backup import restore, snapshot, state
+from jitaku.backup import child, restore, snapshot, state
 from jitaku.backup.restic import LONG, Restic
 from jitaku.backup.state import Backups
 from jitaku.config import BackupSettings, Config
@@ -71,7 +70,8 @@ class Stopped(Exception):
 
 async def keep_backed_up(config: Config) -> None:
     """Never ends on an error: the daemon's other services share its task group. Cancelled (the daemon stops), it
-    kills its restic, whose thread would otherwise hold the daemon's exit until a long backup ended."""
+    kills its restic, pg_dump or pg_restore, whose thread would otherwise hold the daemon's exit until a long backup
+    ended."""
     settings = config.settings.backup
     stopping = threading.Event()
     try:
@@ -94,7 +94,7 @@ async def keep_backed_up(config: Config) -> None:
             await asyncio.sleep(wait)
     finally:
         stopping.set()
-        restic_module.stop_all()
+        child.stop_all()
 
 
 def _known(config: Config) -> None:

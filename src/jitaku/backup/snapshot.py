@@ -56,6 +56,8 @@ LEFT_OUT = frozenset(
         "postgres.password",  # initdb's password file, there while it runs
         "postgres.users",
         "postgres.lock",
+        postgres.DUMP,  # a restore's, left for a person to load: the snapshot's is pg_dump's own, made fresh
+        RECORD,  # the snapshot's own, written fresh
         WORK_DIR,
         "serve.lock",
         "ddns.lock",
@@ -157,8 +159,8 @@ def running(config: Config) -> Iterator[Path]:
         except BlockingIOError:
             raise Busy(f"another backup or verify of {config.data_dir} runs now: try again when it ends") from None
         for left in [work / STAGING, *work.glob(f"{VERIFYING}*")]:
-            postgres.stop_left(config, left)
-            shutil.rmtree(left, ignore_errors=True)
+            if postgres.stop_left(config, left):
+                shutil.rmtree(left, ignore_errors=True)
         yield work
     finally:
         os.close(descriptor)

@@ -47,13 +47,14 @@ class Access:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     source: str = ""
 
-    def options(self, ssh_log: Path) -> tuple[str, ...]:
+    def options(self, ssh_log: Path | None) -> tuple[str, ...]:
         """restic's options for one run: the ssh command, its messages appended to SSH_LOG (ssh -E). restic passes
         on ssh's stderr only while it runs, and may end first: the file keeps "Host key verification failed".
-        An SSH_LOG restic's split would cut (a data directory with a space) is left out: ssh's stderr is all then."""
+        An SSH_LOG restic's split would cut (a data directory with a space), or none (a run without a data
+        directory), is left out: ssh's stderr is all then."""
         if not self.ssh:
             return ()
-        if unsplittable(str(ssh_log)):
+        if ssh_log is None or unsplittable(str(ssh_log)):
             return ("-o", f"sftp.command={self.ssh}")
         program, _, rest = self.ssh.partition(" ")
         return ("-o", f"sftp.command={program} -E {ssh_log} {rest}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +20,7 @@ from jitaku.cli.common import (
     DirOption,
     JsonOption,
     console,
+    exit_on_signals,
     hold_cluster,
     load_config,
     print_json,
@@ -102,10 +103,14 @@ PasswordFileOption = Annotated[
 
 
 @contextlib.contextmanager
-def repository(data_dir: Path, target: str | None, password_file: Path | None) -> Iterator[Restic]:
+def repository(
+    data_dir: Path, target: str | None, password_file: Path | None, to: Path | None = None
+) -> Iterator[Restic]:
     """DATA_DIR's [backup] repository; or, on a box with no data directory yet (the old one died with its disk),
-    TARGET opened with PASSWORD_FILE, with restic's cache in a directory of its own for the command's length."""
+    TARGET opened with PASSWORD_FILE: for a restore into TO, with restic's cache beside TO for the command's length
+    (restore.cache_beside); else with none (a list reads the snapshots' small files alone)."""
     from jitaku.backup.restic import Restic
+    from jitaku.backup.restore import cache_beside
 
     if target is None and password_file is None:
         yield Restic.of(load_config(data_dir))
@@ -115,8 +120,18 @@ def repository(data_dir: Path, target: str | None, password_file: Path | None) -
     if not password_file.is_file():
         raise CliError(f"no password file at {password_file}: give the copy of backup.secret kept elsewhere")
     local = not target.startswith(BACKENDS)
-    with tempfile.TemporaryDirectory(prefix="jitaku-restic-cache-") as cache:
-        yield Restic(os.path.abspath(target) if local else target, Path(os.path.abspath(password_file)), Path(cache))
+    cache = cache_beside(to) if to is not None else None
+    try:
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.mkdir(mode=0o700)
+            except OSError as error:
+                raise CliError(f"cannot make restic's cache {cache}: {error.strerror or error}") from None
+        yield Restic(os.path.abspath(target) if local else target, Path(os.path.abspath(password_file)), cache)
+    finally:
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 @backup_app.command("list")
@@ -159,13 +174,20 @@ def backup_restore(
     """Restore a snapshot into a new data directory, which `jitaku serve --dir DIR` starts from."""
     from jitaku.backup import postgres, restore
 
-    with repository(data_dir, target, password_file) as restic:
-        counts = restore.restore(restic, snapshot, to)
-    console.print(f"restored snapshot {snapshot} into {to}: {_summary(counts)}")
-    if (to / postgres.DUMP).exists():  # a store on a PostgreSQL server of its own, not jitaku's
-        restored = load_config(to)
-        console.print(f"Load its database into the empty one its url names: {postgres.restore_command(restored)}")
-    console.print(f"`jitaku serve --dir {to}` starts from it")
+    exit_on_signals()  # a cluster loading the dump is stopped, and the half-restored directory removed
+    with repository(data_dir, target, password_file, to) as restic:
+        restored = restore.restore(restic, snapshot, to)
+    console.print(f"restored snapshot {snapshot} into {to}: {_summary(restored.counts)}")
+    if restored.dump is not None:  # a store on a PostgreSQL server of its own, not jitaku's
+        command = postgres.restore_command(load_config(to))
+        console.print(
+            "Load its database into the empty one its url names BEFORE starting jitaku (serve would make its tables"
+            f" there, which the load then refuses): {command}"
+        )
+        console.print(f"Once it is loaded, delete {restored.dump}: it is a copy of every mailbox")
+        console.print(f"Then `jitaku serve --dir {to}` starts from it")
+    else:
+        console.print(f"`jitaku serve --dir {to}` starts from it")
     console.print(
         f"It backs up into the same repository, {restic.shown}: for a drill beside this box, change [backup]"
         " target in its jitaku.toml first"
@@ -182,6 +204,7 @@ def backup_verify(
     from jitaku.backup.state import Backups
 
     config = load_config(data_dir)
+    exit_on_signals()  # the drill's cluster is stopped, and its directory removed
     with _failures_recorded(config, Backups.verify_failed):
         checked, counts = restore.verify(config, snapshot)
     if snapshot is None:  # the newest: the drill the schedule would run, done now

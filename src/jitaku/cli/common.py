@@ -101,9 +101,7 @@ def hold_cluster(config: Config) -> None:
 
     if not _holding:
         atexit.register(_release)
-        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
-            for number in (signal.SIGTERM, signal.SIGHUP):
-                signal.signal(number, _exit_on_signal)
+        exit_on_signals()
     from jitaku import serve_lock
 
     daemon = serve_lock.running(config.data_dir)
@@ -136,7 +134,18 @@ def _fence_if_superseded(config: Config) -> None:
         )
 
 
+def exit_on_signals() -> None:
+    """SIGTERM and SIGHUP (`kill PID`, an ssh session dropped) as SystemExit, so that the command's finally blocks
+    and atexit's run: a cluster it started is stopped, a directory it made half is removed."""
+    if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+        for number in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, _exit_on_signal)
+
+
 def _exit_on_signal(number: int, frame: object) -> None:
+    """The first signal ends the command; those after it wait for its clean-up, which they would cut short."""
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
     raise SystemExit(128 + number)
 
 
