@@ -74,6 +74,7 @@ async def keep_backed_up(config: Config) -> None:
     kills its restic, whose thread would otherwise hold the daemon's exit until a long backup ended."""
     settings = config.settings.backup
     stopping = threading.Event()
+    restic_module.resume()  # a schedule stopped before in this process (a box demoted, then promoted again)
     try:
         await asyncio.sleep(FIRST_LOOK)
         await asyncio.to_thread(_known, config)

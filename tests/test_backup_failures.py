@@ -1,0 +1,202 @@
+"""What a failed restic run comes to, without restic (issue 26): a full disk blamed on the right one (the target,
+restic's cache, its TMPDIR, a restore's files), a run refused over a lock tried again only when that lock is a
+dead restic's of this host, no restic started once the daemon stops, and which of the CLI's failures state.json
+records for the backup check. tests/integration/test_backup_full_disk.py runs the full disk against real restic."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jitaku.backup import restic as restic_module
+from jitaku.backup.restic import Busy, Output, Restic, StaleLock
+from jitaku.errors import BackupError
+
+SECRET = Path("/srv/my data/backup.secret")
+CACHE = Path("/srv/my data/backup/cache")  # a data dir with a space in its name
+FULL = "no space left on device"
+REMOTE = "sftp:u@nas.lan:/srv/repo"
+LOCAL = "/mnt/backup/repo"
+BUFFERS = "/var/spool/jitaku-tmp"  # the TMPDIR the tests give restic
+
+
+@pytest.fixture(autouse=True)
+def _tmpdir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TMPDIR that does not exist, as a full one is to Python: tempfile.gettempdir() would skip it."""
+    monkeypatch.setenv("TMPDIR", BUFFERS)
+
+
+def _target_full(target: str, kept: bool) -> str:
+    made = ", and no snapshot was made" if kept else ""
+    return (
+        f"the backup target {target} is full (no space left on device){made}: free space on it, or point [backup]"
+        " target at a disk with room"
+    )
+
+
+def _elsewhere(command: str, path: str) -> str:
+    return f"restic {command} could not write {path}: its disk is full (no space left on device); free space there"
+
+
+@pytest.mark.parametrize(
+    ("target", "command", "said", "expected"),
+    [
+        # the target's own files: the target is full, and a backup says it kept nothing
+        (
+            LOCAL,
+            "backup",
+            f"Fatal: unable to save snapshot: write {LOCAL}/data/ab/ab12: {FULL}",
+            _target_full(LOCAL, True),
+        ),
+        (LOCAL, "check", f"Fatal: open {LOCAL}/locks/ab12: {FULL}", _target_full(LOCAL, False)),
+        (REMOTE, "backup", f"Fatal: sftp: write /srv/repo/data/ab/ab12: {FULL}", _target_full(REMOTE, True)),
+        # restic's cache, in a data dir whose name has a space
+        (REMOTE, "backup", f"Save(<data/ab12>) failed: write {CACHE}/0123/data/ab/ab12: {FULL}", None),
+        (LOCAL, "backup", f"mkdir {CACHE}/0123/snapshots: {FULL}", None),
+        # restic's pack buffers, in TMPDIR
+        (REMOTE, "backup", f"Fatal: Write: write {BUFFERS}/restic-temp-pack-123: {FULL}", None),
+        (LOCAL, "backup", f"Fatal: Write: write {BUFFERS}/restic-temp-pack-123: {FULL}", None),
+        # a restore's files, on this box whatever the target
+        (REMOTE, "restore", f"ignoring error for /jitaku.db: write /srv/new/.new.restoring-12/jitaku.db: {FULL}", None),
+        (LOCAL, "restore", f"open /srv/new/.new.restoring-12/tls/key.pem: {FULL}", None),
+    ],
+)
+def test_a_full_disk_is_blamed_on_the_disk_restic_could_not_write(
+    target: str, command: str, said: str, expected: str | None
+) -> None:
+    failure = Restic(target, SECRET, CACHE).failure(command, said + "\n")
+    path = said.rpartition(f": {FULL}")[0].rpartition(" /")[2]
+    assert str(failure) == (expected or _elsewhere(command, f"/{path}"))
+
+
+def test_restics_tmpdir_is_told_without_writing_to_it_which_a_full_disk_would_refuse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # no usable temporary directory at all, as on a root filesystem at 100 %: tempfile.gettempdir() would raise
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [])
+    said = f"Fatal: Write: write {BUFFERS}/restic-temp-pack-1: {FULL}\n"
+    assert str(Restic(REMOTE, SECRET, CACHE).failure("backup", said)) == _elsewhere(
+        "backup", f"{BUFFERS}/restic-temp-pack-1"
+    )
+    monkeypatch.delenv("TMPDIR")  # Go's os.TempDir() then: /tmp
+    said = f"Fatal: Write: write /tmp/restic-temp-pack-1: {FULL}\n"
+    assert str(Restic(REMOTE, SECRET, CACHE).failure("backup", said)) == _elsewhere("backup", "/tmp/restic-temp-pack-1")
+
+
+def _refused(pid: int, host: str) -> str:
+    return (
+        f"unable to create lock in backend: repository is already locked exclusively by PID {pid} on {host} by root"
+        " (UID 0, GID 0)\nlock was created at 2026-12-07 20:05:45 (3.4s ago)\nstorage ID 2bdc9ee8\n"
+        "the `unlock` command can be used to remove stale locks\n"
+    )
+
+
+def _dead_pid() -> int:
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    return ended.pid
+
+
+def test_only_the_lock_of_a_dead_restic_of_this_host_is_stale() -> None:
+    restic = Restic(LOCAL, SECRET, CACHE)
+    here = socket.gethostname()
+    stale = restic.failure("backup", _refused(_dead_pid(), here))
+    assert isinstance(stale, StaleLock) and "try again when it ends" in str(stale)
+    for said in (
+        _refused(os.getpid(), here),  # alive: a check or prune going on
+        _refused(_dead_pid(), f"{here}-clone"),  # another box's, however old by our clock
+        "Fatal: unable to create lock in backend: repository is already locked by PID 7\n",  # no host said
+    ):
+        failure = restic.failure("backup", said)
+        assert isinstance(failure, Busy) and not isinstance(failure, StaleLock), said
+
+
+class _Runs:
+    """Restic._run's stand-in (a staticmethod: no Restic of its own): each call's arguments kept, each answered by the next of ANSWERS (raised when an
+    exception)."""
+
+    def __init__(self, *answers: Output | BackupError) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, args: tuple[str, ...], *rest: Any) -> Output:
+        self.calls.append(args)
+        answer = self.answers.pop(0)
+        if isinstance(answer, BackupError):
+            raise answer
+        return answer
+
+
+def test_a_run_refused_over_a_stale_lock_unlocks_and_tries_once_more_and_any_other_lock_is_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    done = Output([{"message_type": "summary"}], [])
+    runs = _Runs(StaleLock("locked"), Output([], []), done)
+    monkeypatch.setattr(Restic, "_run", staticmethod(runs))
+    assert Restic(LOCAL, SECRET, CACHE).run("backup", ".") is done
+    assert runs.calls == [("backup", "."), ("unlock",), ("backup", ".")]
+
+    runs = _Runs(StaleLock("locked"), Output([], []), StaleLock("locked again"))  # once, not in a loop
+    monkeypatch.setattr(Restic, "_run", staticmethod(runs))
+    with pytest.raises(StaleLock, match="locked again"):
+        Restic(LOCAL, SECRET, CACHE).run("check")
+    assert runs.calls == [("check",), ("unlock",), ("check",)]
+
+    runs = _Runs(Busy("locked by a live one"))
+    monkeypatch.setattr(Restic, "_run", staticmethod(runs))
+    with pytest.raises(Busy, match="locked by a live one"):
+        Restic(LOCAL, SECRET, CACHE).run("forget", "--prune")
+    assert runs.calls == [("forget", "--prune")]
+
+
+def test_no_restic_is_started_once_the_daemon_stops_not_by_a_retry_either(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restic_module, "_stopped", threading.Event())
+    started: list[list[str]] = []
+    popen = subprocess.Popen
+
+    def counted(arguments: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        started.append(arguments)
+        return popen(arguments, **options)
+
+    monkeypatch.setattr(restic_module.subprocess, "Popen", counted)
+    monkeypatch.setattr(restic_module, "PROGRAM", "false")  # a restic refused over the lock of a dead one
+    failure = Restic.failure
+
+    def stopped_meanwhile(self: Restic, command: str, said: str) -> BackupError:
+        restic_module.stop_all()  # while the refusal is being read: the daemon's stop finds no restic to kill
+        return StaleLock(str(failure(self, command, said)))
+
+    monkeypatch.setattr(Restic, "failure", stopped_meanwhile)
+    with pytest.raises(BackupError, match=r"^restic unlock was not started: the daemon stops$"):
+        Restic(LOCAL, SECRET, CACHE).run("backup", ".")
+    assert [arguments[-2:] for arguments in started] == [["backup", "."]]
+
+
+def test_a_restic_started_as_the_daemon_stops_is_killed_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restic_module, "_stopped", threading.Event())
+    monkeypatch.setattr(restic_module, "PROGRAM", "sleep")  # a restic that runs long: `sleep 60`
+    popen = subprocess.Popen
+
+    def racing(arguments: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        process = popen(arguments, **options)
+        restic_module.stop_all()  # between the look at the stop and the process being there to kill
+        return process
+
+    monkeypatch.setattr(restic_module.subprocess, "Popen", racing)
+    began = time.monotonic()
+    with pytest.raises(BackupError):
+        Restic(LOCAL, SECRET, CACHE).run("60", timeout=120)
+    assert time.monotonic() - began < 30 and not restic_module._running
+    restic_module.resume()  # the schedule started again in this process: restic runs again
+    monkeypatch.setattr(restic_module.subprocess, "Popen", popen)
+    monkeypatch.setattr(restic_module, "PROGRAM", "true")
+    assert Restic(LOCAL, SECRET, CACHE).run("0") == Output([], [])
