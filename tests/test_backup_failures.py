@@ -5,6 +5,7 @@ records for the backup check. tests/integration/test_backup_full_disk.py runs th
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -17,8 +18,11 @@ from typing import Any
 import pytest
 
 from jitaku.backup import restic as restic_module
+from jitaku.backup import restore, snapshot, state
 from jitaku.backup.restic import Busy, Output, Restic, StaleLock
+from jitaku.cli import backup as backup_cli
 from jitaku.errors import BackupError
+from jitaku.store.backup import Counts
 
 SECRET = Path("/srv/my data/backup.secret")
 CACHE = Path("/srv/my data/backup/cache")  # a data dir with a space in its name
@@ -158,6 +162,28 @@ def test_a_run_refused_over_a_stale_lock_unlocks_and_tries_once_more_and_any_oth
     assert runs.calls == [("forget", "--prune")]
 
 
+def _data_dir(tmp_path: Path, backup: str = f'[backup]\ntarget = "{LOCAL}"\nevery = 0\n') -> Path:
+    data_dir = tmp_path / "jitaku"
+    data_dir.mkdir(parents=True)
+    (data_dir / "jitaku.toml").write_text('domains = ["example.org"]\n' + backup)
+    (data_dir / "jitaku.db").write_bytes(b"")
+    return data_dir
+
+
+def test_an_unlock_that_fails_is_the_backups_failure_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = _data_dir(tmp_path)
+    unreachable = BackupError(f"cannot reach the restic repository at {LOCAL}: permission denied")
+    runs = _Runs(StaleLock("locked"), unreachable)
+    monkeypatch.setattr(Restic, "_run", staticmethod(runs))
+    monkeypatch.setattr(snapshot, "stage", lambda data_dir, source, staging: Counts())
+    with pytest.raises(BackupError) as raised:
+        backup_cli.backup_now(data_dir=data_dir)
+    assert raised.value is unreachable and [call[0] for call in runs.calls] == ["backup", "unlock"]
+    assert state.read(data_dir).backup_error == str(unreachable)
+
+
 def test_no_restic_is_started_once_the_daemon_stops_not_by_a_retry_either(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(restic_module, "_stopped", threading.Event())
     started: list[list[str]] = []
@@ -200,3 +226,76 @@ def test_a_restic_started_as_the_daemon_stops_is_killed_not_waited_for(monkeypat
     monkeypatch.setattr(restic_module.subprocess, "Popen", popen)
     monkeypatch.setattr(restic_module, "PROGRAM", "true")
     assert Restic(LOCAL, SECRET, CACHE).run("0") == Output([], [])
+
+
+def test_refusals_of_the_config_or_of_a_snapshot_id_are_not_recorded_as_failed_backups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    off = _data_dir(tmp_path, "")
+    with pytest.raises(BackupError, match="^backups are off"):
+        backup_cli.backup_now(data_dir=off)
+    with pytest.raises(BackupError, match="^backups are off"):
+        backup_cli.backup_verify(data_dir=off)
+    assert not state.path(off).exists()
+
+    data_dir = _data_dir(tmp_path / "on")
+
+    def unknown(config: Any, snapshot: str | None = None) -> Any:
+        if snapshot is None:
+            raise restore.NothingToVerify(f"no snapshot in {LOCAL} to verify: run `jitaku backup now`")
+        raise BackupError(f"{snapshot} is no snapshot in {LOCAL}: `jitaku backup list` shows them")
+
+    monkeypatch.setattr(restore, "verify", unknown)
+    for snapshot_id in ("abcd", None):
+        with pytest.raises(BackupError):
+            backup_cli.backup_verify(snapshot_id, data_dir=data_dir)
+    assert state.read(data_dir) == state.Backups()
+
+    def damaged(config: Any, snapshot: str | None = None) -> Any:
+        raise BackupError(f"snapshot {snapshot or '0123abcd'} failed verification: restic restore could not read /x")
+
+    monkeypatch.setattr(restore, "verify", damaged)
+    with pytest.raises(BackupError):
+        backup_cli.backup_verify("0123abcd", data_dir=data_dir)  # a person's look at one snapshot
+    assert state.read(data_dir) == state.Backups()
+    with pytest.raises(BackupError):
+        backup_cli.backup_verify(data_dir=data_dir)  # the drill
+    assert state.read(data_dir).verify_error.startswith("snapshot 0123abcd failed verification")
+
+
+def test_a_data_disk_too_full_to_stage_the_copy_is_one_sentence_and_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = _data_dir(tmp_path)
+    staging = data_dir / "backup" / "staging"
+    mkdir = Path.mkdir
+
+    def full(self: Path, *args: Any, **options: Any) -> None:
+        if self == staging:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        mkdir(self, *args, **options)
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    sentence = f"cannot make the copy to send in {staging}: No space left on device"
+    with pytest.raises(BackupError, match=f"^{sentence}$"):
+        backup_cli.backup_now(data_dir=data_dir)
+    assert state.read(data_dir).backup_error == sentence
+
+
+def test_a_state_that_cannot_be_written_leaves_the_failures_own_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = _data_dir(tmp_path)
+    failed = BackupError(f"the backup target {LOCAL} is full (no space left on device)")
+
+    def take(config: Any, progress: Any = None) -> snapshot.Taken:
+        raise failed
+
+    def unwritable(data_dir: Path, change: Any) -> state.Backups:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(state.path(data_dir)))
+
+    monkeypatch.setattr(snapshot, "take", take)
+    monkeypatch.setattr(state, "update", unwritable)
+    with pytest.raises(BackupError) as raised:
+        backup_cli.backup_now(data_dir=data_dir)
+    assert raised.value is failed
