@@ -176,6 +176,7 @@ def test_a_stopping_daemon_kills_its_restic_rather_than_wait_for_it(
 ) -> None:
     """A backup of hours must not hold the daemon's stop: restic killed lists no snapshot it did not finish."""
     monkeypatch.setattr(restic_module, "PROGRAM", "sleep")  # a restic that runs long: `sleep 60`
+    monkeypatch.setattr(child, "_stopped", threading.Event())  # this test's stop, not the next test's
     failed: list[BaseException] = []
 
     def run() -> None:

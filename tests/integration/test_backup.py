@@ -6,6 +6,7 @@ nothing, and the next one succeeds."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import imaplib
 import json
@@ -17,7 +18,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ SNAPSHOT = "snapshot "  # `backup now` says "snapshot ID: ..."
 # killed once it has sent or restored one (_cut_short)
 LARGE = 64 << 20
 SLICE = 0.005  # seconds restic runs at a time while a kill test holds it back (_cut_short)
+WAIT = 30.0  # seconds a kill test waits at most for each step of restic's
+CLI = 60  # seconds Jitaku.cli gives a command at most
+BOX = 4 * CLI  # the box fixture's commands: init, two users, backup init
+# pytest-timeout's thread ends the worker with os._exit, which runs no finally: a kill test's own deadlines (its
+# commands', five WAITs) all pass before it, so that its finally always runs, and leaves no restic stopped or
+# jitaku waiting on one for restic's deadline of hours; the minute more is the fixtures' other setup
+KILL_TIMEOUT = BOX + 4 * CLI + 5 * WAIT + 60
 
 
 @pytest.fixture
@@ -217,18 +225,19 @@ def test_a_restore_into_a_directory_that_holds_anything_is_refused(box: Jitaku, 
     assert (occupied / "notes.txt").read_text() == "mine\n"
 
 
+@pytest.mark.timeout(KILL_TIMEOUT)
 def test_a_backup_killed_with_9_lists_as_nothing_and_the_next_one_succeeds(box: Jitaku, tmp_path: Path) -> None:
     (box.dir / "large.bin").write_bytes(os.urandom(LARGE))
     packs = tmp_path / "repo" / "data"
     written = _files(packs)
-    running = subprocess.Popen([*JITAKU, "backup", "now", "--dir", str(box.dir)], stdout=subprocess.DEVNULL)
-    restic = wait_until(lambda: _child(running.pid, "restic"), timeout=60, interval=0.02)
-    # stopped once it has sent a pack, part of the file
-    _cut_short(restic, box.dir / "backup" / "staging" / "large.bin", lambda: len(_files(packs)) > len(written))
-    running.send_signal(signal.SIGKILL)
-    running.wait()
-    assert running.returncode == -signal.SIGKILL, "the backup ended before it was killed: this test proves nothing"
-    wait_until(lambda: _ended(restic), timeout=30)  # restic does not carry on alone
+    with _killed_after([*JITAKU, "backup", "now", "--dir", str(box.dir)]) as running:
+        restic = wait_until(lambda: _child(running.pid, "restic"), timeout=WAIT, interval=0.02)
+        # stopped once it has sent a pack, part of the file
+        _cut_short(restic, box.dir / "backup" / "staging" / "large.bin", lambda: len(_files(packs)) > len(written))
+        running.send_signal(signal.SIGKILL)
+        running.wait(timeout=WAIT)
+        assert running.returncode == -signal.SIGKILL, "the backup ended before it was killed: this test proves nothing"
+        wait_until(lambda: _ended(restic), timeout=WAIT)  # restic does not carry on alone
     assert len(_files(packs)) > len(written)  # part of a snapshot was sent
     assert json.loads(box.cli("backup", "list", "--json").stdout) == []
 
@@ -239,20 +248,19 @@ def test_a_backup_killed_with_9_lists_as_nothing_and_the_next_one_succeeds(box: 
     assert f"snapshot {snapshot} verified" in box.cli("backup", "verify").stdout
 
 
+@pytest.mark.timeout(KILL_TIMEOUT)
 def test_a_restore_killed_with_9_leaves_nothing_serve_would_start_from(box: Jitaku, tmp_path: Path) -> None:
     (box.dir / "large.bin").write_bytes(os.urandom(LARGE))
     box.cli("backup", "now")
     to = tmp_path / "new"
-    restoring = subprocess.Popen(
-        [*JITAKU, "backup", "restore", "latest", "--to", str(to), "--dir", str(box.dir)], stdout=subprocess.DEVNULL
-    )
-    restic = wait_until(lambda: _child(restoring.pid, "restic"), timeout=60, interval=0.02)
-    # stopped once it has written files back from a pack, part of the large one
-    _cut_short(restic, tmp_path / "repo" / "data", lambda: _files(tmp_path / f".new.restoring-{restoring.pid}"))
-    restoring.send_signal(signal.SIGKILL)
-    restoring.wait()
-    assert restoring.returncode == -signal.SIGKILL, "the restore ended before it was killed: this test proves nothing"
-    wait_until(lambda: _ended(restic), timeout=30)
+    with _killed_after([*JITAKU, "backup", "restore", "latest", "--to", str(to), "--dir", str(box.dir)]) as restoring:
+        restic = wait_until(lambda: _child(restoring.pid, "restic"), timeout=WAIT, interval=0.02)
+        # stopped once it has written files back from a pack, part of the large one
+        _cut_short(restic, tmp_path / "repo" / "data", lambda: _files(tmp_path / f".new.restoring-{restoring.pid}"))
+        restoring.send_signal(signal.SIGKILL)
+        restoring.wait(timeout=WAIT)
+        assert restoring.returncode == -signal.SIGKILL, "the restore ended before it was killed: this proves nothing"
+        wait_until(lambda: _ended(restic), timeout=WAIT)
     assert not to.exists()  # nothing `jitaku serve --dir` would take for a data directory
 
     box.cli("backup", "restore", "latest", "--to", str(to))
@@ -289,25 +297,43 @@ def _files(directory: Path) -> set[Path]:
     return {path for path in directory.rglob("*") if path.is_file()}
 
 
-def _cut_short(pid: int, reading: Path, done: Callable[[], Any], timeout: float = 60.0) -> None:
+@contextlib.contextmanager
+def _killed_after(command: list[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """COMMAND started in a session of its own, and killed with all of its session (its restic too) at the end,
+    however the test ends: a jitaku left waiting on a stopped restic would wait for restic's deadline of hours. A
+    test that proves restic dies with its parent sees that before the end, which would kill it regardless."""
+    started = subprocess.Popen(command, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield started
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(started.pid, signal.SIGKILL)
+        started.wait(timeout=WAIT)
+
+
+def _cut_short(pid: int, reading: Path, done: Callable[[], Any], timeout: float = WAIT) -> None:
     """restic (process PID) let run until it has a file under READING open, then in slices of SLICE seconds,
     stopped between them, until DONE() says it got far enough; left stopped there. It is killed part-way through
     a file it takes a fraction of a second over, however fast or loaded the machine, where a watcher that let it
     run on would need a file of seconds. Back early if it ended meanwhile: the caller's check that its parent was
-    killed then says the test proved nothing."""
+    killed then says the test proved nothing. Left running on any other way out (a deadline, an error, Ctrl-C),
+    not stopped, nor its parent with it."""
     wait_until(lambda: _reading(pid, reading) or _ended(pid), timeout=timeout, interval=SLICE)
     deadline = time.monotonic() + timeout
     try:
         os.kill(pid, signal.SIGSTOP)
         while not done():
             if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGCONT)  # not left hanging, nor its parent with it
                 raise AssertionError(f"restic did not get as far as {done} within {timeout:.0f} s")
             os.kill(pid, signal.SIGCONT)
             time.sleep(SLICE)
             os.kill(pid, signal.SIGSTOP)
     except ProcessLookupError:
         return
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        raise
 
 
 def _reading(pid: int, under: Path) -> bool:

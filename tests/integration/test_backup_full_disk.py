@@ -23,6 +23,12 @@ from tests.postgres import on_postgresql
 SNAPSHOT = "snapshot "  # `backup now` says "snapshot ID: ..."
 DISK = "24m"
 LARGE = 32 << 20  # more than the whole disk: random bytes, which restic can neither dedupe nor compress away
+CLI = 60  # seconds Jitaku.cli (and mount, umount here) gives a command at most
+WAIT = 30.0  # for the stale lock's restic to take it
+# pytest-timeout's thread ends the worker with os._exit, which runs no finally: the test's own deadlines (its 11
+# commands', mount's, umount's and the lock's restic's, and WAIT) all pass before it, so that the tmpfs is always
+# unmounted and the lock's restic killed; the minute more is the fixtures' other setup
+TIMEOUT = 14 * CLI + WAIT + 60
 
 
 @pytest.fixture
@@ -32,13 +38,15 @@ def target_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a tmpfs for the backup target needs root (CI runs as root)")
     mount = tmp_path / "second-disk"
     mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(mount)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(mount)], capture_output=True, timeout=CLI
+    )
     if mounted.returncode != 0:  # root in a container without CAP_SYS_ADMIN
         pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=CLI)
 
 
 def _check(server: Jitaku) -> dict[str, Any]:
@@ -49,19 +57,26 @@ def _check(server: Jitaku) -> dict[str, Any]:
 
 
 def _stale_lock(repository: Path, password_file: Path, cache: Path) -> None:
-    """The exclusive lock of a restic killed with -9 left in REPOSITORY, as a daemon stopped during its drill's
-    check leaves it: restic 0.14 refuses every other run over it until `restic unlock`."""
+    """The exclusive lock of a restic killed with -9 on this box left in REPOSITORY, as a daemon stopped during its
+    drill's check leaves it: restic 0.14 refuses every other run over it until `restic unlock`. `restic key
+    passwd` takes that lock, then waits for the new password on its stdin, which never comes: it is killed holding
+    it however loaded the machine, where a check on a repository this small may be over before a look finds its
+    lock."""
     environment = {**os.environ, "RESTIC_REPOSITORY": str(repository), "RESTIC_PASSWORD_FILE": str(password_file)}
     environment["RESTIC_CACHE_DIR"] = str(cache)
-    checking = subprocess.Popen(["restic", "check"], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    locking = subprocess.Popen(
+        ["restic", "key", "passwd"],
+        env=environment,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        wait_until(
-            lambda: any((repository / "locks").iterdir()) or checking.poll() is not None, timeout=60, interval=0.01
-        )
+        wait_until(lambda: any((repository / "locks").iterdir()) or locking.poll() is not None, timeout=WAIT)
     finally:
-        checking.kill()
-        _, said = checking.communicate()
-    assert checking.returncode == -signal.SIGKILL, f"restic check ended before it was killed: {said!r}"
+        locking.kill()
+        _, said = locking.communicate(timeout=CLI)
+    assert locking.returncode == -signal.SIGKILL, f"restic key passwd ended before it was killed: {said!r}"
     assert any((repository / "locks").iterdir())
 
 
@@ -69,6 +84,7 @@ def _listed(server: Jitaku) -> list[str]:
     return [item["id"] for item in json.loads(server.cli("backup", "list", "--json").stdout)]
 
 
+@pytest.mark.timeout(TIMEOUT)
 def test_a_full_target_disk_fails_in_one_line_is_recorded_and_the_next_backup_with_room_succeeds(
     jitaku_factory: Any, target_disk: Path, tmp_path: Path
 ) -> None:

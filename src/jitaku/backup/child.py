@@ -22,6 +22,11 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _running: set[subprocess.Popen[bytes]] = set()  # this process's children, for stop_all
 _running_lock = threading.Lock()
+_stopped = threading.Event()  # stop_all's: no child started after it (a retry, the prune after a backup)
+
+
+class Stopped(Exception):
+    """stop_all ran, and resume() has not since: the daemon stops, and nothing more is started to wait for."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ def run(
     """COMMAND run to its end, or killed at TIMEOUT seconds, or when this thread is interrupted (Ctrl-C, or
     SIGTERM made SystemExit). READ is given its stdout and returns True to have it killed; without READ, its
     stdout goes nowhere. OSError when it cannot be started."""
+    if _stopped.is_set():
+        raise Stopped(f"{Path(command[0]).name} was not started: the daemon stops")
     process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,  # never a password prompt
@@ -57,6 +64,8 @@ def run(
     assert process.stderr is not None
     with _running_lock:
         _running.add(process)
+        if _stopped.is_set():  # stop_all ran since the look above, before this one was there to kill
+            process.kill()
     stderr = _Tail(process.stderr)
     expired = threading.Event()
 
@@ -87,11 +96,18 @@ def run(
 
 
 def stop_all() -> None:
-    """Every child this process runs, killed: the daemon stops, and its schedule's backup or drill is cut short
-    rather than holding the stop for hours (restic lists no snapshot it did not finish)."""
+    """Every child this process runs, killed, and none started after (until resume()): the daemon stops, and its
+    schedule's backup or drill is cut short rather than holding the stop for hours (restic lists no snapshot it
+    did not finish), nor is one started by a retry or a prune after it."""
     with _running_lock:
+        _stopped.set()
         for process in _running:
             process.kill()
+
+
+def resume() -> None:
+    """Children run again after stop_all(): the schedule starts anew in this process (a box promoted again)."""
+    _stopped.clear()
 
 
 def _die_with_parent() -> None:

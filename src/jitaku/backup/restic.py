@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +61,11 @@ class Busy(BackupError):
     runs (snapshot.running's lock), or another restic holds the repository's lock."""
 
 
+class StaleLock(Busy):
+    """Refused over the lock of a restic on this host that is gone (killed with -9): `restic unlock` removes it,
+    and the run is tried again. Busy still, when it is refused a second time."""
+
+
 # how an S3 store says it will not take the keys, and what to do about it; restic says it in the store's words
 REFUSED = {
     "signature we calculated does not match": "wrong AWS_SECRET_ACCESS_KEY?",
@@ -86,6 +91,10 @@ NO_WORD = (
 # other failure to read it (a permission, a network, an unmounted disk's mount point) is no reason to make one
 MISSING = ("no such file or directory", "not exist", "404")
 FULL = "no space left on device"  # ENOSPC, as Go says it
+# Go's "OP PATH: no space left on device" (os.PathError): the path runs to the colon of the error, spaces and all
+WRITTEN = re.compile(rf".*\b(?:write|open|mkdir|sync|close|rename|create|truncate)\s+(/.+?): {FULL}", re.IGNORECASE)
+# restic 0.14's refusal over a lock ("repository is already locked exclusively by PID 12 on box by root ...")
+HELD = re.compile(r"already locked (?:exclusively )?by PID (\d{1,9}) on (\S+)")
 
 
 class Restic:
@@ -127,13 +136,14 @@ class Restic:
         """`restic ARGS` (its own options included); its output, or BackupError with one sentence. PROGRESS is
         given each of restic's --json status lines (a backup's), which are not kept.
 
-        A run refused over the repository's lock is tried once more after `restic unlock`, which removes only
-        the locks of a restic that is gone (on this host, or 30 minutes old): the exclusive lock of a check or
-        prune killed with -9 (a daemon stopped during its drill) would otherwise refuse every backup after it,
-        each one Busy, which the schedule takes for another run going on and records nothing of."""
+        A run refused over the lock of a restic of this host that is gone (StaleLock) is tried once more after
+        `restic unlock`: the exclusive lock of a check or prune killed with -9 (a daemon stopped during its drill)
+        would otherwise refuse every backup after it, each one Busy, which the schedule takes for another run
+        going on and records nothing of. Any other lock is Busy: one of another box, whatever its age by our
+        clock, may be a prune going on, which a backup beside it would lose data to."""
         try:
             return self._run(args, cwd, timeout, progress)
-        except Busy:
+        except StaleLock:
             self._run(("unlock",), None, QUICK, None)
             log.event("restic_retried_after_unlock", command=args[0])
             return self._run(args, cwd, timeout, progress)
@@ -167,6 +177,8 @@ class Restic:
             ended = child.run(command, environment, timeout, cwd, read)
         except FileNotFoundError:
             raise BackupError("restic is not installed: `apt install restic` (Debian), or put it on PATH") from None
+        except child.Stopped as stopped:
+            raise BackupError(f"restic {args[0]} was not started: the daemon stops") from stopped
         finally:
             ssh_said = _ssh_said(ssh_log) if ssh_log is not None else ""
         output = found[0] if found else Output([], [])
@@ -233,7 +245,7 @@ class Restic:
         if full is not None:
             return self._full(command, full)
         if "already locked" in lowered:
-            return Busy(
+            return (StaleLock if _gone_here(said) else Busy)(
                 f"the repository {target} is locked by another restic (a backup or check running now, here or on"
                 " another box): try again when it ends"
             )
@@ -249,7 +261,7 @@ class Restic:
     def _full(self, command: str, said: str) -> BackupError:
         """A full disk, which restic SAID in a line that names the file it could not write (Go's "write PATH: no
         space left on device"): the target's, unless that file is elsewhere on this box."""
-        written = re.search(rf"(/[^:\s]+): {FULL}", said, re.IGNORECASE)
+        written = WRITTEN.match(said)
         if written is not None and self._elsewhere(command, Path(written.group(1))):
             return BackupError(
                 f"restic {command} could not write {written.group(1)}: its disk is full (no space left on device);"
@@ -264,11 +276,13 @@ class Restic:
     def _elsewhere(self, command: str, path: Path) -> bool:
         """Whether PATH, a file restic wrote, is on this box and not in the repository: restic's cache (in the
         data directory), its packs' buffers (TMPDIR), a restore's files; or, the target being a local path,
-        anywhere outside it. A remote target's own paths are the remote's."""
+        anywhere outside it. A remote target's own paths are the remote's. TMPDIR is Go's os.TempDir(), which
+        restic's buffers go to, read without writing to it: the disk may be the full one."""
         local = self.target.removeprefix("local:")
         if local.startswith("/"):
             return not path.is_relative_to(local)
-        places: list[str | Path] = [tempfile.gettempdir(), *([self.cache] if self.cache is not None else [])]
+        buffers = os.environ.get("TMPDIR") or "/tmp"  # what _run passes on to restic
+        places: list[str | Path] = [buffers, *([self.cache] if self.cache is not None else [])]
         return command == "restore" or any(path.is_relative_to(place) for place in places)
 
 
@@ -290,6 +304,21 @@ def _ssh_said(path: Path) -> str:
     finally:
         path.unlink(missing_ok=True)
     return "".join(f"{SSH}{line}\n" for line in kept.splitlines() if line.strip())
+
+
+def _gone_here(said: str) -> bool:
+    """Whether the lock restic SAID it was refused over is one of a restic on this host (the hostname as Go's
+    os.Hostname() gives it) whose PID is not alive here: one killed with -9, which `restic unlock` removes."""
+    held = HELD.search(said)
+    if held is None or held.group(2) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(held.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _read(stream: Any, progress: Progress | None) -> tuple[Output, bool]:

@@ -41,6 +41,10 @@ CONFIG = "jitaku.toml"
 SUMMED = ("messages", "newest", "posts", "comments", "members")  # the counts a snapshot's tags carry
 
 
+class NothingToVerify(BackupError):
+    """No snapshot in the repository yet: nothing failed, so nothing for the backup check to alert on."""
+
+
 @dataclass(frozen=True)
 class Restored:
     """What a restore gave back: the counts its snapshot holds, and the dump left in TO for a person to load (a
@@ -125,7 +129,7 @@ def verify(config: Config, snapshot: str | None = None) -> tuple[str, Counts]:
     if snapshot is None:
         listed = snapshots(restic)
         if not listed:
-            raise BackupError(f"no snapshot in {restic.shown} to verify: run `jitaku backup now`")
+            raise NothingToVerify(f"no snapshot in {restic.shown} to verify: run `jitaku backup now`")
         snapshot = listed[-1].id
     _valid(snapshot)
     with running(config) as work:

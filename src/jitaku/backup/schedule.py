@@ -74,6 +74,7 @@ async def keep_backed_up(config: Config) -> None:
     ended."""
     settings = config.settings.backup
     stopping = threading.Event()
+    child.resume()  # a schedule stopped before in this process (a box demoted, then promoted again)
     try:
         await asyncio.sleep(FIRST_LOOK)
         await asyncio.to_thread(_known, config)

@@ -86,16 +86,9 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
     source = sqlite_file(config)
     with running(config) as work:
         staging = work / STAGING
-        staging.mkdir(mode=0o700)
         try:
             began = time.time()
-            if source is None:
-                counts = postgres.dump(config, staging / postgres.DUMP)
-                stage_files(config.data_dir, staging)
-            else:
-                counts = stage(config.data_dir, source, staging)
-            record = {"jitaku": __version__, "time": began, "counts": counts.as_json()}
-            (staging / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+            counts = _staged(config, source, staging, began)
             options = tag_options(counts)
             output = restic.run("backup", "--json", *options, ".", cwd=staging, timeout=LONG, progress=progress)
         finally:
@@ -106,6 +99,23 @@ def take(config: Config, progress: Progress | None = None) -> Taken:
     taken = Taken(str(summaries[-1]["snapshot_id"]), began, counts)
     log.event("backup_taken", snapshot=taken.id, messages=counts.messages, newest=counts.newest)
     return taken
+
+
+def _staged(config: Config, source: Path | None, staging: Path, began: float) -> Counts:
+    """The copy to send made in STAGING, with its record (RECORD); what it holds. A disk that refuses it (full,
+    say) is BackupError with one sentence, which the backup check alerts on like restic's failures."""
+    try:
+        staging.mkdir(mode=0o700)
+        if source is None:
+            counts = postgres.dump(config, staging / postgres.DUMP)
+            stage_files(config.data_dir, staging)
+        else:
+            counts = stage(config.data_dir, source, staging)
+        record = {"jitaku": __version__, "time": began, "counts": counts.as_json()}
+        (staging / RECORD).write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+    except OSError as error:
+        raise _not_staged(staging, error) from None
+    return counts
 
 
 def stage(data_dir: Path, source: Path, staging: Path) -> Counts:
@@ -129,7 +139,7 @@ def stage_files(data_dir: Path, staging: Path) -> None:
 
 
 def _not_staged(staging: Path, error: OSError) -> BackupError:
-    where = f" ({error.filename})" if error.filename else ""
+    where = f" ({error.filename})" if error.filename and str(error.filename) != str(staging) else ""
     why = error.strerror or type(error).__name__
     return BackupError(f"cannot make the copy to send in {staging}{where}: {why}")
 

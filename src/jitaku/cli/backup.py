@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -74,9 +75,11 @@ def backup_init(
 def backup_now(data_dir: DirOption = DEFAULT_DIR) -> None:
     """Take a snapshot now: the database as of one commit, while mail keeps arriving, and the data dir's files."""
     from jitaku.backup import snapshot, state
+    from jitaku.backup.restic import Restic
     from jitaku.backup.state import Backups
 
     config = load_config(data_dir)
+    Restic.of(config)  # backups off, or a target refused: words to change in the config, not a failed backup
     hold_cluster(config)  # a managed cluster running while pg_dump reads it, stopped after unless the daemon runs
     shown = _Progress() if sys.stderr.isatty() else None
     try:
@@ -201,13 +204,17 @@ def backup_verify(
 ) -> None:
     """Restore a snapshot into a directory of its own, check its database and counts, then restic's check."""
     from jitaku.backup import restore, state
+    from jitaku.backup.restic import Restic
     from jitaku.backup.state import Backups
 
     config = load_config(data_dir)
     exit_on_signals()  # the drill's cluster is stopped, and its directory removed
-    with _failures_recorded(config, Backups.verify_failed):
+    if snapshot is not None:  # a person's look at one snapshot (a mistyped id, say): not the drill the check follows
         checked, counts = restore.verify(config, snapshot)
-    if snapshot is None:  # the newest: the drill the schedule would run, done now
+    else:  # the newest: the drill the schedule would run, done now
+        Restic.of(config)  # backups off, or a target refused: words to change in the config, not a failed drill
+        with _failures_recorded(config, Backups.verify_failed):
+            checked, counts = restore.verify(config)
         state.update(config.data_dir, lambda backups: backups.verify_passed(checked, time.time()))
     console.print(f"snapshot {checked} verified: it restores, its database is whole, and it holds {_summary(counts)}")
 
@@ -215,18 +222,25 @@ def backup_verify(
 @contextlib.contextmanager
 def _failures_recorded(config: Config, record: Callable[[Backups, str, float], Backups]) -> Iterator[None]:
     """A failure recorded in state.json by RECORD on its way to the user: the backup check alerts on the CLI's
-    failures as on the schedule's. Busy is none: another run goes on, which records its own."""
+    failures as on the schedule's. Busy is none: another run goes on, which records its own; nor is an empty
+    repository's verify, in which nothing failed. A state that cannot be written (its disk full too) is logged,
+    and the failure's own sentence goes on to the user."""
+    from jitaku import log
     from jitaku.backup import state
+    from jitaku.backup.restore import NothingToVerify
     from jitaku.backup.snapshot import Busy
     from jitaku.errors import BackupError
 
     try:
         yield
-    except Busy:
+    except (Busy, NothingToVerify):
         raise
     except BackupError as error:
         why = str(error)
-        state.update(config.data_dir, lambda backups: record(backups, why, time.time()))
+        try:
+            state.update(config.data_dir, lambda backups: record(backups, why, time.time()))
+        except OSError as unwritten:
+            log.event("backup_state_unwritten", logging.WARNING, error=repr(unwritten))
         raise
 
 
