@@ -80,21 +80,7 @@ def test_a_backup_taken_while_mail_arrives_restores_into_a_jitaku_that_serves_it
     box: Jitaku, jitaku_factory: Any, tmp_path: Path
 ) -> None:
     box.start()
-    acknowledged: list[int] = []  # the numbers of the messages the MX said 250 to, in order
-    stop = threading.Event()
-    sender = threading.Thread(target=_send, args=(box.smtp_port, acknowledged, stop), daemon=True)
-    sender.start()
-    try:
-        wait_until(lambda: len(acknowledged) >= 20, timeout=60)
-        before = len(acknowledged)  # every message acknowledged before the backup began
-        taken = box.cli("backup", "now")
-        during = len(acknowledged) - before
-        wait_until(lambda: len(acknowledged) >= before + during + 5, timeout=60)  # and mail goes on after it
-    finally:
-        stop.set()
-        sender.join(timeout=60)
-    assert during > 0, "no mail arrived while the backup ran: this test proves nothing"
-    snapshot = taken.stdout.split(":")[0].removeprefix(SNAPSHOT)
+    snapshot, before, acknowledged = backed_up_while_mail_arrives(box, first=20, after=5)
     [listed] = [item for item in json.loads(box.cli("backup", "list", "--json").stdout) if item["id"] == snapshot]
 
     restored: Jitaku = jitaku_factory(name="restored")
@@ -266,6 +252,26 @@ def test_a_restore_killed_with_9_leaves_nothing_serve_would_start_from(box: Jita
     box.cli("backup", "restore", "latest", "--to", str(to))
     assert (to / "large.bin").read_bytes() == (box.dir / "large.bin").read_bytes()
     assert not list(tmp_path.glob(".new.restoring-*"))  # the killed one's, removed by the next restore
+
+
+def backed_up_while_mail_arrives(server: Jitaku, first: int, after: int) -> tuple[str, int, list[int]]:
+    """`backup now` of SERVER while messages arrive over SMTP, FIRST of them before it and AFTER more once it
+    ended: its snapshot's id, how many were acknowledged before it began, and the numbers of all acknowledged."""
+    acknowledged: list[int] = []  # the numbers of the messages the MX said 250 to, in order
+    stop = threading.Event()
+    sender = threading.Thread(target=_send, args=(server.smtp_port, acknowledged, stop), daemon=True)
+    sender.start()
+    try:
+        wait_until(lambda: len(acknowledged) >= first, timeout=60)
+        before = len(acknowledged)  # every message acknowledged before the backup began
+        taken = server.cli("backup", "now")
+        during = len(acknowledged) - before
+        wait_until(lambda: len(acknowledged) >= before + during + after, timeout=60)  # and mail goes on after it
+    finally:
+        stop.set()
+        sender.join(timeout=60)
+    assert during > 0, "no mail arrived while the backup ran: this test proves nothing"
+    return taken.stdout.split(":")[0].removeprefix(SNAPSHOT), before, acknowledged
 
 
 def _send(port: int, acknowledged: list[int], stop: threading.Event) -> None:

@@ -12,17 +12,16 @@ import email
 import imaplib
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.integration.harness import READER, Jitaku, deliver
-from tests.integration.test_backup import PASSWORD, SNAPSHOT, _send
+from tests.integration.test_backup import PASSWORD, SNAPSHOT, backed_up_while_mail_arrives
 from tests.integration.test_managed_postgres import no_cluster_left as no_cluster_left
 from tests.integration.test_managed_postgres import postmaster
-from tests.peers import Zone, free_port, wait_for_port, wait_until
+from tests.peers import Zone, free_port, wait_for_port
 from tests.postgres import server as postgres_server
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as another user: needs root (CI is)")
@@ -49,21 +48,7 @@ def test_a_backup_taken_while_mail_arrives_restores_into_a_cluster_that_serve_st
 ) -> None:
     server, port = box
     server.start()
-    acknowledged: list[int] = []  # the numbers of the messages the MX said 250 to, in order
-    stop = threading.Event()
-    sender = threading.Thread(target=_send, args=(server.smtp_port, acknowledged, stop), daemon=True)
-    sender.start()
-    try:
-        wait_until(lambda: len(acknowledged) >= 10, timeout=60)
-        before = len(acknowledged)  # every message acknowledged before the backup began
-        taken = server.cli("backup", "now")
-        during = len(acknowledged) - before
-        wait_until(lambda: len(acknowledged) >= before + during + 3, timeout=60)  # and mail goes on after it
-    finally:
-        stop.set()
-        sender.join(timeout=60)
-    assert during > 0, "no mail arrived while the backup ran: this test proves nothing"
-    snapshot = taken.stdout.split(":")[0].removeprefix(SNAPSHOT)
+    snapshot, before, acknowledged = backed_up_while_mail_arrives(server, first=10, after=3)
     [listed] = [item for item in json.loads(server.cli("backup", "list", "--json").stdout) if item["id"] == snapshot]
     assert before <= listed["messages"] < len(acknowledged)
     server.stop()
