@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import select
 import signal
 import sys
 import threading
@@ -140,6 +141,31 @@ def exit_on_signals() -> None:
     if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
         for number in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(number, _exit_on_signal)
+
+
+YES = ("y", "yes")
+NO = ("", "n", "no")
+ASK_EVERY = 0.5  # seconds between two looks for a pending signal while the question waits
+
+
+def confirm(question: str) -> bool:
+    """QUESTION answered yes or no (no by default) at the terminal, as typer.confirm asks it; the end of the input
+    (Ctrl-D) is typer.Abort. The answer is waited for with select and a short timeout, not a blocking read: Python
+    runs a signal's handler between bytecodes, so a SIGTERM or SIGHUP that came just before the read began (after
+    the question was written) would wait for a line to be typed, and a command ended at its question would stay."""
+    while True:
+        sys.stderr.write(f"{question} [y/N]: ")
+        sys.stderr.flush()
+        while not select.select([sys.stdin], [], [], ASK_EVERY)[0]:
+            pass
+        line = sys.stdin.readline()
+        if not line:
+            sys.stderr.write("\n")
+            raise typer.Abort()
+        answer = line.strip().lower()
+        if answer in YES or answer in NO:
+            return answer in YES
+        sys.stderr.write("Error: invalid input\n")
 
 
 def _exit_on_signal(number: int, frame: object) -> None:

@@ -14,6 +14,7 @@ from jitaku.cli.common import (
     CliError,
     DirOption,
     JsonOption,
+    confirm,
     console,
     load_config,
     open_database,
@@ -111,7 +112,7 @@ def user_remove(
         has = f"{normalized} has {counted(held, 'message')}"
         if not sys.stdin.isatty():
             raise CliError(f"{has}; give --yes to remove the user and delete them (nothing changed)")
-        if not typer.confirm(f"{has}. Remove the user and delete them?", default=False, err=True):
+        if not confirm(f"{has}. Remove the user and delete them?"):
             raise CliError(f"nothing changed: {normalized} and its mail are kept")
     with database.transaction() as connection:
         accounts.remove_user(connection, normalized)
