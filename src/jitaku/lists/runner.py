@@ -163,8 +163,10 @@ class ListRunner:
             yield
         finally:
             renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
+            # waited for, not awaited under suppress(CancelledError): a cancel of this runner that comes while
+            # the renewal ends would be the error suppressed, and the runner, not ended, would run on with its
+            # cancel pending, where 3.11's asyncio.timeout can no longer cancel it (its POLL_SECONDS wait for ever)
+            await asyncio.wait([renewing])
 
     async def _handle_safely(self, item: InboxItem) -> None:
         """Handle ITEM; on failure try again later, and in the end hold a post for the owners rather than
