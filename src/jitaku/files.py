@@ -4,6 +4,8 @@ finds the old file or the new one and never part of either."""
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -39,3 +41,18 @@ def replace(path: Path, data: bytes, mode: int, owner: tuple[int, int] | None = 
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+
+
+def check_private(path: Path, refusal: Callable[[str], Exception], named: str = "", after: str = "") -> None:
+    """REFUSAL's error with a sentence unless PATH (said as PATH and NAMED, "([backup] ssh_key)") is a file nobody
+    else may read: a secret in a world-readable file is a leak, whatever reads it. AFTER ends the sentence of a
+    file others may read."""
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise refusal(f"cannot read {path}{named}: {error.strerror or error}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise refusal(f"{path}{named} is not a file")
+    if info.st_mode & 0o077:
+        mode = stat.S_IMODE(info.st_mode)
+        raise refusal(f"{path}{named} may be read by others (mode {mode:04o}): chmod 600 {path} first{after}")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jitaku import files
 from jitaku.errors import BackupError
 from jitaku.sftp_target import UNSPLITTABLE, parse_sftp
 
@@ -102,17 +102,8 @@ def clear_left_logs(directory: Path) -> None:
 
 def private(path: Path, key: str) -> None:
     """BackupError unless PATH, named by [backup] KEY, is a file nobody else may read."""
-    try:
-        info = path.stat()
-    except OSError as error:
-        raise BackupError(f"cannot read {path} ([backup] {key}): {error.strerror or error}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise BackupError(f"{path} ([backup] {key}) is not a file")
-    if info.st_mode & 0o077:
-        raise BackupError(
-            f"{path} ([backup] {key}) may be read by others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 {path}"
-            " first" + (" (ssh refuses such a key anyway)" if key == "ssh_key" else "")
-        )
+    after = " (ssh refuses such a key anyway)" if key == "ssh_key" else ""
+    files.check_private(path, BackupError, f" ([backup] {key})", after)
 
 
 def credentials(path: Path) -> dict[str, str]:

@@ -32,13 +32,12 @@ import re
 import secrets
 import shutil
 import socket
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jitaku import log
+from jitaku import files, log
 from jitaku.config import PASSFILE_NAME, Config
 from jitaku.errors import ClusterError
 from jitaku.ha import box, cluster, peer, role
@@ -245,16 +244,7 @@ def parse_primary(text: str) -> tuple[str, int]:
 
 def check_secret_file(path: Path) -> str:
     """The secret in PATH, which nobody else may read: a copy of it in a world-readable file is a leak."""
-    try:
-        info = path.stat()
-    except OSError as error:
-        raise StandbyError(f"cannot read {path}: {error.strerror or error}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise StandbyError(f"{path} is not a file")
-    if info.st_mode & 0o077:
-        raise StandbyError(
-            f"{path} may be read by others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 {path} first"
-        )
+    files.check_private(path, StandbyError)
     return read_secret(path)
 
 
