@@ -114,6 +114,16 @@ def serve(server: socketserver.BaseServer) -> None:
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
 
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """PROCESS (a peer the tests started) ended: asked with SIGTERM, killed if it has not ended within TIMEOUT."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def stop_serving(server: socketserver.BaseServer) -> None:
     server.shutdown()
     server.server_close()

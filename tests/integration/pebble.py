@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.peers import free_port, wait_for_port
+from tests.peers import free_port, stop_process, wait_for_port
 
 PEBBLE_ENV = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"}
 
@@ -144,7 +144,7 @@ class Pebble:
         return self.log_path.read_text(errors="replace")
 
     def close(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -185,13 +185,4 @@ class ChallTestSrv:
         self._post("/clear-txt", {"host": host.rstrip(".") + "."})
 
     def close(self) -> None:
-        _stop(self.process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        stop_process(self.process)

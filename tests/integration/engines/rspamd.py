@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import free_port, wait_for_port
+from tests.peers import free_port, stop_process, wait_for_port
 
 PASSWORD = "jitaku-test-controller"
 NO_DNS = "127.0.0.1:1"  # nobody answers there: a lookup fails within 0.4 s instead of asking the internet
@@ -164,9 +164,4 @@ def running_rspamd(nameserver: str = NO_DNS) -> Iterator[Rspamd]:
             yield Rspamd(url, controller_url, PASSWORD, root / "log/rspamd.log", time.monotonic() - start)
         finally:
             for process in (daemon, redis):
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                stop_process(process)

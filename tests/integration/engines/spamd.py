@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.peers import free_port
+from tests.peers import free_port, stop_process
 
 SITE_CONFIG = Path("/etc/spamassassin")  # its .pre files load the plugins (Bayes among them)
 RULES = Path("/usr/share/spamassassin")
@@ -102,12 +102,7 @@ def start_spamd() -> Iterator[Spamd]:
             time.sleep(0.05)
         yield Spamd("127.0.0.1", port, socket_path, bayes / "bayes", log, time.monotonic() - started)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         shutil.rmtree(root, ignore_errors=True)
 
 
