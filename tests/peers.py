@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,25 @@ def serve(server: socketserver.BaseServer) -> None:
     """Serve in a daemon thread that notices shutdown within 50 ms (socketserver's default is 500 ms,
     paid at every test's teardown)."""
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str, timeout: float = 60) -> Iterator[Path]:
+    """A tmpfs of SIZE ("16m") mounted at MOUNT (made) while the block runs: a disk that fills up for real, or a
+    second disk. The test is skipped where nothing can be mounted (not root, a container without CAP_SYS_ADMIN)."""
+    import pytest  # here: bench/ imports this module and has no pytest
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)]
+    mounted = subprocess.run(command, capture_output=True, timeout=timeout)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=timeout)
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:

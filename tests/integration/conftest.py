@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 
 from tests.integration.harness import READER, Jitaku, MountNamespace, hidden_from_others, stop_all
 from tests.integration.pebble import ChallTestSrv, Pebble
-from tests.peers import Zone, wait_for_port
+from tests.peers import Zone, tmpfs, wait_for_port
 
 
 @pytest.fixture
@@ -72,15 +71,8 @@ def jitaku_factory(tmp_path: Path, prepared_dirs: Path) -> Iterator[Any]:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MB tmpfs, for a data dir that fills up for real."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
-    if mounted.returncode != 0:  # root in a container without CAP_SYS_ADMIN
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "16m") as mount:
+        yield mount
 
 
 @pytest.fixture

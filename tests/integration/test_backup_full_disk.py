@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.integration.harness import READER, Jitaku
-from tests.peers import wait_until
+from tests.peers import tmpfs, wait_until
 from tests.postgres import on_postgresql
 
 SNAPSHOT = "snapshot "  # `backup now` says "snapshot ID: ..."
@@ -34,19 +34,8 @@ TIMEOUT = 14 * CLI + WAIT + 60
 @pytest.fixture
 def target_disk(tmp_path: Path) -> Iterator[Path]:
     """A DISK tmpfs mounted for this test: a second disk, as `backup init` wants a target to be."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs for the backup target needs root (CI runs as root)")
-    mount = tmp_path / "second-disk"
-    mount.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK}", "tmpfs", str(mount)], capture_output=True, timeout=CLI
-    )
-    if mounted.returncode != 0:  # root in a container without CAP_SYS_ADMIN
-        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode(errors='replace').strip()}")
-    try:
+    with tmpfs(tmp_path / "second-disk", DISK, timeout=CLI) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=CLI)
 
 
 def _check(server: Jitaku) -> dict[str, Any]:
