@@ -161,7 +161,8 @@ def test_pg_dump_writes_a_0600_file_and_is_given_the_password_in_its_environment
     assert not any("s3cret" in part for part in command) and environment["PGPASSWORD"] == "s3cret"
 
 
-def test_a_pg_dump_running_is_killed_when_the_daemon_stops(tmp_path: Path) -> None:
+def test_a_pg_dump_running_is_killed_when_the_daemon_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(child, "_stopped", threading.Event())  # this test's stop, not the next test's
     failed: list[BaseException] = []
 
     def dump() -> None:
