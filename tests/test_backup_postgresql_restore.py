@@ -26,6 +26,7 @@ from jitaku.config import Config, parse
 from jitaku.errors import BackupError, ClusterError
 from jitaku.store.backup import Counts
 from tests.peers import wait_until
+from tests.test_backup import _local
 
 EXTERNAL = (
     'domains = ["example.org"]\n[database]\nurl = "postgresql+psycopg://mail:s3cret@db.example.org:6543/jitaku"\n'
@@ -70,9 +71,7 @@ def test_a_dump_and_record_left_in_the_data_dir_are_not_sent_for_the_fresh_ones(
 def test_a_sqlite_snapshot_with_a_stray_dump_is_verified_by_its_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    config = Config(parse(SQLITE + f'[backup]\ntarget = "{tmp_path / "repo"}"\n', data_dir / "jitaku.toml"), data_dir)
+    config = _local(tmp_path, tmp_path / "repo")
     files = {"jitaku.toml": SQLITE, "jitaku.db": "", "postgres.dump": "OLD", "backup.json": RECORD}
     monkeypatch.setattr(Restic, "run", lambda self, *args, **options: _Snapshot(files).run(*args))
     checked: list[Path] = []
@@ -248,10 +247,8 @@ def test_a_cluster_that_cannot_be_made_for_an_os_error_is_one_sentence(
 def test_a_left_cluster_whose_postmaster_lives_keeps_its_directory(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    config = Config(parse(SQLITE + f'[backup]\ntarget = "{tmp_path / "repo"}"\n', data_dir / "jitaku.toml"), data_dir)
-    left = data_dir / "backup" / "verify-x1y2"
+    config = _local(tmp_path, tmp_path / "repo")
+    left = config.data_dir / "backup" / "verify-x1y2"
     (left / "postgres").mkdir(parents=True)
     (left / "postgres" / "PG_VERSION").write_text("15\n")
     # a postmaster this process cannot tell for the cluster's (another user's: /proc/PID/cwd unreadable)
